@@ -1,0 +1,76 @@
+# evalsuite — set-up and entry points. A fresh clone needs two commands:
+#   make eval MODEL=fp4     (creates .venv on first use, then runs the main job)
+#   make test
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TORCH_VERSION := 2.13.0
+
+MODEL ?= fp4
+TASKS ?= all
+LIMIT ?=
+OUT ?= results/runs/$(subst :,_,$(subst /,_,$(MODEL)))
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Debian packages: espeak-ng speaks the audio task's words, chromium renders pages in browser tests,
+# tesseract-ocr is the cascade baseline's OCR specialist.
+DEB_PACKAGES := espeak-ng chromium tesseract-ocr
+DEB_COMMANDS := espeak-ng chromium tesseract
+
+.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels train clean-venv
+
+venv: $(VENV)/.installed
+
+# torch first, from its pinned version (a local CPU wheel here, the CUDA build on a GPU machine);
+# the rest under a constraint that keeps it, so no dependency pulls a different torch.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==$(TORCH_VERSION)
+	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+# Installs the Debian packages that are missing, when apt-get is usable (root or sudo); otherwise
+# says which are missing and goes on (the tests that need them skip).
+sysdeps:
+	@missing=""; set -- $(DEB_COMMANDS); for pkg in $(DEB_PACKAGES); do \
+	  command -v "$$1" >/dev/null 2>&1 || missing="$$missing $$pkg"; shift; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO=sudo; else SUDO=none; fi; \
+	  if [ "$$SUDO" != none ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian packages:$$missing"; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing (install them with apt-get; tests needing them will skip)"; fi; \
+	fi
+
+eval: venv sysdeps
+	$(PY) -m evalsuite run --model $(MODEL) --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT)) --out $(OUT) $(ARGS)
+
+test: venv sysdeps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+report: venv
+	$(PY) -m evalsuite report $(OUT)
+
+list: venv
+	$(PY) -m evalsuite list
+
+leaderboard: venv
+	$(PY) -m evalsuite leaderboard $(or $(RUNS),$(wildcard results/runs/*)) --out $(or $(SITE),results/leaderboard)
+
+gate: venv
+	$(PY) -m evalsuite gate --baseline results/baselines --candidate $(or $(CANDIDATE),$(OUT)) $(ARGS)
+
+bench: venv
+	$(PY) -m pytest bench -p no:cacheprovider --benchmark-enable -q $(PYTEST_ARGS)
+
+bench-kernels: venv
+	$(PY) bench/bench_kernels.py
+
+train: venv sysdeps
+	$(PY) -m model.train --preset tiny --out model/checkpoints/tiny $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Backends: each module registers one model family in evalsuite.registry.BACKENDS."""

@@ -1,0 +1,72 @@
+"""``replay:<predictions.jsonl>``: returns saved predictions by sample id (re-scoring, tests).
+
+Each line is ``{"id": ..., "prediction": ...}``, optionally with ``"task"`` to tell apart equal ids of
+different tasks. A sample id with no line errors that sample (and only that sample). The file's
+sha256 is recorded as the "weights" hash, so two replays of different files never resume each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from evalsuite.backend import Backend, BackendConfigError
+from evalsuite.registry import BACKENDS
+from evalsuite.types import Request, Response
+
+
+class ReplayFileError(BackendConfigError):
+    pass
+
+
+@BACKENDS.register("replay")
+class ReplayBackend(Backend):
+    """replay:<predictions.jsonl> returns saved predictions by sample id"""
+
+    modalities = frozenset({"text", "image", "video", "audio"})
+    backend_name = "replay"
+
+    def __init__(self, arg: str | None = None, **options: Any) -> None:
+        super().__init__(arg, **options)
+        if not arg:
+            raise ReplayFileError("replay needs a file: --model replay:<predictions.jsonl>")
+        path = Path(arg)
+        if not path.is_file():
+            raise ReplayFileError(f"replay file not found: {path} (expected JSON lines with 'id' and 'prediction')")
+        raw = path.read_bytes()
+        self.sha256 = hashlib.sha256(raw).hexdigest()
+        self.by_task: dict[tuple[str, str], str] = {}
+        self.by_id: dict[str, str] = {}
+        for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                sid, pred = str(row["id"]), row["prediction"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise ReplayFileError(
+                    f"{path}:{n}: expected a JSON object with 'id' and 'prediction', got {line[:80]!r}"
+                ) from None
+            pred = "" if pred is None else str(pred)
+            if "task" in row:
+                self.by_task[(str(row["task"]), sid)] = pred
+            else:
+                self.by_id[sid] = pred
+
+    def lookup(self, req: Request) -> str:
+        key = (req.task, req.sample_id)
+        if key in self.by_task:
+            return self.by_task[key]
+        if req.sample_id in self.by_id:
+            return self.by_id[req.sample_id]
+        raise KeyError(f"no saved prediction for sample id {req.sample_id!r} in {self.arg}")
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        return [Response(text=self.lookup(r), finish_reason="stop") for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(weights_sha256=self.sha256, engine_version="replay-1")
+        return d

@@ -1,0 +1,74 @@
+"""Where each registered name lives. Importing a module registers its names; this table lets the
+registries find them lazily, so ``python -m evalsuite list`` and a one-task run import only what they
+need.
+"""
+
+from __future__ import annotations
+
+from evalsuite.registry import BACKENDS, TASKS
+
+_TASKS = {
+    # synthetic
+    "docqa": ("tasks.docqa", "OCRBench-style document QA on rendered invoices, receipts, forms, tables, charts"),
+    "videoqa": ("tasks.videoqa", "long-video multiple-choice QA on sparse-event videos"),
+    "audioqa": ("tasks.audioqa", "MMAU-style audio QA: sounds, speech and paralinguistics"),
+    "gui": ("tasks.gui", "ScreenSpot-style GUI grounding: instruction -> point"),
+    "throughput": ("tasks.throughput", "serving throughput and latency at a fixed SLO"),
+    # official layouts
+    "ocrbench": ("tasks.official.ocrbench", "OCRBench (local folder)"),
+    "ocrbench_v2": ("tasks.official.ocrbench_v2", "OCRBench v2 (local folder)"),
+    "videomme": ("tasks.official.videomme", "Video-MME (lmms-lab layout, local folder)"),
+    "longvideobench": ("tasks.official.longvideobench", "LongVideoBench (local folder)"),
+    "screenspot": ("tasks.official.screenspot", "ScreenSpot (local folder)"),
+    "screenspot_v2": ("tasks.official.screenspot", "ScreenSpot-v2 (local folder)"),
+    "screenspot_pro": ("tasks.official.screenspot_pro", "ScreenSpot-Pro (local folder)"),
+    "mmau": ("tasks.official.mmau", "MMAU test-mini (local folder)"),
+}
+
+_BACKENDS = {
+    "mock": ("evalsuite.backends.mock", "deterministic mock model for tests and dry runs"),
+    "replay": ("evalsuite.backends.replay", "replay:<predictions.jsonl> returns saved predictions by sample id"),
+    "reference": ("evalsuite.backends.reference", "reference:<recipe> the reference omni model under a precision recipe"),
+}
+
+SYNTHETIC_TASKS = ("docqa", "videoqa", "audioqa", "gui", "throughput")
+GROUPS = {"all": SYNTHETIC_TASKS, "accuracy": SYNTHETIC_TASKS[:4]}
+
+
+def _install() -> None:
+    import importlib.util
+
+    for name, (module, help) in _TASKS.items():
+        if importlib.util.find_spec(module.split(".")[0]) is not None and _module_exists(module):
+            TASKS.lazy(name, module, help=help)
+    for name, (module, help) in _BACKENDS.items():
+        if _module_exists(module):
+            BACKENDS.lazy(name, module, help=help)
+    if _module_exists("evalsuite.backends.reference"):
+        for recipe in ("bf16", "fp8", "fp4", "fp4-all"):
+            BACKENDS.alias(recipe, f"reference:{recipe}", help=f"reference omni model, {recipe} precision recipe")
+
+
+def _module_exists(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def expand_tasks(spec: str) -> list[str]:
+    """``'all'`` → the synthetic tasks present; ``'docqa,gui'`` → both; order kept, duplicates dropped."""
+    out: list[str] = []
+    for item in (s.strip() for s in spec.split(",")):
+        if not item:
+            continue
+        names = [n for n in GROUPS[item] if n in TASKS] if item in GROUPS else [item]
+        for n in names:
+            if n not in out:
+                out.append(n)
+    return out
+
+
+_install()

@@ -1,0 +1,195 @@
+"""The log is the contract: ``results.json`` plus ``samples/<task>.jsonl`` in a run folder.
+
+- ``samples/<task>.jsonl``: one :class:`SampleResult` per line, appended as each sample finishes,
+  flushed and fsynced, so a killed run loses at most the line it was writing. Readers drop a torn
+  last line; when a run resumes, the file is first cut back to its last whole line.
+- ``results.json``: written atomically (temp file in the same folder, fsync, rename) after each task
+  and at the end, validated against ``schema/results.schema.json`` (``SCHEMA_VERSION``).
+
+Reports, comparisons and the gate read only these files (``load_run``), never live objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+from evalsuite.types import SampleResult
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
+
+
+class RunFormatError(ValueError):
+    """A run folder or results file is not what evalsuite writes."""
+
+
+# ---- JSON helpers -------------------------------------------------------------------------------
+def _clean(obj: Any) -> Any:
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    return json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False, default=str, **kw)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+# ---- sample logs --------------------------------------------------------------------------------
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read whole lines; a torn final line (a write cut short) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # torn tail: the run was killed mid-write
+                break
+            raise RunFormatError(f"{path}:{i + 1}: not a JSON line (expected one sample result per line)") from None
+    return rows
+
+
+def repair_jsonl(path: str | os.PathLike[str]) -> None:
+    """Cut a file back to its last complete line, so appends start on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_samples(path: str | os.PathLike[str]) -> dict[str, SampleResult]:
+    """Sample results by id; a later line for the same id replaces an earlier one."""
+    out: dict[str, SampleResult] = {}
+    for row in read_jsonl(path):
+        r = SampleResult.from_dict(row)
+        out[r.id] = r
+    return out
+
+
+class SampleLog:
+    """Append-only, fsynced JSON-lines writer for one task's sample results."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair_jsonl(self.path)
+        self._f = open(self.path, "a", encoding="utf-8")
+
+    def append(self, result: SampleResult) -> None:
+        self._f.write(dumps(result.to_dict()) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "SampleLog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---- results.json -------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(results: dict[str, Any]) -> None:
+    """Raise RunFormatError with the first schema violation (path and message)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(results), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise RunFormatError(f"results.json does not match schema {SCHEMA_VERSION} at {where}: {e.message}")
+
+
+def results_path(run: str | os.PathLike[str]) -> Path:
+    p = Path(run)
+    return p if p.name.endswith(".json") else p / "results.json"
+
+
+def load_results(run: str | os.PathLike[str]) -> dict[str, Any]:
+    path = results_path(run)
+    if not path.exists():
+        raise RunFormatError(f"no results.json at {path} (expected a run folder written by 'evalsuite run')")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunFormatError(f"{path} is not valid JSON: {e}") from None
+    validate(data)
+    return data
+
+
+def load_run(run: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, list[SampleResult]]]:
+    """results.json and every task's sample results (in file order, latest line per id)."""
+    results = load_results(run)
+    base = results_path(run).parent
+    samples: dict[str, list[SampleResult]] = {}
+    for name, task in results["tasks"].items():
+        rel = task.get("samples_file") or f"samples/{name}.jsonl"
+        samples[name] = list(read_samples(base / rel).values())
+    return results, samples
+
+
+def iter_scored(results: Iterable[SampleResult]) -> list[SampleResult]:
+    return [r for r in results if r.error is None and r.score is not None]

@@ -1,0 +1,374 @@
+"""The runner: samples → requests → backend → scorer → one fsynced JSON line per sample, and an
+atomically replaced ``results.json`` after every task.
+
+Resuming: a run folder remembers each task's config hash (task name, version, args, and the model's
+identity). Running again with the same ``--out`` skips the samples already in ``samples/<task>.jsonl``
+when the hash matches, refuses with one line when it does not (unless ``overwrite``), and so a run
+killed at any point and started again ends with the same metrics and no duplicated ids.
+
+Errors: a sample whose record is malformed, whose media is missing or corrupt, whose modality the
+backend does not accept, or whose backend call or scoring raises is written with its ``error``,
+counted in ``n_errors`` and left out of the metrics; the run goes on. A batch that raises is retried
+one request at a time so that one bad sample never takes its batch-mates with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from evalsuite import media as media_lib
+from evalsuite.backend import Backend
+from evalsuite.registry import BACKENDS, TASKS
+from evalsuite.results import (
+    SCHEMA_VERSION,
+    SampleLog,
+    atomic_write_json,
+    read_samples,
+    validate,
+)
+from evalsuite.stats import bootstrap_stat_ci
+from evalsuite.task import Task
+from evalsuite.types import Request, Response, Sample, SampleResult
+
+
+class RunError(RuntimeError):
+    """A run-level problem a user can fix (config mismatch, duplicate ids…): one line."""
+
+
+@dataclass
+class RunConfig:
+    model: str
+    tasks: list[str]
+    out: Path
+    limit: int | None = None
+    seed: int = 0
+    batch_size: int = 8
+    device: str = "cpu"
+    task_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overwrite: bool = False
+    max_error_rate: float = 0.05
+    quiet: bool = False
+    command: list[str] | None = None
+    report: bool = True
+
+
+@dataclass
+class RunOutcome:
+    results: dict[str, Any]
+    out: Path
+    exit_code: int
+    messages: list[str]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def make_backend(model: str, *, device: str = "cpu", seed: int = 0, batch_size: int = 8) -> Backend:
+    factory = BACKENDS.get(model)
+    _, arg = BACKENDS.split(model)
+    return factory(arg, device=device, seed=seed, batch_size=batch_size)
+
+
+def make_task(name: str, args: dict[str, Any] | None = None) -> Task:
+    cls = TASKS.get(name)
+    return cls(**(args or {}))
+
+
+def config_hash(task: Task, model_desc: dict[str, Any]) -> str:
+    """What must match for finished samples to be reused: the task's identity and the model's."""
+    ident = {
+        "task": task.describe(),
+        "model": {k: model_desc.get(k) for k in ("name", "backend", "precision", "weights_sha256")},
+    }
+    return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def prompt_text(sample: Sample) -> str:
+    parts = []
+    for m in sample.messages:
+        for p in m.content:
+            parts.append(p.text if p.type == "text" else f"<{p.type}>")
+    return " ".join(x for x in parts if x)
+
+
+def _public_metadata(sample: Sample) -> dict[str, Any]:
+    return {k: v for k, v in sample.metadata.items() if k != "text_form"}
+
+
+def _result(task: Task, sample: Sample, *, prediction: str | None = None, error: str | None = None,
+            resp: Response | None = None) -> SampleResult:
+    usage: dict[str, Any] = {}
+    if resp is not None:
+        usage = {
+            "prompt_tokens": resp.prompt_tokens,
+            "output_tokens": resp.output_tokens,
+            "ttft_s": resp.ttft_s,
+            "e2e_s": resp.e2e_s,
+            **resp.info,
+        }
+        usage = {k: v for k, v in usage.items() if v is not None}
+    return SampleResult(
+        id=sample.id,
+        task=task.name,
+        target=sample.target,
+        prediction=prediction,
+        score=None,
+        metadata=_public_metadata(sample),
+        error=error,
+        usage=usage,
+        media=[media_lib.describe(p) for p in sample.media],
+        prompt=prompt_text(sample),
+        choices=sample.choices,
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def process_batch(task: Task, backend: Backend, batch: list[Sample], seed: int) -> list[SampleResult]:
+    """Score one batch of samples; never raises for a per-sample problem."""
+    results: dict[str, SampleResult] = {}
+    ready: list[tuple[Sample, Request]] = []
+    for s in batch:
+        if s.error:
+            results[s.id] = _result(task, s, error=s.error)
+            continue
+        try:
+            req = task.request(s, seed=seed)
+            backend.check(req)
+            for part in s.media:
+                media_lib.check(part)
+        except Exception as e:  # bad media or unsupported modality: that sample only
+            results[s.id] = _result(task, s, error=_one_line(e))
+            continue
+        ready.append((s, req))
+
+    responses: list[Response | BaseException] = []
+    if ready:
+        try:
+            out = backend.generate([r for _, r in ready])
+            if len(out) != len(ready):
+                raise RuntimeError(f"backend returned {len(out)} responses for {len(ready)} requests")
+            responses = list(out)
+        except Exception:
+            responses = []
+            for _, req in ready:  # isolate the failing request(s)
+                try:
+                    responses.append(backend.generate([req])[0])
+                except Exception as e:
+                    responses.append(e)
+    for (s, _), resp in zip(ready, responses):
+        if isinstance(resp, BaseException):
+            results[s.id] = _result(task, s, error=_one_line(resp))
+            continue
+        r = _result(task, s, prediction=resp.text, resp=resp)
+        try:
+            scored = task.score(s, resp.text)
+            r.score = float(scored["score"])
+            r.scores = {k: v for k, v in scored.items() if k != "score"}
+        except Exception as e:
+            r.error = f"scoring failed: {_one_line(e)}"
+        results[s.id] = r
+    return [results[s.id] for s in batch]
+
+
+# ---- aggregation --------------------------------------------------------------------------------
+def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *, chash: str,
+              wall_s: float, complete: bool) -> dict[str, Any]:
+    """The results.json entry of one task, computed from its sample results only."""
+    scored = [r for r in results if r.error is None and r.score is not None]
+    primary = task.primary_metric
+    metrics = task.aggregate(results)
+    ci: dict[str, Any] = {}
+    if scored and isinstance(metrics.get(primary), (int, float)) and not math.isnan(float(metrics[primary])):
+        stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
+        ci[primary] = bootstrap_stat_ci(scored, stat, [str(r.metadata.get("cluster", r.id)) for r in scored],
+                                        n_boot=1000)
+    else:
+        ci[primary] = None
+    breakdown: dict[str, dict[str, Any]] = {}
+    for key in task.breakdown_keys:
+        groups: dict[str, list[SampleResult]] = {}
+        for r in results:
+            if key in r.metadata:
+                groups.setdefault(str(r.metadata[key]), []).append(r)
+        if groups:
+            breakdown[key] = {
+                g: {**task.aggregate(rs), "n": len(rs), "n_errors": sum(1 for r in rs if r.error)}
+                for g, rs in sorted(groups.items())
+            }
+    n_errors = sum(1 for r in results if r.error)
+    usage = _usage(results)
+    eff = dict(task.efficiency(results, wall_s))
+    if wall_s > 0 and results:
+        eff.setdefault("samples_per_s", round(len(results) / wall_s, 4))
+    return {
+        "version": str(task.version),
+        "args": task.args,
+        "media": task.media_settings(),
+        "primary_metric": primary,
+        "metrics": metrics,
+        "ci95": ci,
+        "n_samples": len(results),
+        "n_scored": len(scored),
+        "n_errors": n_errors,
+        "error_rate": (n_errors / len(results)) if results else 0.0,
+        "breakdown": breakdown,
+        "config_hash": chash,
+        "complete": complete,
+        "wall_time_s": round(wall_s, 3),
+        "usage": usage,
+        "efficiency": eff,
+        "samples_file": f"samples/{task.name}.jsonl",
+    }
+
+
+def _usage(results: list[SampleResult]) -> dict[str, Any]:
+    def total(key: str) -> int | None:
+        vals = [r.usage.get(key) for r in results if r.usage.get(key) is not None]
+        return int(sum(vals)) if vals else None
+
+    e2e = [r.usage["e2e_s"] for r in results if r.usage.get("e2e_s") is not None]
+    return {
+        "prompt_tokens": total("prompt_tokens"),
+        "output_tokens": total("output_tokens"),
+        "mean_e2e_s": (sum(e2e) / len(e2e)) if e2e else None,
+    }
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def _progress(total: int, desc: str, quiet: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="sample", disable=quiet, dynamic_ncols=True, leave=True)
+
+
+def run(cfg: RunConfig) -> RunOutcome:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    res_path = out / "results.json"
+    prior: dict[str, Any] | None = None
+    if res_path.exists():
+        try:
+            prior = json.loads(res_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            raise RunError(f"{res_path} is not valid JSON; remove it or pass --overwrite") from None
+
+    tasks = [make_task(name, cfg.task_args.get(name)) for name in cfg.tasks]
+    backend = make_backend(cfg.model, device=cfg.device, seed=cfg.seed, batch_size=cfg.batch_size)
+    model_desc = backend.describe()
+    hashes = {t.name: config_hash(t, model_desc) for t in tasks}
+
+    if prior is not None and not cfg.overwrite:
+        for t in tasks:
+            old = prior.get("tasks", {}).get(t.name)
+            if old and old.get("config_hash") != hashes[t.name]:
+                raise RunError(
+                    f"{out} already holds task {t.name!r} run with a different task/model config "
+                    f"(hash {old.get('config_hash')} != {hashes[t.name]}); use another --out or --overwrite"
+                )
+    if cfg.overwrite:
+        for t in tasks:
+            (out / "samples" / f"{t.name}.jsonl").unlink(missing_ok=True)
+        if prior is not None:
+            for t in tasks:
+                prior.get("tasks", {}).pop(t.name, None)
+
+    started = time.perf_counter()
+    prior_wall = float((prior or {}).get("environment", {}).get("wall_time_s", 0.0)) if prior else 0.0
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": (prior or {}).get("run_id") or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}",
+        "status": "running",
+        "created": (prior or {}).get("created") or now_iso(),
+        "updated": now_iso(),
+        "model": {**model_desc},
+        "tasks": dict((prior or {}).get("tasks", {})),
+        "environment": {},
+    }
+    messages: list[str] = []
+    exit_code = 0
+
+    def write(status: str) -> None:
+        from evalsuite.env import environment
+
+        doc["status"] = status
+        doc["updated"] = now_iso()
+        doc["environment"] = environment(cfg.command, cfg.seed, prior_wall + time.perf_counter() - started)
+        validate(json.loads(json.dumps(doc, default=str)))
+        atomic_write_json(res_path, doc)
+
+    try:
+        for task in tasks:
+            entry = _run_task(task, backend, cfg, out, hashes[task.name], (prior or {}).get("tasks", {}).get(task.name))
+            doc["tasks"][task.name] = entry
+            write("running")
+            rate = entry["error_rate"]
+            if rate > cfg.max_error_rate:
+                messages.append(
+                    f"task {task.name}: {entry['n_errors']}/{entry['n_samples']} samples errored "
+                    f"({rate:.1%} > --max-error-rate {cfg.max_error_rate:.1%})"
+                )
+                exit_code = 1
+        write("complete")
+    except BaseException:
+        try:
+            write("failed")
+        except Exception:
+            pass
+        raise
+    finally:
+        backend.close()
+
+    if cfg.report:
+        try:
+            from reports.run_report import render_run_report
+
+            render_run_report(out)
+        except ImportError:
+            pass
+    return RunOutcome(results=doc, out=out, exit_code=exit_code, messages=messages)
+
+
+def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: str,
+              prior_entry: dict[str, Any] | None) -> dict[str, Any]:
+    if hasattr(task, "run_with"):  # tasks that drive the backend themselves (throughput)
+        return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)  # type: ignore[attr-defined]
+    samples = list(task.samples())
+    if cfg.limit is not None:
+        samples = samples[: cfg.limit]
+    seen: set[str] = set()
+    for s in samples:
+        if s.id in seen:
+            raise RunError(f"task {task.name!r} yields sample id {s.id!r} twice; ids must be unique within a task")
+        seen.add(s.id)
+
+    log_path = out / "samples" / f"{task.name}.jsonl"
+    done = {i: r for i, r in read_samples(log_path).items() if i in seen}
+    todo = [s for s in samples if s.id not in done]
+    prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else 0.0
+    t0 = time.perf_counter()
+    bar = _progress(len(samples), task.name, cfg.quiet)
+    bar.update(len(done))
+    with SampleLog(log_path) as log:
+        for i in range(0, len(todo), max(1, cfg.batch_size)):
+            batch = todo[i : i + cfg.batch_size]
+            for r in process_batch(task, backend, batch, cfg.seed):
+                log.append(r)
+                done[r.id] = r
+            bar.update(len(batch))
+    bar.close()
+    ordered = [done[s.id] for s in samples if s.id in done]
+    wall = prior_wall + (time.perf_counter() - t0)
+    return summarize(task, samples, ordered, chash=chash, wall_s=wall, complete=len(ordered) == len(samples))

@@ -1,0 +1,84 @@
+"""Uncertainty for metrics: cluster bootstrap confidence intervals.
+
+Samples that share a source (several questions about one video, document or audio clip) are not
+independent; resampling single samples would make intervals too narrow. ``bootstrap_ci`` resamples
+whole clusters (a cluster is ``Sample.metadata["cluster"]``, defaulting to the sample id). The seed
+is fixed, so the same results give the same interval on every machine.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+
+N_BOOT = 2000
+
+
+def cluster_index(clusters: Sequence[str]) -> tuple[np.ndarray, int]:
+    """Map cluster labels to 0..C-1 (in order of first appearance)."""
+    ids: dict[str, int] = {}
+    out = np.empty(len(clusters), dtype=np.int64)
+    for i, c in enumerate(clusters):
+        out[i] = ids.setdefault(str(c), len(ids))
+    return out, len(ids)
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    clusters: Sequence[str] | None = None,
+    *,
+    level: float = 0.95,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap CI of the mean of ``values``, resampling clusters. None when empty."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return None
+    if x.size == 1:
+        return (float(x[0]), float(x[0]))
+    labels = list(clusters) if clusters is not None else [str(i) for i in range(x.size)]
+    idx, n_clusters = cluster_index(labels)
+    sums = np.bincount(idx, weights=x, minlength=n_clusters)
+    counts = np.bincount(idx, minlength=n_clusters).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    # Each bootstrap replicate draws n_clusters clusters with replacement; the replicate's mean is
+    # (sum of their sums) / (sum of their counts), via a multinomial weight per cluster.
+    weights = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=n_boot)  # [B, C]
+    means = (weights @ sums) / np.maximum(weights @ counts, 1.0)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return (float(lo), float(hi))
+
+
+def bootstrap_stat_ci(
+    rows: Sequence[object],
+    stat: Callable[[list[object]], float],
+    clusters: Sequence[str],
+    *,
+    level: float = 0.95,
+    n_boot: int = 500,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Cluster bootstrap CI of an arbitrary statistic over rows (for non-mean metrics)."""
+    if not rows:
+        return None
+    idx, n_clusters = cluster_index(clusters)
+    members: list[list[int]] = [[] for _ in range(n_clusters)]
+    for i, c in enumerate(idx):
+        members[c].append(i)
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, n_clusters, size=n_clusters)
+        sample = [rows[i] for c in pick for i in members[c]]
+        v = stat(sample)
+        if not math.isnan(v):
+            vals.append(v)
+    if not vals:
+        return None
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(np.asarray(vals), [alpha, 1.0 - alpha])
+    return (float(lo), float(hi))

@@ -1,0 +1,117 @@
+"""The task contract: data + prompt + scorer + aggregation, and no model code.
+
+A task subclass declares its name, version, default arguments (media preprocessing settings among
+them) and implements three things:
+
+- ``samples()`` yields :class:`~evalsuite.types.Sample` objects (its prompt template is applied
+  here: the sample's messages are what the model sees). A record that cannot be read becomes a
+  sample with ``error`` set, so one bad record never loses the others; a folder in the wrong layout
+  raises :class:`DataLayoutError` naming the files expected.
+- ``score(sample, prediction)`` returns a dict with at least ``score`` (a float; 0/1 for accuracy)
+  and any per-sample extras (``parsed``, ``anls``…).
+- ``aggregate(results)`` turns the scored results into the task's metrics. The default is the mean
+  of ``score`` as ``accuracy``; official adapters override it to reproduce their authors' rules.
+
+Everything about a task that changes its numbers is in ``name``, ``version`` and ``args``; the runner
+hashes these into the config hash that guards resumed runs and writes them into ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Iterable
+
+from evalsuite.types import Request, Sample, SampleResult
+
+
+class DataLayoutError(ValueError):
+    """A benchmark folder is not in the expected layout; the message names the files expected."""
+
+
+class TaskArgError(ValueError):
+    """A task argument has the wrong name or type; the message names what was expected."""
+
+
+class Task:
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    primary_metric: ClassVar[str] = "accuracy"
+    # Defaults for every argument the task understands; --task-arg may only set these keys.
+    default_args: ClassVar[dict[str, Any]] = {}
+    # Keys of ``args`` that are media preprocessing settings, passed to backends in Request.media.
+    media_keys: ClassVar[tuple[str, ...]] = ()
+    # Metadata keys whose values split the metrics in the results' breakdown.
+    breakdown_keys: ClassVar[tuple[str, ...]] = ("category",)
+    # Generation settings.
+    max_tokens: ClassVar[int] = 32
+
+    def __init__(self, **args: Any) -> None:
+        unknown = sorted(set(args) - set(self.default_args))
+        if unknown:
+            known = ", ".join(sorted(self.default_args)) or "none"
+            raise TaskArgError(f"task {self.name!r} has no argument {unknown[0]!r} (known: {known})")
+        merged = dict(self.default_args)
+        for key, value in args.items():
+            merged[key] = _coerce(self.name, key, value, self.default_args[key])
+        self.args: dict[str, Any] = merged
+
+    # ---- to implement -------------------------------------------------------------------------
+    def samples(self) -> Iterable[Sample]:
+        raise NotImplementedError
+
+    def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # ---- defaults -----------------------------------------------------------------------------
+    def request(self, sample: Sample, seed: int = 0) -> Request:
+        return Request(
+            sample_id=sample.id,
+            messages=sample.messages,
+            max_tokens=int(self.args.get("max_tokens", self.max_tokens)),
+            seed=seed,
+            media=self.media_settings(),
+            choices=sample.choices,
+            task=self.name,
+        )
+
+    def media_settings(self) -> dict[str, Any]:
+        return {k: self.args[k] for k in self.media_keys if k in self.args}
+
+    def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
+        scored = [r.score for r in results if r.error is None and r.score is not None]
+        return {self.primary_metric: (sum(scored) / len(scored)) if scored else float("nan")}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "args": self.args}
+
+    def efficiency(self, results: list[SampleResult], wall_s: float) -> dict[str, Any]:
+        """Task-specific efficiency figures (video-hours per hour…); empty by default."""
+        return {}
+
+
+def _coerce(task: str, key: str, value: Any, default: Any) -> Any:
+    """Coerce a --task-arg string to the default's type, with one clear error when it cannot be."""
+    if not isinstance(value, str) or isinstance(default, str) or default is None:
+        return value
+    try:
+        if isinstance(default, bool):
+            low = value.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, (list, dict)):
+            out = json.loads(value)
+            if not isinstance(out, type(default)):
+                raise ValueError(value)
+            return out
+    except ValueError:
+        raise TaskArgError(
+            f"task argument {task}.{key} expects {type(default).__name__} (like {json.dumps(default)}), got {value!r}"
+        ) from None
+    return value

@@ -1,0 +1,60 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from evalsuite.cli import parse_task_args
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+
+def _run(args, tmp_path, toy_dir):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}", "TOY_DIR": str(toy_dir)}
+    code = "import sys, toytask; from evalsuite.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_unknown_names_and_bad_task_args(toy, tmp_path):
+    p = _run(["run", "--model", "mokc", "--tasks", "toy"], tmp_path, toy)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines() == [p.stderr.strip()]  # one line
+    assert "unknown model 'mokc'; did you mean 'mock'" in p.stderr
+
+    p = _run(["run", "--model", "mock", "--tasks", "tyo"], tmp_path, toy)
+    assert p.returncode == 2 and "unknown task 'tyo'; did you mean 'toy'" in p.stderr
+
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--task-arg", "toy.n"], tmp_path, toy)
+    assert p.returncode == 2 and "--task-arg expects TASK.KEY=VALUE" in p.stderr
+
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--task-arg", "toy.n=many"], tmp_path, toy)
+    assert p.returncode == 2 and "toy.n expects int" in p.stderr
+
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--task-arg", "toy.colour=red"], tmp_path, toy)
+    assert p.returncode == 2 and "has no argument 'colour'" in p.stderr
+
+    p = _run(["run", "--model", "replay:/nonexistent.jsonl", "--tasks", "toy"], tmp_path, toy)
+    assert p.returncode == 2 and "replay file not found" in p.stderr
+
+
+def test_run_prints_summary_and_report_path(toy, tmp_path):
+    out = tmp_path / "run"
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--limit", "6", "--out", str(out), "--quiet"], tmp_path, toy)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split() == ["task", "metric", "value", "95%", "CI", "n", "errors"]
+    assert lines[2].split()[:2] == ["toy", "accuracy"] and lines[2].split()[-2:] == ["6", "0"]
+    assert f"report:  {out / 'report.html'}" in p.stdout
+    assert json.loads((out / "results.json").read_text())["tasks"]["toy"]["n_samples"] == 6
+
+
+def test_list_shows_tasks_models_and_groups(toy, tmp_path):
+    p = _run(["list"], tmp_path, toy)
+    assert p.returncode == 0
+    assert "toy" in p.stdout and "mock" in p.stdout and "replay" in p.stdout and "all" in p.stdout
+
+
+def test_parse_task_args():
+    assert parse_task_args(["docqa.n=5", "docqa.split=train", "gui.coords=norm1"]) == {
+        "docqa": {"n": "5", "split": "train"}, "gui": {"coords": "norm1"}}

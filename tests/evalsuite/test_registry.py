@@ -1,0 +1,62 @@
+import sys
+
+import pytest
+
+from evalsuite.registry import Registry, UnknownNameError
+
+
+def test_register_get_and_duplicate():
+    reg = Registry("thing")
+
+    @reg.register("alpha")
+    class Alpha:
+        """first thing"""
+
+    assert reg.get("alpha") is Alpha
+    assert reg.help("alpha") == "first thing"
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("alpha")(object)
+
+
+def test_unknown_name_suggests_near_miss():
+    reg = Registry("task")
+    reg.register("docqa")(object)
+    reg.register("videoqa")(object)
+    with pytest.raises(UnknownNameError) as e:
+        reg.get("docq")
+    msg = str(e.value)
+    assert msg.startswith("unknown task 'docq'; did you mean 'docqa'")
+    assert "\n" not in msg
+
+
+def test_lazy_import_registers_on_first_use(tmp_path, monkeypatch):
+    import evalsuite.registry as registry_mod
+
+    reg = Registry("model")
+    monkeypatch.setattr(registry_mod, "LAZY_TEST_REGISTRY", reg, raising=False)
+    (tmp_path / "lazy_backend_mod.py").write_text(
+        "import evalsuite.registry as r\nIMPORTED = True\nr.LAZY_TEST_REGISTRY.register('fake')(int)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg.lazy("fake", "lazy_backend_mod", help="lazy one")
+    assert "fake" in reg
+    assert "lazy_backend_mod" not in sys.modules  # listing a name imports nothing
+    assert reg.get("fake") is int
+    assert sys.modules["lazy_backend_mod"].IMPORTED
+    sys.modules.pop("lazy_backend_mod", None)
+
+
+def test_alias_and_argument_split():
+    reg = Registry("model")
+    reg.register("reference")(dict)
+    reg.alias("fp4", "reference:fp4")
+    assert reg.split("fp4") == ("reference", "fp4")
+    assert reg.get("fp4") is dict
+    assert reg.split("replay:/a/b:c.jsonl") == ("replay", "/a/b:c.jsonl")
+    assert "fp4" in reg.names()
+
+
+def test_global_catalog_lists_builtin_backends():
+    from evalsuite.registry import BACKENDS
+
+    assert {"mock", "replay"} <= set(BACKENDS.names())

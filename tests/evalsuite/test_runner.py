@@ -1,0 +1,181 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from evalsuite.results import load_run, read_jsonl, validate
+from evalsuite.runner import RunConfig, RunError, run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _replay_file(tmp_path, n=20, wrong=()):
+    """Predictions for the toy task: right except for the indices in `wrong`."""
+    from toytask import COLOURS
+
+    lines = []
+    for i in range(n):
+        colour = COLOURS[i % 4]
+        if i % 2:  # choice question: answer with a letter
+            pred = "ABCD"[(COLOURS.index(colour) + (1 if i in wrong else 0)) % 4]
+        else:
+            pred = ("purple" if i in wrong else f"It is {colour}.")
+        lines.append(json.dumps({"id": f"toy-{i:03d}", "prediction": pred}))
+    path = tmp_path / "preds.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_replay_run_scores_exactly_and_writes_the_contract(toy, tmp_path):
+    preds = _replay_file(tmp_path, wrong={0, 3, 5, 10})
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True))
+    assert outcome.exit_code == 0
+    results, samples = load_run(out)  # validates against the JSON Schema
+    t = results["tasks"]["toy"]
+    assert t["metrics"]["accuracy"] == pytest.approx(16 / 20)
+    assert t["n_samples"] == 20 and t["n_errors"] == 0 and t["n_scored"] == 20
+    lo, hi = t["ci95"]["accuracy"]
+    assert lo < 0.8 < hi
+    assert t["breakdown"]["category"]["even"]["n"] == 10
+    assert t["breakdown"]["category"]["even"]["accuracy"] == pytest.approx(8 / 10)  # 0, 10 wrong
+    assert t["breakdown"]["category"]["odd"]["accuracy"] == pytest.approx(8 / 10)  # 3, 5 wrong
+    assert results["status"] == "complete"
+    assert results["model"]["backend"] == "replay" and len(results["model"]["weights_sha256"]) == 64
+    env = results["environment"]
+    assert env["python"] and env["torch"] and env["gpu"] is None and env["seed"] == 0
+    assert [r.id for r in samples["toy"]] == [f"toy-{i:03d}" for i in range(20)]
+    assert (out / "report.html").exists()
+
+
+def test_limit_and_resume_extend_without_duplicates(toy, tmp_path):
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=5, quiet=True, report=False))
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=12, quiet=True, report=False))
+    rows = read_jsonl(out / "samples" / "toy.jsonl")
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)) == 12
+    results, _ = load_run(out)
+    assert results["tasks"]["toy"]["n_samples"] == 12
+
+
+def test_corrupt_media_errors_one_sample_and_the_run_finishes(toy, tmp_path):
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, max_error_rate=0.1,
+                            task_args={"toy": {"corrupt": "4"}}))
+    t = outcome.results["tasks"]["toy"]
+    assert t["n_errors"] == 1 and t["n_scored"] == 19
+    assert t["metrics"]["accuracy"] == pytest.approx(1.0)  # the errored sample is left out
+    _, samples = load_run(out)
+    bad = [r for r in samples["toy"] if r.error]
+    assert [r.id for r in bad] == ["toy-004"]
+    assert "image file is corrupt" in bad[0].error and "img004.png" in bad[0].error
+    assert outcome.exit_code == 0  # 5% ≤ 10%
+
+
+def test_error_rate_above_limit_exits_nonzero(toy, tmp_path):
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:fail=toy-00", tasks=["toy"], out=out, quiet=True, report=False))
+    t = outcome.results["tasks"]["toy"]
+    assert t["n_errors"] == 10  # ids toy-000 … toy-009 raise in the backend
+    assert outcome.exit_code == 1 and "max-error-rate" in outcome.messages[0]
+
+
+def test_backend_failure_is_isolated_to_its_sample(toy, tmp_path):
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:fail=toy-007", tasks=["toy"], out=out, quiet=True, report=False,
+                            batch_size=8, max_error_rate=1.0))
+    _, samples = load_run(out)
+    errored = {r.id: r.error for r in samples["toy"] if r.error}
+    assert errored == {"toy-007": "RuntimeError: mock failure on toy-007"}
+    assert outcome.results["tasks"]["toy"]["n_scored"] == 19
+
+
+def test_missing_replay_prediction_errors_that_sample(toy, tmp_path):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(json.dumps({"id": "toy-000", "prediction": "red"}) + "\n")
+    outcome = run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=tmp_path / "r", limit=3, quiet=True,
+                            report=False, max_error_rate=1.0))
+    t = outcome.results["tasks"]["toy"]
+    assert t["n_errors"] == 2 and t["metrics"]["accuracy"] == 1.0
+
+
+def test_config_mismatch_refuses_then_overwrite_reruns(toy, tmp_path):
+    out = tmp_path / "run"
+    run(RunConfig(model="mock", tasks=["toy"], out=out, limit=4, quiet=True, report=False))
+    with pytest.raises(RunError, match="different task/model config"):
+        run(RunConfig(model="mock", tasks=["toy"], out=out, limit=4, quiet=True, report=False,
+                      task_args={"toy": {"max_tokens": "4"}}))
+    run(RunConfig(model="mock", tasks=["toy"], out=out, limit=4, quiet=True, report=False, overwrite=True,
+                  task_args={"toy": {"max_tokens": "4"}}))
+    results, samples = load_run(out)
+    assert results["tasks"]["toy"]["args"]["max_tokens"] == 4 and len(samples["toy"]) == 4
+
+
+def test_torn_last_line_is_repaired_on_resume(toy, tmp_path):
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=6, quiet=True, report=False))
+    log = out / "samples" / "toy.jsonl"
+    data = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(data[:4]) + data[4][: len(data[4]) // 2])  # killed mid-write of line 5
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=6, quiet=True, report=False))
+    ids = [r["id"] for r in read_jsonl(log)]
+    assert ids == [f"toy-{i:03d}" for i in range(6)]
+    assert load_run(out)[0]["tasks"]["toy"]["metrics"]["accuracy"] == 1.0
+
+
+def _cli(args, env):
+    code = "import sys, toytask; from evalsuite.cli import main; sys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", code, *args]
+
+
+def test_sigkill_halfway_then_resume_equals_uninterrupted_run(toy, tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}", "TOY_DIR": str(toy)}
+    args = ["run", "--model", "mock:delay=0.05", "--tasks", "toy", "--task-arg", "toy.n=40", "--quiet",
+            "--batch-size", "2"]
+    ref = tmp_path / "ref"
+    subprocess.run(_cli([*args, "--out", str(ref)], env), env=env, check=True, capture_output=True, timeout=300)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli([*args, "--out", str(out)], env), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    log = out / "samples" / "toy.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if log.exists() and len(log.read_bytes().splitlines()) >= 12:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(read_jsonl(log))
+    assert 12 <= n_before < 40, n_before  # really killed halfway
+    subprocess.run(_cli([*args, "--out", str(out)], env), env=env, check=True, capture_output=True, timeout=300)
+
+    a, sa = load_run(ref)
+    b, sb = load_run(out)
+    ids = [r["id"] for r in read_jsonl(log)]
+    assert len(ids) == len(set(ids)) == 40
+    assert a["tasks"]["toy"]["metrics"] == b["tasks"]["toy"]["metrics"]
+    assert a["tasks"]["toy"]["ci95"] == b["tasks"]["toy"]["ci95"]
+    assert {r.id: r.prediction for r in sa["toy"]} == {r.id: r.prediction for r in sb["toy"]}
+    assert a["run_id"] != b["run_id"] and b["status"] == "complete"
+
+
+def test_results_schema_rejects_a_broken_file(toy, tmp_path):
+    out = tmp_path / "run"
+    run(RunConfig(model="mock", tasks=["toy"], out=out, limit=2, quiet=True, report=False))
+    doc = json.loads((out / "results.json").read_text())
+    validate(doc)
+    del doc["tasks"]["toy"]["n_errors"]
+    from evalsuite.results import RunFormatError
+
+    with pytest.raises(RunFormatError, match="n_errors"):
+        validate(doc)
