@@ -1,0 +1,22 @@
+import json
+
+from evalsuite.runner import RunConfig, run
+from reports.run_report import render_run_report
+
+
+def test_report_is_self_contained_escaped_and_shows_errors_and_media(toy, tmp_path):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("\n".join(json.dumps({"id": f"toy-{i:03d}", "prediction": "<script>alert(1)</script>red"})
+                               for i in range(6)))
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, max_error_rate=1.0,
+                  task_args={"toy": {"n": "6", "corrupt": "2"}}))
+    html = (out / "report.html").read_text()
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;red" in html
+    assert "toy-002" in html and "image file is corrupt" in html  # errored samples listed
+    assert html.count("data:image/png;base64,") >= 1 + 5  # the chart and five thumbnails
+    assert "http://" not in html and "https://" not in html  # nothing fetched from the network
+    # Re-rendering from the files alone gives the same page (no live objects involved).
+    again = render_run_report(out)
+    assert again.read_text() == html
