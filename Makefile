@@ -64,7 +64,8 @@ gate: venv
 	$(PY) -m evalsuite gate --baseline results/baselines --candidate $(or $(CANDIDATE),$(OUT)) $(ARGS)
 
 bench: venv
-	$(PY) -m pytest bench -p no:cacheprovider --benchmark-enable -q $(PYTEST_ARGS)
+	$(PY) -m pytest bench/test_bench_media.py -p no:cacheprovider --benchmark-enable --benchmark-json=.benchmarks/media.json -q $(PYTEST_ARGS)
+	$(PY) bench/report.py .benchmarks/media.json --section "Video decoding (media pipeline)" --command "make bench"
 
 bench-kernels: venv
 	$(PY) bench/bench_kernels.py
