@@ -100,7 +100,7 @@ class VisionConfig:
         if name == "tiny":
             cfg = VisionConfig(
                 patch_size=8, width=64, depth=2, heads=4, mlp_dim=128, merge=2,
-                min_patches=16, max_patches=256, lm_hidden=128, projector_hidden=128,
+                min_patches=16, max_patches=1280, lm_hidden=128, projector_hidden=128,
                 tile_size=32, max_tiles=6,
             )
         elif name == "nano-omni-30b-a3b":

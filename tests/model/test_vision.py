@@ -23,7 +23,7 @@ from model.vision import (
     tile_layout,
 )
 
-TINY = VisionConfig.preset("tiny")
+TINY = VisionConfig.preset("tiny", max_patches=256)  # a small budget, so the budget cases below bite
 FULL = VisionConfig.preset("nano-omni-30b-a3b")
 
 

@@ -1,0 +1,242 @@
+"""Scoring rules shared by the synthetic tasks and the official-benchmark adapters.
+
+Each function reproduces one published rule (our own implementation of it; the rule, not the code,
+is carried over):
+
+- :func:`ocrbench_match` — OCRBench (Yuliang-Liu/MultimodalOCR, ``scripts/*.py`` evaluation loop):
+  a sample is right when any answer, lower-cased and stripped with newlines turned into spaces, is a
+  substring of the prediction treated the same way. For HME100k the rule is case-sensitive and drops
+  every space and newline from both sides (``hme=True``).
+- :func:`anls` — Average Normalized Levenshtein Similarity (DocVQA / ST-VQA): ``1 - NL`` for the
+  best answer, where ``NL = lev(a, b) / max(len(a), len(b))`` on lower-cased stripped strings, and 0
+  when ``NL`` exceeds ``threshold`` (kept at ``NL == threshold``, as OCRBench v2's ``ANLS >= 0.5``
+  and lmms-eval's ``similarity >= 0.5`` do).
+- :func:`extract_choice` — a letter extractor in the spirit of lmms-eval's MMMU-style
+  ``parse_multi_choice_response`` (bracketed letters first, then bare letters, then option text, the
+  last mention winning among several), made robust: explicit "answer is X" phrases win, the article
+  "A" is not a choice, and an unparseable response gives ``None`` instead of a random letter.
+- :func:`videomme_extract` — Video-MME's ``extract_characters_regex`` (``eval_your_results.py``),
+  quirks included: its prefix list lacks two commas, so "The best option is" / "Best answer:" are
+  only removed as the concatenated strings; a response of more than 10 words without any of A–D is
+  unparsed; otherwise the first A–D character anywhere is the answer.
+- :func:`mmau_match` — MMAU's ``string_match`` (``evaluation.py``): every word token of the answer
+  must be in the prediction, and no token of a wrong choice (minus the answer's own tokens) may be.
+- :func:`parse_point` / :func:`point_in_box` — GUI grounding (ScreenSpot, SeeClick's
+  ``screenspot_test.py``; ScreenSpot-Pro's ``eval_screenspot_pro.py``): a click is right when it
+  lies inside the target box, borders included.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+__all__ = [
+    "ocrbench_match", "levenshtein", "anls", "extract_choice", "videomme_extract", "mmau_match",
+    "parse_point", "point_in_box", "COORDS",
+]
+
+
+def _as_list(answers: str | Sequence[object]) -> list[str]:
+    if isinstance(answers, str):
+        return [answers]
+    return [str(a) for a in answers]
+
+
+# ---- OCRBench -----------------------------------------------------------------------------------
+def ocrbench_match(prediction: str, answers: str | Sequence[str], *, hme: bool = False) -> bool:
+    """OCRBench's substring rule; ``hme=True`` is HME100k's case-sensitive, space-free variant."""
+    pred = str(prediction)
+    if hme:
+        pred = pred.strip().replace("\n", " ").replace(" ", "")
+    else:
+        pred = pred.lower().strip().replace("\n", " ")
+    for answer in _as_list(answers):
+        if hme:
+            a = answer.strip().replace("\n", " ").replace(" ", "")
+        else:
+            a = answer.lower().strip().replace("\n", " ")
+        if a in pred:  # note: an empty answer matches anything, as in the official loop
+            return True
+    return False
+
+
+# ---- ANLS ---------------------------------------------------------------------------------------
+def levenshtein(a: str, b: str) -> int:
+    """Edit distance (insertions, deletions, substitutions all cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i]
+        for j, cb in enumerate(b, 1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
+        prev = cur
+    return prev[-1]
+
+
+def anls(prediction: str, answers: str | Sequence[str], threshold: float = 0.5) -> float:
+    """Best ``1 - NL`` over the answers, 0 where ``NL > threshold``; in [0, 1]."""
+    pred = str(prediction).lower().strip()
+    best = 0.0
+    for answer in _as_list(answers):
+        a = answer.lower().strip()
+        length = max(len(a), len(pred))
+        nl = 0.0 if length == 0 else levenshtein(pred, a) / length
+        value = 1.0 - nl if nl <= threshold else 0.0
+        best = max(best, value)
+    return best
+
+
+# ---- multiple choice ----------------------------------------------------------------------------
+_OPTION_PREFIX = re.compile(r"^\s*[\(\[]?([A-Z])[\)\]\.:]\s+")
+_EDGE_PUNCT = " \t\n\r,.!?;:'\"*`"
+
+
+def _option_text(choice: str) -> str:
+    """``'B. A red car.'`` → ``'red car'``: no letter prefix, leading article or edge punctuation."""
+    text = _OPTION_PREFIX.sub("", choice, count=1).strip().strip(_EDGE_PUNCT)
+    return re.sub(r"^(?:a|an|the)\s+", "", text, flags=re.IGNORECASE)
+
+
+def extract_choice(response: str, choices: Sequence[str] | None = None, letters: str = "ABCD") -> str | None:
+    """The chosen letter in ``response``, or ``None`` when no rule finds exactly one.
+
+    Priority: (1) the whole response is a letter, optionally bracketed or punctuated ("B", "(B)",
+    "B."); (2) an explicit phrase — "answer is B", "Answer: (B)", "option B" — the last one wins;
+    (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
+    the last one wins; (5) standalone capital letters, not counting the article "A" before a
+    lower-case word, the last one wins; (6) option text from ``choices`` found in the response (the
+    longest matching texts only, the last one wins).
+    """
+    if not letters:
+        raise ValueError("letters must name at least one choice letter, like 'ABCD'")
+    text = str(response or "").strip()
+    if not text:
+        return None
+    L = re.escape(letters)
+    core = text.strip(_EDGE_PUNCT)
+    m = re.fullmatch(rf"[\(\[]?([{L}])[\)\]]?", core)
+    if m:
+        return m.group(1)
+    phrase = re.compile(
+        rf"(?:answer|option|choice)\s*(?:is|would be|should be|:)?\s*:?\s*(?:option\s*)?[\(\[]?([{L}])(?![A-Za-z0-9])",
+        re.IGNORECASE,
+    )
+    hits = [h for h in phrase.finditer(text) if h.group(1).isupper()]
+    if hits:
+        return hits[-1].group(1)
+    m = re.match(rf"\s*[\(\[]?([{L}])(?:[\)\]\.:,]|\s*$)", text)
+    if m:
+        return m.group(1)
+    bracketed = re.findall(rf"[\(\[]([{L}])[\)\]]", text)
+    if bracketed:
+        return bracketed[-1]
+    bare = [
+        h.group(1)
+        for h in re.finditer(rf"(?<![A-Za-z0-9])([{L}])(?![A-Za-z0-9'])", text)
+        if not (h.group(1) == "A" and re.match(r"\s+[a-z]", text[h.end():]))
+    ]
+    if bare:
+        return bare[-1]
+    if choices:
+        low = text.lower()
+        found: list[tuple[int, str, str]] = []
+        for letter, choice in zip(letters, choices):
+            opt = _option_text(choice).lower()
+            if opt and opt in low:
+                found.append((low.rfind(opt), letter, opt))
+        found = [f for f in found if not any(f[2] != g[2] and f[2] in g[2] for g in found)]
+        if found:
+            return max(found)[1]
+    return None
+
+
+# ---- Video-MME ----------------------------------------------------------------------------------
+# The official list, with its two missing commas reproduced: Python joins the adjacent literals.
+_VIDEOMME_PREFIXES = (
+    "The best answer is",
+    "The correct answer is",
+    "The answer is",
+    "The answer",
+    "The best option is" "The correct option is",
+    "Best answer:" "Best option:",
+)
+
+
+def videomme_extract(response: str) -> str | None:
+    """Video-MME's official letter extraction; ``None`` where the official script gives ``""``."""
+    s = str(response).strip()
+    for prefix in _VIDEOMME_PREFIXES:
+        s = s.replace(prefix, "")
+    has_letter = re.search(r"[ABCD]", s)
+    if len(s.split()) > 10 and not has_letter:
+        return None
+    return has_letter.group(0) if has_letter else None
+
+
+# ---- MMAU ---------------------------------------------------------------------------------------
+def _tokens(text: str) -> set[str]:
+    return set(re.findall(r"\b\w+\b", str(text).lower()))
+
+
+def mmau_match(prediction: str, choices: Sequence[str], answer: str) -> bool:
+    """MMAU's official ``string_match``: all answer tokens present, no wrong-choice-only token."""
+    pred = _tokens(prediction)
+    if not pred:
+        return False
+    ans = _tokens(answer)
+    wrong: set[str] = set()
+    for choice in choices:
+        toks = _tokens(choice)
+        if toks != ans:
+            wrong |= toks - ans
+    return ans <= pred and pred.isdisjoint(wrong)
+
+
+# ---- GUI grounding ------------------------------------------------------------------------------
+COORDS = ("norm1000", "norm1", "pixels")
+_NUM = r"[-+]?\d+(?:\.\d+)?"
+_BRACKETED = re.compile(rf"[\(\[<{{]\s*({_NUM})\s*,\s*({_NUM})(?:\s*,\s*({_NUM})\s*,\s*({_NUM}))?\s*[\)\]>}}]")
+_XY = re.compile(rf"\bx\s*[:=]\s*({_NUM}).*?\by\s*[:=]\s*({_NUM})", re.IGNORECASE | re.DOTALL)
+
+
+def parse_point(text: str, coords: str, width: int, height: int) -> tuple[float, float] | None:
+    """The point a response names, in pixels, or ``None`` when it names none inside the frame.
+
+    Accepted forms, first found wins: a bracketed pair "(x, y)" / "[x, y]" (a bracketed box
+    "[x1, y1, x2, y2]" gives its centre), "x=…, y=…", else the first two numbers of the text.
+    ``coords`` says how the model's numbers are scaled: ``norm1000`` (0–1000), ``norm1`` (0–1) or
+    ``pixels``. A point outside [0, scale] on either axis is treated as unparsed.
+    """
+    if coords not in COORDS:
+        raise ValueError(f"coords must be one of {COORDS}, got {coords!r}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    s = str(text)
+    xy: tuple[float, float] | None = None
+    m = _BRACKETED.search(s)
+    if m:
+        nums = [float(g) for g in m.groups() if g is not None]
+        xy = (nums[0], nums[1]) if len(nums) == 2 else ((nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2)
+    elif (m := _XY.search(s)) is not None:
+        xy = (float(m.group(1)), float(m.group(2)))
+    else:
+        nums = re.findall(_NUM, s)
+        if len(nums) >= 2:
+            xy = (float(nums[0]), float(nums[1]))
+    if xy is None:
+        return None
+    sx, sy = {"norm1000": (1000.0, 1000.0), "norm1": (1.0, 1.0), "pixels": (float(width), float(height))}[coords]
+    x, y = xy
+    if not (0.0 <= x <= sx and 0.0 <= y <= sy):
+        return None
+    return x / sx * width, y / sy * height
+
+
+def point_in_box(x: float, y: float, box_xyxy: Sequence[float]) -> bool:
+    """Whether (x, y) lies in the box ``[x1, y1, x2, y2]``, borders included."""
+    if len(box_xyxy) != 4:
+        raise ValueError(f"box must be [x1, y1, x2, y2], got {list(box_xyxy)!r}")
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    return x1 <= x <= x2 and y1 <= y <= y2
