@@ -66,6 +66,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache must be readable by a server or other users
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
