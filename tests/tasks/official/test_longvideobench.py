@@ -1,0 +1,86 @@
+"""LongVideoBench adapter: json layout, option0-4 / candidates, official parser with expected random fallback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from evalsuite.task import DataLayoutError
+from tasks.official.longvideobench import LongVideoBench, lvb_extract
+
+
+def _opts(*texts: str) -> dict:
+    padded = list(texts) + ["N/A"] * (5 - len(texts))
+    return {f"option{i}": t for i, t in enumerate(padded)}
+
+
+RECORDS = [
+    {"id": "q1", "video_id": "va", "video_path": "a.mp4", "question": "What falls?", **_opts("cup", "pen", "hat"),
+     "correct_choice": 1, "duration_group": 15, "question_category": "S2E", "level": "L1-Perception"},
+    {"id": "q2", "video_id": "va", "video_path": "a.mp4", "question": "Who?", "candidates": ["w", "x", "y", "z"],
+     "correct_choice": 0, "duration_group": 15, "question_category": "E2O", "level": "L2-Relation"},
+    {"id": "q3", "video_id": "vb", "video_path": "b.mp4", "question": "When?", **_opts("1", "2", "3", "4", "5"),
+     "correct_choice": 4, "duration_group": 600, "question_category": "T3E", "level": "L2-Relation"},
+    {"id": "q4", "video_id": "vb", "video_path": "b.mp4", "question": "Which?", **_opts("p", "q", "r", "s"),
+     "correct_choice": 2, "duration_group": 600, "question_category": "S2E", "level": "L1-Perception"},
+    {"id": "q5", "video_id": "vc", "video_path": "gone.mp4", "question": "?", **_opts("p", "q"), "correct_choice": 0},
+    {"id": "q6", "video_id": "va", "video_path": "a.mp4", "question": "?", **_opts("p", "q")},  # no correct_choice
+]
+PREDICTIONS = {
+    "q1": "B",  # right
+    "q2": "The best answer is D",  # prefix dropped, D: wrong
+    "q3": "I do not know",  # no A-E: the official parser guesses among 5 options -> expected 1/5
+    "q4": "Dogs, so C",  # first of A-E anywhere is the D of "Dogs": wrong
+}
+
+
+def make_dataset(root: Path, media) -> Path:
+    media.mp4(root / "videos" / "a.mp4")
+    media.mp4(root / "videos" / "b.mp4")
+    (root / "lvb_val.json").write_text(json.dumps(RECORDS))
+    return root
+
+
+def test_official_parser_and_expected_fallback(tmp_path: Path, media) -> None:
+    task = LongVideoBench(data_dir=str(make_dataset(tmp_path / "lvb", media)))
+    samples = list(task.samples())
+    errors = {s.id: s.error for s in samples if s.error}
+    assert set(errors) == {"q5", "q6"} and "video file not found" in errors["q5"] and "correct_choice" in errors["q6"]
+    assert samples[0].choices == ["cup", "pen", "hat"] and samples[0].target == "B"
+    assert "C. hat\nAnswer with the option's letter" in samples[0].messages[0].text
+    results = media.score_all(task, PREDICTIONS)
+    assert [r.score for r in results] == [1.0, 0.0, pytest.approx(0.2), 0.0, None, None]
+    m = task.aggregate(results)
+    assert m["accuracy"] == pytest.approx((1 + 0.2) / 4)
+    assert m["accuracy_strict"] == pytest.approx(1 / 4)
+    assert m["n_unparsed"] == 1
+
+
+@given(st.text(max_size=60))
+def test_lvb_extract_is_first_letter_after_prefixes(text: str) -> None:
+    got = lvb_extract(text)
+    assert got is None or got in "ABCDE"
+    if not any(p in text for p in ("The", "Best")):
+        first = next((c for c in text if c in "ABCDE"), None)
+        assert got == first
+
+
+def test_wrong_layout(tmp_path: Path) -> None:
+    (tmp_path / "l").mkdir()
+    (tmp_path / "l" / "lvb_val.json").write_text("[]")
+    with pytest.raises(DataLayoutError, match="videos"):
+        list(LongVideoBench(data_dir=str(tmp_path / "l")).samples())
+    (tmp_path / "l" / "lvb_val.json").write_text("{not json")
+    with pytest.raises(DataLayoutError, match="not valid JSON"):
+        list(LongVideoBench(data_dir=str(tmp_path / "l")).samples())
+
+
+def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
+    entry = run_replay("longvideobench", make_dataset(tmp_path / "lvb", media), PREDICTIONS)
+    assert entry["metrics"]["accuracy"] == pytest.approx(0.3)
+    assert entry["breakdown"]["duration_group"]["15"]["accuracy"] == pytest.approx(0.5)
+    assert entry["n_errors"] == 2

@@ -1,0 +1,92 @@
+"""Video-MME adapter: lmms-lab parquet layout, official extraction whose failures leave the denominator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evalsuite.task import DataLayoutError
+from tasks.official.videomme import VideoMME
+
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+OPTS = ["A. Apples.", "B. Candles.", "C. Berries.", "D. Same."]
+
+
+def _row(vid: str, qid: str, answer: str, duration: str, domain: str, task: str, options=OPTS) -> dict:
+    return {"video_id": vid[-3:], "duration": duration, "domain": domain, "sub_category": "Humanity & History",
+            "url": "", "videoID": vid, "question_id": qid, "task_type": task, "question": f"question {qid}?",
+            "options": list(options), "answer": answer}
+
+
+ROWS = [
+    _row("v1", "001-1", "C", "short", "Knowledge", "Counting Problem"),
+    _row("v1", "001-2", "A", "short", "Knowledge", "Information Synopsis"),
+    _row("v1", "001-3", "D", "short", "Knowledge", "Counting Problem"),
+    _row("v2", "002-1", "B", "long", "Sports Competition", "Action Recognition"),
+    _row("v2", "002-2", "A", "long", "Sports Competition", "Action Recognition"),
+    _row("v3", "003-1", "A", "medium", "Life Record", "OCR Problems"),  # video missing
+    _row("v2", "002-3", "A", "long", "Sports Competition", "Action Recognition", options=OPTS[:3]),  # malformed
+]
+PREDICTIONS = {
+    "001-1": "C. Berries.",  # right
+    "001-2": "D.",  # wrong
+    "001-3": "I cannot determine this from the video at all, sorry about that.",  # > 10 words, no A-D: unparsed
+    "002-1": "Best answer: C",  # official quirk: "Best answer:" is never removed, the B of "Best" is read
+    "002-2": "the answer is a",  # no capital A-D: unparsed
+}
+
+
+def make_dataset(root: Path, media) -> Path:
+    (root / "videomme").mkdir(parents=True)
+    pd.DataFrame(ROWS).to_parquet(root / "videomme" / "test-00000-of-00001.parquet")
+    media.mp4(root / "data" / "v1.mp4")
+    media.mp4(root / "data" / "v2.mp4")
+    (root / "subtitle").mkdir()
+    (root / "subtitle" / "v1.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:01,000\n<font color=\"white\" size=\".72c\">Hello there</font>\n\n"
+        "2\n00:00:01,000 --> 00:00:02,000\nThree apples\n")
+    return root
+
+
+def test_official_accuracy_excludes_unparsed(tmp_path: Path, media) -> None:
+    task = VideoMME(data_dir=str(make_dataset(tmp_path / "vmme", media)))
+    samples = list(task.samples())
+    errors = {s.id: s.error for s in samples if s.error}
+    assert set(errors) == {"003-1", "002-3"}
+    assert "video file not found" in errors["003-1"] and "4 options" in errors["002-3"]
+    s = samples[0]
+    assert s.metadata["cluster"] == "v1" and s.metadata["duration"] == "short"
+    assert s.messages[0].text.endswith("D. Same.\nThe best answer is:")
+    results = media.score_all(task, PREDICTIONS)
+    assert [r.scores.get("parsed") for r in results[:5]] == ["C", "D", None, "B", None]
+    m = task.aggregate(results)
+    assert m["accuracy"] == pytest.approx(2 / 3)  # 2 right of 3 answered
+    assert m["accuracy_strict"] == pytest.approx(2 / 5)
+    assert m["n_unparsed"] == 2
+    short = [r for r in results if r.metadata.get("duration") == "short"]
+    assert task.aggregate(short)["accuracy"] == pytest.approx(1 / 2)
+
+
+def test_subtitles_and_duration_filter(tmp_path: Path, media) -> None:
+    root = make_dataset(tmp_path / "vmme", media)
+    task = VideoMME(data_dir=str(root), subtitles="true", duration="short")
+    samples = list(task.samples())
+    assert [s.id for s in samples] == ["001-1", "001-2", "001-3"]
+    assert samples[0].messages[0].text.startswith("This video's subtitles are listed below:\nHello there\nThree apples\n")
+
+
+def test_wrong_layout(tmp_path: Path) -> None:
+    (tmp_path / "v" / "data").mkdir(parents=True)
+    with pytest.raises(DataLayoutError, match=r"videomme/test-\*\.parquet"):
+        list(VideoMME(data_dir=str(tmp_path / "v")).samples())
+
+
+def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
+    entry = run_replay("videomme", make_dataset(tmp_path / "vmme", media), PREDICTIONS)
+    assert entry["metrics"]["accuracy"] == pytest.approx(2 / 3)
+    assert entry["metrics"]["n_unparsed"] == 2
+    assert entry["breakdown"]["duration"]["long"]["accuracy"] == 1.0
+    assert entry["media"] == {"fps": 1.0, "max_frames": 64, "evs_q": 0.0}
