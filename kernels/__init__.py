@@ -1,0 +1,19 @@
+"""Number formats, quantized layers and precision recipes.
+
+Layers, one job per file, each fast path beside its reference:
+
+- `kernels.constants` — the numbers of E4M3, E2M1 and NVFP4.
+- `kernels.fp8`, `kernels.nvfp4` — pure ``quantize`` / ``dequantize`` reference codecs.
+- `kernels.fp8_gemm` — W8A8 matmul (``torch._scaled_mm`` on FP8 GPUs, reference elsewhere).
+- `kernels.triton.nvfp4_gemm` — W4A16 Triton kernel beside ``nvfp4_gemm_ref``.
+- `kernels.qlinear` — ``FP8Linear`` / ``NVFP4Linear`` modules.
+- `kernels.recipes` — named precision recipes (data), ``kernels.recipes.get(name)``.
+- `kernels.swap` — ``quantize_model(model, recipe)``, ``report(model)``, ``plan(model, recipe)``.
+- `kernels.checkpoint` — packed safetensors save / load and on-disk size.
+"""
+
+from __future__ import annotations
+
+from kernels.swap import QuantReport, plan, quantize_model, report
+
+__all__ = ["QuantReport", "plan", "quantize_model", "report"]

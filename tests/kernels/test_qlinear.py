@@ -1,0 +1,93 @@
+"""FP8Linear / NVFP4Linear: built from nn.Linear, forward equals the reference math."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from kernels import fp8, nvfp4
+from kernels.qlinear import FP8Linear, NVFP4Linear
+from kernels.triton import HAS_TRITON
+
+
+def _linear(n: int, k: int, bias: bool = True, dtype: torch.dtype = torch.bfloat16) -> nn.Linear:
+    torch.manual_seed(n * 1000 + k)
+    return nn.Linear(k, n, bias=bias).to(dtype)
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_fp8_linear_holds_the_codec_output_and_matches_reference(granularity):
+    lin = _linear(32, 64)
+    q = FP8Linear.from_linear(lin, granularity)
+    expected = fp8.quantize(lin.weight, granularity)
+    assert torch.equal(q.qdata.view(torch.uint8), expected.qdata.view(torch.uint8))
+    assert torch.equal(q.scale, expected.scales)
+    assert q.fmt == ("fp8" if granularity == "tensor" else "fp8-channel")
+    x = torch.randn(2, 3, 64, dtype=torch.bfloat16)
+    y = q(x)
+    xq = fp8.quantize(x, "token")
+    ref = (fp8.dequantize(*xq) @ q.dequantized_weight().t() + lin.bias.float()).to(torch.bfloat16)
+    assert y.dtype == torch.bfloat16 and y.shape == (2, 3, 32)
+    torch.testing.assert_close(y, ref, rtol=0, atol=0)
+    # and it is close to the unquantized layer
+    rel = (y.float() - lin(x).float()).norm() / lin(x).float().norm()
+    assert rel < 0.06
+
+
+def test_nvfp4_linear_holds_the_codec_output_and_matches_reference():
+    lin = _linear(48, 64, bias=False)
+    q = NVFP4Linear.from_linear(lin)
+    expected = nvfp4.quantize(lin.weight)
+    assert torch.equal(q.qdata, expected.qdata)
+    assert torch.equal(q.block_scales.view(torch.uint8), expected.block_scales.view(torch.uint8))
+    assert torch.equal(q.global_scale, expected.global_scale)
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    ref = (x.float() @ q.dequantized_weight().t()).to(torch.bfloat16)
+    torch.testing.assert_close(q(x), ref, rtol=0, atol=0)
+    rel = (q(x).float() - lin(x).float()).norm() / lin(x).float().norm()
+    assert rel < 0.15
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton missing")
+def test_nvfp4_linear_triton_backend_matches_ref_backend():
+    lin = _linear(32, 48)
+    q = NVFP4Linear.from_linear(lin)
+    x = torch.randn(4, 48, dtype=torch.bfloat16)
+    q.backend = "ref"
+    ref = q(x)
+    q.backend = "triton"  # CPU tensors: runs under the Triton interpreter
+    torch.testing.assert_close(q(x).float(), ref.float(), rtol=2.0**-7, atol=2.0**-7)
+
+
+def test_sizes_and_bits_per_weight():
+    lin = _linear(32, 64, bias=False)
+    f8 = FP8Linear.from_linear(lin)
+    f4 = NVFP4Linear.from_linear(lin)
+    assert f8.nbytes == 32 * 64 + 4
+    assert f4.nbytes == 32 * 64 // 2 + 32 * 64 // 16 + 4  # 4.5 bits/weight + global scale
+
+
+def test_meta_linear_converts_to_meta_layer():
+    with torch.device("meta"):
+        lin = nn.Linear(4096, 2048, bias=False)
+    q = NVFP4Linear.from_linear(lin)
+    assert q.qdata.is_meta and q.qdata.shape == (2048, 2048)
+    assert q.nbytes == 2048 * 4096 // 2 + 2048 * 4096 // 16 + 4
+
+
+def test_state_dict_round_trip_into_empty_layer():
+    lin = _linear(16, 32)
+    q = NVFP4Linear.from_linear(lin)
+    fresh = NVFP4Linear(32, 16, bias=True)
+    fresh.load_state_dict(q.state_dict())
+    x = torch.randn(3, 32, dtype=torch.bfloat16)
+    assert torch.equal(fresh(x), q(x))
+    assert sorted(q.state_dict()) == ["bias", "block_scales", "global_scale", "qdata"]
+
+
+def test_bad_shapes_are_clear_errors():
+    with pytest.raises(ValueError, match="in_features must be a multiple of 16, got 20"):
+        NVFP4Linear(20, 8)
+    with pytest.raises(ValueError, match="granularity must be 'tensor' or 'channel'"):
+        FP8Linear(16, 16, granularity="token")

@@ -1,0 +1,114 @@
+"""Packed safetensors checkpoints: layout, round trip, sizes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from kernels_toy_model import build, inputs
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import kernels
+from kernels.checkpoint import checkpoint_size, load_packed, read_metadata, save_packed
+from kernels.qlinear import FP8Linear, NVFP4Linear
+from kernels.recipes import Recipe
+
+
+@pytest.fixture(autouse=True)
+def _no_grad():
+    with torch.no_grad():
+        yield
+
+
+@pytest.mark.parametrize("recipe", ["fp8", "fp4", "fp4-all"])
+def test_round_trip_gives_identical_tensors_and_logits(tmp_path, recipe):
+    model = kernels.quantize_model(build(seed=0), recipe)
+    path = save_packed(model, tmp_path / "m.safetensors")
+    fresh = load_packed(build(seed=123), path)  # different init: everything must come from the file
+    a, b = model.state_dict(), fresh.state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k].dtype == b[k].dtype and torch.equal(a[k].reshape(-1).view(torch.uint8), b[k].reshape(-1).view(torch.uint8)), k
+    assert kernels.report(fresh).formats() == kernels.report(model).formats()
+    assert fresh.quant_recipe.name == recipe
+    toks, img = inputs()
+    assert torch.equal(fresh(toks, img), model(toks, img))
+
+
+def test_layout_names_dtypes_and_metadata(tmp_path):
+    model = kernels.quantize_model(build(), "fp4")
+    path = save_packed(model, tmp_path / "m.safetensors")
+    w = "backbone.layers.2.mixer.experts.1.up_proj.weight"
+    f8 = "backbone.layers.0.mixer.in_proj.weight"
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+        assert f.get_tensor(w + ".qdata").dtype == torch.uint8
+        assert f.get_tensor(w + ".qdata").shape == (32, 16)
+        assert f.get_tensor(w + ".block_scales").dtype == torch.float8_e4m3fn
+        assert f.get_tensor(w + ".block_scales").shape == (32, 2)
+        assert f.get_tensor(w + ".global_scale").shape == ()
+        assert f.get_tensor(f8 + ".qdata").dtype == torch.float8_e4m3fn
+        assert f.get_tensor(f8 + ".scale").dtype == torch.float32
+    assert w not in keys and "lm_head.weight" in keys and "backbone.layers.2.mixer.gate.weight" in keys
+    meta = read_metadata(path)
+    layers = json.loads(meta["evalsuite.layers"])
+    assert layers["backbone.layers.2.mixer.experts.1.up_proj"] == "nvfp4"
+    assert layers["backbone.layers.0.mixer.in_proj"] == "fp8"
+    assert "lm_head" not in layers and meta["evalsuite.kv_cache_dtype"] == "bf16"
+
+
+def test_load_into_meta_model_materializes_it(tmp_path):
+    model = kernels.quantize_model(build(), "fp4-all")
+    path = save_packed(model, tmp_path / "m.safetensors")
+    with torch.device("meta"):
+        skeleton = build()
+    loaded = load_packed(skeleton, path)
+    assert not any(t.is_meta for t in loaded.state_dict().values())
+    toks, img = inputs()
+    assert torch.equal(loaded(toks, img), model(toks, img))
+
+
+def test_per_channel_fp8_and_custom_recipe_round_trip(tmp_path):
+    recipe = Recipe("custom", "", rules=(("backbone.layers.*.mixer.**", "fp8-channel"),))
+    model = kernels.quantize_model(build(), recipe)
+    path = save_packed(model, tmp_path / "m.safetensors")
+    fresh = load_packed(build(seed=5), path)
+    layer = fresh.backbone.layers[1].mixer.q_proj
+    assert isinstance(layer, FP8Linear) and layer.scale.shape == (32, 1)
+    assert not hasattr(fresh, "quant_recipe")  # a custom recipe's rules are not in the file
+    toks, img = inputs()
+    assert torch.equal(fresh(toks, img), model(toks, img))
+
+
+def test_size_report_matches_layout_arithmetic(tmp_path):
+    model = kernels.quantize_model(build(), "fp4-all")
+    path = save_packed(model, tmp_path / "m.safetensors")
+    size = checkpoint_size(path)
+    nv = size.by_format["nvfp4"]
+    n_weights = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, NVFP4Linear))
+    n_layers = sum(isinstance(m, NVFP4Linear) for m in model.modules())
+    assert nv["weights"] == n_weights
+    assert nv["bytes"] == n_weights // 2 + n_weights // 16 + 4 * n_layers
+    assert nv["bits_per_weight"] == pytest.approx(4.5 + 32 * n_layers / n_weights)
+    assert size.quantized_bits_per_weight == pytest.approx(nv["bits_per_weight"])
+    assert size.by_format["bf16"]["bits_per_weight"] == 16
+    tensor_bytes = sum(r["bytes"] for r in size.by_format.values())
+    assert tensor_bytes < size.file_bytes < tensor_bytes + 16384  # header only on top
+    assert "nvfp4" in size.table()
+
+
+def test_bad_files_are_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="packed checkpoint not found"):
+        read_metadata(tmp_path / "missing.safetensors")
+    plain = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(plain))
+    with pytest.raises(ValueError, match="is not an evalsuite packed checkpoint"):
+        load_packed(build(), plain)
+    model = kernels.quantize_model(build(), "fp4")
+    path = save_packed(model, tmp_path / "m.safetensors")
+    other = build()
+    del other.backbone.layers[2].mixer.experts[3]
+    with pytest.raises(ValueError, match="experts.3.up_proj has no counterpart in the model"):
+        load_packed(other, path)
