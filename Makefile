@@ -58,10 +58,10 @@ list: venv
 	$(PY) -m evalsuite list
 
 leaderboard: venv
-	$(PY) -m evalsuite leaderboard $(or $(RUNS),$(wildcard results/runs/*)) --out $(or $(SITE),results/leaderboard)
+	$(PY) -m evalsuite leaderboard $(or $(RUNS),results/runs) --out $(or $(SITE),results/leaderboard)
 
 gate: venv
-	$(PY) -m evalsuite gate --baseline results/baselines --candidate $(or $(CANDIDATE),$(OUT)) $(ARGS)
+	$(PY) -m evalsuite gate --baseline results/baselines --candidate $(or $(CANDIDATE),$(OUT)) --out $(or $(GATE_OUT),results/gate) $(ARGS)
 
 bench: venv
 	$(PY) -m pytest bench/test_bench_media.py -p no:cacheprovider --benchmark-enable --benchmark-json=.benchmarks/media.json -q $(PYTEST_ARGS)

@@ -54,6 +54,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results and published pages must be readable
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -1,0 +1,263 @@
+"""``python -m evalsuite compare RUN_A RUN_B --out DIR``: paired comparison of two runs.
+
+Per task in both runs, on the samples both runs scored (same task, same sample id, same task
+configuration): the difference B - A of the mean sample score, its 95% CI by paired cluster bootstrap,
+a two-sided test (exact McNemar for 0/1 scores, cluster sign-flip otherwise), Holm-adjusted across
+tasks; the efficiency ratios B/A of every figure both runs report; and the flips (samples that went
+right → wrong or back). Writes ``DIR/compare.json``, ``DIR/index.html`` (summary) and
+``DIR/flips.html`` (flips browser with media), and prints a summary table.
+
+Tasks are comparable only when their version, arguments and media settings match (``config_hash``
+also covers the model, so it always differs between two models; it is not what is checked). A
+mismatch is an error unless ``--allow-config-mismatch``, which turns it into a warning.
+
+Reads only results files (``load_run``): any two runs can be compared later.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from evalsuite.paired import PairedDiff, holm, pair, paired_diff
+from evalsuite.results import RunFormatError, atomic_write_json, load_run
+from evalsuite.stats import N_BOOT
+from evalsuite.types import SampleResult
+
+CONFIG_KEYS = ("version", "args", "media")
+
+
+class CompareError(RunFormatError):
+    """Two runs cannot be compared as asked (no task in common, different task configurations…)."""
+
+
+# ---- task configuration -------------------------------------------------------------------------
+def _flatten(prefix: str, v: Any, out: dict[str, Any]) -> None:
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), x, out)
+    else:
+        out[prefix] = v
+
+
+def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[str]:
+    """Differences in version, args and media settings between two results.json task entries."""
+    fa: dict[str, Any] = {}
+    fb: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        _flatten(key, task_a.get(key), fa)
+        _flatten(key, task_b.get(key), fb)
+    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def select_tasks(results_a: dict[str, Any], results_b: dict[str, Any], tasks: Sequence[str] | None,
+                 *, what: str = "the two runs") -> list[str]:
+    """Tasks present in both runs (restricted to ``tasks`` when given), in A's order."""
+    common = [t for t in results_a["tasks"] if t in results_b["tasks"]]
+    if tasks:
+        missing = [t for t in tasks if t not in common]
+        if missing:
+            raise CompareError(f"task(s) {', '.join(missing)} not in both of {what} (common: {', '.join(common) or 'none'})")
+        common = [t for t in common if t in tasks]
+    if not common:
+        raise CompareError(f"{what} have no task in common (A: {', '.join(results_a['tasks']) or 'none'}; "
+                           f"B: {', '.join(results_b['tasks']) or 'none'})")
+    return common
+
+
+def check_configs(results_a: dict[str, Any], results_b: dict[str, Any], tasks: Iterable[str], *,
+                  allow_mismatch: bool) -> dict[str, list[str]]:
+    """Per task, its configuration differences; raise CompareError on any unless ``allow_mismatch``."""
+    diffs = {t: config_differences(results_a["tasks"][t], results_b["tasks"][t]) for t in tasks}
+    bad = {t: d for t, d in diffs.items() if d}
+    if bad and not allow_mismatch:
+        t, d = next(iter(bad.items()))
+        more = f" (and {len(bad) - 1} more task(s))" if len(bad) > 1 else ""
+        raise CompareError(f"task {t!r} was run with different settings ({'; '.join(d[:3])}){more}: "
+                           "samples are not comparable; re-run with the same settings or pass --allow-config-mismatch")
+    return diffs
+
+
+# ---- efficiency ---------------------------------------------------------------------------------
+_LOWER_BETTER = ("ttft", "tpot", "itl", "latency", "e2e", "joules", "rtf", "real_time_factor", "wall_time")
+_HIGHER_BETTER = ("per_s", "per_hour", "throughput", "goodput", "per_gpu", "per_user", "speedup")
+
+
+def efficiency_direction(key: str) -> int:
+    """+1 when a larger figure is better (throughput), -1 when smaller is (latency, energy), 0 unknown."""
+    k = key.lower()
+    if any(w in k for w in _LOWER_BETTER) or k.endswith(("_ms", "_s")) and "per_s" not in k:
+        return -1
+    if any(w in k for w in _HIGHER_BETTER):
+        return 1
+    return 0
+
+
+def numeric_figures(eff: dict[str, Any] | None) -> dict[str, float]:
+    """Scalar numbers of an efficiency dict, nested dicts flattened to dotted keys."""
+    flat: dict[str, Any] = {}
+    _flatten("", eff or {}, flat)
+    return {k: float(v) for k, v in flat.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
+
+
+def efficiency_ratios(eff_a: dict[str, Any] | None, eff_b: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """B/A of every numeric efficiency figure in both (ratio None when A is 0)."""
+    fa, fb = numeric_figures(eff_a), numeric_figures(eff_b)
+    out: dict[str, dict[str, Any]] = {}
+    for k in fa:
+        if k in fb:
+            out[k] = {"a": fa[k], "b": fb[k], "ratio": (fb[k] / fa[k]) if fa[k] != 0 else None,
+                      "direction": efficiency_direction(k)}
+    return out
+
+
+# ---- the comparison -----------------------------------------------------------------------------
+@dataclass
+class TaskComparison:
+    task: str
+    primary_metric: str
+    metric_a: Any
+    metric_b: Any
+    diff: PairedDiff | None
+    p_holm: float | None = None
+    n_only_a: int = 0
+    n_only_b: int = 0
+    config_diffs: list[str] = field(default_factory=list)
+    efficiency: dict[str, dict[str, Any]] = field(default_factory=dict)
+    flips: list[tuple[SampleResult, SampleResult]] = field(default_factory=list)
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.task, "primary_metric": self.primary_metric, "metric_a": self.metric_a,
+            "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
+            "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b,
+            "config_differences": self.config_diffs, "efficiency": self.efficiency, "note": self.note,
+            "flips": [{"id": a.id, "a": a.score, "b": b.score} for a, b in self.flips],
+        }
+
+
+@dataclass
+class Comparison:
+    run_a: dict[str, Any]  # results.json of A
+    run_b: dict[str, Any]
+    label_a: str
+    label_b: str
+    tasks: list[TaskComparison]
+    level: float
+
+    def to_dict(self) -> dict[str, Any]:
+        def who(r: dict[str, Any], label: str) -> dict[str, Any]:
+            return {"path": label, "run_id": r["run_id"], "model": r["model"]}
+
+        return {"a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
+                "delta": "B - A, mean sample score on the samples both runs scored",
+                "ci": "paired percentile bootstrap over clusters (metadata.cluster)",
+                "test": "exact McNemar (0/1 scores) or cluster sign-flip; p_holm: Holm across tasks",
+                "tasks": {t.task: t.to_dict() for t in self.tasks}}
+
+
+def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
+                 run_b: tuple[dict[str, Any], dict[str, list[SampleResult]]], *,
+                 label_a: str = "A", label_b: str = "B", tasks: Sequence[str] | None = None,
+                 allow_config_mismatch: bool = False, level: float = 0.95, n_boot: int = N_BOOT,
+                 seed: int = 0) -> Comparison:
+    """Compare two loaded runs (``load_run`` outputs) task by task."""
+    (ra, sa), (rb, sb) = run_a, run_b
+    names = select_tasks(ra, rb, tasks)
+    diffs = check_configs(ra, rb, names, allow_mismatch=allow_config_mismatch)
+    out: list[TaskComparison] = []
+    for t in names:
+        ta, tb = ra["tasks"][t], rb["tasks"][t]
+        pm = ta["primary_metric"]
+        p = pair(sa.get(t, []), sb.get(t, []))
+        tc = TaskComparison(t, pm, ta["metrics"].get(pm), tb["metrics"].get(pm), None, n_only_a=p.n_only_a,
+                            n_only_b=p.n_only_b, config_diffs=diffs[t],
+                            efficiency=efficiency_ratios(ta.get("efficiency"), tb.get("efficiency")), flips=p.flips)
+        if p.n:
+            tc.diff = paired_diff(p, level=level, n_boot=n_boot, seed=seed)
+        else:
+            tc.note = "no sample scored in both runs"
+        out.append(tc)
+    adjusted = holm([tc.diff.p_value if tc.diff else None for tc in out])
+    for tc, ph in zip(out, adjusted):
+        tc.p_holm = ph
+    return Comparison(ra, rb, label_a, label_b, out, level)
+
+
+# ---- text output --------------------------------------------------------------------------------
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned text table; the first row is the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def points(x: float | None, signed: bool = True) -> str:
+    """A score difference in percentage points."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "–"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def summary_table(c: Comparison) -> str:
+    rows = [["task", "n", "A", "B", "delta (pts)", f"{100 * c.level:.0f}% CI (pts)", "B+", "B-", "test", "p", "p Holm"]]
+    for t in c.tasks:
+        d = t.diff
+        if d is None:
+            rows.append([t.task, "0", "–", "–", "–", "–", "–", "–", "–", "–", "–"])
+            continue
+        ci = f"[{points(d.ci[0])}, {points(d.ci[1])}]" if d.ci else "–"
+        rows.append([t.task, str(d.n), points(d.mean_a, False), points(d.mean_b, False), points(d.delta), ci,
+                     str(d.n_improved), str(d.n_worsened), d.test, fmt_p(d.p_value), fmt_p(t.p_holm)])
+    text = format_table(rows)
+    eff = [[t.task, k, f"{e['a']:.4g}", f"{e['b']:.4g}", f"{e['ratio']:.3f}" if e["ratio"] is not None else "–"]
+           for t in c.tasks for k, e in t.efficiency.items()]
+    if eff:
+        text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A"], *eff])
+    return text
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_a", metavar="RUN_A", help="run folder (or results.json) of the reference")
+    parser.add_argument("run_b", metavar="RUN_B", help="run folder (or results.json) compared against it")
+    parser.add_argument("--out", required=True, help="folder for compare.json, index.html and flips.html")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: every task in both runs)")
+    parser.add_argument("--allow-config-mismatch", action="store_true",
+                        help="compare tasks whose version/args/media settings differ (warns instead of refusing)")
+    parser.add_argument("--max-flips", type=int, default=200, help="flipped samples shown per task in flips.html")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    if args.n_boot < 100:
+        raise CompareError(f"--n-boot must be at least 100, got {args.n_boot}")
+    c = compare_runs(load_run(args.run_a), load_run(args.run_b), label_a=str(args.run_a), label_b=str(args.run_b),
+                     tasks=tasks, allow_config_mismatch=args.allow_config_mismatch, n_boot=args.n_boot,
+                     seed=args.seed)
+    for t in c.tasks:
+        if t.config_diffs:
+            print(f"warning: task {t.task!r} settings differ: {'; '.join(t.config_diffs)}", file=sys.stderr)
+    out = Path(args.out)
+    atomic_write_json(out / "compare.json", c.to_dict())
+    from reports.compare_page import render_compare
+
+    index = render_compare(c, out, base_a=Path(args.run_a), base_b=Path(args.run_b), max_flips=args.max_flips)
+    print(summary_table(c))
+    print(f"\ncompare: {out / 'compare.json'}\npage:    {index}")
+    return 0

@@ -1,0 +1,413 @@
+"""``python -m evalsuite gate --baseline FILE_OR_DIR --candidate RUN_DIR``: the CI regression gate.
+
+Accuracy: a non-inferiority test per task on the paired samples (same sample id in both runs), with
+a margin ``m`` in percentage points (default 2) and a one-sided level ``alpha`` (default 0.05).
+``delta`` is the candidate's mean sample score minus the baseline's. With ``[L, U]`` the two-sided
+``1 - 2*alpha`` interval of delta (so L and U are one-sided ``1 - alpha`` bounds):
+
+- **FAIL** when ``U < -m``: the candidate is worse by more than the margin, significantly (one-sided
+  test at alpha of H0: delta >= -m).
+- **PASS** when ``L > -m``: non-inferiority shown (one-sided test at alpha of H0: delta <= -m).
+- **INCONCLUSIVE** otherwise: too few samples to tell. Reported, but it does not fail the gate.
+
+The interval: the paired percentile bootstrap over clusters (samples sharing a video, document or
+audio file move together). For 0/1 scores it is widened to the hull with Tango's score interval for
+paired proportions, which stays honest when there are few or no discordant pairs: 30 identical
+answers give a bootstrap interval of [0, 0] yet cannot show that two models are within 2 points,
+and Tango's interval says so (about ±8 points). Both ingredients are in ``evalsuite.paired``. A
+sample the baseline scored and the candidate errored on counts as wrong for the candidate.
+
+Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
+the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
+``--max-slowdown`` percent slower. Skipped, with a note, when the runs were on different hardware.
+
+Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
+folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
+in ``<name>/samples/<task>.jsonl``, or a run folder ``<name>/results.json`` + ``<name>/samples/``.
+From a folder, ``--baseline-name`` picks one; otherwise the one whose model name, then precision,
+matches the candidate's. ``--save-baseline NAME`` writes the candidate into that layout.
+
+Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+from typing import Any, Sequence
+
+from evalsuite.compare import (check_configs, efficiency_direction, efficiency_ratios, fmt_p, format_table,
+                               points, select_tasks)
+from evalsuite.paired import Paired, pair, paired_bootstrap_ci, tango_ci, tango_z
+from evalsuite.results import (RunFormatError, atomic_write_json, atomic_write_text, load_results, load_run,
+                               read_samples)
+from evalsuite.stats import N_BOOT
+from evalsuite.types import SampleResult
+
+PASS, FAIL, INCONCLUSIVE, SKIPPED = "PASS", "FAIL", "INCONCLUSIVE", "SKIPPED"
+Run = tuple[dict[str, Any], dict[str, list[SampleResult]]]
+
+
+class GateError(RunFormatError):
+    """The gate cannot run as asked (no matching baseline, bad option…)."""
+
+
+# ---- baselines ----------------------------------------------------------------------------------
+def _load_json_baseline(path: Path) -> Run:
+    """``<name>.json`` with samples in ``<name>/samples/<task>.jsonl`` (else beside the file)."""
+    results = load_results(path)
+    sibling = path.with_suffix("")
+    samples: dict[str, list[SampleResult]] = {}
+    for task, t in results["tasks"].items():
+        candidates = [sibling / "samples" / f"{task}.jsonl", path.parent / (t.get("samples_file") or f"samples/{task}.jsonl")]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise GateError(f"baseline {path} has no sample file for task {task!r} "
+                            f"(expected {candidates[0]}; the gate needs per-sample scores)")
+        samples[task] = list(read_samples(found).values())
+    return results, samples
+
+
+def _load_any(path: Path) -> Run:
+    if path.is_file():
+        if path.suffix != ".json":
+            raise GateError(f"--baseline {path}: expected a run folder, a results .json file or a folder of baselines")
+        return _load_json_baseline(path)
+    return load_run(path)
+
+
+def list_baselines(folder: Path) -> dict[str, Path]:
+    """Baselines in a folder: ``<name>.json`` files and ``<name>/results.json`` run folders."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix == ".json":
+            found[p.stem] = p
+        elif p.is_dir() and (p / "results.json").exists() and p.name not in found:
+            found[p.name] = p
+    return found
+
+
+def load_baseline(path: str | Path, candidate: dict[str, Any], name: str | None = None) -> tuple[Run, str]:
+    """The baseline run for ``candidate`` (its results.json) and a label naming where it came from."""
+    path = Path(path)
+    if not path.exists():
+        raise GateError(f"--baseline {path} does not exist (expected a run folder, a results .json file or a folder of baselines)")
+    if path.is_file() or (path / "results.json").exists():
+        if name:
+            raise GateError(f"--baseline-name {name!r} needs --baseline to be a folder of baselines, not {path}")
+        return _load_any(path), str(path)
+    found = list_baselines(path)
+    if not found:
+        raise GateError(f"no baseline in {path} (expected <name>.json + <name>/samples/, or <name>/results.json run folders)")
+    if name:
+        if name not in found:
+            raise GateError(f"no baseline named {name!r} in {path} (have: {', '.join(found)})")
+        return _load_any(found[name]), str(found[name])
+    models = {n: load_results(p)["model"] for n, p in found.items()}
+    cm = candidate["model"]
+    for key in ("name", "precision"):
+        hits = [n for n, m in models.items() if cm.get(key) is not None and m.get(key) == cm.get(key)]
+        if len(hits) == 1:
+            return _load_any(found[hits[0]]), str(found[hits[0]])
+        if len(hits) > 1:
+            raise GateError(f"several baselines in {path} match the candidate's model {key} {cm.get(key)!r} "
+                            f"({', '.join(hits)}); pick one with --baseline-name")
+    have = ", ".join(f"{n} (model {m.get('name')}, {m.get('precision')})" for n, m in models.items())
+    raise GateError(f"no baseline in {path} matches the candidate (model {cm.get('name')!r}, precision "
+                    f"{cm.get('precision')!r}); have: {have}; pick one with --baseline-name")
+
+
+def save_baseline(run_dir: str | Path, folder: str | Path, name: str) -> Path:
+    """Write a run as committed baseline ``<folder>/<name>.json`` + ``<folder>/<name>/samples/``."""
+    results, samples = load_run(run_dir)
+    folder = Path(folder)
+    if not name or "/" in name or name.startswith("."):
+        raise GateError(f"baseline name must be a plain file name, got {name!r}")
+    target = folder / f"{name}.json"
+    sample_dir = folder / name / "samples"
+    if sample_dir.exists():
+        shutil.rmtree(sample_dir)
+    stale = folder / name / "results.json"  # an older run-folder baseline of the same name
+    if stale.exists():
+        stale.unlink()
+    sample_dir.mkdir(parents=True)
+    from evalsuite.results import dumps
+
+    for task, rows in samples.items():
+        atomic_write_text(sample_dir / f"{task}.jsonl", "".join(dumps(r.to_dict()) + "\n" for r in rows))
+        results["tasks"][task]["samples_file"] = f"{name}/samples/{task}.jsonl"
+    atomic_write_json(target, results)
+    return target
+
+
+# ---- accuracy -----------------------------------------------------------------------------------
+@dataclass
+class TaskVerdict:
+    task: str
+    verdict: str
+    n: int = 0
+    n_clusters: int = 0
+    baseline: float | None = None
+    candidate: float | None = None
+    delta: float | None = None
+    lower: float | None = None  # one-sided (1 - alpha) bounds of delta
+    upper: float | None = None
+    n_improved: int = 0
+    n_worsened: int = 0
+    n_candidate_errors: int = 0
+    method: str = ""
+    p_inferior: float | None = None  # Tango one-sided p for H1: delta < -margin (0/1 scores)
+    p_noninferior: float | None = None  # ... for H1: delta > -margin
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def decide(task: str, p: Paired, *, margin: float, alpha: float, n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
+    """Non-inferiority verdict for one task; ``margin`` in score units (0.02 = 2 points)."""
+    if p.n == 0:
+        return TaskVerdict(task, SKIPPED, reason="no sample scored in both runs")
+    level = 1.0 - 2.0 * alpha
+    boot = paired_bootstrap_ci(p, level=level, n_boot=n_boot, seed=seed)
+    assert boot is not None
+    lo, hi = boot
+    method = "paired cluster bootstrap"
+    v = TaskVerdict(task, INCONCLUSIVE, n=p.n, n_clusters=len(set(p.clusters)), baseline=float(p.a.mean()),
+                    candidate=float(p.b.mean()), delta=float(p.d.mean()), n_improved=p.n_improved,
+                    n_worsened=p.n_worsened, n_candidate_errors=p.n_b_errors_as_wrong)
+    if p.binary:
+        t = tango_ci(p.n_improved, p.n_worsened, p.n, level=level)
+        assert t is not None
+        lo, hi = min(lo, t[0]), max(hi, t[1])
+        method = "hull of paired cluster bootstrap and Tango score interval"
+        z = tango_z(p.n_improved, p.n_worsened, p.n, -margin)
+        v.p_noninferior = 1.0 - NormalDist().cdf(z) if math.isfinite(z) else (0.0 if z > 0 else 1.0)
+        v.p_inferior = 1.0 - v.p_noninferior
+    v.lower, v.upper, v.method = lo, hi, method
+    m = f"{100 * margin:.1f}"
+    if hi < -margin:
+        v.verdict, v.reason = FAIL, f"worse than baseline by more than {m} points (upper bound {points(hi)})"
+    elif lo > -margin:
+        v.verdict, v.reason = PASS, f"non-inferior within {m} points (lower bound {points(lo)})"
+    else:
+        v.reason = f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
+    return v
+
+
+# ---- efficiency ---------------------------------------------------------------------------------
+@dataclass
+class EfficiencyVerdict:
+    task: str
+    key: str
+    baseline: float
+    candidate: float
+    speed_ratio: float  # > 1: candidate faster
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
+    env = results.get("environment") or {}
+    gpu = env.get("gpu") or {}
+    return (results["model"].get("device"), env.get("cpu"), gpu.get("name"), gpu.get("count"))
+
+
+def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[str, Any] | None,
+                     max_slowdown: float) -> list[EfficiencyVerdict]:
+    """Speed ratios of the figures both runs have with a known direction; FAIL beyond ``max_slowdown``."""
+    out = []
+    for key, e in efficiency_ratios(eff_base, eff_cand).items():
+        if e["direction"] == 0 or not e["a"] or not e["b"] or e["a"] < 0 or e["b"] < 0:
+            continue
+        speed = e["b"] / e["a"] if e["direction"] > 0 else e["a"] / e["b"]
+        out.append(EfficiencyVerdict(task, key, e["a"], e["b"], speed, FAIL if 1.0 - speed > max_slowdown else PASS))
+    return out
+
+
+# ---- the gate -----------------------------------------------------------------------------------
+@dataclass
+class GateResult:
+    baseline_label: str
+    candidate_label: str
+    baseline_model: dict[str, Any]
+    candidate_model: dict[str, Any]
+    margin: float
+    alpha: float
+    max_slowdown: float
+    tasks: list[TaskVerdict]
+    efficiency: list[EfficiencyVerdict]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(t.verdict == FAIL for t in self.tasks) or any(e.verdict == FAIL for e in self.efficiency)
+
+    @property
+    def verdict(self) -> str:
+        if self.failed:
+            return FAIL
+        shown = [t.verdict for t in self.tasks if t.verdict != SKIPPED]
+        return PASS if shown and all(v == PASS for v in shown) else INCONCLUSIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict, "baseline": {"path": self.baseline_label, "model": self.baseline_model},
+            "candidate": {"path": self.candidate_label, "model": self.candidate_model},
+            "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
+            "tasks": [t.to_dict() for t in self.tasks], "efficiency": [e.to_dict() for e in self.efficiency],
+            "notes": self.notes,
+        }
+
+
+def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha: float = 0.05,
+             max_slowdown_pct: float | None = 20.0, tasks: Sequence[str] | None = None,
+             allow_config_mismatch: bool = False, baseline_label: str = "baseline",
+             candidate_label: str = "candidate", n_boot: int = N_BOOT, seed: int = 0) -> GateResult:
+    """Gate a loaded candidate run against a loaded baseline run (``load_run`` outputs)."""
+    if not 0.0 < alpha < 0.5:
+        raise GateError(f"--alpha must be in (0, 0.5), got {alpha}")
+    if margin_points < 0:
+        raise GateError(f"--margin must be >= 0 points, got {margin_points}")
+    (rb, sb), (rc, sc) = baseline, candidate
+    names = select_tasks(rb, rc, tasks, what="baseline and candidate")
+    diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
+    notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
+    notes += [f"task {t!r} is in the baseline but not in the candidate: not gated"
+              for t in rb["tasks"] if t not in rc["tasks"] and not tasks]
+    margin = margin_points / 100.0
+    verdicts: list[TaskVerdict] = []
+    for t in names:
+        p = pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True)
+        verdicts.append(decide(t, p, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed))
+        if p.n and (float(p.a.min()) < 0 or float(max(p.a.max(), p.b.max())) > 1):
+            notes.append(f"task {t!r}: scores outside [0, 1]; the margin is applied as {margin} score units")
+        if p.n_only_a:
+            notes.append(f"task {t!r}: {p.n_only_a} baseline sample(s) missing from the candidate: not gated")
+        for who, r in (("baseline", rb), ("candidate", rc)):
+            if r["tasks"][t].get("complete") is False:
+                notes.append(f"task {t!r}: the {who} run did not finish this task")
+    eff: list[EfficiencyVerdict] = []
+    if max_slowdown_pct is not None:
+        if hardware(rb) != hardware(rc):
+            notes.append(f"efficiency not gated: different hardware (baseline {hardware(rb)}, candidate {hardware(rc)})")
+        else:
+            for t in names:
+                eff += check_efficiency(t, rb["tasks"][t].get("efficiency"), rc["tasks"][t].get("efficiency"),
+                                        max_slowdown_pct / 100.0)
+    return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
+                      (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes)
+
+
+# ---- reports ------------------------------------------------------------------------------------
+def _bounds(t: TaskVerdict) -> str:
+    return f"[{points(t.lower)}, {points(t.upper)}]" if t.lower is not None else "–"
+
+
+def summary_rows(g: GateResult) -> list[list[str]]:
+    rows = [["task", "verdict", "n", "baseline", "candidate", "delta (pts)",
+             f"{100 * (1 - 2 * g.alpha):.0f}% CI (pts)", "cand+", "cand-", "reason"]]
+    for t in g.tasks:
+        rows.append([t.task, t.verdict, str(t.n), points(t.baseline, False), points(t.candidate, False),
+                     points(t.delta), _bounds(t), str(t.n_improved), str(t.n_worsened), t.reason])
+    return rows
+
+
+def efficiency_rows(g: GateResult) -> list[list[str]]:
+    rows = [["task", "figure", "baseline", "candidate", "speed", "verdict"]]
+    for e in g.efficiency:
+        rows.append([e.task, e.key, f"{e.baseline:.4g}", f"{e.candidate:.4g}", f"{e.speed_ratio:.3f}x", e.verdict])
+    return rows
+
+
+def summary_text(g: GateResult) -> str:
+    text = format_table(summary_rows(g))
+    if g.efficiency:
+        text += "\n\n" + format_table(efficiency_rows(g))
+    for n in g.notes:
+        text += f"\nnote: {n}"
+    return text + f"\n\ngate: {g.verdict}"
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(g: GateResult) -> str:
+    """The gate report as GitHub-flavoured markdown (for a CI job summary or a PR comment)."""
+
+    def table(rows: list[list[str]]) -> str:
+        head = "| " + " | ".join(_md_cell(c) for c in rows[0]) + " |"
+        sep = "|" + "---|" * len(rows[0])
+        return "\n".join([head, sep, *("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows[1:])])
+
+    lines = [f"# evalsuite gate: **{g.verdict}**", "",
+             f"- baseline: `{_md_cell(g.baseline_label)}` ({_md_cell(str(g.baseline_model.get('name')))}, "
+             f"{_md_cell(str(g.baseline_model.get('precision')))})",
+             f"- candidate: `{_md_cell(g.candidate_label)}` ({_md_cell(str(g.candidate_model.get('name')))}, "
+             f"{_md_cell(str(g.candidate_model.get('precision')))})",
+             f"- non-inferiority margin {100 * g.margin:.1f} points, one-sided alpha {g.alpha}; "
+             f"max slowdown {100 * g.max_slowdown:.0f}%", "", "## Accuracy", "", table(summary_rows(g))]
+    if g.efficiency:
+        lines += ["", "## Efficiency", "", table(efficiency_rows(g))]
+    if g.notes:
+        lines += ["", "## Notes", "", *(f"- {_md_cell(n)}" for n in g.notes)]
+    return "\n".join(lines) + "\n"
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", required=True, metavar="FILE_OR_DIR",
+                        help="run folder, results .json, or folder of baselines (results/baselines)")
+    parser.add_argument("--candidate", required=True, metavar="RUN_DIR", help="run folder to gate")
+    parser.add_argument("--baseline-name", default=None,
+                        help="which baseline of a folder (default: match model name, then precision)")
+    parser.add_argument("--margin", type=float, default=2.0, metavar="POINTS",
+                        help="non-inferiority margin in percentage points (2.0)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="one-sided significance level (0.05)")
+    parser.add_argument("--max-slowdown", type=float, default=20.0, metavar="PCT",
+                        help="fail when an efficiency figure is this many percent slower (20); "
+                             "negative: do not gate efficiency")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: every task in both)")
+    parser.add_argument("--allow-config-mismatch", action="store_true",
+                        help="gate tasks whose settings differ (notes instead of refusing)")
+    parser.add_argument("--out", default=None, help="folder for gate.json, gate.md and gate.html")
+    parser.add_argument("--save-baseline", default=None, metavar="NAME",
+                        help="after a non-failing gate, write the candidate into the --baseline folder as NAME")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.n_boot < 100:
+        raise GateError(f"--n-boot must be at least 100, got {args.n_boot}")
+    candidate = load_run(args.candidate)
+    baseline, label = load_baseline(args.baseline, candidate[0], args.baseline_name)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    g = run_gate(baseline, candidate, margin_points=args.margin, alpha=args.alpha,
+                 max_slowdown_pct=args.max_slowdown if args.max_slowdown >= 0 else None, tasks=tasks,
+                 allow_config_mismatch=args.allow_config_mismatch, baseline_label=label,
+                 candidate_label=str(args.candidate), n_boot=args.n_boot, seed=args.seed)
+    print(summary_text(g))
+    if args.out:
+        out = Path(args.out)
+        atomic_write_json(out / "gate.json", g.to_dict())
+        atomic_write_text(out / "gate.md", markdown(g))
+        from reports.gate_page import render_gate
+
+        print(f"report: {render_gate(g, out)}")
+    if args.save_baseline:
+        if g.failed:
+            print("baseline not saved: the gate failed")
+        else:
+            folder = Path(args.baseline)
+            if not folder.is_dir() or (folder / "results.json").exists():
+                raise GateError("--save-baseline needs --baseline to be a folder of baselines")
+            print(f"baseline: {save_baseline(args.candidate, folder, args.save_baseline)}")
+    return 1 if g.failed else 0

@@ -1,0 +1,280 @@
+"""Paired statistics for two runs scored on the same samples.
+
+Two runs of one task answer the *same* questions, so the right unit is the per-sample difference
+``d_i = score_B(i) - score_A(i)``, not two independent means: hard questions are hard for both
+models, and pairing removes that shared variance (an unpaired interval is much wider on the
+positively correlated scores real runs produce). Samples that share a source (several questions
+about one video, document or audio file: ``metadata["cluster"]``) are not independent either, so
+every resampling here resamples whole clusters.
+
+What is here, and when each is used:
+
+- :func:`pair` lines up two runs' sample results by id (scored in both; optionally counting the
+  candidate's errors as wrong, which the gate does).
+- :func:`paired_bootstrap_ci` — percentile CI of mean(d) by cluster bootstrap (reuses
+  :func:`evalsuite.stats.bootstrap_ci` on the differences). The default interval everywhere.
+- :func:`mcnemar_exact` — exact two-sided McNemar test for 0/1 scores: conditional on the ``k``
+  discordant pairs, the number that improved is Binomial(k, 1/2) under H0 (no difference);
+  ``p = min(1, 2 * P(X <= min(improved, worsened)))``. It treats pairs as independent; the CI is
+  the cluster-aware figure.
+- :func:`signflip_pvalue` — cluster sign-flip randomization test, the two-sided test for scores that
+  are not 0/1 (ANLS, IoU…): under H0 each cluster's summed difference is equally likely ±.
+- :func:`tango_ci` — Tango's (1998) score interval for a difference of paired proportions. Unlike the
+  bootstrap it stays honest with few or zero discordant pairs (30 identical answers do not prove two
+  models within 2 points of each other; the bootstrap interval would be [0, 0]). The gate uses the
+  hull of this and the cluster bootstrap interval for 0/1 scores.
+- :func:`holm` — Holm's step-down adjustment of p-values across tasks (controls the family-wise error
+  rate without assuming independence between tasks).
+- :func:`unpaired_bootstrap_ci` — what an analysis that ignores pairing would report; shown next to
+  the paired interval so the gain is visible.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Sequence
+
+import numpy as np
+
+from evalsuite.stats import N_BOOT, bootstrap_ci, cluster_index
+from evalsuite.types import SampleResult
+
+Interval = tuple[float, float]
+
+
+# ---- lining up two runs -------------------------------------------------------------------------
+@dataclass
+class Paired:
+    """Scores of the samples two runs share, in A's file order."""
+
+    ids: list[str]
+    a: np.ndarray  # float64[n]
+    b: np.ndarray  # float64[n]
+    clusters: list[str]
+    n_only_a: int = 0  # scored in A, absent (or errored, when not counted as wrong) in B
+    n_only_b: int = 0  # scored in B, absent or errored in A
+    n_b_errors_as_wrong: int = 0  # pairs where B errored and was counted as score 0
+    flips: list[tuple[SampleResult, SampleResult]] = field(default_factory=list)  # (A, B) changed pairs
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def d(self) -> np.ndarray:
+        return self.b - self.a
+
+    @property
+    def binary(self) -> bool:
+        """True when every score is exactly 0 or 1 (McNemar / Tango apply)."""
+        both = np.concatenate([self.a, self.b])
+        return bool(both.size) and bool(np.all((both == 0.0) | (both == 1.0)))
+
+    @property
+    def n_improved(self) -> int:
+        return int(np.sum(self.b > self.a))
+
+    @property
+    def n_worsened(self) -> int:
+        return int(np.sum(self.b < self.a))
+
+
+def _scored(r: SampleResult) -> bool:
+    return r.error is None and r.score is not None and not math.isnan(float(r.score))
+
+
+def pair(a: Sequence[SampleResult], b: Sequence[SampleResult], *, b_errors_as_wrong: bool = False) -> Paired:
+    """Line up sample results by id: pairs scored in both runs.
+
+    With ``b_errors_as_wrong`` a sample that A scored and B errored on counts as score 0 for B (a
+    candidate that crashes on hard inputs must not look better by dropping them). The cluster of a
+    pair is A's ``metadata["cluster"]`` (the sample id when absent).
+    """
+    by_id_b = {r.id: r for r in b}
+    ids: list[str] = []
+    xa: list[float] = []
+    xb: list[float] = []
+    clusters: list[str] = []
+    flips: list[tuple[SampleResult, SampleResult]] = []
+    only_a = errors_as_wrong = 0
+    seen: set[str] = set()
+    for ra in a:
+        if not _scored(ra):
+            continue
+        rb = by_id_b.get(ra.id)
+        if rb is None or (not _scored(rb) and not (b_errors_as_wrong and rb.error is not None)):
+            only_a += 1
+            continue
+        sb = float(rb.score) if _scored(rb) else 0.0
+        errors_as_wrong += 0 if _scored(rb) else 1
+        seen.add(ra.id)
+        ids.append(ra.id)
+        xa.append(float(ra.score))  # type: ignore[arg-type]
+        xb.append(sb)
+        clusters.append(str(ra.metadata.get("cluster", ra.id)))
+        if sb != xa[-1]:
+            flips.append((ra, rb))
+    only_b = sum(1 for r in b if _scored(r) and r.id not in seen)
+    return Paired(ids, np.asarray(xa, dtype=np.float64), np.asarray(xb, dtype=np.float64), clusters,
+                  n_only_a=only_a, n_only_b=only_b, n_b_errors_as_wrong=errors_as_wrong, flips=flips)
+
+
+# ---- tests --------------------------------------------------------------------------------------
+def binom_cdf_half(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2), exactly (integer arithmetic, one rounding at the end)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return sum(math.comb(n, i) for i in range(k + 1)) / (1 << n)
+
+
+def mcnemar_exact(n_improved: int, n_worsened: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pair counts (1.0 when there are none)."""
+    if n_improved < 0 or n_worsened < 0:
+        raise ValueError("discordant pair counts must be >= 0")
+    k = n_improved + n_worsened
+    if k == 0:
+        return 1.0
+    return min(1.0, 2.0 * binom_cdf_half(min(n_improved, n_worsened), k))
+
+
+def signflip_pvalue(d: Sequence[float], clusters: Sequence[str], *, n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided cluster sign-flip randomization p-value for H0: mean difference 0."""
+    x = np.asarray(d, dtype=np.float64)
+    if x.size == 0 or not np.any(x):
+        return 1.0
+    idx, n_clusters = cluster_index(clusters)
+    sums = np.bincount(idx, weights=x, minlength=n_clusters)
+    observed = abs(float(sums.sum()))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, n_clusters))
+    stats = np.abs(signs @ sums)
+    hits = int(np.sum(stats >= observed - 1e-12 * max(1.0, observed)))
+    return (1 + hits) / (1 + n_perm)
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm step-down adjusted p-values (None entries are not tests and stay None)."""
+    present = [(p, i) for i, p in enumerate(pvalues) if p is not None]
+    m = len(present)
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
+
+
+# ---- intervals ----------------------------------------------------------------------------------
+def paired_bootstrap_ci(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> Interval | None:
+    """Percentile CI of mean(B - A), resampling clusters of pairs."""
+    return bootstrap_ci(p.d, p.clusters, level=level, n_boot=n_boot, seed=seed)
+
+
+def _cluster_boot_means(x: np.ndarray, clusters: Sequence[str], n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    idx, c = cluster_index(clusters)
+    sums = np.bincount(idx, weights=x, minlength=c)
+    counts = np.bincount(idx, minlength=c).astype(np.float64)
+    w = rng.multinomial(c, np.full(c, 1.0 / c), size=n_boot)  # [B, C]
+    return (w @ sums) / np.maximum(w @ counts, 1.0)
+
+
+def unpaired_bootstrap_ci(a: Sequence[float], b: Sequence[float], clusters_a: Sequence[str],
+                          clusters_b: Sequence[str], *, level: float = 0.95, n_boot: int = N_BOOT,
+                          seed: int = 0) -> Interval | None:
+    """Percentile CI of mean(B) - mean(A) resampling each run's clusters independently (ignores pairing)."""
+    xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if xa.size == 0 or xb.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    diffs = _cluster_boot_means(xb, clusters_b, n_boot, rng) - _cluster_boot_means(xa, clusters_a, n_boot, rng)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return (float(lo), float(hi))
+
+
+def tango_z(n_improved: int, n_worsened: int, n: int, delta0: float) -> float:
+    """Tango's score statistic for H0: p(B right, A wrong) - p(A right, B wrong) = delta0."""
+    x, y = n_improved, n_worsened
+    # Constrained MLE of p_worsened given p_improved = p_worsened + delta0 (root of a quadratic).
+    bq = (x + y) + (x - y) * delta0 - 2 * n * delta0
+    cq = y * delta0 * (1.0 - delta0)
+    p10 = (bq + math.sqrt(max(bq * bq + 8.0 * n * cq, 0.0))) / (4.0 * n)
+    var = n * (2.0 * p10 + delta0 * (1.0 - delta0))
+    num = x - y - n * delta0
+    if var <= 1e-300:
+        return 0.0 if abs(num) < 1e-12 else math.copysign(math.inf, num)
+    return num / math.sqrt(var)
+
+
+def tango_ci(n_improved: int, n_worsened: int, n: int, *, level: float = 0.95) -> Interval | None:
+    """Tango's score CI for the paired difference of proportions (B - A); None when n == 0."""
+    if n <= 0:
+        return None
+    if n_improved + n_worsened > n:
+        raise ValueError("more discordant pairs than pairs")
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+
+    def root(target: float) -> float:  # tango_z is decreasing in delta0: bisection on (-1, 1)
+        lo, hi = -1.0 + 1e-12, 1.0 - 1e-12
+        if tango_z(n_improved, n_worsened, n, lo) <= target:
+            return -1.0
+        if tango_z(n_improved, n_worsened, n, hi) >= target:
+            return 1.0
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            if tango_z(n_improved, n_worsened, n, mid) > target:
+                lo = mid
+            else:
+                hi = mid
+        return 0.5 * (lo + hi)
+
+    return (root(z), root(-z))
+
+
+# ---- one summary --------------------------------------------------------------------------------
+@dataclass
+class PairedDiff:
+    """Paired comparison of one task: B - A on the shared samples."""
+
+    n: int
+    n_clusters: int
+    mean_a: float
+    mean_b: float
+    delta: float
+    ci: Interval | None  # paired cluster bootstrap
+    ci_unpaired: Interval | None
+    n_improved: int
+    n_worsened: int
+    binary: bool
+    test: str  # "mcnemar-exact" or "cluster-signflip"
+    p_value: float
+
+    def to_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def paired_diff(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> PairedDiff:
+    """Delta, paired and unpaired CIs, and the two-sided test appropriate to the score type."""
+    if p.n == 0:
+        raise ValueError("no paired samples to compare")
+    binary = p.binary
+    if binary:
+        test, pv = "mcnemar-exact", mcnemar_exact(p.n_improved, p.n_worsened)
+    else:
+        test, pv = "cluster-signflip", signflip_pvalue(p.d, p.clusters, seed=seed)
+    return PairedDiff(
+        n=p.n, n_clusters=cluster_index(p.clusters)[1], mean_a=float(p.a.mean()), mean_b=float(p.b.mean()),
+        delta=float(p.d.mean()), ci=paired_bootstrap_ci(p, level=level, n_boot=n_boot, seed=seed),
+        ci_unpaired=unpaired_bootstrap_ci(p.a, p.b, p.clusters, p.clusters, level=level, n_boot=n_boot, seed=seed),
+        n_improved=p.n_improved, n_worsened=p.n_worsened, binary=binary, test=test, p_value=pv,
+    )
+
+
+__all__ = [
+    "Paired", "PairedDiff", "pair", "paired_diff", "binom_cdf_half", "mcnemar_exact", "signflip_pvalue", "holm",
+    "paired_bootstrap_ci", "unpaired_bootstrap_ci", "tango_z", "tango_ci",
+]

@@ -1,0 +1,120 @@
+"""Run folders written by hand (results.json + samples/<task>.jsonl), for compare/gate/leaderboard tests.
+
+The folders are what ``evalsuite run`` writes, validated against the schema, but built directly from
+lists of :class:`SampleResult`, so tests control every score without depending on any task.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from evalsuite.results import SCHEMA_VERSION, atomic_write_json, dumps, validate
+from evalsuite.stats import bootstrap_ci
+from evalsuite.types import SampleResult
+
+
+def binary_samples(task: str, n: int, *, n_clusters: int, accuracy: float, seed: int = 0,
+                   cluster_effect: float = 0.3) -> list[SampleResult]:
+    """``n`` 0/1-scored samples in ``n_clusters`` clusters; clusters differ in difficulty."""
+    rng = np.random.default_rng(seed)
+    ease = np.clip(accuracy + rng.uniform(-cluster_effect, cluster_effect, size=n_clusters), 0.02, 0.98)
+    out = []
+    for i in range(n):
+        c = i % n_clusters
+        ok = bool(rng.random() < ease[c])
+        out.append(SampleResult(id=f"{task}-{i:04d}", task=task, target="A", prediction="A" if ok else "B",
+                                score=1.0 if ok else 0.0, metadata={"cluster": f"doc{c:03d}", "category": "cat" + str(c % 3)},
+                                prompt=f"question {i}", choices=["A", "B"]))
+    return out
+
+
+def flipped(samples: Sequence[SampleResult], ids: set[str]) -> list[SampleResult]:
+    """A copy with the 0/1 scores (and predictions) of ``ids`` flipped."""
+    out = []
+    for r in samples:
+        r = copy.deepcopy(r)
+        if r.id in ids:
+            r.score = 1.0 - float(r.score)  # type: ignore[arg-type]
+            r.prediction = "A" if r.score == 1.0 else "B"
+        out.append(r)
+    return out
+
+
+def results_dict(samples: dict[str, list[SampleResult]], *, name: str = "bf16", precision: str | None = "bf16",
+                 backend: str = "reference", efficiency: dict[str, dict[str, Any]] | None = None,
+                 args: dict[str, dict[str, Any]] | None = None, weight_bytes: int | None = None,
+                 device: str = "cpu", run_id: str | None = None) -> dict[str, Any]:
+    """A schema-valid results.json for the given per-task sample results."""
+    tasks: dict[str, Any] = {}
+    for task, rows in samples.items():
+        scored = [r for r in rows if r.error is None and r.score is not None]
+        acc = float(np.mean([r.score for r in scored])) if scored else None
+        ci = bootstrap_ci([r.score for r in scored], [str(r.metadata.get("cluster", r.id)) for r in scored], n_boot=200)
+        n_err = sum(1 for r in rows if r.error)
+        tasks[task] = {
+            "version": "1", "args": (args or {}).get(task, {"n": len(rows)}), "media": {}, "primary_metric": "accuracy",
+            "metrics": {"accuracy": acc}, "ci95": {"accuracy": list(ci) if ci else None}, "n_samples": len(rows),
+            "n_scored": len(scored), "n_errors": n_err, "error_rate": n_err / len(rows) if rows else 0.0,
+            "breakdown": {}, "config_hash": f"{name}-{task}", "complete": True, "wall_time_s": 1.0,
+            "usage": {}, "efficiency": (efficiency or {}).get(task, {}), "samples_file": f"samples/{task}.jsonl",
+        }
+    res = {
+        "schema_version": SCHEMA_VERSION, "run_id": run_id or f"run-{name}", "status": "complete",
+        "created": "2025-01-01T00:00:00+00:00", "updated": "2025-01-01T00:00:00+00:00",
+        "model": {"name": name, "backend": backend, "precision": precision, "weights_sha256": None,
+                  "device": device, "weight_bytes": weight_bytes},
+        "tasks": tasks,
+        "environment": {"git_sha": None, "git_dirty": None, "python": "3", "torch": None, "packages": {},
+                        "cpu": "test-cpu", "gpu": None, "command": "test", "seed": 0, "wall_time_s": 1.0},
+    }
+    validate(res)
+    return res
+
+
+def write_run(folder: Path, samples: dict[str, list[SampleResult]], **kw: Any) -> Path:
+    """Write ``folder/results.json`` and ``folder/samples/<task>.jsonl``; returns the folder."""
+    folder = Path(folder)
+    (folder / "samples").mkdir(parents=True, exist_ok=True)
+    for task, rows in samples.items():
+        (folder / "samples" / f"{task}.jsonl").write_text("".join(dumps(r.to_dict()) + "\n" for r in rows))
+    atomic_write_json(folder / "results.json", results_dict(samples, **kw))
+    return folder
+
+
+# ---- media files --------------------------------------------------------------------------------
+def write_png(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 32)) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def write_wav(path: Path, seconds: float = 0.2, rate: int = 8000) -> Path:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
+    return path
+
+
+def write_mp4(path: Path, frames: int = 8, size: int = 32, fps: int = 4) -> Path:
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width = s.height = size
+        s.pix_fmt = "yuv420p"
+        for i in range(frames):
+            img = np.full((size, size, 3), 30 * i % 255, dtype=np.uint8)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path

@@ -1,0 +1,138 @@
+"""``evalsuite compare``: paired deltas, McNemar + Holm, efficiency ratios, config checks, pages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from runfolders import binary_samples, flipped, write_run
+
+from evalsuite.cli import main as cli_main
+from evalsuite.compare import (CompareError, compare_runs, config_differences, efficiency_direction,
+                               efficiency_ratios)
+from evalsuite.paired import holm, mcnemar_exact
+from evalsuite.results import load_run
+from evalsuite.types import SampleResult
+
+
+def _two_runs(tmp_path, *, eff_a=None, eff_b=None):
+    doc = binary_samples("docqa", 200, n_clusters=20, accuracy=0.7, seed=1)
+    aud = binary_samples("audioqa", 60, n_clusters=12, accuracy=0.6, seed=2)
+    right = [r.id for r in doc if r.score == 1.0]
+    wrong = [r.id for r in doc if r.score == 0.0]
+    doc_b = flipped(doc, set(right[:9]) | set(wrong[:2]))  # 9 right->wrong, 2 wrong->right
+    aud_b = flipped(aud, {aud[0].id, aud[1].id, aud[2].id})
+    a = write_run(tmp_path / "a", {"docqa": doc, "audioqa": aud}, efficiency=eff_a)
+    b = write_run(tmp_path / "b", {"docqa": doc_b, "audioqa": aud_b}, name="fp8", precision="fp8", efficiency=eff_b)
+    return a, b, doc, aud
+
+
+def test_compare_json_values(tmp_path, capsys):
+    a, b, doc, aud = _two_runs(tmp_path, eff_a={"docqa": {"single_stream_tokens_per_s": 50.0, "ttft_ms": 20.0}},
+                               eff_b={"docqa": {"single_stream_tokens_per_s": 80.0, "ttft_ms": 25.0, "only_b": 1.0}})
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "docqa" in out and "mcnemar-exact" in out and "B/A" in out
+    c = json.loads((tmp_path / "out" / "compare.json").read_text())
+    d = c["tasks"]["docqa"]
+    assert (d["n"], d["n_worsened"], d["n_improved"]) == (200, 9, 2)
+    assert d["delta"] == pytest.approx((2 - 9) / 200)
+    assert d["p_value"] == pytest.approx(2 * (1 + 11 + 55) / 2 ** 11)  # 2 * P(X <= 2 | Bin(11, 1/2))
+    assert d["ci"][0] < d["delta"] < d["ci"][1] and d["ci"][1] - d["ci"][0] < d["ci_unpaired"][1] - d["ci_unpaired"][0]
+    au = c["tasks"]["audioqa"]
+    assert au["n_worsened"] + au["n_improved"] == 3
+    assert au["p_value"] == pytest.approx(mcnemar_exact(au["n_improved"], au["n_worsened"]))
+    assert [d["p_holm"], au["p_holm"]] == pytest.approx(holm([d["p_value"], au["p_value"]]))
+    assert d["efficiency"] == {
+        "single_stream_tokens_per_s": {"a": 50.0, "b": 80.0, "ratio": 1.6, "direction": 1},
+        "ttft_ms": {"a": 20.0, "b": 25.0, "ratio": 1.25, "direction": -1},
+    }
+    assert sorted(f["id"] for f in d["flips"]) == sorted(
+        r.id for r, s in zip(doc, load_run(b)[1]["docqa"]) if r.score != s.score)
+
+
+def test_pages_show_every_flip_and_only_flips(tmp_path):
+    a, b, doc, _ = _two_runs(tmp_path)
+    cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out")])
+    flips = (tmp_path / "out" / "flips.html").read_text()
+    changed = json.loads((tmp_path / "out" / "compare.json").read_text())["tasks"]["docqa"]["flips"]
+    for f in changed:
+        assert f"<code>{f['id']}</code>" in flips
+    unchanged = {r.id for r in doc} - {f["id"] for f in changed}
+    assert not any(f"<code>{i}</code>" in flips for i in unchanged)
+    assert flips.count("right → wrong") == 9 + sum(1 for f in json.loads(
+        (tmp_path / "out" / "compare.json").read_text())["tasks"]["audioqa"]["flips"] if f["b"] < f["a"])
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert 'href="flips.html#task-docqa"' in index and "data:image/png;base64," in index  # forest plot
+
+
+def test_max_flips_limits_the_browser(tmp_path):
+    a, b, _, _ = _two_runs(tmp_path)
+    cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--max-flips", "3"])
+    flips = (tmp_path / "out" / "flips.html").read_text()
+    assert "first 3 shown, 8 more in compare.json" in flips
+
+
+def test_config_mismatch_refused_unless_allowed(tmp_path, capsys):
+    rows = binary_samples("videoqa", 20, n_clusters=4, accuracy=0.5)
+    a = write_run(tmp_path / "a", {"videoqa": rows}, args={"videoqa": {"fps": 1.0, "max_frames": 32}})
+    b = write_run(tmp_path / "b", {"videoqa": rows}, args={"videoqa": {"fps": 0.5, "max_frames": 32}})
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: task 'videoqa' was run with different settings (args.fps: 1.0 != 0.5)")
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "o"), "--allow-config-mismatch"]) == 0
+    assert "warning: task 'videoqa' settings differ" in capsys.readouterr().err
+    assert "different settings" in (tmp_path / "o" / "index.html").read_text()
+
+
+def test_config_differences_flattens_nested_settings():
+    ta = {"version": "1", "args": {"n": 5, "media": {"fps": 1}}, "media": {"sr": 16000}}
+    tb = {"version": "2", "args": {"n": 5, "media": {"fps": 2}}, "media": {"sr": 16000}}
+    assert config_differences(ta, tb) == ["args.media.fps: 1 != 2", "version: '1' != '2'"]
+    assert config_differences(ta, ta) == []
+
+
+def test_no_common_task_and_bad_folders(tmp_path, capsys):
+    a = write_run(tmp_path / "a", {"docqa": binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)})
+    b = write_run(tmp_path / "b", {"gui": binary_samples("gui", 10, n_clusters=2, accuracy=0.5)})
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "o")]) == 2
+    assert "have no task in common (A: docqa; B: gui)" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["compare", str(a), str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no results.json" in capsys.readouterr().err
+    with pytest.raises(CompareError, match="task\\(s\\) gui not in both"):
+        compare_runs(load_run(a), load_run(a), tasks=["gui"])
+
+
+def test_task_without_shared_samples_is_reported_not_crashing(tmp_path):
+    a_rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
+    b_rows = [SampleResult(id=r.id, task="docqa", target=r.target, prediction=None, score=None, error="boom")
+              for r in a_rows]
+    c = compare_runs(load_run(write_run(tmp_path / "a", {"docqa": a_rows})),
+                     load_run(write_run(tmp_path / "b", {"docqa": b_rows})))
+    t = c.tasks[0]
+    assert t.diff is None and t.note == "no sample scored in both runs" and t.p_holm is None and t.n_only_a == 10
+
+
+def test_continuous_scores_use_signflip(tmp_path):
+    rng = np.random.default_rng(0)
+    a_rows = [SampleResult(id=str(i), task="ocr", target="x", prediction="x", score=float(rng.random()),
+                           metadata={"cluster": f"d{i % 10}"}) for i in range(80)]
+    b_rows = [SampleResult(id=r.id, task="ocr", target="x", prediction="y", score=min(1.0, r.score + 0.1),
+                           metadata=r.metadata) for r in a_rows]
+    c = compare_runs(load_run(write_run(tmp_path / "a", {"ocr": a_rows})),
+                     load_run(write_run(tmp_path / "b", {"ocr": b_rows})), n_boot=300)
+    d = c.tasks[0].diff
+    assert d is not None and d.test == "cluster-signflip" and d.p_value < 0.01 and d.ci[0] > 0.05
+
+
+def test_efficiency_helpers():
+    assert efficiency_direction("single_stream_tokens_per_s") == 1
+    assert efficiency_direction("per_gpu_throughput_at_slo") == 1
+    assert efficiency_direction("video_hours_per_hour") == 1
+    assert efficiency_direction("ttft_ms.p99") == -1 and efficiency_direction("e2e_s") == -1
+    assert efficiency_direction("joules_per_token") == -1 and efficiency_direction("n_requests") == 0
+    r = efficiency_ratios({"x_per_s": 0.0, "y": "text", "z": True, "w": {"p50": 2.0}}, {"x_per_s": 3.0, "y": "t", "w": {"p50": 3.0}})
+    assert r == {"x_per_s": {"a": 0.0, "b": 3.0, "ratio": None, "direction": 1},
+                 "w.p50": {"a": 2.0, "b": 3.0, "ratio": 1.5, "direction": 0}}

@@ -1,0 +1,160 @@
+"""Paired statistics: exact McNemar, Holm, paired vs unpaired bootstrap, Tango's score interval."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import numpy as np
+import pytest
+
+from evalsuite.paired import (Paired, binom_cdf_half, holm, mcnemar_exact, pair, paired_bootstrap_ci, paired_diff,
+                              signflip_pvalue, tango_ci, tango_z, unpaired_bootstrap_ci)
+from evalsuite.types import SampleResult
+
+
+# ---- exact McNemar ------------------------------------------------------------------------------
+def test_binom_cdf_half_by_hand():
+    assert binom_cdf_half(0, 5) == 1 / 32
+    assert binom_cdf_half(2, 10) == (1 + 10 + 45) / 1024
+    assert binom_cdf_half(-1, 4) == 0.0 and binom_cdf_half(4, 4) == 1.0
+
+
+@pytest.mark.parametrize("improved, worsened, expected", [
+    (0, 5, 2 * 1 / 32),                                   # all 5 discordant pairs one way: 0.0625
+    (2, 8, 2 * (1 + 10 + 45) / 1024),                     # 0.109375
+    (12, 3, 2 * (1 + 15 + 105 + 455) / 2 ** 15),          # 0.03515625, symmetric in the two counts
+    (5, 5, 1.0),                                          # 2 * P(X <= 5 | 10) > 1: capped
+    (0, 0, 1.0),                                          # no discordant pair: no evidence
+    (0, 1, 1.0),
+])
+def test_mcnemar_exact_matches_hand_computed_binomial(improved, worsened, expected):
+    assert mcnemar_exact(improved, worsened) == pytest.approx(expected, rel=1e-12)
+    assert mcnemar_exact(worsened, improved) == pytest.approx(expected, rel=1e-12)
+
+
+def test_mcnemar_large_counts_do_not_overflow():
+    p = mcnemar_exact(400, 600)  # 2 * P(X <= 400 | 1000): z ≈ -6.3, p ≈ 3e-10
+    assert 1e-11 < p < 1e-9
+
+
+def test_mcnemar_rejects_negative_counts():
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 3)
+
+
+# ---- Holm ---------------------------------------------------------------------------------------
+def test_holm_hand_example():
+    # sorted: .005*4=.02, .01*3=.03, .03*2=.06, .04*1=.04 -> running max .06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+
+
+def test_holm_skips_missing_and_caps_at_one():
+    out = holm([0.5, None, 0.2])
+    assert out[1] is None
+    assert out[0] == pytest.approx(0.5) and out[2] == pytest.approx(0.4)
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+
+
+# ---- bootstrap: paired vs unpaired --------------------------------------------------------------
+def _correlated(seed: int, n_clusters: int = 60, per: int = 10, shift: float = 0.05) -> Paired:
+    """A and B answer from the same latent difficulty; B is right on a band of ``shift`` more."""
+    rng = np.random.default_rng(seed)
+    q = np.linspace(0.2, 0.75, n_clusters)  # cluster ease; q + shift stays below 1: true delta = shift
+    u = rng.random((n_clusters, per))
+    a = (u < q[:, None]).astype(float).ravel()
+    b = (u < q[:, None] + shift).astype(float).ravel()
+    clusters = [f"c{c}" for c in range(n_clusters) for _ in range(per)]
+    return Paired([str(i) for i in range(a.size)], a, b, clusters)
+
+
+def test_paired_ci_covers_true_delta_and_is_narrower_than_unpaired():
+    covered, ratios = 0, []
+    for seed in range(20):
+        p = _correlated(seed)
+        lo, hi = paired_bootstrap_ci(p, n_boot=500, seed=seed)
+        ulo, uhi = unpaired_bootstrap_ci(p.a, p.b, p.clusters, p.clusters, n_boot=500, seed=seed)
+        covered += lo <= 0.05 <= hi
+        ratios.append((hi - lo) / (uhi - ulo))
+        assert lo <= float(p.d.mean()) <= hi
+    assert covered >= 16, covered  # nominal 95%: 19/20 expected
+    assert max(ratios) < 0.5, ratios  # pairing removes the shared difficulty
+
+
+def test_paired_ci_is_zero_width_for_identical_runs():
+    p = _correlated(0, shift=0.0)
+    assert paired_bootstrap_ci(p, n_boot=200) == (0.0, 0.0)
+
+
+# ---- Tango ------------------------------------------------------------------------------------
+def test_tango_bounds_solve_the_score_equation():
+    lo, hi = tango_ci(5, 10, 100, level=0.95)
+    z = NormalDist().inv_cdf(0.975)
+    assert tango_z(5, 10, 100, lo) == pytest.approx(z, abs=1e-6)
+    assert tango_z(5, 10, 100, hi) == pytest.approx(-z, abs=1e-6)
+    assert lo < -0.05 < hi
+
+
+def test_tango_no_discordant_pairs_closed_form():
+    # x = y = 0: Z(d)^2 = n|d| / (1 - |d|), so |d| = z^2 / (n + z^2).
+    z = NormalDist().inv_cdf(0.95)
+    for n in (30, 400):
+        lo, hi = tango_ci(0, 0, n, level=0.90)
+        assert hi == pytest.approx(z * z / (n + z * z), rel=1e-6) and lo == pytest.approx(-hi, rel=1e-6)
+
+
+@pytest.mark.parametrize("n, p01, p10", [(30, 0.05, 0.10), (30, 0.0, 0.10), (50, 0.10, 0.20)])
+def test_tango_exact_coverage_small_samples(n, p01, p10):
+    cover = 0.0
+    for x in range(n + 1):
+        for y in range(n + 1 - x):
+            pr = math.comb(n, x) * math.comb(n - x, y) * p01 ** x * p10 ** y * (1 - p01 - p10) ** (n - x - y)
+            lo, hi = tango_ci(x, y, n)
+            cover += pr * (lo <= p01 - p10 <= hi)
+    assert 0.94 <= cover <= 1.0
+
+
+def test_tango_extremes():
+    assert tango_ci(0, 30, 30)[0] == -1.0
+    assert tango_ci(30, 0, 30)[1] == 1.0
+    assert tango_ci(0, 0, 0) is None
+
+
+# ---- sign-flip test ---------------------------------------------------------------------------
+def test_signflip_pvalue():
+    clusters = [f"c{i // 2}" for i in range(40)]
+    assert signflip_pvalue([0.0] * 40, clusters) == 1.0
+    small = signflip_pvalue([0.3] * 40, clusters, n_perm=2000)
+    assert small == pytest.approx(1 / 2001, rel=0.5)  # all 20 clusters positive: only ±all-same flips tie
+    mixed = signflip_pvalue([0.3, -0.3] * 20, clusters, n_perm=2000)
+    assert mixed == 1.0  # every cluster sums to 0
+
+
+# ---- pairing ----------------------------------------------------------------------------------
+def _r(i: str, score: float | None, error: str | None = None, cluster: str | None = None) -> SampleResult:
+    return SampleResult(id=i, task="t", target="x", prediction="x", score=score, error=error,
+                        metadata={"cluster": cluster} if cluster else {})
+
+
+def test_pair_lines_up_ids_and_handles_errors():
+    a = [_r("1", 1.0, cluster="v1"), _r("2", 0.0), _r("3", 1.0), _r("4", None, error="boom"), _r("5", 1.0)]
+    b = [_r("3", 0.0), _r("1", 1.0), _r("2", 1.0), _r("4", 1.0), _r("5", None, error="timeout"), _r("6", 1.0)]
+    p = pair(a, b)
+    assert p.ids == ["1", "2", "3"] and list(p.a) == [1, 0, 1] and list(p.b) == [1, 1, 0]
+    assert p.clusters == ["v1", "2", "3"]
+    assert (p.n_improved, p.n_worsened, p.n_only_a, p.n_only_b) == (1, 1, 1, 2)
+    assert [(x.id, y.id) for x, y in p.flips] == [("2", "2"), ("3", "3")]
+    q = pair(a, b, b_errors_as_wrong=True)
+    assert q.ids == ["1", "2", "3", "5"] and q.b[-1] == 0.0 and q.n_b_errors_as_wrong == 1
+
+
+def test_paired_diff_chooses_the_test():
+    p = _correlated(1)
+    d = paired_diff(p, n_boot=200)
+    assert d.binary and d.test == "mcnemar-exact"
+    assert d.p_value == pytest.approx(mcnemar_exact(d.n_improved, d.n_worsened))
+    assert d.n_worsened == 0 and d.n_improved > 0 and d.delta == pytest.approx(d.n_improved / d.n)
+    cont = Paired(["1", "2", "3"], np.array([0.5, 0.2, 0.9]), np.array([0.6, 0.2, 0.7]), ["a", "b", "c"])
+    assert paired_diff(cont, n_boot=200).test == "cluster-signflip"
+    with pytest.raises(ValueError):
+        paired_diff(Paired([], np.array([]), np.array([]), []))

@@ -1,0 +1,104 @@
+"""``evalsuite leaderboard``: the table, the plots' inputs, per-run pages, escaping, offline pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from runfolders import binary_samples, flipped, write_run
+
+from evalsuite.cli import main as cli_main
+from reports.leaderboard import (LeaderboardError, build_leaderboard, efficiency_figures, load_entries, pareto_front,
+                                 precision_deltas)
+
+
+@pytest.fixture
+def runs(tmp_path):
+    doc = binary_samples("docqa", 100, n_clusters=10, accuracy=0.7, seed=1)
+    vid = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.6, seed=2)
+    right = [r.id for r in doc if r.score == 1.0]
+    root = tmp_path / "runs"
+    write_run(root / "bf16", {"docqa": doc, "videoqa": vid}, name="bf16", precision="bf16", weight_bytes=2_000_000,
+              efficiency={"docqa": {"single_stream_tokens_per_s": 50.0, "per_gpu_throughput_at_slo": 400.0}})
+    write_run(root / "fp4", {"docqa": flipped(doc, set(right[:6])), "videoqa": vid}, name="fp4", precision="nvfp4",
+              weight_bytes=600_000, efficiency={"docqa": {"single_stream_tokens_per_s": 90.0,
+                                                               "per_gpu_throughput_at_slo": 900.0},
+                                                "videoqa": {"video_hours_per_hour": 12.5}})
+    write_run(root / "evil", {"docqa": doc}, name="<script>alert('x')</script>", backend="openai", precision=None)
+    return root
+
+
+def test_site_layout_table_and_escaping(runs, tmp_path, capsys):
+    out = tmp_path / "site"
+    assert cli_main(["leaderboard", str(runs), "--out", str(out)]) == 0  # a folder of run folders
+    assert "leaderboard:" in capsys.readouterr().out
+    index = (out / "index.html").read_text()
+    pages = sorted(p.name for p in (out / "runs").iterdir())
+    assert pages == ["00-bf16.html", "01-script-alert-x-script.html", "02-fp4.html"]
+    for name in pages:
+        assert f'href="runs/{name}"' in index
+    # Values with their CI, headline figures, "–" where absent, weight bytes.
+    assert re.search(r'data-sort="0\.69">0\.690<br><span class="muted small">\[0\.[56][0-9]{2}, 0\.[78][0-9]{2}\]', index)
+    assert 'data-sort="0.63">0.630<br>' in index  # fp4: 6 of 69 right answers flipped
+    assert 'data-sort="90.0">90.00' in index and 'data-sort="12.5">12.50' in index
+    assert 'data-sort="600000.0">600,000' in index and index.count('data-sort="">–') >= 4
+    # Escaped, never executed; nothing fetched from the network.
+    assert "<script>alert" not in index and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in index
+    assert index.count("<script>") == 1  # the sorting script only
+    for page in [index, *((out / "runs" / n).read_text() for n in pages)]:
+        assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert index.count("data:image/png;base64,") == 2  # Pareto and precision-delta plots
+
+
+def test_run_page_contents_and_link_to_run_report(runs, tmp_path):
+    (runs / "fp4" / "report.html").write_text("<html></html>")
+    out = tmp_path / "site"
+    build_leaderboard([runs / "bf16", runs / "fp4"], out)
+    page = (out / "runs" / "01-fp4.html").read_text()
+    assert 'href="../index.html"' in page and 'href="../../runs/fp4/report.html"' in page
+    assert "video_hours_per_hour" in page and "nvfp4" in page and "test-cpu" in page
+    assert "full run report" not in (out / "runs" / "00-bf16.html").read_text()
+
+
+def test_precision_deltas_are_paired(runs):
+    entries = load_entries([runs / "bf16", runs / "fp4", runs / "evil"])
+    deltas = precision_deltas(entries, n_boot=300)
+    assert [(d["run"], d["task"]) for d in deltas] == [("fp4", "docqa"), ("fp4", "videoqa")]
+    doc, vid = deltas
+    assert doc["delta"] == pytest.approx(-6 / 100) and doc["n"] == 100 and doc["ci"][1] < 0
+    assert vid["delta"] == 0.0 and vid["ci"] == (0.0, 0.0)
+
+
+def test_pareto_front_by_hand():
+    pts = [(1.0, 0.9), (2.0, 0.8), (1.5, 0.7), (3.0, 0.5), (3.0, 0.4), (0.5, 0.9)]
+    # (1.5, .7) is beaten by (2, .8); (3, .4) by (3, .5); (0.5, .9) by (1, .9).
+    assert pareto_front(pts) == [0, 1, 3]
+
+
+def test_efficiency_figures_prefer_throughput_task():
+    res = {"tasks": {"docqa": {"efficiency": {"samples_per_s": 3.0, "single_stream_tokens_per_s": 1.0}},
+                     "throughput": {"efficiency": {"single_stream_tokens_per_s": 70.0, "ttft_ms": {"p50": 3}}}}}
+    assert efficiency_figures(res) == {"single_stream_tokens_per_s": 70.0, "samples_per_s": 3.0}
+
+
+def test_without_throughput_or_bf16_the_plots_say_why(tmp_path):
+    rows = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5)
+    a = write_run(tmp_path / "a", {"docqa": rows}, name="m1", precision="fp8")
+    index = build_leaderboard([a], tmp_path / "site").read_text()
+    assert "no run reports a throughput figure" in index and "No precision deltas" in index
+    assert "data:image/png" not in index
+
+
+def test_bad_inputs(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["leaderboard", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2
+    assert "no results.json there or in its subfolders" in capsys.readouterr().err
+    with pytest.raises(LeaderboardError):
+        build_leaderboard([tmp_path / "missing"], tmp_path / "o")
+
+
+def test_duplicate_model_names_get_run_ids(tmp_path):
+    rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
+    a = write_run(tmp_path / "a", {"docqa": rows}, name="fp8", run_id="r1")
+    b = write_run(tmp_path / "b", {"docqa": rows}, name="fp8", run_id="r2")
+    assert [e.label for e in load_entries([a, b])] == ["fp8 (r1)", "fp8 (r2)"]
