@@ -81,6 +81,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     overwrite=args.overwrite, max_error_rate=args.max_error_rate, quiet=args.quiet,
                     command=[Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else None)
     outcome = run(cfg)
+    if not outcome.leader:  # torchrun: rank 0 prints the merged results
+        return outcome.exit_code
     print(summary_table(outcome.results))
     print(f"results: {out / 'results.json'}")
     if (out / "report.html").exists():

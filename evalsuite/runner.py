@@ -6,6 +6,11 @@ identity). Running again with the same ``--out`` skips the samples already in ``
 when the hash matches, refuses with one line when it does not (unless ``overwrite``), and so a run
 killed at any point and started again ends with the same metrics and no duplicated ids.
 
+Scale-out: under ``torchrun --nproc_per_node N -m evalsuite run …`` each rank (one model copy each;
+gloo on CPU, NCCL on GPU) takes every N-th sample, appends to its own shard
+``samples/<task>.rank<r>-of-<N>.jsonl``, and rank 0 merges the shards into ``samples/<task>.jsonl``
+in sample order and writes ``results.json``: the same files a single process would write.
+
 Errors: a sample whose record is malformed, whose media is missing or corrupt, whose modality the
 backend does not accept, or whose backend call or scoring raises is written with its ``error``,
 counted in ``n_errors`` and left out of the metrics; the run goes on. A batch that raises is retried
@@ -66,6 +71,40 @@ class RunOutcome:
     out: Path
     exit_code: int
     messages: list[str]
+    leader: bool = True  # False on torchrun ranks other than 0, which write no results.json
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+
+def init_dist(device: str) -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as td
+
+    if not td.is_initialized():
+        td.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return Dist(rank=td.get_rank(), world=td.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def now_iso() -> str:
@@ -265,8 +304,10 @@ def run(cfg: RunConfig) -> RunOutcome:
         except json.JSONDecodeError:
             raise RunError(f"{res_path} is not valid JSON; remove it or pass --overwrite") from None
 
+    dist = init_dist(cfg.device)
+    device = f"cuda:{dist.local_rank}" if dist.world > 1 and cfg.device == "cuda" else cfg.device
     tasks = [make_task(name, cfg.task_args.get(name)) for name in cfg.tasks]
-    backend = make_backend(cfg.model, device=cfg.device, seed=cfg.seed, batch_size=cfg.batch_size)
+    backend = make_backend(cfg.model, device=device, seed=cfg.seed, batch_size=cfg.batch_size)
     model_desc = backend.describe()
     hashes = {t.name: config_hash(t, model_desc) for t in tasks}
 
@@ -278,9 +319,11 @@ def run(cfg: RunConfig) -> RunOutcome:
                     f"{out} already holds task {t.name!r} run with a different task/model config "
                     f"(hash {old.get('config_hash')} != {hashes[t.name]}); use another --out or --overwrite"
                 )
-    if cfg.overwrite:
+    if cfg.overwrite and dist.leader:
         for t in tasks:
             (out / "samples" / f"{t.name}.jsonl").unlink(missing_ok=True)
+            for shard in (out / "samples").glob(f"{t.name}.rank*-of-*.jsonl"):
+                shard.unlink()
         if prior is not None:
             for t in tasks:
                 prior.get("tasks", {}).pop(t.name, None)
@@ -303,6 +346,8 @@ def run(cfg: RunConfig) -> RunOutcome:
     def write(status: str) -> None:
         from evalsuite.env import environment
 
+        if not dist.leader:  # rank 0 alone writes results.json
+            return
         doc["status"] = status
         doc["updated"] = now_iso()
         doc["environment"] = environment(cfg.command, cfg.seed, prior_wall + time.perf_counter() - started)
@@ -310,8 +355,13 @@ def run(cfg: RunConfig) -> RunOutcome:
         atomic_write_json(res_path, doc)
 
     try:
+        if cfg.overwrite:
+            dist.barrier()  # every rank sees the overwrite before reading its shard
         for task in tasks:
-            entry = _run_task(task, backend, cfg, out, hashes[task.name], (prior or {}).get("tasks", {}).get(task.name))
+            entry = _run_task(task, backend, cfg, out, hashes[task.name], (prior or {}).get("tasks", {}).get(task.name),
+                              dist)
+            if entry is None:  # a non-leader rank: rank 0 merges and summarizes
+                continue
             doc["tasks"][task.name] = entry
             write("running")
             rate = entry["error_rate"]
@@ -330,19 +380,24 @@ def run(cfg: RunConfig) -> RunOutcome:
         raise
     finally:
         backend.close()
+        if dist.world > 1:
+            import torch.distributed as td
 
-    if cfg.report:
+            if td.is_initialized():
+                td.destroy_process_group()
+
+    if cfg.report and dist.leader:
         try:
             from reports.run_report import render_run_report
 
             render_run_report(out)
         except ImportError:
             pass
-    return RunOutcome(results=doc, out=out, exit_code=exit_code, messages=messages)
+    return RunOutcome(results=doc, out=out, exit_code=exit_code, messages=messages, leader=dist.leader)
 
 
 def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: str,
-              prior_entry: dict[str, Any] | None) -> dict[str, Any]:
+              prior_entry: dict[str, Any] | None, dist: Dist = Dist()) -> dict[str, Any] | None:
     if hasattr(task, "run_with"):  # tasks that drive the backend themselves (throughput)
         return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)  # type: ignore[attr-defined]
     samples = list(task.samples())
@@ -354,12 +409,17 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
             raise RunError(f"task {task.name!r} yields sample id {s.id!r} twice; ids must be unique within a task")
         seen.add(s.id)
 
-    log_path = out / "samples" / f"{task.name}.jsonl"
-    done = {i: r for i, r in read_samples(log_path).items() if i in seen}
-    todo = [s for s in samples if s.id not in done]
+    merged_path = out / "samples" / f"{task.name}.jsonl"
+    mine = samples if dist.world == 1 else samples[dist.rank :: dist.world]
+    mine_ids = {s.id for s in mine}
+    log_path = merged_path if dist.world == 1 else out / "samples" / f"{task.name}.rank{dist.rank}-of-{dist.world}.jsonl"
+    done = {i: r for i, r in read_samples(merged_path).items() if i in mine_ids}
+    if log_path != merged_path:
+        done.update({i: r for i, r in read_samples(log_path).items() if i in mine_ids})
+    todo = [s for s in mine if s.id not in done]
     prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else 0.0
     t0 = time.perf_counter()
-    bar = _progress(len(samples), task.name, cfg.quiet)
+    bar = _progress(len(mine), task.name if dist.world == 1 else f"{task.name}[{dist.rank}]", cfg.quiet)
     bar.update(len(done))
     with SampleLog(log_path) as log:
         for i in range(0, len(todo), max(1, cfg.batch_size)):
@@ -369,6 +429,30 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
                 done[r.id] = r
             bar.update(len(batch))
     bar.close()
+    if dist.world > 1:
+        dist.barrier()  # every shard is complete on disk
+        if not dist.leader:
+            dist.barrier()
+            return None
+        done = _merge_shards(merged_path, out / "samples", task.name, [s.id for s in samples])
+        dist.barrier()  # the merged file is in place before any rank moves on
     ordered = [done[s.id] for s in samples if s.id in done]
     wall = prior_wall + (time.perf_counter() - t0)
     return summarize(task, samples, ordered, chash=chash, wall_s=wall, complete=len(ordered) == len(samples))
+
+
+def _merge_shards(merged_path: Path, folder: Path, task: str, order: list[str]) -> dict[str, SampleResult]:
+    """Fold every rank's shard into the task's sample file (atomically, in sample order, results of
+    samples outside this run's list kept after them), then remove the shards."""
+    from evalsuite.results import atomic_write_text, dumps
+
+    done = {i: r for i, r in read_samples(merged_path).items()}
+    shards = sorted(folder.glob(f"{task}.rank*-of-*.jsonl"))
+    for shard in shards:
+        done.update(read_samples(shard))
+    rank = {sid: k for k, sid in enumerate(order)}
+    rows = sorted(done.values(), key=lambda r: rank.get(r.id, len(order)))
+    atomic_write_text(merged_path, "".join(dumps(r.to_dict()) + "\n" for r in rows))
+    for shard in shards:
+        shard.unlink()
+    return {i: r for i, r in done.items() if i in rank}
