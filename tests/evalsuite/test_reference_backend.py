@@ -1,0 +1,180 @@
+"""The reference backend: every recipe answers text and media prompts on CPU, describes itself,
+streams, loads checkpoints, and runs end to end through the runner and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evalsuite.backend import BackendConfigError
+from evalsuite.backends.reference import ReferenceBackend
+from evalsuite.media import MediaError
+from evalsuite.results import load_run
+from evalsuite.runner import RunConfig, make_backend, run
+from evalsuite.types import ContentPart, Request, user
+from model import weights
+from model.omni import build_omni
+from omni_media import write_image, write_tone, write_video
+
+RECIPES = ("bf16", "fp8", "fp4", "fp4-all")
+
+
+@pytest.fixture(scope="module")
+def backends() -> dict[str, ReferenceBackend]:
+    out = {r: ReferenceBackend(r, device="cpu", batch_size=3) for r in RECIPES}
+    yield out
+    for b in out.values():
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("ref_media")
+    return {"image": write_image(d / "a.png"), "video": write_video(d / "v.mp4", n_frames=6),
+            "audio": write_tone(d / "t.wav", 0.5)}
+
+
+def _requests(media: dict[str, str], max_tokens: int = 6) -> list[Request]:
+    def req(i: str, *parts: ContentPart | str, **kw) -> Request:
+        return Request(sample_id=i, messages=[user(*parts)], max_tokens=max_tokens, **kw)
+
+    return [
+        req("text", "Name a colour."),
+        req("image", ContentPart.of_media("image", media["image"]), "What is shown?"),
+        req("video", ContentPart.of_media("video", media["video"]), "What moves?",
+            media={"fps": 4.0, "max_frames": 6, "evs_q": 0.5}),
+        req("audio", ContentPart.of_media("audio", media["audio"]), "What do you hear?", media={"sample_rate": 16000}),
+    ]
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_answers_text_and_media(backends: dict[str, ReferenceBackend], media: dict[str, str],
+                                             recipe: str) -> None:
+    backend = backends[recipe]
+    reqs = _requests(media)
+    out = backend.generate(reqs)
+    assert len(out) == 4
+    for req, r in zip(reqs, out):
+        assert isinstance(r.text, str) and r.finish_reason in ("stop", "length")
+        assert 1 <= r.output_tokens <= req.max_tokens and len(r.token_times) == r.output_tokens
+        assert 0 < r.ttft_s <= r.e2e_s and r.token_times[0] == pytest.approx(r.ttft_s)
+        assert r.prompt_tokens > 5
+    assert "image_tokens" in out[1].info and out[1].info["image_tokens"] > 0
+    v = out[2].info
+    assert v["video_frames"] == 6 and 0 < v["video_tokens_after_evs"] < v["video_tokens_before_evs"]
+    assert out[3].info["audio_tokens"] > 0 and out[3].info["audio_tokens_per_second"] == 12.5
+    assert out[0].info == {}
+    assert out[1].prompt_tokens > out[1].info["image_tokens"]
+    assert backend.engine.free_slots == 3 and not backend.engine.busy
+    # greedy decoding is reproducible and independent of the batch it ran in
+    alone = backend.generate([reqs[2]])[0]
+    assert alone.text == out[2].text and alone.output_tokens == out[2].output_tokens
+
+
+def test_describe_records_recipe_weights_and_sizes(backends: dict[str, ReferenceBackend]) -> None:
+    d = {r: b.describe() for r, b in backends.items()}
+    fp4 = d["fp4"]
+    assert fp4["name"] == "reference:fp4" and fp4["backend"] == "reference" and fp4["precision"] == "fp4"
+    assert fp4["device"] == "cpu" and fp4["engine_version"] and fp4["compute_dtype"] == "float32"
+    assert fp4["weights"] == "random-init seed 0 (untrained)"
+    assert fp4["weights_sha256"] == weights.state_dict_sha256(build_omni("tiny", seed=0))
+    assert len({x["weights_sha256"] for x in d.values()}) == 1  # same master weights, recipes differ after
+    assert d["fp8"]["kv_cache_dtype"] == "fp8" and fp4["kv_cache_dtype"] == "bf16"
+    sizes = {r: x["weight_bytes"] for r, x in d.items()}
+    print(sizes, {r: x["bits_per_weight"] for r, x in d.items()})
+    # In the tiny model routed experts are a small share of the weights, so fp4 (which keeps
+    # q/k/v and the dense MLP in BF16) is about as big as fp8; at full size it is far smaller (below).
+    assert sizes["fp4-all"] < sizes["fp8"] < sizes["bf16"] and sizes["fp4"] < 0.6 * sizes["bf16"]
+    assert d["bf16"]["bits_per_weight"] == 16.0  # unquantized layers count as the BF16 they hold
+    assert 4.5 < d["fp4-all"]["bits_per_weight"] < 6 and 8 < d["fp8"]["bits_per_weight"] < 9
+
+
+def test_full_size_accounting_orders_fp4_below_fp8() -> None:
+    """The same accounting on the published 30B-A3B backbone (meta device, shapes only)."""
+    import torch
+
+    import kernels
+    from evalsuite.backends.reference import _recipe_weight_bytes
+    from model.backbone import build
+
+    gb = {}
+    for recipe in ("fp8", "fp4"):
+        lm = kernels.quantize_model(build("nano-omni-30b-a3b", device="meta").to(torch.bfloat16), recipe)
+        gb[recipe] = _recipe_weight_bytes(kernels.report(lm))[0] / 1e9
+    print(gb)
+    assert 15 < gb["fp4"] < 0.7 * gb["fp8"] and 28 < gb["fp8"] < 35
+
+
+def test_unknown_recipe_and_device_are_one_line_errors() -> None:
+    with pytest.raises(BackendConfigError) as e:
+        ReferenceBackend("fp3")
+    msg = str(e.value)
+    assert "\n" not in msg and "fp3" in msg and all(r in msg for r in RECIPES)
+    with pytest.raises(BackendConfigError, match="cpu or cuda"):
+        ReferenceBackend("fp4", device="tpu")
+    b = make_backend("fp4-all", batch_size=2)  # the catalog's aliases reach this backend
+    assert isinstance(b, ReferenceBackend) and b.describe()["name"] == "reference:fp4-all"
+
+
+def test_stream_yields_timed_tokens_matching_generate(backends: dict[str, ReferenceBackend],
+                                                      media: dict[str, str]) -> None:
+    backend = backends["fp4"]
+    req = _requests(media, max_tokens=8)[1]
+    events = list(backend.stream(req))
+    full = backend.generate([req])[0]
+    assert len(events) == full.output_tokens
+    times = [t for t, _ in events]
+    assert times == sorted(times) and times[0] > 0
+    assert "".join(text for _, text in events) == full.text
+    assert backend.engine.free_slots == 3
+
+
+def test_corrupt_media_raises_media_error_and_leaves_engine_clean(backends: dict[str, ReferenceBackend],
+                                                                  media: dict[str, str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x01 definitely not a video")
+    backend = backends["bf16"]
+    reqs = _requests(media)
+    reqs.insert(1, Request(sample_id="bad", messages=[user(ContentPart.of_media("video", str(bad)), "?")]))
+    with pytest.raises(MediaError, match="bad.mp4"):
+        backend.generate(reqs)
+    assert backend.engine.free_slots == 3 and not backend.engine.busy
+    assert len(backend.generate(reqs[:1])) == 1
+
+
+def test_checkpoint_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ck = weights.save(build_omni("tiny", seed=7), tmp_path / "ck")
+    monkeypatch.setenv("EVALSUITE_CHECKPOINT", str(ck))
+    b = ReferenceBackend("fp8", batch_size=1)
+    d = b.describe()
+    assert d["weights"] == f"checkpoint {ck}" and d["weights_sha256"] == weights.weights_sha256(ck)
+    assert b.generate([Request(sample_id="x", messages=[user("hi")], max_tokens=3)])[0].output_tokens >= 1
+    monkeypatch.setenv("EVALSUITE_CHECKPOINT", str(tmp_path / "missing"))
+    with pytest.raises(BackendConfigError, match="EVALSUITE_CHECKPOINT"):
+        ReferenceBackend("fp8")
+
+
+def test_runner_end_to_end_fp4_on_toy_with_one_corrupt_image(toy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="fp4", tasks=["toy"], out=out, limit=4, batch_size=3, quiet=True, report=False,
+                            task_args={"toy": {"corrupt": 2}}, max_error_rate=0.5))
+    results, samples = load_run(out)  # validates results.json against the JSON Schema
+    assert results["status"] == "complete" and results["model"]["name"] == "reference:fp4"
+    assert results["model"]["weights"] == "random-init seed 0 (untrained)"
+    t = results["tasks"]["toy"]
+    assert (t["n_samples"], t["n_errors"], t["n_scored"]) == (4, 1, 3)
+    rows = {r.id: r for r in samples["toy"]}
+    assert rows["toy-002"].error and "img002.png" in rows["toy-002"].error
+    ok = [r for r in rows.values() if not r.error]
+    assert all(r.usage["image_tokens"] > 0 and r.usage["output_tokens"] >= 1 and r.prediction is not None for r in ok)
+    assert outcome.exit_code == 0
+
+
+def test_cli_run_fp4(toy: Path, tmp_path: Path) -> None:
+    from evalsuite.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["run", "--model", "fp4", "--tasks", "toy", "--limit", "4", "--out", str(out), "--quiet"]) == 0
+    results, samples = load_run(out)
+    assert results["tasks"]["toy"]["n_scored"] == 4 and len(samples["toy"]) == 4

@@ -1,0 +1,212 @@
+"""Generation engine: cached decoding equals the full forward pass, continuous batching equals
+one-at-a-time generation token for token, stops, sampling, and slot bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model.backbone import LanguageModel, build, decode_step
+from model.config import BackboneConfig
+from model.engine import (Engine, Handle, SamplingParams, TokenEvent, _prefill_groups, prefill_embeds, sample_rows,
+                          top_p_filter)
+from model.moe import TopkRouter
+from model.tokenizer import ByteTokenizer
+
+TOK = ByteTokenizer()
+NO_STOP = dict(stop_token_ids=())  # untrained model: run to max_tokens unless a test sets stops
+
+
+def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    d = (a.float() - b.float()).abs().max().item()
+    print(f"max |diff| = {d:.3e}")
+    return d
+
+
+@pytest.fixture(scope="module")
+def lm() -> LanguageModel:
+    torch.manual_seed(0)
+    model = build(BackboneConfig.preset("tiny")).eval()
+    with torch.no_grad():  # a non-trivial router bias, as a trained model has
+        for m in model.modules():
+            if isinstance(m, TopkRouter):
+                m.e_score_correction_bias.uniform_(-0.05, 0.05)
+    return model
+
+
+def prompt_ids(n: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.tensor([TOK.bos_id]), torch.randint(32, 127, (n - 1,), generator=g)])
+
+
+@torch.no_grad()
+def greedy_uncached(lm: LanguageModel, embeds: torch.Tensor, n: int) -> list[int]:
+    """Greedy tokens from full forward passes over the whole sequence each step (no state)."""
+    out: list[int] = []
+    for _ in range(n):
+        seq = torch.cat([embeds, lm.backbone.embeddings(torch.tensor(out, dtype=torch.long))]) if out else embeds
+        logits = lm(inputs_embeds=seq[None])[0, -1]
+        logits[TOK.vocab_size:] = float("-inf")
+        out.append(int(logits.argmax()))
+    return out
+
+
+def test_cached_prefill_and_decode_equal_the_full_pass(lm: LanguageModel) -> None:
+    """Prompt embeddings (arbitrary vectors, as media are) + 12 decoded tokens: every step's logits
+    equal the uncached forward pass at that position (fp32)."""
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randn(37, lm.config.hidden_size, generator=g) * 0.5
+    state = lm.allocate_state(2, 128)
+    slot = torch.tensor([1])
+    steps = [prefill_embeds(lm, prompt[None], state, slot)[0]]
+    tokens = [int(steps[0][: TOK.vocab_size].argmax())]
+    for _ in range(12):
+        steps.append(decode_step(lm, torch.tensor(tokens[-1:]), state, slot)[0])
+        tokens.append(int(steps[-1][: TOK.vocab_size].argmax()))
+    full_in = torch.cat([prompt, lm.backbone.embeddings(torch.tensor(tokens[:-1]))])[None]
+    with torch.no_grad():
+        full = lm(inputs_embeds=full_in)[0, prompt.shape[0] - 1:]  # logits that predicted each token
+    assert max_diff(torch.stack(steps), full) < 1e-4
+    assert int(state.lengths[1]) == 37 + 12 and int(state.lengths[0]) == 0
+
+
+def test_engine_greedy_equals_uncached_reference(lm: LanguageModel) -> None:
+    engine = Engine(lm, n_slots=2, max_len=128)
+    ids = prompt_ids(21, seed=2)
+    (res,) = engine.generate([ids], SamplingParams(max_tokens=10, **NO_STOP))
+    ref = greedy_uncached(lm, lm.backbone.embeddings(ids).detach(), 10)
+    print("engine", res.tokens, "\nref   ", ref)
+    assert res.tokens == ref and res.finish_reason == "length" and res.prompt_tokens == 21
+
+
+@pytest.mark.parametrize("kv_cache_dtype", [None, "bf16", "fp8"])
+def test_continuous_batching_equals_one_at_a_time(lm: LanguageModel, kv_cache_dtype: str | None) -> None:
+    """Five prompts of different lengths and budgets through 3 slots, one submitted mid-run:
+    token-for-token what each gives alone. Prompts 1 and 2 are prefilled together, right-padded."""
+    lengths, budgets = [5, 30, 33, 9, 50], [12, 5, 20, 8, 15]
+    assert [len(g) for g in _prefill_groups_of(lengths[:3])] == [1, 2]
+    prompts = [prompt_ids(n, seed=10 + i) for i, n in enumerate(lengths)]
+    prompts[2] = lm.backbone.embeddings(prompts[2]).detach() + 0.1  # an embeddings prompt (like media)
+    params = [SamplingParams(max_tokens=b, **NO_STOP) for b in budgets]
+
+    alone = []
+    for p, sp in zip(prompts, params):
+        single = Engine(lm, n_slots=1, max_len=128, kv_cache_dtype=kv_cache_dtype)
+        alone.append(single.generate([p], sp)[0].tokens)
+
+    engine = Engine(lm, n_slots=3, max_len=128, kv_cache_dtype=kv_cache_dtype)
+    handles = [engine.submit(p, sp) for p, sp in zip(prompts[:4], params[:4])]
+    for _ in range(3):
+        engine.step()
+    assert len(engine.running) == 3 and len(engine.waiting) == 1  # full: the 4th waits for a slot
+    handles.append(engine.submit(prompts[4], params[4]))  # enters mid-run
+    engine.run_until_done()
+    for i, (h, ref) in enumerate(zip(handles, alone)):
+        print(i, h.result.tokens, ref)
+        assert h.result.tokens == ref
+        assert h.result.output_tokens == budgets[i] and h.result.finish_reason == "length"
+    assert engine.free_slots == 3 and not engine.busy
+
+
+def _prefill_groups_of(lengths: list[int]) -> list[list[Handle]]:
+    d = 4
+    return _prefill_groups([Handle(i, torch.zeros(n, d), SamplingParams(), None, 0.0, frozenset())
+                            for i, n in enumerate(lengths)])
+
+
+def test_fp8_kv_cache_decodes_close_to_the_full_pass(lm: LanguageModel) -> None:
+    state = lm.allocate_state(1, 64, kv_cache_dtype="fp8")
+    ids = prompt_ids(24, seed=3)
+    cached = prefill_embeds(lm, lm.backbone.embeddings(ids)[None].detach(), state, torch.tensor([0]))[0]
+    with torch.no_grad():
+        full = lm(ids[None])[0, -1]
+    d = max_diff(cached, full)
+    assert 0 < d < 0.05 * full.abs().max().item()  # quantized, so not exact, but close
+
+
+def test_max_tokens_stop_strings_stop_ids_and_released_text(lm: LanguageModel) -> None:
+    engine = Engine(lm, n_slots=2, max_len=128)
+    ids = prompt_ids(12, seed=4)
+    free = engine.generate([ids], SamplingParams(max_tokens=24, **NO_STOP))[0]
+    assert free.output_tokens == 24 and free.finish_reason == "length"
+    assert len(free.token_times) == 24 and free.token_times == sorted(free.token_times)
+    assert free.text == TOK.decode(free.tokens)
+
+    # a stop id: the first occurrence of the 6th token ends the output, without its text
+    stop_tok = free.tokens[5]
+    first = free.tokens.index(stop_tok)
+    r = engine.generate([ids], SamplingParams(max_tokens=24, stop_token_ids=(stop_tok,)))[0]
+    assert r.tokens == free.tokens[: first + 1] and r.finish_reason == "stop"
+    assert r.text == TOK.decode(free.tokens[:first])
+
+    # a stop string taken from the free text: output cut before its first occurrence
+    text = free.text
+    stop = next(text[i:i + 2] for i in range(3, len(text) - 1)
+                if text[i:i + 2].strip() and text.find(text[i:i + 2]) >= 3)
+    print("free text", repr(text), "stop", repr(stop))
+    events: list[TokenEvent] = []
+    h = engine.submit(ids, SamplingParams(max_tokens=24, stop=(stop, "\x00never"), **NO_STOP), on_token=events.append)
+    engine.run_until_done()
+    assert h.result.finish_reason == "stop"
+    assert h.result.text == text[: text.find(stop)]
+    # streamed pieces: one event per token, pieces add up to the final text, never past a stop
+    assert len(events) == h.result.output_tokens and [e.index for e in events] == list(range(len(events)))
+    assert "".join(e.text for e in events) == h.result.text
+    assert engine.free_slots == 2
+
+
+def test_top_p_filter_and_seeded_sampling_are_deterministic(lm: LanguageModel) -> None:
+    probs = torch.tensor([0.1, 0.5, 0.15, 0.25])
+    assert top_p_filter(probs, 0.5).tolist() == [0.0, 0.5, 0.0, 0.0]
+    assert top_p_filter(probs, 0.6).tolist() == [0.0, 0.5, 0.0, 0.25]
+    assert top_p_filter(probs, 1.0) is probs
+    gens = [torch.Generator().manual_seed(0), None]
+    logits = torch.log(probs)[None].repeat(2, 1)
+    assert sample_rows(logits, [SamplingParams(temperature=1.0, top_p=0.5), SamplingParams()], gens) == [1, 1]
+
+    engine = Engine(lm, n_slots=4, max_len=128)
+    ids = [prompt_ids(10, seed=5), prompt_ids(19, seed=6)]
+    sp = lambda seed: SamplingParams(max_tokens=16, temperature=1.0, top_p=0.9, seed=seed, **NO_STOP)  # noqa: E731
+    a = engine.generate(ids, [sp(1), sp(2)])
+    b = engine.generate(ids[::-1], [sp(2), sp(1)])  # other order, other slots
+    c = engine.generate([ids[0]], [sp(1)])  # alone
+    assert a[0].tokens == b[1].tokens == c[0].tokens and a[1].tokens == b[0].tokens
+    d = engine.generate([ids[0]], [sp(99)])
+    assert d[0].tokens != a[0].tokens  # the seed matters
+    greedy = engine.generate([ids[0]], SamplingParams(max_tokens=16, **NO_STOP))[0]
+    nucleus_of_one = engine.generate([ids[0]], SamplingParams(max_tokens=16, temperature=1.0, top_p=1e-6,
+                                                             **NO_STOP))[0]
+    assert nucleus_of_one.tokens == greedy.tokens
+    assert all(t < TOK.vocab_size for r in a + b + d for t in r.tokens)  # never past the tokenizer
+
+
+def test_slots_are_freed_and_reused_without_leaks(lm: LanguageModel) -> None:
+    engine = Engine(lm, n_slots=2, max_len=64)
+    prompts = [prompt_ids(8 + 3 * i, seed=20 + i) for i in range(5)]
+    sp = SamplingParams(max_tokens=6, **NO_STOP)
+    first = [r.tokens for r in engine.generate(prompts, sp)]
+    assert engine.free_slots == 2 and not engine.running and not engine.waiting
+    assert engine.state.lengths.tolist() == [0, 0]
+    assert all(float(c.ssm.abs().sum()) == 0 for c in engine.state.caches.values() if hasattr(c, "ssm"))
+    again = [r.tokens for r in engine.generate(prompts[::-1], sp)][::-1]
+    assert again == first  # reused slots carry nothing over
+    # cancel_all empties the engine mid-run
+    for p in prompts:
+        engine.submit(p, sp)
+    engine.step()
+    engine.cancel_all()
+    assert engine.free_slots == 2 and not engine.busy and engine.state.lengths.tolist() == [0, 0]
+
+
+def test_length_limits(lm: LanguageModel) -> None:
+    engine = Engine(lm, n_slots=1, max_len=16)
+    with pytest.raises(ValueError, match="max_len"):
+        engine.submit(prompt_ids(16, seed=7))
+    r = engine.generate([prompt_ids(12, seed=7)], SamplingParams(max_tokens=50, **NO_STOP))[0]
+    assert r.finish_reason == "length" and r.output_tokens == 16 - 12 + 1  # the last one is never fed
+    with pytest.raises(ValueError, match="embeddings"):
+        engine.submit(torch.zeros(3, 7))
+    with pytest.raises(ValueError, match="max_tokens"):
+        SamplingParams(max_tokens=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0.0)
