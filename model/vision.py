@@ -101,7 +101,14 @@ def dynamic_grid(height: int, width: int, cfg: VisionConfig, *, min_patches: int
             break
         uh, uw = best
     if not min_units <= uh * uw <= max_units:
-        raise ValueError(f"cannot fit a {width}x{height} image in the patch budget [{lo}, {hi}]")
+        # The single-unit walks above can step over a narrow budget (e.g. exactly 2x2 units for a
+        # 5:3 image: 2x3 is too many, 1x3 too few). Search every in-budget grid for the best aspect.
+        fits = [(a, b) for a in range(1, max_units + 1)
+                for b in {max(1, math.ceil(min_units / a)), max(1, max_units // a), max(1, round(a / ratio))}
+                if min_units <= a * b <= max_units]
+        if not fits:
+            raise ValueError(f"cannot fit a {width}x{height} image in the patch budget [{lo}, {hi}]")
+        uh, uw = min(fits, key=lambda ab: (aspect_err(*ab), -ab[0] * ab[1]))
     return uh * m, uw * m
 
 

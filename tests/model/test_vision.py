@@ -208,3 +208,12 @@ def test_full_size_parameter_count_is_vit_h_class() -> None:
     print(f"vision params: total {n / 1e6:.1f}M, ViT {vit / 1e6:.1f}M")
     assert 0.60e9 < vit < 0.66e9  # ViT-H/16: ~0.63B
     assert n == vit + 5120 + 5120 * 10752 + 10752 * 2688
+
+
+def test_narrow_budget_that_the_unit_walk_steps_over_still_fits() -> None:
+    # 40x24 into exactly 16 patches (2x2 merge units): 2x3 units overshoot, 1x3 undershoot.
+    cfg = VisionConfig.preset("tiny")
+    gh, gw = dynamic_grid(24, 40, cfg, min_patches=16, max_patches=16)
+    assert gh * gw == 16 and (gh, gw) == (4, 4)
+    gh, gw = dynamic_grid(24, 40, cfg, min_patches=16, max_patches=24)
+    assert 16 <= gh * gw <= 24 and gw > gh
