@@ -15,6 +15,7 @@ import numpy as np
 from evalsuite.results import SCHEMA_VERSION, atomic_write_json, dumps, validate
 from evalsuite.stats import bootstrap_ci
 from evalsuite.types import SampleResult
+from media_files import write_mp4, write_png, write_wav  # noqa: F401  (re-exported for the report tests)
 
 
 def binary_samples(task: str, n: int, *, n_clusters: int, accuracy: float, seed: int = 0,
@@ -86,35 +87,3 @@ def write_run(folder: Path, samples: dict[str, list[SampleResult]], **kw: Any) -
 
 
 # ---- media files --------------------------------------------------------------------------------
-def write_png(path: Path, color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (48, 32)) -> Path:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", size, color).save(path)
-    return path
-
-
-def write_wav(path: Path, seconds: float = 0.2, rate: int = 8000) -> Path:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * rate)) / rate
-    sf.write(path, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
-    return path
-
-
-def write_mp4(path: Path, frames: int = 8, size: int = 32, fps: int = 4) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
-        s.width = s.height = size
-        s.pix_fmt = "yuv420p"
-        for i in range(frames):
-            img = np.full((size, size, 3), 30 * i % 255, dtype=np.uint8)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path

@@ -62,9 +62,9 @@ def compared(tmp_path):
     for i, r in enumerate(rows):
         r.prompt = f"question {i}: {EVIL}"
         r.target = EVIL
-    write_png(a_dir / "media" / "page.png")
-    write_mp4(a_dir / "media" / "clip.mp4")
-    write_wav(a_dir / "media" / "voice.wav")
+    write_png(a_dir / "media" / "page.png", 48, 32)
+    write_mp4(a_dir / "media" / "clip.mp4", frames=8, size=32, step=30)
+    write_wav(a_dir / "media" / "voice.wav", seconds=0.2)
     rows[0].media = [{"type": "image", "path": "media/page.png"}]  # relative to the run folder
     rows[1].media = [{"type": "video", "path": "media/clip.mp4"}]
     rows[2].media = [{"type": "audio", "path": "media/voice.wav"}]

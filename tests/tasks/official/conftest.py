@@ -7,45 +7,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import pytest
 
 from evalsuite.task import Task
+from media_files import write_mp4, write_png, write_wav
 from evalsuite.types import SampleResult
-
-
-def write_png(path: Path, width: int = 16, height: int = 12) -> Path:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (width, height), (200, 30, 30)).save(path)
-    return path
-
-
-def write_wav(path: Path, seconds: float = 0.1, rate: int = 8000) -> Path:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * rate)) / rate
-    sf.write(path, (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
-    return path
-
-
-def write_mp4(path: Path, frames: int = 4, size: int = 16, fps: int = 4) -> Path:
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
-        s.width = s.height = size
-        s.pix_fmt = "yuv420p"
-        for i in range(frames):
-            img = np.full((size, size, 3), 40 * i % 255, dtype=np.uint8)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return path
 
 
 def score_all(task: Task, predictions: dict[str, str]) -> list[SampleResult]:
