@@ -13,12 +13,13 @@ default | hard).
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Iterator
 
 from evalsuite.registry import TASKS
 from evalsuite.task import Task
 from evalsuite.types import ContentPart, Sample, SampleResult, user
-from tasks.gen.cache import check_args, clusters, ensure_png, error_sample
+from tasks.gen.cache import check_args, rendered
 from tasks.gen.doc import DIFFICULTIES, build_document
 from tasks.scoring import anls, ocrbench_match
 
@@ -38,24 +39,19 @@ class DocQA(Task):
         self.split, self.n, self.difficulty = check_args(self.name, self.args, DIFFICULTIES)
 
     def samples(self) -> Iterator[Sample]:
-        made = 0
-        for cluster in clusters(self.name, self.version, self.split, self.difficulty):
-            if made >= self.n:
-                return
-            try:
-                doc = build_document(cluster.seed, self.difficulty)
-                ensure_png(doc.canvas, cluster.path)
-            except Exception as e:  # one bad document never loses the others
-                made += 1
-                yield error_sample(self.name, self.split, cluster, self.difficulty, e)
+        return islice(self._questions(), self.n)
+
+    def _questions(self) -> Iterator[Sample]:
+        for cluster, doc in rendered(self.name, self.version, self.split, self.difficulty, build_document):
+            if isinstance(doc, Sample):  # the document could not be built: its error sample
+                yield doc
                 continue
             meta = {
                 "difficulty": self.difficulty, "cluster": cluster.name, "seed": cluster.seed,
                 "kind": doc.kind, "aspect": doc.aspect, "width": doc.canvas.width, "height": doc.canvas.height,
                 "font": doc.font, "text_form": doc.text_form,
             }
-            for k, q in enumerate(doc.questions[: self.n - made]):
-                made += 1
+            for k, q in enumerate(doc.questions):
                 yield Sample(
                     id=f"{self.split}-{cluster.name}-q{k}",
                     messages=[user(ContentPart.of_media("image", str(cluster.path)), q.prompt)],

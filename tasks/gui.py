@@ -14,12 +14,13 @@ default | hard: up to 2560x1600 with small targets), ``coords``.
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import Any, Iterator
 
 from evalsuite.registry import TASKS
 from evalsuite.task import Task, TaskArgError
 from evalsuite.types import ContentPart, Sample, user
-from tasks.gen.cache import check_args, clusters, ensure_png, error_sample
+from tasks.gen.cache import check_args, rendered
 from tasks.gen.gui import DIFFICULTIES, build_screen
 from tasks.scoring import COORDS, parse_point, point_in_box
 
@@ -53,16 +54,12 @@ class GUI(Task):
         self.coords: str = self.args["coords"]
 
     def samples(self) -> Iterator[Sample]:
-        made = 0
-        for cluster in clusters(self.name, self.version, self.split, self.difficulty):
-            if made >= self.n:
-                return
-            try:
-                screen = build_screen(cluster.seed, self.difficulty)
-                ensure_png(screen.canvas, cluster.path)
-            except Exception as e:  # one bad screen never loses the others
-                made += 1
-                yield error_sample(self.name, self.split, cluster, self.difficulty, e)
+        return islice(self._questions(), self.n)
+
+    def _questions(self) -> Iterator[Sample]:
+        for cluster, screen in rendered(self.name, self.version, self.split, self.difficulty, build_screen):
+            if isinstance(screen, Sample):  # the screen could not be built: its error sample
+                yield screen
                 continue
             w, h = screen.canvas.size
             meta = {
@@ -70,8 +67,7 @@ class GUI(Task):
                 "platform": screen.platform, "width": w, "height": h, "font": screen.font,
                 "text_form": screen.text_form(self.coords),
             }
-            for k, e in enumerate(screen.targets[: self.n - made]):
-                made += 1
+            for k, e in enumerate(screen.targets):
                 x1, y1, x2, y2 = e.box
                 yield Sample(
                     id=f"{self.split}-{cluster.name}-q{k}",

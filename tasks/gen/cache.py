@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from evalsuite.task import TaskArgError
 from evalsuite.types import Sample
@@ -65,3 +65,18 @@ def error_sample(task: str, split: str, cluster: Cluster, difficulty: str, error
         metadata={"category": "error", "difficulty": difficulty, "cluster": cluster.name, "seed": cluster.seed},
         error=f"{task}: could not generate {cluster.path.name} (seed {cluster.seed}): {type(error).__name__}: {error}",
     )
+
+
+def rendered(task: str, version: str, split: str, difficulty: str,
+             build: Callable[[int, str], Any]) -> Iterator[tuple[Cluster, Any]]:
+    """Each cluster with its built item, whose ``canvas`` is written to ``cluster.path`` unless
+    cached; a cluster whose build or render fails comes with its error sample instead (a
+    :class:`Sample`), so one bad image never loses the others. Endless and lazy: take what you need."""
+    for cluster in clusters(task, version, split, difficulty):
+        try:
+            item = build(cluster.seed, difficulty)
+            ensure_png(item.canvas, cluster.path)
+        except Exception as e:
+            yield cluster, error_sample(task, split, cluster, difficulty, e)
+            continue
+        yield cluster, item
