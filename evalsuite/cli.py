@@ -116,7 +116,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI parser. Subcommands in other modules are listed always but imported only when
+    ``argv`` names them, so ``list`` or ``run`` never pay for the leaderboard's plotting imports."""
     p = argparse.ArgumentParser(prog="evalsuite", description="Accuracy and efficiency evaluation for omni-modal models.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--max-samples", type=int, default=24, help="samples per task in the browser")
     rep.set_defaults(func=cmd_report)
 
+    chosen = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), None)
     for name, (module, help) in EXTERNAL.items():
         try:
             spec = importlib.util.find_spec(module)
@@ -150,9 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         if spec is None:
             continue
         sp = sub.add_parser(name, help=help)
-        mod = importlib.import_module(module)
-        mod.add_arguments(sp)
-        sp.set_defaults(func=mod.main)
+        if name == chosen:
+            mod = importlib.import_module(module)
+            mod.add_arguments(sp)
+            sp.set_defaults(func=mod.main)
     return p
 
 
@@ -163,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from evalsuite.runner import RunError
     from evalsuite.task import DataLayoutError, TaskArgError
 
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
