@@ -39,3 +39,19 @@ def write_mp4(path: Path, frames: int = 4, size: int = 16, fps: int = 4, step: i
         for pkt in s.encode():
             c.mux(pkt)
     return path
+
+
+def write_pcm16(path: Path, wave: np.ndarray, rate: int) -> str:
+    """A mono 16-bit PCM WAV of ``wave`` (floats in [-1, 1]) encoded by PyAV, the harness's reader."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("pcm_s16le", rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
+        frame.sample_rate = rate
+        for pkt in s.encode(frame):
+            c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return str(path)

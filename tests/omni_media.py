@@ -9,6 +9,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from media_files import write_pcm16
+
 
 def write_image(path: Path, size: tuple[int, int] = (40, 24), seed: int = 0) -> str:
     """A noisy RGB image of ``size`` (width, height)."""
@@ -40,13 +42,4 @@ def write_video(path: Path, n_frames: int = 8, fps: int = 4, size: tuple[int, in
 def write_tone(path: Path, seconds: float = 0.6, sr: int = 16000, freq: float = 440.0) -> str:
     """A mono 16-bit WAV sine tone."""
     t = np.arange(int(seconds * sr)) / sr
-    wave = 0.5 * np.sin(2 * np.pi * freq * t)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=sr, layout="mono")
-        frame = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
-        frame.sample_rate = sr
-        for pkt in s.encode(frame):
-            c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return str(path)
+    return write_pcm16(path, 0.5 * np.sin(2 * np.pi * freq * t), sr)

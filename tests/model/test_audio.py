@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
 
 from evalsuite.media import MediaError
+from media_files import write_pcm16
 from model.audio import (
     AudioEncoder,
     audio_tokens,
@@ -128,21 +128,9 @@ def test_resample_rejects_frequencies_above_new_nyquist() -> None:
     assert resample(z, 16000, 8000).shape == (3, 500)
 
 
-def _write_wav(path: Path, wave: np.ndarray, sr: int) -> str:
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("pcm_s16le", rate=sr, layout="mono")
-        frame = av.AudioFrame.from_ndarray((wave * 32767).astype(np.int16)[None, :], format="s16", layout="mono")
-        frame.sample_rate = sr
-        for pkt in s.encode(frame):
-            c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-    return str(path)
-
-
 def test_file_goes_through_harness_pipeline(tmp_path: Path) -> None:
     wave = _tone(440.0, 1.5, 44100).numpy()
-    path = _write_wav(tmp_path / "tone.wav", wave, 44100)
+    path = write_pcm16(tmp_path / "tone.wav", wave, 44100)
     from_file = load_waveform(path, TINY)
     from_array = load_waveform((wave, 44100), TINY)
     assert abs(from_file.shape[0] - 24000) <= 64 and from_array.shape[0] == 24000
