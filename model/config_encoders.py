@@ -74,6 +74,10 @@ class VisionConfig:
     projector_hidden: int = 10752
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    # Fixed (parameter-free) sinusoidal features of each patch's *normalized* (row, col) centre in the
+    # crop, added to the patch embedding: RoPE only tells patches how far apart they are, while GUI
+    # grounding answers absolute 0-1000 coordinates, so tokens also carry where in the image they are.
+    abs_pos: bool = True
     mode: ImageMode = "dynamic"
     # Tiling mode (ablation): square tiles of tile_size px, up to max_tiles, plus a thumbnail.
     tile_size: int = 512

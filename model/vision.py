@@ -197,6 +197,23 @@ def grid_positions(gh: int, gw: int, device: torch.device | None = None) -> torc
     return torch.stack([rows, cols], dim=-1)
 
 
+def normalized_position_features(gh: int, gw: int, dim: int, device: torch.device | None = None,
+                                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(gh*gw, dim) fixed features of each patch centre's normalized (row, col) in [0, 1]: half the
+    dims for the row, half for the column, each ``sin/cos(pi * k * u)`` for k = 1..dim/4 (no
+    parameters, so any grid size works and checkpoints are unchanged)."""
+    quarter = dim // 4
+    k = torch.arange(1, quarter + 1, device=device, dtype=torch.float32) * math.pi
+    u_r = (torch.arange(gh, device=device, dtype=torch.float32) + 0.5) / gh
+    u_c = (torch.arange(gw, device=device, dtype=torch.float32) + 0.5) / gw
+    fr = torch.cat([(u_r[:, None] * k).sin(), (u_r[:, None] * k).cos()], -1)  # (gh, dim/2)
+    fc = torch.cat([(u_c[:, None] * k).sin(), (u_c[:, None] * k).cos()], -1)  # (gw, dim/2)
+    feats = torch.cat([fr[:, None].expand(gh, gw, -1), fc[None].expand(gh, gw, -1)], -1)
+    out = torch.zeros(gh * gw, dim, device=device, dtype=torch.float32)
+    out[:, : 4 * quarter] = feats.reshape(gh * gw, 4 * quarter)
+    return out.to(dtype)
+
+
 class Rope2D(nn.Module):
     """2D rotary embedding: dims [0, d/2) rotate with the row, [d/2, d) with the column."""
 
@@ -309,6 +326,12 @@ class VisionEncoder(nn.Module):
         """(N, 3, H, W) → patch features (N, gh*gw, D) in row-major order."""
         return self.patch_embed(pixels).flatten(2).transpose(1, 2)  # (N, D, gh, gw) → (N, gh*gw, D)
 
+    def add_position(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Patch features (..., gh*gw, D) plus the normalized-position features (``cfg.abs_pos``)."""
+        if not self.cfg.abs_pos:
+            return x
+        return x + normalized_position_features(grid[0], grid[1], x.shape[-1], x.device, x.dtype)
+
     def transform(self, x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Transformer blocks + final norm over patch features x (B, L, D) at positions pos (L, 2)."""
         cos, sin = self.rope(pos)
@@ -318,7 +341,7 @@ class VisionEncoder(nn.Module):
 
     def from_patches(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Patch features (N, gh*gw, D) of same-size crops → LM tokens (N, T, lm_hidden)."""
-        x = self.transform(x, grid_positions(*grid, device=x.device))
+        x = self.transform(self.add_position(x, grid), grid_positions(*grid, device=x.device))
         return self.projector(spatial_merge(x, grid, self.cfg.merge))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -336,7 +359,7 @@ class VisionEncoder(nn.Module):
         feats, poss, seg, grids = [], [], [], []
         for pixels in crops:
             grid = self._grid_of(pixels)
-            x = self.embed(pixels)  # (N_i, L_i, D)
+            x = self.add_position(self.embed(pixels), grid)  # (N_i, L_i, D)
             for j in range(x.shape[0]):
                 feats.append(x[j])
                 poss.append(grid_positions(*grid, device=x.device))

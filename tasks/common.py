@@ -72,3 +72,15 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[str]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+# What a media part's text form is called when a prompt carries it instead of the media (the text
+# stage of training, and a cascade whose OCR/ASR specialists hand text to a text-only reasoner).
+TEXT_FORM_LABELS = {"image": "Text in the image", "video": "Events in the video", "audio": "Transcript of the audio"}
+
+
+def text_form_prompt(kind: str, text_form: str, question: str) -> str:
+    """The text-only prompt of a media question: the media's text form, then the question."""
+    if kind not in TEXT_FORM_LABELS:
+        raise ValueError(f"media kind must be one of {sorted(TEXT_FORM_LABELS)}, got {kind!r}")
+    return f"{TEXT_FORM_LABELS[kind]}:\n{text_form}\n\n{question}"

@@ -8,7 +8,8 @@ strings. Scored by OCRBench's rule (the answer contained in the prediction, case
 page / square) and document kind.
 
 Arguments: ``split`` (eval | train; seeds never overlap), ``n`` samples, ``difficulty`` (easy |
-default | hard).
+default | hard), ``image_mode`` (dynamic | tiling: the image preprocessing a backend that has both
+uses — the dynamic-resolution vs tiling ablation).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from itertools import islice
 from typing import Any, Iterator
 
 from evalsuite.registry import TASKS
-from evalsuite.task import Task
+from evalsuite.task import Task, TaskArgError
 from evalsuite.types import ContentPart, Sample, SampleResult, user
 from tasks.gen.cache import check_args, rendered
 from tasks.gen.doc import DIFFICULTIES, build_document
@@ -30,13 +31,16 @@ class DocQA(Task):
 
     name = "docqa"
     version = "1"
-    default_args: dict[str, Any] = {"split": "eval", "n": 200, "difficulty": "default"}
+    default_args: dict[str, Any] = {"split": "eval", "n": 200, "difficulty": "default", "image_mode": "dynamic"}
+    media_keys = ("image_mode",)
     breakdown_keys = ("category", "aspect", "kind")
     max_tokens = 16
 
     def __init__(self, **args: Any) -> None:
         super().__init__(**args)
         self.split, self.n, self.difficulty = check_args(self.name, self.args, DIFFICULTIES)
+        if self.args["image_mode"] not in ("dynamic", "tiling"):
+            raise TaskArgError(f"task argument docqa.image_mode expects dynamic or tiling, got {self.args['image_mode']!r}")
 
     def samples(self) -> Iterator[Sample]:
         return islice(self._questions(), self.n)

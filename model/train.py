@@ -1,0 +1,549 @@
+"""Train the reference omni model on the synthetic tasks' ``train`` split with a staged curriculum.
+
+    python -m model.train --preset tiny --out model/checkpoints/tiny        (``make train``)
+
+Curriculum (after the Nemotron 3 Nano Omni report: text first, then images, video, audio, each stage
+replaying the earlier ones; see `STAGES`):
+
+    text   the text-only forms of every task: a document's lines, a screen's element list with
+           coordinates, a video's event log, a clip's transcript, each followed by the task's question
+           (so a cascade of OCR/ASR specialists has a text reasoner to hand its output to)
+    image  reading bridges first (one rendered line; one line placed at random on a page; a whole
+           document transcribed), their share falling as the stage goes on, then docqa and gui
+    video  videoqa
+    audio  audioqa
+
+Inside a stage the mixture weights move linearly from ``start`` to ``end`` (one line before full
+layouts). The learning rate warms up, stays flat and decays linearly over the last quarter of each
+stage to a tenth. Only answer tokens (and the closing ``<|end|>``) carry loss.
+
+Determinism: the examples of step ``s`` of stage ``k`` are a pure function of (seed, k, s) — each
+source draws by index from its fixed train pool — so a run resumed from its last checkpoint
+(``train_state.pt``, written atomically every ``--save-every`` steps and at each stage's end) takes
+exactly the steps an uninterrupted run would. No eval-split data is ever read: every pool is a task's
+``split="train"``, whose seeds are disjoint from the eval split's (tests/model/test_train.py).
+
+After each stage the checkpoint (``model.safetensors`` + ``config.json``, `model.weights.save`) is
+evaluated through the harness itself (the ``bf16`` model on each task's eval split, ``--eval-n``
+samples) and the table is appended to ``history.json`` and, with ``--bench``, to BENCHMARKS.md, so
+forgetting shows if it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from evalsuite.types import ContentPart, Message, Sample, user
+from model.omni import LoadedMedia, OmniModel, build_omni, load_media
+
+STAGE_NAMES: tuple[str, ...] = ("text", "image", "video", "audio")
+TASK_OF_STAGE = {"image": ("docqa", "gui"), "video": ("videoqa",), "audio": ("audioqa",)}
+EVAL_TASKS: tuple[str, ...] = ("docqa", "gui", "videoqa", "audioqa")
+
+# Mixture of each stage: source -> (weight at the stage's start, weight at its end).
+STAGES: dict[str, dict[str, tuple[float, float]]] = {
+    "text": {"text:docqa": (3, 3), "text:gui": (3, 3), "text:videoqa": (2, 2), "text:audioqa": (1, 1)},
+    "image": {"line": (6, 0.5), "page-line": (3, 0.5), "transcribe": (3, 1.5), "docqa": (1, 5), "gui": (1, 4),
+              "text:docqa": (0.5, 0.5), "text:gui": (0.5, 0.5), "text:videoqa": (0.25, 0.25),
+              "text:audioqa": (0.25, 0.25)},
+    "video": {"videoqa": (8, 8), "docqa": (1.5, 1.5), "gui": (1, 1), "transcribe": (0.3, 0.3),
+              "text:docqa": (0.2, 0.2), "text:gui": (0.2, 0.2), "text:videoqa": (0.3, 0.3)},
+    "audio": {"audioqa": (8, 8), "videoqa": (1.5, 1.5), "docqa": (1.5, 1.5), "gui": (1, 1),
+              "transcribe": (0.3, 0.3), "text:docqa": (0.2, 0.2), "text:gui": (0.2, 0.2),
+              "text:audioqa": (0.3, 0.3)},
+}
+# Steps per stage for `make train` on two CPU cores (the tiny preset); scale with --steps-scale.
+DEFAULT_STEPS: dict[str, int] = {"text": 300, "image": 1800, "video": 700, "audio": 700}
+POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000}
+STATE_FILE = "train_state.pt"
+HISTORY_FILE = "history.json"
+
+
+# ---- examples -----------------------------------------------------------------------------------
+@dataclass
+class Example:
+    """One training sequence: chat messages (media already loaded) and the answer to learn."""
+
+    source: str
+    messages: list[Message]
+    media: list[LoadedMedia]
+    answer: str
+
+
+class Pools:
+    """The train split of each synthetic task, listed once (media generated into the cache on first
+    use) and indexed by position; decoded videos are kept in memory (decoding is the slow part)."""
+
+    def __init__(self, model_cfg: Any, sizes: dict[str, int] | None = None) -> None:
+        self.cfg = model_cfg
+        self.sizes = dict(POOL_SIZES, **(sizes or {}))
+        self._samples: dict[str, list[Sample]] = {}
+        self._tasks: dict[str, Any] = {}
+        self._video_cache: dict[str, list[LoadedMedia]] = {}
+
+    def task(self, name: str) -> Any:
+        if name not in self._tasks:
+            import evalsuite.catalog  # noqa: F401  (registers the built-in tasks lazily)
+            from evalsuite.registry import TASKS
+
+            self._tasks[name] = TASKS.get(name)(split="train", n=self.sizes[name])
+        return self._tasks[name]
+
+    def samples(self, name: str) -> list[Sample]:
+        if name not in self._samples:
+            good = [s for s in self.task(name).samples() if s.error is None]
+            if not good:
+                raise RuntimeError(f"train pool of {name} is empty: its generator failed for every sample")
+            self._samples[name] = good
+        return self._samples[name]
+
+    def pick(self, name: str, rng: random.Random) -> Sample:
+        pool = self.samples(name)
+        return pool[rng.randrange(len(pool))]
+
+    def media(self, name: str, sample: Sample) -> list[LoadedMedia]:
+        settings = self.task(name).media_settings()
+        if name != "videoqa":
+            return load_media(sample.messages, self.cfg, settings)
+        key = "|".join(str(p.path) for m in sample.messages for p in m.content if p.type != "text")
+        if key not in self._video_cache:
+            self._video_cache[key] = load_media(sample.messages, self.cfg, settings)
+        return self._video_cache[key]
+
+
+def _answer_text(name: str, sample: Sample) -> str:
+    target = sample.target
+    if name == "gui":
+        return str(target["answer"])
+    return str(target)
+
+
+def _question_text(sample: Sample) -> str:
+    return "".join(p.text or "" for m in sample.messages for p in m.content if p.type == "text")
+
+
+def _media_kind(sample: Sample) -> str:
+    return next(p.type for m in sample.messages for p in m.content if p.type != "text")
+
+
+def task_example(pools: Pools, name: str, rng: random.Random) -> Example:
+    s = pools.pick(name, rng)
+    return Example(name, list(s.messages), pools.media(name, s), _answer_text(name, s))
+
+
+def text_example(pools: Pools, name: str, rng: random.Random) -> Example:
+    from tasks.common import text_form_prompt
+
+    for _ in range(20):  # some clips (beeps, tones) have no words: their text form is empty
+        s = pools.pick(name, rng)
+        form = str(s.metadata.get("text_form") or "")
+        if form.strip():
+            prompt = text_form_prompt(_media_kind(s), form, _question_text(s))
+            return Example(f"text:{name}", [user(prompt)], [], _answer_text(name, s))
+    raise RuntimeError(f"no {name} train sample with a text form in 20 draws")
+
+
+_WORDS: list[str] | None = None
+
+
+def _vocabulary() -> list[str]:
+    global _WORDS
+    if _WORDS is None:
+        from tasks.gen import doc
+
+        _WORDS = sorted(set(doc.BRANDS + doc.SUFFIXES + doc.ITEMS + doc.FIRST + doc.LAST + doc.CITIES
+                            + [w for t in doc.FORM_TITLES + doc.CHART_TITLES for w in t.split()]
+                            + [x for labels in doc.CHART_LABELS for x in labels]))
+    return _WORDS
+
+
+def _random_line(rng: random.Random, max_chars: int) -> str:
+    parts: list[str] = []
+    while True:
+        r = rng.random()
+        word = (rng.choice(_vocabulary()) if r < 0.5 else str(rng.randrange(0, 10 ** rng.randint(1, 4))) if r < 0.8
+                else f"{rng.choice('ABCDEFGHKMNPRSTUVWXZ')}-{rng.randrange(10, 100)}" if r < 0.9
+                else f"{rng.randrange(1, 1000)}.{rng.randrange(0, 100):02d}")
+        if parts and len(" ".join(parts + [word])) > max_chars:
+            break
+        parts.append(word)
+        if len(parts) >= rng.randint(1, 4):
+            break
+    return " ".join(parts)[:max_chars]
+
+
+def line_example(pools: Pools, rng: random.Random, on_page: bool) -> Example:
+    """A rendered line of text (the first reading bridge), alone on a small canvas or placed at
+    random on a page-sized one; the answer is the line."""
+    from tasks.gen.canvas import Canvas, bitmap_font, text_size
+    from tasks.gen.doc import SIZES
+    from model.vision import image_tokens, preprocess_image
+
+    font = bitmap_font()
+    text = _random_line(rng, 20)
+    tw, th = text_size(font, text)
+    if on_page:
+        w, h = rng.choice(SIZES[rng.choice(sorted(SIZES))])
+    else:
+        w, h = max(tw + rng.randint(4, 24), 32), th + rng.randint(5, 21)
+    canvas = Canvas(w, h)
+    x = rng.randint(2, max(2, w - tw - 2))
+    y = rng.randint(2, max(2, h - th - 2))
+    canvas.text(x, y, text, font)
+    image = canvas.render()
+    pixels, grid = preprocess_image(image, pools.cfg.vision)
+    media = LoadedMedia("image", "<line>", pixels, image_tokens(h, w, pools.cfg.vision), grid, {"size": [w, h]})
+    prompt = "Read the text." if not on_page else "What does the line say?"
+    return Example("page-line" if on_page else "line",
+                   [user(ContentPart.of_media("image", "<line>"), prompt)], [media], text)
+
+
+def transcribe_example(pools: Pools, rng: random.Random, max_chars: int = 160) -> Example:
+    """A train document and its text, line by line (dense supervision: every character is a target)."""
+    s = pools.pick("docqa", rng)
+    lines = str(s.metadata.get("text_form") or "").split("\n")
+    out: list[str] = []
+    for line in lines:
+        if out and len("\n".join(out + [line])) > max_chars:
+            break
+        out.append(line)
+    image = next(p for m in s.messages for p in m.content if p.type == "image")
+    return Example("transcribe", [user(image, "Read the document.")], pools.media("docqa", s), "\n".join(out))
+
+
+def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
+    if source.startswith("text:"):
+        return text_example(pools, source.split(":", 1)[1], rng)
+    if source in ("line", "page-line"):
+        return line_example(pools, rng, on_page=source == "page-line")
+    if source == "transcribe":
+        return transcribe_example(pools, rng)
+    return task_example(pools, source, rng)
+
+
+def stage_weights(stage: str, progress: float) -> dict[str, float]:
+    """Mixture weights of ``stage`` at ``progress`` in [0, 1] (linear from start to end)."""
+    return {src: a + (b - a) * progress for src, (a, b) in STAGES[stage].items()}
+
+
+def step_sources(seed: int, stage_index: int, step: int, stage: str, total: int, batch: int) -> list[str]:
+    rng = random.Random(f"sources:{seed}:{stage_index}:{step}")
+    weights = stage_weights(stage, step / max(1, total - 1))
+    names = sorted(weights)
+    return rng.choices(names, [weights[n] for n in names], k=batch)
+
+
+def step_examples(pools: Pools, seed: int, stage_index: int, step: int, stage: str, total: int,
+                  batch: int) -> list[Example]:
+    """The examples of one step: a pure function of (seed, stage, step)."""
+    out = []
+    for i, src in enumerate(step_sources(seed, stage_index, step, stage, total, batch)):
+        out.append(make_example(pools, src, random.Random(f"example:{seed}:{stage_index}:{step}:{i}")))
+    return out
+
+
+# ---- the batched training forward -----------------------------------------------------------------
+def encode_batch(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Examples → (inputs_embeds [B, T, D] right-padded, labels [B, T] with -100 off the answer).
+
+    ``labels[b, t]`` is the id the model should predict *after* position t (already shifted)."""
+    tok = model.tokenizer
+    emb_layer = model.lm.backbone.embeddings
+    rows: list[torch.Tensor] = []
+    labels: list[list[int]] = []
+    for ex in examples:
+        counts = iter([m.n_tokens for m in ex.media])
+        prompt = tok.apply_chat(ex.messages, media_tokens=lambda part: next(counts))
+        answer = tok.encode(ex.answer) + [tok.end_id]
+        ids = prompt + answer
+        row = emb_layer(torch.tensor(ids, dtype=torch.long, device=model.device))  # [T, D]
+        if ex.media:
+            spans = tok.media_spans(ids)
+            encoded = model._encode(ex.media)
+            pieces, at = [], 0
+            for span, tokens in zip(spans, encoded):
+                if tokens.shape[0] != span.length:
+                    raise RuntimeError(f"{span.kind} encoder gave {tokens.shape[0]} tokens for a span of {span.length}")
+                pieces += [row[at:span.start], tokens.to(row.dtype)]
+                at = span.start + span.length
+            pieces.append(row[at:])
+            row = torch.cat(pieces)
+        rows.append(row)
+        lab = [-100] * len(ids)
+        for k in range(len(prompt) - 1, len(ids) - 1):
+            lab[k] = ids[k + 1]
+        labels.append(lab)
+    t = max(r.shape[0] for r in rows)
+    embeds = torch.stack([F.pad(r, (0, 0, 0, t - r.shape[0])) for r in rows])
+    lab_t = torch.full((len(rows), t), -100, dtype=torch.long)
+    for i, lab in enumerate(labels):
+        lab_t[i, : len(lab)] = torch.tensor(lab)
+    return embeds, lab_t.to(model.device)
+
+
+def batch_loss(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the answer tokens of a batch, and how many there were."""
+    embeds, labels = encode_batch(model, examples)
+    hidden = model.lm.hidden_states(inputs_embeds=embeds)
+    mask = labels >= 0
+    logits = model.lm.lm_head(hidden[mask]).float()
+    return F.cross_entropy(logits, labels[mask]), int(mask.sum())
+
+
+# ---- schedule, state ----------------------------------------------------------------------------
+def lr_at(step: int, total: int, base: float, warmup: int = 50, decay_frac: float = 0.25) -> float:
+    """Warm up, hold, then decay linearly over the last ``decay_frac`` of the stage to base/10."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    start = int(total * (1 - decay_frac))
+    if step < start:
+        return base
+    frac = (step - start) / max(1, total - start)
+    return base * (1 - 0.9 * frac)
+
+
+@dataclass
+class TrainArgs:
+    preset: str = "tiny"
+    out: str = "model/checkpoints/tiny"
+    seed: int = 0
+    batch: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    stages: tuple[str, ...] = STAGE_NAMES
+    steps: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))
+    eval_n: int = 200
+    save_every: int = 200
+    device: str = "cpu"
+    threads: int = 0
+    bench: bool = False
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the run it continues."""
+        return {k: v for k, v in asdict(self).items() if k not in ("out", "eval_n", "save_every", "device",
+                                                                 "threads", "bench")}
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_state(out: Path, model: OmniModel, opt: torch.optim.Optimizer, stage: int, step: int,
+               history: dict[str, Any], args: TrainArgs) -> None:
+    from model import weights
+
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save({"stage": stage, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "args": args.fingerprint(), "history": history}, out / STATE_FILE)
+    weights.save(model, out)
+    write_history(out, history)
+
+
+def write_history(out: Path, history: dict[str, Any]) -> None:
+    from evalsuite.results import atomic_write_text
+
+    atomic_write_text(out / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
+
+
+def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved, now = dict(state.get("args") or {}), args.fingerprint()
+    # Steps of stages not begun yet may change on resume (extend or shorten what is still to come);
+    # those already run, or under way, may not.
+    begun = list(args.stages[: state["stage"] + (1 if state["step"] > 0 else 0)])
+    same_steps = {k: v for k, v in (saved.get("steps") or {}).items() if k in begun} == \
+        {k: v for k, v in now["steps"].items() if k in begun}
+    saved.pop("steps", None)
+    rest = {k: v for k, v in now.items() if k != "steps"}
+    if saved != rest or not same_steps:
+        raise SystemExit(f"{path}: written by a run with different settings {state.get('args')}; expected "
+                         f"{now} (use another --out, or delete it to start over)")
+    return state
+
+
+# ---- evaluation through the harness ---------------------------------------------------------------
+def evaluate(out: Path, tag: str, n: int, tasks: Sequence[str] = EVAL_TASKS, model: str = "bf16") -> dict[str, Any]:
+    """Evaluate the checkpoint in ``out`` with the harness (``model`` on each task's eval split, ``n``
+    samples); returns {task: {metric: value}} and the prompt-token counts."""
+    from evalsuite.runner import RunConfig, run
+
+    old = os.environ.get("EVALSUITE_CHECKPOINT")
+    os.environ["EVALSUITE_CHECKPOINT"] = str(out)
+    try:
+        outcome = run(RunConfig(model=model, tasks=list(tasks), out=out / "evals" / tag, limit=n, overwrite=True,
+                                quiet=True, report=False))
+    finally:
+        if old is None:
+            os.environ.pop("EVALSUITE_CHECKPOINT", None)
+        else:
+            os.environ["EVALSUITE_CHECKPOINT"] = old
+    table = {}
+    for name, res in outcome.results["tasks"].items():
+        table[name] = {"primary": res.get("primary_metric"), **{k: v for k, v in res["metrics"].items()
+                                                                if isinstance(v, (int, float))}}
+    return table
+
+
+def bench_table(history: dict[str, Any]) -> str:
+    """Markdown: one row per evaluated stage, one column per task (primary metric)."""
+    evals = history.get("evals", [])
+    lines = ["| after stage | step | " + " | ".join(EVAL_TASKS) + " | samples/s |",
+             "|---|---:|" + "---:|" * len(EVAL_TASKS) + "---:|"]
+    for e in evals:
+        cells = []
+        for t in EVAL_TASKS:
+            r = e["table"].get(t, {})
+            v = r.get(r.get("primary") or "", None)
+            cells.append("—" if v is None else f"{v:.3f}")
+        lines.append(f"| {e['stage']} | {e['global_step']} | " + " | ".join(cells) + f" | {e.get('samples_per_s', 0):.1f} |")
+    return "\n".join(lines)
+
+
+# ---- the loop -----------------------------------------------------------------------------------
+def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the curriculum in ``args.out``; returns the history. ``stop_after``: save a
+    resumable state and return after that many steps of this call (a time-boxed session)."""
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    unknown = [s for s in args.stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
+    device = torch.device(args.device)
+    model = build_omni(args.preset, seed=args.seed, device=device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
+    history: dict[str, Any] = {"args": asdict(args), "curve": [], "evals": []}
+    start_stage, start_step = 0, 0
+    state = load_state(out, args)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start_stage, start_step, history = state["stage"], state["step"], state["history"]
+        if progress:
+            print(f"resuming {out} at stage {args.stages[start_stage] if start_stage < len(args.stages) else 'done'} "
+                  f"step {start_step}", file=sys.stderr)
+    pools = Pools(model.config, args.pool_sizes)
+    global_step = sum(args.steps[s] for s in args.stages[:start_stage]) + start_step
+    steps_before = global_step
+    for k in range(start_stage, len(args.stages)):
+        stage = args.stages[k]
+        total = args.steps[stage]
+        first = start_step if k == start_stage else 0
+        bar = tqdm(range(first, total), desc=f"stage {stage}", disable=not progress, mininterval=5.0,
+                   initial=first, total=total)
+        t0, seen, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
+        for step in bar:
+            examples = step_examples(pools, args.seed, k, step, stage, total, args.batch)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, args.lr)
+            loss, _ = batch_loss(model, examples)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            global_step += 1
+            seen += len(examples)
+            loss_acc += loss.item()
+            n_acc += 1
+            rate = seen / max(1e-9, time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{rate:.1f}", refresh=False)
+            if (step + 1) % 25 == 0 or step + 1 == total:
+                history["curve"].append({"stage": stage, "step": step + 1, "global_step": global_step,
+                                         "loss": round(loss_acc / n_acc, 4), "samples_per_s": round(rate, 2)})
+                loss_acc, n_acc = 0.0, 0
+            if (step + 1) % args.save_every == 0 and step + 1 < total:
+                save_state(out, model, opt, k, step + 1, history, args)
+            if stop_after is not None and global_step - steps_before >= stop_after and step + 1 < total:
+                save_state(out, model, opt, k, step + 1, history, args)
+                bar.close()
+                return history
+        bar.close()
+        model.eval()
+        save_state(out, model, opt, k + 1, 0, history, args)
+        if args.eval_n > 0:
+            table = evaluate(out, f"after-{stage}", args.eval_n)
+            history["evals"].append({"stage": stage, "global_step": global_step, "table": table,
+                                     "samples_per_s": history["curve"][-1]["samples_per_s"] if history["curve"] else 0})
+            save_state(out, model, opt, k + 1, 0, history, args)
+            if progress:
+                print(bench_table(history), file=sys.stderr)
+            if args.bench:
+                write_bench(history, args)
+        model.train()
+        if stop_after is not None and global_step - steps_before >= stop_after:
+            return history
+    if (out / STATE_FILE).is_file() and not history.get("done"):
+        history["done"] = True
+        write_history(out, history)
+    return history
+
+
+def write_bench(history: dict[str, Any], args: TrainArgs) -> None:
+    from bench.report import ROOT, device_line, update
+
+    body = (f"Per-stage evaluation of the trained `{args.preset}` model (`bf16`, each task's eval split, "
+            f"{args.eval_n} samples, primary metric), {time.strftime('%Y-%m-%d')}, {device_line()}; "
+            f"command: `python -m model.train --bench` (`make train`), steps {args.steps}, batch {args.batch}.\n\n"
+            + bench_table(history))
+    update(ROOT / "BENCHMARKS.md", "Training curriculum", body)
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
+    p = argparse.ArgumentParser(prog="python -m model.train", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", default="model/checkpoints/tiny")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--stages", default=",".join(STAGE_NAMES), help="comma-separated, in order")
+    p.add_argument("--steps", default="", help="per-stage steps, e.g. text=600,image=3000")
+    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
+    p.add_argument("--eval-n", type=int, default=200, help="eval samples per task after each stage (0: none)")
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--bench", action="store_true", help="write the per-stage table to BENCHMARKS.md")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="save a resumable state and exit after this many steps (resume by running again)")
+    a = p.parse_args(argv)
+    stages = tuple(s for s in a.stages.split(",") if s)
+    steps = dict(DEFAULT_STEPS)
+    for item in filter(None, a.steps.split(",")):
+        name, _, val = item.partition("=")
+        if name not in STAGES or not val.isdigit():
+            p.error(f"--steps expects stage=N pairs with stages from {list(STAGES)}, got {item!r}")
+        steps[name] = int(val)
+    steps = {k: max(1, int(round(v * a.steps_scale))) for k, v in steps.items()}
+    args = TrainArgs(preset=a.preset, out=a.out, seed=a.seed, batch=a.batch, lr=a.lr, stages=stages, steps=steps,
+                     eval_n=a.eval_n, save_every=a.save_every, device=a.device, threads=a.threads, bench=a.bench)
+    return args, a.stop_after
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, stop_after = parse(argv)
+    train(args, stop_after=stop_after)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

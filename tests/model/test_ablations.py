@@ -1,0 +1,41 @@
+"""The ablation command: real harness runs, tokens read back per sample, markdown tables."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from model import ablations, weights
+from model.omni import build_omni
+
+
+@pytest.mark.slow
+def test_ablations_run_the_harness_and_count_tokens(tmp_path, monkeypatch):
+    ckpt = weights.save(build_omni("tiny"), tmp_path / "ckpt")
+    monkeypatch.chdir(tmp_path)
+    assert ablations.main(["--checkpoint", str(ckpt), "--n", "4", "--out", str(tmp_path / "abl")]) == 0
+    data = json.loads((tmp_path / "abl" / "ablations.json").read_text())
+    evs = {r["evs_q"]: r for r in data["evs"]}
+    assert set(evs) == {0.0, 0.5, 0.75}
+    assert evs[0.0]["video_tokens_after"] == evs[0.0]["video_tokens_before"] > 0
+    # EVS keeps the first tubelet and drops about q of the rest
+    assert evs[0.5]["video_tokens_after"] < evs[0.0]["video_tokens_after"]
+    assert evs[0.75]["video_tokens_after"] < evs[0.5]["video_tokens_after"]
+    assert all(r["video_tokens_before"] == evs[0.0]["video_tokens_before"] for r in evs.values())
+    modes = {r["mode"]: r for r in data["resolution"]}
+    assert set(modes) == {"dynamic", "tiling"} and modes["dynamic"]["n"] == 4
+    assert sum(a["n"] for a in modes["dynamic"]["aspects"].values()) == 4
+    assert modes["dynamic"]["image_tokens"] != modes["tiling"]["image_tokens"]
+
+
+def test_markdown_tables():
+    evs = [{"evs_q": 0.0, "n": 2, "accuracy": 0.5, "ci95": [0.0, 1.0], "video_tokens_before": 100.0,
+            "video_tokens_after": 100.0},
+           {"evs_q": 0.75, "n": 2, "accuracy": 0.25, "ci95": None, "video_tokens_before": 100.0,
+            "video_tokens_after": 30.0}]
+    res = [{"mode": "dynamic", "n": 2, "accuracy": 0.5, "ci95": [0.1, 0.9], "image_tokens": 80.0,
+            "aspects": {"tall": {"n": 2, "accuracy": 0.5, "image_tokens": 80.0}}}]
+    text = ablations.markdown(evs, res)
+    assert "| 0.75 | 2 | 100.0 | 30.0 | 30% | 0.250 | – |" in text
+    assert "| dynamic | 2 | 0.500 | [0.100, 0.900] | 80.0 | 0.500 / 80 (n=2) |" in text

@@ -1,0 +1,143 @@
+"""The trainer: train-split-only data, deterministic steps, answer-only loss, exact resume."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from model import train as T
+from model.omni import build_omni
+from tasks.common import seed_split
+
+SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6}
+
+
+@pytest.fixture(scope="module")
+def pools():
+    model = build_omni("tiny")
+    return T.Pools(model.config, SMALL_POOLS)
+
+
+def test_every_pool_comes_from_the_train_split(pools):
+    for name in ("docqa", "gui", "videoqa", "audioqa"):
+        samples = pools.samples(name)
+        assert samples, name
+        for s in samples:
+            assert seed_split(int(s.metadata["seed"])) == "train", (name, s.id)
+            assert s.id.startswith("train-"), s.id
+
+
+def test_every_source_draws_train_data_only(pools):
+    """Whatever a step draws — task questions, text forms, transcriptions — is from train seeds."""
+    eval_ids = set()
+    import evalsuite.catalog  # noqa: F401
+    from evalsuite.registry import TASKS
+
+    for name in ("docqa", "gui"):
+        for s in TASKS.get(name)(split="eval", n=8).samples():
+            eval_ids.add(str(s.messages[0].content[0].path))
+    for stage in T.STAGES:
+        for step in range(3):
+            for ex in T.step_examples(pools, 0, T.STAGE_NAMES.index(stage), step, stage, 10, 6):
+                paths = {str(p.path) for m in ex.messages for p in m.content if p.type != "text"}
+                assert not paths & eval_ids
+                assert all("/eval/" not in p for p in paths), paths
+
+
+def test_steps_are_a_pure_function_of_seed_stage_and_step(pools):
+    a = T.step_examples(pools, 0, 1, 7, "image", 100, 8)
+    b = T.step_examples(pools, 0, 1, 7, "image", 100, 8)
+    c = T.step_examples(pools, 0, 1, 8, "image", 100, 8)
+    key = lambda exs: [(e.source, e.answer) for e in exs]  # noqa: E731
+    assert key(a) == key(b)
+    assert key(a) != key(c)
+    assert all(torch.equal(x.pixels, y.pixels) for ea, eb in zip(a, b) for x, y in zip(ea.media, eb.media))
+
+
+def test_mixture_moves_from_bridges_to_tasks():
+    early, late = T.stage_weights("image", 0.0), T.stage_weights("image", 1.0)
+    assert early["line"] == 6 and late["line"] == 0.5
+    assert early["docqa"] == 1 and late["docqa"] == 5
+    mid = T.stage_weights("image", 0.5)
+    assert mid["line"] == pytest.approx(3.25)
+
+
+def test_labels_cover_exactly_the_answer_and_its_end(pools):
+    model = build_omni("tiny")
+    ex = T.line_example(pools, random.Random(3), on_page=False)
+    embeds, labels = T.encode_batch(model, [ex, T.text_example(pools, "docqa", random.Random(1))])
+    tok = model.tokenizer
+    row = labels[0][labels[0] >= 0].tolist()
+    assert row == tok.encode(ex.answer) + [tok.end_id]
+    assert embeds.shape[:2] == labels.shape and embeds.shape[-1] == model.config.backbone.hidden_size
+    # the image placeholders were replaced by encoder outputs, not the placeholder embedding
+    ids = tok.apply_chat(ex.messages, media_tokens=lambda part: ex.media[0].n_tokens)
+    span = tok.media_spans(ids)[0]
+    placeholder = model.lm.backbone.embeddings.weight[tok.placeholder_ids["image"]]
+    assert not torch.allclose(embeds[0, span.start], placeholder)
+    loss, n = T.batch_loss(model, [ex])
+    assert n == len(ex.answer) + 1 and torch.isfinite(loss)
+
+
+def test_lr_schedule_warms_up_holds_and_decays():
+    assert T.lr_at(0, 1000, 1e-3) == pytest.approx(1e-3 / 50)
+    assert T.lr_at(100, 1000, 1e-3) == 1e-3
+    assert T.lr_at(749, 1000, 1e-3) == 1e-3
+    assert T.lr_at(999, 1000, 1e-3) == pytest.approx(1e-3 * (1 - 0.9 * 249 / 250))
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    torch.set_num_threads(1)
+    args = dict(stages=("text", "image"), steps={"text": 3, "image": 3, "video": 1, "audio": 1}, batch=2,
+                eval_n=0, save_every=100, pool_sizes=SMALL_POOLS)
+    full = T.TrainArgs(out=str(tmp_path / "full"), **args)
+    T.train(full, progress=False)
+    part = T.TrainArgs(out=str(tmp_path / "part"), **args)
+    T.train(part, progress=False, stop_after=4)  # stops inside the image stage
+    state = torch.load(tmp_path / "part" / T.STATE_FILE, weights_only=False)
+    assert (state["stage"], state["step"]) == (1, 1)
+    T.train(part, progress=False)
+    from model import weights
+
+    a = weights.load(tmp_path / "full").state_dict()
+    b = weights.load(tmp_path / "part").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert weights.weights_sha256(tmp_path / "full") == weights.weights_sha256(tmp_path / "part")
+    curve = [c["global_step"] for c in json.loads((tmp_path / "part" / T.HISTORY_FILE).read_text())["curve"]]
+    assert curve == [3, 6]
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    args = T.TrainArgs(out=str(tmp_path), stages=("text",), steps={"text": 1, "image": 1, "video": 1, "audio": 1},
+                       batch=1, eval_n=0, pool_sizes=SMALL_POOLS)
+    T.train(args, progress=False)
+    other = T.TrainArgs(out=str(tmp_path), stages=("text",), steps={"text": 1, "image": 1, "video": 1, "audio": 1},
+                        batch=2, eval_n=0, pool_sizes=SMALL_POOLS)
+    with pytest.raises(SystemExit, match="different settings"):
+        T.train(other, progress=False)
+
+
+def test_cli_parses_steps_and_rejects_unknown_stage():
+    args, stop = T.parse(["--steps", "text=5,image=7", "--steps-scale", "2", "--stop-after", "3", "--eval-n", "0"])
+    assert args.steps["text"] == 10 and args.steps["image"] == 14 and stop == 3
+    with pytest.raises(SystemExit):
+        T.parse(["--steps", "pictures=5"])
+
+
+def test_resume_may_change_steps_of_stages_not_begun(tmp_path):
+    steps = {"text": 1, "image": 1, "video": 1, "audio": 1}
+    args = T.TrainArgs(out=str(tmp_path), stages=("text", "image"), steps=steps, batch=1, eval_n=0,
+                       pool_sizes=SMALL_POOLS)
+    T.train(args, progress=False, stop_after=1)  # text done, image not begun
+    later = T.TrainArgs(out=str(tmp_path), stages=("text", "image"), steps=dict(steps, image=2), batch=1,
+                        eval_n=0, pool_sizes=SMALL_POOLS)
+    assert T.load_state(tmp_path, later)["stage"] == 1
+    earlier = T.TrainArgs(out=str(tmp_path), stages=("text", "image"), steps=dict(steps, text=2), batch=1,
+                          eval_n=0, pool_sizes=SMALL_POOLS)
+    with pytest.raises(SystemExit, match="different settings"):
+        T.load_state(tmp_path, earlier)
