@@ -72,8 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         TASKS.get(t)  # unknown names: one line with a suggestion
     BACKENDS.get(args.model)
     task_args = parse_task_args(args.task_arg or [])
+    heads = {TASKS.split(t)[0] for t in tasks}  # lmeval.KEY=… applies to every lmeval:<task>
     for t in task_args:
-        if t not in tasks:
+        if t not in tasks and t not in heads:
             raise UsageError(f"--task-arg names task {t!r}, which is not in --tasks ({', '.join(tasks)})")
     out = Path(args.out or f"results/runs/{args.model.replace(':', '_').replace('/', '_')}")
     cfg = RunConfig(model=args.model, tasks=tasks, out=out, limit=args.limit, seed=args.seed,

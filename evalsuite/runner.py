@@ -118,8 +118,23 @@ def make_backend(model: str, *, device: str = "cpu", seed: int = 0, batch_size: 
 
 
 def make_task(name: str, args: dict[str, Any] | None = None) -> Task:
+    """The task ``name`` with ``args``; a task that takes an argument gets the text after its colon
+    (``lmeval:<lm-eval task>``)."""
+    from evalsuite.task import TaskArgError
+
     cls = TASKS.get(name)
-    return cls(**(args or {}))
+    head, arg = TASKS.split(name)
+    if arg is None:
+        return cls(**(args or {}))
+    if not getattr(cls, "takes_arg", False):
+        raise TaskArgError(f"task {head!r} takes no ':<argument>' (got {name!r}); use --task-arg {head}.KEY=VALUE")
+    return cls(arg, **(args or {}))
+
+
+def task_args_of(name: str, task_args: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """--task-arg values for ``name``: those given for its registry name (``lmeval``), then its own."""
+    head, _ = TASKS.split(name)
+    return {**task_args.get(head, {}), **task_args.get(name, {})}
 
 
 def config_hash(task: Task, model_desc: dict[str, Any]) -> str:
@@ -279,11 +294,18 @@ def _usage(results: list[SampleResult]) -> dict[str, Any]:
         return int(sum(vals)) if vals else None
 
     e2e = [r.usage["e2e_s"] for r in results if r.usage.get("e2e_s") is not None]
-    return {
+    out: dict[str, Any] = {
         "prompt_tokens": total("prompt_tokens"),
         "output_tokens": total("output_tokens"),
         "mean_e2e_s": (sum(e2e) / len(e2e)) if e2e else None,
     }
+    # Stage latencies a backend logs per sample (a cascade's ocr_s, asr_s, answer_s): their means.
+    stages = sorted({k for r in results for k, v in r.usage.items()
+                     if k.endswith("_s") and k not in ("ttft_s", "e2e_s") and isinstance(v, (int, float))})
+    for key in stages:
+        vals = [float(r.usage[key]) for r in results if isinstance(r.usage.get(key), (int, float))]
+        out[f"mean_{key}"] = sum(vals) / len(vals)
+    return out
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -306,7 +328,7 @@ def run(cfg: RunConfig) -> RunOutcome:
 
     dist = init_dist(cfg.device)
     device = f"cuda:{dist.local_rank}" if dist.world > 1 and cfg.device == "cuda" else cfg.device
-    tasks = [make_task(name, cfg.task_args.get(name)) for name in cfg.tasks]
+    tasks = [make_task(name, task_args_of(name, cfg.task_args)) for name in cfg.tasks]
     backend = make_backend(cfg.model, device=device, seed=cfg.seed, batch_size=cfg.batch_size)
     model_desc = backend.describe()
     hashes = {t.name: config_hash(t, model_desc) for t in tasks}

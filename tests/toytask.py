@@ -40,10 +40,15 @@ if "toy" not in TASKS:
             for i in range(self.args["n"]):
                 colour = COLOURS[i % 4]
                 path = d / f"img{i:03d}.png"
+                # written to a temporary name and renamed: torchrun ranks generate the same files at once,
+                # and one must never read a file another is still writing
+                tmp = d / f".img{i:03d}.{os.getpid()}.png"
                 if i == self.args["corrupt"]:
-                    path.write_bytes(b"this is not a png")
+                    tmp.write_bytes(b"this is not a png")
+                    os.replace(tmp, path)
                 elif not path.exists() or path.stat().st_size < 20:
-                    Image.new("RGB", (8, 8), RGB[colour]).save(path)
+                    Image.new("RGB", (8, 8), RGB[colour]).save(tmp)
+                    os.replace(tmp, path)
                 q = "What colour is the square?"
                 yield Sample(
                     id=f"toy-{i:03d}",

@@ -1,0 +1,521 @@
+"""A transformers model and its processor from a local folder: ``hf:<dir>``.
+
+Options follow the folder, comma-separated: ``hf:/models/nemotron,trust_remote_code=1,dtype=bfloat16``.
+``trust_remote_code=1`` lets transformers import Python files shipped in the folder (NemotronH-based
+checkpoints and others whose ``config.json`` has an ``auto_map``); without it such a folder is refused
+with one line saying so. ``dtype`` is float32 on CPU and bfloat16 on CUDA unless set.
+
+What is loaded: the config (`AutoConfig`); the model through `AutoModelForMultimodalLM` (Qwen2.5-VL,
+Qwen3-VL, Qwen2.5-Omni / Qwen3-Omni thinker, …) or else `AutoModelForCausalLM` (NemotronH and other
+text models); a full Omni checkpoint answers with its ``thinker`` (no speech output). The processor is
+the model's own processor class (``processor_config.json`` or transformers' table), assembled from the
+folder's tokenizer, PIL image processor and audio feature extractor, with the folder's chat template.
+A folder without a processor is text-only (its tokenizer and chat template; a plain concatenation of
+the messages when it has no template, which ``describe()`` says).
+
+Media go through the suite's pipeline (`evalsuite.media`) exactly as for the reference model: images
+as RGB PIL images; video frames picked by `sample_frames` at the task's ``fps`` / ``max_frames``;
+audio decoded by PyAV straight to the feature extractor's sampling rate. Only then does the model's
+processor see them. transformers' video processors need torchvision, which this project does not
+install, so `FramesVideoProcessor` stands in for them: each sampled frame goes through the model's own
+image processor (same resize, rescale and normalisation as a still image, under the video pixel budget)
+and the per-frame patches are stacked in the Qwen-VL video layout (``temporal_patch_size`` consecutive
+frames per temporal patch, the last frame repeated to fill the final one). Frame timestamps reach the
+processor as ``VideoMetadata``, so Qwen2.5-VL's temporal positions and Qwen3-VL's ``<t seconds>``
+markers come from the real sampled times. A model family whose image processor is not Qwen-VL-style
+(no ``temporal_patch_size``) accepts no video, and a sample with video errors with that message.
+Efficient Video Sampling (``evs_q``) is the reference model's and is not applied here.
+
+Each response's ``info`` records what the model was given: ``image_tokens``, ``video_frames`` /
+``video_tokens`` / ``video_fps``, ``audio_tokens`` / ``audio_seconds`` / ``audio_sample_rate``.
+
+Requests run one at a time through ``model.generate`` (greedy at temperature 0, else sampling seeded
+per (run seed, sample id)); a streamer records each output token's time, so ``ttft_s`` and
+``token_times`` count from the start of the request, media decoding included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evalsuite.backend import Backend, BackendConfigError
+from evalsuite.registry import BACKENDS
+from evalsuite.types import Message, Request, Response
+
+OPTION_KEYS = ("trust_remote_code", "dtype")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Processor attributes this backend knows how to fill from the folder.
+_KNOWN_ATTRIBUTES = ("tokenizer", "image_processor", "video_processor", "feature_extractor")
+
+
+def parse_arg(arg: str | None) -> tuple[Path, dict[str, str]]:
+    """``'/m/qwen,trust_remote_code=1'`` → (Path('/m/qwen'), {'trust_remote_code': '1'}). Only known
+    ``key=value`` pieces at the end are options, so a folder name with a comma still works."""
+    if not arg:
+        raise BackendConfigError("hf: expected hf:<local model folder> (a folder with config.json), got no folder")
+    pieces = arg.split(",")
+    opts: dict[str, str] = {}
+    while len(pieces) > 1 and "=" in pieces[-1] and pieces[-1].split("=", 1)[0].strip() in OPTION_KEYS:
+        key, value = pieces.pop().split("=", 1)
+        opts[key.strip()] = value.strip()
+    return Path(",".join(pieces)).expanduser(), opts
+
+
+def _truthy(value: str, key: str) -> bool:
+    low = value.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise BackendConfigError(f"hf: option {key} expects 1/0 (true/false), got {value!r}")
+
+
+def _request_seed(req: Request) -> int:
+    digest = hashlib.sha256(f"{req.seed}|{req.sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def folder_sha256(path: Path) -> str:
+    """sha256 over the folder's weight files (names and bytes, sorted): the checkpoint's identity."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".pt"))
+    for f in files:
+        h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+# ---- video: frames from the suite's pipeline → Qwen-VL video patches ----------------------------
+class FramesVideoProcessor:
+    """Turns frames the suite already sampled into ``pixel_values_videos`` / ``video_grid_thw`` with the
+    model's image processor (see the module docstring); it stands where transformers' torchvision-based
+    video processor would. ``size`` is the per-frame pixel budget (``shortest_edge`` = min pixels,
+    ``longest_edge`` = max pixels): the folder's ``video_preprocessor_config.json`` when present, else
+    the image processor's; a ``size`` passed at call time (a processor's video defaults) wins."""
+
+    model_input_names = ["pixel_values_videos", "video_grid_thw"]
+
+    def __init__(self, image_processor: Any, size: dict[str, int] | None = None) -> None:
+        self.image_processor = image_processor
+        self.patch_size = int(image_processor.patch_size)
+        self.temporal_patch_size = int(image_processor.temporal_patch_size)
+        self.merge_size = int(image_processor.merge_size)
+        self.size = dict(size or image_processor.size)
+
+    @staticmethod
+    def applies_to(image_processor: Any) -> bool:
+        return all(hasattr(image_processor, a) for a in ("patch_size", "temporal_patch_size", "merge_size"))
+
+    @classmethod
+    def from_folder(cls, path: Path, image_processor: Any) -> "FramesVideoProcessor":
+        size: dict[str, int] | None = None
+        cfg_file = path / "video_preprocessor_config.json"
+        if cfg_file.is_file():
+            cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+            size = dict(cfg.get("size") or {})
+            if "min_pixels" in cfg:
+                size["shortest_edge"] = int(cfg["min_pixels"])
+            if "max_pixels" in cfg:
+                size["longest_edge"] = int(cfg["max_pixels"])
+            size = size or None
+        return cls(image_processor, size)
+
+    def __call__(self, videos: Any, video_metadata: Any = None, size: Any = None, **_: Any) -> Any:
+        """``videos``: a list of uint8 arrays (T, H, W, 3); ``video_metadata``: one `VideoMetadata`
+        per video (passed back for the processor's timestamps)."""
+        from transformers.feature_extraction_utils import BatchFeature
+        from PIL import Image
+
+        if isinstance(videos, np.ndarray) and videos.ndim == 4:
+            videos = [videos]
+        budget = dict(size) if size else dict(self.size)
+        tps = self.temporal_patch_size
+        all_patches, grids = [], []
+        for frames in videos:
+            images = [Image.fromarray(np.asarray(f)) for f in frames]
+            images += [images[-1]] * (-len(images) % tps)  # fill the last temporal patch
+            out = self.image_processor(images=images, size=budget, return_tensors="np")
+            pv, thw = np.asarray(out["pixel_values"]), np.asarray(out["image_grid_thw"])
+            _, gh, gw = (int(x) for x in thw[0])
+            n, c, p = gh * gw, 3, self.patch_size
+            # per frame: (n, C, tps, p, p) with the frame copied tps times; keep one copy
+            single = pv.reshape(len(images), n, c, tps, p, p)[:, :, :, 0]  # (F, n, C, p, p)
+            grid_t = len(images) // tps
+            grouped = single.reshape(grid_t, tps, n, c, p, p).transpose(0, 2, 3, 1, 4, 5)  # (t, n, C, tps, p, p)
+            all_patches.append(grouped.reshape(grid_t * n, c * tps * p * p))
+            grids.append([grid_t, gh, gw])
+        data: dict[str, Any] = {
+            "pixel_values_videos": torch.from_numpy(np.concatenate(all_patches, 0)),
+            "video_grid_thw": torch.tensor(grids, dtype=torch.long),
+        }
+        if video_metadata is not None:
+            data["video_metadata"] = list(video_metadata)
+        return BatchFeature(data)
+
+
+def frames_metadata(n_frames: int, native_fps: float, total_frames: int, stamps: list[float]) -> Any:
+    """`transformers.video_utils.VideoMetadata` of frames sampled at ``stamps`` (seconds)."""
+    from transformers.video_utils import VideoMetadata
+
+    fps = native_fps if native_fps > 0 else 24.0
+    total = max(total_frames, n_frames)
+    indices = [min(total - 1, int(round(s * fps))) for s in stamps]
+    return VideoMetadata(total_num_frames=total, fps=fps, frames_indices=indices, video_backend="evalsuite.media")
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def _processor_class(path: Path, config: Any) -> type | None:
+    from transformers.models.auto.auto_mappings import PROCESSOR_MAPPING_NAMES
+    from transformers.models.auto.processing_auto import processor_class_from_name
+
+    name = None
+    for fname in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        f = path / fname
+        if f.is_file():
+            name = json.loads(f.read_text(encoding="utf-8")).get("processor_class")
+            if name:
+                break
+    if not name:
+        mt = str(getattr(config, "model_type", ""))
+        name = PROCESSOR_MAPPING_NAMES.get(mt) or PROCESSOR_MAPPING_NAMES.get(mt.removesuffix("_thinker"))
+    return processor_class_from_name(name) if name else None
+
+
+def _torchvision_free(cls: type) -> type:
+    """The processor class, accepting `FramesVideoProcessor` (or no video processor) in place of the
+    torchvision one."""
+
+    class Processor(cls):  # type: ignore[misc, valid-type]
+        def check_argument_for_proper_class(self, argument_name: str, argument: Any) -> Any:
+            if argument_name == "video_processor" and (argument is None or isinstance(argument, FramesVideoProcessor)):
+                return type(argument)
+            return super().check_argument_for_proper_class(argument_name, argument)
+
+    Processor.__name__ = Processor.__qualname__ = cls.__name__
+    return Processor
+
+
+def _chat_template(path: Path, tokenizer: Any) -> str | None:
+    if (path / "chat_template.jinja").is_file():
+        return (path / "chat_template.jinja").read_text(encoding="utf-8")
+    if (path / "chat_template.json").is_file():
+        return json.loads((path / "chat_template.json").read_text(encoding="utf-8")).get("chat_template")
+    return getattr(tokenizer, "chat_template", None)
+
+
+def load_processor(path: Path, config: Any, trust_remote_code: bool) -> tuple[Any, Any, list[str]]:
+    """(processor or None, tokenizer, notes). The processor is the model's own class built from the
+    folder's components with the torchvision-free video processor; None for text-only folders."""
+    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoTokenizer
+
+    notes: list[str] = []
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True)
+    except Exception as e:
+        raise BackendConfigError(f"hf: cannot load a tokenizer from {path} (expected tokenizer.json or "
+                                 f"tokenizer_config.json): {_one_line(e)}") from None
+    cls = _processor_class(path, config)
+    if cls is None:
+        return None, tokenizer, notes
+    parts: dict[str, Any] = {}
+    for attr in cls.get_attributes():
+        if attr == "tokenizer":
+            parts[attr] = tokenizer
+        elif attr == "image_processor":
+            parts[attr] = AutoImageProcessor.from_pretrained(path, backend="pil", local_files_only=True,
+                                                             trust_remote_code=trust_remote_code)
+        elif attr == "video_processor":
+            ip = parts.get("image_processor")
+            if ip is None:
+                ip = AutoImageProcessor.from_pretrained(path, backend="pil", local_files_only=True,
+                                                        trust_remote_code=trust_remote_code)
+            if FramesVideoProcessor.applies_to(ip):
+                parts[attr] = FramesVideoProcessor.from_folder(path, ip)
+            else:
+                parts[attr] = None
+                notes.append(f"no video: {type(ip).__name__} is not a Qwen-VL-style image processor")
+        elif attr in ("feature_extractor", "audio_processor"):
+            parts[attr] = AutoFeatureExtractor.from_pretrained(path, local_files_only=True,
+                                                               trust_remote_code=trust_remote_code)
+        else:
+            raise BackendConfigError(f"hf: processor {cls.__name__} needs a {attr}, which this backend cannot build "
+                                     f"(it builds: {', '.join(_KNOWN_ATTRIBUTES)})")
+    try:
+        processor = _torchvision_free(cls)(**parts, chat_template=_chat_template(path, tokenizer))
+    except Exception as e:
+        raise BackendConfigError(f"hf: cannot build {cls.__name__} from {path}: {_one_line(e)}") from None
+    return processor, tokenizer, notes
+
+
+def load_model(path: Path, config: Any, trust_remote_code: bool, dtype: torch.dtype) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForMultimodalLM
+
+    errors = []
+    for auto in (AutoModelForMultimodalLM, AutoModelForCausalLM):
+        try:
+            model = auto.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True, dtype=dtype)
+        except ValueError as e:  # "Unrecognized configuration class …" for this auto class
+            errors.append(_one_line(e))
+            continue
+        if hasattr(model, "thinker") and hasattr(model, "disable_talker"):
+            model.disable_talker()
+            model = model.thinker  # full Omni checkpoint: the thinker answers in text
+        return model.eval()
+    raise BackendConfigError(f"hf: {path} holds a {type(config).__name__}, which is neither a multimodal nor a "
+                             f"causal LM in transformers ({errors[-1]})")
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+# ---- the backend --------------------------------------------------------------------------------
+class _TokenClock:
+    """A `generate` streamer that stamps each output token (the first `put` is the prompt)."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.times, self._prompt_seen = t0, [], False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        now = time.perf_counter() - self.t0
+        self.times.extend([now] * int(value.numel()))
+
+    def end(self) -> None:
+        pass
+
+
+@BACKENDS.register("hf")
+class HFBackend(Backend):
+    """hf:<local dir> a transformers model + processor from a local folder"""
+
+    backend_name = "hf"
+
+    def __init__(self, arg: str | None = None, **options: Any) -> None:
+        try:
+            from transformers import AutoConfig, AutoModelForMultimodalLM  # noqa: F401  (5.x)
+        except ImportError:
+            raise BackendConfigError("hf: needs transformers 5 (pip install 'transformers>=5.23' tokenizers)") from None
+
+        path, opts = parse_arg(arg)
+        super().__init__(arg, **options)
+        if not path.is_dir():
+            raise BackendConfigError(f"hf: model folder not found: {path} (expected a local folder with config.json)")
+        if not (path / "config.json").is_file():
+            raise BackendConfigError(f"hf: {path} has no config.json (expected a transformers model folder)")
+        self.path = path.resolve()
+        self.trust_remote_code = _truthy(opts.get("trust_remote_code", "0"), "trust_remote_code")
+        device = str(options.get("device", "cpu"))
+        if device.split(":")[0] not in ("cpu", "cuda"):
+            raise BackendConfigError(f"device {device!r}: expected cpu or cuda (cuda:N)")
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendConfigError("device cuda requested but no CUDA device is available; use --device cpu")
+        self.device = torch.device(device)
+        dtype_name = opts.get("dtype", "bfloat16" if self.device.type == "cuda" else "float32")
+        if dtype_name not in DTYPES:
+            raise BackendConfigError(f"hf: option dtype expects one of {', '.join(DTYPES)}, got {dtype_name!r}")
+        self.dtype = DTYPES[dtype_name]
+
+        try:
+            self.config = AutoConfig.from_pretrained(self.path, trust_remote_code=self.trust_remote_code,
+                                                     local_files_only=True)
+        except ValueError as e:
+            msg = _one_line(e)
+            if "trust_remote_code" in str(e) or "custom code" in str(e):
+                raise BackendConfigError(f"hf: {self.path} runs its own Python code (config.json auto_map); allow it "
+                                         f"with hf:{self.path},trust_remote_code=1") from None
+            raise BackendConfigError(f"hf: cannot read {self.path / 'config.json'}: {msg}") from None
+        self.processor, self.tokenizer, self.notes = load_processor(self.path, self.config, self.trust_remote_code)
+        self.model = load_model(self.path, self.config, self.trust_remote_code, self.dtype).to(self.device)
+        self.template = _chat_template(self.path, self.tokenizer)
+        self.modalities = frozenset(self._modalities())  # type: ignore[misc]
+        self.weights_sha256 = folder_sha256(self.path)
+
+    def _modalities(self) -> set[str]:
+        kinds = {"text"}
+        p = self.processor
+        if p is None:
+            return kinds
+        if getattr(p, "image_processor", None) is not None and getattr(p, "image_token", None):
+            kinds.add("image")
+        if isinstance(getattr(p, "video_processor", None), FramesVideoProcessor) and getattr(p, "video_token", None):
+            kinds.add("video")
+        if getattr(p, "feature_extractor", None) is not None and getattr(p, "audio_token", None):
+            kinds.add("audio")
+        return kinds
+
+    # ---- prompts ------------------------------------------------------------------------------
+    def chat(self, messages: list[Message]) -> list[dict[str, Any]]:
+        """Our messages in transformers' chat format (media parts as typed placeholders)."""
+        out = []
+        for m in messages:
+            if self.processor is None:  # text-only chat templates take string content
+                out.append({"role": m.role, "content": m.text})
+                continue
+            content = [{"type": "text", "text": p.text} if p.type == "text" else {"type": p.type} for p in m.content]
+            out.append({"role": m.role, "content": content})
+        return out
+
+    def prompt(self, messages: list[Message]) -> str:
+        """The prompt text: the folder's chat template with the generation prompt, or the messages'
+        texts one per line when the folder has no template."""
+        if self.template is None:
+            return "\n".join(m.text for m in messages)
+        owner = self.processor if self.processor is not None else self.tokenizer
+        return owner.apply_chat_template(self.chat(messages), add_generation_prompt=True, tokenize=False,
+                                         chat_template=self.template)
+
+    def inputs(self, req: Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(model inputs, info) for one request: media through `evalsuite.media`, then the processor."""
+        from evalsuite import media as media_lib
+
+        text = self.prompt(req.messages)
+        images, videos, metas, clips = [], [], [], []
+        info: dict[str, Any] = {}
+        fps = float(req.media.get("fps", 1.0))
+        max_frames = int(req.media.get("max_frames", 64))
+        for part in (p for m in req.messages for p in m.content if p.type != "text"):
+            path = str(part.path)
+            if part.type == "image":
+                images.append(media_lib.load_image(path))
+            elif part.type == "video":
+                frames, stamps = media_lib.sample_frames(path, fps, max_frames)
+                vi = media_lib.probe_video(path)
+                videos.append(frames)
+                metas.append(frames_metadata(len(frames), vi.fps, vi.n_frames, stamps))
+                info["video_frames"] = info.get("video_frames", 0) + int(frames.shape[0])
+                info["video_fps"] = fps
+            elif part.type == "audio":
+                rate = int(self.processor.feature_extractor.sampling_rate)
+                wave = media_lib.load_audio(path, rate)
+                clips.append(wave)
+                info["audio_sample_rate"] = rate
+                info["audio_seconds"] = round(info.get("audio_seconds", 0.0) + wave.shape[0] / rate, 4)
+        if self.processor is None:
+            enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=self.template is None)
+            return dict(enc), info
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        if images:
+            kwargs["images"] = images
+        if videos:
+            kwargs["videos"] = videos
+            kwargs["videos_kwargs"] = {"video_metadata": metas, "fps": _sampled_fps(metas)}
+        if clips:
+            kwargs["audio"] = clips
+            kwargs["audio_kwargs"] = {"sampling_rate": info["audio_sample_rate"]}
+        enc = self.processor(**kwargs)
+        ids = enc["input_ids"][0]
+        for kind in ("image", "video", "audio"):
+            token_id = getattr(self.processor, f"{kind}_token_id", None)
+            if token_id is not None and kind in {p.type for m in req.messages for p in m.content}:
+                info[f"{kind}_tokens"] = int((ids == token_id).sum())
+        return dict(enc), info
+
+    # ---- generation ---------------------------------------------------------------------------
+    def generate(self, requests: list[Request]) -> list[Response]:
+        for req in requests:
+            self.check(req)
+        return [self._one(req) for req in requests]
+
+    @torch.no_grad()
+    def _one(self, req: Request) -> Response:
+        t0 = time.perf_counter()
+        enc, info = self.inputs(req)
+        enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
+        for k, v in enc.items():  # floating inputs (pixels, audio features) in the model's dtype
+            if isinstance(v, torch.Tensor) and v.is_floating_point():
+                enc[k] = v.to(self.dtype)
+        n_prompt = int(enc["input_ids"].shape[1])
+        clock = _TokenClock(t0)
+        sampling = req.temperature > 0
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": int(req.max_tokens), "do_sample": sampling, "streamer": clock,
+            "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
+            else self.tokenizer.eos_token_id,
+        }
+        if sampling:
+            gen_kwargs.update(temperature=float(req.temperature), top_p=float(req.top_p), top_k=0)
+        else:
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(_request_seed(req))
+            out = self.model.generate(**enc, **gen_kwargs)
+        new = out[0, n_prompt:]
+        eos = _eos_ids(self.model, self.tokenizer)
+        finish = "stop" if len(new) and int(new[-1]) in eos else "length"
+        text = self.tokenizer.decode(new, skip_special_tokens=True)
+        for s in req.stop:
+            if s and s in text:
+                text, finish = text[: text.index(s)], "stop"
+        e2e = time.perf_counter() - t0
+        times = clock.times[: len(new)]
+        return Response(text=text, prompt_tokens=n_prompt, output_tokens=int(len(new)),
+                        ttft_s=times[0] if times else e2e, e2e_s=e2e, token_times=times, finish_reason=finish,
+                        info=info)
+
+    # ---- provenance ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        import transformers
+
+        p = self.processor
+        media: dict[str, Any] = {"pipeline": "evalsuite.media (PIL images, PyAV video frames and audio)"}
+        if p is not None and getattr(p, "image_processor", None) is not None:
+            media["image_processor"] = type(p.image_processor).__name__
+            media["image_size"] = dict(getattr(p.image_processor, "size", {}) or {})
+        if isinstance(getattr(p, "video_processor", None), FramesVideoProcessor):
+            media["video_processor"] = "FramesVideoProcessor (frames via the image processor, Qwen-VL layout)"
+            media["video_size"] = dict(p.video_processor.size)
+        if p is not None and getattr(p, "feature_extractor", None) is not None:
+            media["audio_feature_extractor"] = type(p.feature_extractor).__name__
+            media["audio_sample_rate"] = int(p.feature_extractor.sampling_rate)
+        return {
+            "name": f"hf:{self.path}",
+            "backend": self.backend_name,
+            "precision": str(self.dtype).removeprefix("torch."),
+            "weights_sha256": self.weights_sha256,
+            "weights": str(self.path),
+            "device": str(self.device),
+            "engine_version": f"transformers {transformers.__version__}",
+            "model_type": str(getattr(self.config, "model_type", "")),
+            "model_class": type(self.model).__name__,
+            "processor_class": type(p).__name__ if p is not None else None,
+            "chat_template": "folder" if self.template is not None else "none (plain text prompt)",
+            "trust_remote_code": self.trust_remote_code,
+            "modalities": sorted(self.modalities),
+            "media": media,
+            "parameters": sum(t.numel() for t in self.model.parameters()),
+            "notes": self.notes,
+        }
+
+
+def _sampled_fps(metas: list[Any]) -> float:
+    rates = [m.sampled_fps for m in metas]
+    return float(sum(rates) / len(rates)) if rates else 2.0
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    ids: set[int] = set()
+    for src in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(src, "eos_token_id", None) if src is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return ids
+
+
+__all__ = ["HFBackend", "FramesVideoProcessor", "parse_arg", "load_processor", "load_model", "frames_metadata"]

@@ -1,0 +1,242 @@
+"""The suite's models as an lm-evaluation-harness model named ``evalsuite``.
+
+Any model name the suite knows (``fp4``, ``bf16``, ``hf:/models/x``, ``cascade``, ``openai:…``, ``mock``)
+runs lm-eval tasks, local YAML tasks included (``dataset_path: json`` with ``data_files``, and
+multimodal tasks with ``doc_to_image`` / ``doc_to_audio``):
+
+    python -m evalsuite.lmeval --model evalsuite --model_args model=fp4 --tasks mytask \\
+        --include_path ./my_tasks --limit 20
+
+``python -m evalsuite.lmeval`` takes exactly lm-eval's command-line arguments: it registers the model
+and hands over to lm-eval's own CLI. lm-eval 0.4 has no plugin discovery for models (its registry is
+filled by imports), so a bare ``lm_eval --model evalsuite`` cannot see it; from Python, importing this
+module is enough (``import evalsuite.lmeval; lm_eval.simple_evaluate(model="evalsuite", …)``).
+
+``--model_args``: ``model`` (default ``bf16``), ``device``, ``batch_size``, ``seed``. Request types:
+
+- ``generate_until``: the context becomes one user message (the backend applies its own chat format:
+  lm-eval's ``--apply_chat_template`` is not needed and not used); ``<image>`` / ``<audio>``
+  placeholders in it mark where the request's images / audio go (else they come first); generation
+  stops at ``until`` strings and after ``max_gen_toks`` tokens (default 256); temperature 0 is greedy.
+  Images arrive as PIL images, file paths or ``{"path"|"bytes"}`` dicts, audio as paths or
+  ``{"array", "sampling_rate"}`` dicts; in-memory media is written to a temporary folder and read
+  back by the suite's media pipeline like any other file.
+- ``loglikelihood`` (and so ``multiple_choice`` tasks): the sum of the continuation's token
+  log-probabilities after the context, and whether greedy decoding would produce it, from the model's
+  own logits on raw text (no chat format). Supported by the reference model (``bf16``, ``fp8``,
+  ``fp4``, ``fp4-all``; its byte tokenizer, ``<bos>`` first) and ``hf:`` models; others raise
+  NotImplementedError naming these.
+- ``loglikelihood_rolling`` (perplexity tasks): NotImplementedError.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lm_eval.api.model import LM
+from lm_eval.api.registry import model_registry, register_model
+
+from evalsuite.types import ContentPart, Request, user
+
+DEFAULT_MAX_GEN_TOKS = 256
+PLACEHOLDERS = {"image": "<image>", "audio": "<audio>"}
+LOGLIKELIHOOD_BACKENDS = ("reference", "hf")
+
+
+class EvalsuiteLM(LM):
+    """lm-eval's model interface over an evalsuite backend."""
+
+    MULTIMODAL = True
+
+    def __init__(self, model: str = "bf16", device: str = "cpu", batch_size: int | str = 8, seed: int = 0,
+                 backend: Any = None, **_: Any) -> None:
+        super().__init__()
+        from evalsuite.runner import make_backend
+
+        self.model_name = model
+        self._batch = max(1, int(batch_size) if str(batch_size).isdigit() else 8)
+        self.seed = int(seed)
+        self.backend = backend if backend is not None else make_backend(model, device=device, seed=self.seed,
+                                                                        batch_size=self._batch)
+        self._tmp = tempfile.TemporaryDirectory(prefix="evalsuite-lmeval-")
+        self._n_media = 0
+
+    @classmethod
+    def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "EvalsuiteLM":
+        from lm_eval.utils import simple_parse_args_string
+
+        args = simple_parse_args_string(arg_string)
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in ("device", "batch_size")}
+        return cls(**{**extra, **args})
+
+    # ---- generate_until -----------------------------------------------------------------------
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        reqs = [self._request(i, *r.args) for i, r in enumerate(requests)]
+        out: list[str] = []
+        for k in range(0, len(reqs), self._batch):
+            batch = reqs[k:k + self._batch]
+            for req, resp in zip(batch, self.backend.generate(batch)):
+                out.append(_cut(resp.text, req.stop))
+        return out
+
+    def _request(self, i: int, context: str, gen_kwargs: dict[str, Any] | None = None,
+                 media: dict[str, Any] | None = None) -> Request:
+        kw = dict(gen_kwargs or {})
+        until = kw.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        temperature = float(kw.get("temperature", 0.0) or 0.0)
+        if not kw.get("do_sample", temperature > 0):
+            temperature = 0.0
+        parts = self._parts(context, media or {})
+        return Request(sample_id=f"lmeval-{i}", messages=[user(*parts)],
+                       max_tokens=int(kw.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)), temperature=temperature,
+                       top_p=float(kw.get("top_p", 1.0) or 1.0), stop=until, seed=self.seed)
+
+    def _parts(self, context: str, media: dict[str, Any]) -> list[ContentPart | str]:
+        """The context with its media parts where their placeholders stand (else first)."""
+        files = {"image": [self._image_file(x) for x in _as_list(media.get("visual"))],
+                 "audio": [self._audio_file(x) for x in _as_list(media.get("audio"))]}
+        pieces: list[ContentPart | str] = [context]
+        for kind, paths in files.items():
+            if not paths:
+                continue
+            tag, queue, out = PLACEHOLDERS[kind], list(paths), []
+            for piece in pieces:
+                if not isinstance(piece, str) or tag not in piece:
+                    out.append(piece)
+                    continue
+                chunks = piece.split(tag)
+                for j, chunk in enumerate(chunks):
+                    if chunk:
+                        out.append(chunk)
+                    if j < len(chunks) - 1 and queue:
+                        out.append(ContentPart.of_media(kind, queue.pop(0)))  # type: ignore[arg-type]
+            pieces = [ContentPart.of_media(kind, p) for p in queue] + out  # type: ignore[arg-type]
+        return [p for p in pieces if not (isinstance(p, str) and not p.strip())] or [""]
+
+    def _new_path(self, suffix: str) -> Path:
+        self._n_media += 1
+        return Path(self._tmp.name) / f"m{self._n_media:06d}{suffix}"
+
+    def _image_file(self, image: Any) -> str:
+        if isinstance(image, (str, Path)):
+            return str(image)
+        if isinstance(image, dict):
+            if image.get("bytes"):
+                from PIL import Image
+
+                image = Image.open(io.BytesIO(image["bytes"]))
+            elif image.get("path"):
+                return str(image["path"])
+        if hasattr(image, "save"):
+            path = self._new_path(".png")
+            image.convert("RGB").save(path)
+            return str(path)
+        raise ValueError(f"lm-eval image: expected a PIL image, a file path or a {{'path'|'bytes'}} dict, "
+                         f"got {type(image).__name__}")
+
+    def _audio_file(self, audio: Any) -> str:
+        if isinstance(audio, (str, Path)):
+            return str(audio)
+        if isinstance(audio, dict) and audio.get("array") is not None and audio.get("sampling_rate"):
+            import numpy as np
+            import soundfile as sf
+
+            path = self._new_path(".wav")
+            sf.write(path, np.asarray(audio["array"], dtype=np.float32), int(audio["sampling_rate"]))
+            return str(path)
+        if isinstance(audio, dict) and audio.get("path"):
+            return str(audio["path"])
+        raise ValueError(f"lm-eval audio: expected a file path or an {{'array', 'sampling_rate'}} dict, "
+                         f"got {type(audio).__name__}")
+
+    # ---- log-likelihoods ----------------------------------------------------------------------
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        if getattr(self.backend, "backend_name", "") not in LOGLIKELIHOOD_BACKENDS:
+            raise NotImplementedError(
+                f"loglikelihood needs the model's logits; model {self.model_name!r} gives only text. "
+                f"Supported: the reference model (bf16, fp8, fp4, fp4-all) and hf:<dir>; "
+                f"generate_until tasks run on every model")
+        return [self._loglikelihood(r.args[0], r.args[1]) for r in requests]
+
+    @torch.no_grad()
+    def _loglikelihood(self, context: str, continuation: str) -> tuple[float, bool]:
+        b = self.backend
+        if b.backend_name == "reference":
+            tok = b.model.tokenizer
+            ctx, cont = tok.encode(context, bos=True), tok.encode(continuation)
+            ids = torch.tensor([ctx + cont], device=b.device)
+            logits = b.model.lm(ids)
+        else:  # hf
+            ctx = b.tokenizer(context, add_special_tokens=True)["input_ids"]
+            cont = b.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not ctx:  # the first continuation token needs something before it
+                ctx = [b.tokenizer.bos_token_id if b.tokenizer.bos_token_id is not None else b.tokenizer.eos_token_id]
+            ids = torch.tensor([ctx + cont], device=b.device)
+            logits = b.model(input_ids=ids).logits
+        if not cont:
+            return 0.0, True
+        logp = torch.log_softmax(logits[0, len(ctx) - 1:-1].float(), dim=-1)  # [len(cont), V]
+        target = torch.tensor(cont, device=logp.device)
+        total = float(logp.gather(-1, target[:, None]).sum())
+        greedy = bool((logp.argmax(-1) == target).all())
+        return total, greedy
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError("loglikelihood_rolling (perplexity tasks) is not supported by the evalsuite "
+                                  "model; generate_until and loglikelihood/multiple_choice tasks are")
+
+    # ---- lm-eval bookkeeping ------------------------------------------------------------------
+    @property
+    def tokenizer_name(self) -> str:
+        return f"evalsuite:{self.model_name}"
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The backend formats chats itself; lm-eval's chat turns are joined as plain text."""
+        return "\n\n".join(m["content"] for m in chat_history)
+
+    def close(self) -> None:
+        self.backend.close()
+        self._tmp.cleanup()
+
+
+def _as_list(x: Any) -> list[Any]:
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _cut(text: str, stops: list[str]) -> str:
+    for s in stops:
+        if s and s in text:
+            text = text[: text.index(s)]
+    return text
+
+
+def register() -> None:
+    """Make ``evalsuite`` an lm-eval model name (idempotent)."""
+    import lm_eval.models  # noqa: F401  (lm-eval's own names first: its lookup skips that import once any is set)
+
+    if "evalsuite" not in model_registry or model_registry.get("evalsuite") is not EvalsuiteLM:
+        register_model("evalsuite")(EvalsuiteLM)
+
+
+register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """lm-eval's CLI with the ``evalsuite`` model registered."""
+    from lm_eval.__main__ import cli_evaluate
+
+    sys.argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
+    cli_evaluate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

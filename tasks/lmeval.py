@@ -1,0 +1,197 @@
+"""``lmeval:<task>``: an lm-evaluation-harness task run against any suite model, stored in our schema.
+
+    python -m evalsuite run --model fp4 --tasks lmeval:mytask --task-arg lmeval.include_path=./my_tasks
+
+lm-eval itself runs the task (its prompts, few-shot sampling, filters, metrics and aggregation), with
+the model wrapped as `evalsuite.lmeval.EvalsuiteLM`, so every output type the wrapper supports works:
+``generate_until`` on every model, ``loglikelihood`` / ``multiple_choice`` on the reference model and
+``hf:`` models. ``--limit`` is lm-eval's ``limit`` and the run ``--seed`` seeds lm-eval (few-shot
+sampling included).
+
+What is stored: ``samples/lmeval:<task>.jsonl`` holds one line per document (the lm-eval doc id, the
+prompt, the target, the filtered response, every per-document metric in ``scores``; for a group, one
+line per subtask document, ``subtask`` in its metadata); ``results.json`` holds lm-eval's aggregated
+metrics (``metric`` for the ``none`` filter, ``metric,filter`` for others; ``subtask/metric`` for a
+group's members), with the primary metric's clustered bootstrap interval when it is a mean, and
+lm-eval's own versions, n-shot, stderr and sample counts under ``lm_eval``.
+
+Arguments (``--task-arg lmeval.KEY=VALUE`` applies to every ``lmeval:*`` task of the run,
+``lmeval:<task>.KEY=VALUE`` to one): ``include_path`` (a folder of task YAMLs; lm-eval's built-in
+tasks stay available), ``num_fewshot`` (-1: the task's own).
+
+Under torchrun, rank 0 runs the whole lm-eval task (lm-eval does its own batching) and the other
+ranks skip it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+from evalsuite.registry import TASKS
+from evalsuite.task import Task, TaskArgError
+from evalsuite.types import Sample, SampleResult
+
+
+def _flat_metrics(block: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """lm-eval's ``{"acc,none": x, "acc_stderr,none": s, "alias": …}`` → ({"acc": x}, {"acc": s})."""
+    metrics: dict[str, Any] = {}
+    stderr: dict[str, Any] = {}
+    for key, value in block.items():
+        if "," not in key:
+            continue
+        metric, filt = key.split(",", 1)
+        target = stderr if metric.endswith("_stderr") else metrics
+        name = metric.removesuffix("_stderr") if metric.endswith("_stderr") else metric
+        name = prefix + (name if filt == "none" else f"{name},{filt}")
+        target[name] = None if isinstance(value, float) and math.isnan(value) else value
+    return metrics, stderr
+
+
+@TASKS.register("lmeval")
+class LMEvalTask(Task):
+    """lmeval:<task> an lm-evaluation-harness task (local YAMLs via lmeval.include_path)"""
+
+    name = "lmeval"
+    version = "1"
+    takes_arg = True  # the lm-eval task name after the colon
+    default_args: dict[str, Any] = {"include_path": "", "num_fewshot": -1}
+    breakdown_keys = ("subtask",)
+
+    def __init__(self, lm_task: str | None = None, **args: Any) -> None:
+        if not lm_task:
+            raise TaskArgError("task 'lmeval' needs an lm-eval task name: lmeval:<task> "
+                               "(with --task-arg lmeval.include_path=<folder of task YAMLs> for local tasks)")
+        super().__init__(**args)
+        self.lm_task = lm_task
+        self.name = f"lmeval:{lm_task}"  # type: ignore[misc]
+        include = self.args["include_path"]
+        if include and not Path(include).is_dir():
+            raise TaskArgError(f"task argument lmeval.include_path expects a folder of lm-eval task YAMLs, "
+                               f"got {include!r} (not a folder)")
+
+    def describe(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {**super().describe(), "lm_eval_version": version("lm_eval")}
+
+    def samples(self) -> Iterator[Sample]:
+        raise TaskArgError(f"{self.name} is run by lm-eval (run_with), not sample by sample")
+
+    def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
+        raise TaskArgError(f"{self.name} is scored by lm-eval")
+
+    def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
+        """Mean of the per-document primary metric (for the bootstrap interval; the stored metrics
+        are lm-eval's own aggregation)."""
+        scored = [float(r.score) for r in results if r.error is None and r.score is not None]
+        return {self.primary_metric: sum(scored) / len(scored) if scored else float("nan")}
+
+    # ---- the run ------------------------------------------------------------------------------
+    def task_manager(self) -> Any:
+        try:
+            from lm_eval.tasks import TaskManager
+        except ImportError:
+            raise TaskArgError("lmeval:<task> needs lm-evaluation-harness: pip install lm-eval") from None
+
+        include = self.args["include_path"] or None
+        # indexing lm-eval's thousands of built-in YAMLs takes seconds: only when the folder lacks the task
+        tm = TaskManager(include_path=include, include_defaults=False) if include else None
+        if tm is None or self.lm_task not in tm.all_tasks:
+            tm = TaskManager(include_path=include)
+        if self.lm_task not in tm.all_tasks:
+            import difflib
+
+            close = difflib.get_close_matches(self.lm_task, tm.all_tasks, n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            where = f" in {self.args['include_path']} or" if self.args["include_path"] else ""
+            raise TaskArgError(f"no lm-eval task {self.lm_task!r}{where} among lm-eval's built-in tasks{hint}")
+        return tm
+
+    def evaluate(self, backend: Any, *, limit: int | None, seed: int, batch_size: int) -> dict[str, Any]:
+        """lm-eval's ``simple_evaluate`` on this task with ``backend`` as the model."""
+        import lm_eval
+
+        from evalsuite.lmeval import EvalsuiteLM
+
+        lm = EvalsuiteLM(model=str(backend.describe().get("name")), batch_size=batch_size, seed=seed, backend=backend)
+        shots = int(self.args["num_fewshot"])
+        try:
+            return lm_eval.simple_evaluate(
+                model=lm, tasks=[self.lm_task], task_manager=self.task_manager(), limit=limit,
+                num_fewshot=None if shots < 0 else shots, log_samples=True, bootstrap_iters=1000,
+                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+        finally:
+            lm._tmp.cleanup()  # the backend stays open: the runner closes it
+
+    def run_with(self, backend: Any, *, cfg: Any, out: Path, config_hash: str) -> dict[str, Any] | None:
+        from evalsuite.results import atomic_write_text, dumps
+        from evalsuite.runner import summarize
+
+        if int(os.environ.get("RANK", "0")) != 0:
+            return None
+        t0 = time.perf_counter()
+        res = self.evaluate(backend, limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size)
+        wall = time.perf_counter() - t0
+        subtasks = list(res["samples"])
+        results, metrics, stderr, mean_primary = self._convert(res, subtasks)
+        path = out / "samples" / f"{self.name}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "".join(dumps(r.to_dict()) + "\n" for r in results))
+        entry = summarize(self, [], results, chash=config_hash, wall_s=wall, complete=True)
+        entry["metrics"] = metrics
+        if not mean_primary:  # the bootstrap resamples a mean; lm-eval aggregated otherwise
+            entry["ci95"] = {self.primary_metric: None}
+        entry["lm_eval"] = {"versions": res.get("versions", {}), "n-shot": res.get("n-shot", {}),
+                            "n-samples": res.get("n-samples", {}), "stderr": stderr}
+        return entry
+
+    def _convert(self, res: dict[str, Any], subtasks: list[str]
+                 ) -> tuple[list[SampleResult], dict[str, Any], dict[str, Any], bool]:
+        """lm-eval's output → (our sample results, metrics, stderrs, primary metric aggregated by mean)."""
+        group = len(subtasks) > 1 or subtasks != [self.lm_task]
+        metrics, stderr = _flat_metrics(res["results"].get(self.lm_task, {}))
+        for sub in subtasks if group else []:
+            m, s = _flat_metrics(res["results"].get(sub, {}), prefix=f"{sub}/")
+            metrics.update(m)
+            stderr.update(s)
+        first = subtasks[0]
+        sub_metrics, _ = _flat_metrics(res["results"].get(first, {}))
+        primary_key = next(iter(sub_metrics), "score")
+        self.primary_metric = primary_key if not group else f"{first}/{primary_key}"  # type: ignore[misc]
+        p_metric, _, p_filter = primary_key.partition(",")
+        p_filter = p_filter or "none"
+        aggregations = {m["metric"]: m.get("aggregation") for m in res["configs"][first].get("metric_list", [])}
+        mean_primary = aggregations.get(p_metric) in ("mean", None)
+        if group:  # a group's primary figure is lm-eval's group aggregate when it has one
+            self.primary_metric = primary_key if primary_key in metrics else self.primary_metric  # type: ignore[misc]
+
+        out: list[SampleResult] = []
+        for sub in subtasks:
+            by_doc: dict[Any, list[dict[str, Any]]] = {}
+            for e in res["samples"][sub]:
+                by_doc.setdefault(e["doc_id"], []).append(e)
+            for doc_id, entries in by_doc.items():
+                main = next((e for e in entries if e.get("filter") == p_filter), entries[0])
+                scores = {}
+                for e in entries:
+                    for m in e.get("metrics", []):
+                        scores[m if e.get("filter") == p_filter else f"{m},{e.get('filter')}"] = e.get(m)
+                value = main.get(p_metric)
+                resp = main.get("filtered_resps")
+                pred = resp[0] if isinstance(resp, list) and len(resp) == 1 and isinstance(resp[0], str) else resp
+                sid = f"{sub}/{doc_id}" if group else str(doc_id)
+                args = main.get("arguments") or [[""]]
+                out.append(SampleResult(
+                    id=sid, task=self.name, target=main.get("target"),
+                    prediction=pred if isinstance(pred, str) else json.dumps(pred, default=str),
+                    score=float(value) if isinstance(value, (int, float)) else None,
+                    scores={k: v for k, v in scores.items() if k != p_metric},
+                    metadata={"subtask": sub, "doc_id": doc_id, "cluster": sid},
+                    prompt=str(args[0][0]) if args and args[0] else "",
+                ))
+        return out, metrics, stderr, mean_primary

@@ -1,0 +1,233 @@
+"""The ``hf:<dir>`` backend on tiny random models built here from configs (no hub, no torchvision):
+its greedy output equals transformers' own ``generate`` on the same prompt, video frames become the
+Qwen-VL video layout, the synthetic tasks run through the runner, and bad folders fail in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+import hf_models  # noqa: E402
+from media_files import write_mp4, write_png, write_wav  # noqa: E402
+
+from evalsuite.backend import BackendConfigError, UnsupportedModality  # noqa: E402
+from evalsuite.backends.hf import FramesVideoProcessor, HFBackend, parse_arg  # noqa: E402
+from evalsuite.results import load_run  # noqa: E402
+from evalsuite.runner import RunConfig, run  # noqa: E402
+from evalsuite.types import ContentPart, Request, user  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("hf_models")
+    return {"vl": hf_models.build_qwen2_5_vl(d / "qwen2_5_vl"),
+            "nemotron": hf_models.build_nemotron_h(d / "nemotron_h")}
+
+
+@pytest.fixture(scope="module")
+def vl(folders: dict[str, Path]) -> HFBackend:
+    return HFBackend(str(folders["vl"]))
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    d = tmp_path_factory.mktemp("hf_media")
+    return {"image": str(write_png(d / "doc.png", 90, 60, (240, 240, 230))),
+            "video": str(write_mp4(d / "clip.mp4", frames=6, size=32, fps=4)),
+            "audio": str(write_wav(d / "tone.wav", seconds=1.0, rate=8000))}
+
+
+def test_parse_arg_keeps_commas_in_folder_names() -> None:
+    assert parse_arg("/m/a,b,trust_remote_code=1,dtype=bfloat16") == (
+        Path("/m/a,b"), {"trust_remote_code": "1", "dtype": "bfloat16"})
+    assert parse_arg("/m/x=y") == (Path("/m/x=y"), {})
+
+
+@torch.no_grad()
+def test_greedy_image_answer_equals_transformers_generate(vl: HFBackend, folders: dict[str, Path], media) -> None:
+    """The reference prompt is built by hand from transformers' parts: the folder's chat template,
+    the image pad run sized by the PIL image processor's grid, the model's own generate."""
+    from PIL import Image
+    from transformers import AutoImageProcessor, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+    path = folders["vl"]
+    tok = AutoTokenizer.from_pretrained(path)
+    ip = AutoImageProcessor.from_pretrained(path, backend="pil")
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    image = Image.open(media["image"]).convert("RGB")
+    pix = ip(images=[image], return_tensors="pt")
+    n_image = int(pix["image_grid_thw"].prod()) // ip.merge_size ** 2
+    conv = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is the total?"}]}]
+    text = tok.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+    text = text.replace("<|image_pad|>", "<|image_pad|>" * n_image)
+    ids = tok(text, return_tensors="pt")["input_ids"]
+    types = (ids == model.config.image_token_id).long()
+    ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), mm_token_type_ids=types,
+                         pixel_values=pix["pixel_values"], image_grid_thw=pix["image_grid_thw"],
+                         max_new_tokens=6, do_sample=False)[0, ids.shape[1]:]
+
+    req = Request("img", [user(ContentPart.of_media("image", media["image"]), "What is the total?")], max_tokens=6)
+    out = vl.generate([req])[0]
+    print("reference:", tok.decode(ref), "| backend:", out.text)
+    assert out.text == tok.decode(ref, skip_special_tokens=True)
+    assert out.output_tokens == len(ref) and out.prompt_tokens == ids.shape[1]
+    assert out.info == {"image_tokens": n_image} and n_image > 0
+    assert len(out.token_times) == out.output_tokens and 0 < out.ttft_s <= out.e2e_s
+
+
+@torch.no_grad()
+def test_text_model_greedy_equals_transformers_generate(folders: dict[str, Path]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = folders["nemotron"]
+    backend = HFBackend(str(path))
+    assert backend.modalities == {"text"} and backend.describe()["model_class"] == "NemotronHForCausalLM"
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is the total?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)["input_ids"]
+    ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False)
+    out = backend.generate([Request("t", [user("What is the total?")], max_tokens=5)])[0]
+    assert out.text == tok.decode(ref[0, ids.shape[1]:], skip_special_tokens=True)
+    assert out.prompt_tokens == ids.shape[1]
+    with pytest.raises(UnsupportedModality, match="does not accept image input"):
+        backend.check(Request("i", [user(ContentPart.of_media("image", "x.png"), "?")]))
+
+
+def test_video_frames_take_the_qwen_video_layout(vl: HFBackend) -> None:
+    ip = vl.processor.image_processor
+    frames_proc = vl.processor.video_processor
+    assert isinstance(frames_proc, FramesVideoProcessor)
+    rng = np.random.default_rng(0)
+    a, b, c = (rng.integers(0, 255, (40, 60, 3), dtype=np.uint8) for _ in range(3))
+    # two identical frames form one temporal patch: exactly the still image's patches
+    from PIL import Image
+
+    still = ip(images=[Image.fromarray(a)], size=frames_proc.size, return_tensors="np")
+    two = frames_proc([np.stack([a, a])])
+    np.testing.assert_array_equal(two["pixel_values_videos"].numpy(), still["pixel_values"])
+    assert two["video_grid_thw"].tolist() == [[1, *still["image_grid_thw"][0][1:].tolist()]]
+    # three frames: two temporal patches, the last frame repeated; frame k sits in temporal slot k % 2
+    three = frames_proc([np.stack([a, b, c])])
+    t, gh, gw = three["video_grid_thw"][0].tolist()
+    assert t == 2
+    pv = three["pixel_values_videos"].numpy().reshape(t, gh * gw, 3, 2, 14, 14)
+    per_frame = {k: ip(images=[Image.fromarray(f)], size=frames_proc.size, return_tensors="np")["pixel_values"]
+                 .reshape(gh * gw, 3, 2, 14, 14)[:, :, 0] for k, f in enumerate((a, b, c))}
+    np.testing.assert_array_equal(pv[0, :, :, 0], per_frame[0])
+    np.testing.assert_array_equal(pv[0, :, :, 1], per_frame[1])
+    np.testing.assert_array_equal(pv[1, :, :, 0], per_frame[2])
+    np.testing.assert_array_equal(pv[1, :, :, 1], per_frame[2])
+
+
+def test_video_request_records_the_sampled_frames(vl: HFBackend, media) -> None:
+    req = Request("v", [user(ContentPart.of_media("video", media["video"]), "What changes?")], max_tokens=3,
+                  media={"fps": 4.0, "max_frames": 4})
+    out = vl.generate([req])[0]
+    # 4 frames of 32x32 → 56x56 (the 4-patch minimum) → 2 temporal patches x 16 patches / merge 4
+    assert out.info == {"video_frames": 4, "video_fps": 4.0, "video_tokens": 8}
+    assert 1 <= out.output_tokens <= 3
+
+
+def test_image_and_video_tasks_run_through_the_runner(folders: dict[str, Path], tmp_path: Path) -> None:
+    model = f"hf:{folders['vl']}"
+    outcome = run(RunConfig(model=model, tasks=["docqa", "videoqa", "gui"], out=tmp_path / "run", limit=2, quiet=True,
+                            report=False, batch_size=2,
+                            task_args={"videoqa": {"fps": 1.0, "max_frames": 4}}))
+    assert outcome.exit_code == 0
+    results, samples = load_run(tmp_path / "run")
+    assert results["model"]["name"] == model and results["model"]["backend"] == "hf"
+    assert results["model"]["modalities"] == ["image", "text", "video"]
+    for task in ("docqa", "videoqa", "gui"):
+        entry = results["tasks"][task]
+        assert entry["n_samples"] == 2 and entry["n_errors"] == 0, samples[task][0].error
+    assert all(r.usage["image_tokens"] > 0 for r in samples["docqa"])
+    assert all(r.usage["video_frames"] == 4 for r in samples["videoqa"])
+    assert results["tasks"]["videoqa"]["media"]["max_frames"] == 4
+
+
+def test_text_only_model_errors_media_samples_and_goes_on(folders: dict[str, Path], tmp_path: Path) -> None:
+    outcome = run(RunConfig(model=f"hf:{folders['nemotron']}", tasks=["docqa"], out=tmp_path / "run", limit=2,
+                            quiet=True, report=False))
+    assert outcome.exit_code == 1  # every sample errored: above --max-error-rate
+    _, samples = load_run(tmp_path / "run")
+    assert [r.error for r in samples["docqa"]] == [
+        f"UnsupportedModality: model 'hf:{folders['nemotron']}' does not accept image input (accepts: text)"] * 2
+
+
+@pytest.mark.slow  # builds a third model and synthesizes speech for audioqa
+def test_omni_thinker_hears_sees_and_watches(tmp_path: Path, media) -> None:
+    path = hf_models.build_qwen2_5_omni_thinker(tmp_path / "omni")
+    backend = HFBackend(str(path))
+    assert backend.modalities == {"text", "image", "video", "audio"}
+    assert backend.describe()["media"]["audio_sample_rate"] == 16000
+    reqs = [
+        Request("a", [user(ContentPart.of_media("audio", media["audio"]), "What do you hear?")], max_tokens=3,
+                media={"sample_rate": 8000}),
+        Request("i", [user(ContentPart.of_media("image", media["image"]), "What is written?")], max_tokens=3),
+        Request("v", [user(ContentPart.of_media("video", media["video"]), "What changes?")], max_tokens=3,
+                media={"fps": 2.0, "max_frames": 2}),
+    ]
+    audio, image, video = backend.generate(reqs)
+    # 1 s at 16 kHz → 100 mel frames → Whisper-style convs → 25 tokens (the processor's own formula)
+    assert audio.info == {"audio_sample_rate": 16000, "audio_seconds": 1.0, "audio_tokens": 25}
+    assert image.info["image_tokens"] > 0
+    assert video.info["video_frames"] == 2 and video.info["video_tokens"] > 0
+
+    outcome = run(RunConfig(model=f"hf:{path}", tasks=["audioqa"], out=tmp_path / "run", limit=2, quiet=True,
+                            report=False))
+    results, samples = load_run(tmp_path / "run")
+    assert outcome.exit_code == 0 and results["tasks"]["audioqa"]["n_errors"] == 0
+    assert all(r.usage["audio_sample_rate"] == 16000 and r.usage["audio_tokens"] > 0 for r in samples["audioqa"])
+
+
+def test_remote_code_folder_needs_permission(tmp_path: Path, folders: dict[str, Path]) -> None:
+    """A folder whose config.json names its own Python classes (auto_map), as NemotronH-based
+    checkpoints ship them, loads only with trust_remote_code=1."""
+    import shutil
+
+    path = tmp_path / "custom"
+    shutil.copytree(folders["nemotron"], path)
+    (path / "configuration_tinynemo.py").write_text(
+        "from transformers import NemotronHConfig\n\n\nclass TinyNemoConfig(NemotronHConfig):\n"
+        "    model_type = 'tiny_nemo'\n")
+    (path / "modeling_tinynemo.py").write_text(
+        "from transformers import NemotronHForCausalLM\n"
+        "from transformers.conversion_mapping import get_checkpoint_conversion_mapping as get\n"
+        "from transformers.conversion_mapping import register_checkpoint_conversion_mapping as register\n\n"
+        "from .configuration_tinynemo import TinyNemoConfig\n\n"
+        "register('tiny_nemo', get('nemotron_h'), overwrite=True)  # checkpoint names: backbone.* as NemotronH\n\n\n"
+        "class TinyNemoForCausalLM(NemotronHForCausalLM):\n    config_class = TinyNemoConfig\n")
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(model_type="tiny_nemo", architectures=["TinyNemoForCausalLM"],
+               auto_map={"AutoConfig": "configuration_tinynemo.TinyNemoConfig",
+                         "AutoModelForCausalLM": "modeling_tinynemo.TinyNemoForCausalLM"})
+    (path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(BackendConfigError, match="trust_remote_code=1"):
+        HFBackend(str(path))
+    backend = HFBackend(f"{path},trust_remote_code=1")
+    assert backend.describe()["model_class"] == "TinyNemoForCausalLM" and backend.describe()["trust_remote_code"]
+    plain = HFBackend(str(folders["nemotron"]))
+    req = Request("t", [user("What is the total?")], max_tokens=4)
+    assert backend.generate([req])[0].text == plain.generate([req])[0].text  # same weights, same answer
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("", "expected hf:<local model folder>"),
+    ("/no/such/folder", "model folder not found: /no/such/folder"),
+    ("{empty}", "has no config.json"),
+    ("{vl},dtype=int3", "option dtype expects one of float32, bfloat16, float16, got 'int3'"),
+    ("{vl},trust_remote_code=maybe", "option trust_remote_code expects 1/0"),
+])
+def test_bad_model_names_fail_in_one_line(arg: str, message: str, folders: dict[str, Path], tmp_path: Path) -> None:
+    arg = arg.format(empty=tmp_path, vl=folders["vl"])
+    with pytest.raises(BackendConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
+        HFBackend(arg or None)
+    assert "\n" not in str(e.value)

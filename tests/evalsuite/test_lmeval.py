@@ -1,0 +1,198 @@
+"""lm-eval interop, offline: local YAML tasks (``dataset_path: json``) run against suite models through
+lm-eval's own CLI and API, ``lmeval:<task>`` stores lm-eval's results in our schema, and the model's
+log-likelihoods are the model's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("lm_eval")
+
+from evalsuite.cli import main as cli_main  # noqa: E402
+from evalsuite.lmeval import EvalsuiteLM  # noqa: E402
+from evalsuite.results import load_run  # noqa: E402
+from evalsuite.runner import make_task  # noqa: E402
+from evalsuite.task import TaskArgError  # noqa: E402
+from evalsuite.types import ContentPart  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+# The mock model answers with the first three words of the prompt: the first and third documents are
+# answered right, the second and fourth wrong, so exact_match is 0.5.
+DOCS = [{"question": "red green blue yellow", "answer": "red green blue"},
+        {"question": "one two three four", "answer": "four"},
+        {"question": "alpha beta gamma delta", "answer": "alpha beta gamma"},
+        {"question": "north south east west", "answer": "west"}]
+TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 8
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def task_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "lm_tasks"
+    d.mkdir()
+    data = d / "qa.jsonl"
+    data.write_text("".join(json.dumps(doc) + "\n" for doc in DOCS))
+    (d / "tinyqa.yaml").write_text(TASK_YAML.format(name="tinyqa", data=data))
+    return d
+
+
+@pytest.mark.slow  # lm-eval's CLI indexes all its built-in tasks first (~20 s here)
+def test_lm_eval_cli_runs_a_local_task_against_evalsuite(task_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lm_out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "evalsuite.lmeval", "--model", "evalsuite", "--model_args", "model=mock",
+                        "--tasks", "tinyqa", "--include_path", str(task_dir), "--output_path", str(out)],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    results = json.loads(next(out.rglob("results_*.json")).read_text())
+    assert results["results"]["tinyqa"]["exact_match,none"] == 0.5
+    assert results["config"]["model"] == "evalsuite" and results["n-samples"]["tinyqa"]["effective"] == 4
+
+
+def test_lmeval_task_stores_lm_eval_results_in_our_schema(task_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    code = cli_main(["run", "--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--limit", "3", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    results, samples = load_run(out)
+    entry = results["tasks"]["lmeval:tinyqa"]
+    assert entry["primary_metric"] == "exact_match"
+    assert entry["metrics"] == {"exact_match": pytest.approx(2 / 3)}
+    assert entry["n_samples"] == 3 and entry["n_errors"] == 0 and entry["args"]["include_path"] == str(task_dir)
+    assert entry["lm_eval"]["n-samples"]["tinyqa"] == {"original": 4, "effective": 3}
+    assert entry["ci95"]["exact_match"] is not None
+    rows = samples["lmeval:tinyqa"]
+    assert [(r.id, r.prediction, r.target, r.score) for r in rows] == [
+        ("0", "red green blue", "red green blue", 1.0), ("1", "one two three", "four", 0.0),
+        ("2", "alpha beta gamma", "alpha beta gamma", 1.0)]
+    assert rows[1].prompt == "one two three four"
+
+
+def test_lmeval_task_errors_are_one_line(task_dir: Path) -> None:
+    with pytest.raises(TaskArgError, match="needs an lm-eval task name"):
+        make_task("lmeval")
+    with pytest.raises(TaskArgError, match="takes no ':<argument>'"):
+        make_task("docqa:foo")
+    with pytest.raises(TaskArgError, match="expects a folder of lm-eval task YAMLs"):
+        make_task("lmeval:tinyqa", {"include_path": str(task_dir / "nope")})
+
+
+@pytest.mark.slow  # a task missing from the folder is looked for among lm-eval's built-in tasks (~10 s)
+def test_unknown_lm_eval_task_names_the_nearest(task_dir: Path) -> None:
+    task = make_task("lmeval:tinyqb", {"include_path": str(task_dir)})
+    with pytest.raises(TaskArgError, match="no lm-eval task 'tinyqb' in .* did you mean 'tinyqa'"):
+        task.task_manager()
+
+
+def test_media_parts_follow_their_placeholders(tmp_path: Path) -> None:
+    from PIL import Image
+
+    lm = EvalsuiteLM(model="mock")
+    img = Image.new("RGB", (8, 8), (255, 0, 0))
+    parts = lm._parts("Look <image> then <image>, done", {"visual": [img, str(tmp_path / "b.png")]})
+    assert [p if isinstance(p, str) else p.type for p in parts] == ["Look ", "image", " then ", "image", ", done"]
+    first = parts[1]
+    assert isinstance(first, ContentPart) and Image.open(first.path).getpixel((0, 0)) == (255, 0, 0)
+    assert parts[3].path == str(tmp_path / "b.png")
+    no_tag = lm._parts("What is it?", {"visual": [str(tmp_path / "c.png")]})
+    assert [p if isinstance(p, str) else p.path for p in no_tag] == [str(tmp_path / "c.png"), "What is it?"]
+    lm.close()
+
+
+def test_doc_to_image_task_reaches_the_model(tmp_path: Path) -> None:
+    """A multimodal local task (image paths in the JSONL, ``doc_to_image``): the cascade answers from
+    the image's OCR, so the mock behind it repeats the start of the cascade's own prompt."""
+    import shutil
+
+    pytest.importorskip("pytesseract")
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract-ocr is not installed")
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+    from PIL import Image
+
+    d = tmp_path / "mm"
+    d.mkdir()
+    Image.new("RGB", (64, 32), "white").save(d / "a.png")
+    (d / "mm.jsonl").write_text(json.dumps({"image": str(d / "a.png"), "question": "<image> What is written?",
+                                            "answer": "Text in the"}) + "\n")
+    yaml = TASK_YAML.format(name="tinymm", data=d / "mm.jsonl") + "doc_to_image: [image]\n"
+    (d / "tinymm.yaml").write_text(yaml)
+    res = lm_eval.simple_evaluate(model="evalsuite", model_args="model=cascade:mock", tasks=["tinymm"],
+                                  task_manager=TaskManager(include_path=str(d), include_defaults=False),
+                                  log_samples=True)
+    assert res["samples"]["tinymm"][0]["filtered_resps"] == ["Text in the"]
+    assert res["results"]["tinymm"]["exact_match,none"] == 1.0
+
+
+@torch.no_grad()
+def test_loglikelihood_of_an_hf_model_is_transformers_own(tmp_path: Path) -> None:
+    pytest.importorskip("tokenizers")
+    import hf_models
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = hf_models.build_nemotron_h(tmp_path / "nh")
+    lm = EvalsuiteLM(model=f"hf:{path}")
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
+    ctx = tok("The total is", return_tensors="pt")["input_ids"]
+    cont = tok(" 42.50", add_special_tokens=False)["input_ids"]
+    ids = torch.cat([ctx, torch.tensor([cont])], 1)
+    logp = torch.log_softmax(model(ids).logits[0].float(), -1)
+    expected = sum(float(logp[ctx.shape[1] - 1 + i, t]) for i, t in enumerate(cont))
+    greedy = model.generate(ctx, attention_mask=torch.ones_like(ctx), max_new_tokens=1,
+                            do_sample=False)[0, ctx.shape[1]:]
+    greedy_text = tok.decode(greedy)
+    assert tok(greedy_text, add_special_tokens=False)["input_ids"] == greedy.tolist()  # text ↔ token round trip
+
+    class R:  # an lm-eval Instance carries its arguments in .args
+        def __init__(self, *args): self.args = args
+
+    (ll, is_greedy), (_, greedy_hit) = lm.loglikelihood([R("The total is", " 42.50"), R("The total is", greedy_text)])
+    assert ll == pytest.approx(expected, abs=1e-4) and ll < 0
+    assert not is_greedy and greedy_hit
+
+
+@torch.no_grad()
+def test_reference_loglikelihood_follows_the_chain_rule() -> None:
+    """log p(a+b | c) = log p(a | c) + log p(b | c+a) for the byte-level reference model; a model
+    that does not accept log-likelihoods says which do."""
+    lm = EvalsuiteLM(model="bf16", batch_size=1)
+
+    class R:
+        def __init__(self, *args): self.args = args
+
+    (ab, _), (a, _), (b, _) = lm.loglikelihood([R("Total:", " 42.50"), R("Total:", " 42"), R("Total: 42", ".50")])
+    print(f"log p = {ab:.4f}; split = {a + b:.4f}")
+    assert ab == pytest.approx(a + b, abs=1e-3) and ab < a < 0
+    with pytest.raises(NotImplementedError, match="Supported: the reference model"):
+        EvalsuiteLM(model="mock").loglikelihood([R("a", "b")])
