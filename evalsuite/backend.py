@@ -6,14 +6,25 @@ registered factory, ``factory(arg, **options)``, where ``arg`` is the text after
 accepts; a request with another modality errors that sample with a clear message.
 
 ``generate`` may raise for the whole batch; the runner then retries the requests one by one so that
-one bad sample never loses the others. ``describe`` returns provenance for ``results.json``: name,
-backend, precision recipe, weights sha256, device, engine version, and anything else that identifies
-what produced the numbers.
+one bad sample never loses the others.
+
+Streaming: ``stream`` yields timed tokens of one request (blocking); ``astream`` is its asyncio form
+for many concurrent requests (the throughput task and the HTTP server use it): it yields (seconds
+since the call, text) per output token, then one final :class:`Response` with the usage counts and
+every token's time. Cancelling it (closing the iterator, cancelling its task) cancels the request,
+so a backend frees whatever the request held. The default runs ``stream`` (or ``generate``, which
+gives no token times) in a worker thread one request at a time; backends that batch override it.
+
+``describe`` returns provenance for ``results.json``: name, backend, precision recipe, weights
+sha256, device, engine version, and anything else that identifies what produced the numbers.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Iterator
+import asyncio
+import threading
+import time
+from typing import Any, AsyncIterator, ClassVar, Iterator
 
 from evalsuite.types import Request, Response
 
@@ -40,6 +51,74 @@ class Backend:
     def stream(self, request: Request) -> Iterator[tuple[float, str]]:
         """Yield (seconds since the request was sent, token text) per output token, in order."""
         raise NotImplementedError(f"backend {self.backend_name!r} does not stream")
+
+    async def astream(self, request: Request) -> AsyncIterator[tuple[float, str] | Response]:
+        """Yield (seconds since this call, text) per output token, then the final Response (see
+        the module docstring). Default: `stream` (else `generate`) in a thread, one request at a time."""
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        lock = self.__dict__.setdefault("_serial_lock", threading.Lock())
+        t0 = time.perf_counter()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, item)
+            except RuntimeError:  # the loop is gone: nobody is listening any more
+                pass
+
+        def work() -> None:
+            with lock:
+                if stop.is_set():
+                    return
+                try:
+                    if type(self).stream is Backend.stream:
+                        put(self.generate([request])[0])
+                        return
+                    times: list[float] = []
+                    texts: list[str] = []
+                    t_call = time.perf_counter() - t0
+                    for t, text in self.stream(request):
+                        if stop.is_set():
+                            return
+                        times.append(t_call + t)
+                        texts.append(text)
+                        put((times[-1], text))
+                    put(Response(text="".join(texts), output_tokens=len(times), ttft_s=times[0] if times else None,
+                                 e2e_s=times[-1] if times else None, token_times=times))
+                except BaseException as e:  # handed to the caller, raised there
+                    put(e)
+
+        worker = loop.run_in_executor(None, work)
+        try:
+            while True:
+                item = await items.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Response):
+                    return
+        finally:
+            stop.set()
+            worker.cancel()
+
+    async def agenerate(self, request: Request) -> Response:
+        """One request through `astream`; the Response carries its token times."""
+        final: Response | None = None
+        gen = self.astream(request)
+        try:
+            async for item in gen:
+                if isinstance(item, Response):
+                    final = item
+        finally:
+            await gen.aclose()
+        if final is None:
+            raise RuntimeError(f"backend {self.backend_name!r} ended a stream without a response")
+        return final
+
+    async def aclose(self) -> None:
+        """Release what this backend holds on the running event loop (HTTP sessions); the loop's
+        owner calls it before the loop ends."""
 
     def describe(self) -> dict[str, Any]:
         return {

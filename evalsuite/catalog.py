@@ -23,12 +23,17 @@ _TASKS = {
     "screenspot_v2": ("tasks.official.screenspot", "ScreenSpot-v2 (local folder)"),
     "screenspot_pro": ("tasks.official.screenspot_pro", "ScreenSpot-Pro (local folder)"),
     "mmau": ("tasks.official.mmau", "MMAU test-mini (local folder)"),
+    # lm-evaluation-harness tasks: lmeval:<task>
+    "lmeval": ("tasks.lmeval", "lmeval:<task> an lm-evaluation-harness task (local YAMLs: --task-arg lmeval.include_path=DIR)"),
 }
 
 _BACKENDS = {
     "mock": ("evalsuite.backends.mock", "deterministic mock model for tests and dry runs"),
     "replay": ("evalsuite.backends.replay", "replay:<predictions.jsonl> returns saved predictions by sample id"),
     "reference": ("evalsuite.backends.reference", "reference:<recipe> the reference omni model under a precision recipe"),
+    "openai": ("evalsuite.backends.openai_compat", "openai:<base url> any OpenAI-compatible server (vLLM, SGLang, NIM, evalsuite serve)"),
+    "hf": ("evalsuite.backends.hf", "hf:<local dir> a transformers model and processor from a local folder"),
+    "cascade": ("evalsuite.backends.cascade", "cascade[:<model>] Tesseract OCR + pocketsphinx ASR feeding a text model (bf16)"),
 }
 
 SYNTHETIC_TASKS = ("docqa", "videoqa", "audioqa", "gui", "throughput")

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from evalsuite.types import SampleResult
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: the throughput task's load points
 SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
 
 

@@ -148,6 +148,8 @@ class Request:
     media: dict[str, Any] = field(default_factory=dict)
     choices: list[str] | None = None
     task: str = ""
+    # Generate max_tokens tokens whatever the model says (fixed output lengths for load tests).
+    ignore_eos: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -296,6 +296,25 @@ class Engine:
             self.running.clear()
             self.free.sort()
 
+    def cancel(self, handle: Handle) -> bool:
+        """Drop one request, waiting or running, without a result, and reset its slot for the next
+        request (a client that went away). False when it had already finished or is not here."""
+        if handle.done:
+            return False
+        try:
+            self.waiting.remove(handle)
+            return True
+        except ValueError:
+            pass
+        if self.running.get(handle.slot) is not handle:
+            return False
+        del self.running[handle.slot]
+        self.state.reset([handle.slot])
+        self.free.append(handle.slot)
+        self.free.sort()
+        handle.generator = None
+        return True
+
     def _prefill(self, group: list[Handle]) -> None:
         lens = [h.prompt.shape[0] for h in group]
         t = max(lens)

@@ -35,3 +35,51 @@ def bar_with_ci(labels: Sequence[str], values: Sequence[float | None], cis: Sequ
         ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     return fig_to_uri(fig)
+
+
+def pareto_plot(points: Sequence[dict], front: Sequence[str], *, x_key: str, y_key: str, xlabel: str, ylabel: str,
+                title: str = "") -> str:
+    """Load points as (x, y) markers (closed loop: circles, open loop: triangles), labelled, with the
+    Pareto front (the points no other beats on both axes) joined by a line."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for kind, marker, colour in (("closed", "o", "#4c72b0"), ("open", "^", "#dd8452")):
+        pts = [p for p in points if p.get("kind") == kind and p.get(x_key) is not None and p.get(y_key) is not None]
+        if pts:
+            ax.scatter([p[x_key] for p in pts], [p[y_key] for p in pts], marker=marker, color=colour, zorder=3,
+                       label="closed loop (concurrency)" if kind == "closed" else "open loop (rate)")
+            for p in pts:
+                ax.annotate(str(p.get("label", "")), (p[x_key], p[y_key]), textcoords="offset points", xytext=(4, 4),
+                            fontsize=7)
+    by_label = {p.get("label"): p for p in points}
+    fp = sorted((by_label[k] for k in front if k in by_label), key=lambda p: p[x_key])
+    if len(fp) > 1:
+        ax.plot([p[x_key] for p in fp], [p[y_key] for p in fp], color="#55a868", lw=1.5, zorder=2, label="Pareto front")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig_to_uri(fig)
+
+
+def latency_boxplots(groups: dict[str, dict[str, list[float]]], metrics: Sequence[tuple[str, str]]) -> str:
+    """One panel per metric (key, title), one box per group (load point): box = quartiles, whiskers at
+    the 1st and 99th percentiles, milliseconds on the axis."""
+    labels = list(groups)
+    cols = 2
+    rows = math.ceil(len(metrics) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(12.0, max(7.0, 0.5 * len(labels) * cols + 2)), 3.0 * rows),
+                             squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for ax, (key, title) in zip(axes.flat, metrics):
+        data = [[1000.0 * v for v in groups[g].get(key, [])] or [math.nan] for g in labels]
+        ax.boxplot(data, whis=(1, 99), showfliers=False)
+        ax.set_xticks(range(1, len(labels) + 1), labels, rotation=45, ha="right", fontsize=7)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("ms")
+        ax.ticklabel_format(axis="y", useOffset=False)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig_to_uri(fig)

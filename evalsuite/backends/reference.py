@@ -27,16 +27,23 @@ engine through each request's ``seed`` (sampling seed = hash of seed and sample 
 Timings (``ttft_s``, ``e2e_s``, ``token_times``) count from when `generate` (or `stream`) received
 the request: media decoding, encoders, waiting for a slot and prefill are all inside TTFT, as a
 client sending the whole batch at once would see them.
+
+Concurrent streaming (`astream`: the HTTP server and the throughput task) goes through one
+`EngineWorker` thread that owns the engine while it has work, so requests arriving at any time join
+the running batch; a cancelled stream frees its slot at once. ``ignore_eos`` requests generate
+exactly ``max_tokens`` tokens (no stop token ends them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 import torch
 
@@ -93,6 +100,8 @@ class ReferenceBackend(Backend):
         self.engine = Engine(self.model.lm, self.batch_size, cfg.max_position_embeddings,
                              kv_cache_dtype=self.recipe.kv_cache_dtype, tokenizer=self.model.tokenizer)
         self._pool = ThreadPoolExecutor(max_workers=MEDIA_WORKERS, thread_name_prefix="evalsuite-media")
+        self.engine_lock = threading.Lock()  # whoever drives the engine holds it
+        self._worker: Any = None  # EngineWorker, started by the first astream
 
     # ---- set-up -------------------------------------------------------------------------------
     def _load_weights(self) -> tuple[Any, str, str]:
@@ -119,7 +128,8 @@ class ReferenceBackend(Backend):
         from model.engine import SamplingParams
 
         return SamplingParams(max_tokens=int(req.max_tokens), temperature=float(req.temperature),
-                              top_p=float(req.top_p), seed=_request_seed(req), stop=tuple(req.stop))
+                              top_p=float(req.top_p), seed=_request_seed(req), stop=tuple(req.stop),
+                              stop_token_ids=() if req.ignore_eos else None)
 
     def _load(self, req: Request) -> Future:
         from model.omni import load_media
@@ -140,6 +150,10 @@ class ReferenceBackend(Backend):
         for req in requests:
             self.check(req)
         futures = [self._load(r) for r in requests]
+        with self.engine_lock:  # an EngineWorker serving streams finishes its work first
+            return self._generate_locked(requests, futures, t0)
+
+    def _generate_locked(self, requests: list[Request], futures: list[Future], t0: float) -> list[Response]:
         handles: list[Any] = [None] * len(requests)
         infos: list[dict[str, Any]] = [{} for _ in requests]
         engine, nxt = self.engine, 0
@@ -168,6 +182,10 @@ class ReferenceBackend(Backend):
         t0 = time.perf_counter()
         self.check(request)
         events: list[Any] = []
+        with self.engine_lock:
+            yield from self._stream_locked(request, t0, events)
+
+    def _stream_locked(self, request: Request, t0: float, events: list[Any]) -> Iterator[tuple[float, str]]:
         try:
             embeds, _, _ = self._embed(request, self._load(request).result())
             handle = self.engine.submit(embeds, self._params(request), on_token=events.append, t_start=t0)
@@ -178,6 +196,48 @@ class ReferenceBackend(Backend):
                 events.clear()
         finally:
             self.engine.cancel_all()
+
+    async def astream(self, request: Request) -> AsyncIterator[tuple[float, str] | Response]:
+        """Concurrent streaming through the engine worker (see the module docstring); closing the
+        iterator early cancels the request and frees its slot."""
+        from evalsuite.backends.engine_worker import EngineWorker
+
+        if self._worker is None:
+            self._worker = EngineWorker(self)
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[Any] = asyncio.Queue()
+
+        def put(item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(items.put_nowait, item)
+            except RuntimeError:  # the caller's loop has closed
+                pass
+
+        ticket = self._worker.submit(request, lambda t, text: put((t, text)),
+                                     lambda resp, err: put(err if err is not None else resp))
+        done = False
+        try:
+            while True:
+                item = await items.get()
+                if isinstance(item, BaseException):
+                    done = True
+                    raise item
+                if isinstance(item, Response):
+                    done = True
+                yield item
+                if done:
+                    return
+        finally:
+            if not done:
+                self._worker.cancel(ticket)
+
+    def serving_stats(self) -> dict[str, int]:
+        """Engine gauges for the server's /metrics: requests running and waiting, slots."""
+        if self._worker is not None:
+            return self._worker.stats()
+        e = self.engine
+        return {"requests_running": len(e.running), "requests_waiting": len(e.waiting),
+                "slots_total": e.n_slots, "slots_free": e.free_slots}
 
     def _response(self, result: Any, info: dict[str, Any]) -> Response:
         extra = {k: v for k, v in info.items() if k != "prompt_tokens"}
@@ -216,6 +276,9 @@ class ReferenceBackend(Backend):
         }
 
     def close(self) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

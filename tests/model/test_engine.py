@@ -210,3 +210,25 @@ def test_length_limits(lm: LanguageModel) -> None:
         SamplingParams(max_tokens=0)
     with pytest.raises(ValueError, match="top_p"):
         SamplingParams(top_p=0.0)
+
+
+def test_cancel_frees_the_slot_and_leaves_no_state_behind(lm: LanguageModel) -> None:
+    """A client that goes away: cancelling a running and a waiting request frees the slot at once,
+    and the next request in that slot generates exactly what it generates in a fresh engine."""
+    engine = Engine(lm, n_slots=2, max_len=128)
+    params = SamplingParams(max_tokens=30, **NO_STOP)
+    a, b, c = (engine.submit(prompt_ids(9 + i, seed=10 + i), params) for i in range(3))
+    engine.step()
+    engine.step()
+    assert (engine.free_slots, len(engine.waiting)) == (0, 1)
+    slot_a = a.slot
+    assert engine.cancel(a) and engine.cancel(c)
+    assert engine.free_slots == 1 and not engine.waiting and int(engine.state.lengths[slot_a]) == 0
+    fresh_ids = prompt_ids(17, seed=99)
+    d = engine.submit(fresh_ids, SamplingParams(max_tokens=6, **NO_STOP))
+    engine.run_until_done()
+    assert a.result is None and c.result is None and b.result is not None and d.slot == slot_a
+    (ref,) = Engine(lm, n_slots=1, max_len=128).generate([fresh_ids], SamplingParams(max_tokens=6, **NO_STOP))
+    assert d.result.tokens == ref.tokens
+    assert not engine.cancel(b) and not engine.cancel(a)  # finished or already gone: nothing to do
+    assert engine.free_slots == 2

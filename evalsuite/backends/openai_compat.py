@@ -1,0 +1,331 @@
+"""``openai:<base_url>``: any OpenAI-compatible chat completions server — vLLM, SGLang, TensorRT-LLM,
+NIM, or ``evalsuite serve`` — for accuracy tasks and the throughput task alike.
+
+Options go in the URL's fragment, which is never sent: ``openai:http://127.0.0.1:8000/v1#model=fp4&
+max_concurrency=64``. ``model`` (default: the one model the server lists), ``api_key_env`` (the
+environment variable holding the API key, default ``OPENAI_API_KEY``; the key is sent as a Bearer
+token and never written to results or logs — only the variable's name is recorded), ``timeout``
+(seconds without a byte before a request fails, default 600), ``connect_timeout`` (10), ``retries``
+(3), ``backoff`` (0.5: the first retry's wait in seconds, doubling each time, with jitter; a
+``Retry-After`` header wins), ``max_concurrency`` (64 requests in flight from this client),
+``media`` (``data``: media travel as base64 ``data:`` URIs, which any server takes; ``file``:
+``file://`` URLs, for a server on this machine started with ``--allowed-local-media-path``).
+
+Every request streams (``stream_options.include_usage``), so accuracy runs get TTFT and E2E times
+too. Retries happen on 429, 5xx and connection failures before the first token; a failure after it
+cannot be retried without distorting the timings, so it fails the request. Media: images as
+``image_url``, video as ``video_url``, audio as ``input_audio`` (data) or ``audio_url`` (file). The
+task's media settings (fps, max_frames, …) are sent as the ``media_settings`` extension only to an
+evalsuite server (it says so in /v1/models); others preprocess their own way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import mimetypes
+import os
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, AsyncIterator, Coroutine, TypeVar
+from urllib.parse import parse_qsl, urlparse, urlunparse
+
+from evalsuite.backend import Backend, BackendConfigError
+from evalsuite.registry import BACKENDS
+from evalsuite.types import Message, Request, Response
+
+T = TypeVar("T")
+DEFAULTS: dict[str, Any] = {"model": None, "api_key_env": "OPENAI_API_KEY", "timeout": 600.0, "connect_timeout": 10.0,
+                            "retries": 3, "backoff": 0.5, "max_concurrency": 64, "media": "data"}
+RETRY_STATUS = (408, 409, 429)
+AUDIO_FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".ogg": "ogg", ".m4a": "m4a", ".webm": "webm"}
+
+
+class RequestFailed(RuntimeError):
+    """A request the server refused or could not finish (one line: status and the server's message)."""
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def parse_target(arg: str | None) -> tuple[str, dict[str, Any]]:
+    """``'http://h:8000/v1#model=x&retries=2'`` → (``'http://h:8000/v1'``, options with defaults)."""
+    if not arg:
+        raise BackendConfigError("openai: expected a base URL, like openai:http://127.0.0.1:8000/v1")
+    u = urlparse(arg)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise BackendConfigError(f"openai:{arg}: expected an http(s) base URL, like http://127.0.0.1:8000/v1")
+    opts = dict(DEFAULTS)
+    for key, value in parse_qsl(u.fragment, keep_blank_values=True):
+        if key not in DEFAULTS:
+            raise BackendConfigError(f"openai: unknown option {key!r} (known: {', '.join(DEFAULTS)})")
+        default = DEFAULTS[key]
+        try:
+            opts[key] = type(default)(value) if default is not None else value
+        except ValueError:
+            raise BackendConfigError(f"openai option {key} expects {type(default).__name__}, got {value!r}") from None
+    if opts["media"] not in ("data", "file"):
+        raise BackendConfigError(f"openai option media expects data or file, got {opts['media']!r}")
+    if opts["max_concurrency"] < 1 or opts["retries"] < 0 or opts["timeout"] <= 0 or opts["connect_timeout"] <= 0:
+        raise BackendConfigError("openai options: max_concurrency >= 1, retries >= 0, timeouts > 0 expected")
+    base = urlunparse(u._replace(fragment="")).rstrip("/")
+    return base, opts
+
+
+@lru_cache(maxsize=64)
+def _file_b64(path: str, mtime: float, size: int) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def _b64(path: str) -> str:
+    st = os.stat(path)
+    return _file_b64(path, st.st_mtime, st.st_size)
+
+
+@BACKENDS.register("openai")
+class OpenAIBackend(Backend):
+    """openai:<base url> any OpenAI-compatible server (vLLM, SGLang, TensorRT-LLM, NIM, evalsuite serve)"""
+
+    modalities = frozenset({"text", "image", "video", "audio"})
+    backend_name = "openai"
+
+    def __init__(self, arg: str | None = None, **options: Any) -> None:
+        super().__init__(arg, **options)
+        self.base_url, self.opts = parse_target(arg)
+        self.max_concurrency = int(self.opts["max_concurrency"])
+        self._key = os.environ.get(self.opts["api_key_env"]) or None
+        self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        self._sems: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+        self._loop: asyncio.AbstractEventLoop | None = None  # for the blocking `generate`
+        self._loop_thread: threading.Thread | None = None
+        listed = self._list_models()
+        ids = [m.get("id") for m in listed]
+        self.model = self.opts["model"]
+        if self.model is None:
+            if len(ids) != 1:
+                raise BackendConfigError(f"openai:{self.base_url}: the server lists {len(ids)} models "
+                                         f"({', '.join(map(str, ids)) or 'none'}); choose one with #model=NAME")
+            self.model = ids[0]
+        entry = next((m for m in listed if m.get("id") == self.model), {})
+        info = entry.get("evalsuite")
+        self.server_info: dict[str, Any] | None = info if isinstance(info, dict) else None  # an evalsuite server
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        h = {"Content-Type": "application/json"}
+        if self._key:
+            h["Authorization"] = f"Bearer {self._key}"
+        return h
+
+    def _list_models(self) -> list[dict[str, Any]]:
+        req = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+        try:
+            with urllib.request.urlopen(req, timeout=float(self.opts["connect_timeout"])) as r:
+                data = json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code == 404 and self.opts["model"]:  # a server without /models: trust the given name
+                return []
+            raise BackendConfigError(f"openai:{self.base_url}: GET /models answered HTTP {e.code} "
+                                     f"({_error_message(e.read())})") from None
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise BackendConfigError(f"openai:{self.base_url}: cannot reach the server ({reason})") from None
+        return [m for m in data.get("data", []) if isinstance(m, dict)] if isinstance(data, dict) else []
+
+    def _session(self) -> Any:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        s = self._sessions.get(loop)
+        if s is None or s.closed:
+            timeout = aiohttp.ClientTimeout(total=None, connect=float(self.opts["connect_timeout"]),
+                                            sock_read=float(self.opts["timeout"]))
+            s = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+            self._sessions[loop] = s
+        return s
+
+    def _sem(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        return self._sems.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
+
+    # ---- request bodies -----------------------------------------------------------------------
+    def _part(self, kind: str, path: str) -> dict[str, Any]:
+        if self.opts["media"] == "file":
+            url = Path(path).resolve().as_uri()
+            key = {"image": "image_url", "video": "video_url", "audio": "audio_url"}[kind]
+            return {"type": key, key: {"url": url}}
+        if kind == "audio":
+            fmt = AUDIO_FORMATS.get(Path(path).suffix.lower(), "wav")
+            return {"type": "input_audio", "input_audio": {"data": _b64(path), "format": fmt}}
+        mime = mimetypes.guess_type(path)[0] or ("image/png" if kind == "image" else "video/mp4")
+        key = "image_url" if kind == "image" else "video_url"
+        return {"type": key, key: {"url": f"data:{mime};base64,{_b64(path)}"}}
+
+    def _message(self, m: Message) -> dict[str, Any]:
+        if all(p.type == "text" for p in m.content):
+            return {"role": m.role, "content": m.text}
+        parts = [{"type": "text", "text": p.text or ""} if p.type == "text" else self._part(p.type, str(p.path))
+                 for p in m.content]
+        return {"role": m.role, "content": parts}
+
+    def body(self, req: Request) -> dict[str, Any]:
+        """The JSON body of a request (media encoded; reading files is cached)."""
+        seed = int.from_bytes(hashlib.sha256(f"{req.seed}|{req.sample_id}".encode()).digest()[:4], "little") >> 1
+        b: dict[str, Any] = {
+            "model": self.model, "messages": [self._message(m) for m in req.messages],
+            "max_tokens": int(req.max_tokens),
+            "temperature": float(req.temperature), "top_p": float(req.top_p), "seed": seed,
+            "stream": True, "stream_options": {"include_usage": True},
+        }
+        if req.stop:
+            b["stop"] = list(req.stop)
+        if req.ignore_eos:
+            b["ignore_eos"] = True
+        if req.media and self.server_info is not None:
+            b["media_settings"] = dict(req.media)
+        return b
+
+    # ---- streaming ----------------------------------------------------------------------------
+    async def astream(self, request: Request) -> AsyncIterator[tuple[float, str] | Response]:
+        import aiohttp
+
+        self.check(request)
+        loop = asyncio.get_running_loop()
+        body = json.dumps(await loop.run_in_executor(None, self.body, request))
+        url = f"{self.base_url}/chat/completions"
+        session = self._session()
+        async with self._sem():
+            t0 = time.perf_counter()
+            attempt = 0
+            while True:
+                times: list[float] = []
+                texts: list[str] = []
+                usage: dict[str, Any] = {}
+                finish = None
+                try:
+                    async with session.post(url, data=body, headers=self._headers()) as resp:
+                        if resp.status in RETRY_STATUS or resp.status >= 500:
+                            raise _Retryable(f"HTTP {resp.status}: {_error_message(await resp.read())}",
+                                             _retry_after(resp.headers.get("Retry-After")))
+                        if resp.status >= 400:
+                            raise RequestFailed(f"HTTP {resp.status}: {_error_message(await resp.read())}")
+                        async for raw in resp.content:
+                            line = raw.strip()
+                            if not line.startswith(b"data:"):
+                                continue
+                            data = line[5:].strip()
+                            if data == b"[DONE]":
+                                break
+                            obj = json.loads(data)
+                            if obj.get("error"):
+                                raise RequestFailed(f"server error in stream: {_error_message(data)}")
+                            usage = obj.get("usage") or usage
+                            for ch in obj.get("choices") or []:
+                                text = (ch.get("delta") or {}).get("content")
+                                if text:
+                                    times.append(time.perf_counter() - t0)
+                                    texts.append(text)
+                                    yield times[-1], text
+                                finish = ch.get("finish_reason") or finish
+                except (_Retryable, aiohttp.ClientError, asyncio.TimeoutError) as e:
+                    what = str(e) or type(e).__name__
+                    if times:
+                        raise RequestFailed(f"stream broken after {len(times)} chunks: {what}") from None
+                    if attempt >= int(self.opts["retries"]):
+                        raise RequestFailed(f"{what} (after {attempt} retries)") from None
+                    after = e.retry_after if isinstance(e, _Retryable) else None
+                    wait = after if after is not None else float(self.opts["backoff"]) * 2 ** attempt * (
+                        0.5 + random.random())
+                    attempt += 1
+                    await asyncio.sleep(wait)
+                    continue
+                yield Response(
+                    text="".join(texts), prompt_tokens=usage.get("prompt_tokens"),
+                    output_tokens=usage.get("completion_tokens", len(times)), ttft_s=times[0] if times else None,
+                    e2e_s=times[-1] if times else None, token_times=times, finish_reason=finish,
+                    info={"retries": attempt} if attempt else {},
+                )
+                return
+
+    async def aclose(self) -> None:
+        s = self._sessions.pop(asyncio.get_running_loop(), None)
+        if s is not None:
+            await s.close()
+
+    # ---- blocking use (accuracy tasks) --------------------------------------------------------
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="evalsuite-openai", daemon=True)
+            self._loop_thread.start()
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        """All requests concurrently (up to max_concurrency); raises the first failure, after which the
+        runner retries the batch one request at a time."""
+        async def all_of() -> list[Response]:
+            return list(await asyncio.gather(*(self.agenerate(r) for r in requests)))
+
+        return self._run(all_of())
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._run(self.aclose())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(timeout=10)
+            self._loop.close()
+            self._loop = None
+
+    # ---- provenance ---------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        s = self.server_info or {}
+        return {
+            "name": f"openai:{self.base_url}",
+            "backend": self.backend_name,
+            "precision": s.get("precision"),
+            "weights_sha256": s.get("weights_sha256"),
+            "device": "remote",
+            "engine_version": s.get("engine_version"),
+            "base_url": self.base_url,
+            "served_model": self.model,
+            "api_key_env": self.opts["api_key_env"],
+            "server": s or None,
+            "max_concurrency": self.max_concurrency,
+            "timeout_s": float(self.opts["timeout"]),
+            "retries": int(self.opts["retries"]),
+            "media_transport": self.opts["media"],
+        }
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _error_message(raw: bytes) -> str:
+    """The server's error message from an OpenAI-shaped body, else the body's first line (short)."""
+    try:
+        obj = json.loads(raw)
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"]).splitlines()[0][:300]
+        if isinstance(err, str):
+            return err[:300]
+    except (ValueError, TypeError):
+        pass
+    text = raw.decode("utf-8", "replace").strip()
+    return (text.splitlines()[0] if text else "no body")[:300]

@@ -1,0 +1,51 @@
+"""The MLPerf LoadGen cross-check: its log is read right, and on the same requests against the same
+server its latencies agree with the suite's own measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evalsuite.mlperf import parse_detail_log, run_server_scenario, summarize_log
+
+pytest.importorskip("mlperf_loadgen")
+
+
+def test_detail_log_is_parsed_into_seconds(tmp_path: Path) -> None:
+    lines = ["garbage line", ':::MLLOG {"key": "result_validity", "value": "VALID"}',
+             ':::MLLOG {"key": "result_first_token_mean_latency_ns", "value": 1500000}',
+             ':::MLLOG {"key": "result_first_token_99.00_percentile_latency_ns", "value": 4000000}',
+             ':::MLLOG {"key": "result_time_to_output_token_mean", "value": 250000}',
+             ':::MLLOG {"key": "result_50.00_percentile_latency_ns", "value": 2000000000}',
+             ':::MLLOG {"key": "result_validity", "value": "INVALID"}', ":::MLLOG {not json"]
+    (tmp_path / "log.txt").write_text("\n".join(lines))
+    s = summarize_log(parse_detail_log(tmp_path / "log.txt"))
+    assert s["validity"] == "INVALID"  # the last value of a key wins
+    assert s["ttft_s"] == {"mean": 0.0015, "median": None, "p90": None, "p99": 0.004}
+    assert s["tpot_s"]["mean"] == 0.00025 and s["e2el_s"]["median"] == 2.0
+
+
+@pytest.mark.slow
+def test_loadgen_latencies_agree_with_the_suite_on_the_same_requests(tmp_path: Path) -> None:
+    from evalsuite.backends.mock import MockBackend
+    from evalsuite.backends.openai_compat import OpenAIBackend
+    from evalsuite.server import ServerConfig, ServerThread
+    from evalsuite.types import Request, user
+
+    mock = MockBackend("ttft=0.04,itl=0.01,tokens=6")
+    reqs = [Request(sample_id=f"s{i}", messages=[user("a b c")], max_tokens=6) for i in range(24)]
+    with ServerThread(mock, ServerConfig(model_names=["m"])) as s:  # timed by the HTTP client, not scripted
+        backend = OpenAIBackend(s.base_url)
+        r = run_server_scenario(backend, reqs, target_qps=30, ttft_s=2.0, tpot_s=0.2, outdir=tmp_path / "lg")
+    print(json.dumps({k: r[k] for k in ("agreement", "issue_to_send_s")}, indent=1))
+    lg, suite = r["loadgen"], r["suite"]
+    assert lg["query_count"] == suite["n"] == 24 and suite["n_errors"] == 0
+    assert lg["version"].startswith(("5.", "6.", "7.")) and (tmp_path / "lg" / "mlperf_log_summary.txt").exists()
+    # same requests, same origin: the tools differ only by their callbacks' timing
+    for key, abs_tol in (("ttft_s", 0.01), ("e2el_s", 0.01), ("tpot_s", 0.001)):
+        assert abs(r["agreement"][f"{key.removesuffix('_s')}_mean_diff_s"]) <= abs_tol + 0.1 * lg[key]["mean"], key
+    assert suite["tpot_s"]["mean"] == pytest.approx(0.01, abs=0.005)
+    assert lg["tpot_s"]["mean"] == pytest.approx(0.01, abs=0.005)
+    assert r["issue_to_send_s"]["p99"] is not None and r["issue_to_send_s"]["p99"] >= 0

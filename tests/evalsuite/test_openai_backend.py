@@ -1,0 +1,182 @@
+"""The ``openai:<base_url>`` backend against servers on 127.0.0.1: an accuracy run through
+``evalsuite serve``, the API key kept out of every file, retries with backoff on 429/5xx (and not on
+4xx or after the first token), the client-side concurrency limit, and its option parsing."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from evalsuite.backend import BackendConfigError
+from evalsuite.backends.mock import MockBackend
+from evalsuite.backends.openai_compat import OpenAIBackend, RequestFailed, parse_target
+from evalsuite.results import read_samples
+from evalsuite.runner import RunConfig, run
+from evalsuite.server import ServerConfig, ServerThread
+from evalsuite.types import Request, user
+
+
+class FakeServer:
+    """An aiohttp app on its own thread answering chat completions from a script of statuses:
+    an int answers that status with an OpenAI error body, "ok" streams two chunks, "break" streams
+    one chunk and drops the connection, "stall" says nothing for 0.5 s."""
+
+    def __init__(self, script: list) -> None:
+        self.script, self.attempts = list(script), 0
+        self.headers: list[dict] = []
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.attempts += 1
+        self.headers.append(dict(request.headers))
+        step = self.script.pop(0) if self.script else "ok"
+        if step == "stall":
+            await asyncio.sleep(0.5)
+            step = "ok"
+        if isinstance(step, int):
+            return web.json_response({"error": {"message": f"scripted {step}", "type": "x", "param": None,
+                                                "code": None}}, status=step, headers={"Retry-After": "0"})
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": null}]}\n\n')
+        if step == "break":
+            request.transport.close()
+            return out
+        await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}]}\n\n')
+        await out.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n')
+        await out.write(b"data: [DONE]\n\n")
+        return out
+
+    def __enter__(self) -> "FakeServer":
+        self.thread.start()
+
+        async def start() -> int:
+            app = web.Application()
+            app.router.add_get("/v1/models", self.models)
+            app.router.add_post("/v1/chat/completions", self.chat)
+            self.runner = web.AppRunner(app)
+            await self.runner.setup()
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            await web.SockSite(self.runner, sock).start()
+            return sock.getsockname()[1]
+
+        self.port = asyncio.run_coroutine_threadsafe(start(), self.loop).result()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+REQ = Request(sample_id="s", messages=[user("hello")], max_tokens=4)
+
+
+def test_parse_target() -> None:
+    base, opts = parse_target("http://127.0.0.1:8000/v1/#model=m&retries=5&timeout=2.5&media=file")
+    assert base == "http://127.0.0.1:8000/v1"
+    assert (opts["model"], opts["retries"], opts["timeout"], opts["media"], opts["max_concurrency"]) == ("m", 5, 2.5,
+                                                                                                         "file", 64)
+    with pytest.raises(BackendConfigError, match="expected an http"):
+        parse_target("ftp://host/v1")
+    with pytest.raises(BackendConfigError, match="unknown option 'modle'"):
+        parse_target("http://h/v1#modle=x")
+    with pytest.raises(BackendConfigError, match="retries expects int"):
+        parse_target("http://h/v1#retries=many")
+
+
+def test_unreachable_server_is_one_line() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    with pytest.raises(BackendConfigError, match=f"openai:http://127.0.0.1:{port}/v1: cannot reach the server"):
+        OpenAIBackend(f"http://127.0.0.1:{port}/v1")
+
+
+def test_accuracy_run_through_evalsuite_serve_keeps_the_key_secret(toy, tmp_path: Path, monkeypatch) -> None:
+    secret = "sk-test-DO-NOT-LOG-7f3a9c"
+    monkeypatch.setenv("EVALSUITE_TEST_KEY", secret)
+    with ServerThread(MockBackend(), ServerConfig(model_names=["mock"], api_key=secret)) as s:
+        out = tmp_path / "run"
+        outcome = run(RunConfig(model=f"openai:{s.base_url}#api_key_env=EVALSUITE_TEST_KEY", tasks=["toy"], out=out,
+                                limit=4, quiet=True))
+    rows = read_samples(out / "samples" / "toy.jsonl")
+    assert outcome.exit_code == 0 and len(rows) == 4 and all(r.error is None for r in rows.values())
+    assert {r.prediction for r in rows.values()} == {"What colour is"}  # the served mock's answer
+    assert all(r.usage["ttft_s"] > 0 and r.usage["output_tokens"] == 3 for r in rows.values())
+    model = outcome.results["model"]
+    assert model["api_key_env"] == "EVALSUITE_TEST_KEY" and model["served_model"] == "mock"
+    assert model["server"]["backend"] == "mock"
+    for f in out.rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_text(errors="replace"), f
+
+
+def test_retries_on_429_and_5xx_with_backoff() -> None:
+    with FakeServer([429, 503]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
+        r = b.generate([REQ])[0]
+        b.close()
+    assert fake.attempts == 3 and r.info == {"retries": 2}
+    assert r.text == "hi!" and r.output_tokens == 2 and r.prompt_tokens == 5 and len(r.token_times) == 2
+    with FakeServer([500, 502, 500]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001&retries=2")
+        with pytest.raises(RequestFailed, match=r"HTTP 500: scripted 500 \(after 2 retries\)"):
+            b.generate([REQ])
+        b.close()
+    assert fake.attempts == 3
+
+
+def test_no_retry_on_client_errors_or_after_the_first_token() -> None:
+    with FakeServer([400]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
+        with pytest.raises(RequestFailed, match="HTTP 400: scripted 400"):
+            b.generate([REQ])
+        b.close()
+    assert fake.attempts == 1
+    with FakeServer(["break"]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
+        with pytest.raises(RequestFailed, match="stream broken after 1 chunks"):
+            b.generate([REQ])
+        b.close()
+    assert fake.attempts == 1
+
+
+def test_api_key_is_sent_as_bearer_token(monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "k-123")
+    with FakeServer([]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
+        b.generate([REQ])
+        b.close()
+    assert fake.headers[0]["Authorization"] == "Bearer k-123"
+    assert "k-123" not in repr(b.describe())
+
+
+def test_concurrency_limit_holds() -> None:
+    mock = MockBackend("ttft=0.01,itl=0.01,tokens=4")
+    with ServerThread(mock, ServerConfig(model_names=["mock"])) as s:
+        b = OpenAIBackend(f"{s.base_url}#max_concurrency=3")
+        out = b.generate([Request(sample_id=f"s{i}", messages=[user("a b c")], max_tokens=4) for i in range(10)])
+        b.close()
+    assert len(out) == 10 and all(r.output_tokens == 4 for r in out)
+    assert mock.max_running == 3 and mock.running == 0
+
+
+def test_a_silent_server_times_out_and_is_retried() -> None:
+    with FakeServer(["stall", "stall"]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#timeout=0.1&retries=1&backoff=0.001")
+        with pytest.raises(RequestFailed, match=r"\(after 1 retries\)"):
+            b.generate([REQ])
+        b.close()
+    assert fake.attempts == 2

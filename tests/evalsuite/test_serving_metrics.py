@@ -1,0 +1,138 @@
+"""Serving metrics on scripted token timings: every figure checked against a hand computation."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalsuite.serving_metrics import (SLO, Timing, distribution, e2el, itls, meets, pareto_front, percentile,
+                                       point_metrics, slo_search, tpot, ttft)
+
+EXACT = dict(rel=1e-12, abs=1e-12)
+
+# A: 4 tokens, one chunk each.  B: a single token.  C: 5 tokens in 2 chunks (an HTTP server that
+# sends several tokens per chunk: TPOT counts tokens, ITL counts chunks).  D: errored.
+A = Timing((0.5, 0.6, 0.8, 1.1), output_tokens=4, sent_s=0.0)
+B = Timing((1.0,), output_tokens=1, sent_s=0.2)
+C = Timing((0.2, 0.4), output_tokens=5, sent_s=0.5)
+D = Timing((), output_tokens=0, sent_s=0.1, ok=False)
+
+
+def test_per_request_definitions() -> None:
+    assert ttft(A) == 0.5 and e2el(A) == 1.1
+    assert itls(A) == pytest.approx([0.1, 0.2, 0.3], **EXACT)
+    assert tpot(A) == pytest.approx(0.6 / 3, **EXACT)  # (E2EL - TTFT) / (tokens - 1)
+    assert tpot(B) is None and itls(B) == []  # one token: no TPOT, no gap
+    assert tpot(C) == pytest.approx(0.2 / 4, **EXACT)
+    assert ttft(D) is None and e2el(D) is None and tpot(D) is None
+
+
+def test_percentiles_interpolate_linearly() -> None:
+    assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
+    assert percentile([1.0, 2.0, 3.0, 4.0], 90) == pytest.approx(3.7, **EXACT)
+    assert percentile([7.0], 99) == 7.0
+    assert distribution([None, None]) == {"mean": None, "median": None, "p90": None, "p99": None}
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_point_figures() -> None:
+    slo = SLO(ttft_s=0.6, tpot_s=0.1)
+    p = point_metrics([A, B, C, D], concurrency=2, gpus=2, slo=slo)
+    print(p)
+    assert (p["n_requests"], p["n_completed"], p["output_tokens"]) == (4, 3, 10)
+    assert p["duration_s"] == pytest.approx(1.2, **EXACT)  # first send 0.0 -> B's last token at 0.2 + 1.0
+    assert p["output_tokens_per_s"] == pytest.approx(10 / 1.2, **EXACT)
+    assert p["requests_per_s"] == pytest.approx(3 / 1.2, **EXACT)
+    # TTFT over [0.5, 1.0, 0.2]
+    assert p["ttft_s"]["mean"] == pytest.approx(1.7 / 3, **EXACT)
+    assert p["ttft_s"]["median"] == 0.5
+    assert p["ttft_s"]["p90"] == pytest.approx(0.9, **EXACT)
+    assert p["ttft_s"]["p99"] == pytest.approx(0.99, **EXACT)
+    # TPOT over [0.2, 0.05] (B has none)
+    assert p["tpot_s"]["mean"] == pytest.approx(0.125, **EXACT)
+    assert p["tpot_s"]["p99"] == pytest.approx(0.05 + 0.15 * 0.99, **EXACT)
+    # every ITL gap: A's 0.1, 0.2, 0.3 and C's 0.2
+    assert p["itl_s"]["mean"] == pytest.approx(0.2, **EXACT)
+    assert p["itl_s"]["median"] == pytest.approx(0.2, **EXACT)
+    assert p["e2el_s"]["mean"] == pytest.approx(2.5 / 3, **EXACT)
+    # goodput: only C meets TTFT <= 0.6 and TPOT <= 0.1 (A's TPOT is 0.2, B's TTFT is 1.0)
+    assert p["goodput_requests_per_s"] == pytest.approx(1 / 1.2, **EXACT)
+    assert p["goodput_output_tokens_per_s"] == pytest.approx(5 / 1.2, **EXACT)
+    # tokens/s/user, both definitions
+    assert p["tokens_per_s_per_user_by_concurrency"] == pytest.approx(10 / 1.2 / 2, **EXACT)
+    assert p["tokens_per_s_per_user_by_itl"] == pytest.approx(5.0, **EXACT)
+    assert p["mean_in_flight"] == pytest.approx(2.5 / 1.2, **EXACT)
+    assert p["output_tokens_per_s_per_gpu"] == pytest.approx(10 / 1.2 / 2, **EXACT)
+    assert p["meets_slo"] is False  # p99 TTFT 0.99 > 0.6
+
+
+def test_point_without_gpu_or_concurrency() -> None:
+    p = point_metrics([A, C], slo=SLO(ttft_s=1.0, tpot_s=0.25))
+    assert p["output_tokens_per_s_per_gpu"] is None  # null, not zero, without a GPU
+    assert point_metrics([A], gpus=0)["output_tokens_per_s_per_gpu"] is None
+    # open loop: tokens/s/user divides by the measured mean in flight, (1.1 + 0.4) / 1.1
+    assert p["duration_s"] == pytest.approx(1.1, **EXACT)
+    assert p["tokens_per_s_per_user_by_concurrency"] == pytest.approx((9 / 1.1) / (1.5 / 1.1), **EXACT)
+    assert p["meets_slo"] is True
+    empty = point_metrics([D])
+    assert empty["output_tokens_per_s"] is None and empty["meets_slo"] is False
+
+
+def test_request_slo_check() -> None:
+    assert meets(C, SLO(ttft_s=0.2, tpot_s=0.05, e2el_s=0.4))
+    assert not meets(C, SLO(e2el_s=0.39))
+    assert meets(B, SLO(tpot_s=0.001))  # no TPOT on one token: not limited
+    assert not meets(D, SLO())
+
+
+def linear_model(limit_x: float):
+    """p99 TTFT = 0.1 x; the SLO (TTFT <= 0.1 limit_x) holds up to limit_x."""
+    calls: list[float] = []
+
+    def probe(x: float) -> dict:
+        calls.append(x)
+        return {"ttft_s": {"p99": 0.1 * x}, "tpot_s": {"p99": 0.01}, "meets_slo": 0.1 * x <= 0.1 * limit_x + 1e-9}
+
+    return probe, calls
+
+
+def test_slo_search_bisects_between_known_sweep_points() -> None:
+    probe, calls = linear_model(10.5)
+    known = {x: probe(x) for x in (1.0, 4.0, 16.0)}
+    calls.clear()
+    r = slo_search(probe, SLO(ttft_s=1.05), start=1, upper=64, integer=True, max_probes=8, known=known)
+    assert r.probed == calls == [10.0, 13.0, 11.0]
+    assert (r.best, r.failing, r.bounded) == (10.0, 11.0, False)
+    assert r.interpolated == pytest.approx(10.5, **EXACT)  # p99/limit crosses 1 halfway from 10 to 11
+
+
+def test_slo_search_brackets_by_doubling_and_respects_probe_budget() -> None:
+    probe, _ = linear_model(10.5)
+    r = slo_search(probe, SLO(ttft_s=1.05), start=1, upper=64, integer=True, max_probes=20)
+    assert r.probed == [1.0, 2.0, 4.0, 8.0, 16.0, 12.0, 10.0, 11.0] and r.best == 10.0
+    r = slo_search(probe, SLO(ttft_s=1.05), start=1, upper=64, integer=True, max_probes=6)
+    assert r.probed == [1.0, 2.0, 4.0, 8.0, 16.0, 12.0] and (r.best, r.failing) == (8.0, 12.0)
+
+
+def test_slo_search_bounded_and_unreachable() -> None:
+    probe, _ = linear_model(100)
+    r = slo_search(probe, SLO(ttft_s=10), start=1, upper=8, integer=True, max_probes=10)
+    assert r.probed == [1.0, 2.0, 4.0, 8.0] and r.best == 8.0 and r.bounded
+    probe, _ = linear_model(0.5)
+    r = slo_search(probe, SLO(ttft_s=0.05), start=1, upper=8, integer=True, max_probes=10)
+    assert r.best is None and r.probed == [1.0] and r.interpolated is None
+
+
+def test_slo_search_over_rates_halves_then_bisects() -> None:
+    probe, _ = linear_model(3.3)
+    r = slo_search(probe, SLO(ttft_s=0.33), start=1.0, upper=100, integer=False, max_probes=10, rel_tol=0.1)
+    assert r.probed == [1.0, 2.0, 4.0, 3.0, 3.5, 3.25] and r.best == 3.25
+    probe, _ = linear_model(0.3)
+    r = slo_search(probe, SLO(ttft_s=0.03), start=1.0, upper=100, integer=False, max_probes=10, rel_tol=0.1)
+    assert r.probed == [1.0, 0.5, 0.25, 0.375, 0.3125, 0.28125, 0.296875] and r.best == 0.296875
+
+
+def test_pareto_front() -> None:
+    pts = [(1.0, 10.0), (2.0, 8.0), (1.5, 9.0), (1.0, 5.0), (3.0, 8.0)]
+    assert pareto_front(pts) == [0, 2, 4]
+    assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate nothing

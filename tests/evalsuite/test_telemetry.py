@@ -1,0 +1,93 @@
+"""GPU telemetry: energy from the NVML counter or the power integral on scripted samples, the
+sampler against a stand-in NVML module, and the throughput task's per-GPU and joules-per-token
+figures when a GPU is present (faked here: this machine has none) and null when not."""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+
+from evalsuite.telemetry import GpuSample, GpuSampler, energy_joules, window
+
+
+def s(t: float, power: float, energy: float | None = None, util: float = 50.0, mem: int = 1000) -> GpuSample:
+    return GpuSample(t, util, mem, power, energy)
+
+
+def test_energy_from_the_counter_interpolated_at_both_ends() -> None:
+    samples = [s(0, 100, 100.0), s(1, 100, 150.0), s(2, 100, 250.0)]
+    assert energy_joules(samples, 0.5, 1.5) == (pytest.approx(200.0 - 125.0), "energy counter")
+
+
+def test_energy_from_the_power_integral_without_a_counter() -> None:
+    samples = [s(0, 100), s(1, 200), s(2, 200, None)]
+    assert energy_joules(samples, 0.0, 2.0) == (pytest.approx(150.0 + 200.0), "power integral")
+    assert energy_joules(samples, 0.5, 1.5)[0] == pytest.approx(0.5 * 175.0 + 0.5 * 200.0)
+    assert energy_joules([], 0, 1) == (None, None)
+
+
+def test_window_figures() -> None:
+    samples = [s(0, 100, 0.0, util=20, mem=10), s(1, 300, 200.0, util=60, mem=30), s(2, 300, 500.0, util=40, mem=20)]
+    w = window(samples, 0.0, 2.0)
+    assert w == {"gpu_util_mean_pct": 40.0, "gpu_mem_max_bytes": 30, "gpu_power_mean_w": 250.0, "energy_j": 500.0,
+                 "energy_source": "energy counter"}
+
+
+def fake_nvml(watts: float = 300.0, counter: bool = True) -> types.ModuleType:
+    """A stand-in for pynvml: two devices at 50% utilization, 1000 bytes used, ``watts`` each, and
+    an energy counter (mJ) that grows at that power (or none, as on pre-Volta GPUs)."""
+    m = types.ModuleType("pynvml")
+    m.nvmlInit = m.nvmlShutdown = lambda: None
+    m.nvmlDeviceGetCount = lambda: 2
+    m.nvmlDeviceGetHandleByIndex = lambda i: i
+    m.nvmlDeviceGetName = lambda h: f"FakeGPU {h}"
+    m.nvmlDeviceGetUtilizationRates = lambda h: types.SimpleNamespace(gpu=50)
+    m.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=1000)
+    m.nvmlDeviceGetPowerUsage = lambda h: int(watts * 1000)
+    def energy(h: int) -> int:
+        if not counter:
+            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
+        return int(watts * 1000 * time.perf_counter())
+
+    m.nvmlDeviceGetTotalEnergyConsumption = energy
+    return m
+
+
+def test_sampler_reads_the_chosen_devices(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml())
+    sampler = GpuSampler.open([1, 7], interval_s=0.01)  # device 7 does not exist: left out
+    assert sampler is not None and sampler.indices == [1]
+    with sampler:
+        time.sleep(0.05)
+    first = sampler.samples[0]
+    assert (first.util_pct, first.mem_bytes, first.power_w) == (50.0, 1000, 300.0)
+    assert len(sampler.samples) >= 2 and sampler.describe()["names"] == ["FakeGPU 1"]
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
+    assert GpuSampler.open(None) is None
+
+
+def test_throughput_on_a_gpu_reports_per_gpu_and_energy(monkeypatch, tmp_path: Path) -> None:
+    from evalsuite.runner import RunConfig, run
+
+    # constant power and no counter: the energy of any window is exactly 300 W times its length,
+    # however the sampling thread is scheduled
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(watts=300.0, counter=False))
+    args = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 0, "concurrency": [1, 2],
+            "rate_fractions": [1.0], "max_tokens": 4, "telemetry_interval_s": 0.01}
+    out = run(RunConfig(model="mock:ttft=0.01,itl=0.005", tasks=["throughput"], out=tmp_path / "run", limit=3,
+                        device="cuda", quiet=True, task_args={"throughput": args}))
+    t = out.results["tasks"]["throughput"]
+    tp = t["throughput"]
+    assert tp["gpus"] == {"count": 1, "source": "in-process device (NVML)", "nvml_devices": [0]}
+    for p in tp["closed_loop"] + tp["open_loop"]:
+        assert p["output_tokens_per_s_per_gpu"] == p["output_tokens_per_s"]  # one GPU
+        assert p["gpu_power_mean_w"] == pytest.approx(300.0, rel=1e-9) and p["energy_source"] == "power integral"
+        assert p["joules_per_output_token"] == pytest.approx(p["energy_j"] / p["output_tokens"])
+    energy = sum(p["energy_j"] for p in tp["closed_loop"] + tp["open_loop"])
+    tokens = sum(p["output_tokens"] for p in tp["closed_loop"] + tp["open_loop"])
+    assert t["efficiency"]["joules_per_output_token"] == pytest.approx(energy / tokens)
+    assert t["efficiency"]["per_gpu_throughput_at_slo"] == t["efficiency"]["output_tokens_per_s_at_slo"]
