@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := espeak-ng chromium tesseract-ocr
 DEB_COMMANDS := espeak-ng chromium tesseract
 
-.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels train clean-venv
+.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels train serve clean-venv
 
 venv: $(VENV)/.installed
 
@@ -70,8 +70,11 @@ bench: venv
 bench-kernels: venv
 	$(PY) bench/bench_kernels.py
 
+serve: venv
+	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)
+
 train: venv sysdeps
-	$(PY) -m model.train --preset tiny --out model/checkpoints/tiny $(ARGS)
+	$(PY) -m model.train --preset tiny --out model/checkpoints/tiny --bench $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -65,7 +65,7 @@ STAGES: dict[str, dict[str, tuple[float, float]]] = {
               "text:audioqa": (0.3, 0.3)},
 }
 # Steps per stage for `make train` on two CPU cores (the tiny preset); scale with --steps-scale.
-DEFAULT_STEPS: dict[str, int] = {"text": 300, "image": 1800, "video": 700, "audio": 700}
+DEFAULT_STEPS: dict[str, int] = {"text": 300, "image": 900, "video": 150, "audio": 150}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000}
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"

@@ -2,7 +2,8 @@
 shorthands ``bf16``, ``fp8``, ``fp4``, ``fp4-all``.
 
 Weights: the checkpoint directory in ``$EVALSUITE_CHECKPOINT``, else ``model/checkpoints/tiny/``
-when it exists (`model.weights`), else the tiny model freshly initialised with seed 0 — which
+when it exists (`model.weights`), else (or with ``EVALSUITE_CHECKPOINT=random``) the tiny model
+freshly initialised with seed 0 — which
 ``describe()`` says in ``weights`` ("random-init seed 0 (untrained)") so nobody mistakes its
 near-random answers for a trained model's.
 
@@ -52,6 +53,7 @@ from evalsuite.registry import BACKENDS
 from evalsuite.types import Request, Response
 
 CHECKPOINT_ENV = "EVALSUITE_CHECKPOINT"
+RANDOM_INIT = "random"  # $EVALSUITE_CHECKPOINT value that asks for the seed-0 initialisation
 INIT_SEED = 0
 MEDIA_WORKERS = 2
 
@@ -111,6 +113,9 @@ class ReferenceBackend(Backend):
         from model.omni import build_omni
 
         env = os.environ.get(CHECKPOINT_ENV)
+        if env == RANDOM_INIT:  # the untrained model on purpose (the test suite pins it this way)
+            model = build_omni("tiny", seed=INIT_SEED)
+            return model, f"random-init seed {INIT_SEED} (untrained)", weights.state_dict_sha256(model)
         path = Path(env) if env else weights.DEFAULT_DIR
         if env or (path / weights.CONFIG_FILE).is_file():
             try:

@@ -178,3 +178,13 @@ def test_cli_run_fp4(toy: Path, tmp_path: Path) -> None:
     assert main(["run", "--model", "fp4", "--tasks", "toy", "--limit", "4", "--out", str(out), "--quiet"]) == 0
     results, samples = load_run(out)
     assert results["tasks"]["toy"]["n_scored"] == 4 and len(samples["toy"]) == 4
+
+
+def test_default_checkpoint_directory_is_loaded_when_present(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ck = weights.save(build_omni("tiny", seed=5), tmp_path / "default")
+    monkeypatch.setattr(weights, "DEFAULT_DIR", ck)
+    monkeypatch.delenv("EVALSUITE_CHECKPOINT")
+    d = ReferenceBackend("bf16", batch_size=1).describe()
+    assert d["weights"] == f"checkpoint {ck}" and d["weights_sha256"] == weights.weights_sha256(ck)
+    monkeypatch.setenv("EVALSUITE_CHECKPOINT", "random")
+    assert ReferenceBackend("bf16", batch_size=1).describe()["weights"] == "random-init seed 0 (untrained)"
