@@ -30,7 +30,7 @@ async def stream_all(session: aiohttp.ClientSession, url: str, body: dict) -> st
     return "".join(text)
 
 
-async def wait_until(cond, timeout_s: float = 20.0) -> bool:
+async def wait_until(cond, timeout_s: float = 90.0) -> bool:
     """Poll ``cond`` until true or the (bounded) timeout: returns the last value."""
     end = time.monotonic() + timeout_s
     while not cond() and time.monotonic() < end:
