@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,19 +26,13 @@ IMAGE_MODES: tuple[str, ...] = ("dynamic", "tiling")
 
 
 def _run(checkpoint: Path, out: Path, task: str, args: dict[str, Any], n: int, model: str) -> tuple[dict, list[dict]]:
+    from evalsuite.backends.reference import using_checkpoint
     from evalsuite.results import read_jsonl
     from evalsuite.runner import RunConfig, run
 
-    old = os.environ.get("EVALSUITE_CHECKPOINT")
-    os.environ["EVALSUITE_CHECKPOINT"] = str(checkpoint)
-    try:
+    with using_checkpoint(checkpoint):
         outcome = run(RunConfig(model=model, tasks=[task], out=out, limit=n, task_args={task: args}, quiet=True,
                                 report=False))
-    finally:
-        if old is None:
-            os.environ.pop("EVALSUITE_CHECKPOINT", None)
-        else:
-            os.environ["EVALSUITE_CHECKPOINT"] = old
     res = outcome.results["tasks"][task]
     rows = list(read_jsonl(out / res["samples_file"]))
     return res, rows

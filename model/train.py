@@ -383,18 +383,12 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
 def evaluate(out: Path, tag: str, n: int, tasks: Sequence[str] = EVAL_TASKS, model: str = "bf16") -> dict[str, Any]:
     """Evaluate the checkpoint in ``out`` with the harness (``model`` on each task's eval split, ``n``
     samples); returns {task: {metric: value}} and the prompt-token counts."""
+    from evalsuite.backends.reference import using_checkpoint
     from evalsuite.runner import RunConfig, run
 
-    old = os.environ.get("EVALSUITE_CHECKPOINT")
-    os.environ["EVALSUITE_CHECKPOINT"] = str(out)
-    try:
+    with using_checkpoint(out):
         outcome = run(RunConfig(model=model, tasks=list(tasks), out=out / "evals" / tag, limit=n, overwrite=True,
                                 quiet=True, report=False))
-    finally:
-        if old is None:
-            os.environ.pop("EVALSUITE_CHECKPOINT", None)
-        else:
-            os.environ["EVALSUITE_CHECKPOINT"] = old
     table = {}
     for name, res in outcome.results["tasks"].items():
         table[name] = {"primary": res.get("primary_metric"), **{k: v for k, v in res["metrics"].items()

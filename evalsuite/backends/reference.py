@@ -37,6 +37,8 @@ exactly ``max_tokens`` tokens (no stop token ends them).
 
 from __future__ import annotations
 
+import contextlib
+
 import asyncio
 import hashlib
 import os
@@ -54,6 +56,20 @@ from evalsuite.types import Request, Response
 
 CHECKPOINT_ENV = "EVALSUITE_CHECKPOINT"
 RANDOM_INIT = "random"  # $EVALSUITE_CHECKPOINT value that asks for the seed-0 initialisation
+
+
+@contextlib.contextmanager
+def using_checkpoint(path: "str | os.PathLike[str]"):
+    """Within the block, reference backends load ``path`` ($EVALSUITE_CHECKPOINT set, then restored)."""
+    old = os.environ.get(CHECKPOINT_ENV)
+    os.environ[CHECKPOINT_ENV] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(CHECKPOINT_ENV, None)
+        else:
+            os.environ[CHECKPOINT_ENV] = old
 INIT_SEED = 0
 MEDIA_WORKERS = 2
 
