@@ -65,7 +65,7 @@ STAGES: dict[str, dict[str, tuple[float, float]]] = {
               "text:audioqa": (0.3, 0.3)},
 }
 # Steps per stage for `make train` on two CPU cores (the tiny preset); scale with --steps-scale.
-DEFAULT_STEPS: dict[str, int] = {"text": 300, "image": 900, "video": 150, "audio": 150}
+DEFAULT_STEPS: dict[str, int] = {"text": 250, "image": 3000, "video": 700, "audio": 800}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000}
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
@@ -80,6 +80,9 @@ class Example:
     messages: list[Message]
     media: list[LoadedMedia]
     answer: str
+    # Further (question, answer) turns about the same media: every question about an image (clip)
+    # is trained off one encoding, as a multi-turn chat; each answer carries loss.
+    more: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Pools:
@@ -92,6 +95,7 @@ class Pools:
         self._samples: dict[str, list[Sample]] = {}
         self._tasks: dict[str, Any] = {}
         self._video_cache: dict[str, list[LoadedMedia]] = {}
+        self._siblings: dict[tuple[str, str], list[Sample]] = {}
 
     def task(self, name: str) -> Any:
         if name not in self._tasks:
@@ -112,6 +116,17 @@ class Pools:
     def pick(self, name: str, rng: random.Random) -> Sample:
         pool = self.samples(name)
         return pool[rng.randrange(len(pool))]
+
+    def siblings(self, name: str, sample: Sample) -> list[Sample]:
+        """The other questions of the pool about the same media file, in pool order."""
+        key = (name, _media_key(sample))
+        if key not in self._siblings:
+            groups: dict[str, list[Sample]] = {}
+            for s in self.samples(name):
+                groups.setdefault(_media_key(s), []).append(s)
+            for k, v in groups.items():
+                self._siblings[(name, k)] = v
+        return [s for s in self._siblings.get(key, []) if s.id != sample.id]
 
     def media(self, name: str, sample: Sample) -> list[LoadedMedia]:
         settings = self.task(name).media_settings()
@@ -134,13 +149,27 @@ def _question_text(sample: Sample) -> str:
     return "".join(p.text or "" for m in sample.messages for p in m.content if p.type == "text")
 
 
+def _media_key(sample: Sample) -> str:
+    return "|".join(str(p.path) for m in sample.messages for p in m.content if p.type != "text")
+
+
 def _media_kind(sample: Sample) -> str:
     return next(p.type for m in sample.messages for p in m.content if p.type != "text")
 
 
+MAX_TURNS = 4  # questions per media file in one example
+
+
+def _followups(pools: Pools, name: str, s: Sample, rng: random.Random) -> list[tuple[str, str]]:
+    others = pools.siblings(name, s)
+    picked = rng.sample(others, min(len(others), MAX_TURNS - 1))
+    return [(_question_text(o), _answer_text(name, o)) for o in picked]
+
+
 def task_example(pools: Pools, name: str, rng: random.Random) -> Example:
     s = pools.pick(name, rng)
-    return Example(name, list(s.messages), pools.media(name, s), _answer_text(name, s))
+    return Example(name, list(s.messages), pools.media(name, s), _answer_text(name, s),
+                   _followups(pools, name, s, rng))
 
 
 def text_example(pools: Pools, name: str, rng: random.Random) -> Example:
@@ -151,7 +180,7 @@ def text_example(pools: Pools, name: str, rng: random.Random) -> Example:
         form = str(s.metadata.get("text_form") or "")
         if form.strip():
             prompt = text_form_prompt(_media_kind(s), form, _question_text(s))
-            return Example(f"text:{name}", [user(prompt)], [], _answer_text(name, s))
+            return Example(f"text:{name}", [user(prompt)], [], _answer_text(name, s), _followups(pools, name, s, rng))
     raise RuntimeError(f"no {name} train sample with a text form in 20 draws")
 
 
@@ -255,19 +284,35 @@ def step_examples(pools: Pools, seed: int, stage_index: int, step: int, stage: s
 
 
 # ---- the batched training forward -----------------------------------------------------------------
-def encode_batch(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Examples → (inputs_embeds [B, T, D] right-padded, labels [B, T] with -100 off the answer).
+def example_ids(tok: Any, ex: Example) -> tuple[list[int], list[int]]:
+    """Token ids of an example's whole chat and its labels (``labels[k]`` is the id to predict after
+    position k, -100 where no loss applies: only answers and their closing ``<|end|>`` carry loss)."""
+    counts = iter([m.n_tokens for m in ex.media])
+    ids = tok.apply_chat(ex.messages, media_tokens=lambda part: next(counts))
+    labels = [-100] * len(ids)
 
-    ``labels[b, t]`` is the id the model should predict *after* position t (already shifted)."""
+    def answer(text: str) -> None:
+        start = len(ids)  # the answer's first token; position start - 1 (the assistant role) predicts it
+        ids.extend(tok.encode(text) + [tok.end_id])
+        labels.extend([-100] * (len(ids) - len(labels)))
+        for k in range(start - 1, len(ids) - 1):
+            labels[k] = ids[k + 1]
+
+    answer(ex.answer)
+    for question, ans in ex.more:
+        ids.extend([tok.role_ids["user"]] + tok.encode(question) + [tok.end_id, tok.role_ids["assistant"]])
+        labels.extend([-100] * (len(ids) - len(labels)))
+        answer(ans)
+    return ids, labels
+
+
+def encode_rows(model: OmniModel, examples: Sequence[Example]) -> list[tuple[torch.Tensor, list[int]]]:
+    """Each example → (inputs_embeds row [T, D] with encoder outputs at its media placeholders, labels)."""
     tok = model.tokenizer
     emb_layer = model.lm.backbone.embeddings
-    rows: list[torch.Tensor] = []
-    labels: list[list[int]] = []
+    out: list[tuple[torch.Tensor, list[int]]] = []
     for ex in examples:
-        counts = iter([m.n_tokens for m in ex.media])
-        prompt = tok.apply_chat(ex.messages, media_tokens=lambda part: next(counts))
-        answer = tok.encode(ex.answer) + [tok.end_id]
-        ids = prompt + answer
+        ids, lab = example_ids(tok, ex)
         row = emb_layer(torch.tensor(ids, dtype=torch.long, device=model.device))  # [T, D]
         if ex.media:
             spans = tok.media_spans(ids)
@@ -280,26 +325,55 @@ def encode_batch(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.T
                 at = span.start + span.length
             pieces.append(row[at:])
             row = torch.cat(pieces)
-        rows.append(row)
-        lab = [-100] * len(ids)
-        for k in range(len(prompt) - 1, len(ids) - 1):
-            lab[k] = ids[k + 1]
-        labels.append(lab)
-    t = max(r.shape[0] for r in rows)
-    embeds = torch.stack([F.pad(r, (0, 0, 0, t - r.shape[0])) for r in rows])
+        out.append((row, lab))
+    return out
+
+
+def _pad(rows: Sequence[tuple[torch.Tensor, list[int]]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    t = max(r.shape[0] for r, _ in rows)
+    embeds = torch.stack([F.pad(r, (0, 0, 0, t - r.shape[0])) for r, _ in rows])
     lab_t = torch.full((len(rows), t), -100, dtype=torch.long)
-    for i, lab in enumerate(labels):
+    for i, (_, lab) in enumerate(rows):
         lab_t[i, : len(lab)] = torch.tensor(lab)
-    return embeds, lab_t.to(model.device)
+    return embeds, lab_t.to(device)
 
 
-def batch_loss(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over the answer tokens of a batch, and how many there were."""
-    embeds, labels = encode_batch(model, examples)
-    hidden = model.lm.hidden_states(inputs_embeds=embeds)
-    mask = labels >= 0
-    logits = model.lm.lm_head(hidden[mask]).float()
-    return F.cross_entropy(logits, labels[mask]), int(mask.sum())
+def encode_batch(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Examples → (inputs_embeds [B, T, D] right-padded, labels [B, T] with -100 off the answers)."""
+    return _pad(encode_rows(model, examples), model.device)
+
+
+def length_groups(lengths: Sequence[int], ratio: float = 0.7) -> list[list[int]]:
+    """Indices grouped into micro-batches of similar length (longest first): a new group starts when
+    an example is shorter than ``ratio`` × its group's longest, so padding stays under ~30%."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] >= ratio * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = True) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the answer tokens of a batch, and how many there were.
+
+    With ``bucket`` the batch runs as micro-batches of similar length (`length_groups`): the same
+    loss as one right-padded batch (padding sits after every real token, and the model is causal),
+    without paying for padding a long text-form example up to everything else."""
+    rows = encode_rows(model, examples)
+    groups = length_groups([r.shape[0] for r, _ in rows]) if bucket else [list(range(len(rows)))]
+    total = torch.zeros((), device=model.device)
+    count = 0
+    for g in groups:
+        embeds, labels = _pad([rows[i] for i in g], model.device)
+        hidden = model.lm.hidden_states(inputs_embeds=embeds)
+        mask = labels >= 0
+        logits = model.lm.lm_head(hidden[mask]).float()
+        total = total + F.cross_entropy(logits, labels[mask], reduction="sum")
+        count += int(mask.sum())
+    return total / max(1, count), count
 
 
 # ---- schedule, state ----------------------------------------------------------------------------

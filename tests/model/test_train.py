@@ -141,3 +141,49 @@ def test_resume_may_change_steps_of_stages_not_begun(tmp_path):
                           eval_n=0, pool_sizes=SMALL_POOLS)
     with pytest.raises(SystemExit, match="different settings"):
         T.load_state(tmp_path, earlier)
+
+
+def test_followup_questions_share_the_media_and_each_answer_carries_loss(pools):
+    model = build_omni("tiny")
+    tok = model.tokenizer
+    ex = T.task_example(pools, "docqa", random.Random(5))
+    assert ex.more, "a train document has several questions"
+    first = next(x for x in pools.samples("docqa") if list(x.messages) == ex.messages)
+    siblings = {(T._question_text(x), T._answer_text("docqa", x)) for x in pools.samples("docqa")
+                if T._media_key(x) == T._media_key(first) and x.id != first.id}
+    assert set(ex.more) <= siblings
+    ids, labels = T.example_ids(tok, ex)
+    supervised = [ids[k + 1] for k, v in enumerate(labels) if v >= 0]
+    expected = tok.encode(ex.answer) + [tok.end_id]
+    for _, a in ex.more:
+        expected += tok.encode(a) + [tok.end_id]
+    assert supervised == expected
+    assert all(labels[k] == ids[k + 1] for k, v in enumerate(labels) if v >= 0)
+
+
+def test_length_groups_bound_padding_and_cover_every_index():
+    lengths = [1140, 200, 210, 30, 820, 215, 28, 300]
+    groups = T.length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert min(lengths[i] for i in g) >= 0.7 * max(lengths[i] for i in g)
+    assert groups == [[0, 4], [7, 5, 2], [1], [3, 6]]
+
+
+def test_bucketed_loss_and_gradients_equal_one_padded_batch(pools):
+    torch.manual_seed(0)
+    model = build_omni("tiny").float()
+    rng = random.Random(2)
+    exs = [T.line_example(pools, rng, on_page=False), T.text_example(pools, "gui", rng),
+           T.task_example(pools, "docqa", rng), T.line_example(pools, rng, on_page=True)]
+    grads = []
+    for bucket in (False, True):
+        model.zero_grad()
+        loss, n = T.batch_loss(model, exs, bucket=bucket)
+        loss.backward()
+        grads.append((loss.item(), n, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (l0, n0, g0), (l1, n1, g1) = grads
+    assert n0 == n1 and l1 == pytest.approx(l0, rel=1e-5)
+    assert len(g0) == len(g1)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
