@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := espeak-ng chromium tesseract-ocr
 DEB_COMMANDS := espeak-ng chromium tesseract
 
-.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels train serve clean-venv
+.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels sensitivity train serve clean-venv
 
 venv: $(VENV)/.installed
 
@@ -69,6 +69,9 @@ bench: venv
 
 bench-kernels: venv
 	$(PY) bench/bench_kernels.py
+
+sensitivity: venv
+	$(PY) -m kernels.sensitivity $(ARGS)
 
 serve: venv
 	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)

@@ -10,6 +10,8 @@ Layers, one job per file, each fast path beside its reference:
 - `kernels.recipes` — named precision recipes (data), ``kernels.recipes.get(name)``.
 - `kernels.swap` — ``quantize_model(model, recipe)``, ``report(model)``, ``plan(model, recipe)``.
 - `kernels.checkpoint` — packed safetensors save / load and on-disk size.
+- `kernels.sensitivity` — each layer's output SQNR per format on calibration prompts and the
+  cheapest recipe above a floor (``python -m kernels.sensitivity``).
 """
 
 from __future__ import annotations

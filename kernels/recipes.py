@@ -4,6 +4,8 @@ A `Recipe` is an ordered list of ``(pattern, format)`` rules plus a default; the
 pattern matches a module's name decides its format. Formats: ``bf16`` (left as it is), ``fp8``
 (W8A8, per-tensor E4M3 weight), ``fp8-channel`` (W8A8, per-channel weight scales), ``nvfp4``
 (W4A16). The recipe also carries ``kv_cache_dtype``, which the model reads to size its KV cache.
+A recipe is plain data: ``to_dict`` / ``Recipe.from_dict`` and `load` (a JSON file) round-trip it;
+``python -m kernels.sensitivity --out FILE`` writes such a file from measured per-layer SQNR.
 
 Patterns are dotted module paths where ``*`` matches one name component and ``**`` any number
 (zero or more) of them. A pattern matches the END of a module name, at a component boundary, so
@@ -29,8 +31,11 @@ The built-in recipes follow the Nemotron 3 Nano Omni model card:
 from __future__ import annotations
 
 import functools
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 from evalsuite.registry import Registry
 
@@ -89,13 +94,36 @@ class Recipe:
         return self.default
 
     def to_dict(self) -> dict[str, object]:
-        """Plain data, for results provenance."""
+        """Plain data (results provenance, recipe files); `from_dict` reads it back."""
         return {
             "name": self.name,
+            "description": self.description,
             "rules": [list(r) for r in self.rules],
             "default": self.default,
             "kv_cache_dtype": self.kv_cache_dtype,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Recipe:
+        """The recipe that `to_dict` wrote; anything malformed raises one ``ValueError`` line."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"recipe: expected an object with name and rules, got {type(data).__name__}")
+        unknown = sorted(set(data) - {"name", "description", "rules", "default", "kv_cache_dtype"})
+        if unknown:
+            raise ValueError(f"recipe: unknown field(s) {unknown}; expected name, description, rules, default, "
+                             "kv_cache_dtype")
+        name = data.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError("recipe: expected a non-empty string 'name'")
+        rules = data.get("rules", [])
+        if not isinstance(rules, (list, tuple)) or not all(
+            isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in rules
+        ):
+            raise ValueError(f"recipe {name!r}: expected 'rules' as a list of [pattern, format] string pairs")
+        for pattern, _ in rules:
+            _compile(pattern)  # a malformed pattern raises its own one-line ValueError
+        return cls(name, str(data.get("description", "")), tuple((p, f) for p, f in rules),
+                   default=str(data.get("default", "bf16")), kv_cache_dtype=str(data.get("kv_cache_dtype", "bf16")))
 
 
 _LM = "backbone.layers.*.mixer"
@@ -142,3 +170,19 @@ def get(name: str | Recipe) -> Recipe:
 
 def names() -> list[str]:
     return RECIPES.names()
+
+
+def load(path: str | Path) -> Recipe:
+    """A recipe from a JSON file holding `Recipe.to_dict` (as ``python -m kernels.sensitivity --out``
+    writes); a missing or malformed file raises one ``ValueError`` line naming it."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ValueError(f"cannot read recipe file {path}: {e.strerror or e}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"recipe file {path} is not valid JSON: {e}") from None
+    try:
+        return Recipe.from_dict(data)
+    except ValueError as e:
+        raise ValueError(f"recipe file {path}: {e}") from None

@@ -120,22 +120,29 @@ def quantize_model(model: nn.Module, recipe: Recipe | str, *, strict: bool = Tru
         if fmt == "bf16":
             continue
         linear = model.get_submodule(name)
-        problem = _cannot_quantize(linear, fmt)
+        problem = cannot_quantize(linear, fmt)
         if problem:
             if strict:
                 raise ValueError(f"quantize_model({recipe.name!r}): cannot make {name} {fmt}: {problem}")
             continue
-        if fmt == "nvfp4":
-            new: nn.Module = NVFP4Linear.from_linear(linear)
-        else:
-            new = FP8Linear.from_linear(linear, "tensor" if fmt == "fp8" else "channel")
         parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), child, new)
+        setattr(model.get_submodule(parent_name), child, quantize_linear(linear, fmt))
     model.quant_recipe = recipe  # read by the model for kv_cache_dtype
     return model
 
 
-def _cannot_quantize(linear: nn.Module, fmt: str) -> str:
+def quantize_linear(linear: nn.Linear, fmt: str) -> nn.Module:
+    """The quantized module `quantize_model` puts in place of ``linear`` for ``fmt`` (fp8,
+    fp8-channel, nvfp4); ``linear`` itself is left unchanged."""
+    if fmt == "nvfp4":
+        return NVFP4Linear.from_linear(linear)
+    if fmt in ("fp8", "fp8-channel"):
+        return FP8Linear.from_linear(linear, "tensor" if fmt == "fp8" else "channel")
+    raise ValueError(f"quantize_linear: format {fmt!r} is not a quantized format; expected fp8, fp8-channel or nvfp4")
+
+
+def cannot_quantize(linear: nn.Module, fmt: str) -> str:
+    """Why ``linear`` cannot be stored in ``fmt`` ('' when it can)."""
     w = linear.weight
     if fmt == "nvfp4" and linear.in_features % NVFP4_BLOCK_SIZE:
         return f"in_features {linear.in_features} is not a multiple of {NVFP4_BLOCK_SIZE}"
