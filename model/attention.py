@@ -37,10 +37,12 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         else:
             cache.write(batch, k, v)
-            length = int(batch.positions[:, -1].max()) + 1
-            k, v = cache.read(batch.slots, length)  # [b, hkv, length, hd]
-            # a query at position p sees cache entries 0..p of its own slot
-            mask = torch.arange(length, device=q.device)[None, None, None, :] <= batch.positions[:, None, :, None]
+            k, v = cache.read(batch)  # [b, hkv, end, hd]: views of the cache when the slots are contiguous
+            if t == 1 and batch.start is not None:
+                mask = None  # one token per row, all at position end - 1: every cached entry is visible
+            else:  # a query at position p sees cache entries 0..p of its own slot
+                keys = torch.arange(batch.end, device=q.device)
+                mask = keys[None, None, None, :] <= batch.positions[:, None, :, None]  # [b, 1, t, end]
             out = F.scaled_dot_product_attention(q, k.to(q.dtype), v.to(q.dtype), attn_mask=mask, enable_gqa=True)
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # [b, hq, t, hd] -> [b, t, hq*hd]
         return self.o_proj(out)

@@ -42,9 +42,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (self.weight.float() * xf).to(x.dtype)
+        # F.rms_norm: the same formula in one call (fewer ops per decode step)
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
 # The one block factory: a pattern letter's layer kind -> its mixer.
@@ -150,7 +149,8 @@ class LanguageModel(nn.Module):
             return inputs_embeds.to(self.backbone.embeddings.weight.dtype)
         if input_ids.dim() != 2 or input_ids.shape[1] == 0 or input_ids.dtype.is_floating_point:
             raise ValueError(f"input_ids: expected integer [B, T>0], got {input_ids.dtype} {tuple(input_ids.shape)}")
-        if int(input_ids.min()) < 0 or int(input_ids.max()) >= self.config.vocab_size:
+        lo, hi = torch.aminmax(input_ids)
+        if int(lo) < 0 or int(hi) >= self.config.vocab_size:
             raise ValueError(f"input_ids out of range: expected values in [0, {self.config.vocab_size})")
         return self.backbone.embeddings(input_ids)
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from model import fastpath
 from model.config import BackboneConfig
 from model.state import BatchIndex, MambaCache
 
@@ -29,14 +30,16 @@ def ssd_step(
     state [b, h, p, n] (fp32), x [b, h, p], dt [b, h], A [h], B and C [b, g, n].
     Returns (y [b, h, p] fp32 without the D skip, new state [b, h, p, n] fp32).
     """
-    h, g = x.shape[1], B.shape[1]
-    B = B.float().repeat_interleave(h // g, dim=1)  # [b, g, n] -> [b, h, n]
-    C = C.float().repeat_interleave(h // g, dim=1)
-    dt = dt.float()
-    decay = torch.exp(dt * A.float())  # [b, h]
-    state = state * decay[..., None, None] + (dt[..., None] * x.float())[..., None] * B[:, :, None, :]
-    y = torch.einsum("bhpn,bhn->bhp", state, C)
-    return y, state
+    b, h, p = x.shape
+    g, n = B.shape[1:]
+    r = h // g  # heads split as (group, head-in-group): B and C broadcast instead of being repeated per head
+    dt = dt.float().reshape(b, g, r)
+    decay = torch.exp(dt * A.float().view(g, r))  # [b, g, r]
+    dt_x = dt[..., None] * x.float().reshape(b, g, r, p)  # [b, g, r, p]
+    dBx = dt_x[..., None] * B.float()[:, :, None, None, :]  # [b, g, r, p, n]
+    state = torch.addcmul(dBx, state.reshape(b, g, r, p, n), decay[..., None, None])
+    y = (state * C.float()[:, :, None, None, :]).sum(-1)  # sum_n S[..., n] C[n]: [b, g, r, p]
+    return y.view(b, h, p), state.view(b, h, p, n)
 
 
 def ssd_sequential_ref(
@@ -153,7 +156,7 @@ class GatedRMSNorm(nn.Module):
     def forward(self, y: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         y = y.float() * F.silu(z.float())
         grouped = y.view(*y.shape[:-1], -1, self.group_size)  # [..., I] -> [..., groups, I/groups]
-        grouped = grouped * torch.rsqrt(grouped.pow(2).mean(-1, keepdim=True) + self.eps)
+        grouped = F.rms_norm(grouped, (self.group_size,), eps=self.eps)
         return self.weight.float() * grouped.view(y.shape)
 
 
@@ -187,6 +190,8 @@ class Mamba2Mixer(nn.Module):
     ) -> torch.Tensor:
         """hidden [b, t, d] -> [b, t, d]; reads and updates `cache` rows `batch.slots` when given."""
         b, t, _ = hidden.shape
+        if cache is not None and t == 1 and fastpath.ENABLED:
+            return self._step(hidden, cache, batch)
         z, xbc, dt = self.in_proj(hidden).split([self.inner, self.conv_dim, self.n_heads], dim=-1)
 
         # causal depthwise conv over time; the cache holds the previous kernel-1 inputs
@@ -194,7 +199,7 @@ class Mamba2Mixer(nn.Module):
         if cache is None:
             conv_in = F.pad(xbc, (self.kernel - 1, 0))
         else:
-            conv_in = torch.cat([cache.conv[batch.slots].to(xbc.dtype), xbc], dim=-1)  # [b, conv_dim, k-1+t]
+            conv_in = torch.cat([batch.gather(cache.conv).to(xbc.dtype), xbc], dim=-1)  # [b, conv_dim, k-1+t]
         weight = self.conv1d.weight.to(xbc.dtype)
         bias = None if self.conv1d.bias is None else self.conv1d.bias.to(xbc.dtype)
         xbc_conv = F.silu(F.conv1d(conv_in, weight, bias, groups=self.conv_dim)).transpose(1, 2)  # [b, t, conv_dim]
@@ -208,19 +213,44 @@ class Mamba2Mixer(nn.Module):
             dt = dt * batch.valid_mask(t)[..., None]  # padding: dt = 0 leaves the state unchanged
         A = -torch.exp(self.A_log.float())
 
-        initial = None if cache is None else cache.ssm[batch.slots]
-        if cache is not None and t == 1:
-            y, final = ssd_step(initial, x[:, 0], dt[:, 0], A, B[:, 0], C[:, 0])
-            y = y[:, None]  # [b, h, p] -> [b, 1, h, p]
-        else:
-            y, final = ssd_chunked_scan(x, dt, A, B, C, self.chunk_size, initial)
+        initial = None if cache is None else batch.gather(cache.ssm)
+        y, final = ssd_chunked_scan(x, dt, A, B, C, self.chunk_size, initial)
         y = y + self.D.float()[:, None] * x.float()
 
         if cache is not None:
-            cache.ssm[batch.slots] = final
-            cache.conv[batch.slots] = self._last_conv_inputs(conv_in, batch).to(cache.conv.dtype)
+            batch.scatter(cache.ssm, final)
+            batch.scatter(cache.conv, self._last_conv_inputs(conv_in, batch))
 
         y = self.norm(y.reshape(b, t, self.inner), z)  # [b, t, h, p] -> [b, t, inner]
+        return self.out_proj(y.to(hidden.dtype))
+
+    def _step(self, hidden: torch.Tensor, cache: MambaCache, batch: BatchIndex) -> torch.Tensor:
+        """Decode: one token per row, the same computation as `forward` at t = 1 in fewer, smaller ops.
+
+        Why a separate path: at one token the layer is all per-op overhead. The conv over the k-1
+        cached inputs plus the new one is a weighted sum (no conv1d call), the SSM step is `ssd_step`,
+        and both states are read and written as views of the cache rows when the slots are contiguous.
+        """
+        b = hidden.shape[0]
+        z, xbc, dt = self.in_proj(hidden[:, 0]).split([self.inner, self.conv_dim, self.n_heads], dim=-1)
+
+        conv_in = torch.cat([batch.gather(cache.conv), xbc.to(cache.conv.dtype)[..., None]], dim=-1)  # [b, c, k]
+        batch.scatter(cache.conv, conv_in[..., 1:])  # the cache keeps the last kernel-1 inputs
+        xbc = (conv_in.float() * self.conv1d.weight.float()[:, 0]).sum(-1)  # depthwise conv at the last position
+        if self.conv1d.bias is not None:
+            xbc = xbc + self.conv1d.bias.float()
+        xbc = F.silu(xbc.to(hidden.dtype))
+        x, B, C = xbc.split([self.inner, self.n_groups * self.state_size, self.n_groups * self.state_size], -1)
+        x = x.reshape(b, self.n_heads, self.head_dim)
+
+        dt = F.softplus(dt.float() + self.dt_bias.float()).clamp(min=self.dt_min)  # [b, h] (t = 1: no padding)
+        A = -torch.exp(self.A_log.float())
+        y, final = ssd_step(batch.gather(cache.ssm), x, dt, A,
+                            B.view(b, self.n_groups, self.state_size), C.view(b, self.n_groups, self.state_size))
+        batch.scatter(cache.ssm, final)
+        y = y + self.D.float()[:, None] * x.float()  # [b, h, p]
+
+        y = self.norm(y.view(b, 1, self.inner), z[:, None])
         return self.out_proj(y.to(hidden.dtype))
 
     def _last_conv_inputs(self, conv_in: torch.Tensor, batch: BatchIndex) -> torch.Tensor:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model import fastpath
 from model.config import BackboneConfig
 
 FP8_MAX = 448.0  # largest finite float8_e4m3fn
@@ -30,11 +31,20 @@ class BatchIndex:
 
     slots [b] long; positions [b, t] long (the cache index of each token); seq_lens [b] long or None:
     the number of valid tokens per row when rows are right-padded (None: all t are valid).
+
+    Resolved once per forward, on the host, so that the layers need no device syncs of their own:
+    `rows` is `slice(s, s + b)` when the slots are the ascending run s..s+b-1 (the usual decode batch,
+    and the default slots): the caches then read and write views of their rows instead of gathering
+    and scattering copies. `start` is the common first position of all rows (None when they differ),
+    `end` one past the largest position (the KV prefix any query of the batch can see).
     """
 
     slots: torch.Tensor
     positions: torch.Tensor
     seq_lens: torch.Tensor | None = None
+    rows: slice | None = None
+    start: int | None = None
+    end: int = 0
 
     def valid_mask(self, t: int) -> torch.Tensor:
         """[b, t] float: 1 on real tokens, 0 on right padding."""
@@ -42,6 +52,17 @@ class BatchIndex:
         if self.seq_lens is None:
             return torch.ones(self.slots.shape[0], t, device=self.slots.device)
         return (steps[None, :] < self.seq_lens[:, None]).float()
+
+    def gather(self, buffer: torch.Tensor) -> torch.Tensor:
+        """buffer[slots]: a view when the slots are contiguous, else a copy."""
+        return buffer[self.rows] if self.rows is not None else buffer.index_select(0, self.slots)
+
+    def scatter(self, buffer: torch.Tensor, value: torch.Tensor) -> None:
+        """buffer[slots] = value."""
+        if self.rows is not None:
+            buffer[self.rows].copy_(value)
+        else:
+            buffer.index_copy_(0, self.slots, value.to(buffer.dtype))
 
 
 class KVCache(nn.Module):
@@ -66,21 +87,28 @@ class KVCache(nn.Module):
     def write(self, batch: BatchIndex, k: torch.Tensor, v: torch.Tensor) -> None:
         """Store k, v [b, kv_heads, t, head_dim] at `batch.positions` of rows `batch.slots`."""
         b, _, t, _ = k.shape
-        rows = batch.slots[:, None].expand(b, t)  # [b, t]
         if self.fp8:
             fresh = batch.positions[:, 0] == 0  # a slot's first write sets its per-head scales
             k = self._quantize(k, self.k_scale, batch.slots, fresh)
             v = self._quantize(v, self.v_scale, batch.slots, fresh)
+        if batch.rows is not None and batch.start is not None:  # one block of contiguous rows: a plain copy
+            self.k[batch.rows, :, batch.start:batch.start + t] = k
+            self.v[batch.rows, :, batch.start:batch.start + t] = v
+            return
+        rows = batch.slots[:, None].expand(b, t)  # [b, t]
         # advanced indices around a slice put the indexed dims first: target is [b, t, kv_heads, head_dim]
         self.k[rows, :, batch.positions] = k.transpose(1, 2).to(self.k.dtype)
         self.v[rows, :, batch.positions] = v.transpose(1, 2).to(self.v.dtype)
 
-    def read(self, slots: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of `slots` at positions [0, length): [b, kv_heads, length, head_dim]."""
-        k, v = self.k[slots, :, :length], self.v[slots, :, :length]
+    def read(self, batch: BatchIndex) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of the batch's slots at positions [0, batch.end): [b, kv_heads, end, head_dim].
+
+        Views of the cache when the slots are contiguous (nothing is copied), else copies of only
+        that prefix."""
+        k, v = batch.gather(self.k[:, :, :batch.end]), batch.gather(self.v[:, :, :batch.end])
         if self.fp8:
-            k = k.to(self.compute_dtype) * self.k_scale[slots][..., None, None].to(self.compute_dtype)
-            v = v.to(self.compute_dtype) * self.v_scale[slots][..., None, None].to(self.compute_dtype)
+            k = k.to(self.compute_dtype) * batch.gather(self.k_scale)[..., None, None].to(self.compute_dtype)
+            v = v.to(self.compute_dtype) * batch.gather(self.v_scale)[..., None, None].to(self.compute_dtype)
         return k, v
 
     @staticmethod
@@ -161,25 +189,35 @@ class InferenceState(nn.Module):
             slots, dtype=torch.long, device=device)
         if slots.shape != (batch_size,):
             raise ValueError(f"slots: expected shape ({batch_size},), got {tuple(slots.shape)}")
-        if int(slots.min()) < 0 or int(slots.max()) >= self.n_slots or slots.unique().numel() != batch_size:
-            raise ValueError(f"slots {slots.tolist()}: expected {batch_size} distinct slots in [0, {self.n_slots})")
-        expected = self.lengths[slots][:, None] + torch.arange(t, device=device)  # [b, t]
+        # checked on host copies of the slots and their lengths (two small reads, no per-layer syncs later)
+        slot_list = slots.tolist()
+        if min(slot_list) < 0 or max(slot_list) >= self.n_slots or len(set(slot_list)) != batch_size:
+            raise ValueError(f"slots {slot_list}: expected {batch_size} distinct slots in [0, {self.n_slots})")
+        contiguous = fastpath.ENABLED and slot_list == list(range(slot_list[0], slot_list[0] + batch_size))
+        rows = slice(slot_list[0], slot_list[0] + batch_size) if contiguous else None
+        starts = self.lengths[rows].tolist() if contiguous else self.lengths.index_select(0, slots).tolist()
+        expected = torch.tensor(starts, device=device)[:, None] + torch.arange(t, device=device)  # [b, t]
         if positions is not None:
             positions = torch.as_tensor(positions, dtype=torch.long, device=device)
             if positions.shape != expected.shape or not torch.equal(positions, expected):
                 raise ValueError(
                     "positions must continue each slot's sequence (Mamba state is sequential): expected rows "
-                    f"starting at {self.lengths[slots].tolist()} with shape {tuple(expected.shape)}"
+                    f"starting at {starts} with shape {tuple(expected.shape)}"
                 )
-        if int(expected[:, -1].max()) >= self.max_len:
-            raise ValueError(f"sequence too long for the state: needs {int(expected[:, -1].max()) + 1} positions, "
-                             f"max_len is {self.max_len}")
+        end = max(starts) + t
+        if end > self.max_len:
+            raise ValueError(f"sequence too long for the state: needs {end} positions, max_len is {self.max_len}")
         if seq_lens is not None:
             seq_lens = torch.as_tensor(seq_lens, dtype=torch.long, device=device)
             if seq_lens.shape != (batch_size,) or int(seq_lens.min()) < 1 or int(seq_lens.max()) > t:
                 raise ValueError(f"seq_lens {seq_lens.tolist()}: expected {batch_size} values in [1, {t}]")
-        return BatchIndex(slots=slots, positions=expected, seq_lens=seq_lens)
+        start = starts[0] if fastpath.ENABLED and min(starts) == max(starts) else None
+        return BatchIndex(slots=slots, positions=expected, seq_lens=seq_lens, rows=rows, start=start, end=end)
 
     def advance(self, batch: BatchIndex) -> None:
         t = batch.positions.shape[1]
-        self.lengths[batch.slots] += t if batch.seq_lens is None else batch.seq_lens
+        step = t if batch.seq_lens is None else batch.seq_lens
+        if batch.rows is not None:
+            self.lengths[batch.rows] += step
+        else:
+            self.lengths[batch.slots] += step
