@@ -213,7 +213,11 @@ def prefill_logits(lm: nn.Module, embeds: torch.Tensor, kv_cache_dtype: str = "b
 def measure(lm: nn.Module, cal: Calibration, formats: Sequence[str]
             ) -> tuple[dict[str, LayerStats], list[torch.Tensor]]:
     """Per-layer stats of ``formats`` over the calibration prompts, and the reference logits."""
-    with probe(lm, formats) as stats:
+    from model import fastpath
+
+    # the reference paths: the MoE decode fast path runs the experts as one stacked matmul, which
+    # would bypass the per-expert hooks
+    with probe(lm, formats) as stats, fastpath.reference_paths():
         ref = [prefill_logits(lm, e) for e in cal.embeds]
     return stats, ref
 
@@ -221,10 +225,13 @@ def measure(lm: nn.Module, cal: Calibration, formats: Sequence[str]
 def logits_sqnr(lm: nn.Module, recipe: Recipe, cal: Calibration, ref_logits: Sequence[torch.Tensor]) -> float:
     """End-to-end SQNR (dB) of the logits of ``lm`` quantized by ``recipe`` (a copy; KV cache per
     the recipe) against the reference logits, over every position of every calibration prompt."""
+    from model import fastpath
+
     qlm = quantize_model(copy.deepcopy(lm), recipe)
     signal = noise = 0.0
     for embeds, ref in zip(cal.embeds, ref_logits):
-        q = prefill_logits(qlm, embeds, recipe.kv_cache_dtype).double()
+        with fastpath.reference_paths():  # the path the reference logits took (`measure`)
+            q = prefill_logits(qlm, embeds, recipe.kv_cache_dtype).double()
         r = ref.double()
         signal += float(r.square().sum())
         noise += float((r - q).square().sum())

@@ -271,22 +271,40 @@ class AudioEncoder(nn.Module):
         self.subsample = ConvSubsampling(cfg)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.depth))
         self.projector = Projector(cfg.width, cfg.projector_hidden, cfg.lm_hidden, cfg.norm_eps)
-        hd = cfg.width // cfg.heads
-        inv = 1.0 / cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
-        self.register_buffer("inv_freq", inv, persistent=False)
+        self.register_buffer("inv_freq", self._inv_freq(), persistent=False)
+
+    def _inv_freq(self) -> torch.Tensor:
+        hd = self.cfg.width // self.cfg.heads
+        return 1.0 / self.cfg.rope_theta ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "AudioEncoder":
+        # The rotary table stays float32 when the module is cast (model.to(torch.bfloat16)):
+        # recomputed exactly as at construction, on the buffer's new device.
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32:
+            self.inv_freq = self._inv_freq().to(self.inv_freq.device)
+        return self
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype, which the encoder computes in (float32, or bfloat16 as the recipes store it)."""
+        return self.subsample.out.weight.dtype
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """log-mel (B, n_mels, T) (any float dtype; normalized in float32) → tokens (B, T', lm_hidden)
+        in the weights' dtype, and token lengths."""
         if feats.dim() != 3 or feats.shape[1] != self.cfg.n_mels:
             raise ValueError(f"expected log-mel (B, {self.cfg.n_mels}, T), got {tuple(feats.shape)}")
         b, _, t = feats.shape
         if lengths is None:
             lengths = torch.full((b,), t, dtype=torch.long, device=feats.device)
-        x = normalize_features(feats, lengths)
+        # log-mel statistics in float32, then cast to the weights' dtype (no-op for float32 weights)
+        x = normalize_features(feats.float(), lengths).to(self.dtype)
         x, lengths = self.subsample(x, lengths)  # (B, T', D)
         mask = _time_mask(lengths, x.shape[1])  # (B, T')
         ang = torch.arange(x.shape[1], device=x.device, dtype=torch.float32)[:, None] * self.inv_freq  # (T', hd/2)
         ang = torch.cat([ang, ang], dim=-1)  # (T', hd)
-        cos, sin = ang.cos(), ang.sin()
+        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)  # float32 angles, cast after
         for blk in self.blocks:
             x = blk(x, cos, sin, mask)
         return self.projector(x), lengths

@@ -204,17 +204,19 @@ class OmniModel(nn.Module):
     def _encode(self, media: Sequence[LoadedMedia]) -> list[torch.Tensor]:
         """Encoder outputs (n_tokens, D) per media part, in order. Images go through the vision
         encoder together (one packed sequence, block-diagonal attention); video and audio one by one."""
-        dtype, device = self.vision.patch_embed.weight.dtype, self.vision.patch_embed.weight.device
+        device = self.vision.patch_embed.weight.device
+        # Inputs go in as float32 (pixels, waveforms): each encoder casts them to its weights' dtype
+        # where they enter, after any float32-only front end (EVS pixel change, log-mel).
         out: list[torch.Tensor | None] = [None] * len(media)
         images = [i for i, m in enumerate(media) if m.kind == "image"]
         if images:
-            encoded = self.vision.encode([media[i].pixels.to(device, dtype) for i in images])
+            encoded = self.vision.encode([media[i].pixels.to(device) for i in images])
             for i, tokens in zip(images, encoded):
                 out[i] = tokens.reshape(-1, tokens.shape[-1])  # (crops, T_i, D) -> (crops*T_i, D)
         for i, m in enumerate(media):
             if m.kind == "video":
                 assert m.grid is not None
-                pixels = m.pixels.to(device, self.video.tubelet_embed.proj.weight.dtype)
+                pixels = m.pixels.to(device)
                 evs = _evs_rate_of(m, self.config)
                 out[i] = self.video(pixels, m.grid, evs, n_frames=m.info["frames"]).tokens
             elif m.kind == "audio":

@@ -7,7 +7,8 @@ writes at positions `lengths[slot] + 0..T-1` and advances it. Nothing grows duri
 
 KV storage dtype (`kv_cache_dtype`): None (the model dtype), "bf16", "fp32", or "fp8": float8_e4m3fn
 with a float32 scale per (slot, kv head), taken when a slot is first written (position 0) as
-`amax * FP8_HEADROOM / 448`; later values beyond the range saturate at +-448 * scale.
+`amax * FP8_HEADROOM / 448` over that write's real tokens (right padding of a batched prefill is
+stored as zeros and excluded); later values beyond the range saturate at +-448 * scale.
 """
 
 from __future__ import annotations
@@ -85,8 +86,14 @@ class KVCache(nn.Module):
             self.register_buffer("v_scale", ones.clone(), persistent=False)
 
     def write(self, batch: BatchIndex, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Store k, v [b, kv_heads, t, head_dim] at `batch.positions` of rows `batch.slots`."""
+        """Store k, v [b, kv_heads, t, head_dim] at `batch.positions` of rows `batch.slots`.
+
+        Right padding (steps at or past `batch.seq_lens`) is stored as zeros and takes no part in a
+        fresh FP8 scale, so a row of a padded batch caches exactly what the sequence alone would."""
         b, _, t, _ = k.shape
+        if batch.seq_lens is not None:
+            valid = (torch.arange(t, device=k.device)[None, :] < batch.seq_lens[:, None])[:, None, :, None]
+            k, v = k.masked_fill(~valid, 0), v.masked_fill(~valid, 0)  # [b, 1, t, 1] mask
         if self.fp8:
             fresh = batch.positions[:, 0] == 0  # a slot's first write sets its per-head scales
             k = self._quantize(k, self.k_scale, batch.slots, fresh)

@@ -108,7 +108,9 @@ def pixel_change(pixels: torch.Tensor, grid: Grid, cfg: VideoConfig) -> torch.Te
 
 
 def feature_change(tokens: torch.Tensor) -> torch.Tensor:
-    """(T, n, D) tokens → (T, n) 1 - cosine similarity with the same position one tubelet earlier."""
+    """(T, n, D) tokens → (T, n) 1 - cosine similarity with the same position one tubelet earlier,
+    computed in float32 whatever the tokens' dtype (bfloat16 would make near-ties of the ranking)."""
+    tokens = tokens.float()
     sim = F.cosine_similarity(tokens[1:], tokens[:-1], dim=-1)  # (T-1, n)
     first = torch.full((1, tokens.shape[1]), math.inf, dtype=sim.dtype, device=sim.device)
     return torch.cat([first, 1.0 - sim])
@@ -160,8 +162,9 @@ class TubeletEmbed(nn.Module):
         self.proj.bias.copy_(patch_embed.bias)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(T', 3, H, W) frames → (T'/k, gh*gw, D) tubelet patch features."""
-        x = pixels.transpose(0, 1).unsqueeze(0)  # (1, 3, T', H, W)
+        """(T', 3, H, W) frames → (T'/k, gh*gw, D) tubelet patch features, in the weights' dtype
+        (pixels are cast where they enter; a no-op for float32 weights)."""
+        x = pixels.to(self.proj.weight.dtype).transpose(0, 1).unsqueeze(0)  # (1, 3, T', H, W)
         x = self.proj(x)[0]  # (D, T, gh, gw)
         return x.flatten(2).permute(1, 2, 0)  # (T, gh*gw, D)
 
@@ -199,7 +202,7 @@ class VideoEncoder(nn.Module):
                 n_frames: int | None = None) -> VideoOutput:
         """Preprocessed frames → kept tokens + positions + info (tokens before/after EVS)."""
         q = self.cfg.evs_rate if evs_rate is None else evs_rate
-        tokens = self.encode_tubelets(pixels, grid)  # (T, n, lm_hidden)
+        tokens = self.encode_tubelets(pixels, grid)  # (T, n, lm_hidden), in the weights' dtype
         m = self.cfg.vision.merge
         merged = (grid[0] // m, grid[1] // m)
         if self.cfg.evs_metric == "pixel":

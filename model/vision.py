@@ -219,12 +219,23 @@ class Rope2D(nn.Module):
 
     def __init__(self, head_dim: int, theta: float) -> None:
         super().__init__()
-        quarter = head_dim // 4
-        inv = 1.0 / theta ** (torch.arange(quarter, dtype=torch.float32) / quarter)
-        self.register_buffer("inv_freq", inv, persistent=False)
+        self.head_dim, self.theta = head_dim, theta
+        self.register_buffer("inv_freq", self._inv_freq(), persistent=False)
+
+    def _inv_freq(self) -> torch.Tensor:
+        quarter = self.head_dim // 4
+        return 1.0 / self.theta ** (torch.arange(quarter, dtype=torch.float32) / quarter)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> "Rope2D":
+        # The angle table stays float32 when the module is cast (model.to(torch.bfloat16)):
+        # recomputed exactly as at construction, on the buffer's new device.
+        super()._apply(fn, recurse)
+        if self.inv_freq.dtype != torch.float32:
+            self.inv_freq = self._inv_freq().to(self.inv_freq.device)
+        return self
 
     def forward(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """pos (L, 2) → cos, sin (L, head_dim)."""
+        """pos (L, 2) → float32 cos, sin (L, head_dim) (callers cast them to their compute dtype)."""
         ang_r = pos[:, :1].float() * self.inv_freq  # (L, d/4)
         ang_c = pos[:, 1:].float() * self.inv_freq  # (L, d/4)
         ang = torch.cat([ang_r, ang_r, ang_c, ang_c], dim=-1)  # (L, d): rotate-half layout per half
@@ -322,9 +333,16 @@ class VisionEncoder(nn.Module):
             raise ValueError(f"pixel size {w}x{h} is not a multiple of patch*merge = {p * m}; use preprocess_image")
         return h // p, w // p
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype, which the encoder computes in (float32, or bfloat16 as the recipes store it)."""
+        return self.patch_embed.weight.dtype
+
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) → patch features (N, gh*gw, D) in row-major order."""
-        return self.patch_embed(pixels).flatten(2).transpose(1, 2)  # (N, D, gh, gw) → (N, gh*gw, D)
+        """(N, 3, H, W) → patch features (N, gh*gw, D) in row-major order, in the weights' dtype
+        (pixels of any float dtype are cast where they enter; a no-op for float32 weights)."""
+        x = self.patch_embed(pixels.to(self.dtype))
+        return x.flatten(2).transpose(1, 2)  # (N, D, gh, gw) → (N, gh*gw, D)
 
     def add_position(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Patch features (..., gh*gw, D) plus the normalized-position features (``cfg.abs_pos``)."""
@@ -333,14 +351,20 @@ class VisionEncoder(nn.Module):
         return x + normalized_position_features(grid[0], grid[1], x.shape[-1], x.device, x.dtype)
 
     def transform(self, x: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Transformer blocks + final norm over patch features x (B, L, D) at positions pos (L, 2)."""
+        """Transformer blocks + final norm over patch features x (B, L, D) at positions pos (L, 2).
+
+        The rotary tables are computed in float32 and cast to x's dtype (bfloat16 weights: q, k and v
+        then all stay bfloat16 through attention)."""
         cos, sin = self.rope(pos)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         for blk in self.blocks:
             x = blk(x, cos, sin, mask)
         return self.norm(x)
 
     def from_patches(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
-        """Patch features (N, gh*gw, D) of same-size crops → LM tokens (N, T, lm_hidden)."""
+        """Patch features (N, gh*gw, D) of same-size crops → LM tokens (N, T, lm_hidden), in the
+        weights' dtype (features from another embedding, e.g. video tubelets, are cast on entry)."""
+        x = x.to(self.dtype)
         x = self.transform(self.add_position(x, grid), grid_positions(*grid, device=x.device))
         return self.projector(spatial_merge(x, grid, self.cfg.merge))
 

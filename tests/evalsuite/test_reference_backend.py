@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from evalsuite.backend import BackendConfigError
 from evalsuite.backends.reference import ReferenceBackend
@@ -88,6 +89,19 @@ def test_describe_records_recipe_weights_and_sizes(backends: dict[str, Reference
     assert sizes["fp4-all"] < sizes["fp8"] < sizes["bf16"] and sizes["fp4"] < 0.6 * sizes["bf16"]
     assert d["bf16"]["bits_per_weight"] == 16.0  # unquantized layers count as the BF16 they hold
     assert 4.5 < d["fp4-all"]["bits_per_weight"] < 6 and 8 < d["fp8"]["bits_per_weight"] < 9
+
+
+def test_encoders_hold_bf16_weights_in_every_recipe(backends: dict[str, ReferenceBackend]) -> None:
+    """The recipes keep the encoders in BF16: on CPU their weights are rounded to BF16 values and
+    computed in float32 (like the LM's unquantized layers); the rotary tables stay exact float32."""
+    seed0 = build_omni("tiny", seed=0)
+    for recipe, b in backends.items():
+        assert b.describe()["encoder_compute_dtype"] == "float32"
+        for enc in ("vision", "video", "audio"):
+            for name, p in getattr(b.model, enc).named_parameters():
+                assert p.dtype == torch.float32 and torch.equal(p, p.bfloat16().float()), (recipe, enc, name)
+        assert torch.equal(b.model.vision.rope.inv_freq, seed0.vision.rope.inv_freq)
+        assert torch.equal(b.model.audio.inv_freq, seed0.audio.inv_freq)
 
 
 def test_full_size_accounting_orders_fp4_below_fp8() -> None:

@@ -11,9 +11,11 @@ from model.config import BackboneConfig
 from model.engine import (Engine, Handle, SamplingParams, TokenEvent, _prefill_groups, prefill_embeds, sample_rows,
                           top_p_filter)
 from model.moe import TopkRouter
+from model.state import InferenceState
 from model.tokenizer import ByteTokenizer
 
 TOK = ByteTokenizer()
+TINY_CFG = BackboneConfig.preset("tiny")
 NO_STOP = dict(stop_token_ids=())  # untrained model: run to max_tokens unless a test sets stops
 
 
@@ -122,6 +124,61 @@ def test_fp8_kv_cache_decodes_close_to_the_full_pass(lm: LanguageModel) -> None:
         full = lm(ids[None])[0, -1]
     d = max_diff(cached, full)
     assert 0 < d < 0.05 * full.abs().max().item()  # quantized, so not exact, but close
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("slots", [[0, 1, 2], [2, 0, 1]])  # contiguous rows (plain copy) and a scatter
+@pytest.mark.parametrize("kv_cache_dtype", [None, "bf16", "fp8"])
+def test_padded_kv_write_stores_each_row_as_alone(kv_cache_dtype: str | None, slots: list[int]) -> None:
+    """Right padding of a batched write takes no part in the FP8 scale and is stored as zeros: every
+    row's cache (values and scales, bit for bit) equals writing that row's real tokens alone."""
+    lens, t, heads, hd = [4, 10, 7], 10, TINY_CFG.num_key_value_heads, TINY_CFG.head_dim
+    g = torch.Generator().manual_seed(0)
+    k, v = torch.randn(3, heads, t, hd, generator=g), torch.randn(3, heads, t, hd, generator=g)
+    for i, n in enumerate(lens):  # padding far larger than the real values: it would set the scale
+        k[i, :, n:] *= 100
+        v[i, :, n:] = float("nan")
+    state = InferenceState(TINY_CFG, n_slots=3, max_len=16, kv_cache_dtype=kv_cache_dtype)
+    cache = state.layer(TINY_CFG.layer_types.index("attention"))
+    cache.write(state.batch_index(3, t, slots, None, lens), k, v)
+    for i, (slot, n) in enumerate(zip(slots, lens)):
+        alone = InferenceState(TINY_CFG, n_slots=1, max_len=16, kv_cache_dtype=kv_cache_dtype)
+        ref = alone.layer(TINY_CFG.layer_types.index("attention"))
+        ref.write(alone.batch_index(1, n, None, None, None), k[i:i + 1, :, :n], v[i:i + 1, :, :n])
+        for name, buf in ref.named_buffers():
+            a, b = buf[0], getattr(cache, name)[slot]
+            if a.dtype == torch.float8_e4m3fn:
+                a, b = a.view(torch.uint8), b.view(torch.uint8)
+            assert torch.equal(a, b), (i, name)
+
+
+@torch.no_grad()
+def test_batched_prefill_fills_the_fp8_cache_like_one_at_a_time(lm: LanguageModel) -> None:
+    """Prompts of different lengths prefilled together (right-padded with junk) give each sequence
+    the FP8 KV scales and values it gets prefilled alone (up to float32 rounding of batched matmuls)."""
+    lens = [7, 19, 12]
+    g = torch.Generator().manual_seed(1)
+    embeds = [lm.backbone.embeddings(prompt_ids(n, seed=20 + i)) for i, n in enumerate(lens)]
+    padded = 10 * torch.randn(len(lens), max(lens), embeds[0].shape[-1], generator=g)
+    for i, e in enumerate(embeds):
+        padded[i, : lens[i]] = e
+    state = lm.allocate_state(3, 32, kv_cache_dtype="fp8")
+    logits = prefill_embeds(lm, padded, state, torch.tensor([0, 1, 2]), torch.tensor(lens))
+    attn = [i for i, kind in enumerate(lm.config.layer_types) if kind == "attention"]
+    for i, (e, n) in enumerate(zip(embeds, lens)):
+        alone = lm.allocate_state(1, 32, kv_cache_dtype="fp8")
+        ref = prefill_embeds(lm, e[None], alone, torch.tensor([0]))
+        assert max_diff(logits[i], ref[0]) < 1e-5
+        for layer in attn:
+            got, want = state.layer(layer), alone.layer(layer)
+            for x in ("k", "v"):
+                s_got, s_want = getattr(got, f"{x}_scale")[i], getattr(want, f"{x}_scale")[0]
+                assert torch.allclose(s_got, s_want, rtol=1e-5, atol=0), (i, layer, x, s_got / s_want)
+                q_got, q_want = getattr(got, x)[i], getattr(want, x)[0]
+                assert torch.all(q_got[:, n:].view(torch.uint8) == 0)  # padding stored as zeros
+                deq_got, deq_want = q_got[:, :n].float() * s_got[:, None, None], q_want[:, :n].float() * s_want[:, None, None]
+                # at most one float8 step apart (in practice bit-equal)
+                assert torch.allclose(deq_got, deq_want, rtol=0.125, atol=float(s_want.max()) * 2 ** -9)
 
 
 def test_max_tokens_stop_strings_stop_ids_and_released_text(lm: LanguageModel) -> None:
