@@ -31,7 +31,7 @@ def _run(checkpoint: Path, out: Path, task: str, args: dict[str, Any], n: int, m
     from evalsuite.runner import RunConfig, run
 
     with using_checkpoint(checkpoint):
-        outcome = run(RunConfig(model=model, tasks=[task], out=out, limit=n, task_args={task: args}, quiet=True,
+        outcome = run(RunConfig(model=model, tasks=[task], out=out, limit=n, task_args={task: args}, quiet=True, overwrite=True,
                                 report=False))
     res = outcome.results["tasks"][task]
     rows = list(read_jsonl(out / res["samples_file"]))
