@@ -74,7 +74,8 @@ class TopkRouter(nn.Module):
 # the routing weights (0 for an expert a token did not choose) applied between them. It computes
 # every expert for every token, so it is used only while that stays cheap (tokens x all routed expert
 # weights <= DENSE_MAX_MACS: decode batches of the tiny model, never the 30B model's 128 experts),
-# without autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer).
+# without autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer)
+# without forward hooks (a hook must see the rows routed to its expert).
 DENSE_MAX_MACS = 1 << 24
 
 
@@ -164,17 +165,19 @@ class MoE(nn.Module):
 
     def stacked_experts(self) -> StackedExperts | None:
         """The routed experts' stacked weights for the small-batch path, rebuilt whenever a weight changed;
-        None when that path does not apply (a quantized or otherwise non-`nn.Linear` expert, mixed dtypes
-        or devices, inference tensors). Weight changes are seen through each tensor's identity, storage
-        and version counter, i.e. any replacement, cast, move or in-place update except one made through
-        `.data` (which bypasses the version counter; nothing here does that).
+        None when that path does not apply (a quantized or otherwise non-`nn.Linear` expert, an expert
+        linear with forward hooks, mixed dtypes or devices, inference tensors). Weight changes are seen
+        through each tensor's identity, storage and version counter, i.e. any replacement, cast, move or
+        in-place update except one made through `.data` (which bypasses the version counter; nothing here
+        does that).
 
         Runs every decode step, so it reads the module dicts directly (no `nn.Module.__getattr__`)."""
         sources: list[torch.Tensor | None] = []
         for mlp in self.experts._modules.values():
             for name in ("up_proj", "down_proj"):
                 linear = mlp._modules[name]  # type: ignore[union-attr]
-                if type(linear) is not nn.Linear:
+                # a quantized (non-`nn.Linear`) expert, or one with hooks that must see its own call
+                if type(linear) is not nn.Linear or linear._forward_hooks or linear._forward_pre_hooks:
                     self._stacked = None
                     return None
                 sources += linear._parameters.values()  # weight, bias (None without bias)

@@ -120,6 +120,28 @@ def test_quantized_experts_fall_back_to_the_expert_loop(tiny: LanguageModel, rec
 
 
 @torch.no_grad()
+def test_an_expert_with_a_forward_hook_sees_its_tokens() -> None:
+    """A hook on an expert linear (activation capture, calibration) takes the per-expert loop, so the
+    hook runs on exactly the rows routed to that expert; removing it restores the stacked path."""
+    torch.manual_seed(8)
+    moe = MoE(TINY)
+    nn.init.normal_(moe.gate.weight, std=0.3)
+    h = torch.randn(1, 6, TINY.hidden_size)
+    assert moe.stacked_experts() is not None
+    _, idx = moe.gate(h.view(-1, TINY.hidden_size))
+    e = int(idx.flatten().mode().values)  # an expert some tokens chose
+    routed = int((idx == e).any(-1).sum())
+    assert routed > 0
+    seen: list[int] = []
+    handle = moe.experts[e].up_proj.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].shape[0]))
+    assert moe.stacked_experts() is None
+    moe(h)
+    assert sum(seen) == routed
+    handle.remove()
+    assert moe.stacked_experts() is not None
+
+
+@torch.no_grad()
 def test_stacked_experts_follow_weight_changes() -> None:
     model = tiny_model(seed=1)
     other = tiny_model(seed=2)
