@@ -132,7 +132,7 @@ class Pools:
         settings = self.task(name).media_settings()
         if name != "videoqa":
             return load_media(sample.messages, self.cfg, settings)
-        key = "|".join(str(p.path) for m in sample.messages for p in m.content if p.type != "text")
+        key = _media_key(sample)
         if key not in self._video_cache:
             self._video_cache[key] = load_media(sample.messages, self.cfg, settings)
         return self._video_cache[key]
