@@ -9,26 +9,16 @@ from torch import nn
 from model.backbone import LanguageModel, build, decode_step, prefill
 from model.config import BackboneConfig, OmniConfig
 from model.mamba2 import ssd_chunked_scan, ssd_sequential_ref
-from model.moe import MoE, TopkRouter
+from model.moe import TopkRouter
+
+from lm_testing import max_diff, random_moe, tiny_model
 
 TINY = BackboneConfig.preset("tiny")
 
 
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    d = (a.float() - b.float()).abs().max().item()
-    print(f"max |diff| = {d:.3e}")
-    return d
-
-
 @pytest.fixture(scope="module")
 def tiny() -> LanguageModel:
-    torch.manual_seed(0)
-    model = build(TINY).eval()
-    with torch.no_grad():  # a non-trivial correction bias, as a trained router has
-        for m in model.modules():
-            if isinstance(m, TopkRouter):
-                m.e_score_correction_bias.uniform_(-0.05, 0.05)
-    return model
+    return tiny_model()
 
 
 # --- configs -----------------------------------------------------------------------------------
@@ -120,12 +110,7 @@ def test_group_limited_router_matches_brute_force() -> None:
 
 
 def test_moe_equals_dense_per_token_reference() -> None:
-    torch.manual_seed(3)
-    moe = MoE(TINY)
-    for m in moe.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.1)
-    nn.init.normal_(moe.gate.weight, std=0.3)
+    moe = random_moe(seed=3)
     h = torch.randn(2, 7, TINY.hidden_size)
     out = moe(h)
     weights, idx = moe.gate(h.view(-1, TINY.hidden_size))

@@ -18,13 +18,9 @@ from transformers import NemotronHConfig, NemotronHForCausalLM  # noqa: E402
 from model.backbone import LanguageModel, export_hf, from_pretrained_hf  # noqa: E402
 from model.hf_compat import config_from_hf  # noqa: E402
 
+from lm_testing import max_diff  # noqa: E402
+
 VOCAB = 96
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    d = (a.float() - b.float()).abs().max().item()
-    print(f"max |diff| = {d:.3e}")
-    return d
 
 
 @pytest.fixture(scope="module")

@@ -11,29 +11,15 @@ import torch
 from torch import nn
 
 from model import fastpath
-from model.backbone import LanguageModel, build, decode_step, prefill
+from model.backbone import LanguageModel, decode_step, prefill
 from model.config import BackboneConfig
 from model.mamba2 import Mamba2Mixer
-from model.moe import MoE, TopkRouter
+from model.moe import MoE
+
+from lm_testing import max_diff, random_moe, tiny_model
 
 TINY = BackboneConfig.preset("tiny")
 TOL = 1e-5  # fp32: the fast paths reorder sums, nothing else
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    d = (a.float() - b.float()).abs().max().item()
-    print(f"max |diff| = {d:.3e}")
-    return d
-
-
-def tiny_model(seed: int = 0) -> LanguageModel:
-    torch.manual_seed(seed)
-    model = build(TINY).eval()
-    with torch.no_grad():  # a non-trivial router bias, as a trained router has
-        for m in model.modules():
-            if isinstance(m, TopkRouter):
-                m.e_score_correction_bias.uniform_(-0.05, 0.05)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -171,12 +157,7 @@ def test_stacked_experts_follow_weight_changes() -> None:
 
 
 def test_autograd_takes_the_expert_loop_with_the_same_result() -> None:
-    torch.manual_seed(6)
-    moe = MoE(TINY)
-    for m in moe.modules():
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.1)
-    nn.init.normal_(moe.gate.weight, std=0.3)
+    moe = random_moe(seed=6)
     h = torch.randn(1, 3, TINY.hidden_size)
     with torch.no_grad():
         fast = moe(h)

@@ -6,34 +6,23 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.backbone import LanguageModel, build, decode_step
+from model.backbone import LanguageModel, decode_step
 from model.config import BackboneConfig
 from model.engine import (Engine, Handle, SamplingParams, TokenEvent, _prefill_groups, prefill_embeds, sample_rows,
                           top_p_filter)
-from model.moe import TopkRouter
 from model.state import InferenceState
 from model.tokenizer import ByteTokenizer
+
+from lm_testing import max_diff, tiny_model
 
 TOK = ByteTokenizer()
 TINY_CFG = BackboneConfig.preset("tiny")
 NO_STOP = dict(stop_token_ids=())  # untrained model: run to max_tokens unless a test sets stops
 
 
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    d = (a.float() - b.float()).abs().max().item()
-    print(f"max |diff| = {d:.3e}")
-    return d
-
-
 @pytest.fixture(scope="module")
 def lm() -> LanguageModel:
-    torch.manual_seed(0)
-    model = build(BackboneConfig.preset("tiny")).eval()
-    with torch.no_grad():  # a non-trivial router bias, as a trained model has
-        for m in model.modules():
-            if isinstance(m, TopkRouter):
-                m.e_score_correction_bias.uniform_(-0.05, 0.05)
-    return model
+    return tiny_model()
 
 
 def prompt_ids(n: int, seed: int) -> torch.Tensor:

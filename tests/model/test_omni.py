@@ -16,13 +16,8 @@ from model.audio import audio_tokens, load_waveform
 from model.omni import OmniModel, build_omni, load_media
 from model.video import video_tokens
 from model.vision import image_tokens
+from lm_testing import max_diff
 from omni_media import write_image, write_tone, write_video
-
-
-def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    d = (a.float() - b.float()).abs().max().item()
-    print(f"max |diff| = {d:.3e}")
-    return d
 
 
 @pytest.fixture(scope="module")
