@@ -187,3 +187,16 @@ def test_bucketed_loss_and_gradients_equal_one_padded_batch(pools):
     assert len(g0) == len(g1)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_finished_run_extends_with_more_stages_but_not_with_other_ones(tmp_path):
+    steps = {"text": 1, "image": 1, "video": 1, "audio": 1, "recall": 1}
+    common = dict(out=str(tmp_path), steps=steps, batch=1, eval_n=0, pool_sizes=SMALL_POOLS)
+    T.train(T.TrainArgs(stages=("text",), **common), progress=False)
+    longer = T.TrainArgs(stages=("text", "recall"), **common)
+    assert T.load_state(tmp_path, longer)["stage"] == 1  # continues after text
+    with pytest.raises(SystemExit, match="different settings"):  # the stage that ran may not change
+        T.load_state(tmp_path, T.TrainArgs(stages=("image", "recall"), **common))
+    history = T.train(longer, progress=False)
+    assert history["done"] == ["text", "recall"] and tuple(history["args"]["stages"]) == ("text", "recall")
+    assert [c["stage"] for c in history["curve"]] == ["text", "recall"]

@@ -1,0 +1,71 @@
+"""model.probe: per-answer teacher-forced exact match, the skill check behind the training notes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from model import probe as P
+from model import train as T
+from model.omni import build_omni
+
+SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6}
+
+
+def test_answer_hits_split_runs_and_need_every_token():
+    labels = torch.tensor([-100, 5, 6, 2, -100, -100, 7, 2, -100, 9])
+    pred = torch.tensor([0, 5, 6, 2, 1, 1, 7, 3, 4, 9])
+    assert P.answer_hits(pred, labels) == [True, False, True]  # the last run ends the sequence
+    assert P.answer_hits(labels.clamp(min=0), labels) == [True, True, True]
+    assert P.answer_hits(torch.tensor([1, 2]), torch.tensor([-100, -100])) == []
+    with pytest.raises(ValueError, match="1-D tensors of one length"):
+        P.answer_hits(torch.tensor([1, 2]), torch.tensor([1]))
+
+
+def test_probe_counts_every_answer_of_multi_turn_examples_and_restores_mode():
+    torch.manual_seed(0)
+    model = build_omni("tiny").train()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    out = P.probe(model, pools, ["line", "text:docqa"], n=3)
+    assert model.training
+    assert out["line"]["answers"] == 3  # one answer per line example
+    # every question about one document is one multi-turn example: answers = all turns
+    examples = [T.make_example(pools, "text:docqa", __import__("random").Random(f"probe:0:text:docqa:{i}"))
+                for i in range(3)]
+    assert out["text:docqa"]["answers"] == sum(1 + len(e.more) for e in examples) > 3
+    for r in out.values():
+        assert 0.0 <= r["answer_em"] <= 1.0 and 0.0 <= r["token_acc"] <= 1.0
+
+
+def test_probe_of_an_oracle_head_is_one(monkeypatch):
+    """With an lm_head that returns the label itself, every answer is a hit (checks the alignment of
+    hidden positions and labels: labels[k] is the token after position k)."""
+    model = build_omni("tiny").eval()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    ex = [T.make_example(pools, "text:audioqa", __import__("random").Random(f"probe:0:text:audioqa:{i}"))
+          for i in range(2)]
+    labels = [lab for _, lab in T.encode_rows(model, ex)]
+    vocab = model.config.backbone.vocab_size
+    calls = []
+
+    def hidden_states(inputs_embeds):  # hidden state k of row r is just (r, k)
+        calls.append(inputs_embeds.shape[1])
+        t = inputs_embeds.shape[1]
+        return torch.stack([torch.full((t,), len(calls) - 1.0), torch.arange(t, dtype=torch.float)], -1)[None]
+
+    class Oracle(torch.nn.Module):
+        def forward(self, h):
+            ids = [max(0, labels[int(r)][int(k)]) for r, k in h.tolist()]
+            return torch.nn.functional.one_hot(torch.tensor(ids), vocab).float()
+
+    monkeypatch.setattr(model.lm, "hidden_states", hidden_states)
+    monkeypatch.setattr(model.lm, "lm_head", Oracle())
+    out = P.probe(model, pools, ["text:audioqa"], n=2)
+    assert out["text:audioqa"]["answer_em"] == 1.0 and out["text:audioqa"]["token_acc"] == 1.0
+    assert calls == [len(lab) for lab in labels]
+
+
+def test_cli_rejects_unknown_sources(capsys):
+    with pytest.raises(SystemExit):
+        P.main(["model/checkpoints/tiny", "--sources", "pictures"])
+    assert "--sources expects some of" in capsys.readouterr().err
