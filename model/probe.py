@@ -8,7 +8,8 @@ An answer is a hit when every one of its tokens, and the closing ``<|end|>``, is
 true prefix: for an example's first answer that is exactly when greedy decoding would produce it;
 follow-up answers see the true earlier ones. It is much cheaper than a harness run and separates the
 skills a task needs — a model that cannot answer ``text:docqa`` (the document given as text) cannot
-answer ``docqa`` whatever its vision encoder reads.
+answer ``docqa`` whatever its vision encoder reads. `encoder_spread` checks the other half: whether
+each media encoder's tokens still depend on its input.
 
 The examples come from the tasks' ``train`` split (like everything training sees; the harness's eval
 split stays unseen), drawn with their own seeds; the pools are large enough that a tiny model has not
@@ -78,6 +79,45 @@ def probe(model: Any, pools: Pools, sources: Sequence[str] = DEFAULT_SOURCES, n:
     return out
 
 
+# media kind -> the training source whose examples carry it
+SPREAD_SOURCES: dict[str, str] = {"image": "docqa", "video": "videoqa", "audio": "audioqa"}
+
+
+@torch.no_grad()
+def encoder_spread(model: Any, pools: Pools, n: int = 4, seed: int = 0) -> dict[str, dict[str, float]]:
+    """How much each encoder's output depends on its input: {kind: {"spread", "rms"}} where spread is
+    the mean over pairs of consecutive examples of ``|a - b| / |a|`` (their tokens aligned, the longer
+    one cut), ``rms`` the tokens' root mean square. An encoder whose spread falls near 0 emits the same
+    tokens for every input (it has collapsed to a constant), and no amount of LM training recovers a
+    task behind it."""
+    if n < 2:
+        raise ValueError(f"encoder_spread needs n >= 2 examples, got {n}")
+    was_training = model.training
+    model.eval()
+    out: dict[str, dict[str, float]] = {}
+    try:
+        for kind, src in SPREAD_SOURCES.items():
+            tokens, keys, i = [], set(), 0
+            while len(tokens) < n and i < 50 * n:  # n examples of distinct media files
+                ex = make_example(pools, src, random.Random(f"spread:{seed}:{src}:{i}"))
+                i += 1
+                if ex.media[0].path in keys:
+                    continue
+                keys.add(ex.media[0].path)
+                tokens.append(model._encode(ex.media)[0].float())
+            if len(tokens) < 2:
+                continue
+            diffs = []
+            for a, b in zip(tokens, tokens[1:]):
+                t = min(a.shape[0], b.shape[0])
+                diffs.append(float((a[:t] - b[:t]).norm() / a[:t].norm().clamp_min(1e-12)))
+            out[kind] = {"spread": sum(diffs) / len(diffs),
+                         "rms": float(torch.cat(tokens).pow(2).mean().sqrt())}
+    finally:
+        model.train(was_training)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.probe", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a directory written by model.weights.save")
@@ -93,13 +133,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from model import weights
 
     model = weights.load(a.checkpoint)
-    result = probe(model, Pools(model.config), sources, a.n)
+    pools = Pools(model.config)
+    result = probe(model, pools, sources, a.n)
+    spread = encoder_spread(model, pools)
     if a.json:
-        print(json.dumps(result, indent=1))
+        print(json.dumps({"sources": result, "encoders": spread}, indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
     for src, r in result.items():
         print(f"{src:14s} {r['answer_em']:9.3f} {r['token_acc']:9.3f} {int(r['answers']):7d}")
+    print(f"\n{'encoder':14s} {'spread':>9s} {'rms':>9s}   (spread near 0: the same tokens for every input)")
+    for kind, r in spread.items():
+        print(f"{kind:14s} {r['spread']:9.4f} {r['rms']:9.3f}")
     return 0
 
 

@@ -69,3 +69,18 @@ def test_cli_rejects_unknown_sources(capsys):
     with pytest.raises(SystemExit):
         P.main(["model/checkpoints/tiny", "--sources", "pictures"])
     assert "--sources expects some of" in capsys.readouterr().err
+
+
+def test_encoder_spread_is_zero_for_a_constant_encoder_and_positive_otherwise(monkeypatch):
+    model = build_omni("tiny").eval()
+    pools = T.Pools(model.config, {"docqa": 12, "gui": 4, "videoqa": 12, "audioqa": 12})
+    fresh = P.encoder_spread(model, pools, n=2)
+    assert set(fresh) == {"image", "video", "audio"}
+    assert all(r["spread"] > 0.01 and r["rms"] > 0 for r in fresh.values())
+    from model.vision import Projector
+
+    monkeypatch.setattr(Projector, "forward", lambda self, x: torch.ones(*x.shape[:-1], 128))
+    flat = P.encoder_spread(model, pools, n=2)
+    assert all(r["spread"] == 0.0 and r["rms"] == pytest.approx(1.0) for r in flat.values())
+    with pytest.raises(ValueError, match="n >= 2"):
+        P.encoder_spread(model, pools, n=1)
