@@ -293,6 +293,12 @@ class AudioEncoder(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """log-mel (B, n_mels, T) (any float dtype; normalized in float32) → tokens (B, T', lm_hidden)
         in the weights' dtype, and token lengths."""
+        x, lengths = self.hidden(feats, lengths)
+        return self.projector(x), lengths
+
+    def hidden(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The conformer's output before the projector: (B, T', width) and token lengths (what an
+        encoder-only objective, such as the trainer's CTC stage, reads)."""
         if feats.dim() != 3 or feats.shape[1] != self.cfg.n_mels:
             raise ValueError(f"expected log-mel (B, {self.cfg.n_mels}, T), got {tuple(feats.shape)}")
         b, _, t = feats.shape
@@ -307,16 +313,20 @@ class AudioEncoder(nn.Module):
         cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)  # float32 angles, cast after
         for blk in self.blocks:
             x = blk(x, cos, sin, mask)
-        return self.projector(x), lengths
+        return x, lengths
+
+    def batch_features(self, waves: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mono waveforms → right-padded log-mel (B, n_mels, T) and their frame counts."""
+        mels = [log_mel(w, self.cfg) for w in waves]  # each (M, T_i)
+        lengths = torch.tensor([m.shape[-1] for m in mels])
+        t = int(lengths.max())
+        return torch.stack([F.pad(m, (0, t - m.shape[-1])) for m in mels]), lengths  # (B, M, T)
 
     def encode_waveforms(self, waves: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], dict[str, Any]]:
         """Mono waveforms at ``cfg.sample_rate`` → per-clip tokens (T'_i, lm_hidden) + info."""
         if not waves:
             return [], {"audio_tokens": []}
-        mels = [log_mel(w, self.cfg) for w in waves]  # each (M, T_i)
-        lengths = torch.tensor([m.shape[-1] for m in mels])
-        t = int(lengths.max())
-        feats = torch.stack([F.pad(m, (0, t - m.shape[-1])) for m in mels])  # (B, M, T)
+        feats, lengths = self.batch_features(waves)
         tokens, out_len = self(feats, lengths)
         outs = [tokens[i, : int(out_len[i])] for i in range(len(waves))]
         info = {

@@ -14,6 +14,9 @@ replaying the earlier ones; see `STAGES`):
     audio  audioqa
     recall the text forms again, heavily (looking a value up in context had not been learnt)
     consolidate  every task and the reading bridges together, against forgetting
+    audio-ctc    the audio encoder alone, re-initialised, with CTC on the transcripts of the train
+                 clips with words (a head that lives only in the training state)
+    audio-align  audioqa with that encoder frozen, the other tasks replayed
 
 Inside a stage the mixture weights move linearly from ``start`` to ``end`` (one line before full
 layouts). The learning rate warms up, stays flat and decays linearly over the last quarter of each
@@ -50,7 +53,8 @@ import torch.nn.functional as F
 from evalsuite.types import ContentPart, Message, Sample, user
 from model.omni import LoadedMedia, OmniModel, build_omni, load_media
 
-STAGE_NAMES: tuple[str, ...] = ("text", "image", "video", "audio", "recall", "consolidate")
+STAGE_NAMES: tuple[str, ...] = ("text", "image", "video", "audio", "recall", "consolidate", "audio-ctc",
+                                 "audio-align")
 TASK_OF_STAGE = {"image": ("docqa", "gui"), "video": ("videoqa",), "audio": ("audioqa",)}
 EVAL_TASKS: tuple[str, ...] = ("docqa", "gui", "videoqa", "audioqa")
 
@@ -74,10 +78,26 @@ STAGES: dict[str, dict[str, tuple[float, float]]] = {
     "consolidate": {"audioqa": (3, 3), "videoqa": (2, 2), "docqa": (2, 2), "gui": (2, 2), "line": (1, 1),
                     "page-line": (0.5, 0.5), "transcribe": (0.5, 0.5), "text:docqa": (0.5, 0.5),
                     "text:audioqa": (0.5, 0.5), "text:gui": (0.25, 0.25), "text:videoqa": (0.25, 0.25)},
+    # The audio encoder had collapsed to a constant (its tokens differ by 0.02% between clips,
+    # `model.probe.encoder_spread`): trained only through the LM's few multiple-choice answer tokens it
+    # never carried content. As the real model's encoder is pretrained (Parakeet, CTC/TDT) before it is
+    # attached, `audio-ctc` trains it alone with CTC on the transcripts of the train clips with words
+    # (`ENCODER_STAGES`), then `audio-align` teaches the projector and the LM to read it while the
+    # encoder stays frozen (`FROZEN`), with the other tasks replayed.
+    "audio-ctc": {"hear": (1, 1)},
+    "audio-align": {"audioqa": (4, 4), "text:audioqa": (1, 1), "docqa": (0.5, 0.5), "gui": (0.5, 0.5),
+                    "videoqa": (0.5, 0.5), "text:docqa": (0.5, 0.5)},
 }
+# Stages that train one media encoder alone with its own objective instead of the LM's loss.
+ENCODER_STAGES: dict[str, str] = {"audio-ctc": "audio"}
+# Parameters (name prefixes) a stage starts from fresh initial values (those of `build_omni` with the
+# run's seed): the collapsed audio encoder is replaced rather than trained out of its constant.
+REINIT: dict[str, tuple[str, ...]] = {"audio-ctc": ("audio.subsample.", "audio.blocks.")}
+# Parameters (name prefixes) a stage keeps frozen.
+FROZEN: dict[str, tuple[str, ...]] = {"audio-align": ("audio.subsample.", "audio.blocks.")}
 # Steps per stage for `make train` on two CPU cores (the tiny preset); scale with --steps-scale.
 DEFAULT_STEPS: dict[str, int] = {"text": 250, "image": 3000, "video": 700, "audio": 800, "recall": 1200,
-                                 "consolidate": 2000}
+                                 "consolidate": 2000, "audio-ctc": 3000, "audio-align": 800}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000}
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
@@ -264,6 +284,18 @@ def transcribe_example(pools: Pools, rng: random.Random, max_chars: int = 160) -
     return Example("transcribe", [user(image, "Read the document.")], pools.media("docqa", s), "\n".join(out))
 
 
+def hear_example(pools: Pools, rng: random.Random) -> Example:
+    """A train clip with words in it (not a tone or beeps) and its transcript: the audio encoder's
+    own target in the ``audio-ctc`` stage."""
+    for _ in range(50):
+        s = pools.pick("audioqa", rng)
+        form = str(s.metadata.get("text_form") or "").strip()
+        if form:
+            audio = next(p for m in s.messages for p in m.content if p.type == "audio")
+            return Example("hear", [user(audio, "Transcribe the audio.")], pools.media("audioqa", s), form)
+    raise RuntimeError("no audioqa train sample with a transcript in 50 draws")
+
+
 def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
     if source.startswith("text:"):
         return text_example(pools, source.split(":", 1)[1], rng)
@@ -271,6 +303,8 @@ def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
         return line_example(pools, rng, on_page=source == "page-line")
     if source == "transcribe":
         return transcribe_example(pools, rng)
+    if source == "hear":
+        return hear_example(pools, rng)
     return task_example(pools, source, rng)
 
 
@@ -388,6 +422,31 @@ def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = Tru
     return total / max(1, count), count
 
 
+def ctc_head(model: OmniModel, kind: str, seed: int, stage_index: int) -> torch.nn.Linear:
+    """The encoder stage's output layer (width → blank + the tokenizer's ids), seeded by (seed, stage);
+    it lives in the training state only, never in the checkpoint."""
+    if kind != "audio":
+        raise ValueError(f"no encoder objective for {kind!r} (expected one of {sorted(set(ENCODER_STAGES.values()))})")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + stage_index)
+        head = torch.nn.Linear(model.audio.cfg.width, model.tokenizer.vocab_size + 1)
+    return head.to(model.device)
+
+
+def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[Example]) -> tuple[torch.Tensor, int]:
+    """CTC loss of the audio encoder's features (before its projector) against each clip's transcript
+    in the tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch."""
+    enc = model.audio
+    waves = [ex.media[0].pixels.to(model.device) for ex in examples]
+    feats, lengths = enc.batch_features(waves)
+    hidden, out_len = enc.hidden(feats, lengths.to(model.device))
+    logp = head(hidden.float()).log_softmax(-1)  # (B, T', C)
+    targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
+    loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
+                      torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
+    return loss, sum(len(t) for t in targets)
+
+
 # ---- schedule, state ----------------------------------------------------------------------------
 def lr_at(step: int, total: int, base: float, warmup: int = 50, decay_frac: float = 0.25) -> float:
     """Warm up, hold, then decay linearly over the last ``decay_frac`` of the stage to base/10."""
@@ -430,12 +489,13 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def save_state(out: Path, model: OmniModel, opt: torch.optim.Optimizer, stage: int, step: int,
-               history: dict[str, Any], args: TrainArgs) -> None:
+               history: dict[str, Any], args: TrainArgs, aux: dict[str, Any] | None = None) -> None:
+    """``aux``: an encoder stage's head and its optimizer, while that stage is under way."""
     from model import weights
 
     out.mkdir(parents=True, exist_ok=True)
     _atomic_torch_save({"stage": stage, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
-                        "args": args.fingerprint(), "history": history}, out / STATE_FILE)
+                        "args": args.fingerprint(), "history": history, "aux": aux}, out / STATE_FILE)
     weights.save(model, out)
     write_history(out, history)
 
@@ -534,18 +594,46 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
         stage = args.stages[k]
         total = args.steps[stage]
         first = start_step if k == start_stage else 0
+        if first == 0 and stage in REINIT:
+            fresh = dict(build_omni(model.config, seed=args.seed).named_parameters())
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name.startswith(REINIT[stage]):
+                        p.copy_(fresh[name])
+                        opt.state.pop(p, None)  # its Adam moments belonged to the old values
+        head = head_opt = None
+        if stage in ENCODER_STAGES:  # the encoder alone, with its own head and optimizer
+            head = ctc_head(model, ENCODER_STAGES[stage], args.seed, k)
+            head_opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                         betas=(0.9, 0.98))
+            if first and state is not None and state.get("aux"):
+                head.load_state_dict(state["aux"]["head"])
+                head_opt.load_state_dict(state["aux"]["opt"])
+        frozen = [p for name, p in model.named_parameters() if name.startswith(FROZEN.get(stage, ())) and p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+
+        def aux() -> dict[str, Any] | None:
+            return None if head is None else {"head": head.state_dict(), "opt": head_opt.state_dict()}
         bar = tqdm(range(first, total), desc=f"stage {stage}", disable=not progress, mininterval=5.0,
                    initial=first, total=total)
         t0, seen, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
         for step in bar:
             examples = step_examples(pools, args.seed, k, step, stage, total, args.batch)
-            for group in opt.param_groups:
+            for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
                 group["lr"] = lr_at(step, total, args.lr)
-            loss, _ = batch_loss(model, examples)
+            loss, _ = batch_loss(model, examples) if head is None else ctc_batch_loss(model, head, examples)
             opt.zero_grad(set_to_none=True)
+            if head_opt is not None:
+                head_opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            # parameters without a gradient (frozen, or outside an encoder stage's encoder) are left
+            # untouched by AdamW, weight decay included
+            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None]
+                                           + (list(head.parameters()) if head is not None else []), 1.0)
             opt.step()
+            if head_opt is not None:
+                head_opt.step()
             global_step += 1
             seen += len(examples)
             loss_acc += loss.item()
@@ -557,12 +645,16 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
                                          "loss": round(loss_acc / n_acc, 4), "samples_per_s": round(rate, 2)})
                 loss_acc, n_acc = 0.0, 0
             if (step + 1) % args.save_every == 0 and step + 1 < total:
-                save_state(out, model, opt, k, step + 1, history, args)
+                save_state(out, model, opt, k, step + 1, history, args, aux())
             if stop_after is not None and global_step - steps_before >= stop_after and step + 1 < total:
-                save_state(out, model, opt, k, step + 1, history, args)
+                save_state(out, model, opt, k, step + 1, history, args, aux())
+                for p in frozen:
+                    p.requires_grad_(True)
                 bar.close()
                 return history
         bar.close()
+        for p in frozen:
+            p.requires_grad_(True)
         model.eval()
         save_state(out, model, opt, k + 1, 0, history, args)
         if args.eval_n > 0:

@@ -200,3 +200,62 @@ def test_a_finished_run_extends_with_more_stages_but_not_with_other_ones(tmp_pat
     history = T.train(longer, progress=False)
     assert history["done"] == ["text", "recall"] and tuple(history["args"]["stages"]) == ("text", "recall")
     assert [c["stage"] for c in history["curve"]] == ["text", "recall"]
+
+
+def test_hear_bridge_is_a_train_clip_with_words_and_its_transcript(pools):
+    """The audio encoder's own target: a clip with words (never a tone-only clip) and its transcript."""
+    by_path = {str(s.messages[0].content[0].path): s for s in pools.samples("audioqa")}
+    for i in range(6):
+        ex = T.make_example(pools, "hear", random.Random(i))
+        (part,) = [p for m in ex.messages for p in m.content if p.type == "audio"]
+        assert "/train/" in str(part.path) and [m.kind for m in ex.media] == ["audio"]
+        assert ex.answer == by_path[str(part.path)].metadata["text_form"].strip() != ""
+
+
+def test_ctc_loss_reads_the_encoder_before_its_projector_and_matches_a_direct_computation(pools):
+    model = build_omni("tiny")
+    head = T.ctc_head(model, "audio", seed=0, stage_index=6)
+    assert torch.equal(head.weight, T.ctc_head(model, "audio", seed=0, stage_index=6).weight)  # seeded
+    examples = [T.make_example(pools, "hear", random.Random(i)) for i in range(3)]
+    loss, n = T.ctc_batch_loss(model, head, examples)
+    assert n == sum(len(model.tokenizer.encode(e.answer)) for e in examples)
+    # one clip at a time, by hand: the same mean (F.ctc_loss divides each by its target length)
+    per = []
+    for e in examples:
+        feats, lengths = model.audio.batch_features([e.media[0].pixels])
+        hidden, out_len = model.audio.hidden(feats, lengths)
+        target = torch.tensor(model.tokenizer.encode(e.answer)) + 1
+        lp = head(hidden).log_softmax(-1).transpose(0, 1)
+        per.append(torch.nn.functional.ctc_loss(lp, target[None], out_len, torch.tensor([len(target)]),
+                                                zero_infinity=True))
+    assert loss.item() == pytest.approx(torch.stack(per).mean().item(), rel=1e-4)
+    loss.backward()
+    assert model.audio.blocks[0].ff1.net[1].weight.grad is not None
+    assert all(p.grad is None for p in model.audio.projector.parameters())
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+@pytest.mark.slow
+def test_encoder_stage_trains_only_the_reinitialised_encoder_and_align_keeps_it_frozen(tmp_path):
+    torch.set_num_threads(1)
+    steps = {"text": 1, "audio-ctc": 2, "audio-align": 2}
+    common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
+    T.train(T.TrainArgs(stages=("text",), **common), progress=False)
+    from model import weights
+
+    before = weights.load(tmp_path).state_dict()
+    fresh = build_omni("tiny", seed=0).state_dict()
+    T.train(T.TrainArgs(stages=("text", "audio-ctc"), **common), progress=False)
+    after_ctc = weights.load(tmp_path).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after_ctc[k])}
+    assert changed and all(k.startswith(("audio.subsample.", "audio.blocks.")) for k in changed)
+    assert not torch.equal(after_ctc["audio.blocks.0.ff1.net.1.weight"], before["audio.blocks.0.ff1.net.1.weight"])
+    # it started from the fresh encoder, not the text-stage one (two small steps stay close to it)
+    k = "audio.subsample.out.weight"
+    assert (after_ctc[k] - fresh[k]).abs().max() < 0.05
+    T.train(T.TrainArgs(stages=("text", "audio-ctc", "audio-align"), **common), progress=False)
+    after_align = weights.load(tmp_path).state_dict()
+    assert all(torch.equal(after_align[k], after_ctc[k]) for k in after_ctc if k.startswith(("audio.subsample.", "audio.blocks.")))
+    assert not torch.equal(after_align["audio.projector.net.1.weight"], after_ctc["audio.projector.net.1.weight"])
+    state = torch.load(tmp_path / T.STATE_FILE, weights_only=False)
+    assert state["aux"] is None  # the CTC head is gone once its stage ended
