@@ -204,16 +204,23 @@ def task_example(pools: Pools, name: str, rng: random.Random) -> Example:
                    _followups(pools, name, s, rng))
 
 
-def text_example(pools: Pools, name: str, rng: random.Random) -> Example:
-    from tasks.common import text_form_prompt
-
-    for _ in range(20):  # some clips (beeps, tones) have no words: their text form is empty
+def _pick_with_text_form(pools: Pools, name: str, rng: random.Random, draws: int) -> tuple[Sample, str]:
+    """A train sample whose text form is not blank, and that form; some clips (beeps, tones) have no
+    words, so their text form is empty."""
+    for _ in range(draws):
         s = pools.pick(name, rng)
         form = str(s.metadata.get("text_form") or "")
         if form.strip():
-            prompt = text_form_prompt(_media_kind(s), form, _question_text(s))
-            return Example(f"text:{name}", [user(prompt)], [], _answer_text(name, s), _followups(pools, name, s, rng))
-    raise RuntimeError(f"no {name} train sample with a text form in 20 draws")
+            return s, form
+    raise RuntimeError(f"no {name} train sample with a text form in {draws} draws")
+
+
+def text_example(pools: Pools, name: str, rng: random.Random) -> Example:
+    from tasks.common import text_form_prompt
+
+    s, form = _pick_with_text_form(pools, name, rng, draws=20)
+    prompt = text_form_prompt(_media_kind(s), form, _question_text(s))
+    return Example(f"text:{name}", [user(prompt)], [], _answer_text(name, s), _followups(pools, name, s, rng))
 
 
 _WORDS: list[str] | None = None
@@ -287,13 +294,9 @@ def transcribe_example(pools: Pools, rng: random.Random, max_chars: int = 160) -
 def hear_example(pools: Pools, rng: random.Random) -> Example:
     """A train clip with words in it (not a tone or beeps) and its transcript: the audio encoder's
     own target in the ``audio-ctc`` stage."""
-    for _ in range(50):
-        s = pools.pick("audioqa", rng)
-        form = str(s.metadata.get("text_form") or "").strip()
-        if form:
-            audio = next(p for m in s.messages for p in m.content if p.type == "audio")
-            return Example("hear", [user(audio, "Transcribe the audio.")], pools.media("audioqa", s), form)
-    raise RuntimeError("no audioqa train sample with a transcript in 50 draws")
+    s, form = _pick_with_text_form(pools, "audioqa", rng, draws=50)
+    audio = next(p for m in s.messages for p in m.content if p.type == "audio")
+    return Example("hear", [user(audio, "Transcribe the audio.")], pools.media("audioqa", s), form.strip())
 
 
 def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
@@ -627,10 +630,9 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
             if head_opt is not None:
                 head_opt.zero_grad(set_to_none=True)
             loss.backward()
-            # parameters without a gradient (frozen, or outside an encoder stage's encoder) are left
-            # untouched by AdamW, weight decay included
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None]
-                                           + (list(head.parameters()) if head is not None else []), 1.0)
+            # parameters without a gradient (frozen, or outside an encoder stage's encoder) are skipped
+            # by the clipping and left untouched by AdamW, weight decay included
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + (list(head.parameters()) if head else []), 1.0)
             opt.step()
             if head_opt is not None:
                 head_opt.step()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 import torch
 
@@ -30,7 +32,7 @@ def test_probe_counts_every_answer_of_multi_turn_examples_and_restores_mode():
     assert model.training
     assert out["line"]["answers"] == 3  # one answer per line example
     # every question about one document is one multi-turn example: answers = all turns
-    examples = [T.make_example(pools, "text:docqa", __import__("random").Random(f"probe:0:text:docqa:{i}"))
+    examples = [T.make_example(pools, "text:docqa", random.Random(f"probe:0:text:docqa:{i}"))
                 for i in range(3)]
     assert out["text:docqa"]["answers"] == sum(1 + len(e.more) for e in examples) > 3
     for r in out.values():
@@ -42,7 +44,7 @@ def test_probe_of_an_oracle_head_is_one(monkeypatch):
     hidden positions and labels: labels[k] is the token after position k)."""
     model = build_omni("tiny").eval()
     pools = T.Pools(model.config, SMALL_POOLS)
-    ex = [T.make_example(pools, "text:audioqa", __import__("random").Random(f"probe:0:text:audioqa:{i}"))
+    ex = [T.make_example(pools, "text:audioqa", random.Random(f"probe:0:text:audioqa:{i}"))
           for i in range(2)]
     labels = [lab for _, lab in T.encode_rows(model, ex)]
     vocab = model.config.backbone.vocab_size
