@@ -132,7 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--sources expects some of {sorted(known)}, got {bad}")
     from model import weights
 
-    model = weights.load(a.checkpoint)
+    try:
+        model = weights.load(a.checkpoint)
+    except (FileNotFoundError, ValueError) as e:  # no checkpoint there, or one that does not load
+        p.error(str(e))
     pools = Pools(model.config)
     result = probe(model, pools, sources, a.n)
     spread = encoder_spread(model, pools)

@@ -86,3 +86,10 @@ def test_encoder_spread_is_zero_for_a_constant_encoder_and_positive_otherwise(mo
     assert all(r["spread"] == 0.0 and r["rms"] == pytest.approx(1.0) for r in flat.values())
     with pytest.raises(ValueError, match="n >= 2"):
         P.encoder_spread(model, pools, n=1)
+
+
+def test_cli_names_a_missing_checkpoint_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        P.main([str(tmp_path / "nowhere")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no omni checkpoint at" in err[-1] and "config.json" in err[-1]
