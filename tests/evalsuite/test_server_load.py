@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 
 import aiohttp
@@ -38,9 +39,27 @@ async def wait_until(cond, timeout_s: float = 90.0) -> bool:
     return cond()
 
 
+class HeldMock(MockBackend):
+    """The mock, but every stream stops after its first token until ``release`` is set: "all 256
+    streaming at once" is then a state the test reaches for sure, not a race against 0.2-s streams
+    on a loaded machine."""
+
+    def __init__(self, arg: str | None = None) -> None:
+        super().__init__(arg)
+        self.release = threading.Event()
+
+    async def astream(self, request):  # type: ignore[override]
+        first = True
+        async for item in super().astream(request):
+            yield item
+            while first and not self.release.is_set():
+                await asyncio.sleep(0.01)
+            first = False
+
+
 @pytest.mark.slow
 def test_256_concurrent_streams_and_health_under_load() -> None:
-    mock = MockBackend("ttft=0.05,itl=0.02")
+    mock = HeldMock("ttft=0.05,itl=0.02")
     with ServerThread(mock, ServerConfig(model_names=["m"])) as s:
         url = f"{s.base_url}/chat/completions"
         health = f"http://127.0.0.1:{s.port}/health"
@@ -55,6 +74,7 @@ def test_256_concurrent_streams_and_health_under_load() -> None:
                     async with session.get(health) as r:
                         codes.append(r.status)
                 peak = mock.running
+                mock.release.set()
                 texts = await asyncio.gather(*streams)
                 # the server counts a request after its last byte: wait for the books to close
                 m = s.server.metrics
