@@ -164,7 +164,7 @@ def test_api_key_is_sent_as_bearer_token(monkeypatch) -> None:
 
 
 def test_concurrency_limit_holds() -> None:
-    mock = MockBackend("ttft=0.01,itl=0.01,tokens=4")
+    mock = MockBackend("ttft=0.3,itl=0.01,tokens=4")  # long enough that three overlap on a loaded machine
     with ServerThread(mock, ServerConfig(model_names=["mock"])) as s:
         b = OpenAIBackend(f"{s.base_url}#max_concurrency=3")
         out = b.generate([Request(sample_id=f"s{i}", messages=[user("a b c")], max_tokens=4) for i in range(10)])
