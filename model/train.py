@@ -17,6 +17,9 @@ replaying the earlier ones; see `STAGES`):
     audio-ctc    the audio encoder alone, re-initialised, with CTC on the transcripts of the train
                  clips with words (a head that lives only in the training state)
     audio-align  audioqa with that encoder frozen, the other tasks replayed
+    image-ctc    the vision encoder alone, re-initialised, reading rendered lines with a CTC over its
+                 patch columns
+    image-align  the reading bridges, docqa and gui with that encoder frozen, the others replayed
 
 Inside a stage the mixture weights move linearly from ``start`` to ``end`` (one line before full
 layouts). The learning rate warms up, stays flat and decays linearly over the last quarter of each
@@ -54,7 +57,7 @@ from evalsuite.types import ContentPart, Message, Sample, user
 from model.omni import LoadedMedia, OmniModel, build_omni, load_media
 
 STAGE_NAMES: tuple[str, ...] = ("text", "image", "video", "audio", "recall", "consolidate", "audio-ctc",
-                                 "audio-align")
+                                 "audio-align", "image-ctc", "image-align")
 TASK_OF_STAGE = {"image": ("docqa", "gui"), "video": ("videoqa",), "audio": ("audioqa",)}
 EVAL_TASKS: tuple[str, ...] = ("docqa", "gui", "videoqa", "audioqa")
 
@@ -87,17 +90,31 @@ STAGES: dict[str, dict[str, tuple[float, float]]] = {
     "audio-ctc": {"hear": (1, 1)},
     "audio-align": {"audioqa": (4, 4), "text:audioqa": (1, 1), "docqa": (0.5, 0.5), "gui": (0.5, 0.5),
                     "videoqa": (0.5, 0.5), "text:docqa": (0.5, 0.5)},
+    # The same for the vision encoder, which had not learnt to read (teacher-forced exact match 0 on
+    # one rendered line after every stage): `image-ctc` trains it alone to read rendered lines with a
+    # CTC over its columns (`column_ctc_logits`), then `image-align` teaches the projector and the LM
+    # to read its tokens with it frozen. The video encoder shares its transformer, so videoqa is
+    # replayed there too; the audio encoder stays frozen as `audio-align` left it.
+    "image-ctc": {"line": (1, 1)},
+    "image-align": {"line": (3, 1), "page-line": (1, 1), "transcribe": (1, 1), "docqa": (2, 4), "gui": (1, 2),
+                    "videoqa": (1, 1), "audioqa": (1, 1), "text:docqa": (0.5, 0.5), "text:audioqa": (0.25, 0.25)},
 }
 # Stages that train one media encoder alone with its own objective instead of the LM's loss.
-ENCODER_STAGES: dict[str, str] = {"audio-ctc": "audio"}
+ENCODER_STAGES: dict[str, str] = {"audio-ctc": "audio", "image-ctc": "image"}
+AUDIO_ENCODER = ("audio.subsample.", "audio.blocks.")
+VISION_ENCODER = ("vision.patch_embed.", "vision.blocks.", "vision.norm.")
 # Parameters (name prefixes) a stage starts from fresh initial values (those of `build_omni` with the
 # run's seed): the collapsed audio encoder is replaced rather than trained out of its constant.
-REINIT: dict[str, tuple[str, ...]] = {"audio-ctc": ("audio.subsample.", "audio.blocks.")}
+REINIT: dict[str, tuple[str, ...]] = {"audio-ctc": AUDIO_ENCODER, "image-ctc": VISION_ENCODER}
 # Parameters (name prefixes) a stage keeps frozen.
-FROZEN: dict[str, tuple[str, ...]] = {"audio-align": ("audio.subsample.", "audio.blocks.")}
+FROZEN: dict[str, tuple[str, ...]] = {"audio-align": AUDIO_ENCODER, "image-align": VISION_ENCODER + AUDIO_ENCODER}
+# CTC frames per patch column in `image-ctc`: a column is 8 px, about 1.3 characters of the bitmap
+# font, and CTC needs at least one frame per character (two for a doubled one).
+IMAGE_CTC_FRAMES = 2
 # Steps per stage for `make train` on two CPU cores (the tiny preset); scale with --steps-scale.
 DEFAULT_STEPS: dict[str, int] = {"text": 250, "image": 3000, "video": 700, "audio": 800, "recall": 1200,
-                                 "consolidate": 2000, "audio-ctc": 3000, "audio-align": 800}
+                                 "consolidate": 2000, "audio-ctc": 3000, "audio-align": 800,
+                                 "image-ctc": 12000, "image-align": 1500}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000}
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
@@ -426,28 +443,64 @@ def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = Tru
 
 
 def ctc_head(model: OmniModel, kind: str, seed: int, stage_index: int) -> torch.nn.Linear:
-    """The encoder stage's output layer (width → blank + the tokenizer's ids), seeded by (seed, stage);
-    it lives in the training state only, never in the checkpoint."""
-    if kind != "audio":
+    """The encoder stage's output layer, seeded by (seed, stage): width → blank + the tokenizer's ids
+    (audio: per frame; image: `IMAGE_CTC_FRAMES` such frames per patch column). It lives in the
+    training state only, never in the checkpoint."""
+    if kind not in ("audio", "image"):
         raise ValueError(f"no encoder objective for {kind!r} (expected one of {sorted(set(ENCODER_STAGES.values()))})")
+    width = model.audio.cfg.width if kind == "audio" else model.vision.cfg.width
+    frames = 1 if kind == "audio" else IMAGE_CTC_FRAMES
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1000 + stage_index)
-        head = torch.nn.Linear(model.audio.cfg.width, model.tokenizer.vocab_size + 1)
+        head = torch.nn.Linear(width, frames * (model.tokenizer.vocab_size + 1))
     return head.to(model.device)
 
 
-def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[Example]) -> tuple[torch.Tensor, int]:
-    """CTC loss of the audio encoder's features (before its projector) against each clip's transcript
-    in the tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch."""
-    enc = model.audio
-    waves = [ex.media[0].pixels.to(model.device) for ex in examples]
-    feats, lengths = enc.batch_features(waves)
-    hidden, out_len = enc.hidden(feats, lengths.to(model.device))
-    logp = head(hidden.float()).log_softmax(-1)  # (B, T', C)
+def column_ctc_logits(model: OmniModel, head: torch.nn.Linear, pixels: Sequence[torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (B, T, C) and lengths of the image-CTC frames: each image's patch features
+    (`VisionEncoder.hidden`) are averaged over the rows, and every column gives `IMAGE_CTC_FRAMES`
+    frames, left to right (a line of text reads along the columns)."""
+    c = model.tokenizer.vocab_size + 1
+    seqs = []
+    for h in model.vision.hidden([p.to(model.device) for p in pixels]):
+        cols = h.float().mean(dim=1)  # (N, gw, D): N tiles of one image side by side
+        seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
+    lengths = torch.tensor([x.shape[0] for x in seqs])
+    t = int(lengths.max())
+    return torch.stack([F.pad(x, (0, 0, 0, t - x.shape[0])) for x in seqs]), lengths
+
+
+def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[Example],
+                   kind: str = "audio") -> tuple[torch.Tensor, int]:
+    """CTC loss of one encoder's features (before its projector) against each example's answer in
+    the tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch: the audio encoder's
+    frames against a clip's transcript, or the vision encoder's columns against a rendered line."""
+    if kind == "audio":
+        enc = model.audio
+        waves = [ex.media[0].pixels.to(model.device) for ex in examples]
+        feats, lengths = enc.batch_features(waves)
+        hidden, out_len = enc.hidden(feats, lengths.to(model.device))
+        logp = head(hidden.float()).log_softmax(-1)  # (B, T', C)
+    else:
+        logp, out_len = column_ctc_logits(model, head, [ex.media[0].pixels for ex in examples])
     targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
     loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
                       torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
     return loss, sum(len(t) for t in targets)
+
+
+def ctc_greedy(model: OmniModel, logp: torch.Tensor, lengths: torch.Tensor) -> list[str]:
+    """Best-path decoding of CTC log-probabilities (B, T, C): argmax, merge repeats, drop blanks."""
+    out = []
+    for row, n in zip(logp.argmax(-1).tolist(), lengths.tolist()):
+        ids, prev = [], 0
+        for j in row[:n]:
+            if j != prev and j != 0:
+                ids.append(j - 1)
+            prev = j
+        out.append(model.tokenizer.decode([i for i in ids if i < 256]))
+    return out
 
 
 # ---- schedule, state ----------------------------------------------------------------------------
@@ -625,7 +678,8 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
             examples = step_examples(pools, args.seed, k, step, stage, total, args.batch)
             for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
                 group["lr"] = lr_at(step, total, args.lr)
-            loss, _ = batch_loss(model, examples) if head is None else ctc_batch_loss(model, head, examples)
+            loss, _ = (batch_loss(model, examples) if head is None
+                       else ctc_batch_loss(model, head, examples, ENCODER_STAGES[stage]))
             opt.zero_grad(set_to_none=True)
             if head_opt is not None:
                 head_opt.zero_grad(set_to_none=True)

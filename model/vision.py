@@ -372,13 +372,15 @@ class VisionEncoder(nn.Module):
         grid = self._grid_of(pixels)
         return self.from_patches(self.embed(pixels), grid)
 
-    def encode(self, crops: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Encode crops of different sizes in one packed sequence.
+    def hidden(self, crops: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Patch features of crops of different sizes, encoded in one packed sequence: ``crops[i]``
+        is (N_i, 3, H_i, W_i) as returned by :func:`preprocess_image`, the result ``[i]`` is
+        (N_i, gh_i, gw_i, width) after the final norm, before the merge and the projector (what an
+        encoder-alone objective such as the training's column CTC reads).
 
-        ``crops[i]`` is (N_i, 3, H_i, W_i) as returned by :func:`preprocess_image`; the result is a
-        list of (N_i, T_i, lm_hidden). All crops are concatenated along the sequence and attend only
-        within themselves (block-diagonal mask), which equals encoding each one alone. The dense
-        mask costs O(L²) memory: fine for a reference, a varlen kernel would replace it at scale.
+        All crops are concatenated along the sequence and attend only within themselves
+        (block-diagonal mask), which equals encoding each one alone. The dense mask costs O(L²)
+        memory: fine for a reference, a varlen kernel would replace it at scale.
         """
         feats, poss, seg, grids = [], [], [], []
         for pixels in crops:
@@ -397,10 +399,15 @@ class VisionEncoder(nn.Module):
         y = self.transform(packed, torch.cat(poss), mask)[0]  # (ΣL, D)
         out, start = [], 0
         for n, (gh, gw) in grids:
-            chunk = y[start:start + n * gh * gw].view(n, gh * gw, -1)  # (N_i, L_i, D)
+            out.append(y[start:start + n * gh * gw].view(n, gh, gw, -1))
             start += n * gh * gw
-            out.append(self.projector(spatial_merge(chunk, (gh, gw), self.cfg.merge)))
         return out
+
+    def encode(self, crops: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Encode crops of different sizes (:meth:`hidden`) into LM tokens: the result ``[i]`` is
+        (N_i, T_i, lm_hidden), merged and projected."""
+        return [self.projector(spatial_merge(h.flatten(1, 2), (h.shape[1], h.shape[2]), self.cfg.merge))
+                for h in self.hidden(crops)]
 
     def encode_images(self, images: Sequence["PILImage"],
                       mode: ImageMode | None = None) -> tuple[list[torch.Tensor], dict[str, Any]]:

@@ -259,3 +259,79 @@ def test_encoder_stage_trains_only_the_reinitialised_encoder_and_align_keeps_it_
     assert not torch.equal(after_align["audio.projector.net.1.weight"], after_ctc["audio.projector.net.1.weight"])
     state = torch.load(tmp_path / T.STATE_FILE, weights_only=False)
     assert state["aux"] is None  # the CTC head is gone once its stage ended
+
+
+def test_image_ctc_reads_the_columns_of_the_vision_encoder_before_its_merge_and_projector(pools):
+    model = build_omni("tiny")
+    head = T.ctc_head(model, "image", seed=0, stage_index=8)
+    c = model.tokenizer.vocab_size + 1
+    assert head.out_features == T.IMAGE_CTC_FRAMES * c and head.in_features == model.vision.cfg.width
+    examples = [T.make_example(pools, "line", random.Random(i)) for i in range(3)]
+    logp, lengths = T.column_ctc_logits(model, head, [e.media[0].pixels for e in examples])
+    grids = [e.media[0].grid for e in examples]
+    assert lengths.tolist() == [T.IMAGE_CTC_FRAMES * gw for _, gw in grids]
+    assert logp.shape == (3, max(lengths), c)
+    # one image by hand: its patch features averaged over rows, each column split into frames
+    px = examples[0].media[0].pixels
+    (h,) = model.vision.hidden([px])
+    gh, gw = grids[0]
+    assert h.shape == (1, gh, gw, model.vision.cfg.width)
+    by_hand = head(h[0].mean(0)).view(-1, c).log_softmax(-1)
+    torch.testing.assert_close(logp[0, : lengths[0]], by_hand)
+    # the same features the LM tokens are made of: merged and projected they are the encoder's output
+    torch.testing.assert_close(model.vision.encode([px])[0], model.vision(px))
+    loss, n = T.ctc_batch_loss(model, head, examples, "image")
+    assert n == sum(len(e.answer.encode()) for e in examples) and loss.item() > 0
+    loss.backward()
+    assert model.vision.blocks[0].attn.qkv.weight.grad is not None
+    assert all(p.grad is None for p in model.vision.projector.parameters())
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_ctc_greedy_merges_repeats_and_drops_blanks() -> None:
+    model = build_omni("tiny")
+    c = model.tokenizer.vocab_size + 1
+    path = [0, ord("A") + 1, ord("A") + 1, 0, ord("A") + 1, ord("7") + 1, 0, 0]  # "A" "A" "7", then padding
+    logp = torch.full((1, len(path), c), -10.0)
+    logp[0, torch.arange(len(path)), torch.tensor(path)] = 0.0
+    assert T.ctc_greedy(model, logp, torch.tensor([6])) == ["AA7"]
+    assert T.ctc_greedy(model, logp, torch.tensor([2])) == ["A"]
+
+
+@pytest.mark.slow
+def test_image_ctc_learns_to_read_and_image_align_keeps_the_vision_encoder_frozen(tmp_path):
+    """A few hundred steps of image-ctc on rendered lines lower its loss well below the start (the
+    column CTC has something to learn), and image-align leaves the encoder as image-ctc left it."""
+    torch.set_num_threads(1)
+    steps = {"text": 1, "image-ctc": 2, "image-align": 2}
+    common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
+    T.train(T.TrainArgs(stages=("text",), **common), progress=False)
+    from model import weights
+
+    before = weights.load(tmp_path).state_dict()
+    T.train(T.TrainArgs(stages=("text", "image-ctc"), **common), progress=False)
+    after_ctc = weights.load(tmp_path).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after_ctc[k])}
+    # (the video encoder shares the vision transformer: the state dict lists it under both names)
+    assert changed and all(k.removeprefix("video.").startswith(T.VISION_ENCODER) for k in changed)
+    T.train(T.TrainArgs(stages=("text", "image-ctc", "image-align"), **common), progress=False)
+    after_align = weights.load(tmp_path).state_dict()
+    assert all(torch.equal(after_align[k], after_ctc[k]) for k in after_ctc
+               if k.removeprefix("video.").startswith(T.VISION_ENCODER + T.AUDIO_ENCODER))
+    assert not torch.equal(after_align["vision.projector.net.1.weight"], after_ctc["vision.projector.net.1.weight"])
+
+
+def test_image_ctc_loss_falls_on_rendered_lines(pools):
+    torch.manual_seed(0)
+    model = build_omni("tiny", seed=0)
+    head = T.ctc_head(model, "image", seed=0, stage_index=8)
+    params = [p for n, p in model.named_parameters() if n.startswith(T.VISION_ENCODER)] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    fixed = [T.make_example(pools, "line", random.Random(i)) for i in range(8)]
+    first = T.ctc_batch_loss(model, head, fixed, "image")[0].item()
+    for _ in range(60):  # fit eight lines
+        loss, _ = T.ctc_batch_loss(model, head, fixed, "image")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
