@@ -341,6 +341,8 @@ def run(cfg: RunConfig) -> RunOutcome:
                     f"{out} already holds task {t.name!r} run with a different task/model config "
                     f"(hash {old.get('config_hash')} != {hashes[t.name]}); use another --out or --overwrite"
                 )
+    if cfg.overwrite and prior is not None and set(prior.get("tasks", {})) <= {t.name for t in tasks}:
+        prior = None  # every task it held runs again: a new run (its own id, creation time and wall time)
     if cfg.overwrite and dist.leader:
         for t in tasks:
             (out / "samples" / f"{t.name}.jsonl").unlink(missing_ok=True)

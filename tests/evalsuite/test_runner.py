@@ -119,6 +119,16 @@ def test_config_mismatch_refuses_then_overwrite_reruns(toy, tmp_path):
     assert results["tasks"]["toy"]["args"]["max_tokens"] == 4 and len(samples["toy"]) == 4
 
 
+def test_a_resumed_run_keeps_its_id_and_a_wholly_overwritten_one_gets_a_new_one(toy, tmp_path):
+    out = tmp_path / "run"
+    cfg = dict(model="mock", tasks=["toy"], out=out, limit=4, quiet=True, report=False)
+    first = run(RunConfig(**cfg)).results["run_id"]
+    assert run(RunConfig(**cfg)).results["run_id"] == first  # resumed: the same run
+    again = run(RunConfig(**cfg, overwrite=True)).results
+    assert again["run_id"] != first  # every task it held ran again: a new run
+    assert load_run(out)[0]["run_id"] == again["run_id"]
+
+
 def test_torn_last_line_is_repaired_on_resume(toy, tmp_path):
     preds = _replay_file(tmp_path)
     out = tmp_path / "run"
