@@ -118,9 +118,8 @@ VISION_ENCODER = ("vision.patch_embed.", "vision.blocks.", "vision.norm.")
 # run's seed): the collapsed audio encoder is replaced rather than trained out of its constant.
 REINIT: dict[str, tuple[str, ...]] = {"audio-ctc": AUDIO_ENCODER, "image-ctc": VISION_ENCODER}
 # Parameters (name prefixes) a stage keeps frozen.
-FROZEN: dict[str, tuple[str, ...]] = {"audio-align": AUDIO_ENCODER, "image-align": VISION_ENCODER + AUDIO_ENCODER,
-                                      "read": VISION_ENCODER + AUDIO_ENCODER,
-                                      "read-more": VISION_ENCODER + AUDIO_ENCODER}
+FROZEN: dict[str, tuple[str, ...]] = {"audio-align": AUDIO_ENCODER,
+                                      **dict.fromkeys(("image-align", "read", "read-more"), VISION_ENCODER + AUDIO_ENCODER)}
 # CTC frames per patch column in `image-ctc`: a column is 8 px, about 1.3 characters of the bitmap
 # font, and CTC needs at least one frame per character (two for a doubled one).
 IMAGE_CTC_FRAMES = 2
@@ -502,19 +501,6 @@ def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[E
     loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
                       torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
     return loss, sum(len(t) for t in targets)
-
-
-def ctc_greedy(model: OmniModel, logp: torch.Tensor, lengths: torch.Tensor) -> list[str]:
-    """Best-path decoding of CTC log-probabilities (B, T, C): argmax, merge repeats, drop blanks."""
-    out = []
-    for row, n in zip(logp.argmax(-1).tolist(), lengths.tolist()):
-        ids, prev = [], 0
-        for j in row[:n]:
-            if j != prev and j != 0:
-                ids.append(j - 1)
-            prev = j
-        out.append(model.tokenizer.decode([i for i in ids if i < 256]))
-    return out
 
 
 # ---- schedule, state ----------------------------------------------------------------------------

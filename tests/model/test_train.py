@@ -288,16 +288,6 @@ def test_image_ctc_reads_the_columns_of_the_vision_encoder_before_its_merge_and_
     assert all(p.grad is None for p in model.lm.parameters())
 
 
-def test_ctc_greedy_merges_repeats_and_drops_blanks() -> None:
-    model = build_omni("tiny")
-    c = model.tokenizer.vocab_size + 1
-    path = [0, ord("A") + 1, ord("A") + 1, 0, ord("A") + 1, ord("7") + 1, 0, 0]  # "A" "A" "7", then padding
-    logp = torch.full((1, len(path), c), -10.0)
-    logp[0, torch.arange(len(path)), torch.tensor(path)] = 0.0
-    assert T.ctc_greedy(model, logp, torch.tensor([6])) == ["AA7"]
-    assert T.ctc_greedy(model, logp, torch.tensor([2])) == ["A"]
-
-
 @pytest.mark.slow
 def test_image_ctc_learns_to_read_and_image_align_keeps_the_vision_encoder_frozen(tmp_path):
     """A few hundred steps of image-ctc on rendered lines lower its loss well below the start (the
