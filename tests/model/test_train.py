@@ -12,7 +12,7 @@ from model import train as T
 from model.omni import build_omni
 from tasks.common import seed_split
 
-SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6}
+SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6, "docqa-wide": 12, "gui-wide": 6}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,19 @@ def test_every_source_draws_train_data_only(pools):
                 paths = {str(p.path) for m in ex.messages for p in m.content if p.type != "text"}
                 assert not paths & eval_ids
                 assert all("/eval/" not in p for p in paths), paths
+
+
+def test_wide_pools_extend_the_narrow_ones_and_answer_like_their_task(pools):
+    """A wide source draws the same task's train questions from a longer pool whose start is the
+    narrow pool (so stages that drew from the narrow one are unchanged)."""
+    for wide, name in T.WIDE_POOLS.items():
+        narrow, more = pools.samples(name), pools.samples(wide)
+        assert len(more) == SMALL_POOLS[wide] > len(narrow)
+        assert [s.id for s in more[: len(narrow)]] == [s.id for s in narrow]
+        ex = T.make_example(pools, wide, random.Random(3))
+        assert ex.source == wide and ex.answer in {T._answer_text(name, x) for x in more}
+        assert ex.media and ex.media[0].kind == "image"
+        assert T.task_of(wide) == name and T.task_of(name) == name
 
 
 def test_steps_are_a_pure_function_of_seed_stage_and_step(pools):
@@ -325,3 +338,19 @@ def test_image_ctc_loss_falls_on_rendered_lines(pools):
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_bench_table_shows_each_stage_and_its_sample_count_when_counts_differ():
+    def ev(stage, step, docqa, n):
+        table = {t: {"primary": "accuracy", "accuracy": 0.25} for t in T.EVAL_TASKS}
+        table["docqa"]["accuracy"] = docqa
+        return {"stage": stage, "global_step": step, "table": table, "n": n, "samples_per_s": 12.0}
+
+    same = T.bench_table({"evals": [ev("text", 10, 0.1, 60), ev("image", 30, 0.2, 60)]})
+    assert same.splitlines()[0] == "| after stage | step | docqa | gui | videoqa | audioqa | samples/s |"
+    assert same.splitlines()[3] == "| image | 30 | 0.200 | 0.250 | 0.250 | 0.250 | 12.0 |"
+    mixed = T.bench_table({"evals": [ev("text", 10, 0.1, 60), ev("read", 50, 0.225, 200)]}).splitlines()
+    assert mixed[0].startswith("| after stage | step | n | docqa |")
+    assert mixed[2].startswith("| text | 10 | 60 | 0.100 |")
+    assert mixed[3] == "| read | 50 | 200 | 0.225 | 0.250 | 0.250 | 0.250 | 12.0 |"
+    assert len({line.count("|") for line in mixed}) == 1
