@@ -1,6 +1,6 @@
 """Which skills a checkpoint has: teacher-forced answer exact match per training source.
 
-    python -m model.probe model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32]
+    python -m model.probe model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
 
 For each source of the curriculum (`model.train.make_example`: the reading bridges, the text forms,
 the media tasks) it builds ``n`` examples the way training does and runs each through the model once.
@@ -79,6 +79,62 @@ def probe(model: Any, pools: Pools, sources: Sequence[str] = DEFAULT_SOURCES, n:
     return out
 
 
+def word_kind(word: str, vocabulary: set[str]) -> str:
+    """``vocab`` (a word of the document generator's vocabulary), ``number`` (digits, one optional
+    decimal point) or ``code`` (anything else: ``K-53``, ``2019-11-16``, ``INV-5475``)."""
+    if word in vocabulary:
+        return "vocab"
+    return "number" if word.replace(".", "", 1).isdigit() else "code"
+
+
+@torch.no_grad()
+def char_accuracy(model: Any, pools: Pools, source: str = "line", n: int = 300,
+                  seed: int = 0) -> dict[str, dict[str, float]]:
+    """Teacher-forced character accuracy on fresh rendered lines (``line`` or ``page-line``), split
+    by character class (``char:digit|letter|other``), by the kind of word a character is in
+    (``word:vocab|number|code``, see `word_kind`), by its place in the word (``vocab:first`` ...
+    ``code:later``), and whole words right (``whole:vocab`` ...): {key: {"acc", "n"}}. A model that
+    reads words from their shape and completes them from the vocabulary scores high on
+    ``vocab:later`` and low on digits and codes; one that copies characters scores alike on all."""
+    from model.train import _vocabulary
+
+    if source not in ("line", "page-line"):
+        raise ValueError(f"char_accuracy reads rendered lines: source 'line' or 'page-line', got {source!r}")
+    vocabulary = set(_vocabulary())
+    tok = model.tokenizer
+    hit: dict[str, int] = {}
+    tot: dict[str, int] = {}
+
+    def count(key: str, ok: bool) -> None:
+        tot[key] = tot.get(key, 0) + 1
+        hit[key] = hit.get(key, 0) + int(ok)
+
+    was_training = model.training
+    model.eval()
+    try:
+        examples = [make_example(pools, source, random.Random(f"chars:{seed}:{source}:{i}")) for i in range(n)]
+        for ex, (row, lab) in zip(examples, encode_rows(model, examples)):
+            labels = torch.tensor(lab, device=row.device)
+            mask = labels >= 0
+            pred = model.lm.lm_head(model.lm.hidden_states(inputs_embeds=row[None])[0][mask]).argmax(-1)
+            ids = tok.encode(ex.answer)
+            if len(ids) != len(ex.answer) or labels[mask][: len(ids)].tolist() != ids:
+                raise ValueError(f"char_accuracy expects one byte-level token per character, got {ex.answer!r}")
+            ok = (pred[: len(ids)] == labels[mask][: len(ids)]).tolist()
+            pos = 0
+            for word in ex.answer.split(" "):
+                kind = word_kind(word, vocabulary)
+                for j, ch in enumerate(word):
+                    cls = "digit" if ch.isdigit() else "letter" if ch.isalpha() else "other"
+                    for key in (f"char:{cls}", f"word:{kind}", f"{kind}:{'first' if j == 0 else 'later'}"):
+                        count(key, ok[pos + j])
+                count(f"whole:{kind}", all(ok[pos: pos + len(word)]))
+                pos += len(word) + 1
+    finally:
+        model.train(was_training)
+    return {k: {"acc": hit[k] / tot[k], "n": float(tot[k])} for k in sorted(tot)}
+
+
 # media kind -> the training source whose examples carry it
 SPREAD_SOURCES: dict[str, str] = {"image": "docqa", "video": "videoqa", "audio": "audioqa"}
 
@@ -124,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sources", default=",".join(DEFAULT_SOURCES))
     p.add_argument("--n", type=int, default=32, help="examples per source")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--chars", type=int, default=0, metavar="N",
+                   help="also: character accuracy on N fresh rendered lines by character class and word kind")
     a = p.parse_args(argv)
     known = {s for mix in STAGES.values() for s in mix}
     sources = [s for s in a.sources.split(",") if s]
@@ -139,8 +197,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pools = Pools(model.config)
     result = probe(model, pools, sources, a.n)
     spread = encoder_spread(model, pools)
+    chars = char_accuracy(model, pools, "line", a.chars) if a.chars > 0 else {}
     if a.json:
-        print(json.dumps({"sources": result, "encoders": spread}, indent=1))
+        print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {})}, indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
     for src, r in result.items():
@@ -148,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n{'encoder':14s} {'spread':>9s} {'rms':>9s}   (spread near 0: the same tokens for every input)")
     for kind, r in spread.items():
         print(f"{kind:14s} {r['spread']:9.4f} {r['rms']:9.3f}")
+    if chars:
+        print(f"\n{'fresh lines':14s} {'char acc':>9s} {'n':>7s}   (teacher-forced, {a.chars} lines)")
+        for key, r in chars.items():
+            print(f"{key:14s} {r['acc']:9.3f} {int(r['n']):7d}")
     return 0
 
 

@@ -93,3 +93,51 @@ def test_cli_names_a_missing_checkpoint_in_one_line(tmp_path, capsys):
         P.main([str(tmp_path / "nowhere")])
     err = capsys.readouterr().err.strip().splitlines()
     assert "no omni checkpoint at" in err[-1] and "config.json" in err[-1]
+
+
+def test_word_kind_tells_vocabulary_words_numbers_and_codes():
+    vocab = {"PEAR", "TOTAL"}
+    assert P.word_kind("PEAR", vocab) == "vocab"
+    assert [P.word_kind(w, vocab) for w in ("4296", "25.21", "1.2.3", "K-53", "2019-11-16", "pear")] == \
+        ["number", "number", "code", "code", "code", "code"]
+
+
+def test_char_accuracy_counts_every_character_and_blames_the_wrong_ones(monkeypatch):
+    """An lm_head that returns the label itself, except a wrong token wherever the label is a digit:
+    digits score 0, everything else 1, and the counts are the lines' characters."""
+    model = build_omni("tiny").eval()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    examples = [T.make_example(pools, "line", random.Random(f"chars:0:line:{i}")) for i in range(6)]
+    labels = [lab for _, lab in T.encode_rows(model, examples)]
+    vocab = model.config.backbone.vocab_size
+    digit_ids = set(model.tokenizer.encode("0123456789"))
+    calls = []
+
+    def hidden_states(inputs_embeds):
+        calls.append(inputs_embeds.shape[1])
+        t = inputs_embeds.shape[1]
+        return torch.stack([torch.full((t,), len(calls) - 1.0), torch.arange(t, dtype=torch.float)], -1)[None]
+
+    class DigitBlind(torch.nn.Module):
+        def forward(self, h):
+            ids = []
+            for r, k in h.tolist():
+                y = max(0, labels[int(r)][int(k)])
+                ids.append(ord("x") if y in digit_ids else y)
+            return torch.nn.functional.one_hot(torch.tensor(ids), vocab).float()
+
+    monkeypatch.setattr(model.lm, "hidden_states", hidden_states)
+    monkeypatch.setattr(model.lm, "lm_head", DigitBlind())
+    out = P.char_accuracy(model, pools, "line", n=6)
+    text = "".join(e.answer.replace(" ", "") for e in examples)
+    n_digits = sum(c.isdigit() for c in text)
+    assert n_digits > 0
+    assert out["char:digit"] == {"acc": 0.0, "n": float(n_digits)}
+    assert out["char:letter"] == {"acc": 1.0, "n": float(sum(c.isalpha() for c in text))}
+    assert sum(r["n"] for k, r in out.items() if k.startswith("char:")) == len(text)
+    words = [w for e in examples for w in e.answer.split(" ")]
+    assert sum(r["n"] for k, r in out.items() if k.startswith("whole:")) == len(words)
+    if "whole:number" in out:
+        assert out["whole:number"]["acc"] == 0.0
+    with pytest.raises(ValueError, match="source 'line' or 'page-line'"):
+        P.char_accuracy(model, pools, "docqa", n=1)
