@@ -150,6 +150,8 @@ WIDE_POOLS: dict[str, str] = {"docqa-wide": "docqa", "gui-wide": "gui"}
 def task_of(source: str) -> str:
     """The task a pool or task source draws from (``docqa-wide`` -> ``docqa``)."""
     return WIDE_POOLS.get(source, source)
+
+
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
 
