@@ -22,7 +22,7 @@ import argparse
 import json
 import random
 import sys
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -52,6 +52,14 @@ def answer_hits(pred: torch.Tensor, labels: torch.Tensor) -> list[bool]:
     return hits
 
 
+def teacher_forced(model: Any, examples: Sequence[Any]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Per example, the model's argmax at every position given the true prefix and the labels
+    (both 1-D, one per position; labels < 0 where no loss is taken). Call under ``no_grad``."""
+    for row, lab in encode_rows(model, examples):
+        hidden = model.lm.hidden_states(inputs_embeds=row[None])[0]
+        yield model.lm.lm_head(hidden).argmax(-1), torch.tensor(lab, device=row.device)
+
+
 @torch.no_grad()
 def probe(model: Any, pools: Pools, sources: Sequence[str] = DEFAULT_SOURCES, n: int = 32,
           seed: int = 0) -> dict[str, dict[str, float]]:
@@ -64,10 +72,7 @@ def probe(model: Any, pools: Pools, sources: Sequence[str] = DEFAULT_SOURCES, n:
             examples = [make_example(pools, src, random.Random(f"probe:{seed}:{src}:{i}")) for i in range(n)]
             hits: list[bool] = []
             right = total = 0
-            for row, lab in encode_rows(model, examples):
-                labels = torch.tensor(lab, device=row.device)
-                hidden = model.lm.hidden_states(inputs_embeds=row[None])[0]
-                pred = model.lm.lm_head(hidden).argmax(-1)
+            for pred, labels in teacher_forced(model, examples):
                 mask = labels >= 0
                 right += int((pred[mask] == labels[mask]).sum())
                 total += int(mask.sum())
@@ -113,14 +118,13 @@ def char_accuracy(model: Any, pools: Pools, source: str = "line", n: int = 300,
     model.eval()
     try:
         examples = [make_example(pools, source, random.Random(f"chars:{seed}:{source}:{i}")) for i in range(n)]
-        for ex, (row, lab) in zip(examples, encode_rows(model, examples)):
-            labels = torch.tensor(lab, device=row.device)
+        for ex, (pred, labels) in zip(examples, teacher_forced(model, examples)):
             mask = labels >= 0
-            pred = model.lm.lm_head(model.lm.hidden_states(inputs_embeds=row[None])[0][mask]).argmax(-1)
             ids = tok.encode(ex.answer)
-            if len(ids) != len(ex.answer) or labels[mask][: len(ids)].tolist() != ids:
+            answer = labels[mask][: len(ids)]
+            if len(ids) != len(ex.answer) or answer.tolist() != ids:
                 raise ValueError(f"char_accuracy expects one byte-level token per character, got {ex.answer!r}")
-            ok = (pred[: len(ids)] == labels[mask][: len(ids)]).tolist()
+            ok = (pred[mask][: len(ids)] == answer).tolist()
             pos = 0
             for word in ex.answer.split(" "):
                 kind = word_kind(word, vocabulary)
@@ -183,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--chars", type=int, default=0, metavar="N",
                    help="also: character accuracy on N fresh rendered lines by character class and word kind")
     a = p.parse_args(argv)
+    if a.chars < 0:
+        p.error(f"--chars expects a count of lines >= 0, got {a.chars}")
     known = {s for mix in STAGES.values() for s in mix}
     sources = [s for s in a.sources.split(",") if s]
     bad = [s for s in sources if s not in known]

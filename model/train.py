@@ -625,11 +625,16 @@ def evaluate(out: Path, tag: str, n: int, tasks: Sequence[str] = EVAL_TASKS, mod
     return table
 
 
+def eval_counts(history: dict[str, Any]) -> set[Any]:
+    """The eval sample counts of the history's per-stage evaluations (None where one was not
+    recorded): more than one means the table shows them per row."""
+    return {e.get("n") for e in history.get("evals", [])}
+
+
 def bench_table(history: dict[str, Any]) -> str:
     """Markdown: one row per evaluated stage, one column per task (primary metric)."""
     evals = history.get("evals", [])
-    counts = {e.get("n") for e in evals}
-    with_n = len(counts) > 1  # the evaluation sample count changed between stages: show it per row
+    with_n = len(eval_counts(history)) > 1  # the sample count changed between stages: show it per row
     lines = ["| after stage | step | " + ("n | " if with_n else "") + " | ".join(EVAL_TASKS) + " | samples/s |",
              "|---|---:|" + ("---:|" if with_n else "") + "---:|" * len(EVAL_TASKS) + "---:|"]
     for e in evals:
@@ -761,9 +766,9 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
 def write_bench(history: dict[str, Any], args: TrainArgs) -> None:
     from bench.report import ROOT, device_line, update
 
-    counts = sorted({int(e.get("n", args.eval_n)) for e in history.get("evals", [])}) or [args.eval_n]
-    samples = (f"{counts[0]} samples" if len(counts) == 1 else
-               "samples per stage in the n column")
+    counts = eval_counts(history)
+    samples = ("samples per stage in the n column" if len(counts) > 1
+               else f"{next(iter(counts), None) or args.eval_n} samples")
     body = (f"Per-stage evaluation of the trained `{args.preset}` model (`bf16`, each task's eval split, "
             f"{samples}, primary metric), {time.strftime('%Y-%m-%d')}, {device_line()}; "
             f"command: `python -m model.train --bench` (`make train`), steps {args.steps}, batch {args.batch}.\n\n"

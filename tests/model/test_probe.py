@@ -141,3 +141,9 @@ def test_char_accuracy_counts_every_character_and_blames_the_wrong_ones(monkeypa
         assert out["whole:number"]["acc"] == 0.0
     with pytest.raises(ValueError, match="source 'line' or 'page-line'"):
         P.char_accuracy(model, pools, "docqa", n=1)
+
+
+def test_cli_rejects_a_negative_line_count(capsys):
+    with pytest.raises(SystemExit):
+        P.main(["model/checkpoints/tiny", "--chars", "-3"])
+    assert "--chars expects a count of lines >= 0, got -3" in capsys.readouterr().err
