@@ -1,6 +1,7 @@
 """Which skills a checkpoint has: teacher-forced answer exact match per training source.
 
     python -m model.probe model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
+                                                 [--ctc 3000]
 
 For each source of the curriculum (`model.train.make_example`: the reading bridges, the text forms,
 the media tasks) it builds ``n`` examples the way training does and runs each through the model once.
@@ -9,7 +10,9 @@ true prefix: for an example's first answer that is exactly when greedy decoding 
 follow-up answers see the true earlier ones. It is much cheaper than a harness run and separates the
 skills a task needs — a model that cannot answer ``text:docqa`` (the document given as text) cannot
 answer ``docqa`` whatever its vision encoder reads. `encoder_spread` checks the other half: whether
-each media encoder's tokens still depend on its input.
+each media encoder's tokens still depend on its input, and `ctc_readout` how much of a line of
+random characters a linear head can read off the frozen vision encoder (the encoder's share of a
+reading failure, apart from the projector's and the LM's).
 
 The examples come from the tasks' ``train`` split (like everything training sees; the harness's eval
 split stays unseen), drawn with their own seeds; the pools are large enough that a tiny model has not
@@ -139,6 +142,68 @@ def char_accuracy(model: Any, pools: Pools, source: str = "line", n: int = 300,
     return {k: {"acc": hit[k] / tot[k], "n": float(tot[k])} for k in sorted(tot)}
 
 
+def ctc_greedy(frames: Sequence[int]) -> list[int]:
+    """Greedy CTC decoding of per-frame argmax classes (blank = 0, class k + 1 = token k): repeats
+    merge, blanks drop, a blank between two equal classes keeps both."""
+    out: list[int] = []
+    prev = 0
+    for c in frames:
+        if c != prev and c != 0:
+            out.append(c - 1)
+        prev = c
+    return out
+
+
+def matched_chars(target: str, text: str) -> int:
+    """Characters of ``target`` that ``text`` reproduces in order (difflib's matching blocks)."""
+    import difflib
+
+    return sum(b.size for b in difflib.SequenceMatcher(None, target, text, autojunk=False).get_matching_blocks())
+
+
+def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int = 3000, n: int = 300,
+                seed: int = 0, batch: int = 32, lr: float = 3e-3) -> dict[str, float]:
+    """What the frozen vision encoder carries about a rendered line, without the projector and the LM:
+    a fresh linear CTC head (`model.train.ctc_head` over `column_ctc_logits`) is fitted for ``steps``
+    steps on ``source`` lines, then ``n`` fresh lines are decoded greedily. {"char_acc": matched
+    characters / target characters (`matched_chars`), "exact": whole lines right, "n", "steps"}.
+    The model's weights are left as they were."""
+    from model.train import column_ctc_logits, ctc_batch_loss, ctc_head
+
+    if source not in ("line", "char-line"):
+        raise ValueError(f"ctc_readout reads lines alone on their canvas: source 'line' or 'char-line', got {source!r}")
+    was_training = model.training
+    grads = {p: p.requires_grad for p in model.parameters()}
+    model.eval()
+    try:
+        for p in grads:
+            p.requires_grad_(False)
+        head = ctc_head(model, "image", seed, 1_000_003)
+        opt = torch.optim.AdamW(head.parameters(), lr=lr)
+        for step in range(steps):
+            examples = [make_example(pools, source, random.Random(f"ctc:{seed}:{step}:{i}")) for i in range(batch)]
+            loss, _ = ctc_batch_loss(model, head, examples, "image")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        matched = total = exact = 0
+        with torch.no_grad():
+            examples = [make_example(pools, source, random.Random(f"ctc-eval:{seed}:{i}")) for i in range(n)]
+            for k in range(0, n, batch):
+                chunk = examples[k: k + batch]
+                logp, lengths = column_ctc_logits(model, head, [ex.media[0].pixels for ex in chunk])
+                for ex, lp, length in zip(chunk, logp, lengths.tolist()):
+                    text = model.tokenizer.decode(ctc_greedy(lp[:length].argmax(-1).tolist()))
+                    matched += matched_chars(ex.answer, text)
+                    total += len(ex.answer)
+                    exact += text == ex.answer
+    finally:
+        for p, g in grads.items():
+            p.requires_grad_(g)
+        model.train(was_training)
+    return {"char_acc": matched / max(1, total), "exact": exact / max(1, n), "n": float(n), "steps": float(steps)}
+
+
 # media kind -> the training source whose examples carry it
 SPREAD_SOURCES: dict[str, str] = {"image": "docqa", "video": "videoqa", "audio": "audioqa"}
 
@@ -186,9 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--chars", type=int, default=0, metavar="N",
                    help="also: character accuracy on N fresh rendered lines by character class and word kind")
+    p.add_argument("--ctc", type=int, default=0, metavar="STEPS",
+                   help="also: fit a linear CTC head on the frozen vision encoder for STEPS steps on "
+                        "random-character lines and report how much of 300 fresh ones it reads")
     a = p.parse_args(argv)
     if a.chars < 0:
         p.error(f"--chars expects a count of lines >= 0, got {a.chars}")
+    if a.ctc < 0:
+        p.error(f"--ctc expects a count of steps >= 0, got {a.ctc}")
     known = {s for mix in STAGES.values() for s in mix}
     sources = [s for s in a.sources.split(",") if s]
     bad = [s for s in sources if s not in known]
@@ -204,8 +274,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = probe(model, pools, sources, a.n)
     spread = encoder_spread(model, pools)
     chars = char_accuracy(model, pools, "line", a.chars) if a.chars > 0 else {}
+    ctc = ctc_readout(model, pools, "char-line", a.ctc) if a.ctc > 0 else {}
     if a.json:
-        print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {})}, indent=1))
+        print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {}),
+                          **({"ctc": ctc} if ctc else {})}, indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
     for src, r in result.items():
@@ -217,6 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{'fresh lines':14s} {'char acc':>9s} {'n':>7s}   (teacher-forced, {a.chars} lines)")
         for key, r in chars.items():
             print(f"{key:14s} {r['acc']:9.3f} {int(r['n']):7d}")
+    if ctc:
+        print(f"\nvision encoder, linear CTC head fitted {a.ctc} steps on char-line: "
+              f"char acc {ctc['char_acc']:.3f}, exact lines {ctc['exact']:.3f} ({int(ctc['n'])} fresh lines)")
     return 0
 
 

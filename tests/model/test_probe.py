@@ -147,3 +147,61 @@ def test_cli_rejects_a_negative_line_count(capsys):
     with pytest.raises(SystemExit):
         P.main(["model/checkpoints/tiny", "--chars", "-3"])
     assert "--chars expects a count of lines >= 0, got -3" in capsys.readouterr().err
+
+
+def test_ctc_greedy_merges_repeats_drops_blanks_and_keeps_doubles():
+    assert P.ctc_greedy([0, 5, 5, 0, 5, 3, 3, 0, 0, 7]) == [4, 4, 2, 6]
+    assert P.ctc_greedy([]) == [] and P.ctc_greedy([0, 0, 0]) == []
+    assert P.matched_chars("AB12", "AB12") == 4 and P.matched_chars("AB12", "A12") == 3
+    assert P.matched_chars("AB", "") == 0 and P.matched_chars("AB", "xxABxx") == 2
+
+
+@pytest.mark.parametrize("blind", [False, True])
+def test_ctc_readout_scores_an_oracle_encoder_and_one_blind_to_digits(monkeypatch, blind):
+    """Column log-probabilities that spell each line (or the line without its digits) score 1.0, or
+    exactly the share of non-digit characters, and no whole line with a digit in it."""
+    model = build_omni("tiny").eval()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    n = 8
+    examples = [T.make_example(pools, "char-line", random.Random(f"ctc-eval:0:{i}")) for i in range(n)]
+    answer_of = {float(ex.media[0].pixels.sum()): ex.answer for ex in examples}
+    c = model.tokenizer.vocab_size + 1
+
+    def fake_logits(model_, head, pixels):
+        seqs = []
+        for px in pixels:
+            text = answer_of[float(px.sum())]
+            if blind:
+                text = "".join(ch for ch in text if not ch.isdigit())
+            frames = [k for t in model.tokenizer.encode(text) for k in (t + 1, 0)] or [0]
+            seqs.append(torch.nn.functional.one_hot(torch.tensor(frames), c).float().log_softmax(-1))
+        t = max(len(x) for x in seqs)
+        return (torch.stack([torch.nn.functional.pad(x, (0, 0, 0, t - len(x))) for x in seqs]),
+                torch.tensor([len(x) for x in seqs]))
+
+    monkeypatch.setattr(T, "column_ctc_logits", fake_logits)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = P.ctc_readout(model, pools, "char-line", steps=0, n=n, batch=3)
+    text = "".join(ex.answer for ex in examples)
+    share = 1 - sum(ch.isdigit() for ch in text) / len(text) if blind else 1.0
+    assert out["char_acc"] == pytest.approx(share)
+    assert out["exact"] == (sum(not any(ch.isdigit() for ch in ex.answer) for ex in examples) / n if blind else 1.0)
+    assert out["n"] == n and all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="source 'line' or 'char-line'"):
+        P.ctc_readout(model, pools, "docqa", steps=0, n=1)
+
+
+def test_ctc_readout_fits_its_head_without_touching_the_model():
+    model = build_omni("tiny").train()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = P.ctc_readout(model, pools, "char-line", steps=2, n=3, batch=2)
+    assert 0.0 <= out["char_acc"] <= 1.0 and out["steps"] == 2.0
+    assert model.training and all(p.requires_grad for p in model.parameters())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_cli_rejects_a_negative_ctc_step_count(capsys):
+    with pytest.raises(SystemExit):
+        P.main(["model/checkpoints/tiny", "--ctc", "-1"])
+    assert "--ctc expects a count of steps >= 0, got -1" in capsys.readouterr().err

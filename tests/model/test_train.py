@@ -60,6 +60,25 @@ def test_wide_pools_extend_the_narrow_ones_and_answer_like_their_task(pools):
         assert T.task_of(wide) == name and T.task_of(name) == name
 
 
+def test_char_line_is_random_characters_rendered_and_read_back(pools):
+    """`char-line` renders 1-3 "words" of 2-7 characters from `CHAR_LINE_CHARS` (no vocabulary to
+    guess from) on a small canvas, and its answer is exactly that text."""
+    texts = []
+    for i in range(40):
+        ex = T.make_example(pools, "char-line", random.Random(f"c{i}"))
+        assert ex.source == "char-line" and ex.media[0].kind == "image"
+        words = ex.answer.split(" ")
+        assert 1 <= len(words) <= 3 and all(2 <= len(w) <= 7 for w in words), ex.answer
+        assert set(ex.answer) <= set(T.CHAR_LINE_CHARS) | {" "}
+        w, h = ex.media[0].info["size"]
+        assert h < 40  # a line's own canvas, not a page
+        texts.append(ex.answer)
+    assert len(set(texts)) == len(texts)
+    assert not set(" ".join(texts).split()) & set(T._vocabulary())
+    again = T.make_example(pools, "char-line", random.Random("c0"))
+    assert again.answer == texts[0]
+
+
 def test_steps_are_a_pure_function_of_seed_stage_and_step(pools):
     a = T.step_examples(pools, 0, 1, 7, "image", 100, 8)
     b = T.step_examples(pools, 0, 1, 7, "image", 100, 8)
@@ -322,6 +341,34 @@ def test_image_ctc_learns_to_read_and_image_align_keeps_the_vision_encoder_froze
     assert all(torch.equal(after_align[k], after_ctc[k]) for k in after_ctc
                if k.removeprefix("video.").startswith(T.VISION_ENCODER + T.AUDIO_ENCODER))
     assert not torch.equal(after_align["vision.projector.net.1.weight"], after_ctc["vision.projector.net.1.weight"])
+
+
+@pytest.mark.slow
+def test_continued_encoder_stage_fits_its_head_first_then_moves_the_encoder_it_was_given(tmp_path, monkeypatch):
+    """image-ctc-chars keeps the trained encoder (no re-initialisation) and leaves it untouched for
+    its `HEAD_WARMUP` steps, while the new head learns; after them only the encoder moves."""
+    torch.set_num_threads(1)
+    monkeypatch.setitem(T.HEAD_WARMUP, "image-ctc-chars", 2)
+    from model import weights
+
+    def run(out, n):
+        common = dict(out=str(out), steps={"text": 1, "image-ctc-chars": n}, batch=2, eval_n=0,
+                      pool_sizes=SMALL_POOLS, save_every=100)
+        T.train(T.TrainArgs(stages=("text",), **common), progress=False)
+        before = weights.load(out).state_dict()
+        # a re-initialising stage would copy these other values in: none may show up
+        with monkeypatch.context() as m:
+            m.setattr(T, "build_omni", lambda *a, seed=0, **kw: build_omni(*a, seed=seed + 123, **kw))
+            T.train(T.TrainArgs(stages=("text", "image-ctc-chars"), **common), progress=False)
+        return before, weights.load(out).state_dict()
+
+    before, after = run(tmp_path / "a", 2)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    before, after = run(tmp_path / "b", 4)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.removeprefix("video.").startswith(T.VISION_ENCODER) for k in changed)
+    k = "vision.blocks.0.attn.qkv.weight"
+    assert 0 < (after[k] - before[k]).abs().max() < 0.01
 
 
 def test_image_ctc_loss_falls_on_rendered_lines(pools):
