@@ -131,7 +131,9 @@ STAGES["read-wide"] = {"line": (4, 1), "page-line": (2, 1), "docqa-wide": (3, 6)
 # at 0.71 (3,000 steps), and 4,000 more steps training the encoder with that head took it to 0.82.
 # `image-ctc-chars` does that (`char-line`: no word to guess, every character must be read), then
 # `read-chars` re-aligns the projector and the LM to the moved encoder on the same lines, with docqa
-# and gui from the wide pools.
+# and gui from the wide pools. Measured on the run (`--ctc 3000`, 200 eval samples): the linear head
+# read 0.71 -> 0.88 of the characters; digits 0.57 -> 0.79; docqa 0.225 -> 0.320 (0.045 between the
+# two stages, before the LM had re-aligned).
 STAGES["image-ctc-chars"] = {"char-line": (3, 3), "line": (1, 1)}
 STAGES["read-chars"] = {"char-line": (4, 2), "line": (1, 1), "page-line": (1, 1), "docqa-wide": (3, 5),
                         "gui-wide": (1, 1.5), "audioqa": (1.5, 1.5), "videoqa": (0.5, 0.5),
