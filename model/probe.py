@@ -178,7 +178,7 @@ def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int 
     try:
         for p in grads:
             p.requires_grad_(False)
-        head = ctc_head(model, "image", seed, 1_000_003)
+        head = ctc_head(model, "image", seed, 1_000_003)  # a stage index no run has: no stage's head
         opt = torch.optim.AdamW(head.parameters(), lr=lr)
         for step in range(steps):
             examples = [make_example(pools, source, random.Random(f"ctc:{seed}:{step}:{i}")) for i in range(batch)]
