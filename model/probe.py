@@ -1,7 +1,7 @@
 """Which skills a checkpoint has: teacher-forced answer exact match per training source.
 
     python -m model.probe model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
-                                                 [--ctc 3000]
+                                                 [--ctc 3000] [--text-form 200]
 
 For each source of the curriculum (`model.train.make_example`: the reading bridges, the text forms,
 the media tasks) it builds ``n`` examples the way training does and runs each through the model once.
@@ -12,7 +12,11 @@ skills a task needs — a model that cannot answer ``text:docqa`` (the document 
 answer ``docqa`` whatever its vision encoder reads. `encoder_spread` checks the other half: whether
 each media encoder's tokens still depend on its input, and `ctc_readout` how much of a line of
 random characters a linear head can read off the frozen vision encoder (the encoder's share of a
-reading failure, apart from the projector's and the LM's).
+reading failure, apart from the projector's and the LM's). `text_form_scores` (``--text-form N``) is
+the LM's share: the tasks' *eval* questions answered, greedily through the harness's backend and
+scored by each task's own rule, with the media replaced by its text form (a document's text, a
+screen's element list, a video's event log, a transcript) — what the model would score if it
+perceived perfectly.
 
 The examples come from the tasks' ``train`` split (like everything training sees; the harness's eval
 split stays unseen), drawn with their own seeds; the pools are large enough that a tiny model has not
@@ -29,7 +33,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from model.train import STAGES, Pools, encode_rows, make_example
+from model.train import EVAL_TASKS, STAGES, Pools, _media_kind, _question_text, encode_rows, make_example
 
 DEFAULT_SOURCES: tuple[str, ...] = ("line", "page-line", "transcribe", "docqa", "gui", "videoqa", "audioqa",
                                     "text:docqa", "text:gui", "text:videoqa", "text:audioqa")
@@ -243,6 +247,51 @@ def encoder_spread(model: Any, pools: Pools, n: int = 4, seed: int = 0) -> dict[
     return out
 
 
+def text_form_request(task: Any, sample: Any) -> Any:
+    """The task's request for ``sample`` with its media replaced by the media's text form, prompted as
+    the text stages of training prompt it (`model.train.text_example`); None for a sample whose text
+    form is blank (a clip of beeps has no words)."""
+    import dataclasses
+
+    from evalsuite.types import user
+    from tasks.common import text_form_prompt
+
+    form = str(sample.metadata.get("text_form") or "")
+    if not form.strip():
+        return None
+    prompt = text_form_prompt(_media_kind(sample), form, _question_text(sample))
+    return dataclasses.replace(task.request(sample), messages=[user(prompt)], media={})
+
+
+def text_form_scores(backend: Any, tasks: Sequence[str] = EVAL_TASKS, n: int = 200,
+                     batch: int = 16) -> dict[str, dict[str, float]]:
+    """Per task, the first ``n`` eval-split questions answered by ``backend`` from their text forms
+    (`text_form_request`) and scored by the task: {task: {"accuracy", "n", "no_text_form",
+    "category:<c>" ...}} (the category breakdown where the task's samples have one). A backend
+    error scores 0 for that sample."""
+    import evalsuite.catalog  # noqa: F401  (registers the built-in tasks)
+    from evalsuite.registry import TASKS
+
+    out: dict[str, dict[str, float]] = {}
+    for name in tasks:
+        task = TASKS.get(name)(split="eval", n=n)
+        pairs = [(s, text_form_request(task, s)) for s in task.samples() if s.error is None]
+        kept = [(s, r) for s, r in pairs if r is not None]
+        by_cat: dict[str, list[float]] = {}
+        scores: list[float] = []
+        for i in range(0, len(kept), batch):
+            chunk = kept[i: i + batch]
+            for (s, _), resp in zip(chunk, backend.generate([r for _, r in chunk])):
+                score = 0.0 if getattr(resp, "error", None) else float(task.score(s, resp.text)["score"])
+                scores.append(score)
+                if s.metadata.get("category") is not None:
+                    by_cat.setdefault(str(s.metadata["category"]), []).append(score)
+        out[name] = {"accuracy": sum(scores) / len(scores) if scores else float("nan"), "n": float(len(scores)),
+                     "no_text_form": float(len(pairs) - len(kept)),
+                     **{f"category:{c}": sum(v) / len(v) for c, v in sorted(by_cat.items())}}
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.probe", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a directory written by model.weights.save")
@@ -254,11 +303,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ctc", type=int, default=0, metavar="STEPS",
                    help="also: fit a linear CTC head on the frozen vision encoder for STEPS steps on "
                         "random-character lines and report how much of 300 fresh ones it reads")
+    p.add_argument("--text-form", type=int, default=0, metavar="N",
+                   help="also: the first N eval questions of each task answered (bf16, greedy) from the "
+                        "media's text form instead of the media, scored by the task")
     a = p.parse_args(argv)
     if a.chars < 0:
         p.error(f"--chars expects a count of lines >= 0, got {a.chars}")
     if a.ctc < 0:
         p.error(f"--ctc expects a count of steps >= 0, got {a.ctc}")
+    if a.text_form < 0:
+        p.error(f"--text-form expects a count of questions >= 0, got {a.text_form}")
     known = {s for mix in STAGES.values() for s in mix}
     sources = [s for s in a.sources.split(",") if s]
     bad = [s for s in sources if s not in known]
@@ -275,9 +329,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     spread = encoder_spread(model, pools)
     chars = char_accuracy(model, pools, "line", a.chars) if a.chars > 0 else {}
     ctc = ctc_readout(model, pools, "char-line", a.ctc) if a.ctc > 0 else {}
+    text_form: dict[str, dict[str, float]] = {}
+    if a.text_form > 0:
+        from evalsuite.backends.reference import ReferenceBackend, using_checkpoint
+
+        with using_checkpoint(a.checkpoint):
+            backend = ReferenceBackend("bf16")
+            try:
+                text_form = text_form_scores(backend, EVAL_TASKS, a.text_form)
+            finally:
+                backend.close()
     if a.json:
         print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {}),
-                          **({"ctc": ctc} if ctc else {})}, indent=1))
+                          **({"ctc": ctc} if ctc else {}), **({"text_form": text_form} if text_form else {})},
+                         indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
     for src, r in result.items():
@@ -292,6 +357,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctc:
         print(f"\nvision encoder, linear CTC head fitted {a.ctc} steps on char-line: "
               f"char acc {ctc['char_acc']:.3f}, exact lines {ctc['exact']:.3f} ({int(ctc['n'])} fresh lines)")
+    if text_form:
+        print(f"\n{'text form':20s} {'accuracy':>9s} {'n':>7s}   (eval questions, the media given as text, bf16)")
+        for name, r in text_form.items():
+            print(f"{name:20s} {r['accuracy']:9.3f} {int(r['n']):7d}")
+            for key, v in r.items():
+                if key.startswith("category:"):
+                    print(f"  {key[9:]:18s} {v:9.3f}")
     return 0
 
 

@@ -371,6 +371,49 @@ def build_screen(seed: int, difficulty: str = "default") -> Screen:
     return Screen(platform, b.canvas, b.elements, _pick(rng, b.elements, p.targets), font_name)
 
 
+SCATTER_KINDS = ("button", "icon", "field", "checkbox", "link", "menu")
+
+
+def scatter_screen(seed: int, widgets: int, platform: str | None = None) -> Screen:
+    """Up to ``widgets`` widgets of the default screens (`SCATTER_KINDS`, their fonts, sizes and
+    colours) placed one by one at random, not overlapping, on an otherwise empty screen of the
+    default sizes; every one is a target. Training's grounding bridge (one button first, then full
+    layouts), as a line placed at random on a page is reading's; a pure function of its arguments."""
+    if widgets < 1:
+        raise ValueError(f"scatter_screen expects widgets >= 1, got {widgets}")
+    p = PROFILES["default"]
+    rng = random.Random(f"gui-scatter:{seed}:{widgets}")
+    platform = platform or rng.choice(PLATFORMS)
+    if platform not in PLATFORMS:
+        raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
+    w, h = rng.choice(p.sizes[platform])
+    dark = rng.random() < 0.25
+    panel: Color = (40, 42, 48) if dark else rng.choice([(255, 255, 255), (246, 246, 246), (240, 244, 250)])
+    ink: Color = (230, 230, 230) if dark else (20, 20, 20)
+    accent: Color = rng.choice([(53, 132, 228), (38, 162, 105), (192, 28, 40), (129, 61, 156), (99, 69, 44)])
+    b = _Builder(rng, Canvas(w, h, panel), bitmap_font(), p, ink, panel, accent)
+    row_h, gap = b.lh + 6, 2
+    boxes: list[tuple[int, int, int, int]] = []
+    for _ in range(widgets):
+        kind = rng.choice(SCATTER_KINDS)
+        name = b.name(kind)
+        if name is None:
+            continue
+        icon = min(row_h, rng.randint(*p.icon))
+        ww = b.width(kind, name, icon)
+        for _try in range(20):
+            x, y = rng.randint(gap, max(gap, w - ww - gap)), rng.randint(gap, max(gap, h - row_h - gap))
+            box = (x - gap, y - gap, x + ww + gap, y + row_h + gap)
+            if x + ww <= w and all(box[2] <= o[0] or o[2] <= box[0] or box[3] <= o[1] or o[3] <= box[1] for o in boxes):
+                boxes.append(box)
+                b.place(kind, name, x, y, row_h, icon)
+                break
+        else:
+            b.used.discard(name)
+    targets = [e for e in b.elements if e.target]
+    return Screen(platform, b.canvas, b.elements, targets, "bitmap-6x11")
+
+
 def _pick(rng: random.Random, elements: list[Element], k: int) -> list[Element]:
     """Up to ``k`` targets, alternating text and icon elements so both types are asked about."""
     pools = {t: [e for e in elements if e.target and e.ui_type == t] for t in ("text", "icon")}

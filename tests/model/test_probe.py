@@ -205,3 +205,47 @@ def test_cli_rejects_a_negative_ctc_step_count(capsys):
     with pytest.raises(SystemExit):
         P.main(["model/checkpoints/tiny", "--ctc", "-1"])
     assert "--ctc expects a count of steps >= 0, got -1" in capsys.readouterr().err
+
+
+def test_text_form_request_replaces_the_media_with_its_text_form_and_keeps_the_choices():
+    import evalsuite.catalog  # noqa: F401
+    from evalsuite.registry import TASKS
+
+    task = TASKS.get("videoqa")(split="eval", n=2)
+    sample = next(iter(task.samples()))
+    req = P.text_form_request(task, sample)
+    (message,) = req.messages
+    assert [p.type for p in message.content] == ["text"]
+    text = message.content[0].text
+    assert text.startswith("Events in the video:\n" + sample.metadata["text_form"])
+    assert text.endswith(T._question_text(sample))
+    assert req.choices == sample.choices and req.media == {} and req.task == "videoqa"
+    blank = sample.__class__(**{**sample.__dict__, "metadata": {**sample.metadata, "text_form": "  "}})
+    assert P.text_form_request(task, blank) is None
+
+
+class _Answering:
+    """A backend that answers each request with ``answer(sample)`` for the sample of its id."""
+
+    def __init__(self, samples, answer):
+        self.by_id, self.answer, self.seen = {s.id: s for s in samples}, answer, []
+
+    def generate(self, requests):
+        from evalsuite.types import Response
+
+        self.seen += requests
+        return [Response(text=self.answer(self.by_id[r.sample_id])) for r in requests]
+
+
+def test_text_form_scores_use_the_tasks_scoring_and_split_docqa_by_category():
+    import evalsuite.catalog  # noqa: F401
+    from evalsuite.registry import TASKS
+
+    samples = list(TASKS.get("docqa")(split="eval", n=6).samples())
+    oracle = _Answering(samples, lambda s: f"It is {s.target}.")
+    got = P.text_form_scores(oracle, ("docqa",), n=6, batch=4)["docqa"]
+    assert got["accuracy"] == 1.0 and got["n"] == 6 and got["no_text_form"] == 0
+    assert {k for k in got if k.startswith("category:")} == {f"category:{s.metadata['category']}" for s in samples}
+    assert all(not any(p.type != "text" for m in r.messages for p in m.content) for r in oracle.seen)
+    wrong = P.text_form_scores(_Answering(samples, lambda s: "zzz"), ("docqa",), n=6)["docqa"]
+    assert wrong["accuracy"] == 0.0 and all(v == 0.0 for k, v in wrong.items() if k.startswith("category:"))

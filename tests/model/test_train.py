@@ -60,6 +60,50 @@ def test_wide_pools_extend_the_narrow_ones_and_answer_like_their_task(pools):
         assert T.task_of(wide) == name and T.task_of(name) == name
 
 
+def test_point_asks_for_each_scattered_widgets_centre_in_the_gui_answer_format(pools):
+    """`point`: widgets scattered on an empty screen; every question names one of them and its
+    answer is that widget's box centre in norm1000, as the gui task writes it."""
+    from tasks.gen.gui import scatter_screen
+    from tasks.scoring import parse_point, point_in_box
+
+    for i in range(20):
+        rng = random.Random(f"p{i}")
+        ex = T.make_example(pools, "point", rng)
+        rng = random.Random(f"p{i}")
+        screen = scatter_screen(rng.randrange(2 ** 31), rng.randint(1, 6))
+        assert ex.source == "point" and ex.media[0].kind == "image"
+        w, h = ex.media[0].info["size"]
+        assert (w, h) == screen.canvas.size
+        turns = [(ex.messages[0].content[1].text, ex.answer)] + ex.more
+        assert 1 <= len(turns) <= min(T.MAX_TURNS, len(screen.targets))
+        by_name = {e.name: e for e in screen.targets}
+        for question, answer in turns:
+            assert question.startswith("Click: ") and question.endswith("Answer (x, y), 0-1000.")
+            e = by_name[question[len("Click: "):].split("\n")[0]]
+            x, y = parse_point(answer, "norm1000", w, h)
+            assert point_in_box(x, y, e.box)
+        assert len({q for q, _ in turns}) == len(turns)
+
+
+def test_scatter_screen_is_deterministic_and_its_widgets_do_not_overlap():
+    from tasks.gen.gui import scatter_screen
+
+    for seed in range(30):
+        s = scatter_screen(seed, 6)
+        w, h = s.canvas.size
+        assert 1 <= len(s.targets) <= 6 and s.targets == s.elements
+        assert len({e.name for e in s.targets}) == len(s.targets)
+        for i, a in enumerate(s.targets):
+            assert 0 <= a.box[0] < a.box[2] <= w and 0 <= a.box[1] < a.box[3] <= h
+            for b in s.targets[i + 1:]:
+                assert a.box[2] <= b.box[0] or b.box[2] <= a.box[0] or a.box[3] <= b.box[1] or b.box[3] <= a.box[1]
+        again = scatter_screen(seed, 6)
+        assert [e.box for e in again.targets] == [e.box for e in s.targets]
+        assert again.canvas.render().tobytes() == s.canvas.render().tobytes()
+    with pytest.raises(ValueError, match="widgets >= 1"):
+        scatter_screen(0, 0)
+
+
 def test_char_line_is_random_characters_rendered_and_read_back(pools):
     """`char-line` renders 1-3 "words" of 2-7 characters from `CHAR_LINE_CHARS` (no vocabulary to
     guess from) on a small canvas, and its answer is exactly that text."""
