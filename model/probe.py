@@ -267,8 +267,7 @@ def text_form_scores(backend: Any, tasks: Sequence[str] = EVAL_TASKS, n: int = 2
                      batch: int = 16) -> dict[str, dict[str, float]]:
     """Per task, the first ``n`` eval-split questions answered by ``backend`` from their text forms
     (`text_form_request`) and scored by the task: {task: {"accuracy", "n", "no_text_form",
-    "category:<c>" ...}} (the category breakdown where the task's samples have one). A backend
-    error scores 0 for that sample."""
+    "category:<c>" ...}} (the category breakdown where the task's samples have one)."""
     import evalsuite.catalog  # noqa: F401  (registers the built-in tasks)
     from evalsuite.registry import TASKS
 
@@ -282,7 +281,7 @@ def text_form_scores(backend: Any, tasks: Sequence[str] = EVAL_TASKS, n: int = 2
         for i in range(0, len(kept), batch):
             chunk = kept[i: i + batch]
             for (s, _), resp in zip(chunk, backend.generate([r for _, r in chunk])):
-                score = 0.0 if getattr(resp, "error", None) else float(task.score(s, resp.text)["score"])
+                score = float(task.score(s, resp.text)["score"])
                 scores.append(score)
                 if s.metadata.get("category") is not None:
                     by_cat.setdefault(str(s.metadata["category"]), []).append(score)
