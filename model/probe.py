@@ -33,7 +33,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from model.train import EVAL_TASKS, STAGES, Pools, _media_kind, _question_text, encode_rows, make_example
+from model.train import EVAL_TASKS, STAGES, Pools, encode_rows, make_example, text_form, text_form_question
 
 DEFAULT_SOURCES: tuple[str, ...] = ("line", "page-line", "transcribe", "docqa", "gui", "videoqa", "audioqa",
                                     "text:docqa", "text:gui", "text:videoqa", "text:audioqa")
@@ -254,13 +254,11 @@ def text_form_request(task: Any, sample: Any) -> Any:
     import dataclasses
 
     from evalsuite.types import user
-    from tasks.common import text_form_prompt
 
-    form = str(sample.metadata.get("text_form") or "")
-    if not form.strip():
+    form = text_form(sample)
+    if not form:
         return None
-    prompt = text_form_prompt(_media_kind(sample), form, _question_text(sample))
-    return dataclasses.replace(task.request(sample), messages=[user(prompt)], media={})
+    return dataclasses.replace(task.request(sample), messages=[user(text_form_question(sample, form))], media={})
 
 
 def text_form_scores(backend: Any, tasks: Sequence[str] = EVAL_TASKS, n: int = 200,
@@ -328,19 +326,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     spread = encoder_spread(model, pools)
     chars = char_accuracy(model, pools, "line", a.chars) if a.chars > 0 else {}
     ctc = ctc_readout(model, pools, "char-line", a.ctc) if a.ctc > 0 else {}
-    text_form: dict[str, dict[str, float]] = {}
+    forms: dict[str, dict[str, float]] = {}
     if a.text_form > 0:
         from evalsuite.backends.reference import ReferenceBackend, using_checkpoint
 
         with using_checkpoint(a.checkpoint):
             backend = ReferenceBackend("bf16")
             try:
-                text_form = text_form_scores(backend, EVAL_TASKS, a.text_form)
+                forms = text_form_scores(backend, EVAL_TASKS, a.text_form)
             finally:
                 backend.close()
     if a.json:
         print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {}),
-                          **({"ctc": ctc} if ctc else {}), **({"text_form": text_form} if text_form else {})},
+                          **({"ctc": ctc} if ctc else {}), **({"text_form": forms} if forms else {})},
                          indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
@@ -356,9 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctc:
         print(f"\nvision encoder, linear CTC head fitted {a.ctc} steps on char-line: "
               f"char acc {ctc['char_acc']:.3f}, exact lines {ctc['exact']:.3f} ({int(ctc['n'])} fresh lines)")
-    if text_form:
+    if forms:
         print(f"\n{'text form':20s} {'accuracy':>9s} {'n':>7s}   (eval questions, the media given as text, bf16)")
-        for name, r in text_form.items():
+        for name, r in forms.items():
             print(f"{name:20s} {r['accuracy']:9.3f} {int(r['n']):7d}")
             for key, v in r.items():
                 if key.startswith("category:"):

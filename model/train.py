@@ -295,22 +295,33 @@ def task_example(pools: Pools, name: str, rng: random.Random) -> Example:
                    _followups(pools, name, s, rng))
 
 
+def text_form(sample: Sample) -> str:
+    """A sample's media as text (document text, element list, event log, transcript); "" where it is
+    blank: some clips (beeps, tones) have no words."""
+    form = str(sample.metadata.get("text_form") or "")
+    return form if form.strip() else ""
+
+
+def text_form_question(sample: Sample, form: str) -> str:
+    """The text-only prompt of ``sample``: the media's text ``form``, then the sample's question."""
+    from tasks.common import text_form_prompt
+
+    return text_form_prompt(_media_kind(sample), form, _question_text(sample))
+
+
 def _pick_with_text_form(pools: Pools, name: str, rng: random.Random, draws: int) -> tuple[Sample, str]:
-    """A train sample whose text form is not blank, and that form; some clips (beeps, tones) have no
-    words, so their text form is empty."""
+    """A train sample whose text form (`text_form`) is not blank, and that form."""
     for _ in range(draws):
         s = pools.pick(name, rng)
-        form = str(s.metadata.get("text_form") or "")
-        if form.strip():
+        form = text_form(s)
+        if form:
             return s, form
     raise RuntimeError(f"no {name} train sample with a text form in {draws} draws")
 
 
 def text_example(pools: Pools, name: str, rng: random.Random) -> Example:
-    from tasks.common import text_form_prompt
-
     s, form = _pick_with_text_form(pools, name, rng, draws=20)
-    prompt = text_form_prompt(_media_kind(s), form, _question_text(s))
+    prompt = text_form_question(s, form)
     return Example(f"text:{name}", [user(prompt)], [], _answer_text(name, s), _followups(pools, name, s, rng))
 
 
@@ -355,13 +366,21 @@ def _random_chars_line(rng: random.Random, max_chars: int) -> str:
     return " ".join(words)[:max_chars]
 
 
+def _rendered_media(pools: Pools, image: Any, key: str) -> LoadedMedia:
+    """A PIL image drawn for a training example (not a task sample) as the model's image input."""
+    from model.vision import image_tokens, preprocess_image
+
+    w, h = image.size
+    pixels, grid = preprocess_image(image, pools.cfg.vision)
+    return LoadedMedia("image", key, pixels, image_tokens(h, w, pools.cfg.vision), grid, {"size": [w, h]})
+
+
 def line_example(pools: Pools, rng: random.Random, on_page: bool, chars: bool = False) -> Example:
     """A rendered line of text (the first reading bridge), alone on a small canvas or placed at
     random on a page-sized one; the answer is the line. With ``chars`` the line is random
     characters (`_random_chars_line`) instead of words, numbers and codes."""
     from tasks.gen.canvas import Canvas, bitmap_font, text_size
     from tasks.gen.doc import SIZES
-    from model.vision import image_tokens, preprocess_image
 
     font = bitmap_font()
     text = (_random_chars_line if chars else _random_line)(rng, 20)
@@ -375,8 +394,7 @@ def line_example(pools: Pools, rng: random.Random, on_page: bool, chars: bool = 
     y = rng.randint(2, max(2, h - th - 2))
     canvas.text(x, y, text, font)
     image = canvas.render()
-    pixels, grid = preprocess_image(image, pools.cfg.vision)
-    media = LoadedMedia("image", "<line>", pixels, image_tokens(h, w, pools.cfg.vision), grid, {"size": [w, h]})
+    media = _rendered_media(pools, image, "<line>")
     prompt = "Read the text." if not on_page else "What does the line say?"
     return Example("page-line" if on_page else "char-line" if chars else "line",
                    [user(ContentPart.of_media("image", "<line>"), prompt)], [media], text)
@@ -399,14 +417,12 @@ def point_example(pools: Pools, rng: random.Random, max_widgets: int = 6) -> Exa
     """GUI grounding's bridge: one to ``max_widgets`` widgets scattered on an empty screen
     (`tasks.gen.gui.scatter_screen`), "Click: <name>" in the gui task's default answer format, the
     widget's centre as the answer; the other widgets are asked about as follow-ups (one encoding)."""
-    from model.vision import image_tokens, preprocess_image
     from tasks.gen.gui import scatter_screen
     from tasks.gui import FORMATS, format_point
 
     screen = scatter_screen(rng.randrange(2 ** 31), rng.randint(1, max_widgets))
     w, h = screen.canvas.size
-    pixels, grid = preprocess_image(screen.canvas.render(), pools.cfg.vision)
-    media = LoadedMedia("image", "<screen>", pixels, image_tokens(h, w, pools.cfg.vision), grid, {"size": [w, h]})
+    media = _rendered_media(pools, screen.canvas.render(), "<screen>")
     targets = rng.sample(screen.targets, min(len(screen.targets), MAX_TURNS))
 
     def turn(e: Any) -> tuple[str, str]:

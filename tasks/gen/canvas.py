@@ -24,6 +24,9 @@ Color = tuple[int, int, int]
 Box = tuple[int, int, int, int]
 
 
+BITMAP_FONT_NAME = "bitmap-6x11"  # how samples' metadata names `bitmap_font`
+
+
 @functools.lru_cache(maxsize=None)
 def bitmap_font() -> Font:
     """Pillow's built-in bitmap font (monospace, 6x11 px)."""

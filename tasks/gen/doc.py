@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from tasks.gen.canvas import Canvas, Font, bitmap_font, scalable_font, text_size
+from tasks.gen.canvas import BITMAP_FONT_NAME, Canvas, Font, bitmap_font, scalable_font, text_size
 
 KINDS = ("invoice", "receipt", "form", "table", "chart")
 CATEGORIES = ("text_recognition", "key_information", "numeric", "chart_value")
@@ -328,7 +328,7 @@ def build_document(seed: int, difficulty: str = "default") -> Document:
     scale = rng.uniform(*p.scale)
     width, height = int(base_w * scale) // 8 * 8, int(base_h * scale) // 8 * 8
     if p.font_sizes is None:
-        font, font_name, line_h, margin = bitmap_font(), "bitmap-6x11", 12, 4
+        font, font_name, line_h, margin = bitmap_font(), BITMAP_FONT_NAME, 12, 4
     else:
         size = rng.randint(*p.font_sizes)
         font, font_name, line_h, margin = scalable_font(size), f"aileron-{size}", size + 4, 4 + size // 2

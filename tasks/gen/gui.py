@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from tasks.gen.canvas import Canvas, Color, Font, bitmap_font, scalable_font, text_size
+from tasks.gen.canvas import BITMAP_FONT_NAME, Canvas, Color, Font, bitmap_font, scalable_font, text_size
 
 PLATFORMS = ("desktop", "web", "mobile")
 DIFFICULTIES = ("easy", "default", "hard")
@@ -348,6 +348,16 @@ def _mobile(b: _Builder, w: int, h: int, row_h: int, gap: int) -> None:
 LAYOUTS = {"desktop": _desktop, "web": _web, "mobile": _mobile}
 
 
+def _themed_builder(rng: random.Random, w: int, h: int, font: Font, p: Profile) -> _Builder:
+    """A builder on an empty ``w`` x ``h`` canvas in a theme drawn from ``rng``: dark one time in four,
+    else a light panel; one accent colour."""
+    dark = rng.random() < 0.25
+    panel: Color = (40, 42, 48) if dark else rng.choice([(255, 255, 255), (246, 246, 246), (240, 244, 250)])
+    ink: Color = (230, 230, 230) if dark else (20, 20, 20)
+    accent: Color = rng.choice([(53, 132, 228), (38, 162, 105), (192, 28, 40), (129, 61, 156), (99, 69, 44)])
+    return _Builder(rng, Canvas(w, h, panel), font, p, ink, panel, accent)
+
+
 def build_screen(seed: int, difficulty: str = "default") -> Screen:
     """The screen of ``seed`` at ``difficulty``: layout (not yet rendered), elements, targets."""
     if difficulty not in PROFILES:
@@ -357,15 +367,11 @@ def build_screen(seed: int, difficulty: str = "default") -> Screen:
     platform = rng.choice(PLATFORMS)
     w, h = rng.choice(p.sizes[platform])
     if p.font_sizes is None:
-        font, font_name = bitmap_font(), "bitmap-6x11"
+        font, font_name = bitmap_font(), BITMAP_FONT_NAME
     else:
         size = rng.randint(*p.font_sizes)
         font, font_name = scalable_font(size), f"aileron-{size}"
-    dark = rng.random() < 0.25
-    panel: Color = (40, 42, 48) if dark else rng.choice([(255, 255, 255), (246, 246, 246), (240, 244, 250)])
-    ink: Color = (230, 230, 230) if dark else (20, 20, 20)
-    accent: Color = rng.choice([(53, 132, 228), (38, 162, 105), (192, 28, 40), (129, 61, 156), (99, 69, 44)])
-    b = _Builder(rng, Canvas(w, h, panel), font, p, ink, panel, accent)
+    b = _themed_builder(rng, w, h, font, p)
     row_h = b.lh + 6
     LAYOUTS[platform](b, w, h, row_h, max(2, row_h // 5))
     return Screen(platform, b.canvas, b.elements, _pick(rng, b.elements, p.targets), font_name)
@@ -387,11 +393,7 @@ def scatter_screen(seed: int, widgets: int, platform: str | None = None) -> Scre
     if platform not in PLATFORMS:
         raise ValueError(f"platform must be one of {PLATFORMS}, got {platform!r}")
     w, h = rng.choice(p.sizes[platform])
-    dark = rng.random() < 0.25
-    panel: Color = (40, 42, 48) if dark else rng.choice([(255, 255, 255), (246, 246, 246), (240, 244, 250)])
-    ink: Color = (230, 230, 230) if dark else (20, 20, 20)
-    accent: Color = rng.choice([(53, 132, 228), (38, 162, 105), (192, 28, 40), (129, 61, 156), (99, 69, 44)])
-    b = _Builder(rng, Canvas(w, h, panel), bitmap_font(), p, ink, panel, accent)
+    b = _themed_builder(rng, w, h, bitmap_font(), p)
     row_h, gap = b.lh + 6, 2
     boxes: list[tuple[int, int, int, int]] = []
     for _ in range(widgets):
@@ -411,7 +413,7 @@ def scatter_screen(seed: int, widgets: int, platform: str | None = None) -> Scre
         else:
             b.used.discard(name)
     targets = [e for e in b.elements if e.target]
-    return Screen(platform, b.canvas, b.elements, targets, "bitmap-6x11")
+    return Screen(platform, b.canvas, b.elements, targets, BITMAP_FONT_NAME)
 
 
 def _pick(rng: random.Random, elements: list[Element], k: int) -> list[Element]:
