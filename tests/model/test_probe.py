@@ -249,3 +249,9 @@ def test_text_form_scores_use_the_tasks_scoring_and_split_docqa_by_category():
     assert all(not any(p.type != "text" for m in r.messages for p in m.content) for r in oracle.seen)
     wrong = P.text_form_scores(_Answering(samples, lambda s: "zzz"), ("docqa",), n=6)["docqa"]
     assert wrong["accuracy"] == 0.0 and all(v == 0.0 for k, v in wrong.items() if k.startswith("category:"))
+
+
+def test_cli_rejects_a_negative_text_form_count(capsys):
+    with pytest.raises(SystemExit):
+        P.main(["model/checkpoints/tiny", "--text-form", "-1"])
+    assert "--text-form expects a count of questions >= 0, got -1" in capsys.readouterr().err
