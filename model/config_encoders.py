@@ -78,6 +78,12 @@ class VisionConfig:
     # crop, added to the patch embedding: RoPE only tells patches how far apart they are, while GUI
     # grounding answers absolute 0-1000 coordinates, so tokens also carry where in the image they are.
     abs_pos: bool = True
+    # Dimension of the same normalized-position features of each *merged token* (0: none), mapped by a
+    # learned matrix (zero at initialization) and added to the projector's output: the tiny encoder,
+    # trained from scratch with a column CTC that needs no absolute place, washes ``abs_pos`` out (a
+    # linear readout of a token's row from v7's tokens had R² 0.36), so GUI answers lost y. Not in the
+    # published model, whose encoder is pretrained at scale; the tiny preset uses it.
+    token_pos: int = 0
     mode: ImageMode = "dynamic"
     # Tiling mode (ablation): square tiles of tile_size px, up to max_tiles, plus a thumbnail.
     tile_size: int = 512
@@ -96,6 +102,8 @@ class VisionConfig:
             raise ValueError(f"max_patches {self.max_patches} is below one merged token ({self.merge}x{self.merge})")
         if self.tile_size % (self.patch_size * self.merge):
             raise ValueError(f"tile_size {self.tile_size} must be a multiple of patch_size*merge")
+        if self.token_pos < 0 or self.token_pos % 4:
+            raise ValueError(f"vision token_pos must be 0 or a positive multiple of 4, got {self.token_pos}")
         if self.mode not in ("dynamic", "tiling"):
             raise ValueError(f"vision mode must be 'dynamic' or 'tiling', got {self.mode!r}")
 
@@ -105,7 +113,7 @@ class VisionConfig:
             cfg = VisionConfig(
                 patch_size=8, width=64, depth=2, heads=4, mlp_dim=128, merge=2,
                 min_patches=16, max_patches=1280, lm_hidden=128, projector_hidden=128,
-                tile_size=32, max_tiles=6,
+                tile_size=32, max_tiles=6, token_pos=64,
             )
         elif name == "nano-omni-30b-a3b":
             cfg = VisionConfig()

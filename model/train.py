@@ -27,6 +27,10 @@ replaying the earlier ones; see `STAGES`):
                  (continued, not re-initialised; its new head is fitted before the encoder moves)
     read-chars   lines of random characters (only reading each character pays), docqa and gui wide,
                  the encoder frozen again
+    lookup       the wide pool's documents as text beside their images (looking a value up), with
+                 `point` (widgets scattered on an empty screen) as gui's bridge
+    locate       gui above all, now that every image token carries its place (the vision encoder's
+                 `token_pos` table, kept at zero and frozen until this stage)
 
 Inside a stage the mixture weights move linearly from ``start`` to ``end`` (one line before full
 layouts). The learning rate warms up, stays flat and decays linearly over the last quarter of each
@@ -65,7 +69,7 @@ from model.omni import LoadedMedia, OmniModel, build_omni, load_media
 
 STAGE_NAMES: tuple[str, ...] = ("text", "image", "video", "audio", "recall", "consolidate", "audio-ctc",
                                  "audio-align", "image-ctc", "image-align", "read", "read-more", "read-wide",
-                                 "image-ctc-chars", "read-chars", "lookup")
+                                 "image-ctc-chars", "read-chars", "lookup", "locate")
 TASK_OF_STAGE = {"image": ("docqa", "gui"), "video": ("videoqa",), "audio": ("audioqa",)}
 EVAL_TASKS: tuple[str, ...] = ("docqa", "gui", "videoqa", "audioqa")
 
@@ -152,6 +156,16 @@ STAGES["read-chars"] = {"char-line": (4, 2), "line": (1, 1), "page-line": (1, 1)
 STAGES["lookup"] = {"text:docqa-wide": (3, 2), "docqa-wide": (4, 5), "point": (2, 1), "gui-wide": (1, 1.5),
                     "char-line": (1, 1), "page-line": (1, 1), "line": (0.5, 0.5), "audioqa": (1.5, 1.5),
                     "text:audioqa": (0.25, 0.25), "videoqa": (0.5, 0.5)}
+# gui's text elements stayed at 0.03 after lookup, their answers' y near a constant: a ridge readout
+# of each v7 image token's normalized row from the token alone had R² 0.36 (column 0.41) — the
+# encoder, trained from scratch with a column CTC, had washed its input position features out, and
+# the LM sees tokens only in raster order. The tiny preset now adds each merged token's position
+# features through a learned table (`VisionConfig.token_pos`, zero-initialized: v7's tokens exactly)
+# that every earlier stage keeps frozen at zero, so a run from scratch takes the same path. `locate`
+# trains it, the projector and the LM, gui first, the encoders frozen, everything else replayed.
+STAGES["locate"] = {"gui-wide": (4, 5), "point": (2, 1), "docqa-wide": (3, 3), "text:docqa-wide": (1, 1),
+                    "page-line": (1, 1), "char-line": (0.5, 0.5), "audioqa": (1.5, 1.5),
+                    "text:audioqa": (0.25, 0.25), "videoqa": (0.5, 0.5)}
 # Stages that train one media encoder alone with its own objective instead of the LM's loss.
 ENCODER_STAGES: dict[str, str] = {"audio-ctc": "audio", "image-ctc": "image", "image-ctc-chars": "image"}
 # Steps at the start of an encoder stage in which only its new head learns (the encoder is a trained
@@ -165,8 +179,12 @@ REINIT: dict[str, tuple[str, ...]] = {"audio-ctc": AUDIO_ENCODER, "image-ctc": V
 # Parameters (name prefixes) a stage keeps frozen.
 FROZEN: dict[str, tuple[str, ...]] = {"audio-align": AUDIO_ENCODER,
                                       **dict.fromkeys(("image-align", "read", "read-more", "read-wide",
-                                                       "read-chars", "lookup"),
+                                                       "read-chars", "lookup", "locate"),
                                                       VISION_ENCODER + AUDIO_ENCODER)}
+# The image tokens' position table (see `locate`) stays at its zero initialization before `locate`.
+TOKEN_POS = ("vision.token_pos",)
+for _stage in STAGE_NAMES[:STAGE_NAMES.index("locate")]:
+    FROZEN[_stage] = FROZEN.get(_stage, ()) + TOKEN_POS
 # CTC frames per patch column in `image-ctc`: a column is 8 px, about 1.3 characters of the bitmap
 # font, and CTC needs at least one frame per character (two for a doubled one).
 IMAGE_CTC_FRAMES = 2
@@ -175,7 +193,7 @@ DEFAULT_STEPS: dict[str, int] = {"text": 250, "image": 3000, "video": 700, "audi
                                  "consolidate": 2000, "audio-ctc": 3000, "audio-align": 800,
                                  "image-ctc": 12000, "image-align": 1500, "read": 2000,
                                  "read-more": 1500, "read-wide": 4000, "image-ctc-chars": 10000,
-                                 "read-chars": 4500, "lookup": 5000}
+                                 "read-chars": 4500, "lookup": 5000, "locate": 4000}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000,
                               "docqa-wide": 100000, "gui-wide": 40000}
 # Sources that draw a task's questions from a wider train pool than the task's own source (whose pool

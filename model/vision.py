@@ -323,6 +323,8 @@ class VisionEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
         self.projector = Projector(cfg.merged_dim, cfg.projector_hidden, cfg.lm_hidden, cfg.norm_eps)
+        if cfg.token_pos:  # zeros, drawn from no random stream: the other modules initialize as without it
+            self.token_pos = nn.Parameter(torch.zeros(cfg.token_pos, cfg.lm_hidden))
 
     def _grid_of(self, pixels: torch.Tensor) -> Grid:
         if pixels.dim() != 4 or pixels.shape[1] != self.cfg.in_channels:
@@ -366,7 +368,18 @@ class VisionEncoder(nn.Module):
         weights' dtype (features from another embedding, e.g. video tubelets, are cast on entry)."""
         x = x.to(self.dtype)
         x = self.transform(self.add_position(x, grid), grid_positions(*grid, device=x.device))
-        return self.projector(spatial_merge(x, grid, self.cfg.merge))
+        return self.project(x, grid)
+
+    def project(self, x: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """Encoded patch features (N, gh*gw, D) → LM tokens (N, T, lm_hidden): the merge, the projector,
+        and each merged token's place (``cfg.token_pos``)."""
+        m = self.cfg.merge
+        out = self.projector(spatial_merge(x, grid, m))
+        if self.cfg.token_pos:
+            feats = normalized_position_features(grid[0] // m, grid[1] // m, self.cfg.token_pos, out.device,
+                                                 out.dtype)
+            out = out + feats @ self.token_pos.to(out.dtype)
+        return out
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         grid = self._grid_of(pixels)
@@ -406,8 +419,7 @@ class VisionEncoder(nn.Module):
     def encode(self, crops: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Encode crops of different sizes (:meth:`hidden`) into LM tokens: the result ``[i]`` is
         (N_i, T_i, lm_hidden), merged and projected."""
-        return [self.projector(spatial_merge(h.flatten(1, 2), (h.shape[1], h.shape[2]), self.cfg.merge))
-                for h in self.hidden(crops)]
+        return [self.project(h.flatten(1, 2), (h.shape[1], h.shape[2])) for h in self.hidden(crops)]
 
     def encode_images(self, images: Sequence["PILImage"],
                       mode: ImageMode | None = None) -> tuple[list[torch.Tensor], dict[str, Any]]:

@@ -217,3 +217,48 @@ def test_narrow_budget_that_the_unit_walk_steps_over_still_fits() -> None:
     assert gh * gw == 16 and (gh, gw) == (4, 4)
     gh, gw = dynamic_grid(24, 40, cfg, min_patches=16, max_patches=24)
     assert 16 <= gh * gw <= 24 and gw > gh
+
+
+def test_token_pos_adds_each_merged_tokens_place_through_its_table() -> None:
+    """`token_pos`: zero at initialization (the tokens of a model without it, and the same random
+    stream for every other weight), and once trained the projector's output plus the merged grid's
+    normalized-position features times the table."""
+    from model.vision import normalized_position_features
+
+    torch.manual_seed(0)
+    plain = VisionEncoder(VisionConfig.preset("tiny", token_pos=0))
+    torch.manual_seed(0)
+    placed = VisionEncoder(VisionConfig.preset("tiny"))
+    assert placed.cfg.token_pos == 64 and not hasattr(plain, "token_pos")
+    assert torch.count_nonzero(placed.token_pos) == 0
+    theirs = dict(placed.named_parameters())
+    assert all(torch.equal(p, theirs[n]) for n, p in plain.named_parameters())  # the same draws
+    px = torch.randn(1, 3, 48, 64)  # a 6x8 patch grid, 3x4 merged tokens
+    torch.testing.assert_close(placed(px), plain(px), rtol=0, atol=0)
+    with torch.no_grad():
+        placed.token_pos.normal_()
+    feats = normalized_position_features(3, 4, 64)
+    torch.testing.assert_close(placed(px), plain(px) + feats @ placed.token_pos)
+    # the packed path (`encode`, what the omni model calls) adds the same
+    torch.testing.assert_close(placed.encode([px])[0], placed(px))
+    # the place is readable from the added term alone: tokens of a constant image differ by row
+    flat = placed(torch.zeros(1, 3, 48, 64))[0]
+    assert not torch.allclose(flat[0], flat[4]) and not torch.allclose(flat[0], flat[1])
+
+
+@pytest.mark.parametrize("bad", [-4, 6])
+def test_token_pos_must_be_zero_or_a_multiple_of_four(bad: int) -> None:
+    with pytest.raises(ValueError, match="token_pos must be 0 or a positive multiple of 4"):
+        VisionConfig.preset("tiny", token_pos=bad)
+
+
+def test_checkpoint_config_without_token_pos_loads_without_the_table() -> None:
+    """Checkpoints written before the field (v7 and earlier) load as they were written."""
+    import dataclasses
+
+    from model.weights import _from_dict
+
+    data = dataclasses.asdict(VisionConfig.preset("tiny"))
+    del data["token_pos"]
+    data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+    assert _from_dict(VisionConfig, data) == VisionConfig.preset("tiny", token_pos=0)
