@@ -165,28 +165,82 @@ def matched_chars(target: str, text: str) -> int:
     return sum(b.size for b in difflib.SequenceMatcher(None, target, text, autojunk=False).get_matching_blocks())
 
 
-def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int = 3000, n: int = 300,
-                seed: int = 0, batch: int = 32, lr: float = 3e-3) -> dict[str, float]:
-    """What the frozen vision encoder carries about a rendered line, without the projector and the LM:
-    a fresh linear CTC head (`model.train.ctc_head` over `column_ctc_logits`) is fitted for ``steps``
-    steps on ``source`` lines, then ``n`` fresh lines are decoded greedily. {"char_acc": matched
-    characters / target characters (`matched_chars`), "exact": whole lines right, "n", "steps"}.
-    The model's weights are left as they were."""
-    from model.train import column_ctc_logits, ctc_batch_loss, ctc_head
+# Where `ctc_readout` reads the vision encoder: each patch column (the encoder's own CTC objective),
+# or each merged column before the projector, or after it (the LM's image tokens).
+CTC_AT: tuple[str, ...] = ("patches", "merged", "tokens")
 
+
+def readout_logits(model: Any, head: torch.nn.Linear, pixels: Sequence[torch.Tensor], at: str = "patches"
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC log-probabilities (B, T, C) and lengths read at ``at`` (`CTC_AT`): ``patches`` is
+    `model.train.column_ctc_logits`; ``merged`` and ``tokens`` average the merged features (before or
+    after the projector) over the rows and give ``IMAGE_CTC_FRAMES * merge`` frames per merged column
+    (the frames per pixel column stay the same)."""
+    import model.train as T
+
+    if at == "patches":
+        return T.column_ctc_logits(model, head, pixels)
+    if at not in CTC_AT:
+        raise ValueError(f"readout_logits reads at one of {CTC_AT}, got {at!r}")
+    from model.vision import spatial_merge
+
+    c, m = model.tokenizer.vocab_size + 1, model.vision.cfg.merge
+    seqs = []
+    for h in model.vision.hidden([p.to(model.device) for p in pixels]):
+        n, gh, gw, _ = h.shape
+        x = h.flatten(1, 2)
+        y = spatial_merge(x, (gh, gw), m) if at == "merged" else model.vision.project(x, (gh, gw))
+        cols = y.float().view(n, gh // m, gw // m, -1).mean(dim=1)
+        seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
+    lengths = torch.tensor([x.shape[0] for x in seqs])
+    t = int(lengths.max())
+    return torch.stack([torch.nn.functional.pad(x, (0, 0, 0, t - x.shape[0])) for x in seqs]), lengths
+
+
+def readout_head(model: Any, at: str, seed: int) -> torch.nn.Linear:
+    """A fresh linear CTC head for `readout_logits` at ``at``, seeded, on the model's device."""
+    import model.train as T
+
+    if at == "patches":
+        return T.ctc_head(model, "image", seed, 1_000_003)  # a stage index no run has: no stage's head
+    cfg = model.vision.cfg
+    width = cfg.merged_dim if at == "merged" else cfg.lm_hidden
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + 7 + CTC_AT.index(at))
+        head = torch.nn.Linear(width, T.IMAGE_CTC_FRAMES * cfg.merge * (model.tokenizer.vocab_size + 1))
+    return head.to(model.device)
+
+
+def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int = 3000, n: int = 300,
+                seed: int = 0, batch: int = 32, lr: float = 3e-3, at: str = "patches") -> dict[str, float]:
+    """What the frozen vision encoder carries about a rendered line, without the LM: a fresh linear
+    CTC head is fitted for ``steps`` steps on ``source`` lines, reading at ``at`` (`CTC_AT`: the
+    patch columns as the encoder's own objective does, or the merged columns before or after the
+    projector), then ``n`` fresh lines are decoded greedily. {"char_acc": matched characters / target
+    characters (`matched_chars`), "exact": whole lines right, "n", "steps"}. The model's weights are
+    left as they were."""
     if source not in ("line", "char-line"):
         raise ValueError(f"ctc_readout reads lines alone on their canvas: source 'line' or 'char-line', got {source!r}")
+    if at not in CTC_AT:
+        raise ValueError(f"ctc_readout reads at one of {CTC_AT}, got {at!r}")
     was_training = model.training
     grads = {p: p.requires_grad for p in model.parameters()}
     model.eval()
+
+    def logits(chunk: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        return readout_logits(model, head, [ex.media[0].pixels for ex in chunk], at)
+
     try:
         for p in grads:
             p.requires_grad_(False)
-        head = ctc_head(model, "image", seed, 1_000_003)  # a stage index no run has: no stage's head
+        head = readout_head(model, at, seed)
         opt = torch.optim.AdamW(head.parameters(), lr=lr)
         for step in range(steps):
             examples = [make_example(pools, source, random.Random(f"ctc:{seed}:{step}:{i}")) for i in range(batch)]
-            loss, _ = ctc_batch_loss(model, head, examples, "image")
+            logp, out_len = logits(examples)
+            targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
+            loss = torch.nn.functional.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(logp.device), out_len,
+                                                torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -195,7 +249,7 @@ def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int 
             examples = [make_example(pools, source, random.Random(f"ctc-eval:{seed}:{i}")) for i in range(n)]
             for k in range(0, n, batch):
                 chunk = examples[k: k + batch]
-                logp, lengths = column_ctc_logits(model, head, [ex.media[0].pixels for ex in chunk])
+                logp, lengths = logits(chunk)
                 for ex, lp, length in zip(chunk, logp, lengths.tolist()):
                     text = model.tokenizer.decode(ctc_greedy(lp[:length].argmax(-1).tolist()))
                     matched += matched_chars(ex.answer, text)
@@ -300,6 +354,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ctc", type=int, default=0, metavar="STEPS",
                    help="also: fit a linear CTC head on the frozen vision encoder for STEPS steps on "
                         "random-character lines and report how much of 300 fresh ones it reads")
+    p.add_argument("--ctc-at", default="patches", choices=CTC_AT,
+                   help="where --ctc reads: the patch columns (default), or each merged column before or "
+                        "after the projector (the LM's image tokens)")
     p.add_argument("--text-form", type=int, default=0, metavar="N",
                    help="also: the first N eval questions of each task answered (bf16, greedy) from the "
                         "media's text form instead of the media, scored by the task")
@@ -325,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = probe(model, pools, sources, a.n)
     spread = encoder_spread(model, pools)
     chars = char_accuracy(model, pools, "line", a.chars) if a.chars > 0 else {}
-    ctc = ctc_readout(model, pools, "char-line", a.ctc) if a.ctc > 0 else {}
+    ctc = ctc_readout(model, pools, "char-line", a.ctc, at=a.ctc_at) if a.ctc > 0 else {}
     forms: dict[str, dict[str, float]] = {}
     if a.text_form > 0:
         from evalsuite.backends.reference import ReferenceBackend, using_checkpoint
@@ -352,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for key, r in chars.items():
             print(f"{key:14s} {r['acc']:9.3f} {int(r['n']):7d}")
     if ctc:
-        print(f"\nvision encoder, linear CTC head fitted {a.ctc} steps on char-line: "
+        print(f"\nvision encoder ({a.ctc_at}), linear CTC head fitted {a.ctc} steps on char-line: "
               f"char acc {ctc['char_acc']:.3f}, exact lines {ctc['exact']:.3f} ({int(ctc['n'])} fresh lines)")
     if forms:
         print(f"\n{'text form':20s} {'accuracy':>9s} {'n':>7s}   (eval questions, the media given as text, bf16)")

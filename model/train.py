@@ -31,6 +31,8 @@ replaying the earlier ones; see `STAGES`):
                  `point` (widgets scattered on an empty screen) as gui's bridge
     locate       gui above all, now that every image token carries its place (the vision encoder's
                  `token_pos` table, kept at zero and frozen until this stage)
+    widen        docqa and lines of random characters through the projector's second branch
+                 (`projector_extra`, kept at its start until this stage), gui replayed
 
 Inside a stage the mixture weights move linearly from ``start`` to ``end`` (one line before full
 layouts). The learning rate warms up, stays flat and decays linearly over the last quarter of each
@@ -69,7 +71,7 @@ from model.omni import LoadedMedia, OmniModel, build_omni, load_media
 
 STAGE_NAMES: tuple[str, ...] = ("text", "image", "video", "audio", "recall", "consolidate", "audio-ctc",
                                  "audio-align", "image-ctc", "image-align", "read", "read-more", "read-wide",
-                                 "image-ctc-chars", "read-chars", "lookup", "locate")
+                                 "image-ctc-chars", "read-chars", "lookup", "locate", "widen")
 TASK_OF_STAGE = {"image": ("docqa", "gui"), "video": ("videoqa",), "audio": ("audioqa",)}
 EVAL_TASKS: tuple[str, ...] = ("docqa", "gui", "videoqa", "audioqa")
 
@@ -166,6 +168,15 @@ STAGES["lookup"] = {"text:docqa-wide": (3, 2), "docqa-wide": (4, 5), "point": (2
 STAGES["locate"] = {"gui-wide": (4, 5), "point": (2, 1), "docqa-wide": (3, 3), "text:docqa-wide": (1, 1),
                     "page-line": (1, 1), "char-line": (0.5, 0.5), "audioqa": (1.5, 1.5),
                     "text:audioqa": (0.25, 0.25), "videoqa": (0.5, 0.5)}
+# A linear CTC head read 0.52 of a random-character line's characters off v7's image tokens (the
+# projector's output, 4 frames per merged column) against 0.82 off the merged features they are made
+# from (1,500 steps of batch 16 each; `python -m model.probe CKPT --ctc N --ctc-at tokens|merged`):
+# the projector, 128 ReLU² units for the LM's 128, dropped characters before the LM saw them. `VisionConfig.projector_extra` adds 384 units beside them (4x the
+# LM width, the published projector's ratio), their output layer zero at first; `widen` trains them
+# (everything but the encoders) on docqa and random-character lines, the rest replayed.
+STAGES["widen"] = {"docqa-wide": (5, 6), "char-line": (3, 1.5), "page-line": (1, 1), "text:docqa-wide": (0.5, 0.5),
+                   "gui-wide": (2, 2), "point": (0.5, 0.5), "audioqa": (1.5, 1.5), "text:audioqa": (0.25, 0.25),
+                   "videoqa": (0.5, 0.5)}
 # Stages that train one media encoder alone with its own objective instead of the LM's loss.
 ENCODER_STAGES: dict[str, str] = {"audio-ctc": "audio", "image-ctc": "image", "image-ctc-chars": "image"}
 # Steps at the start of an encoder stage in which only its new head learns (the encoder is a trained
@@ -179,12 +190,15 @@ REINIT: dict[str, tuple[str, ...]] = {"audio-ctc": AUDIO_ENCODER, "image-ctc": V
 # Parameters (name prefixes) a stage keeps frozen.
 FROZEN: dict[str, tuple[str, ...]] = {"audio-align": AUDIO_ENCODER,
                                       **dict.fromkeys(("image-align", "read", "read-more", "read-wide",
-                                                       "read-chars", "lookup", "locate"),
+                                                       "read-chars", "lookup", "locate", "widen"),
                                                       VISION_ENCODER + AUDIO_ENCODER)}
-# The image tokens' position table (see `locate`) stays at its zero initialization before `locate`.
-TOKEN_POS = ("vision.token_pos",)
-for _stage in STAGE_NAMES[:STAGE_NAMES.index("locate")]:
-    FROZEN[_stage] = FROZEN.get(_stage, ()) + TOKEN_POS
+# Parameters (name prefixes) the tiny preset gained after its run had begun, each frozen at its
+# initial value (a function-preserving zero) in every stage before the one that first trains it, so
+# that a run from scratch takes the path the committed checkpoint took.
+LATE_PARAMS: dict[str, tuple[str, ...]] = {"locate": ("vision.token_pos",), "widen": ("vision.projector.extra.",)}
+for _late, _prefixes in LATE_PARAMS.items():
+    for _stage in STAGE_NAMES[:STAGE_NAMES.index(_late)]:
+        FROZEN[_stage] = FROZEN.get(_stage, ()) + _prefixes
 # CTC frames per patch column in `image-ctc`: a column is 8 px, about 1.3 characters of the bitmap
 # font, and CTC needs at least one frame per character (two for a doubled one).
 IMAGE_CTC_FRAMES = 2
@@ -193,7 +207,8 @@ DEFAULT_STEPS: dict[str, int] = {"text": 250, "image": 3000, "video": 700, "audi
                                  "consolidate": 2000, "audio-ctc": 3000, "audio-align": 800,
                                  "image-ctc": 12000, "image-align": 1500, "read": 2000,
                                  "read-more": 1500, "read-wide": 4000, "image-ctc-chars": 10000,
-                                 "read-chars": 4500, "lookup": 5000, "locate": 4000}
+                                 "read-chars": 4500, "lookup": 5000, "locate": 4000,
+                                 "widen": 2000}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000,
                               "docqa-wide": 100000, "gui-wide": 40000}
 # Sources that draw a task's questions from a wider train pool than the task's own source (whose pool

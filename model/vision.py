@@ -292,15 +292,32 @@ class ReLU2(nn.Module):
 
 
 class Projector(nn.Module):
-    """Merged features → LM hidden: RMSNorm → Linear → ReLU² → Linear (as in Nemotron Nano VL)."""
+    """Merged features → LM hidden: RMSNorm → Linear → ReLU² → Linear (as in Nemotron Nano VL).
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int, eps: float = 1e-6) -> None:
+    ``extra`` > 0 adds a second Linear → ReLU² → Linear branch of that many hidden units on the same
+    normalized input, summed into the output; its output layer starts at zero (the projector's
+    function is the one without it) and its weights are drawn from their own seeded stream, so every
+    other parameter of a model initializes exactly as without it."""
+
+    EXTRA_SEED = 1_000_033
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, eps: float = 1e-6, extra: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.RMSNorm(in_dim, eps=eps), nn.Linear(in_dim, hidden, bias=False), ReLU2(),
                                  nn.Linear(hidden, out_dim, bias=False))
+        if extra:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.EXTRA_SEED)
+                self.extra = nn.Sequential(nn.Linear(in_dim, extra, bias=False), ReLU2(),
+                                           nn.Linear(extra, out_dim, bias=False))
+            with torch.no_grad():
+                self.extra[2].weight.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if not hasattr(self, "extra"):
+            return self.net(x)
+        n = self.net[0](x)
+        return self.net[3](self.net[2](self.net[1](n))) + self.extra(n)
 
 
 def spatial_merge(x: torch.Tensor, grid: Grid, m: int) -> torch.Tensor:
@@ -322,7 +339,8 @@ class VisionEncoder(nn.Module):
         self.rope = Rope2D(cfg.width // cfg.heads, cfg.rope_theta)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width, eps=cfg.norm_eps)
-        self.projector = Projector(cfg.merged_dim, cfg.projector_hidden, cfg.lm_hidden, cfg.norm_eps)
+        self.projector = Projector(cfg.merged_dim, cfg.projector_hidden, cfg.lm_hidden, cfg.norm_eps,
+                                   extra=cfg.projector_extra)
         if cfg.token_pos:  # zeros, drawn from no random stream: the other modules initialize as without it
             self.token_pos = nn.Parameter(torch.zeros(cfg.token_pos, cfg.lm_hidden))
 

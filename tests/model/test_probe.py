@@ -201,6 +201,38 @@ def test_ctc_readout_fits_its_head_without_touching_the_model():
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 
+@pytest.mark.parametrize("at", ["merged", "tokens"])
+def test_readout_at_merged_columns_reads_before_or_after_the_projector(at):
+    """`readout_logits` at a merged column: the merge (or the LM's image tokens) averaged over rows,
+    `IMAGE_CTC_FRAMES * merge` frames a column; the readout leaves the model as it was."""
+    from model.vision import spatial_merge
+
+    model = build_omni("tiny").eval()
+    with torch.no_grad():  # a trained-looking projector: its late parts non-zero
+        model.vision.token_pos.normal_()
+        model.vision.projector.extra[2].weight.normal_()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    head = P.readout_head(model, at, seed=0)
+    assert head.in_features == (256 if at == "merged" else 128)
+    assert torch.equal(head.weight, P.readout_head(model, at, seed=0).weight)
+    ex = T.make_example(pools, "char-line", random.Random(3))
+    px = ex.media[0].pixels
+    logp, lengths = P.readout_logits(model, head, [px], at)
+    (h,) = model.vision.hidden([px])
+    _, gh, gw, _ = h.shape
+    assert lengths.tolist() == [T.IMAGE_CTC_FRAMES * gw]
+    x = h.flatten(1, 2)
+    y = spatial_merge(x, (gh, gw), 2) if at == "merged" else model.vision.encode([px])[0]
+    by_hand = head(y.view(1, gh // 2, gw // 2, -1).mean(1)[0]).view(-1, model.tokenizer.vocab_size + 1)
+    torch.testing.assert_close(logp[0], by_hand.log_softmax(-1))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = P.ctc_readout(model, pools, "char-line", steps=2, n=3, batch=2, at=at)
+    assert 0.0 <= out["char_acc"] <= 1.0
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="reads at one of"):
+        P.ctc_readout(model, pools, "char-line", steps=0, n=1, at="pixels")
+
+
 def test_cli_rejects_a_negative_ctc_step_count(capsys):
     with pytest.raises(SystemExit):
         P.main(["model/checkpoints/tiny", "--ctc", "-1"])

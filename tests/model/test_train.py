@@ -416,26 +416,34 @@ def test_continued_encoder_stage_fits_its_head_first_then_moves_the_encoder_it_w
 
 
 @pytest.mark.slow
-def test_token_pos_stays_zero_until_locate_which_trains_it_with_the_encoders_frozen(tmp_path):
-    """Every stage before `locate` keeps the image tokens' position table at its zero start (so a run
-    from scratch takes the path the committed checkpoint took); `locate` trains it, the projector
-    and the LM, and leaves the vision and audio encoders as they were."""
+def test_late_parameters_stay_at_their_start_until_their_stage_which_trains_them(tmp_path):
+    """Every stage before `locate` keeps the image tokens' position table at its zero start, every
+    stage before `widen` the projector's second branch (so a run from scratch takes the path the
+    committed checkpoint took); their stages train them, the projector and the LM, and leave the
+    vision and audio encoders as they were."""
     torch.set_num_threads(1)
     from model import weights
 
-    steps = {"text": 1, "image-align": 2, "locate": 2}
+    for late, prefixes in T.LATE_PARAMS.items():
+        assert all(set(prefixes) <= set(T.FROZEN[s]) for s in T.STAGE_NAMES[:T.STAGE_NAMES.index(late)])
+        assert not set(prefixes) & set(T.FROZEN[late])
+    steps = {"text": 1, "image-align": 2, "locate": 2, "widen": 2}
     common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
-    T.train(T.TrainArgs(stages=("text", "image-align"), **common), progress=False)
-    before = weights.load(tmp_path).state_dict()
-    assert torch.count_nonzero(before["vision.token_pos"]) == 0
-    assert all(T.TOKEN_POS[0] in T.FROZEN[s] for s in T.STAGE_NAMES[:T.STAGE_NAMES.index("locate")])
-    T.train(T.TrainArgs(stages=("text", "image-align", "locate"), **common), progress=False)
-    after = weights.load(tmp_path).state_dict()
-    assert torch.count_nonzero(after["vision.token_pos"]) > 0
-    assert not torch.equal(after["vision.projector.net.1.weight"], before["vision.projector.net.1.weight"])
-    assert all(torch.equal(after[k], before[k]) for k in before
-               if k.removeprefix("video.").startswith(T.VISION_ENCODER + T.AUDIO_ENCODER))
-    assert T.TOKEN_POS[0] not in T.FROZEN["locate"]
+    fresh = build_omni("tiny", seed=0).state_dict()
+    states = {}
+    for n in (2, 3, 4):
+        T.train(T.TrainArgs(stages=("text", "image-align", "locate", "widen")[:n], **common), progress=False)
+        states[n] = weights.load(tmp_path).state_dict()
+    extra = [k for k in fresh if k.startswith("vision.projector.extra.")]
+    assert extra and torch.count_nonzero(fresh["vision.projector.extra.2.weight"]) == 0
+    assert torch.count_nonzero(states[2]["vision.token_pos"]) == 0
+    assert torch.count_nonzero(states[3]["vision.token_pos"]) > 0
+    assert all(torch.equal(states[3][k], fresh[k]) for k in extra)  # still as built
+    assert all(not torch.equal(states[4][k], fresh[k]) for k in extra)
+    for a, b in ((2, 3), (3, 4)):
+        assert not torch.equal(states[b]["vision.projector.net.1.weight"], states[a]["vision.projector.net.1.weight"])
+        assert all(torch.equal(states[b][k], states[a][k]) for k in states[a]
+                   if k.removeprefix("video.").startswith(T.VISION_ENCODER + T.AUDIO_ENCODER))
 
 
 def test_image_ctc_loss_falls_on_rendered_lines(pools):

@@ -226,7 +226,7 @@ def test_token_pos_adds_each_merged_tokens_place_through_its_table() -> None:
     from model.vision import normalized_position_features
 
     torch.manual_seed(0)
-    plain = VisionEncoder(VisionConfig.preset("tiny", token_pos=0))
+    plain = VisionEncoder(VisionConfig.preset("tiny", token_pos=0, projector_extra=0))
     torch.manual_seed(0)
     placed = VisionEncoder(VisionConfig.preset("tiny"))
     assert placed.cfg.token_pos == 64 and not hasattr(plain, "token_pos")
@@ -252,6 +252,33 @@ def test_token_pos_must_be_zero_or_a_multiple_of_four(bad: int) -> None:
         VisionConfig.preset("tiny", token_pos=bad)
 
 
+def test_projector_extra_branch_starts_as_nothing_and_adds_its_relu2_units_once_trained() -> None:
+    """`projector_extra`: its output layer starts at zero (the projector of a model without it), its
+    weights come from their own stream (every other weight draws as without it, and they are the
+    same whatever the global seed), and once trained it adds W2 relu²(W1 norm(x))."""
+    from model.vision import Projector
+
+    torch.manual_seed(0)
+    plain = Projector(256, 128, 128)
+    torch.manual_seed(0)
+    wide = Projector(256, 128, 128, extra=384)
+    torch.manual_seed(5)
+    other = Projector(256, 128, 128, extra=384)
+    theirs = dict(wide.named_parameters())
+    assert all(torch.equal(p, theirs[n]) for n, p in plain.named_parameters())
+    assert torch.equal(wide.extra[0].weight, other.extra[0].weight) and wide.extra[0].weight.abs().sum() > 0
+    assert torch.count_nonzero(wide.extra[2].weight) == 0
+    x = torch.randn(5, 256)
+    torch.testing.assert_close(wide(x), plain(x), rtol=0, atol=0)
+    with torch.no_grad():
+        wide.extra[2].weight.normal_()
+    n = wide.net[0](x)
+    torch.testing.assert_close(wide(x), plain(x) + torch.relu(n @ wide.extra[0].weight.T).square() @ wide.extra[2].weight.T)
+    assert VisionConfig.preset("tiny").projector_extra == 384 and FULL.projector_extra == 0
+    with pytest.raises(ValueError, match="projector_extra must be >= 0"):
+        VisionConfig.preset("tiny", projector_extra=-1)
+
+
 def test_checkpoint_config_without_token_pos_loads_without_the_table() -> None:
     """Checkpoints written before the field (v7 and earlier) load as they were written."""
     import dataclasses
@@ -261,4 +288,5 @@ def test_checkpoint_config_without_token_pos_loads_without_the_table() -> None:
     data = dataclasses.asdict(VisionConfig.preset("tiny"))
     del data["token_pos"]
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
-    assert _from_dict(VisionConfig, data) == VisionConfig.preset("tiny", token_pos=0)
+    del data["projector_extra"]
+    assert _from_dict(VisionConfig, data) == VisionConfig.preset("tiny", token_pos=0, projector_extra=0)
