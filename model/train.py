@@ -208,7 +208,7 @@ DEFAULT_STEPS: dict[str, int] = {"text": 250, "image": 3000, "video": 700, "audi
                                  "image-ctc": 12000, "image-align": 1500, "read": 2000,
                                  "read-more": 1500, "read-wide": 4000, "image-ctc-chars": 10000,
                                  "read-chars": 4500, "lookup": 5000, "locate": 4000,
-                                 "widen": 2000}
+                                 "widen": 1500}
 POOL_SIZES: dict[str, int] = {"docqa": 8000, "gui": 4000, "videoqa": 3000, "audioqa": 4000,
                               "docqa-wide": 100000, "gui-wide": 40000}
 # Sources that draw a task's questions from a wider train pool than the task's own source (whose pool
