@@ -81,7 +81,7 @@ class VisionConfig:
     # Dimension of the same normalized-position features of each *merged token* (0: none), mapped by a
     # learned matrix (zero at initialization) and added to the projector's output: the tiny encoder,
     # trained from scratch with a column CTC that needs no absolute place, washes ``abs_pos`` out (a
-    # linear readout of a token's row from v7's tokens had R² 0.36), so GUI answers lost y. Not in the
+    # linear readout of a token's row from v7's tokens had R² 0.28), so GUI answers lost y. Not in the
     # published model, whose encoder is pretrained at scale; the tiny preset uses it.
     token_pos: int = 0
     # Hidden units of a second ReLU² branch of the projector beside ``projector_hidden`` (0: none),

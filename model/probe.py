@@ -1,7 +1,8 @@
 """Which skills a checkpoint has: teacher-forced answer exact match per training source.
 
     python -m model.probe model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
-                                                 [--ctc 3000] [--text-form 200]
+                                                 [--ctc 3000 [--ctc-at tokens]] [--text-form 200]
+                                                 [--positions 120]
 
 For each source of the curriculum (`model.train.make_example`: the reading bridges, the text forms,
 the media tasks) it builds ``n`` examples the way training does and runs each through the model once.
@@ -12,7 +13,10 @@ skills a task needs — a model that cannot answer ``text:docqa`` (the document 
 answer ``docqa`` whatever its vision encoder reads. `encoder_spread` checks the other half: whether
 each media encoder's tokens still depend on its input, and `ctc_readout` how much of a line of
 random characters a linear head can read off the frozen vision encoder (the encoder's share of a
-reading failure, apart from the projector's and the LM's). `text_form_scores` (``--text-form N``) is
+reading failure, apart from the projector's and the LM's; ``--ctc-at tokens`` reads the LM's image
+tokens instead, the projector's share). `position_readout` (``--positions N``) asks whether an image
+token says where it is: a ridge readout of each token's normalized row and column from the token
+alone. `text_form_scores` (``--text-form N``) is
 the LM's share: the tasks' *eval* questions answered, greedily through the harness's backend and
 scored by each task's own rule, with the media replaced by its text form (a document's text, a
 screen's element list, a video's event log, a transcript) — what the model would score if it
@@ -262,6 +266,48 @@ def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int 
     return {"char_acc": matched / max(1, total), "exact": exact / max(1, n), "n": float(n), "steps": float(steps)}
 
 
+def position_readout(model: Any, pools: Pools, source: str = "gui-wide", n: int = 120, seed: int = 0,
+                     ridge: float = 0.1) -> dict[str, float]:
+    """Whether each LM image token carries its place: a ridge regression from the tokens of the first
+    three quarters of ``n`` images of ``source`` to their merged-grid cell's normalized centre (row,
+    column in (0, 1)), scored on the last quarter's tokens: {"row_r2", "col_r2", "row_mae", "col_mae",
+    "n"}, the mean absolute errors in thousandths (gui's norm1000 units). An R² near 0: the LM must
+    count its way along the raster order to know where a token is."""
+    if n < 4:
+        raise ValueError(f"position_readout needs n >= 4 images, got {n}")
+    was_training = model.training
+    model.eval()
+    xs, ys = [], []
+    try:
+        with torch.no_grad():
+            for i in range(n):
+                ex = make_example(pools, source, random.Random(f"positions:{seed}:{i}"))
+                px = ex.media[0].pixels.to(model.device)
+                tokens = model.vision.encode([px])[0][0].float().cpu()  # first crop: (T, lm_hidden)
+                m = model.vision.cfg.merge
+                gh, gw = px.shape[-2] // (model.vision.cfg.patch_size * m), px.shape[-1] // (model.vision.cfg.patch_size * m)
+                rows = (torch.arange(gh).repeat_interleave(gw).float() + 0.5) / gh
+                cols = (torch.arange(gw).repeat(gh).float() + 0.5) / gw
+                xs.append(tokens)
+                ys.append(torch.stack([rows, cols], -1))
+    finally:
+        model.train(was_training)
+    k = (3 * n) // 4
+    x_fit, y_fit, x_test, y_test = torch.cat(xs[:k]), torch.cat(ys[:k]), torch.cat(xs[k:]), torch.cat(ys[k:])
+    mu, sd = x_fit.mean(0), x_fit.std(0) + 1e-6
+
+    def design(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(x - mu) / sd, torch.ones(len(x), 1)], 1).double()
+
+    a = design(x_fit)
+    w = torch.linalg.solve(a.T @ a + ridge * torch.eye(a.shape[1], dtype=a.dtype), a.T @ y_fit.double())
+    pred = (design(x_test) @ w).float()
+    r2 = 1 - ((pred - y_test) ** 2).sum(0) / ((y_test - y_test.mean(0)) ** 2).sum(0).clamp_min(1e-12)
+    mae = (pred - y_test).abs().mean(0) * 1000
+    return {"row_r2": float(r2[0]), "col_r2": float(r2[1]), "row_mae": float(mae[0]), "col_mae": float(mae[1]),
+            "n": float(n)}
+
+
 # media kind -> the training source whose examples carry it
 SPREAD_SOURCES: dict[str, str] = {"image": "docqa", "video": "videoqa", "audio": "audioqa"}
 
@@ -357,6 +403,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--ctc-at", default="patches", choices=CTC_AT,
                    help="where --ctc reads: the patch columns (default), or each merged column before or "
                         "after the projector (the LM's image tokens)")
+    p.add_argument("--positions", type=int, default=0, metavar="N",
+                   help="also: how well a linear readout finds each image token's row and column from the "
+                        "token alone (N gui screens)")
     p.add_argument("--text-form", type=int, default=0, metavar="N",
                    help="also: the first N eval questions of each task answered (bf16, greedy) from the "
                         "media's text form instead of the media, scored by the task")
@@ -365,6 +414,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--chars expects a count of lines >= 0, got {a.chars}")
     if a.ctc < 0:
         p.error(f"--ctc expects a count of steps >= 0, got {a.ctc}")
+    if a.positions < 0:
+        p.error(f"--positions expects a count of screens >= 0, got {a.positions}")
+    if 0 < a.positions < 4:
+        p.error(f"--positions needs at least 4 screens (3 quarters to fit, one to test), got {a.positions}")
     if a.text_form < 0:
         p.error(f"--text-form expects a count of questions >= 0, got {a.text_form}")
     known = {s for mix in STAGES.values() for s in mix}
@@ -383,6 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spread = encoder_spread(model, pools)
     chars = char_accuracy(model, pools, "line", a.chars) if a.chars > 0 else {}
     ctc = ctc_readout(model, pools, "char-line", a.ctc, at=a.ctc_at) if a.ctc > 0 else {}
+    positions = position_readout(model, pools, "gui-wide", a.positions) if a.positions > 0 else {}
     forms: dict[str, dict[str, float]] = {}
     if a.text_form > 0:
         from evalsuite.backends.reference import ReferenceBackend, using_checkpoint
@@ -395,7 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 backend.close()
     if a.json:
         print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {}),
-                          **({"ctc": ctc} if ctc else {}), **({"text_form": forms} if forms else {})},
+                          **({"ctc": ctc} if ctc else {}),
+                          **({"positions": positions} if positions else {}), **({"text_form": forms} if forms else {})},
                          indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
@@ -411,6 +466,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ctc:
         print(f"\nvision encoder ({a.ctc_at}), linear CTC head fitted {a.ctc} steps on char-line: "
               f"char acc {ctc['char_acc']:.3f}, exact lines {ctc['exact']:.3f} ({int(ctc['n'])} fresh lines)")
+    if positions:
+        print(f"\nimage tokens' place, ridge readout from the token alone ({a.positions} gui screens): "
+              f"row R² {positions['row_r2']:.3f} (MAE {positions['row_mae']:.0f}/1000), "
+              f"column R² {positions['col_r2']:.3f} (MAE {positions['col_mae']:.0f}/1000)")
     if forms:
         print(f"\n{'text form':20s} {'accuracy':>9s} {'n':>7s}   (eval questions, the media given as text, bf16)")
         for name, r in forms.items():

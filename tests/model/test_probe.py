@@ -233,6 +233,31 @@ def test_readout_at_merged_columns_reads_before_or_after_the_projector(at):
         P.ctc_readout(model, pools, "char-line", steps=0, n=1, at="pixels")
 
 
+def test_position_readout_finds_places_the_tokens_carry_and_not_ones_they_do_not():
+    """Tokens that are only `token_pos`'s position features (the projector's output zeroed) give a
+    readout near R² 1; tokens that carry nothing give none."""
+    model = build_omni("tiny").eval()
+    pools = T.Pools(model.config, SMALL_POOLS)
+    with torch.no_grad():
+        model.vision.projector.net[3].weight.zero_()
+        model.vision.token_pos.zero_()
+    blind = P.position_readout(model, pools, "gui-wide", n=8)
+    assert blind["row_r2"] < 0.05 and blind["col_r2"] < 0.05 and blind["n"] == 8.0
+    with torch.no_grad():
+        model.vision.token_pos.copy_(torch.randn(model.vision.token_pos.shape, generator=torch.Generator().manual_seed(0)))
+    placed = P.position_readout(model, pools, "gui-wide", n=8)
+    assert placed["row_r2"] > 0.95 and placed["col_r2"] > 0.95
+    assert placed["row_mae"] < 30 and placed["col_mae"] < 30
+    with pytest.raises(ValueError, match="n >= 4"):
+        P.position_readout(model, pools, "gui-wide", n=3)
+
+
+def test_cli_rejects_too_few_position_screens(capsys):
+    with pytest.raises(SystemExit):
+        P.main(["model/checkpoints/tiny", "--positions", "2"])
+    assert "--positions needs at least 4 screens" in capsys.readouterr().err
+
+
 def test_cli_rejects_a_negative_ctc_step_count(capsys):
     with pytest.raises(SystemExit):
         P.main(["model/checkpoints/tiny", "--ctc", "-1"])
