@@ -171,10 +171,10 @@ STAGES["lookup"] = {"text:docqa-wide": (3, 2), "docqa-wide": (4, 5), "point": (2
 STAGES["locate"] = {"gui-wide": (4, 5), "point": (2, 1), "docqa-wide": (3, 3), "text:docqa-wide": (1, 1),
                     "page-line": (1, 1), "char-line": (0.5, 0.5), "audioqa": (1.5, 1.5),
                     "text:audioqa": (0.25, 0.25), "videoqa": (0.5, 0.5)}
-# A linear CTC head read 0.52 of a random-character line's characters off v7's image tokens (the
-# projector's output, 4 frames per merged column) against 0.82 off the merged features they are made
-# from (1,500 steps of batch 16 each; `python -m model.probe CKPT --ctc N --ctc-at tokens|merged`):
-# the projector, 128 ReLU² units for the LM's 128, dropped characters before the LM saw them. `VisionConfig.projector_extra` adds 384 units beside them (4x the
+# A linear CTC head read 0.567 of a random-character line's characters off v7's image tokens (the
+# projector's output, 4 frames per merged column) against 0.846 off the merged features they are
+# made from (`python -m model.probe CKPT --ctc 1500 --ctc-at tokens|merged`, 300 fresh lines): the
+# projector, 128 ReLU² units for the LM's 128, dropped characters before the LM saw them. `VisionConfig.projector_extra` adds 384 units beside them (4x the
 # LM width, the published projector's ratio), their output layer zero at first; `widen` trains them
 # (everything but the encoders) on docqa and random-character lines, the rest replayed.
 # Measured on the run (200 eval samples, bf16): docqa 0.380 -> 0.415 (key_information 0.29 -> 0.36,
