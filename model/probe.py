@@ -284,8 +284,8 @@ def position_readout(model: Any, pools: Pools, source: str = "gui-wide", n: int 
                 ex = make_example(pools, source, random.Random(f"positions:{seed}:{i}"))
                 px = ex.media[0].pixels.to(model.device)
                 tokens = model.vision.encode([px])[0][0].float().cpu()  # first crop: (T, lm_hidden)
-                m = model.vision.cfg.merge
-                gh, gw = px.shape[-2] // (model.vision.cfg.patch_size * m), px.shape[-1] // (model.vision.cfg.patch_size * m)
+                unit = model.vision.cfg.patch_size * model.vision.cfg.merge  # pixels per merged token
+                gh, gw = px.shape[-2] // unit, px.shape[-1] // unit
                 rows = (torch.arange(gh).repeat_interleave(gw).float() + 0.5) / gh
                 cols = (torch.arange(gw).repeat(gh).float() + 0.5) / gw
                 xs.append(tokens)

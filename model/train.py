@@ -161,9 +161,10 @@ STAGES["lookup"] = {"text:docqa-wide": (3, 2), "docqa-wide": (4, 5), "point": (2
 # gui's text elements stayed at 0.03 after lookup, their answers' y near a constant: a ridge readout
 # of each v7 image token's normalized row from the token alone had R² 0.28 (column 0.41; `python -m
 # model.probe CKPT --positions 120`) — the encoder, trained from scratch with a column CTC, had
-# washed its input position features out, and the LM sees tokens only in raster order. The tiny preset now adds each merged token's position
-# features through a learned table (`VisionConfig.token_pos`, zero-initialized: v7's tokens exactly)
-# that every earlier stage keeps frozen at zero, so a run from scratch takes the same path. `locate`
+# washed its input position features out, and the LM sees tokens only in raster order. The tiny
+# preset now adds each merged token's position features through a learned table
+# (`VisionConfig.token_pos`, zero-initialized: v7's tokens exactly) that every earlier stage keeps
+# frozen at zero, so a run from scratch takes the same path. `locate`
 # trains it, the projector and the LM, gui first, the encoders frozen, everything else replayed.
 # Measured on the run (200 eval samples, bf16): the readout's R² 0.28 -> 0.73 (row), 0.41 -> 0.83
 # (column); gui 0.215 -> 0.245 (text elements 0.03 -> 0.06, icons 0.40 -> 0.43), docqa 0.385 ->
@@ -174,8 +175,9 @@ STAGES["locate"] = {"gui-wide": (4, 5), "point": (2, 1), "docqa-wide": (3, 3), "
 # A linear CTC head read 0.567 of a random-character line's characters off v7's image tokens (the
 # projector's output, 4 frames per merged column) against 0.846 off the merged features they are
 # made from (`python -m model.probe CKPT --ctc 1500 --ctc-at tokens|merged`, 300 fresh lines): the
-# projector, 128 ReLU² units for the LM's 128, dropped characters before the LM saw them. `VisionConfig.projector_extra` adds 384 units beside them (4x the
-# LM width, the published projector's ratio), their output layer zero at first; `widen` trains them
+# projector, 128 ReLU² units for the LM's 128, dropped characters before the LM saw them.
+# `VisionConfig.projector_extra` adds 384 units beside them (4x the LM width, the published
+# projector's ratio), their output layer zero at first; `widen` trains them
 # (everything but the encoders) on docqa and random-character lines, the rest replayed.
 # Measured on the run (200 eval samples, bf16): docqa 0.380 -> 0.415 (key_information 0.29 -> 0.36,
 # numeric 0.04 -> 0.10), audioqa 0.910 -> 0.935, gui 0.245 -> 0.230. The probe's readout off the image

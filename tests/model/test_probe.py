@@ -244,7 +244,8 @@ def test_position_readout_finds_places_the_tokens_carry_and_not_ones_they_do_not
     blind = P.position_readout(model, pools, "gui-wide", n=8)
     assert blind["row_r2"] < 0.05 and blind["col_r2"] < 0.05 and blind["n"] == 8.0
     with torch.no_grad():
-        model.vision.token_pos.copy_(torch.randn(model.vision.token_pos.shape, generator=torch.Generator().manual_seed(0)))
+        table = torch.randn(model.vision.token_pos.shape, generator=torch.Generator().manual_seed(0))
+        model.vision.token_pos.copy_(table)
     placed = P.position_readout(model, pools, "gui-wide", n=8)
     assert placed["row_r2"] > 0.95 and placed["col_r2"] > 0.95
     assert placed["row_mae"] < 30 and placed["col_mae"] < 30

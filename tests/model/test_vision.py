@@ -273,7 +273,8 @@ def test_projector_extra_branch_starts_as_nothing_and_adds_its_relu2_units_once_
     with torch.no_grad():
         wide.extra[2].weight.normal_()
     n = wide.net[0](x)
-    torch.testing.assert_close(wide(x), plain(x) + torch.relu(n @ wide.extra[0].weight.T).square() @ wide.extra[2].weight.T)
+    branch = torch.relu(n @ wide.extra[0].weight.T).square() @ wide.extra[2].weight.T
+    torch.testing.assert_close(wide(x), plain(x) + branch)
     assert VisionConfig.preset("tiny").projector_extra == 384 and FULL.projector_extra == 0
     with pytest.raises(ValueError, match="projector_extra must be >= 0"):
         VisionConfig.preset("tiny", projector_extra=-1)
