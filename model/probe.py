@@ -37,7 +37,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from model.train import EVAL_TASKS, STAGES, Pools, encode_rows, make_example, text_form, text_form_question
+from model.train import (EVAL_TASKS, STAGES, Pools, ctc_answer_loss, encode_rows, make_example, text_form,
+                         text_form_question)
 
 DEFAULT_SOURCES: tuple[str, ...] = ("line", "page-line", "transcribe", "docqa", "gui", "videoqa", "audioqa",
                                     "text:docqa", "text:gui", "text:videoqa", "text:audioqa")
@@ -196,9 +197,7 @@ def readout_logits(model: Any, head: torch.nn.Linear, pixels: Sequence[torch.Ten
         y = spatial_merge(x, (gh, gw), m) if at == "merged" else model.vision.project(x, (gh, gw))
         cols = y.float().view(n, gh // m, gw // m, -1).mean(dim=1)
         seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
-    lengths = torch.tensor([x.shape[0] for x in seqs])
-    t = int(lengths.max())
-    return torch.stack([torch.nn.functional.pad(x, (0, 0, 0, t - x.shape[0])) for x in seqs]), lengths
+    return T.stack_frames(seqs)
 
 
 def readout_head(model: Any, at: str, seed: int) -> torch.nn.Linear:
@@ -241,10 +240,7 @@ def ctc_readout(model: Any, pools: Pools, source: str = "char-line", steps: int 
         opt = torch.optim.AdamW(head.parameters(), lr=lr)
         for step in range(steps):
             examples = [make_example(pools, source, random.Random(f"ctc:{seed}:{step}:{i}")) for i in range(batch)]
-            logp, out_len = logits(examples)
-            targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
-            loss = torch.nn.functional.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(logp.device), out_len,
-                                                torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
+            loss, _ = ctc_answer_loss(model, *logits(examples), examples)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -273,6 +269,8 @@ def position_readout(model: Any, pools: Pools, source: str = "gui-wide", n: int 
     column in (0, 1)), scored on the last quarter's tokens: {"row_r2", "col_r2", "row_mae", "col_mae",
     "n"}, the mean absolute errors in thousandths (gui's norm1000 units). An R² near 0: the LM must
     count its way along the raster order to know where a token is."""
+    from model.vision import grid_positions
+
     if n < 4:
         raise ValueError(f"position_readout needs n >= 4 images, got {n}")
     was_training = model.training
@@ -285,11 +283,9 @@ def position_readout(model: Any, pools: Pools, source: str = "gui-wide", n: int 
                 px = ex.media[0].pixels.to(model.device)
                 tokens = model.vision.encode([px])[0][0].float().cpu()  # first crop: (T, lm_hidden)
                 unit = model.vision.cfg.patch_size * model.vision.cfg.merge  # pixels per merged token
-                gh, gw = px.shape[-2] // unit, px.shape[-1] // unit
-                rows = (torch.arange(gh).repeat_interleave(gw).float() + 0.5) / gh
-                cols = (torch.arange(gw).repeat(gh).float() + 0.5) / gw
+                grid = (px.shape[-2] // unit, px.shape[-1] // unit)
                 xs.append(tokens)
-                ys.append(torch.stack([rows, cols], -1))
+                ys.append((grid_positions(*grid).float() + 0.5) / torch.tensor(grid, dtype=torch.float32))
     finally:
         model.train(was_training)
     k = (3 * n) // 4

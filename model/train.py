@@ -636,6 +636,11 @@ def column_ctc_logits(model: OmniModel, head: torch.nn.Linear, pixels: Sequence[
     for h in model.vision.hidden([p.to(model.device) for p in pixels]):
         cols = h.float().mean(dim=1)  # (N, gw, D): N tiles of one image side by side
         seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
+    return stack_frames(seqs)
+
+
+def stack_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image CTC log-probabilities (T_i, C) → one zero-padded (B, max T_i, C) tensor and the T_i."""
     lengths = torch.tensor([x.shape[0] for x in seqs])
     t = int(lengths.max())
     return torch.stack([F.pad(x, (0, 0, 0, t - x.shape[0])) for x in seqs]), lengths
@@ -654,6 +659,13 @@ def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[E
         logp = head(hidden.float()).log_softmax(-1)  # (B, T', C)
     else:
         logp, out_len = column_ctc_logits(model, head, [ex.media[0].pixels for ex in examples])
+    return ctc_answer_loss(model, logp, out_len, examples)
+
+
+def ctc_answer_loss(model: OmniModel, logp: torch.Tensor, out_len: torch.Tensor, examples: Sequence[Example]
+                    ) -> tuple[torch.Tensor, int]:
+    """CTC loss of frames ``logp`` (B, T, C; ``out_len`` each) against each example's answer in the
+    tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch; and the target count."""
     targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
     loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
                       torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
