@@ -2,7 +2,7 @@
 
     python -m model.probe model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
                                                  [--ctc 3000 [--ctc-at tokens]] [--text-form 200]
-                                                 [--positions 120]
+                                                 [--positions 120] [--choose 200]
 
 For each source of the curriculum (`model.train.make_example`: the reading bridges, the text forms,
 the media tasks) it builds ``n`` examples the way training does and runs each through the model once.
@@ -20,7 +20,11 @@ alone. `text_form_scores` (``--text-form N``) is
 the LM's share: the tasks' *eval* questions answered, greedily through the harness's backend and
 scored by each task's own rule, with the media replaced by its text form (a document's text, a
 screen's element list, a video's event log, a transcript) — what the model would score if it
-perceived perfectly.
+perceived perfectly. `choice_binding` (``--choose N``) isolates the one step every ``videoqa``
+answer needs beyond finding its content: naming the option's letter. Each question names its option
+outright ("Which option is red circle?", in videoqa's prompt format with its vocabularies), so a
+model that can bind a content to its letter answers all of them; it also reports which letters the
+model gives, so a model stuck on one letter shows as such.
 
 The examples come from the tasks' ``train`` split (like everything training sees; the harness's eval
 split stays unseen), drawn with their own seeds; the pools are large enough that a tiny model has not
@@ -37,8 +41,8 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from model.train import (EVAL_TASKS, STAGES, Pools, ctc_answer_loss, encode_rows, make_example, text_form,
-                         text_form_question)
+from model.train import (EVAL_TASKS, STAGES, Pools, choice_question, ctc_answer_loss, encode_rows, make_example,
+                         text_form, text_form_question)
 
 DEFAULT_SOURCES: tuple[str, ...] = ("line", "page-line", "transcribe", "docqa", "gui", "videoqa", "audioqa",
                                     "text:docqa", "text:gui", "text:videoqa", "text:audioqa")
@@ -385,6 +389,32 @@ def text_form_scores(backend: Any, tasks: Sequence[str] = EVAL_TASKS, n: int = 2
     return out
 
 
+def choice_prompts(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``n`` (prompt, letter) pairs of `model.train.choice_question`, seeded apart from training's."""
+    rng = random.Random(f"choose:{seed}")
+    return [choice_question(rng) for _ in range(n)]
+
+
+def choice_binding(backend: Any, n: int = 200, batch: int = 16, seed: int = 0) -> dict[str, float]:
+    """Greedy answers of ``backend`` to ``n`` `choice_prompts`, read with videoqa's letter extractor:
+    {"accuracy", "n", "unparsed", "letter:A" ... (the share of answers naming each letter)}."""
+    from evalsuite.types import Request, user
+    from tasks.scoring import extract_choice
+    from tasks.videoqa import LETTERS
+
+    pairs = choice_prompts(n, seed)
+    got: list[str | None] = []
+    for i in range(0, len(pairs), batch):
+        chunk = pairs[i: i + batch]
+        requests = [Request(sample_id=f"choose-{i + j}", messages=[user(q)], max_tokens=8, task="choose")
+                    for j, (q, _) in enumerate(chunk)]
+        got += [extract_choice(r.text, None, LETTERS) for r in backend.generate(requests)]
+    total = max(1, len(pairs))
+    return {"accuracy": sum(g == a for g, (_, a) in zip(got, pairs)) / total, "n": float(len(pairs)),
+            "unparsed": sum(g is None for g in got) / total,
+            **{f"letter:{x}": sum(g == x for g in got) / total for x in LETTERS}}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m model.probe", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a directory written by model.weights.save")
@@ -405,6 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--text-form", type=int, default=0, metavar="N",
                    help="also: the first N eval questions of each task answered (bf16, greedy) from the "
                         "media's text form instead of the media, scored by the task")
+    p.add_argument("--choose", type=int, default=0, metavar="N",
+                   help="also: N multiple-choice questions that name their option outright, answered "
+                        "(bf16, greedy) with the option's letter")
     a = p.parse_args(argv)
     if a.chars < 0:
         p.error(f"--chars expects a count of lines >= 0, got {a.chars}")
@@ -416,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--positions needs at least 4 screens (3 quarters to fit, one to test), got {a.positions}")
     if a.text_form < 0:
         p.error(f"--text-form expects a count of questions >= 0, got {a.text_form}")
+    if a.choose < 0:
+        p.error(f"--choose expects a count of questions >= 0, got {a.choose}")
     known = {s for mix in STAGES.values() for s in mix}
     sources = [s for s in a.sources.split(",") if s]
     bad = [s for s in sources if s not in known]
@@ -434,19 +469,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctc = ctc_readout(model, pools, "char-line", a.ctc, at=a.ctc_at) if a.ctc > 0 else {}
     positions = position_readout(model, pools, "gui-wide", a.positions) if a.positions > 0 else {}
     forms: dict[str, dict[str, float]] = {}
-    if a.text_form > 0:
+    choose: dict[str, float] = {}
+    if a.text_form > 0 or a.choose > 0:
         from evalsuite.backends.reference import ReferenceBackend, using_checkpoint
 
         with using_checkpoint(a.checkpoint):
             backend = ReferenceBackend("bf16")
             try:
-                forms = text_form_scores(backend, EVAL_TASKS, a.text_form)
+                forms = text_form_scores(backend, EVAL_TASKS, a.text_form) if a.text_form > 0 else {}
+                choose = choice_binding(backend, a.choose) if a.choose > 0 else {}
             finally:
                 backend.close()
     if a.json:
         print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {}),
                           **({"ctc": ctc} if ctc else {}),
-                          **({"positions": positions} if positions else {}), **({"text_form": forms} if forms else {})},
+                          **({"positions": positions} if positions else {}), **({"text_form": forms} if forms else {}),
+                          **({"choose": choose} if choose else {})},
                          indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
@@ -473,6 +511,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             for key, v in r.items():
                 if key.startswith("category:"):
                     print(f"  {key[9:]:18s} {v:9.3f}")
+    if choose:
+        letters = ", ".join(f"{k[7:]} {v:.2f}" for k, v in choose.items() if k.startswith("letter:"))
+        print(f"\noption named outright, answer its letter ({a.choose} questions, bf16): accuracy "
+              f"{choose['accuracy']:.3f} (chance 0.25); letters given: {letters}; unparsed {choose['unparsed']:.2f}")
     return 0
 
 

@@ -476,6 +476,30 @@ def point_example(pools: Pools, rng: random.Random, max_widgets: int = 6) -> Exa
     return Example("point", [user(ContentPart.of_media("image", "<screen>"), question)], [media], answer, more)
 
 
+CHOICE_QUESTIONS: tuple[str, ...] = ("Which option is {t}?", "Which option says {t}?", "Pick {t}.")
+
+
+def choice_question(rng: random.Random) -> tuple[str, str]:
+    """A multiple-choice question that names its option outright, in videoqa's prompt format: four
+    distinct options from one of videoqa's answer vocabularies (colours, coloured shapes, caption
+    words, counts, quarters); returns (prompt, the option's letter). The one step of every videoqa
+    answer besides finding its content — binding a content to its letter — and nothing else."""
+    from tasks.gen.video import COLOURS, QUARTERS, SHAPES, WORDS
+    from tasks.videoqa import LETTERS, prompt
+
+    vocabularies = (list(COLOURS), [f"{c} {s}" for c in COLOURS for s in SHAPES], list(WORDS),
+                    [str(i) for i in range(10)], list(QUARTERS))
+    options = rng.sample(rng.choice(vocabularies), len(LETTERS))
+    k = rng.randrange(len(LETTERS))
+    return prompt(rng.choice(CHOICE_QUESTIONS).format(t=options[k]), options), LETTERS[k]
+
+
+def choose_example(rng: random.Random) -> Example:
+    """``MAX_TURNS`` `choice_question` turns, text only (a bridge to videoqa's lettered answers)."""
+    (question, answer), *more = [choice_question(rng) for _ in range(MAX_TURNS)]
+    return Example("choose", [user(question)], [], answer, more)
+
+
 def hear_example(pools: Pools, rng: random.Random) -> Example:
     """A train clip with words in it (not a tone or beeps) and its transcript: the audio encoder's
     own target in the ``audio-ctc`` stage."""
@@ -495,6 +519,8 @@ def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
         return hear_example(pools, rng)
     if source == "point":
         return point_example(pools, rng)
+    if source == "choose":
+        return choose_example(rng)
     return task_example(pools, source, rng)
 
 

@@ -149,6 +149,7 @@ def test_char_accuracy_counts_every_character_and_blames_the_wrong_ones(monkeypa
     ("--positions", "-1", "--positions expects a count of screens >= 0, got -1"),
     ("--positions", "2", "--positions needs at least 4 screens"),
     ("--text-form", "-1", "--text-form expects a count of questions >= 0, got -1"),
+    ("--choose", "-2", "--choose expects a count of questions >= 0, got -2"),
 ])
 def test_cli_rejects_a_bad_count_in_one_line(capsys, flag, value, message):
     with pytest.raises(SystemExit):
@@ -303,3 +304,45 @@ def test_text_form_scores_use_the_tasks_scoring_and_split_docqa_by_category():
     assert all(not any(p.type != "text" for m in r.messages for p in m.content) for r in oracle.seen)
     wrong = P.text_form_scores(_Answering(samples, lambda s: "zzz"), ("docqa",), n=6)["docqa"]
     assert wrong["accuracy"] == 0.0 and all(v == 0.0 for k, v in wrong.items() if k.startswith("category:"))
+
+
+def test_choice_prompts_name_exactly_one_option_in_videoqas_format_and_are_seeded():
+    from tasks.videoqa import LETTERS
+
+    pairs = P.choice_prompts(60, seed=3)
+    assert pairs == P.choice_prompts(60, seed=3) and pairs != P.choice_prompts(60, seed=4)
+    assert {a for _, a in pairs} == set(LETTERS)
+    for q, a in pairs:
+        lines = q.split("\n")
+        assert lines[-1] == "Answer with the option's letter." and len(lines) == 6
+        options = {line[0]: line[3:] for line in lines[1:5]}
+        assert list(options) == list(LETTERS) and len(set(options.values())) == 4
+        named = [x for x, text in options.items() if text in lines[0]]
+        assert named == [a]
+
+
+class _Letters:
+    """A backend answering every request with ``answer(prompt)``."""
+
+    def __init__(self, answer):
+        self.answer = answer
+
+    def generate(self, requests):
+        from evalsuite.types import Response
+
+        return [Response(text=self.answer(r.messages[0].content[0].text)) for r in requests]
+
+
+def test_choice_binding_scores_letters_and_reports_which_ones_are_given():
+    truth = dict(P.choice_prompts(40))
+
+    oracle = P.choice_binding(_Letters(lambda q: f"{truth[q]}."), n=40, batch=7)
+    assert oracle["accuracy"] == 1.0 and oracle["n"] == 40 and oracle["unparsed"] == 0.0
+    assert sum(oracle[f"letter:{x}"] for x in "ABCD") == pytest.approx(1.0)
+    share_b = sum(a == "B" for a in truth.values()) / 40
+    assert oracle["letter:B"] == pytest.approx(share_b)
+
+    stuck = P.choice_binding(_Letters(lambda q: "B"), n=40)
+    assert stuck["accuracy"] == pytest.approx(share_b) and stuck["letter:B"] == 1.0 and stuck["letter:A"] == 0.0
+    mute = P.choice_binding(_Letters(lambda q: "hmm"), n=40)
+    assert mute["accuracy"] == 0.0 and mute["unparsed"] == 1.0

@@ -85,6 +85,29 @@ def test_point_asks_for_each_scattered_widgets_centre_in_the_gui_answer_format(p
         assert len({q for q, _ in turns}) == len(turns)
 
 
+def test_choose_asks_text_only_questions_whose_letter_marks_the_option_they_name(pools):
+    """`choose`: videoqa's prompt format, the question naming one option outright, the answer its
+    letter, several such turns per example and the examples a pure function of the rng."""
+    import random
+
+    from tasks.scoring import extract_choice
+
+    letters = []
+    for i in range(12):
+        ex = T.make_example(pools, "choose", random.Random(i))
+        again = T.make_example(pools, "choose", random.Random(i))
+        assert (ex.answer, ex.more) == (again.answer, again.more)
+        assert ex.source == "choose" and ex.media == [] and len(ex.more) == T.MAX_TURNS - 1
+        assert [p.type for m in ex.messages for p in m.content] == ["text"]
+        for question, answer in [(ex.messages[0].content[0].text, ex.answer), *ex.more]:
+            head, *options, tail = question.split("\n")
+            assert tail == "Answer with the option's letter." and len(options) == 4
+            named = [o[0] for o in options if o[3:] in head]
+            assert named == [answer] and extract_choice(answer) == answer
+            letters.append(answer)
+    assert set(letters) == set("ABCD")
+
+
 def test_scatter_screen_is_deterministic_and_its_widgets_do_not_overlap():
     from tasks.gen.gui import scatter_screen
 
