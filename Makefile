@@ -71,13 +71,13 @@ bench-kernels: venv
 	$(PY) bench/bench_kernels.py
 
 sensitivity: venv
-	$(PY) -m kernels.sensitivity $(ARGS)
+	$(PY) -m evalsuite.kernels.sensitivity $(ARGS)
 
 serve: venv
 	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)
 
 train: venv sysdeps
-	$(PY) -m model.train --preset tiny --out model/checkpoints/tiny --bench $(ARGS)
+	$(PY) -m evalsuite.model.train --preset tiny --out evalsuite/model/checkpoints/tiny --bench $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

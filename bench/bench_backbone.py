@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model.backbone import LanguageModel, build, decode_step, export_hf, prefill  # noqa: E402
-from model.config import BackboneConfig  # noqa: E402
+from evalsuite.model.backbone import LanguageModel, build, decode_step, export_hf, prefill  # noqa: E402
+from evalsuite.model.config import BackboneConfig  # noqa: E402
 
 
 # wall time by default; `--cpu-time` uses this process's CPU time instead (with one torch thread it

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kernels import fp8, nvfp4  # noqa: E402
+from evalsuite.kernels import fp8, nvfp4  # noqa: E402
 
 
 def _nbytes(*ts: torch.Tensor) -> int:

@@ -9,22 +9,22 @@ from evalsuite.registry import BACKENDS, TASKS
 
 _TASKS = {
     # synthetic
-    "docqa": ("tasks.docqa", "OCRBench-style document QA on rendered invoices, receipts, forms, tables, charts"),
-    "videoqa": ("tasks.videoqa", "long-video multiple-choice QA on sparse-event videos"),
-    "audioqa": ("tasks.audioqa", "MMAU-style audio QA: sounds, speech and paralinguistics"),
-    "gui": ("tasks.gui", "ScreenSpot-style GUI grounding: instruction -> point"),
-    "throughput": ("tasks.throughput", "serving throughput and latency at a fixed SLO"),
+    "docqa": ("evalsuite.tasks.docqa", "OCRBench-style document QA on rendered invoices, receipts, forms, tables, charts"),
+    "videoqa": ("evalsuite.tasks.videoqa", "long-video multiple-choice QA on sparse-event videos"),
+    "audioqa": ("evalsuite.tasks.audioqa", "MMAU-style audio QA: sounds, speech and paralinguistics"),
+    "gui": ("evalsuite.tasks.gui", "ScreenSpot-style GUI grounding: instruction -> point"),
+    "throughput": ("evalsuite.tasks.throughput", "serving throughput and latency at a fixed SLO"),
     # official layouts
-    "ocrbench": ("tasks.official.ocrbench", "OCRBench (local folder)"),
+    "ocrbench": ("evalsuite.tasks.official.ocrbench", "OCRBench (local folder)"),
     "ocrbench_v2": ("tasks.official.ocrbench_v2", "OCRBench v2 (local folder)"),
-    "videomme": ("tasks.official.videomme", "Video-MME (lmms-lab layout, local folder)"),
-    "longvideobench": ("tasks.official.longvideobench", "LongVideoBench (local folder)"),
-    "screenspot": ("tasks.official.screenspot", "ScreenSpot (local folder)"),
-    "screenspot_v2": ("tasks.official.screenspot", "ScreenSpot-v2 (local folder)"),
-    "screenspot_pro": ("tasks.official.screenspot_pro", "ScreenSpot-Pro (local folder)"),
-    "mmau": ("tasks.official.mmau", "MMAU test-mini (local folder)"),
+    "videomme": ("evalsuite.tasks.official.videomme", "Video-MME (lmms-lab layout, local folder)"),
+    "longvideobench": ("evalsuite.tasks.official.longvideobench", "LongVideoBench (local folder)"),
+    "screenspot": ("evalsuite.tasks.official.screenspot", "ScreenSpot (local folder)"),
+    "screenspot_v2": ("evalsuite.tasks.official.screenspot", "ScreenSpot-v2 (local folder)"),
+    "screenspot_pro": ("evalsuite.tasks.official.screenspot_pro", "ScreenSpot-Pro (local folder)"),
+    "mmau": ("evalsuite.tasks.official.mmau", "MMAU test-mini (local folder)"),
     # lm-evaluation-harness tasks: lmeval:<task>
-    "lmeval": ("tasks.lmeval", "lmeval:<task> an lm-evaluation-harness task (local YAMLs: --task-arg lmeval.include_path=DIR)"),
+    "lmeval": ("evalsuite.tasks.lmeval", "lmeval:<task> an lm-evaluation-harness task (local YAMLs: --task-arg lmeval.include_path=DIR)"),
 }
 
 _BACKENDS = {

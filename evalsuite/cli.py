@@ -18,7 +18,7 @@ from typing import Any, Sequence
 # Subcommands implemented elsewhere: name -> (module, help).
 EXTERNAL = {
     "compare": ("evalsuite.compare", "paired comparison of two runs"),
-    "leaderboard": ("reports.leaderboard", "static leaderboard site from run folders"),
+    "leaderboard": ("evalsuite.reports.leaderboard", "static leaderboard site from run folders"),
     "gate": ("evalsuite.gate", "CI regression gate: candidate run vs baselines"),
     "serve": ("evalsuite.server", "OpenAI-compatible server over the reference engine"),
 }
@@ -110,7 +110,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports.run_report import render_run_report
+    from evalsuite.reports.run_report import render_run_report
 
     path = render_run_report(Path(args.run), max_samples=args.max_samples)
     print(f"report: {path}")

@@ -255,7 +255,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"warning: task {t.task!r} settings differ: {'; '.join(t.config_diffs)}", file=sys.stderr)
     out = Path(args.out)
     atomic_write_json(out / "compare.json", c.to_dict())
-    from reports.compare_page import render_compare
+    from evalsuite.reports.compare_page import render_compare
 
     index = render_compare(c, out, base_a=Path(args.run_a), base_b=Path(args.run_b), max_flips=args.max_flips)
     print(summary_table(c))

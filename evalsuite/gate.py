@@ -399,7 +399,7 @@ def main(args: argparse.Namespace) -> int:
         out = Path(args.out)
         atomic_write_json(out / "gate.json", g.to_dict())
         atomic_write_text(out / "gate.md", markdown(g))
-        from reports.gate_page import render_gate
+        from evalsuite.reports.gate_page import render_gate
 
         print(f"report: {render_gate(g, out)}")
     if args.save_baseline:

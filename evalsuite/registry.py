@@ -1,7 +1,7 @@
 """One generic registry for everything looked up by name: tasks, backends, scorers.
 
 Registration is a decorator (``@TASKS.register("docqa")``) or a lazy entry (``TASKS.lazy("docqa",
-"tasks.docqa")``) that imports its module only when the name is first asked for, so ``list`` and a
+"evalsuite.tasks.docqa")``) that imports its module only when the name is first asked for, so ``list`` and a
 run of one task do not import every model and media library. Duplicate names are an error; unknown
 names end in one line with the nearest registered names as a suggestion.
 

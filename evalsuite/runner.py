@@ -412,7 +412,7 @@ def run(cfg: RunConfig) -> RunOutcome:
 
     if cfg.report and dist.leader:
         try:
-            from reports.run_report import render_run_report
+            from evalsuite.reports.run_report import render_run_report
 
             render_run_report(out)
         except ImportError:

@@ -9,7 +9,7 @@ sys.path.insert(0, str(TESTS))
 
 
 # Tests pin the reference model's weights to the seed-0 initialisation, so their expected values do not
-# move when the committed checkpoint (model/checkpoints/tiny) is retrained; tests of checkpoint loading
+# move when the committed checkpoint (evalsuite/model/checkpoints/tiny) is retrained; tests of checkpoint loading
 # set EVALSUITE_CHECKPOINT themselves.
 os.environ["EVALSUITE_CHECKPOINT"] = "random"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from model.backbone import LanguageModel, build
-from model.config import BackboneConfig
-from model.moe import MoE, TopkRouter
+from evalsuite.model.backbone import LanguageModel, build
+from evalsuite.model.config import BackboneConfig
+from evalsuite.model.moe import MoE, TopkRouter
 
 TINY = BackboneConfig.preset("tiny")
 

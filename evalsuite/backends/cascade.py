@@ -5,7 +5,7 @@ frames of videos; pocketsphinx (its bundled US-English model) transcribes audio;
 from that text. The answering model is the reference model in BF16 by default (``cascade`` =
 ``cascade:bf16``) or any other model name after the colon (``cascade:fp4``, ``cascade:hf:/models/x``),
 and it sees exactly the text-only prompt layout the reference model's text path was trained on:
-`tasks.common.text_form_prompt` (``Text in the image:`` / ``Events in the video:`` / ``Transcript of
+`evalsuite.tasks.common.text_form_prompt` (``Text in the image:`` / ``Events in the video:`` / ``Transcript of
 the audio:``, the specialist's text, then the question).
 
 What the specialists hand over:
@@ -177,7 +177,7 @@ class CascadeBackend(Backend):
     def to_text(self, req: Request) -> tuple[Request, dict[str, Any], float]:
         """The text-only request the answering model gets, the per-sample log, the specialist seconds."""
         from evalsuite import media as media_lib
-        from tasks.common import text_form_prompt
+        from evalsuite.tasks.common import text_form_prompt
 
         info: dict[str, Any] = {}
         spent = 0.0

@@ -1,8 +1,8 @@
 """The reference omni model (`model/`) under a precision recipe: ``reference:<recipe>``, or the
 shorthands ``bf16``, ``fp8``, ``fp4``, ``fp4-all``.
 
-Weights: the checkpoint directory in ``$EVALSUITE_CHECKPOINT``, else ``model/checkpoints/tiny/``
-when it exists (`model.weights`), else (or with ``EVALSUITE_CHECKPOINT=random``) the tiny model
+Weights: the checkpoint directory in ``$EVALSUITE_CHECKPOINT``, else ``evalsuite/model/checkpoints/tiny/``
+when it exists (`evalsuite.model.weights`), else (or with ``EVALSUITE_CHECKPOINT=random``) the tiny model
 freshly initialised with seed 0 — which
 ``describe()`` says in ``weights`` ("random-init seed 0 (untrained)") so nobody mistakes its
 near-random answers for a trained model's.
@@ -20,8 +20,8 @@ CPU bf16 kernels do not pay off at these tiny widths. ``describe()`` records bot
 (``precision``) and ``compute_dtype``; ``weight_bytes`` / ``bits_per_weight`` count the LM's linear
 layers as the recipe stores them (BF16 for unquantized ones).
 
-Generation: prompts are embedded (`model.omni`) and run by the continuous-batching engine
-(`model.engine`) with ``batch_size`` slots. Media files are decoded and preprocessed in a small
+Generation: prompts are embedded (`evalsuite.model.omni`) and run by the continuous-batching engine
+(`evalsuite.model.engine`) with ``batch_size`` slots. Media files are decoded and preprocessed in a small
 thread pool ahead of the model, so the next requests' decoding overlaps the current ones' compute.
 Options: ``device`` (cpu, cuda), ``batch_size`` (engine slots); the run ``seed`` reaches the
 engine through each request's ``seed`` (sampling seed = hash of seed and sample id).
@@ -89,8 +89,8 @@ class ReferenceBackend(Backend):
     backend_name = "reference"
 
     def __init__(self, arg: str | None = None, **options: Any) -> None:
-        from kernels import quantize_model, recipes
-        from model.engine import Engine
+        from evalsuite.kernels import quantize_model, recipes
+        from evalsuite.model.engine import Engine
 
         name = arg or "bf16"
         if name not in recipes.names():
@@ -126,8 +126,8 @@ class ReferenceBackend(Backend):
     def _load_weights(self) -> tuple[Any, str, str]:
         """(model, weights note, weights sha256) from $EVALSUITE_CHECKPOINT, the default directory,
         or a seed-0 initialisation."""
-        from model import weights
-        from model.omni import build_omni
+        from evalsuite.model import weights
+        from evalsuite.model.omni import build_omni
 
         env = os.environ.get(CHECKPOINT_ENV)
         if env == RANDOM_INIT:  # the untrained model on purpose (the test suite pins it this way)
@@ -147,14 +147,14 @@ class ReferenceBackend(Backend):
 
     # ---- generation ---------------------------------------------------------------------------
     def _params(self, req: Request):  # -> SamplingParams
-        from model.engine import SamplingParams
+        from evalsuite.model.engine import SamplingParams
 
         return SamplingParams(max_tokens=int(req.max_tokens), temperature=float(req.temperature),
                               top_p=float(req.top_p), seed=_request_seed(req), stop=tuple(req.stop),
                               stop_token_ids=() if req.ignore_eos else None)
 
     def _load(self, req: Request) -> Future:
-        from model.omni import load_media
+        from evalsuite.model.omni import load_media
 
         return self._pool.submit(load_media, req.messages, self.model.config, req.media)
 
@@ -273,8 +273,8 @@ class ReferenceBackend(Backend):
 
     # ---- provenance ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
-        from kernels import report
-        from model.engine import ENGINE_VERSION
+        from evalsuite.kernels import report
+        from evalsuite.model.engine import ENGINE_VERSION
 
         weight_bytes, n_weights = _recipe_weight_bytes(report(self.model.lm))
         return {

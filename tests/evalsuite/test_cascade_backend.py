@@ -24,7 +24,7 @@ from evalsuite.registry import UnknownNameError  # noqa: E402
 from evalsuite.results import load_run  # noqa: E402
 from evalsuite.runner import RunConfig, process_batch, run  # noqa: E402
 from evalsuite.types import ContentPart, Request, user  # noqa: E402
-from tasks.common import text_form_prompt  # noqa: E402
+from evalsuite.tasks.common import text_form_prompt  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +148,7 @@ def test_bad_answering_model_names() -> None:
 def test_cascade_beside_the_reference_model_on_a_leaderboard(tmp_path: Path) -> None:
     """`cascade` (reference BF16 answering) and `bf16` on the same samples: accuracy and per-stage
     latency in the results, both rows on the leaderboard."""
-    from reports.leaderboard import build_leaderboard
+    from evalsuite.reports.leaderboard import build_leaderboard
 
     runs = tmp_path / "runs"
     for model in ("cascade", "bf16"):

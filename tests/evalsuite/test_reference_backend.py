@@ -14,8 +14,8 @@ from evalsuite.media import MediaError
 from evalsuite.results import load_run
 from evalsuite.runner import RunConfig, make_backend, run
 from evalsuite.types import ContentPart, Request, user
-from model import weights
-from model.omni import build_omni
+from evalsuite.model import weights
+from evalsuite.model.omni import build_omni
 from omni_media import write_image, write_tone, write_video
 
 RECIPES = ("bf16", "fp8", "fp4", "fp4-all")
@@ -108,9 +108,9 @@ def test_full_size_accounting_orders_fp4_below_fp8() -> None:
     """The same accounting on the published 30B-A3B backbone (meta device, shapes only)."""
     import torch
 
-    import kernels
+    from evalsuite import kernels
     from evalsuite.backends.reference import _recipe_weight_bytes
-    from model.backbone import build
+    from evalsuite.model.backbone import build
 
     gb = {}
     for recipe in ("fp8", "fp4"):

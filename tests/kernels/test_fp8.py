@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import fp8
+from evalsuite.kernels import fp8
 
 E4M3 = torch.float8_e4m3fn
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kernels import fp8, nvfp4
-from kernels.fp8_gemm import fp8_gemm, fp8_gemm_ref
-from kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
-from kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
+from evalsuite.kernels import fp8, nvfp4
+from evalsuite.kernels.fp8_gemm import fp8_gemm, fp8_gemm_ref
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
 
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -138,7 +138,7 @@ def test_nvfp4_triton_on_gpu_matches_reference(m, n, k):
 @needs_cuda
 @pytest.mark.gpu
 def test_fp8_scaled_mm_on_gpu_matches_reference():
-    from kernels.fp8_gemm import scaled_mm_available
+    from evalsuite.kernels.fp8_gemm import scaled_mm_available
 
     if not scaled_mm_available(torch.device("cuda")):
         pytest.skip("GPU has no FP8 tensor cores (needs sm_89+)")
@@ -158,7 +158,7 @@ def test_nvfp4_kernel_compiles_to_tensor_core_code_for_sm90(tmp_path, monkeypatc
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from kernels.triton.nvfp4_gemm import _kernel
+    from evalsuite.kernels.triton.nvfp4_gemm import _kernel
 
     ptrs = {"x_ptr": "*bf16", "w_ptr": "*u8", "s_ptr": "*u8", "gs_ptr": "*fp32", "b_ptr": "*bf16", "y_ptr": "*bf16"}
     ints = ["M", "N", "K", "stride_xm", "stride_xk", "stride_wn", "stride_wk", "stride_sn", "stride_sk",

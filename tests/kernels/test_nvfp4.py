@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import nvfp4
-from kernels.constants import E2M1_VALUES, E4M3_MAX
+from evalsuite.kernels import nvfp4
+from evalsuite.kernels.constants import E2M1_VALUES, E4M3_MAX
 
 E4M3 = torch.float8_e4m3fn
 

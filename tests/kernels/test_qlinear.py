@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from kernels import fp8, nvfp4
-from kernels.qlinear import FP8Linear, NVFP4Linear
-from kernels.triton import HAS_TRITON
+from evalsuite.kernels import fp8, nvfp4
+from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite.kernels.triton import HAS_TRITON
 
 
 def _linear(n: int, k: int, bias: bool = True, dtype: torch.dtype = torch.bfloat16) -> nn.Linear:

@@ -10,10 +10,10 @@ from kernels_toy_model import build, inputs
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-import kernels
-from kernels.checkpoint import checkpoint_size, load_packed, read_metadata, save_packed
-from kernels.qlinear import FP8Linear, NVFP4Linear
-from kernels.recipes import Recipe
+from evalsuite import kernels
+from evalsuite.kernels.checkpoint import checkpoint_size, load_packed, read_metadata, save_packed
+from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite.kernels.recipes import Recipe
 
 
 @pytest.fixture(autouse=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kernels import recipes
-from kernels.recipes import Recipe, pattern_matches
+from evalsuite.kernels import recipes
+from evalsuite.kernels.recipes import Recipe, pattern_matches
 
 L = "backbone.layers.{}.mixer."
 

@@ -1,4 +1,4 @@
-"""kernels.sensitivity: SQNR arithmetic, per-layer measurement on the seed-0 tiny model, the proposed
+"""evalsuite.kernels.sensitivity: SQNR arithmetic, per-layer measurement on the seed-0 tiny model, the proposed
 recipe (choices, pattern compression, JSON round trip), built-in summaries and the command line."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch import nn
 
-from kernels import quantize_model, recipes, report
-from kernels.qlinear import FP8Linear, NVFP4Linear
-from kernels.recipes import NEVER_QUANTIZED, Recipe
-from kernels.sensitivity import (
+from evalsuite.kernels import quantize_model, recipes, report
+from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite.kernels.recipes import NEVER_QUANTIZED, Recipe
+from evalsuite.kernels.sensitivity import (
     QUANTIZABLE, calibration_prompts, check_recipe, choices_to_rules, load_model, logits_sqnr,
     main, measure, probe, propose, recipe_summary, sqnr_db, sqnr_from_sums,
 )
@@ -258,7 +258,7 @@ def test_cli_bad_input_is_one_line_exit_2(argv, expected, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("python -m kernels.sensitivity: error: ") and expected in err
+    assert err.startswith("python -m evalsuite.kernels.sensitivity: error: ") and expected in err
 
 
 def test_cli_table_json_and_recipe_file(tmp_path, capsys):

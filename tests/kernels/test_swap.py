@@ -7,8 +7,8 @@ import torch
 from kernels_toy_model import Router, Wrapped, build, inputs
 from torch import nn
 
-import kernels
-from kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite import kernels
+from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
 
 @pytest.fixture(autouse=True)
 def _no_grad():

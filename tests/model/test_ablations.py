@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from model import ablations, weights
-from model.omni import build_omni
+from evalsuite.model import ablations, weights
+from evalsuite.model.omni import build_omni
 
 
 @pytest.mark.slow

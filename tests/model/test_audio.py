@@ -11,7 +11,7 @@ import torch
 
 from evalsuite.media import MediaError
 from media_files import write_pcm16
-from model.audio import (
+from evalsuite.model.audio import (
     AudioEncoder,
     audio_tokens,
     load_waveform,
@@ -20,7 +20,7 @@ from model.audio import (
     resample,
     subsampled_length,
 )
-from model.config_encoders import AudioConfig
+from evalsuite.model.config_encoders import AudioConfig
 
 TINY = AudioConfig.preset("tiny")
 FULL = AudioConfig.preset("nano-omni-30b-a3b")

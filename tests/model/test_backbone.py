@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from model.backbone import LanguageModel, build, decode_step, prefill
-from model.config import BackboneConfig, OmniConfig
-from model.mamba2 import ssd_chunked_scan, ssd_sequential_ref
-from model.moe import TopkRouter
+from evalsuite.model.backbone import LanguageModel, build, decode_step, prefill
+from evalsuite.model.config import BackboneConfig, OmniConfig
+from evalsuite.model.mamba2 import ssd_chunked_scan, ssd_sequential_ref
+from evalsuite.model.moe import TopkRouter
 
 from lm_testing import max_diff, random_moe, tiny_model
 

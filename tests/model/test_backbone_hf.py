@@ -15,8 +15,8 @@ transformers = pytest.importorskip("transformers")
 from safetensors.torch import save_file  # noqa: E402
 from transformers import NemotronHConfig, NemotronHForCausalLM  # noqa: E402
 
-from model.backbone import LanguageModel, export_hf, from_pretrained_hf  # noqa: E402
-from model.hf_compat import config_from_hf  # noqa: E402
+from evalsuite.model.backbone import LanguageModel, export_hf, from_pretrained_hf  # noqa: E402
+from evalsuite.model.hf_compat import config_from_hf  # noqa: E402
 
 from lm_testing import max_diff  # noqa: E402
 
@@ -92,8 +92,8 @@ def test_export_loads_in_transformers_with_identical_outputs(reference, ids, tmp
 
 
 def test_export_of_a_fresh_model_round_trips_through_transformers(tmp_path: Path) -> None:
-    from model.backbone import build
-    from model.config import BackboneConfig
+    from evalsuite.model.backbone import build
+    from evalsuite.model.config import BackboneConfig
 
     torch.manual_seed(2)
     ours = build(BackboneConfig.preset("tiny", hybrid_override_pattern="M*E-")).eval()
@@ -148,7 +148,7 @@ NANO_HUB_CONFIG = {
 
 
 def test_published_config_maps_to_the_nano_preset() -> None:
-    from model.config import BackboneConfig
+    from evalsuite.model.config import BackboneConfig
 
     assert config_from_hf(NANO_HUB_CONFIG) == BackboneConfig.preset("nano-omni-30b-a3b")
     legacy_kinds = {**NANO_HUB_CONFIG, "hybrid_override_pattern": None,

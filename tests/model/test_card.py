@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from model.backbone import build
-from model.card import card, count_params, format_bytes, main, weight_bytes
-from model.config import BackboneConfig
+from evalsuite.model.backbone import build
+from evalsuite.model.card import card, count_params, format_bytes, main, weight_bytes
+from evalsuite.model.config import BackboneConfig
 
 TINY = BackboneConfig.preset("tiny")
 

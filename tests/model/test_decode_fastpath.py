@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from model import fastpath
-from model.backbone import LanguageModel, decode_step, prefill
-from model.config import BackboneConfig
-from model.mamba2 import Mamba2Mixer
-from model.moe import MoE
+from evalsuite.model import fastpath
+from evalsuite.model.backbone import LanguageModel, decode_step, prefill
+from evalsuite.model.config import BackboneConfig
+from evalsuite.model.mamba2 import Mamba2Mixer
+from evalsuite.model.moe import MoE
 
 from lm_testing import max_diff, random_moe, tiny_model
 
@@ -92,8 +92,8 @@ def test_scattered_slots_and_ragged_lengths_equal_reference_paths(tiny: Language
 
 @pytest.mark.parametrize("recipe", ["fp4", "fp8", "one-expert"])
 def test_quantized_experts_fall_back_to_the_expert_loop(tiny: LanguageModel, recipe: str) -> None:
-    kernels = pytest.importorskip("kernels")
-    from kernels.recipes import Recipe
+    from evalsuite import kernels
+    from evalsuite.kernels.recipes import Recipe
 
     model = copy.deepcopy(tiny)
     if recipe == "one-expert":  # a single swapped expert is enough to leave the stacked path

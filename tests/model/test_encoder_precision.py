@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from evalsuite.types import ContentPart, user
-from model.omni import OmniModel, build_omni, load_media
+from evalsuite.model.omni import OmniModel, build_omni, load_media
 from omni_media import write_image, write_tone, write_video
 
 # Relative error (Frobenius norm of the difference / norm of the float32 output) of an encoder with

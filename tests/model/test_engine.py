@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model.backbone import LanguageModel, decode_step
-from model.config import BackboneConfig
-from model.engine import (Engine, Handle, SamplingParams, TokenEvent, _prefill_groups, prefill_embeds, sample_rows,
+from evalsuite.model.backbone import LanguageModel, decode_step
+from evalsuite.model.config import BackboneConfig
+from evalsuite.model.engine import (Engine, Handle, SamplingParams, TokenEvent, _prefill_groups, prefill_embeds, sample_rows,
                           top_p_filter)
-from model.state import InferenceState
-from model.tokenizer import ByteTokenizer
+from evalsuite.model.state import InferenceState
+from evalsuite.model.tokenizer import ByteTokenizer
 
 from lm_testing import max_diff, tiny_model
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import kernels
+from evalsuite import kernels
 from evalsuite.media import MediaError, load_image, sample_frames
 from evalsuite.types import ContentPart, Message, user
-from model.audio import audio_tokens, load_waveform
-from model.omni import OmniModel, build_omni, load_media
-from model.video import video_tokens
-from model.vision import image_tokens
+from evalsuite.model.audio import audio_tokens, load_waveform
+from evalsuite.model.omni import OmniModel, build_omni, load_media
+from evalsuite.model.video import video_tokens
+from evalsuite.model.vision import image_tokens
 from lm_testing import max_diff
 from omni_media import write_image, write_tone, write_video
 

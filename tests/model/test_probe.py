@@ -1,4 +1,4 @@
-"""model.probe: per-answer teacher-forced exact match, the skill check behind the training notes."""
+"""evalsuite.model.probe: per-answer teacher-forced exact match, the skill check behind the training notes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import random
 import pytest
 import torch
 
-from model import probe as P
-from model import train as T
-from model.omni import build_omni
+from evalsuite.model import probe as P
+from evalsuite.model import train as T
+from evalsuite.model.omni import build_omni
 
 SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6}
 
@@ -69,7 +69,7 @@ def test_probe_of_an_oracle_head_is_one(monkeypatch):
 
 def test_cli_rejects_unknown_sources(capsys):
     with pytest.raises(SystemExit):
-        P.main(["model/checkpoints/tiny", "--sources", "pictures"])
+        P.main(["evalsuite/model/checkpoints/tiny", "--sources", "pictures"])
     assert "--sources expects some of" in capsys.readouterr().err
 
 
@@ -79,7 +79,7 @@ def test_encoder_spread_is_zero_for_a_constant_encoder_and_positive_otherwise(mo
     fresh = P.encoder_spread(model, pools, n=2)
     assert set(fresh) == {"image", "video", "audio"}
     assert all(r["spread"] > 0.01 and r["rms"] > 0 for r in fresh.values())
-    from model.vision import Projector
+    from evalsuite.model.vision import Projector
 
     monkeypatch.setattr(Projector, "forward", lambda self, x: torch.ones(*x.shape[:-1], 128))
     flat = P.encoder_spread(model, pools, n=2)
@@ -153,7 +153,7 @@ def test_char_accuracy_counts_every_character_and_blames_the_wrong_ones(monkeypa
 ])
 def test_cli_rejects_a_bad_count_in_one_line(capsys, flag, value, message):
     with pytest.raises(SystemExit):
-        P.main(["model/checkpoints/tiny", flag, value])
+        P.main(["evalsuite/model/checkpoints/tiny", flag, value])
     err = capsys.readouterr().err.strip().splitlines()
     assert message in err[-1]
 
@@ -214,7 +214,7 @@ def test_ctc_readout_fits_its_head_without_touching_the_model():
 def test_readout_at_merged_columns_reads_before_or_after_the_projector(at):
     """`readout_logits` at a merged column: the merge (or the LM's image tokens) averaged over rows,
     `IMAGE_CTC_FRAMES * merge` frames a column; the readout leaves the model as it was."""
-    from model.vision import spatial_merge
+    from evalsuite.model.vision import spatial_merge
 
     model = build_omni("tiny").eval()
     with torch.no_grad():  # a trained-looking projector: its late parts non-zero
@@ -307,7 +307,7 @@ def test_text_form_scores_use_the_tasks_scoring_and_split_docqa_by_category():
 
 
 def test_choice_prompts_name_exactly_one_option_in_videoqas_format_and_are_seeded():
-    from tasks.videoqa import LETTERS
+    from evalsuite.tasks.videoqa import LETTERS
 
     pairs = P.choice_prompts(60, seed=3)
     assert pairs == P.choice_prompts(60, seed=3) and pairs != P.choice_prompts(60, seed=4)

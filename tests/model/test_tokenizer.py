@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evalsuite.types import ContentPart, Message, user
-from model.tokenizer import SPECIAL_TOKENS, ByteTokenizer, MediaSpan
+from evalsuite.model.tokenizer import SPECIAL_TOKENS, ByteTokenizer, MediaSpan
 
 TOK = ByteTokenizer()
 

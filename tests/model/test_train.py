@@ -8,9 +8,9 @@ import random
 import pytest
 import torch
 
-from model import train as T
-from model.omni import build_omni
-from tasks.common import seed_split
+from evalsuite.model import train as T
+from evalsuite.model.omni import build_omni
+from evalsuite.tasks.common import seed_split
 
 SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6, "docqa-wide": 12, "gui-wide": 6}
 
@@ -63,8 +63,8 @@ def test_wide_pools_extend_the_narrow_ones_and_answer_like_their_task(pools):
 def test_point_asks_for_each_scattered_widgets_centre_in_the_gui_answer_format(pools):
     """`point`: widgets scattered on an empty screen; every question names one of them and its
     answer is that widget's box centre in norm1000, as the gui task writes it."""
-    from tasks.gen.gui import scatter_screen
-    from tasks.scoring import parse_point, point_in_box
+    from evalsuite.tasks.gen.gui import scatter_screen
+    from evalsuite.tasks.scoring import parse_point, point_in_box
 
     for i in range(20):
         rng = random.Random(f"p{i}")
@@ -90,7 +90,7 @@ def test_choose_asks_text_only_questions_whose_letter_marks_the_option_they_name
     letter, several such turns per example and the examples a pure function of the rng."""
     import random
 
-    from tasks.scoring import extract_choice
+    from evalsuite.tasks.scoring import extract_choice
 
     letters = []
     for i in range(12):
@@ -109,7 +109,7 @@ def test_choose_asks_text_only_questions_whose_letter_marks_the_option_they_name
 
 
 def test_scatter_screen_is_deterministic_and_its_widgets_do_not_overlap():
-    from tasks.gen.gui import scatter_screen
+    from evalsuite.tasks.gen.gui import scatter_screen
 
     for seed in range(30):
         s = scatter_screen(seed, 6)
@@ -200,7 +200,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     state = torch.load(tmp_path / "part" / T.STATE_FILE, weights_only=False)
     assert (state["stage"], state["step"]) == (1, 1)
     T.train(part, progress=False)
-    from model import weights
+    from evalsuite.model import weights
 
     a = weights.load(tmp_path / "full").state_dict()
     b = weights.load(tmp_path / "part").state_dict()
@@ -340,7 +340,7 @@ def test_encoder_stage_trains_only_the_reinitialised_encoder_and_align_keeps_it_
     steps = {"text": 1, "audio-ctc": 2, "audio-align": 2}
     common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
     T.train(T.TrainArgs(stages=("text",), **common), progress=False)
-    from model import weights
+    from evalsuite.model import weights
 
     before = weights.load(tmp_path).state_dict()
     fresh = build_omni("tiny", seed=0).state_dict()
@@ -395,7 +395,7 @@ def test_image_ctc_learns_to_read_and_image_align_keeps_the_vision_encoder_froze
     steps = {"text": 1, "image-ctc": 2, "image-align": 2}
     common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
     T.train(T.TrainArgs(stages=("text",), **common), progress=False)
-    from model import weights
+    from evalsuite.model import weights
 
     before = weights.load(tmp_path).state_dict()
     T.train(T.TrainArgs(stages=("text", "image-ctc"), **common), progress=False)
@@ -416,7 +416,7 @@ def test_continued_encoder_stage_fits_its_head_first_then_moves_the_encoder_it_w
     its `HEAD_WARMUP` steps, while the new head learns; after them only the encoder moves."""
     torch.set_num_threads(1)
     monkeypatch.setitem(T.HEAD_WARMUP, "image-ctc-chars", 2)
-    from model import weights
+    from evalsuite.model import weights
 
     def run(out, n):
         common = dict(out=str(out), steps={"text": 1, "image-ctc-chars": n}, batch=2, eval_n=0,
@@ -445,7 +445,7 @@ def test_late_parameters_stay_at_their_start_until_their_stage_which_trains_them
     committed checkpoint took); their stages train them, the projector and the LM, and leave the
     vision and audio encoders as they were."""
     torch.set_num_threads(1)
-    from model import weights
+    from evalsuite.model import weights
 
     for late, prefixes in T.LATE_PARAMS.items():
         assert all(set(prefixes) <= set(T.FROZEN[s]) for s in T.STAGE_NAMES[:T.STAGE_NAMES.index(late)])

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from evalsuite.media import MediaError
-from model.config_encoders import VideoConfig
-from model.video import (
+from evalsuite.model.config_encoders import VideoConfig
+from evalsuite.model.video import (
     VideoEncoder,
     apply_evs,
     evs_keep_mask,
@@ -20,7 +20,7 @@ from model.video import (
     preprocess_frames,
     video_tokens,
 )
-from model.vision import VisionEncoder
+from evalsuite.model.vision import VisionEncoder
 
 CFG = VideoConfig.preset("tiny")  # 8-px patches, 2×2 merge, fps 4
 H, W = 48, 64  # 6×8 patches (inside the 16..64 frame budget) → 3×4 = 12 tokens per tubelet

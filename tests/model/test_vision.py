@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from model.config_encoders import VisionConfig
-from model.vision import (
+from evalsuite.model.config_encoders import VisionConfig
+from evalsuite.model.vision import (
     VisionEncoder,
     apply_rope_2d,
     dynamic_grid,
@@ -137,7 +137,7 @@ def test_tile_layout_respects_max_tiles() -> None:
 
 def test_rope_2d_is_relative() -> None:
     torch.manual_seed(0)
-    from model.vision import Rope2D
+    from evalsuite.model.vision import Rope2D
 
     rope = Rope2D(16, 100.0)
     q, k = torch.randn(16), torch.randn(16)
@@ -223,7 +223,7 @@ def test_token_pos_adds_each_merged_tokens_place_through_its_table() -> None:
     """`token_pos`: zero at initialization (the tokens of a model without it, and the same random
     stream for every other weight), and once trained the projector's output plus the merged grid's
     normalized-position features times the table."""
-    from model.vision import normalized_position_features
+    from evalsuite.model.vision import normalized_position_features
 
     torch.manual_seed(0)
     plain = VisionEncoder(VisionConfig.preset("tiny", token_pos=0, projector_extra=0))
@@ -256,7 +256,7 @@ def test_projector_extra_branch_starts_as_nothing_and_adds_its_relu2_units_once_
     """`projector_extra`: its output layer starts at zero (the projector of a model without it), its
     weights come from their own stream (every other weight draws as without it, and they are the
     same whatever the global seed), and once trained it adds W2 relu²(W1 norm(x))."""
-    from model.vision import Projector
+    from evalsuite.model.vision import Projector
 
     torch.manual_seed(0)
     plain = Projector(256, 128, 128)
@@ -284,7 +284,7 @@ def test_checkpoint_config_without_token_pos_loads_without_the_table() -> None:
     """Checkpoints written before the field (v7 and earlier) load as they were written."""
     import dataclasses
 
-    from model.weights import _from_dict
+    from evalsuite.model.weights import _from_dict
 
     data = dataclasses.asdict(VisionConfig.preset("tiny"))
     del data["token_pos"]

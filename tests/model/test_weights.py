@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import kernels
-from model import weights
-from model.omni import build_omni
+from evalsuite import kernels
+from evalsuite.model import weights
+from evalsuite.model.omni import build_omni
 
 
 def test_round_trip_keeps_weights_config_and_hash(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import pytest
 from runfolders import binary_samples, flipped, write_run
 
 from evalsuite.cli import main as cli_main
-from reports.leaderboard import (LeaderboardError, build_leaderboard, efficiency_figures, load_entries, pareto_front,
+from evalsuite.reports.leaderboard import (LeaderboardError, build_leaderboard, efficiency_figures, load_entries, pareto_front,
                                  precision_deltas)
 
 

@@ -1,7 +1,7 @@
 import json
 
 from evalsuite.runner import RunConfig, run
-from reports.run_report import render_run_report
+from evalsuite.reports.run_report import render_run_report
 
 
 def test_report_is_self_contained_escaped_and_shows_errors_and_media(toy, tmp_path):

@@ -8,7 +8,7 @@ import re
 
 from evalsuite.results import atomic_write_json
 from evalsuite.runner import RunConfig, run
-from reports.run_report import render_run_report
+from evalsuite.reports.run_report import render_run_report
 
 ARGS = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 0, "concurrency": [1, 2],
         "rate_fractions": [1.0], "max_tokens": 4, "mlperf_crosscheck": True}

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import tasks.audioqa as audioqa
-import tasks.gen.audio as gen
+import evalsuite.tasks.audioqa as audioqa
+import evalsuite.tasks.gen.audio as gen
 from evalsuite.media import load_audio
 from evalsuite.task import TaskArgError
 from evalsuite.types import Sample
-from tasks.audioqa import AudioQA, subtype_of
-from tasks.common import seed_split
-from tasks.gen.audio import CATEGORY_OF, SAMPLE_RATE, SUBTYPES, build_clip, espeak_available, synthesize
+from evalsuite.tasks.audioqa import AudioQA, subtype_of
+from evalsuite.tasks.common import seed_split
+from evalsuite.tasks.gen.audio import CATEGORY_OF, SAMPLE_RATE, SUBTYPES, build_clip, espeak_available, synthesize
 
 needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
 N_ALL = 33  # three of every sub-type

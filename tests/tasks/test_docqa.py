@@ -12,10 +12,10 @@ from PIL import Image
 from evalsuite.registry import TASKS
 from evalsuite.task import TaskArgError
 from evalsuite.types import SampleResult
-from tasks.common import split_seed
-from tasks.docqa import DocQA
-from tasks.gen.canvas import text_size
-from tasks.gen.doc import CATEGORIES, PROFILES, aspect_class, build_document
+from evalsuite.tasks.common import split_seed
+from evalsuite.tasks.docqa import DocQA
+from evalsuite.tasks.gen.canvas import text_size
+from evalsuite.tasks.gen.doc import CATEGORIES, PROFILES, aspect_class, build_document
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +121,7 @@ def test_string_arguments_are_coerced() -> None:
 
 
 def test_a_document_that_fails_becomes_an_error_sample(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.docqa as mod
+    import evalsuite.tasks.docqa as mod
 
     bad = split_seed("docqa", "eval", 1)
     real = mod.build_document

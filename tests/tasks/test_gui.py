@@ -12,10 +12,10 @@ from PIL import Image
 
 from evalsuite.registry import TASKS
 from evalsuite.task import TaskArgError
-from tasks.common import split_seed
-from tasks.gen.canvas import Canvas
-from tasks.gen.gui import GLYPHS, build_screen, draw_glyph
-from tasks.gui import GUI
+from evalsuite.tasks.common import split_seed
+from evalsuite.tasks.gen.canvas import Canvas
+from evalsuite.tasks.gen.gui import GLYPHS, build_screen, draw_glyph
+from evalsuite.tasks.gui import GUI
 
 
 @pytest.fixture(autouse=True)

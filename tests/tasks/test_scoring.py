@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.scoring import (
+from evalsuite.tasks.scoring import (
     anls, extract_choice, levenshtein, mmau_match, ocrbench_match, parse_point, point_in_box, videomme_extract,
 )
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from evalsuite.task import Task
-from tasks.common import seed_split
-from tasks.docqa import DocQA
-from tasks.gen.canvas import Canvas
-from tasks.gen.doc import build_document
-from tasks.gen.gui import build_screen
-from tasks.gui import GUI
+from evalsuite.tasks.common import seed_split
+from evalsuite.tasks.docqa import DocQA
+from evalsuite.tasks.gen.canvas import Canvas
+from evalsuite.tasks.gen.doc import build_document
+from evalsuite.tasks.gen.gui import build_screen
+from evalsuite.tasks.gui import GUI
 
 TASK_TYPES = [DocQA, GUI]
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-import tasks.videoqa as videoqa
+import evalsuite.tasks.videoqa as videoqa
 from evalsuite.media import probe_video, sample_frames
 from evalsuite.task import TaskArgError
 from evalsuite.types import SampleResult
-from tasks.common import seed_split
-from tasks.gen.video import BACKGROUND, BUCKETS, COLOURS, DIFFICULTIES, QUARTERS, build_video, render_video
-from tasks.videoqa import VideoQA
+from evalsuite.tasks.common import seed_split
+from evalsuite.tasks.gen.video import BACKGROUND, BUCKETS, COLOURS, DIFFICULTIES, QUARTERS, build_video, render_video
+from evalsuite.tasks.videoqa import VideoQA
 
 
 @pytest.fixture(autouse=True)
@@ -207,7 +207,7 @@ def test_a_failed_encode_errors_its_samples_only(monkeypatch):
 
 
 def test_mpeg4_fallback_encodes_a_decodable_video(tmp_path, monkeypatch):
-    import tasks.gen.video as gen
+    import evalsuite.tasks.gen.video as gen
 
     monkeypatch.setattr(gen, "video_codec", lambda: "mpeg4")
     spec = build_video(3, "short", "easy")

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from evalsuite.task import DataLayoutError
-from tasks.official.longvideobench import LongVideoBench, lvb_extract
+from evalsuite.tasks.official.longvideobench import LongVideoBench, lvb_extract
 
 
 def _opts(*texts: str) -> dict:

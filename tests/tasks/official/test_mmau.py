@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.task import DataLayoutError
-from tasks.official.mmau import MMAU
+from evalsuite.tasks.official.mmau import MMAU
 
 VOICE = ["Man", "Woman", "Child", "Robot"]
 RECORDS = [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.task import DataLayoutError
-from tasks.official.ocrbench import OCRBench
+from evalsuite.tasks.official.ocrbench import OCRBench
 
 RECORDS = [
     {"dataset_name": "IIIT5K", "id": 1, "image_path": "IIIT5K/a.png", "question": "what is written?",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalsuite.task import DataLayoutError
-from tasks.official import _ocrbench_v2_rules as rules
-from tasks.official.ocrbench_v2 import OCRBenchV2
+from evalsuite.tasks.official import _ocrbench_v2_rules as rules
+from evalsuite.tasks.official.ocrbench_v2 import OCRBenchV2
 
 
 def _rec(i: int, qtype: str, answers, image: str = "EN_part/a.png", question: str = "q?", **extra) -> dict:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalsuite.task import DataLayoutError, TaskArgError
-from tasks.official.screenspot import ScreenSpot, ScreenSpotV2
-from tasks.official.screenspot_pro import ScreenSpotPro
+from evalsuite.tasks.official.screenspot import ScreenSpot, ScreenSpotV2
+from evalsuite.tasks.official.screenspot_pro import ScreenSpotPro
 
 
 def _rec(name: str, bbox, kind: str, source: str = "ios") -> dict:

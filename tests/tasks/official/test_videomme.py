@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evalsuite.task import DataLayoutError
-from tasks.official.videomme import VideoMME
+from evalsuite.tasks.official.videomme import VideoMME
 
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")

@@ -1,0 +1,185 @@
+"""Packed checkpoints: a quantized model's weights in one safetensors file, formats in its metadata.
+
+Layout. Every tensor of ``model.state_dict()`` is stored under its own name, except that the
+buffers of a quantized layer ``<m>`` are stored under its weight's name ``<w> = <m>.weight``:
+
+==============================  ====================  ===========================================
+tensor                          dtype (safetensors)   shape
+==============================  ====================  ===========================================
+``<w>.qdata`` (nvfp4)           U8                    ``[N, K/2]``, first value of a pair in the
+                                                      low nibble
+``<w>.block_scales`` (nvfp4)    F8_E4M3               ``[N, K/16]``
+``<w>.global_scale`` (nvfp4)    F32                   ``[]``
+``<w>.qdata`` (fp8, fp8-chan.)  F8_E4M3               ``[N, K]``
+``<w>.scale`` (fp8, fp8-chan.)  F32                   ``[]`` per-tensor, ``[N, 1]`` per-channel
+``<m>.bias`` (any)              as trained            ``[N]``
+everything else                 as in the model       as in the model
+==============================  ====================  ===========================================
+
+String metadata: ``evalsuite.format = "packed-v1"``; ``evalsuite.layers`` = JSON
+``{module name: format}`` for every quantized layer (``fp8``, ``fp8-channel``, ``nvfp4``);
+``evalsuite.recipe`` and ``evalsuite.kv_cache_dtype`` when the model carries a recipe.
+
+`load_packed` takes a model with the same architecture in BF16 (real or meta weights), swaps in
+empty quantized layers named by the metadata, and loads every tensor; `checkpoint_size` reads
+only the header and reports on-disk bytes and effective bits per weight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite.kernels.recipes import get
+
+FORMAT_TAG = "packed-v1"
+_QUANT_BUFFERS = ("qdata", "scale", "block_scales", "global_scale")
+_BITS = {"F8_E4M3": 8, "U8": 8, "I8": 8, "BF16": 16, "F16": 16, "F32": 32, "F64": 64, "I32": 32, "I64": 64, "BOOL": 8}
+
+
+def _quantized_layers(model: nn.Module) -> dict[str, FP8Linear | NVFP4Linear]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, (FP8Linear, NVFP4Linear))}
+
+
+def _to_file_name(key: str, quantized: set[str]) -> str:
+    """``<m>.qdata`` → ``<m>.weight.qdata`` for quantized layers; other keys unchanged."""
+    module, _, leaf = key.rpartition(".")
+    if module in quantized and leaf in _QUANT_BUFFERS:
+        return f"{module}.weight.{leaf}"
+    return key
+
+
+def save_packed(model: nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write ``model``'s weights (quantized layers packed) to the safetensors file ``path``."""
+    layers = _quantized_layers(model)
+    names = set(layers)
+    tensors: dict[str, torch.Tensor] = {}
+    for key, t in model.state_dict().items():
+        if t.is_meta:
+            raise ValueError(f"save_packed: {key} is on the meta device; there is nothing to save")
+        tensors[_to_file_name(key, names)] = t.detach().contiguous().cpu()
+    meta = {"evalsuite.format": FORMAT_TAG, "evalsuite.layers": json.dumps({n: m.fmt for n, m in layers.items()})}
+    recipe = getattr(model, "quant_recipe", None)
+    if recipe is not None:
+        meta["evalsuite.recipe"] = recipe.name
+        meta["evalsuite.kv_cache_dtype"] = recipe.kv_cache_dtype
+    path = Path(path)
+    save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata of a packed checkpoint; a clear error if the file is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"packed checkpoint not found: {path}")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("evalsuite.format") != FORMAT_TAG:
+        raise ValueError(f"{path} is not an evalsuite packed checkpoint (expected metadata evalsuite.format={FORMAT_TAG})")
+    return meta
+
+
+def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> nn.Module:
+    """Load a packed checkpoint into ``model`` (same architecture, unquantized), swapping layers in place."""
+    meta = read_metadata(path)
+    formats: dict[str, str] = json.loads(meta["evalsuite.layers"])
+    for name, fmt in formats.items():
+        try:
+            linear = model.get_submodule(name)
+        except AttributeError as exc:
+            raise ValueError(f"{path}: quantized layer {name} has no counterpart in the model") from exc
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"{path}: {name} is {type(linear).__name__} in the model, expected nn.Linear")
+        kwargs = dict(bias=linear.bias is not None, device="cpu",
+                      bias_dtype=linear.bias.dtype if linear.bias is not None else torch.bfloat16)  # fmt: skip
+        if fmt == "nvfp4":
+            new: nn.Module = NVFP4Linear(linear.in_features, linear.out_features, **kwargs)
+        elif fmt in ("fp8", "fp8-channel"):
+            granularity = "tensor" if fmt == "fp8" else "channel"
+            new = FP8Linear(linear.in_features, linear.out_features, granularity=granularity, **kwargs)
+        else:
+            raise ValueError(f"{path}: layer {name} has unknown format {fmt!r}")
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, new)
+    names = set(formats)
+    file_tensors = load_file(str(path))
+    to_model = {_to_file_name(k, names): k for k in model.state_dict()}
+    state = {to_model.get(k, k): v for k, v in file_tensors.items()}
+    model.load_state_dict(state, strict=strict, assign=True)
+    if "evalsuite.recipe" in meta:
+        try:
+            model.quant_recipe = get(meta["evalsuite.recipe"])
+        except KeyError:  # a custom recipe: its rules are not in the file, its formats are
+            pass
+    return model
+
+
+@dataclass
+class CheckpointSize:
+    """On-disk size of a packed checkpoint.
+
+    ``by_format[fmt]`` has ``weights``, ``bytes``, ``bits_per_weight`` and ``quantized`` (1 for a
+    quantized format, 0 for a plain dtype such as ``bf16`` / ``f32``, named as safetensors does).
+    """
+
+    path: str
+    file_bytes: int
+    by_format: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def quantized_bits_per_weight(self) -> float:
+        """Effective bits per weight over the quantized layers (payload plus all their scales)."""
+        rows = [r for r in self.by_format.values() if r["quantized"]]
+        w = sum(r["weights"] for r in rows)
+        b = sum(r["bytes"] for r in rows)
+        return 8 * b / w if w else 0.0
+
+    def table(self) -> str:
+        lines = [f"{self.path}: {self.file_bytes:,} bytes on disk", f"{'format':<12} {'weights':>14} {'bytes':>14} {'bits/w':>7}"]
+        for fmt, r in sorted(self.by_format.items()):
+            lines.append(f"{fmt:<12} {int(r['weights']):>14,} {int(r['bytes']):>14,} {r['bits_per_weight']:>7.3f}")
+        return "\n".join(lines)
+
+
+def checkpoint_size(path: str | os.PathLike[str]) -> CheckpointSize:
+    """Bytes on disk and effective bits per weight, per format, read from the header only.
+
+    A quantized layer's weights are its ``N * K`` logical values; its bytes are ``qdata`` plus its
+    scales. Every other tensor counts one weight per element under its dtype (``bf16``, ``fp32``…).
+    Biases of quantized layers count under their own dtype, not the layer's format.
+    """
+    meta = read_metadata(path)
+    formats: dict[str, str] = json.loads(meta["evalsuite.layers"])
+    out: dict[str, dict[str, float]] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            sl = f.get_slice(key)
+            shape, dtype = sl.get_shape(), sl.get_dtype()
+            numel = 1
+            for d in shape:
+                numel *= d
+            nbytes = numel * _BITS.get(dtype, 32) // 8
+            module, _, leaf = key.rpartition(".")
+            layer = module.removesuffix(".weight")
+            if module.endswith(".weight") and layer in formats and leaf in _QUANT_BUFFERS:
+                fmt = formats[layer]
+                row = out.setdefault(fmt, {"weights": 0, "bytes": 0, "quantized": 1})
+                if leaf == "qdata":
+                    row["weights"] += numel * (2 if fmt == "nvfp4" else 1)
+            else:
+                fmt = dtype.lower()
+                row = out.setdefault(fmt, {"weights": 0, "bytes": 0, "quantized": 0})
+                row["weights"] += numel
+            row["bytes"] += nbytes
+    for row in out.values():
+        row["bits_per_weight"] = 8 * row["bytes"] / row["weights"] if row["weights"] else 0.0
+    return CheckpointSize(str(path), Path(path).stat().st_size, out)

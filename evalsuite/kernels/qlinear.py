@@ -1,0 +1,156 @@
+"""Quantized drop-in replacements for ``nn.Linear``: the module layer of `kernels/`.
+
+- `FP8Linear`: W8A8. E4M3 weight with a per-tensor (model card) or per-channel fp32 scale;
+  activations quantized per token on every call (`kernels.fp8_gemm`).
+- `NVFP4Linear`: W4A16. NVFP4 weight (`kernels.nvfp4`); activations stay in their dtype. CUDA
+  inputs use the Triton kernel (`kernels.triton.nvfp4_gemm`), everything else the reference.
+
+Both are built with ``from_linear(linear)``, keep the bias in its original dtype, return outputs in
+the input's dtype, and expose ``fmt`` (the format name), ``dequantized_weight()`` and ``nbytes``.
+Their buffers are named as in the packed checkpoint (`evalsuite.kernels.checkpoint`): ``qdata``, ``scale`` /
+``block_scales``, ``global_scale``. A linear on the meta device converts to a meta quantized layer
+(shapes only), so a full-size model can be planned and sized without memory.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from evalsuite.kernels import fp8, nvfp4
+from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
+from evalsuite.kernels.fp8_gemm import fp8_gemm
+from evalsuite.kernels.triton import HAS_TRITON
+from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
+
+NVFP4Backend = Literal["auto", "triton", "ref"]
+
+
+def _nbytes(*tensors: torch.Tensor | None) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def _copy_bias(linear: nn.Linear) -> nn.Parameter | None:
+    if linear.bias is None:
+        return None
+    return nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+
+
+class FP8Linear(nn.Module):
+    """W8A8 FP8 linear layer: E4M3 weight ``qdata[N, K]`` with fp32 ``scale`` (``()`` or ``[N, 1]``)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        granularity: Literal["tensor", "channel"] = "tensor",
+        device: torch.device | str | None = None,
+        bias_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        super().__init__()
+        if granularity not in ("tensor", "channel"):
+            raise ValueError(f"FP8Linear: granularity must be 'tensor' or 'channel', got {granularity!r}")
+        self.in_features, self.out_features, self.granularity = in_features, out_features, granularity
+        scale_shape = () if granularity == "tensor" else (out_features, 1)
+        self.register_buffer("qdata", torch.zeros(out_features, in_features, dtype=E4M3_DTYPE, device=device))
+        self.register_buffer("scale", torch.ones(scale_shape, dtype=torch.float32, device=device))
+        b = torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None
+        self.bias = nn.Parameter(b, requires_grad=False) if b is not None else None
+        self.backend: Literal["auto", "scaled_mm", "ref"] = "auto"
+
+    @property
+    def fmt(self) -> str:
+        return "fp8" if self.granularity == "tensor" else "fp8-channel"
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, granularity: Literal["tensor", "channel"] = "tensor") -> FP8Linear:
+        w = linear.weight
+        bias_dtype = linear.bias.dtype if linear.bias is not None else w.dtype
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None,
+                    granularity=granularity, device=w.device, bias_dtype=bias_dtype)  # fmt: skip
+        if not w.is_meta:
+            q = fp8.quantize(w.detach(), granularity)
+            layer.qdata.copy_(q.qdata)
+            layer.scale.copy_(q.scales)
+        layer.bias = _copy_bias(linear)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fp8_gemm(x, self.qdata, self.scale, self.bias, backend=self.backend)
+
+    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return fp8.dequantize(self.qdata, self.scale, dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self.qdata, self.scale, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, bias={self.bias is not None}"
+
+
+class NVFP4Linear(nn.Module):
+    """W4A16 NVFP4 linear layer: ``qdata[N, K/2]`` uint8, ``block_scales[N, K/16]`` E4M3, fp32 ``global_scale``."""
+
+    fmt = "nvfp4"
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        bias_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        super().__init__()
+        if in_features % NVFP4_BLOCK_SIZE:
+            raise ValueError(f"NVFP4Linear: in_features must be a multiple of {NVFP4_BLOCK_SIZE}, got {in_features}")
+        self.in_features, self.out_features = in_features, out_features
+        n, k = out_features, in_features
+        self.register_buffer("qdata", torch.zeros(n, k // 2, dtype=torch.uint8, device=device))
+        self.register_buffer(
+            "block_scales", torch.zeros(n, k // NVFP4_BLOCK_SIZE, dtype=E4M3_DTYPE, device=device)
+        )
+        self.register_buffer("global_scale", torch.ones((), dtype=torch.float32, device=device))
+        b = torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None
+        self.bias = nn.Parameter(b, requires_grad=False) if b is not None else None
+        self.backend: NVFP4Backend = "auto"
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> NVFP4Linear:
+        w = linear.weight
+        bias_dtype = linear.bias.dtype if linear.bias is not None else w.dtype
+        layer = cls(linear.in_features, linear.out_features, linear.bias is not None,
+                    device=w.device, bias_dtype=bias_dtype)  # fmt: skip
+        if not w.is_meta:
+            q = nvfp4.quantize(w.detach())
+            layer.qdata.copy_(q.qdata)
+            layer.block_scales.copy_(q.block_scales)
+            layer.global_scale.copy_(q.global_scale)
+        layer.bias = _copy_bias(linear)
+        return layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        backend = self.backend
+        if backend == "auto":
+            backend = "triton" if (x.is_cuda and HAS_TRITON) else "ref"
+        gemm = nvfp4_gemm if backend == "triton" else nvfp4_gemm_ref
+        return gemm(x, self.qdata, self.block_scales, self.global_scale, self.bias)
+
+    def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        return nvfp4.dequantize(self.qdata, self.block_scales, self.global_scale, dtype)
+
+    @property
+    def nbytes(self) -> int:
+        return _nbytes(self.qdata, self.block_scales, self.global_scale, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, fmt=nvfp4, bias={self.bias is not None}"
+
+
+QuantizedLinear = FP8Linear | NVFP4Linear

@@ -1,0 +1,139 @@
+"""Model-card accounting: parameter counts and checkpoint bytes per precision recipe.
+
+    python -m evalsuite.model.card nano-omni-30b-a3b [--json]
+
+The backbone is built on the meta device (shapes only, no memory), so the full 30B configuration
+costs nothing. Each nn.Linear weight is charged by the format its precision recipe
+(`kernels/recipes.py`) gives it; every other tensor is BF16, except the router's correction bias,
+which checkpoints keep in FP32. Encoder parameters (`model/config_encoders.py`) are BF16 in every
+recipe. Bytes per weight of n values in a [rows, cols] matrix:
+
+    bf16         2 n
+    fp8          n + 4                 (E4M3 values, one fp32 per-tensor scale)
+    fp8-channel  n + 4 rows            (one fp32 scale per output channel)
+    nvfp4        n / 2 + n / 16 + 4    (E2M1 values, one E4M3 scale per 16 values, fp32 tensor scale)
+
+Active parameters per token: everything except the routed experts a token does not use, i.e. all
+non-routed parameters plus top_k routed experts in each MoE layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+from evalsuite.model.backbone import LanguageModel, build
+from evalsuite.model.config import BackboneConfig
+from evalsuite.model.config_encoders import encoder_param_counts
+
+RECIPE_NAMES = ("bf16", "fp8", "fp4", "fp4-all")
+NVFP4_BLOCK = 16
+
+
+def format_bytes(fmt: str, weight: torch.Tensor) -> float:
+    """Bytes that a linear weight takes in a checkpoint stored in `fmt`."""
+    n = weight.numel()
+    if fmt == "bf16":
+        return 2 * n
+    if fmt == "fp8":
+        return n + 4
+    if fmt == "fp8-channel":
+        return n + 4 * weight.shape[0]
+    if fmt == "nvfp4":
+        return n / 2 + math.ceil(n / NVFP4_BLOCK) + 4
+    raise ValueError(f"unknown weight format {fmt!r}; expected bf16, fp8, fp8-channel or nvfp4")
+
+
+def count_params(model: LanguageModel) -> dict[str, int]:
+    """total, routed-expert, active and embedding parameter counts of a backbone."""
+    cfg = model.config
+    total = sum(p.numel() for p in model.parameters())
+    routed = sum(p.numel() for n, p in model.named_parameters() if ".mixer.experts." in n)
+    n_moe = cfg.hybrid_override_pattern.count("E")
+    per_expert = routed // max(1, n_moe * cfg.n_routed_experts)
+    active = total - routed + n_moe * cfg.num_experts_per_tok * per_expert
+    embed = model.backbone.embeddings.weight.numel()
+    return {"total": total, "routed_experts": routed, "active": active, "input_embedding": embed}
+
+
+def weight_bytes(model: LanguageModel, recipe_name: str) -> int:
+    """Checkpoint bytes of the backbone under a precision recipe."""
+    from evalsuite.kernels.recipes import get
+
+    recipe = get(recipe_name)
+    linear_weights = {f"{name}.weight": name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    total = 0.0
+    for name, tensor in model.state_dict().items():
+        if name in linear_weights:
+            total += format_bytes(recipe.format_for(linear_weights[name]), tensor)
+        elif name.endswith("e_score_correction_bias"):
+            total += 4 * tensor.numel()
+        else:
+            total += 2 * tensor.numel()
+    return int(round(total))
+
+
+def card(name: str) -> dict[str, Any]:
+    """The accounting of preset `name`: backbone, encoders and the whole omni model."""
+    cfg = BackboneConfig.preset(name)
+    model = build(cfg, device="meta")
+    params = count_params(model)
+    encoders = encoder_param_counts(name, lm_hidden=cfg.hidden_size)
+    enc_total = sum(encoders.values())
+    backbone_bytes = {r: weight_bytes(model, r) for r in RECIPE_NAMES}
+    return {
+        "preset": name,
+        "layers": cfg.hybrid_override_pattern,
+        "backbone": {
+            "total_params": params["total"],
+            "active_params": params["active"],
+            "active_params_excluding_input_embedding": params["active"] - params["input_embedding"],
+            "routed_expert_params": params["routed_experts"],
+            "weight_bytes": backbone_bytes,
+        },
+        "encoders": {"params": encoders, "total_params": enc_total, "format": "bf16 in every recipe"},
+        "total_params": params["total"] + enc_total,
+        # encoders run once per media item, not per generated token: per-token activity is the backbone's
+        "active_params": params["active"],
+        "weight_bytes": {r: b + 2 * enc_total for r, b in backbone_bytes.items()},
+    }
+
+
+def _table(c: dict[str, Any]) -> str:
+    b = c["backbone"]
+    lines = [
+        f"preset {c['preset']}  ({len(c['layers'])} layers: {c['layers']})",
+        f"backbone params: total {b['total_params'] / 1e9:.3f} B, active/token {b['active_params'] / 1e9:.3f} B "
+        f"({b['active_params_excluding_input_embedding'] / 1e9:.3f} B without the input embedding)",
+        "encoder params: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in c["encoders"]["params"].items()),
+        f"omni params: total {c['total_params'] / 1e9:.3f} B (encoders BF16 in every recipe)",
+        f"{'recipe':<8} {'backbone GB':>12} {'omni GB':>10} {'omni GiB':>10}",
+    ]
+    for r in RECIPE_NAMES:
+        lines.append(f"{r:<8} {b['weight_bytes'][r] / 1e9:>12.2f} {c['weight_bytes'][r] / 1e9:>10.2f} "
+                     f"{c['weight_bytes'][r] / 2**30:>10.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m evalsuite.model.card", description=__doc__.splitlines()[0])
+    parser.add_argument("preset", help=f"one of {sorted(BackboneConfig.PRESETS)}")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.preset not in BackboneConfig.PRESETS:
+        print(f"error: unknown preset {args.preset!r}; expected one of {sorted(BackboneConfig.PRESETS)}",
+              file=sys.stderr)
+        return 2
+    result = card(args.preset)
+    print(json.dumps(result, indent=2) if args.json else _table(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

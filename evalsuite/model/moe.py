@@ -1,0 +1,193 @@
+"""Feed-forward layers: the dense relu² MLP (`-`) and the NemotronH mixture of experts (`E`).
+
+MoE: a sigmoid router scores every routed expert; a per-expert correction bias (load balancing,
+learned outside the gradient) shifts the scores used to *choose* experts but not the weights they get;
+the choice is group-limited (keep the `topk_group` best of `n_group` expert groups, a group scored
+by its two best experts) and then top-k; the k weights are renormalised and multiplied by
+`routed_scaling_factor`. One shared expert sees every token.
+
+Quantization contract: every weight a precision recipe may swap is an `nn.Linear` called as a module
+(`experts.{j}.up_proj`, `shared_experts.down_proj`, ...). The router `gate` is not a Linear: it stays
+in high precision and runs in fp32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from evalsuite.model import fastpath
+from evalsuite.model.config import BackboneConfig
+
+
+class MLP(nn.Module):
+    """down_proj(relu(up_proj(x))²): used for '-' layers, routed experts and the shared expert."""
+
+    def __init__(self, d_in: int, d_hidden: int, bias: bool = False) -> None:
+        super().__init__()
+        self.up_proj = nn.Linear(d_in, d_hidden, bias=bias)
+        self.down_proj = nn.Linear(d_hidden, d_in, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.relu(self.up_proj(x)).square())
+
+
+class TopkRouter(nn.Module):
+    """Sigmoid router with score-correction bias and group-limited top-k; runs in fp32."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        self.top_k, self.n_group, self.topk_group = cfg.num_experts_per_tok, cfg.n_group, cfg.topk_group
+        self.norm_topk_prob, self.scale = cfg.norm_topk_prob, cfg.routed_scaling_factor
+        self.weight = nn.Parameter(torch.zeros(cfg.n_routed_experts, cfg.hidden_size))
+        self.register_buffer("e_score_correction_bias", torch.zeros(cfg.n_routed_experts, dtype=torch.float32))
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        # The bias separates near-tied experts: keep it fp32 whatever dtype the model is cast to.
+        super()._apply(fn, recurse)
+        self.e_score_correction_bias = self.e_score_correction_bias.float()
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [n, d] -> (weights [n, k] fp32, expert indices [n, k])."""
+        scores = F.linear(x.float(), self.weight.float()).sigmoid()  # [n, E]
+        choice = scores + self.e_score_correction_bias
+        if self.topk_group < self.n_group:
+            n, e = choice.shape
+            grouped = choice.view(n, self.n_group, e // self.n_group)  # [n, E] -> [n, groups, E/groups]
+            group_score = grouped.topk(2, dim=-1).values.sum(-1)  # [n, groups]
+            keep = torch.zeros_like(group_score, dtype=torch.bool)
+            keep.scatter_(1, group_score.topk(self.topk_group, dim=-1).indices, True)
+            choice = grouped.masked_fill(~keep[..., None], float("-inf")).view(n, e)
+        idx = choice.topk(self.top_k, dim=-1).indices  # [n, k]
+        weights = scores.gather(1, idx)
+        if self.norm_topk_prob:
+            weights = weights / (weights.sum(-1, keepdim=True) + 1e-20)
+        return weights * self.scale, idx
+
+
+# Small-batch fast path (decode). Looping over the chosen experts costs a handful of tiny ops per
+# expert; a small MoE is faster run as two dense matmuls over all routed experts' stacked weights,
+# the routing weights (0 for an expert a token did not choose) applied between them. It computes
+# every expert for every token, so it is used only while that stays cheap (tokens x all routed expert
+# weights <= DENSE_MAX_MACS: decode batches of the tiny model, never the 30B model's 128 experts),
+# without autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer)
+# without forward hooks (a hook must see the rows routed to its expert).
+DENSE_MAX_MACS = 1 << 24
+
+
+class StackedExperts:
+    """All routed experts' weights, stacked, plus the identity and version of the tensors they came from."""
+
+    def __init__(self, sources: tuple[torch.Tensor | None, ...], n_experts: int) -> None:
+        ups, up_biases = sources[0::4], sources[1::4]
+        downs, down_biases = sources[2::4], sources[3::4]
+        self.key = stacked_key(sources)
+        assert self.key is not None
+        self.sources = sources  # held so that the ids in `key` stay unique while this is cached
+        self.n_experts = n_experts
+        self.up = torch.cat(ups).detach()  # [E * I, d]: expert e's rows at e*I .. (e+1)*I - 1
+        self.down = torch.cat(downs, dim=1).detach()  # [d, E * I]
+        self.up_bias = None if up_biases[0] is None else torch.cat(up_biases).detach()  # [E * I]
+        self.down_bias = None if down_biases[0] is None else torch.stack(down_biases).detach()  # [E, d]
+
+    def __call__(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """x [n, d], routing weights [n, k] fp32 and experts [n, k] -> sum_k weights * expert(x), fp32 [n, d]."""
+        n, e = x.shape[0], self.n_experts
+        gates = torch.zeros(n, e, dtype=torch.float32, device=x.device).scatter_(1, idx, weights)  # [n, E]
+        h = F.relu(F.linear(x, self.up, self.up_bias)).square()  # [n, E * I]
+        h = (h.view(n, e, -1).float() * gates[..., None]).to(x.dtype).view(n, -1)
+        out = F.linear(h, self.down).float()  # = sum_e gates[:, e] * down_e(h_e)
+        if self.down_bias is not None:
+            out = out + gates @ self.down_bias.float()
+        return out
+
+
+def stacked_key(sources: Sequence[torch.Tensor | None]) -> tuple | None:
+    """Changes when any source tensor is replaced, moved, cast or modified in place (None for inference
+    tensors, which have no version counter)."""
+    key = []
+    for t in sources:
+        if t is None:
+            key.append(None)
+        elif t.is_inference():
+            return None
+        else:
+            key.append((id(t), t._version, t.data_ptr()))
+    return tuple(key)
+
+
+class MoE(nn.Module):
+    """Routed relu² experts (a ModuleList of MLPs) plus one shared expert."""
+
+    def __init__(self, cfg: BackboneConfig) -> None:
+        super().__init__()
+        d_expert = cfg.moe_latent_size or cfg.hidden_size
+        self.gate = TopkRouter(cfg)
+        self.experts = nn.ModuleList(
+            [MLP(d_expert, cfg.moe_intermediate_size, cfg.mlp_bias) for _ in range(cfg.n_routed_experts)]
+        )
+        self.shared_experts = MLP(cfg.hidden_size, cfg.moe_shared_expert_intermediate_size, cfg.mlp_bias)
+        if cfg.moe_latent_size is not None:  # LatentMoE: experts work in a smaller width
+            self.fc1_latent_proj = nn.Linear(cfg.hidden_size, cfg.moe_latent_size, bias=cfg.mlp_bias)
+            self.fc2_latent_proj = nn.Linear(cfg.moe_latent_size, cfg.hidden_size, bias=cfg.mlp_bias)
+        else:
+            self.fc1_latent_proj = self.fc2_latent_proj = None
+        # the small-batch dense path: its cost per token, and its cached stacked weights (not state)
+        self._dense_macs_per_token = 2 * cfg.n_routed_experts * d_expert * cfg.moe_intermediate_size
+        self._stacked: StackedExperts | None = None
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [b, t, d] -> [b, t, d]."""
+        x = hidden.reshape(-1, hidden.shape[-1])  # [b, t, d] -> [n, d]
+        weights, idx = self.gate(x)
+        if self.fc1_latent_proj is not None:
+            x = self.fc1_latent_proj(x)
+        cheap = x.shape[0] * self._dense_macs_per_token <= DENSE_MAX_MACS
+        stacked = self.stacked_experts() if cheap and fastpath.ENABLED and not torch.is_grad_enabled() else None
+        routed = self.routed_loop(x, weights, idx) if stacked is None else stacked(x, weights, idx)
+        routed = routed.to(hidden.dtype)
+        if self.fc2_latent_proj is not None:
+            routed = self.fc2_latent_proj(routed)
+        return routed.view_as(hidden) + self.shared_experts(hidden)
+
+    def routed_loop(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The reference routed path: each chosen expert on its tokens. x [n, d] -> fp32 [n, d]."""
+        routed = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        for e in idx.unique().tolist():  # only the experts some token chose
+            rows, k = torch.where(idx == e)
+            y = self.experts[e](x[rows]) * weights[rows, k, None]
+            routed.index_add_(0, rows, y.float())
+        return routed
+
+    def stacked_experts(self) -> StackedExperts | None:
+        """The routed experts' stacked weights for the small-batch path, rebuilt whenever a weight changed;
+        None when that path does not apply (a quantized or otherwise non-`nn.Linear` expert, an expert
+        linear with forward hooks, mixed dtypes or devices, inference tensors). Weight changes are seen
+        through each tensor's identity, storage and version counter, i.e. any replacement, cast, move or
+        in-place update except one made through `.data` (which bypasses the version counter; nothing here
+        does that).
+
+        Runs every decode step, so it reads the module dicts directly (no `nn.Module.__getattr__`)."""
+        sources: list[torch.Tensor | None] = []
+        for mlp in self.experts._modules.values():
+            for name in ("up_proj", "down_proj"):
+                linear = mlp._modules[name]  # type: ignore[union-attr]
+                # a quantized (non-`nn.Linear`) expert, or one with hooks that must see its own call
+                if type(linear) is not nn.Linear or linear._forward_hooks or linear._forward_pre_hooks:
+                    self._stacked = None
+                    return None
+                sources += linear._parameters.values()  # weight, bias (None without bias)
+        key = stacked_key(sources)
+        cached = self._stacked
+        if cached is not None and cached.key == key:
+            return cached
+        self._stacked = None
+        present = [t for t in sources if t is not None]
+        if key is None or len({(t.dtype, t.device) for t in present}) != 1:
+            return None
+        self._stacked = StackedExperts(tuple(sources), len(self.experts))
+        return self._stacked

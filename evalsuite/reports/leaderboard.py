@@ -1,0 +1,290 @@
+"""``python -m evalsuite leaderboard RUN_DIR… --out DIR``: a static leaderboard site from run folders.
+
+``DIR/index.html`` holds a sortable table (model, backend, precision, each task's primary metric
+with its 95% CI, the headline efficiency figures, weight bytes), an accuracy-vs-throughput plot with
+its Pareto front, and a precision-delta plot: for each backend with a BF16 run, every other
+precision's paired difference from it per task (cluster bootstrap CI, ``evalsuite.paired``).
+``DIR/runs/<nn>-<model>.html`` is one page per run. Plots are inline PNG data URIs and sorting is a
+few lines of inline JavaScript, so the site opens offline from the file system. jinja2 autoescapes
+every string shown; nothing from a results file is marked safe.
+
+A RUN_DIR without results.json but with run folders inside (``results/runs``) stands for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from evalsuite.compare import config_differences
+from evalsuite.paired import pair, paired_bootstrap_ci
+from evalsuite.results import RunFormatError, atomic_write_text, load_run, results_path
+from evalsuite.types import SampleResult
+from evalsuite.reports.plots import fig_to_uri
+from evalsuite.reports.run_report import fmt_num, jinja_env
+
+# Headline efficiency figures: (key in a task's "efficiency", column title).
+HEADLINE = (
+    ("single_stream_tokens_per_s", "single-stream tok/s"),
+    ("per_gpu_throughput_at_slo", "per-GPU tok/s at SLO"),
+    ("video_hours_per_hour", "video-h per h"),
+)
+# Throughput axis of the Pareto plot, in order of preference.
+THROUGHPUT_KEYS = ("per_gpu_throughput_at_slo", "single_stream_tokens_per_s", "video_hours_per_hour", "samples_per_s")
+REFERENCE_PRECISIONS = ("bf16", "bfloat16")
+
+
+class LeaderboardError(RunFormatError):
+    """The leaderboard cannot be built from what was given."""
+
+
+@dataclass
+class Entry:
+    """One run on the leaderboard."""
+
+    path: Path
+    results: dict[str, Any]
+    samples: dict[str, list[SampleResult]]
+    label: str = ""
+    page: str = ""
+    figures: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model(self) -> dict[str, Any]:
+        return self.results["model"]
+
+    def metric(self, task: str) -> tuple[float | None, tuple[float, float] | None]:
+        t = self.results["tasks"].get(task)
+        if not t:
+            return None, None
+        v = t["metrics"].get(t["primary_metric"])
+        ci = t["ci95"].get(t["primary_metric"])
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return (float(v) if ok else None), (tuple(ci) if ci else None)  # type: ignore[return-value]
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run folders (or results.json files); a folder of run folders stands for each of them."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if results_path(p).exists():
+            out.append(p)
+        elif p.is_dir() and (inner := sorted(q for q in p.iterdir() if (q / "results.json").exists())):
+            out.extend(inner)
+        else:
+            raise LeaderboardError(f"{p}: no results.json there or in its subfolders (expected run folders written by 'evalsuite run')")
+    return out
+
+
+def efficiency_figures(results: dict[str, Any]) -> dict[str, float]:
+    """Scalar efficiency figures of a run; a key reported by several tasks comes from 'throughput' first."""
+    names = sorted(results["tasks"], key=lambda n: n != "throughput")
+    out: dict[str, float] = {}
+    for n in names:
+        for k, v in (results["tasks"][n].get("efficiency") or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                out.setdefault(k, float(v))
+    return out
+
+
+def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
+    entries = []
+    for i, p in enumerate(expand_runs(paths)):
+        results, samples = load_run(p)
+        e = Entry(p, results, samples, figures=efficiency_figures(results))
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(results["model"].get("name") or "run")).strip("-.")[:60] or "run"
+        e.page = f"runs/{i:02d}-{slug}.html"
+        entries.append(e)
+    names = [e.model.get("name") for e in entries]
+    for e in entries:
+        e.label = str(e.model.get("name"))
+        if names.count(e.model.get("name")) > 1:
+            e.label += f" ({e.results['run_id']})"
+    return entries
+
+
+# ---- analysis -----------------------------------------------------------------------------------
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (higher is better on both)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        if not any((x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points) if j != i):
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def common_tasks(entries: Sequence[Entry]) -> list[str]:
+    """Tasks every run has a numeric primary metric for (in the first run's order)."""
+    first = list(entries[0].results["tasks"]) if entries else []
+    return [t for t in first if all(e.metric(t)[0] is not None for e in entries)]
+
+
+def _family(e: Entry) -> tuple[Any, Any]:
+    """Runs of one model under different precisions share backend and base-weights hash."""
+    return e.model.get("backend"), e.model.get("weights_sha256")
+
+
+def _is_reference(e: Entry) -> bool:
+    return str(e.model.get("precision") or "").lower() in REFERENCE_PRECISIONS
+
+
+def precision_deltas(entries: Sequence[Entry], *, n_boot: int = 1000) -> list[dict[str, Any]]:
+    """Paired delta, per task both ran with the same settings, of each run vs the first BF16 run of
+    its family (same backend and weights hash)."""
+    refs: dict[tuple[Any, Any], Entry] = {}
+    for e in entries:
+        if _is_reference(e):
+            refs.setdefault(_family(e), e)
+    out = []
+    for e in entries:
+        ref = refs.get(_family(e))
+        if ref is None or _is_reference(e):
+            continue
+        for t in ref.results["tasks"]:
+            if t not in e.results["tasks"] or config_differences(ref.results["tasks"][t], e.results["tasks"][t]):
+                continue
+            p = pair(ref.samples.get(t, []), e.samples.get(t, []))
+            if p.n == 0:
+                continue
+            out.append({"reference": ref.label, "run": e.label, "precision": e.model.get("precision"), "task": t,
+                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_bootstrap_ci(p, n_boot=n_boot)})
+    return out
+
+
+# ---- plots --------------------------------------------------------------------------------------
+def _throughput_key(entries: Sequence[Entry]) -> str | None:
+    counts = {k: sum(1 for e in entries if k in e.figures) for k in THROUGHPUT_KEYS}
+    best = max(counts.values(), default=0)
+    return next((k for k in THROUGHPUT_KEYS if counts[k] == best), None) if best else None
+
+
+def pareto_plot(entries: Sequence[Entry], tasks: Sequence[str]) -> tuple[str | None, str]:
+    """(PNG data URI or None, caption): mean primary metric over common tasks vs throughput."""
+    key = _throughput_key(entries)
+    if key is None or not tasks:
+        return None, "no accuracy-vs-throughput plot: " + ("no run reports a throughput figure" if key is None
+                                                           else "no task with a metric in every run")
+    pts = [(e, e.figures[key], sum(e.metric(t)[0] or 0.0 for t in tasks) / len(tasks)) for e in entries if key in e.figures]
+    from evalsuite.reports.plots import plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xy = [(x, y) for _, x, y in pts]
+    front = pareto_front(xy)
+    ax.scatter([x for x, _ in xy], [y for _, y in xy], color="#4c72b0", zorder=3)
+    if len(front) > 1:
+        ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], color="#c44e52", lw=1.5, zorder=2, label="Pareto front")
+        ax.legend(loc="lower right")
+    for e, x, y in pts:
+        ax.annotate(e.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.margins(0.15)
+    ax.set_xlabel(key)
+    ax.set_ylabel(f"mean primary metric ({len(tasks)} task{'s' if len(tasks) > 1 else ''})")
+    ax.grid(alpha=0.3)
+    missing = len(entries) - len(pts)
+    caption = f"x: {key}; y: mean of {', '.join(tasks)}" + (f"; {missing} run(s) without {key} not shown" if missing else "")
+    return fig_to_uri(fig), caption
+
+
+def delta_plot(deltas: Sequence[dict[str, Any]]) -> str | None:
+    """Grouped error bars: per task, each precision's paired delta (points) vs its BF16 reference."""
+    if not deltas:
+        return None
+    from evalsuite.reports.plots import plt
+
+    tasks = list(dict.fromkeys(d["task"] for d in deltas))
+    runs = list(dict.fromkeys(d["run"] for d in deltas))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 * len(tasks) + 2.5), 3.6))
+    width = 0.8 / len(runs)
+    for j, r in enumerate(runs):
+        xs, ys, lo, hi = [], [], [], []
+        for i, t in enumerate(tasks):
+            d = next((d for d in deltas if d["task"] == t and d["run"] == r), None)
+            if d is None:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(100 * d["delta"])
+            ci = d["ci"] or (d["delta"], d["delta"])
+            lo.append(100 * (d["delta"] - ci[0]))
+            hi.append(100 * (ci[1] - d["delta"]))
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=r)
+    ax.axhline(0.0, color="#999", lw=1, ls="--")
+    ax.set_xlim(-0.6, len(tasks) - 0.4)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
+    ax.set_ylabel("delta vs BF16 (points), 95% CI")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return fig_to_uri(fig)
+
+
+# ---- pages --------------------------------------------------------------------------------------
+def _sortnum(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str, Any]]:
+    rows = []
+    for e in entries:
+        cells = []
+        for t in tasks:
+            v, ci = e.metric(t)
+            cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v)})
+        for key, _ in HEADLINE:
+            v = e.figures.get(key)
+            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v)})
+        wb = e.model.get("weight_bytes")
+        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb)})
+        rows.append({"e": e, "cells": cells})
+    return rows
+
+
+def render_run_page(e: Entry, out: Path) -> None:
+    tasks = []
+    for name, t in e.results["tasks"].items():
+        v, ci = e.metric(name)
+        tasks.append({"name": name, "t": t, "value": v, "ci": ci,
+                      "other": {k: x for k, x in t["metrics"].items() if k != t["primary_metric"]},
+                      "efficiency": {k: x for k, x in (t.get("efficiency") or {}).items() if not isinstance(x, (dict, list))}})
+    own_report = e.path / "report.html" if e.path.is_dir() else e.path.parent / "report.html"
+    link = os.path.relpath(own_report, (out / e.page).parent) if own_report.exists() else None
+    html = jinja_env().get_template("leaderboard_run.html").render(
+        e=e, r=e.results, tasks=tasks, report_link=link, env=e.results["environment"])
+    atomic_write_text(out / e.page, html)
+
+
+def build_leaderboard(paths: Sequence[str | Path], out: str | Path, *, title: str = "evalsuite leaderboard") -> Path:
+    """Write the site into ``out``; return the path of ``index.html``."""
+    entries = load_entries(paths)
+    if not entries:
+        raise LeaderboardError("no run folders given")
+    out = Path(out)
+    all_tasks = list(dict.fromkeys(t for e in entries for t in e.results["tasks"]))
+    shared = common_tasks(entries)
+    deltas = precision_deltas(entries)
+    pareto, pareto_caption = pareto_plot(entries, shared)
+    for e in entries:
+        render_run_page(e, out)
+    html = jinja_env().get_template("leaderboard.html").render(
+        title=title, tasks=all_tasks, headline=HEADLINE, rows=table_rows(entries, all_tasks), pareto=pareto,
+        pareto_caption=pareto_caption, delta_plot=delta_plot(deltas), deltas=deltas, shared=shared)
+    index = out / "index.html"
+    atomic_write_text(index, html)
+    return index
+
+
+# ---- CLI ----------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (or a folder of run folders)")
+    parser.add_argument("--out", required=True, help="folder for index.html and runs/*.html")
+    parser.add_argument("--title", default="evalsuite leaderboard")
+
+
+def main(args: argparse.Namespace) -> int:
+    index = build_leaderboard(args.runs, args.out, title=args.title)
+    print(f"leaderboard: {index}")
+    return 0

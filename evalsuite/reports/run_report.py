@@ -1,0 +1,120 @@
+"""``OUT/report.html``: one self-contained page per run, rendered from the results files only.
+
+Shows accuracy per task with its 95% CI (chart + table), per-category breakdowns, efficiency figures
+when present, for the throughput task its load points (the Pareto curve of tokens/s/user against
+tokens/s/GPU, latency distributions per point, the SLO search and the cross-checks), provenance
+(model, environment, task args and media settings), every errored sample, and a sample browser:
+the first N samples of each task with their media (image thumbnail, a strip of video frames, an
+audio player), prompt, target and prediction. jinja2 autoescapes everything.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from evalsuite.results import atomic_write_text, load_run
+from evalsuite.reports.media_embed import embed
+from evalsuite.reports.plots import bar_with_ci, latency_boxplots, pareto_plot
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def jinja_env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "xml"]),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["num"] = fmt_num
+    env.filters["ci"] = fmt_ci
+    return env
+
+
+def fmt_num(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return str(v)
+
+
+def fmt_ci(ci: Any) -> str:
+    if not ci:
+        return "–"
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int = 200) -> Path:
+    run_dir = Path(run_dir)
+    results, samples = load_run(run_dir)
+    names = list(results["tasks"])
+    tasks = []
+    for name in names:
+        t = results["tasks"][name]
+        pm = t["primary_metric"]
+        rows = samples.get(name, [])
+        browser = []
+        for r in rows[:max_samples]:
+            browser.append({"r": r, "media": [embed(m, rel_to=str(run_dir)) for m in r.media]})
+        tasks.append({
+            "name": name, "t": t, "pm": pm, "value": t["metrics"].get(pm), "ci": t["ci95"].get(pm),
+            "other_metrics": {k: v for k, v in t["metrics"].items() if k != pm},
+            "errors": [r for r in rows if r.error][:max_errors],
+            "browser": browser,
+            "perf": throughput_section(t["throughput"], rows) if isinstance(t.get("throughput"), dict) else None,
+        })
+    chart = None
+    acc = [x for x in tasks if isinstance(x["value"], (int, float)) and x["perf"] is None]
+    if acc:
+        chart = bar_with_ci([x["name"] for x in acc], [x["value"] for x in acc], [x["ci"] for x in acc],
+                            ylabel="primary metric", title="per task, 95% CI")
+    html = jinja_env().get_template("run_report.html").render(
+        results=results, tasks=tasks, chart=chart, env=results["environment"], model=results["model"])
+    out = run_dir / "report.html"
+    atomic_write_text(out, html)
+    return out
+
+
+LATENCY_PANELS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL (every gap)"), ("e2e_s", "E2E latency"))
+
+
+def throughput_section(tp: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
+    """What the page shows of a throughput task: its load points, the Pareto curve, and latency
+    distributions per point drawn from the per-request lines of its samples file."""
+    points = list(tp.get("closed_loop", [])) + list(tp.get("open_loop", []))
+    extra = [tp[k] for k in ("video", "audio") if isinstance(tp.get(k), dict)]
+    pareto = tp.get("pareto") or {}
+    y_key = pareto.get("y", "output_tokens_per_s")
+    per_gpu = y_key.endswith("per_gpu")
+    chart = None
+    if points:
+        x_key = pareto.get("x", "tokens_per_s_per_user_by_concurrency")
+        chart = pareto_plot(points, pareto.get("points", []), x_key=x_key,
+                            y_key=y_key, xlabel="output tokens/s per user (throughput / concurrency)",
+                            ylabel="output tokens/s per GPU" if per_gpu else "output tokens/s (no GPU: total)",
+                            title="throughput vs interactivity")
+    groups: dict[str, dict[str, list[float]]] = {}
+    for r in rows:
+        label = r.metadata.get("point")
+        if label is None or r.error:
+            continue
+        g = groups.setdefault(str(label), {k: [] for k, _ in LATENCY_PANELS})
+        for key, _ in LATENCY_PANELS:
+            v = r.usage.get(key)
+            if isinstance(v, list):
+                g[key].extend(float(x) for x in v)
+            elif isinstance(v, (int, float)):
+                g[key].append(float(v))
+    dists = latency_boxplots(groups, LATENCY_PANELS) if groups else None
+    return {"points": points + extra, "pareto_chart": chart, "latency_chart": dists,
+            "search": tp.get("slo_search") or {},
+            "slo": tp.get("slo") or {}, "gpus": tp.get("gpus") or {}, "loadgen": tp.get("loadgen") or {},
+            "mlperf": tp.get("mlperf_crosscheck"), "notes": tp.get("notes") or [], "telemetry": tp.get("telemetry"),
+            "front": set(pareto.get("points", [])), "per_gpu": per_gpu}

@@ -1,0 +1,128 @@
+"""LongVideoBench from its original local folder.
+
+Layout (longvideobench/LongVideoBench): ``DIR/lvb_val.json`` (the ``index`` argument names another
+file, e.g. ``lvb_test_wo_gt.json``), ``DIR/videos/<video_path>`` and ``DIR/subtitles/<subtitle_path>``.
+A record's options are ``option0`` … ``option4`` (``"N/A"`` where a question has fewer) or a
+``candidates`` list; ``correct_choice`` is the right option's index.
+
+Rule reproduced: the parser of lmms-eval's ``longvideobench/utils.py`` (its docstring: "same as
+original LongVideoBench paper"): drop the "The best answer is"-style prefixes, give up on a response of
+more than 10 words without any of A–E, else take the first of A–E anywhere; accuracy is right / all.
+Where that parser gives up it draws a random option; here such a sample scores the expectation of
+that draw, 1/(number of options), so ``accuracy`` is the official number's expected value and is
+reproducible. ``accuracy_strict`` counts them wrong; ``n_unparsed`` says how many. The prompt is the
+official one (options as "A. …", then "Answer with the option's letter from the given choices
+directly."); ``subtitles=true`` puts the subtitle lines before the question.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+from evalsuite.registry import TASKS
+from evalsuite.task import DataLayoutError, Task
+from evalsuite.types import ContentPart, Sample, SampleResult, user
+from evalsuite.tasks.official._common import VIDEO_ARGS, bad_sample, data_root, is_blank, ok, read_json, unique_ids
+
+EXPECTED = "lvb_val.json and videos/ (subtitles/ for subtitles=true)"
+_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
+             "The best option is", "The correct option is", "Best answer:", "Best option:")
+
+
+def lvb_extract(response: str) -> str | None:
+    """LongVideoBench's letter parser; ``None`` where it would fall back to a random choice."""
+    s = str(response).strip()
+    for prefix in _PREFIXES:
+        s = s.replace(prefix, "")
+    m = re.search(r"[ABCDE]", s)
+    return m.group(0) if m else None  # (> 10 words and no letter) is a special case of "no letter"
+
+
+def options_of(rec: dict[str, Any]) -> list[str]:
+    """``candidates``, else ``option0..4`` up to the first ``"N/A"`` or missing one."""
+    if isinstance(rec.get("candidates"), list):
+        return [str(c) for c in rec["candidates"]]
+    out: list[str] = []
+    for i in range(5):
+        opt = rec.get(f"option{i}")
+        if opt == "N/A" or is_blank(opt):
+            break
+        out.append(str(opt))
+    return out
+
+
+@TASKS.register("longvideobench")
+class LongVideoBench(Task):
+    """LongVideoBench (local folder): long-video multiple choice, official letter parsing"""
+
+    name = "longvideobench"
+    version = "1"
+    default_args = {"data_dir": "", "index": "lvb_val.json", "subtitles": False, **VIDEO_ARGS}
+    media_keys = tuple(VIDEO_ARGS)
+    breakdown_keys = ("duration_group", "question_category", "level")
+    max_tokens = 32
+
+    def samples(self) -> Iterator[Sample]:
+        root = data_root(self.name, self.args["data_dir"], EXPECTED)
+        index = root / self.args["index"]
+        records = read_json(index, self.name, EXPECTED)
+        if not isinstance(records, list):
+            raise DataLayoutError(f"{self.name}: {index} must hold a JSON list of records")
+        if not (root / "videos").is_dir():
+            raise DataLayoutError(f"{self.name}: {root / 'videos'} not found (expected {EXPECTED})")
+        ids = unique_ids([str(r["id"]) if isinstance(r, dict) and not is_blank(r.get("id")) else f"record:{i}"
+                          for i, r in enumerate(records)])
+        for sid, rec in zip(ids, records):
+            yield self._sample(sid, rec, root)
+
+    def _sample(self, sid: str, rec: Any, root: Path) -> Sample:
+        try:
+            question, video_path = str(rec["question"]), str(rec["video_path"])
+            options = options_of(rec)
+            answer = int(rec["correct_choice"])
+            if not 2 <= len(options) <= 5 or not 0 <= answer < len(options):
+                raise ValueError(f"{len(options)} options, correct_choice={answer}")
+        except (KeyError, TypeError, ValueError) as e:
+            return bad_sample(sid, "malformed LongVideoBench record (expected question, video_path, option0-4 or "
+                                   f"candidates, correct_choice): {type(e).__name__} {e}")
+        meta = {k: str(rec.get(k, "")) for k in ("duration_group", "question_category", "level", "topic_category")}
+        meta.update(category=meta["question_category"], cluster=str(rec.get("video_id") or video_path))
+        video = root / "videos" / video_path
+        if not video.is_file():
+            return bad_sample(sid, f"video file not found: {video}", **meta)
+        letters = [chr(65 + i) for i in range(len(options))]
+        text = question + "\n" + "\n".join(f"{l}. {o}" for l, o in zip(letters, options))
+        text += "\nAnswer with the option's letter from the given choices directly."
+        if self.args["subtitles"]:
+            text = self._subtitles(root, rec) + text
+        return Sample(id=sid, messages=[user(ContentPart.of_media("video", str(video)), text)],
+                      target=letters[answer], choices=options, metadata=meta)
+
+    def _subtitles(self, root: Path, rec: dict[str, Any]) -> str:
+        path = root / "subtitles" / str(rec.get("subtitle_path", ""))
+        try:
+            cues = json.loads(path.read_text(encoding="utf-8"))
+            lines = [str(c.get("text", c.get("line", ""))) for c in cues if isinstance(c, dict)]
+        except (OSError, ValueError):
+            return ""
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
+        parsed = lvb_extract(prediction)
+        if parsed is None:  # the official parser draws one of the options at random: credit its expectation
+            return {"score": 1.0 / len(sample.choices or [1]), "parsed": None, "unparsed": True}
+        return {"score": float(parsed == sample.target), "parsed": parsed, "unparsed": False}
+
+    def aggregate(self, results: list[SampleResult]) -> dict[str, Any]:
+        scored = ok(results)
+        if not scored:
+            return {"accuracy": float("nan"), "accuracy_strict": float("nan"), "n_unparsed": 0}
+        strict = [0.0 if r.scores.get("unparsed") else (r.score or 0.0) for r in scored]
+        return {
+            "accuracy": sum(r.score or 0.0 for r in scored) / len(scored),
+            "accuracy_strict": sum(strict) / len(scored),
+            "n_unparsed": sum(1 for r in scored if r.scores.get("unparsed")),
+        }

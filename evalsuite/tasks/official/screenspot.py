@@ -1,0 +1,122 @@
+"""ScreenSpot and ScreenSpot-v2 from their original local folders (one module, two tasks).
+
+Layout: ``DIR/screenspot_{mobile,desktop,web}.json`` (v2: ``screenspot_{mobile,desktop,web}_v2.json``)
+and the screenshots in ``DIR/screenspot_imgs/`` (v2: ``screenspotv2_image/``; ``images/``, ``imgs/``
+or ``DIR`` itself also work). Records have ``img_filename``, ``instruction``, ``bbox`` as
+``[x, y, w, h]`` in pixels, ``data_type`` (text/icon) and ``data_source``. Re-uploads whose boxes are
+normalized (every value of a file within [0, 1]) are read as normalized ``[x1, y1, x2, y2]``.
+
+Rule reproduced: SeeClick ``pretrain/screenspot_test.py`` (njucckevin/SeeClick): the box becomes
+``[x, y, x + w, y + h]`` and a click is right inside it, borders included; an unreadable answer
+counts as wrong (see :mod:`evalsuite.tasks.official._grounding`). The script reports, per platform file, the
+action accuracy and the text/icon accuracies; the SeeClick paper's "average" is the mean of the six
+platform x type accuracies, reported here as ``accuracy_macro`` (``accuracy`` is right / scored).
+
+Sample ids are ``<json stem>:<index>`` (the files carry no ids).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from evalsuite.registry import TASKS
+from evalsuite.task import DataLayoutError, Task
+from evalsuite.types import Sample, SampleResult
+from evalsuite.tasks.official._common import bad_sample, data_root, ok, read_json
+from evalsuite.tasks.official._grounding import (
+    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size,
+)
+
+PLATFORMS = ("mobile", "desktop", "web")
+
+
+@TASKS.register("screenspot")
+class ScreenSpot(Task):
+    """ScreenSpot (local folder): click inside the target element's box"""
+
+    name = "screenspot"
+    version = "1"
+    default_args = dict(GROUNDING_ARGS)
+    media_keys = ("min_patches", "max_patches")
+    breakdown_keys = ("platform", "ui_type", "platform_ui", "source")
+    max_tokens = 32
+    suffix: ClassVar[str] = ""
+    image_dirs: ClassVar[tuple[str, ...]] = ("screenspot_imgs", "images", "imgs", ".")
+
+    def __init__(self, **args: Any) -> None:
+        super().__init__(**args)
+        check_coords(self.name, self.args["coords"])
+
+    def expected(self) -> str:
+        files = ", ".join(f"screenspot_{p}{self.suffix}.json" for p in PLATFORMS)
+        return f"{files} and the screenshots in {self.image_dirs[0]}/"
+
+    def samples(self) -> Iterator[Sample]:
+        root = data_root(self.name, self.args["data_dir"], self.expected())
+        files = [root / f"screenspot_{p}{self.suffix}.json" for p in PLATFORMS]
+        if not any(f.is_file() for f in files):
+            raise DataLayoutError(f"{self.name}: no annotation file in {root} (expected {self.expected()})")
+        dirs = [root / d for d in self.image_dirs if (root / d).is_dir()]
+        for platform, path in zip(PLATFORMS, files):
+            if not path.is_file():
+                continue
+            records = read_json(path, self.name, "a JSON list of ScreenSpot records")
+            if not isinstance(records, list):
+                raise DataLayoutError(f"{self.name}: {path} must hold a JSON list of records")
+            normalized = _all_normalized(records)
+            for i, rec in enumerate(records):
+                yield self._sample(f"{path.stem}:{i}", rec, platform, dirs, normalized)
+
+    def _sample(self, sid: str, rec: Any, platform: str, dirs: list[Path], normalized: bool) -> Sample:
+        try:
+            name, instruction, ui = str(rec["img_filename"]), str(rec["instruction"]), str(rec["data_type"])
+            x, y, w, h = (float(v) for v in rec["bbox"])
+        except (KeyError, TypeError, ValueError) as e:
+            return bad_sample(sid, "malformed ScreenSpot record (expected img_filename, instruction, data_type and "
+                                   f"bbox [x, y, w, h]): {type(e).__name__} {e}", platform=platform)
+        meta = {"platform": platform, "ui_type": ui, "platform_ui": f"{platform}/{ui}",
+                "source": str(rec.get("data_source", "")), "category": f"{platform}/{ui}", "cluster": name}
+        image = next((d / name for d in dirs if (d / name).is_file()), None)
+        if image is None:
+            where = dirs[0] if dirs else Path(self.args["data_dir"]) / self.image_dirs[0]
+            return bad_sample(sid, f"image file not found: {where / name}", **meta)
+        try:
+            width, height = image_size(image)
+        except Exception as e:  # PIL raises several types for damaged files
+            return bad_sample(sid, f"image file is corrupt or not an image: {image}: {e}", **meta)
+        if normalized:  # the four numbers are x1, y1, x2, y2 as fractions of the image size
+            box = [x * width, y * height, w * width, h * height]
+        else:
+            box = [x, y, x + w, y + h]
+        return grounding_sample(sid, image, instruction, box, (width, height), self.args["coords"], meta)
+
+    def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
+        return grounding_score(sample, prediction, self.args["coords"])
+
+    def aggregate(self, results: list[SampleResult]) -> dict[str, Any]:
+        out = grounding_metrics(results)
+        groups: dict[str, list[float]] = {}
+        for r in ok(results):
+            groups.setdefault(str(r.metadata.get("platform_ui")), []).append(r.score or 0.0)
+        accs = [sum(v) / len(v) for v in groups.values()]
+        out["accuracy_macro"] = sum(accs) / len(accs) if accs else float("nan")
+        return out
+
+
+@TASKS.register("screenspot_v2")
+class ScreenSpotV2(ScreenSpot):
+    """ScreenSpot-v2 (local folder): ScreenSpot with corrected annotations"""
+
+    name = "screenspot_v2"
+    suffix = "_v2"
+    image_dirs = ("screenspotv2_image", "screenspot_imgs", "images", "imgs", ".")
+
+
+def _all_normalized(records: list[Any]) -> bool:
+    """Whether every box of a file lies in [0, 1]: a normalized re-upload rather than pixels."""
+    boxes = [r.get("bbox") for r in records if isinstance(r, dict) and isinstance(r.get("bbox"), list)]
+    try:
+        return bool(boxes) and all(0.0 <= float(v) <= 1.0 for b in boxes for v in b)
+    except (TypeError, ValueError):
+        return False

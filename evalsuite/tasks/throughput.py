@@ -1,0 +1,582 @@
+"""``throughput``: serving speed of any streaming backend, in-process engine or OpenAI-compatible server.
+
+The task drives the backend itself (`run_with`) through the load generator (`evalsuite.loadgen`) on
+one asyncio loop, and computes every figure with `evalsuite.serving_metrics` (definitions there).
+
+Requests: a mix drawn from the synthetic tasks, round robin over the modalities of ``mix`` — text
+(a docqa question on the document's text), image (docqa), video (videoqa), audio (audioqa) — or a
+single one; every load point sends the same sequence. ``max_tokens`` output tokens each, with
+``ignore_eos`` so that output lengths do not depend on the model's answers.
+
+Phases, each point bounded by ``point_duration_s`` of sending plus ``drain_s`` of waiting:
+1. warm-up: ``warmup`` requests, not measured;
+2. closed loop over ``concurrency``; its concurrency-1 point is the single-stream speed;
+3. SLO search over concurrency (``slo_search=concurrency``, the sweep seeds the bracket) or over
+   arrival rate (``rate``): the highest load whose p99 TTFT and p99 TPOT meet ``slo_ttft_s`` and
+   ``slo_tpot_s``; its output tokens/s (per GPU) is the "throughput at SLO";
+4. open loop at ``rates`` requests/s, or at ``rate_fractions`` of the best closed-loop requests/s,
+   Poisson arrivals (gamma with shape ``burstiness``);
+5. long-video workload: ``video_requests`` questions on ``video_bucket`` videos at
+   ``video_concurrency`` → video-hours processed per hour;
+6. audio: ``audio_requests`` clips one at a time → real-time factor = Σ E2EL / Σ audio duration;
+7. with ``mlperf_crosscheck``: the open-loop requests again through MLPerf LoadGen's Server scenario
+   at the first open-loop rate (`evalsuite.mlperf`), its latencies beside the suite's own.
+
+GPUs: in-process on CUDA, the one device used (found in NVML); for a server, ``tp`` × ``dp`` when
+declared, else what an evalsuite server reports, else unknown; per-GPU figures and energy are null
+(not 0) without a GPU. NVML is sampled during the whole run (utilization, memory, power) and each
+point gets its joules per output token. ``--limit N`` caps the pools, the requests of every point,
+and the concurrency at N, so a short CI run stays short.
+
+Outputs: ``samples/throughput.jsonl`` holds one line per measured request (its TTFT, TPOT, every ITL
+gap and E2EL in ``usage``; phase, point, modality, scheduled and actual send times in ``metadata``);
+``results.json`` holds the headline figures in ``metrics``/``efficiency`` (``output_tokens_per_s_at_slo``,
+``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = 1 / mean TPOT at concurrency 1,
+``video_hours_per_hour``, ``audio_real_time_factor``, ``joules_per_output_token``…) and every point under
+``throughput``. A re-run with the same ``--out`` measures again (timings are not resumable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from dataclasses import replace
+from itertools import islice
+from pathlib import Path
+from typing import Any, Coroutine, Literal, TypeVar
+from urllib.parse import urlparse
+
+from evalsuite import loadgen
+from evalsuite import media as media_lib
+from evalsuite import serving_metrics as sm
+from evalsuite.backend import Backend
+from evalsuite.registry import TASKS
+from evalsuite.results import atomic_write_text, dumps
+from evalsuite.task import Task, TaskArgError
+from evalsuite.telemetry import GpuSampler, window
+from evalsuite.types import Request, Sample, SampleResult, user
+
+MODALITIES = ("text", "image", "video", "audio")
+SEARCH_MODES = ("concurrency", "rate", "none")
+T = TypeVar("T")
+
+
+class _LoopThread:
+    """An asyncio loop on its own thread: the synchronous task code runs coroutines on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="evalsuite-loadgen", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+@TASKS.register("throughput")
+class Throughput(Task):
+    """Serving throughput and latency at a fixed SLO (closed/open loop, SLO search, energy)."""
+
+    name = "throughput"
+    version = "1"
+    primary_metric = "output_tokens_per_s_at_slo"
+    breakdown_keys = ("modality",)
+    default_args: dict[str, Any] = {
+        "mix": "text,image,video,audio",
+        "pool": 16,
+        "max_tokens": 32,
+        "ignore_eos": True,
+        "warmup": 4,
+        "concurrency": [1, 4, 16],
+        "requests_per_point": 0,
+        "rates": [],
+        "rate_fractions": [0.5, 1.0],
+        "burstiness": 1.0,
+        "point_duration_s": 30.0,
+        "drain_s": 30.0,
+        "slo_ttft_s": 2.0,
+        "slo_tpot_s": 0.2,
+        "slo_e2el_s": 0.0,
+        "slo_search": "concurrency",
+        "search_max": 64,
+        "search_probes": 3,
+        "video_bucket": "long",
+        "video_requests": 4,
+        "video_concurrency": 4,
+        "audio_requests": 8,
+        "tp": 0,
+        "dp": 0,
+        "telemetry_interval_s": 0.1,
+        "mlperf_crosscheck": False,
+    }
+
+    def __init__(self, **args: Any) -> None:
+        super().__init__(**args)
+        a = self.args
+        mix = [m.strip() for m in str(a["mix"]).split(",") if m.strip()]
+        bad = [m for m in mix if m not in MODALITIES]
+        if not mix or bad:
+            raise TaskArgError(f"task argument throughput.mix expects modalities from {', '.join(MODALITIES)} "
+                               f"(comma-separated), got {a['mix']!r}")
+        self.mix = list(dict.fromkeys(mix))
+        if a["slo_search"] not in SEARCH_MODES:
+            raise TaskArgError(f"task argument throughput.slo_search expects one of {', '.join(SEARCH_MODES)}, "
+                               f"got {a['slo_search']!r}")
+        from evalsuite.tasks.gen.video import BUCKETS
+
+        if a["video_bucket"] not in BUCKETS:
+            raise TaskArgError(f"task argument throughput.video_bucket expects one of {', '.join(BUCKETS)}, "
+                               f"got {a['video_bucket']!r}")
+        for key in ("concurrency", "rates", "rate_fractions"):
+            vals = a[key]
+            if not isinstance(vals, list) or any(not isinstance(v, (int, float)) or v <= 0 for v in vals):
+                raise TaskArgError(f"task argument throughput.{key} expects a list of numbers > 0, got {vals!r}")
+        if any(int(c) != c for c in a["concurrency"]) or not a["concurrency"]:
+            raise TaskArgError(
+                f"task argument throughput.concurrency expects whole numbers >= 1, got {a['concurrency']!r}")
+        for key in ("pool", "max_tokens", "search_max", "video_concurrency"):
+            if int(a[key]) < 1:
+                raise TaskArgError(f"task argument throughput.{key} expects an integer >= 1, got {a[key]!r}")
+        for key in ("warmup", "requests_per_point", "search_probes", "video_requests", "audio_requests", "tp", "dp"):
+            if int(a[key]) < 0:
+                raise TaskArgError(f"task argument throughput.{key} expects an integer >= 0, got {a[key]!r}")
+        for key in ("point_duration_s", "drain_s", "burstiness", "telemetry_interval_s"):
+            if not float(a[key]) > 0:
+                raise TaskArgError(f"task argument throughput.{key} expects seconds > 0, got {a[key]!r}")
+        for key in ("slo_ttft_s", "slo_tpot_s", "slo_e2el_s"):
+            if float(a[key]) < 0:
+                raise TaskArgError(
+                    f"task argument throughput.{key} expects seconds >= 0 (0 = no limit), got {a[key]!r}")
+        self.slo = sm.SLO(ttft_s=float(a["slo_ttft_s"]) or None, tpot_s=float(a["slo_tpot_s"]) or None,
+                          e2el_s=float(a["slo_e2el_s"]) or None)
+
+    # ---- the Task contract: this task has no scored samples --------------------------------------
+    def samples(self):  # type: ignore[override]
+        return iter(())
+
+    def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
+        raise NotImplementedError("throughput measures speed; it scores no answers")
+
+    # ---- request pools ----------------------------------------------------------------------------
+    def _source_samples(self, modality: str, n: int) -> tuple[list[Sample], Task]:
+        from evalsuite.registry import TASKS as REG
+
+        source = {"text": "docqa", "image": "docqa", "video": "videoqa", "audio": "audioqa"}[modality]
+        task = REG.get(source)(n=n)
+        return list(islice(task.samples(), n)), task
+
+    def _long_videos(self, n: int) -> tuple[list[Sample], Task]:
+        """``n`` videoqa questions on videos of ``video_bucket`` (rendered into videoqa's cache)."""
+        from evalsuite.tasks.common import split_seed, task_cache
+        from evalsuite.tasks.gen.video import build_video, render_video
+        from evalsuite.tasks.videoqa import BUCKET_CYCLE, VideoQA, video_samples
+
+        vq = VideoQA()
+        folder = task_cache(vq.name, vq.version, "eval") / vq.args["difficulty"]
+        out: list[Sample] = []
+        index = 0
+        while len(out) < n and index < 10_000:
+            if BUCKET_CYCLE[index % len(BUCKET_CYCLE)] == self.args["video_bucket"]:
+                spec = build_video(split_seed(vq.name, "eval", index), self.args["video_bucket"], vq.args["difficulty"])
+                path = folder / f"{index:05d}.mp4"
+                batch = video_samples(spec, str(path), "eval", index)[: n - len(out)]
+                if not path.exists():
+                    try:
+                        render_video(spec, path)
+                    except Exception as e:
+                        for s in batch:
+                            s.error = f"could not generate video {path}: {type(e).__name__}: {e}"
+                out += batch
+            index += 1
+        return out, vq
+
+    def _request(self, sample: Sample, source: Task, modality: str, seed: int) -> Request:
+        req = source.request(sample, seed=seed)
+        if modality == "text":  # the document's text instead of its image
+            question = " ".join(m.text for m in sample.messages).strip()
+            text_form = str(sample.metadata.get("text_form") or "")
+            req = replace(req, messages=[user(f"{text_form}\n\n{question}" if text_form else question)], media={})
+        return replace(req, max_tokens=int(self.args["max_tokens"]), ignore_eos=bool(self.args["ignore_eos"]),
+                       choices=None, task=self.name)
+
+    def _pool(self, modalities: list[str], n: int, seed: int, backend: Backend, notes: list[str],
+              long_video: bool = False) -> list[tuple[str, Sample, Request]]:
+        """Round robin over the modalities that have usable samples (errored ones are dropped)."""
+        per: dict[str, list[tuple[str, Sample, Request]]] = {}
+        for m in modalities:
+            if m not in backend.modalities:
+                notes.append(f"{m} requests left out: model {backend.describe()['name']!r} does not accept {m} input")
+                continue
+            try:
+                samples, source = self._long_videos(n) if long_video else self._source_samples(m, n)
+            except Exception as e:  # a generator that cannot run here (no espeak-ng…): that modality only
+                notes.append(f"{m} requests left out: {type(e).__name__}: {str(e).strip().splitlines()[0]}")
+                continue
+            good = [s for s in samples if s.error is None]
+            if len(good) < len(samples):
+                first = next(s.error for s in samples if s.error)
+                notes.append(f"{m}: {len(samples) - len(good)} of {len(samples)} source samples unusable ({first})")
+            if good:
+                per[m] = [(m, s, self._request(s, source, m, seed)) for s in good]
+        mixed: list[tuple[str, Sample, Request]] = []
+        for k in range(max((len(v) for v in per.values()), default=0)):
+            for m in modalities:
+                if m in per:
+                    mixed.append(per[m][k % len(per[m])])
+        return mixed
+
+    # ---- the run ----------------------------------------------------------------------------------
+    def run_with(self, backend: Backend, cfg: Any, out: Path, config_hash: str) -> dict[str, Any]:
+        """Run every phase against ``backend``, write the per-request lines, return the task's entry."""
+        bench = _Bench(self, backend, cfg, out)
+        with bench:
+            bench.run()
+        lines = "".join(dumps(r.to_dict()) + "\n" for r in bench.rows)
+        atomic_write_text(out / "samples" / f"{self.name}.jsonl", lines)
+        return bench.entry(config_hash)
+
+
+Item = tuple[str, Sample, Request]  # (modality, source sample, request)
+
+
+class _Bench:
+    """One run of the task: its backend, the load generator's loop, GPU telemetry, the load points
+    measured so far and one result row per request sent."""
+
+    def __init__(self, task: Throughput, backend: Backend, cfg: Any, out: Path) -> None:
+        a = task.args
+        self.task, self.backend, self.cfg, self.out, self.a = task, backend, cfg, out, a
+        self.limit: int | None = cfg.limit
+        self.notes: list[str] = []
+        self.t_start = time.perf_counter()
+        self.gpus, self.gpu_source, self.devices = gpu_count(backend.describe(), int(a["tp"]), int(a["dp"]))
+        caps = (self.limit, getattr(backend, "max_concurrency", None), int(a["search_max"]))
+        self.conc_cap = min(x for x in caps if x is not None)
+        self.sweep = sorted({int(c) for c in a["concurrency"] if c <= self.conc_cap}) or [1]
+        if len(self.sweep) < len(a["concurrency"]):
+            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, the backend's limit or search_max)")
+        self.pool = task._pool(task.mix, self.cap(a["pool"]), cfg.seed, backend, self.notes)
+        if not self.pool:
+            raise TaskArgError(f"task throughput: no usable requests for mix {a['mix']!r} ({'; '.join(self.notes)})")
+        self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
+        self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
+        self.rows: list[SampleResult] = []
+        self.closed_loop: list[dict[str, Any]] = []
+        self.open_loop: list[dict[str, Any]] = []
+        self.detail: dict[str, Any] = {}
+        self.search: dict[str, Any] = {"mode": a["slo_search"], "slo": task.slo.to_dict(), "best": None}
+        self.rates: list[float] = []
+        self.sampler: GpuSampler | None = None
+        self.loop: _LoopThread | None = None
+
+    def cap(self, n: Any) -> int:
+        return min(int(n), self.limit) if self.limit is not None else int(n)
+
+    def requests(self, n: int, source: list[Item] | None = None) -> list[Item]:
+        source = source or self.pool
+        return [source[k % len(source)] for k in range(n)]
+
+    def n_closed(self, c: int) -> int:
+        return self.cap(int(self.a["requests_per_point"]) or max(8, 4 * c))
+
+    def __enter__(self) -> "_Bench":
+        if self.devices is not None:
+            self.sampler = GpuSampler.open(None if self.devices == "all" else self.devices,
+                                           float(self.a["telemetry_interval_s"]))
+            if self.sampler is None:
+                self.notes.append("no GPU telemetry: NVML or the GPU could not be opened")
+            else:
+                self.sampler.__enter__()
+        self.loop = _LoopThread()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.sampler is not None:
+            self.sampler.__exit__(None, None, None)
+        if self.loop is not None:
+            try:
+                self.loop.run(self.backend.aclose())
+            finally:
+                self.loop.close()
+
+    # ---- one load point -------------------------------------------------------------------------
+    def closed(self, c: int, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
+        assert self.loop is not None
+        self._mark()
+        run = self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, [r for _, _, r in items], c,
+                                                    max_duration_s=self.dur, drain_s=self.drain))
+        return self._point(run, label, phase, items)
+
+    def open(self, rate: float, label: str, items: list[Item]) -> dict[str, Any]:
+        assert self.loop is not None
+        burst = float(self.a["burstiness"])
+        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.cfg.seed)
+        self._mark()
+        run = self.loop.run(loadgen.run_open_loop(self.backend.agenerate, [r for _, _, r in items], offsets,
+                                                  max_duration_s=self.dur, drain_s=self.drain, rate=rate,
+                                                  burstiness=burst))
+        return self._point(run, label, "open_loop", items)
+
+    def _mark(self) -> None:
+        if self.sampler is not None:  # a telemetry reading at the edge of every point
+            self.sampler.mark()
+
+    def _point(self, run: loadgen.PointRun, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
+        self._mark()
+        point = sm.point_metrics(run.timings, concurrency=run.concurrency, gpus=self.gpus, slo=self.task.slo)
+        lags = [r.send_lag_s for r in run.records if r.send_lag_s is not None]
+        point.update(label=label, kind=run.kind, concurrency=run.concurrency, rate=run.rate,
+                     burstiness=run.burstiness, n_errors=run.n_errors, n_cancelled=run.n_cancelled,
+                     send_lag_s=sm.distribution(lags) if lags else None, notes=run.notes,
+                     modalities=sorted({m for m, _, _ in items[: len(run.records)]}))
+        if self.sampler is not None:
+            point.update(window(self.sampler.samples, run.started, run.ended))
+        energy, tokens = point.get("energy_j"), point["output_tokens"]
+        point["joules_per_output_token"] = (energy / tokens) if energy is not None and tokens else None
+        for k, rec in enumerate(run.records):
+            self.rows.append(_row(f"{label}/{k:04d}", phase, label, items[k], rec))
+        return point
+
+    # ---- the phases -----------------------------------------------------------------------------
+    def run(self) -> None:
+        a = self.a
+        if int(a["warmup"]):  # not measured
+            n = self.cap(a["warmup"])
+            assert self.loop is not None
+            self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, [r for _, _, r in self.requests(n)],
+                                                  min(n, self.conc_cap), max_duration_s=self.dur, drain_s=self.drain))
+        sweep = {}
+        for c in self.sweep:
+            sweep[float(c)] = p = self.closed(c, f"c{c}", "closed_loop", self.requests(self.n_closed(c)))
+            self.closed_loop.append(p)
+        if a["slo_search"] == "concurrency":
+            self.search_concurrency(sweep)
+        self.open_sweep()
+        self.detail["slo_search"] = self.search
+        if a["mlperf_crosscheck"]:
+            self.mlperf()
+        if int(a["video_requests"]):
+            self.long_video()
+        if int(a["audio_requests"]):
+            self.audio()
+
+    def search_concurrency(self, known: dict[float, dict[str, Any]]) -> None:
+        def probe(x: float) -> dict[str, Any]:
+            p = self.closed(int(x), f"search-c{int(x)}", "slo_search", self.requests(self.n_closed(int(x))))
+            self.closed_loop.append(p)
+            return p
+
+        res = sm.slo_search(probe, self.task.slo, start=1, upper=self.conc_cap, integer=True,
+                            max_probes=int(self.a["search_probes"]), known=known)
+        self.search.update(_search_summary(res, self.task.slo))
+
+    def open_sweep(self) -> None:
+        a = self.a
+        best_rps = max((p["requests_per_s"] or 0.0 for p in self.closed_loop), default=0.0)
+        self.rates = [float(r) for r in a["rates"]] or [f * best_rps for f in a["rate_fractions"] if best_rps > 0]
+        if not self.rates:
+            self.notes.append("open loop skipped: no closed-loop point finished a request to size the rates")
+        known = {}
+        for rate in self.rates:
+            known[rate] = p = self.open(rate, f"r{rate:.4g}", self.requests(self.n_open))
+            self.open_loop.append(p)
+        if a["slo_search"] == "rate" and known:
+            def probe(x: float) -> dict[str, Any]:
+                p = self.open(x, f"search-r{x:.4g}", self.requests(self.n_open))
+                self.open_loop.append(p)
+                return p
+
+            res = sm.slo_search(probe, self.task.slo, start=min(known), upper=4 * max(known), integer=False,
+                                max_probes=int(a["search_probes"]), known=known)
+            self.search.update(_search_summary(res, self.task.slo))
+
+    def mlperf(self) -> None:
+        from evalsuite.mlperf import LoadGenUnavailable, run_server_scenario
+
+        if not self.rates:
+            self.notes.append("MLPerf LoadGen cross-check skipped: no rate to run it at")
+            return
+        slo = self.task.slo
+        try:
+            xc = run_server_scenario(self.backend, [r for _, _, r in self.requests(self.n_open)],
+                                     target_qps=self.rates[0], ttft_s=slo.ttft_s or 3600.0, tpot_s=slo.tpot_s or 3600.0,
+                                     outdir=self.out / "mlperf", max_duration_s=self.dur + self.drain,
+                                     seed=self.cfg.seed)
+        except LoadGenUnavailable as e:
+            raise TaskArgError(f"task argument throughput.mlperf_crosscheck: {e}") from None
+        xc["log_dir"] = "mlperf"  # relative to the run folder
+        self.detail["mlperf_crosscheck"] = xc
+
+    def long_video(self) -> None:
+        n = self.cap(self.a["video_requests"])
+        vids = self.task._pool(["video"], n, self.cfg.seed, self.backend, self.notes, long_video=True)
+        if vids:
+            vp = self.closed(min(int(self.a["video_concurrency"]), self.conc_cap), "video", "video", vids)
+            seconds = sum(float(r.metadata.get("duration_s", 0.0)) for r in _records(self.rows, "video")
+                          if r.error is None)
+            vp["video_seconds"] = seconds
+            vp["video_hours_per_hour"] = (seconds / vp["duration_s"]) if vp["duration_s"] else None
+            self.detail["video"] = vp
+
+    def audio(self) -> None:
+        n = self.cap(self.a["audio_requests"])
+        clips = self.task._pool(["audio"], n, self.cfg.seed, self.backend, self.notes)
+        if clips:
+            ap = self.closed(1, "audio", "audio", self.requests(n, clips))
+            done = [r for r in _records(self.rows, "audio") if r.error is None and r.usage.get("e2e_s") is not None]
+            secs = sum(float(r.metadata.get("duration_s", 0.0)) for r in done)
+            ap["audio_seconds"] = secs
+            ap["audio_real_time_factor"] = (sum(float(r.usage["e2e_s"]) for r in done) / secs) if secs > 0 else None
+            self.detail["audio"] = ap
+
+    # ---- the results entry ----------------------------------------------------------------------
+    def headline(self) -> dict[str, Any]:
+        load_pts = self.closed_loop + self.open_loop
+        measured = load_pts + [self.detail[k] for k in ("video", "audio") if k in self.detail]
+        energy = [p.get("energy_j") for p in measured]
+        tokens = sum(p["output_tokens"] for p in measured)
+        at_slo = self.search.get("best_point")
+        single = next((p for p in self.closed_loop if p["label"] == "c1"), None)
+        single_tpot = single["tpot_s"]["mean"] if single else None
+        return {
+            "output_tokens_per_s_at_slo": at_slo["output_tokens_per_s"] if at_slo else None,
+            "per_gpu_throughput_at_slo": at_slo["output_tokens_per_s_per_gpu"] if at_slo else None,
+            "requests_per_s_at_slo": at_slo["requests_per_s"] if at_slo else None,
+            "slo_rate" if self.a["slo_search"] == "rate" else "slo_concurrency": self.search.get("best"),
+            "max_output_tokens_per_s": max((p["output_tokens_per_s"] or 0.0 for p in load_pts), default=None),
+            "max_goodput_requests_per_s": max((p["goodput_requests_per_s"] or 0.0 for p in load_pts), default=None),
+            "single_stream_tokens_per_s": (1.0 / single_tpot) if single_tpot else None,
+            "single_stream_ttft_s": single["ttft_s"]["mean"] if single else None,
+            "single_stream_output_tokens_per_s": single["output_tokens_per_s"] if single else None,
+            "video_hours_per_hour": self.detail.get("video", {}).get("video_hours_per_hour"),
+            "audio_real_time_factor": self.detail.get("audio", {}).get("audio_real_time_factor"),
+            "joules_per_output_token": (sum(e for e in energy if e is not None) / tokens)
+            if self.sampler is not None and tokens and all(e is not None for e in energy) else None,
+            "gpus": self.gpus,
+        }
+
+    def entry(self, config_hash: str) -> dict[str, Any]:
+        task, rows = self.task, self.rows
+        headline = self.headline()
+        lags = [r.metadata["send_lag_s"] for r in rows if r.metadata.get("send_lag_s") is not None]
+        load_pts = [p for p in self.closed_loop + self.open_loop
+                    if p["tokens_per_s_per_user_by_concurrency"] is not None and p["output_tokens_per_s"] is not None]
+        y_key = "output_tokens_per_s_per_gpu" if self.gpus else "output_tokens_per_s"
+        front = sm.pareto_front([(p["tokens_per_s_per_user_by_concurrency"], p[y_key]) for p in load_pts])
+        self.detail.update(
+            slo=task.slo.to_dict(), gpus={"count": self.gpus, "source": self.gpu_source, "nvml_devices": self.devices},
+            telemetry=self.sampler.describe() if self.sampler is not None else None, mix=task.mix,
+            pareto={"x": "tokens_per_s_per_user_by_concurrency", "y": y_key,
+                    "points": [load_pts[i]["label"] for i in front]},
+            loadgen={"send_lag_s": sm.distribution(lags) if lags else None, "n_scheduled": len(lags)},
+            notes=self.notes, closed_loop=self.closed_loop, open_loop=self.open_loop,
+        )
+        errored = {r.id for r in rows if r.error is not None and not r.metadata.get("cancelled")}
+        by_mod: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            g = by_mod.setdefault(str(r.metadata.get("modality")), {"n": 0, "n_errors": 0})
+            g["n"] += 1
+            g["n_errors"] += int(r.id in errored)
+        return {
+            "version": task.version,
+            "args": task.args,
+            "media": {m: req.media for m, _, req in self.pool},
+            "primary_metric": task.primary_metric,
+            "metrics": {k: headline[k] for k in (task.primary_metric, "per_gpu_throughput_at_slo",
+                                                 "max_output_tokens_per_s", "single_stream_tokens_per_s")},
+            "ci95": {task.primary_metric: None},
+            "n_samples": len(rows),
+            "n_scored": 0,
+            "n_errors": len(errored),
+            "error_rate": (len(errored) / len(rows)) if rows else 0.0,
+            "breakdown": {"modality": dict(sorted(by_mod.items()))},
+            "config_hash": config_hash,
+            "complete": True,
+            "wall_time_s": round(time.perf_counter() - self.t_start, 3),
+            "usage": {"prompt_tokens": sum(int(r.usage.get("prompt_tokens") or 0) for r in rows) or None,
+                      "output_tokens": sum(int(r.usage.get("output_tokens") or 0) for r in rows) or None,
+                      "mean_e2e_s": None},
+            "efficiency": {k: v for k, v in headline.items()
+                           if v is not None or k in ("per_gpu_throughput_at_slo", "joules_per_output_token")},
+            "throughput": self.detail,
+            "samples_file": f"samples/{task.name}.jsonl",
+        }
+
+
+def _records(rows: list[SampleResult], phase: str) -> list[SampleResult]:
+    return [r for r in rows if r.metadata.get("phase") == phase]
+
+
+def _search_summary(res: sm.SearchResult, slo: sm.SLO) -> dict[str, Any]:
+    best = res.points.get(res.best) if res.best is not None else None
+    return {
+        "best": res.best, "best_point": best, "first_failing": res.failing, "interpolated": res.interpolated,
+        "bounded_by_search_range": res.bounded,
+        "probed": res.probed,
+        "points": [{"load": x, "ttft_p99_s": p["ttft_s"]["p99"], "tpot_p99_s": p["tpot_s"]["p99"],
+                    "slo_ratio": sm.slo_ratio(p, slo), "meets_slo": p["meets_slo"], "label": p.get("label")}
+                   for x, p in sorted(res.points.items())],
+    }
+
+
+def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], rec: loadgen.Record) -> SampleResult:
+    from evalsuite.runner import prompt_text
+
+    modality, sample, req = item
+    t = rec.timing()
+    resp = rec.response
+    usage: dict[str, Any] = {}
+    if resp is not None:
+        usage = {"prompt_tokens": resp.prompt_tokens, "output_tokens": resp.output_tokens}
+    if t.ok:
+        usage.update(ttft_s=sm.ttft(t), tpot_s=sm.tpot(t), e2e_s=sm.e2el(t), itl_s=sm.itls(t))
+    error = rec.error or ("cut off at the point's time bound" if rec.cancelled else None)
+    return SampleResult(
+        id=rid, task="throughput", target=None, prediction=resp.text if resp is not None and rec.ok else None,
+        score=None, error=error,
+        metadata={"phase": phase, "point": label, "modality": modality, "source_id": sample.id,
+                  "scheduled_s": rec.scheduled_s, "sent_s": rec.sent_s, "send_lag_s": rec.send_lag_s,
+                  "cancelled": rec.cancelled, **({"duration_s": sample.metadata["duration_s"]}
+                                                if "duration_s" in sample.metadata else {})},
+        usage={k: v for k, v in usage.items() if v is not None},
+        media=[media_lib.describe(p) for m in req.messages for p in m.content if p.type != "text"],
+        prompt=prompt_text(Sample(id=sample.id, messages=list(req.messages), target=None)),
+    )
+
+
+def gpu_count(desc: dict[str, Any], tp: int, dp: int) -> tuple[int | None, str, list[int] | Literal["all"] | None]:
+    """(GPUs used, how that was found, NVML devices to sample: indices, "all", or None for none).
+
+    In-process on ``cuda[:i]``: 1, the NVML index of that device. A server: ``tp`` × ``dp`` when either
+    is declared (the other defaults to 1), else what an evalsuite server reports; local GPUs are
+    sampled only when the server is on this machine (a loopback URL)."""
+    device = str(desc.get("device") or "")
+    url = str(desc.get("base_url") or "")
+    local_server = bool(url) and (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+    in_process = device.startswith("cuda")
+    sample: list[int] | Literal["all"] | None = (
+        [_nvml_index(device)] if in_process else "all" if local_server else None)
+    if tp or dp:
+        return max(tp, 1) * max(dp, 1), "declared tp × dp", sample
+    if in_process:
+        return 1, "in-process device (NVML)", sample
+    if str((desc.get("server") or {}).get("device") or "").startswith("cuda"):
+        return 1, "reported by the evalsuite server", sample
+    return None, "no GPU (per-GPU figures and energy are null)", None
+
+
+def _nvml_index(device: str) -> int:
+    """NVML index of a torch CUDA device, through CUDA_VISIBLE_DEVICES when it lists indices."""
+    idx = int(device.split(":", 1)[1]) if ":" in device else 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and all(v.isdigit() for v in visible) and idx < len(visible):
+        return int(visible[idx])
+    return idx
+
