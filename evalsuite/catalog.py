@@ -13,7 +13,7 @@ _TASKS = {
     "videoqa": ("evalsuite.tasks.videoqa", "long-video multiple-choice QA on sparse-event videos"),
     "audioqa": ("evalsuite.tasks.audioqa", "MMAU-style audio QA: sounds, speech and paralinguistics"),
     "gui": ("evalsuite.tasks.gui", "ScreenSpot-style GUI grounding: instruction -> point"),
-    "throughput": ("evalsuite.tasks.throughput", "serving throughput and latency at a fixed SLO"),
+    "throughput": ("evalsuite.serving.throughput", "serving throughput and latency at a fixed SLO"),
     # official layouts
     "ocrbench": ("evalsuite.tasks.official.ocrbench", "OCRBench (local folder)"),
     "ocrbench_v2": ("tasks.official.ocrbench_v2", "OCRBench v2 (local folder)"),

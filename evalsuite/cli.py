@@ -20,7 +20,7 @@ EXTERNAL = {
     "compare": ("evalsuite.compare", "paired comparison of two runs"),
     "leaderboard": ("evalsuite.reports.leaderboard", "static leaderboard site from run folders"),
     "gate": ("evalsuite.gate", "CI regression gate: candidate run vs baselines"),
-    "serve": ("evalsuite.server", "OpenAI-compatible server over the reference engine"),
+    "serve": ("evalsuite.serving.server", "OpenAI-compatible server over the reference engine"),
 }
 
 

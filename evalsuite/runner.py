@@ -40,7 +40,7 @@ from evalsuite.results import (
     validate,
 )
 from evalsuite.stats import bootstrap_stat_ci
-from evalsuite.task import Task
+from evalsuite.task import DrivingTask, Task
 from evalsuite.types import Request, Response, Sample, SampleResult
 
 
@@ -422,8 +422,8 @@ def run(cfg: RunConfig) -> RunOutcome:
 
 def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: str,
               prior_entry: dict[str, Any] | None, dist: Dist = Dist()) -> dict[str, Any] | None:
-    if hasattr(task, "run_with"):  # tasks that drive the backend themselves (throughput)
-        return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)  # type: ignore[attr-defined]
+    if isinstance(task, DrivingTask):  # throughput and lm-eval drive the backend themselves
+        return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)
     samples = list(task.samples())
     if cfg.limit is not None:
         samples = samples[: cfg.limit]

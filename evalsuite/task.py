@@ -89,6 +89,16 @@ class Task:
         return {}
 
 
+class DrivingTask(Task):
+    """A task that drives the backend itself instead of sending its samples one by one: the
+    throughput task (load generation against a streaming backend) and lm-eval tasks (lm-eval's own
+    loop). The runner hands it the backend, the run config and the output folder; it returns the
+    task's results entry (None when the task produced nothing, e.g. a non-leader rank)."""
+
+    def run_with(self, backend: Any, *, cfg: Any, out: Any, config_hash: str) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+
 def _coerce(task: str, key: str, value: Any, default: Any) -> Any:
     """Coerce a --task-arg string to the default's type, with one clear error when it cannot be."""
     if not isinstance(value, str) or isinstance(default, str) or default is None:

@@ -219,7 +219,7 @@ class ReferenceBackend(Backend):
     async def astream(self, request: Request) -> AsyncIterator[tuple[float, str] | Response]:
         """Concurrent streaming through the engine worker (see the module docstring); closing the
         iterator early cancels the request and frees its slot."""
-        from evalsuite.backends.engine_worker import EngineWorker
+        from evalsuite.serving.engine_worker import EngineWorker
 
         if self._worker is None:
             self._worker = EngineWorker(self)

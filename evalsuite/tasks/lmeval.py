@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalsuite.registry import TASKS
-from evalsuite.task import Task, TaskArgError
+from evalsuite.task import DrivingTask, TaskArgError
 from evalsuite.types import Sample, SampleResult
 
 
@@ -53,7 +53,7 @@ def _flat_metrics(block: dict[str, Any], prefix: str = "") -> tuple[dict[str, An
 
 
 @TASKS.register("lmeval")
-class LMEvalTask(Task):
+class LMEvalTask(DrivingTask):
     """lmeval:<task> an lm-evaluation-harness task (local YAMLs via lmeval.include_path)"""
 
     name = "lmeval"

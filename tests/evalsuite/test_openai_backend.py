@@ -17,7 +17,7 @@ from evalsuite.backends.mock import MockBackend
 from evalsuite.backends.openai_compat import OpenAIBackend, RequestFailed, parse_target
 from evalsuite.results import read_samples
 from evalsuite.runner import RunConfig, run
-from evalsuite.server import ServerConfig, ServerThread
+from evalsuite.serving.server import ServerConfig, ServerThread
 from evalsuite.types import Request, user
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.telemetry import GpuSample, GpuSampler, energy_joules, window
+from evalsuite.serving.telemetry import GpuSample, GpuSampler, energy_joules, window
 
 
 def s(t: float, power: float, energy: float | None = None, util: float = 50.0, mem: int = 1000) -> GpuSample:

@@ -1,7 +1,7 @@
 """``throughput``: serving speed of any streaming backend, in-process engine or OpenAI-compatible server.
 
-The task drives the backend itself (`run_with`) through the load generator (`evalsuite.loadgen`) on
-one asyncio loop, and computes every figure with `evalsuite.serving_metrics` (definitions there).
+The task drives the backend itself (`run_with`) through the load generator (`evalsuite.serving.loadgen`) on
+one asyncio loop, and computes every figure with `evalsuite.serving.metrics` (definitions there).
 
 Requests: a mix drawn from the synthetic tasks, round robin over the modalities of ``mix`` — text
 (a docqa question on the document's text), image (docqa), video (videoqa), audio (audioqa) — or a
@@ -20,7 +20,7 @@ Phases, each point bounded by ``point_duration_s`` of sending plus ``drain_s`` o
    ``video_concurrency`` → video-hours processed per hour;
 6. audio: ``audio_requests`` clips one at a time → real-time factor = Σ E2EL / Σ audio duration;
 7. with ``mlperf_crosscheck``: the open-loop requests again through MLPerf LoadGen's Server scenario
-   at the first open-loop rate (`evalsuite.mlperf`), its latencies beside the suite's own.
+   at the first open-loop rate (`evalsuite.serving.mlperf`), its latencies beside the suite's own.
 
 GPUs: in-process on CUDA, the one device used (found in NVML); for a server, ``tp`` × ``dp`` when
 declared, else what an evalsuite server reports, else unknown; per-GPU figures and energy are null
@@ -48,14 +48,14 @@ from pathlib import Path
 from typing import Any, Coroutine, Literal, TypeVar
 from urllib.parse import urlparse
 
-from evalsuite import loadgen
+from evalsuite.serving import loadgen
 from evalsuite import media as media_lib
-from evalsuite import serving_metrics as sm
+from evalsuite.serving import metrics as sm
 from evalsuite.backend import Backend
 from evalsuite.registry import TASKS
 from evalsuite.results import atomic_write_text, dumps
-from evalsuite.task import Task, TaskArgError
-from evalsuite.telemetry import GpuSampler, window
+from evalsuite.task import DrivingTask, Task, TaskArgError
+from evalsuite.serving.telemetry import GpuSampler, window
 from evalsuite.types import Request, Sample, SampleResult, user
 
 MODALITIES = ("text", "image", "video", "audio")
@@ -81,7 +81,7 @@ class _LoopThread:
 
 
 @TASKS.register("throughput")
-class Throughput(Task):
+class Throughput(DrivingTask):
     """Serving throughput and latency at a fixed SLO (closed/open loop, SLO search, energy)."""
 
     name = "throughput"
@@ -233,7 +233,7 @@ class Throughput(Task):
         return mixed
 
     # ---- the run ----------------------------------------------------------------------------------
-    def run_with(self, backend: Backend, cfg: Any, out: Path, config_hash: str) -> dict[str, Any]:
+    def run_with(self, backend: Backend, *, cfg: Any, out: Path, config_hash: str) -> dict[str, Any]:
         """Run every phase against ``backend``, write the per-request lines, return the task's entry."""
         bench = _Bench(self, backend, cfg, out)
         with bench:
@@ -398,7 +398,7 @@ class _Bench:
             self.search.update(_search_summary(res, self.task.slo))
 
     def mlperf(self) -> None:
-        from evalsuite.mlperf import LoadGenUnavailable, run_server_scenario
+        from evalsuite.serving.mlperf import LoadGenUnavailable, run_server_scenario
 
         if not self.rates:
             self.notes.append("MLPerf LoadGen cross-check skipped: no rate to run it at")

@@ -23,7 +23,7 @@ from typing import Awaitable, Callable, Iterator, Sequence
 
 import numpy as np
 
-from evalsuite.serving_metrics import Timing
+from evalsuite.serving.metrics import Timing
 from evalsuite.types import Request, Response
 
 Send = Callable[[Request], Awaitable[Response]]

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from evalsuite.loadgen import arrival_times, run_closed_loop, run_open_loop
+from evalsuite.serving.loadgen import arrival_times, run_closed_loop, run_open_loop
 from evalsuite.types import Request, Response, user
 
 

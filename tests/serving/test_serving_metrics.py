@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalsuite.serving_metrics import (SLO, Timing, distribution, e2el, itls, meets, pareto_front, percentile,
+from evalsuite.serving.metrics import (SLO, Timing, distribution, e2el, itls, meets, pareto_front, percentile,
                                        point_metrics, slo_search, tpot, ttft)
 
 EXACT = dict(rel=1e-12, abs=1e-12)

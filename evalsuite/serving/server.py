@@ -9,7 +9,7 @@ what a task's Request.media holds) so that a client preprocesses as the in-proce
 
 Any backend that streams can be served (``--model mock:…`` for tests); for the reference model every
 request goes through one engine thread with continuous batching over ``--max-num-seqs`` slots
-(`evalsuite.backends.engine_worker`). A client that disconnects cancels its handler (aiohttp's
+(`evalsuite.serving.engine_worker`). A client that disconnects cancels its handler (aiohttp's
 handler cancellation), which closes its stream, and the engine frees its slot at once.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 for malformed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.mlperf import parse_detail_log, run_server_scenario, summarize_log
+from evalsuite.serving.mlperf import parse_detail_log, run_server_scenario, summarize_log
 
 pytest.importorskip("mlperf_loadgen")
 
@@ -31,7 +31,7 @@ def test_detail_log_is_parsed_into_seconds(tmp_path: Path) -> None:
 def test_loadgen_latencies_agree_with_the_suite_on_the_same_requests(tmp_path: Path) -> None:
     from evalsuite.backends.mock import MockBackend
     from evalsuite.backends.openai_compat import OpenAIBackend
-    from evalsuite.server import ServerConfig, ServerThread
+    from evalsuite.serving.server import ServerConfig, ServerThread
     from evalsuite.types import Request, user
 
     mock = MockBackend("ttft=0.04,itl=0.01,tokens=6")

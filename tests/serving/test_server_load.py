@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from evalsuite.backends.mock import MockBackend
-from evalsuite.server import ServerConfig, ServerThread
+from evalsuite.serving.server import ServerConfig, ServerThread
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 8, "stream": True,
         "ignore_eos": True}

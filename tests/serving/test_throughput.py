@@ -12,7 +12,7 @@ import pytest
 from evalsuite.results import RunFormatError, read_samples, validate
 from evalsuite.runner import RunConfig, run
 from evalsuite.task import TaskArgError
-from evalsuite.tasks.throughput import Throughput, gpu_count
+from evalsuite.serving.throughput import Throughput, gpu_count
 
 QUICK = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 1, "concurrency": [1, 2, 4],
          "rate_fractions": [1.0], "max_tokens": 8}

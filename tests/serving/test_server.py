@@ -14,7 +14,7 @@ import openai
 import pytest
 
 from evalsuite.backends.mock import MockBackend
-from evalsuite.server import ServerConfig, ServerThread
+from evalsuite.serving.server import ServerConfig, ServerThread
 from media_files import write_mp4, write_png, write_wav
 
 

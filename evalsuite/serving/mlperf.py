@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalsuite import serving_metrics as sm
+from evalsuite.serving import metrics as sm
 from evalsuite.backend import Backend
 from evalsuite.types import Request, Response
 
