@@ -71,7 +71,7 @@ bench-kernels: venv
 	$(PY) bench/bench_kernels.py
 
 sensitivity: venv
-	$(PY) -m evalsuite.kernels.sensitivity $(ARGS)
+	$(PY) bench/sensitivity.py $(ARGS)
 
 serve: venv
 	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)

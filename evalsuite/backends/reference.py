@@ -111,7 +111,7 @@ class ReferenceBackend(Backend):
 
         model, self.weights_note, self.weights_sha256 = self._load_weights()
         self.n_parameters = sum(p.numel() for p in model.parameters())  # before quantization
-        _round_params_to_bf16(model)
+        round_params_to_bf16(model)
         model = model.to(device=self.device).eval()
         model.to(self.compute_dtype)  # LM and encoders alike (see the module docstring)
         self.model = quantize_model(model, self.recipe)
@@ -301,7 +301,7 @@ class ReferenceBackend(Backend):
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _round_params_to_bf16(model: torch.nn.Module) -> None:
+def round_params_to_bf16(model: torch.nn.Module) -> None:
     """Round every floating parameter to a bfloat16 value (kept in its dtype): the recipe's BF16
     weights, whatever dtype computes them. Buffers (rotary tables, router bias) are left exact."""
     with torch.no_grad():

@@ -10,8 +10,10 @@ Layers, one job per file, each fast path beside its reference:
 - `evalsuite.kernels.recipes` — named precision recipes (data), ``recipes.get(name)``.
 - `evalsuite.kernels.swap` — ``quantize_model(model, recipe)``, ``report(model)``, ``plan(model, recipe)``.
 - `evalsuite.kernels.checkpoint` — packed safetensors save / load and on-disk size.
-- `evalsuite.kernels.sensitivity` — each layer's output SQNR per format on calibration prompts and the
-  cheapest recipe above a floor (``python -m evalsuite.kernels.sensitivity``).
+- `evalsuite.kernels.formats` — the format table: every weight format's codec, module and bytes.
+
+The sensitivity study (each layer's output SQNR per format, the cheapest recipe above a floor) is
+``bench/sensitivity.py``.
 """
 
 from __future__ import annotations

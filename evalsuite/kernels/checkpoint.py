@@ -37,7 +37,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite.kernels import formats as format_table
 from evalsuite.kernels.recipes import get
 
 FORMAT_TAG = "packed-v1"
@@ -45,8 +45,8 @@ _QUANT_BUFFERS = ("qdata", "scale", "block_scales", "global_scale")
 _BITS = {"F8_E4M3": 8, "U8": 8, "I8": 8, "BF16": 16, "F16": 16, "F32": 32, "F64": 64, "I32": 32, "I64": 64, "BOOL": 8}
 
 
-def _quantized_layers(model: nn.Module) -> dict[str, FP8Linear | NVFP4Linear]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, (FP8Linear, NVFP4Linear))}
+def _quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, format_table.quantized_modules())}
 
 
 def _to_file_name(key: str, quantized: set[str]) -> str:
@@ -101,13 +101,10 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
             raise ValueError(f"{path}: {name} is {type(linear).__name__} in the model, expected nn.Linear")
         kwargs = dict(bias=linear.bias is not None, device="cpu",
                       bias_dtype=linear.bias.dtype if linear.bias is not None else torch.bfloat16)  # fmt: skip
-        if fmt == "nvfp4":
-            new: nn.Module = NVFP4Linear(linear.in_features, linear.out_features, **kwargs)
-        elif fmt in ("fp8", "fp8-channel"):
-            granularity = "tensor" if fmt == "fp8" else "channel"
-            new = FP8Linear(linear.in_features, linear.out_features, granularity=granularity, **kwargs)
-        else:
+        spec = format_table.FORMATS.get(fmt) if fmt in format_table.FORMATS else None
+        if spec is None or spec.linear is None:
             raise ValueError(f"{path}: layer {name} has unknown format {fmt!r}")
+        new: nn.Module = spec.linear(linear.in_features, linear.out_features, **kwargs)
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, new)
     names = set(formats)
@@ -174,7 +171,7 @@ def checkpoint_size(path: str | os.PathLike[str]) -> CheckpointSize:
                 fmt = formats[layer]
                 row = out.setdefault(fmt, {"weights": 0, "bytes": 0, "quantized": 1})
                 if leaf == "qdata":
-                    row["weights"] += numel * (2 if fmt == "nvfp4" else 1)
+                    row["weights"] += numel * format_table.get(fmt).values_per_element
             else:
                 fmt = dtype.lower()
                 row = out.setdefault(fmt, {"weights": 0, "bytes": 0, "quantized": 0})

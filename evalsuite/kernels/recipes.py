@@ -1,11 +1,11 @@
 """Precision recipes: which weight format each linear layer of the model gets. Data, not code.
 
 A `Recipe` is an ordered list of ``(pattern, format)`` rules plus a default; the first rule whose
-pattern matches a module's name decides its format. Formats: ``bf16`` (left as it is), ``fp8``
-(W8A8, per-tensor E4M3 weight), ``fp8-channel`` (W8A8, per-channel weight scales), ``nvfp4``
-(W4A16). The recipe also carries ``kv_cache_dtype``, which the model reads to size its KV cache.
+pattern matches a module's name decides its format, a name from the format table
+(`kernels.formats`: ``bf16`` left as it is, ``fp8`` W8A8 per-tensor E4M3, ``fp8-channel`` W8A8
+per-channel scales, ``nvfp4`` W4A16). The recipe also carries ``kv_cache_dtype``, which the model reads to size its KV cache.
 A recipe is plain data: ``to_dict`` / ``Recipe.from_dict`` and `load` (a JSON file) round-trip it;
-``python -m evalsuite.kernels.sensitivity --out FILE`` writes such a file from measured per-layer SQNR.
+``python bench/sensitivity.py --out FILE`` writes such a file from measured per-layer SQNR.
 
 Patterns are dotted module paths where ``*`` matches one name component and ``**`` any number
 (zero or more) of them. A pattern matches the END of a module name, at a component boundary, so
@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from evalsuite.kernels import formats
 from evalsuite.registry import Registry
 
-FORMATS: tuple[str, ...] = ("bf16", "fp8", "fp8-channel", "nvfp4")
 KV_CACHE_DTYPES: tuple[str, ...] = ("bf16", "fp8")
 
 RECIPES: Registry = Registry("precision recipe")
@@ -78,11 +78,12 @@ class Recipe:
     kv_cache_dtype: str = "bf16"
 
     def __post_init__(self) -> None:
+        known = formats.names()
         for pattern, fmt in self.rules:
-            if fmt not in FORMATS:
-                raise ValueError(f"recipe {self.name!r}: format {fmt!r} for {pattern!r} is not one of {FORMATS}")
-        if self.default not in FORMATS:
-            raise ValueError(f"recipe {self.name!r}: default format {self.default!r} is not one of {FORMATS}")
+            if fmt not in known:
+                raise ValueError(f"recipe {self.name!r}: format {fmt!r} for {pattern!r} is not one of {known}")
+        if self.default not in known:
+            raise ValueError(f"recipe {self.name!r}: default format {self.default!r} is not one of {known}")
         if self.kv_cache_dtype not in KV_CACHE_DTYPES:
             raise ValueError(f"recipe {self.name!r}: kv_cache_dtype must be one of {KV_CACHE_DTYPES}")
 
@@ -173,7 +174,7 @@ def names() -> list[str]:
 
 
 def load(path: str | Path) -> Recipe:
-    """A recipe from a JSON file holding `Recipe.to_dict` (as ``python -m evalsuite.kernels.sensitivity --out``
+    """A recipe from a JSON file holding `Recipe.to_dict` (as ``python bench/sensitivity.py --out``
     writes); a missing or malformed file raises one ``ValueError`` line naming it."""
     path = Path(path)
     try:

@@ -2,7 +2,7 @@
 
 `quantize_model` walks ``model.named_modules()``, asks the recipe for each ``nn.Linear``'s format
 (`Recipe.format_for`, matched on the end of the module name, so wrapped models work), and replaces
-the layer with `FP8Linear` / `NVFP4Linear` built from its weight. Modules that are not
+the layer with the module that the format table (`kernels.formats`) builds from its weight. Modules that are not
 ``nn.Linear`` (the MoE router ``gate``, norms, convolutions, embeddings) are never touched. The
 recipe is attached as ``model.quant_recipe`` so the model can read ``kv_cache_dtype`` from it.
 
@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
-from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+from evalsuite.kernels import formats
 from evalsuite.kernels.recipes import Recipe, get
 
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
@@ -82,7 +81,7 @@ class QuantReport:
 
 
 def _layer_report(name: str, module: nn.Module) -> LayerReport | None:
-    if isinstance(module, (FP8Linear, NVFP4Linear)):
+    if isinstance(module, formats.quantized_modules()):
         return LayerReport(name, module.fmt, module.out_features, module.in_features, module.nbytes)
     if isinstance(module, nn.Linear):
         w, b = module.weight, module.bias
@@ -117,7 +116,7 @@ def quantize_model(model: nn.Module, recipe: Recipe | str, *, strict: bool = Tru
     """
     recipe = get(recipe)
     for name, fmt in plan(model, recipe).items():
-        if fmt == "bf16":
+        if not formats.get(fmt).quantized:
             continue
         linear = model.get_submodule(name)
         problem = cannot_quantize(linear, fmt)
@@ -132,20 +131,21 @@ def quantize_model(model: nn.Module, recipe: Recipe | str, *, strict: bool = Tru
 
 
 def quantize_linear(linear: nn.Linear, fmt: str) -> nn.Module:
-    """The quantized module `quantize_model` puts in place of ``linear`` for ``fmt`` (fp8,
-    fp8-channel, nvfp4); ``linear`` itself is left unchanged."""
-    if fmt == "nvfp4":
-        return NVFP4Linear.from_linear(linear)
-    if fmt in ("fp8", "fp8-channel"):
-        return FP8Linear.from_linear(linear, "tensor" if fmt == "fp8" else "channel")
-    raise ValueError(f"quantize_linear: format {fmt!r} is not a quantized format; expected fp8, fp8-channel or nvfp4")
+    """The quantized module `quantize_model` puts in place of ``linear`` for ``fmt`` (a quantized
+    format of the table); ``linear`` itself is left unchanged."""
+    spec = formats.get(fmt)
+    if spec.from_linear is None:
+        raise ValueError(f"quantize_linear: format {fmt!r} is not a quantized format; "
+                         f"expected one of {', '.join(formats.quantized_names())}")
+    return spec.from_linear(linear)
 
 
 def cannot_quantize(linear: nn.Module, fmt: str) -> str:
     """Why ``linear`` cannot be stored in ``fmt`` ('' when it can)."""
     w = linear.weight
-    if fmt == "nvfp4" and linear.in_features % NVFP4_BLOCK_SIZE:
-        return f"in_features {linear.in_features} is not a multiple of {NVFP4_BLOCK_SIZE}"
+    problem = formats.get(fmt).cannot_hold(linear.in_features)
+    if problem:
+        return problem
     if not w.is_meta and not bool(torch.isfinite(w).all()):
         return f"weight has {int((~torch.isfinite(w)).sum())} NaN/inf values"
     return ""

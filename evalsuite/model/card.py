@@ -4,14 +4,9 @@
 
 The backbone is built on the meta device (shapes only, no memory), so the full 30B configuration
 costs nothing. Each nn.Linear weight is charged by the format its precision recipe
-(`kernels/recipes.py`) gives it; every other tensor is BF16, except the router's correction bias,
-which checkpoints keep in FP32. Encoder parameters (`model/config_encoders.py`) are BF16 in every
-recipe. Bytes per weight of n values in a [rows, cols] matrix:
-
-    bf16         2 n
-    fp8          n + 4                 (E4M3 values, one fp32 per-tensor scale)
-    fp8-channel  n + 4 rows            (one fp32 scale per output channel)
-    nvfp4        n / 2 + n / 16 + 4    (E2M1 values, one E4M3 scale per 16 values, fp32 tensor scale)
+(`kernels/recipes.py`) gives it, at the bytes the format table (`kernels/formats.py`) gives that
+format; every other tensor is BF16, except the router's correction bias, which checkpoints keep in
+FP32. Encoder parameters (`model/config_encoders.py`) are BF16 in every recipe.
 
 Active parameters per token: everything except the routed experts a token does not use, i.e. all
 non-routed parameters plus top_k routed experts in each MoE layer.
@@ -21,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
@@ -33,21 +27,14 @@ from evalsuite.model.config import BackboneConfig
 from evalsuite.model.config_encoders import encoder_param_counts
 
 RECIPE_NAMES = ("bf16", "fp8", "fp4", "fp4-all")
-NVFP4_BLOCK = 16
 
 
 def format_bytes(fmt: str, weight: torch.Tensor) -> float:
-    """Bytes that a linear weight takes in a checkpoint stored in `fmt`."""
-    n = weight.numel()
-    if fmt == "bf16":
-        return 2 * n
-    if fmt == "fp8":
-        return n + 4
-    if fmt == "fp8-channel":
-        return n + 4 * weight.shape[0]
-    if fmt == "nvfp4":
-        return n / 2 + math.ceil(n / NVFP4_BLOCK) + 4
-    raise ValueError(f"unknown weight format {fmt!r}; expected bf16, fp8, fp8-channel or nvfp4")
+    """Bytes that a linear weight takes in a checkpoint stored in `fmt` (`kernels.formats`)."""
+    from evalsuite.kernels import formats
+
+    rows, cols = weight.shape
+    return formats.get(fmt).weight_bytes(rows, cols)
 
 
 def count_params(model: LanguageModel) -> dict[str, int]:

@@ -1,12 +1,15 @@
-"""evalsuite.kernels.sensitivity: SQNR arithmetic, per-layer measurement on the seed-0 tiny model, the proposed
+"""bench/sensitivity.py: SQNR arithmetic, per-layer measurement on the seed-0 tiny model, the proposed
 recipe (choices, pattern compression, JSON round trip), built-in summaries and the command line."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import math
 import random
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,10 +18,15 @@ from torch import nn
 from evalsuite.kernels import quantize_model, recipes, report
 from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
 from evalsuite.kernels.recipes import NEVER_QUANTIZED, Recipe
-from evalsuite.kernels.sensitivity import (
-    QUANTIZABLE, calibration_prompts, check_recipe, choices_to_rules, load_model, logits_sqnr,
-    main, measure, probe, propose, recipe_summary, sqnr_db, sqnr_from_sums,
-)
+
+_spec = importlib.util.spec_from_file_location("sensitivity", Path(__file__).resolve().parents[2] / "bench" / "sensitivity.py")
+S = importlib.util.module_from_spec(_spec)
+sys.modules["sensitivity"] = S  # dataclasses resolve annotations through sys.modules
+_spec.loader.exec_module(S)
+(QUANTIZABLE, calibration_prompts, check_recipe, choices_to_rules, load_model, logits_sqnr, main, measure, probe, propose,
+ recipe_summary, sqnr_db, sqnr_from_sums) = (
+    S.QUANTIZABLE, S.calibration_prompts, S.check_recipe, S.choices_to_rules, S.load_model, S.logits_sqnr, S.main,
+    S.measure, S.probe, S.propose, S.recipe_summary, S.sqnr_db, S.sqnr_from_sums)
 
 TASKS = ("docqa", "gui")
 
@@ -258,7 +266,7 @@ def test_cli_bad_input_is_one_line_exit_2(argv, expected, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("python -m evalsuite.kernels.sensitivity: error: ") and expected in err
+    assert err.startswith("python bench/sensitivity.py: error: ") and expected in err
 
 
 def test_cli_table_json_and_recipe_file(tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Precision sensitivity: each quantizable layer's output SQNR under each format, measured on a few
 calibration prompts, and the cheapest recipe that keeps every layer above a floor.
 
-    python -m evalsuite.kernels.sensitivity [--checkpoint DIR|random] [--tasks docqa,gui,videoqa,audioqa] [--n 4]
+    python bench/sensitivity.py [--checkpoint DIR|random] [--tasks docqa,gui,videoqa,audioqa] [--n 4]
                                   [--floor-db 20] [--formats nvfp4,fp8,fp8-channel] [--json] [--out FILE]
 
 Calibration. The first ``n`` good samples of each task's *train* split (never eval), as the harness
@@ -52,11 +52,16 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from evalsuite.kernels.recipes import NEVER_QUANTIZED, Recipe, get, pattern_matches
-from evalsuite.kernels.swap import cannot_quantize, plan, quantize_linear, quantize_model
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evalsuite.kernels import formats  # noqa: E402
+from evalsuite.kernels.recipes import NEVER_QUANTIZED, Recipe, get, pattern_matches  # noqa: E402
+from evalsuite.kernels.swap import cannot_quantize, plan, quantize_linear, quantize_model  # noqa: E402
 
 CALIBRATION_TASKS: tuple[str, ...] = ("docqa", "gui", "videoqa", "audioqa")
-QUANT_FORMATS: tuple[str, ...] = ("nvfp4", "fp8", "fp8-channel")
+# The format table's quantized formats, cheapest first.
+QUANT_FORMATS: tuple[str, ...] = tuple(sorted(formats.quantized_names(),
+                                              key=lambda f: formats.get(f).bits_per_weight(4096, 4096)))
 BUILTIN_RECIPES: tuple[str, ...] = ("bf16", "fp8", "fp4", "fp4-all")
 QUANTIZABLE = "backbone.layers.*.mixer.**"
 DEFAULT_FLOOR_DB = 20.0
@@ -331,7 +336,7 @@ def propose(stats: dict[str, LayerStats], floor_db: float, formats: Sequence[str
     choices = choose_formats(stats, floor_db, formats)
     name = name or f"sensitivity-{floor_db:g}dB"
     recipe = Recipe(name, f"cheapest of {'/'.join(formats)} per layer with output SQNR >= {floor_db:g} dB "
-                          "on calibration prompts (python -m evalsuite.kernels.sensitivity); router, lm_head, encoders BF16",
+                          "on calibration prompts (python bench/sensitivity.py); router, lm_head, encoders BF16",
                     rules=NEVER_QUANTIZED + choices_to_rules(choices))
     wrong = [n for n, f in choices.items() if recipe.format_for(n) != f]
     if wrong:  # a bug in the pattern compression, never a user error
@@ -502,7 +507,7 @@ def load_model(checkpoint: str | None) -> tuple[nn.Module, str]:
     """The omni model as the reference backend holds it on CPU (weights rounded to BF16, float32),
     and a note saying where it came from. ``checkpoint``: a directory, ``random`` (seed-0 init), or
     None for the backend's choice ($EVALSUITE_CHECKPOINT, else evalsuite/model/checkpoints/tiny, else random)."""
-    from evalsuite.backends.reference import CHECKPOINT_ENV, INIT_SEED, RANDOM_INIT, _round_params_to_bf16
+    from evalsuite.backends.reference import CHECKPOINT_ENV, INIT_SEED, RANDOM_INIT, round_params_to_bf16
     from evalsuite.model import weights
     from evalsuite.model.omni import build_omni
 
@@ -522,12 +527,12 @@ def load_model(checkpoint: str | None) -> tuple[nn.Module, str]:
             raise UsageError(f"cannot load the checkpoint {path}: {str(e).splitlines()[0]}") from None
         note = f"checkpoint {path}"
     model = model.float().eval()
-    _round_params_to_bf16(model)
+    round_params_to_bf16(model)
     return model, note
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="python -m evalsuite.kernels.sensitivity", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python bench/sensitivity.py", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", help="checkpoint directory or 'random' (default: as the reference backend)")
     parser.add_argument("--tasks", type=_names("task", CALIBRATION_TASKS), default=list(CALIBRATION_TASKS),
                         help=f"calibration tasks (train split), default {','.join(CALIBRATION_TASKS)}")
