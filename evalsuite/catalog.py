@@ -24,7 +24,7 @@ _TASKS = {
     "screenspot_pro": ("evalsuite.tasks.official.screenspot_pro", "ScreenSpot-Pro (local folder)"),
     "mmau": ("evalsuite.tasks.official.mmau", "MMAU test-mini (local folder)"),
     # lm-evaluation-harness tasks: lmeval:<task>
-    "lmeval": ("evalsuite.tasks.lmeval", "lmeval:<task> an lm-evaluation-harness task (local YAMLs: --task-arg lmeval.include_path=DIR)"),
+    "lmeval": ("evalsuite.lmeval.task", "lmeval:<task> an lm-evaluation-harness task (local YAMLs: --task-arg lmeval.include_path=DIR)"),
 }
 
 _BACKENDS = {

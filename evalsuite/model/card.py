@@ -24,7 +24,7 @@ from torch import nn
 
 from evalsuite.model.backbone import LanguageModel, build
 from evalsuite.model.config import BackboneConfig
-from evalsuite.model.config_encoders import encoder_param_counts
+from evalsuite.model.config_encoders import AudioConfig, VideoConfig, VisionConfig, encoder_configs
 
 RECIPE_NAMES = ("bf16", "fp8", "fp4", "fp4-all")
 
@@ -35,6 +35,27 @@ def format_bytes(fmt: str, weight: torch.Tensor) -> float:
 
     rows, cols = weight.shape
     return formats.get(fmt).weight_bytes(rows, cols)
+
+
+def encoder_params(cfg: VisionConfig | VideoConfig | AudioConfig, include_vision: bool = False) -> int:
+    """Parameters of the encoder ``cfg`` describes, counted on the meta device (no memory, no init).
+    Video reuses the vision transformer, so for a `VideoConfig` this is what video adds (the Conv3D
+    tubelet embedding); ``include_vision`` adds the vision encoder for the whole video path."""
+    from evalsuite.model.audio import AudioEncoder
+    from evalsuite.model.video import TubeletEmbed
+    from evalsuite.model.vision import VisionEncoder
+
+    module = {VisionConfig: VisionEncoder, VideoConfig: TubeletEmbed, AudioConfig: AudioEncoder}[type(cfg)]
+    with torch.device("meta"):
+        n = sum(p.numel() for p in module(cfg).parameters())
+    if isinstance(cfg, VideoConfig) and include_vision:
+        n += encoder_params(cfg.vision)
+    return n
+
+
+def encoder_param_counts(name: str, lm_hidden: int | None = None) -> dict[str, int]:
+    """Parameter counts per encoder of preset ``name`` (video: the tubelet embedding only)."""
+    return {k: encoder_params(c) for k, c in encoder_configs(name, lm_hidden).items()}
 
 
 def count_params(model: LanguageModel) -> dict[str, int]:

@@ -11,10 +11,8 @@ Each config is a frozen dataclass with named presets:
   projector to the LM hidden size 2688). Audio is a Parakeet/FastConformer-0.6B-class encoder
   (128 mel bins, 8× depthwise-striding conv subsampling, 24 conformer layers of width 1024).
 
-``cfg.num_params()`` builds the module on the meta device (no memory, no init) and sums the
-parameter counts; the model card adds these to the backbone's count. Video reuses the vision
-transformer, so :meth:`VideoConfig.num_params` counts only what video adds (the Conv3D tubelet
-embedding) unless asked for the total.
+Configs are data and import no module: the model card (`model.card.encoder_params`) builds each
+encoder on the meta device to count its parameters.
 """
 
 from __future__ import annotations
@@ -23,7 +21,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import torch
 
 ImageMode = Literal["dynamic", "tiling"]
 EvsMetric = Literal["pixel", "feature"]
@@ -31,10 +28,6 @@ EvsMetric = Literal["pixel", "feature"]
 # CLIP/RADIO-style normalization constants (RGB, in [0, 1] units).
 IMAGE_MEAN: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _count(module: torch.nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def _replace(cfg: Any, overrides: dict[str, Any]) -> Any:
@@ -134,12 +127,6 @@ class VisionConfig:
     def merged_dim(self) -> int:
         return self.width * self.merge * self.merge
 
-    def num_params(self) -> int:
-        from evalsuite.model.vision import VisionEncoder
-
-        with torch.device("meta"):
-            return _count(VisionEncoder(self))
-
 
 @dataclass(frozen=True)
 class VideoConfig:
@@ -178,15 +165,6 @@ class VideoConfig:
         else:
             raise _unknown_preset("video", name)
         return _replace(cfg, overrides)
-
-    def num_params(self, include_vision: bool = False) -> int:
-        """Parameters video adds to the vision encoder (the tubelet embedding); with
-        ``include_vision`` the total of the video path."""
-        from evalsuite.model.video import TubeletEmbed
-
-        with torch.device("meta"):
-            n = _count(TubeletEmbed(self))
-        return n + (self.vision.num_params() if include_vision else 0)
 
 
 @dataclass(frozen=True)
@@ -251,12 +229,6 @@ class AudioConfig:
     def tokens_per_second(self) -> float:
         return self.sample_rate / (self.hop_length * self.subsampling)
 
-    def num_params(self) -> int:
-        from evalsuite.model.audio import AudioEncoder
-
-        with torch.device("meta"):
-            return _count(AudioEncoder(self))
-
 
 def encoder_configs(name: str, lm_hidden: int | None = None) -> dict[str, Any]:
     """The three encoder configs of one preset (``lm_hidden`` overrides the projector output)."""
@@ -269,14 +241,7 @@ def encoder_configs(name: str, lm_hidden: int | None = None) -> dict[str, Any]:
     }
 
 
-def encoder_param_counts(name: str, lm_hidden: int | None = None) -> dict[str, int]:
-    """Parameter counts per encoder, counted on the meta device (video: tubelet embedding only,
-    since it shares the vision transformer)."""
-    cfgs = encoder_configs(name, lm_hidden)
-    return {k: c.num_params() for k, c in cfgs.items()}
-
-
 __all__ = [
-    "VisionConfig", "VideoConfig", "AudioConfig", "encoder_configs", "encoder_param_counts",
+    "VisionConfig", "VideoConfig", "AudioConfig", "encoder_configs",
     "PRESET_NAMES", "IMAGE_MEAN", "IMAGE_STD",
 ]

@@ -11,6 +11,7 @@ import torch
 
 from evalsuite.media import MediaError
 from media_files import write_pcm16
+from evalsuite.model.card import encoder_params
 from evalsuite.model.audio import (
     AudioEncoder,
     audio_tokens,
@@ -185,6 +186,6 @@ def test_bad_inputs(tmp_path: Path) -> None:
 
 
 def test_full_size_parameter_count_is_parakeet_class() -> None:
-    n = FULL.num_params()
+    n = encoder_params(FULL)
     print(f"audio params: {n / 1e6:.1f}M")
     assert 0.55e9 < n < 0.65e9  # Parakeet/FastConformer 0.6B

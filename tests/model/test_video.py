@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from evalsuite.media import MediaError
+from evalsuite.model.card import encoder_params
 from evalsuite.model.config_encoders import VideoConfig
 from evalsuite.model.video import (
     VideoEncoder,
@@ -190,8 +191,8 @@ def test_shared_vision_and_param_count() -> None:
     enc = VideoEncoder(CFG, vision)
     assert enc.vision is vision
     full = VideoConfig.preset("nano-omni-30b-a3b")
-    assert full.num_params() == 3 * 2 * 16 * 16 * 1280 + 1280  # only the Conv3D tubelet embedding
-    assert full.num_params(include_vision=True) == full.num_params() + full.vision.num_params()
+    assert encoder_params(full) == 3 * 2 * 16 * 16 * 1280 + 1280  # only the Conv3D tubelet embedding
+    assert encoder_params(full, include_vision=True) == encoder_params(full) + encoder_params(full.vision)
 
 
 def test_bad_inputs(encoder: VideoEncoder, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from evalsuite.model.card import encoder_params
 from evalsuite.model.config_encoders import VisionConfig
 from evalsuite.model.vision import (
     VisionEncoder,
@@ -201,7 +202,7 @@ def test_bad_inputs_raise_one_clear_error(encoder: VisionEncoder) -> None:
 
 
 def test_full_size_parameter_count_is_vit_h_class() -> None:
-    n = FULL.num_params()
+    n = encoder_params(FULL)
     with torch.device("meta"):
         enc = VisionEncoder(FULL)
     vit = n - sum(p.numel() for p in enc.projector.parameters())

@@ -27,6 +27,8 @@ module is enough (``import evalsuite.lmeval; lm_eval.simple_evaluate(model="eval
   ``fp4``, ``fp4-all``; its byte tokenizer, ``<bos>`` first) and ``hf:`` models; others raise
   NotImplementedError naming these.
 - ``loglikelihood_rolling`` (perplexity tasks): NotImplementedError.
+
+The other direction, lm-eval tasks inside a suite run (``--tasks lmeval:T``), is `evalsuite.lmeval.task`.
 """
 
 from __future__ import annotations
@@ -236,7 +238,3 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
     cli_evaluate()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
