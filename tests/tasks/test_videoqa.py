@@ -219,3 +219,23 @@ def test_mpeg4_fallback_encodes_a_decodable_video(tmp_path, monkeypatch):
     a, b = thing.spans[0]
     hits = [f for f, t in zip(frames, stamps) if a * spec.unit_s <= t < b * spec.unit_s]
     assert hits and all(_cell_shows(f, spec.cell_box(thing.cell), thing.colour) for f in hits)
+
+
+@pytest.mark.parametrize("seed,bucket,fps,max_frames", [(3, "short", 0.5, 32), (11, "short", 4.0, 16),
+                                                         (7, "medium", 0.5, 32), (5, "short", 2.0, 64)])
+def test_drawn_frames_equal_decoded_frames_up_to_codec_loss(tmp_path, seed, bucket, fps, max_frames):
+    """Training draws sampled frames in memory; eval decodes the mp4. Same frames, same stamps; the
+    pixels differ only by the codec's loss."""
+    from evalsuite.tasks.gen.video import draw_sampled_frames
+
+    spec = build_video(seed, bucket)
+    path = tmp_path / "v.mp4"
+    render_video(spec, path)
+    decoded, stamps = sample_frames(str(path), fps=fps, max_frames=max_frames)
+    drawn, drawn_stamps = draw_sampled_frames(spec, fps, max_frames)
+    assert drawn.shape == decoded.shape and drawn.dtype == np.uint8
+    assert drawn_stamps == pytest.approx(stamps, abs=1e-6)
+    diff = np.abs(drawn.astype(np.int16) - decoded.astype(np.int16))
+    per_frame = diff.reshape(len(drawn), -1).mean(axis=1)
+    print(f"mean |drawn - decoded| per frame: max {per_frame.max():.2f}, all {diff.mean():.2f} grey levels")
+    assert per_frame.max() < 4.0  # codec loss only: a wrong frame differs by tens of levels

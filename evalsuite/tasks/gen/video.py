@@ -3,7 +3,9 @@ disappear, one object changes colour, a counter in the title bar goes up and a c
 
 ``build_video(seed, bucket, difficulty)`` is a pure function returning a :class:`VideoSpec`: the
 timeline, the questions and the event log (the text form), all without drawing a pixel, so a cached
-video's samples are rebuilt from the seed alone. ``render_video(spec, path)`` draws and encodes it.
+video's samples are rebuilt from the seed alone. ``render_video(spec, path)`` draws and encodes it;
+``draw_sampled_frames(spec, fps, max_frames)`` draws, in memory, the frames that sampling that file
+would decode (training's fast path: no H.264 encode and decode; eval keeps going through the file).
 
 Timeline. Events are laid out on a grid of *units*: the clip is cut into ``n`` equal units, where ``n``
 is the number of frames :func:`evalsuite.media.frame_times` samples at the design sampling
@@ -429,3 +431,26 @@ def render_video(spec: VideoSpec, path: str | Path) -> None:
                     out.mux(packet)
             for packet in stream.encode(None):
                 out.mux(packet)
+
+
+def draw_sampled_frames(spec: VideoSpec, fps: float, max_frames: int) -> tuple[np.ndarray, list[float]]:
+    """The frames and timestamps `evalsuite.media.sample_frames` returns for ``render_video(spec)``'s
+    file at ``fps`` / ``max_frames``, drawn directly: uint8 ``[N, H, W, 3]``.
+
+    Sampling picks, for each time of `frame_times`, the first encoded frame at or after half a frame
+    before it; frame ``i`` shows ``spec.state(i / spec.fps)``. The only difference from the decoded
+    frames is the codec's loss (yuv420p chroma, CRF 18), a few grey levels on average.
+    """
+    n_frames = spec.duration_s * spec.fps
+    half = 0.5 / spec.fps
+    frames: list[np.ndarray] = []
+    stamps: list[float] = []
+    drawn: dict[tuple, np.ndarray] = {}
+    for t in frame_times(float(spec.duration_s), fps, max_frames):
+        i = min(max(0, math.ceil((t - half) * spec.fps - 1e-6)), n_frames - 1)
+        state = spec.state(i / spec.fps)
+        if state not in drawn:
+            drawn[state] = draw_frame(spec, state)
+        frames.append(drawn[state])
+        stamps.append(i / spec.fps)
+    return np.stack(frames), stamps
