@@ -130,7 +130,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run folder (default results/runs/<model>)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--batch-size", type=int, default=8)
-    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU; the default), cpu, cuda or cuda:N")
     r.add_argument("--task-arg", action="append", metavar="TASK.KEY=VALUE", help="task argument (repeatable)")
     r.add_argument("--overwrite", action="store_true", help="discard finished samples of these tasks in --out")
     r.add_argument("--max-error-rate", type=float, default=0.05, help="exit non-zero above this share of errored samples")

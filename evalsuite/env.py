@@ -14,6 +14,17 @@ PACKAGES = ("torch", "numpy", "av", "pillow", "transformers", "safetensors", "tr
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a CUDA device is present, else ``cpu``; any other name unchanged."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def git_state(root: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
     """(HEAD sha, whether tracked files differ from it); (None, None) outside a git checkout."""
     try:

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from evalsuite import media as media_lib
 from evalsuite.backend import Backend
+from evalsuite.env import resolve_device
 from evalsuite.registry import BACKENDS, TASKS
 from evalsuite.results import (
     SCHEMA_VERSION,
@@ -56,7 +57,7 @@ class RunConfig:
     limit: int | None = None
     seed: int = 0
     batch_size: int = 8
-    device: str = "cpu"
+    device: str = "auto"
     task_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     overwrite: bool = False
     max_error_rate: float = 0.05
@@ -111,10 +112,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def make_backend(model: str, *, device: str = "cpu", seed: int = 0, batch_size: int = 8) -> Backend:
+def make_backend(model: str, *, device: str = "auto", seed: int = 0, batch_size: int = 8) -> Backend:
+    """The backend ``model`` names; ``device`` ``auto`` is CUDA when present, else CPU."""
     factory = BACKENDS.get(model)
     _, arg = BACKENDS.split(model)
-    return factory(arg, device=device, seed=seed, batch_size=batch_size)
+    return factory(arg, device=resolve_device(device), seed=seed, batch_size=batch_size)
 
 
 def make_task(name: str, args: dict[str, Any] | None = None) -> Task:
@@ -326,8 +328,9 @@ def run(cfg: RunConfig) -> RunOutcome:
         except json.JSONDecodeError:
             raise RunError(f"{res_path} is not valid JSON; remove it or pass --overwrite") from None
 
-    dist = init_dist(cfg.device)
-    device = f"cuda:{dist.local_rank}" if dist.world > 1 and cfg.device == "cuda" else cfg.device
+    requested = resolve_device(cfg.device)
+    dist = init_dist(requested)
+    device = f"cuda:{dist.local_rank}" if dist.world > 1 and requested == "cuda" else requested
     tasks = [make_task(name, task_args_of(name, cfg.task_args)) for name in cfg.tasks]
     backend = make_backend(cfg.model, device=device, seed=cfg.seed, batch_size=cfg.batch_size)
     model_desc = backend.describe()

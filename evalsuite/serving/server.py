@@ -529,7 +529,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-num-seqs", type=int, default=8, help="engine slots: sequences decoded together")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU; the default), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--served-model-name", action="append", default=None,
                    help="name(s) clients use in 'model' (default: --model and the model's full name)")

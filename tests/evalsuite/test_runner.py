@@ -189,3 +189,24 @@ def test_results_schema_rejects_a_broken_file(toy, tmp_path):
 
     with pytest.raises(RunFormatError, match="n_errors"):
         validate(doc)
+
+
+def test_device_auto_is_cuda_when_present_else_cpu(monkeypatch) -> None:
+    import torch
+
+    from evalsuite.env import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+
+
+def test_default_run_records_the_resolved_device(tmp_path) -> None:
+    from evalsuite.runner import RunConfig, run
+
+    cfg = RunConfig(model="bf16", tasks=["docqa"], out=str(tmp_path / "r"), limit=1)
+    assert cfg.device == "auto"
+    outcome = run(cfg)
+    assert outcome.results["model"]["device"] == "cpu"
