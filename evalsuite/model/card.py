@@ -40,7 +40,8 @@ def format_bytes(fmt: str, weight: torch.Tensor) -> float:
 def encoder_params(cfg: VisionConfig | VideoConfig | AudioConfig, include_vision: bool = False) -> int:
     """Parameters of the encoder ``cfg`` describes, counted on the meta device (no memory, no init).
     Video reuses the vision transformer, so for a `VideoConfig` this is what video adds (the Conv3D
-    tubelet embedding); ``include_vision`` adds the vision encoder for the whole video path."""
+    tubelet embedding and the time index); ``include_vision`` adds the vision encoder for the whole
+    video path."""
     from evalsuite.model.audio import AudioEncoder
     from evalsuite.model.video import TubeletEmbed
     from evalsuite.model.vision import VisionEncoder
@@ -48,8 +49,10 @@ def encoder_params(cfg: VisionConfig | VideoConfig | AudioConfig, include_vision
     module = {VisionConfig: VisionEncoder, VideoConfig: TubeletEmbed, AudioConfig: AudioEncoder}[type(cfg)]
     with torch.device("meta"):
         n = sum(p.numel() for p in module(cfg).parameters())
-    if isinstance(cfg, VideoConfig) and include_vision:
-        n += encoder_params(cfg.vision)
+    if isinstance(cfg, VideoConfig):
+        n += cfg.time_pos * cfg.vision.lm_hidden  # VideoEncoder.time_pos
+        if include_vision:
+            n += encoder_params(cfg.vision)
     return n
 
 

@@ -144,8 +144,13 @@ class VideoConfig:
     frame_max_patches: int = 1024
     evs_rate: float = 0.0
     evs_metric: EvsMetric = "pixel"
+    # Width of the fixed time features of each tubelet's normalized time, mapped to the LM width by
+    # a learned zero-initialized table (0: no time index). Added before EVS, so kept tokens keep it.
+    time_pos: int = 0
 
     def __post_init__(self) -> None:
+        if self.time_pos < 0 or self.time_pos % 2:
+            raise ValueError(f"video time_pos must be 0 or a positive even number, got {self.time_pos}")
         if not 0.0 <= self.evs_rate < 1.0:
             raise ValueError(f"evs_rate (pruning rate q) must be in [0, 1), got {self.evs_rate}")
         if self.tubelet < 1:
@@ -161,7 +166,7 @@ class VideoConfig:
             cfg = VideoConfig(vision=VisionConfig.preset("tiny"), fps=4.0, max_frames=16,
                               frame_min_patches=16, frame_max_patches=64)
         elif name == "nano-omni-30b-a3b":
-            cfg = VideoConfig(vision=VisionConfig.preset(name))
+            cfg = VideoConfig(vision=VisionConfig.preset(name), time_pos=64)
         else:
             raise _unknown_preset("video", name)
         return _replace(cfg, overrides)

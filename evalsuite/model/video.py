@@ -31,6 +31,13 @@ ones, keeping the positions of the survivors so the LM still knows where and whe
 - kept tokens stay in (t, h, w) order and are returned with their (t, h, w) positions, where h, w
   index the merged grid; tokens after EVS = ``n + N_c - floor(q * N_c)`` (:func:`video_tokens`).
 
+Time index. The backbone has no positional signal of its own, and after EVS a tubelet's tokens are no
+longer a fixed-size block the LM could count. With ``cfg.time_pos`` > 0 each token gets its tubelet's
+time added before EVS (:func:`time_features` of the normalized time ``(t + 0.5) / T`` through a learned,
+zero-initialized table), so "which quarter" and "which came first" are read off the tokens themselves
+and survive pruning. The change ranking is computed before the time is added: EVS prunes the same
+tokens with or without it.
+
 The pruning happens after the encoder (the LM sequence shrinks, the encoder cost does not), as in
 Nemotron Nano VL's EVS; the pixel metric would also allow skipping encoder work, not done here.
 """
@@ -91,6 +98,15 @@ def video_tokens(n_frames: int, height: int, width: int, cfg: VideoConfig,
     tubelets = math.ceil(n_frames / cfg.tubelet)
     cand = (tubelets - 1) * n
     return tubelets * n, n + cand - math.floor(q * cand)
+
+
+def time_features(n_tubelets: int, dim: int, device: torch.device | None = None,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(T, dim) fixed features of each tubelet's normalized time u = (t + 0.5) / T in (0, 1):
+    ``sin/cos(pi * k * u)`` for k = 1..dim/2 (no parameters: any clip length works)."""
+    k = torch.arange(1, dim // 2 + 1, device=device, dtype=torch.float32) * math.pi
+    u = (torch.arange(n_tubelets, device=device, dtype=torch.float32) + 0.5) / n_tubelets
+    return torch.cat([(u[:, None] * k).sin(), (u[:, None] * k).cos()], -1).to(dtype)
 
 
 # ---- EVS ----------------------------------------------------------------------------------------
@@ -190,6 +206,8 @@ class VideoEncoder(nn.Module):
         self.tubelet_embed = TubeletEmbed(cfg)
         if self.tubelet_embed.proj.weight.device.type != "meta":
             self.tubelet_embed.inflate_from(self.vision.patch_embed)
+        if cfg.time_pos:  # zeros, drawn from no random stream: the other modules initialize as without it
+            self.time_pos = nn.Parameter(torch.zeros(cfg.time_pos, cfg.vision.lm_hidden))
 
     def encode_tubelets(self, pixels: torch.Tensor, grid: Grid) -> torch.Tensor:
         """Preprocessed frames (T', 3, H, W) → all tubelet tokens (T, n, lm_hidden), before EVS."""
@@ -210,6 +228,9 @@ class VideoEncoder(nn.Module):
         else:
             change = feature_change(tokens)
         keep = evs_keep_mask(change, q)
+        if self.cfg.time_pos:
+            when = time_features(tokens.shape[0], self.cfg.time_pos, tokens.device, tokens.dtype)  # (T, time_pos)
+            tokens = tokens + (when @ self.time_pos.to(tokens.dtype))[:, None, :]  # (T, 1, D) over n tokens
         kept, pos = apply_evs(tokens, keep, merged)
         info = {
             "video_frames": int(n_frames if n_frames is not None else pixels.shape[0]),
@@ -244,6 +265,6 @@ class VideoEncoder(nn.Module):
 
 
 __all__ = [
-    "frame_grid", "preprocess_frames", "video_tokens", "pixel_change", "feature_change", "evs_keep_mask",
+    "frame_grid", "preprocess_frames", "video_tokens", "time_features", "pixel_change", "feature_change", "evs_keep_mask",
     "apply_evs", "TubeletEmbed", "VideoOutput", "VideoEncoder",
 ]

@@ -191,7 +191,8 @@ def test_shared_vision_and_param_count() -> None:
     enc = VideoEncoder(CFG, vision)
     assert enc.vision is vision
     full = VideoConfig.preset("nano-omni-30b-a3b")
-    assert encoder_params(full) == 3 * 2 * 16 * 16 * 1280 + 1280  # only the Conv3D tubelet embedding
+    # the Conv3D tubelet embedding and the time index (64 time features to the LM width 2688)
+    assert encoder_params(full) == 3 * 2 * 16 * 16 * 1280 + 1280 + 64 * 2688
     assert encoder_params(full, include_vision=True) == encoder_params(full) + encoder_params(full.vision)
 
 
@@ -228,3 +229,40 @@ def test_task_settings_override_config(encoder: VideoEncoder, clip_path: str) ->
         out = encoder.encode_file(clip_path, evs_rate=0.0, fps=2.0, max_frames=3)
     assert out.info["video_frames"] == 3 and out.info["video_tubelets"] == 2
     assert (out.info["video_fps"], out.info["video_max_frames"], out.info["evs_rate"]) == (2.0, 3, 0.0)
+
+
+def test_time_index_starts_at_zero_survives_evs_and_is_the_same_for_a_tubelet() -> None:
+    """time_pos: zero-initialized (outputs equal the model without it), then each kept token carries
+    its own tubelet's time, whatever EVS dropped; the pruning itself does not change."""
+    from evalsuite.model.video import time_features
+
+    torch.manual_seed(0)
+    plain = VideoEncoder(CFG).eval()
+    timed_cfg = VideoConfig.preset("tiny", time_pos=8)
+    torch.manual_seed(0)
+    timed = VideoEncoder(timed_cfg).eval()
+    frames = np.random.default_rng(0).integers(0, 255, (8, 32, 32, 3), dtype=np.uint8)
+    frames[4:, :16] = frames[3, :16]  # the top half stops changing: EVS has ties to break
+    pixels, grid = preprocess_frames(frames, CFG)
+    with torch.no_grad():
+        a = plain(pixels, grid, evs_rate=0.5)
+        b = timed(pixels, grid, evs_rate=0.5)
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.positions, b.positions)
+        timed.time_pos.normal_()
+        c = timed(pixels, grid, evs_rate=0.5)
+    assert torch.equal(c.positions, a.positions)  # same tokens kept
+    t = c.positions[:, 0]
+    want = (time_features(4, 8) @ timed.time_pos)[t]  # (K, D): each token's own tubelet time
+    torch.testing.assert_close(c.tokens - a.tokens, want, rtol=1e-5, atol=1e-5)
+    assert len(set(t.tolist())) == 4 and not torch.allclose(want[t == 0][0], want[t == 3][0])
+
+
+def test_time_features_are_normalized_time() -> None:
+    from evalsuite.model.video import time_features
+
+    f = time_features(4, 6)
+    u = torch.tensor([0.125, 0.375, 0.625, 0.875])
+    torch.testing.assert_close(f[:, 0], torch.sin(math.pi * u))
+    torch.testing.assert_close(f[:, 5], torch.cos(3 * math.pi * u))
+    with pytest.raises(ValueError, match="time_pos must be 0 or a positive even number"):
+        VideoConfig.preset("tiny", time_pos=3)
