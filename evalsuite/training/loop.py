@@ -35,6 +35,9 @@ HISTORY_FILE = "history.json"
 
 @dataclass
 class TrainArgs:
+    """One training run: the model preset, where it is written, the curriculum's stages and steps to
+    run, the optimizer's settings, and how often it saves and evaluates."""
+
     preset: str = "tiny"
     out: str = "evalsuite/model/checkpoints/tiny"
     seed: int = 0
