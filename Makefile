@@ -77,7 +77,7 @@ serve: venv
 	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)
 
 train: venv sysdeps
-	$(PY) -m evalsuite.model.train --preset tiny --out evalsuite/model/checkpoints/tiny --bench $(ARGS)
+	$(PY) -m evalsuite.training --preset tiny --out evalsuite/model/checkpoints/tiny --bench $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

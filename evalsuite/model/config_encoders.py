@@ -81,7 +81,7 @@ class VisionConfig:
     # reading the same normalized merged features, its output layer zero at initialization. The tiny
     # preset's 128 + 384 = 512 hidden units are 4x the LM width, the published projector's ratio
     # (10752 = 4 x 2688); with 128 alone a linear CTC head read 0.57 of a line's characters off the
-    # projector's output against 0.85 off its input (v7; `model.probe --ctc 1500 --ctc-at`). A branch
+    # projector's output against 0.85 off its input (v7; `evalsuite.training.probe --ctc 1500 --ctc-at`). A branch
     # rather than a wider first layer so that it can start at zero without touching the trained units.
     projector_extra: int = 0
     mode: ImageMode = "dynamic"

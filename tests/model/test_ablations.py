@@ -1,13 +1,27 @@
-"""The ablation command: real harness runs, tokens read back per sample, markdown tables."""
+"""The ablation study (bench/ablations.py): real harness runs, tokens read back per sample, markdown tables."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 
-from evalsuite.model import ablations, weights
+from evalsuite.model import weights
 from evalsuite.model.omni import build_omni
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "ablations.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_ablations", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+ablations = _load()
 
 
 @pytest.mark.slow

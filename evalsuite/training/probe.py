@@ -1,10 +1,10 @@
 """Which skills a checkpoint has: teacher-forced answer exact match per training source.
 
-    python -m evalsuite.model.probe evalsuite/model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
-                                                 [--ctc 3000 [--ctc-at tokens]] [--text-form 200]
-                                                 [--positions 120] [--choose 200]
+    python -m evalsuite.training.probe evalsuite/model/checkpoints/tiny [--sources line,text:docqa,docqa] [--n 32] [--chars 300]
+                                                    [--ctc 3000 [--ctc-at tokens]] [--text-form 200]
+                                                    [--positions 120] [--choose 200]
 
-For each source of the curriculum (`evalsuite.model.train.make_example`: the reading bridges, the text forms,
+For each source of the curriculum (`evalsuite.training.sources.make_example`: the reading bridges, the text forms,
 the media tasks) it builds ``n`` examples the way training does and runs each through the model once.
 An answer is a hit when every one of its tokens, and the closing ``<|end|>``, is the argmax given the
 true prefix: for an example's first answer that is exactly when greedy decoding would produce it;
@@ -41,8 +41,11 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from evalsuite.model.train import (EVAL_TASKS, STAGES, Pools, choice_question, ctc_answer_loss, encode_rows, make_example,
-                         text_form, text_form_question)
+from evalsuite.training.curriculum import EVAL_TASKS, STAGES
+from evalsuite.training.losses import (IMAGE_CTC_FRAMES, column_ctc_logits, ctc_answer_loss, ctc_head, encode_rows,
+                                       stack_frames)
+from evalsuite.training.sources import (Pools, choice_question, make_example, text_form, text_form_question,
+                                        vocabulary)
 
 DEFAULT_SOURCES: tuple[str, ...] = ("line", "page-line", "transcribe", "docqa", "gui", "videoqa", "audioqa",
                                     "text:docqa", "text:gui", "text:videoqa", "text:audioqa")
@@ -117,11 +120,9 @@ def char_accuracy(model: Any, pools: Pools, source: str = "line", n: int = 300,
     ``code:later``), and whole words right (``whole:vocab`` ...): {key: {"acc", "n"}}. A model that
     reads words from their shape and completes them from the vocabulary scores high on
     ``vocab:later`` and low on digits and codes; one that copies characters scores alike on all."""
-    from evalsuite.model.train import _vocabulary
-
     if source not in ("line", "page-line"):
         raise ValueError(f"char_accuracy reads rendered lines: source 'line' or 'page-line', got {source!r}")
-    vocabulary = set(_vocabulary())
+    words = set(vocabulary())
     tok = model.tokenizer
     hit: dict[str, int] = {}
     tot: dict[str, int] = {}
@@ -143,7 +144,7 @@ def char_accuracy(model: Any, pools: Pools, source: str = "line", n: int = 300,
             ok = (pred[mask][: len(ids)] == answer).tolist()
             pos = 0
             for word in ex.answer.split(" "):
-                kind = word_kind(word, vocabulary)
+                kind = word_kind(word, words)
                 for j, ch in enumerate(word):
                     cls = "digit" if ch.isdigit() else "letter" if ch.isalpha() else "other"
                     for key in (f"char:{cls}", f"word:{kind}", f"{kind}:{'first' if j == 0 else 'later'}"):
@@ -182,13 +183,11 @@ CTC_AT: tuple[str, ...] = ("patches", "merged", "tokens")
 def readout_logits(model: Any, head: torch.nn.Linear, pixels: Sequence[torch.Tensor], at: str = "patches"
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """CTC log-probabilities (B, T, C) and lengths read at ``at`` (`CTC_AT`): ``patches`` is
-    `evalsuite.model.train.column_ctc_logits`; ``merged`` and ``tokens`` average the merged features (before or
+    `evalsuite.training.losses.column_ctc_logits`; ``merged`` and ``tokens`` average the merged features (before or
     after the projector) over the rows and give ``IMAGE_CTC_FRAMES * merge`` frames per merged column
     (the frames per pixel column stay the same)."""
-    import evalsuite.model.train as T
-
     if at == "patches":
-        return T.column_ctc_logits(model, head, pixels)
+        return column_ctc_logits(model, head, pixels)
     if at not in CTC_AT:
         raise ValueError(f"readout_logits reads at one of {CTC_AT}, got {at!r}")
     from evalsuite.model.vision import spatial_merge
@@ -201,20 +200,18 @@ def readout_logits(model: Any, head: torch.nn.Linear, pixels: Sequence[torch.Ten
         y = spatial_merge(x, (gh, gw), m) if at == "merged" else model.vision.project(x, (gh, gw))
         cols = y.float().view(n, gh // m, gw // m, -1).mean(dim=1)
         seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
-    return T.stack_frames(seqs)
+    return stack_frames(seqs)
 
 
 def readout_head(model: Any, at: str, seed: int) -> torch.nn.Linear:
     """A fresh linear CTC head for `readout_logits` at ``at``, seeded, on the model's device."""
-    import evalsuite.model.train as T
-
     if at == "patches":
-        return T.ctc_head(model, "image", seed, 1_000_003)  # a stage index no run has: no stage's head
+        return ctc_head(model, "image", seed, 1_000_003)  # a stage index no run has: no stage's head
     cfg = model.vision.cfg
     width = cfg.merged_dim if at == "merged" else cfg.lm_hidden
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1000 + 7 + CTC_AT.index(at))
-        head = torch.nn.Linear(width, T.IMAGE_CTC_FRAMES * cfg.merge * (model.tokenizer.vocab_size + 1))
+        head = torch.nn.Linear(width, IMAGE_CTC_FRAMES * cfg.merge * (model.tokenizer.vocab_size + 1))
     return head.to(model.device)
 
 
@@ -349,7 +346,7 @@ def encoder_spread(model: Any, pools: Pools, n: int = 4, seed: int = 0) -> dict[
 
 def text_form_request(task: Any, sample: Any) -> Any:
     """The task's request for ``sample`` with its media replaced by the media's text form, prompted as
-    the text stages of training prompt it (`evalsuite.model.train.text_example`); None for a sample whose text
+    the text stages of training prompt it (`evalsuite.training.sources.text_example`); None for a sample whose text
     form is blank (a clip of beeps has no words)."""
     import dataclasses
 
@@ -390,7 +387,7 @@ def text_form_scores(backend: Any, tasks: Sequence[str] = EVAL_TASKS, n: int = 2
 
 
 def choice_prompts(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """``n`` (prompt, letter) pairs of `evalsuite.model.train.choice_question`, seeded apart from training's."""
+    """``n`` (prompt, letter) pairs of `evalsuite.training.sources.choice_question`, seeded apart from training's."""
     rng = random.Random(f"choose:{seed}")
     return [choice_question(rng) for _ in range(n)]
 
@@ -416,7 +413,7 @@ def choice_binding(backend: Any, n: int = 200, batch: int = 16, seed: int = 0) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m evalsuite.model.probe", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m evalsuite.training.probe", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a directory written by model.weights.save")
     p.add_argument("--sources", default=",".join(DEFAULT_SOURCES))
     p.add_argument("--n", type=int, default=32, help="examples per source")
@@ -451,7 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"--text-form expects a count of questions >= 0, got {a.text_form}")
     if a.choose < 0:
         p.error(f"--choose expects a count of questions >= 0, got {a.choose}")
-    known = {s for mix in STAGES.values() for s in mix}
+    known = {s for stage in STAGES.values() for s in stage.mix}
     sources = [s for s in a.sources.split(",") if s]
     bad = [s for s in sources if s not in known]
     if bad:

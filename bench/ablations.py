@@ -1,6 +1,6 @@
 """Ablations the Nemotron 3 Nano Omni report claims, measured on the trained reference model.
 
-    python -m evalsuite.model.ablations [--checkpoint evalsuite/model/checkpoints/tiny] [--n 200] [--bench]
+    python bench/ablations.py [--checkpoint evalsuite/model/checkpoints/tiny] [--n 200] [--bench]
 
 - **Efficient Video Sampling**: ``videoqa`` at EVS pruning rate q = 0, 0.5, 0.75 — video tokens kept
   (mean per sample, before and after EVS) and accuracy with its bootstrap CI95.
@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 EVS_RATES: tuple[float, ...] = (0.0, 0.5, 0.75)
 IMAGE_MODES: tuple[str, ...] = ("dynamic", "tiling")
@@ -106,7 +109,7 @@ def markdown(evs: list[dict[str, Any]], res: list[dict[str, Any]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     from evalsuite.model import weights
 
-    p = argparse.ArgumentParser(prog="python -m evalsuite.model.ablations", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python bench/ablations.py", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", default=str(weights.DEFAULT_DIR))
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--model", default="bf16")
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         body = (f"Trained `tiny` checkpoint `{ckpt}` (sha256 {weights.weights_sha256(ckpt)[:12]}), `{a.model}`, "
                 f"{a.n} eval samples per run, {time.strftime('%Y-%m-%d')}, {device_line()}; command: "
-                f"`python -m evalsuite.model.ablations --bench`.\n\n" + text)
+                f"`python bench/ablations.py --bench`.\n\n" + text)
         update(ROOT / "BENCHMARKS.md", "Ablations: EVS and dynamic resolution", body)
     return 0
 

@@ -1,4 +1,4 @@
-"""evalsuite.model.probe: per-answer teacher-forced exact match, the skill check behind the training notes."""
+"""evalsuite.training.probe: per-answer teacher-forced exact match, the skill check behind the training notes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import random
 import pytest
 import torch
 
-from evalsuite.model import probe as P
-from evalsuite.model import train as T
 from evalsuite.model.omni import build_omni
+from evalsuite.training import losses as L
+from evalsuite.training import probe as P
+from evalsuite.training import sources as S
 
 SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6}
 
@@ -27,12 +28,12 @@ def test_answer_hits_split_runs_and_need_every_token():
 def test_probe_counts_every_answer_of_multi_turn_examples_and_restores_mode():
     torch.manual_seed(0)
     model = build_omni("tiny").train()
-    pools = T.Pools(model.config, SMALL_POOLS)
+    pools = S.Pools(model.config, SMALL_POOLS)
     out = P.probe(model, pools, ["line", "text:docqa"], n=3)
     assert model.training
     assert out["line"]["answers"] == 3  # one answer per line example
     # every question about one document is one multi-turn example: answers = all turns
-    examples = [T.make_example(pools, "text:docqa", random.Random(f"probe:0:text:docqa:{i}"))
+    examples = [S.make_example(pools, "text:docqa", random.Random(f"probe:0:text:docqa:{i}"))
                 for i in range(3)]
     assert out["text:docqa"]["answers"] == sum(1 + len(e.more) for e in examples) > 3
     for r in out.values():
@@ -43,10 +44,10 @@ def test_probe_of_an_oracle_head_is_one(monkeypatch):
     """With an lm_head that returns the label itself, every answer is a hit (checks the alignment of
     hidden positions and labels: labels[k] is the token after position k)."""
     model = build_omni("tiny").eval()
-    pools = T.Pools(model.config, SMALL_POOLS)
-    ex = [T.make_example(pools, "text:audioqa", random.Random(f"probe:0:text:audioqa:{i}"))
+    pools = S.Pools(model.config, SMALL_POOLS)
+    ex = [S.make_example(pools, "text:audioqa", random.Random(f"probe:0:text:audioqa:{i}"))
           for i in range(2)]
-    labels = [lab for _, lab in T.encode_rows(model, ex)]
+    labels = [lab for _, lab in L.encode_rows(model, ex)]
     vocab = model.config.backbone.vocab_size
     calls = []
 
@@ -75,7 +76,7 @@ def test_cli_rejects_unknown_sources(capsys):
 
 def test_encoder_spread_is_zero_for_a_constant_encoder_and_positive_otherwise(monkeypatch):
     model = build_omni("tiny").eval()
-    pools = T.Pools(model.config, {"docqa": 12, "gui": 4, "videoqa": 12, "audioqa": 12})
+    pools = S.Pools(model.config, {"docqa": 12, "gui": 4, "videoqa": 12, "audioqa": 12})
     fresh = P.encoder_spread(model, pools, n=2)
     assert set(fresh) == {"image", "video", "audio"}
     assert all(r["spread"] > 0.01 and r["rms"] > 0 for r in fresh.values())
@@ -106,9 +107,9 @@ def test_char_accuracy_counts_every_character_and_blames_the_wrong_ones(monkeypa
     """An lm_head that returns the label itself, except a wrong token wherever the label is a digit:
     digits score 0, everything else 1, and the counts are the lines' characters."""
     model = build_omni("tiny").eval()
-    pools = T.Pools(model.config, SMALL_POOLS)
-    examples = [T.make_example(pools, "line", random.Random(f"chars:0:line:{i}")) for i in range(6)]
-    labels = [lab for _, lab in T.encode_rows(model, examples)]
+    pools = S.Pools(model.config, SMALL_POOLS)
+    examples = [S.make_example(pools, "line", random.Random(f"chars:0:line:{i}")) for i in range(6)]
+    labels = [lab for _, lab in L.encode_rows(model, examples)]
     vocab = model.config.backbone.vocab_size
     digit_ids = set(model.tokenizer.encode("0123456789"))
     calls = []
@@ -170,9 +171,9 @@ def test_ctc_readout_scores_an_oracle_encoder_and_one_blind_to_digits(monkeypatc
     """Column log-probabilities that spell each line (or the line without its digits) score 1.0, or
     exactly the share of non-digit characters, and no whole line with a digit in it."""
     model = build_omni("tiny").eval()
-    pools = T.Pools(model.config, SMALL_POOLS)
+    pools = S.Pools(model.config, SMALL_POOLS)
     n = 8
-    examples = [T.make_example(pools, "char-line", random.Random(f"ctc-eval:0:{i}")) for i in range(n)]
+    examples = [S.make_example(pools, "char-line", random.Random(f"ctc-eval:0:{i}")) for i in range(n)]
     answer_of = {float(ex.media[0].pixels.sum()): ex.answer for ex in examples}
     c = model.tokenizer.vocab_size + 1
 
@@ -188,7 +189,7 @@ def test_ctc_readout_scores_an_oracle_encoder_and_one_blind_to_digits(monkeypatc
         return (torch.stack([torch.nn.functional.pad(x, (0, 0, 0, t - len(x))) for x in seqs]),
                 torch.tensor([len(x) for x in seqs]))
 
-    monkeypatch.setattr(T, "column_ctc_logits", fake_logits)
+    monkeypatch.setattr(P, "column_ctc_logits", fake_logits)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = P.ctc_readout(model, pools, "char-line", steps=0, n=n, batch=3)
     text = "".join(ex.answer for ex in examples)
@@ -202,7 +203,7 @@ def test_ctc_readout_scores_an_oracle_encoder_and_one_blind_to_digits(monkeypatc
 
 def test_ctc_readout_fits_its_head_without_touching_the_model():
     model = build_omni("tiny").train()
-    pools = T.Pools(model.config, SMALL_POOLS)
+    pools = S.Pools(model.config, SMALL_POOLS)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     out = P.ctc_readout(model, pools, "char-line", steps=2, n=3, batch=2)
     assert 0.0 <= out["char_acc"] <= 1.0 and out["steps"] == 2.0
@@ -220,16 +221,16 @@ def test_readout_at_merged_columns_reads_before_or_after_the_projector(at):
     with torch.no_grad():  # a trained-looking projector: its late parts non-zero
         model.vision.token_pos.normal_()
         model.vision.projector.extra[2].weight.normal_()
-    pools = T.Pools(model.config, SMALL_POOLS)
+    pools = S.Pools(model.config, SMALL_POOLS)
     head = P.readout_head(model, at, seed=0)
     assert head.in_features == (256 if at == "merged" else 128)
     assert torch.equal(head.weight, P.readout_head(model, at, seed=0).weight)
-    ex = T.make_example(pools, "char-line", random.Random(3))
+    ex = S.make_example(pools, "char-line", random.Random(3))
     px = ex.media[0].pixels
     logp, lengths = P.readout_logits(model, head, [px], at)
     (h,) = model.vision.hidden([px])
     _, gh, gw, _ = h.shape
-    assert lengths.tolist() == [T.IMAGE_CTC_FRAMES * gw]
+    assert lengths.tolist() == [L.IMAGE_CTC_FRAMES * gw]
     x = h.flatten(1, 2)
     y = spatial_merge(x, (gh, gw), 2) if at == "merged" else model.vision.encode([px])[0]
     by_hand = head(y.view(1, gh // 2, gw // 2, -1).mean(1)[0]).view(-1, model.tokenizer.vocab_size + 1)
@@ -246,7 +247,7 @@ def test_position_readout_finds_places_the_tokens_carry_and_not_ones_they_do_not
     """Tokens that are only `token_pos`'s position features (the projector's output zeroed) give a
     readout near R² 1; tokens that carry nothing give none."""
     model = build_omni("tiny").eval()
-    pools = T.Pools(model.config, SMALL_POOLS)
+    pools = S.Pools(model.config, SMALL_POOLS)
     with torch.no_grad():
         model.vision.projector.net[3].weight.zero_()
         model.vision.token_pos.zero_()
@@ -273,7 +274,7 @@ def test_text_form_request_replaces_the_media_with_its_text_form_and_keeps_the_c
     assert [p.type for p in message.content] == ["text"]
     text = message.content[0].text
     assert text.startswith("Events in the video:\n" + sample.metadata["text_form"])
-    assert text.endswith(T._question_text(sample))
+    assert text.endswith(S.question_text(sample))
     assert req.choices == sample.choices and req.media == {} and req.task == "videoqa"
     blank = sample.__class__(**{**sample.__dict__, "metadata": {**sample.metadata, "text_form": "  "}})
     assert P.text_form_request(task, blank) is None

@@ -1,0 +1,51 @@
+"""Train the reference omni model on the synthetic tasks' train split with the staged curriculum.
+
+    python -m evalsuite.training --preset tiny --out evalsuite/model/checkpoints/tiny --bench   (``make train``)
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Sequence
+
+import torch
+
+from evalsuite.training.curriculum import DEFAULT_STEPS, STAGE_NAMES, STAGES
+from evalsuite.training.loop import TrainArgs, train
+
+
+def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
+    p = argparse.ArgumentParser(prog="python -m evalsuite.training", description=__doc__.split("\n")[0])
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--out", default="evalsuite/model/checkpoints/tiny")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--stages", default=",".join(STAGE_NAMES), help="comma-separated, in order")
+    p.add_argument("--steps", default="", help="per-stage steps, e.g. text=600,image=3000")
+    p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
+    p.add_argument("--eval-n", type=int, default=200, help="eval samples per task after each stage (0: none)")
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--bench", action="store_true", help="write the per-stage table to BENCHMARKS.md")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="save a resumable state and exit after this many steps (resume by running again)")
+    a = p.parse_args(argv)
+    stages = tuple(s for s in a.stages.split(",") if s)
+    steps = dict(DEFAULT_STEPS)
+    for item in filter(None, a.steps.split(",")):
+        name, _, val = item.partition("=")
+        if name not in STAGES or not val.isdigit():
+            p.error(f"--steps expects stage=N pairs with stages from {list(STAGES)}, got {item!r}")
+        steps[name] = int(val)
+    steps = {k: max(1, int(round(v * a.steps_scale))) for k, v in steps.items()}
+    args = TrainArgs(preset=a.preset, out=a.out, seed=a.seed, batch=a.batch, lr=a.lr, stages=stages, steps=steps,
+                     eval_n=a.eval_n, save_every=a.save_every, device=a.device, threads=a.threads, bench=a.bench)
+    return args, a.stop_after
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, stop_after = parse(argv)
+    train(args, stop_after=stop_after)
+    return 0

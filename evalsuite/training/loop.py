@@ -1,0 +1,275 @@
+"""The training loop: run or resume the curriculum, save the checkpoint, evaluate after every stage.
+
+Determinism: the examples of step ``s`` of stage ``k`` are a pure function of (seed, k, s)
+(`evalsuite.training.sources.step_examples`), so a run resumed from its last state
+(``train_state.pt``, written atomically every ``--save-every`` steps and at each stage's end) takes
+exactly the steps an uninterrupted run would. A finished run can be extended: stages may be appended,
+and the run resumes after the ones it has run; those stages and their steps may not change.
+
+After each stage the checkpoint (``model.safetensors`` + ``config.json``, `evalsuite.model.weights.save`)
+is evaluated through the harness itself (the ``bf16`` model on each task's eval split, ``eval_n``
+samples); the table is appended to ``history.json`` beside the checkpoint and, with ``bench``, to
+BENCHMARKS.md, so forgetting shows if it happens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from evalsuite.model.omni import OmniModel, build_omni
+from evalsuite.training.curriculum import DEFAULT_STEPS, EVAL_TASKS, STAGE_NAMES, STAGES, frozen_prefixes, lr_at
+from evalsuite.training.losses import batch_loss, ctc_batch_loss, ctc_head
+from evalsuite.training.sources import Pools, step_examples
+
+STATE_FILE = "train_state.pt"
+HISTORY_FILE = "history.json"
+
+
+@dataclass
+class TrainArgs:
+    """One training run: the model preset, where it is written, the curriculum's stages and steps to
+    run, the optimizer's settings, and how often it saves and evaluates."""
+
+    preset: str = "tiny"
+    out: str = "evalsuite/model/checkpoints/tiny"
+    seed: int = 0
+    batch: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    stages: tuple[str, ...] = STAGE_NAMES
+    steps: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_STEPS))
+    eval_n: int = 200
+    save_every: int = 200
+    device: str = "cpu"
+    threads: int = 0
+    bench: bool = False
+    pool_sizes: dict[str, int] = field(default_factory=dict)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must share with the run it continues."""
+        return {k: v for k, v in asdict(self).items() if k not in ("out", "eval_n", "save_every", "device",
+                                                                 "threads", "bench")}
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_state(out: Path, model: OmniModel, opt: torch.optim.Optimizer, stage: int, step: int,
+               history: dict[str, Any], args: TrainArgs, aux: dict[str, Any] | None = None) -> None:
+    """``aux``: an encoder stage's head and its optimizer, while that stage is under way."""
+    from evalsuite.model import weights
+
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_torch_save({"stage": stage, "step": step, "model": model.state_dict(), "opt": opt.state_dict(),
+                        "args": args.fingerprint(), "history": history, "aux": aux}, out / STATE_FILE)
+    weights.save(model, out)
+    write_history(out, history)
+
+
+def write_history(out: Path, history: dict[str, Any]) -> None:
+    from evalsuite.results import atomic_write_text
+
+    atomic_write_text(out / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
+
+
+def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
+    path = out / STATE_FILE
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    saved, now = dict(state.get("args") or {}), args.fingerprint()
+    # What is still to come may change on resume (the steps of stages not begun, and the stages after
+    # them: a finished run can be extended with more); the stages already run, or under way, and their
+    # steps may not.
+    n_begun = state["stage"] + (1 if state["step"] > 0 else 0)
+    saved_stages = tuple(saved.pop("stages", ()))
+    begun = list(saved_stages[:n_begun])
+    same_begun = tuple(args.stages[:n_begun]) == tuple(begun) and \
+        {k: v for k, v in (saved.get("steps") or {}).items() if k in begun} == \
+        {k: v for k, v in now["steps"].items() if k in begun}
+    saved.pop("steps", None)
+    rest = {k: v for k, v in now.items() if k not in ("steps", "stages")}
+    if saved != rest or not same_begun:
+        raise SystemExit(f"{path}: written by a run with different settings {state.get('args')}; expected "
+                         f"{now} (use another --out, or delete it to start over)")
+    return state
+
+
+def evaluate(out: Path, tag: str, n: int, tasks: Sequence[str] = EVAL_TASKS, model: str = "bf16") -> dict[str, Any]:
+    """Evaluate the checkpoint in ``out`` with the harness (``model`` on each task's eval split, ``n``
+    samples); returns {task: {metric: value}} and the prompt-token counts."""
+    from evalsuite.backends.reference import using_checkpoint
+    from evalsuite.runner import RunConfig, run
+
+    with using_checkpoint(out):
+        outcome = run(RunConfig(model=model, tasks=list(tasks), out=out / "evals" / tag, limit=n, overwrite=True,
+                                quiet=True, report=False))
+    table = {}
+    for name, res in outcome.results["tasks"].items():
+        table[name] = {"primary": res.get("primary_metric"), **{k: v for k, v in res["metrics"].items()
+                                                                if isinstance(v, (int, float))}}
+    return table
+
+
+def eval_counts(history: dict[str, Any]) -> set[Any]:
+    """The eval sample counts of the history's per-stage evaluations (None where one was not
+    recorded): more than one means the table shows them per row."""
+    return {e.get("n") for e in history.get("evals", [])}
+
+
+def bench_table(history: dict[str, Any]) -> str:
+    """Markdown: one row per evaluated stage, one column per task (primary metric)."""
+    evals = history.get("evals", [])
+    with_n = len(eval_counts(history)) > 1  # the sample count changed between stages: show it per row
+    lines = ["| after stage | step | " + ("n | " if with_n else "") + " | ".join(EVAL_TASKS) + " | samples/s |",
+             "|---|---:|" + ("---:|" if with_n else "") + "---:|" * len(EVAL_TASKS) + "---:|"]
+    for e in evals:
+        cells = []
+        for t in EVAL_TASKS:
+            r = e["table"].get(t, {})
+            v = r.get(r.get("primary") or "", None)
+            cells.append("—" if v is None else f"{v:.3f}")
+        n = (f"{e['n']} | " if e.get("n") is not None else "— | ") if with_n else ""
+        lines.append(f"| {e['stage']} | {e['global_step']} | " + n + " | ".join(cells)
+                     + f" | {e.get('samples_per_s', 0):.1f} |")
+    return "\n".join(lines)
+
+
+def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
+    """Run (or resume) the curriculum in ``args.out``; returns the history. ``stop_after``: save a
+    resumable state and return after that many steps of this call (a time-boxed session)."""
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    unknown = [s for s in args.stages if s not in STAGES]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
+    device = torch.device(args.device)
+    model = build_omni(args.preset, seed=args.seed, device=device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
+    history: dict[str, Any] = {"args": asdict(args), "curve": [], "evals": []}
+    start_stage, start_step = 0, 0
+    state = load_state(out, args)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start_stage, start_step, history = state["stage"], state["step"], state["history"]
+        history["args"] = asdict(args)  # an extended run records the stages it now runs
+        if progress:
+            print(f"resuming {out} at stage {args.stages[start_stage] if start_stage < len(args.stages) else 'done'} "
+                  f"step {start_step}", file=sys.stderr)
+    pools = Pools(model.config, args.pool_sizes)
+    global_step = sum(args.steps[s] for s in args.stages[:start_stage]) + start_step
+    steps_before = global_step
+    for k in range(start_stage, len(args.stages)):
+        stage = args.stages[k]
+        total = args.steps[stage]
+        first = start_step if k == start_stage else 0
+        spec = STAGES[stage]
+        if first == 0 and spec.reinit:
+            fresh = dict(build_omni(model.config, seed=args.seed).named_parameters())
+            with torch.no_grad():
+                for name, p in model.named_parameters():
+                    if name.startswith(spec.reinit):
+                        p.copy_(fresh[name])
+                        opt.state.pop(p, None)  # its Adam moments belonged to the old values
+        head = head_opt = None
+        if spec.encoder is not None:  # the encoder alone, with its own head and optimizer
+            head = ctc_head(model, spec.encoder, args.seed, k)
+            head_opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay,
+                                         betas=(0.9, 0.98))
+            if first and state is not None and state.get("aux"):
+                head.load_state_dict(state["aux"]["head"])
+                head_opt.load_state_dict(state["aux"]["opt"])
+        held = frozen_prefixes(stage)
+        frozen = [p for name, p in model.named_parameters() if name.startswith(held) and p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+
+        def aux() -> dict[str, Any] | None:
+            return None if head is None else {"head": head.state_dict(), "opt": head_opt.state_dict()}
+        bar = tqdm(range(first, total), desc=f"stage {stage}", disable=not progress, mininterval=5.0,
+                   initial=first, total=total)
+        t0, seen, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
+        for step in bar:
+            examples = step_examples(pools, args.seed, k, step, stage, total, args.batch)
+            for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
+                group["lr"] = lr_at(step, total, args.lr)
+            loss, _ = (batch_loss(model, examples) if head is None
+                       else ctc_batch_loss(model, head, examples, spec.encoder))
+            opt.zero_grad(set_to_none=True)
+            if head_opt is not None:
+                head_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            # parameters without a gradient (frozen, or outside an encoder stage's encoder) are skipped
+            # by the clipping and left untouched by AdamW, weight decay included
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + (list(head.parameters()) if head else []), 1.0)
+            if step >= spec.head_warmup:
+                opt.step()
+            if head_opt is not None:
+                head_opt.step()
+            global_step += 1
+            seen += len(examples)
+            loss_acc += loss.item()
+            n_acc += 1
+            rate = seen / max(1e-9, time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{rate:.1f}", refresh=False)
+            if (step + 1) % 25 == 0 or step + 1 == total:
+                history["curve"].append({"stage": stage, "step": step + 1, "global_step": global_step,
+                                         "loss": round(loss_acc / n_acc, 4), "samples_per_s": round(rate, 2)})
+                loss_acc, n_acc = 0.0, 0
+            if (step + 1) % args.save_every == 0 and step + 1 < total:
+                save_state(out, model, opt, k, step + 1, history, args, aux())
+            if stop_after is not None and global_step - steps_before >= stop_after and step + 1 < total:
+                save_state(out, model, opt, k, step + 1, history, args, aux())
+                for p in frozen:
+                    p.requires_grad_(True)
+                bar.close()
+                return history
+        bar.close()
+        for p in frozen:
+            p.requires_grad_(True)
+        model.eval()
+        save_state(out, model, opt, k + 1, 0, history, args)
+        if args.eval_n > 0:
+            table = evaluate(out, f"after-{stage}", args.eval_n)
+            history["evals"].append({"stage": stage, "global_step": global_step, "table": table, "n": args.eval_n,
+                                     "samples_per_s": history["curve"][-1]["samples_per_s"] if history["curve"] else 0})
+            save_state(out, model, opt, k + 1, 0, history, args)
+            if progress:
+                print(bench_table(history), file=sys.stderr)
+            if args.bench:
+                write_bench(history, args)
+        model.train()
+        if stop_after is not None and global_step - steps_before >= stop_after:
+            return history
+    if (out / STATE_FILE).is_file() and history.get("done") != list(args.stages):
+        history["done"] = list(args.stages)  # the stages a finished run ran (it may be extended later)
+        write_history(out, history)
+    return history
+
+
+def write_bench(history: dict[str, Any], args: TrainArgs) -> None:
+    from bench.report import ROOT, device_line, update
+
+    counts = eval_counts(history)
+    samples = ("samples per stage in the n column" if len(counts) > 1
+               else f"{next(iter(counts), None) or args.eval_n} samples")
+    body = (f"Per-stage evaluation of the trained `{args.preset}` model (`bf16`, each task's eval split, "
+            f"{samples}, primary metric), {time.strftime('%Y-%m-%d')}, {device_line()}; "
+            f"command: `python -m evalsuite.training --bench` (`make train`), steps {args.steps}, batch {args.batch}.\n\n"
+            + bench_table(history))
+    update(ROOT / "BENCHMARKS.md", "Training curriculum", body)

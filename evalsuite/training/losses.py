@@ -1,0 +1,175 @@
+"""Losses: the LM's answer-only cross-entropy and the encoders' CTC objectives.
+
+Only answer tokens (and each answer's closing ``<|end|>``) carry the LM's loss; a batch runs as
+micro-batches of similar length (`length_groups`), which gives the loss of one right-padded batch
+without paying for the padding. An encoder stage trains one encoder alone: the audio encoder's frames
+or the vision encoder's patch columns (`column_ctc_logits`) against the example's answer with CTC,
+through a linear head (`ctc_head`) that lives only in the training state, never in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from evalsuite.model.omni import OmniModel
+from evalsuite.training.sources import Example
+
+ENCODER_KINDS: tuple[str, ...] = ("audio", "image")
+# CTC frames per patch column of the image objective: a column is 8 px, about 1.3 characters of the
+# bitmap font, and CTC needs at least one frame per character (two for a doubled one).
+IMAGE_CTC_FRAMES = 2
+
+
+def example_ids(tok: Any, ex: Example) -> tuple[list[int], list[int]]:
+    """Token ids of an example's whole chat and its labels (``labels[k]`` is the id to predict after
+    position k, -100 where no loss applies: only answers and their closing ``<|end|>`` carry loss)."""
+    counts = iter([m.n_tokens for m in ex.media])
+    ids = tok.apply_chat(ex.messages, media_tokens=lambda part: next(counts))
+    labels = [-100] * len(ids)
+
+    def answer(text: str) -> None:
+        start = len(ids)  # the answer's first token; position start - 1 (the assistant role) predicts it
+        ids.extend(tok.encode(text) + [tok.end_id])
+        labels.extend([-100] * (len(ids) - len(labels)))
+        for k in range(start - 1, len(ids) - 1):
+            labels[k] = ids[k + 1]
+
+    answer(ex.answer)
+    for question, ans in ex.more:
+        ids.extend([tok.role_ids["user"]] + tok.encode(question) + [tok.end_id, tok.role_ids["assistant"]])
+        labels.extend([-100] * (len(ids) - len(labels)))
+        answer(ans)
+    return ids, labels
+
+
+def encode_rows(model: OmniModel, examples: Sequence[Example]) -> list[tuple[torch.Tensor, list[int]]]:
+    """Each example → (inputs_embeds row [T, D] with encoder outputs at its media placeholders, labels)."""
+    tok = model.tokenizer
+    emb_layer = model.lm.backbone.embeddings
+    out: list[tuple[torch.Tensor, list[int]]] = []
+    for ex in examples:
+        ids, lab = example_ids(tok, ex)
+        row = emb_layer(torch.tensor(ids, dtype=torch.long, device=model.device))  # [T, D]
+        if ex.media:
+            spans = tok.media_spans(ids)
+            encoded = model._encode(ex.media)
+            pieces, at = [], 0
+            for span, tokens in zip(spans, encoded):
+                if tokens.shape[0] != span.length:
+                    raise RuntimeError(f"{span.kind} encoder gave {tokens.shape[0]} tokens for a span of {span.length}")
+                pieces += [row[at:span.start], tokens.to(row.dtype)]
+                at = span.start + span.length
+            pieces.append(row[at:])
+            row = torch.cat(pieces)
+        out.append((row, lab))
+    return out
+
+
+def _pad(rows: Sequence[tuple[torch.Tensor, list[int]]], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    t = max(r.shape[0] for r, _ in rows)
+    embeds = torch.stack([F.pad(r, (0, 0, 0, t - r.shape[0])) for r, _ in rows])
+    lab_t = torch.full((len(rows), t), -100, dtype=torch.long)
+    for i, (_, lab) in enumerate(rows):
+        lab_t[i, : len(lab)] = torch.tensor(lab)
+    return embeds, lab_t.to(device)
+
+
+def encode_batch(model: OmniModel, examples: Sequence[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Examples → (inputs_embeds [B, T, D] right-padded, labels [B, T] with -100 off the answers)."""
+    return _pad(encode_rows(model, examples), model.device)
+
+
+def length_groups(lengths: Sequence[int], ratio: float = 0.7) -> list[list[int]]:
+    """Indices grouped into micro-batches of similar length (longest first): a new group starts when
+    an example is shorter than ``ratio`` × its group's longest, so padding stays under ~30%."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] >= ratio * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = True) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over the answer tokens of a batch, and how many there were.
+
+    With ``bucket`` the batch runs as micro-batches of similar length (`length_groups`): the same
+    loss as one right-padded batch (padding sits after every real token, and the model is causal),
+    without paying for padding a long text-form example up to everything else."""
+    rows = encode_rows(model, examples)
+    groups = length_groups([r.shape[0] for r, _ in rows]) if bucket else [list(range(len(rows)))]
+    total = torch.zeros((), device=model.device)
+    count = 0
+    for g in groups:
+        embeds, labels = _pad([rows[i] for i in g], model.device)
+        hidden = model.lm.hidden_states(inputs_embeds=embeds)
+        mask = labels >= 0
+        logits = model.lm.lm_head(hidden[mask]).float()
+        total = total + F.cross_entropy(logits, labels[mask], reduction="sum")
+        count += int(mask.sum())
+    return total / max(1, count), count
+
+
+def ctc_head(model: OmniModel, kind: str, seed: int, stage_index: int) -> torch.nn.Linear:
+    """The encoder stage's output layer, seeded by (seed, stage): width → blank + the tokenizer's ids
+    (audio: per frame; image: `IMAGE_CTC_FRAMES` such frames per patch column). It lives in the
+    training state only, never in the checkpoint."""
+    if kind not in ("audio", "image"):
+        raise ValueError(f"no encoder objective for {kind!r} (expected one of {list(ENCODER_KINDS)})")
+    width = model.audio.cfg.width if kind == "audio" else model.vision.cfg.width
+    frames = 1 if kind == "audio" else IMAGE_CTC_FRAMES
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + stage_index)
+        head = torch.nn.Linear(width, frames * (model.tokenizer.vocab_size + 1))
+    return head.to(model.device)
+
+
+def column_ctc_logits(model: OmniModel, head: torch.nn.Linear, pixels: Sequence[torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probabilities (B, T, C) and lengths of the image-CTC frames: each image's patch features
+    (`VisionEncoder.hidden`) are averaged over the rows, and every column gives `IMAGE_CTC_FRAMES`
+    frames, left to right (a line of text reads along the columns)."""
+    c = model.tokenizer.vocab_size + 1
+    seqs = []
+    for h in model.vision.hidden([p.to(model.device) for p in pixels]):
+        cols = h.float().mean(dim=1)  # (N, gw, D): N tiles of one image side by side
+        seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
+    return stack_frames(seqs)
+
+
+def stack_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image CTC log-probabilities (T_i, C) → one zero-padded (B, max T_i, C) tensor and the T_i."""
+    lengths = torch.tensor([x.shape[0] for x in seqs])
+    t = int(lengths.max())
+    return torch.stack([F.pad(x, (0, 0, 0, t - x.shape[0])) for x in seqs]), lengths
+
+
+def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[Example],
+                   kind: str = "audio") -> tuple[torch.Tensor, int]:
+    """CTC loss of one encoder's features (before its projector) against each example's answer in
+    the tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch: the audio encoder's
+    frames against a clip's transcript, or the vision encoder's columns against a rendered line."""
+    if kind == "audio":
+        enc = model.audio
+        waves = [ex.media[0].pixels.to(model.device) for ex in examples]
+        feats, lengths = enc.batch_features(waves)
+        hidden, out_len = enc.hidden(feats, lengths.to(model.device))
+        logp = head(hidden.float()).log_softmax(-1)  # (B, T', C)
+    else:
+        logp, out_len = column_ctc_logits(model, head, [ex.media[0].pixels for ex in examples])
+    return ctc_answer_loss(model, logp, out_len, examples)
+
+
+def ctc_answer_loss(model: OmniModel, logp: torch.Tensor, out_len: torch.Tensor, examples: Sequence[Example]
+                    ) -> tuple[torch.Tensor, int]:
+    """CTC loss of frames ``logp`` (B, T, C; ``out_len`` each) against each example's answer in the
+    tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch; and the target count."""
+    targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
+    loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
+                      torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
+    return loss, sum(len(t) for t in targets)

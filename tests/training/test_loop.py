@@ -1,0 +1,196 @@
+"""The loop: exact resume, extension, what each kind of stage trains, the per-stage table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from evalsuite.model import weights
+from evalsuite.model.omni import build_omni
+from evalsuite.training import curriculum as C
+from evalsuite.training import loop
+
+SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6, "docqa-wide": 12, "gui-wide": 6}  # as conftest's pools
+
+
+@pytest.mark.slow
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    torch.set_num_threads(1)
+    args = dict(stages=("text", "image"), steps={"text": 3, "image": 3, "video": 1, "audio": 1}, batch=2,
+                eval_n=0, save_every=100, pool_sizes=SMALL_POOLS)
+    full = loop.TrainArgs(out=str(tmp_path / "full"), **args)
+    loop.train(full, progress=False)
+    part = loop.TrainArgs(out=str(tmp_path / "part"), **args)
+    loop.train(part, progress=False, stop_after=4)  # stops inside the image stage
+    state = torch.load(tmp_path / "part" / loop.STATE_FILE, weights_only=False)
+    assert (state["stage"], state["step"]) == (1, 1)
+    loop.train(part, progress=False)
+
+    a = weights.load(tmp_path / "full").state_dict()
+    b = weights.load(tmp_path / "part").state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert weights.weights_sha256(tmp_path / "full") == weights.weights_sha256(tmp_path / "part")
+    curve = [c["global_step"] for c in json.loads((tmp_path / "part" / loop.HISTORY_FILE).read_text())["curve"]]
+    assert curve == [3, 6]
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    args = loop.TrainArgs(out=str(tmp_path), stages=("text",), steps={"text": 1, "image": 1, "video": 1, "audio": 1},
+                       batch=1, eval_n=0, pool_sizes=SMALL_POOLS)
+    loop.train(args, progress=False)
+    other = loop.TrainArgs(out=str(tmp_path), stages=("text",), steps={"text": 1, "image": 1, "video": 1, "audio": 1},
+                        batch=2, eval_n=0, pool_sizes=SMALL_POOLS)
+    with pytest.raises(SystemExit, match="different settings"):
+        loop.train(other, progress=False)
+
+
+def test_resume_may_change_steps_of_stages_not_begun(tmp_path):
+    steps = {"text": 1, "image": 1, "video": 1, "audio": 1}
+    args = loop.TrainArgs(out=str(tmp_path), stages=("text", "image"), steps=steps, batch=1, eval_n=0,
+                       pool_sizes=SMALL_POOLS)
+    loop.train(args, progress=False, stop_after=1)  # text done, image not begun
+    later = loop.TrainArgs(out=str(tmp_path), stages=("text", "image"), steps=dict(steps, image=2), batch=1,
+                        eval_n=0, pool_sizes=SMALL_POOLS)
+    assert loop.load_state(tmp_path, later)["stage"] == 1
+    earlier = loop.TrainArgs(out=str(tmp_path), stages=("text", "image"), steps=dict(steps, text=2), batch=1,
+                          eval_n=0, pool_sizes=SMALL_POOLS)
+    with pytest.raises(SystemExit, match="different settings"):
+        loop.load_state(tmp_path, earlier)
+
+
+def test_a_finished_run_extends_with_more_stages_but_not_with_other_ones(tmp_path):
+    steps = {"text": 1, "image": 1, "video": 1, "audio": 1, "recall": 1}
+    common = dict(out=str(tmp_path), steps=steps, batch=1, eval_n=0, pool_sizes=SMALL_POOLS)
+    loop.train(loop.TrainArgs(stages=("text",), **common), progress=False)
+    longer = loop.TrainArgs(stages=("text", "recall"), **common)
+    assert loop.load_state(tmp_path, longer)["stage"] == 1  # continues after text
+    with pytest.raises(SystemExit, match="different settings"):  # the stage that ran may not change
+        loop.load_state(tmp_path, loop.TrainArgs(stages=("image", "recall"), **common))
+    history = loop.train(longer, progress=False)
+    assert history["done"] == ["text", "recall"] and tuple(history["args"]["stages"]) == ("text", "recall")
+    assert [c["stage"] for c in history["curve"]] == ["text", "recall"]
+
+
+@pytest.mark.slow
+def test_encoder_stage_trains_only_the_reinitialised_encoder_and_align_keeps_it_frozen(tmp_path):
+    torch.set_num_threads(1)
+    steps = {"text": 1, "audio-ctc": 2, "audio-align": 2}
+    common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
+    loop.train(loop.TrainArgs(stages=("text",), **common), progress=False)
+
+    before = weights.load(tmp_path).state_dict()
+    fresh = build_omni("tiny", seed=0).state_dict()
+    loop.train(loop.TrainArgs(stages=("text", "audio-ctc"), **common), progress=False)
+    after_ctc = weights.load(tmp_path).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after_ctc[k])}
+    assert changed and all(k.startswith(("audio.subsample.", "audio.blocks.")) for k in changed)
+    assert not torch.equal(after_ctc["audio.blocks.0.ff1.net.1.weight"], before["audio.blocks.0.ff1.net.1.weight"])
+    # it started from the fresh encoder, not the text-stage one (two small steps stay close to it)
+    k = "audio.subsample.out.weight"
+    assert (after_ctc[k] - fresh[k]).abs().max() < 0.05
+    loop.train(loop.TrainArgs(stages=("text", "audio-ctc", "audio-align"), **common), progress=False)
+    after_align = weights.load(tmp_path).state_dict()
+    assert all(torch.equal(after_align[k], after_ctc[k]) for k in after_ctc if k.startswith(("audio.subsample.", "audio.blocks.")))
+    assert not torch.equal(after_align["audio.projector.net.1.weight"], after_ctc["audio.projector.net.1.weight"])
+    state = torch.load(tmp_path / loop.STATE_FILE, weights_only=False)
+    assert state["aux"] is None  # the CTC head is gone once its stage ended
+
+
+@pytest.mark.slow
+def test_image_ctc_learns_to_read_and_image_align_keeps_the_vision_encoder_frozen(tmp_path):
+    """A few hundred steps of image-ctc on rendered lines lower its loss well below the start (the
+    column CTC has something to learn), and image-align leaves the encoder as image-ctc left it."""
+    torch.set_num_threads(1)
+    steps = {"text": 1, "image-ctc": 2, "image-align": 2}
+    common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
+    loop.train(loop.TrainArgs(stages=("text",), **common), progress=False)
+
+    before = weights.load(tmp_path).state_dict()
+    loop.train(loop.TrainArgs(stages=("text", "image-ctc"), **common), progress=False)
+    after_ctc = weights.load(tmp_path).state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after_ctc[k])}
+    # (the video encoder shares the vision transformer: the state dict lists it under both names)
+    assert changed and all(k.removeprefix("video.").startswith(C.VISION_ENCODER) for k in changed)
+    loop.train(loop.TrainArgs(stages=("text", "image-ctc", "image-align"), **common), progress=False)
+    after_align = weights.load(tmp_path).state_dict()
+    assert all(torch.equal(after_align[k], after_ctc[k]) for k in after_ctc
+               if k.removeprefix("video.").startswith(C.VISION_ENCODER + C.AUDIO_ENCODER))
+    assert not torch.equal(after_align["vision.projector.net.1.weight"], after_ctc["vision.projector.net.1.weight"])
+
+
+@pytest.mark.slow
+def test_continued_encoder_stage_fits_its_head_first_then_moves_the_encoder_it_was_given(tmp_path, monkeypatch):
+    """image-ctc-chars keeps the trained encoder (no re-initialisation) and leaves it untouched for
+    its `head_warmup` steps, while the new head learns; after them only the encoder moves."""
+    torch.set_num_threads(1)
+    monkeypatch.setitem(C.STAGES, "image-ctc-chars", dataclasses.replace(C.STAGES["image-ctc-chars"], head_warmup=2))
+
+    def run(out, n):
+        common = dict(out=str(out), steps={"text": 1, "image-ctc-chars": n}, batch=2, eval_n=0,
+                      pool_sizes=SMALL_POOLS, save_every=100)
+        loop.train(loop.TrainArgs(stages=("text",), **common), progress=False)
+        before = weights.load(out).state_dict()
+        # a re-initialising stage would copy these other values in: none may show up
+        with monkeypatch.context() as m:
+            m.setattr(loop, "build_omni", lambda *a, seed=0, **kw: build_omni(*a, seed=seed + 123, **kw))
+            loop.train(loop.TrainArgs(stages=("text", "image-ctc-chars"), **common), progress=False)
+        return before, weights.load(out).state_dict()
+
+    before, after = run(tmp_path / "a", 2)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    before, after = run(tmp_path / "b", 4)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.removeprefix("video.").startswith(C.VISION_ENCODER) for k in changed)
+    k = "vision.blocks.0.attn.qkv.weight"
+    assert 0 < (after[k] - before[k]).abs().max() < 0.01
+
+
+@pytest.mark.slow
+def test_late_parameters_stay_at_their_start_until_their_stage_which_trains_them(tmp_path):
+    """Every stage before `locate` keeps the image tokens' position table at its zero start, every
+    stage before `widen` the projector's second branch (so a run from scratch takes the path the
+    committed checkpoint took); their stages train them, the projector and the LM, and leave the
+    vision and audio encoders as they were."""
+    torch.set_num_threads(1)
+    for late in ("locate", "widen"):
+        prefixes = C.STAGES[late].introduces
+        assert prefixes
+        assert all(set(prefixes) <= set(C.frozen_prefixes(s)) for s in C.STAGE_NAMES[:C.STAGE_NAMES.index(late)])
+        assert not set(prefixes) & set(C.frozen_prefixes(late))
+    steps = {"text": 1, "image-align": 2, "locate": 2, "widen": 2}
+    common = dict(out=str(tmp_path), steps=steps, batch=2, eval_n=0, pool_sizes=SMALL_POOLS, save_every=100)
+    fresh = build_omni("tiny", seed=0).state_dict()
+    states = {}
+    for n in (2, 3, 4):
+        loop.train(loop.TrainArgs(stages=("text", "image-align", "locate", "widen")[:n], **common), progress=False)
+        states[n] = weights.load(tmp_path).state_dict()
+    extra = [k for k in fresh if k.startswith("vision.projector.extra.")]
+    assert extra and torch.count_nonzero(fresh["vision.projector.extra.2.weight"]) == 0
+    assert torch.count_nonzero(states[2]["vision.token_pos"]) == 0
+    assert torch.count_nonzero(states[3]["vision.token_pos"]) > 0
+    assert all(torch.equal(states[3][k], fresh[k]) for k in extra)  # still as built
+    assert all(not torch.equal(states[4][k], fresh[k]) for k in extra)
+    for a, b in ((2, 3), (3, 4)):
+        assert not torch.equal(states[b]["vision.projector.net.1.weight"], states[a]["vision.projector.net.1.weight"])
+        assert all(torch.equal(states[b][k], states[a][k]) for k in states[a]
+                   if k.removeprefix("video.").startswith(C.VISION_ENCODER + C.AUDIO_ENCODER))
+
+
+def test_bench_table_shows_each_stage_and_its_sample_count_when_counts_differ():
+    def ev(stage, step, docqa, n):
+        table = {t: {"primary": "accuracy", "accuracy": 0.25} for t in C.EVAL_TASKS}
+        table["docqa"]["accuracy"] = docqa
+        return {"stage": stage, "global_step": step, "table": table, "n": n, "samples_per_s": 12.0}
+
+    same = loop.bench_table({"evals": [ev("text", 10, 0.1, 60), ev("image", 30, 0.2, 60)]})
+    assert same.splitlines()[0] == "| after stage | step | docqa | gui | videoqa | audioqa | samples/s |"
+    assert same.splitlines()[3] == "| image | 30 | 0.200 | 0.250 | 0.250 | 0.250 | 12.0 |"
+    mixed = loop.bench_table({"evals": [ev("text", 10, 0.1, 60), ev("read", 50, 0.225, 200)]}).splitlines()
+    assert mixed[0].startswith("| after stage | step | n | docqa |")
+    assert mixed[2].startswith("| text | 10 | 60 | 0.100 |")
+    assert mixed[3] == "| read | 50 | 200 | 0.225 | 0.250 | 0.250 | 0.250 | 12.0 |"
+    assert len({line.count("|") for line in mixed}) == 1

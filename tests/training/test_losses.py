@@ -1,0 +1,124 @@
+"""Losses: answer-only labels, length-bucketed batches, the encoders' CTC objectives."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from evalsuite.model.omni import build_omni
+from evalsuite.training import curriculum as C
+from evalsuite.training import losses as L
+from evalsuite.training import sources as S
+
+
+def test_labels_cover_exactly_the_answer_and_its_end(pools):
+    model = build_omni("tiny")
+    ex = S.line_example(pools, random.Random(3), on_page=False)
+    embeds, labels = L.encode_batch(model, [ex, S.text_example(pools, "docqa", random.Random(1))])
+    tok = model.tokenizer
+    row = labels[0][labels[0] >= 0].tolist()
+    assert row == tok.encode(ex.answer) + [tok.end_id]
+    assert embeds.shape[:2] == labels.shape and embeds.shape[-1] == model.config.backbone.hidden_size
+    # the image placeholders were replaced by encoder outputs, not the placeholder embedding
+    ids = tok.apply_chat(ex.messages, media_tokens=lambda part: ex.media[0].n_tokens)
+    span = tok.media_spans(ids)[0]
+    placeholder = model.lm.backbone.embeddings.weight[tok.placeholder_ids["image"]]
+    assert not torch.allclose(embeds[0, span.start], placeholder)
+    loss, n = L.batch_loss(model, [ex])
+    assert n == len(ex.answer) + 1 and torch.isfinite(loss)
+
+
+def test_length_groups_bound_padding_and_cover_every_index():
+    lengths = [1140, 200, 210, 30, 820, 215, 28, 300]
+    groups = L.length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        assert min(lengths[i] for i in g) >= 0.7 * max(lengths[i] for i in g)
+    assert groups == [[0, 4], [7, 5, 2], [1], [3, 6]]
+
+
+def test_bucketed_loss_and_gradients_equal_one_padded_batch(pools):
+    torch.manual_seed(0)
+    model = build_omni("tiny").float()
+    rng = random.Random(2)
+    exs = [S.line_example(pools, rng, on_page=False), S.text_example(pools, "gui", rng),
+           S.task_example(pools, "docqa", rng), S.line_example(pools, rng, on_page=True)]
+    grads = []
+    for bucket in (False, True):
+        model.zero_grad()
+        loss, n = L.batch_loss(model, exs, bucket=bucket)
+        loss.backward()
+        grads.append((loss.item(), n, [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    (l0, n0, g0), (l1, n1, g1) = grads
+    assert n0 == n1 and l1 == pytest.approx(l0, rel=1e-5)
+    assert len(g0) == len(g1)
+    for a, b in zip(g0, g1):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_ctc_loss_reads_the_encoder_before_its_projector_and_matches_a_direct_computation(pools):
+    model = build_omni("tiny")
+    head = L.ctc_head(model, "audio", seed=0, stage_index=6)
+    assert torch.equal(head.weight, L.ctc_head(model, "audio", seed=0, stage_index=6).weight)  # seeded
+    examples = [S.make_example(pools, "hear", random.Random(i)) for i in range(3)]
+    loss, n = L.ctc_batch_loss(model, head, examples)
+    assert n == sum(len(model.tokenizer.encode(e.answer)) for e in examples)
+    # one clip at a time, by hand: the same mean (F.ctc_loss divides each by its target length)
+    per = []
+    for e in examples:
+        feats, lengths = model.audio.batch_features([e.media[0].pixels])
+        hidden, out_len = model.audio.hidden(feats, lengths)
+        target = torch.tensor(model.tokenizer.encode(e.answer)) + 1
+        lp = head(hidden).log_softmax(-1).transpose(0, 1)
+        per.append(torch.nn.functional.ctc_loss(lp, target[None], out_len, torch.tensor([len(target)]),
+                                                zero_infinity=True))
+    assert loss.item() == pytest.approx(torch.stack(per).mean().item(), rel=1e-4)
+    loss.backward()
+    assert model.audio.blocks[0].ff1.net[1].weight.grad is not None
+    assert all(p.grad is None for p in model.audio.projector.parameters())
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_image_ctc_reads_the_columns_of_the_vision_encoder_before_its_merge_and_projector(pools):
+    model = build_omni("tiny")
+    head = L.ctc_head(model, "image", seed=0, stage_index=8)
+    c = model.tokenizer.vocab_size + 1
+    assert head.out_features == L.IMAGE_CTC_FRAMES * c and head.in_features == model.vision.cfg.width
+    examples = [S.make_example(pools, "line", random.Random(i)) for i in range(3)]
+    logp, lengths = L.column_ctc_logits(model, head, [e.media[0].pixels for e in examples])
+    grids = [e.media[0].grid for e in examples]
+    assert lengths.tolist() == [L.IMAGE_CTC_FRAMES * gw for _, gw in grids]
+    assert logp.shape == (3, max(lengths), c)
+    # one image by hand: its patch features averaged over rows, each column split into frames
+    px = examples[0].media[0].pixels
+    (h,) = model.vision.hidden([px])
+    gh, gw = grids[0]
+    assert h.shape == (1, gh, gw, model.vision.cfg.width)
+    by_hand = head(h[0].mean(0)).view(-1, c).log_softmax(-1)
+    torch.testing.assert_close(logp[0, : lengths[0]], by_hand)
+    # the same features the LM tokens are made of: merged and projected they are the encoder's output
+    torch.testing.assert_close(model.vision.encode([px])[0], model.vision(px))
+    loss, n = L.ctc_batch_loss(model, head, examples, "image")
+    assert n == sum(len(e.answer.encode()) for e in examples) and loss.item() > 0
+    loss.backward()
+    assert model.vision.blocks[0].attn.qkv.weight.grad is not None
+    assert all(p.grad is None for p in model.vision.projector.parameters())
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_image_ctc_loss_falls_on_rendered_lines(pools):
+    torch.manual_seed(0)
+    model = build_omni("tiny", seed=0)
+    head = L.ctc_head(model, "image", seed=0, stage_index=8)
+    params = [p for n, p in model.named_parameters() if n.startswith(C.VISION_ENCODER)] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    fixed = [S.make_example(pools, "line", random.Random(i)) for i in range(8)]
+    first = L.ctc_batch_loss(model, head, fixed, "image")[0].item()
+    for _ in range(60):  # fit eight lines
+        loss, _ = L.ctc_batch_loss(model, head, fixed, "image")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * first
