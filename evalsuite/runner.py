@@ -319,7 +319,6 @@ def _progress(total: int, desc: str, quiet: bool):
 
 def run(cfg: RunConfig) -> RunOutcome:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     res_path = out / "results.json"
     prior: dict[str, Any] | None = None
     if res_path.exists():
@@ -355,6 +354,7 @@ def run(cfg: RunConfig) -> RunOutcome:
             for t in tasks:
                 prior.get("tasks", {}).pop(t.name, None)
 
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused run (bad name, task arg, config) leaves no folder
     started = time.perf_counter()
     prior_wall = float((prior or {}).get("environment", {}).get("wall_time_s", 0.0)) if prior else 0.0
     doc: dict[str, Any] = {

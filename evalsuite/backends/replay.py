@@ -1,8 +1,12 @@
 """``replay:<predictions.jsonl>``: returns saved predictions by sample id (re-scoring, tests).
 
-Each line is ``{"id": ..., "prediction": ...}``, optionally with ``"task"`` to tell apart equal ids of
-different tasks. A sample id with no line errors that sample (and only that sample). The file's
-sha256 is recorded as the "weights" hash, so two replays of different files never resume each other.
+Each line is ``{"id": ..., "prediction": ...}``, optionally with ``"task"``. Tasks share ids (every
+synthetic task numbers its samples the same way), so a file that holds predictions of more than one
+task needs ``"task"`` on its lines: they are keyed by (task, id), lines without it by id alone. An id
+given twice for the same task, twice without a task, or once with and once without a task is refused
+with the two line numbers, never resolved by keeping one. A sample id with no line errors that sample
+(and only that sample). The file's sha256 is recorded as the "weights" hash, so two replays of
+different files never resume each other.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class ReplayBackend(Backend):
         self.sha256 = hashlib.sha256(raw).hexdigest()
         self.by_task: dict[tuple[str, str], str] = {}
         self.by_id: dict[str, str] = {}
+        task_line: dict[tuple[str, str], int] = {}
+        id_line: dict[str, int] = {}  # lines without a task
+        tasks_of_id: dict[str, tuple[str, int]] = {}  # id -> (task, line) of its first line with a task
         for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -51,8 +58,27 @@ class ReplayBackend(Backend):
                 ) from None
             pred = "" if pred is None else str(pred)
             if "task" in row:
-                self.by_task[(str(row["task"]), sid)] = pred
+                key = (str(row["task"]), sid)
+                if key in task_line:
+                    raise ReplayFileError(
+                        f"{path}:{n}: sample id {sid!r} of task {key[0]!r} is also given on {path}:{task_line[key]}; "
+                        "expected one line per (task, id)"
+                    )
+                if sid in id_line:
+                    raise ReplayFileError(_mixed(path, sid, key[0], n, id_line[sid]))
+                task_line[key] = n
+                tasks_of_id.setdefault(sid, (key[0], n))
+                self.by_task[key] = pred
             else:
+                if sid in id_line:
+                    raise ReplayFileError(
+                        f"{path}:{n}: sample id {sid!r} is also given on {path}:{id_line[sid]}; tasks share ids, "
+                        "so a file with more than one task needs a 'task' field on each line"
+                    )
+                if sid in tasks_of_id:
+                    task, m = tasks_of_id[sid]
+                    raise ReplayFileError(_mixed(path, sid, task, m, n))
+                id_line[sid] = n
                 self.by_id[sid] = pred
 
     def lookup(self, req: Request) -> str:
@@ -70,3 +96,11 @@ class ReplayBackend(Backend):
         d = super().describe()
         d.update(weights_sha256=self.sha256, engine_version="replay-1")
         return d
+
+
+def _mixed(path: Path, sid: str, task: str, with_task: int, without_task: int) -> str:
+    return (
+        f"{path}:{max(with_task, without_task)}: sample id {sid!r} is given for task {task!r} on "
+        f"{path}:{with_task} and without a task on {path}:{without_task}; expected either a 'task' field "
+        "on every line of that id or one line without it"
+    )

@@ -11,13 +11,19 @@ and decodes ``x ≈ e2m1(code) * block_scale * global_scale``. The global scale 
 largest block of the tensor gets block scale 448, the top of the E4M3 range, leaving the whole
 E4M3 range (normal and subnormal) for the other blocks.
 
-Definition followed (NVIDIA TensorRT-Model-Optimizer ``NVFP4QTensor``, which produces the
-published NVFP4 checkpoints; torchao's ``nvfp4_quantize`` agrees except where noted). All in fp32:
+Definition followed: NVIDIA Model Optimizer (ModelOpt) 0.47.0, ``NVFP4QTensor.quantize`` in
+``modelopt/torch/quantization/qtensor/nvfp4_tensor.py``, the path its checkpoint export
+(``modelopt/torch/export/quant_utils.py``, ``to_quantized_weight``) takes to write the published NVFP4
+checkpoints. torchao's ``nvfp4_quantize`` agrees except where noted. All in fp32:
 
 1. ``global_scale = amax(|x|) / 2688``
 2. ``s = amax(|block|) / (6 * global_scale)``; a block whose amax is exactly 0 gets ``s = 1``;
    ``block_scale = e4m3(s)``, round to nearest even, subnormals kept (small blocks keep precision).
-3. ``y = x / (float(block_scale) * global_scale)``
+3. ``y = x / (float(block_scale) * global_scale)``: one product, then one division, in that order
+   (ModelOpt's ``input / (weights_scaling_factor.to(float32) * weights_scaling_factor_2)``). The order
+   decides the side of a rounding tie: with ``a = 1e-3`` and the tensor amax ``6a``, ``-0.25a`` divides
+   to ``-0.25000003`` (code 9, -0.5), while ``x * ((1 / global_scale) / block_scale)`` gives exactly
+   ``-0.25`` (code 8, -0).
 4. ``code = E2M1 round-to-nearest-even of |y|``, saturating at 6; sign bit (bit 3) set iff ``y < 0``
    (so -0.0 encodes as code 0 and a small negative value that rounds to zero as code 8).
 
@@ -35,10 +41,12 @@ Where this codec departs from the published code, on inputs where that code has 
 - A caller-given global scale that puts ``s`` above 448: ``s`` is clamped to 448 and the values
   saturate at ±6 (ModelOpt's cast would give NaN or depend on the torch version's cast).
 - A block whose ``s`` is nonzero but rounds to E4M3 zero (block amax below ~2e-6 of the tensor's):
-  its codes are 0 (ModelOpt's ``x / 0`` yields code 7). Its dequantized values are 0 either way.
-- torchao differs from both in two ways: it clamps ``s`` below at 2^-6 (no subnormal block
-  scales, so blocks far below the tensor's amax get a coarser grid), and it multiplies by a
-  reciprocal instead of dividing (which can flip a code that sits on a rounding midpoint).
+  its block scale is 0 and its codes are 0, so it dequantizes to 0. ModelOpt 0.47 clamps ``s``
+  below at 2^-9 (the smallest E4M3 subnormal) instead, so such a block keeps a coarse grid.
+- torchao 0.18.0 differs in two ways: it clamps ``s`` below at 2^-6 (no subnormal block
+  scales, so blocks far below the tensor's amax get a coarser grid), and ``_nvfp4_quantize``
+  multiplies by ``(1 / per_tensor_scale) / block_scale`` instead of dividing (to match a Triton
+  kernel), which flips a code that sits on a rounding midpoint (step 3).
 - NaN and ±inf: E2M1 cannot encode them, and one would poison the global scale of the whole
   tensor, so ``quantize`` raises ``ValueError``. NVFP4 here is a weight format (W4A16), quantized
   once, so the check is cheap.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -39,17 +39,24 @@ def bar_with_ci(labels: Sequence[str], values: Sequence[float | None], cis: Sequ
 
 def pareto_plot(points: Sequence[dict], front: Sequence[str], *, x_key: str, y_key: str, xlabel: str, ylabel: str,
                 title: str = "") -> str:
-    """Load points as (x, y) markers (closed loop: circles, open loop: triangles), labelled, with the
-    Pareto front (the points no other beats on both axes) joined by a line."""
+    """`pareto_figure` as a PNG data URI."""
+    return fig_to_uri(pareto_figure(points, front, x_key=x_key, y_key=y_key, xlabel=xlabel, ylabel=ylabel,
+                                    title=title))
+
+
+def pareto_figure(points: Sequence[dict], front: Sequence[str], *, x_key: str, y_key: str, xlabel: str, ylabel: str,
+                  title: str = ""):
+    """Load points as (x, y) markers (closed loop: circles, open loop: triangles), each labelled where
+    the label covers no other label or marker, with the Pareto front (the points no other beats on both
+    axes) joined by a line and the legend outside the axes."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    placed: list[dict] = []
     for kind, marker, colour in (("closed", "o", "#4c72b0"), ("open", "^", "#dd8452")):
         pts = [p for p in points if p.get("kind") == kind and p.get(x_key) is not None and p.get(y_key) is not None]
         if pts:
             ax.scatter([p[x_key] for p in pts], [p[y_key] for p in pts], marker=marker, color=colour, zorder=3,
                        label="closed loop (concurrency)" if kind == "closed" else "open loop (rate)")
-            for p in pts:
-                ax.annotate(str(p.get("label", "")), (p[x_key], p[y_key]), textcoords="offset points", xytext=(4, 4),
-                            fontsize=7)
+            placed += pts
     by_label = {p.get("label"): p for p in points}
     fp = sorted((by_label[k] for k in front if k in by_label), key=lambda p: p[x_key])
     if len(fp) > 1:
@@ -59,8 +66,69 @@ def pareto_plot(points: Sequence[dict], front: Sequence[str], *, x_key: str, y_k
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return fig_to_uri(fig)
+    if placed:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+        ax.margins(0.12)  # room for labels at the edges
+        place_labels(ax, [(p[x_key], p[y_key]) for p in placed], [str(p.get("label", "")) for p in placed])
+    return fig
+
+
+# Offsets (points) tried for a label, nearest first: the four diagonals, then the sides, then further out.
+_LABEL_OFFSETS = [(dx * r, dy * r) for r in (4, 9, 15, 22)
+                  for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))]
+
+
+def place_labels(ax, xy: Sequence[tuple[float, float]], labels: Sequence[str], *, fontsize: float = 7,
+                 marker_pt: float = 6.0) -> list:
+    """Annotate each point (data coordinates) with its label at the nearest offset whose text box
+    overlaps no label placed before, no marker and no axes edge; where every offset collides, the one
+    with the least overlap. Labels placed away from their point get a thin leader line. Returns the
+    annotations."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    fig.canvas.draw()  # settle the axis limits (autoscaling is lazy) and the layout before measuring
+    renderer = fig.canvas.get_renderer()
+    px = fig.dpi / 72.0
+    frame = ax.get_window_extent(renderer)
+    centres = ax.transData.transform(list(xy)) if len(xy) else []
+    half = marker_pt * px
+    markers = [Bbox.from_extents(x - half, y - half, x + half, y + half) for x, y in centres]
+    taken: list[Any] = []
+    out = []
+
+    def overlap(a, b) -> float:
+        w = min(a.x1, b.x1) - max(a.x0, b.x0)
+        h = min(a.y1, b.y1) - max(a.y0, b.y0)
+        return w * h if w > 0 and h > 0 else 0.0
+
+    for i, ((x, y), label) in enumerate(zip(xy, labels)):
+        best = None
+        for dx, dy in _LABEL_OFFSETS:
+            ha = "left" if dx > 0 else "right" if dx < 0 else "center"
+            va = "bottom" if dy > 0 else "top" if dy < 0 else "center"
+            t = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va,
+                            fontsize=fontsize)
+            box = t.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            cost = sum(overlap(box, o) for o in taken) + sum(overlap(box, m) for j, m in enumerate(markers) if j != i)
+            cost += 0.0 if inside else box.width * box.height
+            t.remove()
+            if best is None or cost < best[0]:
+                best = (cost, dx, dy, ha, va)
+            if cost == 0.0:
+                break
+        assert best is not None
+        _, dx, dy, ha, va = best
+        far = max(abs(dx), abs(dy)) > 4
+        t = ax.annotate(label, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha, va=va, fontsize=fontsize,
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#888", "shrinkA": 0, "shrinkB": 3}
+                        if far else None)
+        t.update_positions(renderer)
+        taken.append(Text.get_window_extent(t, renderer))  # the text alone, not its leader line
+        out.append(t)
+    return out
 
 
 def latency_boxplots(groups: dict[str, dict[str, list[float]]], metrics: Sequence[tuple[str, str]]) -> str:

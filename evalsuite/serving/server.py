@@ -13,11 +13,14 @@ request goes through one engine thread with continuous batching over ``--max-num
 handler cancellation), which closes its stream, and the engine frees its slot at once.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 for malformed
-JSON, bad fields, unsupported content, undecodable media or a prompt longer than the context; 401
-without the key from ``--api-key-env``; 404 for an unknown model; 413 for a body or media part over
-the size limits; 429 past ``--max-pending`` requests in flight; 500 when generation fails. The server
-binds to 127.0.0.1 unless told otherwise and fetches nothing from the network (``http(s)`` media URLs
-are refused).
+JSON, a body that is not a JSON object, bad fields, unsupported content, undecodable media (named by
+the content part it came from, never by the server's temporary file) or a prompt longer than the
+context; 401 without the key from ``--api-key-env``; 404 for an unknown model or route, 405 for a
+known route with the wrong method; 413 for a body or media part over the size limits; 429 past
+``--max-pending`` requests in flight; 500 when generation fails. A client that goes away mid-response
+is logged as one line. The server binds to 127.0.0.1 unless told otherwise, checks that it can bind
+before it loads the model (a port in use is one error line and exit code 1), and fetches nothing
+from the network (``http(s)`` media URLs are refused).
 
 HTTP is aiohttp: one well-kept asyncio library that gives both this server (streamed responses,
 handler cancellation on disconnect, body size limits) and the client of the ``openai:`` backend.
@@ -30,6 +33,7 @@ import asyncio
 import base64
 import binascii
 import json
+import logging
 import os
 import shutil
 import socket
@@ -64,6 +68,10 @@ SUFFIXES = {
 }
 AUDIO_FORMATS = {"wav": ".wav", "mp3": ".mp3", "flac": ".flac", "ogg": ".ogg", "webm": ".webm", "m4a": ".m4a"}
 PART_KINDS = {"image_url": "image", "video_url": "video", "audio_url": "audio", "input_audio": "audio"}
+ROUTES = "POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics"
+JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+              bool: "a boolean", type(None): "null"}
+log = logging.getLogger("evalsuite.serve")
 
 
 class ApiError(Exception):
@@ -158,6 +166,16 @@ class MediaStore:
     def __init__(self, root: Path, allowed: list[Path], max_bytes: int) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="req-", dir=root))
         self.allowed, self.max_bytes, self.n = allowed, max_bytes, 0
+        self.labels: dict[str, str] = {}  # temporary file -> the content part it came from
+
+    def scrub(self, message: str) -> tuple[str, str | None]:
+        """``message`` with this request's temporary files named by their content parts, and the first
+        part named (the error's param), so no server path reaches the client."""
+        param = None
+        for path, label in self.labels.items():
+            if path in message:
+                message, param = message.replace(path, label), param or label
+        return message.replace(str(self.dir), "<inline media>"), param
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -169,6 +187,7 @@ class MediaStore:
         self.n += 1
         path = self.dir / f"{self.n:03d}{suffix}"
         path.write_bytes(data)
+        self.labels[str(path)] = param
         return str(path)
 
     def _b64(self, data: str, param: str) -> bytes:
@@ -311,7 +330,7 @@ class Server:
         self._tmp = Path(tempfile.mkdtemp(prefix="evalsuite-serve-"))
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.cfg.max_body_bytes)
+        app = web.Application(client_max_size=self.cfg.max_body_bytes, middlewares=[_openai_http_errors])
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
@@ -366,7 +385,10 @@ class Server:
                 body = json.loads(raw) if len(raw) < MIB else await loop.run_in_executor(None, json.loads, raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ApiError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
-            model = body.get("model") if isinstance(body, dict) else None
+            if not isinstance(body, dict):
+                kind = JSON_TYPES.get(type(body), "a value")
+                raise ApiError(400, f"the request body must be a JSON object, got {kind}", code="invalid_json")
+            model = body.get("model")
             if not isinstance(model, str):
                 raise ApiError(400, "'model' must be a string naming the served model", param="model")
             if model not in self.cfg.model_names:
@@ -381,13 +403,25 @@ class Server:
             return resp
         except ApiError as e:
             self.metrics.requests["client_error" if e.status < 500 else "server_error"] += 1
+            if store is not None:
+                e.message, param = store.scrub(e.message)
+                e.param = e.param or param
             return e.response({"Retry-After": "1"} if e.status == 429 else None)
-        except (asyncio.CancelledError, ConnectionError):
+        except asyncio.CancelledError:
             self.metrics.requests["cancelled"] += 1
             raise
+        except (_ClientGone, ConnectionError) as e:  # the client went away while we wrote: one line, no traceback
+            self.metrics.requests["cancelled"] += 1
+            cause = e.cause if isinstance(e, _ClientGone) else e
+            log.warning("client %s closed the connection during %s %s (%s)", request.remote, request.method,
+                        request.path, type(cause).__name__)
+            if isinstance(e, _ClientGone):
+                return e.response  # already started: aiohttp ends it, quietly if the transport is closed
+            return ApiError(499, "the client closed the connection", code="client_closed").response()
         except Exception as e:
             self.metrics.requests["server_error"] += 1
-            return ApiError(500, f"generation failed: {type(e).__name__}: {e}", type="server_error").response()
+            msg = f"generation failed: {type(e).__name__}: {e}"
+            return ApiError(500, store.scrub(msg)[0] if store else msg, type="server_error").response()
         finally:
             self.metrics.in_flight -= 1
             if store is not None:
@@ -431,39 +465,47 @@ class Server:
                 }), True
             out = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
             await out.prepare(http)
-
-            def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-                choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-                c: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                                     "choices": [choice]}
-                if include_usage:
-                    c["usage"] = None
-                return b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n"
-
-            await out.write(chunk({"role": "assistant", "content": ""}))
-            item: Any = first
             try:
-                while not isinstance(item, Response):
-                    if item[1]:
-                        await out.write(chunk({"content": item[1]}))
-                    item = await gen.__anext__()
-            except (asyncio.CancelledError, ConnectionError):
-                raise
-            except Exception as e:  # headers are sent: the error goes in the stream, as OpenAI's servers do
-                err = {"error": {"message": f"generation failed: {type(e).__name__}: {e}", "type": "server_error",
-                                 "param": None, "code": None}}
-                await out.write(b"data: " + json.dumps(err).encode() + b"\n\n")
-                await out.write_eof()
-                return out, False
-            self._observe(item)
-            await out.write(chunk({}, item.finish_reason or "stop"))
+                return out, await self._write_stream(out, gen, first, cid, created, model, include_usage)
+            except ConnectionError as e:
+                raise _ClientGone(out, e) from None
+
+    async def _write_stream(self, out: web.StreamResponse, gen: Any, first: Any, cid: str, created: int, model: str,
+                            include_usage: bool) -> bool:
+        """Server-sent events of one completion; whether generation succeeded."""
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            c: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                 "choices": [choice]}
             if include_usage:
-                u = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
-                     "usage": _usage(item)}
-                await out.write(b"data: " + json.dumps(u).encode() + b"\n\n")
-            await out.write(b"data: [DONE]\n\n")
+                c["usage"] = None
+            return b"data: " + json.dumps(c, ensure_ascii=False).encode() + b"\n\n"
+
+        await out.write(chunk({"role": "assistant", "content": ""}))
+        item: Any = first
+        try:
+            while not isinstance(item, Response):
+                if item[1]:
+                    await out.write(chunk({"content": item[1]}))
+                item = await gen.__anext__()
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as e:  # headers are sent: the error goes in the stream, as OpenAI's servers do
+            err = {"error": {"message": f"generation failed: {type(e).__name__}: {e}", "type": "server_error",
+                             "param": None, "code": None}}
+            await out.write(b"data: " + json.dumps(err).encode() + b"\n\n")
             await out.write_eof()
-            return out, True
+            return False
+        self._observe(item)
+        await out.write(chunk({}, item.finish_reason or "stop"))
+        if include_usage:
+            u = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [],
+                 "usage": _usage(item)}
+            await out.write(b"data: " + json.dumps(u).encode() + b"\n\n")
+        await out.write(b"data: [DONE]\n\n")
+        await out.write_eof()
+        return True
 
     def _observe(self, r: Response) -> None:
         m = self.metrics
@@ -482,13 +524,49 @@ def _usage(r: Response) -> dict[str, int]:
     return {"prompt_tokens": p, "completion_tokens": o, "total_tokens": p + o}
 
 
+class _ClientGone(Exception):
+    """A streamed response whose client went away after its headers were sent."""
+
+    def __init__(self, response: web.StreamResponse, cause: ConnectionError) -> None:
+        super().__init__(str(cause))
+        self.response, self.cause = response, cause
+
+
+@web.middleware
+async def _openai_http_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """aiohttp's own errors (no such route, wrong method) in OpenAI's JSON shape instead of plain text."""
+    try:
+        return await handler(request)
+    except web.HTTPException as e:
+        if e.status == 404:
+            return ApiError(404, f"Invalid URL ({request.method} {request.path}): this server answers {ROUTES}",
+                            code="not_found").response()
+        if e.status == 405:
+            allowed = ", ".join(sorted(getattr(e, "allowed_methods", ()) or ()))
+            return ApiError(405, f"method {request.method} is not allowed on {request.path} (allowed: {allowed})",
+                            code="method_not_allowed").response({"Allow": allowed} if allowed else None)
+        if e.status >= 400:
+            return ApiError(e.status, e.reason or e.text or f"HTTP {e.status}").response()
+        raise
+
+
 # ---- running it ---------------------------------------------------------------------------------
-async def start(server: Server, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Start serving on host:port (0 = any free port); returns the runner and the bound port."""
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (0 = any free port), not yet listening; OSError if it cannot bind."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, never onto a live listener
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def start(server: Server, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Start serving on host:port (0 = any free port); returns the runner and the bound port."""
+    sock = bind(host, port)
     runner = web.AppRunner(server.app(), handler_cancellation=True, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock, backlog=1024).start()
@@ -560,7 +638,17 @@ def main(args: argparse.Namespace) -> int:
         if not Path(d).is_dir():
             raise UsageError(f"--allowed-local-media-path {d}: not a directory")
         allowed.append(Path(d).resolve())
-    backend = make_backend(args.model, device=args.device, seed=args.seed, batch_size=args.max_num_seqs)
+    try:
+        sock = bind(args.host, args.port)  # before the model loads: a port in use fails at once
+    except OSError as e:
+        print(f"error: cannot serve on {args.host}:{args.port}: {e.strerror or e} (another server running? "
+              "choose a free port with --port)", file=sys.stderr)
+        return 1
+    try:
+        backend = make_backend(args.model, device=args.device, seed=args.seed, batch_size=args.max_num_seqs)
+    except BaseException:
+        sock.close()
+        raise
     names = args.served_model_name or list(dict.fromkeys([args.model, backend.describe()["name"]]))
     cfg = ServerConfig(model_names=names, api_key=key, allowed_media=allowed,
                        max_body_bytes=int(args.max_body_mb * MIB), max_media_bytes=int(args.max_media_mb * MIB),
@@ -571,8 +659,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"serving {', '.join(names)} on http://{args.host}:{args.port}/v1 (max {args.max_num_seqs} sequences)",
           file=sys.stderr)
     try:
-        web.run_app(server.app(), host=args.host, port=args.port, handler_cancellation=True, access_log=None,
-                    print=None, backlog=1024)
+        web.run_app(server.app(), sock=sock, handler_cancellation=True, access_log=None, print=None, backlog=1024)
     finally:
         backend.close()
     return 0

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(args, tmp_path, toy_dir):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}", "TOY_DIR": str(toy_dir)}
     code = "import sys, toytask; from evalsuite.cli import main; sys.exit(main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)  # a run without --out writes results/runs/<model> under tmp_path
 
 
 def test_unknown_names_and_bad_task_args(toy, tmp_path):
@@ -36,6 +37,19 @@ def test_unknown_names_and_bad_task_args(toy, tmp_path):
 
     p = _run(["run", "--model", "replay:/nonexistent.jsonl", "--tasks", "toy"], tmp_path, toy)
     assert p.returncode == 2 and "replay file not found" in p.stderr
+    assert not (tmp_path / "results").exists()  # refused runs leave no output folder
+
+
+def test_refused_run_leaves_no_output_folder_and_keeps_an_existing_one(toy, tmp_path):
+    out = tmp_path / "deep" / "run"
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--task-arg", "toy.n=many", "--out", str(out)], tmp_path, toy)
+    assert p.returncode == 2 and "toy.n expects int" in p.stderr
+    assert not (tmp_path / "deep").exists()
+
+    out.mkdir(parents=True)
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--task-arg", "toy.colour=red", "--out", str(out)],
+             tmp_path, toy)
+    assert p.returncode == 2 and out.is_dir() and list(out.iterdir()) == []
 
 
 def test_run_prints_summary_and_report_path(toy, tmp_path):

@@ -127,6 +127,49 @@ def test_bit_exact_with_a_given_global_scale_and_3d_input():
     assert q.global_scale.item() == pytest.approx(0.0007)
 
 
+def _tie_probe(shape: tuple[int, int], a: float) -> torch.Tensor:
+    """Uniform in [-a, a), first row starting ``0, 6a, -0.25a``: amax is 6a, so -0.25a sits on a tie."""
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(shape, generator=g) * 2 - 1) * a
+    x[0, :3] = torch.tensor([0.0, 6 * a, -0.25 * a])
+    return x
+
+
+@pytest.mark.parametrize("shape", [(1, 16), (3, 64), (128, 256), (7, 4096)])
+@pytest.mark.parametrize(
+    "a, tie_code",
+    [
+        (1e-3, 9),  # x / (bs * gs) = -0.25000003: just past the tie, -0.5
+        (5e-4, 9),
+        (2e-3, 9),
+        (3e-3, 8),  # exactly -0.25 after division: ties to even, -0
+        (1e-5, 8),
+    ],
+)
+def test_ties_at_small_amplitudes_follow_modelopt_division_order(shape, a, tie_code):
+    x = _tie_probe(shape, a)
+    q = nvfp4.quantize(x)
+    assert q.block_scales.float()[0, 0].item() == E4M3_MAX
+    assert nvfp4.unpack_fp4(q.qdata)[0, 2].item() == tie_code
+    ref_q, ref_s, ref_gs = _modelopt_quantize(x)
+    assert torch.equal(q.global_scale, ref_gs)
+    assert torch.equal(q.block_scales.view(torch.uint8), ref_s.view(torch.uint8))
+    assert torch.equal(q.qdata, ref_q)
+
+
+def test_reciprocal_order_would_land_on_the_other_side_of_the_tie():
+    """The tie case above separates the two fp32 orders, so the test fails if the order changes."""
+    x = _tie_probe((1, 16), 1e-3)
+    q = nvfp4.quantize(x)
+    bs, gs = q.block_scales.float()[0, 0], q.global_scale
+    divided = x[0, 2] / (bs * gs)
+    multiplied = x[0, 2] * ((1.0 / gs) / bs)  # torchao 0.18's order
+    print(f"divided {divided.item()!r}  multiplied {multiplied.item()!r}")
+    assert multiplied.item() == -0.25 and divided.item() < -0.25
+    assert nvfp4.encode_e2m1(multiplied.reshape(1)).item() == 8
+    assert nvfp4.encode_e2m1(divided.reshape(1)).item() == 9
+
+
 def test_global_scale_is_amax_over_2688_and_largest_block_gets_448():
     x = torch.zeros(1, 32)
     x[0, 3] = -5.376  # amax

@@ -1,4 +1,5 @@
 import json
+import re
 
 from evalsuite.runner import RunConfig, run
 from evalsuite.reports.run_report import render_run_report
@@ -20,3 +21,15 @@ def test_report_is_self_contained_escaped_and_shows_errors_and_media(toy, tmp_pa
     # Re-rendering from the files alone gives the same page (no live objects involved).
     again = render_run_report(out)
     assert again.read_text() == html
+
+
+def test_sample_headers_separate_id_score_and_metadata(toy, tmp_path):
+    preds = tmp_path / "p.jsonl"
+    preds.write_text("\n".join(json.dumps({"id": f"toy-{i:03d}", "prediction": "red"}) for i in range(4)))
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, max_error_rate=1.0,
+                  task_args={"toy": {"n": "4", "corrupt": "2"}}))
+    html = (out / "report.html").read_text()
+    heads = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r'<div class="sample-head">(.*?)</div>', html)]
+    assert heads == ["toy-000 · score 1.00 · category=even", "toy-001 · score 0.00 · category=odd",
+                     "toy-002 · error · category=even", "toy-003 · score 0.00 · category=odd"]

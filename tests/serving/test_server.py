@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import socket
+import struct
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import openai
 import pytest
+from aiohttp import web
 
 from evalsuite.backends.mock import MockBackend
 from evalsuite.serving.server import ServerConfig, ServerThread
@@ -123,7 +130,97 @@ def test_errors_have_openai_shape_and_4xx_codes(mock_server, tmp_path: Path) -> 
     status, body = post(s, {"model": "mock", "messages": [{"role": "user", "content": [
         {"type": "image_url", "image_url": {"url": data_uri(bad, "image/png")}}]}]})
     assert status == 400 and body["error"]["code"] == "invalid_media"
+    assert body["error"]["param"] == "messages[0].content[0].image_url"
+    assert "messages[0].content[0].image_url" in body["error"]["message"]
+    assert tempfile.gettempdir() not in body["error"]["message"] and "req-" not in body["error"]["message"]
     assert s.backend.running == 0
+
+
+def get(s: ServerThread, path: str) -> tuple[int, dict, dict]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.port}{path}", timeout=30) as r:
+            return r.status, json.loads(r.read()), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+def test_unknown_route_and_wrong_method_answer_in_openai_shape(mock_server) -> None:
+    status, body, headers = get(mock_server, "/v1/completion")
+    assert status == 404 and headers["Content-Type"].startswith("application/json")
+    assert body == {"error": {"message": "Invalid URL (GET /v1/completion): this server answers "
+                              "POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics",
+                              "type": "invalid_request_error", "param": None, "code": "not_found"}}
+    status, body, headers = get(mock_server, "/v1/chat/completions")
+    assert status == 405 and body["error"]["code"] == "method_not_allowed" and headers["Allow"] == "POST"
+    assert body["error"]["message"] == "method GET is not allowed on /v1/chat/completions (allowed: POST)"
+    with pytest.raises(openai.NotFoundError) as e:  # the official client reads the message
+        client(mock_server).embeddings.create(model="mock", input="x")
+    assert e.value.body["message"].startswith("Invalid URL (POST /v1/embeddings)")
+
+
+@pytest.mark.parametrize("raw, kind", [(b"[1, 2]", "an array"), (b'"hi"', "a string"), (b"7", "a number"),
+                                       (b"null", "null"), (b"true", "a boolean")])
+def test_a_json_body_that_is_not_an_object_is_named(mock_server, raw, kind) -> None:
+    status, body = post(mock_server, raw)
+    assert status == 400 and body["error"]["code"] == "invalid_json"
+    assert body["error"]["message"] == f"the request body must be a JSON object, got {kind}"
+
+
+def _server_errors(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name.startswith("aiohttp") and r.levelno >= logging.WARNING]
+
+
+def test_client_gone_mid_stream_logs_one_line(monkeypatch, caplog) -> None:
+    """A write to a closing transport (what aiohttp raises when the client left) is one log line."""
+    real_write = web.StreamResponse.write
+    writes: list[int] = []
+
+    async def failing_write(self, data):  # the second event of each stream finds the client gone
+        writes.append(len(data))
+        if len(writes) == 2:
+            raise aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+        return await real_write(self, data)
+
+    monkeypatch.setattr(web.StreamResponse, "write", failing_write)
+    backend = MockBackend()
+    caplog.set_level(logging.INFO)
+    with ServerThread(backend, ServerConfig(model_names=["mock"])) as s:
+        chunks = list(client(s).chat.completions.create(model="mock", messages=MSG, max_tokens=5, stream=True))
+        assert [c.choices[0].delta.role for c in chunks] == ["assistant"]  # the stream ended after one event
+        assert client(s).chat.completions.create(model="mock", messages=MSG).choices[0].message.content
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.port}/metrics", timeout=10) as r:
+            metrics = r.read().decode()
+    gone = [r for r in caplog.records if r.name == "evalsuite.serve"]
+    assert len(gone) == 1 and "\n" not in gone[0].getMessage() and gone[0].exc_info is None
+    assert "closed the connection during POST /v1/chat/completions (ClientConnectionResetError)" in gone[0].getMessage()
+    assert _server_errors(caplog) == []
+    assert 'evalsuite_requests_total{status="cancelled"} 1' in metrics
+    assert backend.running == 0
+
+
+def test_clients_that_hang_up_mid_stream_leave_no_tracebacks(caplog) -> None:
+    backend = MockBackend("itl=0.005")
+    caplog.set_level(logging.INFO)
+    body = json.dumps({"model": "mock", "messages": MSG, "max_tokens": 200, "stream": True, "ignore_eos": True})
+    with ServerThread(backend, ServerConfig(model_names=["mock"])) as s:
+        socks = []
+        for _ in range(16):
+            c = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            c.sendall(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n{body}".encode())
+            socks.append(c)
+        for c in socks:
+            assert c.recv(4096).startswith(b"HTTP/1.1 200")  # streaming has begun
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # hang up with a reset
+            c.close()
+        deadline = time.monotonic() + 60  # a bound on the wait, not a timing assertion
+        while (backend.running or s.server.metrics.in_flight) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert backend.running == 0 and s.server.metrics.in_flight == 0
+        assert s.server.metrics.requests["cancelled"] == 16 and s.server.metrics.requests["ok"] == 0
+        assert client(s).chat.completions.create(model="mock", messages=MSG).choices[0].message.content
+    assert _server_errors(caplog) == []
+    assert all(r.exc_info is None for r in caplog.records if r.name == "evalsuite.serve")
 
 
 def test_file_urls_under_an_allowed_path(mock_server) -> None:
@@ -194,6 +291,32 @@ def test_serve_cli_rejects_bad_flags(capsys) -> None:
     assert "--max-num-seqs expects a count >= 1" in capsys.readouterr().err
     assert main(["serve", "--model", "mock", "--api-key-env", "EVALSUITE_TEST_UNSET_KEY"]) == 2
     assert "EVALSUITE_TEST_UNSET_KEY: that environment variable is not set" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_port_in_use_in_one_line_before_serving(capsys) -> None:
+    from evalsuite.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", "mock", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: cannot serve on 127.0.0.1:{port}: Address already in use (another "
+                                        "server running? choose a free port with --port)"]
+
+
+def test_bind_is_checked_before_the_model_loads(monkeypatch) -> None:
+    from evalsuite.cli import main
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded before the bind was checked")
+
+    monkeypatch.setattr("evalsuite.runner.make_backend", no_model)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", "--model", "fp4", "--port", str(taken.getsockname()[1])]) == 1
 
 
 def test_serve_binds_loopback_by_default() -> None:
