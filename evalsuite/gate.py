@@ -1,21 +1,25 @@
 """``python -m evalsuite gate --baseline FILE_OR_DIR --candidate RUN_DIR``: the CI regression gate.
 
-Accuracy: a non-inferiority test per task on the paired samples (same sample id in both runs), with
-a margin ``m`` in percentage points (default 2) and a one-sided level ``alpha`` (default 0.05).
-``delta`` is the candidate's mean sample score minus the baseline's. With ``[L, U]`` the two-sided
-``1 - 2*alpha`` interval of delta (so L and U are one-sided ``1 - alpha`` bounds):
+Accuracy, per task on the paired samples (same sample id in both runs), with a margin ``m`` in
+percentage points (default 2) and a one-sided level ``alpha`` (default 0.05). ``delta`` is the
+candidate's mean sample score minus the baseline's; ``[L, U]`` is its two-sided ``1 - 2*alpha``
+interval (so L and U are one-sided ``1 - alpha`` bounds):
 
-- **FAIL** when ``U < -m``: the candidate is worse by more than the margin, significantly (one-sided
-  test at alpha of H0: delta >= -m).
+- **FAIL** when the candidate is significantly worse AND the estimated loss is beyond the margin:
+  the one-sided paired test of "no change" against "worse" rejects at alpha (Holm-adjusted across
+  the gated tasks) and ``delta < -m``. A regression of 9 answers right → wrong and none the other
+  way on 200 samples (-4.5 points, p = 0.002) fails at the 2-point margin, though its interval
+  still reaches -2. Two identical models fail with probability at most alpha (the test's level;
+  Holm keeps that for the gate as a whole).
 - **PASS** when ``L > -m``: non-inferiority shown (one-sided test at alpha of H0: delta <= -m).
 - **INCONCLUSIVE** otherwise: too few samples to tell. Reported, but it does not fail the gate.
 
-The interval: the paired percentile bootstrap over clusters (samples sharing a video, document or
-audio file move together). For 0/1 scores it is widened to the hull with Tango's score interval for
-paired proportions, which stays honest when there are few or no discordant pairs: 30 identical
-answers give a bootstrap interval of [0, 0] yet cannot show that two models are within 2 points,
-and Tango's interval says so (about ±8 points). Both ingredients are in ``evalsuite.paired``. A
-sample the baseline scored and the candidate errored on counts as wrong for the candidate.
+The test and the interval are the ones ``compare`` uses (``evalsuite.paired``): exact McNemar for
+0/1 scores when no two samples share a source, else the cluster sign-flip test (samples sharing a
+video, document or audio file move together); the interval is the hull of the paired cluster
+bootstrap and Tango's score interval, which stays honest when there are few or no discordant
+pairs (30 identical answers cannot show that two models are within 2 points). A sample the
+baseline scored and the candidate errored on counts as wrong for the candidate.
 
 Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
 the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
@@ -33,16 +37,14 @@ Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a 
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any, Sequence
 
 from evalsuite.compare import (check_configs, efficiency_direction, efficiency_ratios, fmt_p, format_table,
                                points, select_tasks)
-from evalsuite.paired import Paired, pair, paired_bootstrap_ci, tango_ci, tango_z
+from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (RunFormatError, atomic_write_json, atomic_write_text, load_results, load_run,
                                read_samples)
 from evalsuite.stats import N_BOOT
@@ -159,44 +161,55 @@ class TaskVerdict:
     n_improved: int = 0
     n_worsened: int = 0
     n_candidate_errors: int = 0
-    method: str = ""
-    p_inferior: float | None = None  # Tango one-sided p for H1: delta < -margin (0/1 scores)
-    p_noninferior: float | None = None  # ... for H1: delta > -margin
+    method: str = ""  # of the interval
+    test: str = ""  # of "no change" against "the candidate is worse"
+    p_worse: float | None = None  # one-sided p of that test
+    p_worse_holm: float | None = None  # Holm-adjusted across the gated tasks: what FAIL uses
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def decide(task: str, p: Paired, *, margin: float, alpha: float, n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
-    """Non-inferiority verdict for one task; ``margin`` in score units (0.02 = 2 points)."""
+def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjusted: float | None = None,
+           n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
+    """Verdict for one task; ``margin`` in score units (0.02 = 2 points).
+
+    ``p_worse_adjusted``: the task's one-sided p-value after adjustment across tasks (``gate_tasks``);
+    the task's own p-value when None (a gate of one task).
+    """
     if p.n == 0:
         return TaskVerdict(task, SKIPPED, reason="no sample scored in both runs")
-    level = 1.0 - 2.0 * alpha
-    boot = paired_bootstrap_ci(p, level=level, n_boot=n_boot, seed=seed)
-    assert boot is not None
-    lo, hi = boot
-    method = "paired cluster bootstrap"
+    (lo, hi), method = paired_interval(p, level=1.0 - 2.0 * alpha, n_boot=n_boot, seed=seed)
+    test, pw = paired_test(p, alternative="less", seed=seed)
+    padj = pw if p_worse_adjusted is None else p_worse_adjusted
     v = TaskVerdict(task, INCONCLUSIVE, n=p.n, n_clusters=len(set(p.clusters)), baseline=float(p.a.mean()),
-                    candidate=float(p.b.mean()), delta=float(p.d.mean()), n_improved=p.n_improved,
-                    n_worsened=p.n_worsened, n_candidate_errors=p.n_b_errors_as_wrong)
-    if p.binary:
-        t = tango_ci(p.n_improved, p.n_worsened, p.n, level=level)
-        assert t is not None
-        lo, hi = min(lo, t[0]), max(hi, t[1])
-        method = "hull of paired cluster bootstrap and Tango score interval"
-        z = tango_z(p.n_improved, p.n_worsened, p.n, -margin)
-        v.p_noninferior = 1.0 - NormalDist().cdf(z) if math.isfinite(z) else (0.0 if z > 0 else 1.0)
-        v.p_inferior = 1.0 - v.p_noninferior
-    v.lower, v.upper, v.method = lo, hi, method
+                    candidate=float(p.b.mean()), delta=float(p.d.mean()), lower=lo, upper=hi,
+                    n_improved=p.n_improved, n_worsened=p.n_worsened, n_candidate_errors=p.n_b_errors_as_wrong,
+                    method=method, test=test, p_worse=pw, p_worse_holm=padj)
     m = f"{100 * margin:.1f}"
-    if hi < -margin:
-        v.verdict, v.reason = FAIL, f"worse than baseline by more than {m} points (upper bound {points(hi)})"
+    assert v.delta is not None
+    if padj <= alpha and v.delta < -margin:
+        v.verdict, v.reason = FAIL, (f"worse by {points(-v.delta, False)} points, more than the {m}-point margin, "
+                                     f"and significant (one-sided {test} p = {fmt_p(padj)} <= {alpha})")
     elif lo > -margin:
         v.verdict, v.reason = PASS, f"non-inferior within {m} points (lower bound {points(lo)})"
+    elif v.delta < -margin:
+        v.reason = (f"worse by {points(-v.delta, False)} points, but not significantly "
+                    f"(one-sided {test} p = {fmt_p(padj)} > {alpha}): too few samples to tell")
     else:
         v.reason = f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
     return v
+
+
+def gate_tasks(pairs: dict[str, Paired], *, margin: float, alpha: float, n_boot: int = N_BOOT,
+               seed: int = 0) -> list[TaskVerdict]:
+    """Verdicts of several tasks, the "worse" p-values Holm-adjusted across them, so that a gate of
+    two identical models fails with probability at most ``alpha`` however many tasks it gates."""
+    raw = [paired_test(p, alternative="less", seed=seed)[1] if p.n else None for p in pairs.values()]
+    adjusted = holm(raw)
+    return [decide(t, p, margin=margin, alpha=alpha, p_worse_adjusted=padj, n_boot=n_boot, seed=seed)
+            for (t, p), padj in zip(pairs.items(), adjusted)]
 
 
 # ---- efficiency ---------------------------------------------------------------------------------
@@ -282,10 +295,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     notes += [f"task {t!r} is in the baseline but not in the candidate: not gated"
               for t in rb["tasks"] if t not in rc["tasks"] and not tasks]
     margin = margin_points / 100.0
-    verdicts: list[TaskVerdict] = []
-    for t in names:
-        p = pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True)
-        verdicts.append(decide(t, p, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed))
+    pairs = {t: pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True) for t in names}
+    verdicts = gate_tasks(pairs, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed)
+    for t, p in pairs.items():
         if p.n and (float(p.a.min()) < 0 or float(max(p.a.max(), p.b.max())) > 1):
             notes.append(f"task {t!r}: scores outside [0, 1]; the margin is applied as {margin} score units")
         if p.n_only_a:

@@ -3,7 +3,7 @@
 ``DIR/index.html`` holds a sortable table (model, backend, precision, each task's primary metric
 with its 95% CI, the headline efficiency figures, weight bytes), an accuracy-vs-throughput plot with
 its Pareto front, and a precision-delta plot: for each backend with a BF16 run, every other
-precision's paired difference from it per task (cluster bootstrap CI, ``evalsuite.paired``).
+precision's paired difference from it per task (the paired interval of ``evalsuite.paired``, as in compare).
 ``DIR/runs/<nn>-<model>.html`` is one page per run. Plots are inline PNG data URIs and sorting is a
 few lines of inline JavaScript, so the site opens offline from the file system. jinja2 autoescapes
 every string shown; nothing from a results file is marked safe.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from evalsuite.compare import config_differences
-from evalsuite.paired import pair, paired_bootstrap_ci
+from evalsuite.paired import pair, paired_interval
 from evalsuite.results import RunFormatError, atomic_write_text, load_run, results_path
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
@@ -153,7 +153,7 @@ def precision_deltas(entries: Sequence[Entry], *, n_boot: int = 1000) -> list[di
             if p.n == 0:
                 continue
             out.append({"reference": ref.label, "run": e.label, "precision": e.model.get("precision"), "task": t,
-                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_bootstrap_ci(p, n_boot=n_boot)})
+                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_interval(p, n_boot=n_boot)[0]})
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -11,8 +12,8 @@ from runfolders import binary_samples, flipped, write_run
 from evalsuite.cli import main as cli_main
 from evalsuite.compare import (CompareError, compare_runs, config_differences, efficiency_direction,
                                efficiency_ratios)
-from evalsuite.paired import holm, mcnemar_exact
-from evalsuite.results import load_run
+from evalsuite.paired import holm
+from evalsuite.results import load_run, read_jsonl as json_rows
 from evalsuite.types import SampleResult
 
 
@@ -33,16 +34,24 @@ def test_compare_json_values(tmp_path, capsys):
                                eff_b={"docqa": {"single_stream_tokens_per_s": 80.0, "ttft_ms": 25.0, "only_b": 1.0}})
     assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "500"]) == 0
     out = capsys.readouterr().out
-    assert "docqa" in out and "mcnemar-exact" in out and "B/A" in out
+    assert "docqa" in out and "cluster-signflip" in out and "B/A" in out
     c = json.loads((tmp_path / "out" / "compare.json").read_text())
     d = c["tasks"]["docqa"]
     assert (d["n"], d["n_worsened"], d["n_improved"]) == (200, 9, 2)
     assert d["delta"] == pytest.approx((2 - 9) / 200)
-    assert d["p_value"] == pytest.approx(2 * (1 + 11 + 55) / 2 ** 11)  # 2 * P(X <= 2 | Bin(11, 1/2))
+    # 20 clusters: the exact cluster sign-flip test over the clusters whose answers changed.
+    sums = {}
+    for ra, rb in zip(doc, json_rows(b / "samples" / "docqa.jsonl")):
+        c_ = ra.metadata["cluster"]
+        sums[c_] = sums.get(c_, 0.0) + rb["score"] - ra.score
+    nz = [v for v in sums.values() if v]
+    flips = [sum(s * v for s, v in zip(signs, nz)) for signs in itertools.product([-1, 1], repeat=len(nz))]
+    assert d["test"] == "cluster-signflip"
+    assert d["p_value"] == pytest.approx(sum(abs(f) >= abs(sum(nz)) - 1e-9 for f in flips) / len(flips))
     assert d["ci"][0] < d["delta"] < d["ci"][1] and d["ci"][1] - d["ci"][0] < d["ci_unpaired"][1] - d["ci_unpaired"][0]
     au = c["tasks"]["audioqa"]
     assert au["n_worsened"] + au["n_improved"] == 3
-    assert au["p_value"] == pytest.approx(mcnemar_exact(au["n_improved"], au["n_worsened"]))
+    assert au["test"] == "cluster-signflip" and 0.2 < au["p_value"] <= 1.0
     assert [d["p_holm"], au["p_holm"]] == pytest.approx(holm([d["p_value"], au["p_value"]]))
     assert d["efficiency"] == {
         "single_stream_tokens_per_s": {"a": 50.0, "b": 80.0, "ratio": 1.6, "direction": 1},
@@ -124,7 +133,7 @@ def test_continuous_scores_use_signflip(tmp_path):
     c = compare_runs(load_run(write_run(tmp_path / "a", {"ocr": a_rows})),
                      load_run(write_run(tmp_path / "b", {"ocr": b_rows})), n_boot=300)
     d = c.tasks[0].diff
-    assert d is not None and d.test == "cluster-signflip" and d.p_value < 0.01 and d.ci[0] > 0.05
+    assert d is not None and d.test == "cluster-signflip" and d.p_value < 0.01 and 0.03 < d.ci[0] < d.delta
 
 
 def test_efficiency_helpers():

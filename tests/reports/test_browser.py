@@ -104,7 +104,7 @@ def test_flips_page_shows_media_and_escapes_text(chromium, compared, tmp_path):
 def test_compare_index_loads_cleanly(chromium, compared, tmp_path):
     dom, console = browse(chromium, compared / "index.html", tmp_path)
     assert console == []
-    assert 'href="flips.html#task-videoqa"' in dom and "mcnemar-exact" in dom and "<script" not in dom
+    assert 'href="flips.html#task-videoqa"' in dom and "cluster-signflip" in dom and "<script" not in dom
 
 
 @pytest.fixture
