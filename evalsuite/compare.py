@@ -1,9 +1,9 @@
 """``python -m evalsuite compare RUN_A RUN_B --out DIR``: paired comparison of two runs.
 
 Per task in both runs, on the samples both runs scored (same task, same sample id, same task
-configuration): the difference B - A of the mean sample score, its 95% CI by paired cluster bootstrap,
-a two-sided test (exact McNemar for 0/1 scores, cluster sign-flip otherwise), Holm-adjusted across
-tasks; the efficiency ratios B/A of every figure both runs report; and the flips (samples that went
+configuration): the difference B - A of the mean sample score, its 95% interval and the two-sided
+paired test of "no change" (``evalsuite.paired.paired_interval`` / ``paired_test``, the gate's
+method), Holm-adjusted across tasks; the efficiency ratios B/A of every figure both runs report; and the flips (samples that went
 right → wrong or back). Writes ``DIR/compare.json``, ``DIR/index.html`` (summary) and
 ``DIR/flips.html`` (flips browser with media), and prints a summary table.
 
@@ -157,8 +157,8 @@ class Comparison:
 
         return {"a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
                 "delta": "B - A, mean sample score on the samples both runs scored",
-                "ci": "paired percentile bootstrap over clusters (metadata.cluster)",
-                "test": "exact McNemar (0/1 scores) or cluster sign-flip; p_holm: Holm across tasks",
+                "ci": "hull of the paired cluster bootstrap (metadata.cluster) and Tango's score interval",
+                "test": "exact McNemar (0/1 scores, no shared clusters) or cluster sign-flip; p_holm: Holm across tasks",
                 "tasks": {t.task: t.to_dict() for t in self.tasks}}
 
 

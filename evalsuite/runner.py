@@ -39,7 +39,7 @@ from evalsuite.results import (
     read_samples,
     validate,
 )
-from evalsuite.stats import bootstrap_stat_ci
+from evalsuite.stats import bootstrap_stat_ci, mean_ci
 from evalsuite.task import DrivingTask, Task
 from evalsuite.types import Request, Response, Sample, SampleResult
 
@@ -246,9 +246,13 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
     metrics = task.aggregate(results)
     ci: dict[str, Any] = {}
     if scored and isinstance(metrics.get(primary), (int, float)) and not math.isnan(float(metrics[primary])):
-        stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
-        ci[primary] = bootstrap_stat_ci(scored, stat, [str(r.metadata.get("cluster", r.id)) for r in scored],
-                                        n_boot=1000)
+        clusters = [str(r.metadata.get("cluster", r.id)) for r in scored]
+        values = [float(r.score) for r in scored]  # type: ignore[arg-type]
+        if math.isclose(float(metrics[primary]), sum(values) / len(values), rel_tol=1e-9, abs_tol=1e-12):
+            ci[primary] = mean_ci(values, clusters, n_boot=1000)  # a mean of scores: Wilson-hulled at the bounds
+        else:
+            stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
+            ci[primary] = bootstrap_stat_ci(scored, stat, clusters, n_boot=1000)
     else:
         ci[primary] = None
     breakdown: dict[str, dict[str, Any]] = {}

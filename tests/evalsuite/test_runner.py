@@ -10,6 +10,7 @@ import pytest
 
 from evalsuite.results import load_run, read_jsonl, validate
 from evalsuite.runner import RunConfig, RunError, run
+from evalsuite.stats import wilson_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -189,3 +190,11 @@ def test_results_schema_rejects_a_broken_file(toy, tmp_path):
 
     with pytest.raises(RunFormatError, match="n_errors"):
         validate(doc)
+
+
+def test_all_right_run_reports_a_wilson_interval_not_certainty(toy, tmp_path):
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{_replay_file(tmp_path, wrong=set())}", tasks=["toy"], out=out, quiet=True))
+    t = load_run(out)[0]["tasks"]["toy"]
+    assert t["metrics"]["accuracy"] == 1.0
+    assert t["ci95"]["accuracy"] == pytest.approx(list(wilson_ci(20, 20)))  # [0.839, 1.0], not [1.0, 1.0]
