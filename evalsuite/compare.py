@@ -4,8 +4,9 @@ Per task in both runs, on the samples both runs scored (same task, same sample i
 configuration): the difference B - A of the mean sample score, its 95% interval and the two-sided
 paired test of "no change" (``evalsuite.paired.paired_interval`` / ``paired_test``, the gate's
 method), Holm-adjusted across tasks; the efficiency ratios B/A of every figure both runs report; and the flips (samples that went
-right → wrong or back). Writes ``DIR/compare.json``, ``DIR/index.html`` (summary) and
-``DIR/flips.html`` (flips browser with media), and prints a summary table.
+right → wrong or back). Writes ``DIR/compare.json`` (schema ``schema/compare.schema.json``) and
+prints a summary table; the CLI then renders ``DIR/index.html`` (summary) and ``DIR/flips.html``
+(flips browser with media) from that file (``evalsuite.reports.compare_page``).
 
 Tasks are comparable only when their version, arguments and media settings match (``config_hash``
 also covers the model, so it always differs between two models; it is not what is checked). A
@@ -17,6 +18,7 @@ Reads only results files (``load_run``): any two runs can be compared later.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -24,36 +26,16 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from evalsuite.paired import PairedDiff, holm, pair, paired_diff
-from evalsuite.results import RunFormatError, atomic_write_json, load_run
-from evalsuite.stats import N_BOOT
+from evalsuite.results import (COMPARE_SCHEMA_VERSION, RunFormatError, atomic_write_json, config_differences, dumps,
+                               flatten, load_run, validate)
+from evalsuite.stats import N_BOOT, fmt_p, points
 from evalsuite.types import SampleResult
-
-CONFIG_KEYS = ("version", "args", "media")
-
 
 class CompareError(RunFormatError):
     """Two runs cannot be compared as asked (no task in common, different task configurations…)."""
 
 
 # ---- task configuration -------------------------------------------------------------------------
-def _flatten(prefix: str, v: Any, out: dict[str, Any]) -> None:
-    if isinstance(v, dict):
-        for k, x in v.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), x, out)
-    else:
-        out[prefix] = v
-
-
-def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[str]:
-    """Differences in version, args and media settings between two results.json task entries."""
-    fa: dict[str, Any] = {}
-    fb: dict[str, Any] = {}
-    for key in CONFIG_KEYS:
-        _flatten(key, task_a.get(key), fa)
-        _flatten(key, task_b.get(key), fb)
-    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-
-
 def select_tasks(results_a: dict[str, Any], results_b: dict[str, Any], tasks: Sequence[str] | None,
                  *, what: str = "the two runs") -> list[str]:
     """Tasks present in both runs (restricted to ``tasks`` when given), in A's order."""
@@ -100,7 +82,7 @@ def efficiency_direction(key: str) -> int:
 def numeric_figures(eff: dict[str, Any] | None) -> dict[str, float]:
     """Scalar numbers of an efficiency dict, nested dicts flattened to dotted keys."""
     flat: dict[str, Any] = {}
-    _flatten("", eff or {}, flat)
+    flatten("", eff or {}, flat)
     return {k: float(v) for k, v in flat.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
 
@@ -138,8 +120,22 @@ class TaskComparison:
             "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
             "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b,
             "config_differences": self.config_diffs, "efficiency": self.efficiency, "note": self.note,
-            "flips": [{"id": a.id, "a": a.score, "b": b.score} for a, b in self.flips],
+            "flips": [flip_record(a, b) for a, b in self.flips],
         }
+
+
+SHOWN_METADATA = ("category", "cluster", "difficulty", "bucket")
+
+
+def flip_record(a: SampleResult, b: SampleResult) -> dict[str, Any]:
+    """What compare.json keeps of a flipped pair: enough for the flips page to show it from the file."""
+
+    def side(r: SampleResult) -> dict[str, Any]:
+        return {"score": r.score, "prediction": r.prediction, "error": r.error}
+
+    return {"id": a.id, "a": side(a), "b": side(b), "prompt": a.prompt, "choices": a.choices, "target": a.target,
+            "media": [dict(m) for m in a.media],
+            "metadata": {k: a.metadata[k] for k in SHOWN_METADATA if k in a.metadata}}
 
 
 @dataclass
@@ -153,9 +149,10 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         def who(r: dict[str, Any], label: str) -> dict[str, Any]:
-            return {"path": label, "run_id": r["run_id"], "model": r["model"]}
+            return {"path": label, "run_id": r["run_id"], "status": r["status"], "model": r["model"]}
 
-        return {"a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
+        return {"schema_version": COMPARE_SCHEMA_VERSION, "kind": "compare",
+                "a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
                 "delta": "B - A, mean sample score on the samples both runs scored",
                 "ci": "hull of the paired cluster bootstrap (metadata.cluster) and Tango's score interval",
                 "test": "exact McNemar (0/1 scores, no shared clusters) or cluster sign-flip; p_holm: Holm across tasks",
@@ -199,19 +196,6 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def points(x: float | None, signed: bool = True) -> str:
-    """A score difference in percentage points."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
-
-
 def summary_table(c: Comparison) -> str:
     rows = [["task", "n", "A", "B", "delta (pts)", f"{100 * c.level:.0f}% CI (pts)", "B+", "B-", "test", "p", "p Holm"]]
     for t in c.tasks:
@@ -239,6 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-config-mismatch", action="store_true",
                         help="compare tasks whose version/args/media settings differ (warns instead of refusing)")
     parser.add_argument("--max-flips", type=int, default=200, help="flipped samples shown per task in flips.html")
+    parser.set_defaults(page="evalsuite.reports.compare_page")
     parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -254,10 +239,9 @@ def main(args: argparse.Namespace) -> int:
         if t.config_diffs:
             print(f"warning: task {t.task!r} settings differ: {'; '.join(t.config_diffs)}", file=sys.stderr)
     out = Path(args.out)
-    atomic_write_json(out / "compare.json", c.to_dict())
-    from evalsuite.reports.compare_page import render_compare
-
-    index = render_compare(c, out, base_a=Path(args.run_a), base_b=Path(args.run_b), max_flips=args.max_flips)
+    doc = c.to_dict()
+    validate(json.loads(dumps(doc)), "compare")
+    atomic_write_json(out / "compare.json", doc)
     print(summary_table(c))
-    print(f"\ncompare: {out / 'compare.json'}\npage:    {index}")
+    print(f"\ncompare: {out / 'compare.json'}")
     return 0

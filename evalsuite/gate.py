@@ -37,17 +37,17 @@ Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalsuite.compare import (check_configs, efficiency_direction, efficiency_ratios, fmt_p, format_table,
-                               points, select_tasks)
+from evalsuite.compare import check_configs, efficiency_ratios, format_table, select_tasks
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
-from evalsuite.results import (RunFormatError, atomic_write_json, atomic_write_text, load_results, load_run,
-                               read_samples)
-from evalsuite.stats import N_BOOT
+from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
+                               load_results, load_run, read_samples, validate)
+from evalsuite.stats import N_BOOT, fmt_p, points
 from evalsuite.types import SampleResult
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "PASS", "FAIL", "INCONCLUSIVE", "SKIPPED"
@@ -137,7 +137,6 @@ def save_baseline(run_dir: str | Path, folder: str | Path, name: str) -> Path:
     if stale.exists():
         stale.unlink()
     sample_dir.mkdir(parents=True)
-    from evalsuite.results import dumps
 
     for task, rows in samples.items():
         atomic_write_text(sample_dir / f"{task}.jsonl", "".join(dumps(r.to_dict()) + "\n" for r in rows))
@@ -271,6 +270,7 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "schema_version": GATE_SCHEMA_VERSION, "kind": "gate",
             "verdict": self.verdict, "baseline": {"path": self.baseline_label, "model": self.baseline_model},
             "candidate": {"path": self.candidate_label, "model": self.candidate_model},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
@@ -317,41 +317,42 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
                       (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes)
 
 
-# ---- reports ------------------------------------------------------------------------------------
-def _bounds(t: TaskVerdict) -> str:
-    return f"[{points(t.lower)}, {points(t.upper)}]" if t.lower is not None else "–"
+# ---- text and markdown, from the gate.json document ----------------------------------------------
+def _bounds(t: dict[str, Any]) -> str:
+    return f"[{points(t['lower'])}, {points(t['upper'])}]" if t.get("lower") is not None else "–"
 
 
-def summary_rows(g: GateResult) -> list[list[str]]:
+def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
     rows = [["task", "verdict", "n", "baseline", "candidate", "delta (pts)",
-             f"{100 * (1 - 2 * g.alpha):.0f}% CI (pts)", "cand+", "cand-", "reason"]]
-    for t in g.tasks:
-        rows.append([t.task, t.verdict, str(t.n), points(t.baseline, False), points(t.candidate, False),
-                     points(t.delta), _bounds(t), str(t.n_improved), str(t.n_worsened), t.reason])
+             f"{100 * (1 - 2 * doc['alpha']):.0f}% CI (pts)", "cand+", "cand-", "reason"]]
+    for t in doc["tasks"]:
+        rows.append([t["task"], t["verdict"], str(t["n"]), points(t["baseline"], False), points(t["candidate"], False),
+                     points(t["delta"]), _bounds(t), str(t["n_improved"]), str(t["n_worsened"]), t["reason"]])
     return rows
 
 
-def efficiency_rows(g: GateResult) -> list[list[str]]:
+def efficiency_rows(doc: dict[str, Any]) -> list[list[str]]:
     rows = [["task", "figure", "baseline", "candidate", "speed", "verdict"]]
-    for e in g.efficiency:
-        rows.append([e.task, e.key, f"{e.baseline:.4g}", f"{e.candidate:.4g}", f"{e.speed_ratio:.3f}x", e.verdict])
+    for e in doc["efficiency"]:
+        rows.append([e["task"], e["key"], f"{e['baseline']:.4g}", f"{e['candidate']:.4g}", f"{e['speed_ratio']:.3f}x",
+                     e["verdict"]])
     return rows
 
 
-def summary_text(g: GateResult) -> str:
-    text = format_table(summary_rows(g))
-    if g.efficiency:
-        text += "\n\n" + format_table(efficiency_rows(g))
-    for n in g.notes:
+def summary_text(doc: dict[str, Any]) -> str:
+    text = format_table(summary_rows(doc))
+    if doc["efficiency"]:
+        text += "\n\n" + format_table(efficiency_rows(doc))
+    for n in doc["notes"]:
         text += f"\nnote: {n}"
-    return text + f"\n\ngate: {g.verdict}"
+    return text + f"\n\ngate: {doc['verdict']}"
 
 
 def _md_cell(s: str) -> str:
     return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def markdown(g: GateResult) -> str:
+def markdown(doc: dict[str, Any]) -> str:
     """The gate report as GitHub-flavoured markdown (for a CI job summary or a PR comment)."""
 
     def table(rows: list[list[str]]) -> str:
@@ -359,17 +360,18 @@ def markdown(g: GateResult) -> str:
         sep = "|" + "---|" * len(rows[0])
         return "\n".join([head, sep, *("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows[1:])])
 
-    lines = [f"# evalsuite gate: **{g.verdict}**", "",
-             f"- baseline: `{_md_cell(g.baseline_label)}` ({_md_cell(str(g.baseline_model.get('name')))}, "
-             f"{_md_cell(str(g.baseline_model.get('precision')))})",
-             f"- candidate: `{_md_cell(g.candidate_label)}` ({_md_cell(str(g.candidate_model.get('name')))}, "
-             f"{_md_cell(str(g.candidate_model.get('precision')))})",
-             f"- non-inferiority margin {100 * g.margin:.1f} points, one-sided alpha {g.alpha}; "
-             f"max slowdown {100 * g.max_slowdown:.0f}%", "", "## Accuracy", "", table(summary_rows(g))]
-    if g.efficiency:
-        lines += ["", "## Efficiency", "", table(efficiency_rows(g))]
-    if g.notes:
-        lines += ["", "## Notes", "", *(f"- {_md_cell(n)}" for n in g.notes)]
+    def who(side: str) -> str:
+        d = doc[side]
+        return (f"- {side}: `{_md_cell(str(d['path']))}` ({_md_cell(str(d['model'].get('name')))}, "
+                f"{_md_cell(str(d['model'].get('precision')))})")
+
+    lines = [f"# evalsuite gate: **{doc['verdict']}**", "", who("baseline"), who("candidate"),
+             f"- non-inferiority margin {doc['margin_points']:.1f} points, one-sided alpha {doc['alpha']}; "
+             f"max slowdown {doc['max_slowdown_pct']:.0f}%", "", "## Accuracy", "", table(summary_rows(doc))]
+    if doc["efficiency"]:
+        lines += ["", "## Efficiency", "", table(efficiency_rows(doc))]
+    if doc["notes"]:
+        lines += ["", "## Notes", "", *(f"- {_md_cell(n)}" for n in doc["notes"])]
     return "\n".join(lines) + "\n"
 
 
@@ -394,6 +396,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after a non-failing gate, write the candidate into the --baseline folder as NAME")
     parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(page="evalsuite.reports.gate_page")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -406,14 +409,14 @@ def main(args: argparse.Namespace) -> int:
                  max_slowdown_pct=args.max_slowdown if args.max_slowdown >= 0 else None, tasks=tasks,
                  allow_config_mismatch=args.allow_config_mismatch, baseline_label=label,
                  candidate_label=str(args.candidate), n_boot=args.n_boot, seed=args.seed)
-    print(summary_text(g))
+    doc = json.loads(dumps(g.to_dict()))
+    validate(doc, "gate")
+    print(summary_text(doc))
     if args.out:
         out = Path(args.out)
-        atomic_write_json(out / "gate.json", g.to_dict())
-        atomic_write_text(out / "gate.md", markdown(g))
-        from evalsuite.reports.gate_page import render_gate
-
-        print(f"report: {render_gate(g, out)}")
+        atomic_write_json(out / "gate.json", doc)
+        atomic_write_text(out / "gate.md", markdown(doc))
+        print(f"gate:   {out / 'gate.json'}")
     if args.save_baseline:
         if g.failed:
             print("baseline not saved: the gate failed")

@@ -116,3 +116,18 @@ def bootstrap_stat_ci(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(np.asarray(vals), [alpha, 1.0 - alpha])
     return (float(lo), float(hi))
+
+
+# ---- formatting (shared by the text tables and the pages) ----------------------------------------
+def points(x: float | None, signed: bool = True) -> str:
+    """A score difference in percentage points."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
+
+
+def fmt_p(p: float | None) -> str:
+    """A p-value: three decimals, or two significant digits below 0.001."""
+    if p is None:
+        return "–"
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"

@@ -21,9 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalsuite.compare import config_differences
 from evalsuite.paired import pair, paired_interval
-from evalsuite.results import RunFormatError, atomic_write_text, load_run, results_path
+from evalsuite.results import RunFormatError, atomic_write_text, config_differences, load_run, results_path
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
 from evalsuite.reports.run_report import fmt_num, jinja_env

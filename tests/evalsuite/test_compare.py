@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from evalsuite.cli import main as cli_main
 from evalsuite.compare import (CompareError, compare_runs, config_differences, efficiency_direction,
                                efficiency_ratios)
 from evalsuite.paired import holm
-from evalsuite.results import load_run, read_jsonl as json_rows
+from evalsuite.reports.compare_page import render_compare
+from evalsuite.results import COMPARE_SCHEMA_VERSION, RunFormatError, load_doc, load_run, read_jsonl as json_rows
 from evalsuite.types import SampleResult
 
 
@@ -71,7 +73,7 @@ def test_pages_show_every_flip_and_only_flips(tmp_path):
     unchanged = {r.id for r in doc} - {f["id"] for f in changed}
     assert not any(f"<code>{i}</code>" in flips for i in unchanged)
     assert flips.count("right → wrong") == 9 + sum(1 for f in json.loads(
-        (tmp_path / "out" / "compare.json").read_text())["tasks"]["audioqa"]["flips"] if f["b"] < f["a"])
+        (tmp_path / "out" / "compare.json").read_text())["tasks"]["audioqa"]["flips"] if f["b"]["score"] < f["a"]["score"])
     index = (tmp_path / "out" / "index.html").read_text()
     assert 'href="flips.html#task-docqa"' in index and "data:image/png;base64," in index  # forest plot
 
@@ -145,3 +147,27 @@ def test_efficiency_helpers():
     r = efficiency_ratios({"x_per_s": 0.0, "y": "text", "z": True, "w": {"p50": 2.0}}, {"x_per_s": 3.0, "y": "t", "w": {"p50": 3.0}})
     assert r == {"x_per_s": {"a": 0.0, "b": 3.0, "ratio": None, "direction": 1},
                  "w.p50": {"a": 2.0, "b": 3.0, "ratio": 1.5, "direction": 0}}
+
+
+def test_compare_json_matches_its_schema_and_pages_render_from_the_file_alone(tmp_path):
+    a, b, doc, _ = _two_runs(tmp_path)
+    out = tmp_path / "out"
+    assert cli_main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    c = load_doc(out, "compare")  # validates against evalsuite/schema/compare.schema.json
+    assert c["schema_version"] == COMPARE_SCHEMA_VERSION and c["kind"] == "compare"
+    f = next(f for f in c["tasks"]["docqa"]["flips"] if f["a"]["score"] == 1.0)
+    row = next(r for r in doc if r.id == f["id"])
+    assert f["prompt"] == row.prompt and f["target"] == row.target and f["a"]["prediction"] == row.prediction
+    # The runs are gone; the pages still render from compare.json.
+    shutil.rmtree(a)
+    shutil.rmtree(b)
+    (out / "index.html").unlink()
+    (out / "flips.html").unlink()
+    render_compare(out)
+    assert f"<code>{f['id']}</code>" in (out / "flips.html").read_text()
+    assert "docqa" in (out / "index.html").read_text()
+    broken = {**c, "level": "high"}
+    (out / "compare.json").write_text(json.dumps(broken))
+    with pytest.raises(RunFormatError, match="compare.json does not match schema 1.0 at level"):
+        render_compare(out)
+    assert cli_main(["compare", str(tmp_path / "nowhere"), str(tmp_path / "nowhere"), "--out", str(out)]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from evalsuite.cli import main as cli_main
 from evalsuite.gate import (FAIL, INCONCLUSIVE, PASS, GateError, check_efficiency, decide, gate_tasks, load_baseline, run_gate,
                             save_baseline)
 from evalsuite.paired import Paired, binom_cdf_half
-from evalsuite.results import load_run
+from evalsuite.reports.gate_page import render_gate
+from evalsuite.results import GATE_SCHEMA_VERSION, RunFormatError, load_doc, load_run
 
 
 def _flip_correct(samples, frac: float, seed: int = 0) -> set[str]:
@@ -209,7 +211,7 @@ def test_markdown_escapes_table_breakers(big, tmp_path):
     cand = write_run(tmp_path / "c", {"docqa": rows}, name="a|b<script>")
     from evalsuite.gate import markdown
 
-    md = markdown(run_gate(load_run(base), load_run(cand), n_boot=200))
+    md = markdown(run_gate(load_run(base), load_run(cand), n_boot=200).to_dict())
     assert "a\\|b&lt;script&gt;" in md and "<script>" not in md
 
 
@@ -304,3 +306,21 @@ def test_a_a_gate_of_three_tasks_fails_at_most_alpha():
         pairs = {t: _aa_pairs(rng, 150, 1, cluster_shift=0.0) for t in ("a", "b", "c")}
         fails += any(v.verdict == FAIL for v in gate_tasks(pairs, margin=0.0, alpha=alpha, n_boot=100))
     assert fails <= _binomial_slack(alpha, draws)
+
+
+def test_gate_json_matches_its_schema_and_the_page_renders_from_it(big, tmp_path, capsys):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows}, name="a<b>")
+    out = tmp_path / "g"
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out)) == 0
+    doc = load_doc(out, "gate")
+    assert doc["schema_version"] == GATE_SCHEMA_VERSION and doc["kind"] == "gate" and doc["verdict"] == PASS
+    assert f"page:    {out / 'gate.html'}" in capsys.readouterr().out
+    shutil.rmtree(cand)
+    (out / "gate.html").unlink()
+    html = render_gate(out).read_text()
+    assert "PASS" in html and "a&lt;b&gt;" in html and "a<b>" not in html
+    doc["tasks"][0]["verdict"] = "MAYBE"
+    (out / "gate.json").write_text(json.dumps(doc))
+    with pytest.raises(RunFormatError, match="gate.json does not match schema 1.0 at tasks/0/verdict"):
+        render_gate(out)
