@@ -256,6 +256,8 @@ class GateResult:
     tasks: list[TaskVerdict]
     efficiency: list[EfficiencyVerdict]
     notes: list[str] = field(default_factory=list)
+    baseline_status: str = "complete"
+    candidate_status: str = "complete"
 
     @property
     def failed(self) -> bool:
@@ -271,8 +273,9 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema_version": GATE_SCHEMA_VERSION, "kind": "gate",
-            "verdict": self.verdict, "baseline": {"path": self.baseline_label, "model": self.baseline_model},
-            "candidate": {"path": self.candidate_label, "model": self.candidate_model},
+            "verdict": self.verdict,
+            "baseline": {"path": self.baseline_label, "status": self.baseline_status, "model": self.baseline_model},
+            "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
             "tasks": [t.to_dict() for t in self.tasks], "efficiency": [e.to_dict() for e in self.efficiency],
             "notes": self.notes,
@@ -313,8 +316,13 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             for t in names:
                 eff += check_efficiency(t, rb["tasks"][t].get("efficiency"), rc["tasks"][t].get("efficiency"),
                                         max_slowdown_pct / 100.0)
+    for who, r in (("baseline", rb), ("candidate", rc)):
+        if r.get("status") != "complete":
+            why = "; ".join(r.get("status_reasons") or [])
+            notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
     return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
-                      (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes)
+                      (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes,
+                      baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")))
 
 
 # ---- text and markdown, from the gate.json document ----------------------------------------------
@@ -363,7 +371,7 @@ def markdown(doc: dict[str, Any]) -> str:
     def who(side: str) -> str:
         d = doc[side]
         return (f"- {side}: `{_md_cell(str(d['path']))}` ({_md_cell(str(d['model'].get('name')))}, "
-                f"{_md_cell(str(d['model'].get('precision')))})")
+                f"{_md_cell(str(d['model'].get('precision')))}), run {_md_cell(str(d['status']))}")
 
     lines = [f"# evalsuite gate: **{doc['verdict']}**", "", who("baseline"), who("candidate"),
              f"- non-inferiority margin {doc['margin_points']:.1f} points, one-sided alpha {doc['alpha']}; "

@@ -399,8 +399,17 @@ def run(cfg: RunConfig) -> RunOutcome:
                     f"({rate:.1%} > --max-error-rate {cfg.max_error_rate:.1%})"
                 )
                 exit_code = 1
-        write("complete")
-    except BaseException:
+        doc["status_reasons"] = list(messages)
+        write("failed" if messages else "complete")
+    except KeyboardInterrupt:
+        doc["status_reasons"] = ["interrupted (Ctrl-C): run the same command again to resume"]
+        try:
+            write("interrupted")
+        except Exception:
+            pass
+        raise
+    except BaseException as e:
+        doc["status_reasons"] = [_one_line(e)]
         try:
             write("failed")
         except Exception:

@@ -57,6 +57,19 @@ class Entry:
     def model(self) -> dict[str, Any]:
         return self.results["model"]
 
+    @property
+    def status(self) -> str:
+        return str(self.results.get("status") or "unknown")
+
+    @property
+    def ok(self) -> bool:
+        """A complete run: the only kind that goes into the plots."""
+        return self.status == "complete"
+
+    @property
+    def status_reasons(self) -> list[str]:
+        return [str(m) for m in self.results.get("status_reasons") or []]
+
     def metric(self, task: str) -> tuple[float | None, tuple[float, float] | None]:
         t = self.results["tasks"].get(task)
         if not t:
@@ -232,12 +245,15 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
         cells = []
         for t in tasks:
             v, ci = e.metric(t)
-            cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v)})
+            entry = e.results["tasks"].get(t) or {}
+            n_err, n = int(entry.get("n_errors") or 0), int(entry.get("n_samples") or 0)
+            cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v),
+                          "errors": f"{n_err}/{n} errored" if n_err else ""})
         for key, _ in HEADLINE:
             v = e.figures.get(key)
-            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v)})
+            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": ""})
         wb = e.model.get("weight_bytes")
-        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb)})
+        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": ""})
         rows.append({"e": e, "cells": cells})
     return rows
 

@@ -324,3 +324,17 @@ def test_gate_json_matches_its_schema_and_the_page_renders_from_it(big, tmp_path
     (out / "gate.json").write_text(json.dumps(doc))
     with pytest.raises(RunFormatError, match="gate.json does not match schema 1.0 at tasks/0/verdict"):
         render_gate(out)
+
+
+def test_gate_shows_run_statuses(big, tmp_path, capsys):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows}, name="fp8", status="failed",
+                     status_reasons=["task docqa: 30/400 samples errored (7.5% > --max-error-rate 5.0%)"])
+    out = tmp_path / "g"
+    gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out))
+    text = capsys.readouterr().out
+    assert "note: the candidate run is failed: task docqa: 30/400 samples errored" in text
+    doc = load_doc(out, "gate")
+    assert doc["candidate"]["status"] == "failed" and doc["baseline"]["status"] == "complete"
+    assert "), run failed" in (out / "gate.md").read_text()
+    assert '<td class="bad">failed</td>' in (out / "gate.html").read_text()

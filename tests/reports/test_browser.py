@@ -136,12 +136,12 @@ def test_leaderboard_loads_escapes_and_sorts(chromium, board, tmp_path):
     assert "&lt;script&gt;document.title" in dom
 
     evil = "&lt;script&gt;document.title='pwned'&lt;/script&gt;&lt;img src=x onerror=\"document.title='pwned2'\"&gt;"
-    click = "var th = document.querySelectorAll('#board thead th')[3]; th.click();"  # the docqa column
+    click = "var th = document.querySelectorAll('#board thead th')[4]; th.click();"  # the docqa column
     dom, console = browse(chromium, board / "index.html", tmp_path, inject=click)
     assert console == [] and _labels(dom) == ["fp4", evil, "fp8", "bf16"]  # ascending accuracy
     dom, console = browse(chromium, board / "index.html", tmp_path, inject=click + " th.click();")
     assert console == [] and _labels(dom) == ["bf16", "fp8", evil, "fp4"]
-    tps = "document.querySelectorAll('#board thead th')[4].click();"  # single-stream tok/s; evil has none
+    tps = "document.querySelectorAll('#board thead th')[5].click();"  # single-stream tok/s; evil has none
     dom, _ = browse(chromium, board / "index.html", tmp_path, inject=tps + tps.replace(";", "") + ";")
     assert _labels(dom) == ["fp4", "fp8", "bf16", evil]  # descending, missing value last
 

@@ -105,3 +105,18 @@ def test_duplicate_model_names_get_run_ids(tmp_path):
     a = write_run(tmp_path / "a", {"docqa": rows}, name="fp8", run_id="r1")
     b = write_run(tmp_path / "b", {"docqa": rows}, name="fp8", run_id="r2")
     assert [e.label for e in load_entries([a, b])] == ["fp8 (r1)", "fp8 (r2)"]
+
+
+def test_run_status_and_errors_are_shown(tmp_path):
+    rows = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5)
+    broken = [r.__class__(**{**r.__dict__, "score": None, "error": "backend timeout"}) for r in rows]
+    ok = write_run(tmp_path / "ok", {"docqa": rows}, name="good")
+    bad = write_run(tmp_path / "bad", {"docqa": broken}, name="broken", status="failed",
+                    status_reasons=["task docqa: 20/20 samples errored (100.0% > --max-error-rate 5.0%)"])
+    out = tmp_path / "site"
+    index = build_leaderboard([ok, bad], out).read_text()
+    assert '<td data-sort="complete" class="status ok">complete</td>' in index
+    assert '<td data-sort="failed" class="status bad">failed<br><span class="small">task docqa: 20/20 samples errored' in index
+    assert '<span class="bad small">20/20 errored</span>' in index
+    page = (out / "runs" / "01-broken.html").read_text()
+    assert '<b class="bad">failed</b>' in page and "20/20 samples errored" in page

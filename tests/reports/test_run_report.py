@@ -20,3 +20,12 @@ def test_report_is_self_contained_escaped_and_shows_errors_and_media(toy, tmp_pa
     # Re-rendering from the files alone gives the same page (no live objects involved).
     again = render_run_report(out)
     assert again.read_text() == html
+
+
+def test_report_shows_a_failed_status_with_its_reason(toy, tmp_path):
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:fail=toy-00", tasks=["toy"], out=out, quiet=True))
+    assert outcome.exit_code == 1
+    html = (out / "report.html").read_text()
+    assert '<b id="run-status" class="bad">failed</b>' in html and "This run is failed" in html
+    assert "10/20 samples errored" in html and "max-error-rate" in html
