@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 from evalsuite.types import SampleResult
 
-SCHEMA_VERSION = "1.2"  # 1.1: the throughput task's load points; 1.2: status "interrupted", status_reasons
+SCHEMA_VERSION = "1.2"  # 1.1: the throughput task's load points; 1.2: status "interrupted", status_reasons, a task's chance level
 SCHEMA_DIR = Path(__file__).parent / "schema"
 SCHEMA_PATH = SCHEMA_DIR / "results.schema.json"
 COMPARE_SCHEMA_VERSION = "1.0"

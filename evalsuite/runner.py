@@ -266,6 +266,7 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
                 g: {**task.aggregate(rs), "n": len(rs), "n_errors": sum(1 for r in rs if r.error)}
                 for g, rs in sorted(groups.items())
             }
+    chance, chance_method = chance_level(task, samples, scored)
     n_errors = sum(1 for r in results if r.error)
     usage = _usage(results)
     eff = dict(task.efficiency(results, wall_s))
@@ -278,6 +279,8 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
         "primary_metric": primary,
         "metrics": metrics,
         "ci95": ci,
+        "chance": chance,
+        "chance_method": chance_method,
         "n_samples": len(results),
         "n_scored": len(scored),
         "n_errors": n_errors,
@@ -290,6 +293,17 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
         "efficiency": eff,
         "samples_file": f"samples/{task.name}.jsonl",
     }
+
+
+def chance_level(task: Task, samples: list[Sample], scored: list[SampleResult]) -> tuple[float | None, str]:
+    """(the task's chance level, how it is defined): the mean of ``task.chance`` over the scored
+    samples; None when any of them has no chance score."""
+    by_id = {s.id: s for s in samples}
+    values = [task.chance(by_id[r.id]) for r in scored if r.id in by_id]
+    if not values or any(v is None for v in values):
+        method = task.chance_method if task.chance_method.startswith("none") else "none: not defined for this task"
+        return None, method
+    return sum(values) / len(values), task.chance_method  # type: ignore[arg-type]
 
 
 def _usage(results: list[SampleResult]) -> dict[str, Any]:

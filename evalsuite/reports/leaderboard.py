@@ -29,7 +29,7 @@ from evalsuite.paired import pair, paired_interval
 from evalsuite.results import RunFormatError, atomic_write_text, config_differences, load_run, results_path
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
-from evalsuite.reports.run_report import fmt_num, jinja_env
+from evalsuite.reports.run_report import at_chance, fmt_num, jinja_env
 
 # Headline efficiency figures: (key in a task's "efficiency", column title).
 HEADLINE = (
@@ -304,12 +304,13 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
             entry = e.results["tasks"].get(t) or {}
             n_err, n = int(entry.get("n_errors") or 0), int(entry.get("n_samples") or 0)
             cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v),
-                          "errors": f"{n_err}/{n} errored" if n_err else ""})
+                          "errors": f"{n_err}/{n} errored" if n_err else "",
+                          "chance": f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else ""})
         for key, _ in HEADLINE:
             v = e.figures.get(key)
-            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": ""})
+            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": "", "chance": ""})
         wb = e.model.get("weight_bytes")
-        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": ""})
+        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": "", "chance": ""})
         rows.append({"e": e, "cells": cells})
     return rows
 
