@@ -3,7 +3,8 @@
 Per task in both runs, on the samples both runs scored (same task, same sample id, same task
 configuration): the difference B - A of the mean sample score, its 95% interval and the two-sided
 paired test of "no change" (``evalsuite.paired.paired_interval`` / ``paired_test``, the gate's
-method), Holm-adjusted across tasks; the efficiency ratios B/A of every figure both runs report; and the flips (samples that went
+method), Holm-adjusted across tasks; efficiency ratios B/A with their better direction, computed on the paired samples (the
+runs' own figures only when both ran the same samples; totals never); and the flips (samples that went
 right → wrong or back). Writes ``DIR/compare.json`` (schema ``schema/compare.schema.json``) and
 prints a summary table; the CLI then renders ``DIR/index.html`` (summary) and ``DIR/flips.html``
 (flips browser with media) from that file (``evalsuite.reports.compare_page``).
@@ -69,6 +70,9 @@ _LOWER_BETTER = ("ttft", "tpot", "itl", "latency", "e2e", "joules", "rtf", "real
 _HIGHER_BETTER = ("per_s", "per_hour", "throughput", "goodput", "per_gpu", "per_user", "speedup")
 
 
+BETTER = {1: "higher", -1: "lower", 0: "?"}
+
+
 def efficiency_direction(key: str) -> int:
     """+1 when a larger figure is better (throughput), -1 when smaller is (latency, energy), 0 unknown."""
     k = key.lower()
@@ -98,6 +102,66 @@ def efficiency_ratios(eff_a: dict[str, Any] | None, eff_b: dict[str, Any] | None
     return out
 
 
+def _ratio(a: float, b: float, direction: int, basis: str) -> dict[str, Any]:
+    return {"a": a, "b": b, "ratio": (b / a) if a != 0 else None, "direction": direction, "basis": basis}
+
+
+def paired_efficiency(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResult]) -> dict[str, dict[str, Any]]:
+    """Per-sample rates over the same samples in both runs (``rows_a[i]`` and ``rows_b[i]`` are one
+    sample): mean end-to-end latency, output tokens per second of latency, media hours per hour of
+    latency (video or audio ``duration_s``), and the means of per-sample stage latencies. A figure is
+    computed only when every pair carries what it needs."""
+    n = len(rows_a)
+    if n == 0:
+        return {}
+    basis = f"paired samples (n={n})"
+    out: dict[str, dict[str, Any]] = {}
+
+    def col(rows: Sequence[SampleResult], key: str, where: str = "usage") -> list[float] | None:
+        vals = [(r.usage if where == "usage" else r.metadata).get(key) for r in rows]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals):
+            return None
+        return [float(v) for v in vals]  # type: ignore[arg-type]
+
+    ea, eb = col(rows_a, "e2e_s"), col(rows_b, "e2e_s")
+    if ea is None or eb is None or sum(ea) <= 0 or sum(eb) <= 0:
+        return out
+    out["mean_e2e_s"] = _ratio(sum(ea) / n, sum(eb) / n, -1, basis)
+    ta, tb = col(rows_a, "output_tokens"), col(rows_b, "output_tokens")
+    if ta is not None and tb is not None:
+        out["output_tokens_per_s"] = _ratio(sum(ta) / sum(ea), sum(tb) / sum(eb), 1, basis)
+    da, db = col(rows_a, "duration_s", "metadata"), col(rows_b, "duration_s", "metadata")
+    if da is not None and db is not None and sum(da) > 0:
+        out["media_hours_per_hour"] = _ratio(sum(da) / sum(ea), sum(db) / sum(eb), 1, basis)
+    stages = sorted({k for r in rows_a for k in r.usage if k.endswith("_s") and k not in ("e2e_s", "ttft_s")})
+    for key in ["ttft_s", *stages]:
+        sa_, sb_ = col(rows_a, key), col(rows_b, key)
+        if sa_ is not None and sb_ is not None:
+            out[f"mean_{key}"] = _ratio(sum(sa_) / n, sum(sb_) / n, -1, basis)
+    return out
+
+
+def compare_efficiency(task_a: dict[str, Any], task_b: dict[str, Any], rows_a: Sequence[SampleResult],
+                       rows_b: Sequence[SampleResult], *, same_samples: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(figures, notes) of one task: rates on the paired samples, plus the runs' own figures when
+    both ran exactly the same samples (then they are paired too). Only figures whose better
+    direction is known are shown; totals such as video_hours grow with the sample count and are not."""
+    out = paired_efficiency(rows_a, rows_b)
+    notes: list[str] = []
+    whole = efficiency_ratios(task_a.get("efficiency"), task_b.get("efficiency"))
+    if whole and not same_samples:
+        notes.append(f"the runs' own efficiency figures ({', '.join(sorted(whole))}) are left out: they cover "
+                     f"{task_a.get('n_samples')} vs {task_b.get('n_samples')} samples; rates above are on the paired samples")
+        return out, notes
+    unknown = sorted(k for k, e in whole.items() if e["direction"] == 0)
+    if unknown:
+        notes.append(f"not compared (no better direction, e.g. totals): {', '.join(unknown)}")
+    for k, e in whole.items():
+        if e["direction"] != 0 and k not in out:
+            out[k] = {**e, "basis": "whole run (same samples)"}
+    return out, notes
+
+
 # ---- the comparison -----------------------------------------------------------------------------
 @dataclass
 class TaskComparison:
@@ -113,13 +177,15 @@ class TaskComparison:
     efficiency: dict[str, dict[str, Any]] = field(default_factory=dict)
     flips: list[tuple[SampleResult, SampleResult]] = field(default_factory=list)
     note: str | None = None
+    efficiency_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "primary_metric": self.primary_metric, "metric_a": self.metric_a,
             "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
             "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b,
-            "config_differences": self.config_diffs, "efficiency": self.efficiency, "note": self.note,
+            "config_differences": self.config_diffs, "efficiency": self.efficiency,
+            "efficiency_notes": self.efficiency_notes, "note": self.note,
             "flips": [flip_record(a, b) for a, b in self.flips],
         }
 
@@ -173,9 +239,14 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
         ta, tb = ra["tasks"][t], rb["tasks"][t]
         pm = ta["primary_metric"]
         p = pair(sa.get(t, []), sb.get(t, []))
+        by_a = {r.id: r for r in sa.get(t, [])}
+        by_b = {r.id: r for r in sb.get(t, [])}
+        same = set(by_a) == set(by_b)
+        eff, eff_notes = compare_efficiency(ta, tb, [by_a[i] for i in p.ids], [by_b[i] for i in p.ids],
+                                            same_samples=same)
         tc = TaskComparison(t, pm, ta["metrics"].get(pm), tb["metrics"].get(pm), None, n_only_a=p.n_only_a,
-                            n_only_b=p.n_only_b, config_diffs=diffs[t],
-                            efficiency=efficiency_ratios(ta.get("efficiency"), tb.get("efficiency")), flips=p.flips)
+                            n_only_b=p.n_only_b, config_diffs=diffs[t], efficiency=eff, flips=p.flips,
+                            efficiency_notes=eff_notes)
         if p.n:
             tc.diff = paired_diff(p, level=level, n_boot=n_boot, seed=seed)
         else:
@@ -207,10 +278,13 @@ def summary_table(c: Comparison) -> str:
         rows.append([t.task, str(d.n), points(d.mean_a, False), points(d.mean_b, False), points(d.delta), ci,
                      str(d.n_improved), str(d.n_worsened), d.test, fmt_p(d.p_value), fmt_p(t.p_holm)])
     text = format_table(rows)
-    eff = [[t.task, k, f"{e['a']:.4g}", f"{e['b']:.4g}", f"{e['ratio']:.3f}" if e["ratio"] is not None else "–"]
-           for t in c.tasks for k, e in t.efficiency.items()]
+    eff = [[t.task, k, f"{e['a']:.4g}", f"{e['b']:.4g}", f"{e['ratio']:.3f}" if e["ratio"] is not None else "–",
+            BETTER[e["direction"]], e["basis"]] for t in c.tasks for k, e in t.efficiency.items()]
     if eff:
-        text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A"], *eff])
+        text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A", "better", "over"], *eff])
+    for t in c.tasks:
+        for n in t.efficiency_notes:
+            text += f"\nnote: {t.task}: {n}"
     return text
 
 

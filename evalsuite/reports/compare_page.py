@@ -100,7 +100,7 @@ def _efficiency_rows(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
             bad = r is not None and direction != 0 and (r < 1) == (direction > 0) and r != 1
             out.append({"task": t["task"], "key": key, "a": _num(e["a"]), "b": _num(e["b"]),
                         "ratio": f"{r:.3f}" if r is not None else "–",
-                        "better": {1: "higher", -1: "lower", 0: "?"}[direction],
+                        "better": {1: "higher", -1: "lower"}[direction], "basis": e.get("basis", ""),
                         "cls": "ok" if good else ("bad" if bad else "")})
     return out
 
@@ -149,8 +149,9 @@ def render_compare(folder: str | Path, *, max_flips: int = 200) -> Path:
     env = jinja_env()
     atomic_write_text(out / "flips.html", env.get_template("compare_flips.html").render(c=doc, tasks=flip_tasks))
     index = out / "index.html"
+    eff_notes = [(t["task"], n) for t in tasks for n in t.get("efficiency_notes") or []]
     atomic_write_text(index, env.get_template("compare.html").render(
-        c=doc, rows=[_summary_row(t) for t in tasks], eff=_efficiency_rows(tasks),
+        c=doc, rows=[_summary_row(t) for t in tasks], eff=_efficiency_rows(tasks), eff_notes=eff_notes,
         forest=forest_plot(tasks, doc["level"])))
     return index
 

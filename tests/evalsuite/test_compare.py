@@ -56,8 +56,9 @@ def test_compare_json_values(tmp_path, capsys):
     assert au["test"] == "cluster-signflip" and 0.2 < au["p_value"] <= 1.0
     assert [d["p_holm"], au["p_holm"]] == pytest.approx(holm([d["p_value"], au["p_value"]]))
     assert d["efficiency"] == {
-        "single_stream_tokens_per_s": {"a": 50.0, "b": 80.0, "ratio": 1.6, "direction": 1},
-        "ttft_ms": {"a": 20.0, "b": 25.0, "ratio": 1.25, "direction": -1},
+        "single_stream_tokens_per_s": {"a": 50.0, "b": 80.0, "ratio": 1.6, "direction": 1,
+                                       "basis": "whole run (same samples)"},
+        "ttft_ms": {"a": 20.0, "b": 25.0, "ratio": 1.25, "direction": -1, "basis": "whole run (same samples)"},
     }
     assert sorted(f["id"] for f in d["flips"]) == sorted(
         r.id for r, s in zip(doc, load_run(b)[1]["docqa"]) if r.score != s.score)
@@ -171,3 +172,42 @@ def test_compare_json_matches_its_schema_and_pages_render_from_the_file_alone(tm
     with pytest.raises(RunFormatError, match="compare.json does not match schema 1.0 at level"):
         render_compare(out)
     assert cli_main(["compare", str(tmp_path / "nowhere"), str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+
+
+def _timed(rows, e2e: float, tokens: int, duration: float):
+    return [SampleResult(**{**r.__dict__, "usage": {"e2e_s": e2e + 0.01 * i, "output_tokens": tokens},
+                            "metadata": {**r.metadata, "duration_s": duration}}) for i, r in enumerate(rows)]
+
+
+def test_efficiency_is_compared_on_paired_samples_with_directions(tmp_path, capsys):
+    rows = binary_samples("videoqa", 200, n_clusters=20, accuracy=0.4, seed=5)
+    a = write_run(tmp_path / "a", {"videoqa": _timed(rows[:50], 2.0, 10, 30.0)}, args={"videoqa": {}},
+                  efficiency={"videoqa": {"video_hours": 50 * 30 / 3600, "video_hours_per_hour": 14.78}})
+    b = write_run(tmp_path / "b", {"videoqa": _timed(rows, 1.0, 12, 30.0)}, name="fp8", precision="fp8",
+                  args={"videoqa": {}}, efficiency={"videoqa": {"video_hours": 200 * 30 / 3600, "video_hours_per_hour": 39.99}})
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "200"]) == 0
+    t = json.loads((tmp_path / "out" / "compare.json").read_text())["tasks"]["videoqa"]
+    assert t["n"] == 50 and t["n_only_b"] == 150
+    eff = t["efficiency"]
+    assert set(eff) == {"mean_e2e_s", "output_tokens_per_s", "media_hours_per_hour"}  # no whole-run figure, no total
+    e2e_a = sum(2.0 + 0.01 * i for i in range(50))
+    e2e_b = sum(1.0 + 0.01 * i for i in range(50))  # B's first 50 samples only
+    assert eff["mean_e2e_s"]["a"] == pytest.approx(e2e_a / 50) and eff["mean_e2e_s"]["b"] == pytest.approx(e2e_b / 50)
+    assert eff["mean_e2e_s"]["direction"] == -1 and eff["mean_e2e_s"]["basis"] == "paired samples (n=50)"
+    assert eff["output_tokens_per_s"]["b"] == pytest.approx(12 * 50 / e2e_b) and eff["output_tokens_per_s"]["direction"] == 1
+    assert eff["media_hours_per_hour"]["a"] == pytest.approx(50 * 30 / e2e_a)
+    assert "cover 50 vs 200 samples" in t["efficiency_notes"][0]
+    out = capsys.readouterr().out
+    assert "better" in out and "?" not in out.split("efficiency")[1].split("note:")[0]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "paired samples (n=50)" in page and ">?<" not in page and "cover 50 vs 200 samples" in page
+
+
+def test_same_samples_keep_the_runs_own_rates_but_not_totals(tmp_path):
+    rows = binary_samples("videoqa", 20, n_clusters=4, accuracy=0.4, seed=5)
+    a = write_run(tmp_path / "a", {"videoqa": rows}, efficiency={"videoqa": {"video_hours": 0.1, "video_hours_per_hour": 2.0}})
+    b = write_run(tmp_path / "b", {"videoqa": rows}, name="b", efficiency={"videoqa": {"video_hours": 0.1, "video_hours_per_hour": 3.0}})
+    t = compare_runs(load_run(a), load_run(b), n_boot=200).tasks[0]
+    assert t.efficiency == {"video_hours_per_hour": {"a": 2.0, "b": 3.0, "ratio": 1.5, "direction": 1,
+                                                     "basis": "whole run (same samples)"}}
+    assert t.efficiency_notes == ["not compared (no better direction, e.g. totals): video_hours"]
