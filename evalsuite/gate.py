@@ -23,7 +23,10 @@ baseline scored and the candidate errored on counts as wrong for the candidate.
 
 Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
 the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
-``--max-slowdown`` percent slower. Skipped, with a note, when the runs were on different hardware.
+``--max-slowdown`` percent slower. Skipped when the runs were on different hardware (device, CPU
+model, GPU model and count), and the verdict says so ("PASS (accuracy only: throughput not gated,
+different hardware)"): a CI job on other hardware gates throughput against a baseline run made in
+the same job.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
 folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
@@ -231,6 +234,20 @@ def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
     return (results["model"].get("device"), env.get("cpu"), gpu.get("name"), gpu.get("count"))
 
 
+def describe_hardware(results: dict[str, Any]) -> str:
+    device, cpu, gpu, count = hardware(results)
+    return f"device {device}, cpu {cpu}" + (f", gpu {count} x {gpu}" if gpu else "")
+
+
+def verdict_text(verdict: str, efficiency_skipped: str | None) -> str:
+    """The one line a CI log shows: the verdict, and what it does not cover."""
+    if efficiency_skipped and efficiency_skipped.startswith("different hardware"):
+        return f"{verdict} (accuracy only: throughput not gated, different hardware)"
+    if efficiency_skipped:
+        return f"{verdict} (accuracy only: throughput {efficiency_skipped})"
+    return verdict
+
+
 def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[str, Any] | None,
                      max_slowdown: float) -> list[EfficiencyVerdict]:
     """Speed ratios of the figures both runs have with a known direction; FAIL beyond ``max_slowdown``."""
@@ -258,6 +275,7 @@ class GateResult:
     notes: list[str] = field(default_factory=list)
     baseline_status: str = "complete"
     candidate_status: str = "complete"
+    efficiency_skipped: str | None = None  # why efficiency was not gated (None: it was)
 
     @property
     def failed(self) -> bool:
@@ -277,6 +295,8 @@ class GateResult:
             "baseline": {"path": self.baseline_label, "status": self.baseline_status, "model": self.baseline_model},
             "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
+            "verdict_text": verdict_text(self.verdict, self.efficiency_skipped),
+            "efficiency_skipped": self.efficiency_skipped,
             "tasks": [t.to_dict() for t in self.tasks], "efficiency": [e.to_dict() for e in self.efficiency],
             "notes": self.notes,
         }
@@ -309,9 +329,15 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             if r["tasks"][t].get("complete") is False:
                 notes.append(f"task {t!r}: the {who} run did not finish this task")
     eff: list[EfficiencyVerdict] = []
-    if max_slowdown_pct is not None:
+    skipped: str | None = None
+    if max_slowdown_pct is None:
+        skipped = "not asked (--max-slowdown < 0)"
+    else:
         if hardware(rb) != hardware(rc):
-            notes.append(f"efficiency not gated: different hardware (baseline {hardware(rb)}, candidate {hardware(rc)})")
+            skipped = (f"different hardware (baseline {describe_hardware(rb)}; candidate {describe_hardware(rc)}): "
+                       "speed is only comparable on one machine; gate throughput against a baseline run made "
+                       "in the same job (see README)")
+            notes.append(f"efficiency not gated: {skipped}")
         else:
             for t in names:
                 eff += check_efficiency(t, rb["tasks"][t].get("efficiency"), rc["tasks"][t].get("efficiency"),
@@ -322,7 +348,8 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
     return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
                       (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes,
-                      baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")))
+                      baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")),
+                      efficiency_skipped=skipped)
 
 
 # ---- text and markdown, from the gate.json document ----------------------------------------------
@@ -353,7 +380,7 @@ def summary_text(doc: dict[str, Any]) -> str:
         text += "\n\n" + format_table(efficiency_rows(doc))
     for n in doc["notes"]:
         text += f"\nnote: {n}"
-    return text + f"\n\ngate: {doc['verdict']}"
+    return text + f"\n\ngate: {doc['verdict_text']}"
 
 
 def _md_cell(s: str) -> str:
@@ -373,7 +400,10 @@ def markdown(doc: dict[str, Any]) -> str:
         return (f"- {side}: `{_md_cell(str(d['path']))}` ({_md_cell(str(d['model'].get('name')))}, "
                 f"{_md_cell(str(d['model'].get('precision')))}), run {_md_cell(str(d['status']))}")
 
-    lines = [f"# evalsuite gate: **{doc['verdict']}**", "", who("baseline"), who("candidate"),
+    head = f"# evalsuite gate: **{doc['verdict']}**"
+    if doc.get("efficiency_skipped"):
+        head += f" (accuracy only; efficiency not gated: {_md_cell(doc['efficiency_skipped'])})"
+    lines = [head, "", who("baseline"), who("candidate"),
              f"- non-inferiority margin {doc['margin_points']:.1f} points, one-sided alpha {doc['alpha']}; "
              f"max slowdown {doc['max_slowdown_pct']:.0f}%", "", "## Accuracy", "", table(summary_rows(doc))]
     if doc["efficiency"]:

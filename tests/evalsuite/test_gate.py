@@ -143,6 +143,27 @@ def test_throughput_regression_fails_and_other_hardware_is_not_gated(big, tmp_pa
                       device="cuda:0")
     g = run_gate(load_run(base), load_run(other), n_boot=200)
     assert not g.efficiency and not g.failed and any("different hardware" in n for n in g.notes)
+    assert g.efficiency_skipped.startswith("different hardware (baseline device cpu, cpu test-cpu; candidate device cuda:0")
+
+
+def test_the_verdict_says_when_throughput_was_not_gated(big, tmp_path, capsys):
+    rows, _ = big
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 50.0}})
+    other = write_run(tmp_path / "o", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 10.0}},
+                      device="cuda:0")
+    out = tmp_path / "g"
+    assert gate("--baseline", str(base), "--candidate", str(other), "--out", str(out)) == 0
+    assert "gate: PASS (accuracy only: throughput not gated, different hardware)" in capsys.readouterr().out
+    doc = load_doc(out, "gate")
+    assert doc["verdict"] == PASS and doc["verdict_text"] == "PASS (accuracy only: throughput not gated, different hardware)"
+    assert (out / "gate.md").read_text().startswith("# evalsuite gate: **PASS** (accuracy only; efficiency not gated: different hardware")
+    assert 'id="efficiency-skipped"' in (out / "gate.html").read_text()
+    # Same hardware: gated, and the verdict is the bare word.
+    same = write_run(tmp_path / "s", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 49.0}})
+    gate("--baseline", str(base), "--candidate", str(same))
+    assert capsys.readouterr().out.rstrip().endswith("gate: PASS")
+    gate("--baseline", str(base), "--candidate", str(same), "--max-slowdown", "-1")
+    assert "gate: PASS (accuracy only: throughput not asked (--max-slowdown < 0))" in capsys.readouterr().out
 
 
 # ---- baselines ----------------------------------------------------------------------------------
