@@ -3,7 +3,8 @@
 Errors a user can cause (unknown model or task, malformed --task-arg, a benchmark folder in the
 wrong layout, a run folder holding another config) end with exit code 2 and one line on stderr that
 says what was expected. Subcommands other than run/list/report live in their own modules, each with
-``add_arguments(parser)`` and ``main(args) -> int``, imported only when used.
+``add_arguments(parser)`` and ``main(args) -> int``, imported only when used; ``compare`` and ``gate``
+write a JSON file, and the CLI then renders its page (``evalsuite/reports``) from that file.
 """
 
 from __future__ import annotations
@@ -157,8 +158,25 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         if name == chosen:
             mod = importlib.import_module(module)
             mod.add_arguments(sp)
-            sp.set_defaults(func=mod.main)
+            sp.set_defaults(func=_with_page(mod.main))
     return p
+
+
+def _with_page(main: Any) -> Any:
+    """Run a subcommand, then render its page from the file it wrote when it names one (``page`` in
+    its defaults): compare and gate write compare.json / gate.json, and the pages in
+    ``evalsuite/reports`` read those files; the two sides never import each other."""
+
+    def run(args: argparse.Namespace) -> int:
+        code = int(main(args) or 0)
+        page = getattr(args, "page", None)
+        if page and code in (0, 1):
+            path = importlib.import_module(page).cli_render(args)
+            if path is not None:
+                print(f"page:    {path}")
+        return code
+
+    return run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,13 @@
 """``python -m evalsuite compare RUN_A RUN_B --out DIR``: paired comparison of two runs.
 
 Per task in both runs, on the samples both runs scored (same task, same sample id, same task
-configuration): the difference B - A of the mean sample score, its 95% CI by paired cluster bootstrap,
-a two-sided test (exact McNemar for 0/1 scores, cluster sign-flip otherwise), Holm-adjusted across
-tasks; the efficiency ratios B/A of every figure both runs report; and the flips (samples that went
-right → wrong or back). Writes ``DIR/compare.json``, ``DIR/index.html`` (summary) and
-``DIR/flips.html`` (flips browser with media), and prints a summary table.
+configuration): the difference B - A of the mean sample score, its 95% interval and the two-sided
+paired test of "no change" (``evalsuite.paired.paired_interval`` / ``paired_test``, the gate's
+method), Holm-adjusted across tasks; efficiency ratios B/A with their better direction, computed on the paired samples (the
+runs' own figures only when both ran the same samples; totals never); and the flips (samples that went
+right → wrong or back). Writes ``DIR/compare.json`` (schema ``schema/compare.schema.json``) and
+prints a summary table; the CLI then renders ``DIR/index.html`` (summary) and ``DIR/flips.html``
+(flips browser with media) from that file (``evalsuite.reports.compare_page``).
 
 Tasks are comparable only when their version, arguments and media settings match (``config_hash``
 also covers the model, so it always differs between two models; it is not what is checked). A
@@ -17,6 +19,7 @@ Reads only results files (``load_run``): any two runs can be compared later.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from dataclasses import dataclass, field
@@ -24,36 +27,16 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from evalsuite.paired import PairedDiff, holm, pair, paired_diff
-from evalsuite.results import RunFormatError, atomic_write_json, load_run
-from evalsuite.stats import N_BOOT
+from evalsuite.results import (COMPARE_SCHEMA_VERSION, RunFormatError, atomic_write_json, config_differences, dumps,
+                               flatten, load_run, validate)
+from evalsuite.stats import N_BOOT, fmt_p, points
 from evalsuite.types import SampleResult
-
-CONFIG_KEYS = ("version", "args", "media")
-
 
 class CompareError(RunFormatError):
     """Two runs cannot be compared as asked (no task in common, different task configurations…)."""
 
 
 # ---- task configuration -------------------------------------------------------------------------
-def _flatten(prefix: str, v: Any, out: dict[str, Any]) -> None:
-    if isinstance(v, dict):
-        for k, x in v.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), x, out)
-    else:
-        out[prefix] = v
-
-
-def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[str]:
-    """Differences in version, args and media settings between two results.json task entries."""
-    fa: dict[str, Any] = {}
-    fb: dict[str, Any] = {}
-    for key in CONFIG_KEYS:
-        _flatten(key, task_a.get(key), fa)
-        _flatten(key, task_b.get(key), fb)
-    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
-
-
 def select_tasks(results_a: dict[str, Any], results_b: dict[str, Any], tasks: Sequence[str] | None,
                  *, what: str = "the two runs") -> list[str]:
     """Tasks present in both runs (restricted to ``tasks`` when given), in A's order."""
@@ -87,6 +70,9 @@ _LOWER_BETTER = ("ttft", "tpot", "itl", "latency", "e2e", "joules", "rtf", "real
 _HIGHER_BETTER = ("per_s", "per_hour", "throughput", "goodput", "per_gpu", "per_user", "speedup")
 
 
+BETTER = {1: "higher", -1: "lower", 0: "?"}
+
+
 def efficiency_direction(key: str) -> int:
     """+1 when a larger figure is better (throughput), -1 when smaller is (latency, energy), 0 unknown."""
     k = key.lower()
@@ -100,7 +86,7 @@ def efficiency_direction(key: str) -> int:
 def numeric_figures(eff: dict[str, Any] | None) -> dict[str, float]:
     """Scalar numbers of an efficiency dict, nested dicts flattened to dotted keys."""
     flat: dict[str, Any] = {}
-    _flatten("", eff or {}, flat)
+    flatten("", eff or {}, flat)
     return {k: float(v) for k, v in flat.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))}
 
@@ -114,6 +100,66 @@ def efficiency_ratios(eff_a: dict[str, Any] | None, eff_b: dict[str, Any] | None
             out[k] = {"a": fa[k], "b": fb[k], "ratio": (fb[k] / fa[k]) if fa[k] != 0 else None,
                       "direction": efficiency_direction(k)}
     return out
+
+
+def _ratio(a: float, b: float, direction: int, basis: str) -> dict[str, Any]:
+    return {"a": a, "b": b, "ratio": (b / a) if a != 0 else None, "direction": direction, "basis": basis}
+
+
+def paired_efficiency(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResult]) -> dict[str, dict[str, Any]]:
+    """Per-sample rates over the same samples in both runs (``rows_a[i]`` and ``rows_b[i]`` are one
+    sample): mean end-to-end latency, output tokens per second of latency, media hours per hour of
+    latency (video or audio ``duration_s``), and the means of per-sample stage latencies. A figure is
+    computed only when every pair carries what it needs."""
+    n = len(rows_a)
+    if n == 0:
+        return {}
+    basis = f"paired samples (n={n})"
+    out: dict[str, dict[str, Any]] = {}
+
+    def col(rows: Sequence[SampleResult], key: str, where: str = "usage") -> list[float] | None:
+        vals = [(r.usage if where == "usage" else r.metadata).get(key) for r in rows]
+        if any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in vals):
+            return None
+        return [float(v) for v in vals]  # type: ignore[arg-type]
+
+    ea, eb = col(rows_a, "e2e_s"), col(rows_b, "e2e_s")
+    if ea is None or eb is None or sum(ea) <= 0 or sum(eb) <= 0:
+        return out
+    out["mean_e2e_s"] = _ratio(sum(ea) / n, sum(eb) / n, -1, basis)
+    ta, tb = col(rows_a, "output_tokens"), col(rows_b, "output_tokens")
+    if ta is not None and tb is not None:
+        out["output_tokens_per_s"] = _ratio(sum(ta) / sum(ea), sum(tb) / sum(eb), 1, basis)
+    da, db = col(rows_a, "duration_s", "metadata"), col(rows_b, "duration_s", "metadata")
+    if da is not None and db is not None and sum(da) > 0:
+        out["media_hours_per_hour"] = _ratio(sum(da) / sum(ea), sum(db) / sum(eb), 1, basis)
+    stages = sorted({k for r in rows_a for k in r.usage if k.endswith("_s") and k not in ("e2e_s", "ttft_s")})
+    for key in ["ttft_s", *stages]:
+        sa_, sb_ = col(rows_a, key), col(rows_b, key)
+        if sa_ is not None and sb_ is not None:
+            out[f"mean_{key}"] = _ratio(sum(sa_) / n, sum(sb_) / n, -1, basis)
+    return out
+
+
+def compare_efficiency(task_a: dict[str, Any], task_b: dict[str, Any], rows_a: Sequence[SampleResult],
+                       rows_b: Sequence[SampleResult], *, same_samples: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """(figures, notes) of one task: rates on the paired samples, plus the runs' own figures when
+    both ran exactly the same samples (then they are paired too). Only figures whose better
+    direction is known are shown; totals such as video_hours grow with the sample count and are not."""
+    out = paired_efficiency(rows_a, rows_b)
+    notes: list[str] = []
+    whole = efficiency_ratios(task_a.get("efficiency"), task_b.get("efficiency"))
+    if whole and not same_samples:
+        notes.append(f"the runs' own efficiency figures ({', '.join(sorted(whole))}) are left out: they cover "
+                     f"{task_a.get('n_samples')} vs {task_b.get('n_samples')} samples; rates above are on the paired samples")
+        return out, notes
+    unknown = sorted(k for k, e in whole.items() if e["direction"] == 0)
+    if unknown:
+        notes.append(f"not compared (no better direction, e.g. totals): {', '.join(unknown)}")
+    for k, e in whole.items():
+        if e["direction"] != 0 and k not in out:
+            out[k] = {**e, "basis": "whole run (same samples)"}
+    return out, notes
 
 
 # ---- the comparison -----------------------------------------------------------------------------
@@ -131,15 +177,31 @@ class TaskComparison:
     efficiency: dict[str, dict[str, Any]] = field(default_factory=dict)
     flips: list[tuple[SampleResult, SampleResult]] = field(default_factory=list)
     note: str | None = None
+    efficiency_notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "primary_metric": self.primary_metric, "metric_a": self.metric_a,
             "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
             "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b,
-            "config_differences": self.config_diffs, "efficiency": self.efficiency, "note": self.note,
-            "flips": [{"id": a.id, "a": a.score, "b": b.score} for a, b in self.flips],
+            "config_differences": self.config_diffs, "efficiency": self.efficiency,
+            "efficiency_notes": self.efficiency_notes, "note": self.note,
+            "flips": [flip_record(a, b) for a, b in self.flips],
         }
+
+
+SHOWN_METADATA = ("category", "cluster", "difficulty", "bucket")
+
+
+def flip_record(a: SampleResult, b: SampleResult) -> dict[str, Any]:
+    """What compare.json keeps of a flipped pair: enough for the flips page to show it from the file."""
+
+    def side(r: SampleResult) -> dict[str, Any]:
+        return {"score": r.score, "prediction": r.prediction, "error": r.error}
+
+    return {"id": a.id, "a": side(a), "b": side(b), "prompt": a.prompt, "choices": a.choices, "target": a.target,
+            "media": [dict(m) for m in a.media],
+            "metadata": {k: a.metadata[k] for k in SHOWN_METADATA if k in a.metadata}}
 
 
 @dataclass
@@ -153,12 +215,13 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         def who(r: dict[str, Any], label: str) -> dict[str, Any]:
-            return {"path": label, "run_id": r["run_id"], "model": r["model"]}
+            return {"path": label, "run_id": r["run_id"], "status": r["status"], "model": r["model"]}
 
-        return {"a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
+        return {"schema_version": COMPARE_SCHEMA_VERSION, "kind": "compare",
+                "a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
                 "delta": "B - A, mean sample score on the samples both runs scored",
-                "ci": "paired percentile bootstrap over clusters (metadata.cluster)",
-                "test": "exact McNemar (0/1 scores) or cluster sign-flip; p_holm: Holm across tasks",
+                "ci": "hull of the paired cluster bootstrap (metadata.cluster) and Tango's score interval",
+                "test": "exact McNemar (0/1 scores, no shared clusters) or cluster sign-flip; p_holm: Holm across tasks",
                 "tasks": {t.task: t.to_dict() for t in self.tasks}}
 
 
@@ -176,9 +239,14 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
         ta, tb = ra["tasks"][t], rb["tasks"][t]
         pm = ta["primary_metric"]
         p = pair(sa.get(t, []), sb.get(t, []))
+        by_a = {r.id: r for r in sa.get(t, [])}
+        by_b = {r.id: r for r in sb.get(t, [])}
+        same = set(by_a) == set(by_b)
+        eff, eff_notes = compare_efficiency(ta, tb, [by_a[i] for i in p.ids], [by_b[i] for i in p.ids],
+                                            same_samples=same)
         tc = TaskComparison(t, pm, ta["metrics"].get(pm), tb["metrics"].get(pm), None, n_only_a=p.n_only_a,
-                            n_only_b=p.n_only_b, config_diffs=diffs[t],
-                            efficiency=efficiency_ratios(ta.get("efficiency"), tb.get("efficiency")), flips=p.flips)
+                            n_only_b=p.n_only_b, config_diffs=diffs[t], efficiency=eff, flips=p.flips,
+                            efficiency_notes=eff_notes)
         if p.n:
             tc.diff = paired_diff(p, level=level, n_boot=n_boot, seed=seed)
         else:
@@ -199,19 +267,6 @@ def format_table(rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def points(x: float | None, signed: bool = True) -> str:
-    """A score difference in percentage points."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
-
-
-def fmt_p(p: float | None) -> str:
-    if p is None:
-        return "–"
-    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
-
-
 def summary_table(c: Comparison) -> str:
     rows = [["task", "n", "A", "B", "delta (pts)", f"{100 * c.level:.0f}% CI (pts)", "B+", "B-", "test", "p", "p Holm"]]
     for t in c.tasks:
@@ -223,10 +278,13 @@ def summary_table(c: Comparison) -> str:
         rows.append([t.task, str(d.n), points(d.mean_a, False), points(d.mean_b, False), points(d.delta), ci,
                      str(d.n_improved), str(d.n_worsened), d.test, fmt_p(d.p_value), fmt_p(t.p_holm)])
     text = format_table(rows)
-    eff = [[t.task, k, f"{e['a']:.4g}", f"{e['b']:.4g}", f"{e['ratio']:.3f}" if e["ratio"] is not None else "–"]
-           for t in c.tasks for k, e in t.efficiency.items()]
+    eff = [[t.task, k, f"{e['a']:.4g}", f"{e['b']:.4g}", f"{e['ratio']:.3f}" if e["ratio"] is not None else "–",
+            BETTER[e["direction"]], e["basis"]] for t in c.tasks for k, e in t.efficiency.items()]
     if eff:
-        text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A"], *eff])
+        text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A", "better", "over"], *eff])
+    for t in c.tasks:
+        for n in t.efficiency_notes:
+            text += f"\nnote: {t.task}: {n}"
     return text
 
 
@@ -239,6 +297,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-config-mismatch", action="store_true",
                         help="compare tasks whose version/args/media settings differ (warns instead of refusing)")
     parser.add_argument("--max-flips", type=int, default=200, help="flipped samples shown per task in flips.html")
+    parser.set_defaults(page="evalsuite.reports.compare_page")
     parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -254,10 +313,9 @@ def main(args: argparse.Namespace) -> int:
         if t.config_diffs:
             print(f"warning: task {t.task!r} settings differ: {'; '.join(t.config_diffs)}", file=sys.stderr)
     out = Path(args.out)
-    atomic_write_json(out / "compare.json", c.to_dict())
-    from evalsuite.reports.compare_page import render_compare
-
-    index = render_compare(c, out, base_a=Path(args.run_a), base_b=Path(args.run_b), max_flips=args.max_flips)
+    doc = c.to_dict()
+    validate(json.loads(dumps(doc)), "compare")
+    atomic_write_json(out / "compare.json", doc)
     print(summary_table(c))
-    print(f"\ncompare: {out / 'compare.json'}\npage:    {index}")
+    print(f"\ncompare: {out / 'compare.json'}")
     return 0

@@ -1,25 +1,32 @@
 """``python -m evalsuite gate --baseline FILE_OR_DIR --candidate RUN_DIR``: the CI regression gate.
 
-Accuracy: a non-inferiority test per task on the paired samples (same sample id in both runs), with
-a margin ``m`` in percentage points (default 2) and a one-sided level ``alpha`` (default 0.05).
-``delta`` is the candidate's mean sample score minus the baseline's. With ``[L, U]`` the two-sided
-``1 - 2*alpha`` interval of delta (so L and U are one-sided ``1 - alpha`` bounds):
+Accuracy, per task on the paired samples (same sample id in both runs), with a margin ``m`` in
+percentage points (default 2) and a one-sided level ``alpha`` (default 0.05). ``delta`` is the
+candidate's mean sample score minus the baseline's; ``[L, U]`` is its two-sided ``1 - 2*alpha``
+interval (so L and U are one-sided ``1 - alpha`` bounds):
 
-- **FAIL** when ``U < -m``: the candidate is worse by more than the margin, significantly (one-sided
-  test at alpha of H0: delta >= -m).
+- **FAIL** when the candidate is significantly worse AND the estimated loss is beyond the margin:
+  the one-sided paired test of "no change" against "worse" rejects at alpha (Holm-adjusted across
+  the gated tasks) and ``delta < -m``. A regression of 9 answers right → wrong and none the other
+  way on 200 samples (-4.5 points, p = 0.002) fails at the 2-point margin, though its interval
+  still reaches -2. Two identical models fail with probability at most alpha (the test's level;
+  Holm keeps that for the gate as a whole).
 - **PASS** when ``L > -m``: non-inferiority shown (one-sided test at alpha of H0: delta <= -m).
 - **INCONCLUSIVE** otherwise: too few samples to tell. Reported, but it does not fail the gate.
 
-The interval: the paired percentile bootstrap over clusters (samples sharing a video, document or
-audio file move together). For 0/1 scores it is widened to the hull with Tango's score interval for
-paired proportions, which stays honest when there are few or no discordant pairs: 30 identical
-answers give a bootstrap interval of [0, 0] yet cannot show that two models are within 2 points,
-and Tango's interval says so (about ±8 points). Both ingredients are in ``evalsuite.paired``. A
-sample the baseline scored and the candidate errored on counts as wrong for the candidate.
+The test and the interval are the ones ``compare`` uses (``evalsuite.paired``): exact McNemar for
+0/1 scores when no two samples share a source, else the cluster sign-flip test (samples sharing a
+video, document or audio file move together); the interval is the hull of the paired cluster
+bootstrap and Tango's score interval, which stays honest when there are few or no discordant
+pairs (30 identical answers cannot show that two models are within 2 points). A sample the
+baseline scored and the candidate errored on counts as wrong for the candidate.
 
 Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
 the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
-``--max-slowdown`` percent slower. Skipped, with a note, when the runs were on different hardware.
+``--max-slowdown`` percent slower. Skipped when the runs were on different hardware (device, CPU
+model, GPU model and count), and the verdict says so ("PASS (accuracy only: throughput not gated,
+different hardware)"): a CI job on other hardware gates throughput against a baseline run made in
+the same job.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
 folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
@@ -33,19 +40,17 @@ Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any, Sequence
 
-from evalsuite.compare import (check_configs, efficiency_direction, efficiency_ratios, fmt_p, format_table,
-                               points, select_tasks)
-from evalsuite.paired import Paired, pair, paired_bootstrap_ci, tango_ci, tango_z
-from evalsuite.results import (RunFormatError, atomic_write_json, atomic_write_text, load_results, load_run,
-                               read_samples)
-from evalsuite.stats import N_BOOT
+from evalsuite.compare import check_configs, efficiency_ratios, format_table, select_tasks
+from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
+from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
+                               load_results, load_run, read_samples, validate)
+from evalsuite.stats import N_BOOT, fmt_p, points
 from evalsuite.types import SampleResult
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "PASS", "FAIL", "INCONCLUSIVE", "SKIPPED"
@@ -135,7 +140,6 @@ def save_baseline(run_dir: str | Path, folder: str | Path, name: str) -> Path:
     if stale.exists():
         stale.unlink()
     sample_dir.mkdir(parents=True)
-    from evalsuite.results import dumps
 
     for task, rows in samples.items():
         atomic_write_text(sample_dir / f"{task}.jsonl", "".join(dumps(r.to_dict()) + "\n" for r in rows))
@@ -159,44 +163,55 @@ class TaskVerdict:
     n_improved: int = 0
     n_worsened: int = 0
     n_candidate_errors: int = 0
-    method: str = ""
-    p_inferior: float | None = None  # Tango one-sided p for H1: delta < -margin (0/1 scores)
-    p_noninferior: float | None = None  # ... for H1: delta > -margin
+    method: str = ""  # of the interval
+    test: str = ""  # of "no change" against "the candidate is worse"
+    p_worse: float | None = None  # one-sided p of that test
+    p_worse_holm: float | None = None  # Holm-adjusted across the gated tasks: what FAIL uses
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
 
-def decide(task: str, p: Paired, *, margin: float, alpha: float, n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
-    """Non-inferiority verdict for one task; ``margin`` in score units (0.02 = 2 points)."""
+def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjusted: float | None = None,
+           n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
+    """Verdict for one task; ``margin`` in score units (0.02 = 2 points).
+
+    ``p_worse_adjusted``: the task's one-sided p-value after adjustment across tasks (``gate_tasks``);
+    the task's own p-value when None (a gate of one task).
+    """
     if p.n == 0:
         return TaskVerdict(task, SKIPPED, reason="no sample scored in both runs")
-    level = 1.0 - 2.0 * alpha
-    boot = paired_bootstrap_ci(p, level=level, n_boot=n_boot, seed=seed)
-    assert boot is not None
-    lo, hi = boot
-    method = "paired cluster bootstrap"
+    (lo, hi), method = paired_interval(p, level=1.0 - 2.0 * alpha, n_boot=n_boot, seed=seed)
+    test, pw = paired_test(p, alternative="less", seed=seed)
+    padj = pw if p_worse_adjusted is None else p_worse_adjusted
     v = TaskVerdict(task, INCONCLUSIVE, n=p.n, n_clusters=len(set(p.clusters)), baseline=float(p.a.mean()),
-                    candidate=float(p.b.mean()), delta=float(p.d.mean()), n_improved=p.n_improved,
-                    n_worsened=p.n_worsened, n_candidate_errors=p.n_b_errors_as_wrong)
-    if p.binary:
-        t = tango_ci(p.n_improved, p.n_worsened, p.n, level=level)
-        assert t is not None
-        lo, hi = min(lo, t[0]), max(hi, t[1])
-        method = "hull of paired cluster bootstrap and Tango score interval"
-        z = tango_z(p.n_improved, p.n_worsened, p.n, -margin)
-        v.p_noninferior = 1.0 - NormalDist().cdf(z) if math.isfinite(z) else (0.0 if z > 0 else 1.0)
-        v.p_inferior = 1.0 - v.p_noninferior
-    v.lower, v.upper, v.method = lo, hi, method
+                    candidate=float(p.b.mean()), delta=float(p.d.mean()), lower=lo, upper=hi,
+                    n_improved=p.n_improved, n_worsened=p.n_worsened, n_candidate_errors=p.n_b_errors_as_wrong,
+                    method=method, test=test, p_worse=pw, p_worse_holm=padj)
     m = f"{100 * margin:.1f}"
-    if hi < -margin:
-        v.verdict, v.reason = FAIL, f"worse than baseline by more than {m} points (upper bound {points(hi)})"
+    assert v.delta is not None
+    if padj <= alpha and v.delta < -margin:
+        v.verdict, v.reason = FAIL, (f"worse by {points(-v.delta, False)} points, more than the {m}-point margin, "
+                                     f"and significant (one-sided {test} p = {fmt_p(padj)} <= {alpha})")
     elif lo > -margin:
         v.verdict, v.reason = PASS, f"non-inferior within {m} points (lower bound {points(lo)})"
+    elif v.delta < -margin:
+        v.reason = (f"worse by {points(-v.delta, False)} points, but not significantly "
+                    f"(one-sided {test} p = {fmt_p(padj)} > {alpha}): too few samples to tell")
     else:
         v.reason = f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
     return v
+
+
+def gate_tasks(pairs: dict[str, Paired], *, margin: float, alpha: float, n_boot: int = N_BOOT,
+               seed: int = 0) -> list[TaskVerdict]:
+    """Verdicts of several tasks, the "worse" p-values Holm-adjusted across them, so that a gate of
+    two identical models fails with probability at most ``alpha`` however many tasks it gates."""
+    raw = [paired_test(p, alternative="less", seed=seed)[1] if p.n else None for p in pairs.values()]
+    adjusted = holm(raw)
+    return [decide(t, p, margin=margin, alpha=alpha, p_worse_adjusted=padj, n_boot=n_boot, seed=seed)
+            for (t, p), padj in zip(pairs.items(), adjusted)]
 
 
 # ---- efficiency ---------------------------------------------------------------------------------
@@ -217,6 +232,20 @@ def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
     env = results.get("environment") or {}
     gpu = env.get("gpu") or {}
     return (results["model"].get("device"), env.get("cpu"), gpu.get("name"), gpu.get("count"))
+
+
+def describe_hardware(results: dict[str, Any]) -> str:
+    device, cpu, gpu, count = hardware(results)
+    return f"device {device}, cpu {cpu}" + (f", gpu {count} x {gpu}" if gpu else "")
+
+
+def verdict_text(verdict: str, efficiency_skipped: str | None) -> str:
+    """The one line a CI log shows: the verdict, and what it does not cover."""
+    if efficiency_skipped and efficiency_skipped.startswith("different hardware"):
+        return f"{verdict} (accuracy only: throughput not gated, different hardware)"
+    if efficiency_skipped:
+        return f"{verdict} (accuracy only: throughput {efficiency_skipped})"
+    return verdict
 
 
 def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[str, Any] | None,
@@ -244,6 +273,9 @@ class GateResult:
     tasks: list[TaskVerdict]
     efficiency: list[EfficiencyVerdict]
     notes: list[str] = field(default_factory=list)
+    baseline_status: str = "complete"
+    candidate_status: str = "complete"
+    efficiency_skipped: str | None = None  # why efficiency was not gated (None: it was)
 
     @property
     def failed(self) -> bool:
@@ -258,9 +290,13 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "verdict": self.verdict, "baseline": {"path": self.baseline_label, "model": self.baseline_model},
-            "candidate": {"path": self.candidate_label, "model": self.candidate_model},
+            "schema_version": GATE_SCHEMA_VERSION, "kind": "gate",
+            "verdict": self.verdict,
+            "baseline": {"path": self.baseline_label, "status": self.baseline_status, "model": self.baseline_model},
+            "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
+            "verdict_text": verdict_text(self.verdict, self.efficiency_skipped),
+            "efficiency_skipped": self.efficiency_skipped,
             "tasks": [t.to_dict() for t in self.tasks], "efficiency": [e.to_dict() for e in self.efficiency],
             "notes": self.notes,
         }
@@ -282,10 +318,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     notes += [f"task {t!r} is in the baseline but not in the candidate: not gated"
               for t in rb["tasks"] if t not in rc["tasks"] and not tasks]
     margin = margin_points / 100.0
-    verdicts: list[TaskVerdict] = []
-    for t in names:
-        p = pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True)
-        verdicts.append(decide(t, p, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed))
+    pairs = {t: pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True) for t in names}
+    verdicts = gate_tasks(pairs, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed)
+    for t, p in pairs.items():
         if p.n and (float(p.a.min()) < 0 or float(max(p.a.max(), p.b.max())) > 1):
             notes.append(f"task {t!r}: scores outside [0, 1]; the margin is applied as {margin} score units")
         if p.n_only_a:
@@ -294,52 +329,65 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             if r["tasks"][t].get("complete") is False:
                 notes.append(f"task {t!r}: the {who} run did not finish this task")
     eff: list[EfficiencyVerdict] = []
-    if max_slowdown_pct is not None:
+    skipped: str | None = None
+    if max_slowdown_pct is None:
+        skipped = "not asked (--max-slowdown < 0)"
+    else:
         if hardware(rb) != hardware(rc):
-            notes.append(f"efficiency not gated: different hardware (baseline {hardware(rb)}, candidate {hardware(rc)})")
+            skipped = (f"different hardware (baseline {describe_hardware(rb)}; candidate {describe_hardware(rc)}): "
+                       "speed is only comparable on one machine; gate throughput against a baseline run made "
+                       "in the same job (see README)")
+            notes.append(f"efficiency not gated: {skipped}")
         else:
             for t in names:
                 eff += check_efficiency(t, rb["tasks"][t].get("efficiency"), rc["tasks"][t].get("efficiency"),
                                         max_slowdown_pct / 100.0)
+    for who, r in (("baseline", rb), ("candidate", rc)):
+        if r.get("status") != "complete":
+            why = "; ".join(r.get("status_reasons") or [])
+            notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
     return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
-                      (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes)
+                      (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes,
+                      baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")),
+                      efficiency_skipped=skipped)
 
 
-# ---- reports ------------------------------------------------------------------------------------
-def _bounds(t: TaskVerdict) -> str:
-    return f"[{points(t.lower)}, {points(t.upper)}]" if t.lower is not None else "–"
+# ---- text and markdown, from the gate.json document ----------------------------------------------
+def _bounds(t: dict[str, Any]) -> str:
+    return f"[{points(t['lower'])}, {points(t['upper'])}]" if t.get("lower") is not None else "–"
 
 
-def summary_rows(g: GateResult) -> list[list[str]]:
+def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
     rows = [["task", "verdict", "n", "baseline", "candidate", "delta (pts)",
-             f"{100 * (1 - 2 * g.alpha):.0f}% CI (pts)", "cand+", "cand-", "reason"]]
-    for t in g.tasks:
-        rows.append([t.task, t.verdict, str(t.n), points(t.baseline, False), points(t.candidate, False),
-                     points(t.delta), _bounds(t), str(t.n_improved), str(t.n_worsened), t.reason])
+             f"{100 * (1 - 2 * doc['alpha']):.0f}% CI (pts)", "cand+", "cand-", "reason"]]
+    for t in doc["tasks"]:
+        rows.append([t["task"], t["verdict"], str(t["n"]), points(t["baseline"], False), points(t["candidate"], False),
+                     points(t["delta"]), _bounds(t), str(t["n_improved"]), str(t["n_worsened"]), t["reason"]])
     return rows
 
 
-def efficiency_rows(g: GateResult) -> list[list[str]]:
+def efficiency_rows(doc: dict[str, Any]) -> list[list[str]]:
     rows = [["task", "figure", "baseline", "candidate", "speed", "verdict"]]
-    for e in g.efficiency:
-        rows.append([e.task, e.key, f"{e.baseline:.4g}", f"{e.candidate:.4g}", f"{e.speed_ratio:.3f}x", e.verdict])
+    for e in doc["efficiency"]:
+        rows.append([e["task"], e["key"], f"{e['baseline']:.4g}", f"{e['candidate']:.4g}", f"{e['speed_ratio']:.3f}x",
+                     e["verdict"]])
     return rows
 
 
-def summary_text(g: GateResult) -> str:
-    text = format_table(summary_rows(g))
-    if g.efficiency:
-        text += "\n\n" + format_table(efficiency_rows(g))
-    for n in g.notes:
+def summary_text(doc: dict[str, Any]) -> str:
+    text = format_table(summary_rows(doc))
+    if doc["efficiency"]:
+        text += "\n\n" + format_table(efficiency_rows(doc))
+    for n in doc["notes"]:
         text += f"\nnote: {n}"
-    return text + f"\n\ngate: {g.verdict}"
+    return text + f"\n\ngate: {doc['verdict_text']}"
 
 
 def _md_cell(s: str) -> str:
     return s.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def markdown(g: GateResult) -> str:
+def markdown(doc: dict[str, Any]) -> str:
     """The gate report as GitHub-flavoured markdown (for a CI job summary or a PR comment)."""
 
     def table(rows: list[list[str]]) -> str:
@@ -347,17 +395,21 @@ def markdown(g: GateResult) -> str:
         sep = "|" + "---|" * len(rows[0])
         return "\n".join([head, sep, *("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows[1:])])
 
-    lines = [f"# evalsuite gate: **{g.verdict}**", "",
-             f"- baseline: `{_md_cell(g.baseline_label)}` ({_md_cell(str(g.baseline_model.get('name')))}, "
-             f"{_md_cell(str(g.baseline_model.get('precision')))})",
-             f"- candidate: `{_md_cell(g.candidate_label)}` ({_md_cell(str(g.candidate_model.get('name')))}, "
-             f"{_md_cell(str(g.candidate_model.get('precision')))})",
-             f"- non-inferiority margin {100 * g.margin:.1f} points, one-sided alpha {g.alpha}; "
-             f"max slowdown {100 * g.max_slowdown:.0f}%", "", "## Accuracy", "", table(summary_rows(g))]
-    if g.efficiency:
-        lines += ["", "## Efficiency", "", table(efficiency_rows(g))]
-    if g.notes:
-        lines += ["", "## Notes", "", *(f"- {_md_cell(n)}" for n in g.notes)]
+    def who(side: str) -> str:
+        d = doc[side]
+        return (f"- {side}: `{_md_cell(str(d['path']))}` ({_md_cell(str(d['model'].get('name')))}, "
+                f"{_md_cell(str(d['model'].get('precision')))}), run {_md_cell(str(d['status']))}")
+
+    head = f"# evalsuite gate: **{doc['verdict']}**"
+    if doc.get("efficiency_skipped"):
+        head += f" (accuracy only; efficiency not gated: {_md_cell(doc['efficiency_skipped'])})"
+    lines = [head, "", who("baseline"), who("candidate"),
+             f"- non-inferiority margin {doc['margin_points']:.1f} points, one-sided alpha {doc['alpha']}; "
+             f"max slowdown {doc['max_slowdown_pct']:.0f}%", "", "## Accuracy", "", table(summary_rows(doc))]
+    if doc["efficiency"]:
+        lines += ["", "## Efficiency", "", table(efficiency_rows(doc))]
+    if doc["notes"]:
+        lines += ["", "## Notes", "", *(f"- {_md_cell(n)}" for n in doc["notes"])]
     return "\n".join(lines) + "\n"
 
 
@@ -382,6 +434,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="after a non-failing gate, write the candidate into the --baseline folder as NAME")
     parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(page="evalsuite.reports.gate_page")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -394,14 +447,14 @@ def main(args: argparse.Namespace) -> int:
                  max_slowdown_pct=args.max_slowdown if args.max_slowdown >= 0 else None, tasks=tasks,
                  allow_config_mismatch=args.allow_config_mismatch, baseline_label=label,
                  candidate_label=str(args.candidate), n_boot=args.n_boot, seed=args.seed)
-    print(summary_text(g))
+    doc = json.loads(dumps(g.to_dict()))
+    validate(doc, "gate")
+    print(summary_text(doc))
     if args.out:
         out = Path(args.out)
-        atomic_write_json(out / "gate.json", g.to_dict())
-        atomic_write_text(out / "gate.md", markdown(g))
-        from evalsuite.reports.gate_page import render_gate
-
-        print(f"report: {render_gate(g, out)}")
+        atomic_write_json(out / "gate.json", doc)
+        atomic_write_text(out / "gate.md", markdown(doc))
+        print(f"gate:   {out / 'gate.json'}")
     if args.save_baseline:
         if g.failed:
             print("baseline not saved: the gate failed")

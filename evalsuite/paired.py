@@ -11,18 +11,16 @@ What is here, and when each is used:
 
 - :func:`pair` lines up two runs' sample results by id (scored in both; optionally counting the
   candidate's errors as wrong, which the gate does).
-- :func:`paired_bootstrap_ci` — percentile CI of mean(d) by cluster bootstrap (reuses
-  :func:`evalsuite.stats.bootstrap_ci` on the differences). The default interval everywhere.
-- :func:`mcnemar_exact` — exact two-sided McNemar test for 0/1 scores: conditional on the ``k``
-  discordant pairs, the number that improved is Binomial(k, 1/2) under H0 (no difference);
-  ``p = min(1, 2 * P(X <= min(improved, worsened)))``. It treats pairs as independent; the CI is
-  the cluster-aware figure.
-- :func:`signflip_pvalue` — cluster sign-flip randomization test, the two-sided test for scores that
-  are not 0/1 (ANLS, IoU…): under H0 each cluster's summed difference is equally likely ±.
-- :func:`tango_ci` — Tango's (1998) score interval for a difference of paired proportions. Unlike the
-  bootstrap it stays honest with few or zero discordant pairs (30 identical answers do not prove two
-  models within 2 points of each other; the bootstrap interval would be [0, 0]). The gate uses the
-  hull of this and the cluster bootstrap interval for 0/1 scores.
+- :func:`paired_interval` — THE interval of mean(d) that compare, the gate and the leaderboard
+  show: for scores in [0, 1] the hull of the paired cluster bootstrap (:func:`paired_bootstrap_ci`,
+  which carries the clustering) and Tango's (1998) score interval (:func:`tango_ci`, which stays
+  honest with few or zero discordant pairs: 30 identical answers do not prove two models within 2
+  points of each other, yet the bootstrap interval would be [0, 0]). Other scores: the bootstrap.
+- :func:`paired_test` — THE test of "no change" in compare (two-sided) and the gate (one-sided,
+  "less"): exact McNemar for 0/1 scores when no two pairs share a cluster (conditional on the ``k``
+  discordant pairs, the number that improved is Binomial(k, 1/2) under H0), else the cluster
+  sign-flip randomization test (:func:`signflip_pvalue`: under H0 each cluster's summed
+  difference is equally likely ±; exact when few clusters differ), which McNemar is a special case of.
 - :func:`holm` — Holm's step-down adjustment of p-values across tasks (controls the family-wise error
   rate without assuming independence between tasks).
 - :func:`unpaired_bootstrap_ci` — what an analysis that ignores pairing would report; shown next to
@@ -42,6 +40,7 @@ from evalsuite.stats import N_BOOT, bootstrap_ci, cluster_index
 from evalsuite.types import SampleResult
 
 Interval = tuple[float, float]
+EXACT_SIGNFLIP = 16  # up to this many non-zero cluster sums the sign-flip test enumerates every sign vector
 
 
 # ---- lining up two runs -------------------------------------------------------------------------
@@ -141,19 +140,61 @@ def mcnemar_exact(n_improved: int, n_worsened: int) -> float:
     return min(1.0, 2.0 * binom_cdf_half(min(n_improved, n_worsened), k))
 
 
-def signflip_pvalue(d: Sequence[float], clusters: Sequence[str], *, n_perm: int = 10000, seed: int = 0) -> float:
-    """Two-sided cluster sign-flip randomization p-value for H0: mean difference 0."""
+def _signflip_null(sums: np.ndarray, n_perm: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
+    """Sign-flip null distribution of sum(sums): every sign vector when there are at most
+    ``EXACT_SIGNFLIP`` non-zero cluster sums (exact), else ``n_perm`` random ones."""
+    nz = sums[sums != 0.0]
+    if nz.size <= EXACT_SIGNFLIP:
+        grid = ((np.arange(1 << nz.size)[:, None] >> np.arange(nz.size)[None, :]) & 1) * 2.0 - 1.0  # [2^k, k]
+        return grid @ nz, True
+    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, nz.size))
+    return signs @ nz, False
+
+
+def signflip_pvalue(d: Sequence[float], clusters: Sequence[str], *, n_perm: int = 10000, seed: int = 0,
+                    alternative: str = "two-sided") -> float:
+    """Cluster sign-flip randomization p-value for H0: mean difference 0.
+
+    ``alternative``: "two-sided", or "less" (H1: B worse than A, mean(d) < 0). Exact (every sign
+    vector) when at most ``EXACT_SIGNFLIP`` clusters have a non-zero summed difference; otherwise
+    Monte Carlo with the ``(1 + hits) / (1 + n_perm)`` estimate, which keeps the test valid.
+    """
+    if alternative not in ("two-sided", "less"):
+        raise ValueError(f"alternative must be 'two-sided' or 'less', got {alternative!r}")
     x = np.asarray(d, dtype=np.float64)
     if x.size == 0 or not np.any(x):
         return 1.0
     idx, n_clusters = cluster_index(clusters)
     sums = np.bincount(idx, weights=x, minlength=n_clusters)
-    observed = abs(float(sums.sum()))
-    rng = np.random.default_rng(seed)
-    signs = rng.choice(np.array([-1.0, 1.0]), size=(n_perm, n_clusters))
-    stats = np.abs(signs @ sums)
-    hits = int(np.sum(stats >= observed - 1e-12 * max(1.0, observed)))
-    return (1 + hits) / (1 + n_perm)
+    observed = float(sums.sum())
+    null, exact = _signflip_null(sums, n_perm, np.random.default_rng(seed))
+    tol = 1e-9 * max(1.0, float(np.abs(sums).sum()))
+    if alternative == "two-sided":
+        hits = int(np.sum(np.abs(null) >= abs(observed) - tol))
+    else:
+        hits = int(np.sum(null <= observed + tol))
+    return hits / null.size if exact else (1 + hits) / (1 + null.size)
+
+
+def singleton_clusters(p: Paired) -> bool:
+    """True when no two pairs share a cluster (every pair is its own source)."""
+    return len(set(p.clusters)) == p.n
+
+
+def paired_test(p: Paired, *, alternative: str = "two-sided", n_perm: int = 10000, seed: int = 0) -> tuple[str, float]:
+    """(name, p-value) of the paired test of H0: no change, used by both compare and the gate.
+
+    0/1 scores with no shared clusters: exact McNemar (one-sided for "less": P(X <= improved) with
+    X ~ Binomial(discordant, 1/2)). Otherwise the cluster sign-flip test, which for 0/1 scores
+    in singleton clusters is the same test; with shared clusters it stays valid where McNemar,
+    which treats pairs as independent, would reject too often.
+    """
+    if p.binary and singleton_clusters(p):
+        if alternative == "two-sided":
+            return "mcnemar-exact", mcnemar_exact(p.n_improved, p.n_worsened)
+        k = p.n_improved + p.n_worsened
+        return "mcnemar-exact", (binom_cdf_half(p.n_improved, k) if k else 1.0)
+    return "cluster-signflip", signflip_pvalue(p.d, p.clusters, n_perm=n_perm, seed=seed, alternative=alternative)
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -235,6 +276,30 @@ def tango_ci(n_improved: int, n_worsened: int, n: int, *, level: float = 0.95) -
     return (root(z), root(-z))
 
 
+def paired_interval(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Interval, str]:
+    """(interval of mean(B - A), method): the one interval that compare, the gate and the leaderboard show.
+
+    Scores in [0, 1]: the hull of the paired cluster bootstrap (which carries the clustering) and
+    Tango's score interval on the discordance counts (which stays honest at the boundary, where the
+    bootstrap collapses to a point: nothing changed in 30 pairs gives [0, 0] by bootstrap, about
+    ±12 points by Tango). For scores that are not 0/1 the counts are fractional: the sum of the
+    positive and of the negative differences. A difference d in [-1, 1] has at most the second
+    moment |d| of a -1/0/+1 outcome with P(+1) = max(d, 0), P(-1) = max(-d, 0), so this is the
+    interval of a trinomial that is at least as variable as the data. Other scores: the bootstrap.
+    """
+    if p.n == 0:
+        raise ValueError("no paired samples")
+    boot = paired_bootstrap_ci(p, level=level, n_boot=n_boot, seed=seed)
+    assert boot is not None
+    both = np.concatenate([p.a, p.b])
+    if not (np.all(both >= 0.0) and np.all(both <= 1.0)):
+        return boot, "paired cluster bootstrap"
+    d = p.d
+    t = tango_ci(float(np.clip(d, 0.0, None).sum()), float(np.clip(-d, 0.0, None).sum()), p.n, level=level)
+    assert t is not None
+    return (min(boot[0], t[0]), max(boot[1], t[1])), "hull of paired cluster bootstrap and Tango score interval"
+
+
 # ---- one summary --------------------------------------------------------------------------------
 @dataclass
 class PairedDiff:
@@ -245,13 +310,14 @@ class PairedDiff:
     mean_a: float
     mean_b: float
     delta: float
-    ci: Interval | None  # paired cluster bootstrap
+    ci: Interval | None  # paired_interval
     ci_unpaired: Interval | None
     n_improved: int
     n_worsened: int
     binary: bool
     test: str  # "mcnemar-exact" or "cluster-signflip"
     p_value: float
+    ci_method: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -261,20 +327,18 @@ def paired_diff(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, seed: i
     """Delta, paired and unpaired CIs, and the two-sided test appropriate to the score type."""
     if p.n == 0:
         raise ValueError("no paired samples to compare")
-    binary = p.binary
-    if binary:
-        test, pv = "mcnemar-exact", mcnemar_exact(p.n_improved, p.n_worsened)
-    else:
-        test, pv = "cluster-signflip", signflip_pvalue(p.d, p.clusters, seed=seed)
+    test, pv = paired_test(p, seed=seed)
+    ci, method = paired_interval(p, level=level, n_boot=n_boot, seed=seed)
     return PairedDiff(
         n=p.n, n_clusters=cluster_index(p.clusters)[1], mean_a=float(p.a.mean()), mean_b=float(p.b.mean()),
-        delta=float(p.d.mean()), ci=paired_bootstrap_ci(p, level=level, n_boot=n_boot, seed=seed),
+        delta=float(p.d.mean()), ci=ci,
         ci_unpaired=unpaired_bootstrap_ci(p.a, p.b, p.clusters, p.clusters, level=level, n_boot=n_boot, seed=seed),
-        n_improved=p.n_improved, n_worsened=p.n_worsened, binary=binary, test=test, p_value=pv,
+        n_improved=p.n_improved, n_worsened=p.n_worsened, binary=p.binary, test=test, p_value=pv, ci_method=method,
     )
 
 
 __all__ = [
     "Paired", "PairedDiff", "pair", "paired_diff", "binom_cdf_half", "mcnemar_exact", "signflip_pvalue", "holm",
-    "paired_bootstrap_ci", "unpaired_bootstrap_ci", "tango_z", "tango_ci",
+    "paired_bootstrap_ci", "unpaired_bootstrap_ci", "tango_z", "tango_ci", "paired_interval", "paired_test",
+    "singleton_clusters",
 ]

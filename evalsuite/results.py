@@ -6,7 +6,10 @@
 - ``results.json``: written atomically (temp file in the same folder, fsync, rename) after each task
   and at the end, validated against ``schema/results.schema.json`` (``SCHEMA_VERSION``).
 
-Reports, comparisons and the gate read only these files (``load_run``), never live objects.
+Reports, comparisons and the gate read only these files (``load_run``), never live objects. The
+comparison and the gate write their own files in turn, ``compare.json`` and ``gate.json`` (versioned,
+validated against ``schema/compare.schema.json`` and ``schema/gate.schema.json``), which their pages
+read (``load_doc``).
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from typing import Any, Iterable
 
 from evalsuite.types import SampleResult
 
-SCHEMA_VERSION = "1.1"  # 1.1: the throughput task's load points
-SCHEMA_PATH = Path(__file__).parent / "schema" / "results.schema.json"
+SCHEMA_VERSION = "1.2"  # 1.1: the throughput task's load points; 1.2: status "interrupted", status_reasons, a task's chance level
+SCHEMA_DIR = Path(__file__).parent / "schema"
+SCHEMA_PATH = SCHEMA_DIR / "results.schema.json"
+COMPARE_SCHEMA_VERSION = "1.0"
+GATE_SCHEMA_VERSION = "1.0"
+VERSIONS = {"results": SCHEMA_VERSION, "compare": COMPARE_SCHEMA_VERSION, "gate": GATE_SCHEMA_VERSION}
+CONFIG_KEYS = ("version", "args", "media")  # what makes two runs of a task comparable
 
 
 class RunFormatError(ValueError):
@@ -146,22 +154,57 @@ class SampleLog:
         self.close()
 
 
-# ---- results.json -------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+# ---- results.json, compare.json, gate.json ------------------------------------------------------
+@lru_cache(maxsize=None)
+def schema(kind: str = "results") -> dict[str, Any]:
+    if kind not in VERSIONS:
+        raise ValueError(f"no schema for {kind!r} (have: {', '.join(VERSIONS)})")
+    return json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text())
 
 
-def validate(results: dict[str, Any]) -> None:
+def validate(doc: dict[str, Any], kind: str = "results") -> None:
     """Raise RunFormatError with the first schema violation (path and message)."""
     import jsonschema
 
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(results), key=lambda e: list(e.absolute_path))
+    validator = jsonschema.Draft202012Validator(schema(kind))
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise RunFormatError(f"results.json does not match schema {SCHEMA_VERSION} at {where}: {e.message}")
+        raise RunFormatError(f"{kind}.json does not match schema {VERSIONS[kind]} at {where}: {e.message}")
+
+
+def load_doc(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """A ``compare.json`` or ``gate.json`` (the file, or the folder holding it), validated."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / f"{kind}.json"
+    if not p.exists():
+        raise RunFormatError(f"no {kind}.json at {p} (expected the output folder of 'evalsuite {kind}')")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise RunFormatError(f"{p} is not valid JSON: {e}") from None
+    validate(doc, kind)
+    return doc
+
+
+def flatten(prefix: str, v: Any, out: dict[str, Any]) -> None:
+    if isinstance(v, dict):
+        for k, x in v.items():
+            flatten(f"{prefix}.{k}" if prefix else str(k), x, out)
+    else:
+        out[prefix] = v
+
+
+def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[str]:
+    """Differences in version, args and media settings between two results.json task entries."""
+    fa: dict[str, Any] = {}
+    fb: dict[str, Any] = {}
+    for key in CONFIG_KEYS:
+        flatten(key, task_a.get(key), fa)
+        flatten(key, task_b.get(key), fb)
+    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
 def results_path(run: str | os.PathLike[str]) -> Path:

@@ -40,7 +40,7 @@ from evalsuite.results import (
     read_samples,
     validate,
 )
-from evalsuite.stats import bootstrap_stat_ci
+from evalsuite.stats import bootstrap_stat_ci, mean_ci
 from evalsuite.task import DrivingTask, Task
 from evalsuite.types import Request, Response, Sample, SampleResult
 
@@ -248,9 +248,13 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
     metrics = task.aggregate(results)
     ci: dict[str, Any] = {}
     if scored and isinstance(metrics.get(primary), (int, float)) and not math.isnan(float(metrics[primary])):
-        stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
-        ci[primary] = bootstrap_stat_ci(scored, stat, [str(r.metadata.get("cluster", r.id)) for r in scored],
-                                        n_boot=1000)
+        clusters = [str(r.metadata.get("cluster", r.id)) for r in scored]
+        values = [float(r.score) for r in scored]  # type: ignore[arg-type]
+        if math.isclose(float(metrics[primary]), sum(values) / len(values), rel_tol=1e-9, abs_tol=1e-12):
+            ci[primary] = mean_ci(values, clusters, n_boot=1000)  # a mean of scores: Wilson-hulled at the bounds
+        else:
+            stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
+            ci[primary] = bootstrap_stat_ci(scored, stat, clusters, n_boot=1000)
     else:
         ci[primary] = None
     breakdown: dict[str, dict[str, Any]] = {}
@@ -264,6 +268,7 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
                 g: {**task.aggregate(rs), "n": len(rs), "n_errors": sum(1 for r in rs if r.error)}
                 for g, rs in sorted(groups.items())
             }
+    chance, chance_method = chance_level(task, samples, scored)
     n_errors = sum(1 for r in results if r.error)
     usage = _usage(results)
     eff = dict(task.efficiency(results, wall_s))
@@ -276,6 +281,8 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
         "primary_metric": primary,
         "metrics": metrics,
         "ci95": ci,
+        "chance": chance,
+        "chance_method": chance_method,
         "n_samples": len(results),
         "n_scored": len(scored),
         "n_errors": n_errors,
@@ -288,6 +295,17 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
         "efficiency": eff,
         "samples_file": f"samples/{task.name}.jsonl",
     }
+
+
+def chance_level(task: Task, samples: list[Sample], scored: list[SampleResult]) -> tuple[float | None, str]:
+    """(the task's chance level, how it is defined): the mean of ``task.chance`` over the scored
+    samples; None when any of them has no chance score."""
+    by_id = {s.id: s for s in samples}
+    values = [task.chance(by_id[r.id]) for r in scored if r.id in by_id]
+    if not values or any(v is None for v in values):
+        method = task.chance_method if task.chance_method.startswith("none") else "none: not defined for this task"
+        return None, method
+    return sum(values) / len(values), task.chance_method  # type: ignore[arg-type]
 
 
 def _usage(results: list[SampleResult]) -> dict[str, Any]:
@@ -398,8 +416,17 @@ def run(cfg: RunConfig) -> RunOutcome:
                     f"({rate:.1%} > --max-error-rate {cfg.max_error_rate:.1%})"
                 )
                 exit_code = 1
-        write("complete")
-    except BaseException:
+        doc["status_reasons"] = list(messages)
+        write("failed" if messages else "complete")
+    except KeyboardInterrupt:
+        doc["status_reasons"] = ["interrupted (Ctrl-C): run the same command again to resume"]
+        try:
+            write("interrupted")
+        except Exception:
+            pass
+        raise
+    except BaseException as e:
+        doc["status_reasons"] = [_one_line(e)]
         try:
             write("failed")
         except Exception:

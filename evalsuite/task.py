@@ -11,6 +11,9 @@ them) and implements three things:
   and any per-sample extras (``parsed``, ``anls``…).
 - ``aggregate(results)`` turns the scored results into the task's metrics. The default is the mean
   of ``score`` as ``accuracy``; official adapters override it to reproduce their authors' rules.
+- ``chance(sample)``: what a uniform random guess scores on a sample (1 / number of choices by
+  default; a grounding task: the target's share of the screen). The runner writes the mean as the
+  task's chance level, so a score near it reads as a guess, not a result.
 
 Everything about a task that changes its numbers is in ``name``, ``version`` and ``args``; the runner
 hashes these into the config hash that guards resumed runs and writes them into ``results.json``.
@@ -44,6 +47,9 @@ class Task:
     breakdown_keys: ClassVar[tuple[str, ...]] = ("category",)
     # Generation settings.
     max_tokens: ClassVar[int] = 32
+    # How chance() is defined, written beside the chance level in results.json; a task without a
+    # chance level says here why it has none.
+    chance_method: ClassVar[str] = "analytic: 1 / number of choices, a uniform guess among them"
 
     def __init__(self, **args: Any) -> None:
         unknown = sorted(set(args) - set(self.default_args))
@@ -80,6 +86,11 @@ class Task:
     def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
         scored = [r.score for r in results if r.error is None and r.score is not None]
         return {self.primary_metric: (sum(scored) / len(scored)) if scored else float("nan")}
+
+    def chance(self, sample: Sample) -> float | None:
+        """The expected score of a uniform random guess on this sample (None when not defined).
+        Multiple choice: 1 / number of choices. The task's chance level is the mean over its samples."""
+        return 1.0 / len(sample.choices) if sample.choices else None
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "args": self.args}

@@ -1,28 +1,28 @@
-"""``DIR/index.html`` and ``DIR/flips.html`` for ``evalsuite compare``, from a :class:`Comparison`.
+"""``DIR/index.html`` and ``DIR/flips.html`` for ``evalsuite compare``, rendered from ``DIR/compare.json``.
 
 The summary page shows per-task paired deltas (with a forest plot), tests and efficiency ratios; the
 flips browser shows every sample that changed between the runs with its media (image thumbnail,
-a strip of video frames, an audio player), prompt, target and both outputs. Media become inline data
-URIs through ``evalsuite.reports.media_embed`` (one decode per file, however many flips share it), so the
-pages open offline from the file system. Everything shown is autoescaped by jinja2.
+a strip of video frames, an audio player), prompt, target and both outputs, all as recorded in
+compare.json. Media paths there are as the runs wrote them; relative ones are resolved against the
+working folder, then the two run folders named in the file. Media become inline data URIs through
+``evalsuite.reports.media_embed`` (one decode per file, however many flips share it), so the pages
+open offline from the file system. Everything shown is autoescaped by jinja2.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import re
 from pathlib import Path
 from typing import Any
 
-from evalsuite.compare import Comparison, TaskComparison, fmt_p, points
-from evalsuite.results import atomic_write_text
-from evalsuite.types import SampleResult
+from evalsuite.results import atomic_write_text, load_doc
+from evalsuite.stats import fmt_p, points
 from evalsuite.reports.media_embed import embed
 from evalsuite.reports.plots import fig_to_uri
 from evalsuite.reports.run_report import jinja_env
-
-SHOWN_METADATA = ("category", "cluster", "difficulty", "bucket")
 
 
 def anchor(name: str) -> str:
@@ -42,9 +42,9 @@ def resolve_media(part: dict[str, Any], bases: list[Path]) -> dict[str, Any]:
     return part
 
 
-def forest_plot(tasks: list[TaskComparison], level: float) -> str | None:
+def forest_plot(tasks: list[dict[str, Any]], level: float) -> str | None:
     """Delta (points) per task with its paired CI, as a PNG data URI."""
-    rows = [t for t in tasks if t.diff is not None and t.diff.ci is not None]
+    rows = [t for t in tasks if t.get("ci")]
     if not rows:
         return None
     from evalsuite.reports.plots import plt
@@ -52,19 +52,18 @@ def forest_plot(tasks: list[TaskComparison], level: float) -> str | None:
     fig, ax = plt.subplots(figsize=(6.0, 0.45 * len(rows) + 1.2))
     ys = list(range(len(rows)))[::-1]
     for y, t in zip(ys, rows):
-        d = t.diff
-        assert d is not None and d.ci is not None
-        color = "#a00" if d.ci[1] < 0 else ("#070" if d.ci[0] > 0 else "#555")
-        ax.errorbar([100 * d.delta], [y], xerr=[[100 * (d.delta - d.ci[0])], [100 * (d.ci[1] - d.delta)]],
+        lo, hi = t["ci"]
+        color = "#a00" if hi < 0 else ("#070" if lo > 0 else "#555")
+        ax.errorbar([100 * t["delta"]], [y], xerr=[[100 * (t["delta"] - lo)], [100 * (hi - t["delta"])]],
                     fmt="o", color=color, capsize=4)
     ax.axvline(0.0, color="#999", lw=1, ls="--")
-    ax.set_yticks(ys, [t.task for t in rows])
+    ax.set_yticks(ys, [t["task"] for t in rows])
     ax.set_xlabel(f"B − A (points), {100 * level:.0f}% paired CI")
     ax.grid(axis="x", alpha=0.3)
     return fig_to_uri(fig)
 
 
-def _ci(ci: tuple[float, float] | None) -> str:
+def _ci(ci: list[float] | None) -> str:
     return f"[{points(ci[0])}, {points(ci[1])}]" if ci else "–"
 
 
@@ -74,33 +73,34 @@ def _num(v: Any) -> str:
     return "–" if math.isnan(v) else f"{v:.4g}"
 
 
-def _summary_row(t: TaskComparison) -> dict[str, Any]:
-    d = t.diff
-    row: dict[str, Any] = {"task": t.task, "anchor": anchor(t.task), "metric": t.primary_metric, "note": t.note,
-                           "config_diffs": t.config_diffs, "n_flips": len(t.flips), "only": None}
-    if t.n_only_a or t.n_only_b:
-        row["only"] = f"{t.n_only_a} sample(s) scored only in A, {t.n_only_b} only in B: not compared"
-    if d is None:
-        row.update(n=0, n_clusters=0, a=_num(t.metric_a), b=_num(t.metric_b), delta="–", ci="–", ci_unpaired="–",
-                   worsened="–", improved="–", test="–", p="–", p_holm="–", cls="")
+def _summary_row(t: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {"task": t["task"], "anchor": anchor(t["task"]), "metric": t["primary_metric"],
+                           "note": t.get("note"), "config_diffs": t.get("config_differences") or [],
+                           "n_flips": len(t.get("flips") or []), "only": None}
+    if t.get("n_only_a") or t.get("n_only_b"):
+        row["only"] = f"{t['n_only_a']} sample(s) scored only in A, {t['n_only_b']} only in B: not compared"
+    if not t.get("n"):
+        row.update(n=0, n_clusters=0, a=_num(t.get("metric_a")), b=_num(t.get("metric_b")), delta="–", ci="–",
+                   ci_unpaired="–", worsened="–", improved="–", test="–", p="–", p_holm="–", cls="")
         return row
-    cls = "bad" if d.ci and d.ci[1] < 0 else ("ok" if d.ci and d.ci[0] > 0 else "")
-    row.update(n=d.n, n_clusters=d.n_clusters, a=points(d.mean_a, False), b=points(d.mean_b, False),
-               delta=points(d.delta), ci=_ci(d.ci), ci_unpaired=_ci(d.ci_unpaired), worsened=d.n_worsened,
-               improved=d.n_improved, test=d.test, p=fmt_p(d.p_value), p_holm=fmt_p(t.p_holm), cls=cls)
+    ci = t.get("ci")
+    cls = "bad" if ci and ci[1] < 0 else ("ok" if ci and ci[0] > 0 else "")
+    row.update(n=t["n"], n_clusters=t["n_clusters"], a=points(t["mean_a"], False), b=points(t["mean_b"], False),
+               delta=points(t["delta"]), ci=_ci(ci), ci_unpaired=_ci(t.get("ci_unpaired")), worsened=t["n_worsened"],
+               improved=t["n_improved"], test=t["test"], p=fmt_p(t["p_value"]), p_holm=fmt_p(t.get("p_holm")), cls=cls)
     return row
 
 
-def _efficiency_rows(c: Comparison) -> list[dict[str, Any]]:
+def _efficiency_rows(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    for t in c.tasks:
-        for key, e in t.efficiency.items():
+    for t in tasks:
+        for key, e in (t.get("efficiency") or {}).items():
             r, direction = e["ratio"], e["direction"]
             good = r is not None and direction != 0 and (r > 1) == (direction > 0) and r != 1
             bad = r is not None and direction != 0 and (r < 1) == (direction > 0) and r != 1
-            out.append({"task": t.task, "key": key, "a": _num(e["a"]), "b": _num(e["b"]),
+            out.append({"task": t["task"], "key": key, "a": _num(e["a"]), "b": _num(e["b"]),
                         "ratio": f"{r:.3f}" if r is not None else "–",
-                        "better": {1: "higher", -1: "lower", 0: "?"}[direction],
+                        "better": {1: "higher", -1: "lower"}[direction], "basis": e.get("basis", ""),
                         "cls": "ok" if good else ("bad" if bad else "")})
     return out
 
@@ -109,22 +109,28 @@ def _text(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
-def _flip(a: SampleResult, b: SampleResult, media: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"a": a, "b": b, "worse": (b.score or 0.0) < (a.score or 0.0),
-            "b_score": b.score if b.error is None else f"error ({b.error})", "target": _text(a.target),
-            "meta": [(k, a.metadata[k]) for k in SHOWN_METADATA if k in a.metadata], "media": media}
+def _worse(f: dict[str, Any]) -> bool:
+    return (f["b"]["score"] or 0.0) < (f["a"]["score"] or 0.0)
 
 
-def render_compare(c: Comparison, out: str | Path, *, base_a: Path, base_b: Path, max_flips: int = 200) -> Path:
-    """Write ``out/index.html`` and ``out/flips.html``; return the index path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    bases = [p if p.is_dir() else p.parent for p in (Path(base_a), Path(base_b))]
+def _flip(f: dict[str, Any], media: list[dict[str, Any]]) -> dict[str, Any]:
+    b = f["b"]
+    return {"id": f["id"], "a": f["a"], "b": b, "worse": _worse(f), "prompt": f.get("prompt") or "",
+            "choices": f.get("choices"), "b_score": b["score"] if b.get("error") is None else f"error ({b['error']})",
+            "target": _text(f.get("target")), "meta": list((f.get("metadata") or {}).items()), "media": media}
+
+
+def render_compare(folder: str | Path, *, max_flips: int = 200) -> Path:
+    """Read ``folder/compare.json``; write ``folder/index.html`` and ``folder/flips.html``; return the index."""
+    out = Path(folder)
+    doc = load_doc(out / "compare.json", "compare")
+    tasks = list(doc["tasks"].values())
+    bases = [p if p.is_dir() else p.parent for p in (Path(doc["a"]["path"]), Path(doc["b"]["path"]))]
     cache: dict[tuple[str, str], dict[str, Any]] = {}
 
-    def media_of(r: SampleResult) -> list[dict[str, Any]]:
+    def media_of(f: dict[str, Any]) -> list[dict[str, Any]]:
         shown = []
-        for part in r.media:
+        for part in f.get("media") or []:
             part = resolve_media(part, bases)
             key = (str(part.get("type")), str(part.get("path")))
             if key not in cache:
@@ -133,15 +139,23 @@ def render_compare(c: Comparison, out: str | Path, *, base_a: Path, base_b: Path
         return shown
 
     flip_tasks = []
-    for t in c.tasks:
-        shown = [_flip(a, b, media_of(a)) for a, b in t.flips[:max_flips]]
-        worse = sum(1 for a, b in t.flips if (b.score or 0.0) < (a.score or 0.0))
-        flip_tasks.append({"task": t.task, "anchor": anchor(t.task), "shown": shown,
-                           "n_hidden": max(0, len(t.flips) - max_flips), "n_worsened": worse,
-                           "n_improved": len(t.flips) - worse})
+    for t in tasks:
+        flips = t.get("flips") or []
+        worse = sum(1 for f in flips if _worse(f))
+        flip_tasks.append({"task": t["task"], "anchor": anchor(t["task"]),
+                           "shown": [_flip(f, media_of(f)) for f in flips[:max_flips]],
+                           "n_hidden": max(0, len(flips) - max_flips), "n_worsened": worse,
+                           "n_improved": len(flips) - worse})
     env = jinja_env()
-    atomic_write_text(out / "flips.html", env.get_template("compare_flips.html").render(c=c, tasks=flip_tasks))
+    atomic_write_text(out / "flips.html", env.get_template("compare_flips.html").render(c=doc, tasks=flip_tasks))
     index = out / "index.html"
+    eff_notes = [(t["task"], n) for t in tasks for n in t.get("efficiency_notes") or []]
     atomic_write_text(index, env.get_template("compare.html").render(
-        c=c, rows=[_summary_row(t) for t in c.tasks], eff=_efficiency_rows(c), forest=forest_plot(c.tasks, c.level)))
+        c=doc, rows=[_summary_row(t) for t in tasks], eff=_efficiency_rows(tasks), eff_notes=eff_notes,
+        forest=forest_plot(tasks, doc["level"])))
     return index
+
+
+def cli_render(args: argparse.Namespace) -> Path:
+    """The page step of ``evalsuite compare`` (after compare.json is written)."""
+    return render_compare(args.out, max_flips=args.max_flips)

@@ -1,9 +1,13 @@
 """``python -m evalsuite leaderboard RUN_DIR… --out DIR``: a static leaderboard site from run folders.
 
-``DIR/index.html`` holds a sortable table (model, backend, precision, each task's primary metric
-with its 95% CI, the headline efficiency figures, weight bytes), an accuracy-vs-throughput plot with
-its Pareto front, and a precision-delta plot: for each backend with a BF16 run, every other
-precision's paired difference from it per task (cluster bootstrap CI, ``evalsuite.paired``).
+``DIR/index.html`` holds a sortable table (model, run status, backend, precision, each task's primary
+metric with its 95% CI and error count, the headline efficiency figures, weight bytes), an
+accuracy-vs-throughput plot with its Pareto front, and a precision-delta plot: for each backend with
+a BF16 run, every other precision's paired difference from it per task (the paired interval of
+``evalsuite.paired``, as in compare). The accuracy axis is the mean primary metric of the accuracy
+tasks every plotted run has (the throughput task's tokens/s never enters it); when the runs share no
+accuracy task there is one plot per task. Only complete runs are plotted: failed or interrupted runs
+show their status, reasons and error counts in the table and are named under the plot.
 ``DIR/runs/<nn>-<model>.html`` is one page per run. Plots are inline PNG data URIs and sorting is a
 few lines of inline JavaScript, so the site opens offline from the file system. jinja2 autoescapes
 every string shown; nothing from a results file is marked safe.
@@ -21,12 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalsuite.compare import config_differences
-from evalsuite.paired import pair, paired_bootstrap_ci
-from evalsuite.results import RunFormatError, atomic_write_text, load_run, results_path
+from evalsuite.paired import pair, paired_interval
+from evalsuite.results import RunFormatError, atomic_write_text, config_differences, load_run, results_path
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
-from evalsuite.reports.run_report import fmt_num, jinja_env
+from evalsuite.reports.run_report import at_chance, fmt_num, jinja_env
 
 # Headline efficiency figures: (key in a task's "efficiency", column title).
 HEADLINE = (
@@ -57,6 +60,19 @@ class Entry:
     @property
     def model(self) -> dict[str, Any]:
         return self.results["model"]
+
+    @property
+    def status(self) -> str:
+        return str(self.results.get("status") or "unknown")
+
+    @property
+    def ok(self) -> bool:
+        """A complete run: the only kind that goes into the plots."""
+        return self.status == "complete"
+
+    @property
+    def status_reasons(self) -> list[str]:
+        return [str(m) for m in self.results.get("status_reasons") or []]
 
     def metric(self, task: str) -> tuple[float | None, tuple[float, float] | None]:
         t = self.results["tasks"].get(task)
@@ -119,10 +135,23 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
+def is_accuracy_task(entry: dict[str, Any]) -> bool:
+    """A task whose primary metric is an accuracy (a score of its samples), not an efficiency figure:
+    the load-driving throughput task (its entry carries a ``throughput`` section) is not one."""
+    return not isinstance(entry.get("throughput"), dict)
+
+
+def accuracy_tasks(e: Entry) -> list[str]:
+    """The run's accuracy tasks with a numeric primary metric, in its own order."""
+    return [t for t, x in e.results["tasks"].items() if is_accuracy_task(x) and e.metric(t)[0] is not None]
+
+
 def common_tasks(entries: Sequence[Entry]) -> list[str]:
-    """Tasks every run has a numeric primary metric for (in the first run's order)."""
-    first = list(entries[0].results["tasks"]) if entries else []
-    return [t for t in first if all(e.metric(t)[0] is not None for e in entries)]
+    """Accuracy tasks every run has a numeric primary metric for (in the first run's order)."""
+    if not entries:
+        return []
+    sets = [set(accuracy_tasks(e)) for e in entries]
+    return [t for t in accuracy_tasks(entries[0]) if all(t in s_ for s_ in sets)]
 
 
 def _family(e: Entry) -> tuple[Any, Any]:
@@ -153,7 +182,7 @@ def precision_deltas(entries: Sequence[Entry], *, n_boot: int = 1000) -> list[di
             if p.n == 0:
                 continue
             out.append({"reference": ref.label, "run": e.label, "precision": e.model.get("precision"), "task": t,
-                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_bootstrap_ci(p, n_boot=n_boot)})
+                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_interval(p, n_boot=n_boot)[0]})
     return out
 
 
@@ -164,13 +193,14 @@ def _throughput_key(entries: Sequence[Entry]) -> str | None:
     return next((k for k in THROUGHPUT_KEYS if counts[k] == best), None) if best else None
 
 
-def pareto_plot(entries: Sequence[Entry], tasks: Sequence[str]) -> tuple[str | None, str]:
-    """(PNG data URI or None, caption): mean primary metric over common tasks vs throughput."""
-    key = _throughput_key(entries)
-    if key is None or not tasks:
-        return None, "no accuracy-vs-throughput plot: " + ("no run reports a throughput figure" if key is None
-                                                           else "no task with a metric in every run")
-    pts = [(e, e.figures[key], sum(e.metric(t)[0] or 0.0 for t in tasks) / len(tasks)) for e in entries if key in e.figures]
+def plot_points(entries: Sequence[Entry], tasks: Sequence[str], key: str) -> list[tuple[Entry, float, float]]:
+    """(run, x, y) of the accuracy-vs-throughput plot: x the run's ``key`` figure, y the mean of its
+    primary metrics over ``tasks`` (accuracy tasks only; never an efficiency figure)."""
+    return [(e, e.figures[key], sum(e.metric(t)[0] or 0.0 for t in tasks) / len(tasks))
+            for e in entries if key in e.figures and all(e.metric(t)[0] is not None for t in tasks)]
+
+
+def _scatter(pts: Sequence[tuple[Entry, float, float]], key: str, ylabel: str, title: str = "") -> str:
     from evalsuite.reports.plots import plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -184,11 +214,49 @@ def pareto_plot(entries: Sequence[Entry], tasks: Sequence[str]) -> tuple[str | N
         ax.annotate(e.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.margins(0.15)
     ax.set_xlabel(key)
-    ax.set_ylabel(f"mean primary metric ({len(tasks)} task{'s' if len(tasks) > 1 else ''})")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    missing = len(entries) - len(pts)
-    caption = f"x: {key}; y: mean of {', '.join(tasks)}" + (f"; {missing} run(s) without {key} not shown" if missing else "")
-    return fig_to_uri(fig), caption
+    return fig_to_uri(fig)
+
+
+def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
+    """([(PNG data URI, caption)], note): accuracy against throughput for the complete runs.
+
+    y is the mean of the primary metrics of the accuracy tasks every plotted run has; when the runs
+    share none, one plot per accuracy task with the runs that have it. Runs that are not complete
+    (failed, interrupted) are named in the note and never plotted."""
+    left_out = [f"{e.label} ({e.status})" for e in entries if not e.ok]
+    plotted = [e for e in entries if e.ok]
+    note = f"not plotted: {', '.join(left_out)}" if left_out else ""
+    key = _throughput_key(plotted)
+
+    def why(reason: str) -> tuple[list[tuple[str, str]], str]:
+        return [], "no accuracy-vs-throughput plot: " + reason + (f"; {note}" if note else "")
+
+    if key is None:
+        return why("no complete run reports a throughput figure" if left_out else "no run reports a throughput figure")
+    with_key = [e for e in plotted if key in e.figures]
+    missing = [e.label for e in plotted if key not in e.figures]
+    extra = "; ".join(x for x in (f"without {key}: {', '.join(missing)}" if missing else "", note) if x)
+    shared = common_tasks(with_key)
+    if shared:
+        pts = plot_points(with_key, shared, key)
+        others = sorted({t for e in with_key for t in accuracy_tasks(e)} - set(shared))
+        caption = (f"x: {key}; y: mean primary metric of the accuracy tasks every plotted run has ({', '.join(shared)})"
+                   + (f"; tasks not in every run, left out of y: {', '.join(others)}" if others else ""))
+        ylabel = f"mean accuracy ({len(shared)} task{'s' if len(shared) > 1 else ''})"
+        return [(_scatter(pts, key, ylabel), caption)], extra
+    tasks = list(dict.fromkeys(t for e in with_key for t in accuracy_tasks(e)))
+    if not tasks:
+        return why("no complete run has an accuracy task with a metric")
+    figs = []
+    for t in tasks:
+        pts = plot_points(with_key, [t], key)
+        figs.append((_scatter(pts, key, f"{t} primary metric", title=t),
+                     f"{t}: x {key}, y its primary metric ({len(pts)} run(s) that have it; the runs share no accuracy task)"))
+    return figs, extra
 
 
 def delta_plot(deltas: Sequence[dict[str, Any]]) -> str | None:
@@ -233,12 +301,16 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
         cells = []
         for t in tasks:
             v, ci = e.metric(t)
-            cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v)})
+            entry = e.results["tasks"].get(t) or {}
+            n_err, n = int(entry.get("n_errors") or 0), int(entry.get("n_samples") or 0)
+            cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v),
+                          "errors": f"{n_err}/{n} errored" if n_err else "",
+                          "chance": f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else ""})
         for key, _ in HEADLINE:
             v = e.figures.get(key)
-            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v)})
+            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": "", "chance": ""})
         wb = e.model.get("weight_bytes")
-        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb)})
+        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": "", "chance": ""})
         rows.append({"e": e, "cells": cells})
     return rows
 
@@ -264,14 +336,14 @@ def build_leaderboard(paths: Sequence[str | Path], out: str | Path, *, title: st
         raise LeaderboardError("no run folders given")
     out = Path(out)
     all_tasks = list(dict.fromkeys(t for e in entries for t in e.results["tasks"]))
-    shared = common_tasks(entries)
-    deltas = precision_deltas(entries)
-    pareto, pareto_caption = pareto_plot(entries, shared)
+    shared = common_tasks([e for e in entries if e.ok])
+    deltas = precision_deltas([e for e in entries if e.ok])
+    pareto, pareto_note = pareto_plots(entries)
     for e in entries:
         render_run_page(e, out)
     html = jinja_env().get_template("leaderboard.html").render(
         title=title, tasks=all_tasks, headline=HEADLINE, rows=table_rows(entries, all_tasks), pareto=pareto,
-        pareto_caption=pareto_caption, delta_plot=delta_plot(deltas), deltas=deltas, shared=shared)
+        pareto_note=pareto_note, delta_plot=delta_plot(deltas), deltas=deltas, shared=shared)
     index = out / "index.html"
     atomic_write_text(index, html)
     return index

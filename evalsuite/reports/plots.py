@@ -21,13 +21,25 @@ def fig_to_uri(fig) -> str:
 
 
 def bar_with_ci(labels: Sequence[str], values: Sequence[float | None], cis: Sequence[tuple[float, float] | None],
-                *, ylabel: str = "accuracy", title: str = "") -> str:
+                *, ylabel: str = "accuracy", title: str = "", chance: Sequence[float | None] | None = None) -> str:
+    """Bars with CI whiskers; with ``chance``, each task's chance level as a dashed black segment
+    across its bar, and bars whose interval contains it drawn grey."""
     fig, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(labels) + 1.5), 3.0))
     xs = range(len(labels))
     vals = [v if v is not None and not math.isnan(v) else 0.0 for v in values]
     lo = [max(0.0, v - c[0]) if c else 0.0 for v, c in zip(vals, cis)]
     hi = [max(0.0, c[1] - v) if c else 0.0 for v, c in zip(vals, cis)]
-    ax.bar(xs, vals, color="#4c72b0", yerr=[lo, hi], capsize=4)
+    levels = list(chance) if chance is not None else [None] * len(labels)
+    colours = ["#999999" if ch is not None and ci and ci[0] <= ch <= ci[1] else "#4c72b0" for ch, ci in zip(levels, cis)]
+    ax.bar(xs, vals, color=colours, yerr=[lo, hi], capsize=4)
+    drawn = False
+    for x, ch in zip(xs, levels):
+        if ch is not None:
+            ax.hlines(ch, x - 0.45, x + 0.45, colors="black", linestyles="dashed", lw=1.2,
+                      label=None if drawn else "chance")
+            drawn = True
+    if drawn:
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_xticks(list(xs), labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.05 if all(v <= 1.0 for v in vals) else None)

@@ -1,6 +1,7 @@
 """``OUT/report.html``: one self-contained page per run, rendered from the results files only.
 
-Shows accuracy per task with its 95% CI (chart + table), per-category breakdowns, efficiency figures
+Shows accuracy per task with its 95% CI and the task's chance level (chart + table; a score whose
+interval contains chance is marked as indistinguishable from a guess), per-category breakdowns, efficiency figures
 when present, for the throughput task its load points (the Pareto curve of tokens/s/user against
 tokens/s/GPU, latency distributions per point, the SLO search and the cross-checks), provenance
 (model, environment, task args and media settings), every errored sample, and a sample browser:
@@ -51,6 +52,11 @@ def fmt_ci(ci: Any) -> str:
     return f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
+def at_chance(ci: Any, chance: Any) -> bool:
+    """True when a score's interval contains the task's chance level: it cannot be told from a guess."""
+    return bool(ci) and isinstance(chance, (int, float)) and float(ci[0]) <= float(chance) <= float(ci[1])
+
+
 def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int = 200) -> Path:
     run_dir = Path(run_dir)
     results, samples = load_run(run_dir)
@@ -63,8 +69,11 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
         browser = []
         for r in rows[:max_samples]:
             browser.append({"r": r, "media": [embed(m, rel_to=str(run_dir)) for m in r.media]})
+        ci = t["ci95"].get(pm)
+        chance = t.get("chance")
         tasks.append({
-            "name": name, "t": t, "pm": pm, "value": t["metrics"].get(pm), "ci": t["ci95"].get(pm),
+            "name": name, "t": t, "pm": pm, "value": t["metrics"].get(pm), "ci": ci,
+            "chance": chance, "chance_method": t.get("chance_method"), "at_chance": at_chance(ci, chance),
             "other_metrics": {k: v for k, v in t["metrics"].items() if k != pm},
             "errors": [r for r in rows if r.error][:max_errors],
             "browser": browser,
@@ -74,7 +83,8 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
     acc = [x for x in tasks if isinstance(x["value"], (int, float)) and x["perf"] is None]
     if acc:
         chart = bar_with_ci([x["name"] for x in acc], [x["value"] for x in acc], [x["ci"] for x in acc],
-                            ylabel="primary metric", title="per task, 95% CI")
+                            ylabel="primary metric", title="per task, 95% CI; dashed: chance",
+                            chance=[x["chance"] for x in acc])
     html = jinja_env().get_template("run_report.html").render(
         results=results, tasks=tasks, chart=chart, env=results["environment"], model=results["model"])
     out = run_dir / "report.html"

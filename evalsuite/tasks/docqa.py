@@ -63,6 +63,12 @@ class DocQA(Task):
                     metadata={"category": q.category, **meta},
                 )
 
+    chance_method = ("none: free-text answers (numbers, words, dates) scored by match; a guess practically "
+                     "never matches, so the chance level is about 0 and none is declared")
+
+    def chance(self, sample: Sample) -> float | None:
+        return None
+
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
         return {"score": float(ocrbench_match(prediction, sample.target)), "anls": anls(prediction, sample.target)}
 

@@ -78,6 +78,16 @@ class GUI(Task):
                     metadata={"category": e.ui_type, "ui_type": e.ui_type, "element": e.kind, **meta},
                 )
 
+    chance_method = "analytic: the target box's share of the screen, a uniformly random click"
+
+    def chance(self, sample: Sample) -> float | None:
+        t = sample.target
+        if not isinstance(t, dict) or "box" not in t:
+            return None
+        x1, y1, x2, y2 = t["box"]
+        w, h = t["size"]
+        return max(0.0, x2 - x1) * max(0.0, y2 - y1) / float(w * h)
+
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
         t = sample.target
         w, h = t["size"]

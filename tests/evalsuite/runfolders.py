@@ -48,7 +48,8 @@ def flipped(samples: Sequence[SampleResult], ids: set[str]) -> list[SampleResult
 def results_dict(samples: dict[str, list[SampleResult]], *, name: str = "bf16", precision: str | None = "bf16",
                  backend: str = "reference", efficiency: dict[str, dict[str, Any]] | None = None,
                  args: dict[str, dict[str, Any]] | None = None, weight_bytes: int | None = None,
-                 device: str = "cpu", run_id: str | None = None) -> dict[str, Any]:
+                 device: str = "cpu", run_id: str | None = None, status: str = "complete",
+                 status_reasons: list[str] | None = None) -> dict[str, Any]:
     """A schema-valid results.json for the given per-task sample results."""
     tasks: dict[str, Any] = {}
     for task, rows in samples.items():
@@ -64,7 +65,8 @@ def results_dict(samples: dict[str, list[SampleResult]], *, name: str = "bf16", 
             "usage": {}, "efficiency": (efficiency or {}).get(task, {}), "samples_file": f"samples/{task}.jsonl",
         }
     res = {
-        "schema_version": SCHEMA_VERSION, "run_id": run_id or f"run-{name}", "status": "complete",
+        "schema_version": SCHEMA_VERSION, "run_id": run_id or f"run-{name}", "status": status,
+        "status_reasons": status_reasons or [],
         "created": "2025-01-01T00:00:00+00:00", "updated": "2025-01-01T00:00:00+00:00",
         "model": {"name": name, "backend": backend, "precision": precision, "weights_sha256": None,
                   "device": device, "weight_bytes": weight_bytes},

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +13,9 @@ from runfolders import binary_samples, flipped, write_run
 from evalsuite.cli import main as cli_main
 from evalsuite.compare import (CompareError, compare_runs, config_differences, efficiency_direction,
                                efficiency_ratios)
-from evalsuite.paired import holm, mcnemar_exact
-from evalsuite.results import load_run
+from evalsuite.paired import holm
+from evalsuite.reports.compare_page import render_compare
+from evalsuite.results import COMPARE_SCHEMA_VERSION, RunFormatError, load_doc, load_run, read_jsonl as json_rows
 from evalsuite.types import SampleResult
 
 
@@ -33,20 +36,29 @@ def test_compare_json_values(tmp_path, capsys):
                                eff_b={"docqa": {"single_stream_tokens_per_s": 80.0, "ttft_ms": 25.0, "only_b": 1.0}})
     assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "500"]) == 0
     out = capsys.readouterr().out
-    assert "docqa" in out and "mcnemar-exact" in out and "B/A" in out
+    assert "docqa" in out and "cluster-signflip" in out and "B/A" in out
     c = json.loads((tmp_path / "out" / "compare.json").read_text())
     d = c["tasks"]["docqa"]
     assert (d["n"], d["n_worsened"], d["n_improved"]) == (200, 9, 2)
     assert d["delta"] == pytest.approx((2 - 9) / 200)
-    assert d["p_value"] == pytest.approx(2 * (1 + 11 + 55) / 2 ** 11)  # 2 * P(X <= 2 | Bin(11, 1/2))
+    # 20 clusters: the exact cluster sign-flip test over the clusters whose answers changed.
+    sums = {}
+    for ra, rb in zip(doc, json_rows(b / "samples" / "docqa.jsonl")):
+        c_ = ra.metadata["cluster"]
+        sums[c_] = sums.get(c_, 0.0) + rb["score"] - ra.score
+    nz = [v for v in sums.values() if v]
+    flips = [sum(s * v for s, v in zip(signs, nz)) for signs in itertools.product([-1, 1], repeat=len(nz))]
+    assert d["test"] == "cluster-signflip"
+    assert d["p_value"] == pytest.approx(sum(abs(f) >= abs(sum(nz)) - 1e-9 for f in flips) / len(flips))
     assert d["ci"][0] < d["delta"] < d["ci"][1] and d["ci"][1] - d["ci"][0] < d["ci_unpaired"][1] - d["ci_unpaired"][0]
     au = c["tasks"]["audioqa"]
     assert au["n_worsened"] + au["n_improved"] == 3
-    assert au["p_value"] == pytest.approx(mcnemar_exact(au["n_improved"], au["n_worsened"]))
+    assert au["test"] == "cluster-signflip" and 0.2 < au["p_value"] <= 1.0
     assert [d["p_holm"], au["p_holm"]] == pytest.approx(holm([d["p_value"], au["p_value"]]))
     assert d["efficiency"] == {
-        "single_stream_tokens_per_s": {"a": 50.0, "b": 80.0, "ratio": 1.6, "direction": 1},
-        "ttft_ms": {"a": 20.0, "b": 25.0, "ratio": 1.25, "direction": -1},
+        "single_stream_tokens_per_s": {"a": 50.0, "b": 80.0, "ratio": 1.6, "direction": 1,
+                                       "basis": "whole run (same samples)"},
+        "ttft_ms": {"a": 20.0, "b": 25.0, "ratio": 1.25, "direction": -1, "basis": "whole run (same samples)"},
     }
     assert sorted(f["id"] for f in d["flips"]) == sorted(
         r.id for r, s in zip(doc, load_run(b)[1]["docqa"]) if r.score != s.score)
@@ -62,7 +74,7 @@ def test_pages_show_every_flip_and_only_flips(tmp_path):
     unchanged = {r.id for r in doc} - {f["id"] for f in changed}
     assert not any(f"<code>{i}</code>" in flips for i in unchanged)
     assert flips.count("right → wrong") == 9 + sum(1 for f in json.loads(
-        (tmp_path / "out" / "compare.json").read_text())["tasks"]["audioqa"]["flips"] if f["b"] < f["a"])
+        (tmp_path / "out" / "compare.json").read_text())["tasks"]["audioqa"]["flips"] if f["b"]["score"] < f["a"]["score"])
     index = (tmp_path / "out" / "index.html").read_text()
     assert 'href="flips.html#task-docqa"' in index and "data:image/png;base64," in index  # forest plot
 
@@ -124,7 +136,7 @@ def test_continuous_scores_use_signflip(tmp_path):
     c = compare_runs(load_run(write_run(tmp_path / "a", {"ocr": a_rows})),
                      load_run(write_run(tmp_path / "b", {"ocr": b_rows})), n_boot=300)
     d = c.tasks[0].diff
-    assert d is not None and d.test == "cluster-signflip" and d.p_value < 0.01 and d.ci[0] > 0.05
+    assert d is not None and d.test == "cluster-signflip" and d.p_value < 0.01 and 0.03 < d.ci[0] < d.delta
 
 
 def test_efficiency_helpers():
@@ -136,3 +148,66 @@ def test_efficiency_helpers():
     r = efficiency_ratios({"x_per_s": 0.0, "y": "text", "z": True, "w": {"p50": 2.0}}, {"x_per_s": 3.0, "y": "t", "w": {"p50": 3.0}})
     assert r == {"x_per_s": {"a": 0.0, "b": 3.0, "ratio": None, "direction": 1},
                  "w.p50": {"a": 2.0, "b": 3.0, "ratio": 1.5, "direction": 0}}
+
+
+def test_compare_json_matches_its_schema_and_pages_render_from_the_file_alone(tmp_path):
+    a, b, doc, _ = _two_runs(tmp_path)
+    out = tmp_path / "out"
+    assert cli_main(["compare", str(a), str(b), "--out", str(out)]) == 0
+    c = load_doc(out, "compare")  # validates against evalsuite/schema/compare.schema.json
+    assert c["schema_version"] == COMPARE_SCHEMA_VERSION and c["kind"] == "compare"
+    f = next(f for f in c["tasks"]["docqa"]["flips"] if f["a"]["score"] == 1.0)
+    row = next(r for r in doc if r.id == f["id"])
+    assert f["prompt"] == row.prompt and f["target"] == row.target and f["a"]["prediction"] == row.prediction
+    # The runs are gone; the pages still render from compare.json.
+    shutil.rmtree(a)
+    shutil.rmtree(b)
+    (out / "index.html").unlink()
+    (out / "flips.html").unlink()
+    render_compare(out)
+    assert f"<code>{f['id']}</code>" in (out / "flips.html").read_text()
+    assert "docqa" in (out / "index.html").read_text()
+    broken = {**c, "level": "high"}
+    (out / "compare.json").write_text(json.dumps(broken))
+    with pytest.raises(RunFormatError, match="compare.json does not match schema 1.0 at level"):
+        render_compare(out)
+    assert cli_main(["compare", str(tmp_path / "nowhere"), str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+
+
+def _timed(rows, e2e: float, tokens: int, duration: float):
+    return [SampleResult(**{**r.__dict__, "usage": {"e2e_s": e2e + 0.01 * i, "output_tokens": tokens},
+                            "metadata": {**r.metadata, "duration_s": duration}}) for i, r in enumerate(rows)]
+
+
+def test_efficiency_is_compared_on_paired_samples_with_directions(tmp_path, capsys):
+    rows = binary_samples("videoqa", 200, n_clusters=20, accuracy=0.4, seed=5)
+    a = write_run(tmp_path / "a", {"videoqa": _timed(rows[:50], 2.0, 10, 30.0)}, args={"videoqa": {}},
+                  efficiency={"videoqa": {"video_hours": 50 * 30 / 3600, "video_hours_per_hour": 14.78}})
+    b = write_run(tmp_path / "b", {"videoqa": _timed(rows, 1.0, 12, 30.0)}, name="fp8", precision="fp8",
+                  args={"videoqa": {}}, efficiency={"videoqa": {"video_hours": 200 * 30 / 3600, "video_hours_per_hour": 39.99}})
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "200"]) == 0
+    t = json.loads((tmp_path / "out" / "compare.json").read_text())["tasks"]["videoqa"]
+    assert t["n"] == 50 and t["n_only_b"] == 150
+    eff = t["efficiency"]
+    assert set(eff) == {"mean_e2e_s", "output_tokens_per_s", "media_hours_per_hour"}  # no whole-run figure, no total
+    e2e_a = sum(2.0 + 0.01 * i for i in range(50))
+    e2e_b = sum(1.0 + 0.01 * i for i in range(50))  # B's first 50 samples only
+    assert eff["mean_e2e_s"]["a"] == pytest.approx(e2e_a / 50) and eff["mean_e2e_s"]["b"] == pytest.approx(e2e_b / 50)
+    assert eff["mean_e2e_s"]["direction"] == -1 and eff["mean_e2e_s"]["basis"] == "paired samples (n=50)"
+    assert eff["output_tokens_per_s"]["b"] == pytest.approx(12 * 50 / e2e_b) and eff["output_tokens_per_s"]["direction"] == 1
+    assert eff["media_hours_per_hour"]["a"] == pytest.approx(50 * 30 / e2e_a)
+    assert "cover 50 vs 200 samples" in t["efficiency_notes"][0]
+    out = capsys.readouterr().out
+    assert "better" in out and "?" not in out.split("efficiency")[1].split("note:")[0]
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "paired samples (n=50)" in page and ">?<" not in page and "cover 50 vs 200 samples" in page
+
+
+def test_same_samples_keep_the_runs_own_rates_but_not_totals(tmp_path):
+    rows = binary_samples("videoqa", 20, n_clusters=4, accuracy=0.4, seed=5)
+    a = write_run(tmp_path / "a", {"videoqa": rows}, efficiency={"videoqa": {"video_hours": 0.1, "video_hours_per_hour": 2.0}})
+    b = write_run(tmp_path / "b", {"videoqa": rows}, name="b", efficiency={"videoqa": {"video_hours": 0.1, "video_hours_per_hour": 3.0}})
+    t = compare_runs(load_run(a), load_run(b), n_boot=200).tasks[0]
+    assert t.efficiency == {"video_hours_per_hour": {"a": 2.0, "b": 3.0, "ratio": 1.5, "direction": 1,
+                                                     "basis": "whole run (same samples)"}}
+    assert t.efficiency_notes == ["not compared (no better direction, e.g. totals): video_hours"]

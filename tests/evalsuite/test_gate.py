@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
+import shutil
 
 import numpy as np
 import pytest
 from runfolders import binary_samples, flipped, write_run
 
 from evalsuite.cli import main as cli_main
-from evalsuite.gate import (FAIL, INCONCLUSIVE, PASS, GateError, check_efficiency, load_baseline, run_gate,
+from evalsuite.gate import (FAIL, INCONCLUSIVE, PASS, GateError, check_efficiency, decide, gate_tasks, load_baseline, run_gate,
                             save_baseline)
-from evalsuite.results import load_run
+from evalsuite.paired import Paired, binom_cdf_half
+from evalsuite.reports.gate_page import render_gate
+from evalsuite.results import GATE_SCHEMA_VERSION, RunFormatError, load_doc, load_run
 
 
 def _flip_correct(samples, frac: float, seed: int = 0) -> set[str]:
@@ -43,7 +47,7 @@ def test_ten_percent_of_correct_flipped_fails(big, tmp_path, capsys):
     t = report["tasks"][0]
     assert t["verdict"] == FAIL and t["n_worsened"] == len(ids) and t["n_improved"] == 0
     assert t["delta"] == pytest.approx(-len(ids) / 400)
-    assert t["upper"] < -0.02 and t["p_inferior"] < 0.05
+    assert t["upper"] < -0.02 and t["p_worse_holm"] < 1e-3 and t["test"] == "cluster-signflip"
     assert (tmp_path / "g" / "gate.md").read_text().startswith("# evalsuite gate: **FAIL**")
     assert "FAIL" in (tmp_path / "g" / "gate.html").read_text()
 
@@ -82,13 +86,19 @@ def test_identical_small_sample_is_inconclusive_not_pass(tmp_path):
     assert g.tasks[0].verdict == INCONCLUSIVE and g.tasks[0].lower < -0.05
 
 
-def test_four_one_way_flips_in_thirty_is_significant(tmp_path):
+def test_one_way_flips_in_thirty_fail_once_exact_mcnemar_rejects(tmp_path):
     rows = binary_samples("videoqa", 30, n_clusters=30, accuracy=0.7, seed=3)
-    ids = {r.id for r in rows if r.score == 1.0}
+    right = sorted(r.id for r in rows if r.score == 1.0)
     base = write_run(tmp_path / "base", {"videoqa": rows})
-    cand = write_run(tmp_path / "c", {"videoqa": flipped(rows, set(sorted(ids)[:4]))})
-    # -13 points with no improvement: one-sided 95% upper bound about -4 points, below -2.
-    assert run_gate(load_run(base), load_run(cand), n_boot=500).tasks[0].verdict == FAIL
+    # 4 right -> wrong, none back: -13 points, but one-sided exact McNemar p = 1/16 > 0.05.
+    four = write_run(tmp_path / "c4", {"videoqa": flipped(rows, set(right[:4]))})
+    t4 = run_gate(load_run(base), load_run(four), n_boot=500).tasks[0]
+    assert t4.test == "mcnemar-exact" and t4.p_worse == pytest.approx(1 / 16)
+    assert t4.verdict == INCONCLUSIVE and "not significantly" in t4.reason
+    # 5 of them: p = 1/32 <= 0.05 and -16.7 points beyond the margin.
+    five = write_run(tmp_path / "c5", {"videoqa": flipped(rows, set(right[:5]))})
+    t5 = run_gate(load_run(base), load_run(five), n_boot=500).tasks[0]
+    assert t5.p_worse == pytest.approx(1 / 32) and t5.verdict == FAIL
 
 
 def test_wider_margin_turns_fail_into_pass(big, tmp_path):
@@ -133,6 +143,27 @@ def test_throughput_regression_fails_and_other_hardware_is_not_gated(big, tmp_pa
                       device="cuda:0")
     g = run_gate(load_run(base), load_run(other), n_boot=200)
     assert not g.efficiency and not g.failed and any("different hardware" in n for n in g.notes)
+    assert g.efficiency_skipped.startswith("different hardware (baseline device cpu, cpu test-cpu; candidate device cuda:0")
+
+
+def test_the_verdict_says_when_throughput_was_not_gated(big, tmp_path, capsys):
+    rows, _ = big
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 50.0}})
+    other = write_run(tmp_path / "o", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 10.0}},
+                      device="cuda:0")
+    out = tmp_path / "g"
+    assert gate("--baseline", str(base), "--candidate", str(other), "--out", str(out)) == 0
+    assert "gate: PASS (accuracy only: throughput not gated, different hardware)" in capsys.readouterr().out
+    doc = load_doc(out, "gate")
+    assert doc["verdict"] == PASS and doc["verdict_text"] == "PASS (accuracy only: throughput not gated, different hardware)"
+    assert (out / "gate.md").read_text().startswith("# evalsuite gate: **PASS** (accuracy only; efficiency not gated: different hardware")
+    assert 'id="efficiency-skipped"' in (out / "gate.html").read_text()
+    # Same hardware: gated, and the verdict is the bare word.
+    same = write_run(tmp_path / "s", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 49.0}})
+    gate("--baseline", str(base), "--candidate", str(same))
+    assert capsys.readouterr().out.rstrip().endswith("gate: PASS")
+    gate("--baseline", str(base), "--candidate", str(same), "--max-slowdown", "-1")
+    assert "gate: PASS (accuracy only: throughput not asked (--max-slowdown < 0))" in capsys.readouterr().out
 
 
 # ---- baselines ----------------------------------------------------------------------------------
@@ -201,7 +232,7 @@ def test_markdown_escapes_table_breakers(big, tmp_path):
     cand = write_run(tmp_path / "c", {"docqa": rows}, name="a|b<script>")
     from evalsuite.gate import markdown
 
-    md = markdown(run_gate(load_run(base), load_run(cand), n_boot=200))
+    md = markdown(run_gate(load_run(base), load_run(cand), n_boot=200).to_dict())
     assert "a\\|b&lt;script&gt;" in md and "<script>" not in md
 
 
@@ -212,3 +243,119 @@ def test_nothing_comparable_is_inconclusive_not_pass(tmp_path):
     base = write_run(tmp_path / "base", {"docqa": rows})
     g = run_gate(load_run(base), load_run(base), n_boot=200)
     assert g.tasks[0].verdict == "SKIPPED" and g.verdict == INCONCLUSIVE and not g.failed
+
+
+# ---- the FAIL rule by simulation ------------------------------------------------------------------
+def _regressed(n: int, n_worse: int, n_better: int, *, per_cluster: int = 1) -> Paired:
+    """``n`` pairs, A right on 80%, ``n_worse`` of A's right answers (each in its own cluster) wrong in B."""
+    ids = [f"s{i}" for i in range(n)]
+    a = (np.arange(n) % 5 != 4).astype(float)
+    b = a.copy()
+    right = [i for i in range(n) if a[i] == 1.0][::per_cluster]
+    wrong = [i for i in range(n) if a[i] == 0.0]
+    b[right[:n_worse]] = 0.0
+    b[wrong[:n_better]] = 1.0
+    return Paired(ids, a, b, [f"c{i // per_cluster}" for i in range(n)])
+
+
+def test_issue_example_significant_regression_beyond_margin_fails():
+    # 9 docqa answers right -> wrong and none back on 200 samples (-4.5 points, exact McNemar p = 1/512 one-sided);
+    # gui likewise 8 -> 0. The 90% interval still reaches past -2 points, yet the gate must fail.
+    for per_cluster in (1, 4):  # independent questions, or 4 questions per document (cluster sign-flip)
+        pairs = {"docqa": _regressed(200, 9, 0, per_cluster=per_cluster),
+                 "gui": _regressed(200, 8, 0, per_cluster=per_cluster)}
+        doc, gui = gate_tasks(pairs, margin=0.02, alpha=0.05, n_boot=500)
+        assert doc.delta == pytest.approx(-0.045) and gui.delta == pytest.approx(-0.04)
+        assert gui.upper >= -0.02  # "the whole interval beyond the margin" would have said INCONCLUSIVE
+        assert doc.p_worse == pytest.approx(1 / 512) and gui.p_worse == pytest.approx(1 / 256)
+        assert doc.p_worse_holm == pytest.approx(2 / 512) and gui.p_worse_holm == pytest.approx(1 / 256)
+        assert doc.verdict == FAIL and gui.verdict == FAIL, (doc, gui)
+        assert doc.test == ("mcnemar-exact" if per_cluster == 1 else "cluster-signflip")
+    # Significant but within the margin: not a FAIL (9 of 2000 is -0.45 points).
+    small = decide("docqa", _regressed(2000, 9, 0), margin=0.02, alpha=0.05, n_boot=300)
+    assert small.p_worse < 0.05 and small.verdict == PASS
+
+
+def _aa_pairs(rng: np.random.Generator, n_clusters: int, per: int, *, cluster_shift: float) -> Paired:
+    """Two runs of one model: answers differ by noise; with ``cluster_shift`` whole clusters move
+    together (one way or the other with equal probability), so differences are correlated within a
+    cluster while the two runs stay exchangeable."""
+    ease = np.clip(rng.uniform(0.2, 0.8, n_clusters)[:, None] + rng.normal(0.0, 0.1, (n_clusters, per)), 0.02, 0.98)
+    a = (rng.random((n_clusters, per)) < ease).astype(float)
+    b = (rng.random((n_clusters, per)) < ease).astype(float)
+    way = rng.choice([-1.0, 1.0], size=(n_clusters, 1))
+    moved = rng.random((n_clusters, per)) < cluster_shift * rng.random((n_clusters, 1))
+    b = np.where(moved, (way > 0).astype(float) * np.ones_like(b), b)
+    ids = [str(i) for i in range(n_clusters * per)]
+    clusters = [f"c{i // per}" for i in range(n_clusters * per)] if per > 1 else ids
+    return Paired(ids, a.ravel(), b.ravel(), clusters)
+
+
+def _binomial_slack(rate: float, n: int) -> float:
+    return rate * n + 3.0 * math.sqrt(n * rate * (1.0 - rate))
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.02])
+def test_a_a_fails_at_most_alpha_of_the_time(margin):
+    rng = np.random.default_rng(1234)
+    draws, alpha = 2000, 0.05
+    fails = sum(decide("t", _aa_pairs(rng, 200, 1, cluster_shift=0.0), margin=margin, alpha=alpha,
+                       n_boot=100).verdict == FAIL for _ in range(draws))
+    assert fails <= _binomial_slack(alpha, draws)
+    if margin == 0.0:  # the rule is not vacuous: at margin 0 it fails about as often as the test rejects
+        assert fails >= 0.01 * draws
+
+
+def test_a_a_with_shared_clusters_fails_at_most_alpha_where_mcnemar_would_not():
+    rng = np.random.default_rng(99)
+    draws, alpha = 400, 0.05
+    fails = naive = 0
+    for _ in range(draws):
+        p = _aa_pairs(rng, 30, 6, cluster_shift=0.8)
+        fails += decide("t", p, margin=0.0, alpha=alpha, n_boot=100).verdict == FAIL
+        k = p.n_improved + p.n_worsened
+        naive += k > 0 and binom_cdf_half(p.n_improved, k) <= alpha and p.d.mean() < 0
+    assert fails <= _binomial_slack(alpha, draws)
+    assert naive > _binomial_slack(alpha, draws)  # McNemar ignoring the clusters rejects far too often
+
+
+def test_a_a_gate_of_three_tasks_fails_at_most_alpha():
+    rng = np.random.default_rng(7)
+    draws, alpha = 600, 0.05
+    fails = 0
+    for _ in range(draws):
+        pairs = {t: _aa_pairs(rng, 150, 1, cluster_shift=0.0) for t in ("a", "b", "c")}
+        fails += any(v.verdict == FAIL for v in gate_tasks(pairs, margin=0.0, alpha=alpha, n_boot=100))
+    assert fails <= _binomial_slack(alpha, draws)
+
+
+def test_gate_json_matches_its_schema_and_the_page_renders_from_it(big, tmp_path, capsys):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows}, name="a<b>")
+    out = tmp_path / "g"
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out)) == 0
+    doc = load_doc(out, "gate")
+    assert doc["schema_version"] == GATE_SCHEMA_VERSION and doc["kind"] == "gate" and doc["verdict"] == PASS
+    assert f"page:    {out / 'gate.html'}" in capsys.readouterr().out
+    shutil.rmtree(cand)
+    (out / "gate.html").unlink()
+    html = render_gate(out).read_text()
+    assert "PASS" in html and "a&lt;b&gt;" in html and "a<b>" not in html
+    doc["tasks"][0]["verdict"] = "MAYBE"
+    (out / "gate.json").write_text(json.dumps(doc))
+    with pytest.raises(RunFormatError, match="gate.json does not match schema 1.0 at tasks/0/verdict"):
+        render_gate(out)
+
+
+def test_gate_shows_run_statuses(big, tmp_path, capsys):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows}, name="fp8", status="failed",
+                     status_reasons=["task docqa: 30/400 samples errored (7.5% > --max-error-rate 5.0%)"])
+    out = tmp_path / "g"
+    gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out))
+    text = capsys.readouterr().out
+    assert "note: the candidate run is failed: task docqa: 30/400 samples errored" in text
+    doc = load_doc(out, "gate")
+    assert doc["candidate"]["status"] == "failed" and doc["baseline"]["status"] == "complete"
+    assert "), run failed" in (out / "gate.md").read_text()
+    assert '<td class="bad">failed</td>' in (out / "gate.html").read_text()

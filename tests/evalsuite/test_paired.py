@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evalsuite.paired import (Paired, binom_cdf_half, holm, mcnemar_exact, pair, paired_bootstrap_ci, paired_diff,
-                              signflip_pvalue, tango_ci, tango_z, unpaired_bootstrap_ci)
+                              paired_interval, paired_test, signflip_pvalue, tango_ci, tango_z, unpaired_bootstrap_ci)
 from evalsuite.types import SampleResult
 
 
@@ -130,6 +130,58 @@ def test_signflip_pvalue():
     assert mixed == 1.0  # every cluster sums to 0
 
 
+def test_signflip_is_exact_with_few_differing_clusters_and_matches_mcnemar():
+    # 3 clusters differ (sums -2, -1, +1): the 8 sign vectors give sums {±4, ±2, ±2, 0, 0}.
+    d = [-1.0, -1.0, 0.0, -1.0, 1.0, 0.0]
+    clusters = ["a", "a", "b", "c", "d", "e"]
+    assert signflip_pvalue(d, clusters, alternative="less") == pytest.approx(3 / 8)  # sums <= -2: -4, -2, -2
+    assert signflip_pvalue(d, clusters) == pytest.approx(6 / 8)  # |sum| >= 2
+    # Singleton clusters and 0/1 scores: the sign-flip test is exact McNemar.
+    for imp, wor in [(0, 9), (2, 9), (3, 3), (5, 1)]:
+        dd = [1.0] * imp + [-1.0] * wor + [0.0] * 20
+        ids = [str(i) for i in range(len(dd))]
+        assert signflip_pvalue(dd, ids) == pytest.approx(mcnemar_exact(imp, wor))
+        assert signflip_pvalue(dd, ids, alternative="less") == pytest.approx(binom_cdf_half(imp, imp + wor))
+    with pytest.raises(ValueError):
+        signflip_pvalue(d, clusters, alternative="greater")
+
+
+def test_one_sided_mcnemar_of_the_issue_example():
+    a = np.ones(200)
+    b = a.copy()
+    b[:9] = 0.0  # 9 right -> wrong, none back
+    ids = [str(i) for i in range(200)]
+    name, pv = paired_test(Paired(ids, a, b, ids), alternative="less")
+    assert name == "mcnemar-exact" and pv == pytest.approx(1 / 512)
+    assert paired_test(Paired(ids, a, b, ids))[1] == pytest.approx(2 / 512)
+
+
+# ---- the one interval -----------------------------------------------------------------------------
+def test_paired_interval_is_honest_when_nothing_changed():
+    ids = [str(i) for i in range(100)]
+    a = (np.arange(100) % 3 == 0).astype(float)
+    (lo, hi), method = paired_interval(Paired(ids, a, a.copy(), ids), level=0.95, n_boot=300)
+    assert "Tango" in method
+    assert (lo, hi) == pytest.approx(tango_ci(0, 0, 100))  # the bootstrap alone says [0, 0]
+    assert -0.05 < lo < -0.03 and hi == pytest.approx(-lo)
+    # Fractional scores in [0, 1]: the same, on fractional discordance counts.
+    c = np.linspace(0.0, 1.0, 100)
+    (clo, chi), _ = paired_interval(Paired(ids, c, c.copy(), ids), n_boot=300)
+    assert (clo, chi) == pytest.approx((lo, hi))
+    # Scores outside [0, 1]: the bootstrap only.
+    big = np.linspace(0.0, 50.0, 100)
+    (blo, bhi), bmethod = paired_interval(Paired(ids, big, big + 1.0, ids), n_boot=300)
+    assert bmethod == "paired cluster bootstrap" and blo == pytest.approx(1.0) and bhi == pytest.approx(1.0)
+
+
+def test_paired_interval_keeps_the_cluster_width():
+    p = _correlated(2)
+    (lo, hi), _ = paired_interval(p, n_boot=500)
+    boot = paired_bootstrap_ci(p, n_boot=500)
+    t = tango_ci(p.n_improved, p.n_worsened, p.n)
+    assert lo == pytest.approx(min(boot[0], t[0])) and hi == pytest.approx(max(boot[1], t[1]))
+
+
 # ---- pairing ----------------------------------------------------------------------------------
 def _r(i: str, score: float | None, error: str | None = None, cluster: str | None = None) -> SampleResult:
     return SampleResult(id=i, task="t", target="x", prediction="x", score=score, error=error,
@@ -151,9 +203,13 @@ def test_pair_lines_up_ids_and_handles_errors():
 def test_paired_diff_chooses_the_test():
     p = _correlated(1)
     d = paired_diff(p, n_boot=200)
-    assert d.binary and d.test == "mcnemar-exact"
-    assert d.p_value == pytest.approx(mcnemar_exact(d.n_improved, d.n_worsened))
+    # 0/1 scores in shared clusters: McNemar would treat the pairs as independent.
+    assert d.binary and d.test == "cluster-signflip"
+    assert d.p_value == pytest.approx(signflip_pvalue(p.d, p.clusters))
     assert d.n_worsened == 0 and d.n_improved > 0 and d.delta == pytest.approx(d.n_improved / d.n)
+    single = Paired(p.ids, p.a, p.b, p.ids)
+    s = paired_diff(single, n_boot=200)
+    assert s.test == "mcnemar-exact" and s.p_value == pytest.approx(mcnemar_exact(s.n_improved, s.n_worsened))
     cont = Paired(["1", "2", "3"], np.array([0.5, 0.2, 0.9]), np.array([0.6, 0.2, 0.7]), ["a", "b", "c"])
     assert paired_diff(cont, n_boot=200).test == "cluster-signflip"
     with pytest.raises(ValueError):

@@ -10,6 +10,7 @@ import pytest
 
 from evalsuite.results import load_run, read_jsonl, validate
 from evalsuite.runner import RunConfig, RunError, run
+from evalsuite.stats import wilson_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,6 +87,51 @@ def test_error_rate_above_limit_exits_nonzero(toy, tmp_path):
     t = outcome.results["tasks"]["toy"]
     assert t["n_errors"] == 10  # ids toy-000 … toy-009 raise in the backend
     assert outcome.exit_code == 1 and "max-error-rate" in outcome.messages[0]
+    results, _ = load_run(out)
+    assert results["status"] == "failed" and results["status_reasons"] == outcome.messages
+    assert "10/20 samples errored" in results["status_reasons"][0]
+
+
+def test_ctrl_c_leaves_an_interrupted_resumable_run(toy, tmp_path, monkeypatch):
+    import evalsuite.runner as runner_mod
+
+    preds = _replay_file(tmp_path, wrong={1, 17})
+    out = tmp_path / "run"
+    real = runner_mod.process_batch
+    calls = {"n": 0}
+
+    def stop_on_second_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
+    first = json.loads((out / "results.json").read_text())
+    validate(first)
+    assert first["status"] == "interrupted" and "run the same command again" in first["status_reasons"][0]
+    assert len(read_jsonl(out / "samples" / "toy.jsonl")) == 8
+    monkeypatch.setattr(runner_mod, "process_batch", real)
+    outcome = run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
+    assert outcome.results["status"] == "complete" and outcome.results["status_reasons"] == []
+    assert outcome.results["run_id"] == first["run_id"]
+    assert outcome.results["tasks"]["toy"]["metrics"]["accuracy"] == pytest.approx(18 / 20)
+
+
+def test_a_crash_is_failed_with_its_reason(toy, tmp_path, monkeypatch):
+    import evalsuite.runner as runner_mod
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runner_mod, "process_batch", boom)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        run(RunConfig(model=f"replay:{_replay_file(tmp_path)}", tasks=["toy"], out=out, quiet=True, report=False))
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "failed" and "disk on fire" in doc["status_reasons"][0]
 
 
 def test_backend_failure_is_isolated_to_its_sample(toy, tmp_path):
@@ -210,3 +256,11 @@ def test_default_run_records_the_resolved_device(tmp_path) -> None:
     assert cfg.device == "auto"
     outcome = run(cfg)
     assert outcome.results["model"]["device"] == "cpu"
+
+
+def test_all_right_run_reports_a_wilson_interval_not_certainty(toy, tmp_path):
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{_replay_file(tmp_path, wrong=set())}", tasks=["toy"], out=out, quiet=True))
+    t = load_run(out)[0]["tasks"]["toy"]
+    assert t["metrics"]["accuracy"] == 1.0
+    assert t["ci95"]["accuracy"] == pytest.approx(list(wilson_ci(20, 20)))  # [0.839, 1.0], not [1.0, 1.0]

@@ -104,7 +104,7 @@ def test_flips_page_shows_media_and_escapes_text(chromium, compared, tmp_path):
 def test_compare_index_loads_cleanly(chromium, compared, tmp_path):
     dom, console = browse(chromium, compared / "index.html", tmp_path)
     assert console == []
-    assert 'href="flips.html#task-videoqa"' in dom and "mcnemar-exact" in dom and "<script" not in dom
+    assert 'href="flips.html#task-videoqa"' in dom and "cluster-signflip" in dom and "<script" not in dom
 
 
 @pytest.fixture
@@ -136,12 +136,12 @@ def test_leaderboard_loads_escapes_and_sorts(chromium, board, tmp_path):
     assert "&lt;script&gt;document.title" in dom
 
     evil = "&lt;script&gt;document.title='pwned'&lt;/script&gt;&lt;img src=x onerror=\"document.title='pwned2'\"&gt;"
-    click = "var th = document.querySelectorAll('#board thead th')[3]; th.click();"  # the docqa column
+    click = "var th = document.querySelectorAll('#board thead th')[4]; th.click();"  # the docqa column
     dom, console = browse(chromium, board / "index.html", tmp_path, inject=click)
     assert console == [] and _labels(dom) == ["fp4", evil, "fp8", "bf16"]  # ascending accuracy
     dom, console = browse(chromium, board / "index.html", tmp_path, inject=click + " th.click();")
     assert console == [] and _labels(dom) == ["bf16", "fp8", evil, "fp4"]
-    tps = "document.querySelectorAll('#board thead th')[4].click();"  # single-stream tok/s; evil has none
+    tps = "document.querySelectorAll('#board thead th')[5].click();"  # single-stream tok/s; evil has none
     dom, _ = browse(chromium, board / "index.html", tmp_path, inject=tps + tps.replace(";", "") + ";")
     assert _labels(dom) == ["fp4", "fp8", "bf16", evil]  # descending, missing value last
 
@@ -161,3 +161,52 @@ def test_gate_page_loads_cleanly_and_escapes(chromium, tmp_path):
     dom, console = browse(chromium, tmp_path / "g" / "gate.html", tmp_path)
     assert console == [] and "<script" not in dom and '<img src="x"' not in dom
     assert "&lt;script&gt;document.title" in dom and "INCONCLUSIVE" in dom
+
+
+def test_leaderboard_with_a_failed_run_and_a_score_at_chance(chromium, tmp_path):
+    import json as _json
+
+    doc = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.25, seed=1)
+    runs = tmp_path / "runs"
+    write_run(runs / "guess", {"videoqa": doc}, name="guess", efficiency={"videoqa": {"single_stream_tokens_per_s": 5.0}})
+    res = _json.loads((runs / "guess" / "results.json").read_text())
+    res["tasks"]["videoqa"]["chance"] = 0.25
+    (runs / "guess" / "results.json").write_text(_json.dumps(res))
+    write_run(runs / "ok", {"videoqa": flipped(doc, {r.id for r in doc if r.score == 0.0})}, name="ok",
+              efficiency={"videoqa": {"single_stream_tokens_per_s": 9.0}})
+    write_run(runs / "dead", {"videoqa": doc}, name=EVIL, status="failed", status_reasons=[EVIL],
+              efficiency={"videoqa": {"single_stream_tokens_per_s": 99.0}})
+    out = tmp_path / "site"
+    assert cli_main(["leaderboard", str(runs), "--out", str(out)]) == 0
+    dom, console = browse(chromium, out / "index.html", tmp_path)
+    assert console == [] and '<img src="x"' not in dom and dom.count("<script") == 1
+    assert "≈ chance (0.250)" in dom and 'class="status bad">failed' in dom
+    assert re.search(r'id="pareto-note">not plotted: &lt;script&gt;.*\(failed\)</p>', dom)
+    assert dom.count("data:image/png;base64,") == 1  # the accuracy plot of the two complete runs
+
+
+def test_run_report_shows_status_and_chance(chromium, tmp_path):
+    import json as _json
+
+    from evalsuite.reports.run_report import render_run_report
+
+    rows = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.25, seed=1)
+    run = write_run(tmp_path / "run", {"videoqa": rows}, name=EVIL, status="interrupted",
+                    status_reasons=["interrupted (Ctrl-C): run the same command again to resume"])
+    res = _json.loads((run / "results.json").read_text())
+    res["tasks"]["videoqa"].update(chance=0.25, chance_method="analytic: 1 / number of choices, a uniform guess among them")
+    (run / "results.json").write_text(_json.dumps(res))
+    dom, console = browse(chromium, render_run_report(run), tmp_path)
+    assert console == [] and "<script" not in dom and '<img src="x"' not in dom
+    assert 'id="run-status" class="bad">interrupted</b>' in dom and "resumable: run the same command again" in dom
+    assert "≈ chance" in dom and ">0.250</td>" in dom
+
+
+def test_gate_page_says_accuracy_only_on_other_hardware(chromium, tmp_path):
+    rows = binary_samples("docqa", 40, n_clusters=8, accuracy=0.6, seed=5)
+    base = write_run(tmp_path / "base", {"docqa": rows}, efficiency={"docqa": {"single_stream_tokens_per_s": 5.0}})
+    cand = write_run(tmp_path / "cand", {"docqa": rows}, device="cuda:0",
+                     efficiency={"docqa": {"single_stream_tokens_per_s": 1.0}})
+    assert cli_main(["gate", "--baseline", str(base), "--candidate", str(cand), "--out", str(tmp_path / "g")]) == 0
+    dom, console = browse(chromium, tmp_path / "g" / "gate.html", tmp_path)
+    assert console == [] and 'id="efficiency-skipped"' in dom and "different hardware" in dom

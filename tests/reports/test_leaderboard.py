@@ -8,8 +8,9 @@ import pytest
 from runfolders import binary_samples, flipped, write_run
 
 from evalsuite.cli import main as cli_main
-from evalsuite.reports.leaderboard import (LeaderboardError, build_leaderboard, efficiency_figures, load_entries, pareto_front,
-                                 precision_deltas)
+from evalsuite.paired import tango_ci
+from evalsuite.reports.leaderboard import (LeaderboardError, build_leaderboard, common_tasks, efficiency_figures,
+                                           load_entries, pareto_front, pareto_plots, plot_points, precision_deltas)
 
 
 @pytest.fixture
@@ -66,7 +67,9 @@ def test_precision_deltas_are_paired(runs):
     assert [(d["run"], d["task"]) for d in deltas] == [("fp4", "docqa"), ("fp4", "videoqa")]
     doc, vid = deltas
     assert doc["delta"] == pytest.approx(-6 / 100) and doc["n"] == 100 and doc["ci"][1] < 0
-    assert vid["delta"] == 0.0 and vid["ci"] == (0.0, 0.0)
+    # Nothing changed on videoqa: the interval is the honest Tango one, not the bootstrap's [0, 0].
+    n_vid = vid["n"]
+    assert vid["delta"] == 0.0 and vid["ci"] == pytest.approx(tango_ci(0, 0, n_vid)) and vid["ci"][0] < -0.01
 
 
 def test_pareto_front_by_hand():
@@ -102,3 +105,75 @@ def test_duplicate_model_names_get_run_ids(tmp_path):
     a = write_run(tmp_path / "a", {"docqa": rows}, name="fp8", run_id="r1")
     b = write_run(tmp_path / "b", {"docqa": rows}, name="fp8", run_id="r2")
     assert [e.label for e in load_entries([a, b])] == ["fp8 (r1)", "fp8 (r2)"]
+
+
+def test_run_status_and_errors_are_shown(tmp_path):
+    rows = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5)
+    broken = [r.__class__(**{**r.__dict__, "score": None, "error": "backend timeout"}) for r in rows]
+    ok = write_run(tmp_path / "ok", {"docqa": rows}, name="good")
+    bad = write_run(tmp_path / "bad", {"docqa": broken}, name="broken", status="failed",
+                    status_reasons=["task docqa: 20/20 samples errored (100.0% > --max-error-rate 5.0%)"])
+    out = tmp_path / "site"
+    index = build_leaderboard([ok, bad], out).read_text()
+    assert '<td data-sort="complete" class="status ok">complete</td>' in index
+    assert '<td data-sort="failed" class="status bad">failed<br><span class="small">task docqa: 20/20 samples errored' in index
+    assert '<span class="bad small">20/20 errored</span>' in index
+    page = (out / "runs" / "01-broken.html").read_text()
+    assert '<b class="bad">failed</b>' in page and "20/20 samples errored" in page
+
+
+def _with_throughput_task(e, tokens_per_s: float) -> None:
+    """Give a loaded run the throughput task's entry: its primary metric is tokens/s, not an accuracy."""
+    e.results["tasks"]["throughput"] = {"primary_metric": "output_tokens_per_s_at_slo",
+                                        "metrics": {"output_tokens_per_s_at_slo": tokens_per_s}, "ci95": {},
+                                        "throughput": {"closed_loop": []}, "efficiency": {}}
+
+
+def _four_task_runs(tmp_path, accs: dict[str, dict[str, float]], tps: dict[str, float], status=None):
+    runs = []
+    for name, per_task in accs.items():
+        samples = {t: [r.__class__(**{**r.__dict__, "score": float(i < round(20 * a))})
+                       for i, r in enumerate(binary_samples(t, 20, n_clusters=4, accuracy=0.5))]
+                   for t, a in per_task.items()}
+        runs.append(write_run(tmp_path / name, samples, name=name, status=(status or {}).get(name, "complete"),
+                              efficiency={t: {"single_stream_tokens_per_s": tps[name]} for t in per_task}))
+    return load_entries(runs)
+
+
+def test_accuracy_axis_is_the_mean_accuracy_never_tokens_per_s(tmp_path):
+    # The issue's bf16 point: 0.38, 0.26, 1.0 and 0.32 on four tasks, 489.5 tokens/s on throughput.
+    accs = {"bf16": {"docqa": 0.4, "videoqa": 0.25, "audioqa": 1.0, "gui": 0.3},
+            "fp4": {"docqa": 0.35, "videoqa": 0.25, "audioqa": 0.95, "gui": 0.3}}
+    entries = _four_task_runs(tmp_path, accs, {"bf16": 489.5, "fp4": 700.0})
+    for e in entries:
+        _with_throughput_task(e, e.figures["single_stream_tokens_per_s"])
+    assert common_tasks(entries) == ["docqa", "videoqa", "audioqa", "gui"]  # not "throughput"
+    pts = plot_points(entries, common_tasks(entries), "single_stream_tokens_per_s")
+    assert [(e.label, x) for e, x, _ in pts] == [("bf16", 489.5), ("fp4", 700.0)]
+    assert [y for _, _, y in pts] == pytest.approx([(0.4 + 0.25 + 1.0 + 0.3) / 4, (0.35 + 0.25 + 0.95 + 0.3) / 4])
+    figs, note = pareto_plots(entries)
+    assert len(figs) == 1 and note == ""
+    assert "y: mean primary metric of the accuracy tasks every plotted run has (docqa, videoqa, audioqa, gui)" in figs[0][1]
+
+
+def test_a_run_with_another_task_set_plots_on_the_shared_tasks_or_per_task(tmp_path):
+    accs = {"a": {"docqa": 0.5, "videoqa": 0.25}, "b": {"docqa": 0.75}}
+    entries = _four_task_runs(tmp_path / "x", accs, {"a": 10.0, "b": 20.0})
+    figs, _ = pareto_plots(entries)
+    assert len(figs) == 1 and "(docqa)" in figs[0][1] and "left out of y: videoqa" in figs[0][1]
+    assert [y for _, _, y in plot_points(entries, ["docqa"], "single_stream_tokens_per_s")] == [0.5, 0.75]
+    apart = _four_task_runs(tmp_path / "y", {"a": {"docqa": 0.5}, "b": {"gui": 0.75}}, {"a": 10.0, "b": 20.0})
+    figs, _ = pareto_plots(apart)
+    assert [c.split(":")[0] for _, c in figs] == ["docqa", "gui"] and "share no accuracy task" in figs[0][1]
+    index = build_leaderboard([e.path for e in apart], tmp_path / "site").read_text()
+    assert index.count("data:image/png;base64,") == 2
+
+
+def test_failed_runs_stay_out_of_the_plots(tmp_path):
+    accs = {"good": {"docqa": 0.5}, "fast": {"docqa": 0.6}, "broken": {"docqa": 0.0}}
+    entries = _four_task_runs(tmp_path, accs, {"good": 10.0, "fast": 20.0, "broken": 99.0},
+                              status={"broken": "failed"})
+    figs, note = pareto_plots(entries)
+    assert len(figs) == 1 and note == "not plotted: broken (failed)"
+    index = build_leaderboard([e.path for e in entries], tmp_path / "site").read_text()
+    assert '<p class="muted" id="pareto-note">not plotted: broken (failed)</p>' in index

@@ -33,3 +33,12 @@ def test_sample_headers_separate_id_score_and_metadata(toy, tmp_path):
     heads = [re.sub(r"<[^>]+>", "", h) for h in re.findall(r'<div class="sample-head">(.*?)</div>', html)]
     assert heads == ["toy-000 · score 1.00 · category=even", "toy-001 · score 0.00 · category=odd",
                      "toy-002 · error · category=even", "toy-003 · score 0.00 · category=odd"]
+
+
+def test_report_shows_a_failed_status_with_its_reason(toy, tmp_path):
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:fail=toy-00", tasks=["toy"], out=out, quiet=True))
+    assert outcome.exit_code == 1
+    html = (out / "report.html").read_text()
+    assert '<b id="run-status" class="bad">failed</b>' in html and "This run is failed" in html
+    assert "10/20 samples errored" in html and "max-error-rate" in html
