@@ -8,12 +8,21 @@ Requests: a mix drawn from the synthetic tasks, round robin over the modalities 
 single one; every load point sends the same sequence. ``max_tokens`` output tokens each, with
 ``ignore_eos`` so that output lengths do not depend on the model's answers.
 
+Load points are measured as ``vllm bench serve`` measures them, with two differences that keep them
+true under overload: open-loop latency counts from each request's scheduled send (client-side
+queueing is reported on its own as ``queue_s``), and nothing caps what is in flight unless
+``max_concurrency`` declares it (0 = no cap; a point that waited on it says so). The backend's own
+client cap and retries are turned off for the points (``retries``, default 0: a 429 or 5xx is a
+failed request, counted in ``n_failed`` and against goodput and the SLO). Percentiles reported:
+``percentiles`` (default 50,90,95,99; p90 and p99 always).
+
 Phases, each point bounded by ``point_duration_s`` of sending plus ``drain_s`` of waiting:
 1. warm-up: ``warmup`` requests, not measured;
 2. closed loop over ``concurrency``; its concurrency-1 point is the single-stream speed;
 3. SLO search over concurrency (``slo_search=concurrency``, the sweep seeds the bracket) or over
    arrival rate (``rate``): the highest load whose p99 TTFT and p99 TPOT meet ``slo_ttft_s`` and
-   ``slo_tpot_s``; its output tokens/s (per GPU) is the "throughput at SLO";
+   ``slo_tpot_s``; its output tokens/s (per GPU) is the "throughput at SLO" when the search
+   converged (or passed at the top of its range: ``status`` says which), else null;
 4. open loop at ``rates`` requests/s, or at ``rate_fractions`` of the best closed-loop requests/s,
    Poisson arrivals (gamma with shape ``burstiness``);
 5. long-video workload: ``video_requests`` questions on ``video_bucket`` videos at
@@ -31,7 +40,8 @@ and the concurrency at N, so a short CI run stays short.
 Outputs: ``samples/throughput.jsonl`` holds one line per measured request (its TTFT, TPOT, every ITL
 gap and E2EL in ``usage``; phase, point, modality, scheduled and actual send times in ``metadata``);
 ``results.json`` holds the headline figures in ``metrics``/``efficiency`` (``output_tokens_per_s_at_slo``,
-``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = 1 / mean TPOT at concurrency 1,
+``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = output tokens/s at concurrency 1
+(results of version 1 hold 1 / mean TPOT under that name; it is ``single_stream_tokens_per_s_by_tpot``),
 ``video_hours_per_hour``, ``audio_real_time_factor``, ``joules_per_output_token``…) and every point under
 ``throughput``. A re-run with the same ``--out`` measures again (timings are not resumable).
 """
@@ -85,7 +95,7 @@ class Throughput(DrivingTask):
     """Serving throughput and latency at a fixed SLO (closed/open loop, SLO search, energy)."""
 
     name = "throughput"
-    version = "1"
+    version = "2"
     primary_metric = "output_tokens_per_s_at_slo"
     breakdown_keys = ("modality",)
     default_args: dict[str, Any] = {
@@ -99,6 +109,9 @@ class Throughput(DrivingTask):
         "rates": [],
         "rate_fractions": [0.5, 1.0],
         "burstiness": 1.0,
+        "max_concurrency": 0,
+        "retries": 0,
+        "percentiles": "50,90,95,99",
         "point_duration_s": 30.0,
         "drain_s": 30.0,
         "slo_ttft_s": 2.0,
@@ -106,7 +119,7 @@ class Throughput(DrivingTask):
         "slo_e2el_s": 0.0,
         "slo_search": "concurrency",
         "search_max": 64,
-        "search_probes": 3,
+        "search_probes": 6,
         "video_bucket": "long",
         "video_requests": 4,
         "video_concurrency": 4,
@@ -144,7 +157,8 @@ class Throughput(DrivingTask):
         for key in ("pool", "max_tokens", "search_max", "video_concurrency"):
             if int(a[key]) < 1:
                 raise TaskArgError(f"task argument throughput.{key} expects an integer >= 1, got {a[key]!r}")
-        for key in ("warmup", "requests_per_point", "search_probes", "video_requests", "audio_requests", "tp", "dp"):
+        for key in ("warmup", "requests_per_point", "search_probes", "video_requests", "audio_requests", "tp", "dp",
+                    "max_concurrency", "retries"):
             if int(a[key]) < 0:
                 raise TaskArgError(f"task argument throughput.{key} expects an integer >= 0, got {a[key]!r}")
         for key in ("point_duration_s", "drain_s", "burstiness", "telemetry_interval_s"):
@@ -154,6 +168,10 @@ class Throughput(DrivingTask):
             if float(a[key]) < 0:
                 raise TaskArgError(
                     f"task argument throughput.{key} expects seconds >= 0 (0 = no limit), got {a[key]!r}")
+        try:
+            self.percentiles = sm.parse_percentiles(a["percentiles"])
+        except ValueError as e:
+            raise TaskArgError(f"task argument throughput.percentiles: {e}") from None
         self.slo = sm.SLO(ttft_s=float(a["slo_ttft_s"]) or None, tpot_s=float(a["slo_tpot_s"]) or None,
                           e2el_s=float(a["slo_e2el_s"]) or None)
 
@@ -257,11 +275,13 @@ class _Bench:
         self.notes: list[str] = []
         self.t_start = time.perf_counter()
         self.gpus, self.gpu_source, self.devices = gpu_count(backend.describe(), int(a["tp"]), int(a["dp"]))
-        caps = (self.limit, getattr(backend, "max_concurrency", None), int(a["search_max"]))
+        self.max_conc: int | None = int(a["max_concurrency"]) or None
+        caps = (self.limit, self.max_conc, int(a["search_max"]))
         self.conc_cap = min(x for x in caps if x is not None)
         self.sweep = sorted({int(c) for c in a["concurrency"] if c <= self.conc_cap}) or [1]
         if len(self.sweep) < len(a["concurrency"]):
-            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, the backend's limit or search_max)")
+            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, max_concurrency or search_max)")
+        self._client_before: tuple[int | None, int] | None = None
         self.pool = task._pool(task.mix, self.cap(a["pool"]), cfg.seed, backend, self.notes)
         if not self.pool:
             raise TaskArgError(f"task throughput: no usable requests for mix {a['mix']!r} ({'; '.join(self.notes)})")
@@ -294,10 +314,19 @@ class _Bench:
                 self.notes.append("no GPU telemetry: NVML or the GPU could not be opened")
             else:
                 self.sampler.__enter__()
+        configure = getattr(self.backend, "configure_client", None)
+        if callable(configure):  # the load generator alone decides what is in flight; no retries
+            self._client_before = configure(max_concurrency=None, retries=int(self.a["retries"]))
+            if self._client_before[0] is not None:
+                self.notes.append(f"the client's own cap (max_concurrency={self._client_before[0]}) is off during "
+                                  f"load points; throughput.max_concurrency={self.max_conc or 'none'} applies")
         self.loop = _LoopThread()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._client_before is not None:
+            mc, retries = self._client_before
+            self.backend.configure_client(max_concurrency=mc, retries=retries)  # type: ignore[attr-defined]
         if self.sampler is not None:
             self.sampler.__exit__(None, None, None)
         if self.loop is not None:
@@ -321,7 +350,7 @@ class _Bench:
         self._mark()
         run = self.loop.run(loadgen.run_open_loop(self.backend.agenerate, [r for _, _, r in items], offsets,
                                                   max_duration_s=self.dur, drain_s=self.drain, rate=rate,
-                                                  burstiness=burst))
+                                                  burstiness=burst, max_concurrency=self.max_conc))
         return self._point(run, label, "open_loop", items)
 
     def _mark(self) -> None:
@@ -330,11 +359,14 @@ class _Bench:
 
     def _point(self, run: loadgen.PointRun, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
         self._mark()
-        point = sm.point_metrics(run.timings, concurrency=run.concurrency, gpus=self.gpus, slo=self.task.slo)
+        point = sm.point_metrics(run.timings, concurrency=run.concurrency, gpus=self.gpus, slo=self.task.slo,
+                                 percentiles=self.task.percentiles)
         lags = [r.send_lag_s for r in run.records if r.send_lag_s is not None]
         point.update(label=label, kind=run.kind, concurrency=run.concurrency, rate=run.rate,
                      burstiness=run.burstiness, n_errors=run.n_errors, n_cancelled=run.n_cancelled,
-                     send_lag_s=sm.distribution(lags) if lags else None, notes=run.notes,
+                     max_concurrency=run.max_concurrency if run.kind == "open" else run.concurrency,
+                     n_waited_on_max_concurrency=run.cap_waits, hit_max_concurrency=run.cap_waits > 0,
+                     send_lag_s=sm.distribution(lags, self.task.percentiles) if lags else None, notes=run.notes,
                      modalities=sorted({m for m, _, _ in items[: len(run.records)]}))
         if self.sampler is not None:
             point.update(window(self.sampler.samples, run.started, run.ended))
@@ -442,9 +474,8 @@ class _Bench:
         measured = load_pts + [self.detail[k] for k in ("video", "audio") if k in self.detail]
         energy = [p.get("energy_j") for p in measured]
         tokens = sum(p["output_tokens"] for p in measured)
-        at_slo = self.search.get("best_point")
+        at_slo = self.search.get("best_point") if self.search.get("status") in ("converged", "bounded") else None
         single = next((p for p in self.closed_loop if p["label"] == "c1"), None)
-        single_tpot = single["tpot_s"]["mean"] if single else None
         return {
             "output_tokens_per_s_at_slo": at_slo["output_tokens_per_s"] if at_slo else None,
             "per_gpu_throughput_at_slo": at_slo["output_tokens_per_s_per_gpu"] if at_slo else None,
@@ -452,9 +483,9 @@ class _Bench:
             "slo_rate" if self.a["slo_search"] == "rate" else "slo_concurrency": self.search.get("best"),
             "max_output_tokens_per_s": max((p["output_tokens_per_s"] or 0.0 for p in load_pts), default=None),
             "max_goodput_requests_per_s": max((p["goodput_requests_per_s"] or 0.0 for p in load_pts), default=None),
-            "single_stream_tokens_per_s": (1.0 / single_tpot) if single_tpot else None,
+            "single_stream_tokens_per_s": single["output_tokens_per_s"] if single else None,
+            "single_stream_tokens_per_s_by_tpot": single["tokens_per_s_per_user_by_tpot"] if single else None,
             "single_stream_ttft_s": single["ttft_s"]["mean"] if single else None,
-            "single_stream_output_tokens_per_s": single["output_tokens_per_s"] if single else None,
             "video_hours_per_hour": self.detail.get("video", {}).get("video_hours_per_hour"),
             "audio_real_time_factor": self.detail.get("audio", {}).get("audio_real_time_factor"),
             "joules_per_output_token": (sum(e for e in energy if e is not None) / tokens)
@@ -475,7 +506,9 @@ class _Bench:
             telemetry=self.sampler.describe() if self.sampler is not None else None, mix=task.mix,
             pareto={"x": "tokens_per_s_per_user_by_concurrency", "y": y_key,
                     "points": [load_pts[i]["label"] for i in front]},
-            loadgen={"send_lag_s": sm.distribution(lags) if lags else None, "n_scheduled": len(lags)},
+            loadgen={"send_lag_s": sm.distribution(lags, task.percentiles) if lags else None,
+                     "n_scheduled": len(lags), "max_concurrency": self.max_conc, "retries": int(self.a["retries"]),
+                     "percentiles": list(task.percentiles)},
             notes=self.notes, closed_loop=self.closed_loop, open_loop=self.open_loop,
         )
         errored = {r.id for r in rows if r.error is not None and not r.metadata.get("cancelled")}
@@ -518,7 +551,8 @@ def _search_summary(res: sm.SearchResult, slo: sm.SLO) -> dict[str, Any]:
     best = res.points.get(res.best) if res.best is not None else None
     return {
         "best": res.best, "best_point": best, "first_failing": res.failing, "interpolated": res.interpolated,
-        "bounded_by_search_range": res.bounded,
+        "bounded_by_search_range": res.bounded, "converged": res.converged, "status": res.status,
+        "bracket": [res.best, res.failing],
         "probed": res.probed,
         "points": [{"load": x, "ttft_p99_s": p["ttft_s"]["p99"], "tpot_p99_s": p["tpot_s"]["p99"],
                     "slo_ratio": sm.slo_ratio(p, slo), "meets_slo": p["meets_slo"], "label": p.get("label")}
@@ -537,12 +571,15 @@ def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], re
         usage = {"prompt_tokens": resp.prompt_tokens, "output_tokens": resp.output_tokens}
     if t.ok:
         usage.update(ttft_s=sm.ttft(t), tpot_s=sm.tpot(t), e2e_s=sm.e2el(t), itl_s=sm.itls(t))
+    if rec.queue_s is not None:
+        usage["queue_s"] = rec.queue_s
     error = rec.error or ("cut off at the point's time bound" if rec.cancelled else None)
     return SampleResult(
         id=rid, task="throughput", target=None, prediction=resp.text if resp is not None and rec.ok else None,
         score=None, error=error,
         metadata={"phase": phase, "point": label, "modality": modality, "source_id": sample.id,
-                  "scheduled_s": rec.scheduled_s, "sent_s": rec.sent_s, "send_lag_s": rec.send_lag_s,
+                  "scheduled_s": rec.scheduled_s, "start_s": rec.start_s, "sent_s": rec.sent_s,
+                  "done_s": rec.done_s, "send_lag_s": rec.send_lag_s, "waited_on_cap": rec.waited_on_cap,
                   "cancelled": rec.cancelled, **({"duration_s": sample.metadata["duration_s"]}
                                                 if "duration_s" in sample.metadata else {})},
         usage={k: v for k, v in usage.items() if v is not None},

@@ -34,18 +34,28 @@ def test_scripted_mock_gives_exact_latencies(tmp_path: Path) -> None:
     for p in tp["closed_loop"] + tp["open_loop"]:
         assert p["n_requests"] == p["n_completed"] == 6  # capped by --limit
         assert p["output_tokens"] == 6 * 8  # ignore_eos: exactly max_tokens each
-        assert p["ttft_s"]["p99"] == pytest.approx(0.02, abs=1e-12)
         assert p["tpot_s"]["mean"] == pytest.approx(0.005, abs=1e-12)
         assert p["itl_s"]["p99"] == pytest.approx(0.005, abs=1e-12)
+    for p in tp["closed_loop"]:  # closed loop: the call is the intended start
+        assert p["ttft_s"]["p99"] == pytest.approx(0.02, abs=1e-12)
         assert p["e2el_s"]["median"] == pytest.approx(0.02 + 7 * 0.005, abs=1e-12)
-        assert p["tokens_per_s_per_user_by_itl"] == pytest.approx(200.0, rel=1e-9)
+    for r in rows.values():  # open loop: TTFT from the scheduled send = the sender's lag + the mock's 0.02
+        if r.metadata["phase"] == "open_loop":
+            assert r.usage["ttft_s"] == pytest.approx(0.02 + r.metadata["sent_s"] - r.metadata["scheduled_s"], abs=1e-12)
+        assert p["chunks_per_s_per_user_by_itl"] == pytest.approx(200.0, rel=1e-9)
+        assert p["tokens_per_s_per_user_by_tpot"] == pytest.approx(200.0, rel=1e-9)
+        assert p["n_failed"] == 0 and p["hit_max_concurrency"] is False
         assert p["output_tokens_per_s_per_gpu"] is None and p["joules_per_output_token"] is None
         assert p["meets_slo"] is True
     search = tp["slo_search"]
     assert (search["best"], search["probed"], search["bounded_by_search_range"]) == (6.0, [6.0], True)
+    assert (search["status"], search["converged"], search["bracket"]) == ("bounded", False, [6.0, None])
     assert t["metrics"]["output_tokens_per_s_at_slo"] == search["best_point"]["output_tokens_per_s"]
     assert t["efficiency"]["per_gpu_throughput_at_slo"] is None  # null, not 0, without a GPU
-    assert t["efficiency"]["single_stream_tokens_per_s"] == pytest.approx(200.0, rel=1e-9)  # 1 / TPOT at c=1
+    c1 = tp["closed_loop"][0]
+    assert t["efficiency"]["single_stream_tokens_per_s"] == c1["output_tokens_per_s"]  # output tok/s at c=1
+    assert t["efficiency"]["single_stream_tokens_per_s_by_tpot"] == pytest.approx(200.0, rel=1e-9)
+    assert t["version"] == "2" and tp["loadgen"]["max_concurrency"] is None and tp["loadgen"]["retries"] == 0
     assert tp["gpus"]["count"] is None and tp["telemetry"] is None
     # open loop at the best closed-loop request rate, with the generator's own send accuracy
     (op,) = tp["open_loop"]
