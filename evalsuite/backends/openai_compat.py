@@ -220,7 +220,9 @@ class OpenAIBackend(Backend):
         self.check(request)
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
-        body = json.dumps(await loop.run_in_executor(None, self.body, request))
+        has_media = any(p.type != "text" for m in request.messages for p in m.content)
+        # media files are read and encoded off the loop; a text body is cheaper than the thread hop
+        body = json.dumps(await loop.run_in_executor(None, self.body, request) if has_media else self.body(request))
         url = f"{self.base_url}/chat/completions"
         session = self._session()
         sem = self._sem()
@@ -241,25 +243,32 @@ class OpenAIBackend(Backend):
                                              _retry_after(resp.headers.get("Retry-After")))
                         if resp.status >= 400:
                             raise RequestFailed(f"HTTP {resp.status}: {_error_message(await resp.read())}")
-                        async for raw in resp.content:
+                        pending = b""
+                        done = False
+                        async for block in resp.content.iter_any():  # whatever arrived: one await, many lines
                             now = time.perf_counter() - t0
-                            line = raw.strip()
-                            if not line.startswith(b"data:"):
-                                continue
-                            data = line[5:].strip()
-                            if data == b"[DONE]":
+                            *lines, pending = (pending + block).split(b"\n")
+                            for raw in lines:
+                                line = raw.strip()
+                                if not line.startswith(b"data:"):
+                                    continue
+                                data = line[5:].strip()
+                                if data == b"[DONE]":
+                                    done = True
+                                    break
+                                obj = json.loads(data)
+                                if obj.get("error"):
+                                    raise RequestFailed(f"server error in stream: {_error_message(data)}")
+                                usage = obj.get("usage") or usage
+                                for ch in obj.get("choices") or []:
+                                    text = (ch.get("delta") or {}).get("content")
+                                    if text:
+                                        times.append(now)
+                                        texts.append(text)
+                                        yield now, text
+                                    finish = ch.get("finish_reason") or finish
+                            if done:
                                 break
-                            obj = json.loads(data)
-                            if obj.get("error"):
-                                raise RequestFailed(f"server error in stream: {_error_message(data)}")
-                            usage = obj.get("usage") or usage
-                            for ch in obj.get("choices") or []:
-                                text = (ch.get("delta") or {}).get("content")
-                                if text:
-                                    times.append(now)
-                                    texts.append(text)
-                                    yield now, text
-                                finish = ch.get("finish_reason") or finish
                 except (_Retryable, aiohttp.ClientError, asyncio.TimeoutError) as e:
                     what = str(e) or type(e).__name__
                     if times:
