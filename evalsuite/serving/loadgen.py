@@ -129,6 +129,7 @@ class PointRun:
     max_concurrency: int | None = None  # open loop: the declared client cap (None: none)
     max_duration_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+    origin_unix: float = 0.0  # wall-clock time of the origin, read once: absolute stamps = origin + offset
 
     @property
     def timings(self) -> list[Timing]:
@@ -207,7 +208,7 @@ async def run_closed_loop(send: Send, requests: Sequence[Request], concurrency: 
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     records: list[Record] = []
     queue: Iterator[Request] = iter(requests)
-    t0 = clock()
+    t0, origin_unix = clock(), time.time()
     stop_at = t0 + max_duration_s
 
     async def worker() -> None:
@@ -220,7 +221,8 @@ async def run_closed_loop(send: Send, requests: Sequence[Request], concurrency: 
 
     workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
     await _drain(workers, stop_at + drain_s, clock)
-    run = PointRun("closed", records, t0, clock(), concurrency=concurrency, max_duration_s=max_duration_s)
+    run = PointRun("closed", records, t0, clock(), concurrency=concurrency, max_duration_s=max_duration_s,
+                   origin_unix=origin_unix)
     if run.n_cancelled:
         run.notes.append(f"{run.n_cancelled} requests cut off at the point's time bound")
     return run
@@ -238,7 +240,7 @@ async def run_open_loop(send: Send, requests: Sequence[Request], offsets: Sequen
     cap = asyncio.Semaphore(max_concurrency) if max_concurrency is not None else None
     records: list[Record] = []
     tasks: list[asyncio.Task] = []
-    t0 = clock()
+    t0, origin_unix = clock(), time.time()
     for req, at in zip(requests, offsets):
         if at >= max_duration_s:
             break
@@ -248,7 +250,7 @@ async def run_open_loop(send: Send, requests: Sequence[Request], offsets: Sequen
         tasks.append(asyncio.ensure_future(_send(send, rec, clock, t0, cap)))
     await _drain(tasks, t0 + max_duration_s + drain_s, clock)
     run = PointRun("open", records, t0, clock(), rate=rate, burstiness=burstiness, max_concurrency=max_concurrency,
-                   max_duration_s=max_duration_s)
+                   max_duration_s=max_duration_s, origin_unix=origin_unix)
     if len(records) < len(requests):
         late = len(requests) - len(records)
         run.notes.append(f"{late} scheduled requests fell after the time bound and were not sent")

@@ -49,16 +49,20 @@ gap and E2EL in ``usage``; phase, point, modality, scheduled and actual send tim
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import time
 from dataclasses import replace
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any, Coroutine, Literal, TypeVar
 from urllib.parse import urlparse
 
+import numpy as np
+
 from evalsuite.serving import loadgen
+from evalsuite.serving.exports import write_exports
 from evalsuite import media as media_lib
 from evalsuite.serving import metrics as sm
 from evalsuite.backend import Backend
@@ -70,6 +74,10 @@ from evalsuite.types import Request, Sample, SampleResult, user
 
 MODALITIES = ("text", "image", "video", "audio")
 SEARCH_MODES = ("concurrency", "rate", "none")
+DATASETS = ("mix", "random")
+POINT_MODES = ("requests", "duration")
+CHAT_OVERHEAD = 4  # <bos> <|user|> … <|end|> <|assistant|>: the reference model's template around one user text
+WORDS_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 T = TypeVar("T")
 
 
@@ -99,6 +107,7 @@ class Throughput(DrivingTask):
     primary_metric = "output_tokens_per_s_at_slo"
     breakdown_keys = ("modality",)
     default_args: dict[str, Any] = {
+        "dataset": "mix",
         "mix": "text,image,video,audio",
         "pool": 16,
         "max_tokens": 32,
@@ -108,7 +117,13 @@ class Throughput(DrivingTask):
         "requests_per_point": 0,
         "rates": [],
         "rate_fractions": [0.5, 1.0],
+        "random_input_len": 128,
+        "random_output_len": 0,
+        "random_range_ratio": 0.0,
         "burstiness": 1.0,
+        "burst": False,
+        "arrival_seed": -1,
+        "point_mode": "requests",
         "max_concurrency": 0,
         "retries": 0,
         "percentiles": "50,90,95,99",
@@ -139,6 +154,22 @@ class Throughput(DrivingTask):
             raise TaskArgError(f"task argument throughput.mix expects modalities from {', '.join(MODALITIES)} "
                                f"(comma-separated), got {a['mix']!r}")
         self.mix = list(dict.fromkeys(mix))
+        if a["dataset"] not in DATASETS:
+            raise TaskArgError(f"task argument throughput.dataset expects one of {', '.join(DATASETS)}, "
+                               f"got {a['dataset']!r}")
+        if a["point_mode"] not in POINT_MODES:
+            raise TaskArgError(f"task argument throughput.point_mode expects one of {', '.join(POINT_MODES)}, "
+                               f"got {a['point_mode']!r}")
+        if not 0.0 <= float(a["random_range_ratio"]) < 1.0:
+            raise TaskArgError("task argument throughput.random_range_ratio expects a number in [0, 1), "
+                               f"got {a['random_range_ratio']!r}")
+        if int(a["random_input_len"]) < 1 + CHAT_OVERHEAD or int(a["random_output_len"]) < 0:
+            raise TaskArgError(f"task argument throughput.random_input_len expects an integer >= {1 + CHAT_OVERHEAD} "
+                               f"(the chat template takes {CHAT_OVERHEAD}) and random_output_len >= 0 (0 = max_tokens), "
+                               f"got {a['random_input_len']!r} and {a['random_output_len']!r}")
+        if int(a["arrival_seed"]) < -1:
+            raise TaskArgError(f"task argument throughput.arrival_seed expects an integer >= 0 (-1 = the run's seed), "
+                               f"got {a['arrival_seed']!r}")
         if a["slo_search"] not in SEARCH_MODES:
             raise TaskArgError(f"task argument throughput.slo_search expects one of {', '.join(SEARCH_MODES)}, "
                                f"got {a['slo_search']!r}")
@@ -224,6 +255,35 @@ class Throughput(DrivingTask):
         return replace(req, max_tokens=int(self.args["max_tokens"]), ignore_eos=bool(self.args["ignore_eos"]),
                        choices=None, task=self.name)
 
+    def random_pool(self, n: int, seed: int) -> list[tuple[str, Sample, Request]]:
+        """``n`` prompts as ``vllm bench serve --dataset-name random`` draws them: input and output
+        lengths uniform in [len·(1 − range_ratio), len·(1 + range_ratio)], random letters, ``ignore_eos``.
+        Each prompt is exactly its input length in the reference model's tokens once the chat template
+        is applied (one byte per token, CHAT_OVERHEAD around the text); other tokenizers count their
+        own way (the server's usage count is what the figures use)."""
+        a = self.args
+        ratio = float(a["random_range_ratio"])
+        rng = np.random.default_rng(seed)
+
+        def lengths(mean: int, least: int) -> np.ndarray:
+            lo, hi = max(least, int(mean * (1 - ratio))), max(least, int(mean * (1 + ratio)))
+            return rng.integers(lo, hi + 1, size=n)
+
+        in_lens = lengths(int(a["random_input_len"]), 1 + CHAT_OVERHEAD)
+        out_lens = lengths(int(a["random_output_len"]) or int(a["max_tokens"]), 1)
+        items = []
+        for k, (n_in, n_out) in enumerate(zip(in_lens.tolist(), out_lens.tolist())):
+            chars = rng.choice(list(WORDS_ALPHABET), size=n_in - CHAT_OVERHEAD)
+            chars[5:-1:6] = " "  # words of five letters; never a space at either end
+            text = "".join(chars.tolist())
+            sid = f"random/{k:05d}"
+            sample = Sample(id=sid, messages=[user(text)], target=None,
+                            metadata={"input_len": n_in, "output_len": n_out})
+            req = Request(sample_id=sid, messages=[user(text)], max_tokens=n_out, seed=seed, ignore_eos=True,
+                          task=self.name)
+            items.append(("text", sample, req))
+        return items
+
     def _pool(self, modalities: list[str], n: int, seed: int, backend: Backend, notes: list[str],
               long_video: bool = False) -> list[tuple[str, Sample, Request]]:
         """Round robin over the modalities that have usable samples (errored ones are dropped)."""
@@ -258,7 +318,12 @@ class Throughput(DrivingTask):
             bench.run()
         lines = "".join(dumps(r.to_dict()) + "\n" for r in bench.rows)
         atomic_write_text(out / "samples" / f"{self.name}.jsonl", lines)
-        return bench.entry(config_hash)
+        entry = bench.entry(config_hash)
+        points = {p["label"]: p for p in bench.closed_loop + bench.open_loop}
+        points.update({k: bench.detail[k] for k in ("video", "audio") if k in bench.detail})
+        entry["throughput"]["exports"] = write_exports(out / "throughput", bench.runs, points, backend.describe(),
+                                                       self.slo, self.percentiles)
+        return entry
 
 
 Item = tuple[str, Sample, Request]  # (modality, source sample, request)
@@ -282,11 +347,18 @@ class _Bench:
         if len(self.sweep) < len(a["concurrency"]):
             self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, max_concurrency or search_max)")
         self._client_before: tuple[int | None, int] | None = None
-        self.pool = task._pool(task.mix, self.cap(a["pool"]), cfg.seed, backend, self.notes)
+        self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
+        self.by_duration = a["point_mode"] == "duration"
+        self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
+        self.arrival_seed = cfg.seed if int(a["arrival_seed"]) < 0 else int(a["arrival_seed"])
+        if a["dataset"] == "random":
+            n = self.cap(max(int(a["pool"]), self.n_open, self.n_closed(max(self.sweep))))
+            self.pool = task.random_pool(n, cfg.seed)
+        else:
+            self.pool = task._pool(task.mix, self.cap(a["pool"]), cfg.seed, backend, self.notes)
         if not self.pool:
             raise TaskArgError(f"task throughput: no usable requests for mix {a['mix']!r} ({'; '.join(self.notes)})")
-        self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
-        self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
+        self.runs: list[tuple[str, str, loadgen.PointRun, list[Item]]] = []
         self.rows: list[SampleResult] = []
         self.closed_loop: list[dict[str, Any]] = []
         self.open_loop: list[dict[str, Any]] = []
@@ -337,20 +409,33 @@ class _Bench:
 
     # ---- one load point -------------------------------------------------------------------------
     def closed(self, c: int, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
+        """One closed-loop point over ``items``; in duration mode (load phases) it cycles the pool
+        until ``point_duration_s`` instead (``--limit`` still caps the count)."""
         assert self.loop is not None
         self._mark()
-        run = self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, [r for _, _, r in items], c,
+        endless = self.by_duration and phase in ("closed_loop", "slo_search") and self.limit is None
+        reqs: Any = (r for k in count() for r in [self.pool[k % len(self.pool)][2]]) if endless \
+            else [r for _, _, r in items]
+        run = self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, reqs, c,
                                                     max_duration_s=self.dur, drain_s=self.drain))
+        if endless:
+            items = self.requests(len(run.records))
         return self._point(run, label, phase, items)
 
     def open(self, rate: float, label: str, items: list[Item]) -> dict[str, Any]:
+        """One open-loop point at ``rate`` (inf: a burst, every request at 0); in duration mode as
+        many requests as the rate sends in ``point_duration_s``."""
         assert self.loop is not None
         burst = float(self.a["burstiness"])
-        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.cfg.seed)
+        if self.by_duration and self.limit is None and math.isfinite(rate):
+            items = self.requests(max(1, math.ceil(rate * self.dur)))
+        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.arrival_seed)
         self._mark()
         run = self.loop.run(loadgen.run_open_loop(self.backend.agenerate, [r for _, _, r in items], offsets,
                                                   max_duration_s=self.dur, drain_s=self.drain, rate=rate,
                                                   burstiness=burst, max_concurrency=self.max_conc))
+        if not math.isfinite(rate):
+            run.rate = None
         return self._point(run, label, "open_loop", items)
 
     def _mark(self) -> None:
@@ -374,6 +459,7 @@ class _Bench:
         point["joules_per_output_token"] = (energy / tokens) if energy is not None and tokens else None
         for k, rec in enumerate(run.records):
             self.rows.append(_row(f"{label}/{k:04d}", phase, label, items[k], rec))
+        self.runs.append((label, phase, run, items))
         return point
 
     # ---- the phases -----------------------------------------------------------------------------
@@ -419,6 +505,8 @@ class _Bench:
         for rate in self.rates:
             known[rate] = p = self.open(rate, f"r{rate:.4g}", self.requests(self.n_open))
             self.open_loop.append(p)
+        if a["burst"]:  # every request at once, as vllm bench serve --request-rate inf
+            self.open_loop.append(self.open(math.inf, "burst", self.requests(self.n_open)))
         if a["slo_search"] == "rate" and known:
             def probe(x: float) -> dict[str, Any]:
                 p = self.open(x, f"search-r{x:.4g}", self.requests(self.n_open))
