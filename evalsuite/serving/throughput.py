@@ -3,10 +3,14 @@
 The task drives the backend itself (`run_with`) through the load generator (`evalsuite.serving.loadgen`) on
 one asyncio loop, and computes every figure with `evalsuite.serving.metrics` (definitions there).
 
-Requests: a mix drawn from the synthetic tasks, round robin over the modalities of ``mix`` — text
-(a docqa question on the document's text), image (docqa), video (videoqa), audio (audioqa) — or a
-single one; every load point sends the same sequence. ``max_tokens`` output tokens each, with
-``ignore_eos`` so that output lengths do not depend on the model's answers.
+Requests (``dataset``): ``mix``, drawn from the synthetic tasks, round robin over the modalities of
+``mix`` — text (a docqa question on the document's text), image (docqa), video (videoqa), audio
+(audioqa) — or a single one, ``max_tokens`` output tokens each; or ``random``, as ``vllm bench serve
+--dataset-name random`` (`Throughput.random_pool`). Every load point sends the same sequence, with
+``ignore_eos`` so that output lengths do not depend on the model's answers. Open-loop arrivals use
+``arrival_seed`` (-1: the run's seed), so the schedule can move while the prompts stay; ``burst``
+adds a point that sends every request at once; ``point_mode=duration`` makes each load point send
+for ``point_duration_s`` (cycling the pool) instead of a fixed request count.
 
 Load points are measured as ``vllm bench serve`` measures them, with two differences that keep them
 true under overload: open-loop latency counts from each request's scheduled send (client-side
@@ -43,7 +47,9 @@ gap and E2EL in ``usage``; phase, point, modality, scheduled and actual send tim
 ``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = output tokens/s at concurrency 1
 (results of version 1 hold 1 / mean TPOT under that name; it is ``single_stream_tokens_per_s_by_tpot``),
 ``video_hours_per_hour``, ``audio_real_time_factor``, ``joules_per_output_token``…) and every point under
-``throughput``. A re-run with the same ``--out`` measures again (timings are not resumable).
+``throughput``; ``throughput/`` holds the exports (`evalsuite.serving.exports`: per-request JSONL with
+absolute timestamps, each point in ``vllm bench serve --save-result`` layout, CSV). A re-run with
+the same ``--out`` measures again (timings are not resumable).
 """
 
 from __future__ import annotations
