@@ -104,7 +104,8 @@ def main() -> None:
     cmd = "python bench/bench_send_precision.py " + " ".join(sys.argv[1:])
     print(f"Device: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}; {datetime.date.today().isoformat()}; command: `{cmd.strip()}`\n")
-    print("| rate req/s | sender | requests (ok) | send error p50 ms | p99 ms | max ms | bytes-out lag p50 ms | p99 ms |")
+    print("| rate req/s | sender | requests (ok) | send error p50 ms | p99 ms | max ms "
+          "| bytes-out lag p50 ms | p99 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for rate, label, m in rows:
         print(f"| {rate:g} | {label} | {m['n']} ({m['ok']}) | {m['p50']:.3f} | {m['p99']:.3f} | {m['max']:.3f} | "

@@ -171,7 +171,8 @@ class Throughput(DrivingTask):
                                f"got {a['random_range_ratio']!r}")
         if int(a["random_input_len"]) < 1 + CHAT_OVERHEAD or int(a["random_output_len"]) < 0:
             raise TaskArgError(f"task argument throughput.random_input_len expects an integer >= {1 + CHAT_OVERHEAD} "
-                               f"(the chat template takes {CHAT_OVERHEAD}) and random_output_len >= 0 (0 = max_tokens), "
+                               f"(the chat template takes {CHAT_OVERHEAD}) and random_output_len >= 0 "
+                               "(0 = max_tokens), "
                                f"got {a['random_input_len']!r} and {a['random_output_len']!r}")
         if int(a["arrival_seed"]) < -1:
             raise TaskArgError(f"task argument throughput.arrival_seed expects an integer >= 0 (-1 = the run's seed), "
