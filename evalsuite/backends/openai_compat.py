@@ -7,13 +7,18 @@ environment variable holding the API key, default ``OPENAI_API_KEY``; the key is
 token and never written to results or logs — only the variable's name is recorded), ``timeout``
 (seconds without a byte before a request fails, default 600), ``connect_timeout`` (10), ``retries``
 (3), ``backoff`` (0.5: the first retry's wait in seconds, doubling each time, with jitter; a
-``Retry-After`` header wins), ``max_concurrency`` (64 requests in flight from this client),
+``Retry-After`` header wins), ``max_concurrency`` (64 requests in flight from this client; 0 = no
+cap),
 ``media`` (``data``: media travel as base64 ``data:`` URIs, which any server takes; ``file``:
 ``file://`` URLs, for a server on this machine started with ``--allowed-local-media-path``).
 
 Every request streams (``stream_options.include_usage``), so accuracy runs get TTFT and E2E times
-too. Retries happen on 429, 5xx and connection failures before the first token; a failure after it
-cannot be retried without distorting the timings, so it fails the request. Media: images as
+too. Token times are seconds since the call (before the cap and the body's encoding), and the
+response's ``info["client_s"]`` says how long the client held the request before it went out, so a
+load generator sees client-side queueing. Retries happen on 408, 409, 429, 5xx and connection
+failures before the first token; a failure after it cannot be retried without distorting the
+timings, so it fails the request. A load test turns both off for its points (`configure_client`:
+no cap, no retries — a refused request is a failed request, not a slow one). Media: images as
 ``image_url``, video as ``video_url``, audio as ``input_audio`` (data) or ``audio_url`` (file). The
 task's media settings (fps, max_frames, …) are sent as the ``media_settings`` extension only to an
 evalsuite server (it says so in /v1/models); others preprocess their own way.
@@ -77,8 +82,9 @@ def parse_target(arg: str | None) -> tuple[str, dict[str, Any]]:
             raise BackendConfigError(f"openai option {key} expects {type(default).__name__}, got {value!r}") from None
     if opts["media"] not in ("data", "file"):
         raise BackendConfigError(f"openai option media expects data or file, got {opts['media']!r}")
-    if opts["max_concurrency"] < 1 or opts["retries"] < 0 or opts["timeout"] <= 0 or opts["connect_timeout"] <= 0:
-        raise BackendConfigError("openai options: max_concurrency >= 1, retries >= 0, timeouts > 0 expected")
+    if opts["max_concurrency"] < 0 or opts["retries"] < 0 or opts["timeout"] <= 0 or opts["connect_timeout"] <= 0:
+        raise BackendConfigError("openai options: max_concurrency >= 0 (0 = no cap), retries >= 0, timeouts > 0 "
+                                 "expected")
     base = urlunparse(u._replace(fragment="")).rstrip("/")
     return base, opts
 
@@ -103,7 +109,8 @@ class OpenAIBackend(Backend):
     def __init__(self, arg: str | None = None, **options: Any) -> None:
         super().__init__(arg, **options)
         self.base_url, self.opts = parse_target(arg)
-        self.max_concurrency = int(self.opts["max_concurrency"])
+        self.max_concurrency: int | None = int(self.opts["max_concurrency"]) or None
+        self.retries = int(self.opts["retries"])
         self._key = os.environ.get(self.opts["api_key_env"]) or None
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._sems: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
@@ -155,9 +162,19 @@ class OpenAIBackend(Backend):
             self._sessions[loop] = s
         return s
 
-    def _sem(self) -> asyncio.Semaphore:
+    def _sem(self) -> asyncio.Semaphore | None:
+        if self.max_concurrency is None:
+            return None
         loop = asyncio.get_running_loop()
         return self._sems.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
+
+    def configure_client(self, *, max_concurrency: int | None, retries: int) -> tuple[int | None, int]:
+        """Set the client's cap (None = none) and retry count; returns the previous pair. A load
+        generator calls it around its points so that it alone decides what is in flight."""
+        before = (self.max_concurrency, self.retries)
+        self.max_concurrency, self.retries = max_concurrency, int(retries)
+        self._sems = weakref.WeakKeyDictionary()
+        return before
 
     # ---- request bodies -----------------------------------------------------------------------
     def _part(self, kind: str, path: str) -> dict[str, Any]:
@@ -201,12 +218,18 @@ class OpenAIBackend(Backend):
         import aiohttp
 
         self.check(request)
+        t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
-        body = json.dumps(await loop.run_in_executor(None, self.body, request))
+        has_media = any(p.type != "text" for m in request.messages for p in m.content)
+        # media files are read and encoded off the loop; a text body is cheaper than the thread hop
+        body = json.dumps(await loop.run_in_executor(None, self.body, request) if has_media else self.body(request))
         url = f"{self.base_url}/chat/completions"
         session = self._session()
-        async with self._sem():
-            t0 = time.perf_counter()
+        sem = self._sem()
+        if sem is not None:
+            await sem.acquire()
+        try:
+            client_s = time.perf_counter() - t0
             attempt = 0
             while True:
                 times: list[float] = []
@@ -220,43 +243,56 @@ class OpenAIBackend(Backend):
                                              _retry_after(resp.headers.get("Retry-After")))
                         if resp.status >= 400:
                             raise RequestFailed(f"HTTP {resp.status}: {_error_message(await resp.read())}")
-                        async for raw in resp.content:
-                            line = raw.strip()
-                            if not line.startswith(b"data:"):
-                                continue
-                            data = line[5:].strip()
-                            if data == b"[DONE]":
+                        pending = b""
+                        done = False
+                        async for block in resp.content.iter_any():  # whatever arrived: one await, many lines
+                            now = time.perf_counter() - t0
+                            *lines, pending = (pending + block).split(b"\n")
+                            for raw in lines:
+                                line = raw.strip()
+                                if not line.startswith(b"data:"):
+                                    continue
+                                data = line[5:].strip()
+                                if data == b"[DONE]":
+                                    done = True
+                                    break
+                                obj = json.loads(data)
+                                if obj.get("error"):
+                                    raise RequestFailed(f"server error in stream: {_error_message(data)}")
+                                usage = obj.get("usage") or usage
+                                for ch in obj.get("choices") or []:
+                                    text = (ch.get("delta") or {}).get("content")
+                                    if text:
+                                        times.append(now)
+                                        texts.append(text)
+                                        yield now, text
+                                    finish = ch.get("finish_reason") or finish
+                            if done:
                                 break
-                            obj = json.loads(data)
-                            if obj.get("error"):
-                                raise RequestFailed(f"server error in stream: {_error_message(data)}")
-                            usage = obj.get("usage") or usage
-                            for ch in obj.get("choices") or []:
-                                text = (ch.get("delta") or {}).get("content")
-                                if text:
-                                    times.append(time.perf_counter() - t0)
-                                    texts.append(text)
-                                    yield times[-1], text
-                                finish = ch.get("finish_reason") or finish
                 except (_Retryable, aiohttp.ClientError, asyncio.TimeoutError) as e:
                     what = str(e) or type(e).__name__
                     if times:
                         raise RequestFailed(f"stream broken after {len(times)} chunks: {what}") from None
-                    if attempt >= int(self.opts["retries"]):
-                        raise RequestFailed(f"{what} (after {attempt} retries)") from None
+                    if attempt >= self.retries:
+                        raise RequestFailed(f"{what} (after {attempt} retries)" if attempt else what) from None
                     after = e.retry_after if isinstance(e, _Retryable) else None
                     wait = after if after is not None else float(self.opts["backoff"]) * 2 ** attempt * (
                         0.5 + random.random())
                     attempt += 1
                     await asyncio.sleep(wait)
                     continue
+                info: dict[str, Any] = {"client_s": client_s}
+                if attempt:
+                    info["retries"] = attempt
                 yield Response(
                     text="".join(texts), prompt_tokens=usage.get("prompt_tokens"),
                     output_tokens=usage.get("completion_tokens", len(times)), ttft_s=times[0] if times else None,
-                    e2e_s=times[-1] if times else None, token_times=times, finish_reason=finish,
-                    info={"retries": attempt} if attempt else {},
+                    e2e_s=times[-1] if times else None, token_times=times, finish_reason=finish, info=info,
                 )
                 return
+        finally:
+            if sem is not None:
+                sem.release()
 
     async def aclose(self) -> None:
         s = self._sessions.pop(asyncio.get_running_loop(), None)
@@ -304,7 +340,7 @@ class OpenAIBackend(Backend):
             "server": s or None,
             "max_concurrency": self.max_concurrency,
             "timeout_s": float(self.opts["timeout"]),
-            "retries": int(self.opts["retries"]),
+            "retries": self.retries,
             "media_transport": self.opts["media"],
         }
 

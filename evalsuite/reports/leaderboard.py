@@ -103,7 +103,11 @@ def efficiency_figures(results: dict[str, Any]) -> dict[str, float]:
     names = sorted(results["tasks"], key=lambda n: n != "throughput")
     out: dict[str, float] = {}
     for n in names:
-        for k, v in (results["tasks"][n].get("efficiency") or {}).items():
+        eff = dict(results["tasks"][n].get("efficiency") or {})
+        if n == "throughput" and str(results["tasks"][n].get("version")) == "1":
+            # version 1 named 1 / mean TPOT "single_stream_tokens_per_s"; since 2 it is output tok/s at c=1
+            eff["single_stream_tokens_per_s"] = eff.pop("single_stream_output_tokens_per_s", None)
+        for k, v in eff.items():
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 out.setdefault(k, float(v))
     return out

@@ -92,7 +92,27 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
     return out
 
 
-LATENCY_PANELS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL (every gap)"), ("e2e_s", "E2E latency"))
+LATENCY_PANELS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL (every chunk gap)"), ("e2e_s", "E2E latency"))
+LATENCY_COLUMNS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL (chunks)"), ("e2el_s", "E2EL"))
+
+
+def _ms(dist: Any, q: float) -> str:
+    """One percentile of a latency distribution (seconds in results) in milliseconds."""
+    if not isinstance(dist, dict):
+        return "–"
+    v = dist.get(f"p{q:g}")
+    if v is None and q == 50:
+        v = dist.get("median")
+    return fmt_num(v * 1e3, 2) if isinstance(v, (int, float)) else "–"
+
+
+def _load_row(p: dict[str, Any], qs: list[float]) -> dict[str, Any]:
+    """A load point as the table shows it: latencies in ms at the run's percentiles, chunk and token
+    rates per user under their own names (version-1 results called 1 / mean ITL tokens/s/user)."""
+    return {**p, "lat_ms": {k: " / ".join(_ms(p.get(k), q) for q in qs) for k, _ in LATENCY_COLUMNS},
+            "queue_ms": " / ".join(_ms(p.get("queue_s"), q) for q in qs) if p.get("queue_s") else "–",
+            "chunks_per_user": p.get("chunks_per_s_per_user_by_itl", p.get("tokens_per_s_per_user_by_itl")),
+            "tokens_per_user_tpot": p.get("tokens_per_s_per_user_by_tpot")}
 
 
 def throughput_section(tp: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
@@ -123,8 +143,13 @@ def throughput_section(tp: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
             elif isinstance(v, (int, float)):
                 g[key].append(float(v))
     dists = latency_boxplots(groups, LATENCY_PANELS) if groups else None
-    return {"points": points + extra, "pareto_chart": chart, "latency_chart": dists,
-            "search": tp.get("slo_search") or {},
-            "slo": tp.get("slo") or {}, "gpus": tp.get("gpus") or {}, "loadgen": tp.get("loadgen") or {},
+    loadgen = tp.get("loadgen") or {}
+    qs = [float(q) for q in loadgen.get("percentiles") or (50, 99)]
+    search = dict(tp.get("slo_search") or {})
+    search.setdefault("status", None)  # version-1 results did not record whether the search converged
+    return {"points": [_load_row(p, qs) for p in points + extra], "percentiles": [f"p{q:g}" for q in qs],
+            "latency_columns": LATENCY_COLUMNS, "pareto_chart": chart, "latency_chart": dists,
+            "search": search,
+            "slo": tp.get("slo") or {}, "gpus": tp.get("gpus") or {}, "loadgen": loadgen,
             "mlperf": tp.get("mlperf_crosscheck"), "notes": tp.get("notes") or [], "telemetry": tp.get("telemetry"),
             "front": set(pareto.get("points", [])), "per_gpu": per_gpu}

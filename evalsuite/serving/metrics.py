@@ -1,28 +1,37 @@
 """Serving-benchmark metrics as pure functions of recorded token timings.
 
-Definitions follow ``vllm bench serve`` (DESIGN §6); every function here takes numbers and returns
-numbers, so tests check them on scripted timings with exact expected values.
+Definitions and names follow ``vllm bench serve`` (DESIGN §6): ``ttft``, ``tpot``, ``itl``, ``e2el``
+(kept in seconds in results, ``_s``; reports show milliseconds); every function here takes numbers and
+returns numbers, so tests check them on scripted timings with exact expected values.
 
-Per request (times in seconds since the request was sent; ``token_times`` are the arrivals of the
-streamed chunks, one per token in-process, one per SSE chunk over HTTP):
+Per request (``token_times``: arrivals of the streamed chunks, seconds since the request's intended
+start — the scheduled send time in open loop, so client-side delays count — one chunk per token
+in-process, one per SSE chunk over HTTP):
 
 - TTFT = first chunk's time; E2EL = last chunk's time;
-- ITL = every gap between consecutive chunks (all of them, not their mean);
+- ITL = every gap between consecutive chunks (all of them, not their mean; chunks, as vLLM's ITL);
 - TPOT = (E2EL − TTFT) / (output tokens − 1), defined only for requests of 2 or more output tokens
-  (output tokens come from the server's usage count, so several tokens in one chunk still count).
+  (output tokens come from the server's usage count, so several tokens in one chunk still count; it
+  is what aiperf calls inter-token latency);
+- queue = intended start → the request left the client (client-side queueing, reported on its own).
 
-Per load point (a concurrency or an arrival rate): mean, median, p90 and p99 of each of them
-(percentiles by linear interpolation, as ``numpy.percentile``); output tokens/s and requests/s over
-the point's duration (first send to last token); goodput = requests meeting every SLO limit per
-second; the mean number of requests in flight (Little's law: Σ E2EL / duration); tokens/s per user
-in the two ways tools define it, both named: ``tokens_per_s_per_user_by_concurrency`` = output
-tokens/s ÷ concurrency (the configured concurrency in closed loop, the mean in flight in open loop)
-and ``tokens_per_s_per_user_by_itl`` = 1 / mean ITL; tokens/s per GPU = output tokens/s ÷ GPUs used,
-``None`` (not 0) when no GPU is counted.
+Per load point (a concurrency or an arrival rate), all on the load generator's one clock: mean, std,
+min, max, median and percentiles (``percentiles``, default p50/p90/p95/p99, always with p90 and p99
+for the SLO; linear interpolation, as ``numpy.percentile``) of each of them; input, output and total
+tokens/s and requests/s over the point's duration (first intended start → last request ended);
+goodput = requests meeting every SLO limit per second (failed requests never do); the mean number of
+requests in flight at the server (Little's law: Σ (end − sent) / duration); tokens/s per user in the
+ways tools define it, each named: ``tokens_per_s_per_user_by_concurrency`` = output tokens/s ÷
+concurrency (the configured one in closed loop, the mean in flight in open loop),
+``tokens_per_s_per_user_by_tpot`` = 1 / mean TPOT, ``chunks_per_s_per_user_by_itl`` = 1 / mean ITL
+(streamed chunks, not tokens); tokens/s per GPU = output tokens/s ÷ GPUs used, ``None`` (not 0) when
+no GPU is counted. Failed and cut-off requests are counted (``n_failed``, ``n_cancelled``), left out
+of the latency distributions, and count as misses when a point is checked against its SLO.
 
 SLO search (`slo_search`): the highest concurrency (or rate) whose p99 TTFT and p99 TPOT meet their
 limits, from points already measured plus new probes: bracket by doubling, then bisect; the crossing
-is also estimated by linear interpolation between the last passing and first failing probes.
+is also estimated by linear interpolation between the last passing and first failing probes; the
+result says whether the bracket closed (``converged``).
 `pareto_front` keeps the points no other point beats on both tokens/s/user and tokens/s/GPU.
 """
 
@@ -32,7 +41,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-QUANTILES = (("median", 50.0), ("p90", 90.0), ("p99", 99.0))
+PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+ALWAYS = (90.0, 99.0)  # the SLO check and the old readers need these
 
 
 @dataclass(frozen=True)
@@ -49,12 +59,21 @@ class SLO:
 
 @dataclass(frozen=True)
 class Timing:
-    """What one request's metrics need: chunk arrival times (seconds since sent) and token counts."""
+    """What one request's metrics need: chunk arrival times (seconds since its intended start) and
+    token counts; ``start_s``/``sent_s``/``done_s`` are seconds since the point started."""
 
     token_times: tuple[float, ...]
     output_tokens: int
-    sent_s: float = 0.0  # when it was sent, seconds since the point started
-    ok: bool = True  # False for errored or cut-off requests (left out of every latency figure)
+    start_s: float = 0.0  # intended start
+    sent_s: float | None = None  # left the client
+    done_s: float | None = None  # ended (answered or failed); None while cut off
+    queue_s: float | None = None
+    status: str = "ok"  # "ok" | "failed" | "cancelled"
+    prompt_tokens: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
 
 # ---- per request --------------------------------------------------------------------------------
@@ -94,64 +113,108 @@ def percentile(values: Sequence[float], q: float) -> float:
     pos = (len(xs) - 1) * q / 100.0
     lo = math.floor(pos)
     hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    frac = pos - lo
+    if frac == 0 or xs[hi] == xs[lo] or math.isinf(xs[lo]):
+        return xs[lo]
+    return xs[lo] + (xs[hi] - xs[lo]) * frac
 
 
-def distribution(values: Iterable[float | None]) -> dict[str, float | None]:
-    """mean, median, p90, p99 of the values that are not None (all None when there are none)."""
+def pct_key(q: float) -> str:
+    """``p99``, ``p95``, ``p99.9``: the key of a percentile."""
+    return f"p{q:g}"
+
+
+def parse_percentiles(spec: Any) -> tuple[float, ...]:
+    """``"50,90,95,99"`` or a list of numbers → sorted percentiles in (0, 100]; ValueError otherwise."""
+    items = spec.split(",") if isinstance(spec, str) else list(spec) if isinstance(spec, (list, tuple)) else None
+    if not items:
+        raise ValueError(f"expected percentiles like 50,90,95,99, got {spec!r}")
+    try:
+        qs = sorted({float(str(x).strip()) for x in items})
+    except ValueError:
+        raise ValueError(f"expected percentiles like 50,90,95,99, got {spec!r}") from None
+    if any(not 0 < q <= 100 for q in qs):
+        raise ValueError(f"percentiles must lie in (0, 100], got {spec!r}")
+    return tuple(qs)
+
+
+def distribution(values: Iterable[float | None], percentiles: Sequence[float] = PERCENTILES) -> dict[str, float | None]:
+    """mean, std (population), min, max, median and the percentiles (with p90, p99) of the values
+    that are not None (all None when there are none)."""
     xs = [float(v) for v in values if v is not None]
+    qs = sorted(set(percentiles) | set(ALWAYS))
+    keys = ["mean", "std", "min", "max", "median", *(pct_key(q) for q in qs)]
     if not xs:
-        return {"mean": None, **{name: None for name, _ in QUANTILES}}
-    return {"mean": sum(xs) / len(xs), **{name: percentile(xs, q) for name, q in QUANTILES}}
+        return {k: None for k in keys}
+    mean = sum(xs) / len(xs)
+    out: dict[str, float | None] = {"mean": mean, "std": math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs)),
+                                    "min": min(xs), "max": max(xs), "median": percentile(xs, 50.0)}
+    out.update({pct_key(q): percentile(xs, q) for q in qs})
+    return out
 
 
 # ---- per point ----------------------------------------------------------------------------------
 def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None, gpus: int | None = None,
-                  slo: SLO = SLO(), duration_s: float | None = None) -> dict[str, Any]:
-    """The figures of one load point. ``duration_s`` defaults to first send → last token of the
-    finished requests; ``concurrency`` is the configured one (closed loop) or None (open loop: the
-    measured mean in flight is used for tokens/s/user)."""
+                  slo: SLO = SLO(), duration_s: float | None = None,
+                  percentiles: Sequence[float] = PERCENTILES) -> dict[str, Any]:
+    """The figures of one load point. ``duration_s`` defaults to the first intended start → the last
+    request's end (answered or failed; cut-off requests end at the last cut); ``concurrency`` is the
+    configured one (closed loop) or None (open loop: the measured mean in flight is used for
+    tokens/s/user)."""
     done = [t for t in timings if t.ok and t.token_times]
+    ended = [t for t in timings if t.done_s is not None]
     if duration_s is None:
-        duration_s = (max(t.sent_s + t.token_times[-1] for t in done) - min(t.sent_s for t in timings)) if done else 0.0
+        duration_s = (max(t.done_s for t in ended) - min(t.start_s for t in timings)) if ended else 0.0  # type: ignore
     out_tokens = sum(t.output_tokens for t in done)
+    in_tokens = sum(t.prompt_tokens or 0 for t in done)
     all_itls = [g for t in done for g in itls(t)]
     per_s = (lambda n: n / duration_s) if duration_s > 0 else (lambda n: None)
     out_tps = per_s(out_tokens)
-    in_flight = (sum(t.token_times[-1] for t in done) / duration_s) if duration_s > 0 else None
+    busy = sum(t.done_s - t.sent_s for t in ended if t.sent_s is not None)  # type: ignore[operator]
+    in_flight = (busy / duration_s) if duration_s > 0 else None
     users = concurrency if concurrency is not None else in_flight
-    itl_dist = distribution(all_itls)
+    dist = lambda xs: distribution(xs, percentiles)  # noqa: E731
+    itl_dist, tpot_dist = dist(all_itls), dist(tpot(t) for t in done)
     good = [t for t in done if meets(t, slo)]
     return {
         "n_requests": len(timings),
         "n_completed": len(done),
+        "n_failed": sum(1 for t in timings if t.status == "failed"),
+        "n_cancelled": sum(1 for t in timings if t.status == "cancelled"),
         "duration_s": duration_s,
+        "input_tokens": in_tokens,
         "output_tokens": out_tokens,
+        "input_tokens_per_s": per_s(in_tokens),
         "output_tokens_per_s": out_tps,
+        "total_tokens_per_s": per_s(in_tokens + out_tokens),
         "requests_per_s": per_s(len(done)),
         "goodput_requests_per_s": per_s(len(good)),
         "goodput_output_tokens_per_s": per_s(sum(t.output_tokens for t in good)),
         "mean_in_flight": in_flight,
         "tokens_per_s_per_user_by_concurrency": (out_tps / users) if out_tps is not None and users else None,
-        "tokens_per_s_per_user_by_itl": (1.0 / itl_dist["mean"]) if itl_dist["mean"] else None,
+        "tokens_per_s_per_user_by_tpot": (1.0 / tpot_dist["mean"]) if tpot_dist["mean"] else None,
+        "chunks_per_s_per_user_by_itl": (1.0 / itl_dist["mean"]) if itl_dist["mean"] else None,
         "output_tokens_per_s_per_gpu": (out_tps / gpus) if out_tps is not None and gpus else None,
-        "ttft_s": distribution(ttft(t) for t in done),
-        "tpot_s": distribution(tpot(t) for t in done),
+        "ttft_s": dist(ttft(t) for t in done),
+        "tpot_s": tpot_dist,
         "itl_s": itl_dist,
-        "e2el_s": distribution(e2el(t) for t in done),
-        "meets_slo": point_meets_slo_p99(done, slo),
+        "e2el_s": dist(e2el(t) for t in done),
+        "queue_s": dist(t.queue_s for t in timings if t.queue_s is not None),
+        "meets_slo": point_meets_slo_p99(timings, slo),
     }
 
 
-def point_meets_slo_p99(done: Sequence[Timing], slo: SLO) -> bool:
-    """p99 TTFT, p99 TPOT (and p99 E2EL when limited) of the finished requests within the limits;
-    False when nothing finished."""
+def point_meets_slo_p99(timings: Sequence[Timing], slo: SLO) -> bool:
+    """p99 TTFT, p99 TPOT (and p99 E2EL when limited) within the limits, where a failed or cut-off
+    request counts as an infinite latency; False when nothing finished."""
+    done = [t for t in timings if t.ok and t.token_times]
     if not done:
         return False
+    missed = [math.inf] * (len(timings) - len(done))
     for limit, values in ((slo.ttft_s, [ttft(t) for t in done]), (slo.tpot_s, [tpot(t) for t in done]),
                           (slo.e2el_s, [e2el(t) for t in done])):
         xs = [v for v in values if v is not None]
-        if limit is not None and xs and percentile(xs, 99.0) > limit:
+        if limit is not None and xs and percentile(xs + missed, 99.0) > limit:
             return False
     return True
 
@@ -173,7 +236,8 @@ class SearchResult:
     ``points``: every load measured, by load; ``probed``: the loads measured by the search itself,
     in order; ``interpolated``: where the worst p99/limit ratio crosses 1 between ``best`` and the
     lowest failing load (None without both); ``bounded``: the search hit its upper bound still
-    passing (the true limit may be higher)."""
+    passing (the true limit may be higher); ``converged``: the bracket [best, failing] closed to the
+    search's tolerance (1 for integers, ``rel_tol`` of ``best`` for rates)."""
 
     best: float | None
     points: dict[float, dict[str, Any]]
@@ -181,6 +245,16 @@ class SearchResult:
     interpolated: float | None = None
     bounded: bool = False
     failing: float | None = None
+    converged: bool = False
+
+    @property
+    def status(self) -> str:
+        """converged | bounded (passes at the top of the range) | unconverged | none_passing."""
+        if self.converged:
+            return "converged"
+        if self.bounded:
+            return "bounded"
+        return "none_passing" if self.best is None else "unconverged"
 
 
 def slo_search(probe: Callable[[float], dict[str, Any]], slo: SLO, *, start: float, upper: float,
@@ -220,14 +294,18 @@ def slo_search(probe: Callable[[float], dict[str, Any]], slo: SLO, *, start: flo
     while lo is not None and hi is None and lo < upper and len(probed) < max_probes:  # all pass: go up
         measure(min(2 * lo, float(upper)))
         lo, hi = bracket()
+    def closed(lo: float, hi: float) -> bool:
+        return (hi - lo <= 1) if integer else (hi - lo <= rel_tol * lo)
+
     while lo is not None and hi is not None and len(probed) < max_probes:  # bisect
-        if (hi - lo <= 1) if integer else (hi - lo <= rel_tol * lo):
+        if closed(lo, hi):
             break
         mid = float((int(lo) + int(hi)) // 2) if integer else (lo + hi) / 2
         measure(mid)
         lo, hi = bracket()
     return SearchResult(best=lo, points=points, probed=probed, interpolated=_crossing(points, lo, hi, slo),
-                        bounded=lo is not None and hi is None and lo >= upper, failing=hi)
+                        bounded=lo is not None and hi is None and lo >= upper, failing=hi,
+                        converged=lo is not None and hi is not None and closed(lo, hi))
 
 
 def _crossing(points: dict[float, dict[str, Any]], lo: float | None, hi: float | None, slo: SLO) -> float | None:

@@ -3,17 +3,30 @@
 The task drives the backend itself (`run_with`) through the load generator (`evalsuite.serving.loadgen`) on
 one asyncio loop, and computes every figure with `evalsuite.serving.metrics` (definitions there).
 
-Requests: a mix drawn from the synthetic tasks, round robin over the modalities of ``mix`` — text
-(a docqa question on the document's text), image (docqa), video (videoqa), audio (audioqa) — or a
-single one; every load point sends the same sequence. ``max_tokens`` output tokens each, with
-``ignore_eos`` so that output lengths do not depend on the model's answers.
+Requests (``dataset``): ``mix``, drawn from the synthetic tasks, round robin over the modalities of
+``mix`` — text (a docqa question on the document's text), image (docqa), video (videoqa), audio
+(audioqa) — or a single one, ``max_tokens`` output tokens each; or ``random``, as ``vllm bench serve
+--dataset-name random`` (`Throughput.random_pool`). Every load point sends the same sequence, with
+``ignore_eos`` so that output lengths do not depend on the model's answers. Open-loop arrivals use
+``arrival_seed`` (-1: the run's seed), so the schedule can move while the prompts stay; ``burst``
+adds a point that sends every request at once; ``point_mode=duration`` makes each load point send
+for ``point_duration_s`` (cycling the pool) instead of a fixed request count.
+
+Load points are measured as ``vllm bench serve`` measures them, with two differences that keep them
+true under overload: open-loop latency counts from each request's scheduled send (client-side
+queueing is reported on its own as ``queue_s``), and nothing caps what is in flight unless
+``max_concurrency`` declares it (0 = no cap; a point that waited on it says so). The backend's own
+client cap and retries are turned off for the points (``retries``, default 0: a 429 or 5xx is a
+failed request, counted in ``n_failed`` and against goodput and the SLO). Percentiles reported:
+``percentiles`` (default 50,90,95,99; p90 and p99 always).
 
 Phases, each point bounded by ``point_duration_s`` of sending plus ``drain_s`` of waiting:
 1. warm-up: ``warmup`` requests, not measured;
 2. closed loop over ``concurrency``; its concurrency-1 point is the single-stream speed;
 3. SLO search over concurrency (``slo_search=concurrency``, the sweep seeds the bracket) or over
    arrival rate (``rate``): the highest load whose p99 TTFT and p99 TPOT meet ``slo_ttft_s`` and
-   ``slo_tpot_s``; its output tokens/s (per GPU) is the "throughput at SLO";
+   ``slo_tpot_s``; its output tokens/s (per GPU) is the "throughput at SLO" when the search
+   converged (or passed at the top of its range: ``status`` says which), else null;
 4. open loop at ``rates`` requests/s, or at ``rate_fractions`` of the best closed-loop requests/s,
    Poisson arrivals (gamma with shape ``burstiness``);
 5. long-video workload: ``video_requests`` questions on ``video_bucket`` videos at
@@ -31,24 +44,31 @@ and the concurrency at N, so a short CI run stays short.
 Outputs: ``samples/throughput.jsonl`` holds one line per measured request (its TTFT, TPOT, every ITL
 gap and E2EL in ``usage``; phase, point, modality, scheduled and actual send times in ``metadata``);
 ``results.json`` holds the headline figures in ``metrics``/``efficiency`` (``output_tokens_per_s_at_slo``,
-``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = 1 / mean TPOT at concurrency 1,
+``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = output tokens/s at concurrency 1
+(results of version 1 hold 1 / mean TPOT under that name; it is ``single_stream_tokens_per_s_by_tpot``),
 ``video_hours_per_hour``, ``audio_real_time_factor``, ``joules_per_output_token``…) and every point under
-``throughput``. A re-run with the same ``--out`` measures again (timings are not resumable).
+``throughput``; ``throughput/`` holds the exports (`evalsuite.serving.exports`: per-request JSONL with
+absolute timestamps, each point in ``vllm bench serve --save-result`` layout, CSV). A re-run with
+the same ``--out`` measures again (timings are not resumable).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import time
 from dataclasses import replace
-from itertools import islice
+from itertools import count, islice
 from pathlib import Path
 from typing import Any, Coroutine, Literal, TypeVar
 from urllib.parse import urlparse
 
+import numpy as np
+
 from evalsuite.serving import loadgen
+from evalsuite.serving.exports import write_exports
 from evalsuite import media as media_lib
 from evalsuite.serving import metrics as sm
 from evalsuite.backend import Backend
@@ -60,6 +80,10 @@ from evalsuite.types import Request, Sample, SampleResult, user
 
 MODALITIES = ("text", "image", "video", "audio")
 SEARCH_MODES = ("concurrency", "rate", "none")
+DATASETS = ("mix", "random")
+POINT_MODES = ("requests", "duration")
+CHAT_OVERHEAD = 4  # <bos> <|user|> … <|end|> <|assistant|>: the reference model's template around one user text
+WORDS_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
 T = TypeVar("T")
 
 
@@ -85,10 +109,11 @@ class Throughput(DrivingTask):
     """Serving throughput and latency at a fixed SLO (closed/open loop, SLO search, energy)."""
 
     name = "throughput"
-    version = "1"
+    version = "2"
     primary_metric = "output_tokens_per_s_at_slo"
     breakdown_keys = ("modality",)
     default_args: dict[str, Any] = {
+        "dataset": "mix",
         "mix": "text,image,video,audio",
         "pool": 16,
         "max_tokens": 32,
@@ -98,7 +123,16 @@ class Throughput(DrivingTask):
         "requests_per_point": 0,
         "rates": [],
         "rate_fractions": [0.5, 1.0],
+        "random_input_len": 128,
+        "random_output_len": 0,
+        "random_range_ratio": 0.0,
         "burstiness": 1.0,
+        "burst": False,
+        "arrival_seed": -1,
+        "point_mode": "requests",
+        "max_concurrency": 0,
+        "retries": 0,
+        "percentiles": "50,90,95,99",
         "point_duration_s": 30.0,
         "drain_s": 30.0,
         "slo_ttft_s": 2.0,
@@ -106,7 +140,7 @@ class Throughput(DrivingTask):
         "slo_e2el_s": 0.0,
         "slo_search": "concurrency",
         "search_max": 64,
-        "search_probes": 3,
+        "search_probes": 6,
         "video_bucket": "long",
         "video_requests": 4,
         "video_concurrency": 4,
@@ -126,6 +160,23 @@ class Throughput(DrivingTask):
             raise TaskArgError(f"task argument throughput.mix expects modalities from {', '.join(MODALITIES)} "
                                f"(comma-separated), got {a['mix']!r}")
         self.mix = list(dict.fromkeys(mix))
+        if a["dataset"] not in DATASETS:
+            raise TaskArgError(f"task argument throughput.dataset expects one of {', '.join(DATASETS)}, "
+                               f"got {a['dataset']!r}")
+        if a["point_mode"] not in POINT_MODES:
+            raise TaskArgError(f"task argument throughput.point_mode expects one of {', '.join(POINT_MODES)}, "
+                               f"got {a['point_mode']!r}")
+        if not 0.0 <= float(a["random_range_ratio"]) < 1.0:
+            raise TaskArgError("task argument throughput.random_range_ratio expects a number in [0, 1), "
+                               f"got {a['random_range_ratio']!r}")
+        if int(a["random_input_len"]) < 1 + CHAT_OVERHEAD or int(a["random_output_len"]) < 0:
+            raise TaskArgError(f"task argument throughput.random_input_len expects an integer >= {1 + CHAT_OVERHEAD} "
+                               f"(the chat template takes {CHAT_OVERHEAD}) and random_output_len >= 0 "
+                               "(0 = max_tokens), "
+                               f"got {a['random_input_len']!r} and {a['random_output_len']!r}")
+        if int(a["arrival_seed"]) < -1:
+            raise TaskArgError(f"task argument throughput.arrival_seed expects an integer >= 0 (-1 = the run's seed), "
+                               f"got {a['arrival_seed']!r}")
         if a["slo_search"] not in SEARCH_MODES:
             raise TaskArgError(f"task argument throughput.slo_search expects one of {', '.join(SEARCH_MODES)}, "
                                f"got {a['slo_search']!r}")
@@ -144,7 +195,8 @@ class Throughput(DrivingTask):
         for key in ("pool", "max_tokens", "search_max", "video_concurrency"):
             if int(a[key]) < 1:
                 raise TaskArgError(f"task argument throughput.{key} expects an integer >= 1, got {a[key]!r}")
-        for key in ("warmup", "requests_per_point", "search_probes", "video_requests", "audio_requests", "tp", "dp"):
+        for key in ("warmup", "requests_per_point", "search_probes", "video_requests", "audio_requests", "tp", "dp",
+                    "max_concurrency", "retries"):
             if int(a[key]) < 0:
                 raise TaskArgError(f"task argument throughput.{key} expects an integer >= 0, got {a[key]!r}")
         for key in ("point_duration_s", "drain_s", "burstiness", "telemetry_interval_s"):
@@ -154,6 +206,10 @@ class Throughput(DrivingTask):
             if float(a[key]) < 0:
                 raise TaskArgError(
                     f"task argument throughput.{key} expects seconds >= 0 (0 = no limit), got {a[key]!r}")
+        try:
+            self.percentiles = sm.parse_percentiles(a["percentiles"])
+        except ValueError as e:
+            raise TaskArgError(f"task argument throughput.percentiles: {e}") from None
         self.slo = sm.SLO(ttft_s=float(a["slo_ttft_s"]) or None, tpot_s=float(a["slo_tpot_s"]) or None,
                           e2el_s=float(a["slo_e2el_s"]) or None)
 
@@ -206,6 +262,35 @@ class Throughput(DrivingTask):
         return replace(req, max_tokens=int(self.args["max_tokens"]), ignore_eos=bool(self.args["ignore_eos"]),
                        choices=None, task=self.name)
 
+    def random_pool(self, n: int, seed: int) -> list[tuple[str, Sample, Request]]:
+        """``n`` prompts as ``vllm bench serve --dataset-name random`` draws them: input and output
+        lengths uniform in [len·(1 − range_ratio), len·(1 + range_ratio)], random letters, ``ignore_eos``.
+        Each prompt is exactly its input length in the reference model's tokens once the chat template
+        is applied (one byte per token, CHAT_OVERHEAD around the text); other tokenizers count their
+        own way (the server's usage count is what the figures use)."""
+        a = self.args
+        ratio = float(a["random_range_ratio"])
+        rng = np.random.default_rng(seed)
+
+        def lengths(mean: int, least: int) -> np.ndarray:
+            lo, hi = max(least, int(mean * (1 - ratio))), max(least, int(mean * (1 + ratio)))
+            return rng.integers(lo, hi + 1, size=n)
+
+        in_lens = lengths(int(a["random_input_len"]), 1 + CHAT_OVERHEAD)
+        out_lens = lengths(int(a["random_output_len"]) or int(a["max_tokens"]), 1)
+        items = []
+        for k, (n_in, n_out) in enumerate(zip(in_lens.tolist(), out_lens.tolist())):
+            chars = rng.choice(list(WORDS_ALPHABET), size=n_in - CHAT_OVERHEAD)
+            chars[5:-1:6] = " "  # words of five letters; never a space at either end
+            text = "".join(chars.tolist())
+            sid = f"random/{k:05d}"
+            sample = Sample(id=sid, messages=[user(text)], target=None,
+                            metadata={"input_len": n_in, "output_len": n_out})
+            req = Request(sample_id=sid, messages=[user(text)], max_tokens=n_out, seed=seed, ignore_eos=True,
+                          task=self.name)
+            items.append(("text", sample, req))
+        return items
+
     def _pool(self, modalities: list[str], n: int, seed: int, backend: Backend, notes: list[str],
               long_video: bool = False) -> list[tuple[str, Sample, Request]]:
         """Round robin over the modalities that have usable samples (errored ones are dropped)."""
@@ -240,7 +325,12 @@ class Throughput(DrivingTask):
             bench.run()
         lines = "".join(dumps(r.to_dict()) + "\n" for r in bench.rows)
         atomic_write_text(out / "samples" / f"{self.name}.jsonl", lines)
-        return bench.entry(config_hash)
+        entry = bench.entry(config_hash)
+        points = {p["label"]: p for p in bench.closed_loop + bench.open_loop}
+        points.update({k: bench.detail[k] for k in ("video", "audio") if k in bench.detail})
+        entry["throughput"]["exports"] = write_exports(out / "throughput", bench.runs, points, backend.describe(),
+                                                       self.slo, self.percentiles)
+        return entry
 
 
 Item = tuple[str, Sample, Request]  # (modality, source sample, request)
@@ -257,16 +347,25 @@ class _Bench:
         self.notes: list[str] = []
         self.t_start = time.perf_counter()
         self.gpus, self.gpu_source, self.devices = gpu_count(backend.describe(), int(a["tp"]), int(a["dp"]))
-        caps = (self.limit, getattr(backend, "max_concurrency", None), int(a["search_max"]))
+        self.max_conc: int | None = int(a["max_concurrency"]) or None
+        caps = (self.limit, self.max_conc, int(a["search_max"]))
         self.conc_cap = min(x for x in caps if x is not None)
         self.sweep = sorted({int(c) for c in a["concurrency"] if c <= self.conc_cap}) or [1]
         if len(self.sweep) < len(a["concurrency"]):
-            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, the backend's limit or search_max)")
-        self.pool = task._pool(task.mix, self.cap(a["pool"]), cfg.seed, backend, self.notes)
+            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, max_concurrency or search_max)")
+        self._client_before: tuple[int | None, int] | None = None
+        self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
+        self.by_duration = a["point_mode"] == "duration"
+        self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
+        self.arrival_seed = cfg.seed if int(a["arrival_seed"]) < 0 else int(a["arrival_seed"])
+        if a["dataset"] == "random":
+            n = self.cap(max(int(a["pool"]), self.n_open, self.n_closed(max(self.sweep))))
+            self.pool = task.random_pool(n, cfg.seed)
+        else:
+            self.pool = task._pool(task.mix, self.cap(a["pool"]), cfg.seed, backend, self.notes)
         if not self.pool:
             raise TaskArgError(f"task throughput: no usable requests for mix {a['mix']!r} ({'; '.join(self.notes)})")
-        self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
-        self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
+        self.runs: list[tuple[str, str, loadgen.PointRun, list[Item]]] = []
         self.rows: list[SampleResult] = []
         self.closed_loop: list[dict[str, Any]] = []
         self.open_loop: list[dict[str, Any]] = []
@@ -294,10 +393,19 @@ class _Bench:
                 self.notes.append("no GPU telemetry: NVML or the GPU could not be opened")
             else:
                 self.sampler.__enter__()
+        configure = getattr(self.backend, "configure_client", None)
+        if callable(configure):  # the load generator alone decides what is in flight; no retries
+            self._client_before = configure(max_concurrency=None, retries=int(self.a["retries"]))
+            if self._client_before[0] is not None:
+                self.notes.append(f"the client's own cap (max_concurrency={self._client_before[0]}) is off during "
+                                  f"load points; throughput.max_concurrency={self.max_conc or 'none'} applies")
         self.loop = _LoopThread()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self._client_before is not None:
+            mc, retries = self._client_before
+            self.backend.configure_client(max_concurrency=mc, retries=retries)  # type: ignore[attr-defined]
         if self.sampler is not None:
             self.sampler.__exit__(None, None, None)
         if self.loop is not None:
@@ -308,20 +416,33 @@ class _Bench:
 
     # ---- one load point -------------------------------------------------------------------------
     def closed(self, c: int, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
+        """One closed-loop point over ``items``; in duration mode (load phases) it cycles the pool
+        until ``point_duration_s`` instead (``--limit`` still caps the count)."""
         assert self.loop is not None
         self._mark()
-        run = self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, [r for _, _, r in items], c,
+        endless = self.by_duration and phase in ("closed_loop", "slo_search") and self.limit is None
+        reqs: Any = (r for k in count() for r in [self.pool[k % len(self.pool)][2]]) if endless \
+            else [r for _, _, r in items]
+        run = self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, reqs, c,
                                                     max_duration_s=self.dur, drain_s=self.drain))
+        if endless:
+            items = self.requests(len(run.records))
         return self._point(run, label, phase, items)
 
     def open(self, rate: float, label: str, items: list[Item]) -> dict[str, Any]:
+        """One open-loop point at ``rate`` (inf: a burst, every request at 0); in duration mode as
+        many requests as the rate sends in ``point_duration_s``."""
         assert self.loop is not None
         burst = float(self.a["burstiness"])
-        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.cfg.seed)
+        if self.by_duration and self.limit is None and math.isfinite(rate):
+            items = self.requests(max(1, math.ceil(rate * self.dur)))
+        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.arrival_seed)
         self._mark()
         run = self.loop.run(loadgen.run_open_loop(self.backend.agenerate, [r for _, _, r in items], offsets,
                                                   max_duration_s=self.dur, drain_s=self.drain, rate=rate,
-                                                  burstiness=burst))
+                                                  burstiness=burst, max_concurrency=self.max_conc))
+        if not math.isfinite(rate):
+            run.rate = None
         return self._point(run, label, "open_loop", items)
 
     def _mark(self) -> None:
@@ -330,11 +451,14 @@ class _Bench:
 
     def _point(self, run: loadgen.PointRun, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
         self._mark()
-        point = sm.point_metrics(run.timings, concurrency=run.concurrency, gpus=self.gpus, slo=self.task.slo)
+        point = sm.point_metrics(run.timings, concurrency=run.concurrency, gpus=self.gpus, slo=self.task.slo,
+                                 percentiles=self.task.percentiles)
         lags = [r.send_lag_s for r in run.records if r.send_lag_s is not None]
         point.update(label=label, kind=run.kind, concurrency=run.concurrency, rate=run.rate,
                      burstiness=run.burstiness, n_errors=run.n_errors, n_cancelled=run.n_cancelled,
-                     send_lag_s=sm.distribution(lags) if lags else None, notes=run.notes,
+                     max_concurrency=run.max_concurrency if run.kind == "open" else run.concurrency,
+                     n_waited_on_max_concurrency=run.cap_waits, hit_max_concurrency=run.cap_waits > 0,
+                     send_lag_s=sm.distribution(lags, self.task.percentiles) if lags else None, notes=run.notes,
                      modalities=sorted({m for m, _, _ in items[: len(run.records)]}))
         if self.sampler is not None:
             point.update(window(self.sampler.samples, run.started, run.ended))
@@ -342,6 +466,7 @@ class _Bench:
         point["joules_per_output_token"] = (energy / tokens) if energy is not None and tokens else None
         for k, rec in enumerate(run.records):
             self.rows.append(_row(f"{label}/{k:04d}", phase, label, items[k], rec))
+        self.runs.append((label, phase, run, items))
         return point
 
     # ---- the phases -----------------------------------------------------------------------------
@@ -387,6 +512,8 @@ class _Bench:
         for rate in self.rates:
             known[rate] = p = self.open(rate, f"r{rate:.4g}", self.requests(self.n_open))
             self.open_loop.append(p)
+        if a["burst"]:  # every request at once, as vllm bench serve --request-rate inf
+            self.open_loop.append(self.open(math.inf, "burst", self.requests(self.n_open)))
         if a["slo_search"] == "rate" and known:
             def probe(x: float) -> dict[str, Any]:
                 p = self.open(x, f"search-r{x:.4g}", self.requests(self.n_open))
@@ -442,9 +569,8 @@ class _Bench:
         measured = load_pts + [self.detail[k] for k in ("video", "audio") if k in self.detail]
         energy = [p.get("energy_j") for p in measured]
         tokens = sum(p["output_tokens"] for p in measured)
-        at_slo = self.search.get("best_point")
+        at_slo = self.search.get("best_point") if self.search.get("status") in ("converged", "bounded") else None
         single = next((p for p in self.closed_loop if p["label"] == "c1"), None)
-        single_tpot = single["tpot_s"]["mean"] if single else None
         return {
             "output_tokens_per_s_at_slo": at_slo["output_tokens_per_s"] if at_slo else None,
             "per_gpu_throughput_at_slo": at_slo["output_tokens_per_s_per_gpu"] if at_slo else None,
@@ -452,9 +578,9 @@ class _Bench:
             "slo_rate" if self.a["slo_search"] == "rate" else "slo_concurrency": self.search.get("best"),
             "max_output_tokens_per_s": max((p["output_tokens_per_s"] or 0.0 for p in load_pts), default=None),
             "max_goodput_requests_per_s": max((p["goodput_requests_per_s"] or 0.0 for p in load_pts), default=None),
-            "single_stream_tokens_per_s": (1.0 / single_tpot) if single_tpot else None,
+            "single_stream_tokens_per_s": single["output_tokens_per_s"] if single else None,
+            "single_stream_tokens_per_s_by_tpot": single["tokens_per_s_per_user_by_tpot"] if single else None,
             "single_stream_ttft_s": single["ttft_s"]["mean"] if single else None,
-            "single_stream_output_tokens_per_s": single["output_tokens_per_s"] if single else None,
             "video_hours_per_hour": self.detail.get("video", {}).get("video_hours_per_hour"),
             "audio_real_time_factor": self.detail.get("audio", {}).get("audio_real_time_factor"),
             "joules_per_output_token": (sum(e for e in energy if e is not None) / tokens)
@@ -475,7 +601,9 @@ class _Bench:
             telemetry=self.sampler.describe() if self.sampler is not None else None, mix=task.mix,
             pareto={"x": "tokens_per_s_per_user_by_concurrency", "y": y_key,
                     "points": [load_pts[i]["label"] for i in front]},
-            loadgen={"send_lag_s": sm.distribution(lags) if lags else None, "n_scheduled": len(lags)},
+            loadgen={"send_lag_s": sm.distribution(lags, task.percentiles) if lags else None,
+                     "n_scheduled": len(lags), "max_concurrency": self.max_conc, "retries": int(self.a["retries"]),
+                     "percentiles": list(task.percentiles)},
             notes=self.notes, closed_loop=self.closed_loop, open_loop=self.open_loop,
         )
         errored = {r.id for r in rows if r.error is not None and not r.metadata.get("cancelled")}
@@ -518,7 +646,8 @@ def _search_summary(res: sm.SearchResult, slo: sm.SLO) -> dict[str, Any]:
     best = res.points.get(res.best) if res.best is not None else None
     return {
         "best": res.best, "best_point": best, "first_failing": res.failing, "interpolated": res.interpolated,
-        "bounded_by_search_range": res.bounded,
+        "bounded_by_search_range": res.bounded, "converged": res.converged, "status": res.status,
+        "bracket": [res.best, res.failing],
         "probed": res.probed,
         "points": [{"load": x, "ttft_p99_s": p["ttft_s"]["p99"], "tpot_p99_s": p["tpot_s"]["p99"],
                     "slo_ratio": sm.slo_ratio(p, slo), "meets_slo": p["meets_slo"], "label": p.get("label")}
@@ -537,12 +666,15 @@ def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], re
         usage = {"prompt_tokens": resp.prompt_tokens, "output_tokens": resp.output_tokens}
     if t.ok:
         usage.update(ttft_s=sm.ttft(t), tpot_s=sm.tpot(t), e2e_s=sm.e2el(t), itl_s=sm.itls(t))
+    if rec.queue_s is not None:
+        usage["queue_s"] = rec.queue_s
     error = rec.error or ("cut off at the point's time bound" if rec.cancelled else None)
     return SampleResult(
         id=rid, task="throughput", target=None, prediction=resp.text if resp is not None and rec.ok else None,
         score=None, error=error,
         metadata={"phase": phase, "point": label, "modality": modality, "source_id": sample.id,
-                  "scheduled_s": rec.scheduled_s, "sent_s": rec.sent_s, "send_lag_s": rec.send_lag_s,
+                  "scheduled_s": rec.scheduled_s, "start_s": rec.start_s, "sent_s": rec.sent_s,
+                  "done_s": rec.done_s, "send_lag_s": rec.send_lag_s, "waited_on_cap": rec.waited_on_cap,
                   "cancelled": rec.cancelled, **({"duration_s": sample.metadata["duration_s"]}
                                                 if "duration_s" in sample.metadata else {})},
         usage={k: v for k, v in usage.items() if v is not None},

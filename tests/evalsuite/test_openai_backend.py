@@ -128,7 +128,7 @@ def test_retries_on_429_and_5xx_with_backoff() -> None:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
         r = b.generate([REQ])[0]
         b.close()
-    assert fake.attempts == 3 and r.info == {"retries": 2}
+    assert fake.attempts == 3 and r.info["retries"] == 2 and 0 <= r.info["client_s"] <= r.token_times[0]
     assert r.text == "hi!" and r.output_tokens == 2 and r.prompt_tokens == 5 and len(r.token_times) == 2
     with FakeServer([500, 502, 500]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001&retries=2")
@@ -136,6 +136,20 @@ def test_retries_on_429_and_5xx_with_backoff() -> None:
             b.generate([REQ])
         b.close()
     assert fake.attempts == 3
+
+
+def test_a_load_test_turns_off_retries_and_the_cap() -> None:
+    """Inside a throughput point a 429 is a failed request at once, not latency; no hidden cap."""
+    with FakeServer([429, "ok"]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001&max_concurrency=2")
+        assert b.configure_client(max_concurrency=None, retries=0) == (2, 3)
+        assert b.max_concurrency is None and b.describe()["retries"] == 0
+        with pytest.raises(RequestFailed, match=r"^HTTP 429: scripted 429$"):
+            b.generate([REQ])
+        assert b.generate([REQ])[0].text == "hi!"
+        b.close()
+    assert fake.attempts == 2
+    assert parse_target("http://h/v1#max_concurrency=0")[1]["max_concurrency"] == 0
 
 
 def test_no_retry_on_client_errors_or_after_the_first_token() -> None:

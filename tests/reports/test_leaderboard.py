@@ -84,6 +84,14 @@ def test_efficiency_figures_prefer_throughput_task():
     assert efficiency_figures(res) == {"single_stream_tokens_per_s": 70.0, "samples_per_s": 3.0}
 
 
+
+def test_a_version_1_throughput_run_reads_its_output_rate_as_single_stream():
+    """v1 wrote 1 / mean TPOT as single_stream_tokens_per_s; the output tok/s at c=1 is the figure now."""
+    res = {"tasks": {"throughput": {"version": "1", "efficiency": {"single_stream_tokens_per_s": 90.0,
+                                                                    "single_stream_output_tokens_per_s": 60.0}}}}
+    assert efficiency_figures(res) == {"single_stream_tokens_per_s": 60.0}
+
+
 def test_without_throughput_or_bf16_the_plots_say_why(tmp_path):
     rows = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5)
     a = write_run(tmp_path / "a", {"docqa": rows}, name="m1", precision="fp8")

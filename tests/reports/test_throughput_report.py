@@ -87,3 +87,26 @@ def test_pareto_labels_overlap_no_label_no_marker_and_stay_inside() -> None:
              for p in CLUSTER]
     naive_boxes = [t.get_window_extent(renderer) for t in naive]
     assert any(_overlap(a, b) for i, a in enumerate(naive_boxes) for b in naive_boxes[i + 1:])
+
+
+def test_points_table_in_ms_with_cap_failures_and_an_unconverged_search(tmp_path) -> None:
+    out = tmp_path / "run"
+    run(RunConfig(model="mock:ttft=0.002,itl=0.001", tasks=["throughput"], out=out, limit=3, quiet=True,
+                  task_args={"throughput": {**ARGS, "mlperf_crosscheck": False, "percentiles": "50,95"}}))
+    results_path = out / "results.json"
+    doc = json.loads(results_path.read_text())
+    tp = doc["tasks"]["throughput"]["throughput"]
+    html = render_run_report(out).read_text()
+    assert "TTFT ms<br><span class=\"muted\">p50 / p95</span>" in html and "ITL (chunks) ms" in html
+    assert "<td class=\"num\">2.00 / 2.00</td>" in html  # closed-loop TTFT: the mock's 2 ms at p50 and p95
+    assert "chunks/s/user (1/ITL)" in html and "hit cap" not in html
+    op = tp["open_loop"][0]
+    op.update(max_concurrency=2, hit_max_concurrency=True, n_waited_on_max_concurrency=3, n_failed=1)
+    tp["slo_search"].update(status="unconverged", converged=False, best=1.0, first_failing=2.0)
+    del tp["closed_loop"][0]["chunks_per_s_per_user_by_itl"]  # a version-1 point names 1/ITL tokens/s/user
+    tp["closed_loop"][0]["tokens_per_s_per_user_by_itl"] = 123.0
+    atomic_write_json(results_path, doc)
+    html = render_run_report(out).read_text()
+    assert ", cap 2 <span class=\"bad\"" in html and "hit cap (3)</span>" in html
+    assert "<span class=\"bad\">not converged</span>: highest passing load 1.000, bracket [1.000, 2.000)" in html
+    assert "highest load meeting the SLO" not in html and "123.00" in html

@@ -1,40 +1,93 @@
-"""The load generator: arrival schedules, the closed-loop concurrency bound, open-loop send times,
-the time bound that ends every point by itself, and per-request error isolation."""
+"""The load generator on a virtual clock: arrival schedules, closed-loop figures equal to the analytic
+ones, open loop above capacity (throughput bounded by the server, latency from the intended start),
+a declared client cap that reports itself, failures counted, and the send timer's spin."""
 
 from __future__ import annotations
 
 import asyncio
+import selectors
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 import pytest
 
-from evalsuite.serving.loadgen import arrival_times, run_closed_loop, run_open_loop
+from evalsuite.serving.loadgen import arrival_times, run_closed_loop, run_open_loop, wait_until
+from evalsuite.serving.metrics import point_metrics
 from evalsuite.types import Request, Response, user
+
+EXACT = dict(rel=1e-9, abs=1e-9)
+
+
+class _AdvancingSelector(selectors.SelectSelector):
+    """Never sleeps: when nothing is ready it moves the loop's clock to the next timer instead."""
+
+    def __init__(self, loop: "VirtualTimeLoop") -> None:
+        super().__init__()
+        self._vloop = loop
+
+    def select(self, timeout: float | None = None) -> list:
+        ready = super().select(0)
+        if not ready and timeout is not None and timeout > 0:
+            self._vloop.now += timeout
+        return ready
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop whose time is virtual: sleeps take no wall time, so figures are exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(_AdvancingSelector(self))
+
+    def time(self) -> float:
+        return self.now
+
+
+def vrun(make: Callable[[Callable[[], float]], Awaitable[Any]]) -> Any:
+    """Run ``make(clock)`` on a virtual-time loop; ``clock`` is that loop's time."""
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        loop = runner.get_loop()
+        return runner.run(make(loop.time))
+
+
+class SlotServer:
+    """A server with ``slots`` that serve FIFO; a request holds one for ``prefill`` + (tokens − 1) ×
+    ``per_token`` seconds, its tokens at ``prefill + k·per_token`` after it got the slot. Token times
+    are seconds since the call, as `Backend.agenerate` reports them."""
+
+    def __init__(self, clock: Callable[[], float], slots: int, prefill: float = 0.1, per_token: float = 0.01,
+                 tokens: int = 5, fail: str | None = None) -> None:
+        self.clock, self.slots = clock, slots
+        self.prefill, self.per_token, self.tokens, self.fail = prefill, per_token, tokens, fail
+        self.sem = asyncio.Semaphore(slots)
+        self.running = self.max_running = 0
+        self.begun: dict[str, float] = {}
+
+    @property
+    def service_s(self) -> float:
+        return self.prefill + (self.tokens - 1) * self.per_token
+
+    async def send(self, req: Request) -> Response:
+        t_call = self.clock()
+        if self.fail and self.fail in req.sample_id:
+            await asyncio.sleep(0.001)
+            raise RuntimeError("HTTP 429: too many requests")
+        async with self.sem:
+            begin = self.begun[req.sample_id] = self.clock()
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            times = []
+            try:
+                for k in range(self.tokens):
+                    await asyncio.sleep(begin + self.prefill + k * self.per_token - self.clock())
+                    times.append(self.clock() - t_call)
+            finally:
+                self.running -= 1
+        return Response(text="x" * self.tokens, prompt_tokens=7, output_tokens=self.tokens, token_times=times)
 
 
 def reqs(n: int) -> list[Request]:
     return [Request(sample_id=f"r{i}", messages=[user(f"q{i}")], max_tokens=4) for i in range(n)]
-
-
-class FakeServer:
-    """Answers after ``delay`` seconds with scripted token times; counts requests in flight."""
-
-    def __init__(self, delay: float = 0.002, fail: str | None = None) -> None:
-        self.delay, self.fail = delay, fail
-        self.in_flight = self.max_in_flight = 0
-        self.order: list[str] = []
-
-    async def send(self, req: Request) -> Response:
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        self.order.append(req.sample_id)
-        try:
-            await asyncio.sleep(self.delay)
-            if self.fail and req.sample_id == self.fail:
-                raise RuntimeError("boom\nsecond line")
-            return Response(text="abcd", output_tokens=4, token_times=[0.1, 0.2, 0.3, 0.4])
-        finally:
-            self.in_flight -= 1
 
 
 def test_arrival_times_are_seeded_gamma_gaps() -> None:
@@ -52,38 +105,127 @@ def test_arrival_times_are_seeded_gamma_gaps() -> None:
         arrival_times(3, 0.0)
 
 
-def test_closed_loop_keeps_exactly_c_in_flight_and_sends_in_order() -> None:
-    srv = FakeServer()
-    run = asyncio.run(run_closed_loop(srv.send, reqs(10), 3, max_duration_s=60, drain_s=60))
-    assert srv.max_in_flight == 3 and srv.order == [f"r{i}" for i in range(10)]
-    assert len(run.records) == 10 and all(r.ok for r in run.records) and run.n_cancelled == 0
-    assert all(r.scheduled_s is None and r.send_lag_s is None for r in run.records)
-    t = run.timings[0]
-    assert t.token_times == (0.1, 0.2, 0.3, 0.4) and t.output_tokens == 4
+@pytest.mark.parametrize("c, slots", [(2, 4), (8, 4)])
+def test_closed_loop_figures_equal_the_analytic_ones(c: int, slots: int) -> None:
+    """c workers, 4c requests: waves of min(c, slots) requests of D = 0.14 s each."""
+    async def go(clock):
+        srv = SlotServer(clock, slots)
+        return srv, await run_closed_loop(srv.send, reqs(4 * c), c, max_duration_s=60, drain_s=60, clock=clock)
+
+    srv, run = vrun(go)
+    d = srv.service_s
+    waves = 4 * c // min(c, slots)
+    p = point_metrics(run.timings, concurrency=c)
+    print(p)
+    assert srv.max_running == min(c, slots) and all(r.ok for r in run.records)
+    assert p["duration_s"] == pytest.approx(waves * d, **EXACT)
+    assert p["output_tokens_per_s"] == pytest.approx(4 * c * 5 / (waves * d), **EXACT)
+    assert p["requests_per_s"] == pytest.approx(4 * c / (waves * d), **EXACT)
+    assert p["input_tokens_per_s"] == pytest.approx(4 * c * 7 / (waves * d), **EXACT)
+    assert p["tpot_s"]["max"] == pytest.approx(0.01, **EXACT) and p["itl_s"]["min"] == pytest.approx(0.01, **EXACT)
+    if c <= slots:  # no server queue: TTFT is the prefill, E2E the service time; c in flight throughout
+        assert (p["ttft_s"]["max"], p["e2el_s"]["p99"]) == (pytest.approx(0.1, **EXACT), pytest.approx(d, **EXACT))
+        assert p["mean_in_flight"] == pytest.approx(c, **EXACT)
+    else:  # all but the first `slots` requests wait one service time for a slot (E2E 2D)
+        assert p["ttft_s"]["min"] == pytest.approx(0.1, **EXACT)
+        assert p["ttft_s"]["max"] == pytest.approx(0.1 + d, **EXACT)
+        waiting = 4 * c - slots
+        assert p["ttft_s"]["mean"] == pytest.approx(0.1 + d * waiting / (4 * c), **EXACT)
+        # Little's law on one clock: Σ E2E / duration = (slots·D + waiting·2D) / (waves·D)
+        assert p["mean_in_flight"] == pytest.approx((slots + 2 * waiting) / waves, **EXACT)
+    assert all(r.queue_s == 0.0 for r in run.records)  # nothing waited on the client
 
 
-def test_open_loop_follows_the_schedule_and_skips_late_arrivals() -> None:
-    srv = FakeServer()
-    offsets = [0.0, 0.01, 0.02, 100.0]
-    run = asyncio.run(run_open_loop(srv.send, reqs(4), offsets, max_duration_s=5, drain_s=5, rate=1.0))
-    assert [r.scheduled_s for r in run.records] == [0.0, 0.01, 0.02]  # the 4th falls after the bound
-    assert all(r.sent_s >= r.scheduled_s and r.send_lag_s >= 0 for r in run.records)
-    assert run.notes == ["1 scheduled requests fell after the time bound and were not sent"]
+def test_open_loop_above_capacity_is_bounded_by_the_server_and_timed_from_the_intended_start() -> None:
+    """40 req/s at a server that serves 2 / 0.14 s = 14.3 req/s: throughput stays at capacity and
+    each TTFT counts the wait since its scheduled send, as the FIFO recurrence predicts."""
+    rate, n = 40.0, 20
+    offsets = [k / rate for k in range(n)]
+
+    async def go(clock):
+        srv = SlotServer(clock, slots=2)
+        run = await run_open_loop(srv.send, reqs(n), offsets, max_duration_s=60, drain_s=60, rate=rate, clock=clock,
+                                  spin_s=0.0)
+        return srv, run
+
+    srv, run = vrun(go)
+    d = srv.service_s
+    begin: list[float] = []
+    for k, a in enumerate(offsets):
+        begin.append(max(a, begin[k - 2] + d) if k >= 2 else a)
+    p = point_metrics(run.timings)
+    capacity_tps = 2 * 5 / d
+    print(p["output_tokens_per_s"], capacity_tps, p["ttft_s"])
+    assert p["output_tokens_per_s"] <= capacity_tps * (1 + 1e-9)
+    assert p["output_tokens_per_s"] == pytest.approx(n * 5 / (begin[-1] + d), **EXACT)
+    assert p["requests_per_s"] < rate / 2
+    for k, t in enumerate(run.timings):
+        assert t.token_times[0] == pytest.approx(begin[k] + 0.1 - offsets[k], **EXACT)
+    assert p["ttft_s"]["max"] == pytest.approx(begin[-1] + 0.1 - offsets[-1], **EXACT)
+    assert p["ttft_s"]["max"] > 0.7  # ≈ 0.73 s of queueing behind the 2 slots, not hidden
+    assert all(r.send_lag_s == 0.0 for r in run.records)  # the sender is exact on a virtual clock
+    assert p["mean_in_flight"] <= n  # one clock: bounded by what was sent
+    assert run.cap_waits == 0 and run.max_concurrency is None and not run.notes
+
+
+def test_a_declared_client_cap_is_counted_in_latency_and_reported() -> None:
+    """A cap of 2 in front of a server with room for 8: the queue is the client's, and it shows."""
+    offsets = [0.0, 0.01, 0.02, 0.03]
+
+    async def go(clock):
+        srv = SlotServer(clock, slots=8)
+        run = await run_open_loop(srv.send, reqs(4), offsets, max_duration_s=60, drain_s=60, clock=clock,
+                                  max_concurrency=2, spin_s=0.0)
+        return srv, run
+
+    srv, run = vrun(go)
+    d = srv.service_s
+    assert srv.max_running == 2 and run.cap_waits == 2
+    assert run.notes == ["2 of 4 requests waited on max_concurrency=2 (their latency counts the wait, from the "
+                         "intended start)"]
+    r2, r3 = run.records[2], run.records[3]
+    assert r2.waited_on_cap and r2.called_s == pytest.approx(d, **EXACT)  # when r0 freed its place
+    assert r2.queue_s == pytest.approx(d - 0.02, **EXACT) and r3.queue_s == pytest.approx(d + 0.01 - 0.03, **EXACT)
+    t2 = r2.timing()
+    assert t2.token_times[0] == pytest.approx(d - 0.02 + 0.1, **EXACT)  # TTFT from the intended start
+    p = point_metrics(run.timings)
+    assert p["queue_s"]["max"] == pytest.approx(d - 0.02, **EXACT)
+
+
+def test_failures_are_counted_not_hidden() -> None:
+    async def go(clock):
+        srv = SlotServer(clock, slots=4, fail="r1")
+        return await run_open_loop(srv.send, reqs(4), [0.0, 0.0, 0.0, 0.0], max_duration_s=60, drain_s=60,
+                                   clock=clock, spin_s=0.0)
+
+    run = vrun(go)
+    p = point_metrics(run.timings)
+    assert run.records[1].error == "RuntimeError: HTTP 429: too many requests"
+    assert (p["n_completed"], p["n_failed"]) == (3, 1) and p["meets_slo"] is True  # no SLO set
+    assert p["duration_s"] == pytest.approx(0.14, **EXACT)
 
 
 def test_points_stop_by_themselves_and_cut_requests_are_not_errors() -> None:
-    srv = FakeServer(delay=30.0)  # a server that never answers in time
-    run = asyncio.run(run_closed_loop(srv.send, reqs(8), 2, max_duration_s=0.05, drain_s=0.05))
+    async def go(clock):
+        srv = SlotServer(clock, slots=1, prefill=30.0)  # a server that never answers in time
+        run = await run_closed_loop(srv.send, reqs(8), 2, max_duration_s=0.05, drain_s=0.05, clock=clock)
+        return srv, run
+
+    srv, run = vrun(go)
     assert len(run.records) == 2 and run.n_cancelled == 2 and run.n_errors == 0
-    assert srv.in_flight == 0  # the cancelled sends were unwound
-    assert all(not t.ok for t in run.timings)
+    assert srv.running == 0  # the cancelled sends were unwound
+    assert all(t.status == "cancelled" for t in run.timings)
 
 
-def test_one_failing_request_is_recorded_and_the_others_finish() -> None:
-    srv = FakeServer(fail="r1")
-    run = asyncio.run(run_closed_loop(srv.send, reqs(4), 2, max_duration_s=60, drain_s=60))
-    errs = {r.request.sample_id: r.error for r in run.records if r.error}
-    assert errs == {"r1": "RuntimeError: boom"} and sum(r.ok for r in run.records) == 3
+def test_open_loop_skips_arrivals_after_the_time_bound() -> None:
+    async def go(clock):
+        srv = SlotServer(clock, slots=4)
+        return await run_open_loop(srv.send, reqs(4), [0.0, 0.01, 0.02, 100.0], max_duration_s=5, drain_s=5,
+                                   clock=clock, spin_s=0.0)
+
+    run = vrun(go)
+    assert [r.scheduled_s for r in run.records] == [0.0, 0.01, 0.02]
+    assert run.notes == ["1 scheduled requests fell after the time bound and were not sent"]
 
 
 def test_a_response_without_token_times_is_an_error() -> None:
@@ -92,3 +234,20 @@ def test_a_response_without_token_times_is_an_error() -> None:
 
     run = asyncio.run(run_closed_loop(send, reqs(1), 1, max_duration_s=5, drain_s=5))
     assert run.records[0].error == "the backend returned no token timings (it does not stream)"
+
+
+def test_the_send_timer_sleeps_then_spins_to_the_target() -> None:
+    """The loop's sleep ends 1 ms early; the spin then reads a clock that moves 10 µs per reading."""
+    reads: list[float] = []
+
+    async def go(clock):
+        def moving() -> float:
+            reads.append(clock() + 1e-5 * len(reads))
+            return reads[-1]
+
+        await wait_until(1.0, moving, spin_s=0.001)
+        return clock(), moving()
+
+    loop_time, last = vrun(go)
+    assert loop_time < 1.0 and loop_time == pytest.approx(0.999, abs=1e-3)  # slept until ~1 ms before
+    assert 1.0 <= reads[-2] < 1.0 + 1e-5 + 1e-12 and last > 1.0  # spun until the target, not past a step

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from evalsuite.serving.metrics import (SLO, Timing, distribution, e2el, itls, meets, pareto_front, percentile,
-                                       point_metrics, slo_search, tpot, ttft)
+from evalsuite.serving.metrics import (SLO, Timing, distribution, e2el, itls, meets, pareto_front, parse_percentiles,
+                                       percentile, point_metrics, slo_search, tpot, ttft)
 
 EXACT = dict(rel=1e-12, abs=1e-12)
 
 # A: 4 tokens, one chunk each.  B: a single token.  C: 5 tokens in 2 chunks (an HTTP server that
 # sends several tokens per chunk: TPOT counts tokens, ITL counts chunks).  D: errored.
-A = Timing((0.5, 0.6, 0.8, 1.1), output_tokens=4, sent_s=0.0)
-B = Timing((1.0,), output_tokens=1, sent_s=0.2)
-C = Timing((0.2, 0.4), output_tokens=5, sent_s=0.5)
-D = Timing((), output_tokens=0, sent_s=0.1, ok=False)
+# Times since each request's intended start (start_s); sent/done on the point's clock.
+A = Timing((0.5, 0.6, 0.8, 1.1), output_tokens=4, start_s=0.0, sent_s=0.0, done_s=1.1, prompt_tokens=10)
+B = Timing((1.0,), output_tokens=1, start_s=0.2, sent_s=0.2, done_s=1.2)
+C = Timing((0.2, 0.4), output_tokens=5, start_s=0.5, sent_s=0.55, done_s=0.9, queue_s=0.05, prompt_tokens=20)
+D = Timing((), output_tokens=0, start_s=0.1, sent_s=0.1, done_s=0.15, status="failed")
 
 
 def test_per_request_definitions() -> None:
@@ -30,7 +31,18 @@ def test_percentiles_interpolate_linearly() -> None:
     assert percentile([4.0, 1.0, 3.0, 2.0], 50) == 2.5
     assert percentile([1.0, 2.0, 3.0, 4.0], 90) == pytest.approx(3.7, **EXACT)
     assert percentile([7.0], 99) == 7.0
-    assert distribution([None, None]) == {"mean": None, "median": None, "p90": None, "p99": None}
+    assert distribution([None, None]) == {k: None for k in ("mean", "std", "min", "max", "median", "p50", "p90",
+                                                            "p95", "p99")}
+    d = distribution([1.0, 2.0, 3.0, 4.0], percentiles=(95, 99.9))
+    assert list(d) == ["mean", "std", "min", "max", "median", "p90", "p95", "p99", "p99.9"]
+    assert (d["mean"], d["min"], d["max"], d["median"]) == (2.5, 1.0, 4.0, 2.5)
+    assert d["std"] == pytest.approx(1.25 ** 0.5, **EXACT)  # population std, as numpy.std
+    assert d["p95"] == pytest.approx(3.85, **EXACT) and d["p99.9"] == pytest.approx(3.997, **EXACT)
+    assert parse_percentiles("99, 50,95") == (50.0, 95.0, 99.0)
+    with pytest.raises(ValueError, match=r"percentiles must lie in \(0, 100\]"):
+        parse_percentiles("0,50")
+    with pytest.raises(ValueError, match="expected percentiles like 50,90,95,99"):
+        parse_percentiles("p99")
     with pytest.raises(ValueError):
         percentile([], 50)
 
@@ -39,7 +51,9 @@ def test_point_figures() -> None:
     slo = SLO(ttft_s=0.6, tpot_s=0.1)
     p = point_metrics([A, B, C, D], concurrency=2, gpus=2, slo=slo)
     print(p)
-    assert (p["n_requests"], p["n_completed"], p["output_tokens"]) == (4, 3, 10)
+    assert (p["n_requests"], p["n_completed"], p["n_failed"], p["output_tokens"]) == (4, 3, 1, 10)
+    assert (p["input_tokens"], p["input_tokens_per_s"]) == (30, pytest.approx(30 / 1.2, **EXACT))
+    assert p["total_tokens_per_s"] == pytest.approx(40 / 1.2, **EXACT)
     assert p["duration_s"] == pytest.approx(1.2, **EXACT)  # first send 0.0 -> B's last token at 0.2 + 1.0
     assert p["output_tokens_per_s"] == pytest.approx(10 / 1.2, **EXACT)
     assert p["requests_per_s"] == pytest.approx(3 / 1.2, **EXACT)
@@ -60,8 +74,11 @@ def test_point_figures() -> None:
     assert p["goodput_output_tokens_per_s"] == pytest.approx(5 / 1.2, **EXACT)
     # tokens/s/user, both definitions
     assert p["tokens_per_s_per_user_by_concurrency"] == pytest.approx(10 / 1.2 / 2, **EXACT)
-    assert p["tokens_per_s_per_user_by_itl"] == pytest.approx(5.0, **EXACT)
+    assert p["tokens_per_s_per_user_by_tpot"] == pytest.approx(8.0, **EXACT)  # 1 / mean TPOT 0.125
+    assert p["chunks_per_s_per_user_by_itl"] == pytest.approx(5.0, **EXACT)  # 1 / mean gap between chunks
+    # Σ (end − sent): A 1.1, B 1.0, C 0.35, D (failed, it still held the server) 0.05
     assert p["mean_in_flight"] == pytest.approx(2.5 / 1.2, **EXACT)
+    assert p["queue_s"]["mean"] == pytest.approx(0.05, **EXACT)
     assert p["output_tokens_per_s_per_gpu"] == pytest.approx(10 / 1.2 / 2, **EXACT)
     assert p["meets_slo"] is False  # p99 TTFT 0.99 > 0.6
 
@@ -70,12 +87,24 @@ def test_point_without_gpu_or_concurrency() -> None:
     p = point_metrics([A, C], slo=SLO(ttft_s=1.0, tpot_s=0.25))
     assert p["output_tokens_per_s_per_gpu"] is None  # null, not zero, without a GPU
     assert point_metrics([A], gpus=0)["output_tokens_per_s_per_gpu"] is None
-    # open loop: tokens/s/user divides by the measured mean in flight, (1.1 + 0.4) / 1.1
+    # open loop: tokens/s/user divides by the measured mean in flight, (1.1 + 0.35) / 1.1
     assert p["duration_s"] == pytest.approx(1.1, **EXACT)
-    assert p["tokens_per_s_per_user_by_concurrency"] == pytest.approx((9 / 1.1) / (1.5 / 1.1), **EXACT)
+    assert p["tokens_per_s_per_user_by_concurrency"] == pytest.approx((9 / 1.1) / (1.45 / 1.1), **EXACT)
     assert p["meets_slo"] is True
     empty = point_metrics([D])
-    assert empty["output_tokens_per_s"] is None and empty["meets_slo"] is False
+    assert empty["output_tokens_per_s"] == 0.0 and empty["meets_slo"] is False  # all failed: 0, measured
+    cut = point_metrics([Timing((), 0, status="cancelled")])
+    assert cut["output_tokens_per_s"] is None and cut["duration_s"] == 0.0  # nothing ended: no figure
+
+
+def test_failed_and_cut_off_requests_count_as_misses() -> None:
+    fine = [Timing((0.1, 0.2), 2, done_s=0.2) for _ in range(199)]
+    slo = SLO(ttft_s=0.5)
+    assert point_metrics(fine + [D], slo=slo)["meets_slo"] is True  # 1 in 200: above p99
+    cut = Timing((), 0, start_s=0.3, status="cancelled")
+    p = point_metrics(fine[:100] + [D, cut], slo=slo)
+    assert p["meets_slo"] is False and (p["n_failed"], p["n_cancelled"]) == (1, 1)
+    assert p["goodput_requests_per_s"] == pytest.approx(100 / 0.2, **EXACT)
 
 
 def test_request_slo_check() -> None:
@@ -102,7 +131,7 @@ def test_slo_search_bisects_between_known_sweep_points() -> None:
     calls.clear()
     r = slo_search(probe, SLO(ttft_s=1.05), start=1, upper=64, integer=True, max_probes=8, known=known)
     assert r.probed == calls == [10.0, 13.0, 11.0]
-    assert (r.best, r.failing, r.bounded) == (10.0, 11.0, False)
+    assert (r.best, r.failing, r.bounded, r.converged, r.status) == (10.0, 11.0, False, True, "converged")
     assert r.interpolated == pytest.approx(10.5, **EXACT)  # p99/limit crosses 1 halfway from 10 to 11
 
 
@@ -112,21 +141,22 @@ def test_slo_search_brackets_by_doubling_and_respects_probe_budget() -> None:
     assert r.probed == [1.0, 2.0, 4.0, 8.0, 16.0, 12.0, 10.0, 11.0] and r.best == 10.0
     r = slo_search(probe, SLO(ttft_s=1.05), start=1, upper=64, integer=True, max_probes=6)
     assert r.probed == [1.0, 2.0, 4.0, 8.0, 16.0, 12.0] and (r.best, r.failing) == (8.0, 12.0)
+    assert not r.converged and r.status == "unconverged"  # out of probes with the bracket [8, 12) open
 
 
 def test_slo_search_bounded_and_unreachable() -> None:
     probe, _ = linear_model(100)
     r = slo_search(probe, SLO(ttft_s=10), start=1, upper=8, integer=True, max_probes=10)
-    assert r.probed == [1.0, 2.0, 4.0, 8.0] and r.best == 8.0 and r.bounded
+    assert r.probed == [1.0, 2.0, 4.0, 8.0] and r.best == 8.0 and r.bounded and r.status == "bounded"
     probe, _ = linear_model(0.5)
     r = slo_search(probe, SLO(ttft_s=0.05), start=1, upper=8, integer=True, max_probes=10)
-    assert r.best is None and r.probed == [1.0] and r.interpolated is None
+    assert r.best is None and r.probed == [1.0] and r.interpolated is None and r.status == "none_passing"
 
 
 def test_slo_search_over_rates_halves_then_bisects() -> None:
     probe, _ = linear_model(3.3)
     r = slo_search(probe, SLO(ttft_s=0.33), start=1.0, upper=100, integer=False, max_probes=10, rel_tol=0.1)
-    assert r.probed == [1.0, 2.0, 4.0, 3.0, 3.5, 3.25] and r.best == 3.25
+    assert r.probed == [1.0, 2.0, 4.0, 3.0, 3.5, 3.25] and r.best == 3.25 and r.converged
     probe, _ = linear_model(0.3)
     r = slo_search(probe, SLO(ttft_s=0.03), start=1.0, upper=100, integer=False, max_probes=10, rel_tol=0.1)
     assert r.probed == [1.0, 0.5, 0.25, 0.375, 0.3125, 0.28125, 0.296875] and r.best == 0.296875

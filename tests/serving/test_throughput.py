@@ -34,18 +34,29 @@ def test_scripted_mock_gives_exact_latencies(tmp_path: Path) -> None:
     for p in tp["closed_loop"] + tp["open_loop"]:
         assert p["n_requests"] == p["n_completed"] == 6  # capped by --limit
         assert p["output_tokens"] == 6 * 8  # ignore_eos: exactly max_tokens each
-        assert p["ttft_s"]["p99"] == pytest.approx(0.02, abs=1e-12)
         assert p["tpot_s"]["mean"] == pytest.approx(0.005, abs=1e-12)
         assert p["itl_s"]["p99"] == pytest.approx(0.005, abs=1e-12)
+    for p in tp["closed_loop"]:  # closed loop: the call is the intended start
+        assert p["ttft_s"]["p99"] == pytest.approx(0.02, abs=1e-12)
         assert p["e2el_s"]["median"] == pytest.approx(0.02 + 7 * 0.005, abs=1e-12)
-        assert p["tokens_per_s_per_user_by_itl"] == pytest.approx(200.0, rel=1e-9)
+    for r in rows.values():  # open loop: TTFT from the scheduled send = the sender's lag + the mock's 0.02
+        if r.metadata["phase"] == "open_loop":
+            late = r.metadata["sent_s"] - r.metadata["scheduled_s"]
+            assert r.usage["ttft_s"] == pytest.approx(0.02 + late, abs=1e-12)
+        assert p["chunks_per_s_per_user_by_itl"] == pytest.approx(200.0, rel=1e-9)
+        assert p["tokens_per_s_per_user_by_tpot"] == pytest.approx(200.0, rel=1e-9)
+        assert p["n_failed"] == 0 and p["hit_max_concurrency"] is False
         assert p["output_tokens_per_s_per_gpu"] is None and p["joules_per_output_token"] is None
         assert p["meets_slo"] is True
     search = tp["slo_search"]
     assert (search["best"], search["probed"], search["bounded_by_search_range"]) == (6.0, [6.0], True)
+    assert (search["status"], search["converged"], search["bracket"]) == ("bounded", False, [6.0, None])
     assert t["metrics"]["output_tokens_per_s_at_slo"] == search["best_point"]["output_tokens_per_s"]
     assert t["efficiency"]["per_gpu_throughput_at_slo"] is None  # null, not 0, without a GPU
-    assert t["efficiency"]["single_stream_tokens_per_s"] == pytest.approx(200.0, rel=1e-9)  # 1 / TPOT at c=1
+    c1 = tp["closed_loop"][0]
+    assert t["efficiency"]["single_stream_tokens_per_s"] == c1["output_tokens_per_s"]  # output tok/s at c=1
+    assert t["efficiency"]["single_stream_tokens_per_s_by_tpot"] == pytest.approx(200.0, rel=1e-9)
+    assert t["version"] == "2" and tp["loadgen"]["max_concurrency"] is None and tp["loadgen"]["retries"] == 0
     assert tp["gpus"]["count"] is None and tp["telemetry"] is None
     # open loop at the best closed-loop request rate, with the generator's own send accuracy
     (op,) = tp["open_loop"]
@@ -123,3 +134,83 @@ def test_results_round_trip_through_the_schema(tmp_path: Path) -> None:
     doc["tasks"]["throughput"]["throughput"]["closed_loop"][0]["kind"] = "sideways"
     with pytest.raises(RunFormatError, match="closed_loop/0/kind"):
         validate(doc)
+
+
+RANDOM = {"dataset": "random", "random_input_len": 40, "random_output_len": 6, "random_range_ratio": 0.5,
+          "video_requests": 0, "audio_requests": 0, "warmup": 0, "concurrency": [1, 2], "rates": [200.0],
+          "slo_search": "none"}
+
+
+def test_random_prompts_have_exact_reference_token_counts() -> None:
+    from evalsuite.model.tokenizer import ByteTokenizer
+
+    task = Throughput(**RANDOM)
+    pool = task.random_pool(50, seed=3)
+    tok = ByteTokenizer()
+    ins = [s.metadata["input_len"] for _, s, _ in pool]
+    outs = [r.max_tokens for _, _, r in pool]
+    assert min(ins) >= 20 and max(ins) <= 60 and len(set(ins)) > 10  # 40 · (1 ± 0.5)
+    assert min(outs) >= 3 and max(outs) <= 9 and [s.metadata["output_len"] for _, s, _ in pool] == outs
+    for _, s, req in pool:  # the chat-templated prompt is exactly the drawn length in the model's tokens
+        assert len(tok.apply_chat(req.messages)) == s.metadata["input_len"]
+        assert req.ignore_eos and not req.messages[0].text.startswith(" ") and not req.messages[0].text.endswith(" ")
+    assert [r.messages for _, _, r in task.random_pool(50, seed=3)] == [r.messages for _, _, r in pool]
+    with pytest.raises(TaskArgError, match=r"throughput.random_range_ratio expects a number in \[0, 1\)"):
+        Throughput(random_range_ratio=1.5)
+    with pytest.raises(TaskArgError, match="throughput.dataset expects one of mix, random"):
+        Throughput(dataset="sharegpt")
+
+
+def test_random_workload_burst_and_exports(tmp_path: Path) -> None:
+    t, rows = run_tp(tmp_path, "mock:ttft=0.002,itl=0.001", limit=5, burst=True, percentiles="50,95", **RANDOM)
+    tp = t["throughput"]
+    (r200, burst) = tp["open_loop"]
+    assert burst["label"] == "burst" and burst["rate"] is None and burst["kind"] == "open"
+    assert all(r.metadata["scheduled_s"] == 0.0 for r in rows.values() if r.metadata["point"] == "burst")
+    for p in tp["closed_loop"] + tp["open_loop"]:  # ignore_eos: exactly each request's drawn output length
+        mine = [r for r in rows.values() if r.metadata["point"] == p["label"]]
+        assert p["output_tokens"] == sum(r.usage["output_tokens"] for r in mine)
+        assert set(p["ttft_s"]) >= {"p50", "p95", "p90", "p99", "std", "min", "max"}
+    out = tmp_path / "run"
+    ex = tp["exports"]
+    lines = [json.loads(x) for x in (out / ex["requests"]).read_text().splitlines()]
+    assert len(lines) == len(rows) and {x["id"] for x in lines} == set(rows)
+    for x in lines:
+        assert x["status"] == "ok" and (x["scheduled_unix"] is None) == (x["phase"] != "open_loop")
+        assert x["start_unix"] <= x["sent_unix"] <= x["first_token_unix"] <= x["done_unix"]
+        assert x["first_token_unix"] - x["start_unix"] == pytest.approx(x["ttft_ms"] / 1e3, abs=1e-6)
+        assert len(x["itl_ms"]) == x["output_tokens"] - 1  # the mock streams one token per chunk
+    assert ex["vllm_results"] == [f"throughput/points/{n}.json" for n in ("c1", "c2", "r200", "burst")]
+    v = json.loads((out / "throughput/points/r200.json").read_text())
+    assert (v["completed"], v["failed"], v["request_rate"], v["num_prompts"]) == (5, 0, 200.0, 5)
+    assert v["output_throughput"] == pytest.approx(r200["output_tokens_per_s"])
+    assert v["p95_tpot_ms"] == pytest.approx(r200["tpot_s"]["p95"] * 1e3)
+    assert v["mean_ttft_ms"] == pytest.approx(r200["ttft_s"]["mean"] * 1e3) and "p99_ttft_ms" not in v
+    assert len(v["ttfts"]) == len(v["itls"]) == len(v["input_lens"]) == 5 and v["evalsuite"]["kind"] == "open"
+    assert json.loads((out / "throughput/points/burst.json").read_text())["request_rate"] == "inf"
+    csv_rows = (out / ex["csv"]).read_text().splitlines()
+    assert csv_rows[0].startswith("label,phase,kind,concurrency,rate") and "ttft_p95_ms" in csv_rows[0]
+    assert [r.split(",")[0] for r in csv_rows[1:]] == ["c1", "c2", "r200", "burst"]
+
+
+def test_arrival_seed_moves_arrivals_not_prompts(tmp_path: Path) -> None:
+    def open_rows(seed: int) -> list:
+        _, rows = run_tp(tmp_path / str(seed), "mock", limit=4, **{**RANDOM, "concurrency": [1], "arrival_seed": seed})
+        return [(r.metadata["source_id"], r.metadata["scheduled_s"]) for r in rows.values()
+                if r.metadata["phase"] == "open_loop"]
+
+    a, b = open_rows(1), open_rows(2)
+    assert [x for x, _ in a] == [x for x, _ in b]  # the same prompts in the same order
+    assert [s for _, s in a] != [s for _, s in b] and a[0][1] == b[0][1] == 0.0
+
+
+def test_duration_points_run_for_their_time(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:ttft=0.01", tasks=["throughput"], out=out, quiet=True, task_args={
+        "throughput": {**RANDOM, "concurrency": [1], "rates": [40.0], "point_mode": "duration",
+                       "point_duration_s": 0.25, "drain_s": 5.0}}))
+    assert outcome.exit_code == 0, outcome.messages
+    tp = outcome.results["tasks"]["throughput"]["throughput"]
+    (c1,), (r40,) = tp["closed_loop"], tp["open_loop"]
+    assert r40["n_requests"] == 10  # 40 req/s × 0.25 s
+    assert 2 <= c1["n_requests"] <= 26  # one at a time, ≥ 10 ms each, until 0.25 s: not a fixed count
