@@ -78,9 +78,9 @@ def all_normalized(boxes: Iterable[Any]) -> bool:
 
 def snapshot_boxes_normalized(files: Sequence[Path], column: str = "bbox") -> bool:
     """One pass over the box column alone (no media read) to decide fractions vs pixels."""
-    import pyarrow.parquet as pq
+    from evalsuite.tasks.official._hf import column_values
 
-    return all_normalized(v for f in files for v in pq.read_table(f, columns=[column]).column(column).to_pylist())
+    return all_normalized(column_values(files, column))
 
 
 def pixel_box(box: Sequence[float], size: tuple[int, int], normalized: bool) -> list[float]:

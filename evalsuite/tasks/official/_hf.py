@@ -124,6 +124,13 @@ def check_columns(task: str, files: Sequence[Path], required: Sequence[str], rep
     return common or set()
 
 
+def column_values(files: Sequence[Path], column: str) -> list[Any]:
+    """One column of the whole split, read alone (ids, boxes: no media bytes are touched)."""
+    import pyarrow.parquet as pq
+
+    return [v for f in files for v in pq.read_table(f, columns=[column]).column(column).to_pylist()]
+
+
 def read_rows(task: str, files: Sequence[Path], split: str) -> Iterator[dict[str, Any]]:
     """The rows of the split, lazily, media cells left undecoded (``{"bytes", "path"}``)."""
     try:

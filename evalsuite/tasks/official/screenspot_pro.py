@@ -84,13 +84,11 @@ class ScreenSpotPro(Task):
                 yield self._sample(sid, rec, root / "images")
 
     def _snapshot_samples(self, root: Path, shards: list[Path]) -> Iterator[Sample]:
-        import pyarrow.parquet as pq
-
         columns = _hf.check_columns(self.name, shards, HF_COLUMNS, HF_REPO)
         normalized = snapshot_boxes_normalized(shards)
         ids: list[str] | None = None
         if "id" in columns:
-            raw = [v for f in shards for v in pq.read_table(f, columns=["id"]).column("id").to_pylist()]
+            raw = _hf.column_values(shards, "id")
             if all(not is_blank(v) for v in raw) and len({str(v) for v in raw}) == len(raw):
                 ids = [str(v) for v in raw]
         ui_column = next((c for c in ("ui_type", "data_type") if c in columns), None)
