@@ -67,7 +67,7 @@ def options_of(rec: dict[str, Any]) -> list[str]:
 
 @TASKS.register("longvideobench")
 class LongVideoBench(Task):
-    """LongVideoBench (local folder): long-video multiple choice, official letter parsing"""
+    """LongVideoBench (snapshot folder or HF cache): long-video multiple choice, official letter parsing"""
 
     name = "longvideobench"
     version = "1"

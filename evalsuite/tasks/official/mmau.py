@@ -41,7 +41,7 @@ HF_COLUMNS = ("id", "audio", "question", "choices", "answer")
 
 @TASKS.register("mmau")
 class MMAU(Task):
-    """MMAU test-mini (local folder): audio multiple choice, official string match"""
+    """MMAU test-mini (release folder or HF snapshot): audio multiple choice, official string match"""
 
     name = "mmau"
     version = "1"

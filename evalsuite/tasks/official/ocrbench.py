@@ -45,7 +45,7 @@ RECOGNITION_TYPES = (
 
 @TASKS.register("ocrbench")
 class OCRBench(Task):
-    """OCRBench (local folder), official substring scoring out of 1000"""
+    """OCRBench (release folder or HF snapshot), official substring scoring out of 1000"""
 
     name = "ocrbench"
     version = "1"

@@ -85,7 +85,7 @@ def unsupported_reason(qtype: str, question: str) -> str | None:
 
 @TASKS.register("ocrbench_v2")
 class OCRBenchV2(Task):
-    """OCRBench v2 (local folder): official per-type rules and category means"""
+    """OCRBench v2 (release folder or HF snapshot): official per-type rules and category means"""
 
     name = "ocrbench_v2"
     version = "1"

@@ -49,7 +49,7 @@ HF_COLUMNS = ("image", "instruction", "bbox", "data_type", "data_source")
 
 @TASKS.register("screenspot")
 class ScreenSpot(Task):
-    """ScreenSpot (local folder): click inside the target element's box"""
+    """ScreenSpot (release folder or HF snapshot): click inside the target element's box"""
 
     name = "screenspot"
     version = "1"
@@ -156,7 +156,7 @@ class ScreenSpot(Task):
 
 @TASKS.register("screenspot_v2")
 class ScreenSpotV2(ScreenSpot):
-    """ScreenSpot-v2 (local folder): ScreenSpot with corrected annotations"""
+    """ScreenSpot-v2 (release folder or HF snapshot): ScreenSpot with corrected annotations"""
 
     name = "screenspot_v2"
     suffix = "_v2"

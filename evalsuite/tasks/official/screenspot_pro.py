@@ -46,7 +46,7 @@ HF_COLUMNS = ("image", "instruction", "bbox")
 
 @TASKS.register("screenspot_pro")
 class ScreenSpotPro(Task):
-    """ScreenSpot-Pro (local folder): grounding in high-resolution professional software"""
+    """ScreenSpot-Pro (release folder or HF snapshot): grounding in high-resolution professional software"""
 
     name = "screenspot_pro"
     version = "1"

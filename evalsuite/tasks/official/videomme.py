@@ -41,7 +41,7 @@ INSTRUCTION = ("Select the best answer to the following multiple-choice question
 
 @TASKS.register("videomme")
 class VideoMME(Task):
-    """Video-MME (lmms-lab layout, local folder), official answer extraction"""
+    """Video-MME (lmms-lab snapshot folder or HF cache), official answer extraction"""
 
     name = "videomme"
     version = "1"

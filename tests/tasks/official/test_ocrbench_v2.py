@@ -198,3 +198,18 @@ def test_snapshot_from_hub_cache_and_schema_error(tmp_path: Path, media, run_rep
     bad = media.snapshot(tmp_path / "bad", "test", {"id": [1], "question": ["q"], "type": ["x"]})
     with pytest.raises(DataLayoutError, match=r"lacks column\(s\) dataset_name, answers, image \(expected the ling99/OCRBench_v2"):
         list(OCRBenchV2(data_dir=str(bad)).samples())
+
+
+def test_every_official_task_is_found_by_name_in_a_fresh_interpreter() -> None:
+    """The CLI finds tasks through the lazy catalog; a wrong module path there hides a task."""
+    import os
+    import subprocess
+    import sys
+
+    names = ["ocrbench", "ocrbench_v2", "videomme", "longvideobench", "screenspot", "screenspot_v2",
+             "screenspot_pro", "mmau"]
+    code = ("from evalsuite.registry import TASKS; import evalsuite; "
+            f"print(' '.join(TASKS.get(n).name for n in {names!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == names
