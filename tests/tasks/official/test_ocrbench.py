@@ -166,3 +166,45 @@ def test_snapshot_errors(tmp_path: Path, media) -> None:
     (tmp_path / "other").mkdir()
     with pytest.raises(DataLayoutError, match=r"neither the release layout .* nor a snapshot of the Hugging Face dataset echo840/OCRBench"):
         list(OCRBench(data_dir=str(tmp_path / "other")).samples())
+
+
+def test_cli_reads_the_cache_and_says_how_to_fill_it(tmp_path: Path, media, capsys) -> None:
+    from evalsuite.cli import main
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in snapshot_predictions().items()))
+    argv = ["run", "--model", f"replay:{preds}", "--tasks", "ocrbench", "--quiet", "--max-error-rate", "1",
+            "--task-arg", "ocrbench.hf=echo840/OCRBench"]
+    assert main([*argv, "--out", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "huggingface-cli download echo840/OCRBench --repo-type dataset" in err
+    make_snapshot(media.hub(tmp_path, "echo840/OCRBench"), make_dataset(tmp_path / "ocr", media), media)
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    entry = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]["ocrbench"]
+    assert entry["metrics"]["score_official"] == 3 and entry["args"]["hf"] == "echo840/OCRBench"
+
+
+def test_corrupt_image_bytes_fail_that_row_only(tmp_path: Path, media, run_replay) -> None:
+    import datasets
+
+    good = media.png(tmp_path / "g.png")
+    rows = {"dataset": ["IIIT5K", "svt"], "question": ["q", "q"], "question_type": ["Regular Text Recognition"] * 2,
+            "answer": [["CENTRE"], ["FRIEND"]],
+            "image": [media.cell(good), {"bytes": b"\x89PNG not really", "path": "bad.png"}]}
+    features = datasets.Features({
+        "dataset": datasets.Value("string"), "question": datasets.Value("string"),
+        "question_type": datasets.Value("string"), "answer": datasets.Sequence(datasets.Value("string")),
+        "image": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}})
+    snap = media.snapshot(tmp_path / "snap", "test", rows, features, media={"image": "image"})
+    entry = run_replay("ocrbench", snap, {"test:0": "centre", "test:1": "friend"})
+    assert entry["n_errors"] == 1 and entry["metrics"]["score_official"] == 1
+    lines = [json.loads(x) for x in (tmp_path / "ocrbench-run-0" / "samples" / "ocrbench.jsonl").read_text().splitlines()]
+    bad = next(x for x in lines if x["id"] == "test:1")
+    assert "image file is corrupt" in bad["error"]
+
+
+def test_network_is_blocked_in_these_tests() -> None:
+    import socket
+
+    with pytest.raises(AssertionError, match="network access attempted"):
+        socket.create_connection(("huggingface.co", 443), timeout=1)
