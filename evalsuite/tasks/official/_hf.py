@@ -70,6 +70,11 @@ def cached_snapshot(task: str, repo: str) -> Path:
     try:
         path = snapshot_download(repo_id=repo, repo_type="dataset", cache_dir=str(hub_cache()), local_files_only=True)
     except Exception:  # LocalEntryNotFoundError, or a damaged cache entry
+        # A download pinned to a commit leaves no refs/main: use its snapshot when it is the only one.
+        snapshots = hub_cache() / f"datasets--{repo.replace('/', '--')}" / "snapshots"
+        found = [p for p in snapshots.iterdir() if p.is_dir()] if snapshots.is_dir() else []
+        if len(found) == 1:
+            return found[0]
         raise DataLayoutError(f"{task}: dataset {repo} is not in the local Hugging Face cache ({hub_cache()}); "
                               f"fetch it once with `{download_command(repo)}` (the hub is never asked here)") from None
     return Path(path)

@@ -121,3 +121,14 @@ def test_snapshot_schema_error(tmp_path: Path, media) -> None:
         list(MMAU(data_dir=str(snap)).samples())
     with pytest.raises(DataLayoutError, match="huggingface-cli download lmms-lab/mmau --repo-type dataset"):
         list(MMAU(hf="lmms-lab/mmau").samples())
+
+
+def test_hub_cache_pinned_to_a_commit_without_refs(tmp_path: Path, media) -> None:
+    release = make_dataset(tmp_path / "mmau", media)
+    snap = media.hub(tmp_path, "lmms-lab/mmau")
+    make_snapshot(snap, release, media)
+    (snap.parent.parent / "refs" / "main").unlink()
+    assert [s.id for s in MMAU(hf="lmms-lab/mmau").samples()] == ["a", "b", "c", "d", "e"]
+    (snap.parent / "fedcba9876543210fedcba9876543210fedcba98").mkdir()  # two commits, no ref: ambiguous
+    with pytest.raises(DataLayoutError, match="not in the local Hugging Face cache"):
+        list(MMAU(hf="lmms-lab/mmau").samples())
