@@ -120,7 +120,7 @@ def check_columns(task: str, files: Sequence[Path], required: Sequence[str], rep
         try:
             names = set(pq.read_schema(f).names)
         except Exception as e:  # pyarrow raises its own types for damaged files
-            raise DataLayoutError(f"{task}: cannot read parquet {f} ({type(e).__name__}: {e})") from None
+            raise DataLayoutError(f"{task}: cannot read parquet {f} ({first_line(e)})") from None
         missing = [c for c in required if c not in names]
         if missing:
             raise DataLayoutError(f"{task}: {f} lacks column(s) {', '.join(missing)} (expected the {repo} schema: "
@@ -146,16 +146,14 @@ def read_rows(task: str, files: Sequence[Path], split: str) -> Iterator[dict[str
         ds = datasets.load_dataset("parquet", data_files={split: [str(f) for f in files]}, split=split, streaming=True)
         rows = iter(ds.decode(False))
     except Exception as e:
-        raise DataLayoutError(f"{task}: cannot open the parquet shards of split {split!r} ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise DataLayoutError(f"{task}: cannot open the parquet shards of split {split!r} ({first_line(e)})") from None
     while True:
         try:
             row = next(rows)
         except StopIteration:
             return
         except Exception as e:  # a damaged shard part way: nothing after it can be located
-            raise DataLayoutError(f"{task}: cannot read the parquet shards of split {split!r} "
-                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+            raise DataLayoutError(f"{task}: cannot read the parquet shards of split {split!r} ({first_line(e)})") from None
         yield row
 
 
@@ -198,7 +196,7 @@ def _materialize(task: str, data: bytes, kind: str, name: str) -> str:
             with atomic_path(out) as tmp:
                 Path(tmp).write_bytes(data)
         except OSError as e:
-            raise ValueError(f"cannot write {kind} bytes to {out}: {e}") from None
+            raise ValueError(f"cannot write {kind} bytes to {out}: {first_line(e)}") from None
     return str(out)
 
 
@@ -216,6 +214,11 @@ def sniff_suffix(data: bytes, kind: str) -> str:
     if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0 and kind == "audio":
         return ".mp3"
     return {"image": ".img", "audio": ".audio", "video": ".video"}.get(kind, ".bin")
+
+
+def first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def row_id(split: str, row: int) -> str:

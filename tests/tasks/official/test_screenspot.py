@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evalsuite.task import DataLayoutError, TaskArgError
 from evalsuite.tasks.official.screenspot import ScreenSpot, ScreenSpotV2
@@ -272,3 +274,19 @@ def test_grounding_snapshot_schema_error(tmp_path: Path, media) -> None:
         list(ScreenSpotPro(data_dir=str(snap)).samples())
     with pytest.raises(DataLayoutError, match="huggingface-cli download HongxinLi/ScreenSpot_v2 --repo-type dataset"):
         list(ScreenSpotV2(hf="HongxinLi/ScreenSpot_v2").samples())
+
+
+@given(st.lists(st.floats(min_value=-5, max_value=5000, allow_nan=False), min_size=4, max_size=4))
+def test_parse_box_reads_lists_and_their_json_text_alike(box: list[float]) -> None:
+    from evalsuite.tasks.official._grounding import all_normalized, parse_box
+
+    assert parse_box(box) == parse_box(json.dumps(box)) == box
+    assert all_normalized([box, json.dumps(box)]) == all(0 <= v <= 1 for v in box)
+
+
+def test_damaged_shard_is_one_layout_error(tmp_path: Path) -> None:
+    (tmp_path / "s" / "data").mkdir(parents=True)
+    (tmp_path / "s" / "data" / "test-00000-of-00001.parquet").write_bytes(b"PAR1 not a parquet file\nreally")
+    with pytest.raises(DataLayoutError, match=r"cannot read parquet .*test-00000-of-00001\.parquet") as e:
+        list(ScreenSpot(data_dir=str(tmp_path / "s")).samples())
+    assert "\n" not in str(e.value)
