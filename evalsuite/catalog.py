@@ -15,14 +15,14 @@ _TASKS = {
     "gui": ("evalsuite.tasks.gui", "ScreenSpot-style GUI grounding: instruction -> point"),
     "throughput": ("evalsuite.serving.throughput", "serving throughput and latency at a fixed SLO"),
     # official layouts
-    "ocrbench": ("evalsuite.tasks.official.ocrbench", "OCRBench (local folder)"),
-    "ocrbench_v2": ("tasks.official.ocrbench_v2", "OCRBench v2 (local folder)"),
-    "videomme": ("evalsuite.tasks.official.videomme", "Video-MME (lmms-lab layout, local folder)"),
-    "longvideobench": ("evalsuite.tasks.official.longvideobench", "LongVideoBench (local folder)"),
-    "screenspot": ("evalsuite.tasks.official.screenspot", "ScreenSpot (local folder)"),
-    "screenspot_v2": ("evalsuite.tasks.official.screenspot", "ScreenSpot-v2 (local folder)"),
-    "screenspot_pro": ("evalsuite.tasks.official.screenspot_pro", "ScreenSpot-Pro (local folder)"),
-    "mmau": ("evalsuite.tasks.official.mmau", "MMAU test-mini (local folder)"),
+    "ocrbench": ("evalsuite.tasks.official.ocrbench", "OCRBench (release folder or HF snapshot echo840/OCRBench)"),
+    "ocrbench_v2": ("evalsuite.tasks.official.ocrbench_v2", "OCRBench v2 (release folder or HF snapshot ling99/OCRBench_v2)"),
+    "videomme": ("evalsuite.tasks.official.videomme", "Video-MME (HF snapshot lmms-lab/Video-MME)"),
+    "longvideobench": ("evalsuite.tasks.official.longvideobench", "LongVideoBench (HF snapshot longvideobench/LongVideoBench)"),
+    "screenspot": ("evalsuite.tasks.official.screenspot", "ScreenSpot (release folder or HF snapshot rootsautomation/ScreenSpot)"),
+    "screenspot_v2": ("evalsuite.tasks.official.screenspot", "ScreenSpot-v2 (release folder or HF snapshot HongxinLi/ScreenSpot_v2)"),
+    "screenspot_pro": ("evalsuite.tasks.official.screenspot_pro", "ScreenSpot-Pro (release folder or HF snapshot TIGER-Lab/ScreenSpot-Pro)"),
+    "mmau": ("evalsuite.tasks.official.mmau", "MMAU test-mini (release folder or HF snapshot lmms-lab-audio/mmau)"),
     # lm-evaluation-harness tasks: lmeval:<task>
     "lmeval": ("evalsuite.lmeval.task", "lmeval:<task> an lm-evaluation-harness task (local YAMLs: --task-arg lmeval.include_path=DIR)"),
 }

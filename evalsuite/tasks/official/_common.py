@@ -1,5 +1,6 @@
-"""Plumbing shared by the official-benchmark adapters: finding the data folder, reading its index
-files, making sample ids unique and turning a bad record into an errored sample.
+"""Plumbing shared by the official-benchmark adapters: reading index files, making sample ids unique
+and turning a bad record into an errored sample (finding the data folder, release or Hugging Face
+snapshot, is :mod:`evalsuite.tasks.official._hf`'s job).
 
 Layout problems (no ``data_dir``, a missing index file, an index that is not JSON) raise
 :class:`~evalsuite.task.DataLayoutError` naming the files expected; a problem with one record or one
@@ -21,16 +22,6 @@ from evalsuite.types import Sample, SampleResult
 IMAGE_ARGS: dict[str, Any] = {"min_patches": 1024, "max_patches": 13312}
 VIDEO_ARGS: dict[str, Any] = {"fps": 1.0, "max_frames": 64, "evs_q": 0.0}
 AUDIO_ARGS: dict[str, Any] = {"sample_rate": 16000}
-
-
-def data_root(task: str, data_dir: str, expected: str) -> Path:
-    """The benchmark folder, or DataLayoutError saying how to point at one and what it holds."""
-    if not data_dir:
-        raise DataLayoutError(f"{task}: no data folder given; pass --task-arg {task}.data_dir=DIR (a folder with {expected})")
-    root = Path(data_dir).expanduser()
-    if not root.is_dir():
-        raise DataLayoutError(f"{task}: data folder not found: {root} (expected a folder with {expected})")
-    return root
 
 
 def read_json(path: Path, task: str, expected: str) -> Any:

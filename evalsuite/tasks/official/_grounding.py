@@ -7,12 +7,17 @@ response with no readable point is "wrong format" and counts as wrong. ``accurac
 right over the number scored, as both scripts' "action acc" is; ``text_acc`` / ``icon_acc`` split it
 by UI type. Boxes are kept in pixels ``[x1, y1, x2, y2]`` and the model's point is brought to pixels
 by the task's ``coords`` argument (``norm1000`` default, ``norm1``, ``pixels``).
+
+Snapshots (Hugging Face parquet): a box is ``[x1, y1, x2, y2]``, a list or its JSON text; when every
+box of the split lies in [0, 1] the split's boxes are fractions of the image size, else pixels (one
+decision per split, as for a release file, so a pixel box near the origin is never misread).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from evalsuite.task import TaskArgError
 from evalsuite.types import ContentPart, Sample, SampleResult, user
@@ -40,6 +45,52 @@ def image_size(path: Path) -> tuple[int, int]:
 
     with Image.open(path) as im:
         return im.size
+
+
+def parse_box(value: Any) -> list[float]:
+    """Four numbers from a list/array or its JSON text; ValueError (one line) otherwise."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"bbox is not a JSON list: {value!r}") from None
+    if value is None or isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"bbox must be a list of 4 numbers, got {value!r}")
+    box = [float(v) for v in value]
+    if len(box) != 4:
+        raise ValueError(f"bbox has {len(box)} numbers")
+    return box
+
+
+def all_normalized(boxes: Iterable[Any]) -> bool:
+    """Whether every readable box lies in [0, 1] (a split of fractions, not pixels)."""
+    seen = False
+    for value in boxes:
+        try:
+            box = parse_box(value)
+        except (TypeError, ValueError):
+            continue
+        seen = True
+        if not all(0.0 <= v <= 1.0 for v in box):
+            return False
+    return seen
+
+
+def snapshot_boxes_normalized(files: Sequence[Path], column: str = "bbox") -> bool:
+    """One pass over the box column alone (no media read) to decide fractions vs pixels."""
+    from evalsuite.tasks.official._hf import column_values
+
+    return all_normalized(column_values(files, column))
+
+
+def pixel_box(box: Sequence[float], size: tuple[int, int], normalized: bool) -> list[float]:
+    """A snapshot's ``[x1, y1, x2, y2]`` in pixels; ValueError when it is not ordered."""
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        raise ValueError(f"bbox {list(box)} is not [x1, y1, x2, y2]")
+    if normalized:
+        return [x1 * size[0], y1 * size[1], x2 * size[0], y2 * size[1]]
+    return [x1, y1, x2, y2]
 
 
 def grounding_sample(sid: str, image: Path, instruction: str, box: Sequence[float], size: tuple[int, int],

@@ -1,9 +1,17 @@
-"""LongVideoBench from its original local folder.
+"""LongVideoBench from its Hugging Face snapshot, which is its release layout.
 
-Layout (longvideobench/LongVideoBench): ``DIR/lvb_val.json`` (the ``index`` argument names another
-file, e.g. ``lvb_test_wo_gt.json``), ``DIR/videos/<video_path>`` and ``DIR/subtitles/<subtitle_path>``.
-A record's options are ``option0`` … ``option4`` (``"N/A"`` where a question has fewer) or a
-``candidates`` list; ``correct_choice`` is the right option's index.
+Layout (``longvideobench/LongVideoBench``, the repo lmms-eval loads: ``data_dir`` = its download
+folder, or ``hf=longvideobench/LongVideoBench`` for the copy in the local Hugging Face cache):
+``DIR/lvb_val.json`` (the ``index`` argument names another file, e.g. ``lvb_test_wo_gt.json``), the
+videos ``videos/<video_path>`` and subtitles ``subtitles/<subtitle_path>``. The snapshot ships them
+as ``videos.tar.part.*`` and ``subtitles.tar``; extracted, they are looked up in ``media_dir`` (the
+folder of the video files) when given, else in ``DIR/videos/`` and in lmms-eval's extraction folder
+``$HF_HOME/longvideobench/videos/``, subtitles in ``subtitles/`` beside that folder. Where the index
+file is absent, the parquet shards of split ``validation`` are read instead with ``datasets`` (the
+hub's parquet conversion of the same records). Records: ``id``, ``video_path``, ``question``,
+options ``option0`` … ``option4`` (``"N/A"`` where a question has fewer) or a ``candidates`` list,
+``correct_choice`` (the right option's index); read when present: ``video_id``, ``duration_group``,
+``question_category``, ``level``, ``topic_category``, ``subtitle_path``. Sample ids are ``id``.
 
 Rule reproduced: the parser of lmms-eval's ``longvideobench/utils.py`` (its docstring: "same as
 original LongVideoBench paper"): drop the "The best answer is"-style prefixes, give up on a response of
@@ -25,9 +33,12 @@ from typing import Any, Iterator
 from evalsuite.registry import TASKS
 from evalsuite.task import DataLayoutError, Task
 from evalsuite.types import ContentPart, Sample, SampleResult, user
-from evalsuite.tasks.official._common import VIDEO_ARGS, bad_sample, data_root, is_blank, ok, read_json, unique_ids
+from evalsuite.tasks.official import _hf
+from evalsuite.tasks.official._common import VIDEO_ARGS, bad_sample, is_blank, ok, read_json, unique_ids
 
 EXPECTED = "lvb_val.json and videos/ (subtitles/ for subtitles=true)"
+HF_REPO, HF_SPLIT = "longvideobench/LongVideoBench", "validation"
+HF_COLUMNS = ("id", "video_path", "question", "correct_choice")
 _PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
              "The best option is", "The correct option is", "Best answer:", "Best option:")
 
@@ -56,29 +67,50 @@ def options_of(rec: dict[str, Any]) -> list[str]:
 
 @TASKS.register("longvideobench")
 class LongVideoBench(Task):
-    """LongVideoBench (local folder): long-video multiple choice, official letter parsing"""
+    """LongVideoBench (snapshot folder or HF cache): long-video multiple choice, official letter parsing"""
 
     name = "longvideobench"
     version = "1"
-    default_args = {"data_dir": "", "index": "lvb_val.json", "subtitles": False, **VIDEO_ARGS}
+    default_args = {"data_dir": "", "hf": "", "media_dir": "", "index": "lvb_val.json", "subtitles": False,
+                    **VIDEO_ARGS}
     media_keys = tuple(VIDEO_ARGS)
     breakdown_keys = ("duration_group", "question_category", "level")
     max_tokens = 32
 
     def samples(self) -> Iterator[Sample]:
-        root = data_root(self.name, self.args["data_dir"], EXPECTED)
+        root = _hf.locate(self.name, self.args, EXPECTED, HF_REPO)
         index = root / self.args["index"]
-        records = read_json(index, self.name, EXPECTED)
-        if not isinstance(records, list):
-            raise DataLayoutError(f"{self.name}: {index} must hold a JSON list of records")
-        if not (root / "videos").is_dir():
-            raise DataLayoutError(f"{self.name}: {root / 'videos'} not found (expected {EXPECTED})")
+        records: list[Any]
+        if index.is_file() or not _hf.split_shards(root, HF_SPLIT):
+            records = read_json(index, self.name, EXPECTED)
+            if not isinstance(records, list):
+                raise DataLayoutError(f"{self.name}: {index} must hold a JSON list of records")
+        else:
+            shards = _hf.split_shards(root, HF_SPLIT)
+            _hf.check_columns(self.name, shards, HF_COLUMNS, HF_REPO)
+            records = list(_hf.read_rows(self.name, shards, HF_SPLIT))  # text only: the videos are files
+        videos = self._video_dirs(root)
         ids = unique_ids([str(r["id"]) if isinstance(r, dict) and not is_blank(r.get("id")) else f"record:{i}"
                           for i, r in enumerate(records)])
         for sid, rec in zip(ids, records):
-            yield self._sample(sid, rec, root)
+            yield self._sample(sid, rec, videos)
 
-    def _sample(self, sid: str, rec: Any, root: Path) -> Sample:
+    def _video_dirs(self, root: Path) -> list[Path]:
+        """Folders of the video files (``subtitles/`` sits beside each); a layout error when there is none."""
+        if self.args["media_dir"]:
+            given = Path(str(self.args["media_dir"])).expanduser()
+            if not given.is_dir():
+                raise DataLayoutError(f"{self.name}: media_dir not found: {given} (expected a folder of the videos)")
+            return [given]
+        found = [d for d in (root / "videos", _hf.hf_home() / "longvideobench" / "videos") if d.is_dir()]
+        if not found:
+            hint = (f"extract them with `cat {root}/videos.tar.part.* | tar -x -C {root}`"
+                    if any(root.glob("videos.tar*")) else f"expected {EXPECTED}")
+            raise DataLayoutError(f"{self.name}: {root / 'videos'} not found ({hint}, or pass "
+                                  f"--task-arg {self.name}.media_dir=FOLDER)")
+        return found
+
+    def _sample(self, sid: str, rec: Any, videos: list[Path]) -> Sample:
         try:
             question, video_path = str(rec["question"]), str(rec["video_path"])
             options = options_of(rec)
@@ -88,21 +120,23 @@ class LongVideoBench(Task):
         except (KeyError, TypeError, ValueError) as e:
             return bad_sample(sid, "malformed LongVideoBench record (expected question, video_path, option0-4 or "
                                    f"candidates, correct_choice): {type(e).__name__} {e}")
-        meta = {k: str(rec.get(k, "")) for k in ("duration_group", "question_category", "level", "topic_category")}
+        meta = {k: _hf.text(rec.get(k)) for k in ("duration_group", "question_category", "level", "topic_category")}
         meta.update(category=meta["question_category"], cluster=str(rec.get("video_id") or video_path))
-        video = root / "videos" / video_path
-        if not video.is_file():
-            return bad_sample(sid, f"video file not found: {video}", **meta)
+        video = next((d / video_path for d in videos if (d / video_path).is_file()), None)
+        if video is None:
+            return bad_sample(sid, f"video file not found: {videos[0] / video_path}", **meta)
         letters = [chr(65 + i) for i in range(len(options))]
         text = question + "\n" + "\n".join(f"{l}. {o}" for l, o in zip(letters, options))
         text += "\nAnswer with the option's letter from the given choices directly."
         if self.args["subtitles"]:
-            text = self._subtitles(root, rec) + text
+            text = self._subtitles(videos, rec) + text
         return Sample(id=sid, messages=[user(ContentPart.of_media("video", str(video)), text)],
                       target=letters[answer], choices=options, metadata=meta)
 
-    def _subtitles(self, root: Path, rec: dict[str, Any]) -> str:
-        path = root / "subtitles" / str(rec.get("subtitle_path", ""))
+    def _subtitles(self, videos: list[Path], rec: dict[str, Any]) -> str:
+        name = str(rec.get("subtitle_path") or "")
+        path = next((d.parent / "subtitles" / name for d in videos if (d.parent / "subtitles" / name).is_file()),
+                    videos[0].parent / "subtitles" / name)
         try:
             cues = json.loads(path.read_text(encoding="utf-8"))
             lines = [str(c.get("text", c.get("line", ""))) for c in cues if isinstance(c, dict)]

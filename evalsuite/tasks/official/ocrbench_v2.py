@@ -1,4 +1,4 @@
-"""OCRBench v2 from its original local folder.
+"""OCRBench v2 from its original local folder or its Hugging Face snapshot.
 
 Layout (as released): ``DIR/OCRBench_v2.json`` and the images under ``DIR`` at each record's
 ``image_path`` (``EN_part/…``, ``CN_part/…``). Records have ``dataset_name``, ``type`` (one of 31
@@ -17,6 +17,16 @@ questions of handwritten answer extraction. Types that need TEDS, spotting, KIE-
 of VQA-with-position or BLEU/METEOR are not
 supported: their samples are errored with a message saying so, ``unsupported_types`` lists them and
 ``partial_categories`` names the categories whose score therefore covers only part of their samples.
+
+Snapshot: ``ling99/OCRBench_v2`` (what lmms-eval loads), split ``test``, built by lmms-eval's
+``upload_ocrbench_v2.py``: columns ``id`` (int), ``dataset_name``, ``question``, ``type``,
+``answers`` (list of strings: the upload turned numbers and dicts into text), ``image`` (JPEG
+bytes), ``eval`` (the text ``"None"`` where a record had none), ``bbox``, ``bbox_list``, ``content``.
+Required: ``id``, ``dataset_name``, ``question``, ``type``, ``answers``, ``image``; ``eval`` when
+present. ``"None"`` in ``eval`` is read as no eval, a text-grounding answer's numeric texts as
+numbers again. That upload iterated a bare-string ``answers`` into single characters; a snapshot
+holding such a row scores what it holds. Sample ids are built from ``id`` as for the release; the
+images of unsupported types are not written to the cache.
 """
 
 from __future__ import annotations
@@ -29,9 +39,12 @@ from evalsuite.registry import TASKS
 from evalsuite.task import DataLayoutError, Task
 from evalsuite.types import ContentPart, Sample, SampleResult, user
 from evalsuite.tasks.official import _ocrbench_v2_rules as rules
-from evalsuite.tasks.official._common import IMAGE_ARGS, bad_sample, data_root, ok, read_json, unique_ids
+from evalsuite.tasks.official import _hf
+from evalsuite.tasks.official._common import IMAGE_ARGS, bad_sample, ok, read_json, unique_ids
 
 EXPECTED = "OCRBench_v2.json and the EN_part/ and CN_part/ image folders"
+HF_REPO, HF_SPLIT = "ling99/OCRBench_v2", "test"
+HF_COLUMNS = ("id", "dataset_name", "question", "type", "answers", "image")
 CATEGORIES: dict[str, tuple[str, ...]] = {
     "en/text_recognition": ("text recognition en", "fine-grained text recognition en", "full-page OCR en"),
     "en/text_detection": ("text grounding en", "VQA with position en"),
@@ -72,28 +85,54 @@ def unsupported_reason(qtype: str, question: str) -> str | None:
 
 @TASKS.register("ocrbench_v2")
 class OCRBenchV2(Task):
-    """OCRBench v2 (local folder): official per-type rules and category means"""
+    """OCRBench v2 (release folder or HF snapshot): official per-type rules and category means"""
 
     name = "ocrbench_v2"
     version = "1"
-    default_args = {"data_dir": "", **IMAGE_ARGS}
+    default_args = {"data_dir": "", "hf": "", **IMAGE_ARGS}
     media_keys = tuple(IMAGE_ARGS)
     breakdown_keys = ("group", "category")
     max_tokens = 256
 
     def samples(self) -> Iterator[Sample]:
-        root = data_root(self.name, self.args["data_dir"], EXPECTED)
+        root = _hf.locate(self.name, self.args, EXPECTED, HF_REPO)
         index = root / "OCRBench_v2.json"
+        if not index.is_file():
+            shards = _hf.split_shards(root, HF_SPLIT)
+            if not shards:
+                raise _hf.neither(self.name, root, EXPECTED, HF_REPO, HF_SPLIT)
+            yield from self._snapshot_samples(root, shards)
+            return
         records = read_json(index, self.name, EXPECTED)
         if not isinstance(records, list):
             raise DataLayoutError(f"{self.name}: {index} must hold a JSON list of records")
-        raw = [str(r.get("id")) if isinstance(r, dict) else f"record:{i}" for i, r in enumerate(records)]
-        if max(Counter(raw).values(), default=1) > 1:
-            raw = [f"{r.get('dataset_name')}:{r.get('id')}" if isinstance(r, dict) else x for x, r in zip(raw, records)]
-        for sid, rec in zip(unique_ids(raw), records):
+        for sid, rec in zip(_ids(records), records):
             yield self._sample(sid, rec, root)
 
-    def _sample(self, sid: str, rec: Any, root: Path) -> Sample:
+    def _snapshot_samples(self, root: Path, shards: list[Path]) -> Iterator[Sample]:
+        _hf.check_columns(self.name, shards, HF_COLUMNS, HF_REPO)
+        keys = [{"id": i, "dataset_name": d} for i, d in zip(_hf.column_values(shards, "id"),
+                                                             _hf.column_values(shards, "dataset_name"))]
+        for i, (sid, row) in enumerate(zip(_ids(keys), _hf.read_rows(self.name, shards, HF_SPLIT))):
+            how = _hf.text(row.get("eval"))
+            answers = list(row["answers"]) if isinstance(row["answers"], list) else row["answers"]
+            rec = {"type": _hf.text(row["type"]), "question": _hf.text(row["question"]), "answers": answers,
+                   "dataset_name": _hf.text(row["dataset_name"]), "eval": "" if how == "None" else how}
+            if rec["type"] == "text grounding en" and isinstance(answers, list):
+                rec["answers"] = [_number(a) for a in answers]
+            if unsupported_reason(rec["type"], rec["question"]):
+                rec["image_path"] = ""  # errored as unsupported before its image is looked at
+            else:
+                try:
+                    rec["image_path"] = _hf.media_file(self.name, row["image"], "image", root)
+                    rec["cluster"] = Path(rec["image_path"]).stem[:16]
+                except ValueError as e:
+                    yield bad_sample(sid, f"{HF_REPO} row {i}: {e}", category=rec["type"],
+                                     group=GROUP_OF.get(rec["type"], "unknown"), dataset=rec["dataset_name"])
+                    continue
+            yield self._sample(sid, rec, root)
+
+    def _sample(self, sid: str, rec: Any, root: Path) -> Sample:  # an absolute image_path stays as it is
         try:
             qtype, question, answers = str(rec["type"]), str(rec["question"]), rec["answers"]
             image = root / str(rec["image_path"])
@@ -101,7 +140,7 @@ class OCRBenchV2(Task):
             return bad_sample(sid, "malformed OCRBench v2 record (expected type, image_path, question, answers): "
                                    f"missing {e}")
         meta = {"category": qtype, "group": GROUP_OF.get(qtype, "unknown"), "dataset": str(rec.get("dataset_name", "")),
-                "eval": str(rec.get("eval", "")), "cluster": str(rec["image_path"])}
+                "eval": str(rec.get("eval", "")), "cluster": str(rec.get("cluster") or rec["image_path"])}
         reason = unsupported_reason(qtype, question)
         if reason:
             return bad_sample(sid, reason, unsupported=True, **meta)
@@ -153,3 +192,19 @@ class OCRBenchV2(Task):
         out["n_unsupported"] = len(unsupported)
         out["partial_categories"] = sorted({str(r.metadata.get("group")) for r in unsupported} & set(means))
         return out
+
+
+def _ids(records: list[Any]) -> list[str]:
+    """``id``; ``<dataset_name>:<id>`` for all when an id repeats; ``#n`` suffixes for what still does."""
+    raw = [str(r.get("id")) if isinstance(r, dict) else f"record:{i}" for i, r in enumerate(records)]
+    if max(Counter(raw).values(), default=1) > 1:
+        raw = [f"{r.get('dataset_name')}:{r.get('id')}" if isinstance(r, dict) else x for x, r in zip(raw, records)]
+    return unique_ids(raw)
+
+
+def _number(value: Any) -> Any:
+    """A numeric text as the number it was before the snapshot's upload made it text."""
+    try:
+        return float(value) if isinstance(value, str) else value
+    except ValueError:
+        return value

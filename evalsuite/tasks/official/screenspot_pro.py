@@ -1,4 +1,4 @@
-"""ScreenSpot-Pro from its original local folder.
+"""ScreenSpot-Pro from its original local folder or its Hugging Face snapshot.
 
 Layout: ``DIR/annotations/<application>_<platform>.json`` and ``DIR/images/<img_filename>``. Records
 have ``img_filename``, ``instruction``, ``bbox`` as ``[x1, y1, x2, y2]`` in pixels, ``img_size``
@@ -11,10 +11,20 @@ ground truth, English instructions: a click is right inside the box, borders inc
 ``text_acc`` and ``icon_acc``; the leaderboard splits by group and application, the SeeClick-style
 table by platform (all four are breakdown keys here). ``img_size`` from the record is trusted as
 the script does; a record without it falls back to the image header.
+
+Snapshot: ``TIGER-Lab/ScreenSpot-Pro`` (what lmms-eval loads), split ``test``. Required columns:
+``image`` (bytes), ``instruction`` and ``bbox`` (``[x1, y1, x2, y2]``, a list or its JSON text;
+fractions of the image size when every box of the split is in [0, 1], else pixels). Read when
+present: ``img_size`` (``[width, height]``, list or JSON text; else ``image_width`` /
+``image_height``; else the image header), ``ui_type`` (else ``data_type``), ``group``,
+``application``, ``platform``, ``img_filename`` and ``id``. This list follows what lmms-eval's task
+reads (it tolerates each of these being absent); the repo's exact schema could not be confirmed from
+a published card. Sample ids: ``id`` where the split has it and it is unique, else ``test:<row>``.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
@@ -22,21 +32,25 @@ from typing import Any, Iterator
 from evalsuite.registry import TASKS
 from evalsuite.task import DataLayoutError, Task
 from evalsuite.types import Sample, SampleResult
-from evalsuite.tasks.official._common import bad_sample, data_root, read_json
+from evalsuite.tasks.official import _hf
+from evalsuite.tasks.official._common import bad_sample, is_blank, read_json
 from evalsuite.tasks.official._grounding import (
-    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size,
+    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size, parse_box,
+    pixel_box, snapshot_boxes_normalized,
 )
 
 EXPECTED = "annotations/*.json and images/"
+HF_REPO, HF_SPLIT = "TIGER-Lab/ScreenSpot-Pro", "test"
+HF_COLUMNS = ("image", "instruction", "bbox")
 
 
 @TASKS.register("screenspot_pro")
 class ScreenSpotPro(Task):
-    """ScreenSpot-Pro (local folder): grounding in high-resolution professional software"""
+    """ScreenSpot-Pro (release folder or HF snapshot): grounding in high-resolution professional software"""
 
     name = "screenspot_pro"
     version = "1"
-    default_args = dict(GROUNDING_ARGS)
+    default_args = {**GROUNDING_ARGS, "hf": ""}
     media_keys = ("min_patches", "max_patches")
     breakdown_keys = ("group", "application", "platform", "ui_type")
     max_tokens = 32
@@ -46,8 +60,14 @@ class ScreenSpotPro(Task):
         check_coords(self.name, self.args["coords"])
 
     def samples(self) -> Iterator[Sample]:
-        root = data_root(self.name, self.args["data_dir"], EXPECTED)
+        root = _hf.locate(self.name, self.args, EXPECTED, HF_REPO)
         files = sorted((root / "annotations").glob("*.json"))
+        if not files and not (root / "images").is_dir():
+            shards = _hf.split_shards(root, HF_SPLIT)
+            if not shards:
+                raise _hf.neither(self.name, root, EXPECTED, HF_REPO, HF_SPLIT)
+            yield from self._snapshot_samples(root, shards)
+            return
         if not files or not (root / "images").is_dir():
             raise DataLayoutError(f"{self.name}: {root} is not a ScreenSpot-Pro folder (expected {EXPECTED})")
         loaded = []
@@ -62,6 +82,38 @@ class ScreenSpotPro(Task):
                 rid = rec.get("id") if isinstance(rec, dict) else None
                 sid = str(rid) if rid is not None and counts[str(rid)] == 1 else f"{path.stem}:{i}"
                 yield self._sample(sid, rec, root / "images")
+
+    def _snapshot_samples(self, root: Path, shards: list[Path]) -> Iterator[Sample]:
+        columns = _hf.check_columns(self.name, shards, HF_COLUMNS, HF_REPO)
+        normalized = snapshot_boxes_normalized(shards)
+        ids: list[str] | None = None
+        if "id" in columns:
+            raw = _hf.column_values(shards, "id")
+            if all(not is_blank(v) for v in raw) and len({str(v) for v in raw}) == len(raw):
+                ids = [str(v) for v in raw]
+        ui_column = next((c for c in ("ui_type", "data_type") if c in columns), None)
+        for i, row in enumerate(_hf.read_rows(self.name, shards, HF_SPLIT)):
+            sid = ids[i] if ids else _hf.row_id(HF_SPLIT, i)
+            meta = {k: _hf.text(row.get(k)) for k in ("group", "application", "platform")}
+            meta["ui_type"] = _hf.text(row[ui_column]).lower() if ui_column else ""
+            meta["category"] = meta["ui_type"]
+            try:
+                box = parse_box(row["bbox"])
+                image = Path(_hf.media_file(self.name, row["image"], "image", root))
+            except (TypeError, ValueError) as e:
+                yield bad_sample(sid, f"{HF_REPO} row {i}: {e}", **meta)
+                continue
+            meta["cluster"] = _hf.text(row.get("img_filename")) or image.stem[:16]
+            try:
+                size = _snapshot_size(row) or image_size(image)
+                pixels = pixel_box(box, size, normalized)
+            except ValueError as e:
+                yield bad_sample(sid, f"{HF_REPO} row {i}: {e}", **meta)
+                continue
+            except Exception as e:  # PIL raises several types for damaged files
+                yield bad_sample(sid, f"image bytes of row {i} are corrupt or not an image: {image}: {e}", **meta)
+                continue
+            yield grounding_sample(sid, image, _hf.text(row["instruction"]), pixels, size, self.args["coords"], meta)
 
     def _sample(self, sid: str, rec: Any, images: Path) -> Sample:
         try:
@@ -89,3 +141,22 @@ class ScreenSpotPro(Task):
 
     def aggregate(self, results: list[SampleResult]) -> dict[str, Any]:
         return grounding_metrics(results)
+
+
+def _snapshot_size(row: dict[str, Any]) -> tuple[int, int] | None:
+    """``img_size`` (list or JSON text), else ``image_width``/``image_height``; None when neither."""
+    size = row.get("img_size")
+    if isinstance(size, str):
+        try:
+            size = json.loads(size)
+        except ValueError:
+            raise ValueError(f"img_size is not a JSON list: {size!r}") from None
+    if size is not None and not isinstance(size, (str, bytes)):
+        values = [int(v) for v in size]
+        if len(values) != 2 or min(values) <= 0:
+            raise ValueError(f"img_size must be [width, height], got {size!r}")
+        return values[0], values[1]
+    width, height = row.get("image_width"), row.get("image_height")
+    if not is_blank(width) and not is_blank(height):
+        return int(width), int(height)
+    return None

@@ -1,9 +1,15 @@
-"""Video-MME from the lmms-lab local layout, scored as the official ``eval_your_results.py`` scores it.
+"""Video-MME from the lmms-lab/Video-MME snapshot, scored as the official ``eval_your_results.py``
+scores it.
 
-Layout (the lmms-lab/Video-MME download): ``DIR/videomme/test-*.parquet`` with one row per question
-(``videoID``, ``question_id``, ``duration``, ``domain``, ``sub_category``, ``task_type``,
-``question``, ``options`` as "A. …" strings, ``answer``), the videos as ``DIR/data/<videoID>.mp4``
-(``.MP4``/``.mkv`` too) and optional subtitles ``DIR/subtitle/<videoID>.srt``.
+Layout (the ``lmms-lab/Video-MME`` download, ``data_dir=DIR``, or ``hf=lmms-lab/Video-MME`` for the
+copy in the local Hugging Face cache): ``DIR/videomme/test-*.parquet`` (``data/test-*.parquet`` is
+read too) with one row per question, read with ``datasets``. Required columns: ``videoID``,
+``question_id``, ``question``, ``options`` ("A. …" strings), ``answer``; read when present:
+``duration``, ``domain``, ``sub_category``, ``task_type``. The videos come zipped in the snapshot
+(``videos_chunked_*.zip``); unzipped they are ``data/<videoID>.mp4`` (``.MP4``/``.mkv`` too), looked
+up in ``media_dir`` (the folder of the video files) when given, else in ``DIR/data/`` and in
+lmms-eval's extraction folder ``$HF_HOME/videomme/data/``; optional subtitles are
+``subtitle/<videoID>.srt`` beside that folder. Sample ids are ``question_id``, the benchmark's own.
 
 Rule reproduced: BradyFU/Video-MME ``evaluation/eval_your_results.py``: the letter comes from
 ``extract_characters_regex`` (:func:`evalsuite.tasks.scoring.videomme_extract`, quirks included); a response
@@ -22,36 +28,60 @@ from typing import Any, Iterator
 from evalsuite.registry import TASKS
 from evalsuite.task import DataLayoutError, Task
 from evalsuite.types import ContentPart, Sample, SampleResult, user
-from evalsuite.tasks.official._common import VIDEO_ARGS, bad_sample, data_root, is_blank, ok, unique_ids
+from evalsuite.tasks.official import _hf
+from evalsuite.tasks.official._common import VIDEO_ARGS, bad_sample, is_blank, ok, unique_ids
 from evalsuite.tasks.scoring import videomme_extract
 
 EXPECTED = "videomme/test-*.parquet and data/<videoID>.mp4 (optional subtitle/<videoID>.srt)"
+HF_REPO, HF_SPLIT = "lmms-lab/Video-MME", "test"
+HF_COLUMNS = ("videoID", "question_id", "question", "options", "answer")
 INSTRUCTION = ("Select the best answer to the following multiple-choice question based on the video. "
                "Respond with only the letter (A, B, C, or D) of the correct option.")
 
 
 @TASKS.register("videomme")
 class VideoMME(Task):
-    """Video-MME (lmms-lab layout, local folder), official answer extraction"""
+    """Video-MME (lmms-lab snapshot folder or HF cache), official answer extraction"""
 
     name = "videomme"
     version = "1"
-    default_args = {"data_dir": "", "subtitles": False, "duration": "", **VIDEO_ARGS}
+    default_args = {"data_dir": "", "hf": "", "media_dir": "", "subtitles": False, "duration": "", **VIDEO_ARGS}
     media_keys = tuple(VIDEO_ARGS)
     breakdown_keys = ("duration", "domain", "task_type")
     max_tokens = 16
 
     def samples(self) -> Iterator[Sample]:
-        root = data_root(self.name, self.args["data_dir"], EXPECTED)
-        rows = read_parquet_rows(self.name, sorted((root / "videomme").glob("test-*.parquet")), root)
+        root = _hf.locate(self.name, self.args, EXPECTED, HF_REPO)
+        shards = _hf.split_shards(root, HF_SPLIT)
+        if not shards:
+            raise _hf.neither(self.name, root, EXPECTED, HF_REPO, HF_SPLIT)
+        _hf.check_columns(self.name, shards, HF_COLUMNS, HF_REPO)
+        rows = list(_hf.read_rows(self.name, shards, HF_SPLIT))  # text only: the videos are files
+        media = self._media_dirs(root)
         keep = {d.strip() for d in str(self.args["duration"]).split(",") if d.strip()}
         rows = [r for r in rows if not keep or r.get("duration") in keep]
         ids = unique_ids([str(r.get("question_id")) if not is_blank(r.get("question_id")) else f"row:{i}"
                           for i, r in enumerate(rows)])
         for sid, row in zip(ids, rows):
-            yield self._sample(sid, row, root)
+            yield self._sample(sid, row, media)
 
-    def _sample(self, sid: str, row: dict[str, Any], root: Path) -> Sample:
+    def _media_dirs(self, root: Path) -> list[Path]:
+        """Folders of the video files (``subtitle/`` sits beside each); a layout error when there is none."""
+        if self.args["media_dir"]:
+            given = Path(str(self.args["media_dir"])).expanduser()
+            if not given.is_dir():
+                raise DataLayoutError(f"{self.name}: media_dir not found: {given} (expected a folder of <videoID>.mp4)")
+            return [given]
+        found = [d for d in (root / "data", _hf.hf_home() / "videomme" / "data") if d.is_dir()]
+        if not found:
+            zipped = sorted(root.glob("videos_chunked_*.zip"))
+            hint = (f"unzip {root}/videos_chunked_*.zip into {root} (they hold data/<videoID>.mp4)" if zipped
+                    else "put the videos in DIR/data/")
+            raise DataLayoutError(f"{self.name}: no video folder {root / 'data'} ({hint}, or pass "
+                                  f"--task-arg {self.name}.media_dir=FOLDER)")
+        return found
+
+    def _sample(self, sid: str, row: dict[str, Any], media: list[Path]) -> Sample:
         try:
             vid, question, answer = str(row["videoID"]), str(row["question"]), str(row["answer"]).strip()
             options = [str(o) for o in row["options"]]
@@ -60,16 +90,17 @@ class VideoMME(Task):
         except (KeyError, TypeError, ValueError) as e:
             return bad_sample(sid, "malformed Video-MME row (expected videoID, question, 4 options, answer A-D): "
                                    f"{type(e).__name__} {e}")
-        meta = {k: str(row.get(k, "")) for k in ("duration", "domain", "sub_category", "task_type")}
+        meta = {k: _hf.text(row.get(k)) for k in ("duration", "domain", "sub_category", "task_type")}
         meta.update(category=meta["task_type"], cluster=vid)
-        video = next((root / "data" / f"{vid}{ext}" for ext in (".mp4", ".MP4", ".mkv")
-                      if (root / "data" / f"{vid}{ext}").is_file()), None)
+        video = next((d / f"{vid}{ext}" for d in media for ext in (".mp4", ".MP4", ".mkv")
+                      if (d / f"{vid}{ext}").is_file()), None)
         if video is None:
-            return bad_sample(sid, f"video file not found: {root / 'data' / (vid + '.mp4')}", **meta)
+            return bad_sample(sid, f"video file not found: {media[0] / (vid + '.mp4')}", **meta)
         text = f"{INSTRUCTION}\n{question}\n" + "\n".join(options) + "\nThe best answer is:"
         if self.args["subtitles"]:
-            srt = root / "subtitle" / f"{vid}.srt"
-            lines = srt_text(srt) if srt.is_file() else "No subtitles available"
+            srt = next((d.parent / "subtitle" / f"{vid}.srt" for d in media
+                        if (d.parent / "subtitle" / f"{vid}.srt").is_file()), None)
+            lines = srt_text(srt) if srt is not None else "No subtitles available"
             text = f"This video's subtitles are listed below:\n{lines}\n{text}"
         return Sample(id=sid, messages=[user(ContentPart.of_media("video", str(video)), text)], target=answer,
                       choices=options, metadata=meta)
@@ -88,24 +119,6 @@ class VideoMME(Task):
             "accuracy_strict": correct / len(scored) if scored else float("nan"),
             "n_unparsed": len(scored) - len(answered),
         }
-
-
-def read_parquet_rows(task: str, files: list[Path], root: Path) -> list[dict[str, Any]]:
-    """All rows of the parquet shards as dicts; no shard is a layout error."""
-    if not files:
-        raise DataLayoutError(f"{task}: no parquet file in {root / 'videomme'} (expected {EXPECTED})")
-    try:
-        import pandas as pd
-
-        frames = [pd.read_parquet(f) for f in files]
-    except ImportError as e:
-        raise DataLayoutError(f"{task}: reading {files[0].name} needs pyarrow (pip install pyarrow): {e}") from None
-    except Exception as e:  # pyarrow raises its own types for damaged files
-        raise DataLayoutError(f"{task}: cannot read parquet ({e}); expected {EXPECTED}") from None
-    rows: list[dict[str, Any]] = []
-    for df in frames:
-        rows.extend(df.to_dict(orient="records"))
-    return rows
 
 
 def srt_text(path: Path) -> str:

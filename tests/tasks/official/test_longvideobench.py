@@ -84,3 +84,45 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     assert entry["metrics"]["accuracy"] == pytest.approx(0.3)
     assert entry["breakdown"]["duration_group"]["15"]["accuracy"] == pytest.approx(0.5)
     assert entry["n_errors"] == 2
+
+
+# ---- the Hugging Face snapshot (longvideobench/LongVideoBench) ----------------------------------------
+def test_snapshot_from_hub_cache_with_tarred_videos(tmp_path: Path, media, run_replay) -> None:
+    """The snapshot is the release layout with the videos tarred: the cache hit reads lvb_val.json,
+    says how to extract the tar parts, and finds videos where lmms-eval extracts them."""
+    import os
+
+    snap = media.hub(tmp_path, "longvideobench/LongVideoBench")
+    (snap / "lvb_val.json").write_text(json.dumps(RECORDS))
+    (snap / "videos.tar.part.aa").write_bytes(b"\0" * 512)
+    with pytest.raises(DataLayoutError, match=r"cat .*videos\.tar\.part\.\* \| tar -x"):
+        list(LongVideoBench(hf="longvideobench/LongVideoBench").samples())
+    extracted = Path(os.environ["HF_HOME"]) / "longvideobench"
+    make_dataset(extracted, media)  # videos/ and subtitles/ as lmms-eval leaves them
+    (extracted / "subtitles").mkdir()
+    (extracted / "subtitles" / "a_en.json").write_text(json.dumps([{"text": "hello"}, {"line": "there"}]))
+    rel = run_replay("longvideobench", make_dataset(tmp_path / "lvb", media), PREDICTIONS)
+    snp = run_replay("longvideobench", None, PREDICTIONS, hf="longvideobench/LongVideoBench")
+    assert snp["metrics"] == rel["metrics"] and snp["metrics"]["accuracy"] == pytest.approx(0.3)
+    assert snp["breakdown"] == rel["breakdown"]
+    recs = [{**RECORDS[0], "subtitle_path": "a_en.json"}]
+    (snap / "lvb_val.json").write_text(json.dumps(recs))
+    s = next(iter(LongVideoBench(hf="longvideobench/LongVideoBench", subtitles="true").samples()))
+    assert s.messages[0].text.startswith("hello\nthere\nWhat falls?") and s.media[0].path == str(extracted / "videos" / "a.mp4")
+
+
+def test_snapshot_parquet_split_and_media_dir(tmp_path: Path, media, run_replay) -> None:
+    """Without lvb_val.json the validation shards are read with datasets; media_dir names the videos."""
+    cols = sorted({k for r in RECORDS for k in r})
+    rows = {k: [r.get(k) for r in RECORDS] for k in cols}
+    for k in ("duration_group", "correct_choice"):
+        rows[k] = [None if v is None else int(v) for v in rows[k]]
+    snap = media.snapshot(tmp_path / "snap", "validation", rows, shards=2)
+    make_dataset(tmp_path / "elsewhere", media)
+    rel = run_replay("longvideobench", make_dataset(tmp_path / "lvb", media), PREDICTIONS)
+    snp = run_replay("longvideobench", snap, PREDICTIONS, media_dir=str(tmp_path / "elsewhere" / "videos"))
+    assert snp["metrics"] == rel["metrics"] and snp["breakdown"] == rel["breakdown"]
+    bad = media.snapshot(tmp_path / "bad", "validation", {"id": ["x"], "question": ["q"]})
+    (bad / "videos").mkdir()
+    with pytest.raises(DataLayoutError, match=r"lacks column\(s\) video_path, correct_choice \(expected the longvideobench/LongVideoBench"):
+        list(LongVideoBench(data_dir=str(bad)).samples())

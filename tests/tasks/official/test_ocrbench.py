@@ -81,3 +81,130 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     assert entry["metrics"]["accuracy"] == pytest.approx(3 / 7)
     assert entry["n_errors"] == 2 and entry["n_samples"] == 7
     assert entry["breakdown"]["category"]["Doc-oriented VQA"]["score_official"] == 1
+
+
+# ---- the Hugging Face snapshot (echo840/OCRBench) ---------------------------------------------------
+def make_snapshot(root: Path, release: Path, media) -> Path:
+    """echo840/OCRBench's schema, built from the release records as lmms-eval's upload script does:
+    ``dataset``, ``question``, ``question_type``, ``answer`` (list) and ``image`` (bytes), same order."""
+    import datasets
+
+    rows: dict[str, list] = {"dataset": [], "question": [], "question_type": [], "answer": [], "image": []}
+    for rec in RECORDS:
+        image = release / "OCRBench_Images" / rec["image_path"]
+        rows["dataset"].append(rec["dataset_name"])
+        rows["question"].append(rec.get("question"))  # FUNSD:9 has none: a null cell
+        rows["question_type"].append(rec["type"])
+        rows["answer"].append(rec["answers"] if isinstance(rec["answers"], list) else [rec["answers"]])
+        rows["image"].append(media.cell(image) if image.is_file() else {"bytes": None, "path": None})
+    features = datasets.Features({
+        "dataset": datasets.Value("string"), "question": datasets.Value("string"),
+        "question_type": datasets.Value("string"), "answer": datasets.Sequence(datasets.Value("string")),
+        "image": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}})
+    return media.snapshot(root, "test", rows, features, shards=2, media={"image": "image"})
+
+
+def snapshot_predictions() -> dict[str, str]:
+    """The release predictions under the snapshot's ids (``test:<row>``, rows in release order)."""
+    ids = [f"{r['dataset_name']}:{r['id']}" for r in RECORDS]
+    return {f"test:{i}": PREDICTIONS[sid] for i, sid in enumerate(ids) if sid in PREDICTIONS}
+
+
+def test_snapshot_scores_equal_release(tmp_path: Path, media, run_replay) -> None:
+    release = make_dataset(tmp_path / "ocr", media)
+    snap = make_snapshot(tmp_path / "snap", release, media)
+    task = OCRBench(data_dir=str(snap))
+    samples = list(task.samples())
+    assert [s.id for s in samples] == [f"test:{i}" for i in range(7)]
+    errors = {s.id: s.error for s in samples if s.error}
+    assert set(errors) == {"test:5"} and "image cell is empty" in errors["test:5"]
+    # The row without a question is read as an empty question (the snapshot has no way to say "missing").
+    assert samples[6].error is None and samples[6].messages[0].text == ""
+    s = samples[0]
+    assert s.metadata["category"] == "Regular Text Recognition" and s.metadata["dataset"] == "IIIT5K"
+    assert s.media[0].type == "image" and Path(s.media[0].path).read_bytes() == (
+        release / "OCRBench_Images" / "IIIT5K" / "a.png").read_bytes()
+    assert str(tmp_path / "cache" / "ocrbench" / "media") in s.media[0].path
+    rel = run_replay("ocrbench", release, PREDICTIONS)
+    snp = run_replay("ocrbench", snap, {**snapshot_predictions(), "test:6": "x"})
+    # FUNSD:9 is errored in the release (no question) and answered "x" (right) from the snapshot.
+    assert snp["metrics"]["score_official"] == rel["metrics"]["score_official"] + 1 == 4
+    snp = run_replay("ocrbench", snap, {**snapshot_predictions(), "test:6": "wrong"})
+    assert snp["metrics"] == rel["metrics"]
+    # Every group of the release scores the same (FUNSD is a group only where its row could be read).
+    for key, groups in rel["breakdown"].items():
+        assert {g: snp["breakdown"][key][g] for g in groups} == groups
+    assert set(snp["breakdown"]["dataset"]) - set(rel["breakdown"]["dataset"]) == {"FUNSD"}
+
+
+def test_snapshot_from_hub_cache_offline(tmp_path: Path, media, run_replay) -> None:
+    release = make_dataset(tmp_path / "ocr", media)
+    make_snapshot(media.hub(tmp_path, "echo840/OCRBench"), release, media)
+    entry = run_replay("ocrbench", None, {**snapshot_predictions(), "test:6": "wrong"}, hf="echo840/OCRBench")
+    assert entry["metrics"]["score_official"] == 3 and entry["n_samples"] == 7 and entry["n_errors"] == 1
+
+
+def test_snapshot_media_cached_by_content(tmp_path: Path, media) -> None:
+    release = make_dataset(tmp_path / "ocr", media)
+    snap = make_snapshot(tmp_path / "snap", release, media)
+    first = [s.media[0].path for s in OCRBench(data_dir=str(snap)).samples() if s.media]
+    second = [s.media[0].path for s in OCRBench(data_dir=str(snap)).samples() if s.media]
+    # make_dataset writes one red PNG and one red JPEG under six names: two files, written once.
+    assert first == second and len(first) == 6 and len(set(first)) == 2
+    assert sorted(Path(p).suffix for p in set(first)) == [".jpg", ".png"]
+    assert len(list((tmp_path / "cache" / "ocrbench" / "media").rglob("*.*"))) == 2
+
+
+def test_snapshot_errors(tmp_path: Path, media) -> None:
+    with pytest.raises(DataLayoutError, match=r"huggingface-cli download echo840/OCRBench --repo-type dataset"):
+        list(OCRBench(hf="echo840/OCRBench").samples())
+    with pytest.raises(DataLayoutError, match="either data_dir or hf"):
+        list(OCRBench(data_dir=str(tmp_path), hf="echo840/OCRBench").samples())
+    bad = media.snapshot(tmp_path / "bad", "test", {"dataset": ["a"], "question": ["q"], "answer": [["x"]]})
+    with pytest.raises(DataLayoutError, match=r"lacks column\(s\) question_type, image \(expected the echo840/OCRBench"):
+        list(OCRBench(data_dir=str(bad)).samples())
+    (tmp_path / "other").mkdir()
+    with pytest.raises(DataLayoutError, match=r"neither the release layout .* nor a snapshot of the Hugging Face dataset echo840/OCRBench"):
+        list(OCRBench(data_dir=str(tmp_path / "other")).samples())
+
+
+def test_cli_reads_the_cache_and_says_how_to_fill_it(tmp_path: Path, media, capsys) -> None:
+    from evalsuite.cli import main
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in snapshot_predictions().items()))
+    argv = ["run", "--model", f"replay:{preds}", "--tasks", "ocrbench", "--quiet", "--max-error-rate", "1",
+            "--task-arg", "ocrbench.hf=echo840/OCRBench"]
+    assert main([*argv, "--out", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "huggingface-cli download echo840/OCRBench --repo-type dataset" in err
+    make_snapshot(media.hub(tmp_path, "echo840/OCRBench"), make_dataset(tmp_path / "ocr", media), media)
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 0
+    entry = json.loads((tmp_path / "run" / "results.json").read_text())["tasks"]["ocrbench"]
+    assert entry["metrics"]["score_official"] == 3 and entry["args"]["hf"] == "echo840/OCRBench"
+
+
+def test_corrupt_image_bytes_fail_that_row_only(tmp_path: Path, media, run_replay) -> None:
+    import datasets
+
+    good = media.png(tmp_path / "g.png")
+    rows = {"dataset": ["IIIT5K", "svt"], "question": ["q", "q"], "question_type": ["Regular Text Recognition"] * 2,
+            "answer": [["CENTRE"], ["FRIEND"]],
+            "image": [media.cell(good), {"bytes": b"\x89PNG not really", "path": "bad.png"}]}
+    features = datasets.Features({
+        "dataset": datasets.Value("string"), "question": datasets.Value("string"),
+        "question_type": datasets.Value("string"), "answer": datasets.Sequence(datasets.Value("string")),
+        "image": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}})
+    snap = media.snapshot(tmp_path / "snap", "test", rows, features, media={"image": "image"})
+    entry = run_replay("ocrbench", snap, {"test:0": "centre", "test:1": "friend"})
+    assert entry["n_errors"] == 1 and entry["metrics"]["score_official"] == 1
+    lines = [json.loads(x) for x in (tmp_path / "ocrbench-run-0" / "samples" / "ocrbench.jsonl").read_text().splitlines()]
+    bad = next(x for x in lines if x["id"] == "test:1")
+    assert "image file is corrupt" in bad["error"]
+
+
+def test_network_is_blocked_in_these_tests() -> None:
+    import socket
+
+    with pytest.raises(AssertionError, match="network access attempted"):
+        socket.create_connection(("huggingface.co", 443), timeout=1)

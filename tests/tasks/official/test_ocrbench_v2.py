@@ -128,3 +128,88 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
                                                       "text spotting en"]
     assert entry["breakdown"]["group"]["en/mathematical_calculation"]["accuracy"] == pytest.approx(0.8 / 3)
     assert entry["n_errors"] == 5
+
+
+# ---- the Hugging Face snapshot (ling99/OCRBench_v2) -------------------------------------------------
+def make_snapshot(root: Path, release: Path, media) -> Path:
+    """ling99/OCRBench_v2 as lmms-eval's upload script builds it from the release records: answers as
+    text, eval "None" where absent, bbox/bbox_list/content columns, image bytes. Record 16 has no
+    question, which that script cannot upload (it reads ``data[i]["question"]``): it is left out."""
+    import datasets
+
+    rows: dict[str, list] = {k: [] for k in ("id", "dataset_name", "question", "type", "answers", "image", "eval",
+                                             "bbox", "bbox_list", "content")}
+    for rec in RECORDS[:16]:
+        image = release / rec["image_path"]
+        rows["id"].append(int(rec["id"]))
+        rows["dataset_name"].append(rec["dataset_name"])
+        rows["question"].append(rec["question"])
+        rows["type"].append(rec["type"])
+        rows["answers"].append([json.dumps(a) if isinstance(a, dict) else str(a) for a in rec["answers"]])
+        rows["image"].append(media.cell(image) if image.is_file() else {"bytes": None, "path": None})
+        rows["eval"].append(str(rec.get("eval")))
+        rows["bbox"].append(None)
+        rows["bbox_list"].append(None)
+        rows["content"].append(None)
+    features = datasets.Features({
+        "id": datasets.Value("int32"), "dataset_name": datasets.Value("string"), "question": datasets.Value("string"),
+        "type": datasets.Value("string"), "answers": datasets.Sequence(datasets.Value("string")),
+        "image": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")},
+        "eval": datasets.Value("string"), "bbox": datasets.Sequence(datasets.Value("int32")),
+        "bbox_list": datasets.Sequence(datasets.Sequence(datasets.Value("int32"))),
+        "content": datasets.Sequence(datasets.Value("string"))})
+    return media.snapshot(root, "test", rows, features, shards=2, media={"image": "image"})
+
+
+def test_snapshot_scores_equal_release(tmp_path: Path, media, run_replay) -> None:
+    release = make_dataset(tmp_path / "v2", media)
+    snap = make_snapshot(tmp_path / "snap", release, media)
+    samples = list(OCRBenchV2(data_dir=str(snap)).samples())
+    assert [s.id for s in samples] == [str(i) for i in range(16)]
+    errors = {s.id: s.error for s in samples if s.error}
+    assert set(errors) == {"8", "9", "13", "14"}
+    assert "image cell is empty" in errors["14"] and "not supported" in errors["9"]
+    assert samples[15].target == [100.0, 100.0, 300.0, 300.0] and samples[5].metadata["eval"] == "regression"
+    assert samples[0].metadata["eval"] == ""  # "None" in the snapshot
+    rel = run_replay("ocrbench_v2", release, PREDICTIONS)
+    snp = run_replay("ocrbench_v2", snap, PREDICTIONS)
+    assert snp["metrics"] == rel["metrics"] and snp["metrics"]["en/mathematical_calculation"] == pytest.approx(0.8 / 3)
+    scored = {g: {k: v for k, v in m.items() if k not in ("n", "n_errors")}
+              for g, m in rel["breakdown"]["category"].items() if m["n"] > m["n_errors"]}
+    assert {g: {k: v for k, v in snp["breakdown"]["category"][g].items() if k not in ("n", "n_errors")}
+            for g in scored} == scored
+
+    # An unsupported row fails as unsupported, and its image is never written to the cache.
+    png = media.png(tmp_path / "t.png", color=(1, 2, 3))
+    only = media.snapshot(tmp_path / "only", "test", {
+        "id": [0], "dataset_name": ["s"], "question": ["q"], "type": ["text spotting en"], "answers": [["a"]],
+        "image": [media.cell(png)]}, media={"image": "image"})
+    cache = tmp_path / "cache" / "ocrbench_v2" / "media"
+    before = set(cache.rglob("*.*"))
+    assert "not supported" in str(next(iter(OCRBenchV2(data_dir=str(only)).samples())).error)
+    assert set(cache.rglob("*.*")) == before
+
+
+def test_snapshot_from_hub_cache_and_schema_error(tmp_path: Path, media, run_replay) -> None:
+    release = make_dataset(tmp_path / "v2", media)
+    make_snapshot(media.hub(tmp_path, "ling99/OCRBench_v2"), release, media)
+    entry = run_replay("ocrbench_v2", None, PREDICTIONS, hf="ling99/OCRBench_v2")
+    assert entry["metrics"]["score_cn"] == 1.0 and entry["n_samples"] == 16
+    bad = media.snapshot(tmp_path / "bad", "test", {"id": [1], "question": ["q"], "type": ["x"]})
+    with pytest.raises(DataLayoutError, match=r"lacks column\(s\) dataset_name, answers, image \(expected the ling99/OCRBench_v2"):
+        list(OCRBenchV2(data_dir=str(bad)).samples())
+
+
+def test_every_official_task_is_found_by_name_in_a_fresh_interpreter() -> None:
+    """The CLI finds tasks through the lazy catalog; a wrong module path there hides a task."""
+    import os
+    import subprocess
+    import sys
+
+    names = ["ocrbench", "ocrbench_v2", "videomme", "longvideobench", "screenspot", "screenspot_v2",
+             "screenspot_pro", "mmau"]
+    code = ("from evalsuite.registry import TASKS; import evalsuite; "
+            f"print(' '.join(TASKS.get(n).name for n in {names!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == names

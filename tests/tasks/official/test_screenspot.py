@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from evalsuite.task import DataLayoutError, TaskArgError
 from evalsuite.tasks.official.screenspot import ScreenSpot, ScreenSpotV2
@@ -150,3 +152,141 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     assert entry["n_errors"] == 2 and entry["args"]["coords"] == "norm1000"
     pro = run_replay("screenspot_pro", make_pro(tmp_path / "pro", media), PRO_PREDS)
     assert pro["metrics"]["accuracy"] == 0.5 and pro["breakdown"]["group"]["Creative"]["accuracy"] == 0.5
+
+
+# ---- Hugging Face snapshots (rootsautomation/ScreenSpot, HongxinLi/ScreenSpot_v2, TIGER-Lab/ScreenSpot-Pro)
+def _scores(groups: dict) -> dict:
+    """A breakdown's metrics without its sample counts (errored rows may land in other groups)."""
+    return {g: {k: v for k, v in m.items() if k not in ("n", "n_errors")} for g, m in groups.items()
+            if m.get("n", 0) > m.get("n_errors", 0)}
+
+
+def _features(**extra):
+    import datasets
+
+    cols = {"file_name": datasets.Value("string"), "bbox": datasets.Sequence(datasets.Value("float64")),
+            "instruction": datasets.Value("string"), "data_type": datasets.Value("string"),
+            "data_source": datasets.Value("string"),
+            "image": {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}}
+    cols.update(extra)
+    return datasets.Features(cols)
+
+
+def make_screenspot_snapshot(root: Path, release: Path, media) -> Path:
+    """rootsautomation/ScreenSpot's schema from the release records: boxes turned into x1, y1, x2, y2
+    as fractions of the 100 x 50 screenshots, rows in release order (mobile, then web)."""
+    rows: dict[str, list] = {k: [] for k in ("file_name", "bbox", "instruction", "data_type", "data_source", "image")}
+    for name in ("screenspot_mobile.json", "screenspot_web.json"):
+        for rec in json.loads((release / name).read_text()):
+            x, y, w, h = rec["bbox"] if "bbox" in rec else (None,) * 4
+            image = release / "screenspot_imgs" / rec["img_filename"]
+            rows["file_name"].append(rec["img_filename"])
+            rows["bbox"].append(None if x is None else [x / 100, y / 50, (x + w) / 100, (y + h) / 50])
+            rows["instruction"].append(rec["instruction"])
+            rows["data_type"].append(rec["data_type"])
+            rows["data_source"].append(rec.get("data_source", "shop"))
+            rows["image"].append(media.cell(image) if image.is_file() else {"bytes": None, "path": None})
+    return media.snapshot(root, "test", rows, _features(), shards=3, media={"image": "image"})
+
+
+SNAP_PREDS = {f"test:{i}": p for i, p in enumerate(SS_PREDS.values())}  # rows 0-3 mobile, 4 the first web row
+
+
+def test_screenspot_snapshot_scores_equal_release(tmp_path: Path, media, run_replay) -> None:
+    release = make_screenspot(tmp_path / "ss", media)
+    snap = make_screenspot_snapshot(tmp_path / "snap", release, media)
+    task = ScreenSpot(data_dir=str(snap))
+    samples = list(task.samples())
+    assert [s.id for s in samples] == [f"test:{i}" for i in range(7)]
+    errors = {s.id: s.error for s in samples if s.error}
+    assert set(errors) == {"test:5", "test:6"}
+    assert "bbox must be a list" in errors["test:5"] and "image cell is empty" in errors["test:6"]
+    assert samples[0].target == pytest.approx([10.0, 10.0, 30.0, 20.0]) and samples[0].metadata["img_size"] == [100, 50]
+    assert samples[0].metadata["platform"] == "mobile" and samples[4].metadata["platform"] == "web"
+    assert samples[0].metadata["cluster"] == "m.png"
+    rel = run_replay("screenspot", release, SS_PREDS)
+    snp = run_replay("screenspot", snap, SNAP_PREDS)
+    assert snp["metrics"] == rel["metrics"]
+    assert snp["metrics"]["accuracy"] == pytest.approx(3 / 5) and snp["n_errors"] == rel["n_errors"] == 2
+    for key in ("platform_ui", "ui_type"):
+        assert _scores(snp["breakdown"][key]) == _scores(rel["breakdown"][key])
+
+
+def test_screenspot_v2_snapshot_from_hub_cache_in_pixels(tmp_path: Path, media, run_replay) -> None:
+    release = tmp_path / "ss2"
+    media.png(release / "screenspotv2_image" / "d.png", 100, 50)
+    recs = [_rec("d.png", [0.1, 0.2, 0.3, 0.4], "text"), _rec("d.png", [0.1, 0.2, 0.3, 0.4], "icon")]
+    (release / "screenspot_desktop_v2.json").write_text(json.dumps(recs))
+    cell = media.cell(release / "screenspotv2_image" / "d.png")
+    rows = {"file_name": ["d.png"] * 2, "bbox": [[10.0, 10.0, 30.0, 20.0]] * 2, "instruction": ["open d.png"] * 2,
+            "data_type": ["text", "icon"], "data_source": ["windows"] * 2, "image": [cell, cell]}
+    media.snapshot(media.hub(tmp_path, "HongxinLi/ScreenSpot_v2"), "test", rows, _features(), media={"image": "image"})
+    preds = ["(200, 300)", "(350, 300)"]
+    rel = run_replay("screenspot_v2", release, dict(zip(["screenspot_desktop_v2:0", "screenspot_desktop_v2:1"], preds)))
+    snp = run_replay("screenspot_v2", None, dict(zip(["test:0", "test:1"], preds)), hf="HongxinLi/ScreenSpot_v2")
+    assert snp["metrics"] == rel["metrics"] and snp["metrics"]["accuracy"] == 0.5
+    assert snp["breakdown"]["platform_ui"] == rel["breakdown"]["platform_ui"]
+
+
+def make_pro_snapshot(root: Path, release: Path, media, *, ids: list[str] | None = None) -> Path:
+    """TIGER-Lab/ScreenSpot-Pro as lmms-eval reads it, from the release records in file-name order;
+    ``bbox`` and ``img_size`` as JSON text (lmms-eval accepts a list or its text)."""
+    rows: dict[str, list] = {k: [] for k in ("id", "img_filename", "bbox", "img_size", "instruction", "ui_type",
+                                             "group", "application", "platform", "image")}
+    for path in sorted((release / "annotations").glob("*.json")):
+        for rec in json.loads(path.read_text()):
+            image = release / "images" / rec["img_filename"]
+            rows["image"].append(media.cell(image) if image.is_file() else {"bytes": None, "path": None})
+            for k in ("bbox", "img_size"):
+                rows[k].append(json.dumps(rec[k]))
+            for k in ("id", "img_filename", "instruction", "ui_type", "group", "application", "platform"):
+                rows[k].append(rec[k])
+    if ids:
+        rows["id"] = ids
+    return media.snapshot(root, "test", rows, media={"image": "image"})
+
+
+def test_screenspot_pro_snapshot_scores_equal_release(tmp_path: Path, media, run_replay) -> None:
+    release = make_pro(tmp_path / "pro", media)
+    snap = make_pro_snapshot(tmp_path / "snap", release, media)
+    samples = list(ScreenSpotPro(data_dir=str(snap)).samples())
+    assert [s.id for s in samples] == [f"test:{i}" for i in range(6)]  # "dup" repeats: row ids for all
+    errors = {s.id: s.error for s in samples if s.error}
+    assert "image cell is empty" in errors["test:2"] and "bbox has 3 numbers" in errors["test:3"]
+    assert samples[4].metadata["img_size"] == [2000, 1000] and samples[4].metadata["group"] == "Dev"
+    rel_ids = ["photoshop_windows:0", "photoshop_windows:1", "ps_2", "ps_3", "vscode_macos_0", "vscode_macos_1"]
+    snp_preds = {f"test:{rel_ids.index(k)}": v for k, v in PRO_PREDS.items()}
+    rel = run_replay("screenspot_pro", release, PRO_PREDS)
+    snp = run_replay("screenspot_pro", snap, snp_preds)
+    assert snp["metrics"] == rel["metrics"] == {**snp["metrics"], "accuracy": 0.5}
+    # Same scores per group; a snapshot row that fails keeps its group (the release's malformed record has none).
+    assert _scores(snp["breakdown"]["group"]) == _scores(rel["breakdown"]["group"])
+    assert snp["breakdown"]["group"]["Creative"]["n_errors"] == 2
+    uniq = make_pro_snapshot(tmp_path / "uniq", release, media, ids=[f"pro_{i}" for i in range(6)])
+    assert [s.id for s in ScreenSpotPro(data_dir=str(uniq)).samples()] == [f"pro_{i}" for i in range(6)]
+
+
+def test_grounding_snapshot_schema_error(tmp_path: Path, media) -> None:
+    snap = media.snapshot(tmp_path / "s", "test", {"instruction": ["x"], "data_type": ["text"]})
+    with pytest.raises(DataLayoutError, match=r"lacks column\(s\) image, bbox, data_source \(expected the rootsautomation/ScreenSpot schema"):
+        list(ScreenSpot(data_dir=str(snap)).samples())
+    with pytest.raises(DataLayoutError, match=r"lacks column\(s\) image, bbox \(expected the TIGER-Lab/ScreenSpot-Pro"):
+        list(ScreenSpotPro(data_dir=str(snap)).samples())
+    with pytest.raises(DataLayoutError, match="huggingface-cli download HongxinLi/ScreenSpot_v2 --repo-type dataset"):
+        list(ScreenSpotV2(hf="HongxinLi/ScreenSpot_v2").samples())
+
+
+@given(st.lists(st.floats(min_value=-5, max_value=5000, allow_nan=False), min_size=4, max_size=4))
+def test_parse_box_reads_lists_and_their_json_text_alike(box: list[float]) -> None:
+    from evalsuite.tasks.official._grounding import all_normalized, parse_box
+
+    assert parse_box(box) == parse_box(json.dumps(box)) == box
+    assert all_normalized([box, json.dumps(box)]) == all(0 <= v <= 1 for v in box)
+
+
+def test_damaged_shard_is_one_layout_error(tmp_path: Path) -> None:
+    (tmp_path / "s" / "data").mkdir(parents=True)
+    (tmp_path / "s" / "data" / "test-00000-of-00001.parquet").write_bytes(b"PAR1 not a parquet file\nreally")
+    with pytest.raises(DataLayoutError, match=r"cannot read parquet .*test-00000-of-00001\.parquet") as e:
+        list(ScreenSpot(data_dir=str(tmp_path / "s")).samples())
+    assert "\n" not in str(e.value)

@@ -90,3 +90,49 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     assert entry["metrics"]["n_unparsed"] == 2
     assert entry["breakdown"]["duration"]["long"]["accuracy"] == 1.0
     assert entry["media"] == {"fps": 1.0, "max_frames": 64, "evs_q": 0.0}
+
+
+# ---- the snapshot built with datasets, from the HF cache, with the videos elsewhere ----------------
+def _snapshot_rows() -> dict[str, list]:
+    return {k: [r[k] for r in ROWS] for k in ROWS[0]}
+
+
+def test_snapshot_from_hub_cache_with_lmms_eval_video_folder(tmp_path: Path, media, run_replay) -> None:
+    import os
+
+    snap = media.hub(tmp_path, "lmms-lab/Video-MME")
+    media.snapshot(snap, "test", _snapshot_rows(), folder="videomme", shards=2)
+    (snap / "videos_chunked_01.zip").write_bytes(b"PK")
+    with pytest.raises(DataLayoutError, match=r"unzip .*videos_chunked_\*\.zip"):
+        list(VideoMME(hf="lmms-lab/Video-MME").samples())
+    extracted = Path(os.environ["HF_HOME"]) / "videomme"  # where lmms-eval unzips them
+    media.mp4(extracted / "data" / "v1.mp4")
+    media.mp4(extracted / "data" / "v2.mp4")
+    rel = run_replay("videomme", make_dataset(tmp_path / "vmme", media), PREDICTIONS)
+    snp = run_replay("videomme", None, PREDICTIONS, hf="lmms-lab/Video-MME")
+    assert snp["metrics"] == rel["metrics"] and snp["metrics"]["accuracy"] == pytest.approx(2 / 3)
+    assert snp["breakdown"] == rel["breakdown"]
+    task = VideoMME(hf="lmms-lab/Video-MME")
+    assert next(iter(task.samples())).media[0].path == str(extracted / "data" / "v1.mp4")
+
+
+def test_media_dir_and_data_shards(tmp_path: Path, media) -> None:
+    root = media.snapshot(tmp_path / "snap", "test", _snapshot_rows())  # data/test-00000-of-00001.parquet
+    with pytest.raises(DataLayoutError, match="media_dir not found"):
+        list(VideoMME(data_dir=str(root), media_dir=str(tmp_path / "nowhere")).samples())
+    media.mp4(tmp_path / "videos" / "v1.mp4")
+    (tmp_path / "subtitle").mkdir()
+    (tmp_path / "subtitle" / "v1.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nHi\n")
+    samples = list(VideoMME(data_dir=str(root), media_dir=str(tmp_path / "videos"), duration="short",
+                            subtitles="true").samples())
+    assert [s.error for s in samples] == [None, None, None]
+    assert samples[0].media[0].path == str(tmp_path / "videos" / "v1.mp4")
+    assert samples[0].messages[0].text.startswith("This video's subtitles are listed below:\nHi\n")
+
+
+def test_snapshot_schema_error(tmp_path: Path, media) -> None:
+    rows = {k: v for k, v in _snapshot_rows().items() if k not in ("question_id", "options")}
+    root = media.snapshot(tmp_path / "s", "test", rows, folder="videomme")
+    (root / "data").mkdir(exist_ok=True)
+    with pytest.raises(DataLayoutError, match=r"lacks column\(s\) question_id, options \(expected the lmms-lab/Video-MME"):
+        list(VideoMME(data_dir=str(root)).samples())
