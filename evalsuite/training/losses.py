@@ -173,3 +173,78 @@ def ctc_answer_loss(model: OmniModel, logp: torch.Tensor, out_len: torch.Tensor,
     loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
                       torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
     return loss, sum(len(t) for t in targets)
+
+
+class VideoStateHead(torch.nn.Module):
+    """The dense video objective's readout: one tubelet's video tokens (before EVS, before the LM),
+    flattened, through one linear layer to, for each of the tubelet's frames, every cell's colour and
+    shape (or empty), the counter digit and the caption word (`sources.video_state_targets`). It
+    lives in the training state only, never in the checkpoint."""
+
+    def __init__(self, n_tokens: int, width: int, tubelet: int) -> None:
+        from evalsuite.training.sources import VIDEO_CELLS, video_classes
+
+        super().__init__()
+        self.n_tokens, self.tubelet, self.classes = n_tokens, tubelet, video_classes()
+        c = self.classes
+        self.per_frame = VIDEO_CELLS * (c["colour"] + c["shape"]) + c["counter"] + c["caption"]
+        self.out = torch.nn.Linear(n_tokens * width, tubelet * self.per_frame)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tubelet tokens (T, n, D) → logits: colour and shape (T, k, cells, C), counter and caption (T, k, C)."""
+        from evalsuite.training.sources import VIDEO_CELLS
+
+        if tokens.shape[1] != self.n_tokens:
+            raise ValueError(f"video state head reads {self.n_tokens} tokens per tubelet, got {tokens.shape[1]} "
+                             "(clips of another frame size)")
+        c = self.classes
+        y = self.out(tokens.float().flatten(1)).view(tokens.shape[0], self.tubelet, self.per_frame)
+        colour, shape, counter, caption = y.split([VIDEO_CELLS * c["colour"], VIDEO_CELLS * c["shape"],
+                                                   c["counter"], c["caption"]], -1)
+        return {"colour": colour.unflatten(-1, (VIDEO_CELLS, c["colour"])),
+                "shape": shape.unflatten(-1, (VIDEO_CELLS, c["shape"])), "counter": counter, "caption": caption}
+
+
+def video_state_head(model: OmniModel, seed: int, stage_index: int) -> VideoStateHead:
+    """The head for the videoqa frames' tubelets (their 96x64 canvas sets the patch grid), seeded by
+    (seed, stage) like `ctc_head`."""
+    from evalsuite.model.video import frame_grid
+    from evalsuite.tasks.gen.video import BASE_H, BASE_W
+
+    cfg = model.config.video
+    gh, gw = frame_grid(BASE_H, BASE_W, cfg)
+    m = cfg.vision.merge
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + stage_index)
+        head = VideoStateHead((gh // m) * (gw // m), cfg.vision.lm_hidden, cfg.tubelet)
+    return head.to(model.device)
+
+
+def video_state_loss(model: OmniModel, head: VideoStateHead, examples: Sequence[Example]
+                     ) -> tuple[torch.Tensor, int]:
+    """Cross-entropy of `VideoStateHead` against each ``video-dense`` example's per-tubelet labels:
+    the mean over cells of the colour and shape losses plus the counter's and the caption's, per
+    tubelet frame, averaged; and the number of tubelets. The clips of one frame grid go through the
+    tubelet embedding and the vision transformer together (one call per grid)."""
+    from evalsuite.training.sources import VIDEO_CELLS
+
+    by_grid: dict[Any, list[Example]] = {}
+    for ex in examples:
+        if ex.targets is None:
+            raise ValueError(f"the video state loss needs video-dense examples, got a {ex.source!r} one")
+        by_grid.setdefault(tuple(ex.media[0].grid), []).append(ex)
+    total = torch.zeros((), device=model.device)
+    count = 0
+    for grid, group in by_grid.items():
+        pixels = torch.cat([ex.media[0].pixels for ex in group]).to(model.device)
+        tokens = model.video.encode_tubelets(pixels, grid)  # (ΣT, n, D)
+        targets = torch.cat([ex.targets for ex in group]).to(model.device)  # (ΣT, k, 2 cells + 2)
+        out = head(tokens)
+        cells = F.cross_entropy(out["colour"].flatten(0, 2), targets[..., :VIDEO_CELLS].flatten(), reduction="sum") \
+            + F.cross_entropy(out["shape"].flatten(0, 2), targets[..., VIDEO_CELLS:2 * VIDEO_CELLS].flatten(),
+                              reduction="sum")
+        rest = F.cross_entropy(out["counter"].flatten(0, 1), targets[..., -2].flatten(), reduction="sum") \
+            + F.cross_entropy(out["caption"].flatten(0, 1), targets[..., -1].flatten(), reduction="sum")
+        total = total + cells / VIDEO_CELLS + rest
+        count += targets.shape[0] * targets.shape[1]
+    return total / max(1, count), count // head.tubelet

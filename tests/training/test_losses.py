@@ -122,3 +122,33 @@ def test_image_ctc_loss_falls_on_rendered_lines(pools):
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_video_state_head_reads_each_tubelet_and_its_loss_falls_on_a_fixed_batch(pools):
+    """The dense video objective: per tubelet frame, every cell's colour and shape, the counter and
+    the caption, read off the tokens before EVS; a few steps on four fresh videos overfit them."""
+    torch.manual_seed(0)
+    model = build_omni("tiny", seed=0)
+    head = L.video_state_head(model, seed=0, stage_index=18)
+    assert torch.equal(head.out.weight, L.video_state_head(model, seed=0, stage_index=18).out.weight)
+    fixed = [S.make_example(pools, "video-dense", random.Random(i)) for i in range(4)]
+    media = fixed[0].media[0]
+    out = head(model.video.encode_tubelets(media.pixels, media.grid))
+    t = media.pixels.shape[0] // 2
+    assert out["colour"].shape == (t, 2, S.VIDEO_CELLS, 9) and out["caption"].shape == (t, 2, 25)
+    loss, n = L.video_state_loss(model, head, fixed)
+    assert n == sum(e.targets.shape[0] for e in fixed)
+    loss.backward()
+    assert model.video.tubelet_embed.proj.weight.grad is not None
+    assert all(p.grad is None for p in model.lm.parameters())
+    params = list(model.video.tubelet_embed.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    first = loss.item()
+    for _ in range(25):
+        loss, _ = L.video_state_loss(model, head, fixed)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * first
+    with pytest.raises(ValueError, match="video-dense examples"):
+        L.video_state_loss(model, head, [S.make_example(pools, "line", random.Random(0))])
