@@ -31,6 +31,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes making the next steps' examples (the same examples; 0: in the loop's process)")
     p.add_argument("--bench", action="store_true", help="write the per-stage table to BENCHMARKS.md")
     p.add_argument("--stop-after", type=int, default=None,
                    help="save a resumable state and exit after this many steps (resume by running again)")
@@ -48,7 +50,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     steps = {k: max(1, int(round(v * a.steps_scale))) for k, v in steps.items()}
     args = TrainArgs(preset=a.preset, out=a.out, seed=a.seed, batch=a.batch, lr=a.lr, stages=stages, steps=steps,
                      eval_n=a.eval_n, save_every=a.save_every, device=a.device, threads=a.threads, bench=a.bench,
-                     curriculum=a.curriculum, init=a.init, time_pos=a.time_pos)
+                     curriculum=a.curriculum, init=a.init, time_pos=a.time_pos,
+                     workers=a.workers)
     return args, a.stop_after
 
 

@@ -28,7 +28,8 @@ from evalsuite.model.omni import OmniModel, build_omni
 from evalsuite.training.curriculum import (CURRICULA, DEFAULT_STEPS, EVAL_TASKS, STAGE_NAMES,
                                            frozen_prefixes, lr_at, stage_named)
 from evalsuite.training.losses import batch_loss, ctc_batch_loss, ctc_head, video_state_head, video_state_loss
-from evalsuite.training.sources import Pools, step_examples
+from evalsuite.training.feed import StepFeed
+from evalsuite.training.sources import Pools
 
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
@@ -52,6 +53,7 @@ class TrainArgs:
     device: str = "cpu"
     threads: int = 0
     bench: bool = False
+    workers: int = 0  # processes making the next steps' examples (`feed.StepFeed`); 0: the loop's own
     pool_sizes: dict[str, int] = field(default_factory=dict)
     # ``curriculum``: the stage list the names come from (`curriculum.CURRICULA`). ``init``: a finished
     # run's checkpoint directory to start from (its ``history.json`` says which stages it ran; they
@@ -67,7 +69,7 @@ class TrainArgs:
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the run it continues."""
         return {k: v for k, v in asdict(self).items() if k not in ("out", "eval_n", "save_every", "device",
-                                                                 "threads", "bench")}
+                                                                 "threads", "bench", "workers")}
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -197,6 +199,15 @@ def resolve_device(name: str) -> torch.device:
 def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Run (or resume) the curriculum in ``args.out``; returns the history. ``stop_after``: save a
     resumable state and return after that many steps of this call (a time-boxed session)."""
+    feeds: list[StepFeed] = []
+    try:
+        return _train(args, progress, stop_after, feeds)
+    finally:
+        for feed in feeds:  # its worker processes end with the run
+            feed.close()
+
+
+def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[StepFeed]) -> dict[str, Any]:
     from tqdm import tqdm
 
     if args.threads:
@@ -224,6 +235,8 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
             print(f"resuming {out} at stage {args.stages[start_stage] if start_stage < len(args.stages) else 'done'} "
                   f"step {start_step}", file=sys.stderr)
     pools = Pools(model.config, args.pool_sizes)
+    feed = StepFeed(pools, args.seed, args.batch, args.workers)
+    feeds.append(feed)
     global_step = sum(args.steps_of(s) for s in args.stages[:start_stage]) + start_step
     steps_before = global_step
     for k in range(start_stage, len(args.stages)):
@@ -262,7 +275,7 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
                    initial=first, total=total)
         t0, seen, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
         for step in bar:
-            examples = step_examples(pools, args.seed, k, step, stage, total, args.batch)
+            examples = feed.step(k, step, stage, total)
             for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
                 group["lr"] = lr_at(step, total, args.lr)
             loss, _ = (batch_loss(model, examples) if head is None

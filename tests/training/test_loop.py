@@ -222,3 +222,17 @@ def test_v2_starts_from_a_finished_run_and_its_dense_video_stage_trains_only_the
         loop.train(dataclasses.replace(args, out=str(tmp_path / "x"), stages=("video-dense",)), progress=False)
     with pytest.raises(SystemExit, match="unknown stage"):
         loop.train(dataclasses.replace(args, curriculum="v1"), progress=False)
+
+
+@pytest.mark.slow
+def test_a_run_with_data_workers_takes_exactly_the_steps_of_one_without(tmp_path):
+    """`workers` only moves where examples are made: the weights equal those of the in-process run,
+    resumed part-way or not."""
+    torch.set_num_threads(1)
+    common = dict(stages=("text", "video"), steps={"text": 2, "video": 2}, batch=2, eval_n=0, save_every=100,
+                  pool_sizes=SMALL_POOLS)
+    loop.train(loop.TrainArgs(out=str(tmp_path / "a"), **common), progress=False)
+    part = loop.TrainArgs(out=str(tmp_path / "b"), workers=2, **common)
+    loop.train(part, progress=False, stop_after=3)
+    loop.train(part, progress=False)
+    assert weights.weights_sha256(tmp_path / "a") == weights.weights_sha256(tmp_path / "b")
