@@ -8,7 +8,9 @@ the LM's answer loss. The learning rate warms up, holds and decays over the last
 stage (`lr_at`). Why each stage exists and what it measured: docs/training.md.
 
 The committed checkpoint (`evalsuite/model/checkpoints/tiny`) is this curriculum run with seed 0,
-batch 16 and learning rate 2e-3; its ``history.json`` records the stages and steps it ran.
+batch 16 and learning rate 2e-3; its ``history.json`` records the stages and steps it ran. A v2
+curriculum (`V2_STAGES`, `CURRICULA`) appends the video stages: the dense per-tubelet objective, then
+videoqa on fresh videos; `STAGES` and `CURRICULUM` stay the committed run's.
 """
 
 from __future__ import annotations
@@ -147,12 +149,12 @@ V2_STAGES: tuple[Stage, ...] = (
           about="the tubelet embedding, inflated again from the trained patch embedding, trained alone on fresh "
                 "videos to make each tubelet's tokens tell every cell's colour and shape, the counter and the "
                 "caption (a linear readout of the tokens the LM sees; the shared vision encoder stays frozen)"),
-    Stage("video-align", 3000, {"videoqa-fresh": (6, 6), "choose": (1, 0.5), "text:videoqa": (0.5, 0.5),
-                                "docqa-wide": (2, 2), "gui-wide": (1, 1), "audioqa": (1, 1),
-                                "text:docqa-wide": (0.25, 0.25), "text:audioqa": (0.25, 0.25)},
+    Stage("video-align", 3000, {"videoqa-fresh": (6, 6), "choose": (1, 0.5), "docqa-fresh": (2, 2),
+                                "gui-fresh": (1, 1), "audioqa": (1, 1), "text:audioqa": (0.25, 0.25)},
           frozen=ENCODERS + ("video.tubelet_embed.",), introduces=("video.time_pos",),
           about="videoqa on fresh videos with the video tokens frozen, the choose bridge for the letter, "
-                "the time index (`VideoConfig.time_pos`, where the model has one) trained; the others replayed"),
+                "the time index (`VideoConfig.time_pos`, where the model has one) trained; docqa and gui replayed "
+                "from fresh items, audioqa from its pool"),
 )
 CURRICULA: dict[str, tuple[Stage, ...]] = {"v1": CURRICULUM, "v2": CURRICULUM + V2_STAGES}
 V2_ONLY: dict[str, Stage] = {s.name: s for s in V2_STAGES}

@@ -5,6 +5,9 @@ Determinism: the examples of step ``s`` of stage ``k`` are a pure function of (s
 (``train_state.pt``, written atomically every ``--save-every`` steps and at each stage's end) takes
 exactly the steps an uninterrupted run would. A finished run can be extended: stages may be appended,
 and the run resumes after the ones it has run; those stages and their steps may not change.
+A new run may also start from a finished run's checkpoint (``init``: its weights, after the stages
+its history says it ran), which is how a v2 curriculum continues the committed checkpoint. With
+``workers`` the examples are made ahead in worker processes (`evalsuite.training.feed`): the same ones.
 
 After each stage the checkpoint (``model.safetensors`` + ``config.json``, `evalsuite.model.weights.save`)
 is evaluated through the harness itself (the ``bf16`` model on each task's eval split, ``eval_n``
