@@ -31,6 +31,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     p.add_argument("--save-every", type=int, default=200)
     p.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--batch-video", action="store_true",
+                   help="encode a step's video clips in one call per frame grid (the same tokens up to rounding)")
     p.add_argument("--workers", type=int, default=0,
                    help="processes making the next steps' examples (the same examples; 0: in the loop's process)")
     p.add_argument("--bench", action="store_true", help="write the per-stage table to BENCHMARKS.md")
@@ -51,7 +53,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     args = TrainArgs(preset=a.preset, out=a.out, seed=a.seed, batch=a.batch, lr=a.lr, stages=stages, steps=steps,
                      eval_n=a.eval_n, save_every=a.save_every, device=a.device, threads=a.threads, bench=a.bench,
                      curriculum=a.curriculum, init=a.init, time_pos=a.time_pos,
-                     workers=a.workers)
+                     workers=a.workers, batch_video=a.batch_video)
     return args, a.stop_after
 
 

@@ -65,6 +65,9 @@ class TrainArgs:
     curriculum: str = "v1"
     init: str = ""
     time_pos: int = 0
+    # ``batch_video``: a step's video clips go through the video encoder in one call per frame grid
+    # (`losses.encode_videos`; the same tokens up to float rounding, so it is part of the fingerprint).
+    batch_video: bool = False
 
     def steps_of(self, stage: str) -> int:
         return self.steps.get(stage, stage_named(stage).steps)
@@ -105,7 +108,7 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved, now = dict(state.get("args") or {}), args.fingerprint()
-    for key in ("curriculum", "init", "time_pos"):  # runs written before these settings had their defaults
+    for key in ("curriculum", "init", "time_pos", "batch_video"):  # runs written before these settings had their defaults
         saved.setdefault(key, getattr(TrainArgs, key))
     # What is still to come may change on resume (the steps of stages not begun, and the stages after
     # them: a finished run can be extended with more); the stages already run, or under way, and their
@@ -281,7 +284,7 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
             examples = feed.step(k, step, stage, total)
             for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
                 group["lr"] = lr_at(step, total, args.lr)
-            loss, _ = (batch_loss(model, examples) if head is None
+            loss, _ = (batch_loss(model, examples, batch_video=args.batch_video) if head is None
                        else video_state_loss(model, head, examples) if spec.encoder == "video"
                        else ctc_batch_loss(model, head, examples, spec.encoder))
             opt.zero_grad(set_to_none=True)

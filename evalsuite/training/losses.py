@@ -45,17 +45,50 @@ def example_ids(tok: Any, ex: Example) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
-def encode_rows(model: OmniModel, examples: Sequence[Example]) -> list[tuple[torch.Tensor, list[int]]]:
-    """Each example → (inputs_embeds row [T, D] with encoder outputs at its media placeholders, labels)."""
+def encode_videos(model: OmniModel, media: Sequence[Any]) -> list[torch.Tensor]:
+    """The tokens `OmniModel._encode` gives each video clip (after EVS, with the time index where the
+    model has one), the clips of one frame grid going through the tubelet embedding and the vision
+    transformer in one call instead of one call each."""
+    from evalsuite.model.omni import _evs_rate_of
+    from evalsuite.model.video import apply_evs, evs_keep_mask, feature_change, pixel_change, time_features
+
+    video = model.video
+    cfg = video.cfg
+    m = cfg.vision.merge
+    out: list[torch.Tensor | None] = [None] * len(media)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, clip in enumerate(media):
+        groups.setdefault(tuple(clip.grid), []).append(i)
+    for grid, idx in groups.items():
+        pixels = [media[i].pixels.to(model.device) for i in idx]
+        tokens = video.encode_tubelets(torch.cat(pixels), grid)  # (ΣT, n, lm_hidden)
+        for i, px, tok in zip(idx, pixels, tokens.split([p.shape[0] // cfg.tubelet for p in pixels])):
+            change = pixel_change(px, grid, cfg) if cfg.evs_metric == "pixel" else feature_change(tok)
+            keep = evs_keep_mask(change, _evs_rate_of(media[i], model.config))
+            if cfg.time_pos:
+                when = time_features(tok.shape[0], cfg.time_pos, tok.device, tok.dtype)
+                tok = tok + (when @ video.time_pos.to(tok.dtype))[:, None, :]
+            out[i] = apply_evs(tok, keep, (grid[0] // m, grid[1] // m))[0]
+    return [t for t in out if t is not None]
+
+
+def encode_rows(model: OmniModel, examples: Sequence[Example], batch_video: bool = False
+                ) -> list[tuple[torch.Tensor, list[int]]]:
+    """Each example → (inputs_embeds row [T, D] with encoder outputs at its media placeholders, labels).
+    With ``batch_video`` the batch's video clips are encoded together (`encode_videos`)."""
     tok = model.tokenizer
     emb_layer = model.lm.backbone.embeddings
     out: list[tuple[torch.Tensor, list[int]]] = []
+    clips = [m for ex in examples for m in ex.media if m.kind == "video"] if batch_video else []
+    ready = {id(m): t for m, t in zip(clips, encode_videos(model, clips) if clips else [])}
     for ex in examples:
         ids, lab = example_ids(tok, ex)
         row = emb_layer(torch.tensor(ids, dtype=torch.long, device=model.device))  # [T, D]
         if ex.media:
             spans = tok.media_spans(ids)
-            encoded = model._encode(ex.media)
+            others = [m for m in ex.media if id(m) not in ready]
+            rest = iter(model._encode(others) if others else [])
+            encoded = [ready[id(m)] if id(m) in ready else next(rest) for m in ex.media]
             pieces, at = [], 0
             for span, tokens in zip(spans, encoded):
                 if tokens.shape[0] != span.length:
@@ -95,13 +128,15 @@ def length_groups(lengths: Sequence[int], ratio: float = 0.7) -> list[list[int]]
     return groups
 
 
-def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = True) -> tuple[torch.Tensor, int]:
+def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = True, batch_video: bool = False
+               ) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the answer tokens of a batch, and how many there were.
 
     With ``bucket`` the batch runs as micro-batches of similar length (`length_groups`): the same
     loss as one right-padded batch (padding sits after every real token, and the model is causal),
-    without paying for padding a long text-form example up to everything else."""
-    rows = encode_rows(model, examples)
+    without paying for padding a long text-form example up to everything else. ``batch_video``: the
+    batch's video clips are encoded in one call per frame grid (`encode_videos`)."""
+    rows = encode_rows(model, examples, batch_video)
     groups = length_groups([r.shape[0] for r, _ in rows]) if bucket else [list(range(len(rows)))]
     total = torch.zeros((), device=model.device)
     count = 0
