@@ -8,7 +8,9 @@ the LM's answer loss. The learning rate warms up, holds and decays over the last
 stage (`lr_at`). Why each stage exists and what it measured: docs/training.md.
 
 The committed checkpoint (`evalsuite/model/checkpoints/tiny`) is this curriculum run with seed 0,
-batch 16 and learning rate 2e-3; its ``history.json`` records the stages and steps it ran.
+batch 16 and learning rate 2e-3; its ``history.json`` records the stages and steps it ran. A v2
+curriculum (`V2_STAGES`, `CURRICULA`) appends the video stages: the dense per-tubelet objective, then
+videoqa on fresh videos; `STAGES` and `CURRICULUM` stay the committed run's.
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ class Stage:
     """One stage of the curriculum.
 
     ``mix``: source -> (weight at the stage's start, weight at its end). ``encoder``: ``"audio"`` or
-    ``"image"`` for a stage that trains that encoder alone with CTC. ``reinit``: parameter prefixes
+    ``"image"`` for a stage that trains that encoder alone with CTC, ``"video"`` for one that trains
+    the video tokens alone with the dense per-tubelet state objective (`losses.video_state_loss`).
+    ``reinflate``: the tubelet embedding is inflated again from the current image patch embedding
+    when the stage begins. ``reinit``: parameter prefixes
     reset to their initial values (those of `build_omni` with the run's seed) when the stage begins.
     ``frozen``: parameter prefixes the stage does not train. ``head_warmup``: steps at the start of
     an encoder stage in which only its new CTC head learns (the encoder it continues is a trained
@@ -49,11 +54,13 @@ class Stage:
     frozen: tuple[str, ...] = ()
     head_warmup: int = 0
     introduces: tuple[str, ...] = field(default=())
+    reinflate: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mix", MappingProxyType(dict(self.mix)))
-        if self.encoder not in (None, "audio", "image"):
-            raise ValueError(f"stage {self.name}: encoder must be 'audio', 'image' or None, got {self.encoder!r}")
+        if self.encoder not in (None, "audio", "image", "video"):
+            raise ValueError(f"stage {self.name}: encoder must be 'audio', 'image', 'video' or None, "
+                             f"got {self.encoder!r}")
 
     def weights(self, progress: float) -> dict[str, float]:
         """Mixture weights at ``progress`` in [0, 1] (linear from start to end)."""
@@ -132,19 +139,45 @@ STAGES: dict[str, Stage] = {s.name: s for s in CURRICULUM}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 DEFAULT_STEPS: dict[str, int] = {s.name: s.steps for s in CURRICULUM}
 
+# The video stages of a v2 curriculum, run after `CURRICULUM` (``python -m evalsuite.training
+# --curriculum v2``, which extends a finished v1 run or starts from a v1 checkpoint with ``--init``).
+# Not yet run: their steps are estimates, not measured choices.
+VIDEO_PARTS: tuple[str, ...] = VISION_ENCODER + ("vision.projector.", "vision.token_pos")
+V2_STAGES: tuple[Stage, ...] = (
+    Stage("video-dense", 3000, {"video-dense": (1, 1)}, encoder="video", reinflate=True,
+          frozen=VIDEO_PARTS,
+          about="the tubelet embedding, inflated again from the trained patch embedding, trained alone on fresh "
+                "videos to make each tubelet's tokens tell every cell's colour and shape, the counter and the "
+                "caption (a linear readout of the tokens the LM sees; the shared vision encoder stays frozen)"),
+    Stage("video-align", 3000, {"videoqa-fresh": (6, 6), "choose": (1, 0.5), "docqa-fresh": (2, 2),
+                                "gui-fresh": (1, 1), "audioqa": (1, 1), "text:audioqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",), introduces=("video.time_pos",),
+          about="videoqa on fresh videos with the video tokens frozen, the choose bridge for the letter, "
+                "the time index (`VideoConfig.time_pos`, where the model has one) trained; docqa and gui replayed "
+                "from fresh items, audioqa from its pool"),
+)
+CURRICULA: dict[str, tuple[Stage, ...]] = {"v1": CURRICULUM, "v2": CURRICULUM + V2_STAGES}
+V2_ONLY: dict[str, Stage] = {s.name: s for s in V2_STAGES}
 
-def frozen_prefixes(name: str) -> tuple[str, ...]:
+
+def stage_named(name: str) -> Stage:
+    """The stage ``name`` of any curriculum (names are unique across them)."""
+    return STAGES[name] if name in STAGES else V2_ONLY[name]
+
+
+def frozen_prefixes(name: str, curriculum: str = "v1") -> tuple[str, ...]:
     """The parameter prefixes stage ``name`` keeps frozen: its own ``frozen`` and what every later
-    stage of `CURRICULUM` ``introduces`` (held at its zero start until the stage that trains it, so
-    that a run from scratch trains exactly what the committed run trained)."""
-    stage = STAGES[name]
-    later = CURRICULUM[STAGE_NAMES.index(name) + 1:]
-    return stage.frozen + tuple(p for s in later for p in s.introduces)
+    stage of the ``curriculum`` ``introduces`` (held at its zero start until the stage that trains
+    it, so that a run from scratch trains exactly what the committed run trained)."""
+    stages = CURRICULA[curriculum]
+    names = [s.name for s in stages]
+    later = stages[names.index(name) + 1:]
+    return stage_named(name).frozen + tuple(p for s in later for p in s.introduces)
 
 
 def stage_weights(stage: str, progress: float) -> dict[str, float]:
     """Mixture weights of ``stage`` at ``progress`` in [0, 1] (linear from start to end)."""
-    return STAGES[stage].weights(progress)
+    return stage_named(stage).weights(progress)
 
 
 def step_sources(seed: int, stage_index: int, step: int, stage: str, total: int, batch: int) -> list[str]:

@@ -5,6 +5,9 @@ Determinism: the examples of step ``s`` of stage ``k`` are a pure function of (s
 (``train_state.pt``, written atomically every ``--save-every`` steps and at each stage's end) takes
 exactly the steps an uninterrupted run would. A finished run can be extended: stages may be appended,
 and the run resumes after the ones it has run; those stages and their steps may not change.
+A new run may also start from a finished run's checkpoint (``init``: its weights, after the stages
+its history says it ran), which is how a v2 curriculum continues the committed checkpoint. With
+``workers`` the examples are made ahead in worker processes (`evalsuite.training.feed`): the same ones.
 
 After each stage the checkpoint (``model.safetensors`` + ``config.json``, `evalsuite.model.weights.save`)
 is evaluated through the harness itself (the ``bf16`` model on each task's eval split, ``eval_n``
@@ -25,9 +28,11 @@ from typing import Any, Sequence
 import torch
 
 from evalsuite.model.omni import OmniModel, build_omni
-from evalsuite.training.curriculum import DEFAULT_STEPS, EVAL_TASKS, STAGE_NAMES, STAGES, frozen_prefixes, lr_at
-from evalsuite.training.losses import batch_loss, ctc_batch_loss, ctc_head
-from evalsuite.training.sources import Pools, step_examples
+from evalsuite.training.curriculum import (CURRICULA, DEFAULT_STEPS, EVAL_TASKS, STAGE_NAMES,
+                                           frozen_prefixes, lr_at, stage_named)
+from evalsuite.training.losses import batch_loss, ctc_batch_loss, ctc_head, video_state_head, video_state_loss
+from evalsuite.training.feed import StepFeed
+from evalsuite.training.sources import Pools
 
 STATE_FILE = "train_state.pt"
 HISTORY_FILE = "history.json"
@@ -51,12 +56,26 @@ class TrainArgs:
     device: str = "cpu"
     threads: int = 0
     bench: bool = False
+    workers: int = 0  # processes making the next steps' examples (`feed.StepFeed`); 0: the loop's own
     pool_sizes: dict[str, int] = field(default_factory=dict)
+    # ``curriculum``: the stage list the names come from (`curriculum.CURRICULA`). ``init``: a finished
+    # run's checkpoint directory to start from (its ``history.json`` says which stages it ran; they
+    # must be the first of ``stages``), instead of fresh weights. ``time_pos``: with ``init``, the
+    # video time index width to give the model (0: as the checkpoint has it); it starts at zero.
+    curriculum: str = "v1"
+    init: str = ""
+    time_pos: int = 0
+    # ``batch_video``: a step's video clips go through the video encoder in one call per frame grid
+    # (`losses.encode_videos`; the same tokens up to float rounding, so it is part of the fingerprint).
+    batch_video: bool = False
+
+    def steps_of(self, stage: str) -> int:
+        return self.steps.get(stage, stage_named(stage).steps)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the run it continues."""
         return {k: v for k, v in asdict(self).items() if k not in ("out", "eval_n", "save_every", "device",
-                                                                 "threads", "bench")}
+                                                                 "threads", "bench", "workers")}
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
@@ -89,6 +108,8 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved, now = dict(state.get("args") or {}), args.fingerprint()
+    for key in ("curriculum", "init", "time_pos", "batch_video"):  # runs written before these settings had their defaults
+        saved.setdefault(key, getattr(TrainArgs, key))
     # What is still to come may change on resume (the steps of stages not begun, and the stages after
     # them: a finished run can be extended with more); the stages already run, or under way, and their
     # steps may not.
@@ -146,23 +167,71 @@ def bench_table(history: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int, dict[str, Any] | None]:
+    """The model a run starts from: fresh weights (`build_omni` with the run's seed), or the
+    checkpoint ``args.init`` (its config, with ``args.time_pos`` where given; a parameter the
+    checkpoint lacks must be one built as zeros) with the stage to start at and its history."""
+    if not args.init:
+        return build_omni(args.preset, seed=args.seed, device=device).train(), 0, None
+    import dataclasses
+
+    from evalsuite.model import weights
+
+    init = Path(args.init)
+    loaded = weights.load(init)
+    cfg = loaded.config
+    if args.time_pos:
+        cfg = dataclasses.replace(cfg, video=dataclasses.replace(cfg.video, time_pos=args.time_pos))
+    model = build_omni(cfg, seed=args.seed, device=device)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    if unexpected or any(torch.count_nonzero(model.state_dict()[k]) for k in missing):
+        raise SystemExit(f"--init {init}: its weights do not fit the model (missing {missing[:5]}, unexpected "
+                         f"{unexpected[:5]}); only parameters that start at zero may be new")
+    history = json.loads((init / HISTORY_FILE).read_text())
+    done = list(history.get("done") or [])
+    if not done or list(args.stages[:len(done)]) != done:
+        raise SystemExit(f"--init {init}: it ran stages {done}; expected them as the first of {list(args.stages)}")
+    history["init"] = {"from": str(init), "sha256": weights.weights_sha256(init)}
+    return model.to(device).train(), len(done), history
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Run (or resume) the curriculum in ``args.out``; returns the history. ``stop_after``: save a
     resumable state and return after that many steps of this call (a time-boxed session)."""
+    feeds: list[StepFeed] = []
+    try:
+        return _train(args, progress, stop_after, feeds)
+    finally:
+        for feed in feeds:  # its worker processes end with the run
+            feed.close()
+
+
+def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[StepFeed]) -> dict[str, Any]:
     from tqdm import tqdm
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
-    unknown = [s for s in args.stages if s not in STAGES]
+    if args.curriculum not in CURRICULA:
+        raise SystemExit(f"unknown curriculum {args.curriculum!r}; expected one of {list(CURRICULA)}")
+    known = [s.name for s in CURRICULA[args.curriculum]]
+    unknown = [s for s in args.stages if s not in known]
     if unknown:
-        raise SystemExit(f"unknown stage(s) {unknown}; expected some of {list(STAGES)}")
-    device = torch.device(args.device)
-    model = build_omni(args.preset, seed=args.seed, device=device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
-    history: dict[str, Any] = {"args": asdict(args), "curve": [], "evals": []}
-    start_stage, start_step = 0, 0
+        raise SystemExit(f"unknown stage(s) {unknown}; expected some of {known}")
+    device = resolve_device(args.device)
     state = load_state(out, args)
+    model, start_stage, init_history = initial_model(args, device)  # a resumed run then loads its state
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
+    history: dict[str, Any] = init_history or {"args": asdict(args), "curve": [], "evals": []}
+    history["args"] = asdict(args)
+    start_step = 0
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -172,13 +241,15 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
             print(f"resuming {out} at stage {args.stages[start_stage] if start_stage < len(args.stages) else 'done'} "
                   f"step {start_step}", file=sys.stderr)
     pools = Pools(model.config, args.pool_sizes)
-    global_step = sum(args.steps[s] for s in args.stages[:start_stage]) + start_step
+    feed = StepFeed(pools, args.seed, args.batch, args.workers)
+    feeds.append(feed)
+    global_step = sum(args.steps_of(s) for s in args.stages[:start_stage]) + start_step
     steps_before = global_step
     for k in range(start_stage, len(args.stages)):
         stage = args.stages[k]
-        total = args.steps[stage]
+        total = args.steps_of(stage)
         first = start_step if k == start_stage else 0
-        spec = STAGES[stage]
+        spec = stage_named(stage)
         if first == 0 and spec.reinit:
             fresh = dict(build_omni(model.config, seed=args.seed).named_parameters())
             with torch.no_grad():
@@ -186,15 +257,20 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
                     if name.startswith(spec.reinit):
                         p.copy_(fresh[name])
                         opt.state.pop(p, None)  # its Adam moments belonged to the old values
+        if first == 0 and spec.reinflate:
+            model.video.tubelet_embed.inflate_from(model.vision.patch_embed)
+            for p in model.video.tubelet_embed.parameters():
+                opt.state.pop(p, None)
         head = head_opt = None
         if spec.encoder is not None:  # the encoder alone, with its own head and optimizer
-            head = ctc_head(model, spec.encoder, args.seed, k)
+            head = (video_state_head(model, args.seed, k) if spec.encoder == "video"
+                    else ctc_head(model, spec.encoder, args.seed, k))
             head_opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                          betas=(0.9, 0.98))
             if first and state is not None and state.get("aux"):
                 head.load_state_dict(state["aux"]["head"])
                 head_opt.load_state_dict(state["aux"]["opt"])
-        held = frozen_prefixes(stage)
+        held = frozen_prefixes(stage, args.curriculum)
         frozen = [p for name, p in model.named_parameters() if name.startswith(held) and p.requires_grad]
         for p in frozen:
             p.requires_grad_(False)
@@ -205,10 +281,11 @@ def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None)
                    initial=first, total=total)
         t0, seen, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
         for step in bar:
-            examples = step_examples(pools, args.seed, k, step, stage, total, args.batch)
+            examples = feed.step(k, step, stage, total)
             for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
                 group["lr"] = lr_at(step, total, args.lr)
-            loss, _ = (batch_loss(model, examples) if head is None
+            loss, _ = (batch_loss(model, examples, batch_video=args.batch_video) if head is None
+                       else video_state_loss(model, head, examples) if spec.encoder == "video"
                        else ctc_batch_loss(model, head, examples, spec.encoder))
             opt.zero_grad(set_to_none=True)
             if head_opt is not None:

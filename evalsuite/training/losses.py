@@ -45,17 +45,50 @@ def example_ids(tok: Any, ex: Example) -> tuple[list[int], list[int]]:
     return ids, labels
 
 
-def encode_rows(model: OmniModel, examples: Sequence[Example]) -> list[tuple[torch.Tensor, list[int]]]:
-    """Each example → (inputs_embeds row [T, D] with encoder outputs at its media placeholders, labels)."""
+def encode_videos(model: OmniModel, media: Sequence[Any]) -> list[torch.Tensor]:
+    """The tokens `OmniModel._encode` gives each video clip (after EVS, with the time index where the
+    model has one), the clips of one frame grid going through the tubelet embedding and the vision
+    transformer in one call instead of one call each."""
+    from evalsuite.model.omni import _evs_rate_of
+    from evalsuite.model.video import apply_evs, evs_keep_mask, feature_change, pixel_change, time_features
+
+    video = model.video
+    cfg = video.cfg
+    m = cfg.vision.merge
+    out: list[torch.Tensor | None] = [None] * len(media)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, clip in enumerate(media):
+        groups.setdefault(tuple(clip.grid), []).append(i)
+    for grid, idx in groups.items():
+        pixels = [media[i].pixels.to(model.device) for i in idx]
+        tokens = video.encode_tubelets(torch.cat(pixels), grid)  # (ΣT, n, lm_hidden)
+        for i, px, tok in zip(idx, pixels, tokens.split([p.shape[0] // cfg.tubelet for p in pixels])):
+            change = pixel_change(px, grid, cfg) if cfg.evs_metric == "pixel" else feature_change(tok)
+            keep = evs_keep_mask(change, _evs_rate_of(media[i], model.config))
+            if cfg.time_pos:
+                when = time_features(tok.shape[0], cfg.time_pos, tok.device, tok.dtype)
+                tok = tok + (when @ video.time_pos.to(tok.dtype))[:, None, :]
+            out[i] = apply_evs(tok, keep, (grid[0] // m, grid[1] // m))[0]
+    return [t for t in out if t is not None]
+
+
+def encode_rows(model: OmniModel, examples: Sequence[Example], batch_video: bool = False
+                ) -> list[tuple[torch.Tensor, list[int]]]:
+    """Each example → (inputs_embeds row [T, D] with encoder outputs at its media placeholders, labels).
+    With ``batch_video`` the batch's video clips are encoded together (`encode_videos`)."""
     tok = model.tokenizer
     emb_layer = model.lm.backbone.embeddings
     out: list[tuple[torch.Tensor, list[int]]] = []
+    clips = [m for ex in examples for m in ex.media if m.kind == "video"] if batch_video else []
+    ready = {id(m): t for m, t in zip(clips, encode_videos(model, clips) if clips else [])}
     for ex in examples:
         ids, lab = example_ids(tok, ex)
         row = emb_layer(torch.tensor(ids, dtype=torch.long, device=model.device))  # [T, D]
         if ex.media:
             spans = tok.media_spans(ids)
-            encoded = model._encode(ex.media)
+            others = [m for m in ex.media if id(m) not in ready]
+            rest = iter(model._encode(others) if others else [])
+            encoded = [ready[id(m)] if id(m) in ready else next(rest) for m in ex.media]
             pieces, at = [], 0
             for span, tokens in zip(spans, encoded):
                 if tokens.shape[0] != span.length:
@@ -95,13 +128,15 @@ def length_groups(lengths: Sequence[int], ratio: float = 0.7) -> list[list[int]]
     return groups
 
 
-def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = True) -> tuple[torch.Tensor, int]:
+def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = True, batch_video: bool = False
+               ) -> tuple[torch.Tensor, int]:
     """Mean cross-entropy over the answer tokens of a batch, and how many there were.
 
     With ``bucket`` the batch runs as micro-batches of similar length (`length_groups`): the same
     loss as one right-padded batch (padding sits after every real token, and the model is causal),
-    without paying for padding a long text-form example up to everything else."""
-    rows = encode_rows(model, examples)
+    without paying for padding a long text-form example up to everything else. ``batch_video``: the
+    batch's video clips are encoded in one call per frame grid (`encode_videos`)."""
+    rows = encode_rows(model, examples, batch_video)
     groups = length_groups([r.shape[0] for r, _ in rows]) if bucket else [list(range(len(rows)))]
     total = torch.zeros((), device=model.device)
     count = 0
@@ -173,3 +208,78 @@ def ctc_answer_loss(model: OmniModel, logp: torch.Tensor, out_len: torch.Tensor,
     loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
                       torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
     return loss, sum(len(t) for t in targets)
+
+
+class VideoStateHead(torch.nn.Module):
+    """The dense video objective's readout: one tubelet's video tokens (before EVS, before the LM),
+    flattened, through one linear layer to, for each of the tubelet's frames, every cell's colour and
+    shape (or empty), the counter digit and the caption word (`sources.video_state_targets`). It
+    lives in the training state only, never in the checkpoint."""
+
+    def __init__(self, n_tokens: int, width: int, tubelet: int) -> None:
+        from evalsuite.training.sources import VIDEO_CELLS, video_classes
+
+        super().__init__()
+        self.n_tokens, self.tubelet, self.classes = n_tokens, tubelet, video_classes()
+        c = self.classes
+        self.per_frame = VIDEO_CELLS * (c["colour"] + c["shape"]) + c["counter"] + c["caption"]
+        self.out = torch.nn.Linear(n_tokens * width, tubelet * self.per_frame)
+
+    def forward(self, tokens: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Tubelet tokens (T, n, D) → logits: colour and shape (T, k, cells, C), counter and caption (T, k, C)."""
+        from evalsuite.training.sources import VIDEO_CELLS
+
+        if tokens.shape[1] != self.n_tokens:
+            raise ValueError(f"video state head reads {self.n_tokens} tokens per tubelet, got {tokens.shape[1]} "
+                             "(clips of another frame size)")
+        c = self.classes
+        y = self.out(tokens.float().flatten(1)).view(tokens.shape[0], self.tubelet, self.per_frame)
+        colour, shape, counter, caption = y.split([VIDEO_CELLS * c["colour"], VIDEO_CELLS * c["shape"],
+                                                   c["counter"], c["caption"]], -1)
+        return {"colour": colour.unflatten(-1, (VIDEO_CELLS, c["colour"])),
+                "shape": shape.unflatten(-1, (VIDEO_CELLS, c["shape"])), "counter": counter, "caption": caption}
+
+
+def video_state_head(model: OmniModel, seed: int, stage_index: int) -> VideoStateHead:
+    """The head for the videoqa frames' tubelets (their 96x64 canvas sets the patch grid), seeded by
+    (seed, stage) like `ctc_head`."""
+    from evalsuite.model.video import frame_grid
+    from evalsuite.tasks.gen.video import BASE_H, BASE_W
+
+    cfg = model.config.video
+    gh, gw = frame_grid(BASE_H, BASE_W, cfg)
+    m = cfg.vision.merge
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed * 1000 + stage_index)
+        head = VideoStateHead((gh // m) * (gw // m), cfg.vision.lm_hidden, cfg.tubelet)
+    return head.to(model.device)
+
+
+def video_state_loss(model: OmniModel, head: VideoStateHead, examples: Sequence[Example]
+                     ) -> tuple[torch.Tensor, int]:
+    """Cross-entropy of `VideoStateHead` against each ``video-dense`` example's per-tubelet labels:
+    the mean over cells of the colour and shape losses plus the counter's and the caption's, per
+    tubelet frame, averaged; and the number of tubelets. The clips of one frame grid go through the
+    tubelet embedding and the vision transformer together (one call per grid)."""
+    from evalsuite.training.sources import VIDEO_CELLS
+
+    by_grid: dict[Any, list[Example]] = {}
+    for ex in examples:
+        if ex.targets is None:
+            raise ValueError(f"the video state loss needs video-dense examples, got a {ex.source!r} one")
+        by_grid.setdefault(tuple(ex.media[0].grid), []).append(ex)
+    total = torch.zeros((), device=model.device)
+    count = 0
+    for grid, group in by_grid.items():
+        pixels = torch.cat([ex.media[0].pixels for ex in group]).to(model.device)
+        tokens = model.video.encode_tubelets(pixels, grid)  # (ΣT, n, D)
+        targets = torch.cat([ex.targets for ex in group]).to(model.device)  # (ΣT, k, 2 cells + 2)
+        out = head(tokens)
+        cells = F.cross_entropy(out["colour"].flatten(0, 2), targets[..., :VIDEO_CELLS].flatten(), reduction="sum") \
+            + F.cross_entropy(out["shape"].flatten(0, 2), targets[..., VIDEO_CELLS:2 * VIDEO_CELLS].flatten(),
+                              reduction="sum")
+        rest = F.cross_entropy(out["counter"].flatten(0, 1), targets[..., -2].flatten(), reduction="sum") \
+            + F.cross_entropy(out["caption"].flatten(0, 1), targets[..., -1].flatten(), reduction="sum")
+        total = total + cells / VIDEO_CELLS + rest
+        count += targets.shape[0] * targets.shape[1]
+    return total / max(1, count), count // head.tubelet

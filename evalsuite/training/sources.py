@@ -16,8 +16,18 @@ or is drawn fresh from a seeded generator; nothing reads the eval split. The sou
     hear            a train clip with words and its transcript (the audio encoder's CTC target)
     choose          multiple-choice questions that name their option outright -> its letter
 
+Fresh sources (`FRESH_SOURCES`) draw a new train item for every example straight from its generator,
+in memory, never from a pool and never through a media file, so there is nothing to learn by heart:
+
+    videoqa-fresh   a new train video's questions; its sampled frames drawn directly
+                    (`evalsuite.tasks.gen.video.draw_sampled_frames`: no H.264 encode and decode)
+    docqa-fresh     a new train document's questions, its page rendered in memory (no PNG)
+    gui-fresh       a new train screen's questions, rendered in memory
+    video-dense     a new train video with, per tubelet, what is on screen in each of its frames
+                    (`video_state_targets`): the dense video objective's example
+
 `step_examples` is the batch of one step, a pure function of (seed, stage index, step): each source
-draws by index from its fixed train pool with its own seeded generator.
+draws by index from its fixed train pool (or its fresh train seed) with its own seeded generator.
 """
 
 from __future__ import annotations
@@ -55,6 +65,8 @@ class Example:
     # Further (question, answer) turns about the same media: every question about an image (clip)
     # is trained off one encoding, as a multi-turn chat; each answer carries loss.
     more: list[tuple[str, str]] = field(default_factory=list)
+    # Per-tubelet labels of a `video-dense` example (`video_state_targets`); None elsewhere.
+    targets: Any = None
 
 
 class Pools:
@@ -316,6 +328,165 @@ def hear_example(pools: Pools, rng: random.Random) -> Example:
     return Example("hear", [user(audio, "Transcribe the audio.")], pools.media("audioqa", s), form.strip())
 
 
+# ---- fresh sources: a new train item per example, drawn in memory -------------------------------
+FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "docqa-fresh", "gui-fresh", "video-dense")
+# Fresh items are train indices drawn uniformly below this (the train split's seeds, `split_seed`,
+# are disjoint from the eval split's whatever the index).
+FRESH_SPAN = 1 << 32
+
+
+def fresh_seed(task: str, rng: random.Random) -> tuple[int, int]:
+    """A new train item of ``task``: (its index in the train split, its seed)."""
+    from evalsuite.tasks.common import split_seed
+
+    index = rng.randrange(FRESH_SPAN)
+    return index, split_seed(task, "train", index)
+
+
+def fresh_video(pools: Pools, rng: random.Random) -> Any:
+    """A new train video of the videoqa task (its bucket by index, as the task cycles them)."""
+    from evalsuite.tasks.gen.video import build_video
+    from evalsuite.tasks.videoqa import BUCKET_CYCLE
+
+    index, seed = fresh_seed("videoqa", rng)
+    return build_video(seed, BUCKET_CYCLE[index % len(BUCKET_CYCLE)], pools.task("videoqa").args["difficulty"])
+
+
+def preprocess_repeated_frames(frames: Any, cfg: Any) -> tuple[Any, Any]:
+    """`evalsuite.model.video.preprocess_frames` of ``frames``, resizing each run of identical
+    consecutive frames once (a sparse-event video repeats most of its sampled frames)."""
+    import numpy as np
+    import torch
+
+    from evalsuite.model.video import preprocess_frames
+
+    t = frames.shape[0]
+    same = np.array([False] + [np.array_equal(frames[i], frames[i - 1]) for i in range(1, t)])
+    firsts = np.flatnonzero(~same)
+    run_of = np.cumsum(~same) - 1  # frame i shows the run_of[i]-th distinct frame
+    unique, grid = preprocess_frames(frames[firsts], cfg)
+    x = unique[torch.from_numpy(run_of)]
+    pad = (-t) % cfg.tubelet
+    if pad:
+        x = torch.cat([x, x[-1:].expand(pad, -1, -1, -1)])
+    return x, grid
+
+
+def video_media(spec: Any, cfg: Any, settings: dict[str, Any]) -> tuple[LoadedMedia, list[float]]:
+    """The model input `load_media` would make of ``render_video(spec)``'s file at the task's
+    ``settings``, from frames drawn directly (`draw_sampled_frames`); and the frames' time stamps."""
+    from evalsuite.model.omni import MediaOptions
+    from evalsuite.model.video import video_tokens
+    from evalsuite.tasks.gen.video import draw_sampled_frames
+
+    opts = MediaOptions.resolve(cfg, settings)
+    frames, stamps = draw_sampled_frames(spec, opts.fps, opts.max_frames)
+    t, h, w, _ = frames.shape
+    pixels, grid = preprocess_repeated_frames(frames, cfg.video)
+    before, after = video_tokens(t, h, w, cfg.video, opts.evs_rate)
+    info = {"frames": int(t), "before_evs": before, "evs_rate": opts.evs_rate,
+            "timestamps": [round(float(x), 4) for x in stamps]}
+    return LoadedMedia("video", f"<video:{spec.seed}>", pixels, after, grid, info), stamps
+
+
+def fresh_turns(turns: list[tuple[str, str]], rng: random.Random) -> tuple[str, str, list[tuple[str, str]]]:
+    """Up to `MAX_TURNS` of an item's (question, answer) turns in random order: first, the rest."""
+    (question, answer), *more = rng.sample(turns, min(len(turns), MAX_TURNS))
+    return question, answer, more
+
+
+def videoqa_fresh_example(pools: Pools, rng: random.Random) -> Example:
+    from evalsuite.tasks.videoqa import LETTERS, prompt
+
+    spec = fresh_video(pools, rng)
+    media, _ = video_media(spec, pools.cfg, pools.task("videoqa").media_settings())
+    turns = [(prompt(q.text, q.options), LETTERS[q.answer]) for q in spec.questions]
+    question, answer, more = fresh_turns(turns, rng)
+    return Example("videoqa-fresh", [user(ContentPart.of_media("video", media.path), question)], [media],
+                   answer, more)
+
+
+def image_media(pools: Pools, task: str, image: Any, key: str) -> LoadedMedia:
+    """A PIL image rendered in memory as ``task``'s model input (its media settings, as `load_media`)."""
+    from evalsuite.model.omni import MediaOptions
+    from evalsuite.model.vision import image_tokens, preprocess_image
+
+    vcfg = MediaOptions.resolve(pools.cfg, pools.task(task).media_settings()).vision_config(pools.cfg)
+    pixels, grid = preprocess_image(image, vcfg)
+    return LoadedMedia("image", key, pixels, image_tokens(image.height, image.width, vcfg), grid,
+                       {"size": [image.width, image.height]})
+
+
+def docqa_fresh_example(pools: Pools, rng: random.Random) -> Example:
+    from evalsuite.tasks.gen.doc import build_document
+
+    _, seed = fresh_seed("docqa", rng)
+    doc = build_document(seed, pools.task("docqa").args["difficulty"])
+    media = image_media(pools, "docqa", doc.canvas.render(), f"<document:{seed}>")
+    question, answer, more = fresh_turns([(q.prompt, str(q.answer)) for q in doc.questions], rng)
+    return Example("docqa-fresh", [user(ContentPart.of_media("image", media.path), question)], [media],
+                   answer, more)
+
+
+def gui_fresh_example(pools: Pools, rng: random.Random) -> Example:
+    from evalsuite.tasks.gen.gui import build_screen
+    from evalsuite.tasks.gui import FORMATS, format_point
+
+    task = pools.task("gui")
+    _, seed = fresh_seed("gui", rng)
+    screen = build_screen(seed, task.args["difficulty"])
+    w, h = screen.canvas.size
+    media = image_media(pools, "gui", screen.canvas.render(), f"<screen:{seed}>")
+    turns = [(f"Click: {e.name}\n{FORMATS[task.coords]}",
+              format_point((e.box[0] + e.box[2]) / 2, (e.box[1] + e.box[3]) / 2, task.coords, w, h))
+             for e in screen.targets]
+    question, answer, more = fresh_turns(turns, rng)
+    return Example("gui-fresh", [user(ContentPart.of_media("image", media.path), question)], [media],
+                   answer, more)
+
+
+# Label columns of `video_state_targets`, per tubelet frame: each cell's colour (0 empty, 1 + index in
+# `COLOURS`), each cell's shape (0 empty, 1 + index in `SHAPES`), the counter, the caption word (0 none,
+# 1 + index in `WORDS`).
+VIDEO_CELLS = 8
+COUNTER_CLASSES = 10
+
+
+def video_classes() -> dict[str, int]:
+    """Class count of each target of the dense video objective."""
+    from evalsuite.tasks.gen.video import COLOURS, SHAPES, WORDS
+
+    return {"colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1, "counter": COUNTER_CLASSES,
+            "caption": len(WORDS) + 1}
+
+
+def video_state_targets(spec: Any, stamps: list[float], tubelet: int) -> Any:
+    """Labels (T, tubelet, 2 * VIDEO_CELLS + 2) of every tubelet frame: ``spec.state`` at the frame's
+    time stamp (a clip padded to whole tubelets repeats its last frame, as `preprocess_frames` does)."""
+    import torch
+
+    from evalsuite.tasks.gen.video import COLOURS, SHAPES, WORDS
+
+    colours, shapes = list(COLOURS), list(SHAPES)
+    stamps = list(stamps) + [stamps[-1]] * ((-len(stamps)) % tubelet)
+    rows = []
+    for t in stamps:
+        shown, counter, word = spec.state(t)
+        colour, shape = [0] * VIDEO_CELLS, [0] * VIDEO_CELLS
+        for name, cell, c in shown:
+            colour[cell], shape[cell] = 1 + colours.index(c), 1 + shapes.index(name)
+        rows.append(colour + shape + [min(counter, COUNTER_CLASSES - 1), 1 + WORDS.index(word) if word else 0])
+    return torch.tensor(rows, dtype=torch.long).view(len(stamps) // tubelet, tubelet, -1)
+
+
+def video_dense_example(pools: Pools, rng: random.Random) -> Example:
+    """A new train video and, per tubelet frame, what is on screen (`video_state_targets`)."""
+    spec = fresh_video(pools, rng)
+    media, stamps = video_media(spec, pools.cfg, pools.task("videoqa").media_settings())
+    return Example("video-dense", [user(ContentPart.of_media("video", media.path), "What is on screen?")], [media],
+                   "", targets=video_state_targets(spec, stamps, pools.cfg.video.tubelet))
+
+
 def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
     if source.startswith("text:"):
         return text_example(pools, source.split(":", 1)[1], rng)
@@ -329,6 +500,14 @@ def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
         return point_example(pools, rng)
     if source == "choose":
         return choose_example(rng)
+    if source == "videoqa-fresh":
+        return videoqa_fresh_example(pools, rng)
+    if source == "docqa-fresh":
+        return docqa_fresh_example(pools, rng)
+    if source == "gui-fresh":
+        return gui_fresh_example(pools, rng)
+    if source == "video-dense":
+        return video_dense_example(pools, rng)
     return task_example(pools, source, rng)
 
 

@@ -12,3 +12,19 @@ def test_cli_parses_steps_and_rejects_unknown_stage():
     assert args.steps["text"] == 10 and args.steps["image"] == 14 and stop == 3
     with pytest.raises(SystemExit):
         cli.parse(["--steps", "pictures=5"])
+
+
+def test_cli_v2_curriculum_runs_the_video_stages_after_the_committed_ones():
+    from evalsuite.training import curriculum as C
+
+    args, _ = cli.parse(["--curriculum", "v2", "--init", "ckpt", "--time-pos", "16", "--steps", "video-dense=5",
+                         "--batch-video", "--workers", "3"])
+    assert args.stages == C.STAGE_NAMES + ("video-dense", "video-align")
+    assert args.steps["video-dense"] == 5 and args.steps["video-align"] == C.stage_named("video-align").steps
+    assert (args.curriculum, args.init, args.time_pos, args.device) == ("v2", "ckpt", 16, "auto")
+    assert args.batch_video and args.workers == 3 and "workers" not in args.fingerprint()
+    assert cli.parse([])[0].stages == C.STAGE_NAMES  # v1 by default: the committed run's stages
+    with pytest.raises(SystemExit):
+        cli.parse(["--time-pos", "16"])  # a time index only for a model started from --init
+    with pytest.raises(SystemExit):
+        cli.parse(["--steps", "video-dense=5"])  # not a v1 stage

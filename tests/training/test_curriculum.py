@@ -49,7 +49,7 @@ def test_stages_freeze_what_later_stages_introduce_and_encoder_stages_train_one_
     for s in C.CURRICULUM:
         assert s.steps > 0 and s.mix and all(a >= 0 and b >= 0 and a + b > 0 for a, b in s.mix.values()), s.name
     with pytest.raises(ValueError, match="encoder must be"):
-        C.Stage("x", 1, {"line": (1, 1)}, encoder="video")
+        C.Stage("x", 1, {"line": (1, 1)}, encoder="pictures")
 
 
 def test_step_sources_follow_the_mixture_and_are_seeded():

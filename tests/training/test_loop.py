@@ -194,3 +194,45 @@ def test_bench_table_shows_each_stage_and_its_sample_count_when_counts_differ():
     assert mixed[2].startswith("| text | 10 | 60 | 0.100 |")
     assert mixed[3] == "| read | 50 | 200 | 0.225 | 0.250 | 0.250 | 0.250 | 12.0 |"
     assert len({line.count("|") for line in mixed}) == 1
+
+
+@pytest.mark.slow
+def test_v2_starts_from_a_finished_run_and_its_dense_video_stage_trains_only_the_tubelet_embedding(tmp_path):
+    """``--curriculum v2 --init CKPT``: the v2 stages run after the stages the checkpoint ran, on
+    its weights; `video-dense` inflates the tubelet embedding again from the patch embedding and
+    trains only it; a time index given with ``time_pos`` starts at zero and stays there until
+    `video-align`, which introduces it."""
+    torch.set_num_threads(1)
+    v1 = tmp_path / "v1"
+    loop.train(loop.TrainArgs(out=str(v1), stages=("text",), steps={"text": 1}, batch=1, eval_n=0,
+                              pool_sizes=SMALL_POOLS), progress=False)
+    before = weights.load(v1).state_dict()
+    args = loop.TrainArgs(out=str(tmp_path / "v2"), stages=("text", "video-dense"), curriculum="v2", init=str(v1),
+                          time_pos=8, steps={"text": 1, "video-dense": 2}, batch=2, eval_n=0,
+                          pool_sizes=SMALL_POOLS, save_every=100)
+    history = loop.train(args, progress=False)
+    assert [c["stage"] for c in history["curve"]] == ["text", "video-dense"]
+    assert history["init"]["from"] == str(v1)
+    after = weights.load(tmp_path / "v2").state_dict()
+    assert after["video.time_pos"].shape[0] == 8 and "video.time_pos" not in before
+    assert torch.count_nonzero(after["video.time_pos"]) == 0
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"video.tubelet_embed.proj.weight", "video.tubelet_embed.proj.bias"}
+    with pytest.raises(SystemExit, match="expected them as the first"):
+        loop.train(dataclasses.replace(args, out=str(tmp_path / "x"), stages=("video-dense",)), progress=False)
+    with pytest.raises(SystemExit, match="unknown stage"):
+        loop.train(dataclasses.replace(args, curriculum="v1"), progress=False)
+
+
+@pytest.mark.slow
+def test_a_run_with_data_workers_takes_exactly_the_steps_of_one_without(tmp_path):
+    """`workers` only moves where examples are made: the weights equal those of the in-process run,
+    resumed part-way or not."""
+    torch.set_num_threads(1)
+    common = dict(stages=("text", "video"), steps={"text": 2, "video": 2}, batch=2, eval_n=0, save_every=100,
+                  pool_sizes=SMALL_POOLS)
+    loop.train(loop.TrainArgs(out=str(tmp_path / "a"), **common), progress=False)
+    part = loop.TrainArgs(out=str(tmp_path / "b"), workers=2, **common)
+    loop.train(part, progress=False, stop_after=3)
+    loop.train(part, progress=False)
+    assert weights.weights_sha256(tmp_path / "a") == weights.weights_sha256(tmp_path / "b")

@@ -122,3 +122,64 @@ def test_image_ctc_loss_falls_on_rendered_lines(pools):
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first
+
+
+def test_video_state_head_reads_each_tubelet_and_its_loss_falls_on_a_fixed_batch(pools):
+    """The dense video objective: per tubelet frame, every cell's colour and shape, the counter and
+    the caption, read off the tokens before EVS; a few steps on four fresh videos overfit them."""
+    torch.manual_seed(0)
+    model = build_omni("tiny", seed=0)
+    head = L.video_state_head(model, seed=0, stage_index=18)
+    assert torch.equal(head.out.weight, L.video_state_head(model, seed=0, stage_index=18).out.weight)
+    fixed = [S.make_example(pools, "video-dense", random.Random(i)) for i in range(4)]
+    media = fixed[0].media[0]
+    out = head(model.video.encode_tubelets(media.pixels, media.grid))
+    t = media.pixels.shape[0] // 2
+    assert out["colour"].shape == (t, 2, S.VIDEO_CELLS, 9) and out["caption"].shape == (t, 2, 25)
+    loss, n = L.video_state_loss(model, head, fixed)
+    assert n == sum(e.targets.shape[0] for e in fixed)
+    loss.backward()
+    assert model.video.tubelet_embed.proj.weight.grad is not None
+    assert all(p.grad is None for p in model.lm.parameters())
+    params = list(model.video.tubelet_embed.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=3e-3)
+    first = loss.item()
+    for _ in range(25):
+        loss, _ = L.video_state_loss(model, head, fixed)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3 * first
+    with pytest.raises(ValueError, match="video-dense examples"):
+        L.video_state_loss(model, head, [S.make_example(pools, "line", random.Random(0))])
+
+
+@pytest.mark.parametrize("time_pos", [0, 8])
+def test_batched_video_encoding_equals_one_clip_at_a_time(pools, time_pos):
+    """`encode_videos` runs a batch's clips of one grid through the encoder together; every clip's
+    tokens (EVS applied, time index added) are those the model gives it alone, and the batch loss is
+    the same with it or without."""
+    import dataclasses as dc
+
+    from evalsuite.model.omni import OmniModel
+
+    cfg = build_omni("tiny").config
+    cfg = dc.replace(cfg, video=dc.replace(cfg.video, time_pos=time_pos, evs_rate=0.5))
+    torch.manual_seed(0)
+    model = OmniModel(cfg).eval()
+    if time_pos:
+        torch.nn.init.normal_(model.video.time_pos, std=0.5)
+    exs = [S.make_example(pools, "videoqa-fresh", random.Random(i)) for i in range(3)]
+    exs.append(S.make_example(pools, "docqa", random.Random(0)))
+    for ex in exs[:2]:
+        ex.media[0].info["evs_rate"] = 0.5
+        ex.media[0].n_tokens = L.encode_videos(model, ex.media)[0].shape[0]
+    clips = [ex.media[0] for ex in exs[:3]]
+    with torch.no_grad():
+        batched = L.encode_videos(model, clips)
+        for clip, tokens in zip(clips, batched):
+            torch.testing.assert_close(tokens, model._encode([clip])[0], rtol=1e-5, atol=1e-5)
+        assert batched[0].shape[0] < clips[0].info["before_evs"]  # EVS pruned half the candidates
+        a, n = L.batch_loss(model, exs)
+        b, m = L.batch_loss(model, exs, batch_video=True)
+    assert n == m and b.item() == pytest.approx(a.item(), rel=1e-5)

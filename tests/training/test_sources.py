@@ -175,3 +175,27 @@ def test_hear_bridge_is_a_train_clip_with_words_and_its_transcript(pools):
         (part,) = [p for m in ex.messages for p in m.content if p.type == "audio"]
         assert "/train/" in str(part.path) and [m.kind for m in ex.media] == ["audio"]
         assert ex.answer == by_path[str(part.path)].metadata["text_form"].strip() != ""
+
+
+@pytest.mark.slow
+def test_a_feed_with_worker_processes_gives_exactly_the_examples_of_step_examples(pools):
+    """Made in two spawned processes, ahead of time, the examples of each step (fresh sources, pool
+    sources and text alike) are those `step_examples` makes in the loop's own process."""
+    import dataclasses as dc
+
+    from evalsuite.training.feed import StepFeed
+
+    stage = C.Stage("mixed", 3, {"videoqa-fresh": (1, 1), "docqa": (1, 1), "video-dense": (1, 1), "choose": (1, 1)})
+    with pytest.MonkeyPatch.context() as m:
+        m.setitem(C.V2_ONLY, "mixed", stage)
+        with StepFeed(pools, seed=0, batch=4, workers=2) as feed:
+            for step in range(3):
+                got = feed.step(19, step, "mixed", 3)
+                want = S.step_examples(pools, 0, 19, step, "mixed", 3, 4)
+                assert [(e.source, e.answer, e.more) for e in got] == [(e.source, e.answer, e.more) for e in want]
+                for a, b in zip(got, want):
+                    assert [x.path for x in a.media] == [x.path for x in b.media]
+                    assert all(torch.equal(x.pixels, y.pixels) for x, y in zip(a.media, b.media))
+                    assert (a.targets is None) == (b.targets is None)
+                    assert a.targets is None or torch.equal(a.targets, b.targets)
+                    assert [dc.replace(x, pixels=None) for x in a.media] == [dc.replace(x, pixels=None) for x in b.media]
