@@ -3,7 +3,10 @@
 - `FP8Linear`: W8A8. E4M3 weight with a per-tensor (model card) or per-channel fp32 scale;
   activations quantized per token on every call (`kernels.fp8_gemm`).
 - `NVFP4Linear`: W4A16. NVFP4 weight (`kernels.nvfp4`); activations stay in their dtype. CUDA
-  inputs use the Triton kernel (`kernels.triton.nvfp4_gemm`), everything else the reference.
+  inputs with Triton pick by row count M: the split-K GEMV (`kernels.triton.nvfp4_gemv`) for
+  ``M <= NVFP4_GEMV_MAX_M``, dequantize-then-cuBLAS for ``M >= NVFP4_DEQUANT_MIN_M`` (a 4-bit
+  weight saves nothing once the matmul is compute-bound, and the vendor matmul is the fastest one
+  there), the tiled kernel (`kernels.triton.nvfp4_gemm`) between. Everything else: the reference.
 
 Both are built with ``from_linear(linear)``, keep the bias in its original dtype, return outputs in
 the input's dtype, and expose ``fmt`` (the format name), ``dequantized_weight()`` and ``nbytes``.
@@ -24,8 +27,20 @@ from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
 from evalsuite.kernels.fp8_gemm import fp8_gemm
 from evalsuite.kernels.triton import HAS_TRITON
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
+from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M, nvfp4_dequantize_triton, nvfp4_gemv
 
-NVFP4Backend = Literal["auto", "triton", "ref"]
+NVFP4Backend = Literal["auto", "triton", "gemv", "dequant", "ref"]
+NVFP4_GEMV_MAX_M = GEMV_MAX_M  # rows up to which `NVFP4Linear` on CUDA runs the GEMV
+NVFP4_DEQUANT_MIN_M = 64  # rows from which it dequantizes to the activation dtype and calls the vendor matmul
+
+
+def nvfp4_backend_for(m: int, device: torch.device) -> str:
+    """The `NVFP4Linear` backend ``"auto"`` resolves to for ``m`` activation rows on ``device``."""
+    if device.type != "cuda" or not HAS_TRITON:
+        return "ref"
+    if m <= NVFP4_GEMV_MAX_M:
+        return "gemv"
+    return "dequant" if m >= NVFP4_DEQUANT_MIN_M else "triton"
 
 
 def _nbytes(*tensors: torch.Tensor | None) -> int:
@@ -138,9 +153,20 @@ class NVFP4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         backend = self.backend
         if backend == "auto":
-            backend = "triton" if (x.is_cuda and HAS_TRITON) else "ref"
-        gemm = nvfp4_gemm if backend == "triton" else nvfp4_gemm_ref
-        return gemm(x, self.qdata, self.block_scales, self.global_scale, self.bias)
+            backend = nvfp4_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
+        args = (x, self.qdata, self.block_scales, self.global_scale, self.bias)
+        if backend == "gemv":
+            return nvfp4_gemv(*args)
+        if backend == "dequant":
+            dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.float32
+            w = nvfp4_dequantize_triton(self.qdata, self.block_scales, self.global_scale, dtype)
+            bias = None if self.bias is None else self.bias.to(dtype)
+            return torch.nn.functional.linear(x.to(dtype), w, bias).to(x.dtype)
+        if backend == "triton":
+            return nvfp4_gemm(*args)
+        if backend == "ref":
+            return nvfp4_gemm_ref(*args)
+        raise ValueError(f"NVFP4Linear: backend must be one of auto, triton, gemv, dequant, ref; got {backend!r}")
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return nvfp4.dequantize(self.qdata, self.block_scales, self.global_scale, dtype)
