@@ -26,8 +26,9 @@ def _case(m: int, n: int, k: int, dtype: torch.dtype, seed: int):
         (1, 17, 32, (16, 32, 1)),  # odd N, one K block per program
         (2, 33, 96, (32, 64, 2)),  # K not a multiple of the K step; split-K
         (5, 40, 160, (16, 32, 4)),  # split-K with idle splits at the end
+        (3, 24, 64, (16, 16, 3)),  # bucket 4, a padded row
         (8, 24, 64, (16, 16, 3)),
-        (9, 31, 128, (32, 64, 2)),  # 9..16 rows: the tl.dot path
+        (9, 31, 128, (32, 64, 2)),  # 5..16 rows: the tl.dot path
         (16, 48, 64, (16, 32, 1)),
     ],
 )

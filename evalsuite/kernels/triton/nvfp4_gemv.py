@@ -18,13 +18,13 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
 4. loads each E4M3 block scale once per 16 values (the middle axis of the tile) and decodes it
    by bit arithmetic (sign, exponent + 120 into an fp32 exponent field; subnormals as
    ``m * 2^-9``; 0x7F/0xFF are NaN), exact;
-5. accumulates in fp32: for M <= 8 (``USE_DOT`` off) one multiply-and-reduce per activation row on
-   the CUDA cores, which decodes each weight byte once for all rows; for 9..16 rows one
+5. accumulates in fp32: for M <= 4 (``USE_DOT`` off) one multiply-and-reduce per activation row on
+   the CUDA cores, which decodes each weight byte once for all rows; for 5..16 rows one
    ``tl.dot`` with the rows padded to 16 (tensor cores), the weight tile transposed in registers.
 
 The global scale is applied to each partial sum (it is linear), the bias by the first K split.
 ``triton.autotune`` picks ``BLOCK_N``, ``BLOCK_K``, ``SPLIT_K`` and the warp count on the machine
-that runs it, keyed on ``N``, ``K`` and the row bucket (1, 2, 4, 8, 16).
+that runs it, keyed on ``N``, ``K`` and the row bucket (`row_bucket`: 1, 4, 16).
 
 `nvfp4_dequantize_triton` writes the bf16/fp16/fp32 weight in one pass (read 0.56 bytes, write 2
 per value), for the large-M path of `NVFP4Linear`: dequantize, then the vendor matmul.
@@ -49,6 +49,12 @@ if HAS_TRITON:
 
 GEMV_MAX_M = 16  # the GEMV kernel handles up to this many activation rows
 GEMV_DOT_MIN_ROWS = 16  # row bucket from which the GEMV multiplies with tl.dot (tensor cores)
+
+
+def row_bucket(m: int) -> int:
+    """Rows the kernel is compiled for: 1, 4 (2..4 rows, CUDA cores) or 16 (5..16 rows, tensor cores).
+    Three buckets keep the compiled variants (x autotune configs) few."""
+    return 1 if m <= 1 else 4 if m <= 4 else 16
 
 
 def _nvfp4_gemv_kernel(
@@ -171,8 +177,8 @@ def _autotune_configs() -> list[Any]:
     """Tiles for H100/H200-class GPUs at M <= 16: narrow strips, long K steps, split-K 1..16."""
     cfgs = []
     for bn, bk, sk, warps in [
-        (32, 256, 1, 4), (32, 256, 4, 4), (64, 256, 2, 4), (64, 256, 4, 4), (64, 512, 4, 8),
-        (128, 256, 2, 8), (16, 512, 8, 4), (32, 512, 8, 4), (64, 128, 8, 4), (32, 256, 16, 4),
+        (32, 256, 1, 4), (64, 256, 2, 4), (32, 512, 4, 4), (64, 256, 4, 4),
+        (128, 256, 2, 8), (32, 256, 8, 4), (16, 512, 8, 4),
     ]:  # fmt: skip
         cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps, num_stages=3))
     return cfgs
@@ -246,7 +252,7 @@ def nvfp4_gemv(
     if explicit and (block_k < 16 or block_k & (block_k - 1) or block_n < 16 or split_k < 1):  # type: ignore[operator]
         raise ValueError(f"nvfp4_gemv: block_k a power of two >= 16, block_n >= 16 and split_k >= 1, "
                          f"got {block_k}, {block_n}, {split_k}")  # fmt: skip
-    block_m = max(1, triton.next_power_of_2(m))
+    block_m = row_bucket(m)
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
     scale_bytes = block_scales.view(torch.uint8)
