@@ -1,7 +1,9 @@
 """Quantized drop-in replacements for ``nn.Linear``: the module layer of `kernels/`.
 
-- `FP8Linear`: W8A8. E4M3 weight with a per-tensor (model card) or per-channel fp32 scale;
-  activations quantized per token on every call (`kernels.fp8_gemm`).
+- `FP8Linear`: E4M3 weight with a per-tensor (model card) or per-channel fp32 scale. W8A8 (activations
+  quantized per token on every call, `kernels.fp8_gemm`), except on CUDA with Triton for at most
+  ``FP8_GEMV_MAX_M`` rows: there the weight-only W8A16 GEMV (`kernels.triton.fp8_gemv`), since a
+  decode step is a weight stream and quantizing its few activation rows only adds a pass.
 - `NVFP4Linear`: W4A16. NVFP4 weight (`kernels.nvfp4`); activations stay in their dtype. CUDA
   inputs with Triton pick by row count M: the split-K GEMV (`kernels.triton.nvfp4_gemv`) for
   ``M <= NVFP4_GEMV_MAX_M``, dequantize-then-cuBLAS for ``M >= NVFP4_DEQUANT_MIN_M`` (a 4-bit
@@ -26,12 +28,21 @@ from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
 from evalsuite.kernels.fp8_gemm import fp8_gemm
 from evalsuite.kernels.triton import HAS_TRITON
+from evalsuite.kernels.triton.fp8_gemv import GEMV_MAX_M as _FP8_GEMV_MAX_M
+from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
 from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M, nvfp4_dequantize_triton, nvfp4_gemv
 
+FP8Backend = Literal["auto", "gemv", "scaled_mm", "ref"]
 NVFP4Backend = Literal["auto", "triton", "gemv", "dequant", "ref"]
+FP8_GEMV_MAX_M = _FP8_GEMV_MAX_M  # rows up to which `FP8Linear` on CUDA runs the W8A16 GEMV
 NVFP4_GEMV_MAX_M = GEMV_MAX_M  # rows up to which `NVFP4Linear` on CUDA runs the GEMV
 NVFP4_DEQUANT_MIN_M = 64  # rows from which it dequantizes to the activation dtype and calls the vendor matmul
+
+
+def fp8_backend_for(m: int, device: torch.device) -> str:
+    """The `FP8Linear` backend ``"auto"`` resolves to for ``m`` rows (``"auto"``: `fp8_gemm` decides)."""
+    return "gemv" if device.type == "cuda" and HAS_TRITON and m <= FP8_GEMV_MAX_M else "auto"
 
 
 def nvfp4_backend_for(m: int, device: torch.device) -> str:
@@ -75,7 +86,7 @@ class FP8Linear(nn.Module):
         self.register_buffer("scale", torch.ones(scale_shape, dtype=torch.float32, device=device))
         b = torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None
         self.bias = nn.Parameter(b, requires_grad=False) if b is not None else None
-        self.backend: Literal["auto", "scaled_mm", "ref"] = "auto"
+        self.backend: FP8Backend = "auto"
 
     @property
     def fmt(self) -> str:
@@ -95,7 +106,12 @@ class FP8Linear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fp8_gemm(x, self.qdata, self.scale, self.bias, backend=self.backend)
+        backend = self.backend
+        if backend == "auto":
+            backend = fp8_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
+        if backend == "gemv":
+            return fp8_gemv(x, self.qdata, self.scale, self.bias)
+        return fp8_gemm(x, self.qdata, self.scale, self.bias, backend=backend)
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return fp8.dequantize(self.qdata, self.scale, dtype)

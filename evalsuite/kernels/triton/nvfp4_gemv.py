@@ -253,9 +253,10 @@ def nvfp4_gemv(
         raise ValueError(f"nvfp4_gemv: block_k a power of two >= 16, block_n >= 16 and split_k >= 1, "
                          f"got {block_k}, {block_n}, {split_k}")  # fmt: skip
     block_m = row_bucket(m)
+    qdata = qdata.contiguous()  # the kernel reads rows with unit stride along K
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
-    scale_bytes = block_scales.view(torch.uint8)
+    scale_bytes = block_scales.contiguous().view(torch.uint8)
     args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, _lut(x.device), ws, m, n, k,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
@@ -291,7 +292,7 @@ def nvfp4_dequantize_triton(
         raise ValueError(f"nvfp4_dequantize_triton: block_k must be a power of two >= 16, got {block_k}")
     interpret = qdata.device.type == "cpu"
     gs = torch.as_tensor(global_scale, device=qdata.device).float().reshape(1)
-    scale_bytes = block_scales.view(torch.uint8)
+    qdata, scale_bytes = qdata.contiguous(), block_scales.contiguous().view(torch.uint8)
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k))
     _kernel("dequant", "interpret" if interpret else "jit")[grid](
         qdata, scale_bytes, gs, _lut(qdata.device), out, n, k,
