@@ -175,8 +175,15 @@ def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
     return float((y.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30))
 
 
-def gemm_paths(w: torch.Tensor, m: int) -> dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int, str]]:
-    """name -> (fn(x), weight bytes as stored, format) for every path that applies at ``m`` rows."""
+class Path_:
+    """One way to compute ``x @ W.T``: ``fn(x)``, the weight's stored bytes, its format, a row limit."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], nbytes: int, fmt: str, max_m: int | None = None):
+        self.fn, self.nbytes, self.fmt, self.max_m = fn, nbytes, fmt, max_m
+
+
+def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """(name -> path, format -> fp32 reference) for the bf16 weight ``w[N, K]``; quantized once."""
     from evalsuite.kernels.fp8_gemm import fp8_gemm
     from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
     from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm
@@ -189,22 +196,20 @@ def gemm_paths(w: torch.Tensor, m: int) -> dict[str, tuple[Callable[[torch.Tenso
     q8 = (f8.qdata, f8.scale)
     q4 = (f4.qdata, f4.block_scales, f4.global_scale)
     b16, b8, b4 = 2 * n * k, n * k, n * k // 2 + n * k // 16
-    paths: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], int, str]] = {
-        "bf16": (lambda x: F.linear(x, w), b16, "bf16"),
-        "fp8 FP8Linear": (f8, b8, "fp8"),
-        "fp8 scaled_mm (W8A8)": (lambda x: fp8_gemm(x, *q8, backend="scaled_mm"), b8, "fp8"),
-        "nvfp4 NVFP4Linear": (f4, b4, "nvfp4"),
-        "nvfp4 tiled": (lambda x: nvfp4_gemm(x, *q4), b4, "nvfp4"),
-        "nvfp4 dequant+bf16": (lambda x: F.linear(x, nvfp4_dequantize_triton(*q4, dtype=x.dtype)), b4, "nvfp4"),
+    paths = {
+        "bf16": Path_(lambda x: F.linear(x, w), b16, "bf16"),
+        "fp8 FP8Linear": Path_(f8, b8, "fp8"),
+        "fp8 scaled_mm (W8A8)": Path_(lambda x: fp8_gemm(x, *q8, backend="scaled_mm"), b8, "fp8"),
+        "nvfp4 NVFP4Linear": Path_(f4, b4, "nvfp4"),
+        "nvfp4 gemv": Path_(lambda x: nvfp4_gemv(x, *q4), b4, "nvfp4", GEMV_MAX_M),
+        "nvfp4 tiled": Path_(lambda x: nvfp4_gemm(x, *q4), b4, "nvfp4"),
+        "nvfp4 dequant+bf16": Path_(lambda x: F.linear(x, nvfp4_dequantize_triton(*q4, dtype=x.dtype)), b4, "nvfp4"),
     }
-    if m <= GEMV_MAX_M:
-        paths["nvfp4 gemv"] = (lambda x: nvfp4_gemv(x, *q4), b4, "nvfp4")
     try:
         from evalsuite.kernels.triton.fp8_gemv import GEMV_MAX_M as FP8_GEMV_MAX_M
         from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
 
-        if m <= FP8_GEMV_MAX_M:
-            paths["fp8 gemv (W8A16)"] = (lambda x: fp8_gemv(x, *q8), b8, "fp8")
+        paths["fp8 gemv (W8A16)"] = Path_(lambda x: fp8_gemv(x, *q8), b8, "fp8", FP8_GEMV_MAX_M)
     except ImportError:
         pass
     refs = {
@@ -212,8 +217,7 @@ def gemm_paths(w: torch.Tensor, m: int) -> dict[str, tuple[Callable[[torch.Tenso
         "fp8": lambda x: F.linear(x.float(), fp8.dequantize(*q8)),
         "nvfp4": lambda x: F.linear(x.float(), nvfp4.dequantize(*q4)),
     }
-    paths["_refs"] = refs  # type: ignore[assignment]
-    return paths
+    return paths, refs
 
 
 def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: tuple[int, ...],
@@ -222,6 +226,7 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
     # the decode-relevant shapes first, the vocabulary projection last
     shapes.sort(key=lambda s: (s[2] == "lm_head", -(s[0] * s[1]) if s[2] == "square" else 0))
     out["shapes"] = [f"{n}x{k} {label}" for n, k, label in shapes]
+    out["rel_err"] = "relative L2 error against the format's fp32 weight-only reference (W8A8 includes activation rounding)"
     rows = out.setdefault("rows", [])
     for n, k, label in shapes:
         if deadline.left() <= 0:
@@ -229,20 +234,27 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
             continue
         g = torch.Generator(device=device).manual_seed(n * 7 + k)
         w = (torch.randn(n, k, device=device, generator=g) * 0.02).to(torch.bfloat16)
+        try:
+            paths, refs = gemm_paths(w)
+        except SectionTimeout:
+            raise
+        except Exception as exc:
+            rows.append({"shape": f"{n}x{k}", "layer": label, "M": "-", "path": "quantize", "error": short_error(exc)})
+            continue
         for m in m_values:
             x = torch.randn(m, k, device=device, generator=g).to(torch.bfloat16)
-            paths = gemm_paths(w, m)
-            refs = paths.pop("_refs")  # type: ignore[arg-type]
             base_ms = None
             ref_out: dict[str, torch.Tensor] = {}
-            for name, (fn, nbytes, fmt) in paths.items():
+            for name, path in paths.items():
+                if path.max_m is not None and m > path.max_m:
+                    continue
                 row: dict[str, Any] = {"shape": f"{n}x{k}", "layer": label, "M": m, "path": name}
                 try:
-                    if fmt not in ref_out:
-                        ref_out[fmt] = refs[fmt](x)  # type: ignore[index]
-                    row["rel_err"] = _rel_err(fn(x), ref_out[fmt])  # against the format's weight-only reference
-                    ms = time_ms(lambda: fn(x), device, rep_ms)
-                    row.update(ms=ms, weight_gbs=nbytes / (ms * 1e-3) / 1e9)
+                    if path.fmt not in ref_out:
+                        ref_out[path.fmt] = refs[path.fmt](x)
+                    row["rel_err"] = _rel_err(path.fn(x), ref_out[path.fmt])
+                    ms = time_ms(lambda: path.fn(x), device, rep_ms)
+                    row.update(ms=ms, weight_gbs=path.nbytes / (ms * 1e-3) / 1e9)
                     if name == "bf16":
                         base_ms = ms
                     if base_ms:
@@ -252,8 +264,8 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
                 except Exception as exc:  # one path failing leaves the others
                     row["error"] = short_error(exc)
                 rows.append(row)
-            del paths, ref_out
-        del w
+            del ref_out
+        del w, paths, refs
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

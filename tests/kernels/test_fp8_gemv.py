@@ -52,7 +52,7 @@ def test_gemv_decodes_every_e4m3_byte_exactly():
 
     w = torch.arange(256, dtype=torch.uint8).reshape(8, 32).view(torch.float8_e4m3fn)  # every byte once
     scale = torch.tensor(0.25)
-    for rows in (torch.eye(32)[:2], torch.eye(32)[8:24]):  # reduce path and dot path
+    for rows in [torch.eye(32)[:2], torch.eye(32)[8:24], torch.eye(32)[5:6], torch.eye(32)[31:]]:  # both paths
         y = fp8_gemv(rows, w, scale, block_n=16, block_k=16, split_k=2)
         expected = rows @ fp8.dequantize(w, scale).t()
         assert torch.equal(y.isnan(), expected.isnan()) and y.isnan().any()

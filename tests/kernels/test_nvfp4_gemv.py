@@ -26,9 +26,9 @@ def _case(m: int, n: int, k: int, dtype: torch.dtype, seed: int):
         (1, 17, 32, (16, 32, 1)),  # odd N, one K block per program
         (2, 33, 96, (32, 64, 2)),  # K not a multiple of the K step; split-K
         (5, 40, 160, (16, 32, 4)),  # split-K with idle splits at the end
-        (3, 24, 64, (16, 16, 3)),  # bucket 4, a padded row
+        (3, 24, 64, (16, 16, 3)),  # padded to the 16-row bucket
         (8, 24, 64, (16, 16, 3)),
-        (9, 31, 128, (32, 64, 2)),  # 5..16 rows: the tl.dot path
+        (9, 31, 128, (32, 64, 2)),
         (16, 48, 64, (16, 32, 1)),
     ],
 )
@@ -67,7 +67,7 @@ def test_gemv_decodes_every_code_and_scale_exactly():
     scale_bits = torch.tensor([[0x01, 0x7E], [0xB8, 0x33]], dtype=torch.uint8)  # 2^-9, 448, -1, 0.6875
     scales = scale_bits.view(torch.float8_e4m3fn)
     gs = torch.tensor(0.5)
-    for rows in (torch.eye(32)[:16], torch.eye(32)[16:], torch.eye(32)[3:5]):  # dot path and reduce path
+    for rows in [torch.eye(32)[:16], torch.eye(32)[16:], torch.eye(32)[3:5]] + list(torch.eye(32)[:, None]):
         y = nvfp4_gemv(rows, qdata, scales, gs, block_n=16, block_k=16, split_k=2)
         assert torch.equal(y, rows @ nvfp4.dequantize(qdata, scales, gs).t())
 
@@ -126,3 +126,18 @@ def test_kernels_compile_for_sm90(tmp_path, monkeypatch, kernel):
         assert "cubin" in compiled.asm
         if consts.get("USE_DOT"):
             assert "mma" in compiled.asm["ptx"]
+
+
+def test_reduce_path_handles_several_rows_too():
+    """The CUDA-core path is compiled for one row, but it is written for any BLOCK_M: keep that true."""
+    from evalsuite.kernels.triton import nvfp4_gemv as mod
+
+    x, q, b = _case(3, 20, 64, torch.float32, seed=11)
+    y = torch.zeros(3, 20)
+    gs = q.global_scale.reshape(1)
+    mod._kernel("gemv", "interpret")[(2, 2)](
+        x, q.qdata, q.block_scales.view(torch.uint8), gs, b, mod._lut(x.device), y, 3, 20, 64,
+        x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
+        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
+    )  # fmt: skip
+    torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ The kernel is the NVFP4 GEMV's design (`kernels.triton.nvfp4_gemv`) with one byt
 split-K programs over ``[BLOCK_N, BLOCK_K]`` row-major byte tiles (contiguous along K, so wide
 loads), E4M3 decoded by bit arithmetic (sign and exponent + 120 into fp32 fields, subnormals as
 ``m * 2^-9``, 0x7F/0xFF NaN: exact, and the same code in the interpreter and compiled), fp32
-accumulation (per-row multiply-and-reduce for 1..4 rows, ``tl.dot`` for 5..16), the weight scale
+accumulation (multiply-and-reduce for one row, ``tl.dot`` for 2..16), the weight scale
 applied to each partial sum, partial sums added atomically into fp32. Autotuned on CUDA, keyed on
 ``N``, ``K`` and the row bucket.
 """
@@ -24,7 +24,7 @@ import torch
 from evalsuite.kernels import fp8
 from evalsuite.kernels.constants import E4M3_DTYPE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
-from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, row_bucket
+from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, autotuned, row_bucket
 
 if HAS_TRITON:
     import triton
@@ -107,8 +107,7 @@ def _fp8_gemv_kernel(
 def _autotune_configs() -> list[Any]:
     cfgs = []
     for bn, bk, sk, warps in [
-        (32, 256, 1, 4), (32, 256, 4, 4), (64, 256, 2, 4), (64, 128, 4, 4),
-        (128, 128, 2, 8), (32, 512, 8, 4), (16, 256, 8, 4),
+        (32, 256, 2, 4), (64, 256, 4, 4), (64, 128, 2, 4), (128, 128, 2, 8), (32, 512, 8, 4),
     ]:  # fmt: skip
         cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps, num_stages=3))
     return cfgs
@@ -127,9 +126,7 @@ def _kernel(mode: str) -> Any:
         elif mode == "jit":
             _KERNELS[mode] = triton.jit(_fp8_gemv_kernel)
         else:
-            _KERNELS[mode] = triton.autotune(
-                configs=_autotune_configs(), key=["N", "K", "BLOCK_M"], reset_to_zero=["ws_ptr"]
-            )(triton.jit(_fp8_gemv_kernel))
+            _KERNELS[mode] = autotuned(_fp8_gemv_kernel, _autotune_configs())
     return _KERNELS[mode]
 
 

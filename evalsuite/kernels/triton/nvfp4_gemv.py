@@ -18,13 +18,13 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
 4. loads each E4M3 block scale once per 16 values (the middle axis of the tile) and decodes it
    by bit arithmetic (sign, exponent + 120 into an fp32 exponent field; subnormals as
    ``m * 2^-9``; 0x7F/0xFF are NaN), exact;
-5. accumulates in fp32: for M <= 4 (``USE_DOT`` off) one multiply-and-reduce per activation row on
-   the CUDA cores, which decodes each weight byte once for all rows; for 5..16 rows one
+5. accumulates in fp32: for one row (``USE_DOT`` off) a multiply-and-reduce on the CUDA cores
+   (the kernel supports any ``BLOCK_M`` there, decoding each byte once for all rows); for 2..16 rows one
    ``tl.dot`` with the rows padded to 16 (tensor cores), the weight tile transposed in registers.
 
 The global scale is applied to each partial sum (it is linear), the bias by the first K split.
 ``triton.autotune`` picks ``BLOCK_N``, ``BLOCK_K``, ``SPLIT_K`` and the warp count on the machine
-that runs it, keyed on ``N``, ``K`` and the row bucket (`row_bucket`: 1, 4, 16).
+that runs it, keyed on ``N``, ``K`` and the row bucket (`row_bucket`: 1 or 16).
 
 `nvfp4_dequantize_triton` writes the bf16/fp16/fp32 weight in one pass (read 0.56 bytes, write 2
 per value), for the large-M path of `NVFP4Linear`: dequantize, then the vendor matmul.
@@ -44,6 +44,7 @@ from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 if HAS_TRITON:
     import triton
     import triton.language as tl
+    import triton.testing
 
     _SUM = tl.standard._sum_combine
 
@@ -52,9 +53,9 @@ GEMV_DOT_MIN_ROWS = 16  # row bucket from which the GEMV multiplies with tl.dot 
 
 
 def row_bucket(m: int) -> int:
-    """Rows the kernel is compiled for: 1, 4 (2..4 rows, CUDA cores) or 16 (5..16 rows, tensor cores).
-    Three buckets keep the compiled variants (x autotune configs) few."""
-    return 1 if m <= 1 else 4 if m <= 4 else 16
+    """Rows the kernel is compiled for: 1 (CUDA cores) or 16 (2..16 rows, tensor cores, padded).
+    Two buckets keep the compiled variants (x autotune configs) few: each costs a compile on first use."""
+    return 1 if m <= 1 else 16
 
 
 def _nvfp4_gemv_kernel(
@@ -184,7 +185,23 @@ def _autotune_configs() -> list[Any]:
     return cfgs
 
 
-_KERNELS: dict[tuple[str, bool], Any] = {}
+AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 25  # per config: short, so a new shape costs well under a second
+
+
+def autotuned(fn: Any, configs: list[Any]) -> Any:
+    """``fn`` jitted and autotuned on ``N``, ``K`` and the row bucket, the split-K buffer zeroed per trial."""
+    kwargs: dict[str, Any] = dict(configs=configs, key=["N", "K", "BLOCK_M"], reset_to_zero=["ws_ptr"])
+
+    def bench(kernel_call: Any, quantiles: Any) -> Any:
+        return triton.testing.do_bench(kernel_call, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles)
+
+    try:
+        return triton.autotune(**kwargs, do_bench=bench)(triton.jit(fn))
+    except TypeError:  # a triton without the do_bench hook: its default timing
+        return triton.autotune(**kwargs)(triton.jit(fn))
+
+
+_KERNELS: dict[tuple[str, str], Any] = {}
 
 
 def _kernel(name: str, mode: str) -> Any:
@@ -199,9 +216,7 @@ def _kernel(name: str, mode: str) -> Any:
         elif mode == "jit":
             _KERNELS[key] = triton.jit(fn)
         else:
-            _KERNELS[key] = triton.autotune(
-                configs=_autotune_configs(), key=["N", "K", "BLOCK_M"], reset_to_zero=["ws_ptr"]
-            )(triton.jit(fn))
+            _KERNELS[key] = autotuned(fn, _autotune_configs())
     return _KERNELS[key]
 
 
