@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := espeak-ng chromium tesseract-ocr
 DEB_COMMANDS := espeak-ng chromium tesseract
 
-.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels sensitivity train serve clean-venv
+.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels bench-gpu sensitivity train serve clean-venv
 
 venv: $(VENV)/.installed
 
@@ -69,6 +69,11 @@ bench: venv
 
 bench-kernels: venv
 	$(PY) bench/bench_kernels.py
+
+# GEMM paths per format, the tiny engine and the full-size LM on a CUDA GPU (<= 5 min); writes
+# results/bench/gpu.json and gpu.md. Without CUDA it says so and exits 0.
+bench-gpu: venv
+	$(PY) bench/bench_gpu.py $(ARGS)
 
 sensitivity: venv
 	$(PY) bench/sensitivity.py $(ARGS)

@@ -1,9 +1,14 @@
 """Quantized drop-in replacements for ``nn.Linear``: the module layer of `kernels/`.
 
-- `FP8Linear`: W8A8. E4M3 weight with a per-tensor (model card) or per-channel fp32 scale;
-  activations quantized per token on every call (`kernels.fp8_gemm`).
+- `FP8Linear`: E4M3 weight with a per-tensor (model card) or per-channel fp32 scale. W8A8 (activations
+  quantized per token on every call, `kernels.fp8_gemm`), except on CUDA with Triton for at most
+  ``FP8_GEMV_MAX_M`` rows: there the weight-only W8A16 GEMV (`kernels.triton.fp8_gemv`), since a
+  decode step is a weight stream and quantizing its few activation rows only adds a pass.
 - `NVFP4Linear`: W4A16. NVFP4 weight (`kernels.nvfp4`); activations stay in their dtype. CUDA
-  inputs use the Triton kernel (`kernels.triton.nvfp4_gemm`), everything else the reference.
+  inputs with Triton pick by row count M: the split-K GEMV (`kernels.triton.nvfp4_gemv`) for
+  ``M <= NVFP4_GEMV_MAX_M``, dequantize-then-cuBLAS for ``M >= NVFP4_DEQUANT_MIN_M`` (a 4-bit
+  weight saves nothing once the matmul is compute-bound, and the vendor matmul is the fastest one
+  there), the tiled kernel (`kernels.triton.nvfp4_gemm`) between. Everything else: the reference.
 
 Both are built with ``from_linear(linear)``, keep the bias in its original dtype, return outputs in
 the input's dtype, and expose ``fmt`` (the format name), ``dequantized_weight()`` and ``nbytes``.
@@ -23,9 +28,30 @@ from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
 from evalsuite.kernels.fp8_gemm import fp8_gemm
 from evalsuite.kernels.triton import HAS_TRITON
+from evalsuite.kernels.triton.fp8_gemv import GEMV_MAX_M as _FP8_GEMV_MAX_M
+from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
+from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M, nvfp4_dequantize_triton, nvfp4_gemv
 
-NVFP4Backend = Literal["auto", "triton", "ref"]
+FP8Backend = Literal["auto", "gemv", "scaled_mm", "ref"]
+NVFP4Backend = Literal["auto", "triton", "gemv", "dequant", "ref"]
+FP8_GEMV_MAX_M = _FP8_GEMV_MAX_M  # rows up to which `FP8Linear` on CUDA runs the W8A16 GEMV
+NVFP4_GEMV_MAX_M = GEMV_MAX_M  # rows up to which `NVFP4Linear` on CUDA runs the GEMV
+NVFP4_DEQUANT_MIN_M = 64  # rows from which it dequantizes to the activation dtype and calls the vendor matmul
+
+
+def fp8_backend_for(m: int, device: torch.device) -> str:
+    """The `FP8Linear` backend ``"auto"`` resolves to for ``m`` rows (``"auto"``: `fp8_gemm` decides)."""
+    return "gemv" if device.type == "cuda" and HAS_TRITON and m <= FP8_GEMV_MAX_M else "auto"
+
+
+def nvfp4_backend_for(m: int, device: torch.device) -> str:
+    """The `NVFP4Linear` backend ``"auto"`` resolves to for ``m`` activation rows on ``device``."""
+    if device.type != "cuda" or not HAS_TRITON:
+        return "ref"
+    if m <= NVFP4_GEMV_MAX_M:
+        return "gemv"
+    return "dequant" if m >= NVFP4_DEQUANT_MIN_M else "triton"
 
 
 def _nbytes(*tensors: torch.Tensor | None) -> int:
@@ -60,7 +86,7 @@ class FP8Linear(nn.Module):
         self.register_buffer("scale", torch.ones(scale_shape, dtype=torch.float32, device=device))
         b = torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None
         self.bias = nn.Parameter(b, requires_grad=False) if b is not None else None
-        self.backend: Literal["auto", "scaled_mm", "ref"] = "auto"
+        self.backend: FP8Backend = "auto"
 
     @property
     def fmt(self) -> str:
@@ -80,7 +106,12 @@ class FP8Linear(nn.Module):
         return layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fp8_gemm(x, self.qdata, self.scale, self.bias, backend=self.backend)
+        backend = self.backend
+        if backend == "auto":
+            backend = fp8_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
+        if backend == "gemv":
+            return fp8_gemv(x, self.qdata, self.scale, self.bias)
+        return fp8_gemm(x, self.qdata, self.scale, self.bias, backend=backend)
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return fp8.dequantize(self.qdata, self.scale, dtype)
@@ -138,9 +169,20 @@ class NVFP4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         backend = self.backend
         if backend == "auto":
-            backend = "triton" if (x.is_cuda and HAS_TRITON) else "ref"
-        gemm = nvfp4_gemm if backend == "triton" else nvfp4_gemm_ref
-        return gemm(x, self.qdata, self.block_scales, self.global_scale, self.bias)
+            backend = nvfp4_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
+        args = (x, self.qdata, self.block_scales, self.global_scale, self.bias)
+        if backend == "gemv":
+            return nvfp4_gemv(*args)
+        if backend == "dequant":
+            dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.float32
+            w = nvfp4_dequantize_triton(self.qdata, self.block_scales, self.global_scale, dtype)
+            bias = None if self.bias is None else self.bias.to(dtype)
+            return torch.nn.functional.linear(x.to(dtype), w, bias).to(x.dtype)
+        if backend == "triton":
+            return nvfp4_gemm(*args)
+        if backend == "ref":
+            return nvfp4_gemm_ref(*args)
+        raise ValueError(f"NVFP4Linear: backend must be one of auto, triton, gemv, dequant, ref; got {backend!r}")
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return nvfp4.dequantize(self.qdata, self.block_scales, self.global_scale, dtype)

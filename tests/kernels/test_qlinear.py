@@ -91,3 +91,30 @@ def test_bad_shapes_are_clear_errors():
         NVFP4Linear(20, 8)
     with pytest.raises(ValueError, match="granularity must be 'tensor' or 'channel'"):
         FP8Linear(16, 16, granularity="token")
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton missing")
+@pytest.mark.parametrize("backend, m", [("gemv", 3), ("dequant", 5), ("triton", 4)])
+def test_nvfp4_linear_every_backend_matches_ref_backend(backend, m):
+    lin = _linear(40, 64)
+    q = NVFP4Linear.from_linear(lin)
+    x = torch.randn(m, 64, dtype=torch.bfloat16)
+    q.backend = "ref"
+    ref = q(x)
+    q.backend = backend  # CPU tensors: the Triton kernels run under the interpreter
+    torch.testing.assert_close(q(x).float(), ref.float(), rtol=2.0**-6, atol=2.0**-6)
+
+
+def test_nvfp4_auto_backend_by_rows_and_device():
+    from evalsuite.kernels.qlinear import NVFP4_DEQUANT_MIN_M, NVFP4_GEMV_MAX_M, nvfp4_backend_for
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert nvfp4_backend_for(1, cpu) == "ref"
+    if HAS_TRITON:
+        assert nvfp4_backend_for(1, cuda) == "gemv" and nvfp4_backend_for(NVFP4_GEMV_MAX_M, cuda) == "gemv"
+        assert nvfp4_backend_for(NVFP4_GEMV_MAX_M + 1, cuda) == "triton"
+        assert nvfp4_backend_for(NVFP4_DEQUANT_MIN_M, cuda) == "dequant"
+    q = NVFP4Linear.from_linear(_linear(16, 32))
+    q.backend = "bogus"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        q(torch.randn(1, 32, dtype=torch.bfloat16))

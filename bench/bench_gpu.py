@@ -1,0 +1,623 @@
+"""GPU benchmark: GEMM paths per format, the tiny engine's decode, and the full-size language model.
+
+    make bench-gpu                          # or: PYTHONPATH=$PWD python3 bench/bench_gpu.py
+    python bench/bench_gpu.py --sections gemm --budget-s 120
+
+On a machine without CUDA it prints one line and exits 0. With CUDA it writes
+``results/bench/gpu.json`` (after every section, atomically, so a run cut short keeps what it
+measured) and ``results/bench/gpu.md`` (the same as Markdown tables), and prints the tables.
+
+Sections (each runs under its own time cap; an error or a cap ends that section only and is
+recorded in its ``error`` field):
+
+- ``gemm``: ``y = x @ W.T`` for M in 1, 16, 64, 256 rows over every distinct linear shape of the
+  full-size config (read from the model built on the meta device) plus 4096² and 8192². Paths:
+  bf16 (cuBLAS); fp8 as `FP8Linear` dispatches it and raw (W8A16 GEMV, W8A8 ``_scaled_mm``);
+  nvfp4 as `NVFP4Linear` dispatches it and raw (split-K GEMV, tiled kernel, dequantize + cuBLAS).
+  Milliseconds from ``triton.testing.do_bench`` (warm-up included, L2 flushed between runs), speedup
+  over bf16, and weight GB/s (the bytes of the weight as stored, over the time). Each path's
+  relative error against its format's reference is checked once per shape.
+- ``engine``: the tiny model (random weights) through the reference `Engine` per recipe (bf16, fp8,
+  fp4) at 1, 8 and 64 concurrent sequences: decode tok/s, and kernel launches and host
+  synchronizations per decode step counted by ``torch.profiler`` on a shorter run.
+- ``full``: the full-size language model with random weights, built on the meta device,
+  quantized there, materialized on the GPU and filled cheaply (no checkpoint), per recipe: decode
+  tok/s and time per output token at 1 and 64 sequences, prefill tok/s of one 8K prompt, peak
+  memory. A recipe that does not fit the memory or the time left is recorded as skipped, with why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from evalsuite.kernels import fp8, nvfp4  # noqa: E402
+from evalsuite.kernels.triton import HAS_TRITON  # noqa: E402
+
+M_VALUES = (1, 16, 64, 256)
+EXTRA_SHAPES = ((4096, 4096), (8192, 8192))
+RECIPES = ("bf16", "fp8", "fp4")
+ENGINE_BATCHES = (1, 8, 64)
+SECTION_CAPS_S = {"gemm": 120.0, "engine": 60.0, "full": 150.0}
+
+
+# ---- plumbing -----------------------------------------------------------------------------------
+class SectionTimeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_cap(seconds: float) -> Iterator[None]:
+    """Raise `SectionTimeout` in the main thread after ``seconds`` (checked between Python bytecodes)."""
+    if seconds <= 0 or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _raise(signum: int, frame: Any) -> None:
+        raise SectionTimeout(f"time cap of {seconds:.0f} s reached")
+
+    old = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, rep_ms: float = 20.0) -> float:
+    """Median milliseconds of ``fn``: triton's do_bench on CUDA (warm-up, L2 flush), else best of a few."""
+    if device.type == "cuda" and HAS_TRITON:
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=5, rep=rep_ms, return_mode="median"))
+    if device.type == "cuda":
+        fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        times = []
+        for _ in range(10):
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        return sorted(times)[len(times) // 2]
+    fn()
+    best = math.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1e3
+
+
+def short_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    env: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+    }
+    if HAS_TRITON:
+        import triton
+
+        env["triton"] = triton.__version__
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(sm=f"{props.major}.{props.minor}", sms=props.multi_processor_count,
+                   memory_gb=round(props.total_memory / 2**30, 1))  # fmt: skip
+    from evalsuite.kernels import qlinear
+
+    env["dispatch"] = {k: getattr(qlinear, k) for k in dir(qlinear) if k.endswith("_M") and k.isupper()}
+    return env
+
+
+# ---- section: GEMM sweep ------------------------------------------------------------------------
+def linear_shapes(preset: str) -> list[tuple[int, int, str]]:
+    """Distinct (N, K) of the preset's linear layers, with one module name each, from the meta model."""
+    from evalsuite.model.backbone import LanguageModel
+    from evalsuite.model.config import BackboneConfig
+
+    with torch.device("meta"):
+        model = LanguageModel(BackboneConfig.preset(preset))
+    seen: dict[tuple[int, int], str] = {}
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            short = ".".join(p for p in name.split(".") if not p.isdigit()).removeprefix("backbone.layers.")
+            seen.setdefault((m.out_features, m.in_features), short)
+    return [(n, k, label) for (n, k), label in seen.items()]
+
+
+def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30))
+
+
+class Path_:
+    """One way to compute ``x @ W.T``: ``fn(x)``, the weight's stored bytes, its format, a row limit."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], nbytes: int, fmt: str, max_m: int | None = None):
+        self.fn, self.nbytes, self.fmt, self.max_m = fn, nbytes, fmt, max_m
+
+
+def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """(name -> path, format -> fp32 reference) for the bf16 weight ``w[N, K]``; quantized once."""
+    from evalsuite.kernels.fp8_gemm import fp8_gemm
+    from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
+    from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm
+    from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M, nvfp4_dequantize_triton, nvfp4_gemv
+
+    n, k = w.shape
+    lin = nn.Linear(k, n, bias=False, device=w.device, dtype=w.dtype)
+    lin.weight.data.copy_(w)
+    f8, f4 = FP8Linear.from_linear(lin), NVFP4Linear.from_linear(lin)
+    q8 = (f8.qdata, f8.scale)
+    q4 = (f4.qdata, f4.block_scales, f4.global_scale)
+    b16, b8, b4 = 2 * n * k, n * k, n * k // 2 + n * k // 16
+    paths = {
+        "bf16": Path_(lambda x: F.linear(x, w), b16, "bf16"),
+        "fp8 FP8Linear": Path_(f8, b8, "fp8"),
+        "fp8 scaled_mm (W8A8)": Path_(lambda x: fp8_gemm(x, *q8, backend="scaled_mm"), b8, "fp8"),
+        "nvfp4 NVFP4Linear": Path_(f4, b4, "nvfp4"),
+        "nvfp4 gemv": Path_(lambda x: nvfp4_gemv(x, *q4), b4, "nvfp4", GEMV_MAX_M),
+        "nvfp4 tiled": Path_(lambda x: nvfp4_gemm(x, *q4), b4, "nvfp4"),
+        "nvfp4 dequant+bf16": Path_(lambda x: F.linear(x, nvfp4_dequantize_triton(*q4, dtype=x.dtype)), b4, "nvfp4"),
+    }
+    try:
+        from evalsuite.kernels.triton.fp8_gemv import GEMV_MAX_M as FP8_GEMV_MAX_M
+        from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
+
+        paths["fp8 gemv (W8A16)"] = Path_(lambda x: fp8_gemv(x, *q8), b8, "fp8", FP8_GEMV_MAX_M)
+    except ImportError:
+        pass
+    refs = {
+        "bf16": lambda x: F.linear(x.float(), w.float()),
+        "fp8": lambda x: F.linear(x.float(), fp8.dequantize(*q8)),
+        "nvfp4": lambda x: F.linear(x.float(), nvfp4.dequantize(*q4)),
+    }
+    return paths, refs
+
+
+def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: tuple[int, ...],
+             extra: tuple[tuple[int, int], ...], deadline: Deadline, rep_ms: float) -> None:
+    shapes = linear_shapes(preset) + [(n, k, "square") for n, k in extra]
+    # the decode-relevant shapes first, the vocabulary projection last
+    shapes.sort(key=lambda s: (s[2] == "lm_head", -(s[0] * s[1]) if s[2] == "square" else 0))
+    out["shapes"] = [f"{n}x{k} {label}" for n, k, label in shapes]
+    out["rel_err"] = "relative L2 error against the format's fp32 weight-only reference (W8A8 includes activation rounding)"
+    rows = out.setdefault("rows", [])
+    for n, k, label in shapes:
+        if deadline.left() <= 0:
+            out.setdefault("skipped", []).append(f"{n}x{k} {label}: section time cap")
+            continue
+        g = torch.Generator(device=device).manual_seed(n * 7 + k)
+        w = (torch.randn(n, k, device=device, generator=g) * 0.02).to(torch.bfloat16)
+        try:
+            paths, refs = gemm_paths(w)
+        except SectionTimeout:
+            raise
+        except Exception as exc:
+            rows.append({"shape": f"{n}x{k}", "layer": label, "M": "-", "path": "quantize", "error": short_error(exc)})
+            continue
+        for m in m_values:
+            x = torch.randn(m, k, device=device, generator=g).to(torch.bfloat16)
+            base_ms = None
+            ref_out: dict[str, torch.Tensor] = {}
+            for name, path in paths.items():
+                if path.max_m is not None and m > path.max_m:
+                    continue
+                row: dict[str, Any] = {"shape": f"{n}x{k}", "layer": label, "M": m, "path": name}
+                try:
+                    if path.fmt not in ref_out:
+                        ref_out[path.fmt] = refs[path.fmt](x)
+                    row["rel_err"] = _rel_err(path.fn(x), ref_out[path.fmt])
+                    ms = time_ms(lambda: path.fn(x), device, rep_ms)
+                    row.update(ms=ms, weight_gbs=path.nbytes / (ms * 1e-3) / 1e9)
+                    if name == "bf16":
+                        base_ms = ms
+                    if base_ms:
+                        row["speedup_vs_bf16"] = base_ms / ms
+                except SectionTimeout:
+                    raise
+                except Exception as exc:  # one path failing leaves the others
+                    row["error"] = short_error(exc)
+                rows.append(row)
+            del ref_out
+        del w, paths, refs
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+# ---- section: tiny engine -------------------------------------------------------------------------
+LAUNCH_NAMES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+                "cudaLaunchCooperativeKernel", "cudaGraphLaunch")  # fmt: skip
+SYNC_NAMES = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")
+
+
+def count_launches_and_syncs(fn: Callable[[], object]) -> tuple[int, int, int]:
+    """(launch API calls, host sync API calls, GPU-side kernel/memcpy/memset events) while ``fn`` runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        fn()
+    launches = syncs = device_events = 0
+    for evt in prof.key_averages():
+        if evt.key in LAUNCH_NAMES:
+            launches += evt.count
+        elif evt.key in SYNC_NAMES:
+            syncs += evt.count
+        if str(getattr(evt, "device_type", "")).endswith("CUDA"):
+            device_events += evt.count
+    return launches, syncs, device_events
+
+
+def _tiny_model(recipe: str, device: torch.device, preset: str = "tiny") -> nn.Module:
+    from evalsuite.kernels import quantize_model
+    from evalsuite.model.backbone import build
+
+    torch.manual_seed(0)
+    model = build(preset, device=device, dtype=torch.bfloat16).eval()
+    if recipe != "bf16":
+        quantize_model(model, recipe)
+    return model
+
+
+def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ...], prompt_len: int,
+               new_tokens: int, deadline: Deadline) -> None:
+    from evalsuite.kernels import recipes
+    from evalsuite.model.engine import Engine, SamplingParams
+
+    rows = out.setdefault("rows", [])
+    out.update(prompt_len=prompt_len, new_tokens=new_tokens,
+               counted="kernel launches (runtime + driver API) and host syncs (stream/device/event "
+                       "synchronize, blocking memcpy) per decode step, from a profiled run")  # fmt: skip
+    for recipe in RECIPES:
+        if deadline.left() <= 0:
+            out.setdefault("skipped", []).append(f"{recipe}: section time cap")
+            continue
+        model = _tiny_model(recipe, device)
+        kv = recipes.get(recipe).kv_cache_dtype
+        for b in batches:
+            row: dict[str, Any] = {"recipe": recipe, "batch": b}
+            if deadline.left() <= 0:
+                row["error"] = "skipped: section time cap"
+                rows.append(row)
+                continue
+            try:
+                engine = Engine(model, n_slots=b, max_len=prompt_len + new_tokens + 1,
+                                kv_cache_dtype=None if kv == "bf16" else kv)  # fmt: skip
+                g = torch.Generator().manual_seed(b)
+                prompts = [torch.randint(0, 256, (prompt_len,), generator=g) for _ in range(b)]
+                params = SamplingParams(max_tokens=new_tokens, stop_token_ids=())
+                engine.generate(prompts, SamplingParams(max_tokens=4, stop_token_ids=()))  # warm-up
+                sync(device)
+                t0 = time.perf_counter()
+                results = engine.generate(prompts, params)
+                sync(device)
+                elapsed = time.perf_counter() - t0
+                generated = sum(r.output_tokens for r in results)
+                row.update(tok_s=generated / elapsed, seconds=elapsed, tokens=generated)
+                steps = 8
+                launches, syncs, on_device = count_launches_and_syncs(
+                    lambda: engine.generate(prompts, SamplingParams(max_tokens=steps, stop_token_ids=()))
+                )
+                row.update(launches_per_step=launches / steps, syncs_per_step=syncs / steps,
+                           device_ops_per_step=on_device / steps)  # fmt: skip
+            except SectionTimeout:
+                raise
+            except Exception as exc:
+                row["error"] = short_error(exc)
+            rows.append(row)
+        del model
+        gc.collect()
+
+
+# ---- section: full-size language model ------------------------------------------------------------
+def _fill_random_(model: nn.Module, seed: int = 0) -> None:
+    """Cheap random contents for every parameter and buffer after ``to_empty``: normal(0, 0.02)
+    weights, unit norms, the Mamba constants as initialised, finite FP8 / NVFP4 codes and scales."""
+    from evalsuite.model.mamba2 import Mamba2Mixer
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for mod_name, module in model.named_modules():
+            for name, t in list(module.named_parameters(recurse=False)) + list(module.named_buffers(recurse=False)):
+                if t.dtype == torch.uint8:  # NVFP4 packed codes: any byte is two valid codes
+                    t.copy_(torch.randint(0, 256, t.shape, dtype=torch.uint8, device=t.device))
+                elif t.dtype == torch.float8_e4m3fn:
+                    if name == "block_scales":
+                        t.view(torch.uint8).fill_(0x38)  # 1.0
+                    else:  # FP8 weight codes: magnitudes below 448, never the NaN pattern
+                        codes = torch.randint(0, 0x7E, t.shape, dtype=torch.uint8, device=t.device)
+                        sign = torch.randint(0, 2, t.shape, dtype=torch.uint8, device=t.device) << 7
+                        t.view(torch.uint8).copy_(codes | sign)
+                elif name == "global_scale":
+                    t.fill_(0.02 / 6)
+                elif name == "scale":
+                    t.fill_(0.02 / 448)
+                elif name == "e_score_correction_bias" or name == "bias":
+                    t.zero_()
+                elif isinstance(module, Mamba2Mixer) and name in ("A_log", "D", "dt_bias"):
+                    h = t.shape[0]
+                    if name == "A_log":
+                        t.copy_(torch.log(torch.arange(1, h + 1, dtype=torch.float32, device=t.device)))
+                    else:
+                        t.fill_(1.0 if name == "D" else -4.0)
+                elif name == "weight" and t.dim() == 1:  # norms
+                    t.fill_(1.0)
+                elif t.is_floating_point():
+                    t.normal_(0.0, 0.02)
+
+
+def _model_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def build_random(preset: str, recipe: str, device: torch.device) -> nn.Module:
+    """The preset's language model with random weights in ``recipe``, never materialized in bf16 first."""
+    from evalsuite.kernels import quantize_model
+    from evalsuite.model.backbone import LanguageModel
+    from evalsuite.model.config import BackboneConfig
+
+    with torch.device("meta"):
+        model = LanguageModel(BackboneConfig.preset(preset)).to(torch.bfloat16)
+    if recipe != "bf16":
+        quantize_model(model, recipe)
+    need = _model_bytes(model)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if need > 0.9 * free:
+            raise MemoryError(f"needs {need / 2**30:.1f} GiB of weights, {free / 2**30:.1f} GiB free")
+    model = model.to_empty(device=device)
+    _fill_random_(model)
+    return model.eval()
+
+
+def _decode_rate(model: nn.Module, batch: int, prompt_len: int, steps: int, device: torch.device,
+                 kv: str | None) -> dict[str, float]:
+    from evalsuite.model.backbone import decode_step, prefill
+
+    state = model.allocate_state(batch, prompt_len + steps + 3, kv)
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (batch, prompt_len), device=device)
+    prefill(model, ids, state)
+    tokens = torch.randint(0, vocab, (batch,), device=device)
+    for _ in range(2):  # warm-up
+        decode_step(model, tokens, state)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        decode_step(model, tokens, state)
+    sync(device)
+    step_s = (time.perf_counter() - t0) / steps
+    del state
+    return {"tpot_ms": step_s * 1e3, "tok_s": batch / step_s}
+
+
+def run_full(out: dict[str, Any], device: torch.device, preset: str, batches: tuple[int, ...],
+             prefill_len: int, decode_steps: int, deadline: Deadline) -> None:
+    from evalsuite.kernels import recipes
+    from evalsuite.model.backbone import prefill
+
+    out.update(preset=preset, prefill_len=prefill_len, decode_steps=decode_steps,
+               note="random weights, no checkpoint; decode from a 32-token prompt; TPOT = time per decode step")  # fmt: skip
+    rows = out.setdefault("rows", [])
+    for recipe in ("bf16", "fp4", "fp8"):
+        row: dict[str, Any] = {"recipe": recipe}
+        rows.append(row)
+        if deadline.left() < 20:
+            row["skipped"] = f"{deadline.left():.0f} s left in the section, a recipe needs about 30"
+            continue
+        model = None
+        try:
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            model = build_random(preset, recipe, device)
+            sync(device)
+            row.update(build_s=time.perf_counter() - t0, weights_gib=_model_bytes(model) / 2**30)
+            kv = recipes.get(recipe).kv_cache_dtype
+            kv = None if kv == "bf16" else kv
+            with torch.no_grad():
+                for b in batches:
+                    r = _decode_rate(model, b, 32, decode_steps, device, kv)
+                    row[f"decode_b{b}_tok_s"] = r["tok_s"]
+                    row[f"tpot_b{b}_ms"] = r["tpot_ms"]
+                if deadline.left() < 10:
+                    row["prefill"] = "skipped: section time cap"
+                else:
+                    state = model.allocate_state(1, prefill_len + 1, kv)
+                    ids = torch.randint(0, model.config.vocab_size, (1, prefill_len), device=device)
+                    sync(device)
+                    t0 = time.perf_counter()
+                    prefill(model, ids, state)
+                    sync(device)
+                    row["prefill_tok_s"] = prefill_len / (time.perf_counter() - t0)
+                    del state
+            if device.type == "cuda":
+                row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+        except SectionTimeout as exc:
+            row["error"] = short_error(exc)
+            raise
+        except Exception as exc:
+            row["error"] = short_error(exc)
+        finally:
+            del model
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+# ---- report ---------------------------------------------------------------------------------------
+def _f(v: Any, digits: int = 2) -> str:
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return "" if v is None else str(v)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    env = res.get("env", {})
+    lines = [f"GPU benchmark (`{res.get('command', '')}`), {env.get('device', '?')}, torch {env.get('torch', '?')}, "
+             f"triton {env.get('triton', '-')}, {env.get('date', '?')}; dispatch thresholds {env.get('dispatch', {})}"]
+    sec = res.get("sections", {})
+    gemm = sec.get("gemm")
+    if gemm:
+        lines += ["", "### GEMM: y = x @ W.T, bf16 activations (ms, speedup vs bf16, weight GB/s)", "",
+                  "| shape N×K | layer | M | path | ms | × bf16 | weight GB/s | rel. err |", "|---|---|---:|---|---:|---:|---:|---:|"]
+        for r in gemm.get("rows", []):
+            if "error" in r:
+                lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {r['path']} | error: {r['error']} | | | |")
+            else:
+                lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {r['path']} | {_f(r.get('ms'), 4)} | "
+                             f"{_f(r.get('speedup_vs_bf16'))} | {_f(r.get('weight_gbs'), 0)} | {_f(r.get('rel_err'), 5)} |")
+    eng = sec.get("engine")
+    if eng:
+        lines += ["", f"### Tiny engine: {eng.get('prompt_len')}-token prompts, {eng.get('new_tokens')} new tokens "
+                  "(a step = one token for every sequence; prefill included in the counts)", "",
+                  "| recipe | batch | tok/s | launches / step | host syncs / step | GPU ops / step |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in eng.get("rows", []):
+            if "error" in r:
+                lines.append(f"| {r['recipe']} | {r['batch']} | error: {r['error']} | | | |")
+            else:
+                lines.append(f"| {r['recipe']} | {r['batch']} | {_f(r.get('tok_s'), 0)} | {_f(r.get('launches_per_step'), 0)} | "
+                             f"{_f(r.get('syncs_per_step'), 1)} | {_f(r.get('device_ops_per_step'), 0)} |")
+    full = sec.get("full")
+    if full:
+        bs = [k.removeprefix("decode_b").removesuffix("_tok_s") for r in full.get("rows", []) for k in r
+              if k.startswith("decode_b")]
+        bs = sorted(set(bs), key=int)
+        head = " | ".join(f"decode b{b} tok/s | TPOT b{b} ms" for b in bs)
+        lines += ["", f"### Full-size `{full.get('preset')}` LM, random weights ({full.get('note', '')})", "",
+                  f"| recipe | weights GiB | {head} | prefill {full.get('prefill_len')} tok/s | peak GiB | note |",
+                  "|---|---:|" + "---:|" * (2 * len(bs)) + "---:|---:|---|"]
+        for r in full.get("rows", []):
+            cells = " | ".join(f"{_f(r.get(f'decode_b{b}_tok_s'), 1)} | {_f(r.get(f'tpot_b{b}_ms'), 1)}" for b in bs)
+            note = r.get("error") or r.get("skipped") or (r["prefill"] if isinstance(r.get("prefill"), str) else "")
+            lines.append(f"| {r['recipe']} | {_f(r.get('weights_gib'), 1)} | {cells} | {_f(r.get('prefill_tok_s'), 0)} | "
+                         f"{_f(r.get('peak_mem_gib'), 1)} | {note} |")
+    for name, s in sec.items():
+        if s.get("error"):
+            lines += ["", f"Section {name} stopped: {s['error']}"]
+        for skipped in s.get("skipped", []):
+            lines.append(f"- {name} skipped {skipped}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- main -----------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="results/bench", help="folder for gpu.json and gpu.md")
+    p.add_argument("--sections", default="gemm,engine,full", help="comma-separated: gemm, engine, full")
+    p.add_argument("--budget-s", type=float, default=290.0, help="wall-clock budget of the whole run")
+    p.add_argument("--device", default="cuda", help="cuda (default); cpu only for a smoke test of the script")
+    p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose shapes and model are measured")
+    p.add_argument("--m", default=",".join(map(str, M_VALUES)), help="GEMM row counts")
+    p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere (tests the script on CPU)")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False); nothing measured")
+        return 0
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTION_CAPS_S))
+    if unknown:
+        p.error(f"--sections: unknown {unknown}; expected some of {sorted(SECTION_CAPS_S)}")
+    try:
+        m_values = tuple(int(v) for v in args.m.split(","))
+    except ValueError:
+        p.error(f"--m: expected comma-separated integers, got {args.m!r}")
+    out_dir = Path(args.out)
+    t_start = time.monotonic()
+    res: dict[str, Any] = {"command": " ".join(["python bench/bench_gpu.py", *(argv if argv is not None else sys.argv[1:])]),
+                           "env": environment(device), "sections": {}}  # fmt: skip
+
+    def save() -> None:
+        write_atomic(out_dir / "gpu.json", json.dumps(res, indent=1, default=str))
+        write_atomic(out_dir / "gpu.md", markdown(res))
+
+    caps = dict(SECTION_CAPS_S)
+    total_caps = sum(caps[s] for s in sections)
+    for name in sections:
+        left = args.budget_s - (time.monotonic() - t_start)
+        cap = min(caps[name] * args.budget_s / max(total_caps, args.budget_s), left)
+        sec: dict[str, Any] = {"cap_s": round(cap, 1)}
+        res["sections"][name] = sec
+        t0 = time.monotonic()
+        print(f"bench-gpu: section {name} (cap {cap:.0f} s)", flush=True)
+        if cap <= 1:
+            sec["error"] = "no time left in the run's budget"
+            save()
+            continue
+        deadline = Deadline(cap * 0.9)  # sections stop starting new work before the hard cap
+        try:
+            with time_cap(cap):
+                if name == "gemm":
+                    extra = ((256, 256),) if args.smoke else EXTRA_SHAPES
+                    run_gemm(sec, device, args.preset, m_values, extra, deadline, rep_ms=2.0 if args.smoke else 20.0)
+                elif name == "engine":
+                    run_engine(sec, device, (1, 2) if args.smoke else ENGINE_BATCHES, 8 if args.smoke else 32,
+                               4 if args.smoke else 32, deadline)
+                else:
+                    run_full(sec, device, args.preset, (1, 2) if args.smoke else (1, 64), 64 if args.smoke else 8192,
+                             2 if args.smoke else 8, deadline)
+        except SectionTimeout as exc:
+            sec["error"] = short_error(exc)
+        except Exception as exc:  # a failing section leaves the others
+            sec["error"] = short_error(exc)
+            sec["traceback"] = traceback.format_exc(limit=8)
+        sec["seconds"] = round(time.monotonic() - t0, 1)
+        save()
+    res["total_s"] = round(time.monotonic() - t_start, 1)
+    save()
+    print(markdown(res))
+    print(f"bench-gpu: wrote {out_dir / 'gpu.json'} and {out_dir / 'gpu.md'} in {res['total_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,317 @@
+"""NVFP4 W4A16 for skinny activations (decode, M <= 16) and a fast dequantize for large M.
+
+Same contract and packed layout as `kernels.triton.nvfp4_gemm` (``qdata`` uint8 ``[N, K/2]``, first
+value of each pair in the low nibble; ``block_scales`` E4M3 ``[N, K/16]``; fp32 ``global_scale``);
+`nvfp4_gemm_ref` there is the oracle for both kernels here.
+
+Why a second kernel. At M <= 16 a W4A16 GEMM is a weight stream: every packed byte is read once and
+used M times, so the only goal is to move ``N*K/2`` bytes at the memory's speed. The tiled kernel
+gives one program per output tile, which at M = 1 is ``N / BLOCK_N`` programs: a few hundred for
+an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` therefore
+
+1. splits K as well as N (``SPLIT_K`` programs per column strip, partial sums added atomically into
+   an fp32 buffer), so there are several programs per SM whatever the layer's width;
+2. reads the packed weight row-major as ``[BLOCK_N, BLOCK_K/16, 8]`` bytes: each row contributes
+   ``BLOCK_K/2`` contiguous bytes, which the compiler turns into 128-bit loads;
+3. decodes E2M1 through a 16-entry fp32 table (16 words in 16 shared-memory banks: a gather from
+   it never conflicts) instead of the exponent arithmetic;
+4. loads each E4M3 block scale once per 16 values (the middle axis of the tile) and decodes it
+   by bit arithmetic (sign, exponent + 120 into an fp32 exponent field; subnormals as
+   ``m * 2^-9``; 0x7F/0xFF are NaN), exact;
+5. accumulates in fp32: for one row (``USE_DOT`` off) a multiply-and-reduce on the CUDA cores
+   (the kernel supports any ``BLOCK_M`` there, decoding each byte once for all rows); for 2..16 rows one
+   ``tl.dot`` with the rows padded to 16 (tensor cores), the weight tile transposed in registers.
+
+The global scale is applied to each partial sum (it is linear), the bias by the first K split.
+``triton.autotune`` picks ``BLOCK_N``, ``BLOCK_K``, ``SPLIT_K`` and the warp count on the machine
+that runs it, keyed on ``N``, ``K`` and the row bucket (`row_bucket`: 1 or 16).
+
+`nvfp4_dequantize_triton` writes the bf16/fp16/fp32 weight in one pass (read 0.56 bytes, write 2
+per value), for the large-M path of `NVFP4Linear`: dequantize, then the vendor matmul.
+Its oracle is `kernels.nvfp4.dequantize`; the result is bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from evalsuite.kernels.constants import E2M1_VALUES, NVFP4_BLOCK_SIZE
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+    import triton.testing
+
+    _SUM = tl.standard._sum_combine
+
+GEMV_MAX_M = 16  # the GEMV kernel handles up to this many activation rows
+GEMV_DOT_MIN_ROWS = 16  # row bucket from which the GEMV multiplies with tl.dot (tensor cores)
+
+
+def row_bucket(m: int) -> int:
+    """Rows the kernel is compiled for: 1 (CUDA cores) or 16 (2..16 rows, tensor cores, padded).
+    Two buckets keep the compiled variants (x autotune configs) few: each costs a compile on first use."""
+    return 1 if m <= 1 else 16
+
+
+def _nvfp4_gemv_kernel(
+    x_ptr, w_ptr, s_ptr, gs_ptr, b_ptr, lut_ptr, ws_ptr,
+    M, N, K,
+    stride_xm, stride_xk, stride_wn, stride_sn,
+    HAS_BIAS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+):  # fmt: skip
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_g = tl.arange(0, G)
+    offs_j = tl.arange(0, 8)  # byte within a 16-value block
+    offs_m = tl.arange(0, BLOCK_M)
+    mask_n = offs_n < N
+    mask_m = offs_m < M
+    k_per_split = ((K + SPLIT_K - 1) // SPLIT_K + BLOCK_K - 1) // BLOCK_K * BLOCK_K  # (tl.cdiv is @jit)
+    k_lo = pid_k * k_per_split
+    k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        blk = k0 // 16 + offs_g  # scale block index, [G]
+        mask_g = blk < K // 16
+        # packed bytes [BLOCK_N, G, 8]: byte column 8*blk + j of row n
+        wcol = (blk * 8)[None, :, None] + offs_j[None, None, :]
+        wmask = mask_n[:, None, None] & mask_g[None, :, None]
+        w = tl.load(w_ptr + offs_n[:, None, None] * stride_wn + wcol, mask=wmask, other=0).to(tl.int32)
+        sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
+                     mask=mask_n[:, None] & mask_g[None, :], other=0).to(tl.int32)  # fmt: skip
+        # E4M3 bits -> fp32, exact: sign and exponent + 120 into fp32 fields, subnormals m * 2^-9
+        s_sign = (sb & 0x80) << 24
+        s_exp = (sb >> 3) & 0xF
+        s_man = sb & 0x7
+        s_val = (s_sign | ((s_exp + 120) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
+        s_sub = s_man.to(tl.float32) * 0.001953125
+        s_val = tl.where(s_exp == 0, tl.where(s_sign != 0, -s_sub, s_sub), s_val)
+        s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
+        scale = s_val[:, :, None]  # [BLOCK_N, G, 1]
+        lo = tl.load(lut_ptr + (w & 0xF)) * scale  # values at even k
+        hi = tl.load(lut_ptr + ((w >> 4) & 0xF)) * scale  # values at odd k
+        if USE_DOT:
+            # [BLOCK_M, BLOCK_K/2] activations at even / odd k, against the weight transposed
+            kk = k0 + 2 * tl.arange(0, BLOCK_K // 2)
+            xmask = mask_m[:, None] & (kk < K)[None, :]
+            x_base = x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk
+            x_even = tl.load(x_base, mask=xmask, other=0.0)
+            x_odd = tl.load(x_base + stride_xk, mask=xmask, other=0.0)
+            lo2 = tl.trans(tl.reshape(lo, (BLOCK_N, BLOCK_K // 2)))
+            hi2 = tl.trans(tl.reshape(hi, (BLOCK_N, BLOCK_K // 2)))
+            if DOT_FP32:
+                acc += tl.dot(x_even.to(tl.float32), lo2, input_precision="ieee")
+                acc += tl.dot(x_odd.to(tl.float32), hi2, input_precision="ieee")
+            else:
+                acc += tl.dot(x_even, lo2.to(x_even.dtype))
+                acc += tl.dot(x_odd, hi2.to(x_odd.dtype))
+        else:
+            kx = (blk * 16)[:, None] + 2 * offs_j[None, :]  # [G, 8] even k of each byte
+            for r in tl.static_range(BLOCK_M):
+                # rows past M (the bucket's padding) re-read row M-1; the store masks them out
+                x_row = x_ptr + tl.where(M > r, r, M - 1) * stride_xm  # (tl.minimum is @jit)
+                x_even = tl.load(x_row + kx * stride_xk, mask=kx < K, other=0.0).to(tl.float32)
+                x_odd = tl.load(x_row + (kx + 1) * stride_xk, mask=kx < K, other=0.0).to(tl.float32)
+                prod = lo * x_even[None, :, :] + hi * x_odd[None, :, :]  # [BLOCK_N, G, 8]
+                # tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter
+                part = tl.reduce(tl.reduce(prod, 2, _SUM), 1, _SUM)  # [BLOCK_N]
+                acc += tl.where(offs_m[:, None] == r, part[None, :], 0.0)
+    acc = acc * tl.load(gs_ptr)
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
+        acc += tl.where(pid_k == 0, 1.0, 0.0) * bias[None, :]
+    ws_ptrs = ws_ptr + offs_m[:, None] * N + offs_n[None, :]
+    tl.atomic_add(ws_ptrs, acc, mask=mask_m[:, None] & mask_n[None, :])
+
+
+def _dequant_kernel(
+    w_ptr, s_ptr, gs_ptr, lut_ptr, out_ptr,
+    N, K,
+    stride_wn, stride_sn, stride_on,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    pid_n = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    G: tl.constexpr = BLOCK_K // 16
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    blk = pid_k * G + tl.arange(0, G)
+    offs_j = tl.arange(0, 8)
+    mask_n = offs_n < N
+    mask_g = blk < K // 16
+    wmask = mask_n[:, None, None] & mask_g[None, :, None]
+    wcol = (blk * 8)[None, :, None] + offs_j[None, None, :]
+    w = tl.load(w_ptr + offs_n[:, None, None] * stride_wn + wcol, mask=wmask, other=0).to(tl.int32)
+    sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
+                 mask=mask_n[:, None] & mask_g[None, :], other=0).to(tl.int32)  # fmt: skip
+    # E4M3 bits -> fp32, exact: sign and exponent + 120 into fp32 fields, subnormals m * 2^-9
+    s_sign = (sb & 0x80) << 24
+    s_exp = (sb >> 3) & 0xF
+    s_man = sb & 0x7
+    s_val = (s_sign | ((s_exp + 120) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
+    s_sub = s_man.to(tl.float32) * 0.001953125
+    s_val = tl.where(s_exp == 0, tl.where(s_sign != 0, -s_sub, s_sub), s_val)
+    s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
+    scale = (s_val * tl.load(gs_ptr))[:, :, None]  # block scale x global scale, as the ref
+    lo = tl.load(lut_ptr + (w & 0xF)) * scale
+    hi = tl.load(lut_ptr + ((w >> 4) & 0xF)) * scale
+    col = (blk * 16)[None, :, None] + 2 * offs_j[None, None, :]  # output column of the low nibble
+    base = out_ptr + offs_n[:, None, None] * stride_on + col
+    tl.store(base, lo.to(out_ptr.dtype.element_ty), mask=wmask)
+    tl.store(base + 1, hi.to(out_ptr.dtype.element_ty), mask=wmask)
+
+
+def _autotune_configs() -> list[Any]:
+    """Tiles for H100/H200-class GPUs at M <= 16: narrow strips, long K steps, split-K 1..16."""
+    cfgs = []
+    for bn, bk, sk, warps in [
+        (32, 256, 1, 4), (64, 256, 2, 4), (32, 512, 4, 4), (64, 256, 4, 4),
+        (128, 256, 2, 8), (32, 256, 8, 4), (16, 512, 8, 4),
+    ]:  # fmt: skip
+        cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps, num_stages=3))
+    return cfgs
+
+
+AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 25  # per config: short, so a new shape costs well under a second
+
+
+def autotuned(fn: Any, configs: list[Any]) -> Any:
+    """``fn`` jitted and autotuned on ``N``, ``K`` and the row bucket, the split-K buffer zeroed per trial."""
+    kwargs: dict[str, Any] = dict(configs=configs, key=["N", "K", "BLOCK_M"], reset_to_zero=["ws_ptr"])
+
+    def bench(kernel_call: Any, quantiles: Any) -> Any:
+        return triton.testing.do_bench(kernel_call, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles)
+
+    try:
+        return triton.autotune(**kwargs, do_bench=bench)(triton.jit(fn))
+    except TypeError:  # a triton without the do_bench hook: its default timing
+        return triton.autotune(**kwargs)(triton.jit(fn))
+
+
+_KERNELS: dict[tuple[str, str], Any] = {}
+
+
+def _kernel(name: str, mode: str) -> Any:
+    """``mode``: 'interpret' (CPU tensors), 'jit' (explicit tile) or 'autotune' (CUDA, gemv only)."""
+    key = (name, mode)
+    if key not in _KERNELS:
+        fn = _nvfp4_gemv_kernel if name == "gemv" else _dequant_kernel
+        if mode == "interpret":
+            from triton.runtime.interpreter import InterpretedFunction
+
+            _KERNELS[key] = InterpretedFunction(fn)
+        elif mode == "jit":
+            _KERNELS[key] = triton.jit(fn)
+        else:
+            _KERNELS[key] = autotuned(fn, _autotune_configs())
+    return _KERNELS[key]
+
+
+_LUTS: dict[torch.device, torch.Tensor] = {}
+
+
+def _lut(device: torch.device) -> torch.Tensor:
+    """The 16 E2M1 values as fp32, once per device."""
+    if device not in _LUTS:
+        _LUTS[device] = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=device)
+    return _LUTS[device]
+
+
+def _require_triton(name: str) -> None:
+    if not HAS_TRITON:
+        raise RuntimeError(f"{name} needs Triton ({TRITON_MISSING_REASON}); use nvfp4_gemm_ref")
+
+
+def nvfp4_gemv(
+    x: torch.Tensor,
+    qdata: torch.Tensor,
+    block_scales: torch.Tensor,
+    global_scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    block_n: int | None = None,
+    block_k: int | None = None,
+    split_k: int | None = None,
+) -> torch.Tensor:
+    """``x @ W.T + bias`` for ``x[..., K]`` with at most `GEMV_MAX_M` rows; contract of `nvfp4_gemm_ref`.
+
+    CUDA tensors: autotuned, unless ``block_n``, ``block_k`` and ``split_k`` are all given. CPU tensors
+    run under Triton's interpreter with those (defaults 32, 64, 2)."""
+    _require_triton("nvfp4_gemv")
+    _check_operands(x, qdata, block_scales)
+    k, n = x.shape[-1], qdata.shape[0]
+    x2 = x.reshape(-1, k)  # [..., K] -> [M, K]
+    m = x2.shape[0]
+    if m > GEMV_MAX_M:
+        raise ValueError(f"nvfp4_gemv: at most {GEMV_MAX_M} rows, got {m}; use nvfp4_gemm")
+    if m == 0:
+        return torch.empty(*x.shape[:-1], n, dtype=x.dtype, device=x.device)
+    interpret = x.device.type == "cpu"
+    explicit = block_n is not None and block_k is not None and split_k is not None
+    if interpret and not explicit:
+        block_n, block_k, split_k = block_n or 32, block_k or 64, split_k or 2
+        explicit = True
+    if explicit and (block_k < 16 or block_k & (block_k - 1) or block_n < 16 or split_k < 1):  # type: ignore[operator]
+        raise ValueError(f"nvfp4_gemv: block_k a power of two >= 16, block_n >= 16 and split_k >= 1, "
+                         f"got {block_k}, {block_n}, {split_k}")  # fmt: skip
+    block_m = row_bucket(m)
+    qdata = qdata.contiguous()  # the kernel reads rows with unit stride along K
+    ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
+    gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
+    scale_bytes = block_scales.contiguous().view(torch.uint8)
+    args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, _lut(x.device), ws, m, n, k,
+            x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
+    consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
+                  DOT_FP32=interpret or x.dtype == torch.float32)  # fmt: skip
+    if explicit:
+        grid = (triton.cdiv(n, block_n), split_k)
+        _kernel("gemv", "interpret" if interpret else "jit")[grid](
+            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k
+        )
+    else:
+        _kernel("gemv", "autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts)
+    return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
+
+
+def nvfp4_dequantize_triton(
+    qdata: torch.Tensor,
+    block_scales: torch.Tensor,
+    global_scale: torch.Tensor,
+    dtype: torch.dtype = torch.bfloat16,
+    *,
+    block_n: int = 32,
+    block_k: int = 256,
+) -> torch.Tensor:
+    """``W[N, K]`` in ``dtype`` from the packed triple, in one kernel; equals `kernels.nvfp4.dequantize`."""
+    _require_triton("nvfp4_dequantize_triton")
+    x_probe = torch.empty(0, qdata.shape[1] * 2, device=qdata.device)
+    _check_operands(x_probe, qdata, block_scales)
+    n, k = qdata.shape[0], qdata.shape[1] * 2
+    out = torch.empty(n, k, dtype=dtype, device=qdata.device)
+    if n == 0 or k == 0:
+        return out
+    if block_k < NVFP4_BLOCK_SIZE or block_k & (block_k - 1):
+        raise ValueError(f"nvfp4_dequantize_triton: block_k must be a power of two >= 16, got {block_k}")
+    interpret = qdata.device.type == "cpu"
+    gs = torch.as_tensor(global_scale, device=qdata.device).float().reshape(1)
+    qdata, scale_bytes = qdata.contiguous(), block_scales.contiguous().view(torch.uint8)
+    grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k))
+    _kernel("dequant", "interpret" if interpret else "jit")[grid](
+        qdata, scale_bytes, gs, _lut(qdata.device), out, n, k,
+        qdata.stride(0), scale_bytes.stride(0), out.stride(0),
+        BLOCK_N=block_n, BLOCK_K=block_k,
+    )  # fmt: skip
+    return out

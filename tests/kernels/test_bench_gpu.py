@@ -1,0 +1,88 @@
+"""The GPU benchmark script: its CPU-side behaviour (no timing asserted; the GPU run is `make bench-gpu`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_gpu.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA exit")
+def test_without_cuda_one_line_and_exit_zero(tmp_path, capsys):
+    assert _load().main(["--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "no CUDA device" in out[0]
+    assert not any(tmp_path.iterdir())
+
+
+def test_bad_section_is_one_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        _load().main(["--device", "cpu", "--sections", "gemm,warp"])
+    assert "unknown ['warp']" in capsys.readouterr().err
+
+
+def test_shapes_come_from_the_config():
+    shapes = _load().linear_shapes("nano-omni-30b-a3b")
+    by_layer = {label: (n, k) for n, k, label in shapes}
+    assert by_layer["mixer.experts.up_proj"] == (1856, 2688)
+    assert by_layer["mixer.experts.down_proj"] == (2688, 1856)
+    assert by_layer["lm_head"] == (131072, 2688)
+    assert len({(n, k) for n, k, _ in shapes}) == len(shapes)
+
+
+@pytest.mark.parametrize("recipe", ["bf16", "fp8", "fp4"])
+def test_random_model_is_materialized_finite_and_runs(recipe):
+    bench = _load()
+    model = bench.build_random("tiny", recipe, torch.device("cpu"))
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        assert not t.is_meta, name
+        if t.dtype == torch.float8_e4m3fn:
+            assert torch.isfinite(t.float()).all(), name
+    from evalsuite.model.backbone import decode_step, prefill
+
+    state = model.allocate_state(1, 16)
+    logits = prefill(model, torch.randint(0, 512, (1, 8)), state)
+    logits = decode_step(model, logits.argmax(-1), state)
+    assert logits.shape == (1, 512) and torch.isfinite(logits).all()
+
+
+def test_section_failure_is_recorded_and_the_others_run(tmp_path, monkeypatch):
+    bench = _load()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("kernel exploded")
+
+    def engine_ok(sec, *args, **kwargs):
+        sec["rows"] = [{"recipe": "bf16", "batch": 1, "tok_s": 10.0, "launches_per_step": 5.0, "syncs_per_step": 1.0}]
+
+    monkeypatch.setattr(bench, "run_gemm", boom)
+    monkeypatch.setattr(bench, "run_engine", engine_ok)
+    assert bench.main(["--device", "cpu", "--sections", "gemm,engine", "--out", str(tmp_path)]) == 0
+    import json
+
+    res = json.loads((tmp_path / "gpu.json").read_text())
+    assert res["sections"]["gemm"]["error"] == "RuntimeError: kernel exploded"
+    assert res["sections"]["engine"]["rows"][0]["tok_s"] == 10.0
+    md = (tmp_path / "gpu.md").read_text()
+    assert "Section gemm stopped: RuntimeError: kernel exploded" in md
+    assert "| bf16 | 1 | 10 | 5 | 1.0 |" in md
+
+
+def test_time_cap_interrupts_a_section():
+    bench = _load()
+    with pytest.raises(bench.SectionTimeout):
+        with bench.time_cap(0.05):
+            for _ in range(1000):
+                time.sleep(0.01)

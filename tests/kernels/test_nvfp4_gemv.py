@@ -1,0 +1,143 @@
+"""NVFP4 skinny GEMV and one-pass dequantize (Triton interpreter on CPU) against their references."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evalsuite.kernels import nvfp4
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm_ref
+
+pytestmark = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
+
+
+def _case(m: int, n: int, k: int, dtype: torch.dtype, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=g) * torch.logspace(-2, 1, k)  # wide range: subnormal block scales
+    x = torch.randn(m, k, generator=g).to(dtype)
+    b = torch.randn(n, generator=g).to(dtype)
+    return x, nvfp4.quantize(w), b
+
+
+@pytest.mark.parametrize(
+    "m, n, k, tile",
+    [
+        (1, 17, 32, (16, 32, 1)),  # odd N, one K block per program
+        (2, 33, 96, (32, 64, 2)),  # K not a multiple of the K step; split-K
+        (5, 40, 160, (16, 32, 4)),  # split-K with idle splits at the end
+        (3, 24, 64, (16, 16, 3)),  # padded to the 16-row bucket
+        (8, 24, 64, (16, 16, 3)),
+        (9, 31, 128, (32, 64, 2)),
+        (16, 48, 64, (16, 32, 1)),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_gemv_matches_reference(m, n, k, tile, dtype):
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    x, q, b = _case(m, n, k, dtype, seed=m * 100 + n + k)
+    bn, bk, sk = tile
+    fast = nvfp4_gemv(x, *q, bias=b, block_n=bn, block_k=bk, split_k=sk)
+    ref = nvfp4_gemm_ref(x, *q, bias=b)
+    print("max |fast - ref| =", (fast.float() - ref.float()).abs().max().item())
+    assert fast.dtype == dtype and fast.shape == (m, n)
+    tol = 1e-5 if dtype == torch.float32 else 2.0**-7 if dtype == torch.bfloat16 else 2.0**-10
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=tol, atol=tol * 4)
+
+
+def test_gemv_without_bias_leading_dims_empty_and_too_many_rows():
+    from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M, nvfp4_gemv
+
+    _, q, _ = _case(1, 16, 64, torch.float32, seed=3)
+    x = torch.randn(2, 3, 64)
+    torch.testing.assert_close(nvfp4_gemv(x, *q), nvfp4_gemm_ref(x, *q), rtol=1e-5, atol=1e-5)
+    assert nvfp4_gemv(torch.randn(0, 64), *q).shape == (0, 16)
+    with pytest.raises(ValueError, match=f"at most {GEMV_MAX_M} rows, got 17"):
+        nvfp4_gemv(torch.randn(17, 64), *q)
+    with pytest.raises(ValueError, match="block_k a power of two"):
+        nvfp4_gemv(x, *q, block_n=16, block_k=48, split_k=1)
+
+
+def test_gemv_decodes_every_code_and_scale_exactly():
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    codes = torch.arange(16, dtype=torch.uint8).repeat(2, 2)  # [2, 32]: every code, both nibbles
+    qdata = nvfp4.pack_fp4(codes)
+    scale_bits = torch.tensor([[0x01, 0x7E], [0xB8, 0x33]], dtype=torch.uint8)  # 2^-9, 448, -1, 0.6875
+    scales = scale_bits.view(torch.float8_e4m3fn)
+    gs = torch.tensor(0.5)
+    for rows in [torch.eye(32)[:16], torch.eye(32)[16:], torch.eye(32)[3:5]] + list(torch.eye(32)[:, None]):
+        y = nvfp4_gemv(rows, qdata, scales, gs, block_n=16, block_k=16, split_k=2)
+        assert torch.equal(y, rows @ nvfp4.dequantize(qdata, scales, gs).t())
+
+
+def test_dequantize_kernel_equals_the_codec():
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton
+
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(37, 96, generator=g) * torch.logspace(-3, 1, 96)
+    q = nvfp4.quantize(w)
+    fast = nvfp4_dequantize_triton(*q, dtype=torch.float32, block_n=16, block_k=64)
+    assert torch.equal(fast, nvfp4.dequantize(*q))
+    # the interpreter casts fp32 -> bf16 by truncation (a GPU rounds to nearest): within one ulp
+    for dtype, ulp in ((torch.bfloat16, 2.0**-7), (torch.float16, 2.0**-10)):
+        fast = nvfp4_dequantize_triton(*q, dtype=dtype, block_n=16, block_k=64)
+        assert fast.dtype == dtype
+        torch.testing.assert_close(fast.float(), nvfp4.dequantize(*q), rtol=ulp, atol=1e-7)
+    nan_scale = torch.full((16, 2), 0x7F, dtype=torch.uint8).view(torch.float8_e4m3fn)
+    assert nvfp4_dequantize_triton(q.qdata[:16, :16], nan_scale, q.global_scale, block_k=16).isnan().all()
+
+
+@pytest.mark.parametrize("kernel", ["gemv", "dequant"])
+def test_kernels_compile_for_sm90(tmp_path, monkeypatch, kernel):
+    """No GPU here: compile ahead of time for Hopper with the ptxas bundled in Triton."""
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from evalsuite.kernels.triton.nvfp4_gemv import _kernel
+
+    if kernel == "gemv":
+        ptrs = {"x_ptr": "*bf16", "w_ptr": "*u8", "s_ptr": "*u8", "gs_ptr": "*fp32", "b_ptr": "*bf16",
+                "lut_ptr": "*fp32", "ws_ptr": "*fp32"}  # fmt: skip
+        ints = ["M", "N", "K", "stride_xm", "stride_xk", "stride_wn", "stride_sn"]
+        variants = [
+            {"HAS_BIAS": True, "BLOCK_M": 1, "USE_DOT": False, "DOT_FP32": False, "BLOCK_N": 32, "BLOCK_K": 256,
+             "SPLIT_K": 4},
+            {"HAS_BIAS": False, "BLOCK_M": 16, "USE_DOT": True, "DOT_FP32": False, "BLOCK_N": 64, "BLOCK_K": 256,
+             "SPLIT_K": 2},
+        ]  # fmt: skip
+    else:
+        ptrs = {"w_ptr": "*u8", "s_ptr": "*u8", "gs_ptr": "*fp32", "lut_ptr": "*fp32", "out_ptr": "*bf16"}
+        ints = ["N", "K", "stride_wn", "stride_sn", "stride_on"]
+        variants = [{"BLOCK_N": 32, "BLOCK_K": 256}]
+    for consts in variants:
+        sig = {**ptrs, **{i: "i32" for i in ints}, **{c: "constexpr" for c in consts}}
+        try:
+            compiled = triton.compile(
+                ASTSource(fn=_kernel(kernel, "jit"), signature=sig, constexprs=consts),
+                target=GPUTarget("cuda", 90, 32),
+            )
+        except RuntimeError as exc:  # pragma: no cover - a triton build without the CUDA toolchain
+            pytest.skip(f"cannot compile for CUDA here: {exc}")
+        assert "cubin" in compiled.asm
+        if consts.get("USE_DOT"):
+            assert "mma" in compiled.asm["ptx"]
+
+
+def test_reduce_path_handles_several_rows_too():
+    """The CUDA-core path is compiled for one row, but it is written for any BLOCK_M: keep that true."""
+    from evalsuite.kernels.triton import nvfp4_gemv as mod
+
+    x, q, b = _case(3, 20, 64, torch.float32, seed=11)
+    y = torch.zeros(3, 20)
+    gs = q.global_scale.reshape(1)
+    mod._kernel("gemv", "interpret")[(2, 2)](
+        x, q.qdata, q.block_scales.view(torch.uint8), gs, b, mod._lut(x.device), y, 3, 20, 64,
+        x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
+        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
+    )  # fmt: skip
+    torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)
