@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 from evalsuite.model import weights
 from evalsuite.model.omni import build_omni
 
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "ablations.py"
+from bench_scripts import load_bench_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_ablations", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench_script("ablations")
 
 
 ablations = _load()

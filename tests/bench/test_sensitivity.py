@@ -4,12 +4,9 @@ recipe (choices, pattern compression, JSON round trip), built-in summaries and t
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -19,10 +16,9 @@ from evalsuite.kernels import quantize_model, recipes, report
 from evalsuite.kernels.qlinear import FP8Linear, NVFP4Linear
 from evalsuite.kernels.recipes import NEVER_QUANTIZED, Recipe
 
-_spec = importlib.util.spec_from_file_location("sensitivity", Path(__file__).resolve().parents[2] / "bench" / "sensitivity.py")
-S = importlib.util.module_from_spec(_spec)
-sys.modules["sensitivity"] = S  # dataclasses resolve annotations through sys.modules
-_spec.loader.exec_module(S)
+from bench_scripts import load_bench_script
+
+S = load_bench_script("sensitivity")
 (QUANTIZABLE, calibration_prompts, check_recipe, choices_to_rules, load_model, logits_sqnr, main, measure, probe, propose,
  recipe_summary, sqnr_db, sqnr_from_sums) = (
     S.QUANTIZABLE, S.calibration_prompts, S.check_recipe, S.choices_to_rules, S.load_model, S.logits_sqnr, S.main,
