@@ -8,7 +8,12 @@
   inputs with Triton pick by row count M: the split-K GEMV (`kernels.triton.nvfp4_gemv`) for
   ``M <= NVFP4_GEMV_MAX_M``, dequantize-then-cuBLAS for ``M >= NVFP4_DEQUANT_MIN_M`` (a 4-bit
   weight saves nothing once the matmul is compute-bound, and the vendor matmul is the fastest one
-  there), the tiled kernel (`kernels.triton.nvfp4_gemm`) between. Everything else: the reference.
+  there), the tiled kernel (`kernels.triton.nvfp4_gemm`) between.
+
+Off CUDA both run their reference arithmetic (``cached``): the same fp32 matmul against the
+dequantized weight as `nvfp4_gemm_ref` / `fp8_gemm_ref`, bit for bit, but the fp32 weight is
+dequantized once and kept until the module's buffers change (replaced, moved or written in place),
+instead of on every call. ``ref`` always dequantizes: the oracle.
 
 Both are built with ``from_linear(linear)``, keep the bias in its original dtype, return outputs in
 the input's dtype, and expose ``fmt`` (the format name), ``dequantized_weight()`` and ``nbytes``.
@@ -33,8 +38,8 @@ from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm, nvfp4_gemm_ref
 from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M, nvfp4_dequantize_triton, nvfp4_gemv
 
-FP8Backend = Literal["auto", "gemv", "scaled_mm", "ref"]
-NVFP4Backend = Literal["auto", "triton", "gemv", "dequant", "ref"]
+FP8Backend = Literal["auto", "gemv", "scaled_mm", "cached", "ref"]
+NVFP4Backend = Literal["auto", "triton", "gemv", "dequant", "cached", "ref"]
 FP8_GEMV_MAX_M = _FP8_GEMV_MAX_M  # rows up to which `FP8Linear` on CUDA runs the W8A16 GEMV
 NVFP4_GEMV_MAX_M = GEMV_MAX_M  # rows up to which `NVFP4Linear` on CUDA runs the GEMV
 NVFP4_DEQUANT_MIN_M = 64  # rows from which it dequantizes to the activation dtype and calls the vendor matmul
@@ -42,16 +47,46 @@ NVFP4_DEQUANT_MIN_M = 64  # rows from which it dequantizes to the activation dty
 
 def fp8_backend_for(m: int, device: torch.device) -> str:
     """The `FP8Linear` backend ``"auto"`` resolves to for ``m`` rows (``"auto"``: `fp8_gemm` decides)."""
-    return "gemv" if device.type == "cuda" and HAS_TRITON and m <= FP8_GEMV_MAX_M else "auto"
+    if device.type != "cuda":
+        return "cached"
+    return "gemv" if HAS_TRITON and m <= FP8_GEMV_MAX_M else "auto"
 
 
 def nvfp4_backend_for(m: int, device: torch.device) -> str:
     """The `NVFP4Linear` backend ``"auto"`` resolves to for ``m`` activation rows on ``device``."""
-    if device.type != "cuda" or not HAS_TRITON:
+    if device.type != "cuda":
+        return "cached"
+    if not HAS_TRITON:
         return "ref"
     if m <= NVFP4_GEMV_MAX_M:
         return "gemv"
     return "dequant" if m >= NVFP4_DEQUANT_MIN_M else "triton"
+
+
+class _WeightCache:
+    """The fp32 dequantized weight of a quantized layer, kept while its source buffers are the same
+    tensors at the same in-place version (``Tensor._version`` counts writes such as ``copy_``)."""
+
+    def __init__(self) -> None:
+        self.sources: tuple[torch.Tensor, ...] = ()
+        self.versions: tuple[int, ...] = ()
+        self.weight: torch.Tensor | None = None
+
+    def get(self, sources: tuple[torch.Tensor, ...], make) -> torch.Tensor:
+        versions = tuple(t._version for t in sources)
+        fresh = (self.weight is not None and len(sources) == len(self.sources)
+                 and all(a is b for a, b in zip(sources, self.sources)) and versions == self.versions)
+        if not fresh:
+            self.sources, self.versions, self.weight = sources, versions, make()
+        return self.weight
+
+
+def _fp32_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ w.T + bias`` in fp32, cast to ``x.dtype``: the references' arithmetic after dequantizing."""
+    y = x @ w.t()  # [..., K] @ [K, N] -> [..., N]
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)
 
 
 def _nbytes(*tensors: torch.Tensor | None) -> int:
@@ -87,6 +122,7 @@ class FP8Linear(nn.Module):
         b = torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None
         self.bias = nn.Parameter(b, requires_grad=False) if b is not None else None
         self.backend: FP8Backend = "auto"
+        self._cache = _WeightCache()
 
     @property
     def fmt(self) -> str:
@@ -111,6 +147,10 @@ class FP8Linear(nn.Module):
             backend = fp8_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
         if backend == "gemv":
             return fp8_gemv(x, self.qdata, self.scale, self.bias)
+        if backend == "cached":
+            w = self._cache.get((self.qdata, self.scale), lambda: fp8.dequantize(self.qdata, self.scale))
+            xq, xs = fp8.quantize(x, "token")  # W8A8: the activations are quantized on every call
+            return _fp32_linear(fp8.dequantize(xq, xs), w, self.bias).to(x.dtype)
         return fp8_gemm(x, self.qdata, self.scale, self.bias, backend=backend)
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -151,6 +191,7 @@ class NVFP4Linear(nn.Module):
         b = torch.zeros(out_features, dtype=bias_dtype, device=device) if bias else None
         self.bias = nn.Parameter(b, requires_grad=False) if b is not None else None
         self.backend: NVFP4Backend = "auto"
+        self._cache = _WeightCache()
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> NVFP4Linear:
@@ -180,9 +221,13 @@ class NVFP4Linear(nn.Module):
             return torch.nn.functional.linear(x.to(dtype), w, bias).to(x.dtype)
         if backend == "triton":
             return nvfp4_gemm(*args)
+        if backend == "cached":
+            w = self._cache.get((self.qdata, self.block_scales, self.global_scale),
+                                lambda: nvfp4.dequantize(self.qdata, self.block_scales, self.global_scale, torch.float32))
+            return _fp32_linear(x.float(), w, self.bias).to(x.dtype)
         if backend == "ref":
             return nvfp4_gemm_ref(*args)
-        raise ValueError(f"NVFP4Linear: backend must be one of auto, triton, gemv, dequant, ref; got {backend!r}")
+        raise ValueError(f"NVFP4Linear: backend must be one of auto, triton, gemv, dequant, cached, ref; got {backend!r}")
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return nvfp4.dequantize(self.qdata, self.block_scales, self.global_scale, dtype)

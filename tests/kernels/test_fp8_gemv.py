@@ -84,7 +84,7 @@ def test_fp8_linear_gemv_backend_is_weight_only():
     q.backend = "gemv"
     ref = fp8_gemv_ref(x, q.qdata, q.scale, q.bias)
     torch.testing.assert_close(q(x).float(), ref.float(), rtol=2.0**-7, atol=2.0**-7)
-    assert fp8_backend_for(1, torch.device("cpu")) == "auto"
+    assert fp8_backend_for(1, torch.device("cpu")) == "cached"
     assert fp8_backend_for(16, torch.device("cuda")) == "gemv"
     assert fp8_backend_for(17, torch.device("cuda")) == "auto"
 

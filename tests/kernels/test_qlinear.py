@@ -109,7 +109,7 @@ def test_nvfp4_auto_backend_by_rows_and_device():
     from evalsuite.kernels.qlinear import NVFP4_DEQUANT_MIN_M, NVFP4_GEMV_MAX_M, nvfp4_backend_for
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert nvfp4_backend_for(1, cpu) == "ref"
+    assert nvfp4_backend_for(1, cpu) == "cached"  # the reference arithmetic, weight dequantized once
     if HAS_TRITON:
         assert nvfp4_backend_for(1, cuda) == "gemv" and nvfp4_backend_for(NVFP4_GEMV_MAX_M, cuda) == "gemv"
         assert nvfp4_backend_for(NVFP4_GEMV_MAX_M + 1, cuda) == "triton"
@@ -118,3 +118,33 @@ def test_nvfp4_auto_backend_by_rows_and_device():
     q.backend = "bogus"  # type: ignore[assignment]
     with pytest.raises(ValueError, match="backend must be one of"):
         q(torch.randn(1, 32, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("fmt", ["fp8", "fp8-channel", "nvfp4"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_cached_weight_equals_the_reference_and_follows_buffer_writes(fmt: str, dtype: torch.dtype) -> None:
+    """Off CUDA, 'auto' keeps the dequantized weight between calls; outputs equal the uncached
+    reference bit for bit, also after the buffers are written in place or replaced."""
+    from evalsuite.kernels import formats
+
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 24)
+    layer = formats.get(fmt).from_linear(lin)
+    x = torch.randn(3, 64).to(dtype)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor]:
+        layer.backend = "auto"
+        fast = layer(x)
+        layer.backend = "ref"
+        return fast, layer(x)
+
+    fast, ref = both()
+    assert torch.equal(fast, ref) and fast.dtype == dtype
+    assert layer._cache.weight is not None
+    other = formats.get(fmt).from_linear(nn.Linear(64, 24))
+    layer.qdata.copy_(other.qdata)  # an in-place write bumps the version
+    fast, ref = both()
+    assert torch.equal(fast, ref)
+    layer.load_state_dict(formats.get(fmt).from_linear(nn.Linear(64, 24)).state_dict(), assign=True)  # new tensors
+    fast, ref = both()
+    assert torch.equal(fast, ref)

@@ -1,0 +1,67 @@
+"""Decode speed of the reference engine per precision recipe on this machine's CPU.
+
+    python bench/bench_engine.py [--recipes bf16,fp8,fp4,fp4-all] [--repeats 3]
+
+The tiny omni model with its seed-0 weights (untrained: speed does not depend on the weights), a
+106-token prompt, 64 output tokens (no stop token), batch 1 and 8 through
+`ReferenceBackend(recipe, batch_size=8).engine.generate`; best of ``--repeats``, all recipes in one
+process so their ratios share the machine's state. Prints a markdown table with each recipe's ratio
+to bf16 (the first recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def measure(recipe: str, repeats: int, batches: tuple[int, ...] = (1, 8)) -> dict[int, float]:
+    from evalsuite.backends.reference import ReferenceBackend
+    from evalsuite.model.engine import SamplingParams
+
+    engine = ReferenceBackend(recipe, batch_size=max(batches)).engine
+    prompt = torch.arange(1, 107)
+    params = SamplingParams(max_tokens=64, stop_token_ids=())
+    engine.generate([prompt], SamplingParams(max_tokens=4, stop_token_ids=()))  # warm-up
+    out = {}
+    for b in batches:
+        best = min(_timed(lambda: engine.generate([prompt] * b, params)) for _ in range(repeats))
+        out[b] = 64 * b / best
+    return out
+
+
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python bench/bench_engine.py", description=__doc__.splitlines()[0])
+    p.add_argument("--recipes", default="bf16,fp8,fp4,fp4-all")
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    os.environ.setdefault("EVALSUITE_CHECKPOINT", "random")
+    from evalsuite.env import cpu_name
+
+    rows = {r: measure(r, args.repeats) for r in args.recipes.split(",")}
+    base = next(iter(rows.values()))
+    print(f"Device: CPU only: {cpu_name() or platform.processor()} ({os.cpu_count()} cores), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n")
+    print("| recipe | tokens/s batch 1 | tokens/s batch 8 | batch 1 vs bf16 | batch 8 vs bf16 |")
+    print("|---|---:|---:|---:|---:|")
+    for r, v in rows.items():
+        print(f"| {r} | {v[1]:,.0f} | {v[8]:,.0f} | {v[1] / base[1]:.2f} | {v[8] / base[8]:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
