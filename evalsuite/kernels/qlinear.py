@@ -65,7 +65,8 @@ def nvfp4_backend_for(m: int, device: torch.device) -> str:
 
 class _WeightCache:
     """The fp32 dequantized weight of a quantized layer, kept while its source buffers are the same
-    tensors at the same in-place version (``Tensor._version`` counts writes such as ``copy_``)."""
+    tensors at the same in-place version (``Tensor._version`` counts writes such as ``copy_``).
+    Inference tensors (made under ``torch.inference_mode``) count no versions and are never cached."""
 
     def __init__(self) -> None:
         self.sources: tuple[torch.Tensor, ...] = ()
@@ -73,6 +74,8 @@ class _WeightCache:
         self.weight: torch.Tensor | None = None
 
     def get(self, sources: tuple[torch.Tensor, ...], make) -> torch.Tensor:
+        if any(t.is_inference() for t in sources):  # no version counter: writes cannot be seen, so no cache
+            return make()
         versions = tuple(t._version for t in sources)
         fresh = (self.weight is not None and len(sources) == len(self.sources)
                  and all(a is b for a, b in zip(sources, self.sources)) and versions == self.versions)

@@ -148,3 +148,19 @@ def test_cpu_cached_weight_equals_the_reference_and_follows_buffer_writes(fmt: s
     layer.load_state_dict(formats.get(fmt).from_linear(nn.Linear(64, 24)).state_dict(), assign=True)  # new tensors
     fast, ref = both()
     assert torch.equal(fast, ref)
+
+
+def test_cached_backend_with_inference_tensors_dequantizes_every_call() -> None:
+    """Buffers made under inference_mode have no version counter: the layer still matches the
+    reference after an in-place write, because it keeps no cache for them."""
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        layer = NVFP4Linear.from_linear(nn.Linear(64, 8))
+        x = torch.randn(2, 64)
+        first = layer(x)
+        assert layer._cache.weight is None
+        layer.qdata.copy_(NVFP4Linear.from_linear(nn.Linear(64, 8)).qdata)
+        layer.backend = "ref"
+        ref = layer(x)
+        layer.backend = "auto"
+        assert torch.equal(layer(x), ref) and not torch.equal(first, ref)
