@@ -24,7 +24,7 @@ import torch
 from evalsuite.kernels import fp8
 from evalsuite.kernels.constants import E4M3_DTYPE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
-from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, autotuned, row_bucket
+from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, autotuned, gemv_tiles, launch_gemv, row_bucket
 
 if HAS_TRITON:
     import triton
@@ -155,13 +155,7 @@ def fp8_gemv(
     if m == 0:
         return torch.empty(*x.shape[:-1], n, dtype=x.dtype, device=x.device)
     interpret = x.device.type == "cpu"
-    explicit = block_n is not None and block_k is not None and split_k is not None
-    if interpret and not explicit:
-        block_n, block_k, split_k = block_n or 32, block_k or 32, split_k or 2
-        explicit = True
-    if explicit and (block_k < 16 or block_k & (block_k - 1) or block_n < 16 or split_k < 1):  # type: ignore[operator]
-        raise ValueError(f"fp8_gemv: block_k a power of two >= 16, block_n >= 16 and split_k >= 1, "
-                         f"got {block_k}, {block_n}, {split_k}")  # fmt: skip
+    tiles = gemv_tiles("fp8_gemv", interpret, block_n, block_k, split_k, default_block_k=32)
     block_m = row_bucket(m)
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)
     scale = weight_scale.float().reshape(-1)  # [1] or [N]
@@ -170,13 +164,7 @@ def fp8_gemv(
             x2.stride(0), x2.stride(1), qweight.stride(0), 0 if scale.numel() == 1 else 1)  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
                   DOT_FP32=interpret or x.dtype == torch.float32)  # fmt: skip
-    if explicit:
-        grid = (triton.cdiv(n, block_n), split_k)
-        _kernel("interpret" if interpret else "jit")[grid](
-            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k
-        )
-    else:
-        _kernel("autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts)
+    launch_gemv(_kernel, n, interpret, tiles, args, consts)
     return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
 

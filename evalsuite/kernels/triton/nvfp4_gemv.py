@@ -33,7 +33,7 @@ Its oracle is `kernels.nvfp4.dequantize`; the result is bit-identical.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -56,6 +56,33 @@ def row_bucket(m: int) -> int:
     """Rows the kernel is compiled for: 1 (CUDA cores) or 16 (2..16 rows, tensor cores, padded).
     Two buckets keep the compiled variants (x autotune configs) few: each costs a compile on first use."""
     return 1 if m <= 1 else 16
+
+
+def gemv_tiles(name: str, interpret: bool, block_n: int | None, block_k: int | None, split_k: int | None,
+               default_block_k: int) -> tuple[bool, int | None, int | None, int | None]:
+    """(explicit, block_n, block_k, split_k) of a GEMV call: all three given, or the interpreter's
+    defaults (32, ``default_block_k``, 2) on CPU, is an explicit tile (checked); otherwise autotune."""
+    explicit = block_n is not None and block_k is not None and split_k is not None
+    if interpret and not explicit:
+        block_n, block_k, split_k = block_n or 32, block_k or default_block_k, split_k or 2
+        explicit = True
+    if explicit and (block_k < 16 or block_k & (block_k - 1) or block_n < 16 or split_k < 1):  # type: ignore[operator]
+        raise ValueError(f"{name}: block_k a power of two >= 16, block_n >= 16 and split_k >= 1, "
+                         f"got {block_k}, {block_n}, {split_k}")  # fmt: skip
+    return explicit, block_n, block_k, split_k
+
+
+def launch_gemv(kernel: Callable[[str], Any], n: int, interpret: bool, tiles: tuple[bool, Any, Any, Any],
+                args: tuple[Any, ...], consts: dict[str, Any]) -> None:
+    """Run a split-K GEMV: one program per (BLOCK_N columns, K split); ``kernel(mode)`` gives the
+    'interpret', 'jit' or 'autotune' variant."""
+    explicit, block_n, block_k, split_k = tiles
+    if explicit:
+        kernel("interpret" if interpret else "jit")[(triton.cdiv(n, block_n), split_k)](
+            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k
+        )
+    else:
+        kernel("autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts)
 
 
 def _nvfp4_gemv_kernel(
@@ -260,13 +287,7 @@ def nvfp4_gemv(
     if m == 0:
         return torch.empty(*x.shape[:-1], n, dtype=x.dtype, device=x.device)
     interpret = x.device.type == "cpu"
-    explicit = block_n is not None and block_k is not None and split_k is not None
-    if interpret and not explicit:
-        block_n, block_k, split_k = block_n or 32, block_k or 64, split_k or 2
-        explicit = True
-    if explicit and (block_k < 16 or block_k & (block_k - 1) or block_n < 16 or split_k < 1):  # type: ignore[operator]
-        raise ValueError(f"nvfp4_gemv: block_k a power of two >= 16, block_n >= 16 and split_k >= 1, "
-                         f"got {block_k}, {block_n}, {split_k}")  # fmt: skip
+    tiles = gemv_tiles("nvfp4_gemv", interpret, block_n, block_k, split_k, default_block_k=64)
     block_m = row_bucket(m)
     qdata = qdata.contiguous()  # the kernel reads rows with unit stride along K
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
@@ -276,13 +297,7 @@ def nvfp4_gemv(
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
                   DOT_FP32=interpret or x.dtype == torch.float32)  # fmt: skip
-    if explicit:
-        grid = (triton.cdiv(n, block_n), split_k)
-        _kernel("gemv", "interpret" if interpret else "jit")[grid](
-            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k
-        )
-    else:
-        _kernel("gemv", "autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts)
+    launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
     return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
 
