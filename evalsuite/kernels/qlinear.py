@@ -85,11 +85,9 @@ class _WeightCache:
 
 
 def _fp32_linear(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``x @ w.T + bias`` in fp32, cast to ``x.dtype``: the references' arithmetic after dequantizing."""
+    """``x @ w.T + bias`` for fp32 ``x`` and ``w``, in fp32: the references' arithmetic after dequantizing."""
     y = x @ w.t()  # [..., K] @ [K, N] -> [..., N]
-    if bias is not None:
-        y = y + bias.float()
-    return y.to(x.dtype)
+    return y if bias is None else y + bias.float()
 
 
 def _nbytes(*tensors: torch.Tensor | None) -> int:

@@ -160,12 +160,8 @@ class Throughput(DrivingTask):
             raise TaskArgError(f"task argument throughput.mix expects modalities from {', '.join(MODALITIES)} "
                                f"(comma-separated), got {a['mix']!r}")
         self.mix = list(dict.fromkeys(mix))
-        if a["dataset"] not in DATASETS:
-            raise TaskArgError(f"task argument throughput.dataset expects one of {', '.join(DATASETS)}, "
-                               f"got {a['dataset']!r}")
-        if a["point_mode"] not in POINT_MODES:
-            raise TaskArgError(f"task argument throughput.point_mode expects one of {', '.join(POINT_MODES)}, "
-                               f"got {a['point_mode']!r}")
+        _one_of(a, "dataset", DATASETS)
+        _one_of(a, "point_mode", POINT_MODES)
         if not 0.0 <= float(a["random_range_ratio"]) < 1.0:
             raise TaskArgError("task argument throughput.random_range_ratio expects a number in [0, 1), "
                                f"got {a['random_range_ratio']!r}")
@@ -177,14 +173,10 @@ class Throughput(DrivingTask):
         if int(a["arrival_seed"]) < -1:
             raise TaskArgError(f"task argument throughput.arrival_seed expects an integer >= 0 (-1 = the run's seed), "
                                f"got {a['arrival_seed']!r}")
-        if a["slo_search"] not in SEARCH_MODES:
-            raise TaskArgError(f"task argument throughput.slo_search expects one of {', '.join(SEARCH_MODES)}, "
-                               f"got {a['slo_search']!r}")
+        _one_of(a, "slo_search", SEARCH_MODES)
         from evalsuite.tasks.gen.video import BUCKETS
 
-        if a["video_bucket"] not in BUCKETS:
-            raise TaskArgError(f"task argument throughput.video_bucket expects one of {', '.join(BUCKETS)}, "
-                               f"got {a['video_bucket']!r}")
+        _one_of(a, "video_bucket", BUCKETS)
         for key in ("concurrency", "rates", "rate_fractions"):
             vals = a[key]
             if not isinstance(vals, list) or any(not isinstance(v, (int, float)) or v <= 0 for v in vals):
@@ -681,6 +673,12 @@ def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], re
         media=[media_lib.describe(p) for m in req.messages for p in m.content if p.type != "text"],
         prompt=prompt_text(Sample(id=sample.id, messages=list(req.messages), target=None)),
     )
+
+
+def _one_of(args: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+    """One clear error when the task argument ``key`` is not one of ``allowed``."""
+    if args[key] not in allowed:
+        raise TaskArgError(f"task argument throughput.{key} expects one of {', '.join(allowed)}, got {args[key]!r}")
 
 
 def gpu_count(desc: dict[str, Any], tp: int, dp: int) -> tuple[int | None, str, list[int] | Literal["all"] | None]:
