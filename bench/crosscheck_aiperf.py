@@ -38,6 +38,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -49,6 +50,7 @@ from typing import Any, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from evalsuite.model.tokenizer import N_BYTES, SPECIAL_TOKENS  # noqa: E402
 from evalsuite.results import atomic_write_text, dumps  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,10 +66,11 @@ RATES = (("output_tokens_per_s", "output_token_throughput"), ("requests_per_s", 
 TIME_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "us": 1e-6, "ns": 1e-9}
 COUNTERS = ("evalsuite_generation_tokens_total", "evalsuite_prompt_tokens_total",
             'evalsuite_requests_total{status="ok"}', 'evalsuite_requests_total{status="client_error"}',
-            'evalsuite_requests_total{status="server_error"}', 'evalsuite_requests_total{status="cancelled"}')
-BYTE_SPECIALS = ("<pad>", "<bos>", "<eos>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>", "<image>",
-                 "<video>", "<audio>", "<image_start>", "<image_end>", "<video_start>", "<video_end>",
-                 "<audio_start>", "<audio_end>")
+            'evalsuite_requests_total{status="server_error"}', 'evalsuite_requests_total{status="cancelled"}',
+            *(f"evalsuite_{h}_seconds_{part}" for h in ("time_to_first_token", "time_per_output_token",
+                                                         "e2e_request_latency") for part in ("sum", "count")))
+SERVER_MEANS = (("ttft_s", "time_to_first_token"), ("tpot_s", "time_per_output_token"),
+                ("e2el_s", "e2e_request_latency"))
 
 
 # ---- pure parts -----------------------------------------------------------------------------------
@@ -94,6 +97,12 @@ def counter_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
         return f"requests_{m.group(1)}" if m else name.removeprefix("evalsuite_").removesuffix("_total")
 
     return {short(k): after.get(k, 0.0) - before.get(k, 0.0) for k in COUNTERS}
+
+
+def server_means(delta: dict[str, float]) -> dict[str, float | None]:
+    """The server's own mean TTFT, TPOT and E2E latency over an interval (its histograms' sum / count):
+    how fast the server itself ran while one tool measured it."""
+    return {name: ratio(delta.get(f"{h}_seconds_sum"), delta.get(f"{h}_seconds_count")) for name, h in SERVER_MEANS}
 
 
 def parse_aiperf(export: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +146,7 @@ def suite_figures(point: dict[str, Any]) -> dict[str, Any]:
     out.update({k: point.get(k) for k, _ in RATES})
     out["output_tokens"] = point.get("output_tokens")
     out["completed"] = point.get("n_completed")
+    out["client_cpu_s"] = point.get("client_cpu_s")
     return out
 
 
@@ -145,6 +155,7 @@ def aiperf_figures(parsed: dict[str, Any]) -> dict[str, Any]:
     out.update({k: parsed.get(tag) for k, tag in RATES})
     out["output_tokens"] = parsed.get("total_output_tokens")
     out["completed"] = parsed.get("completed")
+    out["client_cpu_s"] = parsed.get("client_cpu_s")
     return out
 
 
@@ -161,12 +172,15 @@ def point_ratios(suite: dict[str, Any], aiperf: dict[str, Any] | None, server_su
                                             (server_suite or {}).get("generation_tokens"))
     out["aiperf_tokens_over_server"] = ratio((aiperf or {}).get("output_tokens"),
                                              (server_aiperf or {}).get("generation_tokens"))
+    during_suite, during_aiperf = server_means(server_suite or {}), server_means(server_aiperf or {})
+    for name, _ in SERVER_MEANS:  # the server's own speed while each tool measured: suite / aiperf
+        out[f"server_{name.removesuffix('_s')}_mean"] = ratio(during_suite[name], during_aiperf[name])
     return out
 
 
 def byte_tokenizer_files() -> dict[str, str]:
     """``tokenizer.json`` / ``tokenizer_config.json`` of a Hugging Face fast tokenizer that maps text to
-    its UTF-8 bytes, id = byte value, plus the reference model's special tokens (ids 256…), as
+    its UTF-8 bytes, id = byte value, plus the reference model's special tokens after them, as
     `evalsuite.model.tokenizer.ByteTokenizer` does: byte-level BPE without merges."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     chars, extra = {}, 0
@@ -178,8 +192,8 @@ def byte_tokenizer_files() -> dict[str, str]:
             extra += 1
     tok = {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [{"id": 256 + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
-                          "normalized": False, "special": True} for i, s in enumerate(BYTE_SPECIALS)],
+        "added_tokens": [{"id": N_BYTES + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True} for i, s in enumerate(SPECIAL_TOKENS)],
         "normalizer": None,
         "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False},
         "post_processor": None,
@@ -249,8 +263,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"Ratios suite / aiperf (1.00 = same figure; medians over {reps} repeats of each point), and each "
         "tool's output tokens / the server's /metrics count over the same interval:", "",
         "| point | requests | TTFT p50 | TTFT p99 | TPOT p50 | ITL mean | E2E p50 | out tok/s | req/s "
-        "| suite/server tokens | aiperf/server tokens | hit cap |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| suite/server tokens | aiperf/server tokens | server's own TPOT, suite/aiperf | hit cap |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in result["points"]:
         r = p["ratios"]
@@ -260,15 +274,16 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {p['label']} | {p['n']} | " + " | ".join(_f(r.get(f[0])) for f in FIGURES) + " | "
                      + " | ".join(_f(r.get(k)) for k, _ in RATES)
                      + f" | {_f(r['suite_tokens_over_server'], '{:.3f}')} | "
-                       f"{_f(r['aiperf_tokens_over_server'], '{:.3f}')} | {cap} |")
+                       f"{_f(r['aiperf_tokens_over_server'], '{:.3f}')} | {_f(r.get('server_tpot_mean'))} | {cap} |")
     lines += ["", "Absolute figures (ms, tokens/s, requests/s), suite / aiperf:", "",
-              "| point | TTFT p50 | TTFT p99 | TPOT p50 | ITL mean | E2E p50 | out tok/s | req/s | mean in flight "
-              "(suite) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| point | TTFT p50 | TTFT p99 | TPOT p50 | ITL mean | E2E p50 | out tok/s | req/s | client CPU s "
+              "| mean in flight (suite) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in result["points"]:
         s, a = p["suite_figures"], p.get("aiperf_figures") or {}
         cells = [f"{_ms(s.get(f[0]))} / {_ms(a.get(f[0]))}" for f in FIGURES]
         cells += [f"{_f(s.get(k), '{:,.1f}')} / {_f(a.get(k), '{:,.1f}')}" for k, _ in RATES]
+        cells.append(f"{_f(s.get('client_cpu_s'), '{:.1f}')} / {_f(a.get('client_cpu_s'), '{:.1f}')}")
         lines.append(f"| {p['label']} | " + " | ".join(cells) + f" | {_f(p['suite'].get('mean_in_flight'), '{:.1f}')} |")
     sat = result.get("open_over_saturation") or {}
     if sat:
@@ -368,12 +383,14 @@ def run_suite_point(base: str, requests: list[Any], *, concurrency: int | None, 
         finally:
             await backend.aclose()
 
+    cpu0 = time.process_time()
     try:
         run = asyncio.run(go())
     finally:
         backend.close()
+    cpu_s = time.process_time() - cpu0
     point = sm.point_metrics(run.timings, concurrency=run.concurrency)
-    point.update(n_errors=run.n_errors, hit_max_concurrency=run.cap_waits > 0,
+    point.update(client_cpu_s=cpu_s, n_errors=run.n_errors, hit_max_concurrency=run.cap_waits > 0,
                  n_waited_on_max_concurrency=run.cap_waits, notes=run.notes,
                  first_error=next((r.error for r in run.records if r.error), None))
     ttft_sent = [t.token_times[0] - (t.queue_s or 0.0) for t in run.timings if t.ok and t.token_times]
@@ -396,6 +413,7 @@ def run_aiperf_point(aiperf: str, base: str, model: str, prompts: list[tuple[str
                          out=folder / "artifacts", n=len(prompts), concurrency=concurrency,
                          rate=None if concurrency is not None or schedule else rate, schedule=schedule, seed=seed,
                          timeout_s=timeout_s)
+    cpu0 = _children_cpu_s()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 120, cwd=folder)
     except subprocess.TimeoutExpired:
@@ -404,7 +422,13 @@ def run_aiperf_point(aiperf: str, base: str, model: str, prompts: list[tuple[str
     export = folder / "artifacts" / "profile_export_aiperf.json"
     if proc.returncode != 0 or not export.exists():
         return {"error": f"aiperf exited with code {proc.returncode} (log: {folder / 'aiperf.log'})", "command": cmd}
-    return {**parse_aiperf(json.loads(export.read_text())), "command": cmd}
+    return {**parse_aiperf(json.loads(export.read_text())), "client_cpu_s": _children_cpu_s() - cpu0, "command": cmd}
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (aiperf and every process it started)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def measure_pair(base: str, aiperf: str | None, args: argparse.Namespace, work: Path, tokenizer: Path,
