@@ -63,6 +63,10 @@ FIGURES = (
     ("e2el_p50", "e2el_s", "p50", "request_latency", "p50"),
 )
 RATES = (("output_tokens_per_s", "output_token_throughput"), ("requests_per_s", "request_throughput"))
+# means, checked against the server's own histograms: (name, suite point key, aiperf tag, server mean)
+MEANS = (("ttft_mean", "ttft_s", "time_to_first_token", "ttft_s"),
+         ("tpot_mean", "tpot_s", "inter_token_latency", "tpot_s"),
+         ("e2el_mean", "e2el_s", "request_latency", "e2el_s"))
 TIME_UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "us": 1e-6, "ns": 1e-9}
 COUNTERS = ("evalsuite_generation_tokens_total", "evalsuite_prompt_tokens_total",
             'evalsuite_requests_total{status="ok"}', 'evalsuite_requests_total{status="client_error"}',
@@ -146,6 +150,7 @@ def suite_figures(point: dict[str, Any]) -> dict[str, Any]:
     out.update({k: point.get(k) for k, _ in RATES})
     out["output_tokens"] = point.get("output_tokens")
     out["completed"] = point.get("n_completed")
+    out.update({name: (point.get(key) or {}).get("mean") for name, key, _, _ in MEANS})
     out["client_cpu_s"] = point.get("client_cpu_s")
     return out
 
@@ -155,6 +160,7 @@ def aiperf_figures(parsed: dict[str, Any]) -> dict[str, Any]:
     out.update({k: parsed.get(tag) for k, tag in RATES})
     out["output_tokens"] = parsed.get("total_output_tokens")
     out["completed"] = parsed.get("completed")
+    out.update({name: (parsed.get(tag) or {}).get("avg") for name, _, tag, _ in MEANS})
     out["client_cpu_s"] = parsed.get("client_cpu_s")
     return out
 
@@ -165,7 +171,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def point_ratios(suite: dict[str, Any], aiperf: dict[str, Any] | None, server_suite: dict[str, float] | None,
                  server_aiperf: dict[str, float] | None) -> dict[str, float | None]:
-    """suite/aiperf for every figure; suite/server and aiperf/server output-token counts."""
+    """suite/aiperf for every figure; suite/server and aiperf/server output-token counts; the server's
+    own mean latencies while the suite measured over those while aiperf measured (``server_*``); and
+    each tool's mean TTFT/TPOT/E2E over the server's own mean in that tool's interval."""
     names = [f[0] for f in FIGURES] + [k for k, _ in RATES]
     out: dict[str, float | None] = {f"{n}": ratio(suite.get(n), (aiperf or {}).get(n)) for n in names}
     out["suite_tokens_over_server"] = ratio(suite.get("output_tokens"),
@@ -175,6 +183,9 @@ def point_ratios(suite: dict[str, Any], aiperf: dict[str, Any] | None, server_su
     during_suite, during_aiperf = server_means(server_suite or {}), server_means(server_aiperf or {})
     for name, _ in SERVER_MEANS:  # the server's own speed while each tool measured: suite / aiperf
         out[f"server_{name.removesuffix('_s')}_mean"] = ratio(during_suite[name], during_aiperf[name])
+    for name, _, _, server in MEANS:
+        out[f"suite_{name}_over_server"] = ratio(suite.get(name), during_suite[server])
+        out[f"aiperf_{name}_over_server"] = ratio((aiperf or {}).get(name), during_aiperf[server])
     return out
 
 
@@ -285,6 +296,13 @@ def markdown(result: dict[str, Any]) -> str:
         cells += [f"{_f(s.get(k), '{:,.1f}')} / {_f(a.get(k), '{:,.1f}')}" for k, _ in RATES]
         cells.append(f"{_f(s.get('client_cpu_s'), '{:.1f}')} / {_f(a.get('client_cpu_s'), '{:.1f}')}")
         lines.append(f"| {p['label']} | " + " | ".join(cells) + f" | {_f(p['suite'].get('mean_in_flight'), '{:.1f}')} |")
+    lines += ["", "Each tool's mean over the server's own mean (its /metrics histograms) in the same interval:", "",
+              "| point | TTFT suite | TTFT aiperf | TPOT suite | TPOT aiperf | E2E suite | E2E aiperf |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for p in result["points"]:
+        r = p["ratios"]
+        lines.append(f"| {p['label']} | " + " | ".join(
+            _f(r.get(f"{tool}_{name}_over_server")) for name, _, _, _ in MEANS for tool in ("suite", "aiperf")) + " |")
     sat = result.get("open_over_saturation") or {}
     if sat:
         lines += ["", f"Open loop {sat['open']} over closed-loop saturation ({sat['closed']}), output tok/s: "

@@ -97,6 +97,13 @@ def test_ratios_of_suite_point_to_aiperf_and_to_the_server():
                         {"generation_tokens": 8.0, "time_per_output_token_seconds_sum": 0.4,
                          "time_per_output_token_seconds_count": 2.0})
     assert r["server_tpot_mean"] == pytest.approx(0.5) and r["server_ttft_mean"] is None
+    # each tool against the server's own mean TPOT in its interval: suite 0.1 / 0.1, aiperf 0.1 / 0.2
+    assert suite["tpot_mean"] == pytest.approx(0.1) and aiperf["tpot_mean"] is None  # the export has no avg here
+    assert r["suite_tpot_mean_over_server"] == pytest.approx(1.0) and r["aiperf_tpot_mean_over_server"] is None
+    export["inter_token_latency"]["avg"] = 100.0
+    r2 = xc.point_ratios(suite, xc.aiperf_figures(xc.parse_aiperf(export)), {}, {
+        "time_per_output_token_seconds_sum": 0.4, "time_per_output_token_seconds_count": 2.0})
+    assert r2["aiperf_tpot_mean_over_server"] == pytest.approx(0.5) and r2["suite_tpot_mean_over_server"] is None
     assert r["ttft_p50"] == pytest.approx(2.0) and r["tpot_p50"] == pytest.approx(1.0)
     assert r["ttft_p99"] == pytest.approx(point["ttft_s"]["p99"] / 0.3)
     assert r["itl_mean"] == pytest.approx(0.8) and r["e2el_p50"] == pytest.approx(1.0)
@@ -157,7 +164,8 @@ def test_markdown_rows():
     fig = {"ttft_p50": 0.1, "ttft_p99": 0.2, "tpot_p50": 0.01, "itl_mean": 0.02, "e2el_p50": 0.5,
            "output_tokens_per_s": 500.0, "requests_per_s": 15.0, "client_cpu_s": 2.5}
     ratios = {**{k: 1.0 for k in fig}, "ttft_p50": 0.95, "suite_tokens_over_server": 1.0,
-              "aiperf_tokens_over_server": 1.0, "server_tpot_mean": 1.02}
+              "aiperf_tokens_over_server": 1.0, "server_tpot_mean": 1.02,
+              **{f"{tool}_{m}_mean_over_server": 1.0 for tool in ("suite", "aiperf") for m in ("ttft", "tpot", "e2el")}}
     points = [{"label": "c8", "kind": "closed", "n": 48, "max_concurrency": 8, "repeats": 3, "ratios": ratios,
                "suite_figures": fig, "aiperf_figures": fig, "suite": {"mean_in_flight": 7.9}},
               {"label": "200 req/s", "kind": "open", "n": 200, "max_concurrency": None, "repeats": 3,
@@ -174,6 +182,7 @@ def test_markdown_rows():
     assert "| c8 | 100.0 / 100.0 | 200.0 / 200.0 | 10.0 / 10.0 | 20.0 / 20.0 | 500.0 / 500.0 | 500.0 / 500.0 " \
            "| 15.0 / 15.0 | 2.5 / 2.5 | 7.9 |" in text
     assert "| 200 req/s | 100.0 / – |" in text
+    assert "| c8 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 | 1.00 |" in text
     assert "suite 1.04, aiperf – (target: within 10%" in text and "medians over 3 repeats" in text
     assert "- a note" in text and "loaded (load average 3.0 before, 4.0 after)" in text
 
