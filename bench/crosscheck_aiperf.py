@@ -10,11 +10,16 @@ makes, with its client cap and retries off), once with aiperf — on the same pr
 template, ``--output-len`` output tokens, ``ignore_eos``), handed to aiperf as a ``single_turn`` file
 with each prompt's ``output_length``, sent in the same order. Points: closed loop at
 ``--concurrency`` (default 1, 4, 8) and open loop (Poisson arrivals) at ``--rates`` (default 15 and 200
-requests/s); the two tools alternate which goes first from point to point.
+requests/s), where aiperf replays the suite's send times (``--fixed-schedule``; ``--aiperf-arrivals
+own`` lets it draw its own); the two tools alternate which goes first, and ``--repeats`` measures
+every point again (medians reported).
 
-The server's Prometheus counters (generated and prompt tokens, requests by outcome) are read before
-and after every measurement, so each tool's token count is checked against what the server says it
-generated. aiperf runs with ``--use-server-token-count`` (so both tools divide by the same token
+The referee is the server's /metrics, read before and after every measurement: its counters
+(generated and prompt tokens, requests by outcome) check each tool's token count, and its own
+TTFT/TPOT/E2E histograms (sum / count) say how fast the server ran while that tool measured — on a
+shared machine a client's own CPU use slows the server it measures, which the tool-to-tool ratios
+alone cannot tell from a measurement difference. Each tool's client CPU seconds are recorded too.
+aiperf runs with ``--use-server-token-count`` (so both tools divide by the same token
 counts; aiperf's own tokenizer counting is a separate question, see BENCHMARKS.md) and a local
 byte-level tokenizer written here, identical to the reference model's (one id per byte), because
 aiperf needs one to load a dataset and must not reach the network.
