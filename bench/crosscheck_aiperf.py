@@ -271,7 +271,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"Device: {env['device']}; {env['note']} (load average {env['load_before']:.1f} before, "
         f"{env['load_after']:.1f} after). Date: {env['date']}. Command: `{env['command']}`. "
-        f"Server: `{env['server']}`. aiperf: {result.get('aiperf_version') or 'not run'}. "
+        f"Server: `{env['server']}`{pinning(env)}. aiperf: {result.get('aiperf_version') or 'not run'}. "
         f"Prompts: `throughput.dataset=random`, {result['input_len']} input tokens (chat template included), "
         f"{result['output_len']} output tokens, `ignore_eos`; open loop: Poisson arrivals, "
         + ("aiperf replaying the suite's send times (`--fixed-schedule`)"
@@ -359,12 +359,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: str, max_num_seqs: int) -> tuple[subprocess.Popen, str, list[str]]:
+def pinning(env: dict[str, Any]) -> str:
+    """", the server on CPUs [0], the clients on [1]" where the run pinned them."""
+    server, client = env.get("server_cpus") or [], env.get("client_cpus") or []
+    if not server and not client:
+        return ""
+    return f", the server on CPUs {server or 'any'}, the clients on {client or 'any'}"
+
+
+def cpu_set(text: str) -> set[int]:
+    """"0", "0,1", "2-3" -> CPU ids; "" -> the empty set (no pinning)."""
+    cpus: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()):
+            raise SystemExit(f"error: CPU list expects ids and ranges like 0,2-3, got {text!r}")
+        cpus.update(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+def start_server(model: str, max_num_seqs: int, cpus: set[int] | None = None
+                 ) -> tuple[subprocess.Popen, str, list[str]]:
+    """``cpus``: run the server on these CPUs only (its torch threads sized to them), so that the
+    clients, pinned elsewhere, do not take its cores."""
     port = free_port()
     cmd = [sys.executable, "-m", "evalsuite", "serve", "--model", model, "--max-num-seqs", str(max_num_seqs),
            "--port", str(port)]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if cpus:
+        env.update(OMP_NUM_THREADS=str(len(cpus)), MKL_NUM_THREADS=str(len(cpus)))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     base = f"http://127.0.0.1:{port}"
     for _ in range(1200):
         if proc.poll() is not None:
@@ -537,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="measure every point this many times (medians reported)")
     ap.add_argument("--point-timeout-s", type=float, default=300.0)
     ap.add_argument("--out", default="results/bench")
+    ap.add_argument("--server-cpus", default="", help="pin the started server to these CPUs, e.g. 0 (default: none)")
+    ap.add_argument("--client-cpus", default="",
+                    help="pin this script and the aiperf it starts to these CPUs, e.g. 1 (default: none)")
     ap.add_argument("--note", default="2 shared CPU cores, a training job running",
                     help="what else ran on the machine (goes into the table)")
     args = ap.parse_args(argv)
@@ -565,8 +593,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     pool = task.random_pool(max([*n_closed, *n_open, args.warmup]), args.seed)
     prompts = [(req.messages[0].content[0].text or "", req.max_tokens) for _, _, req in pool]
 
+    server_cpus, client_cpus = cpu_set(args.server_cpus), cpu_set(args.client_cpus)
     proc, base, server_cmd = (None, args.url.rstrip("/"), ["(given)", args.url]) if args.url else \
-        start_server(args.model, args.max_num_seqs)
+        start_server(args.model, args.max_num_seqs, server_cpus)
+    if client_cpus:  # after the server started: it keeps its own CPUs; aiperf inherits these
+        os.sched_setaffinity(0, client_cpus)
     load_before = os.getloadavg()[0]
     points: list[dict[str, Any]] = []
     try:
@@ -599,7 +630,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "aiperf_arrivals": args.aiperf_arrivals,
         "environment": {
             "device": f"CPU only: {platform.machine()} ({os.cpu_count()} cores), Python {platform.python_version()}",
-            "note": args.note, "load_before": load_before, "load_after": os.getloadavg()[0],
+            "note": args.note, "server_cpus": sorted(server_cpus), "client_cpus": sorted(client_cpus),
+            "load_before": load_before, "load_after": os.getloadavg()[0],
             "date": datetime.date.today().isoformat(),
             "command": "python bench/crosscheck_aiperf.py " + " ".join(sys.argv[1:] if argv is None else argv),
             "server": " ".join(["python", *server_cmd[1:]]) if proc is not None else f"given: {args.url}",

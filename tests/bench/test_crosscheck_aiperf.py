@@ -207,3 +207,11 @@ def test_without_aiperf_the_suite_side_runs_alone(tmp_path, capsys):
         assert run["suite"]["n_completed"] == p["n"] and run["server_suite"]["requests_ok"] == p["n"]
         assert run["ratios"]["suite_tokens_over_server"] == 1.0
     assert (out / "crosscheck.md").read_text().count("| c2 | 4 |") == 1
+
+
+def test_cpu_lists_and_the_pinning_line():
+    assert xc.cpu_set("") == set() and xc.cpu_set("0") == {0} and xc.cpu_set("0, 2-4") == {0, 2, 3, 4}
+    with pytest.raises(SystemExit, match="CPU list expects"):
+        xc.cpu_set("a-b")
+    assert xc.pinning({"server_cpus": [0], "client_cpus": [1]}) == ", the server on CPUs [0], the clients on [1]"
+    assert xc.pinning({}) == "" and xc.pinning({"server_cpus": [], "client_cpus": []}) == ""
