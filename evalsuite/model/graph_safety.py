@@ -138,11 +138,12 @@ def check_capturable(fn: Callable[[], object], calls: int = 2, before_call: Call
             raise NotCapturable(f"not capturable: {len(traces[-1].syncs)} host sync(s) in call {i}, first {first}")
     for i, t in enumerate(traces[1:], 1):
         if t.ops != traces[0].ops:
-            j = next((k for k, (a, b) in enumerate(zip(t.ops, traces[0].ops)) if a != b), min(len(t.ops), len(traces[0].ops)))
-            a = traces[0].ops[j] if j < len(traces[0].ops) else "(end)"
+            base = traces[0].ops
+            j = next((k for k, (a, b) in enumerate(zip(t.ops, base)) if a != b), min(len(t.ops), len(base)))
+            a = base[j] if j < len(base) else "(end)"
             b = t.ops[j] if j < len(t.ops) else "(end)"
             raise NotCapturable(f"not capturable: call {i} differs from call 0 at op {j}: {b} vs {a} "
-                                f"({len(t.ops)} vs {len(traces[0].ops)} ops)")
+                                f"({len(t.ops)} vs {len(base)} ops)")
     return traces
 
 

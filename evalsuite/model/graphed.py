@@ -152,7 +152,8 @@ class GraphedDecoder:
                 self._forward(s, kv_len)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # thread_local: other threads (the backend's media workers) may use CUDA while this one captures
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             s.logits, s.ids = self._forward(s, kv_len)
         s.graph = graph
         self.captures += 1
