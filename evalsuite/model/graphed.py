@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import torch
 
@@ -44,6 +45,7 @@ from evalsuite.model.state import InferenceState
 
 MIN_KV_WINDOW = 64  # smallest attention window a step is built for (positions)
 WARMUP_CALLS = 2  # eager calls on a side stream before a capture
+_VERSION = attrgetter("_version")
 
 
 @dataclass
@@ -77,6 +79,8 @@ class GraphedDecoder:
         self.buckets = buckets_for(state.n_slots)
         self._steps: dict[tuple[int, int], _Step] = {}
         self._tensors = list(model.parameters()) + list(model.buffers())
+        self._counted: list[torch.Tensor] | None = None
+        self._uncounted = False
         self._versions = self._weight_versions()
         self.captures = 0  # graphs captured so far (tests and benchmarks read it)
 
@@ -84,6 +88,7 @@ class GraphedDecoder:
         """Drop every captured graph and buffer (the next steps capture again)."""
         self._steps.clear()
         self._tensors = list(self.model.parameters()) + list(self.model.buffers())
+        self._counted = None
         self._versions = self._weight_versions()
 
     def bucket(self, rows: int) -> int:
@@ -160,11 +165,12 @@ class GraphedDecoder:
         return s
 
     def _weight_versions(self) -> tuple[int, ...] | None:
-        """In-place write counters of every parameter and buffer (None for inference tensors, which
-        count none: their writes cannot be seen)."""
-        if any(t.is_inference() for t in self._tensors):
-            return None
-        return tuple(t._version for t in self._tensors)
+        """In-place write counters of every parameter and buffer, read every step (a few microseconds);
+        None when some are inference tensors, which count no writes (theirs cannot be seen)."""
+        if self._counted is None:
+            self._counted = [t for t in self._tensors if not t.is_inference()]
+            self._uncounted = len(self._counted) < len(self._tensors)
+        return None if self._uncounted else tuple(map(_VERSION, self._counted))
 
 
 __all__ = ["GraphedDecoder", "buckets_for", "MIN_KV_WINDOW"]

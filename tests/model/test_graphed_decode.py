@@ -155,6 +155,11 @@ def test_buckets_and_windows() -> None:
     assert dec.window(MIN_KV_WINDOW) == 2 * MIN_KV_WINDOW and dec.window(299) == 300  # capped at max_len
     with pytest.raises(ValueError, match="no room"):
         dec.step([1], [0], [300])
+    versions = dec._weight_versions()  # what a captured decoder compares every step
+    with torch.no_grad():
+        model.backbone.layers[1].mixer.experts[0].up_proj.weight.mul_(1.0)  # an in-place write, same values
+    assert dec._weight_versions() != versions and len(versions) == len(list(model.parameters())) + len(
+        list(model.buffers()))
     with pytest.raises(ValueError, match="CUDA graphs need"):
         GraphedDecoder(model, model.allocate_state(2, 8), vocab_limit=256, capture=True)
 
