@@ -21,8 +21,8 @@ The small free functions `prefill_embeds`, `sample_rows` and `top_p_filter` are 
 primitives; `Engine` holds the queue and slot bookkeeping around them. Not thread-safe: one thread
 drives ``submit`` / ``step``.
 
-Decode on CUDA replays a captured step (``cuda_graphs="auto"``, `model/graphed.py`): the step for the
-running slots is a CUDA graph per batch bucket, greedy ids are taken on the device and read once
+Decode on CUDA replays a captured step (``cuda_graphs="auto"``, `model/graphed.py`; for models
+whose static step is cheap, see `Engine`): the step for the running slots is a CUDA graph per batch bucket, greedy ids are taken on the device and read once
 per step; rows with a temperature are sampled after the replay exactly as here. ``cuda_graphs="on"``
 on a CPU runs that same static-buffer step eagerly (its tokens equal the eager engine's), ``"off"``
 keeps the eager `decode_step` everywhere.
@@ -40,7 +40,7 @@ from typing import Callable, Literal, Sequence
 import torch
 
 from evalsuite.model.backbone import LanguageModel, decode_step
-from evalsuite.model.graphed import GraphedDecoder
+from evalsuite.model.graphed import GraphedDecoder, static_step_is_cheap
 from evalsuite.model.state import InferenceState
 from evalsuite.model.tokenizer import N_BYTES, ByteTokenizer
 
@@ -204,8 +204,10 @@ class Engine:
 
     ``vocab_limit``: only ids below it are ever sampled (default: the tokenizer's vocabulary; the
     backbone's embedding table may be larger, and ids past the tokenizer have no text).
-    ``cuda_graphs``: "auto" replays a captured decode step on CUDA and decodes eagerly elsewhere; "on"
-    uses the static-buffer step on any device (captured on CUDA, eager on a CPU); "off" never does.
+    ``cuda_graphs``: "auto" replays a captured decode step on CUDA when its dense MoE form costs no
+    more than eager decode (`graphed.static_step_is_cheap`: the tiny model, not a 128-expert one)
+    and decodes eagerly otherwise; "on" uses the static-buffer step on any device (captured on CUDA,
+    eager on a CPU); "off" never does.
     """
 
     def __init__(self, model: LanguageModel, n_slots: int, max_len: int, kv_cache_dtype: str | None = None,
@@ -220,7 +222,7 @@ class Engine:
         vocab = model.config.vocab_size
         self.vocab_limit = min(vocab, vocab_limit if vocab_limit is not None else self.tokenizer.vocab_size)
         on_cuda = self.state.lengths.device.type == "cuda"
-        use_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and on_cuda)
+        use_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and on_cuda and static_step_is_cheap(model, n_slots))
         self.decoder = GraphedDecoder(model, self.state, self.vocab_limit) if use_graphs else None
         self.free: list[int] = list(range(n_slots))
         self.waiting: deque[Handle] = deque()

@@ -24,6 +24,10 @@ How `GraphedDecoder` runs a step for r sequences:
   ``torch.Generator`` (`engine.sample_rows`): their tokens equal the eager engine's, at the cost of
   that function's syncs; an in-graph sampler would need a counter-based generator and new streams
   of random numbers.
+- Cost: the static step runs every routed expert on every row (`MoE.routed_dense`, when the stacked
+  form does not apply); `static_step_is_cheap` says whether that stays within what the eager fast
+  path already spends (the stacked-experts bound, `moe.DENSE_MAX_MACS`): the engine's "auto" captures
+  only then (the tiny model, not a 128-expert one, whose eager loop reads only the chosen experts).
 - Weights are captured by address: an in-place write to any parameter or buffer (a new version,
   e.g. `load_state_dict`) drops the graphs, which are captured again on the next step; modules
   swapped after the first step (e.g. quantizing a model an engine already decoded with) need `reset`.
@@ -41,6 +45,7 @@ from operator import attrgetter
 import torch
 
 from evalsuite.model.backbone import LanguageModel, decode_step_static
+from evalsuite.model.moe import DENSE_MAX_MACS, MoE
 from evalsuite.model.state import InferenceState
 
 MIN_KV_WINDOW = 64  # smallest attention window a step is built for (positions)
@@ -58,6 +63,12 @@ class _Step:
     graph: torch.cuda.CUDAGraph | None = None
     logits: torch.Tensor | None = None  # [B, V] fp32, the graph's output buffer
     ids: torch.Tensor | None = None  # [B] long, greedy ids
+
+
+def static_step_is_cheap(model: LanguageModel, rows: int) -> bool:
+    """Whether every MoE of ``model`` may run all its routed experts on ``rows`` tokens within the
+    eager stacked-experts bound, so that the static step costs no more expert work than eager decode."""
+    return all(rows * m._dense_macs_per_token <= DENSE_MAX_MACS for m in model.modules() if isinstance(m, MoE))
 
 
 def buckets_for(n_slots: int) -> list[int]:
@@ -173,4 +184,4 @@ class GraphedDecoder:
         return None if self._uncounted else tuple(map(_VERSION, self._counted))
 
 
-__all__ = ["GraphedDecoder", "buckets_for", "MIN_KV_WINDOW"]
+__all__ = ["GraphedDecoder", "buckets_for", "static_step_is_cheap", "MIN_KV_WINDOW"]

@@ -15,7 +15,7 @@ from evalsuite.model import fastpath
 from evalsuite.model.backbone import LanguageModel, decode_step, decode_step_static, prefill
 from evalsuite.model.engine import Engine, SamplingParams
 from evalsuite.model.graph_safety import NotCapturable, check_capturable, trace
-from evalsuite.model.graphed import MIN_KV_WINDOW, GraphedDecoder, buckets_for
+from evalsuite.model.graphed import MIN_KV_WINDOW, GraphedDecoder, buckets_for, static_step_is_cheap
 from evalsuite.model.moe import MoE
 
 from lm_testing import TINY, max_diff, random_moe, tiny_model
@@ -165,7 +165,12 @@ def test_buckets_and_windows() -> None:
 
 
 def test_engine_option() -> None:
+    from evalsuite.model.backbone import build
+
     model = tiny_model()
+    # "auto" on CUDA captures only while the dense MoE form stays within the eager stacked bound
+    assert static_step_is_cheap(model, 128) and not static_step_is_cheap(model, 129)
+    assert not static_step_is_cheap(build("nano-omni-30b-a3b", device="meta"), 1)  # 128 experts: eager loop
     assert Engine(model, 2, 32).decoder is None  # "auto" on a CPU: the eager step
     assert isinstance(Engine(model, 2, 32, cuda_graphs="on").decoder, GraphedDecoder)
     with pytest.raises(ValueError, match="cuda_graphs must be"):
