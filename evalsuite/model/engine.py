@@ -22,10 +22,11 @@ primitives; `Engine` holds the queue and slot bookkeeping around them. Not threa
 drives ``submit`` / ``step``.
 
 Decode on CUDA replays a captured step (``cuda_graphs="auto"``, `model/graphed.py`; for models
-whose static step is cheap, see `Engine`): the step for the running slots is a CUDA graph per batch bucket, greedy ids are taken on the device and read once
-per step; rows with a temperature are sampled after the replay exactly as here. ``cuda_graphs="on"``
-on a CPU runs that same static-buffer step eagerly (its tokens equal the eager engine's), ``"off"``
-keeps the eager `decode_step` everywhere.
+whose static step is cheap, see `Engine`): the step for the running slots is a CUDA graph per batch
+bucket, greedy ids are taken on the device and read once per step; rows with a temperature are
+sampled after the replay exactly as here. ``cuda_graphs="on"`` on a CPU runs that same
+static-buffer step eagerly (its tokens equal the eager engine's), ``"off"`` keeps the eager
+`decode_step` everywhere.
 """
 
 from __future__ import annotations
