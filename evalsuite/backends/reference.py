@@ -290,6 +290,7 @@ class ReferenceBackend(Backend):
             "weights": self.weights_note,
             "device": str(self.device),
             "engine_version": ENGINE_VERSION,
+            "decode_step": self._decode_step_kind(),
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
             "encoder_compute_dtype": str(self.model.vision.dtype).removeprefix("torch."),
             "kv_cache_dtype": self.recipe.kv_cache_dtype,
@@ -298,6 +299,12 @@ class ReferenceBackend(Backend):
             "batch_size": self.batch_size,
             "parameters": self.n_parameters,
         }
+
+    def _decode_step_kind(self) -> str:
+        """How the engine decodes: "cuda-graph" (a captured step replayed), "static" (the same step
+        run eagerly) or "eager" (`decode_step`)."""
+        decoder = self.engine.decoder
+        return "eager" if decoder is None else "cuda-graph" if decoder.capture else "static"
 
     def close(self) -> None:
         if self._worker is not None:

@@ -34,10 +34,12 @@ How `GraphedDecoder` runs a step for r sequences:
 
 On a CPU the same buffers and step run eagerly (nothing to capture): the engine's tokens are then
 those of the graph path up to where only CUDA can differ (its kernels), which the CUDA test covers.
+A capture that fails (a warning says why) leaves the decoder running the same step eagerly.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -138,8 +140,9 @@ class GraphedDecoder:
         host[0, :r], host[0, r:] = tokens, 0
         host[1, :r], host[1, r:] = slots, pad
         host[2, :r], host[2, r:] = 1, 0
+        if s.host is not s.inputs:
+            s.inputs.copy_(s.host, non_blocking=True)  # pinned: no wait (the previous step's read ended its use)
         if s.graph is not None:
-            s.inputs.copy_(s.host, non_blocking=True)
             s.graph.replay()
             logits, ids = s.logits, s.ids
         else:
@@ -155,11 +158,21 @@ class GraphedDecoder:
         return logits, logits.argmax(-1)
 
     def _build(self, b: int, kv_len: int) -> _Step:
-        if not self.capture:
-            inputs = torch.zeros(3, b, dtype=torch.long, device=self.device)
-            return _Step(inputs=inputs, host=inputs, host_np=inputs.numpy())
-        host = torch.zeros(3, b, dtype=torch.long).pin_memory()
-        s = _Step(inputs=torch.zeros(3, b, dtype=torch.long, device=self.device), host=host, host_np=host.numpy())
+        inputs = torch.zeros(3, b, dtype=torch.long, device=self.device)
+        host = inputs if self.device.type == "cpu" else torch.zeros(3, b, dtype=torch.long).pin_memory()
+        s = _Step(inputs=inputs, host=host, host_np=host.numpy())
+        if self.capture:
+            try:
+                self._capture(s, b, kv_len)
+            except RuntimeError as exc:  # e.g. a kernel library that syncs: decode eagerly rather than fail
+                warnings.warn(f"GraphedDecoder: CUDA graph capture failed, decoding without graphs from now on: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", RuntimeWarning,
+                              stacklevel=3)
+                self.capture = False
+                self._steps.clear()  # keep no step whose graph might be half made
+        return s
+
+    def _capture(self, s: _Step, b: int, kv_len: int) -> None:
         s.inputs[1] = torch.arange(b, device=self.device)  # warm-up rows: distinct slots, all inactive
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -170,10 +183,9 @@ class GraphedDecoder:
         graph = torch.cuda.CUDAGraph()
         # thread_local: other threads (the backend's media workers) may use CUDA while this one captures
         with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-            s.logits, s.ids = self._forward(s, kv_len)
-        s.graph = graph
+            logits, ids = self._forward(s, kv_len)
+        s.graph, s.logits, s.ids = graph, logits, ids
         self.captures += 1
-        return s
 
     def _weight_versions(self) -> tuple[int, ...] | None:
         """In-place write counters of every parameter and buffer, read every step (a few microseconds);

@@ -164,6 +164,23 @@ def test_buckets_and_windows() -> None:
         GraphedDecoder(model, model.allocate_state(2, 8), vocab_limit=256, capture=True)
 
 
+def test_a_failed_capture_warns_and_decodes_without_graphs(tiny: LanguageModel,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts, params = _requests(4, seed=5)
+    expected = [r.tokens for r in Engine(tiny, 2, 96, cuda_graphs="off").generate(prompts, params)]
+    engine = Engine(tiny, 2, 96, cuda_graphs="on")
+    assert engine.decoder is not None
+    engine.decoder.capture = True  # as on CUDA, with a capture that fails
+
+    def invalidated(*args: object) -> None:
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(engine.decoder, "_capture", invalidated)
+    with pytest.warns(RuntimeWarning, match="capture failed, decoding without graphs.*not permitted when"):
+        got = [r.tokens for r in engine.generate(prompts, params)]
+    assert got == expected and not engine.decoder.capture and engine.decoder.captures == 0
+
+
 def test_engine_option() -> None:
     from evalsuite.model.backbone import build
 
