@@ -202,15 +202,18 @@ def _requests(n: int, seed: int) -> tuple[list[torch.Tensor], list[SamplingParam
     return prompts, params
 
 
-@pytest.mark.parametrize("kv_cache_dtype,n_slots", [(None, 3), ("fp8", 4), (None, 1)])
-def test_engine_tokens_equal_with_the_static_decoder(tiny: LanguageModel, kv_cache_dtype: str | None,
+@pytest.mark.parametrize("recipe,kv_cache_dtype,n_slots", [("bf16", None, 3), ("bf16", "fp8", 4), ("bf16", None, 1),
+                                                         ("fp4", None, 3)])
+def test_engine_tokens_equal_with_the_static_decoder(tiny: LanguageModel, recipe: str, kv_cache_dtype: str | None,
                                                      n_slots: int) -> None:
     """More requests than slots (continuous batching: buckets with padding rows, slots reused),
-    greedy and seeded temperature / top-p rows in one batch, a vocab limit below the embedding table."""
+    greedy and seeded temperature / top-p rows in one batch, a vocab limit below the embedding table;
+    with quantized experts, the static step's dense routed form."""
+    model = with_recipe(tiny, recipe)
     prompts, params = _requests(7, seed=n_slots)
     out = {}
     for mode in ("off", "on"):
-        engine = Engine(tiny, n_slots, 96, kv_cache_dtype, vocab_limit=300, cuda_graphs=mode)
+        engine = Engine(model, n_slots, 96, kv_cache_dtype, vocab_limit=300, cuda_graphs=mode)
         results = engine.generate(prompts, params)
         out[mode] = [(r.tokens, r.text, r.finish_reason) for r in results]
         assert engine.state.lengths.tolist() == [0] * n_slots and not engine.busy
