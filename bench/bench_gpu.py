@@ -18,7 +18,8 @@ recorded in its ``error`` field):
   over bf16, and weight GB/s (the bytes of the weight as stored, over the time). Each path's
   relative error against its format's reference is checked once per shape.
 - ``engine``: the tiny model (random weights) through the reference `Engine` per recipe (bf16, fp8,
-  fp4) at 1, 8 and 64 concurrent sequences: decode tok/s, and kernel launches and host
+  fp4) at 1, 8 and 64 concurrent sequences, with the decode step eager (``cuda_graphs="off"``) and
+  replayed as a CUDA graph (``"on"``): decode tok/s, and kernel launches and host
   synchronizations per decode step counted by ``torch.profiler`` on a shorter run.
 - ``full``: the full-size language model with random weights, built on the meta device,
   quantized there, materialized on the GPU and filled cheaply (no checkpoint), per recipe: decode
@@ -57,7 +58,7 @@ M_VALUES = (1, 16, 64, 256)
 EXTRA_SHAPES = ((4096, 4096), (8192, 8192))
 RECIPES = ("bf16", "fp8", "fp4")
 ENGINE_BATCHES = (1, 8, 64)
-SECTION_CAPS_S = {"gemm": 120.0, "engine": 60.0, "full": 150.0}
+SECTION_CAPS_S = {"gemm": 120.0, "engine": 90.0, "full": 150.0}  # engine: each row eager and graphed
 
 
 # ---- plumbing -----------------------------------------------------------------------------------
@@ -320,19 +321,19 @@ def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ..
             continue
         model = _tiny_model(recipe, device)
         kv = recipes.get(recipe).kv_cache_dtype
-        for b in batches:
-            row: dict[str, Any] = {"recipe": recipe, "batch": b}
+        for b, graphs in [(b, g) for b in batches for g in ("off", "on")]:
+            row: dict[str, Any] = {"recipe": recipe, "batch": b, "cuda_graphs": graphs}
             if deadline.left() <= 0:
                 row["error"] = "skipped: section time cap"
                 rows.append(row)
                 continue
             try:
                 engine = Engine(model, n_slots=b, max_len=prompt_len + new_tokens + 1,
-                                kv_cache_dtype=None if kv == "bf16" else kv)  # fmt: skip
+                                kv_cache_dtype=None if kv == "bf16" else kv, cuda_graphs=graphs)  # fmt: skip
                 g = torch.Generator().manual_seed(b)
                 prompts = [torch.randint(0, 256, (prompt_len,), generator=g) for _ in range(b)]
                 params = SamplingParams(max_tokens=new_tokens, stop_token_ids=())
-                engine.generate(prompts, SamplingParams(max_tokens=4, stop_token_ids=()))  # warm-up
+                engine.generate(prompts, params)  # warm-up: every step shape, so every graph is captured here
                 sync(device)
                 t0 = time.perf_counter()
                 results = engine.generate(prompts, params)
@@ -346,6 +347,8 @@ def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ..
                 )
                 row.update(launches_per_step=launches / steps, syncs_per_step=syncs / steps,
                            device_ops_per_step=on_device / steps)  # fmt: skip
+                if engine.decoder is not None:
+                    row["graphs_captured"] = engine.decoder.captures
             except SectionTimeout:
                 raise
             except Exception as exc:
@@ -518,14 +521,15 @@ def markdown(res: dict[str, Any]) -> str:
     if eng:
         lines += ["", f"### Tiny engine: {eng.get('prompt_len')}-token prompts, {eng.get('new_tokens')} new tokens "
                   "(a step = one token for every sequence; prefill included in the counts)", "",
-                  "| recipe | batch | tok/s | launches / step | host syncs / step | GPU ops / step |",
-                  "|---|---:|---:|---:|---:|---:|"]
+                  "| recipe | batch | tok/s | launches / step | host syncs / step | GPU ops / step | CUDA graph |",
+                  "|---|---:|---:|---:|---:|---:|---|"]
         for r in eng.get("rows", []):
+            graph = r.get("cuda_graphs", "off")
             if "error" in r:
-                lines.append(f"| {r['recipe']} | {r['batch']} | error: {r['error']} | | | |")
+                lines.append(f"| {r['recipe']} | {r['batch']} | error: {r['error']} | | | | {graph} |")
             else:
                 lines.append(f"| {r['recipe']} | {r['batch']} | {_f(r.get('tok_s'), 0)} | {_f(r.get('launches_per_step'), 0)} | "
-                             f"{_f(r.get('syncs_per_step'), 1)} | {_f(r.get('device_ops_per_step'), 0)} |")
+                             f"{_f(r.get('syncs_per_step'), 1)} | {_f(r.get('device_ops_per_step'), 0)} | {graph} |")
     full = sec.get("full")
     if full:
         bs = [k.removeprefix("decode_b").removesuffix("_tok_s") for r in full.get("rows", []) for k in r

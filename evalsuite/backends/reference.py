@@ -23,7 +23,8 @@ layers as the recipe stores them (BF16 for unquantized ones).
 Generation: prompts are embedded (`evalsuite.model.omni`) and run by the continuous-batching engine
 (`evalsuite.model.engine`) with ``batch_size`` slots. Media files are decoded and preprocessed in a small
 thread pool ahead of the model, so the next requests' decoding overlaps the current ones' compute.
-Options: ``device`` (cpu, cuda), ``batch_size`` (engine slots); the run ``seed`` reaches the
+Options: ``device`` (cpu, cuda), ``batch_size`` (engine slots), ``cuda_graphs`` (auto, on, off: the
+engine's captured decode step, see `evalsuite.model.engine`); the run ``seed`` reaches the
 engine through each request's ``seed`` (sampling seed = hash of seed and sample id).
 
 Timings (``ttft_s``, ``e2e_s``, ``token_times``) count from when `generate` (or `stream`) received
@@ -108,6 +109,9 @@ class ReferenceBackend(Backend):
         if self.batch_size < 1:
             raise BackendConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         self.compute_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.cuda_graphs = str(options.get("cuda_graphs", "auto"))
+        if self.cuda_graphs not in ("auto", "on", "off"):
+            raise BackendConfigError(f"cuda_graphs must be auto, on or off, got {self.cuda_graphs!r}")
 
         model, self.weights_note, self.weights_sha256 = self._load_weights()
         self.n_parameters = sum(p.numel() for p in model.parameters())  # before quantization
@@ -117,7 +121,8 @@ class ReferenceBackend(Backend):
         self.model = quantize_model(model, self.recipe)
         cfg = self.model.config.backbone
         self.engine = Engine(self.model.lm, self.batch_size, cfg.max_position_embeddings,
-                             kv_cache_dtype=self.recipe.kv_cache_dtype, tokenizer=self.model.tokenizer)
+                             kv_cache_dtype=self.recipe.kv_cache_dtype, tokenizer=self.model.tokenizer,
+                             cuda_graphs=self.cuda_graphs)  # type: ignore[arg-type]
         self._pool = ThreadPoolExecutor(max_workers=MEDIA_WORKERS, thread_name_prefix="evalsuite-media")
         self.engine_lock = threading.Lock()  # whoever drives the engine holds it
         self._worker: Any = None  # EngineWorker, started by the first astream
@@ -285,6 +290,7 @@ class ReferenceBackend(Backend):
             "weights": self.weights_note,
             "device": str(self.device),
             "engine_version": ENGINE_VERSION,
+            "decode_step": self._decode_step_kind(),
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
             "encoder_compute_dtype": str(self.model.vision.dtype).removeprefix("torch."),
             "kv_cache_dtype": self.recipe.kv_cache_dtype,
@@ -293,6 +299,12 @@ class ReferenceBackend(Backend):
             "batch_size": self.batch_size,
             "parameters": self.n_parameters,
         }
+
+    def _decode_step_kind(self) -> str:
+        """How the engine decodes: "cuda-graph" (a captured step replayed), "static" (the same step
+        run eagerly) or "eager" (`decode_step`)."""
+        decoder = self.engine.decoder
+        return "eager" if decoder is None else "cuda-graph" if decoder.capture else "static"
 
     def close(self) -> None:
         if self._worker is not None:

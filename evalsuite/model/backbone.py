@@ -13,7 +13,8 @@
 
 Parameter names are transformers' NemotronH names (NVIDIA hub layout), so `state_dict()` keys are
 checkpoint keys. Inference state (KV, conv, SSM) is explicit and preallocated: `model/state.py`.
-`prefill` and `decode_step` at the bottom are the small generation functions.
+`prefill` and `decode_step` at the bottom are the small generation functions; `decode_step_static`
+is decode_step with static shapes and no host sync, the step that the engine captures as a CUDA graph.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evalsuite.model import fastpath
 from evalsuite.model.attention import Attention
 from evalsuite.model.config import BackboneConfig
 from evalsuite.model.mamba2 import Mamba2Mixer
@@ -214,6 +216,26 @@ def decode_step(model: LanguageModel, tokens: torch.Tensor, state: InferenceStat
                 slots: torch.Tensor | list[int] | None = None) -> torch.Tensor:
     """One token for each of B slots (each at its own length): tokens [B] -> logits [B, V]."""
     return model(tokens[:, None], state=state, slots=slots)[:, 0]
+
+
+@torch.no_grad()
+def decode_step_static(model: LanguageModel, tokens: torch.Tensor, state: InferenceState, slots: torch.Tensor,
+                       active: torch.Tensor, kv_len: int | None = None) -> torch.Tensor:
+    """`decode_step` with static shapes and no host sync, so that it can be captured as a CUDA graph
+    and replayed: tokens [B] and slots [B] long, active [B] bool -> logits [B, V] (fp32).
+
+    Every input is a device tensor read only on the device: positions come from ``state.lengths``,
+    attention runs over the fixed window ``kv_len`` (default the whole cache) masked to each row's
+    length, Mamba states are gathered and scattered by slot index, the MoE takes its dense routed
+    form, and nothing is checked on the host (`InferenceState.static_batch_index` says what the
+    caller guarantees). Rows with ``active`` False are computed but leave their slot's state
+    untouched: a batch of any size up to B runs through the same B-row step."""
+    batch = state.static_batch_index(slots, active, kv_len)
+    hidden = model.backbone.embeddings(tokens[:, None])  # [B, 1, D]; ids are not range-checked (a sync)
+    with fastpath.static_shapes():
+        hidden = model.backbone(hidden, state, batch)
+    state.advance(batch)
+    return model.lm_head(hidden[:, 0]).float()
 
 
 # --- checkpoints -------------------------------------------------------------------------------

@@ -20,6 +20,13 @@ turn out to be the start of a stop string (as serving engines stream).
 The small free functions `prefill_embeds`, `sample_rows` and `top_p_filter` are the generation
 primitives; `Engine` holds the queue and slot bookkeeping around them. Not thread-safe: one thread
 drives ``submit`` / ``step``.
+
+Decode on CUDA replays a captured step (``cuda_graphs="auto"``, `model/graphed.py`; for models
+whose static step is cheap, see `Engine`): the step for the running slots is a CUDA graph per batch
+bucket, greedy ids are taken on the device and read once per step; rows with a temperature are
+sampled after the replay exactly as here. ``cuda_graphs="on"`` on a CPU runs that same
+static-buffer step eagerly (its tokens equal the eager engine's), ``"off"`` keeps the eager
+`decode_step` everywhere.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ from typing import Callable, Literal, Sequence
 import torch
 
 from evalsuite.model.backbone import LanguageModel, decode_step
+from evalsuite.model.graphed import GraphedDecoder, static_step_is_cheap
 from evalsuite.model.state import InferenceState
 from evalsuite.model.tokenizer import N_BYTES, ByteTokenizer
 
 FinishReason = Literal["stop", "length"]
+CudaGraphs = Literal["auto", "on", "off"]
 ENGINE_VERSION = "reference-engine-1"
 # Prompts admitted in one step are prefilled together while the padded size stays within this
 # factor of their real tokens; otherwise they are split into groups of similar length.
@@ -196,16 +205,26 @@ class Engine:
 
     ``vocab_limit``: only ids below it are ever sampled (default: the tokenizer's vocabulary; the
     backbone's embedding table may be larger, and ids past the tokenizer have no text).
+    ``cuda_graphs``: "auto" replays a captured decode step on CUDA when its dense MoE form costs no
+    more than eager decode (`graphed.static_step_is_cheap`: the tiny model, not a 128-expert one)
+    and decodes eagerly otherwise; "on" uses the static-buffer step on any device (captured on CUDA,
+    eager on a CPU); "off" never does.
     """
 
     def __init__(self, model: LanguageModel, n_slots: int, max_len: int, kv_cache_dtype: str | None = None,
-                 tokenizer: ByteTokenizer | None = None, vocab_limit: int | None = None) -> None:
+                 tokenizer: ByteTokenizer | None = None, vocab_limit: int | None = None,
+                 cuda_graphs: CudaGraphs = "auto") -> None:
+        if cuda_graphs not in ("auto", "on", "off"):
+            raise ValueError(f"cuda_graphs must be 'auto', 'on' or 'off', got {cuda_graphs!r}")
         self.model = model
         self.tokenizer = tokenizer or ByteTokenizer()
         self.state = model.allocate_state(n_slots, max_len, kv_cache_dtype)
         self.n_slots, self.max_len, self.kv_cache_dtype = n_slots, max_len, kv_cache_dtype
         vocab = model.config.vocab_size
         self.vocab_limit = min(vocab, vocab_limit if vocab_limit is not None else self.tokenizer.vocab_size)
+        on_cuda = self.state.lengths.device.type == "cuda"
+        use_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and on_cuda and static_step_is_cheap(model, n_slots))
+        self.decoder = GraphedDecoder(model, self.state, self.vocab_limit) if use_graphs else None
         self.free: list[int] = list(range(n_slots))
         self.waiting: deque[Handle] = deque()
         self.running: dict[int, Handle] = {}  # slot -> handle
@@ -332,6 +351,8 @@ class Engine:
         self._sample_and_emit(group, logits)
 
     def _decode(self, handles: list[Handle]) -> None:
+        if self.decoder is not None:
+            return self._decode_static(handles)
         device = self.state.lengths.device
         tokens = torch.tensor([h.tokens[-1] for h in handles], device=device)
         slots = torch.tensor([h.slot for h in handles], device=device)
@@ -339,6 +360,21 @@ class Engine:
         for h in handles:
             h.length += 1
         self._sample_and_emit(handles, logits)
+
+    def _decode_static(self, handles: list[Handle]) -> None:
+        """The decode step through `GraphedDecoder`: greedy ids come from the device; rows with a
+        temperature are sampled from the step's logits as `_sample_and_emit` would (same tokens)."""
+        assert self.decoder is not None
+        ids, logits = self.decoder.step([h.tokens[-1] for h in handles], [h.slot for h in handles],
+                                        [h.length for h in handles])
+        for h in handles:
+            h.length += 1
+        for i, h in enumerate(handles):
+            if h.params.temperature > 0:
+                ids[i] = sample_rows(logits[i:i + 1], [h.params], [h.generator])[0]
+        now = time.perf_counter()
+        for h, tok in zip(handles, ids):
+            self._emit(h, tok, now)
 
     def _sample_and_emit(self, handles: list[Handle], logits: torch.Tensor) -> None:
         if self.vocab_limit < logits.shape[-1]:

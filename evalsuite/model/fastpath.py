@@ -14,6 +14,11 @@ tiny ops per token), so they cut ops and copies, never change the math (equal up
 
     with fastpath.reference_paths():   # everything through the general (reference) code
         logits = decode_step(model, tokens, state)
+
+`static_shapes()` is the other switch: inside it (the graph-safe `decode_step_static`) a layer with a
+data-dependent path takes its static-shape form instead, e.g. the MoE runs every routed expert on
+every token with zero weight where not chosen (`MoE.routed_dense`) rather than looping over the
+experts some token chose (`.unique().tolist()`, a host sync).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 ENABLED = True
+STATIC = False
 
 
 @contextmanager
@@ -33,3 +39,14 @@ def reference_paths() -> Iterator[None]:
         yield
     finally:
         ENABLED = previous
+
+
+@contextmanager
+def static_shapes() -> Iterator[None]:
+    """Static-shape, host-sync-free forms of the data-dependent layer paths inside the block (process-wide)."""
+    global STATIC
+    previous, STATIC = STATIC, True
+    try:
+        yield
+    finally:
+        STATIC = previous

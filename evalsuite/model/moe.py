@@ -148,7 +148,12 @@ class MoE(nn.Module):
             x = self.fc1_latent_proj(x)
         cheap = x.shape[0] * self._dense_macs_per_token <= DENSE_MAX_MACS
         stacked = self.stacked_experts() if cheap and fastpath.ENABLED and not torch.is_grad_enabled() else None
-        routed = self.routed_loop(x, weights, idx) if stacked is None else stacked(x, weights, idx)
+        if stacked is not None:
+            routed = stacked(x, weights, idx)
+        elif fastpath.STATIC:
+            routed = self.routed_dense(x, weights, idx)
+        else:
+            routed = self.routed_loop(x, weights, idx)
         routed = routed.to(hidden.dtype)
         if self.fc2_latent_proj is not None:
             routed = self.fc2_latent_proj(routed)
@@ -161,6 +166,21 @@ class MoE(nn.Module):
             rows, k = torch.where(idx == e)
             y = self.experts[e](x[rows]) * weights[rows, k, None]
             routed.index_add_(0, rows, y.float())
+        return routed
+
+    def routed_dense(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The routed path with static shapes and no host sync (a captured decode step): every routed
+        expert, as its own module (quantized or not), on every token; a token's output from an expert
+        it did not choose is dropped (selected away, so an overflow there cannot leak in as 0 * inf).
+        Costs n_experts / top_k times the expert work of `routed_loop`, with the same sum in the same
+        expert order. x [n, d] -> fp32 [n, d]."""
+        n, e = x.shape[0], len(self.experts)
+        gates = torch.zeros(n, e, dtype=torch.float32, device=x.device).scatter_(1, idx, weights)  # [n, E]
+        chosen = torch.zeros(n, e, dtype=torch.bool, device=x.device).scatter_(1, idx, True)
+        routed = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        for j, expert in enumerate(self.experts):
+            y = expert(x) * gates[:, j, None]  # [n, d] fp32
+            routed += torch.where(chosen[:, j, None], y.float(), 0.0)
         return routed
 
     def stacked_experts(self) -> StackedExperts | None:

@@ -38,6 +38,11 @@ class BatchIndex:
     and the default slots): the caches then read and write views of their rows instead of gathering
     and scattering copies. `start` is the common first position of all rows (None when they differ),
     `end` one past the largest position (the KV prefix any query of the batch can see).
+
+    A static batch (`InferenceState.static_batch_index`, the graph-safe decode step) resolves nothing
+    on the host: positions are read from the device lengths, `end` is a fixed KV window, and `active`
+    [b] bool marks the rows whose state is updated (padding rows of a fixed-size batch compute and
+    write back what they read, so their slots are left exactly as they were).
     """
 
     slots: torch.Tensor
@@ -46,6 +51,7 @@ class BatchIndex:
     rows: slice | None = None
     start: int | None = None
     end: int = 0
+    active: torch.Tensor | None = None
 
     def valid_mask(self, t: int) -> torch.Tensor:
         """[b, t] float: 1 on real tokens, 0 on right padding."""
@@ -58,8 +64,19 @@ class BatchIndex:
         """buffer[slots]: a view when the slots are contiguous, else a copy."""
         return buffer[self.rows] if self.rows is not None else buffer.index_select(0, self.slots)
 
+    def keep_inactive(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """new [b, ...] where the row is active, else old [b, ...] (no-op without `active`)."""
+        if self.active is None:
+            return new
+        mask = self.active.view(-1, *(1,) * (new.dim() - 1))  # [b] -> [b, 1, ...]
+        if new.is_floating_point() and new.element_size() == 1:  # float8: select the bytes (no fp8 `where` everywhere)
+            return torch.where(mask, new.view(torch.uint8), old.view(torch.uint8)).view(new.dtype)
+        return torch.where(mask, new, old)
+
     def scatter(self, buffer: torch.Tensor, value: torch.Tensor) -> None:
-        """buffer[slots] = value."""
+        """buffer[slots] = value (rows that are not `active` keep their old value)."""
+        if self.active is not None:
+            value = self.keep_inactive(value.to(buffer.dtype), self.gather(buffer))
         if self.rows is not None:
             buffer[self.rows].copy_(value)
         else:
@@ -96,16 +113,20 @@ class KVCache(nn.Module):
             k, v = k.masked_fill(~valid, 0), v.masked_fill(~valid, 0)  # [b, 1, t, 1] mask
         if self.fp8:
             fresh = batch.positions[:, 0] == 0  # a slot's first write sets its per-head scales
-            k = self._quantize(k, self.k_scale, batch.slots, fresh)
-            v = self._quantize(v, self.v_scale, batch.slots, fresh)
+            k = self._quantize(k, self.k_scale, batch, fresh)
+            v = self._quantize(v, self.v_scale, batch, fresh)
         if batch.rows is not None and batch.start is not None:  # one block of contiguous rows: a plain copy
             self.k[batch.rows, :, batch.start:batch.start + t] = k
             self.v[batch.rows, :, batch.start:batch.start + t] = v
             return
         rows = batch.slots[:, None].expand(b, t)  # [b, t]
         # advanced indices around a slice put the indexed dims first: target is [b, t, kv_heads, head_dim]
-        self.k[rows, :, batch.positions] = k.transpose(1, 2).to(self.k.dtype)
-        self.v[rows, :, batch.positions] = v.transpose(1, 2).to(self.v.dtype)
+        k, v = k.transpose(1, 2).to(self.k.dtype), v.transpose(1, 2).to(self.v.dtype)
+        if batch.active is not None:  # inactive rows write back what is there
+            k = batch.keep_inactive(k, self.k[rows, :, batch.positions])
+            v = batch.keep_inactive(v, self.v[rows, :, batch.positions])
+        self.k[rows, :, batch.positions] = k
+        self.v[rows, :, batch.positions] = v
 
     def read(self, batch: BatchIndex) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of the batch's slots at positions [0, batch.end): [b, kv_heads, end, head_dim].
@@ -119,10 +140,13 @@ class KVCache(nn.Module):
         return k, v
 
     @staticmethod
-    def _quantize(x: torch.Tensor, scale: torch.Tensor, slots: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
-        """x [b, kv_heads, t, d] -> float8 values; sets `scale[slot]` for the rows in `fresh`."""
+    def _quantize(x: torch.Tensor, scale: torch.Tensor, batch: BatchIndex, fresh: torch.Tensor) -> torch.Tensor:
+        """x [b, kv_heads, t, d] -> float8 values; sets `scale[slot]` for the (active) rows in `fresh`."""
+        slots = batch.slots
         amax = x.detach().abs().amax(dim=(2, 3)).float()  # [b, kv_heads]
         new = torch.clamp(amax * FP8_HEADROOM / FP8_MAX, min=1e-12)
+        if batch.active is not None:
+            fresh = fresh & batch.active
         row_scale = torch.where(fresh[:, None], new, scale[slots])
         scale[slots] = row_scale
         q = (x.float() / row_scale[..., None, None]).clamp(-FP8_MAX, FP8_MAX)
@@ -221,7 +245,23 @@ class InferenceState(nn.Module):
         start = starts[0] if fastpath.ENABLED and min(starts) == max(starts) else None
         return BatchIndex(slots=slots, positions=expected, seq_lens=seq_lens, rows=rows, start=start, end=end)
 
+    def static_batch_index(self, slots: torch.Tensor, active: torch.Tensor, kv_len: int | None = None) -> BatchIndex:
+        """A one-token-per-row batch resolved without reading anything on the host (graph-safe).
+
+        slots [b] long, distinct; active [b] bool (see `BatchIndex`); kv_len: the KV window every row
+        attends over (masked to each row's own length; default the whole cache). The caller guarantees
+        what `batch_index` would check: slots in range and distinct, each active row's length below
+        ``kv_len`` (a data-dependent check would be a host sync)."""
+        kv_len = self.max_len if kv_len is None else kv_len
+        if not 1 <= kv_len <= self.max_len:
+            raise ValueError(f"kv_len {kv_len}: expected a window in [1, {self.max_len}]")
+        positions = self.lengths.index_select(0, slots)[:, None]  # [b, 1]: each row's next position
+        return BatchIndex(slots=slots, positions=positions, end=kv_len, active=active)
+
     def advance(self, batch: BatchIndex) -> None:
+        if batch.active is not None:  # static batch: one token per active row, counted on the device
+            self.lengths.index_add_(0, batch.slots, batch.active.long())
+            return
         t = batch.positions.shape[1]
         step = t if batch.seq_lens is None else batch.seq_lens
         if batch.rows is not None:

@@ -78,6 +78,7 @@ def test_describe_records_recipe_weights_and_sizes(backends: dict[str, Reference
     fp4 = d["fp4"]
     assert fp4["name"] == "reference:fp4" and fp4["backend"] == "reference" and fp4["precision"] == "fp4"
     assert fp4["device"] == "cpu" and fp4["engine_version"] and fp4["compute_dtype"] == "float32"
+    assert fp4["decode_step"] == "eager"  # cuda_graphs "auto" on a CPU
     assert fp4["weights"] == "random-init seed 0 (untrained)"
     assert fp4["weights_sha256"] == weights.state_dict_sha256(build_omni("tiny", seed=0))
     assert len({x["weights_sha256"] for x in d.values()}) == 1  # same master weights, recipes differ after
@@ -127,6 +128,8 @@ def test_unknown_recipe_and_device_are_one_line_errors() -> None:
     assert "\n" not in msg and "fp3" in msg and all(r in msg for r in RECIPES)
     with pytest.raises(BackendConfigError, match="cpu or cuda"):
         ReferenceBackend("fp4", device="tpu")
+    with pytest.raises(BackendConfigError, match="cuda_graphs must be auto, on or off, got 'yes'"):
+        ReferenceBackend("fp4", cuda_graphs="yes")
     b = make_backend("fp4-all", batch_size=2)  # the catalog's aliases reach this backend
     assert isinstance(b, ReferenceBackend) and b.describe()["name"] == "reference:fp4-all"
 
