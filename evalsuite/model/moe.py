@@ -9,6 +9,18 @@ by its two best experts) and then top-k; the k weights are renormalised and mult
 Quantization contract: every weight a precision recipe may swap is an `nn.Linear` called as a module
 (`experts.{j}.up_proj`, `shared_experts.down_proj`, ...). The router `gate` is not a Linear: it stays
 in high precision and runs in fp32.
+
+Routed experts, three ways to the same sum (`MoE.forward` picks; all agree up to summation order):
+
+- `MoE.routed_loop`, the reference: each chosen expert's module on its rows, a Python loop over experts.
+  The only path under autograd, under `fastpath.reference_paths()`, and while an expert linear has a
+  forward hook (a hook must see the rows routed to its expert).
+- `StackedExperts`, dense: every expert on every token, gated; the cheapest for a few tokens of a small
+  MoE (decode of the tiny model), plain `nn.Linear` experts only.
+- `GroupedExperts`, grouped: the (token, k) assignments sorted by expert, the rows gathered once, each
+  projection one grouped call over the per-expert segments (`kernels.grouped`: `torch._grouped_mm`
+  or a batched matmul for bf16/fp32, the Triton grouped kernel on CUDA and a cached dequantized stack
+  on CPU for the quantized formats), the outputs weighted and scattered back with one `index_add_`.
 """
 
 from __future__ import annotations
@@ -19,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evalsuite.kernels.grouped import GroupedLinear, stack_key, stack_linears, version_key
 from evalsuite.model import fastpath
 from evalsuite.model.config import BackboneConfig
 
@@ -85,7 +98,7 @@ class StackedExperts:
     def __init__(self, sources: tuple[torch.Tensor | None, ...], n_experts: int) -> None:
         ups, up_biases = sources[0::4], sources[1::4]
         downs, down_biases = sources[2::4], sources[3::4]
-        self.key = stacked_key(sources)
+        self.key = version_key(sources)
         assert self.key is not None
         self.sources = sources  # held so that the ids in `key` stay unique while this is cached
         self.n_experts = n_experts
@@ -106,18 +119,25 @@ class StackedExperts:
         return out
 
 
-def stacked_key(sources: Sequence[torch.Tensor | None]) -> tuple | None:
-    """Changes when any source tensor is replaced, moved, cast or modified in place (None for inference
-    tensors, which have no version counter)."""
-    key = []
-    for t in sources:
-        if t is None:
-            key.append(None)
-        elif t.is_inference():
-            return None
-        else:
-            key.append((id(t), t._version, t.data_ptr()))
-    return tuple(key)
+class GroupedExperts:
+    """Each projection of the routed experts stacked for one grouped call (`kernels.grouped.GroupedLinear`)."""
+
+    def __init__(self, up: GroupedLinear, down: GroupedLinear, n_experts: int) -> None:
+        self.up, self.down, self.n_experts = up, down, n_experts
+        self.key = (up.key, down.key)
+
+    def __call__(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """x [n, d], routing weights [n, k] fp32 and experts [n, k] -> sum_k weights * expert(x), fp32 [n, d]."""
+        n, k = idx.shape
+        flat = idx.reshape(-1)  # [n*k] assignments, token-major
+        order = flat.argsort(stable=True)  # [A = n*k] assignments sorted by expert
+        experts = flat[order]  # [A] ascending
+        rows = order // k  # [A] the token of each sorted assignment
+        counts = torch.bincount(flat, minlength=self.n_experts)  # [E]
+        offsets = F.pad(counts.cumsum(0), (1, 0))  # [E+1]: expert e's rows are offsets[e] .. offsets[e+1]-1
+        h = F.relu(self.up(x[rows], experts, offsets)).square()  # [A, I]
+        y = self.down(h, experts, offsets) * weights.reshape(-1)[order, None]  # [A, d] fp32
+        return torch.zeros(x.shape, dtype=torch.float32, device=x.device).index_add_(0, rows, y.float())
 
 
 class MoE(nn.Module):
@@ -139,6 +159,7 @@ class MoE(nn.Module):
         # the small-batch dense path: its cost per token, and its cached stacked weights (not state)
         self._dense_macs_per_token = 2 * cfg.n_routed_experts * d_expert * cfg.moe_intermediate_size
         self._stacked: StackedExperts | None = None
+        self._grouped: GroupedExperts | None = None  # the grouped path's stacked weights (not state)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [b, t, d] -> [b, t, d]."""
@@ -146,13 +167,21 @@ class MoE(nn.Module):
         weights, idx = self.gate(x)
         if self.fc1_latent_proj is not None:
             x = self.fc1_latent_proj(x)
-        cheap = x.shape[0] * self._dense_macs_per_token <= DENSE_MAX_MACS
-        stacked = self.stacked_experts() if cheap and fastpath.ENABLED and not torch.is_grad_enabled() else None
-        routed = self.routed_loop(x, weights, idx) if stacked is None else stacked(x, weights, idx)
-        routed = routed.to(hidden.dtype)
+        routed = self.routed(x, weights, idx).to(hidden.dtype)
         if self.fc2_latent_proj is not None:
             routed = self.fc2_latent_proj(routed)
         return routed.view_as(hidden) + self.shared_experts(hidden)
+
+    def routed(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The routed experts' weighted sum by the cheapest path that applies (module docstring). -> fp32 [n, d]"""
+        if not fastpath.ENABLED or torch.is_grad_enabled():
+            return self.routed_loop(x, weights, idx)
+        if x.shape[0] * self._dense_macs_per_token <= DENSE_MAX_MACS:
+            stacked = self.stacked_experts()
+            if stacked is not None:
+                return stacked(x, weights, idx)
+        grouped = self.grouped_experts()
+        return self.routed_loop(x, weights, idx) if grouped is None else grouped(x, weights, idx)
 
     def routed_loop(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The reference routed path: each chosen expert on its tokens. x [n, d] -> fp32 [n, d]."""
@@ -181,7 +210,7 @@ class MoE(nn.Module):
                     self._stacked = None
                     return None
                 sources += linear._parameters.values()  # weight, bias (None without bias)
-        key = stacked_key(sources)
+        key = version_key(sources)
         cached = self._stacked
         if cached is not None and cached.key == key:
             return cached
@@ -191,3 +220,21 @@ class MoE(nn.Module):
             return None
         self._stacked = StackedExperts(tuple(sources), len(self.experts))
         return self._stacked
+
+    def grouped_experts(self) -> GroupedExperts | None:
+        """The routed experts' projections stacked for the grouped path, rebuilt whenever a weight changed
+        (`kernels.grouped.stack_key`: identity, storage and version of every weight, scale and bias); None
+        when the experts cannot be grouped (a forward hook, mixed kinds or formats, inference tensors, ...)."""
+        ups = [mlp._modules["up_proj"] for mlp in self.experts._modules.values()]  # type: ignore[index]
+        downs = [mlp._modules["down_proj"] for mlp in self.experts._modules.values()]  # type: ignore[index]
+        key = (stack_key(ups), stack_key(downs))  # type: ignore[arg-type]
+        cached = self._grouped
+        if cached is not None and cached.key == key:
+            return cached
+        self._grouped = None
+        if None in key:
+            return None
+        up, down = stack_linears(ups), stack_linears(downs)  # type: ignore[arg-type]
+        if up is not None and down is not None:
+            self._grouped = GroupedExperts(up, down, len(ups))
+        return self._grouped
