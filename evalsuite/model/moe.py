@@ -82,14 +82,15 @@ class TopkRouter(nn.Module):
         return weights * self.scale, idx
 
 
-# Small-batch fast path (decode). Looping over the chosen experts costs a handful of tiny ops per
-# expert; a small MoE is faster run as two dense matmuls over all routed experts' stacked weights,
-# the routing weights (0 for an expert a token did not choose) applied between them. It computes
-# every expert for every token, so it is used only while that stays cheap (tokens x all routed expert
-# weights <= DENSE_MAX_MACS: decode batches of the tiny model, never the 30B model's 128 experts),
-# without autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer)
-# without forward hooks (a hook must see the rows routed to its expert).
-DENSE_MAX_MACS = 1 << 24
+# Small-batch fast path (decode). Even grouped, routing costs a fixed dozen small ops (sort, count,
+# gather, scatter); a small MoE on a few tokens is faster run as two dense matmuls over all routed
+# experts' stacked weights, the routing weights (0 for an expert a token did not choose) applied
+# between them. It computes every expert for every token, so it is used only while that stays cheap
+# (tokens x all routed expert weights <= DENSE_MAX_MACS: up to 32 tokens of the tiny model, where bf16
+# on a 2-core CPU crosses over to the grouped path; never the 30B model's 128 experts), without
+# autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer) without
+# forward hooks (a hook must see the rows routed to its expert).
+DENSE_MAX_MACS = 1 << 22
 
 
 class StackedExperts:
