@@ -101,16 +101,25 @@ class GroupedLinear:
 
 
 def _stack(tensors: Sequence[torch.Tensor | None]) -> torch.Tensor | None:
-    return None if tensors[0] is None else torch.stack(list(tensors)).detach()  # type: ignore[arg-type]
+    """``torch.stack`` of the layers' tensors, each of which then points (``.data``) at its slice of the
+    stack, so the experts' weights are held once, not twice: a 30B model's routed experts are most of
+    its memory. The tensors keep their identity (an optimizer or a hook holding a parameter still
+    holds the one the layer uses) and their own version counters, so `version_key` still sees writes."""
+    if tensors[0] is None:
+        return None
+    stacked = torch.stack([t.detach() for t in tensors])  # type: ignore[union-attr]
+    for i, t in enumerate(tensors):
+        t.data = stacked[i]  # type: ignore[union-attr]
+    return stacked
 
 
 class _PlainStack(GroupedLinear):
     """``nn.Linear`` layers: weight [E, N, K], bias [E, N]."""
 
     def __init__(self, layers: Sequence[nn.Linear]) -> None:
-        super().__init__(layers)
         self.weight = _stack([lin.weight for lin in layers])  # [E, N, K]
         self.bias = _stack([lin.bias for lin in layers])  # [E, N]
+        super().__init__(layers)  # the key of the tensors as they now are: views of the stacks
 
     def __call__(self, x: torch.Tensor, experts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         y = grouped_mm(x, self.weight, experts, offsets)  # type: ignore[arg-type]
@@ -121,12 +130,12 @@ class _NVFP4Stack(GroupedLinear):
     """`NVFP4Linear` layers: qdata [E, N, K/2], block scales [E, N, K/16], global scales [E], bias [E, N]."""
 
     def __init__(self, layers: Sequence[NVFP4Linear]) -> None:
-        super().__init__(layers)
         self.qdata = _stack([q.qdata for q in layers])
         self.block_scales = _stack([q.block_scales for q in layers])
-        self.global_scale = _stack([q.global_scale.reshape(()) for q in layers])  # [E]
+        self.global_scale = torch.stack([q.global_scale.reshape(()).float() for q in layers])  # [E], a copy
         self.bias = _stack([q.bias for q in layers])
         self._fp32: torch.Tensor | None = None  # [E, N, K], made on the first call off CUDA
+        super().__init__(layers)  # the key of the tensors as they now are: views of the stacks
 
     def __call__(self, x: torch.Tensor, experts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cuda":
@@ -141,12 +150,12 @@ class _FP8Stack(GroupedLinear):
     """`FP8Linear` layers of one granularity: qdata [E, N, K], scales [E, N] (per tensor: repeated), bias [E, N]."""
 
     def __init__(self, layers: Sequence[FP8Linear]) -> None:
-        super().__init__(layers)
         self.qdata = _stack([q.qdata for q in layers])  # type: ignore[assignment]
         n = layers[0].out_features
         self.scales = torch.stack([q.scale.float().reshape(-1).expand(n) for q in layers]).detach()  # [E, N]
         self.bias = _stack([q.bias for q in layers])
         self._fp32: torch.Tensor | None = None
+        super().__init__(layers)  # the key of the tensors as they now are: views of the stacks
 
     def __call__(self, x: torch.Tensor, experts: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         if x.device.type == "cuda":
@@ -215,9 +224,11 @@ def stack_linears(layers: Sequence[nn.Module]) -> GroupedLinear | None:
     if kind is nn.Linear:
         if len({(lin.weight.dtype, lin.weight.shape) for lin in layers}) != 1:  # type: ignore[union-attr]
             return None
-        return _PlainStack(layers)  # type: ignore[arg-type]
+        with torch.inference_mode(False):
+            return _PlainStack(layers)  # type: ignore[arg-type]
     if present[0].device.type == "cuda" and not HAS_TRITON:  # the layers' own path there is the reference
         return None
     if len({(q.in_features, q.out_features) for q in layers}) != 1:  # type: ignore[union-attr]
         return None
-    return _NVFP4Stack(layers) if kind is NVFP4Linear else _FP8Stack(layers)  # type: ignore[arg-type]
+    with torch.inference_mode(False):  # the layers' tensors will be views of the stacks: normal tensors
+        return _NVFP4Stack(layers) if kind is NVFP4Linear else _FP8Stack(layers)  # type: ignore[arg-type]

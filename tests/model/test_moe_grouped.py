@@ -173,3 +173,28 @@ def test_what_keeps_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(MoE, "routed_loop", lambda self, *a: loops.append(1) or torch.zeros(a[0].shape))
     mixed(torch.randn(1, 50, TINY.hidden_size))
     assert loops == [1]
+
+
+def test_experts_hold_their_weights_once_and_stay_trainable() -> None:
+    """After stacking, each expert's tensors are views of the stacks (one copy of the weights); built
+    under inference mode they stay normal tensors; an optimizer step on them is seen by the next call."""
+    moe = _moe(9, mlp_bias=True)
+    weight = moe.experts[3].up_proj.weight
+    x = torch.randn(2, 40, TINY.hidden_size)
+    with torch.inference_mode():
+        first = moe(x)
+    stack = moe.grouped_experts()
+    assert moe.experts[3].up_proj.weight is weight and not weight.is_inference()
+    for mlp in moe.experts:
+        for lin, g in ((mlp.up_proj, stack.up), (mlp.down_proj, stack.down)):
+            assert lin.weight.untyped_storage().data_ptr() == g.weight.untyped_storage().data_ptr()
+            assert lin.bias.untyped_storage().data_ptr() == g.bias.untyped_storage().data_ptr()
+    opt = torch.optim.SGD(moe.parameters(), lr=0.5)
+    moe(x).square().mean().backward()  # grad enabled: the loop, gradients into the views
+    opt.step()
+    with torch.no_grad():
+        after = moe(x)
+        assert moe.grouped_experts() is not stack  # rebuilt from the updated weights
+        with fastpath.reference_paths():
+            assert max_diff(after, moe(x)) < 1e-5
+    assert max_diff(after, first) > 1e-2
