@@ -134,8 +134,8 @@ class GroupedExperts:
         order = flat.argsort(stable=True)  # [A = n*k] assignments sorted by expert
         experts = flat[order]  # [A] ascending
         rows = order // k  # [A] the token of each sorted assignment
-        counts = torch.bincount(flat, minlength=self.n_experts)  # [E]
-        offsets = F.pad(counts.cumsum(0), (1, 0))  # [E+1]: expert e's rows are offsets[e] .. offsets[e+1]-1
+        # [E+1]: expert e's rows are offsets[e] .. offsets[e+1]-1 (a search, not bincount: no host sync on a GPU)
+        offsets = torch.searchsorted(experts, torch.arange(self.n_experts + 1, device=x.device))
         h = F.relu(self.up(x[rows], experts, offsets)).square()  # [A, I]
         y = self.down(h, experts, offsets) * weights.reshape(-1)[order, None]  # [A, d] fp32
         return torch.zeros(x.shape, dtype=torch.float32, device=x.device).index_add_(0, rows, y.float())

@@ -198,3 +198,20 @@ def test_experts_hold_their_weights_once_and_stay_trainable() -> None:
         with fastpath.reference_paths():
             assert max_diff(after, moe(x)) < 1e-5
     assert max_diff(after, first) > 1e-2
+
+
+@torch.no_grad()
+def test_a_packed_checkpoint_of_stacked_experts_is_unchanged(tmp_path) -> None:
+    """Views of the stacks save as the tensors they are (safetensors takes non-overlapping views)."""
+    from safetensors.torch import load_file
+
+    from evalsuite.kernels.checkpoint import save_packed
+
+    moe = _moe(10, fmt="nvfp4", mlp_bias=True)
+    before = save_packed(moe, tmp_path / "before.safetensors")
+    moe(torch.randn(2, 40, TINY.hidden_size))
+    assert moe._grouped is not None
+    after = save_packed(moe, tmp_path / "after.safetensors")
+    assert after.stat().st_size == before.stat().st_size  # no stack saved whole beside a view
+    a, b = load_file(after), load_file(before)
+    assert a.keys() == b.keys() and all(torch.equal(a[k].reshape(-1).view(torch.uint8), b[k].reshape(-1).view(torch.uint8)) for k in a)
