@@ -25,8 +25,6 @@ Routed experts, three ways to the same sum (`MoE.forward` picks; all agree up to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -161,6 +159,7 @@ class MoE(nn.Module):
         self._dense_macs_per_token = 2 * cfg.n_routed_experts * d_expert * cfg.moe_intermediate_size
         self._stacked: StackedExperts | None = None
         self._grouped: GroupedExperts | None = None  # the grouped path's stacked weights (not state)
+        self._grouped_refused: tuple | None = None  # the key of weights `stack_linears` could not group
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [b, t, d] -> [b, t, d]."""
@@ -204,6 +203,9 @@ class MoE(nn.Module):
         Runs every decode step, so it reads the module dicts directly (no `nn.Module.__getattr__`)."""
         sources: list[torch.Tensor | None] = []
         for mlp in self.experts._modules.values():
+            if mlp._forward_hooks or mlp._forward_pre_hooks:  # type: ignore[union-attr]
+                self._stacked = None
+                return None
             for name in ("up_proj", "down_proj"):
                 linear = mlp._modules[name]  # type: ignore[union-attr]
                 # a quantized (non-`nn.Linear`) expert, or one with hooks that must see its own call
@@ -226,16 +228,21 @@ class MoE(nn.Module):
         """The routed experts' projections stacked for the grouped path, rebuilt whenever a weight changed
         (`kernels.grouped.stack_key`: identity, storage and version of every weight, scale and bias); None
         when the experts cannot be grouped (a forward hook, mixed kinds or formats, inference tensors, ...)."""
-        ups = [mlp._modules["up_proj"] for mlp in self.experts._modules.values()]  # type: ignore[index]
-        downs = [mlp._modules["down_proj"] for mlp in self.experts._modules.values()]  # type: ignore[index]
+        mlps = list(self.experts._modules.values())
+        if any(mlp._forward_hooks or mlp._forward_pre_hooks for mlp in mlps):  # type: ignore[union-attr]
+            return None  # a hook on a whole expert must see its rows too
+        ups = [mlp._modules["up_proj"] for mlp in mlps]  # type: ignore[union-attr]
+        downs = [mlp._modules["down_proj"] for mlp in mlps]  # type: ignore[union-attr]
         key = (stack_key(ups), stack_key(downs))  # type: ignore[arg-type]
         cached = self._grouped
         if cached is not None and cached.key == key:
             return cached
         self._grouped = None
-        if None in key:
+        if None in key or key == self._grouped_refused:
             return None
         up, down = stack_linears(ups), stack_linears(downs)  # type: ignore[arg-type]
-        if up is not None and down is not None:
-            self._grouped = GroupedExperts(up, down, len(ups))
+        if up is None or down is None:  # e.g. mixed shapes or devices: not retried until a weight changes
+            self._grouped_refused = (stack_key(ups), stack_key(downs))  # type: ignore[arg-type]  # as now stored
+            return None
+        self._grouped = GroupedExperts(up, down, len(ups))
         return self._grouped

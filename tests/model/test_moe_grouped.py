@@ -166,6 +166,9 @@ def test_what_keeps_the_loop(monkeypatch: pytest.MonkeyPatch) -> None:
     assert moe.grouped_experts() is None
     moe.experts[4].up_proj.backend = "auto"
     assert moe.grouped_experts() is not None
+    handle = moe.experts[2].register_forward_pre_hook(lambda *a: None)  # on a whole expert
+    assert moe.grouped_experts() is None
+    handle.remove()
     mixed = _moe(8)
     kernels.quantize_model(mixed, Recipe("one", "", rules=(("experts.3.up_proj", "fp8"),)))
     assert mixed.grouped_experts() is None and mixed.stacked_experts() is None
@@ -215,3 +218,17 @@ def test_a_packed_checkpoint_of_stacked_experts_is_unchanged(tmp_path) -> None:
     assert after.stat().st_size == before.stat().st_size  # no stack saved whole beside a view
     a, b = load_file(after), load_file(before)
     assert a.keys() == b.keys() and all(torch.equal(a[k].reshape(-1).view(torch.uint8), b[k].reshape(-1).view(torch.uint8)) for k in a)
+
+
+@torch.no_grad()
+def test_a_refused_stack_is_not_retried_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groupable ups with ungroupable downs (here: one down on another dtype) are refused once, and
+    again only after a weight changed."""
+    moe = _moe(11)
+    moe.experts[5].down_proj.to(torch.float64)
+    built = []
+    stack = grouped.stack_linears
+    monkeypatch.setattr("evalsuite.model.moe.stack_linears", lambda layers: built.append(1) or stack(layers))
+    assert moe.grouped_experts() is None and moe.grouped_experts() is None and len(built) == 2  # up, down once
+    moe.experts[5].down_proj.to(torch.float32)
+    assert moe.grouped_experts() is not None and len(built) == 4
