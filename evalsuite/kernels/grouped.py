@@ -16,8 +16,10 @@ layer ``e`` (``experts[A]`` names each row's layer, ascending), and ``y[A, N]`` 
   matmul against the dequantized weight (FP8: against the per-token dequantized activations), with
   the fp32 weights dequantized once for all layers, stacked, and kept with the stack.
 
-A stack is valid while its sources are: ``key`` (`version_key`) changes when any weight, scale or bias
-is replaced, moved, cast or written in place, and the caller rebuilds the stack then. `stack_linears`
+Stacking does not copy the weights for good: each layer's weight (packed data, block scales, bias)
+becomes a view of its slice of the stack (`_stack`), so the experts are held once. A stack is valid
+while its sources are: ``key`` (`version_key`) changes when any weight, scale or bias is replaced,
+moved, cast or written in place, and the caller rebuilds the stack then. `stack_linears`
 returns None, and the caller keeps its per-layer loop, when the layers cannot be grouped: mixed types
 or formats, forward hooks (a hook must see its own layer's rows), a backend pinned on a quantized
 layer, inference tensors (no version counter to invalidate a cache by), NVFP4/FP8 on CUDA without Triton.
