@@ -232,3 +232,16 @@ def test_a_refused_stack_is_not_retried_every_call(monkeypatch: pytest.MonkeyPat
     assert moe.grouped_experts() is None and moe.grouped_experts() is None and len(built) == 2  # up, down once
     moe.experts[5].down_proj.to(torch.float32)
     assert moe.grouped_experts() is not None and len(built) == 4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("fmt", [None, *FORMATS])
+@pytest.mark.parametrize("tokens", [1, 3, 200])  # FP8: W8A16 up to 16 rows, W8A8 above
+def test_grouped_on_cuda_equals_the_loop(fmt: str | None, tokens: int) -> None:
+    """bf16 experts through `torch._grouped_mm`, NVFP4 / FP8 through the Triton grouped kernel, against
+    the loop over the same layers on the GPU (their own GEMV / GEMM / dequantize paths)."""
+    moe = _moe(12, torch.bfloat16, fmt, mlp_bias=True).to("cuda")
+    x = torch.randn(tokens, TINY.hidden_size, device="cuda", dtype=torch.bfloat16)
+    weights, idx = _routing(tokens, moe, unused=(1,))
+    fast, ref = _both(moe, x, weights.cuda(), idx.cuda())
+    assert max_diff(fast, ref) < 2.0**-5 * ref.abs().max().item() and ref.abs().max() > 0.1
