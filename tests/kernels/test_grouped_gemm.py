@@ -96,6 +96,17 @@ def test_fp8_grouped_matches_reference(granularity, w8a8):
         lo += c
 
 
+@pytest.mark.parametrize("counts", [[70, 0, 3], [2, 1, 0]])  # default tiles: 64 rows, and 16 at few rows per expert
+def test_default_tiles_and_fp16(counts):
+    e, n, k = len(counts), 72, 128
+    (qdata, scales, gs), _ = _nvfp4_stack(e, n, k, seed=5)
+    x = torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(3)).half()
+    offsets = _offsets(counts)
+    fast, ref = grouped_gemm(x, offsets, qdata, scales, gs), grouped_gemm_ref(x, offsets, qdata, scales, gs)
+    assert fast.dtype == torch.float16
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=2.0**-10, atol=2.0**-10 * ref.abs().max().item())
+
+
 def test_empty_input_and_one_line_errors():
     (qdata, scales, gs), _ = _nvfp4_stack(3, 16, 32, seed=0)
     offsets = _offsets([0, 0, 0])
