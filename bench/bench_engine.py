@@ -1,14 +1,16 @@
 """Decode speed of the reference engine per precision recipe on this machine's CPU.
 
-    python bench/bench_engine.py [--recipes bf16,fp8,fp4,fp4-all] [--repeats 3] [--cuda-graphs auto|on|off]
+    python bench/bench_engine.py [--recipes bf16,fp8,fp4,fp4-all] [--repeats 3] [--cpu-time] [--cuda-graphs auto|on|off]
 
 The tiny omni model with its seed-0 weights (untrained: speed does not depend on the weights), a
 106-token prompt, 64 output tokens (no stop token), batch 1 and 8 through
 `ReferenceBackend(recipe, batch_size=8).engine.generate`; best of ``--repeats``, all recipes in one
 process so their ratios share the machine's state. Prints a markdown table with each recipe's ratio
-to bf16 (the first recipe). ``--cuda-graphs on`` decodes through the engine's static-buffer step
-(on a CPU run eagerly: nothing is captured), ``off`` through the eager step; ``auto`` (default) is
-the eager step on a CPU.
+to bf16 (the first recipe). ``--cpu-time`` times in this process's CPU seconds with one thread instead
+of wall time with torch's default threads: on a machine shared with other jobs, wall time measures
+their load as much as the engine. ``--cuda-graphs on`` decodes through the engine's static-buffer
+step (on a CPU run eagerly: nothing is captured), ``off`` through the eager step; ``auto`` (default)
+is the eager step on a CPU.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def measure(recipe: str, repeats: int, batches: tuple[int, ...] = (1, 8), cuda_graphs: str = "auto"
-            ) -> dict[int, float]:
+def measure(recipe: str, repeats: int, batches: tuple[int, ...] = (1, 8), clock=time.perf_counter,
+            cuda_graphs: str = "auto") -> dict[int, float]:
     from evalsuite.backends.reference import ReferenceBackend
     from evalsuite.model.engine import SamplingParams
 
@@ -36,30 +38,36 @@ def measure(recipe: str, repeats: int, batches: tuple[int, ...] = (1, 8), cuda_g
     engine.generate([prompt], SamplingParams(max_tokens=4, stop_token_ids=()))  # warm-up
     out = {}
     for b in batches:
-        best = min(_timed(lambda: engine.generate([prompt] * b, params)) for _ in range(repeats))
+        best = min(_timed(lambda: engine.generate([prompt] * b, params), clock) for _ in range(repeats))
         out[b] = 64 * b / best
     return out
 
 
-def _timed(fn) -> float:
-    t = time.perf_counter()
+def _timed(fn, clock=time.perf_counter) -> float:
+    t = clock()
     fn()
-    return time.perf_counter() - t
+    return clock() - t
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python bench/bench_engine.py", description=__doc__.splitlines()[0])
     p.add_argument("--recipes", default="bf16,fp8,fp4,fp4-all")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process, one thread")
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto")
     args = p.parse_args(argv)
+    clock = time.perf_counter
+    if args.cpu_time:
+        torch.set_num_threads(1)
+        clock = time.process_time
     os.environ.setdefault("EVALSUITE_CHECKPOINT", "random")
     from evalsuite.env import cpu_name
 
-    rows = {r: measure(r, args.repeats, cuda_graphs=args.cuda_graphs) for r in args.recipes.split(",")}
+    rows = {r: measure(r, args.repeats, clock=clock, cuda_graphs=args.cuda_graphs) for r in args.recipes.split(",")}
     base = next(iter(rows.values()))
     print(f"Device: CPU only: {cpu_name() or platform.processor()} ({os.cpu_count()} cores), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, cuda_graphs={args.cuda_graphs}.\n")
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+          f"{', CPU time' if args.cpu_time else ''}, cuda_graphs={args.cuda_graphs}.\n")
     print("| recipe | tokens/s batch 1 | tokens/s batch 8 | batch 1 vs bf16 | batch 8 vs bf16 |")
     print("|---|---:|---:|---:|---:|")
     for r, v in rows.items():

@@ -10,7 +10,10 @@ tiny ops per token), so they cut ops and copies, never change the math (equal up
   the chunked scan;
 - `MoE.stacked_experts`: a small MoE on few tokens runs as two dense matmuls over its stacked
   routed-expert weights instead of a Python loop over experts; only without autograd and only while
-  every routed expert is a plain `nn.Linear` (a quantized recipe's swapped layers take the loop).
+  every routed expert is a plain `nn.Linear`;
+- `MoE.grouped_experts`: otherwise the routed experts run grouped (assignments sorted by expert, one
+  grouped call per projection, `kernels.grouped`), plain or quantized; the loop stays for autograd and
+  for experts with forward hooks.
 
     with fastpath.reference_paths():   # everything through the general (reference) code
         logits = decode_step(model, tokens, state)

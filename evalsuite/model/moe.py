@@ -9,16 +9,27 @@ by its two best experts) and then top-k; the k weights are renormalised and mult
 Quantization contract: every weight a precision recipe may swap is an `nn.Linear` called as a module
 (`experts.{j}.up_proj`, `shared_experts.down_proj`, ...). The router `gate` is not a Linear: it stays
 in high precision and runs in fp32.
+
+Routed experts, three ways to the same sum (`MoE.forward` picks; all agree up to summation order):
+
+- `MoE.routed_loop`, the reference: each chosen expert's module on its rows, a Python loop over experts.
+  The only path under autograd, under `fastpath.reference_paths()`, and while an expert linear has a
+  forward hook (a hook must see the rows routed to its expert).
+- `StackedExperts`, dense: every expert on every token, gated; the cheapest for a few tokens of a small
+  MoE (decode of the tiny model), plain `nn.Linear` experts only.
+- `GroupedExperts`, grouped: the (token, k) assignments sorted by expert, the rows gathered once, each
+  projection one grouped call over the per-expert segments (`kernels.grouped`: `torch._grouped_mm`
+  or a batched matmul for bf16/fp32, the Triton grouped kernel on CUDA and a cached dequantized stack
+  on CPU for the quantized formats), the outputs weighted and scattered back with one `index_add_`.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from evalsuite.kernels.grouped import GroupedLinear, stack_key, stack_linears, version_key
 from evalsuite.model import fastpath
 from evalsuite.model.config import BackboneConfig
 
@@ -69,14 +80,15 @@ class TopkRouter(nn.Module):
         return weights * self.scale, idx
 
 
-# Small-batch fast path (decode). Looping over the chosen experts costs a handful of tiny ops per
-# expert; a small MoE is faster run as two dense matmuls over all routed experts' stacked weights,
-# the routing weights (0 for an expert a token did not choose) applied between them. It computes
-# every expert for every token, so it is used only while that stays cheap (tokens x all routed expert
-# weights <= DENSE_MAX_MACS: decode batches of the tiny model, never the 30B model's 128 experts),
-# without autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer)
-# without forward hooks (a hook must see the rows routed to its expert).
-DENSE_MAX_MACS = 1 << 24
+# Small-batch fast path (decode). Even grouped, routing costs a fixed dozen small ops (sort, count,
+# gather, scatter); a small MoE on a few tokens is faster run as two dense matmuls over all routed
+# experts' stacked weights, the routing weights (0 for an expert a token did not choose) applied
+# between them. It computes every expert for every token, so it is used only while that stays cheap
+# (tokens x all routed expert weights <= DENSE_MAX_MACS: up to 32 tokens of the tiny model, where bf16
+# on a 2-core CPU crosses over to the grouped path; never the 30B model's 128 experts), without
+# autograd, and only while every routed expert is a plain `nn.Linear` (not a quantized layer) without
+# forward hooks (a hook must see the rows routed to its expert).
+DENSE_MAX_MACS = 1 << 22
 
 
 class StackedExperts:
@@ -85,7 +97,7 @@ class StackedExperts:
     def __init__(self, sources: tuple[torch.Tensor | None, ...], n_experts: int) -> None:
         ups, up_biases = sources[0::4], sources[1::4]
         downs, down_biases = sources[2::4], sources[3::4]
-        self.key = stacked_key(sources)
+        self.key = version_key(sources)
         assert self.key is not None
         self.sources = sources  # held so that the ids in `key` stay unique while this is cached
         self.n_experts = n_experts
@@ -106,18 +118,25 @@ class StackedExperts:
         return out
 
 
-def stacked_key(sources: Sequence[torch.Tensor | None]) -> tuple | None:
-    """Changes when any source tensor is replaced, moved, cast or modified in place (None for inference
-    tensors, which have no version counter)."""
-    key = []
-    for t in sources:
-        if t is None:
-            key.append(None)
-        elif t.is_inference():
-            return None
-        else:
-            key.append((id(t), t._version, t.data_ptr()))
-    return tuple(key)
+class GroupedExperts:
+    """Each projection of the routed experts stacked for one grouped call (`kernels.grouped.GroupedLinear`)."""
+
+    def __init__(self, up: GroupedLinear, down: GroupedLinear, n_experts: int) -> None:
+        self.up, self.down, self.n_experts = up, down, n_experts
+        self.key = (up.key, down.key)
+
+    def __call__(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """x [n, d], routing weights [n, k] fp32 and experts [n, k] -> sum_k weights * expert(x), fp32 [n, d]."""
+        n, k = idx.shape
+        flat = idx.reshape(-1)  # [n*k] assignments, token-major
+        order = flat.argsort(stable=True)  # [A = n*k] assignments sorted by expert
+        experts = flat[order]  # [A] ascending
+        rows = order // k  # [A] the token of each sorted assignment
+        # [E+1]: expert e's rows are offsets[e] .. offsets[e+1]-1 (a search, not bincount: no host sync on a GPU)
+        offsets = torch.searchsorted(experts, torch.arange(self.n_experts + 1, device=x.device))
+        h = F.relu(self.up(x[rows], experts, offsets)).square()  # [A, I]
+        y = self.down(h, experts, offsets) * weights.reshape(-1)[order, None]  # [A, d] fp32
+        return torch.zeros(x.shape, dtype=torch.float32, device=x.device).index_add_(0, rows, y.float())
 
 
 class MoE(nn.Module):
@@ -139,6 +158,8 @@ class MoE(nn.Module):
         # the small-batch dense path: its cost per token, and its cached stacked weights (not state)
         self._dense_macs_per_token = 2 * cfg.n_routed_experts * d_expert * cfg.moe_intermediate_size
         self._stacked: StackedExperts | None = None
+        self._grouped: GroupedExperts | None = None  # the grouped path's stacked weights (not state)
+        self._grouped_refused: tuple | None = None  # the key of weights `stack_linears` could not group
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [b, t, d] -> [b, t, d]."""
@@ -146,18 +167,27 @@ class MoE(nn.Module):
         weights, idx = self.gate(x)
         if self.fc1_latent_proj is not None:
             x = self.fc1_latent_proj(x)
-        cheap = x.shape[0] * self._dense_macs_per_token <= DENSE_MAX_MACS
-        stacked = self.stacked_experts() if cheap and fastpath.ENABLED and not torch.is_grad_enabled() else None
-        if stacked is not None:
-            routed = stacked(x, weights, idx)
-        elif fastpath.STATIC:
-            routed = self.routed_dense(x, weights, idx)
-        else:
-            routed = self.routed_loop(x, weights, idx)
-        routed = routed.to(hidden.dtype)
+        routed = self.routed(x, weights, idx).to(hidden.dtype)
         if self.fc2_latent_proj is not None:
             routed = self.fc2_latent_proj(routed)
         return routed.view_as(hidden) + self.shared_experts(hidden)
+
+    def routed(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The routed experts' weighted sum by the cheapest path that applies (module docstring); in a
+        static-shape step (`fastpath.STATIC`, a captured decode step) never a path that syncs with
+        the host or sizes tensors by the routing: the dense stacked path, else `routed_dense`.
+        -> fp32 [n, d]"""
+        fast = fastpath.ENABLED and not torch.is_grad_enabled()
+        if fast and x.shape[0] * self._dense_macs_per_token <= DENSE_MAX_MACS:
+            stacked = self.stacked_experts()
+            if stacked is not None:
+                return stacked(x, weights, idx)
+        if fastpath.STATIC:
+            return self.routed_dense(x, weights, idx)
+        if not fast:
+            return self.routed_loop(x, weights, idx)
+        grouped = self.grouped_experts()
+        return self.routed_loop(x, weights, idx) if grouped is None else grouped(x, weights, idx)
 
     def routed_loop(self, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The reference routed path: each chosen expert on its tokens. x [n, d] -> fp32 [n, d]."""
@@ -194,6 +224,9 @@ class MoE(nn.Module):
         Runs every decode step, so it reads the module dicts directly (no `nn.Module.__getattr__`)."""
         sources: list[torch.Tensor | None] = []
         for mlp in self.experts._modules.values():
+            if mlp._forward_hooks or mlp._forward_pre_hooks:  # type: ignore[union-attr]
+                self._stacked = None
+                return None
             for name in ("up_proj", "down_proj"):
                 linear = mlp._modules[name]  # type: ignore[union-attr]
                 # a quantized (non-`nn.Linear`) expert, or one with hooks that must see its own call
@@ -201,7 +234,7 @@ class MoE(nn.Module):
                     self._stacked = None
                     return None
                 sources += linear._parameters.values()  # weight, bias (None without bias)
-        key = stacked_key(sources)
+        key = version_key(sources)
         cached = self._stacked
         if cached is not None and cached.key == key:
             return cached
@@ -211,3 +244,26 @@ class MoE(nn.Module):
             return None
         self._stacked = StackedExperts(tuple(sources), len(self.experts))
         return self._stacked
+
+    def grouped_experts(self) -> GroupedExperts | None:
+        """The routed experts' projections stacked for the grouped path, rebuilt whenever a weight changed
+        (`kernels.grouped.stack_key`: identity, storage and version of every weight, scale and bias); None
+        when the experts cannot be grouped (a forward hook, mixed kinds or formats, inference tensors, ...)."""
+        mlps = list(self.experts._modules.values())
+        if any(mlp._forward_hooks or mlp._forward_pre_hooks for mlp in mlps):  # type: ignore[union-attr]
+            return None  # a hook on a whole expert must see its rows too
+        ups = [mlp._modules["up_proj"] for mlp in mlps]  # type: ignore[union-attr]
+        downs = [mlp._modules["down_proj"] for mlp in mlps]  # type: ignore[union-attr]
+        key = (stack_key(ups), stack_key(downs))  # type: ignore[arg-type]
+        cached = self._grouped
+        if cached is not None and cached.key == key:
+            return cached
+        self._grouped = None
+        if None in key or key == self._grouped_refused:
+            return None
+        up, down = stack_linears(ups), stack_linears(downs)  # type: ignore[arg-type]
+        if up is None or down is None:  # e.g. mixed shapes or devices: not retried until a weight changes
+            self._grouped_refused = (stack_key(ups), stack_key(downs))  # type: ignore[arg-type]  # as now stored
+            return None
+        self._grouped = GroupedExperts(up, down, len(ups))
+        return self._grouped

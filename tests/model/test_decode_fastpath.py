@@ -1,6 +1,7 @@
 """Inference fast paths (`model/fastpath.py`) equal the reference computations: contiguous-slot cache
-views, the one-token Mamba-2 step, and the dense small-batch MoE over stacked expert weights; the MoE
-path falls back to the expert loop for quantized experts and under autograd, and follows weight changes."""
+views, the one-token Mamba-2 step, and the dense small-batch MoE over stacked expert weights; the dense
+MoE path leaves quantized experts to the grouped path (`test_moe_grouped.py`) and autograd to the expert
+loop, and follows weight changes."""
 
 from __future__ import annotations
 
@@ -91,15 +92,18 @@ def test_scattered_slots_and_ragged_lengths_equal_reference_paths(tiny: Language
 
 
 @pytest.mark.parametrize("recipe", ["fp4", "fp8", "one-expert"])
-def test_quantized_experts_fall_back_to_the_expert_loop(tiny: LanguageModel, recipe: str) -> None:
+def test_quantized_experts_take_the_grouped_path_or_the_loop(tiny: LanguageModel, recipe: str) -> None:
+    """Quantized experts never take the dense path; all of one format run grouped, a mix loops."""
     from evalsuite import kernels
     from evalsuite.kernels.recipes import Recipe
 
     model = copy.deepcopy(tiny)
-    if recipe == "one-expert":  # a single swapped expert is enough to leave the stacked path
+    grouped = recipe != "one-expert"
+    if recipe == "one-expert":  # a single swapped expert is enough to leave the stacked and grouped paths
         recipe = Recipe("one-expert", "", rules=(("backbone.layers.*.mixer.experts.3.up_proj", "fp8"),))
     kernels.quantize_model(model, recipe)
     assert all(moe.stacked_experts() is None for moe in moes(model))
+    assert all((moe.grouped_experts() is not None) == grouped for moe in moes(model))
     prompts = torch.randint(0, TINY.vocab_size, (4, 11), generator=torch.Generator().manual_seed(4))
     fast, ref = decode_both(model, prompts, steps=4)
     assert max_diff(fast, ref) < TOL

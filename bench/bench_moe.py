@@ -1,0 +1,101 @@
+"""Routed experts of one MoE layer: the expert loop against the grouped path (and the dense path where it applies).
+
+    python bench/bench_moe.py [--config tiny|full] [--tokens 1,8,106,848] [--formats bf16,nvfp4,fp8]
+
+One `MoE` layer with random weights (the tiny or the full-size config), its experts in each format
+(``bf16`` plain, ``nvfp4`` / ``fp8`` swapped in as by a recipe), routed by its own router on random
+tokens. Times `MoE.routed_loop` (the reference loop over experts), `GroupedExperts` (the grouped path)
+and `StackedExperts` (dense, plain experts only), best of ``--repeats`` batches of calls: on CPU in
+this process's CPU seconds with one thread (other load on a shared machine moves that less than wall
+time), on CUDA in wall time between synchronizations. Prints a markdown table with each path's
+microseconds per call, the grouped path's speedup over the loop, and its largest difference from the
+loop relative to the loop's largest value (a check, not a figure of merit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _timer(device: torch.device, fn, calls: int, repeats: int) -> float:
+    """Best microseconds per call of ``fn`` over ``repeats`` batches of ``calls`` calls."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t)
+        else:
+            t = time.process_time()
+            for _ in range(calls):
+                fn()
+            best = min(best, time.process_time() - t)
+    return best / calls * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python bench/bench_moe.py", description=__doc__.splitlines()[0])
+    p.add_argument("--config", default="tiny", choices=["tiny", "full"])
+    p.add_argument("--tokens", default="1,8,106,848")
+    p.add_argument("--formats", default="bf16,nvfp4,fp8")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--calls", type=int, default=20)
+    args = p.parse_args(argv)
+
+    from evalsuite import kernels
+    from evalsuite.kernels.recipes import Recipe
+    from evalsuite.model.config import BackboneConfig
+    from evalsuite.model.moe import MoE
+
+    torch.set_num_threads(1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = BackboneConfig.preset("tiny" if args.config == "tiny" else "nano-omni-30b-a3b")
+    torch.manual_seed(0)
+    print(f"Device: {torch.cuda.get_device_name() if device.type == 'cuda' else platform.processor() or 'CPU'}, "
+          f"torch {torch.__version__}, config {args.config} ({cfg.n_routed_experts} experts, top-{cfg.num_experts_per_tok}, "
+          f"d {cfg.moe_latent_size or cfg.hidden_size}, I {cfg.moe_intermediate_size}).\n")  # fmt: skip
+    print("| format | tokens | loop µs | grouped µs | dense µs | grouped vs loop | max diff / max |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for fmt in args.formats.split(","):
+        with torch.no_grad():
+            moe = MoE(cfg).to(device=device, dtype=torch.bfloat16)
+            for lin in moe.modules():
+                if isinstance(lin, torch.nn.Linear):
+                    torch.nn.init.normal_(lin.weight, std=0.02)
+            torch.nn.init.normal_(moe.gate.weight, std=0.3)
+        if fmt != "bf16":
+            kernels.quantize_model(moe, Recipe(fmt, "", rules=(("experts.*.*", fmt),)))
+        d = moe.experts[0].up_proj.in_features
+        for n in (int(t) for t in args.tokens.split(",")):
+            x = torch.randn(n, d, device=device, dtype=torch.bfloat16)
+            weights, idx = moe.gate(x)
+            with torch.no_grad():
+                grouped, stacked = moe.grouped_experts(), moe.stacked_experts()
+                if grouped is None:
+                    print(f"| {fmt} | {n} | | | | not groupable here | |")
+                    continue
+                loop_us = _timer(device, lambda: moe.routed_loop(x, weights, idx), args.calls, args.repeats)
+                grouped_us = _timer(device, lambda: grouped(x, weights, idx), args.calls, args.repeats)
+                dense = ""
+                if stacked is not None:
+                    dense = f"{_timer(device, lambda: stacked(x, weights, idx), args.calls, args.repeats):,.0f}"
+                ref = moe.routed_loop(x, weights, idx)
+                diff = (grouped(x, weights, idx) - ref).abs().max().item() / max(ref.abs().max().item(), 1e-30)
+            print(f"| {fmt} | {n} | {loop_us:,.0f} | {grouped_us:,.0f} | {dense} | {loop_us / grouped_us:.2f}x | {diff:.1e} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""Grouped quantized GEMM: the routed experts of one MoE projection in one launch; Triton kernel beside its ref.
+
+Rows of ``x[A, K]`` arrive sorted by expert: rows ``offsets[e] .. offsets[e+1] - 1`` go through expert
+``e``'s weight ``W_e[N, K]``, and ``y[A, N]`` keeps the row order. The E weights are stacked:
+
+- NVFP4 (W4A16): ``qdata`` uint8 ``[E, N, K/2]`` (first value of each pair in the low nibble),
+  ``block_scales`` float8_e4m3fn ``[E, N, K/16]``, one fp32 global scale per expert ``[E]``;
+- FP8: ``qdata`` float8_e4m3fn ``[E, N, K]`` with fp32 scales ``[E, N]`` (a per-tensor scale is
+  repeated along N). Weight-only (W8A16) by default; with ``x_scale`` (one fp32 scale per row,
+  ``[A, 1]``) ``x`` holds the per-token E4M3 codes' values, the W8A8 form.
+
+plus an optional bias ``[E, N]``. `grouped_gemm_ref` is the definition: each expert's segment through
+its format's reference (dequantize to fp32, one fp32 matmul), one expert after another.
+
+`grouped_gemm` runs every segment in one launch. The grid is (row tiles, column tiles); the row tiles
+come from an expert-offset table built on the device without a host sync: expert e owns
+``ceil(count_e / BLOCK_M)`` consecutive tiles, so ``searchsorted`` over the running tile count maps a
+tile to its expert and first row. The grid is sized for the worst case
+(``ceil(A / BLOCK_M) + E`` tiles, known from the shapes alone); a tile past the last real one reads
+expert -1 and returns at once. Each program then is `kernels.triton.nvfp4_gemm`'s tile loop on expert
+e's slice of the stacked weight, masked to its segment's rows: the weight decoded in registers by bit
+arithmetic (E2M1 nibbles, E4M3 bytes: no FP8 support needed from the GPU or the interpreter), fp32
+accumulation, the expert's global scale (NVFP4) or per-column scale (FP8) and the row's activation
+scale (W8A8) applied to the accumulator, then the bias, then the cast. E4M3 and E2M1 x E4M3 values
+are exact in bf16, so feeding ``tl.dot`` bf16 operands loses nothing on the weight side; under the
+interpreter (CPU tensors, the tests) both operands are fp32 (``DOT_FP32``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from evalsuite.kernels import fp8, nvfp4
+from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+
+if HAS_TRITON:
+    import triton
+    import triton.language as tl
+
+
+def grouped_gemm_ref(
+    x: torch.Tensor,
+    offsets: torch.Tensor,
+    qdata: torch.Tensor,
+    scales: torch.Tensor,
+    global_scale: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    x_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Reference: expert by expert, ``x_seg @ dequantize(W_e).T + bias_e`` in fp32; ``y [A, N]`` in ``x.dtype``.
+
+    NVFP4 when ``qdata`` is uint8 (``scales`` = block scales, ``global_scale [E]``), FP8 when it is
+    float8_e4m3fn (``scales [E, N]``); ``x_scale [A, 1]`` multiplies ``x`` row by row first (W8A8)."""
+    fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale)
+    xf = x.float() if x_scale is None else x.float() * x_scale.float()
+    y = torch.zeros(x.shape[0], qdata.shape[1], dtype=torch.float32, device=x.device)
+    bounds = offsets.tolist()
+    for e in range(qdata.shape[0]):
+        lo, hi = bounds[e], bounds[e + 1]
+        if fmt == "nvfp4":
+            w = nvfp4.dequantize(qdata[e], scales[e], global_scale[e], torch.float32)  # type: ignore[index]
+        else:
+            w = fp8.dequantize(qdata[e], scales[e][:, None])
+        y[lo:hi] = xf[lo:hi] @ w.t()  # [rows, K] @ [K, N]
+        if bias is not None:
+            y[lo:hi] += bias[e].float()
+    return y.to(x.dtype)
+
+
+def _grouped_kernel(
+    x_ptr, xs_ptr, w_ptr, s_ptr, ws_ptr, b_ptr, y_ptr, off_ptr, tile_e_ptr, tile_m_ptr,
+    N, K,
+    stride_xm, stride_we, stride_wn, stride_se, stride_sn, stride_wse, stride_be, stride_ym,
+    W_FP4: tl.constexpr,
+    HAS_XSCALE: tl.constexpr,
+    HAS_BIAS: tl.constexpr,
+    DOT_FP32: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    pid_t = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    e = tl.load(tile_e_ptr + pid_t)
+    if e < 0:  # a spare tile of the worst-case grid
+        return
+    m_start = tl.load(tile_m_ptr + pid_t)
+    m_end = tl.load(off_ptr + e + 1)
+    offs_m = m_start + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < m_end
+    mask_n = offs_n < N
+    w_base = w_ptr + e.to(tl.int64) * stride_we
+    x_base = x_ptr + offs_m[:, None] * stride_xm
+    acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)  # tl.full: tl.zeros is @jit (see nvfp4_gemm)
+    if W_FP4:
+        s_base = s_ptr + e.to(tl.int64) * stride_se
+        offs_j = tl.arange(0, BLOCK_K // 2)  # byte column within the K step
+        for k0 in range(0, K, BLOCK_K):
+            kb = k0 // 2 + offs_j  # [BLOCK_K/2] byte columns of the packed weight
+            mask_kb = kb < K // 2
+            wmask = mask_kb[:, None] & mask_n[None, :]
+            w = tl.load(w_base + kb[:, None] + offs_n[None, :] * stride_wn, mask=wmask, other=0).to(tl.int32)
+            sb = tl.load(s_base + (kb // 8)[:, None] + offs_n[None, :] * stride_sn, mask=wmask, other=0)
+            # E4M3 block scales: m * 2^-9 subnormal, (1 + m/8) * 2^(e-7) normal, 0x7F NaN, bit 7 sign
+            sb = sb.to(tl.int32)
+            s_exp = (sb >> 3) & 0xF
+            s_man = (sb & 0x7).to(tl.float32)
+            scale = tl.where(s_exp == 0, s_man * 0.001953125,
+                             (1.0 + s_man * 0.125) * tl.exp2((s_exp - 7).to(tl.float32)))  # fmt: skip
+            scale = tl.where((sb & 0x7F) == 0x7F, float("nan"), scale)
+            scale = tl.where((sb & 0x80) != 0, -scale, scale)  # [BLOCK_K/2, BLOCK_N]
+            # E2M1 nibbles: sign bit 3, exponent bits 1-2, mantissa bit 0; low = even k, high = odd k
+            lo = w & 0xF
+            hi = (w >> 4) & 0xF
+            lo_e = (lo >> 1) & 0x3
+            lo_m = (lo & 0x1).to(tl.float32)
+            lo_v = tl.where(lo_e == 0, lo_m * 0.5, (1.0 + lo_m * 0.5) * tl.exp2((lo_e - 1).to(tl.float32)))
+            lo_v = tl.where((lo & 0x8) != 0, -lo_v, lo_v) * scale
+            hi_e = (hi >> 1) & 0x3
+            hi_m = (hi & 0x1).to(tl.float32)
+            hi_v = tl.where(hi_e == 0, hi_m * 0.5, (1.0 + hi_m * 0.5) * tl.exp2((hi_e - 1).to(tl.float32)))
+            hi_v = tl.where((hi & 0x8) != 0, -hi_v, hi_v) * scale
+            xmask = mask_m[:, None] & mask_kb[None, :]
+            x_even = tl.load(x_base + (2 * kb)[None, :], mask=xmask, other=0.0)  # [BLOCK_M, BLOCK_K/2]
+            x_odd = tl.load(x_base + (2 * kb + 1)[None, :], mask=xmask, other=0.0)
+            if DOT_FP32:
+                acc += tl.dot(x_even.to(tl.float32), lo_v, input_precision="ieee")
+                acc += tl.dot(x_odd.to(tl.float32), hi_v, input_precision="ieee")
+            else:
+                acc += tl.dot(x_even, lo_v.to(x_even.dtype))
+                acc += tl.dot(x_odd, hi_v.to(x_odd.dtype))
+        acc = acc * tl.load(ws_ptr + e)  # the expert's global scale
+    else:
+        offs_k = tl.arange(0, BLOCK_K)
+        for k0 in range(0, K, BLOCK_K):
+            kk = k0 + offs_k
+            mask_k = kk < K
+            wb = tl.load(w_base + kk[:, None] + offs_n[None, :] * stride_wn,
+                         mask=mask_k[:, None] & mask_n[None, :], other=0)  # [BLOCK_K, BLOCK_N] E4M3 bytes
+            wb = wb.to(tl.int32)  # E4M3 decoded as the block scales above
+            w_exp = (wb >> 3) & 0xF
+            w_man = (wb & 0x7).to(tl.float32)
+            w = tl.where(w_exp == 0, w_man * 0.001953125,
+                         (1.0 + w_man * 0.125) * tl.exp2((w_exp - 7).to(tl.float32)))  # fmt: skip
+            w = tl.where((wb & 0x7F) == 0x7F, float("nan"), w)
+            w = tl.where((wb & 0x80) != 0, -w, w)
+            xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0)
+            if DOT_FP32:
+                acc += tl.dot(xt.to(tl.float32), w, input_precision="ieee")
+            else:
+                acc += tl.dot(xt, w.to(xt.dtype))
+        ws = tl.load(ws_ptr + e.to(tl.int64) * stride_wse + offs_n, mask=mask_n, other=0.0)
+        acc = acc * ws[None, :]  # per-column weight scale
+    if HAS_XSCALE:
+        acc = acc * tl.load(xs_ptr + offs_m, mask=mask_m, other=0.0)[:, None]
+    if HAS_BIAS:
+        acc += tl.load(b_ptr + e.to(tl.int64) * stride_be + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+_KERNELS: dict[bool, Any] = {}
+
+
+def _kernel(interpret: bool) -> Any:
+    """The kernel compiled for CUDA (``interpret=False``) or wrapped for the CPU interpreter."""
+    if interpret not in _KERNELS:
+        if interpret:
+            from triton.runtime.interpreter import InterpretedFunction
+
+            _KERNELS[interpret] = InterpretedFunction(_grouped_kernel)
+        else:
+            _KERNELS[interpret] = triton.jit(_grouped_kernel)
+    return _KERNELS[interpret]
+
+
+def worst_case_tiles(n_rows: int, n_experts: int, block_m: int) -> int:
+    """Row tiles enough for any split of ``n_rows`` rows among ``n_experts`` segments: each non-empty
+    segment adds at most one partial tile, and at most ``n_rows`` segments are non-empty."""
+    return -(-n_rows // block_m) + min(n_experts, n_rows)
+
+
+def tile_table(offsets: torch.Tensor, n_rows: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(expert, first row) of each tile of the worst-case grid; expert -1 past the last real tile.
+
+    ``offsets [E+1]``: expert e's rows are ``offsets[e] .. offsets[e+1] - 1``. On the device, no sync."""
+    n_experts = offsets.shape[0] - 1
+    counts = offsets[1:] - offsets[:-1]  # [E]
+    tiles = (counts + block_m - 1) // block_m  # [E] row tiles of each expert
+    ends = tiles.cumsum(0)  # [E] one past each expert's last tile
+    t = torch.arange(worst_case_tiles(n_rows, n_experts, block_m), device=offsets.device)  # [T]
+    expert = torch.searchsorted(ends, t, right=True)  # [T] the first expert whose tiles end after t
+    real = expert < n_experts
+    e = expert.clamp(max=n_experts - 1)
+    first_row = offsets[e] + (t - (ends[e] - tiles[e])) * block_m
+    return torch.where(real, e, -1).to(torch.int32), torch.where(real, first_row, 0).to(torch.int32)
+
+
+def grouped_gemm(
+    x: torch.Tensor,
+    offsets: torch.Tensor,
+    qdata: torch.Tensor,
+    scales: torch.Tensor,
+    global_scale: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    x_scale: torch.Tensor | None = None,
+    *,
+    out_dtype: torch.dtype | None = None,
+    block_m: int | None = None,
+    block_n: int = 64,
+    block_k: int = 64,
+) -> torch.Tensor:
+    """Triton grouped GEMM, same contract as `grouped_gemm_ref` (``y`` in ``out_dtype``, default
+    ``x.dtype``). CUDA tensors compile; CPU tensors run under the interpreter."""
+    if not HAS_TRITON:
+        raise RuntimeError(f"grouped_gemm needs Triton ({TRITON_MISSING_REASON}); use grouped_gemm_ref")
+    fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale)
+    if block_k < 32 or block_k % 32 or block_n < 16:
+        raise ValueError(f"grouped_gemm: block_k must be a multiple of 32 and block_n >= 16, got {block_k}, {block_n}")
+    a, k = x.shape
+    n_experts, n = qdata.shape[0], qdata.shape[1]
+    y = torch.empty(a, n, dtype=out_dtype or x.dtype, device=x.device)
+    if a == 0:
+        return y
+    if block_m is None:
+        block_m = 16 if a <= 16 * n_experts else 64  # few rows per expert at decode: small tiles
+    x = x.contiguous()
+    tile_e, tile_m = tile_table(offsets, a, block_m)
+    interpret = x.device.type == "cpu"
+    if fmt == "nvfp4":
+        s_bytes = scales.view(torch.uint8)
+        w_scale = global_scale.float().contiguous()  # type: ignore[union-attr]
+        stride_se, stride_sn, stride_wse = s_bytes.stride(0), s_bytes.stride(1), 0
+    else:
+        s_bytes = w_scale = scales.float().contiguous()
+        stride_se, stride_sn, stride_wse = 0, 0, w_scale.stride(0)
+    w = qdata.view(torch.uint8)
+    xs = x_scale.float().contiguous() if x_scale is not None else w_scale
+    grid = (tile_e.shape[0], triton.cdiv(n, block_n))
+    _kernel(interpret)[grid](
+        x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
+        offsets.to(torch.int32), tile_e, tile_m,
+        n, k,
+        x.stride(0), w.stride(0), w.stride(1), stride_se, stride_sn, stride_wse,
+        bias.stride(0) if bias is not None else 0, y.stride(0),
+        W_FP4=fmt == "nvfp4",
+        HAS_XSCALE=x_scale is not None,
+        HAS_BIAS=bias is not None,
+        DOT_FP32=interpret or x.dtype == torch.float32,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+    )  # fmt: skip
+    return y
+
+
+def _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale) -> str:  # type: ignore[no-untyped-def]
+    """'nvfp4' or 'fp8' from ``qdata``'s dtype, after checking every shape against it (one line each)."""
+    if qdata.dim() != 3 or qdata.dtype not in (torch.uint8, E4M3_DTYPE):
+        raise TypeError(f"grouped_gemm: expected stacked weights uint8 [E, N, K/2] (NVFP4) or float8_e4m3fn "
+                        f"[E, N, K] (FP8), got {qdata.dtype} {tuple(qdata.shape)}")  # fmt: skip
+    e, n = qdata.shape[:2]
+    fmt = "nvfp4" if qdata.dtype == torch.uint8 else "fp8"
+    k = qdata.shape[2] * 2 if fmt == "nvfp4" else qdata.shape[2]
+    if fmt == "nvfp4":
+        if scales.dtype != E4M3_DTYPE or tuple(scales.shape) != (e, n, k // NVFP4_BLOCK_SIZE):
+            raise ValueError(f"grouped_gemm: expected block scales float8_e4m3fn {(e, n, k // NVFP4_BLOCK_SIZE)}, "
+                             f"got {scales.dtype} {tuple(scales.shape)}")  # fmt: skip
+        if global_scale is None or tuple(global_scale.shape) != (e,):
+            got = None if global_scale is None else tuple(global_scale.shape)
+            raise ValueError(f"grouped_gemm: NVFP4 needs one global scale per expert, shape {(e,)}, got {got}")
+    elif tuple(scales.shape) != (e, n):
+        raise ValueError(f"grouped_gemm: expected FP8 weight scales of shape {(e, n)}, got {tuple(scales.shape)}")
+    if x.dim() != 2 or x.shape[1] != k:
+        raise ValueError(f"grouped_gemm: expected x of shape [A, {k}], got {tuple(x.shape)}")
+    if tuple(offsets.shape) != (e + 1,):
+        raise ValueError(f"grouped_gemm: expected offsets of shape {(e + 1,)}, got {tuple(offsets.shape)}")
+    if bias is not None and tuple(bias.shape) != (e, n):
+        raise ValueError(f"grouped_gemm: expected bias of shape {(e, n)}, got {tuple(bias.shape)}")
+    if x_scale is not None and tuple(x_scale.shape) != (x.shape[0], 1):
+        raise ValueError(f"grouped_gemm: expected x_scale of shape {(x.shape[0], 1)}, got {tuple(x_scale.shape)}")
+    return fmt

@@ -1,0 +1,138 @@
+"""Grouped NVFP4 / FP8 GEMM over expert-sorted rows (Triton interpreter on CPU, compiled on CUDA) against
+its reference, which is each expert's segment through its format's own reference matmul."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from evalsuite.kernels import fp8, nvfp4
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton.fp8_gemv import fp8_gemv_ref
+from evalsuite.kernels.triton.grouped_gemm import grouped_gemm, grouped_gemm_ref, tile_table, worst_case_tiles
+from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm_ref
+
+pytestmark = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
+CUDA = torch.cuda.is_available()
+
+
+def _offsets(counts: list[int], device: str = "cpu") -> torch.Tensor:
+    return F.pad(torch.tensor(counts, device=device).cumsum(0), (1, 0))  # [E+1]
+
+
+def _nvfp4_stack(e: int, n: int, k: int, seed: int, device: str = "cpu"):
+    g = torch.Generator().manual_seed(seed)
+    # experts of different magnitudes (different global scales), wide range within each (subnormal block scales)
+    ws = [torch.randn(n, k, generator=g) * torch.logspace(-2, 1, k) * 2.0**i for i in range(e)]
+    qs = [nvfp4.quantize(w) for w in ws]
+    stack = (torch.stack([q.qdata for q in qs]), torch.stack([q.block_scales for q in qs]),
+             torch.stack([q.global_scale for q in qs]))  # fmt: skip
+    return tuple(t.to(device) for t in stack), qs
+
+
+def _fp8_stack(e: int, n: int, k: int, seed: int, granularity: str, device: str = "cpu"):
+    g = torch.Generator().manual_seed(seed)
+    qs = [fp8.quantize(torch.randn(n, k, generator=g) * 2.0**i, granularity) for i in range(e)]  # type: ignore[arg-type]
+    scales = torch.stack([q.scales.reshape(-1).expand(n) for q in qs])  # [E, N]
+    return (torch.stack([q.qdata for q in qs]).to(device), scales.to(device)), qs
+
+
+def test_tile_table_maps_each_tile_to_its_expert_and_first_row():
+    offsets = _offsets([5, 0, 1, 16, 0])  # tiles of 4 rows: expert 0 two, expert 2 one, expert 3 four
+    expert, first = tile_table(offsets, n_rows=22, block_m=4)
+    assert expert.shape[0] == worst_case_tiles(22, 5, 4) == 6 + 5
+    assert expert.tolist() == [0, 0, 2, 3, 3, 3, 3, -1, -1, -1, -1]
+    assert first.tolist() == [0, 4, 5, 6, 10, 14, 18, 0, 0, 0, 0]
+    assert worst_case_tiles(3, 128, 16) == 1 + 3  # at most one tile per row, not one per expert
+
+
+@pytest.mark.parametrize("counts", [[3, 0, 20, 1], [0, 0, 7, 0], [17, 16, 1, 33]])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_nvfp4_grouped_matches_reference_and_per_expert_gemm(counts, dtype, with_bias):
+    e, n, k = len(counts), 40, 96  # N not a multiple of the tile, K not a multiple of the K step
+    (qdata, scales, gs), qs = _nvfp4_stack(e, n, k, seed=sum(counts))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(sum(counts), k, generator=g).to(dtype)
+    bias = torch.randn(e, n, generator=g).to(dtype) if with_bias else None
+    offsets = _offsets(counts)
+    fast = grouped_gemm(x, offsets, qdata, scales, gs, bias, block_m=16, block_n=32, block_k=64)
+    ref = grouped_gemm_ref(x, offsets, qdata, scales, gs, bias)
+    print("max |fast - ref| =", (fast.float() - ref.float()).abs().max().item())
+    assert fast.dtype == dtype and fast.shape == (sum(counts), n) and ref.abs().max() > 1
+    tol = 1e-5 if dtype == torch.float32 else 2.0**-7  # fp32: summation order; bf16: one output rounding
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=tol, atol=tol * ref.abs().max().item())
+    # the reference is the single-expert reference, segment by segment
+    lo = 0
+    for i, c in enumerate(counts):
+        one = nvfp4_gemm_ref(x[lo:lo + c], *qs[i], None if bias is None else bias[i])
+        assert torch.equal(ref[lo:lo + c], one)
+        lo += c
+
+
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+@pytest.mark.parametrize("w8a8", [False, True])
+def test_fp8_grouped_matches_reference(granularity, w8a8):
+    counts = [4, 0, 9, 2, 0]
+    e, n, k = len(counts), 24, 80
+    (qdata, scales), qs = _fp8_stack(e, n, k, seed=7, granularity=granularity)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(sum(counts), k, generator=g)
+    bias = torch.randn(e, n, generator=g)
+    offsets = _offsets(counts)
+    x_scale = None
+    if w8a8:  # the activation codes' values with one scale per row, as the grouped FP8 layer passes them
+        xq, x_scale = fp8.quantize(x, "token")
+        x = xq.float()
+    fast = grouped_gemm(x, offsets, qdata, scales, None, bias, x_scale, block_m=16, block_n=16, block_k=32)
+    ref = grouped_gemm_ref(x, offsets, qdata, scales, None, bias, x_scale)
+    print("max |fast - ref| =", (fast - ref).abs().max().item())
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-4)
+    lo = 0
+    for i, c in enumerate(counts):  # weight-only: each segment is fp8_gemv_ref against its expert
+        xs = x[lo:lo + c] if x_scale is None else x[lo:lo + c] * x_scale[lo:lo + c]
+        torch.testing.assert_close(ref[lo:lo + c], fp8_gemv_ref(xs, qs[i].qdata, qs[i].scales, bias[i]))
+        lo += c
+
+
+@pytest.mark.parametrize("counts", [[70, 0, 3], [2, 1, 0]])  # default tiles: 64 rows, and 16 at few rows per expert
+def test_default_tiles_and_fp16(counts):
+    e, n, k = len(counts), 72, 128
+    (qdata, scales, gs), _ = _nvfp4_stack(e, n, k, seed=5)
+    x = torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(3)).half()
+    offsets = _offsets(counts)
+    fast, ref = grouped_gemm(x, offsets, qdata, scales, gs), grouped_gemm_ref(x, offsets, qdata, scales, gs)
+    assert fast.dtype == torch.float16
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=2.0**-10, atol=2.0**-10 * ref.abs().max().item())
+
+
+def test_empty_input_and_one_line_errors():
+    (qdata, scales, gs), _ = _nvfp4_stack(3, 16, 32, seed=0)
+    offsets = _offsets([0, 0, 0])
+    assert grouped_gemm(torch.randn(0, 32), offsets, qdata, scales, gs).shape == (0, 16)
+    with pytest.raises(ValueError, match=r"expected x of shape \[A, 32\], got \(2, 16\)"):
+        grouped_gemm(torch.randn(2, 16), offsets, qdata, scales, gs)
+    with pytest.raises(ValueError, match="one global scale per expert"):
+        grouped_gemm(torch.randn(2, 32), offsets, qdata, scales, gs[:2])
+    with pytest.raises(ValueError, match=r"expected offsets of shape \(4,\)"):
+        grouped_gemm(torch.randn(2, 32), offsets[:3], qdata, scales, gs)
+    with pytest.raises(TypeError, match="expected stacked weights"):
+        grouped_gemm(torch.randn(2, 32), offsets, qdata.float(), scales, gs)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@pytest.mark.parametrize("counts", [[1, 0, 0, 2], [40, 3, 0, 90]])
+def test_grouped_kernels_compiled_on_cuda(counts):
+    e, n, k = len(counts), 256, 512
+    (qdata, scales, gs), _ = _nvfp4_stack(e, n, k, seed=3, device="cuda")
+    x = torch.randn(sum(counts), k, device="cuda", dtype=torch.bfloat16)
+    offsets = _offsets(counts, "cuda")
+    fast = grouped_gemm(x, offsets, qdata, scales, gs)
+    ref = grouped_gemm_ref(x, offsets, qdata, scales, gs)
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=2.0**-7, atol=2.0**-5 * ref.abs().max().item())
+    (q8, s8), _ = _fp8_stack(e, n, k, seed=4, granularity="channel", device="cuda")
+    xq, xs = fp8.quantize(x, "token")
+    fast = grouped_gemm(xq.to(torch.bfloat16), offsets, q8, s8, None, None, xs, out_dtype=torch.bfloat16)
+    ref = grouped_gemm_ref(xq.float(), offsets, q8, s8, None, None, xs).to(torch.bfloat16)
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=2.0**-7, atol=2.0**-5 * ref.abs().max().item())
