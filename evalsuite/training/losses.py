@@ -21,18 +21,23 @@ ENCODER_KINDS: tuple[str, ...] = ("audio", "image")
 # CTC frames per patch column of the image objective: a column is 8 px, about 1.3 characters of the
 # bitmap font, and CTC needs at least one frame per character (two for a doubled one).
 IMAGE_CTC_FRAMES = 2
+# Sources whose answers are points "(x, y)" on the 0–1000 scale: with a tokenizer that has location
+# tokens, such an answer is learnt as its two location ids (`ByteTokenizer.point_ids`).
+GROUNDING_SOURCES: frozenset[str] = frozenset({"gui", "gui-wide", "gui-fresh", "gui-dense", "point", "text:gui"})
 
 
 def example_ids(tok: Any, ex: Example) -> tuple[list[int], list[int]]:
     """Token ids of an example's whole chat and its labels (``labels[k]`` is the id to predict after
-    position k, -100 where no loss applies: only answers and their closing ``<|end|>`` carry loss)."""
+    position k, -100 where no loss applies: only answers and their closing ``<|end|>`` carry loss).
+    A grounding source's point answers are location ids where the tokenizer has them."""
     counts = iter([m.n_tokens for m in ex.media])
     ids = tok.apply_chat(ex.messages, media_tokens=lambda part: next(counts))
     labels = [-100] * len(ids)
+    grounding = ex.source in GROUNDING_SOURCES and getattr(tok, "loc_bins", 0)
 
     def answer(text: str) -> None:
         start = len(ids)  # the answer's first token; position start - 1 (the assistant role) predicts it
-        ids.extend(tok.encode(text) + [tok.end_id])
+        ids.extend(((grounding and tok.point_ids(text)) or tok.encode(text)) + [tok.end_id])
         labels.extend([-100] * (len(ids) - len(labels)))
         for k in range(start - 1, len(ids) - 1):
             labels[k] = ids[k + 1]

@@ -183,3 +183,26 @@ def test_batched_video_encoding_equals_one_clip_at_a_time(pools, time_pos):
         a, n = L.batch_loss(model, exs)
         b, m = L.batch_loss(model, exs, batch_video=True)
     assert n == m and b.item() == pytest.approx(a.item(), rel=1e-5)
+
+
+def test_grounding_answers_are_learnt_as_location_ids_when_the_tokenizer_has_them(pools):
+    import dataclasses
+
+    from evalsuite.model.config import OmniConfig
+
+    ex = S.make_example(pools, "point", random.Random(5))
+    plain = build_omni("tiny")
+    model = build_omni(dataclasses.replace(OmniConfig.preset("tiny"), loc_bins=40))
+    tok = model.tokenizer
+    _, labels = L.encode_batch(model, [ex])
+    row = labels[0][labels[0] >= 0].tolist()
+    want = []
+    for answer in [ex.answer] + [a for _, a in ex.more]:
+        want += tok.point_ids(answer) + [tok.end_id]
+    assert row == want and len(row) == 3 * (1 + len(ex.more))
+    _, labels = L.encode_batch(plain, [ex])  # without location tokens: the answer's bytes
+    assert labels[0][labels[0] >= 0].tolist()[:len(ex.answer)] == tok.encode(ex.answer)
+    text = S.make_example(pools, "text:docqa", random.Random(1))  # not a grounding source: bytes as ever
+    _, labels = L.encode_batch(model, [text])
+    assert labels[0][labels[0] >= 0].tolist() == [i for a in [text.answer] + [a for _, a in text.more]
+                                                   for i in tok.encode(a) + [tok.end_id]]
