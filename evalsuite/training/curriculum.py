@@ -35,7 +35,9 @@ class Stage:
     """One stage of the curriculum.
 
     ``mix``: source -> (weight at the stage's start, weight at its end). ``encoder``: ``"audio"`` or
-    ``"image"`` for a stage that trains that encoder alone with CTC, ``"video"`` for one that trains
+    ``"image"`` for a stage that trains that encoder alone with CTC, ``"tokens"`` for one that trains
+    what makes the image tokens after the vision transformer (the projector) with CTC on their merged
+    columns (`losses.merged_column_logits`), ``"video"`` for one that trains
     the video tokens alone with the dense per-tubelet state objective (`losses.video_state_loss`).
     ``reinflate``: the tubelet embedding is inflated again from the current image patch embedding
     when the stage begins. ``reinit``: parameter prefixes
@@ -62,8 +64,8 @@ class Stage:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mix", MappingProxyType(dict(self.mix)))
-        if self.encoder not in (None, "audio", "image", "video"):
-            raise ValueError(f"stage {self.name}: encoder must be 'audio', 'image', 'video' or None, "
+        if self.encoder not in (None, "audio", "image", "tokens", "video"):
+            raise ValueError(f"stage {self.name}: encoder must be 'audio', 'image', 'tokens', 'video' or None, "
                              f"got {self.encoder!r}")
 
     def weights(self, progress: float) -> dict[str, float]:
@@ -166,6 +168,16 @@ V2_STAGES: tuple[Stage, ...] = (
           about="gui answered with location tokens (a column and a row bin) whose rows start from the image "
                 "position table, on fresh screens and every element of some (`gui-dense`); docqa, audioqa and "
                 "videoqa replayed"),
+    Stage("tokens-ctc", 2000, {"char-line": (3, 3), "line": (1, 1)}, encoder="tokens", head_warmup=300,
+          frozen=VISION_ENCODER + ("vision.token_pos",),
+          about="the projector alone, reading random-character and generator lines off the image tokens' merged "
+                "columns with a CTC head (the vision transformer and the position table frozen)"),
+    Stage("read-tokens", 1500, {"docqa-fresh": (6, 6), "char-line": (2, 1), "page-line": (1, 1), "line": (0.5, 0.5),
+                                "gui-fresh": (1.5, 1.5), "gui-dense": (0.5, 0.5), "audioqa": (1, 1),
+                                "videoqa": (0.5, 0.5), "text:docqa": (0.5, 0.5), "text:audioqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",),
+          about="the LM re-aligned to the image tokens `tokens-ctc` moved: docqa on fresh documents above all, "
+                "lines, gui, audioqa and videoqa replayed"),
 )
 CURRICULA: dict[str, tuple[Stage, ...]] = {"v1": CURRICULUM, "v2": CURRICULUM + V2_STAGES}
 V2_ONLY: dict[str, Stage] = {s.name: s for s in V2_STAGES}
