@@ -192,15 +192,25 @@ class OmniConfig:
     """The omni model: the language backbone plus its media encoders (`model/config_encoders.py`).
 
     The encoders' projectors output `backbone.hidden_size` features, which the backbone takes as
-    `inputs_embeds` at the media placeholders.
+    `inputs_embeds` at the media placeholders. ``loc_bins``: location tokens per axis in the
+    tokenizer (`ByteTokenizer`; 0: none), which answer grounding questions as two ids.
     """
 
     backbone: BackboneConfig = field(default_factory=lambda: BackboneConfig.preset("tiny"))
     vision: VisionConfig = field(default_factory=lambda: _tiny_encoders()["vision"])
     video: VideoConfig = field(default_factory=lambda: _tiny_encoders()["video"])
     audio: AudioConfig = field(default_factory=lambda: _tiny_encoders()["audio"])
+    loc_bins: int = 0
 
     def __post_init__(self) -> None:
+        from evalsuite.model.tokenizer import LOC_SCALE, N_BYTES, SPECIAL_TOKENS
+
+        if not isinstance(self.loc_bins, int) or not 0 <= self.loc_bins <= LOC_SCALE:
+            raise ValueError(f"OmniConfig: loc_bins must be an int in [0, {LOC_SCALE}], got {self.loc_bins!r}")
+        ids = N_BYTES + len(SPECIAL_TOKENS) + 2 * self.loc_bins
+        if ids > self.backbone.vocab_size:
+            raise ValueError(f"OmniConfig: {self.loc_bins} location bins need {ids} token ids but the backbone "
+                             f"vocab_size is {self.backbone.vocab_size}")
         width = self.backbone.hidden_size
         for name, cfg in (("vision", self.vision), ("video", self.video.vision), ("audio", self.audio)):
             if cfg.lm_hidden != width:

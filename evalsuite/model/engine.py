@@ -394,9 +394,11 @@ class Engine:
         else:
             if token < N_BYTES:
                 h.text += h._utf8.decode(bytes([token]))
-            else:  # a special token other than a stop id: no text, but it ends a pending byte sequence
+            else:  # a special or location token: it ends a pending byte sequence; a location reads as its place
                 h.text += h._utf8.decode(b"", final=True)
                 h._utf8.reset()
+                if self.tokenizer.is_location(token):
+                    h.text += self.tokenizer.location_text(token)
             cut = _find_stop(h.text, p.stop, h.released)
             if cut is not None:
                 h.text, h.finish_reason = h.text[:cut], "stop"

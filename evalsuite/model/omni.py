@@ -158,7 +158,7 @@ class OmniModel(nn.Module):
         self.vision = VisionEncoder(cfg.vision)
         self.video = VideoEncoder(cfg.video, vision=self.vision)  # shares the vision transformer
         self.audio = AudioEncoder(cfg.audio)
-        self.tokenizer = ByteTokenizer()
+        self.tokenizer = ByteTokenizer(cfg.loc_bins)
         if self.tokenizer.vocab_size > cfg.backbone.vocab_size:
             raise ValueError(f"OmniModel: the tokenizer has {self.tokenizer.vocab_size} ids but the backbone "
                              f"vocab_size is {cfg.backbone.vocab_size}")

@@ -101,6 +101,7 @@ def config_from_dict(data: Mapping[str, Any]) -> OmniConfig:
             vision=_from_dict(VisionConfig, data["vision"]),
             video=_from_dict(VideoConfig, data["video"]),
             audio=_from_dict(AudioConfig, data["audio"]),
+            loc_bins=int(data.get("loc_bins", 0)),  # checkpoints from before location tokens have none
         )
     except KeyError as e:
         raise ValueError(f"config.json: missing section {e}; expected backbone, vision, video, audio") from None

@@ -25,6 +25,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     p.add_argument("--init", default="", help="start from this finished run's checkpoint, after the stages it ran")
     p.add_argument("--time-pos", type=int, default=0,
                    help="with --init: give the model a video time index of this width (zero at first)")
+    p.add_argument("--loc-bins", type=int, default=0,
+                   help="location tokens per axis to give the model (0..100; a checkpoint's own cannot change)")
     p.add_argument("--steps", default="", help="per-stage steps, e.g. text=600,image=3000")
     p.add_argument("--steps-scale", type=float, default=1.0, help="multiply every stage's steps")
     p.add_argument("--eval-n", type=int, default=200, help="eval samples per task after each stage (0: none)")
@@ -41,6 +43,8 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     a = p.parse_args(argv)
     if a.time_pos and not a.init:
         p.error("--time-pos gives a model started from --init a time index; a fresh model takes its preset's")
+    if not 0 <= a.loc_bins <= 100:
+        p.error(f"--loc-bins expects 0..100 bins per axis, got {a.loc_bins}")
     curriculum = {s.name: s for s in CURRICULA[a.curriculum]}
     stages = tuple(s for s in a.stages.split(",") if s) or tuple(curriculum)
     steps = dict(DEFAULT_STEPS, **{s.name: s.steps for s in curriculum.values()})
@@ -52,7 +56,7 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     steps = {k: max(1, int(round(v * a.steps_scale))) for k, v in steps.items()}
     args = TrainArgs(preset=a.preset, out=a.out, seed=a.seed, batch=a.batch, lr=a.lr, stages=stages, steps=steps,
                      eval_n=a.eval_n, save_every=a.save_every, device=a.device, threads=a.threads, bench=a.bench,
-                     curriculum=a.curriculum, init=a.init, time_pos=a.time_pos,
+                     curriculum=a.curriculum, init=a.init, time_pos=a.time_pos, loc_bins=a.loc_bins,
                      workers=a.workers, batch_video=a.batch_video)
     return args, a.stop_after
 

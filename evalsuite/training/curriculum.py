@@ -9,8 +9,9 @@ stage (`lr_at`). Why each stage exists and what it measured: docs/training.md.
 
 The committed checkpoint (`evalsuite/model/checkpoints/tiny`) is this curriculum run with seed 0,
 batch 16 and learning rate 2e-3; its ``history.json`` records the stages and steps it ran. A v2
-curriculum (`V2_STAGES`, `CURRICULA`) appends the video stages: the dense per-tubelet objective, then
-videoqa on fresh videos; `STAGES` and `CURRICULUM` stay the committed run's.
+curriculum (`V2_STAGES`, `CURRICULA`) appends the video stages (the dense per-tubelet objective, then
+videoqa on fresh videos) and gui with location tokens; `STAGES` and `CURRICULUM` stay the committed
+run's.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class Stage:
     """One stage of the curriculum.
 
     ``mix``: source -> (weight at the stage's start, weight at its end). ``encoder``: ``"audio"`` or
-    ``"image"`` for a stage that trains that encoder alone with CTC, ``"video"`` for one that trains
+    ``"image"`` for a stage that trains that encoder alone with CTC, ``"tokens"`` for one that trains
+    what makes the image tokens after the vision transformer (the projector) with CTC on their merged
+    columns (`losses.merged_column_logits`), ``"video"`` for one that trains
     the video tokens alone with the dense per-tubelet state objective (`losses.video_state_loss`).
     ``reinflate``: the tubelet embedding is inflated again from the current image patch embedding
     when the stage begins. ``reinit``: parameter prefixes
@@ -43,7 +46,9 @@ class Stage:
     an encoder stage in which only its new CTC head learns (the encoder it continues is a trained
     one; a random head's gradients would only scramble it). ``introduces``: parameters the stage is
     the first to train; they start as a function-preserving zero and every earlier stage holds them
-    there (`frozen_prefixes`)."""
+    there (`frozen_prefixes`). ``locations``: the stage answers grounding questions with location
+    tokens (the model needs some, `OmniConfig.loc_bins`); their embedding and output rows start from
+    the image position table when it begins (`evalsuite.model.locations`)."""
 
     name: str
     steps: int
@@ -55,11 +60,12 @@ class Stage:
     head_warmup: int = 0
     introduces: tuple[str, ...] = field(default=())
     reinflate: bool = False
+    locations: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mix", MappingProxyType(dict(self.mix)))
-        if self.encoder not in (None, "audio", "image", "video"):
-            raise ValueError(f"stage {self.name}: encoder must be 'audio', 'image', 'video' or None, "
+        if self.encoder not in (None, "audio", "image", "tokens", "video"):
+            raise ValueError(f"stage {self.name}: encoder must be 'audio', 'image', 'tokens', 'video' or None, "
                              f"got {self.encoder!r}")
 
     def weights(self, progress: float) -> dict[str, float]:
@@ -139,7 +145,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in CURRICULUM}
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 DEFAULT_STEPS: dict[str, int] = {s.name: s.steps for s in CURRICULUM}
 
-# The video stages of a v2 curriculum, run after `CURRICULUM` (``python -m evalsuite.training
+# The stages of a v2 curriculum, run after `CURRICULUM` (``python -m evalsuite.training
 # --curriculum v2``, which extends a finished v1 run or starts from a v1 checkpoint with ``--init``).
 # Not yet run: their steps are estimates, not measured choices.
 VIDEO_PARTS: tuple[str, ...] = VISION_ENCODER + ("vision.projector.", "vision.token_pos")
@@ -155,6 +161,23 @@ V2_STAGES: tuple[Stage, ...] = (
           about="videoqa on fresh videos with the video tokens frozen, the choose bridge for the letter, "
                 "the time index (`VideoConfig.time_pos`, where the model has one) trained; docqa and gui replayed "
                 "from fresh items, audioqa from its pool"),
+    Stage("gui-loc", 1200, {"gui-fresh": (4, 4), "gui-dense": (2, 2), "point": (1, 0.5), "text:gui": (0.5, 0.5),
+                            "docqa-fresh": (2, 2), "videoqa": (0.5, 0.5), "audioqa": (1, 1),
+                            "text:docqa": (0.25, 0.25), "text:audioqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",), locations=True,
+          about="gui answered with location tokens (a column and a row bin) whose rows start from the image "
+                "position table, on fresh screens and every element of some (`gui-dense`); docqa, audioqa and "
+                "videoqa replayed"),
+    Stage("tokens-ctc", 2000, {"char-line": (3, 3), "line": (1, 1)}, encoder="tokens", head_warmup=300,
+          frozen=VISION_ENCODER + ("vision.token_pos",),
+          about="the projector alone, reading random-character and generator lines off the image tokens' merged "
+                "columns with a CTC head (the vision transformer and the position table frozen)"),
+    Stage("read-tokens", 1500, {"docqa-fresh": (6, 6), "char-line": (2, 1), "page-line": (1, 1), "line": (0.5, 0.5),
+                                "gui-fresh": (1.5, 1.5), "gui-dense": (0.5, 0.5), "audioqa": (1, 1),
+                                "videoqa": (0.5, 0.5), "text:docqa": (0.5, 0.5), "text:audioqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",),
+          about="the LM re-aligned to the image tokens `tokens-ctc` moved: docqa on fresh documents above all, "
+                "lines, gui, audioqa and videoqa replayed"),
 )
 CURRICULA: dict[str, tuple[Stage, ...]] = {"v1": CURRICULUM, "v2": CURRICULUM + V2_STAGES}
 V2_ONLY: dict[str, Stage] = {s.name: s for s in V2_STAGES}

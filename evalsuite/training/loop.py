@@ -68,6 +68,9 @@ class TrainArgs:
     # ``batch_video``: a step's video clips go through the video encoder in one call per frame grid
     # (`losses.encode_videos`; the same tokens up to float rounding, so it is part of the fingerprint).
     batch_video: bool = False
+    # ``loc_bins``: location tokens per axis to give the model (`OmniConfig.loc_bins`; 0: as the preset
+    # or the ``init`` checkpoint has them). A checkpoint's existing bins cannot change.
+    loc_bins: int = 0
 
     def steps_of(self, stage: str) -> int:
         return self.steps.get(stage, stage_named(stage).steps)
@@ -108,7 +111,7 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
     saved, now = dict(state.get("args") or {}), args.fingerprint()
-    for key in ("curriculum", "init", "time_pos", "batch_video"):  # runs written before these settings had their defaults
+    for key in ("curriculum", "init", "time_pos", "batch_video", "loc_bins"):  # runs written before these settings had their defaults
         saved.setdefault(key, getattr(TrainArgs, key))
     # What is still to come may change on resume (the steps of stages not begun, and the stages after
     # them: a finished run can be extended with more); the stages already run, or under way, and their
@@ -170,16 +173,27 @@ def bench_table(history: dict[str, Any]) -> str:
 def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int, dict[str, Any] | None]:
     """The model a run starts from: fresh weights (`build_omni` with the run's seed), or the
     checkpoint ``args.init`` (its config, with ``args.time_pos`` where given; a parameter the
-    checkpoint lacks must be one built as zeros) with the stage to start at and its history."""
-    if not args.init:
-        return build_omni(args.preset, seed=args.seed, device=device).train(), 0, None
+    checkpoint lacks must be one built as zeros) with the stage to start at and its history; both
+    with ``args.loc_bins`` location tokens where given."""
     import dataclasses
 
+    from evalsuite.model.config import OmniConfig
+
+    if not args.init:
+        cfg = OmniConfig.preset(args.preset)
+        if args.loc_bins:
+            cfg = dataclasses.replace(cfg, loc_bins=args.loc_bins)
+        return build_omni(cfg, seed=args.seed, device=device).train(), 0, None
     from evalsuite.model import weights
 
     init = Path(args.init)
     loaded = weights.load(init)
     cfg = loaded.config
+    if args.loc_bins and args.loc_bins != cfg.loc_bins:
+        if cfg.loc_bins:
+            raise SystemExit(f"--init {init}: its model has {cfg.loc_bins} location bins; --loc-bins "
+                             f"{args.loc_bins} cannot change them")
+        cfg = dataclasses.replace(cfg, loc_bins=args.loc_bins)  # the rows exist: only the tokenizer grows
     if args.time_pos:
         cfg = dataclasses.replace(cfg, video=dataclasses.replace(cfg.video, time_pos=args.time_pos))
     model = build_omni(cfg, seed=args.seed, device=device)
@@ -193,6 +207,19 @@ def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int
         raise SystemExit(f"--init {init}: it ran stages {done}; expected them as the first of {list(args.stages)}")
     history["init"] = {"from": str(init), "sha256": weights.weights_sha256(init)}
     return model.to(device).train(), len(done), history
+
+
+def init_locations(model: OmniModel, opt: torch.optim.Optimizer) -> slice:
+    """`init_location_rows`, and the Adam moments of those rows zeroed (they belonged to rows no answer
+    used)."""
+    from evalsuite.model.locations import init_location_rows
+
+    ids = init_location_rows(model)
+    for p in (model.lm.backbone.embeddings.weight, model.lm.lm_head.weight):
+        for moment in opt.state.get(p, {}).values():
+            if isinstance(moment, torch.Tensor) and moment.shape == p.shape:
+                moment[ids] = 0
+    return ids
 
 
 def resolve_device(name: str) -> torch.device:
@@ -228,6 +255,10 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
     device = resolve_device(args.device)
     state = load_state(out, args)
     model, start_stage, init_history = initial_model(args, device)  # a resumed run then loads its state
+    needs_bins = [s for s in args.stages[start_stage:] if stage_named(s).locations]
+    if needs_bins and not model.tokenizer.loc_bins:
+        raise SystemExit(f"stage(s) {needs_bins} answer with location tokens; the model has none "
+                         "(give it some with --loc-bins, e.g. 40)")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
     history: dict[str, Any] = init_history or {"args": asdict(args), "curve": [], "evals": []}
     history["args"] = asdict(args)
@@ -261,6 +292,8 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
             model.video.tubelet_embed.inflate_from(model.vision.patch_embed)
             for p in model.video.tubelet_embed.parameters():
                 opt.state.pop(p, None)
+        if first == 0 and spec.locations:  # location rows start from the image position table
+            init_locations(model, opt)
         head = head_opt = None
         if spec.encoder is not None:  # the encoder alone, with its own head and optimizer
             head = (video_state_head(model, args.seed, k) if spec.encoder == "video"

@@ -17,22 +17,29 @@ import torch.nn.functional as F
 from evalsuite.model.omni import OmniModel
 from evalsuite.training.sources import Example
 
-ENCODER_KINDS: tuple[str, ...] = ("audio", "image")
+# Encoder objectives: the audio encoder's frames, the vision encoder's patch columns, or its merged
+# columns after the projector and the position table (the image tokens the LM reads).
+ENCODER_KINDS: tuple[str, ...] = ("audio", "image", "tokens")
 # CTC frames per patch column of the image objective: a column is 8 px, about 1.3 characters of the
 # bitmap font, and CTC needs at least one frame per character (two for a doubled one).
 IMAGE_CTC_FRAMES = 2
+# Sources whose answers are points "(x, y)" on the 0–1000 scale: with a tokenizer that has location
+# tokens, such an answer is learnt as its two location ids (`ByteTokenizer.point_ids`).
+GROUNDING_SOURCES: frozenset[str] = frozenset({"gui", "gui-wide", "gui-fresh", "gui-dense", "point", "text:gui"})
 
 
 def example_ids(tok: Any, ex: Example) -> tuple[list[int], list[int]]:
     """Token ids of an example's whole chat and its labels (``labels[k]`` is the id to predict after
-    position k, -100 where no loss applies: only answers and their closing ``<|end|>`` carry loss)."""
+    position k, -100 where no loss applies: only answers and their closing ``<|end|>`` carry loss).
+    A grounding source's point answers are location ids where the tokenizer has them."""
     counts = iter([m.n_tokens for m in ex.media])
     ids = tok.apply_chat(ex.messages, media_tokens=lambda part: next(counts))
     labels = [-100] * len(ids)
+    grounding = ex.source in GROUNDING_SOURCES and getattr(tok, "loc_bins", 0)
 
     def answer(text: str) -> None:
         start = len(ids)  # the answer's first token; position start - 1 (the assistant role) predicts it
-        ids.extend(tok.encode(text) + [tok.end_id])
+        ids.extend(((grounding and tok.point_ids(text)) or tok.encode(text)) + [tok.end_id])
         labels.extend([-100] * (len(ids) - len(labels)))
         for k in range(start - 1, len(ids) - 1):
             labels[k] = ids[k + 1]
@@ -152,12 +159,14 @@ def batch_loss(model: OmniModel, examples: Sequence[Example], bucket: bool = Tru
 
 def ctc_head(model: OmniModel, kind: str, seed: int, stage_index: int) -> torch.nn.Linear:
     """The encoder stage's output layer, seeded by (seed, stage): width → blank + the tokenizer's ids
-    (audio: per frame; image: `IMAGE_CTC_FRAMES` such frames per patch column). It lives in the
+    (audio: per frame; image: `IMAGE_CTC_FRAMES` such frames per patch column; tokens: as many per
+    merged column, i.e. ``IMAGE_CTC_FRAMES * merge``, the same per pixel column). It lives in the
     training state only, never in the checkpoint."""
-    if kind not in ("audio", "image"):
+    if kind not in ENCODER_KINDS:
         raise ValueError(f"no encoder objective for {kind!r} (expected one of {list(ENCODER_KINDS)})")
-    width = model.audio.cfg.width if kind == "audio" else model.vision.cfg.width
-    frames = 1 if kind == "audio" else IMAGE_CTC_FRAMES
+    vcfg = model.vision.cfg
+    width = {"audio": model.audio.cfg.width, "image": vcfg.width, "tokens": vcfg.lm_hidden}[kind]
+    frames = {"audio": 1, "image": IMAGE_CTC_FRAMES, "tokens": IMAGE_CTC_FRAMES * vcfg.merge}[kind]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed * 1000 + stage_index)
         head = torch.nn.Linear(width, frames * (model.tokenizer.vocab_size + 1))
@@ -177,6 +186,28 @@ def column_ctc_logits(model: OmniModel, head: torch.nn.Linear, pixels: Sequence[
     return stack_frames(seqs)
 
 
+def merged_column_logits(model: OmniModel, head: torch.nn.Linear, pixels: Sequence[torch.Tensor],
+                         at: str = "tokens") -> tuple[torch.Tensor, torch.Tensor]:
+    """CTC log-probabilities (B, T, C) and lengths read off each image's merged columns: the merged
+    features before the projector (``at="merged"``) or the LM's image tokens after the projector and
+    the position table (``at="tokens"``), averaged over the rows, each column giving ``head``'s frames
+    left to right. The vision transformer runs as `VisionEncoder.hidden`; gradients reach only what
+    comes after it and requires them."""
+    from evalsuite.model.vision import spatial_merge
+
+    if at not in ("merged", "tokens"):
+        raise ValueError(f"merged_column_logits reads at 'merged' or 'tokens', got {at!r}")
+    c, m = model.tokenizer.vocab_size + 1, model.vision.cfg.merge
+    seqs = []
+    for h in model.vision.hidden([p.to(model.device) for p in pixels]):
+        n, gh, gw, _ = h.shape
+        x = h.flatten(1, 2)
+        y = spatial_merge(x, (gh, gw), m) if at == "merged" else model.vision.project(x, (gh, gw))
+        cols = y.float().view(n, gh // m, gw // m, -1).mean(dim=1)
+        seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
+    return stack_frames(seqs)
+
+
 def stack_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image CTC log-probabilities (T_i, C) → one zero-padded (B, max T_i, C) tensor and the T_i."""
     lengths = torch.tensor([x.shape[0] for x in seqs])
@@ -186,15 +217,18 @@ def stack_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
 
 def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[Example],
                    kind: str = "audio") -> tuple[torch.Tensor, int]:
-    """CTC loss of one encoder's features (before its projector) against each example's answer in
-    the tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch: the audio encoder's
-    frames against a clip's transcript, or the vision encoder's columns against a rendered line."""
+    """CTC loss of one encoder's features against each example's answer in the tokenizer's ids
+    (blank = 0, id k = class k + 1), averaged over the batch: the audio encoder's frames against a
+    clip's transcript, the vision encoder's columns (before its projector) against a rendered line, or
+    (``tokens``) the image tokens' merged columns, after the projector, against it."""
     if kind == "audio":
         enc = model.audio
         waves = [ex.media[0].pixels.to(model.device) for ex in examples]
         feats, lengths = enc.batch_features(waves)
         hidden, out_len = enc.hidden(feats, lengths.to(model.device))
         logp = head(hidden.float()).log_softmax(-1)  # (B, T', C)
+    elif kind == "tokens":
+        logp, out_len = merged_column_logits(model, head, [ex.media[0].pixels for ex in examples], "tokens")
     else:
         logp, out_len = column_ctc_logits(model, head, [ex.media[0].pixels for ex in examples])
     return ctc_answer_loss(model, logp, out_len, examples)

@@ -43,7 +43,7 @@ import torch
 
 from evalsuite.training.curriculum import EVAL_TASKS, STAGES
 from evalsuite.training.losses import (IMAGE_CTC_FRAMES, column_ctc_logits, ctc_answer_loss, ctc_head, encode_rows,
-                                       stack_frames)
+                                       merged_column_logits)
 from evalsuite.training.sources import (Pools, choice_question, make_example, text_form, text_form_question,
                                         vocabulary)
 
@@ -190,17 +190,7 @@ def readout_logits(model: Any, head: torch.nn.Linear, pixels: Sequence[torch.Ten
         return column_ctc_logits(model, head, pixels)
     if at not in CTC_AT:
         raise ValueError(f"readout_logits reads at one of {CTC_AT}, got {at!r}")
-    from evalsuite.model.vision import spatial_merge
-
-    c, m = model.tokenizer.vocab_size + 1, model.vision.cfg.merge
-    seqs = []
-    for h in model.vision.hidden([p.to(model.device) for p in pixels]):
-        n, gh, gw, _ = h.shape
-        x = h.flatten(1, 2)
-        y = spatial_merge(x, (gh, gw), m) if at == "merged" else model.vision.project(x, (gh, gw))
-        cols = y.float().view(n, gh // m, gw // m, -1).mean(dim=1)
-        seqs.append(head(cols.flatten(0, 1)).view(-1, c).log_softmax(-1))
-    return stack_frames(seqs)
+    return merged_column_logits(model, head, pixels, at)
 
 
 def readout_head(model: Any, at: str, seed: int) -> torch.nn.Linear:

@@ -23,6 +23,8 @@ in memory, never from a pool and never through a media file, so there is nothing
                     (`evalsuite.tasks.gen.video.draw_sampled_frames`: no H.264 encode and decode)
     docqa-fresh     a new train document's questions, its page rendered in memory (no PNG)
     gui-fresh       a new train screen's questions, rendered in memory
+    gui-dense       a new train screen and every element on it that can be asked for, each one more
+                    turn (up to `DENSE_TURNS`): dense grounding, the generator knows every box
     video-dense     a new train video with, per tubelet, what is on screen in each of its frames
                     (`video_state_targets`): the dense video objective's example
 
@@ -329,7 +331,8 @@ def hear_example(pools: Pools, rng: random.Random) -> Example:
 
 
 # ---- fresh sources: a new train item per example, drawn in memory -------------------------------
-FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "docqa-fresh", "gui-fresh", "video-dense")
+FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "docqa-fresh", "gui-fresh", "gui-dense", "video-dense")
+DENSE_TURNS = 12  # elements asked about in one `gui-dense` example
 # Fresh items are train indices drawn uniformly below this (the train split's seeds, `split_seed`,
 # are disjoint from the eval split's whatever the index).
 FRESH_SPAN = 1 << 32
@@ -428,7 +431,9 @@ def docqa_fresh_example(pools: Pools, rng: random.Random) -> Example:
                    answer, more)
 
 
-def gui_fresh_example(pools: Pools, rng: random.Random) -> Example:
+def gui_fresh_example(pools: Pools, rng: random.Random, dense: bool = False) -> Example:
+    """A new train screen's questions (``dense``: every element that can be asked for, not only the
+    screen's chosen targets, up to `DENSE_TURNS` of them)."""
     from evalsuite.tasks.gen.gui import build_screen
     from evalsuite.tasks.gui import FORMATS, format_point
 
@@ -437,12 +442,16 @@ def gui_fresh_example(pools: Pools, rng: random.Random) -> Example:
     screen = build_screen(seed, task.args["difficulty"])
     w, h = screen.canvas.size
     media = image_media(pools, "gui", screen.canvas.render(), f"<screen:{seed}>")
+    asked = [e for e in screen.elements if e.target] if dense else screen.targets
     turns = [(f"Click: {e.name}\n{FORMATS[task.coords]}",
               format_point((e.box[0] + e.box[2]) / 2, (e.box[1] + e.box[3]) / 2, task.coords, w, h))
-             for e in screen.targets]
-    question, answer, more = fresh_turns(turns, rng)
-    return Example("gui-fresh", [user(ContentPart.of_media("image", media.path), question)], [media],
-                   answer, more)
+             for e in asked]
+    if dense:
+        (question, answer), *more = rng.sample(turns, min(len(turns), DENSE_TURNS))
+    else:
+        question, answer, more = fresh_turns(turns, rng)
+    return Example("gui-dense" if dense else "gui-fresh", [user(ContentPart.of_media("image", media.path), question)],
+                   [media], answer, more)
 
 
 # Label columns of `video_state_targets`, per tubelet frame: each cell's colour (0 empty, 1 + index in
@@ -504,8 +513,8 @@ def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
         return videoqa_fresh_example(pools, rng)
     if source == "docqa-fresh":
         return docqa_fresh_example(pools, rng)
-    if source == "gui-fresh":
-        return gui_fresh_example(pools, rng)
+    if source in ("gui-fresh", "gui-dense"):
+        return gui_fresh_example(pools, rng, dense=source == "gui-dense")
     if source == "video-dense":
         return video_dense_example(pools, rng)
     return task_example(pools, source, rng)

@@ -137,3 +137,19 @@ def test_video_dense_example_carries_targets_for_every_tubelet(pools):
     classes = S.video_classes()
     assert int(ex.targets[..., :S.VIDEO_CELLS].max()) < classes["colour"]
     assert int(ex.targets[..., -1].max()) < classes["caption"]
+
+
+def test_gui_dense_asks_for_every_element_of_a_fresh_screen_that_can_be_asked_for(pools):
+    from evalsuite.tasks.gen.gui import build_screen
+
+    ex = S.make_example(pools, "gui-dense", random.Random("d"))
+    screen = build_screen(seed_of(ex), pools.task("gui").args["difficulty"])
+    askable = [e for e in screen.elements if e.target]
+    asked = [ex.messages[0].content[-1].text] + [q for q, _ in ex.more]
+    assert len(asked) == min(len(askable), S.DENSE_TURNS) > len(screen.targets)
+    names = {e.name: e for e in askable}
+    w, h = screen.canvas.size
+    for question, answer in zip(asked, [ex.answer] + [a for _, a in ex.more]):
+        e = names[question.split("\n")[0].removeprefix("Click: ")]
+        x, y = (e.box[0] + e.box[2]) / 2 / w * 1000, (e.box[1] + e.box[3]) / 2 / h * 1000
+        assert answer == f"({round(x)}, {round(y)})"

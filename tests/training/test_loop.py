@@ -236,3 +236,37 @@ def test_a_run_with_data_workers_takes_exactly_the_steps_of_one_without(tmp_path
     loop.train(part, progress=False, stop_after=3)
     loop.train(part, progress=False)
     assert weights.weights_sha256(tmp_path / "a") == weights.weights_sha256(tmp_path / "b")
+
+
+@pytest.mark.slow
+def test_gui_loc_gives_a_v1_checkpoint_location_tokens_from_its_position_table_and_trains_them(tmp_path):
+    """``--loc-bins 40 --init CKPT``: the model gains 80 location ids (its embedding rows exist
+    already); `gui-loc` sets their rows from the image position table when it begins and trains them;
+    a stage that answers with locations refuses a model without them, and a checkpoint's bins stay."""
+    from evalsuite.model.locations import location_directions
+
+    torch.set_num_threads(1)
+    v1 = tmp_path / "v1"
+    loop.train(loop.TrainArgs(out=str(v1), stages=("text",), steps={"text": 1}, batch=1, eval_n=0,
+                              pool_sizes=SMALL_POOLS), progress=False)
+    trained = weights.load(v1)  # a position table as `locate` leaves it: not zero
+    with torch.no_grad():
+        trained.vision.token_pos.normal_(std=0.05, generator=torch.Generator().manual_seed(0))
+    weights.save(trained, v1)
+    args = loop.TrainArgs(out=str(tmp_path / "loc"), stages=("text", "gui-loc"), curriculum="v2", init=str(v1),
+                          loc_bins=40, steps={"text": 1, "gui-loc": 2}, batch=2, eval_n=0,
+                          pool_sizes=SMALL_POOLS, save_every=100)
+    with pytest.raises(SystemExit, match="location tokens"):
+        loop.train(dataclasses.replace(args, loc_bins=0, out=str(tmp_path / "none")), progress=False)
+    loop.train(args, progress=False)
+    model = weights.load(tmp_path / "loc")
+    assert model.config.loc_bins == 40 and model.tokenizer.vocab_size == 352
+    emb = model.lm.backbone.embeddings.weight.detach()
+    before = weights.load(v1).lm.backbone.embeddings.weight.detach()
+    start = location_directions(model.vision.token_pos, 40) * before[:256].double().norm(dim=-1).mean()
+    moved = (emb[272:352].double() - start).norm(dim=-1)
+    assert 0 < moved.max() < 0.2 * start.norm(dim=-1).mean()  # trained a little from their start
+    again = dataclasses.replace(args, out=str(tmp_path / "again"), init=str(tmp_path / "loc"), loc_bins=20,
+                                stages=("text", "gui-loc"))
+    with pytest.raises(SystemExit, match="cannot change"):
+        loop.train(again, progress=False)

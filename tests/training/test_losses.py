@@ -183,3 +183,57 @@ def test_batched_video_encoding_equals_one_clip_at_a_time(pools, time_pos):
         a, n = L.batch_loss(model, exs)
         b, m = L.batch_loss(model, exs, batch_video=True)
     assert n == m and b.item() == pytest.approx(a.item(), rel=1e-5)
+
+
+def test_grounding_answers_are_learnt_as_location_ids_when_the_tokenizer_has_them(pools):
+    import dataclasses
+
+    from evalsuite.model.config import OmniConfig
+
+    ex = S.make_example(pools, "point", random.Random(5))
+    plain = build_omni("tiny")
+    model = build_omni(dataclasses.replace(OmniConfig.preset("tiny"), loc_bins=40))
+    tok = model.tokenizer
+    _, labels = L.encode_batch(model, [ex])
+    row = labels[0][labels[0] >= 0].tolist()
+    want = []
+    for answer in [ex.answer] + [a for _, a in ex.more]:
+        want += tok.point_ids(answer) + [tok.end_id]
+    assert row == want and len(row) == 3 * (1 + len(ex.more))
+    _, labels = L.encode_batch(plain, [ex])  # without location tokens: the answer's bytes
+    assert labels[0][labels[0] >= 0].tolist()[:len(ex.answer)] == tok.encode(ex.answer)
+    text = S.make_example(pools, "text:docqa", random.Random(1))  # not a grounding source: bytes as ever
+    _, labels = L.encode_batch(model, [text])
+    assert labels[0][labels[0] >= 0].tolist() == [i for a in [text.answer] + [a for _, a in text.more]
+                                                   for i in tok.encode(a) + [tok.end_id]]
+
+
+def test_token_ctc_reads_the_merged_columns_of_the_image_tokens_and_trains_only_the_projector(pools):
+    """The ``tokens`` objective: the LM's image tokens (after the projector and the position table)
+    averaged over their rows, ``IMAGE_CTC_FRAMES * merge`` frames per merged column; with the vision
+    transformer frozen only the projector (and the position table, where trained) get gradients."""
+    model = build_omni("tiny")
+    m = model.vision.cfg.merge
+    head = L.ctc_head(model, "tokens", seed=0, stage_index=20)
+    c = model.tokenizer.vocab_size + 1
+    assert head.out_features == L.IMAGE_CTC_FRAMES * m * c and head.in_features == model.vision.cfg.lm_hidden
+    examples = [S.make_example(pools, "char-line", random.Random(i)) for i in range(3)]
+    px = examples[0].media[0].pixels
+    logp, lengths = L.merged_column_logits(model, head, [e.media[0].pixels for e in examples])
+    assert lengths.tolist() == [L.IMAGE_CTC_FRAMES * m * (e.media[0].grid[1] // m) for e in examples]
+    gh, gw = examples[0].media[0].grid
+    tokens = model.vision(px)  # (1, gh/m * gw/m, lm_hidden): what the LM reads
+    by_hand = head(tokens[0].view(gh // m, gw // m, -1).mean(0)).view(-1, c).log_softmax(-1)
+    torch.testing.assert_close(logp[0, : lengths[0]], by_hand, rtol=1e-4, atol=1e-4)
+    for p in model.vision.parameters():
+        p.requires_grad_(False)
+    for p in model.vision.projector.parameters():
+        p.requires_grad_(True)
+    loss, n = L.ctc_batch_loss(model, head, examples, "tokens")
+    loss.backward()
+    assert n == sum(len(e.answer.encode()) for e in examples) and loss.item() > 0
+    assert all(p.grad is not None for p in model.vision.projector.parameters() if p.requires_grad)
+    assert all(p.grad is None for p in model.vision.blocks.parameters())
+    assert all(p.grad is None for p in model.lm.parameters())
+    with pytest.raises(ValueError, match="no encoder objective"):
+        L.ctc_head(model, "video", 0, 0)
