@@ -168,6 +168,12 @@ V2_STAGES: tuple[Stage, ...] = (
           about="gui answered with location tokens (a column and a row bin) whose rows start from the image "
                 "position table, on fresh screens and every element of some (`gui-dense`); docqa, audioqa and "
                 "videoqa replayed"),
+    Stage("gui-loc-more", 1500, {"gui-fresh": (3, 3), "gui-dense": (3, 3), "point": (0.25, 0.25),
+                                 "text:gui": (0.25, 0.25), "docqa-fresh": (3, 3), "videoqa": (0.5, 0.5),
+                                 "audioqa": (1.5, 1.5), "text:docqa": (0.5, 0.5), "text:audioqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",),
+          about="the same with the learning rate warmed up again, more dense gui and more replay of docqa and "
+                "audioqa (which `gui-loc` let slip)"),
     Stage("tokens-ctc", 2000, {"char-line": (3, 3), "line": (1, 1)}, encoder="tokens", head_warmup=300,
           frozen=VISION_ENCODER + ("vision.token_pos",),
           about="the projector alone, reading random-character and generator lines off the image tokens' merged "
