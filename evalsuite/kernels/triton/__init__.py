@@ -6,6 +6,8 @@ Kernels run compiled on CUDA tensors and under Triton's interpreter on CPU tenso
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 try:
     import triton as _triton  # noqa: F401  (the top-level package, not this one)
 
@@ -15,4 +17,28 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     HAS_TRITON = False
     TRITON_MISSING_REASON = f"triton is not importable: {exc}"
 
-__all__ = ["HAS_TRITON", "TRITON_MISSING_REASON"]
+_BUILT: dict[tuple[Any, str], Any] = {}
+
+
+def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], Any] | None = None) -> Any:
+    """A kernel function built once per ``mode``: ``interpret`` (Triton's interpreter, CPU tensors),
+    ``jit`` (compiled, an explicit tile) or ``autotune`` (``autotune(fn)``, compiled with the tile
+    chosen on the machine that runs it)."""
+    key = (fn, mode)
+    if key not in _BUILT:
+        if mode == "interpret":
+            from triton.runtime.interpreter import InterpretedFunction
+
+            _BUILT[key] = InterpretedFunction(fn)
+        elif mode == "jit":
+            import triton
+
+            _BUILT[key] = triton.jit(fn)
+        elif mode == "autotune" and autotune is not None:
+            _BUILT[key] = autotune(fn)
+        else:
+            raise ValueError(f"kernel mode must be 'interpret', 'jit' or 'autotune' (with a tuner), got {mode!r}")
+    return _BUILT[key]
+
+
+__all__ = ["HAS_TRITON", "TRITON_MISSING_REASON", "build_kernel"]

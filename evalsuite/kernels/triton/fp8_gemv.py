@@ -23,7 +23,7 @@ import torch
 
 from evalsuite.kernels import fp8
 from evalsuite.kernels.constants import E4M3_DTYPE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
 from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, autotuned, gemv_tiles, launch_gemv, row_bucket
 
 if HAS_TRITON:
@@ -113,21 +113,9 @@ def _autotune_configs() -> list[Any]:
     return cfgs
 
 
-_KERNELS: dict[str, Any] = {}
-
-
 def _kernel(mode: str) -> Any:
     """``mode``: 'interpret' (CPU tensors), 'jit' (explicit tile) or 'autotune' (CUDA)."""
-    if mode not in _KERNELS:
-        if mode == "interpret":
-            from triton.runtime.interpreter import InterpretedFunction
-
-            _KERNELS[mode] = InterpretedFunction(_fp8_gemv_kernel)
-        elif mode == "jit":
-            _KERNELS[mode] = triton.jit(_fp8_gemv_kernel)
-        else:
-            _KERNELS[mode] = autotuned(_fp8_gemv_kernel, _autotune_configs())
-    return _KERNELS[mode]
+    return build_kernel(_fp8_gemv_kernel, mode, lambda fn: autotuned(fn, _autotune_configs()))
 
 
 def fp8_gemv(

@@ -34,7 +34,7 @@ import torch
 
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
 
 if HAS_TRITON:
     import triton
@@ -163,19 +163,9 @@ def _grouped_kernel(
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
-_KERNELS: dict[bool, Any] = {}
-
-
 def _kernel(interpret: bool) -> Any:
     """The kernel compiled for CUDA (``interpret=False``) or wrapped for the CPU interpreter."""
-    if interpret not in _KERNELS:
-        if interpret:
-            from triton.runtime.interpreter import InterpretedFunction
-
-            _KERNELS[interpret] = InterpretedFunction(_grouped_kernel)
-        else:
-            _KERNELS[interpret] = triton.jit(_grouped_kernel)
-    return _KERNELS[interpret]
+    return build_kernel(_grouped_kernel, "interpret" if interpret else "jit")
 
 
 def worst_case_tiles(n_rows: int, n_experts: int, block_m: int) -> int:

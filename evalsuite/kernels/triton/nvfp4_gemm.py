@@ -40,7 +40,7 @@ import torch
 
 from evalsuite.kernels import nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
 
 if HAS_TRITON:
     import triton
@@ -128,19 +128,9 @@ def _nvfp4_gemm_kernel(
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
-_KERNELS: dict[bool, Any] = {}
-
-
 def _kernel(interpret: bool) -> Any:
     """The kernel compiled for CUDA (``interpret=False``) or wrapped for the CPU interpreter."""
-    if interpret not in _KERNELS:
-        if interpret:
-            from triton.runtime.interpreter import InterpretedFunction
-
-            _KERNELS[interpret] = InterpretedFunction(_nvfp4_gemm_kernel)
-        else:
-            _KERNELS[interpret] = triton.jit(_nvfp4_gemm_kernel)
-    return _KERNELS[interpret]
+    return build_kernel(_nvfp4_gemm_kernel, "interpret" if interpret else "jit")
 
 
 def nvfp4_gemm(

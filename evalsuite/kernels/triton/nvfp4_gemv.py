@@ -38,7 +38,7 @@ from typing import Any, Callable
 import torch
 
 from evalsuite.kernels.constants import E2M1_VALUES, NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
 if HAS_TRITON:
@@ -228,23 +228,10 @@ def autotuned(fn: Any, configs: list[Any]) -> Any:
         return triton.autotune(**kwargs)(triton.jit(fn))
 
 
-_KERNELS: dict[tuple[str, str], Any] = {}
-
-
 def _kernel(name: str, mode: str) -> Any:
     """``mode``: 'interpret' (CPU tensors), 'jit' (explicit tile) or 'autotune' (CUDA, gemv only)."""
-    key = (name, mode)
-    if key not in _KERNELS:
-        fn = _nvfp4_gemv_kernel if name == "gemv" else _dequant_kernel
-        if mode == "interpret":
-            from triton.runtime.interpreter import InterpretedFunction
-
-            _KERNELS[key] = InterpretedFunction(fn)
-        elif mode == "jit":
-            _KERNELS[key] = triton.jit(fn)
-        else:
-            _KERNELS[key] = autotuned(fn, _autotune_configs())
-    return _KERNELS[key]
+    fn = _nvfp4_gemv_kernel if name == "gemv" else _dequant_kernel
+    return build_kernel(fn, mode, lambda f: autotuned(f, _autotune_configs()))
 
 
 _LUTS: dict[torch.device, torch.Tensor] = {}
