@@ -155,12 +155,20 @@ V2_STAGES: tuple[Stage, ...] = (
           about="the tubelet embedding, inflated again from the trained patch embedding, trained alone on fresh "
                 "videos to make each tubelet's tokens tell every cell's colour and shape, the counter and the "
                 "caption (a linear readout of the tokens the LM sees; the shared vision encoder stays frozen)"),
-    Stage("video-align", 3000, {"videoqa-fresh": (6, 6), "choose": (1, 0.5), "docqa-fresh": (2, 2),
-                                "gui-fresh": (1, 1), "audioqa": (1, 1), "text:audioqa": (0.25, 0.25)},
+    Stage("video-open", 1500, {"videoqa-open": (6, 6), "docqa-fresh": (2, 2), "gui-fresh": (1, 1),
+                               "audioqa": (1.5, 1.5), "text:audioqa": (0.25, 0.25)},
           frozen=ENCODERS + ("video.tubelet_embed.",), introduces=("video.time_pos",),
-          about="videoqa on fresh videos with the video tokens frozen, the choose bridge for the letter, "
-                "the time index (`VideoConfig.time_pos`, where the model has one) trained; docqa and gui replayed "
-                "from fresh items, audioqa from its pool"),
+          about="videoqa on fresh videos without options, answered with the option's text (a colour, a count, "
+                "a quarter): finding the answer in the frozen video tokens apart from binding it to a letter; "
+                "the time index (`VideoConfig.time_pos`, where the model has one) first trained; docqa and gui "
+                "replayed from fresh items, audioqa from its pool"),
+    Stage("video-align", 3000, {"videoqa-fresh": (6, 6), "videoqa-open": (2, 1), "choose": (1, 0.5),
+                                "docqa-fresh": (2, 2), "gui-fresh": (1, 1), "audioqa": (1.5, 1.5),
+                                "text:audioqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",),
+          about="videoqa on fresh videos with the video tokens frozen, answered with the letter, the choose bridge "
+                "for binding a content to its letter, the open answers kept up; docqa and gui replayed from fresh "
+                "items, audioqa from its pool"),
     Stage("gui-loc", 1200, {"gui-fresh": (4, 4), "gui-dense": (2, 2), "point": (1, 0.5), "text:gui": (0.5, 0.5),
                             "docqa-fresh": (2, 2), "videoqa": (0.5, 0.5), "audioqa": (1, 1),
                             "text:docqa": (0.25, 0.25), "text:audioqa": (0.25, 0.25)},

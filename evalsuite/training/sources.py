@@ -21,6 +21,8 @@ in memory, never from a pool and never through a media file, so there is nothing
 
     videoqa-fresh   a new train video's questions; its sampled frames drawn directly
                     (`evalsuite.tasks.gen.video.draw_sampled_frames`: no H.264 encode and decode)
+    videoqa-open    the same questions without their options, answered with the right option's text
+                    ("red", "3", "the second quarter"): the content of an answer without its letter
     docqa-fresh     a new train document's questions, its page rendered in memory (no PNG)
     gui-fresh       a new train screen's questions, rendered in memory
     gui-dense       a new train screen and every element on it that can be asked for, each one more
@@ -331,7 +333,7 @@ def hear_example(pools: Pools, rng: random.Random) -> Example:
 
 
 # ---- fresh sources: a new train item per example, drawn in memory -------------------------------
-FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "docqa-fresh", "gui-fresh", "gui-dense", "video-dense")
+FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "videoqa-open", "docqa-fresh", "gui-fresh", "gui-dense", "video-dense")
 DENSE_TURNS = 12  # elements asked about in one `gui-dense` example
 # Fresh items are train indices drawn uniformly below this (the train split's seeds, `split_seed`,
 # are disjoint from the eval split's whatever the index).
@@ -406,6 +408,20 @@ def videoqa_fresh_example(pools: Pools, rng: random.Random) -> Example:
     turns = [(prompt(q.text, q.options), LETTERS[q.answer]) for q in spec.questions]
     question, answer, more = fresh_turns(turns, rng)
     return Example("videoqa-fresh", [user(ContentPart.of_media("video", media.path), question)], [media],
+                   answer, more)
+
+
+OPEN_INSTRUCTION = "Answer in a few words."
+
+
+def videoqa_open_example(pools: Pools, rng: random.Random) -> Example:
+    """A new train video's questions with no options, each answered with its right option's text:
+    what a lettered answer must find in the video before `choose` binds it to a letter."""
+    spec = fresh_video(pools, rng)
+    media, _ = video_media(spec, pools.cfg, pools.task("videoqa").media_settings())
+    turns = [(f"{q.text}\n{OPEN_INSTRUCTION}", q.options[q.answer]) for q in spec.questions]
+    question, answer, more = fresh_turns(turns, rng)
+    return Example("videoqa-open", [user(ContentPart.of_media("video", media.path), question)], [media],
                    answer, more)
 
 
@@ -511,6 +527,8 @@ def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
         return choose_example(rng)
     if source == "videoqa-fresh":
         return videoqa_fresh_example(pools, rng)
+    if source == "videoqa-open":
+        return videoqa_open_example(pools, rng)
     if source == "docqa-fresh":
         return docqa_fresh_example(pools, rng)
     if source in ("gui-fresh", "gui-dense"):

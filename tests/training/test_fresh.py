@@ -41,6 +41,25 @@ def test_fresh_sources_draw_new_train_items_and_are_pure_functions_of_their_rng(
     assert torch.equal(again.media[0].pixels, examples[0].media[0].pixels)
 
 
+def test_videoqa_open_asks_the_fresh_video_questions_without_options_and_answers_with_the_option_text(
+        pools, monkeypatch):
+    """`videoqa-open` is `videoqa-fresh`'s video and questions: no lettered options in the prompt, the
+    right option's own text as the answer."""
+    from evalsuite.tasks.gen.video import build_video
+    from evalsuite.tasks.videoqa import BUCKET_CYCLE
+
+    index = 11
+    monkeypatch.setattr(S, "fresh_seed", lambda task, rng: (index, split_seed(task, "train", index)))
+    ex = S.make_example(pools, "videoqa-open", random.Random(0))
+    letters = S.make_example(pools, "videoqa-fresh", random.Random(0))
+    spec = build_video(split_seed("videoqa", "train", index), BUCKET_CYCLE[index % len(BUCKET_CYCLE)])
+    turns = {(f"{q.text}\n{S.OPEN_INSTRUCTION}", q.options[q.answer]) for q in spec.questions}
+    asked = [(ex.messages[0].content[1].text, ex.answer)] + ex.more
+    assert len(asked) == S.MAX_TURNS and set(asked) <= turns
+    assert not any("A. " in q or "letter" in q for q, _ in asked)
+    assert torch.equal(ex.media[0].pixels, letters.media[0].pixels)
+
+
 def test_repeated_frames_are_preprocessed_exactly_as_every_frame_alone(pools):
     from evalsuite.model.video import preprocess_frames
     from evalsuite.tasks.gen.video import build_video, draw_sampled_frames

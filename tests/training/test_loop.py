@@ -201,7 +201,7 @@ def test_v2_starts_from_a_finished_run_and_its_dense_video_stage_trains_only_the
     """``--curriculum v2 --init CKPT``: the v2 stages run after the stages the checkpoint ran, on
     its weights; `video-dense` inflates the tubelet embedding again from the patch embedding and
     trains only it; a time index given with ``time_pos`` starts at zero and stays there until
-    `video-align`, which introduces it."""
+    `video-open`, which introduces it."""
     torch.set_num_threads(1)
     v1 = tmp_path / "v1"
     loop.train(loop.TrainArgs(out=str(v1), stages=("text",), steps={"text": 1}, batch=1, eval_n=0,
