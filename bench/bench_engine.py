@@ -1,6 +1,6 @@
 """Decode speed of the reference engine per precision recipe on this machine's CPU.
 
-    python bench/bench_engine.py [--recipes bf16,fp8,fp4,fp4-all] [--repeats 3] [--cpu-time] [--cuda-graphs auto|on|off]
+    python bench/bench_engine.py [--recipes bf16,fp8,fp4,fp4-all] [--repeats 3] [--cpu-time] [--cuda-graphs auto|on|off] [--compile-step]
 
 The tiny omni model with its seed-0 weights (untrained: speed does not depend on the weights), a
 106-token prompt, 64 output tokens (no stop token), batch 1 and 8 through
@@ -10,7 +10,9 @@ to bf16 (the first recipe). ``--cpu-time`` times in this process's CPU seconds w
 of wall time with torch's default threads: on a machine shared with other jobs, wall time measures
 their load as much as the engine. ``--cuda-graphs on`` decodes through the engine's static-buffer
 step (on a CPU run eagerly: nothing is captured), ``off`` through the eager step; ``auto`` (default)
-is the eager step on a CPU.
+is the eager step on a CPU. ``--compile-step`` runs that static step through `torch.compile` (the
+warm-up then generates every batch's full length once, so that every step shape is compiled before
+the timed runs; compiling takes minutes on two cores).
 """
 
 from __future__ import annotations
@@ -28,14 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def measure(recipe: str, repeats: int, batches: tuple[int, ...] = (1, 8), clock=time.perf_counter,
-            cuda_graphs: str = "auto") -> dict[int, float]:
+            cuda_graphs: str = "auto", compile_step: bool = False) -> dict[int, float]:
     from evalsuite.backends.reference import ReferenceBackend
     from evalsuite.model.engine import SamplingParams
 
-    engine = ReferenceBackend(recipe, batch_size=max(batches), cuda_graphs=cuda_graphs).engine
+    engine = ReferenceBackend(recipe, batch_size=max(batches), cuda_graphs=cuda_graphs,
+                              compile_step=compile_step).engine
     prompt = torch.arange(1, 107)
     params = SamplingParams(max_tokens=64, stop_token_ids=())
     engine.generate([prompt], SamplingParams(max_tokens=4, stop_token_ids=()))  # warm-up
+    if compile_step:
+        for b in batches:  # every (batch bucket, KV window) the timed runs step through, compiled here
+            engine.generate([prompt] * b, params)
     out = {}
     for b in batches:
         best = min(_timed(lambda: engine.generate([prompt] * b, params), clock) for _ in range(repeats))
@@ -55,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process, one thread")
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--compile-step", action="store_true", help="the static decode step through torch.compile")
     args = p.parse_args(argv)
     clock = time.perf_counter
     if args.cpu_time:
@@ -63,11 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("EVALSUITE_CHECKPOINT", "random")
     from evalsuite.env import cpu_name
 
-    rows = {r: measure(r, args.repeats, clock=clock, cuda_graphs=args.cuda_graphs) for r in args.recipes.split(",")}
+    rows = {r: measure(r, args.repeats, clock=clock, cuda_graphs=args.cuda_graphs, compile_step=args.compile_step)
+            for r in args.recipes.split(",")}
     base = next(iter(rows.values()))
     print(f"Device: CPU only: {cpu_name() or platform.processor()} ({os.cpu_count()} cores), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads"
-          f"{', CPU time' if args.cpu_time else ''}, cuda_graphs={args.cuda_graphs}.\n")
+          f"{', CPU time' if args.cpu_time else ''}, cuda_graphs={args.cuda_graphs}"
+          f"{', compiled decode step' if args.compile_step else ''}.\n")
     print("| recipe | tokens/s batch 1 | tokens/s batch 8 | batch 1 vs bf16 | batch 8 vs bf16 |")
     print("|---|---:|---:|---:|---:|")
     for r, v in rows.items():

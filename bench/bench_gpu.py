@@ -21,6 +21,10 @@ recorded in its ``error`` field):
   fp4) at 1, 8 and 64 concurrent sequences, with the decode step eager (``cuda_graphs="off"``) and
   replayed as a CUDA graph (``"on"``): decode tok/s, and kernel launches and host
   synchronizations per decode step counted by ``torch.profiler`` on a shorter run.
+- ``compiled``: the tiny model's decode step through `torch.compile` and then captured (``compile_step``),
+  bf16 and fp4 at one sequence, beside the same step captured uncompiled, in one section: tok/s,
+  launches per step, and the warm-up's seconds (the compile). 31 new tokens after a 32-token prompt
+  keep every step in one KV window, so each recipe compiles once.
 - ``full``: the full-size language model with random weights, built on the meta device,
   quantized there, materialized on the GPU and filled cheaply (no checkpoint), per recipe: decode
   tok/s and time per output token at 1 and 64 sequences, prefill tok/s of one 8K prompt, peak
@@ -58,7 +62,7 @@ M_VALUES = (1, 16, 64, 256)
 EXTRA_SHAPES = ((4096, 4096), (8192, 8192))
 RECIPES = ("bf16", "fp8", "fp4")
 ENGINE_BATCHES = (1, 8, 64)
-SECTION_CAPS_S = {"gemm": 120.0, "engine": 90.0, "full": 150.0}  # engine: each row eager and graphed
+SECTION_CAPS_S = {"gemm": 120.0, "engine": 90.0, "compiled": 75.0, "full": 150.0}  # engine: each row eager and graphed
 
 
 # ---- plumbing -----------------------------------------------------------------------------------
@@ -306,49 +310,63 @@ def _tiny_model(recipe: str, device: torch.device, preset: str = "tiny") -> nn.M
     return model
 
 
-def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ...], prompt_len: int,
-               new_tokens: int, deadline: Deadline) -> None:
-    from evalsuite.kernels import recipes
+def _engine_row(row: dict[str, Any], model: nn.Module, device: torch.device, b: int, kv: str, graphs: str,
+                compile_step: bool, prompt_len: int, new_tokens: int) -> None:
+    """Fill ``row`` with one engine configuration's decode tok/s and per-step launches and syncs."""
     from evalsuite.model.engine import Engine, SamplingParams
+
+    engine = Engine(model, n_slots=b, max_len=prompt_len + new_tokens + 1,
+                    kv_cache_dtype=None if kv == "bf16" else kv, cuda_graphs=graphs, compile_step=compile_step)  # fmt: skip
+    g = torch.Generator().manual_seed(b)
+    prompts = [torch.randint(0, 256, (prompt_len,), generator=g) for _ in range(b)]
+    params = SamplingParams(max_tokens=new_tokens, stop_token_ids=())
+    t0 = time.perf_counter()
+    engine.generate(prompts, params)  # warm-up: every step shape, so every graph is captured (and compiled) here
+    sync(device)
+    row["warmup_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    results = engine.generate(prompts, params)
+    sync(device)
+    elapsed = time.perf_counter() - t0
+    generated = sum(r.output_tokens for r in results)
+    row.update(tok_s=generated / elapsed, seconds=elapsed, tokens=generated)
+    steps = 8
+    launches, syncs, on_device = count_launches_and_syncs(
+        lambda: engine.generate(prompts, SamplingParams(max_tokens=steps, stop_token_ids=()))
+    )
+    row.update(launches_per_step=launches / steps, syncs_per_step=syncs / steps,
+               device_ops_per_step=on_device / steps)  # fmt: skip
+    if engine.decoder is not None:
+        row["graphs_captured"] = engine.decoder.captures
+        row["compiled"] = engine.decoder.compiled  # False when compiling failed (a warning said why)
+
+
+def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ...], prompt_len: int,
+               new_tokens: int, deadline: Deadline, modes: tuple[str, ...] = ("off", "on"),
+               recipes: tuple[str, ...] | None = None) -> None:
+    """Engine rows per recipe, batch and mode: "off" (eager step), "on" (CUDA graph), "compile"
+    (the graph of the `torch.compile`d step)."""
+    from evalsuite.kernels import recipes as recipe_table
 
     rows = out.setdefault("rows", [])
     out.update(prompt_len=prompt_len, new_tokens=new_tokens,
                counted="kernel launches (runtime + driver API) and host syncs (stream/device/event "
                        "synchronize, blocking memcpy) per decode step, from a profiled run")  # fmt: skip
-    for recipe in RECIPES:
+    for recipe in recipes or RECIPES:
         if deadline.left() <= 0:
             out.setdefault("skipped", []).append(f"{recipe}: section time cap")
             continue
         model = _tiny_model(recipe, device)
-        kv = recipes.get(recipe).kv_cache_dtype
-        for b, graphs in [(b, g) for b in batches for g in ("off", "on")]:
-            row: dict[str, Any] = {"recipe": recipe, "batch": b, "cuda_graphs": graphs}
+        kv = recipe_table.get(recipe).kv_cache_dtype
+        for b, mode in [(b, m) for b in batches for m in modes]:
+            graphs = "off" if mode == "off" else "on"
+            row: dict[str, Any] = {"recipe": recipe, "batch": b, "cuda_graphs": graphs, "compile_step": mode == "compile"}
             if deadline.left() <= 0:
                 row["error"] = "skipped: section time cap"
                 rows.append(row)
                 continue
             try:
-                engine = Engine(model, n_slots=b, max_len=prompt_len + new_tokens + 1,
-                                kv_cache_dtype=None if kv == "bf16" else kv, cuda_graphs=graphs)  # fmt: skip
-                g = torch.Generator().manual_seed(b)
-                prompts = [torch.randint(0, 256, (prompt_len,), generator=g) for _ in range(b)]
-                params = SamplingParams(max_tokens=new_tokens, stop_token_ids=())
-                engine.generate(prompts, params)  # warm-up: every step shape, so every graph is captured here
-                sync(device)
-                t0 = time.perf_counter()
-                results = engine.generate(prompts, params)
-                sync(device)
-                elapsed = time.perf_counter() - t0
-                generated = sum(r.output_tokens for r in results)
-                row.update(tok_s=generated / elapsed, seconds=elapsed, tokens=generated)
-                steps = 8
-                launches, syncs, on_device = count_launches_and_syncs(
-                    lambda: engine.generate(prompts, SamplingParams(max_tokens=steps, stop_token_ids=()))
-                )
-                row.update(launches_per_step=launches / steps, syncs_per_step=syncs / steps,
-                           device_ops_per_step=on_device / steps)  # fmt: skip
-                if engine.decoder is not None:
-                    row["graphs_captured"] = engine.decoder.captures
+                _engine_row(row, model, device, b, kv, graphs, mode == "compile", prompt_len, new_tokens)
             except SectionTimeout:
                 raise
             except Exception as exc:
@@ -358,7 +376,16 @@ def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ..
         gc.collect()
 
 
-# ---- section: full-size language model ------------------------------------------------------------
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """One compile per (batch bucket, KV window, recipe) of the one step function: more than dynamo's
+    default of 8 in one process, past which it would run the step uncompiled."""
+    import torch._dynamo
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(limit, getattr(torch._dynamo.config, name)))
+
+
 def _fill_random_(model: nn.Module, seed: int = 0) -> None:
     """Cheap random contents for every parameter and buffer after ``to_empty``: normal(0, 0.02)
     weights, unit norms, the Mamba constants as initialised, finite FP8 / NVFP4 codes and scales."""
@@ -517,19 +544,24 @@ def markdown(res: dict[str, Any]) -> str:
             else:
                 lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {r['path']} | {_f(r.get('ms'), 4)} | "
                              f"{_f(r.get('speedup_vs_bf16'))} | {_f(r.get('weight_gbs'), 0)} | {_f(r.get('rel_err'), 5)} |")
-    eng = sec.get("engine")
-    if eng:
-        lines += ["", f"### Tiny engine: {eng.get('prompt_len')}-token prompts, {eng.get('new_tokens')} new tokens "
+    for key, title in (("engine", "Tiny engine"), ("compiled", "Tiny engine, decode step compiled")):
+        eng = sec.get(key)
+        if not eng:
+            continue
+        lines += ["", f"### {title}: {eng.get('prompt_len')}-token prompts, {eng.get('new_tokens')} new tokens "
                   "(a step = one token for every sequence; prefill included in the counts)", "",
-                  "| recipe | batch | tok/s | launches / step | host syncs / step | GPU ops / step | CUDA graph |",
-                  "|---|---:|---:|---:|---:|---:|---|"]
+                  "| recipe | batch | tok/s | launches / step | host syncs / step | GPU ops / step | CUDA graph | "
+                  "compiled | warm-up s |",
+                  "|---|---:|---:|---:|---:|---:|---|---|---:|"]
         for r in eng.get("rows", []):
             graph = r.get("cuda_graphs", "off")
+            comp = "yes" if r.get("compiled") else ("failed" if r.get("compile_step") and "error" not in r else "no")
             if "error" in r:
-                lines.append(f"| {r['recipe']} | {r['batch']} | error: {r['error']} | | | | {graph} |")
+                lines.append(f"| {r['recipe']} | {r['batch']} | error: {r['error']} | | | | {graph} | {comp} | |")
             else:
                 lines.append(f"| {r['recipe']} | {r['batch']} | {_f(r.get('tok_s'), 0)} | {_f(r.get('launches_per_step'), 0)} | "
-                             f"{_f(r.get('syncs_per_step'), 1)} | {_f(r.get('device_ops_per_step'), 0)} | {graph} |")
+                             f"{_f(r.get('syncs_per_step'), 1)} | {_f(r.get('device_ops_per_step'), 0)} | {graph} | "
+                             f"{comp} | {_f(r.get('warmup_s'), 1)} |")
     full = sec.get("full")
     if full:
         bs = [k.removeprefix("decode_b").removesuffix("_tok_s") for r in full.get("rows", []) for k in r
@@ -556,7 +588,8 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench", help="folder for gpu.json and gpu.md")
-    p.add_argument("--sections", default="gemm,engine,full", help="comma-separated: gemm, engine, full")
+    p.add_argument("--sections", default="gemm,engine,compiled,full",
+                   help="comma-separated: gemm, engine, compiled, full")
     p.add_argument("--budget-s", type=float, default=290.0, help="wall-clock budget of the whole run")
     p.add_argument("--device", default="cuda", help="cuda (default); cpu only for a smoke test of the script")
     p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose shapes and model are measured")
@@ -606,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "engine":
                     run_engine(sec, device, (1, 2) if args.smoke else ENGINE_BATCHES, 8 if args.smoke else 32,
                                4 if args.smoke else 32, deadline)
+                elif name == "compiled":
+                    _raise_recompile_limit()
+                    run_engine(sec, device, (1,), 8 if args.smoke else 32, 4 if args.smoke else 31, deadline,
+                               modes=("on", "compile"), recipes=("bf16", "fp4"))
                 else:
                     run_full(sec, device, args.preset, (1, 2) if args.smoke else (1, 64), 64 if args.smoke else 8192,
                              2 if args.smoke else 8, deadline)

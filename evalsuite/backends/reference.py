@@ -24,7 +24,8 @@ Generation: prompts are embedded (`evalsuite.model.omni`) and run by the continu
 (`evalsuite.model.engine`) with ``batch_size`` slots. Media files are decoded and preprocessed in a small
 thread pool ahead of the model, so the next requests' decoding overlaps the current ones' compute.
 Options: ``device`` (cpu, cuda), ``batch_size`` (engine slots), ``cuda_graphs`` (auto, on, off: the
-engine's captured decode step, see `evalsuite.model.engine`); the run ``seed`` reaches the
+engine's captured decode step, see `evalsuite.model.engine`), ``compile_step`` (off, on: that step
+through `torch.compile` first); the run ``seed`` reaches the
 engine through each request's ``seed`` (sampling seed = hash of seed and sample id).
 
 Timings (``ttft_s``, ``e2e_s``, ``token_times``) count from when `generate` (or `stream`) received
@@ -112,6 +113,12 @@ class ReferenceBackend(Backend):
         self.cuda_graphs = str(options.get("cuda_graphs", "auto"))
         if self.cuda_graphs not in ("auto", "on", "off"):
             raise BackendConfigError(f"cuda_graphs must be auto, on or off, got {self.cuda_graphs!r}")
+        compile_step = str(options.get("compile_step", "off")).lower()
+        if compile_step not in ("on", "off", "true", "false", "1", "0"):
+            raise BackendConfigError(f"compile_step must be on or off, got {compile_step!r}")
+        self.compile_step = compile_step in ("on", "true", "1")
+        if self.compile_step and self.cuda_graphs == "off":
+            raise BackendConfigError("compile_step=on compiles the static decode step, which cuda_graphs=off turns off")
 
         model, self.weights_note, self.weights_sha256 = self._load_weights()
         self.n_parameters = sum(p.numel() for p in model.parameters())  # before quantization
@@ -122,7 +129,7 @@ class ReferenceBackend(Backend):
         cfg = self.model.config.backbone
         self.engine = Engine(self.model.lm, self.batch_size, cfg.max_position_embeddings,
                              kv_cache_dtype=self.recipe.kv_cache_dtype, tokenizer=self.model.tokenizer,
-                             cuda_graphs=self.cuda_graphs)  # type: ignore[arg-type]
+                             cuda_graphs=self.cuda_graphs, compile_step=self.compile_step)  # type: ignore[arg-type]
         self._pool = ThreadPoolExecutor(max_workers=MEDIA_WORKERS, thread_name_prefix="evalsuite-media")
         self.engine_lock = threading.Lock()  # whoever drives the engine holds it
         self._worker: Any = None  # EngineWorker, started by the first astream
@@ -302,9 +309,11 @@ class ReferenceBackend(Backend):
 
     def _decode_step_kind(self) -> str:
         """How the engine decodes: "cuda-graph" (a captured step replayed), "static" (the same step
-        run eagerly) or "eager" (`decode_step`)."""
+        run eagerly) or "eager" (`decode_step`); "+compiled" where the step goes through torch.compile."""
         decoder = self.engine.decoder
-        return "eager" if decoder is None else "cuda-graph" if decoder.capture else "static"
+        if decoder is None:
+            return "eager"
+        return ("cuda-graph" if decoder.capture else "static") + ("+compiled" if decoder.compiled else "")
 
     def close(self) -> None:
         if self._worker is not None:

@@ -74,6 +74,8 @@ class _WeightCache:
         self.weight: torch.Tensor | None = None
 
     def get(self, sources: tuple[torch.Tensor, ...], make) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # traced after an eager warm-up filled the cache; a weight
+            return make() if self.weight is None else self.weight  # change means a new compile
         if any(t.is_inference() for t in sources):  # no version counter: writes cannot be seen, so no cache
             return make()
         versions = tuple(t._version for t in sources)

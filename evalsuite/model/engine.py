@@ -208,14 +208,18 @@ class Engine:
     ``cuda_graphs``: "auto" replays a captured decode step on CUDA when its dense MoE form costs no
     more than eager decode (`graphed.static_step_is_cheap`: the tiny model, not a 128-expert one)
     and decodes eagerly otherwise; "on" uses the static-buffer step on any device (captured on CUDA,
-    eager on a CPU); "off" never does.
+    eager on a CPU); "off" never does. ``compile_step``: that static-buffer step (on any device, with
+    ``cuda_graphs`` "auto" or "on") goes through `torch.compile` first (`graphed.GraphedDecoder`):
+    tens of seconds per batch bucket and KV window the first time, fewer and fused kernels after.
     """
 
     def __init__(self, model: LanguageModel, n_slots: int, max_len: int, kv_cache_dtype: str | None = None,
                  tokenizer: ByteTokenizer | None = None, vocab_limit: int | None = None,
-                 cuda_graphs: CudaGraphs = "auto") -> None:
+                 cuda_graphs: CudaGraphs = "auto", compile_step: bool = False) -> None:
         if cuda_graphs not in ("auto", "on", "off"):
             raise ValueError(f"cuda_graphs must be 'auto', 'on' or 'off', got {cuda_graphs!r}")
+        if compile_step and cuda_graphs == "off":
+            raise ValueError("compile_step compiles the static-buffer decode step, which cuda_graphs='off' turns off")
         self.model = model
         self.tokenizer = tokenizer or ByteTokenizer()
         self.state = model.allocate_state(n_slots, max_len, kv_cache_dtype)
@@ -223,8 +227,9 @@ class Engine:
         vocab = model.config.vocab_size
         self.vocab_limit = min(vocab, vocab_limit if vocab_limit is not None else self.tokenizer.vocab_size)
         on_cuda = self.state.lengths.device.type == "cuda"
-        use_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and on_cuda and static_step_is_cheap(model, n_slots))
-        self.decoder = GraphedDecoder(model, self.state, self.vocab_limit) if use_graphs else None
+        use_graphs = (cuda_graphs == "on" or compile_step
+                      or (cuda_graphs == "auto" and on_cuda and static_step_is_cheap(model, n_slots)))
+        self.decoder = GraphedDecoder(model, self.state, self.vocab_limit, compile=compile_step) if use_graphs else None
         self.free: list[int] = list(range(n_slots))
         self.waiting: deque[Handle] = deque()
         self.running: dict[int, Handle] = {}  # slot -> handle

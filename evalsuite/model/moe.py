@@ -221,7 +221,11 @@ class MoE(nn.Module):
         in-place update except one made through `.data` (which bypasses the version counter; nothing here
         does that).
 
-        Runs every decode step, so it reads the module dicts directly (no `nn.Module.__getattr__`)."""
+        Runs every decode step, so it reads the module dicts directly (no `nn.Module.__getattr__`).
+        Under `torch.compile` it returns the stack an eager call built (the compiled step is traced
+        after an eager warm-up, and whoever compiled it recompiles after a weight change)."""
+        if torch.compiler.is_compiling():
+            return self._stacked
         sources: list[torch.Tensor | None] = []
         for mlp in self.experts._modules.values():
             if mlp._forward_hooks or mlp._forward_pre_hooks:  # type: ignore[union-attr]

@@ -130,6 +130,11 @@ def test_unknown_recipe_and_device_are_one_line_errors() -> None:
         ReferenceBackend("fp4", device="tpu")
     with pytest.raises(BackendConfigError, match="cuda_graphs must be auto, on or off, got 'yes'"):
         ReferenceBackend("fp4", cuda_graphs="yes")
+    with pytest.raises(BackendConfigError, match="compile_step must be on or off, got 'maybe'"):
+        ReferenceBackend("fp4", compile_step="maybe")
+    with pytest.raises(BackendConfigError, match="cuda_graphs=off turns off"):
+        ReferenceBackend("fp4", compile_step="on", cuda_graphs="off")
+    assert ReferenceBackend("fp4", batch_size=1, compile_step="on").describe()["decode_step"] == "static+compiled"
     b = make_backend("fp4-all", batch_size=2)  # the catalog's aliases reach this backend
     assert isinstance(b, ReferenceBackend) and b.describe()["name"] == "reference:fp4-all"
 

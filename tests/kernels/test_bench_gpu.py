@@ -81,3 +81,28 @@ def test_time_cap_interrupts_a_section():
         with bench.time_cap(0.05):
             for _ in range(1000):
                 time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_engine_and_compiled_sections_on_a_cpu_make_their_rows_and_table(tmp_path, monkeypatch):
+    """The engine section's plumbing at smoke sizes on a CPU (the step's compile replaced by the
+    uncompiled step, so no compiler runs): a row per recipe, batch and mode, and the tables."""
+    import json
+
+    from evalsuite.model import graphed
+    from evalsuite.model.backbone import decode_step_static
+
+    bench = _load()
+    monkeypatch.setattr(graphed, "compiled_step", lambda: decode_step_static)
+    monkeypatch.setattr(bench, "RECIPES", ("bf16",))
+    assert bench.main(["--device", "cpu", "--smoke", "--sections", "engine,compiled", "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "gpu.json").read_text())
+    eng, comp = res["sections"]["engine"], res["sections"]["compiled"]
+    assert "error" not in eng and "error" not in comp
+    assert [(r["batch"], r["cuda_graphs"], r["compile_step"]) for r in eng["rows"]] == [
+        (1, "off", False), (1, "on", False), (2, "off", False), (2, "on", False)]
+    assert [(r["recipe"], r["cuda_graphs"], r["compile_step"], r.get("compiled")) for r in comp["rows"]] == [
+        ("bf16", "on", False, False), ("bf16", "on", True, True), ("fp4", "on", False, False), ("fp4", "on", True, True)]
+    assert all(r["tokens"] == r["batch"] * 4 and r["tok_s"] > 0 and "error" not in r for r in eng["rows"] + comp["rows"])
+    md = (tmp_path / "gpu.md").read_text()
+    assert "### Tiny engine, decode step compiled" in md and "| on | yes |" in md

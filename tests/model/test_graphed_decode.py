@@ -226,6 +226,55 @@ def test_engine_tokens_equal_with_the_static_decoder(tiny: LanguageModel, recipe
     assert all(tok < 300 for t, _, _ in out["on"] for tok in t)
 
 
+def _has_cxx() -> bool:
+    import os
+    import shutil
+
+    return any(shutil.which(c) for c in (os.environ.get("CXX", ""), "g++", "c++", "clang++") if c)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _has_cxx(), reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_step_gives_the_same_tokens_and_sees_weight_writes(tiny: LanguageModel) -> None:
+    """`compile_step`: the static step through `torch.compile` (one compile: one batch bucket, one
+    KV window) gives the eager engine's greedy tokens; an in-place weight write afterwards (the
+    experts' stacked copies and every other cache the compiled step reads go stale) is seen."""
+    model = copy.deepcopy(tiny)
+    g = torch.Generator().manual_seed(9)
+    prompts = [torch.randint(0, 256, (n,), generator=g) for n in (12, 7)]
+    params = SamplingParams(max_tokens=10, stop_token_ids=())
+    compiled = Engine(model, 2, 40, cuda_graphs="on", compile_step=True)
+    eager = Engine(model, 2, 40, cuda_graphs="off")
+    assert compiled.decoder is not None and compiled.decoder.compiled
+    for _ in range(2):
+        want = [r.tokens for r in eager.generate(prompts, params)]
+        got = [r.tokens for r in compiled.generate(prompts, params)]
+        assert got == want and compiled.decoder.compiled  # it did not fall back to the uncompiled step
+        with torch.no_grad():  # new expert weights (the stacked copy must follow) and a new norm
+            for m in model.modules():
+                if isinstance(m, MoE):
+                    m.experts[0].up_proj.weight.mul_(-3.0)
+            model.backbone.norm_f.weight.mul_(0.5)
+    with pytest.raises(ValueError, match="compile_step"):
+        Engine(model, 2, 40, cuda_graphs="off", compile_step=True)
+
+
+def test_a_failed_compile_warns_and_runs_the_step_uncompiled(tiny: LanguageModel,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from evalsuite.model import graphed
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Unsupported: dynamo could not trace this\nmore detail")
+
+    monkeypatch.setattr(graphed, "compiled_step", lambda: broken)
+    prompts, params = _requests(3, seed=4)
+    expected = [r.tokens for r in Engine(tiny, 2, 96, cuda_graphs="off").generate(prompts, params)]
+    engine = Engine(tiny, 2, 96, compile_step=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile of the decode step failed.*could not trace"):
+        got = [r.tokens for r in engine.generate(prompts, params)]
+    assert got == expected and engine.decoder is not None and not engine.decoder.compiled
+
+
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 
 
