@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
 from evalsuite.kernels.triton.fp8_gemv import fp8_gemv_ref
-from evalsuite.kernels.triton.grouped_gemm import grouped_gemm, grouped_gemm_ref, tile_table, worst_case_tiles
+from evalsuite.kernels.triton.grouped_gemm import (AUTOTUNE_CONFIGS, grouped_gemm, grouped_gemm_ref, tile_table,
+                                                   worst_case_tiles)
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm_ref
 
 pytestmark = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
@@ -107,6 +108,24 @@ def test_default_tiles_and_fp16(counts):
     torch.testing.assert_close(fast.float(), ref.float(), rtol=2.0**-10, atol=2.0**-10 * ref.abs().max().item())
 
 
+@pytest.mark.parametrize("tile", sorted({(bn, bk) for bn, bk, _, _ in AUTOTUNE_CONFIGS}))
+def test_every_autotune_tile_matches_the_reference(tile):
+    """Each column tile the CUDA autotuner may pick, run under the interpreter (K = 96 is not a
+    multiple of the wider K steps: the masked tail), NVFP4 and FP8 W8A16."""
+    bn, bk = tile
+    counts, n, k = [5, 0, 17], 40, 96
+    offsets = _offsets(counts)
+    x = torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(1))
+    (qdata, scales, gs), _ = _nvfp4_stack(len(counts), n, k, seed=2)
+    fast = grouped_gemm(x, offsets, qdata, scales, gs, block_n=bn, block_k=bk)
+    ref = grouped_gemm_ref(x, offsets, qdata, scales, gs)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    (q8, s8), _ = _fp8_stack(len(counts), n, k, seed=3, granularity="channel")
+    fast = grouped_gemm(x, offsets, q8, s8, None, block_n=bn, block_k=bk)
+    ref = grouped_gemm_ref(x, offsets, q8, s8, None)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
 def test_empty_input_and_one_line_errors():
     (qdata, scales, gs), _ = _nvfp4_stack(3, 16, 32, seed=0)
     offsets = _offsets([0, 0, 0])
@@ -119,6 +138,10 @@ def test_empty_input_and_one_line_errors():
         grouped_gemm(torch.randn(2, 32), offsets[:3], qdata, scales, gs)
     with pytest.raises(TypeError, match="expected stacked weights"):
         grouped_gemm(torch.randn(2, 32), offsets, qdata.float(), scales, gs)
+    with pytest.raises(ValueError, match="give block_n and block_k together"):
+        grouped_gemm(torch.randn(2, 32), offsets, qdata, scales, gs, block_n=32)
+    with pytest.raises(ValueError, match="block_k must be a multiple of 32"):
+        grouped_gemm(torch.randn(2, 32), offsets, qdata, scales, gs, block_n=32, block_k=48)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

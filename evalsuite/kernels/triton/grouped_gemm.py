@@ -24,6 +24,11 @@ accumulation, the expert's global scale (NVFP4) or per-column scale (FP8) and th
 scale (W8A8) applied to the accumulator, then the bias, then the cast. E4M3 and E2M1 x E4M3 values
 are exact in bf16, so feeding ``tl.dot`` bf16 operands loses nothing on the weight side; under the
 interpreter (CPU tensors, the tests) both operands are fp32 (``DOT_FP32``).
+
+Tiles: ``BLOCK_M`` is chosen by the caller's row count (the tile table depends on it); on CUDA,
+``BLOCK_N``, ``BLOCK_K``, the warps and the pipeline stages are chosen by ``triton.autotune`` on the
+machine that runs it (`AUTOTUNE_CONFIGS`, keyed on N, K, ``BLOCK_M`` and the format), unless the call
+gives ``block_n`` and ``block_k``; the interpreter takes 64 x 64 by default.
 """
 
 from __future__ import annotations
@@ -163,9 +168,25 @@ def _grouped_kernel(
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
 
 
-def _kernel(interpret: bool) -> Any:
-    """The kernel compiled for CUDA (``interpret=False``) or wrapped for the CPU interpreter."""
-    return build_kernel(_grouped_kernel, "interpret" if interpret else "jit")
+# (BLOCK_N, BLOCK_K, warps, stages) tried by the autotuner on CUDA: narrow and wide column strips,
+# short and long K steps (Hopper-class GPUs, the expert shapes of the full-size model and smaller).
+AUTOTUNE_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
+    (32, 64, 4, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3), (64, 256, 4, 2),
+    (128, 32, 4, 4), (256, 64, 8, 3),
+)
+DEFAULT_TILE = (64, 64)  # (BLOCK_N, BLOCK_K) under the interpreter when the call gives none
+
+
+def _autotuned(fn: Any) -> Any:
+    configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=st)
+               for bn, bk, w, st in AUTOTUNE_CONFIGS]
+    return triton.autotune(configs=configs, key=["N", "K", "BLOCK_M", "W_FP4", "HAS_XSCALE"])(triton.jit(fn))
+
+
+def _kernel(mode: str) -> Any:
+    """The kernel for ``mode``: 'interpret' (CPU tensors), 'jit' (CUDA, an explicit tile) or
+    'autotune' (CUDA, the tile chosen here)."""
+    return build_kernel(_grouped_kernel, mode, _autotuned)
 
 
 def worst_case_tiles(n_rows: int, n_experts: int, block_m: int) -> int:
@@ -201,15 +222,23 @@ def grouped_gemm(
     *,
     out_dtype: torch.dtype | None = None,
     block_m: int | None = None,
-    block_n: int = 64,
-    block_k: int = 64,
+    block_n: int | None = None,
+    block_k: int | None = None,
 ) -> torch.Tensor:
     """Triton grouped GEMM, same contract as `grouped_gemm_ref` (``y`` in ``out_dtype``, default
-    ``x.dtype``). CUDA tensors compile; CPU tensors run under the interpreter."""
+    ``x.dtype``). CUDA tensors compile; CPU tensors run under the interpreter. ``block_n`` and
+    ``block_k`` together fix the column tile; without them CUDA autotunes it (module docstring)."""
     if not HAS_TRITON:
         raise RuntimeError(f"grouped_gemm needs Triton ({TRITON_MISSING_REASON}); use grouped_gemm_ref")
     fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale)
-    if block_k < 32 or block_k % 32 or block_n < 16:
+    interpret = x.device.type == "cpu"
+    explicit = block_n is not None and block_k is not None
+    if (block_n is None) != (block_k is None):
+        raise ValueError(f"grouped_gemm: give block_n and block_k together (or neither), got {block_n}, {block_k}")
+    if interpret and not explicit:
+        block_n, block_k = DEFAULT_TILE
+        explicit = True
+    if explicit and (block_k < 32 or block_k % 32 or block_n < 16):  # type: ignore[operator]
         raise ValueError(f"grouped_gemm: block_k must be a multiple of 32 and block_n >= 16, got {block_k}, {block_n}")
     a, k = x.shape
     n_experts, n = qdata.shape[0], qdata.shape[1]
@@ -220,7 +249,6 @@ def grouped_gemm(
         block_m = 16 if a <= 16 * n_experts else 64  # few rows per expert at decode: small tiles
     x = x.contiguous()
     tile_e, tile_m = tile_table(offsets, a, block_m)
-    interpret = x.device.type == "cpu"
     if fmt == "nvfp4":
         s_bytes = scales.view(torch.uint8)
         w_scale = global_scale.float().contiguous()  # type: ignore[union-attr]
@@ -230,19 +258,21 @@ def grouped_gemm(
         stride_se, stride_sn, stride_wse = 0, 0, w_scale.stride(0)
     w = qdata.view(torch.uint8)
     xs = x_scale.float().contiguous() if x_scale is not None else w_scale
-    grid = (tile_e.shape[0], triton.cdiv(n, block_n))
-    _kernel(interpret)[grid](
+    args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
         offsets.to(torch.int32), tile_e, tile_m,
         n, k,
         x.stride(0), w.stride(0), w.stride(1), stride_se, stride_sn, stride_wse,
         bias.stride(0) if bias is not None else 0, y.stride(0),
-        W_FP4=fmt == "nvfp4",
-        HAS_XSCALE=x_scale is not None,
-        HAS_BIAS=bias is not None,
-        DOT_FP32=interpret or x.dtype == torch.float32,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
     )  # fmt: skip
+    consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, HAS_BIAS=bias is not None,
+                  DOT_FP32=interpret or x.dtype == torch.float32, BLOCK_M=block_m)
+    n_tiles = tile_e.shape[0]
+    if explicit:
+        _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](
+            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k)
+    else:
+        _kernel("autotune")[lambda meta: (n_tiles, triton.cdiv(n, meta["BLOCK_N"]))](*args, **consts)
     return y
 
 
