@@ -169,6 +169,12 @@ V2_STAGES: tuple[Stage, ...] = (
           about="videoqa on fresh videos with the video tokens frozen, answered with the letter, the choose bridge "
                 "for binding a content to its letter, the open answers kept up; docqa and gui replayed from fresh "
                 "items, audioqa from its pool"),
+    Stage("settle", 600, {"videoqa-fresh": (2, 2), "videoqa-open": (0.5, 0.5), "choose": (0.25, 0.25),
+                          "docqa-fresh": (2, 2), "gui-fresh": (1, 1), "gui-dense": (0.5, 0.5), "audioqa": (3, 3),
+                          "text:audioqa": (0.5, 0.5), "text:docqa": (0.25, 0.25)},
+          frozen=ENCODERS + ("video.tubelet_embed.",),
+          about="every task's answers replayed together with the learning rate warmed up again and decayed (the "
+                "video stages let audioqa slip): audioqa above all, videoqa, docqa and gui from fresh items"),
     Stage("gui-loc", 1200, {"gui-fresh": (4, 4), "gui-dense": (2, 2), "point": (1, 0.5), "text:gui": (0.5, 0.5),
                             "docqa-fresh": (2, 2), "videoqa": (0.5, 0.5), "audioqa": (1, 1),
                             "text:docqa": (0.25, 0.25), "text:audioqa": (0.25, 0.25)},

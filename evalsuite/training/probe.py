@@ -24,7 +24,10 @@ perceived perfectly. `choice_binding` (``--choose N``) isolates the one step eve
 answer needs beyond finding its content: naming the option's letter. Each question names its option
 outright ("Which option is red circle?", in videoqa's prompt format with its vocabularies), so a
 model that can bind a content to its letter answers all of them; it also reports which letters the
-model gives, so a model stuck on one letter shows as such.
+model gives, so a model stuck on one letter shows as such. `video_open_scores` (``--video-open N``) is
+the other step: the eval videos' questions asked without their options (the `videoqa-open` prompt)
+and answered greedily, exact match with the right option's text, per question subtype — what the
+model finds in a video apart from naming a letter.
 
 The examples come from the tasks' ``train`` split (like everything training sees; the harness's eval
 split stays unseen), drawn with their own seeds; the pools are large enough that a tiny model has not
@@ -44,8 +47,8 @@ import torch
 from evalsuite.training.curriculum import EVAL_TASKS, STAGES
 from evalsuite.training.losses import (IMAGE_CTC_FRAMES, column_ctc_logits, ctc_answer_loss, ctc_head, encode_rows,
                                        merged_column_logits)
-from evalsuite.training.sources import (Pools, choice_question, make_example, text_form, text_form_question,
-                                        vocabulary)
+from evalsuite.training.sources import (OPEN_INSTRUCTION, Pools, choice_question, make_example, question_text,
+                                        text_form, text_form_question, vocabulary)
 
 DEFAULT_SOURCES: tuple[str, ...] = ("line", "page-line", "transcribe", "docqa", "gui", "videoqa", "audioqa",
                                     "text:docqa", "text:gui", "text:videoqa", "text:audioqa")
@@ -402,6 +405,40 @@ def choice_binding(backend: Any, n: int = 200, batch: int = 16, seed: int = 0) -
             **{f"letter:{x}": sum(g == x for g in got) / total for x in LETTERS}}
 
 
+def video_open_request(task: Any, sample: Any) -> Any:
+    """The videoqa ``task``'s request for ``sample`` without its options: the question and the
+    `videoqa-open` instruction after the video, no choices."""
+    import dataclasses
+
+    from evalsuite.types import user
+
+    question = question_text(sample).split("\n")[0]
+    media = [p for m in sample.messages for p in m.content if p.type != "text"]
+    return dataclasses.replace(task.request(sample), messages=[user(*media, f"{question}\n{OPEN_INSTRUCTION}")],
+                               choices=None, max_tokens=24)
+
+
+def video_open_scores(backend: Any, n: int = 200, batch: int = 8) -> dict[str, float]:
+    """The first ``n`` videoqa eval questions answered by ``backend`` without options
+    (`video_open_request`): {"accuracy", "n", "subtype:<category/subtype>" ...}, a hit when the
+    answer is the right option's text (case and surrounding spaces aside)."""
+    import evalsuite.catalog  # noqa: F401  (registers the built-in tasks)
+    from evalsuite.registry import TASKS
+
+    task = TASKS.get("videoqa")(split="eval", n=n)
+    samples = [s for s in task.samples() if s.error is None]
+    by_kind: dict[str, list[float]] = {}
+    hits: list[float] = []
+    for i in range(0, len(samples), batch):
+        chunk = samples[i: i + batch]
+        for s, resp in zip(chunk, backend.generate([video_open_request(task, s) for s in chunk])):
+            hit = float(resp.text.strip().lower() == str(s.metadata["answer"]).strip().lower())
+            hits.append(hit)
+            by_kind.setdefault(str(s.metadata.get("subtype")), []).append(hit)
+    return {"accuracy": sum(hits) / len(hits) if hits else float("nan"), "n": float(len(hits)),
+            **{f"subtype:{k}": sum(v) / len(v) for k, v in sorted(by_kind.items())}}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m evalsuite.training.probe", description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="a directory written by model.weights.save")
@@ -425,7 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--choose", type=int, default=0, metavar="N",
                    help="also: N multiple-choice questions that name their option outright, answered "
                         "(bf16, greedy) with the option's letter")
+    p.add_argument("--video-open", type=int, default=0, metavar="N",
+                   help="also: the first N videoqa eval questions asked without options (bf16, greedy), "
+                        "exact match with the right option's text, per subtype")
     a = p.parse_args(argv)
+    if a.video_open < 0:
+        p.error(f"--video-open expects a count of questions >= 0, got {a.video_open}")
     if a.chars < 0:
         p.error(f"--chars expects a count of lines >= 0, got {a.chars}")
     if a.ctc < 0:
@@ -457,7 +499,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     positions = position_readout(model, pools, "gui-wide", a.positions) if a.positions > 0 else {}
     forms: dict[str, dict[str, float]] = {}
     choose: dict[str, float] = {}
-    if a.text_form > 0 or a.choose > 0:
+    opened: dict[str, float] = {}
+    if a.text_form > 0 or a.choose > 0 or a.video_open > 0:
         from evalsuite.backends.reference import ReferenceBackend, using_checkpoint
 
         with using_checkpoint(a.checkpoint):
@@ -465,13 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 forms = text_form_scores(backend, EVAL_TASKS, a.text_form) if a.text_form > 0 else {}
                 choose = choice_binding(backend, a.choose) if a.choose > 0 else {}
+                opened = video_open_scores(backend, a.video_open) if a.video_open > 0 else {}
             finally:
                 backend.close()
     if a.json:
         print(json.dumps({"sources": result, "encoders": spread, **({"chars": chars} if chars else {}),
                           **({"ctc": ctc} if ctc else {}),
                           **({"positions": positions} if positions else {}), **({"text_form": forms} if forms else {}),
-                          **({"choose": choose} if choose else {})},
+                          **({"choose": choose} if choose else {}), **({"video_open": opened} if opened else {})},
                          indent=1))
         return 0
     print(f"{'source':14s} {'answer EM':>9s} {'token acc':>9s} {'answers':>7s}")
@@ -502,6 +546,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         letters = ", ".join(f"{k[7:]} {v:.2f}" for k, v in choose.items() if k.startswith("letter:"))
         print(f"\noption named outright, answer its letter ({a.choose} questions, bf16): accuracy "
               f"{choose['accuracy']:.3f} (chance 0.25); letters given: {letters}; unparsed {choose['unparsed']:.2f}")
+    if opened:
+        print(f"\nvideoqa without options, the option's text as the answer ({int(opened['n'])} eval questions, bf16): "
+              f"exact {opened['accuracy']:.3f}")
+        for key, v in opened.items():
+            if key.startswith("subtype:"):
+                print(f"  {key[8:]:18s} {v:9.3f}")
     return 0
 
 

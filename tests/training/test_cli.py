@@ -19,7 +19,7 @@ def test_cli_v2_curriculum_runs_the_video_stages_after_the_committed_ones():
 
     args, _ = cli.parse(["--curriculum", "v2", "--init", "ckpt", "--time-pos", "16", "--steps", "video-dense=5",
                          "--batch-video", "--workers", "3"])
-    assert args.stages == C.STAGE_NAMES + ("video-dense", "video-open", "video-align", "gui-loc", "gui-loc-more", "tokens-ctc", "read-tokens")
+    assert args.stages == C.STAGE_NAMES + ("video-dense", "video-open", "video-align", "settle", "gui-loc", "gui-loc-more", "tokens-ctc", "read-tokens")
     assert args.steps["video-dense"] == 5 and args.steps["video-align"] == C.stage_named("video-align").steps
     assert (args.curriculum, args.init, args.time_pos, args.device) == ("v2", "ckpt", 16, "auto")
     assert args.batch_video and args.workers == 3 and "workers" not in args.fingerprint()

@@ -347,3 +347,21 @@ def test_choice_binding_scores_letters_and_reports_which_ones_are_given():
     assert stuck["accuracy"] == pytest.approx(share_b) and stuck["letter:B"] == 1.0 and stuck["letter:A"] == 0.0
     mute = P.choice_binding(_Letters(lambda q: "hmm"), n=40)
     assert mute["accuracy"] == 0.0 and mute["unparsed"] == 1.0
+
+
+def test_video_open_asks_without_options_and_scores_the_option_text_per_subtype():
+    import evalsuite.catalog  # noqa: F401
+    from evalsuite.registry import TASKS
+
+    task = TASKS.get("videoqa")(split="eval", n=6)
+    samples = list(task.samples())
+    req = P.video_open_request(task, samples[0])
+    (message,) = req.messages
+    assert [p.type for p in message.content] == ["video", "text"] and req.choices is None
+    question = S.question_text(samples[0]).split("\n")[0]
+    assert message.content[1].text == f"{question}\n{S.OPEN_INSTRUCTION}" and "A. " not in message.content[1].text
+    oracle = P.video_open_scores(_Answering(samples, lambda s: f" {s.metadata['answer'].upper()} "), n=6, batch=4)
+    assert oracle["accuracy"] == 1.0 and oracle["n"] == 6
+    assert {k for k in oracle if k.startswith("subtype:")} == {f"subtype:{s.metadata['subtype']}" for s in samples}
+    letters = P.video_open_scores(_Answering(samples, lambda s: s.target), n=6)  # a letter is not the content
+    assert letters["accuracy"] == 0.0
