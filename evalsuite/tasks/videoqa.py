@@ -66,7 +66,7 @@ class VideoQA(Task):
     }
     media_keys = ("fps", "max_frames", "evs_q")
     breakdown_keys = ("category", "bucket")
-    max_tokens = 8
+    max_tokens = 32
 
     def __init__(self, **args: Any) -> None:
         super().__init__(**args)

@@ -396,7 +396,7 @@ def choice_binding(backend: Any, n: int = 200, batch: int = 16, seed: int = 0) -
     got: list[str | None] = []
     for i in range(0, len(pairs), batch):
         chunk = pairs[i: i + batch]
-        requests = [Request(sample_id=f"choose-{i + j}", messages=[user(q)], max_tokens=8, task="choose")
+        requests = [Request(sample_id=f"choose-{i + j}", messages=[user(q)], max_tokens=32, task="choose")
                     for j, (q, _) in enumerate(chunk)]
         got += [extract_choice(r.text, None, LETTERS) for r in backend.generate(requests)]
     total = max(1, len(pairs))

@@ -15,6 +15,7 @@ or is drawn fresh from a seeded generator; nothing reads the eval split. The sou
     point           widgets scattered on an empty screen, "Click: <name>" -> the widget's centre
     hear            a train clip with words and its transcript (the audio encoder's CTC target)
     choose          multiple-choice questions that name their option outright -> its letter
+    choose-say      the same questions answered "<the option's text>. Answer: <letter>" (`say_answer`)
 
 Fresh sources (`FRESH_SOURCES`) draw a new train item for every example straight from its generator,
 in memory, never from a pool and never through a media file, so there is nothing to learn by heart:
@@ -23,6 +24,9 @@ in memory, never from a pool and never through a media file, so there is nothing
                     (`evalsuite.tasks.gen.video.draw_sampled_frames`: no H.264 encode and decode)
     videoqa-open    the same questions without their options, answered with the right option's text
                     ("red", "3", "the second quarter"): the content of an answer without its letter
+    videoqa-say     the lettered questions answered with the option's text, then its letter
+                    ("red. Answer: C", `say_answer`): the content first, so that naming the letter
+                    is `choose-say`'s look-up of a text just written
     docqa-fresh     a new train document's questions, its page rendered in memory (no PNG)
     gui-fresh       a new train screen's questions, rendered in memory
     gui-dense       a new train screen and every element on it that can be asked for, each one more
@@ -303,11 +307,19 @@ def point_example(pools: Pools, rng: random.Random, max_widgets: int = 6) -> Exa
 CHOICE_QUESTIONS: tuple[str, ...] = ("Which option is {t}?", "Which option says {t}?", "Pick {t}.")
 
 
-def choice_question(rng: random.Random) -> tuple[str, str]:
+def say_answer(text: str, letter: str) -> str:
+    """A lettered answer that says its content first: ``"red circle. Answer: C"`` (videoqa's letter
+    extractor reads the letter from the explicit "Answer: C"). The letter then depends on a text the
+    model has just written, found among the options, rather than on the whole question."""
+    return f"{text}. Answer: {letter}"
+
+
+def choice_question(rng: random.Random, say: bool = False) -> tuple[str, str]:
     """A multiple-choice question that names its option outright, in videoqa's prompt format: four
     distinct options from one of videoqa's answer vocabularies (colours, coloured shapes, caption
-    words, counts, quarters); returns (prompt, the option's letter). The one step of every videoqa
-    answer besides finding its content — binding a content to its letter — and nothing else."""
+    words, counts, quarters); returns (prompt, the option's letter, or with ``say`` `say_answer`).
+    The one step of every videoqa answer besides finding its content — binding a content to its
+    letter — and nothing else."""
     from evalsuite.tasks.gen.video import COLOURS, QUARTERS, SHAPES, WORDS
     from evalsuite.tasks.videoqa import LETTERS, prompt
 
@@ -315,13 +327,14 @@ def choice_question(rng: random.Random) -> tuple[str, str]:
                     [str(i) for i in range(10)], list(QUARTERS))
     options = rng.sample(rng.choice(vocabularies), len(LETTERS))
     k = rng.randrange(len(LETTERS))
-    return prompt(rng.choice(CHOICE_QUESTIONS).format(t=options[k]), options), LETTERS[k]
+    answer = say_answer(options[k], LETTERS[k]) if say else LETTERS[k]
+    return prompt(rng.choice(CHOICE_QUESTIONS).format(t=options[k]), options), answer
 
 
-def choose_example(rng: random.Random) -> Example:
+def choose_example(rng: random.Random, say: bool = False) -> Example:
     """``MAX_TURNS`` `choice_question` turns, text only (a bridge to videoqa's lettered answers)."""
-    (question, answer), *more = [choice_question(rng) for _ in range(MAX_TURNS)]
-    return Example("choose", [user(question)], [], answer, more)
+    (question, answer), *more = [choice_question(rng, say) for _ in range(MAX_TURNS)]
+    return Example("choose-say" if say else "choose", [user(question)], [], answer, more)
 
 
 def hear_example(pools: Pools, rng: random.Random) -> Example:
@@ -333,7 +346,7 @@ def hear_example(pools: Pools, rng: random.Random) -> Example:
 
 
 # ---- fresh sources: a new train item per example, drawn in memory -------------------------------
-FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "videoqa-open", "docqa-fresh", "gui-fresh", "gui-dense", "video-dense")
+FRESH_SOURCES: tuple[str, ...] = ("videoqa-fresh", "videoqa-open", "videoqa-say", "docqa-fresh", "gui-fresh", "gui-dense", "video-dense")
 DENSE_TURNS = 12  # elements asked about in one `gui-dense` example
 # Fresh items are train indices drawn uniformly below this (the train split's seeds, `split_seed`,
 # are disjoint from the eval split's whatever the index).
@@ -400,15 +413,17 @@ def fresh_turns(turns: list[tuple[str, str]], rng: random.Random) -> tuple[str, 
     return question, answer, more
 
 
-def videoqa_fresh_example(pools: Pools, rng: random.Random) -> Example:
+def videoqa_fresh_example(pools: Pools, rng: random.Random, say: bool = False) -> Example:
+    """A new train video's lettered questions, answered with the letter (``say``: `say_answer`)."""
     from evalsuite.tasks.videoqa import LETTERS, prompt
 
     spec = fresh_video(pools, rng)
     media, _ = video_media(spec, pools.cfg, pools.task("videoqa").media_settings())
-    turns = [(prompt(q.text, q.options), LETTERS[q.answer]) for q in spec.questions]
+    turns = [(prompt(q.text, q.options), say_answer(q.options[q.answer], LETTERS[q.answer]) if say
+              else LETTERS[q.answer]) for q in spec.questions]
     question, answer, more = fresh_turns(turns, rng)
-    return Example("videoqa-fresh", [user(ContentPart.of_media("video", media.path), question)], [media],
-                   answer, more)
+    return Example("videoqa-say" if say else "videoqa-fresh",
+                   [user(ContentPart.of_media("video", media.path), question)], [media], answer, more)
 
 
 OPEN_INSTRUCTION = "Answer in a few words."
@@ -523,10 +538,10 @@ def make_example(pools: Pools, source: str, rng: random.Random) -> Example:
         return hear_example(pools, rng)
     if source == "point":
         return point_example(pools, rng)
-    if source == "choose":
-        return choose_example(rng)
-    if source == "videoqa-fresh":
-        return videoqa_fresh_example(pools, rng)
+    if source in ("choose", "choose-say"):
+        return choose_example(rng, say=source == "choose-say")
+    if source in ("videoqa-fresh", "videoqa-say"):
+        return videoqa_fresh_example(pools, rng, say=source == "videoqa-say")
     if source == "videoqa-open":
         return videoqa_open_example(pools, rng)
     if source == "docqa-fresh":

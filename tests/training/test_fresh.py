@@ -60,6 +60,28 @@ def test_videoqa_open_asks_the_fresh_video_questions_without_options_and_answers
     assert torch.equal(ex.media[0].pixels, letters.media[0].pixels)
 
 
+def test_videoqa_say_asks_the_lettered_questions_and_answers_content_then_letter(pools, monkeypatch):
+    """`videoqa-say` is `videoqa-fresh` (same video, same lettered prompts) with each answer the right
+    option's text and then its letter; the task's scorer counts every such answer right."""
+    from evalsuite.tasks.gen.video import build_video
+    from evalsuite.tasks.videoqa import BUCKET_CYCLE, LETTERS, prompt
+    from evalsuite.tasks.scoring import extract_choice
+
+    index = 7
+    monkeypatch.setattr(S, "fresh_seed", lambda task, rng: (index, split_seed(task, "train", index)))
+    said = S.make_example(pools, "videoqa-say", random.Random(0))
+    plain = S.make_example(pools, "videoqa-fresh", random.Random(0))
+    spec = build_video(split_seed("videoqa", "train", index), BUCKET_CYCLE[index % len(BUCKET_CYCLE)])
+    want = {prompt(q.text, q.options): (q.options[q.answer], LETTERS[q.answer], q.options) for q in spec.questions}
+    asked = [(said.messages[0].content[1].text, said.answer)] + said.more
+    assert [q for q, _ in asked] == [plain.messages[0].content[1].text] + [q for q, _ in plain.more]
+    for question, answer in asked:
+        text, letter, options = want[question]
+        assert answer == f"{text}. Answer: {letter}"
+        assert extract_choice(answer, [f"{x}. {o}" for x, o in zip(LETTERS, options)]) == letter
+    assert said.source == "videoqa-say" and torch.equal(said.media[0].pixels, plain.media[0].pixels)
+
+
 def test_repeated_frames_are_preprocessed_exactly_as_every_frame_alone(pools):
     from evalsuite.model.video import preprocess_frames
     from evalsuite.tasks.gen.video import build_video, draw_sampled_frames

@@ -101,6 +101,23 @@ def test_choose_asks_text_only_questions_whose_letter_marks_the_option_they_name
     assert set(letters) == set("ABCD")
 
 
+def test_choose_say_answers_the_same_questions_with_the_option_text_then_its_letter(pools):
+    """`choose-say` asks `choose`'s questions (same rng, same prompts) and answers each with the named
+    option's text, then "Answer: <letter>", which videoqa's extractor reads as that letter."""
+    from evalsuite.tasks.scoring import extract_choice
+
+    for i in range(12):
+        plain = S.make_example(pools, "choose", random.Random(i))
+        said = S.make_example(pools, "choose-say", random.Random(i))
+        assert said.source == "choose-say" and said.media == [] and said.messages == plain.messages
+        for (question, letter), (q2, answer) in zip([(plain.messages[0].content[0].text, plain.answer), *plain.more],
+                                                    [(said.messages[0].content[0].text, said.answer), *said.more]):
+            options = question.split("\n")[1:5]
+            text = options["ABCD".index(letter)][3:]
+            assert q2 == question and answer == f"{text}. Answer: {letter}" == S.say_answer(text, letter)
+            assert extract_choice(answer, options) == letter
+
+
 def test_scatter_screen_is_deterministic_and_its_widgets_do_not_overlap():
     from evalsuite.tasks.gen.gui import scatter_screen
 
