@@ -9,9 +9,10 @@ layer ``e`` (``experts[A]`` names each row's layer, ascending), and ``y[A, N]`` 
   (CPU: fp32/bf16/fp16; CUDA: bf16 on sm80+ with 16-byte aligned rows); otherwise one batched matmul
   over the segments padded to the longest (`padded_grouped_mm`). Bias added per row.
 - `NVFP4Linear` / `FP8Linear`, CUDA with Triton: one `kernels.triton.grouped_gemm` launch on the
-  packed weights. NVFP4 is W4A16; FP8 follows `FP8Linear`'s rule by row count, applied to the whole
-  call: weight-only (W8A16) for at most ``FP8_GEMV_MAX_M`` rows, else W8A8 (each row quantized per
-  token, as `FP8Linear` does).
+  packed weights. NVFP4 is W4A16; FP8 follows `FP8Linear`'s rule by row count, applied to each
+  expert's rows inside the one launch: weight-only (W8A16) for an expert of at most ``FP8_GEMV_MAX_M``
+  rows, else W8A8 (each row quantized per token, as `FP8Linear` does), so the grouped call does what
+  the loop over the experts' own layers does.
 - `NVFP4Linear` / `FP8Linear` elsewhere (CPU): the layers' ``"cached"`` arithmetic, i.e. the fp32
   matmul against the dequantized weight (FP8: against the per-token dequantized activations), with
   the fp32 weights dequantized once for all layers, stacked, and kept with the stack.
@@ -165,7 +166,9 @@ class _FP8Stack(GroupedLinear):
                 return grouped_gemm(x, offsets, self.qdata, self.scales, None, self.bias)  # type: ignore[arg-type]
             xq, xs = fp8.quantize(x, "token")  # W8A8: E4M3 values are exact in bf16
             codes = xq.to(x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.float32)
-            return grouped_gemm(codes, offsets, self.qdata, self.scales, None, self.bias, xs, out_dtype=x.dtype)  # type: ignore[arg-type]
+            # per expert as `FP8Linear` per call: W8A16 for an expert of few rows, W8A8 above
+            return grouped_gemm(codes, offsets, self.qdata, self.scales, None, self.bias, xs,  # type: ignore[arg-type]
+                                x_w8a16=x, w8a16_max_rows=FP8_GEMV_MAX_M, out_dtype=x.dtype)
         if self._fp32 is None:
             self._fp32 = fp8.dequantize(self.qdata, self.scales[..., None])  # type: ignore[arg-type]  # [E, N, K]
         xq, xs = fp8.quantize(x, "token")  # W8A8, as `FP8Linear`'s cached path

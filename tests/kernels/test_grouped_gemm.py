@@ -97,6 +97,41 @@ def test_fp8_grouped_matches_reference(granularity, w8a8):
         lo += c
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fp8_grouped_picks_w8a16_or_w8a8_per_expert(dtype):
+    """With ``x_w8a16``, an expert of at most ``w8a16_max_rows`` rows is weight-only on the unquantized
+    rows, the others W8A8 on the codes: each segment equals that expert's own `FP8Linear` rule."""
+    counts = [20, 0, 3, 16, 17, 1]  # 16 rows: W8A16 (at the bound), 17 and 20: W8A8
+    e, n, k = len(counts), 24, 64
+    (qdata, scales), qs = _fp8_stack(e, n, k, seed=11, granularity="channel")
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(sum(counts), k, generator=g).to(dtype)
+    bias = torch.randn(e, n, generator=g)
+    xq, x_scale = fp8.quantize(x.float(), "token")
+    codes = xq.to(dtype)
+    offsets = _offsets(counts)
+    fast = grouped_gemm(codes, offsets, qdata, scales, None, bias, x_scale, x_w8a16=x, w8a16_max_rows=16,
+                        block_m=16, block_n=16, block_k=32)
+    ref = grouped_gemm_ref(codes, offsets, qdata, scales, None, bias, x_scale, x_w8a16=x, w8a16_max_rows=16)
+    assert fast.dtype == dtype and ref.abs().max() > 1
+    tol = 1e-5 if dtype == torch.float32 else 2.0**-7
+    torch.testing.assert_close(fast.float(), ref.float(), rtol=tol, atol=tol * ref.abs().max().item())
+    lo = 0
+    for i, c in enumerate(counts):
+        seg = x[lo:lo + c].float() if c <= 16 else codes[lo:lo + c].float() * x_scale[lo:lo + c]
+        one = fp8_gemv_ref(seg, qs[i].qdata, qs[i].scales, bias[i]).to(dtype)
+        assert torch.equal(ref[lo:lo + c], one), i
+        lo += c
+    # the two forms differ (the codes round the activations), so the choice is visible per expert
+    w8a8 = grouped_gemm_ref(codes, offsets, qdata, scales, None, bias, x_scale)
+    w8a16 = grouped_gemm_ref(x, offsets, qdata, scales, None, bias)
+    for i, c in enumerate(counts):
+        lo = sum(counts[:i])
+        if c:
+            assert torch.equal(ref[lo:lo + c], (w8a16 if c <= 16 else w8a8)[lo:lo + c])
+            assert not torch.equal(ref[lo:lo + c], (w8a8 if c <= 16 else w8a16)[lo:lo + c])
+
+
 @pytest.mark.parametrize("counts", [[70, 0, 3], [2, 1, 0]])  # default tiles: 64 rows, and 16 at few rows per expert
 def test_default_tiles_and_fp16(counts):
     e, n, k = len(counts), 72, 128
@@ -142,6 +177,8 @@ def test_empty_input_and_one_line_errors():
         grouped_gemm(torch.randn(2, 32), offsets, qdata, scales, gs, block_n=32)
     with pytest.raises(ValueError, match="block_k must be a multiple of 32"):
         grouped_gemm(torch.randn(2, 32), offsets, qdata, scales, gs, block_n=32, block_k=48)
+    with pytest.raises(ValueError, match="x_w8a16 goes with FP8 weights, x_scale"):
+        grouped_gemm(torch.randn(2, 32), offsets, qdata, scales, gs, None, None, torch.randn(2, 32), 16)
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")

@@ -7,7 +7,10 @@ Rows of ``x[A, K]`` arrive sorted by expert: rows ``offsets[e] .. offsets[e+1] -
   ``block_scales`` float8_e4m3fn ``[E, N, K/16]``, one fp32 global scale per expert ``[E]``;
 - FP8: ``qdata`` float8_e4m3fn ``[E, N, K]`` with fp32 scales ``[E, N]`` (a per-tensor scale is
   repeated along N). Weight-only (W8A16) by default; with ``x_scale`` (one fp32 scale per row,
-  ``[A, 1]``) ``x`` holds the per-token E4M3 codes' values, the W8A8 form.
+  ``[A, 1]``) ``x`` holds the per-token E4M3 codes' values, the W8A8 form. Both at once, chosen per
+  expert as `FP8Linear` chooses per call: with ``x_w8a16`` (the unquantized activations, ``x``'s shape)
+  and ``w8a16_max_rows``, an expert with at most that many rows reads ``x_w8a16`` (W8A16), the
+  others ``x`` times ``x_scale`` (W8A8).
 
 plus an optional bias ``[E, N]``. `grouped_gemm_ref` is the definition: each expert's segment through
 its format's reference (dequantize to fp32, one fp32 matmul), one expert after another.
@@ -54,12 +57,15 @@ def grouped_gemm_ref(
     global_scale: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     x_scale: torch.Tensor | None = None,
+    x_w8a16: torch.Tensor | None = None,
+    w8a16_max_rows: int = 0,
 ) -> torch.Tensor:
     """Reference: expert by expert, ``x_seg @ dequantize(W_e).T + bias_e`` in fp32; ``y [A, N]`` in ``x.dtype``.
 
     NVFP4 when ``qdata`` is uint8 (``scales`` = block scales, ``global_scale [E]``), FP8 when it is
-    float8_e4m3fn (``scales [E, N]``); ``x_scale [A, 1]`` multiplies ``x`` row by row first (W8A8)."""
-    fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale)
+    float8_e4m3fn (``scales [E, N]``); ``x_scale [A, 1]`` multiplies ``x`` row by row first (W8A8);
+    with ``x_w8a16``, experts of at most ``w8a16_max_rows`` rows take their rows from it instead."""
+    fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale, x_w8a16)
     xf = x.float() if x_scale is None else x.float() * x_scale.float()
     y = torch.zeros(x.shape[0], qdata.shape[1], dtype=torch.float32, device=x.device)
     bounds = offsets.tolist()
@@ -69,7 +75,8 @@ def grouped_gemm_ref(
             w = nvfp4.dequantize(qdata[e], scales[e], global_scale[e], torch.float32)  # type: ignore[index]
         else:
             w = fp8.dequantize(qdata[e], scales[e][:, None])
-        y[lo:hi] = xf[lo:hi] @ w.t()  # [rows, K] @ [K, N]
+        xe = x_w8a16[lo:hi].float() if x_w8a16 is not None and hi - lo <= w8a16_max_rows else xf[lo:hi]
+        y[lo:hi] = xe @ w.t()  # [rows, K] @ [K, N]
         if bias is not None:
             y[lo:hi] += bias[e].float()
     return y.to(x.dtype)
@@ -77,10 +84,11 @@ def grouped_gemm_ref(
 
 def _grouped_kernel(
     x_ptr, xs_ptr, w_ptr, s_ptr, ws_ptr, b_ptr, y_ptr, off_ptr, tile_e_ptr, tile_m_ptr,
-    N, K,
+    N, K, A, W8A16_MAX_ROWS,
     stride_xm, stride_we, stride_wn, stride_se, stride_sn, stride_wse, stride_be, stride_ym,
     W_FP4: tl.constexpr,
     HAS_XSCALE: tl.constexpr,
+    MIXED: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     DOT_FP32: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -99,7 +107,11 @@ def _grouped_kernel(
     mask_m = offs_m < m_end
     mask_n = offs_n < N
     w_base = w_ptr + e.to(tl.int64) * stride_we
-    x_base = x_ptr + offs_m[:, None] * stride_xm
+    if MIXED:  # x holds 2A rows, the W8A16 activations then the W8A8 codes: the expert's row count picks
+        w8a16 = m_end - tl.load(off_ptr + e) <= W8A16_MAX_ROWS
+        x_base = x_ptr + (offs_m + tl.where(w8a16, 0, A))[:, None] * stride_xm
+    else:
+        x_base = x_ptr + offs_m[:, None] * stride_xm
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)  # tl.full: tl.zeros is @jit (see nvfp4_gemm)
     if W_FP4:
         s_base = s_ptr + e.to(tl.int64) * stride_se
@@ -161,7 +173,10 @@ def _grouped_kernel(
         ws = tl.load(ws_ptr + e.to(tl.int64) * stride_wse + offs_n, mask=mask_n, other=0.0)
         acc = acc * ws[None, :]  # per-column weight scale
     if HAS_XSCALE:
-        acc = acc * tl.load(xs_ptr + offs_m, mask=mask_m, other=0.0)[:, None]
+        xs = tl.load(xs_ptr + offs_m, mask=mask_m, other=0.0)
+        if MIXED:
+            xs = tl.where(w8a16, 1.0, xs)
+        acc = acc * xs[:, None]
     if HAS_BIAS:
         acc += tl.load(b_ptr + e.to(tl.int64) * stride_be + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
     y_ptrs = y_ptr + offs_m[:, None] * stride_ym + offs_n[None, :]
@@ -180,7 +195,7 @@ DEFAULT_TILE = (64, 64)  # (BLOCK_N, BLOCK_K) under the interpreter when the cal
 def _autotuned(fn: Any) -> Any:
     configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=st)
                for bn, bk, w, st in AUTOTUNE_CONFIGS]
-    return triton.autotune(configs=configs, key=["N", "K", "BLOCK_M", "W_FP4", "HAS_XSCALE"])(triton.jit(fn))
+    return triton.autotune(configs=configs, key=["N", "K", "BLOCK_M", "W_FP4", "HAS_XSCALE", "MIXED"])(triton.jit(fn))
 
 
 def _kernel(mode: str) -> Any:
@@ -219,6 +234,8 @@ def grouped_gemm(
     global_scale: torch.Tensor | None = None,
     bias: torch.Tensor | None = None,
     x_scale: torch.Tensor | None = None,
+    x_w8a16: torch.Tensor | None = None,
+    w8a16_max_rows: int = 0,
     *,
     out_dtype: torch.dtype | None = None,
     block_m: int | None = None,
@@ -230,7 +247,7 @@ def grouped_gemm(
     ``block_k`` together fix the column tile; without them CUDA autotunes it (module docstring)."""
     if not HAS_TRITON:
         raise RuntimeError(f"grouped_gemm needs Triton ({TRITON_MISSING_REASON}); use grouped_gemm_ref")
-    fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale)
+    fmt = _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale, x_w8a16)
     interpret = x.device.type == "cpu"
     explicit = block_n is not None and block_k is not None
     if (block_n is None) != (block_k is None):
@@ -247,7 +264,9 @@ def grouped_gemm(
         return y
     if block_m is None:
         block_m = 16 if a <= 16 * n_experts else 64  # few rows per expert at decode: small tiles
-    x = x.contiguous()
+    mixed = x_w8a16 is not None
+    # mixed: one operand of 2A rows (the activations, then the codes), each tile reading its expert's half
+    x = torch.cat([x_w8a16.to(x.dtype), x]) if mixed else x.contiguous()  # type: ignore[union-attr]
     tile_e, tile_m = tile_table(offsets, a, block_m)
     if fmt == "nvfp4":
         s_bytes = scales.view(torch.uint8)
@@ -261,11 +280,11 @@ def grouped_gemm(
     args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
         offsets.to(torch.int32), tile_e, tile_m,
-        n, k,
+        n, k, a, w8a16_max_rows,
         x.stride(0), w.stride(0), w.stride(1), stride_se, stride_sn, stride_wse,
         bias.stride(0) if bias is not None else 0, y.stride(0),
     )  # fmt: skip
-    consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, HAS_BIAS=bias is not None,
+    consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, MIXED=mixed, HAS_BIAS=bias is not None,
                   DOT_FP32=interpret or x.dtype == torch.float32, BLOCK_M=block_m)
     n_tiles = tile_e.shape[0]
     if explicit:
@@ -276,7 +295,7 @@ def grouped_gemm(
     return y
 
 
-def _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale) -> str:  # type: ignore[no-untyped-def]
+def _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale, x_w8a16=None) -> str:  # type: ignore[no-untyped-def]
     """'nvfp4' or 'fp8' from ``qdata``'s dtype, after checking every shape against it (one line each)."""
     if qdata.dim() != 3 or qdata.dtype not in (torch.uint8, E4M3_DTYPE):
         raise TypeError(f"grouped_gemm: expected stacked weights uint8 [E, N, K/2] (NVFP4) or float8_e4m3fn "
@@ -301,4 +320,8 @@ def _check_operands(x, offsets, qdata, scales, global_scale, bias, x_scale) -> s
         raise ValueError(f"grouped_gemm: expected bias of shape {(e, n)}, got {tuple(bias.shape)}")
     if x_scale is not None and tuple(x_scale.shape) != (x.shape[0], 1):
         raise ValueError(f"grouped_gemm: expected x_scale of shape {(x.shape[0], 1)}, got {tuple(x_scale.shape)}")
+    if x_w8a16 is not None and (fmt != "fp8" or x_scale is None or x_w8a16.shape != x.shape):
+        raise ValueError(f"grouped_gemm: x_w8a16 goes with FP8 weights, x_scale and x's shape {tuple(x.shape)}, "
+                         f"got {fmt}, x_scale {'given' if x_scale is not None else 'None'}, "
+                         f"x_w8a16 {tuple(x_w8a16.shape)}")
     return fmt
