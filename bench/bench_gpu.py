@@ -376,16 +376,6 @@ def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ..
         gc.collect()
 
 
-def _raise_recompile_limit(limit: int = 64) -> None:
-    """One compile per (batch bucket, KV window, recipe) of the one step function: more than dynamo's
-    default of 8 in one process, past which it would run the step uncompiled."""
-    import torch._dynamo
-
-    for name in ("recompile_limit", "cache_size_limit"):
-        if hasattr(torch._dynamo.config, name):
-            setattr(torch._dynamo.config, name, max(limit, getattr(torch._dynamo.config, name)))
-
-
 def _fill_random_(model: nn.Module, seed: int = 0) -> None:
     """Cheap random contents for every parameter and buffer after ``to_empty``: normal(0, 0.02)
     weights, unit norms, the Mamba constants as initialised, finite FP8 / NVFP4 codes and scales."""
@@ -639,8 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "engine":
                     run_engine(sec, device, (1, 2) if args.smoke else ENGINE_BATCHES, 8 if args.smoke else 32,
                                4 if args.smoke else 32, deadline)
-                elif name == "compiled":
-                    _raise_recompile_limit()
+                elif name == "compiled":  # the decoder gives dynamo room for its compiles (graphed.COMPILE_LIMIT)
                     run_engine(sec, device, (1,), 8 if args.smoke else 32, 4 if args.smoke else 31, deadline,
                                modes=("on", "compile"), recipes=("bf16", "fp4"))
                 else:

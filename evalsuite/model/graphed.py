@@ -44,11 +44,16 @@ into far fewer kernels, which is what a replay then launches. Caches that the st
 stacked experts, quantized layers' dequantized weights) are filled by an eager call first and read
 as they are while compiling; a weight written in place drops them (the version check below, on
 with compile as with capture) and the next step fills them again. A compile that fails (a warning
-says why) leaves the step uncompiled.
+says why) leaves the step uncompiled. Every compile is an entry in dynamo's cache of the one step
+function, shared by all decoders of the process (three recipes in a benchmark) and grown by weight
+writes, and dynamo allows 8 by default: with ``fullgraph`` the ninth (bucket, window) would raise and
+drop compiling for every step. So the compiled step runs with room for `COMPILE_LIMIT` of them,
+within that call only (dynamo's global settings are left as they are).
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +67,7 @@ from evalsuite.model.state import InferenceState
 
 MIN_KV_WINDOW = 64  # smallest attention window a step is built for (positions)
 WARMUP_CALLS = 2  # eager calls on a side stream before a capture
+COMPILE_LIMIT = 1024  # compiles of the step function allowed while a compiled step runs (dynamo: 8)
 _VERSION = attrgetter("_version")
 
 
@@ -144,8 +150,11 @@ class GraphedDecoder:
             self.reset()  # a weight was written in place: the stacked copies in the graphs are stale
         b, kv_len = self.bucket(r), self.window(max(lengths))
         s = self._steps.get((b, kv_len))
+        fresh = s is None  # a new (bucket, window), or the first since a reset: a compiled step compiles now
+        room = _compile_room() if fresh and self.compiled else contextlib.nullcontext()
         if s is None:
-            s = self._steps[(b, kv_len)] = self._build(b, kv_len)
+            with room:
+                s = self._steps[(b, kv_len)] = self._build(b, kv_len)
         taken = set(slots)
         pad = [x for x in range(self.state.n_slots) if x not in taken][: b - r]  # inactive rows' slots
         host = s.host_np
@@ -158,7 +167,8 @@ class GraphedDecoder:
             s.graph.replay()
             logits, ids = s.logits, s.ids
         else:
-            logits, ids = self._forward(s, kv_len)
+            with room:
+                logits, ids = self._forward(s, kv_len)
         assert logits is not None and ids is not None
         return ids[:r].tolist(), logits[:r]  # the one device-to-host read of the step
 
@@ -221,9 +231,19 @@ class GraphedDecoder:
         return None if self._uncounted else tuple(map(_VERSION, self._counted))
 
 
+def _compile_room() -> contextlib.AbstractContextManager[None]:
+    """Dynamo's recompile limits raised to at least `COMPILE_LIMIT` for the calls inside (see the
+    module docstring): one compile per (bucket, window) of every decoder in the process."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    return cfg.patch(recompile_limit=max(cfg.recompile_limit, COMPILE_LIMIT),  # type: ignore[no-any-return]
+                     accumulated_recompile_limit=max(cfg.accumulated_recompile_limit, COMPILE_LIMIT))
+
+
 def compiled_step():  # type: ignore[no-untyped-def]
     """`decode_step_static` through `torch.compile` (whole graph, static shapes)."""
     return torch.compile(decode_step_static, fullgraph=True, dynamic=False)
 
 
-__all__ = ["GraphedDecoder", "compiled_step", "buckets_for", "static_step_is_cheap", "MIN_KV_WINDOW"]
+__all__ = ["GraphedDecoder", "compiled_step", "buckets_for", "static_step_is_cheap", "MIN_KV_WINDOW", "COMPILE_LIMIT"]

@@ -259,6 +259,43 @@ def test_compiled_step_gives_the_same_tokens_and_sees_weight_writes(tiny: Langua
         Engine(model, 2, 40, cuda_graphs="off", compile_step=True)
 
 
+def test_the_compiled_step_compiles_past_dynamos_recompile_limit(tiny: LanguageModel,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One compile per (bucket, window): more than dynamo's recompile limit (here lowered to 2 to keep
+    the test short; 8 by default), past which a fullgraph compile raises and the decoder would have
+    dropped compiling for every step. The decoder keeps compiling, gives the uncompiled step's logits,
+    and leaves dynamo's global limit as it was. (Dynamo's eager backend: its tracing, not Inductor.)"""
+    import torch._dynamo
+
+    from evalsuite.model import graphed
+
+    compiles: list[int] = []
+
+    def backend(gm: torch.fx.GraphModule, example_inputs: object) -> object:
+        compiles.append(1)
+        return gm.forward
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(graphed, "compiled_step",
+                        lambda: torch.compile(decode_step_static, fullgraph=True, dynamic=False, backend=backend))
+    model = copy.deepcopy(tiny).eval()
+    states = [model.allocate_state(2, 2 * MIN_KV_WINDOW + 8) for _ in range(2)]
+    plain = GraphedDecoder(model, states[0], 512, capture=False)
+    compiled = GraphedDecoder(model, states[1], 512, capture=False, compile=True)
+    steps = [(1, 5), (2, 5), (1, MIN_KV_WINDOW + 3), (2, MIN_KV_WINDOW + 9), (2, 6)]  # four (bucket, window)
+    try:
+        with torch._dynamo.config.patch(recompile_limit=2):
+            for rows, length in steps:
+                args = ([7 + rows] * rows, list(range(rows)), [length] * rows)
+                want_ids, want = plain.step(*args)
+                got_ids, got = compiled.step(*args)
+                assert got_ids == want_ids and torch.equal(got, want)
+            assert compiled.compiled and len(compiles) == 4 and len(compiled._steps) == 4
+            assert torch._dynamo.config.recompile_limit == 2
+    finally:
+        torch._dynamo.reset()
+
+
 def test_a_failed_compile_warns_and_runs_the_step_uncompiled(tiny: LanguageModel,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from evalsuite.model import graphed
