@@ -1,0 +1,26 @@
+#!/bin/bash
+# One lent GPU's work for the GPU figures: the CUDA tests of the fast paths, then bench/bench_gpu.py,
+# everything written under $OUT (default results/gpu-session). Sized for one device call of at most
+# 10 minutes: tests capped at TEST_S seconds (default 150), the benchmark at BENCH_S (default 290).
+#
+#   ../shared/gpu/prepare-wheels.sh       # here, once: the wheels the device image lacks, into .whl
+#   bash bench/gpu_session.sh             # on the device, from the repository root (carry .whl)
+#
+# Then put $OUT/gpu.md's tables into BENCHMARKS.md with the device, the date and this command.
+set -uo pipefail
+OUT=${OUT:-results/gpu-session}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)"
+} > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+timeout "${TEST_S:-150}" python3 -m pytest -o addopts="" -p no:cacheprovider --import-mode=importlib -q \
+  -m "not slow" tests/kernels tests/model/test_graphed_decode.py tests/model/test_moe_grouped.py \
+  > "$OUT/gpu-tests.log" 2>&1
+echo "GPU tests: rc $? (log: $OUT/gpu-tests.log)"
+tail -n 3 "$OUT/gpu-tests.log"
+python3 bench/bench_gpu.py --out "$OUT" --budget-s "${BENCH_S:-290}"
