@@ -17,7 +17,7 @@ depend on what else is in the batch. Every generated token is reported to the re
 ``on_token`` callback with its `time.perf_counter` time; text is released only when it can no longer
 turn out to be the start of a stop string (as serving engines stream).
 
-The small free functions `prefill_embeds`, `sample_rows` and `top_p_filter` are the generation
+The small free functions `prefill_embeds`, `sample_ids` (`sample_rows`) and `top_p_filter` are the generation
 primitives; `Engine` holds the queue and slot bookkeeping around them. Not thread-safe: one thread
 drives ``submit`` / ``step``.
 
@@ -169,19 +169,23 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return torch.zeros_like(probs).scatter(0, order, sorted_p * keep)
 
 
+def sample_ids(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator | None],
+               greedy: torch.Tensor | None = None) -> torch.Tensor:
+    """One token per row of logits [B, V] (fp32), as ids [B] on the logits' device with nothing read on
+    the host: greedy rows take ``greedy`` (default: the argmax), the others a temperature + top-p draw
+    with that row's generator."""
+    ids = logits.argmax(-1) if greedy is None else greedy.clone()
+    for i, (p, gen) in enumerate(zip(params, generators)):
+        if p.temperature != 0.0:
+            probs = top_p_filter(torch.softmax(logits[i] / p.temperature, dim=-1), p.top_p)
+            ids[i:i + 1] = torch.multinomial(probs, 1, generator=gen)
+    return ids
+
+
 def sample_rows(logits: torch.Tensor, params: Sequence[SamplingParams],
                 generators: Sequence[torch.Generator | None]) -> list[int]:
-    """One token per row of logits [B, V] (fp32): argmax for greedy rows, else temperature + top-p
-    sampled with that row's generator."""
-    greedy = logits.argmax(-1).tolist()
-    out: list[int] = []
-    for i, (p, gen) in enumerate(zip(params, generators)):
-        if p.temperature == 0.0:
-            out.append(int(greedy[i]))
-            continue
-        probs = top_p_filter(torch.softmax(logits[i] / p.temperature, dim=-1), p.top_p)
-        out.append(int(torch.multinomial(probs, 1, generator=gen)))
-    return out
+    """`sample_ids` read on the host once."""
+    return sample_ids(logits, params, generators).tolist()  # type: ignore[no-any-return]
 
 
 def _prefill_groups(handles: list[Handle]) -> list[list[Handle]]:
@@ -370,13 +374,18 @@ class Engine:
         """The decode step through `GraphedDecoder`: greedy ids come from the device; rows with a
         temperature are sampled from the step's logits as `_sample_and_emit` would (same tokens)."""
         assert self.decoder is not None
-        ids, logits = self.decoder.step([h.tokens[-1] for h in handles], [h.slot for h in handles],
-                                        [h.length for h in handles])
+        params = [h.params for h in handles]
+        sampler = None
+        if any(p.temperature > 0 for p in params):  # drawn on the device from the step's logits, read with the rest
+            generators = [h.generator for h in handles]
+
+            def sampler(logits: torch.Tensor, greedy: torch.Tensor) -> torch.Tensor:
+                return sample_ids(logits, params, generators, greedy)
+
+        ids, _ = self.decoder.step([h.tokens[-1] for h in handles], [h.slot for h in handles],
+                                   [h.length for h in handles], sampler)
         for h in handles:
             h.length += 1
-        for i, h in enumerate(handles):
-            if h.params.temperature > 0:
-                ids[i] = sample_rows(logits[i:i + 1], [h.params], [h.generator])[0]
         now = time.perf_counter()
         for h, tok in zip(handles, ids):
             self._emit(h, tok, now)
@@ -456,5 +465,5 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return held
 
 
-__all__ = ["Engine", "SamplingParams", "Result", "Handle", "TokenEvent", "prefill_embeds", "sample_rows",
+__all__ = ["Engine", "SamplingParams", "Result", "Handle", "TokenEvent", "prefill_embeds", "sample_ids", "sample_rows",
            "top_p_filter", "ENGINE_VERSION"]

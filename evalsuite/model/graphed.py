@@ -18,12 +18,12 @@ How `GraphedDecoder` runs a step for r sequences:
   Triton autotuning, cuBLAS workspaces), with every row inactive so that no slot changes, then
   `torch.cuda.graph`. Each graph keeps its own memory pool (graphs are replayed in any order).
 - A step: the host writes the inputs into a pinned buffer, one asynchronous host-to-device copy,
-  one replay, one device-to-host read of the greedy ids.
+  one replay, one device-to-host read of the ids.
 - Sampling: greedy rows (``temperature == 0``) take the argmax computed in the graph. Rows with a
-  temperature are sampled after the replay, eagerly, from the graph's logits with their request's own
-  ``torch.Generator`` (`engine.sample_rows`): their tokens equal the eager engine's, at the cost of
-  that function's syncs; an in-graph sampler would need a counter-based generator and new streams
-  of random numbers.
+  temperature are drawn after the replay, eagerly but on the device, from the graph's logits with
+  their request's own ``torch.Generator`` (the engine's ``sampler``, `engine.sample_ids`): their tokens
+  equal the eager engine's, and the step still reads the ids once. An in-graph sampler would need a
+  counter-based generator and new streams of random numbers.
 - Cost: the static step runs every routed expert on every row (`MoE.routed_dense`, when the stacked
   form does not apply); `static_step_is_cheap` says whether that stays within what the eager fast
   path already spends (the stacked-experts bound, `moe.DENSE_MAX_MACS`): the engine's "auto" captures
@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -133,12 +133,14 @@ class GraphedDecoder:
         return min(w, self.state.max_len)
 
     @torch.no_grad()
-    def step(self, tokens: Sequence[int], slots: Sequence[int], lengths: Sequence[int]
+    def step(self, tokens: Sequence[int], slots: Sequence[int], lengths: Sequence[int],
+             sampler: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
              ) -> tuple[list[int], torch.Tensor]:
         """One token for each row: ``tokens[i]`` goes into slot ``slots[i]`` (distinct), which holds
-        ``lengths[i]`` positions (below the state's max_len). Returns (greedy ids, logits [r, V] fp32
-        with ids past vocab_limit at -inf); the logits are a view of the step's output buffer, valid
-        until the next step. The state's lengths advance by one for these slots."""
+        ``lengths[i]`` positions (below the state's max_len). Returns (ids, logits [r, V] fp32 with ids
+        past vocab_limit at -inf); the logits are a view of the step's output buffer, valid until the
+        next step. The ids are the greedy ones, or ``sampler(logits, greedy ids [r])``'s (on the
+        device, read with one host read). The state's lengths advance by one for these slots."""
         r = len(tokens)
         if not 0 < r <= self.state.n_slots or len(slots) != r or len(lengths) != r:
             raise ValueError(f"GraphedDecoder.step: expected 1..{self.state.n_slots} rows of tokens, slots and "
@@ -170,7 +172,8 @@ class GraphedDecoder:
             with room:
                 logits, ids = self._forward(s, kv_len)
         assert logits is not None and ids is not None
-        return ids[:r].tolist(), logits[:r]  # the one device-to-host read of the step
+        out = ids[:r] if sampler is None else sampler(logits[:r], ids[:r])
+        return out.tolist(), logits[:r]  # the one device-to-host read of the step
 
     def _forward(self, s: _Step, kv_len: int) -> tuple[torch.Tensor, torch.Tensor]:
         tokens, slots, active = s.inputs  # [B] each

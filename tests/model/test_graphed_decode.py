@@ -206,6 +206,21 @@ def _requests(n: int, seed: int) -> tuple[list[torch.Tensor], list[SamplingParam
     return prompts, params
 
 
+def test_a_step_with_sampled_rows_reads_the_host_once(tiny: LanguageModel) -> None:
+    """Greedy, temperature and top-p rows in one decode step: the draws happen on the device and the
+    step reads the ids on the host once (the eager engine reads more: lengths, positions)."""
+    engine = Engine(tiny, 3, 96, cuda_graphs="on")
+    g = torch.Generator().manual_seed(0)
+    for i, (temperature, top_p) in enumerate([(0.0, 1.0), (0.7, 0.9), (1.0, 1.0)]):
+        engine.submit(torch.randint(0, 256, (5 + i,), generator=g),
+                      SamplingParams(max_tokens=10, stop_token_ids=(), temperature=temperature, top_p=top_p, seed=i))
+    engine.step()  # the prompts
+    engine.step()  # the first decode step (the step's buffers are built)
+    reads = [s for s in trace(engine.step).syncs if s.startswith("Tensor.") or "_local_scalar_dense" in s]
+    assert len(reads) == 1 and reads[0].startswith("Tensor.tolist @ graphed.py"), reads
+    assert sorted(len(h.tokens) for h in engine.running.values()) == [3, 3, 3]
+
+
 @pytest.mark.parametrize("recipe,kv_cache_dtype,n_slots", [("bf16", None, 3), ("bf16", "fp8", 4), ("bf16", None, 1),
                                                          ("fp4", None, 3)])
 def test_engine_tokens_equal_with_the_static_decoder(tiny: LanguageModel, recipe: str, kv_cache_dtype: str | None,
