@@ -18,12 +18,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     TRITON_MISSING_REASON = f"triton is not importable: {exc}"
 
 _BUILT: dict[tuple[Any, str], Any] = {}
+# set by `kernels.triton.static.compile_for`: while it holds a factory, compiled modes get a recorder
+# that compiles for a named GPU and launches nothing (the interpreter is never intercepted)
+_static_hook: list[Callable[[Callable[..., Any], str, Any], Any]] = []
 
 
 def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], Any] | None = None) -> Any:
     """A kernel function built once per ``mode``: ``interpret`` (Triton's interpreter, CPU tensors),
     ``jit`` (compiled, an explicit tile) or ``autotune`` (``autotune(fn)``, compiled with the tile
     chosen on the machine that runs it)."""
+    if _static_hook and mode in ("jit", "autotune"):
+        return _static_hook[-1](fn, mode, autotune)
     key = (fn, mode)
     if key not in _BUILT:
         if mode == "interpret":

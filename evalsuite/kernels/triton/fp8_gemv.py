@@ -106,8 +106,10 @@ def _fp8_gemv_kernel(
 
 def _autotune_configs() -> list[Any]:
     cfgs = []
+    # at most 64 weight values per thread (BLOCK_N * BLOCK_K / (32 * warps)): with 128, sm_90's
+    # ptxas needs 255 registers and spills (64x256 and 32x512 at 4 warps; `kernels.triton.static`)
     for bn, bk, sk, warps in [
-        (32, 256, 2, 4), (64, 256, 4, 4), (64, 128, 2, 4), (128, 128, 2, 8), (32, 512, 8, 4),
+        (32, 256, 2, 4), (64, 256, 4, 8), (64, 128, 2, 4), (128, 128, 2, 8), (32, 512, 8, 8),
     ]:  # fmt: skip
         cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps, num_stages=3))
     return cfgs

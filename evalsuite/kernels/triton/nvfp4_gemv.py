@@ -11,13 +11,17 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
 
 1. splits K as well as N (``SPLIT_K`` programs per column strip, partial sums added atomically into
    an fp32 buffer), so there are several programs per SM whatever the layer's width;
-2. reads the packed weight row-major as ``[BLOCK_N, BLOCK_K/16, 8]`` bytes: each row contributes
-   ``BLOCK_K/2`` contiguous bytes, which the compiler turns into 128-bit loads;
-3. decodes E2M1 through a 16-entry fp32 table (16 words in 16 shared-memory banks: a gather from
-   it never conflicts) instead of the exponent arithmetic;
-4. loads each E4M3 block scale once per 16 values (the middle axis of the tile) and decodes it
-   by bit arithmetic (sign, exponent + 120 into an fp32 exponent field; subnormals as
-   ``m * 2^-9``; 0x7F/0xFF are NaN), exact;
+2. reads the packed weight row-major as ``[BLOCK_N, BLOCK_K/2]`` bytes, each row's bytes contiguous,
+   and passes the packed row length ``K/2`` as its own integer argument, so that Triton's
+   divisibility specialization lets the K mask stand for 16 bytes: 128-bit loads (read in the PTX by
+   `kernels.triton.static`; a 3D ``[BLOCK_N, BLOCK_K/16, 8]`` tile gave 64-bit loads);
+3. decodes E2M1 in registers: ``2|v|`` of the magnitude codes is a nibble of the constant
+   ``0xC8643210``, made fp32 as ``(2^23 + n) - 2^23`` and given the code's sign bit, the 0.5 folded
+   into the block scale. A 16-entry fp32 table in global memory cost one scalar load per value
+   (65-129 ``ld.global.b32`` per K step, 112-215 registers at M = 1 for sm_90);
+4. loads each E4M3 block scale once per 16 values and decodes it by bit arithmetic (sign, exponent
+   into an fp32 exponent field; subnormals as ``m * 2^-9``; 0x7F/0xFF are NaN), exact; at M = 1 it
+   multiplies the partial sum of its 16 products, not each value;
 5. accumulates in fp32: for one row (``USE_DOT`` off) a multiply-and-reduce on the CUDA cores
    (the kernel supports any ``BLOCK_M`` there, decoding each byte once for all rows); for 2..16 rows one
    ``tl.dot`` with the rows padded to 16 (tensor cores), the weight tile transposed in registers.
@@ -37,7 +41,7 @@ from typing import Any, Callable
 
 import torch
 
-from evalsuite.kernels.constants import E2M1_VALUES, NVFP4_BLOCK_SIZE
+from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
@@ -86,8 +90,8 @@ def launch_gemv(kernel: Callable[[str], Any], n: int, interpret: bool, tiles: tu
 
 
 def _nvfp4_gemv_kernel(
-    x_ptr, w_ptr, s_ptr, gs_ptr, b_ptr, lut_ptr, ws_ptr,
-    M, N, K,
+    x_ptr, w_ptr, s_ptr, gs_ptr, b_ptr, ws_ptr,
+    M, N, K, KB,
     stride_xm, stride_xk, stride_wn, stride_sn,
     HAS_BIAS: tl.constexpr,
     BLOCK_M: tl.constexpr,
@@ -97,12 +101,16 @@ def _nvfp4_gemv_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
 ):  # fmt: skip
+    # KB = K // 2, the packed row length, passed as its own argument: Triton specializes an integer
+    # argument divisible by 16, and only then may the byte mask below be constant over 16 bytes
+    # (one 128-bit load); derived from K it is known divisible by 8 only (64-bit loads).
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
+    HALF: tl.constexpr = BLOCK_K // 2  # packed bytes per row per K step
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_g = tl.arange(0, G)
-    offs_j = tl.arange(0, 8)  # byte within a 16-value block
+    offs_b = tl.arange(0, HALF)
     offs_m = tl.arange(0, BLOCK_M)
     mask_n = offs_n < N
     mask_m = offs_m < M
@@ -111,50 +119,56 @@ def _nvfp4_gemv_kernel(
     k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     for k0 in range(k_lo, k_hi, BLOCK_K):
+        # packed bytes [BLOCK_N, BLOCK_K/2], row-major: each row's HALF bytes are contiguous
+        bcol = k0 // 2 + offs_b
+        w = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
+                    mask=mask_n[:, None] & (bcol < KB)[None, :], other=0).to(tl.int32)  # fmt: skip
         blk = k0 // 16 + offs_g  # scale block index, [G]
-        mask_g = blk < K // 16
-        # packed bytes [BLOCK_N, G, 8]: byte column 8*blk + j of row n
-        wcol = (blk * 8)[None, :, None] + offs_j[None, None, :]
-        wmask = mask_n[:, None, None] & mask_g[None, :, None]
-        w = tl.load(w_ptr + offs_n[:, None, None] * stride_wn + wcol, mask=wmask, other=0).to(tl.int32)
         sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
-                     mask=mask_n[:, None] & mask_g[None, :], other=0).to(tl.int32)  # fmt: skip
-        # E4M3 bits -> fp32, exact: sign and exponent + 120 into fp32 fields, subnormals m * 2^-9
+                     mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0).to(tl.int32)  # fmt: skip
+        # E4M3 bits -> fp32, exact: sign and exponent + 120 into fp32 fields, subnormals m * 2^-9;
+        # the 0.5 of the E2M1 decode below is folded in (exponent + 119, subnormals m * 2^-10)
         s_sign = (sb & 0x80) << 24
         s_exp = (sb >> 3) & 0xF
         s_man = sb & 0x7
-        s_val = (s_sign | ((s_exp + 120) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
-        s_sub = s_man.to(tl.float32) * 0.001953125
+        s_val = (s_sign | ((s_exp + 119) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
+        s_sub = s_man.to(tl.float32) * 0.0009765625
         s_val = tl.where(s_exp == 0, tl.where(s_sign != 0, -s_sub, s_sub), s_val)
-        s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
-        scale = s_val[:, :, None]  # [BLOCK_N, G, 1]
-        lo = tl.load(lut_ptr + (w & 0xF)) * scale  # values at even k
-        hi = tl.load(lut_ptr + ((w >> 4) & 0xF)) * scale  # values at odd k
+        s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)  # [BLOCK_N, G]
+        # E2M1 in registers, no table in memory: 2|v| for the magnitude codes 0..7 is a nibble of
+        # 0xC8643210 (0, 1, 2, 3, 4, 6, 8, 12), made fp32 exactly as (2^23 + n) - 2^23; the sign is
+        # bit 3, moved to bit 31. Low nibble: even k, high nibble: odd k.
+        lo_c = w & 0xF
+        hi_c = (w >> 4) & 0xF
+        lo_n = (-932957680 >> ((lo_c & 7) * 4)) & 0xF
+        hi_n = (-932957680 >> ((hi_c & 7) * 4)) & 0xF
+        lo_m = (lo_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+        hi_m = (hi_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+        lo = (lo_m.to(tl.int32, bitcast=True) | ((lo_c & 8) << 28)).to(tl.float32, bitcast=True)
+        hi = (hi_m.to(tl.int32, bitcast=True) | ((hi_c & 8) << 28)).to(tl.float32, bitcast=True)
         if USE_DOT:
-            # [BLOCK_M, BLOCK_K/2] activations at even / odd k, against the weight transposed
-            kk = k0 + 2 * tl.arange(0, BLOCK_K // 2)
-            xmask = mask_m[:, None] & (kk < K)[None, :]
-            x_base = x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk
-            x_even = tl.load(x_base, mask=xmask, other=0.0)
-            x_odd = tl.load(x_base + stride_xk, mask=xmask, other=0.0)
-            lo2 = tl.trans(tl.reshape(lo, (BLOCK_N, BLOCK_K // 2)))
-            hi2 = tl.trans(tl.reshape(hi, (BLOCK_N, BLOCK_K // 2)))
+            # block scales per value, then [BLOCK_N, BLOCK_K] in k order against [BLOCK_M, BLOCK_K]
+            wv = tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * s_val[:, :, None]
+            wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))
+            kk = k0 + tl.arange(0, BLOCK_K)
+            xt = tl.load(x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk,
+                         mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)  # fmt: skip
             if DOT_FP32:
-                acc += tl.dot(x_even.to(tl.float32), lo2, input_precision="ieee")
-                acc += tl.dot(x_odd.to(tl.float32), hi2, input_precision="ieee")
+                acc += tl.dot(xt.to(tl.float32), wt, input_precision="ieee")
             else:
-                acc += tl.dot(x_even, lo2.to(x_even.dtype))
-                acc += tl.dot(x_odd, hi2.to(x_odd.dtype))
+                acc += tl.dot(xt, wt.to(xt.dtype))
         else:
-            kx = (blk * 16)[:, None] + 2 * offs_j[None, :]  # [G, 8] even k of each byte
+            kk = k0 + tl.arange(0, BLOCK_K)
             for r in tl.static_range(BLOCK_M):
                 # rows past M (the bucket's padding) re-read row M-1; the store masks them out
                 x_row = x_ptr + tl.where(M > r, r, M - 1) * stride_xm  # (tl.minimum is @jit)
-                x_even = tl.load(x_row + kx * stride_xk, mask=kx < K, other=0.0).to(tl.float32)
-                x_odd = tl.load(x_row + (kx + 1) * stride_xk, mask=kx < K, other=0.0).to(tl.float32)
-                prod = lo * x_even[None, :, :] + hi * x_odd[None, :, :]  # [BLOCK_N, G, 8]
-                # tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter
-                part = tl.reduce(tl.reduce(prod, 2, _SUM), 1, _SUM)  # [BLOCK_N]
+                xr = tl.load(x_row + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
+                x_even, x_odd = tl.split(tl.reshape(xr, (HALF, 2)))
+                prod = lo * x_even[None, :] + hi * x_odd[None, :]  # [BLOCK_N, HALF]
+                # the block scale once per 16 values: on the partial sum of each block
+                # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
+                blocks = tl.reduce(tl.reshape(prod, (BLOCK_N, G, 8)), 2, _SUM) * s_val  # [BLOCK_N, G]
+                part = tl.reduce(blocks, 1, _SUM)  # [BLOCK_N]
                 acc += tl.where(offs_m[:, None] == r, part[None, :], 0.0)
     acc = acc * tl.load(gs_ptr)
     if HAS_BIAS:
@@ -165,59 +179,86 @@ def _nvfp4_gemv_kernel(
 
 
 def _dequant_kernel(
-    w_ptr, s_ptr, gs_ptr, lut_ptr, out_ptr,
-    N, K,
+    w_ptr, s_ptr, gs_ptr, out_ptr,
+    N, K, KB,
     stride_wn, stride_sn, stride_on,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
+    # the decode of `_nvfp4_gemv_kernel` (KB = K // 2 for the same reason), written out in k order
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     G: tl.constexpr = BLOCK_K // 16
+    HALF: tl.constexpr = BLOCK_K // 2
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    bcol = pid_k * HALF + tl.arange(0, HALF)
     blk = pid_k * G + tl.arange(0, G)
-    offs_j = tl.arange(0, 8)
     mask_n = offs_n < N
-    mask_g = blk < K // 16
-    wmask = mask_n[:, None, None] & mask_g[None, :, None]
-    wcol = (blk * 8)[None, :, None] + offs_j[None, None, :]
-    w = tl.load(w_ptr + offs_n[:, None, None] * stride_wn + wcol, mask=wmask, other=0).to(tl.int32)
+    w = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
+                mask=mask_n[:, None] & (bcol < KB)[None, :], other=0).to(tl.int32)  # fmt: skip
     sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
-                 mask=mask_n[:, None] & mask_g[None, :], other=0).to(tl.int32)  # fmt: skip
-    # E4M3 bits -> fp32, exact: sign and exponent + 120 into fp32 fields, subnormals m * 2^-9
+                 mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0).to(tl.int32)  # fmt: skip
     s_sign = (sb & 0x80) << 24
     s_exp = (sb >> 3) & 0xF
     s_man = sb & 0x7
-    s_val = (s_sign | ((s_exp + 120) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
-    s_sub = s_man.to(tl.float32) * 0.001953125
+    s_val = (s_sign | ((s_exp + 119) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
+    s_sub = s_man.to(tl.float32) * 0.0009765625
     s_val = tl.where(s_exp == 0, tl.where(s_sign != 0, -s_sub, s_sub), s_val)
     s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
     scale = (s_val * tl.load(gs_ptr))[:, :, None]  # block scale x global scale, as the ref
-    lo = tl.load(lut_ptr + (w & 0xF)) * scale
-    hi = tl.load(lut_ptr + ((w >> 4) & 0xF)) * scale
-    col = (blk * 16)[None, :, None] + 2 * offs_j[None, None, :]  # output column of the low nibble
-    base = out_ptr + offs_n[:, None, None] * stride_on + col
-    tl.store(base, lo.to(out_ptr.dtype.element_ty), mask=wmask)
-    tl.store(base + 1, hi.to(out_ptr.dtype.element_ty), mask=wmask)
+    lo_c = w & 0xF
+    hi_c = (w >> 4) & 0xF
+    lo_n = (-932957680 >> ((lo_c & 7) * 4)) & 0xF
+    hi_n = (-932957680 >> ((hi_c & 7) * 4)) & 0xF
+    lo_m = (lo_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    hi_m = (hi_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+    lo = (lo_m.to(tl.int32, bitcast=True) | ((lo_c & 8) << 28)).to(tl.float32, bitcast=True)
+    hi = (hi_m.to(tl.int32, bitcast=True) | ((hi_c & 8) << 28)).to(tl.float32, bitcast=True)
+    vals = tl.reshape(tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * scale, (BLOCK_N, BLOCK_K))
+    col = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
+    tl.store(out_ptr + offs_n[:, None] * stride_on + col[None, :], vals.to(out_ptr.dtype.element_ty),
+             mask=mask_n[:, None] & (col < K)[None, :])  # fmt: skip
 
 
 def _autotune_configs() -> list[Any]:
-    """Tiles for H100/H200-class GPUs at M <= 16: narrow strips, long K steps, split-K 1..16."""
+    """Tiles for H100/H200-class GPUs at M <= 16: narrow strips, long K steps, split-K 1..8; each at
+    1 and 3 pipeline stages (`_prune_stages` keeps what the row bucket can use).
+
+    Compiled for sm_90 (`kernels.triton.static`, shape 2688 x 1856): 16 or 32 packed bytes per thread
+    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 127-168 registers at one row, 149-214 at
+    16, and spill nothing; 64 bytes took 250 at one row (one block of 8 warps per SM), so no tile
+    here has more than 32."""
     cfgs = []
     for bn, bk, sk, warps in [
         (32, 256, 1, 4), (64, 256, 2, 4), (32, 512, 4, 4), (64, 256, 4, 4),
-        (128, 256, 2, 8), (32, 256, 8, 4), (16, 512, 8, 4),
+        (128, 128, 2, 8), (32, 256, 8, 4), (16, 512, 8, 4), (64, 128, 4, 4),
     ]:  # fmt: skip
-        cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps, num_stages=3))
+        for stages in (1, 3):
+            cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps,
+                                      num_stages=stages))  # fmt: skip
     return cfgs
+
+
+def _prune_stages(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
+    """One row (no ``tl.dot``): Triton does not pipeline the loop, the stage count changes nothing, so
+    only 1 is tried. 16 rows: 3 stages pipeline the weight through shared memory with 8-byte
+    ``cp.async`` copies, 1 stage loads it straight into registers 16 bytes at a time (sm_90 PTX);
+    which is faster is the GPU's to say, so both are timed."""
+    if kwargs.get("USE_DOT"):
+        return configs
+    return [c for c in configs if c.num_stages == 1]
 
 
 AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 25  # per config: short, so a new shape costs well under a second
 
 
-def autotuned(fn: Any, configs: list[Any]) -> Any:
-    """``fn`` jitted and autotuned on ``N``, ``K`` and the row bucket, the split-K buffer zeroed per trial."""
+def autotuned(fn: Any, configs: list[Any], prune: Callable[..., list[Any]] | None = None) -> Any:
+    """``fn`` jitted and autotuned on ``N``, ``K`` and the row bucket, the split-K buffer zeroed per
+    trial; ``prune(configs, named_args, **constexprs)`` narrows the configs per call (Triton's
+    ``early_config_prune``)."""
     kwargs: dict[str, Any] = dict(configs=configs, key=["N", "K", "BLOCK_M"], reset_to_zero=["ws_ptr"])
+    if prune is not None:
+        kwargs["prune_configs_by"] = {"early_config_prune": prune}
 
     def bench(kernel_call: Any, quantiles: Any) -> Any:
         return triton.testing.do_bench(kernel_call, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles)
@@ -231,17 +272,7 @@ def autotuned(fn: Any, configs: list[Any]) -> Any:
 def _kernel(name: str, mode: str) -> Any:
     """``mode``: 'interpret' (CPU tensors), 'jit' (explicit tile) or 'autotune' (CUDA, gemv only)."""
     fn = _nvfp4_gemv_kernel if name == "gemv" else _dequant_kernel
-    return build_kernel(fn, mode, lambda f: autotuned(f, _autotune_configs()))
-
-
-_LUTS: dict[torch.device, torch.Tensor] = {}
-
-
-def _lut(device: torch.device) -> torch.Tensor:
-    """The 16 E2M1 values as fp32, once per device."""
-    if device not in _LUTS:
-        _LUTS[device] = torch.tensor(E2M1_VALUES, dtype=torch.float32, device=device)
-    return _LUTS[device]
+    return build_kernel(fn, mode, lambda f: autotuned(f, _autotune_configs(), _prune_stages))
 
 
 def _require_triton(name: str) -> None:
@@ -280,7 +311,7 @@ def nvfp4_gemv(
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
     scale_bytes = block_scales.contiguous().view(torch.uint8)
-    args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, _lut(x.device), ws, m, n, k,
+    args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, ws, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
                   DOT_FP32=interpret or x.dtype == torch.float32)  # fmt: skip
@@ -312,7 +343,7 @@ def nvfp4_dequantize_triton(
     qdata, scale_bytes = qdata.contiguous(), block_scales.contiguous().view(torch.uint8)
     grid = (triton.cdiv(n, block_n), triton.cdiv(k, block_k))
     _kernel("dequant", "interpret" if interpret else "jit")[grid](
-        qdata, scale_bytes, gs, _lut(qdata.device), out, n, k,
+        qdata, scale_bytes, gs, out, n, k, k // 2,
         qdata.stride(0), scale_bytes.stride(0), out.stride(0),
         BLOCK_N=block_n, BLOCK_K=block_k,
     )  # fmt: skip

@@ -1,0 +1,226 @@
+"""Compile the Triton kernels for a GPU without one, and read what the compiler made of them.
+
+A kernel's speed on a GPU cannot be measured here, but much of what decides it is fixed at compile
+time and can be read from the output of Triton's bundled ``ptxas``: registers per thread, bytes
+spilled to local memory, shared memory, and how wide the global loads are (a memory-bound GEMV wants
+128-bit loads of its weight stream and no spills). This module makes that a function call:
+
+    with compile_for(90) as rec:           # sm_90 (H100/H200), no GPU needed
+        nvfp4_gemv(x_meta, q_meta, ...)    # the real wrapper, called on ``device="meta"`` tensors
+    for r in rec.reports(): print(r)
+
+How. Inside `compile_for`, Triton's active driver is a stand-in that names the target (``GPUTarget
+("cuda", arch, 32)``) and a device that no real GPU uses, and `build_kernel` hands the kernel
+wrappers a recorder instead of the launchable kernel (its ``_static_hook``). The recorder compiles
+with ``JITFunction.warmup`` — the path a launch takes, with the same argument specialization (a meta
+tensor's address is 0, so pointers count as 16-byte aligned, as every CUDA allocation is) — once per
+autotune config for autotuned kernels, and launches nothing. Wrappers given meta tensors take their
+compiled path because only CPU tensors select the interpreter.
+
+The reading. ``cuobjdump -res-usage`` on the cubin gives REG/STACK/SHARED/LOCAL; the PTX gives the
+global loads by width (``ld.global[.vN].bW`` and ``cp.async`` with its byte count). Both tools ship
+with Triton's NVIDIA backend; `toolchain_missing` says when they are not there.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import itertools
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, _static_hook
+
+_DEVICE_IDS = itertools.count(-1, -1)  # stand-in device ids: never a real GPU's ordinal
+
+_LD_RE = re.compile(r"\bld\.global(?:\.[A-Za-z0-9_:]+)*?(?:\.v(\d))?\.[bfsu](\d+)\b")
+_CP_ASYNC_RE = re.compile(r"\bcp\.async\.c[ag]\.shared\.global(?:\.[a-zA-Z0-9:]+)*\s+\[[^\]]*\],\s*\[[^\]]*\],\s*(0x[0-9a-fA-F]+|\d+)")
+_ST_RE = re.compile(r"\bst\.global(?:\.[A-Za-z0-9_:]+)*?(?:\.v(\d))?\.[bfsu](\d+)\b")
+_RES_RE = re.compile(r"REG:(\d+)\s+STACK:(\d+)\s+SHARED:(\d+)\s+LOCAL:(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelReport:
+    """What ptxas made of one compiled variant of a kernel (one autotune config, one specialization)."""
+
+    kernel: str
+    config: dict[str, Any]  # the tile constexprs, ``num_warps`` and ``num_stages``
+    arch: int
+    registers: int  # per thread
+    stack_bytes: int  # per thread, spills and local arrays
+    local_bytes: int
+    shared_bytes: int  # static shared memory per block
+    global_loads: dict[int, int]  # load width in bits -> instructions in the PTX (cp.async included)
+    async_copies: int  # of those, cp.async global -> shared
+    global_stores: dict[int, int]  # store width in bits -> instructions (atomics not counted)
+
+    @property
+    def spills(self) -> bool:
+        return self.stack_bytes > 0 or self.local_bytes > 0
+
+    @property
+    def widest_load(self) -> int:
+        return max(self.global_loads, default=0)
+
+    def loads_of(self, bits: int) -> int:
+        return self.global_loads.get(bits, 0)
+
+    def describe(self) -> str:
+        tile = " ".join(f"{k}={v}" for k, v in self.config.items())
+        loads = ", ".join(f"{n}x{b}b" for b, n in sorted(self.global_loads.items(), reverse=True))
+        stores = ", ".join(f"{n}x{b}b" for b, n in sorted(self.global_stores.items(), reverse=True))
+        return (f"{self.kernel} sm_{self.arch} [{tile}]: {self.registers} regs, stack {self.stack_bytes} B, "
+                f"shared {self.shared_bytes} B, global loads {loads or 'none'}, stores {stores or 'none'}")  # fmt: skip
+
+
+def toolchain_missing() -> str:
+    """Why kernels cannot be compiled for CUDA here ('' when they can)."""
+    if not HAS_TRITON:
+        return TRITON_MISSING_REASON
+    from triton import knobs
+
+    for tool in ("ptxas", "cuobjdump"):
+        try:
+            getattr(knobs.nvidia, tool)
+        except Exception as exc:  # RuntimeError: the binary is missing or does not run
+            return f"Triton's NVIDIA toolchain has no working {tool}: {exc}"
+    return ""
+
+
+def global_loads(ptx: str) -> tuple[dict[int, int], int]:
+    """Global loads in ``ptx`` by width in bits (``ld.global.v4.b32`` is 128), and how many of them are
+    ``cp.async`` copies into shared memory (counted at their byte count: 4, 8 or 16)."""
+    widths: collections.Counter[int] = collections.Counter()
+    for vec, bits in _LD_RE.findall(ptx):
+        widths[int(vec or 1) * int(bits)] += 1
+    copies = 0
+    for size in _CP_ASYNC_RE.findall(ptx):
+        widths[int(size, 0) * 8] += 1
+        copies += 1
+    return dict(widths), copies
+
+
+def global_stores(ptx: str) -> dict[int, int]:
+    """Global stores in ``ptx`` by width in bits (``st.global.v4.b32`` is 128)."""
+    widths: collections.Counter[int] = collections.Counter()
+    for vec, bits in _ST_RE.findall(ptx):
+        widths[int(vec or 1) * int(bits)] += 1
+    return dict(widths)
+
+
+def resource_usage(cubin: bytes) -> tuple[int, int, int, int]:
+    """(registers, stack, shared, local bytes) of the one kernel in ``cubin``, by ``cuobjdump -res-usage``."""
+    from triton import knobs
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(cubin)
+        out = subprocess.run([knobs.nvidia.cuobjdump.path, "-res-usage", str(path)], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+    found = _RES_RE.search(out)
+    if found is None:
+        raise RuntimeError(f"cuobjdump -res-usage printed no REG/STACK/SHARED/LOCAL line: {out[:200]!r}")
+    regs, stack, shared, local = map(int, found.groups())
+    return regs, stack, shared, local
+
+
+class _StandInDriver:
+    """Enough of Triton's CUDA driver for compiling: a target and a device, no GPU."""
+
+    def __init__(self, arch: int) -> None:
+        from triton.backends.compiler import GPUTarget
+
+        self.target = GPUTarget("cuda", arch, 32)
+        self.device = next(_DEVICE_IDS)
+
+    def is_active(self) -> bool:
+        return True
+
+    def get_current_target(self) -> Any:
+        return self.target
+
+    def get_current_device(self) -> int:
+        return self.device
+
+    def get_current_stream(self, device: int | None = None) -> int:
+        return 0
+
+    def get_active_torch_device(self) -> Any:
+        import torch
+
+        return torch.device("meta")
+
+
+class _Launch:
+    """What a wrapper's ``kernel[grid](*args, **kwargs)`` does under `compile_for`: compile, don't run."""
+
+    def __init__(self, recorder: "Recorder", fn: Callable[..., Any], mode: str, autotune: Any) -> None:
+        self.recorder, self.fn, self.mode, self.autotune = recorder, fn, mode, autotune
+
+    def __getitem__(self, grid: Any) -> Callable[..., None]:
+        return self.compile
+
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        import triton
+
+        if self.mode == "jit":
+            variants = [(triton.jit(self.fn), {})]
+        else:
+            tuner = self.autotune(self.fn)
+            tuner.nargs = dict(zip(tuner.arg_names, args))  # what Autotuner.run sets before pruning
+            variants = [(tuner.fn, {**cfg.kwargs, "num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
+                        for cfg in tuner.prune_configs(kwargs)]  # the configs a launch would time
+        for jit, cfg in variants:
+            compiled = jit.warmup(*args, grid=(1,), **kwargs, **cfg)
+            self.recorder.compiled.append((self.fn.__name__, {**kwargs, **cfg}, compiled))
+
+
+class Recorder:
+    """The kernels compiled inside one `compile_for` block."""
+
+    def __init__(self, arch: int) -> None:
+        self.arch = arch
+        self.compiled: list[tuple[str, dict[str, Any], Any]] = []
+
+    def reports(self, keys: tuple[str, ...] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K", "num_warps", "num_stages")
+                ) -> list[KernelReport]:  # fmt: skip
+        """One `KernelReport` per compiled variant; ``config`` keeps ``keys`` of the launch's constexprs."""
+        out = []
+        for name, kwargs, compiled in self.compiled:
+            regs, stack, shared, local = resource_usage(compiled.asm["cubin"])
+            loads, copies = global_loads(compiled.asm["ptx"])
+            config = {k: kwargs[k] for k in keys if k in kwargs}
+            config.setdefault("num_warps", compiled.metadata.num_warps)
+            config.setdefault("num_stages", compiled.metadata.num_stages)
+            out.append(KernelReport(name, config, self.arch, regs, stack, local, shared, loads, copies,
+                                    global_stores(compiled.asm["ptx"])))  # fmt: skip
+        return out
+
+
+@contextlib.contextmanager
+def compile_for(arch: int = 90) -> Iterator[Recorder]:
+    """Kernel launches inside this block compile for ``sm_<arch>`` and run nothing; the recorder
+    holds what was compiled. Wrappers must be called with ``device="meta"`` tensors."""
+    missing = toolchain_missing()
+    if missing:
+        raise RuntimeError(f"compile_for(sm_{arch}): {missing}")
+    from triton.runtime import driver
+
+    recorder = Recorder(arch)
+    previous = driver._active
+    driver.set_active(_StandInDriver(arch))  # type: ignore[arg-type]
+    _static_hook.append(lambda fn, mode, autotune: _Launch(recorder, fn, mode, autotune))
+    try:
+        yield recorder
+    finally:
+        _static_hook.pop()
+        driver._active = previous
+
+
+__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_stores", "resource_usage",
+           "toolchain_missing"]

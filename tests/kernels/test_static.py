@@ -1,0 +1,133 @@
+"""The GEMV kernels compiled for sm_90 without a GPU (`kernels.triton.static`): what ptxas made of them.
+
+These guard the compile-time half of the kernels' speed, which CI can check: a memory-bound GEMV must
+read its weight stream in 128-bit loads and must not spill. The speed itself is `make bench-gpu`'s.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+
+pytestmark = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
+
+PTX = """
+    @%p10 ld.global.b8 { %rs1 }, [ %rd47 + 0 ];
+    ld.global.v4.b32 { %r1, %r2, %r3, %r4 }, [ %rd2 + 0 ];
+    ld.global.nc.L1::evict_last.v2.b32 { %r5, %r6 }, [ %rd3 + 0 ];
+    @%p1 ld.global.L1::evict_last.L2::cache_hint.b16 { %rs2 }, [ %rd4 + 0 ], %rd5;
+    ld.shared.v4.b32 { %r7, %r8, %r9, %r10 }, [ %r11 + 0 ];
+    cp.async.cg.shared.global [ %r44 + 0 ], [ %rd20 + 0 ], 0x10, %r46;
+    cp.async.ca.shared.global [ %r38 + 0 ], [ %rd16 + 0 ], 0x8, %r40;
+    cp.async.commit_group;
+    @%p2 st.global.v4.b32 [ %rd6 + 0 ], { %r1, %r2, %r3, %r4 };
+    st.global.b16 [ %rd7 + 0 ], { %rs1 };
+    @%p3 atom.global.gpu.acq_rel.add.f32 %f1, [ %rd8 + 0 ], %f2;
+"""
+
+
+def test_ptx_loads_and_stores_are_counted_by_width():
+    from evalsuite.kernels.triton.static import global_loads, global_stores
+
+    loads, copies = global_loads(PTX)
+    assert loads == {8: 1, 128: 2, 64: 2, 16: 1}  # shared loads and atomics are not global loads
+    assert copies == 2
+    assert global_stores(PTX) == {128: 1, 16: 1}
+
+
+@pytest.fixture
+def toolchain(tmp_path, monkeypatch):
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    missing = toolchain_missing()
+    if missing:  # pragma: no cover - a triton build without the NVIDIA toolchain
+        pytest.skip(missing)
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+
+
+def _meta(*shape, dtype=torch.bfloat16):
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+N, K = 2688, 1856  # the full-size config's expert down projection: K a multiple of 64, not of 256
+
+
+def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
+    from triton.runtime import driver
+
+    from evalsuite.kernels.triton import _static_hook
+    from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton, nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for
+
+    before = driver._active
+    fp4 = (_meta(N, K // 2, dtype=torch.uint8), _meta(N, K // 16, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))
+    fp8w = (_meta(N, K, dtype=torch.float8_e4m3fn), _meta(N, 1, dtype=torch.float32))
+    with compile_for(90) as rec:
+        for m in (1, 16):
+            assert nvfp4_gemv(_meta(m, K), *fp4).shape == (m, N)
+            assert fp8_gemv(_meta(m, K), *fp8w).shape == (m, N)
+        nvfp4_dequantize_triton(*fp4)
+    assert driver._active is before and not _static_hook
+    reports = rec.reports()
+    by = {}
+    for r in reports:
+        by.setdefault((r.kernel, r.config.get("BLOCK_M")), []).append(r)
+    # every autotune config a launch would time: one row tries 1 stage only, 16 rows 1 and 3
+    assert {k: len(v) for k, v in by.items()} == {
+        ("_nvfp4_gemv_kernel", 1): 8, ("_nvfp4_gemv_kernel", 16): 16,
+        ("_fp8_gemv_kernel", 1): 5, ("_fp8_gemv_kernel", 16): 5, ("_dequant_kernel", None): 1,
+    }  # fmt: skip
+    for r in reports:
+        assert not r.spills, r.describe()
+        assert r.arch == 90 and 0 < r.registers <= 255
+    for r in by[("_nvfp4_gemv_kernel", 1)]:
+        # the weight in 128-bit loads; no per-value table reads (the fp32 table took 65-129 32-bit loads)
+        assert r.widest_load == 128 and r.loads_of(32) <= 2, r.describe()
+    for r in by[("_nvfp4_gemv_kernel", 16)]:
+        # the single-stage tiles load straight into registers 16 bytes at a time
+        if r.config["num_stages"] == 1:
+            assert r.async_copies == 0 and r.loads_of(64) == 0 and r.loads_of(128) > 0, r.describe()
+        assert r.loads_of(32) <= 1, r.describe()
+    for r in by[("_fp8_gemv_kernel", 1)] + by[("_fp8_gemv_kernel", 16)]:
+        assert r.widest_load == 128, r.describe()
+    (dq,) = by[("_dequant_kernel", None)]
+    assert dq.widest_load == 128 and max(dq.global_stores) == 128, dq.describe()
+    mma = [c for name, kw, c in rec.compiled if kw.get("USE_DOT")]
+    assert mma and all("mma" in c.asm["ptx"] for c in mma)  # 16 rows multiply on the tensor cores
+
+
+def test_compile_for_restores_the_driver_and_the_interpreter_after_an_error(toolchain):
+    from triton.runtime import driver
+
+    from evalsuite.kernels import nvfp4
+    from evalsuite.kernels.triton import _static_hook
+    from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm_ref
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for
+
+    before = driver._active
+    with pytest.raises(ValueError, match="at most 16 rows"):
+        with compile_for(90):
+            nvfp4_gemv(_meta(17, 64), _meta(16, 32, dtype=torch.uint8),
+                       _meta(16, 4, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))  # fmt: skip
+    assert driver._active is before and not _static_hook
+    # CPU tensors still run under the interpreter, inside the block too
+    q = nvfp4.quantize(torch.randn(16, 64, generator=torch.Generator().manual_seed(0)))
+    x = torch.randn(1, 64, generator=torch.Generator().manual_seed(1))
+    with compile_for(90) as rec:
+        y = nvfp4_gemv(x, *q)
+    assert rec.compiled == []
+    torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q), rtol=1e-5, atol=1e-5)
+
+
+def test_compile_for_says_what_is_missing(monkeypatch):
+    from evalsuite.kernels.triton import static
+
+    monkeypatch.setattr(static, "toolchain_missing", lambda: "Triton's NVIDIA toolchain has no working ptxas: gone")
+    with pytest.raises(RuntimeError, match=r"compile_for\(sm_90\): .*no working ptxas"):
+        with static.compile_for(90):
+            pass  # pragma: no cover
