@@ -100,6 +100,30 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
     assert mma and all("mma" in c.asm["ptx"] for c in mma)  # 16 rows multiply on the tensor cores
 
 
+def test_grouped_nvfp4_for_sm90_loads_128_bits_and_does_not_spill(toolchain):
+    from evalsuite.kernels.triton.grouped_gemm import AUTOTUNE_CONFIGS, grouped_gemm
+    from evalsuite.kernels.triton.static import compile_for
+
+    experts = 8
+    w = (_meta(experts, N, K // 2, dtype=torch.uint8), _meta(experts, N, K // 16, dtype=torch.float8_e4m3fn),
+         _meta(experts, dtype=torch.float32))  # fmt: skip
+    with compile_for(90) as rec:
+        for rows in (6, 512):  # decode (16-row tiles) and prefill (64-row tiles)
+            offsets = _meta(experts + 1, dtype=torch.int64)
+            assert grouped_gemm(_meta(rows, K), offsets, *w).shape == (rows, N)
+    reports = rec.reports()
+    assert sorted({r.config["BLOCK_M"] for r in reports}) == [16, 64]
+    assert len(reports) == 2 * len(AUTOTUNE_CONFIGS)
+    # (the weight as [BLOCK_K/2, BLOCK_N] with a scale load per byte spilled 16-408 B at 64 rows and
+    # never loaded more than 64 bits)
+    for r in reports:
+        assert not r.spills, r.describe()
+        if r.config["BLOCK_M"] == 64:
+            assert r.widest_load == 128, r.describe()
+        elif r.config["num_stages"] == 1:  # decode tiles loading straight into registers
+            assert r.async_copies == 0 and r.widest_load == 128, r.describe()
+
+
 def test_compile_for_restores_the_driver_and_the_interpreter_after_an_error(toolchain):
     from triton.runtime import driver
 

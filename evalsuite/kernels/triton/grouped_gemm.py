@@ -84,7 +84,7 @@ def grouped_gemm_ref(
 
 def _grouped_kernel(
     x_ptr, xs_ptr, w_ptr, s_ptr, ws_ptr, b_ptr, y_ptr, off_ptr, tile_e_ptr, tile_m_ptr,
-    N, K, A, W8A16_MAX_ROWS,
+    N, K, KB, A, W8A16_MAX_ROWS,
     stride_xm, stride_we, stride_wn, stride_se, stride_sn, stride_wse, stride_be, stride_ym,
     W_FP4: tl.constexpr,
     HAS_XSCALE: tl.constexpr,
@@ -115,41 +115,45 @@ def _grouped_kernel(
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)  # tl.full: tl.zeros is @jit (see nvfp4_gemm)
     if W_FP4:
         s_base = s_ptr + e.to(tl.int64) * stride_se
-        offs_j = tl.arange(0, BLOCK_K // 2)  # byte column within the K step
+        G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
+        offs_b = tl.arange(0, BLOCK_K // 2)
+        offs_g = tl.arange(0, G)
         for k0 in range(0, K, BLOCK_K):
-            kb = k0 // 2 + offs_j  # [BLOCK_K/2] byte columns of the packed weight
-            mask_kb = kb < K // 2
-            wmask = mask_kb[:, None] & mask_n[None, :]
-            w = tl.load(w_base + kb[:, None] + offs_n[None, :] * stride_wn, mask=wmask, other=0).to(tl.int32)
-            sb = tl.load(s_base + (kb // 8)[:, None] + offs_n[None, :] * stride_sn, mask=wmask, other=0)
-            # E4M3 block scales: m * 2^-9 subnormal, (1 + m/8) * 2^(e-7) normal, 0x7F NaN, bit 7 sign
-            sb = sb.to(tl.int32)
+            # the packed weight as [BLOCK_N, BLOCK_K/2] bytes, each row's contiguous (KB = K/2 is an
+            # argument of its own so the mask may span 16 bytes: 128-bit loads, see nvfp4_gemv)
+            bcol = k0 // 2 + offs_b
+            w = tl.load(w_base + offs_n[:, None] * stride_wn + bcol[None, :],
+                        mask=mask_n[:, None] & (bcol < KB)[None, :], other=0).to(tl.int32)  # fmt: skip
+            blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
+            sb = tl.load(s_base + offs_n[:, None] * stride_sn + blk[None, :],
+                         mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0).to(tl.int32)  # fmt: skip
+            # E4M3 block scales by bit arithmetic (sign, exponent + 119: the E2M1 decode's 0.5 folded
+            # in; subnormals m * 2^-10), 0x7F/0xFF NaN; exact
+            s_sign = (sb & 0x80) << 24
             s_exp = (sb >> 3) & 0xF
-            s_man = (sb & 0x7).to(tl.float32)
-            scale = tl.where(s_exp == 0, s_man * 0.001953125,
-                             (1.0 + s_man * 0.125) * tl.exp2((s_exp - 7).to(tl.float32)))  # fmt: skip
-            scale = tl.where((sb & 0x7F) == 0x7F, float("nan"), scale)
-            scale = tl.where((sb & 0x80) != 0, -scale, scale)  # [BLOCK_K/2, BLOCK_N]
-            # E2M1 nibbles: sign bit 3, exponent bits 1-2, mantissa bit 0; low = even k, high = odd k
-            lo = w & 0xF
-            hi = (w >> 4) & 0xF
-            lo_e = (lo >> 1) & 0x3
-            lo_m = (lo & 0x1).to(tl.float32)
-            lo_v = tl.where(lo_e == 0, lo_m * 0.5, (1.0 + lo_m * 0.5) * tl.exp2((lo_e - 1).to(tl.float32)))
-            lo_v = tl.where((lo & 0x8) != 0, -lo_v, lo_v) * scale
-            hi_e = (hi >> 1) & 0x3
-            hi_m = (hi & 0x1).to(tl.float32)
-            hi_v = tl.where(hi_e == 0, hi_m * 0.5, (1.0 + hi_m * 0.5) * tl.exp2((hi_e - 1).to(tl.float32)))
-            hi_v = tl.where((hi & 0x8) != 0, -hi_v, hi_v) * scale
-            xmask = mask_m[:, None] & mask_kb[None, :]
-            x_even = tl.load(x_base + (2 * kb)[None, :], mask=xmask, other=0.0)  # [BLOCK_M, BLOCK_K/2]
-            x_odd = tl.load(x_base + (2 * kb + 1)[None, :], mask=xmask, other=0.0)
+            s_man = sb & 0x7
+            s_val = (s_sign | ((s_exp + 119) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
+            s_sub = s_man.to(tl.float32) * 0.0009765625
+            s_val = tl.where(s_exp == 0, tl.where(s_sign != 0, -s_sub, s_sub), s_val)
+            s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)  # [BLOCK_N, G]
+            # E2M1 in registers: 2|v| is a nibble of 0xC8643210, fp32 as (2^23 + n) - 2^23, the sign
+            # bit 3 moved to bit 31; low nibble = even k, high = odd k
+            lo_c = w & 0xF
+            hi_c = (w >> 4) & 0xF
+            lo_n = (-932957680 >> ((lo_c & 7) * 4)) & 0xF
+            hi_n = (-932957680 >> ((hi_c & 7) * 4)) & 0xF
+            lo_m = (lo_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+            hi_m = (hi_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
+            lo = (lo_m.to(tl.int32, bitcast=True) | ((lo_c & 8) << 28)).to(tl.float32, bitcast=True)
+            hi = (hi_m.to(tl.int32, bitcast=True) | ((hi_c & 8) << 28)).to(tl.float32, bitcast=True)
+            wv = tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * s_val[:, :, None]
+            wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
+            kk = k0 + tl.arange(0, BLOCK_K)
+            xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)
             if DOT_FP32:
-                acc += tl.dot(x_even.to(tl.float32), lo_v, input_precision="ieee")
-                acc += tl.dot(x_odd.to(tl.float32), hi_v, input_precision="ieee")
+                acc += tl.dot(xt.to(tl.float32), wt, input_precision="ieee")
             else:
-                acc += tl.dot(x_even, lo_v.to(x_even.dtype))
-                acc += tl.dot(x_odd, hi_v.to(x_odd.dtype))
+                acc += tl.dot(xt, wt.to(xt.dtype))
         acc = acc * tl.load(ws_ptr + e)  # the expert's global scale
     else:
         offs_k = tl.arange(0, BLOCK_K)
@@ -185,9 +189,14 @@ def _grouped_kernel(
 
 # (BLOCK_N, BLOCK_K, warps, stages) tried by the autotuner on CUDA: narrow and wide column strips,
 # short and long K steps (Hopper-class GPUs, the expert shapes of the full-size model and smaller).
+# Compiled for sm_90 (`kernels.triton.static`, the full-size expert shapes): 64 x 256 at 4 warps
+# needed 255 registers and spilled at 64 rows, so it has 8; the pipelined tiles copy the NVFP4
+# weight into shared memory 8 bytes at a time (cp.async), the single-stage ones load it into
+# registers 16 bytes at a time, which may suit the decode's few rows per expert better: both kinds
+# are here for the autotuner to time.
 AUTOTUNE_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
-    (32, 64, 4, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3), (64, 256, 4, 2),
-    (128, 32, 4, 4), (256, 64, 8, 3),
+    (32, 64, 4, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3), (64, 256, 8, 2),
+    (128, 32, 4, 4), (256, 64, 8, 3), (32, 64, 4, 1), (64, 128, 4, 1), (128, 128, 8, 1),
 )
 DEFAULT_TILE = (64, 64)  # (BLOCK_N, BLOCK_K) under the interpreter when the call gives none
 
@@ -280,7 +289,7 @@ def grouped_gemm(
     args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
         offsets.to(torch.int32), tile_e, tile_m,
-        n, k, a, w8a16_max_rows,
+        n, k, k // 2, a, w8a16_max_rows,
         x.stride(0), w.stride(0), w.stride(1), stride_se, stride_sn, stride_wse,
         bias.stride(0) if bias is not None else 0, y.stride(0),
     )  # fmt: skip
