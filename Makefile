@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := espeak-ng chromium tesseract-ocr
 DEB_COMMANDS := espeak-ng chromium tesseract
 
-.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels bench-gpu sensitivity train serve clean-venv
+.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels bench-gpu bench-static sensitivity train serve clean-venv
 
 venv: $(VENV)/.installed
 
@@ -74,6 +74,11 @@ bench-kernels: venv
 # results/bench/gpu.json and gpu.md. Without CUDA it says so and exits 0.
 bench-gpu: venv
 	$(PY) bench/bench_gpu.py $(ARGS)
+
+# The decode kernels compiled for sm_90 on this machine, no GPU: registers, spills, load widths
+# (results/bench/static.json); speed is bench-gpu's.
+bench-static: venv
+	$(PY) bench/static_kernels.py --json results/bench/static.json $(ARGS)
 
 sensitivity: venv
 	$(PY) bench/sensitivity.py $(ARGS)

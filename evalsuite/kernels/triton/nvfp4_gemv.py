@@ -118,14 +118,38 @@ def _nvfp4_gemv_kernel(
     k_lo = pid_k * k_per_split
     k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    # packed bytes [BLOCK_N, BLOCK_K/2], row-major: each row's HALF bytes are contiguous. One row (no
+    # tl.dot, which Triton does not pipeline) loads one K step ahead: each iteration issues the next
+    # step's loads before decoding its own, so a thread has two steps' bytes in flight (sm_90 PTX:
+    # the loads precede the step's FMAs, registers unchanged). At 16-32 bytes per thread per step
+    # and ~3 blocks of 4 warps per SM that doubles the bytes in flight per SM from 6-12 KB, under
+    # what an H200 asks by Little's law (4.8 TB/s x ~0.7 us / 132 SMs: ~25 KB). (The FP8 GEMV reads
+    # 64 bytes per thread per step with 4 blocks per SM, ~32 KB; a step ahead there cost 30
+    # registers and a block per SM, so it is not done.) A step past the split's end reads nothing: its limits
+    # are 0 (a select, so the mask keeps KB's divisibility).
+    if not USE_DOT:
+        bcol = k_lo // 2 + offs_b
+        w_next = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
+                         mask=mask_n[:, None] & (bcol < tl.where(k_lo < k_hi, KB, 0))[None, :], other=0)  # fmt: skip
+        blk = k_lo // 16 + offs_g  # scale block index, [G]
+        sb_next = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
+                          mask=mask_n[:, None] & (blk < tl.where(k_lo < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
     for k0 in range(k_lo, k_hi, BLOCK_K):
-        # packed bytes [BLOCK_N, BLOCK_K/2], row-major: each row's HALF bytes are contiguous
-        bcol = k0 // 2 + offs_b
-        w = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
-                    mask=mask_n[:, None] & (bcol < KB)[None, :], other=0).to(tl.int32)  # fmt: skip
-        blk = k0 // 16 + offs_g  # scale block index, [G]
-        sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
-                     mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0).to(tl.int32)  # fmt: skip
+        k1 = k0 if USE_DOT else k0 + BLOCK_K  # the step these loads are for
+        bcol = k1 // 2 + offs_b
+        w_new = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
+                        mask=mask_n[:, None] & (bcol < tl.where(k1 < k_hi, KB, 0))[None, :], other=0)  # fmt: skip
+        blk = k1 // 16 + offs_g
+        sb_new = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
+                         mask=mask_n[:, None] & (blk < tl.where(k1 < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
+        if USE_DOT:
+            w = w_new.to(tl.int32)
+            sb = sb_new.to(tl.int32)
+        else:
+            w = w_next.to(tl.int32)
+            sb = sb_next.to(tl.int32)
+            w_next = w_new
+            sb_next = sb_new
         # E4M3 bits -> fp32, exact: sign and exponent + 120 into fp32 fields, subnormals m * 2^-9;
         # the 0.5 of the E2M1 decode below is folded in (exponent + 119, subnormals m * 2^-10)
         s_sign = (sb & 0x80) << 24

@@ -1,0 +1,164 @@
+"""What ptxas makes of the decode kernels for a GPU, on a machine without one (no timing).
+
+    make bench-static                       # sm_90, the full-size config's linear shapes
+    python bench/static_kernels.py --arch 90 --shapes 2688x1856,4096x4096 --rows 1,16
+
+Each decode kernel is compiled through its real wrapper on ``device="meta"`` tensors inside
+`evalsuite.kernels.triton.static.compile_for`, once per autotune config the launch would time, for
+every (N, K) of the preset's linear layers (the grouped kernel: its expert shapes, 8 experts, a
+decode's 6 rows and a prefill's 512). One Markdown row per kernel and row count: how many variants
+compiled, their register range, how many spill (and the most bytes), and how many read with 128-bit
+global loads at all. ``--json`` writes every variant's report. Speed is not measured here: that is
+``make bench-gpu``'s, on a GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gpu import linear_shapes  # noqa: E402  (the preset's (N, K, layer), shared with make bench-gpu)
+
+KERNELS = ("nvfp4_gemv", "fp8_gemv", "grouped_nvfp4", "grouped_fp8", "nvfp4_dequant")
+GROUPED_EXPERTS = 8
+GROUPED_ROWS = (6, 512)  # decode: 16-row tiles; prefill: 64-row tiles
+
+
+def _meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tuple[str, ...], arch: int
+                ) -> list[dict[str, Any]]:  # fmt: skip
+    """Every variant's report as a dict, with the kernel family, shape and row count it was compiled for."""
+    from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
+    from evalsuite.kernels.triton.grouped_gemm import grouped_gemm
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton, nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for
+
+    out: list[dict[str, Any]] = []
+    for n, k, label in shapes:
+        fp4 = (_meta(n, k // 2, dtype=torch.uint8), _meta(n, k // 16, dtype=torch.float8_e4m3fn),
+               _meta(dtype=torch.float32))  # fmt: skip
+        w8 = (_meta(n, k, dtype=torch.float8_e4m3fn), _meta(n, 1, dtype=torch.float32))
+        e = GROUPED_EXPERTS
+        g4 = (_meta(e, n, k // 2, dtype=torch.uint8), _meta(e, n, k // 16, dtype=torch.float8_e4m3fn),
+              _meta(e, dtype=torch.float32))  # fmt: skip
+        g8 = (_meta(e, n, k, dtype=torch.float8_e4m3fn), _meta(e, n, dtype=torch.float32))
+        expert = ".experts." in f".{label}."
+        jobs: list[tuple[str, int, Any]] = []
+        for m in rows:
+            jobs.append(("nvfp4_gemv", m, lambda m=m: nvfp4_gemv(_meta(m, k), *fp4)))
+            jobs.append(("fp8_gemv", m, lambda m=m: fp8_gemv(_meta(m, k), *w8)))
+        if expert:
+            for a in GROUPED_ROWS:
+                off = _meta(e + 1, dtype=torch.int64)
+                jobs.append(("grouped_nvfp4", a, lambda a=a, off=off: grouped_gemm(_meta(a, k), off, *g4)))
+                jobs.append(("grouped_fp8", a, lambda a=a, off=off: grouped_gemm(_meta(a, k), off, *g8)))
+        jobs.append(("nvfp4_dequant", 0, lambda: nvfp4_dequantize_triton(*fp4)))
+        for family, m, call in jobs:
+            if family not in kernels:
+                continue
+            with compile_for(arch) as rec:
+                call()
+            for r in rec.reports():
+                out.append({"family": family, "rows": m, "shape": f"{n}x{k}", "layer": label,
+                            **dataclasses.asdict(r)})  # fmt: skip
+    return out
+
+
+def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (kernel family, rows): variants, register range, spills, 128-bit readers."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in reports:
+        groups.setdefault((r["family"], r["rows"]), []).append(r)
+    rows = []
+    for (family, m), rs in groups.items():
+        spilled = [r for r in rs if r["stack_bytes"] or r["local_bytes"]]
+        rows.append({
+            "kernel": family, "rows": m, "variants": len(rs), "shapes": len({r["shape"] for r in rs}),
+            "regs_min": min(r["registers"] for r in rs), "regs_max": max(r["registers"] for r in rs),
+            "spilled": len(spilled), "max_spill_bytes": max((r["stack_bytes"] + r["local_bytes"] for r in spilled), default=0),
+            "load128": sum(128 in r["global_loads"] for r in rs),
+            "max_32bit_loads": max(r["global_loads"].get(32, 0) for r in rs),
+            "async_copy_variants": sum(bool(r["async_copies"]) for r in rs),
+        })  # fmt: skip
+    return rows
+
+
+def markdown(summary: list[dict[str, Any]], arch: int, command: str) -> str:
+    import triton
+
+    lines = [
+        f"Compiled for sm_{arch} on CPU (no GPU), {datetime.date.today()}, torch {torch.__version__}, "
+        f"Triton {triton.__version__}; `{command}`. Rows: the activation rows of the call (grouped: all "
+        f"experts' rows; dequantize: none). Every autotune config the launch would time, every shape.",
+        "",
+        "| kernel | rows | variants (shapes) | registers | spilled | 128-bit loads | max 32-bit loads | cp.async |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in summary:
+        spill = f"{s['spilled']} (≤{s['max_spill_bytes']} B)" if s["spilled"] else "0"
+        lines.append(f"| {s['kernel']} | {s['rows'] or '-'} | {s['variants']} ({s['shapes']}) | "
+                     f"{s['regs_min']}–{s['regs_max']} | {spill} | {s['load128']}/{s['variants']} | "
+                     f"{s['max_32bit_loads']} | {s['async_copy_variants']}/{s['variants']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _shapes(text: str) -> list[tuple[int, int, str]]:
+    out = []
+    for item in text.split(","):
+        try:
+            n, k = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NxK[,NxK...] like 2688x1856, got {item!r}") from None
+        if n < 1 or k < 16 or k % 16:
+            raise argparse.ArgumentTypeError(f"expected N >= 1 and K a multiple of 16, got {item!r}")
+        out.append((n, k, "experts.custom"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", type=int, default=90, help="CUDA compute capability as one number (90: H100/H200)")
+    p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose linear shapes are compiled")
+    p.add_argument("--shapes", type=_shapes, default=None, help="NxK list instead of the preset's (grouped: as experts)")
+    p.add_argument("--rows", default="1,16", help="activation rows of the GEMV calls")
+    p.add_argument("--kernels", default=",".join(KERNELS), help=f"subset of {','.join(KERNELS)}")
+    p.add_argument("--json", type=Path, default=None, help="write every variant's report here")
+    args = p.parse_args(argv)
+    kernels = tuple(x for x in args.kernels.split(",") if x)
+    if unknown := [x for x in kernels if x not in KERNELS]:
+        p.error(f"--kernels: expected some of {','.join(KERNELS)}, got {','.join(unknown)}")
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    if missing := toolchain_missing():
+        print(f"static_kernels: cannot compile for CUDA here ({missing})")
+        return 0
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # the current default, stated
+    shapes = args.shapes or linear_shapes(args.preset)
+    rows = [int(r) for r in args.rows.split(",")]
+    reports = compile_all(shapes, rows, kernels, args.arch)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.json.with_suffix(".tmp")
+        tmp.write_text(json.dumps(reports, indent=1), encoding="utf-8")
+        os.replace(tmp, args.json)
+    command = "python bench/static_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    print(markdown(summarize(reports), args.arch, command.strip()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

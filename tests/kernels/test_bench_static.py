@@ -1,0 +1,39 @@
+"""bench/static_kernels.py compiles the decode kernels for sm_90 and prints one row per kernel and row count."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench_scripts import load_bench_script
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
+
+pytestmark = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
+
+
+def test_static_bench_prints_a_row_per_kernel_and_rows(tmp_path, monkeypatch, capsys):
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    if toolchain_missing():  # pragma: no cover
+        pytest.skip(toolchain_missing())
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "static.json"
+    rc = load_bench_script("static_kernels").main(
+        ["--shapes", "64x128", "--rows", "1", "--kernels", "fp8_gemv,nvfp4_dequant", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| fp8_gemv | 1 | 5 (1) |" in text and "| nvfp4_dequant | - | 1 (1) |" in text
+    reports = json.loads(out.read_text())
+    assert len(reports) == 6 and {r["shape"] for r in reports} == {"64x128"}
+    assert all(r["arch"] == 90 and r["registers"] > 0 for r in reports)
+
+
+def test_static_bench_rejects_bad_input(capsys):
+    bench = load_bench_script("static_kernels")
+    with pytest.raises(SystemExit):
+        bench.main(["--shapes", "64x100"])
+    assert "K a multiple of 16" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--kernels", "fp8_gemv,gemm9"])
+    assert "expected some of" in capsys.readouterr().err
