@@ -7,6 +7,11 @@ On a machine without CUDA it prints one line and exits 0. With CUDA it writes
 ``results/bench/gpu.json`` (after every section, atomically, so a run cut short keeps what it
 measured) and ``results/bench/gpu.md`` (the same as Markdown tables), and prints the tables.
 
+Before the sections, every autotune variant of the Triton decode kernels for the measured shapes
+(the full-size config's, the two squares, the tiny engine's) is compiled by ``--precompile-workers`` processes (default: up to 16) into Triton's on-disk cache
+(`precompile_kernels`, at most 75 s, recorded under ``precompile``), so the sections time kernels
+rather than compiles. The run's budget includes it.
+
 Sections (each runs under its own time cap; an error or a cap ends that section only and is
 recorded in its ``error`` field):
 
@@ -158,6 +163,32 @@ def environment(device: torch.device) -> dict[str, Any]:
 
     env["dispatch"] = {k: getattr(qlinear, k) for k in dir(qlinear) if k.endswith("_M") and k.isupper()}
     return env
+
+
+# ---- before the sections: the Triton variants compiled in parallel ------------------------------
+PRECOMPILE_CAP_S = 75.0
+
+
+def precompile_kernels(device: torch.device, shapes: list[tuple[int, int, str]], workers: int,
+                       cap_s: float) -> dict[str, Any]:  # fmt: skip
+    """Every autotune variant of the decode kernels (GEMV at 1 and 16 rows, grouped, dequantize) for
+    ``shapes``, compiled by ``workers`` processes into Triton's on-disk cache (bench/static_kernels.py
+    `precompile`), so the sections' first calls load cubins instead of compiling one variant at a
+    time (~0.5 s each, ~35 per shape: most of the GEMM section's budget otherwise). Capped at
+    ``cap_s``; what is not compiled then compiles on first use, as without this step."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from static_kernels import KERNELS, precompile
+
+    major, minor = torch.cuda.get_device_capability(device)
+    t0 = time.monotonic()
+    info: dict[str, Any] = {"arch": major * 10 + minor, "workers": workers}
+    try:
+        with time_cap(cap_s):
+            info["variants"] = precompile(shapes, [1, 16], KERNELS, major * 10 + minor, workers)  # GEMV row buckets
+    except Exception as exc:  # SectionTimeout included: the sections compile what is missing
+        info["error"] = short_error(exc)
+    info["seconds"] = round(time.monotonic() - t0, 1)
+    return info
 
 
 # ---- section: GEMM sweep ------------------------------------------------------------------------
@@ -523,6 +554,8 @@ def markdown(res: dict[str, Any]) -> str:
     env = res.get("env", {})
     lines = [f"GPU benchmark (`{res.get('command', '')}`), {env.get('device', '?')}, torch {env.get('torch', '?')}, "
              f"triton {env.get('triton', '-')}, {env.get('date', '?')}; dispatch thresholds {env.get('dispatch', {})}"]
+    if "precompile" in res:
+        lines.append(f"Precompiled Triton variants (before the sections): {res['precompile']}")
     sec = res.get("sections", {})
     gemm = sec.get("gemm")
     if gemm:
@@ -585,6 +618,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose shapes and model are measured")
     p.add_argument("--m", default=",".join(map(str, M_VALUES)), help="GEMM row counts")
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere (tests the script on CPU)")
+    p.add_argument("--precompile-workers", type=int, default=min(16, os.cpu_count() or 1),
+                   help="processes compiling the Triton kernels' variants before the sections (0: none)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -607,6 +642,13 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out_dir / "gpu.json", json.dumps(res, indent=1, default=str))
         write_atomic(out_dir / "gpu.md", markdown(res))
 
+    if device.type == "cuda" and HAS_TRITON and args.precompile_workers > 0 and not args.smoke:
+        # the GEMM sweep's shapes, then the tiny engine's (the engine and compiled sections)
+        shapes = linear_shapes(args.preset) + [(n, k, "square") for n, k in EXTRA_SHAPES] + linear_shapes("tiny")
+        res["precompile"] = precompile_kernels(device, list({(n, k): (n, k, lab) for n, k, lab in shapes}.values()),
+                                               args.precompile_workers, cap_s=PRECOMPILE_CAP_S)  # fmt: skip
+        print(f"bench-gpu: precompile {res['precompile']}", flush=True)
+        save()
     caps = dict(SECTION_CAPS_S)
     total_caps = sum(caps[s] for s in sections)
     for name in sections:

@@ -39,9 +39,10 @@ def _meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device="meta")
 
 
-def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tuple[str, ...], arch: int
-                ) -> list[dict[str, Any]]:  # fmt: skip
-    """Every variant's report as a dict, with the kernel family, shape and row count it was compiled for."""
+def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tuple[str, ...], arch: int,
+                read: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """Every variant's report as a dict, with the kernel family, shape and row count it was compiled for
+    (``read=False``: compile only, one bare dict per variant; the compiles land in Triton's cache)."""
     from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
     from evalsuite.kernels.triton.grouped_gemm import grouped_gemm
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton, nvfp4_gemv
@@ -72,10 +73,33 @@ def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tu
                 continue
             with compile_for(arch) as rec:
                 call()
+            if not read:
+                out.extend({"family": family, "rows": m, "shape": f"{n}x{k}"} for _ in rec.compiled)
+                continue
             for r in rec.reports():
                 out.append({"family": family, "rows": m, "shape": f"{n}x{k}", "layer": label,
                             **dataclasses.asdict(r)})  # fmt: skip
     return out
+
+
+def _compile_share(shape: tuple[int, int, str], family: str, rows: list[int], arch: int) -> int:
+    return len(compile_all([shape], rows, (family,), arch, read=False))
+
+
+def precompile(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tuple[str, ...], arch: int,
+               workers: int) -> int:  # fmt: skip
+    """Compile every variant of `compile_all` in ``workers`` processes, one (shape, kernel) each, into
+    Triton's on-disk cache; returns how many. A later launch on a GPU of that architecture finds them
+    there: the cache key is the source, the specialization, the options and the target
+    (``GPUTarget("cuda", arch, 32)`` for the stand-in driver and the real one alike), so the
+    autotuner's first call of a shape loads cubins instead of compiling ~24 variants one by one.
+    Spawned processes: safe after CUDA is initialized in the caller."""
+    import multiprocessing
+
+    jobs = [(shape, family, rows, arch) for shape in shapes for family in kernels]
+    # (a Pool's exit terminates its workers: a caller's time cap interrupting the map leaves none)
+    with multiprocessing.get_context("spawn").Pool(max(1, workers)) as pool:
+        return sum(pool.starmap(_compile_share, jobs, chunksize=1))
 
 
 def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:

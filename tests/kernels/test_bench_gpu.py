@@ -106,3 +106,31 @@ def test_engine_and_compiled_sections_on_a_cpu_make_their_rows_and_table(tmp_pat
     assert all(r["tokens"] == r["batch"] * 4 and r["tok_s"] > 0 and "error" not in r for r in eng["rows"] + comp["rows"])
     md = (tmp_path / "gpu.md").read_text()
     assert "### Tiny engine, decode step compiled" in md and "| on | yes |" in md
+
+
+def test_precompile_step_reports_its_variants_and_stops_at_its_cap(tmp_path, monkeypatch):
+    """The step before the sections, with the device's capability faked (the compile needs no GPU)."""
+    from evalsuite.kernels.triton import HAS_TRITON
+
+    if not HAS_TRITON:  # pragma: no cover
+        pytest.skip("triton missing")
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    if toolchain_missing():  # pragma: no cover
+        pytest.skip(toolchain_missing())
+    from bench_scripts import BENCH
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    monkeypatch.syspath_prepend(str(BENCH))
+    import static_kernels
+
+    monkeypatch.setattr(static_kernels, "KERNELS", ("nvfp4_dequant",))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    bench = _load()
+    shapes = [(64, 128, "q_proj"), (32, 256, "k_proj")]
+    info = bench.precompile_kernels(torch.device("cuda"), shapes, workers=2, cap_s=120)
+    assert {k: info[k] for k in ("arch", "workers", "variants")} == {"arch": 90, "workers": 2, "variants": 2}
+    assert "error" not in info
+    capped = bench.precompile_kernels(torch.device("cuda"), shapes, workers=1, cap_s=0.01)
+    assert "variants" not in capped and "time cap" in capped["error"]

@@ -37,3 +37,25 @@ def test_static_bench_rejects_bad_input(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--kernels", "fp8_gemv,gemm9"])
     assert "expected some of" in capsys.readouterr().err
+
+
+def test_precompile_fills_the_cache_a_later_compile_reads(tmp_path, monkeypatch):
+    """Variants compiled by worker processes are cache hits for this process: nothing new is written."""
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    if toolchain_missing():  # pragma: no cover
+        pytest.skip(toolchain_missing())
+    from bench_scripts import BENCH
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(cache))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    monkeypatch.syspath_prepend(str(BENCH))  # spawned workers import the module by this name
+    import static_kernels
+
+    shapes, kernels = [(64, 128, "experts.custom")], ("fp8_gemv", "nvfp4_dequant")
+    assert static_kernels.precompile(shapes, [1], kernels, 90, workers=2) == 6
+    written = sorted(p.name for p in cache.iterdir())
+    assert len(written) >= 6
+    assert len(static_kernels.compile_all(shapes, [1], kernels, 90, read=False)) == 6
+    assert sorted(p.name for p in cache.iterdir()) == written
