@@ -102,7 +102,7 @@ def test_kernel_compiles_for_sm90(tmp_path, monkeypatch):
     ptrs = {"x_ptr": "*bf16", "w_ptr": "*u8", "s_ptr": "*fp32", "b_ptr": "*bf16", "ws_ptr": "*fp32"}
     ints = ["M", "N", "K", "stride_xm", "stride_xk", "stride_wn", "stride_sn"]
     for bucket in (1, 16):
-        consts = {"HAS_BIAS": True, "BLOCK_M": bucket, "USE_DOT": bucket == 16, "DOT_FP32": False,
+        consts = {"HAS_BIAS": True, "BLOCK_M": bucket, "USE_DOT": bucket == 16, "DOT_FP32": False, "INTERPRET": False,
                   "BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 4}  # fmt: skip
         sig = {**ptrs, **{i: "i32" for i in ints}, **{c: "constexpr" for c in consts}}
         try:

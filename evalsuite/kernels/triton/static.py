@@ -42,6 +42,8 @@ _LD_RE = re.compile(r"\bld\.global(?:\.[A-Za-z0-9_:]+)*?(?:\.v(\d))?\.[bfsu](\d+
 _CP_ASYNC_RE = re.compile(r"\bcp\.async\.c[ag]\.shared\.global(?:\.[a-zA-Z0-9:]+)*\s+\[[^\]]*\],\s*\[[^\]]*\],\s*(0x[0-9a-fA-F]+|\d+)")
 _ST_RE = re.compile(r"\bst\.global(?:\.[A-Za-z0-9_:]+)*?(?:\.v(\d))?\.[bfsu](\d+)\b")
 _RES_RE = re.compile(r"REG:(\d+)\s+STACK:(\d+)\s+SHARED:(\d+)\s+LOCAL:(\d+)")
+_SASS_RE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", re.MULTILINE)
+_BRA_RE = re.compile(r"\bBRA\s+(?:`?\(?)0x([0-9a-f]+)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +60,7 @@ class KernelReport:
     global_loads: dict[int, int]  # load width in bits -> instructions in the PTX (cp.async included)
     async_copies: int  # of those, cp.async global -> shared
     global_stores: dict[int, int]  # store width in bits -> instructions (atomics not counted)
+    loop_instructions: int  # SASS instructions in the kernel's longest loop body (0: no loop)
 
     @property
     def spills(self) -> bool:
@@ -75,7 +78,8 @@ class KernelReport:
         loads = ", ".join(f"{n}x{b}b" for b, n in sorted(self.global_loads.items(), reverse=True))
         stores = ", ".join(f"{n}x{b}b" for b, n in sorted(self.global_stores.items(), reverse=True))
         return (f"{self.kernel} sm_{self.arch} [{tile}]: {self.registers} regs, stack {self.stack_bytes} B, "
-                f"shared {self.shared_bytes} B, global loads {loads or 'none'}, stores {stores or 'none'}")  # fmt: skip
+                f"shared {self.shared_bytes} B, global loads {loads or 'none'}, stores {stores or 'none'}, "
+                f"loop {self.loop_instructions} SASS")  # fmt: skip
 
 
 def toolchain_missing() -> str:
@@ -113,15 +117,40 @@ def global_stores(ptx: str) -> dict[int, int]:
     return dict(widths)
 
 
-def resource_usage(cubin: bytes) -> tuple[int, int, int, int]:
-    """(registers, stack, shared, local bytes) of the one kernel in ``cubin``, by ``cuobjdump -res-usage``."""
+def sass(cubin: bytes) -> str:
+    """The cubin's SASS, by ``cuobjdump -sass``."""
+    return _cuobjdump(cubin, "-sass")
+
+
+def loop_instructions(sass_text: str) -> int:
+    """SASS instructions in the longest loop of ``sass_text``: the span from a backward branch's
+    target to the branch, inclusive (0 when there is no backward branch). For the GEMV kernels that
+    is one K step; over the values a thread decodes per step it is the instructions per value the
+    issue rate must cover (4 warp-instructions per cycle per SM on Hopper)."""
+    found = [(int(a, 16), body) for a, body in _SASS_RE.findall(sass_text)]
+    addrs = [a for a, _ in found]
+    best = 0
+    for addr, body in found:
+        target = _BRA_RE.search(body)
+        if target and int(target.group(1), 16) < addr:
+            lo = int(target.group(1), 16)
+            best = max(best, sum(1 for a in addrs if lo <= a <= addr))
+    return best
+
+
+def _cuobjdump(cubin: bytes, flag: str) -> str:
     from triton import knobs
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(cubin)
-        out = subprocess.run([knobs.nvidia.cuobjdump.path, "-res-usage", str(path)], capture_output=True,
-                             text=True, check=True).stdout  # fmt: skip
+        return subprocess.run([knobs.nvidia.cuobjdump.path, flag, str(path)], capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+
+def resource_usage(cubin: bytes) -> tuple[int, int, int, int]:
+    """(registers, stack, shared, local bytes) of the one kernel in ``cubin``, by ``cuobjdump -res-usage``."""
+    out = _cuobjdump(cubin, "-res-usage")
     found = _RES_RE.search(out)
     if found is None:
         raise RuntimeError(f"cuobjdump -res-usage printed no REG/STACK/SHARED/LOCAL line: {out[:200]!r}")
@@ -198,7 +227,8 @@ class Recorder:
             config.setdefault("num_warps", compiled.metadata.num_warps)
             config.setdefault("num_stages", compiled.metadata.num_stages)
             out.append(KernelReport(name, config, self.arch, regs, stack, local, shared, loads, copies,
-                                    global_stores(compiled.asm["ptx"])))  # fmt: skip
+                                    global_stores(compiled.asm["ptx"]),
+                                    loop_instructions(sass(compiled.asm["cubin"]))))  # fmt: skip
         return out
 
 
@@ -222,5 +252,5 @@ def compile_for(arch: int = 90) -> Iterator[Recorder]:
         driver._active = previous
 
 
-__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_stores", "resource_usage",
-           "toolchain_missing"]
+__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_stores", "loop_instructions",
+           "resource_usage", "sass", "toolchain_missing"]
