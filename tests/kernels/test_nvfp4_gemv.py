@@ -99,6 +99,6 @@ def test_reduce_path_handles_several_rows_too():
     mod._kernel("gemv", "interpret")[(2, 2)](
         x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, 3, 20, 64, 32,
         x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
-        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
+        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
     )  # fmt: skip
     torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)

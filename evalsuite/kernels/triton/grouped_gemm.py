@@ -21,8 +21,9 @@ come from an expert-offset table built on the device without a host sync: expert
 tile to its expert and first row. The grid is sized for the worst case
 (``ceil(A / BLOCK_M) + E`` tiles, known from the shapes alone); a tile past the last real one reads
 expert -1 and returns at once. Each program then is `kernels.triton.nvfp4_gemm`'s tile loop on expert
-e's slice of the stacked weight, masked to its segment's rows: the weight decoded in registers by bit
-arithmetic (E2M1 nibbles, E4M3 bytes: no FP8 support needed from the GPU or the interpreter), fp32
+e's slice of the stacked weight, masked to its segment's rows: the weight decoded in registers by the
+GPU's E4M3 conversion (``cvt.rn.f16x2.e4m3x2`` on sm_89+; E2M1 nibbles first moved into E4M3 bit
+positions, see `kernels.triton.nvfp4_gemv`; under the interpreter 0x7F/0xFF are made NaN by hand), fp32
 accumulation, the expert's global scale (NVFP4) or per-column scale (FP8) and the row's activation
 scale (W8A8) applied to the accumulator, then the bias, then the cast. E4M3 and E2M1 x E4M3 values
 are exact in bf16, so feeding ``tl.dot`` bf16 operands loses nothing on the weight side; under the
@@ -91,6 +92,7 @@ def _grouped_kernel(
     MIXED: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     DOT_FP32: tl.constexpr,
+    INTERPRET: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -123,29 +125,18 @@ def _grouped_kernel(
             # argument of its own so the mask may span 16 bytes: 128-bit loads, see nvfp4_gemv)
             bcol = k0 // 2 + offs_b
             w = tl.load(w_base + offs_n[:, None] * stride_wn + bcol[None, :],
-                        mask=mask_n[:, None] & (bcol < KB)[None, :], other=0).to(tl.int32)  # fmt: skip
+                        mask=mask_n[:, None] & (bcol < KB)[None, :], other=0)  # fmt: skip
             blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
             sb = tl.load(s_base + offs_n[:, None] * stride_sn + blk[None, :],
-                         mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0).to(tl.int32)  # fmt: skip
-            # E4M3 block scales by bit arithmetic (sign, exponent + 119: the E2M1 decode's 0.5 folded
-            # in; subnormals m * 2^-10), 0x7F/0xFF NaN; exact
-            s_sign = (sb & 0x80) << 24
-            s_exp = (sb >> 3) & 0xF
-            s_man = sb & 0x7
-            s_val = (s_sign | ((s_exp + 119) << 23) | (s_man << 20)).to(tl.float32, bitcast=True)
-            s_sub = s_man.to(tl.float32) * 0.0009765625
-            s_val = tl.where(s_exp == 0, tl.where(s_sign != 0, -s_sub, s_sub), s_val)
-            s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)  # [BLOCK_N, G]
-            # E2M1 in registers: 2|v| is a nibble of 0xC8643210, fp32 as (2^23 + n) - 2^23, the sign
-            # bit 3 moved to bit 31; low nibble = even k, high = odd k
-            lo_c = w & 0xF
-            hi_c = (w >> 4) & 0xF
-            lo_n = (-932957680 >> ((lo_c & 7) * 4)) & 0xF
-            hi_n = (-932957680 >> ((hi_c & 7) * 4)) & 0xF
-            lo_m = (lo_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
-            hi_m = (hi_n | 0x4B000000).to(tl.float32, bitcast=True) - 8388608.0
-            lo = (lo_m.to(tl.int32, bitcast=True) | ((lo_c & 8) << 28)).to(tl.float32, bitcast=True)
-            hi = (hi_m.to(tl.int32, bitcast=True) | ((hi_c & 8) << 28)).to(tl.float32, bitcast=True)
+                         mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)  # fmt: skip
+            # E4M3 block scales and E2M1 values (moved into E4M3 bit positions: 2^-6 times the value)
+            # by the GPU's E4M3 conversion, as in nvfp4_gemv; NaN made explicit for the interpreter
+            s_val = sb.to(tl.float8e4nv, bitcast=True).to(tl.float32)
+            if INTERPRET:
+                s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
+            s_val = s_val * 64.0  # [BLOCK_N, G]
+            lo = (((w & 7) << 2) | ((w & 8) << 4)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+            hi = (((w >> 2) & 0x1C) | (w & 0x80)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
             wv = tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * s_val[:, :, None]
             wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
             kk = k0 + tl.arange(0, BLOCK_K)
@@ -162,13 +153,9 @@ def _grouped_kernel(
             mask_k = kk < K
             wb = tl.load(w_base + kk[:, None] + offs_n[None, :] * stride_wn,
                          mask=mask_k[:, None] & mask_n[None, :], other=0)  # [BLOCK_K, BLOCK_N] E4M3 bytes
-            wb = wb.to(tl.int32)  # E4M3 decoded as the block scales above
-            w_exp = (wb >> 3) & 0xF
-            w_man = (wb & 0x7).to(tl.float32)
-            w = tl.where(w_exp == 0, w_man * 0.001953125,
-                         (1.0 + w_man * 0.125) * tl.exp2((w_exp - 7).to(tl.float32)))  # fmt: skip
-            w = tl.where((wb & 0x7F) == 0x7F, float("nan"), w)
-            w = tl.where((wb & 0x80) != 0, -w, w)
+            w = wb.to(tl.float8e4nv, bitcast=True).to(tl.float32)  # the GPU's conversion, exact
+            if INTERPRET:
+                w = tl.where((wb & 0x7F) == 0x7F, float("nan"), w)
             xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0)
             if DOT_FP32:
                 acc += tl.dot(xt.to(tl.float32), w, input_precision="ieee")
@@ -190,13 +177,14 @@ def _grouped_kernel(
 # (BLOCK_N, BLOCK_K, warps, stages) tried by the autotuner on CUDA: narrow and wide column strips,
 # short and long K steps (Hopper-class GPUs, the expert shapes of the full-size model and smaller).
 # Compiled for sm_90 (`kernels.triton.static`, the full-size expert shapes): 64 x 256 at 4 warps
-# needed 255 registers and spilled at 64 rows, so it has 8; the pipelined tiles copy the NVFP4
+# needed 255 registers and spilled at 64 rows, so it has 8 (256 x 64 spilled 8 B at 3 stages, so
+# it has 2); the pipelined tiles copy the NVFP4
 # weight into shared memory 8 bytes at a time (cp.async), the single-stage ones load it into
 # registers 16 bytes at a time, which may suit the decode's few rows per expert better: both kinds
 # are here for the autotuner to time.
 AUTOTUNE_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
     (32, 64, 4, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3), (64, 256, 8, 2),
-    (128, 32, 4, 4), (256, 64, 8, 3), (32, 64, 4, 1), (64, 128, 4, 1), (128, 128, 8, 1),
+    (128, 32, 4, 4), (256, 64, 8, 2), (32, 64, 4, 1), (64, 128, 4, 1), (128, 128, 8, 1),
 )
 DEFAULT_TILE = (64, 64)  # (BLOCK_N, BLOCK_K) under the interpreter when the call gives none
 
@@ -294,7 +282,7 @@ def grouped_gemm(
         bias.stride(0) if bias is not None else 0, y.stride(0),
     )  # fmt: skip
     consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, MIXED=mixed, HAS_BIAS=bias is not None,
-                  DOT_FP32=interpret or x.dtype == torch.float32, BLOCK_M=block_m)
+                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret, BLOCK_M=block_m)
     n_tiles = tile_e.shape[0]
     if explicit:
         _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](
