@@ -7,8 +7,9 @@ Each decode kernel is compiled through its real wrapper on ``device="meta"`` ten
 `evalsuite.kernels.triton.static.compile_for`, once per autotune config the launch would time, for
 every (N, K) of the preset's linear layers (the grouped kernel: its expert shapes, 8 experts, a
 decode's 6 rows and a prefill's 512). One Markdown row per kernel and row count: how many variants
-compiled, their register range, how many spill (and the most bytes), and how many read with 128-bit
-global loads at all. ``--json`` writes every variant's report. Speed is not measured here: that is
+compiled, their register range, how many spill (and the most bytes), how many read with 128-bit
+global loads at all, and the K loop's SASS instructions per weight value a thread handles in one
+step (an H200 issues ~33.5e12 thread-instructions/s: that over this bounds the values/s). ``--json`` writes every variant's report. Speed is not measured here: that is
 ``make bench-gpu``'s, on a GPU.
 """
 
@@ -102,6 +103,14 @@ def precompile(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tup
         return sum(pool.starmap(_compile_share, jobs, chunksize=1))
 
 
+def _loop_per_value(r: dict[str, Any]) -> float:
+    """SASS instructions of the K loop per weight value a thread handles in one K step (0: no loop)."""
+    c = r["config"]
+    if not r["loop_instructions"] or "BLOCK_N" not in c or "BLOCK_K" not in c:
+        return 0.0
+    return r["loop_instructions"] / (c["BLOCK_N"] * c["BLOCK_K"] / (32 * c["num_warps"]))
+
+
 def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (kernel family, rows): variants, register range, spills, 128-bit readers."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -117,6 +126,7 @@ def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "load128": sum(128 in r["global_loads"] for r in rs),
             "max_32bit_loads": max(r["global_loads"].get(32, 0) for r in rs),
             "async_copy_variants": sum(bool(r["async_copies"]) for r in rs),
+            "loop_per_value": [min(per), max(per)] if (per := [p for r in rs if (p := _loop_per_value(r))]) else None,
         })  # fmt: skip
     return rows
 
@@ -129,14 +139,17 @@ def markdown(summary: list[dict[str, Any]], arch: int, command: str) -> str:
         f"Triton {triton.__version__}; `{command}`. Rows: the activation rows of the call (grouped: all "
         f"experts' rows; dequantize: none). Every autotune config the launch would time, every shape.",
         "",
-        "| kernel | rows | variants (shapes) | registers | spilled | 128-bit loads | max 32-bit loads | cp.async |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| kernel | rows | variants (shapes) | registers | spilled | 128-bit loads | max 32-bit loads | cp.async "
+        "| loop SASS / value |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summary:
         spill = f"{s['spilled']} (≤{s['max_spill_bytes']} B)" if s["spilled"] else "0"
+        lo_hi = s["loop_per_value"]
+        per_value = f"{lo_hi[0]:.1f}–{lo_hi[1]:.1f}" if lo_hi else "-"
         lines.append(f"| {s['kernel']} | {s['rows'] or '-'} | {s['variants']} ({s['shapes']}) | "
                      f"{s['regs_min']}–{s['regs_max']} | {spill} | {s['load128']}/{s['variants']} | "
-                     f"{s['max_32bit_loads']} | {s['async_copy_variants']}/{s['variants']} |")  # fmt: skip
+                     f"{s['max_32bit_loads']} | {s['async_copy_variants']}/{s['variants']} | {per_value} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

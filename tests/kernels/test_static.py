@@ -28,6 +28,23 @@ PTX = """
 """
 
 
+SASS = """
+        /*0900*/                   IMAD.MOV.U32 R1, RZ, RZ, c[0x0][0x28] ;
+        /*0910*/                   LOP3.LUT R4, R2, 0x7, RZ, 0xc0, !PT ;
+        /*0920*/                   F2FP.F16.E4M3.UNPACK_B R5, R4 ;
+        /*0930*/               @P1 BRA 0x910 ;
+        /*0940*/                   BRA 0x960;
+        /*0950*/                   EXIT ;
+"""
+
+
+def test_the_longest_loop_is_counted_from_its_backward_branch():
+    from evalsuite.kernels.triton.static import loop_instructions
+
+    assert loop_instructions(SASS) == 3  # 0x910..0x930; the forward branch is not a loop
+    assert loop_instructions(SASS.replace("@P1 BRA 0x910", "@P1 BRA 0x950")) == 0
+
+
 def test_ptx_loads_and_stores_are_counted_by_width():
     from evalsuite.kernels.triton.static import global_loads, global_stores
 
@@ -94,6 +111,13 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
         assert r.loads_of(32) <= 1, r.describe()
     for r in by[("_fp8_gemv_kernel", 1)] + by[("_fp8_gemv_kernel", 16)]:
         assert r.widest_load == 128, r.describe()
+    # the one-row loop's SASS per weight value a thread decodes per K step: the issue rate an H200
+    # offers (~33.5e12 thread-instructions/s) over it bounds values/s. Bit-arithmetic E4M3 decoding
+    # took FP8 to ~26 (below bf16 cuBLAS), a register-table E2M1 decode NVFP4 to ~13.7.
+    for key, most in ((("_nvfp4_gemv_kernel", 1), 11.5), (("_fp8_gemv_kernel", 1), 5.0)):
+        for r in by[key]:
+            per_value = r.loop_instructions / (r.config["BLOCK_N"] * r.config["BLOCK_K"] / (32 * r.config["num_warps"]))
+            assert 0 < per_value <= most, (per_value, r.describe())
     (dq,) = by[("_dequant_kernel", None)]
     assert dq.widest_load == 128 and max(dq.global_stores) == 128, dq.describe()
     mma = [c for name, kw, c in rec.compiled if kw.get("USE_DOT")]

@@ -135,9 +135,8 @@ def _grouped_kernel(
             if INTERPRET:
                 s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
             s_val = s_val * 64.0  # [BLOCK_N, G]
-            lo = (((w & 7) << 2) | ((w & 8) << 4)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-            hi = (((w >> 2) & 0x1C) | (w & 0x80)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-            wv = tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * s_val[:, :, None]
+            e8 = tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))
+            wv = tl.reshape(e8, (BLOCK_N, G, 16)).to(tl.float8e4nv, bitcast=True).to(tl.float32) * s_val[:, :, None]
             wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
             kk = k0 + tl.arange(0, BLOCK_K)
             xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)

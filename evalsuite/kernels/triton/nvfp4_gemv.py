@@ -15,13 +15,14 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
    and passes the packed row length ``K/2`` as its own integer argument, so that Triton's
    divisibility specialization lets the K mask stand for 16 bytes: 128-bit loads (read in the PTX by
    `kernels.triton.static`; a 3D ``[BLOCK_N, BLOCK_K/16, 8]`` tile gave 64-bit loads);
-3. decodes E2M1 in registers: ``2|v|`` of the magnitude codes is a nibble of the constant
-   ``0xC8643210``, made fp32 as ``(2^23 + n) - 2^23`` and given the code's sign bit, the 0.5 folded
-   into the block scale. A 16-entry fp32 table in global memory cost one scalar load per value
-   (65-129 ``ld.global.b32`` per K step, 112-215 registers at M = 1 for sm_90);
-4. loads each E4M3 block scale once per 16 values and decodes it by bit arithmetic (sign, exponent
-   into an fp32 exponent field; subnormals as ``m * 2^-9``; 0x7F/0xFF are NaN), exact; at M = 1 it
-   multiplies the partial sum of its 16 products, not each value;
+3. decodes E2M1 through the GPU's E4M3 conversion: each nibble's bits are moved into E4M3 positions
+   (``s e1 e0 m -> s 0 0 e1 e0 m 0 0``: every E2M1 value becomes the E4M3 value 2^-6 times it, the
+   2^6 folded into the block scale) and ``cvt.rn.f16x2.e4m3x2`` (sm_89+) turns two into fp16 in one
+   instruction. Compiled for sm_90 the one-row loop costs ~10 SASS instructions per weight value
+   (`kernels.triton.static.loop_instructions`); a 16-entry fp32 table in global memory cost a
+   scalar load per value, a table in a register constant ~13.7 instructions per value;
+4. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
+   M = 1 it multiplies the partial sum of its 16 products, not each value;
 5. accumulates in fp32: for one row (``USE_DOT`` off) a multiply-and-reduce on the CUDA cores
    (the kernel supports any ``BLOCK_M`` there, decoding each byte once for all rows); for 2..16 rows one
    ``tl.dot`` with the rows padded to 16 (tensor cores), the weight tile transposed in registers.
@@ -123,10 +124,9 @@ def _nvfp4_gemv_kernel(
     # tl.dot, which Triton does not pipeline) loads one K step ahead: each iteration issues the next
     # step's loads before decoding its own, so a thread has two steps' bytes in flight (sm_90 PTX:
     # the loads precede the step's FMAs, registers unchanged). At 16-32 bytes per thread per step
-    # and ~3 blocks of 4 warps per SM that doubles the bytes in flight per SM from 6-12 KB, under
+    # and 3-5 blocks of 4 warps per SM that doubles the bytes in flight per SM from 6-20 KB, about
     # what an H200 asks by Little's law (4.8 TB/s x ~0.7 us / 132 SMs: ~25 KB). (The FP8 GEMV reads
-    # 64 bytes per thread per step with 4 blocks per SM, ~32 KB; a step ahead there cost 30
-    # registers and a block per SM, so it is not done.) A step past the split's end reads nothing: its limits
+    # 64 bytes per thread per step at ~64 registers, up to 8 blocks per SM: no step ahead.) A step past the split's end reads nothing: its limits
     # are 0 (a select, so the mask keeps KB's divisibility).
     if not USE_DOT:
         bcol = k_lo // 2 + offs_b
@@ -160,15 +160,15 @@ def _nvfp4_gemv_kernel(
         # E2M1 -> E4M3 by moving bits (s e1 e0 m -> s 0 0 e1 e0 m 0 0): every E2M1 value becomes the
         # E4M3 value 2^-6 times it (E2M1's subnormal 0.5 lands on E4M3's subnormal 2^-7), which the
         # GPU converts two per instruction (cvt.rn.f16x2.e4m3x2, sm_89+). Low nibble: even k, high
-        # nibble: odd k. For sm_90 this took the loop from ~13.7 SASS instructions per value (a
-        # register table 0xC8643210 indexed per nibble) to ~N.
-        lo = (((w & 7) << 2) | ((w & 8) << 4)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-        hi = (((w >> 2) & 0x1C) | (w & 0x80)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+        # nibble: odd k; joined before the conversion (the pair converts together, and the values
+        # come out in k order: sm_90 loop ~10 SASS instructions per value, ~11.3 converting each
+        # nibble's tensor apart, ~13.7 with the table 0xC8643210 in a register).
+        e8 = tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))  # [BLOCK_N, HALF, 2]
+        vals = tl.reshape(e8, (BLOCK_N, G, 16)).to(tl.float8e4nv, bitcast=True).to(tl.float32)  # k order
+        kk = k0 + tl.arange(0, BLOCK_K)
         if USE_DOT:
             # block scales per value, then [BLOCK_N, BLOCK_K] in k order against [BLOCK_M, BLOCK_K]
-            wv = tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * s_val[:, :, None]
-            wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))
-            kk = k0 + tl.arange(0, BLOCK_K)
+            wt = tl.trans(tl.reshape(vals * s_val[:, :, None], (BLOCK_N, BLOCK_K)))
             xt = tl.load(x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk,
                          mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)  # fmt: skip
             if DOT_FP32:
@@ -176,16 +176,14 @@ def _nvfp4_gemv_kernel(
             else:
                 acc += tl.dot(xt, wt.to(xt.dtype))
         else:
-            kk = k0 + tl.arange(0, BLOCK_K)
             for r in tl.static_range(BLOCK_M):
                 # rows past M (the bucket's padding) re-read row M-1; the store masks them out
                 x_row = x_ptr + tl.where(M > r, r, M - 1) * stride_xm  # (tl.minimum is @jit)
                 xr = tl.load(x_row + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
-                x_even, x_odd = tl.split(tl.reshape(xr, (HALF, 2)))
-                prod = lo * x_even[None, :] + hi * x_odd[None, :]  # [BLOCK_N, HALF]
+                prod = vals * tl.reshape(xr, (G, 16))[None, :, :]  # [BLOCK_N, G, 16]
                 # the block scale once per 16 values: on the partial sum of each block
                 # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
-                blocks = tl.reduce(tl.reshape(prod, (BLOCK_N, G, 8)), 2, _SUM) * s_val  # [BLOCK_N, G]
+                blocks = tl.reduce(prod, 2, _SUM) * s_val  # [BLOCK_N, G]
                 part = tl.reduce(blocks, 1, _SUM)  # [BLOCK_N]
                 acc += tl.where(offs_m[:, None] == r, part[None, :], 0.0)
     acc = acc * tl.load(gs_ptr)
@@ -221,9 +219,9 @@ def _dequant_kernel(
     if INTERPRET:
         s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
     scale = (s_val * 64.0 * tl.load(gs_ptr))[:, :, None]  # block scale x global scale, as the ref
-    lo = (((w & 7) << 2) | ((w & 8) << 4)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-    hi = (((w >> 2) & 0x1C) | (w & 0x80)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
-    vals = tl.reshape(tl.reshape(tl.join(lo, hi), (BLOCK_N, G, 16)) * scale, (BLOCK_N, BLOCK_K))
+    e8 = tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))  # [BLOCK_N, HALF, 2]
+    vals = tl.reshape(e8, (BLOCK_N, G, 16)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+    vals = tl.reshape(vals * scale, (BLOCK_N, BLOCK_K))
     col = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     tl.store(out_ptr + offs_n[:, None] * stride_on + col[None, :], vals.to(out_ptr.dtype.element_ty),
              mask=mask_n[:, None] & (col < K)[None, :])  # fmt: skip
@@ -234,13 +232,12 @@ def _autotune_configs() -> list[Any]:
     1 and 3 pipeline stages (`_prune_stages` keeps what the row bucket can use).
 
     Compiled for sm_90 (`kernels.triton.static`, shape 2688 x 1856): 16 or 32 packed bytes per thread
-    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 127-168 registers at one row, 149-214 at
-    16, and spill nothing; 64 bytes took 250 at one row (one block of 8 warps per SM), so no tile
-    here has more than 32."""
+    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 82-167 registers at one row, 94-162 at 16,
+    and spill nothing; 64 bytes took 250 at one row, and 128 x 128 at 8 warps spilled at 16 rows."""
     cfgs = []
     for bn, bk, sk, warps in [
         (32, 256, 1, 4), (64, 256, 2, 4), (32, 512, 4, 4), (64, 256, 4, 4),
-        (128, 128, 2, 8), (32, 256, 8, 4), (16, 512, 8, 4), (64, 128, 4, 4),
+        (128, 64, 2, 4), (32, 256, 8, 4), (16, 512, 8, 4), (64, 128, 4, 4),
     ]:  # fmt: skip
         for stages in (1, 3):
             cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps,
