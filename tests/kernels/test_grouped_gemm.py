@@ -51,7 +51,11 @@ def test_tile_table_maps_each_tile_to_its_expert_and_first_row():
 @pytest.mark.parametrize("counts", [[3, 0, 20, 1], [0, 0, 7, 0], [17, 16, 1, 33]])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("with_bias", [False, True])
-def test_nvfp4_grouped_matches_reference_and_per_expert_gemm(counts, dtype, with_bias):
+@pytest.mark.parametrize("cvt", [True, False], ids=["e4m3-convert", "bit-arithmetic"])
+def test_nvfp4_grouped_matches_reference_and_per_expert_gemm(counts, dtype, with_bias, cvt, monkeypatch):
+    from evalsuite.kernels.triton import grouped_gemm as mod
+
+    monkeypatch.setattr(mod, "e4m3_convert", lambda device: cvt)  # both E4M3 decodes (kernels.triton.decode)
     e, n, k = len(counts), 40, 96  # N not a multiple of the tile, K not a multiple of the K step
     (qdata, scales, gs), qs = _nvfp4_stack(e, n, k, seed=sum(counts))
     g = torch.Generator().manual_seed(1)
@@ -74,7 +78,11 @@ def test_nvfp4_grouped_matches_reference_and_per_expert_gemm(counts, dtype, with
 
 @pytest.mark.parametrize("granularity", ["tensor", "channel"])
 @pytest.mark.parametrize("w8a8", [False, True])
-def test_fp8_grouped_matches_reference(granularity, w8a8):
+@pytest.mark.parametrize("cvt", [True, False], ids=["e4m3-convert", "bit-arithmetic"])
+def test_fp8_grouped_matches_reference(granularity, w8a8, cvt, monkeypatch):
+    from evalsuite.kernels.triton import grouped_gemm as mod
+
+    monkeypatch.setattr(mod, "e4m3_convert", lambda device: cvt)
     counts = [4, 0, 9, 2, 0]
     e, n, k = len(counts), 24, 80
     (qdata, scales), qs = _fp8_stack(e, n, k, seed=7, granularity=granularity)

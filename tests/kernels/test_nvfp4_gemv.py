@@ -59,7 +59,17 @@ def test_gemv_without_bias_leading_dims_empty_and_too_many_rows():
         nvfp4_gemv(x, *q, block_n=16, block_k=48, split_k=1)
 
 
-def test_gemv_decodes_every_code_and_scale_exactly():
+@pytest.fixture(params=[True, False], ids=["e4m3-convert", "bit-arithmetic"])
+def e4m3_cvt(request, monkeypatch):
+    """Both E4M3 decodes under the interpreter: the GPU's conversion (sm_89+, emulated) and the bit
+    arithmetic that older GPUs compile (`kernels.triton.decode`)."""
+    from evalsuite.kernels.triton import nvfp4_gemv as mod
+
+    monkeypatch.setattr(mod, "e4m3_convert", lambda device: request.param)
+    return request.param
+
+
+def test_gemv_decodes_every_code_and_scale_exactly(e4m3_cvt):
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
 
     codes = torch.arange(16, dtype=torch.uint8).repeat(2, 2)  # [2, 32]: every code, both nibbles
@@ -72,7 +82,7 @@ def test_gemv_decodes_every_code_and_scale_exactly():
         assert torch.equal(y, rows @ nvfp4.dequantize(qdata, scales, gs).t())
 
 
-def test_dequantize_kernel_equals_the_codec():
+def test_dequantize_kernel_equals_the_codec(e4m3_cvt):
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton
 
     g = torch.Generator().manual_seed(7)
@@ -99,6 +109,6 @@ def test_reduce_path_handles_several_rows_too():
     mod._kernel("gemv", "interpret")[(2, 2)](
         x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, 3, 20, 64, 32,
         x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
-        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
+        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
     )  # fmt: skip
     torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)

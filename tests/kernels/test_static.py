@@ -148,6 +148,31 @@ def test_grouped_nvfp4_for_sm90_loads_128_bits_and_does_not_spill(toolchain):
             assert r.async_copies == 0 and r.widest_load == 128, r.describe()
 
 
+def test_e4m3_is_converted_by_the_gpu_on_sm90_and_by_arithmetic_on_sm80(toolchain):
+    """Triton has no E4M3 type before sm_89: there the kernels compile the bit-arithmetic decode."""
+    from evalsuite.kernels.triton import e4m3_convert
+    from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
+    from evalsuite.kernels.triton.grouped_gemm import grouped_gemm
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton, nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for, sass
+
+    n, k = 256, 512
+    fp4 = (_meta(n, k // 2, dtype=torch.uint8), _meta(n, k // 16, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))
+    g4 = (_meta(2, n, k // 2, dtype=torch.uint8), _meta(2, n, k // 16, dtype=torch.float8_e4m3fn),
+          _meta(2, dtype=torch.float32))  # fmt: skip
+    tile = dict(block_n=32, block_k=128, split_k=2)
+    for arch, converts in ((80, False), (90, True)):
+        with compile_for(arch) as rec:
+            assert e4m3_convert(torch.device("meta")) is converts
+            nvfp4_gemv(_meta(1, k), *fp4, **tile)
+            fp8_gemv(_meta(16, k), _meta(n, k, dtype=torch.float8_e4m3fn), _meta(n, 1, dtype=torch.float32), **tile)
+            nvfp4_dequantize_triton(*fp4)
+            grouped_gemm(_meta(3, k), _meta(3, dtype=torch.int64), *g4, block_n=32, block_k=64)
+        assert len(rec.compiled) == 4
+        for name, _, compiled in rec.compiled:
+            assert ("E4M3" in sass(compiled.asm["cubin"])) is converts, (arch, name)  # F2FP.F16.E4M3.UNPACK_B
+
+
 def test_compile_for_restores_the_driver_and_the_interpreter_after_an_error(toolchain):
     from triton.runtime import driver
 

@@ -21,6 +21,38 @@ _BUILT: dict[tuple[Any, str], Any] = {}
 # set by `kernels.triton.static.compile_for`: while it holds a factory, compiled modes get a recorder
 # that compiles for a named GPU and launches nothing (the interpreter is never intercepted)
 _static_hook: list[Callable[[Callable[..., Any], str, Any], Any]] = []
+_static_arch: list[int] = []  # the architecture `compile_for` compiles for (meta tensors carry none)
+
+
+def e4m3_convert(device: Any) -> bool:
+    """Whether kernels for ``device`` decode E4M3 with the GPU's conversion (`kernels.triton.decode`):
+    CUDA devices of compute capability 8.9 and up, meta tensors under `compile_for` by its
+    architecture, and the interpreter (CPU), which emulates it; else bit arithmetic."""
+    if device.type == "cuda":
+        import torch
+
+        return torch.cuda.get_device_capability(device) >= (8, 9)
+    if device.type == "meta" and _static_arch:
+        return _static_arch[-1] >= 89
+    return True
+
+
+def _interpreted(fn: Callable[..., Any]) -> Any:
+    """``fn`` under Triton's interpreter, its ``@triton.jit`` helpers (module globals, such as
+    `kernels.triton.decode`'s) replaced by interpreted twins: the interpreter cannot call a
+    JITFunction, and a compiled kernel can call nothing else."""
+    import types
+
+    from triton.runtime.interpreter import InterpretedFunction
+    from triton.runtime.jit import JITFunction
+
+    helpers = {k: InterpretedFunction(v.fn) for k, v in fn.__globals__.items() if isinstance(v, JITFunction)}
+    if not helpers:
+        return InterpretedFunction(fn)
+    clone = types.FunctionType(fn.__code__, {**fn.__globals__, **helpers}, fn.__name__, fn.__defaults__,
+                               fn.__closure__)  # fmt: skip
+    clone.__module__, clone.__qualname__ = fn.__module__, fn.__qualname__
+    return InterpretedFunction(clone)
 
 
 def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], Any] | None = None) -> Any:
@@ -32,9 +64,7 @@ def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], An
     key = (fn, mode)
     if key not in _BUILT:
         if mode == "interpret":
-            from triton.runtime.interpreter import InterpretedFunction
-
-            _BUILT[key] = InterpretedFunction(fn)
+            _BUILT[key] = _interpreted(fn)
         elif mode == "jit":
             import triton
 
@@ -46,4 +76,4 @@ def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], An
     return _BUILT[key]
 
 
-__all__ = ["HAS_TRITON", "TRITON_MISSING_REASON", "build_kernel"]
+__all__ = ["HAS_TRITON", "TRITON_MISSING_REASON", "build_kernel", "e4m3_convert"]

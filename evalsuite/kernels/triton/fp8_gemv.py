@@ -23,12 +23,14 @@ import torch
 
 from evalsuite.kernels import fp8
 from evalsuite.kernels.constants import E4M3_DTYPE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
 from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, autotuned, gemv_tiles, launch_gemv, row_bucket
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
+
+    from evalsuite.kernels.triton.decode import e4m3_to_f32
 
     _SUM = tl.standard._sum_combine
 
@@ -55,6 +57,7 @@ def _fp8_gemv_kernel(
     USE_DOT: tl.constexpr,
     DOT_FP32: tl.constexpr,
     INTERPRET: tl.constexpr,
+    E4M3_CVT: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
@@ -75,13 +78,7 @@ def _fp8_gemv_kernel(
         mask_k = kk < k_hi
         wb = tl.load(w_ptr + offs_n[:, None] * stride_wn + kk[None, :],
                      mask=mask_n[:, None] & mask_k[None, :], other=0)  # fmt: skip
-        # E4M3 -> fp32 by the GPU's conversion (sm_89+: two values per cvt.rn.f16x2.e4m3x2, exact,
-        # 0x7F/0xFF NaN). Triton's interpreter converts 0x7F/0xFF to +-480, so there (only) they
-        # are made NaN explicitly: on sm_90 that select doubled the loop (4.3 -> 8.2 SASS
-        # instructions per value), and the bit arithmetic the conversion replaces cost ~26.
-        w = wb.to(tl.float8e4nv, bitcast=True).to(tl.float32)  # [BLOCK_N, BLOCK_K]
-        if INTERPRET:
-            w = tl.where((wb & 0x7F) == 0x7F, float("nan"), w)
+        w = e4m3_to_f32(wb, E4M3_CVT, INTERPRET)  # [BLOCK_N, BLOCK_K]; sm_89+: the GPU's conversion
         if USE_DOT:
             xmask = mask_m[:, None] & mask_k[None, :]
             xt = tl.load(x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk, mask=xmask, other=0.0)
@@ -153,7 +150,8 @@ def fp8_gemv(
     args = (x2, qweight.view(torch.uint8), scale, bias if bias is not None else scale, ws, m, n, k,
             x2.stride(0), x2.stride(1), qweight.stride(0), 0 if scale.numel() == 1 else 1)  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
-                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret)  # fmt: skip
+                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
+                  E4M3_CVT=e4m3_convert(x.device))  # fmt: skip
     launch_gemv(_kernel, n, interpret, tiles, args, consts)
     return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 

@@ -43,11 +43,13 @@ import torch
 
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
+
+    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e4m3_to_f32
 
 
 def grouped_gemm_ref(
@@ -93,6 +95,7 @@ def _grouped_kernel(
     HAS_BIAS: tl.constexpr,
     DOT_FP32: tl.constexpr,
     INTERPRET: tl.constexpr,
+    E4M3_CVT: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -130,13 +133,10 @@ def _grouped_kernel(
             sb = tl.load(s_base + offs_n[:, None] * stride_sn + blk[None, :],
                          mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)  # fmt: skip
             # E4M3 block scales and E2M1 values (moved into E4M3 bit positions: 2^-6 times the value)
-            # by the GPU's E4M3 conversion, as in nvfp4_gemv; NaN made explicit for the interpreter
-            s_val = sb.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-            if INTERPRET:
-                s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
-            s_val = s_val * 64.0  # [BLOCK_N, G]
-            e8 = tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))
-            wv = tl.reshape(e8, (BLOCK_N, G, 16)).to(tl.float8e4nv, bitcast=True).to(tl.float32) * s_val[:, :, None]
+            # decoded as in nvfp4_gemv (`decode`)
+            s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
+            e8 = tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16))
+            wv = e4m3_to_f32(e8, E4M3_CVT, INTERPRET) * s_val[:, :, None]
             wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
             kk = k0 + tl.arange(0, BLOCK_K)
             xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)
@@ -152,9 +152,7 @@ def _grouped_kernel(
             mask_k = kk < K
             wb = tl.load(w_base + kk[:, None] + offs_n[None, :] * stride_wn,
                          mask=mask_k[:, None] & mask_n[None, :], other=0)  # [BLOCK_K, BLOCK_N] E4M3 bytes
-            w = wb.to(tl.float8e4nv, bitcast=True).to(tl.float32)  # the GPU's conversion, exact
-            if INTERPRET:
-                w = tl.where((wb & 0x7F) == 0x7F, float("nan"), w)
+            w = e4m3_to_f32(wb, E4M3_CVT, INTERPRET)  # exact; sm_89+: the GPU's conversion
             xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & mask_k[None, :], other=0.0)
             if DOT_FP32:
                 acc += tl.dot(xt.to(tl.float32), w, input_precision="ieee")
@@ -281,7 +279,8 @@ def grouped_gemm(
         bias.stride(0) if bias is not None else 0, y.stride(0),
     )  # fmt: skip
     consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, MIXED=mixed, HAS_BIAS=bias is not None,
-                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret, BLOCK_M=block_m)
+                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
+                  E4M3_CVT=e4m3_convert(x.device), BLOCK_M=block_m)
     n_tiles = tile_e.shape[0]
     if explicit:
         _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](

@@ -43,13 +43,15 @@ from typing import Any, Callable
 import torch
 
 from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
     import triton.testing
+
+    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e4m3_to_f32
 
     _SUM = tl.standard._sum_combine
 
@@ -99,6 +101,7 @@ def _nvfp4_gemv_kernel(
     USE_DOT: tl.constexpr,
     DOT_FP32: tl.constexpr,
     INTERPRET: tl.constexpr,
+    E4M3_CVT: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
@@ -151,20 +154,13 @@ def _nvfp4_gemv_kernel(
             sb = sb_next
             w_next = w_new
             sb_next = sb_new
-        # block scales: E4M3 by the GPU's conversion, exact, 0x7F/0xFF NaN (made NaN explicitly only
-        # under the interpreter, which reads them as +-480), times the 2^6 of the E2M1 decode below
-        s_val = sb.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-        if INTERPRET:
-            s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
-        s_val = s_val * 64.0  # [BLOCK_N, G]
-        # E2M1 -> E4M3 by moving bits (s e1 e0 m -> s 0 0 e1 e0 m 0 0): every E2M1 value becomes the
-        # E4M3 value 2^-6 times it (E2M1's subnormal 0.5 lands on E4M3's subnormal 2^-7), which the
-        # GPU converts two per instruction (cvt.rn.f16x2.e4m3x2, sm_89+). Low nibble: even k, high
-        # nibble: odd k; joined before the conversion (the pair converts together, and the values
-        # come out in k order: sm_90 loop ~10 SASS instructions per value, ~11.3 converting each
-        # nibble's tensor apart, ~13.7 with the table 0xC8643210 in a register).
-        e8 = tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))  # [BLOCK_N, HALF, 2]
-        vals = tl.reshape(e8, (BLOCK_N, G, 16)).to(tl.float8e4nv, bitcast=True).to(tl.float32)  # k order
+        # block scales (E4M3) times the 2^6 of the E2M1 decode; E2M1 moved into E4M3 bit positions,
+        # both decoded by `decode.e4m3_to_f32` (on sm_89+ the GPU's conversion, two values per
+        # instruction). The nibble pairs are joined before the conversion, so they convert together
+        # and come out in k order (sm_90 one-row loop ~10 SASS instructions per value; ~11.3
+        # converting each nibble's tensor apart, ~13.7 with the table 0xC8643210 in a register).
+        s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
+        vals = e4m3_to_f32(tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16)), E4M3_CVT, INTERPRET)  # k order
         kk = k0 + tl.arange(0, BLOCK_K)
         if USE_DOT:
             # block scales per value, then [BLOCK_N, BLOCK_K] in k order against [BLOCK_M, BLOCK_K]
@@ -199,6 +195,7 @@ def _dequant_kernel(
     N, K, KB,
     stride_wn, stride_sn, stride_on,
     INTERPRET: tl.constexpr,
+    E4M3_CVT: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
@@ -215,12 +212,8 @@ def _dequant_kernel(
                 mask=mask_n[:, None] & (bcol < KB)[None, :], other=0)  # fmt: skip
     sb = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
                  mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)  # fmt: skip
-    s_val = sb.to(tl.float8e4nv, bitcast=True).to(tl.float32)
-    if INTERPRET:
-        s_val = tl.where((sb & 0x7F) == 0x7F, float("nan"), s_val)
-    scale = (s_val * 64.0 * tl.load(gs_ptr))[:, :, None]  # block scale x global scale, as the ref
-    e8 = tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))  # [BLOCK_N, HALF, 2]
-    vals = tl.reshape(e8, (BLOCK_N, G, 16)).to(tl.float8e4nv, bitcast=True).to(tl.float32)
+    scale = (e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0 * tl.load(gs_ptr))[:, :, None]  # x global, as the ref
+    vals = e4m3_to_f32(tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16)), E4M3_CVT, INTERPRET)
     vals = tl.reshape(vals * scale, (BLOCK_N, BLOCK_K))
     col = pid_k * BLOCK_K + tl.arange(0, BLOCK_K)
     tl.store(out_ptr + offs_n[:, None] * stride_on + col[None, :], vals.to(out_ptr.dtype.element_ty),
@@ -320,7 +313,8 @@ def nvfp4_gemv(
     args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, ws, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
-                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret)  # fmt: skip
+                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
+                  E4M3_CVT=e4m3_convert(x.device))  # fmt: skip
     launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
     return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
@@ -351,6 +345,6 @@ def nvfp4_dequantize_triton(
     _kernel("dequant", "interpret" if interpret else "jit")[grid](
         qdata, scale_bytes, gs, out, n, k, k // 2,
         qdata.stride(0), scale_bytes.stride(0), out.stride(0),
-        INTERPRET=interpret, BLOCK_N=block_n, BLOCK_K=block_k,
+        INTERPRET=interpret, E4M3_CVT=e4m3_convert(qdata.device), BLOCK_N=block_n, BLOCK_K=block_k,
     )  # fmt: skip
     return out

@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, _static_hook
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, _static_arch, _static_hook
 
 _DEVICE_IDS = itertools.count(-1, -1)  # stand-in device ids: never a real GPU's ordinal
 
@@ -245,9 +245,11 @@ def compile_for(arch: int = 90) -> Iterator[Recorder]:
     previous = driver._active
     driver.set_active(_StandInDriver(arch))  # type: ignore[arg-type]
     _static_hook.append(lambda fn, mode, autotune: _Launch(recorder, fn, mode, autotune))
+    _static_arch.append(arch)
     try:
         yield recorder
     finally:
+        _static_arch.pop()
         _static_hook.pop()
         driver._active = previous
 
