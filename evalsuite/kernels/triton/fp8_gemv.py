@@ -8,8 +8,8 @@ per-token quantization pass and the result is closer to the unquantized layer.
 
 The kernel is the NVFP4 GEMV's design (`kernels.triton.nvfp4_gemv`) with one byte per value:
 split-K programs over ``[BLOCK_N, BLOCK_K]`` row-major byte tiles (contiguous along K, so wide
-loads), E4M3 decoded by bit arithmetic (sign and exponent + 120 into fp32 fields, subnormals as
-``m * 2^-9``, 0x7F/0xFF NaN: exact, and the same code in the interpreter and compiled), fp32
+loads), E4M3 decoded by `kernels.triton.decode.e4m3_to_f32` (the GPU's conversion on sm_89+, two
+values per instruction; bit arithmetic before; exact, 0x7F/0xFF NaN), fp32
 accumulation (multiply-and-reduce for one row, ``tl.dot`` for 2..16), the weight scale
 applied to each partial sum, partial sums added atomically into fp32. Autotuned on CUDA, keyed on
 ``N``, ``K`` and the row bucket.
