@@ -169,6 +169,16 @@ def environment(device: torch.device) -> dict[str, Any]:
 PRECOMPILE_CAP_S = 75.0
 
 
+def precompile_shapes(preset: str) -> list[tuple[int, int, str]]:
+    """The (N, K, layer) the sections run: the GEMM sweep's (the preset's and the two squares), then
+    the tiny engine's (the engine and compiled sections); distinct (N, K)."""
+    shapes = linear_shapes(preset) + [(n, k, "square") for n, k in EXTRA_SHAPES] + linear_shapes("tiny")
+    seen: dict[tuple[int, int], tuple[int, int, str]] = {}
+    for n, k, label in shapes:
+        seen.setdefault((n, k), (n, k, label))
+    return list(seen.values())
+
+
 def precompile_kernels(device: torch.device, shapes: list[tuple[int, int, str]], workers: int,
                        cap_s: float) -> dict[str, Any]:  # fmt: skip
     """Every autotune variant of the decode kernels (GEMV at 1 and 16 rows, grouped, dequantize) for
@@ -643,10 +653,8 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out_dir / "gpu.md", markdown(res))
 
     if device.type == "cuda" and HAS_TRITON and args.precompile_workers > 0 and not args.smoke:
-        # the GEMM sweep's shapes, then the tiny engine's (the engine and compiled sections)
-        shapes = linear_shapes(args.preset) + [(n, k, "square") for n, k in EXTRA_SHAPES] + linear_shapes("tiny")
-        res["precompile"] = precompile_kernels(device, list({(n, k): (n, k, lab) for n, k, lab in shapes}.values()),
-                                               args.precompile_workers, cap_s=PRECOMPILE_CAP_S)  # fmt: skip
+        res["precompile"] = precompile_kernels(device, precompile_shapes(args.preset), args.precompile_workers,
+                                               cap_s=PRECOMPILE_CAP_S)  # fmt: skip
         print(f"bench-gpu: precompile {res['precompile']}", flush=True)
         save()
     caps = dict(SECTION_CAPS_S)

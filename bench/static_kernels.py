@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import linear_shapes  # noqa: E402  (the preset's (N, K, layer), shared with make bench-gpu)
+from bench_gpu import linear_shapes, precompile_shapes  # noqa: E402  (shared with make bench-gpu)
 
 KERNELS = ("nvfp4_gemv", "fp8_gemv", "grouped_nvfp4", "grouped_fp8", "nvfp4_dequant")
 GROUPED_EXPERTS = 8
@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", default="1,16", help="activation rows of the GEMV calls")
     p.add_argument("--kernels", default=",".join(KERNELS), help=f"subset of {','.join(KERNELS)}")
     p.add_argument("--json", type=Path, default=None, help="write every variant's report here")
+    p.add_argument("--precompile-workers", type=int, default=0,
+                   help="N > 0: only compile, in N processes, what make bench-gpu runs (its shapes, rows 1 "
+                        "and 16) into Triton's cache, and say how many; for a GPU session, beside its tests")
     args = p.parse_args(argv)
     kernels = tuple(x for x in args.kernels.split(",") if x)
     if unknown := [x for x in kernels if x not in KERNELS]:
@@ -182,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if missing := toolchain_missing():
         print(f"static_kernels: cannot compile for CUDA here ({missing})")
+        return 0
+    if args.precompile_workers > 0:  # the caller's environment as it is: Triton's cache key includes it
+        shapes = args.shapes or precompile_shapes(args.preset)
+        n = precompile(shapes, [1, 16], kernels, args.arch, args.precompile_workers)
+        print(f"static_kernels: {n} variants for sm_{args.arch} in Triton's cache")
         return 0
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # the current default, stated
     shapes = args.shapes or linear_shapes(args.preset)

@@ -59,3 +59,20 @@ def test_precompile_fills_the_cache_a_later_compile_reads(tmp_path, monkeypatch)
     assert len(written) >= 6
     assert len(static_kernels.compile_all(shapes, [1], kernels, 90, read=False)) == 6
     assert sorted(p.name for p in cache.iterdir()) == written
+
+
+def test_precompile_only_from_the_command_line(tmp_path, monkeypatch, capsys):
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    if toolchain_missing():  # pragma: no cover
+        pytest.skip(toolchain_missing())
+    from bench_scripts import BENCH
+
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "1")
+    monkeypatch.syspath_prepend(str(BENCH))
+    import static_kernels
+
+    args = ["--shapes", "64x128,32x256", "--kernels", "nvfp4_dequant", "--precompile-workers", "2"]
+    assert static_kernels.main(args) == 0
+    assert capsys.readouterr().out.strip() == "static_kernels: 2 variants for sm_90 in Triton's cache"
