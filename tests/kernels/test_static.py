@@ -204,3 +204,24 @@ def test_compile_for_says_what_is_missing(monkeypatch):
     with pytest.raises(RuntimeError, match=r"compile_for\(sm_90\): .*no working ptxas"):
         with static.compile_for(90):
             pass  # pragma: no cover
+
+
+def test_the_decode_choice_per_device_and_under_torch_compile(monkeypatch):
+    """sm_89+ converts; a compiled decode step asks the device once, while tracing (no graph break)."""
+    import evalsuite.kernels.triton as kt
+
+    asked = []
+    capability = {0: (8, 0), 1: (9, 0)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index=None: asked.append(index) or capability[index])
+    assert kt.e4m3_convert(torch.device("cpu")) is True  # the interpreter emulates the conversion
+    assert kt.e4m3_convert(torch.device("meta")) is True  # outside compile_for: the GPUs this targets
+    assert [kt.e4m3_convert(torch.device("cuda", i)) for i in (0, 1)] == [False, True]
+
+    @torch.compile(backend="eager", fullgraph=True)
+    def step(x):
+        return x + 1 if kt.e4m3_convert(torch.device("cuda", 0)) else x - 1
+
+    asked.clear()
+    torch._dynamo.reset()
+    assert step(torch.zeros(2)).tolist() == [-1.0, -1.0] and step(torch.ones(2)).tolist() == [0.0, 0.0]
+    assert asked == [0]

@@ -29,12 +29,25 @@ def e4m3_convert(device: Any) -> bool:
     CUDA devices of compute capability 8.9 and up, meta tensors under `compile_for` by its
     architecture, and the interpreter (CPU), which emulates it; else bit arithmetic."""
     if device.type == "cuda":
-        import torch
-
-        return torch.cuda.get_device_capability(device) >= (8, 9)
+        return _cuda_converts_e4m3(device.index)
     if device.type == "meta" and _static_arch:
         return _static_arch[-1] >= 89
     return True
+
+
+def _assume_constant(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compiler.assume_constant_result``: dynamo calls ``fn`` while tracing a compiled decode
+    step and keeps the answer, rather than tracing into the CUDA device queries."""
+    import torch
+
+    return torch.compiler.assume_constant_result(fn)
+
+
+@_assume_constant  # (not lru_cache'd: dynamo would trace through the cache wrapper)
+def _cuda_converts_e4m3(index: int | None) -> bool:
+    import torch
+
+    return torch.cuda.get_device_capability(index) >= (8, 9)
 
 
 def _interpreted(fn: Callable[..., Any]) -> Any:
