@@ -8,7 +8,8 @@ On a machine without CUDA it prints one line and exits 0. With CUDA it writes
 measured) and ``results/bench/gpu.md`` (the same as Markdown tables), and prints the tables.
 
 Before the sections, every autotune variant of the Triton decode kernels for the measured shapes
-(the full-size config's, the two squares, the tiny engine's) is compiled by ``--precompile-workers`` processes (default: up to 16) into Triton's on-disk cache
+(the full-size config's, the two squares, the tiny engine's) is compiled by
+``--precompile-workers`` processes (default: up to 16) into Triton's on-disk cache
 (`precompile_kernels`, at most 75 s, recorded under ``precompile``), so the sections time kernels
 rather than compiles. The run's budget includes it.
 
@@ -194,7 +195,7 @@ def precompile_kernels(device: torch.device, shapes: list[tuple[int, int, str]],
     info: dict[str, Any] = {"arch": major * 10 + minor, "workers": workers}
     try:
         with time_cap(cap_s):
-            info["variants"] = precompile(shapes, [1, 16], KERNELS, major * 10 + minor, workers)  # GEMV row buckets
+            info["variants"] = precompile(shapes, [1, 16], KERNELS, info["arch"], workers)  # GEMV row buckets
     except Exception as exc:  # SectionTimeout included: the sections compile what is missing
         info["error"] = short_error(exc)
     info["seconds"] = round(time.monotonic() - t0, 1)

@@ -9,8 +9,9 @@ every (N, K) of the preset's linear layers (the grouped kernel: its expert shape
 decode's 6 rows and a prefill's 512). One Markdown row per kernel and row count: how many variants
 compiled, their register range, how many spill (and the most bytes), how many read with 128-bit
 global loads at all, and the K loop's SASS instructions per weight value a thread handles in one
-step (an H200 issues ~33.5e12 thread-instructions/s: that over this bounds the values/s). ``--json`` writes every variant's report. Speed is not measured here: that is
-``make bench-gpu``'s, on a GPU.
+step (an H200 issues ~33.5e12 thread-instructions/s: that over this bounds the values/s).
+``--json`` writes every variant's report. Speed is not measured here: that is ``make bench-gpu``'s,
+on a GPU.
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     TRITON_MISSING_REASON = f"triton is not importable: {exc}"
 
 _BUILT: dict[tuple[Any, str], Any] = {}
-# set by `kernels.triton.static.compile_for`: while it holds a factory, compiled modes get a recorder
-# that compiles for a named GPU and launches nothing (the interpreter is never intercepted)
-_static_hook: list[Callable[[Callable[..., Any], str, Any], Any]] = []
-_static_arch: list[int] = []  # the architecture `compile_for` compiles for (meta tensors carry none)
+# set by `kernels.triton.static.compile_for`: while it holds a recorder, compiled modes get its
+# ``launch(fn, mode, autotune)``, which compiles for the recorder's ``arch`` and launches nothing (the
+# interpreter is never intercepted)
+_static_hook: list[Any] = []
 
 
 def e4m3_convert(device: Any) -> bool:
@@ -30,8 +30,8 @@ def e4m3_convert(device: Any) -> bool:
     architecture, and the interpreter (CPU), which emulates it; else bit arithmetic."""
     if device.type == "cuda":
         return _cuda_converts_e4m3(device.index)
-    if device.type == "meta" and _static_arch:
-        return _static_arch[-1] >= 89
+    if device.type == "meta" and _static_hook:  # meta tensors carry no architecture: compile_for's
+        return _static_hook[-1].arch >= 89
     return True
 
 
@@ -73,7 +73,7 @@ def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], An
     ``jit`` (compiled, an explicit tile) or ``autotune`` (``autotune(fn)``, compiled with the tile
     chosen on the machine that runs it)."""
     if _static_hook and mode in ("jit", "autotune"):
-        return _static_hook[-1](fn, mode, autotune)
+        return _static_hook[-1].launch(fn, mode, autotune)
     key = (fn, mode)
     if key not in _BUILT:
         if mode == "interpret":

@@ -175,10 +175,9 @@ def _grouped_kernel(
 # short and long K steps (Hopper-class GPUs, the expert shapes of the full-size model and smaller).
 # Compiled for sm_90 (`kernels.triton.static`, the full-size expert shapes): 64 x 256 at 4 warps
 # needed 255 registers and spilled at 64 rows, so it has 8 (256 x 64 spilled 8 B at 3 stages, so
-# it has 2); the pipelined tiles copy the NVFP4
-# weight into shared memory 8 bytes at a time (cp.async), the single-stage ones load it into
-# registers 16 bytes at a time, which may suit the decode's few rows per expert better: both kinds
-# are here for the autotuner to time.
+# it has 2); the pipelined tiles copy the NVFP4 weight into shared memory 8 bytes at a time
+# (cp.async), the single-stage ones load it into registers 16 bytes at a time, which may suit the
+# decode's few rows per expert better: both kinds are here for the autotuner to time.
 AUTOTUNE_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
     (32, 64, 4, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3), (64, 256, 8, 2),
     (128, 32, 4, 4), (256, 64, 8, 2), (32, 64, 4, 1), (64, 128, 4, 1), (128, 128, 8, 1),

@@ -19,8 +19,8 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
    (``s e1 e0 m -> s 0 0 e1 e0 m 0 0``: every E2M1 value becomes the E4M3 value 2^-6 times it, the
    2^6 folded into the block scale) and ``cvt.rn.f16x2.e4m3x2`` (sm_89+) turns two into fp16 in one
    instruction. Compiled for sm_90 the one-row loop costs ~10 SASS instructions per weight value
-   (`kernels.triton.static.loop_instructions`); a 16-entry fp32 table in global memory cost a
-   scalar load per value, a table in a register constant ~13.7 instructions per value;
+   (`kernels.triton.static.loop_instructions`; BENCHMARKS.md); a 16-entry fp32 table in global
+   memory would cost a scalar load per value;
 4. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
    M = 1 it multiplies the partial sum of its 16 products, not each value;
 5. accumulates in fp32: for one row (``USE_DOT`` off) a multiply-and-reduce on the CUDA cores
@@ -129,8 +129,9 @@ def _nvfp4_gemv_kernel(
     # the loads precede the step's FMAs, registers unchanged). At 16-32 bytes per thread per step
     # and 3-5 blocks of 4 warps per SM that doubles the bytes in flight per SM from 6-20 KB, about
     # what an H200 asks by Little's law (4.8 TB/s x ~0.7 us / 132 SMs: ~25 KB). (The FP8 GEMV reads
-    # 64 bytes per thread per step at ~64 registers, up to 8 blocks per SM: no step ahead.) A step past the split's end reads nothing: its limits
-    # are 0 (a select, so the mask keeps KB's divisibility).
+    # 64 bytes per thread per step at ~64 registers, up to 8 blocks per SM: no step ahead.) A step
+    # past the split's end reads nothing: its limits are 0 (a select, so the mask keeps KB's
+    # divisibility).
     if not USE_DOT:
         bcol = k_lo // 2 + offs_b
         w_next = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
@@ -157,8 +158,7 @@ def _nvfp4_gemv_kernel(
         # block scales (E4M3) times the 2^6 of the E2M1 decode; E2M1 moved into E4M3 bit positions,
         # both decoded by `decode.e4m3_to_f32` (on sm_89+ the GPU's conversion, two values per
         # instruction). The nibble pairs are joined before the conversion, so they convert together
-        # and come out in k order (sm_90 one-row loop ~10 SASS instructions per value; ~11.3
-        # converting each nibble's tensor apart, ~13.7 with the table 0xC8643210 in a register).
+        # and come out in k order.
         s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
         vals = e4m3_to_f32(tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16)), E4M3_CVT, INTERPRET)  # k order
         kk = k0 + tl.arange(0, BLOCK_K)

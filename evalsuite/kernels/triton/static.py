@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, _static_arch, _static_hook
+from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, _static_hook
 
 _DEVICE_IDS = itertools.count(-1, -1)  # stand-in device ids: never a real GPU's ordinal
 
@@ -138,22 +138,25 @@ def loop_instructions(sass_text: str) -> int:
     return best
 
 
-def _cuobjdump(cubin: bytes, flag: str) -> str:
+def _cuobjdump(cubin: bytes, *flags: str) -> str:
     from triton import knobs
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(cubin)
-        return subprocess.run([knobs.nvidia.cuobjdump.path, flag, str(path)], capture_output=True, text=True,
+        return subprocess.run([knobs.nvidia.cuobjdump.path, *flags, str(path)], capture_output=True, text=True,
                               check=True).stdout  # fmt: skip
 
 
 def resource_usage(cubin: bytes) -> tuple[int, int, int, int]:
     """(registers, stack, shared, local bytes) of the one kernel in ``cubin``, by ``cuobjdump -res-usage``."""
-    out = _cuobjdump(cubin, "-res-usage")
-    found = _RES_RE.search(out)
+    return _resources(_cuobjdump(cubin, "-res-usage"))
+
+
+def _resources(dump: str) -> tuple[int, int, int, int]:
+    found = _RES_RE.search(dump)
     if found is None:
-        raise RuntimeError(f"cuobjdump -res-usage printed no REG/STACK/SHARED/LOCAL line: {out[:200]!r}")
+        raise RuntimeError(f"cuobjdump -res-usage printed no REG/STACK/SHARED/LOCAL line: {dump[:200]!r}")
     regs, stack, shared, local = map(int, found.groups())
     return regs, stack, shared, local
 
@@ -216,19 +219,23 @@ class Recorder:
         self.arch = arch
         self.compiled: list[tuple[str, dict[str, Any], Any]] = []
 
+    def launch(self, fn: Callable[..., Any], mode: str, autotune: Any) -> _Launch:
+        """What `build_kernel` returns inside the block for a compiled mode."""
+        return _Launch(self, fn, mode, autotune)
+
     def reports(self, keys: tuple[str, ...] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "SPLIT_K", "num_warps", "num_stages")
                 ) -> list[KernelReport]:  # fmt: skip
         """One `KernelReport` per compiled variant; ``config`` keeps ``keys`` of the launch's constexprs."""
         out = []
         for name, kwargs, compiled in self.compiled:
-            regs, stack, shared, local = resource_usage(compiled.asm["cubin"])
+            dump = _cuobjdump(compiled.asm["cubin"], "-res-usage", "-sass")  # one call for both
+            regs, stack, shared, local = _resources(dump)
             loads, copies = global_loads(compiled.asm["ptx"])
             config = {k: kwargs[k] for k in keys if k in kwargs}
             config.setdefault("num_warps", compiled.metadata.num_warps)
             config.setdefault("num_stages", compiled.metadata.num_stages)
             out.append(KernelReport(name, config, self.arch, regs, stack, local, shared, loads, copies,
-                                    global_stores(compiled.asm["ptx"]),
-                                    loop_instructions(sass(compiled.asm["cubin"]))))  # fmt: skip
+                                    global_stores(compiled.asm["ptx"]), loop_instructions(dump)))  # fmt: skip
         return out
 
 
@@ -244,12 +251,10 @@ def compile_for(arch: int = 90) -> Iterator[Recorder]:
     recorder = Recorder(arch)
     previous = driver._active
     driver.set_active(_StandInDriver(arch))  # type: ignore[arg-type]
-    _static_hook.append(lambda fn, mode, autotune: _Launch(recorder, fn, mode, autotune))
-    _static_arch.append(arch)
+    _static_hook.append(recorder)
     try:
         yield recorder
     finally:
-        _static_arch.pop()
         _static_hook.pop()
         driver._active = previous
 
