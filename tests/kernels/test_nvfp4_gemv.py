@@ -99,16 +99,18 @@ def test_dequantize_kernel_equals_the_codec(e4m3_cvt):
     assert nvfp4_dequantize_triton(q.qdata[:16, :16], nan_scale, q.global_scale, block_k=16).isnan().all()
 
 
-def test_reduce_path_handles_several_rows_too():
-    """The CUDA-core path is compiled for one row, but it is written for any BLOCK_M: keep that true."""
+def test_one_row_path_refuses_several_rows():
+    """The CUDA-core path (``USE_DOT`` off) keeps one row's sums per word across K steps: a launch
+    with more rows is refused, not silently summed into one."""
     from evalsuite.kernels.triton import nvfp4_gemv as mod
 
     x, q, b = _case(3, 20, 64, torch.float32, seed=11)
     y = torch.zeros(3, 20)
     gs = q.global_scale.reshape(1)
-    mod._kernel("gemv", "interpret")[(2, 2)](
-        x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, 3, 20, 64, 32,
-        x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
-        HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
-    )  # fmt: skip
-    torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)
+    with pytest.raises(Exception, match="one row"):
+        mod._kernel("gemv", "interpret")[(2, 2)](
+            x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, 3, 20, 64, 32,
+            x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
+            HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, BLOCK_N=16,
+            BLOCK_K=32, SPLIT_K=2,
+        )  # fmt: skip

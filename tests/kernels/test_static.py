@@ -113,8 +113,9 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
         assert r.widest_load == 128, r.describe()
     # the one-row loop's SASS per weight value a thread decodes per K step: the issue rate an H200
     # offers (~33.5e12 thread-instructions/s) over it bounds values/s. Bit-arithmetic E4M3 decoding
-    # took FP8 to ~26 (below bf16 cuBLAS), a register-table E2M1 decode NVFP4 to ~13.7.
-    for key, most in ((("_nvfp4_gemv_kernel", 1), 11.5), (("_fp8_gemv_kernel", 1), 5.0)):
+    # took FP8 to ~26 (below bf16 cuBLAS), a register-table E2M1 decode NVFP4 to ~13.7, byte-wise bit
+    # moves into E4M3 positions to ~10; the word-wide PTX decode (`decode.E2M1X8_PTX`) to ~5.
+    for key, most in ((("_nvfp4_gemv_kernel", 1), 6.0), (("_fp8_gemv_kernel", 1), 5.0)):
         for r in by[key]:
             per_value = r.loop_instructions / (r.config["BLOCK_N"] * r.config["BLOCK_K"] / (32 * r.config["num_warps"]))
             assert 0 < per_value <= most, (per_value, r.describe())

@@ -52,20 +52,34 @@ def _cuda_converts_e4m3(index: int | None) -> bool:
 
 def _interpreted(fn: Callable[..., Any]) -> Any:
     """``fn`` under Triton's interpreter, its ``@triton.jit`` helpers (module globals, such as
-    `kernels.triton.decode`'s) replaced by interpreted twins: the interpreter cannot call a
-    JITFunction, and a compiled kernel can call nothing else."""
+    `kernels.triton.decode`'s, and theirs in turn) replaced by interpreted twins: the interpreter
+    cannot call a JITFunction, and a compiled kernel can call nothing else."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return InterpretedFunction(_with_interpreted_helpers(fn, {}))
+
+
+def _with_interpreted_helpers(fn: Callable[..., Any], done: dict[Any, Any]) -> Callable[..., Any]:
+    """A clone of ``fn`` whose globals map each JITFunction to an InterpretedFunction of its own such
+    clone (``done``: those made so far, so a helper used twice is cloned once)."""
     import types
 
     from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
 
-    helpers = {k: InterpretedFunction(v.fn) for k, v in fn.__globals__.items() if isinstance(v, JITFunction)}
+    helpers = {}
+    for name in fn.__code__.co_names:  # the globals ``fn`` names (not its module's every helper)
+        value = fn.__globals__.get(name)
+        if isinstance(value, JITFunction) and value.fn is not fn:
+            if value not in done:
+                done[value] = InterpretedFunction(_with_interpreted_helpers(value.fn, done))
+            helpers[name] = done[value]
     if not helpers:
-        return InterpretedFunction(fn)
+        return fn
     clone = types.FunctionType(fn.__code__, {**fn.__globals__, **helpers}, fn.__name__, fn.__defaults__,
                                fn.__closure__)  # fmt: skip
     clone.__module__, clone.__qualname__ = fn.__module__, fn.__qualname__
-    return InterpretedFunction(clone)
+    return clone
 
 
 def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], Any] | None = None) -> Any:

@@ -19,9 +19,48 @@ from __future__ import annotations
 
 from evalsuite.kernels.triton import HAS_TRITON
 
+# One 32-bit word of packed E2M1 ($8: eight values, value j in bits 4j..4j+3, so k order within the
+# word) -> the eight values as fp32 ($0..$7, k order), each 2^-6 times the E2M1 value. The bit moves of
+# `e2m1_as_e4m3` done on the whole word (each byte's low nibbles, then its high nibbles, into E4M3
+# bytes; no bit crosses a byte), ``cvt.rn.f16x2.e4m3x2`` (sm_89+, two values per instruction, as
+# Triton's own fp8 -> fp16), then fp16 -> fp32. `tests/kernels/test_decode_ptx.py` evaluates this text.
+E2M1X8_PTX_TEXT = """{
+.reg .b32 m, s, lo, hi, a, b, c, d;
+.reg .b16 l0, l1, h0, h1, f0, f1, f2, f3, f4, f5, f6, f7;
+and.b32 m, $8, 0x07070707;
+shl.b32 m, m, 2;
+and.b32 s, $8, 0x08080808;
+shl.b32 s, s, 4;
+or.b32 lo, m, s;
+shr.b32 m, $8, 2;
+and.b32 m, m, 0x1C1C1C1C;
+and.b32 s, $8, 0x80808080;
+or.b32 hi, m, s;
+mov.b32 {l0, l1}, lo;
+mov.b32 {h0, h1}, hi;
+cvt.rn.f16x2.e4m3x2 a, l0;
+cvt.rn.f16x2.e4m3x2 b, l1;
+cvt.rn.f16x2.e4m3x2 c, h0;
+cvt.rn.f16x2.e4m3x2 d, h1;
+mov.b32 {f0, f2}, a;
+mov.b32 {f4, f6}, b;
+mov.b32 {f1, f3}, c;
+mov.b32 {f5, f7}, d;
+cvt.f32.f16 $0, f0;
+cvt.f32.f16 $1, f1;
+cvt.f32.f16 $2, f2;
+cvt.f32.f16 $3, f3;
+cvt.f32.f16 $4, f4;
+cvt.f32.f16 $5, f5;
+cvt.f32.f16 $6, f6;
+cvt.f32.f16 $7, f7;
+}"""
+
 if HAS_TRITON:
     import triton
     import triton.language as tl
+
+    E2M1X8_PTX = tl.constexpr(E2M1X8_PTX_TEXT)
 
     @triton.jit
     def e4m3_to_f32(b, CVT: tl.constexpr, INTERPRET: tl.constexpr):
@@ -48,5 +87,33 @@ if HAS_TRITON:
         subnormal 2^-7); the callers fold the 2^6 into the block scale."""
         return tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))
 
+    @triton.jit
+    def _e2m1_nibble(wd, J: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
+        n = (wd >> (4 * J)) & 0xF
+        return e4m3_to_f32((((n & 7) << 2) | ((n & 8) << 4)).to(tl.uint8), CVT, INTERPRET)
 
-__all__ = ["e2m1_as_e4m3", "e4m3_to_f32"]
+    @triton.jit
+    def e2m1_words(wd, CVT: tl.constexpr, INTERPRET: tl.constexpr):
+        """Packed E2M1 as int32 words (eight values each, the first in the lowest nibble) -> the
+        eight values of each word as eight fp32 tensors of ``wd``'s shape, in k order, 2^-6 times
+        the E2M1 value as `e2m1_as_e4m3` (the callers fold the 2^6); exact.
+
+        On sm_89+ (``CVT``, not ``INTERPRET``) `E2M1X8_PTX` per word, ~3 instructions per value
+        with the fp32 conversion; elsewhere each nibble through `e2m1_as_e4m3`'s bit moves and
+        `e4m3_to_f32`, the same values."""
+        if CVT and not INTERPRET:
+            v0, v1, v2, v3, v4, v5, v6, v7 = tl.inline_asm_elementwise(
+                E2M1X8_PTX, "=r,=r,=r,=r,=r,=r,=r,=r,r", [wd], dtype=(tl.float32,) * 8, is_pure=True, pack=1)
+        else:
+            v0 = _e2m1_nibble(wd, 0, CVT, INTERPRET)
+            v1 = _e2m1_nibble(wd, 1, CVT, INTERPRET)
+            v2 = _e2m1_nibble(wd, 2, CVT, INTERPRET)
+            v3 = _e2m1_nibble(wd, 3, CVT, INTERPRET)
+            v4 = _e2m1_nibble(wd, 4, CVT, INTERPRET)
+            v5 = _e2m1_nibble(wd, 5, CVT, INTERPRET)
+            v6 = _e2m1_nibble(wd, 6, CVT, INTERPRET)
+            v7 = _e2m1_nibble(wd, 7, CVT, INTERPRET)
+        return v0, v1, v2, v3, v4, v5, v6, v7
+
+
+__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_words", "e4m3_to_f32"]

@@ -51,7 +51,7 @@ if HAS_TRITON:
     import triton.language as tl
     import triton.testing
 
-    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e2m1_words, e4m3_to_f32
 
     _SUM = tl.standard._sum_combine
 
@@ -113,9 +113,18 @@ def _nvfp4_gemv_kernel(
     pid_k = tl.program_id(1)
     G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
     HALF: tl.constexpr = BLOCK_K // 2  # packed bytes per row per K step
+    tl.static_assert(USE_DOT or BLOCK_M == 1, "the CUDA-core path (USE_DOT off) is for one row")
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_g = tl.arange(0, G)
-    offs_b = tl.arange(0, HALF)
+    PACK: tl.constexpr = 1 if USE_DOT else 4  # packed bytes per loaded element: one row reads int32 words
+    COLS: tl.constexpr = HALF // PACK  # loaded elements per row per K step: bytes, or int32 words (PACK 4)
+    KE = KB // PACK  # the row's length in them
+    offs_b = tl.arange(0, COLS)
+    # each row's start in bytes, then as a pointer to the loaded element: the byte stride keeps its
+    # divisibility by 16 (Triton's specialization), which a stride in words (K/8) often lacks
+    w_rows = w_ptr + offs_n[:, None] * stride_wn
+    if PACK == 4:
+        w_rows = w_rows.to(tl.pointer_type(tl.int32))
     offs_m = tl.arange(0, BLOCK_M)
     mask_n = offs_n < N
     mask_m = offs_m < M
@@ -123,6 +132,7 @@ def _nvfp4_gemv_kernel(
     k_lo = pid_k * k_per_split
     k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
+    acc_w = tl.full((BLOCK_N, COLS), 0.0, tl.float32)  # one row: per word, summed after the loop
     # packed bytes [BLOCK_N, BLOCK_K/2], row-major: each row's HALF bytes are contiguous. One row (no
     # tl.dot, which Triton does not pipeline) loads one K step ahead: each iteration issues the next
     # step's loads before decoding its own, so a thread has two steps' bytes in flight (sm_90 PTX:
@@ -133,17 +143,17 @@ def _nvfp4_gemv_kernel(
     # past the split's end reads nothing: its limits are 0 (a select, so the mask keeps KB's
     # divisibility).
     if not USE_DOT:
-        bcol = k_lo // 2 + offs_b
-        w_next = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
-                         mask=mask_n[:, None] & (bcol < tl.where(k_lo < k_hi, KB, 0))[None, :], other=0)  # fmt: skip
+        bcol = k_lo // (2 * PACK) + offs_b
+        w_next = tl.load(w_rows + bcol[None, :],
+                         mask=mask_n[:, None] & (bcol < tl.where(k_lo < k_hi, KE, 0))[None, :], other=0)  # fmt: skip
         blk = k_lo // 16 + offs_g  # scale block index, [G]
         sb_next = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
                           mask=mask_n[:, None] & (blk < tl.where(k_lo < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
     for k0 in range(k_lo, k_hi, BLOCK_K):
         k1 = k0 if USE_DOT else k0 + BLOCK_K  # the step these loads are for
-        bcol = k1 // 2 + offs_b
-        w_new = tl.load(w_ptr + offs_n[:, None] * stride_wn + bcol[None, :],
-                        mask=mask_n[:, None] & (bcol < tl.where(k1 < k_hi, KB, 0))[None, :], other=0)  # fmt: skip
+        bcol = k1 // (2 * PACK) + offs_b
+        w_new = tl.load(w_rows + bcol[None, :],
+                        mask=mask_n[:, None] & (bcol < tl.where(k1 < k_hi, KE, 0))[None, :], other=0)  # fmt: skip
         blk = k1 // 16 + offs_g
         sb_new = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
                          mask=mask_n[:, None] & (blk < tl.where(k1 < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
@@ -155,15 +165,15 @@ def _nvfp4_gemv_kernel(
             sb = sb_next
             w_next = w_new
             sb_next = sb_new
-        # block scales (E4M3) times the 2^6 of the E2M1 decode; E2M1 moved into E4M3 bit positions,
-        # both decoded by `decode.e4m3_to_f32` (on sm_89+ the GPU's conversion, two values per
-        # instruction). The nibble pairs are joined before the conversion, so they convert together
-        # and come out in k order.
-        s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
-        vals = e4m3_to_f32(tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16)), E4M3_CVT, INTERPRET)  # k order
+        # block scales (E4M3) times the 2^6 of the E2M1 decode (`decode`: E2M1 moved into E4M3 bit
+        # positions, then on sm_89+ the GPU's conversion, two values per instruction)
+        s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]; per word: [BLOCK_N, COLS]
         kk = k0 + tl.arange(0, BLOCK_K)
         if USE_DOT:
-            # block scales per value, then [BLOCK_N, BLOCK_K] in k order against [BLOCK_M, BLOCK_K]
+            s_val = s_val * 64.0
+            # the nibble pairs joined before the conversion, so they convert together in k order;
+            # block scales per value, then [BLOCK_N, BLOCK_K] against [BLOCK_M, BLOCK_K]
+            vals = e4m3_to_f32(tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16)), E4M3_CVT, INTERPRET)
             wt = tl.trans(tl.reshape(vals * s_val[:, :, None], (BLOCK_N, BLOCK_K)))
             xt = tl.load(x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk,
                          mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)  # fmt: skip
@@ -172,16 +182,25 @@ def _nvfp4_gemv_kernel(
             else:
                 acc += tl.dot(xt, wt.to(xt.dtype))
         else:
-            for r in tl.static_range(BLOCK_M):
-                # rows past M (the bucket's padding) re-read row M-1; the store masks them out
-                x_row = x_ptr + tl.where(M > r, r, M - 1) * stride_xm  # (tl.minimum is @jit)
-                xr = tl.load(x_row + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
-                prod = vals * tl.reshape(xr, (G, 16))[None, :, :]  # [BLOCK_N, G, 16]
-                # the block scale once per 16 values: on the partial sum of each block
-                # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
-                blocks = tl.reduce(prod, 2, _SUM) * s_val  # [BLOCK_N, G]
-                part = tl.reduce(blocks, 1, _SUM)  # [BLOCK_N]
-                acc += tl.where(offs_m[:, None] == r, part[None, :], 0.0)
+            # each byte's two values apart, lo (even k) and hi (odd k), as the bytes lie: on sm_89+ a
+            # word of four bytes at a time (`decode.E2M1X4_PTX`: ~1.3 instructions per value where
+            # the byte-wise moves and the k-order join took ~6); the activation split to match
+            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+            xr = tl.load(x_ptr + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
+            # the activation in the words' order: x_j[c] = x[k0 + 8c + j]
+            x_c0, x_c1 = tl.split(tl.reshape(xr, (COLS, 2, 2, 2)))
+            x_b0, x_b1 = tl.split(x_c0)
+            x_0, x_4 = tl.split(x_b0)
+            x_2, x_6 = tl.split(x_b1)
+            x_b0, x_b1 = tl.split(x_c1)
+            x_1, x_5 = tl.split(x_b0)
+            x_3, x_7 = tl.split(x_b1)
+            prod = (v0 * x_0[None, :] + v1 * x_1[None, :] + v2 * x_2[None, :] + v3 * x_3[None, :]
+                    + v4 * x_4[None, :] + v5 * x_5[None, :] + v6 * x_6[None, :] + v7 * x_7[None, :])  # fmt: skip
+            acc_w += prod * tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS))  # each word's block scale
+    if not USE_DOT:
+        # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
+        acc += tl.reduce(acc_w, 1, _SUM)[None, :] * 64.0
     acc = acc * tl.load(gs_ptr)
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
@@ -310,9 +329,10 @@ def nvfp4_gemv(
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
     scale_bytes = block_scales.contiguous().view(torch.uint8)
+    use_dot = block_m >= GEMV_DOT_MIN_ROWS
     args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, ws, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
-    consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
+    consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=use_dot,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
                   E4M3_CVT=e4m3_convert(x.device))  # fmt: skip
     launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
