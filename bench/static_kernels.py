@@ -124,6 +124,7 @@ def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "kernel": family, "rows": m, "variants": len(rs), "shapes": len({r["shape"] for r in rs}),
             "regs_min": min(r["registers"] for r in rs), "regs_max": max(r["registers"] for r in rs),
             "spilled": len(spilled), "max_spill_bytes": max((r["stack_bytes"] + r["local_bytes"] for r in spilled), default=0),
+            "spilled_in_loop": sum(bool(r.get("loop_local_accesses")) for r in rs),
             "load128": sum(128 in r["global_loads"] for r in rs),
             "max_32bit_loads": max(r["global_loads"].get(32, 0) for r in rs),
             "async_copy_variants": sum(bool(r["async_copies"]) for r in rs),
@@ -145,7 +146,8 @@ def markdown(summary: list[dict[str, Any]], arch: int, command: str) -> str:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in summary:
-        spill = f"{s['spilled']} (≤{s['max_spill_bytes']} B)" if s["spilled"] else "0"
+        spill = (f"{s['spilled']} (≤{s['max_spill_bytes']} B, {s.get('spilled_in_loop', 0)} in the loop)"
+                 if s["spilled"] else "0")  # fmt: skip
         lo_hi = s["loop_per_value"]
         per_value = f"{lo_hi[0]:.1f}–{lo_hi[1]:.1f}" if lo_hi else "-"
         lines.append(f"| {s['kernel']} | {s['rows'] or '-'} | {s['variants']} ({s['shapes']}) | "

@@ -49,7 +49,7 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import e2m1_words, e4m3_to_f32
 
 
 def grouped_gemm_ref(
@@ -121,23 +121,27 @@ def _grouped_kernel(
     if W_FP4:
         s_base = s_ptr + e.to(tl.int64) * stride_se
         G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
-        offs_b = tl.arange(0, BLOCK_K // 2)
+        COLS: tl.constexpr = BLOCK_K // 8  # int32 words per row per K step, eight values each
+        offs_b = tl.arange(0, COLS)
         offs_g = tl.arange(0, G)
+        # each row's start in bytes (KB = K/2 and the byte stride keep Triton's divisibility by 16, so
+        # the mask may span 16 bytes: 128-bit loads, see nvfp4_gemv), then read as int32 words
+        w_rows = (w_base + offs_n[:, None] * stride_wn).to(tl.pointer_type(tl.int32))
         for k0 in range(0, K, BLOCK_K):
-            # the packed weight as [BLOCK_N, BLOCK_K/2] bytes, each row's contiguous (KB = K/2 is an
-            # argument of its own so the mask may span 16 bytes: 128-bit loads, see nvfp4_gemv)
-            bcol = k0 // 2 + offs_b
-            w = tl.load(w_base + offs_n[:, None] * stride_wn + bcol[None, :],
-                        mask=mask_n[:, None] & (bcol < KB)[None, :], other=0)  # fmt: skip
+            bcol = k0 // 8 + offs_b
+            w = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < KB // 4)[None, :], other=0)
             blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
             sb = tl.load(s_base + offs_n[:, None] * stride_sn + blk[None, :],
                          mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)  # fmt: skip
-            # E4M3 block scales and E2M1 values (moved into E4M3 bit positions: 2^-6 times the value)
-            # decoded as in nvfp4_gemv (`decode`)
+            # E4M3 block scales, and the E2M1 values a word at a time (`decode.e2m1_words`: on sm_89+
+            # inline PTX, eight values a word, 2^-6 times the value), each scaled by its block's scale
+            # and joined into [BLOCK_N, BLOCK_K] in k order as in nvfp4_gemv
             s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
-            e8 = tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16))
-            wv = e4m3_to_f32(e8, E4M3_CVT, INTERPRET) * s_val[:, :, None]
-            wt = tl.trans(tl.reshape(wv, (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
+            s_w = tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS))  # two words a block
+            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+            q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
+            q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
+            wt = tl.trans(tl.reshape(tl.join(q0, q1), (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
             kk = k0 + tl.arange(0, BLOCK_K)
             xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)
             if DOT_FP32:

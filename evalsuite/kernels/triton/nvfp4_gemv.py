@@ -116,7 +116,7 @@ def _nvfp4_gemv_kernel(
     tl.static_assert(USE_DOT or BLOCK_M == 1, "the CUDA-core path (USE_DOT off) is for one row")
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_g = tl.arange(0, G)
-    PACK: tl.constexpr = 1 if USE_DOT else 4  # packed bytes per loaded element: one row reads int32 words
+    PACK: tl.constexpr = 4  # packed bytes per loaded element: int32 words, eight values each
     COLS: tl.constexpr = HALF // PACK  # loaded elements per row per K step: bytes, or int32 words (PACK 4)
     KE = KB // PACK  # the row's length in them
     offs_b = tl.arange(0, COLS)
@@ -170,11 +170,14 @@ def _nvfp4_gemv_kernel(
         s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]; per word: [BLOCK_N, COLS]
         kk = k0 + tl.arange(0, BLOCK_K)
         if USE_DOT:
-            s_val = s_val * 64.0
-            # the nibble pairs joined before the conversion, so they convert together in k order;
-            # block scales per value, then [BLOCK_N, BLOCK_K] against [BLOCK_M, BLOCK_K]
-            vals = e4m3_to_f32(tl.reshape(e2m1_as_e4m3(w), (BLOCK_N, G, 16)), E4M3_CVT, INTERPRET)
-            wt = tl.trans(tl.reshape(vals * s_val[:, :, None], (BLOCK_N, BLOCK_K)))
+            # the eight values of each word scaled by their block's scale, then joined into
+            # [BLOCK_N, BLOCK_K] in k order, transposed against [BLOCK_M, BLOCK_K]. A join's new
+            # axis is the last, so the first joins pick bit 2 of the value's index, the last bit 0.
+            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+            s_w = tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS)) * 64.0
+            q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
+            q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
+            wt = tl.trans(tl.reshape(tl.join(q0, q1), (BLOCK_N, BLOCK_K)))
             xt = tl.load(x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk,
                          mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)  # fmt: skip
             if DOT_FP32:

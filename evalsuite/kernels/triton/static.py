@@ -44,6 +44,7 @@ _ST_RE = re.compile(r"\bst\.global(?:\.[A-Za-z0-9_:]+)*?(?:\.v(\d))?\.[bfsu](\d+
 _RES_RE = re.compile(r"REG:(\d+)\s+STACK:(\d+)\s+SHARED:(\d+)\s+LOCAL:(\d+)")
 _SASS_RE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", re.MULTILINE)
 _BRA_RE = re.compile(r"\bBRA\s+(?:`?\(?)0x([0-9a-f]+)")
+_LOCAL_RE = re.compile(r"(?:^|\s)(?:LDL|STL)(?:\.[A-Z0-9]+)*\s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,12 @@ class KernelReport:
     async_copies: int  # of those, cp.async global -> shared
     global_stores: dict[int, int]  # store width in bits -> instructions (atomics not counted)
     loop_instructions: int  # SASS instructions in the kernel's longest loop body (0: no loop)
+    loop_local_accesses: int = 0  # spill loads/stores (LDL/STL) inside that loop
+
+    @property
+    def spills_in_loop(self) -> bool:
+        """A spill the K loop pays for each step (one outside it costs once per program)."""
+        return self.loop_local_accesses > 0
 
     @property
     def spills(self) -> bool:
@@ -79,7 +86,7 @@ class KernelReport:
         stores = ", ".join(f"{n}x{b}b" for b, n in sorted(self.global_stores.items(), reverse=True))
         return (f"{self.kernel} sm_{self.arch} [{tile}]: {self.registers} regs, stack {self.stack_bytes} B, "
                 f"shared {self.shared_bytes} B, global loads {loads or 'none'}, stores {stores or 'none'}, "
-                f"loop {self.loop_instructions} SASS")  # fmt: skip
+                f"loop {self.loop_instructions} SASS, {self.loop_local_accesses} of them spill accesses")  # fmt: skip
 
 
 def toolchain_missing() -> str:
@@ -127,15 +134,26 @@ def loop_instructions(sass_text: str) -> int:
     target to the branch, inclusive (0 when there is no backward branch). For the GEMV kernels that
     is one K step; over the values a thread decodes per step it is the instructions per value the
     issue rate must cover (4 warp-instructions per cycle per SM on Hopper)."""
+    return len(loop_body(sass_text))
+
+
+def loop_body(sass_text: str) -> list[str]:
+    """The instructions of the longest loop of ``sass_text`` (see `loop_instructions`)."""
     found = [(int(a, 16), body) for a, body in _SASS_RE.findall(sass_text)]
-    addrs = [a for a, _ in found]
-    best = 0
+    best: list[str] = []
     for addr, body in found:
         target = _BRA_RE.search(body)
         if target and int(target.group(1), 16) < addr:
             lo = int(target.group(1), 16)
-            best = max(best, sum(1 for a in addrs if lo <= a <= addr))
+            span = [b for a, b in found if lo <= a <= addr]
+            if len(span) > len(best):
+                best = span
     return best
+
+
+def local_accesses(instructions: list[str]) -> int:
+    """Local-memory loads and stores (``LDL``/``STL``: spills) among ``instructions``."""
+    return sum(1 for ins in instructions if _LOCAL_RE.search(ins))
 
 
 def _cuobjdump(cubin: bytes, *flags: str) -> str:
@@ -234,8 +252,9 @@ class Recorder:
             config = {k: kwargs[k] for k in keys if k in kwargs}
             config.setdefault("num_warps", compiled.metadata.num_warps)
             config.setdefault("num_stages", compiled.metadata.num_stages)
+            body = loop_body(dump)
             out.append(KernelReport(name, config, self.arch, regs, stack, local, shared, loads, copies,
-                                    global_stores(compiled.asm["ptx"]), loop_instructions(dump)))  # fmt: skip
+                                    global_stores(compiled.asm["ptx"]), len(body), local_accesses(body)))  # fmt: skip
         return out
 
 
@@ -259,5 +278,5 @@ def compile_for(arch: int = 90) -> Iterator[Recorder]:
         driver._active = previous
 
 
-__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_stores", "loop_instructions",
-           "resource_usage", "sass", "toolchain_missing"]
+__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_stores", "local_accesses", "loop_body",
+           "loop_instructions", "resource_usage", "sass", "toolchain_missing"]
