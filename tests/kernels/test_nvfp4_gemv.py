@@ -69,17 +69,34 @@ def e4m3_cvt(request, monkeypatch):
     return request.param
 
 
-def test_gemv_decodes_every_code_and_scale_exactly(e4m3_cvt):
+def _every_code_and_scale(device: str, **tile: int) -> None:
+    """Rows of the identity through a weight holding every E2M1 code in both nibbles of a byte and
+    four E4M3 scales (a subnormal, the largest, a negative, a fraction): each output is one weight
+    value, exact. One row at a time (the CUDA-core path, on sm_89+ GPUs the inline PTX decode), 2 and
+    16 rows (tensor cores)."""
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
 
     codes = torch.arange(16, dtype=torch.uint8).repeat(2, 2)  # [2, 32]: every code, both nibbles
-    qdata = nvfp4.pack_fp4(codes)
+    qdata = nvfp4.pack_fp4(codes).to(device)
     scale_bits = torch.tensor([[0x01, 0x7E], [0xB8, 0x33]], dtype=torch.uint8)  # 2^-9, 448, -1, 0.6875
-    scales = scale_bits.view(torch.float8_e4m3fn)
-    gs = torch.tensor(0.5)
-    for rows in [torch.eye(32)[:16], torch.eye(32)[16:], torch.eye(32)[3:5]] + list(torch.eye(32)[:, None]):
-        y = nvfp4_gemv(rows, qdata, scales, gs, block_n=16, block_k=16, split_k=2)
-        assert torch.equal(y, rows @ nvfp4.dequantize(qdata, scales, gs).t())
+    scales = scale_bits.view(torch.float8_e4m3fn).to(device)
+    gs = torch.tensor(0.5, device=device)
+    eye = torch.eye(32, device=device)
+    expected = nvfp4.dequantize(qdata.cpu(), scales.cpu(), gs.cpu()).t()
+    for rows in [eye[:16], eye[16:], eye[3:5]] + list(eye[:, None]):
+        y = nvfp4_gemv(rows, qdata, scales, gs, **tile)
+        assert torch.equal(y.cpu(), rows.cpu() @ expected)
+
+
+def test_gemv_decodes_every_code_and_scale_exactly(e4m3_cvt):
+    _every_code_and_scale("cpu", block_n=16, block_k=16, split_k=2)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+@pytest.mark.parametrize("tile", [{}, {"block_n": 16, "block_k": 16, "split_k": 2}], ids=["autotuned", "16x16"])
+def test_gemv_on_gpu_decodes_every_code_and_scale_exactly(tile):
+    _every_code_and_scale("cuda", **tile)
 
 
 def test_dequantize_kernel_equals_the_codec(e4m3_cvt):

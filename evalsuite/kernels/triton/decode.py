@@ -1,7 +1,7 @@
-"""E4M3 decoding shared by the Triton kernels, as ``@triton.jit`` device functions.
+"""E4M3 and E2M1 decoding shared by the Triton kernels, as ``@triton.jit`` device functions.
 
-`build_kernel` hands the interpreter a kernel whose module globals map these to interpreted twins, so
-the kernels call them in both modes.
+`build_kernel` hands the interpreter a kernel whose globals (and these helpers' own) map them to
+interpreted twins, so the kernels call them in both modes.
 
 ``e4m3_to_f32(b, CVT, INTERPRET)``: E4M3 bytes (uint8) to fp32, exact, 0x7F/0xFF NaN.
 
@@ -11,6 +11,16 @@ the kernels call them in both modes.
   made NaN by hand; on a GPU that select would double the loop, and the GPU makes them NaN itself.
 - ``CVT`` false (GPUs before sm_89, where Triton has no E4M3 type): bit arithmetic, sign and
   exponent + 120 into fp32 fields, subnormals ``m * 2^-9``.
+
+``e2m1_words(wd, CVT, INTERPRET)``: packed E2M1 read as int32 words to eight fp32 tensors, a word's
+eight values in k order, each 2^-6 times the value (the callers fold 2^6 into the block scale).
+
+- ``CVT`` and not ``INTERPRET`` (sm_89+ GPUs): inline PTX, `E2M1X8_PTX_TEXT`: the nibbles' bits
+  moved into E4M3 positions four bytes at a time, then the GPU's conversion. The one place the GPU
+  runs code the interpreter cannot (it has no inline assembly): `tests/kernels/test_decode_ptx.py`
+  evaluates the text per the PTX ISA against the reference decode for every byte value, and the GPU
+  tests run it.
+- otherwise: the same moves per nibble in Triton ops, then `e4m3_to_f32`.
 
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """

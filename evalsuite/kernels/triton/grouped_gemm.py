@@ -22,8 +22,9 @@ tile to its expert and first row. The grid is sized for the worst case
 (``ceil(A / BLOCK_M) + E`` tiles, known from the shapes alone); a tile past the last real one reads
 expert -1 and returns at once. Each program then is `kernels.triton.nvfp4_gemm`'s tile loop on expert
 e's slice of the stacked weight, masked to its segment's rows: the weight decoded in registers by the
-GPU's E4M3 conversion (``cvt.rn.f16x2.e4m3x2`` on sm_89+; E2M1 nibbles first moved into E4M3 bit
-positions, see `kernels.triton.nvfp4_gemv`; under the interpreter 0x7F/0xFF are made NaN by hand), fp32
+GPU's E4M3 conversion (``cvt.rn.f16x2.e4m3x2`` on sm_89+; NVFP4 read as int32 words whose E2M1
+nibbles are first moved into E4M3 bit positions a word at a time, `decode.e2m1_words`, as in
+`kernels.triton.nvfp4_gemv`; under the interpreter 0x7F/0xFF are made NaN by hand), fp32
 accumulation, the expert's global scale (NVFP4) or per-column scale (FP8) and the row's activation
 scale (W8A8) applied to the accumulator, then the bias, then the cast. E4M3 and E2M1 x E4M3 values
 are exact in bf16, so feeding ``tl.dot`` bf16 operands loses nothing on the weight side; under the

@@ -11,21 +11,24 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
 
 1. splits K as well as N (``SPLIT_K`` programs per column strip, partial sums added atomically into
    an fp32 buffer), so there are several programs per SM whatever the layer's width;
-2. reads the packed weight row-major as ``[BLOCK_N, BLOCK_K/2]`` bytes, each row's bytes contiguous,
-   and passes the packed row length ``K/2`` as its own integer argument, so that Triton's
-   divisibility specialization lets the K mask stand for 16 bytes: 128-bit loads (read in the PTX by
-   `kernels.triton.static`; a 3D ``[BLOCK_N, BLOCK_K/16, 8]`` tile gave 64-bit loads);
-3. decodes E2M1 through the GPU's E4M3 conversion: each nibble's bits are moved into E4M3 positions
-   (``s e1 e0 m -> s 0 0 e1 e0 m 0 0``: every E2M1 value becomes the E4M3 value 2^-6 times it, the
-   2^6 folded into the block scale) and ``cvt.rn.f16x2.e4m3x2`` (sm_89+) turns two into fp16 in one
-   instruction. Compiled for sm_90 the one-row loop costs ~10 SASS instructions per weight value
-   (`kernels.triton.static.loop_instructions`; BENCHMARKS.md); a 16-entry fp32 table in global
-   memory would cost a scalar load per value;
+2. reads the packed weight row-major as ``[BLOCK_N, BLOCK_K/8]`` int32 words (eight values each,
+   in k order from the low nibble), each row's words contiguous: the row's start is computed in
+   bytes and only then read as words, and the packed row length ``K/2`` is its own integer argument,
+   so that Triton's divisibility specialization lets the mask stand for 16 bytes: 128-bit loads
+   (read in the PTX by `kernels.triton.static`; a stride in words, K/8, is often not divisible by 16);
+3. decodes E2M1 a word at a time (`decode.e2m1_words`): on sm_89+ inline PTX moves each nibble's
+   bits into E4M3 positions for four bytes at once (``s e1 e0 m -> s 0 0 e1 e0 m 0 0``: every E2M1
+   value becomes the E4M3 value 2^-6 times it, the 2^6 folded into the block scale) and
+   ``cvt.rn.f16x2.e4m3x2`` turns two into fp16 per instruction. Compiled for sm_90 the one-row loop
+   costs ~5 SASS instructions per weight value (`kernels.triton.static.loop_instructions`;
+   BENCHMARKS.md), where the same moves on bytes cost ~10: Triton unpacks a loaded byte tile into one
+   register per byte. The interpreter and older GPUs take the same structure in Triton ops per nibble;
 4. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
-   M = 1 it multiplies the partial sum of its 16 products, not each value;
-5. accumulates in fp32: for one row (``USE_DOT`` off) a multiply-and-reduce on the CUDA cores
-   (the kernel supports any ``BLOCK_M`` there, decoding each byte once for all rows); for 2..16 rows one
-   ``tl.dot`` with the rows padded to 16 (tensor cores), the weight tile transposed in registers.
+   one row it multiplies each word's eight-product sum, not each value;
+5. accumulates in fp32: for one row (``USE_DOT`` off) on the CUDA cores, a sum per word kept across
+   the K loop and reduced once after it (the activation split into the words' eight k positions);
+   for 2..16 rows one ``tl.dot`` with the rows padded to 16 (tensor cores), each word's eight values
+   joined back into k order and the tile transposed in registers.
 
 The global scale is applied to each partial sum (it is linear), the bias by the first K split.
 ``triton.autotune`` picks ``BLOCK_N``, ``BLOCK_K``, ``SPLIT_K`` and the warp count on the machine
@@ -107,24 +110,20 @@ def _nvfp4_gemv_kernel(
     SPLIT_K: tl.constexpr,
 ):  # fmt: skip
     # KB = K // 2, the packed row length, passed as its own argument: Triton specializes an integer
-    # argument divisible by 16, and only then may the byte mask below be constant over 16 bytes
-    # (one 128-bit load); derived from K it is known divisible by 8 only (64-bit loads).
+    # argument divisible by 16, and only then may the mask below be constant over 16 bytes (one
+    # 128-bit load); derived from K it is known divisible by 8 only (64-bit loads).
     pid_n = tl.program_id(0)
     pid_k = tl.program_id(1)
     G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
-    HALF: tl.constexpr = BLOCK_K // 2  # packed bytes per row per K step
+    COLS: tl.constexpr = BLOCK_K // 8  # int32 words per row per K step, eight values each
     tl.static_assert(USE_DOT or BLOCK_M == 1, "the CUDA-core path (USE_DOT off) is for one row")
+    KW = KB // 4  # the row's length in words
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_g = tl.arange(0, G)
-    PACK: tl.constexpr = 4  # packed bytes per loaded element: int32 words, eight values each
-    COLS: tl.constexpr = HALF // PACK  # loaded elements per row per K step: bytes, or int32 words (PACK 4)
-    KE = KB // PACK  # the row's length in them
     offs_b = tl.arange(0, COLS)
-    # each row's start in bytes, then as a pointer to the loaded element: the byte stride keeps its
-    # divisibility by 16 (Triton's specialization), which a stride in words (K/8) often lacks
-    w_rows = w_ptr + offs_n[:, None] * stride_wn
-    if PACK == 4:
-        w_rows = w_rows.to(tl.pointer_type(tl.int32))
+    # each row's start in bytes, then read as int32 words: the byte stride keeps its divisibility by
+    # 16 (Triton's specialization), which a stride in words (K/8) often lacks
+    w_rows = (w_ptr + offs_n[:, None] * stride_wn).to(tl.pointer_type(tl.int32))
     offs_m = tl.arange(0, BLOCK_M)
     mask_n = offs_n < N
     mask_m = offs_m < M
@@ -133,7 +132,7 @@ def _nvfp4_gemv_kernel(
     k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     acc_w = tl.full((BLOCK_N, COLS), 0.0, tl.float32)  # one row: per word, summed after the loop
-    # packed bytes [BLOCK_N, BLOCK_K/2], row-major: each row's HALF bytes are contiguous. One row (no
+    # packed words [BLOCK_N, BLOCK_K/8], row-major: each row's COLS words are contiguous. One row (no
     # tl.dot, which Triton does not pipeline) loads one K step ahead: each iteration issues the next
     # step's loads before decoding its own, so a thread has two steps' bytes in flight (sm_90 PTX:
     # the loads precede the step's FMAs, registers unchanged). At 16-32 bytes per thread per step
@@ -143,17 +142,17 @@ def _nvfp4_gemv_kernel(
     # past the split's end reads nothing: its limits are 0 (a select, so the mask keeps KB's
     # divisibility).
     if not USE_DOT:
-        bcol = k_lo // (2 * PACK) + offs_b
+        bcol = k_lo // 8 + offs_b
         w_next = tl.load(w_rows + bcol[None, :],
-                         mask=mask_n[:, None] & (bcol < tl.where(k_lo < k_hi, KE, 0))[None, :], other=0)  # fmt: skip
+                         mask=mask_n[:, None] & (bcol < tl.where(k_lo < k_hi, KW, 0))[None, :], other=0)  # fmt: skip
         blk = k_lo // 16 + offs_g  # scale block index, [G]
         sb_next = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
                           mask=mask_n[:, None] & (blk < tl.where(k_lo < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
     for k0 in range(k_lo, k_hi, BLOCK_K):
         k1 = k0 if USE_DOT else k0 + BLOCK_K  # the step these loads are for
-        bcol = k1 // (2 * PACK) + offs_b
+        bcol = k1 // 8 + offs_b
         w_new = tl.load(w_rows + bcol[None, :],
-                        mask=mask_n[:, None] & (bcol < tl.where(k1 < k_hi, KE, 0))[None, :], other=0)  # fmt: skip
+                        mask=mask_n[:, None] & (bcol < tl.where(k1 < k_hi, KW, 0))[None, :], other=0)  # fmt: skip
         blk = k1 // 16 + offs_g
         sb_new = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
                          mask=mask_n[:, None] & (blk < tl.where(k1 < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
@@ -185,9 +184,9 @@ def _nvfp4_gemv_kernel(
             else:
                 acc += tl.dot(xt, wt.to(xt.dtype))
         else:
-            # each byte's two values apart, lo (even k) and hi (odd k), as the bytes lie: on sm_89+ a
-            # word of four bytes at a time (`decode.E2M1X4_PTX`: ~1.3 instructions per value where
-            # the byte-wise moves and the k-order join took ~6); the activation split to match
+            # each word's eight values apart (v_j: k = 8c + j), on sm_89+ by `decode.E2M1X8_PTX`
+            # (~3 instructions per value with the fp32 conversion, where byte-wise moves and a join
+            # back into k order took ~8); the activation split to match
             v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
             xr = tl.load(x_ptr + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
             # the activation in the words' order: x_j[c] = x[k0 + 8c + j]
