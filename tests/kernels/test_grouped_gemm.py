@@ -169,6 +169,19 @@ def test_every_autotune_tile_matches_the_reference(tile):
     torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
 
 
+def test_nvfp4_stack_at_an_odd_address():
+    """The NVFP4 stack is read as int32 words: a view starting mid-word is copied (aligned) first."""
+    counts, n, k = [3, 4], 24, 64
+    (qdata, scales, gs), _ = _nvfp4_stack(len(counts), n, k, seed=8)
+    odd = torch.zeros(qdata.numel() + 3, dtype=torch.uint8)[3:].view(qdata.shape)
+    odd.copy_(qdata)
+    assert odd.data_ptr() % 4 == 3
+    x = torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(4))
+    offsets = _offsets(counts)
+    torch.testing.assert_close(grouped_gemm(x, offsets, odd, scales, gs), grouped_gemm_ref(x, offsets, qdata, scales, gs),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
 def test_empty_input_and_one_line_errors():
     (qdata, scales, gs), _ = _nvfp4_stack(3, 16, 32, seed=0)
     offsets = _offsets([0, 0, 0])

@@ -131,3 +131,23 @@ def test_one_row_path_refuses_several_rows():
             HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, BLOCK_N=16,
             BLOCK_K=32, SPLIT_K=2,
         )  # fmt: skip
+
+
+def test_packed_weight_at_an_odd_address_is_read_from_an_aligned_copy():
+    """The kernels read the packed weight as int32 words; a view that starts mid-word (which a GPU
+    would fault on) is copied first, and a weight as allocated is used as it is."""
+    from evalsuite.kernels.triton.decode import word_aligned
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    x, q, b = _case(1, 24, 64, torch.float32, seed=5)
+    buf = torch.zeros(q.qdata.numel() + 1, dtype=torch.uint8)
+    odd = buf[1:].view(q.qdata.shape)
+    odd.copy_(q.qdata)
+    assert odd.data_ptr() % 4 == 1
+    moved = word_aligned(odd)
+    assert moved.data_ptr() % 4 == 0 and torch.equal(moved, odd)
+    assert word_aligned(q.qdata) is q.qdata
+    assert word_aligned(q.qdata[:, :16]).stride() == (32, 1)  # rows 32 bytes apart: as it is
+    assert word_aligned(torch.zeros(4, 34, dtype=torch.uint8)[:, :32]).stride() == (32, 1)  # 34: copied
+    y = nvfp4_gemv(x, odd, q.block_scales, q.global_scale, b)
+    torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)

@@ -27,7 +27,17 @@ eight values in k order, each 2^-6 times the value (the callers fold 2^6 into th
 
 from __future__ import annotations
 
+import torch
+
 from evalsuite.kernels.triton import HAS_TRITON
+
+
+def word_aligned(packed: torch.Tensor) -> torch.Tensor:
+    """``packed`` (E2M1 bytes, the last dimension contiguous) as the kernels that read it as int32
+    words need it: every row starting on a 4-byte boundary (a misaligned word load faults on a GPU).
+    Tensors as allocated qualify and are returned as they are; an odd view is copied."""
+    aligned = packed.stride(-1) == 1 and packed.data_ptr() % 4 == 0 and all(s % 4 == 0 for s in packed.stride()[:-1])
+    return packed if aligned else packed.clone(memory_format=torch.contiguous_format)
 
 # One 32-bit word of packed E2M1 ($8: eight values, value j in bits 4j..4j+3, so k order within the
 # word) -> the eight values as fp32 ($0..$7, k order), each 2^-6 times the E2M1 value. The bit moves of
@@ -126,4 +136,4 @@ if HAS_TRITON:
         return v0, v1, v2, v3, v4, v5, v6, v7
 
 
-__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_words", "e4m3_to_f32"]
+__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_words", "e4m3_to_f32", "word_aligned"]

@@ -45,6 +45,7 @@ import torch
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
+from evalsuite.kernels.triton.decode import word_aligned
 
 if HAS_TRITON:
     import triton
@@ -273,7 +274,7 @@ def grouped_gemm(
     else:
         s_bytes = w_scale = scales.float().contiguous()
         stride_se, stride_sn, stride_wse = 0, 0, w_scale.stride(0)
-    w = qdata.view(torch.uint8)
+    w = word_aligned(qdata) if fmt == "nvfp4" else qdata.view(torch.uint8)  # NVFP4 rows read as int32 words
     xs = x_scale.float().contiguous() if x_scale is not None else w_scale
     args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,

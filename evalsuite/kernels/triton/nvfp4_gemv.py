@@ -47,6 +47,7 @@ import torch
 
 from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
+from evalsuite.kernels.triton.decode import word_aligned
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
 if HAS_TRITON:
@@ -327,7 +328,7 @@ def nvfp4_gemv(
     interpret = x.device.type == "cpu"
     tiles = gemv_tiles("nvfp4_gemv", interpret, block_n, block_k, split_k, default_block_k=64)
     block_m = row_bucket(m)
-    qdata = qdata.contiguous()  # the kernel reads rows with unit stride along K
+    qdata = word_aligned(qdata.contiguous())  # rows with unit stride along K, read as int32 words
     ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
     scale_bytes = block_scales.contiguous().view(torch.uint8)
