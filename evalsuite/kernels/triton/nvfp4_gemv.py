@@ -132,7 +132,7 @@ def _nvfp4_gemv_kernel(
     k_lo = pid_k * k_per_split
     k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
-    acc_w = tl.full((BLOCK_N, COLS), 0.0, tl.float32)  # one row: per word, summed after the loop
+    acc_w = tl.full((BLOCK_N, G, 2), 0.0, tl.float32)  # one row: per word, summed after the loop
     # packed words [BLOCK_N, BLOCK_K/8], row-major: each row's COLS words are contiguous. One row (no
     # tl.dot, which Triton does not pipeline) loads one K step ahead: each iteration issues the next
     # step's loads before decoding its own, so a thread has two steps' bytes in flight (sm_90 PTX:
@@ -200,10 +200,10 @@ def _nvfp4_gemv_kernel(
             x_3, x_7 = tl.split(x_b1)
             prod = (v0 * x_0[None, :] + v1 * x_1[None, :] + v2 * x_2[None, :] + v3 * x_3[None, :]
                     + v4 * x_4[None, :] + v5 * x_5[None, :] + v6 * x_6[None, :] + v7 * x_7[None, :])  # fmt: skip
-            acc_w += prod * tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS))  # each word's block scale
+            acc_w += tl.reshape(prod, (BLOCK_N, G, 2)) * s_val[:, :, None]  # each word's block scale
     if not USE_DOT:
         # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
-        acc += tl.reduce(acc_w, 1, _SUM)[None, :] * 64.0
+        acc += tl.reduce(tl.reduce(acc_w, 2, _SUM), 1, _SUM)[None, :] * 64.0
     acc = acc * tl.load(gs_ptr)
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
