@@ -165,9 +165,9 @@ def _nvfp4_gemv_kernel(
             sb = sb_next
             w_next = w_new
             sb_next = sb_new
-        # block scales (E4M3) times the 2^6 of the E2M1 decode (`decode`: E2M1 moved into E4M3 bit
-        # positions, then on sm_89+ the GPU's conversion, two values per instruction)
-        s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]; per word: [BLOCK_N, COLS]
+        # block scales (E4M3; the 2^6 that the E2M1 decode leaves out is applied per value with
+        # tl.dot, once at the end with one row)
+        s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]
         kk = k0 + tl.arange(0, BLOCK_K)
         if USE_DOT:
             # the eight values of each word scaled by their block's scale, then joined into
