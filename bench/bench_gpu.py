@@ -229,6 +229,23 @@ class Path_:
         self.fn, self.nbytes, self.fmt, self.max_m = fn, nbytes, fmt, max_m
 
 
+class _SameTile:
+    """``fn(x, tile)`` with the tile the autotuner chose for the ``nvfp4 gemv`` path of this shape
+    (which runs first), looked up once."""
+
+    def __init__(self, n: int, k: int, fn: Callable[[torch.Tensor, dict[str, int]], torch.Tensor]):
+        self.n, self.k, self.fn, self.tile = n, k, fn, None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.tile is None:
+            from evalsuite.kernels.triton.nvfp4_gemv import tuned_tile
+
+            self.tile = tuned_tile(self.n, self.k, x.shape[0])
+            if self.tile is None:
+                raise RuntimeError("no tuned 4-warp tile of the nvfp4 gemv path for this shape to compare on")
+        return self.fn(x, self.tile)
+
+
 def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
     """(name -> path, format -> fp32 reference) for the bf16 weight ``w[N, K]``; quantized once."""
     from evalsuite.kernels.fp8_gemm import fp8_gemm
@@ -249,6 +266,10 @@ def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[t
         "fp8 scaled_mm (W8A8)": Path_(lambda x: fp8_gemm(x, *q8, backend="scaled_mm"), b8, "fp8"),
         "nvfp4 NVFP4Linear": Path_(f4, b4, "nvfp4"),
         "nvfp4 gemv": Path_(lambda x: nvfp4_gemv(x, *q4), b4, "nvfp4", GEMV_MAX_M),
+        # the same kernel and tile with the E2M1 decode in Triton ops instead of inline PTX: what the
+        # PTX is worth, measured beside it (one row, where the decode is the bound)
+        "nvfp4 gemv, Triton decode": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, use_ptx=False, **t)),
+                                           b4, "nvfp4", 1),
         "nvfp4 tiled": Path_(lambda x: nvfp4_gemm(x, *q4), b4, "nvfp4"),
         "nvfp4 dequant+bf16": Path_(lambda x: F.linear(x, nvfp4_dequantize_triton(*q4, dtype=x.dtype)), b4, "nvfp4"),
     }

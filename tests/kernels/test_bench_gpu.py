@@ -134,3 +134,19 @@ def test_precompile_step_reports_its_variants_and_stops_at_its_cap(tmp_path, mon
     assert "error" not in info
     capped = bench.precompile_kernels(torch.device("cuda"), shapes, workers=1, cap_s=0.01)
     assert "variants" not in capped and "time cap" in capped["error"]
+
+
+def test_same_tile_path_runs_on_the_tuned_tile_or_says_why_not(monkeypatch):
+    from evalsuite.kernels.triton import nvfp4_gemv as mod
+
+    bench_gpu = _load()
+
+    seen = []
+    path = bench_gpu._SameTile(96, 128, lambda x, tile: seen.append(tile) or x)
+    monkeypatch.setattr(mod, "tuned_tile", lambda n, k, rows: None)
+    with pytest.raises(RuntimeError, match="no tuned 4-warp tile"):
+        path(torch.zeros(1, 128))
+    monkeypatch.setattr(mod, "tuned_tile", lambda n, k, rows: {"block_n": 32, "block_k": 256, "split_k": 4})
+    path(torch.zeros(1, 128))
+    path(torch.zeros(1, 128))
+    assert seen == [{"block_n": 32, "block_k": 256, "split_k": 4}] * 2

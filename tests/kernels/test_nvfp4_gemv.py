@@ -128,8 +128,8 @@ def test_one_row_path_refuses_several_rows():
         mod._kernel("gemv", "interpret")[(2, 2)](
             x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, 3, 20, 64, 32,
             x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
-            HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, BLOCK_N=16,
-            BLOCK_K=32, SPLIT_K=2,
+            HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, WORD_PTX=False,
+            BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
         )  # fmt: skip
 
 
@@ -151,3 +151,20 @@ def test_packed_weight_at_an_odd_address_is_read_from_an_aligned_copy():
     assert word_aligned(torch.zeros(4, 34, dtype=torch.uint8)[:, :32]).stride() == (32, 1)  # 34: copied
     y = nvfp4_gemv(x, odd, q.block_scales, q.global_scale, b)
     torch.testing.assert_close(y, nvfp4_gemm_ref(x, *q, bias=b), rtol=1e-5, atol=1e-5)
+
+
+def test_tuned_tile_reads_the_autotuners_choice(monkeypatch):
+    """`tuned_tile` finds the tile the autotuner picked for (N, K, row bucket), for running another
+    variant of the kernel on it (bench-gpu's ``use_ptx=False`` row); none before tuning, none of 8 warps."""
+    import triton
+
+    from evalsuite.kernels.triton import nvfp4_gemv as mod
+
+    tuner = mod._kernel("gemv", "autotune")
+    monkeypatch.setattr(tuner, "cache", {
+        (96, 128, 1, "torch.bfloat16", "torch.int32"): triton.Config({"BLOCK_N": 32, "BLOCK_K": 256, "SPLIT_K": 4}, num_warps=4),
+        (96, 128, 16, "torch.bfloat16"): triton.Config({"BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 2}, num_warps=8),
+    })  # fmt: skip
+    assert mod.tuned_tile(96, 128, 1) == {"block_n": 32, "block_k": 256, "split_k": 4}
+    assert mod.tuned_tile(96, 128, 5) is None  # the 16-row bucket's tile has 8 warps
+    assert mod.tuned_tile(64, 128, 1) is None

@@ -175,6 +175,25 @@ def test_e4m3_is_converted_by_the_gpu_on_sm90_and_by_arithmetic_on_sm80(toolchai
         assert len(rec.compiled) == 4
         for name, _, compiled in rec.compiled:
             assert ("E4M3" in sass(compiled.asm["cubin"])) is converts, (arch, name)  # F2FP.F16.E4M3.UNPACK_B
+            # the word-wide inline PTX (its first mask) in the NVFP4 GEMV and grouped kernels, on sm_89+
+            words = name in ("_nvfp4_gemv_kernel", "_grouped_kernel")
+            assert ("0x07070707" in compiled.asm["ptx"]) is (converts and words), (arch, name)
+
+
+def test_use_ptx_false_compiles_the_triton_decode_on_sm90(toolchain):
+    """``use_ptx=False``: the same kernel with the E2M1 decode in Triton ops (no inline PTX), for
+    comparing the two on a GPU; still the GPU's E4M3 conversion."""
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for, sass
+
+    n, k = 256, 512
+    fp4 = (_meta(n, k // 2, dtype=torch.uint8), _meta(n, k // 16, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))
+    with compile_for(90) as rec:
+        for use_ptx in (None, False):
+            nvfp4_gemv(_meta(1, k), *fp4, block_n=32, block_k=128, split_k=2, use_ptx=use_ptx)
+    (_, _, default), (_, kw, plain) = rec.compiled
+    assert "0x07070707" in default.asm["ptx"] and "0x07070707" not in plain.asm["ptx"]
+    assert kw["WORD_PTX"] is False and "E4M3" in sass(plain.asm["cubin"])
 
 
 def test_compile_for_restores_the_driver_and_the_interpreter_after_an_error(toolchain):

@@ -12,15 +12,16 @@ interpreted twins, so the kernels call them in both modes.
 - ``CVT`` false (GPUs before sm_89, where Triton has no E4M3 type): bit arithmetic, sign and
   exponent + 120 into fp32 fields, subnormals ``m * 2^-9``.
 
-``e2m1_words(wd, CVT, INTERPRET)``: packed E2M1 read as int32 words to eight fp32 tensors, a word's
-eight values in k order, each 2^-6 times the value (the callers fold 2^6 into the block scale).
+``e2m1_words(wd, PTX, CVT, INTERPRET)``: packed E2M1 read as int32 words to eight fp32 tensors, a
+word's eight values in k order, each 2^-6 times the value (the callers fold 2^6 into the block scale).
 
-- ``CVT`` and not ``INTERPRET`` (sm_89+ GPUs): inline PTX, `E2M1X8_PTX_TEXT`: the nibbles' bits
+- ``PTX`` (sm_89+ GPUs, `word_ptx` says when): inline PTX, `E2M1X8_PTX_TEXT`: the nibbles' bits
   moved into E4M3 positions four bytes at a time, then the GPU's conversion. The one place the GPU
   runs code the interpreter cannot (it has no inline assembly): `tests/kernels/test_decode_ptx.py`
   evaluates the text per the PTX ISA against the reference decode for every byte value, and the GPU
   tests run it.
-- otherwise: the same moves per nibble in Triton ops, then `e4m3_to_f32`.
+- otherwise: the same moves per nibble in Triton ops, then `e4m3_to_f32` (the interpreter; GPUs
+  before sm_89; and on request, ``word_ptx=False`` in `nvfp4_gemv`, to compare the two on a GPU).
 
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """
@@ -30,6 +31,13 @@ from __future__ import annotations
 import torch
 
 from evalsuite.kernels.triton import HAS_TRITON
+
+
+def word_ptx(cvt: bool, interpret: bool, requested: bool | None = None) -> bool:
+    """Whether a kernel decodes E2M1 words by inline PTX: only compiled (not ``interpret``) for a GPU
+    with the E4M3 conversion (``cvt``, sm_89+), and not when the caller asks for Triton ops
+    (``requested`` False)."""
+    return cvt and not interpret and requested is not False
 
 
 def word_aligned(packed: torch.Tensor) -> torch.Tensor:
@@ -113,15 +121,15 @@ if HAS_TRITON:
         return e4m3_to_f32((((n & 7) << 2) | ((n & 8) << 4)).to(tl.uint8), CVT, INTERPRET)
 
     @triton.jit
-    def e2m1_words(wd, CVT: tl.constexpr, INTERPRET: tl.constexpr):
+    def e2m1_words(wd, PTX: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
         """Packed E2M1 as int32 words (eight values each, the first in the lowest nibble) -> the
         eight values of each word as eight fp32 tensors of ``wd``'s shape, in k order, 2^-6 times
         the E2M1 value as `e2m1_as_e4m3` (the callers fold the 2^6); exact.
 
-        On sm_89+ (``CVT``, not ``INTERPRET``) `E2M1X8_PTX` per word, ~3 instructions per value
-        with the fp32 conversion; elsewhere each nibble through `e2m1_as_e4m3`'s bit moves and
+        With ``PTX`` (only where `word_ptx` allows it) `E2M1X8_PTX` per word, ~3 instructions per
+        value with the fp32 conversion; otherwise each nibble through `e2m1_as_e4m3`'s bit moves and
         `e4m3_to_f32`, the same values."""
-        if CVT and not INTERPRET:
+        if PTX:
             v0, v1, v2, v3, v4, v5, v6, v7 = tl.inline_asm_elementwise(
                 E2M1X8_PTX, "=r,=r,=r,=r,=r,=r,=r,=r,r", [wd], dtype=(tl.float32,) * 8, is_pure=True, pack=1)
         else:
@@ -136,4 +144,4 @@ if HAS_TRITON:
         return v0, v1, v2, v3, v4, v5, v6, v7
 
 
-__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_words", "e4m3_to_f32", "word_aligned"]
+__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx"]

@@ -45,7 +45,7 @@ import torch
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
-from evalsuite.kernels.triton.decode import word_aligned
+from evalsuite.kernels.triton.decode import word_aligned, word_ptx
 
 if HAS_TRITON:
     import triton
@@ -98,6 +98,7 @@ def _grouped_kernel(
     DOT_FP32: tl.constexpr,
     INTERPRET: tl.constexpr,
     E4M3_CVT: tl.constexpr,
+    WORD_PTX: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -140,7 +141,7 @@ def _grouped_kernel(
             # and joined into [BLOCK_N, BLOCK_K] in k order as in nvfp4_gemv
             s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
             s_w = tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS))  # two words a block
-            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
             q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
             q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
             wt = tl.trans(tl.reshape(tl.join(q0, q1), (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
@@ -267,6 +268,7 @@ def grouped_gemm(
     # mixed: one operand of 2A rows (the activations, then the codes), each tile reading its expert's half
     x = torch.cat([x_w8a16.to(x.dtype), x]) if mixed else x.contiguous()  # type: ignore[union-attr]
     tile_e, tile_m = tile_table(offsets, a, block_m)
+    cvt = e4m3_convert(x.device)
     if fmt == "nvfp4":
         s_bytes = scales.view(torch.uint8)
         w_scale = global_scale.float().contiguous()  # type: ignore[union-attr]
@@ -285,7 +287,7 @@ def grouped_gemm(
     )  # fmt: skip
     consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, MIXED=mixed, HAS_BIAS=bias is not None,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
-                  E4M3_CVT=e4m3_convert(x.device), BLOCK_M=block_m)
+                  E4M3_CVT=cvt, WORD_PTX=word_ptx(cvt, interpret), BLOCK_M=block_m)
     n_tiles = tile_e.shape[0]
     if explicit:
         _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](

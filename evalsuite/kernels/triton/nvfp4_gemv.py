@@ -47,7 +47,7 @@ import torch
 
 from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
-from evalsuite.kernels.triton.decode import word_aligned
+from evalsuite.kernels.triton.decode import word_aligned, word_ptx
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
 if HAS_TRITON:
@@ -106,6 +106,7 @@ def _nvfp4_gemv_kernel(
     DOT_FP32: tl.constexpr,
     INTERPRET: tl.constexpr,
     E4M3_CVT: tl.constexpr,
+    WORD_PTX: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
@@ -173,7 +174,7 @@ def _nvfp4_gemv_kernel(
             # the eight values of each word scaled by their block's scale, then joined into
             # [BLOCK_N, BLOCK_K] in k order, transposed against [BLOCK_M, BLOCK_K]. A join's new
             # axis is the last, so the first joins pick bit 2 of the value's index, the last bit 0.
-            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
             s_w = tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS)) * 64.0
             q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
             q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
@@ -188,7 +189,7 @@ def _nvfp4_gemv_kernel(
             # each word's eight values apart (v_j: k = 8c + j), on sm_89+ by `decode.E2M1X8_PTX`
             # (~3 instructions per value with the fp32 conversion, where byte-wise moves and a join
             # back into k order took ~8); the activation split to match
-            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
             xr = tl.load(x_ptr + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
             # the activation in the words' order: x_j[c] = x[k0 + 8c + j]
             x_c0, x_c1 = tl.split(tl.reshape(xr, (COLS, 2, 2, 2)))
@@ -296,6 +297,19 @@ def _kernel(name: str, mode: str) -> Any:
     return build_kernel(fn, mode, lambda f: autotuned(f, _autotune_configs(), _prune_stages))
 
 
+def tuned_tile(n: int, k: int, rows: int) -> dict[str, int] | None:
+    """The tile (``block_n``, ``block_k``, ``split_k``) the autotuner chose on this machine for an
+    ``[N, K]`` weight and ``rows`` activation rows, once a CUDA call has tuned it (else None): to run
+    another variant of the kernel, such as ``use_ptx=False``, on the same tile. Tiles of more than 4
+    warps are not given (explicit tiles launch with Triton's default of 4)."""
+    tuner = _kernel("gemv", "autotune")
+    for key, cfg in getattr(tuner, "cache", {}).items():
+        if tuple(key[:3]) == (n, k, row_bucket(rows)) and cfg.num_warps == 4:
+            c = cfg.kwargs
+            return {"block_n": c["BLOCK_N"], "block_k": c["BLOCK_K"], "split_k": c["SPLIT_K"]}
+    return None
+
+
 def _require_triton(name: str) -> None:
     if not HAS_TRITON:
         raise RuntimeError(f"{name} needs Triton ({TRITON_MISSING_REASON}); use nvfp4_gemm_ref")
@@ -311,11 +325,14 @@ def nvfp4_gemv(
     block_n: int | None = None,
     block_k: int | None = None,
     split_k: int | None = None,
+    use_ptx: bool | None = None,
 ) -> torch.Tensor:
     """``x @ W.T + bias`` for ``x[..., K]`` with at most `GEMV_MAX_M` rows; contract of `nvfp4_gemm_ref`.
 
     CUDA tensors: autotuned, unless ``block_n``, ``block_k`` and ``split_k`` are all given. CPU tensors
-    run under Triton's interpreter with those (defaults 32, 64, 2)."""
+    run under Triton's interpreter with those (defaults 32, 64, 2). ``use_ptx=False`` decodes E2M1 with
+    Triton ops instead of the inline PTX that sm_89+ GPUs use by default (`decode.e2m1_words`): the
+    same values, for comparing the two on a GPU."""
     _require_triton("nvfp4_gemv")
     _check_operands(x, qdata, block_scales)
     k, n = x.shape[-1], qdata.shape[0]
@@ -333,11 +350,12 @@ def nvfp4_gemv(
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
     scale_bytes = block_scales.contiguous().view(torch.uint8)
     use_dot = block_m >= GEMV_DOT_MIN_ROWS
+    cvt = e4m3_convert(x.device)
     args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, ws, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=use_dot,
-                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
-                  E4M3_CVT=e4m3_convert(x.device))  # fmt: skip
+                  DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret, E4M3_CVT=cvt,
+                  WORD_PTX=word_ptx(cvt, interpret, use_ptx))  # fmt: skip
     launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
     return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
