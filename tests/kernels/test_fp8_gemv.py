@@ -105,7 +105,8 @@ def test_kernel_compiles_for_sm90(tmp_path, monkeypatch):
 
     from evalsuite.kernels.triton.fp8_gemv import _kernel
 
-    ptrs = {"x_ptr": "*bf16", "w_ptr": "*u8", "s_ptr": "*fp32", "b_ptr": "*bf16", "ws_ptr": "*fp32"}
+    ptrs = {"x_ptr": "*bf16", "w_ptr": "*u8", "s_ptr": "*fp32", "b_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32",
+            "cnt_ptr": "*i32"}  # fmt: skip
     ints = ["M", "N", "K", "stride_xm", "stride_xk", "stride_wn", "stride_sn"]
     for bucket in (1, 16):
         consts = {"HAS_BIAS": True, "BLOCK_M": bucket, "USE_DOT": bucket == 16, "DOT_FP32": False, "INTERPRET": False, "E4M3_CVT": True,

@@ -123,10 +123,11 @@ def test_one_row_path_refuses_several_rows():
 
     x, q, b = _case(3, 20, 64, torch.float32, seed=11)
     y = torch.zeros(3, 20)
+    ws, counters = mod.split_k_buffers(x.device, 3, 20, 2)
     gs = q.global_scale.reshape(1)
     with pytest.raises(Exception, match="one row"):
         mod._kernel("gemv", "interpret")[(2, 2)](
-            x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, 3, 20, 64, 32,
+            x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, ws, counters, 3, 20, 64, 32,
             x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
             HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, WORD_PTX=False,
             BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
@@ -168,3 +169,53 @@ def test_tuned_tile_reads_the_autotuners_choice(monkeypatch):
     assert mod.tuned_tile(96, 128, 1) == {"block_n": 32, "block_k": 256, "split_k": 4}
     assert mod.tuned_tile(96, 128, 5) is None  # the 16-row bucket's tile has 8 warps
     assert mod.tuned_tile(64, 128, 1) is None
+
+
+if HAS_TRITON:
+    import triton.language as tl
+
+    from evalsuite.kernels.triton.nvfp4_gemv import split_k_store
+
+    def _store_one_split(acc_ptr, y_ptr, ws_ptr, cnt_ptr, M, N, SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr):
+        offs_m = tl.arange(0, 1)
+        offs_n = tl.arange(0, BLOCK_N)
+        mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
+        acc = tl.load(acc_ptr + offs_m[:, None] * N + offs_n[None, :], mask=mask, other=0.0)
+        split_k_store(acc, y_ptr, ws_ptr, cnt_ptr, offs_m, offs_n, mask, M, N, SPLIT_K)
+
+
+def test_split_k_store_the_last_to_arrive_adds_the_partials_in_split_order():
+    """Whichever split takes the last ticket sums every split's partial (0, 1, 2, ...) and writes y;
+    the others only leave their partial. Here split 0 arrives last: splits 1-3 are already in the
+    workspace and the tile's counter reads 3."""
+    from evalsuite.kernels.triton import build_kernel
+    from evalsuite.kernels.triton.nvfp4_gemv import split_k_buffers
+
+    n, splits = 10, 4
+    g = torch.Generator().manual_seed(2)
+    parts = torch.randn(splits, 1, n, generator=g) * torch.tensor([1e8, 1.0, -1e8, 3.0])[:, None, None]
+    ws, _ = split_k_buffers(torch.device("cpu"), 1, n, splits)
+    counters = torch.zeros(4, dtype=torch.int32)
+    ws.view(splits, 1, n)[1:] = parts[1:]
+    counters[0] = splits - 1
+    y = torch.full((1, n), float("nan"))
+    kernel = build_kernel(_store_one_split, "interpret")
+    kernel[(1, 1)](parts[0].clone(), y, ws, counters, 1, n, SPLIT_K=splits, BLOCK_N=16)
+    expected = ((parts[0] + parts[1]) + parts[2]) + parts[3]  # split order (magnitudes 1e8 and 1: order shows)
+    assert torch.equal(y, expected) and counters.tolist() == [0, 0, 0, 0]
+    # not the last: its partial stored, y untouched, one more ticket taken
+    counters[0] = 1
+    y2 = torch.full((1, n), float("nan"))
+    kernel[(1, 1)](parts[0].clone(), y2, ws, counters, 1, n, SPLIT_K=splits, BLOCK_N=16)
+    assert y2.isnan().all() and counters[0] == 2 and torch.equal(ws.view(splits, 1, n)[0], parts[0])
+
+
+def test_a_gemv_call_leaves_the_counters_at_zero_and_writes_its_dtype():
+    from evalsuite.kernels.triton.nvfp4_gemv import _COUNTERS, nvfp4_gemv
+
+    x, q, b = _case(1, 40, 128, torch.bfloat16, seed=9)
+    for split in (1, 3):
+        y = nvfp4_gemv(x, *q, b, block_n=16, block_k=32, split_k=split)
+        assert y.dtype == torch.bfloat16
+        torch.testing.assert_close(y.float(), nvfp4_gemm_ref(x, *q, bias=b).float(), rtol=2**-7, atol=1e-2)
+        assert int(_COUNTERS["cpu"].abs().sum()) == 0

@@ -11,7 +11,8 @@ split-K programs over ``[BLOCK_N, BLOCK_K]`` row-major byte tiles (contiguous al
 loads), E4M3 decoded by `kernels.triton.decode.e4m3_to_f32` (the GPU's conversion on sm_89+, two
 values per instruction; bit arithmetic before; exact, 0x7F/0xFF NaN), fp32
 accumulation (multiply-and-reduce for one row, ``tl.dot`` for 2..16), the weight scale
-applied to each partial sum, partial sums added atomically into fp32. Autotuned on CUDA, keyed on
+applied to each partial sum, the K splits' partial sums added by the last split to finish
+(`nvfp4_gemv.split_k_store`: one launch, a fixed summation order). Autotuned on CUDA, keyed on
 ``N``, ``K`` and the row bucket.
 """
 
@@ -24,13 +25,22 @@ import torch
 from evalsuite.kernels import fp8
 from evalsuite.kernels.constants import E4M3_DTYPE
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
-from evalsuite.kernels.triton.nvfp4_gemv import GEMV_DOT_MIN_ROWS, autotuned, gemv_tiles, launch_gemv, row_bucket
+from evalsuite.kernels.triton.nvfp4_gemv import (
+    GEMV_DOT_MIN_ROWS,
+    GEMV_MAX_SPLIT_K,
+    autotuned,
+    gemv_tiles,
+    launch_gemv,
+    row_bucket,
+    split_k_buffers,
+)
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
 
     from evalsuite.kernels.triton.decode import e4m3_to_f32
+    from evalsuite.kernels.triton.nvfp4_gemv import split_k_store
 
     _SUM = tl.standard._sum_combine
 
@@ -49,7 +59,7 @@ def fp8_gemv_ref(
 
 
 def _fp8_gemv_kernel(
-    x_ptr, w_ptr, s_ptr, b_ptr, ws_ptr,
+    x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, ws_ptr, cnt_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_wn, stride_sn,
     HAS_BIAS: tl.constexpr,
@@ -98,7 +108,7 @@ def _fp8_gemv_kernel(
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
         acc += tl.where(pid_k == 0, 1.0, 0.0) * bias[None, :]
-    tl.atomic_add(ws_ptr + offs_m[:, None] * N + offs_n[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
+    split_k_store(acc, y_ptr, ws_ptr, cnt_ptr, offs_m, offs_n, mask_m[:, None] & mask_n[None, :], M, N, SPLIT_K)
 
 
 def _autotune_configs() -> list[Any]:
@@ -144,16 +154,17 @@ def fp8_gemv(
     interpret = x.device.type == "cpu"
     tiles = gemv_tiles("fp8_gemv", interpret, block_n, block_k, split_k, default_block_k=32)
     block_m = row_bucket(m)
-    ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    ws, counters = split_k_buffers(x.device, m, n, tiles[3] if tiles[0] else GEMV_MAX_SPLIT_K)
     scale = weight_scale.float().reshape(-1)  # [1] or [N]
     qweight = qweight.contiguous()  # the kernel reads rows with unit stride along K
-    args = (x2, qweight.view(torch.uint8), scale, bias if bias is not None else scale, ws, m, n, k,
+    args = (x2, qweight.view(torch.uint8), scale, bias if bias is not None else scale, y, ws, counters, m, n, k,
             x2.stride(0), x2.stride(1), qweight.stride(0), 0 if scale.numel() == 1 else 1)  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=block_m >= GEMV_DOT_MIN_ROWS,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
                   E4M3_CVT=e4m3_convert(x.device))  # fmt: skip
     launch_gemv(_kernel, n, interpret, tiles, args, consts)
-    return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
+    return y.reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
 
 def _check_operands(x: torch.Tensor, qweight: torch.Tensor, weight_scale: torch.Tensor) -> None:

@@ -96,8 +96,53 @@ def launch_gemv(kernel: Callable[[str], Any], n: int, interpret: bool, tiles: tu
         kernel("autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts)
 
 
+GEMV_MAX_SPLIT_K = 8  # the most K splits an autotune config of the GEMV kernels uses
+_COUNTERS: dict[str, torch.Tensor] = {}
+
+
+def split_k_buffers(device: torch.device, m: int, n: int, split_k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fp32 partials for ``split_k`` splits of an ``[m, n]`` result, the tile counters) for
+    `split_k_store`. The partials are fully overwritten (``torch.empty``: no kernel); the counters
+    (one int32 per column tile, ``BLOCK_N`` >= 16) live per device and are left at zero by every
+    launch, so one GEMV call is one kernel launch. Calls on one device must not overlap (one stream;
+    a CUDA graph replays them in order)."""
+    ws = torch.empty(split_k * m * n if split_k > 1 else 1, dtype=torch.float32, device=device)
+    tiles, key = -(-n // 16), str(device)
+    counters = _COUNTERS.get(key)
+    if counters is None or counters.numel() < tiles:
+        counters = _COUNTERS[key] = torch.zeros(max(tiles, 4096), dtype=torch.int32, device=device)
+    return ws, counters
+
+
+if HAS_TRITON:
+
+    @triton.jit
+    def split_k_store(acc, y_ptr, ws_ptr, cnt_ptr, offs_m, offs_n, mask, M, N, SPLIT_K: tl.constexpr):
+        """Store a program's ``acc`` (fp32 ``[BLOCK_M, BLOCK_N]``, its K split's share of ``y``'s
+        tile) with no atomics on ``y`` and no second kernel: one split casts and stores. With more,
+        each program stores its partial into ``ws[pid_k]`` and takes a ticket on the tile's counter
+        (acquire-release: the partials stored before a ticket are visible after it); the last to
+        arrive adds the partials in split order (the same sum whatever the arrival order), stores
+        ``y`` in its dtype and puts the counter back to zero for the next launch."""
+        pid_n = tl.program_id(0)
+        pid_k = tl.program_id(1)
+        y_ptrs = y_ptr + offs_m[:, None] * N + offs_n[None, :]
+        if SPLIT_K == 1:
+            tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+        else:
+            part = ws_ptr + offs_m[:, None] * N + offs_n[None, :]
+            tl.store(part + pid_k * M * N, acc, mask=mask)
+            ticket = tl.atomic_add(cnt_ptr + pid_n, 1, sem="acq_rel")
+            if ticket == SPLIT_K - 1:
+                total = tl.load(part, mask=mask, other=0.0, cache_modifier=".cg")
+                for s in tl.static_range(1, SPLIT_K):
+                    total += tl.load(part + s * M * N, mask=mask, other=0.0, cache_modifier=".cg")
+                tl.store(y_ptrs, total.to(y_ptr.dtype.element_ty), mask=mask)
+                tl.atomic_xchg(cnt_ptr + pid_n, 0)
+
+
 def _nvfp4_gemv_kernel(
-    x_ptr, w_ptr, s_ptr, gs_ptr, b_ptr, ws_ptr,
+    x_ptr, w_ptr, s_ptr, gs_ptr, b_ptr, y_ptr, ws_ptr, cnt_ptr,
     M, N, K, KB,
     stride_xm, stride_xk, stride_wn, stride_sn,
     HAS_BIAS: tl.constexpr,
@@ -209,8 +254,7 @@ def _nvfp4_gemv_kernel(
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
         acc += tl.where(pid_k == 0, 1.0, 0.0) * bias[None, :]
-    ws_ptrs = ws_ptr + offs_m[:, None] * N + offs_n[None, :]
-    tl.atomic_add(ws_ptrs, acc, mask=mask_m[:, None] & mask_n[None, :])
+    split_k_store(acc, y_ptr, ws_ptr, cnt_ptr, offs_m, offs_n, mask_m[:, None] & mask_n[None, :], M, N, SPLIT_K)
 
 
 def _dequant_kernel(
@@ -275,10 +319,11 @@ AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 25  # per config: short, so a new shape
 
 
 def autotuned(fn: Any, configs: list[Any], prune: Callable[..., list[Any]] | None = None) -> Any:
-    """``fn`` jitted and autotuned on ``N``, ``K`` and the row bucket, the split-K buffer zeroed per
-    trial; ``prune(configs, named_args, **constexprs)`` narrows the configs per call (Triton's
+    """``fn`` jitted and autotuned on ``N``, ``K`` and the row bucket (nothing to reset between trials:
+    `split_k_store` overwrites its buffers and leaves the counters at zero); ``prune(configs,
+    named_args, **constexprs)`` narrows the configs per call (Triton's
     ``early_config_prune``)."""
-    kwargs: dict[str, Any] = dict(configs=configs, key=["N", "K", "BLOCK_M"], reset_to_zero=["ws_ptr"])
+    kwargs: dict[str, Any] = dict(configs=configs, key=["N", "K", "BLOCK_M"])
     if prune is not None:
         kwargs["prune_configs_by"] = {"early_config_prune": prune}
 
@@ -346,18 +391,19 @@ def nvfp4_gemv(
     tiles = gemv_tiles("nvfp4_gemv", interpret, block_n, block_k, split_k, default_block_k=64)
     block_m = row_bucket(m)
     qdata = word_aligned(qdata.contiguous())  # rows with unit stride along K, read as int32 words
-    ws = torch.zeros(m, n, dtype=torch.float32, device=x.device)  # fp32 sum of the K splits
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    ws, counters = split_k_buffers(x.device, m, n, tiles[3] if tiles[0] else GEMV_MAX_SPLIT_K)
     gs = torch.as_tensor(global_scale, device=x.device).float().reshape(1)
     scale_bytes = block_scales.contiguous().view(torch.uint8)
     use_dot = block_m >= GEMV_DOT_MIN_ROWS
     cvt = e4m3_convert(x.device)
-    args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, ws, m, n, k, k // 2,
+    args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, y, ws, counters, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=use_dot,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret, E4M3_CVT=cvt,
                   WORD_PTX=word_ptx(cvt, interpret, use_ptx))  # fmt: skip
     launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
-    return ws.to(x.dtype).reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
+    return y.reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
 
 def nvfp4_dequantize_triton(

@@ -45,6 +45,7 @@ _RES_RE = re.compile(r"REG:(\d+)\s+STACK:(\d+)\s+SHARED:(\d+)\s+LOCAL:(\d+)")
 _SASS_RE = re.compile(r"^\s+/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;", re.MULTILINE)
 _BRA_RE = re.compile(r"\bBRA\s+(?:`?\(?)0x([0-9a-f]+)")
 _LOCAL_RE = re.compile(r"(?:^|\s)(?:LDL|STL)(?:\.[A-Z0-9]+)*\s")
+_LDG_RE = re.compile(r"(?:^|\s)LDG((?:\.[A-Z0-9_]+)*)\s")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,7 @@ class KernelReport:
     global_stores: dict[int, int]  # store width in bits -> instructions (atomics not counted)
     loop_instructions: int  # SASS instructions in the kernel's longest loop body (0: no loop)
     loop_local_accesses: int = 0  # spill loads/stores (LDL/STL) inside that loop
+    loop_loads: dict[int, int] = dataclasses.field(default_factory=dict)  # global loads in it by width (SASS)
 
     @property
     def spills_in_loop(self) -> bool:
@@ -149,6 +151,19 @@ def loop_body(sass_text: str) -> list[str]:
             if len(span) > len(best):
                 best = span
     return best
+
+
+def global_loads_by_width(instructions: list[str]) -> dict[int, int]:
+    """``LDG`` instructions among ``instructions`` by width in bits (``LDG.E`` 32, ``LDG.E.U8`` 8,
+    ``LDG.E.128`` 128)."""
+    widths: collections.Counter[int] = collections.Counter()
+    for ins in instructions:
+        found = _LDG_RE.search(ins)
+        if found:
+            mods = found.group(1).split(".")
+            sized = [int(m.lstrip("USF")) for m in mods if m and m.lstrip("USF").isdigit()]
+            widths[sized[-1] if sized else 32] += 1
+    return dict(widths)
 
 
 def local_accesses(instructions: list[str]) -> int:
@@ -254,7 +269,8 @@ class Recorder:
             config.setdefault("num_stages", compiled.metadata.num_stages)
             body = loop_body(dump)
             out.append(KernelReport(name, config, self.arch, regs, stack, local, shared, loads, copies,
-                                    global_stores(compiled.asm["ptx"]), len(body), local_accesses(body)))  # fmt: skip
+                                    global_stores(compiled.asm["ptx"]), len(body), local_accesses(body),
+                                    global_loads_by_width(body)))  # fmt: skip
         return out
 
 
@@ -278,5 +294,6 @@ def compile_for(arch: int = 90) -> Iterator[Recorder]:
         driver._active = previous
 
 
-__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_stores", "local_accesses", "loop_body",
+__all__ = ["KernelReport", "Recorder", "compile_for", "global_loads", "global_loads_by_width", "global_stores",
+           "local_accesses", "loop_body",
            "loop_instructions", "resource_usage", "sass", "toolchain_missing"]
