@@ -9,8 +9,9 @@ used M times, so the only goal is to move ``N*K/2`` bytes at the memory's speed.
 gives one program per output tile, which at M = 1 is ``N / BLOCK_N`` programs: a few hundred for
 an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` therefore
 
-1. splits K as well as N (``SPLIT_K`` programs per column strip, partial sums added atomically into
-   an fp32 buffer), so there are several programs per SM whatever the layer's width;
+1. splits K as well as N (``SPLIT_K`` programs per column strip), so there are several programs per
+   SM whatever the layer's width; the last split to finish a tile adds the fp32 partials in split
+   order and writes the output (`split_k_store`), so a call is one kernel launch;
 2. reads the packed weight row-major as ``[BLOCK_N, BLOCK_K/8]`` int32 words (eight values each,
    in k order from the low nibble), each row's words contiguous: the row's start is computed in
    bytes and only then read as words, and the packed row length ``K/2`` is its own integer argument,
