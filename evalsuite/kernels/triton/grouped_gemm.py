@@ -15,10 +15,10 @@ Rows of ``x[A, K]`` arrive sorted by expert: rows ``offsets[e] .. offsets[e+1] -
 plus an optional bias ``[E, N]``. `grouped_gemm_ref` is the definition: each expert's segment through
 its format's reference (dequantize to fp32, one fp32 matmul), one expert after another.
 
-`grouped_gemm` runs every segment in one launch. The grid is (row tiles, column tiles); the row tiles
-come from an expert-offset table built on the device without a host sync: expert e owns
-``ceil(count_e / BLOCK_M)`` consecutive tiles, so ``searchsorted`` over the running tile count maps a
-tile to its expert and first row. The grid is sized for the worst case
+`grouped_gemm` runs every segment in one launch, and nothing else: no host sync, no kernel before
+it. The grid is (row tiles, column tiles); expert e owns ``ceil(count_e / BLOCK_M)`` consecutive row
+tiles, and each program finds its expert and first row from the offsets itself (`tile_of`: a scan
+of the experts' tile counts; `tile_table` is the same map in PyTorch). The grid is sized for the worst case
 (``ceil(A / BLOCK_M) + E`` tiles, known from the shapes alone); a tile past the last real one reads
 expert -1 and returns at once. Each program then is `kernels.triton.nvfp4_gemm`'s tile loop on expert
 e's slice of the stacked weight, masked to its segment's rows: the weight decoded in registers by the
