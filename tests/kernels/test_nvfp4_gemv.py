@@ -219,3 +219,12 @@ def test_a_gemv_call_leaves_the_counters_at_zero_and_writes_its_dtype():
         assert y.dtype == torch.bfloat16
         torch.testing.assert_close(y.float(), nvfp4_gemm_ref(x, *q, bias=b).float(), rtol=2**-7, atol=1e-2)
         assert int(_COUNTERS["cpu"].abs().sum()) == 0
+
+
+def test_the_split_k_workspace_covers_every_autotune_config():
+    """Autotuned calls size the split-K partials by GEMV_MAX_SPLIT_K: no config of either GEMV may
+    split K further (its partials would run past the workspace)."""
+    from evalsuite.kernels.triton import fp8_gemv, nvfp4_gemv
+
+    for mod in (nvfp4_gemv, fp8_gemv):
+        assert max(c.kwargs["SPLIT_K"] for c in mod._autotune_configs()) <= nvfp4_gemv.GEMV_MAX_SPLIT_K

@@ -21,7 +21,7 @@ word's eight values in k order, each 2^-6 times the value (the callers fold 2^6 
   evaluates the text per the PTX ISA against the reference decode for every byte value, and the GPU
   tests run it.
 - otherwise: the same moves per nibble in Triton ops, then `e4m3_to_f32` (the interpreter; GPUs
-  before sm_89; and on request, ``word_ptx=False`` in `nvfp4_gemv`, to compare the two on a GPU).
+  before sm_89; and on request, ``use_ptx=False`` in `nvfp4_gemv`, to compare the two on a GPU).
 
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """
@@ -46,6 +46,7 @@ def word_aligned(packed: torch.Tensor) -> torch.Tensor:
     Tensors as allocated qualify and are returned as they are; an odd view is copied."""
     aligned = packed.stride(-1) == 1 and packed.data_ptr() % 4 == 0 and all(s % 4 == 0 for s in packed.stride()[:-1])
     return packed if aligned else packed.clone(memory_format=torch.contiguous_format)
+
 
 # One 32-bit word of packed E2M1 ($8: eight values, value j in bits 4j..4j+3, so k order within the
 # word) -> the eight values as fp32 ($0..$7, k order), each 2^-6 times the E2M1 value. The bit moves of
@@ -108,17 +109,21 @@ if HAS_TRITON:
         return v
 
     @triton.jit
-    def e2m1_as_e4m3(w):
-        """Packed E2M1 bytes ``[..., B]`` -> E4M3 bytes ``[..., B, 2]`` (low nibble first, so k order):
-        the nibble's bits moved into E4M3 positions (``s e1 e0 m -> s 0 0 e1 e0 m 0 0``), which makes
-        every E2M1 value the E4M3 value 2^-6 times it (E2M1's subnormal 0.5 lands on E4M3's
+    def _nibble_as_e4m3(n):
+        """The low nibble of ``n`` (E2M1 ``s e1 e0 m``) as an E4M3 byte ``s 0 0 e1 e0 m 0 0``: every
+        E2M1 value becomes the E4M3 value 2^-6 times it (E2M1's subnormal 0.5 lands on E4M3's
         subnormal 2^-7); the callers fold the 2^6 into the block scale."""
-        return tl.join(((w & 7) << 2) | ((w & 8) << 4), ((w >> 2) & 0x1C) | (w & 0x80))
+        return ((n & 7) << 2) | ((n & 8) << 4)
+
+    @triton.jit
+    def e2m1_as_e4m3(w):
+        """Packed E2M1 bytes ``[..., B]`` -> E4M3 bytes ``[..., B, 2]`` (low nibble first, so k order),
+        each by `_nibble_as_e4m3`."""
+        return tl.join(_nibble_as_e4m3(w), _nibble_as_e4m3(w >> 4))
 
     @triton.jit
     def _e2m1_nibble(wd, J: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
-        n = (wd >> (4 * J)) & 0xF
-        return e4m3_to_f32((((n & 7) << 2) | ((n & 8) << 4)).to(tl.uint8), CVT, INTERPRET)
+        return e4m3_to_f32(_nibble_as_e4m3(wd >> (4 * J)).to(tl.uint8), CVT, INTERPRET)
 
     @triton.jit
     def e2m1_words(wd, PTX: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
@@ -143,5 +148,18 @@ if HAS_TRITON:
             v7 = _e2m1_nibble(wd, 7, CVT, INTERPRET)
         return v0, v1, v2, v3, v4, v5, v6, v7
 
+    @triton.jit
+    def e2m1_tile(wd, s_val, PTX: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
+        """Packed E2M1 words ``[BLOCK_N, BLOCK_K/8]`` and their decoded E4M3 block scales
+        ``[BLOCK_N, BLOCK_K/16]`` -> the weight values ``[BLOCK_N, BLOCK_K]`` in k order, fp32 (the
+        operand of a ``tl.dot``). Each word's eight values (`e2m1_words`) times its block's scale
+        and the 2^6, then joined back: a join's new axis is the last, so the first joins pick bit 2
+        of the value's index within the word, the last bit 0."""
+        v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(wd, PTX, CVT, INTERPRET)
+        s_w = tl.reshape(tl.join(s_val, s_val), (wd.shape[0], wd.shape[1])) * 64.0  # two words a block
+        q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
+        q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
+        return tl.reshape(tl.join(q0, q1), (wd.shape[0], wd.shape[1] * 8))
 
-__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx"]
+
+__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx"]

@@ -51,7 +51,7 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from evalsuite.kernels.triton.decode import e2m1_words, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import e2m1_tile, e4m3_to_f32
 
     _SUM = tl.standard._sum_combine  # (tl.sum and tl.cumsum are @jit: the interpreter cannot call them)
 
@@ -157,15 +157,10 @@ def _grouped_kernel(
             blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
             sb = tl.load(s_base + offs_n[:, None] * stride_sn + blk[None, :],
                          mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)  # fmt: skip
-            # E4M3 block scales, and the E2M1 values a word at a time (`decode.e2m1_words`: on sm_89+
-            # inline PTX, eight values a word, 2^-6 times the value), each scaled by its block's scale
-            # and joined into [BLOCK_N, BLOCK_K] in k order as in nvfp4_gemv
-            s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET) * 64.0  # [BLOCK_N, G]
-            s_w = tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS))  # two words a block
-            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
-            q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
-            q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
-            wt = tl.trans(tl.reshape(tl.join(q0, q1), (BLOCK_N, BLOCK_K)))  # [BLOCK_K, BLOCK_N] in k order
+            # E4M3 block scales, and the E2M1 values a word at a time (on sm_89+ inline PTX), scaled
+            # and in k order as in nvfp4_gemv (`decode.e2m1_tile`)
+            s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]
+            wt = tl.trans(e2m1_tile(w, s_val, WORD_PTX, E4M3_CVT, INTERPRET))  # [BLOCK_K, BLOCK_N]
             kk = k0 + tl.arange(0, BLOCK_K)
             xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)
             if DOT_FP32:

@@ -56,7 +56,7 @@ if HAS_TRITON:
     import triton.language as tl
     import triton.testing
 
-    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e2m1_words, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e2m1_tile, e2m1_words, e4m3_to_f32
 
     _SUM = tl.standard._sum_combine
 
@@ -217,14 +217,8 @@ def _nvfp4_gemv_kernel(
         s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]
         kk = k0 + tl.arange(0, BLOCK_K)
         if USE_DOT:
-            # the eight values of each word scaled by their block's scale, then joined into
-            # [BLOCK_N, BLOCK_K] in k order, transposed against [BLOCK_M, BLOCK_K]. A join's new
-            # axis is the last, so the first joins pick bit 2 of the value's index, the last bit 0.
-            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
-            s_w = tl.reshape(tl.join(s_val, s_val), (BLOCK_N, COLS)) * 64.0
-            q0 = tl.join(tl.join(v0 * s_w, v4 * s_w), tl.join(v2 * s_w, v6 * s_w))
-            q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
-            wt = tl.trans(tl.reshape(tl.join(q0, q1), (BLOCK_N, BLOCK_K)))
+            # [BLOCK_N, BLOCK_K] scaled, in k order (`decode.e2m1_tile`), against [BLOCK_M, BLOCK_K]
+            wt = tl.trans(e2m1_tile(w, s_val, WORD_PTX, E4M3_CVT, INTERPRET))
             xt = tl.load(x_ptr + offs_m[:, None] * stride_xm + kk[None, :] * stride_xk,
                          mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)  # fmt: skip
             if DOT_FP32:
