@@ -270,6 +270,10 @@ def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[t
         # PTX is worth, measured beside it (one row, where the decode is the bound)
         "nvfp4 gemv, Triton decode": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, use_ptx=False, **t)),
                                            b4, "nvfp4", 1),
+        # the same kernel and tile with each product in fp32 instead of fp16 (one row of bf16): what
+        # the fp16 products are worth, in time and in rel_err
+        "nvfp4 gemv, fp32 products": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, f16_products=False, **t)),
+                                           b4, "nvfp4", 1),
         "nvfp4 tiled": Path_(lambda x: nvfp4_gemm(x, *q4), b4, "nvfp4"),
         "nvfp4 dequant+bf16": Path_(lambda x: F.linear(x, nvfp4_dequantize_triton(*q4, dtype=x.dtype)), b4, "nvfp4"),
     }

@@ -10,14 +10,22 @@ reads its one value from the low half: `test_triton_reads_the_low_half_of_its_ow
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evalsuite.kernels.nvfp4 import decode_e2m1
-from evalsuite.kernels.triton.decode import E2M1X8_PTX_TEXT
+from evalsuite.kernels.triton import HAS_TRITON
+from evalsuite.kernels.triton.decode import E2M1X8_PTX_TEXT, E2M1X16_DOT_PTX_TEXT, F16_PRODUCTS_X_SCALE
+
+if HAS_TRITON:
+    import triton.language as tl
+
+    from evalsuite.kernels.triton.decode import e2m1_block_dot, x_f16_pairs
 
 _INSTR = re.compile(r"^([a-z0-9.]+)\s+(.*);$")
 
@@ -25,6 +33,79 @@ _INSTR = re.compile(r"^([a-z0-9.]+)\s+(.*);$")
 def _e4m3_to_f16_bits(byte: int) -> int:
     value = torch.tensor([byte], dtype=torch.uint8).view(torch.float8_e4m3fn).to(torch.float16)
     return int(value.view(torch.int16).item()) & 0xFFFF
+
+
+def _rounded(exact: Fraction, bits: int, emin: int, largest: float) -> float:
+    """``exact`` rounded to nearest, ties to even, in a binary format of ``bits`` significand bits
+    and least normal exponent ``emin`` (subnormals below it); beyond ``largest``, infinity."""
+    if exact == 0:
+        return 0.0
+    mag = abs(exact)
+    e = mag.numerator.bit_length() - mag.denominator.bit_length()  # 2^e <= mag < 2^(e+2)
+    if Fraction(2) ** e > mag:
+        e -= 1
+    if Fraction(2) ** (e + 1) <= mag:
+        e += 1
+    quantum = Fraction(2) ** (max(e, emin) - bits + 1)
+    value = round(mag / quantum) * quantum  # Fraction's round: ties to even
+    out = float("inf") if value > Fraction(largest) else float(value)
+    return -out if exact < 0 else out
+
+
+def _half(bits: int) -> float:
+    return float(np.array(bits & 0xFFFF, dtype=np.uint16).view(np.float16))
+
+
+def _half_bits(value: float) -> int:
+    return int(np.array(value, dtype=np.float16).view(np.uint16))  # exact: value is an fp16 value
+
+
+def _single(bits: int) -> float:
+    return float(np.array(bits, dtype=np.uint32).view(np.float32))
+
+
+def _single_bits(value: float) -> int:
+    return int(np.array(value, dtype=np.float32).view(np.uint32))
+
+
+def _fma(a: float, b: float, c: float, bits: int, emin: int, largest: float) -> float:
+    """``a * b + c`` rounded once (the PTX ISA's ``fma.rn`` and ``mul.rn``, with ``c`` = -0 for a
+    product alone): exact rational arithmetic; an exact zero takes IEEE's sign, as float64 gives it."""
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    if exact == 0:
+        return float(np.float64(a) * np.float64(b) + np.float64(c))
+    return _rounded(exact, bits, emin, largest)
+
+
+def _f16_fma(a: float, b: float, c: float) -> float:
+    return _fma(a, b, c, 11, -14, 65504.0)
+
+
+def _f32_add(a: float, b: float) -> float:
+    return _fma(a, 1.0, b, 24, -126, float(np.finfo(np.float32).max))
+
+
+def _prmt(a: int, b: int, selector: int) -> int:
+    """``prmt.b32`` in its default mode: result byte i is byte ``s & 7`` of b:a (a's bytes first),
+    or that byte's sign bit in all eight bits when ``s & 8``; ``s`` is selector nibble i."""
+    pool = [(a >> (8 * i)) & 0xFF for i in range(4)] + [(b >> (8 * i)) & 0xFF for i in range(4)]
+    out = 0
+    for i in range(4):
+        s = (selector >> (4 * i)) & 0xF
+        byte = pool[s & 7]
+        if s & 8:
+            byte = 0xFF if byte & 0x80 else 0
+        out |= byte << (8 * i)
+    return out
+
+
+def _f16x2(a: int, b: int, c: int | None) -> int:
+    """``mul.rn.f16x2`` (``c`` None) or ``fma.rn.f16x2``, each half on its own."""
+    out = 0
+    for half in (0, 16):
+        addend = -0.0 if c is None else _half(c >> half)
+        out |= _half_bits(_f16_fma(_half(a >> half), _half(b >> half), addend)) << half
+    return out
 
 
 def run_ptx(text: str, inputs: dict[str, int]) -> dict[str, int]:
@@ -65,6 +146,14 @@ def run_ptx(text: str, inputs: dict[str, int]) -> dict[str, int]:
             regs[d] = a[0] >> a[1]
         elif op == "cvt.rn.f16x2.e4m3x2":  # low byte -> low half, high byte -> high half
             regs[d] = _e4m3_to_f16_bits(a[0] & 0xFF) | (_e4m3_to_f16_bits(a[0] >> 8) << 16)
+        elif op == "prmt.b32":
+            regs[d] = _prmt(a[0], a[1], a[2])
+        elif op == "mul.rn.f16x2":
+            regs[d] = _f16x2(a[0], a[1], None)
+        elif op == "fma.rn.f16x2":
+            regs[d] = _f16x2(a[0], a[1], a[2])
+        elif op == "add.f32":
+            regs[d] = _single_bits(_f32_add(_single(a[0]), _single(a[1])))
         elif op == "cvt.f32.f16":
             half = torch.tensor([a[0]], dtype=torch.int32).to(torch.int16).view(torch.float16)
             regs[d] = int(half.float().view(torch.int32).item()) & 0xFFFFFFFF
@@ -134,3 +223,118 @@ def test_triton_reads_the_low_half_of_its_own_conversion():
     assert found, "Triton's fp8 -> fp16 lowering changed; re-read it before trusting E2M1X8_PTX's lanes"
     loaded, out, converted, kept = found.groups()
     assert converted == loaded and kept == out  # the byte in the low half, the low half of the result kept
+
+
+# ---- one scale block's dot product in fp16 (`decode.e2m1_block_dot`) ------------------------------
+
+
+def _values(word: int) -> list[float]:
+    codes = torch.tensor([(word >> (4 * j)) & 0xF for j in range(8)], dtype=torch.uint8)
+    return decode_e2m1(codes).double().tolist()
+
+
+def _block_dot_spec(w0: int, w1: int, x: list[float]) -> float:
+    """What `e2m1_block_dot` promises, written from its description: the sixteen E2M1 values (2^-6
+    times, the reference decode) times ``x`` (fp16 values, already 2^-4 times the activations); the
+    even-indexed products summed in order in fp16 with one rounding per fma, the odd likewise; the
+    two sums added in fp32."""
+    v = [value / 64 for value in _values(w0) + _values(w1)]
+    lo = _f16_fma(v[0], x[0], -0.0)
+    hi = _f16_fma(v[1], x[1], -0.0)
+    for j in range(2, 16, 2):
+        lo = _f16_fma(v[j], x[j], lo)
+        hi = _f16_fma(v[j + 1], x[j + 1], hi)
+    return _f32_add(lo, hi)
+
+
+def _pairs(x: list[float]) -> list[int]:
+    return [_half_bits(x[2 * i]) | (_half_bits(x[2 * i + 1]) << 16) for i in range(8)]
+
+
+def _block_dot_ptx(w0: int, w1: int, x: list[float]) -> float:
+    inputs = {"$1": w0, "$2": w1, **{f"${3 + i}": p for i, p in enumerate(_pairs(x))}}
+    return _single(run_ptx(E2M1X16_DOT_PTX_TEXT, inputs)["$0"])
+
+
+_halves = st.floats(width=16, allow_nan=False, allow_infinity=False)
+_words = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_words, _words, st.lists(_halves, min_size=16, max_size=16))
+def test_block_dot_ptx_is_its_spec(w0, w1, x):
+    """Any two words against any sixteen finite fp16 activations (to +-65504: no sum overflows, the
+    largest product being 6 x 2^-6 x 65504)."""
+    got, want = _block_dot_ptx(w0, w1, x), _block_dot_spec(w0, w1, x)
+    assert _single_bits(got) == _single_bits(want), (hex(w0), hex(w1), x, got, want)
+
+
+def test_block_dot_ptx_on_known_values():
+    # values 0, .5, 1, 1.5, 2, 3, 4, 6 (x 2^-6) twice, times ones: (18 + 18) / 64, exact in fp16
+    assert _block_dot_ptx(0x76543210, 0x76543210, [1.0] * 16) == 36 / 64
+    # each value times its own index: even and odd halves kept apart until the fp32 add
+    x = [float(j) for j in range(16)]
+    assert _block_dot_ptx(0x76543210, 0xFEDCBA98, x) == _block_dot_spec(0x76543210, 0xFEDCBA98, x)
+    # the sums are fp16: values 0 and 2 are 4 x 2^-6, times 32768 and 16: 2048 + 1 is a tie between
+    # fp16's 2048 and 2050, and rounds to the even 2048 (in fp32 it would be 2049)
+    x = [32768.0, 0.0, 16.0] + [0.0] * 13
+    assert _block_dot_ptx(0x00000606, 0, x) == 2048.0
+    assert _block_dot_ptx(0x00000006, 0, x) == 2048.0
+
+
+def _block_dot_kernel(w_ptr, x_ptr, o_ptr, N: tl.constexpr):
+    offs = tl.arange(0, N)
+    xp = x_ptr + offs * 8
+    out = e2m1_block_dot(tl.load(w_ptr + offs * 2), tl.load(w_ptr + offs * 2 + 1),
+                         tl.load(xp), tl.load(xp + 1), tl.load(xp + 2), tl.load(xp + 3),
+                         tl.load(xp + 4), tl.load(xp + 5), tl.load(xp + 6), tl.load(xp + 7),
+                         False, True, True)  # fmt: skip
+    tl.store(o_ptr + offs, out)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton missing")
+def test_block_dot_in_triton_ops_equals_the_ptx():
+    """The interpreter's (and pre-sm_89 GPUs') route, the same operations in Triton ops, gives the PTX
+    text's bits: every code in both words and in every position, against activations of every scale."""
+    from evalsuite.kernels.triton import build_kernel
+
+    gen = np.random.default_rng(0)
+    n = 64
+    words = gen.integers(0, 2**32, size=(n, 2), dtype=np.uint64)
+    words[:16, 0] = [int("".join(f"{(c + j) % 16:x}" for j in range(8)), 16) for c in range(16)]
+    exps = gen.integers(-24, 16, size=(n, 16))
+    x = np.clip(gen.standard_normal((n, 16)) * 2.0**exps, -65504, 65504).astype(np.float16).astype(np.float64)
+    x[0, :4] = [0.0, -0.0, 65504.0, -6e-8]
+    pairs = np.array([_pairs(list(row)) for row in x], dtype=np.uint32).view(np.int32)
+    w = torch.from_numpy(words.astype(np.uint32).view(np.int32).reshape(-1).copy())
+    got = torch.empty(n, dtype=torch.float32)
+    build_kernel(_block_dot_kernel, "interpret")[(1,)](w, torch.from_numpy(pairs.reshape(-1).copy()), got, N=n)
+    want = [_block_dot_ptx(int(a), int(b), list(row)) for (a, b), row in zip(words.tolist(), x)]
+    assert [_single_bits(v) for v in got.tolist()] == [_single_bits(v) for v in want]
+
+
+def _pairs_kernel(x_ptr, o_ptr, G: tl.constexpr):
+    x0, x1, x2, x3, x4, x5, x6, x7 = x_f16_pairs(tl.load(x_ptr + tl.arange(0, 16 * G)), G)
+    offs = tl.arange(0, G) * 8
+    tl.store(o_ptr + offs, x0)
+    tl.store(o_ptr + offs + 1, x1)
+    tl.store(o_ptr + offs + 2, x2)
+    tl.store(o_ptr + offs + 3, x3)
+    tl.store(o_ptr + offs + 4, x4)
+    tl.store(o_ptr + offs + 5, x5)
+    tl.store(o_ptr + offs + 6, x6)
+    tl.store(o_ptr + offs + 7, x7)
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton missing")
+def test_x_f16_pairs_packs_each_block_in_k_order():
+    from evalsuite.kernels.triton import build_kernel
+
+    g = 4
+    x = torch.randn(16 * g, generator=torch.Generator().manual_seed(0)) * 100
+    x[3], x[17] = 2.0**20 * 0.99, -(2.0**-20)  # near the overflow limit; below fp16's range once scaled
+    got = torch.empty(8 * g, dtype=torch.int32)
+    build_kernel(_pairs_kernel, "interpret")[(1,)](x, got, G=g)
+    scaled = (x.double() * F16_PRODUCTS_X_SCALE).tolist()
+    want = [p for b in range(g) for p in _pairs([float(np.float16(v)) for v in scaled[16 * b:16 * b + 16]])]
+    assert got.view(torch.int32).numpy().view(np.uint32).tolist() == want

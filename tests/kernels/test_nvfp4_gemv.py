@@ -130,8 +130,56 @@ def test_one_row_path_refuses_several_rows():
             x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, ws, counters, 3, 20, 64, 32,
             x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
             HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, WORD_PTX=False,
-            BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
+            F16_PRODUCTS=False, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_one_row_fp16_products_against_fp32_products_and_the_reference(dtype):
+    """One row of bf16/fp16 activations multiplies in fp16 by default (`decode.e2m1_block_dot`): the
+    result stays within the output format's rounding of both the fp32-product kernel and the
+    reference, K split or not, over weights whose block scales span subnormals to large."""
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    x, q, b = _case(1, 40, 512, dtype, seed=5)
+    ulp = 2.0**-8 if dtype == torch.bfloat16 else 2.0**-11
+    ref = nvfp4_gemm_ref(x, *q, bias=b).float()
+    for tile in ((16, 64, 1), (32, 128, 3)):
+        bn, bk, sk = tile
+        f16 = nvfp4_gemv(x, *q, bias=b, block_n=bn, block_k=bk, split_k=sk).float()
+        f32 = nvfp4_gemv(x, *q, bias=b, block_n=bn, block_k=bk, split_k=sk, f16_products=False).float()
+        scale = ref.abs().max().item()
+        assert (f16 - f32).abs().max().item() <= 2 * ulp * scale, tile
+        assert (f16 - ref).abs().max().item() <= 2 * ulp * scale, tile
+
+
+def test_one_row_fp16_products_hold_activations_up_to_the_documented_limit():
+    """Activations enter the fp16 products 2^-4 times their value: up to `F16_PRODUCTS_MAX_X` (2^20)
+    the result is as accurate as at unit scale; past it the activation overflows fp16 and the output
+    is inf or NaN (not a wrong finite number), the documented limit."""
+    from evalsuite.kernels.triton.decode import F16_PRODUCTS_MAX_X
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    x, q, _ = _case(1, 16, 64, torch.float32, seed=9)
+    x = x.to(torch.bfloat16)
+    x[0, 5] = F16_PRODUCTS_MAX_X * 0.9  # one large activation beside ordinary ones
+    ref = nvfp4_gemm_ref(x, *q).float()
+    y = nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1).float()
+    torch.testing.assert_close(y, ref, rtol=2**-7, atol=2**-7 * ref.abs().max().item())
+    x[0, 5] = F16_PRODUCTS_MAX_X * 2
+    y = nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1).float()
+    assert not torch.isfinite(y).any()  # inf, or NaN where the weight there is zero (inf x 0)
+    assert torch.isfinite(nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1, f16_products=False)).all()
+
+
+def test_fp16_products_are_refused_where_they_do_not_apply():
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    _, q, _ = _case(1, 16, 64, torch.float32, seed=3)
+    with pytest.raises(ValueError, match="one row of bf16/fp16 activations, got 2 rows of torch.bfloat16"):
+        nvfp4_gemv(torch.randn(2, 64).to(torch.bfloat16), *q, f16_products=True)
+    with pytest.raises(ValueError, match="got 1 rows of torch.float32"):
+        nvfp4_gemv(torch.randn(1, 64), *q, f16_products=True)
 
 
 def test_packed_weight_at_an_odd_address_is_read_from_an_aligned_copy():

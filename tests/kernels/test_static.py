@@ -100,7 +100,7 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
         by.setdefault((r.kernel, r.config.get("BLOCK_M")), []).append(r)
     # every autotune config a launch would time: one row tries 1 stage only, 16 rows 1 and 3
     assert {k: len(v) for k, v in by.items()} == {
-        ("_nvfp4_gemv_kernel", 1): 8, ("_nvfp4_gemv_kernel", 16): 16,
+        ("_nvfp4_gemv_kernel", 1): 9, ("_nvfp4_gemv_kernel", 16): 16,
         ("_fp8_gemv_kernel", 1): 5, ("_fp8_gemv_kernel", 16): 5, ("_dequant_kernel", None): 1,
     }  # fmt: skip
     for r in reports:
@@ -108,8 +108,9 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
         assert r.arch == 90 and 0 < r.registers <= 255
     for r in by[("_nvfp4_gemv_kernel", 1)]:
         # the weight in 128-bit loads; no per-value table reads in the K loop (the fp32 table took
-        # 65-129 32-bit loads); the split-K epilogue's 32-bit reads of the partials are after it
-        assert r.widest_load == 128 and r.loop_loads.get(32, 0) <= 1, (r.loop_loads, r.describe())
+        # 65-129 32-bit loads), only the activation's (1-2: a 64-wide K step spreads 128 bytes over
+        # 128 threads in two reads); the split-K epilogue's 32-bit reads of the partials are after it
+        assert r.widest_load == 128 and r.loop_loads.get(32, 0) <= 2, (r.loop_loads, r.describe())
     for r in by[("_nvfp4_gemv_kernel", 16)]:
         # the single-stage tiles load straight into registers 16 bytes at a time
         if r.config["num_stages"] == 1:
@@ -120,8 +121,9 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
     # the one-row loop's SASS per weight value a thread decodes per K step: the issue rate an H200
     # offers (~33.5e12 thread-instructions/s) over it bounds values/s. Bit-arithmetic E4M3 decoding
     # took FP8 to ~26 (below bf16 cuBLAS), a register-table E2M1 decode NVFP4 to ~13.7, byte-wise bit
-    # moves into E4M3 positions to ~10; the word-wide PTX decode (`decode.E2M1X8_PTX`) to ~5.
-    for key, most in ((("_nvfp4_gemv_kernel", 1), 6.0), (("_fp8_gemv_kernel", 1), 5.0)):
+    # moves into E4M3 positions to ~10; the word-wide PTX decode (`decode.E2M1X8_PTX`) to ~5, and
+    # fp16 products (`decode.e2m1_block_dot`: no fp32 conversion or FFMA per value) to 3.2-4.4.
+    for key, most in ((("_nvfp4_gemv_kernel", 1), 4.5), (("_fp8_gemv_kernel", 1), 5.0)):
         for r in by[key]:
             per_value = r.loop_instructions / (r.config["BLOCK_N"] * r.config["BLOCK_K"] / (32 * r.config["num_warps"]))
             assert 0 < per_value <= most, (per_value, r.describe())
@@ -199,6 +201,28 @@ def test_use_ptx_false_compiles_the_triton_decode_on_sm90(toolchain):
     (_, _, default), (_, kw, plain) = rec.compiled
     assert "0x07070707" in default.asm["ptx"] and "0x07070707" not in plain.asm["ptx"]
     assert kw["WORD_PTX"] is False and "E4M3" in sass(plain.asm["cubin"])
+
+
+def test_one_row_multiplies_in_fp16_unless_asked_not_to_on_sm90(toolchain):
+    """One row of bf16: the fp16 products (``fma.rn.f16x2``: HFMA2 in the SASS, no fp32 conversion
+    per value); ``f16_products=False`` and fp32 activations: each value converted and multiplied in
+    fp32, more instructions per value."""
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for, loop_body, sass
+
+    fp4 = (_meta(N, K // 2, dtype=torch.uint8), _meta(N, K // 16, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))
+    tile = dict(block_n=32, block_k=256, split_k=2)
+    with compile_for(90) as rec:
+        nvfp4_gemv(_meta(1, K), *fp4, **tile)
+        nvfp4_gemv(_meta(1, K), *fp4, **tile, f16_products=False)
+        nvfp4_gemv(_meta(1, K, dtype=torch.float32), *fp4, **tile)
+    loops = [loop_body(sass(c.asm["cubin"])) for _, _, c in rec.compiled]
+    assert [kw["F16_PRODUCTS"] for _, kw, _ in rec.compiled] == [True, False, False]
+    f16, f32, fp32_x = ([next(t for t in ins.split() if not t.startswith("@")) for ins in loop] for loop in loops)
+    packed = sum(f16.count(op) for op in ("HFMA2", "HFMA2.MMA", "HMUL2"))  # ptxas runs some fma.f16x2 as .MMA
+    assert packed >= 32 and f16.count("FFMA") <= 8, f16  # 64 values a thread: 32 pairs, 4 blocks
+    assert f32.count("FFMA") >= 64 and fp32_x.count("FFMA") >= 64
+    assert len(f16) < 0.85 * len(f32), (len(f16), len(f32))
 
 
 def test_compile_for_restores_the_driver_and_the_interpreter_after_an_error(toolchain):

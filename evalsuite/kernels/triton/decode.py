@@ -23,6 +23,14 @@ word's eight values in k order, each 2^-6 times the value (the callers fold 2^6 
 - otherwise: the same moves per nibble in Triton ops, then `e4m3_to_f32` (the interpreter; GPUs
   before sm_89; and on request, ``use_ptx=False`` in `nvfp4_gemv`, to compare the two on a GPU).
 
+``e2m1_block_dot(w0, w1, x pairs, PTX, CVT, INTERPRET)``: the dot product of one NVFP4 scale block
+(two words, sixteen values) with sixteen activations, the products and their sums in fp16 (half the
+block in each half of an ``f16x2`` register), then the two halves added in fp32: with ``PTX``
+`E2M1X16_DOT_PTX_TEXT`, four ``fma.rn.f16x2`` per word where the fp32 route converts each value to
+fp32 and multiplies it alone; otherwise the same operations, in the same order, in Triton ops. The
+activations come as fp16 pairs (`x_f16_pairs`), 2^-4 times their value so that none below
+`F16_PRODUCTS_MAX_X` overflows; the result is 2^-10 times the dot product.
+
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """
 
@@ -48,24 +56,28 @@ def word_aligned(packed: torch.Tensor) -> torch.Tensor:
     return packed if aligned else packed.clone(memory_format=torch.contiguous_format)
 
 
-# One 32-bit word of packed E2M1 ($8: eight values, value j in bits 4j..4j+3, so k order within the
-# word) -> the eight values as fp32 ($0..$7, k order), each 2^-6 times the E2M1 value. The bit moves of
-# `e2m1_as_e4m3` done on the whole word (each byte's low nibbles, then its high nibbles, into E4M3
-# bytes; no bit crosses a byte), ``cvt.rn.f16x2.e4m3x2`` (sm_89+, two values per instruction, as
-# Triton's own fp8 -> fp16), then fp16 -> fp32. `tests/kernels/test_decode_ptx.py` evaluates this text.
-E2M1X8_PTX_TEXT = """{
-.reg .b32 m, s, lo, hi, a, b, c, d;
-.reg .b16 l0, l1, h0, h1, f0, f1, f2, f3, f4, f5, f6, f7;
-and.b32 m, $8, 0x07070707;
+# The bit moves of `e2m1_as_e4m3` done on a whole 32-bit word of packed E2M1 (value j in bits
+# 4j..4j+3, so k order within the word): each byte's low nibbles, then its high nibbles, into E4M3
+# bytes (no bit crosses a byte). ``lo`` holds values 0, 2, 4, 6 and ``hi`` 1, 3, 5, 7, a byte each.
+_E2M1_WORD_TO_E4M3 = """and.b32 m, {w}, 0x07070707;
 shl.b32 m, m, 2;
-and.b32 s, $8, 0x08080808;
+and.b32 s, {w}, 0x08080808;
 shl.b32 s, s, 4;
 or.b32 lo, m, s;
-shr.b32 m, $8, 2;
+shr.b32 m, {w}, 2;
 and.b32 m, m, 0x1C1C1C1C;
-and.b32 s, $8, 0x80808080;
+and.b32 s, {w}, 0x80808080;
 or.b32 hi, m, s;
-mov.b32 {l0, l1}, lo;
+"""
+
+# One word ($8) -> its eight values as fp32 ($0..$7, k order), each 2^-6 times the E2M1 value:
+# `_E2M1_WORD_TO_E4M3`, ``cvt.rn.f16x2.e4m3x2`` (sm_89+, two values per instruction, as Triton's own
+# fp8 -> fp16), then fp16 -> fp32. `tests/kernels/test_decode_ptx.py` evaluates this text.
+E2M1X8_PTX_TEXT = (
+    "{\n.reg .b32 m, s, lo, hi, a, b, c, d;\n"
+    ".reg .b16 l0, l1, h0, h1, f0, f1, f2, f3, f4, f5, f6, f7;\n"
+    + _E2M1_WORD_TO_E4M3.format(w="$8")
+    + """mov.b32 {l0, l1}, lo;
 mov.b32 {h0, h1}, hi;
 cvt.rn.f16x2.e4m3x2 a, l0;
 cvt.rn.f16x2.e4m3x2 b, l1;
@@ -84,12 +96,52 @@ cvt.f32.f16 $5, f5;
 cvt.f32.f16 $6, f6;
 cvt.f32.f16 $7, f7;
 }"""
+)
+
+# One word's E4M3 bytes interleaved back into k order (``prmt``: bytes lo0 hi0 lo1 hi1, then lo2 hi2
+# lo3 hi3), converted to four f16x2 registers holding values (0, 1), (2, 3), (4, 5), (6, 7), low half
+# first, and multiplied with the activation pairs {x} (the same order, `x_f16_pairs`) into ``p``:
+# even values accumulate in the low half, odd in the high.
+_E2M1_WORD_FMA = """prmt.b32 e, lo, hi, 0x5140;
+prmt.b32 f, lo, hi, 0x7362;
+mov.b32 {{l0, l1}}, e;
+mov.b32 {{h0, h1}}, f;
+cvt.rn.f16x2.e4m3x2 a, l0;
+cvt.rn.f16x2.e4m3x2 b, l1;
+cvt.rn.f16x2.e4m3x2 c, h0;
+cvt.rn.f16x2.e4m3x2 d, h1;
+{first} p, a, {x0}{acc};
+fma.rn.f16x2 p, b, {x1}, p;
+fma.rn.f16x2 p, c, {x2}, p;
+fma.rn.f16x2 p, d, {x3}, p;
+"""
+
+# One scale block: two words ($1, $2: values 0-7 and 8-15) and eight fp16 activation pairs ($3..$10)
+# -> ($0, fp32) the block's dot product, 2^-10 times its value (2^-6 from the decode, 2^-4 from the
+# pairs). Sixteen products in fp16, eight summed in each half of ``p`` (the PTX ISA's fma rounds
+# once), the halves converted to fp32 and added.
+E2M1X16_DOT_PTX_TEXT = (
+    "{\n.reg .b32 m, s, lo, hi, e, f, a, b, c, d, p;\n.reg .b16 l0, l1, h0, h1, p0, p1;\n.reg .f32 q0, q1;\n"
+    + _E2M1_WORD_TO_E4M3.format(w="$1")
+    + _E2M1_WORD_FMA.format(first="mul.rn.f16x2", acc="", x0="$3", x1="$4", x2="$5", x3="$6")
+    + _E2M1_WORD_TO_E4M3.format(w="$2")
+    + _E2M1_WORD_FMA.format(first="fma.rn.f16x2", acc=", p", x0="$7", x1="$8", x2="$9", x3="$10")
+    + """mov.b32 {p0, p1}, p;
+cvt.f32.f16 q0, p0;
+cvt.f32.f16 q1, p1;
+add.f32 $0, q0, q1;
+}"""
+)
+
+F16_PRODUCTS_X_SCALE = 0.0625  # 2^-4: activations enter the fp16 products scaled by this
+F16_PRODUCTS_MAX_X = 65504.0 / F16_PRODUCTS_X_SCALE  # larger activations overflow to inf (2^20)
 
 if HAS_TRITON:
     import triton
     import triton.language as tl
 
     E2M1X8_PTX = tl.constexpr(E2M1X8_PTX_TEXT)
+    E2M1X16_DOT_PTX = tl.constexpr(E2M1X16_DOT_PTX_TEXT)
 
     @triton.jit
     def e4m3_to_f32(b, CVT: tl.constexpr, INTERPRET: tl.constexpr):
@@ -161,5 +213,70 @@ if HAS_TRITON:
         q1 = tl.join(tl.join(v1 * s_w, v5 * s_w), tl.join(v3 * s_w, v7 * s_w))
         return tl.reshape(tl.join(q0, q1), (wd.shape[0], wd.shape[1] * 8))
 
+    @triton.jit
+    def x_f16_pairs(x, G: tl.constexpr):
+        """Activations ``[16 G]`` (fp32, k order, one scale block after another) -> the operands of
+        `e2m1_block_dot`: eight int32 tensors ``[G]``, fp16 pairs (value 2i in the low half, 2i+1 in
+        the high) of 2^-4 times each value (`F16_PRODUCTS_X_SCALE`), the block's first word's four
+        pairs, then its second's."""
+        h = (x * 0.0625).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        even, odd = tl.split(tl.reshape(h, (8 * G, 2)))
+        pairs = even | (odd << 16)  # [8 G]: pair i = (x_2i, x_2i+1)
+        # [block, word, pair >> 1, pair & 1] -> the word axis last, to split on
+        by_word = tl.permute(tl.reshape(pairs, (G, 2, 2, 2)), (0, 2, 3, 1))
+        first, second = tl.split(by_word)
+        p02, p13 = tl.split(first)
+        x0, x2 = tl.split(p02)
+        x1, x3 = tl.split(p13)
+        p02, p13 = tl.split(second)
+        x4, x6 = tl.split(p02)
+        x5, x7 = tl.split(p13)
+        return x0, x1, x2, x3, x4, x5, x6, x7
 
-__all__ = ["E2M1X8_PTX_TEXT", "e2m1_as_e4m3", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx"]
+    @triton.jit
+    def _f16_lo(p):
+        return (p & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
+
+    @triton.jit
+    def _f16_hi(p):
+        return ((p >> 16) & 0xFFFF).to(tl.int16).to(tl.float16, bitcast=True)
+
+    @triton.jit
+    def _word_fma(wd, x0, x1, x2, x3, lo, hi, FIRST: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
+        """`E2M1X16_DOT_PTX`'s work for one word in Triton ops: even values into ``lo``, odd into
+        ``hi``, in its order, each product and sum rounded to fp16 once (``tl.fma``)."""
+        v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(wd, False, CVT, INTERPRET)
+        if FIRST:
+            lo = v0.to(tl.float16) * _f16_lo(x0)
+            hi = v1.to(tl.float16) * _f16_hi(x0)
+        else:
+            lo = tl.fma(v0.to(tl.float16), _f16_lo(x0), lo)
+            hi = tl.fma(v1.to(tl.float16), _f16_hi(x0), hi)
+        lo = tl.fma(v2.to(tl.float16), _f16_lo(x1), lo)
+        hi = tl.fma(v3.to(tl.float16), _f16_hi(x1), hi)
+        lo = tl.fma(v4.to(tl.float16), _f16_lo(x2), lo)
+        hi = tl.fma(v5.to(tl.float16), _f16_hi(x2), hi)
+        lo = tl.fma(v6.to(tl.float16), _f16_lo(x3), lo)
+        hi = tl.fma(v7.to(tl.float16), _f16_hi(x3), hi)
+        return lo, hi
+
+    @triton.jit
+    def e2m1_block_dot(w0, w1, x0, x1, x2, x3, x4, x5, x6, x7, PTX: tl.constexpr, CVT: tl.constexpr,
+                       INTERPRET: tl.constexpr):  # fmt: skip
+        """One NVFP4 scale block's two words (``w0``: values 0-7, ``w1``: 8-15, int32, any shape)
+        times its activations (`x_f16_pairs`, broadcast to that shape) -> fp32, 2^-10 times the dot
+        product (unscaled by the block scale). Products and sums in fp16, eight per half, the halves
+        added in fp32: `E2M1X16_DOT_PTX` with ``PTX``, else the same operations in Triton ops."""
+        if PTX:
+            out = tl.inline_asm_elementwise(E2M1X16_DOT_PTX, "=r,r,r,r,r,r,r,r,r,r,r",
+                                            [w0, w1, x0, x1, x2, x3, x4, x5, x6, x7],
+                                            dtype=tl.float32, is_pure=True, pack=1)  # fmt: skip
+        else:
+            lo, hi = _word_fma(w0, x0, x1, x2, x3, 0.0, 0.0, True, CVT, INTERPRET)
+            lo, hi = _word_fma(w1, x4, x5, x6, x7, lo, hi, False, CVT, INTERPRET)
+            out = lo.to(tl.float32) + hi.to(tl.float32)
+        return out
+
+
+__all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_MAX_X", "F16_PRODUCTS_X_SCALE", "e2m1_as_e4m3",
+           "e2m1_block_dot", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx", "x_f16_pairs"]

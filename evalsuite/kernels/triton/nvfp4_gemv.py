@@ -20,16 +20,25 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
 3. decodes E2M1 a word at a time (`decode.e2m1_words`): on sm_89+ inline PTX moves each nibble's
    bits into E4M3 positions for four bytes at once (``s e1 e0 m -> s 0 0 e1 e0 m 0 0``: every E2M1
    value becomes the E4M3 value 2^-6 times it, the 2^6 folded into the block scale) and
-   ``cvt.rn.f16x2.e4m3x2`` turns two into fp16 per instruction. Compiled for sm_90 the one-row loop
-   costs ~5 SASS instructions per weight value (`kernels.triton.static.loop_instructions`;
-   BENCHMARKS.md), where the same moves on bytes cost ~10: Triton unpacks a loaded byte tile into one
-   register per byte. The interpreter and older GPUs take the same structure in Triton ops per nibble;
-4. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
-   one row it multiplies each word's eight-product sum, not each value;
-5. accumulates in fp32: for one row (``USE_DOT`` off) on the CUDA cores, a sum per word kept across
-   the K loop and reduced once after it (the activation split into the words' eight k positions);
-   for 2..16 rows one ``tl.dot`` with the rows padded to 16 (tensor cores), each word's eight values
-   joined back into k order and the tile transposed in registers.
+   ``cvt.rn.f16x2.e4m3x2`` turns two into fp16 per instruction (the same moves on bytes cost twice
+   the instructions: Triton unpacks a loaded byte tile into one register per byte). The interpreter
+   and older GPUs take the same structure in Triton ops per nibble;
+4. multiplies one row of bf16/fp16 activations in fp16 (`decode.e2m1_block_dot`): a scale block's
+   sixteen values stay in ``f16x2`` registers and meet the activations, prepared once per K step as
+   fp16 pairs (`decode.x_f16_pairs`), in four ``fma.rn.f16x2`` per word; the block's two eight-term
+   sums go to fp32 and are added. Converting each value to fp32 and multiplying it there took a
+   conversion and an FFMA per value: compiled for sm_90 the one-row loop costs 3.2-4.4 SASS
+   instructions per weight value this way, 4.6-5.9 in fp32 (`kernels.triton.static`,
+   BENCHMARKS.md). The rounding it adds (fp16 products and sums of eight) is below the bf16 output's;
+   activations must stay below 2^20 in magnitude. fp32 activations, and ``f16_products=False``,
+   multiply in fp32: each word's eight values apart, against the activation split into the words'
+   eight k positions;
+5. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
+   one row it multiplies each block's (or word's) sum, not each value;
+6. accumulates in fp32: for one row (``USE_DOT`` off) on the CUDA cores, a sum per block (or word)
+   kept across the K loop and reduced once after it; for 2..16 rows one ``tl.dot`` with the rows
+   padded to 16 (tensor cores), each word's eight values joined back into k order and the tile
+   transposed in registers.
 
 The global scale is applied to each partial sum (it is linear), the bias by the first K split.
 ``triton.autotune`` picks ``BLOCK_N``, ``BLOCK_K``, ``SPLIT_K`` and the warp count on the machine
@@ -56,7 +65,8 @@ if HAS_TRITON:
     import triton.language as tl
     import triton.testing
 
-    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e2m1_tile, e2m1_words, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import (e2m1_as_e4m3, e2m1_block_dot, e2m1_tile, e2m1_words, e4m3_to_f32,
+                                                 x_f16_pairs)
 
     _SUM = tl.standard._sum_combine
 
@@ -153,6 +163,7 @@ def _nvfp4_gemv_kernel(
     INTERPRET: tl.constexpr,
     E4M3_CVT: tl.constexpr,
     WORD_PTX: tl.constexpr,
+    F16_PRODUCTS: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
@@ -165,6 +176,7 @@ def _nvfp4_gemv_kernel(
     G: tl.constexpr = BLOCK_K // 16  # scale blocks per K step
     COLS: tl.constexpr = BLOCK_K // 8  # int32 words per row per K step, eight values each
     tl.static_assert(USE_DOT or BLOCK_M == 1, "the CUDA-core path (USE_DOT off) is for one row")
+    tl.static_assert(not (USE_DOT and F16_PRODUCTS), "fp16 products are the one-row path's")
     KW = KB // 4  # the row's length in words
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_g = tl.arange(0, G)
@@ -180,6 +192,7 @@ def _nvfp4_gemv_kernel(
     k_hi = tl.where(k_lo + k_per_split < K, k_lo + k_per_split, K)
     acc = tl.full((BLOCK_M, BLOCK_N), 0.0, tl.float32)
     acc_w = tl.full((BLOCK_N, G, 2), 0.0, tl.float32)  # one row: per word, summed after the loop
+    acc_b = tl.full((BLOCK_N, G), 0.0, tl.float32)  # one row, fp16 products: per scale block
     # packed words [BLOCK_N, BLOCK_K/8], row-major: each row's COLS words are contiguous. One row (no
     # tl.dot, which Triton does not pipeline) loads one K step ahead: each iteration issues the next
     # step's loads before decoding its own, so a thread has two steps' bytes in flight (sm_90 PTX:
@@ -226,25 +239,36 @@ def _nvfp4_gemv_kernel(
             else:
                 acc += tl.dot(xt, wt.to(xt.dtype))
         else:
-            # each word's eight values apart (v_j: k = 8c + j), on sm_89+ by `decode.E2M1X8_PTX`
-            # (~3 instructions per value with the fp32 conversion, where byte-wise moves and a join
-            # back into k order took ~8); the activation split to match
-            v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
             xr = tl.load(x_ptr + kk * stride_xk, mask=kk < K, other=0.0).to(tl.float32)
-            # the activation in the words' order: x_j[c] = x[k0 + 8c + j]
-            x_c0, x_c1 = tl.split(tl.reshape(xr, (COLS, 2, 2, 2)))
-            x_b0, x_b1 = tl.split(x_c0)
-            x_0, x_4 = tl.split(x_b0)
-            x_2, x_6 = tl.split(x_b1)
-            x_b0, x_b1 = tl.split(x_c1)
-            x_1, x_5 = tl.split(x_b0)
-            x_3, x_7 = tl.split(x_b1)
-            prod = (v0 * x_0[None, :] + v1 * x_1[None, :] + v2 * x_2[None, :] + v3 * x_3[None, :]
-                    + v4 * x_4[None, :] + v5 * x_5[None, :] + v6 * x_6[None, :] + v7 * x_7[None, :])  # fmt: skip
-            acc_w += tl.reshape(prod, (BLOCK_N, G, 2)) * s_val[:, :, None]  # each word's block scale
+            if F16_PRODUCTS:
+                # each block's sixteen products and their sums in fp16, the two halves added in fp32
+                # (`decode.e2m1_block_dot`: on sm_89+ four fma.rn.f16x2 a word), times its scale
+                x0, x1, x2, x3, x4, x5, x6, x7 = x_f16_pairs(xr, G)  # [G] each
+                w0, w1 = tl.split(tl.reshape(w, (BLOCK_N, G, 2)))  # each block's two words
+                acc_b += e2m1_block_dot(w0, w1, x0[None, :], x1[None, :], x2[None, :], x3[None, :], x4[None, :],
+                                        x5[None, :], x6[None, :], x7[None, :], WORD_PTX, E4M3_CVT, INTERPRET) * s_val  # fmt: skip
+            else:
+                # each word's eight values apart (v_j: k = 8c + j), on sm_89+ by `decode.E2M1X8_PTX`
+                # (~3 instructions per value with the fp32 conversion, where byte-wise moves and a join
+                # back into k order took ~8); the activation split to match
+                v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
+                # the activation in the words' order: x_j[c] = x[k0 + 8c + j]
+                x_c0, x_c1 = tl.split(tl.reshape(xr, (COLS, 2, 2, 2)))
+                x_b0, x_b1 = tl.split(x_c0)
+                x_0, x_4 = tl.split(x_b0)
+                x_2, x_6 = tl.split(x_b1)
+                x_b0, x_b1 = tl.split(x_c1)
+                x_1, x_5 = tl.split(x_b0)
+                x_3, x_7 = tl.split(x_b1)
+                prod = (v0 * x_0[None, :] + v1 * x_1[None, :] + v2 * x_2[None, :] + v3 * x_3[None, :]
+                        + v4 * x_4[None, :] + v5 * x_5[None, :] + v6 * x_6[None, :] + v7 * x_7[None, :])  # fmt: skip
+                acc_w += tl.reshape(prod, (BLOCK_N, G, 2)) * s_val[:, :, None]  # each word's block scale
     if not USE_DOT:
         # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
-        acc += tl.reduce(tl.reduce(acc_w, 2, _SUM), 1, _SUM)[None, :] * 64.0
+        if F16_PRODUCTS:
+            acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 1024.0  # the 2^6 of the decode, the 2^4 of the pairs
+        else:
+            acc += tl.reduce(tl.reduce(acc_w, 2, _SUM), 1, _SUM)[None, :] * 64.0
     acc = acc * tl.load(gs_ptr)
     if HAS_BIAS:
         bias = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
@@ -287,12 +311,14 @@ def _autotune_configs() -> list[Any]:
     1 and 3 pipeline stages (`_prune_stages` keeps what the row bucket can use).
 
     Compiled for sm_90 (`kernels.triton.static`, shape 2688 x 1856): 16 or 32 packed bytes per thread
-    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 82-167 registers at one row, 94-162 at 16,
-    and spill nothing; 64 bytes took 250 at one row, and 128 x 128 at 8 warps spilled at 16 rows."""
+    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 70-128 registers at one row (fp16
+    products), 94-162 at 16, and spill nothing; 64 bytes (64 x 512, one row only) take 245 and cost
+    the fewest instructions per value (~3.2: the step's fixed work spread over more values); 128 x
+    128 at 8 warps spilled at 16 rows."""
     cfgs = []
     for bn, bk, sk, warps in [
         (32, 256, 1, 4), (64, 256, 2, 4), (32, 512, 4, 4), (64, 256, 4, 4),
-        (128, 64, 2, 4), (32, 256, 8, 4), (16, 512, 8, 4), (64, 128, 4, 4),
+        (128, 64, 2, 4), (32, 256, 8, 4), (16, 512, 8, 4), (64, 128, 4, 4), (64, 512, 4, 4),
     ]:  # fmt: skip
         for stages in (1, 3):
             cfgs.append(triton.Config({"BLOCK_N": bn, "BLOCK_K": bk, "SPLIT_K": sk}, num_warps=warps,
@@ -300,13 +326,17 @@ def _autotune_configs() -> list[Any]:
     return cfgs
 
 
+ONE_ROW_ONLY_TILE = 16384  # BLOCK_N * BLOCK_K above which a tile is tried at one row only
+
+
 def _prune_stages(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
     """One row (no ``tl.dot``): Triton does not pipeline the loop, the stage count changes nothing, so
     only 1 is tried. 16 rows: 3 stages pipeline the weight through shared memory with 8-byte
     ``cp.async`` copies, 1 stage loads it straight into registers 16 bytes at a time (sm_90 PTX);
-    which is faster is the GPU's to say, so both are timed."""
+    which is faster is the GPU's to say, so both are timed; tiles over `ONE_ROW_ONLY_TILE` values
+    (64 x 512: 255 registers at 16 rows) are not."""
     if kwargs.get("USE_DOT"):
-        return configs
+        return [c for c in configs if c.kwargs["BLOCK_N"] * c.kwargs["BLOCK_K"] <= ONE_ROW_ONLY_TILE]
     return [c for c in configs if c.num_stages == 1]
 
 
@@ -366,13 +396,20 @@ def nvfp4_gemv(
     block_k: int | None = None,
     split_k: int | None = None,
     use_ptx: bool | None = None,
+    f16_products: bool | None = None,
 ) -> torch.Tensor:
     """``x @ W.T + bias`` for ``x[..., K]`` with at most `GEMV_MAX_M` rows; contract of `nvfp4_gemm_ref`.
 
     CUDA tensors: autotuned, unless ``block_n``, ``block_k`` and ``split_k`` are all given. CPU tensors
     run under Triton's interpreter with those (defaults 32, 64, 2). ``use_ptx=False`` decodes E2M1 with
     Triton ops instead of the inline PTX that sm_89+ GPUs use by default (`decode.e2m1_words`): the
-    same values, for comparing the two on a GPU."""
+    same values, for comparing the two on a GPU.
+
+    One row of bf16/fp16 activations multiplies in fp16 (``f16_products``, default on there): each
+    scale block's sixteen products and their sums rounded to fp16, blocks and K accumulated in fp32
+    (`decode.e2m1_block_dot`). The error it adds is below the output's bf16 rounding; activations
+    must stay below `decode.F16_PRODUCTS_MAX_X` (2^20) in magnitude, past which the output is inf or NaN.
+    ``f16_products=False`` multiplies in fp32 (always so for fp32 activations and for 2..16 rows)."""
     _require_triton("nvfp4_gemv")
     _check_operands(x, qdata, block_scales)
     k, n = x.shape[-1], qdata.shape[0]
@@ -380,6 +417,8 @@ def nvfp4_gemv(
     m = x2.shape[0]
     if m > GEMV_MAX_M:
         raise ValueError(f"nvfp4_gemv: at most {GEMV_MAX_M} rows, got {m}; use nvfp4_gemm")
+    if f16_products and (m > 1 or x.dtype == torch.float32):
+        raise ValueError(f"nvfp4_gemv: f16_products is for one row of bf16/fp16 activations, got {m} rows of {x.dtype}")
     if m == 0:
         return torch.empty(*x.shape[:-1], n, dtype=x.dtype, device=x.device)
     interpret = x.device.type == "cpu"
@@ -396,7 +435,8 @@ def nvfp4_gemv(
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=use_dot,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret, E4M3_CVT=cvt,
-                  WORD_PTX=word_ptx(cvt, interpret, use_ptx))  # fmt: skip
+                  WORD_PTX=word_ptx(cvt, interpret, use_ptx),
+                  F16_PRODUCTS=f16_products is not False and block_m == 1 and x.dtype != torch.float32)  # fmt: skip
     launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
     return y.reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
