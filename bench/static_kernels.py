@@ -6,7 +6,7 @@
 Each decode kernel is compiled through its real wrapper on ``device="meta"`` tensors inside
 `evalsuite.kernels.triton.static.compile_for`, once per autotune config the launch would time, for
 every (N, K) of the preset's linear layers (the grouped kernel: its expert shapes, 8 experts, a
-decode's 6 rows and a prefill's 512). One Markdown row per kernel and row count: how many variants
+decode's 6 rows (one-row tiles) or 40 (16-row tiles) and a prefill's 512). One Markdown row per kernel and row count: how many variants
 compiled, their register range, how many spill (and the most bytes), how many read with 128-bit
 global loads at all, and the K loop's SASS instructions per weight value a thread handles in one
 step (an H200 issues ~33.5e12 thread-instructions/s: that over this bounds the values/s).
@@ -34,7 +34,7 @@ from bench_gpu import linear_shapes, precompile_shapes  # noqa: E402  (shared wi
 
 KERNELS = ("nvfp4_gemv", "fp8_gemv", "grouped_nvfp4", "grouped_fp8", "nvfp4_dequant")
 GROUPED_EXPERTS = 8
-GROUPED_ROWS = (6, 512)  # decode: 16-row tiles; prefill: 64-row tiles
+GROUPED_ROWS = (6, 40, 512)  # decode at a row per expert: one-row tiles; at a few: 16-row; prefill: 64-row
 
 
 def _meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON
 from evalsuite.kernels.triton.fp8_gemv import fp8_gemv_ref
-from evalsuite.kernels.triton.grouped_gemm import (AUTOTUNE_CONFIGS, grouped_gemm, grouped_gemm_ref, tile_table,
-                                                   worst_case_tiles)
+from evalsuite.kernels.triton.grouped_gemm import (AUTOTUNE_CONFIGS, ONE_ROW_CONFIGS, grouped_gemm, grouped_gemm_ref,
+                                                   tile_table, worst_case_tiles)
 from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm_ref
 
 if HAS_TRITON:
@@ -51,6 +51,7 @@ def test_tile_table_maps_each_tile_to_its_expert_and_first_row():
     assert expert.tolist() == [0, 0, 2, 3, 3, 3, 3, -1, -1, -1, -1]
     assert first.tolist() == [0, 4, 5, 6, 10, 14, 18, 0, 0, 0, 0]
     assert worst_case_tiles(3, 128, 16) == 1 + 3  # at most one tile per row, not one per expert
+    assert worst_case_tiles(3, 128, 1) == 3  # one-row tiles are never partial
 
 
 def _write_tiles(off_ptr, e_ptr, first_ptr, E, E_PAD: tl.constexpr, BLOCK_M: tl.constexpr):
@@ -61,7 +62,7 @@ def _write_tiles(off_ptr, e_ptr, first_ptr, E, E_PAD: tl.constexpr, BLOCK_M: tl.
 
 
 @pytest.mark.parametrize("counts, block_m", [
-    ([5, 0, 1, 16, 0], 4), ([0, 0, 7, 0], 16), ([1] * 20, 16), ([0] * 19 + [40], 16), ([33, 0, 0, 64, 2], 64),
+    ([5, 0, 1, 16, 0], 4), ([3, 0, 1, 0, 2], 1), ([0, 0, 7, 0], 16), ([1] * 20, 16), ([0] * 19 + [40], 16), ([33, 0, 0, 64, 2], 64),
 ])  # fmt: skip
 def test_the_kernels_tile_map_equals_tile_table(counts, block_m):
     """`tile_of` (each program finds its expert and first row from the offsets) against `tile_table`,
@@ -174,7 +175,57 @@ def test_fp8_grouped_picks_w8a16_or_w8a8_per_expert(dtype):
             assert not torch.equal(ref[lo:lo + c], (w8a8 if c <= 16 else w8a16)[lo:lo + c])
 
 
-@pytest.mark.parametrize("counts", [[70, 0, 3], [2, 1, 0]])  # default tiles: 64 rows, and 16 at few rows per expert
+@pytest.mark.parametrize("counts", [[1, 0, 1, 1, 0, 1], [2, 0, 1, 0, 0, 3], [0, 0, 0, 0, 0, 4]])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("cvt", [True, False], ids=["e4m3-convert", "bit-arithmetic"])
+def test_nvfp4_one_row_tiles_match_the_reference_and_the_16_row_tiles(counts, dtype, with_bias, cvt, monkeypatch):
+    """One-row tiles (``block_m=1``: a program per row, fp16 products on the CUDA cores, as the
+    one-row GEMV): single rows, an expert with several rows (one tile each), empty experts, and K
+    not a multiple of the K step; within one output rounding of the reference and of 16-row tiles."""
+    from evalsuite.kernels.triton import grouped_gemm as mod
+
+    monkeypatch.setattr(mod, "e4m3_convert", lambda device: cvt)
+    e, n, k = len(counts), 40, 96
+    (qdata, scales, gs), _ = _nvfp4_stack(e, n, k, seed=sum(counts) + 7)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(sum(counts), k, generator=g).to(dtype)
+    bias = torch.randn(e, n, generator=g).to(dtype) if with_bias else None
+    offsets = _offsets(counts)
+    one = grouped_gemm(x, offsets, qdata, scales, gs, bias, block_m=1, block_n=16, block_k=64).float()
+    tiled = grouped_gemm(x, offsets, qdata, scales, gs, bias, block_m=16, block_n=32, block_k=64).float()
+    ref = grouped_gemm_ref(x, offsets, qdata, scales, gs, bias).float()
+    ulp = (2.0**-8 if dtype == torch.bfloat16 else 2.0**-11) * ref.abs().max().item()
+    assert (one - ref).abs().max().item() <= 2 * ulp and (one - tiled).abs().max().item() <= 2 * ulp
+
+
+def test_one_row_tiles_are_the_default_at_a_row_per_expert_and_refused_where_they_do_not_apply():
+    counts, n, k = [1, 0, 2, 1], 24, 64
+    (qdata, scales, gs), _ = _nvfp4_stack(len(counts), n, k, seed=6)
+    x = torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
+    offsets = _offsets(counts)
+    default = grouped_gemm(x, offsets, qdata, scales, gs, block_n=32, block_k=64)
+    assert torch.equal(default, grouped_gemm(x, offsets, qdata, scales, gs, block_m=1, block_n=32, block_k=64))
+    with pytest.raises(ValueError, match="one-row tiles .* got nvfp4 and torch.float32"):
+        grouped_gemm(x.float(), offsets, qdata, scales, gs, block_m=1)
+    (q8, s8), _ = _fp8_stack(len(counts), n, k, seed=3, granularity="channel")
+    with pytest.raises(ValueError, match="one-row tiles .* got fp8 and torch.bfloat16"):
+        grouped_gemm(x, offsets, q8, s8, None, block_m=1)
+
+
+@pytest.mark.parametrize("tile", sorted({(bn, bk) for bn, bk, _, _ in ONE_ROW_CONFIGS}))
+def test_every_one_row_autotune_tile_matches_the_reference(tile):
+    bn, bk = tile
+    counts, n, k = [1, 0, 1, 2], 40, 96
+    offsets = _offsets(counts)
+    x = torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    (qdata, scales, gs), _ = _nvfp4_stack(len(counts), n, k, seed=2)
+    fast = grouped_gemm(x, offsets, qdata, scales, gs, block_m=1, block_n=bn, block_k=bk).float()
+    ref = grouped_gemm_ref(x, offsets, qdata, scales, gs).float()
+    assert (fast - ref).abs().max().item() <= 2 * 2.0**-8 * ref.abs().max().item()
+
+
+@pytest.mark.parametrize("counts", [[70, 0, 3], [2, 1, 0]])  # default tiles: 64 rows, and one-row at a row per expert
 def test_default_tiles_and_fp16(counts):
     e, n, k = len(counts), 72, 128
     (qdata, scales, gs), _ = _nvfp4_stack(e, n, k, seed=5)

@@ -134,19 +134,24 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
 
 
 def test_grouped_nvfp4_for_sm90_loads_128_bits_and_does_not_spill(toolchain):
-    from evalsuite.kernels.triton.grouped_gemm import AUTOTUNE_CONFIGS, grouped_gemm
+    from evalsuite.kernels.triton.grouped_gemm import AUTOTUNE_CONFIGS, ONE_ROW_CONFIGS, grouped_gemm
     from evalsuite.kernels.triton.static import compile_for
 
     experts = 8
     w = (_meta(experts, N, K // 2, dtype=torch.uint8), _meta(experts, N, K // 16, dtype=torch.float8_e4m3fn),
          _meta(experts, dtype=torch.float32))  # fmt: skip
     with compile_for(90) as rec:
-        for rows in (6, 512):  # decode (16-row tiles) and prefill (64-row tiles)
+        # decode at a row per expert (one-row tiles) and at a few (16-row tiles), prefill (64-row tiles)
+        for rows in (6, 40, 512):
             offsets = _meta(experts + 1, dtype=torch.int64)
             assert grouped_gemm(_meta(rows, K), offsets, *w).shape == (rows, N)
     reports = rec.reports()
-    assert sorted({r.config["BLOCK_M"] for r in reports}) == [16, 64]
-    assert len(reports) == 2 * len(AUTOTUNE_CONFIGS)
+    assert sorted({r.config["BLOCK_M"] for r in reports}) == [1, 16, 64]
+    assert len(reports) == 2 * len(AUTOTUNE_CONFIGS) + len(ONE_ROW_CONFIGS)
+    for r in reports:
+        if r.config["BLOCK_M"] == 1:  # the one-row GEMV's loop: fp16 products, 128-bit weight loads
+            per_value = r.loop_instructions / (r.config["BLOCK_N"] * r.config["BLOCK_K"] / (32 * r.config["num_warps"]))
+            assert per_value <= 4.5 and r.widest_load == 128 and not r.spills, (per_value, r.describe())
     # (the weight as [BLOCK_K/2, BLOCK_N] with a scale load per byte spilled 16-408 B at 64 rows and
     # never loaded more than 64 bits). Nothing spills inside the K loop; a few 16-row tiles keep a
     # register or two in local memory across it (8-16 B, stored before the loop and loaded after:

@@ -277,6 +277,19 @@ if HAS_TRITON:
             out = lo.to(tl.float32) + hi.to(tl.float32)
         return out
 
+    @triton.jit
+    def e2m1_row_step(wd, s_val, x, PTX: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
+        """One K step of one activation row against ``wd`` (packed E2M1 words ``[BLOCK_N, 2 G]``)
+        with its decoded block scales ``s_val [BLOCK_N, G]`` and the step's activations ``x [16 G]``
+        (fp32) -> ``[BLOCK_N, G]``: each block's dot product times its scale, 2^-10 times the value
+        (`e2m1_block_dot`, fp16 products)."""
+        G: tl.constexpr = s_val.shape[1]
+        x0, x1, x2, x3, x4, x5, x6, x7 = x_f16_pairs(x, G)
+        w0, w1 = tl.split(tl.reshape(wd, (wd.shape[0], G, 2)))  # each block's two words
+        dot = e2m1_block_dot(w0, w1, x0[None, :], x1[None, :], x2[None, :], x3[None, :], x4[None, :], x5[None, :],
+                             x6[None, :], x7[None, :], PTX, CVT, INTERPRET)  # fmt: skip
+        return dot * s_val
+
 
 __all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_MAX_X", "F16_PRODUCTS_X_SCALE", "e2m1_as_e4m3",
-           "e2m1_block_dot", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx", "x_f16_pairs"]
+           "e2m1_block_dot", "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx", "x_f16_pairs"]

@@ -30,10 +30,19 @@ scale (W8A8) applied to the accumulator, then the bias, then the cast. E4M3 and 
 are exact in bf16, so feeding ``tl.dot`` bf16 operands loses nothing on the weight side; under the
 interpreter (CPU tensors, the tests) both operands are fp32 (``DOT_FP32``).
 
-Tiles: ``BLOCK_M`` is chosen by the caller's row count (the tile table depends on it); on CUDA,
-``BLOCK_N``, ``BLOCK_K``, the warps and the pipeline stages are chosen by ``triton.autotune`` on the
-machine that runs it (`AUTOTUNE_CONFIGS`, keyed on N, K, ``BLOCK_M`` and the format), unless the call
-gives ``block_n`` and ``block_k``; the interpreter takes 64 x 64 by default.
+One-row tiles (``BLOCK_M`` 1, NVFP4 with bf16/fp16 activations): at decode an expert mostly gets
+one row (a batch of one routes 6 rows to 6 of 128 experts), and a 16-row tile spends the tensor
+cores' padding and ~7-10 SASS instructions per weight value on the decode, join and conversions.
+A one-row tile runs the one-row GEMV's loop instead (`decode.e2m1_row_step`: fp16 products on the
+CUDA cores, the next step's loads issued ahead): 3.2-4.0 instructions per value for sm_90
+(BENCHMARKS.md). An expert with several rows gets a tile per row and reads its weight once per row.
+
+Tiles: ``BLOCK_M`` is chosen by the caller's row count (the tile table depends on it): 1 when there
+are no more rows than experts (NVFP4, bf16/fp16), else 16 up to 16 rows per expert on average, else
+64. On CUDA, ``BLOCK_N``, ``BLOCK_K``, the warps and the pipeline stages are chosen by
+``triton.autotune`` on the machine that runs it (`AUTOTUNE_CONFIGS`, or `ONE_ROW_CONFIGS` for
+one-row tiles, keyed on N, K, ``BLOCK_M`` and the format), unless the call gives ``block_n`` and
+``block_k``; the interpreter takes 64 x 64 by default.
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from evalsuite.kernels.triton.decode import e2m1_tile, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import e2m1_row_step, e2m1_tile, e4m3_to_f32
 
     _SUM = tl.standard._sum_combine  # (tl.sum and tl.cumsum are @jit: the interpreter cannot call them)
 
@@ -151,22 +160,41 @@ def _grouped_kernel(
         # each row's start in bytes (KB = K/2 and the byte stride keep Triton's divisibility by 16, so
         # the mask may span 16 bytes: 128-bit loads, see nvfp4_gemv), then read as int32 words
         w_rows = (w_base + offs_n[:, None] * stride_wn).to(tl.pointer_type(tl.int32))
-        for k0 in range(0, K, BLOCK_K):
-            bcol = k0 // 8 + offs_b
-            w = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < KB // 4)[None, :], other=0)
-            blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
-            sb = tl.load(s_base + offs_n[:, None] * stride_sn + blk[None, :],
-                         mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)  # fmt: skip
-            # E4M3 block scales, and the E2M1 values a word at a time (on sm_89+ inline PTX), scaled
-            # and in k order as in nvfp4_gemv (`decode.e2m1_tile`)
-            s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]
-            wt = tl.trans(e2m1_tile(w, s_val, WORD_PTX, E4M3_CVT, INTERPRET))  # [BLOCK_K, BLOCK_N]
-            kk = k0 + tl.arange(0, BLOCK_K)
-            xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)
-            if DOT_FP32:
-                acc += tl.dot(xt.to(tl.float32), wt, input_precision="ieee")
-            else:
-                acc += tl.dot(xt, wt.to(xt.dtype))
+        s_rows = s_base + offs_n[:, None] * stride_sn
+        if BLOCK_M == 1:
+            # one row (decode, at most a row per expert): the one-row GEMV's loop, fp16 products on
+            # the CUDA cores (`decode.e2m1_row_step`), each step's loads issued one step ahead
+            acc_b = tl.full((BLOCK_N, G), 0.0, tl.float32)
+            x_row = x_ptr + m_start * stride_xm
+            w_next = tl.load(w_rows + offs_b[None, :], mask=mask_n[:, None] & (offs_b < KB // 4)[None, :], other=0)
+            sb_next = tl.load(s_rows + offs_g[None, :], mask=mask_n[:, None] & (offs_g < K // 16)[None, :], other=0)
+            for k0 in range(0, K, BLOCK_K):
+                w = w_next
+                sb = sb_next
+                bcol = (k0 + BLOCK_K) // 8 + offs_b  # the next step's (masked off past K)
+                w_next = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < KB // 4)[None, :], other=0)
+                blk = (k0 + BLOCK_K) // 16 + offs_g
+                sb_next = tl.load(s_rows + blk[None, :], mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)
+                kk = k0 + tl.arange(0, BLOCK_K)
+                xr = tl.load(x_row + kk, mask=kk < K, other=0.0).to(tl.float32)
+                acc_b += e2m1_row_step(w, e4m3_to_f32(sb, E4M3_CVT, INTERPRET), xr, WORD_PTX, E4M3_CVT, INTERPRET)
+            acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 1024.0  # the 2^-10 of the fp16 products
+        else:
+            for k0 in range(0, K, BLOCK_K):
+                bcol = k0 // 8 + offs_b
+                w = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < KB // 4)[None, :], other=0)
+                blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
+                sb = tl.load(s_rows + blk[None, :], mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)
+                # E4M3 block scales, and the E2M1 values a word at a time (on sm_89+ inline PTX),
+                # scaled and in k order as in nvfp4_gemv (`decode.e2m1_tile`)
+                s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]
+                wt = tl.trans(e2m1_tile(w, s_val, WORD_PTX, E4M3_CVT, INTERPRET))  # [BLOCK_K, BLOCK_N]
+                kk = k0 + tl.arange(0, BLOCK_K)
+                xt = tl.load(x_base + kk[None, :], mask=mask_m[:, None] & (kk < K)[None, :], other=0.0)
+                if DOT_FP32:
+                    acc += tl.dot(xt.to(tl.float32), wt, input_precision="ieee")
+                else:
+                    acc += tl.dot(xt, wt.to(xt.dtype))
         acc = acc * tl.load(ws_ptr + e)  # the expert's global scale
     else:
         offs_k = tl.arange(0, BLOCK_K)
@@ -205,13 +233,29 @@ AUTOTUNE_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
     (32, 64, 4, 3), (64, 64, 4, 3), (128, 64, 4, 3), (64, 128, 4, 3), (128, 128, 8, 3), (64, 256, 8, 2),
     (128, 32, 4, 4), (256, 64, 8, 2), (32, 64, 4, 1), (64, 128, 4, 1), (128, 128, 8, 1),
 )
+# One-row tiles (``BLOCK_M`` 1: NVFP4 at decode, fp16 products on the CUDA cores), tried only there:
+# the one-row GEMV's (`nvfp4_gemv._autotune_configs`), 16-64 packed bytes per thread per K step.
+ONE_ROW_CONFIGS: tuple[tuple[int, int, int, int], ...] = (
+    (32, 256, 4, 1), (64, 256, 4, 1), (32, 512, 4, 1), (16, 512, 4, 1), (64, 512, 4, 1), (128, 64, 4, 1),
+)
 DEFAULT_TILE = (64, 64)  # (BLOCK_N, BLOCK_K) under the interpreter when the call gives none
+
+
+def _config_key(cfg: Any) -> tuple[int, int, int, int]:
+    return cfg.kwargs["BLOCK_N"], cfg.kwargs["BLOCK_K"], cfg.num_warps, cfg.num_stages
+
+
+def _prune_by_rows(configs: list[Any], named_args: dict[str, Any], **kwargs: Any) -> list[Any]:
+    """`ONE_ROW_CONFIGS` for one-row tiles, `AUTOTUNE_CONFIGS` for the others."""
+    wanted = ONE_ROW_CONFIGS if kwargs.get("BLOCK_M") == 1 else AUTOTUNE_CONFIGS
+    return [c for c in configs if _config_key(c) in wanted]
 
 
 def _autotuned(fn: Any) -> Any:
     configs = [triton.Config({"BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=st)
-               for bn, bk, w, st in AUTOTUNE_CONFIGS]
-    return triton.autotune(configs=configs, key=["N", "K", "BLOCK_M", "W_FP4", "HAS_XSCALE", "MIXED"])(triton.jit(fn))
+               for bn, bk, w, st in dict.fromkeys(AUTOTUNE_CONFIGS + ONE_ROW_CONFIGS)]  # fmt: skip
+    return triton.autotune(configs=configs, key=["N", "K", "BLOCK_M", "W_FP4", "HAS_XSCALE", "MIXED"],
+                           prune_configs_by={"early_config_prune": _prune_by_rows})(triton.jit(fn))  # fmt: skip
 
 
 def _kernel(mode: str) -> Any:
@@ -222,8 +266,9 @@ def _kernel(mode: str) -> Any:
 
 def worst_case_tiles(n_rows: int, n_experts: int, block_m: int) -> int:
     """Row tiles enough for any split of ``n_rows`` rows among ``n_experts`` segments: each non-empty
-    segment adds at most one partial tile, and at most ``n_rows`` segments are non-empty."""
-    return -(-n_rows // block_m) + min(n_experts, n_rows)
+    segment adds at most one partial tile, and at most ``n_rows`` segments are non-empty (one-row
+    tiles are never partial)."""
+    return -(-n_rows // block_m) + (min(n_experts, n_rows) if block_m > 1 else 0)
 
 
 def tile_table(offsets: torch.Tensor, n_rows: int, block_m: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -279,8 +324,12 @@ def grouped_gemm(
     y = torch.empty(a, n, dtype=out_dtype or x.dtype, device=x.device)
     if a == 0:
         return y
-    if block_m is None:
-        block_m = 16 if a <= 16 * n_experts else 64  # few rows per expert at decode: small tiles
+    one_row_ok = fmt == "nvfp4" and x.dtype != torch.float32
+    if block_m is None:  # at decode one row per expert, or few: one-row or 16-row tiles
+        block_m = 1 if one_row_ok and a <= n_experts else 16 if a <= 16 * n_experts else 64
+    if block_m == 1 and not one_row_ok:
+        raise ValueError(f"grouped_gemm: one-row tiles (block_m=1) are for NVFP4 weights and bf16/fp16 activations, "
+                         f"got {fmt} and {x.dtype}")
     mixed = x_w8a16 is not None
     # mixed: one operand of 2A rows (the activations, then the codes), each tile reading its expert's half
     x = torch.cat([x_w8a16.to(x.dtype), x]) if mixed else x.contiguous()  # type: ignore[union-attr]

@@ -29,10 +29,10 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
    sums go to fp32 and are added. Converting each value to fp32 and multiplying it there took a
    conversion and an FFMA per value: compiled for sm_90 the one-row loop costs 3.2-4.4 SASS
    instructions per weight value this way, 4.6-5.9 in fp32 (`kernels.triton.static`,
-   BENCHMARKS.md). The rounding it adds (fp16 products and sums of eight) is below the bf16 output's;
-   activations must stay below 2^20 in magnitude. fp32 activations, and ``f16_products=False``,
-   multiply in fp32: each word's eight values apart, against the activation split into the words'
-   eight k positions;
+   BENCHMARKS.md). The rounding it adds (fp16 products and sums of eight) is below a bf16 output's
+   own and about an fp16 output's (1-2 units in the last place); activations must stay below 2^20
+   in magnitude. fp32 activations, and ``f16_products=False``, multiply in fp32: each word's eight
+   values apart, against the activation split into the words' eight k positions;
 5. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
    one row it multiplies each block's (or word's) sum, not each value;
 6. accumulates in fp32: for one row (``USE_DOT`` off) on the CUDA cores, a sum per block (or word)
@@ -65,8 +65,7 @@ if HAS_TRITON:
     import triton.language as tl
     import triton.testing
 
-    from evalsuite.kernels.triton.decode import (e2m1_as_e4m3, e2m1_block_dot, e2m1_tile, e2m1_words, e4m3_to_f32,
-                                                 x_f16_pairs)
+    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e2m1_row_step, e2m1_tile, e2m1_words, e4m3_to_f32
 
     _SUM = tl.standard._sum_combine
 
@@ -243,10 +242,7 @@ def _nvfp4_gemv_kernel(
             if F16_PRODUCTS:
                 # each block's sixteen products and their sums in fp16, the two halves added in fp32
                 # (`decode.e2m1_block_dot`: on sm_89+ four fma.rn.f16x2 a word), times its scale
-                x0, x1, x2, x3, x4, x5, x6, x7 = x_f16_pairs(xr, G)  # [G] each
-                w0, w1 = tl.split(tl.reshape(w, (BLOCK_N, G, 2)))  # each block's two words
-                acc_b += e2m1_block_dot(w0, w1, x0[None, :], x1[None, :], x2[None, :], x3[None, :], x4[None, :],
-                                        x5[None, :], x6[None, :], x7[None, :], WORD_PTX, E4M3_CVT, INTERPRET) * s_val  # fmt: skip
+                acc_b += e2m1_row_step(w, s_val, xr, WORD_PTX, E4M3_CVT, INTERPRET)
             else:
                 # each word's eight values apart (v_j: k = 8c + j), on sm_89+ by `decode.E2M1X8_PTX`
                 # (~3 instructions per value with the fp32 conversion, where byte-wise moves and a join
@@ -407,8 +403,9 @@ def nvfp4_gemv(
 
     One row of bf16/fp16 activations multiplies in fp16 (``f16_products``, default on there): each
     scale block's sixteen products and their sums rounded to fp16, blocks and K accumulated in fp32
-    (`decode.e2m1_block_dot`). The error it adds is below the output's bf16 rounding; activations
-    must stay below `decode.F16_PRODUCTS_MAX_X` (2^20) in magnitude, past which the output is inf or NaN.
+    (`decode.e2m1_block_dot`). The error it adds is below a bf16 output's rounding and about an fp16
+    output's (1-2 units in the last place); activations must stay below `decode.F16_PRODUCTS_MAX_X`
+    (2^20) in magnitude, past which the output is inf or NaN.
     ``f16_products=False`` multiplies in fp32 (always so for fp32 activations and for 2..16 rows)."""
     _require_triton("nvfp4_gemv")
     _check_operands(x, qdata, block_scales)
