@@ -222,16 +222,20 @@ if HAS_TRITON:
         h = (x * 0.0625).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
         even, odd = tl.split(tl.reshape(h, (8 * G, 2)))
         pairs = even | (odd << 16)  # [8 G]: pair i = (x_2i, x_2i+1)
-        # [block, word, pair >> 1, pair & 1] -> the word axis last, to split on
-        by_word = tl.permute(tl.reshape(pairs, (G, 2, 2, 2)), (0, 2, 3, 1))
-        first, second = tl.split(by_word)
-        p02, p13 = tl.split(first)
-        x0, x2 = tl.split(p02)
-        x1, x3 = tl.split(p13)
-        p02, p13 = tl.split(second)
-        x4, x6 = tl.split(p02)
-        x5, x7 = tl.split(p13)
-        return x0, x1, x2, x3, x4, x5, x6, x7
+        return split8(tl.reshape(pairs, (G, 2, 2, 2)))  # a block's eight pairs apart
+
+    @triton.jit
+    def split8(t):
+        """``t [..., 2, 2, 2]`` -> its eight ``[...]`` slices, in the order of the index ``4a + 2b + c``
+        over the last three axes (a, b, c)."""
+        c0, c1 = tl.split(t)
+        b0c0, b1c0 = tl.split(c0)
+        b0c1, b1c1 = tl.split(c1)
+        t000, t100 = tl.split(b0c0)
+        t010, t110 = tl.split(b1c0)
+        t001, t101 = tl.split(b0c1)
+        t011, t111 = tl.split(b1c1)
+        return t000, t001, t010, t011, t100, t101, t110, t111
 
     @triton.jit
     def _f16_lo(p):
@@ -292,4 +296,5 @@ if HAS_TRITON:
 
 
 __all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_MAX_X", "F16_PRODUCTS_X_SCALE", "e2m1_as_e4m3",
-           "e2m1_block_dot", "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "word_aligned", "word_ptx", "x_f16_pairs"]
+           "e2m1_block_dot", "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "split8", "word_aligned", "word_ptx",
+           "x_f16_pairs"]

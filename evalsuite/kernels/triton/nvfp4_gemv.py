@@ -65,7 +65,8 @@ if HAS_TRITON:
     import triton.language as tl
     import triton.testing
 
-    from evalsuite.kernels.triton.decode import e2m1_as_e4m3, e2m1_row_step, e2m1_tile, e2m1_words, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import (e2m1_as_e4m3, e2m1_row_step, e2m1_tile, e2m1_words, e4m3_to_f32,
+                                                 split8)
 
     _SUM = tl.standard._sum_combine
 
@@ -249,13 +250,7 @@ def _nvfp4_gemv_kernel(
                 # back into k order took ~8); the activation split to match
                 v0, v1, v2, v3, v4, v5, v6, v7 = e2m1_words(w, WORD_PTX, E4M3_CVT, INTERPRET)  # [BLOCK_N, COLS] each
                 # the activation in the words' order: x_j[c] = x[k0 + 8c + j]
-                x_c0, x_c1 = tl.split(tl.reshape(xr, (COLS, 2, 2, 2)))
-                x_b0, x_b1 = tl.split(x_c0)
-                x_0, x_4 = tl.split(x_b0)
-                x_2, x_6 = tl.split(x_b1)
-                x_b0, x_b1 = tl.split(x_c1)
-                x_1, x_5 = tl.split(x_b0)
-                x_3, x_7 = tl.split(x_b1)
+                x_0, x_1, x_2, x_3, x_4, x_5, x_6, x_7 = split8(tl.reshape(xr, (COLS, 2, 2, 2)))
                 prod = (v0 * x_0[None, :] + v1 * x_1[None, :] + v2 * x_2[None, :] + v3 * x_3[None, :]
                         + v4 * x_4[None, :] + v5 * x_5[None, :] + v6 * x_6[None, :] + v7 * x_7[None, :])  # fmt: skip
                 acc_w += tl.reshape(prod, (BLOCK_N, G, 2)) * s_val[:, :, None]  # each word's block scale
