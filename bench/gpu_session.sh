@@ -26,8 +26,10 @@ if [ -n "$ARCH" ]; then
   timeout "${TEST_S:-150}" python3 bench/static_kernels.py --arch "$ARCH" --precompile-workers 12 \
     > "$OUT/precompile.log" 2>&1 &
 fi
+# the tests that need the device (marked gpu; the interpreter's are CI's): the compiled kernels
+# against their references, the inline PTX on hardware, captured decode steps
 timeout "${TEST_S:-150}" python3 -m pytest -o addopts="" -p no:cacheprovider --import-mode=importlib -q \
-  -m "not slow" tests/kernels tests/model/test_graphed_decode.py tests/model/test_moe_grouped.py \
+  -m gpu tests/kernels tests/model/test_graphed_decode.py tests/model/test_moe_grouped.py \
   > "$OUT/gpu-tests.log" 2>&1
 echo "GPU tests: rc $? (log: $OUT/gpu-tests.log)"
 tail -n 3 "$OUT/gpu-tests.log"

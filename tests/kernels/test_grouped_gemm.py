@@ -288,7 +288,8 @@ def test_empty_input_and_one_line_errors():
 
 
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
-@pytest.mark.parametrize("counts", [[1, 0, 0, 2], [40, 3, 0, 90]])
+@pytest.mark.gpu
+@pytest.mark.parametrize("counts", [[1, 0, 0, 2], [40, 3, 0, 90]])  # one-row tiles (3 rows, 4 experts), 64-row
 def test_grouped_kernels_compiled_on_cuda(counts):
     e, n, k = len(counts), 256, 512
     (qdata, scales, gs), _ = _nvfp4_stack(e, n, k, seed=3, device="cuda")

@@ -72,8 +72,9 @@ def e4m3_cvt(request, monkeypatch):
 def _every_code_and_scale(device: str, **tile: int) -> None:
     """Rows of the identity through a weight holding every E2M1 code in both nibbles of a byte and
     four E4M3 scales (a subnormal, the largest, a negative, a fraction): each output is one weight
-    value, exact. One row at a time (the CUDA-core path, on sm_89+ GPUs the inline PTX decode), 2 and
-    16 rows (tensor cores)."""
+    value, exact. One row at a time (the CUDA-core path, on sm_89+ GPUs the inline PTX decode), also in
+    bf16 (fp16 products, `decode.E2M1X16_DOT_PTX`: a one-hot row's products and sums are exact too),
+    2 and 16 rows (tensor cores)."""
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
 
     codes = torch.arange(16, dtype=torch.uint8).repeat(2, 2)  # [2, 32]: every code, both nibbles
@@ -86,6 +87,9 @@ def _every_code_and_scale(device: str, **tile: int) -> None:
     for rows in [eye[:16], eye[16:], eye[3:5]] + list(eye[:, None]):
         y = nvfp4_gemv(rows, qdata, scales, gs, **tile)
         assert torch.equal(y.cpu(), rows.cpu() @ expected)
+    for row in eye[:, None].to(torch.bfloat16):  # every value is exact in bf16 (<= 5 significant bits)
+        y = nvfp4_gemv(row, qdata, scales, gs, **tile)
+        assert torch.equal(y.cpu().float(), row.cpu().float() @ expected)
 
 
 def test_gemv_decodes_every_code_and_scale_exactly(e4m3_cvt):

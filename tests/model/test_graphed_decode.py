@@ -327,7 +327,8 @@ def test_a_failed_compile_warns_and_runs_the_step_uncompiled(tiny: LanguageModel
     assert got == expected and engine.decoder is not None and not engine.decoder.compiled
 
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def CUDA(fn):  # noqa: N802  (a decorator: skipped without a device, selected by ``-m gpu``)
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")(fn))
 
 
 def _cuda_model(recipe: str, dtype: torch.dtype) -> LanguageModel:

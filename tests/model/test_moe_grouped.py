@@ -235,6 +235,7 @@ def test_a_refused_stack_is_not_retried_every_call(monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 @pytest.mark.parametrize("fmt", [None, *FORMATS])
 @pytest.mark.parametrize("tokens", [1, 3, 40, 200])  # FP8: W8A16 up to 16 rows an expert, W8A8 above (40: both)
 def test_grouped_on_cuda_equals_the_loop(fmt: str | None, tokens: int) -> None:
