@@ -19,7 +19,9 @@ recorded in its ``error`` field):
 - ``gemm``: ``y = x @ W.T`` for M in 1, 16, 64, 256 rows over every distinct linear shape of the
   full-size config (read from the model built on the meta device) plus 4096² and 8192². Paths:
   bf16 (cuBLAS); fp8 as `FP8Linear` dispatches it and raw (W8A16 GEMV, W8A8 ``_scaled_mm``);
-  nvfp4 as `NVFP4Linear` dispatches it and raw (split-K GEMV, tiled kernel, dequantize + cuBLAS).
+  nvfp4 as `NVFP4Linear` dispatches it and raw (split-K GEMV, tiled kernel, dequantize + cuBLAS); at
+  M=1 also the GEMV's variants on one tile (`_SameTile`; the tile in the table): as dispatched, with
+  the E2M1 decode in Triton ops instead of inline PTX, and with fp32 instead of fp16 products.
   Milliseconds from ``triton.testing.do_bench`` (warm-up included, L2 flushed between runs), speedup
   over bf16, and weight GB/s (the bytes of the weight as stored, over the time). Each path's
   relative error against its format's reference is checked once per shape.
@@ -230,19 +232,24 @@ class Path_:
 
 
 class _SameTile:
-    """``fn(x, tile)`` with the tile the autotuner chose for the ``nvfp4 gemv`` path of this shape
-    (which runs first), looked up once."""
+    """``fn(x, tile)`` on the one tile the GEMV variants are compared on, looked up once: the tile
+    the autotuner chose for the ``nvfp4 gemv`` path of this shape (which runs first), unless it is a
+    one-row-only tile (over `ONE_ROW_ONLY_TILE` values: 64 x 512 takes 245 registers with fp16
+    products and spills with fp32 products or the Triton-ops decode), then 32 x 512 with its split."""
 
     def __init__(self, n: int, k: int, fn: Callable[[torch.Tensor, dict[str, int]], torch.Tensor]):
         self.n, self.k, self.fn, self.tile = n, k, fn, None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.tile is None:
-            from evalsuite.kernels.triton.nvfp4_gemv import tuned_tile
+            from evalsuite.kernels.triton.nvfp4_gemv import ONE_ROW_ONLY_TILE, tuned_tile
 
-            self.tile = tuned_tile(self.n, self.k, x.shape[0])
-            if self.tile is None:
+            tile = tuned_tile(self.n, self.k, x.shape[0])
+            if tile is None:
                 raise RuntimeError("no tuned 4-warp tile of the nvfp4 gemv path for this shape to compare on")
+            if tile["block_n"] * tile["block_k"] > ONE_ROW_ONLY_TILE:
+                tile = {"block_n": 32, "block_k": 512, "split_k": tile["split_k"]}
+            self.tile = tile
         return self.fn(x, self.tile)
 
 
@@ -266,6 +273,9 @@ def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[t
         "fp8 scaled_mm (W8A8)": Path_(lambda x: fp8_gemm(x, *q8, backend="scaled_mm"), b8, "fp8"),
         "nvfp4 NVFP4Linear": Path_(f4, b4, "nvfp4"),
         "nvfp4 gemv": Path_(lambda x: nvfp4_gemv(x, *q4), b4, "nvfp4", GEMV_MAX_M),
+        # the default kernel on the tile the two variants below run on (`_SameTile`: the tuned tile,
+        # or 32 x 512 when the autotuner chose a tile only the default compiles without spilling)
+        "nvfp4 gemv, A/B tile": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, **t)), b4, "nvfp4", 1),
         # the same kernel and tile with the E2M1 decode in Triton ops instead of inline PTX: what the
         # PTX is worth, measured beside it (one row, where the decode is the bound)
         "nvfp4 gemv, Triton decode": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, use_ptx=False, **t)),
@@ -327,6 +337,8 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
                     row["rel_err"] = _rel_err(path.fn(x), ref_out[path.fmt])
                     ms = time_ms(lambda: path.fn(x), device, rep_ms)
                     row.update(ms=ms, weight_gbs=path.nbytes / (ms * 1e-3) / 1e9)
+                    if isinstance(path.fn, _SameTile) and path.fn.tile:
+                        row["tile"] = "{block_n}x{block_k} split {split_k}".format(**path.fn.tile)
                     if name == "bf16":
                         base_ms = ms
                     if base_ms:
@@ -601,7 +613,8 @@ def markdown(res: dict[str, Any]) -> str:
             if "error" in r:
                 lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {r['path']} | error: {r['error']} | | | |")
             else:
-                lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {r['path']} | {_f(r.get('ms'), 4)} | "
+                path = f"{r['path']} ({r['tile']})" if r.get("tile") else r["path"]
+                lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {path} | {_f(r.get('ms'), 4)} | "
                              f"{_f(r.get('speedup_vs_bf16'))} | {_f(r.get('weight_gbs'), 0)} | {_f(r.get('rel_err'), 5)} |")
     for key, title in (("engine", "Tiny engine"), ("compiled", "Tiny engine, decode step compiled")):
         eng = sec.get(key)

@@ -75,6 +75,15 @@ def test_section_failure_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     assert "| bf16 | 1 | 10 | 5 | 1.0 |" in md
 
 
+def test_gemm_table_names_the_tile_an_a_b_row_ran_on():
+    bench = _load()
+    rows = [{"shape": "64x128", "layer": "x", "M": 1, "path": "nvfp4 gemv, fp32 products", "ms": 0.01,
+             "weight_gbs": 500.0, "rel_err": 1e-3, "tile": "32x512 split 2"},
+            {"shape": "64x128", "layer": "x", "M": 1, "path": "nvfp4 gemv", "ms": 0.008, "weight_gbs": 600.0}]
+    md = bench.markdown({"sections": {"gemm": {"rows": rows}}})
+    assert "| nvfp4 gemv, fp32 products (32x512 split 2) | 0.0100 |" in md and "| nvfp4 gemv | 0.0080 |" in md
+
+
 def test_time_cap_interrupts_a_section():
     bench = _load()
     with pytest.raises(bench.SectionTimeout):
@@ -150,3 +159,9 @@ def test_same_tile_path_runs_on_the_tuned_tile_or_says_why_not(monkeypatch):
     path(torch.zeros(1, 128))
     path(torch.zeros(1, 128))
     assert seen == [{"block_n": 32, "block_k": 256, "split_k": 4}] * 2
+    # a one-row-only tile (the fp32-product and Triton-decode variants spill on it): 32 x 512 instead
+    seen.clear()
+    path = bench_gpu._SameTile(96, 128, lambda x, tile: seen.append(tile) or x)
+    monkeypatch.setattr(mod, "tuned_tile", lambda n, k, rows: {"block_n": 64, "block_k": 512, "split_k": 2})
+    path(torch.zeros(1, 128))
+    assert seen == [{"block_n": 32, "block_k": 512, "split_k": 2}]
