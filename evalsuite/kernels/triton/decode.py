@@ -29,7 +29,8 @@ block in each half of an ``f16x2`` register), then the two halves added in fp32:
 `E2M1X16_DOT_PTX_TEXT`, four ``fma.rn.f16x2`` per word where the fp32 route converts each value to
 fp32 and multiplies it alone; otherwise the same operations, in the same order, in Triton ops. The
 activations come as fp16 pairs (`x_f16_pairs`), 2^-4 times their value so that none below
-`F16_PRODUCTS_MAX_X` overflows; the result is 2^-10 times the dot product.
+`F16_PRODUCTS_MAX_X` overflows; the result is 2^-10 times the dot product. ``e2m1_row_step`` is
+one K step of one row with it, the loop body of the one-row GEMV and of one-row grouped tiles.
 
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """
@@ -142,6 +143,7 @@ if HAS_TRITON:
 
     E2M1X8_PTX = tl.constexpr(E2M1X8_PTX_TEXT)
     E2M1X16_DOT_PTX = tl.constexpr(E2M1X16_DOT_PTX_TEXT)
+    X_SCALE = tl.constexpr(F16_PRODUCTS_X_SCALE)
 
     @triton.jit
     def e4m3_to_f32(b, CVT: tl.constexpr, INTERPRET: tl.constexpr):
@@ -219,7 +221,7 @@ if HAS_TRITON:
         `e2m1_block_dot`: eight int32 tensors ``[G]``, fp16 pairs (value 2i in the low half, 2i+1 in
         the high) of 2^-4 times each value (`F16_PRODUCTS_X_SCALE`), the block's first word's four
         pairs, then its second's."""
-        h = (x * 0.0625).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        h = (x * X_SCALE).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
         even, odd = tl.split(tl.reshape(h, (8 * G, 2)))
         pairs = even | (odd << 16)  # [8 G]: pair i = (x_2i, x_2i+1)
         return split8(tl.reshape(pairs, (G, 2, 2, 2)))  # a block's eight pairs apart
