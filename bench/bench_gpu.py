@@ -21,7 +21,10 @@ recorded in its ``error`` field):
   bf16 (cuBLAS); fp8 as `FP8Linear` dispatches it and raw (W8A16 GEMV, W8A8 ``_scaled_mm``);
   nvfp4 as `NVFP4Linear` dispatches it and raw (split-K GEMV, tiled kernel, dequantize + cuBLAS); at
   M=1 also the GEMV's variants on one tile (`_SameTile`; the tile in the table): as dispatched, with
-  the E2M1 decode in Triton ops instead of inline PTX, and with fp32 instead of fp16 products.
+  the E2M1 decode in Triton ops instead of inline PTX, and with fp32 instead of fp16 products
+  (`GEMV_VARIANTS`). Afterwards, on any machine, ``--sass-from results/bench/gpu.json`` sets each of
+  those rows' K-loop SASS instructions per weight value beside its time (compiled for the run's GPU:
+  what the instruction counts of `make bench-static` are worth in time).
   Milliseconds from ``triton.testing.do_bench`` (warm-up included, L2 flushed between runs), speedup
   over bf16, and weight GB/s (the bytes of the weight as stored, over the time). Each path's
   relative error against its format's reference is checked once per shape.
@@ -237,8 +240,9 @@ class _SameTile:
     one-row-only tile (over `ONE_ROW_ONLY_TILE` values: 64 x 512 takes 245 registers with fp16
     products and spills with fp32 products or the Triton-ops decode), then 32 x 512 with its split."""
 
-    def __init__(self, n: int, k: int, fn: Callable[[torch.Tensor, dict[str, int]], torch.Tensor]):
-        self.n, self.k, self.fn, self.tile = n, k, fn, None
+    def __init__(self, n: int, k: int, fn: Callable[..., torch.Tensor], **variant: Any):
+        # fn(x, tile, **variant); variant: nvfp4_gemv's keyword arguments that make the variant
+        self.n, self.k, self.fn, self.variant, self.tile = n, k, fn, variant, None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.tile is None:
@@ -250,7 +254,51 @@ class _SameTile:
             if tile["block_n"] * tile["block_k"] > ONE_ROW_ONLY_TILE:
                 tile = {"block_n": 32, "block_k": 512, "split_k": tile["split_k"]}
             self.tile = tile
-        return self.fn(x, self.tile)
+        return self.fn(x, self.tile, **self.variant)
+
+
+# The one-row NVFP4 GEMV's variants compared on one tile (`_SameTile`): path name -> nvfp4_gemv's
+# keyword arguments that make the variant
+GEMV_VARIANTS: dict[str, dict[str, Any]] = {
+    "nvfp4 gemv, A/B tile": {},  # as dispatched: inline PTX decode, fp16 products
+    "nvfp4 gemv, Triton decode": {"use_ptx": False},  # what the PTX is worth
+    "nvfp4 gemv, fp32 products": {"f16_products": False},  # what the fp16 products are worth
+}
+
+
+def gemv_sass_per_value(n: int, k: int, tile: dict[str, int], arch: int, **variant: Any) -> float:
+    """The one-row NVFP4 GEMV variant's K loop on ``tile`` compiled for ``sm_<arch>``: SASS
+    instructions per weight value (`kernels.triton.static`, as `make bench-static` counts them)."""
+    from evalsuite.kernels.constants import E4M3_DTYPE
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for
+
+    def meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+        return torch.empty(shape, dtype=dtype, device="meta")
+
+    with compile_for(arch) as rec:
+        nvfp4_gemv(meta(1, k), meta(n, k // 2, dtype=torch.uint8), meta(n, k // 16, dtype=E4M3_DTYPE),
+                   meta(dtype=torch.float32), **variant, **tile)  # fmt: skip
+    (report,) = rec.reports()
+    return report.loop_instructions / (tile["block_n"] * tile["block_k"] / (32 * report.config["num_warps"]))
+
+
+def add_sass_per_value(res: dict[str, Any]) -> int:
+    """Set ``sass_per_value`` on each GEMM row that ran a `GEMV_VARIANTS` path on a recorded tile, for
+    the architecture the run recorded (``env.sm``); compiles only (any machine with Triton's
+    toolchain), so the GPU's time goes to measuring. Returns the rows set."""
+    sm = res.get("env", {}).get("sm")
+    if not sm:
+        raise ValueError("add_sass_per_value: the results record no GPU architecture (env.sm); "
+                         "a CUDA run's gpu.json is needed")
+    arch = int(str(sm).replace(".", ""))
+    done = 0
+    for row in res.get("sections", {}).get("gemm", {}).get("rows", []):
+        if row.get("tile_cfg") and row.get("path") in GEMV_VARIANTS:
+            n, k = (int(v) for v in row["shape"].split("x"))
+            row["sass_per_value"] = gemv_sass_per_value(n, k, row["tile_cfg"], arch, **GEMV_VARIANTS[row["path"]])
+            done += 1
+    return done
 
 
 def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
@@ -267,6 +315,10 @@ def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[t
     q8 = (f8.qdata, f8.scale)
     q4 = (f4.qdata, f4.block_scales, f4.global_scale)
     b16, b8, b4 = 2 * n * k, n * k, n * k // 2 + n * k // 16
+
+    def ab(x: torch.Tensor, tile: dict[str, int], **variant: Any) -> torch.Tensor:
+        return nvfp4_gemv(x, *q4, **variant, **tile)
+
     paths = {
         "bf16": Path_(lambda x: F.linear(x, w), b16, "bf16"),
         "fp8 FP8Linear": Path_(f8, b8, "fp8"),
@@ -275,15 +327,9 @@ def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[t
         "nvfp4 gemv": Path_(lambda x: nvfp4_gemv(x, *q4), b4, "nvfp4", GEMV_MAX_M),
         # the default kernel on the tile the two variants below run on (`_SameTile`: the tuned tile,
         # or 32 x 512 when the autotuner chose a tile only the default compiles without spilling)
-        "nvfp4 gemv, A/B tile": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, **t)), b4, "nvfp4", 1),
-        # the same kernel and tile with the E2M1 decode in Triton ops instead of inline PTX: what the
-        # PTX is worth, measured beside it (one row, where the decode is the bound)
-        "nvfp4 gemv, Triton decode": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, use_ptx=False, **t)),
-                                           b4, "nvfp4", 1),
-        # the same kernel and tile with each product in fp32 instead of fp16 (one row of bf16): what
-        # the fp16 products are worth, in time and in rel_err
-        "nvfp4 gemv, fp32 products": Path_(_SameTile(n, k, lambda x, t: nvfp4_gemv(x, *q4, f16_products=False, **t)),
-                                           b4, "nvfp4", 1),
+        **{name: Path_(_SameTile(n, k, ab, **variant), b4, "nvfp4", 1) for name, variant in GEMV_VARIANTS.items()},
+        # (then the same kernel and tile with the E2M1 decode in Triton ops instead of inline PTX, and
+        # with each product in fp32 instead of fp16: what each is worth, in time and in rel_err)
         "nvfp4 tiled": Path_(lambda x: nvfp4_gemm(x, *q4), b4, "nvfp4"),
         "nvfp4 dequant+bf16": Path_(lambda x: F.linear(x, nvfp4_dequantize_triton(*q4, dtype=x.dtype)), b4, "nvfp4"),
     }
@@ -339,6 +385,7 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
                     row.update(ms=ms, weight_gbs=path.nbytes / (ms * 1e-3) / 1e9)
                     if isinstance(path.fn, _SameTile) and path.fn.tile:
                         row["tile"] = "{block_n}x{block_k} split {split_k}".format(**path.fn.tile)
+                        row["tile_cfg"] = dict(path.fn.tile)  # for add_sass_per_value, after the run
                     if name == "bf16":
                         base_ms = ms
                     if base_ms:
@@ -613,7 +660,10 @@ def markdown(res: dict[str, Any]) -> str:
             if "error" in r:
                 lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {r['path']} | error: {r['error']} | | | |")
             else:
-                path = f"{r['path']} ({r['tile']})" if r.get("tile") else r["path"]
+                path = r["path"]
+                if r.get("tile"):
+                    sass = f"; {r['sass_per_value']:.2f} SASS/value" if r.get("sass_per_value") else ""
+                    path += f" ({r['tile']}{sass})"
                 lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {path} | {_f(r.get('ms'), 4)} | "
                              f"{_f(r.get('speedup_vs_bf16'))} | {_f(r.get('weight_gbs'), 0)} | {_f(r.get('rel_err'), 5)} |")
     for key, title in (("engine", "Tiny engine"), ("compiled", "Tiny engine, decode step compiled")):
@@ -669,7 +719,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere (tests the script on CPU)")
     p.add_argument("--precompile-workers", type=int, default=min(16, os.cpu_count() or 1),
                    help="processes compiling the Triton kernels' variants before the sections (0: none)")
+    p.add_argument("--sass-from", type=Path, default=None,
+                   help="measure nothing: add each GEMV A/B row's SASS per value (compiled for the run's GPU, no "
+                        "GPU needed) to this gpu.json, and rewrite it and its gpu.md")
     args = p.parse_args(argv)
+    if args.sass_from is not None:
+        res = json.loads(args.sass_from.read_text(encoding="utf-8"))
+        print(f"bench-gpu: SASS per value set on {add_sass_per_value(res)} rows")
+        write_atomic(args.sass_from, json.dumps(res, indent=1, default=str))
+        write_atomic(args.sass_from.with_suffix(".md"), markdown(res))
+        return 0
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False); nothing measured")

@@ -75,13 +75,40 @@ def test_section_failure_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     assert "| bf16 | 1 | 10 | 5 | 1.0 |" in md
 
 
+def test_sass_from_sets_each_a_b_rows_instructions_per_value_after_the_run(tmp_path):
+    """``--sass-from``: a GPU run's gpu.json gets, on each GEMV A/B row, its K loop's SASS per value
+    for the run's architecture (compiled here, no GPU); the fp32 products cost more than the fp16."""
+    import json
+
+    from evalsuite.kernels.triton.static import toolchain_missing
+
+    if missing := toolchain_missing():
+        pytest.skip(missing)
+    bench_gpu = _load()
+    tile = {"block_n": 32, "block_k": 256, "split_k": 2}
+    rows = [{"shape": "256x512", "layer": "x", "M": 1, "path": name, "ms": 0.01, "tile": "32x256 split 2",
+             "tile_cfg": tile} for name in bench_gpu.GEMV_VARIANTS]  # fmt: skip
+    rows.append({"shape": "256x512", "layer": "x", "M": 1, "path": "bf16", "ms": 0.02})
+    out = tmp_path / "gpu.json"
+    out.write_text(json.dumps({"env": {"sm": "9.0"}, "sections": {"gemm": {"rows": rows}}}))
+    assert bench_gpu.main(["--sass-from", str(out)]) == 0
+    got = {r["path"]: r.get("sass_per_value") for r in json.loads(out.read_text())["sections"]["gemm"]["rows"]}
+    assert got["bf16"] is None
+    assert 2.0 < got["nvfp4 gemv, A/B tile"] < got["nvfp4 gemv, fp32 products"] < 8.0, got
+    assert got["nvfp4 gemv, Triton decode"] > got["nvfp4 gemv, A/B tile"]
+    assert "SASS/value) |" in (tmp_path / "gpu.md").read_text()
+    out.write_text(json.dumps({"env": {"device": "x86_64"}, "sections": {}}))
+    with pytest.raises(ValueError, match="no GPU architecture"):
+        bench_gpu.main(["--sass-from", str(out)])
+
+
 def test_gemm_table_names_the_tile_an_a_b_row_ran_on():
     bench = _load()
     rows = [{"shape": "64x128", "layer": "x", "M": 1, "path": "nvfp4 gemv, fp32 products", "ms": 0.01,
-             "weight_gbs": 500.0, "rel_err": 1e-3, "tile": "32x512 split 2"},
+             "weight_gbs": 500.0, "rel_err": 1e-3, "tile": "32x512 split 2", "sass_per_value": 4.912},
             {"shape": "64x128", "layer": "x", "M": 1, "path": "nvfp4 gemv", "ms": 0.008, "weight_gbs": 600.0}]
     md = bench.markdown({"sections": {"gemm": {"rows": rows}}})
-    assert "| nvfp4 gemv, fp32 products (32x512 split 2) | 0.0100 |" in md and "| nvfp4 gemv | 0.0080 |" in md
+    assert "| nvfp4 gemv, fp32 products (32x512 split 2; 4.91 SASS/value) | 0.0100 |" in md and "| nvfp4 gemv | 0.0080 |" in md
 
 
 def test_time_cap_interrupts_a_section():
