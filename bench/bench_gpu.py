@@ -73,7 +73,7 @@ M_VALUES = (1, 16, 64, 256)
 EXTRA_SHAPES = ((4096, 4096), (8192, 8192))
 RECIPES = ("bf16", "fp8", "fp4")
 ENGINE_BATCHES = (1, 8, 64)
-SECTION_CAPS_S = {"gemm": 120.0, "engine": 90.0, "compiled": 75.0, "full": 150.0}  # engine: each row eager and graphed
+SECTION_CAPS_S = {"gemm": 120.0, "moe": 25.0, "engine": 90.0, "compiled": 75.0, "full": 150.0}  # engine: each row eager and graphed
 
 
 # ---- plumbing -----------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def precompile_shapes(preset: str) -> list[tuple[int, int, str]]:
 
 
 def precompile_kernels(device: torch.device, shapes: list[tuple[int, int, str]], workers: int,
-                       cap_s: float) -> dict[str, Any]:  # fmt: skip
+                       cap_s: float, experts: tuple[int, ...] = (128,)) -> dict[str, Any]:  # fmt: skip
     """Every autotune variant of the decode kernels (GEMV at 1 and 16 rows, grouped, dequantize) for
     ``shapes``, compiled by ``workers`` processes into Triton's on-disk cache (bench/static_kernels.py
     `precompile`), so the sections' first calls load cubins instead of compiling one variant at a
@@ -200,7 +200,8 @@ def precompile_kernels(device: torch.device, shapes: list[tuple[int, int, str]],
     info: dict[str, Any] = {"arch": major * 10 + minor, "workers": workers}
     try:
         with time_cap(cap_s):
-            info["variants"] = precompile(shapes, [1, 16], KERNELS, info["arch"], workers)  # GEMV row buckets
+            # GEMV row buckets 1 and 16; the grouped kernel for each model's expert count
+            info["variants"] = precompile(shapes, [1, 16], KERNELS, info["arch"], workers, experts)
     except Exception as exc:  # SectionTimeout included: the sections compile what is missing
         info["error"] = short_error(exc)
     info["seconds"] = round(time.monotonic() - t0, 1)
@@ -397,6 +398,79 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
                 rows.append(row)
             del ref_out
         del w, paths, refs
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+# ---- section: MoE at decode --------------------------------------------------------------------------
+MOE_BATCHES = (1, 8)  # decode batches: top-k routed rows per token
+
+
+def moe_routing(n_tokens: int, n_experts: int, top_k: int, g: torch.Generator, device: torch.device
+                ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """(each row's expert, ascending; offsets [E+1]) for ``n_tokens`` tokens each routed to ``top_k``
+    distinct experts at random, the rows sorted by expert as the MoE layer sorts them."""
+    picks = torch.stack([torch.randperm(n_experts, generator=g, device=device)[:top_k] for _ in range(n_tokens)])
+    experts = picks.reshape(-1).sort().values
+    counts = torch.bincount(experts, minlength=n_experts)
+    return experts, F.pad(counts.cumsum(0), (1, 0))
+
+
+def run_moe(out: dict[str, Any], device: torch.device, preset: str, batches: tuple[int, ...], deadline: Deadline,
+            rep_ms: float) -> None:  # fmt: skip
+    """One routed-expert projection of the preset's MoE at decode, per expert shape and batch: bf16
+    (`kernels.grouped.grouped_mm`, the model's bf16 path) against NVFP4 `grouped_gemm` as dispatched
+    (one-row tiles while there are no more rows than experts) and with 16-row tiles. Weight GB/s
+    counts the experts that have rows."""
+    from evalsuite.kernels import nvfp4
+    from evalsuite.kernels.grouped import grouped_mm
+    from evalsuite.kernels.triton.grouped_gemm import grouped_gemm, grouped_gemm_ref
+    from evalsuite.model.config import BackboneConfig
+
+    cfg = BackboneConfig.preset(preset)
+    n_experts, top_k = cfg.n_routed_experts, cfg.num_experts_per_tok
+    out.update(experts=n_experts, top_k=top_k)
+    rows = out.setdefault("rows", [])
+    for n, k, label in [s for s in linear_shapes(preset) if ".experts." in f".{s[2]}"]:
+        if deadline.left() <= 0:
+            out.setdefault("skipped", []).append(f"{n}x{k} {label}: section time cap")
+            continue
+        g = torch.Generator(device=device).manual_seed(n * 3 + k)
+        w = (torch.randn(n_experts, n, k, device=device, generator=g) * 0.02).to(torch.bfloat16)
+        qs = [nvfp4.quantize(w[e]) for e in range(n_experts)]
+        q4 = (torch.stack([q.qdata for q in qs]), torch.stack([q.block_scales for q in qs]),
+              torch.stack([q.global_scale.reshape(()) for q in qs]))  # fmt: skip
+        del qs
+        for batch in batches:
+            experts, offsets = moe_routing(batch, n_experts, top_k, g, device)
+            x = torch.randn(experts.shape[0], k, device=device, generator=g).to(torch.bfloat16)
+            used = int((offsets[1:] > offsets[:-1]).sum())
+            paths = {
+                "bf16 grouped_mm": (lambda: grouped_mm(x, w, experts, offsets), 2 * used * n * k),
+                "nvfp4 grouped": (lambda: grouped_gemm(x, offsets, *q4), used * (n * k // 2 + n * k // 16)),
+                "nvfp4 grouped, 16-row tiles": (lambda: grouped_gemm(x, offsets, *q4, block_m=16),
+                                                used * (n * k // 2 + n * k // 16)),
+            }  # fmt: skip
+            refs = {"bf16": grouped_mm(x.float(), w.float(), experts, offsets),
+                    "nvfp4": grouped_gemm_ref(x, offsets, *q4).float()}  # fmt: skip
+            base_ms = None
+            for name, (fn, nbytes) in paths.items():
+                row: dict[str, Any] = {"shape": f"{n}x{k}", "layer": label, "batch": batch, "rows": x.shape[0],
+                                       "experts_used": used, "path": name}  # fmt: skip
+                try:
+                    row["rel_err"] = _rel_err(fn(), refs[name.split()[0]])
+                    ms = time_ms(fn, device, rep_ms)
+                    row.update(ms=ms, weight_gbs=nbytes / (ms * 1e-3) / 1e9)
+                    if name.startswith("bf16"):
+                        base_ms = ms
+                    if base_ms:
+                        row["speedup_vs_bf16"] = base_ms / ms
+                except SectionTimeout:
+                    raise
+                except Exception as exc:  # one path failing leaves the others
+                    row["error"] = short_error(exc)
+                rows.append(row)
+        del w, q4
         if device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -666,6 +740,19 @@ def markdown(res: dict[str, Any]) -> str:
                     path += f" ({r['tile']}{sass})"
                 lines.append(f"| {r['shape']} | {r['layer']} | {r['M']} | {path} | {_f(r.get('ms'), 4)} | "
                              f"{_f(r.get('speedup_vs_bf16'))} | {_f(r.get('weight_gbs'), 0)} | {_f(r.get('rel_err'), 5)} |")
+    moe = sec.get("moe")
+    if moe and moe.get("rows"):
+        lines += ["", f"### MoE at decode: one routed-expert projection, {moe.get('experts')} experts, top "
+                  f"{moe.get('top_k')} (ms, speedup vs bf16 grouped_mm, GB/s of the experts used)", "",
+                  "| shape N×K | layer | batch | rows | experts used | path | ms | × bf16 | weight GB/s | rel. err |",
+                  "|---|---|---:|---:|---:|---|---:|---:|---:|---:|"]
+        for r in moe["rows"]:
+            head = f"| {r['shape']} | {r['layer']} | {r['batch']} | {r['rows']} | {r['experts_used']} | {r['path']} |"
+            if "error" in r:
+                lines.append(f"{head} error: {r['error']} | | | |")
+            else:
+                lines.append(f"{head} {_f(r.get('ms'), 4)} | {_f(r.get('speedup_vs_bf16'))} | "
+                             f"{_f(r.get('weight_gbs'), 0)} | {_f(r.get('rel_err'), 5)} |")
     for key, title in (("engine", "Tiny engine"), ("compiled", "Tiny engine, decode step compiled")):
         eng = sec.get(key)
         if not eng:
@@ -710,8 +797,8 @@ def markdown(res: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench", help="folder for gpu.json and gpu.md")
-    p.add_argument("--sections", default="gemm,engine,compiled,full",
-                   help="comma-separated: gemm, engine, compiled, full")
+    p.add_argument("--sections", default="gemm,moe,engine,compiled,full",
+                   help="comma-separated: gemm, moe, engine, compiled, full")
     p.add_argument("--budget-s", type=float, default=290.0, help="wall-clock budget of the whole run")
     p.add_argument("--device", default="cuda", help="cuda (default); cpu only for a smoke test of the script")
     p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose shapes and model are measured")
@@ -751,8 +838,11 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out_dir / "gpu.md", markdown(res))
 
     if device.type == "cuda" and HAS_TRITON and args.precompile_workers > 0 and not args.smoke:
+        from evalsuite.model.config import BackboneConfig
+
+        experts = tuple(sorted({BackboneConfig.preset(p).n_routed_experts for p in (args.preset, "tiny")}))
         res["precompile"] = precompile_kernels(device, precompile_shapes(args.preset), args.precompile_workers,
-                                               cap_s=PRECOMPILE_CAP_S)  # fmt: skip
+                                               cap_s=PRECOMPILE_CAP_S, experts=experts)  # fmt: skip
         print(f"bench-gpu: precompile {res['precompile']}", flush=True)
         save()
     caps = dict(SECTION_CAPS_S)
@@ -774,6 +864,9 @@ def main(argv: list[str] | None = None) -> int:
                 if name == "gemm":
                     extra = ((256, 256),) if args.smoke else EXTRA_SHAPES
                     run_gemm(sec, device, args.preset, m_values, extra, deadline, rep_ms=2.0 if args.smoke else 20.0)
+                elif name == "moe":
+                    run_moe(sec, device, "tiny" if args.smoke else args.preset, (1, 2) if args.smoke else MOE_BATCHES,
+                            deadline, rep_ms=2.0 if args.smoke else 20.0)
                 elif name == "engine":
                     run_engine(sec, device, (1, 2) if args.smoke else ENGINE_BATCHES, 8 if args.smoke else 32,
                                4 if args.smoke else 32, deadline)

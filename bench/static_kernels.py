@@ -5,8 +5,9 @@
 
 Each decode kernel is compiled through its real wrapper on ``device="meta"`` tensors inside
 `evalsuite.kernels.triton.static.compile_for`, once per autotune config the launch would time, for
-every (N, K) of the preset's linear layers (the grouped kernel: its expert shapes, 8 experts, a
-decode's 6 rows (one-row tiles) or 40 (16-row tiles) and a prefill's 512). One Markdown row per kernel and row count: how many variants
+every (N, K) of the preset's linear layers (the grouped kernel: its expert shapes and expert count,
+at a decode's 6 rows (one-row tiles), 3 rows an expert (16-row tiles) and a prefill's 32 an expert
+(64-row tiles): `grouped_rows`). One Markdown row per kernel and row count: how many variants
 compiled, their register range, how many spill (and the most bytes), how many read with 128-bit
 global loads at all, and the K loop's SASS instructions per weight value a thread handles in one
 step (an H200 issues ~33.5e12 thread-instructions/s: that over this bounds the values/s).
@@ -33,8 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gpu import linear_shapes, precompile_shapes  # noqa: E402  (shared with make bench-gpu)
 
 KERNELS = ("nvfp4_gemv", "fp8_gemv", "grouped_nvfp4", "grouped_fp8", "nvfp4_dequant")
-GROUPED_EXPERTS = 8
-GROUPED_ROWS = (6, 40, 512)  # decode at a row per expert: one-row tiles; at a few: 16-row; prefill: 64-row
+
+
+def grouped_rows(experts: int) -> tuple[int, int, int]:
+    """Row counts of the grouped calls compiled for ``experts`` experts, one per tile kind the wrapper
+    picks: a decode's 6 rows (no more than the experts: one-row tiles), 3 rows an expert (16-row
+    tiles), a prefill's 32 an expert (64-row tiles)."""
+    return min(6, experts), 3 * experts, 32 * experts
+
+
+def preset_experts(preset: str) -> int:
+    from evalsuite.model.config import BackboneConfig
+
+    return BackboneConfig.preset(preset).n_routed_experts
 
 
 def _meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
@@ -42,9 +54,11 @@ def _meta(*shape: int, dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
 
 
 def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tuple[str, ...], arch: int,
-                read: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+                read: bool = True, experts: int = 128) -> list[dict[str, Any]]:  # fmt: skip
     """Every variant's report as a dict, with the kernel family, shape and row count it was compiled for
-    (``read=False``: compile only, one bare dict per variant; the compiles land in Triton's cache)."""
+    (``read=False``: compile only, one bare dict per variant; the compiles land in Triton's cache). The
+    grouped kernel is compiled for ``experts`` experts (the count is part of its specialization: a
+    model's own count, for a cache its launches find) at `grouped_rows`."""
     from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
     from evalsuite.kernels.triton.grouped_gemm import grouped_gemm
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton, nvfp4_gemv
@@ -55,7 +69,7 @@ def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tu
         fp4 = (_meta(n, k // 2, dtype=torch.uint8), _meta(n, k // 16, dtype=torch.float8_e4m3fn),
                _meta(dtype=torch.float32))  # fmt: skip
         w8 = (_meta(n, k, dtype=torch.float8_e4m3fn), _meta(n, 1, dtype=torch.float32))
-        e = GROUPED_EXPERTS
+        e = experts
         g4 = (_meta(e, n, k // 2, dtype=torch.uint8), _meta(e, n, k // 16, dtype=torch.float8_e4m3fn),
               _meta(e, dtype=torch.float32))  # fmt: skip
         g8 = (_meta(e, n, k, dtype=torch.float8_e4m3fn), _meta(e, n, dtype=torch.float32))
@@ -65,7 +79,7 @@ def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tu
             jobs.append(("nvfp4_gemv", m, lambda m=m: nvfp4_gemv(_meta(m, k), *fp4)))
             jobs.append(("fp8_gemv", m, lambda m=m: fp8_gemv(_meta(m, k), *w8)))
         if expert:
-            for a in GROUPED_ROWS:
+            for a in grouped_rows(e):
                 off = _meta(e + 1, dtype=torch.int64)
                 jobs.append(("grouped_nvfp4", a, lambda a=a, off=off: grouped_gemm(_meta(a, k), off, *g4)))
                 jobs.append(("grouped_fp8", a, lambda a=a, off=off: grouped_gemm(_meta(a, k), off, *g8)))
@@ -84,21 +98,23 @@ def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tu
     return out
 
 
-def _compile_share(shape: tuple[int, int, str], family: str, rows: list[int], arch: int) -> int:
-    return len(compile_all([shape], rows, (family,), arch, read=False))
+def _compile_share(shape: tuple[int, int, str], family: str, rows: list[int], arch: int, experts: int) -> int:
+    return len(compile_all([shape], rows, (family,), arch, read=False, experts=experts))
 
 
 def precompile(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tuple[str, ...], arch: int,
-               workers: int) -> int:  # fmt: skip
+               workers: int, experts: tuple[int, ...] = (128,)) -> int:  # fmt: skip
     """Compile every variant of `compile_all` in ``workers`` processes, one (shape, kernel) each, into
     Triton's on-disk cache; returns how many. A later launch on a GPU of that architecture finds them
     there: the cache key is the source, the specialization, the options and the target
     (``GPUTarget("cuda", arch, 32)`` for the stand-in driver and the real one alike), so the
-    autotuner's first call of a shape loads cubins instead of compiling ~24 variants one by one.
+    autotuner's first call of a shape loads cubins instead of compiling ~24 variants one by one. The
+    grouped kernel is compiled once per count in ``experts`` (the models' counts: part of its key).
     Spawned processes: safe after CUDA is initialized in the caller."""
     import multiprocessing
 
-    jobs = [(shape, family, rows, arch) for shape in shapes for family in kernels]
+    jobs = [(shape, family, rows, arch, e) for shape in shapes for family in kernels
+            for e in (experts if family.startswith("grouped") else experts[:1])]  # fmt: skip
     # (a Pool's exit terminates its workers: a caller's time cap interrupting the map leaves none)
     with multiprocessing.get_context("spawn").Pool(max(1, workers)) as pool:
         return sum(pool.starmap(_compile_share, jobs, chunksize=1))
@@ -191,13 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.precompile_workers > 0:  # the caller's environment as it is: Triton's cache key includes it
         shapes = args.shapes or precompile_shapes(args.preset)
-        n = precompile(shapes, [1, 16], kernels, args.arch, args.precompile_workers)
+        experts = tuple(sorted({preset_experts(args.preset), preset_experts("tiny")}))  # bench-gpu's models
+        n = precompile(shapes, [1, 16], kernels, args.arch, args.precompile_workers, experts)
         print(f"static_kernels: {n} variants for sm_{args.arch} in Triton's cache")
         return 0
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # the current default, stated
     shapes = args.shapes or linear_shapes(args.preset)
     rows = [int(r) for r in args.rows.split(",")]
-    reports = compile_all(shapes, rows, kernels, args.arch)
+    reports = compile_all(shapes, rows, kernels, args.arch, experts=preset_experts(args.preset))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_suffix(".tmp")

@@ -102,6 +102,34 @@ def test_sass_from_sets_each_a_b_rows_instructions_per_value_after_the_run(tmp_p
         bench_gpu.main(["--sass-from", str(out)])
 
 
+def test_moe_section_on_a_cpu_makes_its_rows_and_table(tmp_path):
+    """The MoE section's plumbing at smoke sizes on a CPU (the tiny preset's expert shapes, 8 experts,
+    top 2; NVFP4 under the interpreter): one row per shape, batch and path, each within its format's
+    error, and its table."""
+    import json
+
+    bench = _load()
+    assert bench.main(["--device", "cpu", "--smoke", "--sections", "moe", "--out", str(tmp_path)]) == 0
+    sec = json.loads((tmp_path / "gpu.json").read_text())["sections"]["moe"]
+    assert "error" not in sec and (sec["experts"], sec["top_k"]) == (8, 2)
+    assert [(r["shape"], r["batch"], r["rows"], r["path"]) for r in sec["rows"]] == [
+        (shape, batch, 2 * batch, path) for shape in ("64x128", "128x64") for batch in (1, 2)
+        for path in ("bf16 grouped_mm", "nvfp4 grouped", "nvfp4 grouped, 16-row tiles")]  # fmt: skip
+    for r in sec["rows"]:
+        assert "error" not in r and r["ms"] > 0 and r["experts_used"] <= r["rows"], r
+        assert r["rel_err"] < (1e-2 if r["path"].startswith("bf16") else 2e-2), r
+    assert "### MoE at decode: one routed-expert projection, 8 experts, top 2" in (tmp_path / "gpu.md").read_text()
+
+
+def test_moe_routing_sorts_rows_by_expert_with_distinct_experts_per_token():
+    bench = _load()
+    g = torch.Generator().manual_seed(0)
+    experts, offsets = bench.moe_routing(5, 16, 3, g, torch.device("cpu"))
+    assert experts.tolist() == sorted(experts.tolist()) and experts.shape == (15,)
+    assert offsets.tolist()[-1] == 15 and offsets.shape == (17,)
+    assert torch.equal(torch.bincount(experts, minlength=16), offsets[1:] - offsets[:-1])
+
+
 def test_gemm_table_names_the_tile_an_a_b_row_ran_on():
     bench = _load()
     rows = [{"shape": "64x128", "layer": "x", "M": 1, "path": "nvfp4 gemv, fp32 products", "ms": 0.01,
