@@ -228,6 +228,23 @@ def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
     return float((y.float() - ref.float()).norm() / ref.float().norm().clamp_min(1e-30))
 
 
+def measure_into(row: dict[str, Any], run: Callable[[], torch.Tensor], ref: Callable[[], torch.Tensor],
+                 nbytes: int, device: torch.device, rep_ms: float) -> float | None:
+    """``run``'s relative error against ``ref()``, its milliseconds and the weight GB/s (``nbytes``
+    read per call) into ``row``; the ms, or None when it failed (the error is in ``row``, and the
+    caller's other paths go on; the section's time cap is not caught)."""
+    try:
+        row["rel_err"] = _rel_err(run(), ref())
+        ms = time_ms(run, device, rep_ms)
+    except SectionTimeout:
+        raise
+    except Exception as exc:
+        row["error"] = short_error(exc)
+        return None
+    row.update(ms=ms, weight_gbs=nbytes / (ms * 1e-3) / 1e9)
+    return ms
+
+
 class Path_:
     """One way to compute ``x @ W.T``: ``fn(x)``, the weight's stored bytes, its format, a row limit."""
 
@@ -378,12 +395,14 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
                 if path.max_m is not None and m > path.max_m:
                     continue
                 row: dict[str, Any] = {"shape": f"{n}x{k}", "layer": label, "M": m, "path": name}
-                try:
-                    if path.fmt not in ref_out:
-                        ref_out[path.fmt] = refs[path.fmt](x)
-                    row["rel_err"] = _rel_err(path.fn(x), ref_out[path.fmt])
-                    ms = time_ms(lambda: path.fn(x), device, rep_ms)
-                    row.update(ms=ms, weight_gbs=path.nbytes / (ms * 1e-3) / 1e9)
+
+                def ref(fmt: str = path.fmt) -> torch.Tensor:  # each format's reference once per M
+                    if fmt not in ref_out:
+                        ref_out[fmt] = refs[fmt](x)
+                    return ref_out[fmt]
+
+                ms = measure_into(row, lambda: path.fn(x), ref, path.nbytes, device, rep_ms)
+                if ms is not None:
                     if isinstance(path.fn, _SameTile) and path.fn.tile:
                         row["tile"] = "{block_n}x{block_k} split {split_k}".format(**path.fn.tile)
                         row["tile_cfg"] = dict(path.fn.tile)  # for add_sass_per_value, after the run
@@ -391,10 +410,6 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
                         base_ms = ms
                     if base_ms:
                         row["speedup_vs_bf16"] = base_ms / ms
-                except SectionTimeout:
-                    raise
-                except Exception as exc:  # one path failing leaves the others
-                    row["error"] = short_error(exc)
                 rows.append(row)
             del ref_out
         del w, paths, refs
@@ -457,18 +472,12 @@ def run_moe(out: dict[str, Any], device: torch.device, preset: str, batches: tup
             for name, (fn, nbytes) in paths.items():
                 row: dict[str, Any] = {"shape": f"{n}x{k}", "layer": label, "batch": batch, "rows": x.shape[0],
                                        "experts_used": used, "path": name}  # fmt: skip
-                try:
-                    row["rel_err"] = _rel_err(fn(), refs[name.split()[0]])
-                    ms = time_ms(fn, device, rep_ms)
-                    row.update(ms=ms, weight_gbs=nbytes / (ms * 1e-3) / 1e9)
+                ms = measure_into(row, fn, lambda fmt=name.split()[0]: refs[fmt], nbytes, device, rep_ms)
+                if ms is not None:
                     if name.startswith("bf16"):
                         base_ms = ms
                     if base_ms:
                         row["speedup_vs_bf16"] = base_ms / ms
-                except SectionTimeout:
-                    raise
-                except Exception as exc:  # one path failing leaves the others
-                    row["error"] = short_error(exc)
                 rows.append(row)
         del w, q4
         if device.type == "cuda":

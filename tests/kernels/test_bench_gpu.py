@@ -121,6 +121,38 @@ def test_moe_section_on_a_cpu_makes_its_rows_and_table(tmp_path):
     assert "### MoE at decode: one routed-expert projection, 8 experts, top 2" in (tmp_path / "gpu.md").read_text()
 
 
+def test_gemm_section_makes_a_row_per_shape_m_and_path_and_a_failing_path_stops_nothing(tmp_path, monkeypatch):
+    """run_gemm's plumbing with stand-in paths (the real ones are the GPU's): a row per shape, M and
+    path, each timed against its format's reference and bf16; a path that raises is one error row."""
+    import json
+
+    bench = _load()
+
+    def fails(x):
+        raise RuntimeError("no kernel here")
+
+    def paths(w):
+        def exact(x):
+            return x.float() @ w.float().t()
+
+        n, k = w.shape
+        named = {"bf16": bench.Path_(exact, 2 * n * k, "bf16"), "nvfp4 stand-in": bench.Path_(fails, n * k, "nvfp4"),
+                 "nvfp4 exact": bench.Path_(exact, n * k, "nvfp4")}  # fmt: skip
+        return named, {"bf16": exact, "nvfp4": exact}
+
+    monkeypatch.setattr(bench, "gemm_paths", paths)
+    monkeypatch.setattr(bench, "linear_shapes", lambda preset: [(32, 64, "a.proj")])
+    assert bench.main(["--device", "cpu", "--smoke", "--sections", "gemm", "--m", "1,2", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "gpu.json").read_text())["sections"]["gemm"]["rows"]
+    assert [(r["shape"], r["M"], r["path"]) for r in rows] == [
+        (shape, m, p) for shape in ("256x256", "32x64") for m in (1, 2) for p in ("bf16", "nvfp4 stand-in", "nvfp4 exact")]
+    for r in rows:
+        if r["path"] == "nvfp4 stand-in":
+            assert r["error"] == "RuntimeError: no kernel here" and "ms" not in r
+        else:
+            assert r["rel_err"] == 0.0 and r["ms"] > 0 and r["speedup_vs_bf16"] > 0 and r["weight_gbs"] > 0
+
+
 def test_moe_routing_sorts_rows_by_expert_with_distinct_experts_per_token():
     bench = _load()
     g = torch.Generator().manual_seed(0)
