@@ -203,6 +203,18 @@ if HAS_TRITON:
         return v0, v1, v2, v3, v4, v5, v6, v7
 
     @triton.jit
+    def nvfp4_step(w_rows, s_rows, k, words, blocks, mask_n, offs_b, offs_g):
+        """The K step at ``k`` (a multiple of 16) of an NVFP4 tile: its packed words ``[BLOCK_N,
+        BLOCK_K/8]`` (int32, ``w_rows``: each row's first word) and block-scale bytes ``[BLOCK_N,
+        BLOCK_K/16]`` (``s_rows``: each row's first scale). Words at or past ``words`` and blocks at
+        or past ``blocks`` read 0 (a caller passes 0 for a step that reads nothing)."""
+        bcol = k // 8 + offs_b
+        w = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < words)[None, :], other=0)
+        blk = k // 16 + offs_g
+        sb = tl.load(s_rows + blk[None, :], mask=mask_n[:, None] & (blk < blocks)[None, :], other=0)
+        return w, sb
+
+    @triton.jit
     def e2m1_tile(wd, s_val, PTX: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
         """Packed E2M1 words ``[BLOCK_N, BLOCK_K/8]`` and their decoded E4M3 block scales
         ``[BLOCK_N, BLOCK_K/16]`` -> the weight values ``[BLOCK_N, BLOCK_K]`` in k order, fp32 (the
@@ -298,5 +310,5 @@ if HAS_TRITON:
 
 
 __all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_MAX_X", "F16_PRODUCTS_X_SCALE", "e2m1_as_e4m3",
-           "e2m1_block_dot", "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "split8", "word_aligned", "word_ptx",
+           "e2m1_block_dot", "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "nvfp4_step", "split8", "word_aligned", "word_ptx",
            "x_f16_pairs"]

@@ -60,7 +60,7 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from evalsuite.kernels.triton.decode import e2m1_row_step, e2m1_tile, e4m3_to_f32
+    from evalsuite.kernels.triton.decode import e2m1_row_step, e2m1_tile, e4m3_to_f32, nvfp4_step
 
     _SUM = tl.standard._sum_combine  # (tl.sum and tl.cumsum are @jit: the interpreter cannot call them)
 
@@ -166,25 +166,19 @@ def _grouped_kernel(
             # the CUDA cores (`decode.e2m1_row_step`), each step's loads issued one step ahead
             acc_b = tl.full((BLOCK_N, G), 0.0, tl.float32)
             x_row = x_ptr + m_start * stride_xm
-            w_next = tl.load(w_rows + offs_b[None, :], mask=mask_n[:, None] & (offs_b < KB // 4)[None, :], other=0)
-            sb_next = tl.load(s_rows + offs_g[None, :], mask=mask_n[:, None] & (offs_g < K // 16)[None, :], other=0)
+            w_next, sb_next = nvfp4_step(w_rows, s_rows, 0, KB // 4, K // 16, mask_n, offs_b, offs_g)
             for k0 in range(0, K, BLOCK_K):
                 w = w_next
                 sb = sb_next
-                bcol = (k0 + BLOCK_K) // 8 + offs_b  # the next step's (masked off past K)
-                w_next = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < KB // 4)[None, :], other=0)
-                blk = (k0 + BLOCK_K) // 16 + offs_g
-                sb_next = tl.load(s_rows + blk[None, :], mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)
+                # the next step's (masked off past K)
+                w_next, sb_next = nvfp4_step(w_rows, s_rows, k0 + BLOCK_K, KB // 4, K // 16, mask_n, offs_b, offs_g)
                 kk = k0 + tl.arange(0, BLOCK_K)
                 xr = tl.load(x_row + kk, mask=kk < K, other=0.0).to(tl.float32)
                 acc_b += e2m1_row_step(w, e4m3_to_f32(sb, E4M3_CVT, INTERPRET), xr, WORD_PTX, E4M3_CVT, INTERPRET)
             acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 1024.0  # the 2^-10 of the fp16 products
         else:
             for k0 in range(0, K, BLOCK_K):
-                bcol = k0 // 8 + offs_b
-                w = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < KB // 4)[None, :], other=0)
-                blk = k0 // 16 + offs_g  # [G] scale blocks, each loaded once
-                sb = tl.load(s_rows + blk[None, :], mask=mask_n[:, None] & (blk < K // 16)[None, :], other=0)
+                w, sb = nvfp4_step(w_rows, s_rows, k0, KB // 4, K // 16, mask_n, offs_b, offs_g)  # scales once a block
                 # E4M3 block scales, and the E2M1 values a word at a time (on sm_89+ inline PTX),
                 # scaled and in k order as in nvfp4_gemv (`decode.e2m1_tile`)
                 s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]

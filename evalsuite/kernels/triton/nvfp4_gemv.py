@@ -66,7 +66,7 @@ if HAS_TRITON:
     import triton.testing
 
     from evalsuite.kernels.triton.decode import (e2m1_as_e4m3, e2m1_row_step, e2m1_tile, e2m1_words, e4m3_to_f32,
-                                                 split8)
+                                                 nvfp4_step, split8)
 
     _SUM = tl.standard._sum_combine
 
@@ -202,21 +202,14 @@ def _nvfp4_gemv_kernel(
     # 64 bytes per thread per step at ~64 registers, up to 8 blocks per SM: no step ahead.) A step
     # past the split's end reads nothing: its limits are 0 (a select, so the mask keeps KB's
     # divisibility).
+    s_rows = s_ptr + offs_n[:, None] * stride_sn
     if not USE_DOT:
-        bcol = k_lo // 8 + offs_b
-        w_next = tl.load(w_rows + bcol[None, :],
-                         mask=mask_n[:, None] & (bcol < tl.where(k_lo < k_hi, KW, 0))[None, :], other=0)  # fmt: skip
-        blk = k_lo // 16 + offs_g  # scale block index, [G]
-        sb_next = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
-                          mask=mask_n[:, None] & (blk < tl.where(k_lo < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
+        w_next, sb_next = nvfp4_step(w_rows, s_rows, k_lo, tl.where(k_lo < k_hi, KW, 0),
+                                     tl.where(k_lo < k_hi, K // 16, 0), mask_n, offs_b, offs_g)  # fmt: skip
     for k0 in range(k_lo, k_hi, BLOCK_K):
         k1 = k0 if USE_DOT else k0 + BLOCK_K  # the step these loads are for
-        bcol = k1 // 8 + offs_b
-        w_new = tl.load(w_rows + bcol[None, :],
-                        mask=mask_n[:, None] & (bcol < tl.where(k1 < k_hi, KW, 0))[None, :], other=0)  # fmt: skip
-        blk = k1 // 16 + offs_g
-        sb_new = tl.load(s_ptr + offs_n[:, None] * stride_sn + blk[None, :],
-                         mask=mask_n[:, None] & (blk < tl.where(k1 < k_hi, K // 16, 0))[None, :], other=0)  # fmt: skip
+        w_new, sb_new = nvfp4_step(w_rows, s_rows, k1, tl.where(k1 < k_hi, KW, 0), tl.where(k1 < k_hi, K // 16, 0),
+                                   mask_n, offs_b, offs_g)  # fmt: skip
         if USE_DOT:
             w = w_new
             sb = sb_new
