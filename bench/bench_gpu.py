@@ -298,7 +298,7 @@ def gemv_sass_per_value(n: int, k: int, tile: dict[str, int], arch: int, **varia
         nvfp4_gemv(meta(1, k), meta(n, k // 2, dtype=torch.uint8), meta(n, k // 16, dtype=E4M3_DTYPE),
                    meta(dtype=torch.float32), **variant, **tile)  # fmt: skip
     (report,) = rec.reports()
-    return report.loop_instructions / (tile["block_n"] * tile["block_k"] / (32 * report.config["num_warps"]))
+    return report.loop_per_value
 
 
 def add_sass_per_value(res: dict[str, Any]) -> int:

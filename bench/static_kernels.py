@@ -94,7 +94,7 @@ def compile_all(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tu
                 continue
             for r in rec.reports():
                 out.append({"family": family, "rows": m, "shape": f"{n}x{k}", "layer": label,
-                            **dataclasses.asdict(r)})  # fmt: skip
+                            **dataclasses.asdict(r), "loop_per_value": r.loop_per_value})  # fmt: skip
     return out
 
 
@@ -120,14 +120,6 @@ def precompile(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tup
         return sum(pool.starmap(_compile_share, jobs, chunksize=1))
 
 
-def _loop_per_value(r: dict[str, Any]) -> float:
-    """SASS instructions of the K loop per weight value a thread handles in one K step (0: no loop)."""
-    c = r["config"]
-    if not r["loop_instructions"] or "BLOCK_N" not in c or "BLOCK_K" not in c:
-        return 0.0
-    return r["loop_instructions"] / (c["BLOCK_N"] * c["BLOCK_K"] / (32 * c["num_warps"]))
-
-
 def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (kernel family, rows): variants, register range, spills, 128-bit readers."""
     groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -144,7 +136,7 @@ def summarize(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "load128": sum(128 in r["global_loads"] for r in rs),
             "max_32bit_loads": max(r["global_loads"].get(32, 0) for r in rs),
             "async_copy_variants": sum(bool(r["async_copies"]) for r in rs),
-            "loop_per_value": [min(per), max(per)] if (per := [p for r in rs if (p := _loop_per_value(r))]) else None,
+            "loop_per_value": [min(per), max(per)] if (per := [r["loop_per_value"] for r in rs if r["loop_per_value"]]) else None,
         })  # fmt: skip
     return rows
 

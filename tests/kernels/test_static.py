@@ -125,7 +125,7 @@ def test_gemv_kernels_for_sm90_load_128_bits_and_do_not_spill(toolchain):
     # fp16 products (`decode.e2m1_block_dot`: no fp32 conversion or FFMA per value) to 3.2-4.4.
     for key, most in ((("_nvfp4_gemv_kernel", 1), 4.5), (("_fp8_gemv_kernel", 1), 5.0)):
         for r in by[key]:
-            per_value = r.loop_instructions / (r.config["BLOCK_N"] * r.config["BLOCK_K"] / (32 * r.config["num_warps"]))
+            per_value = r.loop_per_value
             assert 0 < per_value <= most, (per_value, r.describe())
     (dq,) = by[("_dequant_kernel", None)]
     assert dq.widest_load == 128 and max(dq.global_stores) == 128, dq.describe()
@@ -150,7 +150,7 @@ def test_grouped_nvfp4_for_sm90_loads_128_bits_and_does_not_spill(toolchain):
     assert len(reports) == 2 * len(AUTOTUNE_CONFIGS) + len(ONE_ROW_CONFIGS)
     for r in reports:
         if r.config["BLOCK_M"] == 1:  # the one-row GEMV's loop: fp16 products, 128-bit weight loads
-            per_value = r.loop_instructions / (r.config["BLOCK_N"] * r.config["BLOCK_K"] / (32 * r.config["num_warps"]))
+            per_value = r.loop_per_value
             assert per_value <= 4.5 and r.widest_load == 128 and not r.spills, (per_value, r.describe())
     # (the weight as [BLOCK_K/2, BLOCK_N] with a scale load per byte spilled 16-408 B at 64 rows and
     # never loaded more than 64 bits). Nothing spills inside the K loop; a few 16-row tiles keep a

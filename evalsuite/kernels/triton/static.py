@@ -67,6 +67,15 @@ class KernelReport:
     loop_loads: dict[int, int] = dataclasses.field(default_factory=dict)  # global loads in it by width (SASS)
 
     @property
+    def loop_per_value(self) -> float:
+        """`loop_instructions` over the weight values one thread handles per K step (``BLOCK_N *
+        BLOCK_K / (32 * num_warps)``): the issue cost per value; 0.0 without a loop or a tile."""
+        c = self.config
+        if not self.loop_instructions or "BLOCK_N" not in c or "BLOCK_K" not in c:
+            return 0.0
+        return self.loop_instructions / (c["BLOCK_N"] * c["BLOCK_K"] / (32 * c["num_warps"]))
+
+    @property
     def spills_in_loop(self) -> bool:
         """A spill the K loop pays for each step (one outside it costs once per program)."""
         return self.loop_local_accesses > 0
