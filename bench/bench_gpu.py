@@ -820,8 +820,12 @@ def main(argv: list[str] | None = None) -> int:
                         "GPU needed) to this gpu.json, and rewrite it and its gpu.md")
     args = p.parse_args(argv)
     if args.sass_from is not None:
-        res = json.loads(args.sass_from.read_text(encoding="utf-8"))
-        print(f"bench-gpu: SASS per value set on {add_sass_per_value(res)} rows")
+        try:
+            res = json.loads(args.sass_from.read_text(encoding="utf-8"))
+            done = add_sass_per_value(res)
+        except (OSError, ValueError) as exc:  # a missing or foreign file: one line (JSONDecodeError is a ValueError)
+            p.error(f"--sass-from {args.sass_from}: expected a CUDA run's gpu.json: {exc}")
+        print(f"bench-gpu: SASS per value set on {done} rows")
         write_atomic(args.sass_from, json.dumps(res, indent=1, default=str))
         write_atomic(args.sass_from.with_suffix(".md"), markdown(res))
         return 0

@@ -75,7 +75,7 @@ def test_section_failure_is_recorded_and_the_others_run(tmp_path, monkeypatch):
     assert "| bf16 | 1 | 10 | 5 | 1.0 |" in md
 
 
-def test_sass_from_sets_each_a_b_rows_instructions_per_value_after_the_run(tmp_path):
+def test_sass_from_sets_each_a_b_rows_instructions_per_value_after_the_run(tmp_path, capsys):
     """``--sass-from``: a GPU run's gpu.json gets, on each GEMV A/B row, its K loop's SASS per value
     for the run's architecture (compiled here, no GPU); the fp32 products cost more than the fp16."""
     import json
@@ -98,8 +98,13 @@ def test_sass_from_sets_each_a_b_rows_instructions_per_value_after_the_run(tmp_p
     assert got["nvfp4 gemv, Triton decode"] > got["nvfp4 gemv, A/B tile"]
     assert "SASS/value) |" in (tmp_path / "gpu.md").read_text()
     out.write_text(json.dumps({"env": {"device": "x86_64"}, "sections": {}}))
-    with pytest.raises(ValueError, match="no GPU architecture"):
+    with pytest.raises(SystemExit):
         bench_gpu.main(["--sass-from", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "expected a CUDA run's gpu.json" in err and "no GPU architecture" in err
+    with pytest.raises(SystemExit):
+        bench_gpu.main(["--sass-from", str(tmp_path / "missing.json")])
+    assert "expected a CUDA run's gpu.json" in capsys.readouterr().err
 
 
 def test_moe_section_on_a_cpu_makes_its_rows_and_table(tmp_path):
