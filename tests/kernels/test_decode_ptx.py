@@ -9,6 +9,7 @@ reads its one value from the low half: `test_triton_reads_the_low_half_of_its_ow
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from evalsuite.kernels.nvfp4 import decode_e2m1
 from evalsuite.kernels.triton import HAS_TRITON
-from evalsuite.kernels.triton.decode import E2M1X8_PTX_TEXT, E2M1X16_DOT_PTX_TEXT, F16_PRODUCTS_X_SCALE
+from evalsuite.kernels.triton.decode import E2M1X8_PTX_TEXT, E2M1X16_DOT_PTX_TEXT, F16_PRODUCTS_X_TOP
 
 if HAS_TRITON:
     import triton.language as tl
@@ -313,8 +314,8 @@ def test_block_dot_in_triton_ops_equals_the_ptx():
     assert [_single_bits(v) for v in got.tolist()] == [_single_bits(v) for v in want]
 
 
-def _pairs_kernel(x_ptr, o_ptr, G: tl.constexpr):
-    x0, x1, x2, x3, x4, x5, x6, x7 = x_f16_pairs(tl.load(x_ptr + tl.arange(0, 16 * G)), G)
+def _pairs_kernel(x_ptr, o_ptr, d_ptr, G: tl.constexpr):
+    x0, x1, x2, x3, x4, x5, x6, x7, down = x_f16_pairs(tl.load(x_ptr + tl.arange(0, 16 * G)), G)
     offs = tl.arange(0, G) * 8
     tl.store(o_ptr + offs, x0)
     tl.store(o_ptr + offs + 1, x1)
@@ -324,17 +325,58 @@ def _pairs_kernel(x_ptr, o_ptr, G: tl.constexpr):
     tl.store(o_ptr + offs + 5, x5)
     tl.store(o_ptr + offs + 6, x6)
     tl.store(o_ptr + offs + 7, x7)
+    tl.store(d_ptr + tl.arange(0, G), down)
+
+
+def _block_scale(block: list[float]) -> int:
+    """The spec of `x_f16_pairs`'s scaling, written from its description: the power of two (its
+    exponent) that puts the block's largest magnitude in [2^TOP, 2^(TOP+1)), as if at least 2^-112."""
+    top = max(abs(v) for v in block)
+    exp = math.frexp(top)[1] - 1 if top >= 2.0**-112 else -112
+    return F16_PRODUCTS_X_TOP - exp
 
 
 @pytest.mark.skipif(not HAS_TRITON, reason="triton missing")
-def test_x_f16_pairs_packs_each_block_in_k_order():
+def test_x_f16_pairs_scales_each_block_by_its_own_power_of_two_and_packs_it_in_k_order():
+    """Each block of sixteen: scaled so its largest magnitude is in [2^14, 2^15) (blocks of ordinary,
+    huge, tiny, subnormal and zero activations, an exact power of two and one just below the next),
+    rounded to fp16, packed in pairs in k order; the inverse scale beside it."""
     from evalsuite.kernels.triton import build_kernel
 
-    g = 4
-    x = torch.randn(16 * g, generator=torch.Generator().manual_seed(0)) * 100
-    x[3], x[17] = 2.0**20 * 0.99, -(2.0**-20)  # near the overflow limit; below fp16's range once scaled
-    got = torch.empty(8 * g, dtype=torch.int32)
-    build_kernel(_pairs_kernel, "interpret")[(1,)](x, got, G=g)
-    scaled = (x.double() * F16_PRODUCTS_X_SCALE).tolist()
-    want = [p for b in range(g) for p in _pairs([float(np.float16(v)) for v in scaled[16 * b:16 * b + 16]])]
+    g = 8
+    x = torch.randn(16 * g, generator=torch.Generator().manual_seed(0)).double()
+    x[16:32] *= 1e30
+    x[32:48] *= 1e-30
+    x[48:64] *= 2.0**-130  # bf16's (and fp32's) subnormals
+    x[64:80] = 0.0
+    x[80:96] *= 1e-3
+    x[81] = 2.0**5  # the largest is a power of two
+    x[96:112] *= 1e4
+    x[100] = -(2.0**20) * (1 - 2.0**-24)  # just below 2^20
+    x[112:128] *= 1e-6
+    x[120] = 3e-4  # one block: a large value beside small ones (these keep fp16's absolute grid)
+    x = x.float()
+    got, down = torch.empty(8 * g, dtype=torch.int32), torch.empty(g, dtype=torch.float32)
+    build_kernel(_pairs_kernel, "interpret")[(1,)](x, got, down, G=g)
+    want, want_down = [], []
+    for b in range(g):
+        block = x[16 * b:16 * b + 16].double().tolist()
+        shift = _block_scale(block)
+        want += _pairs([float(np.float16(math.ldexp(v, shift))) for v in block])
+        want_down.append(math.ldexp(1.0, -shift))
+        assert all(abs(math.ldexp(v, shift)) < 2.0**15 for v in block)
     assert got.view(torch.int32).numpy().view(np.uint32).tolist() == want
+    assert down.tolist() == want_down
+
+
+@pytest.mark.skipif(not HAS_TRITON, reason="triton missing")
+def test_x_f16_pairs_keep_inf_and_nan():
+    from evalsuite.kernels.triton import build_kernel
+
+    x = torch.ones(16)
+    x[3], x[9] = float("inf"), float("nan")
+    got, down = torch.empty(8, dtype=torch.int32), torch.empty(1, dtype=torch.float32)
+    build_kernel(_pairs_kernel, "interpret")[(1,)](x, got, down, G=1)
+    halves = got.numpy().view(np.uint32)
+    values = np.array([[h & 0xFFFF, h >> 16] for h in halves.tolist()], dtype=np.uint16).view(np.float16).reshape(-1)
+    assert np.isposinf(values[3]) and np.isnan(values[9]) and np.isfinite(np.delete(values, [3, 9])).all()

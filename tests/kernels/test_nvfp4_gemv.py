@@ -157,23 +157,39 @@ def test_one_row_fp16_products_against_fp32_products_and_the_reference(dtype):
         assert (f16 - ref).abs().max().item() <= 2 * ulp * scale, tile
 
 
-def test_one_row_fp16_products_hold_activations_up_to_the_documented_limit():
-    """Activations enter the fp16 products 2^-4 times their value: up to `F16_PRODUCTS_MAX_X` (2^20)
-    the result is as accurate as at unit scale; past it the activation overflows fp16 and the output
-    is inf or NaN (not a wrong finite number), the documented limit."""
-    from evalsuite.kernels.triton.decode import F16_PRODUCTS_MAX_X
+@pytest.mark.parametrize("magnitude", [1e-30, 1e-6, 1e-4, 1e-2, 1.0, 1e4, 1e8, 1e30])
+def test_one_row_fp16_products_hold_at_every_activation_magnitude(magnitude):
+    """Each block of sixteen activations enters the fp16 products scaled by its own power of two
+    (`decode.x_f16_pairs`): as accurate at 1e-30 or 1e30 as at 1, where a fixed scale (2^-4, before)
+    put products of activations near 1e-4 into fp16's subnormals (15 bf16 units in the last place
+    off) and overflowed past 2^20; a large activation beside ordinary ones loses them nothing."""
     from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
 
-    x, q, _ = _case(1, 16, 64, torch.float32, seed=9)
-    x = x.to(torch.bfloat16)
-    x[0, 5] = F16_PRODUCTS_MAX_X * 0.9  # one large activation beside ordinary ones
+    x, q, _ = _case(1, 32, 256, torch.float32, seed=9)
+    x = (x * magnitude).to(torch.bfloat16)
+    ref = nvfp4_gemm_ref(x, *q).float()
+    tol = 2 * 2.0**-8 * ref.abs().max().item()
+    for tile in ((16, 64, 1), (32, 128, 2)):
+        y = nvfp4_gemv(x, *q, block_n=tile[0], block_k=tile[1], split_k=tile[2]).float()
+        assert (y - ref).abs().max().item() <= tol, tile
+    x[0, 5] = magnitude * 1e5  # an outlier: its block's others keep their precision
     ref = nvfp4_gemm_ref(x, *q).float()
     y = nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1).float()
-    torch.testing.assert_close(y, ref, rtol=2**-7, atol=2**-7 * ref.abs().max().item())
-    x[0, 5] = F16_PRODUCTS_MAX_X * 2
-    y = nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1).float()
-    assert not torch.isfinite(y).any()  # inf, or NaN where the weight there is zero (inf x 0)
-    assert torch.isfinite(nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1, f16_products=False)).all()
+    assert (y - ref).abs().max().item() <= 2 * 2.0**-8 * ref.abs().max().item()
+
+
+def test_one_row_fp16_products_pass_inf_and_nan_on():
+    """A non-finite activation makes the outputs it meets non-finite, as in the reference; the
+    other K splits' outputs are unaffected only where the reference's are."""
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    x, q, _ = _case(1, 16, 64, torch.float32, seed=3)
+    x = x.to(torch.bfloat16)
+    for bad in (float("inf"), float("nan")):
+        x[0, 7] = bad
+        y = nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1).float()
+        ref = nvfp4_gemm_ref(x, *q).float()
+        assert torch.equal(torch.isfinite(y), torch.isfinite(ref)) and not torch.isfinite(y).all()
 
 
 def test_fp16_products_are_refused_where_they_do_not_apply():

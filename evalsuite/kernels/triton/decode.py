@@ -28,9 +28,13 @@ word's eight values in k order, each 2^-6 times the value (the callers fold 2^6 
 block in each half of an ``f16x2`` register), then the two halves added in fp32: with ``PTX``
 `E2M1X16_DOT_PTX_TEXT`, four ``fma.rn.f16x2`` per word where the fp32 route converts each value to
 fp32 and multiplies it alone; otherwise the same operations, in the same order, in Triton ops. The
-activations come as fp16 pairs (`x_f16_pairs`), 2^-4 times their value so that none below
-`F16_PRODUCTS_MAX_X` overflows; the result is 2^-10 times the dot product. ``e2m1_row_step`` is
-one K step of one row with it, the loop body of the one-row GEMV and of one-row grouped tiles.
+activations come as fp16 pairs (`x_f16_pairs`), each block of sixteen scaled by the power of two
+that puts its largest magnitude in [2^14, 2^15) (`F16_PRODUCTS_X_TOP`): no finite activation
+overflows and small ones keep fp16's full precision (a fixed scale cannot do both: at 2^-4, products
+of activations near 1e-4 fell into fp16's subnormals, 15 bf16 units in the last place off); the
+result is 2^-6 times the dot product of the scaled activations, and the caller multiplies it by the
+inverse scale. ``e2m1_row_step`` is one K step of one row with it, the loop body of the one-row GEMV
+and of one-row grouped tiles.
 
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """
@@ -118,9 +122,9 @@ fma.rn.f16x2 p, d, {x3}, p;
 """
 
 # One scale block: two words ($1, $2: values 0-7 and 8-15) and eight fp16 activation pairs ($3..$10)
-# -> ($0, fp32) the block's dot product, 2^-10 times its value (2^-6 from the decode, 2^-4 from the
-# pairs). Sixteen products in fp16, eight summed in each half of ``p`` (the PTX ISA's fma rounds
-# once), the halves converted to fp32 and added.
+# -> ($0, fp32) the block's dot product with those activations, 2^-6 times its value (the decode's).
+# Sixteen products in fp16, eight summed in each half of ``p`` (the PTX ISA's fma rounds once), the
+# halves converted to fp32 and added.
 E2M1X16_DOT_PTX_TEXT = (
     "{\n.reg .b32 m, s, lo, hi, e, f, a, b, c, d, p;\n.reg .b16 l0, l1, h0, h1, p0, p1;\n.reg .f32 q0, q1;\n"
     + _E2M1_WORD_TO_E4M3.format(w="$1")
@@ -134,8 +138,12 @@ add.f32 $0, q0, q1;
 }"""
 )
 
-F16_PRODUCTS_X_SCALE = 0.0625  # 2^-4: activations enter the fp16 products scaled by this
-F16_PRODUCTS_MAX_X = 65504.0 / F16_PRODUCTS_X_SCALE  # larger activations overflow to inf (2^20)
+# Each block of sixteen activations enters the fp16 products scaled by a power of two that puts its
+# largest magnitude in [2^TOP, 2^(TOP+1)): 2^15 at most, times a decoded weight (at most 6 * 2^-6)
+# 3072, eight such summed 24576, below fp16's 65504; and the block's other values as far above fp16's
+# subnormals (2^-14) as its spread allows. Blocks below 2^-112 keep the scale of 2^-112.
+F16_PRODUCTS_X_TOP = 14
+_F32_BIAS = 127
 
 if HAS_TRITON:
     import triton
@@ -143,7 +151,8 @@ if HAS_TRITON:
 
     E2M1X8_PTX = tl.constexpr(E2M1X8_PTX_TEXT)
     E2M1X16_DOT_PTX = tl.constexpr(E2M1X16_DOT_PTX_TEXT)
-    X_SCALE = tl.constexpr(F16_PRODUCTS_X_SCALE)
+    X_TOP = tl.constexpr(F16_PRODUCTS_X_TOP)
+    F32_BIAS = tl.constexpr(_F32_BIAS)
 
     @triton.jit
     def e4m3_to_f32(b, CVT: tl.constexpr, INTERPRET: tl.constexpr):
@@ -228,15 +237,29 @@ if HAS_TRITON:
         return tl.reshape(tl.join(q0, q1), (wd.shape[0], wd.shape[1] * 8))
 
     @triton.jit
+    def _max_combine(a, b):
+        return tl.maximum(a, b)
+
+    @triton.jit
     def x_f16_pairs(x, G: tl.constexpr):
         """Activations ``[16 G]`` (fp32, k order, one scale block after another) -> the operands of
-        `e2m1_block_dot`: eight int32 tensors ``[G]``, fp16 pairs (value 2i in the low half, 2i+1 in
-        the high) of 2^-4 times each value (`F16_PRODUCTS_X_SCALE`), the block's first word's four
-        pairs, then its second's."""
-        h = (x * X_SCALE).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
+        `e2m1_block_dot` and their scales: eight int32 tensors ``[G]``, fp16 pairs (value 2i in the
+        low half, 2i+1 in the high), the block's first word's four pairs, then its second's; and
+        ``[G]`` fp32, the power of two to multiply each block's result by. Each block is scaled so
+        that its largest magnitude lies in [2^14, 2^15) (`F16_PRODUCTS_X_TOP`; blocks below 2^-112
+        as if at 2^-112; inf and NaN stay what they are): no overflow, and fp16's precision for the
+        block's largest values whatever their size."""
+        xb = tl.reshape(x, (G, 16))
+        # the biased exponent of each block's largest magnitude (the bits of |x| order as the values)
+        e = tl.reduce(xb.to(tl.int32, bitcast=True) & 0x7FFFFFFF, 1, _max_combine) >> 23
+        e = tl.maximum(e, F32_BIAS - 112)
+        up = ((-e + (2 * F32_BIAS + X_TOP)) << 23).to(tl.float32, bitcast=True)  # 2^(TOP - E), exact
+        down = ((e - X_TOP) << 23).to(tl.float32, bitcast=True)  # 2^(E - TOP)
+        h = (xb * up[:, None]).to(tl.float16).to(tl.int16, bitcast=True).to(tl.int32) & 0xFFFF
         even, odd = tl.split(tl.reshape(h, (8 * G, 2)))
         pairs = even | (odd << 16)  # [8 G]: pair i = (x_2i, x_2i+1)
-        return split8(tl.reshape(pairs, (G, 2, 2, 2)))  # a block's eight pairs apart
+        x0, x1, x2, x3, x4, x5, x6, x7 = split8(tl.reshape(pairs, (G, 2, 2, 2)))  # a block's eight pairs apart
+        return x0, x1, x2, x3, x4, x5, x6, x7, down
 
     @triton.jit
     def split8(t):
@@ -282,9 +305,10 @@ if HAS_TRITON:
     def e2m1_block_dot(w0, w1, x0, x1, x2, x3, x4, x5, x6, x7, PTX: tl.constexpr, CVT: tl.constexpr,
                        INTERPRET: tl.constexpr):  # fmt: skip
         """One NVFP4 scale block's two words (``w0``: values 0-7, ``w1``: 8-15, int32, any shape)
-        times its activations (`x_f16_pairs`, broadcast to that shape) -> fp32, 2^-10 times the dot
-        product (unscaled by the block scale). Products and sums in fp16, eight per half, the halves
-        added in fp32: `E2M1X16_DOT_PTX` with ``PTX``, else the same operations in Triton ops."""
+        times its activations (`x_f16_pairs`, broadcast to that shape) -> fp32, 2^-6 times the dot
+        product with those (scaled) activations, unscaled by the block scale. Products and sums in
+        fp16, eight per half, the halves added in fp32: `E2M1X16_DOT_PTX` with ``PTX``, else the same
+        operations in Triton ops."""
         if PTX:
             out = tl.inline_asm_elementwise(E2M1X16_DOT_PTX, "=r,r,r,r,r,r,r,r,r,r,r",
                                             [w0, w1, x0, x1, x2, x3, x4, x5, x6, x7],
@@ -299,16 +323,17 @@ if HAS_TRITON:
     def e2m1_row_step(wd, s_val, x, PTX: tl.constexpr, CVT: tl.constexpr, INTERPRET: tl.constexpr):
         """One K step of one activation row against ``wd`` (packed E2M1 words ``[BLOCK_N, 2 G]``)
         with its decoded block scales ``s_val [BLOCK_N, G]`` and the step's activations ``x [16 G]``
-        (fp32) -> ``[BLOCK_N, G]``: each block's dot product times its scale, 2^-10 times the value
-        (`e2m1_block_dot`, fp16 products)."""
+        (fp32) -> ``[BLOCK_N, G]``: each block's dot product times its scale, 2^-6 times the value
+        (`e2m1_block_dot`, fp16 products of the activations as `x_f16_pairs` scales them, the result
+        scaled back)."""
         G: tl.constexpr = s_val.shape[1]
-        x0, x1, x2, x3, x4, x5, x6, x7 = x_f16_pairs(x, G)
+        x0, x1, x2, x3, x4, x5, x6, x7, down = x_f16_pairs(x, G)
         w0, w1 = tl.split(tl.reshape(wd, (wd.shape[0], G, 2)))  # each block's two words
         dot = e2m1_block_dot(w0, w1, x0[None, :], x1[None, :], x2[None, :], x3[None, :], x4[None, :], x5[None, :],
                              x6[None, :], x7[None, :], PTX, CVT, INTERPRET)  # fmt: skip
-        return dot * s_val
+        return dot * (s_val * down[None, :])
 
 
-__all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_MAX_X", "F16_PRODUCTS_X_SCALE", "e2m1_as_e4m3",
+__all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_X_TOP", "e2m1_as_e4m3",
            "e2m1_block_dot", "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "nvfp4_step", "split8", "word_aligned", "word_ptx",
            "x_f16_pairs"]

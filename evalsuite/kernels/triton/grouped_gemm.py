@@ -34,7 +34,7 @@ One-row tiles (``BLOCK_M`` 1, NVFP4 with bf16/fp16 activations): at decode an ex
 one row (a batch of one routes 6 rows to 6 of 128 experts), and a 16-row tile spends the tensor
 cores' padding and ~7-10 SASS instructions per weight value on the decode, join and conversions.
 A one-row tile runs the one-row GEMV's loop instead (`decode.e2m1_row_step`: fp16 products on the
-CUDA cores, the next step's loads issued ahead): 3.2-4.0 instructions per value for sm_90
+CUDA cores, the next step's loads issued ahead): 3.4-4.7 instructions per value for sm_90
 (BENCHMARKS.md). An expert with several rows gets a tile per row and reads its weight once per row.
 
 Tiles: ``BLOCK_M`` is chosen by the caller's row count (the tile table depends on it): 1 when there
@@ -175,7 +175,7 @@ def _grouped_kernel(
                 kk = k0 + tl.arange(0, BLOCK_K)
                 xr = tl.load(x_row + kk, mask=kk < K, other=0.0).to(tl.float32)
                 acc_b += e2m1_row_step(w, e4m3_to_f32(sb, E4M3_CVT, INTERPRET), xr, WORD_PTX, E4M3_CVT, INTERPRET)
-            acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 1024.0  # the 2^-10 of the fp16 products
+            acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 64.0  # the 2^-6 of the decode
         else:
             for k0 in range(0, K, BLOCK_K):
                 w, sb = nvfp4_step(w_rows, s_rows, k0, KB // 4, K // 16, mask_n, offs_b, offs_g)  # scales once a block

@@ -25,14 +25,15 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
    and older GPUs take the same structure in Triton ops per nibble;
 4. multiplies one row of bf16/fp16 activations in fp16 (`decode.e2m1_block_dot`): a scale block's
    sixteen values stay in ``f16x2`` registers and meet the activations, prepared once per K step as
-   fp16 pairs (`decode.x_f16_pairs`), in four ``fma.rn.f16x2`` per word; the block's two eight-term
-   sums go to fp32 and are added. Converting each value to fp32 and multiplying it there took a
-   conversion and an FFMA per value: compiled for sm_90 the one-row loop costs 3.2-4.4 SASS
-   instructions per weight value this way, 4.6-5.9 in fp32 (`kernels.triton.static`,
-   BENCHMARKS.md). The rounding it adds (fp16 products and sums of eight) is below a bf16 output's
-   own and about an fp16 output's (1-2 units in the last place); activations must stay below 2^20
-   in magnitude. fp32 activations, and ``f16_products=False``, multiply in fp32: each word's eight
-   values apart, against the activation split into the words' eight k positions;
+   fp16 pairs (`decode.x_f16_pairs`, each block of sixteen scaled by a power of two that puts its
+   largest in [2^14, 2^15), undone on the block's fp32 sum), in four ``fma.rn.f16x2`` per word; the
+   block's two eight-term sums go to fp32 and are added. Converting each value to fp32 and
+   multiplying it there took a conversion and an FFMA per value: compiled for sm_90 the one-row loop
+   costs 3.4-5.0 SASS instructions per weight value this way, 4.6-5.9 in fp32
+   (`kernels.triton.static`, BENCHMARKS.md). The rounding it adds (fp16 products and sums of eight)
+   is below a bf16 output's own and about an fp16 output's (1-2 units in the last place), at any
+   activation magnitude. fp32 activations, and ``f16_products=False``, multiply in fp32: each word's
+   eight values apart, against the activation split into the words' eight k positions;
 5. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
    one row it multiplies each block's (or word's) sum, not each value;
 6. accumulates in fp32: for one row (``USE_DOT`` off) on the CUDA cores, a sum per block (or word)
@@ -250,7 +251,7 @@ def _nvfp4_gemv_kernel(
     if not USE_DOT:
         # (tl.reduce with the sum combiner: tl.sum is @jit and cannot run in the interpreter)
         if F16_PRODUCTS:
-            acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 1024.0  # the 2^6 of the decode, the 2^4 of the pairs
+            acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 64.0  # the 2^6 of the decode
         else:
             acc += tl.reduce(tl.reduce(acc_w, 2, _SUM), 1, _SUM)[None, :] * 64.0
     acc = acc * tl.load(gs_ptr)
@@ -391,9 +392,9 @@ def nvfp4_gemv(
 
     One row of bf16/fp16 activations multiplies in fp16 (``f16_products``, default on there): each
     scale block's sixteen products and their sums rounded to fp16, blocks and K accumulated in fp32
-    (`decode.e2m1_block_dot`). The error it adds is below a bf16 output's rounding and about an fp16
-    output's (1-2 units in the last place); activations must stay below `decode.F16_PRODUCTS_MAX_X`
-    (2^20) in magnitude, past which the output is inf or NaN.
+    (`decode.e2m1_block_dot`), each block of sixteen activations scaled by its own power of two
+    (`decode.x_f16_pairs`) so that none overflows and small ones keep their precision. The error it
+    adds is below a bf16 output's rounding and about an fp16 output's (1-2 units in the last place).
     ``f16_products=False`` multiplies in fp32 (always so for fp32 activations and for 2..16 rows)."""
     _require_triton("nvfp4_gemv")
     _check_operands(x, qdata, block_scales)
