@@ -213,15 +213,19 @@ def test_one_row_tiles_are_the_default_at_a_row_per_expert_and_refused_where_the
         grouped_gemm(x, offsets, q8, s8, None, block_m=1)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")])])  # fmt: skip
 @pytest.mark.parametrize("magnitude", [1e-20, 1e-4, 1e20])
-def test_one_row_tiles_hold_at_every_activation_magnitude(magnitude):
+def test_one_row_tiles_hold_at_every_activation_magnitude(magnitude, device):
     """The one-row tiles' fp16 products scale each block of sixteen activations by its own power of
     two (`decode.x_f16_pairs`), as the one-row GEMV: tiny and huge activations as accurate as unit ones."""
     counts, n, k = [1, 0, 2, 1], 24, 64
     (qdata, scales, gs), _ = _nvfp4_stack(len(counts), n, k, seed=6)
     x = (torch.randn(sum(counts), k, generator=torch.Generator().manual_seed(5)) * magnitude).to(torch.bfloat16)
     offsets = _offsets(counts)
-    fast = grouped_gemm(x, offsets, qdata, scales, gs, block_m=1, block_n=16, block_k=64).float()
+    tile = dict(block_n=16, block_k=64) if device == "cpu" else {}
+    fast = grouped_gemm(x.to(device), offsets.to(device), *(t.to(device) for t in (qdata, scales, gs)), block_m=1,
+                        **tile).float().cpu()  # fmt: skip
     ref = grouped_gemm_ref(x, offsets, qdata, scales, gs).float()
     assert (fast - ref).abs().max().item() <= 2 * 2.0**-8 * ref.abs().max().item()
 

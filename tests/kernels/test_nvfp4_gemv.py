@@ -157,25 +157,41 @@ def test_one_row_fp16_products_against_fp32_products_and_the_reference(dtype):
         assert (f16 - ref).abs().max().item() <= 2 * ulp * scale, tile
 
 
-@pytest.mark.parametrize("magnitude", [1e-30, 1e-6, 1e-4, 1e-2, 1.0, 1e4, 1e8, 1e30])
+MAGNITUDES = [1e-30, 1e-6, 1e-4, 1e-2, 1.0, 1e4, 1e8, 1e30]
+
+
+def _fp16_products_at(magnitude: float, device: str, tiles: list[dict[str, int]]) -> None:
+    """One row of bf16 activations ``randn * magnitude`` (then one outlier 1e5 times larger) within two
+    bf16 units in the last place of the largest output of the reference, on every tile."""
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    x, q, _ = _case(1, 32, 256, torch.float32, seed=9)
+    x = (x * magnitude).to(torch.bfloat16)
+    q = tuple(t.to(device) for t in q)
+    for outlier in (False, True):
+        if outlier:
+            x[0, 5] = magnitude * 1e5  # its block's others keep their precision
+        ref = nvfp4_gemm_ref(x, *(t.cpu() for t in q)).float()
+        for tile in tiles:
+            y = nvfp4_gemv(x.to(device), *q, **tile).float().cpu()
+            assert (y - ref).abs().max().item() <= 2 * 2.0**-8 * ref.abs().max().item(), (tile, outlier)
+
+
+@pytest.mark.parametrize("magnitude", MAGNITUDES)
 def test_one_row_fp16_products_hold_at_every_activation_magnitude(magnitude):
     """Each block of sixteen activations enters the fp16 products scaled by its own power of two
     (`decode.x_f16_pairs`): as accurate at 1e-30 or 1e30 as at 1, where a fixed scale (2^-4, before)
     put products of activations near 1e-4 into fp16's subnormals (15 bf16 units in the last place
     off) and overflowed past 2^20; a large activation beside ordinary ones loses them nothing."""
-    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+    _fp16_products_at(magnitude, "cpu", [dict(block_n=16, block_k=64, split_k=1), dict(block_n=32, block_k=128, split_k=2)])
 
-    x, q, _ = _case(1, 32, 256, torch.float32, seed=9)
-    x = (x * magnitude).to(torch.bfloat16)
-    ref = nvfp4_gemm_ref(x, *q).float()
-    tol = 2 * 2.0**-8 * ref.abs().max().item()
-    for tile in ((16, 64, 1), (32, 128, 2)):
-        y = nvfp4_gemv(x, *q, block_n=tile[0], block_k=tile[1], split_k=tile[2]).float()
-        assert (y - ref).abs().max().item() <= tol, tile
-    x[0, 5] = magnitude * 1e5  # an outlier: its block's others keep their precision
-    ref = nvfp4_gemm_ref(x, *q).float()
-    y = nvfp4_gemv(x, *q, block_n=16, block_k=64, split_k=1).float()
-    assert (y - ref).abs().max().item() <= 2 * 2.0**-8 * ref.abs().max().item()
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+@pytest.mark.parametrize("magnitude", MAGNITUDES)
+def test_one_row_fp16_products_on_gpu_hold_at_every_activation_magnitude(magnitude):
+    """The same on a GPU: the inline PTX products (sm_89+) and the compiled per-block scaling."""
+    _fp16_products_at(magnitude, "cuda", [{}, dict(block_n=32, block_k=256, split_k=2)])
 
 
 def test_one_row_fp16_products_pass_inf_and_nan_on():
