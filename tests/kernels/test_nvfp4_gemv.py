@@ -183,15 +183,18 @@ def test_one_row_fp16_products_hold_at_every_activation_magnitude(magnitude):
     (`decode.x_f16_pairs`): as accurate at 1e-30 or 1e30 as at 1, where a fixed scale (2^-4, before)
     put products of activations near 1e-4 into fp16's subnormals (15 bf16 units in the last place
     off) and overflowed past 2^20; a large activation beside ordinary ones loses them nothing."""
-    _fp16_products_at(magnitude, "cpu", [dict(block_n=16, block_k=64, split_k=1), dict(block_n=32, block_k=128, split_k=2)])
+    tiles = [dict(block_n=16, block_k=64, split_k=1), dict(block_n=32, block_k=128, split_k=2)]
+    _fp16_products_at(magnitude, "cpu", tiles)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.gpu
 @pytest.mark.parametrize("magnitude", MAGNITUDES)
 def test_one_row_fp16_products_on_gpu_hold_at_every_activation_magnitude(magnitude):
-    """The same on a GPU: the inline PTX products (sm_89+) and the compiled per-block scaling."""
-    _fp16_products_at(magnitude, "cuda", [{}, dict(block_n=32, block_k=256, split_k=2)])
+    """The same on a GPU: the inline PTX products (sm_89+) and the compiled per-block scaling (two
+    explicit tiles: each compiles once for every magnitude, where autotuning would compile nine)."""
+    tiles = [dict(block_n=32, block_k=256, split_k=2), dict(block_n=64, block_k=128, split_k=1)]
+    _fp16_products_at(magnitude, "cuda", tiles)
 
 
 def test_one_row_fp16_products_pass_inf_and_nan_on():
