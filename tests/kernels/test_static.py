@@ -327,3 +327,29 @@ def test_a_decode_call_is_the_kernel_alone(toolchain):
                 call()
             assert ops.seen == [], ops.seen
     assert len(rec.compiled) == 6
+
+
+def test_every_kernel_compiles_with_fused_multiply_adds_whatever_tritons_default(toolchain, monkeypatch):
+    """The launches pass ``enable_fp_fusion=True`` (`kernels.triton.COMPILE_OPTIONS`): Triton 3.9 warns
+    that its default turns fusion off in 3.10, which would split every FFMA the instruction counts
+    assume. With the default set off, every wrapper's kernels still compile with fusion on."""
+    from evalsuite.kernels.triton.fp8_gemv import fp8_gemv
+    from evalsuite.kernels.triton.grouped_gemm import grouped_gemm
+    from evalsuite.kernels.triton.nvfp4_gemm import nvfp4_gemm
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_dequantize_triton, nvfp4_gemv
+    from evalsuite.kernels.triton.static import compile_for
+
+    monkeypatch.setenv("TRITON_DEFAULT_FP_FUSION", "0")
+    n, k, e = 64, 256, 4
+    fp4 = (_meta(n, k // 2, dtype=torch.uint8), _meta(n, k // 16, dtype=torch.float8_e4m3fn), _meta(dtype=torch.float32))
+    g4 = (_meta(e, n, k // 2, dtype=torch.uint8), _meta(e, n, k // 16, dtype=torch.float8_e4m3fn),
+          _meta(e, dtype=torch.float32))  # fmt: skip
+    with compile_for(90) as rec:
+        nvfp4_gemv(_meta(1, k), *fp4, block_n=32, block_k=128, split_k=2)
+        fp8_gemv(_meta(1, k), _meta(n, k, dtype=torch.float8_e4m3fn), _meta(n, 1, dtype=torch.float32),
+                 block_n=32, block_k=128, split_k=2)  # fmt: skip
+        grouped_gemm(_meta(3, k), _meta(e + 1, dtype=torch.int64), *g4, block_m=1, block_n=32, block_k=128)
+        nvfp4_gemm(_meta(32, k), *fp4)
+        nvfp4_dequantize_triton(*fp4)
+    names = [c.metadata.name for _, _, c in rec.compiled]
+    assert len(names) == 5 and all(c.metadata.enable_fp_fusion for _, _, c in rec.compiled), names

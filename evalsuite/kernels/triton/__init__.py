@@ -17,6 +17,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     HAS_TRITON = False
     TRITON_MISSING_REASON = f"triton is not importable: {exc}"
 
+# Compile options every kernel launch here passes: fused multiply-adds on, as the kernels' instruction
+# counts (BENCHMARKS.md) and their GPU tests assume. Stated, not left to Triton's default, which Triton
+# 3.9 warns will turn off in 3.10 (``TRITON_DEFAULT_FP_FUSION``); ``TRITON_FORCE_DISABLE_FP_FUSION``
+# still wins. The interpreter drops them.
+COMPILE_OPTIONS: dict[str, Any] = {"enable_fp_fusion": True}
+
 _BUILT: dict[tuple[Any, str], Any] = {}
 # set by `kernels.triton.static.compile_for`: while it holds a recorder, compiled modes get its
 # ``launch(fn, mode, autotune)``, which compiles for the recorder's ``arch`` and launches nothing (the
@@ -103,4 +109,4 @@ def build_kernel(fn: Callable[..., Any], mode: str, autotune: Callable[[Any], An
     return _BUILT[key]
 
 
-__all__ = ["HAS_TRITON", "TRITON_MISSING_REASON", "build_kernel", "e4m3_convert"]
+__all__ = ["COMPILE_OPTIONS", "HAS_TRITON", "TRITON_MISSING_REASON", "build_kernel", "e4m3_convert"]

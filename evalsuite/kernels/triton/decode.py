@@ -335,5 +335,5 @@ if HAS_TRITON:
 
 
 __all__ = ["E2M1X16_DOT_PTX_TEXT", "E2M1X8_PTX_TEXT", "F16_PRODUCTS_X_TOP", "e2m1_as_e4m3", "e2m1_block_dot",
-           "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "nvfp4_step", "split8", "word_aligned", "word_ptx",
-           "x_f16_pairs"]
+           "e2m1_row_step", "e2m1_tile", "e2m1_words", "e4m3_to_f32", "nvfp4_step", "split8", "word_aligned",
+           "word_ptx", "x_f16_pairs"]

@@ -53,7 +53,7 @@ import torch
 
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
+from evalsuite.kernels.triton import COMPILE_OPTIONS, HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
 from evalsuite.kernels.triton.decode import word_aligned, word_ptx
 
 if HAS_TRITON:
@@ -351,9 +351,10 @@ def grouped_gemm(
     n_tiles = worst_case_tiles(a, n_experts, block_m)
     if explicit:
         _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](
-            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k)
+            *args, **consts, **COMPILE_OPTIONS, BLOCK_N=block_n, BLOCK_K=block_k)
     else:
-        _kernel("autotune")[lambda meta: (n_tiles, triton.cdiv(n, meta["BLOCK_N"]))](*args, **consts)
+        grid = lambda meta: (n_tiles, triton.cdiv(n, meta["BLOCK_N"]))  # noqa: E731
+        _kernel("autotune")[grid](*args, **consts, **COMPILE_OPTIONS)
     return y
 
 

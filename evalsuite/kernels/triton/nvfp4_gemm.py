@@ -40,7 +40,7 @@ import torch
 
 from evalsuite.kernels import nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel
+from evalsuite.kernels.triton import COMPILE_OPTIONS, HAS_TRITON, TRITON_MISSING_REASON, build_kernel
 
 if HAS_TRITON:
     import triton
@@ -170,7 +170,7 @@ def nvfp4_gemm(
         scale_bytes.stride(0), scale_bytes.stride(1), y.stride(0), y.stride(1),
         HAS_BIAS=bias is not None,
         DOT_FP32=interpret or x.dtype == torch.float32,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k, **COMPILE_OPTIONS,
     )  # fmt: skip
     return y.reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 

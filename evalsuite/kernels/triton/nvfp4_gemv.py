@@ -57,7 +57,7 @@ from typing import Any, Callable
 import torch
 
 from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
-from evalsuite.kernels.triton import HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
+from evalsuite.kernels.triton import COMPILE_OPTIONS, HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
 from evalsuite.kernels.triton.decode import word_aligned, word_ptx
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
@@ -102,10 +102,11 @@ def launch_gemv(kernel: Callable[[str], Any], n: int, interpret: bool, tiles: tu
     explicit, block_n, block_k, split_k = tiles
     if explicit:
         kernel("interpret" if interpret else "jit")[(triton.cdiv(n, block_n), split_k)](
-            *args, **consts, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k
+            *args, **consts, **COMPILE_OPTIONS, BLOCK_N=block_n, BLOCK_K=block_k, SPLIT_K=split_k
         )
     else:
-        kernel("autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts)
+        kernel("autotune")[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]), meta["SPLIT_K"])](*args, **consts,
+                                                                                             **COMPILE_OPTIONS)
 
 
 GEMV_MAX_SPLIT_K = 8  # the most K splits an autotune config of the GEMV kernels uses
@@ -454,5 +455,6 @@ def nvfp4_dequantize_triton(
         qdata, scale_bytes, gs, out, n, k, k // 2,
         qdata.stride(0), scale_bytes.stride(0), out.stride(0),
         INTERPRET=interpret, E4M3_CVT=e4m3_convert(qdata.device), BLOCK_N=block_n, BLOCK_K=block_k,
+        **COMPILE_OPTIONS,
     )  # fmt: skip
     return out
