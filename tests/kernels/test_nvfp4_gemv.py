@@ -134,7 +134,7 @@ def test_one_row_path_refuses_several_rows():
             x, q.qdata, q.block_scales.view(torch.uint8), gs, b, y, ws, counters, 3, 20, 64, 32,
             x.stride(0), x.stride(1), q.qdata.stride(0), q.block_scales.stride(0),
             HAS_BIAS=True, BLOCK_M=4, USE_DOT=False, DOT_FP32=True, INTERPRET=True, E4M3_CVT=True, WORD_PTX=False,
-            F16_PRODUCTS=False, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
+            F16_PRODUCTS=False, SCALE_WORDS=False, BLOCK_N=16, BLOCK_K=32, SPLIT_K=2,
         )  # fmt: skip
 
 
@@ -315,3 +315,57 @@ def test_the_split_k_workspace_covers_every_autotune_config():
 
     for mod in (nvfp4_gemv, fp8_gemv):
         assert max(c.kwargs["SPLIT_K"] for c in mod._autotune_configs()) <= nvfp4_gemv.GEMV_MAX_SPLIT_K
+
+
+def _distinct_scale_blocks(device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A weight [8, 256] of every E2M1 code whose 16 scale blocks a row all have different E4M3
+    scales (subnormal to 448, negative ones too), and what it dequantizes to."""
+    codes = (torch.arange(8 * 256, dtype=torch.int64).reshape(8, 256) * 7 % 16).to(torch.uint8)
+    qdata = nvfp4.pack_fp4(codes)
+    bits = torch.tensor([0x01, 0x7E, 0xB8, 0x33, 0x08, 0x40, 0xC1, 0x5A, 0x21, 0x77, 0x9F, 0x3C, 0x02, 0x66, 0xA4, 0x48],
+                        dtype=torch.uint8)  # fmt: skip
+    scales = torch.stack([bits.roll(r) for r in range(8)]).view(torch.float8_e4m3fn)
+    gs = torch.tensor(0.25)
+    return qdata.to(device), scales.to(device), gs.to(device), nvfp4.dequantize(qdata, scales, gs)
+
+
+def test_scale_words_are_used_where_the_layout_allows_them():
+    from evalsuite.kernels.triton.decode import scale_words
+
+    buf = torch.zeros(8 * 17, dtype=torch.uint8)
+    assert scale_words(buf[:64].view(8, 8), 128) and scale_words(buf[:16].view(1, 16), 256)
+    assert not scale_words(buf[:48].view(8, 6), 96)  # K not a multiple of 64: a row ends mid-word
+    assert not scale_words(buf[1:65].view(8, 8), 128)  # a row starts off a 4-byte boundary
+    assert not scale_words(buf[:136].view(8, 17)[:, :8], 128)  # rows 17 bytes apart
+    assert not scale_words(buf[:128].view(8, 16)[:, ::2], 128)  # blocks not contiguous
+
+
+@pytest.mark.parametrize("block_k", [64, 128, 256])
+def test_one_row_reads_scale_words_in_block_order(block_k):
+    """One-hot rows through a weight whose sixteen blocks a row have sixteen different scales: each
+    output is one weight value times its own block's scale, exactly, whether the scales are read a
+    word of four at a time (K = 256: every tile here) or a byte at a time (the same scales at an
+    address off a 4-byte boundary)."""
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    qdata, scales, gs, w = _distinct_scale_blocks("cpu")
+    odd = torch.empty(scales.numel() + 1, dtype=torch.uint8)[1:].view(scales.shape)
+    odd.copy_(scales.view(torch.uint8))
+    for k in (0, 17, 100, 255):
+        row = torch.zeros(1, 256, dtype=torch.bfloat16)
+        row[0, k] = 1.0
+        for s in (scales, odd.view(torch.float8_e4m3fn)):
+            y = nvfp4_gemv(row, qdata, s, gs, block_n=16, block_k=block_k, split_k=2)
+            assert torch.equal(y.float()[0], w[:, k].to(torch.bfloat16).float()), (k, block_k)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.gpu
+def test_one_row_on_gpu_reads_scale_words_in_block_order():
+    from evalsuite.kernels.triton.nvfp4_gemv import nvfp4_gemv
+
+    qdata, scales, gs, w = _distinct_scale_blocks("cuda")
+    eye = torch.eye(256, dtype=torch.bfloat16, device="cuda")
+    for k in range(0, 256, 5):
+        y = nvfp4_gemv(eye[k:k + 1], qdata, scales, gs, block_n=32, block_k=128, split_k=2)
+        assert torch.equal(y.float().cpu()[0], w[:, k].to(torch.bfloat16).float()), k

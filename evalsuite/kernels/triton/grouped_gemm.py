@@ -34,8 +34,9 @@ One-row tiles (``BLOCK_M`` 1, NVFP4 with bf16/fp16 activations): at decode an ex
 one row (a batch of one routes 6 rows to 6 of 128 experts), and a 16-row tile spends the tensor
 cores' padding and ~7-10 SASS instructions per weight value on the decode, join and conversions.
 A one-row tile runs the one-row GEMV's loop instead (`decode.e2m1_row_step`: fp16 products on the
-CUDA cores, the next step's loads issued ahead): 3.4-4.7 instructions per value for sm_90
-(BENCHMARKS.md). An expert with several rows gets a tile per row and reads its weight once per row.
+CUDA cores, the next step's loads issued ahead, the scales four to a word): 3.1-4.4 instructions per
+value for sm_90 (BENCHMARKS.md). An expert with several rows gets a tile per row and reads its
+weight once per row.
 
 Tiles: ``BLOCK_M`` is chosen by the caller's row count (the tile table depends on it): 1 when there
 are no more rows than experts (NVFP4, bf16/fp16), else 16 up to 16 rows per expert on average, else
@@ -54,7 +55,7 @@ import torch
 from evalsuite.kernels import fp8, nvfp4
 from evalsuite.kernels.constants import E4M3_DTYPE, NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import COMPILE_OPTIONS, HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
-from evalsuite.kernels.triton.decode import word_aligned, word_ptx
+from evalsuite.kernels.triton.decode import scale_words, word_aligned, word_ptx
 
 if HAS_TRITON:
     import triton
@@ -130,6 +131,7 @@ def _grouped_kernel(
     E4M3_CVT: tl.constexpr,
     WORD_PTX: tl.constexpr,
     E_PAD: tl.constexpr,
+    SCALE_WORDS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -166,19 +168,21 @@ def _grouped_kernel(
             # the CUDA cores (`decode.e2m1_row_step`), each step's loads issued one step ahead
             acc_b = tl.full((BLOCK_N, G), 0.0, tl.float32)
             x_row = x_ptr + m_start * stride_xm
-            w_next, sb_next = nvfp4_step(w_rows, s_rows, 0, KB // 4, K // 16, mask_n, offs_b, offs_g)
+            w_next, sb_next = nvfp4_step(w_rows, s_rows, 0, KB // 4, K // 16, mask_n, offs_b, offs_g, SCALE_WORDS)
             for k0 in range(0, K, BLOCK_K):
                 w = w_next
                 sb = sb_next
                 # the next step's (masked off past K)
-                w_next, sb_next = nvfp4_step(w_rows, s_rows, k0 + BLOCK_K, KB // 4, K // 16, mask_n, offs_b, offs_g)
+                w_next, sb_next = nvfp4_step(w_rows, s_rows, k0 + BLOCK_K, KB // 4, K // 16, mask_n, offs_b, offs_g,
+                                             SCALE_WORDS)  # fmt: skip
                 kk = k0 + tl.arange(0, BLOCK_K)
                 xr = tl.load(x_row + kk, mask=kk < K, other=0.0).to(tl.float32)
                 acc_b += e2m1_row_step(w, e4m3_to_f32(sb, E4M3_CVT, INTERPRET), xr, WORD_PTX, E4M3_CVT, INTERPRET)
             acc += tl.reduce(acc_b, 1, _SUM)[None, :] * 64.0  # the 2^-6 of the decode
         else:
             for k0 in range(0, K, BLOCK_K):
-                w, sb = nvfp4_step(w_rows, s_rows, k0, KB // 4, K // 16, mask_n, offs_b, offs_g)  # scales once a block
+                # scales a byte a block
+                w, sb = nvfp4_step(w_rows, s_rows, k0, KB // 4, K // 16, mask_n, offs_b, offs_g, False)
                 # E4M3 block scales, and the E2M1 values a word at a time (on sm_89+ inline PTX),
                 # scaled and in k order as in nvfp4_gemv (`decode.e2m1_tile`)
                 s_val = e4m3_to_f32(sb, E4M3_CVT, INTERPRET)  # [BLOCK_N, G]
@@ -337,6 +341,9 @@ def grouped_gemm(
         stride_se, stride_sn, stride_wse = 0, 0, w_scale.stride(0)
     w = word_aligned(qdata) if fmt == "nvfp4" else qdata.view(torch.uint8)  # NVFP4 rows read as int32 words
     xs = x_scale.float().contiguous() if x_scale is not None else w_scale
+    # one-row tiles read the scales a word (four blocks) at a time where the layout allows it (as the
+    # one-row GEMV); the 16- and 64-row tiles a byte at a time
+    words = block_m == 1 and scale_words(s_bytes, k) and (not explicit or block_k % 64 == 0)  # type: ignore[operator]
     args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
         (offsets if offsets.dtype in (torch.int32, torch.int64) else offsets.to(torch.int64)).contiguous(),
@@ -347,7 +354,7 @@ def grouped_gemm(
     consts = dict(W_FP4=fmt == "nvfp4", HAS_XSCALE=x_scale is not None, MIXED=mixed, HAS_BIAS=bias is not None,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret,
                   E4M3_CVT=cvt, WORD_PTX=word_ptx(cvt, interpret), E_PAD=max(16, triton.next_power_of_2(n_experts)),
-                  BLOCK_M=block_m)  # fmt: skip
+                  BLOCK_M=block_m, SCALE_WORDS=words)  # fmt: skip
     n_tiles = worst_case_tiles(a, n_experts, block_m)
     if explicit:
         _kernel("interpret" if interpret else "jit")[(n_tiles, triton.cdiv(n, block_n))](

@@ -29,13 +29,15 @@ an 8192-wide layer, too few to keep 132 SMs' memory pipes busy. `nvfp4_gemv` the
    largest in [2^14, 2^15), undone on the block's fp32 sum), in four ``fma.rn.f16x2`` per word; the
    block's two eight-term sums go to fp32 and are added. Converting each value to fp32 and
    multiplying it there took a conversion and an FFMA per value: compiled for sm_90 the one-row loop
-   costs 3.4-5.0 SASS instructions per weight value this way, 4.6-5.9 in fp32
+   costs 3.1-4.6 SASS instructions per weight value this way, 4.6-5.9 in fp32
    (`kernels.triton.static`, BENCHMARKS.md). The rounding it adds (fp16 products and sums of eight)
    is below a bf16 output's own and about an fp16 output's (1-2 units in the last place), at any
    activation magnitude. fp32 activations, and ``f16_products=False``, multiply in fp32: each word's
    eight values apart, against the activation split into the words' eight k positions;
 5. loads each E4M3 block scale once per 16 values (the same conversion; 0x7F/0xFF are NaN); at
-   one row it multiplies each block's (or word's) sum, not each value;
+   one row four at a time, as an int32 word, where the scale rows allow it (`decode.scale_words`:
+   K a multiple of 64, rows 4-byte aligned), and multiplies each block's (or word's) sum, not each
+   value;
 6. accumulates in fp32: for one row (``USE_DOT`` off) on the CUDA cores, a sum per block (or word)
    kept across the K loop and reduced once after it; for 2..16 rows one ``tl.dot`` with the rows
    padded to 16 (tensor cores), each word's eight values joined back into k order and the tile
@@ -58,7 +60,7 @@ import torch
 
 from evalsuite.kernels.constants import NVFP4_BLOCK_SIZE
 from evalsuite.kernels.triton import COMPILE_OPTIONS, HAS_TRITON, TRITON_MISSING_REASON, build_kernel, e4m3_convert
-from evalsuite.kernels.triton.decode import word_aligned, word_ptx
+from evalsuite.kernels.triton.decode import scale_words, word_aligned, word_ptx
 from evalsuite.kernels.triton.nvfp4_gemm import _check_operands
 
 if HAS_TRITON:
@@ -166,6 +168,7 @@ def _nvfp4_gemv_kernel(
     E4M3_CVT: tl.constexpr,
     WORD_PTX: tl.constexpr,
     F16_PRODUCTS: tl.constexpr,
+    SCALE_WORDS: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,
@@ -207,11 +210,12 @@ def _nvfp4_gemv_kernel(
     s_rows = s_ptr + offs_n[:, None] * stride_sn
     if not USE_DOT:
         w_next, sb_next = nvfp4_step(w_rows, s_rows, k_lo, tl.where(k_lo < k_hi, KW, 0),
-                                     tl.where(k_lo < k_hi, K // 16, 0), mask_n, offs_b, offs_g)  # fmt: skip
+                                     tl.where(k_lo < k_hi, K // 16, 0), mask_n, offs_b, offs_g,
+                                     SCALE_WORDS)  # fmt: skip
     for k0 in range(k_lo, k_hi, BLOCK_K):
         k1 = k0 if USE_DOT else k0 + BLOCK_K  # the step these loads are for
         w_new, sb_new = nvfp4_step(w_rows, s_rows, k1, tl.where(k1 < k_hi, KW, 0), tl.where(k1 < k_hi, K // 16, 0),
-                                   mask_n, offs_b, offs_g)  # fmt: skip
+                                   mask_n, offs_b, offs_g, SCALE_WORDS)  # fmt: skip
         if USE_DOT:
             w = w_new
             sb = sb_new
@@ -297,10 +301,10 @@ def _autotune_configs() -> list[Any]:
     1 and 3 pipeline stages (`_prune_stages` keeps what the row bucket can use).
 
     Compiled for sm_90 (`kernels.triton.static`, shape 2688 x 1856): 16 or 32 packed bytes per thread
-    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 70-128 registers at one row (fp16
-    products), 94-162 at 16, and spill nothing; 64 bytes (64 x 512, one row only) take 245 and cost
-    the fewest instructions per value (~3.2: the step's fixed work spread over more values); 128 x
-    128 at 8 warps spilled at 16 rows."""
+    per K step (BLOCK_N * BLOCK_K / 2 / (32 * warps)) take 64-122 registers at one row (fp16
+    products, scale words), 94-162 at 16, and spill nothing; 64 bytes (64 x 512, one row only) take
+    165-214 and cost the fewest instructions per value (~3.1: the step's fixed work spread over more
+    values); 128 x 128 at 8 warps spilled at 16 rows."""
     cfgs = []
     for bn, bk, sk, warps in [
         (32, 256, 1, 4), (64, 256, 2, 4), (32, 512, 4, 4), (64, 256, 4, 4),
@@ -418,12 +422,16 @@ def nvfp4_gemv(
     scale_bytes = block_scales.contiguous().view(torch.uint8)
     use_dot = block_m >= GEMV_DOT_MIN_ROWS
     cvt = e4m3_convert(x.device)
+    # one row reads the scales a word (four blocks) at a time where the layout allows it; 16 rows a
+    # byte at a time (words there traded ~1% of the loop for up to 70 more registers)
+    words = not use_dot and scale_words(scale_bytes, k) and (not tiles[0] or tiles[2] % 64 == 0)
     args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, y, ws, counters, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=use_dot,
                   DOT_FP32=interpret or x.dtype == torch.float32, INTERPRET=interpret, E4M3_CVT=cvt,
                   WORD_PTX=word_ptx(cvt, interpret, use_ptx),
-                  F16_PRODUCTS=f16_products is not False and block_m == 1 and x.dtype != torch.float32)  # fmt: skip
+                  F16_PRODUCTS=f16_products is not False and block_m == 1 and x.dtype != torch.float32,
+                  SCALE_WORDS=words)  # fmt: skip
     launch_gemv(lambda mode: _kernel("gemv", mode), n, interpret, tiles, args, consts)
     return y.reshape(*x.shape[:-1], n)  # [M, N] -> [..., N]
 
