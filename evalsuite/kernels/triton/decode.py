@@ -30,11 +30,11 @@ block in each half of an ``f16x2`` register), then the two halves added in fp32:
 fp32 and multiplies it alone; otherwise the same operations, in the same order, in Triton ops. The
 activations come as fp16 pairs (`x_f16_pairs`), each block of sixteen scaled by the power of two
 that puts its largest magnitude in [2^14, 2^15) (`F16_PRODUCTS_X_TOP`): no finite activation
-overflows and small ones keep fp16's full precision (a fixed scale cannot do both: at 2^-4, products
-of activations near 1e-4 fell into fp16's subnormals, 15 bf16 units in the last place off); the
-result is 2^-6 times the dot product of the scaled activations, and the caller multiplies it by the
-inverse scale. ``e2m1_row_step`` is one K step of one row with it, the loop body of the one-row GEMV
-and of one-row grouped tiles.
+overflows and small ones keep fp16's full precision (a fixed scale cannot do both: one that keeps
+activations up to 2^20 from overflowing puts the products of activations near 1e-4 into fp16's
+subnormals); the result is 2^-6 times the dot product of the scaled activations, and the caller
+multiplies it by the inverse scale. ``e2m1_row_step`` is one K step of one row with it, the loop
+body of the one-row GEMV and of one-row grouped tiles.
 
 `e4m3_convert(device)` in `kernels.triton` says which applies to a device.
 """
@@ -227,13 +227,14 @@ if HAS_TRITON:
         BLOCK_K/16]`` (``s_rows``: each row's first scale). Words at or past ``words`` and blocks at
         or past ``blocks`` read 0 (a caller passes 0 for a step that reads nothing).
 
-        ``SCALE_WORDS`` (where `scale_words` allows it, ``k`` and ``BLOCK_K`` multiples of 64): the
-        scales are read as int32 words of four blocks and taken apart in registers, where a load per
-        byte cost the one-row loop ~7% of its instructions (sm_90, 32 x 256)."""
+        ``SCALE_WORDS`` (where `scale_words` allows the layout) and a step of a multiple of 64 values
+        (four blocks a word; ``k`` a multiple of the step): the scales are read as int32 words of four
+        blocks and taken apart in registers, where a load per byte cost the one-row loop ~7% of its
+        instructions (sm_90, 32 x 256). Smaller steps read bytes."""
         bcol = k // 8 + offs_b
         w = tl.load(w_rows + bcol[None, :], mask=mask_n[:, None] & (bcol < words)[None, :], other=0)
-        if SCALE_WORDS:
-            G: tl.constexpr = offs_g.shape[0]
+        G: tl.constexpr = offs_g.shape[0]
+        if SCALE_WORDS and G % 4 == 0:
             wcol = k // 64 + tl.arange(0, G // 4)
             sw = tl.load(s_rows.to(tl.pointer_type(tl.int32)) + wcol[None, :],
                          mask=mask_n[:, None] & (wcol * 4 < blocks)[None, :], other=0)  # fmt: skip

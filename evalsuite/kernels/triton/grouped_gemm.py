@@ -343,7 +343,7 @@ def grouped_gemm(
     xs = x_scale.float().contiguous() if x_scale is not None else w_scale
     # one-row tiles read the scales a word (four blocks) at a time where the layout allows it (as the
     # one-row GEMV); the 16- and 64-row tiles a byte at a time
-    words = block_m == 1 and scale_words(s_bytes, k) and (not explicit or block_k % 64 == 0)  # type: ignore[operator]
+    words = block_m == 1 and scale_words(s_bytes, k)
     args = (
         x, xs, w, s_bytes, w_scale, bias if bias is not None else w_scale, y,
         (offsets if offsets.dtype in (torch.int32, torch.int64) else offsets.to(torch.int64)).contiguous(),

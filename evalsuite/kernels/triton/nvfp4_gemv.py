@@ -424,7 +424,7 @@ def nvfp4_gemv(
     cvt = e4m3_convert(x.device)
     # one row reads the scales a word (four blocks) at a time where the layout allows it; 16 rows a
     # byte at a time (words there traded ~1% of the loop for up to 70 more registers)
-    words = not use_dot and scale_words(scale_bytes, k) and (not tiles[0] or tiles[2] % 64 == 0)
+    words = not use_dot and scale_words(scale_bytes, k)
     args = (x2, qdata, scale_bytes, gs, bias if bias is not None else gs, y, ws, counters, m, n, k, k // 2,
             x2.stride(0), x2.stride(1), qdata.stride(0), scale_bytes.stride(0))  # fmt: skip
     consts = dict(HAS_BIAS=bias is not None, BLOCK_M=block_m, USE_DOT=use_dot,
