@@ -234,13 +234,11 @@ def test_one_row_tiles_read_scale_words_in_block_order(block_k):
     """One-hot rows, one per expert, through experts whose sixteen blocks a row carry sixteen
     different scales (K = 256: the one-row tiles read them four to a word): each output is one
     weight value times its own block's scale and its expert's global scale, exactly."""
+    from nvfp4_cases import distinct_block_scales
+
     e, n, k = 3, 16, 256
-    codes = (torch.arange(e * n * k).reshape(e, n, k) * 7 % 16).to(torch.uint8)
-    qdata = nvfp4.pack_fp4(codes)
-    bits = torch.tensor([0x01, 0x7E, 0xB8, 0x33, 0x08, 0x40, 0xC1, 0x5A, 0x21, 0x77, 0x9F, 0x3C, 0x02, 0x66, 0xA4, 0x48],
-                        dtype=torch.uint8)  # fmt: skip
-    scales = torch.stack([torch.stack([bits.roll(3 * i + r) for r in range(n)]) for i in range(e)])
-    scales = scales.view(torch.float8_e4m3fn)
+    experts = [distinct_block_scales(n, roll=3 * i) for i in range(e)]
+    qdata, scales = torch.stack([q for q, _ in experts]), torch.stack([s for _, s in experts])
     gs = torch.tensor([0.25, 2.0, 0.5])
     cols = [20, 40, 230]  # one activation per expert, in blocks 1, 2 and 14 (bytes 1, 2, 2 of a word)
     x = torch.zeros(e, k, dtype=torch.bfloat16)

@@ -319,12 +319,10 @@ def test_the_split_k_workspace_covers_every_autotune_config():
 
 def _distinct_scale_blocks(device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A weight [8, 256] of every E2M1 code whose 16 scale blocks a row all have different E4M3
-    scales (subnormal to 448, negative ones too), and what it dequantizes to."""
-    codes = (torch.arange(8 * 256, dtype=torch.int64).reshape(8, 256) * 7 % 16).to(torch.uint8)
-    qdata = nvfp4.pack_fp4(codes)
-    bits = torch.tensor([0x01, 0x7E, 0xB8, 0x33, 0x08, 0x40, 0xC1, 0x5A, 0x21, 0x77, 0x9F, 0x3C, 0x02, 0x66, 0xA4, 0x48],
-                        dtype=torch.uint8)  # fmt: skip
-    scales = torch.stack([bits.roll(r) for r in range(8)]).view(torch.float8_e4m3fn)
+    scales (`nvfp4_cases.distinct_block_scales`), and what it dequantizes to."""
+    from nvfp4_cases import distinct_block_scales
+
+    qdata, scales = distinct_block_scales(8)
     gs = torch.tensor(0.25)
     return qdata.to(device), scales.to(device), gs.to(device), nvfp4.dequantize(qdata, scales, gs)
 
