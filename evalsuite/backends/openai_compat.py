@@ -234,6 +234,7 @@ class OpenAIBackend(Backend):
             while True:
                 times: list[float] = []
                 texts: list[str] = []
+                last: float | None = None
                 usage: dict[str, Any] = {}
                 finish = None
                 try:
@@ -243,6 +244,9 @@ class OpenAIBackend(Backend):
                                              _retry_after(resp.headers.get("Retry-After")))
                         if resp.status >= 400:
                             raise RequestFailed(f"HTTP {resp.status}: {_error_message(await resp.read())}")
+                        if resp.content_type != "text/event-stream":  # stream=true ignored: no token times
+                            raise RequestFailed(f"expected a server-sent event stream (Content-Type "
+                                                f"text/event-stream) for stream=true, got {resp.content_type!r}")
                         pending = b""
                         done = False
                         async for block in resp.content.iter_any():  # whatever arrived: one await, many lines
@@ -259,6 +263,7 @@ class OpenAIBackend(Backend):
                                 obj = json.loads(data)
                                 if obj.get("error"):
                                     raise RequestFailed(f"server error in stream: {_error_message(data)}")
+                                last = now  # any chunk, the finish and usage ones too (as vllm bench serve)
                                 usage = obj.get("usage") or usage
                                 for ch in obj.get("choices") or []:
                                     text = (ch.get("delta") or {}).get("content")
@@ -269,6 +274,9 @@ class OpenAIBackend(Backend):
                                     finish = ch.get("finish_reason") or finish
                             if done:
                                 break
+                        if not done and finish is None:  # closed early: what came is not the whole answer
+                            raise RequestFailed(f"stream ended after {len(times)} chunks without a finish_reason "
+                                                "or [DONE]")
                 except (_Retryable, aiohttp.ClientError, asyncio.TimeoutError) as e:
                     what = str(e) or type(e).__name__
                     if times:
@@ -287,7 +295,7 @@ class OpenAIBackend(Backend):
                 yield Response(
                     text="".join(texts), prompt_tokens=usage.get("prompt_tokens"),
                     output_tokens=usage.get("completion_tokens", len(times)), ttft_s=times[0] if times else None,
-                    e2e_s=times[-1] if times else None, token_times=times, finish_reason=finish, info=info,
+                    e2e_s=last if times else None, token_times=times, finish_reason=finish, info=info,
                 )
                 return
         finally:

@@ -35,7 +35,8 @@ client sending the whole batch at once would see them.
 Concurrent streaming (`astream`: the HTTP server and the throughput task) goes through one
 `EngineWorker` thread that owns the engine while it has work, so requests arriving at any time join
 the running batch; a cancelled stream frees its slot at once. ``ignore_eos`` requests generate
-exactly ``max_tokens`` tokens (no stop token ends them).
+exactly ``max_tokens`` tokens (no stop token ends them); one whose prompt leaves less room than that
+in the engine's context is refused (the server's 400 ``context_length_exceeded``), not cut short.
 """
 
 from __future__ import annotations

@@ -258,6 +258,12 @@ class Engine:
         if embeds.shape[0] >= self.max_len:
             raise ValueError(f"prompt of {embeds.shape[0]} tokens does not fit the engine's max_len "
                              f"{self.max_len} (room is needed for at least one output token)")
+        if params.stop_token_ids == () and params.max_tokens > self.max_len - embeds.shape[0] + 1:
+            # no stop token (ignore_eos): the caller asked for exactly max_tokens, and cutting it short at
+            # max_len would pass off a shorter output as the one asked for (vLLM refuses it too). The
+            # last token is never fed, so a prompt of T leaves room for max_len - T + 1
+            raise ValueError(f"prompt of {embeds.shape[0]} tokens plus max_tokens {params.max_tokens} (no stop "
+                             f"tokens: exactly that many) does not fit the engine's max_len {self.max_len}")
         stop = params.stop_token_ids if params.stop_token_ids is not None else self.tokenizer.stop_ids
         gen = None
         if params.temperature > 0:

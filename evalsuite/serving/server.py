@@ -271,7 +271,8 @@ def parse_chat(body: Any, store: MediaStore, max_tokens_limit: int) -> tuple[Req
     for i, m in enumerate(msgs):
         where = f"messages[{i}]"
         _field(isinstance(m, dict), f"{where} must be an object", where)
-        role = {"developer": "system"}.get(m.get("role"), m.get("role"))
+        role = m.get("role")
+        role = {"developer": "system"}.get(role, role) if isinstance(role, str) else role
         _field(role in ("system", "user", "assistant"),
                f"{where}.role must be system, developer, user or assistant, got {m.get('role')!r}", f"{where}.role")
         messages.append(Message(role, _content(m.get("content"), store, where)))
@@ -385,6 +386,9 @@ class Server:
                 body = json.loads(raw) if len(raw) < MIB else await loop.run_in_executor(None, json.loads, raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise ApiError(400, f"the request body is not valid JSON: {e}", code="invalid_json") from None
+            except RecursionError:  # nested deeper than Python's parser goes
+                raise ApiError(400, "the request body is not valid JSON: nested too deeply",
+                               code="invalid_json") from None
             if not isinstance(body, dict):
                 kind = JSON_TYPES.get(type(body), "a value")
                 raise ApiError(400, f"the request body must be a JSON object, got {kind}", code="invalid_json")

@@ -24,7 +24,9 @@ from evalsuite.types import Request, user
 class FakeServer:
     """An aiohttp app on its own thread answering chat completions from a script of statuses:
     an int answers that status with an OpenAI error body, "ok" streams two chunks, "break" streams
-    one chunk and drops the connection, "stall" says nothing for 0.5 s."""
+    one chunk and drops the connection, "cut" streams one chunk and ends the response cleanly (no
+    finish_reason, no [DONE]), "json" ignores stream=true and answers one chat.completion object,
+    "stall" says nothing for 0.5 s."""
 
     def __init__(self, script: list) -> None:
         self.script, self.attempts = list(script), 0
@@ -45,11 +47,17 @@ class FakeServer:
         if isinstance(step, int):
             return web.json_response({"error": {"message": f"scripted {step}", "type": "x", "param": None,
                                                 "code": None}}, status=step, headers={"Retry-After": "0"})
+        if step == "json":
+            return web.json_response({"object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "hi!"}, "finish_reason": "stop"}]})
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
         await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": null}]}\n\n')
         if step == "break":
             request.transport.close()
+            return out
+        if step == "cut":
+            await out.write_eof()
             return out
         await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}]}\n\n')
         await out.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n')
@@ -165,6 +173,23 @@ def test_no_retry_on_client_errors_or_after_the_first_token() -> None:
             b.generate([REQ])
         b.close()
     assert fake.attempts == 1
+
+
+def test_a_response_that_is_not_a_whole_stream_is_an_error_not_an_answer() -> None:
+    """A server that ignores stream=true, or a stream that ends before its finish_reason and [DONE],
+    fails the request: scoring what arrived would count a broken reply as the model's answer."""
+    with FakeServer(["json", "cut", "ok"]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
+        with pytest.raises(RequestFailed, match="expected a server-sent event stream .* got 'application/json'"):
+            b.generate([REQ])
+        with pytest.raises(RequestFailed, match=r"stream ended after 1 chunks without a finish_reason or \[DONE\]"):
+            b.generate([REQ])
+        (r,) = b.generate([REQ])
+        b.close()
+    assert fake.attempts == 3  # neither is retried
+    assert r.text == "hi!" and r.output_tokens == 2 and r.finish_reason == "stop"
+    # E2EL runs to the last chunk (the finish and usage ones too, as vllm bench serve counts it)
+    assert r.e2e_s >= r.token_times[-1] >= r.ttft_s
 
 
 def test_api_key_is_sent_as_bearer_token(monkeypatch) -> None:

@@ -248,8 +248,15 @@ def test_length_limits(lm: LanguageModel) -> None:
     engine = Engine(lm, n_slots=1, max_len=16)
     with pytest.raises(ValueError, match="max_len"):
         engine.submit(prompt_ids(16, seed=7))
-    r = engine.generate([prompt_ids(12, seed=7)], SamplingParams(max_tokens=50, **NO_STOP))[0]
+    never = dict(stop_token_ids=(-1,))  # a stop id no step produces: the output runs into max_len
+    r = engine.generate([prompt_ids(12, seed=7)], SamplingParams(max_tokens=50, **never))[0]
     assert r.finish_reason == "length" and r.output_tokens == 16 - 12 + 1  # the last one is never fed
+    # without stop tokens (ignore_eos) a request is exactly max_tokens long, so one that cannot fit is
+    # refused rather than cut short; one that just fits runs to its length
+    with pytest.raises(ValueError, match=r"plus max_tokens 6 .* max_len 16"):
+        engine.submit(prompt_ids(12, seed=7), SamplingParams(max_tokens=6, **NO_STOP))
+    r = engine.generate([prompt_ids(12, seed=7)], SamplingParams(max_tokens=5, **NO_STOP))[0]
+    assert r.finish_reason == "length" and r.output_tokens == 5
     with pytest.raises(ValueError, match="embeddings"):
         engine.submit(torch.zeros(3, 7))
     with pytest.raises(ValueError, match="max_tokens"):

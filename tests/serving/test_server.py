@@ -102,6 +102,8 @@ def test_errors_have_openai_shape_and_4xx_codes(mock_server, tmp_path: Path) -> 
     cases = [
         ({"messages": []}, 400, "messages"),
         ({"messages": [{"role": "tool", "content": "x"}]}, 400, "messages[0].role"),
+        ({"messages": [{"role": [], "content": "x"}]}, 400, "messages[0].role"),  # not a string, not hashable
+        ({"messages": [{"role": {}, "content": "x"}]}, 400, "messages[0].role"),
         ({"messages": [{"role": "user", "content": [{"type": "file", "file": {}}]}]}, 400,
          "messages[0].content[0].type"),
         ({"messages": MSG, "n": 2}, 400, "n"),
@@ -123,6 +125,8 @@ def test_errors_have_openai_shape_and_4xx_codes(mock_server, tmp_path: Path) -> 
         status, body = post(s, {"model": "mock", **fields})
         print(status, body)
         assert status == code and body["error"]["param"] == param and body["error"]["message"]
+    status, body = post(s, b"[" * 20_000 + b"]" * 20_000)  # deeper than Python's JSON parser goes
+    assert status == 400 and body["error"]["code"] == "invalid_json" and "nested too deeply" in body["error"]["message"]
     status, body = post(s, {"model": "mock", "messages": [{"role": "user", "content": "x" * 70_000}]})
     assert status == 413 and body["error"]["code"] == "content_too_large"  # body over max_body_bytes
     bad = write_png(tmp_path / "bad.png")
@@ -280,6 +284,12 @@ def test_reference_model_reads_every_content_part(ref_server, tmp_path: Path) ->
         too_long = "x" * (ref_server.backend.engine.max_len + 10)  # byte tokens: one per character
         c.chat.completions.create(model="fp4", messages=[{"role": "user", "content": too_long}], max_tokens=2)
     assert e.value.body["code"] == "context_length_exceeded"
+    # ignore_eos asks for exactly max_tokens: a prompt that leaves no room for them is refused, not cut short
+    room = ref_server.backend.engine.max_len - text_only.usage.prompt_tokens + 1
+    with pytest.raises(openai.BadRequestError) as e:
+        c.chat.completions.create(model="fp4", messages=[{"role": "user", "content": "describe"}],
+                                  max_tokens=room + 1, extra_body={"ignore_eos": True})
+    assert e.value.body["code"] == "context_length_exceeded" and f"max_tokens {room + 1}" in e.value.body["message"]
     stats = ref_server.backend.serving_stats()
     assert stats["slots_free"] == stats["slots_total"] == 4
 
