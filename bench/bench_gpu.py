@@ -539,7 +539,7 @@ def _engine_row(row: dict[str, Any], model: nn.Module, device: torch.device, b: 
     elapsed = time.perf_counter() - t0
     generated = sum(r.output_tokens for r in results)
     row.update(tok_s=generated / elapsed, seconds=elapsed, tokens=generated)
-    steps = 8
+    steps = min(8, new_tokens)  # the engine is sized for new_tokens: a longer profiled run would be refused
     launches, syncs, on_device = count_launches_and_syncs(
         lambda: engine.generate(prompts, SamplingParams(max_tokens=steps, stop_token_ids=()))
     )
