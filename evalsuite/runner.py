@@ -65,6 +65,14 @@ class RunConfig:
     command: list[str] | None = None
     report: bool = True
 
+    def __post_init__(self) -> None:
+        if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
+            raise RunError(f"--limit must be a whole number >= 1 (or left out for every sample), got {self.limit}")
+        if isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise RunError(f"--batch-size must be a whole number >= 1, got {self.batch_size}")
+        if not 0.0 <= self.max_error_rate <= 1.0:  # NaN fails too
+            raise RunError(f"--max-error-rate must be a share in [0, 1], got {self.max_error_rate}")
+
 
 @dataclass
 class RunOutcome:
@@ -335,15 +343,58 @@ def _progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="sample", disable=quiet, dynamic_ncols=True, leave=True)
 
 
+def stamp_path(out: Path, task: str) -> Path:
+    """``samples/<task>.config.json``: the config hash and seed of the samples in ``samples/<task>.jsonl``,
+    written before the first of them, so that a task cut short before it reached ``results.json``
+    (Ctrl-C, a kill) is resumed only by the same configuration."""
+    return out / "samples" / f"{task}.config.json"
+
+
+def _read_stamp(path: Path) -> dict[str, Any] | None:
+    try:
+        stamp = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        raise RunError(f"{path} is not valid JSON; remove it (and the task's samples) or pass --overwrite") from None
+    if not isinstance(stamp, dict):
+        raise RunError(f"{path}: expected an object with config_hash and seed; remove it or pass --overwrite")
+    return stamp
+
+
+def _check_resumable(out: Path, prior: dict[str, Any] | None, tasks: list[Task], hashes: dict[str, str],
+                     seed: int) -> None:
+    """Refuse (one line) to add samples to a task whose finished ones came from another configuration."""
+    prior_seed = ((prior or {}).get("environment") or {}).get("seed")
+    for t in tasks:
+        old = ((prior or {}).get("tasks") or {}).get(t.name)
+        stamp = _read_stamp(stamp_path(out, t.name)) or {}
+        old_hash = stamp.get("config_hash") or (old.get("config_hash") if old else None)
+        if old_hash is not None and old_hash != hashes[t.name]:
+            raise RunError(
+                f"{out} already holds task {t.name!r} run with a different task/model config "
+                f"(hash {old_hash} != {hashes[t.name]}); use another --out or --overwrite"
+            )
+        old_seed = stamp.get("seed", prior_seed if old else None)
+        if old_seed is not None and old_seed != seed:
+            raise RunError(f"{out} already holds task {t.name!r} run with --seed {old_seed}, not {seed}; "
+                           f"use the same seed, another --out or --overwrite")
+
+
 def run(cfg: RunConfig) -> RunOutcome:
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out} is a file; expected a run folder (new or from an earlier run)")
     res_path = out / "results.json"
     prior: dict[str, Any] | None = None
     if res_path.exists():
         try:
             prior = json.loads(res_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
+        except (OSError, ValueError):
             raise RunError(f"{res_path} is not valid JSON; remove it or pass --overwrite") from None
+        if not isinstance(prior, dict) or not isinstance(prior.get("tasks", {}), dict):
+            raise RunError(f"{res_path} is not a run's results (expected an object with 'tasks'); "
+                           f"remove it or pass --overwrite")
 
     requested = resolve_device(cfg.device)
     dist = init_dist(requested)
@@ -353,19 +404,14 @@ def run(cfg: RunConfig) -> RunOutcome:
     model_desc = backend.describe()
     hashes = {t.name: config_hash(t, model_desc) for t in tasks}
 
-    if prior is not None and not cfg.overwrite:
-        for t in tasks:
-            old = prior.get("tasks", {}).get(t.name)
-            if old and old.get("config_hash") != hashes[t.name]:
-                raise RunError(
-                    f"{out} already holds task {t.name!r} run with a different task/model config "
-                    f"(hash {old.get('config_hash')} != {hashes[t.name]}); use another --out or --overwrite"
-                )
+    if not cfg.overwrite:
+        _check_resumable(out, prior, tasks, hashes, cfg.seed)
     if cfg.overwrite and prior is not None and set(prior.get("tasks", {})) <= {t.name for t in tasks}:
         prior = None  # every task it held runs again: a new run (its own id, creation time and wall time)
     if cfg.overwrite and dist.leader:
         for t in tasks:
             (out / "samples" / f"{t.name}.jsonl").unlink(missing_ok=True)
+            stamp_path(out, t.name).unlink(missing_ok=True)
             for shard in (out / "samples").glob(f"{t.name}.rank*-of-*.jsonl"):
                 shard.unlink()
         if prior is not None:
@@ -409,6 +455,10 @@ def run(cfg: RunConfig) -> RunOutcome:
                 continue
             doc["tasks"][task.name] = entry
             write("running")
+            if entry["n_samples"] == 0 and not isinstance(task, DrivingTask):
+                messages.append(f"task {task.name}: no samples to run (its data, or a --task-arg that selects "
+                                f"from it, left none)")
+                exit_code = 1
             rate = entry["error_rate"]
             if rate > cfg.max_error_rate:
                 messages.append(
@@ -471,6 +521,9 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     if log_path != merged_path:
         done.update({i: r for i, r in read_samples(log_path).items() if i in mine_ids})
     todo = [s for s in mine if s.id not in done]
+    stamp = {"config_hash": chash, "seed": cfg.seed}
+    if todo and _read_stamp(stamp_path(out, task.name)) != stamp:  # before the first sample of this config
+        atomic_write_json(stamp_path(out, task.name), stamp)
     prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else 0.0
     t0 = time.perf_counter()
     bar = _progress(len(mine), task.name if dist.world == 1 else f"{task.name}[{dist.rank}]", cfg.quiet)

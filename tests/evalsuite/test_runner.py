@@ -165,6 +165,83 @@ def test_config_mismatch_refuses_then_overwrite_reruns(toy, tmp_path):
     assert results["tasks"]["toy"]["args"]["max_tokens"] == 4 and len(samples["toy"]) == 4
 
 
+def test_a_task_cut_short_before_results_json_resumes_only_under_its_own_config(toy, tmp_path, monkeypatch):
+    """Ctrl-C or a kill inside a task's first pass leaves samples but no entry in results.json (or no
+    results.json at all): the stamp beside the samples still refuses another model, task config or seed."""
+    import evalsuite.runner as runner_mod
+
+    out = tmp_path / "run"
+    real = runner_mod.process_batch
+    calls = {"n": 0}
+
+    def stop_on_second_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    cfg = dict(tasks=["toy"], out=out, quiet=True, report=False, batch_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(model="mock:letter=A", **cfg))
+    monkeypatch.setattr(runner_mod, "process_batch", real)
+    assert json.loads((out / "results.json").read_text())["tasks"] == {}  # the task never reached it
+    assert len(read_jsonl(out / "samples" / "toy.jsonl")) == 4
+    (out / "results.json").unlink()  # as after a kill before the first write
+    with pytest.raises(RunError, match="'toy' run with a different task/model config"):
+        run(RunConfig(model="mock:letter=B", **cfg))
+    with pytest.raises(RunError, match="'toy' run with a different task/model config"):
+        run(RunConfig(model="mock:letter=A", task_args={"toy": {"max_tokens": "4"}}, **cfg))
+    with pytest.raises(RunError, match="'toy' run with --seed 0, not 3"):
+        run(RunConfig(model="mock:letter=A", seed=3, **cfg))
+    assert len(read_jsonl(out / "samples" / "toy.jsonl")) == 4  # nothing was added by the refused runs
+    done = run(RunConfig(model="mock:letter=A", **cfg))  # the same config resumes
+    assert done.results["tasks"]["toy"]["n_samples"] == 20 and len(read_jsonl(out / "samples" / "toy.jsonl")) == 20
+    with pytest.raises(RunError, match="'toy' run with --seed 0, not 1"):  # finished tasks keep their seed too
+        run(RunConfig(model="mock:letter=A", seed=1, **cfg))
+    run(RunConfig(model="mock:letter=B", overwrite=True, **cfg))
+    assert json.loads((out / "samples" / "toy.config.json").read_text())["config_hash"] == \
+        json.loads((out / "results.json").read_text())["tasks"]["toy"]["config_hash"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("limit", 0, "--limit must be a whole number >= 1"), ("limit", -1, "--limit must be a whole number >= 1"),
+    ("batch_size", 0, "--batch-size must be a whole number >= 1"),
+    ("batch_size", -2, "--batch-size must be a whole number >= 1"),
+    ("max_error_rate", float("nan"), r"--max-error-rate must be a share in \[0, 1\]"),
+    ("max_error_rate", 1.5, r"--max-error-rate must be a share in \[0, 1\]"),
+])
+def test_run_options_out_of_range_are_refused(tmp_path, field, value, message):
+    with pytest.raises(RunError, match=message):
+        RunConfig(model="mock", tasks=["toy"], out=tmp_path / "run", **{field: value})
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_run_folder_is_one_error_line(toy, tmp_path):
+    out = tmp_path / "run"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(RunError, match="is a file; expected a run folder"):
+        run(RunConfig(model="mock", tasks=["toy"], out=tmp_path / "file", quiet=True, report=False))
+    out.mkdir()
+    for text in ("[]", '{"tasks": []}'):
+        (out / "results.json").write_text(text)
+        with pytest.raises(RunError, match="is not a run's results"):
+            run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, report=False))
+    (out / "results.json").unlink()
+    (out / "samples").mkdir()
+    (out / "samples" / "toy.config.json").write_text("{torn")
+    with pytest.raises(RunError, match="toy.config.json is not valid JSON"):
+        run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, report=False))
+
+
+def test_a_task_with_no_samples_fails_the_run(toy, tmp_path):
+    outcome = run(RunConfig(model="mock", tasks=["toy"], out=tmp_path / "run", quiet=True, report=False,
+                            task_args={"toy": {"n": "0"}}))
+    assert outcome.exit_code == 1 and outcome.results["status"] == "failed"
+    assert outcome.messages == ["task toy: no samples to run (its data, or a --task-arg that selects from it, "
+                                "left none)"]
+
+
 def test_a_resumed_run_keeps_its_id_and_a_wholly_overwritten_one_gets_a_new_one(toy, tmp_path):
     out = tmp_path / "run"
     cfg = dict(model="mock", tasks=["toy"], out=out, limit=4, quiet=True, report=False)
