@@ -66,17 +66,27 @@ def check_configs(results_a: dict[str, Any], results_b: dict[str, Any], tasks: I
 
 
 # ---- efficiency ---------------------------------------------------------------------------------
-_LOWER_BETTER = ("ttft", "tpot", "itl", "latency", "e2e", "joules", "rtf", "real_time_factor", "wall_time")
-_HIGHER_BETTER = ("per_s", "per_hour", "throughput", "goodput", "per_gpu", "per_user", "speedup")
+_LOWER_BETTER = ("ttft", "tpot", "itl", "latency", "e2e", "joules", "rtf", "real_time_factor", "wall_time",
+                 "time_to", "time_per_", "duration")
+_RATE = ("per_s", "per_hour", "per_min", "throughput", "goodput", "speedup", "per_joule")  # per_s: per_second too
+_HIGHER_BETTER = ("per_gpu", "per_user")
 
 
 BETTER = {1: "higher", -1: "lower", 0: "?"}
 
 
 def efficiency_direction(key: str) -> int:
-    """+1 when a larger figure is better (throughput), -1 when smaller is (latency, energy), 0 unknown."""
+    """+1 when a larger figure is better (throughput), -1 when smaller is (latency, energy), 0 unknown.
+
+    A rate wins over the latency word that qualifies it: ``single_stream_tokens_per_s_by_tpot`` and
+    ``chunks_per_s_per_user_by_itl`` are speeds (higher is better), ``ttft_ms.p99`` a latency.
+    Energy per unit of work (``joules_per_output_token``) is lower-is-better."""
     k = key.lower()
-    if any(w in k for w in _LOWER_BETTER) or k.endswith(("_ms", "_s")) and "per_s" not in k:
+    if "joules_per" in k:
+        return -1
+    if any(w in k for w in _RATE):
+        return 1
+    if any(w in k for w in _LOWER_BETTER) or k.endswith(("_ms", "_s", "_ns", "_seconds")):
         return -1
     if any(w in k for w in _HIGHER_BETTER):
         return 1

@@ -23,7 +23,7 @@ baseline scored and the candidate errored on counts as wrong for the candidate.
 
 Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
 the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
-``--max-slowdown`` percent slower. Skipped when the runs were on different hardware (device, CPU
+``--max-slowdown`` percent slower, or reports 0 or nothing for a figure the baseline has. Skipped when the runs were on different hardware (device, CPU
 model, GPU model and count), and the verdict says so ("PASS (accuracy only: throughput not gated,
 different hardware)"): a CI job on other hardware gates throughput against a baseline run made in
 the same job.
@@ -34,6 +34,11 @@ in ``<name>/samples/<task>.jsonl``, or a run folder ``<name>/results.json`` + ``
 From a folder, ``--baseline-name`` picks one; otherwise the one whose model name, then precision,
 matches the candidate's. ``--save-baseline NAME`` writes the candidate into that layout.
 
+The gate as a whole also FAILs when the candidate run is not ``complete`` (interrupted, or failed
+its ``--max-error-rate``), when a task's candidate has none of the samples the baseline scored, and
+when nothing at all was compared (no sample scored in both runs, no efficiency figure): a gate that
+checked nothing must not pass.
+
 Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a usage error.
 """
 
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,6 +186,9 @@ def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjuste
     ``p_worse_adjusted``: the task's one-sided p-value after adjustment across tasks (``gate_tasks``);
     the task's own p-value when None (a gate of one task).
     """
+    if p.n == 0 and p.n_only_a:
+        return TaskVerdict(task, FAIL, reason=f"the candidate has none of the {p.n_only_a} samples the baseline "
+                                              f"scored (its samples file is missing, or it ran other samples)")
     if p.n == 0:
         return TaskVerdict(task, SKIPPED, reason="no sample scored in both runs")
     (lo, hi), method = paired_interval(p, level=1.0 - 2.0 * alpha, n_boot=n_boot, seed=seed)
@@ -220,8 +229,8 @@ class EfficiencyVerdict:
     task: str
     key: str
     baseline: float
-    candidate: float
-    speed_ratio: float  # > 1: candidate faster
+    candidate: float | None  # None: the candidate does not report the figure
+    speed_ratio: float  # > 1: candidate faster; 0 when the candidate reports 0 throughput or nothing
     verdict: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -250,13 +259,28 @@ def verdict_text(verdict: str, efficiency_skipped: str | None) -> str:
 
 def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[str, Any] | None,
                      max_slowdown: float) -> list[EfficiencyVerdict]:
-    """Speed ratios of the figures both runs have with a known direction; FAIL beyond ``max_slowdown``."""
+    """Speed ratios of the baseline's figures with a known direction; FAIL beyond ``max_slowdown``.
+
+    A figure the baseline reports (> 0) that the candidate reports as 0 (a throughput: nothing met
+    the SLO) or not at all (null, absent) is a FAIL, not a figure left out: a candidate that can no
+    longer reach the latency target must not pass the gate because its figure went missing."""
+    from evalsuite.compare import efficiency_direction, numeric_figures
+
     out = []
-    for key, e in efficiency_ratios(eff_base, eff_cand).items():
-        if e["direction"] == 0 or not e["a"] or not e["b"] or e["a"] < 0 or e["b"] < 0:
+    ratios = efficiency_ratios(eff_base, eff_cand)
+    cand = numeric_figures(eff_cand)
+    for key, a in numeric_figures(eff_base).items():
+        direction = efficiency_direction(key)
+        if direction == 0 or a <= 0:
             continue
-        speed = e["b"] / e["a"] if e["direction"] > 0 else e["a"] / e["b"]
-        out.append(EfficiencyVerdict(task, key, e["a"], e["b"], speed, FAIL if 1.0 - speed > max_slowdown else PASS))
+        if key not in cand:
+            out.append(EfficiencyVerdict(task, key, a, None, 0.0, FAIL))
+            continue
+        b = ratios[key]["b"]
+        if b < 0 or (b == 0 and direction < 0):
+            continue  # a negative figure, or a latency of 0: not a measurement to gate
+        speed = b / a if direction > 0 else a / b
+        out.append(EfficiencyVerdict(task, key, a, b, speed, FAIL if 1.0 - speed > max_slowdown else PASS))
     return out
 
 
@@ -276,10 +300,12 @@ class GateResult:
     baseline_status: str = "complete"
     candidate_status: str = "complete"
     efficiency_skipped: str | None = None  # why efficiency was not gated (None: it was)
+    fail_reasons: list[str] = field(default_factory=list)  # failures of the gate as a whole (also in notes)
 
     @property
     def failed(self) -> bool:
-        return any(t.verdict == FAIL for t in self.tasks) or any(e.verdict == FAIL for e in self.efficiency)
+        return (bool(self.fail_reasons) or any(t.verdict == FAIL for t in self.tasks)
+                or any(e.verdict == FAIL for e in self.efficiency))
 
     @property
     def verdict(self) -> str:
@@ -309,8 +335,11 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     """Gate a loaded candidate run against a loaded baseline run (``load_run`` outputs)."""
     if not 0.0 < alpha < 0.5:
         raise GateError(f"--alpha must be in (0, 0.5), got {alpha}")
-    if margin_points < 0:
-        raise GateError(f"--margin must be >= 0 points, got {margin_points}")
+    if not (margin_points >= 0 and math.isfinite(margin_points)):  # NaN fails both
+        raise GateError(f"--margin must be a finite number of points >= 0, got {margin_points}")
+    if max_slowdown_pct is not None and not (0 <= max_slowdown_pct < math.inf):
+        raise GateError(f"--max-slowdown must be a finite percentage (negative: do not gate efficiency), "
+                        f"got {max_slowdown_pct}")
     (rb, sb), (rc, sc) = baseline, candidate
     names = select_tasks(rb, rc, tasks, what="baseline and candidate")
     diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
@@ -346,10 +375,18 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         if r.get("status") != "complete":
             why = "; ".join(r.get("status_reasons") or [])
             notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
+    fail_reasons = []
+    if rc.get("status") != "complete":
+        fail_reasons.append(f"the candidate run is {rc.get('status')}, not complete: the gate passes only a "
+                            f"finished run (resume it, or fix what failed)")
+    if not any(t.verdict != SKIPPED for t in verdicts) and not eff:
+        fail_reasons.append("nothing was gated: no task has a sample scored in both runs and no efficiency "
+                            "figure was compared (does each run folder hold its samples/?)")
+    notes[:0] = [f"gate failed: {r}" for r in fail_reasons]
     return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
                       (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes,
                       baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")),
-                      efficiency_skipped=skipped)
+                      efficiency_skipped=skipped, fail_reasons=fail_reasons)
 
 
 # ---- text and markdown, from the gate.json document ----------------------------------------------
@@ -369,8 +406,8 @@ def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
 def efficiency_rows(doc: dict[str, Any]) -> list[list[str]]:
     rows = [["task", "figure", "baseline", "candidate", "speed", "verdict"]]
     for e in doc["efficiency"]:
-        rows.append([e["task"], e["key"], f"{e['baseline']:.4g}", f"{e['candidate']:.4g}", f"{e['speed_ratio']:.3f}x",
-                     e["verdict"]])
+        cand = "missing" if e["candidate"] is None else f"{e['candidate']:.4g}"
+        rows.append([e["task"], e["key"], f"{e['baseline']:.4g}", cand, f"{e['speed_ratio']:.3f}x", e["verdict"]])
     return rows
 
 
@@ -405,7 +442,8 @@ def markdown(doc: dict[str, Any]) -> str:
         head += f" (accuracy only; efficiency not gated: {_md_cell(doc['efficiency_skipped'])})"
     lines = [head, "", who("baseline"), who("candidate"),
              f"- non-inferiority margin {doc['margin_points']:.1f} points, one-sided alpha {doc['alpha']}; "
-             f"max slowdown {doc['max_slowdown_pct']:.0f}%", "", "## Accuracy", "", table(summary_rows(doc))]
+             + (f"max slowdown {doc['max_slowdown_pct']:.0f}%" if doc["efficiency_skipped"] is None
+                else "efficiency not gated"), "", "## Accuracy", "", table(summary_rows(doc))]
     if doc["efficiency"]:
         lines += ["", "## Efficiency", "", table(efficiency_rows(doc))]
     if doc["notes"]:
@@ -440,6 +478,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.n_boot < 100:
         raise GateError(f"--n-boot must be at least 100, got {args.n_boot}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise GateError(f"--out {args.out} is a file; expected a folder for gate.json, gate.md and gate.html")
+    if math.isnan(args.max_slowdown):
+        raise GateError("--max-slowdown must be a finite percentage (negative: do not gate efficiency), got nan")
     candidate = load_run(args.candidate)
     baseline, label = load_baseline(args.baseline, candidate[0], args.baseline_name)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None

@@ -131,6 +131,43 @@ def test_efficiency_directions_and_slowdown():
     assert v["samples_per_s"].speed_ratio == pytest.approx(2.0)
 
 
+def test_a_rate_qualified_by_a_latency_word_is_higher_is_better():
+    # tokens/s of one stream derived from TPOT: a faster candidate has a larger figure and must pass
+    base = {"single_stream_tokens_per_s_by_tpot": 100.0, "tokens_per_s_per_user_by_tpot": 50.0,
+            "chunks_per_s_per_user_by_itl": 20.0, "tpot_ms": {"mean": 10.0}, "joules_per_output_token": 2.0}
+    cand = {"single_stream_tokens_per_s_by_tpot": 150.0, "tokens_per_s_per_user_by_tpot": 75.0,
+            "chunks_per_s_per_user_by_itl": 30.0, "tpot_ms": {"mean": 20 / 3}, "joules_per_output_token": 1.0}
+    v = {e.key: e for e in check_efficiency("t", base, cand, 0.20)}
+    assert {k: round(e.speed_ratio, 6) for k, e in v.items()} == {
+        "single_stream_tokens_per_s_by_tpot": 1.5, "tokens_per_s_per_user_by_tpot": 1.5,
+        "chunks_per_s_per_user_by_itl": 1.5, "tpot_ms.mean": 1.5, "joules_per_output_token": 2.0}
+    assert all(e.verdict == PASS for e in v.values())
+
+
+def test_a_figure_the_candidate_lost_fails():
+    # nothing met the SLO in the candidate: its at-SLO figures are 0 or null, and max goodput is absent
+    base = {"output_tokens_per_s_at_slo": 900.0, "requests_per_s_at_slo": 4.0, "max_goodput_requests_per_s": 22.8,
+            "ttft_ms": {"p99": 80.0}, "zero_in_base_per_s": 0.0}
+    cand = {"output_tokens_per_s_at_slo": 0.0, "requests_per_s_at_slo": None, "ttft_ms": {"p99": 80.0},
+            "zero_in_base_per_s": 5.0}
+    v = {e.key: e for e in check_efficiency("t", base, cand, 0.20)}
+    assert set(v) == {"output_tokens_per_s_at_slo", "requests_per_s_at_slo", "max_goodput_requests_per_s", "ttft_ms.p99"}
+    assert [(v[k].candidate, v[k].speed_ratio, v[k].verdict) for k in sorted(v)] == [
+        (None, 0.0, FAIL), (0.0, 0.0, FAIL), (None, 0.0, FAIL), (80.0, 1.0, PASS)]
+
+
+def test_a_lost_figure_shows_as_missing_in_every_report(big, tmp_path, capsys):
+    rows, _ = big
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency={"docqa": {"max_goodput_requests_per_s": 22.8}})
+    cand = write_run(tmp_path / "c", {"docqa": rows}, efficiency={"docqa": {"max_goodput_requests_per_s": None}})
+    out = tmp_path / "g"
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out)) == 1
+    assert "max_goodput_requests_per_s  22.8      missing    0.000x  FAIL" in capsys.readouterr().out
+    assert load_doc(out, "gate")["efficiency"][0]["candidate"] is None
+    assert "| docqa | max_goodput_requests_per_s | 22.8 | missing | 0.000x | FAIL |" in (out / "gate.md").read_text()
+    assert '<td class="num">missing</td>' in (out / "gate.html").read_text()
+
+
 def test_throughput_regression_fails_and_other_hardware_is_not_gated(big, tmp_path):
     rows, base_dir = big
     eff_b = {"docqa": {"per_gpu_throughput_at_slo": 1000.0}}
@@ -236,13 +273,40 @@ def test_markdown_escapes_table_breakers(big, tmp_path):
     assert "a\\|b&lt;script&gt;" in md and "<script>" not in md
 
 
-def test_nothing_comparable_is_inconclusive_not_pass(tmp_path):
+def test_nothing_comparable_fails_the_gate(tmp_path, capsys):
     rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
     for r in rows:
         r.score, r.error = None, "MediaError: corrupt"
     base = write_run(tmp_path / "base", {"docqa": rows})
     g = run_gate(load_run(base), load_run(base), n_boot=200)
-    assert g.tasks[0].verdict == "SKIPPED" and g.verdict == INCONCLUSIVE and not g.failed
+    assert g.tasks[0].verdict == "SKIPPED" and g.verdict == FAIL and g.failed
+    assert g.notes[0].startswith("gate failed: nothing was gated: no task has a sample scored in both runs")
+    assert gate("--baseline", str(base), "--candidate", str(base)) == 1
+    assert "note: gate failed: nothing was gated" in capsys.readouterr().out
+
+
+def test_a_candidate_without_the_baselines_samples_fails(big, tmp_path, capsys):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows})
+    shutil.rmtree(cand / "samples")  # results.json alone: the samples were not copied
+    assert gate("--baseline", str(base), "--candidate", str(cand)) == 1
+    out = capsys.readouterr().out
+    assert "the candidate has none of the 400 samples the baseline scored" in out
+    g = run_gate(load_run(base), load_run(cand), n_boot=200)
+    assert g.tasks[0].verdict == FAIL and g.tasks[0].n == 0
+
+
+@pytest.mark.parametrize("status", ["interrupted", "failed"])
+def test_an_unfinished_candidate_fails_even_when_its_samples_pass(big, tmp_path, status):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows}, status=status, status_reasons=["stopped"])
+    g = run_gate(load_run(base), load_run(cand), n_boot=200)
+    assert g.tasks[0].verdict == PASS and g.verdict == FAIL
+    assert g.notes[0] == (f"gate failed: the candidate run is {status}, not complete: the gate passes only a "
+                          f"finished run (resume it, or fix what failed)")
+    # an unfinished baseline is noted, not failed
+    g = run_gate(load_run(cand), load_run(base), n_boot=200)
+    assert g.verdict == PASS and g.notes == [f"the baseline run is {status}: stopped"]
 
 
 # ---- the FAIL rule by simulation ------------------------------------------------------------------
@@ -355,7 +419,28 @@ def test_gate_shows_run_statuses(big, tmp_path, capsys):
     gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out))
     text = capsys.readouterr().out
     assert "note: the candidate run is failed: task docqa: 30/400 samples errored" in text
+    assert "gate: FAIL" in text
     doc = load_doc(out, "gate")
     assert doc["candidate"]["status"] == "failed" and doc["baseline"]["status"] == "complete"
     assert "), run failed" in (out / "gate.md").read_text()
     assert '<td class="bad">failed</td>' in (out / "gate.html").read_text()
+
+
+@pytest.mark.parametrize("opt,value,message", [
+    ("--margin", "nan", "--margin must be a finite number of points >= 0, got nan"),
+    ("--margin", "inf", "--margin must be a finite number of points >= 0, got inf"),
+    ("--max-slowdown", "inf", "--max-slowdown must be a finite percentage (negative: do not gate efficiency), got inf"),
+    ("--max-slowdown", "nan", "--max-slowdown must be a finite percentage (negative: do not gate efficiency), got nan"),
+])
+def test_options_out_of_range_are_one_line_errors(big, tmp_path, capsys, opt, value, message):
+    _, base = big
+    assert gate("--baseline", str(base), "--candidate", str(base), opt, value) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_an_out_that_is_a_file_is_refused(big, tmp_path, capsys):
+    _, base = big
+    (tmp_path / "f").write_text("x")
+    assert gate("--baseline", str(base), "--candidate", str(base), "--out", str(tmp_path / "f")) == 2
+    assert "--out " + str(tmp_path / "f") + " is a file" in capsys.readouterr().err
