@@ -113,7 +113,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from evalsuite.reports.run_report import render_run_report
 
-    path = render_run_report(Path(args.run), max_samples=args.max_samples)
+    run = Path(args.run)
+    if run.is_file() and run.name == "results.json":
+        run = run.parent  # the run folder was meant
+    elif run.exists() and not run.is_dir():
+        raise UsageError(f"report: {run} is a file; expected a run folder (with results.json and samples/)")
+    path = render_run_report(run, max_samples=args.max_samples)
     print(f"report: {path}")
     return 0
 
@@ -188,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser(argv)
     args = parser.parse_args(argv)
+    out = getattr(args, "out", None)
+    if out and Path(out).exists() and not Path(out).is_dir():
+        print(f"error: --out {out} is a file; expected a folder to write into", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except (UsageError, UnknownNameError, BackendConfigError, TaskArgError, DataLayoutError, RunError, RunFormatError) as e:

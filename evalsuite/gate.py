@@ -478,8 +478,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.n_boot < 100:
         raise GateError(f"--n-boot must be at least 100, got {args.n_boot}")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise GateError(f"--out {args.out} is a file; expected a folder for gate.json, gate.md and gate.html")
     if math.isnan(args.max_slowdown):
         raise GateError("--max-slowdown must be a finite percentage (negative: do not gate efficiency), got nan")
     candidate = load_run(args.candidate)

@@ -87,6 +87,10 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 # ---- sample logs --------------------------------------------------------------------------------
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Read whole lines; a torn final line (a write cut short) is skipped."""
+    return [row for _, row in _numbered_jsonl(path)]
+
+
+def _numbered_jsonl(path: str | os.PathLike[str]) -> list[tuple[int, Any]]:
     path = Path(path)
     if not path.exists():
         return []
@@ -98,8 +102,8 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append((i + 1, json.loads(line)))
+        except ValueError:  # not JSON, or not UTF-8
             if i == len(lines) - 1:  # torn tail: the run was killed mid-write
                 break
             raise RunFormatError(f"{path}:{i + 1}: not a JSON line (expected one sample result per line)") from None
@@ -121,11 +125,40 @@ def repair_jsonl(path: str | os.PathLike[str]) -> None:
         os.fsync(f.fileno())
 
 
+_SAMPLE_FIELDS: dict[str, tuple[type, ...]] = {  # a sample result's fields and the JSON types they may hold
+    "id": (str, int), "task": (str,), "prediction": (str, type(None)), "score": (int, float, type(None)),
+    "scores": (dict,), "metadata": (dict,), "error": (str, type(None)), "usage": (dict,), "media": (list,),
+    "prompt": (str,), "choices": (list, type(None)),
+}
+_JSON_NAMES = {str: "a string", int: "a number", float: "a number", dict: "an object", list: "a list", type(None): "null"}
+_SAMPLE_REQUIRED = ("id", "task", "target", "prediction", "score")
+
+
+def sample_from_row(row: Any, where: str) -> SampleResult:
+    """A sample result from one parsed JSON line; RunFormatError naming ``where`` (file:line) and the
+    field when the line is JSON but not a sample result (a list, a missing id, a score of "high")."""
+    if not isinstance(row, dict):
+        raise RunFormatError(f"{where}: expected a sample result object, got {type(row).__name__}")
+    missing = [k for k in _SAMPLE_REQUIRED if k not in row]
+    if missing:
+        raise RunFormatError(f"{where}: sample result lacks {', '.join(missing)}")
+    for k, types in _SAMPLE_FIELDS.items():
+        v = row.get(k)
+        if k in row and (not isinstance(v, types) or isinstance(v, bool)):
+            want = " or ".join(dict.fromkeys(_JSON_NAMES[t] for t in types))
+            raise RunFormatError(f"{where}: field {k!r} should be {want}, got {json.dumps(v)[:40]}")
+    if isinstance(row["score"], float) and not math.isfinite(row["score"]):
+        raise RunFormatError(f"{where}: field 'score' should be a finite number or null, got {row['score']}")
+    r = SampleResult.from_dict(row)
+    r.id = str(r.id)
+    return r
+
+
 def read_samples(path: str | os.PathLike[str]) -> dict[str, SampleResult]:
     """Sample results by id; a later line for the same id replaces an earlier one."""
     out: dict[str, SampleResult] = {}
-    for row in read_jsonl(path):
-        r = SampleResult.from_dict(row)
+    for lineno, row in _numbered_jsonl(path):
+        r = sample_from_row(row, f"{path}:{lineno}")
         out[r.id] = r
     return out
 

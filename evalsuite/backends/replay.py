@@ -46,7 +46,13 @@ class ReplayBackend(Backend):
         task_line: dict[tuple[str, str], int] = {}
         id_line: dict[str, int] = {}  # lines without a task
         tasks_of_id: dict[str, tuple[str, int]] = {}  # id -> (task, line) of its first line with a task
-        for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_no = raw[: e.start].count(b"\n") + 1
+            raise ReplayFileError(f"{path}:{line_no}: not UTF-8 text (expected JSON lines with 'id' and "
+                                  f"'prediction')") from None
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:

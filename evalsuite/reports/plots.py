@@ -10,6 +10,9 @@ from typing import Any, Sequence
 import matplotlib
 
 matplotlib.use("Agg")
+# labels are model, task and run names as users wrote them: "$5 model" or "a_$b$" is text, not mathtext
+# (which would misrender it or raise ValueError and lose the whole page)
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 
 

@@ -72,3 +72,23 @@ def test_list_shows_tasks_models_and_groups(toy, tmp_path):
 def test_parse_task_args():
     assert parse_task_args(["docqa.n=5", "docqa.split=train", "gui.coords=norm1"]) == {
         "docqa": {"n": "5", "split": "train"}, "gui": {"coords": "norm1"}}
+
+
+def test_out_that_is_a_file_and_report_of_results_json(toy, tmp_path):
+    from evalsuite.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--model", "mock", "--tasks", "docqa", "--limit", "2", "--out", str(out), "--quiet"]) == 0
+    (out / "report.html").unlink()
+    assert main(["report", str(out / "results.json")]) == 0  # the file names its run folder
+    assert (out / "report.html").exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for argv in (["compare", str(out), str(out)], ["leaderboard", str(out)], ["gate", "--baseline", str(out),
+                                                                              "--candidate", str(out)]):
+        p = _run([*argv, "--out", str(afile)], tmp_path, toy)
+        assert p.returncode == 2, argv
+        assert p.stderr.strip() == f"error: --out {afile} is a file; expected a folder to write into"
+    p = _run(["report", str(afile)], tmp_path, toy)
+    assert p.returncode == 2 and p.stderr.strip() == f"error: report: {afile} is a file; expected a run folder " \
+                                                     f"(with results.json and samples/)"

@@ -86,3 +86,10 @@ def test_cli_refuses_a_two_task_file_without_task_fields_in_one_line(toy, tmp_pa
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == [p.stderr.strip()]
     assert f"{path}:2: sample id 'toy-000' is also given on {path}:1" in p.stderr
+
+
+def test_a_file_that_is_not_utf8_names_its_line(tmp_path):
+    path = tmp_path / "preds.jsonl"
+    path.write_bytes(b'{"id": "a", "prediction": "x"}\n{"id": "b", "prediction": "caf\xe9"}\n')  # latin-1
+    with pytest.raises(ReplayFileError, match=rf"^{path}:2: not UTF-8 text \(expected JSON lines with 'id' and"):
+        ReplayBackend(str(path))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.results import load_run, read_jsonl, validate
+from evalsuite.results import RunFormatError, load_run, read_jsonl, validate
 from evalsuite.runner import RunConfig, RunError, run
 from evalsuite.stats import wilson_ci
 
@@ -232,6 +232,40 @@ def test_a_damaged_run_folder_is_one_error_line(toy, tmp_path):
     (out / "samples" / "toy.config.json").write_text("{torn")
     with pytest.raises(RunError, match="toy.config.json is not valid JSON"):
         run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, report=False))
+
+
+@pytest.mark.parametrize("line,message", [
+    ("[1, 2]", "samples/toy.jsonl:3: expected a sample result object, got list"),
+    ('{"id": "x"}', "samples/toy.jsonl:3: sample result lacks task, target, prediction, score"),
+    ('{"id": "x", "task": "toy", "target": 1, "prediction": "a", "score": "high"}',
+     "samples/toy.jsonl:3: field 'score' should be a number or null, got \"high\""),
+    ('{"id": "x", "task": "toy", "target": 1, "prediction": "a", "score": NaN}',
+     "samples/toy.jsonl:3: field 'score' should be a finite number or null, got nan"),
+    ('{"id": "x", "task": "toy", "target": 1, "prediction": "a", "score": 1, "metadata": []}',
+     "samples/toy.jsonl:3: field 'metadata' should be an object, got []"),
+])
+def test_a_sample_line_that_is_json_but_not_a_sample_is_one_error_line(toy, tmp_path, line, message):
+    out = tmp_path / "run"
+    cfg = dict(model="mock", tasks=["toy"], out=out, limit=4, quiet=True, report=False)
+    run(RunConfig(**cfg))
+    log = out / "samples" / "toy.jsonl"
+    rows = log.read_text().splitlines()
+    log.write_text("\n".join(rows[:2] + [line] + rows[2:]) + "\n")
+    with pytest.raises(RunFormatError) as e:
+        run(RunConfig(**cfg))
+    assert str(e.value) == f"{out}/{message}"
+    with pytest.raises(RunFormatError, match="toy.jsonl:3: "):
+        load_run(out)  # what compare, the gate, the report and the leaderboard read
+
+
+def test_sample_results_round_trip_through_their_line():
+    from evalsuite.results import dumps, sample_from_row
+    from evalsuite.types import SampleResult
+
+    r = SampleResult(id="a", task="t", target=["x", 2], prediction=None, score=None, error="MediaError: x",
+                     usage={"ttft_s": 0.1}, media=[{"kind": "image"}], choices=["a", "b"])
+    assert sample_from_row(json.loads(dumps(r.to_dict())), "f:1") == r
+    assert sample_from_row({"id": 7, "task": "t", "target": None, "prediction": "p", "score": 1}, "f:1").id == "7"
 
 
 def test_a_task_with_no_samples_fails_the_run(toy, tmp_path):

@@ -185,3 +185,16 @@ def test_failed_runs_stay_out_of_the_plots(tmp_path):
     assert len(figs) == 1 and note == "not plotted: broken (failed)"
     index = build_leaderboard([e.path for e in entries], tmp_path / "site").read_text()
     assert '<p class="muted" id="pareto-note">not plotted: broken (failed)</p>' in index
+
+
+def test_dollar_signs_in_model_names_are_text_in_the_plots(tmp_path):
+    # matplotlib would parse "$...$" as mathtext: an unbalanced or unknown command raised ValueError
+    # and lost the whole leaderboard
+    doc = binary_samples("docqa", 60, n_clusters=6, accuracy=0.7, seed=1)
+    root = tmp_path / "runs"
+    for i, name in enumerate(["$5 model", r"a_$\frac{$b", "plain"]):
+        write_run(root / f"r{i}", {"docqa": doc}, name=name, precision="bf16" if i == 2 else "nvfp4",
+                  efficiency={"docqa": {"single_stream_tokens_per_s": 50.0 + i}})
+    assert cli_main(["leaderboard", str(root), "--out", str(tmp_path / "site")]) == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert "$5 model" in index and index.count("data:image/png;base64,") >= 1
