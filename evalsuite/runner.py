@@ -256,13 +256,19 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
     metrics = task.aggregate(results)
     ci: dict[str, Any] = {}
     if scored and isinstance(metrics.get(primary), (int, float)) and not math.isnan(float(metrics[primary])):
+        value = float(metrics[primary])
         clusters = [str(r.metadata.get("cluster", r.id)) for r in scored]
         values = [float(r.score) for r in scored]  # type: ignore[arg-type]
-        if math.isclose(float(metrics[primary]), sum(values) / len(values), rel_tol=1e-9, abs_tol=1e-12):
+        # over every sample, an errored one as 0 (OCRBench: a sample without a prediction is not right)
+        values_all = [float(r.score) if r.error is None and r.score is not None else 0.0 for r in results]
+        clusters_all = [str(r.metadata.get("cluster", r.id)) for r in results]
+        if math.isclose(value, sum(values) / len(values), rel_tol=1e-9, abs_tol=1e-12):
             ci[primary] = mean_ci(values, clusters, n_boot=1000)  # a mean of scores: Wilson-hulled at the bounds
-        else:
+        elif math.isclose(value, sum(values_all) / len(values_all), rel_tol=1e-9, abs_tol=1e-12):
+            ci[primary] = mean_ci(values_all, clusters_all, n_boot=1000)
+        else:  # any other statistic: resample the samples it is computed from (errored ones too)
             stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
-            ci[primary] = bootstrap_stat_ci(scored, stat, clusters, n_boot=1000)
+            ci[primary] = bootstrap_stat_ci(results, stat, clusters_all, n_boot=1000)
     else:
         ci[primary] = None
     breakdown: dict[str, dict[str, Any]] = {}

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalsuite.registry import TASKS
-from evalsuite.task import DataLayoutError, Task
+from evalsuite.task import DataLayoutError, Task, TaskArgError
 from evalsuite.types import ContentPart, Sample, SampleResult, user
 from evalsuite.tasks.official import _hf
 from evalsuite.tasks.official._common import VIDEO_ARGS, bad_sample, is_blank, ok, unique_ids
 from evalsuite.tasks.scoring import videomme_extract
 
 EXPECTED = "videomme/test-*.parquet and data/<videoID>.mp4 (optional subtitle/<videoID>.srt)"
+DURATIONS = ("short", "medium", "long")  # the snapshot's duration column (Video-MME's three lengths)
 HF_REPO, HF_SPLIT = "lmms-lab/Video-MME", "test"
 HF_COLUMNS = ("videoID", "question_id", "question", "options", "answer")
 INSTRUCTION = ("Select the best answer to the following multiple-choice question based on the video. "
@@ -51,6 +52,10 @@ class VideoMME(Task):
     max_tokens = 16
 
     def samples(self) -> Iterator[Sample]:
+        keep = {d.strip() for d in str(self.args["duration"]).split(",") if d.strip()}
+        if keep - set(DURATIONS):  # a typo would select nothing and pass for an empty benchmark
+            raise TaskArgError(f"task argument videomme.duration must be a comma-separated subset of "
+                               f"{', '.join(DURATIONS)}, got {self.args['duration']!r}")
         root = _hf.locate(self.name, self.args, EXPECTED, HF_REPO)
         shards = _hf.split_shards(root, HF_SPLIT)
         if not shards:
@@ -58,7 +63,6 @@ class VideoMME(Task):
         _hf.check_columns(self.name, shards, HF_COLUMNS, HF_REPO)
         rows = list(_hf.read_rows(self.name, shards, HF_SPLIT))  # text only: the videos are files
         media = self._media_dirs(root)
-        keep = {d.strip() for d in str(self.args["duration"]).split(",") if d.strip()}
         rows = [r for r in rows if not keep or r.get("duration") in keep]
         ids = unique_ids([str(r.get("question_id")) if not is_blank(r.get("question_id")) else f"row:{i}"
                           for i, r in enumerate(rows)])

@@ -81,6 +81,17 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     assert entry["metrics"]["accuracy"] == pytest.approx(3 / 7)
     assert entry["n_errors"] == 2 and entry["n_samples"] == 7
     assert entry["breakdown"]["category"]["Doc-oriented VQA"]["score_official"] == 1
+    # the interval is that of the reported accuracy (errored samples as not right), so it holds it
+    from evalsuite.stats import mean_ci
+
+    from evalsuite.results import read_samples
+
+    rows = list(read_samples(tmp_path / "ocrbench-run-0" / "samples" / "ocrbench.jsonl").values())
+    outcomes = [0.0 if r.error else r.score for r in rows]
+    assert sum(outcomes) == 3 and len(outcomes) == 7
+    expected = mean_ci(outcomes, [str(r.metadata.get("cluster", r.id)) for r in rows], n_boot=1000)
+    assert entry["ci95"]["accuracy"] == pytest.approx(list(expected))  # was over the 5 scored samples only
+    assert entry["ci95"]["accuracy"][0] <= 3 / 7 <= entry["ci95"]["accuracy"][1]
 
 
 # ---- the Hugging Face snapshot (echo840/OCRBench) ---------------------------------------------------

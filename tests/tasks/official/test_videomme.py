@@ -78,6 +78,16 @@ def test_subtitles_and_duration_filter(tmp_path: Path, media) -> None:
     assert samples[0].messages[0].text.startswith("This video's subtitles are listed below:\nHello there\nThree apples\n")
 
 
+def test_an_unknown_duration_is_refused_not_an_empty_benchmark(tmp_path: Path, media) -> None:
+    from evalsuite.task import TaskArgError
+
+    root = make_dataset(tmp_path / "vmme", media)
+    assert len(list(VideoMME(data_dir=str(root), duration="short, long").samples())) > 3
+    with pytest.raises(TaskArgError, match=r"^task argument videomme.duration must be a comma-separated subset of "
+                                           r"short, medium, long, got 'shrot'$"):
+        list(VideoMME(data_dir=str(root), duration="shrot").samples())
+
+
 def test_wrong_layout(tmp_path: Path) -> None:
     (tmp_path / "v" / "data").mkdir(parents=True)
     with pytest.raises(DataLayoutError, match=r"videomme/test-\*\.parquet"):
