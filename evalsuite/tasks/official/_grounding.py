@@ -16,6 +16,7 @@ decision per split, as for a release file, so a pixel box near the origin is nev
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -45,6 +46,23 @@ def image_size(path: Path) -> tuple[int, int]:
 
     with Image.open(path) as im:
         return im.size
+
+
+def number_list(value: Any, n: int, what: str) -> list[float]:
+    """A release record's list of ``n`` finite numbers (numbers or numeric strings); ValueError (one
+    line) for anything else. A string is refused whole: iterating "1920x1080" or "1234" would read
+    its characters as numbers and score every click against the wrong box."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValueError(f"{what} must be a list of {n} numbers, got {value!r:.60}")
+    if len(value) != n:
+        raise ValueError(f"{what} has {len(value)} numbers, expected {n}")
+    try:
+        out = [float(v) for v in value if not isinstance(v, bool)]
+    except (TypeError, ValueError):
+        out = []
+    if len(out) != n or not all(math.isfinite(v) for v in out):
+        raise ValueError(f"{what} must be a list of {n} numbers, got {value!r:.60}")
+    return out
 
 
 def parse_box(value: Any) -> list[float]:

@@ -72,6 +72,9 @@ class MMAU(Task):
     def _sample(self, sid: str, rec: Any, root: Path) -> Sample:
         try:
             question, answer, audio = str(rec["question"]), str(rec["answer"]), str(rec["audio_id"])
+            if not isinstance(rec["choices"], list) or not rec["choices"]:  # "ab" would be two options a and b
+                return bad_sample(sid, f"malformed MMAU record: choices must be a non-empty list of option texts, "
+                                       f"got {rec['choices']!r:.80}")
             choices = [str(c) for c in rec["choices"]]
         except (KeyError, TypeError) as e:
             return bad_sample(sid, "malformed MMAU record (expected question, choices, answer, audio_id; the test "

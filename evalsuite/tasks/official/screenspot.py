@@ -38,8 +38,8 @@ from evalsuite.types import Sample, SampleResult
 from evalsuite.tasks.official import _hf
 from evalsuite.tasks.official._common import bad_sample, ok, read_json
 from evalsuite.tasks.official._grounding import (
-    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size, parse_box,
-    pixel_box, snapshot_boxes_normalized,
+    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size, number_list,
+    parse_box, pixel_box, snapshot_boxes_normalized,
 )
 
 PLATFORMS = ("mobile", "desktop", "web")
@@ -121,7 +121,7 @@ class ScreenSpot(Task):
     def _sample(self, sid: str, rec: Any, platform: str, dirs: list[Path], normalized: bool) -> Sample:
         try:
             name, instruction, ui = str(rec["img_filename"]), str(rec["instruction"]), str(rec["data_type"])
-            x, y, w, h = (float(v) for v in rec["bbox"])
+            x, y, w, h = number_list(rec["bbox"], 4, "bbox")
         except (KeyError, TypeError, ValueError) as e:
             return bad_sample(sid, "malformed ScreenSpot record (expected img_filename, instruction, data_type and "
                                    f"bbox [x, y, w, h]): {type(e).__name__} {e}", platform=platform)

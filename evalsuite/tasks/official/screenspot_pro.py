@@ -35,8 +35,8 @@ from evalsuite.types import Sample, SampleResult
 from evalsuite.tasks.official import _hf
 from evalsuite.tasks.official._common import bad_sample, is_blank, read_json
 from evalsuite.tasks.official._grounding import (
-    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size, parse_box,
-    pixel_box, snapshot_boxes_normalized,
+    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size, number_list,
+    parse_box, pixel_box, snapshot_boxes_normalized,
 )
 
 EXPECTED = "annotations/*.json and images/"
@@ -118,9 +118,7 @@ class ScreenSpotPro(Task):
     def _sample(self, sid: str, rec: Any, images: Path) -> Sample:
         try:
             name, instruction = str(rec["img_filename"]), str(rec["instruction"])
-            box = [float(v) for v in rec["bbox"]]
-            if len(box) != 4:
-                raise ValueError(f"bbox has {len(box)} numbers")
+            box = number_list(rec["bbox"], 4, "bbox")
             meta = {k: str(rec.get(k, "")) for k in ("group", "application", "platform", "ui_type")}
         except (KeyError, TypeError, ValueError) as e:
             return bad_sample(sid, "malformed ScreenSpot-Pro record (expected img_filename, instruction and bbox "
@@ -130,10 +128,18 @@ class ScreenSpotPro(Task):
         if not image.is_file():
             return bad_sample(sid, f"image file not found: {image}", **meta)
         size = rec.get("img_size")
-        try:
-            width, height = (int(size[0]), int(size[1])) if size else image_size(image)
-        except Exception as e:
-            return bad_sample(sid, f"cannot read the image size of {image} (no img_size in the record): {e}", **meta)
+        if size is not None:
+            try:
+                width, height = (int(v) for v in number_list(size, 2, "img_size"))
+                if min(width, height) <= 0:
+                    raise ValueError(f"img_size must be [width, height] > 0, got {size!r}")
+            except ValueError as e:
+                return bad_sample(sid, f"malformed ScreenSpot-Pro record: {e}", **meta)
+        else:
+            try:
+                width, height = image_size(image)
+            except Exception as e:
+                return bad_sample(sid, f"cannot read the image size of {image} (no img_size in the record): {e}", **meta)
         return grounding_sample(sid, image, instruction, box, (width, height), self.args["coords"], meta)
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:

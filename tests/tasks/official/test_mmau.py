@@ -47,6 +47,16 @@ def test_official_string_match(tmp_path: Path, media) -> None:
     assert by_task == {"sound": 1.0, "music": 0.0, "speech": 0.0}
 
 
+@pytest.mark.parametrize("choices", ["ab", [], {"a": 1}])
+def test_release_choices_that_are_not_a_list_error_that_record(tmp_path: Path, media, choices) -> None:
+    root = make_dataset(tmp_path / "mmau", media)
+    (root / "mmau-test-mini.json").write_text(json.dumps([{**RECORDS[0], "choices": choices}, RECORDS[1]]))
+    samples = list(MMAU(data_dir=str(root)).samples())
+    assert samples[0].error == ("malformed MMAU record: choices must be a non-empty list of option texts, "
+                                f"got {choices!r}")
+    assert samples[1].error is None and samples[1].choices == ["Slow tempo", "Fast tempo"]
+
+
 def test_map_letters_on_request(tmp_path: Path, media) -> None:
     task = MMAU(data_dir=str(make_dataset(tmp_path / "mmau", media)), map_letters="true")
     assert "B. Woman" in list(task.samples())[2].messages[0].text

@@ -139,6 +139,34 @@ def test_screenspot_pro_official_numbers(tmp_path: Path, media) -> None:
     assert task.aggregate(dev)["accuracy"] == 0.5
 
 
+def test_release_numbers_written_as_strings_are_refused_not_read_by_character(tmp_path: Path, media) -> None:
+    # iterating "1920x1080" gave img_size [1, 9] and "1234" a bbox [1, 2, 3, 4]: wrong boxes, wrong scores
+    root = make_pro(tmp_path / "pro", media)
+    common = {"application": "photoshop", "platform": "windows", "group": "Creative", "img_filename": "ps_win/b.png",
+              "instruction": "x", "ui_type": "text"}
+    bad = [{**common, "id": "s", "bbox": [0, 0, 10, 10], "img_size": "1920x1080"},
+           {**common, "id": "b", "bbox": "1234", "img_size": [2000, 1000]},
+           {**common, "id": "n", "bbox": [0, 0, 10, float("nan")]},
+           {**common, "id": "z", "bbox": [0, 0, 10, 10], "img_size": [0, 1000]},
+           {**common, "id": "ok", "bbox": ["0", "0", "10", "10"], "img_size": [2000, 1000]}]
+    (root / "annotations" / "photoshop_windows.json").write_text(json.dumps(bad))
+    (root / "annotations" / "vscode_macos.json").unlink()
+    errors = {s.id: s.error for s in ScreenSpotPro(data_dir=str(root)).samples()}
+    assert errors == {
+        "s": "malformed ScreenSpot-Pro record: img_size must be a list of 2 numbers, got '1920x1080'",
+        "b": "malformed ScreenSpot-Pro record (expected img_filename, instruction and bbox [x1, y1, x2, y2]): "
+             "ValueError bbox must be a list of 4 numbers, got '1234'",
+        "n": "malformed ScreenSpot-Pro record (expected img_filename, instruction and bbox [x1, y1, x2, y2]): "
+             "ValueError bbox must be a list of 4 numbers, got [0, 0, 10, nan]",
+        "z": "malformed ScreenSpot-Pro record: img_size must be [width, height] > 0, got [0, 1000]",
+        "ok": None}
+    ss = make_screenspot(tmp_path / "ss", media)
+    (ss / "screenspot_web.json").write_text(json.dumps([_rec("w.png", "1234", "text"), _rec("w.png", [1, 2, 3, 4], "icon")]))
+    errors = [s.error for s in ScreenSpot(data_dir=str(ss)).samples() if s.metadata.get("platform") == "web"]
+    assert errors == ["malformed ScreenSpot record (expected img_filename, instruction, data_type and bbox [x, y, w, h]): "
+                      "ValueError bbox must be a list of 4 numbers, got '1234'", None]
+
+
 def test_screenspot_pro_layout(tmp_path: Path) -> None:
     (tmp_path / "p" / "images").mkdir(parents=True)
     with pytest.raises(DataLayoutError, match="annotations"):
