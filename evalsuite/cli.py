@@ -64,7 +64,7 @@ def summary_table(results: dict[str, Any]) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from evalsuite import catalog
     from evalsuite.registry import BACKENDS, TASKS
-    from evalsuite.runner import RunConfig, run
+    from evalsuite.runner import RunConfig, run, terminate_as_interrupt
 
     tasks = catalog.expand_tasks(args.tasks)
     if not tasks:
@@ -82,7 +82,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     batch_size=args.batch_size, device=args.device, task_args=task_args,
                     overwrite=args.overwrite, max_error_rate=args.max_error_rate, quiet=args.quiet,
                     command=[Path(sys.argv[0]).name, *sys.argv[1:]] if sys.argv else None)
-    outcome = run(cfg)
+    with terminate_as_interrupt():
+        outcome = run(cfg)
     if not outcome.leader:  # torchrun: rank 0 prints the merged results
         return outcome.exit_code
     print(summary_table(outcome.results))
@@ -205,9 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+        return 143 if type(e).__name__ == "Terminated" else 130  # 128 + SIGTERM / SIGINT
 
 
 if __name__ == "__main__":

@@ -19,15 +19,18 @@ one request at a time so that one bad sample never takes its batch-mates with it
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import signal
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from evalsuite import media as media_lib
 from evalsuite.backend import Backend
@@ -349,6 +352,28 @@ def _progress(total: int, desc: str, quiet: bool):
     return tqdm(total=total, desc=desc, unit="sample", disable=quiet, dynamic_ncols=True, leave=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a CI timeout, ``kill``, a container stop) raised in the main thread, so that the run
+    ends ``interrupted`` and resumable as on Ctrl-C instead of staying ``running`` forever."""
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """While the block runs in the main thread, SIGTERM raises :class:`Terminated`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def stamp_path(out: Path, task: str) -> Path:
     """``samples/<task>.config.json``: the config hash and seed of the samples in ``samples/<task>.jsonl``,
     written before the first of them, so that a task cut short before it reached ``results.json``
@@ -474,8 +499,9 @@ def run(cfg: RunConfig) -> RunOutcome:
                 exit_code = 1
         doc["status_reasons"] = list(messages)
         write("failed" if messages else "complete")
-    except KeyboardInterrupt:
-        doc["status_reasons"] = ["interrupted (Ctrl-C): run the same command again to resume"]
+    except KeyboardInterrupt as e:
+        how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+        doc["status_reasons"] = [f"interrupted ({how}): run the same command again to resume"]
         try:
             write("interrupted")
         except Exception:

@@ -336,6 +336,27 @@ def test_sigkill_halfway_then_resume_equals_uninterrupted_run(toy, tmp_path):
     assert a["run_id"] != b["run_id"] and b["status"] == "complete"
 
 
+def test_sigterm_leaves_an_interrupted_resumable_run(toy, tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}", "TOY_DIR": str(toy)}
+    args = ["run", "--model", "mock:delay=0.05", "--tasks", "toy", "--task-arg", "toy.n=40", "--quiet",
+            "--batch-size", "2", "--out", str(tmp_path / "run")]
+    proc = subprocess.Popen(_cli(args, env), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "run" / "samples" / "toy.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and len(log.read_bytes().splitlines()) >= 6):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)  # a CI timeout, kill, docker stop
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "interrupted; re-run the same command to resume" in err
+    doc = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert doc["status"] == "interrupted"  # not "running" forever
+    assert doc["status_reasons"] == ["interrupted (SIGTERM): run the same command again to resume"]
+    assert 6 <= len(read_jsonl(log)) < 40
+    subprocess.run(_cli(args, env), env=env, check=True, capture_output=True, timeout=300)
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["status"] == "complete"
+    assert len(read_jsonl(log)) == 40
+
+
 def test_results_schema_rejects_a_broken_file(toy, tmp_path):
     out = tmp_path / "run"
     run(RunConfig(model="mock", tasks=["toy"], out=out, limit=2, quiet=True, report=False))
