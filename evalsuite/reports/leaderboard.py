@@ -299,22 +299,49 @@ def _sortnum(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 
 
+def settings_flags(entries: Sequence[Entry], tasks: Sequence[str]) -> dict[tuple[int, str], str]:
+    """{(entry index, task): note} for the cells of a task run with other settings than the column's
+    reference (the first run of its most common settings): their numbers are not comparable."""
+    flags: dict[tuple[int, str], str] = {}
+    for t in tasks:
+        have = [(i, e.results["tasks"][t]) for i, e in enumerate(entries) if t in e.results["tasks"]]
+        groups: list[list[int]] = []
+        for i, entry in have:
+            home = next((g for g in groups if not config_differences(entries[g[0]].results["tasks"][t], entry)), None)
+            if home is None:
+                groups.append([i])
+            else:
+                home.append(i)
+        if len(groups) < 2:
+            continue
+        ref = max(groups, key=len)[0]  # first-seen group wins a tie
+        for g in groups:
+            if ref in g:
+                continue
+            for i in g:
+                diff = config_differences(entries[ref].results["tasks"][t], entries[i].results["tasks"][t])
+                more = f" (+{len(diff) - 2} more)" if len(diff) > 2 else ""
+                flags[(i, t)] = f"other settings than {entries[ref].label}: {'; '.join(diff[:2])}{more}"
+    return flags
+
+
 def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
-    for e in entries:
+    flags = settings_flags(entries, tasks)
+    for i, e in enumerate(entries):
         cells = []
         for t in tasks:
             v, ci = e.metric(t)
             entry = e.results["tasks"].get(t) or {}
             n_err, n = int(entry.get("n_errors") or 0), int(entry.get("n_samples") or 0)
             cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v),
-                          "errors": f"{n_err}/{n} errored" if n_err else "",
+                          "errors": f"{n_err}/{n} errored" if n_err else "", "settings": flags.get((i, t), ""),
                           "chance": f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else ""})
         for key, _ in HEADLINE:
             v = e.figures.get(key)
-            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": "", "chance": ""})
+            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": "", "chance": "", "settings": ""})
         wb = e.model.get("weight_bytes")
-        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": "", "chance": ""})
+        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": "", "chance": "", "settings": ""})
         rows.append({"e": e, "cells": cells})
     return rows
 

@@ -198,3 +198,16 @@ def test_dollar_signs_in_model_names_are_text_in_the_plots(tmp_path):
     assert cli_main(["leaderboard", str(root), "--out", str(tmp_path / "site")]) == 0
     index = (tmp_path / "site" / "index.html").read_text()
     assert "$5 model" in index and index.count("data:image/png;base64,") >= 1
+
+
+def test_a_task_run_with_other_settings_is_flagged_in_its_cell(tmp_path):
+    doc = binary_samples("docqa", 60, n_clusters=6, accuracy=0.7, seed=1)
+    root = tmp_path / "runs"
+    write_run(root / "a", {"docqa": doc}, name="a", args={"docqa": {"n": 60, "split": "test"}})
+    write_run(root / "b", {"docqa": doc[:30]}, name="b<i>", args={"docqa": {"n": 30, "split": "test"}})
+    write_run(root / "c", {"docqa": doc}, name="c", args={"docqa": {"n": 60, "split": "test"}})
+    assert cli_main(["leaderboard", str(root), "--out", str(tmp_path / "site")]) == 0
+    index = (tmp_path / "site" / "index.html").read_text()
+    flags = re.findall(r'<span class="bad small other-settings">([^<]*)</span>', index)
+    assert flags == ["other settings than a: args.n: 60 != 30"]  # b only; a and c agree
+    assert "b&lt;i&gt;" in index
