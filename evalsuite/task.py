@@ -112,8 +112,15 @@ class DrivingTask(Task):
 
 def _coerce(task: str, key: str, value: Any, default: Any) -> Any:
     """Coerce a --task-arg string to the default's type, with one clear error when it cannot be."""
-    if not isinstance(value, str) or isinstance(default, str) or default is None:
+    if default is None or isinstance(default, str):
         return value
+    if not isinstance(value, str):  # given from Python: the default's type (a bool is not a number)
+        want = (bool,) if isinstance(default, bool) else (int,) if isinstance(default, int) else \
+            (int, float) if isinstance(default, float) else (type(default),)
+        if isinstance(value, want) and (isinstance(default, bool) or not isinstance(value, bool)):
+            return value
+        raise TaskArgError(f"task argument {task}.{key} expects {type(default).__name__} "
+                           f"(like {json.dumps(default)}), got {value!r}")
     try:
         if isinstance(default, bool):
             low = value.lower()

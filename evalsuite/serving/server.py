@@ -213,6 +213,9 @@ class MediaStore:
             return self._write(self._b64(data, param), suffix, param)
         parsed = urlparse(url)
         if parsed.scheme == "file":
+            if parsed.netloc not in ("", "localhost"):  # file://host/x names another machine's file
+                raise ApiError(400, f"file URL {url!r} names host {parsed.netloc!r}; only local files "
+                                    "(file:///path) are read", param=param)
             path = Path(unquote(parsed.path)).resolve()
             if not any(path.is_relative_to(a) for a in self.allowed):
                 raise ApiError(400, f"file URL {url!r} is outside the allowed local media paths "

@@ -60,3 +60,16 @@ def test_global_catalog_lists_builtin_backends():
     from evalsuite.registry import BACKENDS
 
     assert {"mock", "replay"} <= set(BACKENDS.names())
+
+
+def test_task_args_given_from_python_must_have_the_defaults_type(toy):
+    from evalsuite.registry import TASKS
+    from evalsuite.task import TaskArgError
+
+    ToyTask = TASKS.get("toy")
+
+    assert ToyTask(n=5).args["n"] == 5 and ToyTask(n="5").args["n"] == 5
+    with pytest.raises(TaskArgError, match=r"^task argument toy.n expects int \(like \d+\), got True$"):
+        ToyTask(n=True)  # a bool is not a count (it passed as 1 sample)
+    with pytest.raises(TaskArgError, match=r"^task argument toy.n expects int \(like \d+\), got 2.5$"):
+        ToyTask(n=2.5)

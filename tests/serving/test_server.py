@@ -233,6 +233,17 @@ def test_file_urls_under_an_allowed_path(mock_server) -> None:
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": png.resolve().as_uri()}},
                                      {"type": "text", "text": "what is shown"}]}])
     assert r.choices[0].message.content == "what is shown" and r.usage.prompt_tokens == 3 + 16
+    # the same path on another host is another machine's file: refused, not read from this one
+    remote = "file://fileserver" + str(png.resolve())
+    status, body = post(mock_server, {"model": "mock", "messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": remote}}]}]})
+    assert status == 400 and body["error"]["param"] == "messages[0].content[0].image_url"
+    assert body["error"]["message"] == (f"file URL {remote!r} names host 'fileserver'; only local files "
+                                        "(file:///path) are read")
+    local = "file://localhost" + str(png.resolve())
+    r = client(mock_server).chat.completions.create(model="mock", max_tokens=4, messages=[
+        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": local}}]}])
+    assert r.usage.prompt_tokens == 16
 
 
 def test_api_key_required_when_configured() -> None:
