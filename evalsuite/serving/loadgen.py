@@ -110,9 +110,10 @@ class Record:
                           status="failed" if status == "ok" else status)
         shift = self.called_s - start  # token times: since the call → since the intended start
         times = tuple(shift + float(t) for t in r.token_times)
+        end = max(times[-1], shift + float(r.e2e_s)) if r.e2e_s is not None else times[-1]
         return Timing(times, int(r.output_tokens if r.output_tokens is not None else len(times)), start_s=start,
-                      sent_s=self.sent_s, done_s=start + times[-1], queue_s=self.queue_s,
-                      prompt_tokens=r.prompt_tokens)
+                      sent_s=self.sent_s, done_s=start + end, queue_s=self.queue_s,
+                      prompt_tokens=r.prompt_tokens, end_s=end)
 
 
 @dataclass
@@ -173,6 +174,7 @@ async def _send(send: Send, rec: Record, clock: Clock, t0: float, cap: asyncio.S
                 cap.release()
     except asyncio.CancelledError:
         rec.cancelled = True
+        rec.done_s = clock() - t0  # the cut: it ends the point's duration and its time in flight
         raise
     except Exception as e:  # one failing request must not stop the point
         rec.error = _one_line(e)

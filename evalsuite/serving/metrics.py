@@ -8,9 +8,10 @@ Per request (``token_times``: arrivals of the streamed chunks, seconds since the
 start — the scheduled send time in open loop, so client-side delays count — one chunk per token
 in-process, one per SSE chunk over HTTP):
 
-- TTFT = first chunk's time; E2EL = last chunk's time;
+- TTFT = first chunk's time; E2EL = the end of the response: its last chunk, the finish and usage
+  chunks included (``Timing.end_s``), as ``vllm bench serve`` takes its latency after every chunk;
 - ITL = every gap between consecutive chunks (all of them, not their mean; chunks, as vLLM's ITL);
-- TPOT = (E2EL − TTFT) / (output tokens − 1), defined only for requests of 2 or more output tokens
+- TPOT = (E2EL − TTFT) / (output tokens − 1) (vLLM's), defined only for requests of 2 or more output tokens
   (output tokens come from the server's usage count, so several tokens in one chunk still count; it
   is what aiperf calls inter-token latency);
 - queue = intended start → the request left the client (client-side queueing, reported on its own).
@@ -19,7 +20,8 @@ Per load point (a concurrency or an arrival rate), all on the load generator's o
 min, max, median and percentiles (``percentiles``, default p50/p90/p95/p99, always with p90 and p99
 for the SLO; linear interpolation, as ``numpy.percentile``) of each of them; input, output and total
 tokens/s and requests/s over the point's duration (first intended start → last request ended);
-goodput = requests meeting every SLO limit per second (failed requests never do); the mean number of
+goodput = requests meeting every SLO limit per second (failed requests never do); input and total
+tokens/s are None when a completed request's prompt tokens are unknown; the mean number of
 requests in flight at the server (Little's law: Σ (end − sent) / duration); tokens/s per user in the
 ways tools define it, each named: ``tokens_per_s_per_user_by_concurrency`` = output tokens/s ÷
 concurrency (the configured one in closed loop, the mean in flight in open loop),
@@ -69,7 +71,8 @@ class Timing:
     done_s: float | None = None  # ended (answered or failed); None while cut off
     queue_s: float | None = None
     status: str = "ok"  # "ok" | "failed" | "cancelled"
-    prompt_tokens: int | None = None
+    prompt_tokens: int | None = None  # None: the backend did not say (an OpenAI server without usage)
+    end_s: float | None = None  # the response's end (finish/usage chunk), since the intended start; None: last token
 
     @property
     def ok(self) -> bool:
@@ -82,7 +85,9 @@ def ttft(t: Timing) -> float | None:
 
 
 def e2el(t: Timing) -> float | None:
-    return t.token_times[-1] if t.token_times else None
+    if not t.token_times:
+        return None
+    return max(t.token_times[-1], t.end_s) if t.end_s is not None else t.token_times[-1]
 
 
 def itls(t: Timing) -> list[float]:
@@ -163,15 +168,16 @@ def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None
     tokens/s/user)."""
     done = [t for t in timings if t.ok and t.token_times]
     ended = [t for t in timings if t.done_s is not None]
-    if duration_s is None:
-        duration_s = (max(t.done_s for t in ended) - min(t.start_s for t in timings)) if ended else 0.0  # type: ignore
+    if duration_s is None and ended:
+        duration_s = max(t.done_s for t in ended) - min(t.start_s for t in timings)  # type: ignore
     out_tokens = sum(t.output_tokens for t in done)
-    in_tokens = sum(t.prompt_tokens or 0 for t in done)
+    in_tokens = None if any(t.prompt_tokens is None for t in done) else sum(t.prompt_tokens or 0 for t in done)
     all_itls = [g for t in done for g in itls(t)]
-    per_s = (lambda n: n / duration_s) if duration_s > 0 else (lambda n: None)
+    measured = duration_s is not None and duration_s > 0
+    per_s = (lambda n: n / duration_s if n is not None else None) if measured else (lambda n: None)
     out_tps = per_s(out_tokens)
     busy = sum(t.done_s - t.sent_s for t in ended if t.sent_s is not None)  # type: ignore[operator]
-    in_flight = (busy / duration_s) if duration_s > 0 else None
+    in_flight = (busy / duration_s) if measured else None  # type: ignore[operator]
     users = concurrency if concurrency is not None else in_flight
     dist = lambda xs: distribution(xs, percentiles)  # noqa: E731
     itl_dist, tpot_dist = dist(all_itls), dist(tpot(t) for t in done)
@@ -186,7 +192,7 @@ def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None
         "output_tokens": out_tokens,
         "input_tokens_per_s": per_s(in_tokens),
         "output_tokens_per_s": out_tps,
-        "total_tokens_per_s": per_s(in_tokens + out_tokens),
+        "total_tokens_per_s": per_s(in_tokens + out_tokens if in_tokens is not None else None),
         "requests_per_s": per_s(len(done)),
         "goodput_requests_per_s": per_s(len(good)),
         "goodput_output_tokens_per_s": per_s(sum(t.output_tokens for t in good)),
@@ -206,11 +212,14 @@ def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None
 
 def point_meets_slo_p99(timings: Sequence[Timing], slo: SLO) -> bool:
     """p99 TTFT, p99 TPOT (and p99 E2EL when limited) within the limits, where a failed or cut-off
-    request counts as an infinite latency; False when nothing finished."""
+    request counts as an infinite latency — so with no limit set too, more than 1% of requests
+    failing misses; False when nothing finished."""
     done = [t for t in timings if t.ok and t.token_times]
     if not done:
         return False
     missed = [math.inf] * (len(timings) - len(done))
+    if math.isinf(percentile([0.0] * len(done) + missed, 99.0)):
+        return False
     for limit, values in ((slo.ttft_s, [ttft(t) for t in done]), (slo.tpot_s, [tpot(t) for t in done]),
                           (slo.e2el_s, [e2el(t) for t in done])):
         xs = [v for v in values if v is not None]
@@ -312,8 +321,8 @@ def _crossing(points: dict[float, dict[str, Any]], lo: float | None, hi: float |
     if lo is None or hi is None:
         return None
     r_lo, r_hi = slo_ratio(points[lo], slo), slo_ratio(points[hi], slo)
-    if r_lo is None or r_hi is None or r_hi <= r_lo:
-        return None
+    if r_lo is None or r_hi is None or r_hi <= r_lo or r_hi <= 1.0:
+        return None  # r_hi <= 1: that load failed on its failed requests, not on latency; no crossing to place
     x = lo + (1.0 - r_lo) / (r_hi - r_lo) * (hi - lo)
     return min(max(x, lo), hi)
 

@@ -179,8 +179,10 @@ class Throughput(DrivingTask):
         _one_of(a, "video_bucket", BUCKETS)
         for key in ("concurrency", "rates", "rate_fractions"):
             vals = a[key]
-            if not isinstance(vals, list) or any(not isinstance(v, (int, float)) or v <= 0 for v in vals):
-                raise TaskArgError(f"task argument throughput.{key} expects a list of numbers > 0, got {vals!r}")
+            if not isinstance(vals, list) or any(isinstance(v, bool) or not isinstance(v, (int, float))
+                                                 or not 0 < v < math.inf for v in vals):  # NaN fails too
+                raise TaskArgError(f"task argument throughput.{key} expects a list of finite numbers > 0, "
+                                   f"got {vals!r}")
         if any(int(c) != c for c in a["concurrency"]) or not a["concurrency"]:
             raise TaskArgError(
                 f"task argument throughput.concurrency expects whole numbers >= 1, got {a['concurrency']!r}")
@@ -192,12 +194,13 @@ class Throughput(DrivingTask):
             if int(a[key]) < 0:
                 raise TaskArgError(f"task argument throughput.{key} expects an integer >= 0, got {a[key]!r}")
         for key in ("point_duration_s", "drain_s", "burstiness", "telemetry_interval_s"):
-            if not float(a[key]) > 0:
-                raise TaskArgError(f"task argument throughput.{key} expects seconds > 0, got {a[key]!r}")
+            if not 0 < float(a[key]) < math.inf:
+                what = "a finite number > 0" if key == "burstiness" else "finite seconds > 0"
+                raise TaskArgError(f"task argument throughput.{key} expects {what}, got {a[key]!r}")
         for key in ("slo_ttft_s", "slo_tpot_s", "slo_e2el_s"):
-            if float(a[key]) < 0:
+            if not 0 <= float(a[key]) < math.inf:
                 raise TaskArgError(
-                    f"task argument throughput.{key} expects seconds >= 0 (0 = no limit), got {a[key]!r}")
+                    f"task argument throughput.{key} expects finite seconds >= 0 (0 = no limit), got {a[key]!r}")
         try:
             self.percentiles = sm.parse_percentiles(a["percentiles"])
         except ValueError as e:
@@ -328,6 +331,12 @@ class Throughput(DrivingTask):
 Item = tuple[str, Sample, Request]  # (modality, source sample, request)
 
 
+def _max_of(values: Any) -> float | None:
+    """The largest of the measured values; None (not 0) when no point measured one."""
+    xs = [v for v in values if v is not None]
+    return max(xs) if xs else None
+
+
 class _Bench:
     """One run of the task: its backend, the load generator's loop, GPU telemetry, the load points
     measured so far and one result row per request sent."""
@@ -340,11 +349,14 @@ class _Bench:
         self.t_start = time.perf_counter()
         self.gpus, self.gpu_source, self.devices = gpu_count(backend.describe(), int(a["tp"]), int(a["dp"]))
         self.max_conc: int | None = int(a["max_concurrency"]) or None
-        caps = (self.limit, self.max_conc, int(a["search_max"]))
+        # a closed-loop point of n requests never has more than n in flight: requests_per_point caps it too
+        per_point = int(a["requests_per_point"]) if a["point_mode"] != "duration" else 0
+        caps = (self.limit, self.max_conc, int(a["search_max"]), per_point or None)
         self.conc_cap = min(x for x in caps if x is not None)
         self.sweep = sorted({int(c) for c in a["concurrency"] if c <= self.conc_cap}) or [1]
-        if len(self.sweep) < len(a["concurrency"]):
-            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, max_concurrency or search_max)")
+        if len(self.sweep) < len(set(int(c) for c in a["concurrency"])):
+            self.notes.append(f"concurrency capped at {self.conc_cap} (--limit, max_concurrency, search_max or "
+                              f"requests_per_point)")
         self._client_before: tuple[int | None, int] | None = None
         self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
         self.by_duration = a["point_mode"] == "duration"
@@ -443,8 +455,15 @@ class _Bench:
 
     def _point(self, run: loadgen.PointRun, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
         self._mark()
-        point = sm.point_metrics(run.timings, concurrency=run.concurrency, gpus=self.gpus, slo=self.task.slo,
+        reached = run.concurrency is None or len(run.records) >= run.concurrency
+        users = run.concurrency if reached else len(run.records)  # at most that many were ever in flight
+        point = sm.point_metrics(run.timings, concurrency=users, gpus=self.gpus, slo=self.task.slo,
                                  percentiles=self.task.percentiles)
+        if not reached:  # not evidence that the configured concurrency meets the SLO
+            point["meets_slo"] = False
+            run.notes.append(f"only {len(run.records)} requests were sent at concurrency {run.concurrency}: that "
+                             "load was never reached, so the point does not count as meeting the SLO")
+        point["reached_concurrency"] = reached
         lags = [r.send_lag_s for r in run.records if r.send_lag_s is not None]
         point.update(label=label, kind=run.kind, concurrency=run.concurrency, rate=run.rate,
                      burstiness=run.burstiness, n_errors=run.n_errors, n_cancelled=run.n_cancelled,
@@ -497,24 +516,37 @@ class _Bench:
     def open_sweep(self) -> None:
         a = self.a
         best_rps = max((p["requests_per_s"] or 0.0 for p in self.closed_loop), default=0.0)
-        self.rates = [float(r) for r in a["rates"]] or [f * best_rps for f in a["rate_fractions"] if best_rps > 0]
+        rates = [float(r) for r in a["rates"]] or [f * best_rps for f in a["rate_fractions"] if best_rps > 0]
+        self.rates = sorted(set(rates), key=rates.index)  # a rate given twice is measured once
         if not self.rates:
-            self.notes.append("open loop skipped: no closed-loop point finished a request to size the rates")
+            self.notes.append("open loop skipped: " + ("rates and rate_fractions are both empty"
+                                                       if not a["rate_fractions"] else
+                                                       "no closed-loop point finished a request to size the rates"))
         known = {}
         for rate in self.rates:
-            known[rate] = p = self.open(rate, f"r{rate:.4g}", self.requests(self.n_open))
+            known[rate] = p = self.open(rate, self._rate_label("r", rate), self.requests(self.n_open))
             self.open_loop.append(p)
         if a["burst"]:  # every request at once, as vllm bench serve --request-rate inf
             self.open_loop.append(self.open(math.inf, "burst", self.requests(self.n_open)))
         if a["slo_search"] == "rate" and known:
             def probe(x: float) -> dict[str, Any]:
-                p = self.open(x, f"search-r{x:.4g}", self.requests(self.n_open))
+                p = self.open(x, self._rate_label("search-r", x), self.requests(self.n_open))
                 self.open_loop.append(p)
                 return p
 
             res = sm.slo_search(probe, self.task.slo, start=min(known), upper=4 * max(known), integer=False,
                                 max_probes=int(a["search_probes"]), known=known)
             self.search.update(_search_summary(res, self.task.slo))
+
+    def _rate_label(self, prefix: str, rate: float) -> str:
+        """``r12.5``: 4 significant digits, more when another point already has that label (its
+        per-request ids and its export file are named by it)."""
+        taken = {p["label"] for p in self.closed_loop + self.open_loop}
+        for digits in (4, 6, 9, 12, 17):
+            label = f"{prefix}{rate:.{digits}g}"
+            if label not in taken:
+                return label
+        return f"{prefix}{rate!r}#{len(taken)}"
 
     def mlperf(self) -> None:
         from evalsuite.serving.mlperf import LoadGenUnavailable, run_server_scenario
@@ -562,14 +594,15 @@ class _Bench:
         energy = [p.get("energy_j") for p in measured]
         tokens = sum(p["output_tokens"] for p in measured)
         at_slo = self.search.get("best_point") if self.search.get("status") in ("converged", "bounded") else None
-        single = next((p for p in self.closed_loop if p["label"] == "c1"), None)
+        single = next((p for p in sorted(self.closed_loop, key=lambda p: p["label"] != "c1")
+                       if p["concurrency"] == 1), None)  # c1 of the sweep, else the search's probe of 1
         return {
             "output_tokens_per_s_at_slo": at_slo["output_tokens_per_s"] if at_slo else None,
             "per_gpu_throughput_at_slo": at_slo["output_tokens_per_s_per_gpu"] if at_slo else None,
             "requests_per_s_at_slo": at_slo["requests_per_s"] if at_slo else None,
             "slo_rate" if self.a["slo_search"] == "rate" else "slo_concurrency": self.search.get("best"),
-            "max_output_tokens_per_s": max((p["output_tokens_per_s"] or 0.0 for p in load_pts), default=None),
-            "max_goodput_requests_per_s": max((p["goodput_requests_per_s"] or 0.0 for p in load_pts), default=None),
+            "max_output_tokens_per_s": _max_of(p["output_tokens_per_s"] for p in load_pts),
+            "max_goodput_requests_per_s": _max_of(p["goodput_requests_per_s"] for p in load_pts),
             "single_stream_tokens_per_s": single["output_tokens_per_s"] if single else None,
             "single_stream_tokens_per_s_by_tpot": single["tokens_per_s_per_user_by_tpot"] if single else None,
             "single_stream_ttft_s": single["ttft_s"]["mean"] if single else None,
@@ -598,7 +631,10 @@ class _Bench:
                      "percentiles": list(task.percentiles)},
             notes=self.notes, closed_loop=self.closed_loop, open_loop=self.open_loop,
         )
-        errored = {r.id for r in rows if r.error is not None and not r.metadata.get("cancelled")}
+        # a cut-off request is not an error, unless its whole point was cut off: that point measured nothing
+        completed = {str(r.metadata.get("point")) for r in rows if r.error is None}
+        errored = {r.id for r in rows if r.error is not None
+                   and (not r.metadata.get("cancelled") or str(r.metadata.get("point")) not in completed)}
         by_mod: dict[str, dict[str, Any]] = {}
         for r in rows:
             g = by_mod.setdefault(str(r.metadata.get("modality")), {"n": 0, "n_errors": 0})

@@ -201,7 +201,9 @@ def test_failures_are_counted_not_hidden() -> None:
     run = vrun(go)
     p = point_metrics(run.timings)
     assert run.records[1].error == "RuntimeError: HTTP 429: too many requests"
-    assert (p["n_completed"], p["n_failed"]) == (3, 1) and p["meets_slo"] is True  # no SLO set
+    # no latency limit set, but a failed request is an infinite latency: 1 of 4 failing misses at p99
+    assert (p["n_completed"], p["n_failed"]) == (3, 1) and p["meets_slo"] is False
+    assert point_metrics(run.timings[:1] + run.timings[2:])["meets_slo"] is True
     assert p["duration_s"] == pytest.approx(0.14, **EXACT)
 
 
@@ -251,3 +253,38 @@ def test_the_send_timer_sleeps_then_spins_to_the_target() -> None:
     loop_time, last = vrun(go)
     assert loop_time < 1.0 and loop_time == pytest.approx(0.999, abs=1e-3)  # slept until ~1 ms before
     assert 1.0 <= reads[-2] < 1.0 + 1e-5 + 1e-12 and last > 1.0  # spun until the target, not past a step
+
+
+def test_a_cut_off_request_ends_at_the_cut_so_the_point_runs_to_it() -> None:
+    # two requests at concurrency 2: one answers at 0.1 s, the other would take 5 s and is cut off after
+    # the 0.2 s bound plus 0.3 s of drain; the point lasted 0.5 s, and so do its per-second figures
+    async def go(clock):
+        async def send(req: Request) -> Response:
+            wait = 0.1 if req.sample_id == "r0" else 5.0
+            await asyncio.sleep(wait)
+            return Response(text="x", output_tokens=10, token_times=[wait])
+
+        return await run_closed_loop(send, reqs(2), 2, max_duration_s=0.2, drain_s=0.3, clock=clock)
+
+    run = vrun(go)
+    assert [r.cancelled for r in run.records] == [False, True]
+    assert run.records[1].done_s == pytest.approx(0.5, **EXACT)
+    p = point_metrics(run.timings, concurrency=2)
+    assert p["duration_s"] == pytest.approx(0.5, **EXACT)  # was 0.1: the cut request left the duration
+    assert p["output_tokens_per_s"] == pytest.approx(10 / 0.5, **EXACT)
+    assert p["mean_in_flight"] == pytest.approx((0.1 + 0.5) / 0.5, **EXACT)
+
+
+def test_e2el_runs_to_the_end_of_the_response_as_vllm_counts_it() -> None:
+    # tokens at 0.1/0.2/0.3 s, the finish and usage chunks at 0.5 s: vLLM's latency is 0.5 and its
+    # TPOT (0.5 - 0.1) / 2
+    async def go(clock):
+        async def send(req: Request) -> Response:
+            await asyncio.sleep(0.5)
+            return Response(text="abc", output_tokens=3, token_times=[0.1, 0.2, 0.3], e2e_s=0.5)
+
+        return await run_closed_loop(send, reqs(1), 1, max_duration_s=10, drain_s=10, clock=clock)
+
+    p = point_metrics(vrun(go).timings, concurrency=1)
+    assert p["e2el_s"]["mean"] == pytest.approx(0.5, **EXACT) and p["tpot_s"]["mean"] == pytest.approx(0.2, **EXACT)
+    assert p["ttft_s"]["mean"] == pytest.approx(0.1, **EXACT) and p["duration_s"] == pytest.approx(0.5, **EXACT)

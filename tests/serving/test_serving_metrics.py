@@ -13,7 +13,7 @@ EXACT = dict(rel=1e-12, abs=1e-12)
 # sends several tokens per chunk: TPOT counts tokens, ITL counts chunks).  D: errored.
 # Times since each request's intended start (start_s); sent/done on the point's clock.
 A = Timing((0.5, 0.6, 0.8, 1.1), output_tokens=4, start_s=0.0, sent_s=0.0, done_s=1.1, prompt_tokens=10)
-B = Timing((1.0,), output_tokens=1, start_s=0.2, sent_s=0.2, done_s=1.2)
+B = Timing((1.0,), output_tokens=1, start_s=0.2, sent_s=0.2, done_s=1.2, prompt_tokens=0)
 C = Timing((0.2, 0.4), output_tokens=5, start_s=0.5, sent_s=0.55, done_s=0.9, queue_s=0.05, prompt_tokens=20)
 D = Timing((), output_tokens=0, start_s=0.1, sent_s=0.1, done_s=0.15, status="failed")
 
@@ -94,7 +94,11 @@ def test_point_without_gpu_or_concurrency() -> None:
     empty = point_metrics([D])
     assert empty["output_tokens_per_s"] == 0.0 and empty["meets_slo"] is False  # all failed: 0, measured
     cut = point_metrics([Timing((), 0, status="cancelled")])
-    assert cut["output_tokens_per_s"] is None and cut["duration_s"] == 0.0  # nothing ended: no figure
+    assert cut["output_tokens_per_s"] is None and cut["duration_s"] is None  # nothing ended: no figure
+    # a server that sent no usage: its input tokens are unknown, not 0
+    unknown = point_metrics([A, Timing((1.0,), output_tokens=1, start_s=0.2, sent_s=0.2, done_s=1.2)])
+    assert (unknown["input_tokens"], unknown["input_tokens_per_s"], unknown["total_tokens_per_s"]) == (None, None, None)
+    assert unknown["output_tokens_per_s"] == pytest.approx(5 / 1.2, **EXACT)
 
 
 def test_failed_and_cut_off_requests_count_as_misses() -> None:
@@ -166,3 +170,22 @@ def test_pareto_front() -> None:
     pts = [(1.0, 10.0), (2.0, 8.0), (1.5, 9.0), (1.0, 5.0), (3.0, 8.0)]
     assert pareto_front(pts) == [0, 2, 4]
     assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate nothing
+
+
+def test_no_crossing_is_placed_at_a_load_that_failed_on_its_failures() -> None:
+    # c4's completed requests have p99 TTFT 0.8 of the limit, but half its requests failed: it misses
+    # the SLO on failures, so no latency crossing lies between c2 and c4 (was: interpolated 4.0)
+    from evalsuite.serving.metrics import slo_search
+
+    slo = SLO(ttft_s=1.0)
+    ok = lambda ttft: Timing((ttft, ttft + 0.01), output_tokens=2, start_s=0.0, sent_s=0.0, done_s=ttft + 0.01,  # noqa: E731
+                             prompt_tokens=1)
+    c2 = point_metrics([ok(0.5)] * 100, concurrency=2, slo=slo)
+    c4 = point_metrics([ok(0.8)] * 50 + [Timing((), 0, done_s=0.1, status="failed")] * 50, concurrency=4, slo=slo)
+    assert c2["meets_slo"] and not c4["meets_slo"]
+    res = slo_search(lambda x: {}, slo, start=2, upper=4, integer=True, max_probes=0, known={2.0: c2, 4.0: c4})
+    assert (res.best, res.failing, res.interpolated) == (2.0, 4.0, None)
+    # a real latency crossing is still placed: c4 at p99 1.5 of the limit
+    c4_slow = point_metrics([ok(1.5)] * 100, concurrency=4, slo=slo)
+    res = slo_search(lambda x: {}, slo, start=2, upper=4, integer=True, max_probes=0, known={2.0: c2, 4.0: c4_slow})
+    assert res.interpolated == pytest.approx(2 + (1 - 0.5) / (1.5 - 0.5) * 2, **EXACT)

@@ -105,12 +105,23 @@ def test_bad_arguments_end_in_one_line() -> None:
         Throughput(mix="text,smell")
     with pytest.raises(TaskArgError, match="throughput.slo_search expects one of concurrency, rate, none"):
         Throughput(slo_search="fast")
-    with pytest.raises(TaskArgError, match="throughput.concurrency expects a list of numbers > 0"):
+    with pytest.raises(TaskArgError, match="throughput.concurrency expects a list of finite numbers > 0"):
         Throughput(concurrency=[0])
     with pytest.raises(TaskArgError, match="throughput.concurrency expects whole numbers"):
         Throughput(concurrency="[1, 2.5]")  # as --task-arg passes it
     with pytest.raises(TaskArgError, match=r"throughput.concurrency expects list \(like \[1, 4, 16\]\)"):
         Throughput(concurrency="1,2")
+    # values that are not finite, or not numbers, end in the same line instead of a late traceback, a
+    # hang (burstiness inf made every gap NaN) or a results.json that cannot be written (slo nan)
+    for key, value, want in [("slo_ttft_s", "nan", r"finite seconds >= 0 \(0 = no limit\)"),
+                             ("slo_tpot_s", "inf", r"finite seconds >= 0 \(0 = no limit\)"),
+                             ("burstiness", "inf", "a finite number > 0"), ("drain_s", "nan", "finite seconds > 0"),
+                             ("concurrency", "[NaN]", "a list of finite numbers > 0"),
+                             ("rates", "[Infinity]", "a list of finite numbers > 0"),
+                             ("rate_fractions", "[NaN]", "a list of finite numbers > 0"),
+                             ("concurrency", "[true]", "a list of finite numbers > 0")]:
+        with pytest.raises(TaskArgError, match=rf"^task argument throughput.{key} expects {want}, got "):
+            Throughput(**{key: value})
 
 
 def test_gpu_accounting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -214,3 +225,48 @@ def test_duration_points_run_for_their_time(tmp_path: Path) -> None:
     (c1,), (r40,) = tp["closed_loop"], tp["open_loop"]
     assert r40["n_requests"] == 10  # 40 req/s × 0.25 s
     assert 2 <= c1["n_requests"] <= 26  # one at a time, ≥ 10 ms each, until 0.25 s: not a fixed count
+
+
+def test_requests_per_point_caps_the_concurrency_it_can_reach(tmp_path: Path) -> None:
+    # 2 requests a point never put 64 in flight: the sweep and the search stop at 2 (was: "SLO met at 64")
+    t, _ = run_tp(tmp_path, "mock:ttft=0.01,itl=0.002", limit=None, **{**QUICK, "concurrency": [1, 2, 64],
+                                                                      "requests_per_point": 2, "pool": 2})
+    tp = t["throughput"]
+    assert [p["label"] for p in tp["closed_loop"]] == ["c1", "c2"]
+    assert all(p["reached_concurrency"] for p in tp["closed_loop"])
+    assert tp["slo_search"]["best"] == 2.0 and tp["slo_search"]["status"] == "bounded"
+    assert "concurrency capped at 2 (--limit, max_concurrency, search_max or requests_per_point)" in tp["notes"]
+
+
+def test_single_stream_comes_from_the_searchs_probe_of_one(tmp_path: Path) -> None:
+    # one slot: concurrency 4 queues past the 40 ms TTFT limit, the search goes down to 2 and then 1
+    t, _ = run_tp(tmp_path, "mock:ttft=0.02,itl=0.002,slots=1", limit=4,
+                  **{**QUICK, "concurrency": [4], "slo_ttft_s": 0.04, "rate_fractions": [0.5]})
+    tp = t["throughput"]
+    labels = [p["label"] for p in tp["closed_loop"]]
+    assert labels == ["c4", "search-c2", "search-c1"] and tp["slo_search"]["best"] == 1.0
+    one = tp["closed_loop"][2]
+    assert t["efficiency"]["single_stream_tokens_per_s"] == one["output_tokens_per_s"] is not None  # was null
+
+
+def test_a_run_whose_requests_were_all_cut_off_reports_nothing_measured(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:ttft=3", tasks=["throughput"], out=out, limit=2, quiet=True,
+                            task_args={"throughput": {**QUICK, "concurrency": [1], "slo_search": "none",
+                                                      "warmup": 0, "point_duration_s": 0.1, "drain_s": 0.1}}))
+    t = outcome.results["tasks"]["throughput"]
+    # the point ran to its cut (0.1 s + 0.1 s of drain) and completed nothing: a measured 0, over that time
+    point = t["throughput"]["closed_loop"][0]
+    assert point["n_cancelled"] == 1 and point["duration_s"] == pytest.approx(0.2, abs=0.1)
+    assert point["output_tokens_per_s"] == 0.0 and t["efficiency"]["max_output_tokens_per_s"] == 0.0
+    assert t["n_errors"] == t["n_samples"] and outcome.exit_code == 1  # was 0 errors and exit 0
+
+
+def test_rates_equal_to_four_digits_get_their_own_labels(tmp_path: Path) -> None:
+    t, rows = run_tp(tmp_path, "mock:ttft=0.001,itl=0.001", limit=2,
+                     **{**QUICK, "concurrency": [1], "slo_search": "none", "rates": [100.001, 100.002, 100.001]})
+    labels = [p["label"] for p in t["throughput"]["open_loop"]]
+    assert labels == ["r100", "r100.002"]  # a repeated rate is measured once
+    assert len({r for r in rows}) == len(rows) == 2 + 2 * 2  # sample ids stay unique
+    assert sorted(p.name for p in (tmp_path / "run" / "throughput" / "points").glob("r100*")) == \
+        ["r100.002.json", "r100.json"]
