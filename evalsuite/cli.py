@@ -114,6 +114,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from evalsuite.reports.run_report import render_run_report
 
+    if args.max_samples < 0:
+        raise UsageError(f"report: --max-samples expects a whole number >= 0, got {args.max_samples}")
     run = Path(args.run)
     if run.is_file() and run.name == "results.json":
         run = run.parent  # the run folder was meant

@@ -147,6 +147,8 @@ def sample_from_row(row: Any, where: str) -> SampleResult:
         if k in row and (not isinstance(v, types) or isinstance(v, bool)):
             want = " or ".join(dict.fromkeys(_JSON_NAMES[t] for t in types))
             raise RunFormatError(f"{where}: field {k!r} should be {want}, got {json.dumps(v)[:40]}")
+    if any(not isinstance(m, dict) for m in row.get("media") or []):
+        raise RunFormatError(f"{where}: field 'media' should be a list of objects, got {json.dumps(row['media'])[:40]}")
     if isinstance(row["score"], float) and not math.isfinite(row["score"]):
         raise RunFormatError(f"{where}: field 'score' should be a finite number or null, got {row['score']}")
     r = SampleResult.from_dict(row)

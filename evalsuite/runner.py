@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import math
+import re
 import signal
 import threading
 import time
@@ -52,6 +53,9 @@ class RunError(RuntimeError):
     """A run-level problem a user can fix (config mismatch, duplicate ids…): one line."""
 
 
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
 @dataclass
 class RunConfig:
     model: str
@@ -75,6 +79,10 @@ class RunConfig:
             raise RunError(f"--batch-size must be a whole number >= 1, got {self.batch_size}")
         if not 0.0 <= self.max_error_rate <= 1.0:  # NaN fails too
             raise RunError(f"--max-error-rate must be a share in [0, 1], got {self.max_error_rate}")
+        if isinstance(self.seed, bool) or not 0 <= self.seed < 2**32:  # numpy's and lm-eval's seed range
+            raise RunError(f"--seed must be a whole number in [0, 2**32), got {self.seed}")
+        if not DEVICE_RE.fullmatch(str(self.device)):  # recorded in results.json: never a made-up name
+            raise RunError(f"--device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass

@@ -181,7 +181,11 @@ def _processor_class(path: Path, config: Any) -> type | None:
     for fname in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
         f = path / fname
         if f.is_file():
-            name = json.loads(f.read_text(encoding="utf-8")).get("processor_class")
+            try:
+                data = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise BackendConfigError(f"hf: {f} is not valid JSON: {_one_line(e)}") from None
+            name = data.get("processor_class") if isinstance(data, dict) else None
             if name:
                 break
     if not name:
@@ -264,8 +268,13 @@ def load_model(path: Path, config: Any, trust_remote_code: bool, dtype: torch.dt
         try:
             model = auto.from_pretrained(path, trust_remote_code=trust_remote_code, local_files_only=True, dtype=dtype)
         except ValueError as e:  # "Unrecognized configuration class …" for this auto class
+            if "Unrecognized configuration class" not in str(e):
+                raise BackendConfigError(f"hf: cannot load the weights in {path}: {_one_line(e)}") from None
             errors.append(_one_line(e))
             continue
+        except Exception as e:  # no weights file, a truncated or corrupt one (OSError, SafetensorError…)
+            raise BackendConfigError(f"hf: cannot load the weights in {path} (expected model.safetensors or its "
+                                     f"shards, complete): {type(e).__name__}: {_one_line(e)}") from None
         if hasattr(model, "thinker") and hasattr(model, "disable_talker"):
             model.disable_talker()
             model = model.thinker  # full Omni checkpoint: the thinker answers in text
@@ -331,7 +340,7 @@ class HFBackend(Backend):
         try:
             self.config = AutoConfig.from_pretrained(self.path, trust_remote_code=self.trust_remote_code,
                                                      local_files_only=True)
-        except ValueError as e:
+        except (ValueError, OSError) as e:  # a config.json that is not JSON is an OSError in transformers
             msg = _one_line(e)
             if "trust_remote_code" in str(e) or "custom code" in str(e):
                 raise BackendConfigError(f"hf: {self.path} runs its own Python code (config.json auto_map); allow it "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import time
 import weakref
 from typing import Any, AsyncIterator
@@ -33,6 +34,9 @@ def _h(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256("|".join(map(str, parts)).encode()).digest()[:8], "little")
 
 
+MOCK_OPTIONS = ("letter", "fail", "delay", "ttft", "itl", "tokens", "slots")
+
+
 @BACKENDS.register("mock")
 class MockBackend(Backend):
     """deterministic mock model (tests, dry runs)"""
@@ -43,20 +47,26 @@ class MockBackend(Backend):
     def __init__(self, arg: str | None = None, **options: Any) -> None:
         super().__init__(arg, **options)
         self.seed = int(options.get("seed", 0))
-        opts = dict(kv.split("=", 1) for kv in (arg or "").split(",") if "=" in kv)
+        parts = [kv for kv in (arg or "").split(",") if kv.strip()]
+        opts = dict(kv.split("=", 1) for kv in parts if "=" in kv)
+        unknown = sorted({kv.split("=", 1)[0] for kv in parts} - set(MOCK_OPTIONS))
+        if unknown:  # "dealy=0.05" ran with no delay
+            raise BackendConfigError(f"mock options: unknown {', '.join(repr(u) for u in unknown)}; expected "
+                                     f"KEY=VALUE with KEY one of {', '.join(MOCK_OPTIONS)}")
         self.fixed_letter = opts.get("letter")
-        self.delay = float(opts.get("delay", 0.0))
         self.fail = opts.get("fail")
         try:
+            self.delay = float(opts.get("delay", 0.0))
             self.ttft = float(opts.get("ttft", 0.0))
             self.itl = float(opts.get("itl", 0.0))
             self.tokens = int(opts["tokens"]) if "tokens" in opts else None
             self.slots = int(opts["slots"]) if "slots" in opts else None
         except ValueError as e:
-            raise BackendConfigError(f"mock options: ttft/itl expect seconds, tokens/slots counts ({e})") from None
-        if self.ttft < 0 or self.itl < 0 or (self.tokens is not None and self.tokens < 1) or \
-                (self.slots is not None and self.slots < 1):
-            raise BackendConfigError("mock options: ttft and itl must be >= 0, tokens and slots >= 1")
+            raise BackendConfigError(f"mock options: delay/ttft/itl expect seconds, tokens/slots counts ({e})") from None
+        if not all(0 <= x < math.inf for x in (self.delay, self.ttft, self.itl)) or \
+                (self.tokens is not None and self.tokens < 1) or (self.slots is not None and self.slots < 1):
+            raise BackendConfigError("mock options: delay, ttft and itl must be finite seconds >= 0, tokens and "
+                                     "slots >= 1")
         self._slot_sems: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self.running = 0  # requests streaming now (tests check that none leak)
         self.max_running = 0

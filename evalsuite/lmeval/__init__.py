@@ -67,6 +67,10 @@ class EvalsuiteLM(LM):
                                                                         batch_size=self._batch)
         self._tmp = tempfile.TemporaryDirectory(prefix="evalsuite-lmeval-")
         self._n_media = 0
+        # set by a suite run (``--tasks lmeval:T``): request ids and task as in its samples file, so that
+        # ``replay:`` of that file finds them; and the requests that failed, by (lm-eval task, doc id)
+        self.suite_task: tuple[str, str] | None = None  # (suite task name, lm-eval task name)
+        self.errors: dict[tuple[str, Any], str] = {}
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "EvalsuiteLM":
@@ -78,16 +82,34 @@ class EvalsuiteLM(LM):
 
     # ---- generate_until -----------------------------------------------------------------------
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        reqs = [self._request(i, *r.args) for i, r in enumerate(requests)]
+        """Answers in order. A request that fails (a server's 500, unreadable media) is retried alone
+        and, if it fails again, answered "" with its error kept in ``errors`` (a suite run records
+        that document as errored): one bad document never loses the others."""
+        keys = [(str(getattr(r, "task_name", "")), getattr(r, "doc_id", i)) for i, r in enumerate(requests)]
         out: list[str] = []
-        for k in range(0, len(reqs), self._batch):
-            batch = reqs[k:k + self._batch]
-            for req, resp in zip(batch, self.backend.generate(batch)):
-                out.append(_cut(resp.text, req.stop))
+        for k in range(0, len(requests), self._batch):
+            batch: list[tuple[int, Request]] = []
+            for i in range(k, min(k + self._batch, len(requests))):
+                try:
+                    batch.append((i, self._request(i, *requests[i].args, key=keys[i])))
+                except Exception as e:  # media that cannot be written or read: this document only
+                    self.errors[keys[i]] = _one_line(e)
+            answers: dict[int, str] = {}
+            try:
+                answers = {i: resp.text for (i, _), resp in zip(batch, self.backend.generate([r for _, r in batch]))}
+            except Exception:
+                for i, req in batch:  # isolate the failing request(s)
+                    try:
+                        answers[i] = self.backend.generate([req])[0].text
+                    except Exception as e:
+                        self.errors[keys[i]] = _one_line(e)
+            stops = {i: req.stop for i, req in batch}
+            out += [_cut(answers[i], stops[i]) if i in answers else ""
+                    for i in range(k, min(k + self._batch, len(requests)))]
         return out
 
     def _request(self, i: int, context: str, gen_kwargs: dict[str, Any] | None = None,
-                 media: dict[str, Any] | None = None) -> Request:
+                 media: dict[str, Any] | None = None, key: tuple[str, Any] | None = None) -> Request:
         kw = dict(gen_kwargs or {})
         until = kw.get("until") or []
         until = [until] if isinstance(until, str) else list(until)
@@ -95,7 +117,11 @@ class EvalsuiteLM(LM):
         if not kw.get("do_sample", temperature > 0):
             temperature = 0.0
         parts = self._parts(context, media or {})
-        return Request(sample_id=f"lmeval-{i}", messages=[user(*parts)],
+        sid, task = f"lmeval-{i}", ""
+        if self.suite_task is not None and key is not None:  # the id this document has in the samples file
+            task, lm_task = self.suite_task
+            sid = str(key[1]) if key[0] in ("", lm_task) else f"{key[0]}/{key[1]}"
+        return Request(sample_id=sid, messages=[user(*parts)], task=task,
                        max_tokens=int(kw.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)), temperature=temperature,
                        top_p=float(kw.get("top_p", 1.0) or 1.0), stop=until, seed=self.seed)
 
@@ -205,6 +231,11 @@ class EvalsuiteLM(LM):
     def close(self) -> None:
         self.backend.close()
         self._tmp.cleanup()
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 def _as_list(x: Any) -> list[Any]:

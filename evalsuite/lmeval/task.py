@@ -33,8 +33,19 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from evalsuite.registry import TASKS
-from evalsuite.task import DrivingTask, TaskArgError
+from evalsuite.task import DataLayoutError, DrivingTask, TaskArgError
 from evalsuite.types import Sample, SampleResult
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _is_download_error(e: BaseException) -> bool:
+    """A dataset that could not be fetched (no network, hub unreachable, offline mode)."""
+    text = f"{type(e).__name__} {e}".lower()
+    return any(w in text for w in ("couldn't reach", "connection", "offline", "hub", "resolve", "max retries",
+                                   "name or service", "temporary failure", "network"))
 
 
 def _flat_metrics(block: dict[str, Any], prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,14 +130,27 @@ class LMEvalTask(DrivingTask):
         from evalsuite.lmeval import EvalsuiteLM
 
         lm = EvalsuiteLM(model=str(backend.describe().get("name")), batch_size=batch_size, seed=seed, backend=backend)
+        lm.suite_task = (self.name, self.lm_task)
         shots = int(self.args["num_fewshot"])
+        manager = self.task_manager()
         try:
-            return lm_eval.simple_evaluate(
-                model=lm, tasks=[self.lm_task], task_manager=self.task_manager(), limit=limit,
+            res = lm_eval.simple_evaluate(
+                model=lm, tasks=[self.lm_task], task_manager=manager, limit=limit,
                 num_fewshot=None if shots < 0 else shots, log_samples=True, bootstrap_iters=1000,
                 random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+        except (ConnectionError, OSError) as e:  # datasets' ConnectionError is an OSError
+            if not _is_download_error(e):
+                raise
+            where = f" (or a local copy in {self.args['include_path']})" if self.args["include_path"] else ""
+            raise DataLayoutError(
+                f"{self.name}: lm-eval could not load its dataset: {_first_line(e)}; this machine cannot reach the "
+                f"Hugging Face hub: use a task whose data is local (a YAML with dataset_path: json and "
+                f"data_files, via include_path){where}, or fill the datasets cache on a machine that can"
+            ) from None
         finally:
             lm._tmp.cleanup()  # the backend stays open: the runner closes it
+        res["evalsuite_errors"] = dict(lm.errors)
+        return res
 
     def run_with(self, backend: Any, *, cfg: Any, out: Path, config_hash: str) -> dict[str, Any] | None:
         from evalsuite.results import atomic_write_text, dumps
@@ -170,6 +194,7 @@ class LMEvalTask(DrivingTask):
         if group:  # a group's primary figure is lm-eval's group aggregate when it has one
             self.primary_metric = primary_key if primary_key in metrics else self.primary_metric  # type: ignore[misc]
 
+        errors = {(str(t), d): msg for (t, d), msg in (res.get("evalsuite_errors") or {}).items()}
         out: list[SampleResult] = []
         for sub in subtasks:
             by_doc: dict[Any, list[dict[str, Any]]] = {}
@@ -186,10 +211,11 @@ class LMEvalTask(DrivingTask):
                 pred = resp[0] if isinstance(resp, list) and len(resp) == 1 and isinstance(resp[0], str) else resp
                 sid = f"{sub}/{doc_id}" if group else str(doc_id)
                 args = main.get("arguments") or [[""]]
+                error = errors.get((sub, doc_id))  # the request failed: errored, not answered ""
                 out.append(SampleResult(
-                    id=sid, task=self.name, target=main.get("target"),
-                    prediction=pred if isinstance(pred, str) else json.dumps(pred, default=str),
-                    score=float(value) if isinstance(value, (int, float)) else None,
+                    id=sid, task=self.name, target=main.get("target"), error=error,
+                    prediction=None if error else pred if isinstance(pred, str) else json.dumps(pred, default=str),
+                    score=float(value) if isinstance(value, (int, float)) and not error else None,
                     scores={k: v for k, v in scores.items() if k != p_metric},
                     metadata={"subtask": sub, "doc_id": doc_id, "cluster": sid},
                     prompt=str(args[0][0]) if args and args[0] else "",

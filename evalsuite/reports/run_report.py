@@ -71,7 +71,11 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
             browser.append({"r": r, "media": [embed(m, rel_to=str(run_dir)) for m in r.media]})
         ci = t["ci95"].get(pm)
         chance = t.get("chance")
+        samples_file = run_dir / (t.get("samples_file") or f"samples/{name}.jsonl")
+        missing = (f"{samples_file} is missing: the {t.get('n_samples')} sample results behind these figures "
+                   f"cannot be shown" if t.get("n_samples") and not samples_file.exists() else "")
         tasks.append({
+            "missing": missing,
             "name": name, "t": t, "pm": pm, "value": t["metrics"].get(pm), "ci": ci,
             "chance": chance, "chance_method": t.get("chance_method"), "at_chance": at_chance(ci, chance),
             "other_metrics": {k: v for k, v in t["metrics"].items() if k != pm},

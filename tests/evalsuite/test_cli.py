@@ -82,6 +82,7 @@ def test_out_that_is_a_file_and_report_of_results_json(toy, tmp_path):
     (out / "report.html").unlink()
     assert main(["report", str(out / "results.json")]) == 0  # the file names its run folder
     assert (out / "report.html").exists()
+    assert main(["report", str(out), "--max-samples", "-1"]) == 2  # was: every sample but the last
     afile = tmp_path / "afile"
     afile.write_text("x")
     for argv in (["compare", str(out), str(out)], ["leaderboard", str(out)], ["gate", "--baseline", str(out),

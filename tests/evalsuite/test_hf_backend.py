@@ -231,3 +231,30 @@ def test_bad_model_names_fail_in_one_line(arg: str, message: str, folders: dict[
     with pytest.raises(BackendConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as e:
         HFBackend(arg or None)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no_weights", "hf: cannot load the weights in {path} (expected model.safetensors or its shards, complete): "),
+    ("truncated", "hf: cannot load the weights in {path} (expected model.safetensors or its shards, complete): "),
+    ("config", "hf: cannot read {path}/config.json: "),
+    ("preprocessor", "hf: {path}/preprocessor_config.json is not valid JSON: "),
+])
+def test_a_damaged_model_folder_fails_in_one_line(damage: str, message: str, folders: dict[str, Path],
+                                                  tmp_path: Path) -> None:
+    import shutil
+
+    path = tmp_path / "damaged"
+    shutil.copytree(folders["vl"], path)
+    weights = sorted(path.glob("*.safetensors"))
+    if damage == "no_weights":
+        for w in weights:
+            w.unlink()
+    elif damage == "truncated":
+        weights[0].write_bytes(weights[0].read_bytes()[:1000])
+    elif damage == "config":
+        (path / "config.json").write_text("{not json")
+    else:
+        (path / "preprocessor_config.json").write_text("{not json")
+    with pytest.raises(BackendConfigError) as e:
+        HFBackend(str(path))  # each was a traceback (OSError, SafetensorError, JSONDecodeError)
+    assert str(e.value).startswith(message.format(path=path.resolve())) and "\n" not in str(e.value)

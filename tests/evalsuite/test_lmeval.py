@@ -98,6 +98,43 @@ def test_lmeval_task_stores_lm_eval_results_in_our_schema(task_dir: Path, tmp_pa
     assert rows[1].prompt == "one two three four"
 
 
+def test_one_failing_document_errors_alone(task_dir: Path, tmp_path: Path, capsys) -> None:
+    # the mock fails on sample id "1" (the second document): it was a traceback and an empty run
+    out = tmp_path / "run"
+    code = cli_main(["run", "--model", "mock:fail=1", "--tasks", "lmeval:tinyqa", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--limit", "3", "--out", str(out), "--quiet",
+                     "--max-error-rate", "0.5"])
+    assert code == 0, capsys.readouterr().err
+    results, samples = load_run(out)
+    entry = results["tasks"]["lmeval:tinyqa"]
+    assert entry["n_samples"] == 3 and entry["n_errors"] == 1
+    assert [(r.id, r.prediction, r.score, r.error) for r in samples["lmeval:tinyqa"]] == [
+        ("0", "red green blue", 1.0, None), ("1", None, None, "RuntimeError: mock failure on 1"),
+        ("2", "alpha beta gamma", 1.0, None)]
+
+
+def test_an_lmeval_run_replays_from_its_own_samples_file(task_dir: Path, tmp_path: Path, capsys) -> None:
+    first = tmp_path / "first"
+    args = ["--tasks", "lmeval:tinyqa", "--task-arg", f"lmeval.include_path={task_dir}", "--limit", "3", "--quiet"]
+    assert cli_main(["run", "--model", "mock", *args, "--out", str(first)]) == 0
+    again = tmp_path / "again"
+    code = cli_main(["run", "--model", f"replay:{first / 'samples' / 'lmeval:tinyqa.jsonl'}", *args, "--out", str(again)])
+    assert code == 0, capsys.readouterr().err  # was KeyError: no saved prediction for sample id 'lmeval-0'
+    a, b = load_run(first)[1]["lmeval:tinyqa"], load_run(again)[1]["lmeval:tinyqa"]
+    assert [(r.id, r.prediction, r.score) for r in a] == [(r.id, r.prediction, r.score) for r in b]
+
+
+@pytest.mark.slow  # indexes lm-eval's built-in tasks (~10 s)
+def test_a_builtin_task_without_the_hub_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "evalsuite", "run", "--model", "mock", "--tasks", "lmeval:arc_easy",
+                        "--limit", "2", "--out", str(tmp_path / "run"), "--quiet"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().startswith("error: lmeval:arc_easy: lm-eval could not load its dataset: ")
+    assert "use a task whose data is local" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
 def test_lmeval_task_errors_are_one_line(task_dir: Path) -> None:
     with pytest.raises(TaskArgError, match="needs an lm-eval task name"):
         make_task("lmeval")

@@ -73,3 +73,18 @@ def test_task_args_given_from_python_must_have_the_defaults_type(toy):
         ToyTask(n=True)  # a bool is not a count (it passed as 1 sample)
     with pytest.raises(TaskArgError, match=r"^task argument toy.n expects int \(like \d+\), got 2.5$"):
         ToyTask(n=2.5)
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("dealy=0.05", "mock options: unknown 'dealy'; expected KEY=VALUE with KEY one of letter, fail, delay"),
+    ("delay=abc", "mock options: delay/ttft/itl expect seconds"),
+    ("delay=-1", "mock options: delay, ttft and itl must be finite seconds >= 0"),
+    ("ttft=nan", "mock options: delay, ttft and itl must be finite seconds >= 0"),
+])
+def test_mock_options_are_checked(arg, message):
+    from evalsuite.backend import BackendConfigError
+    from evalsuite.backends.mock import MockBackend
+
+    with pytest.raises(BackendConfigError, match="^" + message.replace("(", r"\(")):
+        MockBackend(arg)
+    assert MockBackend("delay=0.01,letter=B,fail=x").delay == 0.01

@@ -210,6 +210,10 @@ def test_a_task_cut_short_before_results_json_resumes_only_under_its_own_config(
     ("batch_size", -2, "--batch-size must be a whole number >= 1"),
     ("max_error_rate", float("nan"), r"--max-error-rate must be a share in \[0, 1\]"),
     ("max_error_rate", 1.5, r"--max-error-rate must be a share in \[0, 1\]"),
+    ("seed", -5, r"--seed must be a whole number in \[0, 2\*\*32\), got -5"),
+    ("seed", 2**32, r"--seed must be a whole number in \[0, 2\*\*32\)"),
+    ("device", "nonsense", "--device must be auto, cpu, cuda or cuda:N, got 'nonsense'"),
+    ("device", "cpu:x", "--device must be auto, cpu, cuda or cuda:N, got 'cpu:x'"),
 ])
 def test_run_options_out_of_range_are_refused(tmp_path, field, value, message):
     with pytest.raises(RunError, match=message):
@@ -243,6 +247,8 @@ def test_a_damaged_run_folder_is_one_error_line(toy, tmp_path):
      "samples/toy.jsonl:3: field 'score' should be a finite number or null, got nan"),
     ('{"id": "x", "task": "toy", "target": 1, "prediction": "a", "score": 1, "metadata": []}',
      "samples/toy.jsonl:3: field 'metadata' should be an object, got []"),
+    ('{"id": "x", "task": "toy", "target": 1, "prediction": "a", "score": 1, "media": ["x.png"]}',
+     "samples/toy.jsonl:3: field 'media' should be a list of objects, got [\"x.png\"]"),
 ])
 def test_a_sample_line_that_is_json_but_not_a_sample_is_one_error_line(toy, tmp_path, line, message):
     out = tmp_path / "run"

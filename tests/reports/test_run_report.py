@@ -42,3 +42,12 @@ def test_report_shows_a_failed_status_with_its_reason(toy, tmp_path):
     html = (out / "report.html").read_text()
     assert '<b id="run-status" class="bad">failed</b>' in html and "This run is failed" in html
     assert "10/20 samples errored" in html and "max-error-rate" in html
+
+
+def test_a_missing_samples_file_is_named_not_hidden(toy, tmp_path):
+    out = tmp_path / "run"
+    run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=3))
+    (out / "samples" / "toy.jsonl").unlink()
+    html = render_run_report(out).read_text()
+    assert f'<p class="err missing-samples">{out}/samples/toy.jsonl is missing: the 3 sample results behind ' \
+           f'these figures cannot be shown</p>' in html
