@@ -283,9 +283,13 @@ def load_model(path: Path, config: Any, trust_remote_code: bool, dtype: torch.dt
                              f"causal LM in transformers ({errors[-1]})")
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """The exception's message on one line: its lines joined (a first line that ends in ':' says
+    nothing alone), cut at ``limit`` characters."""
+    text = " ".join(line.strip() for line in str(e).strip().splitlines() if line.strip())
+    if not text:
+        return type(e).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # ---- the backend --------------------------------------------------------------------------------
@@ -321,7 +325,11 @@ class HFBackend(Backend):
         path, opts = parse_arg(arg)
         super().__init__(arg, **options)
         if not path.is_dir():
-            raise BackendConfigError(f"hf: model folder not found: {path} (expected a local folder with config.json)")
+            tail = str(path).rsplit(",", 1)[-1] if "," in str(path) else ""
+            hint = (f"; {tail.split('=', 1)[0]!r} is not an option (options: {', '.join(OPTION_KEYS)})"
+                    if "=" in tail else "")
+            raise BackendConfigError(f"hf: model folder not found: {path} (expected a local folder with "
+                                     f"config.json){hint}")
         if not (path / "config.json").is_file():
             raise BackendConfigError(f"hf: {path} has no config.json (expected a transformers model folder)")
         self.path = path.resolve()

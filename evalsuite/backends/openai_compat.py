@@ -30,6 +30,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import mimetypes
 import os
 import random
@@ -82,9 +83,10 @@ def parse_target(arg: str | None) -> tuple[str, dict[str, Any]]:
             raise BackendConfigError(f"openai option {key} expects {type(default).__name__}, got {value!r}") from None
     if opts["media"] not in ("data", "file"):
         raise BackendConfigError(f"openai option media expects data or file, got {opts['media']!r}")
-    if opts["max_concurrency"] < 0 or opts["retries"] < 0 or opts["timeout"] <= 0 or opts["connect_timeout"] <= 0:
-        raise BackendConfigError("openai options: max_concurrency >= 0 (0 = no cap), retries >= 0, timeouts > 0 "
-                                 "expected")
+    if opts["max_concurrency"] < 0 or opts["retries"] < 0 or not 0 < opts["timeout"] < math.inf or \
+            not 0 < opts["connect_timeout"] < math.inf or not 0 <= opts["backoff"] < math.inf:  # NaN fails too
+        raise BackendConfigError("openai options: max_concurrency >= 0 (0 = no cap), retries >= 0, timeouts finite "
+                                 "seconds > 0, backoff finite seconds >= 0 expected")
     base = urlunparse(u._replace(fragment="")).rstrip("/")
     return base, opts
 
@@ -124,6 +126,9 @@ class OpenAIBackend(Backend):
                 raise BackendConfigError(f"openai:{self.base_url}: the server lists {len(ids)} models "
                                          f"({', '.join(map(str, ids)) or 'none'}); choose one with #model=NAME")
             self.model = ids[0]
+        elif ids and self.model not in ids:  # every request would answer 404
+            raise BackendConfigError(f"openai:{self.base_url}: the server does not list model {self.model!r} "
+                                     f"(it lists: {', '.join(map(str, ids))}); choose one with #model=NAME")
         entry = next((m for m in listed if m.get("id") == self.model), {})
         info = entry.get("evalsuite")
         self.server_info: dict[str, Any] | None = info if isinstance(info, dict) else None  # an evalsuite server

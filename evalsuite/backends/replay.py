@@ -47,7 +47,7 @@ class ReplayBackend(Backend):
         id_line: dict[str, int] = {}  # lines without a task
         tasks_of_id: dict[str, tuple[str, int]] = {}  # id -> (task, line) of its first line with a task
         try:
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8-sig")  # a BOM, as some editors write, is not part of the first line
         except UnicodeDecodeError as e:
             line_no = raw[: e.start].count(b"\n") + 1
             raise ReplayFileError(f"{path}:{line_no}: not UTF-8 text (expected JSON lines with 'id' and "
@@ -62,7 +62,13 @@ class ReplayBackend(Backend):
                 raise ReplayFileError(
                     f"{path}:{n}: expected a JSON object with 'id' and 'prediction', got {line[:80]!r}"
                 ) from None
-            pred = "" if pred is None else str(pred)
+            if isinstance(row["id"], bool) or not isinstance(row["id"], (str, int)) or sid == "":
+                raise ReplayFileError(f"{path}:{n}: 'id' must be a non-empty string or an integer, got "
+                                      f"{json.dumps(row['id'])}")
+            if pred is not None and not isinstance(pred, str):  # {"x": 1} would be replayed as "{'x': 1}"
+                raise ReplayFileError(f"{path}:{n}: 'prediction' must be a string (or null for none), got "
+                                      f"{json.dumps(pred)[:60]}")
+            pred = "" if pred is None else pred
             if "task" in row:
                 key = (str(row["task"]), sid)
                 if key in task_line:
@@ -86,6 +92,10 @@ class ReplayBackend(Backend):
                     raise ReplayFileError(_mixed(path, sid, task, m, n))
                 id_line[sid] = n
                 self.by_id[sid] = pred
+
+        if not self.by_task and not self.by_id:
+            raise ReplayFileError(f"replay file {path} holds no predictions (expected JSON lines with 'id' and "
+                                  f"'prediction')")
 
     def lookup(self, req: Request) -> str:
         key = (req.task, req.sample_id)

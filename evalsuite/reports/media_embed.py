@@ -11,6 +11,7 @@ import base64
 import io
 import os
 from typing import Any
+from urllib.parse import quote
 
 MAX_INLINE_AUDIO_S = 30.0
 
@@ -49,7 +50,9 @@ def embed(part: dict[str, Any], *, rel_to: str | None = None, thumb: int = 240, 
                 sf.write(buf, np.clip(wav, -1, 1), 16000, format="WAV", subtype="PCM_16")
                 out["uris"] = ["data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()]
             else:
-                out["link"] = os.path.relpath(path, rel_to) if rel_to else path
+                target = os.path.relpath(path, rel_to) if rel_to else os.path.abspath(path)
+                # a URL, not a path: '#', '?', '%' and spaces in file names would cut or change it
+                out["link"] = quote(target) if rel_to else "file://" + quote(target)
             out["note"] = f"{len(wav) / 16000:.1f} s"
     except Exception as e:  # a page must render even when a file is gone
         out["note"] = f"media not shown: {str(e).splitlines()[0] if str(e) else type(e).__name__}"

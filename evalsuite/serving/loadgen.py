@@ -51,8 +51,8 @@ def arrival_times(n: int, rate: float, burstiness: float = 1.0, seed: int = 0) -
         raise ValueError(f"request count must be >= 0, got {n}")
     if not rate > 0:
         raise ValueError(f"rate must be > 0 requests/s, got {rate}")
-    if not burstiness > 0:
-        raise ValueError(f"burstiness must be > 0, got {burstiness}")
+    if not 0 < burstiness < np.inf:  # inf makes every gap NaN and the sender never returns
+        raise ValueError(f"burstiness must be a finite number > 0, got {burstiness}")
     if n == 0:
         return []
     if np.isinf(rate):

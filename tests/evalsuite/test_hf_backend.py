@@ -222,6 +222,8 @@ def test_remote_code_folder_needs_permission(tmp_path: Path, folders: dict[str, 
 @pytest.mark.parametrize("arg, message", [
     ("", "expected hf:<local model folder>"),
     ("/no/such/folder", "model folder not found: /no/such/folder"),
+    ("/no/such/folder,dtyp=float16", "model folder not found: /no/such/folder,dtyp=float16 (expected a local folder "
+                                     "with config.json); 'dtyp' is not an option (options: "),
     ("{empty}", "has no config.json"),
     ("{vl},dtype=int3", "option dtype expects one of float32, bfloat16, float16, got 'int3'"),
     ("{vl},trust_remote_code=maybe", "option trust_remote_code expects 1/0"),

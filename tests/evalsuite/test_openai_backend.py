@@ -101,6 +101,16 @@ def test_parse_target() -> None:
         parse_target("http://h/v1#modle=x")
     with pytest.raises(BackendConfigError, match="retries expects int"):
         parse_target("http://h/v1#retries=many")
+    for bad in ("timeout=nan", "connect_timeout=inf", "backoff=-1", "backoff=nan"):
+        with pytest.raises(BackendConfigError, match="timeouts finite seconds > 0, backoff finite seconds >= 0"):
+            parse_target(f"http://h/v1#{bad}")
+
+
+def test_a_model_the_server_does_not_list_is_refused_up_front() -> None:
+    with ServerThread(MockBackend(), ServerConfig(model_names=["mock"])) as s:
+        with pytest.raises(BackendConfigError, match=r"does not list model 'nosuch' \(it lists: mock\)"):
+            OpenAIBackend(f"{s.base_url}#model=nosuch")  # was: every sample errored with HTTP 404
+        assert OpenAIBackend(f"{s.base_url}#model=mock").model == "mock"
 
 
 def test_unreachable_server_is_one_line() -> None:

@@ -93,3 +93,24 @@ def test_a_file_that_is_not_utf8_names_its_line(tmp_path):
     path.write_bytes(b'{"id": "a", "prediction": "x"}\n{"id": "b", "prediction": "caf\xe9"}\n')  # latin-1
     with pytest.raises(ReplayFileError, match=rf"^{path}:2: not UTF-8 text \(expected JSON lines with 'id' and"):
         ReplayBackend(str(path))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"id": null, "prediction": "x"}\n', ":1: 'id' must be a non-empty string or an integer, got null"),
+    (b'{"id": "a", "prediction": {"x": 1}}\n', ":1: 'prediction' must be a string (or null for none), got {\"x\": 1}"),
+    (b'{"id": "a", "prediction": true}\n', ":1: 'prediction' must be a string (or null for none), got true"),
+    (b"\n\n", " holds no predictions"),
+])
+def test_values_that_are_not_ids_or_predictions_are_refused(tmp_path, content, message):
+    path = tmp_path / "preds.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(ReplayFileError) as e:
+        ReplayBackend(str(path))
+    assert message in str(e.value)
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_line(tmp_path):
+    path = tmp_path / "preds.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"id": "a", "prediction": "x"}\n{"id": 7, "prediction": null}\n')
+    b = ReplayBackend(str(path))
+    assert b.by_id == {"a": "x", "7": ""}

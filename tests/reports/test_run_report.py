@@ -51,3 +51,17 @@ def test_a_missing_samples_file_is_named_not_hidden(toy, tmp_path):
     html = render_run_report(out).read_text()
     assert f'<p class="err missing-samples">{out}/samples/toy.jsonl is missing: the 3 sample results behind ' \
            f'these figures cannot be shown</p>' in html
+
+
+def test_a_specialists_reading_is_shown_with_its_sample(toy, tmp_path):
+    import json as _json
+
+    out = tmp_path / "run"
+    run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=2))
+    log = out / "samples" / "toy.jsonl"
+    rows = [_json.loads(line) for line in log.read_text().splitlines()]
+    rows[0]["usage"]["ocr_text"] = "TOTAL <b>42</b>"
+    log.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    html = render_run_report(out).read_text()
+    assert '<div class="specialist"><b>ocr_text</b>' in html and "<pre>TOTAL &lt;b&gt;42&lt;/b&gt;</pre>" in html
+    assert html.count('<div class="specialist">') == 1

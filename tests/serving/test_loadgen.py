@@ -288,3 +288,10 @@ def test_e2el_runs_to_the_end_of_the_response_as_vllm_counts_it() -> None:
     p = point_metrics(vrun(go).timings, concurrency=1)
     assert p["e2el_s"]["mean"] == pytest.approx(0.5, **EXACT) and p["tpot_s"]["mean"] == pytest.approx(0.2, **EXACT)
     assert p["ttft_s"]["mean"] == pytest.approx(0.1, **EXACT) and p["duration_s"] == pytest.approx(0.5, **EXACT)
+
+
+def test_arrival_times_refuse_a_schedule_that_cannot_be_drawn() -> None:
+    with pytest.raises(ValueError, match=r"^burstiness must be a finite number > 0, got inf$"):
+        arrival_times(4, 10.0, burstiness=float("inf"))  # every gap NaN: the sender never returned
+    with pytest.raises(ValueError, match=r"^rate must be > 0 requests/s, got nan$"):
+        arrival_times(4, float("nan"))
