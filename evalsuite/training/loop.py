@@ -3,7 +3,9 @@
 Determinism: the examples of step ``s`` of stage ``k`` are a pure function of (seed, k, s)
 (`evalsuite.training.sources.step_examples`), so a run resumed from its last state
 (``train_state.pt``, written atomically every ``--save-every`` steps and at each stage's end) takes
-exactly the steps an uninterrupted run would. A finished run can be extended: stages may be appended,
+exactly the steps an uninterrupted run would. The state is read with ``weights_only=True`` (tensors,
+numbers, strings and containers: a file from elsewhere runs no code when read); a file that is not
+one is a one-line `SystemExit` naming it. A finished run can be extended: stages may be appended,
 and the run resumes after the ones it has run; those stages and their steps may not change.
 A new run may also start from a finished run's checkpoint (``init``: its weights, after the stages
 its history says it ran), which is how a v2 curriculum continues the committed checkpoint. With
@@ -105,11 +107,98 @@ def write_history(out: Path, history: dict[str, Any]) -> None:
     atomic_write_text(out / HISTORY_FILE, json.dumps(history, indent=1) + "\n")
 
 
+STATE_REMEDY = "use another --out, or remove the file to start over"
+
+
+def _bad_state(path: Path, why: str) -> SystemExit:
+    return SystemExit(f"{path}: {why}; expected the {STATE_FILE} that python -m evalsuite.training writes "
+                      f"({STATE_REMEDY})")
+
+
+def _numpy_scalar_globals() -> list[Any]:
+    """The numpy names a pickled numpy scalar refers to (a harness metric may have been one in a state
+    written before `evaluate` made them plain numbers): the numeric dtypes, and the function that makes
+    the scalar from its dtype and bytes (under numpy 1's module name too). Nothing else outside torch's
+    own allowlist may be in a state file: no arrays, no object dtype."""
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        return []
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    numeric = sorted({type(np.dtype(c)) for c in "?bhilqBHILQefdFD"}, key=str)  # bool, ints, floats, complex
+    return [np.dtype, *numeric, (scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar")]
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    """The training state in ``path``, read with ``weights_only=True`` (a file from elsewhere runs no
+    code on load); a file that is not one (damaged, truncated, empty, another kind of pickle, an older
+    format holding objects a safe load refuses) is one-line `SystemExit` naming the file."""
+    import pickle
+    import warnings
+
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on a plain pickle's protocol: the error says it
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - whatever the file is, the answer is one line
+        if isinstance(e, pickle.UnpicklingError) and "weights only" in str(e).lower():
+            try:
+                names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+            except Exception:  # noqa: BLE001 - a legacy (non-zip) pickle: no list of names
+                names = []
+            named = f" ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})" if names else ""
+            raise _bad_state(path, f"it holds objects{named} that a safe load refuses to make, so it was not "
+                                   "loaded (a state of an older format, or not a training state)") from None
+        if path.stat().st_size == 0:
+            raise _bad_state(path, "it is empty") from None
+        detail = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:120]
+        raise _bad_state(path, f"it does not read as one, damaged or truncated ({type(e).__name__}"
+                               f"{': ' + detail if detail else ''})") from None
+    kinds = {"stage": int, "step": int, "model": dict, "opt": dict, "args": dict, "history": dict}
+    if not isinstance(state, dict):
+        raise _bad_state(path, f"it holds a {type(state).__name__}, not a training state")
+    missing = [k for k in kinds if k not in state]
+    if missing:
+        raise _bad_state(path, f"it lacks {missing}")
+    wrong = [k for k, t in kinds.items() if not isinstance(state[k], t) or isinstance(state[k], bool)
+             or (t is int and state[k] < 0)]
+    if state.get("aux") is not None and not isinstance(state["aux"], dict):
+        wrong.append("aux")
+    saved = state["args"]
+    if not isinstance(saved.get("stages", ()), (list, tuple)) or not isinstance(saved.get("steps", {}), dict):
+        wrong.append("args")
+    history = state["history"]
+    if not (isinstance(history.get("curve", []), list) and isinstance(history.get("evals", []), list)):
+        wrong.append("history")
+    if wrong:
+        raise _bad_state(path, f"its {wrong} are not what a training state holds")
+    history.setdefault("curve", [])
+    history.setdefault("evals", [])
+    state["history"] = _plain_numbers(history)
+    return state
+
+
+def _plain_numbers(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers (the history is written as JSON)."""
+    if isinstance(obj, dict):
+        return {k: _plain_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain_numbers(v) for v in obj)
+    item = getattr(obj, "item", None)
+    if type(obj).__module__ == "numpy" and callable(item):
+        return item()
+    return obj
+
+
 def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
     path = out / STATE_FILE
+    if path.exists() and not path.is_file():
+        raise SystemExit(f"{path} is not a file; expected the {STATE_FILE} that python -m evalsuite.training "
+                         f"writes ({STATE_REMEDY})")
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_state(path)
     saved, now = dict(state.get("args") or {}), args.fingerprint()
     for key in ("curriculum", "init", "time_pos", "batch_video", "loc_bins"):  # runs written before these settings had their defaults
         saved.setdefault(key, getattr(TrainArgs, key))
@@ -118,6 +207,8 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
     # steps may not.
     n_begun = state["stage"] + (1 if state["step"] > 0 else 0)
     saved_stages = tuple(saved.pop("stages", ()))
+    if state["stage"] > len(saved_stages):
+        raise _bad_state(path, f"its stage {state['stage']} is past the {len(saved_stages)} stage(s) it lists")
     begun = list(saved_stages[:n_begun])
     same_begun = tuple(args.stages[:n_begun]) == tuple(begun) and \
         {k: v for k, v in (saved.get("steps") or {}).items() if k in begun} == \
@@ -126,7 +217,7 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
     rest = {k: v for k, v in now.items() if k not in ("steps", "stages")}
     if saved != rest or not same_begun:
         raise SystemExit(f"{path}: written by a run with different settings {state.get('args')}; expected "
-                         f"{now} (use another --out, or delete it to start over)")
+                         f"{now} ({STATE_REMEDY})")
     return state
 
 
@@ -141,8 +232,11 @@ def evaluate(out: Path, tag: str, n: int, tasks: Sequence[str] = EVAL_TASKS, mod
                                 quiet=True, report=False))
     table = {}
     for name, res in outcome.results["tasks"].items():
-        table[name] = {"primary": res.get("primary_metric"), **{k: v for k, v in res["metrics"].items()
-                                                                if isinstance(v, (int, float))}}
+        # plain Python numbers (a task's metric may be a numpy scalar): the history is saved in the
+        # training state, which is read back with weights_only=True
+        table[name] = {"primary": res.get("primary_metric"),
+                       **{k: v if type(v) in (bool, int, float) else float(v) if isinstance(v, float) else int(v)
+                          for k, v in res["metrics"].items() if isinstance(v, (int, float))}}
     return table
 
 
@@ -186,8 +280,19 @@ def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int
         return build_omni(cfg, seed=args.seed, device=device).train(), 0, None
     from evalsuite.model import weights
 
+    from safetensors import SafetensorError
+
     init = Path(args.init)
-    loaded = weights.load(init)
+    try:
+        loaded = weights.load(init)
+        history = json.loads((init / HISTORY_FILE).read_text())
+    except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # missing files, JSON or weights that do not parse
+        raise SystemExit(f"--init {init}: expected a finished run's checkpoint folder (config.json, model.safetensors, "
+                         f"{HISTORY_FILE}) that reads ({type(e).__name__}: "
+                         f"{(str(e).strip().splitlines() or [''])[0][:160]})") from None
+    if not isinstance(history, dict):
+        raise SystemExit(f"--init {init}: its {HISTORY_FILE} holds a {type(history).__name__}; expected the "
+                         "object a training run writes")
     cfg = loaded.config
     if args.loc_bins and args.loc_bins != cfg.loc_bins:
         if cfg.loc_bins:
@@ -201,7 +306,6 @@ def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int
     if unexpected or any(torch.count_nonzero(model.state_dict()[k]) for k in missing):
         raise SystemExit(f"--init {init}: its weights do not fit the model (missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}); only parameters that start at zero may be new")
-    history = json.loads((init / HISTORY_FILE).read_text())
     done = list(history.get("done") or [])
     if not done or list(args.stages[:len(done)]) != done:
         raise SystemExit(f"--init {init}: it ran stages {done}; expected them as the first of {list(args.stages)}")
@@ -264,8 +368,12 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
     history["args"] = asdict(args)
     start_step = 0
     if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise _bad_state(out / STATE_FILE, f"its weights do not fit this run's model ({type(e).__name__}: "
+                                               f"{(str(e).strip().splitlines() or [''])[0][:120]})") from None
         start_stage, start_step, history = state["stage"], state["step"], state["history"]
         history["args"] = asdict(args)  # an extended run records the stages it now runs
         if progress:
@@ -301,8 +409,12 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
             head_opt = torch.optim.AdamW(head.parameters(), lr=args.lr, weight_decay=args.weight_decay,
                                          betas=(0.9, 0.98))
             if first and state is not None and state.get("aux"):
-                head.load_state_dict(state["aux"]["head"])
-                head_opt.load_state_dict(state["aux"]["opt"])
+                try:
+                    head.load_state_dict(state["aux"]["head"])
+                    head_opt.load_state_dict(state["aux"]["opt"])
+                except (RuntimeError, ValueError, KeyError, TypeError) as e:
+                    raise _bad_state(out / STATE_FILE, f"its {stage} head does not fit this run's ({type(e).__name__}: "
+                                                       f"{(str(e).strip().splitlines() or [''])[0][:120]})") from None
         held = frozen_prefixes(stage, args.curriculum)
         frozen = [p for name, p in model.named_parameters() if name.startswith(held) and p.requires_grad]
         for p in frozen:
