@@ -42,7 +42,8 @@ from evalsuite.kernels.recipes import get
 
 FORMAT_TAG = "packed-v1"
 _QUANT_BUFFERS = ("qdata", "scale", "block_scales", "global_scale")
-_BITS = {"F8_E4M3": 8, "U8": 8, "I8": 8, "BF16": 16, "F16": 16, "F32": 32, "F64": 64, "I32": 32, "I64": 64, "BOOL": 8}
+_BITS = {"F8_E4M3": 8, "F8_E5M2": 8, "F8_E8M0": 8, "U8": 8, "I8": 8, "BF16": 16, "F16": 16, "I16": 16, "U16": 16,
+         "F32": 32, "I32": 32, "U32": 32, "F64": 64, "I64": 64, "U64": 64, "BOOL": 8}
 
 
 def _quantized_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -81,10 +82,21 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"packed checkpoint not found: {path}")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # SafetensorError: truncated, or not a safetensors file
+        raise ValueError(f"{path} is not a readable safetensors file ({type(e).__name__}: "
+                         f"{str(e).strip().splitlines()[0] if str(e).strip() else 'unreadable'})") from None
     if meta.get("evalsuite.format") != FORMAT_TAG:
         raise ValueError(f"{path} is not an evalsuite packed checkpoint (expected metadata evalsuite.format={FORMAT_TAG})")
+    try:
+        layers = json.loads(meta["evalsuite.layers"])
+    except (KeyError, ValueError):
+        raise ValueError(f"{path}: metadata evalsuite.layers is missing or not JSON (expected a JSON object of "
+                         f"module name -> format); the file is damaged") from None
+    if not isinstance(layers, dict) or not all(isinstance(v, str) for v in layers.values()):
+        raise ValueError(f"{path}: metadata evalsuite.layers should map module names to formats")
     return meta
 
 
@@ -164,7 +176,10 @@ def checkpoint_size(path: str | os.PathLike[str]) -> CheckpointSize:
             numel = 1
             for d in shape:
                 numel *= d
-            nbytes = numel * _BITS.get(dtype, 32) // 8
+            if dtype not in _BITS:  # never guess a size
+                raise ValueError(f"{path}: tensor {key} has dtype {dtype}, whose size checkpoint_size does not know "
+                                 f"(known: {', '.join(_BITS)})")
+            nbytes = numel * _BITS[dtype] // 8
             module, _, leaf = key.rpartition(".")
             layer = module.removesuffix(".weight")
             if module.endswith(".weight") and layer in formats and leaf in _QUANT_BUFFERS:

@@ -122,3 +122,6 @@ def _check_input(x: torch.Tensor, granularity: str) -> None:
         raise ValueError(f"fp8.quantize: granularity must be one of {GRANULARITIES}, got {granularity!r}")
     if granularity != "tensor" and x.dim() == 0:
         raise ValueError(f"fp8.quantize: granularity {granularity!r} needs at least 1 dimension, got a scalar")
+    if x.numel() == 0 and (granularity == "tensor" or x.shape[-1] == 0):
+        raise ValueError(f"fp8.quantize: expected a non-empty tensor (granularity {granularity!r}), "
+                         f"got shape {tuple(x.shape)}")

@@ -126,7 +126,9 @@ def unpack_fp4(packed: torch.Tensor) -> torch.Tensor:
 def global_scale_from_amax(amax: torch.Tensor | float) -> torch.Tensor:
     """fp32 scalar ``amax / (448 * 6)``; 1.0 when ``amax == 0``."""
     a = torch.as_tensor(amax).float().reshape(())
-    return torch.where(a > 0, a / NVFP4_GLOBAL_DENOM, torch.ones_like(a))
+    # amax below ~3.8e-42 (fp32 subnormals) would divide to 0, a scale the codec then refuses
+    tiny = torch.finfo(torch.float32).tiny
+    return torch.where(a > 0, (a / NVFP4_GLOBAL_DENOM).clamp(min=tiny), torch.ones_like(a))
 
 
 def compute_global_scale(x: torch.Tensor) -> torch.Tensor:
@@ -214,6 +216,8 @@ def _check_input(x: torch.Tensor) -> None:
     if not isinstance(x, torch.Tensor) or x.dtype not in _FLOAT_DTYPES:
         got = x.dtype if isinstance(x, torch.Tensor) else type(x).__name__
         raise TypeError(f"nvfp4.quantize: expected a float32/bfloat16/float16 tensor, got {got}")
+    if x.numel() == 0:
+        raise ValueError(f"nvfp4.quantize: expected a non-empty tensor, got shape {tuple(x.shape)}")
     if x.dim() == 0 or x.shape[-1] % NVFP4_BLOCK_SIZE:
         raise ValueError(
             f"nvfp4.quantize: last dimension must be a multiple of {NVFP4_BLOCK_SIZE} (the NVFP4 block "

@@ -70,7 +70,7 @@ class _WeightCache:
 
     def __init__(self) -> None:
         self.sources: tuple[torch.Tensor, ...] = ()
-        self.versions: tuple[int, ...] = ()
+        self.versions: tuple[tuple[int, int], ...] = ()
         self.weight: torch.Tensor | None = None
 
     def get(self, sources: tuple[torch.Tensor, ...], make) -> torch.Tensor:
@@ -78,7 +78,8 @@ class _WeightCache:
             return make() if self.weight is None else self.weight  # change means a new compile
         if any(t.is_inference() for t in sources):  # no version counter: writes cannot be seen, so no cache
             return make()
-        versions = tuple(t._version for t in sources)
+        # ``layer.qdata.data = new`` keeps the tensor and its version but not its storage
+        versions = tuple((t._version, t.data_ptr()) for t in sources)
         fresh = (self.weight is not None and len(sources) == len(self.sources)
                  and all(a is b for a, b in zip(sources, self.sources)) and versions == self.versions)
         if not fresh:
@@ -102,8 +103,33 @@ def _copy_bias(linear: nn.Linear) -> nn.Parameter | None:
     return nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
 
 
-class FP8Linear(nn.Module):
+class _QuantizedBuffers(nn.Module):
+    """Keeps the stored format of the quantized buffers (``_formatted``) through ``.to(dtype)``,
+    ``.half()``, ``.bfloat16()`` on the layer or its model: PyTorch counts float8 as a floating dtype
+    and would cast the codes and round the fp32 scales (the next forward then fails, or dequantizes
+    with bf16 scales). Device moves and ``to_empty`` still apply; the bias follows the cast."""
+
+    _formatted: tuple[str, ...] = ()
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        saved = {n: self._buffers[n] for n in self._formatted if self._buffers.get(n) is not None}
+        for n in saved:
+            self._buffers[n] = None  # hidden from nn.Module._apply
+        try:
+            super()._apply(fn, recurse)
+        finally:
+            for n, t in saved.items():
+                out = fn(t)
+                if out.dtype != t.dtype:  # a cast: keep the format, take only the move
+                    out = torch.empty_like(t, device=out.device) if t.is_meta else t.to(device=out.device)
+                self._buffers[n] = out
+        return self
+
+
+class FP8Linear(_QuantizedBuffers):
     """W8A8 FP8 linear layer: E4M3 weight ``qdata[N, K]`` with fp32 ``scale`` (``()`` or ``[N, 1]``)."""
+
+    _formatted = ("qdata", "scale")
 
     def __init__(
         self,
@@ -148,6 +174,8 @@ class FP8Linear(nn.Module):
         backend = self.backend
         if backend == "auto":
             backend = fp8_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
+        if backend not in ("gemv", "cached", "scaled_mm", "ref"):
+            raise ValueError(f"FP8Linear: backend must be one of auto, gemv, cached, scaled_mm, ref; got {backend!r}")
         if backend == "gemv":
             return fp8_gemv(x, self.qdata, self.scale, self.bias)
         if backend == "cached":
@@ -167,10 +195,11 @@ class FP8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, fmt={self.fmt}, bias={self.bias is not None}"
 
 
-class NVFP4Linear(nn.Module):
+class NVFP4Linear(_QuantizedBuffers):
     """W4A16 NVFP4 linear layer: ``qdata[N, K/2]`` uint8, ``block_scales[N, K/16]`` E4M3, fp32 ``global_scale``."""
 
     fmt = "nvfp4"
+    _formatted = ("qdata", "block_scales", "global_scale")
 
     def __init__(
         self,

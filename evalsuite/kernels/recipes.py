@@ -51,7 +51,8 @@ def _compile(pattern: str) -> re.Pattern[str]:
     while comps and comps[0] == "**":  # a leading ``**`` is implied by suffix matching
         comps.pop(0)
     if not comps or "" in comps:
-        raise ValueError(f"recipe pattern {pattern!r}: expected dotted names, '*' or '**'")
+        raise ValueError(f"recipe pattern {pattern!r}: expected a dotted module name with at least one "
+                         f"component other than '**' (components may be names, '*' or '**'), like 'mlp.*' or '**.proj'")
     pieces = []
     for i, comp in enumerate(comps):
         if comp == "**":

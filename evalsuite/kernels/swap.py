@@ -115,15 +115,18 @@ def quantize_model(model: nn.Module, recipe: Recipe | str, *, strict: bool = Tru
     module; with ``strict=False`` such layers stay as they are (and show so in `report`).
     """
     recipe = get(recipe)
-    for name, fmt in plan(model, recipe).items():
+    todo = []
+    for name, fmt in plan(model, recipe).items():  # every layer checked before any is swapped
         if not formats.get(fmt).quantized:
             continue
         linear = model.get_submodule(name)
         problem = cannot_quantize(linear, fmt)
         if problem:
-            if strict:
+            if strict:  # the model is left as it was, not half quantized
                 raise ValueError(f"quantize_model({recipe.name!r}): cannot make {name} {fmt}: {problem}")
             continue
+        todo.append((name, fmt, linear))
+    for name, fmt, linear in todo:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, quantize_linear(linear, fmt))
     model.quant_recipe = recipe  # read by the model for kv_cache_dtype

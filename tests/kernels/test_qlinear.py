@@ -164,3 +164,51 @@ def test_cached_backend_with_inference_tensors_dequantizes_every_call() -> None:
         ref = layer(x)
         layer.backend = "auto"
         assert torch.equal(layer(x), ref) and not torch.equal(first, ref)
+
+
+@pytest.mark.parametrize("make", [lambda lin: FP8Linear.from_linear(lin, "channel"), NVFP4Linear.from_linear])
+def test_a_dtype_cast_keeps_the_quantized_format(make):
+    # PyTorch counts float8 as floating: .to(bf16) cast the codes (the next forward failed) and rounded
+    # the fp32 scales to bf16
+    lin = _linear(32, 64, dtype=torch.float32)
+    q = make(lin)
+    q.backend = "ref"
+    before = {n: b.clone() for n, b in q.named_buffers()}
+    x = torch.randn(3, 64)
+    y = q(x)
+    for cast in (lambda m: m.to(torch.bfloat16), lambda m: m.half(), lambda m: m.double(), lambda m: m.float()):
+        cast(q)
+        for n, b in q.named_buffers():
+            assert b.dtype == before[n].dtype and torch.equal(b.reshape(-1).view(torch.uint8),
+                                                              before[n].reshape(-1).view(torch.uint8)), n
+    assert q.bias.dtype == torch.float32  # the bias follows the casts (rounded through bf16, as nn.Linear's)
+    q.bias.data = lin.bias.detach().clone()
+    assert torch.equal(q(x), y)  # the weight is exactly the one before the casts
+    wrapped = nn.Sequential(make(lin)).to(torch.bfloat16)  # through a parent module too
+    assert {b.dtype for b in wrapped.buffers()} == {b.dtype for b in before.values()}
+    meta = make(nn.Linear(64, 32, device="meta")).to_empty(device="cpu")  # to_empty still allocates
+    assert {n: b.dtype for n, b in meta.named_buffers()} == {n: b.dtype for n, b in before.items()}
+
+
+def test_the_cached_weight_follows_a_data_swap():
+    q = NVFP4Linear.from_linear(_linear(32, 64, dtype=torch.float32))
+    q.backend = "cached"
+    x = torch.randn(2, 64)
+    q(x)  # fills the cache
+    q.qdata.data = torch.randint(0, 256, q.qdata.shape, dtype=torch.uint8)  # same tensor, same version
+    expected = x @ nvfp4.dequantize(q.qdata, q.block_scales, q.global_scale, torch.float32).t() + q.bias.float()
+    assert torch.equal(q(x), expected.to(x.dtype))  # was the stale weight
+
+
+def test_tiny_and_empty_inputs_are_handled_in_one_line():
+    q = nvfp4.quantize(torch.full((1, 16), 1e-44))
+    assert float(q.global_scale) > 0  # was 0.0, a scale the codec itself refuses
+    nvfp4.quantize(torch.full((1, 16), 1e-44), global_scale=q.global_scale)
+    with pytest.raises(ValueError, match=r"^nvfp4.quantize: expected a non-empty tensor, got shape \(0, 16\)$"):
+        nvfp4.quantize(torch.empty(0, 16))
+    with pytest.raises(ValueError, match=r"^fp8.quantize: expected a non-empty tensor \(granularity 'token'\), got shape \(4, 0\)$"):
+        fp8.quantize(torch.empty(4, 0), "token")
+    with pytest.raises(ValueError, match="FP8Linear: backend must be one of auto, gemv, cached, scaled_mm, ref"):
+        q8 = FP8Linear.from_linear(_linear(16, 32))
+        q8.backend = "fast"
+        q8(torch.randn(1, 32).bfloat16())

@@ -112,3 +112,27 @@ def test_bad_files_are_clear_errors(tmp_path):
     del other.backbone.layers[2].mixer.experts[3]
     with pytest.raises(ValueError, match="experts.3.up_proj has no counterpart in the model"):
         load_packed(other, path)
+
+
+def test_damaged_metadata_and_unknown_dtypes_are_clear_errors(tmp_path):
+    from evalsuite.kernels.checkpoint import FORMAT_TAG, checkpoint_size
+
+    no_layers = tmp_path / "no_layers.safetensors"
+    save_file({"x": torch.zeros(2)}, str(no_layers), metadata={"evalsuite.format": FORMAT_TAG})
+    with pytest.raises(ValueError, match="metadata evalsuite.layers is missing or not JSON"):
+        load_packed(build(), no_layers)  # was KeyError: 'evalsuite.layers'
+    bad_json = tmp_path / "bad_json.safetensors"
+    save_file({"x": torch.zeros(2)}, str(bad_json), metadata={"evalsuite.format": FORMAT_TAG, "evalsuite.layers": "{"})
+    with pytest.raises(ValueError, match="metadata evalsuite.layers is missing or not JSON"):
+        checkpoint_size(bad_json)
+    model = kernels.quantize_model(build(), "fp4")
+    path = save_packed(model, tmp_path / "m.safetensors")
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ValueError, match=rf"^{cut} is not a readable safetensors file"):
+        load_packed(build(), cut)
+    # int16 was missing from the size table
+    odd = tmp_path / "odd.safetensors"
+    save_file({"x": torch.zeros(1000, dtype=torch.int16)}, str(odd),
+              metadata={"evalsuite.format": FORMAT_TAG, "evalsuite.layers": "{}"})
+    assert checkpoint_size(odd).by_format["i16"]["bytes"] == 2000  # was 4000: an unknown dtype counted 32 bits

@@ -100,5 +100,11 @@ def test_custom_recipe_is_validated_and_passes_through_get():
         Recipe("bad", "", rules=(("x", "int4"),))
     with pytest.raises(ValueError, match="kv_cache_dtype must be one of"):
         Recipe("bad", "", kv_cache_dtype="int8")
-    with pytest.raises(ValueError, match="expected dotted names"):
+    with pytest.raises(ValueError, match="expected a dotted module name"):
         Recipe("bad", "", rules=(("a..b", "fp8"),)).format_for("a.b")
+
+
+def test_a_pattern_of_only_double_stars_says_what_is_missing():
+    with pytest.raises(ValueError, match=r"^recipe pattern '\*\*': expected a dotted module name with at least one "
+                                         r"component other than '\*\*'"):
+        Recipe("bad", "", rules=(("**", "fp8"),)).format_for("a.b")

@@ -126,6 +126,9 @@ def test_unquantizable_layer_is_a_clear_error_or_skipped():
     model.backbone.layers[3].mixer.down_proj = nn.Linear(20, 32, bias=False).to(torch.bfloat16)
     with pytest.raises(ValueError, match="cannot make backbone.layers.3.mixer.down_proj nvfp4: in_features 20"):
         kernels.quantize_model(model, "fp4-all")
+    # refused as a whole: no layer was swapped before the one that cannot be (was left half quantized)
+    assert not any(isinstance(m, (NVFP4Linear, FP8Linear)) for m in model.modules())
+    assert getattr(model, "quant_recipe", None) is None
     kernels.quantize_model(model, "fp4-all", strict=False)
     assert type(model.backbone.layers[3].mixer.down_proj) is nn.Linear
     assert type(model.backbone.layers[3].mixer.up_proj) is NVFP4Linear
