@@ -109,10 +109,9 @@ class Deadline:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from evalsuite.results import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 def sync(device: torch.device) -> None:
@@ -305,17 +304,41 @@ def add_sass_per_value(res: dict[str, Any]) -> int:
     """Set ``sass_per_value`` on each GEMM row that ran a `GEMV_VARIANTS` path on a recorded tile, for
     the architecture the run recorded (``env.sm``); compiles only (any machine with Triton's
     toolchain), so the GPU's time goes to measuring. Returns the rows set."""
-    sm = res.get("env", {}).get("sm")
+    if not isinstance(res, dict):
+        raise ValueError(f"add_sass_per_value: the results are a JSON {type(res).__name__}, not an object")
+    env, sections = res.get("env", {}), res.get("sections", {})
+    gemm = sections.get("gemm", {}) if isinstance(sections, dict) else None
+    rows = gemm.get("rows", []) if isinstance(gemm, dict) else None
+    if not isinstance(env, dict) or not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError("add_sass_per_value: expected an object with 'env' an object and 'sections.gemm.rows' "
+                         "a list of objects")
+    sm = env.get("sm")
     if not sm:
         raise ValueError("add_sass_per_value: the results record no GPU architecture (env.sm); "
                          "a CUDA run's gpu.json is needed")
-    arch = int(str(sm).replace(".", ""))
+    try:
+        arch = int(str(sm).replace(".", ""))
+    except ValueError:
+        raise ValueError(f"add_sass_per_value: env.sm {sm!r} is not a compute capability like '9.0'") from None
+    todo = [row for row in rows if row.get("tile_cfg") and row.get("path") in GEMV_VARIANTS]
+    if todo:
+        from evalsuite.kernels.triton.static import toolchain_missing
+
+        if missing := toolchain_missing():
+            raise ValueError(f"add_sass_per_value: cannot compile for CUDA here ({missing})")
     done = 0
-    for row in res.get("sections", {}).get("gemm", {}).get("rows", []):
-        if row.get("tile_cfg") and row.get("path") in GEMV_VARIANTS:
-            n, k = (int(v) for v in row["shape"].split("x"))
-            row["sass_per_value"] = gemv_sass_per_value(n, k, row["tile_cfg"], arch, **GEMV_VARIANTS[row["path"]])
-            done += 1
+    for row in todo:
+        tile = row["tile_cfg"]
+        try:
+            n, k = (int(v) for v in str(row.get("shape")).split("x"))
+            ok = isinstance(tile, dict) and set(tile) == {"block_n", "block_k", "split_k"}
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ValueError(f"add_sass_per_value: row {row.get('path')!r} at {row.get('shape')!r}: expected "
+                             f"'shape' NxK and 'tile_cfg' with block_n, block_k, split_k, got {tile!r}")
+        row["sass_per_value"] = gemv_sass_per_value(n, k, tile, arch, **GEMV_VARIANTS[row["path"]])
+        done += 1
     return done
 
 
@@ -803,8 +826,35 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 # ---- main -----------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  (one line, no usage block)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def parse_device(text: str) -> torch.device:
+    """``cuda``, ``cuda:N`` or ``cpu`` (whether that CUDA device exists is checked later)."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise ValueError(f"--device: expected cuda, cuda:N or cpu (a smoke test of the script), got {text!r}")
+    return device
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written into ``folder`` (None: they can, creating it and its parents if need be)."""
+    for f in (folder, *folder.parents):
+        if f.exists():
+            if not f.is_dir():
+                return f"{f} is not a directory"
+            return None if os.access(f, os.W_OK | os.X_OK) else f"{f} is not writable"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = _Parser(prog="python bench/bench_gpu.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench", help="folder for gpu.json and gpu.md")
     p.add_argument("--sections", default="gemm,moe,engine,compiled,full",
                    help="comma-separated: gemm, moe, engine, compiled, full")
@@ -819,28 +869,50 @@ def main(argv: list[str] | None = None) -> int:
                    help="measure nothing: add each GEMV A/B row's SASS per value (compiled for the run's GPU, no "
                         "GPU needed) to this gpu.json, and rewrite it and its gpu.md")
     args = p.parse_args(argv)
+    # every option is checked before anything runs (the no-CUDA exit included)
+    try:
+        device = parse_device(args.device)
+    except ValueError as exc:
+        p.error(str(exc))
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(sections) - set(SECTION_CAPS_S))
+    if unknown or not sections:
+        p.error(f"--sections: unknown {unknown}; expected some of {sorted(SECTION_CAPS_S)}" if unknown else
+                f"--sections: expected some of {sorted(SECTION_CAPS_S)}, got none")
+    try:
+        m_values = tuple(int(v) for v in args.m.split(","))
+        if any(m < 1 for m in m_values):
+            raise ValueError
+    except ValueError:
+        p.error(f"--m: expected comma-separated integers >= 1, got {args.m!r}")
+    if not math.isfinite(args.budget_s) or args.budget_s < 0:
+        p.error(f"--budget-s: expected a finite number of seconds >= 0, got {args.budget_s}")
+    if args.precompile_workers < 0:
+        p.error(f"--precompile-workers: expected an integer >= 0, got {args.precompile_workers}")
+    from evalsuite.model.config import BackboneConfig
+
+    if args.preset not in BackboneConfig.PRESETS:
+        p.error(f"--preset: expected one of {', '.join(sorted(BackboneConfig.PRESETS))}, got {args.preset!r}")
     if args.sass_from is not None:
         try:
             res = json.loads(args.sass_from.read_text(encoding="utf-8"))
             done = add_sass_per_value(res)
         except (OSError, ValueError) as exc:  # a missing or foreign file: one line (JSONDecodeError is a ValueError)
-            p.error(f"--sass-from {args.sass_from}: expected a CUDA run's gpu.json: {exc}")
+            p.error(f"--sass-from {args.sass_from}: expected a CUDA run's gpu.json: {(str(exc).splitlines() or [repr(exc)])[0]}")
         print(f"bench-gpu: SASS per value set on {done} rows")
-        write_atomic(args.sass_from, json.dumps(res, indent=1, default=str))
-        write_atomic(args.sass_from.with_suffix(".md"), markdown(res))
+        try:
+            write_atomic(args.sass_from, json.dumps(res, indent=1, default=str))
+            write_atomic(args.sass_from.with_suffix(".md"), markdown(res))
+        except OSError as exc:
+            p.error(f"--sass-from {args.sass_from}: cannot rewrite it and its .md: {exc}")
         return 0
-    device = torch.device(args.device)
+    if problem := folder_problem(Path(args.out)):
+        p.error(f"--out {args.out}: {problem}; expected a folder for gpu.json and gpu.md")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False); nothing measured")
         return 0
-    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
-    unknown = sorted(set(sections) - set(SECTION_CAPS_S))
-    if unknown:
-        p.error(f"--sections: unknown {unknown}; expected some of {sorted(SECTION_CAPS_S)}")
-    try:
-        m_values = tuple(int(v) for v in args.m.split(","))
-    except ValueError:
-        p.error(f"--m: expected comma-separated integers, got {args.m!r}")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        p.error(f"--device {args.device}: expected a CUDA device index below {torch.cuda.device_count()}")
     out_dir = Path(args.out)
     t_start = time.monotonic()
     res: dict[str, Any] = {"command": " ".join(["python bench/bench_gpu.py", *(argv if argv is not None else sys.argv[1:])]),
@@ -851,8 +923,6 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out_dir / "gpu.md", markdown(res))
 
     if device.type == "cuda" and HAS_TRITON and args.precompile_workers > 0 and not args.smoke:
-        from evalsuite.model.config import BackboneConfig
-
         experts = tuple(sorted({BackboneConfig.preset(p).n_routed_experts for p in (args.preset, "tiny")}))
         res["precompile"] = precompile_kernels(device, precompile_shapes(args.preset), args.precompile_workers,
                                                cap_s=PRECOMPILE_CAP_S, experts=experts)  # fmt: skip

@@ -30,6 +30,8 @@ def _nbytes(*ts: torch.Tensor) -> int:
 
 
 def _best_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    if repeats < 1:  # no timed run: no time to report (inf ms would read as a measurement)
+        raise ValueError(f"repeats: expected an integer >= 1, got {repeats}")
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeats):
@@ -82,19 +84,65 @@ def table(rows: list[dict[str, object]], device: torch.device) -> str:
     return "\n".join([head, *body])
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  (one line, no usage block)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    """``NxK[,NxK...]`` with N >= 1 and K a multiple of 16 (the NVFP4 block), at least 16."""
+    out = []
+    for item in text.split(","):
+        try:
+            n, k = (int(v) for v in item.strip().lower().split("x"))
+        except ValueError:
+            n = k = -1
+        if n < 1 or k < 16 or k % 16:
+            raise argparse.ArgumentTypeError(
+                f"expected NxK pairs with N >= 1 and K a multiple of 16 (at least 16), got {item!r}")
+        out.append((n, k))
+    return out
+
+
+def _repeats(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1 (timed runs per cell), got {text!r}")
+    return v
+
+
+def check_device(text: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` that exists here; else `ValueError` saying what was expected."""
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {text!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {text}: no CUDA device is available here (torch.cuda.is_available() is False)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {text}: expected a CUDA device index below {torch.cuda.device_count()}")
+    return device
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="256x1024,1024x1024,2048x2048", help="comma-separated NxK")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--device", default="cpu")
+    p = _Parser(prog="python bench/bench_kernels.py", description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=_sizes, default="256x1024,1024x1024,2048x2048",
+                   help="comma-separated NxK (K a multiple of 16)")
+    p.add_argument("--repeats", type=_repeats, default=5, help="timed runs per cell, the best kept (>= 1)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     args = p.parse_args(argv)
     try:
-        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
-        assert all(len(s) == 2 and s[1] % 16 == 0 for s in sizes)
-    except (ValueError, AssertionError):
-        p.error(f"--sizes: expected NxK pairs with K a multiple of 16, got {args.sizes!r}")
-    device = torch.device(args.device)
-    print(table(bench(sizes, args.repeats, device), device))  # type: ignore[arg-type]
+        device = check_device(args.device)
+    except ValueError as exc:
+        p.error(str(exc))
+    print(table(bench(args.sizes, args.repeats, device), device))
     return 0
 
 

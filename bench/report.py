@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import re
+import sys
 from datetime import date
 from pathlib import Path
 
 from evalsuite.env import cpu_name, gpu_info
+from evalsuite.results import atomic_write_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,26 +66,66 @@ def _fmt(v) -> str:
 
 
 def update(md: Path, section: str, body: str) -> None:
-    text = md.read_text() if md.exists() else "# Benchmarks\n\nMeasured numbers only; each section names its device, date and command.\n"
+    text = md.read_text(encoding="utf-8") if md.exists() else "# Benchmarks\n\nMeasured numbers only; each section names its device, date and command.\n"
     tag = re.sub(r"[^a-z0-9]+", "-", section.lower()).strip("-")
     block = f"<!-- bench:{tag} -->\n## {section}\n\n{body}\n<!-- /bench:{tag} -->"
     pat = re.compile(rf"<!-- bench:{tag} -->.*?<!-- /bench:{tag} -->", re.S)
     text = pat.sub(lambda _: block, text) if pat.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    md.write_text(text)
+    atomic_write_text(md, text)  # a failed write leaves the old file whole
 
 
-def main() -> None:
-    p = argparse.ArgumentParser()
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]  (one line, no usage block)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def load_results(path: Path) -> dict:
+    """The pytest-benchmark JSON at ``path``; `ValueError` saying what was expected when it is missing,
+    not JSON, or holds no benchmark with a name and a positive median time."""
+    what = "expected a pytest-benchmark JSON file (pytest --benchmark-json)"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"{path}: {what}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSONDecodeError, and bytes that are not UTF-8
+        raise ValueError(f"{path}: {what}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    benchmarks = data.get("benchmarks") if isinstance(data, dict) else None
+    if not isinstance(benchmarks, list) or not benchmarks:
+        raise ValueError(f"{path}: {what} with a non-empty 'benchmarks' list")
+    for i, b in enumerate(benchmarks):
+        b = b if isinstance(b, dict) else {}
+        stats = b.get("stats") if isinstance(b.get("stats"), dict) else {}
+        med = stats.get("median")
+        timed = isinstance(med, (int, float)) and not isinstance(med, bool) and math.isfinite(med) and med > 0
+        if not isinstance(b.get("name"), str) or not timed or not isinstance(b.get("extra_info", {}), dict):
+            raise ValueError(f"{path}: {what}: benchmarks[{i}] lacks a 'name', a positive 'stats.median' or an "
+                             "object 'extra_info'")
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _Parser(prog="python bench/report.py", description=__doc__.splitlines()[0])
     p.add_argument("json")
     p.add_argument("--section", required=True)
     p.add_argument("--command", required=True)
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
-    a = p.parse_args()
-    data = json.loads(Path(a.json).read_text())
+    a = p.parse_args(argv)
+    try:
+        data = load_results(Path(a.json))
+    except ValueError as exc:
+        p.error(str(exc))
+    out = Path(a.out)
+    if out.is_dir():
+        p.error(f"--out {out} is a directory; expected the Markdown file to update")
     body = f"Device: {device_line()}. Date: {date.today().isoformat()}. Command: `{a.command}`.\n\n" + tables(data)
-    update(Path(a.out), a.section, body)
+    try:
+        update(out, a.section, body)
+    except (OSError, UnicodeDecodeError) as exc:
+        p.error(f"--out {out}: cannot update it: {exc}")
     print(body)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -31,9 +31,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import linear_shapes, precompile_shapes  # noqa: E402  (shared with make bench-gpu)
+from bench_gpu import _Parser, folder_problem, linear_shapes, precompile_shapes  # noqa: E402  (shared with make bench-gpu)
 
 KERNELS = ("nvfp4_gemv", "fp8_gemv", "grouped_nvfp4", "grouped_fp8", "nvfp4_dequant")
+# --arch values this toolchain compiles and reads back (Triton 3.9's LLVM, ptxas and cuobjdump): sm_70/72
+# compile but cuobjdump cannot read their cubins; a number LLVM does not know (0, 85, 91…) aborts the process
+ARCHS = (75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121)
 
 
 def grouped_rows(experts: int) -> tuple[int, int, int]:
@@ -177,12 +180,44 @@ def _shapes(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
+def _arch(text: str) -> int:
+    try:
+        arch = int(text)
+    except ValueError:
+        arch = -1
+    if arch not in ARCHS:
+        raise argparse.ArgumentTypeError(f"expected a compute capability as one number, one of "
+                                         f"{', '.join(map(str, ARCHS))} (90: H100/H200), got {text!r}")
+    return arch
+
+
+def gemv_max_rows() -> int:
+    """The most activation rows both GEMV wrappers take (each raises past its ``GEMV_MAX_M``)."""
+    from evalsuite.kernels.triton.fp8_gemv import GEMV_MAX_M as FP8_MAX
+    from evalsuite.kernels.triton.nvfp4_gemv import GEMV_MAX_M as NVFP4_MAX
+
+    return min(FP8_MAX, NVFP4_MAX)
+
+
+def _rows(text: str) -> list[int]:
+    top = gemv_max_rows()
+    try:
+        rows = [int(r) for r in text.split(",")]
+    except ValueError:
+        rows = []
+    if not rows or any(not 1 <= r <= top for r in rows):
+        raise argparse.ArgumentTypeError(f"expected comma-separated row counts from 1 to {top} (the GEMV kernels "
+                                         f"nvfp4_gemv and fp8_gemv take at most {top} rows), got {text!r}")
+    return list(dict.fromkeys(rows))
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--arch", type=int, default=90, help="CUDA compute capability as one number (90: H100/H200)")
+    p = _Parser(prog="python bench/static_kernels.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", type=_arch, default=90,
+                   help=f"CUDA compute capability as one number, one of {', '.join(map(str, ARCHS))} (90: H100/H200)")
     p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose linear shapes are compiled")
     p.add_argument("--shapes", type=_shapes, default=None, help="NxK list instead of the preset's (grouped: as experts)")
-    p.add_argument("--rows", default="1,16", help="activation rows of the GEMV calls")
+    p.add_argument("--rows", type=_rows, default="1,16", help="activation rows of the GEMV calls (1 to 16)")
     p.add_argument("--kernels", default=",".join(KERNELS), help=f"subset of {','.join(KERNELS)}")
     p.add_argument("--json", type=Path, default=None, help="write every variant's report here")
     p.add_argument("--precompile-workers", type=int, default=0,
@@ -192,6 +227,19 @@ def main(argv: list[str] | None = None) -> int:
     kernels = tuple(x for x in args.kernels.split(",") if x)
     if unknown := [x for x in kernels if x not in KERNELS]:
         p.error(f"--kernels: expected some of {','.join(KERNELS)}, got {','.join(unknown)}")
+    if not kernels:
+        p.error(f"--kernels: expected some of {','.join(KERNELS)}, got none")
+    from evalsuite.model.config import BackboneConfig
+
+    if args.preset not in BackboneConfig.PRESETS:
+        p.error(f"--preset: expected one of {', '.join(sorted(BackboneConfig.PRESETS))}, got {args.preset!r}")
+    if args.precompile_workers < 0:
+        p.error(f"--precompile-workers: expected an integer >= 0, got {args.precompile_workers}")
+    if args.json is not None:
+        if args.json.is_dir():
+            p.error(f"--json {args.json} is a directory; expected a file name for the reports")
+        if problem := folder_problem(args.json.parent):
+            p.error(f"--json {args.json}: {problem}; expected a file in a folder that exists or can be made")
     from evalsuite.kernels.triton.static import toolchain_missing
 
     if missing := toolchain_missing():
@@ -205,13 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # the current default, stated
     shapes = args.shapes or linear_shapes(args.preset)
-    rows = [int(r) for r in args.rows.split(",")]
-    reports = compile_all(shapes, rows, kernels, args.arch, experts=preset_experts(args.preset))
+    reports = compile_all(shapes, args.rows, kernels, args.arch, experts=preset_experts(args.preset))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_suffix(".tmp")
-        tmp.write_text(json.dumps(reports, indent=1), encoding="utf-8")
-        os.replace(tmp, args.json)
+        from evalsuite.results import atomic_write_text
+
+        try:
+            atomic_write_text(args.json, json.dumps(reports, indent=1))
+        except OSError as exc:
+            p.error(f"--json {args.json}: cannot write the reports: {exc}")
     command = "python bench/static_kernels.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print(markdown(summarize(reports), args.arch, command.strip()))
     return 0

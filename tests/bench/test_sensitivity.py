@@ -222,7 +222,7 @@ def test_recipe_json_round_trip_and_swap(calibrated, tmp_path):
 @pytest.mark.parametrize("data, match", [
     ({"name": "x", "rules": [["a", "int4"]]}, "format 'int4'"),
     ({"name": "x", "rules": [["a"]]}, "pairs"),
-    ({"name": "x", "rules": [["a..b", "fp8"]]}, "expected dotted names"),
+    ({"name": "x", "rules": [["a..b", "fp8"]]}, "expected a dotted module name"),
     ({"name": "x", "extra": 1}, "unknown field"),
     ({"rules": []}, "name"),
     ([1, 2], "expected an object"),
@@ -279,3 +279,38 @@ def test_cli_table_json_and_recipe_file(tmp_path, capsys):
     assert res["recipes"]["fp8"]["bits_per_weight"] < res["recipes"]["bf16"]["bits_per_weight"] == 16.0
     fp4_all = res["recipes"]["fp4-all"]
     assert fp4_all["passes_floor"] == (fp4_all["min_sqnr_db"] >= 20) and fp4_all["quantized_layers"] == 52
+
+
+@pytest.mark.parametrize("cut", ["header", "data", "empty"])
+def test_cli_truncated_checkpoint_weights_are_one_line_naming_the_file(cut, tmp_path, capsys):
+    """A weights file cut short (safetensors raises its own SafetensorError, neither OSError nor
+    ValueError) is one line naming the file, exit 2."""
+    from evalsuite.model import weights
+
+    src = weights.DEFAULT_DIR / weights.WEIGHTS_FILE
+    if not src.is_file():  # pragma: no cover
+        pytest.skip(f"no {src}")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / weights.CONFIG_FILE).write_text((weights.DEFAULT_DIR / weights.CONFIG_FILE).read_text())
+    data = src.read_bytes()
+    (ckpt / weights.WEIGHTS_FILE).write_bytes({"header": data[:1000], "data": data[: len(data) // 2], "empty": b""}[cut])
+    with pytest.raises(SystemExit) as info:
+        main(["--checkpoint", str(ckpt)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    why = {"header": "invalid header length", "data": "incomplete metadata, file not fully covered",
+           "empty": "header too small"}[cut]
+    assert err == (f"python bench/sensitivity.py: error: cannot load the checkpoint {ckpt}: {ckpt / 'model.safetensors'} "
+                   f"is not a readable safetensors file (Error while deserializing header: {why})\n")
+
+
+def test_cli_checkpoint_config_that_is_not_an_object_is_one_line(tmp_path, capsys):
+    (tmp_path / "config.json").write_text("[]")
+    with pytest.raises(SystemExit) as info:
+        main(["--checkpoint", str(tmp_path)])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"python bench/sensitivity.py: error: cannot load the checkpoint {tmp_path}: {tmp_path / 'config.json'} "
+        "holds a JSON list; expected an object written by model.weights.save\n")

@@ -257,3 +257,74 @@ def test_same_tile_path_runs_on_the_tuned_tile_or_says_why_not(monkeypatch):
     monkeypatch.setattr(mod, "tuned_tile", lambda n, k, rows: {"block_n": 64, "block_k": 512, "split_k": 2})
     path(torch.zeros(1, 128))
     assert seen == [{"block_n": 32, "block_k": 512, "split_k": 2}]
+
+
+def _one_line_exit_2(main, argv, capsys) -> str:
+    """``main(argv)`` exits 2 with one line on stderr and nothing on stdout; that line."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
+    return err.rstrip("\n")
+
+
+def test_unknown_device_is_one_line(capsys):
+    err = _one_line_exit_2(_load().main, ["--device", "bogus"], capsys)
+    assert err == ("python bench/bench_gpu.py: error: --device: expected cuda, cuda:N or cpu (a smoke test of the "
+                   "script), got 'bogus'")
+
+
+@pytest.mark.parametrize("content, why", [
+    ("[]", "add_sass_per_value: the results are a JSON list, not an object"),
+    ('{"env": [], "sections": {}}', "add_sass_per_value: expected an object with 'env' an object and "
+                                   "'sections.gemm.rows' a list of objects"),
+    ('{"env": {"sm": "9.0"}, "sections": {"gemm": {"rows": [1]}}}',
+     "add_sass_per_value: expected an object with 'env' an object and 'sections.gemm.rows' a list of objects"),
+])
+def test_sass_from_a_foreign_json_is_one_line(content, why, tmp_path, capsys):
+    f = tmp_path / "gpu.json"
+    f.write_text(content)
+    err = _one_line_exit_2(_load().main, ["--sass-from", str(f)], capsys)
+    assert err == f"python bench/bench_gpu.py: error: --sass-from {f}: expected a CUDA run's gpu.json: {why}"
+    assert f.read_text() == content and not (tmp_path / "gpu.md").exists()
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_out_that_is_a_file_is_one_line_and_nothing_runs(under, tmp_path, monkeypatch, capsys):
+    bench = _load()
+    monkeypatch.setattr(bench, "run_gemm", lambda *a, **k: pytest.fail("a section ran"))
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    out = afile / "sub" if under else afile
+    err = _one_line_exit_2(bench.main, ["--device", "cpu", "--smoke", "--budget-s", "0", "--sections", "gemm",
+                                        "--out", str(out)], capsys)  # fmt: skip
+    assert err == (f"python bench/bench_gpu.py: error: --out {out}: {afile} is not a directory; expected a folder "
+                   "for gpu.json and gpu.md")
+    assert afile.read_text() == "keep"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--sections", "bogus"], "--sections: unknown ['bogus']; expected some of "
+                              "['compiled', 'engine', 'full', 'gemm', 'moe']"),
+    (["--sections", ","], "--sections: expected some of ['compiled', 'engine', 'full', 'gemm', 'moe'], got none"),
+    (["--m", "1,0"], "--m: expected comma-separated integers >= 1, got '1,0'"),
+    (["--budget-s", "nan"], "--budget-s: expected a finite number of seconds >= 0, got nan"),
+    (["--preset", "bogus"], "--preset: expected one of nano-omni-30b-a3b, tiny, got 'bogus'"),
+    (["--precompile-workers", "-1"], "--precompile-workers: expected an integer >= 0, got -1"),
+])
+def test_options_are_checked_before_the_no_cuda_exit(argv, expected, tmp_path, monkeypatch, capsys):
+    """Without CUDA a bad option is still an error (exit 2), not the no-CUDA line (exit 0)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    err = _one_line_exit_2(_load().main, [*argv, "--out", str(tmp_path)], capsys)
+    assert err == f"python bench/bench_gpu.py: error: {expected}"
+    assert not any(tmp_path.iterdir())
+
+
+def test_valid_options_without_cuda_still_one_line_exit_zero(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "new" / "folder"
+    assert _load().main(["--sections", "gemm,moe", "--m", "1,16", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == ("bench-gpu: no CUDA device here (torch.cuda.is_available() is False); "
+                                       "nothing measured\n")
+    assert not out.exists()
