@@ -832,14 +832,15 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def parse_device(text: str) -> torch.device:
-    """``cuda``, ``cuda:N`` or ``cpu`` (whether that CUDA device exists is checked later)."""
+def parse_device(text: str, expected: str = "cuda, cuda:N or cpu (a smoke test of the script)") -> torch.device:
+    """``cuda``, ``cuda:N`` or ``cpu`` (whether that CUDA device exists is checked later); the bench
+    scripts share it."""
     try:
         device = torch.device(text)
     except (RuntimeError, ValueError):
         device = None
     if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
-        raise ValueError(f"--device: expected cuda, cuda:N or cpu (a smoke test of the script), got {text!r}")
+        raise ValueError(f"--device: expected {expected}, got {text!r}")
     return device
 
 

@@ -21,7 +21,9 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_gpu import _Parser, parse_device  # noqa: E402  (one option parser for the bench scripts)
 from evalsuite.kernels import fp8, nvfp4  # noqa: E402
 
 
@@ -84,12 +86,6 @@ def table(rows: list[dict[str, object]], device: torch.device) -> str:
     return "\n".join([head, *body])
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]  (one line, no usage block)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def _sizes(text: str) -> list[tuple[int, int]]:
     """``NxK[,NxK...]`` with N >= 1 and K a multiple of 16 (the NVFP4 block), at least 16."""
     out = []
@@ -117,12 +113,7 @@ def _repeats(text: str) -> int:
 
 def check_device(text: str) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N`` that exists here; else `ValueError` saying what was expected."""
-    try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
-        raise ValueError(f"--device: expected cpu, cuda or cuda:N, got {text!r}")
+    device = parse_device(text, expected="cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"--device {text}: no CUDA device is available here (torch.cuda.is_available() is False)")
