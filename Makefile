@@ -86,8 +86,11 @@ sensitivity: venv
 serve: venv
 	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)
 
+# into results/train/tiny, not over the committed checkpoint: a time-boxed or failed run must not replace
+# the model every bf16/fp8/fp4 run loads (TRAIN_OUT=evalsuite/model/checkpoints/tiny to re-make it in place)
+TRAIN_OUT ?= results/train/tiny
 train: venv sysdeps
-	$(PY) -m evalsuite.training --preset tiny --out evalsuite/model/checkpoints/tiny --bench $(ARGS)
+	$(PY) -m evalsuite.training --preset tiny --out $(TRAIN_OUT) --bench $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -23,7 +23,8 @@ baseline scored and the candidate errored on counts as wrong for the candidate.
 
 Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
 the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
-``--max-slowdown`` percent slower, or reports 0 or nothing for a figure the baseline has. Skipped when the runs were on different hardware (device, CPU
+``--max-slowdown`` percent slower, or reports 0 or nothing for a figure the baseline has. Only for a
+task whose two runs hold the same samples: a run's figures are over its own samples. Skipped when the runs were on different hardware (device, CPU
 model, GPU model and count), and the verdict says so ("PASS (accuracy only: throughput not gated,
 different hardware)"): a CI job on other hardware gates throughput against a baseline run made in
 the same job.
@@ -52,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalsuite.compare import check_configs, efficiency_ratios, format_table, select_tasks
+from evalsuite.compare import CompareError, check_configs, efficiency_ratios, format_table, select_tasks
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, read_samples, validate)
@@ -341,7 +342,12 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         raise GateError(f"--max-slowdown must be a finite percentage (negative: do not gate efficiency), "
                         f"got {max_slowdown_pct}")
     (rb, sb), (rc, sc) = baseline, candidate
-    names = select_tasks(rb, rc, tasks, what="baseline and candidate")
+    try:
+        names = select_tasks(rb, rc, tasks, what="baseline and candidate")
+    except CompareError:
+        if rc.get("status") == "complete":
+            raise
+        names = []  # a candidate cut short before it finished any task: a FAIL below, not a usage error
     diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
     notes += [f"task {t!r} is in the baseline but not in the candidate: not gated"
@@ -369,6 +375,13 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             notes.append(f"efficiency not gated: {skipped}")
         else:
             for t in names:
+                ids_b, ids_c = {r.id for r in sb.get(t, [])}, {r.id for r in sc.get(t, [])}
+                if ids_b != ids_c:  # a run's own figures are over its own samples (7284 video-h/h on 3 short
+                    # videos against 298 on 200): only the same samples make them comparable, as in compare
+                    notes.append(f"task {t!r}: efficiency not gated: the runs hold different samples "
+                                 f"({len(ids_b)} in the baseline, {len(ids_c)} in the candidate, "
+                                 f"{len(ids_b & ids_c)} in both); run the candidate on the baseline's samples")
+                    continue
                 eff += check_efficiency(t, rb["tasks"][t].get("efficiency"), rc["tasks"][t].get("efficiency"),
                                         max_slowdown_pct / 100.0)
     for who, r in (("baseline", rb), ("candidate", rc)):

@@ -78,6 +78,13 @@ class EvalsuiteLM(LM):
 
         args = simple_parse_args_string(arg_string)
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in ("device", "batch_size")}
+        device = str(extra.get("device", ""))
+        if device.startswith("cuda") and "device" not in args and not torch.cuda.is_available():
+            # lm-eval's --device defaults to cuda:0 whether or not this machine has one; --model_args
+            # device=cuda stays a request that fails
+            print(f"evalsuite: lm-eval's device {device} is not available here; running on cpu "
+                  f"(pass --device cpu to say so)", file=sys.stderr)
+            extra["device"] = "cpu"
         return cls(**{**extra, **args})
 
     # ---- generate_until -----------------------------------------------------------------------

@@ -444,3 +444,26 @@ def test_an_out_that_is_a_file_is_refused(big, tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert gate("--baseline", str(base), "--candidate", str(base), "--out", str(tmp_path / "f")) == 2
     assert "--out " + str(tmp_path / "f") + " is a file" in capsys.readouterr().err
+
+
+def test_a_candidate_cut_short_before_any_task_fails_not_a_usage_error(big, tmp_path, capsys):
+    _, base = big
+    cand = write_run(tmp_path / "cand", {}, status="interrupted", status_reasons=["interrupted (SIGTERM)"])
+    assert gate("--baseline", str(base), "--candidate", str(cand)) == 1  # was 2: "no task in common"
+    out = capsys.readouterr().out
+    assert "note: gate failed: the candidate run is interrupted, not complete" in out and "gate: FAIL" in out
+
+
+def test_efficiency_is_gated_only_over_the_same_samples(big, tmp_path):
+    # a 3-sample candidate's video-hours per hour are over other videos than the baseline's 400
+    rows, _ = big
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency={"docqa": {"video_hours_per_hour": 298.0}})
+    few = write_run(tmp_path / "c", {"docqa": rows[:3]}, efficiency={"docqa": {"video_hours_per_hour": 7284.0}},
+                    args={"docqa": {"n": 400}})  # the same settings, cut by --limit
+    g = run_gate(load_run(base), load_run(few), n_boot=200)
+    assert g.efficiency == [] and any(n == "task 'docqa': efficiency not gated: the runs hold different samples "
+                                           "(400 in the baseline, 3 in the candidate, 3 in both); run the candidate "
+                                           "on the baseline's samples" for n in g.notes)
+    same = write_run(tmp_path / "s", {"docqa": rows}, efficiency={"docqa": {"video_hours_per_hour": 100.0}})
+    g = run_gate(load_run(base), load_run(same), n_boot=200)
+    assert [(e.key, e.verdict) for e in g.efficiency] == [("video_hours_per_hour", FAIL)]

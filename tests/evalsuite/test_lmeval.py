@@ -233,3 +233,13 @@ def test_reference_loglikelihood_follows_the_chain_rule() -> None:
     assert ab == pytest.approx(a + b, abs=1e-3) and ab < a < 0
     with pytest.raises(NotImplementedError, match="Supported: the reference model"):
         EvalsuiteLM(model="mock").loglikelihood([R("a", "b")])
+
+
+def test_lm_evals_default_cuda_device_falls_back_to_cpu_without_cuda(capsys, monkeypatch) -> None:
+    # lm-eval passes --device's default, cuda:0, even on a machine without CUDA: model=fp4 failed there
+    from evalsuite.lmeval import EvalsuiteLM
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lm = EvalsuiteLM.create_from_arg_string("model=mock", {"device": "cuda:0", "batch_size": 2})
+    assert lm._batch == 2 and "lm-eval's device cuda:0 is not available here; running on cpu" in capsys.readouterr().err
+    lm.close()
