@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bench_scripts import load_bench_script
+from bench_scripts import load_bench_script, one_line_exit_2
 
 WHAT = "expected a pytest-benchmark JSON file (pytest --benchmark-json)"
 RESULTS = {"benchmarks": [
@@ -21,12 +21,7 @@ def _report():
 
 
 def _one_line_exit_2(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as info:
-        _report().main(argv)
-    assert info.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
-    return err.rstrip("\n").removeprefix("python bench/report.py: error: ")
+    return one_line_exit_2(_report().main, argv, capsys, prefix="python bench/report.py: error: ")
 
 
 def test_report_writes_the_section_table(tmp_path, capsys):

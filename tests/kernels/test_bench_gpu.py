@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from bench_scripts import load_bench_script
+from bench_scripts import load_bench_script, one_line_exit_2
 
 
 def _load():
@@ -259,18 +259,8 @@ def test_same_tile_path_runs_on_the_tuned_tile_or_says_why_not(monkeypatch):
     assert seen == [{"block_n": 32, "block_k": 512, "split_k": 2}]
 
 
-def _one_line_exit_2(main, argv, capsys) -> str:
-    """``main(argv)`` exits 2 with one line on stderr and nothing on stdout; that line."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
-    return err.rstrip("\n")
-
-
 def test_unknown_device_is_one_line(capsys):
-    err = _one_line_exit_2(_load().main, ["--device", "bogus"], capsys)
+    err = one_line_exit_2(_load().main, ["--device", "bogus"], capsys)
     assert err == ("python bench/bench_gpu.py: error: --device: expected cuda, cuda:N or cpu (a smoke test of the "
                    "script), got 'bogus'")
 
@@ -285,7 +275,7 @@ def test_unknown_device_is_one_line(capsys):
 def test_sass_from_a_foreign_json_is_one_line(content, why, tmp_path, capsys):
     f = tmp_path / "gpu.json"
     f.write_text(content)
-    err = _one_line_exit_2(_load().main, ["--sass-from", str(f)], capsys)
+    err = one_line_exit_2(_load().main, ["--sass-from", str(f)], capsys)
     assert err == f"python bench/bench_gpu.py: error: --sass-from {f}: expected a CUDA run's gpu.json: {why}"
     assert f.read_text() == content and not (tmp_path / "gpu.md").exists()
 
@@ -297,7 +287,7 @@ def test_out_that_is_a_file_is_one_line_and_nothing_runs(under, tmp_path, monkey
     afile = tmp_path / "afile"
     afile.write_text("keep")
     out = afile / "sub" if under else afile
-    err = _one_line_exit_2(bench.main, ["--device", "cpu", "--smoke", "--budget-s", "0", "--sections", "gemm",
+    err = one_line_exit_2(bench.main, ["--device", "cpu", "--smoke", "--budget-s", "0", "--sections", "gemm",
                                         "--out", str(out)], capsys)  # fmt: skip
     assert err == (f"python bench/bench_gpu.py: error: --out {out}: {afile} is not a directory; expected a folder "
                    "for gpu.json and gpu.md")
@@ -316,7 +306,7 @@ def test_out_that_is_a_file_is_one_line_and_nothing_runs(under, tmp_path, monkey
 def test_options_are_checked_before_the_no_cuda_exit(argv, expected, tmp_path, monkeypatch, capsys):
     """Without CUDA a bad option is still an error (exit 2), not the no-CUDA line (exit 0)."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    err = _one_line_exit_2(_load().main, [*argv, "--out", str(tmp_path)], capsys)
+    err = one_line_exit_2(_load().main, [*argv, "--out", str(tmp_path)], capsys)
     assert err == f"python bench/bench_gpu.py: error: {expected}"
     assert not any(tmp_path.iterdir())
 

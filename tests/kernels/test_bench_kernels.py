@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_scripts import load_bench_script
+from bench_scripts import load_bench_script, one_line_exit_2
 
 
 def _load():
@@ -26,34 +26,24 @@ def test_bench_rejects_bad_sizes(capsys):
     assert "K a multiple of 16" in capsys.readouterr().err
 
 
-def _one_line_exit_2(main, argv, capsys) -> str:
-    """``main(argv)`` exits 2 with one line on stderr and nothing on stdout; that line."""
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
-    return err.rstrip("\n")
-
-
 @pytest.mark.parametrize("repeats", ["0", "-3", "two"])
 def test_bench_rejects_repeats_below_one(repeats, capsys):
     """No timed run would print inf ms and 0.00 GB/s as if measured."""
-    err = _one_line_exit_2(_load().main, ["--sizes", "16x64", "--repeats", repeats], capsys)
+    err = one_line_exit_2(_load().main, ["--sizes", "16x64", "--repeats", repeats], capsys)
     assert err == ("python bench/bench_kernels.py: error: argument --repeats: expected an integer >= 1 "
                    f"(timed runs per cell), got '{repeats}'")
 
 
 @pytest.mark.parametrize("sizes, bad", [("16x0", "16x0"), ("0x64", "0x64"), ("16x64,8x30", "8x30"), ("16", "16")])
 def test_bench_rejects_empty_or_ragged_sizes(sizes, bad, capsys):
-    err = _one_line_exit_2(_load().main, ["--sizes", sizes], capsys)
+    err = one_line_exit_2(_load().main, ["--sizes", sizes], capsys)
     assert err == ("python bench/bench_kernels.py: error: argument --sizes: expected NxK pairs with N >= 1 and "
                    f"K a multiple of 16 (at least 16), got '{bad}'")
 
 
 @pytest.mark.parametrize("device", ["bogus", "meta", "cpu:1"])
 def test_bench_rejects_an_unknown_device(device, capsys):
-    err = _one_line_exit_2(_load().main, ["--sizes", "16x64", "--device", device], capsys)
+    err = one_line_exit_2(_load().main, ["--sizes", "16x64", "--device", device], capsys)
     assert err == f"python bench/bench_kernels.py: error: --device: expected cpu, cuda or cuda:N, got '{device}'"
 
 
@@ -61,7 +51,7 @@ def test_bench_on_cuda_without_a_cuda_device_is_one_line(monkeypatch, capsys):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    err = _one_line_exit_2(_load().main, ["--sizes", "16x64", "--device", "cuda"], capsys)
+    err = one_line_exit_2(_load().main, ["--sizes", "16x64", "--device", "cuda"], capsys)
     assert err == ("python bench/bench_kernels.py: error: --device cuda: no CUDA device is available here "
                    "(torch.cuda.is_available() is False)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_scripts import load_bench_script
+from bench_scripts import load_bench_script, one_line_exit_2
 
 ROWS = ("expected comma-separated row counts from 1 to 16 (the GEMV kernels nvfp4_gemv and fp8_gemv take at "
         "most 16 rows)")
@@ -13,12 +13,8 @@ ARCH = ("expected a compute capability as one number, one of 75, 80, 86, 87, 89,
 
 
 def _one_line_exit_2(argv, capsys) -> str:
-    with pytest.raises(SystemExit) as info:
-        load_bench_script("static_kernels").main(["--shapes", "32x64", "--kernels", "fp8_gemv", *argv])
-    assert info.value.code == 2
-    out, err = capsys.readouterr()
-    assert out == "" and err.count("\n") == 1 and "Traceback" not in err
-    return err.rstrip("\n").removeprefix("python bench/static_kernels.py: error: ")
+    return one_line_exit_2(load_bench_script("static_kernels").main, ["--shapes", "32x64", "--kernels", "fp8_gemv", *argv],
+                           capsys, prefix="python bench/static_kernels.py: error: ")
 
 
 @pytest.mark.parametrize("rows", ["abc", "17", "-1", "0", "1,,2", "1,16,32"])
