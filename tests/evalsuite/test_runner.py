@@ -32,6 +32,23 @@ def _replay_file(tmp_path, n=20, wrong=()):
     return path
 
 
+def _ctrl_c_on_second_batch(monkeypatch):
+    """The runner's second batch raises KeyboardInterrupt, as Ctrl-C there would; returns what undoes it."""
+    import evalsuite.runner as runner_mod
+
+    real = runner_mod.process_batch
+    calls = {"n": 0}
+
+    def stop_on_second_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    return lambda: monkeypatch.setattr(runner_mod, "process_batch", real)
+
+
 def test_replay_run_scores_exactly_and_writes_the_contract(toy, tmp_path):
     preds = _replay_file(tmp_path, wrong={0, 3, 5, 10})
     out = tmp_path / "run"
@@ -93,27 +110,16 @@ def test_error_rate_above_limit_exits_nonzero(toy, tmp_path):
 
 
 def test_ctrl_c_leaves_an_interrupted_resumable_run(toy, tmp_path, monkeypatch):
-    import evalsuite.runner as runner_mod
-
     preds = _replay_file(tmp_path, wrong={1, 17})
     out = tmp_path / "run"
-    real = runner_mod.process_batch
-    calls = {"n": 0}
-
-    def stop_on_second_batch(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    undo = _ctrl_c_on_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
     first = json.loads((out / "results.json").read_text())
     validate(first)
     assert first["status"] == "interrupted" and "run the same command again" in first["status_reasons"][0]
     assert len(read_jsonl(out / "samples" / "toy.jsonl")) == 8
-    monkeypatch.setattr(runner_mod, "process_batch", real)
+    undo()
     outcome = run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
     assert outcome.results["status"] == "complete" and outcome.results["status_reasons"] == []
     assert outcome.results["run_id"] == first["run_id"]
@@ -168,23 +174,12 @@ def test_config_mismatch_refuses_then_overwrite_reruns(toy, tmp_path):
 def test_a_task_cut_short_before_results_json_resumes_only_under_its_own_config(toy, tmp_path, monkeypatch):
     """Ctrl-C or a kill inside a task's first pass leaves samples but no entry in results.json (or no
     results.json at all): the stamp beside the samples still refuses another model, task config or seed."""
-    import evalsuite.runner as runner_mod
-
     out = tmp_path / "run"
-    real = runner_mod.process_batch
-    calls = {"n": 0}
-
-    def stop_on_second_batch(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    undo = _ctrl_c_on_second_batch(monkeypatch)
     cfg = dict(tasks=["toy"], out=out, quiet=True, report=False, batch_size=4)
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(model="mock:letter=A", **cfg))
-    monkeypatch.setattr(runner_mod, "process_batch", real)
+    undo()
     assert json.loads((out / "results.json").read_text())["tasks"] == {}  # the task never reached it
     assert len(read_jsonl(out / "samples" / "toy.jsonl")) == 4
     (out / "results.json").unlink()  # as after a kill before the first write
