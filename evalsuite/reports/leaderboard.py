@@ -151,11 +151,15 @@ def accuracy_tasks(e: Entry) -> list[str]:
 
 
 def common_tasks(entries: Sequence[Entry]) -> list[str]:
-    """Accuracy tasks every run has a numeric primary metric for (in the first run's order)."""
+    """Accuracy tasks every run has a numeric primary metric for, each run with the same settings (a
+    mean over one run's 50 hard questions and another's 200 easy ones compares nothing), in the first
+    run's order."""
     if not entries:
         return []
     sets = [set(accuracy_tasks(e)) for e in entries]
-    return [t for t in accuracy_tasks(entries[0]) if all(t in s_ for s_ in sets)]
+    first = entries[0].results["tasks"]
+    return [t for t in accuracy_tasks(entries[0]) if all(t in s_ for s_ in sets)
+            and not any(config_differences(first[t], e.results["tasks"][t]) for e in entries[1:])]
 
 
 def _family(e: Entry) -> tuple[Any, Any]:
@@ -248,8 +252,10 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
     if shared:
         pts = plot_points(with_key, shared, key)
         others = sorted({t for e in with_key for t in accuracy_tasks(e)} - set(shared))
-        caption = (f"x: {key}; y: mean primary metric of the accuracy tasks every plotted run has ({', '.join(shared)})"
-                   + (f"; tasks not in every run, left out of y: {', '.join(others)}" if others else ""))
+        caption = (f"x: {key}; y: mean primary metric of the accuracy tasks every plotted run has with the same "
+                   f"settings ({', '.join(shared)})"
+                   + (f"; tasks not in every run or run with other settings, left out of y: {', '.join(others)}"
+                      if others else ""))
         ylabel = f"mean accuracy ({len(shared)} task{'s' if len(shared) > 1 else ''})"
         return [(_scatter(pts, key, ylabel), caption)], extra
     tasks = list(dict.fromkeys(t for e in with_key for t in accuracy_tasks(e)))
