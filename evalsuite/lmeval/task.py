@@ -97,10 +97,12 @@ class LMEvalTask(DrivingTask):
         raise TaskArgError(f"{self.name} is scored by lm-eval")
 
     def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
-        """Mean of the per-document primary metric (for the bootstrap interval; the stored metrics
-        are lm-eval's own aggregation)."""
-        scored = [float(r.score) for r in results if r.error is None and r.score is not None]
-        return {self.primary_metric: sum(scored) / len(scored) if scored else float("nan")}
+        """Mean of the per-document primary metric, a document whose request failed counted as 0 as
+        lm-eval counts it (it scored that document's empty answer): the interval is then of the
+        figure stored, lm-eval's own aggregation."""
+        values = [float(r.score) if r.error is None else 0.0 for r in results
+                  if r.error is not None or r.score is not None]
+        return {self.primary_metric: sum(values) / len(values) if values else float("nan")}
 
     # ---- the run ------------------------------------------------------------------------------
     def task_manager(self) -> Any:

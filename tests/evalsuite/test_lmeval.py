@@ -111,6 +111,11 @@ def test_one_failing_document_errors_alone(task_dir: Path, tmp_path: Path, capsy
     assert [(r.id, r.prediction, r.score, r.error) for r in samples["lmeval:tinyqa"]] == [
         ("0", "red green blue", 1.0, None), ("1", None, None, "RuntimeError: mock failure on 1"),
         ("2", "alpha beta gamma", 1.0, None)]
+    # lm-eval scored the failed document's empty answer: its figure counts it wrong, and so does the interval
+    from evalsuite.stats import mean_ci
+
+    assert entry["metrics"] == {"exact_match": pytest.approx(2 / 3)}
+    assert entry["ci95"]["exact_match"] == pytest.approx(list(mean_ci([1.0, 0.0, 1.0], ["0", "1", "2"], n_boot=1000)))
 
 
 def test_an_lmeval_run_replays_from_its_own_samples_file(task_dir: Path, tmp_path: Path, capsys) -> None:
