@@ -521,23 +521,9 @@ def load_model(checkpoint: str | None) -> tuple[nn.Module, str]:
         if not (path / weights.CONFIG_FILE).is_file():
             raise UsageError(f"checkpoint {src}: expected a directory holding {weights.CONFIG_FILE} and "
                              f"{weights.WEIGHTS_FILE}, or '{RANDOM_INIT}'")
-        import json
-
-        from safetensors import SafetensorError
-
-        try:
-            cfg = json.loads((path / weights.CONFIG_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            cfg = {}  # weights.load says what is wrong with it
-        if not isinstance(cfg, dict):  # weights.load reads it with .get
-            raise UsageError(f"cannot load the checkpoint {path}: {path / weights.CONFIG_FILE} holds a JSON "
-                             f"{type(cfg).__name__}; expected an object written by model.weights.save")
         try:
             model = weights.load(path)
-        except SafetensorError as e:  # a truncated or foreign weights file: not an OSError nor a ValueError
-            raise UsageError(f"cannot load the checkpoint {path}: {path / weights.WEIGHTS_FILE} is not a readable "
-                             f"safetensors file ({str(e).splitlines()[0]})") from None
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError) as e:  # a damaged config or weights file is a ValueError of weights.load
             raise UsageError(f"cannot load the checkpoint {path}: {str(e).splitlines()[0]}") from None
         note = f"checkpoint {path}"
     model = model.float().eval()

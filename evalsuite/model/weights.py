@@ -132,6 +132,7 @@ def load(path: str | Path = DEFAULT_DIR, dtype: torch.dtype | None = None,
          device: torch.device | str = "cpu"):  # -> OmniModel
     """Read a directory written by `save` into a new `OmniModel` (eval mode). Every parameter and
     persistent buffer must be in the file (shared ones under any of their names)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from evalsuite.model.omni import OmniModel
@@ -141,10 +142,17 @@ def load(path: str | Path = DEFAULT_DIR, dtype: torch.dtype | None = None,
     if not cfg_path.is_file():
         raise FileNotFoundError(f"no omni checkpoint at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE}")
     try:
-        cfg = config_from_dict(json.loads(cfg_path.read_text(encoding="utf-8")))
+        raw = json.loads(cfg_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise ValueError(f"{cfg_path} is not valid JSON: {e}") from None
-    tensors = load_file(str(_weights_path(path)))
+    if not isinstance(raw, dict):
+        raise ValueError(f"{cfg_path} holds a JSON {type(raw).__name__}; expected an object written by model.weights.save")
+    cfg = config_from_dict(raw)
+    weights_file = _weights_path(path)
+    try:
+        tensors = load_file(str(weights_file))
+    except SafetensorError as e:  # truncated or foreign: neither an OSError nor a ValueError
+        raise ValueError(f"{weights_file} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
     model = OmniModel(cfg)
     expected = unique_state_dict(model)
     missing = sorted(set(expected) - set(tensors))

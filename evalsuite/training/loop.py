@@ -280,13 +280,11 @@ def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int
         return build_omni(cfg, seed=args.seed, device=device).train(), 0, None
     from evalsuite.model import weights
 
-    from safetensors import SafetensorError
-
     init = Path(args.init)
     try:
         loaded = weights.load(init)
         history = json.loads((init / HISTORY_FILE).read_text())
-    except (OSError, ValueError, RuntimeError, SafetensorError) as e:  # missing files, JSON or weights that do not parse
+    except (OSError, ValueError, RuntimeError) as e:  # missing files, JSON or weights that do not parse
         raise SystemExit(f"--init {init}: expected a finished run's checkpoint folder (config.json, model.safetensors, "
                          f"{HISTORY_FILE}) that reads ({type(e).__name__}: "
                          f"{(str(e).strip().splitlines() or [''])[0][:160]})") from None

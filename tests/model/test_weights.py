@@ -51,3 +51,16 @@ def test_errors_are_one_clear_line(tmp_path: Path) -> None:
         weights.save(model, tmp_path / "q")
     with pytest.raises(TypeError, match="OmniModel"):
         weights.save(torch.nn.Linear(2, 2), tmp_path / "x")
+
+
+def test_a_damaged_checkpoint_is_a_value_error_every_caller_reports(tmp_path: Path) -> None:
+    """The reference backend, the probe, training's --init and the sensitivity study all report a
+    ValueError of `weights.load` in one line; a truncated weights file raised safetensors' own error."""
+    weights.save(build_omni("tiny"), tmp_path / "ck")
+    w = tmp_path / "ck" / "model.safetensors"
+    w.write_bytes(w.read_bytes()[:100])
+    with pytest.raises(ValueError, match=rf"^{w} is not a readable safetensors file \("):
+        weights.load(tmp_path / "ck")
+    (tmp_path / "ck" / "config.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"config.json holds a JSON list; expected an object written by model.weights.save$"):
+        weights.load(tmp_path / "ck")
