@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from evalsuite.backend import BackendConfigError
     from evalsuite.registry import UnknownNameError
     from evalsuite.results import RunFormatError
-    from evalsuite.runner import RunError
+    from evalsuite.runner import RunError, Terminated
     from evalsuite.task import DataLayoutError, TaskArgError
 
     parser = build_parser(argv)
@@ -210,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
-        return 143 if type(e).__name__ == "Terminated" else 130  # 128 + SIGTERM / SIGINT
+        return 143 if isinstance(e, Terminated) else 130  # 128 + SIGTERM / SIGINT
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Any
 
 PACKAGES = ("torch", "numpy", "av", "pillow", "transformers", "safetensors", "triton", "evalsuite")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")  # the device names a run or training accepts
 
 
 def resolve_device(device: str) -> str:

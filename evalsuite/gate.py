@@ -24,10 +24,10 @@ baseline scored and the candidate errored on counts as wrong for the candidate.
 Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
 the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
 ``--max-slowdown`` percent slower, or reports 0 or nothing for a figure the baseline has. Only for a
-task whose two runs hold the same samples: a run's figures are over its own samples. Skipped when the runs were on different hardware (device, CPU
-model, GPU model and count), and the verdict says so ("PASS (accuracy only: throughput not gated,
-different hardware)"): a CI job on other hardware gates throughput against a baseline run made in
-the same job.
+task whose two runs hold the same samples: a run's figures are over its own samples. Skipped when
+the runs were on different hardware (device, CPU model, GPU model and count), and the verdict says
+so ("PASS (accuracy only: throughput not gated, different hardware)"): a CI job on other hardware
+gates throughput against a baseline run made in the same job.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
 folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
@@ -53,7 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from evalsuite.compare import CompareError, check_configs, efficiency_ratios, format_table, select_tasks
+from evalsuite.compare import (CompareError, check_configs, efficiency_direction, format_table, numeric_figures,
+                               select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, read_samples, validate)
@@ -265,10 +266,7 @@ def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[
     A figure the baseline reports (> 0) that the candidate reports as 0 (a throughput: nothing met
     the SLO) or not at all (null, absent) is a FAIL, not a figure left out: a candidate that can no
     longer reach the latency target must not pass the gate because its figure went missing."""
-    from evalsuite.compare import efficiency_direction, numeric_figures
-
     out = []
-    ratios = efficiency_ratios(eff_base, eff_cand)
     cand = numeric_figures(eff_cand)
     for key, a in numeric_figures(eff_base).items():
         direction = efficiency_direction(key)
@@ -277,7 +275,7 @@ def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[
         if key not in cand:
             out.append(EfficiencyVerdict(task, key, a, None, 0.0, FAIL))
             continue
-        b = ratios[key]["b"]
+        b = cand[key]
         if b < 0 or (b == 0 and direction < 0):
             continue  # a negative figure, or a latency of 0: not a measurement to gate
         speed = b / a if direction > 0 else a / b

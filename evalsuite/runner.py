@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import math
-import re
 import signal
 import threading
 import time
@@ -35,7 +34,7 @@ from typing import Any, Callable, Iterator
 
 from evalsuite import media as media_lib
 from evalsuite.backend import Backend
-from evalsuite.env import resolve_device
+from evalsuite.env import DEVICE_RE, resolve_device
 from evalsuite.registry import BACKENDS, TASKS
 from evalsuite.results import (
     SCHEMA_VERSION,
@@ -51,9 +50,6 @@ from evalsuite.types import Request, Response, Sample, SampleResult
 
 class RunError(RuntimeError):
     """A run-level problem a user can fix (config mismatch, duplicate ids…): one line."""
-
-
-DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -211,6 +207,25 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
+def generate_isolating(backend: Backend, requests: list[Request]) -> list[Response | BaseException]:
+    """The responses to ``requests`` in order: one batched call, or, when it raises (or answers a
+    wrong count), each request alone, a failing one giving its exception in its place, so one bad
+    request never takes its batch-mates with it."""
+    try:
+        out = backend.generate(requests)
+        if len(out) != len(requests):
+            raise RuntimeError(f"backend returned {len(out)} responses for {len(requests)} requests")
+        return list(out)
+    except Exception:
+        responses: list[Response | BaseException] = []
+        for req in requests:  # isolate the failing request(s)
+            try:
+                responses.append(backend.generate([req])[0])
+            except Exception as e:
+                responses.append(e)
+        return responses
+
+
 def process_batch(task: Task, backend: Backend, batch: list[Sample], seed: int) -> list[SampleResult]:
     """Score one batch of samples; never raises for a per-sample problem."""
     results: dict[str, SampleResult] = {}
@@ -229,20 +244,7 @@ def process_batch(task: Task, backend: Backend, batch: list[Sample], seed: int) 
             continue
         ready.append((s, req))
 
-    responses: list[Response | BaseException] = []
-    if ready:
-        try:
-            out = backend.generate([r for _, r in ready])
-            if len(out) != len(ready):
-                raise RuntimeError(f"backend returned {len(out)} responses for {len(ready)} requests")
-            responses = list(out)
-        except Exception:
-            responses = []
-            for _, req in ready:  # isolate the failing request(s)
-                try:
-                    responses.append(backend.generate([req])[0])
-                except Exception as e:
-                    responses.append(e)
+    responses = generate_isolating(backend, [r for _, r in ready]) if ready else []
     for (s, _), resp in zip(ready, responses):
         if isinstance(resp, BaseException):
             results[s.id] = _result(task, s, error=_one_line(resp))

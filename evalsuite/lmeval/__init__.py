@@ -92,6 +92,8 @@ class EvalsuiteLM(LM):
         """Answers in order. A request that fails (a server's 500, unreadable media) is retried alone
         and, if it fails again, answered "" with its error kept in ``errors`` (a suite run records
         that document as errored): one bad document never loses the others."""
+        from evalsuite.runner import _one_line, generate_isolating
+
         keys = [(str(getattr(r, "task_name", "")), getattr(r, "doc_id", i)) for i, r in enumerate(requests)]
         out: list[str] = []
         for k in range(0, len(requests), self._batch):
@@ -102,17 +104,12 @@ class EvalsuiteLM(LM):
                 except Exception as e:  # media that cannot be written or read: this document only
                     self.errors[keys[i]] = _one_line(e)
             answers: dict[int, str] = {}
-            try:
-                answers = {i: resp.text for (i, _), resp in zip(batch, self.backend.generate([r for _, r in batch]))}
-            except Exception:
-                for i, req in batch:  # isolate the failing request(s)
-                    try:
-                        answers[i] = self.backend.generate([req])[0].text
-                    except Exception as e:
-                        self.errors[keys[i]] = _one_line(e)
-            stops = {i: req.stop for i, req in batch}
-            out += [_cut(answers[i], stops[i]) if i in answers else ""
-                    for i in range(k, min(k + self._batch, len(requests)))]
+            for (i, req), resp in zip(batch, generate_isolating(self.backend, [r for _, r in batch]) if batch else []):
+                if isinstance(resp, BaseException):
+                    self.errors[keys[i]] = _one_line(resp)
+                else:
+                    answers[i] = _cut(resp.text, req.stop)
+            out += [answers.get(i, "") for i in range(k, min(k + self._batch, len(requests)))]
         return out
 
     def _request(self, i: int, context: str, gen_kwargs: dict[str, Any] | None = None,
@@ -238,11 +235,6 @@ class EvalsuiteLM(LM):
     def close(self) -> None:
         self.backend.close()
         self._tmp.cleanup()
-
-
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 def _as_list(x: Any) -> list[Any]:

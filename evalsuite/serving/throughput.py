@@ -517,7 +517,7 @@ class _Bench:
         a = self.a
         best_rps = max((p["requests_per_s"] or 0.0 for p in self.closed_loop), default=0.0)
         rates = [float(r) for r in a["rates"]] or [f * best_rps for f in a["rate_fractions"] if best_rps > 0]
-        self.rates = sorted(set(rates), key=rates.index)  # a rate given twice is measured once
+        self.rates = list(dict.fromkeys(rates))  # a rate given twice is measured once
         if not self.rates:
             self.notes.append("open loop skipped: " + ("rates and rate_fractions are both empty"
                                                        if not a["rate_fractions"] else

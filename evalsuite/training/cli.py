@@ -12,16 +12,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
+from evalsuite.env import DEVICE_RE
 from evalsuite.training.curriculum import CURRICULA, DEFAULT_STEPS
 from evalsuite.training.loop import HISTORY_FILE, TrainArgs, train
-
-DEVICE_RE = re.compile(r"auto|cpu|cuda(:\d+)?")
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``error: …``, exit code 2), without the usage text."""
