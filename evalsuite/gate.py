@@ -374,8 +374,8 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         else:
             for t in names:
                 ids_b, ids_c = {r.id for r in sb.get(t, [])}, {r.id for r in sc.get(t, [])}
-                if ids_b != ids_c:  # a run's own figures are over its own samples (7284 video-h/h on 3 short
-                    # videos against 298 on 200): only the same samples make them comparable, as in compare
+                if ids_b != ids_c:  # a run's own figures are over its own samples (a few short videos give
+                    # more video-hours per hour than many long ones): only the same samples compare, as in compare
                     notes.append(f"task {t!r}: efficiency not gated: the runs hold different samples "
                                  f"({len(ids_b)} in the baseline, {len(ids_c)} in the candidate, "
                                  f"{len(ids_b & ids_c)} in both); run the candidate on the baseline's samples")

@@ -50,7 +50,7 @@ class MockBackend(Backend):
         parts = [kv for kv in (arg or "").split(",") if kv.strip()]
         opts = dict(kv.split("=", 1) for kv in parts if "=" in kv)
         unknown = sorted({kv.split("=", 1)[0] for kv in parts} - set(MOCK_OPTIONS))
-        if unknown:  # "dealy=0.05" ran with no delay
+        if unknown:  # a misspelt key ("dealy=0.05") would run with the default
             raise BackendConfigError(f"mock options: unknown {', '.join(repr(u) for u in unknown)}; expected "
                                      f"KEY=VALUE with KEY one of {', '.join(MOCK_OPTIONS)}")
         self.fixed_letter = opts.get("letter")
