@@ -67,6 +67,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evalsuite.kernels import fp8, nvfp4  # noqa: E402
+from evalsuite.env import folder_problem  # noqa: E402
 from evalsuite.kernels.triton import HAS_TRITON  # noqa: E402
 
 M_VALUES = (1, 16, 64, 256)
@@ -844,16 +845,6 @@ def parse_device(text: str, expected: str = "cuda, cuda:N or cpu (a smoke test o
     return device
 
 
-def folder_problem(folder: Path) -> str | None:
-    """Why files cannot be written into ``folder`` (None: they can, creating it and its parents if need be)."""
-    for f in (folder, *folder.parents):
-        if f.exists():
-            if not f.is_dir():
-                return f"{f} is not a directory"
-            return None if os.access(f, os.W_OK | os.X_OK) else f"{f} is not writable"
-    return None
-
-
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="python bench/bench_gpu.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench", help="folder for gpu.json and gpu.md")
@@ -907,8 +898,8 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             p.error(f"--sass-from {args.sass_from}: cannot rewrite it and its .md: {exc}")
         return 0
-    if problem := folder_problem(Path(args.out)):
-        p.error(f"--out {args.out}: {problem}; expected a folder for gpu.json and gpu.md")
+    if problem := folder_problem("--out", args.out, "a folder for gpu.json and gpu.md"):
+        p.error(problem)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("bench-gpu: no CUDA device here (torch.cuda.is_available() is False); nothing measured")
         return 0

@@ -31,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gpu import _Parser, folder_problem, linear_shapes, precompile_shapes  # noqa: E402  (shared with make bench-gpu)
+from evalsuite.env import folder_problem  # noqa: E402
+from bench_gpu import _Parser, linear_shapes, precompile_shapes  # noqa: E402  (shared with make bench-gpu)
 
 KERNELS = ("nvfp4_gemv", "fp8_gemv", "grouped_nvfp4", "grouped_fp8", "nvfp4_dequant")
 # --arch values this toolchain compiles and reads back (Triton 3.9's LLVM, ptxas and cuobjdump): sm_70/72
@@ -238,8 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         if args.json.is_dir():
             p.error(f"--json {args.json} is a directory; expected a file name for the reports")
-        if problem := folder_problem(args.json.parent):
-            p.error(f"--json {args.json}: {problem}; expected a file in a folder that exists or can be made")
+        if problem := folder_problem("--json", args.json, "a file in a folder that exists or can be made",
+                                     folder=args.json.parent):
+            p.error(problem)
     from evalsuite.kernels.triton.static import toolchain_missing
 
     if missing := toolchain_missing():

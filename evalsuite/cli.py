@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from evalsuite.env import folder_problem
+
 # Subcommands implemented elsewhere: name -> (module, help).
 EXTERNAL = {
     "compare": ("evalsuite.compare", "paired comparison of two runs"),
@@ -197,8 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     out = getattr(args, "out", None)
-    if out and Path(out).exists() and not Path(out).is_dir():
-        print(f"error: --out {out} is a file; expected a folder to write into", file=sys.stderr)
+    if out and (problem := folder_problem("--out", out, "a folder to write into")):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)

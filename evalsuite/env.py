@@ -29,6 +29,21 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def folder_problem(flag: str, value: str | Path, expected: str, folder: Path | None = None) -> str | None:
+    """Why files cannot be written into ``folder`` (default: the path ``value`` given to ``flag``), as
+    the one-line error a CLI prints, e.g. ``--out x/y: x is a file; expected a folder to write into``;
+    None when they can (creating it and its parents if need be)."""
+    given = Path(value)
+    folder = given if folder is None else folder
+    for f in (folder, *folder.absolute().parents):
+        if f.exists():
+            where = f"{flag} {value}" if f == given else f"{flag} {value}: {f}"
+            if not f.is_dir():
+                return f"{where} is a file; expected {expected}"
+            return None if os.access(f, os.W_OK | os.X_OK) else f"{where} is not writable; expected {expected}"
+    return None
+
+
 def git_state(root: Path = REPO_ROOT) -> tuple[str | None, bool | None]:
     """(HEAD sha, whether tracked files differ from it); (None, None) outside a git checkout."""
     try:

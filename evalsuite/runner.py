@@ -45,7 +45,7 @@ from evalsuite.results import (
 )
 from evalsuite.stats import bootstrap_stat_ci, mean_ci
 from evalsuite.task import DrivingTask, Task
-from evalsuite.types import Request, Response, Sample, SampleResult
+from evalsuite.types import Request, Response, Sample, SampleResult, one_line
 
 
 class RunError(RuntimeError):
@@ -202,11 +202,6 @@ def _result(task: Task, sample: Sample, *, prediction: str | None = None, error:
     )
 
 
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
-
 def generate_isolating(backend: Backend, requests: list[Request]) -> list[Response | BaseException]:
     """The responses to ``requests`` in order: one batched call, or, when it raises (or answers a
     wrong count), each request alone, a failing one giving its exception in its place, so one bad
@@ -240,14 +235,14 @@ def process_batch(task: Task, backend: Backend, batch: list[Sample], seed: int) 
             for part in s.media:
                 media_lib.check(part)
         except Exception as e:  # bad media or unsupported modality: that sample only
-            results[s.id] = _result(task, s, error=_one_line(e))
+            results[s.id] = _result(task, s, error=one_line(e))
             continue
         ready.append((s, req))
 
     responses = generate_isolating(backend, [r for _, r in ready]) if ready else []
     for (s, _), resp in zip(ready, responses):
         if isinstance(resp, BaseException):
-            results[s.id] = _result(task, s, error=_one_line(resp))
+            results[s.id] = _result(task, s, error=one_line(resp))
             continue
         r = _result(task, s, prediction=resp.text, resp=resp)
         try:
@@ -255,7 +250,7 @@ def process_batch(task: Task, backend: Backend, batch: list[Sample], seed: int) 
             r.score = float(scored["score"])
             r.scores = {k: v for k, v in scored.items() if k != "score"}
         except Exception as e:
-            r.error = f"scoring failed: {_one_line(e)}"
+            r.error = f"scoring failed: {one_line(e)}"
         results[s.id] = r
     return [results[s.id] for s in batch]
 
@@ -518,7 +513,7 @@ def run(cfg: RunConfig) -> RunOutcome:
             pass
         raise
     except BaseException as e:
-        doc["status_reasons"] = [_one_line(e)]
+        doc["status_reasons"] = [one_line(e)]
         try:
             write("failed")
         except Exception:

@@ -200,3 +200,10 @@ class SampleResult:
     def from_dict(d: dict[str, Any]) -> "SampleResult":
         names = {f.name for f in dataclasses.fields(SampleResult)}
         return SampleResult(**{k: v for k, v in d.items() if k in names})
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as the one line a sample's or request's ``error`` holds: its type and the first
+    line of its message."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__

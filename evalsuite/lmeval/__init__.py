@@ -92,7 +92,8 @@ class EvalsuiteLM(LM):
         """Answers in order. A request that fails (a server's 500, unreadable media) is retried alone
         and, if it fails again, answered "" with its error kept in ``errors`` (a suite run records
         that document as errored): one bad document never loses the others."""
-        from evalsuite.runner import _one_line, generate_isolating
+        from evalsuite.runner import generate_isolating
+        from evalsuite.types import one_line
 
         keys = [(str(getattr(r, "task_name", "")), getattr(r, "doc_id", i)) for i, r in enumerate(requests)]
         out: list[str] = []
@@ -102,11 +103,11 @@ class EvalsuiteLM(LM):
                 try:
                     batch.append((i, self._request(i, *requests[i].args, key=keys[i])))
                 except Exception as e:  # media that cannot be written or read: this document only
-                    self.errors[keys[i]] = _one_line(e)
+                    self.errors[keys[i]] = one_line(e)
             answers: dict[int, str] = {}
             for (i, req), resp in zip(batch, generate_isolating(self.backend, [r for _, r in batch]) if batch else []):
                 if isinstance(resp, BaseException):
-                    self.errors[keys[i]] = _one_line(resp)
+                    self.errors[keys[i]] = one_line(resp)
                 else:
                     answers[i] = _cut(resp.text, req.stop)
             out += [answers.get(i, "") for i in range(k, min(k + self._batch, len(requests)))]

@@ -37,7 +37,7 @@ from typing import Awaitable, Callable, Iterator, Sequence
 import numpy as np
 
 from evalsuite.serving.metrics import Timing
-from evalsuite.types import Request, Response
+from evalsuite.types import Request, Response, one_line
 
 Send = Callable[[Request], Awaitable[Response]]
 Clock = Callable[[], float]
@@ -149,11 +149,6 @@ class PointRun:
         return sum(1 for r in self.records if r.waited_on_cap)
 
 
-def _one_line(e: BaseException) -> str:
-    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
-
-
 async def _send(send: Send, rec: Record, clock: Clock, t0: float, cap: asyncio.Semaphore | None = None) -> None:
     try:
         if cap is not None:
@@ -177,7 +172,7 @@ async def _send(send: Send, rec: Record, clock: Clock, t0: float, cap: asyncio.S
         rec.done_s = clock() - t0  # the cut: it ends the point's duration and its time in flight
         raise
     except Exception as e:  # one failing request must not stop the point
-        rec.error = _one_line(e)
+        rec.error = one_line(e)
     rec.done_s = clock() - t0
 
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
-from evalsuite.env import DEVICE_RE
+from evalsuite.env import DEVICE_RE, folder_problem
 from evalsuite.training.curriculum import CURRICULA, DEFAULT_STEPS
 from evalsuite.training.loop import HISTORY_FILE, TrainArgs, train
 
@@ -29,18 +28,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _check_out(p: _Parser, out: str) -> None:
     """--out must be a folder, or a path where one can be made (no file on the way to it)."""
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        p.error(f"--out {out} is a file; expected a folder to write the checkpoint and its state into")
-    for parent in path.absolute().parents:
-        if parent.exists():
-            if not parent.is_dir():
-                p.error(f"--out {out}: {parent} is a file; expected a folder to write the checkpoint and its state into")
-            if not path.exists() and not os.access(parent, os.W_OK | os.X_OK):
-                p.error(f"--out {out}: {parent} is not writable; expected a folder the checkpoint can be written into")
-            break
-    if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
-        p.error(f"--out {out} is not writable; expected a folder the checkpoint can be written into")
+    if problem := folder_problem("--out", out, "a folder to write the checkpoint and its state into"):
+        p.error(problem)
 
 
 def _check_device(p: _Parser, device: str) -> None:

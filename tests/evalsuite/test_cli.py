@@ -90,6 +90,10 @@ def test_out_that_is_a_file_and_report_of_results_json(toy, tmp_path):
         p = _run([*argv, "--out", str(afile)], tmp_path, toy)
         assert p.returncode == 2, argv
         assert p.stderr.strip() == f"error: --out {afile} is a file; expected a folder to write into"
+    # a file on the way to --out: one line naming it (was a misleading "samples/….config.json is not valid JSON")
+    p = _run(["run", "--model", "mock", "--tasks", "docqa", "--limit", "1", "--out", str(afile / "sub")], tmp_path, toy)
+    assert p.returncode == 2
+    assert p.stderr.strip() == f"error: --out {afile / 'sub'}: {afile} is a file; expected a folder to write into"
     p = _run(["report", str(afile)], tmp_path, toy)
     assert p.returncode == 2 and p.stderr.strip() == f"error: report: {afile} is a file; expected a run folder " \
                                                      f"(with results.json and samples/)"

@@ -289,8 +289,8 @@ def test_out_that_is_a_file_is_one_line_and_nothing_runs(under, tmp_path, monkey
     out = afile / "sub" if under else afile
     err = one_line_exit_2(bench.main, ["--device", "cpu", "--smoke", "--budget-s", "0", "--sections", "gemm",
                                         "--out", str(out)], capsys)  # fmt: skip
-    assert err == (f"python bench/bench_gpu.py: error: --out {out}: {afile} is not a directory; expected a folder "
-                   "for gpu.json and gpu.md")
+    where = f"--out {out}: {afile}" if under else f"--out {afile}"
+    assert err == f"python bench/bench_gpu.py: error: {where} is a file; expected a folder for gpu.json and gpu.md"
     assert afile.read_text() == "keep"
 
 

@@ -48,7 +48,7 @@ def test_json_under_a_file_or_onto_a_folder(tmp_path, capsys):
     afile = tmp_path / "afile"
     afile.write_text("keep")
     assert _one_line_exit_2(["--json", str(afile / "x.json")], capsys) == (
-        f"--json {afile / 'x.json'}: {afile} is not a directory; expected a file in a folder that exists or can be made")
+        f"--json {afile / 'x.json'}: {afile} is a file; expected a file in a folder that exists or can be made")
     assert _one_line_exit_2(["--json", str(tmp_path)], capsys) == (
         f"--json {tmp_path} is a directory; expected a file name for the reports")
     assert afile.read_text() == "keep"
