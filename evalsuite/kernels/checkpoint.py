@@ -79,6 +79,11 @@ def save_packed(model: nn.Module, path: str | os.PathLike[str]) -> Path:
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The string metadata of a packed checkpoint; a clear error if the file is not one."""
+    return _metadata_and_formats(path)[0]
+
+
+def _metadata_and_formats(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The checkpoint's metadata, checked, and its ``evalsuite.layers`` (module name -> format)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"packed checkpoint not found: {path}")
@@ -97,13 +102,12 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
                          f"module name -> format); the file is damaged") from None
     if not isinstance(layers, dict) or not all(isinstance(v, str) for v in layers.values()):
         raise ValueError(f"{path}: metadata evalsuite.layers should map module names to formats")
-    return meta
+    return meta, layers
 
 
 def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> nn.Module:
     """Load a packed checkpoint into ``model`` (same architecture, unquantized), swapping layers in place."""
-    meta = read_metadata(path)
-    formats: dict[str, str] = json.loads(meta["evalsuite.layers"])
+    meta, formats = _metadata_and_formats(path)
     for name, fmt in formats.items():
         try:
             linear = model.get_submodule(name)
@@ -166,8 +170,7 @@ def checkpoint_size(path: str | os.PathLike[str]) -> CheckpointSize:
     scales. Every other tensor counts one weight per element under its dtype (``bf16``, ``fp32``…).
     Biases of quantized layers count under their own dtype, not the layer's format.
     """
-    meta = read_metadata(path)
-    formats: dict[str, str] = json.loads(meta["evalsuite.layers"])
+    formats = _metadata_and_formats(path)[1]
     out: dict[str, dict[str, float]] = {}
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
