@@ -216,8 +216,14 @@ def load_state(out: Path, args: TrainArgs) -> dict[str, Any] | None:
     saved.pop("steps", None)
     rest = {k: v for k, v in now.items() if k not in ("steps", "stages")}
     if saved != rest or not same_begun:
-        raise SystemExit(f"{path}: written by a run with different settings {state.get('args')}; expected "
-                         f"{now} ({STATE_REMEDY})")
+        diffs = [f"{k} {saved.get(k)!r} (now {rest.get(k)!r})" for k in sorted(set(saved) | set(rest))
+                 if saved.get(k) != rest.get(k)]
+        if not same_begun:  # the stages begun, with their steps: {stage: steps}
+            saved_steps = state["args"].get("steps") or {}
+            then = {k: saved_steps.get(k) for k in begun}
+            later = {k: now["steps"].get(k) for k in args.stages[:n_begun]}
+            diffs.append(f"stages begun {then} (now {later})")
+        raise SystemExit(f"{path}: written by a run with different settings: {'; '.join(diffs)} ({STATE_REMEDY})")
     return state
 
 
