@@ -33,6 +33,10 @@ class UnsupportedModality(ValueError):
     pass
 
 
+class PromptTooLong(ValueError):
+    """A prompt, or a prompt with the output it asks room for, that does not fit the model's context."""
+
+
 class BackendConfigError(ValueError):
     """A model name or its argument cannot be used (missing file, bad URL…): one line for the user."""
 

@@ -150,6 +150,9 @@ class Request:
     task: str = ""
     # Generate max_tokens tokens whatever the model says (fixed output lengths for load tests).
     ignore_eos: bool = False
+    # Refuse a prompt that leaves less room than max_tokens (the rule of OpenAI's API and vLLM, which a
+    # served request follows) instead of ending the output where the context ends.
+    require_room: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -121,7 +121,10 @@ class OpenAIBackend(Backend):
         listed = self._list_models()
         ids = [m.get("id") for m in listed]
         self.model = self.opts["model"]
+        roots = {m.get("root") for m in listed}
         if self.model is None:
+            if len(ids) > 1 and len(roots) == 1 and None not in roots:  # names of one model (vLLM's "root")
+                ids = ids[:1]
             if len(ids) != 1:
                 raise BackendConfigError(f"openai:{self.base_url}: the server lists {len(ids)} models "
                                          f"({', '.join(map(str, ids)) or 'none'}); choose one with #model=NAME")
@@ -163,7 +166,8 @@ class OpenAIBackend(Backend):
         if s is None or s.closed:
             timeout = aiohttp.ClientTimeout(total=None, connect=float(self.opts["connect_timeout"]),
                                             sock_read=float(self.opts["timeout"]))
-            s = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+            # trust_env: the *_proxy / no_proxy variables apply here as they do to the /models call (urllib)
+            s = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0), trust_env=True)
             self._sessions[loop] = s
         return s
 
@@ -265,11 +269,18 @@ class OpenAIBackend(Backend):
                                 if data == b"[DONE]":
                                     done = True
                                     break
-                                obj = json.loads(data)
+                                try:
+                                    obj = json.loads(data)
+                                except ValueError:
+                                    raise RequestFailed(f"the server sent an event that is not JSON: "
+                                                        f"{data[:80]!r}") from None
+                                if not isinstance(obj, dict):
+                                    raise RequestFailed(f"the server sent an event that is not a JSON object: "
+                                                        f"{data[:80]!r}")
                                 if obj.get("error"):
                                     raise RequestFailed(f"server error in stream: {_error_message(data)}")
                                 last = now  # any chunk, the finish and usage ones too (as vllm bench serve)
-                                usage = obj.get("usage") or usage
+                                usage = obj["usage"] if isinstance(obj.get("usage"), dict) else usage
                                 for ch in obj.get("choices") or []:
                                     text = (ch.get("delta") or {}).get("content")
                                     if text:
@@ -295,6 +306,10 @@ class OpenAIBackend(Backend):
                     await asyncio.sleep(wait)
                     continue
                 info: dict[str, Any] = {"client_s": client_s}
+                details = usage.get("prompt_tokens_details")
+                if self.server_info is not None and isinstance(details, dict):  # an evalsuite server's media counts
+                    info.update({k: v for k, v in details.items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
                 if attempt:
                     info["retries"] = attempt
                 yield Response(

@@ -54,7 +54,7 @@ from typing import Any, AsyncIterator, Iterator
 
 import torch
 
-from evalsuite.backend import Backend, BackendConfigError
+from evalsuite.backend import Backend, BackendConfigError, PromptTooLong
 from evalsuite.registry import BACKENDS
 from evalsuite.types import Request, Response
 
@@ -164,12 +164,34 @@ class ReferenceBackend(Backend):
 
         return SamplingParams(max_tokens=int(req.max_tokens), temperature=float(req.temperature),
                               top_p=float(req.top_p), seed=_request_seed(req), stop=tuple(req.stop),
-                              stop_token_ids=() if req.ignore_eos else None)
+                              stop_token_ids=() if req.ignore_eos else None, require_room=req.require_room)
+
+    def check(self, request: Request) -> None:
+        """Also refuse, before any media is read, a prompt whose text alone is too long for the
+        context: every character is at least one byte token, so that is a lower bound of its length
+        (a huge prompt is refused at once, not after its tokens, media and encoders were computed)."""
+        super().check(request)
+        chars = sum(len(p.text or "") for m in request.messages for p in m.content if p.type == "text")
+        if chars >= self.engine.max_len:
+            raise PromptTooLong(f"prompt of at least {chars} tokens (its text alone) does not fit the engine's "
+                                f"max_len {self.engine.max_len}")
 
     def _load(self, req: Request) -> Future:
+        """The request's media, decoded and preprocessed in the media pool; the future fails with
+        PromptTooLong when the prompt (tokens and media tokens, known from the preprocessed media)
+        does not fit, before the engine thread embeds it and runs the encoders."""
+        return self._pool.submit(self._load_and_measure, req)
+
+    def _load_and_measure(self, req: Request) -> list[Any]:
+        from evalsuite.model.engine import check_room
         from evalsuite.model.omni import load_media
 
-        return self._pool.submit(load_media, req.messages, self.model.config, req.media)
+        media = load_media(req.messages, self.model.config, req.media)
+        counts = iter([m.n_tokens for m in media])
+        n = len(self.model.tokenizer.apply_chat(req.messages, media_tokens=lambda part: next(counts)))
+        check_room(n, int(req.max_tokens), self.engine.max_len, exact=req.ignore_eos or req.require_room,
+                   ignore_eos=req.ignore_eos)
+        return media
 
     def _embed(self, req: Request, media: list[Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         return self.model.embed_loaded(req.messages, media)

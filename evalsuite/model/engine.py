@@ -40,6 +40,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
+from evalsuite.backend import PromptTooLong
 from evalsuite.model.backbone import LanguageModel, decode_step
 from evalsuite.model.graphed import GraphedDecoder, static_step_is_cheap
 from evalsuite.model.state import InferenceState
@@ -67,6 +68,7 @@ class SamplingParams:
     seed: int = 0
     stop: tuple[str, ...] = ()
     stop_token_ids: tuple[int, ...] | None = None
+    require_room: bool = False  # refuse a prompt that leaves less room than max_tokens (else: cut at max_len)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -77,6 +79,20 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if any(not isinstance(s, str) or not s for s in self.stop):
             raise ValueError(f"stop strings must be non-empty strings, got {list(self.stop)}")
+
+
+def check_room(prompt_tokens: int, max_tokens: int, max_len: int, *, exact: bool, ignore_eos: bool = False) -> None:
+    """Raise PromptTooLong when a prompt of ``prompt_tokens`` leaves no room for an output token in
+    ``max_len`` positions, or, with ``exact``, less room than ``max_tokens``: cutting such an output
+    short at max_len would pass off a shorter output as the one asked for (vLLM refuses it too). The
+    last token is never fed, so a prompt of T leaves room for max_len - T + 1."""
+    if prompt_tokens >= max_len:
+        raise PromptTooLong(f"prompt of {prompt_tokens} tokens does not fit the engine's max_len {max_len} "
+                            "(room is needed for at least one output token)")
+    if exact and max_tokens > max_len - prompt_tokens + 1:
+        what = "(no stop tokens: exactly that many)" if ignore_eos else f"(at most {max_len - prompt_tokens + 1} fit)"
+        raise PromptTooLong(f"prompt of {prompt_tokens} tokens plus max_tokens {max_tokens} {what} does not fit "
+                            f"the engine's max_len {max_len}")
 
 
 @dataclass(frozen=True)
@@ -255,15 +271,8 @@ class Engine:
         t0 = time.perf_counter() if t_start is None else t_start
         params = params or SamplingParams()
         embeds = self._as_embeds(prompt)
-        if embeds.shape[0] >= self.max_len:
-            raise ValueError(f"prompt of {embeds.shape[0]} tokens does not fit the engine's max_len "
-                             f"{self.max_len} (room is needed for at least one output token)")
-        if params.stop_token_ids == () and params.max_tokens > self.max_len - embeds.shape[0] + 1:
-            # no stop token (ignore_eos): the caller asked for exactly max_tokens, and cutting it short at
-            # max_len would pass off a shorter output as the one asked for (vLLM refuses it too). The
-            # last token is never fed, so a prompt of T leaves room for max_len - T + 1
-            raise ValueError(f"prompt of {embeds.shape[0]} tokens plus max_tokens {params.max_tokens} (no stop "
-                             f"tokens: exactly that many) does not fit the engine's max_len {self.max_len}")
+        check_room(embeds.shape[0], params.max_tokens, self.max_len,
+                   exact=params.stop_token_ids == () or params.require_room, ignore_eos=params.stop_token_ids == ())
         stop = params.stop_token_ids if params.stop_token_ids is not None else self.tokenizer.stop_ids
         gen = None
         if params.temperature > 0:

@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import hmac
 import json
 import logging
 import os
@@ -51,11 +52,20 @@ from urllib.parse import unquote, urlparse
 from aiohttp import web
 
 from evalsuite import media as media_lib
-from evalsuite.backend import Backend, UnsupportedModality
+from evalsuite.backend import Backend, PromptTooLong, UnsupportedModality
 from evalsuite.types import ContentPart, Message, Request, Response
 
 MIB = 1 << 20
-DEFAULT_MAX_TOKENS = 128
+# Fields of OpenAI's (and vLLM's) chat API this server does not implement, with the values that mean
+# "not used": any other value is refused (400 naming the field), never silently ignored. null is
+# always the default. Keys outside this table and the ones parse_chat reads are ignored, as vLLM does.
+UNSUPPORTED_FIELDS: dict[str, tuple[Any, ...]] = {
+    "presence_penalty": (0,), "frequency_penalty": (0,), "repetition_penalty": (1,), "logit_bias": ({},),
+    "top_k": (-1, 0), "min_p": (0,), "min_tokens": (0,), "best_of": (1,), "echo": (False,),
+    "top_logprobs": (), "response_format": ({"type": "text"},), "tools": ([],), "tool_choice": ("none",),
+    "functions": ([],), "function_call": ("none",), "modalities": (["text"],), "audio": (), "prediction": (),
+    "guided_json": (), "guided_regex": (), "guided_choice": (), "guided_grammar": (),
+}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # data: URI media types -> file suffix the media pipeline understands
@@ -151,6 +161,11 @@ def _field(cond: bool, message: str, param: str) -> None:
         raise ApiError(400, message, param=param)
 
 
+def _same(v: Any, u: Any) -> bool:
+    """JSON equality where a boolean equals only a boolean (JSON's true is not 1)."""
+    return v is u if isinstance(v, bool) or isinstance(u, bool) else v == u
+
+
 def _number(body: dict[str, Any], key: str, default: float, lo: float, hi: float, *, lo_open: bool = False) -> float:
     v = body.get(key)
     if v is None:
@@ -226,8 +241,9 @@ class MediaStore:
                 raise ApiError(413, f"media file {path} is over the limit of {self.max_bytes} bytes", param=param,
                                code="content_too_large")
             return str(path)
-        raise ApiError(400, f"unsupported URL scheme {parsed.scheme or url[:16]!r}: send media as data: URIs or "
-                            "file:// URLs (this server fetches nothing from the network)", param=param)
+        what = f"URL scheme {parsed.scheme!r}" if parsed.scheme else f"media reference {url[:80]!r} (no URL scheme)"
+        raise ApiError(400, f"unsupported {what}: send media as data: URIs or file:///path URLs (this server "
+                            "fetches nothing from the network)", param=param)
 
     def from_audio(self, spec: Any, param: str) -> str:
         _field(isinstance(spec, dict) and isinstance(spec.get("data"), str), f"{param} must be "
@@ -278,14 +294,23 @@ def parse_chat(body: Any, store: MediaStore, max_tokens_limit: int) -> tuple[Req
         role = {"developer": "system"}.get(role, role) if isinstance(role, str) else role
         _field(role in ("system", "user", "assistant"),
                f"{where}.role must be system, developer, user or assistant, got {m.get('role')!r}", f"{where}.role")
-        messages.append(Message(role, _content(m.get("content"), store, where)))
-    n = body.get("n", 1)
-    _field(n == 1, "only n=1 is supported", "n")
+        content = m.get("content")
+        if role == "assistant" and content is None:  # an earlier assistant turn may carry no text (OpenAI allows it)
+            content = []
+        messages.append(Message(role, _content(content, store, where)))
+    n = body.get("n")
+    _field(n is None or (n == 1 and not isinstance(n, bool)), "only n=1 is supported", "n")
     _field(not body.get("logprobs"), "logprobs are not supported", "logprobs")
+    for name, unused in UNSUPPORTED_FIELDS.items():
+        v = body.get(name)
+        _field(v is None or any(_same(v, u) for u in unused),
+               f"'{name}' is not supported by this server (got {json.dumps(v)[:80]}; "
+               f"{'leave it out' if not unused else 'accepted: ' + ' or '.join(json.dumps(u) for u in unused)})", name)
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
-    max_tokens = body.get(key, DEFAULT_MAX_TOKENS)
-    if max_tokens is None:
-        max_tokens = DEFAULT_MAX_TOKENS
+    max_tokens = body.get(key)
+    given = max_tokens is not None  # asked for: refused when it does not fit (OpenAI, vLLM); left out: the room left
+    if not given:
+        max_tokens = max_tokens_limit
     _field(isinstance(max_tokens, int) and not isinstance(max_tokens, bool) and 1 <= max_tokens <= max_tokens_limit,
            f"'{key}' must be an integer in [1, {max_tokens_limit}], got {max_tokens!r}", key)
     stop = body.get("stop") or []
@@ -296,8 +321,12 @@ def parse_chat(body: Any, store: MediaStore, max_tokens_limit: int) -> tuple[Req
     _field(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), "'seed' must be an integer", "seed")
     stream = body.get("stream", False)
     _field(isinstance(stream, bool), "'stream' must be a boolean", "stream")
-    opts = body.get("stream_options") or {}
+    opts = body.get("stream_options")
+    _field(opts is None or stream, "'stream_options' is only allowed when 'stream' is true", "stream_options")
+    opts = opts or {}
     _field(isinstance(opts, dict), "'stream_options' must be an object", "stream_options")
+    _field(isinstance(opts.get("include_usage", False), bool), "'stream_options.include_usage' must be a boolean",
+           "stream_options.include_usage")
     ignore_eos = body.get("ignore_eos", False)
     _field(isinstance(ignore_eos, bool), "'ignore_eos' must be a boolean", "ignore_eos")
     media = body.get("media_settings") or {}
@@ -308,7 +337,7 @@ def parse_chat(body: Any, store: MediaStore, max_tokens_limit: int) -> tuple[Req
         messages=messages, max_tokens=max_tokens,
         temperature=_number(body, "temperature", 0.0, 0.0, 2.0),
         top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True),
-        stop=list(stop), seed=int(seed or 0), media=dict(media), ignore_eos=ignore_eos,
+        stop=list(stop), seed=int(seed or 0), media=dict(media), ignore_eos=ignore_eos, require_room=given,
     )
     return request, stream, bool(opts.get("include_usage"))
 
@@ -331,6 +360,9 @@ class Server:
         self.metrics = Metrics()
         self.created = int(time.time())
         self.description = backend.describe()
+        # the model's context (the reference engine's max_len): the largest max_tokens, and what /v1/models shows
+        self.max_model_len: int | None = getattr(getattr(backend, "engine", None), "max_len", None)
+        self.max_tokens_limit = self.max_model_len or cfg.max_tokens_limit
         self._tmp = Path(tempfile.mkdtemp(prefix="evalsuite-serve-"))
 
     def app(self) -> web.Application:
@@ -346,7 +378,8 @@ class Server:
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def _auth(self, request: web.Request) -> None:
-        if self.cfg.api_key is not None and request.headers.get("Authorization", "") != f"Bearer {self.cfg.api_key}":
+        if self.cfg.api_key is not None and not hmac.compare_digest(
+                request.headers.get("Authorization", "").encode(), f"Bearer {self.cfg.api_key}".encode()):
             raise ApiError(401, "missing or incorrect API key (send 'Authorization: Bearer <key>')",
                            code="invalid_api_key")
 
@@ -367,8 +400,10 @@ class Server:
         d = self.description
         info = {k: d.get(k) for k in ("name", "backend", "precision", "weights_sha256", "device", "engine_version",
                                       "batch_size")}
-        data = [{"id": n, "object": "model", "created": self.created, "owned_by": "evalsuite", "evalsuite": info}
-                for n in self.cfg.model_names[:1]]
+        extra = {"max_model_len": self.max_model_len} if self.max_model_len else {}
+        # every served name of the one model, as vLLM lists them (its "root": what they all name)
+        data = [{"id": n, "object": "model", "created": self.created, "owned_by": "evalsuite", "root": d.get("name"),
+                 **extra, "evalsuite": info} for n in self.cfg.model_names]
         return web.json_response({"object": "list", "data": data})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -403,7 +438,7 @@ class Server:
                                param="model", code="model_not_found")
             store = MediaStore(self._tmp, self.cfg.allowed_media, self.cfg.max_media_bytes)
             req, stream, include_usage = await loop.run_in_executor(None, parse_chat, body, store,
-                                                                    self.cfg.max_tokens_limit)
+                                                                    self.max_tokens_limit)
             await loop.run_in_executor(None, self._check, req)
             resp, ok = await self._generate(request, req, model, stream, include_usage)
             self.metrics.requests["ok" if ok else "server_error"] += 1
@@ -442,6 +477,8 @@ class Server:
                     media_lib.check(p)
         except UnsupportedModality as e:
             raise ApiError(400, str(e), code="unsupported_content") from None
+        except PromptTooLong as e:  # known before any media is read (the text alone is too long)
+            raise ApiError(400, str(e), param="messages", code="context_length_exceeded") from None
         except media_lib.MediaError as e:
             raise ApiError(400, str(e), code="invalid_media") from None
 
@@ -456,9 +493,11 @@ class Server:
                 first = await gen.__anext__()
             except StopAsyncIteration:
                 raise RuntimeError("the backend ended the stream without a response") from None
-            except (ValueError, media_lib.MediaError) as e:  # a prompt too long for the context, bad media
-                code = "context_length_exceeded" if "max_len" in str(e) else "invalid_request"
-                raise ApiError(400, str(e).strip().splitlines()[0], code=code) from None
+            except PromptTooLong as e:  # the prompt, or it and max_tokens, does not fit the context
+                raise ApiError(400, str(e).strip().splitlines()[0], param="messages",
+                               code="context_length_exceeded") from None
+            except media_lib.MediaError as e:  # unreadable media (found when decoded)
+                raise ApiError(400, str(e).strip().splitlines()[0], param="messages", code="invalid_media") from None
             if not stream:
                 final = first
                 while not isinstance(final, Response):
@@ -526,9 +565,20 @@ class Server:
             m.tpot.observe((r.e2e_s - r.ttft_s) / (int(r.output_tokens or 0) - 1))
 
 
-def _usage(r: Response) -> dict[str, int]:
+# the media counts of a response's info that usage.prompt_tokens_details carries (audio_tokens is OpenAI's
+# own key there), so a client run over this server records what an in-process run records
+MEDIA_USAGE_KEYS = ("image_tokens", "video_tokens_before_evs", "video_tokens_after_evs", "video_frames",
+                    "audio_tokens", "audio_seconds", "audio_tokens_per_second")
+
+
+def _usage(r: Response) -> dict[str, Any]:
     p, o = int(r.prompt_tokens or 0), int(r.output_tokens or 0)
-    return {"prompt_tokens": p, "completion_tokens": o, "total_tokens": p + o}
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": o, "total_tokens": p + o}
+    details = {k: r.info[k] for k in MEDIA_USAGE_KEYS
+               if isinstance(r.info.get(k), (int, float)) and not isinstance(r.info.get(k), bool)}
+    if details:
+        usage["prompt_tokens_details"] = details
+    return usage
 
 
 class _ClientGone(Exception):

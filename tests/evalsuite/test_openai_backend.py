@@ -25,7 +25,7 @@ class FakeServer:
     """An aiohttp app on its own thread answering chat completions from a script of statuses:
     an int answers that status with an OpenAI error body, "ok" streams two chunks, "break" streams
     one chunk and drops the connection, "cut" streams one chunk and ends the response cleanly (no
-    finish_reason, no [DONE]), "json" ignores stream=true and answers one chat.completion object,
+    finish_reason, no [DONE]), "garbled" sends an event that is not JSON, "json" ignores stream=true and answers one chat.completion object,
     "stall" says nothing for 0.5 s."""
 
     def __init__(self, script: list) -> None:
@@ -58,6 +58,9 @@ class FakeServer:
             return out
         if step == "cut":
             await out.write_eof()
+            return out
+        if step == "garbled":
+            await out.write(b"data: {not json\n\n")
             return out
         await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}]}\n\n')
         await out.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n')
@@ -188,15 +191,17 @@ def test_no_retry_on_client_errors_or_after_the_first_token() -> None:
 def test_a_response_that_is_not_a_whole_stream_is_an_error_not_an_answer() -> None:
     """A server that ignores stream=true, or a stream that ends before its finish_reason and [DONE],
     fails the request: scoring what arrived would count a broken reply as the model's answer."""
-    with FakeServer(["json", "cut", "ok"]) as fake:
+    with FakeServer(["json", "cut", "garbled", "ok"]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
         with pytest.raises(RequestFailed, match="expected a server-sent event stream .* got 'application/json'"):
             b.generate([REQ])
         with pytest.raises(RequestFailed, match=r"stream ended after 1 chunks without a finish_reason or \[DONE\]"):
             b.generate([REQ])
+        with pytest.raises(RequestFailed, match=r"the server sent an event that is not JSON: b'\{not json'"):
+            b.generate([REQ])  # was a raw JSONDecodeError
         (r,) = b.generate([REQ])
         b.close()
-    assert fake.attempts == 3  # neither is retried
+    assert fake.attempts == 4  # none is retried
     assert r.text == "hi!" and r.output_tokens == 2 and r.finish_reason == "stop"
     # E2EL runs to the last chunk (the finish and usage ones too, as vllm bench serve counts it)
     assert r.e2e_s >= r.token_times[-1] >= r.ttft_s
@@ -229,3 +234,18 @@ def test_a_silent_server_times_out_and_is_retried() -> None:
             b.generate([REQ])
         b.close()
     assert fake.attempts == 2
+
+
+def test_names_of_one_served_model_need_no_choice_but_two_models_do() -> None:
+    with ServerThread(MockBackend(), ServerConfig(model_names=["mock", "mock-alias"])) as s:
+        b = OpenAIBackend(s.base_url)  # both names are the one model (the same "root")
+        assert b.model == "mock"
+        b.close()
+    async def two(request):
+        return web.json_response({"object": "list", "data": [{"id": "a", "root": "x"}, {"id": "b", "root": "y"}]})
+
+    fake = FakeServer([])
+    fake.models = two  # type: ignore[method-assign]
+    with fake:
+        with pytest.raises(BackendConfigError, match="lists 2 models"):
+            OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")

@@ -75,7 +75,7 @@ MSG = [{"role": "user", "content": "hello there my friend"}]
 
 def test_official_client_plain_and_streamed(mock_server) -> None:
     c = client(mock_server)
-    assert [m.id for m in c.models.list().data] == ["mock"]
+    assert [m.id for m in c.models.list().data] == ["mock", "mock-alias"]  # every served name, as vLLM
     r = c.chat.completions.create(model="mock", messages=MSG, max_tokens=5)
     assert r.choices[0].message.content == "hello there my"  # the mock's answer: the first three words
     assert r.choices[0].finish_reason == "stop" and r.object == "chat.completion"
@@ -346,3 +346,94 @@ def test_serve_binds_loopback_by_default() -> None:
     argv = ["serve", "--model", "fp4"]
     args = build_parser(argv).parse_args(argv)
     assert (args.host, args.port, args.max_num_seqs, args.allowed_local_media_path) == ("127.0.0.1", 8000, 8, [])
+
+
+def test_prompts_too_long_are_refused_before_the_engine_embeds_them(ref_server, tmp_path: Path, monkeypatch) -> None:
+    """A prompt over the context is refused off the engine thread: its text alone (every character at
+    least one byte token) before any media is read, its media tokens once preprocessed, before the
+    encoders run; with max_tokens given, a prompt that leaves less room is refused (OpenAI, vLLM)."""
+    backend, c = ref_server.backend, client(ref_server)
+    max_len = backend.engine.max_len
+    monkeypatch.setattr(backend.model, "_encode", lambda media: pytest.fail("the encoders ran"))
+    png = write_png(tmp_path / "a.png")
+    many = [{"type": "image_url", "image_url": {"url": data_uri(png, "image/png")}}] * 2
+    for content in ("x" * max_len,  # text alone
+                    [{"type": "text", "text": "x" * (max_len - 20)}, *many]):  # text + image tokens
+        with pytest.raises(openai.BadRequestError) as e:
+            c.chat.completions.create(model="fp4", messages=[{"role": "user", "content": content}], max_tokens=2)
+        assert e.value.body["code"] == "context_length_exceeded" and e.value.body["param"] == "messages"
+        assert "does not fit the engine's max_len" in e.value.body["message"]
+    monkeypatch.undo()
+    short = c.chat.completions.create(model="fp4", messages=[{"role": "user", "content": "hi"}], max_tokens=1)
+    room = max_len - short.usage.prompt_tokens + 1
+    with pytest.raises(openai.BadRequestError) as e:  # max_tokens given: refused, not cut short at the context
+        c.chat.completions.create(model="fp4", messages=[{"role": "user", "content": "hi"}], max_tokens=room + 1)
+    assert e.value.body["code"] == "context_length_exceeded"
+    assert f"plus max_tokens {room + 1} (at most {room} fit)" in e.value.body["message"]
+    r = c.chat.completions.create(model="fp4", messages=[{"role": "user", "content": "hi"}], max_tokens=room)
+    assert r.choices[0].finish_reason in ("stop", "length")
+    stats = backend.serving_stats()
+    assert stats["slots_free"] == stats["slots_total"]
+
+
+def test_models_lists_every_served_name_with_the_context(ref_server) -> None:
+    status, body, _ = get(ref_server, "/v1/models")
+    assert status == 200 and [m["id"] for m in body["data"]] == ["fp4"]
+    assert body["data"][0]["max_model_len"] == ref_server.backend.engine.max_len
+
+
+def test_usage_carries_the_media_token_counts(ref_server, tmp_path: Path) -> None:
+    png = write_png(tmp_path / "a.png")
+    status, body = post(ref_server, {"model": "fp4", "max_tokens": 1, "messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": data_uri(png, "image/png")}}, {"type": "text", "text": "what?"}]}]})
+    assert status == 200
+    details = body["usage"]["prompt_tokens_details"]
+    assert details["image_tokens"] > 0 and body["usage"]["prompt_tokens"] > details["image_tokens"]
+    # the openai: backend records them as an in-process run does
+    from evalsuite.backends.openai_compat import OpenAIBackend
+    from evalsuite.types import ContentPart, Request, user
+
+    b = OpenAIBackend(ref_server.base_url)
+    (r,) = b.generate([Request("s", [user(ContentPart.of_media("image", str(png)), "what?")], max_tokens=1,
+                               media={})])
+    b.close()
+    assert r.info["image_tokens"] == details["image_tokens"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("presence_penalty", 0.5), ("frequency_penalty", 1), ("logit_bias", {"50": 5}), ("top_k", 5),
+    ("repetition_penalty", 1.2), ("min_tokens", 3), ("best_of", 2), ("echo", True), ("top_logprobs", 2),
+    ("response_format", {"type": "json_object"}), ("tools", [{"type": "function", "function": {"name": "f"}}]),
+    ("n", True), ("stream_options", {"include_usage": True}),
+])
+def test_unsupported_or_misplaced_fields_are_refused_not_ignored(mock_server, field, value) -> None:
+    status, body = post(mock_server, {"model": "mock", "messages": MSG, field: value})
+    assert status == 400 and body["error"]["param"] == field, body
+
+
+@pytest.mark.parametrize("field, value", [
+    ("presence_penalty", 0), ("frequency_penalty", 0.0), ("logit_bias", {}), ("top_k", -1), ("best_of", 1),
+    ("echo", False), ("response_format", {"type": "text"}), ("tools", []), ("tool_choice", "none"), ("n", 1),
+    ("presence_penalty", None), ("user", "someone"), ("unknown_extension", 1),
+])
+def test_fields_at_their_unused_value_are_accepted(mock_server, field, value) -> None:
+    status, body = post(mock_server, {"model": "mock", "messages": MSG, field: value})
+    assert status == 200, body
+
+
+def test_parse_chat_max_tokens_default_assistant_without_text_and_stream_options(tmp_path: Path) -> None:
+    from evalsuite.serving.server import ApiError, MediaStore, parse_chat
+
+    store = MediaStore(tmp_path, [], 1024)
+    req, stream, usage = parse_chat({"messages": MSG}, store, 4096)
+    assert req.max_tokens == 4096 and not req.require_room  # left out: the room left, as OpenAI and vLLM
+    req, _, _ = parse_chat({"messages": MSG, "max_tokens": 7}, store, 4096)
+    assert req.max_tokens == 7 and req.require_room
+    history = [*MSG, {"role": "assistant", "content": None}, {"role": "user", "content": "and?"}]
+    req, _, _ = parse_chat({"messages": history}, store, 4096)
+    assert [m.role for m in req.messages] == ["user", "assistant", "user"] and req.messages[1].content == ()
+    with pytest.raises(ApiError, match="include_usage' must be a boolean"):
+        parse_chat({"messages": MSG, "stream": True, "stream_options": {"include_usage": "yes"}}, store, 4096)
+    with pytest.raises(ApiError, match="no URL scheme"):
+        parse_chat({"messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "/tmp/some/picture.png"}}]}]}, store, 4096)
