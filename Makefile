@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 DEB_PACKAGES := espeak-ng chromium tesseract-ocr
 DEB_COMMANDS := espeak-ng chromium tesseract
 
-.PHONY: venv sysdeps eval test test-fast report list leaderboard gate bench bench-kernels bench-gpu bench-static sensitivity train serve clean-venv
+.PHONY: venv sysdeps eval test report list leaderboard gate bench bench-kernels bench-gpu bench-static sensitivity train serve clean-venv
 
 venv: $(VENV)/.installed
 

@@ -127,7 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if a.bench:
         from bench.report import ROOT, device_line, update
 
-        body = (f"Trained `tiny` checkpoint `{ckpt}` (sha256 {weights.weights_sha256(ckpt)[:12]}), `{a.model}`, "
+        shown = ckpt.resolve().relative_to(ROOT) if ckpt.resolve().is_relative_to(ROOT) else ckpt  # no machine paths
+        body = (f"Trained `tiny` checkpoint `{shown}` (sha256 {weights.weights_sha256(ckpt)[:12]}), `{a.model}`, "
                 f"{a.n} eval samples per run, {time.strftime('%Y-%m-%d')}, {device_line()}; command: "
                 f"`python bench/ablations.py --bench`.\n\n" + text)
         update(ROOT / "BENCHMARKS.md", "Ablations: EVS and dynamic resolution", body)

@@ -102,6 +102,12 @@ class ReplayBackend(Backend):
         if key in self.by_task:
             return self.by_task[key]
         if req.sample_id in self.by_id:
+            # lines without a task answer one task: tasks share ids, so a second task would be given the
+            # first one's predictions under the same ids
+            first = self._untasked_task = getattr(self, "_untasked_task", None) or req.task
+            if req.task and req.task != first:
+                raise KeyError(f"{self.arg}: its lines without a 'task' field answer one task ({first}); task "
+                               f"{req.task} shares its sample ids, so give each line a 'task' to replay both")
             return self.by_id[req.sample_id]
         raise KeyError(f"no saved prediction for sample id {req.sample_id!r} in {self.arg}")
 

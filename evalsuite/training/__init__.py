@@ -1,7 +1,7 @@
 """Training the reference omni model: the curriculum as data, its sources, losses and loop.
 
-    python -m evalsuite.training --preset tiny --out evalsuite/model/checkpoints/tiny --bench   (``make train``)
-    python -m evalsuite.training.probe evalsuite/model/checkpoints/tiny                          (readouts)
+    python -m evalsuite.training --preset tiny --out results/train/tiny --bench   (``make train``)
+    python -m evalsuite.training.probe evalsuite/model/checkpoints/tiny            (readouts)
 
 - `curriculum`: the stages in order (mixture of sources, steps, what is re-initialised, frozen or
   first trained) and the schedule inside a stage, after the Nemotron 3 Nano Omni report: text first,

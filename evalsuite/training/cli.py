@@ -1,6 +1,6 @@
 """Train the reference omni model on the synthetic tasks' train split with the staged curriculum.
 
-    python -m evalsuite.training --preset tiny --out evalsuite/model/checkpoints/tiny --bench   (``make train``)
+    python -m evalsuite.training --preset tiny --out results/train/tiny --bench   (``make train``)
 
 Errors a user can cause (a flag out of range, an --out that is a file, an --init that is no finished
 run, a train_state.pt that is damaged or written with other settings) end with exit code 2 and one
@@ -51,7 +51,9 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
 
     p = _Parser(prog="python -m evalsuite.training", description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="tiny", help=f"the model's size: {', '.join(sorted(BackboneConfig.PRESETS))}")
-    p.add_argument("--out", default="evalsuite/model/checkpoints/tiny")
+    p.add_argument("--out", default="results/train/tiny",
+                   help="folder of the checkpoint and its state (the committed model, which every bf16/fp8/fp4 run "
+                        "loads, is evalsuite/model/checkpoints/tiny: name it to re-make that one in place)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)

@@ -46,7 +46,7 @@ class TrainArgs:
     run, the optimizer's settings, and how often it saves and evaluates."""
 
     preset: str = "tiny"
-    out: str = "evalsuite/model/checkpoints/tiny"
+    out: str = "results/train/tiny"  # the committed model is evalsuite/model/checkpoints/tiny
     seed: int = 0
     batch: int = 16
     lr: float = 2e-3

@@ -114,3 +114,15 @@ def test_a_utf8_bom_is_not_part_of_the_first_line(tmp_path):
     path.write_bytes(b'\xef\xbb\xbf{"id": "a", "prediction": "x"}\n{"id": 7, "prediction": null}\n')
     b = ReplayBackend(str(path))
     assert b.by_id == {"a": "x", "7": ""}
+
+
+def test_lines_without_a_task_answer_one_task_only(tmp_path):
+    """Tasks share ids: a task-less file used for two tasks gave the second the first one's answers."""
+    from evalsuite.types import Request, user
+
+    b = ReplayBackend(str(_write(tmp_path, [{"id": "eval-00000", "prediction": "red"}])))
+    ask = lambda task: Request("eval-00000", [user("q")], task=task)  # noqa: E731
+    assert b.lookup(ask("docqa")) == "red" and b.lookup(ask("docqa")) == "red"
+    with pytest.raises(KeyError, match=r"its lines without a 'task' field answer one task \(docqa\); task gui "
+                                        r"shares its sample ids"):
+        b.lookup(ask("gui"))

@@ -270,3 +270,9 @@ def test_rates_equal_to_four_digits_get_their_own_labels(tmp_path: Path) -> None
     assert len({r for r in rows}) == len(rows) == 2 + 2 * 2  # sample ids stay unique
     assert sorted(p.name for p in (tmp_path / "run" / "throughput" / "points").glob("r100*")) == \
         ["r100.002.json", "r100.json"]
+
+
+def test_a_high_rate_label_has_no_exponent(tmp_path: Path) -> None:
+    t, _ = run_tp(tmp_path, "mock:ttft=0.001,itl=0.001", limit=2,
+                  **{**QUICK, "concurrency": [1], "slo_search": "none", "rates": [74432.0]})
+    assert [p["label"] for p in t["throughput"]["open_loop"]] == ["r74430"]  # was r7.443e+04, file r7.443e_04.json

@@ -127,7 +127,30 @@ def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     assert entry["metrics"]["unsupported_types"] == ["handwritten answer extraction cn", "table parsing en",
                                                       "text spotting en"]
     assert entry["breakdown"]["group"]["en/mathematical_calculation"]["accuracy"] == pytest.approx(0.8 / 3)
-    assert entry["n_errors"] == 5
+    assert entry["n_errors"] == 5 and entry["n_unsupported"] == 3
+
+
+def test_unsupported_types_do_not_count_against_the_error_rate(tmp_path: Path, media) -> None:
+    """A real OCRBench v2 folder holds many TEDS/BLEU-scored types: they are errored and reported, but a
+    default run must not fail for them (only the 2 other errored samples count)."""
+    import json
+
+    from evalsuite.runner import RunConfig, run
+
+    data = make_dataset(tmp_path / "v2", media)
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in PREDICTIONS.items()))
+    n = len(json.loads((data / "OCRBench_v2.json").read_text()))
+    for limit, status in ((2 / n + 0.01, "complete"), (2 / n - 0.01, "failed")):
+        out = tmp_path / f"run-{status}"
+        outcome = run(RunConfig(model=f"replay:{preds}", tasks=["ocrbench_v2"], out=out, quiet=True, report=False,
+                                task_args={"ocrbench_v2": {"data_dir": str(data)}}, max_error_rate=limit))
+        doc = json.loads((out / "results.json").read_text())
+        assert doc["status"] == status, doc["status_reasons"]
+        if status == "failed":
+            assert doc["status_reasons"] == [f"task ocrbench_v2: 2/{n} samples errored, besides 3 of types the task "
+                                             f"cannot score ({2 / n:.1%} > --max-error-rate {limit:.1%})"]
+        assert outcome.exit_code == (0 if status == "complete" else 1)
 
 
 # ---- the Hugging Face snapshot (ling99/OCRBench_v2) -------------------------------------------------
