@@ -1,11 +1,14 @@
 """The suite's one media pipeline: every backend reads images, video frames and audio through here,
 so preprocessing is the same for all of them and its settings are recorded with the results.
 
-- Images: PIL, converted to RGB.
+- Images: PIL, as a viewer shows them: turned by their EXIF orientation, transparent areas on white,
+  16-bit / float grayscale scaled to 8 bits, then RGB.
 - Video: PyAV. ``sample_frames`` picks frame times by ``fps`` / ``max_frames`` and decodes only what
   it needs: for sparse sampling it seeks to the keyframe before each wanted time and decodes forward
   to it (skipping non-reference frames when the codec allows), instead of decoding every frame.
-- Audio: PyAV decodes any container/codec and resamples to mono float32 at ``sample_rate``.
+  Times count from the stream's first frame (its start time), not from timestamp 0.
+- Audio: PyAV decodes any container/codec, resamples to float32 at ``sample_rate`` and averages the
+  channels to mono.
 
 Errors a file can cause (missing, empty, not decodable) raise :class:`MediaError` with one line that
 names the file and what was expected; the runner records it on that sample and goes on.
@@ -37,15 +40,83 @@ def _require_file(path: str, kind: str) -> None:
 
 
 # ---- images -------------------------------------------------------------------------------------
+ORIENTATION = 0x0112  # EXIF tag: 1 = as stored, 2-8 = mirrored and/or turned
+_TURNED = (5, 6, 7, 8)  # orientations that turn the image by 90°: width and height swap
+
+
+def exif_orientation(im) -> int:
+    """The EXIF orientation of an opened (not yet loaded) image, from its header alone.
+
+    A PNG's ``getexif()`` decodes the whole image when the header has no eXIf chunk (to look for one
+    after the pixel data), so a PNG's orientation is read only from an eXIf chunk before the pixels.
+    `load_image` and `image_size` both go by this, so a box in pixels and the image agree."""
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        value = int(im.getexif().get(ORIENTATION, 1) or 1)
+    except Exception:  # a damaged EXIF block: shown as stored, as viewers do
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def image_size(path: str) -> tuple[int, int]:
+    """(width, height) of the image `load_image` returns, from the header (no pixel decode): the
+    stored size, swapped for an EXIF orientation that turns it by 90°."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        width, height = im.size
+        return (height, width) if exif_orientation(im) in _TURNED else (width, height)
+
+
+def to_rgb(im):
+    """An RGB copy of a loaded PIL image, as a viewer shows it.
+
+    - Transparency (an alpha channel, a palette with alpha, a transparent colour) is composited on
+      white, as transformers' ``convert_to_rgb`` does; a plain RGB conversion drops the alpha and shows
+      what lies under it, often black (black text on a transparent background turns all black).
+    - 16-bit and float grayscale, which PIL's conversion clips to 255 (a 16-bit PNG turns white), is
+      scaled to 8 bits: ``I;16*`` keeps the high byte (``>> 8``: 257·v gives back v); ``I`` (32-bit,
+      where PIL puts 16-bit PNG/TIFF data) the same when any value exceeds 255, else it holds 8-bit
+      values and is clipped to 0..255; ``F`` is taken as 0..1 when its maximum is at most 1, else as
+      0..255 (NaN as 0).
+    """
+    from PIL import Image
+
+    if im.mode.startswith("I") or im.mode == "F":
+        im = Image.fromarray(_gray_to_8bit(np.asarray(im), im.mode), "L")
+    if im.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info or (
+            im.mode == "P" and im.palette is not None and im.palette.mode == "RGBA"):
+        rgba = im.convert("RGBA")  # P with byte transparency: no warning on this path (unlike RGB)
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def _gray_to_8bit(a: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "F":
+        a = np.nan_to_num(a.astype(np.float64), nan=0.0)
+        if a.size and a.max() <= 1.0:
+            a = a * 255.0
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    a = a.astype(np.int64)
+    if mode.startswith("I;16") or (a.size and a.max() > 255):
+        return (np.clip(a, 0, 65535) >> 8).astype(np.uint8)
+    return np.clip(a, 0, 255).astype(np.uint8)
+
+
 def load_image(path: str):
-    """Open an image as RGB PIL.Image; MediaError if it is missing or not a decodable image."""
-    from PIL import Image, UnidentifiedImageError
+    """Open an image as RGB PIL.Image (see `to_rgb`), turned by its EXIF orientation as
+    ``ImageOps.exif_transpose`` does (and as Hugging Face datasets decode images); MediaError if it is
+    missing or not a decodable image."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     _require_file(path, "image")
     try:
         with Image.open(path) as im:
+            turn = exif_orientation(im) != 1  # from the header, as image_size reads it
             im.load()
-            return im.convert("RGB")
+            return to_rgb(ImageOps.exif_transpose(im) if turn else im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise MediaError(f"image file is corrupt or not an image (expected PNG/JPEG/…): {path}: {e}") from None
 
@@ -58,9 +129,17 @@ class VideoInfo:
     n_frames: int
     width: int
     height: int
+    start_s: float = 0.0  # the stream's first timestamp: sample times count from here
 
 
 def probe_video(path: str) -> VideoInfo:
+    """Duration, rate, frame count and size of the first video stream.
+
+    The duration is the stream's span from its start time (a clip cut from a stream can begin at
+    100 s). A header without one (WebM/MKV written live) or a Matroska file not starting at 0 (whose
+    segment duration some muxers count from 0, others from the first frame) has its packets' timestamps
+    read instead (demuxed, not decoded); a file with no duration and no timestamps is a MediaError, not
+    a one-frame clip."""
     import av
 
     _require_file(path, "video")
@@ -70,18 +149,55 @@ def probe_video(path: str) -> VideoInfo:
                 raise MediaError(f"video file has no video stream: {path}")
             s = c.streams.video[0]
             rate = float(s.average_rate or s.guessed_rate or 0) or 0.0
+            start = _start_time(c, s)
             if s.duration is not None and s.time_base is not None:
                 duration = float(s.duration * s.time_base)
-            elif c.duration is not None:
+            elif c.duration is not None and (start == 0.0 or "matroska" not in c.format.name):
                 duration = c.duration / 1_000_000
             else:
                 duration = 0.0
             n = s.frames or (int(round(duration * rate)) if rate else 0)
-            return VideoInfo(duration, rate, n, s.codec_context.width, s.codec_context.height)
+            if duration <= 0:
+                scanned = _scan_packets(c, s, rate)
+                if scanned is None:
+                    raise MediaError(f"video has no duration in its header and no frame timestamps: {path}")
+                first, end, n = scanned
+                start = start if s.start_time is not None else first
+                duration = end - start
+            return VideoInfo(duration, rate, n, s.codec_context.width, s.codec_context.height, start)
     except MediaError:
         raise
     except Exception as e:  # av raises many error types for damaged files
         raise MediaError(f"video file is corrupt or not a video (expected MP4/MKV/…): {path}: {e}") from None
+
+
+def _start_time(c, s) -> float:
+    """The stream's first timestamp in seconds (its start time, else the container's, else 0)."""
+    if s.start_time is not None and s.time_base is not None:
+        return float(s.start_time * s.time_base)
+    if c.start_time is not None:
+        return c.start_time / 1_000_000
+    return 0.0
+
+
+def _scan_packets(c, s, rate: float) -> tuple[float, float, int] | None:
+    """(first timestamp, end of the last frame, frame count) from the stream's packets, demuxed without
+    decoding; None when no packet has a timestamp."""
+    tb = s.time_base
+    first = end = None
+    n = 0
+    for pkt in c.demux(s):
+        ts = pkt.pts if pkt.pts is not None else pkt.dts
+        if ts is None or pkt.size == 0:  # the demuxer's closing empty packet
+            continue
+        n += 1
+        t = float(ts * tb)
+        length = float(pkt.duration * tb) if pkt.duration else (1.0 / rate if rate else 0.0)
+        first = t if first is None else min(first, t)
+        end = t + length if end is None else max(end, t + length)
+    if first is None or end is None:
+        return None
+    return first, end, n
 
 
 def frame_times(duration_s: float, fps: float, max_frames: int) -> list[float]:
@@ -98,31 +214,35 @@ def frame_times(duration_s: float, fps: float, max_frames: int) -> list[float]:
 def sample_frames(path: str, fps: float = 1.0, max_frames: int = 64, *, decode_all: bool = False) -> tuple[np.ndarray, list[float]]:
     """Decode frames at the times chosen by :func:`frame_times`.
 
-    Returns (frames uint8[N, H, W, 3], timestamps in seconds). ``decode_all=True`` decodes every frame
-    and picks from them: the slow reference that the fast path is tested and benchmarked against.
+    Returns (frames uint8[N, H, W, 3], timestamps in seconds from the stream's start). Times are
+    relative to the stream's start time (`probe_video`'s ``start_s``): frame timestamps are absolute,
+    and a clip starting at 100 s would otherwise give its first frame N times. ``decode_all=True``
+    decodes every frame and picks from them: the slow reference that the fast path is tested and
+    benchmarked against.
     """
     import av
 
     info = probe_video(path)
     times = frame_times(info.duration_s, fps, max_frames)
+    t0 = info.start_s
     try:
         with av.open(path) as c:
             s = c.streams.video[0]
             s.thread_type = "AUTO"
             tb = s.time_base
             if decode_all:
-                return _pick_from_all(c, s, times, path)
+                return _pick_from_all(c, s, times, t0, path)
             frames: list[np.ndarray] = []
             stamps: list[float] = []
             gap = (times[1] - times[0]) if len(times) > 1 else info.duration_s
             # Dense sampling (wanted frames closer than ~2 s): one forward decode beats seeking.
             if gap < 2.0:
-                return _pick_forward(c, s, times, path)
+                return _pick_forward(c, s, times, t0, path)
             for t in times:
-                c.seek(int(t / float(tb)), stream=s, backward=True, any_frame=False)
+                c.seek(int((t0 + t) / float(tb)), stream=s, backward=True, any_frame=False)
                 best = None
                 for frame in c.decode(s):
-                    ft = float(frame.pts * tb) if frame.pts is not None else 0.0
+                    ft = _frame_time(frame, tb, t0)
                     best = frame, ft
                     if ft + 0.5 / max(info.fps, 1e-6) >= t:
                         break
@@ -137,14 +257,19 @@ def sample_frames(path: str, fps: float = 1.0, max_frames: int = 64, *, decode_a
         raise MediaError(f"video file could not be decoded: {path}: {e}") from None
 
 
-def _pick_forward(c, s, times: list[float], path: str) -> tuple[np.ndarray, list[float]]:
+def _frame_time(frame, tb, t0: float) -> float:
+    """A decoded frame's time in seconds from the stream's start (0 when it has no timestamp)."""
+    return float(frame.pts * tb) - t0 if frame.pts is not None else 0.0
+
+
+def _pick_forward(c, s, times: list[float], t0: float, path: str) -> tuple[np.ndarray, list[float]]:
     tb = s.time_base
     frames: list[np.ndarray] = []
     stamps: list[float] = []
     i = 0
     last = None
     for frame in c.decode(s):
-        ft = float(frame.pts * tb) if frame.pts is not None else 0.0
+        ft = _frame_time(frame, tb, t0)
         last = frame, ft
         while i < len(times) and ft + 1e-6 >= times[i] - _half_frame(s):
             frames.append(frame.to_ndarray(format="rgb24"))
@@ -166,9 +291,9 @@ def _half_frame(s) -> float:
     return 0.5 / rate
 
 
-def _pick_from_all(c, s, times: list[float], path: str) -> tuple[np.ndarray, list[float]]:
+def _pick_from_all(c, s, times: list[float], t0: float, path: str) -> tuple[np.ndarray, list[float]]:
     tb = s.time_base
-    decoded = [(float(f.pts * tb) if f.pts is not None else 0.0, f.to_ndarray(format="rgb24")) for f in c.decode(s)]
+    decoded = [(_frame_time(f, tb, t0), f.to_ndarray(format="rgb24")) for f in c.decode(s)]
     if not decoded:
         raise MediaError(f"video has no decodable frames: {path}")
     out, stamps = [], []
@@ -183,7 +308,13 @@ def _pick_from_all(c, s, times: list[float], path: str) -> tuple[np.ndarray, lis
 
 # ---- audio --------------------------------------------------------------------------------------
 def load_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
-    """Decode any audio file to mono float32 in [-1, 1] at ``sample_rate``."""
+    """Decode any audio file to mono float32 in [-1, 1] at ``sample_rate``.
+
+    The resampler changes only rate and sample format; the channels are then averaged, as the audio
+    encoder averages a (channels, N) waveform. swresample's own downmix sums them at -3 dB, which takes
+    a stereo peak of 0.9 to 1.27 and a 5.1 one past 3. A stream whose rate, layout or format changes
+    midway (concatenated MP3s) gets a fresh resampler at each change, the previous one flushed first.
+    """
     import av
 
     _require_file(path, "audio")
@@ -192,13 +323,17 @@ def load_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
             if not c.streams.audio:
                 raise MediaError(f"audio file has no audio stream: {path}")
             s = c.streams.audio[0]
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            resampler, setup = None, None
             chunks = []
             for frame in c.decode(s):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                frame_setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if frame_setup != setup:
+                    if resampler is not None:
+                        chunks += [_mono(out) for out in resampler.resample(None)]
+                    resampler, setup = av.AudioResampler(format="flt", rate=sample_rate), frame_setup
+                chunks += [_mono(out) for out in resampler.resample(frame)]
+            if resampler is not None:
+                chunks += [_mono(out) for out in resampler.resample(None)]
     except MediaError:
         raise
     except Exception as e:
@@ -206,6 +341,13 @@ def load_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
     if not chunks:
         raise MediaError(f"audio file has no decodable samples: {path}")
     return np.concatenate(chunks).astype(np.float32)
+
+
+def _mono(frame) -> np.ndarray:
+    """A packed float frame's samples, its channels averaged."""
+    channels = frame.layout.nb_channels
+    samples = frame.to_ndarray().reshape(-1, channels)
+    return samples[:, 0] if channels == 1 else samples.mean(axis=1, dtype=np.float32)
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -247,5 +389,6 @@ def describe(part: ContentPart) -> dict[str, Any]:
 
 
 __all__ = [
-    "MediaError", "load_image", "probe_video", "frame_times", "sample_frames", "load_audio", "check", "VideoInfo",
+    "MediaError", "load_image", "to_rgb", "exif_orientation", "image_size", "probe_video", "frame_times",
+    "sample_frames", "load_audio", "check", "VideoInfo",
 ]

@@ -41,11 +41,12 @@ def check_coords(task: str, coords: str) -> str:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """Width and height from the image header (no full decode)."""
-    from PIL import Image
+    """Width and height of the image the model sees, from the header (no full decode): swapped for an
+    EXIF orientation that turns it, since `evalsuite.media.load_image` turns it (as datasets' image
+    decoding does), so boxes and clicks are in the same pixels as that image."""
+    from evalsuite import media
 
-    with Image.open(path) as im:
-        return im.size
+    return media.image_size(str(path))
 
 
 def number_list(value: Any, n: int, what: str) -> list[float]:
