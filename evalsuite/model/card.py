@@ -74,13 +74,17 @@ def count_params(model: LanguageModel) -> dict[str, int]:
 
 
 def weight_bytes(model: LanguageModel, recipe_name: str) -> int:
-    """Checkpoint bytes of the backbone under a precision recipe."""
+    """Checkpoint bytes of the backbone under a precision recipe (a tied embedding and LM head once)."""
     from evalsuite.kernels.recipes import get
 
     recipe = get(recipe_name)
     linear_weights = {f"{name}.weight": name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
     total = 0.0
-    for name, tensor in model.state_dict().items():
+    seen: set[int] = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:  # state_dict lists a tied weight under both names
+            continue
+        seen.add(id(tensor))
         if name in linear_weights:
             total += format_bytes(recipe.format_for(linear_weights[name]), tensor)
         elif name.endswith("e_score_correction_bias"):
@@ -88,6 +92,24 @@ def weight_bytes(model: LanguageModel, recipe_name: str) -> int:
         else:
             total += 2 * tensor.numel()
     return int(round(total))
+
+
+def state_bytes(cfg: BackboneConfig, recipe_name: str, dtype: torch.dtype = torch.bfloat16) -> dict[str, int]:
+    """Inference state of one sequence under a recipe, as the engine allocates it (measured on the
+    meta device): ``kv_per_token`` (attention layers only, in the recipe's KV cache dtype, with any
+    per-slot scales in ``per_sequence``) and ``per_sequence`` (Mamba conv and SSM state: the same at
+    any length)."""
+    from evalsuite.kernels.recipes import get
+    from evalsuite.model.state import InferenceState
+
+    kv = get(recipe_name).kv_cache_dtype
+
+    def total(max_len: int) -> int:
+        st = InferenceState(cfg, 1, max_len, dtype, kv, "meta")
+        return sum(b.numel() * b.element_size() for b in st.buffers())
+
+    one, two = total(1), total(2)
+    return {"kv_per_token": two - one, "per_sequence": one - (two - one)}
 
 
 def card(name: str) -> dict[str, Any]:
@@ -113,6 +135,7 @@ def card(name: str) -> dict[str, Any]:
         # encoders run once per media item, not per generated token: per-token activity is the backbone's
         "active_params": params["active"],
         "weight_bytes": {r: b + 2 * enc_total for r, b in backbone_bytes.items()},
+        "state_bytes": {r: state_bytes(cfg, r) for r in RECIPE_NAMES},
     }
 
 
@@ -129,6 +152,12 @@ def _table(c: dict[str, Any]) -> str:
     for r in RECIPE_NAMES:
         lines.append(f"{r:<8} {b['weight_bytes'][r] / 1e9:>12.2f} {c['weight_bytes'][r] / 1e9:>10.2f} "
                      f"{c['weight_bytes'][r] / 2**30:>10.2f}")
+    lines.append("inference state of one sequence (bf16 activations; KV in attention layers only, Mamba state fixed):")
+    lines.append(f"{'recipe':<8} {'KV B/token':>12} {'fixed MiB':>10} {'at 8K MiB':>10}")
+    for r in RECIPE_NAMES:
+        st = c["state_bytes"][r]
+        lines.append(f"{r:<8} {st['kv_per_token']:>12,} {st['per_sequence'] / 2**20:>10.1f} "
+                     f"{(st['per_sequence'] + 8192 * st['kv_per_token']) / 2**20:>10.1f}")
     return "\n".join(lines)
 
 

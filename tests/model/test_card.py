@@ -49,6 +49,27 @@ def test_recipe_bytes_on_tiny() -> None:
     assert weight_bytes(meta, "fp4") < bf16
 
 
+def test_a_tied_embedding_counts_once() -> None:
+    import dataclasses
+
+    tied = build(dataclasses.replace(TINY, tie_word_embeddings=True), device="meta")
+    assert weight_bytes(tied, "bf16") == 2 * count_params(tied)["total"] + \
+        4 * TINY.hybrid_override_pattern.count("E") * TINY.n_routed_experts  # state_dict lists it twice
+
+
+def test_nano_state_bytes_by_hand() -> None:
+    """KV per token: attention layers x (K and V) x KV heads x head_dim x 2 bytes (1 under fp8); the
+    Mamba state per layer: SSM heads x head_dim x state (fp32) + conv channels x (kernel - 1) (bf16)."""
+    from evalsuite.model.card import state_bytes
+
+    cfg = BackboneConfig.preset("nano-omni-30b-a3b")
+    n_attn, n_mamba = cfg.hybrid_override_pattern.count("*"), cfg.hybrid_override_pattern.count("M")
+    assert state_bytes(cfg, "bf16")["kv_per_token"] == n_attn * 2 * cfg.num_key_value_heads * cfg.head_dim * 2 == 6144
+    assert state_bytes(cfg, "fp8")["kv_per_token"] == 3072
+    mamba = n_mamba * (64 * 64 * 128 * 4 + 6144 * 3 * 2)
+    assert mamba == 49_082_368 and state_bytes(cfg, "bf16")["per_sequence"] == mamba + 8  # + the slot's length
+
+
 def test_nano_card_is_near_the_published_figures() -> None:
     c = card("nano-omni-30b-a3b")
     b = c["backbone"]
