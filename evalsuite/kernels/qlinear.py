@@ -172,10 +172,10 @@ class FP8Linear(_QuantizedBuffers):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         backend = self.backend
-        if backend == "auto":
-            backend = fp8_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
-        if backend not in ("gemv", "cached", "scaled_mm", "ref"):
+        if backend not in ("auto", "gemv", "cached", "scaled_mm", "ref"):
             raise ValueError(f"FP8Linear: backend must be one of auto, gemv, cached, scaled_mm, ref; got {backend!r}")
+        if backend == "auto":  # may resolve to "auto" again: fp8_gemm then picks scaled_mm or its reference by shape
+            backend = fp8_backend_for(x.numel() // max(x.shape[-1], 1), x.device)
         if backend == "gemv":
             return fp8_gemv(x, self.qdata, self.scale, self.bias)
         if backend == "cached":

@@ -120,6 +120,23 @@ def test_nvfp4_auto_backend_by_rows_and_device():
         q(torch.randn(1, 32, dtype=torch.bfloat16))
 
 
+def test_fp8_auto_backend_above_the_gemv_rows_reaches_fp8_gemm(monkeypatch):
+    """On CUDA, more rows than the GEMV takes resolve to "auto" (fp8_gemm picks scaled_mm or its
+    reference by shape): FP8Linear refused its own resolution, so every CUDA prefill of an fp8/fp4
+    model failed. The CUDA answer is forced here; fp8_gemm's "auto" runs its reference on a CPU."""
+    from evalsuite.kernels import qlinear
+
+    monkeypatch.setattr(qlinear, "fp8_backend_for", lambda m, device: "gemv" if m <= 16 else "auto")
+    q = FP8Linear.from_linear(_linear(32, 64))
+    x = torch.randn(17, 64, dtype=torch.bfloat16)
+    xq = fp8.quantize(x, "token")
+    ref = (fp8.dequantize(*xq) @ q.dequantized_weight().t() + q.bias.float()).to(torch.bfloat16)
+    torch.testing.assert_close(q(x), ref, rtol=0, atol=0)
+    q.backend = "bogus"  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        q(x)
+
+
 @pytest.mark.parametrize("fmt", ["fp8", "fp8-channel", "nvfp4"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cpu_cached_weight_equals_the_reference_and_follows_buffer_writes(fmt: str, dtype: torch.dtype) -> None:
