@@ -68,7 +68,14 @@ from evalsuite.model.state import InferenceState
 MIN_KV_WINDOW = 64  # smallest attention window a step is built for (positions)
 WARMUP_CALLS = 2  # eager calls on a side stream before a capture
 COMPILE_LIMIT = 1024  # compiles of the step function allowed while a compiled step runs (dynamo: 8)
+# a tensor's in-place write counter and where its data lives: `t.data = other` (grouped stacking moves
+# expert weights into one stacked tensor that way) keeps the counter but moves the data, and a graph
+# captured before it would read the freed buffer
 _VERSION = attrgetter("_version")
+
+
+def _where_and_version(t: torch.Tensor) -> tuple[int, int]:
+    return _VERSION(t), t.data_ptr()
 
 
 @dataclass
@@ -226,12 +233,13 @@ class GraphedDecoder:
         self.captures += 1
 
     def _weight_versions(self) -> tuple[int, ...] | None:
-        """In-place write counters of every parameter and buffer, read every step (a few microseconds);
-        None when some are inference tensors, which count no writes (theirs cannot be seen)."""
+        """In-place write counters and data addresses of every parameter and buffer, read every step (a
+        few microseconds); None when some are inference tensors, which count no writes (theirs cannot
+        be seen)."""
         if self._counted is None:
             self._counted = [t for t in self._tensors if not t.is_inference()]
             self._uncounted = len(self._counted) < len(self._tensors)
-        return None if self._uncounted else tuple(map(_VERSION, self._counted))
+        return None if self._uncounted else tuple(map(_where_and_version, self._counted))
 
 
 def _compile_room() -> contextlib.AbstractContextManager[None]:

@@ -380,3 +380,18 @@ def test_x_f16_pairs_keep_inf_and_nan():
     halves = got.numpy().view(np.uint32)
     values = np.array([[h & 0xFFFF, h >> 16] for h in halves.tolist()], dtype=np.uint16).view(np.float16).reshape(-1)
     assert np.isposinf(values[3]) and np.isnan(values[9]) and np.isfinite(np.delete(values, [3, 9])).all()
+
+
+def test_alignment_checks_trace_under_torch_compile() -> None:
+    """The compiled decode step traces the GEMV wrappers: data_ptr() broke the trace (fullgraph), so the
+    fp4 compiled step always fell back. Eager still copies a view that starts off a word."""
+    from evalsuite.kernels.triton.decode import scale_words, word_aligned
+
+    q, s = torch.arange(8 * 36, dtype=torch.int32).to(torch.uint8).reshape(8, 36), torch.zeros(8, 4, dtype=torch.uint8)
+    traced = torch.compile(lambda q, s: (word_aligned(q).float().sum(), scale_words(s, 64)), fullgraph=True,
+                           backend="eager")
+    total, words = traced(q[:, :32], s)
+    assert total == q[:, :32].float().sum() and words is True
+    odd = q[:, 1:33]
+    assert odd.data_ptr() % 4 and word_aligned(odd).data_ptr() % 4 == 0 and torch.equal(word_aligned(odd), odd)
+    assert not scale_words(torch.zeros(8, 5, dtype=torch.uint8)[:, 1:], 64)

@@ -160,6 +160,10 @@ def test_buckets_and_windows() -> None:
         model.backbone.layers[1].mixer.experts[0].up_proj.weight.mul_(1.0)  # an in-place write, same values
     assert dec._weight_versions() != versions and len(versions) == len(list(model.parameters())) + len(
         list(model.buffers()))
+    versions = dec._weight_versions()
+    w = model.backbone.layers[1].mixer.experts[0].down_proj.weight
+    w.data = w.data.clone()  # moved, as grouped stacking moves expert weights: same write counter
+    assert dec._weight_versions() != versions
     with pytest.raises(ValueError, match="CUDA graphs need"):
         GraphedDecoder(model, model.allocate_state(2, 8), vocab_limit=256, capture=True)
 

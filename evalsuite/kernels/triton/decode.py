@@ -57,8 +57,19 @@ def word_aligned(packed: torch.Tensor) -> torch.Tensor:
     """``packed`` (E2M1 bytes, the last dimension contiguous) as the kernels that read it as int32
     words need it: every row starting on a 4-byte boundary (a misaligned word load faults on a GPU).
     Tensors as allocated qualify and are returned as they are; an odd view is copied."""
-    aligned = packed.stride(-1) == 1 and packed.data_ptr() % 4 == 0 and all(s % 4 == 0 for s in packed.stride()[:-1])
+    aligned = packed.stride(-1) == 1 and _word_start(packed) and all(s % 4 == 0 for s in packed.stride()[:-1])
     return packed if aligned else packed.clone(memory_format=torch.contiguous_format)
+
+
+def _word_start(t: torch.Tensor) -> bool:
+    """Whether ``t``'s first byte lies on a 4-byte boundary. Traced by torch.compile (the compiled
+    decode step), where neither ``data_ptr()`` nor the storage offset can be read, it is taken as
+    true: what that step passes are the layers' packed buffers, whose storages PyTorch's allocators
+    align far past 4 bytes, and the expert slices of a grouped stack, which begin on whole rows of
+    K/2 bytes (K a multiple of 16). The row strides are still checked."""
+    if torch.compiler.is_compiling():
+        return True
+    return t.data_ptr() % 4 == 0
 
 
 def scale_words(scale_bytes: torch.Tensor, k: int) -> bool:
@@ -66,7 +77,7 @@ def scale_words(scale_bytes: torch.Tensor, k: int) -> bool:
     K/16 blocks of a row) as int32 words of four blocks (`nvfp4_step`): every row a whole number of
     words (K a multiple of 64), starting on a 4-byte boundary, its blocks contiguous. Otherwise a
     byte at a time (a word would cross into the next row, or fault unaligned)."""
-    return (k % 64 == 0 and scale_bytes.stride(-1) == 1 and scale_bytes.data_ptr() % 4 == 0
+    return (k % 64 == 0 and scale_bytes.stride(-1) == 1 and _word_start(scale_bytes)
             and all(s % 4 == 0 for s in scale_bytes.stride()[:-1]))  # fmt: skip
 
 
