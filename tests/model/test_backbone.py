@@ -262,3 +262,28 @@ def test_tiny_model_learns_a_fixed_batch() -> None:
     mamba = model.backbone.layers[0].mixer
     assert mamba.A_log.grad is not None and mamba.A_log.grad.abs().sum() > 0  # gradients reach the scan
     assert losses[-1] < 0.7 * losses[0]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("padded", [False, True])
+def test_the_causal_prefill_of_cuda_equals_the_masked_one(tiny: LanguageModel, monkeypatch, padded: bool) -> None:
+    """A fresh prefill runs on CUDA as is_causal without a mask (flash attention's GQA); forced here on a
+    CPU, it gives what the explicit mask gives, right padding included, and later decode steps agree."""
+    from evalsuite.model import attention
+
+    gen = torch.Generator().manual_seed(11)
+    ids = torch.randint(0, TINY.vocab_size, (2, 23), generator=gen)
+    lens = [23, 15] if padded else None
+    runs, calls = [], []
+    sdpa = attention.F.scaled_dot_product_attention
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention",
+                        lambda *a, **k: calls.append(k.get("is_causal")) or sdpa(*a, **k))
+    for causal in (False, True):
+        monkeypatch.setattr(attention, "causal_prefill", lambda device, causal=causal: causal)
+        state = tiny.allocate_state(n_slots=2, max_len=32)
+        out = [prefill(tiny, ids, state, seq_lens=lens)]
+        out.append(decode_step(tiny, ids[:, 3], state))
+        runs.append(torch.stack(out, 1))
+    assert max_diff(runs[0], runs[1]) < 2e-5
+    n_attn = TINY.hybrid_override_pattern.count("*")
+    assert calls.count(True) == n_attn  # the forced run's prefill only; its decode step and the other run masked
