@@ -160,8 +160,10 @@ def compare_efficiency(task_a: dict[str, Any], task_b: dict[str, Any], rows_a: S
     notes: list[str] = []
     whole = efficiency_ratios(task_a.get("efficiency"), task_b.get("efficiency"))
     if whole and not same_samples:
+        # point to the paired rates only where there are some (no per-sample latencies: none)
         notes.append(f"the runs' own efficiency figures ({', '.join(sorted(whole))}) are left out: they cover "
-                     f"{task_a.get('n_samples')} vs {task_b.get('n_samples')} samples; rates above are on the paired samples")
+                     f"{task_a.get('n_samples')} vs {task_b.get('n_samples')} samples"
+                     + ("; rates above are on the paired samples" if out else ""))
         return out, notes
     unknown = sorted(k for k, e in whole.items() if e["direction"] == 0)
     if unknown:

@@ -38,7 +38,9 @@ matches the candidate's. ``--save-baseline NAME`` writes the candidate into that
 The gate as a whole also FAILs when the candidate run is not ``complete`` (interrupted, or failed
 its ``--max-error-rate``), when a task's candidate has none of the samples the baseline scored, and
 when nothing at all was compared (no sample scored in both runs, no efficiency figure): a gate that
-checked nothing must not pass.
+checked nothing must not pass. A baseline task the candidate lacks is a SKIPPED row (not gated, not
+deciding the verdict); ``gate.json`` keeps the whole-gate failures in ``fail_reasons`` and each run's
+``status_reasons``, which the page shows under its verdict.
 
 Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a usage error.
 """
@@ -300,6 +302,8 @@ class GateResult:
     candidate_status: str = "complete"
     efficiency_skipped: str | None = None  # why efficiency was not gated (None: it was)
     fail_reasons: list[str] = field(default_factory=list)  # failures of the gate as a whole (also in notes)
+    baseline_reasons: list[str] = field(default_factory=list)  # the runs' own status_reasons
+    candidate_reasons: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -317,13 +321,15 @@ class GateResult:
         return {
             "schema_version": GATE_SCHEMA_VERSION, "kind": "gate",
             "verdict": self.verdict,
-            "baseline": {"path": self.baseline_label, "status": self.baseline_status, "model": self.baseline_model},
-            "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model},
+            "baseline": {"path": self.baseline_label, "status": self.baseline_status, "model": self.baseline_model,
+                         "status_reasons": self.baseline_reasons},
+            "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model,
+                          "status_reasons": self.candidate_reasons},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
             "verdict_text": verdict_text(self.verdict, self.efficiency_skipped),
             "efficiency_skipped": self.efficiency_skipped,
             "tasks": [t.to_dict() for t in self.tasks], "efficiency": [e.to_dict() for e in self.efficiency],
-            "notes": self.notes,
+            "notes": self.notes, "fail_reasons": self.fail_reasons,
         }
 
 
@@ -348,15 +354,17 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         names = []  # a candidate cut short before it finished any task: a FAIL below, not a usage error
     diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
-    notes += [f"task {t!r} is in the baseline but not in the candidate: not gated"
-              for t in rb["tasks"] if t not in rc["tasks"] and not tasks]
     margin = margin_points / 100.0
     pairs = {t: pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True) for t in names}
     verdicts = gate_tasks(pairs, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed)
+    # a baseline task the candidate lacks is a row of its own (SKIPPED: it does not decide the
+    # verdict), not only a note under the table, so the page shows what was not gated where it looks
+    verdicts += [TaskVerdict(t, SKIPPED, reason="in the baseline but not in the candidate: not gated")
+                 for t in (tasks or list(rb["tasks"])) if t in rb["tasks"] and t not in rc["tasks"]]
     for t, p in pairs.items():
         if p.n and (float(p.a.min()) < 0 or float(max(p.a.max(), p.b.max())) > 1):
             notes.append(f"task {t!r}: scores outside [0, 1]; the margin is applied as {margin} score units")
-        if p.n_only_a:
+        if p.n_only_a and p.n:  # with none paired the task's row is a FAIL that says so
             notes.append(f"task {t!r}: {p.n_only_a} baseline sample(s) missing from the candidate: not gated")
         for who, r in (("baseline", rb), ("candidate", rc)):
             if r["tasks"][t].get("complete") is False:
@@ -397,7 +405,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
                       (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes,
                       baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")),
-                      efficiency_skipped=skipped, fail_reasons=fail_reasons)
+                      efficiency_skipped=skipped, fail_reasons=fail_reasons,
+                      baseline_reasons=[str(m) for m in rb.get("status_reasons") or []],
+                      candidate_reasons=[str(m) for m in rc.get("status_reasons") or []])
 
 
 # ---- text and markdown, from the gate.json document ----------------------------------------------

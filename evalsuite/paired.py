@@ -226,14 +226,23 @@ def _cluster_boot_means(x: np.ndarray, clusters: Sequence[str], n_boot: int, rng
 def unpaired_bootstrap_ci(a: Sequence[float], b: Sequence[float], clusters_a: Sequence[str],
                           clusters_b: Sequence[str], *, level: float = 0.95, n_boot: int = N_BOOT,
                           seed: int = 0) -> Interval | None:
-    """Percentile CI of mean(B) - mean(A) resampling each run's clusters independently (ignores pairing)."""
+    """Percentile CI of mean(B) - mean(A) resampling each run's clusters independently (ignores pairing).
+
+    None where the bootstrap cannot estimate it: a run with fewer than 2 clusters (every resample
+    is the same data, so the "interval" is the observed difference, [-60, -60] at n=5), or every
+    resample giving the same difference (scores constant within each run). A zero-width interval
+    there would read as certainty, narrower than the paired one it is shown beside."""
     xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if xa.size == 0 or xb.size == 0:
+        return None
+    if cluster_index(clusters_a)[1] < 2 or cluster_index(clusters_b)[1] < 2:
         return None
     rng = np.random.default_rng(seed)
     diffs = _cluster_boot_means(xb, clusters_b, n_boot, rng) - _cluster_boot_means(xa, clusters_a, n_boot, rng)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
+    if not hi > lo:
+        return None
     return (float(lo), float(hi))
 
 

@@ -22,7 +22,7 @@ from evalsuite.results import atomic_write_text, load_doc
 from evalsuite.stats import fmt_p, points
 from evalsuite.reports.media_embed import embed
 from evalsuite.reports.plots import fig_to_uri
-from evalsuite.reports.run_report import jinja_env
+from evalsuite.reports.run_report import choice_lines, jinja_env
 
 
 def anchor(name: str) -> str:
@@ -42,8 +42,21 @@ def resolve_media(part: dict[str, Any], bases: list[Path]) -> dict[str, Any]:
     return part
 
 
+def significance(t: dict[str, Any], level: float) -> str:
+    """"worse", "better" or "": the one decision the pages colour by. A change counts when its
+    Holm-adjusted p-value (the paired test, adjusted across the compared tasks) is at most
+    1 - level, the rule the gate's FAIL uses too. The interval alone is not the decision: with few
+    discordant pairs the score interval can exclude 0 while the exact test does not reject (5 of 5
+    right -> wrong: the interval reaches -13 points, p = 0.0625, 0.25 after Holm over four tasks)."""
+    ph = t.get("p_holm")
+    if ph is None or not t.get("n") or ph > 1.0 - level or not t.get("delta"):
+        return ""
+    return "worse" if t["delta"] < 0 else "better"
+
+
 def forest_plot(tasks: list[dict[str, Any]], level: float) -> str | None:
-    """Delta (points) per task with its paired CI, as a PNG data URI."""
+    """Delta (points) per task with its paired CI, as a PNG data URI; red/green where the
+    Holm-adjusted test finds a change (``significance``), grey otherwise."""
     rows = [t for t in tasks if t.get("ci")]
     if not rows:
         return None
@@ -53,7 +66,7 @@ def forest_plot(tasks: list[dict[str, Any]], level: float) -> str | None:
     ys = list(range(len(rows)))[::-1]
     for y, t in zip(ys, rows):
         lo, hi = t["ci"]
-        color = "#a00" if hi < 0 else ("#070" if lo > 0 else "#555")
+        color = {"worse": "#a00", "better": "#070"}.get(significance(t, level), "#555")
         ax.errorbar([100 * t["delta"]], [y], xerr=[[100 * (t["delta"] - lo)], [100 * (hi - t["delta"])]],
                     fmt="o", color=color, capsize=4)
     ax.axvline(0.0, color="#999", lw=1, ls="--")
@@ -73,21 +86,41 @@ def _num(v: Any) -> str:
     return "–" if math.isnan(v) else f"{v:.4g}"
 
 
-def _summary_row(t: dict[str, Any]) -> dict[str, Any]:
+def _metric(v: Any) -> str:
+    """A task's own metric where no sample was paired: in points like the paired means beside it
+    when it is a score in [0, 1] (0.2 -> 20.0), as it is otherwise (tokens/s, a count)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0.0 <= v <= 1.0:
+        return points(v, False)
+    return _num(v)
+
+
+def _unpaired(t: dict[str, Any]) -> tuple[str, str]:
+    """(cell, why it is empty): the unpaired interval, or "–" when the cluster bootstrap cannot give
+    one (fewer than 2 clusters: every resample is the same data; or scores constant in both runs)."""
+    ci = t.get("ci_unpaired")
+    if ci and (t.get("n_clusters") or 0) >= 2 and ci[1] > ci[0]:  # compare.json files of before this rule hold
+        return _ci(ci), ""  # the zero-width interval; they are shown as "–" too
+    if (t.get("n_clusters") or 0) < 2:
+        return "–", f"not estimable: {t.get('n_clusters') or 0} cluster, a cluster bootstrap needs 2 or more"
+    return "–", "not estimable: every bootstrap resample gives the same difference"
+
+
+def _summary_row(t: dict[str, Any], level: float) -> dict[str, Any]:
     row: dict[str, Any] = {"task": t["task"], "anchor": anchor(t["task"]), "metric": t["primary_metric"],
                            "note": t.get("note"), "config_diffs": t.get("config_differences") or [],
                            "n_flips": len(t.get("flips") or []), "only": None}
     if t.get("n_only_a") or t.get("n_only_b"):
         row["only"] = f"{t['n_only_a']} sample(s) scored only in A, {t['n_only_b']} only in B: not compared"
     if not t.get("n"):
-        row.update(n=0, n_clusters=0, a=_num(t.get("metric_a")), b=_num(t.get("metric_b")), delta="–", ci="–",
-                   ci_unpaired="–", worsened="–", improved="–", test="–", p="–", p_holm="–", cls="")
+        row.update(n=0, n_clusters=0, a=_metric(t.get("metric_a")), b=_metric(t.get("metric_b")), delta="–", ci="–",
+                   ci_unpaired="–", unpaired_why="", worsened="–", improved="–", test="–", p="–", p_holm="–", cls="")
         return row
-    ci = t.get("ci")
-    cls = "bad" if ci and ci[1] < 0 else ("ok" if ci and ci[0] > 0 else "")
+    cls = {"worse": "bad", "better": "ok"}.get(significance(t, level), "")
+    unpaired, why = _unpaired(t)
     row.update(n=t["n"], n_clusters=t["n_clusters"], a=points(t["mean_a"], False), b=points(t["mean_b"], False),
-               delta=points(t["delta"]), ci=_ci(ci), ci_unpaired=_ci(t.get("ci_unpaired")), worsened=t["n_worsened"],
-               improved=t["n_improved"], test=t["test"], p=fmt_p(t["p_value"]), p_holm=fmt_p(t.get("p_holm")), cls=cls)
+               delta=points(t["delta"]), ci=_ci(t.get("ci")), ci_unpaired=unpaired, unpaired_why=why,
+               worsened=t["n_worsened"], improved=t["n_improved"], test=t["test"], p=fmt_p(t["p_value"]),
+               p_holm=fmt_p(t.get("p_holm")), cls=cls)
     return row
 
 
@@ -106,6 +139,8 @@ def _efficiency_rows(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _text(v: Any) -> str:
+    if v is None:
+        return "–"
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
@@ -116,7 +151,8 @@ def _worse(f: dict[str, Any]) -> bool:
 def _flip(f: dict[str, Any], media: list[dict[str, Any]]) -> dict[str, Any]:
     b = f["b"]
     return {"id": f["id"], "a": f["a"], "b": b, "worse": _worse(f), "prompt": f.get("prompt") or "",
-            "choices": f.get("choices"), "b_score": b["score"] if b.get("error") is None else f"error ({b['error']})",
+            "choices": choice_lines(f.get("prompt"), f.get("choices")),
+            "b_score": b["score"] if b.get("error") is None else f"error ({b['error']})",
             "target": _text(f.get("target")), "meta": list((f.get("metadata") or {}).items()), "media": media}
 
 
@@ -134,7 +170,7 @@ def render_compare(folder: str | Path, *, max_flips: int = 200) -> Path:
             part = resolve_media(part, bases)
             key = (str(part.get("type")), str(part.get("path")))
             if key not in cache:
-                cache[key] = embed(part, rel_to=str(out))
+                cache[key] = embed(part)
             shown.append(cache[key])
         return shown
 
@@ -151,7 +187,7 @@ def render_compare(folder: str | Path, *, max_flips: int = 200) -> Path:
     index = out / "index.html"
     eff_notes = [(t["task"], n) for t in tasks for n in t.get("efficiency_notes") or []]
     atomic_write_text(index, env.get_template("compare.html").render(
-        c=doc, rows=[_summary_row(t) for t in tasks], eff=_efficiency_rows(tasks), eff_notes=eff_notes,
+        c=doc, rows=[_summary_row(t, doc["level"]) for t in tasks], eff=_efficiency_rows(tasks), eff_notes=eff_notes,
         forest=forest_plot(tasks, doc["level"])))
     return index
 

@@ -9,8 +9,13 @@ tasks every plotted run has (the throughput task's tokens/s never enters it); wh
 accuracy task there is one plot per task. Only complete runs are plotted: failed or interrupted runs
 show their status, reasons and error counts in the table and are named under the plot.
 ``DIR/runs/<nn>-<model>.html`` is one page per run. Plots are inline PNG data URIs and sorting is a
-few lines of inline JavaScript, so the site opens offline from the file system. jinja2 autoescapes
-every string shown; nothing from a results file is marked safe.
+few lines of inline JavaScript, so the site opens offline from the file system, and every link stays
+inside ``DIR`` (a run page names its run's own report.html as text: a relative link out of ``DIR``
+breaks once the site is published or copied). jinja2 autoescapes every string shown; nothing from a
+results file is marked safe.
+
+A cell whose task was run over other samples than the column's reference run (``--limit 5`` against
+200: the same settings, other questions) is flagged like one run with other settings, with its n.
 
 A RUN_DIR without results.json but with run folders inside (``results/runs``) stands for all of them.
 """
@@ -19,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +60,7 @@ class Entry:
     label: str = ""
     page: str = ""
     figures: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # where a figure comes from, when not one plain task
 
     @property
     def model(self) -> dict[str, Any]:
@@ -98,26 +103,63 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def efficiency_figures(results: dict[str, Any]) -> dict[str, float]:
-    """Scalar efficiency figures of a run; a key reported by several tasks comes from 'throughput' first."""
-    names = sorted(results["tasks"], key=lambda n: n != "throughput")
-    out: dict[str, float] = {}
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def run_figures(results: dict[str, Any]) -> tuple[dict[str, float], dict[str, str]]:
+    """(figures, sources): the run's scalar efficiency figures, and for each one not simply the only
+    task's, where it comes from.
+
+    A key several tasks report comes from 'throughput' first. ``samples_per_s`` of several accuracy
+    tasks is the run's total: their samples over their summed wall time (each task's own figure is
+    its samples over its wall time, so taking any one of them made the plot's x depend on the order
+    of --tasks). Any other key several tasks report is the first task's in name order, and named."""
+    names = sorted(results["tasks"], key=lambda n: (n != "throughput", n))
+    reported: dict[str, list[tuple[str, float]]] = {}
     for n in names:
         eff = dict(results["tasks"][n].get("efficiency") or {})
         if n == "throughput" and str(results["tasks"][n].get("version")) == "1":
             # version 1 named 1 / mean TPOT "single_stream_tokens_per_s"; since 2 it is output tok/s at c=1
             eff["single_stream_tokens_per_s"] = eff.pop("single_stream_output_tokens_per_s", None)
         for k, v in eff.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                out.setdefault(k, float(v))
-    return out
+            if _finite(v):
+                reported.setdefault(k, []).append((n, float(v)))
+    out: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    for k, got in reported.items():
+        if len(got) == 1:
+            out[k] = got[0][1]
+            continue
+        if k == "samples_per_s" and (total := _total_rate([results["tasks"][n] for n, _ in got if n != "throughput"])):
+            out[k], sources[k] = total
+            continue
+        out[k] = got[0][1]
+        sources[k] = f"from {got[0][0]} (also reported by {', '.join(n for n, _ in got[1:])})"
+    return out, sources
+
+
+def _total_rate(entries: list[dict[str, Any]]) -> tuple[float, str] | None:
+    """(samples / s, how) over several tasks' samples and wall times; None when one lacks them."""
+    n = [e.get("n_samples") for e in entries]
+    wall = [e.get("wall_time_s") for e in entries]
+    if not entries or not all(_finite(x) and x > 0 for x in n + wall):
+        return None
+    tasks = f"{len(entries)} task{'s' if len(entries) > 1 else ''}"
+    return sum(n) / sum(wall), f"{sum(n):,} samples over {sum(wall):,.1f} s of {tasks}"
+
+
+def efficiency_figures(results: dict[str, Any]) -> dict[str, float]:
+    """Scalar efficiency figures of a run (``run_figures`` without their sources)."""
+    return run_figures(results)[0]
 
 
 def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
     entries = []
     for i, p in enumerate(expand_runs(paths)):
         results, samples = load_run(p)
-        e = Entry(p, results, samples, figures=efficiency_figures(results))
+        figures, sources = run_figures(results)
+        e = Entry(p, results, samples, figures=figures, sources=sources)
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(results["model"].get("name") or "run")).strip("-.")[:60] or "run"
         e.page = f"runs/{i:02d}-{slug}.html"
         entries.append(e)
@@ -150,16 +192,30 @@ def accuracy_tasks(e: Entry) -> list[str]:
     return [t for t, x in e.results["tasks"].items() if is_accuracy_task(x) and e.metric(t)[0] is not None]
 
 
+def sample_ids(e: Entry, task: str) -> frozenset[str] | None:
+    """The ids of the samples a run's task result is over; None when its samples file is gone."""
+    rows = e.samples.get(task) or []
+    return frozenset(r.id for r in rows) if rows else None
+
+
+def same_samples(a: Entry, b: Entry, task: str) -> bool:
+    """Whether two runs' figures of a task are over the same samples (True when either is unknown)."""
+    ia, ib = sample_ids(a, task), sample_ids(b, task)
+    return ia is None or ib is None or ia == ib
+
+
 def common_tasks(entries: Sequence[Entry]) -> list[str]:
-    """Accuracy tasks every run has a numeric primary metric for, each run with the same settings (a
-    mean over one run's 50 hard questions and another's 200 easy ones compares nothing), in the first
+    """Accuracy tasks every run has a numeric primary metric for, each run with the same settings and
+    over the same samples (a mean over one run's 50 hard questions and another's 200 easy ones
+    compares nothing, and --limit cuts the questions without changing the settings), in the first
     run's order."""
     if not entries:
         return []
     sets = [set(accuracy_tasks(e)) for e in entries]
     first = entries[0].results["tasks"]
     return [t for t in accuracy_tasks(entries[0]) if all(t in s_ for s_ in sets)
-            and not any(config_differences(first[t], e.results["tasks"][t]) for e in entries[1:])]
+            and not any(config_differences(first[t], e.results["tasks"][t]) for e in entries[1:])
+            and all(same_samples(entries[0], e, t) for e in entries[1:])]
 
 
 def _family(e: Entry) -> tuple[Any, Any]:
@@ -252,8 +308,8 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
     if shared:
         pts = plot_points(with_key, shared, key)
         others = sorted({t for e in with_key for t in accuracy_tasks(e)} - set(shared))
-        caption = (f"x: {key}; y: mean primary metric of the accuracy tasks every plotted run has with the same "
-                   f"settings ({', '.join(shared)})"
+        caption = (f"x: {key}{_x_sources(pts, key)}; y: mean primary metric of the accuracy tasks every plotted run "
+                   f"has with the same settings and samples ({', '.join(shared)})"
                    + (f"; tasks not in every run or run with other settings, left out of y: {', '.join(others)}"
                       if others else ""))
         ylabel = f"mean accuracy ({len(shared)} task{'s' if len(shared) > 1 else ''})"
@@ -265,8 +321,17 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
     for t in tasks:
         pts = plot_points(with_key, [t], key)
         figs.append((_scatter(pts, key, f"{t} primary metric", title=t),
-                     f"{t}: x {key}, y its primary metric ({len(pts)} run(s) that have it; the runs share no accuracy task)"))
+                     f"{t}: x {key}{_x_sources(pts, key)}, y its primary metric ({len(pts)} run(s) that have it; "
+                     "the runs share no accuracy task)"))
     return figs, extra
+
+
+def _x_sources(pts: Sequence[tuple[Entry, float, float]], key: str) -> str:
+    """Where the plotted runs' x figures come from, when not from one task each: " (run: how; …)"."""
+    how = [(e.label, e.sources[key]) for e, _, _ in pts if key in e.sources]
+    if how and len(how) == len(pts) and len({h for _, h in how}) == 1 and key != "samples_per_s":
+        return f" ({how[0][1]})"  # the same for every run: said once
+    return f" ({'; '.join(f'{label}: {h}' for label, h in how)})" if how else ""
 
 
 def delta_plot(deltas: Sequence[dict[str, Any]]) -> str | None:
@@ -331,23 +396,61 @@ def settings_flags(entries: Sequence[Entry], tasks: Sequence[str]) -> dict[tuple
     return flags
 
 
+def sample_flags(entries: Sequence[Entry], tasks: Sequence[str],
+                 skip: dict[tuple[int, str], str]) -> dict[tuple[int, str], str]:
+    """{(entry index, task): note} for the cells of a task computed over other samples than the
+    column's reference (the first run of its most common sample set), leaving out cells ``skip``
+    already flags (other settings mean other samples too). The same settings cut by --limit 5 and
+    run whole give 5 and 200 questions: their means are not comparable either."""
+    flags: dict[tuple[int, str], str] = {}
+    for t in tasks:
+        groups: list[list[int]] = []
+        for i, e in enumerate(entries):
+            if (i, t) in skip or sample_ids(e, t) is None:
+                continue
+            home = next((g for g in groups if sample_ids(entries[g[0]], t) == sample_ids(e, t)), None)
+            if home is None:
+                groups.append([i])
+            else:
+                home.append(i)
+        if len(groups) < 2:
+            continue
+        ref = max(groups, key=len)[0]  # first-seen group wins a tie
+        ids_ref = sample_ids(entries[ref], t) or frozenset()
+        for g in groups:
+            if ref in g:
+                continue
+            for i in g:
+                ids = sample_ids(entries[i], t) or frozenset()
+                flags[(i, t)] = (f"other samples than {entries[ref].label}: n={len(ids)} vs {len(ids_ref)}, "
+                                 f"{len(ids & ids_ref)} in both")
+    return flags
+
+
+def _cell(text: str, sort: str, **kw: str) -> dict[str, str]:
+    return {"text": text, "sort": sort, "ci": "", "n": "", "errors": "", "chance": "", "settings": "", "samples": "",
+            "source": "", **kw}
+
+
 def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     flags = settings_flags(entries, tasks)
+    other_samples = sample_flags(entries, tasks, flags)
     for i, e in enumerate(entries):
         cells = []
         for t in tasks:
             v, ci = e.metric(t)
             entry = e.results["tasks"].get(t) or {}
             n_err, n = int(entry.get("n_errors") or 0), int(entry.get("n_samples") or 0)
-            cells.append({"text": fmt_num(v, 3), "ci": f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "", "sort": _sortnum(v),
-                          "errors": f"{n_err}/{n} errored" if n_err else "", "settings": flags.get((i, t), ""),
-                          "chance": f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else ""})
+            cells.append(_cell(fmt_num(v, 3), _sortnum(v), ci=f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+                               n=f"n={n}" if entry else "", errors=f"{n_err}/{n} errored" if n_err else "",
+                               settings=flags.get((i, t), ""), samples=other_samples.get((i, t), ""),
+                               chance=f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else ""))
         for key, _ in HEADLINE:
             v = e.figures.get(key)
-            cells.append({"text": fmt_num(v, 2), "ci": "", "sort": _sortnum(v), "errors": "", "chance": "", "settings": ""})
+            cells.append(_cell(fmt_num(v, 2), _sortnum(v), source=e.sources.get(key, "") if v is not None else ""))
         wb = e.model.get("weight_bytes")
-        cells.append({"text": fmt_num(wb), "ci": "", "sort": _sortnum(wb), "errors": "", "chance": "", "settings": ""})
+        cells.append(_cell(fmt_num(wb), _sortnum(wb)))
         rows.append({"e": e, "cells": cells})
     return rows
 
@@ -360,9 +463,10 @@ def render_run_page(e: Entry, out: Path) -> None:
                       "other": {k: x for k, x in t["metrics"].items() if k != t["primary_metric"]},
                       "efficiency": {k: x for k, x in (t.get("efficiency") or {}).items() if not isinstance(x, (dict, list))}})
     own_report = e.path / "report.html" if e.path.is_dir() else e.path.parent / "report.html"
-    link = os.path.relpath(own_report, (out / e.page).parent) if own_report.exists() else None
+    # named, not linked: the site links only inside its own folder
     html = jinja_env().get_template("leaderboard_run.html").render(
-        e=e, r=e.results, tasks=tasks, report_link=link, env=e.results["environment"])
+        e=e, r=e.results, tasks=tasks, report=str(own_report) if own_report.exists() else None,
+        env=e.results["environment"])
     atomic_write_text(out / e.page, html)
 
 

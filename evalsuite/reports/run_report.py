@@ -6,30 +6,68 @@ when present, for the throughput task its load points (the Pareto curve of token
 tokens/s/GPU, latency distributions per point, the SLO search and the cross-checks), provenance
 (model, environment, task args and media settings), every errored sample, and a sample browser:
 the first N samples of each task with their media (image thumbnail, a strip of video frames, an
-audio player), prompt, target and prediction. jinja2 autoescapes everything.
+audio player), prompt, choices (lettered only where the prompt lettered them), target and
+prediction. A run stopped inside a task (SIGTERM, a crash) has that task's scored samples on disk
+but no entry in results.json: the summary lists it from samples/*.jsonl. jinja2 autoescapes
+everything, and control characters are shown as symbols (``visible``).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
-from evalsuite.results import atomic_write_text, load_run
+from evalsuite.results import atomic_write_text, load_run, read_samples
 from evalsuite.reports.media_embed import embed
 from evalsuite.reports.plots import bar_with_ci, latency_boxplots, pareto_plot
 
 TEMPLATES = Path(__file__).parent / "templates"
 
 
+# C0 controls (but tab, newline, carriage return) and DEL -> their Unicode "control pictures"
+# (U+2400...): a NUL or an escape byte in a model's output is shown, not written raw into the page
+# (where a NUL becomes U+FFFD and an ESC is a parse error, and both are invisible).
+_CONTROL = {c: 0x2400 + c for c in range(32) if chr(c) not in "\t\n\r"} | {0x7F: 0x2421}
+_HAS_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def visible(v: Any) -> Any:
+    """``v`` with control characters made visible; the ``finalize`` of every ``{{ … }}`` on the pages
+    (searched first: translating every data URI of a page would cost more than the page)."""
+    if isinstance(v, str) and not isinstance(v, Markup) and _HAS_CONTROL.search(v):
+        return v.translate(_CONTROL)
+    return v
+
+
 def jinja_env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html", "xml"]),
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, finalize=visible)
     env.filters["num"] = fmt_num
     env.filters["ci"] = fmt_ci
+    env.globals["choice_lines"] = choice_lines
     return env
+
+
+def choice_lines(prompt: Any, choices: Any) -> list[str]:
+    """The choices as the prompt showed them to the model.
+
+    "A. text" only where the prompt itself listed every choice under that letter (videoqa,
+    LongVideoBench, MMAU with map_letters): there the scorer reads a letter. audioqa and MMAU by
+    default list "- text" and score the option's text, so a letter the page made up would make a
+    prediction "B" look wrongly scored; those, and choices whose text carries its own letter
+    (Video-MME's "A. …"), are a plain "- text" list."""
+    if not choices:
+        return []
+    texts = [str(c) for c in choices]
+    lines = {line.strip() for line in str(prompt or "").splitlines()}
+    if len(texts) <= 26 and all(f"{chr(65 + i)}. {c}".strip() in lines for i, c in enumerate(texts)):
+        return [f"{chr(65 + i)}. {c}" for i, c in enumerate(texts)]
+    return [f"- {c}" for c in texts]
 
 
 def fmt_num(v: Any, digits: int = 4) -> str:
@@ -57,6 +95,25 @@ def at_chance(ci: Any, chance: Any) -> bool:
     return bool(ci) and isinstance(chance, (int, float)) and float(ci[0]) <= float(chance) <= float(ci[1])
 
 
+def in_progress(run_dir: Path, results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tasks with a samples file but no entry in results.json: a task enters results.json only when
+    it finishes, so a run stopped in the middle of one (SIGTERM, a crash) has its scored samples on
+    disk and nothing else; the page names them rather than show an empty summary."""
+    known = {str(Path(t.get("samples_file") or f"samples/{n}.jsonl")) for n, t in results["tasks"].items()}
+    out = []
+    for f in sorted((run_dir / "samples").glob("*.jsonl")):
+        if str(f.relative_to(run_dir)) in known:
+            continue
+        try:
+            rows = list(read_samples(f).values())
+        except Exception as e:  # a damaged file is named, not a lost page
+            out.append({"name": f.stem, "file": f.name, "n": None, "n_errors": None, "problem": str(e)})
+            continue
+        out.append({"name": f.stem, "file": f.name, "n": sum(1 for r in rows if r.error is None),
+                    "n_errors": sum(1 for r in rows if r.error), "problem": None})
+    return out
+
+
 def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int = 200) -> Path:
     run_dir = Path(run_dir)
     results, samples = load_run(run_dir)
@@ -68,7 +125,7 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
         rows = samples.get(name, [])
         browser = []
         for r in rows[:max_samples]:
-            browser.append({"r": r, "media": [embed(m, rel_to=str(run_dir)) for m in r.media]})
+            browser.append({"r": r, "media": [embed(m) for m in r.media], "choices": choice_lines(r.prompt, r.choices)})
         ci = t["ci95"].get(pm)
         chance = t.get("chance")
         samples_file = run_dir / (t.get("samples_file") or f"samples/{name}.jsonl")
@@ -84,16 +141,24 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
             "perf": throughput_section(t["throughput"], rows) if isinstance(t.get("throughput"), dict) else None,
         })
     chart = None
-    acc = [x for x in tasks if isinstance(x["value"], (int, float)) and x["perf"] is None]
+    acc = [x for x in tasks if _finite(x["value"]) and x["perf"] is None]
     if acc:
         chart = bar_with_ci([x["name"] for x in acc], [x["value"] for x in acc], [x["ci"] for x in acc],
                             ylabel="primary metric", title="per task, 95% CI; dashed: chance",
                             chance=[x["chance"] for x in acc])
+    # a task without a value (every sample errored) has no bar: say so rather than drop it silently
+    no_value = [f"{x['name']} ({x['t'].get('n_errors')}/{x['t'].get('n_samples')} errored)" if x["t"].get("n_errors")
+                else x["name"] for x in tasks if x["perf"] is None and not _finite(x["value"])]
     html = jinja_env().get_template("run_report.html").render(
-        results=results, tasks=tasks, chart=chart, env=results["environment"], model=results["model"])
+        results=results, tasks=tasks, chart=chart, no_value=no_value, unfinished=in_progress(run_dir, results),
+        env=results["environment"], model=results["model"])
     out = run_dir / "report.html"
     atomic_write_text(out, html)
     return out
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 LATENCY_PANELS = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL (every chunk gap)"), ("e2e_s", "E2E latency"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 
 import numpy as np
@@ -211,3 +212,48 @@ def test_same_samples_keep_the_runs_own_rates_but_not_totals(tmp_path):
     assert t.efficiency == {"video_hours_per_hour": {"a": 2.0, "b": 3.0, "ratio": 1.5, "direction": 1,
                                                      "basis": "whole run (same samples)"}}
     assert t.efficiency_notes == ["not compared (no better direction, e.g. totals): video_hours"]
+
+
+def test_the_paired_rates_note_appears_only_with_paired_rates(tmp_path):
+    """No per-sample latency, so no paired rate: the note must not point at "rates above"."""
+    rows = binary_samples("videoqa", 20, n_clusters=4, accuracy=0.4, seed=5)
+    a = write_run(tmp_path / "a", {"videoqa": rows[:5]}, args={"videoqa": {}},
+                  efficiency={"videoqa": {"video_hours_per_hour": 2.0}})
+    b = write_run(tmp_path / "b", {"videoqa": rows}, name="b", args={"videoqa": {}},
+                  efficiency={"videoqa": {"video_hours_per_hour": 3.0}})
+    t = compare_runs(load_run(a), load_run(b), n_boot=200).tasks[0]
+    assert t.efficiency == {}
+    assert t.efficiency_notes == ["the runs' own efficiency figures (video_hours_per_hour) are left out: they cover "
+                                  "5 vs 20 samples"]
+
+
+def _scored(task: str, scores: list[float], clusters: list[str] | None = None) -> list[SampleResult]:
+    return [SampleResult(id=f"{task}-{i}", task=task, target="A", prediction="A" if s else "B", score=s,
+                         metadata={"cluster": (clusters or [f"c{i}" for i in range(len(scores))])[i]})
+            for i, s in enumerate(scores)]
+
+
+def test_compare_page_units_unpaired_dash_and_colour_by_the_holm_test(tmp_path):
+    # audioqa: 5 of 5 wrong -> right, 5 clusters: the score interval excludes 0, but the exact test's
+    #   p = 0.0625 (Holm 0.25 over four tasks): not a significant change, so not green.
+    # videoqa: 1 cluster: no unpaired bootstrap. docqa: no sample in both runs (its own metric, in points).
+    a = write_run(tmp_path / "a", {"audioqa": _scored("audioqa", [0.0] * 5),
+                                   "videoqa": _scored("videoqa", [1.0, 1.0, 1.0, 0.0, 1.0], ["v"] * 5),
+                                   "docqa": _scored("docqa", [1.0, 0.0, 0.0, 0.0, 0.0]),
+                                   "gui": _scored("gui", [1.0, 0.0] * 10)})
+    renamed = [SampleResult(**{**r.__dict__, "id": "other-" + r.id}) for r in _scored("docqa", [1.0, 0.0, 0.0, 0.0, 0.0])]
+    b = write_run(tmp_path / "b", {"audioqa": _scored("audioqa", [1.0] * 5),
+                                   "videoqa": _scored("videoqa", [0.0, 0.0, 1.0, 0.0, 0.0], ["v"] * 5),
+                                   "docqa": renamed, "gui": _scored("gui", [0.0] * 20)},
+                  name="b", precision=None)
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "200"]) == 0
+    c = json.loads((tmp_path / "out" / "compare.json").read_text())
+    au, vid = c["tasks"]["audioqa"], c["tasks"]["videoqa"]
+    assert au["ci"][0] > 0 and au["p_holm"] > 0.05 and vid["ci_unpaired"] is None
+    page = (tmp_path / "out" / "index.html").read_text()
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"<tr><td>(\w+)</td>.*?</tr>", page, re.S)}
+    assert '<td class="num ">+100.0</td>' in rows["audioqa"]  # uncoloured: the test does not reject
+    assert '<td class="num bad">-50.0</td>' in rows["gui"]  # 10 of 10 right -> wrong: it does
+    assert "not estimable: 1 cluster" in rows["videoqa"] and "[-60.0, -60.0]" not in rows["videoqa"]
+    assert '<td class="num">20.0</td><td class="num">20.0</td>' in rows["docqa"]  # was 0.2 beside 20.0
+    assert "<td>None</td>" not in page  # B's precision

@@ -467,3 +467,38 @@ def test_efficiency_is_gated_only_over_the_same_samples(big, tmp_path):
     same = write_run(tmp_path / "s", {"docqa": rows}, efficiency={"docqa": {"video_hours_per_hour": 100.0}})
     g = run_gate(load_run(base), load_run(same), n_boot=200)
     assert [(e.key, e.verdict) for e in g.efficiency] == [("video_hours_per_hour", FAIL)]
+
+
+def test_a_failed_candidate_says_why_under_the_badge_and_shows_missing_tasks(big, tmp_path):
+    """The gate of a failed candidate: FAIL, every task row INCONCLUSIVE; the reason was only in the
+    notes at the bottom, and the baseline's tasks the candidate lacks were only notes too."""
+    rows, _ = big
+    vid = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.6, seed=2)
+    base = write_run(tmp_path / "b", {"docqa": rows, "videoqa": vid})
+    cand = write_run(tmp_path / "c", {"docqa": rows[:20]}, status="failed", args={"docqa": {"n": 400}},
+                     status_reasons=["task docqa: 20/20 samples errored (100.0% > --max-error-rate 5.0%)"])
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--out", str(tmp_path / "g")) == 1
+    doc = load_doc(tmp_path / "g" / "gate.json", "gate")
+    assert [(t["task"], t["verdict"]) for t in doc["tasks"]] == [("docqa", INCONCLUSIVE), ("videoqa", "SKIPPED")]
+    assert doc["fail_reasons"][0].startswith("the candidate run is failed, not complete")
+    html = (tmp_path / "g" / "gate.html").read_text()
+    top = html[html.index('<span class="badge FAIL">'):html.index("<table>")]
+    assert 'id="verdict-reasons"' in top and "the candidate run is failed, not complete" in top
+    assert "the candidate run is failed: task docqa: 20/20 samples errored" in top
+    assert '<tr><td>videoqa</td><td class="verdict SKIPPED">SKIPPED</td>' in html
+    assert "in the baseline but not in the candidate: not gated" in html
+    notes = html[html.index("<h2>Notes</h2>"):] if "<h2>Notes</h2>" in html else ""
+    assert "gate failed:" not in notes and "the candidate run is failed" not in notes  # said once, at the top
+
+
+def test_no_not_gated_note_for_a_task_whose_row_fails(big, tmp_path):
+    rows, base = big
+    cand = write_run(tmp_path / "cand", {"docqa": rows})
+    shutil.rmtree(cand / "samples")
+    g = run_gate(load_run(base), load_run(cand), n_boot=200)
+    assert g.tasks[0].verdict == FAIL
+    assert not any("missing from the candidate: not gated" in n for n in g.notes)
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--out", str(tmp_path / "g")) == 1
+    html = (tmp_path / "g" / "gate.html").read_text()
+    top = html[html.index('<span class="badge FAIL">'):html.index("<table>")]
+    assert "task docqa: the candidate has none of the 400 samples the baseline scored" in top

@@ -214,3 +214,21 @@ def test_paired_diff_chooses_the_test():
     assert paired_diff(cont, n_boot=200).test == "cluster-signflip"
     with pytest.raises(ValueError):
         paired_diff(Paired([], np.array([]), np.array([]), []))
+
+
+def test_unpaired_interval_is_none_where_a_cluster_bootstrap_cannot_estimate_it():
+    """One cluster: every resample is the same data, so the "interval" was the observed difference
+    ([-60, -60] at n=5), narrower than the paired one beside it. Constant scores: likewise."""
+    a, b = [1.0, 1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 0.0, 0.0]
+    one = ["v"] * 5
+    assert unpaired_bootstrap_ci(a, b, one, one, n_boot=200) is None
+    many = [f"c{i}" for i in range(5)]
+    assert unpaired_bootstrap_ci([1.0] * 5, [0.0] * 5, many, many, n_boot=200) is None
+    lo, hi = unpaired_bootstrap_ci(a, b, many, many, n_boot=200)  # type: ignore[misc]
+    assert lo < -0.6 < hi
+    p = pair([SampleResult(id=f"s{i}", task="t", target="A", prediction="", score=x, metadata={"cluster": "v"})
+              for i, x in enumerate(a)],
+             [SampleResult(id=f"s{i}", task="t", target="A", prediction="", score=x, metadata={"cluster": "v"})
+              for i, x in enumerate(b)])
+    d = paired_diff(p, n_boot=200)
+    assert d.ci_unpaired is None and d.ci is not None and d.ci[1] > d.ci[0]

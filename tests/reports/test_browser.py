@@ -97,8 +97,49 @@ def test_flips_page_shows_media_and_escapes_text(chromium, compared, tmp_path):
     images = int(re.search(r'data-images="(\d+)"', dom).group(1))  # type: ignore[union-attr]
     assert images >= 1 + 2  # the page image and a strip of video frames
     assert 'data-broken="0"' in dom and 'data-audio="1"' in dom
-    assert 'src="data:audio/wav;base64,' in dom
+    assert 'src="data:audio/flac;base64,' in dom
     assert "media not shown" in dom and "missing.png" in dom  # a gone file is a note, not a broken page
+
+
+DECODE_AUDIO = """var a = document.querySelector('audio');
+a.addEventListener('loadedmetadata', function () { document.body.setAttribute('data-duration', a.duration); });
+a.addEventListener('error', function () { document.body.setAttribute('data-audio-error', a.error.code); });
+a.preload = 'auto'; a.load();"""
+
+
+def test_inline_flac_plays_in_chromium(chromium, compared, tmp_path):
+    """The browser decodes the embedded FLAC: its duration is readable once the element loads."""
+    dom, console = browse(chromium, compared / "flips.html", tmp_path, inject=DECODE_AUDIO)
+    assert console == [] and 'data-audio-error="' not in dom
+    assert abs(float(re.search(r'data-duration="([0-9.]+)"', dom).group(1)) - 0.2) < 0.01  # type: ignore[union-attr]
+
+
+def _outside_links(dom: str, page: Path, root: Path) -> list[str]:
+    """src/href values of ``page`` that leave the folder ``root`` (data: URIs and in-site links do not)."""
+    out = []
+    for ref in re.findall(r'(?:src|href)="([^"]*)"', dom):
+        if ref.startswith(("data:", "#")):
+            continue
+        if ":" in ref or ref.startswith("/") or not (page.parent / ref.split("#")[0]).resolve().is_relative_to(root.resolve()):
+            out.append(ref)
+    return out
+
+
+def test_long_audio_on_the_flips_page_is_text_not_a_link(chromium, tmp_path, monkeypatch):
+    from evalsuite.reports import media_embed
+
+    monkeypatch.setattr(media_embed, "MAX_INLINE_AUDIO_BYTES", 100)  # every clip "too large"
+    rows = binary_samples("audioqa", 4, n_clusters=2, accuracy=0.5, seed=4)
+    write_wav(tmp_path / "cache" / "long #1 100%.wav", seconds=2.0)
+    for r in rows:
+        r.media = [{"type": "audio", "path": str(tmp_path / "cache" / "long #1 100%.wav")}]
+    write_run(tmp_path / "a", {"audioqa": rows})
+    write_run(tmp_path / "b", {"audioqa": flipped(rows, {rows[0].id})}, name="fp4")
+    assert cli_main(["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    dom, console = browse(chromium, tmp_path / "cmp" / "flips.html", tmp_path)
+    assert console == [] and "<audio" not in dom
+    assert _outside_links(dom, tmp_path / "cmp" / "flips.html", tmp_path / "cmp") == []
+    assert "audio not embedded (2.0 s, " in dom and "see long #1 100%.wav)" in dom
 
 
 def test_compare_index_loads_cleanly(chromium, compared, tmp_path):
@@ -151,6 +192,16 @@ def test_leaderboard_run_pages_load_cleanly(chromium, board, tmp_path):
         dom, console = browse(chromium, page, tmp_path)
         assert console == [], page.name
         assert "<script" not in dom and 'href="../index.html"' in dom
+
+
+def test_leaderboard_links_stay_inside_its_folder(chromium, board, tmp_path):
+    (board.parent / "runs" / "fp8" / "report.html").write_text("<html></html>")
+    assert cli_main(["leaderboard", str(board.parent / "runs"), "--out", str(board)]) == 0
+    for page in [board / "index.html", *sorted((board / "runs").glob("*.html"))]:
+        dom, _ = browse(chromium, page, tmp_path)
+        assert _outside_links(dom, page, board) == [], page.name  # ../../runs/fp8/report.html broke when published
+    fp8 = next((board / "runs").glob("*-fp8.html")).read_text()
+    assert f"<code>{board.parent / 'runs' / 'fp8' / 'report.html'}</code>" in fp8  # named as text
 
 
 def test_gate_page_loads_cleanly_and_escapes(chromium, tmp_path):

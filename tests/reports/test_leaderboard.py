@@ -10,7 +10,8 @@ from runfolders import binary_samples, flipped, write_run
 from evalsuite.cli import main as cli_main
 from evalsuite.paired import tango_ci
 from evalsuite.reports.leaderboard import (LeaderboardError, build_leaderboard, common_tasks, efficiency_figures,
-                                           load_entries, pareto_front, pareto_plots, plot_points, precision_deltas)
+                                           load_entries, pareto_front, pareto_plots, plot_points, precision_deltas,
+                                           run_figures)
 
 
 @pytest.fixture
@@ -51,12 +52,14 @@ def test_site_layout_table_and_escaping(runs, tmp_path, capsys):
     assert index.count("data:image/png;base64,") == 2  # Pareto and precision-delta plots
 
 
-def test_run_page_contents_and_link_to_run_report(runs, tmp_path):
+def test_run_page_contents_and_names_the_run_report(runs, tmp_path):
     (runs / "fp4" / "report.html").write_text("<html></html>")
     out = tmp_path / "site"
     build_leaderboard([runs / "bf16", runs / "fp4"], out)
     page = (out / "runs" / "01-fp4.html").read_text()
-    assert 'href="../index.html"' in page and 'href="../../runs/fp4/report.html"' in page
+    # the run's own report is outside the site: named as text, not a link that breaks once published
+    assert 'href="../index.html"' in page and "report.html\"" not in page
+    assert f"full run report with samples (not part of this site): <code>{runs / 'fp4' / 'report.html'}</code>" in page
     assert "video_hours_per_hour" in page and "nvfp4" in page and "test-cpu" in page
     assert "full run report" not in (out / "runs" / "00-bf16.html").read_text()
 
@@ -76,6 +79,23 @@ def test_pareto_front_by_hand():
     pts = [(1.0, 0.9), (2.0, 0.8), (1.5, 0.7), (3.0, 0.5), (3.0, 0.4), (0.5, 0.9)]
     # (1.5, .7) is beaten by (2, .8); (3, .4) by (3, .5); (0.5, .9) by (1, .9).
     assert pareto_front(pts) == [0, 1, 3]
+
+
+def test_samples_per_s_is_the_runs_total_whatever_the_task_order():
+    """Each task's samples_per_s is its samples over its wall time; the run's is all samples over all
+    wall time (it was the first task's, so --tasks docqa,gui and --tasks gui,docqa plotted apart)."""
+    docqa = {"n_samples": 100, "wall_time_s": 10.0, "efficiency": {"samples_per_s": 10.0}}
+    gui = {"n_samples": 10, "wall_time_s": 10.0, "efficiency": {"samples_per_s": 1.0}}
+    one = run_figures({"tasks": {"docqa": docqa, "gui": gui}})
+    other = run_figures({"tasks": {"gui": gui, "docqa": docqa}})
+    assert one == other and one[0] == {"samples_per_s": 5.5}
+    assert one[1] == {"samples_per_s": "110 samples over 20.0 s of 2 tasks"}
+    # another figure several tasks report comes from a named task, the same in any order
+    a = {"efficiency": {"video_hours_per_hour": 3.0}}
+    b = {"efficiency": {"video_hours_per_hour": 5.0}}
+    assert run_figures({"tasks": {"videoqa": b, "longvideo": a}}) == run_figures({"tasks": {"longvideo": a, "videoqa": b}})
+    assert run_figures({"tasks": {"videoqa": b, "longvideo": a}})[1] == {
+        "video_hours_per_hour": "from longvideo (also reported by videoqa)"}
 
 
 def test_efficiency_figures_prefer_throughput_task():
@@ -161,7 +181,8 @@ def test_accuracy_axis_is_the_mean_accuracy_never_tokens_per_s(tmp_path):
     assert [y for _, _, y in pts] == pytest.approx([(0.4 + 0.25 + 1.0 + 0.3) / 4, (0.35 + 0.25 + 0.95 + 0.3) / 4])
     figs, note = pareto_plots(entries)
     assert len(figs) == 1 and note == ""
-    assert "y: mean primary metric of the accuracy tasks every plotted run has with the same settings (docqa, videoqa, audioqa, gui)" in figs[0][1]
+    assert ("y: mean primary metric of the accuracy tasks every plotted run has with the same settings and samples "
+            "(docqa, videoqa, audioqa, gui)") in figs[0][1]
 
 
 def test_a_run_with_another_task_set_plots_on_the_shared_tasks_or_per_task(tmp_path):
@@ -217,3 +238,19 @@ def test_a_task_run_with_other_settings_is_flagged_in_its_cell(tmp_path):
     entries = load_entries([root])
     assert common_tasks(entries) == []
     assert common_tasks([e for e in entries if e.label != "b<i>"]) == ["docqa"]
+
+
+def test_a_task_run_over_other_samples_is_flagged_with_its_n(tmp_path):
+    """--limit cuts the samples, not the settings: 5 questions against 60 are flagged like other settings."""
+    doc = binary_samples("docqa", 60, n_clusters=6, accuracy=0.7, seed=1)
+    root = tmp_path / "runs"
+    write_run(root / "a", {"docqa": doc}, name="a", args={"docqa": {"split": "test"}})
+    write_run(root / "b", {"docqa": doc[:5]}, name="b", args={"docqa": {"split": "test"}})
+    write_run(root / "c", {"docqa": doc}, name="c", args={"docqa": {"split": "test"}})
+    index = build_leaderboard([root], tmp_path / "site").read_text()
+    flags = re.findall(r'<span class="bad small other-samples">([^<]*)</span>', index)
+    assert flags == ["other samples than a: n=5 vs 60, 5 in both"]
+    assert "n=60" in index and "n=5" in index
+    entries = load_entries([root])
+    assert common_tasks(entries) == []  # and it stays out of the plot's accuracy axis
+    assert common_tasks([e for e in entries if e.label != "b"]) == ["docqa"]

@@ -40,7 +40,7 @@ def test_report_shows_a_failed_status_with_its_reason(toy, tmp_path):
     outcome = run(RunConfig(model="mock:fail=toy-00", tasks=["toy"], out=out, quiet=True))
     assert outcome.exit_code == 1
     html = (out / "report.html").read_text()
-    assert '<b id="run-status" class="bad">failed</b>' in html and "This run is failed" in html
+    assert '<b id="run-status" class="bad">failed</b>' in html and "This run failed" in html
     assert "10/20 samples errored" in html and "max-error-rate" in html
 
 
@@ -51,6 +51,7 @@ def test_a_missing_samples_file_is_named_not_hidden(toy, tmp_path):
     html = render_run_report(out).read_text()
     assert f'<p class="err missing-samples">{out}/samples/toy.jsonl is missing: the 3 sample results behind ' \
            f'these figures cannot be shown</p>' in html
+    assert "Samples (first 0)" not in html
 
 
 def test_a_specialists_reading_is_shown_with_its_sample(toy, tmp_path):
@@ -65,3 +66,73 @@ def test_a_specialists_reading_is_shown_with_its_sample(toy, tmp_path):
     html = render_run_report(out).read_text()
     assert '<div class="specialist"><b>ocr_text</b>' in html and "<pre>TOTAL &lt;b&gt;42&lt;/b&gt;</pre>" in html
     assert html.count('<div class="specialist">') == 1
+
+
+# ---- pages from hand-written run folders ----------------------------------------------------------
+from runfolders import binary_samples, write_run  # noqa: E402
+
+from evalsuite.tasks import audioqa, videoqa  # noqa: E402
+from evalsuite.types import SampleResult  # noqa: E402
+
+
+def _choices_block(html: str, sample_id: str) -> str:
+    part = html[html.index(f"<code>{sample_id}</code>"):]
+    return re.search(r"<b>choices</b><pre>(.*?)</pre>", part, re.S).group(1)  # type: ignore[union-attr]
+
+
+def test_choices_carry_letters_only_where_the_prompt_did(tmp_path):
+    """audioqa lists "- text" and scores the text: a page that printed "A. fast / B. slow" made a
+    prediction "B" scored 0 look like a scoring bug."""
+    many = [f"option {i}" for i in range(10)]
+    rows = [
+        SampleResult(id="aud", task="mix", target="slow", prediction="B", score=0.0,
+                     prompt=audioqa.prompt("Which is it?", ["fast", "slow"]), choices=["fast", "slow"]),
+        SampleResult(id="vid", task="mix", target="B", prediction="B", score=1.0,
+                     prompt=videoqa.prompt("Which first?", ["red", "blue"]), choices=["red", "blue"]),
+        SampleResult(id="ten", task="mix", target="J", prediction="J", score=1.0,
+                     prompt="Q\n" + "\n".join(f"{chr(65 + i)}. {c}" for i, c in enumerate(many)), choices=many),
+        SampleResult(id="vmme", task="mix", target="A", prediction="A", score=1.0,  # Video-MME: letters in the text
+                     prompt="Q\nA. red\nB. blue\nThe best answer is:", choices=["A. red", "B. blue"]),
+    ]
+    run_dir = write_run(tmp_path / "run", {"mix": rows})
+    html = render_run_report(run_dir).read_text()
+    assert _choices_block(html, "aud") == "- fast\n- slow\n"
+    assert _choices_block(html, "vid") == "A. red\nB. blue\n"
+    assert _choices_block(html, "ten").splitlines()[8:] == ["I. option 8", "J. option 9"]  # was ". option 8"
+    assert _choices_block(html, "vmme") == "- A. red\n- B. blue\n"
+    from evalsuite.reports.run_report import choice_lines
+
+    assert choice_lines("anything", None) == []
+
+
+def test_an_interrupted_run_lists_the_task_it_was_in(tmp_path):
+    rows = binary_samples("docqa", 120, n_clusters=12, accuracy=0.5)
+    rows[0].score, rows[0].error = None, "MediaError: corrupt"
+    run_dir = write_run(tmp_path / "run", {}, status="interrupted", status_reasons=["interrupted (SIGTERM)"])
+    (run_dir / "samples" / "docqa.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows) + '{"id": "torn')
+    html = render_run_report(run_dir).read_text()
+    row = re.search(r'<tr class="in-progress">(.*?)</tr>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert row.startswith("<td>docqa</td>") and "119 scored so far, 1 errored, run not finished" in row
+    assert "This run was interrupted" in html
+
+
+def test_a_task_without_a_value_is_named_under_the_chart(tmp_path):
+    good = binary_samples("gui", 10, n_clusters=2, accuracy=0.5)
+    dead = binary_samples("docqa", 20, n_clusters=2, accuracy=0.5)
+    for r in dead:
+        r.score, r.error = None, "backend timeout"
+    html = render_run_report(write_run(tmp_path / "run", {"gui": good, "docqa": dead})).read_text()
+    assert '<p class="muted no-value">not in the chart: no value for docqa (20/20 errored)</p>' in html
+    html = render_run_report(write_run(tmp_path / "dead", {"docqa": dead})).read_text()
+    assert "no chart: no value for docqa (20/20 errored)" in html
+
+
+def test_control_characters_are_shown_and_none_is_a_dash(tmp_path):
+    rows = binary_samples("docqa", 2, n_clusters=1, accuracy=0.5)
+    rows[0].prediction = "nul\x00 esc\x1b[31m red\x7f"
+    rows[1].target = None
+    html = render_run_report(write_run(tmp_path / "run", {"docqa": rows})).read_text()
+    assert "\x00" not in html and "\x1b" not in html and "\x7f" not in html
+    assert "nul\u2400 esc\u241b[31m red\u2421" in html
+    assert "<b>target</b><pre>–</pre>" in html and "<b>target</b><pre>None</pre>" not in html
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html

@@ -110,3 +110,24 @@ def test_points_table_in_ms_with_cap_failures_and_an_unconverged_search(tmp_path
     assert ", cap 2 <span class=\"bad\"" in html and "hit cap (3)</span>" in html
     assert "<span class=\"bad\">not converged</span>: highest passing load 1.000, bracket [1.000, 2.000)" in html
     assert "highest load meeting the SLO" not in html and "123.00" in html
+
+
+def test_a_load_never_reached_says_so_and_why(tmp_path) -> None:
+    """A closed-loop point with fewer requests than its concurrency was not a red "misses" with no
+    reason: the point's notes are shown under it and its SLO cell reads "not reached"."""
+    out = tmp_path / "run"
+    run(RunConfig(model="mock:ttft=0.002,itl=0.001", tasks=["throughput"], out=out, limit=3, quiet=True,
+                  task_args={"throughput": {**ARGS, "mlperf_crosscheck": False}}))
+    results_path = out / "results.json"
+    doc = json.loads(results_path.read_text())
+    point = doc["tasks"]["throughput"]["throughput"]["closed_loop"][-1]
+    why = f"only 1 requests were sent at concurrency {point['concurrency']}: that load was never reached, so " \
+          "the point does not count as meeting the SLO"
+    point.update(reached_concurrency=False, meets_slo=False, notes=[why, "<b>x</b>"])
+    atomic_write_json(results_path, doc)
+    html = render_run_report(out).read_text()
+    row = html[html.index(f"<tr><td>{point['label']}"):]
+    row, notes = row.split("</tr>", 2)[:2]
+    assert '<td class="muted not-reached"' in row and ">not reached</td>" in row and "misses" not in row
+    assert '<tr class="point-notes">' in notes and f"{point['label']}: {why}" in notes
+    assert "&lt;b&gt;x&lt;/b&gt;" in notes
