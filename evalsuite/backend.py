@@ -22,6 +22,7 @@ sha256, device, engine version, and anything else that identifies what produced 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from typing import Any, AsyncIterator, ClassVar, Iterator
@@ -77,7 +78,16 @@ class Backend:
                     return
                 try:
                     if type(self).stream is Backend.stream:
-                        put(self.generate([request])[0])
+                        # its times count from when generate began: add the wait for the lock, so that
+                        # a request queued behind others shows that wait (in TTFT and E2E) as a served one does
+                        t_call = time.perf_counter() - t0
+                        r = self.generate([request])[0]
+                        if t_call > 0:
+                            r = dataclasses.replace(
+                                r, ttft_s=None if r.ttft_s is None else t_call + r.ttft_s,
+                                e2e_s=None if r.e2e_s is None else t_call + r.e2e_s,
+                                token_times=None if r.token_times is None else [t_call + t for t in r.token_times])
+                        put(r)
                         return
                     times: list[float] = []
                     texts: list[str] = []

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evalsuite.backend import Backend, BackendConfigError
+from evalsuite.backend import Backend, BackendConfigError, PromptTooLong
 from evalsuite.registry import BACKENDS
 from evalsuite.types import Message, Request, Response
 
@@ -356,6 +356,7 @@ class HFBackend(Backend):
             raise BackendConfigError(f"hf: cannot read {self.path / 'config.json'}: {msg}") from None
         self.processor, self.tokenizer, self.notes = load_processor(self.path, self.config, self.trust_remote_code)
         self.model = load_model(self.path, self.config, self.trust_remote_code, self.dtype).to(self.device)
+        self.model.generation_config, self.ignored_generation = _plain_generation(self.model)
         self.template = _chat_template(self.path, self.tokenizer)
         self.modalities = frozenset(self._modalities())  # type: ignore[misc]
         self.weights_sha256 = folder_sha256(self.path)
@@ -423,7 +424,9 @@ class HFBackend(Backend):
         if self.processor is None:
             enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=self.template is None)
             return dict(enc), info
-        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
+        # the template already wrote the special tokens (a BOS among them): a tokenizer that adds its
+        # own would double it, as transformers' apply_chat_template avoids too
+        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": self.template is None}
         if images:
             kwargs["images"] = images
         if videos:
@@ -442,19 +445,35 @@ class HFBackend(Backend):
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Response]:
+        """One request after another (no batching: ``describe()['batching']`` says so), each timed
+        from this call, as the reference backend times a batch: a request's TTFT includes its wait."""
+        t0 = time.perf_counter()
         for req in requests:
             self.check(req)
-        return [self._one(req) for req in requests]
+        return [self._one(req, t0) for req in requests]
+
+    def _context(self) -> int | None:
+        """The model's context length from its config (the text model's for a multimodal one), if given."""
+        for cfg in (getattr(self.config, "text_config", None), getattr(self.config, "thinker_config", None),
+                    self.config):
+            n = getattr(cfg, "max_position_embeddings", None) if cfg is not None else None
+            if isinstance(n, int) and n > 0:
+                return n
+        return None
 
     @torch.no_grad()
-    def _one(self, req: Request) -> Response:
-        t0 = time.perf_counter()
+    def _one(self, req: Request, t0: float) -> Response:
         enc, info = self.inputs(req)
         enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
-        for k, v in enc.items():  # floating inputs (pixels, audio features) in the model's dtype
-            if isinstance(v, torch.Tensor) and v.is_floating_point():
+        for k, v in enc.items():  # pixels and audio features in the model's dtype; not the video grid
+            # times (second_per_grid_ts: bf16 moves Qwen-VL's temporal position ids) nor anything else
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and ("pixel" in k or "feature" in k):
                 enc[k] = v.to(self.dtype)
         n_prompt = int(enc["input_ids"].shape[1])
+        context = self._context()
+        if context is not None and (req.require_room or req.ignore_eos) and n_prompt + int(req.max_tokens) > context:
+            raise PromptTooLong(f"prompt of {n_prompt} tokens plus max_tokens {req.max_tokens} does not fit the "
+                                f"model's context of {context} (max_position_embeddings)")
         clock = _TokenClock(t0)
         sampling = req.temperature > 0
         gen_kwargs: dict[str, Any] = {
@@ -462,10 +481,12 @@ class HFBackend(Backend):
             "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
             else self.tokenizer.eos_token_id,
         }
+        if req.ignore_eos:  # exactly max_tokens (fixed output lengths for load tests)
+            gen_kwargs["min_new_tokens"] = int(req.max_tokens)
+        if req.stop:  # generation ends at a stop string, so its tokens and time are not counted past it
+            gen_kwargs.update(stop_strings=list(req.stop), tokenizer=self.tokenizer)
         if sampling:
             gen_kwargs.update(temperature=float(req.temperature), top_p=float(req.top_p), top_k=0)
-        else:
-            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(_request_seed(req))
             out = self.model.generate(**enc, **gen_kwargs)
@@ -509,12 +530,34 @@ class HFBackend(Backend):
             "model_class": type(self.model).__name__,
             "processor_class": type(p).__name__ if p is not None else None,
             "chat_template": "folder" if self.template is not None else "none (plain text prompt)",
+            "batching": "none: requests run one at a time, timed from the batch's start",
+            "decoding": "greedy at temperature 0, else temperature/top_p sampling; the folder's "
+                        "generation_config gives token ids only",
+            "generation_config_ignored": self.ignored_generation,
             "trust_remote_code": self.trust_remote_code,
             "modalities": sorted(self.modalities),
             "media": media,
             "parameters": sum(t.numel() for t in self.model.parameters()),
             "notes": self.notes,
         }
+
+
+def _plain_generation(model: Any) -> tuple[Any, dict[str, Any]]:
+    """(the generation config the backend decodes with, the folder's settings it leaves out).
+
+    Plain decoding: of the folder's generation_config.json only the token ids are kept. Its sampling
+    and search settings (a Qwen-VL folder's repetition_penalty 1.05, num_beams, no_repeat_ngram_size…)
+    would change "greedy" answers and tokens/s unseen; each request sets its own sampling. It replaces
+    the model's own config because `generate` fills whatever a passed config leaves unset from it."""
+    from transformers import GenerationConfig
+
+    src = getattr(model, "generation_config", None)
+    ids = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
+    keep = {k: getattr(src, k, None) for k in ids}
+    dropped = {k: v for k, v in (src.to_diff_dict() if src is not None else {}).items()
+               if k not in ids and k not in ("transformers_version", "_from_model_config", "use_cache",
+                                             "output_attentions", "output_hidden_states")}
+    return GenerationConfig(**{k: v for k, v in keep.items() if v is not None}), dropped
 
 
 def _sampled_fps(metas: list[Any]) -> float:

@@ -59,3 +59,34 @@ def test_blocking_stream_becomes_timed_async_stream() -> None:
 def test_generate_only_backend_gives_no_token_times() -> None:
     r = asyncio.run(GenerateOnly().agenerate(REQ))
     assert r.text == "x" and r.token_times is None
+
+
+def test_a_generate_only_backend_counts_the_wait_behind_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests wait for the backend's lock; their times came from generate alone, so a load point of
+    8 concurrent requests showed no queueing (TTFT flat, ~6x the real throughput). A scripted clock:
+    each generate takes 1 s, answering ttft 0.5 and e2e 1 from its own start."""
+    import evalsuite.backend as backend_module
+
+    now = [100.0]
+    both_sent = threading.Event()
+    monkeypatch.setattr(backend_module.time, "perf_counter", lambda: now[0])
+
+    class Timed(Backend):
+        backend_name = "timed"
+
+        def generate(self, requests: list[Request]) -> list[Response]:
+            both_sent.wait(10)  # both requests were sent (their clocks started) before any generates
+            now[0] += 1.0
+            return [Response(text="x", output_tokens=2, ttft_s=0.5, e2e_s=1.0, token_times=[0.5, 1.0])
+                    for _ in requests]
+
+    async def release() -> None:
+        both_sent.set()  # runs after both agenerate calls reached their first await
+
+    async def both() -> list[Response]:
+        b = Timed()
+        return list(await asyncio.gather(b.agenerate(REQ), b.agenerate(REQ), release()))[:2]
+
+    first, second = sorted(asyncio.run(both()), key=lambda r: r.e2e_s)
+    assert (first.ttft_s, first.e2e_s) == (0.5, 1.0)
+    assert (second.ttft_s, second.e2e_s, second.token_times) == (1.5, 2.0, [1.5, 2.0])

@@ -260,3 +260,40 @@ def test_a_damaged_model_folder_fails_in_one_line(damage: str, message: str, fol
     with pytest.raises(BackendConfigError) as e:
         HFBackend(str(path))  # each was a traceback (OSError, SafetensorError, JSONDecodeError)
     assert str(e.value).startswith(message.format(path=path.resolve())) and "\n" not in str(e.value)
+
+
+def test_the_folders_generation_settings_do_not_change_greedy_decoding(folders: dict[str, Path], media,
+                                                                        tmp_path: Path) -> None:
+    """A Qwen-VL folder ships repetition_penalty 1.05 (and sampling defaults) in generation_config.json:
+    they changed the 'greedy' answers unseen; only its token ids are taken."""
+    import shutil
+
+    shipped = tmp_path / "with_generation_config"
+    shutil.copytree(folders["vl"], shipped)
+    (shipped / "generation_config.json").write_text(json.dumps({
+        "bos_token_id": 0, "pad_token_id": 0, "eos_token_id": 2, "do_sample": True, "repetition_penalty": 1.5,
+        "no_repeat_ngram_size": 2, "temperature": 0.1, "top_p": 0.001, "top_k": 1}))
+    req = Request("r", [user(ContentPart.of_media("image", media["image"]), "What is the total?")], max_tokens=16)
+    backend = HFBackend(str(shipped))
+    plain, shipped_answer = HFBackend(str(folders["vl"])).generate([req])[0], backend.generate([req])[0]
+    assert shipped_answer.text == plain.text and shipped_answer.output_tokens == plain.output_tokens
+    assert backend.describe()["generation_config_ignored"]["repetition_penalty"] == 1.5
+
+
+def test_ignore_eos_gives_exactly_max_tokens_and_require_room_refuses(vl: HFBackend) -> None:
+    from evalsuite.backend import PromptTooLong
+
+    (r,) = vl.generate([Request("r", [user("hello")], max_tokens=9, ignore_eos=True)])
+    assert r.output_tokens == 9 and len(r.token_times) == 9 and r.finish_reason == "length"
+    context = vl._context()
+    assert context is not None
+    with pytest.raises(PromptTooLong, match="does not fit the model's context"):
+        vl.generate([Request("r", [user("hello")], max_tokens=context, require_room=True)])
+
+
+def test_a_batch_is_timed_from_its_start_like_the_reference(vl: HFBackend) -> None:
+    """Requests run one after another: the second's TTFT includes the first's generation (it was
+    timed from its own start, so a batch looked as fast as one request)."""
+    a, b = vl.generate([Request("a", [user("hello")], max_tokens=4, ignore_eos=True),
+                        Request("b", [user("hello")], max_tokens=4, ignore_eos=True)])
+    assert b.ttft_s > a.e2e_s and vl.describe()["batching"].startswith("none")
