@@ -297,3 +297,12 @@ def test_a_batch_is_timed_from_its_start_like_the_reference(vl: HFBackend) -> No
     a, b = vl.generate([Request("a", [user("hello")], max_tokens=4, ignore_eos=True),
                         Request("b", [user("hello")], max_tokens=4, ignore_eos=True)])
     assert b.ttft_s > a.e2e_s and vl.describe()["batching"].startswith("none")
+
+
+def test_a_stop_string_ends_generation_not_only_the_text(vl: HFBackend) -> None:
+    (full,) = vl.generate([Request("r", [user("hello")], max_tokens=12, ignore_eos=True)])
+    text = full.text
+    cut = next(i for i in range(2, len(text) - 2) if text[i:i + 2].strip() and text.index(text[i:i + 2]) == i)
+    (r,) = vl.generate([Request("r", [user("hello")], max_tokens=12, stop=[text[cut:cut + 2]])])
+    assert r.text == text[:cut] and r.finish_reason == "stop"
+    assert r.output_tokens < full.output_tokens and len(r.token_times) == r.output_tokens  # was 12: ran on
