@@ -111,7 +111,8 @@ def _numbered_jsonl(path: str | os.PathLike[str]) -> list[tuple[int, Any]]:
 
 
 def repair_jsonl(path: str | os.PathLike[str]) -> None:
-    """Cut a file back to its last complete line, so appends start on a fresh line."""
+    """Make appends start on a fresh line: a last line that is whole JSON but lacks its newline gets
+    it (the readers count that line, so it must stay); a torn one (a kill mid-write) is cut off."""
     path = Path(path)
     if not path.exists():
         return
@@ -120,7 +121,13 @@ def repair_jsonl(path: str | os.PathLike[str]) -> None:
         if not data or data.endswith(b"\n"):
             return
         keep = data.rfind(b"\n") + 1
-        f.truncate(keep)
+        try:
+            json.loads(data[keep:])
+        except ValueError:  # torn
+            f.truncate(keep)
+        else:
+            f.seek(0, os.SEEK_END)
+            f.write(b"\n")
         f.flush()
         os.fsync(f.fileno())
 

@@ -390,6 +390,15 @@ def stamp_path(out: Path, task: str) -> Path:
     return out / "samples" / f"{task}.config.json"
 
 
+def model_of_desc(desc: dict[str, Any] | None) -> dict[str, Any]:
+    """The backend's device and precision as a task's stamp keeps them (what its numerics depend on)."""
+    return {k: str(desc[k]) for k in ("device", "precision") if desc and desc.get(k) is not None}
+
+
+def model_of(backend: Backend) -> dict[str, Any]:
+    return model_of_desc(backend.describe())
+
+
 def _read_stamp(path: Path) -> dict[str, Any] | None:
     try:
         stamp = json.loads(path.read_text(encoding="utf-8"))
@@ -403,7 +412,7 @@ def _read_stamp(path: Path) -> dict[str, Any] | None:
 
 
 def _check_resumable(out: Path, prior: dict[str, Any] | None, tasks: list[Task], hashes: dict[str, str],
-                     seed: int) -> None:
+                     seed: int, model_desc: dict[str, Any] | None = None) -> None:
     """Refuse (one line) to add samples to a task whose finished ones came from another configuration."""
     prior_seed = ((prior or {}).get("environment") or {}).get("seed")
     for t in tasks:
@@ -419,6 +428,12 @@ def _check_resumable(out: Path, prior: dict[str, Any] | None, tasks: list[Task],
         if old_seed is not None and old_seed != seed:
             raise RunError(f"{out} already holds task {t.name!r} run with --seed {old_seed}, not {seed}; "
                            f"use the same seed, another --out or --overwrite")
+        now = model_of_desc(model_desc)
+        for key in ("device", "precision"):  # not in the config hash (the baselines' hashes stay), checked here
+            if stamp.get(key) is not None and now.get(key) is not None and stamp[key] != now[key]:
+                raise RunError(f"{out} already holds task {t.name!r} run on {key} {stamp[key]}, not {now[key]} "
+                               f"(its answers would mix two numerics); use the same --device, another --out or "
+                               f"--overwrite")
 
 
 def run(cfg: RunConfig) -> RunOutcome:
@@ -445,7 +460,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     hashes = {t.name: config_hash(t, model_desc) for t in tasks}
 
     if not cfg.overwrite:
-        _check_resumable(out, prior, tasks, hashes, cfg.seed)
+        _check_resumable(out, prior, tasks, hashes, cfg.seed, model_desc)
     if cfg.overwrite and prior is not None and set(prior.get("tasks", {})) <= {t.name for t in tasks}:
         prior = None  # every task it held runs again: a new run (its own id, creation time and wall time)
     if cfg.overwrite and dist.leader:
@@ -488,6 +503,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     try:
         if cfg.overwrite:
             dist.barrier()  # every rank sees the overwrite before reading its shard
+        write("running")  # a run killed outright in its first task still has a results.json that says so
         for task in tasks:
             entry = _run_task(task, backend, cfg, out, hashes[task.name], (prior or {}).get("tasks", {}).get(task.name),
                               dist)
@@ -547,7 +563,13 @@ def run(cfg: RunConfig) -> RunOutcome:
 def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: str,
               prior_entry: dict[str, Any] | None, dist: Dist = Dist()) -> dict[str, Any] | None:
     if isinstance(task, DrivingTask):  # throughput and lm-eval drive the backend themselves
-        return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)
+        if dist.world == 1:
+            return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)
+        # under torchrun rank 0 alone runs it (a load test on every rank at once measured them all
+        # against each other, and each wrote the task's files); the others wait for it
+        entry = task.run_with(backend, cfg=cfg, out=out, config_hash=chash) if dist.leader else None
+        dist.barrier()
+        return entry
     samples = list(task.samples())
     if cfg.limit is not None:
         samples = samples[: cfg.limit]
@@ -561,14 +583,23 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     mine = samples if dist.world == 1 else samples[dist.rank :: dist.world]
     mine_ids = {s.id for s in mine}
     log_path = merged_path if dist.world == 1 else out / "samples" / f"{task.name}.rank{dist.rank}-of-{dist.world}.jsonl"
+    if extra := sorted(set(read_samples(merged_path)) - seen):  # a smaller --limit than the file's run
+        raise RunError(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
+                       f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
+                       f"--overwrite, or another --out")
     done = {i: r for i, r in read_samples(merged_path).items() if i in mine_ids}
-    if log_path != merged_path:
-        done.update({i: r for i, r in read_samples(log_path).items() if i in mine_ids})
+    # shards of an earlier run cut short under torchrun, with any number of ranks (this one's among them)
+    shards = sorted((out / "samples").glob(f"{task.name}.rank*-of-*.jsonl"))
+    for shard in shards:
+        done.update({i: r for i, r in read_samples(shard).items() if i in mine_ids})
     todo = [s for s in mine if s.id not in done]
-    stamp = {"config_hash": chash, "seed": cfg.seed}
-    if todo and _read_stamp(stamp_path(out, task.name)) != stamp:  # before the first sample of this config
-        atomic_write_json(stamp_path(out, task.name), stamp)
-    prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else 0.0
+    stamp_file = stamp_path(out, task.name)
+    stamp = dict(_read_stamp(stamp_file) or {}) if done else {}
+    elapsed = float(stamp.get("elapsed_s", 0.0)) if dist.world == 1 else 0.0  # the time its samples so far took
+    stamp.update(config_hash=chash, seed=cfg.seed, **model_of(backend))
+    if todo and dist.leader:  # before the first sample of this config
+        atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(elapsed, 3)})
+    prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else elapsed
     t0 = time.perf_counter()
     bar = _progress(len(mine), task.name if dist.world == 1 else f"{task.name}[{dist.rank}]", cfg.quiet)
     bar.update(len(done))
@@ -579,7 +610,11 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
                 log.append(r)
                 done[r.id] = r
             bar.update(len(batch))
+            if dist.world == 1:  # so that a run cut short and resumed reports the time all its samples took
+                atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(prior_wall + time.perf_counter() - t0, 3)})
     bar.close()
+    if dist.world == 1 and any(sh.exists() for sh in shards):  # fold an earlier torchrun's shards in
+        done = {**_merge_shards(merged_path, out / "samples", task.name, [s.id for s in samples]), **done}
     if dist.world > 1:
         dist.barrier()  # every shard is complete on disk
         if not dist.leader:

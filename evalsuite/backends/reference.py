@@ -213,10 +213,10 @@ class ReferenceBackend(Backend):
         engine, nxt = self.engine, 0
         try:
             while nxt < len(requests) or engine.busy:
-                # admit while slots are free; wait for media only when the engine has nothing to do
+                # admit in order whenever a slot is free, waiting for that request's media if it is not
+                # decoded yet (the pool decodes ahead): which requests share a step then depends on the
+                # requests alone, not on how fast a media thread ran, so the logits repeat bit for bit
                 while nxt < len(requests) and engine.free_slots > len(engine.waiting):
-                    if engine.busy and not futures[nxt].done():
-                        break
                     req = requests[nxt]
                     embeds, _, infos[nxt] = self._embed(req, futures[nxt].result())
                     handles[nxt] = engine.submit(embeds, self._params(req), t_start=t0)

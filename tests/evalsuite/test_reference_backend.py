@@ -210,3 +210,29 @@ def test_default_checkpoint_directory_is_loaded_when_present(tmp_path: Path, mon
     assert d["weights"] == f"checkpoint {ck}" and d["weights_sha256"] == weights.weights_sha256(ck)
     monkeypatch.setenv("EVALSUITE_CHECKPOINT", "random")
     assert ReferenceBackend("bf16", batch_size=1).describe()["weights"] == "random-init seed 0 (untrained)"
+
+
+def test_which_requests_share_a_step_does_not_depend_on_media_timing(backends: dict[str, ReferenceBackend],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests were admitted when their media happened to be ready, so batches (and the logits, by a
+    few 1e-5) changed from run to run; now in order as slots free up, whatever the media threads do."""
+    import random
+    import time
+
+    b = backends["bf16"]
+    reqs = [Request(f"r{i}", [user(f"question {i} " * (1 + i % 3))], max_tokens=3 + i % 4) for i in range(7)]
+    real_submit, real_step = b.engine.submit, b.engine.step
+
+    def admissions(delays: list[float]) -> list[tuple[int, int]]:
+        log, steps = [], [0]
+        monkeypatch.setattr(b, "_load", lambda req: b._pool.submit(
+            lambda: time.sleep(delays[int(req.sample_id[1:])]) or b._load_and_measure(req)))
+        monkeypatch.setattr(b.engine, "step", lambda: steps.__setitem__(0, steps[0] + 1) or real_step())
+        monkeypatch.setattr(b.engine, "submit", lambda *a, **k: log.append(steps[0]) or real_submit(*a, **k))
+        texts = [r.text for r in b.generate(reqs)]
+        return log, texts
+
+    rng = random.Random(3)
+    first = admissions([0.0] * 7)
+    assert admissions([rng.choice((0.0, 0.05)) for _ in range(7)]) == first
+    assert admissions([0.05] + [0.0] * 6) == first

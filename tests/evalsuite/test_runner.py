@@ -397,3 +397,118 @@ def test_all_right_run_reports_a_wilson_interval_not_certainty(toy, tmp_path):
     t = load_run(out)[0]["tasks"]["toy"]
     assert t["metrics"]["accuracy"] == 1.0
     assert t["ci95"]["accuracy"] == pytest.approx(list(wilson_ci(20, 20)))  # [0.839, 1.0], not [1.0, 1.0]
+
+
+def test_a_task_resumed_after_a_cut_reports_the_time_all_its_samples_took(toy, tmp_path, monkeypatch):
+    """A task cut short never reached results.json, so its resumed part alone was its wall time (a
+    resumed docqa showed 9135 samples/s): the time so far is kept beside its samples."""
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    undo = _ctrl_c_on_second_batch(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
+    undo()
+    stamp_file = out / "samples" / "toy.config.json"
+    stamp = json.loads(stamp_file.read_text())
+    assert stamp["elapsed_s"] >= 0 and stamp["seed"] == 0 and stamp["device"] == "cpu"
+    stamp_file.write_text(json.dumps({**stamp, "elapsed_s": 1000.0}))  # as if the first 8 samples took 1000 s
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
+    results = json.loads((out / "results.json").read_text())
+    assert results["tasks"]["toy"]["wall_time_s"] >= 1000.0
+    assert results["tasks"]["toy"]["efficiency"]["samples_per_s"] <= 20 / 1000.0
+
+
+def test_a_smaller_limit_on_resume_is_refused_not_half_applied(toy, tmp_path):
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=12, quiet=True, report=False))
+    with pytest.raises(RunError, match=r"holds 7 sample\(s\) of 'toy' outside this run's 5 \(it ran with a larger "
+                                       r"--limit\)"):
+        run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=5, quiet=True, report=False))
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False))  # larger: extends
+
+
+def test_a_whole_last_line_without_its_newline_is_kept(toy, tmp_path):
+    """Read as a sample (it is whole JSON), then cut off before appending: the file and results.json
+    disagreed until the next run."""
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=6, quiet=True, report=False))
+    f = out / "samples" / "toy.jsonl"
+    f.write_bytes(f.read_bytes().rstrip(b"\n"))
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=10, quiet=True, report=False))
+    ids = [json.loads(line)["id"] for line in f.read_text().splitlines()]
+    assert ids == [f"toy-{i:03d}" for i in range(10)]
+
+
+def test_shards_of_a_torchrun_cut_short_are_resumed_by_one_process(toy, tmp_path):
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=6, quiet=True, report=False))
+    f = out / "samples" / "toy.jsonl"
+    lines = f.read_text().splitlines()
+    (out / "samples" / "toy.rank0-of-2.jsonl").write_text("\n".join(lines[0::2]) + "\n")  # as 2 ranks left them
+    (out / "samples" / "toy.rank1-of-2.jsonl").write_text("\n".join(lines[1::2]) + "\n")
+    f.unlink()
+    (out / "results.json").unlink()
+    import evalsuite.runner as runner_mod
+
+    computed = []
+    real = runner_mod.process_batch
+    runner_mod.process_batch = lambda task, backend, batch, seed: computed.extend(s.id for s in batch) or real(
+        task, backend, batch, seed)
+    try:
+        run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=8, quiet=True, report=False))
+    finally:
+        runner_mod.process_batch = real
+    assert computed == ["toy-006", "toy-007"]  # the shards' 6 were not run again
+    assert not list((out / "samples").glob("toy.rank*")) and len(f.read_text().splitlines()) == 8
+
+
+def test_resume_on_another_device_is_refused(toy, tmp_path):
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=4, quiet=True, report=False))
+    stamp_file = out / "samples" / "toy.config.json"
+    stamp_file.write_text(json.dumps({**json.loads(stamp_file.read_text()), "device": "cuda:0"}))
+    with pytest.raises(RunError, match="run on device cuda:0, not cpu"):
+        run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=8, quiet=True, report=False))
+
+
+def test_results_json_says_running_before_the_first_task(toy, tmp_path, monkeypatch):
+    import evalsuite.runner as runner_mod
+
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    seen = []
+    real = runner_mod._run_task
+    monkeypatch.setattr(runner_mod, "_run_task", lambda *a, **k: seen.append(
+        json.loads((out / "results.json").read_text())["status"]) or real(*a, **k))
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=4, quiet=True, report=False))
+    assert seen == ["running"]  # a kill -9 in the first task left no results.json at all
+
+
+def test_a_driving_task_runs_on_rank_0_only(toy, tmp_path):
+    """Under torchrun the throughput task ran on every rank at once (each measuring against the
+    others and writing the task's files); rank 0 alone runs it, the others wait."""
+    from evalsuite.runner import Dist, _run_task
+    from evalsuite.task import DrivingTask
+
+    class Driving(DrivingTask):
+        name = "driving"
+        ran = 0
+
+        def run_with(self, backend, *, cfg, out, config_hash):
+            Driving.ran += 1
+            return {"n_samples": 0}
+
+    class TwoRanks(Dist):
+        barriers = 0
+
+        def barrier(self) -> None:
+            TwoRanks.barriers += 1
+
+    cfg = RunConfig(model="mock", tasks=["toy"], out=tmp_path)
+    assert _run_task(Driving(), None, cfg, tmp_path, "h", None, TwoRanks(rank=1, world=2)) is None
+    assert _run_task(Driving(), None, cfg, tmp_path, "h", None, TwoRanks(rank=0, world=2)) == {"n_samples": 0}
+    assert Driving.ran == 1 and TwoRanks.barriers == 2
