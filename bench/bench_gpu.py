@@ -10,14 +10,21 @@ measured) and ``results/bench/gpu.md`` (the same as Markdown tables), and prints
 Before the sections, every autotune variant of the Triton decode kernels for the measured shapes
 (the full-size config's, the two squares, the tiny engine's) is compiled by
 ``--precompile-workers`` processes (default: up to 16) into Triton's on-disk cache
-(`precompile_kernels`, at most 75 s, recorded under ``precompile``), so the sections time kernels
-rather than compiles. The run's budget includes it.
+(`precompile_kernels`, at most 75 s or a quarter of the budget, recorded under ``precompile``), so
+the sections time kernels rather than compiles. The run's budget includes it.
+``--precompile-workers 0`` skips the step (bench/gpu_session.sh, which precompiles beside its tests).
 
-Sections (each runs under its own time cap; an error or a cap ends that section only and is
-recorded in its ``error`` field):
+Sections, in the order ``gemm, full, moe, engine, compiled`` (``--sections`` picks and orders them).
+Each runs under its own time cap: before each, the budget left is shared among the sections still
+to run in proportion to their nominal caps, the full-size model's figures kept at 90 s or more
+where the others can spare it (`section_plan`), so a section that finishes early leaves its time to
+the later ones. An error or a cap ends that section only and is recorded in its ``error`` field; a
+cap that a call inside caught (wrapped in its own exception, or swallowed) still ends the section
+at its next row (`time_cap`, `reraise_timeout`, `check_cap`). gpu.json is written after each.
 
 - ``gemm``: ``y = x @ W.T`` for M in 1, 16, 64, 256 rows over every distinct linear shape of the
-  full-size config (read from the model built on the meta device) plus 4096² and 8192². Paths:
+  full-size config (read from the model built on the meta device; its layers first, then the
+  vocabulary projection, `gemm_order`) plus 4096² and 8192² last. Paths:
   bf16 (cuBLAS); fp8 as `FP8Linear` dispatches it and raw (W8A16 GEMV, W8A8 ``_scaled_mm``);
   nvfp4 as `NVFP4Linear` dispatches it and raw (split-K GEMV, tiled kernel, dequantize + cuBLAS); at
   M=1 also the GEMV's variants on one tile (`_SameTile`; the tile in the table): as dispatched, with
@@ -31,15 +38,20 @@ recorded in its ``error`` field):
 - ``engine``: the tiny model (random weights) through the reference `Engine` per recipe (bf16, fp8,
   fp4) at 1, 8 and 64 concurrent sequences, with the decode step eager (``cuda_graphs="off"``) and
   replayed as a CUDA graph (``"on"``): decode tok/s, and kernel launches and host
-  synchronizations per decode step counted by ``torch.profiler`` on a shorter run.
+  synchronizations per decode step counted by ``torch.profiler`` over up to 8 decode steps alone
+  (after the engine's first step, which prefills: `decode_step_counts`).
 - ``compiled``: the tiny model's decode step through `torch.compile` and then captured (``compile_step``),
   bf16 and fp4 at one sequence, beside the same step captured uncompiled, in one section: tok/s,
   launches per step, and the warm-up's seconds (the compile). 31 new tokens after a 32-token prompt
   keep every step in one KV window, so each recipe compiles once.
 - ``full``: the full-size language model with random weights, built on the meta device,
   quantized there, materialized on the GPU and filled cheaply (no checkpoint), per recipe: decode
-  tok/s and time per output token at 1 and 64 sequences, prefill tok/s of one 8K prompt, peak
-  memory. A recipe that does not fit the memory or the time left is recorded as skipped, with why.
+  tok/s and time per output token at 1 and 64 sequences, prefill tok/s of one 8K prompt (timed
+  after an untimed prefill of the same length), peak memory. A recipe that does not fit the memory
+  or the time left is recorded as skipped, with why.
+
+``--device cpu --smoke`` tests the script on a CPU: tiny sizes everywhere, the tiny preset's shapes
+and model in every section (the Triton kernels under the interpreter).
 """
 
 from __future__ import annotations
@@ -74,7 +86,41 @@ M_VALUES = (1, 16, 64, 256)
 EXTRA_SHAPES = ((4096, 4096), (8192, 8192))
 RECIPES = ("bf16", "fp8", "fp4")
 ENGINE_BATCHES = (1, 8, 64)
+# nominal seconds per section: the budget left after the precompile step is handed out in proportion
+# to these (`section_cap`), recomputed before each section; never more than a section's own
 SECTION_CAPS_S = {"gemm": 120.0, "moe": 25.0, "engine": 90.0, "compiled": 75.0, "full": 150.0}  # engine: each row eager and graphed
+# the headline figures (the full-size model, three recipes of ~30 s, each started only with 20 s left in
+# its section) run right after the GEMM sweep, and get at least this much where the budget allows
+DEFAULT_SECTIONS = ("gemm", "full", "moe", "engine", "compiled")
+SECTION_MIN_S = {"full": 90.0}
+SECTION_MIN_KEEP = 0.5  # a minimum takes from the other sections at most this share of their own
+
+
+def section_plan(todo: list[str] | tuple[str, ...], left: float, caps: dict[str, float] | None = None,
+                 minimum: dict[str, float] | None = None) -> dict[str, float]:  # fmt: skip
+    """Seconds for each of the sections still to run (``todo``) out of the ``left`` seconds of the
+    run's budget (after the precompile step and the sections already run): shares of ``left`` in
+    proportion to their caps (`SECTION_CAPS_S`), those with a minimum (`SECTION_MIN_S`) raised to it
+    at the others' expense (each keeping at least `SECTION_MIN_KEEP` of its share), none above its
+    own cap. The plan adds up to at most ``left``."""
+    caps = SECTION_CAPS_S if caps is None else caps
+    minimum = SECTION_MIN_S if minimum is None else minimum
+    if not todo or left <= 0:
+        return {s: 0.0 for s in todo}
+    share = {s: caps[s] * left / sum(caps[t] for t in todo) for s in todo}
+    want = {s: min(minimum[s], caps[s]) - share[s] for s in todo if min(minimum.get(s, 0.0), caps[s]) > share[s]}
+    others = sum(share[s] for s in todo if s not in want)
+    extra = sum(want.values())
+    take = min(extra, (1 - SECTION_MIN_KEEP) * others)
+    plan = {s: share[s] + want[s] * take / extra if s in want else share[s] * (1 - take / others if others else 1)
+            for s in todo}  # fmt: skip
+    return {s: max(0.0, min(caps[s], v)) for s, v in plan.items()}
+
+
+def section_cap(todo: list[str] | tuple[str, ...], left: float) -> float:
+    """The next section's (``todo[0]``) seconds by `section_plan`: main asks before each section, so one
+    that finishes early leaves its time to the later ones."""
+    return section_plan(todo, left)[todo[0]] if todo else 0.0
 
 
 # ---- plumbing -----------------------------------------------------------------------------------
@@ -82,23 +128,104 @@ class SectionTimeout(Exception):
     pass
 
 
+class _CapState:
+    """The running section's time cap: ``active`` inside `time_cap`, ``expired`` once its alarm has
+    gone off (or a handler found a `SectionTimeout` inside an exception it caught)."""
+
+    active = False
+    expired = False
+    seconds = 0.0
+    old_handler: Any = None
+
+
+_CAP = _CapState()
+CAP_REPEAT_S = 1.0  # after the cap, the alarm goes off again this often until the section has ended
+
+
+def _disarm() -> None:
+    """Stop the section's alarm and restore the previous SIGALRM handler (idempotent)."""
+    _CAP.active = False
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if _CAP.old_handler is not None:
+            signal.signal(signal.SIGALRM, _CAP.old_handler)
+            _CAP.old_handler = None
+    _CAP.expired = False
+
+
 @contextlib.contextmanager
-def time_cap(seconds: float) -> Iterator[None]:
-    """Raise `SectionTimeout` in the main thread after ``seconds`` (checked between Python bytecodes)."""
+def time_cap(seconds: float, repeat_s: float = CAP_REPEAT_S) -> Iterator[None]:
+    """Raise `SectionTimeout` in the main thread after ``seconds`` (checked between Python bytecodes).
+
+    A call inside may catch that exception and wrap it (Triton's interpreter raises InterpreterError
+    from it, torch.compile its own errors) or go on after it (a compile falling back to eager): so the
+    alarm goes off again every ``repeat_s`` seconds (0: once) until the block ends, and the cap stays
+    marked expired (`check_cap`, `reraise_timeout`: the handlers and the loops between rows end the
+    section at the next chance)."""
+    _disarm()
+    _CAP.active, _CAP.seconds = True, seconds
     if seconds <= 0 or not hasattr(signal, "setitimer"):
-        yield
+        try:
+            yield
+        finally:
+            _disarm()
         return
 
     def _raise(signum: int, frame: Any) -> None:
+        if not _CAP.active:  # a late alarm after the section: nothing to stop
+            return
+        _CAP.expired = True
+        if frame is not None and frame.f_code in _CLEAN_UP_CODE:  # in time_cap's own clean-up: let it finish
+            return
         raise SectionTimeout(f"time cap of {seconds:.0f} s reached")
 
-    old = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    _CAP.old_handler = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds, max(repeat_s, 0.0))
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        _disarm()
+
+
+_CLEAN_UP_CODE = (time_cap.__wrapped__.__code__, _disarm.__code__)  # type: ignore[attr-defined]
+
+
+def cap_expired() -> bool:
+    """Whether the running section's time cap has passed (False outside `time_cap`)."""
+    return _CAP.active and _CAP.expired
+
+
+def check_cap() -> None:
+    """Raise `SectionTimeout` when the running section's cap has passed: the loops call it between
+    rows, so a timeout that a call inside caught and swallowed still ends the section."""
+    if cap_expired():
+        raise SectionTimeout(f"time cap of {_CAP.seconds:.0f} s reached (noticed between rows)")
+
+
+def _timeout_in(exc: BaseException) -> SectionTimeout | None:
+    """The `SectionTimeout` that ``exc`` is or wraps (anywhere in its ``__cause__``/``__context__``
+    chain), else None."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, SectionTimeout):
+            return e
+        todo += [e.__cause__, e.__context__]
+    return None
+
+
+def reraise_timeout(exc: BaseException) -> None:
+    """For each ``except Exception`` handler of a section: raise `SectionTimeout` (from ``exc``) when
+    ``exc`` wraps one, or when the section's cap has passed, marking the cap expired; else return."""
+    found = _timeout_in(exc)
+    if found is not None and _CAP.active:
+        _CAP.expired = True
+    if found is not None or cap_expired():
+        raise SectionTimeout(str(found) if found is not None else
+                             f"time cap of {_CAP.seconds:.0f} s reached") from exc
 
 
 class Deadline:
@@ -199,7 +326,7 @@ def precompile_kernels(device: torch.device, shapes: list[tuple[int, int, str]],
     t0 = time.monotonic()
     info: dict[str, Any] = {"arch": major * 10 + minor, "workers": workers}
     try:
-        with time_cap(cap_s):
+        with time_cap(cap_s, repeat_s=0):  # (one alarm: the pool's exit then stops its workers)
             # GEMV row buckets 1 and 16; the grouped kernel for each model's expert count
             info["variants"] = precompile(shapes, [1, 16], KERNELS, info["arch"], workers, experts)
     except Exception as exc:  # SectionTimeout included: the sections compile what is missing
@@ -233,12 +360,14 @@ def measure_into(row: dict[str, Any], run: Callable[[], torch.Tensor], ref: Call
     """``run``'s relative error against ``ref()``, its milliseconds and the weight GB/s (``nbytes``
     read per call) into ``row``; the ms, or None when it failed (the error is in ``row``, and the
     caller's other paths go on; the section's time cap is not caught)."""
+    check_cap()
     try:
         row["rel_err"] = _rel_err(run(), ref())
         ms = time_ms(run, device, rep_ms)
     except SectionTimeout:
         raise
     except Exception as exc:
+        reraise_timeout(exc)  # a time cap wrapped by the call (Triton's InterpreterError, dynamo's errors)
         row["error"] = short_error(exc)
         return None
     row.update(ms=ms, weight_gbs=nbytes / (ms * 1e-3) / 1e9)
@@ -390,15 +519,26 @@ def gemm_paths(w: torch.Tensor) -> tuple[dict[str, Path_], dict[str, Callable[[t
     return paths, refs
 
 
+def gemm_order(shapes: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The GEMM sweep's order, so that a time cap cuts what matters least: the decode-relevant shapes
+    first (the model's own layers: its projections and experts, in model order), then the vocabulary
+    projection (the model's too, but the largest and slowest to time), then the extra squares (not the
+    model's: for comparison with other kernels' published figures), smallest first."""
+    def key(s: tuple[int, int, str]) -> tuple[int, int]:
+        n, k, label = s
+        return (2, n * k) if label == "square" else (1, 0) if label == "lm_head" else (0, 0)
+
+    return sorted(shapes, key=key)  # stable: the layers keep the model's order
+
+
 def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: tuple[int, ...],
              extra: tuple[tuple[int, int], ...], deadline: Deadline, rep_ms: float) -> None:
-    shapes = linear_shapes(preset) + [(n, k, "square") for n, k in extra]
-    # the decode-relevant shapes first, the vocabulary projection last
-    shapes.sort(key=lambda s: (s[2] == "lm_head", -(s[0] * s[1]) if s[2] == "square" else 0))
+    shapes = gemm_order(linear_shapes(preset) + [(n, k, "square") for n, k in extra])
     out["shapes"] = [f"{n}x{k} {label}" for n, k, label in shapes]
     out["rel_err"] = "relative L2 error against the format's fp32 weight-only reference (W8A8 includes activation rounding)"
     rows = out.setdefault("rows", [])
     for n, k, label in shapes:
+        check_cap()
         if deadline.left() <= 0:
             out.setdefault("skipped", []).append(f"{n}x{k} {label}: section time cap")
             continue
@@ -409,6 +549,7 @@ def run_gemm(out: dict[str, Any], device: torch.device, preset: str, m_values: t
         except SectionTimeout:
             raise
         except Exception as exc:
+            reraise_timeout(exc)
             rows.append({"shape": f"{n}x{k}", "layer": label, "M": "-", "path": "quantize", "error": short_error(exc)})
             continue
         for m in m_values:
@@ -471,6 +612,7 @@ def run_moe(out: dict[str, Any], device: torch.device, preset: str, batches: tup
     out.update(experts=n_experts, top_k=top_k)
     rows = out.setdefault("rows", [])
     for n, k, label in [s for s in linear_shapes(preset) if ".experts." in f".{s[2]}"]:
+        check_cap()
         if deadline.left() <= 0:
             out.setdefault("skipped", []).append(f"{n}x{k} {label}: section time cap")
             continue
@@ -481,6 +623,7 @@ def run_moe(out: dict[str, Any], device: torch.device, preset: str, batches: tup
               torch.stack([q.global_scale.reshape(()) for q in qs]))  # fmt: skip
         del qs
         for batch in batches:
+            check_cap()
             experts, offsets = moe_routing(batch, n_experts, top_k, g, device)
             x = torch.randn(experts.shape[0], k, device=device, generator=g).to(torch.bfloat16)
             used = int((offsets[1:] > offsets[:-1]).sum())
@@ -543,6 +686,38 @@ def _tiny_model(recipe: str, device: torch.device, preset: str = "tiny") -> nn.M
     return model
 
 
+def decode_step_counts(engine: Any, prompts: list[torch.Tensor], new_tokens: int, steps: int,
+                       device: torch.device) -> tuple[int, int, int]:  # fmt: skip
+    """`count_launches_and_syncs` over ``steps`` decode steps alone: the prompts submitted (each to
+    ``new_tokens`` tokens) and the engine's first step (admission, prefill, the first token) run
+    unprofiled, then ``steps`` steps profiled, each one decode step of every sequence (none finishes:
+    ``steps`` <= ``new_tokens`` - 2), then the requests dropped. So the prefill's launches and syncs
+    are not charged to decode."""
+    from evalsuite.model.engine import SamplingParams
+
+    if not 1 <= steps <= new_tokens - 2:
+        raise ValueError(f"decode_step_counts: expected 1 <= steps <= new_tokens - 2, got {steps} and {new_tokens}")
+    params = SamplingParams(max_tokens=new_tokens, stop_token_ids=())
+    handles = [engine.submit(p, params) for p in prompts]
+    try:
+        engine.step()  # admit and prefill every prompt: the step that is not counted
+        if engine.waiting or len(engine.running) != len(handles):
+            raise RuntimeError(f"decode_step_counts: {len(engine.running)} of {len(handles)} sequences admitted "
+                               "in the first step; the engine needs a slot for each")
+        sync(device)
+
+        def decode_steps() -> None:
+            for _ in range(steps):
+                engine.step()
+
+        counts = count_launches_and_syncs(decode_steps)
+        if any(h.done for h in handles) or any(len(h.tokens) != 1 + steps for h in handles):
+            raise RuntimeError("decode_step_counts: a profiled step was not one decode step of every sequence")
+    finally:
+        engine.cancel_all()
+    return counts
+
+
 def _engine_row(row: dict[str, Any], model: nn.Module, device: torch.device, b: int, kv: str, graphs: str,
                 compile_step: bool, prompt_len: int, new_tokens: int) -> None:
     """Fill ``row`` with one engine configuration's decode tok/s and per-step launches and syncs."""
@@ -563,12 +738,11 @@ def _engine_row(row: dict[str, Any], model: nn.Module, device: torch.device, b: 
     elapsed = time.perf_counter() - t0
     generated = sum(r.output_tokens for r in results)
     row.update(tok_s=generated / elapsed, seconds=elapsed, tokens=generated)
-    steps = min(8, new_tokens)  # the engine is sized for new_tokens: a longer profiled run would be refused
-    launches, syncs, on_device = count_launches_and_syncs(
-        lambda: engine.generate(prompts, SamplingParams(max_tokens=steps, stop_token_ids=()))
-    )
-    row.update(launches_per_step=launches / steps, syncs_per_step=syncs / steps,
-               device_ops_per_step=on_device / steps)  # fmt: skip
+    steps = min(8, new_tokens - 2)  # the engine is sized for new_tokens; none may finish while profiled
+    if steps >= 1:
+        launches, syncs, on_device = decode_step_counts(engine, prompts, new_tokens, steps, device)
+        row.update(launches_per_step=launches / steps, syncs_per_step=syncs / steps,
+                   device_ops_per_step=on_device / steps, counted_steps=steps)  # fmt: skip
     if engine.decoder is not None:
         row["graphs_captured"] = engine.decoder.captures
         row["compiled"] = engine.decoder.compiled  # False when compiling failed (a warning said why)
@@ -584,8 +758,10 @@ def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ..
     rows = out.setdefault("rows", [])
     out.update(prompt_len=prompt_len, new_tokens=new_tokens,
                counted="kernel launches (runtime + driver API) and host syncs (stream/device/event "
-                       "synchronize, blocking memcpy) per decode step, from a profiled run")  # fmt: skip
+                       "synchronize, blocking memcpy) per decode step, from profiled decode steps alone "
+                       "(after the step that prefills: the prefill is not counted)")  # fmt: skip
     for recipe in recipes or RECIPES:
+        check_cap()
         if deadline.left() <= 0:
             out.setdefault("skipped", []).append(f"{recipe}: section time cap")
             continue
@@ -594,16 +770,22 @@ def run_engine(out: dict[str, Any], device: torch.device, batches: tuple[int, ..
         for b, mode in [(b, m) for b in batches for m in modes]:
             graphs = "off" if mode == "off" else "on"
             row: dict[str, Any] = {"recipe": recipe, "batch": b, "cuda_graphs": graphs, "compile_step": mode == "compile"}
+            check_cap()
             if deadline.left() <= 0:
                 row["error"] = "skipped: section time cap"
                 rows.append(row)
                 continue
             try:
                 _engine_row(row, model, device, b, kv, graphs, mode == "compile", prompt_len, new_tokens)
-            except SectionTimeout:
+            except SectionTimeout as exc:
+                row["error"] = short_error(exc)
+                rows.append(row)
                 raise
             except Exception as exc:
                 row["error"] = short_error(exc)
+                rows.append(row)
+                reraise_timeout(exc)
+                continue
             rows.append(row)
         del model
         gc.collect()
@@ -696,9 +878,11 @@ def run_full(out: dict[str, Any], device: torch.device, preset: str, batches: tu
     from evalsuite.model.backbone import prefill
 
     out.update(preset=preset, prefill_len=prefill_len, decode_steps=decode_steps,
-               note="random weights, no checkpoint; decode from a 32-token prompt; TPOT = time per decode step")  # fmt: skip
+               note="random weights, no checkpoint; decode from a 32-token prompt; TPOT = time per decode step; "
+                    "prefill timed after an untimed one of the same length")  # fmt: skip
     rows = out.setdefault("rows", [])
     for recipe in ("bf16", "fp4", "fp8"):
+        check_cap()
         row: dict[str, Any] = {"recipe": recipe}
         rows.append(row)
         if deadline.left() < 20:
@@ -717,14 +901,24 @@ def run_full(out: dict[str, Any], device: torch.device, preset: str, batches: tu
             kv = None if kv == "bf16" else kv
             with torch.no_grad():
                 for b in batches:
+                    check_cap()
                     r = _decode_rate(model, b, 32, decode_steps, device, kv)
                     row[f"decode_b{b}_tok_s"] = r["tok_s"]
                     row[f"tpot_b{b}_ms"] = r["tpot_ms"]
                 if deadline.left() < 10:
                     row["prefill"] = "skipped: section time cap"
                 else:
-                    state = model.allocate_state(1, prefill_len + 1, kv)
                     ids = torch.randint(0, model.config.vocab_size, (1, prefill_len), device=device)
+                    # an untimed prefill of the same length first (the allocator's growth, autotuning
+                    # and first-call compiles of the prefill's shapes), then the timed one
+                    state = model.allocate_state(1, prefill_len + 1, kv)
+                    t0 = time.perf_counter()
+                    prefill(model, ids, state)
+                    sync(device)
+                    row["prefill_warmup_s"] = time.perf_counter() - t0
+                    del state
+                    check_cap()
+                    state = model.allocate_state(1, prefill_len + 1, kv)
                     sync(device)
                     t0 = time.perf_counter()
                     prefill(model, ids, state)
@@ -738,6 +932,7 @@ def run_full(out: dict[str, Any], device: torch.device, preset: str, batches: tu
             raise
         except Exception as exc:
             row["error"] = short_error(exc)
+            reraise_timeout(exc)
         finally:
             del model
             gc.collect()
@@ -791,7 +986,7 @@ def markdown(res: dict[str, Any]) -> str:
         if not eng:
             continue
         lines += ["", f"### {title}: {eng.get('prompt_len')}-token prompts, {eng.get('new_tokens')} new tokens "
-                  "(a step = one token for every sequence; prefill included in the counts)", "",
+                  "(a step = one token for every sequence; counts per decode step, prefill not included)", "",
                   "| recipe | batch | tok/s | launches / step | host syncs / step | GPU ops / step | CUDA graph | "
                   "compiled | warm-up s |",
                   "|---|---:|---:|---:|---:|---:|---|---|---:|"]
@@ -848,13 +1043,14 @@ def parse_device(text: str, expected: str = "cuda, cuda:N or cpu (a smoke test o
 def main(argv: list[str] | None = None) -> int:
     p = _Parser(prog="python bench/bench_gpu.py", description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/bench", help="folder for gpu.json and gpu.md")
-    p.add_argument("--sections", default="gemm,moe,engine,compiled,full",
-                   help="comma-separated: gemm, moe, engine, compiled, full")
+    p.add_argument("--sections", default=",".join(DEFAULT_SECTIONS),
+                   help="comma-separated, run in this order: gemm, full, moe, engine, compiled")
     p.add_argument("--budget-s", type=float, default=290.0, help="wall-clock budget of the whole run")
     p.add_argument("--device", default="cuda", help="cuda (default); cpu only for a smoke test of the script")
     p.add_argument("--preset", default="nano-omni-30b-a3b", help="config whose shapes and model are measured")
     p.add_argument("--m", default=",".join(map(str, M_VALUES)), help="GEMM row counts")
-    p.add_argument("--smoke", action="store_true", help="tiny sizes everywhere (tests the script on CPU)")
+    p.add_argument("--smoke", action="store_true",
+                   help="tiny sizes everywhere, the tiny preset's shapes and model (tests the script on CPU)")
     p.add_argument("--precompile-workers", type=int, default=min(16, os.cpu_count() or 1),
                    help="processes compiling the Triton kernels' variants before the sections (0: none)")
     p.add_argument("--sass-from", type=Path, default=None,
@@ -917,18 +1113,23 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and HAS_TRITON and args.precompile_workers > 0 and not args.smoke:
         experts = tuple(sorted({BackboneConfig.preset(p).n_routed_experts for p in (args.preset, "tiny")}))
         res["precompile"] = precompile_kernels(device, precompile_shapes(args.preset), args.precompile_workers,
-                                               cap_s=PRECOMPILE_CAP_S, experts=experts)  # fmt: skip
+                                               cap_s=min(PRECOMPILE_CAP_S, 0.25 * args.budget_s),
+                                               experts=experts)  # fmt: skip
         print(f"bench-gpu: precompile {res['precompile']}", flush=True)
         save()
-    caps = dict(SECTION_CAPS_S)
-    total_caps = sum(caps[s] for s in sections)
-    for name in sections:
+    elif device.type == "cuda" and HAS_TRITON and not args.smoke:
+        res["precompile"] = {"skipped": "--precompile-workers 0: what is in Triton's cache already (bench/gpu_session.sh "
+                                        "precompiles beside its tests), the rest compiles on first use"}
+    # the smoke test's sizes: the tiny preset's shapes and model (the full-size one would not fit a CPU's memory)
+    shapes_preset = "tiny" if args.smoke else args.preset
+    for i, name in enumerate(sections):
+        # the budget left after the precompile step and the sections run so far, shared among those to run
         left = args.budget_s - (time.monotonic() - t_start)
-        cap = min(caps[name] * args.budget_s / max(total_caps, args.budget_s), left)
+        cap = section_cap(sections[i:], left)
         sec: dict[str, Any] = {"cap_s": round(cap, 1)}
         res["sections"][name] = sec
         t0 = time.monotonic()
-        print(f"bench-gpu: section {name} (cap {cap:.0f} s)", flush=True)
+        print(f"bench-gpu: section {name} (cap {cap:.0f} s of {max(left, 0):.0f} s left)", flush=True)
         if cap <= 1:
             sec["error"] = "no time left in the run's budget"
             save()
@@ -938,7 +1139,7 @@ def main(argv: list[str] | None = None) -> int:
             with time_cap(cap):
                 if name == "gemm":
                     extra = ((256, 256),) if args.smoke else EXTRA_SHAPES
-                    run_gemm(sec, device, args.preset, m_values, extra, deadline, rep_ms=2.0 if args.smoke else 20.0)
+                    run_gemm(sec, device, shapes_preset, m_values, extra, deadline, rep_ms=2.0 if args.smoke else 20.0)
                 elif name == "moe":
                     run_moe(sec, device, "tiny" if args.smoke else args.preset, (1, 2) if args.smoke else MOE_BATCHES,
                             deadline, rep_ms=2.0 if args.smoke else 20.0)
@@ -949,13 +1150,18 @@ def main(argv: list[str] | None = None) -> int:
                     run_engine(sec, device, (1,), 8 if args.smoke else 32, 4 if args.smoke else 31, deadline,
                                modes=("on", "compile"), recipes=("bf16", "fp4"))
                 else:
-                    run_full(sec, device, args.preset, (1, 2) if args.smoke else (1, 64), 64 if args.smoke else 8192,
+                    run_full(sec, device, shapes_preset, (1, 2) if args.smoke else (1, 64), 64 if args.smoke else 8192,
                              2 if args.smoke else 8, deadline)
         except SectionTimeout as exc:
             sec["error"] = short_error(exc)
         except Exception as exc:  # a failing section leaves the others
-            sec["error"] = short_error(exc)
-            sec["traceback"] = traceback.format_exc(limit=8)
+            if (timeout := _timeout_in(exc)) is not None:  # the cap, wrapped by a call inside
+                sec["error"] = short_error(timeout)
+            else:
+                sec["error"] = short_error(exc)
+                sec["traceback"] = traceback.format_exc(limit=8)
+        finally:
+            _disarm()  # (time_cap's own exit does it; again here, so no late alarm reaches save())
         sec["seconds"] = round(time.monotonic() - t0, 1)
         save()
     res["total_s"] = round(time.monotonic() - t_start, 1)
