@@ -872,13 +872,22 @@ def _decode_rate(model: nn.Module, batch: int, prompt_len: int, steps: int, devi
     return {"tpot_ms": step_s * 1e3, "tok_s": batch / step_s}
 
 
+def at_tpot_slo(row: dict[str, Any], slo_ms: float) -> tuple[float | None, int | None]:
+    """(output tok/s, batch) of the measured batch with the highest decode rate whose TPOT meets the
+    SLO; (None, None) when none does."""
+    met = [(row[f"decode_b{b}_tok_s"], b) for b in sorted(int(k[8:-6]) for k in row if k.startswith("decode_b"))
+           if row.get(f"tpot_b{b}_ms") is not None and row[f"tpot_b{b}_ms"] <= slo_ms]
+    return max(met) if met else (None, None)
+
+
 def run_full(out: dict[str, Any], device: torch.device, preset: str, batches: tuple[int, ...],
-             prefill_len: int, decode_steps: int, deadline: Deadline) -> None:
+             prefill_len: int, decode_steps: int, deadline: Deadline, tpot_slo_ms: float = 50.0) -> None:
     from evalsuite.kernels import recipes
     from evalsuite.model.backbone import prefill
 
-    out.update(preset=preset, prefill_len=prefill_len, decode_steps=decode_steps,
+    out.update(preset=preset, prefill_len=prefill_len, decode_steps=decode_steps, tpot_slo_ms=tpot_slo_ms,
                note="random weights, no checkpoint; decode from a 32-token prompt; TPOT = time per decode step; "
+                    f"at SLO = the measured batch with the most tok/s whose TPOT <= {tpot_slo_ms:g} ms; "
                     "prefill timed after an untimed one of the same length")  # fmt: skip
     rows = out.setdefault("rows", [])
     for recipe in ("bf16", "fp4", "fp8"):
@@ -905,6 +914,7 @@ def run_full(out: dict[str, Any], device: torch.device, preset: str, batches: tu
                     r = _decode_rate(model, b, 32, decode_steps, device, kv)
                     row[f"decode_b{b}_tok_s"] = r["tok_s"]
                     row[f"tpot_b{b}_ms"] = r["tpot_ms"]
+                    row["tok_s_at_tpot_slo"], row["slo_batch"] = at_tpot_slo(row, tpot_slo_ms)
                 if deadline.left() < 10:
                     row["prefill"] = "skipped: section time cap"
                 else:
@@ -1006,13 +1016,16 @@ def markdown(res: dict[str, Any]) -> str:
         bs = sorted(set(bs), key=int)
         head = " | ".join(f"decode b{b} tok/s | TPOT b{b} ms" for b in bs)
         lines += ["", f"### Full-size `{full.get('preset')}` LM, random weights ({full.get('note', '')})", "",
-                  f"| recipe | weights GiB | {head} | prefill {full.get('prefill_len')} tok/s | peak GiB | note |",
-                  "|---|---:|" + "---:|" * (2 * len(bs)) + "---:|---:|---|"]
+                  f"| recipe | weights GiB | {head} | tok/s at TPOT ≤ {_f(full.get('tpot_slo_ms'), 0)} ms (batch) | "
+                  f"prefill {full.get('prefill_len')} tok/s | peak GiB | note |",
+                  "|---|---:|" + "---:|" * (2 * len(bs)) + "---:|---:|---:|---|"]
         for r in full.get("rows", []):
             cells = " | ".join(f"{_f(r.get(f'decode_b{b}_tok_s'), 1)} | {_f(r.get(f'tpot_b{b}_ms'), 1)}" for b in bs)
             note = r.get("error") or r.get("skipped") or (r["prefill"] if isinstance(r.get("prefill"), str) else "")
-            lines.append(f"| {r['recipe']} | {_f(r.get('weights_gib'), 1)} | {cells} | {_f(r.get('prefill_tok_s'), 0)} | "
-                         f"{_f(r.get('peak_mem_gib'), 1)} | {note} |")
+            slo = (f"{_f(r['tok_s_at_tpot_slo'], 1)} ({r['slo_batch']})" if r.get("tok_s_at_tpot_slo") is not None
+                   else ("none" if any(k.startswith("decode_b") for k in r) else "–"))
+            lines.append(f"| {r['recipe']} | {_f(r.get('weights_gib'), 1)} | {cells} | {slo} | "
+                         f"{_f(r.get('prefill_tok_s'), 0)} | {_f(r.get('peak_mem_gib'), 1)} | {note} |")
     for name, s in sec.items():
         if s.get("error"):
             lines += ["", f"Section {name} stopped: {s['error']}"]
@@ -1051,6 +1064,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--m", default=",".join(map(str, M_VALUES)), help="GEMM row counts")
     p.add_argument("--smoke", action="store_true",
                    help="tiny sizes everywhere, the tiny preset's shapes and model (tests the script on CPU)")
+    p.add_argument("--tpot-slo-ms", type=float, default=50.0,
+                   help="the full-size model's TPOT target: its output tok/s at the SLO is that of the measured "
+                        "batch with the most tok/s within it")
     p.add_argument("--precompile-workers", type=int, default=min(16, os.cpu_count() or 1),
                    help="processes compiling the Triton kernels' variants before the sections (0: none)")
     p.add_argument("--sass-from", type=Path, default=None,
@@ -1073,6 +1089,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         p.error(f"--m: expected comma-separated integers >= 1, got {args.m!r}")
+    if not math.isfinite(args.tpot_slo_ms) or args.tpot_slo_ms <= 0:
+        p.error(f"--tpot-slo-ms: expected a finite number of milliseconds > 0, got {args.tpot_slo_ms}")
     if not math.isfinite(args.budget_s) or args.budget_s < 0:
         p.error(f"--budget-s: expected a finite number of seconds >= 0, got {args.budget_s}")
     if args.precompile_workers < 0:
@@ -1150,8 +1168,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_engine(sec, device, (1,), 8 if args.smoke else 32, 4 if args.smoke else 31, deadline,
                                modes=("on", "compile"), recipes=("bf16", "fp4"))
                 else:
-                    run_full(sec, device, shapes_preset, (1, 2) if args.smoke else (1, 64), 64 if args.smoke else 8192,
-                             2 if args.smoke else 8, deadline)
+                    run_full(sec, device, shapes_preset, (1, 2) if args.smoke else (1, 16, 64),
+                             64 if args.smoke else 8192, 2 if args.smoke else 8, deadline, args.tpot_slo_ms)
         except SectionTimeout as exc:
             sec["error"] = short_error(exc)
         except Exception as exc:  # a failing section leaves the others

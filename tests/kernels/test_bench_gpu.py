@@ -491,6 +491,21 @@ def test_full_section_times_a_second_prefill_after_an_untimed_one(monkeypatch):
     assert rows["bf16"]["prefill_tok_s"] > 64 / 0.5  # the warm one, not the cold
 
 
+def test_the_full_size_figure_at_a_tpot_slo_is_the_fastest_batch_within_it():
+    """The issue's 'output tok/s at a TPOT SLO' of the full-size model: of the batches measured, the
+    one with the most tok/s whose time per decode step meets the target."""
+    bench = _load()
+    row = {"recipe": "fp4", "decode_b1_tok_s": 90.0, "tpot_b1_ms": 11.1, "decode_b16_tok_s": 800.0,
+           "tpot_b16_ms": 20.0, "decode_b64_tok_s": 1600.0, "tpot_b64_ms": 40.0}
+    assert bench.at_tpot_slo(row, 50.0) == (1600.0, 64) and bench.at_tpot_slo(row, 30.0) == (800.0, 16)
+    assert bench.at_tpot_slo(row, 5.0) == (None, None)
+    row["tok_s_at_tpot_slo"], row["slo_batch"] = bench.at_tpot_slo(row, 30.0)
+    md = bench.markdown({"sections": {"full": {"preset": "p", "prefill_len": 8192, "tpot_slo_ms": 30.0,
+                                               "rows": [row, {"recipe": "bf16", "skipped": "no time"}]}}})
+    assert "tok/s at TPOT ≤ 30 ms (batch)" in md and "| 800.0 (16) |" in md
+    assert "| bf16 |" in md and "| – |" in md
+
+
 # ---- time caps that a call inside catches ---------------------------------------------------------
 def test_timeout_inside_a_wrapping_exception_is_found():
     bench = _load()
