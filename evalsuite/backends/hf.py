@@ -436,6 +436,12 @@ class HFBackend(Backend):
             kwargs["audio"] = clips
             kwargs["audio_kwargs"] = {"sampling_rate": info["audio_sample_rate"]}
         enc = self.processor(**kwargs)
+        mask = enc.get("feature_attention_mask")
+        hop = getattr(getattr(self.processor, "feature_extractor", None), "hop_length", None)
+        if clips and mask is not None and isinstance(hop, int):  # what the feature extractor kept of the clips
+            heard = round(int(mask.sum()) * hop / info["audio_sample_rate"], 4)
+            if heard < info["audio_seconds"] - 0.05:  # cut at its chunk length (30 s for Whisper-style ones)
+                info["audio_seconds_heard"] = heard
         ids = enc["input_ids"][0]
         for kind in ("image", "video", "audio"):
             token_id = getattr(self.processor, f"{kind}_token_id", None)

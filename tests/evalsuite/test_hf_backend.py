@@ -181,6 +181,12 @@ def test_omni_thinker_hears_sees_and_watches(tmp_path: Path, media) -> None:
     assert image.info["image_tokens"] > 0
     assert video.info["video_frames"] == 2 and video.info["video_tokens"] > 0
 
+    # a clip longer than the feature extractor's window is cut there, as in the model card: recorded
+    chunk = backend.processor.feature_extractor.chunk_length
+    (long,) = backend.generate([Request("l", [user(ContentPart.of_media(
+        "audio", str(write_wav(tmp_path / "long.wav", seconds=chunk + 4.0, rate=8000))), "What?")], max_tokens=2)])
+    assert long.info["audio_seconds"] == chunk + 4.0 and long.info["audio_seconds_heard"] == float(chunk)
+
     outcome = run(RunConfig(model=f"hf:{path}", tasks=["audioqa"], out=tmp_path / "run", limit=2, quiet=True,
                             report=False))
     results, samples = load_run(tmp_path / "run")
