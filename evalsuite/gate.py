@@ -355,7 +355,7 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
     margin = margin_points / 100.0
-    pairs = {t: pair(sb.get(t, []), sc.get(t, []), b_errors_as_wrong=True) for t in names}
+    pairs = {t: pair(sb.get(t, []), sc.get(t, []), a_errors_as_wrong=True, b_errors_as_wrong=True) for t in names}
     verdicts = gate_tasks(pairs, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed)
     # a baseline task the candidate lacks is a row of its own (SKIPPED: it does not decide the
     # verdict), not only a note under the table, so the page shows what was not gated where it looks

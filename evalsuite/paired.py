@@ -84,12 +84,16 @@ def _scored(r: SampleResult) -> bool:
     return r.error is None and r.score is not None and not math.isnan(float(r.score))
 
 
-def pair(a: Sequence[SampleResult], b: Sequence[SampleResult], *, b_errors_as_wrong: bool = False) -> Paired:
+def pair(a: Sequence[SampleResult], b: Sequence[SampleResult], *, b_errors_as_wrong: bool = False,
+         a_errors_as_wrong: bool = False) -> Paired:
     """Line up sample results by id: pairs scored in both runs.
 
     With ``b_errors_as_wrong`` a sample that A scored and B errored on counts as score 0 for B (a
-    candidate that crashes on hard inputs must not look better by dropping them). The cluster of a
-    pair is A's ``metadata["cluster"]`` (the sample id when absent).
+    candidate that crashes on hard inputs must not look better by dropping them); with
+    ``a_errors_as_wrong`` too, A's errors count as 0 the same way. The gate sets both: with B's alone,
+    two runs of one model with the same transient error rate were biased against B (an A/A gate at 2%
+    errors per run failed 23% of the time at alpha 5%). The cluster of a pair is A's
+    ``metadata["cluster"]`` (the sample id when absent).
     """
     by_id_b = {r.id: r for r in b}
     ids: list[str] = []
@@ -100,17 +104,20 @@ def pair(a: Sequence[SampleResult], b: Sequence[SampleResult], *, b_errors_as_wr
     only_a = errors_as_wrong = 0
     seen: set[str] = set()
     for ra in a:
-        if not _scored(ra):
+        if not _scored(ra) and not (a_errors_as_wrong and ra.error is not None):
             continue
         rb = by_id_b.get(ra.id)
+        if not _scored(ra) and (rb is None or not _scored(rb)):  # errored in both (or A's alone): nothing to pair
+            continue
         if rb is None or (not _scored(rb) and not (b_errors_as_wrong and rb.error is not None)):
             only_a += 1
             continue
+        sa = float(ra.score) if _scored(ra) else 0.0  # type: ignore[arg-type]
         sb = float(rb.score) if _scored(rb) else 0.0
         errors_as_wrong += 0 if _scored(rb) else 1
         seen.add(ra.id)
         ids.append(ra.id)
-        xa.append(float(ra.score))  # type: ignore[arg-type]
+        xa.append(sa)
         xb.append(sb)
         clusters.append(str(ra.metadata.get("cluster", ra.id)))
         if sb != xa[-1]:
