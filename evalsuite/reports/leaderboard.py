@@ -27,7 +27,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from evalsuite.paired import pair, paired_interval
 from evalsuite.results import RunFormatError, atomic_write_text, config_differences, load_run, results_path
@@ -375,14 +375,9 @@ def settings_flags(entries: Sequence[Entry], tasks: Sequence[str]) -> dict[tuple
     reference (the first run of its most common settings): their numbers are not comparable."""
     flags: dict[tuple[int, str], str] = {}
     for t in tasks:
-        have = [(i, e.results["tasks"][t]) for i, e in enumerate(entries) if t in e.results["tasks"]]
-        groups: list[list[int]] = []
-        for i, entry in have:
-            home = next((g for g in groups if not config_differences(entries[g[0]].results["tasks"][t], entry)), None)
-            if home is None:
-                groups.append([i])
-            else:
-                home.append(i)
+        have = [i for i, e in enumerate(entries) if t in e.results["tasks"]]
+        groups = _groups(have, lambda i, j: not config_differences(entries[i].results["tasks"][t],
+                                                                    entries[j].results["tasks"][t]))
         if len(groups) < 2:
             continue
         ref = max(groups, key=len)[0]  # first-seen group wins a tie
@@ -396,6 +391,19 @@ def settings_flags(entries: Sequence[Entry], tasks: Sequence[str]) -> dict[tuple
     return flags
 
 
+def _groups(indices: Sequence[int], same: Callable[[int, int], bool]) -> list[list[int]]:
+    """``indices`` grouped in first-seen order, each joining the first group whose first member it is
+    ``same`` as."""
+    groups: list[list[int]] = []
+    for i in indices:
+        home = next((g for g in groups if same(g[0], i)), None)
+        if home is None:
+            groups.append([i])
+        else:
+            home.append(i)
+    return groups
+
+
 def sample_flags(entries: Sequence[Entry], tasks: Sequence[str],
                  skip: dict[tuple[int, str], str]) -> dict[tuple[int, str], str]:
     """{(entry index, task): note} for the cells of a task computed over other samples than the
@@ -404,15 +412,8 @@ def sample_flags(entries: Sequence[Entry], tasks: Sequence[str],
     run whole give 5 and 200 questions: their means are not comparable either."""
     flags: dict[tuple[int, str], str] = {}
     for t in tasks:
-        groups: list[list[int]] = []
-        for i, e in enumerate(entries):
-            if (i, t) in skip or sample_ids(e, t) is None:
-                continue
-            home = next((g for g in groups if sample_ids(entries[g[0]], t) == sample_ids(e, t)), None)
-            if home is None:
-                groups.append([i])
-            else:
-                home.append(i)
+        have = [i for i, e in enumerate(entries) if (i, t) not in skip and sample_ids(e, t) is not None]
+        groups = _groups(have, lambda i, j: sample_ids(entries[i], t) == sample_ids(entries[j], t))
         if len(groups) < 2:
             continue
         ref = max(groups, key=len)[0]  # first-seen group wins a tie
