@@ -273,7 +273,7 @@ def slo_search(probe: Callable[[float], dict[str, Any]], slo: SLO, *, start: flo
     assuming that meeting it is monotone in the load. ``probe(x)`` measures load ``x``; ``known``
     points (a sweep already run) seed the bracket. Bracketing doubles from the highest passing load
     (or halves below the lowest failing one, down to ``lower``); bisection then narrows the bracket
-    to 1 (integers) or ``rel_tol`` of the passing load, within ``max_probes`` new measurements."""
+    to ``rel_tol`` of the passing load (integers: that or 1), within ``max_probes`` new measurements."""
     points: dict[float, dict[str, Any]] = dict(known or {})
     probed: list[float] = []
     lower = (1.0 if integer else start / 64) if lower is None else lower
@@ -304,7 +304,9 @@ def slo_search(probe: Callable[[float], dict[str, Any]], slo: SLO, *, start: flo
         measure(min(2 * lo, float(upper)))
         lo, hi = bracket()
     def closed(lo: float, hi: float) -> bool:
-        return (hi - lo <= 1) if integer else (hi - lo <= rel_tol * lo)
+        # integers: adjacent, or as close as rel_tol lets loads be (a [32, 34] bracket is as narrow as
+        # a rate search's: one more probe for 33 was past the budget, and the headline went to null)
+        return (hi - lo <= max(1.0, rel_tol * lo)) if integer else (hi - lo <= rel_tol * lo)
 
     while lo is not None and hi is not None and len(probed) < max_probes:  # bisect
         if closed(lo, hi):

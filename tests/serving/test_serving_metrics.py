@@ -189,3 +189,14 @@ def test_no_crossing_is_placed_at_a_load_that_failed_on_its_failures() -> None:
     c4_slow = point_metrics([ok(1.5)] * 100, concurrency=4, slo=slo)
     res = slo_search(lambda x: {}, slo, start=2, upper=4, integer=True, max_probes=0, known={2.0: c2, 4.0: c4_slow})
     assert res.interpolated == pytest.approx(2 + (1 - 0.5) / (1.5 - 0.5) * 2, **EXACT)
+
+
+def test_an_integer_search_within_the_relative_tolerance_is_converged() -> None:
+    """[32, 34] is as narrow as a rate search stops at (10%): a CPU run that ran out of probes one step
+    short of 33 reported no output tok/s at the SLO at all."""
+    probe, calls = linear_model(33.5)
+    known = {x: probe(x) for x in (1.0, 4.0, 16.0)}
+    calls.clear()
+    r = slo_search(probe, SLO(ttft_s=3.35), start=1, upper=64, integer=True, max_probes=6, known=known)
+    assert r.probed == [32.0, 64.0, 48.0, 40.0, 36.0, 34.0] and (r.best, r.failing) == (32.0, 34.0)
+    assert r.converged and r.status == "converged"  # was "unconverged": 33 would have been a 7th probe
