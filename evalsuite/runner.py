@@ -395,10 +395,6 @@ def model_of_desc(desc: dict[str, Any] | None) -> dict[str, Any]:
     return {k: str(desc[k]) for k in ("device", "precision") if desc and desc.get(k) is not None}
 
 
-def model_of(backend: Backend) -> dict[str, Any]:
-    return model_of_desc(backend.describe())
-
-
 def _read_stamp(path: Path) -> dict[str, Any] | None:
     try:
         stamp = json.loads(path.read_text(encoding="utf-8"))
@@ -506,7 +502,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         write("running")  # a run killed outright in its first task still has a results.json that says so
         for task in tasks:
             entry = _run_task(task, backend, cfg, out, hashes[task.name], (prior or {}).get("tasks", {}).get(task.name),
-                              dist)
+                              dist, model_desc)
             if entry is None:  # a non-leader rank: rank 0 merges and summarizes
                 continue
             doc["tasks"][task.name] = entry
@@ -561,7 +557,8 @@ def run(cfg: RunConfig) -> RunOutcome:
 
 
 def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: str,
-              prior_entry: dict[str, Any] | None, dist: Dist = Dist()) -> dict[str, Any] | None:
+              prior_entry: dict[str, Any] | None, dist: Dist = Dist(),
+              model_desc: dict[str, Any] | None = None) -> dict[str, Any] | None:
     if isinstance(task, DrivingTask):  # throughput and lm-eval drive the backend themselves
         if dist.world == 1:
             return task.run_with(backend, cfg=cfg, out=out, config_hash=chash)
@@ -583,11 +580,12 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     mine = samples if dist.world == 1 else samples[dist.rank :: dist.world]
     mine_ids = {s.id for s in mine}
     log_path = merged_path if dist.world == 1 else out / "samples" / f"{task.name}.rank{dist.rank}-of-{dist.world}.jsonl"
-    if extra := sorted(set(read_samples(merged_path)) - seen):  # a smaller --limit than the file's run
+    in_file = read_samples(merged_path)
+    if extra := sorted(set(in_file) - seen):  # a smaller --limit than the file's run
         raise RunError(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
                        f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
                        f"--overwrite, or another --out")
-    done = {i: r for i, r in read_samples(merged_path).items() if i in mine_ids}
+    done = {i: r for i, r in in_file.items() if i in mine_ids}
     # shards of an earlier run cut short under torchrun, with any number of ranks (this one's among them)
     shards = sorted((out / "samples").glob(f"{task.name}.rank*-of-*.jsonl"))
     for shard in shards:
@@ -596,7 +594,7 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     stamp_file = stamp_path(out, task.name)
     stamp = dict(_read_stamp(stamp_file) or {}) if done else {}
     elapsed = float(stamp.get("elapsed_s", 0.0)) if dist.world == 1 else 0.0  # the time its samples so far took
-    stamp.update(config_hash=chash, seed=cfg.seed, **model_of(backend))
+    stamp.update(config_hash=chash, seed=cfg.seed, **model_of_desc(model_desc))
     if todo and dist.leader:  # before the first sample of this config
         atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(elapsed, 3)})
     prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else elapsed
