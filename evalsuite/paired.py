@@ -91,8 +91,8 @@ def pair(a: Sequence[SampleResult], b: Sequence[SampleResult], *, b_errors_as_wr
     With ``b_errors_as_wrong`` a sample that A scored and B errored on counts as score 0 for B (a
     candidate that crashes on hard inputs must not look better by dropping them); with
     ``a_errors_as_wrong`` too, A's errors count as 0 the same way. The gate sets both: with B's alone,
-    two runs of one model with the same transient error rate were biased against B (an A/A gate at 2%
-    errors per run failed 23% of the time at alpha 5%). The cluster of a pair is A's
+    two runs of one model with the same transient error rate are biased against B by about the error
+    rate times the accuracy, so an A/A gate fails far more often than alpha. The cluster of a pair is A's
     ``metadata["cluster"]`` (the sample id when absent).
     """
     by_id_b = {r.id: r for r in b}

@@ -304,8 +304,8 @@ def slo_search(probe: Callable[[float], dict[str, Any]], slo: SLO, *, start: flo
         measure(min(2 * lo, float(upper)))
         lo, hi = bracket()
     def closed(lo: float, hi: float) -> bool:
-        # integers: adjacent, or as close as rel_tol lets loads be (a [32, 34] bracket is as narrow as
-        # a rate search's: one more probe for 33 was past the budget, and the headline went to null)
+        # integers: adjacent, or within rel_tol of the passing load, as a rate search stops (a bracket of
+        # two integers apart at a load of 32 is as narrow; probing between them can exceed the budget)
         return (hi - lo <= max(1.0, rel_tol * lo)) if integer else (hi - lo <= rel_tol * lo)
 
     while lo is not None and hi is not None and len(probed) < max_probes:  # bisect

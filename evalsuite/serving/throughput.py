@@ -540,8 +540,8 @@ class _Bench:
 
     def _rate_label(self, prefix: str, rate: float) -> str:
         """``r12.5``: 4 significant digits, more when another point already has that label (its
-        per-request ids and its export file are named by it); never in exponent notation (``r7.443e+04``
-        became the file name ``r7.443e_04``, which reads as 7e-4)."""
+        per-request ids and its export file are named by it); never in exponent notation (a file name
+        cannot hold ``+``, and ``r7.443e_04`` would read as 7e-4)."""
         taken = {p["label"] for p in self.closed_loop + self.open_loop}
         for digits in (4, 6, 9, 12, 17):
             label = prefix + np.format_float_positional(rate, precision=digits, unique=False, fractional=False,
