@@ -21,13 +21,20 @@ bootstrap and Tango's score interval, which stays honest when there are few or n
 pairs (30 identical answers cannot show that two models are within 2 points). A sample the
 baseline scored and the candidate errored on counts as wrong for the candidate.
 
-Efficiency: for every figure both runs report whose direction is known (throughput up, latency down)
-the speed ratio candidate/baseline (inverted for latencies); FAIL when the candidate is more than
-``--max-slowdown`` percent slower, or reports 0 or nothing for a figure the baseline has. Only for a
-task whose two runs hold the same samples: a run's figures are over its own samples. Skipped when
-the runs were on different hardware (device, CPU model, GPU model and count), and the verdict says
-so ("PASS (accuracy only: throughput not gated, different hardware)"): a CI job on other hardware
-gates throughput against a baseline run made in the same job.
+Efficiency: for every figure both sides report whose direction is known (throughput up, latency
+down) the speed ratio candidate/baseline (inverted for latencies). Each side may be several runs,
+repeats of one model on one machine (``--baseline B1 B2 B3 --candidate C1 C2 C3``; accuracy uses the
+first of each): the ratio is then of geometric means, with one-sided ``1 - alpha`` Student t bounds
+from the spread of the log figures within the sides. FAIL when the candidate is shown to be more
+than ``--max-slowdown`` percent slower (one-sided t test at alpha, Holm-adjusted across figures),
+PASS when the lower bound is within it, INCONCLUSIVE otherwise. With one run per side the noise is
+not estimated and the point ratio decides (FAIL beyond ``--max-slowdown``): on a shared CPU two
+runs of one model often differ by more than 20%, so gate with repeats there. A candidate run that
+reports 0 or nothing for a figure the baseline has FAILs. Only for a task whose runs hold the same
+samples: a run's figures are over its own samples. Skipped when the sides ran on different hardware
+(device, CPU model, GPU model and count), and the verdict says so ("PASS (accuracy only:
+throughput not gated, different hardware)"): a CI job on other hardware gates throughput against
+baseline runs made in the same job.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
 folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
@@ -55,12 +62,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+from scipy.stats import t as student_t
+
 from evalsuite.compare import (CompareError, check_configs, efficiency_direction, format_table, numeric_figures,
                                select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, read_samples, validate)
-from evalsuite.stats import N_BOOT, fmt_p, points
+from evalsuite.stats import N_BOOT, fmt_p, points, speed_bounds
 from evalsuite.types import SampleResult
 
 PASS, FAIL, INCONCLUSIVE, SKIPPED = "PASS", "FAIL", "INCONCLUSIVE", "SKIPPED"
@@ -232,13 +242,141 @@ def gate_tasks(pairs: dict[str, Paired], *, margin: float, alpha: float, n_boot:
 class EfficiencyVerdict:
     task: str
     key: str
-    baseline: float
-    candidate: float | None  # None: the candidate does not report the figure
+    baseline: float  # the figure (geometric mean over the baseline's runs)
+    candidate: float | None  # the same over the candidate's runs; None: a candidate run does not report it
     speed_ratio: float  # > 1: candidate faster; 0 when the candidate reports 0 throughput or nothing
     verdict: str
+    n_baseline: int = 1  # runs of each side the figure is measured over
+    n_candidate: int = 1
+    lower: float | None = None  # one-sided (1 - alpha) bounds of the speed ratio from the run-to-run
+    upper: float | None = None  # spread; None with one run per side (the noise is then not estimated)
+    p_beyond: float | None = None  # one-sided p of "at most max_slowdown slower" (small: slower than that)
+    p_beyond_holm: float | None = None  # Holm-adjusted across the gated figures: what FAIL uses
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def _as_list(effs: dict[str, Any] | Sequence[dict[str, Any] | None] | None) -> list[dict[str, Any] | None]:
+    return [effs] if effs is None or isinstance(effs, dict) else list(effs)
+
+
+def _gmean(values: Sequence[float]) -> float:
+    return float(values[0]) if len(values) == 1 else math.exp(float(np.log(np.asarray(values, dtype=np.float64)).mean()))
+
+
+def speed_test(base: Sequence[float], cand: Sequence[float], direction: int, alpha: float,
+               max_slowdown: float) -> tuple[float, float | None, float | None, float | None]:
+    """(speed ratio, lower, upper, p beyond) of one figure measured in several runs per side.
+
+    The ratio is that of geometric means (candidate over baseline, inverted for a latency). The
+    run-to-run noise is estimated from the spread of the log figures within each side (pooled: the
+    runs are on one machine); ``lower``/``upper`` are the one-sided ``1 - alpha`` Student t bounds of
+    the ratio, and ``p beyond`` the one-sided p of H0 "the candidate is at most ``max_slowdown``
+    slower" (small: it is slower than that). With one run per side the noise cannot be estimated:
+    the plain ratio, and None for the rest."""
+    if len(base) + len(cand) < 3:  # one run per side
+        return (cand[0] / base[0] if direction > 0 else base[0] / cand[0]), None, None, None
+    x = direction * np.log(np.asarray(base, dtype=np.float64))
+    y = direction * np.log(np.asarray(cand, dtype=np.float64))
+    d = float(y.mean() - x.mean())
+    df = x.size + y.size - 2
+    ss = float(((x - x.mean()) ** 2).sum() + ((y - y.mean()) ** 2).sum())
+    se = math.sqrt(ss / df) * math.sqrt(1.0 / x.size + 1.0 / y.size)
+    floor = math.log(1.0 - max_slowdown) if max_slowdown < 1.0 else -math.inf
+    if se == 0.0:  # every run of each side measured exactly the same: the difference is certain
+        return math.exp(d), math.exp(d), math.exp(d), (0.0 if d < floor else 1.0)
+    q = float(student_t.ppf(1.0 - alpha, df))
+    return math.exp(d), math.exp(d - q * se), math.exp(d + q * se), float(student_t.cdf((d - floor) / se, df))
+
+
+def measure_efficiency(task: str, eff_base: dict[str, Any] | Sequence[dict[str, Any] | None] | None,
+                       eff_cand: dict[str, Any] | Sequence[dict[str, Any] | None] | None,
+                       alpha: float = 0.05, max_slowdown: float = 0.2) -> list[EfficiencyVerdict]:
+    """The figures of one task to gate, measured (verdicts not decided yet: see ``decide_efficiency``).
+
+    ``eff_base`` / ``eff_cand``: a run's efficiency figures, or a list of them, one per run of that
+    side (repeats of one model on one machine). A figure the baseline reports (> 0) that a candidate
+    run reports as 0 (a throughput: nothing met the SLO) or not at all (null, absent) is a FAIL, not
+    a figure left out: a candidate that can no longer reach the latency target must not pass the
+    gate because its figure went missing."""
+    bases = [numeric_figures(e) for e in _as_list(eff_base)]
+    cands = [numeric_figures(e) for e in _as_list(eff_cand)]
+    out = []
+    for key in dict.fromkeys(k for b in bases for k in b):  # every baseline run's figures, first-seen order
+        direction = efficiency_direction(key)
+        a = [b[key] for b in bases if key in b and 0 < b[key] < math.inf]
+        if direction == 0 or not a:
+            continue  # a figure of unknown direction, or one no baseline run measured (> 0)
+        base_mean = _gmean(a)
+        got = [c.get(key) for c in cands]
+        missing = sum(v is None or (v == 0 and direction > 0) for v in got)
+        if missing:
+            zero = any(g == 0 for g in got)  # a throughput of 0 is a figure (nothing met the SLO); None is none
+            v = EfficiencyVerdict(task, key, base_mean, 0.0 if zero else None, 0.0, FAIL, len(a), len(got))
+            what = "0" if zero and missing == sum(g == 0 for g in got) else "0 or nothing" if zero else "nothing"
+            v.reason = (f"the candidate reports {what}" + (f" in {missing} of its {len(got)} runs" if len(got) > 1 else "")
+                        + " for a figure the baseline has")
+            out.append(v)
+            continue
+        b = [float(v) for v in got if v is not None and 0 < v < math.inf]
+        if not b:
+            continue  # negative figures, or a latency of 0: not a measurement to gate
+        speed, lo, hi, p = speed_test(a, b, direction, alpha, max_slowdown)
+        out.append(EfficiencyVerdict(task, key, base_mean, _gmean(b), speed, "",
+                                     len(a), len(b), lo, hi, p, p))
+    return out
+
+
+def decide_efficiency(v: EfficiencyVerdict, max_slowdown: float, alpha: float) -> EfficiencyVerdict:
+    """Set the verdict of a measured figure (``p_beyond_holm`` already adjusted across figures).
+
+    One run per side: FAIL beyond ``max_slowdown``, else PASS (the noise is not estimated: identical
+    runs on a shared 2-core CPU differ by up to a third). Several runs on a side: FAIL when the
+    candidate is shown to be more than ``max_slowdown`` slower (one-sided t test at ``alpha``, Holm
+    across the figures; for one figure: the upper bound of the speed ratio is below
+    ``1 - max_slowdown``), PASS when the lower bound is at or above it, INCONCLUSIVE otherwise. A
+    candidate exactly ``max_slowdown`` slower fails with probability at most alpha, and two runs
+    of one model far less often."""
+    if v.verdict == FAIL:  # a figure missing from the candidate
+        return v
+    floor = 1.0 - max_slowdown
+    allowed = f"{100 * max_slowdown:.0f}%"
+    slower = f"{100 * (1.0 - v.speed_ratio):.1f}% slower"
+    if v.lower is None or v.upper is None or v.p_beyond_holm is None:
+        runs = "one run per side: the run-to-run noise is not estimated (give each side several runs)"
+        if v.speed_ratio < floor:
+            v.verdict, v.reason = FAIL, f"{slower}, beyond the allowed {allowed}; {runs}"
+        else:
+            v.verdict, v.reason = PASS, f"within the allowed {allowed}; {runs}"
+        return v
+    runs = f"{v.n_baseline} + {v.n_candidate} runs"
+    if v.p_beyond_holm <= alpha:
+        v.verdict, v.reason = FAIL, (f"{slower}: more than the allowed {allowed}, significantly over {runs} "
+                                     f"(one-sided t test p = {fmt_p(v.p_beyond_holm)} <= {alpha})")
+    elif v.lower >= floor:
+        v.verdict, v.reason = PASS, f"within the allowed {allowed} (lower bound {v.lower:.3f}x over {runs})"
+    else:
+        v.verdict, v.reason = INCONCLUSIVE, (f"{'faster' if v.speed_ratio >= 1 else slower}, bounds "
+                                             f"[{v.lower:.3f}x, {v.upper:.3f}x] over {runs} reach "
+                                             f"{floor:.2f}x: the runs vary too much to tell; give more runs")
+    return v
+
+
+def gate_efficiency(figures: list[EfficiencyVerdict], max_slowdown: float, alpha: float) -> list[EfficiencyVerdict]:
+    """Decide measured figures, their "beyond the allowance" p-values Holm-adjusted across them all."""
+    adjusted = holm([f.p_beyond for f in figures])
+    for f, padj in zip(figures, adjusted):
+        f.p_beyond_holm = padj
+    return [decide_efficiency(f, max_slowdown, alpha) for f in figures]
+
+
+def check_efficiency(task: str, eff_base: dict[str, Any] | Sequence[dict[str, Any] | None] | None,
+                     eff_cand: dict[str, Any] | Sequence[dict[str, Any] | None] | None,
+                     max_slowdown: float, alpha: float = 0.05) -> list[EfficiencyVerdict]:
+    """Measure and decide one task's figures (``measure_efficiency`` + ``gate_efficiency``)."""
+    return gate_efficiency(measure_efficiency(task, eff_base, eff_cand, alpha, max_slowdown), max_slowdown, alpha)
 
 
 def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
@@ -261,30 +399,6 @@ def verdict_text(verdict: str, efficiency_skipped: str | None) -> str:
     return verdict
 
 
-def check_efficiency(task: str, eff_base: dict[str, Any] | None, eff_cand: dict[str, Any] | None,
-                     max_slowdown: float) -> list[EfficiencyVerdict]:
-    """Speed ratios of the baseline's figures with a known direction; FAIL beyond ``max_slowdown``.
-
-    A figure the baseline reports (> 0) that the candidate reports as 0 (a throughput: nothing met
-    the SLO) or not at all (null, absent) is a FAIL, not a figure left out: a candidate that can no
-    longer reach the latency target must not pass the gate because its figure went missing."""
-    out = []
-    cand = numeric_figures(eff_cand)
-    for key, a in numeric_figures(eff_base).items():
-        direction = efficiency_direction(key)
-        if direction == 0 or a <= 0:
-            continue
-        if key not in cand:
-            out.append(EfficiencyVerdict(task, key, a, None, 0.0, FAIL))
-            continue
-        b = cand[key]
-        if b < 0 or (b == 0 and direction < 0):
-            continue  # a negative figure, or a latency of 0: not a measurement to gate
-        speed = b / a if direction > 0 else a / b
-        out.append(EfficiencyVerdict(task, key, a, b, speed, FAIL if 1.0 - speed > max_slowdown else PASS))
-    return out
-
-
 # ---- the gate -----------------------------------------------------------------------------------
 @dataclass
 class GateResult:
@@ -304,6 +418,8 @@ class GateResult:
     fail_reasons: list[str] = field(default_factory=list)  # failures of the gate as a whole (also in notes)
     baseline_reasons: list[str] = field(default_factory=list)  # the runs' own status_reasons
     candidate_reasons: list[str] = field(default_factory=list)
+    baseline_repeats: list[str] = field(default_factory=list)  # labels of each side's further runs
+    candidate_repeats: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -314,7 +430,7 @@ class GateResult:
     def verdict(self) -> str:
         if self.failed:
             return FAIL
-        shown = [t.verdict for t in self.tasks if t.verdict != SKIPPED]
+        shown = [t.verdict for t in self.tasks if t.verdict != SKIPPED] + [e.verdict for e in self.efficiency]
         return PASS if shown and all(v == PASS for v in shown) else INCONCLUSIVE
 
     def to_dict(self) -> dict[str, Any]:
@@ -322,9 +438,9 @@ class GateResult:
             "schema_version": GATE_SCHEMA_VERSION, "kind": "gate",
             "verdict": self.verdict,
             "baseline": {"path": self.baseline_label, "status": self.baseline_status, "model": self.baseline_model,
-                         "status_reasons": self.baseline_reasons},
+                         "status_reasons": self.baseline_reasons, "repeats": self.baseline_repeats},
             "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model,
-                          "status_reasons": self.candidate_reasons},
+                          "status_reasons": self.candidate_reasons, "repeats": self.candidate_repeats},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
             "verdict_text": verdict_text(self.verdict, self.efficiency_skipped),
             "efficiency_skipped": self.efficiency_skipped,
@@ -333,11 +449,40 @@ class GateResult:
         }
 
 
+def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], names: Sequence[str], side: str,
+                  allow_config_mismatch: bool) -> None:
+    """Repeats of a side are runs of the same model, settings and samples on the same machine."""
+    r0, s0 = first
+    for (r, s), lab in repeats:
+        if hardware(r) != hardware(r0):
+            raise GateError(f"{side} run {lab}: other hardware than {label} ({describe_hardware(r)}; "
+                            f"{describe_hardware(r0)}): a side's runs are repeats on one machine")
+        if r["model"] != r0["model"]:
+            raise GateError(f"{side} run {lab}: another model than {label}: a side's runs are repeats of one model")
+        for t in names:
+            if t not in r["tasks"]:
+                raise GateError(f"{side} run {lab} has no task {t!r} ({label} has it): a side's runs are repeats")
+            ids, ids0 = {x.id for x in s.get(t, [])}, {x.id for x in s0.get(t, [])}
+            if ids != ids0:
+                raise GateError(f"{side} run {lab}: task {t!r} holds other samples than {label} "
+                                f"({len(ids)} and {len(ids0)}, {len(ids & ids0)} in both): repeats run the same samples")
+        try:
+            check_configs(r0, r, names, allow_mismatch=allow_config_mismatch)
+        except CompareError as e:
+            raise GateError(f"{side} run {lab} is not a repeat of {label}: {e}") from None
+
+
 def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha: float = 0.05,
              max_slowdown_pct: float | None = 20.0, tasks: Sequence[str] | None = None,
              allow_config_mismatch: bool = False, baseline_label: str = "baseline",
-             candidate_label: str = "candidate", n_boot: int = N_BOOT, seed: int = 0) -> GateResult:
-    """Gate a loaded candidate run against a loaded baseline run (``load_run`` outputs)."""
+             candidate_label: str = "candidate", n_boot: int = N_BOOT, seed: int = 0,
+             baseline_repeats: Sequence[tuple[Run, str]] = (),
+             candidate_repeats: Sequence[tuple[Run, str]] = ()) -> GateResult:
+    """Gate a loaded candidate run against a loaded baseline run (``load_run`` outputs).
+
+    ``*_repeats``: more runs of each side, ``(run, label)``, repeats of the same model on the same
+    samples and machine: accuracy is gated on the first run of each side, efficiency on all of them
+    (the run-to-run noise of a figure is estimated from their spread)."""
     if not 0.0 < alpha < 0.5:
         raise GateError(f"--alpha must be in (0, 0.5), got {alpha}")
     if not (margin_points >= 0 and math.isfinite(margin_points)):  # NaN fails both
@@ -353,6 +498,8 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             raise
         names = []  # a candidate cut short before it finished any task: a FAIL below, not a usage error
     diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
+    check_repeats(baseline, baseline_label, baseline_repeats, names, "baseline", allow_config_mismatch)
+    check_repeats(candidate, candidate_label, candidate_repeats, names, "candidate", allow_config_mismatch)
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
     margin = margin_points / 100.0
     pairs = {t: pair(sb.get(t, []), sc.get(t, []), a_errors_as_wrong=True, b_errors_as_wrong=True) for t in names}
@@ -388,16 +535,26 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
                                  f"({len(ids_b)} in the baseline, {len(ids_c)} in the candidate, "
                                  f"{len(ids_b & ids_c)} in both); run the candidate on the baseline's samples")
                     continue
-                eff += check_efficiency(t, rb["tasks"][t].get("efficiency"), rc["tasks"][t].get("efficiency"),
-                                        max_slowdown_pct / 100.0)
+                eff += measure_efficiency(
+                    t, [r["tasks"][t].get("efficiency") for r, _ in [(rb, None), *(x for x, _ in baseline_repeats)]],
+                    [r["tasks"][t].get("efficiency") for r, _ in [(rc, None), *(x for x, _ in candidate_repeats)]],
+                    alpha, max_slowdown_pct / 100.0)
+            eff = gate_efficiency(eff, max_slowdown_pct / 100.0, alpha)
     for who, r in (("baseline", rb), ("candidate", rc)):
         if r.get("status") != "complete":
             why = "; ".join(r.get("status_reasons") or [])
             notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
+    for (r, _), lab in baseline_repeats:
+        if r.get("status") != "complete":
+            notes.append(f"the baseline run {lab} is {r.get('status')}")
     fail_reasons = []
     if rc.get("status") != "complete":
         fail_reasons.append(f"the candidate run is {rc.get('status')}, not complete: the gate passes only a "
                             f"finished run (resume it, or fix what failed)")
+    for (r, _), lab in candidate_repeats:
+        if r.get("status") != "complete":
+            fail_reasons.append(f"the candidate run {lab} is {r.get('status')}, not complete: the gate passes "
+                                f"only finished runs")
     if not any(t.verdict != SKIPPED for t in verdicts) and not eff:
         fail_reasons.append("nothing was gated: no task has a sample scored in both runs and no efficiency "
                             "figure was compared (does each run folder hold its samples/?)")
@@ -407,7 +564,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
                       baseline_status=str(rb.get("status")), candidate_status=str(rc.get("status")),
                       efficiency_skipped=skipped, fail_reasons=fail_reasons,
                       baseline_reasons=[str(m) for m in rb.get("status_reasons") or []],
-                      candidate_reasons=[str(m) for m in rc.get("status_reasons") or []])
+                      candidate_reasons=[str(m) for m in rc.get("status_reasons") or []],
+                      baseline_repeats=[lab for _, lab in baseline_repeats],
+                      candidate_repeats=[lab for _, lab in candidate_repeats])
 
 
 # ---- text and markdown, from the gate.json document ----------------------------------------------
@@ -425,10 +584,13 @@ def summary_rows(doc: dict[str, Any]) -> list[list[str]]:
 
 
 def efficiency_rows(doc: dict[str, Any]) -> list[list[str]]:
-    rows = [["task", "figure", "baseline", "candidate", "speed", "verdict"]]
+    level = f"{100 * (1 - 2 * doc['alpha']):.0f}% CI"
+    rows = [["task", "figure", "baseline", "candidate", "speed", level, "runs", "verdict", "reason"]]
     for e in doc["efficiency"]:
         cand = "missing" if e["candidate"] is None else f"{e['candidate']:.4g}"
-        rows.append([e["task"], e["key"], f"{e['baseline']:.4g}", cand, f"{e['speed_ratio']:.3f}x", e["verdict"]])
+        runs = f"{e.get('n_baseline', 1)}+{e.get('n_candidate', 1)}"
+        rows.append([e["task"], e["key"], f"{e['baseline']:.4g}", cand, f"{e['speed_ratio']:.3f}x", speed_bounds(e),
+                     runs, e["verdict"], e.get("reason") or ""])
     return rows
 
 
@@ -474,9 +636,12 @@ def markdown(doc: dict[str, Any]) -> str:
 
 # ---- CLI ----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", required=True, metavar="FILE_OR_DIR",
-                        help="run folder, results .json, or folder of baselines (results/baselines)")
-    parser.add_argument("--candidate", required=True, metavar="RUN_DIR", help="run folder to gate")
+    parser.add_argument("--baseline", required=True, metavar="FILE_OR_DIR", nargs="+",
+                        help="run folder, results .json, or folder of baselines (results/baselines); further "
+                             "run folders: repeats of the baseline on this machine, for the efficiency gate")
+    parser.add_argument("--candidate", required=True, metavar="RUN_DIR", nargs="+",
+                        help="run folder to gate; further run folders: repeats of it, for the efficiency gate "
+                             "(accuracy is gated on the first)")
     parser.add_argument("--baseline-name", default=None,
                         help="which baseline of a folder (default: match model name, then precision)")
     parser.add_argument("--margin", type=float, default=2.0, metavar="POINTS",
@@ -501,13 +666,21 @@ def main(args: argparse.Namespace) -> int:
         raise GateError(f"--n-boot must be at least 100, got {args.n_boot}")
     if math.isnan(args.max_slowdown):
         raise GateError("--max-slowdown must be a finite percentage (negative: do not gate efficiency), got nan")
-    candidate = load_run(args.candidate)
-    baseline, label = load_baseline(args.baseline, candidate[0], args.baseline_name)
+    candidate = load_run(args.candidate[0])
+    candidate_repeats = [(load_run(p), str(p)) for p in args.candidate[1:]]
+    baseline, label = load_baseline(args.baseline[0], candidate[0], args.baseline_name)
+    baseline_repeats = []
+    for p in args.baseline[1:]:
+        if Path(p).is_dir() and not (Path(p) / "results.json").exists():
+            raise GateError(f"--baseline {p}: a repeat of the baseline is a run folder or a results .json file, "
+                            f"not a folder of baselines")
+        baseline_repeats.append((_load_any(Path(p)), str(p)))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     g = run_gate(baseline, candidate, margin_points=args.margin, alpha=args.alpha,
                  max_slowdown_pct=args.max_slowdown if args.max_slowdown >= 0 else None, tasks=tasks,
                  allow_config_mismatch=args.allow_config_mismatch, baseline_label=label,
-                 candidate_label=str(args.candidate), n_boot=args.n_boot, seed=args.seed)
+                 candidate_label=str(args.candidate[0]), n_boot=args.n_boot, seed=args.seed,
+                 baseline_repeats=baseline_repeats, candidate_repeats=candidate_repeats)
     doc = json.loads(dumps(g.to_dict()))
     validate(doc, "gate")
     print(summary_text(doc))
@@ -520,8 +693,8 @@ def main(args: argparse.Namespace) -> int:
         if g.failed:
             print("baseline not saved: the gate failed")
         else:
-            folder = Path(args.baseline)
+            folder = Path(args.baseline[0])
             if not folder.is_dir() or (folder / "results.json").exists():
                 raise GateError("--save-baseline needs --baseline to be a folder of baselines")
-            print(f"baseline: {save_baseline(args.candidate, folder, args.save_baseline)}")
+            print(f"baseline: {save_baseline(args.candidate[0], folder, args.save_baseline)}")
     return 1 if g.failed else 0

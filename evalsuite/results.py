@@ -28,7 +28,7 @@ SCHEMA_VERSION = "1.2"  # 1.1: the throughput task's load points; 1.2: status "i
 SCHEMA_DIR = Path(__file__).parent / "schema"
 SCHEMA_PATH = SCHEMA_DIR / "results.schema.json"
 COMPARE_SCHEMA_VERSION = "1.0"
-GATE_SCHEMA_VERSION = "1.0"
+GATE_SCHEMA_VERSION = "1.1"
 VERSIONS = {"results": SCHEMA_VERSION, "compare": COMPARE_SCHEMA_VERSION, "gate": GATE_SCHEMA_VERSION}
 CONFIG_KEYS = ("version", "args", "media")  # what makes two runs of a task comparable
 

@@ -126,6 +126,13 @@ def points(x: float | None, signed: bool = True) -> str:
     return f"{100 * x:+.1f}" if signed else f"{100 * x:.1f}"
 
 
+def speed_bounds(e: dict[str, object]) -> str:
+    """A gated efficiency figure's speed-ratio interval (``lower``/``upper``), "–" with one run per side."""
+    lo, hi = e.get("lower"), e.get("upper")
+    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+    return f"[{lo:.3f}x, {hi:.3f}x]" if ok else "–"
+
+
 def fmt_p(p: float | None) -> str:
     """A p-value: three decimals, or two significant digits below 0.001."""
     if p is None:

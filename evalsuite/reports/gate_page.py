@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.results import atomic_write_text, load_doc
-from evalsuite.stats import fmt_p, points
+from evalsuite.stats import fmt_p, points, speed_bounds
 from evalsuite.reports.run_report import jinja_env
 
 FAILED = "gate failed: "  # how gate.py prefixes a whole-gate failure in the notes
@@ -46,12 +46,14 @@ def verdict_reasons(doc: dict[str, Any]) -> list[str]:
         else:  # schema 1.0: the run's reasons are only in a note
             out += [n for n in doc["notes"] if n.startswith(f"the candidate run is {cand['status']}: ")]
     out += [f"task {t['task']}: {t['reason']}" for t in doc["tasks"] if t["verdict"] == "FAIL"]
-    out += [f"{e['task']} {e['key']}: " + ("missing from the candidate" if e["candidate"] is None
-                                           else f"speed {e['speed_ratio']:.3f}x, beyond the allowed "
-                                                f"{doc['max_slowdown_pct']:.0f}% slowdown")
+    out += [f"{e['task']} {e['key']}: " + (e.get("reason") or ("missing from the candidate" if e["candidate"] is None
+                                                                 else f"speed {e['speed_ratio']:.3f}x, beyond the allowed "
+                                                                      f"{doc['max_slowdown_pct']:.0f}% slowdown"))
             for e in doc["efficiency"] if e["verdict"] == "FAIL"]
     if doc["verdict"] == "INCONCLUSIVE":
         out += [f"task {t['task']} inconclusive: {t['reason']}" for t in doc["tasks"] if t["verdict"] == "INCONCLUSIVE"]
+        out += [f"{e['task']} {e['key']} inconclusive: {e.get('reason')}" for e in doc["efficiency"]
+                if e["verdict"] == "INCONCLUSIVE"]
     return out
 
 
@@ -63,7 +65,9 @@ def render_gate(folder: str | Path) -> Path:
     html = jinja_env().get_template("gate.html").render(
         g=doc, tasks=[_task_row(t) for t in doc["tasks"]], level=100 * (1 - 2 * doc["alpha"]), reasons=reasons,
         notes=[n for n in doc["notes"] if not n.startswith(FAILED) and n not in reasons],  # each said once
-        eff=[{**e, "speed": f"{e['speed_ratio']:.3f}x"} for e in doc["efficiency"]])
+        eff=[{**e, "speed": f"{e['speed_ratio']:.3f}x", "bounds": speed_bounds(e),
+              "runs": f"{e.get('n_baseline', 1)} + {e.get('n_candidate', 1)}", "reason": e.get("reason") or ""}
+             for e in doc["efficiency"]])
     path = folder / "gate.html"
     atomic_write_text(path, html)
     return path

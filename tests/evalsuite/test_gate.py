@@ -162,9 +162,11 @@ def test_a_lost_figure_shows_as_missing_in_every_report(big, tmp_path, capsys):
     cand = write_run(tmp_path / "c", {"docqa": rows}, efficiency={"docqa": {"max_goodput_requests_per_s": None}})
     out = tmp_path / "g"
     assert gate("--baseline", str(base), "--candidate", str(cand), "--out", str(out)) == 1
-    assert "max_goodput_requests_per_s  22.8      missing    0.000x  FAIL" in capsys.readouterr().out
+    assert ("max_goodput_requests_per_s  22.8      missing    0.000x  –       1+1   FAIL     the candidate reports "
+            "nothing for a figure the baseline has") in capsys.readouterr().out
     assert load_doc(out, "gate")["efficiency"][0]["candidate"] is None
-    assert "| docqa | max_goodput_requests_per_s | 22.8 | missing | 0.000x | FAIL |" in (out / "gate.md").read_text()
+    assert ("| docqa | max_goodput_requests_per_s | 22.8 | missing | 0.000x | – | 1+1 | FAIL | the candidate reports "
+            "nothing for a figure the baseline has |") in (out / "gate.md").read_text()
     assert '<td class="num">missing</td>' in (out / "gate.html").read_text()
 
 
@@ -407,7 +409,7 @@ def test_gate_json_matches_its_schema_and_the_page_renders_from_it(big, tmp_path
     assert "PASS" in html and "a&lt;b&gt;" in html and "a<b>" not in html
     doc["tasks"][0]["verdict"] = "MAYBE"
     (out / "gate.json").write_text(json.dumps(doc))
-    with pytest.raises(RunFormatError, match="gate.json does not match schema 1.0 at tasks/0/verdict"):
+    with pytest.raises(RunFormatError, match="gate.json does not match schema 1.1 at tasks/0/verdict"):
         render_gate(out)
 
 
@@ -502,3 +504,109 @@ def test_no_not_gated_note_for_a_task_whose_row_fails(big, tmp_path):
     html = (tmp_path / "g" / "gate.html").read_text()
     top = html[html.index('<span class="badge FAIL">'):html.index("<table>")]
     assert "task docqa: the candidate has none of the 400 samples the baseline scored" in top
+
+
+# ---- efficiency over repeated runs ---------------------------------------------------------------
+def test_speed_test_is_the_pooled_t_test_on_log_figures():
+    from scipy import stats
+
+    from evalsuite.gate import speed_test
+    speed, lo, hi, p = speed_test([100.0, 110.0, 90.0], [80.0, 85.0, 75.0], +1, 0.05, 0.10)
+    assert speed == pytest.approx(0.801638, abs=1e-6)  # ratio of geometric means
+    assert (lo, hi) == (pytest.approx(0.693020, abs=1e-6), pytest.approx(0.927280, abs=1e-6))
+    # p of H0 "at most 10% slower": the pooled two-sample t test of log(candidate / 0.9) against log(baseline)
+    ref = stats.ttest_ind(np.log([80.0, 85.0, 75.0]) - math.log(0.9), np.log([100.0, 110.0, 90.0]), alternative="less")
+    assert p == pytest.approx(ref.pvalue, rel=1e-12) and p == pytest.approx(0.0827, abs=1e-4)
+    assert speed_test([100.0, 110.0, 90.0], [80.0, 85.0, 75.0], +1, 0.05, 0.0)[3] == pytest.approx(0.015877, abs=1e-6)
+    # a latency is inverted: the candidate taking 1.25x as long is 0.8x the speed
+    speed, lo, hi, p = speed_test([10.0, 11.0, 9.0], [12.5, 13.75, 11.25], -1, 0.05, 0.0)
+    assert speed == pytest.approx(0.8) and lo < 0.8 < hi and p < 0.05
+    # one run per side: the plain ratio, no noise estimate
+    assert speed_test([100.0], [70.0], +1, 0.05, 0.2) == (0.7, None, None, None)
+    # one side repeated is enough (pooled over the side that has a spread)
+    assert speed_test([100.0, 104.0], [70.0], +1, 0.05, 0.2)[3] is not None
+
+
+def _sim_gate(rng, n_base, n_cand, true_speed, noise=0.15, max_slowdown=0.20, n_sim=1500):
+    """Verdict counts of one throughput figure with lognormal run-to-run noise (sd ``noise`` of the log)."""
+    counts = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}
+    for _ in range(n_sim):
+        base = [{"samples_per_s": float(v)} for v in 20.0 * np.exp(rng.normal(0, noise, n_base))]
+        cand = [{"samples_per_s": float(v)} for v in 20.0 * true_speed * np.exp(rng.normal(0, noise, n_cand))]
+        counts[check_efficiency("t", base, cand, max_slowdown)[0].verdict] += 1
+    return {k: v / n_sim for k, v in counts.items()}
+
+
+def test_identical_runs_fail_at_most_alpha_once_the_noise_is_estimated():
+    rng = np.random.default_rng(7)
+    # One run per side, a run-to-run noise like a shared 2-core CPU's (15%): identical models fail
+    # the 20% rule about 1 time in 6 - the reason repeats exist.
+    assert 0.10 < _sim_gate(rng, 1, 1, 1.0)[FAIL] < 0.25
+    # Three runs per side: FAIL needs the slowdown shown to be beyond 20%
+    assert _sim_gate(rng, 3, 3, 1.0)[FAIL] < 0.005
+    assert _sim_gate(rng, 3, 3, 0.8)[FAIL] <= 0.05 + 0.015  # exactly at the allowance: at most alpha
+    # a true 50% slowdown is caught nearly always
+    assert _sim_gate(rng, 3, 3, 0.5)[FAIL] > 0.85
+    # with a quiet machine (3% noise) an unchanged model passes
+    assert _sim_gate(rng, 3, 3, 1.0, noise=0.03)[PASS] > 0.95
+
+
+def test_repeats_gate_efficiency_with_bounds_in_every_report(big, tmp_path, capsys):
+    rows, _ = big
+    runs = {}
+    for side, values in (("b", (20.0, 21.0, 19.5)), ("c", (11.0, 11.5, 10.8))):
+        for i, v in enumerate(values):
+            runs[side, i] = write_run(tmp_path / f"{side}{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}})
+    out = tmp_path / "g"
+    argv = ["--baseline", *(str(runs["b", i]) for i in range(3)), "--candidate", *(str(runs["c", i]) for i in range(3))]
+    assert gate(*argv, "--out", str(out)) == 1
+    doc = load_doc(out, "gate")
+    e = doc["efficiency"][0]
+    assert (e["n_baseline"], e["n_candidate"], e["verdict"]) == (3, 3, FAIL)
+    assert e["baseline"] == pytest.approx((20.0 * 21.0 * 19.5) ** (1 / 3))
+    assert e["speed_ratio"] == pytest.approx(((11.0 * 11.5 * 10.8) / (20.0 * 21.0 * 19.5)) ** (1 / 3))
+    assert e["lower"] < e["speed_ratio"] < e["upper"] < 0.8 and e["p_beyond_holm"] < 0.05
+    assert e["reason"].startswith("45.0% slower: more than the allowed 20%, significantly over 3 + 3 runs")
+    assert doc["candidate"]["repeats"] == [str(runs["c", 1]), str(runs["c", 2])]
+    assert doc["tasks"][0]["verdict"] == PASS  # accuracy on the first run of each side
+    text = capsys.readouterr().out
+    assert f"[{e['lower']:.3f}x, {e['upper']:.3f}x]  3+3   FAIL" in text
+    assert f"| [{e['lower']:.3f}x, {e['upper']:.3f}x] | 3+3 | FAIL |" in (out / "gate.md").read_text()
+    html = (out / "gate.html").read_text()
+    assert f"<td>[{e['lower']:.3f}x, {e['upper']:.3f}x]</td><td class=\"num\">3 + 3</td>" in html
+    # noisy repeats with a slowdown beyond the allowance but not significant: INCONCLUSIVE, exit 0
+    noisy = [write_run(tmp_path / f"n{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}})
+             for i, v in enumerate((8.0, 25.0, 12.0))]
+    assert gate("--baseline", *(str(runs["b", i]) for i in range(3)), "--candidate", *map(str, noisy),
+                "--out", str(out)) == 0
+    doc = load_doc(out, "gate")
+    assert doc["verdict"] == INCONCLUSIVE and doc["efficiency"][0]["verdict"] == INCONCLUSIVE
+    assert "over 3 + 3 runs reach 0.80x: the runs vary too much to tell" in doc["efficiency"][0]["reason"]
+    assert "docqa samples_per_s inconclusive: " in (out / "gate.html").read_text()
+    # the same runs, close to the baseline: PASS once the lower bound is within 20%
+    close = [write_run(tmp_path / f"k{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}})
+             for i, v in enumerate((19.8, 20.6, 20.1))]
+    assert gate("--baseline", *(str(runs["b", i]) for i in range(3)), "--candidate", *map(str, close),
+                "--out", str(out)) == 0
+    assert load_doc(out, "gate")["verdict"] == PASS
+
+
+def test_a_repeat_must_be_the_same_run_again(big, tmp_path, capsys):
+    rows, _ = big
+    eff = {"docqa": {"samples_per_s": 20.0}}
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency=eff)
+    cand = write_run(tmp_path / "c", {"docqa": rows}, efficiency=eff)
+    fewer = write_run(tmp_path / "few", {"docqa": rows[:10]}, efficiency=eff)
+    other_hw = write_run(tmp_path / "hw", {"docqa": rows}, efficiency=eff, device="cuda:0")
+    other_model = write_run(tmp_path / "m", {"docqa": rows}, efficiency=eff, name="fp4")
+    for bad, why in ((fewer, "task 'docqa' holds other samples than"), (other_hw, "other hardware than"),
+                     (other_model, "another model than")):
+        with pytest.raises(GateError, match=f"candidate run {bad}: {why}"):
+            run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(bad), str(bad))], n_boot=200)
+    assert cli_main(["gate", "--baseline", str(base), str(tmp_path), "--candidate", str(cand)]) == 2
+    assert "a repeat of the baseline is a run folder or a results .json file" in capsys.readouterr().err
+    # a candidate repeat that reached no SLO point fails the figure, like a single run would
+    zero = write_run(tmp_path / "z", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": 0.0}})
+    g = run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(zero), str(zero))], n_boot=200)
+    assert [(e.verdict, e.candidate, e.reason) for e in g.efficiency] == [
+        (FAIL, 0.0, "the candidate reports 0 in 1 of its 2 runs for a figure the baseline has")]
