@@ -130,6 +130,12 @@ class Backend:
             raise RuntimeError(f"backend {self.backend_name!r} ended a stream without a response")
         return final
 
+    @property
+    def max_model_len(self) -> int | None:
+        """The model's context in tokens (prompt and output together) when this backend knows it and
+        enforces it, else None. The HTTP server caps ``max_tokens`` at it and lists it in /v1/models."""
+        return None
+
     async def aclose(self) -> None:
         """Release what this backend holds on the running event loop (HTTP sessions); the loop's
         owner calls it before the loop ends."""

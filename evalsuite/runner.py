@@ -383,6 +383,20 @@ def terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def interrupted_reason(e: KeyboardInterrupt, dist: Dist) -> str:
+    """The status reason of a run stopped by Ctrl-C or SIGTERM. Under torchrun a SIGTERM is also how
+    torchrun stops the other ranks when one fails or dies (SIGKILL by the OOM killer…): this process
+    cannot see that rank or its exit status (only torchrun, their parent, reaps it, and a signal
+    does not say who sent it), so the reason says where torchrun reports it instead of naming one."""
+    if not isinstance(e, Terminated):
+        return "interrupted (Ctrl-C): run the same command again to resume"
+    if dist.world == 1:
+        return "interrupted (SIGTERM): run the same command again to resume"
+    return (f"interrupted (SIGTERM to rank {dist.rank} of {dist.world}; torchrun sends it to every rank when it is "
+            "stopped and when a rank fails or dies, and then names that rank and its exit code or signal in its "
+            "error summary, under 'Root Cause'): run the same command again to resume")
+
+
 def stamp_path(out: Path, task: str) -> Path:
     """``samples/<task>.config.json``: the config hash and seed of the samples in ``samples/<task>.jsonl``,
     written before the first of them, so that a task cut short before it reached ``results.json``
@@ -524,8 +538,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         doc["status_reasons"] = list(messages)
         write("failed" if messages else "complete")
     except KeyboardInterrupt as e:
-        how = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
-        doc["status_reasons"] = [f"interrupted ({how}): run the same command again to resume"]
+        doc["status_reasons"] = [interrupted_reason(e, dist)]
         try:
             write("interrupted")
         except Exception:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Iterable, Literal, Mapping
 
 PartType = Literal["text", "image", "video", "audio"]
 PART_TYPES: tuple[str, ...] = ("text", "image", "video", "audio")
@@ -210,3 +210,15 @@ def one_line(e: BaseException) -> str:
     line of its message."""
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def is_number(v: Any) -> bool:
+    """An int or a float, not a bool (JSON's true is not the count 1)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def numeric_fields(d: Mapping[str, Any], keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """The entries of ``d`` whose values are numbers (`is_number`), of ``keys`` only and in their order
+    when given: the usage counts the server sends (``prompt_tokens_details``) and the OpenAI client
+    reads back, so a stray bool or string in one never reaches a count."""
+    return {k: d[k] for k in (d if keys is None else keys) if k in d and is_number(d[k])}

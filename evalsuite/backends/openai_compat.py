@@ -46,7 +46,7 @@ from urllib.parse import parse_qsl, urlparse, urlunparse
 
 from evalsuite.backend import Backend, BackendConfigError
 from evalsuite.registry import BACKENDS
-from evalsuite.types import Message, Request, Response
+from evalsuite.types import Message, Request, Response, numeric_fields
 
 T = TypeVar("T")
 DEFAULTS: dict[str, Any] = {"model": None, "api_key_env": "OPENAI_API_KEY", "timeout": 600.0, "connect_timeout": 10.0,
@@ -308,8 +308,7 @@ class OpenAIBackend(Backend):
                 info: dict[str, Any] = {"client_s": client_s}
                 details = usage.get("prompt_tokens_details")
                 if self.server_info is not None and isinstance(details, dict):  # an evalsuite server's media counts
-                    info.update({k: v for k, v in details.items()
-                                 if isinstance(v, (int, float)) and not isinstance(v, bool)})
+                    info.update(numeric_fields(details))
                 if attempt:
                     info["retries"] = attempt
                 yield Response(

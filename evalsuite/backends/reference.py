@@ -166,6 +166,11 @@ class ReferenceBackend(Backend):
                               top_p=float(req.top_p), seed=_request_seed(req), stop=tuple(req.stop),
                               stop_token_ids=() if req.ignore_eos else None, require_room=req.require_room)
 
+    @property
+    def max_model_len(self) -> int:
+        """The engine's context (``max_len``): positions for the prompt and its output together."""
+        return self.engine.max_len
+
     def check(self, request: Request) -> None:
         """Also refuse, before any media is read, a prompt whose text alone is too long for the
         context: every character is at least one byte token, so that is a lower bound of its length
@@ -177,24 +182,29 @@ class ReferenceBackend(Backend):
                                 f"max_len {self.engine.max_len}")
 
     def _load(self, req: Request) -> Future:
-        """The request's media, decoded and preprocessed in the media pool; the future fails with
-        PromptTooLong when the prompt (tokens and media tokens, known from the preprocessed media)
-        does not fit, before the engine thread embeds it and runs the encoders."""
+        """The request's media, decoded and preprocessed in the media pool, and its prompt's token ids
+        (`_load_and_measure`); the future fails with PromptTooLong when the prompt (tokens and media
+        tokens, known from the preprocessed media) does not fit, before the engine thread embeds it and
+        runs the encoders."""
         return self._pool.submit(self._load_and_measure, req)
 
-    def _load_and_measure(self, req: Request) -> list[Any]:
+    def _load_and_measure(self, req: Request) -> tuple[list[Any], list[int]]:
+        """(preprocessed media, prompt token ids): the ids are laid out once, here, and `_embed` uses
+        them rather than applying the chat template a second time."""
         from evalsuite.model.engine import check_room
         from evalsuite.model.omni import load_media
 
         media = load_media(req.messages, self.model.config, req.media)
         counts = iter([m.n_tokens for m in media])
-        n = len(self.model.tokenizer.apply_chat(req.messages, media_tokens=lambda part: next(counts)))
-        check_room(n, int(req.max_tokens), self.engine.max_len, exact=req.ignore_eos or req.require_room,
+        ids = self.model.tokenizer.apply_chat(req.messages, media_tokens=lambda part: next(counts))
+        check_room(len(ids), int(req.max_tokens), self.engine.max_len, exact=req.ignore_eos or req.require_room,
                    ignore_eos=req.ignore_eos)
-        return media
+        return media, ids
 
-    def _embed(self, req: Request, media: list[Any]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-        return self.model.embed_loaded(req.messages, media)
+    def _embed(self, req: Request, loaded: tuple[list[Any], list[int]]
+               ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+        media, ids = loaded
+        return self.model.embed_loaded(req.messages, media, ids=ids)
 
     def generate(self, requests: list[Request]) -> list[Response]:
         """Embed and generate all requests; media of later requests is decoded while earlier ones run.

@@ -178,9 +178,13 @@ class OmniModel(nn.Module):
         return self.embed_loaded(messages, load_media(messages, self.config, settings))
 
     @torch.no_grad()
-    def embed_loaded(self, messages: Sequence[Message], media: Sequence[LoadedMedia]
-                     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    def embed_loaded(self, messages: Sequence[Message], media: Sequence[LoadedMedia],
+                     ids: Sequence[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         """Messages + their preprocessed media (`load_media`) → (inputs_embeds [1, T, D], input_ids [T], info).
+
+        ``ids``: the messages' token ids as the tokenizer's chat template lays them out with these
+        media's token counts, when the caller already has them (the reference backend measures the
+        prompt with them); None applies the template here.
 
         ``info``: ``prompt_tokens``, and per modality present ``image_tokens``,
         ``video_tokens_before_evs`` / ``video_tokens_after_evs`` / ``video_frames``, ``audio_tokens`` /
@@ -189,8 +193,10 @@ class OmniModel(nn.Module):
         parts = media_parts(messages)
         if len(parts) != len(media) or any(p.type != m.kind for p, m in zip(parts, media)):
             raise ValueError("embed_loaded: media do not match the messages' media parts (use load_media)")
-        counts = iter([m.n_tokens for m in media])
-        ids = self.tokenizer.apply_chat(messages, media_tokens=lambda part: next(counts))
+        if ids is None:
+            counts = iter([m.n_tokens for m in media])
+            ids = self.tokenizer.apply_chat(messages, media_tokens=lambda part: next(counts))
+        ids = list(ids)
         input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
         embeds = self.lm.backbone.embeddings(input_ids)  # [T, D]
         spans = self.tokenizer.media_spans(ids)

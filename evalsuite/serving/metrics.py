@@ -215,17 +215,27 @@ def point_meets_slo_p99(timings: Sequence[Timing], slo: SLO) -> bool:
     request counts as an infinite latency — so with no limit set too, more than 1% of requests
     failing misses; False when nothing finished."""
     done = [t for t in timings if t.ok and t.token_times]
-    if not done:
+    if not few_enough_failures(len(timings), len(done)):
         return False
     missed = [math.inf] * (len(timings) - len(done))
-    if math.isinf(percentile([0.0] * len(done) + missed, 99.0)):
-        return False
     for limit, values in ((slo.ttft_s, [ttft(t) for t in done]), (slo.tpot_s, [tpot(t) for t in done]),
                           (slo.e2el_s, [e2el(t) for t in done])):
         xs = [v for v in values if v is not None]
         if limit is not None and xs and percentile(xs + missed, 99.0) > limit:
             return False
     return True
+
+
+def few_enough_failures(n_requests: int, n_completed: int) -> bool:
+    """The SLO check's first rule, which holds with no latency limit set: a failed or cut-off request
+    counts as an infinite latency, so a point passes only when its p99 is still a finished request:
+    at most 1% of (``n_requests`` − 1) did not finish (1 in 100 misses, 1 in 200 passes); False when
+    nothing finished. ``n_completed`` counts the requests that finished with tokens (a point's
+    ``n_completed``)."""
+    if n_completed <= 0:
+        return False
+    missed = [math.inf] * (n_requests - n_completed)
+    return not math.isinf(percentile([0.0] * n_completed + missed, 99.0))
 
 
 def slo_ratio(point: dict[str, Any], slo: SLO) -> float | None:

@@ -53,7 +53,7 @@ from aiohttp import web
 
 from evalsuite import media as media_lib
 from evalsuite.backend import Backend, PromptTooLong, UnsupportedModality
-from evalsuite.types import ContentPart, Message, Request, Response
+from evalsuite.types import ContentPart, Message, Request, Response, numeric_fields
 
 MIB = 1 << 20
 # Fields of OpenAI's (and vLLM's) chat API this server does not implement, with the values that mean
@@ -360,8 +360,9 @@ class Server:
         self.metrics = Metrics()
         self.created = int(time.time())
         self.description = backend.describe()
-        # the model's context (the reference engine's max_len): the largest max_tokens, and what /v1/models shows
-        self.max_model_len: int | None = getattr(getattr(backend, "engine", None), "max_len", None)
+        # the model's context (`Backend.max_model_len`; None: unknown, and /v1/models leaves it out): the
+        # largest max_tokens, and what /v1/models shows
+        self.max_model_len: int | None = backend.max_model_len
         self.max_tokens_limit = self.max_model_len or cfg.max_tokens_limit
         self._tmp = Path(tempfile.mkdtemp(prefix="evalsuite-serve-"))
 
@@ -574,8 +575,7 @@ MEDIA_USAGE_KEYS = ("image_tokens", "video_tokens_before_evs", "video_tokens_aft
 def _usage(r: Response) -> dict[str, Any]:
     p, o = int(r.prompt_tokens or 0), int(r.output_tokens or 0)
     usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": o, "total_tokens": p + o}
-    details = {k: r.info[k] for k in MEDIA_USAGE_KEYS
-               if isinstance(r.info.get(k), (int, float)) and not isinstance(r.info.get(k), bool)}
+    details = numeric_fields(r.info, MEDIA_USAGE_KEYS)
     if details:
         usage["prompt_tokens_details"] = details
     return usage

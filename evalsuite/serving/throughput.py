@@ -44,7 +44,9 @@ and the concurrency at N, so a short CI run stays short.
 Outputs: ``samples/throughput.jsonl`` holds one line per measured request (its TTFT, TPOT, every ITL
 gap and E2EL in ``usage``; phase, point, modality, scheduled and actual send times in ``metadata``);
 ``results.json`` holds the headline figures in ``metrics``/``efficiency`` (``output_tokens_per_s_at_slo``,
-``per_gpu_throughput_at_slo``, ``single_stream_tokens_per_s`` = output tokens/s at concurrency 1
+``per_gpu_throughput_at_slo``, ``max_output_tokens_per_s`` = the highest of the load points where at most
+1% of requests failed or were cut off (the SLO check's failure rule, latency aside; null with a note
+when no point qualifies), ``single_stream_tokens_per_s`` = output tokens/s at concurrency 1
 (results of version 1 hold 1 / mean TPOT under that name; it is ``single_stream_tokens_per_s_by_tpot``),
 ``video_hours_per_hour``, ``audio_real_time_factor``, ``joules_per_output_token``…) and every point under
 ``throughput``; ``throughput/`` holds the exports (`evalsuite.serving.exports`: per-request JSONL with
@@ -603,7 +605,7 @@ class _Bench:
             "per_gpu_throughput_at_slo": at_slo["output_tokens_per_s_per_gpu"] if at_slo else None,
             "requests_per_s_at_slo": at_slo["requests_per_s"] if at_slo else None,
             "slo_rate" if self.a["slo_search"] == "rate" else "slo_concurrency": self.search.get("best"),
-            "max_output_tokens_per_s": _max_of(p["output_tokens_per_s"] for p in load_pts),
+            "max_output_tokens_per_s": _max_of(p["output_tokens_per_s"] for p in self._sound(load_pts)),
             "max_goodput_requests_per_s": _max_of(p["goodput_requests_per_s"] for p in load_pts),
             "single_stream_tokens_per_s": single["output_tokens_per_s"] if single else None,
             "single_stream_tokens_per_s_by_tpot": single["tokens_per_s_per_user_by_tpot"] if single else None,
@@ -614,6 +616,22 @@ class _Bench:
             if self.sampler is not None and tokens and all(e is not None for e in energy) else None,
             "gpus": self.gpus,
         }
+
+    def _sound(self, load_pts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The load points the highest output tokens/s may come from: those that pass the SLO check's
+        failure rule (`sm.few_enough_failures`: at most 1% of requests failed or were cut off, and one
+        finished), latency aside; a point that got its tokens/s while failing requests is not a speed
+        the backend sustains. The notes name the points left out, and say why when none is left."""
+        ok = [sm.few_enough_failures(p["n_requests"], p["n_completed"]) for p in load_pts]
+        sound = [p for p, good in zip(load_pts, ok) if good]
+        left = [str(p["label"]) for p, good in zip(load_pts, ok) if not good]
+        if left and sound:
+            self.notes.append(f"max_output_tokens_per_s leaves out {', '.join(left)}: more than 1% of their "
+                              "requests failed or were cut off")
+        elif left:
+            self.notes.append("max_output_tokens_per_s is null: no load point finished at least 99% of its "
+                              f"requests ({', '.join(left)} had more failed or cut off)")
+        return sound
 
     def entry(self, config_hash: str) -> dict[str, Any]:
         task, rows = self.task, self.rows

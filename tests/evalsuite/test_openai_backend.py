@@ -249,3 +249,40 @@ def test_names_of_one_served_model_need_no_choice_but_two_models_do() -> None:
     with fake:
         with pytest.raises(BackendConfigError, match="lists 2 models"):
             OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
+
+
+class DetailsServer(FakeServer):
+    """An evalsuite-looking server (``evalsuite`` in /v1/models) whose usage carries media counts, a
+    boolean and a string among them."""
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model",
+                                                              "evalsuite": {"name": "fake"}}]})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}\n\n')
+        await out.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1, '
+                        b'"prompt_tokens_details": {"image_tokens": 12, "audio_seconds": 1.5, "video_frames": true, '
+                        b'"note": "x"}}}\n\n')
+        await out.write(b"data: [DONE]\n\n")
+        return out
+
+
+def test_usage_details_keep_numbers_only_as_the_server_writes_them() -> None:
+    """The client and the server share one rule for usage counts (`evalsuite.types.numeric_fields`):
+    numbers, never a boolean (JSON's true is not 1) or a string."""
+    from evalsuite.serving.server import _usage
+    from evalsuite.types import Response, numeric_fields
+
+    with DetailsServer([]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
+        (r,) = b.generate([REQ])
+        b.close()
+    assert {k: r.info[k] for k in r.info if k != "client_s"} == {"image_tokens": 12, "audio_seconds": 1.5}
+    sent = _usage(Response("hi", prompt_tokens=5, output_tokens=1,
+                           info={"video_frames": True, "image_tokens": 12, "audio_seconds": 1.5, "note": "x"}))
+    assert sent["prompt_tokens_details"] == {"image_tokens": 12, "audio_seconds": 1.5}  # MEDIA_USAGE_KEYS' order
+    assert numeric_fields({"a": 1, "b": True, "c": 2.5, "d": None, "e": "3"}) == {"a": 1, "c": 2.5}
+    assert numeric_fields({"a": 1, "b": 2, "c": False}, ("c", "b", "z")) == {"b": 2}

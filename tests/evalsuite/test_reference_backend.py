@@ -236,3 +236,29 @@ def test_which_requests_share_a_step_does_not_depend_on_media_timing(backends: d
     first = admissions([0.0] * 7)
     assert admissions([rng.choice((0.0, 0.05)) for _ in range(7)]) == first
     assert admissions([0.05] + [0.0] * 6) == first
+
+
+def test_each_prompt_is_tokenized_once(backends: dict[str, ReferenceBackend], media: dict[str, str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prompt's ids measured against the context are the ids embedded: the chat template ran
+    twice per request (once to measure, once in embed_loaded); outputs are those of the old path."""
+    b = backends["bf16"]
+    reqs = _requests(media)
+    tok = b.model.tokenizer
+    real_apply = tok.apply_chat
+    calls: list[object] = []
+    monkeypatch.setattr(tok, "apply_chat", lambda msgs, *a, **k: calls.append(msgs) or real_apply(msgs, *a, **k))
+    after = b.generate(reqs)
+    assert len(calls) == len(reqs)  # was 2 per request
+    monkeypatch.undo()
+
+    # the old path: embed_loaded lays the ids out again itself
+    monkeypatch.setattr(b, "_embed", lambda req, loaded: b.model.embed_loaded(req.messages, loaded[0]))
+    before = b.generate(reqs)
+    monkeypatch.undo()
+    assert [(r.text, r.output_tokens, r.prompt_tokens, r.info) for r in after] == \
+        [(r.text, r.output_tokens, r.prompt_tokens, r.info) for r in before]
+    for req in reqs:  # the same ids and embeddings as embed_prompt, which lays the ids out itself
+        embeds, ids, info = b._embed(req, b._load_and_measure(req))
+        ref_embeds, ref_ids, ref_info = b.model.embed_prompt(req.messages, req.media)
+        assert torch.equal(ids, ref_ids) and torch.equal(embeds, ref_embeds) and info == ref_info

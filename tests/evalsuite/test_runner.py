@@ -337,6 +337,22 @@ def test_sigkill_halfway_then_resume_equals_uninterrupted_run(toy, tmp_path):
     assert a["run_id"] != b["run_id"] and b["status"] == "complete"
 
 
+def test_a_sigterm_under_torchrun_does_not_pass_for_the_cause() -> None:
+    """torchrun SIGTERMs every rank when one dies (a SIGKILL by the OOM killer): rank 0 said only
+    "interrupted (SIGTERM)", as if the run had been stopped from outside. It cannot see the dead rank or
+    its exit status (torchrun, their parent, reports them), so it says where that is reported."""
+    from evalsuite.runner import Dist, Terminated, interrupted_reason
+
+    alone, ranks = Dist(), Dist(rank=0, world=4)
+    assert interrupted_reason(Terminated(), alone) == "interrupted (SIGTERM): run the same command again to resume"
+    assert interrupted_reason(KeyboardInterrupt(), alone) == interrupted_reason(KeyboardInterrupt(), ranks) == \
+        "interrupted (Ctrl-C): run the same command again to resume"
+    reason = interrupted_reason(Terminated(), ranks)
+    assert reason.startswith("interrupted (SIGTERM to rank 0 of 4; torchrun sends it to every rank when it is stopped "
+                             "and when a rank fails or dies")
+    assert "'Root Cause'" in reason and reason.endswith("run the same command again to resume")
+
+
 def test_sigterm_leaves_an_interrupted_resumable_run(toy, tmp_path):
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'tests'}{os.pathsep}{ROOT}", "TOY_DIR": str(toy)}
     args = ["run", "--model", "mock:delay=0.05", "--tasks", "toy", "--task-arg", "toy.n=40", "--quiet",

@@ -379,7 +379,31 @@ def test_prompts_too_long_are_refused_before_the_engine_embeds_them(ref_server, 
 def test_models_lists_every_served_name_with_the_context(ref_server) -> None:
     status, body, _ = get(ref_server, "/v1/models")
     assert status == 200 and [m["id"] for m in body["data"]] == ["fp4"]
-    assert body["data"][0]["max_model_len"] == ref_server.backend.engine.max_len
+    assert body["data"][0]["max_model_len"] == ref_server.backend.max_model_len == ref_server.backend.engine.max_len
+
+
+def test_the_context_comes_from_the_backends_own_accessor(mock_server) -> None:
+    """The server asks the backend (`Backend.max_model_len`), not a reference engine inside it: a
+    backend that knows its context without an ``engine`` is capped at it; one that does not know it
+    serves with the configured max_tokens limit, and /v1/models leaves the field out."""
+    class Bounded(MockBackend):
+        @property
+        def max_model_len(self) -> int:
+            return 64
+
+    with ServerThread(Bounded(), ServerConfig(model_names=["m"])) as s:
+        status, body, _ = get(s, "/v1/models")
+        assert status == 200 and body["data"][0]["max_model_len"] == 64  # was absent: no backend.engine
+        status, body = post(s, {"model": "m", "messages": MSG, "max_tokens": 65})
+        assert status == 400 and "'max_tokens' must be an integer in [1, 64], got 65" in body["error"]["message"]
+        assert post(s, {"model": "m", "messages": MSG, "max_tokens": 64})[0] == 200
+    assert mock_server.backend.max_model_len is None
+    status, body, _ = get(mock_server, "/v1/models")
+    assert status == 200 and all("max_model_len" not in m for m in body["data"])
+    status, body = post(mock_server, {"model": "mock", "messages": MSG, "max_tokens": 4096})  # ServerConfig's limit
+    assert status == 200 and body["choices"][0]["message"]["content"]
+    status, body = post(mock_server, {"model": "mock", "messages": MSG, "max_tokens": 4097})
+    assert status == 400 and "in [1, 4096]" in body["error"]["message"]
 
 
 def test_usage_carries_the_media_token_counts(ref_server, tmp_path: Path) -> None:

@@ -200,3 +200,17 @@ def test_an_integer_search_within_the_relative_tolerance_is_converged() -> None:
     r = slo_search(probe, SLO(ttft_s=3.35), start=1, upper=64, integer=True, max_probes=6, known=known)
     assert r.probed == [32.0, 64.0, 48.0, 40.0, 36.0, 34.0] and (r.best, r.failing) == (32.0, 34.0)
     assert r.converged and r.status == "converged"  # was "unconverged": 33 would have been a 7th probe
+
+
+def test_the_failure_rule_alone() -> None:
+    """`few_enough_failures`: the SLO check's rule with no latency limit (the throughput task's
+    max_output_tokens_per_s takes only points that pass it); the same verdict as point_meets_slo_p99."""
+    from evalsuite.serving.metrics import few_enough_failures, point_meets_slo_p99
+
+    assert few_enough_failures(200, 199) and not few_enough_failures(100, 99) and few_enough_failures(8, 8)
+    assert not few_enough_failures(5, 4) and not few_enough_failures(3, 0) and not few_enough_failures(0, 0)
+    ok = Timing(token_times=(0.1, 0.2), output_tokens=2)
+    failed = Timing(token_times=(), output_tokens=0, status="failed")
+    for n_ok, n_failed in ((199, 1), (99, 1), (8, 0), (4, 1), (0, 3)):
+        timings = [ok] * n_ok + [failed] * n_failed
+        assert point_meets_slo_p99(timings, SLO()) == few_enough_failures(n_ok + n_failed, n_ok)

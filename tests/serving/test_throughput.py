@@ -258,7 +258,11 @@ def test_a_run_whose_requests_were_all_cut_off_reports_nothing_measured(tmp_path
     # the point ran to its cut (0.1 s + 0.1 s of drain) and completed nothing: a measured 0, over that time
     point = t["throughput"]["closed_loop"][0]
     assert point["n_cancelled"] == 1 and point["duration_s"] == pytest.approx(0.2, abs=0.1)
-    assert point["output_tokens_per_s"] == 0.0 and t["efficiency"]["max_output_tokens_per_s"] == 0.0
+    assert point["output_tokens_per_s"] == 0.0
+    # a point that finished nothing is no throughput the backend sustains: null, with the reason (was 0.0)
+    assert t["metrics"]["max_output_tokens_per_s"] is None
+    assert "max_output_tokens_per_s is null: no load point finished at least 99% of its requests (c1 had " \
+        "more failed or cut off)" in t["throughput"]["notes"]
     assert t["n_errors"] == t["n_samples"] and outcome.exit_code == 1  # was 0 errors and exit 0
 
 
@@ -276,3 +280,51 @@ def test_a_high_rate_label_has_no_exponent(tmp_path: Path) -> None:
     t, _ = run_tp(tmp_path, "mock:ttft=0.001,itl=0.001", limit=2,
                   **{**QUICK, "concurrency": [1], "slo_search": "none", "rates": [74432.0]})
     assert [p["label"] for p in t["throughput"]["open_loop"]] == ["r74430"]  # was r7.443e+04, file r7.443e_04.json
+
+
+def _scripted_point(label: str, concurrency: int, n_ok: int, n_failed: int, seconds: float) -> dict:
+    """A closed-loop point from scripted timings: ``n_ok`` requests of 8 tokens done at ``seconds``,
+    ``n_failed`` failed at once."""
+    from evalsuite.serving import metrics as sm
+
+    ok = [sm.Timing(token_times=tuple(seconds * (k + 1) / 8 for k in range(8)), output_tokens=8, sent_s=0.0,
+                    done_s=seconds) for _ in range(n_ok)]
+    failed = [sm.Timing(token_times=(), output_tokens=0, sent_s=0.0, done_s=0.001, status="failed")
+              for _ in range(n_failed)]
+    return {**sm.point_metrics(ok + failed, concurrency=concurrency), "label": label, "concurrency": concurrency}
+
+
+def test_max_output_tokens_per_s_comes_only_from_points_that_finish_their_requests() -> None:
+    from types import SimpleNamespace
+
+    from evalsuite.backends.mock import MockBackend
+    from evalsuite.serving.throughput import _Bench
+
+    bench = _Bench(Throughput(**RANDOM), MockBackend(), SimpleNamespace(limit=8, seed=0), Path("unused"))
+    clean = _scripted_point("c1", 1, n_ok=8, n_failed=0, seconds=1.0)  # 64 tok/s, nothing failed
+    flaky = _scripted_point("c4", 4, n_ok=4, n_failed=4, seconds=0.1)  # 320 tok/s while half the requests failed
+    assert flaky["output_tokens_per_s"] > clean["output_tokens_per_s"]
+    bench.closed_loop = [clean, flaky]
+    entry = bench.entry("hash")
+    assert entry["metrics"]["max_output_tokens_per_s"] == clean["output_tokens_per_s"]  # was the flaky 320
+    assert "max_output_tokens_per_s leaves out c4: more than 1% of their requests failed or were cut off" \
+        in entry["throughput"]["notes"]
+
+    bench = _Bench(Throughput(**RANDOM), MockBackend(), SimpleNamespace(limit=8, seed=0), Path("unused"))
+    bench.closed_loop = [flaky]
+    entry = bench.entry("hash")
+    assert entry["metrics"]["max_output_tokens_per_s"] is None
+    assert "max_output_tokens_per_s is null: no load point finished at least 99% of its requests (c4 had more " \
+        "failed or cut off)" in entry["throughput"]["notes"]
+
+
+def test_max_output_tokens_per_s_is_null_when_every_point_failed_requests(tmp_path: Path) -> None:
+    # one request in five fails at every point (random/00001): no point is a sustained speed
+    outcome = run(RunConfig(model="mock:itl=0.001,fail=00001", tasks=["throughput"], out=tmp_path / "run", limit=5,
+                            quiet=True, task_args={"throughput": {**RANDOM, "concurrency": [1, 2]}}))
+    t = outcome.results["tasks"]["throughput"]
+    points = t["throughput"]["closed_loop"] + t["throughput"]["open_loop"]
+    assert [p["n_failed"] for p in points] == [1, 1, 1] and all(p["output_tokens_per_s"] > 0 for p in points)
+    assert t["metrics"]["max_output_tokens_per_s"] is None  # was the best of those points
+    assert "max_output_tokens_per_s is null: no load point finished at least 99% of its requests (c1, c2, r200 " \
+        "had more failed or cut off)" in t["throughput"]["notes"]
