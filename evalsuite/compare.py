@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from evalsuite.paired import PairedDiff, holm, pair, paired_diff
 from evalsuite.results import (COMPARE_SCHEMA_VERSION, RunFormatError, atomic_write_json, config_differences, dumps,
-                               flatten, load_run, validate)
+                               flatten, json_value, load_run, validate)
 from evalsuite.stats import N_BOOT, fmt_p, points
 from evalsuite.types import SampleResult
 
@@ -63,6 +63,26 @@ def check_configs(results_a: dict[str, Any], results_b: dict[str, Any], tasks: I
         raise CompareError(f"task {t!r} was run with different settings ({'; '.join(d[:3])}){more}: "
                            "samples are not comparable; re-run with the same settings or pass --allow-config-mismatch")
     return diffs
+
+
+def check_same_data(samples_a: dict[str, Sequence[SampleResult]], samples_b: dict[str, Sequence[SampleResult]],
+                    tasks: Iterable[str], *, allow_mismatch: bool) -> dict[str, list[str]]:
+    """Per task, whether samples of one id have the same target in both runs (the same data: where
+    the data lives is not among the settings, so a benchmark read from two folders compares, but
+    two versions of it under the same ids must not). Raise CompareError unless ``allow_mismatch``."""
+    out: dict[str, list[str]] = {}
+    for t in tasks:
+        by_b = {r.id: r for r in samples_b.get(t, [])}
+        other = [(r.id, r.target, by_b[r.id].target) for r in samples_a.get(t, [])
+                 if r.id in by_b and json_value(r.target) != json_value(by_b[r.id].target)]
+        out[t] = ([f"data: {len(other)} sample(s) with the same id have another target "
+                   f"(e.g. {other[0][0]!r}: {other[0][1]!r} != {other[0][2]!r})"] if other else [])
+    bad = {t: d for t, d in out.items() if d}
+    if bad and not allow_mismatch:
+        t, d = next(iter(bad.items()))
+        raise CompareError(f"task {t!r}: the runs read different data ({d[0][len('data: '):]}): samples are not "
+                           f"comparable; run both on the same data or pass --allow-config-mismatch")
+    return out
 
 
 # ---- efficiency ---------------------------------------------------------------------------------
@@ -246,6 +266,8 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
     (ra, sa), (rb, sb) = run_a, run_b
     names = select_tasks(ra, rb, tasks)
     diffs = check_configs(ra, rb, names, allow_mismatch=allow_config_mismatch)
+    for t, d in check_same_data(sa, sb, names, allow_mismatch=allow_config_mismatch).items():
+        diffs[t] = diffs[t] + d
     out: list[TaskComparison] = []
     for t in names:
         ta, tb = ra["tasks"][t], rb["tasks"][t]

@@ -65,7 +65,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import t as student_t
 
-from evalsuite.compare import (CompareError, check_configs, efficiency_direction, format_table, numeric_figures,
+from evalsuite.compare import (CompareError, check_configs, check_same_data, efficiency_direction, format_table, numeric_figures,
                                select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
@@ -498,6 +498,8 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             raise
         names = []  # a candidate cut short before it finished any task: a FAIL below, not a usage error
     diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
+    for t, d in check_same_data(sb, sc, names, allow_mismatch=allow_config_mismatch).items():
+        diffs[t] = diffs[t] + d
     check_repeats(baseline, baseline_label, baseline_repeats, names, "baseline", allow_config_mismatch)
     check_repeats(candidate, candidate_label, candidate_repeats, names, "candidate", allow_config_mismatch)
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]

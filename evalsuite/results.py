@@ -249,6 +249,12 @@ def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[s
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
+def json_value(x: Any) -> Any:
+    """``x`` as it reads back from JSON (tuples as lists, keys as strings): for comparing a value
+    in memory with one from a file."""
+    return json.loads(json.dumps(x, default=str))
+
+
 def results_path(run: str | os.PathLike[str]) -> Path:
     p = Path(run)
     return p if p.name.endswith(".json") else p / "results.json"

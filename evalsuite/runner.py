@@ -30,7 +30,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from evalsuite import media as media_lib
 from evalsuite.backend import Backend
@@ -40,6 +40,7 @@ from evalsuite.results import (
     SCHEMA_VERSION,
     SampleLog,
     atomic_write_json,
+    json_value,
     read_samples,
     validate,
 )
@@ -161,6 +162,14 @@ def config_hash(task: Task, model_desc: dict[str, Any]) -> str:
         "model": {k: model_desc.get(k) for k in ("name", "backend", "precision", "weights_sha256")},
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def other_targets(samples: Iterable[Sample], results: Iterable[SampleResult]) -> list[tuple[str, Any, Any]]:
+    """(id, recorded target, sample's target) of each result whose sample now has another target:
+    results written from other data (a benchmark folder replaced by another version)."""
+    by_id = {s.id: s for s in samples}
+    return [(r.id, r.target, by_id[r.id].target) for r in results
+            if r.id in by_id and json_value(r.target) != json_value(by_id[r.id].target)]
 
 
 def prompt_text(sample: Sample) -> str:
@@ -301,7 +310,8 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
         eff.setdefault("samples_per_s", round(len(results) / wall_s, 4))
     return {
         "version": str(task.version),
-        "args": task.args,
+        "args": task.settings(),
+        **({"data_location": task.data_location()} if task.data_location() else {}),
         "media": task.media_settings(),
         "primary_metric": primary,
         "metrics": metrics,
@@ -603,6 +613,10 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     shards = sorted((out / "samples").glob(f"{task.name}.rank*-of-*.jsonl"))
     for shard in shards:
         done.update({i: r for i, r in read_samples(shard).items() if i in mine_ids})
+    if stale := other_targets(samples, done.values()):  # the data's location is not in the settings
+        sid, old, new = stale[0]
+        raise RunError(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other data "
+                       f"(sample {sid!r}: target {old!r} then, {new!r} now): --overwrite, or another --out")
     todo = [s for s in mine if s.id not in done]
     stamp_file = stamp_path(out, task.name)
     stamp = dict(_read_stamp(stamp_file) or {}) if done else {}

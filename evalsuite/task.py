@@ -43,6 +43,12 @@ class Task:
     default_args: ClassVar[dict[str, Any]] = {}
     # Keys of ``args`` that are media preprocessing settings, passed to backends in Request.media.
     media_keys: ClassVar[tuple[str, ...]] = ()
+    # Keys of ``args`` that say where the data lives, not what it is: a benchmark folder moved, or
+    # read on another machine, is the same benchmark. Left out of the settings that make two runs
+    # comparable (``settings``; results.json has them apart as ``data_location``); that the data is
+    # the same is checked on the samples instead (their targets, on resume and in compare and gate).
+    # (``hf``, a dataset's repo id, names the data and stays a setting.)
+    location_keys: ClassVar[tuple[str, ...]] = ("data_dir", "media_dir")
     # Metadata keys whose values split the metrics in the results' breakdown.
     breakdown_keys: ClassVar[tuple[str, ...]] = ("category",)
     # Generation settings.
@@ -92,8 +98,16 @@ class Task:
         Multiple choice: 1 / number of choices. The task's chance level is the mean over its samples."""
         return 1.0 / len(sample.choices) if sample.choices else None
 
+    def settings(self) -> dict[str, Any]:
+        """``args`` without the data's location: what makes two runs of the task comparable."""
+        return {k: v for k, v in self.args.items() if k not in self.location_keys}
+
+    def data_location(self) -> dict[str, Any]:
+        """Where the task read its data (the location args given), for the record."""
+        return {k: v for k, v in self.args.items() if k in self.location_keys and v}
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "args": self.args}
+        return {"name": self.name, "version": self.version, "args": self.settings()}
 
     def efficiency(self, results: list[SampleResult], wall_s: float) -> dict[str, Any]:
         """Task-specific efficiency figures (video-hours per hour…); empty by default."""

@@ -219,3 +219,49 @@ def test_network_is_blocked_in_these_tests() -> None:
 
     with pytest.raises(AssertionError, match="network access attempted"):
         socket.create_connection(("huggingface.co", 443), timeout=1)
+
+
+def test_a_moved_benchmark_is_the_same_benchmark_but_changed_data_is_not(tmp_path: Path, media) -> None:
+    """Where the data lives is not a setting: a run resumes after the folder moved and compares with a
+    run from another folder; the same ids with other answers (another version) are refused."""
+    import shutil
+
+    from evalsuite.compare import CompareError, compare_runs
+    from evalsuite.gate import run_gate
+    from evalsuite.results import load_run
+    from evalsuite.runner import RunConfig, RunError, run
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in PREDICTIONS.items()))
+
+    def go(data: Path, out: Path, limit: int | None = None) -> None:
+        run(RunConfig(model=f"replay:{preds}", tasks=["ocrbench"], out=out, quiet=True, report=False, limit=limit,
+                      task_args={"ocrbench": {"data_dir": str(data)}}, max_error_rate=1.0))
+
+    first = make_dataset(tmp_path / "ocr", media)
+    go(first, tmp_path / "a", limit=3)
+    moved = tmp_path / "elsewhere" / "ocr"
+    shutil.move(str(first), moved)
+    go(moved, tmp_path / "a")  # resumes: 3 samples kept, 4 run
+    entry = json.loads((tmp_path / "a" / "results.json").read_text())["tasks"]["ocrbench"]
+    assert "data_dir" not in entry["args"] and entry["data_location"] == {"data_dir": str(moved)}
+    assert entry["n_samples"] == 7
+    go(moved, tmp_path / "b")
+    cmp = compare_runs(load_run(tmp_path / "a"), load_run(tmp_path / "b"))
+    assert cmp.tasks[0].config_diffs == [] and cmp.tasks[0].diff.n == 5
+    # another version of the data under the same ids: refused on resume, in compare and in the gate
+    other = make_dataset(tmp_path / "v2", media)
+    records = json.loads((other / "OCRBench.json").read_text())
+    records[0]["answers"] = "CENTER"
+    (other / "OCRBench.json").write_text(json.dumps(records))
+    with pytest.raises(RunError, match=r"1 finished sample\(s\) of 'ocrbench' were run on other data \(sample "
+                                       r"'IIIT5K:1': target 'CENTRE' then, 'CENTER' now\)"):
+        go(other, tmp_path / "a")
+    go(other, tmp_path / "c")
+    with pytest.raises(CompareError, match="task 'ocrbench': the runs read different data \\(1 sample\\(s\\) with "
+                                           "the same id have another target"):
+        compare_runs(load_run(tmp_path / "a"), load_run(tmp_path / "c"))
+    with pytest.raises(CompareError, match="the runs read different data"):
+        run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200)
+    g = run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200, allow_config_mismatch=True)
+    assert any("data: 1 sample(s) with the same id have another target" in n for n in g.notes)
