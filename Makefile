@@ -61,7 +61,7 @@ leaderboard: venv
 	$(PY) -m evalsuite leaderboard $(or $(RUNS),results/runs) --out $(or $(SITE),results/leaderboard)
 
 gate: venv
-	$(PY) -m evalsuite gate --baseline results/baselines --candidate $(or $(CANDIDATE),$(OUT)) --out $(or $(GATE_OUT),results/gate) $(ARGS)
+	$(PY) -m evalsuite gate --baseline $(or $(BASELINE),results/baselines) --candidate $(or $(CANDIDATE),$(OUT)) --out $(or $(GATE_OUT),results/gate) $(ARGS)
 
 bench: venv
 	$(PY) -m pytest bench/test_bench_media.py -p no:cacheprovider --benchmark-enable --benchmark-json=.benchmarks/media.json -q $(PYTEST_ARGS)
