@@ -232,8 +232,7 @@ def sample_frames(path: str, fps: float = 1.0, max_frames: int = 64, *, decode_a
             tb = s.time_base
             if decode_all:
                 return _pick_from_all(c, s, times, t0, path)
-            frames: list[np.ndarray] = []
-            stamps: list[float] = []
+            frames = _Frames(len(times), path)
             gap = (times[1] - times[0]) if len(times) > 1 else info.duration_s
             # Dense sampling (wanted frames closer than ~2 s): one forward decode beats seeking.
             if gap < 2.0:
@@ -248,13 +247,36 @@ def sample_frames(path: str, fps: float = 1.0, max_frames: int = 64, *, decode_a
                         break
                 if best is None:
                     raise MediaError(f"video has no decodable frame near {t:.2f}s: {path}")
-                frames.append(best[0].to_ndarray(format="rgb24"))
-                stamps.append(best[1])
-            return np.stack(frames), stamps
+                frames.add(best[0].to_ndarray(format="rgb24"), best[1])
+            return frames.result()
     except MediaError:
         raise
     except Exception as e:
         raise MediaError(f"video file could not be decoded: {path}: {e}") from None
+
+
+class _Frames:
+    """The sampled frames, written into one preallocated uint8[N, H, W, 3] array as they are decoded
+    (a list then ``np.stack`` held every frame twice at its end: 64 frames of 4K are 1.6 GB each way)."""
+
+    def __init__(self, n: int, path: str) -> None:
+        self.n, self.path, self.k = n, path, 0
+        self.out: np.ndarray | None = None
+        self.stamps: list[float] = []
+
+    def add(self, rgb: np.ndarray, stamp: float) -> None:
+        if self.out is None:
+            self.out = np.empty((self.n, *rgb.shape), dtype=np.uint8)
+        elif rgb.shape != self.out.shape[1:]:
+            raise MediaError(f"video changes frame size midway ({self.out.shape[2]}x{self.out.shape[1]} to "
+                             f"{rgb.shape[1]}x{rgb.shape[0]}): {self.path}")
+        self.out[self.k] = rgb
+        self.k += 1
+        self.stamps.append(stamp)
+
+    def result(self) -> tuple[np.ndarray, list[float]]:
+        assert self.out is not None and self.k == self.n
+        return self.out, self.stamps
 
 
 def _frame_time(frame, tb, t0: float) -> float:
@@ -264,26 +286,27 @@ def _frame_time(frame, tb, t0: float) -> float:
 
 def _pick_forward(c, s, times: list[float], t0: float, path: str) -> tuple[np.ndarray, list[float]]:
     tb = s.time_base
-    frames: list[np.ndarray] = []
-    stamps: list[float] = []
+    frames = _Frames(len(times), path)
     i = 0
     last = None
     for frame in c.decode(s):
         ft = _frame_time(frame, tb, t0)
         last = frame, ft
-        while i < len(times) and ft + 1e-6 >= times[i] - _half_frame(s):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            stamps.append(ft)
-            i += 1
+        if i < len(times) and ft + 1e-6 >= times[i] - _half_frame(s):
+            rgb = frame.to_ndarray(format="rgb24")  # once, however many wanted times it covers
+            while i < len(times) and ft + 1e-6 >= times[i] - _half_frame(s):
+                frames.add(rgb, ft)
+                i += 1
         if i == len(times):
             break
-    while i < len(times) and last is not None:  # clip shorter than its header claims
-        frames.append(last[0].to_ndarray(format="rgb24"))
-        stamps.append(last[1])
-        i += 1
-    if not frames:
+    if last is None:
         raise MediaError(f"video has no decodable frames: {path}")
-    return np.stack(frames), stamps
+    if i < len(times):  # clip shorter than its header claims: its last frame stands in
+        rgb = last[0].to_ndarray(format="rgb24")
+        while i < len(times):
+            frames.add(rgb, last[1])
+            i += 1
+    return frames.result()
 
 
 def _half_frame(s) -> float:

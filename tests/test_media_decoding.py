@@ -72,6 +72,50 @@ def test_seeking_path_equals_decoding_all_on_an_offset_clip(tmp_path, offset):
     assert np.array_equal(frames, ref) and stamps == ref_stamps
 
 
+_PEAK_SCRIPT = """
+import resource, sys
+import numpy as np
+from evalsuite import media
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+frames, stamps = media.sample_frames(sys.argv[1], fps=float(sys.argv[2]), max_frames=64)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(frames.nbytes, (peak - base) * 1024, len(stamps))
+"""
+
+
+@pytest.mark.parametrize("fps", [4.0, 0.25])  # dense: one forward decode; sparse: a seek per frame
+def test_sampled_frames_are_held_once(tmp_path, fps):
+    """The frames go into one array as they are decoded: the peak is one copy of them, not a list of
+    decoded frames and then their stacked copy (64 frames of 4K were 3.2 GB at the end, not 1.6). A
+    fresh process, so its peak resident memory is this call's."""
+    import os
+    import subprocess
+    import sys
+
+    import av
+
+    path = tmp_path / "big.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=4)
+        s.width, s.height, s.pix_fmt = 1280, 720, "yuv420p"
+        s.codec_context.gop_size = 4
+        for i in range(64):
+            frame = av.VideoFrame.from_ndarray(np.full((720, 1280, 3), 3 * i, np.uint8), format="rgb24")
+            for pkt in s.encode(frame):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path), str(fps)], capture_output=True, text=True,
+                         check=True, cwd=root, env={**os.environ, "PYTHONPATH": root}).stdout.split()
+    nbytes, grew, n = map(int, out)
+    assert n == (64 if fps == 4.0 else 4) and nbytes == n * 720 * 1280 * 3
+    assert grew < nbytes + 48 * 2**20  # one copy, the decoder's buffers and a frame in flight
+    frames, stamps = media.sample_frames(str(path), fps=fps, max_frames=64)
+    ref, ref_stamps = media.sample_frames(str(path), fps=fps, max_frames=64, decode_all=True)
+    assert np.array_equal(frames, ref) and stamps == ref_stamps
+
+
 @pytest.mark.parametrize("fmt,ext", [("matroska", "mkv"), ("webm", "webm")])
 def test_a_header_without_duration_is_measured_from_the_packets(tmp_path, fmt, ext):
     if fmt == "webm":  # WebM takes VP8/VP9/AV1 only
