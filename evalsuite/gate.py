@@ -69,7 +69,7 @@ from evalsuite.compare import (CompareError, check_configs, check_same_data, eff
                                select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
-                               load_results, load_run, read_samples, validate)
+                               load_results, load_run, model_identity, read_samples, validate)
 from evalsuite.stats import N_BOOT, fmt_p, points, speed_bounds
 from evalsuite.types import SampleResult
 
@@ -457,8 +457,9 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
         if hardware(r) != hardware(r0):
             raise GateError(f"{side} run {lab}: other hardware than {label} ({describe_hardware(r)}; "
                             f"{describe_hardware(r0)}): a side's runs are repeats on one machine")
-        if r["model"] != r0["model"]:
-            raise GateError(f"{side} run {lab}: another model than {label}: a side's runs are repeats of one model")
+        if model_identity(r["model"]) != model_identity(r0["model"]):
+            raise GateError(f"{side} run {lab}: another model than {label} ({model_identity(r['model'])}; "
+                            f"{model_identity(r0['model'])}): a side's runs are repeats of one model")
         for t in names:
             if t not in r["tasks"]:
                 raise GateError(f"{side} run {lab} has no task {t!r} ({label} has it): a side's runs are repeats")

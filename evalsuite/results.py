@@ -249,6 +249,15 @@ def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[s
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 
+# What names a model in a run (its results' ``model``): two runs with these equal ran the same weights
+# the same way; other fields (where the weights were read from, batch size) may differ.
+MODEL_IDENTITY = ("name", "backend", "precision", "weights_sha256")
+
+
+def model_identity(model: dict[str, Any]) -> dict[str, Any]:
+    return {k: model.get(k) for k in MODEL_IDENTITY}
+
+
 def json_value(x: Any) -> Any:
     """``x`` as it reads back from JSON (tuples as lists, keys as strings): for comparing a value
     in memory with one from a file."""

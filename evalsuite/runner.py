@@ -41,6 +41,7 @@ from evalsuite.results import (
     SampleLog,
     atomic_write_json,
     json_value,
+    model_identity,
     read_samples,
     validate,
 )
@@ -159,7 +160,7 @@ def config_hash(task: Task, model_desc: dict[str, Any]) -> str:
     """What must match for finished samples to be reused: the task's identity and the model's."""
     ident = {
         "task": task.describe(),
-        "model": {k: model_desc.get(k) for k in ("name", "backend", "precision", "weights_sha256")},
+        "model": model_identity(model_desc),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -605,6 +605,13 @@ def test_a_repeat_must_be_the_same_run_again(big, tmp_path, capsys):
             run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(bad), str(bad))], n_boot=200)
     assert cli_main(["gate", "--baseline", str(base), str(tmp_path), "--candidate", str(cand)]) == 2
     assert "a repeat of the baseline is a run folder or a results .json file" in capsys.readouterr().err
+    # the same weights read from another checkout (another path) are the same model
+    moved = write_run(tmp_path / "moved", {"docqa": rows}, efficiency=eff)
+    doc = json.loads((moved / "results.json").read_text())
+    doc["model"]["weights"], doc["model"]["batch_size"] = "checkpoint /elsewhere/tiny", 4
+    (moved / "results.json").write_text(json.dumps(doc))
+    g = run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(moved), str(moved))], n_boot=200)
+    assert [(e.n_candidate, e.verdict) for e in g.efficiency] == [(2, PASS)]
     # a candidate repeat that reached no SLO point fails the figure, like a single run would
     zero = write_run(tmp_path / "z", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": 0.0}})
     g = run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(zero), str(zero))], n_boot=200)
