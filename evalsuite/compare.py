@@ -252,7 +252,8 @@ class Comparison:
         return {"schema_version": COMPARE_SCHEMA_VERSION, "kind": "compare",
                 "a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
                 "delta": "B - A, mean sample score on the samples both runs scored",
-                "ci": "hull of the paired cluster bootstrap (metadata.cluster) and Tango's score interval",
+                "ci": "hull of the paired cluster bootstrap (metadata.cluster) and Tango's score interval, both "
+                      "corrected for shared clusters (design effect, t with C - 1 df)",
                 "test": "exact McNemar (0/1 scores, no shared clusters) or cluster sign-flip; p_holm: Holm across tasks",
                 "tasks": {t.task: t.to_dict() for t in self.tasks}}
 

@@ -18,7 +18,8 @@ The test and the interval are the ones ``compare`` uses (``evalsuite.paired``): 
 0/1 scores when no two samples share a source, else the cluster sign-flip test (samples sharing a
 video, document or audio file move together); the interval is the hull of the paired cluster
 bootstrap and Tango's score interval, which stays honest when there are few or no discordant
-pairs (30 identical answers cannot show that two models are within 2 points). A sample the
+pairs (30 identical answers cannot show that two models are within 2 points), both corrected
+for shared clusters (design effect and t(C-1): ``evalsuite.paired.paired_interval``). A sample the
 baseline scored and the candidate errored on counts as wrong for the candidate.
 
 Efficiency: for every figure both sides report whose direction is known (throughput up, latency

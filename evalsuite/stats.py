@@ -1,4 +1,4 @@
-"""Uncertainty for metrics: cluster bootstrap and Wilson score confidence intervals.
+"""Uncertainty for metrics: cluster bootstrap and Wilson score confidence intervals, corrected for clustering.
 
 Samples that share a source (several questions about one video, document or audio clip) are not
 independent; resampling single samples would make intervals too narrow. ``bootstrap_ci`` resamples
@@ -10,6 +10,36 @@ every time. ``mean_ci`` therefore reports, for a mean of scores in [0, 1], the h
 bootstrap (which carries the clustering) and the Wilson score interval (which keeps its coverage at
 0 and 1: 50/50 gives [0.929, 1]). For fractional scores the Wilson "successes" are the sum of the
 scores; a score s in [0, 1] varies no more than a Bernoulli(s), so this errs on the wide side.
+
+Clustering (some cluster holds more than one sample). Both halves of that hull were too narrow when
+questions about one source are strongly correlated: the percentile cluster bootstrap has the
+variance of the clusters' spread without the C/(C-1) small-sample factor and a normal quantile
+where only C - 1 degrees of freedom back the variance (7 to 25 clusters is common), and Wilson
+counted every question as independent. An audit's simulation (binary scores, clusters of 8,
+intra-cluster correlation 0.5) measured 95% coverage of 0.82-0.92. Now, when clusters are shared:
+
+- ``bootstrap_ci`` widens the percentile interval around the mean by sqrt(C/(C-1)) * t(C-1) / z
+  (C clusters, t(C-1) Student's quantile at the interval's level, z the normal one);
+- ``mean_ci``'s Wilson half is a Rao-Scott style Wilson interval: effective sample size n / deff
+  (successes scaled alike), ``design_effect`` deff = cluster-robust variance of the mean (with the
+  C/(C-1) factor) over the iid variance, clipped at >= 1, and the t(C-1) quantile in place of z.
+  For fractional scores deff is taken against the Bernoulli variance p(1 - p) Wilson assumes, so
+  the clustering widens it only past that. All right or all wrong (50/50 in 5 clusters of 10)
+  leaves nothing to estimate the clustering from: the plain Wilson interval, [0.929, 1] (too
+  narrow if the clusters are in fact correlated, a limit of what the data can show). Scores in a
+  single cluster that do vary: deff = n, one independent unit.
+
+With every cluster a singleton (independent samples) neither correction applies: the intervals are
+exactly those of the plain bootstrap and Wilson. Measured coverage of ``mean_ci`` at 95%, before ->
+after (seeded simulation, binary scores, cluster accuracies Beta-distributed with intra-cluster
+correlation rho, 400 replicates a cell, 200 at n = 1000): p = 0.7, clusters of 8, rho = 0.5:
+n = 60 (8 clusters) 0.868 -> 0.940, n = 200 (25) 0.922 -> 0.950, n = 1000 (125) 0.960 -> 0.965;
+rho = 0.2, n = 60: 0.900 -> 0.965; clusters of 4: 0.94-0.96 -> 0.94-0.97. What it costs: with
+clusters that are not correlated at all (rho = 0) and only 8 of them it over-covers (0.953 ->
+0.985, 27% wider), since 8 clusters cannot show that. What it does not fix: near the boundary with
+rare bad clusters (p = 0.95, 25 clusters of 8, rho = 0.5: 0.848 -> 0.897) a sample that misses
+them shows neither the loss nor the variance. ``bootstrap_stat_ci`` (non-mean metrics) is the
+plain percentile cluster bootstrap, uncorrected.
 """
 
 from __future__ import annotations
@@ -40,7 +70,12 @@ def bootstrap_ci(
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap CI of the mean of ``values``, resampling clusters. None when empty."""
+    """Percentile bootstrap CI of the mean of ``values``, resampling clusters. None when empty.
+
+    When some cluster holds more than one value, the percentile bounds are moved away from the
+    mean by sqrt(C/(C-1)) * t(C-1)/z (C clusters): the CR1 small-sample factor and Student's
+    quantile on C - 1 df, without which few clusters undercover. The interval is not clipped (the
+    values' range is unknown here; ``mean_ci`` clips scores in [0, 1])."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return None
@@ -57,7 +92,74 @@ def bootstrap_ci(
     means = (weights @ sums) / np.maximum(weights @ counts, 1.0)
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    if 2 <= n_clusters < x.size:  # shared clusters: small-C factor and t(C-1) quantile, around the mean
+        m = float(x.mean())
+        k = math.sqrt(n_clusters / (n_clusters - 1)) * cluster_quantile(level, n_clusters) / _z(level)
+        lo, hi = m - (m - lo) * k, m + (hi - m) * k
     return (float(lo), float(hi))
+
+
+def _z(level: float) -> float:
+    return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def cluster_quantile(level: float, n_clusters: int) -> float:
+    """Two-sided quantile for an interval whose variance rests on ``n_clusters`` cluster totals:
+    Student's t with C - 1 degrees of freedom (the normal quantile when C < 2, where no df remain)."""
+    if n_clusters < 2:
+        return _z(level)
+    from scipy.special import stdtrit  # lazy: only clustered data pay for the import
+
+    return float(stdtrit(n_clusters - 1, 0.5 + level / 2.0))
+
+
+def cluster_robust_variance(values: Sequence[float], clusters: Sequence[str]) -> float:
+    """Cluster-robust (CR1) variance of the mean: C/(C-1) * sum_c (S_c - n_c * mean)^2 / n^2, with S_c
+    and n_c the sum and the size of cluster c. NaN with fewer than 2 clusters."""
+    x = np.asarray(values, dtype=np.float64)
+    idx, n_clusters = cluster_index(clusters)
+    if n_clusters < 2:
+        return math.nan
+    m = float(x.mean())
+    sums = np.bincount(idx, weights=x, minlength=n_clusters)
+    counts = np.bincount(idx, minlength=n_clusters).astype(np.float64)
+    return n_clusters / (n_clusters - 1) * float(np.sum((sums - counts * m) ** 2)) / (x.size * x.size)
+
+
+def design_effect(values: Sequence[float], clusters: Sequence[str] | None = None, *,
+                  unit_variance: float | None = None) -> float:
+    """Design effect of the mean: cluster-robust variance / iid variance, clipped at >= 1.
+
+    The iid variance is ``unit_variance / (n - 1)``; ``unit_variance`` defaults to the values' own
+    variance sum((x - mean)^2) / n, which makes this Kish's deff = CR1 variance / (s^2 / n) (with
+    s^2 the unbiased variance). A score interval that assumes a larger per-sample variance (Wilson's
+    p(1 - p), which a fractional score in [0, 1] never exceeds) passes it, and gets the inflation of
+    *its* variance that the clustering calls for. 1.0 when every cluster is a singleton (nothing to
+    correct: exactly 1 by construction), when the values do not vary (nothing to estimate from), or
+    for fewer than 2 values; n when all values share one cluster and vary (one independent unit).
+    """
+    x = np.asarray(values, dtype=np.float64)
+    n = x.size
+    labels = list(clusters) if clusters is not None else [str(i) for i in range(n)]
+    if n < 2:
+        return 1.0
+    n_clusters = cluster_index(labels)[1]
+    if n_clusters == n:
+        return 1.0
+    if unit_variance is None:
+        unit_variance = float(np.sum((x - x.mean()) ** 2)) / n
+    if not unit_variance > 0.0:
+        return 1.0
+    if n_clusters < 2:
+        return float(n)
+    return max(1.0, cluster_robust_variance(x, labels) * (n - 1) / unit_variance)
+
+
+def _wilson(phat: float, n: float, z: float) -> tuple[float, float]:
+    denom = 1.0 + z * z / n
+    centre = (phat + z * z / (2 * n)) / denom
+    half = z * math.sqrt(phat * (1.0 - phat) / n + z * z / (4.0 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def wilson_ci(successes: float, n: int, *, level: float = 0.95) -> tuple[float, float] | None:
@@ -66,25 +168,32 @@ def wilson_ci(successes: float, n: int, *, level: float = 0.95) -> tuple[float, 
         return None
     if not 0.0 <= successes <= n:
         raise ValueError(f"successes must be in [0, n], got {successes} of {n}")
-    z = NormalDist().inv_cdf(0.5 + level / 2.0)
-    phat = successes / n
-    denom = 1.0 + z * z / n
-    centre = (phat + z * z / (2 * n)) / denom
-    half = z * math.sqrt(phat * (1.0 - phat) / n + z * z / (4.0 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    return _wilson(successes / n, n, _z(level))
 
 
 def mean_ci(values: Sequence[float], clusters: Sequence[str] | None = None, *, level: float = 0.95,
             n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float] | None:
     """CI of the mean of ``values``: hull of cluster bootstrap and Wilson for values in [0, 1],
-    the cluster bootstrap alone otherwise. None when empty."""
+    the cluster bootstrap alone otherwise. None when empty.
+
+    With shared clusters both are corrected (module docstring): the bootstrap by
+    sqrt(C/(C-1)) * t(C-1)/z, Wilson to n / deff effective samples at the t(C-1) quantile; the hull
+    is clipped to [0, 1]. With singleton clusters: the plain bootstrap and Wilson, as ever; all
+    right or all wrong: plain Wilson (no variance to estimate the clustering from)."""
     boot = bootstrap_ci(values, clusters, level=level, n_boot=n_boot, seed=seed)
     x = np.asarray(values, dtype=np.float64)
     if boot is None or not (np.all(x >= 0.0) and np.all(x <= 1.0)):
         return boot
-    w = wilson_ci(float(min(x.sum(), x.size)), int(x.size), level=level)
-    assert w is not None
-    return (min(boot[0], w[0]), max(boot[1], w[1]))
+    labels = list(clusters) if clusters is not None else [str(i) for i in range(x.size)]
+    n_clusters = cluster_index(labels)[1]
+    phat = min(float(x.mean()), 1.0)
+    if n_clusters == x.size or not 0.0 < phat < 1.0:  # independent samples, or no variance: plain Wilson
+        w = wilson_ci(float(min(x.sum(), x.size)), int(x.size), level=level)
+        assert w is not None
+        return (min(boot[0], w[0]), max(boot[1], w[1]))
+    deff = design_effect(x, labels, unit_variance=phat * (1.0 - phat))
+    w = _wilson(phat, x.size / deff, cluster_quantile(level, n_clusters))
+    return (max(0.0, min(boot[0], w[0])), min(1.0, max(boot[1], w[1])))
 
 
 def bootstrap_stat_ci(

@@ -8,8 +8,10 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from evalsuite.paired import (Paired, binom_cdf_half, holm, mcnemar_exact, pair, paired_bootstrap_ci, paired_diff,
-                              paired_interval, paired_test, signflip_pvalue, tango_ci, tango_z, unpaired_bootstrap_ci)
+from evalsuite.paired import (Paired, _tango_bounds, binom_cdf_half, holm, mcnemar_exact, pair, paired_bootstrap_ci,
+                              paired_diff, paired_interval, paired_test, signflip_pvalue, tango_ci, tango_z,
+                              unpaired_bootstrap_ci)
+from evalsuite.stats import cluster_quantile, design_effect
 from evalsuite.types import SampleResult
 
 
@@ -175,11 +177,113 @@ def test_paired_interval_is_honest_when_nothing_changed():
 
 
 def test_paired_interval_keeps_the_cluster_width():
+    # 60 clusters of 10: the hull of the (small-C corrected) cluster bootstrap and Tango on n / deff pairs
+    # at t(59), both at least as wide as the uncorrected ones.
     p = _correlated(2)
-    (lo, hi), _ = paired_interval(p, n_boot=500)
+    (lo, hi), method = paired_interval(p, n_boot=500)
     boot = paired_bootstrap_ci(p, n_boot=500)
-    t = tango_ci(p.n_improved, p.n_worsened, p.n)
+    deff = design_effect(p.d, p.clusters)  # 0/1 scores: Tango's per-pair variance is the sample's own
+    assert deff == pytest.approx(1.0244, abs=1e-4)  # little clustering of the differences here
+    t = _tango_bounds(p.n_improved / deff, p.n_worsened / deff, p.n / deff, cluster_quantile(0.95, 60))
     assert lo == pytest.approx(min(boot[0], t[0])) and hi == pytest.approx(max(boot[1], t[1]))
+    t_iid = tango_ci(p.n_improved, p.n_worsened, p.n)
+    assert t[0] < t_iid[0] and t[1] > t_iid[1]
+    assert "design effect" in method and "59 df" in method
+
+
+# ---- clustering: design effect in Tango, small-C correction -----------------------------------------
+def _pairs(d: np.ndarray, clusters: list[str]) -> Paired:
+    a = np.where(d < 0, 1.0, np.where(d > 0, 0.0, (np.arange(d.size) % 3 > 0) * 1.0))
+    return Paired([str(i) for i in range(d.size)], a, a + d, clusters)
+
+
+def test_paired_design_effect_by_hand():
+    # d = (-1, -1, 0 | 0, 0, 0 | 1, 0, 0), mean -1/9. Cluster sums + 3/9: -5/3, 1/3, 4/3, squares 42/9, so
+    # CR1 = 3/2 * (42/9) / 81 = 7/81. Tango's per-pair variance (x + y)/n - mean^2 = 3/9 - 1/81 = 26/81,
+    # iid variance 26/81 / 8. deff = (7/81) / (26/648) = 28/13.
+    d = np.array([-1.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    cl = list("aaabbbccc")
+    assert design_effect(d, cl) == pytest.approx(28 / 13, rel=1e-12)
+    assert design_effect(d, cl, unit_variance=26 / 81) == pytest.approx(28 / 13, rel=1e-12)
+    (lo, hi), method = paired_interval(_pairs(d, cl), level=0.95, n_boot=300)
+    assert "design effect 2.15" in method and "2 df" in method
+    # Tango's half: the score equation on 9 / deff pairs (1 and 2 discordant, scaled alike) at t(2).
+    tlo, thi = _tango_bounds(13 / 28, 26 / 28, 9 * 13 / 28, 4.302652729911275)
+    assert tango_z(13 / 28, 26 / 28, 9 * 13 / 28, tlo) == pytest.approx(4.302652729911275, abs=1e-6)
+    assert tango_z(13 / 28, 26 / 28, 9 * 13 / 28, thi) == pytest.approx(-4.302652729911275, abs=1e-6)
+    assert lo <= tlo and hi >= thi and -1.0 <= lo and hi <= 1.0
+
+
+def test_singleton_pairs_give_the_same_interval_as_before():
+    # Values of the code before the clustering correction: independent pairs keep them exactly.
+    rng = np.random.default_rng(3)
+    rng.random(120)
+    a = (rng.random(150) < 0.7).astype(float)
+    b = a.copy()
+    flip = rng.random(150) < 0.1
+    b[flip] = 1 - b[flip]
+    ids = [str(i) for i in range(150)]
+    p = Paired(ids, a, b, ids)
+    assert (p.n_improved, p.n_worsened) == (4, 12)
+    assert paired_interval(p, level=0.90) == ((-0.1015762428353302, -0.010296155085472328),
+                                              "hull of paired cluster bootstrap and Tango score interval")
+    assert paired_interval(p, level=0.95)[0] == (-0.11226662023281159, 0.0)
+
+
+def test_no_discordant_pairs_in_shared_clusters_stay_tango():
+    # Nothing changed on 100 pairs in 20 clusters of 5: no variance to estimate the clustering from,
+    # so plain Tango, |d| = z^2 / (n + z^2), not the bootstrap's [0, 0].
+    d = np.zeros(100)
+    cl = [f"v{i // 5}" for i in range(100)]
+    (lo, hi), method = paired_interval(_pairs(d, cl), level=0.95, n_boot=300)
+    z = NormalDist().inv_cdf(0.975)
+    assert hi == pytest.approx(z * z / (100 + z * z), rel=1e-6) and lo == pytest.approx(-hi, rel=1e-6)
+    assert (lo, hi) == tango_ci(0, 0, 100) and "design effect" not in method
+    # One change: the clustering is estimated (deff 1.0 here) and t(19) applies: wider than iid Tango.
+    d[7] = -1.0
+    (lo1, hi1), method1 = paired_interval(_pairs(d, cl), level=0.95, n_boot=300)
+    t_iid = tango_ci(0, 1, 100)
+    assert "19 df" in method1 and lo1 < t_iid[0] and hi1 > t_iid[1]
+
+
+def test_strongly_clustered_pairs_get_a_wider_interval_than_before():
+    # 10 videos of 10 questions; 10 answers got worse, all in two videos (6 and 4), 1 better.
+    # deff = CR1 * 99 / (0.11 - 0.09^2): cluster sums + 0.9 are -5.1, -3.1, 1.9 and seven 0.9s (squares 44.9),
+    # CR1 = 10/9 * 44.9 / 10^4, so deff = 4939 / 1019 = 4.85.
+    d = np.zeros(100)
+    d[0:6] = -1.0
+    d[10:14] = -1.0
+    d[50] = 1.0
+    cl = [f"v{i // 10}" for i in range(100)]
+    assert design_effect(d, cl) == pytest.approx(4939 / 1019, rel=1e-12)
+    (lo, hi), _ = paired_interval(_pairs(d, cl), level=0.90)
+    # Before: (-0.200, +0.010), the percentile bootstrap on 10 clusters with a normal quantile.
+    assert lo == pytest.approx(-0.2742539271773432, abs=1e-9) and hi == pytest.approx(0.07418123035916346, abs=1e-9)
+    assert lo < -0.200 - 0.05 and hi > 0.010 + 0.05
+
+
+def _dirichlet_pairs(rng: np.random.Generator, n: int, per: int, rho: float, pw: float, pb: float) -> Paired:
+    """Pairs in clusters of ``per``: each cluster's P(worse), P(better) ~ Dirichlet with means pw, pb and
+    intra-cluster correlation rho of each indicator."""
+    c = -(-n // per)
+    cl = np.repeat(np.arange(c), per)[:n]
+    probs = rng.dirichlet(np.array([pw, pb, 1 - pw - pb]) * (1 - rho) / rho, size=c)[cl]
+    u = rng.random(n)
+    d = np.where(u < probs[:, 0], -1.0, np.where(u < probs[:, 0] + probs[:, 1], 1.0, 0.0))
+    return _pairs(d, [f"c{i}" for i in cl])
+
+
+def test_gate_lower_bound_covers_under_strong_clustering():
+    # The gate's one-sided 95% lower bound (level 0.90) with 60 pairs in 8 clusters, rho = 0.5, true
+    # delta = 0.07 - 0.12 = -0.05. Before this correction it covered in 421 of these 500 seeded data sets
+    # (0.842); now 479.
+    rng = np.random.default_rng(0)
+    covered = 0
+    for rep in range(500):
+        p = _dirichlet_pairs(rng, 60, 8, 0.5, 0.12, 0.07)
+        (lo, _), _ = paired_interval(p, level=0.90, n_boot=200, seed=rep)
+        covered += lo <= -0.05
+    assert covered >= 460, covered  # nominal 95%: 475 expected
 
 
 # ---- pairing ----------------------------------------------------------------------------------
