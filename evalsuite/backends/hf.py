@@ -32,6 +32,24 @@ Each response's ``info`` records what the model was given: ``image_tokens``, ``v
 Requests run one at a time through ``model.generate`` (greedy at temperature 0, else sampling seeded
 per (run seed, sample id)); a streamer records each output token's time, so ``ttft_s`` and
 ``token_times`` count from the start of the request, media decoding included.
+
+``batch=N`` (default 1: the above) runs up to N greedy requests of one `generate` call's list per
+``model.generate`` call: left padding (for that call only; a tokenizer without a pad token pads with
+its EOS), the processor called on the list of prompts with flat lists of images / videos / clips.
+Requests share a call when they share what `generate` takes per call (``ignore_eos``, the stop
+strings); ``max_tokens`` may differ (the call runs to the largest, each row is cut at its own). Each
+row's output ends at its first EOS (what follows is padding) or where a stop string ended it. A
+sampled request (temperature > 0) runs alone, as above: one batched sampling call draws every row
+from one generator, so no row could follow its own seed. Greedy answers (text, token counts, finish
+reasons) equal batch=1's: checked on tiny fp32 checkpoints of each family below. Media requests batch
+only in the families of `_MEDIA_BATCHING_CHECKED` (Qwen2.5-VL, Qwen3-VL, Qwen2.5-Omni and Qwen3-Omni
+thinkers); a processor call takes one fps for all its videos, so videos sampled at other rates go in
+another call, and Qwen3-Omni's processor pads a call's audio clips to the longest, so there clips of
+different lengths go in different calls. A model whose class is the folder's own code
+(``trust_remote_code``) runs every request alone. Timing: every row is timed from the start of
+`generate`; the streamer stamps each decoding step, a row's k-th token has the k-th step's time, and a
+row that ended early has its ``e2e_s`` when the call returns (it waited for the others). ``stream`` /
+``astream`` (the throughput task, the server) send one request at a time: the one-request path.
 """
 
 from __future__ import annotations
@@ -49,8 +67,21 @@ from evalsuite.backend import Backend, BackendConfigError, PromptTooLong
 from evalsuite.registry import BACKENDS
 from evalsuite.types import Message, Request, Response
 
-OPTION_KEYS = ("trust_remote_code", "dtype")
+OPTION_KEYS = ("trust_remote_code", "dtype", "batch")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# Model types whose batched media requests (``batch=N``) were checked token for token against one
+# request at a time on tiny fp32 checkpoints (tests/evalsuite/test_hf_backend.py): flat media lists
+# for a list of prompts, left padding and the multimodal position ids (M-RoPE from the attention
+# mask) line up. A media request of another family runs alone; text-only requests batch in every
+# family whose model class is transformers' own.
+_MEDIA_BATCHING_CHECKED: dict[str, frozenset[str]] = {
+    "qwen2_5_vl": frozenset({"image", "video"}),
+    "qwen3_vl": frozenset({"image", "video"}),
+    "qwen2_5_omni": frozenset({"image", "video", "audio"}),
+    "qwen2_5_omni_thinker": frozenset({"image", "video", "audio"}),
+    "qwen3_omni_moe": frozenset({"image", "video", "audio"}),
+    "qwen3_omni_moe_thinker": frozenset({"image", "video", "audio"}),
+}
 # Processor attributes this backend knows how to fill from the folder.
 _KNOWN_ATTRIBUTES = ("tokenizer", "image_processor", "video_processor", "feature_extractor")
 
@@ -75,6 +106,15 @@ def _truthy(value: str, key: str) -> bool:
     if low in ("0", "false", "no", "off"):
         return False
     raise BackendConfigError(f"hf: option {key} expects 1/0 (true/false), got {value!r}")
+
+
+def _batch_option(value: str) -> int:
+    """``batch=N``: up to N requests per ``model.generate`` call, N a whole number >= 1."""
+    text = value.strip()
+    if not text.isdigit() or int(text) < 1:
+        raise BackendConfigError(f"hf: option batch expects a whole number of requests per generate call, 1 or "
+                                 f"more (1 = one at a time), got {value!r}")
+    return int(text)
 
 
 def _request_seed(req: Request) -> int:
@@ -310,6 +350,52 @@ class _TokenClock:
         pass
 
 
+class _StepClock:
+    """A `generate` streamer for a batch: one time per decoding step (the tokens of all rows come
+    together); a row's k-th output token has the k-th step's time. The first `put` is the prompt."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.steps, self._prompt_seen = t0, [], False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self.steps.append(time.perf_counter() - self.t0)
+
+    def end(self) -> None:
+        pass
+
+
+class _StopStringsAt:
+    """transformers' `StopStringCriteria` (what ``generate(stop_strings=…)`` builds) that also notes,
+    per row, how many output tokens the row had when a stop string ended it: after that `generate`
+    fills the row with padding, which is not output."""
+
+    def __init__(self, criterion: Any, width: int, rows: int) -> None:
+        self.criterion, self.width = criterion, width
+        self.ended: list[int | None] = [None] * rows
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        done = self.criterion(input_ids, scores, **kwargs)
+        for row in torch.nonzero(done).flatten().tolist():
+            if self.ended[row] is None:
+                self.ended[row] = int(input_ids.shape[1]) - self.width
+        return done
+
+
+class _Loaded:
+    """One request's prompt text and media, read by `HFBackend.load_media`, before the processor."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.images: list[Any] = []
+        self.videos: list[np.ndarray] = []
+        self.metas: list[Any] = []
+        self.clips: list[np.ndarray] = []
+        self.info: dict[str, Any] = {}
+
+
 @BACKENDS.register("hf")
 class HFBackend(Backend):
     """hf:<local dir> a transformers model + processor from a local folder"""
@@ -334,6 +420,7 @@ class HFBackend(Backend):
             raise BackendConfigError(f"hf: {path} has no config.json (expected a transformers model folder)")
         self.path = path.resolve()
         self.trust_remote_code = _truthy(opts.get("trust_remote_code", "0"), "trust_remote_code")
+        self.batch = _batch_option(opts.get("batch", "1"))
         device = str(options.get("device", "cpu"))
         if device.split(":")[0] not in ("cpu", "cuda"):
             raise BackendConfigError(f"device {device!r}: expected cpu or cuda (cuda:N)")
@@ -360,6 +447,7 @@ class HFBackend(Backend):
         self.template = _chat_template(self.path, self.tokenizer)
         self.modalities = frozenset(self._modalities())  # type: ignore[misc]
         self.weights_sha256 = folder_sha256(self.path)
+        self._audio_fixed: bool | None = None
 
     def _modalities(self) -> set[str]:
         kinds = {"text"}
@@ -395,38 +483,43 @@ class HFBackend(Backend):
         return owner.apply_chat_template(self.chat(messages), add_generation_prompt=True, tokenize=False,
                                          chat_template=self.template)
 
-    def inputs(self, req: Request) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(model inputs, info) for one request: media through `evalsuite.media`, then the processor."""
+    def load_media(self, req: Request) -> "_Loaded":
+        """The request's prompt text and its media through `evalsuite.media` (not yet the processor)."""
         from evalsuite import media as media_lib
 
-        text = self.prompt(req.messages)
-        images, videos, metas, clips = [], [], [], []
-        info: dict[str, Any] = {}
+        loaded = _Loaded(text=self.prompt(req.messages))
+        info = loaded.info
         fps = float(req.media.get("fps", 1.0))
         max_frames = int(req.media.get("max_frames", 64))
         for part in (p for m in req.messages for p in m.content if p.type != "text"):
             path = str(part.path)
             if part.type == "image":
-                images.append(media_lib.load_image(path))
+                loaded.images.append(media_lib.load_image(path))
             elif part.type == "video":
                 frames, stamps = media_lib.sample_frames(path, fps, max_frames)
                 vi = media_lib.probe_video(path)
-                videos.append(frames)
-                metas.append(frames_metadata(len(frames), vi.fps, vi.n_frames, stamps))
+                loaded.videos.append(frames)
+                loaded.metas.append(frames_metadata(len(frames), vi.fps, vi.n_frames, stamps))
                 info["video_frames"] = info.get("video_frames", 0) + int(frames.shape[0])
                 info["video_fps"] = fps
             elif part.type == "audio":
                 rate = int(self.processor.feature_extractor.sampling_rate)
                 wave = media_lib.load_audio(path, rate)
-                clips.append(wave)
+                loaded.clips.append(wave)
                 info["audio_sample_rate"] = rate
                 info["audio_seconds"] = round(info.get("audio_seconds", 0.0) + wave.shape[0] / rate, 4)
-        if self.processor is None:
-            enc = self.tokenizer(text, return_tensors="pt", add_special_tokens=self.template is None)
-            return dict(enc), info
+        return loaded
+
+    def _processor_kwargs(self, rows: list["_Loaded"]) -> dict[str, Any]:
+        """The processor's arguments for these rows (one row: one request; several: a batch)."""
         # the template already wrote the special tokens (a BOS among them): a tokenizer that adds its
         # own would double it, as transformers' apply_chat_template avoids too
-        kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt", "add_special_tokens": self.template is None}
+        kwargs: dict[str, Any] = {"text": [r.text for r in rows], "return_tensors": "pt",
+                                  "add_special_tokens": self.template is None}
+        images = [x for r in rows for x in r.images]
+        videos = [x for r in rows for x in r.videos]
+        metas = [x for r in rows for x in r.metas]
+        clips = [x for r in rows for x in r.clips]
         if images:
             kwargs["images"] = images
         if videos:
@@ -434,29 +527,67 @@ class HFBackend(Backend):
             kwargs["videos_kwargs"] = {"video_metadata": metas, "fps": _sampled_fps(metas)}
         if clips:
             kwargs["audio"] = clips
-            kwargs["audio_kwargs"] = {"sampling_rate": info["audio_sample_rate"]}
-        enc = self.processor(**kwargs)
-        mask = enc.get("feature_attention_mask")
-        hop = getattr(getattr(self.processor, "feature_extractor", None), "hop_length", None)
-        if clips and mask is not None and isinstance(hop, int):  # what the feature extractor kept of the clips
-            heard = round(int(mask.sum()) * hop / info["audio_sample_rate"], 4)
-            if heard < info["audio_seconds"] - 0.05:  # cut at its chunk length (30 s for Whisper-style ones)
-                info["audio_seconds_heard"] = heard
-        ids = enc["input_ids"][0]
+            kwargs["audio_kwargs"] = {"sampling_rate": int(self.processor.feature_extractor.sampling_rate)}
+        return kwargs
+
+    def _media_tokens(self, req: Request, ids: torch.Tensor, info: dict[str, Any]) -> None:
+        """``<kind>_tokens`` in ``info``: the request's placeholder tokens in its prompt ``ids``."""
         for kind in ("image", "video", "audio"):
             token_id = getattr(self.processor, f"{kind}_token_id", None)
             if token_id is not None and kind in {p.type for m in req.messages for p in m.content}:
                 info[f"{kind}_tokens"] = int((ids == token_id).sum())
+
+    def _audio_heard(self, mask: Any, info: dict[str, Any]) -> None:
+        """``audio_seconds_heard`` when the feature extractor cut the clips (``mask``: their rows of
+        ``feature_attention_mask``)."""
+        hop = getattr(getattr(self.processor, "feature_extractor", None), "hop_length", None)
+        if mask is not None and isinstance(hop, int):  # what the feature extractor kept of the clips
+            heard = round(int(mask.sum()) * hop / info["audio_sample_rate"], 4)
+            if heard < info["audio_seconds"] - 0.05:  # cut at its chunk length (30 s for Whisper-style ones)
+                info["audio_seconds_heard"] = heard
+
+    def inputs(self, req: Request, loaded: "_Loaded | None" = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(model inputs, info) for one request: media through `evalsuite.media` (``loaded``, when the
+        batched path already read them), then the processor."""
+        loaded = loaded if loaded is not None else self.load_media(req)
+        info = dict(loaded.info)
+        if self.processor is None:
+            enc = self.tokenizer(loaded.text, return_tensors="pt", add_special_tokens=self.template is None)
+            return dict(enc), info
+        enc = self.processor(**self._processor_kwargs([loaded]))
+        if loaded.clips:
+            self._audio_heard(enc.get("feature_attention_mask"), info)
+        self._media_tokens(req, enc["input_ids"][0], info)
         return dict(enc), info
+
+    def _to_device(self, enc: dict[str, Any]) -> dict[str, Any]:
+        enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
+        for k, v in enc.items():  # pixels and audio features in the model's dtype; not the video grid
+            # times (second_per_grid_ts: bf16 moves Qwen-VL's temporal position ids) nor anything else
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and ("pixel" in k or "feature" in k):
+                enc[k] = v.to(self.dtype)
+        return enc
+
+    def _check_room(self, req: Request, n_prompt: int) -> None:
+        context = self._context()
+        if context is not None and (req.require_room or req.ignore_eos) and n_prompt + int(req.max_tokens) > context:
+            raise PromptTooLong(f"prompt of {n_prompt} tokens plus max_tokens {req.max_tokens} does not fit the "
+                                f"model's context of {context} (max_position_embeddings)")
+
+    def _pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
 
     # ---- generation ---------------------------------------------------------------------------
     def generate(self, requests: list[Request]) -> list[Response]:
-        """One request after another (no batching: ``describe()['batching']`` says so), each timed
-        from this call, as the reference backend times a batch: a request's TTFT includes its wait."""
+        """Each request timed from this call, as the reference backend times a batch: a request's
+        TTFT includes its wait. ``batch=1`` (the default): one request after another through `_one`;
+        ``batch=N``: compatible greedy requests share ``model.generate`` calls (`_batched`)."""
         t0 = time.perf_counter()
         for req in requests:
             self.check(req)
-        return [self._one(req, t0) for req in requests]
+        if self.batch <= 1 or len(requests) <= 1:
+            return [self._one(req, t0) for req in requests]
+        return self._batched(requests, t0)
 
     def _context(self) -> int | None:
         """The model's context length from its config (the text model's for a multimodal one), if given."""
@@ -468,24 +599,16 @@ class HFBackend(Backend):
         return None
 
     @torch.no_grad()
-    def _one(self, req: Request, t0: float) -> Response:
-        enc, info = self.inputs(req)
-        enc = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in enc.items()}
-        for k, v in enc.items():  # pixels and audio features in the model's dtype; not the video grid
-            # times (second_per_grid_ts: bf16 moves Qwen-VL's temporal position ids) nor anything else
-            if isinstance(v, torch.Tensor) and v.is_floating_point() and ("pixel" in k or "feature" in k):
-                enc[k] = v.to(self.dtype)
+    def _one(self, req: Request, t0: float, loaded: "_Loaded | None" = None) -> Response:
+        enc, info = self.inputs(req, loaded)
+        enc = self._to_device(enc)
         n_prompt = int(enc["input_ids"].shape[1])
-        context = self._context()
-        if context is not None and (req.require_room or req.ignore_eos) and n_prompt + int(req.max_tokens) > context:
-            raise PromptTooLong(f"prompt of {n_prompt} tokens plus max_tokens {req.max_tokens} does not fit the "
-                                f"model's context of {context} (max_position_embeddings)")
+        self._check_room(req, n_prompt)
         clock = _TokenClock(t0)
         sampling = req.temperature > 0
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": int(req.max_tokens), "do_sample": sampling, "streamer": clock,
-            "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None
-            else self.tokenizer.eos_token_id,
+            "pad_token_id": self._pad_token_id(),
         }
         if req.ignore_eos:  # exactly max_tokens (fixed output lengths for load tests)
             gen_kwargs["min_new_tokens"] = int(req.max_tokens)
@@ -508,6 +631,174 @@ class HFBackend(Backend):
         return Response(text=text, prompt_tokens=n_prompt, output_tokens=int(len(new)),
                         ttft_s=times[0] if times else e2e, e2e_s=e2e, token_times=times, finish_reason=finish,
                         info=info)
+
+    # ---- batched generation (batch=N) ---------------------------------------------------------
+    def _batch_key(self, req: Request) -> tuple[Any, ...] | None:
+        """Requests with equal keys may share one ``model.generate`` call; None: the request runs alone.
+
+        A sampled request (temperature > 0) runs alone: its tokens come from a generator seeded per
+        (run seed, sample id), and one batched sampling call draws every row from one generator, so
+        no row would get its own seed's tokens. Greedy rows share what `generate` takes per call:
+        ``ignore_eos`` (min_new_tokens) and the stop strings; ``max_tokens`` may differ (the batch
+        runs to the largest, each row is cut at its own). Requests of a remote-code model, and media
+        requests of a family not in `_MEDIA_BATCHING_CHECKED`, run alone (left padding unchecked)."""
+        if req.temperature > 0 or not self._own_model_class():
+            return None
+        if self.tokenizer.pad_token is None and self.tokenizer.eos_token is None:
+            return None  # nothing to pad the shorter prompts with
+        kinds = {p.type for m in req.messages for p in m.content} - {"text"}
+        if not kinds <= self._batchable_media():
+            return None
+        return (bool(req.ignore_eos), tuple(req.stop))
+
+    def _own_model_class(self) -> bool:
+        """The model is one of transformers' classes (whose left padding transformers supports), not
+        a folder's own code."""
+        return type(self.model).__module__.startswith("transformers.models.")
+
+    def _batchable_media(self) -> frozenset[str]:
+        return _MEDIA_BATCHING_CHECKED.get(str(getattr(self.config, "model_type", "")), frozenset()) & self.modalities
+
+    def _audio_pads_to_fixed_length(self) -> bool:
+        """Whether the processor pads every audio clip to one length (Qwen2.5-Omni: 30 s), so that a
+        clip's features do not depend on the other clips of the call. Qwen3-Omni pads to the longest
+        clip of the call instead, which changes a shorter clip's last feature frames: there an audio
+        request shares a call only with requests whose longest clip has the same length."""
+        if self._audio_fixed is None:
+            try:
+                rate = int(self.processor.feature_extractor.sampling_rate)
+                token = self.processor.audio_token
+                lengths = [self.processor(text=[token], audio=[np.zeros(int(rate * sec), np.float32)],
+                                          return_tensors="pt", audio_kwargs={"sampling_rate": rate})
+                           ["input_features"].shape[-1] for sec in (0.5, 1.5)]
+                self._audio_fixed = lengths[0] == lengths[1]
+            except Exception:  # a processor that does not say: treat its padding as per call
+                self._audio_fixed = False
+        return self._audio_fixed
+
+    def _batching(self) -> str:
+        """``describe()['batching']``."""
+        if self.batch <= 1:
+            return "none: requests run one at a time, timed from the batch's start"
+        text = (f"up to {self.batch} requests per generate call (left padding), greedy requests with the same "
+                f"settings (ignore_eos, stop strings; max_tokens may differ); sampled requests alone (one batched "
+                f"sampling call cannot honour per-request seeds); timed from the call's start")
+        if not self._own_model_class():
+            return text + f"; but {type(self.model).__name__} is the folder's own code (left padding unchecked): " \
+                          "every request runs alone"
+        media = sorted(self.modalities - {"text"})
+        batched = sorted(self._batchable_media())
+        if batched:
+            text += f"; {', '.join(batched)} requests batch too"
+            if "audio" in batched and not self._audio_pads_to_fixed_length():
+                text += " (audio only with requests whose longest clip has the same length)"
+        alone = [k for k in media if k not in batched]
+        if alone:
+            text += f"; {', '.join(alone)} requests alone (batched media not checked for this family)"
+        return text
+
+    def _batched(self, requests: list[Request], t0: float) -> list[Response]:
+        results: list[Response | None] = [None] * len(requests)
+        groups: dict[Any, list[int]] = {}
+        plan: list[list[int]] = []  # in order of each group's first request
+        for i, req in enumerate(requests):
+            key = self._batch_key(req)
+            if key is None:
+                plan.append([i])
+                continue
+            if key not in groups or len(groups[key]) >= self.batch:
+                groups[key] = []
+                plan.append(groups[key])
+            groups[key].append(i)
+        for idxs in plan:
+            if len(idxs) == 1:
+                results[idxs[0]] = self._one(requests[idxs[0]], t0)
+                continue
+            loaded = [self.load_media(requests[i]) for i in idxs]
+            audio_fixed = any(ld.clips for ld in loaded) and self._audio_pads_to_fixed_length()
+            for ks in _processor_groups(loaded, audio_fixed):
+                if len(ks) == 1:
+                    results[idxs[ks[0]]] = self._one(requests[idxs[ks[0]]], t0, loaded[ks[0]])
+                    continue
+                out = self._run_batch([requests[idxs[k]] for k in ks], [loaded[k] for k in ks], t0)
+                for k, r in zip(ks, out):
+                    results[idxs[k]] = r
+        return [r for r in results if r is not None]
+
+    @torch.no_grad()
+    def _run_batch(self, reqs: list[Request], loaded: list["_Loaded"], t0: float) -> list[Response]:
+        """Greedy requests with the same `_batch_key` in one ``model.generate`` call, left-padded."""
+        from transformers import StoppingCriteriaList
+
+        infos = [dict(ld.info) for ld in loaded]
+        # left padding for this call only (decoder-only models continue each row at its end): asked
+        # of this call, the tokenizer's own padding_side is left as it is; a tokenizer without a pad
+        # token pads with its EOS here (the id `generate` pads with, as in `_one`), then has none again
+        pad_token = self.tokenizer.pad_token
+        if pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        try:
+            if self.processor is None:
+                enc = dict(self.tokenizer([ld.text for ld in loaded], return_tensors="pt", padding=True,
+                                          padding_side="left", add_special_tokens=self.template is None))
+            else:
+                enc = dict(self.processor(**self._processor_kwargs(loaded), padding=True, padding_side="left"))
+        finally:
+            if pad_token is None:
+                self.tokenizer.pad_token = None
+        if self.processor is not None:
+            mask = enc.get("feature_attention_mask")
+            first = 0
+            for ld, info in zip(loaded, infos):
+                if ld.clips:
+                    self._audio_heard(None if mask is None else mask[first:first + len(ld.clips)], info)
+                first += len(ld.clips)
+        attention = enc["attention_mask"].bool()
+        n_prompts = [int(m.sum()) for m in attention]
+        if self.processor is not None:
+            for req, ids, m, info in zip(reqs, enc["input_ids"], attention, infos):
+                self._media_tokens(req, ids[m], info)
+        for req, n in zip(reqs, n_prompts):
+            self._check_room(req, n)
+        enc = self._to_device(enc)
+        width = int(enc["input_ids"].shape[1])
+        max_new = max(int(r.max_tokens) for r in reqs)
+        clock = _StepClock(t0)
+        gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": False, "streamer": clock,
+                                      "pad_token_id": self._pad_token_id()}
+        if reqs[0].ignore_eos:  # the same for every row (`_batch_key`); rows are cut at their own max_tokens
+            gen_kwargs["min_new_tokens"] = max_new
+        stop_at: _StopStringsAt | None = None
+        if reqs[0].stop:  # generate's own stop-string criterion, also noting the step each row stopped at
+            from transformers import StopStringCriteria
+
+            stop_at = _StopStringsAt(StopStringCriteria(self.tokenizer, list(reqs[0].stop)), width, len(reqs))
+            gen_kwargs["stopping_criteria"] = StoppingCriteriaList([stop_at])
+        out = self.model.generate(**enc, **gen_kwargs).cpu()
+        eos = _eos_ids(self.model, self.tokenizer)
+        responses = []
+        for row, (req, n_prompt, info) in enumerate(zip(reqs, n_prompts, infos)):
+            new = out[row, width:]
+            # the row's own end: its max_tokens, its first EOS (what follows is padding), its stop string
+            end = min(len(new), int(req.max_tokens))
+            hits = [j for j in range(end) if int(new[j]) in eos]
+            if hits:
+                end = hits[0] + 1
+            if stop_at is not None and stop_at.ended[row] is not None:
+                end = min(end, stop_at.ended[row])
+            new = new[:end]
+            finish = "stop" if len(new) and int(new[-1]) in eos else "length"
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            for s in req.stop:
+                if s and s in text:
+                    text, finish = text[: text.index(s)], "stop"
+            # the answer is there when the call returns: a row that ended early waited for the others
+            e2e = time.perf_counter() - t0
+            times = clock.steps[: len(new)]
+            responses.append(Response(text=text, prompt_tokens=n_prompt, output_tokens=int(len(new)),
+                                      ttft_s=times[0] if times else e2e, e2e_s=e2e, token_times=times,
+                                      finish_reason=finish, info=info))
+        return responses
 
     # ---- provenance ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -536,7 +827,7 @@ class HFBackend(Backend):
             "model_class": type(self.model).__name__,
             "processor_class": type(p).__name__ if p is not None else None,
             "chat_template": "folder" if self.template is not None else "none (plain text prompt)",
-            "batching": "none: requests run one at a time, timed from the batch's start",
+            "batching": self._batching(),
             "decoding": "greedy at temperature 0, else temperature/top_p sampling; the folder's "
                         "generation_config gives token ids only",
             "generation_config_ignored": self.ignored_generation,
@@ -564,6 +855,31 @@ def _plain_generation(model: Any) -> tuple[Any, dict[str, Any]]:
                if k not in ids and k not in ("transformers_version", "_from_model_config", "use_cache",
                                              "output_attentions", "output_hidden_states")}
     return GenerationConfig(**{k: v for k, v in keep.items() if v is not None}), dropped
+
+
+def _processor_groups(loaded: list[_Loaded], audio_fixed: bool) -> list[list[int]]:
+    """The rows of one batch (indices into ``loaded``) in groups that one processor call encodes as it
+    encodes each row alone. The processor takes one ``fps`` for all its videos (the mean of their
+    sampled rates, `_sampled_fps`; Qwen-Omni's temporal positions use it): a group holds videos of one
+    rate, and a row whose videos have several rates has its own group. Unless the processor pads
+    audio clips to a fixed length (``audio_fixed``), it pads them to the longest clip of the call: a
+    group holds rows whose longest clip has one length. Rows without video or audio join any group."""
+    groups: list[tuple[dict[str, Any], list[int]]] = []
+    for k, ld in enumerate(loaded):
+        need: dict[str, Any] = {}
+        rates = {float(m.sampled_fps) for m in ld.metas}
+        if rates:
+            need["fps"] = rates.pop() if len(rates) == 1 else ("several rates", k)
+        if ld.clips and not audio_fixed:
+            need["audio"] = max(int(c.shape[0]) for c in ld.clips)
+        for have, rows in groups:
+            if all(have.get(key, value) == value for key, value in need.items()):
+                have.update(need)
+                rows.append(k)
+                break
+        else:
+            groups.append((need, [k]))
+    return [rows for _, rows in groups]
 
 
 def _sampled_fps(metas: list[Any]) -> float:

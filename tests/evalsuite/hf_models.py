@@ -143,3 +143,61 @@ def build_nemotron_h(path: Path, seed: int = 0) -> Path:
     )
     torch.manual_seed(seed)
     return _finish(NemotronHForCausalLM(cfg), tok, path)
+
+
+def _qwen3_vision(**kw) -> dict:
+    return dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=32, patch_size=16,
+                spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64, deepstack_visual_indexes=[0],
+                **kw)
+
+
+def _qwen3_text_config(tok, **kw) -> dict:
+    cfg = _text_config(tok, head_dim=16, **kw)
+    cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                              "mrope_interleaved": True}
+    return cfg
+
+
+def _qwen3_image_processor():
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    # Qwen3-VL's 16-pixel patches: 4..36 patches of 32x32 per image
+    return Qwen2VLImageProcessorPil(patch_size=16, min_pixels=32 * 32 * 4, max_pixels=32 * 32 * 36)
+
+
+def build_qwen3_vl(path: Path, seed: int = 0) -> Path:
+    """A tiny Qwen3-VL (deepstack vision, interleaved M-RoPE, ``<t seconds>`` video timestamps)."""
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    tok = train_tokenizer(QWEN_VL_SPECIAL, QWEN_VL_TEMPLATE)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_VL_SPECIAL}
+    cfg = Qwen3VLConfig(text_config=_qwen3_text_config(tok), vision_config=_qwen3_vision(),
+                        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+                        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    torch.manual_seed(seed)
+    return _finish(Qwen3VLForConditionalGeneration(cfg), tok, path, _qwen3_image_processor())
+
+
+def build_qwen3_omni_moe_thinker(path: Path, seed: int = 0) -> Path:
+    """A tiny Qwen3-Omni thinker (MoE text model; its processor pads audio clips to the longest)."""
+    from transformers import (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration,
+                              WhisperFeatureExtractor)
+
+    extra = {"image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "audio_token": "<|AUDIO|>",
+             "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
+             "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
+    tok = train_tokenizer(OMNI_SPECIAL, OMNI_TEMPLATE, extra=extra)
+    ids = {t: tok.convert_tokens_to_ids(t) for t in OMNI_SPECIAL}
+    cfg = Qwen3OmniMoeThinkerConfig(
+        text_config=_qwen3_text_config(tok, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2),
+        vision_config=_qwen3_vision(),
+        audio_config=dict(num_mel_bins=128, encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64,
+                          d_model=32, output_dim=32, n_window=50, max_source_positions=1500,
+                          downsample_hidden_size=16, n_window_infer=100),
+        audio_token_id=ids["<|AUDIO|>"], image_token_id=ids["<|IMAGE|>"], video_token_id=ids["<|VIDEO|>"],
+        audio_start_token_id=ids["<|audio_bos|>"], vision_start_token_id=ids["<|vision_bos|>"],
+        user_token_id=tok.convert_tokens_to_ids("user") or 0,
+    )
+    torch.manual_seed(seed)
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000)
+    return _finish(Qwen3OmniMoeThinkerForConditionalGeneration(cfg), tok, path, _qwen3_image_processor(), fe)

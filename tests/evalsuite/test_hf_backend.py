@@ -4,6 +4,7 @@ Qwen-VL video layout, the synthetic tasks run through the runner, and bad folder
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def test_parse_arg_keeps_commas_in_folder_names() -> None:
     assert parse_arg("/m/a,b,trust_remote_code=1,dtype=bfloat16") == (
         Path("/m/a,b"), {"trust_remote_code": "1", "dtype": "bfloat16"})
     assert parse_arg("/m/x=y") == (Path("/m/x=y"), {})
+    assert parse_arg("/m/a,batch=8,dtype=bfloat16") == (Path("/m/a"), {"batch": "8", "dtype": "bfloat16"})
 
 
 @torch.no_grad()
@@ -162,9 +164,14 @@ def test_text_only_model_errors_media_samples_and_goes_on(folders: dict[str, Pat
         f"UnsupportedModality: model 'hf:{folders['nemotron']}' does not accept image input (accepts: text)"] * 2
 
 
+@pytest.fixture(scope="module")
+def omni_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return hf_models.build_qwen2_5_omni_thinker(tmp_path_factory.mktemp("hf_omni") / "omni")
+
+
 @pytest.mark.slow  # builds a third model and synthesizes speech for audioqa
-def test_omni_thinker_hears_sees_and_watches(tmp_path: Path, media) -> None:
-    path = hf_models.build_qwen2_5_omni_thinker(tmp_path / "omni")
+def test_omni_thinker_hears_sees_and_watches(omni_folder: Path, tmp_path: Path, media) -> None:
+    path = omni_folder
     backend = HFBackend(str(path))
     assert backend.modalities == {"text", "image", "video", "audio"}
     assert backend.describe()["media"]["audio_sample_rate"] == 16000
@@ -223,6 +230,13 @@ def test_remote_code_folder_needs_permission(tmp_path: Path, folders: dict[str, 
     plain = HFBackend(str(folders["nemotron"]))
     req = Request("t", [user("What is the total?")], max_tokens=4)
     assert backend.generate([req])[0].text == plain.generate([req])[0].text  # same weights, same answer
+    # the folder's own code: batch=N leaves every request alone (its left padding is unchecked)
+    batched = HFBackend(f"{path},trust_remote_code=1,batch=4")
+    calls = _count_generate_calls(batched)
+    assert [r.text for r in batched.generate([req, req])] == [plain.generate([req])[0].text] * 2
+    assert calls == [(1, False), (1, False)]
+    assert batched.describe()["batching"].endswith(
+        "but TinyNemoForCausalLM is the folder's own code (left padding unchecked): every request runs alone")
 
 
 @pytest.mark.parametrize("arg, message", [
@@ -233,6 +247,11 @@ def test_remote_code_folder_needs_permission(tmp_path: Path, folders: dict[str, 
     ("{empty}", "has no config.json"),
     ("{vl},dtype=int3", "option dtype expects one of float32, bfloat16, float16, got 'int3'"),
     ("{vl},trust_remote_code=maybe", "option trust_remote_code expects 1/0"),
+    ("{vl},batch=0", "hf: option batch expects a whole number of requests per generate call, 1 or more "
+                     "(1 = one at a time), got '0'"),
+    ("{vl},batch=x", "hf: option batch expects a whole number of requests per generate call, 1 or more "
+                     "(1 = one at a time), got 'x'"),
+    ("{vl},batch=2.5", "option batch expects a whole number"),
 ])
 def test_bad_model_names_fail_in_one_line(arg: str, message: str, folders: dict[str, Path], tmp_path: Path) -> None:
     arg = arg.format(empty=tmp_path, vl=folders["vl"])
@@ -312,3 +331,186 @@ def test_a_stop_string_ends_generation_not_only_the_text(vl: HFBackend) -> None:
     (r,) = vl.generate([Request("r", [user("hello")], max_tokens=12, stop=[text[cut:cut + 2]])])
     assert r.text == text[:cut] and r.finish_reason == "stop"
     assert r.output_tokens < full.output_tokens and len(r.token_times) == r.output_tokens  # was 12: ran on
+
+
+# ---- batch=N: several greedy requests per generate call -------------------------------------------
+def _count_generate_calls(backend: HFBackend) -> list[tuple[int, bool]]:
+    """(rows, sampling) of every ``model.generate`` call the backend makes from now on."""
+    calls: list[tuple[int, bool]] = []
+    real = backend.model.generate
+
+    def generate(**kwargs):
+        calls.append((int(kwargs["input_ids"].shape[0]), bool(kwargs.get("do_sample"))))
+        return real(**kwargs)
+
+    backend.model.generate = generate
+    return calls
+
+
+@torch.no_grad()
+def _greedy_ids(backend: HFBackend, req: Request) -> list[int]:
+    """The request's first max_tokens greedy tokens, EOS or not."""
+    enc, _ = backend.inputs(req)
+    n = int(req.max_tokens)
+    out = backend.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                 pad_token_id=backend._pad_token_id())
+    return out[0, enc["input_ids"].shape[1]:].tolist()
+
+
+def _early_eos(backend: HFBackend, early: Request, others: list[Request]) -> tuple[int, int]:
+    """(token, position): a token that ``early`` generates first at position 2 or later and that the
+    fewest ``others`` generate: made an EOS, ``early`` ends there while most others run on."""
+    ids = _greedy_ids(backend, early)
+    rest = [_greedy_ids(backend, r) for r in others]
+    firsts = [(j, t) for j, t in enumerate(ids) if j >= 2 and t not in ids[:j]]
+    j, token = min(firsts, key=lambda jt: (sum(jt[1] in r for r in rest), jt[0]))
+    return token, j
+
+
+def _answer(a) -> tuple:
+    return (a.text, a.output_tokens, a.finish_reason, a.prompt_tokens, a.info)
+
+
+@pytest.mark.parametrize("family", ["nemotron", "vl"])
+def test_batched_greedy_answers_equal_one_at_a_time(family: str, folders: dict[str, Path], media,
+                                                    tmp_path: Path) -> None:
+    """batch=4 (left padding, one generate call for up to 4 compatible greedy requests) gives each
+    request the text, token count and finish reason that batch=1 gives it: prompts of different
+    lengths, different max_tokens, one ending early at an EOS, stop strings, ignore_eos; with
+    images and videos for Qwen2.5-VL. A sampled request runs alone, as under batch=1."""
+    from media_files import write_mp4, write_png
+
+    serial, batched = HFBackend(str(folders[family])), HFBackend(f"{folders[family]},batch=4")
+    reqs = [
+        Request("short", [user("hi")], max_tokens=3),
+        Request("early", [user("What is the total?")], max_tokens=8),
+        Request("long", [user("Answer with the option's letter. A. red B. blue C. green D. yellow " * 3)],
+                max_tokens=12),
+        Request("mid", [user("Invoice number, customer name, amount due.")], max_tokens=5),
+        Request("long2", [user("Click: OK Cancel Submit. Text in the image: TOTAL 12.00")], max_tokens=10),
+    ]
+    if family == "vl":
+        wide = str(write_png(tmp_path / "wide.png", 120, 40, (10, 200, 90)))
+        clip = str(write_mp4(tmp_path / "clip.mp4", frames=8, size=48, fps=8))
+        reqs += [
+            Request("image", [user(ContentPart.of_media("image", media["image"]), "What is the total?")],
+                    max_tokens=7),
+            Request("image2", [user(ContentPart.of_media("image", wide), "Text in the image?")], max_tokens=11),
+            Request("video", [user(ContentPart.of_media("video", clip), "What changes?")], max_tokens=6,
+                    media={"fps": 4.0, "max_frames": 4}),
+            Request("video2", [user("Watch this.", ContentPart.of_media("video", clip), "What moves?")],
+                    max_tokens=9, media={"fps": 4.0, "max_frames": 4}),
+        ]
+    eos, at = _early_eos(serial, reqs[1], [r for r in reqs if r.sample_id != "early"])
+    for b in (serial, batched):  # a second EOS id (a generation config's list, as Qwen folders ship)
+        b.model.generation_config.eos_token_id = [int(b.tokenizer.eos_token_id), eos]
+    # a stop string from what the model writes for a request that runs to max_tokens, third character
+    # on: two printable characters (a '\ufffd' of a token cut inside a UTF-8 sequence is in no token)
+    def cuts(text: str) -> list[int]:
+        return [i for i in range(2, len(text) - 2) if text[i:i + 2].isascii() and text[i:i + 2].isprintable()
+                and text[i:i + 2].strip() and text.index(text[i:i + 2]) == i]
+
+    plain = serial.generate(reqs)
+    ran, full = next((r, a) for r, a in zip(reqs, plain) if a.finish_reason == "length" and cuts(a.text))
+    cut = cuts(full.text)[0]
+    stop = [full.text[cut:cut + 2]]
+    reqs += [
+        Request("stop", ran.messages, max_tokens=ran.max_tokens, stop=stop, media=ran.media),
+        Request("stop2", [user("Click: OK Cancel Submit.")], max_tokens=10, stop=stop),
+        Request("fixed", [user("hello")], max_tokens=6, ignore_eos=True),
+        Request("fixed2", [user("What is the date?")], max_tokens=9, ignore_eos=True),
+        Request("sampled", [user("What is the total?")], max_tokens=6, temperature=0.8, seed=3),
+    ]
+    one = serial.generate(reqs)
+    calls = _count_generate_calls(batched)
+    four = batched.generate(reqs)
+    for req, a, b in zip(reqs, one, four):
+        assert _answer(b) == _answer(a), req.sample_id
+    by_id = {r.sample_id: (a, b) for r, a, b in zip(reqs, one, four)}
+    # what the requests were made to cover happened
+    assert by_id["early"][0].finish_reason == "stop" and by_id["early"][0].output_tokens == at + 1
+    assert by_id["stop"][0].finish_reason == "stop" and by_id["stop"][0].text == full.text[:cut]
+    assert by_id["stop"][0].output_tokens < full.output_tokens  # the stop string ended generation
+    assert any(a.finish_reason == "length" and a.output_tokens == r.max_tokens > 3 for r, a in zip(reqs, one)
+               if not r.ignore_eos and r.temperature == 0)
+    assert by_id["fixed"][1].output_tokens == 6 and by_id["fixed2"][1].output_tokens == 9
+    # batched: the 3 greedy groups (plain, stop strings, ignore_eos) in calls of at most 4 rows;
+    # the sampled request alone, sampling
+    assert batched.tokenizer.padding_side == serial.tokenizer.padding_side  # left padding for its calls only
+    assert (1, True) in calls and all(rows == 1 for rows, sampling in calls if sampling)
+    assert max(rows for rows, _ in calls) == 4 and sum(rows for rows, _ in calls) == len(reqs)
+    assert len(calls) == (6 if family == "vl" else 5)
+    # timing: each row's token times are the steps of its call, from generate's start
+    for b in four:
+        assert len(b.token_times) == b.output_tokens
+        assert all(x <= y for x, y in zip(b.token_times, b.token_times[1:]))
+        assert b.ttft_s == b.token_times[0] <= b.e2e_s
+    fixed, fixed2 = by_id["fixed"][1], by_id["fixed2"][1]  # one call: the same step clock
+    assert fixed.token_times == fixed2.token_times[:6]
+    # the serving path (astream: one request per generate) is the one-request path
+    calls.clear()
+    served = asyncio.run(batched.agenerate(reqs[-1]))
+    assert _answer(served) == _answer(one[-1]) and calls == [(1, True)]
+    served = asyncio.run(batched.agenerate(reqs[1]))
+    assert _answer(served) == _answer(one[1]) and calls[-1] == (1, False)
+    assert serial.describe()["batching"].startswith("none")
+    described = batched.describe()["batching"]
+    assert described.startswith("up to 4 requests per generate call") and "sampled requests alone" in described
+    assert ("image, video requests batch too" in described) == (family == "vl")
+
+
+@pytest.mark.slow  # builds Qwen3-VL and Qwen3-Omni models
+@pytest.mark.parametrize("family", ["qwen2_5_omni", "qwen3_vl", "qwen3_omni"])
+def test_batched_media_answers_equal_one_at_a_time(family: str, omni_folder: Path, media,
+                                                   tmp_path: Path) -> None:
+    """The other families whose media requests batch: images, videos and audio clips of different
+    sizes in one generate call give what one request at a time gives. Qwen3-Omni's processor pads
+    the clips of a call to the longest (which changes a shorter clip's last feature frames), so
+    there clips of different lengths never share a call; Qwen2.5-Omni pads every clip to 30 s."""
+    from media_files import write_png, write_wav
+
+    if family == "qwen2_5_omni":
+        path = omni_folder
+    elif family == "qwen3_vl":
+        path = hf_models.build_qwen3_vl(tmp_path / family)
+    else:
+        path = hf_models.build_qwen3_omni_moe_thinker(tmp_path / family)
+    serial, batched = HFBackend(str(path)), HFBackend(f"{path},batch=4")
+    wide = str(write_png(tmp_path / "wide.png", 120, 40, (10, 200, 90)))
+    reqs = [
+        Request("text", [user("What is the total?")], max_tokens=5),
+        Request("image", [user(ContentPart.of_media("image", media["image"]), "What is the total?")], max_tokens=6),
+        Request("image2", [user(ContentPart.of_media("image", wide), "Text in the image?")], max_tokens=8),
+        Request("video", [user(ContentPart.of_media("video", media["video"]), "What changes?")], max_tokens=5,
+                media={"fps": 2.0, "max_frames": 4}),
+        Request("video2", [user("Watch.", ContentPart.of_media("video", media["video"]), "What moves?")],
+                max_tokens=7, media={"fps": 2.0, "max_frames": 4}),
+    ]
+    if "audio" in serial.modalities:
+        longer = str(write_wav(tmp_path / "longer.wav", seconds=2.5, rate=16000))
+        reqs += [
+            Request("audio", [user(ContentPart.of_media("audio", media["audio"]), "What do you hear?")], max_tokens=6),
+            Request("audio2", [user(ContentPart.of_media("audio", longer), "What do you hear?")], max_tokens=4),
+            Request("audio3", [user(ContentPart.of_media("audio", media["audio"]), "Transcribe it.")], max_tokens=8),
+        ]
+    clips_per_call: list[list[int]] = []  # the feature frames each clip kept, per generate call
+    real = batched.model.generate
+
+    def generate(**kwargs):
+        mask = kwargs.get("feature_attention_mask")
+        clips_per_call.append([] if mask is None else mask.sum(-1).tolist())
+        return real(**kwargs)
+
+    batched.model.generate = generate
+    one, four = serial.generate(reqs), batched.generate(reqs)
+    for req, a, b in zip(reqs, one, four):
+        assert _answer(b) == _answer(a), req.sample_id
+        assert len(b.token_times) == b.output_tokens and b.ttft_s <= b.e2e_s
+    assert len(clips_per_call) < len(reqs)  # some requests shared a call
+    if family == "qwen3_omni":
+        assert not batched._audio_pads_to_fixed_length()
+        assert all(len(set(kept)) <= 1 for kept in clips_per_call)  # no clip padded by a longer one
+        assert sorted(len(kept) for kept in clips_per_call if kept) == [1, 2]  # the two 1 s clips together
+    elif family == "qwen2_5_omni":
+        assert batched._audio_pads_to_fixed_length()
+        assert any(len(set(kept)) == 2 for kept in clips_per_call)  # 1 s and 2.5 s clips in one call
