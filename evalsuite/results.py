@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
-from evalsuite.types import SampleResult
+from evalsuite.types import LOCATION_KEYS, SampleResult
 
 SCHEMA_VERSION = "1.2"  # 1.1: the throughput task's load points; 1.2: status "interrupted", status_reasons, a task's chance level
 SCHEMA_DIR = Path(__file__).parent / "schema"
@@ -240,12 +240,17 @@ def flatten(prefix: str, v: Any, out: dict[str, Any]) -> None:
 
 
 def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[str]:
-    """Differences in version, args and media settings between two results.json task entries."""
+    """Differences in version, args and media settings between two results.json task entries. Where
+    the data lives is not a setting: results written before it moved to ``data_location`` still
+    hold ``data_dir`` / ``media_dir`` in their args, which are left out here too."""
     fa: dict[str, Any] = {}
     fb: dict[str, Any] = {}
     for key in CONFIG_KEYS:
         flatten(key, task_a.get(key), fa)
         flatten(key, task_b.get(key), fb)
+    for k in [f"args.{x}" for x in LOCATION_KEYS]:
+        fa.pop(k, None)
+        fb.pop(k, None)
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Iterable
 
-from evalsuite.types import Request, Sample, SampleResult
+from evalsuite.types import LOCATION_KEYS, Request, Sample, SampleResult
 
 
 class DataLayoutError(ValueError):
@@ -48,7 +48,7 @@ class Task:
     # comparable (``settings``; results.json has them apart as ``data_location``); that the data is
     # the same is checked on the samples instead (their targets, on resume and in compare and gate).
     # (``hf``, a dataset's repo id, names the data and stays a setting.)
-    location_keys: ClassVar[tuple[str, ...]] = ("data_dir", "media_dir")
+    location_keys: ClassVar[tuple[str, ...]] = LOCATION_KEYS
     # Metadata keys whose values split the metrics in the results' breakdown.
     breakdown_keys: ClassVar[tuple[str, ...]] = ("category",)
     # Generation settings.

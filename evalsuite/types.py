@@ -15,6 +15,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping
 
+# Task arguments that say where a benchmark's data lives, not what it is (``Task.location_keys``):
+# not among the settings that make two runs comparable.
+LOCATION_KEYS: tuple[str, ...] = ("data_dir", "media_dir")
+
 PartType = Literal["text", "image", "video", "audio"]
 PART_TYPES: tuple[str, ...] = ("text", "image", "video", "audio")
 MEDIA_TYPES: tuple[str, ...] = ("image", "video", "audio")

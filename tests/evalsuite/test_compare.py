@@ -104,6 +104,11 @@ def test_config_differences_flattens_nested_settings():
     tb = {"version": "2", "args": {"n": 5, "media": {"fps": 2}}, "media": {"sr": 16000}}
     assert config_differences(ta, tb) == ["args.media.fps: 1 != 2", "version: '1' != '2'"]
     assert config_differences(ta, ta) == []
+    # where an official benchmark was read from is not a setting, in results written before data_location too
+    old = {"version": "1", "args": {"data_dir": "/data/ocrbench", "media_dir": "/m", "hf": ""}}
+    new = {"version": "1", "args": {"hf": ""}, "data_location": {"data_dir": "/mnt/ocrbench"}}
+    assert config_differences(old, new) == []
+    assert config_differences(old, {"version": "1", "args": {"hf": "echo840/OCRBench"}}) == ["args.hf: '' != 'echo840/OCRBench'"]
 
 
 def test_no_common_task_and_bad_folders(tmp_path, capsys):
