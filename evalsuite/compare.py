@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 from evalsuite.paired import PairedDiff, holm, pair, paired_diff
 from evalsuite.results import (COMPARE_SCHEMA_VERSION, RunFormatError, atomic_write_json, config_differences, dumps,
-                               flatten, json_value, load_run, validate)
+                               flatten, load_run, other_data, validate)
 from evalsuite.stats import N_BOOT, fmt_p, points
 from evalsuite.types import SampleResult
 
@@ -74,7 +74,7 @@ def check_same_data(samples_a: dict[str, Sequence[SampleResult]], samples_b: dic
     for t in tasks:
         by_b = {r.id: r for r in samples_b.get(t, [])}
         other = [(r.id, r.target, by_b[r.id].target) for r in samples_a.get(t, [])
-                 if r.id in by_b and json_value(r.target) != json_value(by_b[r.id].target)]
+                 if r.id in by_b and other_data(r, by_b[r.id].target, by_b[r.id].error)]
         out[t] = ([f"data: {len(other)} sample(s) with the same id have another target "
                    f"(e.g. {other[0][0]!r}: {other[0][1]!r} != {other[0][2]!r})"] if other else [])
     bad = {t: d for t, d in out.items() if d}

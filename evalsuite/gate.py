@@ -287,21 +287,29 @@ def speed_test(base: Sequence[float], cand: Sequence[float], direction: int, alp
     se = math.sqrt(ss / df) * math.sqrt(1.0 / x.size + 1.0 / y.size)
     floor = math.log(1.0 - max_slowdown) if max_slowdown < 1.0 else -math.inf
     if se == 0.0:  # every run of each side measured exactly the same: the difference is certain
-        return math.exp(d), math.exp(d), math.exp(d), (0.0 if d < floor else 1.0)
+        return _exp(d), _exp(d), _exp(d), (0.0 if d < floor else 1.0)
     q = float(student_t.ppf(1.0 - alpha, df))
-    return math.exp(d), math.exp(d - q * se), math.exp(d + q * se), float(student_t.cdf((d - floor) / se, df))
+    return _exp(d), _exp(d - q * se), _exp(d + q * se), float(student_t.cdf((d - floor) / se, df))
+
+
+def _exp(x: float) -> float:
+    """exp, held within float range (a tiny --alpha with two runs reaches t quantiles of 1e5)."""
+    return math.exp(max(-700.0, min(700.0, x)))
 
 
 def measure_efficiency(task: str, eff_base: dict[str, Any] | Sequence[dict[str, Any] | None] | None,
                        eff_cand: dict[str, Any] | Sequence[dict[str, Any] | None] | None,
-                       alpha: float = 0.05, max_slowdown: float = 0.2) -> list[EfficiencyVerdict]:
+                       alpha: float = 0.05, max_slowdown: float = 0.2,
+                       notes: list[str] | None = None) -> list[EfficiencyVerdict]:
     """The figures of one task to gate, measured (verdicts not decided yet: see ``decide_efficiency``).
 
     ``eff_base`` / ``eff_cand``: a run's efficiency figures, or a list of them, one per run of that
     side (repeats of one model on one machine). A figure the baseline reports (> 0) that a candidate
     run reports as 0 (a throughput: nothing met the SLO) or not at all (null, absent) is a FAIL, not
     a figure left out: a candidate that can no longer reach the latency target must not pass the
-    gate because its figure went missing."""
+    gate because its figure went missing. A figure whose candidate values are none of them usable
+    (negative, a latency of 0) is left out, or a run's unusable value is, with a line in ``notes``."""
+    notes = notes if notes is not None else []
     bases = [numeric_figures(e) for e in _as_list(eff_base)]
     cands = [numeric_figures(e) for e in _as_list(eff_cand)]
     out = []
@@ -312,18 +320,24 @@ def measure_efficiency(task: str, eff_base: dict[str, Any] | Sequence[dict[str, 
             continue  # a figure of unknown direction, or one no baseline run measured (> 0)
         base_mean = _gmean(a)
         got = [c.get(key) for c in cands]
-        missing = sum(v is None or (v == 0 and direction > 0) for v in got)
-        if missing:
-            zero = any(g == 0 for g in got)  # a throughput of 0 is a figure (nothing met the SLO); None is none
-            v = EfficiencyVerdict(task, key, base_mean, 0.0 if zero else None, 0.0, FAIL, len(a), len(got))
-            what = "0" if zero and missing == sum(g == 0 for g in got) else "0 or nothing" if zero else "nothing"
-            v.reason = (f"the candidate reports {what}" + (f" in {missing} of its {len(got)} runs" if len(got) > 1 else "")
-                        + " for a figure the baseline has")
+        n_none = sum(v is None for v in got)
+        n_zero = sum(v == 0 and direction > 0 for v in got)  # a throughput of 0: nothing met the SLO
+        if n_none or n_zero:
+            v = EfficiencyVerdict(task, key, base_mean, 0.0 if n_zero else None, 0.0, FAIL, len(a), len(got))
+            what = " and ".join(w for w, k in (("nothing", n_none), ("0", n_zero)) if k)
+            if len(got) > 1:
+                what = " and ".join(f"{w} in {k}" for w, k in (("nothing", n_none), ("0", n_zero)) if k)
+                what += f" of its {len(got)} runs"
+            v.reason = f"the candidate reports {what} for a figure the baseline has"
             out.append(v)
             continue
         b = [float(v) for v in got if v is not None and 0 < v < math.inf]
+        if len(b) < len(got):
+            bad = ", ".join(repr(v) for v in got if not (v is not None and 0 < v < math.inf))
+            notes.append(f"task {task!r}: {key} " + ("not gated" if not b else f"gated over {len(b)} of the "
+                         f"candidate's {len(got)} runs") + f": the candidate reports {bad}, not a measurement")
         if not b:
-            continue  # negative figures, or a latency of 0: not a measurement to gate
+            continue
         speed, lo, hi, p = speed_test(a, b, direction, alpha, max_slowdown)
         out.append(EfficiencyVerdict(task, key, base_mean, _gmean(b), speed, "",
                                      len(a), len(b), lo, hi, p, p))
@@ -455,6 +469,7 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
     """Repeats of a side are runs of the same model, settings and samples on the same machine."""
     r0, s0 = first
     for (r, s), lab in repeats:
+        cut_short = side == "candidate" and r.get("status") != "complete"  # a FAIL below, not a usage error
         if hardware(r) != hardware(r0):
             raise GateError(f"{side} run {lab}: other hardware than {label} ({describe_hardware(r)}; "
                             f"{describe_hardware(r0)}): a side's runs are repeats on one machine")
@@ -462,16 +477,31 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
             raise GateError(f"{side} run {lab}: another model than {label} ({model_identity(r['model'])}; "
                             f"{model_identity(r0['model'])}): a side's runs are repeats of one model")
         for t in names:
-            if t not in r["tasks"]:
+            if t not in r["tasks"] and not cut_short:
                 raise GateError(f"{side} run {lab} has no task {t!r} ({label} has it): a side's runs are repeats")
             ids, ids0 = {x.id for x in s.get(t, [])}, {x.id for x in s0.get(t, [])}
-            if ids != ids0:
+            if ids != ids0 and not cut_short and r0.get("status") == "complete":
                 raise GateError(f"{side} run {lab}: task {t!r} holds other samples than {label} "
                                 f"({len(ids)} and {len(ids0)}, {len(ids & ids0)} in both): repeats run the same samples")
         try:
-            check_configs(r0, r, names, allow_mismatch=allow_config_mismatch)
+            check_configs(r0, r, [t for t in names if t in r["tasks"]], allow_mismatch=allow_config_mismatch)
         except CompareError as e:
             raise GateError(f"{side} run {lab} is not a repeat of {label}: {e}") from None
+
+
+def check_distinct(sides: Sequence[tuple[str, Sequence[tuple[Run, str]]]]) -> None:
+    """Every run of a gate with repeats is a run of its own: the same run given twice (within a side,
+    or on both sides) would count one measurement as two and claim a certainty it does not have."""
+    seen: dict[str, str] = {}
+    for side, runs in sides:
+        for (r, _), lab in runs:
+            rid = r.get("run_id")
+            if rid is None:
+                continue
+            if rid in seen:
+                raise GateError(f"{side} run {lab} is {seen[rid]} again (run_id {rid}): with repeats every run "
+                                f"must be another run of its model, not the same one given twice")
+            seen[rid] = f"{side} run {lab}"
 
 
 def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha: float = 0.05,
@@ -504,6 +534,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         diffs[t] = diffs[t] + d
     check_repeats(baseline, baseline_label, baseline_repeats, names, "baseline", allow_config_mismatch)
     check_repeats(candidate, candidate_label, candidate_repeats, names, "candidate", allow_config_mismatch)
+    if baseline_repeats or candidate_repeats:
+        check_distinct([("baseline", [(baseline, baseline_label), *baseline_repeats]),
+                        ("candidate", [(candidate, candidate_label), *candidate_repeats])])
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
     margin = margin_points / 100.0
     pairs = {t: pair(sb.get(t, []), sc.get(t, []), a_errors_as_wrong=True, b_errors_as_wrong=True) for t in names}
@@ -541,8 +574,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
                     continue
                 eff += measure_efficiency(
                     t, [r["tasks"][t].get("efficiency") for r, _ in [(rb, None), *(x for x, _ in baseline_repeats)]],
-                    [r["tasks"][t].get("efficiency") for r, _ in [(rc, None), *(x for x, _ in candidate_repeats)]],
-                    alpha, max_slowdown_pct / 100.0)
+                    [(r["tasks"].get(t) or {}).get("efficiency")  # a candidate repeat cut short may lack it
+                     for r, _ in [(rc, None), *(x for x, _ in candidate_repeats)]],
+                    alpha, max_slowdown_pct / 100.0, notes)
             eff = gate_efficiency(eff, max_slowdown_pct / 100.0, alpha)
     for who, r in (("baseline", rb), ("candidate", rc)):
         if r.get("status") != "complete":
@@ -621,8 +655,10 @@ def markdown(doc: dict[str, Any]) -> str:
 
     def who(side: str) -> str:
         d = doc[side]
+        more = d.get("repeats") or []
         return (f"- {side}: `{_md_cell(str(d['path']))}` ({_md_cell(str(d['model'].get('name')))}, "
-                f"{_md_cell(str(d['model'].get('precision')))}), run {_md_cell(str(d['status']))}")
+                f"{_md_cell(str(d['model'].get('precision')))}), run {_md_cell(str(d['status']))}"
+                + (f"; repeats (efficiency): {', '.join(f'`{_md_cell(str(x))}`' for x in more)}" if more else ""))
 
     head = f"# evalsuite gate: **{doc['verdict']}**"
     if doc.get("efficiency_skipped"):

@@ -329,8 +329,9 @@ def paired_interval(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, see
     divided by deff alike, at the t(C-1) quantile. deff = CR1 variance of mean(d) over the
     variance Tango assumes per pair at the estimate, ((x + y)/n - mean(d)^2) / (n - 1), clipped at
     >= 1 (for 0/1 scores: Kish's design effect of d). The hull is clipped to [-1, 1], and the
-    method string names the clusters, deff and df. With no discordant pair there is no variance to
-    estimate the clustering from: plain Tango, as for independent pairs (too narrow if changes,
+    method string names the clusters, deff and df. With no discordant pair, or every pair changed
+    alike, there is no variance to estimate the clustering from: plain Tango, as for independent
+    pairs (too narrow if changes,
     had there been any, would come in clusters: a limit of what the data can show).
     """
     if p.n == 0:
@@ -343,14 +344,16 @@ def paired_interval(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, see
     d = p.d
     x, y = float(np.clip(d, 0.0, None).sum()), float(np.clip(-d, 0.0, None).sum())
     n_clusters = cluster_index(p.clusters)[1]
-    if n_clusters == p.n or x + y == 0.0:  # independent pairs, or nothing changed: plain Tango
+    mean_d = float(d.mean())
+    unit = (x + y) / p.n - mean_d * mean_d  # Tango's variance per pair at the estimate
+    if n_clusters == p.n or not unit > 0.0:  # independent pairs, or no variance (nothing changed, or every
+        # pair changed alike) to estimate the clustering from: plain Tango, as mean_ci's plain Wilson
         t = tango_ci(x, y, p.n, level=level)
         assert t is not None
         return (min(boot[0], t[0]), max(boot[1], t[1])), "hull of paired cluster bootstrap and Tango score interval"
     # Shared clusters: Tango on n / deff pairs (counts alike) at the t(C-1) quantile. Tango's variance
     # per pair at the estimate is that of the trinomial (x + y) / n - mean(d)^2.
-    mean_d = float(d.mean())
-    deff = design_effect(d, p.clusters, unit_variance=(x + y) / p.n - mean_d * mean_d)
+    deff = design_effect(d, p.clusters, unit_variance=unit)
     t = _tango_bounds(x / deff, y / deff, p.n / deff, cluster_quantile(level, n_clusters))
     return ((max(-1.0, min(boot[0], t[0])), min(1.0, max(boot[1], t[1]))),
             f"hull of paired cluster bootstrap and Tango score interval, corrected for {n_clusters} shared "

@@ -264,9 +264,18 @@ def model_identity(model: dict[str, Any]) -> dict[str, Any]:
 
 
 def json_value(x: Any) -> Any:
-    """``x`` as it reads back from JSON (tuples as lists, keys as strings): for comparing a value
-    in memory with one from a file."""
-    return json.loads(json.dumps(x, default=str))
+    """``x`` as it reads back from a results file (tuples as lists, keys as strings, NaN as null):
+    for comparing a value in memory with one from a file."""
+    return json.loads(dumps(x))
+
+
+def other_data(a: SampleResult, b_target: Any, b_error: Any = None) -> bool:
+    """Whether a sample's result ``a`` and another reading of the same id (its target, its error)
+    come from other data: both have a target and the targets differ. A sample that could not be
+    read (a missing media file: no target, or an error) says nothing about the data."""
+    if a.error is not None or b_error is not None or a.target is None or b_target is None:
+        return False
+    return json_value(a.target) != json_value(b_target)
 
 
 def results_path(run: str | os.PathLike[str]) -> Path:

@@ -40,8 +40,8 @@ from evalsuite.results import (
     SCHEMA_VERSION,
     SampleLog,
     atomic_write_json,
-    json_value,
     model_identity,
+    other_data,
     read_samples,
     validate,
 )
@@ -170,7 +170,7 @@ def other_targets(samples: Iterable[Sample], results: Iterable[SampleResult]) ->
     results written from other data (a benchmark folder replaced by another version)."""
     by_id = {s.id: s for s in samples}
     return [(r.id, r.target, by_id[r.id].target) for r in results
-            if r.id in by_id and json_value(r.target) != json_value(by_id[r.id].target)]
+            if r.id in by_id and other_data(r, by_id[r.id].target, by_id[r.id].error)]
 
 
 def prompt_text(sample: Sample) -> str:

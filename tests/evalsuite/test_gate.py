@@ -556,7 +556,8 @@ def test_repeats_gate_efficiency_with_bounds_in_every_report(big, tmp_path, caps
     runs = {}
     for side, values in (("b", (20.0, 21.0, 19.5)), ("c", (11.0, 11.5, 10.8))):
         for i, v in enumerate(values):
-            runs[side, i] = write_run(tmp_path / f"{side}{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}})
+            runs[side, i] = write_run(tmp_path / f"{side}{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}},
+                                      run_id=f"{side}{i}")
     out = tmp_path / "g"
     argv = ["--baseline", *(str(runs["b", i]) for i in range(3)), "--candidate", *(str(runs["c", i]) for i in range(3))]
     assert gate(*argv, "--out", str(out)) == 1
@@ -575,7 +576,7 @@ def test_repeats_gate_efficiency_with_bounds_in_every_report(big, tmp_path, caps
     html = (out / "gate.html").read_text()
     assert f"<td>[{e['lower']:.3f}x, {e['upper']:.3f}x]</td><td class=\"num\">3 + 3</td>" in html
     # noisy repeats with a slowdown beyond the allowance but not significant: INCONCLUSIVE, exit 0
-    noisy = [write_run(tmp_path / f"n{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}})
+    noisy = [write_run(tmp_path / f"n{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}}, run_id=f"n{i}")
              for i, v in enumerate((8.0, 25.0, 12.0))]
     assert gate("--baseline", *(str(runs["b", i]) for i in range(3)), "--candidate", *map(str, noisy),
                 "--out", str(out)) == 0
@@ -584,7 +585,7 @@ def test_repeats_gate_efficiency_with_bounds_in_every_report(big, tmp_path, caps
     assert "over 3 + 3 runs reach 0.80x: the runs vary too much to tell" in doc["efficiency"][0]["reason"]
     assert "docqa samples_per_s inconclusive: " in (out / "gate.html").read_text()
     # the same runs, close to the baseline: PASS once the lower bound is within 20%
-    close = [write_run(tmp_path / f"k{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}})
+    close = [write_run(tmp_path / f"k{i}", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": v}}, run_id=f"k{i}")
              for i, v in enumerate((19.8, 20.6, 20.1))]
     assert gate("--baseline", *(str(runs["b", i]) for i in range(3)), "--candidate", *map(str, close),
                 "--out", str(out)) == 0
@@ -594,8 +595,8 @@ def test_repeats_gate_efficiency_with_bounds_in_every_report(big, tmp_path, caps
 def test_a_repeat_must_be_the_same_run_again(big, tmp_path, capsys):
     rows, _ = big
     eff = {"docqa": {"samples_per_s": 20.0}}
-    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency=eff)
-    cand = write_run(tmp_path / "c", {"docqa": rows}, efficiency=eff)
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency=eff, run_id="b")
+    cand = write_run(tmp_path / "c", {"docqa": rows}, efficiency=eff, run_id="c")
     fewer = write_run(tmp_path / "few", {"docqa": rows[:10]}, efficiency=eff)
     other_hw = write_run(tmp_path / "hw", {"docqa": rows}, efficiency=eff, device="cuda:0")
     other_model = write_run(tmp_path / "m", {"docqa": rows}, efficiency=eff, name="fp4")
@@ -606,14 +607,57 @@ def test_a_repeat_must_be_the_same_run_again(big, tmp_path, capsys):
     assert cli_main(["gate", "--baseline", str(base), str(tmp_path), "--candidate", str(cand)]) == 2
     assert "a repeat of the baseline is a run folder or a results .json file" in capsys.readouterr().err
     # the same weights read from another checkout (another path) are the same model
-    moved = write_run(tmp_path / "moved", {"docqa": rows}, efficiency=eff)
+    moved = write_run(tmp_path / "moved", {"docqa": rows}, efficiency=eff, run_id="moved")
     doc = json.loads((moved / "results.json").read_text())
     doc["model"]["weights"], doc["model"]["batch_size"] = "checkpoint /elsewhere/tiny", 4
     (moved / "results.json").write_text(json.dumps(doc))
     g = run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(moved), str(moved))], n_boot=200)
     assert [(e.n_candidate, e.verdict) for e in g.efficiency] == [(2, PASS)]
     # a candidate repeat that reached no SLO point fails the figure, like a single run would
-    zero = write_run(tmp_path / "z", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": 0.0}})
+    zero = write_run(tmp_path / "z", {"docqa": rows}, efficiency={"docqa": {"samples_per_s": 0.0}}, run_id="z")
     g = run_gate(load_run(base), load_run(cand), candidate_repeats=[(load_run(zero), str(zero))], n_boot=200)
     assert [(e.verdict, e.candidate, e.reason) for e in g.efficiency] == [
         (FAIL, 0.0, "the candidate reports 0 in 1 of its 2 runs for a figure the baseline has")]
+    none = write_run(tmp_path / "none", {"docqa": rows}, efficiency={"docqa": {}}, run_id="none")
+    g = run_gate(load_run(base), load_run(cand), n_boot=200,
+                 candidate_repeats=[(load_run(zero), str(zero)), (load_run(none), str(none))])
+    assert [e.reason for e in g.efficiency] == [
+        "the candidate reports nothing in 1 and 0 in 1 of its 3 runs for a figure the baseline has"]
+    # the same run given twice would count one measurement as two (and claim certainty): refused
+    for argv in (["--baseline", str(base), str(base), "--candidate", str(cand)],
+                 ["--baseline", str(base), "--candidate", str(cand), str(moved), str(moved)],
+                 ["--baseline", str(base), str(moved), "--candidate", str(cand), str(moved)]):
+        assert cli_main(["gate", *argv]) == 2
+        assert "again (run_id " in capsys.readouterr().err
+
+
+def test_a_candidate_repeat_cut_short_fails_the_gate(big, tmp_path, capsys):
+    rows, _ = big
+    eff = {"docqa": {"samples_per_s": 20.0}}
+    base = write_run(tmp_path / "b", {"docqa": rows}, efficiency=eff, run_id="b")
+    cand = write_run(tmp_path / "c", {"docqa": rows}, efficiency=eff, run_id="c")
+    short = write_run(tmp_path / "s", {"docqa": rows}, efficiency=eff, run_id="s", status="interrupted")
+    lines = (short / "samples" / "docqa.jsonl").read_text().splitlines(keepends=True)
+    (short / "samples" / "docqa.jsonl").write_text("".join(lines[:30]))  # cut short after 30 samples
+    for order in ([cand, short], [short, cand]):
+        assert gate("--baseline", str(base), "--candidate", *map(str, order)) == 1
+        out = capsys.readouterr().out
+        assert "gate: FAIL" in out and "interrupted, not complete" in out
+
+
+def test_efficiency_edge_cases_say_what_they_left_out(big, tmp_path):
+    rows, _ = big
+    mk = lambda name, e: write_run(tmp_path / name, {"docqa": rows}, efficiency={"docqa": e}, run_id=name)  # noqa: E731
+    base, base2 = mk("b", {"samples_per_s": 20.0, "ttft_s": 0.2}), mk("b2", {"samples_per_s": 5.0, "ttft_s": 0.2})
+    cand = mk("c", {"samples_per_s": 19.0, "ttft_s": 0.0})
+    cand2 = mk("c2", {"samples_per_s": -1.0, "ttft_s": 0.0})
+    # a tiny alpha with two runs on a side: t quantiles near 1e5, no overflow
+    g = run_gate(load_run(base), load_run(cand), alpha=1e-5, n_boot=200, baseline_repeats=[(load_run(base2), "b2")])
+    e = {x.key: x for x in g.efficiency}["samples_per_s"]
+    assert e.verdict == INCONCLUSIVE and 0 < e.lower < e.upper and math.isfinite(e.upper)
+    # a latency of 0 and a negative throughput are not measurements: left out, with a note
+    g = run_gate(load_run(base), load_run(cand), n_boot=200, candidate_repeats=[(load_run(cand2), "c2")])
+    assert [(x.key, x.n_candidate) for x in g.efficiency] == [("samples_per_s", 1)]
+    assert "task 'docqa': samples_per_s gated over 1 of the candidate's 2 runs: the candidate reports -1.0, " \
+           "not a measurement" in g.notes
+    assert "task 'docqa': ttft_s not gated: the candidate reports 0.0, 0.0, not a measurement" in g.notes

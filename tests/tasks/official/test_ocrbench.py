@@ -265,3 +265,36 @@ def test_a_moved_benchmark_is_the_same_benchmark_but_changed_data_is_not(tmp_pat
         run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200)
     g = run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200, allow_config_mismatch=True)
     assert any("data: 1 sample(s) with the same id have another target" in n for n in g.notes)
+
+
+def test_a_sample_that_could_not_be_read_says_nothing_about_the_data(tmp_path: Path, media) -> None:
+    """docVQA:8's image is missing in the first run (an errored sample without a target) and there in
+    the second: the same benchmark, so the runs compare and the first resumes."""
+    from evalsuite.compare import compare_runs
+    from evalsuite.results import load_run
+    from evalsuite.runner import RunConfig, run
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in PREDICTIONS.items()))
+
+    def go(data: Path, out: Path) -> None:
+        run(RunConfig(model=f"replay:{preds}", tasks=["ocrbench"], out=out, quiet=True, report=False,
+                      task_args={"ocrbench": {"data_dir": str(data)}}, max_error_rate=1.0))
+
+    data = make_dataset(tmp_path / "ocr", media)
+    go(data, tmp_path / "a")
+    media.png(data / "OCRBench_Images" / "docVQA" / "missing.png")
+    go(data, tmp_path / "b")
+    cmp = compare_runs(load_run(tmp_path / "a"), load_run(tmp_path / "b"))
+    assert cmp.tasks[0].config_diffs == []
+    go(data, tmp_path / "a")  # resumes (nothing left to run), not refused as other data
+
+
+def test_a_target_with_nan_is_the_same_target_read_back() -> None:
+    from evalsuite.results import dumps, other_data
+    from evalsuite.types import SampleResult
+
+    box = [0.1, 0.2, float("nan"), 0.4]
+    written = SampleResult.from_dict(json.loads(dumps(SampleResult("x", "t", box, "", 0.0).to_dict())))
+    assert written.target == [0.1, 0.2, None, 0.4]
+    assert not other_data(written, box) and other_data(written, [0.1, 0.2, 0.3, 0.4])
