@@ -619,15 +619,20 @@ class HFBackend(Backend):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(_request_seed(req))
             out = self.model.generate(**enc, **gen_kwargs)
-        new = out[0, n_prompt:]
-        eos = _eos_ids(self.model, self.tokenizer)
+        return self._response(req, out[0, n_prompt:], n_prompt, clock.times, t0, info,
+                              _eos_ids(self.model, self.tokenizer))
+
+    def _response(self, req: Request, new: torch.Tensor, n_prompt: int, step_times: list[float], t0: float,
+                  info: dict[str, Any], eos: set[int]) -> Response:
+        """The answer of one request from its output tokens ``new``: finish reason (an EOS last, or
+        a stop string in the text), text cut at the stop string, token times, E2E now."""
         finish = "stop" if len(new) and int(new[-1]) in eos else "length"
         text = self.tokenizer.decode(new, skip_special_tokens=True)
         for s in req.stop:
             if s and s in text:
                 text, finish = text[: text.index(s)], "stop"
         e2e = time.perf_counter() - t0
-        times = clock.times[: len(new)]
+        times = step_times[: len(new)]
         return Response(text=text, prompt_tokens=n_prompt, output_tokens=int(len(new)),
                         ttft_s=times[0] if times else e2e, e2e_s=e2e, token_times=times, finish_reason=finish,
                         info=info)
@@ -786,18 +791,8 @@ class HFBackend(Backend):
                 end = hits[0] + 1
             if stop_at is not None and stop_at.ended[row] is not None:
                 end = min(end, stop_at.ended[row])
-            new = new[:end]
-            finish = "stop" if len(new) and int(new[-1]) in eos else "length"
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            for s in req.stop:
-                if s and s in text:
-                    text, finish = text[: text.index(s)], "stop"
             # the answer is there when the call returns: a row that ended early waited for the others
-            e2e = time.perf_counter() - t0
-            times = clock.steps[: len(new)]
-            responses.append(Response(text=text, prompt_tokens=n_prompt, output_tokens=int(len(new)),
-                                      ttft_s=times[0] if times else e2e, e2e_s=e2e, token_times=times,
-                                      finish_reason=finish, info=info))
+            responses.append(self._response(req, new[:end], n_prompt, clock.steps, t0, info, eos))
         return responses
 
     # ---- provenance ---------------------------------------------------------------------------

@@ -104,14 +104,17 @@ def build_qwen2_5_vl(path: Path, seed: int = 0) -> Path:
     return _finish(Qwen2_5_VLForConditionalGeneration(cfg), tok, path, _image_processor())
 
 
+# the Qwen-Omni processors' named special tokens
+OMNI_EXTRA = {"image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "audio_token": "<|AUDIO|>",
+              "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
+              "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
+
+
 def build_qwen2_5_omni_thinker(path: Path, seed: int = 0) -> Path:
     from transformers import (Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration,
                               WhisperFeatureExtractor)
 
-    extra = {"image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "audio_token": "<|AUDIO|>",
-             "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
-             "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
-    tok = train_tokenizer(OMNI_SPECIAL, OMNI_TEMPLATE, extra=extra)
+    tok = train_tokenizer(OMNI_SPECIAL, OMNI_TEMPLATE, extra=OMNI_EXTRA)
     ids = {t: tok.convert_tokens_to_ids(t) for t in OMNI_SPECIAL}
     cfg = Qwen2_5OmniThinkerConfig(
         text_config=_text_config(tok),
@@ -183,10 +186,7 @@ def build_qwen3_omni_moe_thinker(path: Path, seed: int = 0) -> Path:
     from transformers import (Qwen3OmniMoeThinkerConfig, Qwen3OmniMoeThinkerForConditionalGeneration,
                               WhisperFeatureExtractor)
 
-    extra = {"image_token": "<|IMAGE|>", "video_token": "<|VIDEO|>", "audio_token": "<|AUDIO|>",
-             "vision_bos_token": "<|vision_bos|>", "vision_eos_token": "<|vision_eos|>",
-             "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"}
-    tok = train_tokenizer(OMNI_SPECIAL, OMNI_TEMPLATE, extra=extra)
+    tok = train_tokenizer(OMNI_SPECIAL, OMNI_TEMPLATE, extra=OMNI_EXTRA)
     ids = {t: tok.convert_tokens_to_ids(t) for t in OMNI_SPECIAL}
     cfg = Qwen3OmniMoeThinkerConfig(
         text_config=_qwen3_text_config(tok, moe_intermediate_size=16, num_experts=4, num_experts_per_tok=2),
