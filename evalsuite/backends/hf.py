@@ -46,7 +46,11 @@ only in the families of `_MEDIA_BATCHING_CHECKED` (Qwen2.5-VL, Qwen3-VL, Qwen2.5
 thinkers); a processor call takes one fps for all its videos, so videos sampled at other rates go in
 another call, and Qwen3-Omni's processor pads a call's audio clips to the longest, so there clips of
 different lengths go in different calls. A model whose class is the folder's own code
-(``trust_remote_code``) runs every request alone. Timing: every row is timed from the start of
+(``trust_remote_code``), or whose rotary scaling depends on the sequence length (``dynamic``,
+``longrope``: a short row would see its neighbours' length), runs every request alone, and so do the
+rows of a call whose longest prompt plus largest ``max_tokens`` passes the model's context (every row
+decodes to the largest). Rows end where `generate` ends them: at the generation config's EOS ids
+(``ignore_eos`` rows at none), their own ``max_tokens`` or stop string. Timing: every row is timed from the start of
 `generate`; the streamer stamps each decoding step, a row's k-th token has the k-th step's time, and a
 row that ended early has its ``e2e_s`` when the call returns (it waited for the others). ``stream`` /
 ``astream`` (the throughput task, the server) send one request at a time: the one-request path.
@@ -647,14 +651,28 @@ class HFBackend(Backend):
         ``ignore_eos`` (min_new_tokens) and the stop strings; ``max_tokens`` may differ (the batch
         runs to the largest, each row is cut at its own). Requests of a remote-code model, and media
         requests of a family not in `_MEDIA_BATCHING_CHECKED`, run alone (left padding unchecked)."""
-        if req.temperature > 0 or not self._own_model_class():
-            return None
+        if req.temperature > 0 or int(req.max_tokens) < 1 or not self._own_model_class() or self._rope_by_length():
+            return None  # (max_tokens < 1: generate refuses it, alone, as with batch=1)
         if self.tokenizer.pad_token is None and self.tokenizer.eos_token is None:
             return None  # nothing to pad the shorter prompts with
         kinds = {p.type for m in req.messages for p in m.content} - {"text"}
         if not kinds <= self._batchable_media():
             return None
         return (bool(req.ignore_eos), tuple(req.stop))
+
+    def _rope_by_length(self) -> bool:
+        """Whether the model's rotary scaling depends on the sequence length (``dynamic`` NTK,
+        ``longrope``): in a batch that length is the longest row's, so a short row's logits would
+        depend on its neighbours. Such a model runs every request alone."""
+        for cfg in (getattr(self.config, "text_config", None), self.config):
+            for attr in ("rope_parameters", "rope_scaling"):
+                rp = getattr(cfg, attr, None) if cfg is not None else None
+                if not isinstance(rp, dict):
+                    continue
+                for params in [rp, *(v for v in rp.values() if isinstance(v, dict))]:  # per layer type too
+                    if str(params.get("rope_type") or params.get("type") or "") in ("dynamic", "longrope"):
+                        return True
+        return False
 
     def _own_model_class(self) -> bool:
         """The model is one of transformers' classes (whose left padding transformers supports), not
@@ -691,6 +709,9 @@ class HFBackend(Backend):
         if not self._own_model_class():
             return text + f"; but {type(self.model).__name__} is the folder's own code (left padding unchecked): " \
                           "every request runs alone"
+        if self._rope_by_length():
+            return text + "; but its rotary scaling depends on the sequence length (a row would see its " \
+                          "neighbours'): every request runs alone"
         media = sorted(self.modalities - {"text"})
         batched = sorted(self._batchable_media())
         if batched:
@@ -765,9 +786,14 @@ class HFBackend(Backend):
                 self._media_tokens(req, ids[m], info)
         for req, n in zip(reqs, n_prompts):
             self._check_room(req, n)
+        max_new = max(int(r.max_tokens) for r in reqs)
+        context = self._context()
+        if context is not None and any(n + max_new > context for n in n_prompts):
+            # every row decodes to the call's largest max_tokens: a long prompt beside a long answer
+            # would run past the model's positions (an index error on a learned position table)
+            return [self._one(req, t0, ld) for req, ld in zip(reqs, loaded)]
         enc = self._to_device(enc)
         width = int(enc["input_ids"].shape[1])
-        max_new = max(int(r.max_tokens) for r in reqs)
         clock = _StepClock(t0)
         gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": False, "streamer": clock,
                                       "pad_token_id": self._pad_token_id()}
@@ -781,12 +807,15 @@ class HFBackend(Backend):
             gen_kwargs["stopping_criteria"] = StoppingCriteriaList([stop_at])
         out = self.model.generate(**enc, **gen_kwargs).cpu()
         eos = _eos_ids(self.model, self.tokenizer)
+        # the ids generate stops a row at (its generation config's), not every EOS the backend knows of:
+        # a tokenizer's own EOS that the generation config lacks is output, as in `_one`
+        stops = set() if reqs[0].ignore_eos else _generation_eos_ids(self.model)
         responses = []
         for row, (req, n_prompt, info) in enumerate(zip(reqs, n_prompts, infos)):
             new = out[row, width:]
             # the row's own end: its max_tokens, its first EOS (what follows is padding), its stop string
             end = min(len(new), int(req.max_tokens))
-            hits = [j for j in range(end) if int(new[j]) in eos]
+            hits = [j for j in range(end) if int(new[j]) in stops]
             if hits:
                 end = hits[0] + 1
             if stop_at is not None and stop_at.ended[row] is not None:
@@ -880,6 +909,14 @@ def _processor_groups(loaded: list[_Loaded], audio_fixed: bool) -> list[list[int
 def _sampled_fps(metas: list[Any]) -> float:
     rates = [m.sampled_fps for m in metas]
     return float(sum(rates) / len(rates)) if rates else 2.0
+
+
+def _generation_eos_ids(model: Any) -> set[int]:
+    """The ids ``model.generate`` ends a sequence at: its generation config's ``eos_token_id``."""
+    value = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(value, int):
+        return {value}
+    return {int(v) for v in value} if isinstance(value, (list, tuple)) else set()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

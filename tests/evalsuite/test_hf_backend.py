@@ -514,3 +514,52 @@ def test_batched_media_answers_equal_one_at_a_time(family: str, omni_folder: Pat
     elif family == "qwen2_5_omni":
         assert batched._audio_pads_to_fixed_length()
         assert any(len(set(kept)) == 2 for kept in clips_per_call)  # 1 s and 2.5 s clips in one call
+
+
+def test_batched_rows_end_where_generate_ends_them(folders: dict[str, Path], tmp_path: Path) -> None:
+    """A review's cases where batch=4 differed from batch=1: a tokenizer EOS the generation config
+    lacks (generate runs on past it; the batch cut rows there, ignore_eos rows too), max_tokens 0
+    (refused alone, scored empty in a batch), a long prompt beside a long answer (every row decodes to
+    the call's largest max_tokens: past a learned position table), and rotary scaling that depends on
+    the sequence length (a short row's logits moved with its neighbours)."""
+    import shutil
+
+    folder = tmp_path / "eos"
+    shutil.copytree(folders["nemotron"], folder)
+    one = HFBackend(str(folder))
+    reqs = [Request(messages=[user(p)], max_tokens=n, sample_id=f"r{i}", ignore_eos=i % 3 == 2)
+            for i, (p, n) in enumerate([("hi", 12), ("the cat sat", 9), ("a b c d e f", 12), ("zz", 5),
+                                        ("one two three four", 12), ("x", 7)])]
+    gen_eos = hf_models_generation_eos(folder)
+    second = _greedy_ids(one, reqs[0])[1]
+    assert second not in gen_eos
+    cfg = json.loads((folder / "tokenizer_config.json").read_text())
+    cfg["eos_token"] = one.tokenizer.convert_ids_to_tokens(second)
+    (folder / "tokenizer_config.json").write_text(json.dumps(cfg))
+    one, four = HFBackend(str(folder)), HFBackend(f"{folder},batch=4")
+    assert one.tokenizer.eos_token_id == second
+    expected = [_answer(a) for a in one.generate(reqs)]
+    calls = _count_generate_calls(four)
+    assert [_answer(a) for a in four.generate(reqs)] == expected
+    assert max(rows for rows, _ in calls) == 4
+    assert expected[0][1] == 12  # generate ran past the tokenizer's EOS, and so does the batch
+    with pytest.raises(ValueError, match="max_new_tokens"):  # as batch=1 does
+        four.generate([Request(messages=[user("hi")], max_tokens=0, sample_id="z"), *reqs[:2]])
+    # every row would decode to the largest max_tokens past the context: one at a time instead
+    long = Request(messages=[user("a b c d e f g h i j k l m n o p q r s t")], max_tokens=2, sample_id="long")
+    short = Request(messages=[user("hi")], max_tokens=40, sample_id="short")
+    n_long = int(four.inputs(long)[0]["input_ids"].shape[1])
+    four._context = lambda: n_long + 20  # type: ignore[method-assign]
+    one._context = lambda: n_long + 20  # type: ignore[method-assign]
+    calls.clear()
+    assert [_answer(a) for a in four.generate([long, short])] == [_answer(a) for a in one.generate([long, short])]
+    assert [rows for rows, _ in calls] == [1, 1]
+    # rotary scaling by sequence length: every request alone
+    four.config.rope_parameters = {"rope_type": "dynamic", "factor": 2.0}
+    assert four._batch_key(reqs[0]) is None and four._rope_by_length()
+
+
+def hf_models_generation_eos(folder: Path) -> set[int]:
+    """The EOS ids of the folder's generation config (what `generate` stops at)."""
+    value = json.loads((folder / "generation_config.json").read_text()).get("eos_token_id")
+    return {value} if isinstance(value, int) else set(value or [])
