@@ -156,10 +156,12 @@ def task_args_of(name: str, task_args: dict[str, dict[str, Any]]) -> dict[str, A
     return {**task_args.get(head, {}), **task_args.get(name, {})}
 
 
-def config_hash(task: Task, model_desc: dict[str, Any]) -> str:
-    """What must match for finished samples to be reused: the task's identity and the model's."""
+def config_hash(task: Task, model_desc: dict[str, Any], *, with_location: bool = False) -> str:
+    """What must match for finished samples to be reused: the task's identity and the model's.
+    ``with_location``: the hash as it was before the data's location left the settings (an
+    official task's run started then, with its data where it was, still resumes)."""
     ident = {
-        "task": task.describe(),
+        "task": {**task.describe(), "args": task.args} if with_location else task.describe(),
         "model": model_identity(model_desc),
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -440,6 +442,9 @@ def _check_resumable(out: Path, prior: dict[str, Any] | None, tasks: list[Task],
         old = ((prior or {}).get("tasks") or {}).get(t.name)
         stamp = _read_stamp(stamp_path(out, t.name)) or {}
         old_hash = stamp.get("config_hash") or (old.get("config_hash") if old else None)
+        if (old_hash is not None and old_hash != hashes[t.name] and any(k in t.args for k in t.location_keys)
+                and old_hash == config_hash(t, model_desc or {}, with_location=True)):
+            old_hash = hashes[t.name]  # written before the data's location left the settings, same data folder
         if old_hash is not None and old_hash != hashes[t.name]:
             raise RunError(
                 f"{out} already holds task {t.name!r} run with a different task/model config "

@@ -298,3 +298,26 @@ def test_a_target_with_nan_is_the_same_target_read_back() -> None:
     written = SampleResult.from_dict(json.loads(dumps(SampleResult("x", "t", box, "", 0.0).to_dict())))
     assert written.target == [0.1, 0.2, None, 0.4]
     assert not other_data(written, box) and other_data(written, [0.1, 0.2, 0.3, 0.4])
+
+
+def test_a_run_started_before_the_location_left_the_settings_resumes(tmp_path: Path, media) -> None:
+    """Runs written when data_dir was part of the config hash resume with their data where it was."""
+    from evalsuite.registry import TASKS
+    from evalsuite.runner import RunConfig, config_hash, run
+
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": i, "prediction": p}) + "\n" for i, p in PREDICTIONS.items()))
+    data = make_dataset(tmp_path / "ocr", media)
+    cfg = dict(model=f"replay:{preds}", tasks=["ocrbench"], out=tmp_path / "a", quiet=True, report=False,
+               task_args={"ocrbench": {"data_dir": str(data)}}, max_error_rate=1.0)
+    run(RunConfig(**cfg, limit=3))
+    stamp_file = tmp_path / "a" / "samples" / "ocrbench.config.json"
+    stamp = json.loads(stamp_file.read_text())
+    task = TASKS.get("ocrbench")(data_dir=str(data))
+    model = json.loads((tmp_path / "a" / "results.json").read_text())["model"]
+    legacy = config_hash(task, model, with_location=True)
+    assert legacy != stamp["config_hash"] == config_hash(task, model)
+    stamp_file.write_text(json.dumps({**stamp, "config_hash": legacy}))  # as an older version wrote it
+    run(RunConfig(**cfg))
+    entry = json.loads((tmp_path / "a" / "results.json").read_text())["tasks"]["ocrbench"]
+    assert entry["n_samples"] == 7 and entry["config_hash"] == config_hash(task, model)
