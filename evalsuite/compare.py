@@ -171,6 +171,18 @@ def paired_efficiency(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleRes
     return out
 
 
+def measured_under_load(task: dict[str, Any]) -> bool:
+    """Whether a results.json task entry is a load test (the throughput task: ``throughput`` holds its
+    points). Its samples are the requests it sent, whose ids follow its SLO search and differ from run
+    to run; its figures are comparable when its settings are (the prompt pool, the SLO), not its ids."""
+    return isinstance(task.get("throughput"), dict)
+
+
+def comparable_figures(task_a: dict[str, Any], task_b: dict[str, Any], ids_a: set[str], ids_b: set[str]) -> bool:
+    """Whether two runs' own efficiency figures of a task compare: over the same samples, or a load test."""
+    return ids_a == ids_b or (measured_under_load(task_a) and measured_under_load(task_b))
+
+
 def compare_efficiency(task_a: dict[str, Any], task_b: dict[str, Any], rows_a: Sequence[SampleResult],
                        rows_b: Sequence[SampleResult], *, same_samples: bool) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """(figures, notes) of one task: rates on the paired samples, plus the runs' own figures when
@@ -190,7 +202,7 @@ def compare_efficiency(task_a: dict[str, Any], task_b: dict[str, Any], rows_a: S
         notes.append(f"not compared (no better direction, e.g. totals): {', '.join(unknown)}")
     for k, e in whole.items():
         if e["direction"] != 0 and k not in out:
-            out[k] = {**e, "basis": "whole run (same samples)"}
+            out[k] = {**e, "basis": "whole run (load test)" if measured_under_load(task_a) else "whole run (same samples)"}
     return out, notes
 
 
@@ -276,7 +288,7 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
         p = pair(sa.get(t, []), sb.get(t, []))
         by_a = {r.id: r for r in sa.get(t, [])}
         by_b = {r.id: r for r in sb.get(t, [])}
-        same = set(by_a) == set(by_b)
+        same = comparable_figures(ta, tb, set(by_a), set(by_b))
         eff, eff_notes = compare_efficiency(ta, tb, [by_a[i] for i in p.ids], [by_b[i] for i in p.ids],
                                             same_samples=same)
         tc = TaskComparison(t, pm, ta["metrics"].get(pm), tb["metrics"].get(pm), None, n_only_a=p.n_only_a,

@@ -32,7 +32,8 @@ PASS when the lower bound is within it, INCONCLUSIVE otherwise. With one run per
 not estimated and the point ratio decides (FAIL beyond ``--max-slowdown``): on a shared CPU two
 runs of one model often differ by more than 20%, so gate with repeats there. A candidate run that
 reports 0 or nothing for a figure the baseline has FAILs. Only for a task whose runs hold the same
-samples: a run's figures are over its own samples. Skipped when the sides ran on different hardware
+samples (a run's figures are over its own samples), or a load test (the throughput task: its samples
+are the requests its SLO search sent, different in every run; its figures compare by its settings). Skipped when the sides ran on different hardware
 (device, CPU model, GPU model and count), and the verdict says so ("PASS (accuracy only:
 throughput not gated, different hardware)"): a CI job on other hardware gates throughput against
 baseline runs made in the same job.
@@ -66,8 +67,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.stats import t as student_t
 
-from evalsuite.compare import (CompareError, check_configs, check_same_data, efficiency_direction, format_table, numeric_figures,
-                               select_tasks)
+from evalsuite.compare import (CompareError, check_configs, check_same_data, comparable_figures, efficiency_direction,
+                               format_table, numeric_figures, select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, model_identity, read_samples, validate)
@@ -480,7 +481,8 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
             if t not in r["tasks"] and not cut_short:
                 raise GateError(f"{side} run {lab} has no task {t!r} ({label} has it): a side's runs are repeats")
             ids, ids0 = {x.id for x in s.get(t, [])}, {x.id for x in s0.get(t, [])}
-            if ids != ids0 and not cut_short and r0.get("status") == "complete":
+            if (t in r["tasks"] and not comparable_figures(r0["tasks"][t], r["tasks"][t], ids0, ids)
+                    and not cut_short and r0.get("status") == "complete"):
                 raise GateError(f"{side} run {lab}: task {t!r} holds other samples than {label} "
                                 f"({len(ids)} and {len(ids0)}, {len(ids & ids0)} in both): repeats run the same samples")
         try:
@@ -566,7 +568,7 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         else:
             for t in names:
                 ids_b, ids_c = {r.id for r in sb.get(t, [])}, {r.id for r in sc.get(t, [])}
-                if ids_b != ids_c:  # a run's own figures are over its own samples (a few short videos give
+                if not comparable_figures(rb["tasks"][t], rc["tasks"][t], ids_b, ids_c):  # a run's own figures are over its own samples (a few short videos give
                     # more video-hours per hour than many long ones): only the same samples compare, as in compare
                     notes.append(f"task {t!r}: efficiency not gated: the runs hold different samples "
                                  f"({len(ids_b)} in the baseline, {len(ids_c)} in the candidate, "

@@ -661,3 +661,35 @@ def test_efficiency_edge_cases_say_what_they_left_out(big, tmp_path):
     assert "task 'docqa': samples_per_s gated over 1 of the candidate's 2 runs: the candidate reports -1.0, " \
            "not a measurement" in g.notes
     assert "task 'docqa': ttft_s not gated: the candidate reports 0.0, 0.0, not a measurement" in g.notes
+
+
+def test_the_throughput_task_is_gated_though_its_requests_differ(tmp_path):
+    """A load test's samples are the requests its SLO search sent: their ids differ from run to run, and
+    the gate left its figures out as "other samples" (the throughput headline was hardly ever gated).
+    Its figures compare when its settings do; compare shows them as a load test's."""
+    from evalsuite.compare import compare_runs
+    from evalsuite.types import SampleResult
+
+    def load_test(folder, ids, rate, run_id):
+        rows = [SampleResult(i, "throughput", None, "x", None, usage={"e2e_s": 0.1, "output_tokens": 8}) for i in ids]
+        path = write_run(folder, {"throughput": rows}, run_id=run_id, args={"throughput": {"slo": "default"}},
+                         efficiency={"throughput": {"output_tokens_per_s_at_slo": rate}})
+        doc = json.loads((path / "results.json").read_text())
+        doc["tasks"]["throughput"]["throughput"] = {"slo": {}, "gpus": {"count": None, "source": "none"},
+                                                   "closed_loop": [], "open_loop": [],
+                                                   "slo_search": {"mode": "concurrency", "best": None}}
+        (path / "results.json").write_text(json.dumps(doc))
+        return path
+
+    base = load_test(tmp_path / "b", ["c1/0000", "c8/0001", "c16/0002"], 600.0, "b")
+    slow = load_test(tmp_path / "s", ["c1/0000", "c4/0001", "c6/0002", "c5/0003"], 300.0, "s")
+    g = run_gate(load_run(base), load_run(slow), n_boot=200)
+    assert [(e.task, e.key, e.speed_ratio, e.verdict) for e in g.efficiency] == [
+        ("throughput", "output_tokens_per_s_at_slo", 0.5, FAIL)]
+    assert not any("efficiency not gated" in n for n in g.notes)
+    c = compare_runs(load_run(base), load_run(slow))
+    assert c.tasks[0].efficiency["output_tokens_per_s_at_slo"]["basis"] == "whole run (load test)"
+    # repeats of a load test are repeats though their requests differ
+    again = load_test(tmp_path / "s2", ["c1/0000", "c4/0001"], 310.0, "s2")
+    g = run_gate(load_run(base), load_run(slow), n_boot=200, candidate_repeats=[(load_run(again), "s2")])
+    assert [(e.n_candidate, e.verdict) for e in g.efficiency] == [(2, FAIL)] and g.efficiency[0].upper < 0.8
