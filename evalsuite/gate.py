@@ -32,11 +32,11 @@ PASS when the lower bound is within it, INCONCLUSIVE otherwise. With one run per
 not estimated and the point ratio decides (FAIL beyond ``--max-slowdown``): on a shared CPU two
 runs of one model often differ by more than 20%, so gate with repeats there. A candidate run that
 reports 0 or nothing for a figure the baseline has FAILs. Only for a task whose runs hold the same
-samples (a run's figures are over its own samples), or a load test (the throughput task: its samples
-are the requests its SLO search sent, different in every run; its figures compare by its settings). Skipped when the sides ran on different hardware
-(device, CPU model, GPU model and count), and the verdict says so ("PASS (accuracy only:
-throughput not gated, different hardware)"): a CI job on other hardware gates throughput against
-baseline runs made in the same job.
+samples (a run's figures are over its own samples), or a load test (the throughput task: its
+samples are the requests its SLO search sent, different in every run; its figures compare by its
+settings). Skipped when the sides ran on different hardware (device, CPU model, GPU model and
+count), and the verdict says so ("PASS (accuracy only: throughput not gated, different
+hardware)"): a CI job on other hardware gates throughput against baseline runs made in the same job.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
 folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
@@ -491,12 +491,13 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
             raise GateError(f"{side} run {lab} is not a repeat of {label}: {e}") from None
 
 
-def check_distinct(sides: Sequence[tuple[str, Sequence[tuple[Run, str]]]]) -> None:
+def check_distinct(sides: Sequence[tuple[str, Sequence[tuple[dict[str, Any], str]]]]) -> None:
     """Every run of a gate with repeats is a run of its own: the same run given twice (within a side,
-    or on both sides) would count one measurement as two and claim a certainty it does not have."""
+    or on both sides) would count one measurement as two and claim a certainty it does not have.
+    ``sides``: (side, [(results, label), …])."""
     seen: dict[str, str] = {}
     for side, runs in sides:
-        for (r, _), lab in runs:
+        for r, lab in runs:
             rid = r.get("run_id")
             if rid is None:
                 continue
@@ -536,9 +537,11 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         diffs[t] = diffs[t] + d
     check_repeats(baseline, baseline_label, baseline_repeats, names, "baseline", allow_config_mismatch)
     check_repeats(candidate, candidate_label, candidate_repeats, names, "candidate", allow_config_mismatch)
+    # each side's runs, the first (accuracy is gated on it) and its repeats: (results, label)
+    base_runs = [(baseline[0], baseline_label), *((r, lab) for (r, _), lab in baseline_repeats)]
+    cand_runs = [(candidate[0], candidate_label), *((r, lab) for (r, _), lab in candidate_repeats)]
     if baseline_repeats or candidate_repeats:
-        check_distinct([("baseline", [(baseline, baseline_label), *baseline_repeats]),
-                        ("candidate", [(candidate, candidate_label), *candidate_repeats])])
+        check_distinct([("baseline", base_runs), ("candidate", cand_runs)])
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
     margin = margin_points / 100.0
     pairs = {t: pair(sb.get(t, []), sc.get(t, []), a_errors_as_wrong=True, b_errors_as_wrong=True) for t in names}
@@ -568,30 +571,30 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         else:
             for t in names:
                 ids_b, ids_c = {r.id for r in sb.get(t, [])}, {r.id for r in sc.get(t, [])}
-                if not comparable_figures(rb["tasks"][t], rc["tasks"][t], ids_b, ids_c):  # a run's own figures are over its own samples (a few short videos give
-                    # more video-hours per hour than many long ones): only the same samples compare, as in compare
+                # a run's own figures are over its own samples (a few short videos give more video-hours per
+                # hour than many long ones): only the same samples compare, or a load test's, as in compare
+                if not comparable_figures(rb["tasks"][t], rc["tasks"][t], ids_b, ids_c):
                     notes.append(f"task {t!r}: efficiency not gated: the runs hold different samples "
                                  f"({len(ids_b)} in the baseline, {len(ids_c)} in the candidate, "
                                  f"{len(ids_b & ids_c)} in both); run the candidate on the baseline's samples")
                     continue
                 eff += measure_efficiency(
-                    t, [r["tasks"][t].get("efficiency") for r, _ in [(rb, None), *(x for x, _ in baseline_repeats)]],
-                    [(r["tasks"].get(t) or {}).get("efficiency")  # a candidate repeat cut short may lack it
-                     for r, _ in [(rc, None), *(x for x, _ in candidate_repeats)]],
+                    t, [r["tasks"][t].get("efficiency") for r, _ in base_runs],
+                    [(r["tasks"].get(t) or {}).get("efficiency") for r, _ in cand_runs],  # one cut short may lack t
                     alpha, max_slowdown_pct / 100.0, notes)
             eff = gate_efficiency(eff, max_slowdown_pct / 100.0, alpha)
     for who, r in (("baseline", rb), ("candidate", rc)):
         if r.get("status") != "complete":
             why = "; ".join(r.get("status_reasons") or [])
             notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
-    for (r, _), lab in baseline_repeats:
+    for r, lab in base_runs[1:]:
         if r.get("status") != "complete":
             notes.append(f"the baseline run {lab} is {r.get('status')}")
     fail_reasons = []
     if rc.get("status") != "complete":
         fail_reasons.append(f"the candidate run is {rc.get('status')}, not complete: the gate passes only a "
                             f"finished run (resume it, or fix what failed)")
-    for (r, _), lab in candidate_repeats:
+    for r, lab in cand_runs[1:]:
         if r.get("status") != "complete":
             fail_reasons.append(f"the candidate run {lab} is {r.get('status')}, not complete: the gate passes "
                                 f"only finished runs")
@@ -605,8 +608,8 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
                       efficiency_skipped=skipped, fail_reasons=fail_reasons,
                       baseline_reasons=[str(m) for m in rb.get("status_reasons") or []],
                       candidate_reasons=[str(m) for m in rc.get("status_reasons") or []],
-                      baseline_repeats=[lab for _, lab in baseline_repeats],
-                      candidate_repeats=[lab for _, lab in candidate_repeats])
+                      baseline_repeats=[lab for _, lab in base_runs[1:]],
+                      candidate_repeats=[lab for _, lab in cand_runs[1:]])
 
 
 # ---- text and markdown, from the gate.json document ----------------------------------------------

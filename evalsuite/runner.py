@@ -311,10 +311,11 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
     eff = dict(task.efficiency(results, wall_s))
     if wall_s > 0 and results:
         eff.setdefault("samples_per_s", round(len(results) / wall_s, 4))
+    location = task.data_location()
     return {
         "version": str(task.version),
         "args": task.settings(),
-        **({"data_location": task.data_location()} if task.data_location() else {}),
+        **({"data_location": location} if location else {}),
         "media": task.media_settings(),
         "primary_metric": primary,
         "metrics": metrics,

@@ -337,26 +337,10 @@ def _one_line(e: BaseException, limit: int = 300) -> str:
 
 
 # ---- the backend --------------------------------------------------------------------------------
-class _TokenClock:
-    """A `generate` streamer that stamps each output token (the first `put` is the prompt)."""
-
-    def __init__(self, t0: float) -> None:
-        self.t0, self.times, self._prompt_seen = t0, [], False
-
-    def put(self, value: torch.Tensor) -> None:
-        if not self._prompt_seen:
-            self._prompt_seen = True
-            return
-        now = time.perf_counter() - self.t0
-        self.times.extend([now] * int(value.numel()))
-
-    def end(self) -> None:
-        pass
-
-
 class _StepClock:
-    """A `generate` streamer for a batch: one time per decoding step (the tokens of all rows come
-    together); a row's k-th output token has the k-th step's time. The first `put` is the prompt."""
+    """A `generate` streamer that stamps each decoding step (the first `put` is the prompt): a row's
+    k-th output token has the k-th step's time, in a batch (the tokens of all rows come together) as
+    for one request (one token a step)."""
 
     def __init__(self, t0: float) -> None:
         self.t0, self.steps, self._prompt_seen = t0, [], False
@@ -608,7 +592,7 @@ class HFBackend(Backend):
         enc = self._to_device(enc)
         n_prompt = int(enc["input_ids"].shape[1])
         self._check_room(req, n_prompt)
-        clock = _TokenClock(t0)
+        clock = _StepClock(t0)
         sampling = req.temperature > 0
         gen_kwargs: dict[str, Any] = {
             "max_new_tokens": int(req.max_tokens), "do_sample": sampling, "streamer": clock,
@@ -623,7 +607,7 @@ class HFBackend(Backend):
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(_request_seed(req))
             out = self.model.generate(**enc, **gen_kwargs)
-        return self._response(req, out[0, n_prompt:], n_prompt, clock.times, t0, info,
+        return self._response(req, out[0, n_prompt:], n_prompt, clock.steps, t0, info,
                               _eos_ids(self.model, self.tokenizer))
 
     def _response(self, req: Request, new: torch.Tensor, n_prompt: int, step_times: list[float], t0: float,
@@ -911,22 +895,22 @@ def _sampled_fps(metas: list[Any]) -> float:
     return float(sum(rates) / len(rates)) if rates else 2.0
 
 
-def _generation_eos_ids(model: Any) -> set[int]:
-    """The ids ``model.generate`` ends a sequence at: its generation config's ``eos_token_id``."""
-    value = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+def _eos_of(config: Any) -> set[int]:
+    """A config's ``eos_token_id`` (an id, a list of them, or none) as a set."""
+    value = getattr(config, "eos_token_id", None) if config is not None else None
     if isinstance(value, int):
         return {value}
     return {int(v) for v in value} if isinstance(value, (list, tuple)) else set()
 
 
+def _generation_eos_ids(model: Any) -> set[int]:
+    """The ids ``model.generate`` ends a sequence at: its generation config's ``eos_token_id``."""
+    return _eos_of(getattr(model, "generation_config", None))
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
-    ids: set[int] = set()
-    for src in (getattr(model, "generation_config", None), getattr(model, "config", None)):
-        value = getattr(src, "eos_token_id", None) if src is not None else None
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
+    """Every EOS id the model's configs and tokenizer name (for the finish reason)."""
+    ids = _generation_eos_ids(model) | _eos_of(getattr(model, "config", None))
     if tokenizer.eos_token_id is not None:
         ids.add(int(tokenizer.eos_token_id))
     return ids
