@@ -256,8 +256,8 @@ def sample_frames(path: str, fps: float = 1.0, max_frames: int = 64, *, decode_a
 
 
 class _Frames:
-    """The sampled frames, written into one preallocated uint8[N, H, W, 3] array as they are decoded
-    (a list then ``np.stack`` held every frame twice at its end: 64 frames of 4K are 1.6 GB each way)."""
+    """The sampled frames, written into one preallocated uint8[N, H, W, 3] array as they are decoded,
+    so they are held once (64 frames of 4K are 1.6 GB), not as a list and then its stacked copy."""
 
     def __init__(self, n: int, path: str) -> None:
         self.n, self.path, self.k = n, path, 0

@@ -16,23 +16,15 @@ What is here, and when each is used:
   which carries the clustering) and Tango's (1998) score interval (:func:`tango_ci`, which stays
   honest with few or zero discordant pairs: 30 identical answers do not prove two models within 2
   points of each other, yet the bootstrap interval would be [0, 0]). Other scores: the bootstrap.
-  When pairs share clusters both halves are corrected, since both were too narrow with strongly
-  clustered pairs (an audit: the gate's lower bound covered 0.84-0.85 instead of 0.95 at
-  intra-cluster correlation 0.5, clusters of 8): the bootstrap as ``evalsuite.stats.bootstrap_ci``
-  does (bounds moved from the estimate by sqrt(C/(C-1)) t(C-1)/z), and Tango's interval, which
-  treats pairs as independent, becomes a Rao-Scott style one: n / deff pairs with the discordance
-  counts scaled alike (deff the design effect of the mean difference,
-  ``evalsuite.stats.design_effect``), at Student's t(C-1) quantile. Pairs in singleton clusters
-  get exactly the uncorrected interval. Measured, before -> after (seeded simulation of 0/1 pairs,
-  each cluster's P(worse), P(better) Dirichlet-distributed with intra-cluster correlation rho):
-  P(gate PASS) at a true loss of exactly a 2-point margin, 200 pairs (800 replicates, s.e. 0.008),
-  clusters of 8: rho = 0.5 0.116 -> 0.059, rho = 0.2 0.084 -> 0.061; clusters of 4, rho = 0.5:
-  0.080 -> 0.048 (nominal 0.05); coverage of the gate's lower bound with 60 pairs in 8 clusters,
-  rho = 0.5 (400 replicates): 0.840 -> 0.955. With so few clusters the two-sided 95% interval
-  over-covers (0.835 -> 0.993). At 1000 pairs in clusters of 4, rho = 0.5, P(PASS) stays about
-  0.07 (0.075 -> 0.070, s.e. 0.015): 250 clusters need no small-C correction, and neither
-  correction answers the skew of rare, concentrated losses. :func:`unpaired_bootstrap_ci` (shown
-  for contrast only) is not corrected.
+  When pairs share clusters both halves are corrected (strongly clustered pairs make both too
+  narrow): the bootstrap as ``evalsuite.stats.bootstrap_ci`` does (bounds moved from the estimate
+  by sqrt(C/(C-1)) t(C-1)/z), and Tango's interval, which treats pairs as independent, becomes a
+  Rao-Scott style one: n / deff pairs with the discordance counts scaled alike (deff the design
+  effect of the mean difference, ``evalsuite.stats.design_effect``), at Student's t(C-1) quantile.
+  Pairs in singleton clusters get exactly the uncorrected interval. With very few clusters the
+  two-sided interval over-covers; neither correction answers the skew of rare, concentrated losses
+  (coverage and the gate's P(PASS) at the margin, measured by simulation: ``docs/statistics.md``).
+  :func:`unpaired_bootstrap_ci` (shown for contrast only) is not corrected.
 - :func:`paired_test` — THE test of "no change" in compare (two-sided) and the gate (one-sided,
   "less"): exact McNemar for 0/1 scores when no two pairs share a cluster (conditional on the ``k``
   discordant pairs, the number that improved is Binomial(k, 1/2) under H0), else the cluster

@@ -11,12 +11,10 @@ bootstrap (which carries the clustering) and the Wilson score interval (which ke
 0 and 1: 50/50 gives [0.929, 1]). For fractional scores the Wilson "successes" are the sum of the
 scores; a score s in [0, 1] varies no more than a Bernoulli(s), so this errs on the wide side.
 
-Clustering (some cluster holds more than one sample). Both halves of that hull were too narrow when
-questions about one source are strongly correlated: the percentile cluster bootstrap has the
-variance of the clusters' spread without the C/(C-1) small-sample factor and a normal quantile
-where only C - 1 degrees of freedom back the variance (7 to 25 clusters is common), and Wilson
-counted every question as independent. An audit's simulation (binary scores, clusters of 8,
-intra-cluster correlation 0.5) measured 95% coverage of 0.82-0.92. Now, when clusters are shared:
+Clustering (some cluster holds more than one sample). Questions about one source move together: a
+percentile cluster bootstrap lacks the C/(C-1) small-sample factor and uses a normal quantile where
+only C - 1 degrees of freedom back the variance (7 to 25 clusters is common), and Wilson counts
+every question as independent. So, when clusters are shared:
 
 - ``bootstrap_ci`` widens the percentile interval around the mean by sqrt(C/(C-1)) * t(C-1) / z
   (C clusters, t(C-1) Student's quantile at the interval's level, z the normal one);
@@ -30,16 +28,11 @@ intra-cluster correlation 0.5) measured 95% coverage of 0.82-0.92. Now, when clu
   single cluster that do vary: deff = n, one independent unit.
 
 With every cluster a singleton (independent samples) neither correction applies: the intervals are
-exactly those of the plain bootstrap and Wilson. Measured coverage of ``mean_ci`` at 95%, before ->
-after (seeded simulation, binary scores, cluster accuracies Beta-distributed with intra-cluster
-correlation rho, 400 replicates a cell, 200 at n = 1000): p = 0.7, clusters of 8, rho = 0.5:
-n = 60 (8 clusters) 0.868 -> 0.940, n = 200 (25) 0.922 -> 0.950, n = 1000 (125) 0.960 -> 0.965;
-rho = 0.2, n = 60: 0.900 -> 0.965; clusters of 4: 0.94-0.96 -> 0.94-0.97. What it costs: with
-clusters that are not correlated at all (rho = 0) and only 8 of them it over-covers (0.953 ->
-0.985, 27% wider), since 8 clusters cannot show that. What it does not fix: near the boundary with
-rare bad clusters (p = 0.95, 25 clusters of 8, rho = 0.5: 0.848 -> 0.897) a sample that misses
-them shows neither the loss nor the variance. ``bootstrap_stat_ci`` (non-mean metrics) is the
-plain percentile cluster bootstrap, uncorrected.
+exactly those of the plain bootstrap and Wilson. With few clusters that are not correlated the
+correction over-covers (8 clusters cannot show the absence of correlation); near the boundary with
+rare bad clusters a sample that misses them shows neither the loss nor the variance, and stays
+short. Coverage measured by simulation: ``docs/statistics.md``. ``bootstrap_stat_ci`` (non-mean
+metrics) is the plain percentile cluster bootstrap, uncorrected.
 """
 
 from __future__ import annotations
