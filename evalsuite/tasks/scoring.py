@@ -153,7 +153,8 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
 
 
 # ---- Video-MME ----------------------------------------------------------------------------------
-# The official list, with its two missing commas reproduced: Python joins the adjacent literals.
+# The official list (thanku-all/parse_answer ``eval_your_results.py``, where Video-MME's README points),
+# in its order, with its two missing commas reproduced: Python joins the adjacent literals.
 _VIDEOMME_PREFIXES = (
     "The best answer is",
     "The correct answer is",
@@ -161,6 +162,10 @@ _VIDEOMME_PREFIXES = (
     "The answer",
     "The best option is" "The correct option is",
     "Best answer:" "Best option:",
+    "Answer:",
+    "Option:",
+    "The correct answer",
+    "The correct option",
 )
 
 

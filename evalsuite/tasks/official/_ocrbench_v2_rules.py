@@ -5,7 +5,7 @@
   than 5 words must be a substring of the prediction (1 or 0); a longer one scores its ANLS
   ``1 - lev / max_len`` when that is at least 0.5; the best answer counts. The case-sensitive variant
   skips lower-casing, and when ``answers`` is a bare string it also falls back to ANLS for short
-  answers that are no substring. The Chinese variant removes spaces and splits answers on commas
+  answers that are no substring, while a bare-string answer of 5+ words scores 0. The Chinese variant removes spaces and splits answers on commas
   (fewer than 4 parts: substring); with a bare-string answer of 4+ parts it scores 0.
 - Multiple choice: the prediction's letters (``str.isalpha``) joined must equal the answer.
 - Counting: "exact match" is an answer substring of the raw prediction (the lower-cased one when
@@ -54,7 +54,7 @@ def vqa(predict: str, answers: Answers, *, case_sensitive: bool = False) -> floa
                 score = 1.0
             elif bare and case_sensitive:  # the official bare-string branch nests ANLS here
                 score = max(score, _anls_at_least_half(pred, answer))
-        else:
+        elif not (bare and case_sensitive):  # the official bare-string branch has no long-answer case: 0
             score = max(score, _anls_at_least_half(pred, answer))
     return score
 

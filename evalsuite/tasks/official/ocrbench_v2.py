@@ -88,7 +88,7 @@ class OCRBenchV2(Task):
     """OCRBench v2 (release folder or HF snapshot): official per-type rules and category means"""
 
     name = "ocrbench_v2"
-    version = "1"
+    version = "2"
     default_args = {"data_dir": "", "hf": "", **IMAGE_ARGS}
     media_keys = tuple(IMAGE_ARGS)
     breakdown_keys = ("group", "category")

@@ -11,12 +11,16 @@ up in ``media_dir`` (the folder of the video files) when given, else in ``DIR/da
 lmms-eval's extraction folder ``$HF_HOME/videomme/data/``; optional subtitles are
 ``subtitle/<videoID>.srt`` beside that folder. Sample ids are ``question_id``, the benchmark's own.
 
-Rule reproduced: BradyFU/Video-MME ``evaluation/eval_your_results.py``: the letter comes from
+Rule reproduced: ``eval_your_results.py`` of thanku-all/parse_answer (where Video-MME's README
+points; it replaced BradyFU/Video-MME's ``evaluation/eval_your_results.py`` and adds the prefixes
+"Answer:", "Option:", "The correct answer", "The correct option"): the letter comes from
 ``extract_characters_regex`` (:func:`evalsuite.tasks.scoring.videomme_extract`, quirks included); a response
 it cannot parse is not counted at all — it leaves the denominator — so ``accuracy`` is right /
 answered, overall and in every group (duration, domain, task type). ``accuracy_strict`` counts the
 unparsed as wrong; ``n_unparsed`` says how many there were. The prompt is the README's; with
-``subtitles=true`` the whole subtitle text is put before it (the README's subtitle setting).
+``subtitles=true`` the subtitles go before it, and only those "corresponding to the sampled video
+frames" (the README's rule): the cues shown at the times the task's ``fps`` / ``max_frames`` sample
+(``start <= t < end``, as lmms-eval selects them), one line each in cue order.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from evalsuite.media import MediaError
 from evalsuite.registry import TASKS
 from evalsuite.task import DataLayoutError, Task, TaskArgError
 from evalsuite.types import ContentPart, Sample, SampleResult, user
@@ -45,7 +50,7 @@ class VideoMME(Task):
     """Video-MME (lmms-lab snapshot folder or HF cache), official answer extraction"""
 
     name = "videomme"
-    version = "1"
+    version = "2"
     default_args = {"data_dir": "", "hf": "", "media_dir": "", "subtitles": False, "duration": "", **VIDEO_ARGS}
     media_keys = tuple(VIDEO_ARGS)
     breakdown_keys = ("duration", "domain", "task_type")
@@ -104,10 +109,26 @@ class VideoMME(Task):
         if self.args["subtitles"]:
             srt = next((d.parent / "subtitle" / f"{vid}.srt" for d in media
                         if (d.parent / "subtitle" / f"{vid}.srt").is_file()), None)
-            lines = srt_text(srt) if srt is not None else "No subtitles available"
+            if srt is None:
+                lines = "No subtitles available"
+            else:
+                try:
+                    lines = "\n".join(text for _, _, text in self._frame_cues(video, srt))
+                except MediaError as e:
+                    return bad_sample(sid, str(e), **meta)
             text = f"This video's subtitles are listed below:\n{lines}\n{text}"
         return Sample(id=sid, messages=[user(ContentPart.of_media("video", str(video)), text)], target=answer,
                       choices=options, metadata=meta)
+
+    def _frame_cues(self, video: Path, srt: Path) -> list[tuple[float, float, str]]:
+        """The subtitle cues shown at the times the video's frames are sampled (the task's ``fps`` and
+        ``max_frames``, as :func:`evalsuite.media.sample_frames` chooses them): a cue counts when
+        ``start <= t < end`` for some sampled time t, as lmms-eval selects them per frame; in cue order."""
+        from evalsuite import media
+
+        times = media.frame_times(media.probe_video(str(video)).duration_s, float(self.args["fps"]),
+                                  int(self.args["max_frames"]))
+        return [c for c in srt_cues(srt) if any(c[0] <= t < c[1] for t in times)]
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
         parsed = videomme_extract(prediction)
@@ -125,11 +146,26 @@ class VideoMME(Task):
         }
 
 
-def srt_text(path: Path) -> str:
-    """The spoken lines of an .srt file, markup removed, one per cue."""
+_SRT_TIME = re.compile(r"(\d+):(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?")
+
+
+def _srt_seconds(stamp: str) -> float | None:
+    m = _SRT_TIME.search(stamp)
+    if m is None:
+        return None
+    h, mi, se, ms = m.groups()
+    return int(h) * 3600 + int(mi) * 60 + int(se) + (int(ms.ljust(3, "0")) / 1000 if ms else 0.0)
+
+
+def srt_cues(path: Path) -> list[tuple[float, float, str]]:
+    """The cues of an .srt file as (start s, end s, spoken line with markup removed); a cue whose
+    timing line cannot be read is left out."""
     out = []
     for block in path.read_text(encoding="utf-8", errors="replace").replace("\r\n", "\n").split("\n\n"):
         lines = [ln for ln in block.strip().split("\n") if ln.strip()]
         if len(lines) >= 3 and "-->" in lines[1]:
-            out.append(re.sub(r"<[^>]+>", "", " ".join(lines[2:])).strip())
-    return "\n".join(out)
+            start, _, end = lines[1].partition("-->")
+            t0, t1 = _srt_seconds(start), _srt_seconds(end)
+            if t0 is not None and t1 is not None:
+                out.append((t0, t1, re.sub(r"<[^>]+>", "", " ".join(lines[2:])).strip()))
+    return out

@@ -92,6 +92,11 @@ def test_official_category_means(tmp_path: Path, media) -> None:
         # bare string, case-sensitive: short answers fall back to ANLS (1 - 1/4)
         (lambda p, a: rules.vqa(p, a, case_sensitive=True), ("abcd", "abce"), 0.75),
         (lambda p, a: rules.vqa(p, a, case_sensitive=True), ("abcd", ["abce"]), 0.0),
+        # bare string, case-sensitive, 5+ words: the official branch has no case for it, 0 (a list: ANLS)
+        (lambda p, a: rules.vqa(p, a, case_sensitive=True),
+         ("The Quick Brown Fox Jumped", "The Quick Brown Fox Jumps"), 0.0),
+        (lambda p, a: rules.vqa(p, a, case_sensitive=True),
+         ("The Quick Brown Fox Jumped", ["The Quick Brown Fox Jumps"]), pytest.approx(1 - 2 / 26)),
         (rules.vqa_cn, ("a,b,c,d", "a,b,c,d"), 0.0),  # bare, 4+ parts: the official scores nothing
         (rules.vqa_cn, ("a,b,c,d", ["a,b,c,e"]), pytest.approx(6 / 7)),  # list, 4+ parts: ANLS
         (lambda p, a: rules.counting(p, a, "exact match"), ("Three apples", "Three"), 1.0),  # bare: lower-cased

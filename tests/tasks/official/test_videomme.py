@@ -75,7 +75,26 @@ def test_subtitles_and_duration_filter(tmp_path: Path, media) -> None:
     task = VideoMME(data_dir=str(root), subtitles="true", duration="short")
     samples = list(task.samples())
     assert [s.id for s in samples] == ["001-1", "001-2", "001-3"]
-    assert samples[0].messages[0].text.startswith("This video's subtitles are listed below:\nHello there\nThree apples\n")
+    # v1 lasts 1 s: at fps 1 the one frame sampled is at 0.5 s, inside the first cue only
+    assert samples[0].messages[0].text.startswith("This video's subtitles are listed below:\nHello there\nSelect")
+
+
+def test_subtitles_are_those_of_the_sampled_frames(tmp_path: Path, media) -> None:
+    """Video-MME's README: "only use the subtitles corresponding to the sampled video frames"."""
+    root = make_dataset(tmp_path / "vmme", media)
+    media.mp4(root / "data" / "v1.mp4", frames=16, fps=4)  # 4 s
+    (root / "subtitle" / "v1.srt").write_text(
+        "1\n00:00:00,000 --> 00:00:00,400\nA\n\n2\n00:00:00,400 --> 00:00:01,000\nB\n\n"
+        "3\n00:00:01,000 --> 00:00:01,400\nC\n\n4\n00:00:01,400 --> 00:00:03,000\nD\n\n"
+        "5\n00:00:03,600 --> 00:00:04,000\nE\n")
+
+    def subtitles(**args: str) -> str:
+        s = next(iter(VideoMME(data_dir=str(root), subtitles="true", duration="short", **args).samples()))
+        return s.messages[0].text.split("\nSelect")[0].split("listed below:\n")[1]
+
+    assert subtitles() == "B\nD"  # frames at 0.5, 1.5, 2.5, 3.5 s; an end time is exclusive
+    assert subtitles(max_frames="2") == "C"  # frames at 1.0 and 3.0 s
+    assert subtitles(fps="4") == "A\nB\nC\nD\nE"  # 16 frames: every cue is seen
 
 
 def test_an_unknown_duration_is_refused_not_an_empty_benchmark(tmp_path: Path, media) -> None:
