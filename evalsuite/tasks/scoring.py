@@ -21,9 +21,11 @@ is carried over):
   unparsed; otherwise the first A–D character anywhere is the answer.
 - :func:`mmau_match` — MMAU's ``string_match`` (``evaluation.py``): every word token of the answer
   must be in the prediction, and no token of a wrong choice (minus the answer's own tokens) may be.
-- :func:`parse_point` / :func:`point_in_box` — GUI grounding (ScreenSpot, SeeClick's
-  ``screenspot_test.py``; ScreenSpot-Pro's ``eval_screenspot_pro.py``): a click is right when it
-  lies inside the target box, borders included.
+- :func:`click_point` / :func:`click_in_box` — GUI grounding of the official adapters (ScreenSpot,
+  SeeClick's ``screenspot_test.py``; ScreenSpot-Pro's ``eval_screenspot_pro.py``): SeeClick's answer
+  parsing or a lenient one; a click is right when it lies inside the target box, borders included,
+  compared in fractions of the image as the scripts compare. :func:`parse_point` /
+  :func:`point_in_box`: the lenient reading in pixels (the built-in ``gui`` task).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Sequence
 
 __all__ = [
     "ocrbench_match", "levenshtein", "anls", "extract_choice", "videomme_extract", "mmau_match",
-    "parse_point", "point_in_box", "COORDS",
+    "parse_point", "point_in_box", "COORDS", "click_point", "click_in_box", "PARSERS",
 ]
 
 
@@ -206,6 +208,17 @@ _BRACKETED = re.compile(rf"[\(\[<{{]\s*({_NUM})\s*,\s*({_NUM})(?:\s*,\s*({_NUM})
 _XY = re.compile(rf"\bx\s*[:=]\s*({_NUM}).*?\by\s*[:=]\s*({_NUM})", re.IGNORECASE | re.DOTALL)
 
 
+def _lenient_xy(s: str) -> tuple[float, float] | None:
+    m = _BRACKETED.search(s)
+    if m:
+        nums = [float(g) for g in m.groups() if g is not None]
+        return (nums[0], nums[1]) if len(nums) == 2 else ((nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2)
+    if (m := _XY.search(s)) is not None:
+        return float(m.group(1)), float(m.group(2))
+    nums = re.findall(_NUM, s)
+    return (float(nums[0]), float(nums[1])) if len(nums) >= 2 else None
+
+
 def parse_point(text: str, coords: str, width: int, height: int) -> tuple[float, float] | None:
     """The point a response names, in pixels, or ``None`` when it names none inside the frame.
 
@@ -218,18 +231,7 @@ def parse_point(text: str, coords: str, width: int, height: int) -> tuple[float,
         raise ValueError(f"coords must be one of {COORDS}, got {coords!r}")
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    s = str(text)
-    xy: tuple[float, float] | None = None
-    m = _BRACKETED.search(s)
-    if m:
-        nums = [float(g) for g in m.groups() if g is not None]
-        xy = (nums[0], nums[1]) if len(nums) == 2 else ((nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2)
-    elif (m := _XY.search(s)) is not None:
-        xy = (float(m.group(1)), float(m.group(2)))
-    else:
-        nums = re.findall(_NUM, s)
-        if len(nums) >= 2:
-            xy = (float(nums[0]), float(nums[1]))
+    xy = _lenient_xy(str(text))
     if xy is None:
         return None
     sx, sy = {"norm1000": (1000.0, 1000.0), "norm1": (1.0, 1.0), "pixels": (float(width), float(height))}[coords]
@@ -237,6 +239,70 @@ def parse_point(text: str, coords: str, width: int, height: int) -> tuple[float,
     if not (0.0 <= x <= sx and 0.0 <= y <= sy):
         return None
     return x / sx * width, y / sy * height
+
+
+PARSERS = ("seeclick", "lenient")
+_SEECLICK_NUM = re.compile(r"-?\d+\.?\d*")
+_SEECLICK_BOX = re.compile(r"<box>\((\d+,\d+)\),\((\d+,\d+)\)</box>")
+_TAGGED_BOX = re.compile(rf"<box>\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*,?\s*\(\s*({_NUM})\s*,\s*({_NUM})\s*\)\s*</box>")
+
+
+def click_point(text: str, coords: str, parser: str, width: int, height: int) -> tuple[float, float, float, float] | None:
+    """The click a response names as ``(x, y, sx, sy)``: its numbers and the scale they are in
+    (1000 for 0–1000, 1 for 0–1, the image's width and height for pixels); ``None`` is "wrong format".
+
+    ``seeclick`` is SeeClick's ``pred_2_point`` / ``extract_bbox`` (``pretrain/screenspot_test.py``):
+    a response containing "box" must hold ``<box>(x1,y1),(x2,y2)</box>`` (integers, 0–1000), whose
+    centre is the click whatever ``coords`` says; else the numbers ``-?\\d+\\.?\\d*`` of the text must
+    be exactly two (the point) or four (a box: its centre), in the scale ``coords`` names; anything
+    else is wrong format. No range check (a point off the screen is simply outside every box).
+    ``lenient`` reads more answer styles: a tagged box ``<box>(x1, y1), (x2, y2)</box>`` (its centre),
+    else :func:`parse_point`'s forms (first bracketed pair or box, ``x=…, y=…``, the first two
+    numbers); a point outside [0, scale] is wrong format."""
+    if parser not in PARSERS:
+        raise ValueError(f"parser must be one of {PARSERS}, got {parser!r}")
+    if coords not in COORDS:
+        raise ValueError(f"coords must be one of {COORDS}, got {coords!r}")
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    sx, sy = {"norm1000": (1000.0, 1000.0), "norm1": (1.0, 1.0), "pixels": (float(width), float(height))}[coords]
+    s = str(text)
+    if parser == "seeclick":
+        if "box" in s:
+            found = _SEECLICK_BOX.findall(s)
+            if not found:
+                return None
+            (x1, y1), (x2, y2) = ((int(v) for v in pair.split(",")) for pair in found[0])
+            return (x1 + x2) / 2, (y1 + y2) / 2, 1000.0, 1000.0
+        nums = [float(v) for v in _SEECLICK_NUM.findall(s)]
+        if len(nums) == 2:
+            return nums[0], nums[1], sx, sy
+        if len(nums) == 4:
+            return (nums[0] + nums[2]) / 2, (nums[1] + nums[3]) / 2, sx, sy
+        return None
+    m = _TAGGED_BOX.search(s)
+    if m:
+        x1, y1, x2, y2 = (float(v) for v in m.groups())
+        x, y = (x1 + x2) / 2, (y1 + y2) / 2
+    else:
+        xy = _lenient_xy(s)
+        if xy is None:
+            return None
+        x, y = xy
+    if not (0.0 <= x <= sx and 0.0 <= y <= sy):
+        return None
+    return x, y, sx, sy
+
+
+def click_in_box(point: tuple[float, float, float, float], box_xyxy: Sequence[float], width: int, height: int) -> bool:
+    """Whether a :func:`click_point` lies in a pixel box ``[x1, y1, x2, y2]``, borders included,
+    compared as the official scripts compare: in fractions of the image (the box divided by the image
+    size, the point by its scale), or in pixels when the point is in pixels."""
+    x, y, sx, sy = point
+    if (sx, sy) == (float(width), float(height)):
+        return point_in_box(x, y, box_xyxy)
+    x1, y1, x2, y2 = box_xyxy
+    return point_in_box(x / sx, y / sy, [x1 / width, y1 / height, x2 / width, y2 / height])
 
 
 def point_in_box(x: float, y: float, box_xyxy: Sequence[float]) -> bool:

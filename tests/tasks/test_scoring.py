@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evalsuite.tasks.scoring import (
-    anls, extract_choice, levenshtein, mmau_match, ocrbench_match, parse_point, point_in_box, videomme_extract,
+    anls, click_in_box, click_point, extract_choice, levenshtein, mmau_match, ocrbench_match, parse_point, point_in_box,
+    videomme_extract,
 )
 
 
@@ -121,6 +122,14 @@ def test_extract_choice_total(text: str) -> None:
         ("eleven words long but there is no capital letter among any of them", None),
         ("a man is in it", None),  # short, no capital A-D
         ("Dogs appear, answer C", "D"),  # first capital A-D anywhere wins
+        # parse_answer's list (Video-MME's README) also removes "Answer:", "Option:", "The correct
+        # answer", "The correct option": the A of "Answer:" is not read as the letter
+        ("Answer: C", "C"),
+        ("Answer: (D)", "D"),
+        ("Answer:B", "B"),
+        ("My Answer: C", "C"),
+        ("Option: B", "B"),
+        ("The correct answer: D", "D"),
     ],
 )
 def test_videomme_extract(response: str, expected: str | None) -> None:
@@ -131,13 +140,16 @@ def test_videomme_long_response_with_letter_is_parsed() -> None:
     assert videomme_extract("one two three four five six seven eight nine ten eleven C") == "C"
 
 
-@given(st.text(max_size=60))
-@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(["Answer:", "Option:", "The correct answer", "The answer is", "Best answer:",
+                                  " ", "A", "B", "(C)", "D.", "x", "\n"]), max_size=8).map("".join)
+       | st.text(max_size=60))
+@settings(max_examples=300, deadline=None)
 def test_videomme_matches_rule(text: str) -> None:
     # The rule restated: after prefix removal, the first of A-D, unless none exists.
     s = text.strip()
     for p in ("The best answer is", "The correct answer is", "The answer is", "The answer",
-              "The best option isThe correct option is", "Best answer:Best option:"):
+              "The best option isThe correct option is", "Best answer:Best option:", "Answer:", "Option:",
+              "The correct answer", "The correct option"):
         s = s.replace(p, "")
     m = re.search("[ABCD]", s)
     assert videomme_extract(text) == (m.group(0) if m else None)
@@ -203,3 +215,80 @@ def test_point_in_box_is_inclusive() -> None:
     assert not point_in_box(9.99, 25, box) and not point_in_box(15, 40.01, box)
     with pytest.raises(ValueError, match="x1, y1, x2, y2"):
         point_in_box(1, 1, [1, 2, 3])
+
+
+# ---- GUI grounding of the official adapters: SeeClick's answer reading --------------------------
+def _seeclick_official(response: str, box_xyxy_px, width: int, height: int) -> str:
+    """SeeClick ``pretrain/screenspot_test.py`` (with ``process_utils.pred_2_point`` / ``extract_bbox``),
+    transcribed: "correct", "wrong" or "wrong_format"; the model's numbers in 0-1."""
+    bbox = [box_xyxy_px[0] / width, box_xyxy_px[1] / height, box_xyxy_px[2] / width, box_xyxy_px[3] / height]
+    try:
+        if "box" in response:
+            found = re.findall(r"<box>\((\d+,\d+)\),\((\d+,\d+)\)</box>", response)
+            pred = [(int(x.split(",")[0]), int(x.split(",")[1])) for x in sum(found, ())]
+            click = [(pred[0][0] + pred[1][0]) / 2 / 1000, (pred[0][1] + pred[1][1]) / 2 / 1000]
+        else:
+            floats = [float(n) for n in re.findall(r"-?\d+\.?\d*", response)]
+            if len(floats) == 2:
+                click = floats
+            elif len(floats) == 4:
+                click = [(floats[0] + floats[2]) / 2, (floats[1] + floats[3]) / 2]
+            else:
+                raise UnboundLocalError("click_point")
+        return "correct" if bbox[0] <= click[0] <= bbox[2] and bbox[1] <= click[1] <= bbox[3] else "wrong"
+    except Exception:
+        return "wrong_format"
+
+
+def _ours(response: str, box, width: int, height: int, coords: str = "norm1", parser: str = "seeclick") -> str:
+    point = click_point(response, coords, parser, width, height)
+    if point is None:
+        return "wrong_format"
+    return "correct" if click_in_box(point, box, width, height) else "wrong"
+
+
+BOX = [200.0, 100.0, 300.0, 200.0]  # ScreenSpot [x, y, w, h] = [200, 100, 100, 100] on 1000 x 500
+
+
+@pytest.mark.parametrize(
+    "response, seeclick, lenient",
+    [
+        ("(0.25, 0.3)", "correct", "correct"),
+        ("Click (0.25, 0.3) on button 3", "wrong_format", "correct"),  # three numbers: SeeClick refuses
+        ("0.25, 0.3, 0.9", "wrong_format", "correct"),
+        ("the search box at (0.25, 0.3)", "wrong_format", "correct"),  # "box" without <box>…</box>
+        ("<box>(100,100),(300,400)</box>", "correct", "wrong_format"),  # centre (200, 250) / 1000; lenient: norm1
+        ("[0.2, 0.2, 0.3, 0.4]", "correct", "correct"),  # four numbers: the centre
+        ("(-0.5, 0.3)", "wrong", "wrong_format"),  # SeeClick has no range check: outside the box
+        ("(0.5, 0.3)", "wrong", "wrong"),
+        ("", "wrong_format", "wrong_format"),
+    ],
+)
+def test_seeclick_and_lenient_reading(response: str, seeclick: str, lenient: str) -> None:
+    assert _seeclick_official(response, BOX, 1000, 500) == seeclick
+    assert _ours(response, BOX, 1000, 500) == seeclick
+    assert _ours(response, BOX, 1000, 500, parser="lenient") == lenient
+
+
+def test_lenient_reads_a_tagged_box_as_its_centre() -> None:
+    # a Qwen-VL style box in 0-1000: its centre (200, 250) -> (0.2, 0.5) of the image, not its first corner
+    assert click_point("<box>(100, 100), (300, 400)</box>", "norm1000", "lenient", 1000, 500) == (200.0, 250.0, 1000.0, 1000.0)
+    assert _ours("<box>(100,100),(300,400)</box>", BOX, 1000, 500, "norm1000", "lenient") == "correct"
+
+
+def test_border_compared_in_fractions_as_the_official() -> None:
+    # 0.1375 * 800 = 110.00000000000001 > 110 in pixels; in fractions 110 / 800 == 0.1375: on the border
+    box = [1040.0, 87.0, 1068.0, 110.0]
+    assert _seeclick_official("(0.8125, 0.1375)", box, 1280, 800) == "correct"
+    assert _ours("(0.8125, 0.1375)", box, 1280, 800) == "correct"
+    assert _ours("(1068, 110)", box, 1280, 800, coords="pixels") == "correct"  # pixels compare in pixels
+
+
+@given(st.lists(st.sampled_from(["(", ")", ",", " ", "<box>", "</box>", "box", "0.25", "0.3", "-1", "7", "100,100",
+                                 "(100,100),(300,400)", ".", "x", "12.5.3"]), max_size=10).map("".join),
+       st.sampled_from([(1000, 500), (1280, 800), (7, 3)]))
+@settings(max_examples=400, deadline=None)
+def test_seeclick_reading_matches_the_official_script(response: str, size) -> None:
+    w, h = size
+    box = [0.2 * w, 0.1 * h, 0.5 * w, 0.9 * h]
+    assert _ours(response, box, w, h) == _seeclick_official(response, box, w, h)

@@ -2,11 +2,16 @@
 the click scorer and the metrics.
 
 Rule (SeeClick ``pretrain/screenspot_test.py``; ScreenSpot-Pro ``eval_screenspot_pro.py``): the
-model names one point; it is right when the point lies in the target box, borders included. A
-response with no readable point is "wrong format" and counts as wrong. ``accuracy`` is the number
-right over the number scored, as both scripts' "action acc" is; ``text_acc`` / ``icon_acc`` split it
-by UI type. Boxes are kept in pixels ``[x1, y1, x2, y2]`` and the model's point is brought to pixels
-by the task's ``coords`` argument (``norm1000`` default, ``norm1``, ``pixels``).
+model names one point; it is right when the point lies in the target box, borders included,
+compared in fractions of the image as both scripts compare (the box over the image size, the
+point over its scale). A response with no readable point is "wrong format" and counts as wrong, and
+so does a sample that failed (its model call, its image): ``accuracy`` is right / total, as both
+scripts' "action acc" (``correct_num / num_total``); ``text_acc`` / ``icon_acc`` split it by UI type.
+Boxes are kept in pixels ``[x1, y1, x2, y2]``; the task's ``coords`` argument (``norm1000`` default,
+``norm1``, ``pixels``) says the scale of the model's numbers, and ``parser`` how they are read
+(:func:`evalsuite.tasks.scoring.click_point`): ``seeclick`` is SeeClick's ``pred_2_point`` /
+``extract_bbox`` (exactly two numbers, or four for a box's centre; ``<box>(x1,y1),(x2,y2)</box>`` in
+0–1000), ``lenient`` also reads verbose answers (first bracketed pair, ``x=…, y=…``, first two numbers).
 
 Snapshots (Hugging Face parquet): a box is ``[x1, y1, x2, y2]``, a list or its JSON text; when every
 box of the split lies in [0, 1] the split's boxes are fractions of the image size, else pixels (one
@@ -23,9 +28,9 @@ from typing import Any, Iterable, Sequence
 from evalsuite.task import TaskArgError
 from evalsuite.types import ContentPart, Sample, SampleResult, user
 from evalsuite.tasks.official._common import IMAGE_ARGS, ok, ratio
-from evalsuite.tasks.scoring import COORDS, parse_point, point_in_box
+from evalsuite.tasks.scoring import COORDS, PARSERS, click_in_box, click_point
 
-GROUNDING_ARGS: dict[str, Any] = {"data_dir": "", "coords": "norm1000", **IMAGE_ARGS}
+GROUNDING_ARGS: dict[str, Any] = {"data_dir": "", "coords": "norm1000", "parser": "seeclick", **IMAGE_ARGS}
 
 _HINTS = {
     "norm1000": "as (x, y) with integers from 0 to 1000 relative to the image width and height",
@@ -34,9 +39,11 @@ _HINTS = {
 }
 
 
-def check_coords(task: str, coords: str) -> str:
+def check_coords(task: str, coords: str, parser: str = "seeclick") -> str:
     if coords not in COORDS:
         raise TaskArgError(f"task argument {task}.coords must be one of {', '.join(COORDS)}, got {coords!r}")
+    if parser not in PARSERS:
+        raise TaskArgError(f"task argument {task}.parser must be one of {', '.join(PARSERS)}, got {parser!r}")
     return coords
 
 
@@ -121,24 +128,27 @@ def grounding_sample(sid: str, image: Path, instruction: str, box: Sequence[floa
                   target=[float(v) for v in box], metadata=meta)
 
 
-def grounding_score(sample: Sample, prediction: str, coords: str) -> dict[str, Any]:
-    width, height = sample.metadata["img_size"]
-    point = parse_point(prediction, coords, int(width), int(height))
+def grounding_score(sample: Sample, prediction: str, coords: str, parser: str) -> dict[str, Any]:
+    """1.0 for a click inside the box; ``point`` in pixels of the image (None: wrong format)."""
+    width, height = (int(v) for v in sample.metadata["img_size"])
+    point = click_point(prediction, coords, parser, width, height)
     if point is None:
         return {"score": 0.0, "point": None, "wrong_format": True}
-    return {"score": float(point_in_box(point[0], point[1], sample.target)), "point": list(point), "wrong_format": False}
+    x, y, sx, sy = point
+    return {"score": float(click_in_box(point, sample.target, width, height)),
+            "point": [x / sx * width, y / sy * height], "wrong_format": False}
+
+
+def grounding_accuracy(results: list[SampleResult]) -> float:
+    """Right / total: a sample that failed (model call, image) counts as wrong, as in the scripts."""
+    return ratio(sum(r.score or 0.0 for r in ok(results)), len(results))
 
 
 def grounding_metrics(results: list[SampleResult], ui_key: str = "ui_type") -> dict[str, Any]:
-    scored = ok(results)
-
-    def acc(rs: list[SampleResult]) -> float:
-        return ratio(sum(r.score or 0.0 for r in rs), len(rs))
-
-    out: dict[str, Any] = {"accuracy": acc(scored)}
+    out: dict[str, Any] = {"accuracy": grounding_accuracy(results)}
     for ui in ("text", "icon"):  # only where the group has such samples (the official prints 0 instead)
-        part = [r for r in scored if r.metadata.get(ui_key) == ui]
+        part = [r for r in results if r.metadata.get(ui_key) == ui]
         if part:
-            out[f"{ui}_acc"] = acc(part)
-    out["n_wrong_format"] = sum(1 for r in scored if r.scores.get("wrong_format"))
+            out[f"{ui}_acc"] = grounding_accuracy(part)
+    out["n_wrong_format"] = sum(1 for r in ok(results) if r.scores.get("wrong_format"))
     return out

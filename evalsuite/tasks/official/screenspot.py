@@ -9,9 +9,12 @@ normalized (every value of a file within [0, 1]) are read as normalized ``[x1, y
 
 Rule reproduced: SeeClick ``pretrain/screenspot_test.py`` (njucckevin/SeeClick): the box becomes
 ``[x, y, x + w, y + h]`` and a click is right inside it, borders included; an unreadable answer
-counts as wrong (see :mod:`evalsuite.tasks.official._grounding`). The script reports, per platform file, the
-action accuracy and the text/icon accuracies; the SeeClick paper's "average" is the mean of the six
-platform x type accuracies, reported here as ``accuracy_macro`` (``accuracy`` is right / scored).
+counts as wrong, as does a sample that failed (see :mod:`evalsuite.tasks.official._grounding`);
+answers are read by SeeClick's ``pred_2_point`` (``parser=seeclick``, the default; ``lenient`` reads
+verbose answers too). The script reports, per platform file, the action accuracy and the text/icon
+accuracies; the SeeClick paper's "average" is the mean of the six platform x type accuracies,
+reported here as ``accuracy_macro`` (``accuracy`` is right / total over all platforms; later papers
+quote either).
 
 Sample ids are ``<json stem>:<index>`` (the files carry no ids).
 
@@ -38,7 +41,7 @@ from evalsuite.types import Sample, SampleResult
 from evalsuite.tasks.official import _hf
 from evalsuite.tasks.official._common import bad_sample, ok, read_json
 from evalsuite.tasks.official._grounding import (
-    GROUNDING_ARGS, check_coords, grounding_metrics, grounding_sample, grounding_score, image_size, number_list,
+    GROUNDING_ARGS, check_coords, grounding_accuracy, grounding_metrics, grounding_sample, grounding_score, image_size, number_list,
     parse_box, pixel_box, snapshot_boxes_normalized,
 )
 
@@ -52,7 +55,7 @@ class ScreenSpot(Task):
     """ScreenSpot (release folder or HF snapshot): click inside the target element's box"""
 
     name = "screenspot"
-    version = "1"
+    version = "2"
     default_args = {**GROUNDING_ARGS, "hf": ""}
     media_keys = ("min_patches", "max_patches")
     breakdown_keys = ("platform", "ui_type", "platform_ui", "source")
@@ -63,7 +66,7 @@ class ScreenSpot(Task):
 
     def __init__(self, **args: Any) -> None:
         super().__init__(**args)
-        check_coords(self.name, self.args["coords"])
+        check_coords(self.name, self.args["coords"], self.args["parser"])
 
     def expected(self) -> str:
         files = ", ".join(f"screenspot_{p}{self.suffix}.json" for p in PLATFORMS)
@@ -119,14 +122,19 @@ class ScreenSpot(Task):
             yield grounding_sample(sid, image, _hf.text(row["instruction"]), pixels, size, self.args["coords"], meta)
 
     def _sample(self, sid: str, rec: Any, platform: str, dirs: list[Path], normalized: bool) -> Sample:
+        # the groups first: a malformed record still counts, as wrong, in its platform and UI type
+        meta: dict[str, Any] = {"platform": platform}
+        if isinstance(rec, dict) and isinstance(rec.get("data_type"), str):
+            ui = rec["data_type"]
+            meta.update(ui_type=ui, platform_ui=f"{platform}/{ui}", source=str(rec.get("data_source", "")),
+                        category=f"{platform}/{ui}")
         try:
             name, instruction, ui = str(rec["img_filename"]), str(rec["instruction"]), str(rec["data_type"])
             x, y, w, h = number_list(rec["bbox"], 4, "bbox")
         except (KeyError, TypeError, ValueError) as e:
             return bad_sample(sid, "malformed ScreenSpot record (expected img_filename, instruction, data_type and "
-                                   f"bbox [x, y, w, h]): {type(e).__name__} {e}", platform=platform)
-        meta = {"platform": platform, "ui_type": ui, "platform_ui": f"{platform}/{ui}",
-                "source": str(rec.get("data_source", "")), "category": f"{platform}/{ui}", "cluster": name}
+                                   f"bbox [x, y, w, h]): {type(e).__name__} {e}", **meta)
+        meta["cluster"] = name
         image = next((d / name for d in dirs if (d / name).is_file()), None)
         if image is None:
             where = dirs[0] if dirs else Path(self.args["data_dir"] or ".") / self.image_dirs[0]
@@ -142,14 +150,15 @@ class ScreenSpot(Task):
         return grounding_sample(sid, image, instruction, box, (width, height), self.args["coords"], meta)
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
-        return grounding_score(sample, prediction, self.args["coords"])
+        return grounding_score(sample, prediction, self.args["coords"], self.args["parser"])
 
     def aggregate(self, results: list[SampleResult]) -> dict[str, Any]:
         out = grounding_metrics(results)
-        groups: dict[str, list[float]] = {}
-        for r in ok(results):
-            groups.setdefault(str(r.metadata.get("platform_ui")), []).append(r.score or 0.0)
-        accs = [sum(v) / len(v) for v in groups.values()]
+        groups: dict[str, list[SampleResult]] = {}
+        for r in results:  # a record too malformed to have a platform and type is in no group
+            if "platform_ui" in r.metadata:
+                groups.setdefault(str(r.metadata["platform_ui"]), []).append(r)
+        accs = [grounding_accuracy(v) for v in groups.values()]
         out["accuracy_macro"] = sum(accs) / len(accs) if accs else float("nan")
         return out
 

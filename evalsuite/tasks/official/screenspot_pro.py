@@ -7,9 +7,12 @@ have ``img_filename``, ``instruction``, ``bbox`` as ``[x1, y1, x2, y2]`` in pixe
 
 Rule reproduced: likaixin2000/ScreenSpot-Pro-GUI-Grounding ``eval_screenspot_pro.py``, positive
 ground truth, English instructions: a click is right inside the box, borders included; no point is
-"wrong_format" and counts as wrong; ``action_acc`` (here ``accuracy``) is right / total, with
+"wrong_format" and counts as wrong, as does a sample that failed; ``action_acc`` (here
+``accuracy``) is right / total, with
 ``text_acc`` and ``icon_acc``; the leaderboard splits by group and application, the SeeClick-style
-table by platform (all four are breakdown keys here). ``img_size`` from the record is trusted as
+table by platform (all four are breakdown keys here). The script leaves reading the answer to
+each model's wrapper, so ``parser`` defaults to ``lenient`` here (``parser=seeclick`` for SeeClick's
+rule). ``img_size`` from the record is trusted as
 the script does; a record without it falls back to the image header.
 
 Snapshot: ``TIGER-Lab/ScreenSpot-Pro`` (what lmms-eval loads), split ``test``. Required columns:
@@ -49,15 +52,15 @@ class ScreenSpotPro(Task):
     """ScreenSpot-Pro (release folder or HF snapshot): grounding in high-resolution professional software"""
 
     name = "screenspot_pro"
-    version = "1"
-    default_args = {**GROUNDING_ARGS, "hf": ""}
+    version = "2"
+    default_args = {**GROUNDING_ARGS, "parser": "lenient", "hf": ""}
     media_keys = ("min_patches", "max_patches")
     breakdown_keys = ("group", "application", "platform", "ui_type")
     max_tokens = 32
 
     def __init__(self, **args: Any) -> None:
         super().__init__(**args)
-        check_coords(self.name, self.args["coords"])
+        check_coords(self.name, self.args["coords"], self.args["parser"])
 
     def samples(self) -> Iterator[Sample]:
         root = _hf.locate(self.name, self.args, EXPECTED, HF_REPO)
@@ -116,14 +119,16 @@ class ScreenSpotPro(Task):
             yield grounding_sample(sid, image, _hf.text(row["instruction"]), pixels, size, self.args["coords"], meta)
 
     def _sample(self, sid: str, rec: Any, images: Path) -> Sample:
+        # the groups first: a malformed record still counts, as wrong, in its group and UI type
+        meta = {k: str(rec.get(k, "")) for k in ("group", "application", "platform", "ui_type")} if isinstance(rec, dict) else {}
+        meta["category"] = meta.get("ui_type", "")
         try:
             name, instruction = str(rec["img_filename"]), str(rec["instruction"])
             box = number_list(rec["bbox"], 4, "bbox")
-            meta = {k: str(rec.get(k, "")) for k in ("group", "application", "platform", "ui_type")}
         except (KeyError, TypeError, ValueError) as e:
             return bad_sample(sid, "malformed ScreenSpot-Pro record (expected img_filename, instruction and bbox "
-                                   f"[x1, y1, x2, y2]): {type(e).__name__} {e}")
-        meta.update(category=meta["ui_type"], cluster=name)
+                                   f"[x1, y1, x2, y2]): {type(e).__name__} {e}", **meta)
+        meta["cluster"] = name
         image = images / name
         if not image.is_file():
             return bad_sample(sid, f"image file not found: {image}", **meta)
@@ -143,7 +148,7 @@ class ScreenSpotPro(Task):
         return grounding_sample(sid, image, instruction, box, (width, height), self.args["coords"], meta)
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
-        return grounding_score(sample, prediction, self.args["coords"])
+        return grounding_score(sample, prediction, self.args["coords"], self.args["parser"])
 
     def aggregate(self, results: list[SampleResult]) -> dict[str, Any]:
         return grounding_metrics(results)

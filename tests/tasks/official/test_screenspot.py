@@ -30,7 +30,7 @@ def make_screenspot(root: Path, media) -> Path:
     web = [
         _rec("w.png", [40, 0, 60, 50], "text", "shop"),
         {"img_filename": "w.png", "instruction": "no box", "data_type": "icon"},
-        _rec("gone.png", [0, 0, 1, 1], "icon"),
+        _rec("gone.png", [0, 0, 1, 1], "icon", "shop"),
     ]
     (root / "screenspot_mobile.json").write_text(json.dumps(mobile))
     (root / "screenspot_web.json").write_text(json.dumps(web))
@@ -57,10 +57,12 @@ def test_screenspot_official_numbers(tmp_path: Path, media) -> None:
     results = media.score_all(task, SS_PREDS)
     assert [r.score for r in results[:5]] == [1.0, 1.0, 0.0, 0.0, 1.0]
     m = task.aggregate(results)
-    assert m["accuracy"] == pytest.approx(3 / 5)
-    assert m["text_acc"] == pytest.approx(1.0) and m["icon_acc"] == pytest.approx(1 / 3)
-    # SeeClick paper average: mean of the platform x type accuracies present.
-    assert m["accuracy_macro"] == pytest.approx((1.0 + 1 / 3 + 1.0) / 3)
+    # right / total, the two samples that failed counted as wrong (SeeClick: corr_action / num_action)
+    assert m["accuracy"] == pytest.approx(3 / 7)
+    assert m["text_acc"] == pytest.approx(1.0) and m["icon_acc"] == pytest.approx(1 / 5)
+    # SeeClick paper average: mean of the platform x type accuracies present (web/icon: both its
+    # samples failed, the record without a box among them: it keeps its platform and type)
+    assert m["accuracy_macro"] == pytest.approx((1.0 + 1 / 3 + 1.0 + 0.0) / 4)
     assert m["n_wrong_format"] == 1
 
 
@@ -134,7 +136,8 @@ def test_screenspot_pro_official_numbers(tmp_path: Path, media) -> None:
     results = media.score_all(task, PRO_PREDS)
     assert [r.score for r in results] == [1.0, 0.0, None, None, 1.0, 0.0]
     m = task.aggregate(results)
-    assert m == {"accuracy": 0.5, "text_acc": 0.5, "icon_acc": 0.5, "n_wrong_format": 1}
+    # action_acc = correct_num / num_total: the two samples that failed are wrong, not left out
+    assert m == {"accuracy": pytest.approx(2 / 6), "text_acc": 0.25, "icon_acc": 0.5, "n_wrong_format": 1}
     dev = [r for r in results if r.metadata.get("group") == "Dev"]
     assert task.aggregate(dev)["accuracy"] == 0.5
 
@@ -175,11 +178,11 @@ def test_screenspot_pro_layout(tmp_path: Path) -> None:
 
 def test_end_to_end_through_runner(tmp_path: Path, media, run_replay) -> None:
     entry = run_replay("screenspot", make_screenspot(tmp_path / "ss", media), SS_PREDS)
-    assert entry["metrics"]["accuracy"] == pytest.approx(0.6)
+    assert entry["metrics"]["accuracy"] == pytest.approx(3 / 7)  # the 2 failed samples count as wrong
     assert entry["breakdown"]["platform_ui"]["mobile/icon"]["accuracy"] == pytest.approx(1 / 3)
     assert entry["n_errors"] == 2 and entry["args"]["coords"] == "norm1000"
     pro = run_replay("screenspot_pro", make_pro(tmp_path / "pro", media), PRO_PREDS)
-    assert pro["metrics"]["accuracy"] == 0.5 and pro["breakdown"]["group"]["Creative"]["accuracy"] == 0.5
+    assert pro["metrics"]["accuracy"] == pytest.approx(2 / 6) and pro["breakdown"]["group"]["Creative"]["accuracy"] == 0.25
 
 
 # ---- Hugging Face snapshots (rootsautomation/ScreenSpot, HongxinLi/ScreenSpot_v2, TIGER-Lab/ScreenSpot-Pro)
@@ -235,7 +238,7 @@ def test_screenspot_snapshot_scores_equal_release(tmp_path: Path, media, run_rep
     rel = run_replay("screenspot", release, SS_PREDS)
     snp = run_replay("screenspot", snap, SNAP_PREDS)
     assert snp["metrics"] == rel["metrics"]
-    assert snp["metrics"]["accuracy"] == pytest.approx(3 / 5) and snp["n_errors"] == rel["n_errors"] == 2
+    assert snp["metrics"]["accuracy"] == pytest.approx(3 / 7) and snp["n_errors"] == rel["n_errors"] == 2
     for key in ("platform_ui", "ui_type"):
         assert _scores(snp["breakdown"][key]) == _scores(rel["breakdown"][key])
 
@@ -286,8 +289,8 @@ def test_screenspot_pro_snapshot_scores_equal_release(tmp_path: Path, media, run
     snp_preds = {f"test:{rel_ids.index(k)}": v for k, v in PRO_PREDS.items()}
     rel = run_replay("screenspot_pro", release, PRO_PREDS)
     snp = run_replay("screenspot_pro", snap, snp_preds)
-    assert snp["metrics"] == rel["metrics"] == {**snp["metrics"], "accuracy": 0.5}
-    # Same scores per group; a snapshot row that fails keeps its group (the release's malformed record has none).
+    assert snp["metrics"] == rel["metrics"] == {**snp["metrics"], "accuracy": pytest.approx(2 / 6)}
+    # Same scores per group; a row or record that fails keeps its group.
     assert _scores(snp["breakdown"]["group"]) == _scores(rel["breakdown"]["group"])
     assert snp["breakdown"]["group"]["Creative"]["n_errors"] == 2
     uniq = make_pro_snapshot(tmp_path / "uniq", release, media, ids=[f"pro_{i}" for i in range(6)])
