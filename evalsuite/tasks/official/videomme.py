@@ -126,9 +126,12 @@ class VideoMME(Task):
         ``start <= t < end`` for some sampled time t, as lmms-eval selects them per frame; in cue order."""
         from evalsuite import media
 
-        times = media.frame_times(media.probe_video(str(video)).duration_s, float(self.args["fps"]),
-                                  int(self.args["max_frames"]))
-        return [c for c in srt_cues(srt) if any(c[0] <= t < c[1] for t in times)]
+        cache: dict[Path, list[tuple[float, float, str]]] = self.__dict__.setdefault("_cues", {})
+        if video not in cache:  # three questions per video: one probe and one parse each
+            times = media.frame_times(media.probe_video(str(video)).duration_s, float(self.args["fps"]),
+                                      int(self.args["max_frames"]))
+            cache[video] = [c for c in srt_cues(srt) if any(c[0] <= t < c[1] for t in times)]
+        return cache[video]
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
         parsed = videomme_extract(prediction)
