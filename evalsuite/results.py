@@ -204,8 +204,8 @@ def schema(kind: str = "results") -> dict[str, Any]:
     return json.loads((SCHEMA_DIR / f"{kind}.schema.json").read_text())
 
 
-def validate(doc: dict[str, Any], kind: str = "results") -> None:
-    """Raise RunFormatError with the first schema violation (path and message)."""
+def validate(doc: dict[str, Any], kind: str = "results", path: str | os.PathLike[str] | None = None) -> None:
+    """Raise RunFormatError with the first schema violation (the file, where in it, the message)."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema(kind))
@@ -213,7 +213,8 @@ def validate(doc: dict[str, Any], kind: str = "results") -> None:
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise RunFormatError(f"{kind}.json does not match schema {VERSIONS[kind]} at {where}: {e.message}")
+        name = str(path) if path is not None else f"{kind}.json"
+        raise RunFormatError(f"{name} does not match schema {VERSIONS[kind]} at {where}: {e.message}")
 
 
 def load_doc(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
@@ -227,7 +228,7 @@ def load_doc(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
         doc = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RunFormatError(f"{p} is not valid JSON: {e}") from None
-    validate(doc, kind)
+    validate(doc, kind, p)
     return doc
 
 
@@ -255,12 +256,17 @@ def config_differences(task_a: dict[str, Any], task_b: dict[str, Any]) -> list[s
 
 
 # What names a model in a run (its results' ``model``): two runs with these equal ran the same weights
-# the same way; other fields (where the weights were read from, batch size) may differ.
+# the same way; other fields (where the weights were read from, batch size) may differ. A server
+# (``openai:``) is one URL for every model it serves: its ``served_model`` counts too, where given.
 MODEL_IDENTITY = ("name", "backend", "precision", "weights_sha256")
+SERVED_MODEL = "served_model"
 
 
 def model_identity(model: dict[str, Any]) -> dict[str, Any]:
-    return {k: model.get(k) for k in MODEL_IDENTITY}
+    ident = {k: model.get(k) for k in MODEL_IDENTITY}
+    if model.get(SERVED_MODEL) is not None:  # absent elsewhere: other backends' hashes stay as they were
+        ident[SERVED_MODEL] = model[SERVED_MODEL]
+    return ident
 
 
 def json_value(x: Any) -> Any:
@@ -291,7 +297,7 @@ def load_results(run: str | os.PathLike[str]) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise RunFormatError(f"{path} is not valid JSON: {e}") from None
-    validate(data)
+    validate(data, path=path)
     return data
 
 

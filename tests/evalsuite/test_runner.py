@@ -528,3 +528,21 @@ def test_a_driving_task_runs_on_rank_0_only(toy, tmp_path):
     assert _run_task(Driving(), None, cfg, tmp_path, "h", None, TwoRanks(rank=1, world=2)) is None
     assert _run_task(Driving(), None, cfg, tmp_path, "h", None, TwoRanks(rank=0, world=2)) == {"n_samples": 0}
     assert Driving.ran == 1 and TwoRanks.barriers == 2
+
+
+def test_the_served_model_is_part_of_the_config_hash(toy):
+    """An ``openai:`` URL serves many models: a run of model-A must not resume with model-B's answers."""
+    from evalsuite.runner import config_hash, make_task
+
+    task = make_task("toy")
+    server = {"name": "openai:http://127.0.0.1:8000/v1", "backend": "openai", "precision": None,
+              "weights_sha256": None}
+    a = config_hash(task, {**server, "served_model": "model-A"})
+    assert a != config_hash(task, {**server, "served_model": "model-B"})
+    assert a == config_hash(task, {**server, "served_model": "model-A", "device": "remote"})
+    # a backend without a served model hashes as before the field counted (old runs still resume)
+    mock = {"name": "mock", "backend": "mock", "precision": None, "weights_sha256": None}
+    assert config_hash(task, mock) == config_hash(task, {**mock, "served_model": None})
+    import hashlib
+    assert config_hash(task, mock) == hashlib.sha256(json.dumps(
+        {"task": task.describe(), "model": mock}, sort_keys=True, default=str).encode()).hexdigest()[:16]
