@@ -210,6 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system refused (disk full, no permission): one line, not a traceback
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as e:
         print("interrupted; re-run the same command to resume", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130  # 128 + SIGTERM / SIGINT

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from evalsuite import media as media_lib
-from evalsuite.backend import Backend
+from evalsuite.backend import Backend, BackendConfigError
 from evalsuite.env import DEVICE_RE, resolve_device
 from evalsuite.registry import BACKENDS, TASKS
 from evalsuite.results import (
@@ -133,7 +133,24 @@ def make_backend(model: str, *, device: str = "auto", seed: int = 0, batch_size:
     """The backend ``model`` names; ``device`` ``auto`` is CUDA when present, else CPU."""
     factory = BACKENDS.get(model)
     _, arg = BACKENDS.split(model)
-    return factory(arg, device=resolve_device(device), seed=seed, batch_size=batch_size)
+    resolved = resolve_device(device)
+    if (problem := cuda_problem(resolved)) is not None:  # every backend: none records a device it lacked
+        raise BackendConfigError(problem)
+    return factory(arg, device=resolved, seed=seed, batch_size=batch_size)
+
+
+def cuda_problem(device: str) -> str | None:
+    """Why ``device`` (``cuda``, ``cuda:N``) cannot be used here, as one line; None when it can or is no CUDA name."""
+    if not device.startswith("cuda"):
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"device {device} requested but no CUDA device is available; use --device cpu"
+    count, index = torch.cuda.device_count(), int(device.partition(":")[2] or 0)
+    if index >= count:
+        return f"device {device} requested but this machine has {count} CUDA device(s); expected cuda:0 to cuda:{count - 1}"
+    return None
 
 
 def make_task(name: str, args: dict[str, Any] | None = None) -> Task:
@@ -473,10 +490,14 @@ def run(cfg: RunConfig) -> RunOutcome:
         try:
             prior = json.loads(res_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise RunError(f"{res_path} is not valid JSON; remove it or pass --overwrite") from None
-        if not isinstance(prior, dict) or not isinstance(prior.get("tasks", {}), dict):
-            raise RunError(f"{res_path} is not a run's results (expected an object with 'tasks'); "
-                           f"remove it or pass --overwrite")
+            if not cfg.overwrite:
+                raise RunError(f"{res_path} is not valid JSON; remove it or pass --overwrite") from None
+            prior = None  # --overwrite: nothing of it can be kept; the run writes a new one
+        if prior is not None and (not isinstance(prior, dict) or not isinstance(prior.get("tasks", {}), dict)):
+            if not cfg.overwrite:
+                raise RunError(f"{res_path} is not a run's results (expected an object with 'tasks'); "
+                               f"remove it or pass --overwrite")
+            prior = None
 
     requested = resolve_device(cfg.device)
     dist = init_dist(requested)

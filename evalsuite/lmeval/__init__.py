@@ -76,7 +76,12 @@ class EvalsuiteLM(LM):
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "EvalsuiteLM":
         from lm_eval.utils import simple_parse_args_string
 
-        args = simple_parse_args_string(arg_string)
+        return cls.create_from_arg_obj(simple_parse_args_string(arg_string), additional_config)
+
+    @classmethod
+    def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> "EvalsuiteLM":
+        """What lm-eval's CLI calls with ``--model_args`` parsed to a dict (older versions: the string method)."""
+        args = dict(arg_dict)
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in ("device", "batch_size")}
         device = str(extra.get("device", ""))
         if device.startswith("cuda") and "device" not in args and not torch.cuda.is_available():

@@ -97,3 +97,54 @@ def test_out_that_is_a_file_and_report_of_results_json(toy, tmp_path):
     p = _run(["report", str(afile)], tmp_path, toy)
     assert p.returncode == 2 and p.stderr.strip() == f"error: report: {afile} is a file; expected a run folder " \
                                                      f"(with results.json and samples/)"
+
+
+def test_device_cuda_without_cuda_is_refused_for_every_backend(toy, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("a CUDA device is present")
+    p = _run(["run", "--model", "mock", "--tasks", "toy", "--limit", "2", "--device", "cuda",
+              "--out", str(tmp_path / "r")], tmp_path, toy)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        "error: device cuda requested but no CUDA device is available; use --device cpu"]
+    assert not (tmp_path / "r").exists()  # nothing recorded a device the run did not have
+
+
+def test_overwrite_replaces_a_corrupt_results_json(toy, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    for junk in ('{"tasks": {"toy": ', "[1, 2]"):
+        (out / "results.json").write_text(junk)
+        p = _run(["run", "--model", "mock", "--tasks", "toy", "--limit", "2", "--out", str(out), "--quiet"], tmp_path, toy)
+        assert p.returncode == 2 and "pass --overwrite" in p.stderr
+        p = _run(["run", "--model", "mock", "--tasks", "toy", "--limit", "2", "--out", str(out), "--quiet",
+                  "--overwrite"], tmp_path, toy)
+        assert p.returncode == 0, p.stderr
+        assert json.loads((out / "results.json").read_text())["tasks"]["toy"]["n_samples"] == 2
+
+
+def test_a_file_system_error_is_one_line(toy, tmp_path, monkeypatch, capsys):
+    import errno
+
+    from evalsuite import cli, runner
+
+    def full(*_a, **_k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "r" / "results.json"))
+
+    monkeypatch.setattr(runner, "run", full)
+    assert cli.main(["run", "--model", "mock", "--tasks", "docqa", "--limit", "1", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: No space left on device: {tmp_path / 'r' / 'results.json'}\n"
+
+
+def test_a_schema_error_names_the_file(tmp_path):
+    import pytest
+
+    from evalsuite.results import RunFormatError, load_results
+
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "9.0"}))
+    with pytest.raises(RunFormatError, match=f"^{tmp_path / 'results.json'} does not match schema 1"):
+        load_results(tmp_path)

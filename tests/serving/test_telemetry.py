@@ -76,6 +76,7 @@ def test_throughput_on_a_gpu_reports_per_gpu_and_energy(monkeypatch, tmp_path: P
     # constant power and no counter: the energy of any window is exactly 300 W times its length,
     # however the sampling thread is scheduled
     monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(watts=300.0, counter=False))
+    monkeypatch.setattr("evalsuite.runner.cuda_problem", lambda device: None)  # a mock "on" a GPU
     args = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 0, "concurrency": [1, 2],
             "rate_fractions": [1.0], "max_tokens": 4, "telemetry_interval_s": 0.01}
     out = run(RunConfig(model="mock:ttft=0.01,itl=0.005", tasks=["throughput"], out=tmp_path / "run", limit=3,
