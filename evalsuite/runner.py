@@ -305,7 +305,11 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
             ci[primary] = mean_ci(values_all, clusters_all, n_boot=1000)
         else:  # any other statistic: resample the samples it is computed from (errored ones too)
             stat: Callable[[list[Any]], float] = lambda rows: float(task.aggregate(rows).get(primary, float("nan")))  # noqa: E731
-            ci[primary] = bootstrap_stat_ci(results, stat, clusters_all, n_boot=1000)
+            # scores in [0, 1] and an estimate in [0, 1]: an accuracy (OCRBench v2's mean of per-type means,
+            # Video-MME's share right of those answered), clipped there as mean_ci clips a mean of scores
+            unit = 0.0 <= value <= 1.0 and all(0.0 <= v <= 1.0 for v in values_all)
+            ci[primary] = bootstrap_stat_ci(results, stat, clusters_all, n_boot=1000,
+                                            bounds=(0.0, 1.0) if unit else None)
     else:
         ci[primary] = None
     breakdown: dict[str, dict[str, Any]] = {}

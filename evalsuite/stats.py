@@ -17,7 +17,9 @@ only C - 1 degrees of freedom back the variance (7 to 25 clusters is common), an
 every question as independent. So, when clusters are shared:
 
 - ``bootstrap_ci`` widens the percentile interval around the mean by sqrt(C/(C-1)) * t(C-1) / z
-  (C clusters, t(C-1) Student's quantile at the interval's level, z the normal one);
+  (C clusters, t(C-1) Student's quantile at the interval's level, z the normal one), and
+  ``bootstrap_stat_ci`` (non-mean metrics) around the statistic's estimate by the same factor
+  (clipped to the statistic's range where the caller gives it: the runner's accuracies to [0, 1]);
 - ``mean_ci``'s Wilson half is a Rao-Scott style Wilson interval: effective sample size n / deff
   (successes scaled alike), ``design_effect`` deff = cluster-robust variance of the mean (with the
   C/(C-1) factor) over the iid variance, clipped at >= 1, and the t(C-1) quantile in place of z.
@@ -27,12 +29,11 @@ every question as independent. So, when clusters are shared:
   narrow if the clusters are in fact correlated, a limit of what the data can show). Scores in a
   single cluster that do vary: deff = n, one independent unit.
 
-With every cluster a singleton (independent samples) neither correction applies: the intervals are
+With every cluster a singleton (independent samples) no correction applies: the intervals are
 exactly those of the plain bootstrap and Wilson. With few clusters that are not correlated the
 correction over-covers (8 clusters cannot show the absence of correlation); near the boundary with
 rare bad clusters a sample that misses them shows neither the loss nor the variance, and stays
-short. Coverage measured by simulation: ``docs/statistics.md``. ``bootstrap_stat_ci`` (non-mean
-metrics) is the plain percentile cluster bootstrap, uncorrected.
+short. Coverage measured by simulation: ``docs/statistics.md``.
 """
 
 from __future__ import annotations
@@ -66,9 +67,10 @@ def bootstrap_ci(
     """Percentile bootstrap CI of the mean of ``values``, resampling clusters. None when empty.
 
     When some cluster holds more than one value, the percentile bounds are moved away from the
-    mean by sqrt(C/(C-1)) * t(C-1)/z (C clusters): the CR1 small-sample factor and Student's
-    quantile on C - 1 df, without which few clusters undercover. The interval is not clipped (the
-    values' range is unknown here; ``mean_ci`` clips scores in [0, 1])."""
+    mean by sqrt(C/(C-1)) * t(C-1)/z (C clusters, ``cluster_factor``): the CR1 small-sample factor
+    and Student's quantile on C - 1 df, without which few clusters undercover (``widen_around``).
+    The interval is not clipped (the values' range is unknown here; ``mean_ci`` clips scores in
+    [0, 1])."""
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return None
@@ -86,14 +88,31 @@ def bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     if 2 <= n_clusters < x.size:  # shared clusters: small-C factor and t(C-1) quantile, around the mean
-        m = float(x.mean())
-        k = math.sqrt(n_clusters / (n_clusters - 1)) * cluster_quantile(level, n_clusters) / _z(level)
-        lo, hi = m - (m - lo) * k, m + (hi - m) * k
+        lo, hi = widen_around(float(x.mean()), float(lo), float(hi), cluster_factor(level, n_clusters))
     return (float(lo), float(hi))
 
 
 def _z(level: float) -> float:
     return NormalDist().inv_cdf(0.5 + level / 2.0)
+
+
+def cluster_factor(level: float, n_clusters: int) -> float:
+    """How far a percentile cluster bootstrap's bounds move from the estimate when ``n_clusters``
+    clusters are shared: sqrt(C/(C-1)) (the CR1 small-sample factor) * t(C-1)/z (Student's quantile
+    on C - 1 df over the normal one). 1.0 below 2 clusters."""
+    if n_clusters < 2:
+        return 1.0
+    return math.sqrt(n_clusters / (n_clusters - 1)) * cluster_quantile(level, n_clusters) / _z(level)
+
+
+def widen_around(estimate: float, lo: float, hi: float, k: float) -> tuple[float, float]:
+    """Move the bounds of ``[lo, hi]`` away from ``estimate`` by ``k`` (>= 1): ``estimate - k (estimate - lo)``
+    and ``estimate + k (hi - estimate)``. A bound on the wrong side of the estimate (a bootstrap
+    distribution shifted off the estimate, as a biased statistic's can be) counts as distance 0: the
+    interval is that of the hull of the estimate and ``[lo, hi]``, so it holds both the estimate and
+    the percentile interval, where scaling the signed distance would push the interval further
+    from the estimate. With ``lo <= estimate <= hi`` this is the plain scaling."""
+    return (estimate - k * max(estimate - lo, 0.0), estimate + k * max(hi - estimate, 0.0))
 
 
 def cluster_quantile(level: float, n_clusters: int) -> float:
@@ -197,8 +216,20 @@ def bootstrap_stat_ci(
     level: float = 0.95,
     n_boot: int = 500,
     seed: int = 0,
+    bounds: tuple[float, float] | None = None,
 ) -> tuple[float, float] | None:
-    """Cluster bootstrap CI of an arbitrary statistic over rows (for non-mean metrics)."""
+    """Percentile cluster bootstrap CI of an arbitrary statistic over rows (for non-mean metrics).
+
+    None when there are no rows or every replicate is NaN (replicates where the statistic is NaN
+    are left out). With shared clusters (2 <= C < number of rows) the percentile bounds are moved
+    away from the estimate ``stat(rows)`` by sqrt(C/(C-1)) * t(C-1)/z, as ``bootstrap_ci`` moves
+    them from the mean (``widen_around``: a percentile bound on the far side of the estimate counts
+    as distance 0, so the interval holds the estimate); None there when the estimate is NaN (no
+    point to widen around). ``bounds``: the statistic's range when the caller knows it (an accuracy:
+    (0, 1)); the interval is clipped to it, as ``mean_ci`` clips a mean of scores in [0, 1];
+    unclipped without it, as ``bootstrap_ci`` (the range of an arbitrary statistic is unknown here).
+    Singleton clusters: the plain percentile interval, whatever the estimate (its bounds are values
+    of replicates, inside the statistic's range already)."""
     if not rows:
         return None
     idx, n_clusters = cluster_index(clusters)
@@ -217,6 +248,13 @@ def bootstrap_stat_ci(
         return None
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(np.asarray(vals), [alpha, 1.0 - alpha])
+    if 2 <= n_clusters < len(rows):  # shared clusters: small-C factor and t(C-1) quantile, around the estimate
+        estimate = float(stat(list(rows)))
+        if math.isnan(estimate):
+            return None
+        lo, hi = widen_around(estimate, float(lo), float(hi), cluster_factor(level, n_clusters))
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
     return (float(lo), float(hi))
 
 

@@ -546,3 +546,39 @@ def test_the_served_model_is_part_of_the_config_hash(toy):
     import hashlib
     assert config_hash(task, mock) == hashlib.sha256(json.dumps(
         {"task": task.describe(), "model": mock}, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def test_a_non_mean_primary_metric_gets_the_clustered_interval_clipped_to_0_1():
+    """A primary metric that is not the mean of the scores (OCRBench v2's mean of per-type means) goes
+    to bootstrap_stat_ci, corrected for the shared videos and, being an accuracy, clipped to [0, 1]."""
+    from evalsuite.runner import summarize
+    from evalsuite.stats import bootstrap_stat_ci
+    from evalsuite.task import Task
+    from evalsuite.types import Sample, SampleResult
+
+    class Macro(Task):
+        name = "macro"
+
+        def aggregate(self, results):
+            per: dict[str, list[float]] = {}
+            for r in results:
+                if r.error is None and r.score is not None:
+                    per.setdefault(r.metadata["category"], []).append(float(r.score))
+            return {"accuracy": sum(sum(v) / len(v) for v in per.values()) / len(per) if per else float("nan")}
+
+    # 6 videos x 4 questions, types a (3 of them) and b; wrong: two questions of video 2, one of video 5.
+    wrong = {8, 9, 21}
+    meta = [{"category": "a" if i % 4 else "b", "cluster": f"video{i // 4}"} for i in range(24)]
+    samples = [Sample(id=f"s{i}", messages=[], target="x", metadata=m) for i, m in enumerate(meta)]
+    results = [SampleResult(id=f"s{i}", task="macro", target="x", prediction="", score=0.0 if i in wrong else 1.0,
+                            metadata=m) for i, m in enumerate(meta)]
+    task = Macro()
+    entry = summarize(task, samples, results, chash="x", wall_s=1.0, complete=True)
+    value = entry["metrics"]["accuracy"]
+    assert value == pytest.approx((16 / 18 + 5 / 6) / 2)  # not the mean of the scores, 21/24
+    stat = lambda rows: task.aggregate(rows)["accuracy"]  # noqa: E731
+    clusters = [m["cluster"] for m in meta]
+    lo, hi = entry["ci95"]["accuracy"]
+    assert (lo, hi) == bootstrap_stat_ci(results, stat, clusters, n_boot=1000, bounds=(0.0, 1.0))
+    assert bootstrap_stat_ci(results, stat, clusters, n_boot=1000)[1] > 1.0 == hi  # widened past 1 unclipped
+    assert lo < value

@@ -190,3 +190,81 @@ def test_wilson_hull_covers_near_the_boundary():
         if lo <= p <= hi:
             cover += math.comb(n, k) * p**k * (1 - p) ** (n - k)
     assert cover > 0.9
+
+
+# ---- bootstrap_stat_ci: non-mean statistics, corrected for shared clusters -----------------------
+# Six sources of three questions, fractional scores; the statistic is the median (0.7).
+_ROWS = [0.9, 0.8, 1.0, 0.2, 0.4, 0.3, 0.7, 0.6, 0.8, 0.5, 0.3, 0.4, 1.0, 0.9, 0.9, 0.6, 0.8, 0.7]
+_SOURCES = [f"v{i // 3}" for i in range(18)]
+
+
+def _median(rows: list[float]) -> float:
+    return float(np.median(rows))
+
+
+def _k(level: float, n_clusters: int) -> float:
+    """sqrt(C/(C-1)) t(C-1)/z, from scipy.stats (not the code under test)."""
+    from scipy.stats import norm, t
+
+    q = 0.5 + level / 2
+    return math.sqrt(n_clusters / (n_clusters - 1)) * float(t.ppf(q, n_clusters - 1)) / float(norm.ppf(q))
+
+
+def _plain_percentile(rows, stat, clusters, n_boot, seed=0, level=0.95):
+    """The uncorrected percentile cluster bootstrap, written out: same generator, same draws."""
+    labels = list(dict.fromkeys(clusters))
+    members = [[i for i, c in enumerate(clusters) if c == lab] for lab in labels]
+    rng = np.random.default_rng(seed)
+    vals = [stat([rows[i] for c in rng.integers(0, len(labels), size=len(labels)) for i in members[c]])
+            for _ in range(n_boot)]
+    return tuple(float(q) for q in np.quantile([v for v in vals if not math.isnan(v)], [(1 - level) / 2, (1 + level) / 2]))
+
+
+def test_stat_ci_with_shared_clusters_is_widened_around_the_estimate():
+    # The uncorrected interval (the code before this correction, and the written-out bootstrap) was
+    # (0.4, 0.9) around the median 0.7; with 6 clusters its deviations grow by sqrt(6/5) t(5)/z = 1.437.
+    plain = _plain_percentile(_ROWS, _median, _SOURCES, 500)
+    assert plain == pytest.approx((0.4, 0.9), abs=1e-12)
+    k = _k(0.95, 6)
+    assert k == pytest.approx(1.4367, abs=1e-4)
+    lo, hi = bootstrap_stat_ci(_ROWS, _median, _SOURCES, n_boot=500)
+    assert lo == pytest.approx(0.7 - k * 0.3, rel=1e-12) and hi == pytest.approx(0.7 + k * 0.2, rel=1e-12)
+    assert lo < 0.4 - 0.1  # more than 10 points below the uncorrected bound
+    # 90%: t(5) at 95% over z at 95%, on the 90% percentile interval
+    plain90 = _plain_percentile(_ROWS, _median, _SOURCES, 500, level=0.90)
+    lo90, hi90 = bootstrap_stat_ci(_ROWS, _median, _SOURCES, n_boot=500, level=0.90)
+    k90 = _k(0.90, 6)
+    assert (lo90, hi90) == pytest.approx((0.7 - k90 * (0.7 - plain90[0]), 0.7 + k90 * (plain90[1] - 0.7)), rel=1e-12)
+
+
+def test_stat_ci_with_singleton_clusters_is_the_plain_interval():
+    ids = [str(i) for i in range(18)]
+    # The value of the code before the correction, which singletons keep exactly.
+    assert bootstrap_stat_ci(_ROWS, _median, ids, n_boot=500) == (0.45, 0.8500000000000001)
+    assert bootstrap_stat_ci(_ROWS, _median, ids, n_boot=500) == _plain_percentile(_ROWS, _median, ids, 500)
+    assert bootstrap_stat_ci(_ROWS, _median, ids, n_boot=500, bounds=(0.0, 1.0)) == (0.45, 0.8500000000000001)
+
+
+def test_stat_ci_holds_an_estimate_outside_the_percentile_interval():
+    # The number of distinct values of 18 distinct rows in 6 sources: 18, and a resample has 18 only when
+    # it draws all 6 sources (6!/6^6 = 1.5%), so the percentile interval (6, 15) lies below the estimate.
+    # Scaling the signed distances would give (0.76, 13.7), further off; the upper distance counts as 0.
+    rows = [i / 20 for i in range(18)]
+    distinct = lambda r: float(len(set(r)))  # noqa: E731
+    assert _plain_percentile(rows, distinct, _SOURCES, 500) == (6.0, 15.0)
+    lo, hi = bootstrap_stat_ci(rows, distinct, _SOURCES, n_boot=500)
+    assert lo == pytest.approx(18 - _k(0.95, 6) * 12, rel=1e-12) and hi == 18.0
+
+
+def test_stat_ci_nan_estimate_and_bounds():
+    # NaN on the full data (all 18 values distinct) but not on resamples: no estimate to widen around.
+    rows = [i / 20 for i in range(18)]
+    odd = lambda r: math.nan if len(set(r)) == 18 else float(np.median(r))  # noqa: E731
+    assert bootstrap_stat_ci(rows, odd, _SOURCES, n_boot=200) is None
+    assert bootstrap_stat_ci(rows, odd, [str(i) for i in range(18)], n_boot=200) is not None  # plain, as before
+    assert bootstrap_stat_ci(rows, lambda r: math.nan, _SOURCES, n_boot=50) is None
+    # Known range: the widened bound past 1 is clipped there (the median 0.9 of scores near 1).
+    high = [min(1.0, x + 0.2) for x in _ROWS]
+    lo, hi = bootstrap_stat_ci(high, _median, _SOURCES, n_boot=500)
+    assert hi > 1.0
+    assert bootstrap_stat_ci(high, _median, _SOURCES, n_boot=500, bounds=(0.0, 1.0)) == (lo, 1.0)
