@@ -24,7 +24,8 @@ What is here, and when each is used:
   Pairs in singleton clusters get exactly the uncorrected interval. With very few clusters the
   two-sided interval over-covers; neither correction answers the skew of rare, concentrated losses
   (coverage and the gate's P(PASS) at the margin, measured by simulation: ``docs/statistics.md``).
-  :func:`unpaired_bootstrap_ci` (shown for contrast only) is not corrected.
+  :func:`unpaired_bootstrap_ci` (shown for contrast only) gets the bootstrap's correction, with the
+  smaller of the two runs' C.
 - :func:`paired_test` — THE test of "no change" in compare (two-sided) and the gate (one-sided,
   "less"): exact McNemar for 0/1 scores when no two pairs share a cluster (conditional on the ``k``
   discordant pairs, the number that improved is Binomial(k, 1/2) under H0), else the cluster
@@ -32,8 +33,9 @@ What is here, and when each is used:
   difference is equally likely ±; exact when few clusters differ), which McNemar is a special case of.
 - :func:`holm` — Holm's step-down adjustment of p-values across tasks (controls the family-wise error
   rate without assuming independence between tasks).
-- :func:`unpaired_bootstrap_ci` — what an analysis that ignores pairing would report; shown next to
-  the paired interval so the gain is visible.
+- :func:`unpaired_bootstrap_ci` — what an analysis that ignores pairing would report (each run's
+  clusters resampled independently, widened for shared clusters by the same factor as the paired
+  bootstrap); shown next to the paired interval so the gain is visible.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ from typing import Sequence
 
 import numpy as np
 
-from evalsuite.stats import N_BOOT, bootstrap_ci, cluster_index, cluster_quantile, design_effect
+from evalsuite.stats import (N_BOOT, bootstrap_ci, cluster_factor, cluster_index, cluster_quantile, design_effect,
+                             widen_around)
 from evalsuite.types import SampleResult
 
 Interval = tuple[float, float]
@@ -242,7 +245,19 @@ def _cluster_boot_means(x: np.ndarray, clusters: Sequence[str], n_boot: int, rng
 def unpaired_bootstrap_ci(a: Sequence[float], b: Sequence[float], clusters_a: Sequence[str],
                           clusters_b: Sequence[str], *, level: float = 0.95, n_boot: int = N_BOOT,
                           seed: int = 0) -> Interval | None:
-    """Percentile CI of mean(B) - mean(A) resampling each run's clusters independently (ignores pairing).
+    """CI of mean(B) - mean(A) as an analysis that ignores pairing reports it: each run's clusters
+    resampled independently, the percentile interval of the difference.
+
+    When a run's samples share clusters, both runs' bootstrap deviations are widened by the factor
+    ``evalsuite.stats.bootstrap_ci`` uses, sqrt(C/(C-1)) t(C-1)/z, with C the smaller cluster count
+    of the runs that share clusters; scaling both deviations alike is moving the difference's
+    percentile bounds from the observed difference by that factor (``widen_around``). The smaller
+    C because the difference's variance is no better known than that of its less replicated side
+    (Welch's df is never below min(C_A, C_B) - 1, so this errs on the wide side); and compare shows
+    it beside the paired interval of the same C clusters, widened by that same factor, so the two
+    widths differ by what pairing removes, not by a df convention. A run in singleton clusters
+    adds no correction (as ``bootstrap_ci``); both in singletons: the plain percentile interval.
+    Clipped to [-1, 1] for scores in [0, 1], as ``paired_interval``.
 
     None where the bootstrap cannot estimate it: a run with fewer than 2 clusters (every resample
     is the same data, so the "interval" is the observed difference, [-60, -60] at n=5), or every
@@ -251,7 +266,8 @@ def unpaired_bootstrap_ci(a: Sequence[float], b: Sequence[float], clusters_a: Se
     xa, xb = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if xa.size == 0 or xb.size == 0:
         return None
-    if cluster_index(clusters_a)[1] < 2 or cluster_index(clusters_b)[1] < 2:
+    ca, cb = cluster_index(clusters_a)[1], cluster_index(clusters_b)[1]
+    if ca < 2 or cb < 2:
         return None
     rng = np.random.default_rng(seed)
     diffs = _cluster_boot_means(xb, clusters_b, n_boot, rng) - _cluster_boot_means(xa, clusters_a, n_boot, rng)
@@ -259,6 +275,11 @@ def unpaired_bootstrap_ci(a: Sequence[float], b: Sequence[float], clusters_a: Se
     lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
     if not hi > lo:
         return None
+    shared = [c for c, n in ((ca, xa.size), (cb, xb.size)) if c < n]
+    if shared:
+        lo, hi = widen_around(float(xb.mean() - xa.mean()), float(lo), float(hi), cluster_factor(level, min(shared)))
+        if np.all((xa >= 0.0) & (xa <= 1.0)) and np.all((xb >= 0.0) & (xb <= 1.0)):
+            lo, hi = max(-1.0, lo), min(1.0, hi)
     return (float(lo), float(hi))
 
 

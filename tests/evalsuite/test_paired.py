@@ -373,3 +373,77 @@ def test_every_pair_changed_alike_gives_plain_tango_whatever_the_clusters():
         p = Paired([str(i) for i in range(6)], np.zeros(6), np.ones(6), [str(i * c // 6) for i in range(6)])
         (lo, hi), method = paired_interval(p, level=0.9)
         assert (lo, hi) == (pytest.approx(plain[0]), 1.0) and "corrected" not in method
+
+
+# ---- unpaired interval: corrected for shared clusters like the paired bootstrap ---------------------
+# Five sources of four questions; A right on 11, B on 15: mean(B) - mean(A) = 0.25.
+_UA = [1.0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0]
+_UB = [1.0, 1, 1, 1, 0, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1]
+_U5 = [f"v{i // 4}" for i in range(20)]
+
+
+def _k(level: float, n_clusters: int) -> float:
+    """sqrt(C/(C-1)) t(C-1)/z, from scipy.stats (not the code under test)."""
+    from scipy.stats import norm, t
+
+    q = 0.5 + level / 2
+    return math.sqrt(n_clusters / (n_clusters - 1)) * float(t.ppf(q, n_clusters - 1)) / float(norm.ppf(q))
+
+
+def _plain_unpaired(a, b, ca, cb, n_boot, seed=0, level=0.95):
+    """The uncorrected interval written out: B's clusters drawn first, then A's, from one generator."""
+    rng = np.random.default_rng(seed)
+
+    def means(x, cl):
+        labels = list(dict.fromkeys(cl))
+        sums = np.array([sum(v for v, c in zip(x, cl) if c == lab) for lab in labels], dtype=float)
+        sizes = np.array([sum(1 for c in cl if c == lab) for lab in labels], dtype=float)
+        w = rng.multinomial(len(labels), np.full(len(labels), 1 / len(labels)), size=n_boot)
+        return (w @ sums) / (w @ sizes)
+
+    diffs = means(b, cb) - means(a, ca)
+    return tuple(float(q) for q in np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2]))
+
+
+def test_unpaired_interval_with_shared_clusters_is_widened_around_the_difference():
+    # Uncorrected (the code before, and written out): (-0.15, 0.65) around 0.25. Five clusters a run:
+    # both runs' deviations, so the difference's, grow by sqrt(5/4) t(4)/z = 1.584.
+    plain = _plain_unpaired(_UA, _UB, _U5, _U5, 500)
+    assert plain == pytest.approx((-0.15, 0.65), abs=1e-12)
+    k = _k(0.95, 5)
+    assert k == pytest.approx(1.5838, abs=1e-4)
+    lo, hi = unpaired_bootstrap_ci(_UA, _UB, _U5, _U5, n_boot=500)  # type: ignore[misc]
+    assert lo == pytest.approx(0.25 - k * 0.4, rel=1e-12) and hi == pytest.approx(0.25 + k * 0.4, rel=1e-12)
+    # Runs with different cluster counts (A 5 sources, B 10 of 2): the smaller C, 5, sets the factor.
+    u10 = [f"w{i // 2}" for i in range(20)]
+    plain = _plain_unpaired(_UA, _UB, _U5, u10, 500)
+    lo, hi = unpaired_bootstrap_ci(_UA, _UB, _U5, u10, n_boot=500)  # type: ignore[misc]
+    assert (lo, hi) == pytest.approx((0.25 - k * (0.25 - plain[0]), 0.25 + k * (plain[1] - 0.25)), rel=1e-12)
+    # A in singletons adds nothing: B's 10 clusters set it.
+    ids = [str(i) for i in range(20)]
+    plain = _plain_unpaired(_UA, _UB, ids, u10, 500)
+    k10 = _k(0.95, 10)
+    lo, hi = unpaired_bootstrap_ci(_UA, _UB, ids, u10, n_boot=500)  # type: ignore[misc]
+    assert (lo, hi) == pytest.approx((0.25 - k10 * (0.25 - plain[0]), 0.25 + k10 * (plain[1] - 0.25)), rel=1e-12)
+
+
+def test_unpaired_interval_with_singleton_clusters_is_the_plain_interval():
+    ids = [str(i) for i in range(20)]
+    assert unpaired_bootstrap_ci(_UA, _UB, ids, ids, n_boot=500) == (-0.04999999999999993, 0.49999999999999994)
+    assert unpaired_bootstrap_ci(_UA, _UB, ids, ids, n_boot=500) == _plain_unpaired(_UA, _UB, ids, ids, 500)
+
+
+def test_unpaired_interval_is_clipped_for_scores_in_0_1():
+    # Three sources of four: B right on 11 of 12, A on 1; the widened upper bound, by sqrt(3/2) t(2)/z = 2.69,
+    # passes +1, which a difference of two accuracies cannot.
+    a = [0.0] * 9 + [1.0, 0.0, 0.0]
+    b = [1.0] * 11 + [0.0]
+    cl = [f"v{i // 4}" for i in range(12)]
+    plain = _plain_unpaired(a, b, cl, cl, 500)
+    k, d = _k(0.95, 3), 10 / 12
+    assert d + k * (plain[1] - d) > 1.0
+    lo, hi = unpaired_bootstrap_ci(a, b, cl, cl, n_boot=500)  # type: ignore[misc]
+    assert lo == pytest.approx(d - k * (d - plain[0]), rel=1e-12) and hi == 1.0
+    # Other scores are not clipped.
+    lo2, hi2 = unpaired_bootstrap_ci([2 * x for x in a], [2 * x for x in b], cl, cl, n_boot=500)  # type: ignore[misc]
+    assert hi2 == pytest.approx(2 * d + k * (2 * plain[1] - 2 * d), rel=1e-12) and hi2 > 2 * hi
