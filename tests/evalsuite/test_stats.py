@@ -217,7 +217,8 @@ def _plain_percentile(rows, stat, clusters, n_boot, seed=0, level=0.95):
     rng = np.random.default_rng(seed)
     vals = [stat([rows[i] for c in rng.integers(0, len(labels), size=len(labels)) for i in members[c]])
             for _ in range(n_boot)]
-    return tuple(float(q) for q in np.quantile([v for v in vals if not math.isnan(v)], [(1 - level) / 2, (1 + level) / 2]))
+    kept = [v for v in vals if not math.isnan(v)]
+    return tuple(float(q) for q in np.quantile(kept, [(1 - level) / 2, (1 + level) / 2]))
 
 
 def test_stat_ci_with_shared_clusters_is_widened_around_the_estimate():
