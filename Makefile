@@ -66,6 +66,8 @@ gate: venv
 bench: venv
 	$(PY) -m pytest bench/test_bench_media.py -p no:cacheprovider --benchmark-enable --benchmark-json=.benchmarks/media.json -q $(PYTEST_ARGS)
 	$(PY) bench/report.py .benchmarks/media.json --section "Video decoding (media pipeline)" --command "make bench"
+	$(PY) -m pytest bench/test_bench_hf_batch.py -p no:cacheprovider --benchmark-enable --benchmark-json=.benchmarks/hf_batch.json --benchmark-timer=time.process_time -q $(PYTEST_ARGS)
+	$(PY) bench/report.py .benchmarks/hf_batch.json --section "hf backend: batched generate vs one request at a time" --command "make bench"
 
 bench-kernels: venv
 	$(PY) bench/bench_kernels.py
