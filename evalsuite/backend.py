@@ -45,6 +45,8 @@ class BackendConfigError(ValueError):
 class Backend:
     modalities: ClassVar[frozenset[str]] = frozenset({"text"})
     backend_name: ClassVar[str] = ""
+    # runs on this machine's --device (checked before it is built); False: remote, records "remote"
+    uses_local_device: ClassVar[bool] = True
 
     def __init__(self, arg: str | None = None, **options: Any) -> None:
         self.arg = arg

@@ -203,6 +203,8 @@ def _scan_packets(c, s, rate: float) -> tuple[float, float, int] | None:
 def frame_times(duration_s: float, fps: float, max_frames: int) -> list[float]:
     """Times (s) to sample: every 1/fps seconds from the middle of the first interval, thinned to at
     most ``max_frames`` evenly spread over the clip."""
+    if fps <= 0 and max_frames <= 0:
+        raise ValueError(f"fps or max_frames must be > 0 to sample a video, got fps={fps}, max_frames={max_frames}")
     if duration_s <= 0:
         return [0.0]
     n = max(1, int(math.floor(duration_s * fps))) if fps > 0 else max_frames

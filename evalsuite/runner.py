@@ -38,6 +38,7 @@ from evalsuite.env import DEVICE_RE, resolve_device
 from evalsuite.registry import BACKENDS, TASKS
 from evalsuite.results import (
     SCHEMA_VERSION,
+    SERVED_MODEL,
     SampleLog,
     atomic_write_json,
     model_identity,
@@ -134,7 +135,8 @@ def make_backend(model: str, *, device: str = "auto", seed: int = 0, batch_size:
     factory = BACKENDS.get(model)
     _, arg = BACKENDS.split(model)
     resolved = resolve_device(device)
-    if (problem := cuda_problem(resolved)) is not None:  # every backend: none records a device it lacked
+    # a backend on this machine records the device it ran on; a remote one (openai:) records "remote"
+    if getattr(factory, "uses_local_device", True) and (problem := cuda_problem(resolved)) is not None:
         raise BackendConfigError(problem)
     return factory(arg, device=resolved, seed=seed, batch_size=batch_size)
 
@@ -173,13 +175,19 @@ def task_args_of(name: str, task_args: dict[str, dict[str, Any]]) -> dict[str, A
     return {**task_args.get(head, {}), **task_args.get(name, {})}
 
 
-def config_hash(task: Task, model_desc: dict[str, Any], *, with_location: bool = False) -> str:
+def config_hash(task: Task, model_desc: dict[str, Any], *, with_location: bool = False,
+                with_served_model: bool = True) -> str:
     """What must match for finished samples to be reused: the task's identity and the model's.
     ``with_location``: the hash as it was before the data's location left the settings (an
-    official task's run started then, with its data where it was, still resumes)."""
+    official task's run started then, with its data where it was, still resumes);
+    ``with_served_model=False``: as it was before a server's model counted (an ``openai:`` run
+    started then resumes when its results.json names the same served model)."""
+    model = model_identity(model_desc)
+    if not with_served_model:
+        model.pop(SERVED_MODEL, None)
     ident = {
         "task": {**task.describe(), "args": task.args} if with_location else task.describe(),
-        "model": model_identity(model_desc),
+        "model": model,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -292,14 +300,18 @@ def summarize(task: Task, samples: list[Sample], results: list[SampleResult], *,
     primary = task.primary_metric
     metrics = task.aggregate(results)
     ci: dict[str, Any] = {}
-    if scored and isinstance(metrics.get(primary), (int, float)) and not math.isnan(float(metrics[primary])):
+    measured = scored or (task.errors_count_as_wrong and results)  # all failed: a 0 that still has an interval
+    if measured and isinstance(metrics.get(primary), (int, float)) and not math.isnan(float(metrics[primary])):
         value = float(metrics[primary])
         clusters = [str(r.metadata.get("cluster", r.id)) for r in scored]
         values = [float(r.score) for r in scored]  # type: ignore[arg-type]
         # over every sample, an errored one as 0 (OCRBench: a sample without a prediction is not right)
         values_all = [float(r.score) if r.error is None and r.score is not None else 0.0 for r in results]
         clusters_all = [str(r.metadata.get("cluster", r.id)) for r in results]
-        if math.isclose(value, sum(values) / len(values), rel_tol=1e-9, abs_tol=1e-12):
+        if task.errors_count_as_wrong and math.isclose(value, sum(values_all) / len(values_all), rel_tol=1e-9,
+                                                       abs_tol=1e-12):
+            ci[primary] = mean_ci(values_all, clusters_all, n_boot=1000)  # the metric's own denominator
+        elif values and math.isclose(value, sum(values) / len(values), rel_tol=1e-9, abs_tol=1e-12):
             ci[primary] = mean_ci(values, clusters, n_boot=1000)  # a mean of scores: Wilson-hulled at the bounds
         elif math.isclose(value, sum(values_all) / len(values_all), rel_tol=1e-9, abs_tol=1e-12):
             ci[primary] = mean_ci(values_all, clusters_all, n_boot=1000)
@@ -464,9 +476,15 @@ def _check_resumable(out: Path, prior: dict[str, Any] | None, tasks: list[Task],
         old = ((prior or {}).get("tasks") or {}).get(t.name)
         stamp = _read_stamp(stamp_path(out, t.name)) or {}
         old_hash = stamp.get("config_hash") or (old.get("config_hash") if old else None)
-        if (old_hash is not None and old_hash != hashes[t.name] and any(k in t.args for k in t.location_keys)
-                and old_hash == config_hash(t, model_desc or {}, with_location=True)):
-            old_hash = hashes[t.name]  # written before the data's location left the settings, same data folder
+        if old_hash is not None and old_hash != hashes[t.name]:
+            # hashes written before the data's location left the settings (same data folder) or before a
+            # server's model counted (results.json names the same served model)
+            forms = [{"with_location": True}] if any(k in t.args for k in t.location_keys) else []
+            served = (model_desc or {}).get(SERVED_MODEL)
+            if served is not None and ((prior or {}).get("model") or {}).get(SERVED_MODEL) == served:
+                forms += [{**f, "with_served_model": False} for f in ({}, *forms)]
+            if old_hash in {config_hash(t, model_desc or {}, **f) for f in forms}:
+                old_hash = hashes[t.name]
         if old_hash is not None and old_hash != hashes[t.name]:
             raise RunError(
                 f"{out} already holds task {t.name!r} run with a different task/model config "

@@ -51,6 +51,10 @@ class Task:
     location_keys: ClassVar[tuple[str, ...]] = LOCATION_KEYS
     # Metadata keys whose values split the metrics in the results' breakdown.
     breakdown_keys: ClassVar[tuple[str, ...]] = ("category",)
+    # True where the primary metric counts a sample that failed (model call, media) as wrong, as the
+    # official script does (OCRBench, ScreenSpot): its interval is then over every sample, a failed
+    # one scored 0; False: over the scored samples (the metric leaves failures out).
+    errors_count_as_wrong: ClassVar[bool] = False
     # Generation settings.
     max_tokens: ClassVar[int] = 32
     # How chance() is defined, written beside the chance level in results.json; a task without a

@@ -107,6 +107,7 @@ class OpenAIBackend(Backend):
 
     modalities = frozenset({"text", "image", "video", "audio"})
     backend_name = "openai"
+    uses_local_device = False  # the server's device is its own: --device is not checked against this machine
 
     def __init__(self, arg: str | None = None, **options: Any) -> None:
         super().__init__(arg, **options)

@@ -148,3 +148,17 @@ def test_a_schema_error_names_the_file(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"schema_version": "9.0"}))
     with pytest.raises(RunFormatError, match=f"^{tmp_path / 'results.json'} does not match schema 1"):
         load_results(tmp_path)
+
+
+def test_device_cuda_is_not_checked_for_a_remote_server():
+    import pytest
+    import torch
+
+    from evalsuite.backend import BackendConfigError
+    from evalsuite.runner import make_backend
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    with pytest.raises(BackendConfigError) as e:  # port 9 (discard) answers nothing: the URL is the problem
+        make_backend("openai:http://127.0.0.1:9/v1", device="cuda")
+    assert "CUDA" not in str(e.value)

@@ -582,3 +582,45 @@ def test_a_non_mean_primary_metric_gets_the_clustered_interval_clipped_to_0_1():
     assert (lo, hi) == bootstrap_stat_ci(results, stat, clusters, n_boot=1000, bounds=(0.0, 1.0))
     assert bootstrap_stat_ci(results, stat, clusters, n_boot=1000)[1] > 1.0 == hi  # widened past 1 unclipped
     assert lo < value
+
+
+def test_an_openai_run_from_before_the_served_model_counted_still_resumes(toy, tmp_path):
+    from evalsuite.runner import _check_resumable, config_hash, make_task, stamp_path
+
+    task = make_task("toy")
+    desc = {"name": "openai:http://127.0.0.1:8000/v1", "backend": "openai", "precision": None,
+            "weights_sha256": None, "served_model": "model-A", "device": "remote"}
+    old = config_hash(task, desc, with_served_model=False)  # as written then
+    stamp_path(tmp_path, "toy").parent.mkdir(parents=True)
+    stamp_path(tmp_path, "toy").write_text(json.dumps({"config_hash": old, "seed": 0}))
+    now = {"toy": config_hash(task, desc)}
+    assert now["toy"] != old
+    prior = {"model": desc, "tasks": {"toy": {"config_hash": old}}}
+    _check_resumable(tmp_path, prior, [task], now, 0, desc)  # same served model: resumes
+    with pytest.raises(RunError, match="different task/model config"):  # another model behind the URL
+        b = {**desc, "served_model": "model-B"}
+        _check_resumable(tmp_path, prior, [task], {"toy": config_hash(task, b)}, 0, b)
+
+
+def test_a_grounding_task_with_failures_has_an_interval_around_right_over_total():
+    from evalsuite.runner import summarize
+    from evalsuite.stats import mean_ci
+    from evalsuite.tasks.official.screenspot import ScreenSpot
+    from evalsuite.types import Sample, SampleResult
+
+    task = ScreenSpot()
+
+    def res(i: int, score: float | None) -> SampleResult:
+        return SampleResult(id=f"s{i}", task="screenspot", target=[0, 0, 1, 1], prediction=None if score is None else "(1, 1)",
+                            score=score, error="image file not found" if score is None else None,
+                            metadata={"cluster": f"c{i}", "ui_type": "icon", "platform_ui": "web/icon"})
+
+    samples = [Sample(id=f"s{i}", messages=[], target=[0, 0, 1, 1]) for i in range(100)]
+    wrong = [res(i, 0.0) for i in range(10)] + [res(i, None) for i in range(10, 100)]
+    entry = summarize(task, samples, wrong, chash="x", wall_s=1.0, complete=True)
+    assert entry["metrics"]["accuracy"] == 0.0
+    assert entry["ci95"]["accuracy"] == pytest.approx(mean_ci([0.0] * 100, [f"c{i}" for i in range(100)], n_boot=1000))
+    assert entry["ci95"]["accuracy"][1] < 0.04  # over the 100 samples, not the 10 scored ([0, 0.278])
+    failed = [res(i, None) for i in range(100)]
+    entry = summarize(task, samples, failed, chash="x", wall_s=1.0, complete=True)
+    assert entry["metrics"]["accuracy"] == 0.0 and entry["ci95"]["accuracy"] is not None

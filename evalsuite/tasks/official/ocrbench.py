@@ -52,6 +52,7 @@ class OCRBench(Task):
     default_args = {"data_dir": "", "hf": "", **IMAGE_ARGS}
     media_keys = tuple(IMAGE_ARGS)
     breakdown_keys = ("category", "dataset")
+    errors_count_as_wrong = True
     max_tokens = 100  # the official runners generate up to 100 new tokens
 
     def samples(self) -> Iterator[Sample]:

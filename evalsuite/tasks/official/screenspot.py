@@ -39,7 +39,7 @@ from evalsuite.registry import TASKS
 from evalsuite.task import DataLayoutError, Task
 from evalsuite.types import Sample, SampleResult
 from evalsuite.tasks.official import _hf
-from evalsuite.tasks.official._common import bad_sample, ok, read_json
+from evalsuite.tasks.official._common import bad_sample, read_json
 from evalsuite.tasks.official._grounding import (
     GROUNDING_ARGS, check_coords, grounding_accuracy, grounding_metrics, grounding_sample, grounding_score, image_size, number_list,
     parse_box, pixel_box, snapshot_boxes_normalized,
@@ -59,6 +59,7 @@ class ScreenSpot(Task):
     default_args = {**GROUNDING_ARGS, "hf": ""}
     media_keys = ("min_patches", "max_patches")
     breakdown_keys = ("platform", "ui_type", "platform_ui", "source")
+    errors_count_as_wrong = True
     max_tokens = 32
     suffix: ClassVar[str] = ""
     hf_repo: ClassVar[str] = "rootsautomation/ScreenSpot"
@@ -124,8 +125,8 @@ class ScreenSpot(Task):
     def _sample(self, sid: str, rec: Any, platform: str, dirs: list[Path], normalized: bool) -> Sample:
         # the groups first: a malformed record still counts, as wrong, in its platform and UI type
         meta: dict[str, Any] = {"platform": platform}
-        if isinstance(rec, dict) and isinstance(rec.get("data_type"), str):
-            ui = rec["data_type"]
+        if isinstance(rec, dict) and rec.get("data_type") is not None:
+            ui = str(rec["data_type"])
             meta.update(ui_type=ui, platform_ui=f"{platform}/{ui}", source=str(rec.get("data_source", "")),
                         category=f"{platform}/{ui}")
         try:

@@ -56,6 +56,7 @@ class ScreenSpotPro(Task):
     default_args = {**GROUNDING_ARGS, "parser": "lenient", "hf": ""}
     media_keys = ("min_patches", "max_patches")
     breakdown_keys = ("group", "application", "platform", "ui_type")
+    errors_count_as_wrong = True
     max_tokens = 32
 
     def __init__(self, **args: Any) -> None:

@@ -114,7 +114,7 @@ class VideoMME(Task):
             else:
                 try:
                     lines = "\n".join(text for _, _, text in self._frame_cues(video, srt))
-                except MediaError as e:
+                except (MediaError, ValueError) as e:  # an unreadable video; fps and max_frames both 0
                     return bad_sample(sid, str(e), **meta)
             text = f"This video's subtitles are listed below:\n{lines}\n{text}"
         return Sample(id=sid, messages=[user(ContentPart.of_media("video", str(video)), text)], target=answer,
@@ -149,15 +149,16 @@ class VideoMME(Task):
         }
 
 
-_SRT_TIME = re.compile(r"(\d+):(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?")
+_SRT_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?")
 
 
 def _srt_seconds(stamp: str) -> float | None:
+    """``hh:mm:ss,mmm`` (also ``.mmm``, no milliseconds, or ``mm:ss,mmm`` without hours) in seconds."""
     m = _SRT_TIME.search(stamp)
     if m is None:
         return None
     h, mi, se, ms = m.groups()
-    return int(h) * 3600 + int(mi) * 60 + int(se) + (int(ms.ljust(3, "0")) / 1000 if ms else 0.0)
+    return int(h or 0) * 3600 + int(mi) * 60 + int(se) + (int(ms.ljust(3, "0")) / 1000 if ms else 0.0)
 
 
 def srt_cues(path: Path) -> list[tuple[float, float, str]]:

@@ -165,3 +165,20 @@ def test_snapshot_schema_error(tmp_path: Path, media) -> None:
     (root / "data").mkdir(exist_ok=True)
     with pytest.raises(DataLayoutError, match=r"lacks column\(s\) question_id, options \(expected the lmms-lab/Video-MME"):
         list(VideoMME(data_dir=str(root)).samples())
+
+
+def test_srt_cue_times(tmp_path: Path) -> None:
+    from evalsuite.tasks.official.videomme import srt_cues
+
+    srt = tmp_path / "a.srt"
+    srt.write_text("\ufeff1\r\n00:00:01,500 --> 00:00:02.25\r\nOne\r\n\r\n2\r\n00:03,000 --> 00:04,000\r\n<i>Two</i>\r\n\r\n"
+                   "3\r\n01:02:03 --> 01:02:04,5\r\nThree\r\n\r\n4\r\nno timing --> here\r\nFour\r\n", encoding="utf-8")
+    # hours optional (mm:ss,mmm), '.' or ',' before the milliseconds, none at all; an unreadable cue is left out
+    assert srt_cues(srt) == [(1.5, 2.25, "One"), (3.0, 4.0, "Two"), (3723.0, 3724.5, "Three")]
+
+
+def test_subtitles_with_no_frames_to_sample_fail_that_sample(tmp_path: Path, media) -> None:
+    root = make_dataset(tmp_path / "vmme", media)
+    samples = list(VideoMME(data_dir=str(root), subtitles="true", duration="short", fps="0", max_frames="0").samples())
+    assert samples[0].error and "fps or max_frames must be > 0" in samples[0].error
+    assert samples[1].error == samples[0].error  # the others of the video too, each on its own
