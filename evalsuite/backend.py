@@ -5,8 +5,10 @@ registered factory, ``factory(arg, **options)``, where ``arg`` is the text after
 ``options`` are run settings (``device``, ``seed``, ``batch_size``). It declares the modalities it
 accepts; a request with another modality errors that sample with a clear message.
 
-``generate`` may raise for the whole batch; the runner then retries the requests one by one so that
-one bad sample never loses the others.
+``generate`` returns one item per request, in order: a :class:`Response`, or the exception of a
+request that failed, in its place (the runner records it as that sample's error and sends nothing
+again). It may also raise for the whole batch; the runner then sends the requests one by one so
+that one bad sample never loses the others.
 
 Streaming: ``stream`` yields timed tokens of one request (blocking); ``astream`` is its asyncio form
 for many concurrent requests (the throughput task and the HTTP server use it): it yields (seconds
@@ -52,7 +54,8 @@ class Backend:
         self.arg = arg
         self.options = options
 
-    def generate(self, requests: list[Request]) -> list[Response]:
+    def generate(self, requests: list[Request]) -> list[Response | BaseException]:
+        """One Response per request, in order, or a failed request's exception in its place."""
         raise NotImplementedError
 
     def stream(self, request: Request) -> Iterator[tuple[float, str]]:
@@ -84,6 +87,8 @@ class Backend:
                         # a request queued behind others shows that wait (in TTFT and E2E) as a served one does
                         t_call = time.perf_counter() - t0
                         r = self.generate([request])[0]
+                        if isinstance(r, BaseException):
+                            raise r
                         if t_call > 0:
                             r = dataclasses.replace(
                                 r, ttft_s=None if r.ttft_s is None else t_call + r.ttft_s,

@@ -240,9 +240,10 @@ def _result(task: Task, sample: Sample, *, prediction: str | None = None, error:
 
 
 def generate_isolating(backend: Backend, requests: list[Request]) -> list[Response | BaseException]:
-    """The responses to ``requests`` in order: one batched call, or, when it raises (or answers a
-    wrong count), each request alone, a failing one giving its exception in its place, so one bad
-    request never takes its batch-mates with it."""
+    """The responses to ``requests`` in order: one batched call, whose items may already be a failed
+    request's exception in its place (nothing is sent again then), or, when the call raises (or
+    answers a wrong count), each request alone, a failing one giving its exception in its place, so
+    one bad request never takes its batch-mates with it."""
     try:
         out = backend.generate(requests)
         if len(out) != len(requests):

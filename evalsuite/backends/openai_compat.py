@@ -335,11 +335,11 @@ class OpenAIBackend(Backend):
             self._loop_thread.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def generate(self, requests: list[Request]) -> list[Response]:
-        """All requests concurrently (up to max_concurrency); raises the first failure, after which the
-        runner retries the batch one request at a time."""
-        async def all_of() -> list[Response]:
-            return list(await asyncio.gather(*(self.agenerate(r) for r in requests)))
+    def generate(self, requests: list[Request]) -> list[Response | BaseException]:
+        """All requests concurrently (up to max_concurrency); a request that fails gives its exception
+        in its place, so nothing is sent twice and the others keep their answers and timings."""
+        async def all_of() -> list[Response | BaseException]:
+            return list(await asyncio.gather(*(self.agenerate(r) for r in requests), return_exceptions=True))
 
         return self._run(all_of())
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 from pathlib import Path
@@ -16,7 +17,7 @@ from evalsuite.backend import BackendConfigError
 from evalsuite.backends.mock import MockBackend
 from evalsuite.backends.openai_compat import OpenAIBackend, RequestFailed, parse_target
 from evalsuite.results import read_samples
-from evalsuite.runner import RunConfig, run
+from evalsuite.runner import RunConfig, generate_isolating, run
 from evalsuite.serving.server import ServerConfig, ServerThread
 from evalsuite.types import Request, user
 
@@ -90,7 +91,33 @@ class FakeServer:
         self.thread.join()
 
 
+class PromptServer(FakeServer):
+    """Answers by the prompt: one holding a key of ``fail`` gets that status (an OpenAI error body),
+    the others stream "hi!"; ``attempts`` counts every POST."""
+
+    def __init__(self, fail: dict[str, int]) -> None:
+        super().__init__([])
+        self.fail = fail
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        prompt = json.dumps((await request.json())["messages"])
+        status = next((code for key, code in self.fail.items() if key in prompt), None)
+        if status is None:
+            return await super().chat(request)
+        self.attempts += 1
+        return web.json_response({"error": {"message": f"refused {status}"}}, status=status,
+                                 headers={"Retry-After": "0"})
+
+
 REQ = Request(sample_id="s", messages=[user("hello")], max_tokens=4)
+
+
+def ask(b: OpenAIBackend, req: Request = REQ):
+    """One request's response; a failed request's exception (given in its place) is raised."""
+    (r,) = b.generate([req])
+    if isinstance(r, BaseException):
+        raise r
+    return r
 
 
 def test_parse_target() -> None:
@@ -154,7 +181,7 @@ def test_retries_on_429_and_5xx_with_backoff() -> None:
     with FakeServer([500, 502, 500]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001&retries=2")
         with pytest.raises(RequestFailed, match=r"HTTP 500: scripted 500 \(after 2 retries\)"):
-            b.generate([REQ])
+            ask(b)
         b.close()
     assert fake.attempts == 3
 
@@ -166,7 +193,7 @@ def test_a_load_test_turns_off_retries_and_the_cap() -> None:
         assert b.configure_client(max_concurrency=None, retries=0) == (2, 3)
         assert b.max_concurrency is None and b.describe()["retries"] == 0
         with pytest.raises(RequestFailed, match=r"^HTTP 429: scripted 429$"):
-            b.generate([REQ])
+            ask(b)
         assert b.generate([REQ])[0].text == "hi!"
         b.close()
     assert fake.attempts == 2
@@ -177,13 +204,13 @@ def test_no_retry_on_client_errors_or_after_the_first_token() -> None:
     with FakeServer([400]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
         with pytest.raises(RequestFailed, match="HTTP 400: scripted 400"):
-            b.generate([REQ])
+            ask(b)
         b.close()
     assert fake.attempts == 1
     with FakeServer(["break"]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
         with pytest.raises(RequestFailed, match="stream broken after 1 chunks"):
-            b.generate([REQ])
+            ask(b)
         b.close()
     assert fake.attempts == 1
 
@@ -194,11 +221,11 @@ def test_a_response_that_is_not_a_whole_stream_is_an_error_not_an_answer() -> No
     with FakeServer(["json", "cut", "garbled", "ok"]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
         with pytest.raises(RequestFailed, match="expected a server-sent event stream .* got 'application/json'"):
-            b.generate([REQ])
+            ask(b)
         with pytest.raises(RequestFailed, match=r"stream ended after 1 chunks without a finish_reason or \[DONE\]"):
-            b.generate([REQ])
+            ask(b)
         with pytest.raises(RequestFailed, match=r"the server sent an event that is not JSON: b'\{not json'"):
-            b.generate([REQ])  # was a raw JSONDecodeError
+            ask(b)  # was a raw JSONDecodeError
         (r,) = b.generate([REQ])
         b.close()
     assert fake.attempts == 4  # none is retried
@@ -231,7 +258,7 @@ def test_a_silent_server_times_out_and_is_retried() -> None:
     with FakeServer(["stall", "stall"]) as fake:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#timeout=0.1&retries=1&backoff=0.001")
         with pytest.raises(RequestFailed, match=r"\(after 1 retries\)"):
-            b.generate([REQ])
+            ask(b)
         b.close()
     assert fake.attempts == 2
 
@@ -286,3 +313,23 @@ def test_usage_details_keep_numbers_only_as_the_server_writes_them() -> None:
     assert sent["prompt_tokens_details"] == {"image_tokens": 12, "audio_seconds": 1.5}  # MEDIA_USAGE_KEYS' order
     assert numeric_fields({"a": 1, "b": True, "c": 2.5, "d": None, "e": "3"}) == {"a": 1, "c": 2.5}
     assert numeric_fields({"a": 1, "b": 2, "c": False}, ("c", "b", "z")) == {"b": 2}
+
+
+def test_a_failed_request_is_sent_once_and_its_batch_mates_once() -> None:
+    """A batch's failed request gives its exception in its place: the runner sends nothing again (a
+    400 on one of 8 was 16 POSTs, the batch again one at a time; a server refusing everything with
+    503 was 64 POSTs for 8 samples)."""
+    reqs = [Request(sample_id=f"s{i}", messages=[user("bad" if i == 3 else f"q{i}")], max_tokens=4) for i in range(8)]
+    with PromptServer({"bad": 400}) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001")
+        out = generate_isolating(b, reqs)
+        b.close()
+    assert fake.attempts == 8
+    assert isinstance(out[3], RequestFailed) and str(out[3]) == "HTTP 400: refused 400"
+    assert [r.text for i, r in enumerate(out) if i != 3] == ["hi!"] * 7
+    with PromptServer({"": 503}) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#backoff=0.001&retries=2")
+        out = generate_isolating(b, reqs)
+        b.close()
+    assert fake.attempts == 8 * 3  # each request: one try and two retries
+    assert [str(r) for r in out] == ["HTTP 503: refused 503 (after 2 retries)"] * 8
