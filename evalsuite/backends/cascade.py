@@ -29,7 +29,9 @@ model's own ttft / e2e for it (the answering model runs the whole batch's prompt
 answering model that reports no timings is charged its whole batch call).
 
 A missing specialist (no ``tesseract`` binary, no pytesseract or pocketsphinx package) turns off that
-modality only: its samples error with the install hint, the others run.
+modality only: its samples error with the install hint, the others run. A request whose media a
+specialist fails on errors alone: the others' media are read once and their prompts go to the
+answering model together in one call.
 """
 
 from __future__ import annotations
@@ -215,23 +217,54 @@ class CascadeBackend(Backend):
             messages.append(Message(m.role, (ContentPart.of_text(prompt),)))
         return replace(req, messages=messages), info, spent
 
-    def generate(self, requests: list[Request]) -> list[Response]:
-        for req in requests:
-            self.check(req)
-        converted = [self.to_text(r) for r in requests]
-        t0 = time.perf_counter()
-        answers = self.answerer.generate([c[0] for c in converted])
-        batch_s = time.perf_counter() - t0
-        out = []
-        for (_, info, spent), a in zip(converted, answers):
+    def generate(self, requests: list[Request]) -> list[Response | BaseException]:
+        """Each request's specialists run once, on their own: a request whose media cannot be read
+        gives its exception in its place and the others go on. The answering model gets the
+        converted requests together in one call."""
+        out: list[Response | BaseException | None] = [None] * len(requests)
+        converted: list[tuple[int, Request, dict[str, Any], float]] = []
+        for i, req in enumerate(requests):
+            try:
+                self.check(req)
+                text_req, info, spent = self.to_text(req)
+            except Exception as e:  # this request's media or specialist only
+                out[i] = e
+                continue
+            converted.append((i, text_req, info, spent))
+        answers, call_s = self._answer([c[1] for c in converted]) if converted else ([], [])
+        for (i, _, info, spent), a, batch_s in zip(converted, answers, call_s):
+            if isinstance(a, BaseException):
+                out[i] = a
+                continue
             answer_s = a.e2e_s if a.e2e_s is not None else batch_s  # an answerer that times nothing: its call
-            out.append(Response(
+            out[i] = Response(
                 text=a.text, prompt_tokens=a.prompt_tokens, output_tokens=a.output_tokens,
                 ttft_s=spent + (a.ttft_s if a.ttft_s is not None else answer_s), e2e_s=spent + answer_s,
                 token_times=[spent + t for t in a.token_times] if a.token_times else None,
                 finish_reason=a.finish_reason, info={**info, "answer_s": answer_s},
-            ))
-        return out
+            )
+        return out  # type: ignore[return-value]  (every slot is filled)
+
+    def _answer(self, reqs: list[Request]) -> tuple[list[Response | BaseException], list[float]]:
+        """The answering model's answers to ``reqs`` (a failed one's exception in its place) and the
+        seconds of the call that answered each: one call for all; when that call raises, each
+        request alone, so that the specialists' work is never done twice."""
+        t0 = time.perf_counter()
+        try:
+            answers = list(self.answerer.generate(reqs))
+            if len(answers) != len(reqs):
+                raise RuntimeError(f"the answering model returned {len(answers)} responses for {len(reqs)} requests")
+            return answers, [time.perf_counter() - t0] * len(reqs)
+        except Exception:
+            answers, secs = [], []
+            for r in reqs:
+                t1 = time.perf_counter()
+                try:
+                    answers.append(self.answerer.generate([r])[0])
+                except Exception as e:
+                    answers.append(e)
+                secs.append(time.perf_counter() - t1)
+            return answers, secs
 
     # ---- provenance ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -137,6 +137,56 @@ def test_missing_ocr_errors_image_samples_only(monkeypatch: pytest.MonkeyPatch, 
         "(OCR unavailable: the tesseract binary is missing (apt-get install tesseract-ocr))"}
 
 
+def test_a_failed_specialist_errors_its_request_only(cascade: CascadeBackend, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """OCR failing on one picture of four: that request gives its exception in its place; the
+    others are read once and answered in one call (the whole batch was read again and answered
+    one request at a time). An answering model that raises for the batch answers each alone, and
+    the pictures are still read once."""
+    from PIL import Image
+
+    paths = [text_image(tmp_path / f"{i}.png", f"ITEM {i}", size=(360 + i, 80)) for i in range(4)]
+    reqs = [Request(f"r{i}", [user(ContentPart.of_media("image", p), "What is shown?")]) for i, p in enumerate(paths)]
+    read: list[int] = []
+
+    def image(img: Image.Image) -> str:
+        read.append(img.width)  # which picture: their widths differ
+        if img.width == 362:
+            raise RuntimeError("tesseract crashed")
+        return f"ITEM {img.width - 360}"
+
+    calls: list[int] = []
+    answer = cascade.answerer.generate
+
+    def counted(batch: list[Request]) -> list:
+        calls.append(len(batch))
+        return answer(batch)
+
+    monkeypatch.setattr(cascade.ocr, "image", image)
+    monkeypatch.setattr(cascade.answerer, "generate", counted)
+    out = cascade.generate(reqs)
+    assert sorted(read) == [360, 361, 362, 363] and calls == [3]
+    assert isinstance(out[2], RuntimeError) and str(out[2]) == "tesseract crashed"
+    assert [r.info["ocr_text"] for i, r in enumerate(out) if i != 2] == ["ITEM 0", "ITEM 1", "ITEM 3"]
+    assert all(r.text == "Text in the" for i, r in enumerate(out) if i != 2)
+
+    def refuses_batches(batch: list[Request]) -> list:
+        calls.append(len(batch))
+        if len(batch) > 1:
+            raise RuntimeError("out of memory")
+        if "ITEM 1" in batch[0].messages[0].text:
+            raise ValueError("prompt too long")
+        return answer(batch)
+
+    read.clear()
+    calls.clear()
+    monkeypatch.setattr(cascade.answerer, "generate", refuses_batches)
+    out = cascade.generate(reqs)
+    assert sorted(read) == [360, 361, 362, 363] and calls == [3, 1, 1, 1]
+    assert [type(r).__name__ for r in out] == ["Response", "ValueError", "RuntimeError", "Response"]
+    assert out[0].info["answer_s"] >= 0 and out[3].info["ocr_text"] == "ITEM 3"
+
+
 def test_bad_answering_model_names() -> None:
     with pytest.raises(UnknownNameError, match="unknown model 'nope'"):
         CascadeBackend("nope")
