@@ -148,7 +148,7 @@ class OpenAIBackend(Backend):
         req = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
         try:
             with urllib.request.urlopen(req, timeout=float(self.opts["connect_timeout"])) as r:
-                data = json.loads(r.read())
+                raw = r.read()
         except urllib.error.HTTPError as e:
             if e.code == 404 and self.opts["model"]:  # a server without /models: trust the given name
                 return []
@@ -157,7 +157,15 @@ class OpenAIBackend(Backend):
         except (urllib.error.URLError, OSError, ValueError) as e:
             reason = getattr(e, "reason", e)
             raise BackendConfigError(f"openai:{self.base_url}: cannot reach the server ({reason})") from None
-        return [m for m in data.get("data", []) if isinstance(m, dict)] if isinstance(data, dict) else []
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            got = raw.decode("utf-8", "replace").strip().replace("\n", " ")
+            raise BackendConfigError(f"openai:{self.base_url}: GET /models answered no model list (expected a JSON "
+                                     f"object with a \"data\" list, got {got[:120] or 'an empty body'})")
+        return [m for m in data["data"] if isinstance(m, dict)]
 
     def _session(self) -> Any:
         import aiohttp

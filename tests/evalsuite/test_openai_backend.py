@@ -333,3 +333,19 @@ def test_a_failed_request_is_sent_once_and_its_batch_mates_once() -> None:
         b.close()
     assert fake.attempts == 8 * 3  # each request: one try and two retries
     assert [str(r) for r in out] == ["HTTP 503: refused 503 (after 2 retries)"] * 8
+
+
+def test_a_model_list_that_is_not_one_is_one_line() -> None:
+    """/models answering {"data": null} (or anything but an object with a "data" list) is a usage
+    error naming what was expected (it was a TypeError from iterating null)."""
+    for body, shown in (('{"data": null}', '{"data": null}'), ("[]", "[]"), ("<html>hi</html>", "<html>hi</html>")):
+        async def models(request: web.Request, body: str = body) -> web.Response:
+            return web.Response(text=body, content_type="application/json")
+
+        fake = FakeServer([])
+        fake.models = models  # type: ignore[method-assign]
+        with fake:
+            with pytest.raises(BackendConfigError) as e:
+                OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#model=fake")
+        assert str(e.value) == (f"openai:http://127.0.0.1:{fake.port}/v1: GET /models answered no model list "
+                                f'(expected a JSON object with a "data" list, got {shown})')
