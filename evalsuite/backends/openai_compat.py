@@ -2,7 +2,8 @@
 NIM, or ``evalsuite serve`` — for accuracy tasks and the throughput task alike.
 
 Options go in the URL's fragment, which is never sent: ``openai:http://127.0.0.1:8000/v1#model=fp4&
-max_concurrency=64``. ``model`` (default: the one model the server lists), ``api_key_env`` (the
+max_concurrency=64``. A query in the URL (``…/v1?api-version=2024-10-21``) goes on every request,
+after the endpoint's path. ``model`` (default: the one model the server lists), ``api_key_env`` (the
 environment variable holding the API key, default ``OPENAI_API_KEY``; the key is sent as a Bearer
 token and never written to results or logs — only the variable's name is recorded), ``timeout``
 (seconds without a byte before a request fails, default 600), ``connect_timeout`` (10), ``retries``
@@ -87,8 +88,15 @@ def parse_target(arg: str | None) -> tuple[str, dict[str, Any]]:
             not 0 < opts["connect_timeout"] < math.inf or not 0 <= opts["backoff"] < math.inf:  # NaN fails too
         raise BackendConfigError("openai options: max_concurrency >= 0 (0 = no cap), retries >= 0, timeouts finite "
                                  "seconds > 0, backoff finite seconds >= 0 expected")
-    base = urlunparse(u._replace(fragment="")).rstrip("/")
+    base = urlunparse(u._replace(path=u.path.rstrip("/"), fragment=""))
     return base, opts
+
+
+def endpoint(base: str, path: str) -> str:
+    """The URL of ``path`` under ``base``: joined to base's path, before its query, which every
+    request keeps (Azure's ``?api-version=``)."""
+    u = urlparse(base)
+    return urlunparse(u._replace(path=f"{u.path.rstrip('/')}/{path}"))
 
 
 @lru_cache(maxsize=64)
@@ -145,7 +153,7 @@ class OpenAIBackend(Backend):
         return h
 
     def _list_models(self) -> list[dict[str, Any]]:
-        req = urllib.request.Request(f"{self.base_url}/models", headers=self._headers())
+        req = urllib.request.Request(endpoint(self.base_url, "models"), headers=self._headers())
         try:
             with urllib.request.urlopen(req, timeout=float(self.opts["connect_timeout"])) as r:
                 raw = r.read()
@@ -241,7 +249,7 @@ class OpenAIBackend(Backend):
         has_media = any(p.type != "text" for m in request.messages for p in m.content)
         # media files are read and encoded off the loop; a text body is cheaper than the thread hop
         body = json.dumps(await loop.run_in_executor(None, self.body, request) if has_media else self.body(request))
-        url = f"{self.base_url}/chat/completions"
+        url = endpoint(self.base_url, "chat/completions")
         session = self._session()
         sem = self._sem()
         if sem is not None:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from evalsuite.backend import BackendConfigError
 from evalsuite.backends.mock import MockBackend
-from evalsuite.backends.openai_compat import OpenAIBackend, RequestFailed, parse_target
+from evalsuite.backends.openai_compat import OpenAIBackend, RequestFailed, endpoint, parse_target
 from evalsuite.results import read_samples
 from evalsuite.runner import RunConfig, generate_isolating, run
 from evalsuite.serving.server import ServerConfig, ServerThread
@@ -349,3 +349,32 @@ def test_a_model_list_that_is_not_one_is_one_line() -> None:
                 OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#model=fake")
         assert str(e.value) == (f"openai:http://127.0.0.1:{fake.port}/v1: GET /models answered no model list "
                                 f'(expected a JSON object with a "data" list, got {shown})')
+
+
+class PathServer(FakeServer):
+    """Records the path and query of every request."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.seen: list[str] = []
+
+    async def models(self, request: web.Request) -> web.Response:
+        self.seen.append(request.path_qs)
+        return await super().models(request)
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.seen.append(request.path_qs)
+        return await super().chat(request)
+
+
+def test_a_query_in_the_base_url_stays_after_the_path_on_every_request() -> None:
+    """``…/v1?api-version=1`` (Azure-style): paths join before the query and the query goes on every
+    request (it was GET /v1?api-version=1/models)."""
+    assert parse_target("http://h/v1/?api-version=1#model=m")[0] == "http://h/v1?api-version=1"
+    assert endpoint("http://h/v1?api-version=1&x=2", "chat/completions") == "http://h/v1/chat/completions?api-version=1&x=2"
+    assert endpoint("http://h/v1", "models") == "http://h/v1/models"
+    with PathServer() as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1?api-version=2024-10-21")
+        assert ask(b).text == "hi!"
+        b.close()
+    assert fake.seen == ["/v1/models?api-version=2024-10-21", "/v1/chat/completions?api-version=2024-10-21"]
