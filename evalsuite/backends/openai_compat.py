@@ -5,7 +5,8 @@ Options go in the URL's fragment, which is never sent: ``openai:http://127.0.0.1
 max_concurrency=64``. A query in the URL (``…/v1?api-version=2024-10-21``) goes on every request,
 after the endpoint's path. ``model`` (default: the one model the server lists), ``api_key_env`` (the
 environment variable holding the API key, default ``OPENAI_API_KEY``; the key is sent as a Bearer
-token and never written to results or logs — only the variable's name is recorded), ``timeout``
+token and never written to results or logs — only the variable's name is recorded; a variable
+named here must be set, while an unset ``OPENAI_API_KEY`` means no key), ``timeout``
 (seconds without a byte before a request fails, default 600), ``connect_timeout`` (10), ``retries``
 (3), ``backoff`` (0.5: the first retry's wait in seconds, doubling each time, with jitter; a
 ``Retry-After`` header wins), ``max_concurrency`` (64 requests in flight from this client; 0 = no
@@ -122,7 +123,13 @@ class OpenAIBackend(Backend):
         self.base_url, self.opts = parse_target(arg)
         self.max_concurrency: int | None = int(self.opts["max_concurrency"]) or None
         self.retries = int(self.opts["retries"])
-        self._key = os.environ.get(self.opts["api_key_env"]) or None
+        key_env = self.opts["api_key_env"]
+        self._key = os.environ.get(key_env) or None
+        if self._key is None and "api_key_env" in dict(parse_qsl(urlparse(str(arg)).fragment)):
+            # a key was asked for by name: without it every request would be refused (401)
+            state = "is empty" if key_env in os.environ else "is not set"
+            raise BackendConfigError(f"openai: environment variable {key_env} {state} "
+                                     f"(#api_key_env={key_env} names it as the API key's)")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._sems: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None  # for the blocking `generate`

@@ -378,3 +378,24 @@ def test_a_query_in_the_base_url_stays_after_the_path_on_every_request() -> None
         assert ask(b).text == "hi!"
         b.close()
     assert fake.seen == ["/v1/models?api-version=2024-10-21", "/v1/chat/completions?api-version=2024-10-21"]
+
+
+def test_a_named_key_variable_that_is_unset_stops_before_any_request(toy, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``#api_key_env=VAR`` with VAR unset or empty: one line naming the variable and exit 2 before
+    anything is sent (it was a 401 from the server on every sample). An unset OPENAI_API_KEY, the
+    default, means no key (a local server needs none)."""
+    from evalsuite.cli import main
+
+    monkeypatch.delenv("EVALSUITE_NO_SUCH_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with PathServer() as fake:
+        url = f"openai:http://127.0.0.1:{fake.port}/v1#api_key_env=EVALSUITE_NO_SUCH_KEY"
+        assert main(["run", "--model", url, "--tasks", "toy", "--limit", "2", "--out", str(tmp_path / "r"),
+                     "--quiet"]) == 2
+        assert capsys.readouterr().err == ("error: openai: environment variable EVALSUITE_NO_SUCH_KEY is not set "
+                                           "(#api_key_env=EVALSUITE_NO_SUCH_KEY names it as the API key's)\n")
+        monkeypatch.setenv("EVALSUITE_NO_SUCH_KEY", "")
+        with pytest.raises(BackendConfigError, match="^openai: environment variable EVALSUITE_NO_SUCH_KEY is empty"):
+            OpenAIBackend(url[len("openai:"):])
+        assert fake.seen == []
+        assert OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1").model == "fake"  # no key asked for
