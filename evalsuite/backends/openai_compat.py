@@ -3,7 +3,9 @@ NIM, or ``evalsuite serve`` — for accuracy tasks and the throughput task alike
 
 Options go in the URL's fragment, which is never sent: ``openai:http://127.0.0.1:8000/v1#model=fp4&
 max_concurrency=64``. A query in the URL (``…/v1?api-version=2024-10-21``) goes on every request,
-after the endpoint's path. ``model`` (default: the one model the server lists), ``api_key_env`` (the
+after the endpoint's path. ``GET /models`` answering 404 is taken for a server without it (the
+``model`` option is then trusted), unless the same URL with ``/v1`` added lists models: then the
+URL lacks /v1 and the run stops there. ``model`` (default: the one model the server lists), ``api_key_env`` (the
 environment variable holding the API key, default ``OPENAI_API_KEY``; the key is sent as a Bearer
 token and never written to results or logs — only the variable's name is recorded; a variable
 named here must be set, while an unset ``OPENAI_API_KEY`` means no key), ``timeout``
@@ -165,6 +167,11 @@ class OpenAIBackend(Backend):
             with urllib.request.urlopen(req, timeout=float(self.opts["connect_timeout"])) as r:
                 raw = r.read()
         except urllib.error.HTTPError as e:
+            with_v1 = self._with_v1() if e.code == 404 else None
+            if with_v1 is not None:  # every request would answer 404 too
+                raise BackendConfigError(f"openai:{self.base_url}: GET /models answered HTTP 404 and "
+                                         f"{endpoint(with_v1, 'models')} answers: the URL lacks /v1 (expected e.g. "
+                                         f"http://host:port/v1; here openai:{with_v1})") from None
             if e.code == 404 and self.opts["model"]:  # a server without /models: trust the given name
                 return []
             raise BackendConfigError(f"openai:{self.base_url}: GET /models answered HTTP {e.code} "
@@ -181,6 +188,21 @@ class OpenAIBackend(Backend):
             raise BackendConfigError(f"openai:{self.base_url}: GET /models answered no model list (expected a JSON "
                                      f"object with a \"data\" list, got {got[:120] or 'an empty body'})")
         return [m for m in data["data"] if isinstance(m, dict)]
+
+    def _with_v1(self) -> str | None:
+        """The base URL with ``/v1`` added when its path does not end in /v1 and that URL lists models,
+        else None (a server without /models, e.g. an Azure deployment URL, keeps its URL)."""
+        u = urlparse(self.base_url)
+        if u.path.endswith("/v1"):
+            return None
+        with_v1 = urlunparse(u._replace(path=f"{u.path}/v1"))
+        req = urllib.request.Request(endpoint(with_v1, "models"), headers=self._headers())
+        try:
+            with urllib.request.urlopen(req, timeout=float(self.opts["connect_timeout"])) as r:
+                listed = json.loads(r.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+        return with_v1 if isinstance(listed, dict) and isinstance(listed.get("data"), list) else None
 
     def _session(self) -> Any:
         import aiohttp

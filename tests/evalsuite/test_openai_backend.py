@@ -399,3 +399,30 @@ def test_a_named_key_variable_that_is_unset_stops_before_any_request(toy, tmp_pa
             OpenAIBackend(url[len("openai:"):])
         assert fake.seen == []
         assert OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1").model == "fake"  # no key asked for
+
+
+def test_a_base_url_without_v1_stops_with_the_url_it_lacks() -> None:
+    """http://host:port#model=NAME: /models answers 404 and /v1/models lists models, so every
+    request would answer 404 too: one line says the URL lacks /v1 (the 404 was trusted as a server
+    without /models, and every sample failed with HTTP 404). A server without /models anywhere
+    keeps the trusted name."""
+    with PathServer() as fake:
+        base = f"http://127.0.0.1:{fake.port}"
+        with pytest.raises(BackendConfigError) as e:
+            OpenAIBackend(f"{base}#model=fake")
+        assert str(e.value) == (f"openai:{base}: GET /models answered HTTP 404 and {base}/v1/models answers: the URL "
+                                f"lacks /v1 (expected e.g. http://host:port/v1; here openai:{base}/v1)")
+        with pytest.raises(BackendConfigError, match=r"the URL lacks /v1 .*here openai:http://127.0.0.1:\d+/v1\)$"):
+            OpenAIBackend(base)  # without #model too
+        assert fake.seen == ["/v1/models", "/v1/models"]  # the probes; /models itself has no route
+
+    async def no_models(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"message": "no such route"}}, status=404)
+
+    fake = FakeServer([])
+    fake.models = no_models  # type: ignore[method-assign]
+    with fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1#model=fake")  # a server without /models
+        assert b.model == "fake" and ask(b).text == "hi!"
+        b.close()
+        assert OpenAIBackend(f"http://127.0.0.1:{fake.port}/deployments/d#model=d").model == "d"  # no /v1 anywhere
