@@ -14,7 +14,9 @@ named here must be set, while an unset ``OPENAI_API_KEY`` means no key), ``timeo
 ``Retry-After`` header wins), ``max_concurrency`` (64 requests in flight from this client; 0 = no
 cap),
 ``media`` (``data``: media travel as base64 ``data:`` URIs, which any server takes; ``file``:
-``file://`` URLs, for a server on this machine started with ``--allowed-local-media-path``).
+``file://`` URLs, for a server on this machine started with ``--allowed-local-media-path``),
+``max_tokens_param`` (the body field that carries the request's output limit: ``max_tokens``, or
+``max_completion_tokens`` for servers that refuse ``max_tokens``, as OpenAI's reasoning models do).
 
 Every request streams (``stream_options.include_usage``), so accuracy runs get TTFT and E2E times
 too. Token times are seconds since the call (before the cap and the body's encoding), and the
@@ -54,7 +56,9 @@ from evalsuite.types import Message, Request, Response, numeric_fields
 
 T = TypeVar("T")
 DEFAULTS: dict[str, Any] = {"model": None, "api_key_env": "OPENAI_API_KEY", "timeout": 600.0, "connect_timeout": 10.0,
-                            "retries": 3, "backoff": 0.5, "max_concurrency": 64, "media": "data"}
+                            "retries": 3, "backoff": 0.5, "max_concurrency": 64, "media": "data",
+                            "max_tokens_param": "max_tokens"}
+MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 RETRY_STATUS = (408, 409, 429)
 AUDIO_FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".ogg": "ogg", ".m4a": "m4a", ".webm": "webm"}
 
@@ -87,6 +91,9 @@ def parse_target(arg: str | None) -> tuple[str, dict[str, Any]]:
             raise BackendConfigError(f"openai option {key} expects {type(default).__name__}, got {value!r}") from None
     if opts["media"] not in ("data", "file"):
         raise BackendConfigError(f"openai option media expects data or file, got {opts['media']!r}")
+    if opts["max_tokens_param"] not in MAX_TOKENS_PARAMS:
+        raise BackendConfigError(f"openai option max_tokens_param expects {' or '.join(MAX_TOKENS_PARAMS)}, "
+                                 f"got {opts['max_tokens_param']!r}")
     if opts["max_concurrency"] < 0 or opts["retries"] < 0 or not 0 < opts["timeout"] < math.inf or \
             not 0 < opts["connect_timeout"] < math.inf or not 0 <= opts["backoff"] < math.inf:  # NaN fails too
         raise BackendConfigError("openai options: max_concurrency >= 0 (0 = no cap), retries >= 0, timeouts finite "
@@ -256,7 +263,7 @@ class OpenAIBackend(Backend):
         seed = int.from_bytes(hashlib.sha256(f"{req.seed}|{req.sample_id}".encode()).digest()[:4], "little") >> 1
         b: dict[str, Any] = {
             "model": self.model, "messages": [self._message(m) for m in req.messages],
-            "max_tokens": int(req.max_tokens),
+            self.opts["max_tokens_param"]: int(req.max_tokens),
             "temperature": float(req.temperature), "top_p": float(req.top_p), "seed": seed,
             "stream": True, "stream_options": {"include_usage": True},
         }
@@ -415,6 +422,7 @@ class OpenAIBackend(Backend):
             "timeout_s": float(self.opts["timeout"]),
             "retries": self.retries,
             "media_transport": self.opts["media"],
+            "max_tokens_param": self.opts["max_tokens_param"],
         }
 
 

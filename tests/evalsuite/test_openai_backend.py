@@ -352,11 +352,12 @@ def test_a_model_list_that_is_not_one_is_one_line() -> None:
 
 
 class PathServer(FakeServer):
-    """Records the path and query of every request."""
+    """Records the path and query of every request, and each chat request's body."""
 
     def __init__(self) -> None:
         super().__init__([])
         self.seen: list[str] = []
+        self.bodies: list[dict] = []
 
     async def models(self, request: web.Request) -> web.Response:
         self.seen.append(request.path_qs)
@@ -364,6 +365,7 @@ class PathServer(FakeServer):
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.seen.append(request.path_qs)
+        self.bodies.append(await request.json())
         return await super().chat(request)
 
 
@@ -426,3 +428,21 @@ def test_a_base_url_without_v1_stops_with_the_url_it_lacks() -> None:
         assert b.model == "fake" and ask(b).text == "hi!"
         b.close()
         assert OpenAIBackend(f"http://127.0.0.1:{fake.port}/deployments/d#model=d").model == "d"  # no /v1 anywhere
+
+
+def test_max_completion_tokens_replaces_max_tokens_when_asked() -> None:
+    """OpenAI's reasoning models refuse max_tokens: ``#max_tokens_param=max_completion_tokens`` sends
+    the limit under that name instead; the default stays max_tokens."""
+    assert parse_target("http://h/v1")[1]["max_tokens_param"] == "max_tokens"
+    with pytest.raises(BackendConfigError, match="^openai option max_tokens_param expects max_tokens or "
+                                                 "max_completion_tokens, got 'max_new_tokens'$"):
+        parse_target("http://h/v1#max_tokens_param=max_new_tokens")
+    with PathServer() as fake:
+        for frag in ("", "#max_tokens_param=max_completion_tokens"):
+            b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1{frag}")
+            ask(b)
+            b.close()
+    plain, reasoning = fake.bodies
+    assert plain["max_tokens"] == 4 and "max_completion_tokens" not in plain
+    assert reasoning["max_completion_tokens"] == 4 and "max_tokens" not in reasoning
+    assert b.describe()["max_tokens_param"] == "max_completion_tokens"
