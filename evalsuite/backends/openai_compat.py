@@ -19,7 +19,9 @@ cap),
 ``max_completion_tokens`` for servers that refuse ``max_tokens``, as OpenAI's reasoning models do).
 
 Every request streams (``stream_options.include_usage``), so accuracy runs get TTFT and E2E times
-too. Token times are seconds since the call (before the cap and the body's encoding), and the
+too. A chunk of reasoning (``delta.reasoning_content`` or ``delta.reasoning``, as vLLM and SGLang
+send a reasoning model's thinking) is an output token as a content chunk is: it can be the first
+token and it gets a token time (streamed with empty text); the answer is the content only. Token times are seconds since the call (before the cap and the body's encoding), and the
 response's ``info["client_s"]`` says how long the client held the request before it went out, so a
 load generator sees client-side queueing. Retries happen on 408, 409, 429, 5xx and connection
 failures before the first token; a failure after it cannot be retried without distorting the
@@ -335,11 +337,14 @@ class OpenAIBackend(Backend):
                                 last = now  # any chunk, the finish and usage ones too (as vllm bench serve)
                                 usage = obj["usage"] if isinstance(obj.get("usage"), dict) else usage
                                 for ch in obj.get("choices") or []:
-                                    text = (ch.get("delta") or {}).get("content")
-                                    if text:
+                                    delta = ch.get("delta") or {}
+                                    text = delta.get("content")
+                                    # reasoning tokens are output tokens (usage counts them): timed, not answered
+                                    if text or delta.get("reasoning_content") or delta.get("reasoning"):
                                         times.append(now)
-                                        texts.append(text)
-                                        yield now, text
+                                        if text:
+                                            texts.append(text)
+                                        yield now, text or ""
                                     finish = ch.get("finish_reason") or finish
                             if done:
                                 break

@@ -27,7 +27,7 @@ class FakeServer:
     an int answers that status with an OpenAI error body, "ok" streams two chunks, "break" streams
     one chunk and drops the connection, "cut" streams one chunk and ends the response cleanly (no
     finish_reason, no [DONE]), "garbled" sends an event that is not JSON, "json" ignores stream=true and answers one chat.completion object,
-    "stall" says nothing for 0.5 s."""
+    "stall" says nothing for 0.5 s, "think" streams two reasoning chunks before the two of "ok"."""
 
     def __init__(self, script: list) -> None:
         self.script, self.attempts = list(script), 0
@@ -53,6 +53,9 @@ class FakeServer:
                 {"index": 0, "message": {"role": "assistant", "content": "hi!"}, "finish_reason": "stop"}]})
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
+        if step == "think":
+            for delta in (b'{"reasoning_content": "Let"}', b'{"reasoning": " me"}'):
+                await out.write(b'data: {"choices": [{"index": 0, "delta": ' + delta + b', "finish_reason": null}]}\n\n')
         await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": null}]}\n\n')
         if step == "break":
             request.transport.close()
@@ -446,3 +449,20 @@ def test_max_completion_tokens_replaces_max_tokens_when_asked() -> None:
     assert plain["max_tokens"] == 4 and "max_completion_tokens" not in plain
     assert reasoning["max_completion_tokens"] == 4 and "max_tokens" not in reasoning
     assert b.describe()["max_tokens_param"] == "max_completion_tokens"
+
+
+def test_reasoning_chunks_are_timed_output_tokens_but_not_the_answer() -> None:
+    """``delta.reasoning_content`` / ``delta.reasoning`` chunks: the first one is the first token and
+    each gets a token time (usage's completion_tokens counts them); the answer is the content only.
+    They were ignored, so TTFT waited for the answer."""
+    with FakeServer(["think"]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
+
+        async def items() -> list:
+            return [x async for x in b.astream(REQ)]
+
+        *tokens, r = b._run(items())
+        b.close()
+    assert [text for _, text in tokens] == ["", "", "hi", "!"]
+    assert r.text == "hi!" and len(r.token_times) == 4 and r.token_times == [t for t, _ in tokens]
+    assert r.ttft_s == tokens[0][0]  # the first reasoning chunk's time, not the first answer chunk's
