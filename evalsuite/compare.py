@@ -140,7 +140,8 @@ def paired_efficiency(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleRes
     """Per-sample rates over the same samples in both runs (``rows_a[i]`` and ``rows_b[i]`` are one
     sample): mean end-to-end latency, output tokens per second of latency, media hours per hour of
     latency (video or audio ``duration_s``), and the means of per-sample stage latencies. A figure is
-    computed only when every pair carries what it needs."""
+    computed only when every pair carries what it needs; the tokens/s basis says when some output
+    token counts are chunk estimates (``token_count_source`` ``chunks``)."""
     n = len(rows_a)
     if n == 0:
         return {}
@@ -159,7 +160,11 @@ def paired_efficiency(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleRes
     out["mean_e2e_s"] = _ratio(sum(ea) / n, sum(eb) / n, -1, basis)
     ta, tb = col(rows_a, "output_tokens"), col(rows_b, "output_tokens")
     if ta is not None and tb is not None:
-        out["output_tokens_per_s"] = _ratio(sum(ta) / sum(ea), sum(tb) / sum(eb), 1, basis)
+        # a count of streamed chunks (a server that sent no usage) is an estimate: the basis says so
+        chunked = [sum(1 for r in rows if r.usage.get("token_count_source") == "chunks") for rows in (rows_a, rows_b)]
+        tokens_basis = basis if not any(chunked) else (
+            f"{basis}; output tokens estimated from streamed chunks for {chunked[0]} in a, {chunked[1]} in b")
+        out["output_tokens_per_s"] = _ratio(sum(ta) / sum(ea), sum(tb) / sum(eb), 1, tokens_basis)
     da, db = col(rows_a, "duration_s", "metadata"), col(rows_b, "duration_s", "metadata")
     if da is not None and db is not None and sum(da) > 0:
         out["media_hours_per_hour"] = _ratio(sum(da) / sum(ea), sum(db) / sum(eb), 1, basis)

@@ -393,6 +393,11 @@ def _usage(results: list[SampleResult]) -> dict[str, Any]:
         "output_tokens": total("output_tokens"),
         "mean_e2e_s": (sum(e2e) / len(e2e)) if e2e else None,
     }
+    # where each sample's token counts came from, when the backend says (openai: "usage", or "chunks",
+    # a count of streamed chunks standing in for a server that sent no usage: an estimate)
+    sources = [r.usage["token_count_source"] for r in results if isinstance(r.usage.get("token_count_source"), str)]
+    if sources:
+        out["token_count_source"] = {s: sources.count(s) for s in sorted(set(sources))}
     # Stage latencies a backend logs per sample (a cascade's ocr_s, asr_s, answer_s): their means.
     stages = sorted({k for r in results for k, v in r.usage.items()
                      if k.endswith("_s") and k not in ("ttft_s", "e2e_s") and isinstance(v, (int, float))})

@@ -23,7 +23,9 @@ too. A chunk of reasoning (``delta.reasoning_content`` or ``delta.reasoning``, a
 send a reasoning model's thinking) is an output token as a content chunk is: it can be the first
 token and it gets a token time (streamed with empty text); the answer is the content only. Token times are seconds since the call (before the cap and the body's encoding), and the
 response's ``info["client_s"]`` says how long the client held the request before it went out, so a
-load generator sees client-side queueing. Retries happen on 408, 409, 429, 5xx and connection
+load generator sees client-side queueing. Output tokens are the server's usage count; a server that
+sends no usage gets its streamed chunks counted instead, an estimate (a chunk may hold several
+tokens), and ``info["token_count_source"]`` says which (``usage`` or ``chunks``). Retries happen on 408, 409, 429, 5xx and connection
 failures before the first token; a failure after it cannot be retried without distorting the
 timings, so it fails the request. A load test turns both off for its points (`configure_client`:
 no cap, no retries — a refused request is a failed request, not a slow one). Media: images as
@@ -363,7 +365,10 @@ class OpenAIBackend(Backend):
                     attempt += 1
                     await asyncio.sleep(wait)
                     continue
-                info: dict[str, Any] = {"client_s": client_s}
+                counted = isinstance(usage.get("completion_tokens"), int) and \
+                    not isinstance(usage.get("completion_tokens"), bool)
+                # without usage the chunk count stands in: a chunk may hold several tokens, so it is an estimate
+                info: dict[str, Any] = {"client_s": client_s, "token_count_source": "usage" if counted else "chunks"}
                 details = usage.get("prompt_tokens_details")
                 if self.server_info is not None and isinstance(details, dict):  # an evalsuite server's media counts
                     info.update(numeric_fields(details))
@@ -371,7 +376,8 @@ class OpenAIBackend(Backend):
                     info["retries"] = attempt
                 yield Response(
                     text="".join(texts), prompt_tokens=usage.get("prompt_tokens"),
-                    output_tokens=usage.get("completion_tokens", len(times)), ttft_s=times[0] if times else None,
+                    output_tokens=usage["completion_tokens"] if counted else len(times),
+                    ttft_s=times[0] if times else None,
                     e2e_s=last if times else None, token_times=times, finish_reason=finish, info=info,
                 )
                 return

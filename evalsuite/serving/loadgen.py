@@ -111,9 +111,10 @@ class Record:
         shift = self.called_s - start  # token times: since the call → since the intended start
         times = tuple(shift + float(t) for t in r.token_times)
         end = max(times[-1], shift + float(r.e2e_s)) if r.e2e_s is not None else times[-1]
+        counted = r.output_tokens is not None and r.info.get("token_count_source") != "chunks"
         return Timing(times, int(r.output_tokens if r.output_tokens is not None else len(times)), start_s=start,
                       sent_s=self.sent_s, done_s=start + end, queue_s=self.queue_s,
-                      prompt_tokens=r.prompt_tokens, end_s=end)
+                      prompt_tokens=r.prompt_tokens, end_s=end, tokens_counted=counted)
 
 
 @dataclass

@@ -13,7 +13,9 @@ in-process, one per SSE chunk over HTTP):
 - ITL = every gap between consecutive chunks (all of them, not their mean; chunks, as vLLM's ITL);
 - TPOT = (E2EL − TTFT) / (output tokens − 1) (vLLM's), defined only for requests of 2 or more output tokens
   (output tokens come from the server's usage count, so several tokens in one chunk still count; it
-  is what aiperf calls inter-token latency);
+  is what aiperf calls inter-token latency); a server that sends no usage has its chunks counted
+  instead (``Timing.tokens_counted`` False), an estimate, and a point says how many of its completed
+  requests were counted so (``n_output_tokens_estimated``: their tokens/s and TPOT are estimates);
 - queue = intended start → the request left the client (client-side queueing, reported on its own).
 
 Per load point (a concurrency or an arrival rate), all on the load generator's one clock: mean, std,
@@ -73,6 +75,7 @@ class Timing:
     status: str = "ok"  # "ok" | "failed" | "cancelled"
     prompt_tokens: int | None = None  # None: the backend did not say (an OpenAI server without usage)
     end_s: float | None = None  # the response's end (finish/usage chunk), since the intended start; None: last token
+    tokens_counted: bool = True  # False: output_tokens is a count of streamed chunks (no usage), an estimate
 
     @property
     def ok(self) -> bool:
@@ -190,6 +193,7 @@ def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None
         "duration_s": duration_s,
         "input_tokens": in_tokens,
         "output_tokens": out_tokens,
+        "n_output_tokens_estimated": sum(1 for t in done if not t.tokens_counted),
         "input_tokens_per_s": per_s(in_tokens),
         "output_tokens_per_s": out_tps,
         "total_tokens_per_s": per_s(in_tokens + out_tokens if in_tokens is not None else None),

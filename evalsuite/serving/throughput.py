@@ -475,6 +475,15 @@ class _Bench:
                      modalities=sorted({m for m, _, _ in items[: len(run.records)]}))
         if self.sampler is not None:
             point.update(window(self.sampler.samples, run.started, run.ended))
+        if point["n_output_tokens_estimated"]:
+            run.notes.append(f"{point['n_output_tokens_estimated']} of {point['n_completed']} completed requests "
+                             "came without a usage count: their output tokens are streamed chunks counted, so this "
+                             "point's output tokens/s and TPOT are estimates")
+            note = ("output tokens of requests answered without a usage count are streamed chunks counted (a chunk "
+                    "may hold several tokens): each point's n_output_tokens_estimated says how many, and its "
+                    "tokens/s and TPOT are estimates")
+            if note not in self.notes:
+                self.notes.append(note)
         energy, tokens = point.get("energy_j"), point["output_tokens"]
         point["joules_per_output_token"] = (energy / tokens) if energy is not None and tokens else None
         for k, rec in enumerate(run.records):
@@ -711,7 +720,8 @@ def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], re
     resp = rec.response
     usage: dict[str, Any] = {}
     if resp is not None:
-        usage = {"prompt_tokens": resp.prompt_tokens, "output_tokens": resp.output_tokens}
+        usage = {"prompt_tokens": resp.prompt_tokens, "output_tokens": resp.output_tokens,
+                 "token_count_source": resp.info.get("token_count_source")}
     if t.ok:
         usage.update(ttft_s=sm.ttft(t), tpot_s=sm.tpot(t), e2e_s=sm.e2el(t), itl_s=sm.itls(t))
     if rec.queue_s is not None:

@@ -210,6 +210,22 @@ def test_efficiency_is_compared_on_paired_samples_with_directions(tmp_path, caps
     assert "paired samples (n=50)" in page and ">?<" not in page and "cover 50 vs 200 samples" in page
 
 
+def test_paired_tokens_per_s_says_when_counts_are_chunk_estimates():
+    """An openai: run against a server that sent no usage counts streamed chunks as output tokens
+    (``token_count_source`` ``chunks``): the paired tokens/s basis says how many are estimates."""
+    from evalsuite.compare import paired_efficiency
+
+    rows = binary_samples("videoqa", 4, n_clusters=2, accuracy=0.5, seed=1)
+    a, b = _timed(rows, 2.0, 10, 30.0), _timed(rows, 1.0, 10, 30.0)
+    assert paired_efficiency(a, b)["output_tokens_per_s"]["basis"] == "paired samples (n=4)"
+    for r in b[:3]:
+        r.usage["token_count_source"] = "chunks"
+    eff = paired_efficiency(a, b)
+    assert eff["output_tokens_per_s"]["basis"] == ("paired samples (n=4); output tokens estimated from streamed "
+                                                   "chunks for 0 in a, 3 in b")
+    assert eff["mean_e2e_s"]["basis"] == "paired samples (n=4)"
+
+
 def test_same_samples_keep_the_runs_own_rates_but_not_totals(tmp_path):
     rows = binary_samples("videoqa", 20, n_clusters=4, accuracy=0.4, seed=5)
     a = write_run(tmp_path / "a", {"videoqa": rows}, efficiency={"videoqa": {"video_hours": 0.1, "video_hours_per_hour": 2.0}})

@@ -27,10 +27,12 @@ class FakeServer:
     an int answers that status with an OpenAI error body, "ok" streams two chunks, "break" streams
     one chunk and drops the connection, "cut" streams one chunk and ends the response cleanly (no
     finish_reason, no [DONE]), "garbled" sends an event that is not JSON, "json" ignores stream=true and answers one chat.completion object,
-    "stall" says nothing for 0.5 s, "think" streams two reasoning chunks before the two of "ok"."""
+    "stall" says nothing for 0.5 s, "think" streams two reasoning chunks before the two of "ok",
+    "nousage" streams as "ok" without the usage chunk; ``after`` is the step once the script is used up."""
 
     def __init__(self, script: list) -> None:
         self.script, self.attempts = list(script), 0
+        self.after = "ok"  # the step once the script is used up
         self.headers: list[dict] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -41,7 +43,7 @@ class FakeServer:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         self.attempts += 1
         self.headers.append(dict(request.headers))
-        step = self.script.pop(0) if self.script else "ok"
+        step = self.script.pop(0) if self.script else self.after
         if step == "stall":
             await asyncio.sleep(0.5)
             step = "ok"
@@ -67,7 +69,8 @@ class FakeServer:
             await out.write(b"data: {not json\n\n")
             return out
         await out.write(b'data: {"choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}]}\n\n')
-        await out.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n')
+        if step != "nousage":
+            await out.write(b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2}}\n\n')
         await out.write(b"data: [DONE]\n\n")
         return out
 
@@ -310,7 +313,8 @@ def test_usage_details_keep_numbers_only_as_the_server_writes_them() -> None:
         b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
         (r,) = b.generate([REQ])
         b.close()
-    assert {k: r.info[k] for k in r.info if k != "client_s"} == {"image_tokens": 12, "audio_seconds": 1.5}
+    assert {k: r.info[k] for k in r.info if k not in ("client_s", "token_count_source")} == {"image_tokens": 12,
+                                                                                       "audio_seconds": 1.5}
     sent = _usage(Response("hi", prompt_tokens=5, output_tokens=1,
                            info={"video_frames": True, "image_tokens": 12, "audio_seconds": 1.5, "note": "x"}))
     assert sent["prompt_tokens_details"] == {"image_tokens": 12, "audio_seconds": 1.5}  # MEDIA_USAGE_KEYS' order
@@ -466,3 +470,33 @@ def test_reasoning_chunks_are_timed_output_tokens_but_not_the_answer() -> None:
     assert [text for _, text in tokens] == ["", "", "hi", "!"]
     assert r.text == "hi!" and len(r.token_times) == 4 and r.token_times == [t for t, _ in tokens]
     assert r.ttft_s == tokens[0][0]  # the first reasoning chunk's time, not the first answer chunk's
+
+
+def test_output_counts_without_usage_are_chunk_estimates_and_results_say_so(toy, tmp_path: Path) -> None:
+    """A server that sends no usage: output_tokens is the number of streamed chunks, an estimate (a
+    chunk may hold several tokens), and the response, the samples, results.json and every throughput
+    point say where the counts came from (it was silently the chunk count)."""
+    with FakeServer(["ok", "nousage"]) as fake:
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
+        counted, guessed = ask(b), ask(b)
+        b.close()
+        assert (counted.output_tokens, counted.prompt_tokens, counted.info["token_count_source"]) == (2, 5, "usage")
+        assert (guessed.output_tokens, guessed.prompt_tokens, guessed.info["token_count_source"]) == (2, None, "chunks")
+        fake.after = "nousage"
+        model = f"openai:http://127.0.0.1:{fake.port}/v1"
+        acc = run(RunConfig(model=model, tasks=["toy"], out=tmp_path / "acc", limit=3, quiet=True))
+        assert acc.results["tasks"]["toy"]["usage"]["token_count_source"] == {"chunks": 3}
+        assert "(of 3 samples: streamed chunks counted, the server sent no usage" in \
+            (tmp_path / "acc" / "report.html").read_text()
+        assert {r.usage["token_count_source"] for r in read_samples(tmp_path / "acc" / "samples" / "toy.jsonl").values()} \
+            == {"chunks"}
+        quick = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 0, "concurrency": [1],
+                 "rate_fractions": [1.0], "max_tokens": 8, "slo_search": "none"}
+        tp = run(RunConfig(model=model, tasks=["throughput"], out=tmp_path / "tp", limit=2, quiet=True, report=False,
+                           task_args={"throughput": quick}))
+    t = tp.results["tasks"]["throughput"]
+    points = t["throughput"]["closed_loop"] + t["throughput"]["open_loop"]
+    assert [(p["n_completed"], p["n_output_tokens_estimated"]) for p in points] == [(2, 2), (2, 2)]
+    assert any("streamed chunks counted" in n for n in t["throughput"]["notes"])
+    assert {r.usage["token_count_source"] for r in read_samples(tmp_path / "tp" / "samples" / "throughput.jsonl").values()} \
+        == {"chunks"}

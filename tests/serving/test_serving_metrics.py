@@ -101,6 +101,15 @@ def test_point_without_gpu_or_concurrency() -> None:
     assert unknown["output_tokens_per_s"] == pytest.approx(5 / 1.2, **EXACT)
 
 
+def test_a_point_says_how_many_output_counts_are_chunk_estimates() -> None:
+    """A request whose server sent no usage has its chunks counted (``tokens_counted`` False): the
+    point's tokens/s and TPOT use that estimate and ``n_output_tokens_estimated`` says for how many."""
+    guessed = Timing((0.2, 0.4), output_tokens=2, start_s=0.5, sent_s=0.55, done_s=0.9, tokens_counted=False)
+    assert point_metrics([A, C])["n_output_tokens_estimated"] == 0
+    p = point_metrics([A, guessed, D])
+    assert p["n_output_tokens_estimated"] == 1 and p["output_tokens"] == 6 and p["n_completed"] == 2
+
+
 def test_failed_and_cut_off_requests_count_as_misses() -> None:
     fine = [Timing((0.1, 0.2), 2, done_s=0.2) for _ in range(199)]
     slo = SLO(ttft_s=0.5)
