@@ -49,7 +49,7 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from functools import lru_cache
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, AsyncIterator, Coroutine, TypeVar
 from urllib.parse import parse_qsl, urlparse, urlunparse
@@ -64,6 +64,10 @@ DEFAULTS: dict[str, Any] = {"model": None, "api_key_env": "OPENAI_API_KEY", "tim
                             "max_tokens_param": "max_tokens"}
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 RETRY_STATUS = (408, 409, 429)
+# media files' base64 text kept for the next request that sends them: at most this many bytes in all,
+# and no file whose text is over this share of it (a long video is encoded each time it is sent)
+MEDIA_CACHE_BYTES = 256 * 2**20
+MEDIA_CACHE_ITEM_FRACTION = 0.25
 AUDIO_FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".ogg": "ogg", ".m4a": "m4a", ".webm": "webm"}
 
 
@@ -113,14 +117,48 @@ def endpoint(base: str, path: str) -> str:
     return urlunparse(u._replace(path=f"{u.path.rstrip('/')}/{path}"))
 
 
-@lru_cache(maxsize=64)
-def _file_b64(path: str, mtime: float, size: int) -> str:
-    return base64.b64encode(Path(path).read_bytes()).decode()
+class _B64Cache:
+    """The base64 text of media files, least recently used first out, bounded by its total size
+    (`MEDIA_CACHE_BYTES`): a file whose text is over `MEDIA_CACHE_ITEM_FRACTION` of that is encoded
+    each time and never kept. Keyed by path, modification time and size, so an edited file is read
+    again. Thread-safe (bodies are encoded in worker threads)."""
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self.bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, path: str) -> str:
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size)
+        with self._lock:
+            text = self.items.get(key)
+            if text is not None:
+                self.items.move_to_end(key)
+                return text
+        text = base64.b64encode(Path(path).read_bytes()).decode()  # ASCII: one byte a character
+        cap = MEDIA_CACHE_BYTES
+        if len(text) <= cap * MEDIA_CACHE_ITEM_FRACTION:
+            with self._lock:
+                if key not in self.items:
+                    self.items[key] = text
+                    self.bytes += len(text)
+                while self.bytes > cap and self.items:
+                    _, old = self.items.popitem(last=False)
+                    self.bytes -= len(old)
+        return text
+
+    def clear(self) -> None:
+        with self._lock:
+            self.items.clear()
+            self.bytes = 0
+
+
+_MEDIA_CACHE = _B64Cache()
 
 
 def _b64(path: str) -> str:
-    st = os.stat(path)
-    return _file_b64(path, st.st_mtime, st.st_size)
+    return _MEDIA_CACHE.get(path)
 
 
 @BACKENDS.register("openai")

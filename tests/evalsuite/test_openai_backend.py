@@ -500,3 +500,35 @@ def test_output_counts_without_usage_are_chunk_estimates_and_results_say_so(toy,
     assert any("streamed chunks counted" in n for n in t["throughput"]["notes"])
     assert {r.usage["token_count_source"] for r in read_samples(tmp_path / "tp" / "samples" / "throughput.jsonl").values()} \
         == {"chunks"}
+
+
+def test_the_media_cache_is_bounded_by_bytes(tmp_path: Path, monkeypatch) -> None:
+    """The base64 text of media files is kept up to MEDIA_CACHE_BYTES in all, least recently used out
+    first, and a file over MEDIA_CACHE_ITEM_FRACTION of it is never kept (64 whole files were kept,
+    whatever their size: ten 40 MB videos held 500 MB)."""
+    import base64
+
+    from evalsuite.backends import openai_compat as oc
+
+    monkeypatch.setattr(oc, "MEDIA_CACHE_BYTES", 4000)
+    monkeypatch.setattr(oc, "MEDIA_CACHE_ITEM_FRACTION", 0.25)  # at most 1000 characters of base64 a file
+    cache = oc._B64Cache()
+    monkeypatch.setattr(oc, "_MEDIA_CACHE", cache)
+    small = []
+    for i in range(8):
+        p = tmp_path / f"s{i}.png"
+        p.write_bytes(bytes([i]) * 600)  # 800 characters of base64
+        small.append(str(p))
+    for p in small:
+        assert oc._b64(p) == base64.b64encode(Path(p).read_bytes()).decode()
+    assert cache.bytes == 4000 and [k[0] for k in cache.items] == small[3:]  # the five most recent
+    oc._b64(small[3])  # used again: it is the last to go
+    (tmp_path / "new.png").write_bytes(b"n" * 600)
+    oc._b64(str(tmp_path / "new.png"))
+    assert [k[0] for k in cache.items] == [*small[5:], small[3], str(tmp_path / "new.png")]
+    big = tmp_path / "big.mp4"
+    big.write_bytes(b"v" * 900)  # 1200 characters: over a quarter of the cap
+    assert oc._b64(str(big)) == base64.b64encode(b"v" * 900).decode()
+    assert str(big) not in {k[0] for k in cache.items} and cache.bytes == 4000
+    Path(small[7]).write_bytes(b"x" * 603)  # an edited file (its size, or its modification time) is read again
+    assert oc._b64(small[7]) == base64.b64encode(b"x" * 603).decode()
