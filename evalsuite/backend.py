@@ -13,7 +13,8 @@ that one bad sample never loses the others.
 Streaming: ``stream`` yields timed tokens of one request (blocking); ``astream`` is its asyncio form
 for many concurrent requests (the throughput task and the HTTP server use it): it yields (seconds
 since the call, text) per output token, then one final :class:`Response` with the usage counts and
-every token's time. Cancelling it (closing the iterator, cancelling its task) cancels the request,
+every token's time (a backend that retries a request times the attempt that answered, and gives the
+seconds its failed attempts and waits took as ``Response.info["retry_s"]``). Cancelling it (closing the iterator, cancelling its task) cancels the request,
 so a backend frees whatever the request held. The default runs ``stream`` (or ``generate``, which
 gives no token times) in a worker thread one request at a time; backends that batch override it.
 

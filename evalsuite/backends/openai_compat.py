@@ -2,36 +2,45 @@
 NIM, or ``evalsuite serve`` — for accuracy tasks and the throughput task alike.
 
 Options go in the URL's fragment, which is never sent: ``openai:http://127.0.0.1:8000/v1#model=fp4&
-max_concurrency=64``. A query in the URL (``…/v1?api-version=2024-10-21``) goes on every request,
-after the endpoint's path. ``GET /models`` answering 404 is taken for a server without it (the
-``model`` option is then trusted), unless the same URL with ``/v1`` added lists models: then the
-URL lacks /v1 and the run stops there. ``model`` (default: the one model the server lists), ``api_key_env`` (the
+max_concurrency=64``. ``model`` (default: the one model the server lists), ``api_key_env`` (the
 environment variable holding the API key, default ``OPENAI_API_KEY``; the key is sent as a Bearer
 token and never written to results or logs — only the variable's name is recorded; a variable
-named here must be set, while an unset ``OPENAI_API_KEY`` means no key), ``timeout``
-(seconds without a byte before a request fails, default 600), ``connect_timeout`` (10), ``retries``
-(3), ``backoff`` (0.5: the first retry's wait in seconds, doubling each time, with jitter; a
-``Retry-After`` header wins), ``max_concurrency`` (64 requests in flight from this client; 0 = no
-cap),
-``media`` (``data``: media travel as base64 ``data:`` URIs, which any server takes; ``file``:
-``file://`` URLs, for a server on this machine started with ``--allowed-local-media-path``),
-``max_tokens_param`` (the body field that carries the request's output limit: ``max_tokens``, or
-``max_completion_tokens`` for servers that refuse ``max_tokens``, as OpenAI's reasoning models do).
+named here must be set, while an unset ``OPENAI_API_KEY`` means no key), ``timeout`` (seconds
+without a byte before a request fails, default 600), ``connect_timeout`` (10), ``retries`` (3),
+``backoff`` (0.5: the first retry's wait in seconds, doubling each time, with jitter; a
+``Retry-After`` header in seconds wins, up to ``RETRY_AFTER_MAX_S``, 60), ``max_concurrency`` (64
+requests in flight from this client; 0 = no cap), ``media`` (``data``: media travel as base64
+``data:`` URIs, which any server takes; ``file``: ``file://`` URLs, for a server on this machine
+started with ``--allowed-local-media-path``), ``max_tokens_param`` (the body field that carries the
+request's output limit: ``max_tokens``, or ``max_completion_tokens`` for servers that refuse
+``max_tokens``, as OpenAI's reasoning models do).
+
+A query in the URL (``…/v1?api-version=2024-10-21``) goes on every request, after the endpoint's
+path. ``GET /models`` answering 404 is taken for a server without it (the ``model`` option is then
+trusted), unless the same URL with ``/v1`` added lists models: then the URL lacks /v1 and the run
+stops there.
 
 Every request streams (``stream_options.include_usage``), so accuracy runs get TTFT and E2E times
 too. A chunk of reasoning (``delta.reasoning_content`` or ``delta.reasoning``, as vLLM and SGLang
 send a reasoning model's thinking) is an output token as a content chunk is: it can be the first
-token and it gets a token time (streamed with empty text); the answer is the content only. Token times are seconds since the call (before the cap and the body's encoding), and the
-response's ``info["client_s"]`` says how long the client held the request before it went out, so a
-load generator sees client-side queueing. Output tokens are the server's usage count; a server that
-sends no usage gets its streamed chunks counted instead, an estimate (a chunk may hold several
-tokens), and ``info["token_count_source"]`` says which (``usage`` or ``chunks``). Retries happen on 408, 409, 429, 5xx and connection
-failures before the first token; a failure after it cannot be retried without distorting the
-timings, so it fails the request. A load test turns both off for its points (`configure_client`:
-no cap, no retries — a refused request is a failed request, not a slow one). Media: images as
-``image_url``, video as ``video_url``, audio as ``input_audio`` (data) or ``audio_url`` (file). The
-task's media settings (fps, max_frames, …) are sent as the ``media_settings`` extension only to an
-evalsuite server (it says so in /v1/models); others preprocess their own way.
+token and it gets a token time (streamed with empty text); the answer is the content only.
+
+Token times are seconds since the call (before the cap and the body's encoding), and the response's
+``info["client_s"]`` says how long the client held the request before it went out, so a load
+generator sees client-side queueing. A retried request is timed from the start of the attempt that
+answered (after the client's hold): its failed attempts and the waits between them are left out of
+TTFT, E2E and token times and reported as ``info["retry_s"]``, with ``info["retries"]``. Output
+tokens are the server's usage count; a server that sends no usage gets its streamed chunks counted
+instead, an estimate (a chunk may hold several tokens), and ``info["token_count_source"]`` says
+which (``usage`` or ``chunks``).
+
+Retries happen on 408, 409, 429, 5xx and connection failures before the first token; a failure
+after it cannot be retried without distorting the timings, so it fails the request. A load test
+turns both off for its points (`configure_client`: no cap, no retries — a refused request is a
+failed request, not a slow one). Media: images as ``image_url``, video as ``video_url``, audio as
+``input_audio`` (data) or ``audio_url`` (file). The task's media settings (fps, max_frames, …) are
+sent as the ``media_settings`` extension only to an evalsuite server (it says so in /v1/models);
+others preprocess their own way.
 """
 
 from __future__ import annotations
@@ -64,11 +73,22 @@ DEFAULTS: dict[str, Any] = {"model": None, "api_key_env": "OPENAI_API_KEY", "tim
                             "max_tokens_param": "max_tokens"}
 MAX_TOKENS_PARAMS = ("max_tokens", "max_completion_tokens")
 RETRY_STATUS = (408, 409, 429)
+RETRY_AFTER_MAX_S = 60.0  # the longest a Retry-After header makes a retry wait
 # media files' base64 text kept for the next request that sends them: at most this many bytes in all,
 # and no file whose text is over this share of it (a long video is encoded each time it is sent)
 MEDIA_CACHE_BYTES = 256 * 2**20
 MEDIA_CACHE_ITEM_FRACTION = 0.25
 AUDIO_FORMATS = {".wav": "wav", ".mp3": "mp3", ".flac": "flac", ".ogg": "ogg", ".m4a": "m4a", ".webm": "webm"}
+
+
+def _clock() -> float:
+    """The clock of every request time here (seconds)."""
+    return time.perf_counter()
+
+
+async def _sleep(seconds: float) -> None:
+    """The wait before a retry."""
+    await asyncio.sleep(seconds)
 
 
 class RequestFailed(RuntimeError):
@@ -322,7 +342,7 @@ class OpenAIBackend(Backend):
         import aiohttp
 
         self.check(request)
-        t0 = time.perf_counter()
+        t0 = _clock()
         loop = asyncio.get_running_loop()
         has_media = any(p.type != "text" for m in request.messages for p in m.content)
         # media files are read and encoded off the loop; a text body is cheaper than the thread hop
@@ -333,9 +353,11 @@ class OpenAIBackend(Backend):
         if sem is not None:
             await sem.acquire()
         try:
-            client_s = time.perf_counter() - t0
+            client_s = _clock() - t0
             attempt = 0
+            retry_s = 0.0  # failed attempts and the waits after them: not part of the answer's times
             while True:
+                origin = t0 + retry_s  # the call, as if the answering attempt had gone out first
                 times: list[float] = []
                 texts: list[str] = []
                 last: float | None = None
@@ -354,7 +376,7 @@ class OpenAIBackend(Backend):
                         pending = b""
                         done = False
                         async for block in resp.content.iter_any():  # whatever arrived: one await, many lines
-                            now = time.perf_counter() - t0
+                            now = _clock() - origin
                             *lines, pending = (pending + block).split(b"\n")
                             for raw in lines:
                                 line = raw.strip()
@@ -401,7 +423,8 @@ class OpenAIBackend(Backend):
                     wait = after if after is not None else float(self.opts["backoff"]) * 2 ** attempt * (
                         0.5 + random.random())
                     attempt += 1
-                    await asyncio.sleep(wait)
+                    await _sleep(wait)
+                    retry_s = _clock() - t0 - client_s
                     continue
                 counted = isinstance(usage.get("completion_tokens"), int) and \
                     not isinstance(usage.get("completion_tokens"), bool)
@@ -411,7 +434,7 @@ class OpenAIBackend(Backend):
                 if self.server_info is not None and isinstance(details, dict):  # an evalsuite server's media counts
                     info.update(numeric_fields(details))
                 if attempt:
-                    info["retries"] = attempt
+                    info.update(retries=attempt, retry_s=retry_s)
                 yield Response(
                     text="".join(texts), prompt_tokens=usage.get("prompt_tokens"),
                     output_tokens=usage["completion_tokens"] if counted else len(times),
@@ -476,8 +499,9 @@ class OpenAIBackend(Backend):
 
 
 def _retry_after(value: str | None) -> float | None:
+    """A Retry-After header's seconds, at most RETRY_AFTER_MAX_S (a date or junk: None)."""
     try:
-        return max(0.0, float(value)) if value is not None else None
+        return min(RETRY_AFTER_MAX_S, max(0.0, float(value))) if value is not None else None
     except ValueError:
         return None
 

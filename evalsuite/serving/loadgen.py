@@ -18,7 +18,10 @@ The clock (``clock``, default `time.perf_counter`) is read for every stamp, rela
 start ``t0``: scheduled, released, called and done times, and the backend's token times, which are
 seconds since the call (`Backend.agenerate`) on the same clock. A backend that spends time before
 the request leaves (encoding media, its own queue) reports it as ``Response.info["client_s"]``; that
-moves ``sent_s`` and counts as client-side queueing, reported on its own.
+moves ``sent_s`` and counts as client-side queueing, reported on its own. A backend that retried a
+request times it from the attempt that answered and reports the failed attempts and waits before it
+as ``Response.info["retry_s"]`` (`retry_s`); they are added back, so a retried request's latency
+still counts from its intended start.
 
 Send precision: the sender sleeps on the loop until ``spin_s`` before the scheduled time (asyncio's
 timers wake up to a millisecond late), then spins on the clock; it only releases requests, the
@@ -42,6 +45,13 @@ from evalsuite.types import Request, Response, one_line
 Send = Callable[[Request], Awaitable[Response]]
 Clock = Callable[[], float]
 SPIN_S = 0.001
+
+
+def retry_s(response: Response) -> float:
+    """Seconds a backend spent on a request's failed attempts and the waits between them, which its
+    token times leave out (``info["retry_s"]``; 0 when it did not retry)."""
+    v = response.info.get("retry_s") if isinstance(response.info, dict) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else 0.0
 
 
 def arrival_times(n: int, rate: float, burstiness: float = 1.0, seed: int = 0) -> list[float]:
@@ -108,7 +118,8 @@ class Record:
         if status != "ok" or r is None or not r.token_times or self.called_s is None:
             return Timing((), 0, start_s=start, sent_s=self.sent_s, done_s=self.done_s,
                           status="failed" if status == "ok" else status)
-        shift = self.called_s - start  # token times: since the call → since the intended start
+        # token times: since the call (less the backend's failed attempts) → since the intended start
+        shift = self.called_s - start + retry_s(r)
         times = tuple(shift + float(t) for t in r.token_times)
         end = max(times[-1], shift + float(r.e2e_s)) if r.e2e_s is not None else times[-1]
         counted = r.output_tokens is not None and r.info.get("token_count_source") != "chunks"

@@ -159,11 +159,15 @@ def run_server_scenario(backend: Backend, requests: Sequence[Request], *, target
         thread.join(timeout=10)
         loop.close()
 
+    from evalsuite.serving.loadgen import retry_s
+
     done = [(issue, sent, r) for issue, sent, r, err in records if r is not None and err is None and r.token_times]
-    ours = [sm.Timing(tuple(r.token_times or ()), int(r.output_tokens or 0), sent_s=sent) for _, sent, r in done]
+    # token times leave a retried request's failed attempts out (retry_s): LoadGen's clock does not
+    ours = [sm.Timing(tuple(t + retry_s(r) for t in (r.token_times or ())), int(r.output_tokens or 0), sent_s=sent)
+            for _, sent, r in done]
     # the same requests timed from LoadGen's issue instead of the send
-    from_issue = [sm.Timing(tuple(t + (sent - issue) for t in (r.token_times or ())), int(r.output_tokens or 0))
-                  for issue, sent, r in done]
+    from_issue = [sm.Timing(tuple(t + retry_s(r) + (sent - issue) for t in (r.token_times or ())),
+                            int(r.output_tokens or 0)) for issue, sent, r in done]
 
     def figures(ts: list[sm.Timing]) -> dict[str, Any]:
         return {"ttft_s": sm.distribution(sm.ttft(t) for t in ts), "tpot_s": sm.distribution(sm.tpot(t) for t in ts),

@@ -721,7 +721,8 @@ def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], re
     usage: dict[str, Any] = {}
     if resp is not None:
         usage = {"prompt_tokens": resp.prompt_tokens, "output_tokens": resp.output_tokens,
-                 "token_count_source": resp.info.get("token_count_source")}
+                 "token_count_source": resp.info.get("token_count_source"),
+                 "retries": resp.info.get("retries"), "retry_s": resp.info.get("retry_s")}
     if t.ok:
         usage.update(ttft_s=sm.ttft(t), tpot_s=sm.tpot(t), e2e_s=sm.e2el(t), itl_s=sm.itls(t))
     if rec.queue_s is not None:

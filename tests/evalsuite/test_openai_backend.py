@@ -33,6 +33,7 @@ class FakeServer:
     def __init__(self, script: list) -> None:
         self.script, self.attempts = list(script), 0
         self.after = "ok"  # the step once the script is used up
+        self.retry_after = "0"  # the Retry-After header of a scripted status
         self.headers: list[dict] = []
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -49,7 +50,7 @@ class FakeServer:
             step = "ok"
         if isinstance(step, int):
             return web.json_response({"error": {"message": f"scripted {step}", "type": "x", "param": None,
-                                                "code": None}}, status=step, headers={"Retry-After": "0"})
+                                                "code": None}}, status=step, headers={"Retry-After": self.retry_after})
         if step == "json":
             return web.json_response({"object": "chat.completion", "choices": [
                 {"index": 0, "message": {"role": "assistant", "content": "hi!"}, "finish_reason": "stop"}]})
@@ -532,3 +533,31 @@ def test_the_media_cache_is_bounded_by_bytes(tmp_path: Path, monkeypatch) -> Non
     assert str(big) not in {k[0] for k in cache.items} and cache.bytes == 4000
     Path(small[7]).write_bytes(b"x" * 603)  # an edited file (its size, or its modification time) is read again
     assert oc._b64(small[7]) == base64.b64encode(b"x" * 603).decode()
+
+
+def test_a_retried_request_is_timed_from_the_attempt_that_answered(monkeypatch) -> None:
+    """On a clock that moves only while the client waits to retry: a Retry-After of an hour waits
+    RETRY_AFTER_MAX_S (60 s), and the two failed attempts with their waits are left out of TTFT, E2E
+    and token times and reported as retry_s with retries (TTFT was 120 s here, and a hostile
+    Retry-After hung the run)."""
+    from evalsuite.backends import openai_compat as oc
+
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(oc, "_clock", lambda: now[0])
+    monkeypatch.setattr(oc, "_sleep", sleep)
+    with FakeServer([429, 503]) as fake:
+        fake.retry_after = "3600"
+        b = OpenAIBackend(f"http://127.0.0.1:{fake.port}/v1")
+        r = ask(b)
+        b.close()
+    assert slept == [60.0, 60.0] and oc.RETRY_AFTER_MAX_S == 60.0
+    assert (r.info["retries"], r.info["retry_s"], r.info["client_s"]) == (2, 120.0, 0.0)
+    assert (r.ttft_s, r.e2e_s, r.token_times) == (0.0, 0.0, [0.0, 0.0])
+    assert (oc._retry_after("7"), oc._retry_after("-3"), oc._retry_after("Wed, 21 Oct 2015 07:28:00 GMT")) == \
+        (7.0, 0.0, None)

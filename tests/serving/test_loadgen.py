@@ -295,3 +295,21 @@ def test_arrival_times_refuse_a_schedule_that_cannot_be_drawn() -> None:
         arrival_times(4, 10.0, burstiness=float("inf"))  # every gap NaN: the sender never returned
     with pytest.raises(ValueError, match=r"^rate must be > 0 requests/s, got nan$"):
         arrival_times(4, float("nan"))
+
+
+def test_a_retried_request_counts_its_retries_from_the_intended_start() -> None:
+    """A backend times a retried request from the attempt that answered and reports the 2 s of
+    failed attempt and wait before it as info["retry_s"]: open-loop latency adds them back, so it
+    still runs from the scheduled send (TTFT 2.1 s, not 0.1 s)."""
+    async def go(clock):
+        async def send(req: Request) -> Response:
+            await asyncio.sleep(2.0)  # a refused attempt and the wait before the next
+            await asyncio.sleep(0.3)
+            return Response(text="ab", output_tokens=2, token_times=[0.1, 0.2], e2e_s=0.3,
+                            info={"retries": 1, "retry_s": 2.0})
+
+        return await run_open_loop(send, reqs(1), [0.0], max_duration_s=10, drain_s=10, clock=clock, spin_s=0.0)
+
+    p = point_metrics(vrun(go).timings)
+    assert p["ttft_s"]["mean"] == pytest.approx(2.1, **EXACT) and p["e2el_s"]["mean"] == pytest.approx(2.3, **EXACT)
+    assert p["tpot_s"]["mean"] == pytest.approx(0.2, **EXACT) and p["duration_s"] == pytest.approx(2.3, **EXACT)
