@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import json
 import math
@@ -453,11 +454,29 @@ class OpenAIBackend(Backend):
 
     # ---- blocking use (accuracy tasks) --------------------------------------------------------
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on this backend's loop thread and wait for it. Interrupted while it runs
+        (Ctrl-C, SIGTERM), every request in flight is cancelled and has finished cancelling before
+        the interruption goes on, so nothing is left half-run for the loop's end to find."""
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
             self._loop_thread = threading.Thread(target=self._loop.run_forever, name="evalsuite-openai", daemon=True)
             self._loop_thread.start()
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return fut.result()
+        except BaseException:
+            if not fut.done():
+                self._cancel_in_flight()
+            raise
+
+    def _cancel_in_flight(self, wait_s: float = 10.0) -> None:
+        """Cancel every task on the loop thread and wait (up to ``wait_s``) until they have ended."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(wait_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+            pass  # the loop is stopping or stuck: closing it goes on
 
     def generate(self, requests: list[Request]) -> list[Response | BaseException]:
         """All requests concurrently (up to max_concurrency); a request that fails gives its exception
@@ -468,13 +487,25 @@ class OpenAIBackend(Backend):
         return self._run(all_of())
 
     def close(self) -> None:
-        if self._loop is not None:
-            self._run(self.aclose())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(timeout=10)
-            self._loop.close()
+        """End the loop thread: what is still in flight is cancelled and finishes cancelling, the
+        HTTP session closes and the loop's async generators are finalized before the loop ends."""
+        if self._loop is None:
+            return
+        loop, thread = self._loop, self._loop_thread
+        try:
+            self._run(self._shutdown())
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            if thread is not None:
+                thread.join(timeout=10)
+            if thread is None or not thread.is_alive():
+                loop.close()
             self._loop = None
+
+    async def _shutdown(self) -> None:
+        await _cancel_others()
+        await self.aclose()
+        await asyncio.get_running_loop().shutdown_asyncgens()
 
     # ---- provenance ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -496,6 +527,15 @@ class OpenAIBackend(Backend):
             "media_transport": self.opts["media"],
             "max_tokens_param": self.opts["max_tokens_param"],
         }
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait until each has ended."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -561,3 +565,54 @@ def test_a_retried_request_is_timed_from_the_attempt_that_answered(monkeypatch) 
     assert (r.ttft_s, r.e2e_s, r.token_times) == (0.0, 0.0, [0.0, 0.0])
     assert (oc._retry_after("7"), oc._retry_after("-3"), oc._retry_after("Wed, 21 Oct 2015 07:28:00 GMT")) == \
         (7.0, 0.0, None)
+
+
+class StallServer(FakeServer):
+    """Holds every chat request unanswered until the test ends; ``arrived`` is set once ``n`` are held."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__([])
+        self.n, self.held = n, 0
+        self.arrived = threading.Event()
+        self.released = False
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        self.held += 1
+        if self.held >= self.n:
+            self.arrived.set()
+        while not self.released:
+            await asyncio.sleep(0.05)
+        return web.json_response({"error": {"message": "gone"}}, status=503)
+
+    def __exit__(self, *exc: object) -> None:
+        self.released = True
+        super().__exit__(*exc)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupt_with_requests_in_flight_ends_in_one_line(toy, tmp_path: Path, sig, code) -> None:
+    """Ctrl-C or SIGTERM while four requests wait on the server: the requests are cancelled and end
+    before the loop does, so stderr holds the one 'interrupted' line (it held 22-42 lines of
+    'Exception ignored ... aclose(): asynchronous generator is already running' and 'Task was
+    destroyed but it is pending!')."""
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": f"{root / 'tests'}{os.pathsep}{root}", "TOY_DIR": str(toy)}
+    code_ = "import sys, toytask; from evalsuite.cli import main; sys.exit(main(sys.argv[1:]))"
+    with StallServer(4) as fake:
+        args = ["run", "--model", f"openai:http://127.0.0.1:{fake.port}/v1", "--tasks", "toy", "--task-arg",
+                "toy.n=8", "--batch-size", "4", "--out", str(tmp_path / "run"), "--quiet"]
+        proc = subprocess.Popen([sys.executable, "-c", code_, *args], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        try:
+            assert fake.arrived.wait(timeout=120), "the run never had four requests in flight"
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == code, err
+    assert "interrupted; re-run the same command to resume" in err
+    for noise in ("Task was destroyed", "Exception ignored", "Traceback", "Unclosed"):
+        assert noise not in err, err
