@@ -33,6 +33,17 @@ from typing import Any, AsyncIterator, ClassVar, Iterator
 from evalsuite.types import Request, Response
 
 
+async def cancel_others() -> None:
+    """Cancel every other task of the running loop and wait until each has ended: what the owner of
+    a loop thread runs on it when interrupted and before ending it, so that no request is left
+    pending for the loop's end to find."""
+    me = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not me]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class UnsupportedModality(ValueError):
     pass
 

@@ -64,7 +64,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Coroutine, TypeVar
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
-from evalsuite.backend import Backend, BackendConfigError
+from evalsuite.backend import Backend, BackendConfigError, cancel_others
 from evalsuite.registry import BACKENDS
 from evalsuite.types import Message, Request, Response, numeric_fields
 
@@ -474,7 +474,7 @@ class OpenAIBackend(Backend):
         if self._loop is None or self._loop.is_closed():
             return
         try:
-            asyncio.run_coroutine_threadsafe(_cancel_others(), self._loop).result(wait_s)
+            asyncio.run_coroutine_threadsafe(cancel_others(), self._loop).result(wait_s)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
             pass  # the loop is stopping or stuck: closing it goes on
 
@@ -503,7 +503,7 @@ class OpenAIBackend(Backend):
             self._loop = None
 
     async def _shutdown(self) -> None:
-        await _cancel_others()
+        await cancel_others()
         await self.aclose()
         await asyncio.get_running_loop().shutdown_asyncgens()
 
@@ -527,15 +527,6 @@ class OpenAIBackend(Backend):
             "media_transport": self.opts["media"],
             "max_tokens_param": self.opts["max_tokens_param"],
         }
-
-
-async def _cancel_others() -> None:
-    """Cancel every other task of the running loop and wait until each has ended."""
-    me = asyncio.current_task()
-    tasks = [t for t in asyncio.all_tasks() if t is not me]
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _retry_after(value: str | None) -> float | None:

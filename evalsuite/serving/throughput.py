@@ -57,6 +57,7 @@ the same ``--out`` measures again (timings are not resumable).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import math
 import os
 import threading
@@ -73,7 +74,7 @@ from evalsuite.serving import loadgen
 from evalsuite.serving.exports import write_exports
 from evalsuite import media as media_lib
 from evalsuite.serving import metrics as sm
-from evalsuite.backend import Backend
+from evalsuite.backend import Backend, cancel_others
 from evalsuite.registry import TASKS
 from evalsuite.results import atomic_write_text, dumps
 from evalsuite.task import DrivingTask, Task, TaskArgError
@@ -90,7 +91,9 @@ T = TypeVar("T")
 
 
 class _LoopThread:
-    """An asyncio loop on its own thread: the synchronous task code runs coroutines on it."""
+    """An asyncio loop on its own thread: the synchronous task code runs coroutines on it. Interrupted
+    while a coroutine runs (Ctrl-C, SIGTERM), it cancels everything on the loop and waits for it to
+    end; closing does the same for what is left and finalizes async generators before the loop ends."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -98,12 +101,32 @@ class _LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            if not fut.done():
+                self._settle()
+            raise
+
+    def _settle(self, wait_s: float = 10.0) -> None:
+        async def settle() -> None:
+            await cancel_others()
+            await asyncio.get_running_loop().shutdown_asyncgens()
+
+        try:
+            asyncio.run_coroutine_threadsafe(settle(), self.loop).result(wait_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+            pass  # the loop is stopping or stuck: closing it goes on
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
+        try:
+            self._settle()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
 
 @TASKS.register("throughput")

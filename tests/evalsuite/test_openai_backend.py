@@ -589,18 +589,24 @@ class StallServer(FakeServer):
         super().__exit__(*exc)
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_an_interrupt_with_requests_in_flight_ends_in_one_line(toy, tmp_path: Path, sig, code) -> None:
-    """Ctrl-C or SIGTERM while four requests wait on the server: the requests are cancelled and end
-    before the loop does, so stderr holds the one 'interrupted' line (it held 22-42 lines of
-    'Exception ignored ... aclose(): asynchronous generator is already running' and 'Task was
-    destroyed but it is pending!')."""
+ACCURACY = ["--tasks", "toy", "--task-arg", "toy.n=8", "--batch-size", "4"]
+LOAD_TEST = ["--tasks", "throughput", "--limit", "4", "--task-arg", "throughput.mix=text", "--task-arg",
+             "throughput.warmup=0", "--task-arg", "throughput.concurrency=[4]"]
+
+
+@pytest.mark.parametrize("sig, code, task", [(signal.SIGINT, 130, ACCURACY), (signal.SIGTERM, 143, ACCURACY),
+                                             (signal.SIGINT, 130, LOAD_TEST)])
+def test_an_interrupt_with_requests_in_flight_ends_in_one_line(toy, tmp_path: Path, sig, code, task) -> None:
+    """Ctrl-C or SIGTERM while four requests wait on the server, in an accuracy run or a load test:
+    the requests are cancelled and end before the loop does, so stderr holds the one 'interrupted'
+    line (it held 22-42 lines of 'Exception ignored ... aclose(): asynchronous generator is already
+    running' and 'Task was destroyed but it is pending!')."""
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{root / 'tests'}{os.pathsep}{root}", "TOY_DIR": str(toy)}
     code_ = "import sys, toytask; from evalsuite.cli import main; sys.exit(main(sys.argv[1:]))"
     with StallServer(4) as fake:
-        args = ["run", "--model", f"openai:http://127.0.0.1:{fake.port}/v1", "--tasks", "toy", "--task-arg",
-                "toy.n=8", "--batch-size", "4", "--out", str(tmp_path / "run"), "--quiet"]
+        args = ["run", "--model", f"openai:http://127.0.0.1:{fake.port}/v1", *task, "--out", str(tmp_path / "run"),
+                "--quiet"]
         proc = subprocess.Popen([sys.executable, "-c", code_, *args], env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True,
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
