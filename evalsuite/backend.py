@@ -14,9 +14,10 @@ Streaming: ``stream`` yields timed tokens of one request (blocking); ``astream``
 for many concurrent requests (the throughput task and the HTTP server use it): it yields (seconds
 since the call, text) per output token, then one final :class:`Response` with the usage counts and
 every token's time (a backend that retries a request times the attempt that answered, and gives the
-seconds its failed attempts and waits took as ``Response.info["retry_s"]``). Cancelling it (closing the iterator, cancelling its task) cancels the request,
-so a backend frees whatever the request held. The default runs ``stream`` (or ``generate``, which
-gives no token times) in a worker thread one request at a time; backends that batch override it.
+seconds its failed attempts and waits took as ``Response.info["retry_s"]``). Cancelling it (closing
+the iterator, cancelling its task) cancels the request, so a backend frees whatever the request
+held. The default runs ``stream`` (or ``generate``, which gives no token times) in a worker thread
+one request at a time; backends that batch override it.
 
 ``describe`` returns provenance for ``results.json``: name, backend, precision recipe, weights
 sha256, device, engine version, and anything else that identifies what produced the numbers.
