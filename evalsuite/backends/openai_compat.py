@@ -201,7 +201,7 @@ class OpenAIBackend(Backend):
             # a key was asked for by name: without it every request would be refused (401)
             state = "is empty" if key_env in os.environ else "is not set"
             raise BackendConfigError(f"openai: environment variable {key_env} {state} "
-                                     f"(#api_key_env={key_env} names it as the API key's)")
+                                     f"(#api_key_env={key_env} expects the API key in it)")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._sems: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
         self._loop: asyncio.AbstractEventLoop | None = None  # for the blocking `generate`

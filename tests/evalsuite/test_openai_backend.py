@@ -407,7 +407,7 @@ def test_a_named_key_variable_that_is_unset_stops_before_any_request(toy, tmp_pa
         assert main(["run", "--model", url, "--tasks", "toy", "--limit", "2", "--out", str(tmp_path / "r"),
                      "--quiet"]) == 2
         assert capsys.readouterr().err == ("error: openai: environment variable EVALSUITE_NO_SUCH_KEY is not set "
-                                           "(#api_key_env=EVALSUITE_NO_SUCH_KEY names it as the API key's)\n")
+                                           "(#api_key_env=EVALSUITE_NO_SUCH_KEY expects the API key in it)\n")
         monkeypatch.setenv("EVALSUITE_NO_SUCH_KEY", "")
         with pytest.raises(BackendConfigError, match="^openai: environment variable EVALSUITE_NO_SUCH_KEY is empty"):
             OpenAIBackend(url[len("openai:"):])
