@@ -163,12 +163,20 @@ def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(results["model"].get("name") or "run")).strip("-.")[:60] or "run"
         e.page = f"runs/{i:02d}-{slug}.html"
         entries.append(e)
-    names = [e.model.get("name") for e in entries]
-    for e in entries:
-        e.label = str(e.model.get("name"))
-        if names.count(e.model.get("name")) > 1:
+    labels = [model_label(e.model) for e in entries]
+    for e, label in zip(entries, labels):
+        e.label = label
+        if labels.count(label) > 1:
             e.label += f" ({e.results['run_id']})"
     return entries
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """A run's model as the leaderboard names it: its name, and the model a server served (one
+    ``openai:`` URL serves several) when the name does not already say it."""
+    name = str(model.get("name"))
+    served = model.get("served_model")
+    return f"{name} [{served}]" if served and str(served) not in name else name
 
 
 # ---- analysis -----------------------------------------------------------------------------------

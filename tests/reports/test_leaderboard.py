@@ -254,3 +254,19 @@ def test_a_task_run_over_other_samples_is_flagged_with_its_n(tmp_path):
     entries = load_entries([root])
     assert common_tasks(entries) == []  # and it stays out of the plot's accuracy axis
     assert common_tasks([e for e in entries if e.label != "b"]) == ["docqa"]
+
+
+def test_runs_of_one_server_are_named_by_the_model_it_served(tmp_path):
+    import json
+
+    rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
+    runs = []
+    for i, served in enumerate(["llama-8b", "qwen-7b"]):
+        run = write_run(tmp_path / f"r{i}", {"docqa": rows}, name="openai:http://h:8000/v1", backend="openai",
+                        run_id=f"r{i}")
+        res = json.loads((run / "results.json").read_text())
+        res["model"]["served_model"] = served
+        (run / "results.json").write_text(json.dumps(res))
+        runs.append(run)
+    assert [e.label for e in load_entries(runs)] == ["openai:http://h:8000/v1 [llama-8b]",
+                                                     "openai:http://h:8000/v1 [qwen-7b]"]
