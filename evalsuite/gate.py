@@ -225,8 +225,22 @@ def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjuste
         v.reason = (f"worse by {points(-v.delta, False)} points, but not significantly "
                     f"(one-sided {test} p = {fmt_p(padj)} > {alpha}): too few samples to tell")
     else:
-        v.reason = f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
+        v.reason = (f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
+                    f"{samples_to_decide(p.n, v.delta, lo, margin)}")
     return v
+
+
+def samples_to_decide(n: int, delta: float, lower: float, margin: float) -> str:
+    """How many samples would put the lower bound within the margin if the difference and its spread
+    stayed as observed (the interval's half-width shrinks as 1/sqrt(n)): a hint for sizing --limit,
+    not a promise; empty when the difference itself is at or beyond the margin."""
+    room, half = delta + margin, delta - lower
+    if room <= 0 or half <= 0:
+        return ""
+    need = math.ceil(n * (half / room) ** 2)
+    if need > 100 * n:
+        return f" (at this difference and spread, more than {100 * n:,} samples would be needed)"
+    return f" (at this difference and spread, about {need:,} samples would show it within the margin)"
 
 
 def gate_tasks(pairs: dict[str, Paired], *, margin: float, alpha: float, n_boot: int = N_BOOT,

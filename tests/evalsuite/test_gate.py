@@ -693,3 +693,19 @@ def test_the_throughput_task_is_gated_though_its_requests_differ(tmp_path):
     again = load_test(tmp_path / "s2", ["c1/0000", "c4/0001"], 310.0, "s2")
     g = run_gate(load_run(base), load_run(slow), n_boot=200, candidate_repeats=[(load_run(again), "s2")])
     assert [(e.n_candidate, e.verdict) for e in g.efficiency] == [(2, FAIL)] and g.efficiency[0].upper < 0.8
+
+
+def test_an_inconclusive_task_says_how_many_samples_would_decide_it():
+    from evalsuite.gate import samples_to_decide
+    from evalsuite.paired import pair
+
+    # half-width 4 points, difference -1 with a 2-point margin: (4 / 1)^2 = 16x the samples
+    assert samples_to_decide(100, -0.01, -0.05, 0.02) == (
+        " (at this difference and spread, about 1,600 samples would show it within the margin)")
+    assert samples_to_decide(100, -0.019, -0.1, 0.02).startswith(" (at this difference and spread, more than 10,000")
+    assert samples_to_decide(100, -0.03, -0.1, 0.02) == ""  # the difference itself is beyond the margin
+    rows = binary_samples("docqa", 20, n_clusters=20, accuracy=0.5)
+    right = next(r.id for r in rows if r.score == 1.0)
+    wrong = next(r.id for r in rows if r.score == 0.0)
+    v = decide("docqa", pair(rows, flipped(rows, {right, wrong})), margin=0.02, alpha=0.05)  # one each way
+    assert v.verdict == INCONCLUSIVE and "samples would" in v.reason and "too few samples to tell" in v.reason
