@@ -237,11 +237,14 @@ class CascadeBackend(Backend):
                 out[i] = a
                 continue
             answer_s = a.e2e_s if a.e2e_s is not None else batch_s  # an answerer that times nothing: its call
+            # the answerer's own facts stay (an openai answerer's retries and retry_s, token_count_source);
+            # its call's seconds already hold any retries, so retry_s goes when they stand for its timing
+            kept = {k: v for k, v in (a.info or {}).items() if a.e2e_s is not None or k != "retry_s"}
             out[i] = Response(
                 text=a.text, prompt_tokens=a.prompt_tokens, output_tokens=a.output_tokens,
                 ttft_s=spent + (a.ttft_s if a.ttft_s is not None else answer_s), e2e_s=spent + answer_s,
                 token_times=[spent + t for t in a.token_times] if a.token_times else None,
-                finish_reason=a.finish_reason, info={**info, "answer_s": answer_s},
+                finish_reason=a.finish_reason, info={**kept, **info, "answer_s": answer_s},
             )
         return out  # type: ignore[return-value]  (every slot is filled)
 
@@ -265,6 +268,14 @@ class CascadeBackend(Backend):
                     answers.append(e)
                 secs.append(time.perf_counter() - t1)
             return answers, secs
+
+    def configure_client(self, *, max_concurrency: int | None, retries: int) -> tuple[int | None, int]:
+        """The answering model's client settings (a load generator turns its cap and retries off
+        around its points); a no-op returning (None, 0) for an answerer without a client."""
+        configure = getattr(self.answerer, "configure_client", None)
+        if not callable(configure):
+            return (None, 0)
+        return configure(max_concurrency=max_concurrency, retries=retries)
 
     # ---- provenance ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -187,6 +187,39 @@ def test_a_failed_specialist_errors_its_request_only(cascade: CascadeBackend, tm
     assert out[0].info["answer_s"] >= 0 and out[3].info["ocr_text"] == "ITEM 3"
 
 
+def test_the_answerers_own_facts_reach_the_sample(cascade: CascadeBackend, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """An openai answerer's retries, retry_s and token_count_source stay in the cascade's Response
+    (the load generator adds retry_s back; without it a retried answer looked instant); retry_s
+    goes where the answerer timed nothing and its call's seconds, retries included, stand in."""
+    import dataclasses
+
+    path = text_image(tmp_path / "a.png", "ITEM 1", size=(360, 80))
+    req = Request("r", [user(ContentPart.of_media("image", path), "What is shown?")])
+    answer = cascade.answerer.generate
+    facts = {"retries": 1, "retry_s": 0.8, "token_count_source": "chunks"}
+
+    def with_facts(batch: list[Request], timed: bool = True) -> list:
+        return [dataclasses.replace(r, info={**r.info, **facts}, e2e_s=0.01 if timed else None)
+                for r in answer(batch)]
+
+    monkeypatch.setattr(cascade.answerer, "generate", with_facts)
+    r = cascade.generate([req])[0]
+    assert {k: r.info[k] for k in facts} == facts and r.info["ocr_text"] == "ITEM 1"
+    monkeypatch.setattr(cascade.answerer, "generate", lambda b: with_facts(b, timed=False))
+    r = cascade.generate([req])[0]
+    assert "retry_s" not in r.info and r.info["retries"] == 1 and r.info["token_count_source"] == "chunks"
+
+
+def test_a_load_generator_configures_the_answerers_client(cascade: CascadeBackend, monkeypatch) -> None:
+    assert cascade.configure_client(max_concurrency=None, retries=0) == (None, 0)  # mock answerer: no client
+    seen: list = []
+    monkeypatch.setattr(cascade.answerer, "configure_client",
+                        lambda **kw: seen.append(kw) or (8, 3), raising=False)
+    assert cascade.configure_client(max_concurrency=None, retries=0) == (8, 3)
+    assert seen == [{"max_concurrency": None, "retries": 0}]
+
+
 def test_bad_answering_model_names() -> None:
     with pytest.raises(UnknownNameError, match="unknown model 'nope'"):
         CascadeBackend("nope")
