@@ -57,6 +57,9 @@ def request_line(label: str, phase: str, k: int, run: PointRun, rec: Record, ite
         "itl_ms": [g * 1e3 for g in sm.itls(t)], "queue_ms": _ms(rec.queue_s), "send_lag_ms": _ms(rec.send_lag_s),
         "input_tokens": r.prompt_tokens if r is not None else None,
         "output_tokens": t.output_tokens if t.ok else None, "waited_on_cap": rec.waited_on_cap,
+        # "chunks": the server sent no usage; output_tokens counts streamed chunks (an estimate)
+        "token_count_source": (r.info.get("token_count_source") if r is not None and isinstance(r.info, dict)
+                               else None),
     }
 
 
@@ -97,13 +100,17 @@ def vllm_result(point: dict[str, Any], run: PointRun, model: dict[str, Any], slo
         "hit_max_concurrency": bool(point.get("hit_max_concurrency")), "n_cancelled": point.get("n_cancelled", 0),
         "mean_queue_ms": _ms((point.get("queue_s") or {}).get("mean")), "mean_in_flight": point.get("mean_in_flight"),
         "meets_slo": point.get("meets_slo"), "slo": slo.to_dict(),
+        # requests whose token counts are streamed chunks (no usage from the server): estimates, and so
+        # are output_throughput, total_output_tokens, output_lens and TPOT wherever this is > 0
+        "n_output_tokens_estimated": point.get("n_output_tokens_estimated", 0),
     }
     return out
 
 
 CSV_HEAD = ("label", "phase", "kind", "concurrency", "rate", "burstiness", "max_concurrency", "hit_max_concurrency",
             "completed", "failed", "cancelled", "duration_s", "input_tokens_per_s", "output_tokens_per_s",
-            "total_tokens_per_s", "requests_per_s", "goodput_requests_per_s", "mean_in_flight", "meets_slo")
+            "total_tokens_per_s", "requests_per_s", "goodput_requests_per_s", "mean_in_flight", "meets_slo",
+            "n_output_tokens_estimated")
 
 
 def points_csv(rows: list[tuple[str, dict[str, Any]]], percentiles: Sequence[float]) -> str:
@@ -117,7 +124,7 @@ def points_csv(rows: list[tuple[str, dict[str, Any]]], percentiles: Sequence[flo
                 p.get("max_concurrency"), p.get("hit_max_concurrency"), p.get("n_completed"), p.get("n_failed"),
                 p.get("n_cancelled"), p.get("duration_s"), p.get("input_tokens_per_s"), p.get("output_tokens_per_s"),
                 p.get("total_tokens_per_s"), p.get("requests_per_s"), p.get("goodput_requests_per_s"),
-                p.get("mean_in_flight"), p.get("meets_slo")]
+                p.get("mean_in_flight"), p.get("meets_slo"), p.get("n_output_tokens_estimated", 0)]
         w.writerow(["" if v is None else v for v in base]
                    + ["" if (v := _ms((p.get(key) or {}).get(stat))) is None else v for _, key, stat in lat_cols])
     return buf.getvalue()

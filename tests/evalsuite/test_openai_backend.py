@@ -505,6 +505,15 @@ def test_output_counts_without_usage_are_chunk_estimates_and_results_say_so(toy,
     assert any("streamed chunks counted" in n for n in t["throughput"]["notes"])
     assert {r.usage["token_count_source"] for r in read_samples(tmp_path / "tp" / "samples" / "throughput.jsonl").values()} \
         == {"chunks"}
+    # the files written for other tools say so too: vllm-style point results, points.csv, requests.jsonl
+    exports = tmp_path / "tp" / "throughput"
+    files = sorted((exports / "points").glob("*.json"))
+    assert files and all(json.loads(f.read_text())["evalsuite"]["n_output_tokens_estimated"] == 2 for f in files)
+    import csv
+    rows = list(csv.DictReader((exports / "points.csv").open()))
+    assert rows and {r["n_output_tokens_estimated"] for r in rows} == {"2"}
+    lines = [json.loads(x) for x in (exports / "requests.jsonl").read_text().splitlines()]
+    assert lines and {x["token_count_source"] for x in lines if x["status"] == "ok"} == {"chunks"}
 
 
 def test_the_media_cache_is_bounded_by_bytes(tmp_path: Path, monkeypatch) -> None:
