@@ -404,6 +404,11 @@ def _usage(results: list[SampleResult]) -> dict[str, Any]:
     for key in stages:
         vals = [float(r.usage[key]) for r in results if isinstance(r.usage.get(key), (int, float))]
         out[f"mean_{key}"] = sum(vals) / len(vals)
+    # a backend that retried a request times it from the attempt that answered (openai: retry_s, the
+    # failed attempts and waits before it): how many were, so the mean end-to-end is read as such
+    retried = sum(1 for r in results if isinstance(r.usage.get("retry_s"), (int, float)) and r.usage["retry_s"] > 0)
+    if retried:
+        out["n_retried"] = retried
     return out
 
 

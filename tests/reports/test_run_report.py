@@ -68,6 +68,25 @@ def test_a_specialists_reading_is_shown_with_its_sample(toy, tmp_path):
     assert html.count('<div class="specialist">') == 1
 
 
+def test_retried_samples_are_counted_beside_the_mean_end_to_end(toy, tmp_path):
+    """A backend that retried times the answering attempt (openai: usage retry_s): results.json counts
+    the retried samples and the report says how the mean end-to-end is to be read."""
+    import json as _json
+
+    out = tmp_path / "run"
+    run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=3))
+    log = out / "samples" / "toy.jsonl"
+    rows = [_json.loads(line) for line in log.read_text().splitlines()]
+    for r, wait in zip(rows, (1.5, 0.5)):  # as openai records it: on the retried samples only
+        r["usage"]["retry_s"] = wait
+    log.write_text("".join(_json.dumps(r) + "\n" for r in rows))
+    done = run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=3))  # all done: summarized again
+    usage = done.results["tasks"]["toy"]["usage"]
+    assert usage["n_retried"] == 2 and usage["mean_retry_s"] == 1.0
+    html = render_run_report(out).read_text()
+    assert "timed from the attempt that answered: 2 samples were retried" in html
+
+
 # ---- pages from hand-written run folders ----------------------------------------------------------
 from runfolders import binary_samples, write_run  # noqa: E402
 
