@@ -26,12 +26,15 @@ sha256, device, engine version, and anything else that identifies what produced 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import threading
 import time
-from typing import Any, AsyncIterator, ClassVar, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable, ClassVar, Coroutine, Iterator, TypeVar
 
 from evalsuite.types import Request, Response
+
+T = TypeVar("T")
 
 
 async def cancel_others() -> None:
@@ -43,6 +46,51 @@ async def cancel_others() -> None:
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class LoopThread:
+    """An asyncio loop on its own daemon thread, for synchronous code that runs coroutines (the openai
+    backend's blocking ``generate``, the throughput task's load points). Interrupted while a coroutine
+    runs (Ctrl-C, SIGTERM), it cancels everything on the loop and waits for it to end; ``close`` does
+    the same for what is left, awaits ``before`` (an HTTP session's close) and finalizes async
+    generators before the loop ends."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except BaseException:
+            if not fut.done():
+                self._settle(final=False)  # the loop stays usable: its async generators are not finalized
+            raise
+
+    def _settle(self, before: Callable[[], Awaitable[Any]] | None = None, *, final: bool = True,
+                wait_s: float = 10.0) -> None:
+        async def settle() -> None:
+            await cancel_others()
+            if before is not None:
+                await before()
+            if final:
+                await asyncio.get_running_loop().shutdown_asyncgens()
+
+        try:
+            asyncio.run_coroutine_threadsafe(settle(), self.loop).result(wait_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
+            pass  # the loop is stopping or stuck: closing it goes on
+
+    def close(self, before: Callable[[], Awaitable[Any]] | None = None) -> None:
+        try:
+            self._settle(before)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self.loop.close()
 
 
 class UnsupportedModality(ValueError):

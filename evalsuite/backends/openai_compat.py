@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import concurrent.futures
 import hashlib
 import json
 import math
@@ -64,7 +63,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Coroutine, TypeVar
 from urllib.parse import parse_qsl, urlparse, urlunparse
 
-from evalsuite.backend import Backend, BackendConfigError, cancel_others
+from evalsuite.backend import Backend, BackendConfigError, LoopThread
 from evalsuite.registry import BACKENDS
 from evalsuite.types import Message, Request, Response, numeric_fields
 
@@ -204,8 +203,7 @@ class OpenAIBackend(Backend):
                                      f"(#api_key_env={key_env} expects the API key in it)")
         self._sessions: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self._sems: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-        self._loop: asyncio.AbstractEventLoop | None = None  # for the blocking `generate`
-        self._loop_thread: threading.Thread | None = None
+        self._loops: LoopThread | None = None  # for the blocking `generate`
         listed = self._list_models()
         ids = [m.get("id") for m in listed]
         self.model = self.opts["model"]
@@ -457,26 +455,9 @@ class OpenAIBackend(Backend):
         """Run ``coro`` on this backend's loop thread and wait for it. Interrupted while it runs
         (Ctrl-C, SIGTERM), every request in flight is cancelled and has finished cancelling before
         the interruption goes on, so nothing is left half-run for the loop's end to find."""
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-            self._loop_thread = threading.Thread(target=self._loop.run_forever, name="evalsuite-openai", daemon=True)
-            self._loop_thread.start()
-        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
-        try:
-            return fut.result()
-        except BaseException:
-            if not fut.done():
-                self._cancel_in_flight()
-            raise
-
-    def _cancel_in_flight(self, wait_s: float = 10.0) -> None:
-        """Cancel every task on the loop thread and wait (up to ``wait_s``) until they have ended."""
-        if self._loop is None or self._loop.is_closed():
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(cancel_others(), self._loop).result(wait_s)
-        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
-            pass  # the loop is stopping or stuck: closing it goes on
+        if self._loops is None:
+            self._loops = LoopThread("evalsuite-openai")
+        return self._loops.run(coro)
 
     def generate(self, requests: list[Request]) -> list[Response | BaseException]:
         """All requests concurrently (up to max_concurrency); a request that fails gives its exception
@@ -489,23 +470,9 @@ class OpenAIBackend(Backend):
     def close(self) -> None:
         """End the loop thread: what is still in flight is cancelled and finishes cancelling, the
         HTTP session closes and the loop's async generators are finalized before the loop ends."""
-        if self._loop is None:
-            return
-        loop, thread = self._loop, self._loop_thread
-        try:
-            self._run(self._shutdown())
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            if thread is not None:
-                thread.join(timeout=10)
-            if thread is None or not thread.is_alive():
-                loop.close()
-            self._loop = None
-
-    async def _shutdown(self) -> None:
-        await cancel_others()
-        await self.aclose()
-        await asyncio.get_running_loop().shutdown_asyncgens()
+        if self._loops is not None:
+            loops, self._loops = self._loops, None
+            loops.close(before=self.aclose)
 
     # ---- provenance ---------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:

@@ -57,15 +57,13 @@ the same ``--out`` measures again (timings are not resumable).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import math
 import os
-import threading
 import time
 from dataclasses import replace
 from itertools import count, islice
 from pathlib import Path
-from typing import Any, Coroutine, Literal, TypeVar
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import numpy as np
@@ -74,7 +72,7 @@ from evalsuite.serving import loadgen
 from evalsuite.serving.exports import write_exports
 from evalsuite import media as media_lib
 from evalsuite.serving import metrics as sm
-from evalsuite.backend import Backend, cancel_others
+from evalsuite.backend import Backend, LoopThread
 from evalsuite.registry import TASKS
 from evalsuite.results import atomic_write_text, dumps
 from evalsuite.task import DrivingTask, Task, TaskArgError
@@ -87,46 +85,6 @@ DATASETS = ("mix", "random")
 POINT_MODES = ("requests", "duration")
 CHAT_OVERHEAD = 4  # <bos> <|user|> … <|end|> <|assistant|>: the reference model's template around one user text
 WORDS_ALPHABET = "abcdefghijklmnopqrstuvwxyz"
-T = TypeVar("T")
-
-
-class _LoopThread:
-    """An asyncio loop on its own thread: the synchronous task code runs coroutines on it. Interrupted
-    while a coroutine runs (Ctrl-C, SIGTERM), it cancels everything on the loop and waits for it to
-    end; closing does the same for what is left and finalizes async generators before the loop ends."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="evalsuite-loadgen", daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        fut = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return fut.result()
-        except BaseException:
-            if not fut.done():
-                self._settle()
-            raise
-
-    def _settle(self, wait_s: float = 10.0) -> None:
-        async def settle() -> None:
-            await cancel_others()
-            await asyncio.get_running_loop().shutdown_asyncgens()
-
-        try:
-            asyncio.run_coroutine_threadsafe(settle(), self.loop).result(wait_s)
-        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
-            pass  # the loop is stopping or stuck: closing it goes on
-
-    def close(self) -> None:
-        try:
-            self._settle()
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=10)
-            if not self._thread.is_alive():
-                self.loop.close()
 
 
 @TASKS.register("throughput")
@@ -402,7 +360,7 @@ class _Bench:
         self.search: dict[str, Any] = {"mode": a["slo_search"], "slo": task.slo.to_dict(), "best": None}
         self.rates: list[float] = []
         self.sampler: GpuSampler | None = None
-        self.loop: _LoopThread | None = None
+        self.loop: LoopThread | None = None
 
     def cap(self, n: Any) -> int:
         return min(int(n), self.limit) if self.limit is not None else int(n)
@@ -428,7 +386,7 @@ class _Bench:
             if self._client_before[0] is not None:
                 self.notes.append(f"the client's own cap (max_concurrency={self._client_before[0]}) is off during "
                                   f"load points; throughput.max_concurrency={self.max_conc or 'none'} applies")
-        self.loop = _LoopThread()
+        self.loop = LoopThread("evalsuite-loadgen")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -438,10 +396,7 @@ class _Bench:
         if self.sampler is not None:
             self.sampler.__exit__(None, None, None)
         if self.loop is not None:
-            try:
-                self.loop.run(self.backend.aclose())
-            finally:
-                self.loop.close()
+            self.loop.close(before=self.backend.aclose)
 
     # ---- one load point -------------------------------------------------------------------------
     def closed(self, c: int, label: str, phase: str, items: list[Item]) -> dict[str, Any]:
