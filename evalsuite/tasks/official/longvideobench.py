@@ -20,7 +20,11 @@ Where that parser gives up it draws a random option; here such a sample scores t
 that draw, 1/(number of options), so ``accuracy`` is the official number's expected value and is
 reproducible. ``accuracy_strict`` counts them wrong; ``n_unparsed`` says how many. The prompt is the
 official one (options as "A. …", then "Answer with the option's letter from the given choices
-directly."); ``subtitles=true`` puts the subtitle lines before the question.
+directly." and a newline, lmms-eval's post-prompt); ``subtitles=true`` puts before the question the
+subtitle lines that lmms-eval's ``insert_subtitles_into_frames`` keeps for the frames evalsuite
+samples (in the clip's time, a line kept when a sampled frame falls inside it; see ``_subtitles``).
+lmms-eval interleaves those lines with the frames; a request here holds the video as one part, so
+the lines come together, in order, before the question.
 """
 
 from __future__ import annotations
@@ -52,6 +56,12 @@ def lvb_extract(response: str) -> str | None:
     return m.group(0) if m else None  # (> 10 words and no letter) is a special case of "no letter"
 
 
+def _clock(stamp: Any) -> float:
+    """``h:m:s[.fff]`` in seconds (the subtitle files' start/end form)."""
+    h, m, sec = str(stamp).split(":")
+    return int(h) * 3600 + int(m) * 60 + float(sec)
+
+
 def options_of(rec: dict[str, Any]) -> list[str]:
     """``candidates``, else ``option0..4`` up to the first ``"N/A"`` or missing one."""
     if isinstance(rec.get("candidates"), list):
@@ -70,7 +80,7 @@ class LongVideoBench(Task):
     """LongVideoBench (snapshot folder or HF cache): long-video multiple choice, official letter parsing"""
 
     name = "longvideobench"
-    version = "1"
+    version = "2"
     default_args = {"data_dir": "", "hf": "", "media_dir": "", "index": "lvb_val.json", "subtitles": False,
                     **VIDEO_ARGS}
     media_keys = tuple(VIDEO_ARGS)
@@ -127,22 +137,59 @@ class LongVideoBench(Task):
             return bad_sample(sid, f"video file not found: {videos[0] / video_path}", **meta)
         letters = [chr(65 + i) for i in range(len(options))]
         text = question + "\n" + "\n".join(f"{l}. {o}" for l, o in zip(letters, options))
-        text += "\nAnswer with the option's letter from the given choices directly."
+        text += "\nAnswer with the option's letter from the given choices directly.\n"
         if self.args["subtitles"]:
-            text = self._subtitles(videos, rec) + text
+            try:
+                lines = self._subtitles(videos, video, rec)
+            except (OSError, ValueError, KeyError, TypeError) as e:  # media.MediaError is a ValueError
+                return bad_sample(sid, f"subtitles: {e}", **meta)
+            text = "".join(line + "\n" for line in lines) + text
         return Sample(id=sid, messages=[user(ContentPart.of_media("video", str(video)), text)],
                       target=letters[answer], choices=options, metadata=meta)
 
-    def _subtitles(self, videos: list[Path], rec: dict[str, Any]) -> str:
+    def _subtitles(self, videos: list[Path], video: Path, rec: dict[str, Any]) -> list[str]:
+        """The subtitle lines shown while the sampled frames are, as lmms-eval's
+        ``insert_subtitles_into_frames`` keeps them: each cue moved into the clip's time (less the
+        record's ``starting_timestamp_for_subtitles``), widened to its midpoint ± 0.5 s when shorter
+        than 1 s, kept when a sampled frame lies strictly inside it; in file order. The frames are
+        those :func:`evalsuite.media.frame_times` samples with the task's ``fps`` and ``max_frames``.
+        A record without ``subtitle_path``, or whose file is missing or unreadable, is an error (the
+        official code fails on it)."""
+        from evalsuite import media
+
         name = str(rec.get("subtitle_path") or "")
+        if not name:
+            raise ValueError("the record has no subtitle_path (subtitles=true needs one)")
         path = next((d.parent / "subtitles" / name for d in videos if (d.parent / "subtitles" / name).is_file()),
-                    videos[0].parent / "subtitles" / name)
-        try:
-            cues = json.loads(path.read_text(encoding="utf-8"))
-            lines = [str(c.get("text", c.get("line", ""))) for c in cues if isinstance(c, dict)]
-        except (OSError, ValueError):
-            return ""
-        return "\n".join(lines) + "\n" if lines else ""
+                    None)
+        if path is None:
+            raise ValueError(f"subtitle file not found: {videos[0].parent / 'subtitles' / name}")
+        cues = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(cues, list):
+            raise ValueError(f"{path} must hold a JSON list of cues")
+        duration = media.probe_video(str(video)).duration_s
+        times = media.frame_times(duration, float(self.args["fps"]), int(self.args["max_frames"]))
+        offset = float(rec.get("starting_timestamp_for_subtitles") or 0.0)
+        clip = float(rec["duration"]) if isinstance(rec.get("duration"), (int, float)) else duration
+        lines = []
+        for cue in cues:
+            if not isinstance(cue, dict):
+                continue
+            if "timestamp" in cue:
+                start, end = cue["timestamp"]
+                # as both official versions: an end that is not a float (open, or a JSON integer) becomes
+                # the clip's duration, from which the offset is then taken too (such a cue is rarely kept)
+                end = end if isinstance(end, float) else clip
+                text = cue.get("text", "")
+            else:
+                start, end, text = _clock(cue["start"]), _clock(cue["end"]), cue.get("line", "")
+            start, end = float(start) - offset, float(end) - offset
+            if end - start < 1:
+                mid = (start + end) / 2
+                start, end = mid - 0.5, mid + 0.5
+            if any(start < t < end for t in times):
+                lines.append(str(text))
+        return lines
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
         parsed = lvb_extract(prediction)

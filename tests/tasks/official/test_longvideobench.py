@@ -100,7 +100,8 @@ def test_snapshot_from_hub_cache_with_tarred_videos(tmp_path: Path, media, run_r
     extracted = Path(os.environ["HF_HOME"]) / "longvideobench"
     make_dataset(extracted, media)  # videos/ and subtitles/ as lmms-eval leaves them
     (extracted / "subtitles").mkdir()
-    (extracted / "subtitles" / "a_en.json").write_text(json.dumps([{"text": "hello"}, {"line": "there"}]))
+    (extracted / "subtitles" / "a_en.json").write_text(json.dumps(
+        [{"timestamp": [0.0, 1.0], "text": "hello"}, {"start": "0:00:00.2", "end": "0:00:00.9", "line": "there"}]))
     rel = run_replay("longvideobench", make_dataset(tmp_path / "lvb", media), PREDICTIONS)
     snp = run_replay("longvideobench", None, PREDICTIONS, hf="longvideobench/LongVideoBench")
     assert snp["metrics"] == rel["metrics"] and snp["metrics"]["accuracy"] == pytest.approx(0.3)
@@ -126,3 +127,30 @@ def test_snapshot_parquet_split_and_media_dir(tmp_path: Path, media, run_replay)
     (bad / "videos").mkdir()
     with pytest.raises(DataLayoutError, match=r"lacks column\(s\) video_path, correct_choice \(expected the longvideobench/LongVideoBench"):
         list(LongVideoBench(data_dir=str(bad)).samples())
+
+
+def test_subtitles_are_the_lines_at_the_sampled_frames_in_the_clips_time(tmp_path: Path, media) -> None:
+    """lmms-eval's insert_subtitles_into_frames: cues moved by starting_timestamp_for_subtitles, a cue
+    under 1 s widened to its midpoint +- 0.5 s, kept when a sampled frame lies strictly inside it (every
+    line of the file went in, those outside the clip too)."""
+    root = tmp_path / "lvb"
+    media.mp4(root / "videos" / "a.mp4", frames=80, fps=4)  # 20 s: frames at 0.5, 1.5, ... 19.5 s at fps 1
+    cues = [{"timestamp": [50.0, 52.0], "text": "before the clip"},
+            {"timestamp": [101.0, 103.0], "text": "in clip 1-3 s"},
+            {"start": "0:01:55.0", "end": "0:01:55.2", "line": "short, widened to 14.6-15.6 s"},
+            {"timestamp": [110.9, 111.1], "text": "short, 10.5-11.5 s: no frame strictly inside"},
+            # the official quirk: an end that is not a float becomes the clip's duration *before* the
+            # offset is taken off (20 - 100 = -80): such a cue is never shown
+            {"timestamp": [118.0, None], "text": "open end"},
+            {"timestamp": [200.0, 205.0], "text": "after the clip"}]
+    (root / "subtitles").mkdir(parents=True)
+    (root / "subtitles" / "a.json").write_text(json.dumps(cues))
+    rec = {**RECORDS[0], "subtitle_path": "a.json", "starting_timestamp_for_subtitles": 100.0, "duration": 20.0}
+    (root / "lvb_val.json").write_text(json.dumps([rec, {**rec, "id": "q9", "subtitle_path": "gone.json"},
+                                                   {**rec, "id": "q10", "subtitle_path": None}]))
+    samples = list(LongVideoBench(data_dir=str(root), subtitles="true").samples())
+    assert samples[0].messages[0].text.split("What falls?")[0] == (
+        "in clip 1-3 s\nshort, widened to 14.6-15.6 s\n")
+    assert samples[0].messages[0].text.endswith("Answer with the option's letter from the given choices directly.\n")
+    assert "subtitle file not found" in samples[1].error and "no subtitle_path" in samples[2].error
+
