@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def _require_file(path: str, kind: str) -> None:
 
 # ---- images -------------------------------------------------------------------------------------
 ORIENTATION = 0x0112  # EXIF tag: 1 = as stored, 2-8 = mirrored and/or turned
-_TURNED = (5, 6, 7, 8)  # orientations that turn the image by 90°: width and height swap
+TURNED = (5, 6, 7, 8)  # orientations that turn the image by 90°: width and height swap
 
 
 def exif_orientation(im) -> int:
@@ -66,7 +66,35 @@ def image_size(path: str) -> tuple[int, int]:
 
     with Image.open(path) as im:
         width, height = im.size
-        return (height, width) if exif_orientation(im) in _TURNED else (width, height)
+        return (height, width) if exif_orientation(im) in TURNED else (width, height)
+
+
+def stored_size(path: str) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) of an image as stored, before `load_image` turns it."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.size[0], im.size[1], exif_orientation(im)
+
+
+# where a point (x, y) of a stored W x H image lands in the image `load_image` returns, per EXIF
+# orientation (PIL's exif_transpose: 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90
+# clockwise, 7 transverse, 8 rotate 90 counter-clockwise)
+_ORIENT = {
+    1: lambda x, y, w, h: (x, y), 2: lambda x, y, w, h: (w - x, y), 3: lambda x, y, w, h: (w - x, h - y),
+    4: lambda x, y, w, h: (x, h - y), 5: lambda x, y, w, h: (y, x), 6: lambda x, y, w, h: (h - y, x),
+    7: lambda x, y, w, h: (h - y, w - x), 8: lambda x, y, w, h: (y, w - x),
+}
+
+
+def oriented_box(box_xyxy: Sequence[float], width: int, height: int, orientation: int) -> list[float]:
+    """A box ``[x1, y1, x2, y2]`` in pixels of the image as stored (``width`` x ``height``), in pixels of
+    the image `load_image` returns (turned by its EXIF orientation): what a benchmark's box, drawn on
+    the stored pixels, covers in the picture the model is shown."""
+    f = _ORIENT.get(int(orientation), _ORIENT[1])
+    x1, y1, x2, y2 = box_xyxy
+    (ax, ay), (bx, by) = f(x1, y1, width, height), f(x2, y2, width, height)
+    return [min(ax, bx), min(ay, by), max(ax, bx), max(ay, by)]
 
 
 def to_rgb(im):

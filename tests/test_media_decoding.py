@@ -250,7 +250,8 @@ def test_exif_orientation_turns_the_image_and_its_size(tmp_path):
 
     path = _exif_jpeg(tmp_path / "o6.jpg", 6)  # stored landscape, shown turned 90° clockwise
     im = media.load_image(path)
-    assert im.size == (20, 40) == media.image_size(path) == image_size(path)
+    assert im.size == (20, 40) == media.image_size(path)
+    assert image_size(path) == (40, 20) and media.stored_size(path) == (40, 20, 6)  # boxes are on stored pixels
     a = np.asarray(im).astype(int)
     assert a[2, 17, 0] > 200 and a[2, 17, 1] < 60  # the mark is now top-right
     plain = _exif_jpeg(tmp_path / "o1.jpg", 1)
@@ -269,7 +270,8 @@ def test_image_size_reads_only_the_header(tmp_path, monkeypatch):
         raise AssertionError("image_size decoded the pixels")
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
-    assert image_size(png) == (30, 17) and image_size(jpg) == (20, 40)
+    assert image_size(png) == (30, 17) and image_size(jpg) == (40, 20)  # as stored
+    assert media.image_size(str(jpg)) == (20, 40)  # as shown
 
 
 # ---- audio --------------------------------------------------------------------------------------

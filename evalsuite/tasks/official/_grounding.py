@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 
 from evalsuite.task import TaskArgError
 from evalsuite.types import ContentPart, Sample, SampleResult, user
-from evalsuite.tasks.official._common import IMAGE_ARGS, ok, ratio
+from evalsuite.tasks.official._common import IMAGE_ARGS, bad_sample, ok, ratio
 from evalsuite.tasks.scoring import COORDS, PARSERS, click_in_box, click_point
 
 GROUNDING_ARGS: dict[str, Any] = {"data_dir": "", "coords": "norm1000", "parser": "seeclick", **IMAGE_ARGS}
@@ -48,12 +48,12 @@ def check_coords(task: str, coords: str, parser: str = "seeclick") -> str:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """Width and height of the image the model sees, from the header (no full decode): swapped for an
-    EXIF orientation that turns it, since `evalsuite.media.load_image` turns it (as datasets' image
-    decoding does), so boxes and clicks are in the same pixels as that image."""
+    """Width and height of the image as stored, from the header (no full decode): the pixels a
+    benchmark's boxes are drawn on. `grounding_sample` turns box and size with the image's EXIF
+    orientation into the pixels of the picture the model is shown."""
     from evalsuite import media
 
-    return media.image_size(str(path))
+    return media.stored_size(str(path))[:2]
 
 
 def number_list(value: Any, n: int, what: str) -> list[float]:
@@ -121,6 +121,20 @@ def pixel_box(box: Sequence[float], size: tuple[int, int], normalized: bool) -> 
 
 def grounding_sample(sid: str, image: Path, instruction: str, box: Sequence[float], size: tuple[int, int],
                      coords: str, metadata: dict[str, Any]) -> Sample:
+    """The sample of one target: ``box`` ``[x1, y1, x2, y2]`` in pixels of the image as stored, ``size``
+    its stored (width, height). An image with an EXIF orientation is shown turned
+    (`evalsuite.media.load_image`, as datasets decodes images), so box and size are turned with it: a
+    click on the element in the picture the model sees lands in its box. (SeeClick's script shows the
+    stored pixels; for the rare screenshot with an orientation tag the two agree on what is clicked.)"""
+    from evalsuite import media
+
+    try:
+        orientation = media.stored_size(str(image))[2]
+    except Exception as e:  # PIL raises several types for damaged files
+        return bad_sample(sid, f"image file is corrupt or not an image: {image}: {e}", **metadata)
+    if orientation != 1:
+        box = media.oriented_box(box, int(size[0]), int(size[1]), orientation)
+        size = (size[1], size[0]) if orientation in media.TURNED else size
     prompt = (f'In this screenshot, where should one click to do this: "{instruction}"? '
               f"Answer with the point {_HINTS[coords]}.")
     meta = {**metadata, "img_size": [int(size[0]), int(size[1])], "cluster": metadata.get("cluster", str(image))}

@@ -321,3 +321,30 @@ def test_damaged_shard_is_one_layout_error(tmp_path: Path) -> None:
     with pytest.raises(DataLayoutError, match=r"cannot read parquet .*test-00000-of-00001\.parquet") as e:
         list(ScreenSpot(data_dir=str(tmp_path / "s")).samples())
     assert "\n" not in str(e.value)
+
+
+def test_an_exif_turned_screenshot_turns_its_box_with_it(tmp_path: Path, media) -> None:
+    """The box is drawn on the stored pixels; the model is shown the image turned by its EXIF
+    orientation (as datasets decodes it), so box and size turn with it: a click on the element in the
+    picture shown is right (the box stayed in stored pixels, outside the turned image)."""
+    import numpy as np
+    from PIL import Image
+
+    from evalsuite import media as media_lib
+
+    root = tmp_path / "ss"
+    (root / "screenspot_imgs").mkdir(parents=True)
+    pixels = np.zeros((100, 200, 3), np.uint8)
+    pixels[10:30, 150:190] = (255, 0, 0)  # the element: [x, y, w, h] = [150, 10, 40, 20] as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees clockwise: 100 x 200
+    Image.fromarray(pixels).save(root / "screenspot_imgs" / "r.png", exif=exif.tobytes())
+    (root / "screenspot_mobile.json").write_text(json.dumps([_rec("r.png", [150, 10, 40, 20], "icon")]))
+    task = ScreenSpot(data_dir=str(root), coords="pixels")
+    s = next(iter(task.samples()))
+    shown = np.asarray(media_lib.load_image(str(root / "screenspot_imgs" / "r.png")))
+    ys, xs = np.nonzero(shown[..., 0] > 128)
+    assert s.metadata["img_size"] == [100, 200] and shown.shape[:2] == (200, 100)
+    assert s.target == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == [70, 150, 90, 190]
+    centre = f"({(xs.min() + xs.max()) / 2}, {(ys.min() + ys.max()) / 2})"
+    assert [r.score for r in media.score_all(task, {s.id: centre})] == [1.0]
