@@ -813,7 +813,10 @@ class HFBackend(Backend):
         import transformers
 
         p = self.processor
-        media: dict[str, Any] = {"pipeline": "evalsuite.media (PIL images, PyAV video frames and audio)"}
+        media: dict[str, Any] = {"pipeline": "evalsuite.media (PIL images, PyAV video frames and audio)",
+                                 # a task's min_patches / max_patches are the reference model's resizing rule
+                                 "resizing": "the model's own processor; a task's min_patches/max_patches "
+                                             "are not applied"}
         if p is not None and getattr(p, "image_processor", None) is not None:
             media["image_processor"] = type(p.image_processor).__name__
             media["image_size"] = dict(getattr(p.image_processor, "size", {}) or {})

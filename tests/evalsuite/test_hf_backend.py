@@ -175,6 +175,7 @@ def test_omni_thinker_hears_sees_and_watches(omni_folder: Path, tmp_path: Path, 
     backend = HFBackend(str(path))
     assert backend.modalities == {"text", "image", "video", "audio"}
     assert backend.describe()["media"]["audio_sample_rate"] == 16000
+    assert "min_patches/max_patches are not applied" in backend.describe()["media"]["resizing"]
     reqs = [
         Request("a", [user(ContentPart.of_media("audio", media["audio"]), "What do you hear?")], max_tokens=3,
                 media={"sample_rate": 8000}),
