@@ -10,6 +10,10 @@ prediction's word tokens must hold every token of the answer and none of the wro
 that the answer lacks. Accuracy is right / scored, split by task, difficulty and sub-category as the
 script prints it. The official script never maps a bare letter ("B") to its option, so a letter
 answer is wrong; ``map_letters=true`` asks for that mapping (and shows the options with letters).
+MMAU prescribes no prompt; this one lists the options and asks for the option's text. lmms-eval's
+``mmau_test_mini`` asks for the letter ("A. …", "Answer with the option's letter from the given
+choices directly.") and maps it back: its numbers are those of ``map_letters=true``, not of this
+default.
 
 Snapshot: lmms-eval's ``mmau_test_mini`` loads ``lmms-lab-audio/mmau``; the published card of
 ``lmms-lab/mmau`` gives the schema both read (pass whichever you hold: ``hf=<repo>``): splits

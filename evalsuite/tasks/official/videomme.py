@@ -20,7 +20,10 @@ answered, overall and in every group (duration, domain, task type). ``accuracy_s
 unparsed as wrong; ``n_unparsed`` says how many there were. The prompt is the README's; with
 ``subtitles=true`` the subtitles go before it, and only those "corresponding to the sampled video
 frames" (the README's rule): the cues shown at the times the task's ``fps`` / ``max_frames`` sample
-(``start <= t < end``, as lmms-eval selects them), one line each in cue order.
+(``start <= t < end``, as lmms-eval selects them), one line each in cue order. lmms-eval's
+``videomme`` task differs, so its numbers are not this one's: it always takes 32 frames
+(``np.linspace`` over the frame indices) whatever the model sees, keeps only each cue's first
+``<font>`` text, orders the lines through a ``set``, and words the prompt its own way.
 """
 
 from __future__ import annotations
