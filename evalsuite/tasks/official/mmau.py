@@ -12,7 +12,7 @@ script prints it. The official script never maps a bare letter ("B") to its opti
 answer is wrong; ``map_letters=true`` asks for that mapping (and shows the options with letters).
 MMAU prescribes no prompt; this one lists the options and asks for the option's text. lmms-eval's
 ``mmau_test_mini`` asks for the letter ("A. …", "Answer with the option's letter from the given
-choices directly.") and maps it back: its numbers are those of ``map_letters=true``, not of this
+choices directly.") and maps it back: its numbers are closer to ``map_letters=true`` than to this
 default.
 
 Snapshot: lmms-eval's ``mmau_test_mini`` loads ``lmms-lab-audio/mmau``; the published card of
