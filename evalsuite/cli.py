@@ -210,6 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NotImplementedError as e:  # a request type the model cannot serve (lm-eval's loglikelihood on mock)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:  # the file system refused (disk full, no permission): one line, not a traceback
         where = f": {e.filename}" if e.filename else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)

@@ -50,10 +50,33 @@ PLACEHOLDERS = {"image": "<image>", "audio": "<audio>"}
 LOGLIKELIHOOD_BACKENDS = ("reference", "hf")
 
 
+MODEL_ARGS = ("model", "device", "batch_size", "seed")
+MAX_TOKENS_KEYS = ("max_new_tokens", "max_gen_toks", "max_tokens", "max_completion_tokens")  # first wins
+# lm-eval generation arguments the request carries; others (top_k, num_beams, …) are said once and ignored
+GEN_KEYS = ("until", "temperature", "do_sample", "top_p", *MAX_TOKENS_KEYS)
+
+
+class ModelArgsError(ValueError):
+    """A --model_args value evalsuite cannot use: one line for the user."""
+
+
+def _batch_size(value: int | str) -> int:
+    """lm-eval's --batch_size: a whole number >= 1, or ``auto`` / ``auto:N`` (lm-eval probes memory;
+    here the backend's batch of 8, said on stderr)."""
+    text = str(value).strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    if text.startswith("auto"):
+        print(f"evalsuite: --batch_size {text}: no memory probe here; batches of 8", file=sys.stderr)
+        return 8
+    raise ModelArgsError(f"--batch_size {text!r}: expected a whole number >= 1 or auto")
+
+
 class EvalsuiteLM(LM):
     """lm-eval's model interface over an evalsuite backend."""
 
     MULTIMODAL = True
+    tracked: "list[EvalsuiteLM] | None" = None  # set by main(): the models its run made, to report their failures
 
     def __init__(self, model: str = "bf16", device: str = "cpu", batch_size: int | str = 8, seed: int = 0,
                  backend: Any = None, **_: Any) -> None:
@@ -61,7 +84,7 @@ class EvalsuiteLM(LM):
         from evalsuite.runner import make_backend
 
         self.model_name = model
-        self._batch = max(1, int(batch_size) if str(batch_size).isdigit() else 8)
+        self._batch = _batch_size(batch_size)
         self.seed = int(seed)
         self.backend = backend if backend is not None else make_backend(model, device=device, seed=self.seed,
                                                                         batch_size=self._batch)
@@ -71,6 +94,10 @@ class EvalsuiteLM(LM):
         # ``replay:`` of that file finds them; and the requests that failed, by (lm-eval task, doc id)
         self.suite_task: tuple[str, str] | None = None  # (suite task name, lm-eval task name)
         self.errors: dict[tuple[str, Any], str] = {}
+        self.n_requests = 0
+        self._ignored: set[str] = set()
+        if EvalsuiteLM.tracked is not None:
+            EvalsuiteLM.tracked.append(self)
 
     @classmethod
     def create_from_arg_string(cls, arg_string: str, additional_config: dict | None = None) -> "EvalsuiteLM":
@@ -82,6 +109,10 @@ class EvalsuiteLM(LM):
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> "EvalsuiteLM":
         """What lm-eval's CLI calls with ``--model_args`` parsed to a dict (older versions: the string method)."""
         args = dict(arg_dict)
+        unknown = sorted(set(args) - set(MODEL_ARGS))
+        if unknown:  # a typo ("modle=mock") would evaluate the default model instead
+            raise ModelArgsError(f"--model_args: unknown key(s) {', '.join(unknown)}; expected "
+                                 f"{', '.join(MODEL_ARGS)}")
         extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in ("device", "batch_size")}
         device = str(extra.get("device", ""))
         if device.startswith("cuda") and "device" not in args and not torch.cuda.is_available():
@@ -101,12 +132,20 @@ class EvalsuiteLM(LM):
         from evalsuite.types import one_line
 
         keys = [(str(getattr(r, "task_name", "")), getattr(r, "doc_id", i)) for i, r in enumerate(requests)]
+        # lm-eval repeats a document's request `repeats` times: each repeat its own sampling seed, the
+        # same on every run (one seed for all gave N identical samples, pass@k and maj@k meaningless)
+        seen: dict[tuple[str, Any], int] = {}
+        repeat = []
+        for key in keys:
+            repeat.append(seen.get(key, 0))
+            seen[key] = repeat[-1] + 1
+        self.n_requests += len(requests)
         out: list[str] = []
         for k in range(0, len(requests), self._batch):
             batch: list[tuple[int, Request]] = []
             for i in range(k, min(k + self._batch, len(requests))):
                 try:
-                    batch.append((i, self._request(i, *requests[i].args, key=keys[i])))
+                    batch.append((i, self._request(i, *requests[i].args, key=keys[i], repeat=repeat[i])))
                 except Exception as e:  # media that cannot be written or read: this document only
                     self.errors[keys[i]] = one_line(e)
             answers: dict[int, str] = {}
@@ -119,8 +158,15 @@ class EvalsuiteLM(LM):
         return out
 
     def _request(self, i: int, context: str, gen_kwargs: dict[str, Any] | None = None,
-                 media: dict[str, Any] | None = None, key: tuple[str, Any] | None = None) -> Request:
+                 media: dict[str, Any] | None = None, key: tuple[str, Any] | None = None,
+                 repeat: int = 0) -> Request:
         kw = dict(gen_kwargs or {})
+        ignored = sorted(set(kw) - set(GEN_KEYS) - self._ignored)
+        if ignored:
+            self._ignored.update(ignored)
+            print(f"evalsuite: generation argument(s) {', '.join(ignored)} not used (evalsuite requests take "
+                  f"{', '.join(GEN_KEYS)})", file=sys.stderr)
+        max_tokens = next((kw[k] for k in MAX_TOKENS_KEYS if kw.get(k) is not None), DEFAULT_MAX_GEN_TOKS)
         until = kw.get("until") or []
         until = [until] if isinstance(until, str) else list(until)
         temperature = float(kw.get("temperature", 0.0) or 0.0)
@@ -132,8 +178,9 @@ class EvalsuiteLM(LM):
             task, lm_task = self.suite_task
             sid = str(key[1]) if key[0] in ("", lm_task) else f"{key[0]}/{key[1]}"
         return Request(sample_id=sid, messages=[user(*parts)], task=task,
-                       max_tokens=int(kw.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS)), temperature=temperature,
-                       top_p=float(kw.get("top_p", 1.0) or 1.0), stop=until, seed=self.seed)
+                       max_tokens=int(max_tokens), temperature=temperature,
+                       top_p=float(kw.get("top_p", 1.0) or 1.0), stop=until,
+                       seed=self.seed if repeat == 0 else self.seed + 1_000_003 * repeat)
 
     def _parts(self, context: str, media: dict[str, Any]) -> list[ContentPart | str]:
         """The context with its media parts where their placeholders stand (else first)."""
@@ -272,5 +319,19 @@ def main(argv: list[str] | None = None) -> int:
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
-    cli_evaluate()
+    EvalsuiteLM.tracked = made = []
+    try:
+        cli_evaluate()
+    except ModelArgsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        EvalsuiteLM.tracked = None
+    failed = [(lm, key, msg) for lm in made for key, msg in lm.errors.items()]
+    if failed:  # lm-eval scored each as an empty answer: say so, and do not exit 0
+        total = sum(lm.n_requests for lm in made)
+        _, (task, doc), msg = failed[0]
+        print(f"evalsuite: {len(failed)} of {total} requests failed and were scored as empty answers "
+              f"(first: {task} doc {doc}: {msg})", file=sys.stderr)
+        return 1
     return 0

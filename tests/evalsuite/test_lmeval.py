@@ -248,3 +248,80 @@ def test_lm_evals_default_cuda_device_falls_back_to_cpu_without_cuda(capsys, mon
     lm = EvalsuiteLM.create_from_arg_string("model=mock", {"device": "cuda:0", "batch_size": 2})
     assert lm._batch == 2 and "lm-eval's device cuda:0 is not available here; running on cpu" in capsys.readouterr().err
     lm.close()
+
+
+def test_model_args_typos_and_batch_sizes_are_refused_or_said(capsys) -> None:
+    from evalsuite.lmeval import ModelArgsError
+
+    with pytest.raises(ModelArgsError, match="unknown key.s. modle; expected model, device, batch_size, seed"):
+        EvalsuiteLM.create_from_arg_string("modle=mock", {"device": "cpu"})  # ran the default bf16 instead
+    with pytest.raises(ModelArgsError, match="expected a whole number >= 1 or auto"):
+        EvalsuiteLM.create_from_arg_string("model=mock,batch_size=abc", {"device": "cpu"})
+    lm = EvalsuiteLM.create_from_arg_string("model=mock", {"device": "cpu", "batch_size": "auto:4"})
+    assert lm._batch == 8 and "no memory probe here; batches of 8" in capsys.readouterr().err
+    lm.close()
+
+
+def test_generation_arguments_and_repeats() -> None:
+    """max_new_tokens (HFLM's generate argument) bounds the answer as max_gen_toks does; each repeat of
+    a document gets its own seed (all repeats shared one, so sampled repeats were identical)."""
+    lm = EvalsuiteLM(model="mock", device="cpu")
+    assert lm._request(0, "ctx", {"max_new_tokens": 5, "max_gen_toks": 9}).max_tokens == 5
+    assert lm._request(0, "ctx", {"max_gen_toks": 9}).max_tokens == 9
+    assert lm._request(0, "ctx", {}).max_tokens == 256
+    seen: list = []
+
+    def capture(reqs):
+        seen.extend(reqs)
+        return [type("R", (), {"text": "x"})() for _ in reqs]
+
+    lm.backend.generate = capture
+
+    class Inst:
+        def __init__(self, doc: int) -> None:
+            self.task_name, self.doc_id, self.args = "t", doc, ("q", {"temperature": 1.0, "do_sample": True})
+
+    a, b = Inst(0), Inst(1)
+    lm.generate_until([a, a, a, b, b])  # lm-eval's evaluator repeats each document's request
+    seeds = [r.seed for r in seen]
+    assert seeds[0] == seeds[3] == 0 and len(set(seeds[:3])) == 3 and seeds[1] == seeds[4]
+    lm.close()
+
+
+@pytest.mark.slow  # lm-eval's CLI indexes all its built-in tasks first (~20 s here)
+def test_lm_eval_cli_says_when_requests_failed(task_dir: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "evalsuite.lmeval", "--model", "evalsuite", "--model_args",
+                        "model=mock:fail=lmeval-1", "--tasks", "tinyqa", "--include_path", str(task_dir),
+                        "--output_path", str(tmp_path / "o"), "--device", "cpu"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr[-2000:]  # scored as an empty answer: said, and not exit 0
+    assert "evalsuite: 1 of 4 requests failed and were scored as empty answers" in p.stderr
+
+
+def test_a_request_type_the_model_cannot_serve_is_one_line(task_dir: Path, tmp_path: Path, capsys) -> None:
+    data = task_dir / "qa.jsonl"
+    (task_dir / "tinymc.yaml").write_text(
+        f"task: tinymc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: \"{{question}}\"\ndoc_to_choice: [\"a\", \"b\"]\n"
+        "doc_to_target: 0\nmetric_list:\n  - metric: acc\nmetadata:\n  version: 1.0\n")
+    code = cli_main(["run", "--model", "mock", "--tasks", "lmeval:tinymc", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--limit", "2", "--out", str(tmp_path / "r"), "--quiet"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "Traceback" in ln or ln.startswith("error:")]
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: loglikelihood needs the model's logits")
+
+
+def test_a_lower_is_better_metric_is_marked_for_compare_and_gate(task_dir: Path, tmp_path: Path, capsys) -> None:
+    data = task_dir / "qa.jsonl"
+    (task_dir / "tinyerr.yaml").write_text(TASK_YAML.format(name="tinyerr", data=data)
+                                           .replace("higher_is_better: true", "higher_is_better: false"))
+    out = tmp_path / "run"
+    code = cli_main(["run", "--model", "mock", "--tasks", "lmeval:tinyerr", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--limit", "2", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    entry = load_run(out)[0]["tasks"]["lmeval:tinyerr"]
+    assert entry["lower_is_better"] is True and entry["lm_eval"]["higher_is_better"]["tinyerr"]["exact_match"] is False
+    tiny = tmp_path / "run2"
+    assert cli_main(["run", "--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--limit", "2", "--out", str(tiny), "--quiet"]) == 0
+    assert "lower_is_better" not in load_run(tiny)[0]["tasks"]["lmeval:tinyqa"]
