@@ -303,6 +303,9 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
             tc.diff = paired_diff(p, level=level, n_boot=n_boot, seed=seed)
         else:
             tc.note = "no sample scored in both runs"
+        if ta.get("lower_is_better") or tb.get("lower_is_better"):
+            tc.efficiency_notes.append(f"{pm} is lower-is-better (lm-eval higher_is_better: false): a positive "
+                                       f"delta and B+ (samples whose value rose) are losses here")
         out.append(tc)
     adjusted = holm([tc.diff.p_value if tc.diff else None for tc in out])
     for tc, ph in zip(out, adjusted):

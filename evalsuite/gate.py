@@ -558,8 +558,14 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         check_distinct([("baseline", base_runs), ("candidate", cand_runs)])
     notes = [f"task {t!r}: settings differ ({'; '.join(d)})" for t, d in diffs.items() if d]
     margin = margin_points / 100.0
-    pairs = {t: pair(sb.get(t, []), sc.get(t, []), a_errors_as_wrong=True, b_errors_as_wrong=True) for t in names}
+    # a metric where lower is better (an lm-eval metric with higher_is_better: false): the paired test
+    # reads a higher score as better, so such a task is not gated rather than gated backwards
+    lower = [t for t in names if rb["tasks"][t].get("lower_is_better") or rc["tasks"][t].get("lower_is_better")]
+    pairs = {t: pair(sb.get(t, []), sc.get(t, []), a_errors_as_wrong=True, b_errors_as_wrong=True)
+             for t in names if t not in lower}
     verdicts = gate_tasks(pairs, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed)
+    verdicts += [TaskVerdict(t, SKIPPED, reason="its metric is lower-is-better (lm-eval higher_is_better: false); "
+                                                "the gate judges higher-is-better scores: not gated") for t in lower]
     # a baseline task the candidate lacks is a row of its own (SKIPPED: it does not decide the
     # verdict), not only a note under the table, so the page shows what was not gated where it looks
     verdicts += [TaskVerdict(t, SKIPPED, reason="in the baseline but not in the candidate: not gated")
@@ -613,8 +619,10 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             fail_reasons.append(f"the candidate run {lab} is {r.get('status')}, not complete: the gate passes "
                                 f"only finished runs")
     if not any(t.verdict != SKIPPED for t in verdicts) and not eff:
-        fail_reasons.append("nothing was gated: no task has a sample scored in both runs and no efficiency "
-                            "figure was compared (does each run folder hold its samples/?)")
+        why = (f"{', '.join(lower)}: lower-is-better, not gated; " if lower else "") + (
+            "no other task has a sample scored in both runs" if lower else "no task has a sample scored in both runs")
+        fail_reasons.append(f"nothing was gated: {why} and no efficiency figure was compared (does each run "
+                            "folder hold its samples/?)")
     notes[:0] = [f"gate failed: {r}" for r in fail_reasons]
     return GateResult(baseline_label, candidate_label, rb["model"], rc["model"], margin, alpha,
                       (max_slowdown_pct or 0.0) / 100.0, verdicts, eff, notes,

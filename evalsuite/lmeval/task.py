@@ -173,7 +173,13 @@ class LMEvalTask(DrivingTask):
         if not mean_primary:  # the bootstrap resamples a mean; lm-eval aggregated otherwise
             entry["ci95"] = {self.primary_metric: None}
         entry["lm_eval"] = {"versions": res.get("versions", {}), "n-shot": res.get("n-shot", {}),
-                            "n-samples": res.get("n-samples", {}), "stderr": stderr}
+                            "n-samples": res.get("n-samples", {}), "stderr": stderr,
+                            "higher_is_better": res.get("higher_is_better", {})}
+        metric = self.primary_metric.rpartition("/")[2].partition(",")[0]
+        task = subtasks[0] if "/" in self.primary_metric else self.lm_task
+        if (res.get("higher_is_better") or {}).get(task, {}).get(metric) is False:
+            # compare and gate read a higher score as better: they must not read this one so
+            entry["lower_is_better"] = True
         return entry
 
     def _convert(self, res: dict[str, Any], subtasks: list[str]

@@ -11,7 +11,7 @@ import pytest
 from runfolders import binary_samples, flipped, write_run
 
 from evalsuite.cli import main as cli_main
-from evalsuite.gate import (FAIL, INCONCLUSIVE, PASS, GateError, check_efficiency, decide, gate_tasks, load_baseline, run_gate,
+from evalsuite.gate import (FAIL, INCONCLUSIVE, PASS, SKIPPED, GateError, check_efficiency, decide, gate_tasks, load_baseline, run_gate,
                             save_baseline)
 from evalsuite.paired import Paired, binom_cdf_half
 from evalsuite.reports.gate_page import render_gate
@@ -709,3 +709,21 @@ def test_an_inconclusive_task_says_how_many_samples_would_decide_it():
     wrong = next(r.id for r in rows if r.score == 0.0)
     v = decide("docqa", pair(rows, flipped(rows, {right, wrong})), margin=0.02, alpha=0.05)  # one each way
     assert v.verdict == INCONCLUSIVE and "samples would" in v.reason and "too few samples to tell" in v.reason
+
+
+def test_a_lower_is_better_metric_is_not_gated_backwards(big, tmp_path, capsys):
+    """An lm-eval metric with higher_is_better: false (an error rate): half the samples got worse
+    (the value rose); the paired test reads a rise as better and PASSed it. It is SKIPPED, saying why."""
+    rows, _ = big
+    worse = [r for r in rows if r.score == 0.0][:100]
+    base = write_run(tmp_path / "b", {"docqa": rows})
+    cand = write_run(tmp_path / "c", {"docqa": flipped(rows, {r.id for r in worse})})
+    for run in (base, cand):
+        res = json.loads((run / "results.json").read_text())
+        res["tasks"]["docqa"]["lower_is_better"] = True
+        (run / "results.json").write_text(json.dumps(res))
+    code = gate("--baseline", str(base), "--candidate", str(cand), "--out", str(tmp_path / "g"))
+    doc = load_doc(tmp_path / "g", "gate")
+    assert [(t["task"], t["verdict"]) for t in doc["tasks"]] == [("docqa", SKIPPED)]
+    assert "lower-is-better" in doc["tasks"][0]["reason"]
+    assert code == 1 and "nothing was gated: docqa: lower-is-better, not gated" in capsys.readouterr().out
