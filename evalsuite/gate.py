@@ -226,21 +226,41 @@ def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjuste
                     f"(one-sided {test} p = {fmt_p(padj)} > {alpha}): too few samples to tell")
     else:
         v.reason = (f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
-                    f"{samples_to_decide(p.n, v.delta, lo, margin)}")
+                    f"{samples_to_decide(p, margin, alpha, lo)}")
     return v
 
 
-def samples_to_decide(n: int, delta: float, lower: float, margin: float) -> str:
-    """How many samples would put the lower bound within the margin if the difference and its spread
-    stayed as observed (the interval's half-width shrinks as 1/sqrt(n)): a hint for sizing --limit,
-    not a promise; empty when the difference itself is at or beyond the margin."""
-    room, half = delta + margin, delta - lower
-    if room <= 0 or half <= 0:
+def samples_to_decide(p: Paired, margin: float, alpha: float, lower: float | None = None) -> str:
+    """About how many samples would put the lower bound within the margin if the pairs kept their
+    proportions: the counts scaled up under Tango's score bound at the gate's level (the sums of the
+    positive and negative differences for fractional scores), its distance from the difference
+    widened by as much as the gate's own ``lower`` bound (the hull with the bootstrap, the
+    clustering) is wider now. A hint for sizing --limit, not a promise. Empty when the difference
+    itself is at or beyond the margin."""
+    from statistics import NormalDist
+
+    from evalsuite.paired import _tango_bounds
+
+    d = np.asarray(p.d, dtype=np.float64)
+    x, y, n = float(d[d > 0].sum()), float(-d[d < 0].sum()), float(d.size)
+    if n == 0 or (x - y) / n <= -margin:
         return ""
-    need = math.ceil(n * (half / room) ** 2)
-    if need > 100 * n:
-        return f" (at this difference and spread, more than {100 * n:,} samples would be needed)"
-    return f" (at this difference and spread, about {need:,} samples would show it within the margin)"
+    z = NormalDist().inv_cdf(1.0 - alpha)
+    delta = (x - y) / n
+    gap = delta - _tango_bounds(x, y, n, z)[0]
+    widen = max(1.0, (delta - lower) / gap) if lower is not None and gap > 0 else 1.0
+
+    def decided(k: float) -> bool:
+        return delta - widen * (delta - _tango_bounds(x * k, y * k, n * k, z)[0]) > -margin
+
+    hi = 100.0
+    if not decided(hi):
+        return f" (at this difference and spread, more than {int(100 * n):,} samples would be needed)"
+    lo = 1.0
+    for _ in range(60):  # the bound rises with k: bisection on the scale
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if decided(mid) else (mid, hi)
+    return f" (at this difference and spread, about {math.ceil(n * hi):,} samples would show it within the margin)"
 
 
 def gate_tasks(pairs: dict[str, Paired], *, margin: float, alpha: float, n_boot: int = N_BOOT,
