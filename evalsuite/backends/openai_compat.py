@@ -53,6 +53,7 @@ import math
 import mimetypes
 import os
 import random
+import tempfile
 import threading
 import time
 import urllib.error
@@ -181,6 +182,38 @@ def _b64(path: str) -> str:
     return _MEDIA_CACHE.get(path)
 
 
+_UPRIGHT_DIR: tempfile.TemporaryDirectory | None = None
+_UPRIGHT_LOCK = threading.Lock()
+
+
+def upright(path: str) -> str:
+    """An image file as `evalsuite.media.load_image` shows it: one with an EXIF orientation other than
+    1 is sent turned (a PNG written once per file version into a temporary folder), because servers
+    differ on applying the tag (some decode the stored pixels) while a benchmark's boxes and the other
+    backends go by the turned picture. Any other file: ``path`` itself. An unreadable image is sent
+    as it is (the server says what it makes of it)."""
+    from evalsuite import media
+
+    try:
+        st = os.stat(path)
+        orientation = media.stored_size(path)[2]
+    except Exception:
+        return path
+    if orientation == 1:
+        return path
+    global _UPRIGHT_DIR
+    with _UPRIGHT_LOCK:
+        if _UPRIGHT_DIR is None:
+            _UPRIGHT_DIR = tempfile.TemporaryDirectory(prefix="evalsuite-upright-")
+        name = hashlib.sha256(f"{Path(path).resolve()}|{st.st_mtime_ns}|{st.st_size}".encode()).hexdigest()[:24]
+        out = Path(_UPRIGHT_DIR.name) / f"{name}.png"
+        if not out.exists():
+            tmp = out.with_suffix(".tmp.png")
+            media.load_image(path).save(tmp, format="PNG")
+            tmp.replace(out)
+    return str(out)
+
+
 @BACKENDS.register("openai")
 class OpenAIBackend(Backend):
     """openai:<base url> any OpenAI-compatible server (vLLM, SGLang, TensorRT-LLM, NIM, evalsuite serve)"""
@@ -301,6 +334,8 @@ class OpenAIBackend(Backend):
 
     # ---- request bodies -----------------------------------------------------------------------
     def _part(self, kind: str, path: str) -> dict[str, Any]:
+        if kind == "image":
+            path = upright(path)
         if self.opts["media"] == "file":
             url = Path(path).resolve().as_uri()
             key = {"image": "image_url", "video": "video_url", "audio": "audio_url"}[kind]

@@ -631,3 +631,32 @@ def test_an_interrupt_with_requests_in_flight_ends_in_one_line(toy, tmp_path: Pa
     assert "interrupted; re-run the same command to resume" in err
     for noise in ("Task was destroyed", "Exception ignored", "Traceback", "Unclosed"):
         assert noise not in err, err
+
+
+def test_an_exif_oriented_image_is_sent_as_the_other_backends_show_it(tmp_path: Path) -> None:
+    """Servers differ on applying the EXIF orientation tag (some decode the stored pixels), while the
+    other backends and a benchmark's boxes go by the turned picture: such an image is sent turned."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from evalsuite import media
+    from evalsuite.backends.openai_compat import upright
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:5, :5] = 255  # a white corner, top-left as stored
+    exif = Image.Exif()
+    exif[0x0112] = 3  # shown turned 180 degrees
+    turned = tmp_path / "t.png"
+    Image.fromarray(pixels).save(turned, exif=exif.tobytes())
+    plain = tmp_path / "p.png"
+    Image.fromarray(pixels).save(plain)
+    assert upright(str(plain)) == str(plain) and upright(str(turned)) == upright(str(turned)) != str(turned)
+    b = object.__new__(OpenAIBackend)  # body() needs only the options
+    b.opts = {"media": "data"}
+    part = b._part("image", str(turned))
+    sent = np.asarray(Image.open(io.BytesIO(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))))
+    assert part["image_url"]["url"].startswith("data:image/png;base64,")
+    assert np.array_equal(sent, np.asarray(media.load_image(str(turned)))) and sent[-1, -1].tolist() == [255] * 3
