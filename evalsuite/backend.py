@@ -84,6 +84,8 @@ class LoopThread:
             pass  # the loop is stopping or stuck: closing it goes on
 
     def close(self, before: Callable[[], Awaitable[Any]] | None = None) -> None:
+        if self.loop.is_closed():  # closed already: nothing left to end
+            return
         try:
             self._settle(before)
         finally:

@@ -141,11 +141,18 @@ def paired_efficiency(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleRes
     sample): mean end-to-end latency, output tokens per second of latency, media hours per hour of
     latency (video or audio ``duration_s``), and the means of per-sample stage latencies. A figure is
     computed only when every pair carries what it needs; the tokens/s basis says when some output
-    token counts are chunk estimates (``token_count_source`` ``chunks``)."""
+    token counts are chunk estimates (``token_count_source`` ``chunks``), every basis when samples were
+    retried (``retry_s``: timed from the answering attempt)."""
     n = len(rows_a)
     if n == 0:
         return {}
     basis = f"paired samples (n={n})"
+    # a backend that retried times the answering attempt (usage retry_s): the latencies leave the
+    # failed attempts and waits out, so the basis says how many samples were retried on each side
+    retried = [sum(1 for r in rows if isinstance(r.usage.get("retry_s"), (int, float)) and r.usage["retry_s"] > 0)
+               for rows in (rows_a, rows_b)]
+    if any(retried):
+        basis += f"; timed from the answering attempt, retried: {retried[0]} in a, {retried[1]} in b"
     out: dict[str, dict[str, Any]] = {}
 
     def col(rows: Sequence[SampleResult], key: str, where: str = "usage") -> list[float] | None:

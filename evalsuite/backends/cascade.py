@@ -24,9 +24,11 @@ What the specialists hand over:
 Per response ``info`` (the sample's ``usage`` in ``samples/<task>.jsonl``): ``ocr_s`` / ``asr_s``
 (this request's specialist seconds, when it had images or video / audio), ``answer_s`` (the answering
 model's end-to-end seconds), ``ocr_text`` / ``transcript`` (what the answering model was given), and
-``ocr_frames`` for video. ``ttft_s`` and ``e2e_s`` are this request's specialist time plus the answering
-model's own ttft / e2e for it (the answering model runs the whole batch's prompts together; an
-answering model that reports no timings is charged its whole batch call).
+``ocr_frames`` for video, beside the answering model's own facts (an ``openai:`` answerer's
+``retries`` / ``retry_s``, ``token_count_source``, ``client_s``). ``ttft_s`` and ``e2e_s`` are this
+request's specialist time plus the answering model's own ttft / e2e for it (the answering model runs
+the whole batch's prompts together; an answering model that reports no timings is charged its whole
+batch call, retries included, and its ``retry_s`` is left out).
 
 A missing specialist (no ``tesseract`` binary, no pytesseract or pocketsphinx package) turns off that
 modality only: its samples error with the install hint, the others run. A request whose media a

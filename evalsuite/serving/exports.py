@@ -3,14 +3,17 @@
 - ``requests.jsonl``: one line per request sent in a load point, with absolute timestamps (Unix
   seconds: the point's origin, read once from the wall clock, plus the load generator's offsets) —
   scheduled, started (intended start), sent, first token, done — and its latencies in ms (TTFT and
-  E2EL from the intended start, TPOT, every ITL gap, client queue, send lag), token counts, status;
+  E2EL from the intended start, TPOT, every ITL gap, client queue, send lag), token counts (with
+  ``token_count_source``: ``chunks`` where the server sent no usage, an estimate), status;
 - ``points/<label>.json``: each load point in the layout ``vllm bench serve --save-result`` writes
   (``duration``, ``completed``, ``failed``, ``total_input_tokens``, ``request_throughput``,
   ``output_throughput``, ``mean_ttft_ms``, ``p99_tpot_ms``…, and the per-request lists ``input_lens``,
   ``output_lens``, ``ttfts``, ``itls``, ``errors``, in seconds as vLLM keeps them, null for a failed
   request), so scripts written for vLLM's files read ours; plus an ``evalsuite`` entry with what
-  vLLM's layout has no place for (kind, concurrency, client queue, whether the point hit its cap);
-- ``points.csv``: one row per load point, the headline figures and latency percentiles in ms.
+  vLLM's layout has no place for (kind, concurrency, client queue, whether the point hit its cap,
+  ``n_output_tokens_estimated``: requests whose token counts are chunk estimates);
+- ``points.csv``: one row per load point, the headline figures (``n_output_tokens_estimated`` too)
+  and latency percentiles in ms.
 """
 
 from __future__ import annotations

@@ -226,6 +226,20 @@ def test_paired_tokens_per_s_says_when_counts_are_chunk_estimates():
     assert eff["mean_e2e_s"]["basis"] == "paired samples (n=4)"
 
 
+def test_paired_latencies_say_when_samples_were_retried():
+    """A backend that retried times the answering attempt (usage retry_s): every basis says how many
+    samples on each side were retried (two 30 s retries compared as 'ratio 1.0' in silence)."""
+    from evalsuite.compare import paired_efficiency
+
+    rows = binary_samples("videoqa", 4, n_clusters=2, accuracy=0.5, seed=1)
+    a, b = _timed(rows, 1.0, 10, 30.0), _timed(rows, 1.0, 10, 30.0)
+    for r in b[:2]:
+        r.usage["retry_s"] = 30.0
+    eff = paired_efficiency(a, b)
+    assert eff["mean_e2e_s"]["basis"] == "paired samples (n=4); timed from the answering attempt, retried: 0 in a, 2 in b"
+    assert eff["output_tokens_per_s"]["basis"].endswith("retried: 0 in a, 2 in b")
+
+
 def test_same_samples_keep_the_runs_own_rates_but_not_totals(tmp_path):
     rows = binary_samples("videoqa", 20, n_clusters=4, accuracy=0.4, seed=5)
     a = write_run(tmp_path / "a", {"videoqa": rows}, efficiency={"videoqa": {"video_hours": 0.1, "video_hours_per_hour": 2.0}})
