@@ -251,15 +251,23 @@ class EvalsuiteLM(LM):
 
     @torch.no_grad()
     def _loglikelihood(self, context: str, continuation: str) -> tuple[float, bool]:
+        """log P(continuation | context), tokenized as lm-eval's ``_encode_pair``: the context's
+        trailing whitespace moves to the continuation ("Answer: " + "B" scores " B"), and the
+        continuation's tokens are those of the whole text after the context's (a word split across the
+        two is tokenized as the model would see it)."""
         b = self.backend
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
         if b.backend_name == "reference":
             tok = b.model.tokenizer
-            ctx, cont = tok.encode(context, bos=True), tok.encode(continuation)
+            ctx = tok.encode(context, bos=True)
+            cont = tok.encode(context + continuation, bos=True)[len(ctx):]
             ids = torch.tensor([ctx + cont], device=b.device)
             logits = b.model.lm(ids)
         else:  # hf
             ctx = b.tokenizer(context, add_special_tokens=True)["input_ids"]
-            cont = b.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            cont = b.tokenizer(context + continuation, add_special_tokens=True)["input_ids"][len(ctx):]
             if not ctx:  # the first continuation token needs something before it
                 ctx = [b.tokenizer.bos_token_id if b.tokenizer.bos_token_id is not None else b.tokenizer.eos_token_id]
             ids = torch.tensor([ctx + cont], device=b.device)

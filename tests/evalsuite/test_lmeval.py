@@ -222,6 +222,10 @@ def test_loglikelihood_of_an_hf_model_is_transformers_own(tmp_path: Path) -> Non
     (ll, is_greedy), (_, greedy_hit) = lm.loglikelihood([R("The total is", " 42.50"), R("The total is", greedy_text)])
     assert ll == pytest.approx(expected, abs=1e-4) and ll < 0
     assert not is_greedy and greedy_hit
+    # lm-eval's _encode_pair: the context's trailing space goes to the continuation ("Answer: " + "B"
+    # scored "B" after a dangling space token before)
+    (moved, _), = lm.loglikelihood([R("The total is ", "42.50")])
+    assert moved == pytest.approx(ll, abs=1e-4)
 
 
 @torch.no_grad()
