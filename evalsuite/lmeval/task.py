@@ -215,8 +215,16 @@ class LMEvalTask(DrivingTask):
                     for m in e.get("metrics", []):
                         scores[m if e.get("filter") == p_filter else f"{m},{e.get('filter')}"] = e.get(m)
                 value = main.get(p_metric)
+                # the prediction is what the model said (lm-eval's resps), so that replaying this file
+                # gives the same scores (its filters run again); the primary filter's result is kept beside
+                raw = main.get("resps")
                 resp = main.get("filtered_resps")
-                pred = resp[0] if isinstance(resp, list) and len(resp) == 1 and isinstance(resp[0], str) else resp
+                filtered = resp[0] if isinstance(resp, list) and len(resp) == 1 and isinstance(resp[0], str) else resp
+                said = raw[0][0] if (isinstance(raw, list) and len(raw) == 1 and isinstance(raw[0], list)
+                                     and len(raw[0]) == 1 and isinstance(raw[0][0], str)) else None
+                pred = said if said is not None else filtered
+                if said is not None and filtered != said:
+                    scores["filtered_response"] = filtered
                 sid = f"{sub}/{doc_id}" if group else str(doc_id)
                 args = main.get("arguments") or [[""]]
                 error = errors.get((sub, doc_id))  # the request failed: errored, not answered ""

@@ -329,3 +329,24 @@ def test_a_lower_is_better_metric_is_marked_for_compare_and_gate(task_dir: Path,
     assert cli_main(["run", "--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg",
                      f"lmeval.include_path={task_dir}", "--limit", "2", "--out", str(tiny), "--quiet"]) == 0
     assert "lower_is_better" not in load_run(tiny)[0]["tasks"]["lmeval:tinyqa"]
+
+
+def test_a_filtered_task_replays_to_the_same_scores(task_dir: Path, tmp_path: Path, capsys) -> None:
+    """The samples file keeps what the model said (lm-eval's resps), the filter's result beside it:
+    replaying a GSM8K-style '#### (\\d+)' task from its own file scored every answer [invalid]."""
+    data = task_dir / "gsm.jsonl"
+    data.write_text("".join(json.dumps({"question": f"#### {n} is it", "answer": str(n)}) + "\n" for n in (42, 7)))
+    (task_dir / "tinygsm.yaml").write_text(
+        TASK_YAML.format(name="tinygsm", data=data)
+        + "filter_list:\n  - name: strict\n    filter:\n      - function: regex\n"
+          "        regex_pattern: \"#### (\\\\d+)\"\n      - function: take_first\n")
+    first = tmp_path / "first"
+    args = ["--tasks", "lmeval:tinygsm", "--task-arg", f"lmeval.include_path={task_dir}", "--quiet"]
+    assert cli_main(["run", "--model", "mock", *args, "--out", str(first)]) == 0, capsys.readouterr().err
+    rows = load_run(first)[1]["lmeval:tinygsm"]
+    assert [(r.prediction, r.scores.get("filtered_response"), r.score) for r in rows] == [
+        ("#### 42 is", "42", 1.0), ("#### 7 is", "7", 1.0)]
+    again = tmp_path / "again"
+    assert cli_main(["run", "--model", f"replay:{first / 'samples' / 'lmeval:tinygsm.jsonl'}", *args,
+                     "--out", str(again)]) == 0
+    assert [r.score for r in load_run(again)[1]["lmeval:tinygsm"]] == [1.0, 1.0]
