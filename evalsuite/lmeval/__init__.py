@@ -15,9 +15,11 @@ module is enough (``import evalsuite.lmeval; lm_eval.simple_evaluate(model="eval
 ``--model_args``: ``model`` (default ``bf16``), ``device``, ``batch_size``, ``seed``. Request types:
 
 - ``generate_until``: the context becomes one user message (the backend applies its own chat format:
-  lm-eval's ``--apply_chat_template`` is not needed and not used); ``<image>`` / ``<audio>``
+  lm-eval's ``--apply_chat_template`` is refused with one line); ``<image>`` / ``<audio>``
   placeholders in it mark where the request's images / audio go (else they come first); generation
-  stops at ``until`` strings and after ``max_gen_toks`` tokens (default 256); temperature 0 is greedy.
+  stops at ``until`` strings and after ``max_new_tokens`` / ``max_gen_toks`` tokens (default 256);
+  temperature 0 is greedy; other generation arguments (``top_k``, ``num_beams``) are said and unused.
+  Each repeat of a document (``repeats: N``) samples with its own seed.
   Images arrive as PIL images, file paths or ``{"path"|"bytes"}`` dicts, audio as paths or
   ``{"array", "sampling_rate"}`` dicts; in-memory media is written to a temporary folder and read
   back by the suite's media pipeline like any other file.
@@ -290,8 +292,11 @@ class EvalsuiteLM(LM):
         return f"evalsuite:{self.model_name}"
 
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        """The backend formats chats itself; lm-eval's chat turns are joined as plain text."""
-        return "\n\n".join(m["content"] for m in chat_history)
+        """Refused: the backend formats every request with its own chat template, so lm-eval's turns
+        (few-shot examples as turns, a system instruction) cannot be laid out as lm-eval means them;
+        joining them as text lost the target delimiter of every shot."""
+        raise ModelArgsError("--apply_chat_template: the evalsuite model formats each request with its "
+                             "backend's own chat template; run without --apply_chat_template")
 
     def close(self) -> None:
         self.backend.close()

@@ -63,6 +63,18 @@ def _flat_metrics(block: dict[str, Any], prefix: str = "") -> tuple[dict[str, An
     return metrics, stderr
 
 
+
+# lm-eval's CLI seeds (python random, numpy, torch, few-shot sampling) when --seed is not given
+LM_EVAL_DEFAULT_SEEDS = (0, 1234, 1234, 1234)
+
+
+def lm_eval_seeds(seed: int) -> dict[str, int]:
+    """The seeds lm-eval runs with for a suite run's ``--seed``: 0 (the suite's default) gives
+    lm-eval's own defaults, so the few-shot examples are those ``lm_eval`` picks (seed 1234); another
+    seed is all four, as ``lm_eval --seed N`` sets them."""
+    seeds = LM_EVAL_DEFAULT_SEEDS if seed == 0 else (seed,) * 4
+    return dict(zip(("random_seed", "numpy_random_seed", "torch_random_seed", "fewshot_random_seed"), seeds))
+
 @TASKS.register("lmeval")
 class LMEvalTask(DrivingTask):
     """lmeval:<task> an lm-evaluation-harness task (local YAMLs via lmeval.include_path)"""
@@ -139,7 +151,7 @@ class LMEvalTask(DrivingTask):
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[self.lm_task], task_manager=manager, limit=limit,
                 num_fewshot=None if shots < 0 else shots, log_samples=True, bootstrap_iters=1000,
-                random_seed=seed, numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed)
+                **lm_eval_seeds(seed))
         except (ConnectionError, OSError) as e:  # datasets' ConnectionError is an OSError
             if not _is_download_error(e):
                 raise

@@ -350,3 +350,16 @@ def test_a_filtered_task_replays_to_the_same_scores(task_dir: Path, tmp_path: Pa
     assert cli_main(["run", "--model", f"replay:{first / 'samples' / 'lmeval:tinygsm.jsonl'}", *args,
                      "--out", str(again)]) == 0
     assert [r.score for r in load_run(again)[1]["lmeval:tinygsm"]] == [1.0, 1.0]
+
+
+def test_seeds_default_to_lm_evals_and_the_chat_template_flag_is_refused() -> None:
+    from evalsuite.lmeval import ModelArgsError
+    from evalsuite.lmeval.task import lm_eval_seeds
+
+    assert lm_eval_seeds(0) == {"random_seed": 0, "numpy_random_seed": 1234, "torch_random_seed": 1234,
+                                "fewshot_random_seed": 1234}  # lm_eval's own default: the same few-shot picks
+    assert set(lm_eval_seeds(7).values()) == {7}  # as lm_eval --seed 7
+    lm = EvalsuiteLM(model="mock", device="cpu")
+    with pytest.raises(ModelArgsError, match="run without --apply_chat_template"):
+        lm.apply_chat_template([{"role": "user", "content": "q"}])
+    lm.close()
