@@ -111,10 +111,18 @@ class LMEvalTask(DrivingTask):
     def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
         """Mean of the per-document primary metric, a document whose request failed counted as 0 as
         lm-eval counts it (it scored that document's empty answer): the interval is then of the
-        figure stored, lm-eval's own aggregation."""
+        figure stored, lm-eval's own aggregation. Named for what it is: the metric where lm-eval
+        aggregates it by a mean, else ``<metric> (mean per document)`` (perplexity's documents hold
+        log-likelihoods); within one subtask of a group (the breakdown) the subtask's own metric name."""
         values = [float(r.score) if r.error is None else 0.0 for r in results
                   if r.error is not None or r.score is not None]
-        return {self.primary_metric: sum(values) / len(values) if values else float("nan")}
+        key = self.primary_metric
+        subtasks = {r.metadata.get("subtask") for r in results}
+        if "/" in key and len(subtasks) == 1 and key.split("/", 1)[0] not in subtasks:
+            key = key.split("/", 1)[1]  # another subtask's figure under the first subtask's name
+        if not getattr(self, "_primary_is_mean", True):
+            key = f"{key} (mean per document)"
+        return {key: sum(values) / len(values) if values else float("nan")}
 
     # ---- the run ------------------------------------------------------------------------------
     def task_manager(self) -> Any:
@@ -181,8 +189,13 @@ class LMEvalTask(DrivingTask):
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, "".join(dumps(r.to_dict()) + "\n" for r in results))
         entry = summarize(self, [], results, chash=config_hash, wall_s=wall, complete=True)
+        pooled = self.aggregate(results).get(self.primary_metric)
+        figure = metrics.get(self.primary_metric)
         entry["metrics"] = metrics
-        if not mean_primary:  # the bootstrap resamples a mean; lm-eval aggregated otherwise
+        # the interval is of the mean over documents; lm-eval aggregated otherwise (perplexity), or a
+        # group's figure is not the pooled mean (weight_by_size: false): no interval rather than another's
+        same = isinstance(pooled, float) and isinstance(figure, (int, float)) and abs(pooled - float(figure)) < 1e-9
+        if not mean_primary or not same:
             entry["ci95"] = {self.primary_metric: None}
         entry["lm_eval"] = {"versions": res.get("versions", {}), "n-shot": res.get("n-shot", {}),
                             "n-samples": res.get("n-samples", {}), "stderr": stderr,
@@ -211,6 +224,7 @@ class LMEvalTask(DrivingTask):
         p_filter = p_filter or "none"
         aggregations = {m["metric"]: m.get("aggregation") for m in res["configs"][first].get("metric_list", [])}
         mean_primary = aggregations.get(p_metric) in ("mean", None)
+        self._primary_is_mean = mean_primary
         if group:  # a group's primary figure is lm-eval's group aggregate when it has one
             self.primary_metric = primary_key if primary_key in metrics else self.primary_metric  # type: ignore[misc]
 

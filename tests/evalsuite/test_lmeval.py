@@ -363,3 +363,39 @@ def test_seeds_default_to_lm_evals_and_the_chat_template_flag_is_refused() -> No
     with pytest.raises(ModelArgsError, match="run without --apply_chat_template"):
         lm.apply_chat_template([{"role": "user", "content": "q"}])
     lm.close()
+
+
+def test_a_groups_interval_and_breakdown_are_of_its_own_figures(task_dir: Path, tmp_path: Path, capsys) -> None:
+    """A group whose figure is not the pooled mean (weight_by_size: false) gets no interval rather than
+    the pooled mean's; a group without an aggregate shows each subtask's figure under its own name."""
+    halves = {"a": DOCS[:2], "b": DOCS[:1] + DOCS[1:2] * 3}  # exact_match 1/2 and 1/4
+    for name, docs in halves.items():
+        data = task_dir / f"{name}.jsonl"
+        data.write_text("".join(json.dumps(d) + "\n" for d in docs))
+        (task_dir / f"sub{name}.yaml").write_text(TASK_YAML.format(name=f"sub{name}", data=data))
+    (task_dir / "grpu.yaml").write_text("group: grpu\ntask:\n  - suba\n  - subb\naggregate_metric_list:\n"
+                                        "  - metric: exact_match\n    aggregation: mean\n    weight_by_size: false\n"
+                                        "metadata:\n  version: 1.0\n")
+    (task_dir / "grpn.yaml").write_text("group: grpn\ntask:\n  - suba\n  - subb\nmetadata:\n  version: 1.0\n")
+    args = ["--task-arg", f"lmeval.include_path={task_dir}", "--quiet"]
+    assert cli_main(["run", "--model", "mock", "--tasks", "lmeval:grpu,lmeval:grpn", *args,
+                     "--out", str(tmp_path / "r")]) == 0, capsys.readouterr().err
+    tasks = load_run(tmp_path / "r")[0]["tasks"]
+    u = tasks["lmeval:grpu"]
+    assert u["metrics"][u["primary_metric"]] == pytest.approx(0.375)  # (1/2 + 1/4) / 2, lm-eval's figure
+    assert u["ci95"][u["primary_metric"]] is None  # not the pooled mean's (2/6) interval
+    n = tasks["lmeval:grpn"]
+    assert n["primary_metric"] == "suba/exact_match"
+    assert n["breakdown"]["subtask"]["subb"]["exact_match"] == pytest.approx(0.25)
+    assert "suba/exact_match" not in n["breakdown"]["subtask"]["subb"]
+
+
+def test_a_non_mean_metric_per_document_values_are_named_as_such() -> None:
+    from evalsuite.types import SampleResult
+
+    task = make_task("lmeval:tinyqa")
+    task.primary_metric = "perplexity"
+    task._primary_is_mean = False  # lm-eval aggregates perplexity from per-document log-likelihoods
+    rows = [SampleResult(id=str(i), task="lmeval:tinyqa", target=None, prediction=None, score=v, metadata={})
+            for i, v in enumerate((-2.0, -4.0))]
+    assert task.aggregate(rows) == {"perplexity (mean per document)": -3.0}
