@@ -53,7 +53,7 @@ LOGLIKELIHOOD_BACKENDS = ("reference", "hf")
 
 
 MODEL_ARGS = ("model", "device", "batch_size", "seed")
-MAX_TOKENS_KEYS = ("max_new_tokens", "max_gen_toks", "max_tokens", "max_completion_tokens")  # first wins
+MAX_TOKENS_KEYS = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")  # first wins, as lm-eval
 # lm-eval generation arguments the request carries; others (top_k, num_beams, …) are said once and ignored
 GEN_KEYS = ("until", "temperature", "do_sample", "top_p", *MAX_TOKENS_KEYS)
 
@@ -96,7 +96,7 @@ class EvalsuiteLM(LM):
         # ``replay:`` of that file finds them; and the requests that failed, by (lm-eval task, doc id)
         self.suite_task: tuple[str, str] | None = None  # (suite task name, lm-eval task name)
         self.errors: dict[tuple[str, Any], str] = {}
-        self.n_requests = 0
+        self.documents: set[tuple[str, Any]] = set()  # (lm-eval task, doc id) of every request
         self._ignored: set[str] = set()
         if EvalsuiteLM.tracked is not None:
             EvalsuiteLM.tracked.append(self)
@@ -141,7 +141,7 @@ class EvalsuiteLM(LM):
         for key in keys:
             repeat.append(seen.get(key, 0))
             seen[key] = repeat[-1] + 1
-        self.n_requests += len(requests)
+        self.documents.update(keys)
         out: list[str] = []
         for k in range(0, len(requests), self._batch):
             batch: list[tuple[int, Request]] = []
@@ -335,16 +335,16 @@ def main(argv: list[str] | None = None) -> int:
     EvalsuiteLM.tracked = made = []
     try:
         cli_evaluate()
-    except ModelArgsError as e:
+    except (ModelArgsError, NotImplementedError) as e:  # a bad argument; a request type the model cannot serve
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:
         EvalsuiteLM.tracked = None
     failed = [(lm, key, msg) for lm in made for key, msg in lm.errors.items()]
     if failed:  # lm-eval scored each as an empty answer: say so, and do not exit 0
-        total = sum(lm.n_requests for lm in made)
+        total = sum(len(lm.documents) for lm in made)
         _, (task, doc), msg = failed[0]
-        print(f"evalsuite: {len(failed)} of {total} requests failed and were scored as empty answers "
-              f"(first: {task} doc {doc}: {msg})", file=sys.stderr)
+        print(f"evalsuite: requests of {len(failed)} of {total} documents failed and were scored as empty "
+              f"answers (first: {task} doc {doc}: {msg})", file=sys.stderr)
         return 1
     return 0

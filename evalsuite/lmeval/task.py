@@ -6,10 +6,12 @@ lm-eval itself runs the task (its prompts, few-shot sampling, filters, metrics a
 the model wrapped as `evalsuite.lmeval.EvalsuiteLM`, so every output type the wrapper supports works:
 ``generate_until`` on every model, ``loglikelihood`` / ``multiple_choice`` on the reference model and
 ``hf:`` models. ``--limit`` is lm-eval's ``limit`` and the run ``--seed`` seeds lm-eval (few-shot
-sampling included).
+sampling included; the default 0 gives lm-eval's own default seeds, few-shot 1234: `lm_eval_seeds`).
 
 What is stored: ``samples/lmeval:<task>.jsonl`` holds one line per document (the lm-eval doc id, the
-prompt, the target, the filtered response, every per-document metric in ``scores``; for a group, one
+prompt, the target, what the model said as the prediction (the filter's result as
+``filtered_response``; a task with ``repeats`` keeps the filtered answer: it cannot be replayed),
+every per-document metric in ``scores``; for a group, one
 line per subtask document, ``subtask`` in its metadata); ``results.json`` holds lm-eval's aggregated
 metrics (``metric`` for the ``none`` filter, ``metric,filter`` for others; ``subtask/metric`` for a
 group's members), with the primary metric's clustered bootstrap interval when it is a mean, and
@@ -80,7 +82,7 @@ class LMEvalTask(DrivingTask):
     """lmeval:<task> an lm-evaluation-harness task (local YAMLs via lmeval.include_path)"""
 
     name = "lmeval"
-    version = "1"
+    version = "2"
     takes_arg = True  # the lm-eval task name after the colon
     default_args: dict[str, Any] = {"include_path": "", "num_fewshot": -1}
     breakdown_keys = ("subtask",)
@@ -109,13 +111,13 @@ class LMEvalTask(DrivingTask):
         raise TaskArgError(f"{self.name} is scored by lm-eval")
 
     def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
-        """Mean of the per-document primary metric, a document whose request failed counted as 0 as
-        lm-eval counts it (it scored that document's empty answer): the interval is then of the
-        figure stored, lm-eval's own aggregation. Named for what it is: the metric where lm-eval
+        """Mean of the per-document primary metric, a document whose request failed counted as lm-eval
+        scored its empty answer (``value_as_scored``: 0 for an accuracy, 1 for an error rate): the
+        interval is then of the figure stored, lm-eval's own aggregation. Named for what it is: the metric where lm-eval
         aggregates it by a mean, else ``<metric> (mean per document)`` (perplexity's documents hold
         log-likelihoods); within one subtask of a group (the breakdown) the subtask's own metric name."""
-        values = [float(r.score) if r.error is None else 0.0 for r in results
-                  if r.error is not None or r.score is not None]
+        values = [float(r.score) if r.error is None else float(r.scores.get("value_as_scored", 0.0))
+                  for r in results if r.error is not None or r.score is not None]
         key = self.primary_metric
         subtasks = {r.metadata.get("subtask") for r in results}
         if "/" in key and len(subtasks) == 1 and key.split("/", 1)[0] not in subtasks:
@@ -202,7 +204,9 @@ class LMEvalTask(DrivingTask):
                             "higher_is_better": res.get("higher_is_better", {})}
         metric = self.primary_metric.rpartition("/")[2].partition(",")[0]
         task = subtasks[0] if "/" in self.primary_metric else self.lm_task
-        if (res.get("higher_is_better") or {}).get(task, {}).get(metric) is False:
+        # per-document values of a mean: where a lower figure is better, so is a lower value (not so for
+        # perplexity, aggregated from per-document log-likelihoods, where a higher value is better)
+        if mean_primary and (res.get("higher_is_better") or {}).get(task, {}).get(metric) is False:
             # compare and gate read a higher score as better: they must not read this one so
             entry["lower_is_better"] = True
         return entry
@@ -254,6 +258,8 @@ class LMEvalTask(DrivingTask):
                 sid = f"{sub}/{doc_id}" if group else str(doc_id)
                 args = main.get("arguments") or [[""]]
                 error = errors.get((sub, doc_id))  # the request failed: errored, not answered ""
+                if error and isinstance(value, (int, float)):  # what lm-eval scored its empty answer
+                    scores["value_as_scored"] = float(value)
                 out.append(SampleResult(
                     id=sid, task=self.name, target=main.get("target"), error=error,
                     prediction=None if error else pred if isinstance(pred, str) else json.dumps(pred, default=str),

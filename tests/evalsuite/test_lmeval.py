@@ -267,10 +267,11 @@ def test_model_args_typos_and_batch_sizes_are_refused_or_said(capsys) -> None:
 
 
 def test_generation_arguments_and_repeats() -> None:
-    """max_new_tokens (HFLM's generate argument) bounds the answer as max_gen_toks does; each repeat of
+    """max_new_tokens bounds the answer where max_gen_toks is not given (lm-eval's order); each repeat of
     a document gets its own seed (all repeats shared one, so sampled repeats were identical)."""
     lm = EvalsuiteLM(model="mock", device="cpu")
-    assert lm._request(0, "ctx", {"max_new_tokens": 5, "max_gen_toks": 9}).max_tokens == 5
+    assert lm._request(0, "ctx", {"max_new_tokens": 5, "max_gen_toks": 9}).max_tokens == 9  # lm-eval's order
+    assert lm._request(0, "ctx", {"max_new_tokens": 5}).max_tokens == 5
     assert lm._request(0, "ctx", {"max_gen_toks": 9}).max_tokens == 9
     assert lm._request(0, "ctx", {}).max_tokens == 256
     seen: list = []
@@ -300,7 +301,7 @@ def test_lm_eval_cli_says_when_requests_failed(task_dir: Path, tmp_path: Path) -
                         "--output_path", str(tmp_path / "o"), "--device", "cpu"],
                        env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 1, p.stderr[-2000:]  # scored as an empty answer: said, and not exit 0
-    assert "evalsuite: 1 of 4 requests failed and were scored as empty answers" in p.stderr
+    assert "evalsuite: requests of 1 of 4 documents failed and were scored as empty answers" in p.stderr
 
 
 def test_a_request_type_the_model_cannot_serve_is_one_line(task_dir: Path, tmp_path: Path, capsys) -> None:
@@ -399,3 +400,42 @@ def test_a_non_mean_metric_per_document_values_are_named_as_such() -> None:
     rows = [SampleResult(id=str(i), task="lmeval:tinyqa", target=None, prediction=None, score=v, metadata={})
             for i, v in enumerate((-2.0, -4.0))]
     assert task.aggregate(rows) == {"perplexity (mean per document)": -3.0}
+
+
+def test_a_failed_document_counts_as_lm_eval_scored_it(task_dir: Path, tmp_path: Path, capsys) -> None:
+    """A failed request is answered '' for lm-eval, which scores it (an error rate: 1): the figure and
+    the breakdown both count it so (the breakdown counted 0, the best value of an error rate)."""
+    data = task_dir / "qa.jsonl"
+    (task_dir / "errutils.py").write_text(
+        "def process_results(doc, results):\n    return {'err': float(results[0].strip() != doc['answer'])}\n")
+    (task_dir / "tinyerr.yaml").write_text(
+        TASK_YAML.format(name="tinyerr", data=data).replace("metric: exact_match", "metric: err")
+        .replace("higher_is_better: true", "higher_is_better: false")
+        .replace("metric_list:", "process_results: !function errutils.process_results\nmetric_list:"))
+    out = tmp_path / "r"
+    assert cli_main(["run", "--model", "mock:fail=2", "--tasks", "lmeval:tinyerr", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--out", str(out), "--quiet", "--max-error-rate", "1"]) == 0, \
+        capsys.readouterr().err
+    entry = load_run(out)[0]["tasks"]["lmeval:tinyerr"]
+    rows = load_run(out)[1]["lmeval:tinyerr"]
+    failed = [r for r in rows if r.error]
+    assert len(failed) == 1 and failed[0].scores["value_as_scored"] == 1.0  # '' is not the answer: err 1
+    assert entry["metrics"]["err"] == pytest.approx(0.75)  # docs 1 and 3 wrong, doc 2 failed: 3 of 4
+    assert entry["breakdown"]["subtask"]["tinyerr"]["err"] == pytest.approx(0.75)  # counted 0 before: 0.5
+    assert entry["lower_is_better"] is True
+
+
+@pytest.mark.slow  # lm-eval's CLI indexes all its built-in tasks first (~20 s here)
+def test_lm_eval_cli_says_in_one_line_what_the_model_cannot_serve(task_dir: Path, tmp_path: Path) -> None:
+    data = task_dir / "qa.jsonl"
+    (task_dir / "tinymc.yaml").write_text(
+        f"task: tinymc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: \"{{question}}\"\ndoc_to_choice: [\"a\", \"b\"]\n"
+        "doc_to_target: 0\nmetric_list:\n  - metric: acc\nmetadata:\n  version: 1.0\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.run([sys.executable, "-m", "evalsuite.lmeval", "--model", "evalsuite", "--model_args", "model=mock",
+                        "--tasks", "tinymc", "--include_path", str(task_dir), "--device", "cpu"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "error: loglikelihood needs the model's logits" in p.stderr
+
