@@ -102,6 +102,9 @@ class LongVideoBench(Task):
         videos = self._video_dirs(root)
         ids = unique_ids([str(r["id"]) if isinstance(r, dict) and not is_blank(r.get("id")) else f"record:{i}"
                           for i, r in enumerate(records)])
+        # per file, for this listing: a video's sampled times, a subtitle file's cues (questions share them)
+        self._times: dict[Path, tuple[float, list[float]]] = {}
+        self._cue_files: dict[Path, Any] = {}
         for sid, rec in zip(ids, records):
             yield self._sample(sid, rec, videos)
 
@@ -164,11 +167,16 @@ class LongVideoBench(Task):
                     None)
         if path is None:
             raise ValueError(f"subtitle file not found: {videos[0].parent / 'subtitles' / name}")
-        cues = json.loads(path.read_text(encoding="utf-8"))
+        if path not in self._cue_files:
+            self._cue_files[path] = json.loads(path.read_text(encoding="utf-8"))
+        cues = self._cue_files[path]
         if not isinstance(cues, list):
             raise ValueError(f"{path} must hold a JSON list of cues")
-        duration = media.probe_video(str(video)).duration_s
-        times = media.frame_times(duration, float(self.args["fps"]), int(self.args["max_frames"]))
+        if video not in self._times:
+            duration = media.probe_video(str(video)).duration_s
+            self._times[video] = (duration, media.frame_times(duration, float(self.args["fps"]),
+                                                              int(self.args["max_frames"])))
+        duration, times = self._times[video]
         offset = float(rec.get("starting_timestamp_for_subtitles") or 0.0)
         clip = float(rec["duration"]) if isinstance(rec.get("duration"), (int, float)) else duration
         lines = []

@@ -74,6 +74,7 @@ class VideoMME(Task):
         rows = [r for r in rows if not keep or r.get("duration") in keep]
         ids = unique_ids([str(r.get("question_id")) if not is_blank(r.get("question_id")) else f"row:{i}"
                           for i, r in enumerate(rows)])
+        self._cues: dict[Path, list[tuple[float, float, str]]] = {}  # per video, for this listing
         for sid, row in zip(ids, rows):
             yield self._sample(sid, row, media)
 
@@ -129,12 +130,11 @@ class VideoMME(Task):
         ``start <= t < end`` for some sampled time t, as lmms-eval selects them per frame; in cue order."""
         from evalsuite import media
 
-        cache: dict[Path, list[tuple[float, float, str]]] = self.__dict__.setdefault("_cues", {})
-        if video not in cache:  # three questions per video: one probe and one parse each
+        if video not in self._cues:  # three questions per video: one probe and one parse each
             times = media.frame_times(media.probe_video(str(video)).duration_s, float(self.args["fps"]),
                                       int(self.args["max_frames"]))
-            cache[video] = [c for c in srt_cues(srt) if any(c[0] <= t < c[1] for t in times)]
-        return cache[video]
+            self._cues[video] = [c for c in srt_cues(srt) if any(c[0] <= t < c[1] for t in times)]
+        return self._cues[video]
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
         parsed = videomme_extract(prediction)
