@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import math
@@ -182,6 +183,15 @@ def _b64(path: str) -> str:
     return _MEDIA_CACHE.get(path)
 
 
+@functools.lru_cache(maxsize=4096)
+def _orientation(path: str, mtime_ns: int, size: int) -> int:
+    """An image's EXIF orientation, read from its header once per file version (every request of a
+    load test names the same few images)."""
+    from evalsuite import media
+
+    return media.stored_size(path)[2]
+
+
 _UPRIGHT_DIR: tempfile.TemporaryDirectory | None = None
 _UPRIGHT_LOCK = threading.Lock()
 
@@ -196,7 +206,7 @@ def upright(path: str) -> str:
 
     try:
         st = os.stat(path)
-        orientation = media.stored_size(path)[2]
+        orientation = _orientation(path, st.st_mtime_ns, st.st_size)
     except Exception:
         return path
     if orientation == 1:
