@@ -92,14 +92,18 @@ def _finish(model, tok, path: Path, *preprocessors) -> Path:
     return path
 
 
+def _qwen_vl_token_ids(tok) -> dict[str, int]:
+    """The Qwen-VL configs' media token ids (Qwen2.5-VL and Qwen3-VL name them alike)."""
+    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_VL_SPECIAL}
+    return {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
+            "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"]}
+
+
 def build_qwen2_5_vl(path: Path, seed: int = 0) -> Path:
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     tok = train_tokenizer(QWEN_VL_SPECIAL, QWEN_VL_TEMPLATE)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_VL_SPECIAL}
-    cfg = Qwen2_5_VLConfig(text_config=_text_config(tok), vision_config=_vision(),
-                           image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                           vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    cfg = Qwen2_5_VLConfig(text_config=_text_config(tok), vision_config=_vision(), **_qwen_vl_token_ids(tok))
     torch.manual_seed(seed)
     return _finish(Qwen2_5_VLForConditionalGeneration(cfg), tok, path, _image_processor())
 
@@ -173,10 +177,7 @@ def build_qwen3_vl(path: Path, seed: int = 0) -> Path:
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     tok = train_tokenizer(QWEN_VL_SPECIAL, QWEN_VL_TEMPLATE)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in QWEN_VL_SPECIAL}
-    cfg = Qwen3VLConfig(text_config=_qwen3_text_config(tok), vision_config=_qwen3_vision(),
-                        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-                        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"])
+    cfg = Qwen3VLConfig(text_config=_qwen3_text_config(tok), vision_config=_qwen3_vision(), **_qwen_vl_token_ids(tok))
     torch.manual_seed(seed)
     return _finish(Qwen3VLForConditionalGeneration(cfg), tok, path, _qwen3_image_processor())
 
