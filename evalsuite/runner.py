@@ -536,6 +536,8 @@ def run(cfg: RunConfig) -> RunOutcome:
     dist = init_dist(requested)
     device = f"cuda:{dist.local_rank}" if dist.world > 1 and requested == "cuda" else requested
     tasks = [make_task(name, task_args_of(name, cfg.task_args)) for name in cfg.tasks]
+    for t in tasks:  # a wrong name found now, not after the model has loaded
+        t.check()
     backend = make_backend(cfg.model, device=device, seed=cfg.seed, batch_size=cfg.batch_size)
     model_desc = backend.describe()
     hashes = {t.name: config_hash(t, model_desc) for t in tasks}

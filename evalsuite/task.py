@@ -11,6 +11,9 @@ them) and implements three things:
   and any per-sample extras (``parsed``, ``anls``…).
 - ``aggregate(results)`` turns the scored results into the task's metrics. The default is the mean
   of ``score`` as ``accuracy``; official adapters override it to reproduce their authors' rules.
+- ``check()`` (optional): problems found without the model (an unknown lm-eval task name), raised as
+  :class:`TaskArgError` / :class:`DataLayoutError`; the runner calls it before it builds the backend,
+  so a typo never waits for a model to load.
 - ``chance(sample)``: what a uniform random guess scores on a sample (1 / number of choices by
   default; a grounding task: the target's share of the screen). The runner writes the mean as the
   task's chance level, so a score near it reads as a guess, not a result.
@@ -79,6 +82,10 @@ class Task:
         raise NotImplementedError
 
     # ---- defaults -----------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise TaskArgError / DataLayoutError for what can be found wrong before any model exists;
+        the runner calls it for every task before it builds the backend. Nothing by default."""
+
     def request(self, sample: Sample, seed: int = 0) -> Request:
         return Request(
             sample_id=sample.id,

@@ -94,6 +94,7 @@ class LMEvalTask(DrivingTask):
         super().__init__(**args)
         self.lm_task = lm_task
         self.name = f"lmeval:{lm_task}"  # type: ignore[misc]
+        self._manager: Any = None  # lm-eval's TaskManager, once check() has found the task in it
         include = self.args["include_path"]
         if include and not Path(include).is_dir():
             raise TaskArgError(f"task argument lmeval.include_path expects a folder of lm-eval task YAMLs, "
@@ -127,6 +128,11 @@ class LMEvalTask(DrivingTask):
         return {key: sum(values) / len(values) if values else float("nan")}
 
     # ---- the run ------------------------------------------------------------------------------
+    def check(self) -> None:
+        """The lm-eval task name, looked up before the runner builds the backend (an unknown name was
+        found only once a real model had loaded): one line naming the nearest names."""
+        self._manager = self.task_manager()
+
     def task_manager(self) -> Any:
         try:
             from lm_eval.tasks import TaskManager
@@ -156,7 +162,7 @@ class LMEvalTask(DrivingTask):
         lm = EvalsuiteLM(model=str(backend.describe().get("name")), batch_size=batch_size, seed=seed, backend=backend)
         lm.suite_task = (self.name, self.lm_task)
         shots = int(self.args["num_fewshot"])
-        manager = self.task_manager()
+        manager = self._manager or self.task_manager()  # check() found it already
         try:
             res = lm_eval.simple_evaluate(
                 model=lm, tasks=[self.lm_task], task_manager=manager, limit=limit,

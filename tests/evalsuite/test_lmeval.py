@@ -156,6 +156,25 @@ def test_unknown_lm_eval_task_names_the_nearest(task_dir: Path) -> None:
         task.task_manager()
 
 
+@pytest.mark.slow  # as above: the miss is looked for among lm-eval's built-in tasks (~10 s)
+def test_an_unknown_lm_eval_task_is_refused_before_the_model_loads(task_dir: Path, tmp_path: Path, capsys,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import evalsuite.runner as runner_mod
+
+    built: list[str] = []
+    real = runner_mod.make_backend
+    monkeypatch.setattr(runner_mod, "make_backend", lambda model, **kw: built.append(model) or real(model, **kw))
+    out = tmp_path / "run"
+    code = cli_main(["run", "--model", "mock", "--tasks", "lmeval:tinyqb", "--task-arg",
+                     f"lmeval.include_path={task_dir}", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and built == []  # was: the model loaded, then lm-eval found no such task
+    assert len(err.splitlines()) == 1  # the nearest name first; lm-eval's own close names may follow
+    assert err.startswith(f"error: no lm-eval task 'tinyqb' in {task_dir} or among lm-eval's built-in tasks; "
+                          f"did you mean 'tinyqa'")
+    assert not out.exists()
+
+
 def test_media_parts_follow_their_placeholders(tmp_path: Path) -> None:
     from PIL import Image
 
