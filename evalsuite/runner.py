@@ -462,6 +462,12 @@ def stamp_path(out: Path, task: str) -> Path:
     return out / "samples" / f"{task}.config.json"
 
 
+def cache_path(out: Path, task: str) -> Path:
+    """``cache/<task>.jsonl``: what a driving task keeps to resume from that is not a sample result (an
+    lm-eval task's answers to its requests); ``--overwrite`` removes it with the task's samples."""
+    return out / "cache" / f"{task}.jsonl"
+
+
 def model_of_desc(desc: dict[str, Any] | None) -> dict[str, Any]:
     """The backend's device and precision as a task's stamp keeps them (what its numerics depend on)."""
     return {k: str(desc[k]) for k in ("device", "precision") if desc and desc.get(k) is not None}
@@ -550,6 +556,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         for t in tasks:
             (out / "samples" / f"{t.name}.jsonl").unlink(missing_ok=True)
             stamp_path(out, t.name).unlink(missing_ok=True)
+            cache_path(out, t.name).unlink(missing_ok=True)
             for shard in (out / "samples").glob(f"{t.name}.rank*-of-*.jsonl"):
                 shard.unlink()
         if prior is not None:

@@ -30,6 +30,10 @@ module is enough (``import evalsuite.lmeval; lm_eval.simple_evaluate(model="eval
   NotImplementedError naming these.
 - ``loglikelihood_rolling`` (perplexity tasks): NotImplementedError.
 
+In a suite run the answers are kept in the run folder as they come, so that a run cut short resumes
+(``EvalsuiteLM.cache``, `evalsuite.lmeval.cache`). Under lm-eval's own CLI this wrapper keeps nothing;
+lm-eval's ``--use_cache`` (its ``CachingLM``) works there, with the limits that module names.
+
 The other direction, lm-eval tasks inside a suite run (``--tasks lmeval:T``), is `evalsuite.lmeval.task`.
 """
 
@@ -45,6 +49,7 @@ import torch
 from lm_eval.api.model import LM
 from lm_eval.api.registry import model_registry, register_model
 
+from evalsuite.lmeval.cache import AnswerCache
 from evalsuite.types import ContentPart, Request, user
 
 DEFAULT_MAX_GEN_TOKS = 256
@@ -98,6 +103,8 @@ class EvalsuiteLM(LM):
         self.errors: dict[tuple[str, Any], str] = {}
         self.documents: set[tuple[str, Any]] = set()  # (lm-eval task, doc id) of every request
         self._ignored: set[str] = set()
+        # set by a suite run: the answers of an earlier run of the same config, replayed (`evalsuite.lmeval.cache`)
+        self.cache: AnswerCache | None = None
         if EvalsuiteLM.tracked is not None:
             EvalsuiteLM.tracked.append(self)
 
@@ -129,7 +136,8 @@ class EvalsuiteLM(LM):
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
         """Answers in order. A request that fails (a server's 500, unreadable media) is retried alone
         and, if it fails again, answered "" with its error kept in ``errors`` (a suite run records
-        that document as errored): one bad document never loses the others."""
+        that document as errored): one bad document never loses the others. With a ``cache``, the
+        answers it holds are replayed and only the rest are asked for, each batch's stored as it comes."""
         from evalsuite.runner import generate_isolating
         from evalsuite.types import one_line
 
@@ -142,21 +150,39 @@ class EvalsuiteLM(LM):
             repeat.append(seen.get(key, 0))
             seen[key] = repeat[-1] + 1
         self.documents.update(keys)
-        out: list[str] = []
-        for k in range(0, len(requests), self._batch):
+        cached = self._lookup("generate_until", requests, [self._seed(r) for r in repeat])
+        answers: dict[int, str] = {i: a for i, (_, found, a) in enumerate(cached) if found}
+        todo = [i for i in range(len(requests)) if i not in answers]
+        for k in range(0, len(todo), self._batch):
             batch: list[tuple[int, Request]] = []
-            for i in range(k, min(k + self._batch, len(requests))):
+            for i in todo[k:k + self._batch]:
                 try:
                     batch.append((i, self._request(i, *requests[i].args, key=keys[i], repeat=repeat[i])))
                 except Exception as e:  # media that cannot be written or read: this document only
                     self.errors[keys[i]] = one_line(e)
-            answers: dict[int, str] = {}
+            fresh: list[tuple[str | None, Any]] = []
             for (i, req), resp in zip(batch, generate_isolating(self.backend, [r for _, r in batch]) if batch else []):
                 if isinstance(resp, BaseException):
-                    self.errors[keys[i]] = one_line(resp)
+                    self.errors[keys[i]] = one_line(resp)  # not cached: a rerun asks again
                 else:
                     answers[i] = _cut(resp.text, req.stop)
-            out += [answers.get(i, "") for i in range(k, min(k + self._batch, len(requests)))]
+                    fresh.append((cached[i][0], answers[i]))
+            if self.cache is not None:
+                self.cache.put("generate_until", fresh)
+        return [answers.get(i, "") for i in range(len(requests))]
+
+    def _seed(self, repeat: int) -> int:
+        return self.seed if repeat == 0 else self.seed + 1_000_003 * repeat
+
+    def _lookup(self, kind: str, requests: list[Any], seeds: list[int | None] | None = None
+                ) -> list[tuple[str | None, bool, Any]]:
+        """(cache key, found, answer) of each request; no cache: nothing found."""
+        if self.cache is None:
+            return [(None, False, None)] * len(requests)
+        out = []
+        for i, r in enumerate(requests):
+            key = self.cache.key(kind, r.args, None if seeds is None else seeds[i])
+            out.append((key, *self.cache.get(key)))
         return out
 
     def _request(self, i: int, context: str, gen_kwargs: dict[str, Any] | None = None,
@@ -182,7 +208,7 @@ class EvalsuiteLM(LM):
         return Request(sample_id=sid, messages=[user(*parts)], task=task,
                        max_tokens=int(max_tokens), temperature=temperature,
                        top_p=float(kw.get("top_p", 1.0) or 1.0), stop=until,
-                       seed=self.seed if repeat == 0 else self.seed + 1_000_003 * repeat)
+                       seed=self._seed(repeat))
 
     def _parts(self, context: str, media: dict[str, Any]) -> list[ContentPart | str]:
         """The context with its media parts where their placeholders stand (else first)."""
@@ -249,7 +275,19 @@ class EvalsuiteLM(LM):
                 f"loglikelihood needs the model's logits; model {self.model_name!r} gives only text. "
                 f"Supported: the reference model (bf16, fp8, fp4, fp4-all) and hf:<dir>; "
                 f"generate_until tasks run on every model")
-        return [self._loglikelihood(r.args[0], r.args[1]) for r in requests]
+        cached = self._lookup("loglikelihood", requests)
+        out: list[tuple[float, bool] | None] = [(float(a[0]), bool(a[1])) if found else None for _, found, a in cached]
+        todo = [i for i, x in enumerate(out) if x is None]
+        for k in range(0, len(todo), self._batch):
+            fresh: list[tuple[str | None, Any]] = []
+            try:
+                for i in todo[k:k + self._batch]:
+                    out[i] = self._loglikelihood(requests[i].args[0], requests[i].args[1])
+                    fresh.append((cached[i][0], list(out[i])))
+            finally:  # what was computed before a failure or Ctrl-C is kept
+                if self.cache is not None:
+                    self.cache.put("loglikelihood", fresh)
+        return out  # type: ignore[return-value]
 
     @torch.no_grad()
     def _loglikelihood(self, context: str, continuation: str) -> tuple[float, bool]:

@@ -17,6 +17,14 @@ metrics (``metric`` for the ``none`` filter, ``metric,filter`` for others; ``sub
 group's members), with the primary metric's clustered bootstrap interval when it is a mean, and
 lm-eval's own versions, n-shot, stderr and sample counts under ``lm_eval``.
 
+Resuming: the model's answer to each lm-eval request is appended to ``cache/lmeval:<task>.jsonl`` in
+the run folder as it comes (`evalsuite.lmeval.cache`: keyed by the request and the model and config;
+a failed request is not kept), and ``samples/lmeval:<task>.config.json`` records the config first.
+Run the same command again after Ctrl-C, a crash or a dead backend: lm-eval runs the task again, the
+answers kept are replayed and only the rest are asked of the backend, so the files end as an
+uninterrupted run's; another config is refused in one line, as for every task; ``--overwrite``
+discards the answers. An unknown task name is refused before the backend is built (`check`).
+
 Arguments (``--task-arg lmeval.KEY=VALUE`` applies to every ``lmeval:*`` task of the run,
 ``lmeval:<task>.KEY=VALUE`` to one): ``include_path`` (a folder of task YAMLs; lm-eval's built-in
 tasks stay available), ``num_fewshot`` (-1: the task's own).
@@ -153,14 +161,17 @@ class LMEvalTask(DrivingTask):
             raise TaskArgError(f"no lm-eval task {self.lm_task!r}{where} among lm-eval's built-in tasks{hint}")
         return tm
 
-    def evaluate(self, backend: Any, *, limit: int | None, seed: int, batch_size: int) -> dict[str, Any]:
-        """lm-eval's ``simple_evaluate`` on this task with ``backend`` as the model."""
+    def evaluate(self, backend: Any, *, limit: int | None, seed: int, batch_size: int,
+                 cache: Any = None) -> dict[str, Any]:
+        """lm-eval's ``simple_evaluate`` on this task with ``backend`` as the model; ``cache`` (an
+        `AnswerCache`): the answers already given, replayed, and where new ones are kept."""
         import lm_eval
 
         from evalsuite.lmeval import EvalsuiteLM
 
         lm = EvalsuiteLM(model=str(backend.describe().get("name")), batch_size=batch_size, seed=seed, backend=backend)
         lm.suite_task = (self.name, self.lm_task)
+        lm.cache = cache
         shots = int(self.args["num_fewshot"])
         manager = self._manager or self.task_manager()  # check() found it already
         try:
@@ -183,13 +194,21 @@ class LMEvalTask(DrivingTask):
         return res
 
     def run_with(self, backend: Any, *, cfg: Any, out: Path, config_hash: str) -> dict[str, Any] | None:
-        from evalsuite.results import atomic_write_text, dumps
-        from evalsuite.runner import summarize
+        from evalsuite.lmeval.cache import AnswerCache
+        from evalsuite.results import atomic_write_json, atomic_write_text, dumps
+        from evalsuite.runner import cache_path, model_of_desc, stamp_path, summarize
 
         if int(os.environ.get("RANK", "0")) != 0:
             return None
         t0 = time.perf_counter()
-        res = self.evaluate(backend, limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size)
+        model = model_of_desc(backend.describe())
+        # as every task's: the config of the answers about to be kept, so that a run cut short is resumed
+        # only by the same one (the runner refuses another in one line)
+        atomic_write_json(stamp_path(out, self.name), {"config_hash": config_hash, "seed": cfg.seed, **model})
+        # the model's answers so far, kept as they come: a run cut short resumes from them; the key's
+        # scope makes them this model's and this config's (device and precision are not in the hash)
+        cache = AnswerCache(cache_path(out, self.name), scope={"config_hash": config_hash, **model})
+        res = self.evaluate(backend, limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size, cache=cache)
         wall = time.perf_counter() - t0
         subtasks = list(res["samples"])
         results, metrics, stderr, mean_primary = self._convert(res, subtasks)

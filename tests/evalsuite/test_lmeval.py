@@ -458,3 +458,170 @@ def test_lm_eval_cli_says_in_one_line_what_the_model_cannot_serve(task_dir: Path
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert "error: loglikelihood needs the model's logits" in p.stderr
 
+
+
+# ---- resuming: the model's answers are kept in the run folder as they come -----------------------
+class _Watched:
+    """A backend seen through: ``sent`` lists the sample ids of the requests it was asked for;
+    ``stop_at`` raises Ctrl-C when that many have been answered; ``fail`` ids raise."""
+
+    def __init__(self, inner, stop_at: int | None = None, fail: tuple[str, ...] = ()) -> None:
+        self.inner, self.stop_at, self.fail, self.sent = inner, stop_at, fail, []
+
+    def generate(self, requests):
+        for r in requests:
+            if self.stop_at is not None and len(self.sent) >= self.stop_at:
+                raise KeyboardInterrupt
+            if r.sample_id in self.fail:
+                raise RuntimeError(f"backend down on {r.sample_id}")
+        self.sent += [r.sample_id for r in requests]
+        return self.inner.generate(requests)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _watch(monkeypatch: pytest.MonkeyPatch, **kw) -> list[_Watched]:
+    """The runner's backends, watched; the list fills with each one it builds."""
+    import evalsuite.runner as runner_mod
+
+    made: list[_Watched] = []
+    real = runner_mod.make_backend
+    monkeypatch.setattr(runner_mod, "make_backend", lambda model, **o: made.append(_Watched(real(model, **o), **kw))
+                        or made[-1])
+    return made
+
+
+def _same_run(a: Path, b: Path, task: str) -> None:
+    """Two run folders hold the same answers and figures (the samples file byte for byte)."""
+    assert (a / "samples" / f"{task}.jsonl").read_bytes() == (b / "samples" / f"{task}.jsonl").read_bytes()
+    ea, eb = load_run(a)[0]["tasks"][task], load_run(b)[0]["tasks"][task]
+    for key in ("metrics", "ci95", "n_samples", "n_errors", "breakdown", "lm_eval", "config_hash"):
+        assert ea[key] == eb[key], key
+
+
+def test_an_interrupted_lmeval_run_resumes_asking_only_for_the_rest(task_dir: Path, tmp_path: Path, capsys,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg", f"lmeval.include_path={task_dir}",
+            "--batch-size", "1", "--quiet"]
+    clean, out = tmp_path / "clean", tmp_path / "run"
+    assert cli_main(["run", *args, "--out", str(clean)]) == 0
+    with monkeypatch.context() as m:
+        made = _watch(m, stop_at=2)  # Ctrl-C while the third document's request is out
+        assert cli_main(["run", *args, "--out", str(out)]) == 130
+        assert made[0].sent == ["0", "1"]
+    assert load_run(out)[0]["status"] == "interrupted"
+    # as any task cut short: resumed by the same config only (another seed asks other questions)
+    assert cli_main(["run", *args, "--out", str(out), "--seed", "1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {out} already holds task 'lmeval:tinyqa' run with --seed 0, not 1; use the same seed, "
+        f"another --out or --overwrite")
+    made = _watch(monkeypatch)
+    assert cli_main(["run", *args, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert made[0].sent == ["2", "3"]  # was all four: the lm-eval task started over
+    _same_run(clean, out, "lmeval:tinyqa")
+    assert load_run(out)[0]["tasks"]["lmeval:tinyqa"]["metrics"] == {"exact_match": 0.5}
+    # finished: a rerun asks for nothing; --overwrite discards the answers with the samples
+    assert cli_main(["run", *args, "--out", str(out)]) == 0 and made[1].sent == []
+    _same_run(clean, out, "lmeval:tinyqa")
+    assert cli_main(["run", *args, "--out", str(out), "--overwrite"]) == 0
+    assert made[2].sent == ["0", "1", "2", "3"]
+    _same_run(clean, out, "lmeval:tinyqa")
+
+
+def test_a_failed_request_is_not_kept_and_a_rerun_asks_for_it_again(task_dir: Path, tmp_path: Path, capsys,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg", f"lmeval.include_path={task_dir}",
+            "--quiet", "--max-error-rate", "0.5"]
+    clean, out = tmp_path / "clean", tmp_path / "run"
+    assert cli_main(["run", *args, "--out", str(clean)]) == 0
+    with monkeypatch.context() as m:
+        made = _watch(m, fail=("1",))  # the server failed that request (alone, then again when isolated)
+        assert cli_main(["run", *args, "--out", str(out)]) == 0
+        assert made[0].sent == ["0", "2", "3"]
+    rows = load_run(out)[1]["lmeval:tinyqa"]
+    assert [(r.id, r.error) for r in rows if r.error] == [("1", "RuntimeError: backend down on 1")]
+    made = _watch(monkeypatch)
+    assert cli_main(["run", *args, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert made[0].sent == ["1"]  # its empty answer was not kept as the model's
+    _same_run(clean, out, "lmeval:tinyqa")
+    assert load_run(out)[0]["tasks"]["lmeval:tinyqa"]["n_errors"] == 0
+
+
+def test_kept_answers_are_of_one_model_and_config(tmp_path: Path) -> None:
+    """The key is the request's arguments, its sampling seed and the scope (config hash, device,
+    precision): another scope, or another repeat of a sampled document, is asked for anew."""
+    from types import SimpleNamespace
+
+    from evalsuite.lmeval.cache import AnswerCache
+
+    path = tmp_path / "cache.jsonl"
+    scope = {"config_hash": "abc", "device": "cpu"}
+    reqs = [SimpleNamespace(args=("one two three", {"until": ["\n"], "temperature": 0.7}), task_name="t", doc_id=0)
+            for _ in range(2)]  # one document, repeats: 2, sampled
+
+    def answer(cache: AnswerCache) -> tuple[list[str], list[str]]:
+        lm = EvalsuiteLM(model="mock", batch_size=8)
+        sent: list[int] = []
+        real = lm.backend.generate
+        lm.backend.generate = lambda rs: sent.extend(r.seed for r in rs) or real(rs)
+        lm.cache = cache
+        try:
+            return lm.generate_until(reqs), sent
+        finally:
+            lm.close()
+
+    first, sent = answer(AnswerCache(path, scope))
+    assert len(sent) == 2 and sent[0] != sent[1]  # each repeat its own seed, so its own key
+    assert len(path.read_text().splitlines()) == 2
+    again, sent = answer(AnswerCache(path, scope))
+    assert again == first and sent == []
+    _, sent = answer(AnswerCache(path, {**scope, "device": "cuda:0"}))
+    assert len(sent) == 2
+    _, sent = answer(AnswerCache(path, {**scope, "config_hash": "abd"}))
+    assert len(sent) == 2
+    with path.open("a") as f:  # a kill mid-write leaves a torn line: read as a miss, cut before the next append
+        f.write('{"key": "12')
+    cache = AnswerCache(path, scope)
+    assert answer(cache)[1] == [] and cache.hits == 2
+
+
+def test_a_loglikelihood_run_that_fails_partway_resumes_from_its_answers(tmp_path: Path, capsys,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference model's log-likelihoods (a multiple_choice task: 3 documents x 2 choices), the
+    run killed by a fatal error on the fifth request: the rerun computes the last two only, and its
+    files equal an uninterrupted run's."""
+    d = tmp_path / "lm_tasks"
+    d.mkdir()
+    data = d / "mc.jsonl"
+    data.write_text("".join(json.dumps(doc) + "\n" for doc in DOCS[:3]))
+    (d / "tinymc.yaml").write_text(
+        f"task: tinymc\ndataset_path: json\ndataset_kwargs:\n  data_files:\n    test: {data}\ntest_split: test\n"
+        "output_type: multiple_choice\ndoc_to_text: \"{{question}}\"\ndoc_to_choice: [\" red\", \" four\"]\n"
+        "doc_to_target: 0\nmetric_list:\n  - metric: acc\nmetadata:\n  version: 1.0\n")
+    args = ["--model", "bf16", "--device", "cpu", "--tasks", "lmeval:tinymc", "--task-arg",
+            f"lmeval.include_path={d}", "--batch-size", "2", "--quiet"]
+    clean, out = tmp_path / "clean", tmp_path / "run"
+    assert cli_main(["run", *args, "--out", str(clean)]) == 0, capsys.readouterr().err
+
+    real = EvalsuiteLM._loglikelihood
+    computed: list[tuple[str, str]] = []
+
+    def counted(self, context, continuation, fail_at=None):
+        if fail_at is not None and len(computed) == fail_at:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        computed.append((context, continuation))
+        return real(self, context, continuation)
+
+    monkeypatch.setattr(EvalsuiteLM, "_loglikelihood", lambda self, c, x: counted(self, c, x, fail_at=4))
+    from evalsuite.runner import RunConfig, run
+
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        run(RunConfig(model="bf16", device="cpu", tasks=["lmeval:tinymc"], out=out, batch_size=2, quiet=True,
+                      task_args={"lmeval": {"include_path": str(d)}}, report=False))
+    assert len(computed) == 4
+    computed.clear()
+    monkeypatch.setattr(EvalsuiteLM, "_loglikelihood", lambda self, c, x: counted(self, c, x))
+    assert cli_main(["run", *args, "--out", str(out)]) == 0, capsys.readouterr().err
+    assert len(computed) == 2  # was 6: every log-likelihood again
+    _same_run(clean, out, "lmeval:tinymc")
