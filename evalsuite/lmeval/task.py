@@ -35,6 +35,7 @@ ranks skip it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -76,6 +77,39 @@ def _flat_metrics(block: dict[str, Any], prefix: str = "") -> tuple[dict[str, An
 
 # lm-eval's CLI seeds (python random, numpy, torch, few-shot sampling) when --seed is not given
 LM_EVAL_DEFAULT_SEEDS = (0, 1234, 1234, 1234)
+
+
+@contextlib.contextmanager
+def _no_progress_bars(quiet: bool) -> Iterator[None]:
+    """``--quiet``: lm-eval's progress bars (its modules' ``tqdm``, which reads no setting at run time)
+    and datasets' ("Generating test split") off for the call, restored after."""
+    if not quiet:
+        yield
+        return
+    import functools
+    import importlib
+
+    import tqdm as _tqdm
+    from datasets.utils import logging as ds_logging
+
+    patched = []
+    for name in ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.api.metrics", "lm_eval.evaluator"):
+        try:
+            mod = importlib.import_module(name)
+        except ImportError:
+            continue
+        if getattr(mod, "tqdm", None) is _tqdm.tqdm:
+            patched.append(mod)
+            mod.tqdm = functools.partial(_tqdm.tqdm, disable=True)
+    was_on = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for mod in patched:
+            mod.tqdm = _tqdm.tqdm
+        if was_on:
+            ds_logging.enable_progress_bar()
 
 
 def lm_eval_seeds(seed: int) -> dict[str, int]:
@@ -162,9 +196,10 @@ class LMEvalTask(DrivingTask):
         return tm
 
     def evaluate(self, backend: Any, *, limit: int | None, seed: int, batch_size: int,
-                 cache: Any = None) -> dict[str, Any]:
+                 cache: Any = None, quiet: bool = False) -> dict[str, Any]:
         """lm-eval's ``simple_evaluate`` on this task with ``backend`` as the model; ``cache`` (an
-        `AnswerCache`): the answers already given, replayed, and where new ones are kept."""
+        `AnswerCache`): the answers already given, replayed, and where new ones are kept; ``quiet``:
+        no progress bars (lm-eval's and datasets')."""
         import lm_eval
 
         from evalsuite.lmeval import EvalsuiteLM
@@ -175,10 +210,11 @@ class LMEvalTask(DrivingTask):
         shots = int(self.args["num_fewshot"])
         manager = self._manager or self.task_manager()  # check() found it already
         try:
-            res = lm_eval.simple_evaluate(
-                model=lm, tasks=[self.lm_task], task_manager=manager, limit=limit,
-                num_fewshot=None if shots < 0 else shots, log_samples=True, bootstrap_iters=1000,
-                **lm_eval_seeds(seed))
+            with _no_progress_bars(quiet):
+                res = lm_eval.simple_evaluate(
+                    model=lm, tasks=[self.lm_task], task_manager=manager, limit=limit,
+                    num_fewshot=None if shots < 0 else shots, log_samples=True, bootstrap_iters=1000,
+                    **lm_eval_seeds(seed))
         except (ConnectionError, OSError) as e:  # datasets' ConnectionError is an OSError
             if not _is_download_error(e):
                 raise
@@ -208,7 +244,8 @@ class LMEvalTask(DrivingTask):
         # the model's answers so far, kept as they come: a run cut short resumes from them; the key's
         # scope makes them this model's and this config's (device and precision are not in the hash)
         cache = AnswerCache(cache_path(out, self.name), scope={"config_hash": config_hash, **model})
-        res = self.evaluate(backend, limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size, cache=cache)
+        res = self.evaluate(backend, limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size, cache=cache,
+                            quiet=bool(getattr(cfg, "quiet", False)))
         wall = time.perf_counter() - t0
         subtasks = list(res["samples"])
         results, metrics, stderr, mean_primary = self._convert(res, subtasks)

@@ -625,3 +625,15 @@ def test_a_loglikelihood_run_that_fails_partway_resumes_from_its_answers(tmp_pat
     assert cli_main(["run", *args, "--out", str(out)]) == 0, capsys.readouterr().err
     assert len(computed) == 2  # was 6: every log-likelihood again
     _same_run(clean, out, "lmeval:tinymc")
+
+
+def test_quiet_run_shows_no_progress_bars(task_dir: Path, tmp_path: Path, capsys) -> None:
+    args = ["--tasks", "lmeval:tinyqa", "--task-arg", f"lmeval.include_path={task_dir}", "--limit", "2"]
+    assert cli_main(["run", "--model", "mock", *args, "--out", str(tmp_path / "quiet"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "it/s" not in err and "examples/s" not in err, err  # lm-eval's and datasets' bars
+    assert cli_main(["run", "--model", "mock", *args, "--out", str(tmp_path / "loud")]) == 0
+    assert "it/s" in capsys.readouterr().err  # without --quiet lm-eval's bar shows, and stays working
+    import lm_eval.api.task as lm_task
+    import tqdm
+    assert lm_task.tqdm is tqdm.tqdm
