@@ -560,8 +560,19 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         raise GateError(f"--max-slowdown must be a finite percentage (negative: do not gate efficiency), "
                         f"got {max_slowdown_pct}")
     (rb, sb), (rc, sc) = baseline, candidate
+    # the baseline's tasks the gate covers (every one, or those --tasks names) that the candidate did not
+    # run: a FAIL below, as a task whose samples were lost is (a narrower gate is asked with --tasks)
+    unknown = [t for t in tasks or [] if t not in rb["tasks"]]
+    if unknown:
+        raise GateError(f"task(s) {', '.join(unknown)} not in the baseline {baseline_label} "
+                        f"(it has: {', '.join(rb['tasks']) or 'none'})")
+    not_run = [t for t in (tasks or list(rb["tasks"])) if t not in rc["tasks"]]
     try:
-        names = select_tasks(rb, rc, tasks, what="baseline and candidate")
+        if tasks and len(not_run) == len(tasks):
+            names = []
+        else:
+            names = select_tasks(rb, rc, [t for t in tasks if t not in not_run] if tasks else None,
+                                 what="baseline and candidate")
     except CompareError:
         if rc.get("status") == "complete":
             raise
@@ -586,10 +597,15 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     verdicts = gate_tasks(pairs, margin=margin, alpha=alpha, n_boot=n_boot, seed=seed)
     verdicts += [TaskVerdict(t, SKIPPED, reason="its metric is lower-is-better (lm-eval higher_is_better: false); "
                                                 "the gate judges higher-is-better scores: not gated") for t in lower]
-    # a baseline task the candidate lacks is a row of its own (SKIPPED: it does not decide the
-    # verdict), not only a note under the table, so the page shows what was not gated where it looks
-    verdicts += [TaskVerdict(t, SKIPPED, reason="in the baseline but not in the candidate: not gated")
-                 for t in (tasks or list(rb["tasks"])) if t in rb["tasks"] and t not in rc["tasks"]]
+    # a baseline task the candidate did not run is a row of its own too, so the page shows it where it
+    # looks; the gate fails on it as a whole (fail_reasons below)
+    verdicts += [TaskVerdict(t, SKIPPED, reason="in the baseline but not run by the candidate: the gate fails")
+                 for t in not_run]
+    if not tasks:
+        extra = [t for t in rc["tasks"] if t not in rb["tasks"]]
+        if extra:
+            notes.append(f"task(s) {', '.join(extra)}: in the candidate but not in the baseline: not gated "
+                         f"(no baseline to gate against)")
     for t, p in pairs.items():
         if p.n and (float(p.a.min()) < 0 or float(max(p.a.max(), p.b.max())) > 1):
             notes.append(f"task {t!r}: scores outside [0, 1]; the margin is applied as {margin} score units")
@@ -634,6 +650,9 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     if rc.get("status") != "complete":
         fail_reasons.append(f"the candidate run is {rc.get('status')}, not complete: the gate passes only a "
                             f"finished run (resume it, or fix what failed)")
+    if not_run:
+        fail_reasons.append(f"baseline task(s) {', '.join(not_run)} not run by the candidate: the gate covers every "
+                            f"task of its baseline (name the ones to gate with --tasks)")
     for r, lab in cand_runs[1:]:
         if r.get("status") != "complete":
             fail_reasons.append(f"the candidate run {lab} is {r.get('status')}, not complete: the gate passes "

@@ -489,7 +489,7 @@ def test_a_failed_candidate_says_why_under_the_badge_and_shows_missing_tasks(big
     assert 'id="verdict-reasons"' in top and "the candidate run is failed, not complete" in top
     assert "the candidate run is failed: task docqa: 20/20 samples errored" in top
     assert '<tr><td>videoqa</td><td class="verdict SKIPPED">SKIPPED</td>' in html
-    assert "in the baseline but not in the candidate: not gated" in html
+    assert "in the baseline but not run by the candidate: the gate fails" in html
     notes = html[html.index("<h2>Notes</h2>"):] if "<h2>Notes</h2>" in html else ""
     assert "gate failed:" not in notes and "the candidate run is failed" not in notes  # said once, at the top
 
@@ -731,3 +731,26 @@ def test_a_lower_is_better_metric_is_not_gated_backwards(big, tmp_path, capsys):
     assert [(t["task"], t["verdict"]) for t in doc["tasks"]] == [("docqa", SKIPPED)]
     assert "lower-is-better" in doc["tasks"][0]["reason"]
     assert code == 1 and "nothing was gated: docqa: lower-is-better, not gated" in capsys.readouterr().out
+
+
+# ---- what the gate covers -------------------------------------------------------------------------
+def test_a_baseline_task_the_candidate_did_not_run_fails_the_gate(big, tmp_path, capsys):
+    """A candidate without three of the baseline's tasks passed (SKIPPED rows) while the same
+    candidate with those tasks' samples lost failed: a lost task must not be the easier way through."""
+    rows, _ = big
+    vid = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.6, seed=2)
+    base = write_run(tmp_path / "b", {"docqa": rows, "videoqa": vid})
+    cand = write_run(tmp_path / "c", {"docqa": rows, "gui": binary_samples("gui", 20, n_clusters=5, accuracy=0.5)})
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--max-slowdown", "-1") == 1
+    out = capsys.readouterr().out
+    assert "note: gate failed: baseline task(s) videoqa not run by the candidate" in out
+    assert "note: task(s) gui: in the candidate but not in the baseline: not gated" in out
+    g = run_gate(load_run(base), load_run(cand), n_boot=200)
+    assert [(t.task, t.verdict) for t in g.tasks] == [("docqa", PASS), ("videoqa", SKIPPED)] and g.verdict == FAIL
+    # --tasks asks for a narrower gate: only the named tasks are required
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--tasks", "docqa", "--max-slowdown", "-1") == 0
+    assert "gate: PASS" in capsys.readouterr().out
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--tasks", "docqa,videoqa", "--max-slowdown", "-1") == 1
+    assert "baseline task(s) videoqa not run by the candidate" in capsys.readouterr().out
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--tasks", "gui") == 2
+    assert "task(s) gui not in the baseline" in capsys.readouterr().err
