@@ -170,6 +170,39 @@ def save_baseline(run_dir: str | Path, folder: str | Path, name: str) -> Path:
     return target
 
 
+def save_refusal(verdict: str, candidate: Run, folder: Path, name: str, *, force: bool = False) -> str | None:
+    """Why ``--save-baseline NAME`` must not write ``candidate`` into ``folder`` (None: it may).
+
+    A baseline is replaced only by a run that passed the gate, that ran every task of the baseline
+    it replaces and no fewer samples of any: otherwise the tasks or samples it lacks would never be
+    gated again. ``force`` (``--force-save``, deliberate re-baselining) waives those rules, but never
+    saves a run that is not complete (a baseline must be a finished run)."""
+    rc, sc = candidate
+    if rc.get("status") != "complete":
+        return f"the candidate run is {rc.get('status')}, not complete: a baseline must be a finished run"
+    if force:
+        return None
+    if verdict != PASS:
+        return f"the gate's verdict is {verdict}, not PASS (re-baseline deliberately with --force-save)"
+    old_path = list_baselines(folder).get(name)
+    if old_path is None:
+        return None
+    try:
+        rb, sb = _load_any(old_path)
+    except RunFormatError as e:
+        return f"the baseline {name} it would replace cannot be read ({e}); replace it deliberately with --force-save"
+    lost = [t for t in rb["tasks"] if t not in rc["tasks"]]
+    if lost:
+        return (f"baseline {name} has task(s) {', '.join(lost)} that the candidate did not run: saving would stop "
+                f"gating them (re-baseline deliberately with --force-save)")
+    fewer = [f"{t} {len(sc.get(t, []))} < {len(sb.get(t, []))}" for t in rb["tasks"]
+             if len(sc.get(t, [])) < len(sb.get(t, []))]
+    if fewer:
+        return (f"the candidate has fewer samples than baseline {name} ({'; '.join(fewer)}): saving would stop "
+                f"gating the rest (re-baseline deliberately with --force-save)")
+    return None
+
+
 # ---- accuracy -----------------------------------------------------------------------------------
 @dataclass
 class TaskVerdict:
@@ -761,7 +794,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="gate tasks whose settings differ (notes instead of refusing)")
     parser.add_argument("--out", default=None, help="folder for gate.json, gate.md and gate.html")
     parser.add_argument("--save-baseline", default=None, metavar="NAME",
-                        help="after a non-failing gate, write the candidate into the --baseline folder as NAME")
+                        help="after a PASS, write the candidate into the --baseline folder as NAME (refused when "
+                             "it lacks a task or samples of the baseline NAME it would replace: see --force-save)")
+    parser.add_argument("--force-save", action="store_true",
+                        help="with --save-baseline: save the (finished) candidate whatever the verdict, and though "
+                             "it lacks tasks or samples of the baseline it replaces (deliberate re-baselining)")
     parser.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap replicates")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(page="evalsuite.reports.gate_page")
@@ -796,11 +833,12 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_text(out / "gate.md", markdown(doc))
         print(f"gate:   {out / 'gate.json'}")
     if args.save_baseline:
-        if g.failed:
-            print("baseline not saved: the gate failed")
+        folder = Path(args.baseline[0])
+        if not folder.is_dir() or (folder / "results.json").exists():
+            raise GateError("--save-baseline needs --baseline to be a folder of baselines")
+        why = save_refusal(g.verdict, candidate, folder, args.save_baseline, force=args.force_save)
+        if why:
+            print(f"baseline not saved: {why}")
         else:
-            folder = Path(args.baseline[0])
-            if not folder.is_dir() or (folder / "results.json").exists():
-                raise GateError("--save-baseline needs --baseline to be a folder of baselines")
             print(f"baseline: {save_baseline(args.candidate[0], folder, args.save_baseline)}")
     return 1 if g.failed else 0

@@ -754,3 +754,46 @@ def test_a_baseline_task_the_candidate_did_not_run_fails_the_gate(big, tmp_path,
     assert "baseline task(s) videoqa not run by the candidate" in capsys.readouterr().out
     assert gate("--baseline", str(base), "--candidate", str(cand), "--tasks", "gui") == 2
     assert "task(s) gui not in the baseline" in capsys.readouterr().err
+
+
+def test_save_baseline_replaces_a_baseline_only_with_a_pass_that_covers_it(big, tmp_path, capsys):
+    """--save-baseline overwrote a good baseline after an INCONCLUSIVE gate, and with a run of fewer
+    tasks or samples: what the new one lacked was never gated again."""
+    rows, _ = big
+    vid = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.6, seed=2)
+    folder = tmp_path / "bl"
+    save_baseline(write_run(tmp_path / "b", {"docqa": rows, "videoqa": vid}, name="fp4", precision="nvfp4"), folder, "fp4")
+    before = (folder / "fp4.json").read_text()
+
+    def save(cand, *more):
+        code = gate("--baseline", str(folder), "--candidate", str(cand), "--max-slowdown", "-1",
+                    "--save-baseline", "fp4", *more)
+        return code, capsys.readouterr().out
+
+    # a PASS over docqa alone (--tasks): videoqa would be lost
+    docqa_only = write_run(tmp_path / "c1", {"docqa": rows}, name="fp4", precision="nvfp4", run_id="c1")
+    code, out = save(docqa_only, "--tasks", "docqa")
+    assert code == 0 and "gate: PASS" in out
+    assert ("baseline not saved: baseline fp4 has task(s) videoqa that the candidate did not run: saving would stop "
+            "gating them (re-baseline deliberately with --force-save)") in out
+    # a PASS over fewer samples (at a wide margin)
+    fewer = write_run(tmp_path / "c2", {"docqa": rows[:300], "videoqa": vid}, name="fp4", precision="nvfp4",
+                      run_id="c2", args={"docqa": {"n": 400}, "videoqa": {"n": 40}})
+    code, out = save(fewer, "--margin", "30")
+    assert code == 0 and "gate: PASS" in out
+    assert "baseline not saved: the candidate has fewer samples than baseline fp4 (docqa 300 < 400)" in out
+    # an INCONCLUSIVE gate (a few flips on videoqa's 40 samples)
+    worse = write_run(tmp_path / "c3", {"docqa": rows, "videoqa": flipped(vid, {vid[0].id, vid[1].id})}, name="fp4",
+                      precision="nvfp4", run_id="c3")
+    code, out = save(worse)
+    assert code == 0 and "gate: INCONCLUSIVE" in out
+    assert "baseline not saved: the gate's verdict is INCONCLUSIVE, not PASS (re-baseline deliberately with --force-save)" in out
+    assert (folder / "fp4.json").read_text() == before and (folder / "fp4" / "samples" / "videoqa.jsonl").exists()
+    # deliberate re-baselining: --force-save writes it; the exit status stays the gate's
+    code, out = save(docqa_only, "--tasks", "docqa", "--force-save")
+    assert code == 0 and f"baseline: {folder / 'fp4.json'}" in out
+    assert list(json.loads((folder / "fp4.json").read_text())["tasks"]) == ["docqa"]
+    # a run that is not complete is never saved
+    cut = write_run(tmp_path / "c4", {"docqa": rows}, name="fp4", precision="nvfp4", run_id="c4", status="interrupted")
+    code, out = save(cut, "--force-save")
+    assert code == 1 and "baseline not saved: the candidate run is interrupted, not complete" in out
