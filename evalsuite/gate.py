@@ -473,13 +473,16 @@ def describe_hardware(results: dict[str, Any]) -> str:
     return f"device {device}, cpu {cpu}" + (f", gpu {count} x {gpu}" if gpu else "")
 
 
-def verdict_text(verdict: str, efficiency_skipped: str | None) -> str:
+def verdict_text(verdict: str, efficiency_skipped: str | None, baseline_status: str = "complete") -> str:
     """The one line a CI log shows: the verdict, and what it does not cover."""
+    said = []
     if efficiency_skipped and efficiency_skipped.startswith("different hardware"):
-        return f"{verdict} (accuracy only: throughput not gated, different hardware)"
-    if efficiency_skipped:
-        return f"{verdict} (accuracy only: throughput {efficiency_skipped})"
-    return verdict
+        said.append("accuracy only: throughput not gated, different hardware")
+    elif efficiency_skipped:
+        said.append(f"accuracy only: throughput {efficiency_skipped}")
+    if baseline_status != "complete":
+        said.append(f"against a {baseline_status} baseline run, allowed by --allow-incomplete-baseline")
+    return f"{verdict} ({'; '.join(said)})" if said else verdict
 
 
 # ---- the gate -----------------------------------------------------------------------------------
@@ -525,7 +528,7 @@ class GateResult:
             "candidate": {"path": self.candidate_label, "status": self.candidate_status, "model": self.candidate_model,
                           "status_reasons": self.candidate_reasons, "repeats": self.candidate_repeats},
             "margin_points": 100 * self.margin, "alpha": self.alpha, "max_slowdown_pct": 100 * self.max_slowdown,
-            "verdict_text": verdict_text(self.verdict, self.efficiency_skipped),
+            "verdict_text": verdict_text(self.verdict, self.efficiency_skipped, self.baseline_status),
             "efficiency_skipped": self.efficiency_skipped,
             "tasks": [t.to_dict() for t in self.tasks], "efficiency": [e.to_dict() for e in self.efficiency],
             "notes": self.notes, "fail_reasons": self.fail_reasons,
@@ -579,12 +582,17 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
              allow_config_mismatch: bool = False, baseline_label: str = "baseline",
              candidate_label: str = "candidate", n_boot: int = N_BOOT, seed: int = 0,
              baseline_repeats: Sequence[tuple[Run, str]] = (),
-             candidate_repeats: Sequence[tuple[Run, str]] = ()) -> GateResult:
+             candidate_repeats: Sequence[tuple[Run, str]] = (),
+             allow_incomplete_baseline: bool = False) -> GateResult:
     """Gate a loaded candidate run against a loaded baseline run (``load_run`` outputs).
 
     ``*_repeats``: more runs of each side, ``(run, label)``, repeats of the same model on the same
     samples and machine: accuracy is gated on the first run of each side, efficiency on all of them
-    (the run-to-run noise of a figure is estimated from their spread)."""
+    (the run-to-run noise of a figure is estimated from their spread).
+
+    A baseline run that is not complete is refused (GateError): the samples it errored on count as
+    wrong for it, which flatters the candidate. ``allow_incomplete_baseline`` gates against it anyway,
+    and the verdict says so."""
     if not 0.0 < alpha < 0.5:
         raise GateError(f"--alpha must be in (0, 0.5), got {alpha}")
     if not (margin_points >= 0 and math.isfinite(margin_points)):  # NaN fails both
@@ -593,6 +601,12 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         raise GateError(f"--max-slowdown must be a finite percentage (negative: do not gate efficiency), "
                         f"got {max_slowdown_pct}")
     (rb, sb), (rc, sc) = baseline, candidate
+    for r, lab in [(rb, baseline_label), *((r, lab) for (r, _), lab in baseline_repeats)]:
+        if r.get("status") != "complete" and not allow_incomplete_baseline:
+            why = "; ".join(str(m) for m in r.get("status_reasons") or []) or "no reason recorded"
+            raise GateError(f"the baseline run {lab} is {r.get('status')}, not complete ({why}): the samples it "
+                            f"errored on or lacks would count against it and flatter the candidate; gate against a "
+                            f"finished baseline, or pass --allow-incomplete-baseline")
     # the baseline's tasks the gate covers (every one, or those --tasks names) that the candidate did not
     # run: a FAIL below, as a task whose samples were lost is (a narrower gate is asked with --tasks)
     unknown = [t for t in tasks or [] if t not in rb["tasks"]]
@@ -675,10 +689,11 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
     for who, r in (("baseline", rb), ("candidate", rc)):
         if r.get("status") != "complete":
             why = "; ".join(r.get("status_reasons") or [])
-            notes.insert(0, f"the {who} run is {r.get('status')}" + (f": {why}" if why else ""))
+            allowed = " (allowed by --allow-incomplete-baseline)" if who == "baseline" else ""
+            notes.insert(0, f"the {who} run is {r.get('status')}{allowed}" + (f": {why}" if why else ""))
     for r, lab in base_runs[1:]:
         if r.get("status") != "complete":
-            notes.append(f"the baseline run {lab} is {r.get('status')}")
+            notes.append(f"the baseline run {lab} is {r.get('status')} (allowed by --allow-incomplete-baseline)")
     fail_reasons = []
     if rc.get("status") != "complete":
         fail_reasons.append(f"the candidate run is {rc.get('status')}, not complete: the gate passes only a "
@@ -792,6 +807,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: every task in both)")
     parser.add_argument("--allow-config-mismatch", action="store_true",
                         help="gate tasks whose settings differ (notes instead of refusing)")
+    parser.add_argument("--allow-incomplete-baseline", action="store_true",
+                        help="gate against a baseline run that is not complete (refused otherwise: its errored "
+                             "samples count as wrong and flatter the candidate); the verdict says so")
     parser.add_argument("--out", default=None, help="folder for gate.json, gate.md and gate.html")
     parser.add_argument("--save-baseline", default=None, metavar="NAME",
                         help="after a PASS, write the candidate into the --baseline folder as NAME (refused when "
@@ -823,7 +841,8 @@ def main(args: argparse.Namespace) -> int:
                  max_slowdown_pct=args.max_slowdown if args.max_slowdown >= 0 else None, tasks=tasks,
                  allow_config_mismatch=args.allow_config_mismatch, baseline_label=label,
                  candidate_label=str(args.candidate[0]), n_boot=args.n_boot, seed=args.seed,
-                 baseline_repeats=baseline_repeats, candidate_repeats=candidate_repeats)
+                 baseline_repeats=baseline_repeats, candidate_repeats=candidate_repeats,
+                 allow_incomplete_baseline=args.allow_incomplete_baseline)
     doc = json.loads(dumps(g.to_dict()))
     validate(doc, "gate")
     print(summary_text(doc))

@@ -33,7 +33,8 @@ def verdict_reasons(doc: dict[str, Any]) -> list[str]:
 
     FAIL: the whole-gate failures (``fail_reasons``; gate.json of schema 1.0 has them only as notes
     prefixed "gate failed: ") with the candidate's own status reasons, then every failing task and
-    efficiency figure. INCONCLUSIVE: the tasks that did not show non-inferiority."""
+    efficiency figure. INCONCLUSIVE: the tasks that did not show non-inferiority. Whatever the verdict: a
+    baseline run that is not complete (gated against only with --allow-incomplete-baseline)."""
     whole = doc.get("fail_reasons")
     if whole is None:
         whole = [n[len(FAILED):] for n in doc["notes"] if n.startswith(FAILED)]
@@ -45,6 +46,10 @@ def verdict_reasons(doc: dict[str, Any]) -> list[str]:
                 out.append(f"the candidate run is {cand['status']}: {'; '.join(cand['status_reasons'])}")
         else:  # schema 1.0: the run's reasons are only in a note
             out += [n for n in doc["notes"] if n.startswith(f"the candidate run is {cand['status']}: ")]
+    base = doc["baseline"]
+    if base.get("status") != "complete":  # gated against it only when asked (--allow-incomplete-baseline)
+        why = "; ".join(base.get("status_reasons") or [])
+        out.append(f"gated against a {base['status']} baseline run" + (f": {why}" if why else ""))
     out += [f"task {t['task']}: {t['reason']}" for t in doc["tasks"] if t["verdict"] == "FAIL"]
     out += [f"{e['task']} {e['key']}: " + (e.get("reason") or ("missing from the candidate" if e["candidate"] is None
                                                                  else f"speed {e['speed_ratio']:.3f}x, beyond the allowed "

@@ -307,9 +307,11 @@ def test_an_unfinished_candidate_fails_even_when_its_samples_pass(big, tmp_path,
     assert g.tasks[0].verdict == PASS and g.verdict == FAIL
     assert g.notes[0] == (f"gate failed: the candidate run is {status}, not complete: the gate passes only a "
                           f"finished run (resume it, or fix what failed)")
-    # an unfinished baseline is noted, not failed
-    g = run_gate(load_run(cand), load_run(base), n_boot=200)
-    assert g.verdict == PASS and g.notes == [f"the baseline run is {status}: stopped"]
+    # an unfinished baseline is refused, unless allowed: then noted
+    with pytest.raises(GateError, match=f"the baseline run baseline is {status}, not complete \\(stopped\\)"):
+        run_gate(load_run(cand), load_run(base), n_boot=200)
+    g = run_gate(load_run(cand), load_run(base), n_boot=200, allow_incomplete_baseline=True)
+    assert g.verdict == PASS and g.notes == [f"the baseline run is {status} (allowed by --allow-incomplete-baseline): stopped"]
 
 
 # ---- the FAIL rule by simulation ------------------------------------------------------------------
@@ -797,3 +799,36 @@ def test_save_baseline_replaces_a_baseline_only_with_a_pass_that_covers_it(big, 
     cut = write_run(tmp_path / "c4", {"docqa": rows}, name="fp4", precision="nvfp4", run_id="c4", status="interrupted")
     code, out = save(cut, "--force-save")
     assert code == 1 and "baseline not saved: the candidate run is interrupted, not complete" in out
+
+
+def test_a_baseline_that_is_not_complete_is_refused_unless_allowed(tmp_path, capsys):
+    """A failed baseline (40% of its samples errored) gated a candidate that lost 10 points on every
+    sample the baseline answered: the baseline's errors counted as wrong and the candidate PASSed."""
+    base_rows = binary_samples("docqa", 400, n_clusters=400, accuracy=0.7, seed=1)
+    b_rows, c_rows = [], []
+    for i, r in enumerate(base_rows):
+        rb, rc = dataclasses.replace(r), dataclasses.replace(r)
+        if i % 5 < 2:
+            rb.score, rb.prediction, rb.error = None, None, "TimeoutError: server unavailable"
+        elif r.score == 1.0 and i % 3 == 0:
+            rc.score, rc.prediction = 0.0, "B"
+        b_rows.append(rb)
+        c_rows.append(rc)
+    reason = "task docqa: 160/400 samples errored (40.0% > --max-error-rate 5.0%)"
+    base = write_run(tmp_path / "b", {"docqa": b_rows}, status="failed", status_reasons=[reason])
+    cand = write_run(tmp_path / "c", {"docqa": c_rows}, run_id="c")
+    assert gate("--baseline", str(base), "--candidate", str(cand), "--max-slowdown", "-1") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"the baseline run {base} is failed, not complete ({reason})" in err
+    assert "--allow-incomplete-baseline" in err
+    out = tmp_path / "g"
+    code = gate("--baseline", str(base), "--candidate", str(cand), "--max-slowdown", "-1", "--allow-incomplete-baseline",
+                "--out", str(out))
+    text = capsys.readouterr().out
+    assert code == 0 and (
+        "\ngate: PASS (accuracy only: throughput not asked (--max-slowdown < 0); against a failed baseline run, "
+        "allowed by --allow-incomplete-baseline)\n") in text
+    assert f"note: the baseline run is failed (allowed by --allow-incomplete-baseline): {reason}" in text
+    html = (out / "gate.html").read_text()
+    top = html[html.index('<span class="badge'):html.index("<table>")]
+    assert "gated against a failed baseline run: task docqa: 160/400 samples errored (40.0% &gt; --max-error" in top
