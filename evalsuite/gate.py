@@ -71,7 +71,8 @@ from evalsuite.compare import (CompareError, check_configs, check_same_data, com
                                format_table, numeric_figures, select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
-                               load_results, load_run, model_identity, read_samples, validate)
+                               load_results, load_run, model_identity, read_samples, results_path,
+                               validate)
 from evalsuite.stats import N_BOOT, fmt_p, points, speed_bounds
 from evalsuite.types import SampleResult
 
@@ -84,6 +85,11 @@ class GateError(RunFormatError):
 
 
 # ---- baselines ----------------------------------------------------------------------------------
+def _no_samples(path: Path, task: str, expected: Path) -> GateError:
+    return GateError(f"baseline {path} has no sample file for task {task!r} "
+                     f"(expected {expected}; the gate needs per-sample scores)")
+
+
 def _load_json_baseline(path: Path) -> Run:
     """``<name>.json`` with samples in ``<name>/samples/<task>.jsonl`` (else beside the file)."""
     results = load_results(path)
@@ -92,19 +98,26 @@ def _load_json_baseline(path: Path) -> Run:
     for task, t in results["tasks"].items():
         candidates = [sibling / "samples" / f"{task}.jsonl", path.parent / (t.get("samples_file") or f"samples/{task}.jsonl")]
         found = next((c for c in candidates if c.exists()), None)
-        if found is None:
-            raise GateError(f"baseline {path} has no sample file for task {task!r} "
-                            f"(expected {candidates[0]}; the gate needs per-sample scores)")
-        samples[task] = list(read_samples(found).values())
+        if found is None and t.get("n_samples"):
+            raise _no_samples(path, task, candidates[0])
+        samples[task] = list(read_samples(found).values()) if found is not None else []
     return results, samples
 
 
 def _load_any(path: Path) -> Run:
+    """A baseline run: a ``.json`` file with its samples beside it, or a run folder. Either way a task
+    the results list with samples (n_samples > 0) whose sample file is missing is an error, not a task
+    silently left ungated."""
     if path.is_file():
         if path.suffix != ".json":
             raise GateError(f"--baseline {path}: expected a run folder, a results .json file or a folder of baselines")
         return _load_json_baseline(path)
-    return load_run(path)
+    results, samples = load_run(path)
+    for task, t in results["tasks"].items():
+        expected = results_path(path).parent / (t.get("samples_file") or f"samples/{task}.jsonl")
+        if t.get("n_samples") and not expected.exists():
+            raise _no_samples(path, task, expected)
+    return results, samples
 
 
 def list_baselines(folder: Path) -> dict[str, Path]:

@@ -832,3 +832,26 @@ def test_a_baseline_that_is_not_complete_is_refused_unless_allowed(tmp_path, cap
     html = (out / "gate.html").read_text()
     top = html[html.index('<span class="badge'):html.index("<table>")]
     assert "gated against a failed baseline run: task docqa: 160/400 samples errored (40.0% &gt; --max-error" in top
+
+
+@pytest.mark.parametrize("layout", ["run folder", "json"])
+def test_a_baseline_missing_a_samples_file_is_an_error_in_either_layout(tmp_path, capsys, layout):
+    """A run-folder baseline without a task's samples file left that task silently ungated (PASS),
+    while the <name>.json layout refused; both refuse now when results.json says the task has samples."""
+    rows = {t: binary_samples(t, 40, n_clusters=8, accuracy=0.7, seed=i) for i, t in enumerate(["docqa", "videoqa"])}
+    run = write_run(tmp_path / "run", rows)
+    folder = tmp_path / "bl"
+    if layout == "json":
+        save_baseline(run, folder, "bf16")
+        (folder / "bf16" / "samples" / "videoqa.jsonl").unlink()
+        base, missing = folder / "bf16.json", folder / "bf16" / "samples" / "videoqa.jsonl"
+    else:
+        base = write_run(folder / "bf16", rows)
+        missing = base / "samples" / "videoqa.jsonl"
+        missing.unlink()
+    cand = write_run(tmp_path / "cand", {"docqa": rows["docqa"], "videoqa": flipped(rows["videoqa"], {r.id for r in rows["videoqa"]})},
+                     run_id="c")
+    for b in (base, folder):
+        assert gate("--baseline", str(b), "--candidate", str(cand), "--max-slowdown", "-1") == 2
+        err = capsys.readouterr().err
+        assert err == f"error: baseline {base} has no sample file for task 'videoqa' (expected {missing}; the gate needs per-sample scores)\n"
