@@ -548,6 +548,26 @@ class GateResult:
         }
 
 
+def check_consistent(run: Run, label: str, side: str) -> None:
+    """A run that says it is complete holds, for each task, as many distinct sample ids in its samples
+    file as its results.json counts (``n_samples``); otherwise its files disagree (a partial copy, lines
+    filtered away) and the gate would judge other samples than the run scored: GateError. A
+    candidate's task with no sample lines at all is left to its row (a FAIL: "none of the samples"); a
+    baseline's is refused here. (The recorded metric is not recomputed from the lines: a task's
+    primary metric need not be their mean, e.g. OCRBench v2's mean of per-type means.)"""
+    results, samples = run
+    if results.get("status") != "complete":
+        return
+    for t, entry in results["tasks"].items():
+        n, have = entry.get("n_samples"), len({r.id for r in samples.get(t, [])})
+        if n is None or have == n or (side == "candidate" and have == 0):
+            continue
+        where = entry.get("samples_file") or f"samples/{t}.jsonl"
+        raise GateError(f"{side} {label}: task {t!r}: {where} holds {have} distinct sample id(s) but its results.json "
+                        f"says n_samples {n} (the run is complete): its files disagree (a partial copy?); refusing "
+                        f"inconsistent input")
+
+
 def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], names: Sequence[str], side: str,
                   allow_config_mismatch: bool) -> None:
     """Repeats of a side are runs of the same model, settings and samples on the same machine."""
@@ -620,6 +640,12 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             raise GateError(f"the baseline run {lab} is {r.get('status')}, not complete ({why}): the samples it "
                             f"errored on or lacks would count against it and flatter the candidate; gate against a "
                             f"finished baseline, or pass --allow-incomplete-baseline")
+    check_consistent(baseline, baseline_label, "baseline")
+    check_consistent(candidate, candidate_label, "candidate")
+    for run, lab in baseline_repeats:
+        check_consistent(run, lab, "baseline")
+    for run, lab in candidate_repeats:
+        check_consistent(run, lab, "candidate")
     # the baseline's tasks the gate covers (every one, or those --tasks names) that the candidate did not
     # run: a FAIL below, as a task whose samples were lost is (a narrower gate is asked with --tasks)
     unknown = [t for t in tasks or [] if t not in rb["tasks"]]

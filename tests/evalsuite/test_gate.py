@@ -855,3 +855,24 @@ def test_a_baseline_missing_a_samples_file_is_an_error_in_either_layout(tmp_path
         assert gate("--baseline", str(b), "--candidate", str(cand), "--max-slowdown", "-1") == 2
         err = capsys.readouterr().err
         assert err == f"error: baseline {base} has no sample file for task 'videoqa' (expected {missing}; the gate needs per-sample scores)\n"
+
+
+@pytest.mark.parametrize("side", ["candidate", "baseline"])
+def test_a_complete_run_whose_samples_file_disagrees_with_its_results_is_refused(big, tmp_path, capsys, side):
+    """A complete candidate (n_samples 400) whose samples file held 300 lines, the wrong answers gone,
+    PASSed with a note; the gate would judge other samples than the run scored."""
+    rows, base = big
+    lost = [r for r in rows if r.score == 0.0][:100]
+    other = write_run(tmp_path / side, {"docqa": rows}, run_id=side)
+    (other / "samples" / "docqa.jsonl").write_text(
+        "".join(json.dumps(r.to_dict()) + "\n" for r in rows if r not in lost))
+    b, c = (base, other) if side == "candidate" else (other, base)
+    assert gate("--baseline", str(b), "--candidate", str(c), "--max-slowdown", "-1") == 2
+    assert capsys.readouterr().err == (
+        f"error: {side} {other}: task 'docqa': samples/docqa.jsonl holds 300 distinct sample id(s) but its "
+        f"results.json says n_samples 400 (the run is complete): its files disagree (a partial copy?); refusing "
+        f"inconsistent input\n")
+    # a run that is not complete may hold fewer (the candidate then fails on its status)
+    cut = write_run(tmp_path / "cut", {"docqa": rows}, run_id="cut", status="interrupted")
+    (cut / "samples" / "docqa.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows[:300]))
+    assert gate("--baseline", str(base), "--candidate", str(cut), "--max-slowdown", "-1") == 1
