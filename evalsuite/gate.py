@@ -69,7 +69,7 @@ from scipy.stats import t as student_t
 
 from evalsuite.compare import (CompareError, check_configs, check_same_data, comparable_figures, efficiency_direction,
                                format_table, numeric_figures, select_tasks)
-from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test
+from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test, smallest_p
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, model_identity, read_samples, results_path,
                                validate)
@@ -235,6 +235,7 @@ class TaskVerdict:
     test: str = ""  # of "no change" against "the candidate is worse"
     p_worse: float | None = None  # one-sided p of that test
     p_worse_holm: float | None = None  # Holm-adjusted across the gated tasks: what FAIL uses
+    p_worse_floor: float | None = None  # the smallest p_worse_holm this size allows (every cluster worse)
     reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,11 +243,14 @@ class TaskVerdict:
 
 
 def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjusted: float | None = None,
-           n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
+           p_worse_floor: float | None = None, n_tasks: int = 1, n_boot: int = N_BOOT, seed: int = 0) -> TaskVerdict:
     """Verdict for one task; ``margin`` in score units (0.02 = 2 points).
 
-    ``p_worse_adjusted``: the task's one-sided p-value after adjustment across tasks (``gate_tasks``);
-    the task's own p-value when None (a gate of one task).
+    ``p_worse_adjusted``: the task's one-sided p-value after adjustment across the ``n_tasks`` gated
+    tasks (``gate_tasks``); the task's own p-value when None (a gate of one task). ``p_worse_floor``:
+    the smallest value that adjusted p could take at this size, every cluster worse (``smallest_p``,
+    adjusted alike; its own when None). When it is above ``alpha`` the task cannot FAIL, however
+    much worse the candidate is, and an INCONCLUSIVE reason says so.
     """
     if p.n == 0 and p.n_only_a:
         return TaskVerdict(task, FAIL, reason=f"the candidate has none of the {p.n_only_a} samples the baseline "
@@ -256,23 +260,38 @@ def decide(task: str, p: Paired, *, margin: float, alpha: float, p_worse_adjuste
     (lo, hi), method = paired_interval(p, level=1.0 - 2.0 * alpha, n_boot=n_boot, seed=seed)
     test, pw = paired_test(p, alternative="less", seed=seed)
     padj = pw if p_worse_adjusted is None else p_worse_adjusted
-    v = TaskVerdict(task, INCONCLUSIVE, n=p.n, n_clusters=len(set(p.clusters)), baseline=float(p.a.mean()),
+    floor = min(pw, smallest_p(p)) if p_worse_floor is None else p_worse_floor
+    n_clusters = len(set(p.clusters))
+    v = TaskVerdict(task, INCONCLUSIVE, n=p.n, n_clusters=n_clusters, baseline=float(p.a.mean()),
                     candidate=float(p.b.mean()), delta=float(p.d.mean()), lower=lo, upper=hi,
                     n_improved=p.n_improved, n_worsened=p.n_worsened, n_candidate_errors=p.n_b_errors_as_wrong,
-                    method=method, test=test, p_worse=pw, p_worse_holm=padj)
+                    method=method, test=test, p_worse=pw, p_worse_holm=padj, p_worse_floor=floor)
     m = f"{100 * margin:.1f}"
     assert v.delta is not None
+    holm_ = f" after Holm across {n_tasks} tasks" if n_tasks > 1 else ""
+    size = f"{n_clusters} source clusters" if n_clusters < p.n else f"{p.n} samples, each its own source"
+    cannot = (f"it cannot fail at this size: {size}, smallest attainable p {fmt_p(floor)}{holm_} > {alpha} "
+              f"(gate more samples, from more sources)")
     if padj <= alpha and v.delta < -margin:
         v.verdict, v.reason = FAIL, (f"worse by {points(-v.delta, False)} points, more than the {m}-point margin, "
                                      f"and significant (one-sided {test} p = {fmt_p(padj)} <= {alpha})")
     elif lo > -margin:
         v.verdict, v.reason = PASS, f"non-inferior within {m} points (lower bound {points(lo)})"
     elif v.delta < -margin:
-        v.reason = (f"worse by {points(-v.delta, False)} points, but not significantly "
-                    f"(one-sided {test} p = {fmt_p(padj)} > {alpha}): too few samples to tell")
+        worse = f"worse by {points(-v.delta, False)} points"
+        if hi < -margin:  # the interval is past the margin, yet the test cannot or did not reject
+            worse += f", its interval [{points(lo)}, {points(hi)}] entirely below -{m}"
+        if floor > alpha:
+            v.reason = f"{worse}, but {cannot}"
+        elif hi < -margin:
+            v.reason = (f"{worse}, but the one-sided {test} test did not reject (p = {fmt_p(padj)}{holm_} > "
+                        f"{alpha}): too few samples to tell")
+        else:
+            v.reason = (f"{worse}, but not significantly (one-sided {test} p = {fmt_p(padj)} > {alpha}): "
+                        f"too few samples to tell")
     else:
         v.reason = (f"interval [{points(lo)}, {points(hi)}] contains -{m}: too few samples to tell"
-                    f"{samples_to_decide(p, margin, alpha, lo)}")
+                    f"{samples_to_decide(p, margin, alpha, lo)}" + (f"; {cannot}" if floor > alpha else ""))
     return v
 
 
@@ -315,8 +334,13 @@ def gate_tasks(pairs: dict[str, Paired], *, margin: float, alpha: float, n_boot:
     two identical models fails with probability at most ``alpha`` however many tasks it gates."""
     raw = [paired_test(p, alternative="less", seed=seed)[1] if p.n else None for p in pairs.values()]
     adjusted = holm(raw)
-    return [decide(t, p, margin=margin, alpha=alpha, p_worse_adjusted=padj, n_boot=n_boot, seed=seed)
-            for (t, p), padj in zip(pairs.items(), adjusted)]
+    # each task's smallest attainable adjusted p: its p at the least its size allows, the others' as observed
+    floors = [None if x is None else holm([min(x, smallest_p(p)) if j == i else y for j, y in enumerate(raw)])[i]
+              for i, (p, x) in enumerate(zip(pairs.values(), raw))]
+    n_tasks = sum(x is not None for x in raw)
+    return [decide(t, p, margin=margin, alpha=alpha, p_worse_adjusted=padj, p_worse_floor=floor, n_tasks=n_tasks,
+                   n_boot=n_boot, seed=seed)
+            for (t, p), padj, floor in zip(pairs.items(), adjusted, floors)]
 
 
 # ---- efficiency ---------------------------------------------------------------------------------

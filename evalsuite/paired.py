@@ -31,6 +31,7 @@ What is here, and when each is used:
   discordant pairs, the number that improved is Binomial(k, 1/2) under H0), else the cluster
   sign-flip randomization test (:func:`signflip_pvalue`: under H0 each cluster's summed
   difference is equally likely ±; exact when few clusters differ), which McNemar is a special case of.
+  :func:`smallest_p` is the least p-value it can give at a sample's size (1/2^C for C clusters).
 - :func:`holm` — Holm's step-down adjustment of p-values across tasks (controls the family-wise error
   rate without assuming independence between tasks).
 - :func:`unpaired_bootstrap_ci` — what an analysis that ignores pairing would report (each run's
@@ -214,6 +215,19 @@ def paired_test(p: Paired, *, alternative: str = "two-sided", n_perm: int = 1000
         k = p.n_improved + p.n_worsened
         return "mcnemar-exact", (binom_cdf_half(p.n_improved, k) if k else 1.0)
     return "cluster-signflip", signflip_pvalue(p.d, p.clusters, n_perm=n_perm, seed=seed, alternative=alternative)
+
+
+def smallest_p(p: Paired) -> float:
+    """The smallest one-sided ("less") p-value :func:`paired_test` can give pairs in these clusters,
+    whatever their scores: exact McNemar, every pair worse, 1/2^n; the sign-flip test, every cluster
+    worse, 1/2^C (exact enumeration up to ``EXACT_SIGNFLIP`` clusters; beyond it, outcomes with that
+    many non-zero clusters reach 1/2^EXACT_SIGNFLIP). With few clusters this is large (5 clusters:
+    1/32), and no outcome, not even every answer lost, is significant below it."""
+    if p.n == 0:
+        return 1.0
+    if p.binary and singleton_clusters(p):
+        return 0.5 ** p.n
+    return 0.5 ** min(cluster_index(p.clusters)[1], EXACT_SIGNFLIP)
 
 
 def holm(pvalues: Sequence[float | None]) -> list[float | None]:
@@ -413,5 +427,5 @@ def paired_diff(p: Paired, *, level: float = 0.95, n_boot: int = N_BOOT, seed: i
 __all__ = [
     "Paired", "PairedDiff", "pair", "paired_diff", "binom_cdf_half", "mcnemar_exact", "signflip_pvalue", "holm",
     "paired_bootstrap_ci", "unpaired_bootstrap_ci", "tango_z", "tango_ci", "paired_interval", "paired_test",
-    "singleton_clusters",
+    "singleton_clusters", "smallest_p",
 ]

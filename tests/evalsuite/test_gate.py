@@ -95,7 +95,8 @@ def test_one_way_flips_in_thirty_fail_once_exact_mcnemar_rejects(tmp_path):
     four = write_run(tmp_path / "c4", {"videoqa": flipped(rows, set(right[:4]))})
     t4 = run_gate(load_run(base), load_run(four), n_boot=500).tasks[0]
     assert t4.test == "mcnemar-exact" and t4.p_worse == pytest.approx(1 / 16)
-    assert t4.verdict == INCONCLUSIVE and "not significantly" in t4.reason
+    assert t4.verdict == INCONCLUSIVE and t4.upper < -0.02  # its interval is past the margin; the test did not reject
+    assert "entirely below -2.0, but the one-sided mcnemar-exact test did not reject (p = 0.062 > 0.05)" in t4.reason
     # 5 of them: p = 1/32 <= 0.05 and -16.7 points beyond the margin.
     five = write_run(tmp_path / "c5", {"videoqa": flipped(rows, set(right[:5]))})
     t5 = run_gate(load_run(base), load_run(five), n_boot=500).tasks[0]
@@ -876,3 +877,38 @@ def test_a_complete_run_whose_samples_file_disagrees_with_its_results_is_refused
     cut = write_run(tmp_path / "cut", {"docqa": rows}, run_id="cut", status="interrupted")
     (cut / "samples" / "docqa.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows[:300]))
     assert gate("--baseline", str(base), "--candidate", str(cut), "--max-slowdown", "-1") == 1
+
+
+# ---- what a small gate can show -----------------------------------------------------------------
+def test_a_task_that_cannot_fail_at_its_size_says_so():
+    """20 samples from 5 documents, every answer lost: the sign-flip test cannot go below 1/32 and
+    Holm across 4 tasks makes that 0.125, so the task could never FAIL; it read "not significantly
+    worse" beside an interval wholly below the margin."""
+    def task(n_clusters, lost):
+        ids = [f"s{i}" for i in range(20)]
+        a = np.ones(20)
+        b = a.copy()
+        b[:lost] = 0.0
+        return Paired(ids, a, b, [f"c{i % n_clusters}" for i in range(20)])
+
+    pairs = {"docqa": task(5, 20), "videoqa": task(5, 0), "audioqa": task(20, 0), "gui": task(5, 0)}
+    v = gate_tasks(pairs, margin=0.02, alpha=0.05, n_boot=200)[0]
+    assert v.verdict == INCONCLUSIVE and v.p_worse_holm == pytest.approx(0.125) and v.upper < -0.02
+    assert v.p_worse_floor == pytest.approx(0.125)
+    assert v.reason == (f"worse by 100.0 points, its interval [{100 * v.lower:+.1f}, {100 * v.upper:+.1f}] entirely "
+                        "below -2.0, but it cannot fail at this size: 5 source clusters, smallest attainable p 0.125 "
+                        "after Holm across 4 tasks > 0.05 (gate more samples, from more sources)")
+    # the same size where nothing changed: the interval reaches -2, and the reason says it cannot fail either
+    v = gate_tasks(pairs, margin=0.02, alpha=0.05, n_boot=200)[1]
+    assert v.verdict == INCONCLUSIVE and v.reason.endswith(
+        "; it cannot fail at this size: 5 source clusters, smallest attainable p 0.125 after Holm across 4 tasks > 0.05 "
+        "(gate more samples, from more sources)")
+    # 20 independent samples could fail: no such words
+    assert "cannot fail" not in gate_tasks(pairs, margin=0.02, alpha=0.05, n_boot=200)[2].reason
+    # an interval past the margin that the (Holm-adjusted) test did not reject, at a size that could fail
+    p = _regressed(200, 12, 0)
+    v = decide("docqa", p, margin=0.02, alpha=0.05, p_worse_adjusted=0.08, p_worse_floor=1e-9, n_tasks=3, n_boot=200)
+    assert v.verdict == INCONCLUSIVE and v.upper < -0.02
+    assert v.reason == (f"worse by 6.0 points, its interval [{100 * v.lower:+.1f}, {100 * v.upper:+.1f}] entirely below "
+                        "-2.0, but the one-sided mcnemar-exact test did not reject (p = 0.080 after Holm across 3 tasks "
+                        "> 0.05): too few samples to tell")
