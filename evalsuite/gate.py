@@ -500,21 +500,46 @@ def check_efficiency(task: str, eff_base: dict[str, Any] | Sequence[dict[str, An
 
 
 def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
+    """What a run's speed was measured on: the device, the CPU model and core count, the GPU model and
+    count; for a remote model (``openai:``, device "remote") also the server: its base URL, the served
+    model (a gateway may route names to other machines) and the device an evalsuite server reports."""
     env = results.get("environment") or {}
     gpu = env.get("gpu") or {}
-    return (results["model"].get("device"), env.get("cpu"), gpu.get("name"), gpu.get("count"))
+    model = results["model"]
+    server = None
+    if model.get("device") == "remote":
+        info = model.get("server") if isinstance(model.get("server"), dict) else {}
+        server = (model.get("base_url") or model.get("name"), model.get("served_model"), info.get("device"))
+    return (model.get("device"), env.get("cpu"), env.get("cpu_count"), gpu.get("name"), gpu.get("count"), server)
 
 
 def describe_hardware(results: dict[str, Any]) -> str:
-    device, cpu, gpu, count = hardware(results)
-    return f"device {device}, cpu {cpu}" + (f", gpu {count} x {gpu}" if gpu else "")
+    device, cpu, cores, gpu, count, server = hardware(results)
+    text = f"device {device}, cpu {cpu}" + (f", cpu_count {cores}" if cores is not None else "")
+    text += f", gpu {count} x {gpu}" if gpu else ""
+    if server is not None:
+        url, served, on = server
+        text += f", server {url} model {served}" + (f" on {on}" if on else "")
+    return text
+
+
+# run settings the efficiency figures depend on (the model's batch size, an openai: client's cap on
+# requests in flight); compared where both runs record them
+SPEED_SETTINGS = ("batch_size", "max_concurrency")
+
+
+def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The speed settings two runs (their results.json) both record with different values."""
+    ma, mb = a["model"], b["model"]
+    return [f"{k} {ma[k]} vs {mb[k]}" for k in SPEED_SETTINGS
+            if ma.get(k) is not None and mb.get(k) is not None and ma[k] != mb[k]]
 
 
 def verdict_text(verdict: str, efficiency_skipped: str | None, baseline_status: str = "complete") -> str:
     """The one line a CI log shows: the verdict, and what it does not cover."""
     said = []
-    if efficiency_skipped and efficiency_skipped.startswith("different hardware"):
-        said.append("accuracy only: throughput not gated, different hardware")
+    if efficiency_skipped and efficiency_skipped.startswith(("different hardware", "different run settings")):
+        said.append(f"accuracy only: throughput not gated, {efficiency_skipped.split(' (')[0]}")
     elif efficiency_skipped:
         said.append(f"accuracy only: throughput {efficiency_skipped}")
     if baseline_status != "complete":
@@ -601,6 +626,9 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
         if hardware(r) != hardware(r0):
             raise GateError(f"{side} run {lab}: other hardware than {label} ({describe_hardware(r)}; "
                             f"{describe_hardware(r0)}): a side's runs are repeats on one machine")
+        if settings := settings_differences(r0, r):
+            raise GateError(f"{side} run {lab}: other run settings than {label} ({'; '.join(settings)}): a side's "
+                            f"runs are repeats with one set of settings")
         if model_identity(r["model"]) != model_identity(r0["model"]):
             raise GateError(f"{side} run {lab}: another model than {label} ({model_identity(r['model'])}; "
                             f"{model_identity(r0['model'])}): a side's runs are repeats of one model")
@@ -733,6 +761,10 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             skipped = (f"different hardware (baseline {describe_hardware(rb)}; candidate {describe_hardware(rc)}): "
                        "speed is only comparable on one machine; gate throughput against a baseline run made "
                        "in the same job (see README)")
+            notes.append(f"efficiency not gated: {skipped}")
+        elif settings := settings_differences(rb, rc):
+            skipped = (f"different run settings ({'; '.join(settings)}, baseline vs candidate): the efficiency "
+                       f"figures depend on them; run both sides with the same settings")
             notes.append(f"efficiency not gated: {skipped}")
         else:
             for t in names:

@@ -912,3 +912,43 @@ def test_a_task_that_cannot_fail_at_its_size_says_so():
     assert v.reason == (f"worse by 6.0 points, its interval [{100 * v.lower:+.1f}, {100 * v.upper:+.1f}] entirely below "
                         "-2.0, but the one-sided mcnemar-exact test did not reject (p = 0.080 after Holm across 3 tasks "
                         "> 0.05): too few samples to tell")
+
+
+def test_efficiency_is_not_gated_across_core_counts_servers_or_speed_settings(big, tmp_path, capsys):
+    """hardware() compared device, CPU model and GPUs only: a 1-core runner against a 2-core baseline
+    FAILed on speed, two openai: servers (device "remote") counted as one machine, and a batch size
+    of 32 against 8 was gated as if the same run."""
+    rows, _ = big
+
+    def run(name, *, model=None, env=None, rate=10.0):
+        folder = write_run(tmp_path / name, {"docqa": rows}, run_id=name, efficiency={"docqa": {"samples_per_s": rate}})
+        doc = json.loads((folder / "results.json").read_text())
+        doc["model"].update(model or {})
+        doc["environment"].update(env or {})
+        (folder / "results.json").write_text(json.dumps(doc))
+        return load_run(folder)
+
+    base = run("b", env={"cpu_count": 2}, model={"batch_size": 8})
+    g = run_gate(base, run("one_core", env={"cpu_count": 1}, model={"batch_size": 8}, rate=5.0), n_boot=200)
+    assert not g.efficiency and not g.failed
+    assert g.efficiency_skipped.startswith("different hardware (baseline device cpu, cpu test-cpu, cpu_count 2; "
+                                           "candidate device cpu, cpu test-cpu, cpu_count 1)")
+    g = run_gate(base, run("batch32", env={"cpu_count": 2}, model={"batch_size": 32}, rate=9.5), n_boot=200)
+    assert not g.efficiency and g.verdict == PASS
+    assert g.efficiency_skipped == ("different run settings (batch_size 8 vs 32, baseline vs candidate): the efficiency "
+                                    "figures depend on them; run both sides with the same settings")
+    assert g.to_dict()["verdict_text"] == "PASS (accuracy only: throughput not gated, different run settings)"
+    same = run("same", env={"cpu_count": 2}, model={"batch_size": 8}, rate=5.0)
+    assert [e.verdict for e in run_gate(base, same, n_boot=200).efficiency] == [FAIL]  # same machine and settings: gated
+
+    def remote(name, url, served="omni", concurrency=16, rate=10.0):
+        return run(name, model={"device": "remote", "backend": "openai", "name": f"openai:{url}", "base_url": url,
+                                "served_model": served, "max_concurrency": concurrency}, rate=rate)
+
+    h100 = remote("h100", "http://h100-box:8000/v1")
+    g = run_gate(h100, remote("l4", "http://l4-box:8000/v1", rate=1.5), n_boot=200, allow_config_mismatch=True)
+    assert not g.efficiency and "server http://l4-box:8000/v1 model omni" in g.efficiency_skipped
+    g = run_gate(h100, remote("h100c4", "http://h100-box:8000/v1", concurrency=4, rate=3.0), n_boot=200)
+    assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (max_concurrency 16 vs 4")
+    g = run_gate(h100, remote("h100again", "http://h100-box:8000/v1", rate=3.0), n_boot=200)
+    assert [e.verdict for e in g.efficiency] == [FAIL]
