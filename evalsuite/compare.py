@@ -234,16 +234,61 @@ class TaskComparison:
     flips: list[tuple[SampleResult, SampleResult]] = field(default_factory=list)
     note: str | None = None
     efficiency_notes: list[str] = field(default_factory=list)
+    excluded: dict[str, Any] = field(default_factory=dict)  # see ``excluded_samples``
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "primary_metric": self.primary_metric, "metric_a": self.metric_a,
             "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
-            "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b,
+            "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b, "excluded": self.excluded,
             "config_differences": self.config_diffs, "efficiency": self.efficiency,
             "efficiency_notes": self.efficiency_notes, "note": self.note,
             "flips": [flip_record(a, b) for a, b in self.flips],
         }
+
+
+def excluded_samples(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResult]) -> dict[str, Any]:
+    """Why samples are left out of the paired comparison, per side: ``{"a": {"errored": n, "missing": n},
+    "b": {...}, "errored_in_both": n}``. ``b.errored``: samples A scored and B errored on (or left
+    unscored); ``b.missing``: samples A scored that B does not hold; ``a`` the same the other way."""
+    by_a, by_b = {r.id: r for r in rows_a}, {r.id: r for r in rows_b}
+
+    def scored(r: SampleResult) -> bool:
+        return r.error is None and r.score is not None and not (isinstance(r.score, float) and math.isnan(r.score))
+
+    def side(mine: dict[str, SampleResult], other: dict[str, SampleResult]) -> dict[str, int]:
+        ids = [i for i, r in other.items() if scored(r)]
+        return {"errored": sum(1 for i in ids if i in mine and not scored(mine[i])),
+                "missing": sum(1 for i in ids if i not in mine)}
+
+    both = sum(1 for i, r in by_a.items() if i in by_b and not scored(r) and not scored(by_b[i]))
+    return {"a": side(by_a, by_b), "b": side(by_b, by_a), "errored_in_both": both}
+
+
+def excluded_text(excluded: dict[str, Any]) -> str | None:
+    """One line saying how many samples the paired comparison left out and why (None: none)."""
+    parts = []
+    for me, other in (("B", "A"), ("A", "B")):
+        e = excluded.get(me.lower()) or {}
+        if e.get("errored"):
+            parts.append(f"{me} errored on {e['errored']} that {other} scored")
+        if e.get("missing"):
+            parts.append(f"{me} lacks {e['missing']} that {other} scored")
+    if excluded.get("errored_in_both"):
+        parts.append(f"{excluded['errored_in_both']} errored in both")
+    if not parts:
+        return None
+    n = sum((excluded.get(k) or {}).get(w, 0) for k in ("a", "b") for w in ("errored", "missing"))
+    n += excluded.get("errored_in_both") or 0
+    return f"{n} sample(s) left out of the paired comparison: {', '.join(parts)}"
+
+
+def status_text(side: str, run: dict[str, Any]) -> str | None:
+    """A line naming a run's status when it is not complete (with its reasons), else None."""
+    if run.get("status") == "complete":
+        return None
+    why = "; ".join(str(m) for m in run.get("status_reasons") or [])
+    return f"run {side} ({run.get('path')}) is {run.get('status')}" + (f": {why}" if why else "")
 
 
 SHOWN_METADATA = ("category", "cluster", "difficulty", "bucket")
@@ -271,7 +316,8 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         def who(r: dict[str, Any], label: str) -> dict[str, Any]:
-            return {"path": label, "run_id": r["run_id"], "status": r["status"], "model": r["model"]}
+            return {"path": label, "run_id": r["run_id"], "status": r["status"],
+                    "status_reasons": [str(m) for m in r.get("status_reasons") or []], "model": r["model"]}
 
         return {"schema_version": COMPARE_SCHEMA_VERSION, "kind": "compare",
                 "a": who(self.run_a, self.label_a), "b": who(self.run_b, self.label_b), "level": self.level,
@@ -305,7 +351,7 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
                                             same_samples=same)
         tc = TaskComparison(t, pm, ta["metrics"].get(pm), tb["metrics"].get(pm), None, n_only_a=p.n_only_a,
                             n_only_b=p.n_only_b, config_diffs=diffs[t], efficiency=eff, flips=p.flips,
-                            efficiency_notes=eff_notes)
+                            efficiency_notes=eff_notes, excluded=excluded_samples(sa.get(t, []), sb.get(t, [])))
         if p.n:
             tc.diff = paired_diff(p, level=level, n_boot=n_boot, seed=seed)
         else:
@@ -345,8 +391,14 @@ def summary_table(c: Comparison) -> str:
     if eff:
         text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A", "better", "over"], *eff])
     for t in c.tasks:
+        if left_out := excluded_text(t.excluded):
+            text += f"\nnote: {t.task}: {left_out}"
         for n in t.efficiency_notes:
             text += f"\nnote: {t.task}: {n}"
+    doc = c.to_dict()
+    for side in ("a", "b"):
+        if line := status_text(side.upper(), doc[side]):
+            text += f"\nnote: {line}"
     return text
 
 

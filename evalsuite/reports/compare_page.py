@@ -105,11 +105,23 @@ def _unpaired(t: dict[str, Any]) -> tuple[str, str]:
     return "–", "not estimable: every bootstrap resample gives the same difference"
 
 
+def _excluded(excluded: dict[str, Any]) -> str | None:
+    """The samples a task's paired comparison left out, per side and why (errored, missing)."""
+    parts = [f"{me} {'errored on' if why == 'errored' else 'lacks'} {(excluded.get(me.lower()) or {}).get(why)} "
+             f"that {other} scored" for me, other in (("B", "A"), ("A", "B")) for why in ("errored", "missing")
+             if (excluded.get(me.lower()) or {}).get(why)]
+    if excluded.get("errored_in_both"):
+        parts.append(f"{excluded['errored_in_both']} errored in both")
+    return f"left out of the paired comparison: {', '.join(parts)}" if parts else None
+
+
 def _summary_row(t: dict[str, Any], level: float) -> dict[str, Any]:
     row: dict[str, Any] = {"task": t["task"], "anchor": anchor(t["task"]), "metric": t["primary_metric"],
                            "note": t.get("note"), "config_diffs": t.get("config_differences") or [],
                            "n_flips": len(t.get("flips") or []), "only": None}
-    if t.get("n_only_a") or t.get("n_only_b"):
+    if t.get("excluded"):  # compare.json 1.1: how many each side left out, and why
+        row["only"] = _excluded(t["excluded"])
+    elif t.get("n_only_a") or t.get("n_only_b"):
         row["only"] = f"{t['n_only_a']} sample(s) scored only in A, {t['n_only_b']} only in B: not compared"
     if not t.get("n"):
         row.update(n=0, n_clusters=0, a=_metric(t.get("metric_a")), b=_metric(t.get("metric_b")), delta="–", ci="–",

@@ -176,7 +176,7 @@ def test_compare_json_matches_its_schema_and_pages_render_from_the_file_alone(tm
     assert "docqa" in (out / "index.html").read_text()
     broken = {**c, "level": "high"}
     (out / "compare.json").write_text(json.dumps(broken))
-    with pytest.raises(RunFormatError, match="compare.json does not match schema 1.0 at level"):
+    with pytest.raises(RunFormatError, match=f"compare.json does not match schema {COMPARE_SCHEMA_VERSION} at level"):
         render_compare(out)
     assert cli_main(["compare", str(tmp_path / "nowhere"), str(tmp_path / "nowhere"), "--out", str(out)]) == 2
 
@@ -293,3 +293,43 @@ def test_compare_page_units_unpaired_dash_and_colour_by_the_holm_test(tmp_path):
     assert "not estimable: 1 cluster" in rows["videoqa"] and "[-60.0, -60.0]" not in rows["videoqa"]
     assert '<td class="num">20.0</td><td class="num">20.0</td>' in rows["docqa"]  # was 0.2 beside 20.0
     assert "<td>None</td>" not in page  # B's precision
+
+
+def test_samples_left_out_and_run_statuses_are_said(tmp_path, capsys):
+    """B errored on 120 samples A got right: compare printed delta +0.0 over 280 of 400 with no word
+    of the 120, nor that B's run had failed."""
+    a_rows = binary_samples("docqa", 400, n_clusters=400, accuracy=0.7, seed=1)
+    b_rows, k = [], 0
+    for r in a_rows:
+        x = SampleResult(**{**r.__dict__})
+        if r.score == 1.0 and k < 120:
+            x.score, x.prediction, x.error = None, None, "RuntimeError: CUDA error"
+            k += 1
+        b_rows.append(x)
+    a_rows = a_rows[:390]  # and A lacks 10 that B holds (B scored 8 of them)
+    a = write_run(tmp_path / "a", {"docqa": a_rows}, args={"docqa": {"n": 400}})
+    b = write_run(tmp_path / "b", {"docqa": b_rows}, run_id="b", status="failed", args={"docqa": {"n": 400}},
+                  status_reasons=["task docqa: 120/400 samples errored"])
+    out = tmp_path / "out"
+    assert cli_main(["compare", str(a), str(b), "--out", str(out), "--n-boot", "200"]) == 0
+    text = capsys.readouterr().out
+    n_b_only = sum(1 for r in b_rows[390:] if r.error is None)
+    assert (f"note: docqa: {120 + n_b_only} sample(s) left out of the paired comparison: B errored on 120 that A "
+            f"scored, A lacks {n_b_only} that B scored") in text
+    assert f"note: run B ({b}) is failed: task docqa: 120/400 samples errored" in text and "run A" not in text
+    doc = load_doc(out, "compare")
+    assert doc["tasks"]["docqa"]["excluded"] == {"a": {"errored": 0, "missing": n_b_only},
+                                                 "b": {"errored": 120, "missing": 0}, "errored_in_both": 0}
+    assert doc["b"]["status_reasons"] == ["task docqa: 120/400 samples errored"]
+    html = (out / "index.html").read_text()
+    assert '<td class="bad">failed: task docqa: 120/400 samples errored</td>' in html
+    assert '<td class="ok">complete</td>' in html
+    assert (f"docqa: left out of the paired comparison: B errored on 120 that A scored, A lacks {n_b_only} that B "
+            f"scored") in html
+
+
+def test_committed_margins_stay_valid_compare_json():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).parents[2] / "results" / "baselines" / "margins").glob("*.json")):
+        load_doc(path, "compare")  # schema 1.0 files under the extended schema

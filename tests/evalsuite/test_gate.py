@@ -413,7 +413,7 @@ def test_gate_json_matches_its_schema_and_the_page_renders_from_it(big, tmp_path
     assert "PASS" in html and "a&lt;b&gt;" in html and "a<b>" not in html
     doc["tasks"][0]["verdict"] = "MAYBE"
     (out / "gate.json").write_text(json.dumps(doc))
-    with pytest.raises(RunFormatError, match="gate.json does not match schema 1.1 at tasks/0/verdict"):
+    with pytest.raises(RunFormatError, match=f"gate.json does not match schema {GATE_SCHEMA_VERSION} at tasks/0/verdict"):
         render_gate(out)
 
 
