@@ -85,6 +85,27 @@ def check_same_data(samples_a: dict[str, Sequence[SampleResult]], samples_b: dic
     return out
 
 
+def prompt_differences(results_a: dict[str, Any], results_b: dict[str, Any],
+                       samples_a: dict[str, Sequence[SampleResult]], samples_b: dict[str, Sequence[SampleResult]],
+                       tasks: Iterable[str]) -> dict[str, str]:
+    """Per task, a note when samples of one id in both runs were asked different prompts (a changed
+    template, other few-shot examples): not refused, as a prompt change may be what is compared, but
+    said. Samples with no prompt recorded on either side are not counted. When the runs' seeds
+    differ too the note says so (lm-eval draws its few-shot examples with the seed)."""
+    seeds = [(r.get("environment") or {}).get("seed") for r in (results_a, results_b)]
+    out: dict[str, str] = {}
+    for t in tasks:
+        by_b = {r.id: r for r in samples_b.get(t, [])}
+        both = [(r, by_b[r.id]) for r in samples_a.get(t, []) if r.id in by_b and r.prompt and by_b[r.id].prompt]
+        other = [ra.id for ra, rb in both if ra.prompt != rb.prompt]
+        if other:
+            out[t] = (f"{len(other)} of {len(both)} sample(s) in both runs were asked different prompts "
+                      f"(e.g. {other[0]!r}): the difference includes the prompt change"
+                      + (f"; the runs' seeds differ ({seeds[0]} vs {seeds[1]}), and tasks that draw prompts with "
+                         f"it (lm-eval few-shot examples) ask other ones" if seeds[0] != seeds[1] else ""))
+    return out
+
+
 # ---- efficiency ---------------------------------------------------------------------------------
 _LOWER_BETTER = ("ttft", "tpot", "itl", "latency", "e2e", "joules", "rtf", "real_time_factor", "wall_time",
                  "time_to", "time_per_", "duration")
@@ -235,12 +256,14 @@ class TaskComparison:
     note: str | None = None
     efficiency_notes: list[str] = field(default_factory=list)
     excluded: dict[str, Any] = field(default_factory=dict)  # see ``excluded_samples``
+    notes: list[str] = field(default_factory=list)  # about the accuracy comparison (other prompts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "primary_metric": self.primary_metric, "metric_a": self.metric_a,
             "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
             "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b, "excluded": self.excluded,
+            "notes": self.notes,
             "config_differences": self.config_diffs, "efficiency": self.efficiency,
             "efficiency_notes": self.efficiency_notes, "note": self.note,
             "flips": [flip_record(a, b) for a, b in self.flips],
@@ -339,6 +362,7 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
     diffs = check_configs(ra, rb, names, allow_mismatch=allow_config_mismatch)
     for t, d in check_same_data(sa, sb, names, allow_mismatch=allow_config_mismatch).items():
         diffs[t] = diffs[t] + d
+    prompts = prompt_differences(ra, rb, sa, sb, names)
     out: list[TaskComparison] = []
     for t in names:
         ta, tb = ra["tasks"][t], rb["tasks"][t]
@@ -351,7 +375,8 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
                                             same_samples=same)
         tc = TaskComparison(t, pm, ta["metrics"].get(pm), tb["metrics"].get(pm), None, n_only_a=p.n_only_a,
                             n_only_b=p.n_only_b, config_diffs=diffs[t], efficiency=eff, flips=p.flips,
-                            efficiency_notes=eff_notes, excluded=excluded_samples(sa.get(t, []), sb.get(t, [])))
+                            efficiency_notes=eff_notes, excluded=excluded_samples(sa.get(t, []), sb.get(t, [])),
+                            notes=[prompts[t]] if t in prompts else [])
         if p.n:
             tc.diff = paired_diff(p, level=level, n_boot=n_boot, seed=seed)
         else:
@@ -391,6 +416,8 @@ def summary_table(c: Comparison) -> str:
     if eff:
         text += "\n\n" + format_table([["task", "efficiency", "A", "B", "B/A", "better", "over"], *eff])
     for t in c.tasks:
+        for n in t.notes:
+            text += f"\nnote: {t.task}: {n}"
         if left_out := excluded_text(t.excluded):
             text += f"\nnote: {t.task}: {left_out}"
         for n in t.efficiency_notes:

@@ -68,7 +68,7 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from evalsuite.compare import (CompareError, check_configs, check_same_data, comparable_figures, efficiency_direction,
-                               format_table, numeric_figures, select_tasks)
+                               format_table, numeric_figures, prompt_differences, select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test, smallest_p
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, model_identity, read_samples, results_path,
@@ -744,6 +744,8 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         if extra:
             notes.append(f"task(s) {', '.join(extra)}: in the candidate but not in the baseline: not gated "
                          f"(no baseline to gate against)")
+    for t, n in prompt_differences(rb, rc, sb, sc, names).items():
+        notes.append(f"task {t!r}: {n}")
     for t, p in pairs.items():
         if p.n and (float(p.a.min()) < 0 or float(max(p.a.max(), p.b.max())) > 1):
             notes.append(f"task {t!r}: scores outside [0, 1]; the margin is applied as {margin} score units")

@@ -118,7 +118,7 @@ def _excluded(excluded: dict[str, Any]) -> str | None:
 def _summary_row(t: dict[str, Any], level: float) -> dict[str, Any]:
     row: dict[str, Any] = {"task": t["task"], "anchor": anchor(t["task"]), "metric": t["primary_metric"],
                            "note": t.get("note"), "config_diffs": t.get("config_differences") or [],
-                           "n_flips": len(t.get("flips") or []), "only": None}
+                           "n_flips": len(t.get("flips") or []), "only": None, "notes": t.get("notes") or []}
     if t.get("excluded"):  # compare.json 1.1: how many each side left out, and why
         row["only"] = _excluded(t["excluded"])
     elif t.get("n_only_a") or t.get("n_only_b"):

@@ -333,3 +333,29 @@ def test_committed_margins_stay_valid_compare_json():
 
     for path in sorted((Path(__file__).parents[2] / "results" / "baselines" / "margins").glob("*.json")):
         load_doc(path, "compare")  # schema 1.0 files under the extended schema
+
+
+def test_samples_asked_different_prompts_are_noted_by_compare_and_gate(tmp_path, capsys):
+    """A changed prompt template (or other few-shot examples under another seed) was compared and
+    gated with no word: the difference may be the point, but it must be said."""
+    rows = binary_samples("docqa", 100, n_clusters=100, accuracy=0.7, seed=1)
+    changed = [SampleResult(**{**r.__dict__, "prompt": ("Think step by step.\n" + r.prompt) if i < 30 else r.prompt})
+               for i, r in enumerate(rows)]
+    a = write_run(tmp_path / "a", {"docqa": rows})
+    b = write_run(tmp_path / "b", {"docqa": changed}, run_id="b")
+    note = ("30 of 100 sample(s) in both runs were asked different prompts (e.g. 'docqa-0000'): the difference "
+            "includes the prompt change")
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "200"]) == 0
+    assert f"note: docqa: {note}\n" in capsys.readouterr().out
+    assert load_doc(tmp_path / "out", "compare")["tasks"]["docqa"]["notes"] == [note]
+    assert f"docqa: {note}".replace("'", "&#39;") in (tmp_path / "out" / "index.html").read_text()
+    assert cli_main(["gate", "--baseline", str(a), "--candidate", str(b), "--max-slowdown", "-1"]) == 0
+    assert f"note: task 'docqa': {note}\n" in capsys.readouterr().out
+    # another seed: said too (lm-eval draws its few-shot examples with it)
+    doc = json.loads((b / "results.json").read_text())
+    doc["environment"]["seed"] = 7
+    (b / "results.json").write_text(json.dumps(doc))
+    c = compare_runs(load_run(a), load_run(b), n_boot=200)
+    assert c.tasks[0].notes == [note + "; the runs' seeds differ (0 vs 7), and tasks that draw prompts with it "
+                                       "(lm-eval few-shot examples) ask other ones"]
+    assert compare_runs(load_run(a), load_run(a), n_boot=200).tasks[0].notes == []
