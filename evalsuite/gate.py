@@ -133,26 +133,35 @@ def list_baselines(folder: Path) -> dict[str, Path]:
 
 def load_baseline(path: str | Path, candidate: dict[str, Any], name: str | None = None) -> tuple[Run, str]:
     """The baseline run for ``candidate`` (its results.json) and a label naming where it came from."""
+    chosen, _ = find_baseline(path, candidate, name)
+    return _load_any(chosen), str(chosen)
+
+
+def find_baseline(path: str | Path, candidate: dict[str, Any], name: str | None = None) -> tuple[Path, str | None]:
+    """Where the baseline for ``candidate`` is, and why it was chosen from a folder (None: ``path``
+    is the baseline itself)."""
     path = Path(path)
     if not path.exists():
         raise GateError(f"--baseline {path} does not exist (expected a run folder, a results .json file or a folder of baselines)")
     if path.is_file() or (path / "results.json").exists():
         if name:
             raise GateError(f"--baseline-name {name!r} needs --baseline to be a folder of baselines, not {path}")
-        return _load_any(path), str(path)
+        return path, None
     found = list_baselines(path)
     if not found:
         raise GateError(f"no baseline in {path} (expected <name>.json + <name>/samples/, or <name>/results.json run folders)")
     if name:
         if name not in found:
             raise GateError(f"no baseline named {name!r} in {path} (have: {', '.join(found)})")
-        return _load_any(found[name]), str(found[name])
+        return found[name], f"named by --baseline-name {name}"
     models = {n: load_results(p)["model"] for n, p in found.items()}
     cm = candidate["model"]
     for key in ("name", "precision"):
         hits = [n for n, m in models.items() if cm.get(key) is not None and m.get(key) == cm.get(key)]
         if len(hits) == 1:
-            return _load_any(found[hits[0]]), str(found[hits[0]])
+            return found[hits[0]], (f"its model name {cm.get(key)!r} is the candidate's" if key == "name" else
+                                    f"no baseline has the candidate's model name {cm.get('name')!r}; this one has "
+                                    f"its precision {cm.get(key)!r}")
         if len(hits) > 1:
             raise GateError(f"several baselines in {path} match the candidate's model {key} {cm.get(key)!r} "
                             f"({', '.join(hits)}); pick one with --baseline-name")
@@ -926,7 +935,10 @@ def main(args: argparse.Namespace) -> int:
         raise GateError("--max-slowdown must be a finite percentage (negative: do not gate efficiency), got nan")
     candidate = load_run(args.candidate[0])
     candidate_repeats = [(load_run(p), str(p)) for p in args.candidate[1:]]
-    baseline, label = load_baseline(args.baseline[0], candidate[0], args.baseline_name)
+    chosen, why = find_baseline(args.baseline[0], candidate[0], args.baseline_name)
+    if why:
+        print(f"gating against baseline {chosen} ({why})")
+    baseline, label = _load_any(chosen), str(chosen)
     baseline_repeats = []
     for p in args.baseline[1:]:
         if Path(p).is_dir() and not (Path(p) / "results.json").exists():

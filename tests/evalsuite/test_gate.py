@@ -952,3 +952,23 @@ def test_efficiency_is_not_gated_across_core_counts_servers_or_speed_settings(bi
     assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (max_concurrency 16 vs 4")
     g = run_gate(h100, remote("h100again", "http://h100-box:8000/v1", rate=3.0), n_boot=200)
     assert [e.verdict for e in g.efficiency] == [FAIL]
+
+
+def test_the_cli_says_which_baseline_it_picked_from_a_folder_and_why(big, tmp_path, capsys):
+    rows, run = big
+    folder = tmp_path / "baselines"
+    save_baseline(run, folder, "bf16")
+    save_baseline(write_run(tmp_path / "fp4run", {"docqa": rows}, name="fp4", precision="nvfp4"), folder, "fp4")
+    by_name = write_run(tmp_path / "c1", {"docqa": rows}, name="fp4", precision="nvfp4", run_id="c1")
+    gate("--baseline", str(folder), "--candidate", str(by_name), "--max-slowdown", "-1")
+    assert capsys.readouterr().out.startswith(
+        f"gating against baseline {folder / 'fp4.json'} (its model name 'fp4' is the candidate's)\n")
+    by_precision = write_run(tmp_path / "c2", {"docqa": rows}, name="fp4-rerun", precision="nvfp4", run_id="c2")
+    gate("--baseline", str(folder), "--candidate", str(by_precision), "--max-slowdown", "-1")
+    assert capsys.readouterr().out.startswith(
+        f"gating against baseline {folder / 'fp4.json'} (no baseline has the candidate's model name 'fp4-rerun'; this "
+        f"one has its precision 'nvfp4')\n")
+    gate("--baseline", str(folder), "--candidate", str(by_name), "--max-slowdown", "-1", "--baseline-name", "bf16")
+    assert capsys.readouterr().out.startswith(f"gating against baseline {folder / 'bf16.json'} (named by --baseline-name bf16)\n")
+    gate("--baseline", str(run), "--candidate", str(by_name), "--max-slowdown", "-1")  # given directly: nothing to say
+    assert capsys.readouterr().out.startswith("task ")
