@@ -9,6 +9,10 @@ right → wrong or back). Writes ``DIR/compare.json`` (schema ``schema/compare.s
 prints a summary table; the CLI then renders ``DIR/index.html`` (summary) and ``DIR/flips.html``
 (flips browser with media) from that file (``evalsuite.reports.compare_page``).
 
+The summary says, per task, how many samples the pairing left out and why (one run errored on
+them, or does not hold them), notes samples of one id that were asked different prompts (and
+differing seeds), and names a run's status when it is not complete.
+
 Tasks are comparable only when their version, arguments and media settings match (``config_hash``
 also covers the model, so it always differs between two models; it is not what is checked). A
 mismatch is an error unless ``--allow-config-mismatch``, which turns it into a warning.

@@ -12,7 +12,11 @@ interval (so L and U are one-sided ``1 - alpha`` bounds):
   still reaches -2. Two identical models fail with probability at most alpha (the test's level;
   Holm keeps that for the gate as a whole).
 - **PASS** when ``L > -m``: non-inferiority shown (one-sided test at alpha of H0: delta <= -m).
-- **INCONCLUSIVE** otherwise: too few samples to tell. Reported, but it does not fail the gate.
+- **INCONCLUSIVE** otherwise: too few samples to tell. Reported, but it does not fail the gate. Its
+  reason says when the task cannot fail at this size at all: the test's smallest attainable p
+  (1/2^C for C source clusters, every cluster worse; Holm-adjusted with the other tasks' p as
+  observed) is above alpha ("cannot fail at this size: 5 source clusters, smallest attainable p
+  0.125 after Holm"), and when the interval lies wholly below ``-m`` though the test did not reject.
 
 The test and the interval are the ones ``compare`` uses (``evalsuite.paired``): exact McNemar for
 0/1 scores when no two samples share a source, else the cluster sign-flip test (samples sharing a
@@ -34,24 +38,42 @@ runs of one model often differ by more than 20%, so gate with repeats there. A c
 reports 0 or nothing for a figure the baseline has FAILs. Only for a task whose runs hold the same
 samples (a run's figures are over its own samples), or a load test (the throughput task: its
 samples are the requests its SLO search sent, different in every run; its figures compare by its
-settings). Skipped when the sides ran on different hardware (device, CPU model, GPU model and
-count), and the verdict says so ("PASS (accuracy only: throughput not gated, different
-hardware)"): a CI job on other hardware gates throughput against baseline runs made in the same job.
+settings). Skipped when the sides ran on different hardware (device, CPU model and core count, GPU
+model and count; for a remote ``openai:`` model also the server: base URL, served model and the
+device an evalsuite server reports), and the verdict says so ("PASS (accuracy only: throughput not
+gated, different hardware)"): a CI job on other hardware gates throughput against baseline runs
+made in the same job. Skipped likewise when the runs' speed settings differ where both record them
+(the model's ``batch_size``, an ``openai:`` client's ``max_concurrency``: "different run settings").
+A side's repeats share hardware and settings.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
 folder, a results.json file, or a folder of baselines, each either ``<name>.json`` with its samples
-in ``<name>/samples/<task>.jsonl``, or a run folder ``<name>/results.json`` + ``<name>/samples/``.
-From a folder, ``--baseline-name`` picks one; otherwise the one whose model name, then precision,
-matches the candidate's. ``--save-baseline NAME`` writes the candidate into that layout.
+in ``<name>/samples/<task>.jsonl``, or a run folder ``<name>/results.json`` + ``<name>/samples/``;
+in either layout a task the results list with samples but whose samples file is missing is an
+error. From a folder, ``--baseline-name`` picks one; otherwise the one whose model name, then
+precision, matches the candidate's, and the CLI prints which one and why. ``--save-baseline NAME``
+writes the candidate into that layout after a PASS, and only when the candidate ran every task of
+the baseline ``NAME`` it replaces with no fewer samples of any (else one line says why it was not
+saved; the exit status stays the gate's); ``--force-save`` waives those rules for a deliberate
+re-baselining, but a candidate that is not complete is never saved.
+
+Inputs the gate refuses (exit 2, one line): a baseline run that is not ``complete`` (its errored
+samples would count as wrong for it and flatter the candidate; ``--allow-incomplete-baseline`` gates
+anyway and the verdict says so), and a run on either side that says it is complete while a task's
+samples file holds another number of distinct sample ids than its ``n_samples`` (its files disagree).
 
 The gate as a whole also FAILs when the candidate run is not ``complete`` (interrupted, or failed
-its ``--max-error-rate``), when a task's candidate has none of the samples the baseline scored, and
-when nothing at all was compared (no sample scored in both runs, no efficiency figure): a gate that
-checked nothing must not pass. A baseline task the candidate lacks is a SKIPPED row (not gated, not
-deciding the verdict); ``gate.json`` keeps the whole-gate failures in ``fail_reasons`` and each run's
-``status_reasons``, which the page shows under its verdict.
+its ``--max-error-rate``), when it did not run a task of the baseline (every task of the baseline is
+required; with ``--tasks``, the named ones: "not run by the candidate", also shown as a SKIPPED row),
+when a task's candidate has none of the samples the baseline scored, and when nothing at all was
+compared (no sample scored in both runs, no efficiency figure): a gate that checked nothing must not
+pass. A candidate task the baseline lacks is noted as not gated. Samples of one id asked different
+prompts in the two runs are noted (not refused: a prompt change may be what is gated). ``gate.json``
+keeps the whole-gate failures in ``fail_reasons`` and each run's ``status_reasons``, which the page
+shows under its verdict.
 
-Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a usage error.
+Exit status: 0 when nothing failed (PASS / INCONCLUSIVE), 1 on any FAIL, 2 on a usage error or
+inconsistent input.
 """
 
 from __future__ import annotations
