@@ -6,7 +6,9 @@ returns numbers, so tests check them on scripted timings with exact expected val
 
 Per request (``token_times``: arrivals of the streamed chunks, seconds since the request's intended
 start — the scheduled send time in open loop, so client-side delays count — one chunk per token
-in-process, one per SSE chunk over HTTP):
+in-process, one per SSE chunk over HTTP; a server streams text, so a token that completes no
+character, such as the first byte of a multi-byte one, sends no chunk: over HTTP TTFT is the first
+chunk that carries text, which may come a token later than the in-process first token):
 
 - TTFT = first chunk's time; E2EL = the end of the response: its last chunk, the finish and usage
   chunks included (``Timing.end_s``), as ``vllm bench serve`` takes its latency after every chunk;
@@ -32,6 +34,12 @@ concurrency (the configured one in closed loop, the mean in flight in open loop)
 no GPU is counted. Failed and cut-off requests are counted (``n_failed``, ``n_cancelled``), left out
 of the latency distributions, and count as misses when a point is checked against its SLO.
 
+SLO decision per point (``meets_slo``): the observed p99 of each limited figure within its limit,
+failed and cut-off requests counting as over; an open-loop point must also keep pace with its
+arrivals (`backlog_growth` ≤ ``PACE_TOLERANCE``). ``slo_evidence`` says what the decision rests on:
+the point's n, how many were over, and the highest percentile that supports at 95% confidence
+(`claimable_percentile`, distribution-free); ``proven`` when that reaches p99.
+
 SLO search (`slo_search`): the highest concurrency (or rate) whose p99 TTFT and p99 TPOT meet their
 limits, from points already measured plus new probes: bracket by doubling, then bisect; the crossing
 is also estimated by linear interpolation between the last passing and first failing probes; the
@@ -46,6 +54,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+SLO_PERCENTILE = 99.0  # the SLO limits the p99 of each figure
+CONFIDENCE = 0.95  # of a claim that a point meets it (`slo_evidence`)
+PACE_TOLERANCE = 0.1  # an open-loop point keeps pace when its backlog grows by at most this (`backlog_growth`)
 ALWAYS = (90.0, 99.0)  # the SLO check and the old readers need these
 
 
@@ -185,6 +196,8 @@ def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None
     dist = lambda xs: distribution(xs, percentiles)  # noqa: E731
     itl_dist, tpot_dist = dist(all_itls), dist(tpot(t) for t in done)
     good = [t for t in done if meets(t, slo)]
+    starts = [t.start_s for t in timings]
+    pace = backlog_growth(timings) if concurrency is None else None
     return {
         "n_requests": len(timings),
         "n_completed": len(done),
@@ -210,8 +223,38 @@ def point_metrics(timings: Sequence[Timing], *, concurrency: float | None = None
         "itl_s": itl_dist,
         "e2el_s": dist(e2el(t) for t in done),
         "queue_s": dist(t.queue_s for t in timings if t.queue_s is not None),
-        "meets_slo": point_meets_slo_p99(timings, slo),
+        "meets_slo": point_meets_slo_p99(timings, slo) and (pace is None or pace <= PACE_TOLERANCE),
+        "slo_evidence": slo_evidence(timings, slo),
+        **({"arrival_window_s": (max(starts) - min(starts)) if starts else None, "backlog_growth": pace,
+            "keeps_pace": pace is None or pace <= PACE_TOLERANCE} if concurrency is None else {}),
     }
+
+
+def backlog_growth(timings: Sequence[Timing]) -> float | None:
+    """How fast an open-loop point's backlog grew: the least-squares slope of (k-th completion − k-th
+    arrival) against the k-th arrival, over the requests in arrival order (completions sorted too, so
+    which request finished first does not matter; a request that did not finish has no completion, so
+    the pairs it leaves behind come later: never in the point's favour).
+
+    A backend that keeps pace completes requests as fast as they arrive, so the k-th completion
+    trails the k-th arrival by a level amount (the time in system); one of capacity μ offered λ > μ
+    completes the k-th request at ≈ k/μ while it arrives at k/λ, so the gap grows by λ/μ − 1 per
+    second of arrivals: the slope estimates offered / achieved rate − 1, whatever the service time
+    and the latency limits, and the fit over every request averages out the queueing noise of a
+    sustainable load (a slope of a few hundredths at 80% of capacity). None for fewer than 3
+    completions or a burst (every arrival at once: no rate to keep)."""
+    starts = sorted(t.start_s for t in timings)
+    ends = sorted(t.done_s for t in timings if t.ok and t.token_times and t.done_s is not None)
+    m = len(ends)
+    if m < 3:
+        return None
+    xs = starts[:m]
+    ys = [e - s for e, s in zip(ends, xs)]
+    mx, my = sum(xs) / m, sum(ys) / m
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
 
 
 def point_meets_slo_p99(timings: Sequence[Timing], slo: SLO) -> bool:
@@ -240,6 +283,62 @@ def few_enough_failures(n_requests: int, n_completed: int) -> bool:
         return False
     missed = [math.inf] * (n_requests - n_completed)
     return not math.isinf(percentile([0.0] * n_completed + missed, 99.0))
+
+
+def claimable_percentile(n: int, k: int, confidence: float = CONFIDENCE) -> float:
+    """The highest percentile p (0–100) such that, with ``k`` of ``n`` requests over the limit, "the
+    true p-th percentile is within the limit" holds at ``confidence`` — distribution-free, as MLPerf
+    LoadGen's early stopping: the over-limit fraction q is binomial, and p = 100 · (1 − the one-sided
+    Clopper–Pearson upper bound of q), the q at which P(Bin(n, q) ≤ k) = 1 − confidence. With no
+    request over the limit that is 100 · (1 − confidence)^(1/n): 8 requests support p68.8, 299 are the
+    fewest that support p99 (`requests_to_claim`); 0 when nothing was measured."""
+    if n <= 0 or k >= n:
+        return 0.0
+    alpha = 1.0 - confidence
+    if k <= 0:
+        return 100.0 * alpha ** (1.0 / n)
+    lo, hi = 0.0, 1.0  # P(Bin(n, q) <= k) falls as q grows: bisect for the q where it equals alpha
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if _binom_cdf(k, n, mid) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return 100.0 * (1.0 - hi)
+
+
+def requests_to_claim(percentile: float, k: int = 0, confidence: float = CONFIDENCE) -> int:
+    """The fewest requests that support ``percentile`` with ``k`` of them over the limit (p99, k=0: 299)."""
+    n = k + 1
+    while claimable_percentile(n, k, confidence) < percentile:
+        n = n * 2 if claimable_percentile(2 * n, k, confidence) < percentile else n + 1
+    return n
+
+
+def _binom_cdf(k: int, n: int, q: float) -> float:
+    if q <= 0.0:
+        return 1.0
+    if q >= 1.0:
+        return 0.0 if k < n else 1.0
+    lq, lp = math.log(q), math.log1p(-q)
+    return min(1.0, sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * lq
+                                 + (n - i) * lp) for i in range(k + 1)))
+
+
+def slo_evidence(timings: Sequence[Timing], slo: SLO, percentile: float = SLO_PERCENTILE,
+                 confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """How much a point's SLO decision rests on: ``n`` requests, ``n_over`` of them over a limit
+    (any of TTFT, TPOT, E2EL) or not finished, the highest percentile that sample supports at
+    ``confidence`` (`claimable_percentile`; a request over any limit counts against every figure, so
+    a claim on the union holds for each p99), and ``proven``: that percentile reaches the SLO's.
+    ``meets_slo`` is the observed p99 (as ``vllm bench serve`` reports it); a point that meets it
+    without ``proven`` passed on too few requests to show it with that confidence."""
+    n = len(timings)
+    over = sum(1 for t in timings if not meets(t, slo))
+    claim = claimable_percentile(n, over, confidence)
+    return {"n": n, "n_over": over, "percentile": percentile, "confidence": confidence,
+            "claimable_percentile": claim, "proven": claim >= percentile,
+            "n_needed": requests_to_claim(percentile, 0, confidence)}
 
 
 def slo_ratio(point: dict[str, Any], slo: SLO) -> float | None:

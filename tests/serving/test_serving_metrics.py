@@ -223,3 +223,44 @@ def test_the_failure_rule_alone() -> None:
     for n_ok, n_failed in ((199, 1), (99, 1), (8, 0), (4, 1), (0, 3)):
         timings = [ok] * n_ok + [failed] * n_failed
         assert point_meets_slo_p99(timings, SLO()) == few_enough_failures(n_ok + n_failed, n_ok)
+
+
+def test_claimable_percentile_is_the_binomial_bound() -> None:
+    """The highest percentile k of n requests over the limit support at 95% (Clopper–Pearson, as
+    MLPerf's early stopping): 8 clean requests show p68.8, not p99; 299 are the fewest that show p99."""
+    from evalsuite.serving.metrics import claimable_percentile, requests_to_claim
+
+    assert claimable_percentile(8, 0) == pytest.approx(100 * 0.05 ** (1 / 8), **EXACT)  # 68.77
+    assert claimable_percentile(299, 0) >= 99.0 > claimable_percentile(298, 0)
+    assert claimable_percentile(473, 1) >= 99.0 > claimable_percentile(472, 1)
+    assert claimable_percentile(100, 5) == pytest.approx(89.7747, abs=1e-3)  # 1 − beta.ppf(.95, 6, 95)
+    assert claimable_percentile(0, 0) == 0.0 and claimable_percentile(5, 5) == 0.0
+    assert requests_to_claim(99) == 299 and requests_to_claim(99, 1) == 473 and requests_to_claim(90) == 29
+    ok = [Timing((0.1, 0.2), 2, start_s=0.0, sent_s=0.0, done_s=0.2)] * 8
+    p = point_metrics(ok, concurrency=1, slo=SLO(ttft_s=1.0))
+    assert p["meets_slo"] is True  # the observed p99, as vllm bench serve reports it…
+    ev = p["slo_evidence"]  # …on too few requests to show it
+    assert (ev["n"], ev["n_over"], ev["proven"], ev["n_needed"]) == (8, 0, False, 299)
+    assert ev["claimable_percentile"] == pytest.approx(68.766, abs=1e-3)
+    late = [Timing((2.0, 2.1), 2, start_s=0.0, sent_s=0.0, done_s=2.1)]
+    assert point_metrics(ok * 40 + late, concurrency=1, slo=SLO(ttft_s=1.0))["slo_evidence"]["n_over"] == 1
+    assert point_metrics(ok * 38, concurrency=1, slo=SLO(ttft_s=1.0))["slo_evidence"]["proven"] is True
+
+
+def test_backlog_growth_is_offered_over_achieved_rate_minus_one() -> None:
+    """Arrivals every 0.1 s at a server that completes one every 0.2 s: the k-th completion trails the
+    k-th arrival by 0.1·k more, so the backlog grows by 1 per second of arrivals (offered 10/s,
+    achieved 5/s); such an open-loop point does not meet the SLO even with no latency limit set."""
+    from evalsuite.serving.metrics import backlog_growth
+
+    slow = [Timing((0.2 * (k + 1) - 0.1 * k,), 1, start_s=0.1 * k, sent_s=0.1 * k, done_s=0.2 * (k + 1))
+            for k in range(20)]
+    assert backlog_growth(slow) == pytest.approx(1.0, **EXACT)
+    steady = [Timing((0.3,), 1, start_s=0.1 * k, sent_s=0.1 * k, done_s=0.1 * k + 0.3) for k in range(20)]
+    assert backlog_growth(steady) == pytest.approx(0.0, abs=1e-12)
+    assert backlog_growth([Timing((0.3,), 1, start_s=0.0, done_s=0.3)] * 5) is None  # a burst: no rate
+    p = point_metrics(slow)  # open loop (no concurrency), no limit
+    assert (p["keeps_pace"], p["meets_slo"]) == (False, False) and p["arrival_window_s"] == pytest.approx(1.9)
+    q = point_metrics(steady)
+    assert (q["keeps_pace"], q["meets_slo"]) == (True, True)
+    assert "keeps_pace" not in point_metrics(slow, concurrency=1)  # closed loop keeps pace by construction
