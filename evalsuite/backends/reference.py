@@ -295,6 +295,22 @@ class ReferenceBackend(Backend):
             if not done:
                 self._worker.cancel(ticket)
 
+    def prepare_load(self, requests: list[Request], concurrency: int) -> int:
+        """Build every decode step that ``requests`` sent ``concurrency`` at a time can use (each batch
+        bucket up to the concurrency, each KV window from the shortest prompt to the longest prompt plus
+        its ``max_tokens``: `GraphedDecoder.prebuild`), so that a load test measures none of the
+        captures or compiles; returns how many were built (0 when decode is eager: nothing to build).
+        Holds the engine while it builds, as a request does."""
+        decoder = self.engine.decoder
+        if decoder is None or not requests:
+            return 0
+        lengths = [(len(self._load_and_measure(r)[1]), int(r.max_tokens))
+                   for r in {id(r): r for r in requests}.values()]
+        shortest = min(n for n, _ in lengths)
+        longest = max(n + m - 1 for n, m in lengths)  # the last token is never fed
+        with self.engine_lock:
+            return decoder.prebuild(concurrency, shortest, longest)
+
     def serving_stats(self) -> dict[str, int]:
         """Engine gauges for the server's /metrics: requests running and waiting, slots."""
         if self._worker is not None:

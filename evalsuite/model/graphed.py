@@ -129,6 +129,28 @@ class GraphedDecoder:
         self._counted = None
         self._versions = self._weight_versions()
 
+    @torch.no_grad()
+    def prebuild(self, rows: int, shortest: int, longest: int) -> int:
+        """Build now every step a load can reach that has at most ``rows`` sequences, each of
+        ``shortest``..``longest`` positions: each bucket up to ``bucket(rows)`` with each window from
+        ``window(shortest)`` to ``window(longest)`` (a capture, or a compile, per new one), so that
+        none is built inside a measured step. Returns how many were built."""
+        if (self.capture or self.compiled) and self._weight_versions() != self._versions:
+            self.reset()
+        rows = max(1, min(rows, self.state.n_slots))
+        longest = min(max(longest, shortest), self.state.max_len - 1)
+        windows, top = [self.window(shortest)], self.window(longest)
+        while windows[-1] < top:
+            windows.append(min(windows[-1] * 2, self.state.max_len))
+        built = 0
+        for b in (x for x in self.buckets if x <= self.bucket(rows)):
+            for w in windows:
+                if (b, w) not in self._steps:
+                    with _compile_room() if self.compiled else contextlib.nullcontext():
+                        self._steps[(b, w)] = self._build(b, w)
+                    built += 1
+        return built
+
     def bucket(self, rows: int) -> int:
         return next(b for b in self.buckets if b >= rows)
 
