@@ -52,6 +52,7 @@ from urllib.parse import unquote, urlparse
 from aiohttp import web
 
 from evalsuite import media as media_lib
+from evalsuite.serving.telemetry import nvml_index
 from evalsuite.backend import Backend, PromptTooLong, UnsupportedModality
 from evalsuite.types import ContentPart, Message, Request, Response, numeric_fields
 
@@ -401,6 +402,8 @@ class Server:
         d = self.description
         info = {k: d.get(k) for k in ("name", "backend", "precision", "weights_sha256", "device", "engine_version",
                                       "batch_size")}
+        if str(d.get("device") or "").startswith("cuda"):  # which GPU, for a client on this machine to sample
+            info["nvml_index"] = nvml_index(str(d["device"]))
         extra = {"max_model_len": self.max_model_len} if self.max_model_len else {}
         # every served name of the one model, as vLLM lists them (its "root": what they all name)
         data = [{"id": n, "object": "model", "created": self.created, "owned_by": "evalsuite", "root": d.get("name"),

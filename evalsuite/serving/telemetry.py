@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -149,3 +150,13 @@ class GpuSampler:
             except Exception:
                 names.append(None)
         return {"devices": self.indices, "names": names, "interval_s": self.interval_s, "n_samples": len(self.samples)}
+
+
+def nvml_index(device: str) -> int:
+    """NVML index of a torch CUDA device, through CUDA_VISIBLE_DEVICES when it lists indices."""
+    idx = int(device.split(":", 1)[1]) if ":" in device else 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if visible and all(v.isdigit() for v in visible) and idx < len(visible):
+        return int(visible[idx])
+    return idx
+
