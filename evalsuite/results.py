@@ -314,3 +314,38 @@ def load_run(run: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, lis
 
 def iter_scored(results: Iterable[SampleResult]) -> list[SampleResult]:
     return [r for r in results if r.error is None and r.score is not None]
+
+
+# ---- the throughput task's SLO claims, as its results state them ------------------------------
+def evidence_mark(evidence: dict[str, Any] | None) -> str:
+    """'' when a point's SLO claim is proven (or unknown: older results), else a short mark, e.g.
+    ``p99 unproven: n=80, 0 over → p96.3 at 95% (needs ≥ 299 requests with none over)``."""
+    if not isinstance(evidence, dict) or evidence.get("proven") is not False:
+        return ""
+    parts = []
+    claim = float(evidence.get("claimable_percentile") or 0.0)
+    pct = float(evidence.get("percentile") or 99.0)
+    if claim < pct:
+        conf = 100 * float(evidence.get("confidence") or 0.95)
+        parts.append(f"p{pct:g} unproven: n={evidence.get('n')}, {evidence.get('n_over')} over → p{claim:.1f} at "
+                     f"{conf:g}% (needs ≥ {evidence.get('n_needed')} requests with none over)")
+    if evidence.get("window_short"):
+        parts.append(f"rate unproven: arrivals spanned {float(evidence.get('window_s') or 0.0):.3g} s, under the "
+                     f"{float(evidence.get('window_needed_s') or 0.0):.3g} s that shows a 20% overload")
+    return "; ".join(parts)
+
+
+def at_slo_marks(search: dict[str, Any] | None) -> list[str]:
+    """What keeps a throughput task's "at SLO" figure from being a converged, proven result, from its
+    results' ``slo_search``: a search that passed at the top of its range (``bounded``: capped by
+    ``search_max``, ``--limit`` or the rate range, the true limit may be higher), and the best point's
+    `evidence_mark`. Empty for a converged search on a proven point (and for results that predate the
+    evidence, but for ``bounded``)."""
+    if not isinstance(search, dict) or search.get("status") not in ("converged", "bounded"):
+        return []
+    marks = []
+    if search.get("status") == "bounded":
+        marks.append(f"bounded: still meets the SLO at the top of the search range ({search.get('best')}); "
+                     "the highest load that meets it may be higher")
+    mark = evidence_mark((search.get("best_point") or {}).get("slo_evidence"))
+    return marks + ([mark] if mark else [])

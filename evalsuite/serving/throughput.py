@@ -21,23 +21,37 @@ failed request, counted in ``n_failed`` and against goodput and the SLO). Percen
 ``percentiles`` (default 50,90,95,99; p90 and p99 always).
 
 Phases, each point bounded by ``point_duration_s`` of sending plus ``drain_s`` of waiting:
-1. warm-up: ``warmup`` requests, not measured;
+1. warm-up: ``warmup`` requests, not measured; and with ``point_warmup`` (default), before the first
+   closed-loop point at each concurrency c, that point's first 2·c requests at c, not measured
+   either, so that an engine's per-shape builds (CUDA-graph captures, compiles) happen outside the
+   measured points;
 2. closed loop over ``concurrency``; its concurrency-1 point is the single-stream speed;
 3. SLO search over concurrency (``slo_search=concurrency``, the sweep seeds the bracket) or over
    arrival rate (``rate``): the highest load whose p99 TTFT and p99 TPOT meet ``slo_ttft_s`` and
    ``slo_tpot_s``; its output tokens/s (per GPU) is the "throughput at SLO" when the search
-   converged (or passed at the top of its range: ``status`` says which), else null;
+   converged (or passed at the top of its range: ``status`` says which), else null. Every point
+   carries its ``slo_evidence`` (n, how many over, the percentile that n supports at 95%), and the
+   figure at SLO its marks (``efficiency.at_slo_mark``, ``slo_search.marks``): "bounded" (the top
+   of the range: ``search_max``, ``--limit``) and "unproven" (too few requests to show the p99,
+   or a rate point shorter than the window that shows an overload);
 4. open loop at ``rates`` requests/s, or at ``rate_fractions`` of the best closed-loop requests/s,
-   Poisson arrivals (gamma with shape ``burstiness``);
+   Poisson arrivals (gamma with shape ``burstiness``) scaled to offer exactly the rate, spanning at
+   least ``rate_point_s`` (`rate_windows`: by default long enough that an overload of 20% breaks the
+   latency limit); a rate point meets the SLO only when completions also keep pace with arrivals
+   (`sm.backlog_growth`), so a rate above capacity never passes as a short burst would;
 5. long-video workload: ``video_requests`` questions on ``video_bucket`` videos at
-   ``video_concurrency`` → video-hours processed per hour;
+   ``video_concurrency`` → video-hours processed per hour = the summed duration of the distinct
+   videos answered (each video once, however many questions were asked on it) ÷ the point's
+   duration (``n_videos`` says how many);
 6. audio: ``audio_requests`` clips one at a time → real-time factor = Σ E2EL / Σ audio duration;
 7. with ``mlperf_crosscheck``: the open-loop requests again through MLPerf LoadGen's Server scenario
    at the first open-loop rate (`evalsuite.serving.mlperf`), its latencies beside the suite's own.
 
 GPUs: in-process on CUDA, the one device used (found in NVML); for a server, ``tp`` × ``dp`` when
-declared, else what an evalsuite server reports, else unknown; per-GPU figures and energy are null
-(not 0) without a GPU. NVML is sampled during the whole run (utilization, memory, power) and each
+declared, else the count of ``gpu_indices``, else what an evalsuite server reports, else unknown;
+per-GPU figures and energy are null (not 0) without a GPU. A local server's energy samples only its
+own GPUs: ``gpu_indices`` (NVML indices) when declared, else the one an evalsuite server reports;
+otherwise energy is null, with a note (another job's GPUs are not the server's power). NVML is sampled during the whole run (utilization, memory, power) and each
 point gets its joules per output token. ``--limit N`` caps the pools, the requests of every point,
 and the concurrency at N, so a short CI run stays short.
 
@@ -63,7 +77,7 @@ import time
 from dataclasses import replace
 from itertools import count, islice
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import numpy as np
@@ -74,9 +88,9 @@ from evalsuite import media as media_lib
 from evalsuite.serving import metrics as sm
 from evalsuite.backend import Backend, LoopThread
 from evalsuite.registry import TASKS
-from evalsuite.results import atomic_write_text, dumps
+from evalsuite.results import at_slo_marks, atomic_write_text, dumps, evidence_mark
 from evalsuite.task import DrivingTask, Task, TaskArgError
-from evalsuite.serving.telemetry import GpuSampler, window
+from evalsuite.serving.telemetry import GpuSampler, nvml_index, window
 from evalsuite.types import Request, Sample, SampleResult, user
 
 MODALITIES = ("text", "image", "video", "audio")
@@ -92,7 +106,7 @@ class Throughput(DrivingTask):
     """Serving throughput and latency at a fixed SLO (closed/open loop, SLO search, energy)."""
 
     name = "throughput"
-    version = "2"
+    version = "3"  # 3: rate points sustain their rate, video-hours count each video once, SLO evidence
     primary_metric = "output_tokens_per_s_at_slo"
     breakdown_keys = ("modality",)
     default_args: dict[str, Any] = {
@@ -131,6 +145,9 @@ class Throughput(DrivingTask):
         "tp": 0,
         "dp": 0,
         "telemetry_interval_s": 0.1,
+        "point_warmup": True,
+        "gpu_indices": "",
+        "rate_point_s": 0.0,
         "mlperf_crosscheck": False,
     }
 
@@ -180,14 +197,22 @@ class Throughput(DrivingTask):
             if not 0 < float(a[key]) < math.inf:
                 what = "a finite number > 0" if key == "burstiness" else "finite seconds > 0"
                 raise TaskArgError(f"task argument throughput.{key} expects {what}, got {a[key]!r}")
-        for key in ("slo_ttft_s", "slo_tpot_s", "slo_e2el_s"):
+        for key in ("slo_ttft_s", "slo_tpot_s", "slo_e2el_s", "rate_point_s"):
             if not 0 <= float(a[key]) < math.inf:
+                zero = "automatic" if key == "rate_point_s" else "no limit"
                 raise TaskArgError(
-                    f"task argument throughput.{key} expects finite seconds >= 0 (0 = no limit), got {a[key]!r}")
+                    f"task argument throughput.{key} expects finite seconds >= 0 (0 = {zero}), got {a[key]!r}")
         try:
             self.percentiles = sm.parse_percentiles(a["percentiles"])
         except ValueError as e:
             raise TaskArgError(f"task argument throughput.percentiles: {e}") from None
+        try:
+            self.gpu_indices = [int(x) for x in str(a["gpu_indices"]).split(",") if x.strip()]
+        except ValueError:
+            self.gpu_indices = [-1]
+        if any(i < 0 for i in self.gpu_indices):
+            raise TaskArgError("task argument throughput.gpu_indices expects NVML device indices (comma-separated "
+                               f"integers >= 0, the local server's GPUs), got {a['gpu_indices']!r}")
         self.slo = sm.SLO(ttft_s=float(a["slo_ttft_s"]) or None, tpot_s=float(a["slo_tpot_s"]) or None,
                           e2el_s=float(a["slo_e2el_s"]) or None)
 
@@ -330,7 +355,11 @@ class _Bench:
         self.limit: int | None = cfg.limit
         self.notes: list[str] = []
         self.t_start = time.perf_counter()
-        self.gpus, self.gpu_source, self.devices = gpu_count(backend.describe(), int(a["tp"]), int(a["dp"]))
+        desc = backend.describe()
+        self.gpus, self.gpu_source, self.devices = gpu_count(desc, int(a["tp"]), int(a["dp"]), task.gpu_indices)
+        if self.devices is None and self.gpus and is_local(str(desc.get("base_url") or "")):
+            self.notes.append("no GPU telemetry (energy per token is null): which of this machine's GPUs the local "
+                              "server uses is unknown; declare them with throughput.gpu_indices (NVML indices)")
         self.max_conc: int | None = int(a["max_concurrency"]) or None
         # a closed-loop point of n requests never has more than n in flight: requests_per_point caps it too
         per_point = int(a["requests_per_point"]) if a["point_mode"] != "duration" else 0
@@ -344,6 +373,7 @@ class _Bench:
         self.dur, self.drain = float(a["point_duration_s"]), float(a["drain_s"])
         self.by_duration = a["point_mode"] == "duration"
         self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
+        self.overload_window_s, self.rate_window_s = rate_windows(task.slo, float(a["rate_point_s"]), self.dur)
         self.arrival_seed = cfg.seed if int(a["arrival_seed"]) < 0 else int(a["arrival_seed"])
         if a["dataset"] == "random":
             n = self.cap(max(int(a["pool"]), self.n_open, self.n_closed(max(self.sweep))))
@@ -359,6 +389,7 @@ class _Bench:
         self.detail: dict[str, Any] = {}
         self.search: dict[str, Any] = {"mode": a["slo_search"], "slo": task.slo.to_dict(), "best": None}
         self.rates: list[float] = []
+        self._warmed: set[tuple[str, int]] = set()
         self.sampler: GpuSampler | None = None
         self.loop: LoopThread | None = None
 
@@ -374,8 +405,7 @@ class _Bench:
 
     def __enter__(self) -> "_Bench":
         if self.devices is not None:
-            self.sampler = GpuSampler.open(None if self.devices == "all" else self.devices,
-                                           float(self.a["telemetry_interval_s"]))
+            self.sampler = GpuSampler.open(self.devices, float(self.a["telemetry_interval_s"]))
             if self.sampler is None:
                 self.notes.append("no GPU telemetry: NVML or the GPU could not be opened")
             else:
@@ -405,6 +435,7 @@ class _Bench:
         assert self.loop is not None
         self._mark()
         endless = self.by_duration and phase in ("closed_loop", "slo_search") and self.limit is None
+        self._warm(c, phase, items)
         reqs: Any = (r for k in count() for r in [self.pool[k % len(self.pool)][2]]) if endless \
             else [r for _, _, r in items]
         run = self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, reqs, c,
@@ -413,14 +444,42 @@ class _Bench:
             items = self.requests(len(run.records))
         return self._point(run, label, phase, items)
 
+    def rate_items(self, rate: float) -> list[Item]:
+        """The requests of an open-loop point at ``rate``: ``n_open``, or more so that their arrivals
+        span ``rate_window_s`` (`rate_windows`); ``--limit`` still caps the count (the point is then
+        marked as too short to show an overload)."""
+        return self.requests(self.cap(rate_point_size(rate, self.n_open, self.rate_window_s, self.dur)))
+
+    def _warm(self, c: int, phase: str, items: list[Item]) -> None:
+        """Before the first closed-loop point at concurrency ``c`` of a workload (load, video, audio),
+        not measured (``point_warmup``): an engine builds its decode step per (batch size, KV length)
+        on first use (a CUDA-graph capture, a compile with compile_step), and a point must not time
+        those builds. A backend that can say which steps a load uses builds them all
+        (``prepare_load(requests, concurrency)``: the in-process engine); for any other, the point's
+        own first 2·c requests run at ``c`` (filling, then draining, every batch size up to ``c``;
+        a server's other lengths may still build inside a point)."""
+        key = ("load" if phase in ("closed_loop", "slo_search") else phase, c)
+        if not self.a["point_warmup"] or key in self._warmed or not items:
+            return
+        self._warmed.add(key)
+        prepare = getattr(self.backend, "prepare_load", None)
+        if callable(prepare):
+            prepare([r for _, _, r in (self.pool if key[0] == "load" else items)], c)
+            return
+        assert self.loop is not None
+        reqs = [r for _, _, r in items[: 2 * c]]
+        self.loop.run(loadgen.run_closed_loop(self.backend.agenerate, reqs, c, max_duration_s=self.dur,
+                                              drain_s=self.drain))
+
     def open(self, rate: float, label: str, items: list[Item]) -> dict[str, Any]:
         """One open-loop point at ``rate`` (inf: a burst, every request at 0); in duration mode as
-        many requests as the rate sends in ``point_duration_s``."""
+        many requests as the rate sends in ``point_duration_s``. The arrivals offer exactly ``rate``
+        (`loadgen.arrival_times` with ``exact``)."""
         assert self.loop is not None
         burst = float(self.a["burstiness"])
         if self.by_duration and self.limit is None and math.isfinite(rate):
             items = self.requests(max(1, math.ceil(rate * self.dur)))
-        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.arrival_seed)
+        offsets = loadgen.arrival_times(len(items), rate, burst, seed=self.arrival_seed, exact=True)
         self._mark()
         run = self.loop.run(loadgen.run_open_loop(self.backend.agenerate, [r for _, _, r in items], offsets,
                                                   max_duration_s=self.dur, drain_s=self.drain, rate=rate,
@@ -443,7 +502,24 @@ class _Bench:
             point["meets_slo"] = False
             run.notes.append(f"only {len(run.records)} requests were sent at concurrency {run.concurrency}: that "
                              "load was never reached, so the point does not count as meeting the SLO")
+        elif run.n_unsent and phase in ("closed_loop", "slo_search", "open_loop"):
+            point["meets_slo"] = False  # the requests it did not send might have missed
+            run.notes.append("the point does not count as meeting the SLO: it was measured on fewer requests than "
+                             "planned")
         point["reached_concurrency"] = reached
+        point["n_unsent"] = run.n_unsent
+        ev = point["slo_evidence"]
+        if run.kind == "open" and run.rate is not None and math.isfinite(run.rate) and self.overload_window_s:
+            ev["window_s"], ev["window_needed_s"] = point["arrival_window_s"], self.overload_window_s
+            if (point["arrival_window_s"] or 0.0) < self.overload_window_s * (1 - 1e-9):
+                ev["proven"], ev["window_short"] = False, True
+                run.notes.append(f"arrivals spanned {point['arrival_window_s'] or 0.0:.3g} s, under the "
+                                 f"{self.overload_window_s:.3g} s in which a 20% overload breaks the latency limit: "
+                                 "this point cannot show that its rate is sustainable")
+        if point.get("keeps_pace") is False:
+            run.notes.append(f"completions fell behind arrivals (backlog growth {point['backlog_growth']:.3f} per "
+                             f"second of arrivals > {sm.PACE_TOLERANCE}): the backend does not sustain this rate, "
+                             "so the point does not meet the SLO")
         lags = [r.send_lag_s for r in run.records if r.send_lag_s is not None]
         point.update(label=label, kind=run.kind, concurrency=run.concurrency, rate=run.rate,
                      burstiness=run.burstiness, n_errors=run.n_errors, n_cancelled=run.n_cancelled,
@@ -513,13 +589,13 @@ class _Bench:
                                                        "no closed-loop point finished a request to size the rates"))
         known = {}
         for rate in self.rates:
-            known[rate] = p = self.open(rate, self._rate_label("r", rate), self.requests(self.n_open))
+            known[rate] = p = self.open(rate, self._rate_label("r", rate), self.rate_items(rate))
             self.open_loop.append(p)
         if a["burst"]:  # every request at once, as vllm bench serve --request-rate inf
             self.open_loop.append(self.open(math.inf, "burst", self.requests(self.n_open)))
         if a["slo_search"] == "rate" and known:
             def probe(x: float) -> dict[str, Any]:
-                p = self.open(x, self._rate_label("search-r", x), self.requests(self.n_open))
+                p = self.open(x, self._rate_label("search-r", x), self.rate_items(x))
                 self.open_loop.append(p)
                 return p
 
@@ -561,9 +637,12 @@ class _Bench:
         vids = self.task._pool(["video"], n, self.cfg.seed, self.backend, self.notes, long_video=True)
         if vids:
             vp = self.closed(min(int(self.a["video_concurrency"]), self.conc_cap), "video", "video", vids)
-            seconds = sum(float(r.metadata.get("duration_s", 0.0)) for r in _records(self.rows, "video")
-                          if r.error is None)
+            # each distinct video once: four questions on one hour-long video process one hour of video
+            videos = {str(r.metadata.get("video") or r.metadata.get("source_id")): float(r.metadata.get("duration_s", 0.0))
+                      for r in _records(self.rows, "video") if r.error is None}
+            seconds = sum(videos.values())
             vp["video_seconds"] = seconds
+            vp["n_videos"] = len(videos)
             vp["video_hours_per_hour"] = (seconds / vp["duration_s"]) if vp["duration_s"] else None
             self.detail["video"] = vp
 
@@ -587,8 +666,11 @@ class _Bench:
         at_slo = self.search.get("best_point") if self.search.get("status") in ("converged", "bounded") else None
         single = next((p for p in sorted(self.closed_loop, key=lambda p: p["label"] != "c1")
                        if p["concurrency"] == 1), None)  # c1 of the sweep, else the search's probe of 1
+        marks = at_slo_marks(self.search) if at_slo else []
+        self.search["marks"] = marks
         return {
             "output_tokens_per_s_at_slo": at_slo["output_tokens_per_s"] if at_slo else None,
+            "at_slo_mark": "; ".join(marks) or None,
             "per_gpu_throughput_at_slo": at_slo["output_tokens_per_s_per_gpu"] if at_slo else None,
             "requests_per_s_at_slo": at_slo["requests_per_s"] if at_slo else None,
             "slo_rate" if self.a["slo_search"] == "rate" else "slo_concurrency": self.search.get("best"),
@@ -685,7 +767,10 @@ def _search_summary(res: sm.SearchResult, slo: sm.SLO) -> dict[str, Any]:
         "bracket": [res.best, res.failing],
         "probed": res.probed,
         "points": [{"load": x, "ttft_p99_s": p["ttft_s"]["p99"], "tpot_p99_s": p["tpot_s"]["p99"],
-                    "slo_ratio": sm.slo_ratio(p, slo), "meets_slo": p["meets_slo"], "label": p.get("label")}
+                    "slo_ratio": sm.slo_ratio(p, slo), "meets_slo": p["meets_slo"], "label": p.get("label"),
+                    "n": p["n_requests"], "evidence": evidence_mark(p.get("slo_evidence")),
+                    **({"keeps_pace": p["keeps_pace"], "backlog_growth": p.get("backlog_growth")}
+                       if "keeps_pace" in p else {})}
                    for x, p in sorted(res.points.items())],
     }
 
@@ -713,11 +798,45 @@ def _row(rid: str, phase: str, label: str, item: tuple[str, Sample, Request], re
                   "scheduled_s": rec.scheduled_s, "start_s": rec.start_s, "sent_s": rec.sent_s,
                   "done_s": rec.done_s, "send_lag_s": rec.send_lag_s, "waited_on_cap": rec.waited_on_cap,
                   "cancelled": rec.cancelled, **({"duration_s": sample.metadata["duration_s"]}
-                                                if "duration_s" in sample.metadata else {})},
+                                                if "duration_s" in sample.metadata else {}),
+                  **({"video": video} if (video := next((p.path for m in req.messages for p in m.content
+                                                         if p.type == "video"), None)) else {})},
         usage={k: v for k, v in usage.items() if v is not None},
         media=[media_lib.describe(p) for m in req.messages for p in m.content if p.type != "text"],
         prompt=prompt_text(Sample(id=sample.id, messages=list(req.messages), target=None)),
     )
+
+
+def rate_windows(slo: sm.SLO, rate_point_s: float, point_duration_s: float) -> tuple[float, float]:
+    """(overload window, rate window) in seconds for the open-loop points.
+
+    A rate point passes only when the backend sustains its rate, which a short burst cannot show: a
+    backend of capacity μ offered λ = 1.2·μ queues the request that arrives at t for ≈ (λ/μ − 1)·t =
+    0.2·t, so with a TTFT (or E2EL) limit L only requests arriving after 5·L wait longer than L. Over
+    6·L of arrivals (the overload window) the last sixth of them do, far above the 1% a p99 allows,
+    so no rate of 1.2× capacity or more can meet the SLO; less than that and the queue may never
+    reach the limit (16 requests at 80 req/s against 25 req/s of capacity met a 1 s TTFT limit).
+    Each rate point's arrivals therefore span the rate window: ``rate_point_s`` when given, else the
+    overload window, at least 10 s (completions keeping pace with arrivals, `sm.backlog_growth`, is
+    the rule that also holds without a TTFT or E2EL limit, and it needs a window that long to tell
+    a 10% shortfall from queueing noise), at most ``point_duration_s`` (sending stops there). A point
+    whose arrivals span less than the overload window (``--limit``, a short ``point_duration_s``) is
+    marked in its ``slo_evidence`` as not proven."""
+    limits = [x for x in (slo.ttft_s, slo.e2el_s) if x]
+    overload = 6.0 * max(limits) if limits else 0.0
+    window = rate_point_s if rate_point_s > 0 else max(overload, 10.0)
+    return overload, min(window, point_duration_s)
+
+
+def rate_point_size(rate: float, n_min: int, window_s: float, point_duration_s: float) -> int:
+    """Requests of an open-loop point at ``rate``: at least ``n_min``, and enough that arrivals exactly
+    at ``rate`` span ``window_s`` (their last at (n − 1) / rate), the last still before the point's
+    sending bound ``point_duration_s``."""
+    if not math.isfinite(rate):
+        return n_min
+    if window_s < point_duration_s:
+        return max(n_min, math.ceil(rate * window_s - 1e-9) + 1)
+    return max(n_min, math.ceil(rate * point_duration_s))  # (n − 1) / rate < point_duration_s
 
 
 def _one_of(args: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
@@ -726,32 +845,39 @@ def _one_of(args: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
         raise TaskArgError(f"task argument throughput.{key} expects one of {', '.join(allowed)}, got {args[key]!r}")
 
 
-def gpu_count(desc: dict[str, Any], tp: int, dp: int) -> tuple[int | None, str, list[int] | Literal["all"] | None]:
-    """(GPUs used, how that was found, NVML devices to sample: indices, "all", or None for none).
+def is_local(url: str) -> bool:
+    """Whether a server's base URL is on this machine (a loopback host): its GPUs are then local."""
+    return bool(url) and (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def gpu_count(desc: dict[str, Any], tp: int, dp: int, indices: list[int] | None = None
+              ) -> tuple[int | None, str, list[int] | None]:
+    """(GPUs used, how that was found, NVML devices to sample: indices, or None for none).
 
     In-process on ``cuda[:i]``: 1, the NVML index of that device. A server: ``tp`` × ``dp`` when either
-    is declared (the other defaults to 1), else what an evalsuite server reports; local GPUs are
-    sampled only when the server is on this machine (a loopback URL)."""
+    is declared (the other defaults to 1), else as many as ``indices`` declares (``gpu_indices``), else
+    what an evalsuite server reports. Local GPUs are sampled only when the server is on this machine
+    (a loopback URL), and only those known to be the server's: the declared ``indices``, else the one
+    an evalsuite server reports (its ``nvml_index``); never every GPU of the machine, whose other
+    GPUs' power is not the server's (energy per token is then null, with a note)."""
     device = str(desc.get("device") or "")
-    url = str(desc.get("base_url") or "")
-    local_server = bool(url) and (urlparse(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+    local_server = is_local(str(desc.get("base_url") or ""))
     in_process = device.startswith("cuda")
-    sample: list[int] | Literal["all"] | None = (
-        [_nvml_index(device)] if in_process else "all" if local_server else None)
+    reported = desc.get("server") or {}
+    reported_index = reported.get("nvml_index")
+    sample: list[int] | None = None
+    if in_process:
+        sample = [nvml_index(device)]
+    elif local_server and indices:
+        sample = list(indices)
+    elif local_server and isinstance(reported_index, int) and not isinstance(reported_index, bool):
+        sample = [reported_index]
     if tp or dp:
         return max(tp, 1) * max(dp, 1), "declared tp × dp", sample
     if in_process:
         return 1, "in-process device (NVML)", sample
-    if str((desc.get("server") or {}).get("device") or "").startswith("cuda"):
+    if indices and not in_process:
+        return len(indices), "declared gpu_indices", sample
+    if str(reported.get("device") or "").startswith("cuda"):
         return 1, "reported by the evalsuite server", sample
     return None, "no GPU (per-GPU figures and energy are null)", None
-
-
-def _nvml_index(device: str) -> int:
-    """NVML index of a torch CUDA device, through CUDA_VISIBLE_DEVICES when it lists indices."""
-    idx = int(device.split(":", 1)[1]) if ":" in device else 0
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if visible and all(v.isdigit() for v in visible) and idx < len(visible):
-        return int(visible[idx])
-    return idx
-

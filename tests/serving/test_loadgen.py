@@ -313,3 +313,61 @@ def test_a_retried_request_counts_its_retries_from_the_intended_start() -> None:
     p = point_metrics(vrun(go).timings)
     assert p["ttft_s"]["mean"] == pytest.approx(2.1, **EXACT) and p["e2el_s"]["mean"] == pytest.approx(2.3, **EXACT)
     assert p["tpot_s"]["mean"] == pytest.approx(0.2, **EXACT) and p["duration_s"] == pytest.approx(2.3, **EXACT)
+
+
+def test_exact_arrivals_offer_the_asked_rate() -> None:
+    offs = arrival_times(16, 8.0, 1.0, seed=3, exact=True)
+    assert offs[0] == 0.0 and offs[-1] == pytest.approx(15 / 8.0, **EXACT)
+    drawn = arrival_times(16, 8.0, 1.0, seed=3)
+    gaps, drawn_gaps = np.diff(offs), np.diff(drawn)
+    assert gaps / drawn_gaps == pytest.approx(np.full(15, gaps[0] / drawn_gaps[0]))  # the same draw, scaled
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 0.8, 1.2, 1.5, 3.0])
+def test_a_rate_at_or_above_1_2x_capacity_never_meets_the_slo_and_one_at_0_8x_does(ratio: float) -> None:
+    """The throughput task's default rate points against a FIFO server of known capacity (2 slots ×
+    0.14 s: 14.3 req/s), on virtual time, over several arrival seeds: at ≥ 1.2× capacity the point
+    fails (the queue outgrows the 2 s TTFT limit within the rate window, and completions fall behind
+    arrivals), at ≤ 0.8× it passes. Before, 16 requests at 80 req/s against 25 req/s met the SLO."""
+    from evalsuite.serving.throughput import Throughput, rate_point_size, rate_windows
+
+    task = Throughput()
+    a = task.args
+    overload, window = rate_windows(task.slo, float(a["rate_point_s"]), float(a["point_duration_s"]))
+    assert (overload, window) == (12.0, 12.0)  # 6 × the 2 s TTFT limit
+    capacity = 2 / 0.14
+    rate = ratio * capacity
+    n = rate_point_size(rate, max(16, 4 * max(a["concurrency"])), window, float(a["point_duration_s"]))
+    verdicts = []
+    for seed in range(4):
+        offsets = arrival_times(n, rate, float(a["burstiness"]), seed=seed, exact=True)
+
+        async def go(clock):
+            srv = SlotServer(clock, slots=2)
+            return await run_open_loop(srv.send, reqs(n), offsets, max_duration_s=float(a["point_duration_s"]),
+                                       drain_s=float(a["drain_s"]), rate=rate, clock=clock, spin_s=0.0)
+
+        p = point_metrics(vrun(go).timings, slo=task.slo, percentiles=task.percentiles)
+        assert p["arrival_window_s"] >= overload * (1 - 1e-9)
+        verdicts.append(p["meets_slo"])
+        print(ratio, seed, n, p["backlog_growth"], p["ttft_s"]["p99"], p["meets_slo"])
+    assert verdicts == [ratio <= 0.8] * 4
+
+
+def test_a_closed_loop_list_cut_by_the_time_bound_counts_what_it_did_not_send() -> None:
+    """8 requests planned at concurrency 1, 0.5 s each, a 1 s bound: 2 sent, 6 never; the run says so
+    (the task then does not count the point as meeting the SLO)."""
+    async def go(clock):
+        srv = SlotServer(clock, slots=1, prefill=0.5, per_token=0.0, tokens=2)
+        return await run_closed_loop(srv.send, reqs(8), 1, max_duration_s=1.0, drain_s=5.0, clock=clock)
+
+    run = vrun(go)
+    assert (len(run.records), run.n_unsent) == (2, 6)
+    assert any("only 2 of the 8 requests planned were sent" in n for n in run.notes)
+
+    async def endless(clock):  # an endless source (duration mode) has nothing "unsent"
+        srv = SlotServer(clock, slots=1, prefill=0.5, per_token=0.0, tokens=2)
+        return await run_closed_loop(srv.send, (r for r in reqs(100)), 1, max_duration_s=1.0, drain_s=5.0,
+                                     clock=clock)
+
+    assert vrun(endless).n_unsent == 0

@@ -92,3 +92,34 @@ def test_throughput_on_a_gpu_reports_per_gpu_and_energy(monkeypatch, tmp_path: P
     tokens = sum(p["output_tokens"] for p in tp["closed_loop"] + tp["open_loop"])
     assert t["efficiency"]["joules_per_output_token"] == pytest.approx(energy / tokens)
     assert t["efficiency"]["per_gpu_throughput_at_slo"] == t["efficiency"]["output_tokens_per_s_at_slo"]
+
+
+def test_a_local_servers_energy_samples_only_its_declared_gpus(monkeypatch, tmp_path: Path) -> None:
+    """A server on this machine (a loopback URL) with tp=1, on a machine of two 300 W GPUs: energy is
+    the declared GPU's alone (300 W, not the machine's 600 W), and null with a note when the task is
+    not told which GPU is the server's (it used to sample every GPU)."""
+    from evalsuite.backends.mock import MockBackend
+    from evalsuite.runner import RunConfig
+    from evalsuite.serving.throughput import Throughput
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(watts=300.0, counter=False))
+    plain = MockBackend.describe
+    monkeypatch.setattr(MockBackend, "describe",
+                        lambda self: {**plain(self), "device": "remote", "base_url": "http://127.0.0.1:9/v1"})
+    args = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 0, "concurrency": [1],
+            "rate_fractions": [], "slo_search": "none", "max_tokens": 4, "telemetry_interval_s": 0.01,
+            "point_warmup": False, "tp": 1}
+    for indices, want in (("1", [1]), ("", None)):
+        out = tmp_path / (indices or "none")
+        task = Throughput(**args, gpu_indices=indices)
+        cfg = RunConfig(model="mock:ttft=0.01,itl=0.005", tasks=["throughput"], out=out, limit=3)
+        entry = task.run_with(MockBackend("ttft=0.01,itl=0.005"), cfg=cfg, out=out, config_hash="x")
+        tp = entry["throughput"]
+        assert tp["gpus"]["count"] == 1 and tp["gpus"]["nvml_devices"] == want
+        (c1,) = tp["closed_loop"]
+        if want:
+            assert c1["gpu_power_mean_w"] == pytest.approx(300.0, rel=1e-9)  # one GPU's power, not two
+            assert entry["efficiency"]["joules_per_output_token"] == pytest.approx(c1["energy_j"] / c1["output_tokens"])
+        else:
+            assert tp["telemetry"] is None and entry["efficiency"]["joules_per_output_token"] is None
+            assert any("throughput.gpu_indices" in n for n in tp["notes"])

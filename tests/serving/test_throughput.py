@@ -56,7 +56,7 @@ def test_scripted_mock_gives_exact_latencies(tmp_path: Path) -> None:
     c1 = tp["closed_loop"][0]
     assert t["efficiency"]["single_stream_tokens_per_s"] == c1["output_tokens_per_s"]  # output tok/s at c=1
     assert t["efficiency"]["single_stream_tokens_per_s_by_tpot"] == pytest.approx(200.0, rel=1e-9)
-    assert t["version"] == "2" and tp["loadgen"]["max_concurrency"] is None and tp["loadgen"]["retries"] == 0
+    assert t["version"] == "3" and tp["loadgen"]["max_concurrency"] is None and tp["loadgen"]["retries"] == 0
     assert tp["gpus"]["count"] is None and tp["telemetry"] is None
     # open loop at the best closed-loop request rate, with the generator's own send accuracy
     (op,) = tp["open_loop"]
@@ -77,7 +77,12 @@ def test_mock_runs_the_default_mix_with_limit(tmp_path: Path) -> None:
     t, rows = run_tp(tmp_path, "mock", limit=3)
     tp = t["throughput"]
     assert {r.metadata["modality"] for r in rows.values()} == {"text", "image", "video", "audio"}
-    assert tp["video"]["video_seconds"] >= 3 * 3600  # three questions on an hour-long video
+    # three questions on one hour-long video: one video's hours, counted once (not three times)
+    assert tp["video"]["n_videos"] == 1 and tp["video"]["n_requests"] == 3
+    (video,) = {r.metadata["video"] for r in rows.values() if r.metadata["phase"] == "video"}
+    (seconds,) = {r.metadata["duration_s"] for r in rows.values() if r.metadata["phase"] == "video"}
+    assert seconds >= 3600 and tp["video"]["video_seconds"] == seconds
+    assert tp["video"]["video_hours_per_hour"] == pytest.approx(seconds / tp["video"]["duration_s"])
     video = tp["video"]
     assert video["video_hours_per_hour"] == pytest.approx(video["video_seconds"] / video["duration_s"])
     audio = [r for r in rows.values() if r.metadata["phase"] == "audio"]
@@ -129,8 +134,13 @@ def test_gpu_accounting(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gpu_count({"device": "cuda:1"}, 0, 0) == (1, "in-process device (NVML)", [5])
     assert gpu_count({"device": "cpu"}, 0, 0)[0] is None
     local = {"device": "remote", "base_url": "http://127.0.0.1:8000/v1"}
-    assert gpu_count(local, 2, 4) == (8, "declared tp × dp", "all")
-    assert gpu_count({**local, "server": {"device": "cuda:0"}}, 0, 0)[:2] == (1, "reported by the evalsuite server")
+    # a local server's GPUs are sampled only when known: never every GPU of the machine
+    assert gpu_count(local, 2, 4) == (8, "declared tp × dp", None)
+    assert gpu_count(local, 1, 0, [2]) == (1, "declared tp × dp", [2])
+    assert gpu_count(local, 0, 0, [2, 3]) == (2, "declared gpu_indices", [2, 3])
+    assert gpu_count({**local, "server": {"device": "cuda:0"}}, 0, 0) == (1, "reported by the evalsuite server", None)
+    assert gpu_count({**local, "server": {"device": "cuda:0", "nvml_index": 6}}, 0, 0) == (
+        1, "reported by the evalsuite server", [6])
     remote = {"device": "remote", "base_url": "http://gpu-box.example:8000/v1"}
     assert gpu_count(remote, 2, 0) == (2, "declared tp × dp", None)  # no local telemetry for a remote server
     assert gpu_count(remote, 0, 0)[0] is None
@@ -328,3 +338,94 @@ def test_max_output_tokens_per_s_is_null_when_every_point_failed_requests(tmp_pa
     assert t["metrics"]["max_output_tokens_per_s"] is None  # was the best of those points
     assert "max_output_tokens_per_s is null: no load point finished at least 99% of its requests (c1, c2, r200 " \
         "had more failed or cut off)" in t["throughput"]["notes"]
+
+
+def test_the_rate_search_never_passes_a_rate_above_capacity(tmp_path: Path) -> None:
+    """A mock of 25 req/s (2 slots × 8 tokens × 10 ms): each rate probe's arrivals span its window
+    (``rate_point_s``; by default 6 × the TTFT limit, at least 10 s), so the queue of an overload
+    breaks the limit and completions fall behind; the best rate stays below 1.2 × 25 (it was 80,
+    "bounded", with 16-request bursts). A loaded machine only lowers what passes."""
+    args = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 1, "concurrency": [1, 2],
+            "rates": [10.0, 20.0], "slo_search": "rate", "slo_ttft_s": 0.25, "slo_tpot_s": 0.2, "max_tokens": 8,
+            "search_probes": 4, "rate_point_s": 2.0}
+    t, _ = run_tp(tmp_path, "mock:ttft=0.01,itl=0.01,slots=2", limit=None, **args)
+    tp = t["throughput"]
+    search = tp["slo_search"]
+    assert search["best"] is None or search["best"] < 1.2 * 25
+    assert any(not q["meets_slo"] for q in search["points"] if q["load"] >= 1.2 * 25)
+    for q in search["points"]:
+        p = next(x for x in tp["open_loop"] if x["label"] == q["label"])
+        assert q["n"] == p["n_requests"] == p["slo_evidence"]["n"]
+        assert p["arrival_window_s"] >= 2.0 * (1 - 1e-9) and p["slo_evidence"]["window_needed_s"] == 1.5
+        if q["load"] >= 1.2 * 25:
+            assert not p["meets_slo"]
+
+
+def test_a_closed_point_that_sent_fewer_requests_than_planned_does_not_meet_the_slo(tmp_path: Path) -> None:
+    """8 requests planned at concurrency 1, 0.3 s each, sending bounded at 0.5 s: 2 are sent; the
+    point says so and does not count as meeting the SLO (it used to, silently)."""
+    t, _ = run_tp(tmp_path, "mock:ttft=0.3,itl=0.0", limit=None, mix="text", video_requests=0, audio_requests=0,
+                  warmup=0, concurrency=[1], rate_fractions=[], slo_search="none", max_tokens=2,
+                  requests_per_point=8, point_duration_s=0.5, point_warmup=False)
+    (c1,) = t["throughput"]["closed_loop"]
+    assert (c1["n_requests"], c1["n_unsent"], c1["meets_slo"]) == (2, 6, False)
+    assert any("only 2 of the 8 requests planned were sent" in n for n in c1["notes"])
+
+
+def test_the_figure_at_slo_carries_its_marks(tmp_path: Path) -> None:
+    """A search capped by --limit that passed on 6 requests a point: "bounded" and "p99 unproven" in
+    results.json (efficiency and slo_search), valid against the schema."""
+    out = tmp_path / "run"
+    outcome = run(RunConfig(model="mock:ttft=0.02,itl=0.005", tasks=["throughput"], out=out, limit=6, quiet=True,
+                            task_args={"throughput": QUICK}))
+    t = outcome.results["tasks"]["throughput"]
+    mark = t["efficiency"]["at_slo_mark"]
+    assert mark.startswith("bounded: still meets the SLO at the top of the search range (6.0)")
+    assert "p99 unproven: n=6, 0 over → p60.7 at 95% (needs ≥ 299 requests with none over)" in mark
+    assert "; ".join(t["throughput"]["slo_search"]["marks"]) == mark and len(t["throughput"]["slo_search"]["marks"]) == 2
+    assert t["throughput"]["slo_search"]["best_point"]["slo_evidence"]["proven"] is False
+    assert [q["n"] for q in t["throughput"]["slo_search"]["points"]] == [6, 6, 6, 6]
+    validate(json.loads((out / "results.json").read_text()))
+
+
+@pytest.mark.slow
+def test_every_decode_shape_is_built_before_the_point_that_uses_it(tmp_path: Path) -> None:
+    """The reference engine (CUDA-graph path, run eagerly on the CPU) builds a decode step per (batch
+    bucket, KV window) on first use; none may be built inside a measured point (on a GPU each is a
+    capture or a compile). The warm-up alone used to leave (1, 128) to c=1 and (8, 256) to c=8."""
+    from evalsuite.backends.reference import ReferenceBackend
+    from evalsuite.model import graphed
+    from evalsuite.serving import throughput as tp_mod
+
+    where = ["warm-up"]
+    builds: list[tuple[str, int, int]] = []
+    build, point = graphed.GraphedDecoder._build, tp_mod._Bench._point
+
+    def counted_build(self, b, kv_len):
+        builds.append((where[0], b, kv_len))
+        return build(self, b, kv_len)
+
+    def closed(self, c, label, phase, items):
+        self._warm(c, phase, items)
+        where[0] = label  # from here on the point is measured
+        try:
+            return plain_closed(self, c, label, phase, items)
+        finally:
+            where[0] = "between"
+
+    plain_closed = tp_mod._Bench.closed
+    mp = pytest.MonkeyPatch()
+    mp.setattr(graphed.GraphedDecoder, "_build", counted_build)
+    mp.setattr(tp_mod._Bench, "closed", closed)
+    try:
+        b = ReferenceBackend("fp4", device="cpu", cuda_graphs="on")
+        task = Throughput(mix="text", concurrency=[1, 8], requests_per_point=16, max_tokens=8, slo_search="none",
+                          rate_fractions=[], video_requests=0, audio_requests=0)
+        entry = task.run_with(b, cfg=RunConfig(model="fp4", tasks=["throughput"], out=tmp_path), out=tmp_path,
+                              config_hash="x")
+    finally:
+        mp.undo()
+    print(builds)
+    assert [p["label"] for p in entry["throughput"]["closed_loop"]] == ["c1", "c8"]
+    assert {(bb, w) for _, bb, w in builds} >= {(1, 128), (8, 256)}
+    assert [x for x in builds if x[0] in ("c1", "c8")] == []
