@@ -16,6 +16,10 @@ results file is marked safe.
 
 A cell whose task was run over other samples than the column's reference run (``--limit 5`` against
 200: the same settings, other questions) is flagged like one run with other settings, with its n.
+The headline efficiency cells are flagged by the task each figure comes from (`figure_task`), as
+its own column is; a figure "at SLO" also carries the throughput task's marks (`at_slo_marks`): a
+search that still passed at the top of its range ("bounded": the limit may be higher) and an SLO
+claim its requests cannot show with 95% confidence.
 
 A RUN_DIR without results.json but with run folders inside (``results/runs``) stands for all of them.
 """
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evalsuite.paired import pair, paired_interval
-from evalsuite.results import RunFormatError, atomic_write_text, config_differences, load_run, results_path
+from evalsuite.results import RunFormatError, at_slo_marks, atomic_write_text, config_differences, load_run, results_path
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
 from evalsuite.reports.run_report import at_chance, fmt_num, jinja_env
@@ -438,7 +442,27 @@ def sample_flags(entries: Sequence[Entry], tasks: Sequence[str],
 
 def _cell(text: str, sort: str, **kw: str) -> dict[str, str]:
     return {"text": text, "sort": sort, "ci": "", "n": "", "errors": "", "chance": "", "settings": "", "samples": "",
-            "source": "", **kw}
+            "source": "", "mark": "", **kw}
+
+
+def figure_task(results: dict[str, Any], key: str) -> str | None:
+    """The task a run's efficiency figure ``key`` comes from, as `run_figures` picks it ('throughput'
+    first, then by name); None when no task reports it (a run's total samples_per_s is several's)."""
+    for n in sorted(results["tasks"], key=lambda n: (n != "throughput", n)):
+        if _finite((results["tasks"][n].get("efficiency") or {}).get(key)):
+            return n
+    return None
+
+
+AT_SLO_KEYS = ("output_tokens_per_s_at_slo", "per_gpu_throughput_at_slo", "requests_per_s_at_slo")
+
+
+def at_slo_mark(entry: dict[str, Any], key: str) -> str:
+    """The marks of a figure "at SLO" of a throughput task's entry (bounded search, unproven p99 or
+    rate: `at_slo_marks`); '' for any other figure, or one that is proven."""
+    if key not in AT_SLO_KEYS or not isinstance(entry.get("throughput"), dict):
+        return ""
+    return "; ".join(at_slo_marks(entry["throughput"].get("slo_search")))
 
 
 def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str, Any]]:
@@ -454,10 +478,17 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
             cells.append(_cell(fmt_num(v, 3), _sortnum(v), ci=f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
                                n=f"n={n}" if entry else "", errors=f"{n_err}/{n} errored" if n_err else "",
                                settings=flags.get((i, t), ""), samples=other_samples.get((i, t), ""),
-                               chance=f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else ""))
+                               chance=f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else "",
+                               mark=at_slo_mark(entry, str(entry.get("primary_metric"))) if v is not None else ""))
         for key, _ in HEADLINE:
             v = e.figures.get(key)
-            cells.append(_cell(fmt_num(v, 2), _sortnum(v), source=e.sources.get(key, "") if v is not None else ""))
+            origin = figure_task(e.results, key) if v is not None else None
+            entry = (e.results["tasks"].get(origin) or {}) if origin else {}
+            # an efficiency figure is its task's: run with other settings or samples, it compares no better
+            cells.append(_cell(fmt_num(v, 2), _sortnum(v), source=e.sources.get(key, "") if v is not None else "",
+                               settings=flags.get((i, origin), "") if origin else "",
+                               samples=other_samples.get((i, origin), "") if origin else "",
+                               mark=at_slo_mark(entry, key) if origin else ""))
         wb = e.model.get("weight_bytes")
         cells.append(_cell(fmt_num(wb), _sortnum(wb)))
         rows.append({"e": e, "cells": cells})

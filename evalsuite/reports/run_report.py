@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from evalsuite.results import atomic_write_text, load_run, read_samples
+from evalsuite.results import at_slo_marks, atomic_write_text, load_run, read_samples
 from evalsuite.reports.media_embed import embed
 from evalsuite.reports.plots import bar_with_ci, latency_boxplots, pareto_plot
 
@@ -176,9 +176,14 @@ def _ms(dist: Any, q: float) -> str:
 
 
 def _load_row(p: dict[str, Any], qs: list[float]) -> dict[str, Any]:
-    """A load point as the table shows it: latencies in ms at the run's percentiles, chunk and token
-    rates per user under their own names (version-1 results called 1 / mean ITL tokens/s/user)."""
+    """A load point as the table shows it: latencies in ms at the run's percentiles, with a mark where
+    some requests failed or were cut off (its latencies are those of the survivors only), chunk and
+    token rates per user under their own names (version-1 results called 1 / mean ITL tokens/s/user)."""
+    lost = int(p.get("n_failed") or 0) + int(p.get("n_cancelled") or 0)
+    n = p.get("n_requests")
+    survivors = f"{lost}/{n} failed or cut off: latencies of the rest" if lost and n else ""
     return {**p, "lat_ms": {k: " / ".join(_ms(p.get(k), q) for q in qs) for k, _ in LATENCY_COLUMNS},
+            "survivors": survivors,
             "queue_ms": " / ".join(_ms(p.get("queue_s"), q) for q in qs) if p.get("queue_s") else "–",
             "chunks_per_user": p.get("chunks_per_s_per_user_by_itl", p.get("tokens_per_s_per_user_by_itl")),
             "tokens_per_user_tpot": p.get("tokens_per_s_per_user_by_tpot")}
@@ -218,7 +223,7 @@ def throughput_section(tp: dict[str, Any], rows: list[Any]) -> dict[str, Any]:
     search.setdefault("status", None)  # version-1 results did not record whether the search converged
     return {"points": [_load_row(p, qs) for p in points + extra], "percentiles": [f"p{q:g}" for q in qs],
             "latency_columns": LATENCY_COLUMNS, "pareto_chart": chart, "latency_chart": dists,
-            "search": search,
+            "search": search, "at_slo_marks": at_slo_marks(search),
             "slo": tp.get("slo") or {}, "gpus": tp.get("gpus") or {}, "loadgen": loadgen,
             "mlperf": tp.get("mlperf_crosscheck"), "notes": tp.get("notes") or [], "telemetry": tp.get("telemetry"),
             "front": set(pareto.get("points", [])), "per_gpu": per_gpu}

@@ -270,3 +270,34 @@ def test_runs_of_one_server_are_named_by_the_model_it_served(tmp_path):
         runs.append(run)
     assert [e.label for e in load_entries(runs)] == ["openai:http://h:8000/v1 [llama-8b]",
                                                      "openai:http://h:8000/v1 [qwen-7b]"]
+
+
+def test_every_efficiency_cell_of_a_run_with_other_settings_is_flagged_and_bounded_is_marked(tmp_path):
+    """Two throughput runs with different SLOs and output lengths: the single-stream cell (and every
+    headline figure from that task) is flagged like the task's own column, not only the throughput
+    column; a search that stopped at the top of its range (--limit) is marked on the figure at SLO."""
+    from evalsuite.reports.leaderboard import HEADLINE, table_rows
+    from evalsuite.runner import RunConfig, run
+
+    base = {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 1, "concurrency": [1, 2],
+            "rate_fractions": [], "max_tokens": 8, "point_warmup": False}
+    for name, extra in (("strict", {"slo_tpot_s": 0.2, "slo_ttft_s": 2.0}),
+                        ("loose", {"slo_tpot_s": 5.0, "slo_ttft_s": 60.0, "max_tokens": 16})):
+        o = run(RunConfig(model="mock:ttft=0.01,itl=0.002,slots=1", tasks=["throughput"], out=tmp_path / name,
+                          limit=4, quiet=True, task_args={"throughput": {**base, **extra}}))
+        assert o.exit_code == 0
+    entries = load_entries([tmp_path / "strict", tmp_path / "loose"])
+    rows = table_rows(entries, ["throughput"])
+    keys = ["throughput"] + [k for k, _ in HEADLINE] + ["weight_bytes"]
+    cells = {(r["e"].path.name, k): c for r in rows for k, c in zip(keys, r["cells"])}
+    assert cells[("loose", "throughput")]["settings"].startswith("other settings than ")
+    assert cells[("loose", "single_stream_tokens_per_s")]["settings"] == cells[("loose", "throughput")]["settings"]
+    assert cells[("strict", "single_stream_tokens_per_s")]["settings"] == ""
+    assert cells[("loose", "per_gpu_throughput_at_slo")]["text"] == "–"  # no GPU: nothing to flag or mark
+    for run_name in ("strict", "loose"):
+        assert cells[(run_name, "throughput")]["mark"].startswith("bounded: still meets the SLO at the top")
+        assert "p99 unproven: n=4" in cells[(run_name, "throughput")]["mark"]
+        assert cells[(run_name, "single_stream_tokens_per_s")]["mark"] == ""  # not a figure at SLO
+    index = (build_leaderboard([tmp_path / "strict", tmp_path / "loose"], tmp_path / "site")).read_text()
+    assert index.count('class="bad small at-slo-mark"') == 2
+    assert index.count('class="bad small other-settings"') >= 2  # the task's column and its single-stream cell

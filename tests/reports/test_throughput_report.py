@@ -131,3 +131,25 @@ def test_a_load_never_reached_says_so_and_why(tmp_path) -> None:
     assert '<td class="muted not-reached"' in row and ">not reached</td>" in row and "misses" not in row
     assert '<tr class="point-notes">' in notes and f"{point['label']}: {why}" in notes
     assert "&lt;b&gt;x&lt;/b&gt;" in notes
+
+
+def test_the_page_marks_survivor_latencies_and_the_unproven_figure_at_slo(tmp_path) -> None:
+    """A point where requests were cut off shows its latencies as the survivors' ("37/55 failed or cut
+    off"); the SLO search lists each probe's n and its unproven claim; the summary's figure at SLO
+    carries the search's marks (bounded by --limit, p99 unproven on 3 requests)."""
+    out = tmp_path / "run"
+    run(RunConfig(model="mock:ttft=0.002,itl=0.001", tasks=["throughput"], out=out, limit=3, quiet=True,
+                  task_args={"throughput": {**ARGS, "mlperf_crosscheck": False}}))
+    results_path = out / "results.json"
+    doc = json.loads(results_path.read_text())
+    tp = doc["tasks"]["throughput"]["throughput"]
+    tp["open_loop"][0].update(n_requests=55, n_failed=7, n_cancelled=30)
+    atomic_write_json(results_path, doc)
+    html = render_run_report(out).read_text()
+    assert html.count('<span class="bad small survivors">37/55 failed or cut off: latencies of the rest</span>') == 4
+    assert html.count('class="bad small survivors"') == 4  # only that point's four latency cells
+    assert "p99 unproven: n=3, 0 over → p36.8 at 95% (needs ≥ 299 requests with none over)" in html
+    assert re.search(r'<span class="bad small at-slo-mark">bounded: still meets the SLO at the top of the search '
+                     r'range \(3\.0\)', html)
+    assert re.search(r"<th>load</th><th>n</th>", html) and '<td class="num">3</td>' in html
+    assert "over HTTP the first chunk that carries text" in html  # what TTFT times, said on the page
