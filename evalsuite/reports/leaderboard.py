@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evalsuite.paired import pair, paired_interval
-from evalsuite.results import RunFormatError, at_slo_marks, atomic_write_text, config_differences, load_run, results_path
+from evalsuite.results import (RunFormatError, at_slo_marks, atomic_write_text, config_differences, load_run,
+                               results_path)
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
 from evalsuite.reports.run_report import at_chance, fmt_num, jinja_env

@@ -22,9 +22,9 @@ failed request, counted in ``n_failed`` and against goodput and the SLO). Percen
 
 Phases, each point bounded by ``point_duration_s`` of sending plus ``drain_s`` of waiting:
 1. warm-up: ``warmup`` requests, not measured; and with ``point_warmup`` (default), before the first
-   closed-loop point at each concurrency c, that point's first 2·c requests at c, not measured
-   either, so that an engine's per-shape builds (CUDA-graph captures, compiles) happen outside the
-   measured points;
+   closed-loop point at each concurrency c, the engine's per-shape builds (CUDA-graph captures,
+   compiles) for that load — the in-process engine builds every decode step it can use, any other
+   backend gets the point's first 2·c requests at c — outside the measured points;
 2. closed loop over ``concurrency``; its concurrency-1 point is the single-stream speed;
 3. SLO search over concurrency (``slo_search=concurrency``, the sweep seeds the bracket) or over
    arrival rate (``rate``): the highest load whose p99 TTFT and p99 TPOT meet ``slo_ttft_s`` and
@@ -51,8 +51,9 @@ GPUs: in-process on CUDA, the one device used (found in NVML); for a server, ``t
 declared, else the count of ``gpu_indices``, else what an evalsuite server reports, else unknown;
 per-GPU figures and energy are null (not 0) without a GPU. A local server's energy samples only its
 own GPUs: ``gpu_indices`` (NVML indices) when declared, else the one an evalsuite server reports;
-otherwise energy is null, with a note (another job's GPUs are not the server's power). NVML is sampled during the whole run (utilization, memory, power) and each
-point gets its joules per output token. ``--limit N`` caps the pools, the requests of every point,
+otherwise energy is null, with a note (another job's GPUs are not the server's power). NVML is
+sampled during the whole run (utilization, memory, power) and each point gets its joules per output
+token. ``--limit N`` caps the pools, the requests of every point,
 and the concurrency at N, so a short CI run stays short.
 
 Outputs: ``samples/throughput.jsonl`` holds one line per measured request (its TTFT, TPOT, every ITL
@@ -72,7 +73,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 from dataclasses import replace
 from itertools import count, islice
@@ -638,8 +638,8 @@ class _Bench:
         if vids:
             vp = self.closed(min(int(self.a["video_concurrency"]), self.conc_cap), "video", "video", vids)
             # each distinct video once: four questions on one hour-long video process one hour of video
-            videos = {str(r.metadata.get("video") or r.metadata.get("source_id")): float(r.metadata.get("duration_s", 0.0))
-                      for r in _records(self.rows, "video") if r.error is None}
+            videos = {str(r.metadata.get("video") or r.metadata.get("source_id")):
+                      float(r.metadata.get("duration_s", 0.0)) for r in _records(self.rows, "video") if r.error is None}
             seconds = sum(videos.values())
             vp["video_seconds"] = seconds
             vp["n_videos"] = len(videos)
@@ -830,13 +830,13 @@ def rate_windows(slo: sm.SLO, rate_point_s: float, point_duration_s: float) -> t
 
 def rate_point_size(rate: float, n_min: int, window_s: float, point_duration_s: float) -> int:
     """Requests of an open-loop point at ``rate``: at least ``n_min``, and enough that arrivals exactly
-    at ``rate`` span ``window_s`` (their last at (n − 1) / rate), the last still before the point's
-    sending bound ``point_duration_s``."""
+    at ``rate`` span ``window_s`` (their last at (n − 1) / rate), but never more than arrive before the
+    point's sending bound ``point_duration_s`` (a schedule that ran past it would leave requests
+    unsent: the point then sends what fits, and its n says so)."""
     if not math.isfinite(rate):
         return n_min
-    if window_s < point_duration_s:
-        return max(n_min, math.ceil(rate * window_s - 1e-9) + 1)
-    return max(n_min, math.ceil(rate * point_duration_s))  # (n − 1) / rate < point_duration_s
+    fits = max(1, math.ceil(rate * point_duration_s))  # the most whose last arrival, (n − 1) / rate, is inside it
+    return min(max(n_min, math.ceil(rate * window_s - 1e-9) + 1), fits)
 
 
 def _one_of(args: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:

@@ -382,7 +382,8 @@ def test_the_figure_at_slo_carries_its_marks(tmp_path: Path) -> None:
     mark = t["efficiency"]["at_slo_mark"]
     assert mark.startswith("bounded: still meets the SLO at the top of the search range (6.0)")
     assert "p99 unproven: n=6, 0 over → p60.7 at 95% (needs ≥ 299 requests with none over)" in mark
-    assert "; ".join(t["throughput"]["slo_search"]["marks"]) == mark and len(t["throughput"]["slo_search"]["marks"]) == 2
+    marks = t["throughput"]["slo_search"]["marks"]
+    assert "; ".join(marks) == mark and len(marks) == 2
     assert t["throughput"]["slo_search"]["best_point"]["slo_evidence"]["proven"] is False
     assert [q["n"] for q in t["throughput"]["slo_search"]["points"]] == [6, 6, 6, 6]
     validate(json.loads((out / "results.json").read_text()))
@@ -429,3 +430,17 @@ def test_every_decode_shape_is_built_before_the_point_that_uses_it(tmp_path: Pat
     assert [p["label"] for p in entry["throughput"]["closed_loop"]] == ["c1", "c8"]
     assert {(bb, w) for _, bb, w in builds} >= {(1, 128), (8, 256)}
     assert [x for x in builds if x[0] in ("c1", "c8")] == []
+
+
+def test_a_rate_point_spans_its_window_and_fits_its_time_bound() -> None:
+    from evalsuite.serving.throughput import rate_point_size, rate_windows
+    from evalsuite.serving.metrics import SLO
+
+    assert rate_windows(SLO(ttft_s=2.0, tpot_s=0.2), 0.0, 30.0) == (12.0, 12.0)  # 6 × the TTFT limit
+    assert rate_windows(SLO(ttft_s=0.5, e2el_s=4.0), 0.0, 30.0) == (24.0, 24.0)  # the larger limit
+    assert rate_windows(SLO(tpot_s=0.2), 0.0, 30.0) == (0.0, 10.0)  # no queue limit: 10 s for the pace rule
+    assert rate_windows(SLO(ttft_s=10.0), 0.0, 30.0) == (60.0, 30.0)  # capped by the sending bound (marked)
+    assert rate_windows(SLO(ttft_s=2.0), 3.0, 30.0) == (12.0, 3.0)  # asked for: shorter, and marked
+    assert rate_point_size(20.0, 16, 12.0, 30.0) == 241  # 240 gaps of 1/20 s: 12 s
+    assert rate_point_size(2.0, 64, 12.0, 30.0) == 60  # 64 would run to 31.5 s: what fits in 30 s
+    assert rate_point_size(float("inf"), 16, 12.0, 30.0) == 16
