@@ -304,8 +304,14 @@ class ReferenceBackend(Backend):
         decoder = self.engine.decoder
         if decoder is None or not requests:
             return 0
-        lengths = [(len(self._load_and_measure(r)[1]), int(r.max_tokens))
-                   for r in {id(r): r for r in requests}.values()]
+        lengths = []
+        for r in {id(r): r for r in requests}.values():
+            try:
+                lengths.append((len(self._load_and_measure(r)[1]), int(r.max_tokens)))
+            except Exception:  # a request that cannot run (too long, bad media) fails when sent, not here
+                continue
+        if not lengths:
+            return 0
         shortest = min(n for n, _ in lengths)
         longest = max(n + m - 1 for n, m in lengths)  # the last token is never fed
         with self.engine_lock:

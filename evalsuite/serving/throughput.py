@@ -464,7 +464,11 @@ class _Bench:
         self._warmed.add(key)
         prepare = getattr(self.backend, "prepare_load", None)
         if callable(prepare):
-            prepare([r for _, _, r in (self.pool if key[0] == "load" else items)], c)
+            try:
+                prepare([r for _, _, r in (self.pool if key[0] == "load" else items)], c)
+            except Exception as e:  # the point still runs; its builds may then be timed
+                self.notes.append(f"warm-up at concurrency {c} failed ({type(e).__name__}: {e}): the point may "
+                                  "time the engine's builds")
             return
         assert self.loop is not None
         reqs = [r for _, _, r in items[: 2 * c]]

@@ -430,6 +430,11 @@ def test_every_decode_shape_is_built_before_the_point_that_uses_it(tmp_path: Pat
     assert [p["label"] for p in entry["throughput"]["closed_loop"]] == ["c1", "c8"]
     assert {(bb, w) for _, bb, w in builds} >= {(1, 128), (8, 256)}
     assert [x for x in builds if x[0] in ("c1", "c8")] == []
+    # a request that cannot run is left to fail when sent: preparing for it builds nothing, raises nothing
+    from evalsuite.types import Request, user
+
+    too_long = Request(sample_id="long", messages=[user("a" * (b.engine.max_len + 10))], max_tokens=4)
+    assert b.prepare_load([too_long], 4) == 0
 
 
 def test_a_rate_point_spans_its_window_and_fits_its_time_bound() -> None:
@@ -444,3 +449,18 @@ def test_a_rate_point_spans_its_window_and_fits_its_time_bound() -> None:
     assert rate_point_size(20.0, 16, 12.0, 30.0) == 241  # 240 gaps of 1/20 s: 12 s
     assert rate_point_size(2.0, 64, 12.0, 30.0) == 60  # 64 would run to 31.5 s: what fits in 30 s
     assert rate_point_size(float("inf"), 16, 12.0, 30.0) == 16
+
+
+def test_a_warm_up_that_cannot_prepare_notes_it_and_runs_the_point(tmp_path: Path) -> None:
+    from evalsuite.backends.mock import MockBackend
+
+    class Failing(MockBackend):
+        def prepare_load(self, requests, concurrency):
+            raise RuntimeError("no room")
+
+    task = Throughput(mix="text", concurrency=[1], rate_fractions=[], slo_search="none", video_requests=0,
+                      audio_requests=0, max_tokens=2, warmup=0)
+    entry = task.run_with(Failing("ttft=0.001"), cfg=RunConfig(model="mock", tasks=["throughput"], out=tmp_path,
+                                                              limit=2), out=tmp_path, config_hash="x")
+    assert entry["throughput"]["closed_loop"][0]["n_completed"] == 2
+    assert any("warm-up at concurrency 1 failed (RuntimeError: no room)" in n for n in entry["throughput"]["notes"])
