@@ -55,6 +55,11 @@ class RunError(RuntimeError):
     """A run-level problem a user can fix (config mismatch, duplicate ids…): one line."""
 
 
+class ResumeRefused(RunError):
+    """What ``--out`` holds cannot be resumed by this run (a larger --limit's samples, other data):
+    nothing of the task ran, so the folder's results.json is left as it was."""
+
+
 @dataclass
 class RunConfig:
     model: str
@@ -624,6 +629,18 @@ def run(cfg: RunConfig) -> RunOutcome:
         except Exception:
             pass
         raise
+    except ResumeRefused as e:
+        # refused before its task ran: a finished run stays as it was (marking it failed made the gate
+        # refuse it as a baseline); tasks resumed before it keep their samples, summarized on the next run
+        try:
+            if prior is not None and dist.leader:
+                atomic_write_json(res_path, prior)
+            elif prior is None:
+                doc["status_reasons"] = [one_line(e)]
+                write("failed")
+        except Exception:
+            pass
+        raise
     except BaseException as e:
         doc["status_reasons"] = [one_line(e)]
         try:
@@ -675,7 +692,7 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     log_path = merged_path if dist.world == 1 else out / "samples" / f"{task.name}.rank{dist.rank}-of-{dist.world}.jsonl"
     in_file = read_samples(merged_path)
     if extra := sorted(set(in_file) - seen):  # a smaller --limit than the file's run
-        raise RunError(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
+        raise ResumeRefused(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
                        f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
                        f"--overwrite, or another --out")
     done = {i: r for i, r in in_file.items() if i in mine_ids}
@@ -685,7 +702,7 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
         done.update({i: r for i, r in read_samples(shard).items() if i in mine_ids})
     if stale := other_targets(samples, done.values()):  # the data's location is not in the settings
         sid, old, new = stale[0]
-        raise RunError(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other data "
+        raise ResumeRefused(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other data "
                        f"(sample {sid!r}: target {old!r} then, {new!r} now): --overwrite, or another --out")
     todo = [s for s in mine if s.id not in done]
     stamp_file = stamp_path(out, task.name)

@@ -438,9 +438,12 @@ def test_a_smaller_limit_on_resume_is_refused_not_half_applied(toy, tmp_path):
     preds = _replay_file(tmp_path)
     out = tmp_path / "run"
     run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=12, quiet=True, report=False))
+    before = (out / "results.json").read_text()
     with pytest.raises(RunError, match=r"holds 7 sample\(s\) of 'toy' outside this run's 5 \(it ran with a larger "
                                        r"--limit\)"):
         run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, limit=5, quiet=True, report=False))
+    # nothing ran: the finished run is left as it was (it was rewritten as failed, which the gate refuses)
+    assert (out / "results.json").read_text() == before
     run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False))  # larger: extends
 
 

@@ -261,11 +261,10 @@ def test_a_moved_benchmark_is_the_same_benchmark_but_changed_data_is_not(tmp_pat
     with pytest.raises(CompareError, match="task 'ocrbench': the runs read different data \\(1 sample\\(s\\) with "
                                            "the same id have another target"):
         compare_runs(load_run(tmp_path / "a"), load_run(tmp_path / "c"))
-    # (the refused resume marked run a failed: a baseline the gate takes only when allowed)
+    assert load_run(tmp_path / "a")[0]["status"] == "complete"  # the refused resume left run a as it was
     with pytest.raises(CompareError, match="the runs read different data"):
-        run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200, allow_incomplete_baseline=True)
-    g = run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200, allow_config_mismatch=True,
-                 allow_incomplete_baseline=True)
+        run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200)
+    g = run_gate(load_run(tmp_path / "a"), load_run(tmp_path / "c"), n_boot=200, allow_config_mismatch=True)
     assert any("data: 1 sample(s) with the same id have another target" in n for n in g.notes)
 
 
