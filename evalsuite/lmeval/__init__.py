@@ -42,6 +42,7 @@ from __future__ import annotations
 import io
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ class EvalsuiteLM(LM):
         answers: dict[int, str] = {i: a for i, (_, found, a) in enumerate(cached) if found}
         todo = [i for i in range(len(requests)) if i not in answers]
         for k in range(0, len(todo), self._batch):
+            t0 = time.perf_counter()
             batch: list[tuple[int, Request]] = []
             for i in todo[k:k + self._batch]:
                 try:
@@ -168,7 +170,7 @@ class EvalsuiteLM(LM):
                     answers[i] = _cut(resp.text, req.stop)
                     fresh.append((cached[i][0], answers[i]))
             if self.cache is not None:
-                self.cache.put("generate_until", fresh)
+                self.cache.put("generate_until", fresh, time.perf_counter() - t0)
         return [answers.get(i, "") for i in range(len(requests))]
 
     def _seed(self, repeat: int) -> int:
@@ -280,13 +282,14 @@ class EvalsuiteLM(LM):
         todo = [i for i, x in enumerate(out) if x is None]
         for k in range(0, len(todo), self._batch):
             fresh: list[tuple[str | None, Any]] = []
+            t0 = time.perf_counter()
             try:
                 for i in todo[k:k + self._batch]:
                     out[i] = self._loglikelihood(requests[i].args[0], requests[i].args[1])
                     fresh.append((cached[i][0], list(out[i])))
             finally:  # what was computed before a failure or Ctrl-C is kept
                 if self.cache is not None:
-                    self.cache.put("loglikelihood", fresh)
+                    self.cache.put("loglikelihood", fresh, time.perf_counter() - t0)
         return out  # type: ignore[return-value]
 
     @torch.no_grad()

@@ -1,7 +1,7 @@
 """The model's answers to lm-eval's requests, kept in the run folder so that an ``lmeval:<task>`` run
 cut short (Ctrl-C, a crash, a backend that died) and run again asks the backend only for the rest.
 
-One JSON line per answered request, ``{"key", "type", "answer"}``, appended, flushed and fsynced
+One JSON line per answered request, ``{"key", "type", "answer", "s"}``, appended, flushed and fsynced
 after every batch (a torn last line, from a kill mid-write, is cut off before the next append and
 read as a miss). The key hashes what decides the answer:
 
@@ -12,6 +12,10 @@ read as a miss). The key hashes what decides the answer:
   images and audio by a digest of their content);
 - for ``generate_until``, the request's sampling seed: each repeat of a document (``repeats: N``)
   samples with its own seed and keeps its own answer.
+
+``s`` is the seconds the answer took (its batch's time, shared among the batch's answers): a
+replayed answer adds it to the run's wall time (``replayed_s``), so a resumed run reports the time its
+answers took, not only the rerun's, as every task's resume does.
 
 Only answers are stored: a request that failed (``EvalsuiteLM.errors``) is not, so a rerun asks for it
 again. Why not lm-eval's ``CachingLM`` (sqlitedict, lm-eval 0.4): it stores a call's answers only
@@ -60,7 +64,9 @@ class AnswerCache:
         self.path = Path(path)
         self.scope = hashlib.sha256(json.dumps(scope, sort_keys=True, default=str).encode()).hexdigest()
         self._answers: dict[str, Any] = {}
+        self._seconds: dict[str, float] = {}
         self.hits = 0  # answers replayed this run
+        self.replayed_s = 0.0  # the time the replayed answers took when they were computed
         self._repaired = False
         try:
             lines = self.path.read_bytes().split(b"\n")
@@ -70,6 +76,7 @@ class AnswerCache:
             try:
                 row = json.loads(line)
                 self._answers[row["key"]] = row["answer"]
+                self._seconds[row["key"]] = float(row.get("s") or 0.0)
             except (ValueError, TypeError, KeyError):  # a torn or foreign line: a miss, asked again
                 continue
 
@@ -86,20 +93,25 @@ class AnswerCache:
         if key is None or key not in self._answers:
             return False, None
         self.hits += 1
+        self.replayed_s += self._seconds.get(key, 0.0)
         return True, self._answers[key]
 
-    def put(self, kind: str, answers: list[tuple[str | None, Any]]) -> None:
-        """Append one batch's answers and make them durable before the next batch is asked for."""
+    def put(self, kind: str, answers: list[tuple[str | None, Any]], seconds: float = 0.0) -> None:
+        """Append one batch's answers, which took ``seconds`` together, and make them durable before
+        the next batch is asked for."""
         rows = [(k, a) for k, a in answers if k is not None]
         if not rows:
             return
+        each = max(0.0, float(seconds)) / len(answers)
         if not self._repaired:  # once: a torn last line of a killed run is cut, appends start on a new line
             self.path.parent.mkdir(parents=True, exist_ok=True)
             repair_jsonl(self.path)
             self._repaired = True
         with open(self.path, "a", encoding="utf-8") as f:
             for k, a in rows:
-                f.write(json.dumps({"key": k, "type": kind, "answer": a}, ensure_ascii=False) + "\n")
+                f.write(json.dumps({"key": k, "type": kind, "answer": a, "s": round(each, 6)},
+                                   ensure_ascii=False) + "\n")
                 self._answers[k] = a
+                self._seconds[k] = each
             f.flush()
             os.fsync(f.fileno())

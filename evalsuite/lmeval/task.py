@@ -81,33 +81,41 @@ LM_EVAL_DEFAULT_SEEDS = (0, 1234, 1234, 1234)
 
 @contextlib.contextmanager
 def _no_progress_bars(quiet: bool) -> Iterator[None]:
-    """``--quiet``: lm-eval's progress bars (its modules' ``tqdm``, which reads no setting at run time)
-    and datasets' ("Generating test split") off for the call, restored after."""
+    """``--quiet``: lm-eval's progress bars and prints ("bootstrapping for stddev: bleu") and datasets'
+    bars ("Generating test split") off for the call, restored after. lm-eval's modules hold ``tqdm``
+    from their import (it reads no setting at run time) or import it inside a function (its
+    bootstrap), so both the modules' name and ``tqdm.tqdm`` are swapped for a disabled one."""
     if not quiet:
         yield
         return
     import functools
     import importlib
+    import io
 
     import tqdm as _tqdm
     from datasets.utils import logging as ds_logging
 
+    real = _tqdm.tqdm
+    off = functools.partial(real, disable=True)
     patched = []
     for name in ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.api.metrics", "lm_eval.evaluator"):
         try:
             mod = importlib.import_module(name)
         except ImportError:
             continue
-        if getattr(mod, "tqdm", None) is _tqdm.tqdm:
+        if getattr(mod, "tqdm", None) is real:
             patched.append(mod)
-            mod.tqdm = functools.partial(_tqdm.tqdm, disable=True)
+            mod.tqdm = off
+    _tqdm.tqdm = off
     was_on = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
+        _tqdm.tqdm = real
         for mod in patched:
-            mod.tqdm = _tqdm.tqdm
+            mod.tqdm = real
         if was_on:
             ds_logging.enable_progress_bar()
 
@@ -246,7 +254,9 @@ class LMEvalTask(DrivingTask):
         cache = AnswerCache(cache_path(out, self.name), scope={"config_hash": config_hash, **model})
         res = self.evaluate(backend, limit=cfg.limit, seed=cfg.seed, batch_size=cfg.batch_size, cache=cache,
                             quiet=bool(getattr(cfg, "quiet", False)))
-        wall = time.perf_counter() - t0
+        # a resumed run's answers replayed from the cache count the time they took when computed, as
+        # every task's resume counts its earlier samples' time (else a resumed run looks faster)
+        wall = time.perf_counter() - t0 + cache.replayed_s
         subtasks = list(res["samples"])
         results, metrics, stderr, mean_primary = self._convert(res, subtasks)
         path = out / "samples" / f"{self.name}.jsonl"

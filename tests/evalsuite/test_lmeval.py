@@ -637,3 +637,40 @@ def test_quiet_run_shows_no_progress_bars(task_dir: Path, tmp_path: Path, capsys
     import lm_eval.api.task as lm_task
     import tqdm
     assert lm_task.tqdm is tqdm.tqdm
+
+
+def test_a_resumed_lmeval_run_counts_the_time_its_replayed_answers_took(task_dir: Path, tmp_path: Path) -> None:
+    """Replayed answers cost nothing now but took time once: the run's wall time and samples/s are
+    those of the answers, as a resumed sample task's are (a resumed run read 7x faster, and the gate
+    failed the same model on speed against it)."""
+    out = tmp_path / "run"
+    args = ["run", "--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg", f"lmeval.include_path={task_dir}",
+            "--batch-size", "1", "--quiet", "--out", str(out)]
+    assert cli_main(args) == 0
+    cache = out / "cache" / "lmeval:tinyqa.jsonl"
+    rows = [json.loads(line) for line in cache.read_text().splitlines()]
+    assert len(rows) == 4 and all(r["s"] >= 0 for r in rows)
+    cache.write_text("".join(json.dumps({**r, "s": 250.0}) + "\n" for r in rows))  # as if each took 250 s
+    assert cli_main(args) == 0
+    entry = load_run(out)[0]["tasks"]["lmeval:tinyqa"]
+    assert entry["wall_time_s"] >= 1000.0
+    assert entry["efficiency"]["samples_per_s"] <= 4 / 1000.0
+
+
+def test_quiet_silences_lm_evals_bootstrap_too(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metric lm-eval bootstraps itself (bleu) prints a line and a bar from inside a function."""
+    monkeypatch.setenv("DISABLE_MULTIPROC", "1")
+    d = tmp_path / "bleu_tasks"
+    d.mkdir()
+    (d / "qa.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in DOCS))
+    (d / "tinybleu.yaml").write_text(TASK_YAML.format(name="tinybleu", data=d / "qa.jsonl").replace(
+        "metric: exact_match\n    aggregation: mean", "metric: bleu\n    aggregation: bleu"))
+    args = ["run", "--model", "mock", "--tasks", "lmeval:tinybleu", "--task-arg", f"lmeval.include_path={d}"]
+    assert cli_main([*args, "--quiet", "--out", str(tmp_path / "q")]) == 0
+    got = capsys.readouterr()
+    assert "bootstrapping" not in got.out + got.err and "it/s" not in got.err
+    assert "lmeval:tinybleu" in got.out  # the summary table still prints
+    assert cli_main([*args, "--out", str(tmp_path / "loud")]) == 0
+    assert "bootstrapping for stddev: bleu" in capsys.readouterr().out
+    import tqdm
+    assert tqdm.tqdm.__name__ == "tqdm"  # restored
