@@ -84,7 +84,7 @@ import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -214,13 +214,16 @@ def save_baseline(run_dir: str | Path, folder: str | Path, name: str) -> Path:
     return target
 
 
-def save_refusal(verdict: str, candidate: Run, folder: Path, name: str, *, force: bool = False) -> str | None:
+def save_refusal(verdict: str, candidate: Run, folder: Path, name: str, *, force: bool = False,
+                 gated: Collection[str] | None = None, against: Path | None = None) -> str | None:
     """Why ``--save-baseline NAME`` must not write ``candidate`` into ``folder`` (None: it may).
 
-    A baseline is replaced only by a run that passed the gate, that ran every task of the baseline
-    it replaces and no fewer samples of any: otherwise the tasks or samples it lacks would never be
-    gated again. ``force`` (``--force-save``, deliberate re-baselining) waives those rules, but never
-    saves a run that is not complete (a baseline must be a finished run)."""
+    A baseline is replaced only by a run that passed the gate against that very baseline (``against``,
+    the one gated), with every task the two share gated (``gated``: the tasks the gate decided, by
+    accuracy or efficiency; a ``--tasks`` subset leaves the others unchecked), that ran every task of
+    the baseline it replaces and no fewer samples of any: otherwise what it lacks, or lost unseen,
+    would never be gated again. ``force`` (``--force-save``, deliberate re-baselining) waives those
+    rules, but never saves a run that is not complete (a baseline must be a finished run)."""
     rc, sc = candidate
     if rc.get("status") != "complete":
         return f"the candidate run is {rc.get('status')}, not complete: a baseline must be a finished run"
@@ -231,6 +234,9 @@ def save_refusal(verdict: str, candidate: Run, folder: Path, name: str, *, force
     old_path = list_baselines(folder).get(name)
     if old_path is None:
         return None
+    if against is not None and Path(old_path).resolve() != Path(against).resolve():
+        return (f"the gate ran against {against}, not baseline {name}: gate against the one it replaces "
+                f"(--baseline-name {name}) or re-baseline deliberately with --force-save")
     try:
         rb, sb = _load_any(old_path)
     except RunFormatError as e:
@@ -239,6 +245,11 @@ def save_refusal(verdict: str, candidate: Run, folder: Path, name: str, *, force
     if lost:
         return (f"baseline {name} has task(s) {', '.join(lost)} that the candidate did not run: saving would stop "
                 f"gating them (re-baseline deliberately with --force-save)")
+    unchecked = [t for t in rb["tasks"] if gated is not None and t not in gated]
+    if unchecked:
+        return (f"task(s) {', '.join(unchecked)} of baseline {name} were not gated (--tasks, or nothing to "
+                f"compare): saving would replace them unchecked (gate every task, or re-baseline "
+                f"deliberately with --force-save)")
     fewer = [f"{t} {len(sc.get(t, []))} < {len(sb.get(t, []))}" for t in rb["tasks"]
              if len(sc.get(t, [])) < len(sb.get(t, []))]
     if fewer:
@@ -986,7 +997,9 @@ def main(args: argparse.Namespace) -> int:
         folder = Path(args.baseline[0])
         if not folder.is_dir() or (folder / "results.json").exists():
             raise GateError("--save-baseline needs --baseline to be a folder of baselines")
-        why = save_refusal(g.verdict, candidate, folder, args.save_baseline, force=args.force_save)
+        gated = {t.task for t in g.tasks if t.verdict != SKIPPED} | {e.task for e in g.efficiency}
+        why = save_refusal(g.verdict, candidate, folder, args.save_baseline, force=args.force_save,
+                           gated=gated, against=Path(chosen))
         if why:
             print(f"baseline not saved: {why}")
         else:

@@ -802,6 +802,39 @@ def test_save_baseline_replaces_a_baseline_only_with_a_pass_that_covers_it(big, 
     assert code == 1 and "baseline not saved: the candidate run is interrupted, not complete" in out
 
 
+def test_save_baseline_needs_every_shared_task_gated_against_the_baseline_it_replaces(big, tmp_path, capsys):
+    """A candidate whose videoqa collapsed PASSed a gate restricted to docqa (--tasks) and replaced the
+    baseline, videoqa at 0 included: the next equally broken candidate then PASSed the whole gate."""
+    rows, _ = big
+    vid = binary_samples("videoqa", 40, n_clusters=8, accuracy=0.6, seed=2)
+    folder = tmp_path / "bl"
+    save_baseline(write_run(tmp_path / "b", {"docqa": rows, "videoqa": vid}, name="fp4", precision="nvfp4"), folder, "fp4")
+    save_baseline(write_run(tmp_path / "b8", {"docqa": rows, "videoqa": vid}, name="fp8", precision="fp8",
+                            run_id="b8"), folder, "fp8")
+    before = (folder / "fp4.json").read_text()
+    broken = write_run(tmp_path / "c", {"docqa": rows, "videoqa": [dataclasses.replace(r, score=0.0) for r in vid]},
+                       name="fp4", precision="nvfp4", run_id="c")
+    code = gate("--baseline", str(folder), "--candidate", str(broken), "--max-slowdown", "-1", "--margin", "30", "--tasks", "docqa",
+                "--save-baseline", "fp4")
+    out = capsys.readouterr().out
+    assert code == 0 and "gate: PASS" in out
+    assert ("baseline not saved: task(s) videoqa of baseline fp4 were not gated (--tasks, or nothing to compare): "
+            "saving would replace them unchecked") in out
+    assert (folder / "fp4.json").read_text() == before
+    # a PASS against another baseline (fp8, by name) does not replace fp4
+    fine = write_run(tmp_path / "d", {"docqa": rows, "videoqa": vid}, name="fp4", precision="nvfp4", run_id="d")
+    code = gate("--baseline", str(folder), "--baseline-name", "fp8", "--candidate", str(fine), "--max-slowdown", "-1", "--margin", "30",
+                "--save-baseline", "fp4")
+    out = capsys.readouterr().out
+    assert code == 0 and "gate: PASS" in out
+    assert f"baseline not saved: the gate ran against {folder / 'fp8.json'}, not baseline fp4" in out
+    assert (folder / "fp4.json").read_text() == before
+    # gated against fp4 itself, every task: saved
+    code = gate("--baseline", str(folder), "--candidate", str(fine), "--max-slowdown", "-1", "--margin", "30", "--save-baseline", "fp4")
+    out = capsys.readouterr().out
+    assert code == 0 and f"baseline: {folder / 'fp4.json'}" in out
+
+
 def test_a_baseline_that_is_not_complete_is_refused_unless_allowed(tmp_path, capsys):
     """A failed baseline (40% of its samples errored) gated a candidate that lost 10 points on every
     sample the baseline answered: the baseline's errors counted as wrong and the candidate PASSed."""
