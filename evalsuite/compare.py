@@ -276,8 +276,11 @@ class TaskComparison:
 
 def excluded_samples(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResult]) -> dict[str, Any]:
     """Why samples are left out of the paired comparison, per side: ``{"a": {"errored": n, "missing": n},
-    "b": {...}, "errored_in_both": n}``. ``b.errored``: samples A scored and B errored on (or left
-    unscored); ``b.missing``: samples A scored that B does not hold; ``a`` the same the other way."""
+    "b": {...}, "errored_in_both": n, "unscored_in_both": n}``. ``b.errored``: samples A scored and B
+    errored on (or left unscored); ``b.missing``: samples A scored that B does not hold; ``a`` the same
+    the other way; ``errored_in_both``: held by both, scored by neither, an error in at least one;
+    ``unscored_in_both``: held by both, scored by neither, no error (a type the task cannot score).
+    A task neither run scored any sample of (a load test's requests) has nothing left out: all zero."""
     by_a, by_b = {r.id: r for r in rows_a}, {r.id: r for r in rows_b}
 
     def scored(r: SampleResult) -> bool:
@@ -288,8 +291,13 @@ def excluded_samples(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResu
         return {"errored": sum(1 for i in ids if i in mine and not scored(mine[i])),
                 "missing": sum(1 for i in ids if i not in mine)}
 
-    both = sum(1 for i, r in by_a.items() if i in by_b and not scored(r) and not scored(by_b[i]))
-    return {"a": side(by_a, by_b), "b": side(by_b, by_a), "errored_in_both": both}
+    if not any(scored(r) for r in by_a.values()) and not any(scored(r) for r in by_b.values()):
+        zero = {"errored": 0, "missing": 0}
+        return {"a": dict(zero), "b": dict(zero), "errored_in_both": 0, "unscored_in_both": 0}
+    neither = [(r, by_b[i]) for i, r in by_a.items() if i in by_b and not scored(r) and not scored(by_b[i])]
+    errored = sum(1 for r, q in neither if r.error is not None or q.error is not None)
+    return {"a": side(by_a, by_b), "b": side(by_b, by_a), "errored_in_both": errored,
+            "unscored_in_both": len(neither) - errored}
 
 
 def excluded_text(excluded: dict[str, Any]) -> str | None:
@@ -302,11 +310,13 @@ def excluded_text(excluded: dict[str, Any]) -> str | None:
         if e.get("missing"):
             parts.append(f"{me} lacks {e['missing']} that {other} scored")
     if excluded.get("errored_in_both"):
-        parts.append(f"{excluded['errored_in_both']} errored in both")
+        parts.append(f"{excluded['errored_in_both']} scored in neither (errored)")
+    if excluded.get("unscored_in_both"):
+        parts.append(f"{excluded['unscored_in_both']} scored in neither (no score, no error)")
     if not parts:
         return None
     n = sum((excluded.get(k) or {}).get(w, 0) for k in ("a", "b") for w in ("errored", "missing"))
-    n += excluded.get("errored_in_both") or 0
+    n += (excluded.get("errored_in_both") or 0) + (excluded.get("unscored_in_both") or 0)
     return f"{n} sample(s) left out of the paired comparison: {', '.join(parts)}"
 
 

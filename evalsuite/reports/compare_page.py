@@ -111,7 +111,9 @@ def _excluded(excluded: dict[str, Any]) -> str | None:
              f"that {other} scored" for me, other in (("B", "A"), ("A", "B")) for why in ("errored", "missing")
              if (excluded.get(me.lower()) or {}).get(why)]
     if excluded.get("errored_in_both"):
-        parts.append(f"{excluded['errored_in_both']} errored in both")
+        parts.append(f"{excluded['errored_in_both']} scored in neither (errored)")
+    if excluded.get("unscored_in_both"):
+        parts.append(f"{excluded['unscored_in_both']} scored in neither (no score, no error)")
     return f"left out of the paired comparison: {', '.join(parts)}" if parts else None
 
 

@@ -319,7 +319,8 @@ def test_samples_left_out_and_run_statuses_are_said(tmp_path, capsys):
     assert f"note: run B ({b}) is failed: task docqa: 120/400 samples errored" in text and "run A" not in text
     doc = load_doc(out, "compare")
     assert doc["tasks"]["docqa"]["excluded"] == {"a": {"errored": 0, "missing": n_b_only},
-                                                 "b": {"errored": 120, "missing": 0}, "errored_in_both": 0}
+                                                 "b": {"errored": 120, "missing": 0}, "errored_in_both": 0,
+                                                 "unscored_in_both": 0}
     assert doc["b"]["status_reasons"] == ["task docqa: 120/400 samples errored"]
     html = (out / "index.html").read_text()
     assert '<td class="bad">failed: task docqa: 120/400 samples errored</td>' in html
@@ -359,3 +360,24 @@ def test_samples_asked_different_prompts_are_noted_by_compare_and_gate(tmp_path,
     assert c.tasks[0].notes == [note + "; the runs' seeds differ (0 vs 7), and tasks that draw prompts with it "
                                        "(lm-eval few-shot examples) ask other ones"]
     assert compare_runs(load_run(a), load_run(a), n_boot=200).tasks[0].notes == []
+
+
+def test_samples_scored_in_neither_run_are_named_by_why(tmp_path):
+    """Samples neither run scored were all called "errored in both", those without an error too, and a
+    load test's requests (no sample scored at all) got a note of hundreds left out."""
+    from evalsuite.compare import excluded_samples, excluded_text
+
+    rows = binary_samples("docqa", 6, n_clusters=6, accuracy=0.5, seed=3)
+    a = [SampleResult(**{**r.__dict__}) for r in rows]
+    b = [SampleResult(**{**r.__dict__}) for r in rows]
+    a[0].score = b[0].score = None  # a type the task cannot score: no error either side
+    a[1].score, a[1].error = None, "RuntimeError: boom"  # errored in A, unscored in B
+    b[1].score = None
+    a[2].score, a[2].error = None, "x"
+    b[2].score, b[2].error = None, "y"
+    ex = excluded_samples(a, b)
+    assert ex["errored_in_both"] == 2 and ex["unscored_in_both"] == 1
+    assert excluded_text(ex) == ("3 sample(s) left out of the paired comparison: 2 scored in neither (errored), "
+                                 "1 scored in neither (no score, no error)")
+    requests = [SampleResult(**{**r.__dict__, "score": None}) for r in rows]  # a load test's samples
+    assert excluded_text(excluded_samples(requests, requests)) is None
