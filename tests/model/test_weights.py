@@ -64,3 +64,22 @@ def test_a_damaged_checkpoint_is_a_value_error_every_caller_reports(tmp_path: Pa
     (tmp_path / "ck" / "config.json").write_text("[]")
     with pytest.raises(ValueError, match=r"config.json holds a JSON list; expected an object written by model.weights.save$"):
         weights.load(tmp_path / "ck")
+
+
+def test_saving_again_keeps_the_files_mode_and_a_new_file_takes_the_umasks(tmp_path: Path) -> None:
+    """safetensors writes a 0600 temp file and renames it over the target: an in-place re-make must not
+    leave the committed weights unreadable to others."""
+    import os
+
+    model = build_omni("tiny")
+    umask = os.umask(0o022)
+    try:
+        weights.save(model, tmp_path)
+        assert (tmp_path / weights.WEIGHTS_FILE).stat().st_mode & 0o777 == 0o644
+        (tmp_path / weights.WEIGHTS_FILE).chmod(0o664)
+        weights.save(model, tmp_path)
+    finally:
+        os.umask(umask)
+    assert (tmp_path / weights.WEIGHTS_FILE).stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / weights.CONFIG_FILE).stat().st_mode & 0o777 == 0o644
+    assert not [p.name for p in tmp_path.iterdir() if p.name not in (weights.WEIGHTS_FILE, weights.CONFIG_FILE)]
