@@ -466,6 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="also: the first N videoqa eval questions asked without options (bf16, greedy), "
                         "exact match with the right option's text, per subtype")
     a = p.parse_args(argv)
+    if a.n < 1:
+        p.error(f"--n expects a number of examples per source >= 1, got {a.n}")
     if a.video_open < 0:
         p.error(f"--video-open expects a count of questions >= 0, got {a.video_open}")
     if a.chars < 0:

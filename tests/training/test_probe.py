@@ -151,6 +151,8 @@ def test_char_accuracy_counts_every_character_and_blames_the_wrong_ones(monkeypa
     ("--positions", "2", "--positions needs at least 4 screens"),
     ("--text-form", "-1", "--text-form expects a count of questions >= 0, got -1"),
     ("--choose", "-2", "--choose expects a count of questions >= 0, got -2"),
+    ("--n", "0", "--n expects a number of examples per source >= 1, got 0"),
+    ("--n", "-3", "--n expects a number of examples per source >= 1, got -3"),
 ])
 def test_cli_rejects_a_bad_count_in_one_line(capsys, flag, value, message):
     with pytest.raises(SystemExit):
