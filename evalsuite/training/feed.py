@@ -22,9 +22,14 @@ _WORKER_POOLS: Pools | None = None
 
 
 def _init_worker(model_cfg: Any, pool_sizes: dict[str, int]) -> None:
+    import signal
+
     import torch
 
     global _WORKER_POOLS
+    # Ctrl-C reaches the whole process group: the loop's process answers it (one line) and closes the
+    # pool; a worker that took it too would print a traceback of its own
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
     _WORKER_POOLS = Pools(model_cfg, pool_sizes)
 
