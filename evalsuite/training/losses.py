@@ -216,11 +216,12 @@ def stack_frames(seqs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tens
 
 
 def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[Example],
-                   kind: str = "audio") -> tuple[torch.Tensor, int]:
+                   kind: str = "audio", stats: dict[str, int] | None = None) -> tuple[torch.Tensor, int]:
     """CTC loss of one encoder's features against each example's answer in the tokenizer's ids
     (blank = 0, id k = class k + 1), averaged over the batch: the audio encoder's frames against a
     clip's transcript, the vision encoder's columns (before its projector) against a rendered line, or
-    (``tokens``) the image tokens' merged columns, after the projector, against it."""
+    (``tokens``) the image tokens' merged columns, after the projector, against it. ``stats``, where
+    given, gets the `ctc_answer_loss` counts."""
     if kind == "audio":
         enc = model.audio
         waves = [ex.media[0].pixels.to(model.device) for ex in examples]
@@ -231,14 +232,26 @@ def ctc_batch_loss(model: OmniModel, head: torch.nn.Linear, examples: Sequence[E
         logp, out_len = merged_column_logits(model, head, [ex.media[0].pixels for ex in examples], "tokens")
     else:
         logp, out_len = column_ctc_logits(model, head, [ex.media[0].pixels for ex in examples])
-    return ctc_answer_loss(model, logp, out_len, examples)
+    return ctc_answer_loss(model, logp, out_len, examples, stats)
 
 
-def ctc_answer_loss(model: OmniModel, logp: torch.Tensor, out_len: torch.Tensor, examples: Sequence[Example]
-                    ) -> tuple[torch.Tensor, int]:
+def ctc_infeasible(out_len: torch.Tensor, targets: Sequence[torch.Tensor]) -> int:
+    """How many of the examples have fewer frames than CTC needs for their target: one per label and
+    a blank between each repeated pair. Their loss is infinite; `ctc_answer_loss` zeroes it
+    (``zero_infinity``), so they teach nothing (docs/training.md)."""
+    need = [len(t) + int((t[1:] == t[:-1]).sum()) for t in targets]
+    return sum(int(n) < m for n, m in zip(out_len.tolist(), need))
+
+
+def ctc_answer_loss(model: OmniModel, logp: torch.Tensor, out_len: torch.Tensor, examples: Sequence[Example],
+                    stats: dict[str, int] | None = None) -> tuple[torch.Tensor, int]:
     """CTC loss of frames ``logp`` (B, T, C; ``out_len`` each) against each example's answer in the
-    tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch; and the target count."""
+    tokenizer's ids (blank = 0, id k = class k + 1), averaged over the batch; and the target count.
+    ``stats``, where given, gets ``examples`` and ``infeasible`` (`ctc_infeasible`): bookkeeping only."""
     targets = [torch.tensor(model.tokenizer.encode(ex.answer), dtype=torch.long) + 1 for ex in examples]
+    if stats is not None:
+        stats["examples"] = len(targets)
+        stats["infeasible"] = ctc_infeasible(out_len, targets)
     loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets).to(model.device), out_len,
                       torch.tensor([len(t) for t in targets]), blank=0, zero_infinity=True)
     return loss, sum(len(t) for t in targets)

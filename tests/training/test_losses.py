@@ -237,3 +237,18 @@ def test_token_ctc_reads_the_merged_columns_of_the_image_tokens_and_trains_only_
     assert all(p.grad is None for p in model.lm.parameters())
     with pytest.raises(ValueError, match="no encoder objective"):
         L.ctc_head(model, "video", 0, 0)
+
+
+def test_ctc_infeasible_counts_exactly_the_examples_whose_loss_is_infinite():
+    """CTC needs a frame per label and a blank between a repeated pair: the examples without enough
+    frames are the ones `zero_infinity` zeroes, and `ctc_infeasible` counts exactly them."""
+    import torch.nn.functional as F
+
+    targets = [torch.tensor([1, 2, 3]), torch.tensor([1, 1, 2]), torch.tensor([4, 4]), torch.tensor([5])]
+    out_len = torch.tensor([3, 3, 3, 1])  # enough, one short (needs 4), enough (needs 3), enough
+    logp = torch.randn(4, 3, 7).log_softmax(-1)
+    loss = F.ctc_loss(logp.transpose(0, 1), torch.cat(targets), out_len, torch.tensor([len(t) for t in targets]),
+                      blank=0, reduction="none")
+    assert torch.isinf(loss).tolist() == [False, True, False, False]
+    assert L.ctc_infeasible(out_len, targets) == 1
+    assert L.ctc_infeasible(torch.tensor([2, 2, 2, 0]), targets) == 4
