@@ -28,10 +28,15 @@ def _init_worker(model_cfg: Any, pool_sizes: dict[str, int]) -> None:
 
     global _WORKER_POOLS
     # Ctrl-C reaches the whole process group: the loop's process answers it (one line) and closes the
-    # pool; a worker that took it too would print a traceback of its own
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # pool. A worker stops its example at once but quietly (a KeyboardInterrupt would print a traceback
+    # of its own; ignoring the signal would keep the pool's shutdown waiting for the example)
+    signal.signal(signal.SIGINT, _stop_quietly)
     torch.set_num_threads(1)  # one process per core: intra-op threads would only contend
     _WORKER_POOLS = Pools(model_cfg, pool_sizes)
+
+
+def _stop_quietly(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _pack(ex: Example) -> Example:
