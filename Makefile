@@ -89,10 +89,14 @@ serve: venv
 	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)
 
 # into results/train/tiny, not over the committed checkpoint: a time-boxed or failed run must not replace
-# the model every bf16/fp8/fp4 run loads (TRAIN_OUT=evalsuite/model/checkpoints/tiny to re-make it in place)
+# the model every bf16/fp8/fp4 run loads (TRAIN_OUT=evalsuite/model/checkpoints/tiny to re-make it in place:
+# that one trains over the committed files (--overwrite) and, once every stage is done, writes its table
+# to BENCHMARKS.md (--bench); a run into another folder leaves BENCHMARKS.md alone)
 TRAIN_OUT ?= results/train/tiny
+COMMITTED_CHECKPOINT := evalsuite/model/checkpoints/tiny
+REMAKE_ARGS = $(if $(filter $(COMMITTED_CHECKPOINT) $(COMMITTED_CHECKPOINT)/ ./$(COMMITTED_CHECKPOINT),$(TRAIN_OUT)),--overwrite --bench)
 train: venv sysdeps
-	$(PY) -m evalsuite.training --preset tiny --out $(TRAIN_OUT) --bench $(ARGS)
+	$(PY) -m evalsuite.training --preset tiny --out $(TRAIN_OUT) $(REMAKE_ARGS) $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

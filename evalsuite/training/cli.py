@@ -1,23 +1,27 @@
 """Train the reference omni model on the synthetic tasks' train split with the staged curriculum.
 
-    python -m evalsuite.training --preset tiny --out results/train/tiny --bench   (``make train``)
+    python -m evalsuite.training --preset tiny --out results/train/tiny   (``make train``)
 
-Errors a user can cause (a flag out of range, an --out that is a file, an --init that is no finished
-run, a train_state.pt that is damaged or written with other settings) end with exit code 2 and one
-line on stderr that says what was expected; flags are checked before any work is done.
+Errors a user can cause (a flag out of range, an --out that is a file or holds a finished checkpoint
+without its state, an --init that is no finished run or leaves nothing to run, a train_state.pt that
+is damaged or written with other settings, espeak-ng missing for stages that need speech) end with
+exit code 2 and one line on stderr that says what was expected; flags are checked before any work is
+done. Ctrl-C ends a run with one line saying where its last save is (exit code 130).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn, Sequence
 
 from evalsuite.env import DEVICE_RE, folder_problem
 from evalsuite.training.curriculum import CURRICULA, DEFAULT_STEPS
-from evalsuite.training.loop import HISTORY_FILE, TrainArgs, train
+from evalsuite.training.loop import HISTORY_FILE, Interrupted, TrainArgs, resolve_device, train
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``error: …``, exit code 2), without the usage text."""
@@ -76,7 +80,12 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
                    help="encode a step's video clips in one call per frame grid (the same tokens up to rounding)")
     p.add_argument("--workers", type=int, default=0,
                    help="processes making the next steps' examples (the same examples; 0: in the loop's process)")
-    p.add_argument("--bench", action="store_true", help="write the per-stage table to BENCHMARKS.md")
+    p.add_argument("--bench", action="store_true",
+                   help="write the per-stage table to BENCHMARKS.md once the run has finished every stage of its "
+                        "curriculum (a partial run writes nothing there)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="train from scratch over a checkpoint in --out that has no train_state.pt (re-make a "
+                        "finished run in place, e.g. the committed one); without it such an --out is refused")
     p.add_argument("--stop-after", type=int, default=None,
                    help="save a resumable state and exit after this many steps, >= 1 (resume by running again)")
     a = p.parse_args(argv)
@@ -107,6 +116,10 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     if not 0 <= a.loc_bins <= 100:
         p.error(f"--loc-bins expects 0..100 bins per axis, got {a.loc_bins}")
     _check_device(p, a.device)
+    if a.preset != "tiny" and resolve_device(a.device).type == "cpu":
+        p.error(f"--preset {a.preset}: the full-size configuration is for accounting (python -m evalsuite.model.card "
+                f"{a.preset}); training it needs hundreds of GB for weights and optimizer state, far more than a "
+                "CPU run has; expected tiny")
     _check_out(p, a.out)
     if a.init:
         init = Path(a.init)
@@ -119,6 +132,9 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     unknown = [s for s in stages if s not in curriculum]
     if unknown:
         p.error(f"--stages expects stages of the {a.curriculum} curriculum from {list(curriculum)}, got {unknown}")
+    repeated = sorted({s for s in stages if stages.count(s) > 1})
+    if repeated:
+        p.error(f"--stages expects each stage at most once, got {repeated} more than once")
     steps = dict(DEFAULT_STEPS, **{s.name: s.steps for s in curriculum.values()})
     for item in filter(None, a.steps.split(",")):
         name, _, val = item.partition("=")
@@ -131,17 +147,27 @@ def parse(argv: Sequence[str] | None = None) -> tuple[TrainArgs, int | None]:
     args = TrainArgs(preset=a.preset, out=a.out, seed=a.seed, batch=a.batch, lr=a.lr, stages=stages, steps=steps,
                      eval_n=a.eval_n, save_every=a.save_every, device=a.device, threads=a.threads, bench=a.bench,
                      curriculum=a.curriculum, init=a.init, time_pos=a.time_pos, loc_bins=a.loc_bins,
-                     workers=a.workers, batch_video=a.batch_video)
+                     workers=a.workers, batch_video=a.batch_video, overwrite=a.overwrite,
+                     command=shlex.join(["python", "-m", "evalsuite.training",
+                                         *(sys.argv[1:] if argv is None else argv)]))
     return args, a.stop_after
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from evalsuite.tasks.gen.audio import EspeakMissing
+
     args, stop_after = parse(argv)
     try:
         train(args, stop_after=stop_after)
+    except Interrupted as e:  # Ctrl-C: where the last save is, and how to resume
+        print(e.code, file=sys.stderr)
+        return 130
     except SystemExit as e:  # the loop's one-line refusals (a state from other settings, a damaged file, …)
         if not isinstance(e.code, str):
             raise
         print(f"error: {e.code}", file=sys.stderr)
+        return 2
+    except EspeakMissing as e:  # checked at the start; a backstop for a clip rendered later
+        print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -13,8 +13,15 @@ its history says it ran), which is how a v2 curriculum continues the committed c
 
 After each stage the checkpoint (``model.safetensors`` + ``config.json``, `evalsuite.model.weights.save`)
 is evaluated through the harness itself (the ``bf16`` model on each task's eval split, ``eval_n``
-samples); the table is appended to ``history.json`` beside the checkpoint and, with ``bench``, to
-BENCHMARKS.md, so forgetting shows if it happens.
+samples); the table is appended to ``history.json`` beside the checkpoint, so forgetting shows if it
+happens. The stage is saved before its evaluation with a ``pending_eval`` marker: a run killed during
+the evaluation runs it first when resumed. With ``bench`` the table goes to BENCHMARKS.md once the run
+has finished every stage of its curriculum (a partial run would replace the committed run's table).
+
+Bookkeeping a run keeps beside the math (none of it changes what is trained): ``done`` in the history
+lists the stages of a finished run only (what ``init`` requires); an ``out`` holding a checkpoint but
+no state is refused unless ``overwrite``; CTC stages count the examples too short for their
+transcript (`losses.ctc_infeasible`).
 """
 
 from __future__ import annotations
@@ -73,6 +80,11 @@ class TrainArgs:
     # ``loc_bins``: location tokens per axis to give the model (`OmniConfig.loc_bins`; 0: as the preset
     # or the ``init`` checkpoint has them). A checkpoint's existing bins cannot change.
     loc_bins: int = 0
+    # ``overwrite``: train over a checkpoint in ``out`` that has no ``train_state.pt`` (a finished run,
+    # e.g. the committed model: re-made in place from scratch); without it such an ``out`` is refused.
+    # ``command``: the command line that started the run, for BENCHMARKS.md.
+    overwrite: bool = False
+    command: str = ""
 
     def steps_of(self, stage: str) -> int:
         return self.steps.get(stage, stage_named(stage).steps)
@@ -80,12 +92,18 @@ class TrainArgs:
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must share with the run it continues."""
         return {k: v for k, v in asdict(self).items() if k not in ("out", "eval_n", "save_every", "device",
-                                                                 "threads", "bench", "workers")}
+                                                                 "threads", "bench", "workers", "overwrite",
+                                                                 "command")}
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write ``obj`` to a temp file, flush it to disk, then rename it over ``path`` (a crash leaves the
+    old state or the new one, never a half-written one)."""
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -170,6 +188,10 @@ def read_state(path: Path) -> dict[str, Any]:
         wrong.append("args")
     history = state["history"]
     if not (isinstance(history.get("curve", []), list) and isinstance(history.get("evals", []), list)):
+        wrong.append("history")
+    pending = history.get("pending_eval")
+    if pending is not None and not (isinstance(pending, dict) and isinstance(pending.get("stage"), str)
+                                    and isinstance(pending.get("global_step"), int)):
         wrong.append("history")
     if wrong:
         raise _bad_state(path, f"its {wrong} are not what a training state holds")
@@ -311,10 +333,30 @@ def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int
         raise SystemExit(f"--init {init}: its weights do not fit the model (missing {missing[:5]}, unexpected "
                          f"{unexpected[:5]}); only parameters that start at zero may be new")
     done = list(history.get("done") or [])
-    if not done or list(args.stages[:len(done)]) != done:
+    unfinished = unfinished_state(init)
+    if not done or unfinished:
+        raise SystemExit(f"--init {init}: expected a finished run; {unfinished or 'its ' + HISTORY_FILE + ' lists no stages done'} "
+                         f"(finish it first: run it again with --out {init})")
+    if list(args.stages[:len(done)]) != done:
         raise SystemExit(f"--init {init}: it ran stages {done}; expected them as the first of {list(args.stages)}")
-    history["init"] = {"from": str(init), "sha256": weights.weights_sha256(init)}
+    history["init"] = {"from": str(init), "sha256": weights.weights_sha256(init), "done": done}
     return model.to(device).train(), len(done), history
+
+
+def unfinished_state(folder: Path) -> str:
+    """Why the run in ``folder`` is not finished, by its ``train_state.pt`` ("" where it is, or where
+    there is none: a checkpoint without its state says nothing more than its history)."""
+    path = folder / STATE_FILE
+    if not path.is_file():
+        return ""
+    state = read_state(path)
+    stages = list(state["args"].get("stages") or ())
+    if state["step"] or state["stage"] < len(stages):
+        at = stages[state["stage"]] if state["stage"] < len(stages) else "?"
+        return f"its {STATE_FILE} is at stage {at} step {state['step']} of its {len(stages)} stage(s)"
+    if state["history"].get("pending_eval"):
+        return f"its {STATE_FILE} waits for the evaluation after stage {state['history']['pending_eval'].get('stage')}"
+    return ""
 
 
 def init_locations(model: OmniModel, opt: torch.optim.Optimizer) -> slice:
@@ -337,20 +379,118 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+class Interrupted(SystemExit):
+    """Ctrl-C (SIGINT) during a run: one line saying where the last save is and how to resume."""
+
+
+@dataclass
+class _Saved:
+    """Where the run's last save is, and how far it has gone since (for the line Ctrl-C prints)."""
+
+    out: Path
+    stages: Sequence[str]
+    stage: int = 0
+    step: int = 0
+    global_step: int | None = None  # None: nothing saved by this call yet
+    now: int = 0
+
+    def line(self) -> str:
+        if self.global_step is None:
+            return (f"interrupted before this run saved anything in {self.out}; run the same command again "
+                    "to start (or resume) it")
+        at = (f"after stage {self.stages[self.stage - 1]}" if self.step == 0 and self.stage
+              else f"at stage {self.stages[self.stage]} step {self.step}")
+        lost = max(0, self.now - self.global_step)
+        return (f"interrupted: the last save in {self.out} is {at} (global step {self.global_step}); "
+                f"{lost} step(s) since it are lost; run the same command again to resume")
+
+
 def train(args: TrainArgs, progress: bool = True, stop_after: int | None = None) -> dict[str, Any]:
     """Run (or resume) the curriculum in ``args.out``; returns the history. ``stop_after``: save a
-    resumable state and return after that many steps of this call (a time-boxed session)."""
+    resumable state and return after that many steps of this call (a time-boxed session). Ctrl-C ends
+    it with `Interrupted` (a `SystemExit` whose message says where the last save is)."""
     feeds: list[StepFeed] = []
+    saved = _Saved(Path(args.out), args.stages)
     try:
-        return _train(args, progress, stop_after, feeds)
+        return _train(args, progress, stop_after, feeds, saved)
+    except KeyboardInterrupt:
+        raise Interrupted(saved.line()) from None
     finally:
         for feed in feeds:  # its worker processes end with the run
             feed.close()
 
 
-def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[StepFeed]) -> dict[str, Any]:
+def needs_speech(source: str) -> bool:
+    """Whether examples of ``source`` come from audioqa's clips (rendered with espeak-ng)."""
+    from evalsuite.training.sources import task_of
+
+    return source == "hear" or task_of(source.removeprefix("text:")) == "audioqa"
+
+
+def check_speech(args: TrainArgs, start_stage: int) -> None:
+    """espeak-ng is there when the stages still to run, or the evaluation after them, need speech: else
+    one line, before any work (the clips are rendered when a pool is first listed, minutes in)."""
+    from evalsuite.tasks.gen.audio import espeak_available
+
+    if espeak_available():
+        return
+    stages = [s for s in args.stages[start_stage:] if any(needs_speech(src) for src in stage_named(s).mix)]
+    evals = args.eval_n > 0 and start_stage < len(args.stages)
+    if stages or evals:
+        what = (f"stage(s) {stages}" if stages else "") + (" and " if stages and evals else "") + \
+               ("the audioqa evaluation after each stage" if evals else "")
+        raise SystemExit(f"espeak-ng is not installed; {what} need its speech clips (apt-get install espeak-ng, "
+                         "or make sysdeps)")
+
+
+def check_out(out: Path, args: TrainArgs) -> None:
+    """An ``out`` that holds a checkpoint but no training state is a finished run (the committed model,
+    a copied one): training there would start from scratch over it, so it takes ``overwrite``."""
+    from evalsuite.model.weights import WEIGHTS_FILE
+
+    if args.overwrite or (out / STATE_FILE).exists():
+        return
+    found = [f for f in (WEIGHTS_FILE, HISTORY_FILE) if (out / f).is_file()]
+    if found:
+        raise SystemExit(f"--out {out} holds a checkpoint ({', '.join(found)}) but no {STATE_FILE} to resume; "
+                         f"expected a new folder or a run's own (start from it with --init {out} and another "
+                         "--out, or re-make it in place from scratch with --overwrite)")
+
+
+def warn_head_warmup(args: TrainArgs, start_stage: int) -> None:
+    """An encoder stage that keeps its encoder still for ``head_warmup`` steps, given no more steps
+    than that, trains only its new head: one line on stderr."""
+    for s in args.stages[start_stage:]:
+        spec, total = stage_named(s), args.steps_of(s)
+        if spec.encoder is not None and 0 < spec.head_warmup and total <= spec.head_warmup:
+            print(f"warning: stage {s} has {total} step(s), no more than its head_warmup of {spec.head_warmup}: "
+                  "only its new head trains, the encoder stays as it is (give it more with --steps)",
+                  file=sys.stderr)
+
+
+def _evaluate_pending(out: Path, history: dict[str, Any], args: TrainArgs, progress: bool) -> None:
+    """Evaluate the stage that ``history["pending_eval"]`` names (its checkpoint is the one in ``out``)
+    and append its row. The marker is saved before the evaluation starts, so a run killed during it
+    evaluates that stage when it resumes."""
+    pending = history.pop("pending_eval")
+    table = evaluate(out, f"after-{pending['stage']}", args.eval_n)
+    history["evals"].append({"stage": pending["stage"], "global_step": pending["global_step"], "table": table,
+                             "n": args.eval_n, "samples_per_s": pending.get("samples_per_s", 0)})
+    if progress:
+        print(bench_table(history), file=sys.stderr)
+
+
+def _ctc_line(stage: str, counts: dict[str, int]) -> str:
+    n, bad = counts["examples"], counts["infeasible"]
+    return (f"stage {stage}: {bad} of {n} examples ({bad / max(1, n):.0%}) had fewer encoder frames than their "
+            "transcript needs for CTC; their loss is zero (docs/training.md)")
+
+
+def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[StepFeed],
+           saved: _Saved | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
+    saved = saved or _Saved(Path(args.out), args.stages)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -360,13 +500,22 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
     unknown = [s for s in args.stages if s not in known]
     if unknown:
         raise SystemExit(f"unknown stage(s) {unknown}; expected some of {known}")
+    repeated = sorted({s for s in args.stages if args.stages.count(s) > 1})
+    if repeated:
+        raise SystemExit(f"stage(s) {repeated} listed more than once; expected each stage at most once")
     device = resolve_device(args.device)
+    check_out(out, args)
     state = load_state(out, args)
     model, start_stage, init_history = initial_model(args, device)  # a resumed run then loads its state
+    if state is None and args.init and start_stage >= len(args.stages):
+        raise SystemExit(f"nothing to run: {args.init} already ran all {len(args.stages)} stages; append stages "
+                         f"(e.g. --curriculum v2 --stages {','.join(args.stages)},video-dense)")
     needs_bins = [s for s in args.stages[start_stage:] if stage_named(s).locations]
     if needs_bins and not model.tokenizer.loc_bins:
         raise SystemExit(f"stage(s) {needs_bins} answer with location tokens; the model has none "
                          "(give it some with --loc-bins, e.g. 40)")
+    check_speech(args, state["stage"] if state is not None else start_stage)
+    warn_head_warmup(args, state["stage"] if state is not None else start_stage)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay, betas=(0.9, 0.98))
     history: dict[str, Any] = init_history or {"args": asdict(args), "curve": [], "evals": []}
     history["args"] = asdict(args)
@@ -383,11 +532,32 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
         if progress:
             print(f"resuming {out} at stage {args.stages[start_stage] if start_stage < len(args.stages) else 'done'} "
                   f"step {start_step}", file=sys.stderr)
+    global_step = sum(args.steps_of(s) for s in args.stages[:start_stage]) + start_step
+    saved.stage, saved.step, saved.now = start_stage, start_step, global_step
+    if state is not None:
+        saved.global_step = global_step
+    if history.get("pending_eval"):  # killed during the evaluation after a stage: that stage's row first
+        if args.eval_n > 0:
+            model.eval()
+            save_state(out, model, opt, start_stage, start_step, history, args, state.get("aux"))
+            _evaluate_pending(out, history, args, progress)
+            save_state(out, model, opt, start_stage, start_step, history, args, state.get("aux"))
+            model.train()
+        else:
+            history.pop("pending_eval")
+    if start_stage < len(args.stages):
+        # `done` lists the stages of a finished run (an --init's included): one with stages still to
+        # run is not finished, and its checkpoint is no longer the one after them (--init refuses it)
+        history.pop("done", None)
     pools = Pools(model.config, args.pool_sizes)
     feed = StepFeed(pools, args.seed, args.batch, args.workers)
     feeds.append(feed)
-    global_step = sum(args.steps_of(s) for s in args.stages[:start_stage]) + start_step
     steps_before = global_step
+
+    def save(stage_index: int, step: int, aux: dict[str, Any] | None = None) -> None:
+        save_state(out, model, opt, stage_index, step, history, args, aux)
+        saved.stage, saved.step, saved.global_step = stage_index, step, global_step
+
     for k in range(start_stage, len(args.stages)):
         stage = args.stages[k]
         total = args.steps_of(stage)
@@ -426,16 +596,24 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
 
         def aux() -> dict[str, Any] | None:
             return None if head is None else {"head": head.state_dict(), "opt": head_opt.state_dict()}
+        # a CTC stage counts the examples whose encoder frames are too few for their transcript (their
+        # loss is zeroed): per stage in the history, per curve point as a fraction
+        ctc = spec.encoder in ("audio", "image", "tokens")
+        counts = history.setdefault("ctc_infeasible", {}).setdefault(stage, {"examples": 0, "infeasible": 0}) \
+            if ctc else None
+        if counts is not None and first == 0:
+            counts.update(examples=0, infeasible=0)
         bar = tqdm(range(first, total), desc=f"stage {stage}", disable=not progress, mininterval=5.0,
                    initial=first, total=total)
-        t0, seen, loss_acc, n_acc = time.perf_counter(), 0, 0.0, 0
+        t0, seen, loss_acc, n_acc, bad_acc = time.perf_counter(), 0, 0.0, 0, 0
         for step in bar:
             examples = feed.step(k, step, stage, total)
             for group in opt.param_groups + (head_opt.param_groups if head_opt else []):
                 group["lr"] = lr_at(step, total, args.lr)
+            stats: dict[str, int] = {}
             loss, _ = (batch_loss(model, examples, batch_video=args.batch_video) if head is None
                        else video_state_loss(model, head, examples) if spec.encoder == "video"
-                       else ctc_batch_loss(model, head, examples, spec.encoder))
+                       else ctc_batch_loss(model, head, examples, spec.encoder, stats=stats))
             opt.zero_grad(set_to_none=True)
             if head_opt is not None:
                 head_opt.zero_grad(set_to_none=True)
@@ -448,54 +626,86 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
             if head_opt is not None:
                 head_opt.step()
             global_step += 1
+            saved.now = global_step
             seen += len(examples)
             loss_acc += loss.item()
             n_acc += 1
+            if counts is not None:
+                counts["examples"] += len(examples)
+                counts["infeasible"] += stats.get("infeasible", 0)
+                bad_acc += stats.get("infeasible", 0)
             rate = seen / max(1e-9, time.perf_counter() - t0)
             bar.set_postfix(loss=f"{loss.item():.3f}", samples_s=f"{rate:.1f}", refresh=False)
             if (step + 1) % 25 == 0 or step + 1 == total:
-                history["curve"].append({"stage": stage, "step": step + 1, "global_step": global_step,
-                                         "loss": round(loss_acc / n_acc, 4), "samples_per_s": round(rate, 2)})
-                loss_acc, n_acc = 0.0, 0
+                point = {"stage": stage, "step": step + 1, "global_step": global_step,
+                         "loss": round(loss_acc / n_acc, 4), "samples_per_s": round(rate, 2)}
+                if counts is not None:
+                    point["ctc_infeasible"] = round(bad_acc / max(1, n_acc * args.batch), 4)
+                history["curve"].append(point)
+                loss_acc, n_acc, bad_acc = 0.0, 0, 0
             if (step + 1) % args.save_every == 0 and step + 1 < total:
-                save_state(out, model, opt, k, step + 1, history, args, aux())
+                save(k, step + 1, aux())
             if stop_after is not None and global_step - steps_before >= stop_after and step + 1 < total:
-                save_state(out, model, opt, k, step + 1, history, args, aux())
+                save(k, step + 1, aux())
                 for p in frozen:
                     p.requires_grad_(True)
                 bar.close()
-                return history
+                return _finish(out, history, args, progress)
         bar.close()
+        if counts is not None and progress:
+            print(_ctc_line(stage, counts), file=sys.stderr)
         for p in frozen:
             p.requires_grad_(True)
         model.eval()
-        save_state(out, model, opt, k + 1, 0, history, args)
+        if args.eval_n > 0:  # saved with the stage: a run killed during the evaluation runs it on resume
+            history["pending_eval"] = {"stage": stage, "global_step": global_step,
+                                       "samples_per_s": history["curve"][-1]["samples_per_s"] if history["curve"] else 0}
+        save(k + 1, 0)
         if args.eval_n > 0:
-            table = evaluate(out, f"after-{stage}", args.eval_n)
-            history["evals"].append({"stage": stage, "global_step": global_step, "table": table, "n": args.eval_n,
-                                     "samples_per_s": history["curve"][-1]["samples_per_s"] if history["curve"] else 0})
-            save_state(out, model, opt, k + 1, 0, history, args)
-            if progress:
-                print(bench_table(history), file=sys.stderr)
-            if args.bench:
-                write_bench(history, args)
+            _evaluate_pending(out, history, args, progress)
+            save(k + 1, 0)
         model.train()
         if stop_after is not None and global_step - steps_before >= stop_after:
-            return history
+            return _finish(out, history, args, progress)
     if (out / STATE_FILE).is_file() and history.get("done") != list(args.stages):
         history["done"] = list(args.stages)  # the stages a finished run ran (it may be extended later)
         write_history(out, history)
+    elif progress and state is not None and start_stage >= len(args.stages):
+        print(f"{out} already ran all {len(args.stages)} stages; nothing to run", file=sys.stderr)
+    return _finish(out, history, args, progress)
+
+
+def _finish(out: Path, history: dict[str, Any], args: TrainArgs, progress: bool) -> dict[str, Any]:
+    """With ``bench``: the table into BENCHMARKS.md where the run is finished (every stage of its
+    curriculum done), else one line saying why not."""
+    if args.bench:
+        curriculum = [s.name for s in CURRICULA[args.curriculum]]
+        done = list(history.get("done") or [])
+        why = ("" if done == curriculum and history.get("evals") else
+               f"the run is not finished ({len(done)} of the {len(curriculum)} stages of curriculum "
+               f"{args.curriculum} done)" if done != curriculum else "it has no per-stage evaluation (--eval-n 0)")
+        if why:
+            print(f"BENCHMARKS.md not written: {why}; --bench writes a finished run's table", file=sys.stderr)
+        else:
+            write_bench(history, args)
     return history
 
 
 def write_bench(history: dict[str, Any], args: TrainArgs) -> None:
+    """The per-stage table of a finished run into BENCHMARKS.md's "Training curriculum" section, with
+    the stages and steps it ran and the command that ran it."""
     from bench.report import ROOT, device_line, update
 
     counts = eval_counts(history)
     samples = ("samples per stage in the n column" if len(counts) > 1
                else f"{next(iter(counts), None) or args.eval_n} samples")
+    done = list(history.get("done") or args.stages)
+    steps = ", ".join(f"{s} {args.steps_of(s)}" for s in done)
+    command = args.command or f"python -m evalsuite.training --out {args.out} --bench"
+    init = history.get("init") or {}
+    start = f", from `{init['from']}` after its {len(init.get('done') or [])} stages" if init else ""
     body = (f"Per-stage evaluation of the trained `{args.preset}` model (`bf16`, each task's eval split, "
             f"{samples}, primary metric), {time.strftime('%Y-%m-%d')}, {device_line()}; "
-            f"command: `python -m evalsuite.training --bench` (`make train`), steps {args.steps}, batch {args.batch}.\n\n"
-            + bench_table(history))
+            f"command: `{command}`; the {len(done)} stages of curriculum {args.curriculum}{start} with their steps: "
+            f"{steps}; batch {args.batch}.\n\n" + bench_table(history))
     update(ROOT / "BENCHMARKS.md", "Training curriculum", body)

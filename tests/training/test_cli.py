@@ -73,6 +73,11 @@ BAD_FLAGS = [
     (["--workers", "-1"], "--workers expects a number of processes >= 0 (0: in the loop's process), got -1"),
     (["--time-pos", "16"], "--time-pos gives a model started from --init a time index; a fresh model takes its preset's"),
     (["--batch", "x"], "argument --batch: invalid int value: 'x'"),
+    (["--stages", "text,text"], "--stages expects each stage at most once, got ['text'] more than once"),
+    (["--preset", "nano-omni-30b-a3b", "--device", "cpu"],
+     "--preset nano-omni-30b-a3b: the full-size configuration is for accounting (python -m evalsuite.model.card "
+     "nano-omni-30b-a3b); training it needs hundreds of GB for weights and optimizer state, far more than a CPU "
+     "run has; expected tiny"),
 ]
 
 
@@ -137,3 +142,108 @@ def test_cli_init_folder_whose_files_do_not_read_is_one_line(tmp_path, capsys):
                                        "model.safetensors, history.json) that reads (ValueError: config.json: expected "
                                        "format 'evalsuite-omni-v1', got None)\n")
     assert not out.exists()
+
+
+SMALL_POOLS = {"docqa": 8, "gui": 4, "videoqa": 6, "audioqa": 6, "docqa-wide": 12, "gui-wide": 6}  # as conftest's pools
+
+
+@pytest.fixture
+def tiny_runs(monkeypatch):
+    """cli.main's runs on small train pools (parse cannot set them)."""
+    from evalsuite.training import loop
+
+    real = cli.train
+    monkeypatch.setattr(cli, "train", lambda args, **kw: real(
+        __import__("dataclasses").replace(args, pool_sizes=SMALL_POOLS), progress=False, **kw))
+    return loop
+
+
+def test_cli_refusals_of_the_loop_are_one_line_and_exit_2(tmp_path, capsys, tiny_runs):
+    loop = tiny_runs
+    a = tmp_path / "a"
+    flags = ["--stages", "text", "--steps", "text=1", "--batch", "1", "--eval-n", "0"]
+    assert cli.main(["--out", str(a), *flags]) == 0
+    capsys.readouterr()
+    assert cli.main(["--init", str(a), "--out", str(tmp_path / "b"), *flags]) == 2
+    assert capsys.readouterr().err == (f"error: nothing to run: {a} already ran all 1 stages; append stages (e.g. "
+                                       "--curriculum v2 --stages text,video-dense)\n")
+    (a / loop.STATE_FILE).unlink()
+    assert cli.main(["--out", str(a), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --out {a} holds a checkpoint") and err.count("\n") == 1
+    assert cli.main(["--out", str(a), "--overwrite", *flags]) == 0
+
+
+def test_cli_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, tiny_runs):
+    loop = tiny_runs
+    monkeypatch.setattr(loop, "batch_loss", lambda *a, **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert cli.main(["--out", str(tmp_path), "--stages", "text", "--steps", "text=3", "--batch", "1",
+                     "--eval-n", "0"]) == 130
+    assert capsys.readouterr().err == (f"interrupted before this run saved anything in {tmp_path}; run the same "
+                                       "command again to start (or resume) it\n")
+
+
+def test_cli_without_espeak_is_one_line_and_exit_2_before_any_work(tmp_path, capsys, monkeypatch):
+    from evalsuite.tasks.gen import audio
+
+    monkeypatch.setattr(audio, "espeak_available", lambda: False)
+    out = tmp_path / "run"
+    assert cli.main(["--out", str(out), "--stages", "text", "--steps", "text=1", "--eval-n", "0"]) == 2
+    assert capsys.readouterr().err == ("error: espeak-ng is not installed; stage(s) ['text'] need its speech clips "
+                                       "(apt-get install espeak-ng, or make sysdeps)\n")
+    assert not out.exists()
+
+
+def test_make_train_passes_bench_and_overwrite_only_to_the_in_place_remake():
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    root = Path(__file__).resolve().parents[2]
+
+    def line(*extra):
+        out = subprocess.run(["make", "-n", "train", *extra], cwd=root, capture_output=True, text=True).stdout
+        return next(x for x in out.splitlines() if "-m evalsuite.training" in x)
+    assert "--bench" not in line() and "--overwrite" not in line()
+    assert "--bench" not in line("ARGS=--stop-after 500")
+    remake = line("TRAIN_OUT=evalsuite/model/checkpoints/tiny")
+    assert "--out evalsuite/model/checkpoints/tiny --overwrite --bench" in remake
+
+
+def documented_commands():
+    """The `python -m evalsuite.training` commands in README.md's and docs/training.md's code blocks."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    stages = ",".join(C1.STAGE_NAMES)
+    for name in ("README.md", "docs/training.md"):
+        for block in re.findall(r"```bash\n(.*?)```", (root / name).read_text(), flags=re.S):
+            # line continuations joined; the README's stage list from Python, as the shell would
+            text = re.sub(r"\$\(python -c '[^']*'\)", stages, block.replace("\\\n", " "))
+            for cmd in text.splitlines():
+                cmd = cmd.split("#")[0].strip()
+                if cmd.startswith("python -m evalsuite.training "):
+                    yield name, shlex.split(cmd)[3:]
+
+
+@pytest.mark.parametrize("doc,argv", list(documented_commands()), ids=lambda x: x if isinstance(x, str) else " ".join(x))
+def test_documented_training_commands_parse_and_give_location_stages_their_bins(doc, argv, monkeypatch):
+    """A documented command parses, and a stage it runs that answers with location tokens has them
+    (the model's own, or --loc-bins): else it fails minutes in."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)  # the commands name the committed checkpoint from the repository's root
+    args, _ = cli.parse(argv)
+    done, bins = [], args.loc_bins
+    if args.init:
+        init = root / args.init
+        done = json.loads((init / "history.json").read_text())["done"]
+        bins = bins or json.loads((init / "config.json").read_text()).get("loc_bins", 0)
+    todo = [s for s in args.stages[len(done):] if C1.stage_named(s).locations]
+    assert not todo or bins, f"{doc}: {' '.join(argv)} runs {todo} without --loc-bins"

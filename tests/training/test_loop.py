@@ -98,6 +98,8 @@ def test_encoder_stage_trains_only_the_reinitialised_encoder_and_align_keeps_it_
     assert not torch.equal(after_align["audio.projector.net.1.weight"], after_ctc["audio.projector.net.1.weight"])
     state = loop.read_state(tmp_path / loop.STATE_FILE)  # weights_only=True, an encoder stage's state included
     assert state["aux"] is None  # the CTC head is gone once its stage ended
+    counts = state["history"]["ctc_infeasible"]["audio-ctc"]  # examples too short for their transcript, counted
+    assert counts["examples"] == 4 and 0 <= counts["infeasible"] <= 4
 
 
 @pytest.mark.slow
@@ -270,3 +272,160 @@ def test_gui_loc_gives_a_v1_checkpoint_location_tokens_from_its_position_table_a
                                 stages=("text", "gui-loc"))
     with pytest.raises(SystemExit, match="cannot change"):
         loop.train(again, progress=False)
+
+
+# ---- bookkeeping: what a run writes, refuses and says (fake evaluations: the harness is not the point)
+TINY = dict(steps={"text": 1, "recall": 1}, batch=1, save_every=100, pool_sizes=SMALL_POOLS)
+
+
+def fake_evaluate(calls=None, fail_on=()):
+    """An `evaluate` whose table is a function of the checkpoint it reads (its sha256), and which
+    raises for the tags in ``fail_on`` the first time (a run killed during its evaluation)."""
+    failed = set()
+
+    def evaluate(out, tag, n, *a, **kw):
+        if calls is not None:
+            calls.append(tag)
+        if tag in fail_on and tag not in failed:
+            failed.add(tag)
+            raise RuntimeError(f"killed during {tag}")
+        sha = weights.weights_sha256(out)
+        return {t: {"primary": "accuracy", "accuracy": int(sha[:6], 16) / 2**24} for t in C.EVAL_TASKS}
+    return evaluate
+
+
+def test_a_run_killed_during_a_stages_evaluation_evaluates_that_stage_when_resumed(tmp_path, monkeypatch):
+    """The stage is saved as done before its evaluation; the state says the evaluation is pending, so
+    the resumed run evaluates it first: the rows equal the uninterrupted run's."""
+    torch.set_num_threads(1)
+    common = dict(stages=("text", "recall"), eval_n=1, **TINY)
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate())
+    full = loop.train(loop.TrainArgs(out=str(tmp_path / "full"), **common), progress=False)
+    calls = []
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate(calls, fail_on={"after-text"}))
+    part = loop.TrainArgs(out=str(tmp_path / "part"), **common)
+    with pytest.raises(RuntimeError, match="killed during after-text"):
+        loop.train(part, progress=False)
+    state = loop.read_state(tmp_path / "part" / loop.STATE_FILE)
+    assert (state["stage"], state["step"]) == (1, 0) and state["history"]["pending_eval"]["stage"] == "text"
+    resumed = loop.train(part, progress=False)
+    assert calls == ["after-text", "after-text", "after-recall"]
+
+    def rows(h):
+        return [{k: e[k] for k in ("stage", "global_step", "table", "n")} for e in h["evals"]]
+    assert rows(resumed) == rows(full) and [e["stage"] for e in resumed["evals"]] == ["text", "recall"]
+    assert "pending_eval" not in resumed and resumed["done"] == ["text", "recall"]
+    on_disk = json.loads((tmp_path / "part" / loop.HISTORY_FILE).read_text())
+    assert rows(on_disk) == rows(full) and "pending_eval" not in on_disk
+
+
+def test_bench_writes_the_table_only_for_a_finished_curriculum_with_the_stages_and_command_it_ran(
+        tmp_path, monkeypatch, capsys):
+    import bench.report
+
+    written = []
+    monkeypatch.setattr(bench.report, "update", lambda path, section, body: written.append((section, body)))
+    monkeypatch.setattr(loop, "evaluate", fake_evaluate())
+    args = loop.TrainArgs(out=str(tmp_path / "a"), stages=("text",), eval_n=1, bench=True,
+                          command="python -m evalsuite.training --stages text --bench", **TINY)
+    loop.train(args, progress=False)  # one stage of v1's 18: BENCHMARKS.md keeps the committed run's table
+    assert written == []
+    assert "BENCHMARKS.md not written: the run is not finished (1 of the 18 stages of curriculum v1 done)" \
+        in capsys.readouterr().err
+    part = dataclasses.replace(args, out=str(tmp_path / "b"), stages=("text", "recall"))
+    monkeypatch.setitem(C.CURRICULA, "v1", (C.STAGES["text"], C.STAGES["recall"]))  # a two-stage curriculum
+    loop.train(part, progress=False, stop_after=1)  # time-boxed: stops after text
+    assert written == []
+    loop.train(part, progress=False)  # resumed to the end: now it is finished
+    assert [section for section, _ in written] == ["Training curriculum"]
+    body = written[0][1]
+    assert "command: `python -m evalsuite.training --stages text --bench`" in body
+    assert "the 2 stages of curriculum v1 with their steps: text 1, recall 1; batch 1" in body
+    assert "image" not in body.split("\n\n")[0]
+    assert [line.split(" | ")[0] for line in body.splitlines()[-2:]] == ["| text", "| recall"]
+
+
+def test_an_out_holding_a_checkpoint_without_its_state_is_refused_unless_overwritten(tmp_path):
+    out = tmp_path / "ckpt"
+    args = loop.TrainArgs(out=str(out), stages=("text",), eval_n=0, **TINY)
+    loop.train(args, progress=False)
+    (out / loop.STATE_FILE).unlink()  # as the committed checkpoint: weights, config, history, no state
+    before = (out / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match=r"holds a checkpoint \(model.safetensors, history.json\) but no "
+                                         r"train_state.pt to resume; .*--init .*--overwrite"):
+        loop.train(args, progress=False)
+    assert (out / "model.safetensors").read_bytes() == before and not (out / loop.STATE_FILE).exists()
+    loop.train(dataclasses.replace(args, overwrite=True), progress=False)  # the in-place re-make
+    assert (out / loop.STATE_FILE).is_file()
+
+
+def test_done_lists_only_finished_stages_and_init_refuses_an_unfinished_run(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    loop.train(loop.TrainArgs(out=str(a), stages=("text",), eval_n=0, **TINY), progress=False)
+    longer = loop.TrainArgs(out=str(b), init=str(a), stages=("text", "recall"), eval_n=0,
+                            **dict(TINY, steps={"text": 1, "recall": 3}))
+    loop.train(longer, progress=False, stop_after=1)  # part-way through recall
+    history = json.loads((b / loop.HISTORY_FILE).read_text())
+    assert "done" not in history and history["init"]["done"] == ["text"]
+    with pytest.raises(SystemExit, match=r"--init .*b: expected a finished run; its train_state.pt is at stage "
+                                         r"recall step 1 of its 2 stage\(s\)"):
+        loop.train(loop.TrainArgs(out=str(tmp_path / "c"), init=str(b), stages=("text", "recall"), eval_n=0, **TINY),
+                   progress=False)
+    (b / loop.STATE_FILE).unlink()  # its history alone says it is not finished either
+    with pytest.raises(SystemExit, match="expected a finished run; its history.json lists no stages done"):
+        loop.train(loop.TrainArgs(out=str(tmp_path / "c"), init=str(b), stages=("text", "recall"), eval_n=0, **TINY),
+                   progress=False)
+
+
+def test_init_of_a_run_that_already_ran_every_stage_is_nothing_to_run(tmp_path):
+    a = tmp_path / "a"
+    loop.train(loop.TrainArgs(out=str(a), stages=("text",), eval_n=0, **TINY), progress=False)
+    with pytest.raises(SystemExit, match=rf"^nothing to run: {a} already ran all 1 stages; append stages "
+                                         r"\(e.g. --curriculum v2 --stages text,video-dense\)$"):
+        loop.train(loop.TrainArgs(out=str(tmp_path / "b"), init=str(a), stages=("text",), eval_n=0, **TINY),
+                   progress=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_stage_shorter_than_its_head_warmup_is_one_warning_line(tmp_path, capsys):
+    args = loop.TrainArgs(out=str(tmp_path), stages=("text", "image-ctc-chars"), eval_n=0,
+                          **dict(TINY, steps={"text": 1, "image-ctc-chars": 3}))
+    loop.train(args, progress=False, stop_after=1)  # the warning comes at the start; text alone runs
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["warning: stage image-ctc-chars has 3 step(s), no more than its head_warmup of 1500: only its "
+                   "new head trains, the encoder stays as it is (give it more with --steps)"]
+    loop.warn_head_warmup(loop.TrainArgs(), 0)  # the committed curriculum's steps: no warning
+    loop.warn_head_warmup(loop.TrainArgs(curriculum="v2", stages=C.STAGE_NAMES + tuple(C.V2_ONLY),
+                                         steps={s.name: s.steps for s in C.CURRICULA["v2"]}), 0)
+    assert capsys.readouterr().err == ""
+
+
+def test_speech_stages_without_espeak_are_refused_before_any_work(tmp_path, monkeypatch):
+    from evalsuite.tasks.gen import audio
+
+    monkeypatch.setattr(audio, "espeak_available", lambda: False)
+    args = loop.TrainArgs(out=str(tmp_path / "run"), stages=("text", "image-ctc"), eval_n=0, **TINY)
+    with pytest.raises(SystemExit, match=r"^espeak-ng is not installed; stage\(s\) \['text'\] need its speech clips "
+                                         r"\(apt-get install espeak-ng, or make sysdeps\)$"):
+        loop.train(args, progress=False)
+    assert not (tmp_path / "run").exists()
+    loop.check_speech(dataclasses.replace(args, stages=("image-ctc",)), 0)  # rendered lines only: no speech
+    with pytest.raises(SystemExit, match="the audioqa evaluation"):
+        loop.check_speech(dataclasses.replace(args, stages=("image-ctc",), eval_n=1), 0)
+
+
+def test_ctrl_c_is_one_line_saying_where_the_last_save_is(tmp_path, monkeypatch):
+    calls = []
+    real = loop.batch_loss
+
+    def batch_loss(*a, **kw):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+    monkeypatch.setattr(loop, "batch_loss", batch_loss)
+    args = loop.TrainArgs(out=str(tmp_path), stages=("text",), eval_n=0, **dict(TINY, steps={"text": 5}, save_every=2))
+    with pytest.raises(loop.Interrupted) as e:
+        loop.train(args, progress=False)
+    assert e.value.code == (f"interrupted: the last save in {tmp_path} is at stage text step 2 (global step 2); "
+                            "1 step(s) since it are lost; run the same command again to resume")
