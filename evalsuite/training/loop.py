@@ -340,6 +340,7 @@ def initial_model(args: TrainArgs, device: torch.device) -> tuple[OmniModel, int
     if list(args.stages[:len(done)]) != done:
         raise SystemExit(f"--init {init}: it ran stages {done}; expected them as the first of {list(args.stages)}")
     history["init"] = {"from": str(init), "sha256": weights.weights_sha256(init), "done": done}
+    history.pop("pending_eval", None)  # (a finished run has none; its evaluations are its own)
     return model.to(device).train(), len(done), history
 
 
@@ -539,9 +540,10 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
     if history.get("pending_eval"):  # killed during the evaluation after a stage: that stage's row first
         if args.eval_n > 0:
             model.eval()
-            save_state(out, model, opt, start_stage, start_step, history, args, state.get("aux"))
+            aux = (state or {}).get("aux")
+            save_state(out, model, opt, start_stage, start_step, history, args, aux)
             _evaluate_pending(out, history, args, progress)
-            save_state(out, model, opt, start_stage, start_step, history, args, state.get("aux"))
+            save_state(out, model, opt, start_stage, start_step, history, args, aux)
             model.train()
         else:
             history.pop("pending_eval")
