@@ -43,7 +43,8 @@ model and count; for a remote ``openai:`` model also the server: base URL, serve
 device an evalsuite server reports), and the verdict says so ("PASS (accuracy only: throughput not
 gated, different hardware)"): a CI job on other hardware gates throughput against baseline runs
 made in the same job. Skipped likewise when the runs' speed settings differ where both record them
-(the model's ``batch_size``, an ``openai:`` client's ``max_concurrency``: "different run settings").
+(the model's ``batch_size``, else the run's ``--batch-size`` as ``environment.batch_size``, which
+every backend's run records; an ``openai:`` client's ``max_concurrency``: "different run settings").
 A side's repeats share hardware and settings.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run
@@ -571,10 +572,19 @@ SPEED_SETTINGS = ("batch_size", "max_concurrency")
 
 
 def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The speed settings two runs (their results.json) both record with different values."""
-    ma, mb = a["model"], b["model"]
-    return [f"{k} {ma[k]} vs {mb[k]}" for k in SPEED_SETTINGS
-            if ma.get(k) is not None and mb.get(k) is not None and ma[k] != mb[k]]
+    """The speed settings two runs (their results.json) both record with different values: the
+    model's own, else the run's (``environment.batch_size``, the runner's --batch-size, recorded for
+    every backend: an openai: client sends that many requests at once, hf batches them)."""
+    def value(run: dict[str, Any], k: str) -> Any:
+        v = (run.get("model") or {}).get(k)
+        return v if v is not None else (run.get("environment") or {}).get(k)
+
+    out = []
+    for k in SPEED_SETTINGS:
+        va, vb = value(a, k), value(b, k)
+        if va is not None and vb is not None and va != vb:
+            out.append(f"{k} {va} vs {vb}")
+    return out
 
 
 def verdict_text(verdict: str, efficiency_skipped: str | None, baseline_status: str = "complete") -> str:

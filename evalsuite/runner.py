@@ -591,7 +591,8 @@ def run(cfg: RunConfig) -> RunOutcome:
             return
         doc["status"] = status
         doc["updated"] = now_iso()
-        doc["environment"] = environment(cfg.command, cfg.seed, prior_wall + time.perf_counter() - started)
+        doc["environment"] = {**environment(cfg.command, cfg.seed, prior_wall + time.perf_counter() - started),
+                              "batch_size": cfg.batch_size}  # requests per generate call, whatever the backend
         validate(json.loads(json.dumps(doc, default=str)))
         atomic_write_json(res_path, doc)
 

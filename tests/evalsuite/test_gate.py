@@ -985,6 +985,11 @@ def test_efficiency_is_not_gated_across_core_counts_servers_or_speed_settings(bi
     assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (max_concurrency 16 vs 4")
     g = run_gate(h100, remote("h100again", "http://h100-box:8000/v1", rate=3.0), n_boot=200)
     assert [e.verdict for e in g.efficiency] == [FAIL]
+    # the runner's --batch-size, recorded for every backend: an openai: client sends that many at once
+    g = run_gate(run("o8", env={"batch_size": 8}, model={"device": "remote", "backend": "openai"}),
+                 run("o64", env={"batch_size": 64}, model={"device": "remote", "backend": "openai"}, rate=30.0),
+                 n_boot=200)
+    assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size 8 vs 64")
 
 
 def test_the_cli_says_which_baseline_it_picked_from_a_folder_and_why(big, tmp_path, capsys):

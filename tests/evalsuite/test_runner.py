@@ -627,3 +627,12 @@ def test_a_grounding_task_with_failures_has_an_interval_around_right_over_total(
     failed = [res(i, None) for i in range(100)]
     entry = summarize(task, samples, failed, chash="x", wall_s=1.0, complete=True)
     assert entry["metrics"]["accuracy"] == 0.0 and entry["ci95"]["accuracy"] is not None
+
+
+def test_the_runs_batch_size_is_recorded_whatever_the_backend(toy, tmp_path):
+    """The gate compares speed only between runs of the same batch size; only the reference backend
+    recorded one (an openai: client sends --batch-size requests at once, and nothing said so)."""
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=3))
+    assert json.loads((out / "results.json").read_text())["environment"]["batch_size"] == 3
