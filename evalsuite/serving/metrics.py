@@ -57,6 +57,7 @@ PERCENTILES = (50.0, 90.0, 95.0, 99.0)
 SLO_PERCENTILE = 99.0  # the SLO limits the p99 of each figure
 CONFIDENCE = 0.95  # of a claim that a point meets it (`slo_evidence`)
 PACE_TOLERANCE = 0.1  # an open-loop point keeps pace when its backlog grows by at most this (`backlog_growth`)
+PACE_MIN_WINDOW_S = 10.0  # arrivals must span this (or a shorter rate_point_s) for `backlog_growth` to decide
 ALWAYS = (90.0, 99.0)  # the SLO check and the old readers need these
 
 

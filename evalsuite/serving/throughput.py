@@ -374,6 +374,10 @@ class _Bench:
         self.by_duration = a["point_mode"] == "duration"
         self.n_open = self.cap(int(a["requests_per_point"]) or max(16, 4 * max(self.sweep)))
         self.overload_window_s, self.rate_window_s = rate_windows(task.slo, float(a["rate_point_s"]), self.dur)
+        if self.overload_window_s > self.dur:
+            self.notes.append(f"point_duration_s {self.dur:g} is under the {self.overload_window_s:.3g} s (6 x the TTFT or "
+                              f"E2EL limit) in which a 20% overload breaks that limit: no rate point can show its rate "
+                              f"is sustainable (each is marked unproven); raise point_duration_s above it")
         self.arrival_seed = cfg.seed if int(a["arrival_seed"]) < 0 else int(a["arrival_seed"])
         if a["dataset"] == "random":
             n = self.cap(max(int(a["pool"]), self.n_open, self.n_closed(max(self.sweep))))
@@ -502,6 +506,18 @@ class _Bench:
         users = run.concurrency if reached else len(run.records)  # at most that many were ever in flight
         point = sm.point_metrics(run.timings, concurrency=users, gpus=self.gpus, slo=self.task.slo,
                                  percentiles=self.task.percentiles)
+        span = point.get("arrival_window_s")
+        pace_needs = min(sm.PACE_MIN_WINDOW_S, self.rate_window_s or sm.PACE_MIN_WINDOW_S)
+        if point.get("keeps_pace") is not None and span is not None and span < pace_needs * (1 - 1e-9):
+            # a few requests over a fraction of a second (--limit cut the rate window short): the slope
+            # of their backlog is queueing noise (a burst reads as keeping pace, half capacity as falling
+            # behind), so it decides nothing; latency alone decides, and the point is unproven below
+            point["keeps_pace"] = None
+            point["meets_slo"] = sm.point_meets_slo_p99(run.timings, self.task.slo)
+            if not self.overload_window_s:  # no latency limit either: nothing here shows the rate sustainable
+                point["slo_evidence"]["proven"] = False
+            run.notes.append(f"arrivals spanned {span:.3g} s, under the {pace_needs:.3g} s needed to tell "
+                             "whether completions keep pace with them: latency alone decides this point")
         if not reached:  # not evidence that the configured concurrency meets the SLO
             point["meets_slo"] = False
             run.notes.append(f"only {len(run.records)} requests were sent at concurrency {run.concurrency}: that "

@@ -464,3 +464,15 @@ def test_a_warm_up_that_cannot_prepare_notes_it_and_runs_the_point(tmp_path: Pat
                                                               limit=2), out=tmp_path, config_hash="x")
     assert entry["throughput"]["closed_loop"][0]["n_completed"] == 2
     assert any("warm-up at concurrency 1 failed (RuntimeError: no room)" in n for n in entry["throughput"]["notes"])
+
+
+def test_a_rate_point_cut_short_by_limit_is_not_judged_on_pace(tmp_path: Path) -> None:
+    """Under --limit a rate point is a few requests over a fraction of a second: the slope of their
+    backlog is noise (half capacity failed as 'fell behind', a burst above capacity passed), so the
+    pace rule decides nothing there, latency decides, and the point is marked unproven."""
+    t, _ = run_tp(tmp_path, "mock:ttft=0.05,itl=0.01,slots=2", limit=5, **{**QUICK, "concurrency": [1, 2],
+                                                                          "rate_fractions": [0.5]})
+    (p,) = t["throughput"]["open_loop"]
+    assert p["keeps_pace"] is None and p["arrival_window_s"] < 10.0
+    assert any("latency alone decides this point" in n for n in p["notes"])
+    assert p["slo_evidence"]["proven"] is False
