@@ -94,7 +94,7 @@ serve: venv
 # to BENCHMARKS.md (--bench); a run into another folder leaves BENCHMARKS.md alone)
 TRAIN_OUT ?= results/train/tiny
 COMMITTED_CHECKPOINT := evalsuite/model/checkpoints/tiny
-REMAKE_ARGS = $(if $(filter $(COMMITTED_CHECKPOINT) $(COMMITTED_CHECKPOINT)/ ./$(COMMITTED_CHECKPOINT),$(TRAIN_OUT)),--overwrite --bench)
+REMAKE_ARGS = $(if $(filter $(abspath $(COMMITTED_CHECKPOINT)),$(abspath $(TRAIN_OUT))),--overwrite --bench)
 train: venv sysdeps
 	$(PY) -m evalsuite.training --preset tiny --out $(TRAIN_OUT) $(REMAKE_ARGS) $(ARGS)
 

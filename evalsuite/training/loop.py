@@ -667,7 +667,8 @@ def _train(args: TrainArgs, progress: bool, stop_after: int | None, feeds: list[
             _evaluate_pending(out, history, args, progress)
             save(k + 1, 0)
         model.train()
-        if stop_after is not None and global_step - steps_before >= stop_after:
+        # a budget spent exactly at the last stage's end: the run is finished, so it is marked so below
+        if stop_after is not None and global_step - steps_before >= stop_after and k + 1 < len(args.stages):
             return _finish(out, history, args, progress)
     if (out / STATE_FILE).is_file() and history.get("done") != list(args.stages):
         history["done"] = list(args.stages)  # the stages a finished run ran (it may be extended later)

@@ -210,6 +210,9 @@ def test_make_train_passes_bench_and_overwrite_only_to_the_in_place_remake():
     assert "--bench" not in line("ARGS=--stop-after 500")
     remake = line("TRAIN_OUT=evalsuite/model/checkpoints/tiny")
     assert "--out evalsuite/model/checkpoints/tiny --overwrite --bench" in remake
+    for same in ("evalsuite/model/checkpoints/tiny/", "./evalsuite/model/checkpoints/tiny",
+                 str(root / "evalsuite/model/checkpoints/tiny")):  # the same folder, however written
+        assert line(f"TRAIN_OUT={same}").rstrip().endswith("--overwrite --bench"), same
 
 
 def documented_commands():

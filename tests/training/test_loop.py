@@ -429,3 +429,12 @@ def test_ctrl_c_is_one_line_saying_where_the_last_save_is(tmp_path, monkeypatch)
         loop.train(args, progress=False)
     assert e.value.code == (f"interrupted: the last save in {tmp_path} is at stage text step 2 (global step 2); "
                             "1 step(s) since it are lost; run the same command again to resume")
+
+
+def test_a_time_box_spent_exactly_at_the_last_step_leaves_a_finished_run(tmp_path):
+    """--stop-after N where N is the run's last step: the run returned before marking itself done, so
+    --bench wrote nothing and --init refused it until the same command ran again."""
+    args = loop.TrainArgs(out=str(tmp_path / "a"), stages=("text",), eval_n=0, **TINY)
+    history = loop.train(args, progress=False, stop_after=1)  # TINY: one step a stage
+    assert history.get("done") == ["text"]
+    assert json.loads((tmp_path / "a" / "history.json").read_text())["done"] == ["text"]
