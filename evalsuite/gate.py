@@ -90,8 +90,8 @@ from typing import Any, Collection, Sequence
 import numpy as np
 from scipy.stats import t as student_t
 
-from evalsuite.compare import (CompareError, check_configs, check_same_data, comparable_figures, efficiency_direction,
-                               format_table, numeric_figures, prompt_differences, select_tasks)
+from evalsuite.compare import (CompareError, check_configs, check_same_data, comparable_figures, config_differences,
+                               efficiency_direction, format_table, numeric_figures, prompt_differences, select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test, smallest_p
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, model_identity, read_samples, results_path,
@@ -767,11 +767,17 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         if rc.get("status") == "complete":
             raise
         names = []  # a candidate cut short before it finished any task: a FAIL below, not a usage error
-    diffs = check_configs(rb, rc, names, allow_mismatch=allow_config_mismatch)
-    for t, d in check_same_data(sb, sc, names, allow_mismatch=allow_config_mismatch).items():
+    # a load test (the throughput task) has only efficiency to gate: with efficiency not asked
+    # (--max-slowdown < 0) its settings, version included, are noted, not a reason to refuse the gate
+    load = [t for t in names if "throughput" in rb["tasks"][t] or "throughput" in rc["tasks"][t]
+            ] if max_slowdown_pct is None else []
+    checked = [t for t in names if t not in load]
+    diffs = check_configs(rb, rc, checked, allow_mismatch=allow_config_mismatch)
+    diffs.update({t: config_differences(rb["tasks"][t], rc["tasks"][t]) for t in load})
+    for t, d in check_same_data(sb, sc, checked, allow_mismatch=allow_config_mismatch).items():
         diffs[t] = diffs[t] + d
-    check_repeats(baseline, baseline_label, baseline_repeats, names, "baseline", allow_config_mismatch)
-    check_repeats(candidate, candidate_label, candidate_repeats, names, "candidate", allow_config_mismatch)
+    check_repeats(baseline, baseline_label, baseline_repeats, checked, "baseline", allow_config_mismatch)
+    check_repeats(candidate, candidate_label, candidate_repeats, checked, "candidate", allow_config_mismatch)
     # each side's runs, the first (accuracy is gated on it) and its repeats: (results, label)
     base_runs = [(baseline[0], baseline_label), *((r, lab) for (r, _), lab in baseline_repeats)]
     cand_runs = [(candidate[0], candidate_label), *((r, lab) for (r, _), lab in candidate_repeats)]

@@ -1010,3 +1010,32 @@ def test_the_cli_says_which_baseline_it_picked_from_a_folder_and_why(big, tmp_pa
     assert capsys.readouterr().out.startswith(f"gating against baseline {folder / 'bf16.json'} (named by --baseline-name bf16)\n")
     gate("--baseline", str(run), "--candidate", str(by_name), "--max-slowdown", "-1")  # given directly: nothing to say
     assert capsys.readouterr().out.startswith("task ")
+
+
+def test_a_load_tests_settings_are_noted_not_refused_when_efficiency_is_not_asked(big, tmp_path):
+    """A baseline holding the throughput task at an older version refused the whole gate, even with
+    --max-slowdown < 0 (nothing of the load test gated): its settings are then a note."""
+    from evalsuite.compare import CompareError
+    from evalsuite.runner import RunConfig, run
+
+    rows, _ = big
+    tp = tmp_path / "tp"
+    run(RunConfig(model="mock:ttft=0.01,itl=0.002", tasks=["throughput"], out=tp, limit=3, quiet=True, report=False,
+                  task_args={"throughput": {"mix": "text", "video_requests": 0, "audio_requests": 0, "warmup": 0,
+                                            "concurrency": [1], "rate_fractions": [], "max_tokens": 4}}))
+    entry = json.loads((tp / "results.json").read_text())["tasks"]["throughput"]
+
+    def with_load_test(name, version):
+        folder = write_run(tmp_path / name, {"docqa": rows}, run_id=name)
+        doc = json.loads((folder / "results.json").read_text())
+        doc["tasks"]["throughput"] = {**entry, "version": version}
+        (folder / "results.json").write_text(json.dumps(doc))
+        shutil.copy(tp / "samples" / "throughput.jsonl", folder / "samples" / "throughput.jsonl")
+        return load_run(folder)
+
+    base, cand = with_load_test("b", "2"), with_load_test("c", entry["version"])
+    g = run_gate(base, cand, max_slowdown_pct=None, n_boot=200)
+    assert g.verdict == PASS and not g.failed
+    assert any(n.startswith("task 'throughput': settings differ (version") for n in g.notes)
+    with pytest.raises(CompareError, match="task 'throughput' was run with different settings \\(version"):
+        run_gate(base, cand, max_slowdown_pct=20.0, n_boot=200)  # its figures gated: not across versions
