@@ -522,8 +522,14 @@ class _Bench:
             point["meets_slo"] = False
             run.notes.append(f"only {len(run.records)} requests were sent at concurrency {run.concurrency}: that "
                              "load was never reached, so the point does not count as meeting the SLO")
+        elif run.n_unsent and run.kind == "closed" and phase in ("closed_loop", "slo_search"):
+            # its users kept the load for the whole time bound (each sends its next request as one ends):
+            # the latencies of what was sent are that load's, only fewer of them, so they decide, and the
+            # point is unproven (slow requests, e.g. 8 s each, left every point unsent and failed)
+            point["slo_evidence"]["proven"] = False
+            run.notes.append("judged on the requests sent before the time bound, fewer than planned: unproven")
         elif run.n_unsent and phase in ("closed_loop", "slo_search", "open_loop"):
-            point["meets_slo"] = False  # the requests it did not send might have missed
+            point["meets_slo"] = False  # the arrivals it did not send might have missed
             run.notes.append("the point does not count as meeting the SLO: it was measured on fewer requests than "
                              "planned")
         point["reached_concurrency"] = reached
