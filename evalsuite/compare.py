@@ -280,7 +280,8 @@ def excluded_samples(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResu
     errored on (or left unscored); ``b.missing``: samples A scored that B does not hold; ``a`` the same
     the other way; ``errored_in_both``: held by both, scored by neither, an error in at least one;
     ``unscored_in_both``: held by both, scored by neither, no error (a type the task cannot score).
-    A task neither run scored any sample of (a load test's requests) has nothing left out: all zero."""
+    A task whose samples hold neither a score nor an error in either run (a load test's requests) has
+    nothing left out: all zero; one where every sample errored in both says so."""
     by_a, by_b = {r.id: r for r in rows_a}, {r.id: r for r in rows_b}
 
     def scored(r: SampleResult) -> bool:
@@ -291,7 +292,8 @@ def excluded_samples(rows_a: Sequence[SampleResult], rows_b: Sequence[SampleResu
         return {"errored": sum(1 for i in ids if i in mine and not scored(mine[i])),
                 "missing": sum(1 for i in ids if i not in mine)}
 
-    if not any(scored(r) for r in by_a.values()) and not any(scored(r) for r in by_b.values()):
+    rows = [*by_a.values(), *by_b.values()]
+    if not any(scored(r) or r.error is not None for r in rows):  # a load test's requests: no score, no error
         zero = {"errored": 0, "missing": 0}
         return {"a": dict(zero), "b": dict(zero), "errored_in_both": 0, "unscored_in_both": 0}
     neither = [(r, by_b[i]) for i, r in by_a.items() if i in by_b and not scored(r) and not scored(by_b[i])]

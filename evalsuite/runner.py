@@ -583,6 +583,11 @@ def run(cfg: RunConfig) -> RunOutcome:
     }
     messages: list[str] = []
     exit_code = 0
+    # requests per generate call, whatever the backend; a folder whose earlier results ran at another
+    # (or an unrecorded) batch size holds both: None, so that the gate compares no speed with it
+    kept = (prior or {}).get("tasks") or {}
+    batch_size = cfg.batch_size if not kept or (prior or {}).get("environment", {}).get("batch_size") == cfg.batch_size \
+        else None
 
     def write(status: str) -> None:
         from evalsuite.env import environment
@@ -592,7 +597,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         doc["status"] = status
         doc["updated"] = now_iso()
         doc["environment"] = {**environment(cfg.command, cfg.seed, prior_wall + time.perf_counter() - started),
-                              "batch_size": cfg.batch_size}  # requests per generate call, whatever the backend
+                              "batch_size": batch_size}
         validate(json.loads(json.dumps(doc, default=str)))
         atomic_write_json(res_path, doc)
 
@@ -631,12 +636,16 @@ def run(cfg: RunConfig) -> RunOutcome:
             pass
         raise
     except ResumeRefused as e:
-        # refused before its task ran: a finished run stays as it was (marking it failed made the gate
-        # refuse it as a baseline); tasks resumed before it keep their samples, summarized on the next run
+        # refused before its task ran. Where no task before it added samples in this invocation, a
+        # finished run stays as it was (marking it failed made the gate refuse it as a baseline); where
+        # one did, results.json holds what ran (the old copy no longer matched the samples files), failed
         try:
-            if prior is not None and dist.leader:
+            before = (prior or {}).get("tasks", {})
+            changed = any(t not in before or before[t].get("n_samples") != now.get("n_samples")
+                          for t, now in doc["tasks"].items())
+            if prior is not None and not changed and dist.leader:
                 atomic_write_json(res_path, prior)
-            elif prior is None:
+            else:
                 doc["status_reasons"] = [one_line(e)]
                 write("failed")
         except Exception:

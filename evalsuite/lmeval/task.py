@@ -39,6 +39,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -81,41 +82,46 @@ LM_EVAL_DEFAULT_SEEDS = (0, 1234, 1234, 1234)
 
 @contextlib.contextmanager
 def _no_progress_bars(quiet: bool) -> Iterator[None]:
-    """``--quiet``: lm-eval's progress bars and prints ("bootstrapping for stddev: bleu") and datasets'
-    bars ("Generating test split") off for the call, restored after. lm-eval's modules hold ``tqdm``
-    from their import (it reads no setting at run time) or import it inside a function (its
-    bootstrap), so both the modules' name and ``tqdm.tqdm`` are swapped for a disabled one."""
+    """``--quiet``: lm-eval's progress bars and its bootstrap's print ("bootstrapping for stddev:
+    bleu") and datasets' bars ("Generating test split") off for the call, restored after. lm-eval's
+    modules hold ``tqdm`` from their import (it reads no setting at run time) or import it inside a
+    function (its bootstrap), so both the modules' name and ``tqdm.tqdm`` are swapped for a disabled
+    one; a module first imported during the call (a task's utils) gets the real one back after it.
+    Nothing else of stdout is touched (lm-eval's diagnostics before an error still print)."""
     if not quiet:
         yield
         return
     import functools
     import importlib
-    import io
 
     import tqdm as _tqdm
     from datasets.utils import logging as ds_logging
 
     real = _tqdm.tqdm
     off = functools.partial(real, disable=True)
-    patched = []
     for name in ("lm_eval.api.task", "lm_eval.api.model", "lm_eval.api.metrics", "lm_eval.evaluator"):
         try:
             mod = importlib.import_module(name)
         except ImportError:
             continue
         if getattr(mod, "tqdm", None) is real:
-            patched.append(mod)
             mod.tqdm = off
+    metrics = sys.modules.get("lm_eval.api.metrics")
+    had_print = metrics is not None and "print" in vars(metrics)
+    if metrics is not None:
+        metrics.print = lambda *a, **k: None  # its bootstrap's one line; builtins.print elsewhere
     _tqdm.tqdm = off
     was_on = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
+        yield
     finally:
         _tqdm.tqdm = real
-        for mod in patched:
-            mod.tqdm = real
+        for mod in list(sys.modules.values()):
+            if (getattr(mod, "__dict__", None) or {}).get("tqdm") is off:  # its own name, no lazy __getattr__
+                mod.tqdm = real
+        if metrics is not None and not had_print:
+            del metrics.print
         if was_on:
             ds_logging.enable_progress_bar()
 

@@ -507,10 +507,13 @@ class _Bench:
         point = sm.point_metrics(run.timings, concurrency=users, gpus=self.gpus, slo=self.task.slo,
                                  percentiles=self.task.percentiles)
         span = point.get("arrival_window_s")
-        pace_needs = min(sm.PACE_MIN_WINDOW_S, self.rate_window_s or sm.PACE_MIN_WINDOW_S)
+        pace_needs = sm.PACE_MIN_WINDOW_S
+        if run.rate is not None and math.isfinite(run.rate) and run.rate > 0:
+            # what this rate's schedule spans uncut (its window, or as much as fits in point_duration_s)
+            pace_needs = min(pace_needs, (rate_point_size(run.rate, 1, self.rate_window_s, self.dur) - 1) / run.rate)
         if point.get("keeps_pace") is not None and span is not None and span < pace_needs * (1 - 1e-9):
-            # a few requests over a fraction of a second (--limit cut the rate window short): the slope
-            # of their backlog is queueing noise (a burst reads as keeping pace, half capacity as falling
+            # a few requests over a fraction of a second (--limit cut the schedule short): the slope of
+            # their backlog is queueing noise (a burst reads as keeping pace, half capacity as falling
             # behind), so it decides nothing; latency alone decides, and the point is unproven below
             point["keeps_pace"] = None
             point["meets_slo"] = sm.point_meets_slo_p99(run.timings, self.task.slo)

@@ -381,3 +381,6 @@ def test_samples_scored_in_neither_run_are_named_by_why(tmp_path):
                                  "1 scored in neither (no score, no error)")
     requests = [SampleResult(**{**r.__dict__, "score": None}) for r in rows]  # a load test's samples
     assert excluded_text(excluded_samples(requests, requests)) is None
+    dead = [SampleResult(**{**r.__dict__, "score": None, "error": "backend died"}) for r in rows]
+    assert excluded_text(excluded_samples(dead, dead)) == ("6 sample(s) left out of the paired comparison: "
+                                                           "6 scored in neither (errored)")

@@ -4,6 +4,7 @@ log-likelihoods are the model's own."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -674,3 +675,6 @@ def test_quiet_silences_lm_evals_bootstrap_too(tmp_path: Path, capsys, monkeypat
     assert "bootstrapping for stddev: bleu" in capsys.readouterr().out
     import tqdm
     assert tqdm.tqdm.__name__ == "tqdm"  # restored
+    leaked = [name for name, mod in list(sys.modules.items())
+              if isinstance((getattr(mod, "__dict__", None) or {}).get("tqdm"), functools.partial)]
+    assert leaked == []  # modules first imported during the quiet call got the real tqdm back

@@ -636,3 +636,41 @@ def test_the_runs_batch_size_is_recorded_whatever_the_backend(toy, tmp_path):
     out = tmp_path / "run"
     run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=3))
     assert json.loads((out / "results.json").read_text())["environment"]["batch_size"] == 3
+
+
+def test_a_refused_resume_after_another_task_ran_writes_what_ran(toy, tmp_path):
+    """toy resumed from 5 to 10 samples, then toy2 was refused (its file holds 12): the old results.json
+    (toy at 5, complete) was put back beside a samples file of 10. Now results.json holds what ran
+    (toy at 10) and says failed; with nothing run first, the old one stays (the test above)."""
+    import toytask
+    from evalsuite.registry import TASKS
+
+    if "toy2" not in TASKS:
+        @TASKS.register("toy2")
+        class Toy2(toytask.ToyTask):
+            name = "toy2"
+
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    kw = dict(model=f"replay:{preds}", out=out, quiet=True, report=False, max_error_rate=1.0)
+    run(RunConfig(tasks=["toy", "toy2"], limit=5, **kw))
+    run(RunConfig(tasks=["toy2"], limit=12, **kw))
+    with pytest.raises(RunError, match=r"holds 2 sample\(s\) of 'toy2' outside this run's 10"):
+        run(RunConfig(tasks=["toy", "toy2"], limit=10, **kw))
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["status"] == "failed" and doc["tasks"]["toy"]["n_samples"] == 10
+    assert sum(1 for _ in open(out / "samples" / "toy.jsonl")) == 10
+
+
+def test_a_folder_run_at_two_batch_sizes_records_none(toy, tmp_path):
+    """Resumed at --batch-size 1 after 10 samples at 64, the run recorded 1: the gate then compared
+    its speed as a batch-1 run's."""
+    preds = _replay_file(tmp_path)
+    out = tmp_path / "run"
+    kw = dict(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False)
+    run(RunConfig(limit=10, batch_size=64, **kw))
+    assert json.loads((out / "results.json").read_text())["environment"]["batch_size"] == 64
+    run(RunConfig(limit=10, batch_size=64, **kw))  # the same again: still 64
+    assert json.loads((out / "results.json").read_text())["environment"]["batch_size"] == 64
+    run(RunConfig(limit=12, batch_size=1, **kw))
+    assert json.loads((out / "results.json").read_text())["environment"]["batch_size"] is None

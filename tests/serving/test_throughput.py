@@ -482,3 +482,14 @@ def test_a_rate_point_cut_short_by_limit_is_not_judged_on_pace(tmp_path: Path) -
     assert p["keeps_pace"] is None and p["arrival_window_s"] < 10.0
     assert any("latency alone decides this point" in n for n in p["notes"])
     assert p["slo_evidence"]["proven"] is False
+
+
+def test_the_pace_rule_decides_over_a_schedule_its_time_bound_shortened(tmp_path: Path) -> None:
+    """point_duration_s 4 s, no --limit: a rate point's arrivals span just under 4 s (what fits), the
+    schedule uncut, so the pace rule decides (it never did: the 10 s it asked for cannot fit)."""
+    t, _ = run_tp(tmp_path, "mock:ttft=0.02,itl=0.005,slots=2", limit=None, **{
+        **QUICK, "concurrency": [1], "rate_fractions": [0.5], "slo_search": "none", "point_duration_s": 4.0})
+    (p,) = t["throughput"]["open_loop"]
+    assert 3.0 < p["arrival_window_s"] < 4.0
+    assert p["keeps_pace"] is True and p["backlog_growth"] is not None
+    assert not any("latency alone decides" in n for n in p["notes"])
