@@ -91,7 +91,8 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from evalsuite.compare import (CompareError, check_configs, check_same_data, comparable_figures, config_differences,
-                               efficiency_direction, format_table, numeric_figures, prompt_differences, select_tasks)
+                               efficiency_direction, format_table, measured_under_load, numeric_figures,
+                               prompt_differences, select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test, smallest_p
 from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
                                load_results, load_run, model_identity, read_samples, results_path,
@@ -744,12 +745,10 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
             raise GateError(f"the baseline run {lab} is {r.get('status')}, not complete ({why}): the samples it "
                             f"errored on or lacks would count against it and flatter the candidate; gate against a "
                             f"finished baseline, or pass --allow-incomplete-baseline")
-    check_consistent(baseline, baseline_label, "baseline")
-    check_consistent(candidate, candidate_label, "candidate")
-    for run, lab in baseline_repeats:
-        check_consistent(run, lab, "baseline")
-    for run, lab in candidate_repeats:
-        check_consistent(run, lab, "candidate")
+    for side, first, label, repeats in (("baseline", baseline, baseline_label, baseline_repeats),
+                                        ("candidate", candidate, candidate_label, candidate_repeats)):
+        for run, lab in [(first, label), *repeats]:
+            check_consistent(run, lab, side)
     # the baseline's tasks the gate covers (every one, or those --tasks names) that the candidate did not
     # run: a FAIL below, as a task whose samples were lost is (a narrower gate is asked with --tasks)
     unknown = [t for t in tasks or [] if t not in rb["tasks"]]
@@ -769,7 +768,7 @@ def run_gate(baseline: Run, candidate: Run, *, margin_points: float = 2.0, alpha
         names = []  # a candidate cut short before it finished any task: a FAIL below, not a usage error
     # a load test (the throughput task) has only efficiency to gate: with efficiency not asked
     # (--max-slowdown < 0) its settings, version included, are noted, not a reason to refuse the gate
-    load = [t for t in names if "throughput" in rb["tasks"][t] or "throughput" in rc["tasks"][t]
+    load = [t for t in names if measured_under_load(rb["tasks"][t]) or measured_under_load(rc["tasks"][t])
             ] if max_slowdown_pct is None else []
     checked = [t for t in names if t not in load]
     diffs = check_configs(rb, rc, checked, allow_mismatch=allow_config_mismatch)

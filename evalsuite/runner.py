@@ -585,9 +585,8 @@ def run(cfg: RunConfig) -> RunOutcome:
     exit_code = 0
     # requests per generate call, whatever the backend; a folder whose earlier results ran at another
     # (or an unrecorded) batch size holds both: None, so that the gate compares no speed with it
-    kept = (prior or {}).get("tasks") or {}
-    batch_size = cfg.batch_size if not kept or (prior or {}).get("environment", {}).get("batch_size") == cfg.batch_size \
-        else None
+    mixed = bool(prior and prior.get("tasks")) and prior.get("environment", {}).get("batch_size") != cfg.batch_size
+    batch_size = None if mixed else cfg.batch_size
 
     def write(status: str) -> None:
         from evalsuite.env import environment
@@ -637,7 +636,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         raise
     except ResumeRefused as e:
         # refused before its task ran. Where no task before it added samples in this invocation, a
-        # finished run stays as it was (marking it failed made the gate refuse it as a baseline); where
+        # finished run stays as it was (marked failed, the gate would refuse it as a baseline); where
         # one did, results.json holds what ran (the old copy no longer matched the samples files), failed
         try:
             before = (prior or {}).get("tasks", {})
@@ -703,8 +702,8 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     in_file = read_samples(merged_path)
     if extra := sorted(set(in_file) - seen):  # a smaller --limit than the file's run
         raise ResumeRefused(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
-                       f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
-                       f"--overwrite, or another --out")
+                            f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
+                            f"--overwrite, or another --out")
     done = {i: r for i, r in in_file.items() if i in mine_ids}
     # shards of an earlier run cut short under torchrun, with any number of ranks (this one's among them)
     shards = sorted((out / "samples").glob(f"{task.name}.rank*-of-*.jsonl"))
@@ -712,8 +711,8 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
         done.update({i: r for i, r in read_samples(shard).items() if i in mine_ids})
     if stale := other_targets(samples, done.values()):  # the data's location is not in the settings
         sid, old, new = stale[0]
-        raise ResumeRefused(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other data "
-                       f"(sample {sid!r}: target {old!r} then, {new!r} now): --overwrite, or another --out")
+        raise ResumeRefused(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other "
+                            f"data (sample {sid!r}: target {old!r} then, {new!r} now): --overwrite, or another --out")
     todo = [s for s in mine if s.id not in done]
     stamp_file = stamp_path(out, task.name)
     stamp = dict(_read_stamp(stamp_file) or {}) if done else {}

@@ -185,8 +185,8 @@ class LMEvalTask(DrivingTask):
 
     # ---- the run ------------------------------------------------------------------------------
     def check(self) -> None:
-        """The lm-eval task name, looked up before the runner builds the backend (an unknown name was
-        found only once a real model had loaded): one line naming the nearest names."""
+        """The lm-eval task name, looked up before the runner builds the backend (so an unknown name
+        never waits for a real model to load): one line naming the nearest names."""
         self._manager = self.task_manager()
 
     def task_manager(self) -> Any:

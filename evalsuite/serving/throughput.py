@@ -528,7 +528,7 @@ class _Bench:
         elif run.n_unsent and run.kind == "closed" and phase in ("closed_loop", "slo_search"):
             # its users kept the load for the whole time bound (each sends its next request as one ends):
             # the latencies of what was sent are that load's, only fewer of them, so they decide, and the
-            # point is unproven (slow requests, e.g. 8 s each, left every point unsent and failed)
+            # point is unproven (failing it would fail every point of a slow server, 8 s a request)
             point["slo_evidence"]["proven"] = False
             run.notes.append("judged on the requests sent before the time bound, fewer than planned: unproven")
         elif run.n_unsent and phase in ("closed_loop", "slo_search", "open_loop"):
