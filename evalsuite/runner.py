@@ -600,6 +600,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         validate(json.loads(json.dumps(doc, default=str)))
         atomic_write_json(res_path, doc)
 
+    stopped = False  # an exception ended the run after results.json said so
     try:
         if cfg.overwrite:
             dist.barrier()  # every rank sees the overwrite before reading its shard
@@ -629,6 +630,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         write("failed" if messages else "complete")
     except KeyboardInterrupt as e:
         doc["status_reasons"] = [interrupted_reason(e, dist)]
+        stopped = True
         try:
             write("interrupted")
         except Exception:
@@ -649,9 +651,11 @@ def run(cfg: RunConfig) -> RunOutcome:
                 write("failed")
         except Exception:
             pass
+        stopped = True
         raise
     except BaseException as e:
         doc["status_reasons"] = [one_line(e)]
+        stopped = True
         try:
             write("failed")
         except Exception:
@@ -664,6 +668,15 @@ def run(cfg: RunConfig) -> RunOutcome:
 
             if td.is_initialized():
                 td.destroy_process_group()
+        # a run stopped by Ctrl-C, SIGTERM or an error gets its page too: the page of an earlier
+        # invocation would otherwise stay, saying "complete" beside a results.json that does not
+        if stopped and cfg.report and dist.leader:
+            try:
+                from evalsuite.reports.run_report import render_run_report
+
+                render_run_report(out)
+            except Exception:  # the exception that stopped the run is the one to see
+                pass
 
     if cfg.report and dist.leader:
         try:

@@ -1,6 +1,8 @@
 import json
 import re
 
+import pytest
+
 from evalsuite.runner import RunConfig, run
 from evalsuite.reports.run_report import render_run_report
 
@@ -42,6 +44,40 @@ def test_report_shows_a_failed_status_with_its_reason(toy, tmp_path):
     html = (out / "report.html").read_text()
     assert '<b id="run-status" class="bad">failed</b>' in html and "This run failed" in html
     assert "10/20 samples errored" in html and "max-error-rate" in html
+
+
+def test_a_run_stopped_by_ctrl_c_or_a_crash_renders_its_page(toy, tmp_path, monkeypatch):
+    """The page of an earlier, finished invocation stayed after a resumed run was stopped: it said
+    "complete" beside a results.json that said "interrupted" (or "failed")."""
+    import evalsuite.runner as runner_mod
+
+    out = tmp_path / "run"
+    run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=4, batch_size=4))
+    assert '<b id="run-status" class="ok">complete</b>' in (out / "report.html").read_text()
+    real = runner_mod.process_batch
+    calls = {"n": 0}
+
+    def stop_on_second_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=12, batch_size=4))
+    html = (out / "report.html").read_text()
+    assert '<b id="run-status" class="bad">interrupted</b>' in html and "This run was interrupted" in html
+    assert "interrupted (Ctrl-C): run the same command again to resume" in html
+
+    def boom(*a, **kw):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runner_mod, "process_batch", boom)
+    with pytest.raises(RuntimeError):
+        run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=12, batch_size=4))
+    html = (out / "report.html").read_text()
+    assert '<b id="run-status" class="bad">failed</b>' in html and "disk on fire" in html
 
 
 def test_a_missing_samples_file_is_named_not_hidden(toy, tmp_path):
