@@ -95,22 +95,33 @@ def at_chance(ci: Any, chance: Any) -> bool:
     return bool(ci) and isinstance(chance, (int, float)) and float(ci[0]) <= float(chance) <= float(ci[1])
 
 
-def in_progress(run_dir: Path, results: dict[str, Any]) -> list[dict[str, Any]]:
+def in_progress(run_dir: Path, results: dict[str, Any],
+                samples: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """Tasks with a samples file but no entry in results.json: a task enters results.json only when
     it finishes, so a run stopped in the middle of one (SIGTERM, a crash) has its scored samples on
-    disk and nothing else; the page names them rather than show an empty summary."""
+    disk and nothing else; the page names them rather than show an empty summary. Likewise a task
+    whose samples file (``samples``, by task) holds more results than its entry counts: a finished
+    task run again on more samples and stopped keeps its earlier entry, whose figures cover only
+    ``earlier`` of them."""
     known = {str(Path(t.get("samples_file") or f"samples/{n}.jsonl")) for n, t in results["tasks"].items()}
     out = []
+    for name, t in results["tasks"].items():
+        rows = (samples or {}).get(name) or []
+        if len(rows) > int(t.get("n_samples") or 0):
+            out.append({"name": name, "file": Path(t.get("samples_file") or f"samples/{name}.jsonl").name,
+                        "n": sum(1 for r in rows if r.error is None), "n_errors": sum(1 for r in rows if r.error),
+                        "problem": None, "earlier": int(t.get("n_samples") or 0)})
     for f in sorted((run_dir / "samples").glob("*.jsonl")):
         if str(f.relative_to(run_dir)) in known:
             continue
         try:
             rows = list(read_samples(f).values())
         except Exception as e:  # a damaged file is named, not a lost page
-            out.append({"name": f.stem, "file": f.name, "n": None, "n_errors": None, "problem": str(e)})
+            out.append({"name": f.stem, "file": f.name, "n": None, "n_errors": None, "problem": str(e),
+                        "earlier": None})
             continue
         out.append({"name": f.stem, "file": f.name, "n": sum(1 for r in rows if r.error is None),
-                    "n_errors": sum(1 for r in rows if r.error), "problem": None})
+                    "n_errors": sum(1 for r in rows if r.error), "problem": None, "earlier": None})
     return out
 
 
@@ -150,7 +161,7 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
     no_value = [f"{x['name']} ({x['t'].get('n_errors')}/{x['t'].get('n_samples')} errored)" if x["t"].get("n_errors")
                 else x["name"] for x in tasks if x["perf"] is None and not _finite(x["value"])]
     html = jinja_env().get_template("run_report.html").render(
-        results=results, tasks=tasks, chart=chart, no_value=no_value, unfinished=in_progress(run_dir, results),
+        results=results, tasks=tasks, chart=chart, no_value=no_value, unfinished=in_progress(run_dir, results, samples),
         env=results["environment"], model=results["model"])
     out = run_dir / "report.html"
     atomic_write_text(out, html)

@@ -191,3 +191,19 @@ def test_control_characters_are_shown_and_none_is_a_dash(tmp_path):
     assert "nul\u2400 esc\u241b[31m red\u2421" in html
     assert "<b>target</b><pre>–</pre>" in html and "<b>target</b><pre>None</pre>" not in html
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+
+
+def test_a_finished_task_run_again_and_stopped_says_its_figures_are_of_fewer_samples(tmp_path):
+    """A task finished on 4 samples, run again on more and interrupted, keeps its 4-sample entry in
+    results.json while its samples file holds 10: the page said n=4 and nothing else."""
+    rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
+    rows[7].score, rows[7].error = None, "backend timeout"
+    run_dir = write_run(tmp_path / "run", {"docqa": rows[:4]}, status="interrupted",
+                        status_reasons=["interrupted (SIGTERM)"])
+    (run_dir / "samples" / "docqa.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    html = render_run_report(run_dir).read_text()
+    row = re.search(r'<tr class="in-progress">(.*?)</tr>', html, re.S).group(1)  # type: ignore[union-attr]
+    assert row.startswith("<td>docqa</td>") and "9 scored so far, 1 errored, run not finished: the figures " \
+        "of docqa above are of the 4 samples it finished before" in row
+    html = render_run_report(write_run(tmp_path / "done", {"docqa": rows})).read_text()
+    assert 'class="in-progress"' not in html
