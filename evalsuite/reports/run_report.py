@@ -125,6 +125,19 @@ def in_progress(run_dir: Path, results: dict[str, Any],
     return out
 
 
+def group_figure(group: dict[str, Any], pm: str) -> tuple[Any, str]:
+    """(value, name) of one breakdown group's figure for the primary metric ``pm``: the group's ``pm``;
+    where the group has no such key but exactly one figure, that one under its own name (an lm-eval
+    group's subtask names its metric without the first subtask's prefix, and a metric lm-eval does not
+    aggregate by a mean is named "<metric> (mean per document)")."""
+    if pm in group:
+        return group[pm], pm
+    figures = [(k, v) for k, v in group.items() if k not in ("n", "n_errors")]
+    if len(figures) == 1:
+        return figures[0][1], figures[0][0]
+    return None, pm
+
+
 def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int = 200) -> Path:
     run_dir = Path(run_dir)
     results, samples = load_run(run_dir)
@@ -147,6 +160,8 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
             "name": name, "t": t, "pm": pm, "value": t["metrics"].get(pm), "ci": ci,
             "chance": chance, "chance_method": t.get("chance_method"), "at_chance": at_chance(ci, chance),
             "other_metrics": {k: v for k, v in t["metrics"].items() if k != pm},
+            "breakdown": {key: [(g, m, *group_figure(m, pm)) for g, m in groups.items()]
+                          for key, groups in (t.get("breakdown") or {}).items()},
             "errors": [r for r in rows if r.error][:max_errors],
             "browser": browser,
             "perf": throughput_section(t["throughput"], rows) if isinstance(t.get("throughput"), dict) else None,

@@ -207,3 +207,26 @@ def test_a_finished_task_run_again_and_stopped_says_its_figures_are_of_fewer_sam
         "of docqa above are of the 4 samples it finished before" in row
     html = render_run_report(write_run(tmp_path / "done", {"docqa": rows})).read_text()
     assert 'class="in-progress"' not in html
+
+
+def test_a_breakdown_group_shows_its_figure_under_its_own_name(tmp_path):
+    """An lm-eval group without an aggregate has primary metric "suba/exact_match", and its subtask
+    "subb" holds its figure as "exact_match": the by-subtask table showed "–" for subb."""
+    rows = binary_samples("lmeval:grpn", 6, n_clusters=2, accuracy=0.5)
+    run_dir = write_run(tmp_path / "run", {"lmeval:grpn": rows})
+    doc = json.loads((run_dir / "results.json").read_text())
+    t = doc["tasks"]["lmeval:grpn"]
+    t["primary_metric"] = "suba/exact_match"
+    t["metrics"] = {"suba/exact_match": 0.5, "subb/exact_match": 0.25}
+    t["ci95"] = {"suba/exact_match": None}
+    t["breakdown"] = {"subtask": {"suba": {"suba/exact_match": 0.5, "n": 2, "n_errors": 0},
+                                  "subb": {"exact_match": 0.25, "n": 4, "n_errors": 0},
+                                  "subc": {"exact_match": 0.75, "acc": 0.5, "n": 4, "n_errors": 0}}}
+    (run_dir / "results.json").write_text(json.dumps(doc))
+    html = render_run_report(run_dir).read_text()
+    table = html[html.index("<h3>by subtask</h3>"):]
+    table = table[:table.index("</table>")]
+    assert '<td>suba</td><td class="num">2</td><td class="num">0</td><td class="num">0.5000</td>' in table
+    assert '<td>subb</td><td class="num">4</td><td class="num">0</td><td class="num">0.2500 ' \
+           '<span class="muted small">(exact_match)</span></td>' in table
+    assert '<td>subc</td><td class="num">4</td><td class="num">0</td><td class="num">–</td>' in table  # which one?
