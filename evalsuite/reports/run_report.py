@@ -22,7 +22,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from evalsuite.results import at_slo_marks, atomic_write_text, load_run, read_samples
+from evalsuite.results import RunFormatError, at_slo_marks, atomic_write_text, load_results, read_samples
 from evalsuite.reports.media_embed import embed
 from evalsuite.reports.plots import bar_with_ci, latency_boxplots, pareto_plot
 
@@ -140,8 +140,16 @@ def group_figure(group: dict[str, Any], pm: str) -> tuple[Any, str]:
 
 def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int = 200) -> Path:
     run_dir = Path(run_dir)
-    results, samples = load_run(run_dir)
+    results = load_results(run_dir)
     names = list(results["tasks"])
+    samples: dict[str, list[Any]] = {}
+    unreadable: dict[str, str] = {}
+    for name in names:  # a damaged samples file costs its task's sample list, not the page
+        try:
+            samples[name] = list(read_samples(run_dir / (results["tasks"][name].get("samples_file")
+                                                         or f"samples/{name}.jsonl")).values())
+        except (RunFormatError, OSError) as e:
+            samples[name], unreadable[name] = [], str(e)
     tasks = []
     for name in names:
         t = results["tasks"][name]
@@ -155,6 +163,9 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
         samples_file = run_dir / (t.get("samples_file") or f"samples/{name}.jsonl")
         missing = (f"{samples_file} is missing: the {t.get('n_samples')} sample results behind these figures "
                    f"cannot be shown" if t.get("n_samples") and not samples_file.exists() else "")
+        if name in unreadable:
+            missing = (f"{unreadable[name]}: the {t.get('n_samples')} sample results behind these figures cannot "
+                       f"be shown")
         tasks.append({
             "missing": missing,
             "name": name, "t": t, "pm": pm, "value": t["metrics"].get(pm), "ci": ci,

@@ -230,3 +230,19 @@ def test_a_breakdown_group_shows_its_figure_under_its_own_name(tmp_path):
     assert '<td>subb</td><td class="num">4</td><td class="num">0</td><td class="num">0.2500 ' \
            '<span class="muted small">(exact_match)</span></td>' in table
     assert '<td>subc</td><td class="num">4</td><td class="num">0</td><td class="num">–</td>' in table  # which one?
+
+
+def test_a_damaged_samples_file_costs_its_task_not_the_page(tmp_path):
+    """One line that is not JSON in one task's samples file made 'evalsuite report' exit with that
+    error and write no page at all; the other tasks and the figures in results.json are still good."""
+    good = binary_samples("gui", 4, n_clusters=2, accuracy=0.5)
+    bad = binary_samples("docqa", 4, n_clusters=2, accuracy=0.5)
+    run_dir = write_run(tmp_path / "run", {"gui": good, "docqa": bad})
+    log = run_dir / "samples" / "docqa.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], "garbage", *lines[2:]]) + "\n")
+    html = render_run_report(run_dir).read_text()
+    assert f'<p class="err missing-samples">{log}:2: not a JSON line (expected one sample result per line): the 4 ' \
+           f'sample results behind these figures cannot be shown</p>' in html
+    assert "<code>gui-0003</code>" in html and "<code>docqa-0000</code>" not in html
+    assert '<a href="#task-docqa">docqa</a>' in html
