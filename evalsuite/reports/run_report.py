@@ -174,6 +174,7 @@ def render_run_report(run_dir: Path, *, max_samples: int = 24, max_errors: int =
             "breakdown": {key: [(g, m, *group_figure(m, pm)) for g, m in groups.items()]
                           for key, groups in (t.get("breakdown") or {}).items()},
             "errors": [r for r in rows if r.error][:max_errors],
+            "n_errored_rows": sum(1 for r in rows if r.error),
             "browser": browser,
             "perf": throughput_section(t["throughput"], rows) if isinstance(t.get("throughput"), dict) else None,
         })

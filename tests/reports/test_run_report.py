@@ -246,3 +246,17 @@ def test_a_damaged_samples_file_costs_its_task_not_the_page(tmp_path):
            f'sample results behind these figures cannot be shown</p>' in html
     assert "<code>gui-0003</code>" in html and "<code>docqa-0000</code>" not in html
     assert '<a href="#task-docqa">docqa</a>' in html
+
+
+def test_a_cut_list_of_errored_samples_says_so(tmp_path):
+    """The page lists at most max_errors errored samples; under "Errored samples (5)" three rows read
+    as if the other two had not errored."""
+    rows = binary_samples("docqa", 8, n_clusters=2, accuracy=0.5)
+    for r in rows[:5]:
+        r.score, r.error = None, "backend timeout"
+    run_dir = write_run(tmp_path / "run", {"docqa": rows})
+    html = render_run_report(run_dir, max_errors=3).read_text()
+    assert '<h3 class="err">Errored samples (5): the first 3 listed, every one in samples/docqa.jsonl</h3>' in html
+    assert html.count('<td class="err">backend timeout</td>') == 3
+    html = render_run_report(run_dir).read_text()
+    assert '<h3 class="err">Errored samples (5)</h3>' in html
