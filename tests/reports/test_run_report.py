@@ -260,3 +260,15 @@ def test_a_cut_list_of_errored_samples_says_so(tmp_path):
     assert html.count('<td class="err">backend timeout</td>') == 3
     html = render_run_report(run_dir).read_text()
     assert '<h3 class="err">Errored samples (5)</h3>' in html
+
+
+def test_where_an_official_task_read_its_data_is_on_the_page(tmp_path):
+    """data_dir / media_dir left the task's args for results.json's data_location; the page showed
+    args only, so it no longer said which benchmark folder a run read."""
+    rows = binary_samples("ocrbench", 2, n_clusters=1, accuracy=0.5)
+    run_dir = write_run(tmp_path / "run", {"ocrbench": rows})
+    doc = json.loads((run_dir / "results.json").read_text())
+    doc["tasks"]["ocrbench"]["data_location"] = {"data_dir": "/data/<OCRBench>"}
+    (run_dir / "results.json").write_text(json.dumps(doc))
+    html = render_run_report(run_dir).read_text()
+    assert '<tr class="data-location"><th>data_dir</th><td><code>/data/&lt;OCRBench&gt;</code>' in html
