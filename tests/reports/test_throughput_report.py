@@ -153,3 +153,24 @@ def test_the_page_marks_survivor_latencies_and_the_unproven_figure_at_slo(tmp_pa
                      r'range \(3\.0\)', html)
     assert re.search(r"<th>load</th><th>n</th>", html) and '<td class="num">3</td>' in html
     assert "over HTTP the first chunk that carries text" in html  # what TTFT times, said on the page
+
+
+def test_a_point_that_misses_the_slo_carries_no_unproven_mark(tmp_path) -> None:
+    """"unproven" says a pass rests on too few requests; under a point that misses (8 of 8 requests
+    failed) the page read "misses / p99 unproven: n=8, 8 over → p0.0 … (needs ≥ 299 requests with none
+    over)", as if more requests could prove that miss a pass."""
+    out = tmp_path / "run"
+    run(RunConfig(model="mock:ttft=0.002,itl=0.001", tasks=["throughput"], out=out, limit=3, quiet=True,
+                  task_args={"throughput": {**ARGS, "mlperf_crosscheck": False}}))
+    results_path = out / "results.json"
+    doc = json.loads(results_path.read_text())
+    points = doc["tasks"]["throughput"]["throughput"]["slo_search"]["points"]
+    assert len(points) >= 2 and all(q["evidence"] for q in points)
+    points[-1].update(meets_slo=False, evidence="p99 unproven: n=3, 3 over → p0.0 at 95% (needs ≥ 299 requests "
+                                                "with none over)")
+    atomic_write_json(results_path, doc)
+    html = render_run_report(out).read_text()
+    cells = re.findall(r'<td class="(ok|bad)">(meets|misses)(.*?)</td></tr>', html[html.index("<h3>SLO search"):])
+    assert [c[1] for c in cells] == ["meets"] * (len(points) - 1) + ["misses"]
+    assert all("unproven" in extra for _, verdict, extra in cells if verdict == "meets")
+    assert cells[-1][2] == ""
