@@ -25,6 +25,12 @@ def fig_to_uri(fig) -> str:
 
 def bar_with_ci(labels: Sequence[str], values: Sequence[float | None], cis: Sequence[tuple[float, float] | None],
                 *, ylabel: str = "accuracy", title: str = "", chance: Sequence[float | None] | None = None) -> str:
+    """`bar_figure` as a PNG data URI."""
+    return fig_to_uri(bar_figure(labels, values, cis, ylabel=ylabel, title=title, chance=chance))
+
+
+def bar_figure(labels: Sequence[str], values: Sequence[float | None], cis: Sequence[tuple[float, float] | None],
+               *, ylabel: str = "accuracy", title: str = "", chance: Sequence[float | None] | None = None):
     """Bars with CI whiskers; with ``chance``, each task's chance level as a dashed black segment
     across its bar, and bars whose interval contains it drawn grey."""
     fig, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(labels) + 1.5), 3.0))
@@ -45,11 +51,16 @@ def bar_with_ci(labels: Sequence[str], values: Sequence[float | None], cis: Sequ
         ax.legend(fontsize=7, loc="upper right")
     ax.set_xticks(list(xs), labels, rotation=20, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_ylim(0, 1.05 if all(v <= 1.0 for v in vals) else None)
+    # a negative figure (lm-eval's Matthews correlation) is drawn below 0, not cut off by the axis
+    ends = vals + [float(c[0]) for c in cis if c] + [float(c[1]) for c in cis if c]
+    bottom = min([0.0, *ends])
+    ax.set_ylim(bottom * 1.05 if bottom < 0 else 0.0, 1.05 if all(v <= 1.0 for v in ends) else None)
+    if bottom < 0:
+        ax.axhline(0.0, color="black", lw=0.8)
     if title:
         ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    return fig_to_uri(fig)
+    return fig
 
 
 def pareto_plot(points: Sequence[dict], front: Sequence[str], *, x_key: str, y_key: str, xlabel: str, ylabel: str,

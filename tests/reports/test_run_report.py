@@ -272,3 +272,20 @@ def test_where_an_official_task_read_its_data_is_on_the_page(tmp_path):
     (run_dir / "results.json").write_text(json.dumps(doc))
     html = render_run_report(run_dir).read_text()
     assert '<tr class="data-location"><th>data_dir</th><td><code>/data/&lt;OCRBench&gt;</code>' in html
+
+
+def test_a_negative_figure_is_drawn_below_zero_not_cut_off():
+    """lm-eval's Matthews correlation (cola) can be negative: the bar chart's axis started at 0, so the
+    bar and the lower end of its whisker were outside the figure."""
+    import matplotlib.pyplot as plt
+
+    from evalsuite.reports.plots import bar_figure
+
+    fig = bar_figure(["lmeval:cola", "docqa"], [-0.2, 0.4], [(-0.3, -0.1), (0.3, 0.5)], chance=[None, None])
+    bottom, top = fig.axes[0].get_ylim()
+    plt.close(fig)
+    assert bottom == pytest.approx(-0.3 * 1.05) and top == pytest.approx(1.05)
+    fig = bar_figure(["docqa"], [0.4], [(0.3, 0.5)])
+    limits = fig.axes[0].get_ylim()
+    plt.close(fig)
+    assert limits == pytest.approx((0.0, 1.05))
