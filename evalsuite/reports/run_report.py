@@ -95,33 +95,48 @@ def at_chance(ci: Any, chance: Any) -> bool:
     return bool(ci) and isinstance(chance, (int, float)) and float(ci[0]) <= float(chance) <= float(ci[1])
 
 
+# torchrun: each rank appends to its own shard of a task's samples, merged when the task finishes
+_SHARD = re.compile(r"\.rank\d+-of-\d+$")
+
+
 def in_progress(run_dir: Path, results: dict[str, Any],
                 samples: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
     """Tasks with a samples file but no entry in results.json: a task enters results.json only when
     it finishes, so a run stopped in the middle of one (SIGTERM, a crash) has its scored samples on
     disk and nothing else; the page names them rather than show an empty summary. Likewise a task
-    whose samples file (``samples``, by task) holds more results than its entry counts: a finished
-    task run again on more samples and stopped keeps its earlier entry, whose figures cover only
-    ``earlier`` of them."""
-    known = {str(Path(t.get("samples_file") or f"samples/{n}.jsonl")) for n, t in results["tasks"].items()}
-    out = []
-    for name, t in results["tasks"].items():
-        rows = (samples or {}).get(name) or []
-        if len(rows) > int(t.get("n_samples") or 0):
-            out.append({"name": name, "file": Path(t.get("samples_file") or f"samples/{name}.jsonl").name,
-                        "n": sum(1 for r in rows if r.error is None), "n_errors": sum(1 for r in rows if r.error),
-                        "problem": None, "earlier": int(t.get("n_samples") or 0)})
+    whose samples hold more results than its entry counts: a finished task run again on more samples
+    and stopped keeps its earlier entry, whose figures cover only ``earlier`` of them. A task's
+    torchrun shards (``<task>.rank<r>-of-<N>.jsonl``) count as its samples, one row per task.
+    ``samples``: the results of the tasks' own samples files, by task, where already read."""
+    entries = results["tasks"]
+    own = {str(Path(t.get("samples_file") or f"samples/{n}.jsonl")): n for n, t in entries.items()}
+    files: dict[str, list[Path]] = {}
     for f in sorted((run_dir / "samples").glob("*.jsonl")):
-        if str(f.relative_to(run_dir)) in known:
-            continue
-        try:
-            rows = list(read_samples(f).values())
-        except Exception as e:  # a damaged file is named, not a lost page
-            out.append({"name": f.stem, "file": f.name, "n": None, "n_errors": None, "problem": str(e),
-                        "earlier": None})
-            continue
-        out.append({"name": f.stem, "file": f.name, "n": sum(1 for r in rows if r.error is None),
-                    "n_errors": sum(1 for r in rows if r.error), "problem": None, "earlier": None})
+        files.setdefault(own.get(str(f.relative_to(run_dir))) or _SHARD.sub("", f.stem), []).append(f)
+    out = []
+    for name in [*entries, *(n for n in files if n not in entries)]:
+        entry = entries.get(name)
+        rows: dict[str, Any] = {}
+        for f in files.get(name, []):
+            rel = str(f.relative_to(run_dir))
+            if own.get(rel) == name and samples is not None and name in samples:
+                rows.update((r.id, r) for r in samples[name])
+                continue
+            try:
+                rows.update(read_samples(f))
+            except Exception as e:  # a damaged file is named, not a lost page
+                out.append({"name": name, "file": f.name, "files": [rel], "n": None, "n_errors": None,
+                            "problem": str(e), "earlier": None})
+                break
+        else:
+            earlier = int(entry.get("n_samples") or 0) if entry is not None else None
+            if entry is not None and len(rows) <= earlier:  # type: ignore[operator]
+                continue
+            if entry is None and not files.get(name):
+                continue
+            out.append({"name": name, "file": None, "files": [str(f.relative_to(run_dir)) for f in files[name]],
+                        "n": sum(1 for r in rows.values() if r.error is None),
+                        "n_errors": sum(1 for r in rows.values() if r.error), "problem": None, "earlier": earlier})
     return out
 
 

@@ -289,3 +289,31 @@ def test_a_negative_figure_is_drawn_below_zero_not_cut_off():
     limits = fig.axes[0].get_ylim()
     plt.close(fig)
     assert limits == pytest.approx((0.0, 1.05))
+
+
+def test_torchrun_shards_of_a_stopped_task_are_one_row_of_that_task(tmp_path):
+    """Under torchrun each rank appends to samples/<task>.rank<r>-of-<N>.jsonl until the task finishes;
+    a run stopped inside it listed each shard as a task of its own ("docqa.rank0-of-2"), and beside a
+    finished entry of that task said nothing of the results the shards add."""
+    rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
+    rows[3].score, rows[3].error = None, "backend timeout"
+    run_dir = write_run(tmp_path / "run", {}, status="interrupted", status_reasons=["interrupted (SIGTERM)"])
+    for r in range(2):
+        (run_dir / "samples" / f"docqa.rank{r}-of-2.jsonl").write_text(
+            "".join(json.dumps(x.to_dict()) + "\n" for x in rows[r::2]))
+    html = render_run_report(run_dir).read_text()
+    found = re.findall(r'<tr class="in-progress">(.*?)</tr>', html, re.S)
+    assert len(found) == 1 and found[0].startswith("<td>docqa</td>")
+    assert "9 scored so far, 1 errored, run not finished" in found[0]
+    assert "(samples/docqa.rank0-of-2.jsonl, samples/docqa.rank1-of-2.jsonl;" in found[0]
+    # the task finished on its first 4 samples before, then ran again on 10 under torchrun and stopped
+    run_dir = write_run(tmp_path / "again", {"docqa": rows[:4]}, status="interrupted",
+                        status_reasons=["interrupted (SIGTERM)"])
+    for r in range(2):
+        (run_dir / "samples" / f"docqa.rank{r}-of-2.jsonl").write_text(
+            "".join(json.dumps(x.to_dict()) + "\n" for x in rows[4:][r::2]))
+    html = render_run_report(run_dir).read_text()
+    found = re.findall(r'<tr class="in-progress">(.*?)</tr>', html, re.S)
+    assert len(found) == 1 and found[0].startswith("<td>docqa</td>")
+    assert "9 scored so far, 1 errored, run not finished: the figures of docqa above are of the 4 samples it " \
+           "finished before" in found[0]
