@@ -16,6 +16,10 @@ tensor                          dtype (safetensors)   shape
 everything else                 as in the model       as in the model
 ==============================  ====================  ===========================================
 
+A tensor the model holds under several names (a submodule shared by two parents, as the video
+encoder shares the vision transformer) is stored once, under its first name in ``state_dict()``
+order; `load_packed` gives it to all of them.
+
 String metadata: ``evalsuite.format = "packed-v1"``; ``evalsuite.layers`` = JSON
 ``{module name: format}`` for every quantized layer (``fp8``, ``fp8-channel``, ``nvfp4``);
 ``evalsuite.recipe`` and ``evalsuite.kv_cache_dtype`` when the model carries a recipe.
@@ -58,12 +62,23 @@ def _to_file_name(key: str, quantized: set[str]) -> str:
     return key
 
 
+def _aliases(model: nn.Module) -> list[list[str]]:
+    """The model's state-dict keys grouped by the tensor they hold, in ``state_dict()`` order: a tensor
+    reached through a shared submodule is one group of several names."""
+    groups: dict[int, list[str]] = {}
+    for key, t in model.state_dict(keep_vars=True).items():
+        groups.setdefault(id(t), []).append(key)
+    return list(groups.values())
+
+
 def save_packed(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s weights (quantized layers packed) to the safetensors file ``path``."""
     layers = _quantized_layers(model)
     names = set(layers)
+    state = model.state_dict()
     tensors: dict[str, torch.Tensor] = {}
-    for key, t in model.state_dict().items():
+    for key, *_ in _aliases(model):  # each shared tensor once: safetensors refuses aliased tensors
+        t = state[key]
         if t.is_meta:
             raise ValueError(f"save_packed: {key} is on the meta device; there is nothing to save")
         tensors[_to_file_name(key, names)] = t.detach().contiguous().cpu()
@@ -127,6 +142,10 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
     file_tensors = load_file(str(path))
     to_model = {_to_file_name(k, names): k for k in model.state_dict()}
     state = {to_model.get(k, k): v for k, v in file_tensors.items()}
+    for group in _aliases(model):  # a shared tensor is in the file under one of its names
+        stored = [k for k in group if k in state]
+        for k in group if stored else ():
+            state.setdefault(k, state[stored[0]])
     model.load_state_dict(state, strict=strict, assign=True)
     if "evalsuite.recipe" in meta:
         try:

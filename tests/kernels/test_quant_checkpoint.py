@@ -136,3 +136,27 @@ def test_damaged_metadata_and_unknown_dtypes_are_clear_errors(tmp_path):
     save_file({"x": torch.zeros(1000, dtype=torch.int16)}, str(odd),
               metadata={"evalsuite.format": FORMAT_TAG, "evalsuite.layers": "{}"})
     assert checkpoint_size(odd).by_format["i16"]["bytes"] == 2000  # was 4000: an unknown dtype counted 32 bits
+
+
+def _with_shared_encoder(model):
+    """``video.vision`` is the same module as ``vision``, as in the omni model: state_dict() lists its tensors twice."""
+    model.video = torch.nn.Module()
+    model.video.vision = model.vision
+    return model
+
+
+def test_a_shared_submodule_is_stored_once_and_loads_under_both_names(tmp_path):
+    recipe = Recipe("enc", "", rules=(("vision.0", "fp8"), ("backbone.layers.*.mixer.**", "nvfp4")))
+    model = kernels.quantize_model(_with_shared_encoder(build(seed=0)), recipe)
+    assert model.video.vision[0] is model.vision[0] and isinstance(model.vision[0], FP8Linear)
+    path = save_packed(model, tmp_path / "m.safetensors")  # safetensors refused the aliased tensors
+    with safe_open(str(path), framework="pt") as f:
+        keys = set(f.keys())
+    assert "vision.0.weight.qdata" in keys and "vision.2.weight" in keys
+    assert not any(k.startswith("video.") for k in keys)
+    fresh = load_packed(_with_shared_encoder(build(seed=7)), path)
+    assert fresh.video.vision is fresh.vision and isinstance(fresh.vision[0], FP8Linear)
+    assert torch.equal(fresh.video.vision[2].weight, model.vision[2].weight)
+    assert torch.equal(fresh.vision[0].qdata.view(torch.uint8), model.vision[0].qdata.view(torch.uint8))
+    toks, img = inputs()
+    assert torch.equal(fresh(toks, img), model(toks, img))
