@@ -121,8 +121,13 @@ def _metadata_and_formats(path: str | os.PathLike[str]) -> tuple[dict[str, str],
 
 
 def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool = True) -> nn.Module:
-    """Load a packed checkpoint into ``model`` (same architecture, unquantized), swapping layers in place."""
+    """Load a packed checkpoint into ``model`` (same architecture, unquantized), swapping layers in place.
+
+    A file that does not fit the model (a tensor of another shape, a quantized buffer of another
+    dtype, and with ``strict`` a tensor missing or left over) raises one ``ValueError`` line naming
+    the first such tensor, and leaves ``model`` as it was."""
     meta, formats = _metadata_and_formats(path)
+    swaps: list[tuple[nn.Module, str, nn.Module, nn.Module]] = []  # (parent, child name, old, new)
     for name, fmt in formats.items():
         try:
             linear = model.get_submodule(name)
@@ -137,22 +142,63 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
             raise ValueError(f"{path}: layer {name} has unknown format {fmt!r}")
         new: nn.Module = spec.linear(linear.in_features, linear.out_features, **kwargs)
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent), child, new)
+        swaps.append((model.get_submodule(parent), child, linear, new))
     names = set(formats)
     file_tensors = load_file(str(path))
-    to_model = {_to_file_name(k, names): k for k in model.state_dict()}
-    state = {to_model.get(k, k): v for k, v in file_tensors.items()}
-    for group in _aliases(model):  # a shared tensor is in the file under one of its names
-        stored = [k for k in group if k in state]
-        for k in group if stored else ():
-            state.setdefault(k, state[stored[0]])
-    model.load_state_dict(state, strict=strict, assign=True)
+    for parent, child, _, new in swaps:
+        setattr(parent, child, new)
+    try:
+        to_model = {_to_file_name(k, names): k for k in model.state_dict()}
+        state = {to_model.get(k, k): v for k, v in file_tensors.items()}
+        for group in _aliases(model):  # a shared tensor is in the file under one of its names
+            stored = [k for k in group if k in state]
+            for k in group if stored else ():
+                state.setdefault(k, state[stored[0]])
+        problem = _misfit(model, state, names, strict)
+        if problem:
+            raise ValueError(f"{path} does not fit this model: {problem}")
+        model.load_state_dict(state, strict=strict, assign=True)
+    except BaseException:
+        for parent, child, old, _ in swaps:
+            setattr(parent, child, old)
+        raise
     if "evalsuite.recipe" in meta:
         try:
             model.quant_recipe = get(meta["evalsuite.recipe"])
         except KeyError:  # a custom recipe: its rules are not in the file, its formats are
             pass
     return model
+
+
+def _misfit(model: nn.Module, state: dict[str, torch.Tensor], quantized: set[str], strict: bool) -> str:
+    """Why ``state`` (model key -> file tensor) cannot be assigned to ``model`` ('' when it can). Shapes
+    must match; so must the dtypes of quantized buffers, which the format fixes (other tensors take the
+    file's dtype)."""
+    expected = model.state_dict()
+
+    def show(t: torch.Tensor) -> str:
+        return f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}"
+
+    wrong = []
+    for key, t in state.items():
+        want = expected.get(key)
+        if want is None:
+            continue
+        module, _, leaf = key.rpartition(".")
+        fixed_dtype = module in quantized and leaf in _QUANT_BUFFERS
+        if t.shape != want.shape or (fixed_dtype and t.dtype != want.dtype):
+            wrong.append(f"{_to_file_name(key, quantized)} is {show(t)} in the file, the model expects {show(want)}")
+    if wrong:
+        more = f" (and {len(wrong) - 1} more tensors differ)" if len(wrong) > 1 else ""
+        return wrong[0] + more
+    if not strict:
+        return ""
+    missing = [_to_file_name(k, quantized) for k in expected if k not in state]
+    unexpected = [_to_file_name(k, quantized) for k in state if k not in expected]
+    for keys, where in ((missing, "of the model are not in the file"), (unexpected, "of the file are not in the model")):
+        if keys:
+            return f"{len(keys)} tensors {where}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+    return ""
 
 
 @dataclass

@@ -160,3 +160,45 @@ def test_a_shared_submodule_is_stored_once_and_loads_under_both_names(tmp_path):
     assert torch.equal(fresh.vision[0].qdata.view(torch.uint8), model.vision[0].qdata.view(torch.uint8))
     toks, img = inputs()
     assert torch.equal(fresh(toks, img), model(toks, img))
+
+
+def test_a_file_of_another_shape_or_format_is_one_line_and_leaves_the_model_as_it_was(tmp_path):
+    from kernels_toy_model import ToyLM
+
+    model = kernels.quantize_model(build(seed=0), "fp4")
+    path = save_packed(model, tmp_path / "m.safetensors")
+    wider = ToyLM(d=48).to(torch.bfloat16)
+    before = {k: v.clone() for k, v in wider.state_dict().items()}
+    with pytest.raises(ValueError) as err:
+        load_packed(wider, path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path} does not fit this model: ")
+    assert "backbone.embeddings.weight is bfloat16 [48, 32] in the file, the model expects bfloat16 [48, 48]" in msg
+    assert kernels.report(wider).by_format().keys() == {"bf16"}  # no layer swapped
+    assert all(torch.equal(v, before[k]) for k, v in wider.state_dict().items())
+
+    # the metadata names a layer fp8 while the file holds per-channel scales: another format
+    recipe = Recipe("custom", "", rules=(("backbone.layers.*.mixer.**", "fp8-channel"),))
+    chan = save_packed(kernels.quantize_model(build(), recipe), tmp_path / "chan.safetensors")
+    with safe_open(str(chan), framework="pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        meta = f.metadata()
+    meta["evalsuite.layers"] = meta["evalsuite.layers"].replace("fp8-channel", "fp8")
+    save_file(tensors, str(tmp_path / "relabeled.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match=r"mixer.in_proj.weight.scale is float32 \[64, 1\] in the file, "
+                                         r"the model expects float32 \[\]"):
+        load_packed(build(), tmp_path / "relabeled.safetensors")
+    # an fp8 layer whose codes are stored as bytes: same shape, another dtype
+    qdata = "backbone.layers.0.mixer.in_proj.weight.qdata"
+    tensors[qdata] = tensors[qdata].view(torch.uint8)
+    meta["evalsuite.layers"] = meta["evalsuite.layers"].replace('"fp8"', '"fp8-channel"')
+    save_file(tensors, str(tmp_path / "bytes.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match=r"in_proj.weight.qdata is uint8 \[64, 32\] in the file, the model expects "
+                                         r"float8_e4m3fn \[64, 32\]$"):
+        load_packed(build(), tmp_path / "bytes.safetensors")
+    # a tensor the model does not have
+    tensors[qdata] = tensors[qdata].view(torch.float8_e4m3fn)
+    tensors["extra.weight"] = torch.zeros(2)
+    save_file(tensors, str(tmp_path / "extra.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="1 tensors of the file are not in the model: extra.weight$"):
+        load_packed(build(), tmp_path / "extra.safetensors")
