@@ -202,3 +202,18 @@ def test_a_file_of_another_shape_or_format_is_one_line_and_leaves_the_model_as_i
     save_file(tensors, str(tmp_path / "extra.safetensors"), metadata=meta)
     with pytest.raises(ValueError, match="1 tensors of the file are not in the model: extra.weight$"):
         load_packed(build(), tmp_path / "extra.safetensors")
+
+
+def test_a_packed_checkpoint_is_readable_as_the_umask_allows_and_keeps_its_mode(tmp_path):
+    import os
+
+    model = kernels.quantize_model(build(), "fp8")
+    old = os.umask(0o022)
+    try:
+        path = save_packed(model, tmp_path / "m.safetensors")
+        assert path.stat().st_mode & 0o777 == 0o644  # safetensors' temp file is 0600
+        os.chmod(path, 0o640)
+        save_packed(model, path)
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
