@@ -111,10 +111,16 @@ def quantize_model(model: nn.Module, recipe: Recipe | str, *, strict: bool = Tru
     """Swap ``model``'s linear layers in place per ``recipe`` (a `Recipe` or a name) and return it.
 
     With ``strict`` (default) a layer the recipe asks for but the format cannot hold (NVFP4 needs
-    ``in_features`` a multiple of 16) or a weight with NaN/inf raises one ``ValueError`` naming the
-    module; with ``strict=False`` such layers stay as they are (and show so in `report`).
+    ``in_features`` a multiple of 16), a weight with NaN/inf, or a layer already quantized to another
+    format (its BF16 weight is gone) raises one ``ValueError`` naming the module; with ``strict=False``
+    such layers stay as they are (and show so in `report`). Layers already in the recipe's format are
+    left as they are.
     """
     recipe = get(recipe)
+    for name, m in model.named_modules():
+        if strict and isinstance(m, formats.quantized_modules()) and recipe.format_for(name) != m.fmt:
+            raise ValueError(f"quantize_model({recipe.name!r}): cannot make {name} {recipe.format_for(name)}: it is "
+                             f"already {m.fmt}; quantize the unquantized model")
     todo = []
     for name, fmt in plan(model, recipe).items():  # every layer checked before any is swapped
         if not formats.get(fmt).quantized:

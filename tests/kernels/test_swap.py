@@ -142,6 +142,19 @@ def test_nan_weight_is_refused_with_module_name():
         kernels.quantize_model(model, "fp8")
 
 
+def test_a_quantized_model_is_not_relabeled_by_another_recipe():
+    model = kernels.quantize_model(build(), "fp8")
+    with pytest.raises(ValueError, match=r"^quantize_model\('fp4-all'\): cannot make backbone.layers.0.mixer.in_proj "
+                                         r"nvfp4: it is already fp8; quantize the unquantized model$"):
+        kernels.quantize_model(model, "fp4-all")
+    assert model.quant_recipe.name == "fp8"  # the recipe its layers follow, and its fp8 KV cache
+    with pytest.raises(ValueError, match="cannot make backbone.layers.0.mixer.in_proj bf16: it is already fp8"):
+        kernels.quantize_model(model, "bf16")
+    assert kernels.quantize_model(model, "fp8").quant_recipe.name == "fp8"  # the same recipe again: nothing to do
+    kernels.quantize_model(model, "fp4-all", strict=False)  # the quantized layers stay as they are
+    assert set(_kinds(model).values()) == {"fp8", "bf16"}
+
+
 def test_unknown_recipe_name():
     with pytest.raises(KeyError, match="did you mean 'fp8'"):
         kernels.quantize_model(build(), "fp88")
