@@ -80,6 +80,8 @@ def fmt_num(v: Any, digits: int = 4) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "–"
+        if 0 < abs(v) < 0.5 * 10.0 ** -digits:  # a figure below the shown digits keeps two of its own
+            return f"{v:.2g}"
         return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:,.0f}"
     return str(v)
 

@@ -317,3 +317,14 @@ def test_torchrun_shards_of_a_stopped_task_are_one_row_of_that_task(tmp_path):
     assert len(found) == 1 and found[0].startswith("<td>docqa</td>")
     assert "9 scored so far, 1 errored, run not finished: the figures of docqa above are of the 4 samples it " \
            "finished before" in found[0]
+
+
+def test_a_figure_below_the_shown_digits_keeps_two_of_its_own():
+    """ScreenSpot-Pro's chance level (~3e-4) read "0.000" beside a score of 0.001; zero stays zero."""
+    from evalsuite.reports.run_report import fmt_num
+
+    assert fmt_num(3.2e-4, 3) == "0.00032"
+    assert fmt_num(0.0, 3) == "0.000"
+    assert fmt_num(-4e-6) == "-4e-06"
+    assert fmt_num(0.25, 3) == "0.250"
+    assert fmt_num(0.0004, 3) == "0.0004"
