@@ -88,6 +88,7 @@ def save_packed(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         meta["evalsuite.recipe"] = recipe.name
         meta["evalsuite.kv_cache_dtype"] = recipe.kv_cache_dtype
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     mode = _file_mode(path)
     save_file(tensors, str(path), metadata=meta)
     os.chmod(path, mode)

@@ -217,3 +217,11 @@ def test_a_packed_checkpoint_is_readable_as_the_umask_allows_and_keeps_its_mode(
         assert path.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+def test_save_packed_makes_the_folder_it_writes_into(tmp_path):
+    """As `weights.save`: a path in a folder that does not exist yet is written, not a SafetensorError
+    naming a temp file."""
+    model = kernels.quantize_model(build(), "fp8")
+    path = save_packed(model, tmp_path / "new" / "sub" / "m.safetensors")
+    assert path.is_file() and read_metadata(path)["evalsuite.format"] == "packed-v1"
