@@ -226,7 +226,7 @@ def load_doc(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
         raise RunFormatError(f"no {kind}.json at {p} (expected the output folder of 'evalsuite {kind}')")
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not UTF-8
         raise RunFormatError(f"{p} is not valid JSON: {e}") from None
     validate(doc, kind, p)
     return doc
@@ -295,7 +295,7 @@ def load_results(run: str | os.PathLike[str]) -> dict[str, Any]:
         raise RunFormatError(f"no results.json at {path} (expected a run folder written by 'evalsuite run')")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not UTF-8
         raise RunFormatError(f"{path} is not valid JSON: {e}") from None
     validate(data, path=path)
     return data

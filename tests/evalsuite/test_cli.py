@@ -150,6 +150,23 @@ def test_a_schema_error_names_the_file(tmp_path):
         load_results(tmp_path)
 
 
+def test_a_results_file_that_is_not_utf8_is_one_error_line(tmp_path, capsys):
+    from evalsuite.cli import main
+
+    (tmp_path / "results.json").write_bytes(b'\xff\xfe{"schema_version": "1.2"}')
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'results.json'} is not valid JSON: 'utf-8' codec can't decode")
+    assert err.count("\n") == 1
+    (tmp_path / "compare.json").write_bytes(b"\xff")
+    import pytest
+
+    from evalsuite.results import RunFormatError, load_doc
+
+    with pytest.raises(RunFormatError, match="compare.json is not valid JSON"):
+        load_doc(tmp_path, "compare")
+
+
 def test_device_cuda_is_not_checked_for_a_remote_server():
     import pytest
     import torch
