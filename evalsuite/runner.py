@@ -39,6 +39,7 @@ from evalsuite.registry import BACKENDS, TASKS
 from evalsuite.results import (
     SCHEMA_VERSION,
     SERVED_MODEL,
+    RunFormatError,
     SampleLog,
     atomic_write_json,
     model_identity,
@@ -542,6 +543,13 @@ def run(cfg: RunConfig) -> RunOutcome:
                 raise RunError(f"{res_path} is not a run's results (expected an object with 'tasks'); "
                                f"remove it or pass --overwrite")
             prior = None
+        if prior is not None:  # its tasks are carried into the new results.json, which must stay readable
+            try:
+                validate(prior, path=res_path)
+            except RunFormatError as e:
+                if not cfg.overwrite:
+                    raise RunError(f"{e}; remove it or pass --overwrite") from None
+                prior = None
 
     requested = resolve_device(cfg.device)
     dist = init_dist(requested)

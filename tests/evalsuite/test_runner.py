@@ -233,6 +233,41 @@ def test_a_damaged_run_folder_is_one_error_line(toy, tmp_path):
         run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, report=False))
 
 
+def test_a_results_json_that_breaks_the_schema_is_refused_before_the_run_carries_it(toy, tmp_path):
+    out = tmp_path / "run"
+    cfg = dict(model="mock", tasks=["toy"], out=out, limit=2, quiet=True, report=False)
+    run(RunConfig(**cfg))
+    good = json.loads((out / "results.json").read_text())
+    for path, value, where in ((["environment"], "x", "environment"),
+                               (["environment", "wall_time_s"], "x", "environment/wall_time_s"),
+                               (["tasks", "other"], "x", "tasks/other"),
+                               (["schema_version"], "2.0", "schema_version")):
+        doc = json.loads(json.dumps(good))
+        node = doc
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        (out / "results.json").write_text(json.dumps(doc))
+        with pytest.raises(RunError) as e:
+            run(RunConfig(**cfg))
+        assert str(e.value).startswith(f"{out / 'results.json'} does not match schema 1.2 at {where}: ")
+        assert str(e.value).endswith("; remove it or pass --overwrite")
+        assert json.loads((out / "results.json").read_text()) == doc  # left as it was
+    run(RunConfig(**cfg, overwrite=True))
+    assert json.loads((out / "results.json").read_text())["tasks"]["toy"]["n_samples"] == 2
+    # results of schema 1.0 (no status_reasons, chance or batch size) still resume
+    old = json.loads((out / "results.json").read_text())
+    old["schema_version"] = "1.0"
+    for key in ("status_reasons",):
+        old.pop(key, None)
+    old["environment"].pop("batch_size", None)
+    for key in ("chance", "chance_method"):
+        old["tasks"]["toy"].pop(key, None)
+    (out / "results.json").write_text(json.dumps(old))
+    done = run(RunConfig(**{**cfg, "limit": 3}))
+    assert done.results["status"] == "complete" and done.results["tasks"]["toy"]["n_samples"] == 3
+
+
 @pytest.mark.parametrize("line,message", [
     ("[1, 2]", "samples/toy.jsonl:3: expected a sample result object, got list"),
     ('{"id": "x"}', "samples/toy.jsonl:3: sample result lacks task, target, prediction, score"),
