@@ -25,6 +25,7 @@ hashes these into the config hash that guards resumed runs and writes them into 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, ClassVar, Iterable
 
 from evalsuite.types import LOCATION_KEYS, Request, Sample, SampleResult
@@ -143,6 +144,8 @@ def _coerce(task: str, key: str, value: Any, default: Any) -> Any:
         want = (bool,) if isinstance(default, bool) else (int,) if isinstance(default, int) else \
             (int, float) if isinstance(default, float) else (type(default),)
         if isinstance(value, want) and (isinstance(default, bool) or not isinstance(value, bool)):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise TaskArgError(_not_finite(task, key, value))
             return value
         raise TaskArgError(f"task argument {task}.{key} expects {type(default).__name__} "
                            f"(like {json.dumps(default)}), got {value!r}")
@@ -157,7 +160,9 @@ def _coerce(task: str, key: str, value: Any, default: Any) -> Any:
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):
-            return float(value)
+            number = float(value)
+            if math.isfinite(number):
+                return number
         if isinstance(default, (list, dict)):
             out = json.loads(value)
             if not isinstance(out, type(default)):
@@ -167,4 +172,12 @@ def _coerce(task: str, key: str, value: Any, default: Any) -> Any:
         raise TaskArgError(
             f"task argument {task}.{key} expects {type(default).__name__} (like {json.dumps(default)}), got {value!r}"
         ) from None
+    if isinstance(default, float):  # a float that is not finite
+        raise TaskArgError(_not_finite(task, key, value))
     return value
+
+
+def _not_finite(task: str, key: str, value: Any) -> str:
+    """NaN and infinity are refused: results.json (JSON) records them as null, so the run's settings
+    would read as unset and two runs with different values as equal."""
+    return f"task argument {task}.{key} expects a finite number, got {value!r}"

@@ -75,6 +75,22 @@ def test_task_args_given_from_python_must_have_the_defaults_type(toy):
         ToyTask(n=2.5)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-Infinity", float("nan"), float("inf")])
+def test_a_float_task_arg_must_be_finite(value):
+    from evalsuite.results import dumps
+    from evalsuite.task import Task, TaskArgError
+
+    class Clip(Task):
+        name = "clip"
+        default_args = {"fps": 0.5}
+
+    assert Clip(fps="0.25").args["fps"] == 0.25 and Clip(fps=2).args["fps"] == 2
+    assert dumps(Clip(fps="1e3").args) == '{"fps": 1000.0}'
+    with pytest.raises(TaskArgError) as e:
+        Clip(fps=value)  # results.json would record it as null
+    assert str(e.value) == f"task argument clip.fps expects a finite number, got {value!r}"
+
+
 @pytest.mark.parametrize("arg, message", [
     ("dealy=0.05", "mock options: unknown 'dealy'; expected KEY=VALUE with KEY one of letter, fail, delay"),
     ("delay=abc", "mock options: delay/ttft/itl expect seconds"),
