@@ -72,7 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not tasks:
         raise UsageError(f"--tasks names no task (got {args.tasks!r}; see 'python -m evalsuite list')")
     for t in tasks:
-        TASKS.get(t)  # unknown names: one line with a suggestion
+        if t not in TASKS:  # unknown names: one line with a suggestion, among the task groups too
+            raise TASKS.unknown(t, groups=catalog.GROUPS)
+        TASKS.get(t)
     BACKENDS.get(args.model)
     task_args = parse_task_args(args.task_arg or [])
     heads = {TASKS.split(t)[0] for t in tasks}  # lmeval.KEY=… applies to every lmeval:<task>

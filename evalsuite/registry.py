@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -104,11 +104,17 @@ class Registry(Generic[T]):
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
-    def _unknown_message(self, name: str) -> str:
+    def unknown(self, name: str, *, groups: Iterable[str] = ()) -> UnknownNameError:
+        """The error for an unknown ``name``; ``groups``: names that stand for several entries where
+        the name was given (``--tasks accuracy``), suggested and listed beside the entries."""
+        return UnknownNameError(self._unknown_message(name, list(groups)))
+
+    def _unknown_message(self, name: str, groups: list[str] | None = None) -> str:
         options = self.names()
-        close = difflib.get_close_matches(name.split(":", 1)[0], options, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(name.split(":", 1)[0], options + (groups or []), n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(options)})"
+        also = f"; groups: {', '.join(groups)}" if groups else ""
+        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(options)}{also})"
 
 
 TASKS: Registry = Registry("task")

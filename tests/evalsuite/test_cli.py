@@ -40,6 +40,16 @@ def test_unknown_names_and_bad_task_args(toy, tmp_path):
     assert not (tmp_path / "results").exists()  # refused runs leave no output folder
 
 
+def test_a_misspelt_task_group_is_suggested(tmp_path, capsys):
+    from evalsuite.cli import main
+
+    assert main(["run", "--model", "mock", "--tasks", "acuracy", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown task 'acuracy'; did you mean 'accuracy'? (known: audioqa, docqa, ")
+    assert err.endswith("; groups: all, accuracy)\n") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
 def test_refused_run_leaves_no_output_folder_and_keeps_an_existing_one(toy, tmp_path):
     out = tmp_path / "deep" / "run"
     p = _run(["run", "--model", "mock", "--tasks", "toy", "--task-arg", "toy.n=many", "--out", str(out)], tmp_path, toy)
