@@ -624,15 +624,14 @@ def run(cfg: RunConfig) -> RunOutcome:
                 messages.append(f"task {task.name}: no samples to run (its data, or a --task-arg that selects "
                                 f"from it, left none)")
                 exit_code = 1
-            unsupported = entry.get("n_unsupported", 0)
-            failed = entry["n_errors"] - unsupported
-            rate = failed / entry["n_samples"] if entry["n_samples"] else 0.0
-            if rate > cfg.max_error_rate:
-                besides = f", besides {unsupported} of types the task cannot score" if unsupported else ""
-                messages.append(
-                    f"task {task.name}: {failed}/{entry['n_samples']} samples errored{besides} "
-                    f"({rate:.1%} > --max-error-rate {cfg.max_error_rate:.1%})"
-                )
+            if problem := error_rate_problem(task.name, entry, cfg.max_error_rate):
+                messages.append(problem)
+                exit_code = 1
+        # the status speaks for every task in results.json: those an earlier run left in --out too
+        for name, entry in doc["tasks"].items():
+            if name not in hashes and (problem := error_rate_problem(f"{name} (from an earlier run in --out)", entry,
+                                                                     cfg.max_error_rate)):
+                messages.append(problem)
                 exit_code = 1
         doc["status_reasons"] = list(messages)
         write("failed" if messages else "complete")
@@ -694,6 +693,19 @@ def run(cfg: RunConfig) -> RunOutcome:
         except ImportError:
             pass
     return RunOutcome(results=doc, out=out, exit_code=exit_code, messages=messages, leader=dist.leader)
+
+
+def error_rate_problem(name: str, entry: dict[str, Any], max_error_rate: float) -> str | None:
+    """Why a task's results entry is over ``max_error_rate`` (one line), or None. Samples of types the
+    task cannot score (``n_unsupported``) do not count."""
+    unsupported = entry.get("n_unsupported", 0)
+    failed = entry["n_errors"] - unsupported
+    rate = failed / entry["n_samples"] if entry["n_samples"] else 0.0
+    if rate <= max_error_rate:
+        return None
+    besides = f", besides {unsupported} of types the task cannot score" if unsupported else ""
+    return (f"task {name}: {failed}/{entry['n_samples']} samples errored{besides} "
+            f"({rate:.1%} > --max-error-rate {max_error_rate:.1%})")
 
 
 def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: str,

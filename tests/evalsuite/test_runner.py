@@ -109,6 +109,21 @@ def test_error_rate_above_limit_exits_nonzero(toy, tmp_path):
     assert "10/20 samples errored" in results["status_reasons"][0]
 
 
+def test_a_task_over_the_error_rate_left_by_an_earlier_run_keeps_the_folder_failed(toy, tmp_path):
+    out = tmp_path / "run"
+    cfg = dict(model="mock:fail=toy-00", out=out, quiet=True, report=False)
+    assert run(RunConfig(tasks=["toy"], **cfg)).exit_code == 1  # 10/20 errored
+    outcome = run(RunConfig(tasks=["docqa"], limit=1, **cfg))
+    assert outcome.exit_code == 1
+    assert outcome.messages == ["task toy (from an earlier run in --out): 10/20 samples errored "
+                                "(50.0% > --max-error-rate 5.0%)"]
+    results, _ = load_run(out)
+    assert set(results["tasks"]) == {"toy", "docqa"}
+    assert results["status"] == "failed" and results["status_reasons"] == outcome.messages
+    outcome = run(RunConfig(tasks=["docqa"], limit=1, max_error_rate=0.5, **cfg))
+    assert outcome.exit_code == 0 and load_run(out)[0]["status"] == "complete"
+
+
 def test_ctrl_c_leaves_an_interrupted_resumable_run(toy, tmp_path, monkeypatch):
     preds = _replay_file(tmp_path, wrong={1, 17})
     out = tmp_path / "run"
