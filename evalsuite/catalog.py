@@ -55,12 +55,15 @@ def _install() -> None:
 
 
 def _module_exists(module: str) -> bool:
+    """Whether ``module`` is part of this installation. A module whose package cannot be imported for
+    want of a third-party package (lm-eval, optional) exists: its name stays known, and asking for
+    it says which package is missing."""
     import importlib.util
 
     try:
         return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
+    except ModuleNotFoundError as e:
+        return bool(e.name) and e.name.split(".")[0] != module.split(".")[0]
 
 
 def expand_tasks(spec: str) -> list[str]:

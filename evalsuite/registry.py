@@ -26,6 +26,10 @@ class UnknownNameError(KeyError):
         return str(self.args[0])
 
 
+class UnavailableError(UnknownNameError):
+    """A registered name whose module cannot be imported here: a package it needs is not installed."""
+
+
 class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -90,7 +94,15 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         key, _ = self.split(name)
         if key not in self._items and key in self._lazy:
-            importlib.import_module(self._lazy[key])
+            module = self._lazy[key]
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as e:  # a third-party package it imports is missing: say which
+                missing = (e.name or "").split(".")[0]
+                if not missing or missing == module.split(".")[0]:
+                    raise
+                raise UnavailableError(f"{self.kind} {key!r} needs the Python package {missing!r}, which is not "
+                                       f"installed (evalsuite's 'dev' extra installs every optional one)") from None
             if key not in self._items:
                 raise RuntimeError(f"importing {self._lazy[key]} did not register {self.kind} {key!r}")
         if key not in self._items:

@@ -46,6 +46,27 @@ def test_lazy_import_registers_on_first_use(tmp_path, monkeypatch):
     sys.modules.pop("lazy_backend_mod", None)
 
 
+def test_a_name_whose_optional_package_is_missing_stays_known_and_says_which(tmp_path, monkeypatch):
+    from evalsuite.catalog import _module_exists
+    from evalsuite.registry import UnavailableError
+
+    pkg = tmp_path / "needs_pkg_mod"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import not_installed_pkg_xyz.api\n")  # as evalsuite.lmeval imports lm_eval
+    (pkg / "task.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _module_exists("needs_pkg_mod.task")  # listed, not hidden as if it were not part of the install
+    assert not _module_exists("no_such_mod_xyz.task")
+    reg = Registry("task")
+    reg.lazy("needs", "needs_pkg_mod.task")
+    with pytest.raises(UnavailableError) as e:
+        reg.get("needs:arg")
+    assert str(e.value) == ("task 'needs' needs the Python package 'not_installed_pkg_xyz', which is not installed "
+                            "(evalsuite's 'dev' extra installs every optional one)")
+    for mod in [m for m in sys.modules if m.startswith("needs_pkg_mod")]:
+        sys.modules.pop(mod)
+
+
 def test_alias_and_argument_split():
     reg = Registry("model")
     reg.register("reference")(dict)
