@@ -73,6 +73,10 @@ class Task:
         merged = dict(self.default_args)
         for key, value in args.items():
             merged[key] = _coerce(self.name, key, value, self.default_args[key])
+        q = merged.get("evs_q")
+        if "evs_q" in self.media_keys and isinstance(q, (int, float)) and not 0.0 <= q < 1.0:
+            # the video encoder refuses it; said once here rather than once per video sample
+            raise TaskArgError(f"task argument {self.name}.evs_q expects an EVS pruning rate in [0, 1), got {q!r}")
         self.args: dict[str, Any] = merged
 
     # ---- to implement -------------------------------------------------------------------------

@@ -125,3 +125,15 @@ def test_mock_options_are_checked(arg, message):
     with pytest.raises(BackendConfigError, match="^" + message.replace("(", r"\(")):
         MockBackend(arg)
     assert MockBackend("delay=0.01,letter=B,fail=x").delay == 0.01
+
+
+@pytest.mark.parametrize("task", ["videoqa", "videomme", "longvideobench"])
+def test_an_evs_rate_outside_0_1_is_one_line_before_any_sample(task):
+    """The video encoder refuses q outside [0, 1) for every video: one line when the task is built,
+    not one errored sample per video."""
+    from evalsuite.registry import TASKS
+    from evalsuite.task import TaskArgError
+
+    with pytest.raises(TaskArgError, match=rf"^task argument {task}\.evs_q expects an EVS pruning rate in \[0, 1\), got 2\.0$"):
+        TASKS.get(task)(evs_q="2")
+    assert TASKS.get(task)(evs_q="0.75").args["evs_q"] == 0.75
