@@ -12,7 +12,8 @@ and hands over to lm-eval's own CLI. lm-eval 0.4 has no plugin discovery for mod
 filled by imports), so a bare ``lm_eval --model evalsuite`` cannot see it; from Python, importing this
 module is enough (``import evalsuite.lmeval; lm_eval.simple_evaluate(model="evalsuite", …)``).
 
-``--model_args``: ``model`` (default ``bf16``), ``device``, ``batch_size``, ``seed``. Request types:
+``--model_args``: ``model`` (default ``bf16``), ``device``, ``batch_size``, ``seed``, ``max_length`` (the
+most tokens one log-likelihood forward pass reads; default the model's context). Request types:
 
 - ``generate_until``: the context becomes one user message (the backend applies its own chat format:
   lm-eval's ``--apply_chat_template`` is refused with one line); ``<image>`` / ``<audio>``
@@ -27,8 +28,11 @@ module is enough (``import evalsuite.lmeval; lm_eval.simple_evaluate(model="eval
   log-probabilities after the context, and whether greedy decoding would produce it, from the model's
   own logits on raw text (no chat format). Supported by the reference model (``bf16``, ``fp8``,
   ``fp4``, ``fp4-all``; its byte tokenizer, ``<bos>`` first) and ``hf:`` models; others raise
-  NotImplementedError naming these.
-- ``loglikelihood_rolling`` (perplexity tasks): NotImplementedError.
+  NotImplementedError naming these. A context and continuation longer than ``max_length`` lose the
+  context's start, as in lm-eval's HFLM.
+- ``loglikelihood_rolling`` (perplexity tasks such as wikitext), on the same models: the whole text's
+  log-likelihood, scored in lm-eval's rolling windows of ``max_length`` tokens
+  (``get_rolling_token_windows``, ``make_disjoint_window``), as lm-eval's HFLM scores it.
 
 In a suite run the answers are kept in the run folder as they come, so that a run cut short resumes
 (``EvalsuiteLM.cache``, `evalsuite.lmeval.cache`). Under lm-eval's own CLI this wrapper keeps nothing;
@@ -58,7 +62,7 @@ PLACEHOLDERS = {"image": "<image>", "audio": "<audio>"}
 LOGLIKELIHOOD_BACKENDS = ("reference", "hf")
 
 
-MODEL_ARGS = ("model", "device", "batch_size", "seed")
+MODEL_ARGS = ("model", "device", "batch_size", "seed", "max_length")
 MAX_TOKENS_KEYS = ("max_gen_toks", "max_new_tokens", "max_tokens", "max_completion_tokens")  # first wins, as lm-eval
 # lm-eval generation arguments the request carries; others (top_k, num_beams, …) are said once and ignored
 GEN_KEYS = ("until", "temperature", "do_sample", "top_p", *MAX_TOKENS_KEYS)
@@ -80,6 +84,16 @@ def _batch_size(value: int | str) -> int:
     raise ModelArgsError(f"--batch_size {text!r}: expected a whole number >= 1 or auto")
 
 
+def _max_length(value: int | str | None) -> int | None:
+    """``max_length`` in --model_args: a whole number >= 1 (None: the model's context)."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise ModelArgsError(f"--model_args max_length={text!r}: expected a whole number >= 1")
+
+
 class EvalsuiteLM(LM):
     """lm-eval's model interface over an evalsuite backend."""
 
@@ -87,13 +101,14 @@ class EvalsuiteLM(LM):
     tracked: "list[EvalsuiteLM] | None" = None  # set by main(): the models its run made, to report their failures
 
     def __init__(self, model: str = "bf16", device: str = "cpu", batch_size: int | str = 8, seed: int = 0,
-                 backend: Any = None, **_: Any) -> None:
+                 backend: Any = None, max_length: int | str | None = None, **_: Any) -> None:
         super().__init__()
         from evalsuite.runner import make_backend
 
         self.model_name = model
         self._batch = _batch_size(batch_size)
         self.seed = int(seed)
+        self._max_length = _max_length(max_length)
         self.backend = backend if backend is not None else make_backend(model, device=device, seed=self.seed,
                                                                         batch_size=self._batch)
         self._tmp = tempfile.TemporaryDirectory(prefix="evalsuite-lmeval-")
@@ -271,28 +286,58 @@ class EvalsuiteLM(LM):
                          f"got {type(audio).__name__}")
 
     # ---- log-likelihoods ----------------------------------------------------------------------
-    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def _need_logits(self, kind: str) -> None:
         if getattr(self.backend, "backend_name", "") not in LOGLIKELIHOOD_BACKENDS:
             raise NotImplementedError(
-                f"loglikelihood needs the model's logits; model {self.model_name!r} gives only text. "
+                f"{kind} needs the model's logits; model {self.model_name!r} gives only text. "
                 f"Supported: the reference model (bf16, fp8, fp4, fp4-all) and hf:<dir>; "
                 f"generate_until tasks run on every model")
-        cached = self._lookup("loglikelihood", requests)
-        out: list[tuple[float, bool] | None] = [(float(a[0]), bool(a[1])) if found else None for _, found, a in cached]
-        todo = [i for i, x in enumerate(out) if x is None]
+
+    def _scored(self, kind: str, requests: list[Any], score: Any) -> list[Any]:
+        """``score(request)`` of each request in order, those the cache holds replayed; each batch's
+        new answers are kept as they come, and what was computed before a failure or Ctrl-C too."""
+        cached = self._lookup(kind, requests)
+        out: list[Any] = [a if found else None for _, found, a in cached]
+        todo = [i for i, (_, found, _) in enumerate(cached) if not found]
         for k in range(0, len(todo), self._batch):
             fresh: list[tuple[str | None, Any]] = []
             t0 = time.perf_counter()
             try:
                 for i in todo[k:k + self._batch]:
-                    out[i] = self._loglikelihood(requests[i].args[0], requests[i].args[1])
-                    fresh.append((cached[i][0], list(out[i])))
-            finally:  # what was computed before a failure or Ctrl-C is kept
+                    out[i] = score(requests[i])
+                    fresh.append((cached[i][0], out[i]))
+            finally:
                 if self.cache is not None:
-                    self.cache.put("loglikelihood", fresh, time.perf_counter() - t0)
-        return out  # type: ignore[return-value]
+                    self.cache.put(kind, fresh, time.perf_counter() - t0)
+        return out
 
-    @torch.no_grad()
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        self._need_logits("loglikelihood")
+        out = self._scored("loglikelihood", requests, lambda r: list(self._loglikelihood(r.args[0], r.args[1])))
+        return [(float(a[0]), bool(a[1])) for a in out]
+
+    @property
+    def max_length(self) -> int:
+        """The most tokens one forward pass of a log-likelihood reads (lm-eval's ``max_length``): the
+        ``max_length`` model argument, else the model's context (the reference engine's ``max_len``;
+        an hf model's from its config or tokenizer, as lm-eval's HFLM resolves it, 2048 without)."""
+        if self._max_length is not None:
+            return self._max_length
+        b = self.backend
+        if b.backend_name == "reference":
+            return int(b.max_model_len)
+        from lm_eval.models.utils import resolve_max_length
+
+        return resolve_max_length(getattr(b, "config", None), getattr(b, "tokenizer", None))
+
+    def _prefix_id(self) -> int:
+        """The token a text scored from its start is predicted after (lm-eval's ``prefix_token_id``)."""
+        b = self.backend
+        if b.backend_name == "reference":
+            return int(b.model.tokenizer.bos_id)
+        tok = b.tokenizer
+        return int(tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)
+
     def _loglikelihood(self, context: str, continuation: str) -> tuple[float, bool]:
         """log P(continuation | context), tokenized as lm-eval's ``_encode_pair``: the context's
         trailing whitespace moves to the continuation ("Answer: " + "B" scores " B"), and the
@@ -306,26 +351,54 @@ class EvalsuiteLM(LM):
             tok = b.model.tokenizer
             ctx = tok.encode(context, bos=True)
             cont = tok.encode(context + continuation, bos=True)[len(ctx):]
-            ids = torch.tensor([ctx + cont], device=b.device)
-            logits = b.model.lm(ids)
         else:  # hf
             ctx = b.tokenizer(context, add_special_tokens=True)["input_ids"]
             cont = b.tokenizer(context + continuation, add_special_tokens=True)["input_ids"][len(ctx):]
             if not ctx:  # the first continuation token needs something before it
-                ctx = [b.tokenizer.bos_token_id if b.tokenizer.bos_token_id is not None else b.tokenizer.eos_token_id]
-            ids = torch.tensor([ctx + cont], device=b.device)
-            logits = b.model(input_ids=ids).logits
+                ctx = [self._prefix_id()]
+        return self._score_tokens(ctx, cont)
+
+    @torch.no_grad()
+    def _score_tokens(self, ctx: list[int], cont: list[int]) -> tuple[float, bool]:
+        """(sum of log p(cont | ctx), whether greedy decoding gives cont) from one forward pass over
+        the last ``max_length`` tokens of ``ctx + cont[:-1]`` (a longer context loses its start, as
+        in lm-eval's HFLM); a continuation longer than ``max_length`` cannot be scored so (ValueError)."""
         if not cont:
             return 0.0, True
-        logp = torch.log_softmax(logits[0, len(ctx) - 1:-1].float(), dim=-1)  # [len(cont), V]
+        if len(cont) > self.max_length:
+            raise ValueError(f"a continuation of {len(cont)} tokens is longer than the model's max_length "
+                             f"{self.max_length}")
+        b = self.backend
+        ids = torch.tensor([(ctx + cont)[-(self.max_length + 1):][:-1]], device=b.device)
+        logits = b.model.lm(ids) if b.backend_name == "reference" else b.model(input_ids=ids).logits
+        logp = torch.log_softmax(logits[0, -len(cont):].float(), dim=-1)  # [len(cont), V]
         target = torch.tensor(cont, device=logp.device)
         total = float(logp.gather(-1, target[:, None]).sum())
         greedy = bool((logp.argmax(-1) == target).all())
         return total, greedy
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
-        raise NotImplementedError("loglikelihood_rolling (perplexity tasks) is not supported by the evalsuite "
-                                  "model; generate_until and loglikelihood/multiple_choice tasks are")
+        """log P(text) of each request's whole text (perplexity tasks), as lm-eval's HFLM scores it:
+        the text's tokens without special tokens, in the windows of lm-eval's
+        ``get_rolling_token_windows`` (``max_length`` tokens predicted per window, context_len 1) made
+        disjoint by its ``make_disjoint_window``: the first window is predicted after the prefix token
+        (``<bos>``), each later one in one forward pass of at most ``max_length`` tokens ending before
+        its last token (its first token reads the one token before the window); their sums added."""
+        self._need_logits("loglikelihood_rolling")
+        return [float(a) for a in self._scored("loglikelihood_rolling", requests,
+                                               lambda r: self._rolling(r.args[0]))]
+
+    def _rolling(self, text: str) -> float:
+        from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+
+        b = self.backend
+        if b.backend_name == "reference":
+            tokens = b.model.tokenizer.encode(text)
+        else:  # hf
+            tokens = b.tokenizer(text, add_special_tokens=False)["input_ids"]
+        windows = get_rolling_token_windows(token_list=tokens, prefix_token=self._prefix_id(),
+                                            max_seq_len=self.max_length, context_len=1)
+        return sum(self._score_tokens(*make_disjoint_window(w))[0] for w in windows)
 
     # ---- lm-eval bookkeeping ------------------------------------------------------------------
     @property

@@ -4,9 +4,10 @@
 
 lm-eval itself runs the task (its prompts, few-shot sampling, filters, metrics and aggregation), with
 the model wrapped as `evalsuite.lmeval.EvalsuiteLM`, so every output type the wrapper supports works:
-``generate_until`` on every model, ``loglikelihood`` / ``multiple_choice`` on the reference model and
-``hf:`` models. ``--limit`` is lm-eval's ``limit`` and the run ``--seed`` seeds lm-eval (few-shot
-sampling included; the default 0 gives lm-eval's own default seeds, few-shot 1234: `lm_eval_seeds`).
+``generate_until`` on every model, ``loglikelihood`` / ``multiple_choice`` and ``loglikelihood_rolling``
+(perplexity) on the reference model and ``hf:`` models. ``--limit`` is lm-eval's ``limit`` and the run
+``--seed`` seeds lm-eval (few-shot sampling included; the default 0 gives lm-eval's own default seeds,
+few-shot 1234: `lm_eval_seeds`).
 
 What is stored: ``samples/lmeval:<task>.jsonl`` holds one line per document (the lm-eval doc id, the
 prompt, the target, what the model said as the prediction (the filter's result as

@@ -246,6 +246,13 @@ def test_loglikelihood_of_an_hf_model_is_transformers_own(tmp_path: Path) -> Non
     # scored "B" after a dangling space token before)
     (moved, _), = lm.loglikelihood([R("The total is ", "42.50")])
     assert moved == pytest.approx(ll, abs=1e-4)
+    # a perplexity request: the text's tokens without special tokens, after lm-eval's prefix token
+    text = tok("The total is 42.50", add_special_tokens=False)["input_ids"]
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    logp = torch.log_softmax(model(torch.tensor([[prefix] + text[:-1]])).logits[0].float(), -1)
+    rolling, = lm.loglikelihood_rolling([R("The total is 42.50")])
+    assert rolling == pytest.approx(sum(float(logp[i, t]) for i, t in enumerate(text)), abs=1e-4)
+    assert lm.max_length == model.config.max_position_embeddings
 
 
 @torch.no_grad()
@@ -264,6 +271,46 @@ def test_reference_loglikelihood_follows_the_chain_rule() -> None:
         EvalsuiteLM(model="mock").loglikelihood([R("a", "b")])
 
 
+@torch.no_grad()
+def test_rolling_loglikelihood_is_the_sum_of_the_models_token_log_probs() -> None:
+    """A perplexity request scores the whole text: with max_length 8, a 5-byte text is one window after
+    <bos>; a 20-byte one is lm-eval's three windows (bytes 0-7 after <bos>, 8-15 after byte 7, 16-19
+    after bytes 11-15), each token's log-prob read from the model's own logits."""
+    lm = EvalsuiteLM(model="bf16", batch_size=2, max_length=8)
+    tok, model = lm.backend.model.tokenizer, lm.backend.model
+
+    def logp(inputs: list[int], targets: list[int]) -> float:
+        """Sum of log p(targets) at the last len(targets) positions of one forward pass over inputs."""
+        lp = torch.log_softmax(model.lm(torch.tensor([inputs]))[0].float(), -1)[-len(targets):]
+        return sum(float(lp[j, t]) for j, t in enumerate(targets))
+
+    class R:
+        def __init__(self, *args): self.args = args
+
+    short, long = "hello", "The quick brown fox!"
+    s, t = tok.encode(short), tok.encode(long)
+    assert len(s) == 5 and len(t) == 20
+    expected_short = logp([tok.bos_id] + s[:4], s)
+    expected_long = (logp([tok.bos_id] + t[:7], t[:8]) + logp(t[7:15], t[8:16]) + logp(t[11:19], t[16:20]))
+    got_short, got_long = lm.loglikelihood_rolling([R(short), R(long)])
+    assert got_short == pytest.approx(expected_short, abs=1e-4)
+    assert got_long == pytest.approx(expected_long, abs=1e-4) and got_long < 0
+    # not the whole text in one pass: the window is the model's reach
+    assert got_long != pytest.approx(logp([tok.bos_id] + t[:19], t), abs=1e-3)
+    # a context and continuation longer than the window lose the context's start, as in lm-eval's HFLM
+    (cut, _), = lm.loglikelihood([R("The quick brown", " fox!")])
+    assert cut == pytest.approx(logp(t[11:19], t[15:20]), abs=1e-4)
+    lm.close()
+    for name, limit in (("bf16", 4096), ("mock", None)):
+        other = EvalsuiteLM(model=name)
+        if limit is not None:
+            assert other.max_length == limit  # by default the reference engine's context
+        else:
+            with pytest.raises(NotImplementedError, match="loglikelihood_rolling needs the model's logits"):
+                other.loglikelihood_rolling([R(short)])
+        other.close()
+
+
 def test_lm_evals_default_cuda_device_falls_back_to_cpu_without_cuda(capsys, monkeypatch) -> None:
     # lm-eval passes --device's default, cuda:0, even on a machine without CUDA: model=fp4 failed there
     from evalsuite.lmeval import EvalsuiteLM
@@ -277,6 +324,8 @@ def test_lm_evals_default_cuda_device_falls_back_to_cpu_without_cuda(capsys, mon
 def test_model_args_typos_and_batch_sizes_are_refused_or_said(capsys) -> None:
     from evalsuite.lmeval import ModelArgsError
 
+    with pytest.raises(ModelArgsError, match="max_length='0': expected a whole number >= 1"):
+        EvalsuiteLM.create_from_arg_string("model=mock,max_length=0", {"device": "cpu"})
     with pytest.raises(ModelArgsError, match="unknown key.s. modle; expected model, device, batch_size, seed"):
         EvalsuiteLM.create_from_arg_string("modle=mock", {"device": "cpu"})  # ran the default bf16 instead
     with pytest.raises(ModelArgsError, match="expected a whole number >= 1 or auto"):
@@ -626,6 +675,48 @@ def test_a_loglikelihood_run_that_fails_partway_resumes_from_its_answers(tmp_pat
     assert cli_main(["run", *args, "--out", str(out)]) == 0, capsys.readouterr().err
     assert len(computed) == 2  # was 6: every log-likelihood again
     _same_run(clean, out, "lmeval:tinymc")
+
+
+PPL_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{question}}}}"
+metric_list:
+  - metric: word_perplexity
+  - metric: byte_perplexity
+metadata:
+  version: 1.0
+"""
+
+
+def test_a_perplexity_task_runs_and_resumes_from_its_answers(task_dir: Path, tmp_path: Path, capsys,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loglikelihood_rolling task (wikitext-style) on the reference model: lm-eval's byte perplexity
+    of the model's rolling log-likelihoods, which are kept like any other answer: a rerun computes none."""
+    import math
+
+    (task_dir / "tinyppl.yaml").write_text(PPL_YAML.format(name="tinyppl", data=task_dir / "qa.jsonl"))
+    out = tmp_path / "run"
+    args = ["run", "--model", "bf16", "--device", "cpu", "--tasks", "lmeval:tinyppl", "--task-arg",
+            f"lmeval.include_path={task_dir}", "--batch-size", "2", "--quiet", "--out", str(out)]
+    assert cli_main(args) == 0, capsys.readouterr().err  # was: NotImplementedError, exit 2
+    entry = load_run(out)[0]["tasks"]["lmeval:tinyppl"]
+    cache = [json.loads(line) for line in (out / "cache" / "lmeval:tinyppl.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in cache] == ["loglikelihood_rolling"] * 4
+    total = sum(r["answer"] for r in cache)
+    n_bytes = sum(len(d["question"].encode()) for d in DOCS)
+    assert entry["metrics"]["byte_perplexity"] == pytest.approx(math.exp(-total / n_bytes))
+    assert entry["metrics"]["byte_perplexity"] > 1 and entry["n_errors"] == 0
+    computed: list[str] = []
+    real = EvalsuiteLM._rolling
+    monkeypatch.setattr(EvalsuiteLM, "_rolling", lambda self, text: computed.append(text) or real(self, text))
+    assert cli_main(args) == 0
+    assert computed == [] and load_run(out)[0]["tasks"]["lmeval:tinyppl"]["metrics"] == entry["metrics"]
 
 
 def test_quiet_run_shows_no_progress_bars(task_dir: Path, tmp_path: Path, capsys) -> None:
