@@ -193,13 +193,19 @@ class EvalsuiteLM(LM):
 
     def _lookup(self, kind: str, requests: list[Any], seeds: list[int | None] | None = None
                 ) -> list[tuple[str | None, bool, Any]]:
-        """(cache key, found, answer) of each request; no cache: nothing found."""
+        """(cache key, found, answer) of each request; no cache: nothing found. A cache that held
+        answers (a resumed run) is said on stderr in one line, how many of the requests it answers,
+        with or without --quiet (it is not a progress bar: it says what the run did not ask again)."""
         if self.cache is None:
             return [(None, False, None)] * len(requests)
         out = []
         for i, r in enumerate(requests):
             key = self.cache.key(kind, r.args, None if seeds is None else seeds[i])
             out.append((key, *self.cache.get(key)))
+        if self.cache.loaded and requests:
+            name = self.suite_task[0] if self.suite_task is not None else "lm-eval"
+            print(f"{name}: {sum(found for _, found, _ in out)} of {len(requests)} {kind} answers replayed "
+                  f"from {self.cache.path}", file=sys.stderr)
         return out
 
     def _request(self, i: int, context: str, gen_kwargs: dict[str, Any] | None = None,

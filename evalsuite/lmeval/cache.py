@@ -79,6 +79,7 @@ class AnswerCache:
                 self._seconds[row["key"]] = float(row.get("s") or 0.0)
             except (ValueError, TypeError, KeyError):  # a torn or foreign line: a miss, asked again
                 continue
+        self.loaded = len(self._answers)  # answers an earlier run kept
 
     def key(self, kind: str, args: Any, seed: int | None = None) -> str | None:
         """The key of one request; None when its arguments cannot be hashed (answered, not cached)."""

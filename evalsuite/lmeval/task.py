@@ -22,8 +22,8 @@ Resuming: the model's answer to each lm-eval request is appended to ``cache/lmev
 the run folder as it comes (`evalsuite.lmeval.cache`: keyed by the request and the model and config;
 a failed request is not kept), and ``samples/lmeval:<task>.config.json`` records the config first.
 Run the same command again after Ctrl-C, a crash or a dead backend: lm-eval runs the task again, the
-answers kept are replayed and only the rest are asked of the backend, so the files end as an
-uninterrupted run's; another config is refused in one line, as for every task; ``--overwrite``
+answers kept are replayed (one line on stderr says how many, ``--quiet`` or not) and only the rest are
+asked of the backend, so the files end as an uninterrupted run's; another config is refused in one line, as for every task; ``--overwrite``
 discards the answers. An unknown task name is refused before the backend is built (`check`).
 
 Arguments (``--task-arg lmeval.KEY=VALUE`` applies to every ``lmeval:*`` task of the run,

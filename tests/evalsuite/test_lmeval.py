@@ -556,6 +556,7 @@ def test_an_interrupted_lmeval_run_resumes_asking_only_for_the_rest(task_dir: Pa
             "--batch-size", "1", "--quiet"]
     clean, out = tmp_path / "clean", tmp_path / "run"
     assert cli_main(["run", *args, "--out", str(clean)]) == 0
+    assert "replayed" not in capsys.readouterr().err  # nothing kept: nothing to say
     with monkeypatch.context() as m:
         made = _watch(m, stop_at=2)  # Ctrl-C while the third document's request is out
         assert cli_main(["run", *args, "--out", str(out)]) == 130
@@ -569,13 +570,17 @@ def test_an_interrupted_lmeval_run_resumes_asking_only_for_the_rest(task_dir: Pa
     made = _watch(monkeypatch)
     assert cli_main(["run", *args, "--out", str(out)]) == 0, capsys.readouterr().err
     assert made[0].sent == ["2", "3"]  # was all four: the lm-eval task started over
+    # said in one line, --quiet or not (a resumed run was silent about what it did not ask again)
+    replayed = [ln for ln in capsys.readouterr().err.splitlines() if "replayed" in ln]
+    assert replayed == [f"lmeval:tinyqa: 2 of 4 generate_until answers replayed from {out}/cache/lmeval:tinyqa.jsonl"]
     _same_run(clean, out, "lmeval:tinyqa")
     assert load_run(out)[0]["tasks"]["lmeval:tinyqa"]["metrics"] == {"exact_match": 0.5}
     # finished: a rerun asks for nothing; --overwrite discards the answers with the samples
     assert cli_main(["run", *args, "--out", str(out)]) == 0 and made[1].sent == []
     _same_run(clean, out, "lmeval:tinyqa")
+    assert "4 of 4 generate_until answers replayed" in capsys.readouterr().err
     assert cli_main(["run", *args, "--out", str(out), "--overwrite"]) == 0
-    assert made[2].sent == ["0", "1", "2", "3"]
+    assert made[2].sent == ["0", "1", "2", "3"] and "replayed" not in capsys.readouterr().err
     _same_run(clean, out, "lmeval:tinyqa")
 
 
