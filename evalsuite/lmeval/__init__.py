@@ -35,8 +35,12 @@ most tokens one log-likelihood forward pass reads; default the model's context).
   (``get_rolling_token_windows``, ``make_disjoint_window``), as lm-eval's HFLM scores it.
 
 In a suite run the answers are kept in the run folder as they come, so that a run cut short resumes
-(``EvalsuiteLM.cache``, `evalsuite.lmeval.cache`). Under lm-eval's own CLI this wrapper keeps nothing;
-lm-eval's ``--use_cache`` (its ``CachingLM``) works there, with the limits that module names.
+(``EvalsuiteLM.cache``, `evalsuite.lmeval.cache`). Under lm-eval's own CLI, lm-eval's ``--use_cache DB``
+(its ``CachingLM``) is the cache: each answer goes into it as it comes (so a run cut short keeps what
+it computed), and after the run ``main`` removes the empty answers of failed requests and the sampled
+answers CachingLM stored (`EvalsuiteLM.forget_unkept`), so that a rerun asks for them again. Its key is
+lm-eval's arguments alone, not the model: one database per model; requests with audio arrays cannot
+be hashed by it.
 
 The other direction, lm-eval tasks inside a suite run (``--tasks lmeval:T``), is `evalsuite.lmeval.task`.
 """
@@ -119,6 +123,8 @@ class EvalsuiteLM(LM):
         self.errors: dict[tuple[str, Any], str] = {}
         self.documents: set[tuple[str, Any]] = set()  # (lm-eval task, doc id) of every request
         self._ignored: set[str] = set()
+        # (request type, lm-eval arguments) of answers lm-eval's --use_cache must not keep (`forget_unkept`)
+        self._unkept: list[tuple[str, Any]] = []
         # set by a suite run: the answers of an earlier run of the same config, replayed (`evalsuite.lmeval.cache`)
         self.cache: AnswerCache | None = None
         if EvalsuiteLM.tracked is not None:
@@ -177,13 +183,19 @@ class EvalsuiteLM(LM):
                     batch.append((i, self._request(i, *requests[i].args, key=keys[i], repeat=repeat[i])))
                 except Exception as e:  # media that cannot be written or read: this document only
                     self.errors[keys[i]] = one_line(e)
+                    self._unkept.append(("generate_until", requests[i].args))
             fresh: list[tuple[str | None, Any]] = []
             for (i, req), resp in zip(batch, generate_isolating(self.backend, [r for _, r in batch]) if batch else []):
                 if isinstance(resp, BaseException):
                     self.errors[keys[i]] = one_line(resp)  # not cached: a rerun asks again
+                    self._unkept.append(("generate_until", requests[i].args))
                 else:
                     answers[i] = _cut(resp.text, req.stop)
                     fresh.append((cached[i][0], answers[i]))
+                    if req.temperature > 0:  # every repeat of the document has the same key in lm-eval's cache
+                        self._unkept.append(("generate_until", requests[i].args))
+                    else:
+                        self._partial("generate_until", requests[i].args, answers[i])
             if self.cache is not None:
                 self.cache.put("generate_until", fresh, time.perf_counter() - t0)
         return [answers.get(i, "") for i in range(len(requests))]
@@ -312,6 +324,7 @@ class EvalsuiteLM(LM):
                 for i in todo[k:k + self._batch]:
                     out[i] = score(requests[i])
                     fresh.append((cached[i][0], out[i]))
+                    self._partial(kind, requests[i].args, tuple(out[i]) if isinstance(out[i], list) else out[i])
             finally:
                 if self.cache is not None:
                     self.cache.put(kind, fresh, time.perf_counter() - t0)
@@ -407,6 +420,32 @@ class EvalsuiteLM(LM):
         return sum(self._score_tokens(*make_disjoint_window(w))[0] for w in windows)
 
     # ---- lm-eval bookkeeping ------------------------------------------------------------------
+    def _partial(self, kind: str, args: Any, answer: Any) -> None:
+        """One answer into lm-eval's ``--use_cache`` database (CachingLM) as it comes, as lm-eval's HFLM
+        does: CachingLM itself stores a call's answers only once the whole call has returned, so an
+        interrupted run kept none. No cache: nothing."""
+        try:
+            self.cache_hook.add_partial(kind, args, answer)
+        except TypeError:  # arguments lm-eval cannot hash (audio arrays): CachingLM refused them already
+            pass
+
+    def forget_unkept(self) -> None:
+        """Remove from lm-eval's ``--use_cache`` database what CachingLM stored at the end of each call
+        but is not the model's answer to keep: the empty answer of a request that failed (a rerun asks
+        for it again) and sampled answers (every repeat of a document has one key there, so one
+        answer would be replayed for all)."""
+        db = getattr(self.cache_hook, "dbdict", None)
+        if db is None or not self._unkept:
+            return
+        from lm_eval.api.model import hash_args
+
+        for kind, args in self._unkept:
+            try:
+                db.pop(hash_args(kind, args), None)
+            except TypeError:
+                continue
+        db.commit()
+
     @property
     def tokenizer_name(self) -> str:
         return f"evalsuite:{self.model_name}"
@@ -460,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         EvalsuiteLM.tracked = None
+        for lm in made:
+            lm.forget_unkept()
     failed = [(lm, key, msg) for lm in made for key, msg in lm.errors.items()]
     if failed:  # lm-eval scored each as an empty answer: say so, and do not exit 0
         total = sum(len(lm.documents) for lm in made)

@@ -18,12 +18,13 @@ replayed answer adds it to the run's wall time (``replayed_s``), so a resumed ru
 answers took, not only the rerun's, as every task's resume does.
 
 Only answers are stored: a request that failed (``EvalsuiteLM.errors``) is not, so a rerun asks for it
-again. Why not lm-eval's ``CachingLM`` (sqlitedict, lm-eval 0.4): it stores a call's answers only
-once the whole call has returned (lm-eval hands the model every request of a type in one call, so an
-interrupted run kept nothing); it stores the empty answer a failed request is given as if the model
-had said it, so a rerun never retried it; its key is lm-eval's arguments alone, the same for every
-repeat of a document (a sampled task without ``do_sample: true`` replayed one answer for all of them);
-and its hashing raises on audio arrays.
+again. Why not lm-eval's ``CachingLM`` (sqlitedict, lm-eval 0.4), the cache of lm-eval's own CLI: it
+stores a call's answers only once the whole call has returned (lm-eval hands the model every request
+of a type in one call; the model feeds it each answer as it comes, `EvalsuiteLM._partial`, only under
+lm-eval's CLI); it stores the empty answer a failed request is given as if the model had said it (the
+CLI's ``main`` removes those after the run, `EvalsuiteLM.forget_unkept`, not before it ends); its key
+is lm-eval's arguments alone, the same for every model and every repeat of a document (a sampled task
+without ``do_sample: true`` replayed one answer for all of them); and its hashing raises on audio arrays.
 """
 
 from __future__ import annotations

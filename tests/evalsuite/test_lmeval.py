@@ -365,12 +365,21 @@ def test_generation_arguments_and_repeats() -> None:
 @pytest.mark.slow  # lm-eval's CLI indexes all its built-in tasks first (~20 s here)
 def test_lm_eval_cli_says_when_requests_failed(task_dir: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.run([sys.executable, "-m", "evalsuite.lmeval", "--model", "evalsuite", "--model_args",
-                        "model=mock:fail=lmeval-1", "--tasks", "tinyqa", "--include_path", str(task_dir),
-                        "--output_path", str(tmp_path / "o"), "--device", "cpu"],
-                       env=env, capture_output=True, text=True, timeout=300)
+
+    def cli(model: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "evalsuite.lmeval", "--model", "evalsuite", "--model_args",
+                               f"model={model}", "--tasks", "tinyqa", "--include_path", str(task_dir),
+                               "--output_path", str(tmp_path / "o"), "--device", "cpu",
+                               "--use_cache", str(tmp_path / "lm_cache")],
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    p = cli("mock:fail=lmeval-1")
     assert p.returncode == 1, p.stderr[-2000:]  # scored as an empty answer: said, and not exit 0
     assert "evalsuite: requests of 1 of 4 documents failed and were scored as empty answers" in p.stderr
+    # lm-eval's --use_cache kept the three answers, not the failed request's '': the rerun asks for it
+    p = cli("mock")
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "Cached requests: 3, Requests remaining: 1" in p.stderr
 
 
 def test_a_request_type_the_model_cannot_serve_is_one_line(task_dir: Path, tmp_path: Path, capsys) -> None:
@@ -582,6 +591,34 @@ def test_an_interrupted_lmeval_run_resumes_asking_only_for_the_rest(task_dir: Pa
     assert cli_main(["run", *args, "--out", str(out), "--overwrite"]) == 0
     assert made[2].sent == ["0", "1", "2", "3"] and "replayed" not in capsys.readouterr().err
     _same_run(clean, out, "lmeval:tinyqa")
+
+
+def test_lm_evals_use_cache_keeps_answers_as_they_come_and_no_failed_ones(task_dir: Path, tmp_path: Path) -> None:
+    """lm-eval's own --use_cache (CachingLM, the cache of lm-eval's CLI): each answer is stored as it
+    comes (CachingLM stored a call's answers only once it returned: a run cut short kept none), and
+    the empty answer of a failed request is removed after the run (it was replayed as the model's)."""
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=str(task_dir), include_defaults=False)
+
+    def run(**watch) -> tuple[EvalsuiteLM, dict]:
+        lm = EvalsuiteLM(model="mock", batch_size=1)
+        lm.backend = _Watched(lm.backend, **watch)
+        try:
+            return lm, lm_eval.simple_evaluate(model=lm, tasks=["tinyqa"], task_manager=manager, log_samples=True,
+                                               use_cache=str(tmp_path / "lm_cache"))
+        finally:
+            lm.forget_unkept()  # as python -m evalsuite.lmeval does after lm-eval's run
+
+    with pytest.raises(KeyboardInterrupt):
+        run(stop_at=2)  # Ctrl-C while the third document's request is out
+    lm, _ = run(fail=("lmeval-1",))  # the remaining two asked; the second of them fails
+    assert len(lm.backend.sent) == 1 and len(lm.errors) == 1  # was: all four asked
+    lm, res = run()
+    assert len(lm.backend.sent) == 1  # the failed one only: its '' was not kept
+    assert [s["resps"] for s in res["samples"]["tinyqa"]] == [
+        [["red green blue"]], [["one two three"]], [["alpha beta gamma"]], [["north south east"]]]
 
 
 def test_a_failed_request_is_not_kept_and_a_rerun_asks_for_it_again(task_dir: Path, tmp_path: Path, capsys,
