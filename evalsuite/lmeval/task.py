@@ -23,8 +23,9 @@ the run folder as it comes (`evalsuite.lmeval.cache`: keyed by the request and t
 a failed request is not kept), and ``samples/lmeval:<task>.config.json`` records the config first.
 Run the same command again after Ctrl-C, a crash or a dead backend: lm-eval runs the task again, the
 answers kept are replayed (one line on stderr says how many, ``--quiet`` or not) and only the rest are
-asked of the backend, so the files end as an uninterrupted run's; another config is refused in one line, as for every task; ``--overwrite``
-discards the answers. An unknown task name is refused before the backend is built (`check`).
+asked of the backend, so the files end as an uninterrupted run's; another config, or a ``--limit`` below
+the one the samples file ran with, is refused in one line, as for every task; ``--overwrite`` discards
+the answers. An unknown task name is refused before the backend is built (`check`).
 
 Arguments (``--task-arg lmeval.KEY=VALUE`` applies to every ``lmeval:*`` task of the run,
 ``lmeval:<task>.KEY=VALUE`` to one): ``include_path`` (a folder of task YAMLs; lm-eval's built-in
@@ -251,6 +252,7 @@ class LMEvalTask(DrivingTask):
 
         if int(os.environ.get("RANK", "0")) != 0:
             return None
+        self._check_limit(out / "samples" / f"{self.name}.jsonl", cfg.limit)
         t0 = time.perf_counter()
         model = model_of_desc(backend.describe())
         # as every task's: the config of the answers about to be kept, so that a run cut short is resumed
@@ -289,6 +291,24 @@ class LMEvalTask(DrivingTask):
             # compare and gate read a higher score as better: they must not read this one so
             entry["lower_is_better"] = True
         return entry
+
+    def _check_limit(self, path: Path, limit: int | None) -> None:
+        """Refuse, as the runner refuses a sample task's, a --limit smaller than the one the samples
+        file's run had (lm-eval's limit counts per subtask): its results would replace the larger run's."""
+        from collections import Counter
+
+        from evalsuite.results import read_samples
+        from evalsuite.runner import ResumeRefused
+
+        if limit is None:
+            return
+        per_subtask = Counter(r.metadata.get("subtask") for r in read_samples(path).values())
+        sub, n = max(per_subtask.items(), key=lambda kv: kv[1], default=(None, 0))
+        if n > limit:
+            of = f" of {sub!r}" if sub not in (None, self.lm_task) else ""
+            raise ResumeRefused(f"{path} holds {n} document(s){of} of {self.name!r}, more than this run's "
+                                f"--limit {limit} (it ran with a larger --limit): run with that --limit (or none), "
+                                f"--overwrite, or another --out")
 
     def _convert(self, res: dict[str, Any], subtasks: list[str]
                  ) -> tuple[list[SampleResult], dict[str, Any], dict[str, Any], bool]:

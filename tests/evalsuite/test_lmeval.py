@@ -640,6 +640,27 @@ def test_a_failed_request_is_not_kept_and_a_rerun_asks_for_it_again(task_dir: Pa
     assert load_run(out)[0]["tasks"]["lmeval:tinyqa"]["n_errors"] == 0
 
 
+def test_a_smaller_limit_than_the_folders_run_is_refused(task_dir: Path, tmp_path: Path, capsys,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """As for every task: a --limit below the one the folder's samples ran with is refused in one line
+    and results.json stays as it was (the larger run's results were replaced by the smaller's); a
+    larger one resumes, asking only for the new documents."""
+    out = tmp_path / "run"
+    args = ["run", "--model", "mock", "--tasks", "lmeval:tinyqa", "--task-arg", f"lmeval.include_path={task_dir}",
+            "--quiet", "--out", str(out)]
+    assert cli_main([*args, "--limit", "3"]) == 0
+    before = (out / "results.json").read_text()
+    capsys.readouterr()
+    assert cli_main([*args, "--limit", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: {out}/samples/lmeval:tinyqa.jsonl holds 3 document(s) of 'lmeval:tinyqa', more than this run's "
+        f"--limit 2 (it ran with a larger --limit): run with that --limit (or none), --overwrite, or another --out")
+    assert (out / "results.json").read_text() == before
+    made = _watch(monkeypatch)
+    assert cli_main(args) == 0 and made[0].sent == ["3"]
+    assert load_run(out)[0]["tasks"]["lmeval:tinyqa"]["n_samples"] == 4
+
+
 def test_kept_answers_are_of_one_model_and_config(tmp_path: Path) -> None:
     """The key is the request's arguments, its sampling seed and the scope (config hash, device,
     precision): another scope, or another repeat of a sampled document, is asked for anew."""
