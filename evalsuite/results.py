@@ -208,12 +208,18 @@ def validate(doc: dict[str, Any], kind: str = "results", path: str | os.PathLike
     """Raise RunFormatError with the first schema violation (the file, where in it, the message)."""
     import jsonschema
 
+    name = str(path) if path is not None else f"{kind}.json"
+    version = doc.get("schema_version") if isinstance(doc, dict) else None
+    ours = VERSIONS[kind].split(".")[0]
+    if isinstance(version, str) and version.split(".")[0].isdigit() and version.split(".")[0] != ours:
+        raise RunFormatError(f"{name} is {kind} schema {version}, this evalsuite reads {ours}.x "
+                             f"({'a newer' if int(version.split('.')[0]) > int(ours) else 'an older'} "
+                             f"evalsuite wrote it)")
     validator = jsonschema.Draft202012Validator(schema(kind))
     errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        name = str(path) if path is not None else f"{kind}.json"
         raise RunFormatError(f"{name} does not match schema {VERSIONS[kind]} at {where}: {e.message}")
 
 

@@ -155,7 +155,7 @@ def test_a_schema_error_names_the_file(tmp_path):
 
     from evalsuite.results import RunFormatError, load_results
 
-    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "9.0"}))
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "1.2"}))
     with pytest.raises(RunFormatError, match=f"^{tmp_path / 'results.json'} does not match schema 1"):
         load_results(tmp_path)
 
@@ -189,3 +189,18 @@ def test_device_cuda_is_not_checked_for_a_remote_server():
     with pytest.raises(BackendConfigError) as e:  # port 9 (discard) answers nothing: the URL is the problem
         make_backend("openai:http://127.0.0.1:9/v1", device="cuda")
     assert "CUDA" not in str(e.value)
+
+
+def test_a_results_file_of_another_major_schema_says_which_evalsuite_wrote_it(tmp_path, capsys):
+    """Not the schema's version regex: a 2.x file is from a newer evalsuite, a 0.x one from an older."""
+    import json
+
+    from evalsuite.cli import main
+
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "2.0", "tasks": {}}))
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'results.json'} is results schema 2.0, this evalsuite "
+                                       f"reads 1.x (a newer evalsuite wrote it)\n")
+    (tmp_path / "results.json").write_text(json.dumps({"schema_version": "0.9", "tasks": {}}))
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is results schema 0.9, this evalsuite reads 1.x (an older evalsuite wrote it)" in capsys.readouterr().err

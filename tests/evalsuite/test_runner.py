@@ -256,7 +256,7 @@ def test_a_results_json_that_breaks_the_schema_is_refused_before_the_run_carries
     for path, value, where in ((["environment"], "x", "environment"),
                                (["environment", "wall_time_s"], "x", "environment/wall_time_s"),
                                (["tasks", "other"], "x", "tasks/other"),
-                               (["schema_version"], "2.0", "schema_version")):
+                               (["schema_version"], "1.x", "schema_version")):
         doc = json.loads(json.dumps(good))
         node = doc
         for key in path[:-1]:
@@ -268,6 +268,12 @@ def test_a_results_json_that_breaks_the_schema_is_refused_before_the_run_carries
         assert str(e.value).startswith(f"{out / 'results.json'} does not match schema 1.2 at {where}: ")
         assert str(e.value).endswith("; remove it or pass --overwrite")
         assert json.loads((out / "results.json").read_text()) == doc  # left as it was
+    doc = json.loads(json.dumps(good))
+    doc["schema_version"] = "2.0"
+    (out / "results.json").write_text(json.dumps(doc))
+    with pytest.raises(RunError, match=r"is results schema 2\.0, this evalsuite reads 1\.x \(a newer evalsuite wrote it\); "
+                                       r"remove it or pass --overwrite$"):
+        run(RunConfig(**cfg))
     run(RunConfig(**cfg, overwrite=True))
     assert json.loads((out / "results.json").read_text())["tasks"]["toy"]["n_samples"] == 2
     # results of schema 1.0 (no status_reasons, chance or batch size) still resume
