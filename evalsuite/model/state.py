@@ -153,6 +153,12 @@ class KVCache(nn.Module):
         return q.to(torch.float8_e4m3fn)
 
     def reset(self, slots: torch.Tensor) -> None:
+        """Zero the slots' keys and values (and FP8 scales back to 1). A query attends over a window
+        that can reach past its own row's length (the batch's longest row, or the static step's
+        fixed window) with those entries masked, and a masked NaN or inf that an earlier sequence
+        left there would still reach the output (0 * NaN in the weighted sum of values)."""
+        self.k[slots] = 0
+        self.v[slots] = 0
         if self.fp8:
             self.k_scale[slots] = 1.0
             self.v_scale[slots] = 1.0

@@ -244,6 +244,29 @@ def test_slots_are_freed_and_reused_without_leaks(lm: LanguageModel) -> None:
     assert engine.free_slots == 2 and not engine.busy and engine.state.lengths.tolist() == [0, 0]
 
 
+@pytest.mark.parametrize("cuda_graphs,n_slots,kv_cache_dtype", [("off", 2, None), ("off", 2, "fp8"), ("on", 1, None)])
+def test_a_slot_with_nan_left_in_its_cache_poisons_no_later_request(lm: LanguageModel, cuda_graphs: str, n_slots: int,
+                                                                    kv_cache_dtype: str | None) -> None:
+    """A request whose prompt holds NaN (a broken media file's encoder output) leaves NaN keys and
+    values in its slot; the next, shorter request in that slot attends over a window past its own
+    length (beside a longer row, or the static step's fixed window) with those entries masked, and
+    still generates exactly what it generates alone."""
+    short = prompt_ids(6, seed=31)
+    (ref,) = Engine(lm, n_slots=1, max_len=128, kv_cache_dtype=kv_cache_dtype).generate(
+        [short], SamplingParams(max_tokens=8, **NO_STOP))
+    engine = Engine(lm, n_slots=n_slots, max_len=128, kv_cache_dtype=kv_cache_dtype, cuda_graphs=cuda_graphs)
+    broken = lm.backbone.embeddings(prompt_ids(30, seed=32)).detach()
+    broken[3] = float("nan")
+    bad = engine.submit(broken, SamplingParams(max_tokens=1, **NO_STOP))
+    if n_slots > 1:
+        engine.submit(prompt_ids(40, seed=33), SamplingParams(max_tokens=20, **NO_STOP))
+    engine.step()
+    assert bad.done and engine.free_slots == 1
+    h = engine.submit(short, SamplingParams(max_tokens=8, **NO_STOP))
+    engine.run_until_done()
+    assert h.slot == bad.slot and h.result.tokens == ref.tokens
+
+
 def test_length_limits(lm: LanguageModel) -> None:
     engine = Engine(lm, n_slots=1, max_len=16)
     with pytest.raises(ValueError, match="max_len"):
