@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 import torch
 
 from evalsuite import kernels
@@ -138,6 +140,13 @@ def test_corrupt_or_missing_media_raise_media_error(omni: OmniModel, tmp_path: P
         omni.embed_prompt([user(ContentPart.of_media("audio", str(tmp_path / "none.wav")), "?")])
     with pytest.raises(ValueError, match="evs_q"):
         omni.embed_prompt([user("hi")], {"evs_q": 1.5})
+    for bad_value in (float("nan"), float("inf")):  # a float WAV with broken samples
+        wave = np.full(1600, 0.25, dtype=np.float32)
+        wave[100:110] = bad_value
+        path = tmp_path / f"broken_{bad_value}.wav"
+        soundfile.write(path, wave, 16000, subtype="FLOAT")
+        with pytest.raises(MediaError, match=r"NaN or infinite samples .*broken_"):
+            omni.embed_prompt([user(ContentPart.of_media("audio", str(path)), "?")])
 
 
 def test_recipes_classify_backbone_under_lm_prefix_and_leave_encoders_alone(omni: OmniModel) -> None:
