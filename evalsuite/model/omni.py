@@ -28,6 +28,7 @@ The backbone has no positional encoding (order reaches it through the Mamba laye
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -78,8 +79,9 @@ class MediaOptions:
         except (TypeError, ValueError) as e:
             raise ValueError(f"media settings {s}: expected numbers for fps, max_frames, evs_q, sample_rate, "
                              f"min_patches, max_patches ({e})") from None
-        if opts.fps <= 0 or opts.max_frames < 1 or opts.sample_rate < 1 or not 0.0 <= opts.evs_rate < 1.0:
-            raise ValueError(f"media settings {s}: expected fps > 0, max_frames >= 1, sample_rate >= 1, "
+        if (not 0 < opts.fps < math.inf or opts.max_frames < 1 or opts.sample_rate < 1
+                or not 0.0 <= opts.evs_rate < 1.0):  # comparisons refuse a NaN fps or evs_q too
+            raise ValueError(f"media settings {s}: expected a finite fps > 0, max_frames >= 1, sample_rate >= 1, "
                              "0 <= evs_q < 1")
         return opts
 

@@ -140,6 +140,9 @@ def test_corrupt_or_missing_media_raise_media_error(omni: OmniModel, tmp_path: P
         omni.embed_prompt([user(ContentPart.of_media("audio", str(tmp_path / "none.wav")), "?")])
     with pytest.raises(ValueError, match="evs_q"):
         omni.embed_prompt([user("hi")], {"evs_q": 1.5})
+    for fps in ("nan", "inf", 0):  # neither NaN nor inf is a sampling rate
+        with pytest.raises(ValueError, match="expected a finite fps > 0"):
+            omni.embed_prompt([user("hi")], {"fps": fps})
     for bad_value in (float("nan"), float("inf")):  # a float WAV with broken samples
         wave = np.full(1600, 0.25, dtype=np.float32)
         wave[100:110] = bad_value
