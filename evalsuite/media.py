@@ -393,7 +393,10 @@ def load_audio(path: str, sample_rate: int = 16000) -> np.ndarray:
         raise MediaError(f"audio file is corrupt or not audio (expected WAV/FLAC/MP3/…): {path}: {e}") from None
     if not chunks:
         raise MediaError(f"audio file has no decodable samples: {path}")
-    return np.concatenate(chunks).astype(np.float32)
+    wave = np.concatenate(chunks).astype(np.float32)
+    if not np.isfinite(wave).all():  # through any model: NaN logits, an answer of NUL bytes, not an error
+        raise MediaError(f"audio file has NaN or infinite samples (expected finite values in [-1, 1]): {path}")
+    return wave
 
 
 def _mono(frame) -> np.ndarray:

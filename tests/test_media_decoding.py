@@ -345,3 +345,18 @@ def test_broken_audio_is_still_one_line(tmp_path):
     with pytest.raises(MediaError) as e:
         media.load_audio(str(path))
     assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_audio_with_nan_or_infinite_samples_is_one_line_for_every_backend(tmp_path):
+    """`load_audio` is what every backend reads audio with (reference, hf, cascade): a float WAV with
+    NaN or inf samples is refused there, not answered with NaN logits."""
+    import soundfile
+
+    for bad in (float("nan"), float("inf")):
+        wave = np.full(1600, 0.25, dtype=np.float32)
+        wave[10:20] = bad
+        path = tmp_path / f"broken_{bad}.wav"
+        soundfile.write(path, wave, 16000, subtype="FLOAT")
+        with pytest.raises(MediaError, match=rf"^audio file has NaN or infinite samples \(expected finite values in "
+                                             rf"\[-1, 1\]\): .*broken_{bad}\.wav$"):
+            media.load_audio(str(path))
