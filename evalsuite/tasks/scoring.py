@@ -108,8 +108,8 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
     "B."); (2) an explicit phrase — "answer is B", "Answer: (B)", "option B" — the last one wins;
     (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
     the last one wins; (5) standalone capital letters, not counting the article "A" before a
-    lower-case word, the last one wins; (6) option text from ``choices`` found in the response (the
-    longest matching texts only, the last one wins).
+    lower-case word, the last one wins; (6) option text from ``choices`` found in the response as whole
+    words (the longest matching texts only, the last one wins).
     """
     if not letters:
         raise ValueError("letters must name at least one choice letter, like 'ABCD'")
@@ -146,8 +146,10 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
         found: list[tuple[int, str, str]] = []
         for letter, choice in zip(letters, choices):
             opt = _option_text(choice).lower()
-            if opt and opt in low:
-                found.append((low.rfind(opt), letter, opt))
+            # whole words only: "12" does not name the option "2", nor "covered" the option "red"
+            hits = [h.start() for h in re.finditer(rf"(?<![^\W_]){re.escape(opt)}(?![^\W_])", low)] if opt else []
+            if hits:
+                found.append((hits[-1], letter, opt))
         found = [f for f in found if not any(f[2] != g[2] and f[2] in g[2] for g in found)]
         if found:
             return max(found)[1]

@@ -94,6 +94,21 @@ def test_extract_choice_letters_and_overlapping_texts() -> None:
         extract_choice("A", None, letters="")
 
 
+@pytest.mark.parametrize(
+    "response, choices, expected",
+    [
+        ("12", ["2", "3", "4", "5"], None),  # "2" is inside "12", not named by it
+        ("I saw it 3 times.", ["2", "3", "4", "5"], "B"),
+        ("the shape was covered", ["red", "blue", "green", "white"], None),  # "red" inside "covered"
+        ("It was red.", ["red", "blue", "green", "white"], "A"),
+        ("the word BUSY", ["CAT", "BUS", "CUP", "ICE"], None),
+        ("bus", ["CAT", "BUS", "CUP", "ICE"], "B"),
+    ],
+)
+def test_extract_choice_reads_option_text_as_whole_words(response: str, choices: list[str], expected: str | None) -> None:
+    assert extract_choice(response, choices) == expected
+
+
 @given(st.sampled_from("ABCD"), st.sampled_from(["{}", "({})", "{}.", "Answer: {}", "The answer is {}.", "[{}]"]))
 def test_extract_choice_finds_formatted_letter(letter: str, form: str) -> None:
     assert extract_choice(form.format(letter), CHOICES) == letter
