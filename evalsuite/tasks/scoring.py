@@ -105,7 +105,8 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
     """The chosen letter in ``response``, or ``None`` when no rule finds exactly one.
 
     Priority: (1) the whole response is a letter, optionally bracketed or punctuated ("B", "(B)",
-    "B."); (2) an explicit phrase — "answer is B", "Answer: (B)", "option B" — the last one wins;
+    "B."), while a response that is only different letters joined by "or", "and", "," or "/" ("B or
+    C", "The answer is A or B", "Both A and B") names none and gives ``None``; (2) an explicit phrase — "answer is B", "Answer: (B)", "option B" — the last one wins;
     (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
     the last one wins; (5) standalone capital letters, not counting the article "A" before a
     lower-case word, the last one wins; (6) option text from ``choices`` found in the response as whole
@@ -121,6 +122,12 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
     m = re.fullmatch(rf"[\(\[]?([{L}])[\)\]]?", core)
     if m:
         return m.group(1)
+    one = rf"[\(\[]?[{L}][\)\]\.]?"
+    joined = rf"(?:\s*[,/&]\s*(?:(?i:or|and)\s+)?|\s+(?i:or|and)\s+)"
+    lead = r"(?i:(?:the\s+)?(?:(?:correct|right|best)\s+)?(?:answer|option|choice)s?\s*(?:is|are|:)?\s*:?\s*)?(?i:(?:both|either)\s+)?"
+    if re.fullmatch(rf"{lead}{one}(?:{joined}{one})+", core):
+        if len(set(re.findall(rf"(?<![A-Za-z])[{L}](?![A-Za-z])", core))) > 1:
+            return None  # "B or C", "A and B", "A, B": several letters name no single choice
     phrase = re.compile(
         rf"(?:answer|option|choice)\s*(?:is|would be|should be|:)?\s*:?\s*(?:option\s*)?[\(\[]?([{L}])(?![A-Za-z0-9])",
         re.IGNORECASE,

@@ -109,6 +109,13 @@ def test_extract_choice_reads_option_text_as_whole_words(response: str, choices:
     assert extract_choice(response, choices) == expected
 
 
+@pytest.mark.parametrize(
+    "response", ["B or C", "A and C", "B, C", "B/C", "Either B or C", "Both A and B", "The answer is A or B.", "(A) or (B)"])
+def test_extract_choice_leaves_a_hedge_between_letters_unparsed(response: str) -> None:
+    assert extract_choice(response, CHOICES) is None
+    assert extract_choice("B or B", CHOICES) == "B"  # one letter, said twice
+
+
 @given(st.sampled_from("ABCD"), st.sampled_from(["{}", "({})", "{}.", "Answer: {}", "The answer is {}.", "[{}]"]))
 def test_extract_choice_finds_formatted_letter(letter: str, form: str) -> None:
     assert extract_choice(form.format(letter), CHOICES) == letter
