@@ -31,6 +31,7 @@ is carried over):
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Sequence
 
 __all__ = [
@@ -104,24 +105,27 @@ def _option_text(choice: str) -> str:
 def extract_choice(response: str, choices: Sequence[str] | None = None, letters: str = "ABCD") -> str | None:
     """The chosen letter in ``response``, or ``None`` when no rule finds exactly one.
 
-    Priority: (1) the whole response is a letter, optionally bracketed or punctuated ("B", "(B)",
-    "B."), while a response that is only different letters joined by "or", "and", "," or "/" ("B or
-    C", "The answer is A or B", "Both A and B") names none and gives ``None``; (2) an explicit phrase — "answer is B", "Answer: (B)", "option B" — the last one wins;
+    Priority: (1) the whole response is a letter of either case, optionally bracketed or punctuated
+    ("B", "(b)", "B."), while a response that is only different letters joined by "or", "and", ","
+    or "/" ("B or C", "The answer is A or B", "Both A and B") names none and gives ``None``; (2) an
+    explicit phrase — "answer is B", "Answer: (B)", "option B", "B is correct", "A is the answer";
+    a lower-case letter only where the response ends with it ("answer is b") — the last one wins;
     (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
     the last one wins; (5) standalone capital letters, not counting the article "A" before a
-    lower-case word, the last one wins; (6) option text from ``choices`` found in the response as whole
-    words (the longest matching texts only, the last one wins).
+    lower-case word, the last one wins; (6) option text from ``choices`` found in the response as
+    whole words (the longest matching texts only, the last one wins). Full-width forms read as
+    their ASCII letters (NFKC).
     """
     if not letters:
         raise ValueError("letters must name at least one choice letter, like 'ABCD'")
-    text = str(response or "").strip()
+    text = unicodedata.normalize("NFKC", str(response or "")).strip()  # full-width "Ｂ" is "B"
     if not text:
         return None
     L = re.escape(letters)
     core = text.strip(_EDGE_PUNCT)
-    m = re.fullmatch(rf"[\(\[]?([{L}])[\)\]]?", core)
+    m = re.fullmatch(rf"[\(\[]?([{L}])[\)\]]?", core, re.IGNORECASE)
     if m:
-        return m.group(1)
+        return next(c for c in letters if c.lower() == m.group(1).lower())
     one = rf"[\(\[]?[{L}][\)\]\.]?"
     joined = rf"(?:\s*[,/&]\s*(?:(?i:or|and)\s+)?|\s+(?i:or|and)\s+)"
     lead = r"(?i:(?:the\s+)?(?:(?:correct|right|best)\s+)?(?:answer|option|choice)s?\s*(?:is|are|:)?\s*:?\s*)?(?i:(?:both|either)\s+)?"
@@ -132,9 +136,16 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
         rf"(?:answer|option|choice)\s*(?:is|would be|should be|:)?\s*:?\s*(?:option\s*)?[\(\[]?([{L}])(?![A-Za-z0-9])",
         re.IGNORECASE,
     )
-    hits = [h for h in phrase.finditer(text) if h.group(1).isupper()]
+    named = re.compile(
+        rf"(?<![A-Za-z0-9])[\(\[]?([{L}])[\)\]]?\s+(?:is|would be|should be)\s+(?:the\s+)?(?:correct|right|best|answer|option|choice)\b",
+        re.IGNORECASE,
+    )
+    # a lower-case letter counts only where nothing follows it: "answer is b", not "answer is a red car"
+    hits = [h for h in phrase.finditer(text) if h.group(1).isupper() or not text[h.end():].strip(_EDGE_PUNCT + ")]")]
+    hits += [h for h in named.finditer(text) if h.group(1).isupper()]
     if hits:
-        return hits[-1].group(1)
+        last = max(hits, key=lambda h: h.start(1)).group(1)
+        return next(c for c in letters if c.lower() == last.lower())
     m = re.match(rf"\s*[\(\[]?([{L}])(?:[\)\]\.:,]|\s*$)", text)
     if m:
         return m.group(1)

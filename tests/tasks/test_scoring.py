@@ -116,6 +116,20 @@ def test_extract_choice_leaves_a_hedge_between_letters_unparsed(response: str) -
     assert extract_choice("B or B", CHOICES) == "B"  # one letter, said twice
 
 
+@pytest.mark.parametrize(
+    "response, expected",
+    [
+        ("b", "B"), ("(b)", "B"), ("c.", "C"), ("a", "A"),  # a lone letter in lower case
+        ("The answer is b.", "B"),
+        ("the answer is a blue car", "A"),  # "a" before a word is the article: the option text decides
+        ("A is the answer.", "A"), ("A is correct", "A"), ("A is wrong, C is right.", "C"),
+        ("Ｂ", "B"), ("（Ｃ）", "C"),  # full-width
+    ],
+)
+def test_extract_choice_reads_lower_case_full_width_and_named_letters(response: str, expected: str) -> None:
+    assert extract_choice(response, CHOICES) == expected
+
+
 @given(st.sampled_from("ABCD"), st.sampled_from(["{}", "({})", "{}.", "Answer: {}", "The answer is {}.", "[{}]"]))
 def test_extract_choice_finds_formatted_letter(letter: str, form: str) -> None:
     assert extract_choice(form.format(letter), CHOICES) == letter
