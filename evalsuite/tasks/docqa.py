@@ -3,9 +3,10 @@
 Invoices, receipts, forms, tables and bar charts drawn by :mod:`evalsuite.tasks.gen.doc`, several questions per
 document (one ``cluster``). Question types (``category``): text_recognition, key_information,
 numeric, chart_value. The prompt is the bare question ("What is the total?"); answers are short
-strings. Scored by OCRBench's rule (the answer contained in the prediction, case-insensitive) as
-``accuracy``, with ANLS alongside; broken down by question type, aspect ratio class (tall / wide /
-page / square) and document kind.
+strings. Scored by OCRBench's rule (the answer contained in the prediction, case-insensitive) with
+whole tokens (a short answer inside a longer token does not count: "2" in "12" or "2019", "RICE" in
+"PRICE"; a number matches its equal, "3.0" for "3") as ``accuracy``, with ANLS alongside; broken
+down by question type, aspect ratio class (tall / wide / page / square) and document kind.
 
 Arguments: ``split`` (eval | train; seeds never overlap), ``n`` samples, ``difficulty`` (easy |
 default | hard), ``image_mode`` (dynamic | tiling: the image preprocessing a backend that has both
@@ -70,7 +71,8 @@ class DocQA(Task):
         return None
 
     def score(self, sample: Sample, prediction: str) -> dict[str, Any]:
-        return {"score": float(ocrbench_match(prediction, sample.target)), "anls": anls(prediction, sample.target)}
+        return {"score": float(ocrbench_match(prediction, sample.target, whole_tokens=True)),
+                "anls": anls(prediction, sample.target)}
 
     def aggregate(self, results: list[SampleResult]) -> dict[str, float]:
         ok = [r for r in results if r.error is None and r.score is not None]

@@ -47,8 +47,34 @@ def _as_list(answers: str | Sequence[object]) -> list[str]:
 
 
 # ---- OCRBench -----------------------------------------------------------------------------------
-def ocrbench_match(prediction: str, answers: str | Sequence[str], *, hme: bool = False) -> bool:
-    """OCRBench's substring rule; ``hme=True`` is HME100k's case-sensitive, space-free variant."""
+_WORD = r"[^\W_]"  # a letter or digit
+_JOINER = r"[.,\-/@_]"  # joins what is on either side into one token: "2.50", "K-77", "a@b.com"
+_NUMBER = re.compile(rf"(?<!{_WORD})(?<!{_WORD}{_JOINER})\d+(?:,\d{{3}})*(?:\.\d+)?(?!{_WORD})(?!{_JOINER}{_WORD})")
+
+
+def _number(text: str) -> float | None:
+    """``"1,000"`` → 1000.0, ``"3.0"`` → 3.0; None unless ``text`` is one plain number."""
+    if re.fullmatch(r"\d+(?:,\d{3})*(?:\.\d+)?", text) is None:
+        return None
+    return float(text.replace(",", ""))
+
+
+def _as_tokens(answer: str, prediction: str) -> bool:
+    """Whether ``answer`` stands in ``prediction`` as whole tokens, not joined to a letter or digit
+    directly or through a joiner: "2" is not in "12", "2.50" or "K-2", "rice" not in "price". A
+    numeric answer also matches an equal number ("3" in "3.0", "1000" in "1,000")."""
+    if re.search(rf"(?<!{_WORD})(?<!{_WORD}{_JOINER}){re.escape(answer)}(?!{_WORD})(?!{_JOINER}{_WORD})", prediction):
+        return True
+    value = _number(answer)
+    return value is not None and any(_number(m.group()) == value for m in _NUMBER.finditer(prediction))
+
+
+def ocrbench_match(prediction: str, answers: str | Sequence[str], *, hme: bool = False, whole_tokens: bool = False) -> bool:
+    """OCRBench's substring rule; ``hme=True`` is HME100k's case-sensitive, space-free variant.
+
+    ``whole_tokens=True`` (the synthetic ``docqa``, not the official rule) asks the answer to stand
+    as whole tokens in the prediction, so a short answer is not found inside a longer wrong one
+    ("2" inside "12" or "2019", "RICE" inside "PRICE"); a numeric answer also matches its equal."""
     pred = str(prediction)
     if hme:
         pred = pred.strip().replace("\n", " ").replace(" ", "")
@@ -59,7 +85,8 @@ def ocrbench_match(prediction: str, answers: str | Sequence[str], *, hme: bool =
             a = answer.strip().replace("\n", " ").replace(" ", "")
         else:
             a = answer.lower().strip().replace("\n", " ")
-        if a in pred:  # note: an empty answer matches anything, as in the official loop
+        # an empty answer matches anything, as in the official loop
+        if (_as_tokens(a, pred) if whole_tokens and a else a in pred):
             return True
     return False
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from evalsuite.registry import TASKS
 from evalsuite.task import TaskArgError
-from evalsuite.types import SampleResult
+from evalsuite.types import Sample, SampleResult
 from evalsuite.tasks.common import split_seed
 from evalsuite.tasks.docqa import DocQA
 from evalsuite.tasks.gen.canvas import text_size
@@ -95,6 +95,22 @@ def test_score_uses_ocrbench_rule_with_anls_alongside() -> None:
     wrapped = task.score(s, f"The answer is {s.target.lower()}.")
     assert wrapped["score"] == 1.0 and wrapped["anls"] == 0.0  # contained, but far in edit distance
     assert task.score(s, "zzzz") == {"score": 0.0, "anls": 0.0}
+
+
+@pytest.mark.parametrize(
+    "target, prediction, right",
+    [
+        ("2", "12", False), ("2", "2019", False), ("2", "2.50", False), ("77", "K-77", False),
+        ("RICE", "PRICE", False), ("86", "555-8608", False), ("9", "6.93", False),
+        ("2", "2.", True), ("12.50", "The total is $12.50.", True), ("JOHN GARCIA", "john garcia", True),
+        ("john@cedar.com", "Email: john@cedar.com.", True), ("3", "3.0", True), ("12.50", "12.5", True),
+    ],
+)
+def test_a_short_answer_inside_a_longer_token_is_not_right(target: str, prediction: str, right: bool) -> None:
+    """Reading another field of the document ("2019" for the value of 2019, the PRICE header for the
+    last item RICE) is wrong, though the answer is a substring of it."""
+    s = Sample(id="x", messages=[], target=target)
+    assert DocQA(n=1).score(s, prediction)["score"] == float(right)
 
 
 def test_aggregate_reports_accuracy_and_anls_over_scored_results() -> None:

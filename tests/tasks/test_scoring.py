@@ -34,6 +34,11 @@ def test_ocrbench_match(pred: str, answers, hme: bool, expected: bool) -> None:
     assert ocrbench_match(pred, answers, hme=hme) is expected
 
 
+def test_ocrbench_match_whole_tokens() -> None:
+    assert ocrbench_match("2019", "2") and not ocrbench_match("2019", "2", whole_tokens=True)  # official: substring
+    assert ocrbench_match("It is 1,000.", "1000", whole_tokens=True) and ocrbench_match("x", "", whole_tokens=True)
+
+
 # ---- ANLS ---------------------------------------------------------------------------------------
 def test_levenshtein_known_values() -> None:
     assert levenshtein("kitten", "sitting") == 3
