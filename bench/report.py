@@ -6,6 +6,8 @@ Each group becomes a table: median time, ops/s, any throughput figures the bench
 ``extra_info`` (frames/s, GB/s…), and the ratio against the group's ``role: peer`` entry measured in
 the same run. The section (between ``<!-- bench:NAME -->`` markers) is replaced in place, so
 re-running a benchmark updates its table and leaves the others alone. Device and date are recorded.
+With ``--skip-missing`` a JSON file that does not exist (pytest-benchmark writes none when every
+benchmark was skipped or deselected) is one line and exit 0, the section left as it is.
 """
 
 from __future__ import annotations
@@ -110,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--section", required=True)
     p.add_argument("--command", required=True)
     p.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    p.add_argument("--skip-missing", action="store_true",
+                   help="a missing JSON file (no benchmark ran) leaves the section as it is and exits 0")
     a = p.parse_args(argv)
+    if a.skip_missing and not Path(a.json).exists():
+        print(f"{p.prog}: {a.json} was not written (no benchmark ran: skipped or deselected); "
+              f"section {a.section!r} of {a.out} left as it is")
+        return 0
     try:
         data = load_results(Path(a.json))
     except ValueError as exc:

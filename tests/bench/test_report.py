@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from bench_scripts import load_bench_script, one_line_exit_2
 
+ROOT = Path(__file__).resolve().parents[2]
 WHAT = "expected a pytest-benchmark JSON file (pytest --benchmark-json)"
 RESULTS = {"benchmarks": [
     {"name": "ours", "group": "decode", "stats": {"median": 0.002}, "extra_info": {"fps": 12.5}},
@@ -89,3 +94,41 @@ def test_out_that_is_a_folder_is_one_line(tmp_path, capsys):
     src.write_text(json.dumps(RESULTS))
     err = _one_line_exit_2([str(src), "--section", "S", "--command", "c", "--out", str(tmp_path)], capsys)
     assert err == f"--out {tmp_path} is a directory; expected the Markdown file to update"
+
+
+def test_skip_missing_leaves_the_section_when_no_benchmark_ran(tmp_path, capsys):
+    """pytest-benchmark writes no JSON when every benchmark was skipped: one line, exit 0, file untouched."""
+    md = tmp_path / "BENCHMARKS.md"
+    old = "# Benchmarks\n\n<!-- bench:s -->\n## S\n\nold table\n<!-- /bench:s -->\n"
+    md.write_text(old, encoding="utf-8")
+    src = tmp_path / "none.json"
+    assert _report().main([str(src), "--section", "S", "--command", "c", "--out", str(md), "--skip-missing"]) == 0
+    out, err = capsys.readouterr()
+    assert out == (f"python bench/report.py: {src} was not written (no benchmark ran: skipped or deselected); "
+                   f"section 'S' of {md} left as it is\n") and err == ""
+    assert md.read_text(encoding="utf-8") == old
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_bench_with_its_benchmarks_skipped_publishes_nothing(tmp_path):
+    """`make bench` where pytest skips every benchmark (exit 5, e.g. transformers missing): exit 0 with a
+    line per section, BENCHMARKS.md byte for byte as it was, and an older run's JSON never reported."""
+    (tmp_path / "bench").mkdir()
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    shutil.copy(ROOT / "bench" / "report.py", tmp_path / "bench" / "report.py")
+    md = tmp_path / "BENCHMARKS.md"
+    md.write_bytes((ROOT / "BENCHMARKS.md").read_bytes())
+    before = md.read_bytes()
+    (tmp_path / ".benchmarks").mkdir()
+    for name in ("media.json", "hf_batch.json"):  # a run of another day
+        (tmp_path / ".benchmarks" / name).write_text(json.dumps(RESULTS))
+    fake = tmp_path / "py"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = -m ] && [ "$2" = pytest ]; then echo "1 skipped"; exit 5; fi\n'
+                    f'exec {sys.executable} "$@"\n')
+    fake.chmod(0o755)
+    run = subprocess.run(["make", "-o", ".venv/.installed", "bench", f"PY={fake}"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("was not written (no benchmark ran: skipped or deselected)") == 2
+    assert md.read_bytes() == before
+    assert not list((tmp_path / ".benchmarks").iterdir())
