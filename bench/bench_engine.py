@@ -6,7 +6,7 @@ The tiny omni model with its seed-0 weights (untrained: speed does not depend on
 106-token prompt, 64 output tokens (no stop token), batch 1 and 8 through
 `ReferenceBackend(recipe, batch_size=8).engine.generate`; best of ``--repeats``, all recipes in one
 process so their ratios share the machine's state. Prints a markdown table with each recipe's ratio
-to bf16 (the first recipe). ``--cpu-time`` times in this process's CPU seconds with one thread instead
+to the first recipe of ``--recipes`` (bf16 by default), which the header names. ``--cpu-time`` times in this process's CPU seconds with one thread instead
 of wall time with torch's default threads: on a machine shared with other jobs, wall time measures
 their load as much as the engine. ``--cuda-graphs on`` decodes through the engine's static-buffer
 step (on a CPU run eagerly: nothing is captured), ``off`` through the eager step; ``auto`` (default)
@@ -72,12 +72,12 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = {r: measure(r, args.repeats, clock=clock, cuda_graphs=args.cuda_graphs, compile_step=args.compile_step)
             for r in args.recipes.split(",")}
-    base = next(iter(rows.values()))
+    base_name, base = next(iter(rows.items()))  # the ratios' denominator: the first recipe asked for
     print(f"Device: CPU only: {cpu_name() or platform.processor()} ({os.cpu_count()} cores), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads"
           f"{', CPU time' if args.cpu_time else ''}, cuda_graphs={args.cuda_graphs}"
           f"{', compiled decode step' if args.compile_step else ''}.\n")
-    print("| recipe | tokens/s batch 1 | tokens/s batch 8 | batch 1 vs bf16 | batch 8 vs bf16 |")
+    print(f"| recipe | tokens/s batch 1 | tokens/s batch 8 | batch 1 vs {base_name} | batch 8 vs {base_name} |")
     print("|---|---:|---:|---:|---:|")
     for r, v in rows.items():
         print(f"| {r} | {v[1]:,.0f} | {v[8]:,.0f} | {v[1] / base[1]:.2f} | {v[8] / base[8]:.2f} |")
