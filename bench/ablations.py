@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from collections import defaultdict
@@ -128,9 +129,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench.report import ROOT, device_line, update
 
         shown = ckpt.resolve().relative_to(ROOT) if ckpt.resolve().is_relative_to(ROOT) else ckpt  # no machine paths
+        # the options that decide the numbers, so that the command reproduces the table
+        command = shlex.join(["python", "bench/ablations.py", "--checkpoint", str(shown), "--n", str(a.n),
+                              "--model", a.model, "--bench"])
         body = (f"Trained `tiny` checkpoint `{shown}` (sha256 {weights.weights_sha256(ckpt)[:12]}), `{a.model}`, "
                 f"{a.n} eval samples per run, {time.strftime('%Y-%m-%d')}, {device_line()}; command: "
-                f"`python bench/ablations.py --bench`.\n\n" + text)
+                f"`{command}`.\n\n" + text)
         update(ROOT / "BENCHMARKS.md", "Ablations: EVS and dynamic resolution", body)
     return 0
 

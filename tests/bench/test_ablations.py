@@ -48,3 +48,20 @@ def test_markdown_tables():
     text = ablations.markdown(evs, res)
     assert "| 0.75 | 2 | 100.0 | 30.0 | 30% | 0.250 | – |" in text
     assert "| dynamic | 2 | 0.500 | [0.100, 0.900] | 80.0 | 0.500 / 80 (n=2) |" in text
+
+
+def test_bench_records_the_options_that_made_the_table(tmp_path, monkeypatch):
+    """--bench writes a command that reproduces its table: --n (default 200) and the model in it."""
+    import bench.report
+
+    written = {}
+    monkeypatch.setattr(bench.report, "update", lambda md, section, body: written.update(section=section, body=body))
+    monkeypatch.setattr(ablations, "evs_ablation", lambda ckpt, out, n, model: [
+        {"evs_q": 0.0, "n": n, "accuracy": 0.5, "ci95": None, "video_tokens_before": 10.0, "video_tokens_after": 10.0}])
+    monkeypatch.setattr(ablations, "resolution_ablation", lambda ckpt, out, n, model: [
+        {"mode": "dynamic", "n": n, "accuracy": 0.5, "ci95": None, "image_tokens": 8.0, "aspects": {}}])
+    assert ablations.main(["--n", "60", "--model", "fp8", "--out", str(tmp_path), "--bench"]) == 0
+    assert written["section"] == "Ablations: EVS and dynamic resolution"
+    assert ("; command: `python bench/ablations.py --checkpoint evalsuite/model/checkpoints/tiny --n 60 --model fp8 "
+            "--bench`.\n\n**EVS on `videoqa`**") in written["body"]
+    assert "`fp8`, 60 eval samples per run" in written["body"]
