@@ -13,8 +13,10 @@ waits on the other thread, which another job may hold) while one thread was stea
 both sides; this compares batching, not threading. ``make bench`` times it in process CPU time
 (``--benchmark-timer=time.process_time``, as the backbone benchmark's ``--cpu-time``): another job
 on the cores then slows both sides less than it slows the wall clock. The table's note says which
-timer ran. Without ``--benchmark-enable`` (pytest's default in this project) each test answers the
-requests once, untimed, and still checks the token counts, the calls and batch=8's answers.
+timer ran. batch=8's answers are checked against one-at-a-time's before it is timed (that call is its
+warm-up round), so answers that differ fail the test with no time recorded. Without ``--benchmark-enable``
+(pytest's default in this project) each test answers the requests untimed (once; batch=8 twice: the
+check, then the benchmark's call) and still checks the token counts, the calls and batch=8's answers.
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ def requests(family: str, images: list[str]) -> list[Request]:
 _answers: dict[tuple[str, int], list[tuple]] = {}  # (family, batch) -> texts, for the batched run's check
 
 
+def _texts(out: list) -> list[tuple]:
+    return [(r.text, r.output_tokens, r.finish_reason) for r in out]
+
+
 def _counting(backend: HFBackend) -> list[int]:
     """Rows of every ``model.generate`` call the backend makes from now on."""
     calls: list[int] = []
@@ -115,11 +121,18 @@ def _run(benchmark, family: str, batch: int, folders: dict[str, Path], images: l
     backend = HFBackend(f"{folders[family]},batch={batch}", device="cpu")
     reqs = requests(family, images)
     calls = _counting(backend)
-    out = benchmark.pedantic(backend.generate, args=(reqs,), rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    checked = batch != 1
+    if checked:  # before it is timed (a failed check records no time): batching changes the speed, not the answers
+        one = _answers.get((family, 1))
+        if one is None:  # the peer did not run in this session: its answers, untimed
+            one = _texts(HFBackend(str(folders[family]), device="cpu").generate(reqs))
+        assert _texts(backend.generate(reqs)) == one  # this call is also the warm-up round
+    out = benchmark.pedantic(backend.generate, args=(reqs,), rounds=ROUNDS, iterations=1,
+                             warmup_rounds=0 if checked else 1)
     assert [r.output_tokens for r in out] == [NEW_TOKENS] * N_REQUESTS
-    _answers[(family, batch)] = [(r.text, r.output_tokens, r.finish_reason) for r in out]
+    _answers[(family, batch)] = _texts(out)
     timed = benchmark.stats is not None  # None under --benchmark-disable (pytest's default here): one untimed call
-    runs = ROUNDS + 1 if timed else 1
+    runs = ROUNDS + 1 if timed else 1 + checked
     assert len(calls) == runs * math.ceil(N_REQUESTS / batch)  # batch=8 really shares calls
     if timed:
         per_call = benchmark.stats.stats.median
@@ -143,11 +156,7 @@ def _run(benchmark, family: str, batch: int, folders: dict[str, Path], images: l
             + ("process CPU time (samples and tokens per CPU-second)" if "process_time" in timer
                else f"wall time (`{timer}`)") + ".")
     else:
-        one = _answers.get((family, 1))
-        if one is None:  # the peer did not run in this session: its answers, untimed
-            one = [(r.text, r.output_tokens, r.finish_reason)
-                   for r in HFBackend(str(folders[family]), device="cpu").generate(reqs)]
-        assert _answers[(family, batch)] == one  # batching changes the speed, not the answers
+        assert _answers[(family, batch)] == one  # the timed rounds answered as the checked one
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
