@@ -16,7 +16,6 @@ Prints a markdown table; it does not write BENCHMARKS.md.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 import tempfile
@@ -26,6 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gpu import _Parser, positive_int  # noqa: E402  (one option parser for the bench scripts)
 
 from evalsuite.model.backbone import LanguageModel, build, decode_step, export_hf, prefill  # noqa: E402
 from evalsuite.model.config import BackboneConfig  # noqa: E402
@@ -112,13 +114,13 @@ def bench_decode(batches: list[int], steps: int, prompt_len: int, repeats: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--decode-steps", type=int, default=32)
-    parser.add_argument("--prompt-len", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    parser = _Parser(prog="python bench/bench_backbone.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--lengths", type=positive_int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--batches", type=positive_int, nargs="+", default=[1, 16])
+    parser.add_argument("--decode-steps", type=positive_int, default=32)
+    parser.add_argument("--prompt-len", type=positive_int, default=32)
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (1: steadier on a shared machine)")
     parser.add_argument("--skip-prefill", action="store_true", help="only the decode table")
     parser.add_argument("--skip-decode", action="store_true", help="only the prefill table")
     parser.add_argument("--cpu-time", action="store_true",

@@ -17,7 +17,6 @@ the timed runs; compiling takes minutes on two cores).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -27,6 +26,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gpu import _Parser, one_of, positive_int  # noqa: E402  (one option parser for the bench scripts)
 
 
 def measure(recipe: str, repeats: int, batches: tuple[int, ...] = (1, 8), clock=time.perf_counter,
@@ -56,9 +58,12 @@ def _timed(fn, clock=time.perf_counter) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/bench_engine.py", description=__doc__.splitlines()[0])
-    p.add_argument("--recipes", default="bf16,fp8,fp4,fp4-all")
-    p.add_argument("--repeats", type=int, default=3)
+    from evalsuite.kernels import recipes
+
+    p = _Parser(prog="python bench/bench_engine.py", description=__doc__.splitlines()[0])
+    p.add_argument("--recipes", type=one_of(recipes.names(), "recipes"), default="bf16,fp8,fp4,fp4-all",
+                   help="comma-separated; the ratios are to the first")
+    p.add_argument("--repeats", type=positive_int, default=3, help="timed runs per batch, the best kept (>= 1)")
     p.add_argument("--cpu-time", action="store_true", help="CPU seconds of this process, one thread")
     p.add_argument("--cuda-graphs", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--compile-step", action="store_true", help="the static decode step through torch.compile")
@@ -71,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from evalsuite.env import cpu_name
 
     rows = {r: measure(r, args.repeats, clock=clock, cuda_graphs=args.cuda_graphs, compile_step=args.compile_step)
-            for r in args.recipes.split(",")}
+            for r in args.recipes}
     base_name, base = next(iter(rows.items()))  # the ratios' denominator: the first recipe asked for
     print(f"Device: CPU only: {cpu_name() or platform.processor()} ({os.cpu_count()} cores), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads"

@@ -1041,6 +1041,30 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def positive_int(text: str) -> int:
+    """An integer >= 1 (repeats, calls, lengths); the bench scripts share it as an option type."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
+def one_of(allowed: tuple[str, ...] | list[str], kind: str) -> Callable[[str], list[str]]:
+    """Option type: a comma-separated list of ``allowed`` names (``kind`` names them in the error)."""
+    def parse(text: str) -> list[str]:
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        bad = [x for x in items if x not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {kind} ({', '.join(allowed)}), "
+                                             f"got {text!r}")
+        return items
+
+    return parse
+
+
 def parse_device(text: str, expected: str = "cuda, cuda:N or cpu (a smoke test of the script)") -> torch.device:
     """``cuda``, ``cuda:N`` or ``cpu`` (whether that CUDA device exists is checked later); the bench
     scripts share it."""

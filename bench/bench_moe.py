@@ -25,6 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gpu import _Parser, one_of, positive_int  # noqa: E402  (one option parser for the bench scripts)
 
 # Largest |fast path - loop| / max |loop| taken as the same answer: the dense path sums in another order
 # in bf16 (0.2-0.5% on the tiny config); the grouped path equals the loop on CPU.
@@ -51,13 +54,23 @@ def _timer(device: torch.device, fn, calls: int, repeats: int) -> float:
     return best / calls * 1e6
 
 
+def _token_counts(text: str) -> list[int]:
+    try:
+        return [positive_int(t) for t in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated token counts >= 1, got {text!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python bench/bench_moe.py", description=__doc__.splitlines()[0])
+    from evalsuite.kernels import formats
+
+    p = _Parser(prog="python bench/bench_moe.py", description=__doc__.splitlines()[0])
     p.add_argument("--config", default="tiny", choices=["tiny", "full"])
-    p.add_argument("--tokens", default="1,8,106,848")
-    p.add_argument("--formats", default="bf16,nvfp4,fp8")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--calls", type=int, default=20)
+    p.add_argument("--tokens", type=_token_counts, default="1,8,106,848", help="comma-separated token counts (>= 1)")
+    p.add_argument("--formats", type=one_of(("bf16", *formats.quantized_names()), "expert formats"),
+                   default="bf16,nvfp4,fp8")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed batches per path, the best kept (>= 1)")
+    p.add_argument("--calls", type=positive_int, default=20, help="calls per timed batch (>= 1)")
     args = p.parse_args(argv)
 
     from evalsuite import kernels
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| format | tokens | loop µs | grouped µs | dense µs | grouped vs loop | max diff / max |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     wrong = 0
-    for fmt in args.formats.split(","):
+    for fmt in args.formats:
         with torch.no_grad():
             moe = MoE(cfg).to(device=device, dtype=torch.bfloat16)
             for lin in moe.modules():
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         if fmt != "bf16":
             kernels.quantize_model(moe, Recipe(fmt, "", rules=(("experts.*.*", fmt),)))
         d = moe.experts[0].up_proj.in_features
-        for n in (int(t) for t in args.tokens.split(",")):
+        for n in args.tokens:
             x = torch.randn(n, d, device=device, dtype=torch.bfloat16)
             weights, idx = moe.gate(x)
             with torch.no_grad():
