@@ -81,7 +81,7 @@ def measure(n: int, workers: int) -> list[tuple[str, float, float, float, float]
         fresh_pools = Pools(cfg)
         make_example(fresh_pools, f"{task}-fresh", random.Random(-1))  # imports, fonts
         fresh = rate(lambda i: make_example(fresh_pools, f"{task}-fresh", random.Random(i)), n)
-        par = float("nan")
+        par = fresh  # one process: the rate just measured
         if workers > 1:
             with ProcessPoolExecutor(workers) as ex:
                 list(ex.map(_fresh, [(f"{task}-fresh", -1 - w) for w in range(workers)]))  # warm the workers
@@ -103,12 +103,22 @@ def table(rows, workers: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=int, default=12, help="items per measurement")
-    p.add_argument("--workers", type=int, default=2)
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python bench/bench_training_data.py", description=__doc__.split("\n")[0])
+    p.add_argument("--n", type=_positive_int, default=12, help="items per measurement")
+    p.add_argument("--workers", type=_positive_int, default=2)
     p.add_argument("--write", action="store_true")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     rows = measure(a.n, a.workers)
     body = table(rows, a.workers)
     print(body)
@@ -118,8 +128,8 @@ def main() -> None:
         load = os.getloadavg()[0]
         update(ROOT / "BENCHMARKS.md", "Training data",
                f"Training examples per second per source, {time.strftime('%Y-%m-%d')}, {device_line()}, one torch "
-               f"thread per process; the machine was shared with other developers' jobs (load average "
-               f"{load:.1f} on 2 cores), so the rates are lower bounds. Command: `python bench/bench_training_data.py "
+               f"thread per process; load average {load:.1f} on {os.cpu_count()} cores at the end of the run (where "
+               f"other jobs share the cores, the rates are lower bounds). Command: `python bench/bench_training_data.py "
                f"--n {a.n} --workers {a.workers} --write`. Cold: one example per new item through its media file "
                f"(generated, written, read back; videoqa: H.264 encode + decode); warm: drawn from a pool whose "
                f"media exist (videoqa's decoded clips in memory, so only the pool's memorisable ~360 videos); fresh: "
