@@ -15,7 +15,8 @@ breaks once the site is published or copied). jinja2 autoescapes every string sh
 results file is marked safe.
 
 A cell whose task was run over other samples than the column's reference run (``--limit 5`` against
-200: the same settings, other questions) is flagged like one run with other settings, with its n.
+200: the same settings, other questions) is flagged like one run with other settings, with its n;
+a load test's cells are not (its requests differ from run to run; its settings are what compare).
 The headline efficiency cells are flagged by the task each figure comes from (`figure_task`), as
 its own column is; a figure "at SLO" also carries the throughput task's marks (`at_slo_marks`): a
 search that still passed at the top of its range ("bounded": the limit may be higher) and an SLO
@@ -422,10 +423,13 @@ def sample_flags(entries: Sequence[Entry], tasks: Sequence[str],
     """{(entry index, task): note} for the cells of a task computed over other samples than the
     column's reference (the first run of its most common sample set), leaving out cells ``skip``
     already flags (other settings mean other samples too). The same settings cut by --limit 5 and
-    run whole give 5 and 200 questions: their means are not comparable either."""
+    run whole give 5 and 200 questions: their means are not comparable either. A load test (the
+    throughput task) is never flagged here: its samples are the requests its SLO search sent, other
+    ids in every run, and its figures compare by its settings."""
     flags: dict[tuple[int, str], str] = {}
     for t in tasks:
-        have = [i for i, e in enumerate(entries) if (i, t) not in skip and sample_ids(e, t) is not None]
+        have = [i for i, e in enumerate(entries) if (i, t) not in skip and sample_ids(e, t) is not None
+                and is_accuracy_task(e.results["tasks"][t])]
         groups = _groups(have, lambda i, j: sample_ids(entries[i], t) == sample_ids(entries[j], t))
         if len(groups) < 2:
             continue

@@ -301,3 +301,28 @@ def test_every_efficiency_cell_of_a_run_with_other_settings_is_flagged_and_bound
     index = (build_leaderboard([tmp_path / "strict", tmp_path / "loose"], tmp_path / "site")).read_text()
     assert index.count('class="bad small at-slo-mark"') == 2
     assert index.count('class="bad small other-settings"') >= 2  # the task's column and its single-stream cell
+
+
+def test_a_load_tests_requests_are_not_other_samples(tmp_path):
+    """The throughput task's samples are the requests its SLO search sent, other ids in every run: two
+    runs of it with the same settings are not flagged as over other samples (neither its column nor
+    the headline figures it gives), while an accuracy task cut by --limit still is."""
+    from evalsuite.reports.leaderboard import HEADLINE, table_rows
+
+    doc = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5, seed=1)
+    tp = binary_samples("throughput", 30, n_clusters=30, accuracy=0.5, seed=2)
+    args = {"docqa": {"split": "test"}, "throughput": {"concurrency": [1, 4]}}
+    a = write_run(tmp_path / "a", {"docqa": doc, "throughput": tp[:20]}, name="a", args=args)
+    b = write_run(tmp_path / "b", {"docqa": doc[:10], "throughput": tp[10:]}, name="b", args=args)
+    entries = load_entries([a, b])
+    for e, tps in zip(entries, (500.0, 800.0)):
+        entry = e.results["tasks"]["throughput"]
+        entry.update(primary_metric="output_tokens_per_s_at_slo", metrics={"output_tokens_per_s_at_slo": tps},
+                     ci95={}, throughput={"closed_loop": []}, efficiency={"single_stream_tokens_per_s": tps / 10})
+        e.figures, e.sources = run_figures(e.results)
+    rows = table_rows(entries, ["docqa", "throughput"])
+    keys = ["docqa", "throughput"] + [k for k, _ in HEADLINE] + ["weight_bytes"]
+    cells = {(r["e"].label, k): c for r in rows for k, c in zip(keys, r["cells"])}
+    assert cells[("b", "throughput")]["samples"] == "" and cells[("b", "throughput")]["text"] == "800.000"
+    assert cells[("b", "single_stream_tokens_per_s")]["samples"] == ""
+    assert cells[("b", "docqa")]["samples"] == "other samples than a: n=10 vs 20, 10 in both"
