@@ -5,7 +5,8 @@ metric with its 95% CI and error count, the headline efficiency figures, weight 
 accuracy-vs-throughput plot with its Pareto front, and a precision-delta plot: for each backend with
 a BF16 run, every other precision's paired difference from it per task (the paired interval of
 ``evalsuite.paired``, as in compare). The accuracy axis is the mean primary metric of the accuracy
-tasks every plotted run has (the throughput task's tokens/s never enters it); when the runs share no
+tasks every plotted run has (the throughput task's tokens/s never enters it, nor a lower-is-better
+lm-eval metric such as an error rate or a perplexity: the caption names those); when the runs share no
 accuracy task there is one plot per task. Only complete runs are plotted: failed or interrupted runs
 show their status, reasons and error counts in the table and are named under the plot.
 ``DIR/runs/<nn>-<model>.html`` is one page per run. Plots are inline PNG data URIs and sorting is a
@@ -201,9 +202,23 @@ def is_accuracy_task(entry: dict[str, Any]) -> bool:
     return not isinstance(entry.get("throughput"), dict)
 
 
+def lower_is_better(entry: dict[str, Any]) -> bool:
+    """Whether a task's primary metric is better lower: an lm-eval metric with ``higher_is_better:
+    false`` (an error rate, a perplexity), marked ``lower_is_better`` by the run or, where lm-eval
+    aggregates it otherwise than by a mean (perplexity), only in lm-eval's own ``higher_is_better``."""
+    if entry.get("lower_is_better"):
+        return True
+    metric = str(entry.get("primary_metric") or "").rpartition("/")[2].partition(",")[0]
+    hib = (entry.get("lm_eval") or {}).get("higher_is_better") or {}
+    return any(isinstance(m, dict) and m.get(metric) is False for m in hib.values())
+
+
 def accuracy_tasks(e: Entry) -> list[str]:
-    """The run's accuracy tasks with a numeric primary metric, in its own order."""
-    return [t for t, x in e.results["tasks"].items() if is_accuracy_task(x) and e.metric(t)[0] is not None]
+    """The run's accuracy tasks with a numeric primary metric, in its own order: scores where higher
+    is better (a lower-is-better metric averaged in would pull the accuracy axis the wrong way, and a
+    perplexity is no score in [0, 1] at all)."""
+    return [t for t, x in e.results["tasks"].items()
+            if is_accuracy_task(x) and not lower_is_better(x) and e.metric(t)[0] is not None]
 
 
 def sample_ids(e: Entry, task: str) -> frozenset[str] | None:
@@ -243,7 +258,8 @@ def _is_reference(e: Entry) -> bool:
 
 def precision_deltas(entries: Sequence[Entry], *, n_boot: int = 1000) -> list[dict[str, Any]]:
     """Paired delta, per task both ran with the same settings, of each run vs the first BF16 run of
-    its family (same backend and weights hash)."""
+    its family (same backend and weights hash); ``lower_is_better`` where the task's metric is (a
+    positive delta is then a loss)."""
     refs: dict[tuple[Any, Any], Entry] = {}
     for e in entries:
         if _is_reference(e):
@@ -260,7 +276,8 @@ def precision_deltas(entries: Sequence[Entry], *, n_boot: int = 1000) -> list[di
             if p.n == 0:
                 continue
             out.append({"reference": ref.label, "run": e.label, "precision": e.model.get("precision"), "task": t,
-                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_interval(p, n_boot=n_boot)[0]})
+                        "n": p.n, "delta": float(p.d.mean()), "ci": paired_interval(p, n_boot=n_boot)[0],
+                        "lower_is_better": lower_is_better(ref.results["tasks"][t]) or lower_is_better(e.results["tasks"][t])})
     return out
 
 
@@ -322,10 +339,12 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
     if shared:
         pts = plot_points(with_key, shared, key)
         others = sorted({t for e in with_key for t in accuracy_tasks(e)} - set(shared))
+        lower = _lower_is_better_tasks(with_key)
         caption = (f"x: {key}{_x_sources(pts, key)}; y: mean primary metric of the accuracy tasks every plotted run "
                    f"has with the same settings and samples ({', '.join(shared)})"
                    + (f"; tasks not in every run or run with other settings, left out of y: {', '.join(others)}"
-                      if others else ""))
+                      if others else "")
+                   + (f"; lower-is-better metrics, left out of y: {', '.join(lower)}" if lower else ""))
         ylabel = f"mean accuracy ({len(shared)} task{'s' if len(shared) > 1 else ''})"
         return [(_scatter(pts, key, ylabel), caption)], extra
     tasks = list(dict.fromkeys(t for e in with_key for t in accuracy_tasks(e)))
@@ -338,6 +357,10 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
                      f"{t}: x {key}{_x_sources(pts, key)}, y its primary metric ({len(pts)} run(s) that have it; "
                      "the runs share no accuracy task)"))
     return figs, extra
+
+
+def _lower_is_better_tasks(entries: Sequence[Entry]) -> list[str]:
+    return sorted({t for e in entries for t, x in e.results["tasks"].items() if is_accuracy_task(x) and lower_is_better(x)})
 
 
 def _x_sources(pts: Sequence[tuple[Entry, float, float]], key: str) -> str:
@@ -372,7 +395,9 @@ def delta_plot(deltas: Sequence[dict[str, Any]]) -> str | None:
         ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=3, label=r)
     ax.axhline(0.0, color="#999", lw=1, ls="--")
     ax.set_xlim(-0.6, len(tasks) - 0.4)
-    ax.set_xticks(range(len(tasks)), tasks, rotation=20, ha="right")
+    lower = {d["task"] for d in deltas if d.get("lower_is_better")}
+    ax.set_xticks(range(len(tasks)), [f"{t}\n(lower is better)" if t in lower else t for t in tasks],
+                  rotation=20, ha="right")
     ax.set_ylabel("delta vs BF16 (points), 95% CI")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -529,7 +554,8 @@ def build_leaderboard(paths: Sequence[str | Path], out: str | Path, *, title: st
         render_run_page(e, out)
     html = jinja_env().get_template("leaderboard.html").render(
         title=title, tasks=all_tasks, headline=HEADLINE, rows=table_rows(entries, all_tasks), pareto=pareto,
-        pareto_note=pareto_note, delta_plot=delta_plot(deltas), deltas=deltas, shared=shared)
+        pareto_note=pareto_note, delta_plot=delta_plot(deltas), deltas=deltas, shared=shared,
+        lower_is_better=set(_lower_is_better_tasks(entries)))
     index = out / "index.html"
     atomic_write_text(index, html)
     return index

@@ -326,3 +326,38 @@ def test_a_load_tests_requests_are_not_other_samples(tmp_path):
     assert cells[("b", "throughput")]["samples"] == "" and cells[("b", "throughput")]["text"] == "800.000"
     assert cells[("b", "single_stream_tokens_per_s")]["samples"] == ""
     assert cells[("b", "docqa")]["samples"] == "other samples than a: n=10 vs 20, 10 in both"
+
+
+def test_lower_is_better_metrics_stay_out_of_the_accuracy_axis_and_say_so(tmp_path):
+    """An lm-eval error rate (lower_is_better) and a perplexity (lm-eval's higher_is_better: false only)
+    averaged into the plot's "mean accuracy" made the run with more errors the better one; they are
+    left out of y and named, their columns say lower is better, and their precision deltas too."""
+    import json
+
+    doc = binary_samples("docqa", 40, n_clusters=8, accuracy=0.6, seed=1)
+    err = binary_samples("lmeval:err", 40, n_clusters=40, accuracy=0.3, seed=2)
+    runs = []
+    for name, prec, errs, ppl, tps in (("bf16", "bf16", err, 20.0, 10.0),
+                                       ("fp4", "fp4", flipped(err, {r.id for r in err[:10]}), 90.0, 20.0)):
+        run = write_run(tmp_path / name, {"docqa": doc, "lmeval:err": errs, "lmeval:ppl": []}, name=name,
+                        precision=prec, efficiency={"docqa": {"single_stream_tokens_per_s": tps}})
+        res = json.loads((run / "results.json").read_text())
+        entry = res["tasks"]["lmeval:err"]
+        entry.update(primary_metric="err", metrics={"err": entry["metrics"]["accuracy"]}, ci95={"err": None},
+                     lower_is_better=True)
+        res["tasks"]["lmeval:ppl"].update(primary_metric="word_perplexity", metrics={"word_perplexity": ppl},
+                                          ci95={"word_perplexity": None},
+                                          lm_eval={"higher_is_better": {"ppl": {"word_perplexity": False}}})
+        (run / "results.json").write_text(json.dumps(res))
+        runs.append(run)
+    entries = load_entries(runs)
+    assert common_tasks(entries) == ["docqa"]
+    (_, caption), = pareto_plots(entries)[0]
+    assert "same settings and samples (docqa); lower-is-better metrics, left out of y: lmeval:err, lmeval:ppl" in caption
+    assert [y for _, _, y in plot_points(entries, common_tasks(entries), "single_stream_tokens_per_s")] == \
+        pytest.approx([sum(r.score for r in doc) / 40] * 2)
+    deltas = {d["task"]: d for d in precision_deltas(entries, n_boot=200)}
+    assert deltas["lmeval:err"]["lower_is_better"] is True and deltas["docqa"]["lower_is_better"] is False
+    index = build_leaderboard(runs, tmp_path / "site").read_text()
+    assert index.count('<span class="muted small lower-is-better">lower is better</span>') == 2  # err, ppl headers
+    assert index.count("(lower is better: a positive delta is a loss)") == 1
