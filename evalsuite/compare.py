@@ -261,13 +261,14 @@ class TaskComparison:
     efficiency_notes: list[str] = field(default_factory=list)
     excluded: dict[str, Any] = field(default_factory=dict)  # see ``excluded_samples``
     notes: list[str] = field(default_factory=list)  # about the accuracy comparison (other prompts)
+    lower_is_better: bool = False  # the primary metric is better lower (lm-eval higher_is_better: false)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "task": self.task, "primary_metric": self.primary_metric, "metric_a": self.metric_a,
             "metric_b": self.metric_b, **(self.diff.to_dict() if self.diff else {"n": 0}),
             "p_holm": self.p_holm, "n_only_a": self.n_only_a, "n_only_b": self.n_only_b, "excluded": self.excluded,
-            "notes": self.notes,
+            "notes": self.notes, "lower_is_better": self.lower_is_better,
             "config_differences": self.config_diffs, "efficiency": self.efficiency,
             "efficiency_notes": self.efficiency_notes, "note": self.note,
             "flips": [flip_record(a, b) for a, b in self.flips],
@@ -398,6 +399,7 @@ def compare_runs(run_a: tuple[dict[str, Any], dict[str, list[SampleResult]]],
         else:
             tc.note = "no sample scored in both runs"
         if ta.get("lower_is_better") or tb.get("lower_is_better"):
+            tc.lower_is_better = True
             tc.efficiency_notes.append(f"{pm} is lower-is-better (lm-eval higher_is_better: false): a positive "
                                        f"delta and B+ (samples whose value rose) are losses here")
         out.append(tc)

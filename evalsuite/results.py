@@ -27,7 +27,7 @@ from evalsuite.types import LOCATION_KEYS, SampleResult
 SCHEMA_VERSION = "1.2"  # 1.1: the throughput task's load points; 1.2: status "interrupted", status_reasons, a task's chance level
 SCHEMA_DIR = Path(__file__).parent / "schema"
 SCHEMA_PATH = SCHEMA_DIR / "results.schema.json"
-COMPARE_SCHEMA_VERSION = "1.1"  # 1.1: a task's excluded samples, a run's status_reasons
+COMPARE_SCHEMA_VERSION = "1.2"  # 1.1: a task's excluded samples, a run's status_reasons; 1.2: lower_is_better
 GATE_SCHEMA_VERSION = "1.2"  # 1.2: a task's p_worse_floor
 VERSIONS = {"results": SCHEMA_VERSION, "compare": COMPARE_SCHEMA_VERSION, "gate": GATE_SCHEMA_VERSION}
 CONFIG_KEYS = ("version", "args", "media")  # what makes two runs of a task comparable

@@ -47,11 +47,13 @@ def significance(t: dict[str, Any], level: float) -> str:
     Holm-adjusted p-value (the paired test, adjusted across the compared tasks) is at most
     1 - level, the rule the gate's FAIL uses too. The interval alone is not the decision: with few
     discordant pairs the score interval can exclude 0 while the exact test does not reject (5 of 5
-    right -> wrong: the interval reaches -13 points, p = 0.0625, 0.25 after Holm over four tasks)."""
+    right -> wrong: the interval reaches -13 points, p = 0.0625, 0.25 after Holm over four tasks).
+    Where the task's metric is lower-is-better (``lower_is_better``: an lm-eval error rate) a fall
+    is the gain."""
     ph = t.get("p_holm")
     if ph is None or not t.get("n") or ph > 1.0 - level or not t.get("delta"):
         return ""
-    return "worse" if t["delta"] < 0 else "better"
+    return "worse" if (t["delta"] < 0) != bool(t.get("lower_is_better")) else "better"
 
 
 def forest_plot(tasks: list[dict[str, Any]], level: float) -> str | None:
@@ -118,7 +120,9 @@ def _excluded(excluded: dict[str, Any]) -> str | None:
 
 
 def _summary_row(t: dict[str, Any], level: float) -> dict[str, Any]:
+    lower = bool(t.get("lower_is_better"))
     row: dict[str, Any] = {"task": t["task"], "anchor": anchor(t["task"]), "metric": t["primary_metric"],
+                           "lower_is_better": lower,
                            "note": t.get("note"), "config_diffs": t.get("config_differences") or [],
                            "n_flips": len(t.get("flips") or []), "only": None, "notes": t.get("notes") or []}
     if t.get("excluded"):  # compare.json 1.1: how many each side left out, and why
@@ -133,7 +137,9 @@ def _summary_row(t: dict[str, Any], level: float) -> dict[str, Any]:
     unpaired, why = _unpaired(t)
     row.update(n=t["n"], n_clusters=t["n_clusters"], a=points(t["mean_a"], False), b=points(t["mean_b"], False),
                delta=points(t["delta"]), ci=_ci(t.get("ci")), ci_unpaired=unpaired, unpaired_why=why,
-               worsened=t["n_worsened"], improved=t["n_improved"], test=t["test"], p=fmt_p(t["p_value"]),
+               # a lower-is-better value that rose is the loss (right -> wrong)
+               worsened=t["n_improved"] if lower else t["n_worsened"],
+               improved=t["n_worsened"] if lower else t["n_improved"], test=t["test"], p=fmt_p(t["p_value"]),
                p_holm=fmt_p(t.get("p_holm")), cls=cls)
     return row
 
@@ -158,13 +164,15 @@ def _text(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
 
 
-def _worse(f: dict[str, Any]) -> bool:
-    return (f["b"]["score"] or 0.0) < (f["a"]["score"] or 0.0)
+def _worse(f: dict[str, Any], lower_is_better: bool = False) -> bool:
+    """Whether a flip is a loss: its score fell, or rose where the metric is lower-is-better."""
+    a, b = f["a"]["score"] or 0.0, f["b"]["score"] or 0.0
+    return b > a if lower_is_better else b < a
 
 
-def _flip(f: dict[str, Any], media: list[dict[str, Any]]) -> dict[str, Any]:
+def _flip(f: dict[str, Any], media: list[dict[str, Any]], lower_is_better: bool = False) -> dict[str, Any]:
     b = f["b"]
-    return {"id": f["id"], "a": f["a"], "b": b, "worse": _worse(f), "prompt": f.get("prompt") or "",
+    return {"id": f["id"], "a": f["a"], "b": b, "worse": _worse(f, lower_is_better), "prompt": f.get("prompt") or "",
             "choices": choice_lines(f.get("prompt"), f.get("choices")),
             "b_score": b["score"] if b.get("error") is None else f"error ({b['error']})",
             "target": _text(f.get("target")), "meta": list((f.get("metadata") or {}).items()), "media": media}
@@ -191,9 +199,10 @@ def render_compare(folder: str | Path, *, max_flips: int = 200) -> Path:
     flip_tasks = []
     for t in tasks:
         flips = t.get("flips") or []
-        worse = sum(1 for f in flips if _worse(f))
+        lower = bool(t.get("lower_is_better"))
+        worse = sum(1 for f in flips if _worse(f, lower))
         flip_tasks.append({"task": t["task"], "anchor": anchor(t["task"]),
-                           "shown": [_flip(f, media_of(f)) for f in flips[:max_flips]],
+                           "shown": [_flip(f, media_of(f), lower) for f in flips[:max_flips]],
                            "n_hidden": max(0, len(flips) - max_flips), "n_worsened": worse,
                            "n_improved": len(flips) - worse})
     env = jinja_env()

@@ -384,3 +384,27 @@ def test_samples_scored_in_neither_run_are_named_by_why(tmp_path):
     dead = [SampleResult(**{**r.__dict__, "score": None, "error": "backend died"}) for r in rows]
     assert excluded_text(excluded_samples(dead, dead)) == ("6 sample(s) left out of the paired comparison: "
                                                            "6 scored in neither (errored)")
+
+
+def test_a_lower_is_better_task_is_coloured_and_counted_the_right_way_round(tmp_path):
+    """An lm-eval error rate that fell from 1 to 0 on 10 samples is B's gain: the page coloured it red,
+    counted 10 right -> wrong and the flips page said so for each sample."""
+    def err_run(folder, scores, name):
+        run = write_run(folder, {"lmeval:err": _scored("lmeval:err", scores)}, name=name)
+        res = json.loads((run / "results.json").read_text())
+        res["tasks"]["lmeval:err"].update(primary_metric="err", metrics={"err": sum(scores) / len(scores)},
+                                          lower_is_better=True)
+        (run / "results.json").write_text(json.dumps(res))
+        return run
+
+    a, b = err_run(tmp_path / "a", [1.0] * 10, "a"), err_run(tmp_path / "b", [0.0] * 10, "b")
+    assert cli_main(["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--n-boot", "200"]) == 0
+    t = load_doc(tmp_path / "out", "compare")["tasks"]["lmeval:err"]
+    assert t["lower_is_better"] is True and t["n_worsened"] == 10 and t["p_holm"] < 0.05
+    page = (tmp_path / "out" / "index.html").read_text()
+    row = re.search(r"<tr><td>lmeval:err</td>.*?</tr>", page, re.S).group(0)
+    assert '<td class="num ok">-100.0</td>' in row and "(lower is better)" in row
+    assert '<td class="num">0</td><td class="num">10</td><td>mcnemar-exact</td>' in row  # right→wrong, wrong→right
+    flips = (tmp_path / "out" / "flips.html").read_text()
+    assert flips.count("wrong → right") == 10 and "right → wrong" not in flips
+    assert "0 right→wrong, 10 wrong→right" in flips
