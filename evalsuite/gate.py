@@ -94,9 +94,9 @@ from evalsuite.compare import (CompareError, check_configs, check_same_data, com
                                efficiency_direction, format_table, measured_under_load, numeric_figures,
                                prompt_differences, select_tasks)
 from evalsuite.paired import Paired, holm, pair, paired_interval, paired_test, smallest_p
-from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text, dumps,
-                               load_results, load_run, model_identity, read_samples, results_path,
-                               validate)
+from evalsuite.results import (GATE_SCHEMA_VERSION, RunFormatError, atomic_write_json, atomic_write_text,
+                               describe_hardware, dumps, hardware, load_results, load_run, model_identity, read_samples,
+                               results_path, settings_differences, validate)
 from evalsuite.stats import N_BOOT, fmt_p, points, speed_bounds
 from evalsuite.types import SampleResult
 
@@ -541,51 +541,6 @@ def check_efficiency(task: str, eff_base: dict[str, Any] | Sequence[dict[str, An
                      max_slowdown: float, alpha: float = 0.05) -> list[EfficiencyVerdict]:
     """Measure and decide one task's figures (``measure_efficiency`` + ``gate_efficiency``)."""
     return gate_efficiency(measure_efficiency(task, eff_base, eff_cand, alpha, max_slowdown), max_slowdown, alpha)
-
-
-def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
-    """What a run's speed was measured on: the device, the CPU model and core count, the GPU model and
-    count; for a remote model (``openai:``, device "remote") also the server: its base URL, the served
-    model (a gateway may route names to other machines) and the device an evalsuite server reports."""
-    env = results.get("environment") or {}
-    gpu = env.get("gpu") or {}
-    model = results["model"]
-    server = None
-    if model.get("device") == "remote":
-        info = model.get("server") if isinstance(model.get("server"), dict) else {}
-        server = (model.get("base_url") or model.get("name"), model.get("served_model"), info.get("device"))
-    return (model.get("device"), env.get("cpu"), env.get("cpu_count"), gpu.get("name"), gpu.get("count"), server)
-
-
-def describe_hardware(results: dict[str, Any]) -> str:
-    device, cpu, cores, gpu, count, server = hardware(results)
-    text = f"device {device}, cpu {cpu}" + (f", cpu_count {cores}" if cores is not None else "")
-    text += f", gpu {count} x {gpu}" if gpu else ""
-    if server is not None:
-        url, served, on = server
-        text += f", server {url} model {served}" + (f" on {on}" if on else "")
-    return text
-
-
-# run settings the efficiency figures depend on (the model's batch size, an openai: client's cap on
-# requests in flight); compared where both runs record them
-SPEED_SETTINGS = ("batch_size", "max_concurrency")
-
-
-def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The speed settings two runs (their results.json) both record with different values: the
-    model's own, else the run's (``environment.batch_size``, the runner's --batch-size, recorded for
-    every backend: an openai: client sends that many requests at once, hf batches them)."""
-    def value(run: dict[str, Any], k: str) -> Any:
-        v = (run.get("model") or {}).get(k)
-        return v if v is not None else (run.get("environment") or {}).get(k)
-
-    out = []
-    for k in SPEED_SETTINGS:
-        va, vb = value(a, k), value(b, k)
-        if va is not None and vb is not None and va != vb:
-            out.append(f"{k} {va} vs {vb}")
-    return out
 
 
 def verdict_text(verdict: str, efficiency_skipped: str | None, baseline_status: str = "complete") -> str:

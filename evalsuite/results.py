@@ -322,6 +322,52 @@ def iter_scored(results: Iterable[SampleResult]) -> list[SampleResult]:
     return [r for r in results if r.error is None and r.score is not None]
 
 
+# ---- what a run's speed was measured on ----------------------------------------------------------
+def hardware(results: dict[str, Any]) -> tuple[Any, ...]:
+    """What a run's speed was measured on: the device, the CPU model and core count, the GPU model and
+    count; for a remote model (``openai:``, device "remote") also the server: its base URL, the served
+    model (a gateway may route names to other machines) and the device an evalsuite server reports."""
+    env = results.get("environment") or {}
+    gpu = env.get("gpu") or {}
+    model = results["model"]
+    server = None
+    if model.get("device") == "remote":
+        info = model.get("server") if isinstance(model.get("server"), dict) else {}
+        server = (model.get("base_url") or model.get("name"), model.get("served_model"), info.get("device"))
+    return (model.get("device"), env.get("cpu"), env.get("cpu_count"), gpu.get("name"), gpu.get("count"), server)
+
+
+def describe_hardware(results: dict[str, Any]) -> str:
+    device, cpu, cores, gpu, count, server = hardware(results)
+    text = f"device {device}, cpu {cpu}" + (f", cpu_count {cores}" if cores is not None else "")
+    text += f", gpu {count} x {gpu}" if gpu else ""
+    if server is not None:
+        url, served, on = server
+        text += f", server {url} model {served}" + (f" on {on}" if on else "")
+    return text
+
+
+# run settings the efficiency figures depend on (the model's batch size, an openai: client's cap on
+# requests in flight); compared where both runs record them
+SPEED_SETTINGS = ("batch_size", "max_concurrency")
+
+
+def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The speed settings two runs (their results.json) both record with different values: the
+    model's own, else the run's (``environment.batch_size``, the runner's --batch-size, recorded for
+    every backend: an openai: client sends that many requests at once, hf batches them)."""
+    def value(run: dict[str, Any], k: str) -> Any:
+        v = (run.get("model") or {}).get(k)
+        return v if v is not None else (run.get("environment") or {}).get(k)
+
+    out = []
+    for k in SPEED_SETTINGS:
+        va, vb = value(a, k), value(b, k)
+        if va is not None and vb is not None and va != vb:
+            out.append(f"{k} {va} vs {vb}")
+    return out
+
+
 # ---- the throughput task's SLO claims, as its results state them ------------------------------
 def evidence_mark(evidence: dict[str, Any] | None) -> str:
     """'' when a point's SLO claim is proven (or unknown: older results), else a short mark, e.g.

@@ -21,7 +21,10 @@ a load test's cells are not (its requests differ from run to run; its settings a
 The headline efficiency cells are flagged by the task each figure comes from (`figure_task`), as
 its own column is; a figure "at SLO" also carries the throughput task's marks (`at_slo_marks`): a
 search that still passed at the top of its range ("bounded": the limit may be higher) and an SLO
-claim its requests cannot show with 95% confidence.
+claim its requests cannot show with 95% confidence. A run whose speed was measured on other hardware
+(device, CPU, GPUs, server) or with other speed settings (batch size, an openai: client's
+max_concurrency) than the most common ones has its efficiency cells flagged so, and is named under
+the plot: the gate does not compare such speeds either.
 
 A RUN_DIR without results.json but with run folders inside (``results/runs``) stands for all of them.
 """
@@ -36,8 +39,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from evalsuite.paired import pair, paired_interval
-from evalsuite.results import (RunFormatError, at_slo_marks, atomic_write_text, config_differences, load_run,
-                               results_path)
+from evalsuite.results import (RunFormatError, at_slo_marks, atomic_write_text, config_differences, hardware, load_run,
+                               results_path, settings_differences)
 from evalsuite.types import SampleResult
 from evalsuite.reports.plots import fig_to_uri
 from evalsuite.reports.run_report import at_chance, fmt_num, jinja_env
@@ -321,7 +324,8 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
 
     y is the mean of the primary metrics of the accuracy tasks every plotted run has; when the runs
     share none, one plot per accuracy task with the runs that have it. Runs that are not complete
-    (failed, interrupted) are named in the note and never plotted."""
+    (failed, interrupted) are named in the note and never plotted; so is a plotted run whose x was
+    measured on other hardware or with other speed settings than the others' (`speed_flags`)."""
     left_out = [f"{e.label} ({e.status})" for e in entries if not e.ok]
     plotted = [e for e in entries if e.ok]
     note = f"not plotted: {', '.join(left_out)}" if left_out else ""
@@ -334,7 +338,9 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
         return why("no complete run reports a throughput figure" if left_out else "no run reports a throughput figure")
     with_key = [e for e in plotted if key in e.figures]
     missing = [e.label for e in plotted if key not in e.figures]
-    extra = "; ".join(x for x in (f"without {key}: {', '.join(missing)}" if missing else "", note) if x)
+    # x of a run measured on other hardware or with another batch size compares no speed
+    apart = [f"x of {with_key[i].label} {why}" for i, why in speed_flags(with_key).items()]
+    extra = "; ".join(x for x in (f"without {key}: {', '.join(missing)}" if missing else "", *apart, note) if x)
     shared = common_tasks(with_key)
     if shared:
         pts = plot_points(with_key, shared, key)
@@ -470,9 +476,40 @@ def sample_flags(entries: Sequence[Entry], tasks: Sequence[str],
     return flags
 
 
+HARDWARE_FIELDS = ("device", "cpu", "cpu_count", "gpu", "gpu_count", "server")  # the parts of `hardware`
+
+
+def speed_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """What differs between two runs (their results.json) that their speed depends on, as the gate
+    judges it: the hardware (`hardware`) and the speed settings both record (`settings_differences`)."""
+    ha, hb = hardware(a), hardware(b)
+    return ([f"{k} {x} vs {y}" for k, x, y in zip(HARDWARE_FIELDS, ha, hb) if x != y]
+            + settings_differences(a, b))
+
+
+def speed_flags(entries: Sequence[Entry]) -> dict[int, str]:
+    """{entry index: note} for the runs whose efficiency figures were measured on other hardware or
+    with other speed settings (batch size, an openai: client's max_concurrency) than the reference
+    (the first run of the most common ones among the runs with a figure): their speeds are not
+    comparable, and the gate does not compare them either."""
+    have = [i for i, e in enumerate(entries) if e.figures]
+    groups = _groups(have, lambda i, j: not speed_differences(entries[i].results, entries[j].results))
+    if len(groups) < 2:
+        return {}
+    ref = max(groups, key=len)[0]  # first-seen group wins a tie
+    flags = {}
+    for g in groups:
+        if ref in g:
+            continue
+        for i in g:
+            diff = speed_differences(entries[ref].results, entries[i].results)
+            flags[i] = f"measured on other hardware or run settings than {entries[ref].label}: {'; '.join(diff)}"
+    return flags
+
+
 def _cell(text: str, sort: str, **kw: str) -> dict[str, str]:
     return {"text": text, "sort": sort, "ci": "", "n": "", "errors": "", "chance": "", "settings": "", "samples": "",
-            "source": "", "mark": "", **kw}
+            "source": "", "mark": "", "speed": "", **kw}
 
 
 def figure_task(results: dict[str, Any], key: str) -> str | None:
@@ -499,6 +536,7 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
     rows = []
     flags = settings_flags(entries, tasks)
     other_samples = sample_flags(entries, tasks, flags)
+    speed = speed_flags(entries)
     for i, e in enumerate(entries):
         cells = []
         for t in tasks:
@@ -509,7 +547,9 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
                                n=f"n={n}" if entry else "", errors=f"{n_err}/{n} errored" if n_err else "",
                                settings=flags.get((i, t), ""), samples=other_samples.get((i, t), ""),
                                chance=f"≈ chance ({entry['chance']:.3f})" if at_chance(ci, entry.get("chance")) else "",
-                               mark=at_slo_mark(entry, str(entry.get("primary_metric"))) if v is not None else ""))
+                               mark=at_slo_mark(entry, str(entry.get("primary_metric"))) if v is not None else "",
+                               # a load test's primary metric is a speed
+                               speed=speed.get(i, "") if v is not None and not is_accuracy_task(entry) else ""))
         for key, _ in HEADLINE:
             v = e.figures.get(key)
             origin = figure_task(e.results, key) if v is not None else None
@@ -518,7 +558,8 @@ def table_rows(entries: Sequence[Entry], tasks: Sequence[str]) -> list[dict[str,
             cells.append(_cell(fmt_num(v, 2), _sortnum(v), source=e.sources.get(key, "") if v is not None else "",
                                settings=flags.get((i, origin), "") if origin else "",
                                samples=other_samples.get((i, origin), "") if origin else "",
-                               mark=at_slo_mark(entry, key) if origin else ""))
+                               mark=at_slo_mark(entry, key) if origin else "",
+                               speed=speed.get(i, "") if v is not None else ""))
         wb = e.model.get("weight_bytes")
         cells.append(_cell(fmt_num(wb), _sortnum(wb)))
         rows.append({"e": e, "cells": cells})

@@ -361,3 +361,36 @@ def test_lower_is_better_metrics_stay_out_of_the_accuracy_axis_and_say_so(tmp_pa
     index = build_leaderboard(runs, tmp_path / "site").read_text()
     assert index.count('<span class="muted small lower-is-better">lower is better</span>') == 2  # err, ppl headers
     assert index.count("(lower is better: a positive delta is a loss)") == 1
+
+
+def test_speeds_measured_on_other_hardware_or_batch_size_are_flagged(tmp_path):
+    """A GPU run's and a --batch-size 1 run's speeds sat in one column with CPU runs at batch 8, and on one
+    plot, with nothing to say that they compare no speed (the gate refuses to compare them)."""
+    import json
+
+    from evalsuite.reports.leaderboard import HEADLINE, table_rows
+
+    doc = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5, seed=1)
+    runs = []
+    for name, device, batch in (("a", "cpu", 8), ("b", "cpu", 8), ("gpu", "cuda:0", 8), ("b1", "cpu", 1)):
+        run = write_run(tmp_path / name, {"docqa": doc}, name=name, device=device, args={"docqa": {"split": "test"}},
+                        efficiency={"docqa": {"single_stream_tokens_per_s": 10.0 + len(runs)}})
+        res = json.loads((run / "results.json").read_text())
+        res["environment"]["batch_size"] = batch
+        (run / "results.json").write_text(json.dumps(res))
+        runs.append(run)
+    entries = load_entries(runs)
+    rows = table_rows(entries, ["docqa"])
+    keys = ["docqa"] + [k for k, _ in HEADLINE] + ["weight_bytes"]
+    cells = {(r["e"].label, k): c for r in rows for k, c in zip(keys, r["cells"])}
+    speed = {label: cells[(label, "single_stream_tokens_per_s")]["speed"] for label in ("a", "b", "gpu", "b1")}
+    assert speed == {"a": "", "b": "",
+                     "gpu": "measured on other hardware or run settings than a: device cpu vs cuda:0",
+                     "b1": "measured on other hardware or run settings than a: batch_size 8 vs 1"}
+    assert all(cells[(label, "docqa")]["speed"] == "" for label in speed)  # an accuracy is no speed
+    assert cells[("a", "per_gpu_throughput_at_slo")]["speed"] == ""  # no figure, no flag
+    _, note = pareto_plots(entries)
+    assert note == ("x of gpu measured on other hardware or run settings than a: device cpu vs cuda:0; "
+                    "x of b1 measured on other hardware or run settings than a: batch_size 8 vs 1")
+    index = build_leaderboard(runs, tmp_path / "site").read_text()
+    assert index.count('class="bad small other-hardware"') == 2
