@@ -101,7 +101,8 @@ class Entry:
 
 # ---- inputs -------------------------------------------------------------------------------------
 def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders (or results.json files); a folder of run folders stands for each of them."""
+    """Run folders (or results.json files); a folder of run folders stands for each of them. A run
+    named twice (``results/runs results/runs/fp4``) is one run: its first place counts."""
     out: list[Path] = []
     for p in map(Path, paths):
         if results_path(p).exists():
@@ -110,7 +111,10 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
             out.extend(inner)
         else:
             raise LeaderboardError(f"{p}: no results.json there or in its subfolders (expected run folders written by 'evalsuite run')")
-    return out
+    unique: dict[Path, Path] = {}
+    for p in out:
+        unique.setdefault(results_path(p).resolve(), p)
+    return list(unique.values())
 
 
 def _finite(v: Any) -> bool:

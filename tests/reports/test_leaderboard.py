@@ -394,3 +394,16 @@ def test_speeds_measured_on_other_hardware_or_batch_size_are_flagged(tmp_path):
                     "x of b1 measured on other hardware or run settings than a: batch_size 8 vs 1")
     index = build_leaderboard(runs, tmp_path / "site").read_text()
     assert index.count('class="bad small other-hardware"') == 2
+
+
+def test_a_run_named_twice_is_one_row(tmp_path):
+    """``leaderboard results/runs results/runs/b``: b was two identical rows with one label, and counted
+    twice when a column's reference (its most common settings and samples) was chosen."""
+    from evalsuite.reports.leaderboard import expand_runs
+
+    rows = binary_samples("docqa", 10, n_clusters=2, accuracy=0.5)
+    root = tmp_path / "runs"
+    a = write_run(root / "a", {"docqa": rows}, name="a")
+    b = write_run(root / "b", {"docqa": rows}, name="b")
+    assert expand_runs([root, b, root / "b" / "results.json", tmp_path / "runs" / ".." / "runs" / "a"]) == [a, b]
+    assert [e.label for e in load_entries([root, b])] == ["a", "b"]
