@@ -326,8 +326,9 @@ def _scatter(pts: Sequence[tuple[Entry, float, float]], key: str, ylabel: str, t
 def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
     """([(PNG data URI, caption)], note): accuracy against throughput for the complete runs.
 
-    y is the mean of the primary metrics of the accuracy tasks every plotted run has; when the runs
-    share none, one plot per accuracy task with the runs that have it. Runs that are not complete
+    y is the mean of the primary metrics of the accuracy tasks every plotted run has with the same
+    settings and samples; when the runs share none so, one plot per accuracy task with the runs that
+    have it with its most common settings and samples (the others named). Runs that are not complete
     (failed, interrupted) are named in the note and never plotted; so is a plotted run whose x was
     measured on other hardware or with other speed settings than the others' (`speed_flags`)."""
     left_out = [f"{e.label} ({e.status})" for e in entries if not e.ok]
@@ -362,10 +363,16 @@ def pareto_plots(entries: Sequence[Entry]) -> tuple[list[tuple[str, str]], str]:
         return why("no complete run has an accuracy task with a metric")
     figs = []
     for t in tasks:
-        pts = plot_points(with_key, [t], key)
+        have = [e for e in with_key if t in accuracy_tasks(e)]
+        # the runs of the task's most common settings and samples: a mean over 10 questions beside one
+        # over 200, or under other settings, is no point on the same axis
+        group = max(_groups(range(len(have)), lambda i, j: t in common_tasks([have[i], have[j]])), key=len)
+        pts = plot_points([have[i] for i in group], [t], key)
+        apart = [e.label for i, e in enumerate(have) if i not in group]
         figs.append((_scatter(pts, key, f"{t} primary metric", title=t),
-                     f"{t}: x {key}{_x_sources(pts, key)}, y its primary metric ({len(pts)} run(s) that have it; "
-                     "the runs share no accuracy task)"))
+                     f"{t}: x {key}{_x_sources(pts, key)}, y its primary metric ({len(pts)} run(s) with its most common "
+                     f"settings and samples; the runs share no accuracy task with the same settings and samples)"
+                     + (f"; left out, run with other settings or samples: {', '.join(apart)}" if apart else "")))
     return figs, extra
 
 

@@ -407,3 +407,17 @@ def test_a_run_named_twice_is_one_row(tmp_path):
     b = write_run(root / "b", {"docqa": rows}, name="b")
     assert expand_runs([root, b, root / "b" / "results.json", tmp_path / "runs" / ".." / "runs" / "a"]) == [a, b]
     assert [e.label for e in load_entries([root, b])] == ["a", "b"]
+
+
+def test_a_per_task_plot_leaves_out_runs_over_other_samples(tmp_path):
+    """Runs sharing no task with the same samples get one plot per task; a --limit 5 run's mean sat on
+    the same axis as the 20-sample runs', under a caption saying the runs share no task at all."""
+    doc = binary_samples("docqa", 20, n_clusters=4, accuracy=0.5, seed=1)
+    args = {"docqa": {"split": "test"}}
+    runs = [write_run(tmp_path / name, {"docqa": rows}, name=name, args=args,
+                      efficiency={"docqa": {"single_stream_tokens_per_s": tps}})
+            for name, rows, tps in (("a", doc, 10.0), ("b", doc, 20.0), ("c", doc[:5], 30.0))]
+    figs, _ = pareto_plots(load_entries(runs))
+    (_, caption), = figs
+    assert "single_stream_tokens_per_s, y its primary metric (2 run(s) with its most common settings and samples;" in caption
+    assert caption.endswith("; left out, run with other settings or samples: c")
