@@ -32,6 +32,7 @@ A RUN_DIR without results.json but with run folders inside (``results/runs``) st
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -107,14 +108,32 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if results_path(p).exists():
             out.append(p)
-        elif p.is_dir() and (inner := sorted(q for q in p.iterdir() if (q / "results.json").exists())):
+        elif p.is_dir() and (inner := _runs_in(p)):
             out.extend(inner)
         else:
-            raise LeaderboardError(f"{p}: no results.json there or in its subfolders (expected run folders written by 'evalsuite run')")
+            raise LeaderboardError(f"{p}: no results.json there or in its subfolders, nor <name>.json runs (expected "
+                                   f"run folders written by 'evalsuite run', or a baselines folder)")
     unique: dict[Path, Path] = {}
     for p in out:
         unique.setdefault(results_path(p).resolve(), p)
     return list(unique.values())
+
+
+def _runs_in(folder: Path) -> list[Path]:
+    """The runs in a folder: subfolders holding a results.json, and results files ``<name>.json`` (the
+    layout of results/baselines, whose ``<name>/`` holds the samples; ``<name>.json`` wins over a
+    ``<name>/results.json``, as for the gate). A .json file that is not a run's results (compare.json,
+    gate.json) is not one."""
+    files = {}
+    for q in sorted(folder.glob("*.json")):
+        try:
+            doc = json.loads(q.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("tasks"), dict) and doc.get("kind") in (None, "results"):
+            files[q.stem] = q
+    dirs = [q for q in sorted(folder.iterdir()) if q.is_dir() and (q / "results.json").exists() and q.name not in files]
+    return sorted([*dirs, *files.values()], key=lambda q: q.name)
 
 
 def _finite(v: Any) -> bool:

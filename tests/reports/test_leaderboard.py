@@ -421,3 +421,25 @@ def test_a_per_task_plot_leaves_out_runs_over_other_samples(tmp_path):
     (_, caption), = figs
     assert "single_stream_tokens_per_s, y its primary metric (2 run(s) with its most common settings and samples;" in caption
     assert caption.endswith("; left out, run with other settings or samples: c")
+
+
+def test_a_baselines_folder_is_its_runs(tmp_path):
+    """``leaderboard results/baselines``: the <name>.json layout the gate reads (its samples in
+    <name>/samples) was "no results.json there or in its subfolders"; <name>.json wins over a
+    <name>/results.json, and a compare.json beside them is not a run."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from evalsuite.reports.leaderboard import expand_runs
+
+    root = tmp_path / "baselines"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "results" / "baselines", root)
+    shutil.copytree(root / "fp8", root / "fp8-dir")
+    shutil.copy(root / "fp8.json", root / "fp8-dir" / "results.json")
+    (root / "fp8-dir" / "results.json").write_text((root / "fp8.json").read_text().replace("fp8/samples/", "samples/"))
+    shutil.copy(root / "fp8.json", root / "bf16" / "results.json")  # beside bf16.json, which wins
+    (root / "compare.json").write_text(json.dumps({"kind": "compare", "tasks": {}}))
+    runs = expand_runs([root])
+    assert [p.name for p in runs] == ["bf16.json", "fp4.json", "fp8-dir", "fp8.json"]
+    assert [e.results["model"]["name"] for e in load_entries([root])] == ["reference:bf16", "reference:fp4", "reference:fp8", "reference:fp8"]
