@@ -2,8 +2,9 @@
 and dry runs with no model. It accepts every modality and reads no media.
 
 Answers: a choice letter for multiple-choice requests, a point ``(x, y)`` in 0–1000 for grounding
-prompts, otherwise the first words of the question. ``mock:<name>`` only renames it (two mocks can
-stand side by side in a leaderboard). Options, comma-separated after the colon:
+prompts, otherwise the first words of the question. Options, comma-separated after the colon (the
+model's name is the whole ``mock:<options>``, so two mocks with other options stand side by side in
+a leaderboard):
 ``letter=B`` answers that letter on every choice question; ``delay=0.05`` sleeps that many seconds per
 request (for kill-and-resume tests); ``fail=<substring>`` raises on sample ids containing it (for
 error-isolation tests).
