@@ -5,12 +5,15 @@ time window: mean utilization, peak memory, mean power and energy in joules.
 Energy over [t0, t1]: the difference of the cumulative energy counter (NVML
 ``nvmlDeviceGetTotalEnergyConsumption``, Volta and newer) interpolated at both ends when every sample
 has it, else the trapezoid integral of power. Without NVML or a GPU, `GpuSampler.open` returns None
-and every figure stays None (null in results.json), never 0.
+and every figure stays None (null in results.json), never 0. A window that the readings leave
+uncovered for longer than ``max_gap_s`` (the GPU stopped answering: lost, reset, or NVML failing)
+has no figures either: they would be a stale reading held or extrapolated, not a measurement.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 import os
@@ -42,9 +45,17 @@ def _interp(samples: Sequence[GpuSample], t: float, key: str) -> float:
     return float(getattr(samples[-1], key))
 
 
-def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float) -> tuple[float | None, str | None]:
-    """(joules used over [t0, t1], how it was measured); (None, None) without samples."""
-    if not samples or t1 <= t0:
+def unread_s(samples: Sequence[GpuSample], t0: float, t1: float) -> float:
+    """The longest stretch of [t0, t1] with no reading in it (the whole window without samples)."""
+    edges = [-math.inf, *(s.t for s in samples), math.inf]
+    return max(0.0, *(min(b, t1) - max(a, t0) for a, b in zip(edges, edges[1:])))
+
+
+def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float,
+                  max_gap_s: float = math.inf) -> tuple[float | None, str | None]:
+    """(joules used over [t0, t1], how it was measured); (None, None) without samples or when the
+    readings leave a stretch of the window longer than ``max_gap_s`` unread."""
+    if not samples or t1 <= t0 or unread_s(samples, t0, t1) > max_gap_s:
         return None, None
     if all(s.energy_j is not None for s in samples):
         return _interp(samples, t1, "energy_j") - _interp(samples, t0, "energy_j"), "energy counter"
@@ -54,10 +65,13 @@ def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float) -> tuple[f
     return sum((ts[i + 1] - ts[i]) * (ps[i] + ps[i + 1]) / 2 for i in range(len(ts) - 1)), "power integral"
 
 
-def window(samples: Sequence[GpuSample], t0: float, t1: float) -> dict[str, Any]:
-    """Telemetry figures of [t0, t1]; all None without samples."""
+def window(samples: Sequence[GpuSample], t0: float, t1: float, max_gap_s: float = math.inf) -> dict[str, Any]:
+    """Telemetry figures of [t0, t1]; all None without samples or when the readings leave a stretch
+    of the window longer than ``max_gap_s`` unread."""
+    if samples and unread_s(samples, t0, t1) > max_gap_s:
+        samples = []
     inside = [s for s in samples if t0 <= s.t <= t1] or ([min(samples, key=lambda s: abs(s.t - t0))] if samples else [])
-    energy, source = energy_joules(samples, t0, t1)
+    energy, source = energy_joules(samples, t0, t1, max_gap_s)
     return {
         "gpu_util_mean_pct": (sum(s.util_pct for s in inside) / len(inside)) if inside else None,
         "gpu_mem_max_bytes": max(s.mem_bytes for s in inside) if inside else None,
@@ -68,11 +82,15 @@ def window(samples: Sequence[GpuSample], t0: float, t1: float) -> dict[str, Any]
 
 
 class GpuSampler:
-    """Samples NVML devices ``indices`` every ``interval_s`` seconds on a daemon thread."""
+    """Samples NVML devices ``indices`` every ``interval_s`` seconds on a daemon thread. A window
+    with a stretch longer than ``max_gap_s`` (5 intervals, at least 1 s) unread has no figures
+    (`window`); ``n_failed_readings`` counts the readings NVML refused."""
 
     def __init__(self, nvml: Any, handles: list[Any], indices: list[int], interval_s: float) -> None:
         self._nvml, self._handles, self.indices, self.interval_s = nvml, handles, indices, interval_s
         self.samples: list[GpuSample] = []  # in time order
+        self.max_gap_s = max(1.0, 5 * interval_s)
+        self.n_failed_readings = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="evalsuite-nvml", daemon=True)
@@ -119,6 +137,7 @@ class GpuSampler:
         try:
             sample = self.read()
         except Exception:  # a transient NVML error loses one reading, not the run
+            self.n_failed_readings += 1
             return
         with self._lock:
             bisect.insort(self.samples, sample, key=lambda x: x.t)
@@ -149,7 +168,8 @@ class GpuSampler:
                 names.append(n.decode() if isinstance(n, bytes) else str(n))
             except Exception:
                 names.append(None)
-        return {"devices": self.indices, "names": names, "interval_s": self.interval_s, "n_samples": len(self.samples)}
+        return {"devices": self.indices, "names": names, "interval_s": self.interval_s, "n_samples": len(self.samples),
+                "n_failed_readings": self.n_failed_readings}
 
 
 def nvml_index(device: str) -> int:

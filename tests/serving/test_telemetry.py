@@ -123,3 +123,39 @@ def test_a_local_servers_energy_samples_only_its_declared_gpus(monkeypatch, tmp_
         else:
             assert tp["telemetry"] is None and entry["efficiency"]["joules_per_output_token"] is None
             assert any("throughput.gpu_indices" in n for n in tp["notes"])
+
+
+def test_a_window_the_readings_do_not_cover_has_no_figures() -> None:
+    """The GPU stopped answering at t=2 (lost or reset: every reading after it failed): a point over
+    [5, 10] has no energy, power, utilization or memory, not 0 J from a counter held flat or 1500 J
+    from the last power extrapolated; a reading gap inside a window counts the same."""
+    counter = [s(0, 300, 0.0), s(1, 300, 300.0), s(2, 300, 600.0)]
+    power = [s(0, 300), s(1, 300), s(2, 300)]
+    for samples in (counter, power):
+        assert window(samples, 5.0, 10.0, max_gap_s=1.0) == {
+            "gpu_util_mean_pct": None, "gpu_mem_max_bytes": None, "gpu_power_mean_w": None, "energy_j": None,
+            "energy_source": None}
+        assert energy_joules(samples, 1.5, 3.5, max_gap_s=1.0) == (None, None)  # 1.5 s of it unread
+        assert energy_joules(samples, 0.5, 2.5, max_gap_s=1.0)[0] is not None  # 0.5 s unread at the end: within
+    gap = [s(0, 300, 0.0), s(1, 300, 300.0), s(4, 300, 1200.0), s(5, 300, 1500.0)]
+    assert energy_joules(gap, 0.0, 5.0, max_gap_s=1.0) == (None, None)
+    assert energy_joules(gap, 0.0, 5.0, max_gap_s=3.0) == (pytest.approx(1500.0), "energy counter")
+
+
+def test_a_lost_gpu_leaves_later_windows_without_figures(monkeypatch) -> None:
+    nvml = fake_nvml()
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    sampler = GpuSampler.open([0], interval_s=0.01)
+    assert sampler is not None and sampler.max_gap_s == 1.0
+    sampler.mark()
+    sampler.mark()
+
+    def lost(h: int) -> int:
+        raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
+
+    nvml.nvmlDeviceGetPowerUsage = lost
+    sampler.mark()  # refused: no reading
+    assert len(sampler.samples) == 2 and sampler.describe()["n_failed_readings"] == 1
+    t = sampler.samples[-1].t
+    w = window(sampler.samples, t + 5.0, t + 10.0, sampler.max_gap_s)
+    assert w["energy_j"] is None and w["gpu_power_mean_w"] is None and w["gpu_util_mean_pct"] is None
