@@ -4,7 +4,8 @@ time window: mean utilization, peak memory, mean power and energy in joules.
 
 Energy over [t0, t1]: the difference of the cumulative energy counter (NVML
 ``nvmlDeviceGetTotalEnergyConsumption``, Volta and newer) interpolated at both ends when every sample
-has it, else the trapezoid integral of power. Without NVML or a GPU, `GpuSampler.open` returns None
+has it and it never goes back over the window (it restarts from 0 when the driver reloads or the GPU
+is reset), else the trapezoid integral of power. Without NVML or a GPU, `GpuSampler.open` returns None
 and every figure stays None (null in results.json), never 0. A window that the readings leave
 uncovered for longer than ``max_gap_s`` (the GPU stopped answering: lost, reset, or NVML failing)
 has no figures either: they would be a stale reading held or extrapolated, not a measurement.
@@ -57,7 +58,12 @@ def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float,
     readings leave a stretch of the window longer than ``max_gap_s`` unread."""
     if not samples or t1 <= t0 or unread_s(samples, t0, t1) > max_gap_s:
         return None, None
-    if all(s.energy_j is not None for s in samples):
+    # the readings the interpolation at t0 and t1 uses: the last at or before t0 to the first at or after t1
+    first = max([i for i, s in enumerate(samples) if s.t <= t0] or [0])
+    last = min([i for i, s in enumerate(samples) if s.t >= t1] or [len(samples) - 1])
+    span = samples[first:last + 1]
+    if all(s.energy_j is not None for s in samples) and all(
+            b.energy_j >= a.energy_j for a, b in zip(span, span[1:])):  # type: ignore[operator]
         return _interp(samples, t1, "energy_j") - _interp(samples, t0, "energy_j"), "energy counter"
     inside = [s.t for s in samples if t0 < s.t < t1]
     ts = [t0, *inside, t1]

@@ -159,3 +159,12 @@ def test_a_lost_gpu_leaves_later_windows_without_figures(monkeypatch) -> None:
     t = sampler.samples[-1].t
     w = window(sampler.samples, t + 5.0, t + 10.0, sampler.max_gap_s)
     assert w["energy_j"] is None and w["gpu_power_mean_w"] is None and w["gpu_util_mean_pct"] is None
+
+
+def test_an_energy_counter_that_went_back_is_not_used() -> None:
+    """The counter restarts from 0 when the driver reloads or the GPU is reset: over a window where it
+    went back, energy is the power integral (900 J at 300 W for 3 s), not the counter's -700 J; a
+    reset outside the window leaves the counter in use there."""
+    samples = [s(0, 300, 1000.0), s(1, 300, 1300.0), s(2, 300, 0.0), s(3, 300, 300.0), s(4, 300, 600.0)]
+    assert energy_joules(samples, 0.0, 3.0) == (pytest.approx(900.0), "power integral")
+    assert energy_joules(samples, 2.5, 4.0) == (pytest.approx(450.0), "energy counter")
