@@ -82,6 +82,19 @@ def summarize_log(log: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def suite_timing(r: Response, offset_s: float = 0.0) -> sm.Timing:
+    """The suite's timing of one streamed response, ``offset_s`` after the send: its chunks and its
+    end (the finish and usage chunks included, as the load generator's `Record.timing` takes it, and
+    as LoadGen's completion follows them), with a retried request's failed attempts added back
+    (``retry_s``: LoadGen's clock does not leave them out)."""
+    from evalsuite.serving.loadgen import retry_s
+
+    shift = retry_s(r) + offset_s
+    times = tuple(shift + float(t) for t in (r.token_times or ()))
+    end = max(times[-1], shift + float(r.e2e_s)) if times and r.e2e_s is not None else None
+    return sm.Timing(times, int(r.output_tokens or 0), end_s=end)
+
+
 def run_server_scenario(backend: Backend, requests: Sequence[Request], *, target_qps: float, ttft_s: float,
                         tpot_s: float, outdir: Path, max_duration_s: float = 60.0, seed: int = 0) -> dict[str, Any]:
     """Run LoadGen's Server scenario over ``requests`` (each issued about once) at ``target_qps`` and
@@ -159,15 +172,10 @@ def run_server_scenario(backend: Backend, requests: Sequence[Request], *, target
         thread.join(timeout=10)
         loop.close()
 
-    from evalsuite.serving.loadgen import retry_s
-
     done = [(issue, sent, r) for issue, sent, r, err in records if r is not None and err is None and r.token_times]
-    # token times leave a retried request's failed attempts out (retry_s): LoadGen's clock does not
-    ours = [sm.Timing(tuple(t + retry_s(r) for t in (r.token_times or ())), int(r.output_tokens or 0), sent_s=sent)
-            for _, sent, r in done]
+    ours = [suite_timing(r) for _, _, r in done]
     # the same requests timed from LoadGen's issue instead of the send
-    from_issue = [sm.Timing(tuple(t + retry_s(r) + (sent - issue) for t in (r.token_times or ())),
-                            int(r.output_tokens or 0)) for issue, sent, r in done]
+    from_issue = [suite_timing(r, sent - issue) for issue, sent, r in done]
 
     def figures(ts: list[sm.Timing]) -> dict[str, Any]:
         return {"ttft_s": sm.distribution(sm.ttft(t) for t in ts), "tpot_s": sm.distribution(sm.tpot(t) for t in ts),

@@ -8,9 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.serving.mlperf import parse_detail_log, run_server_scenario, summarize_log
+from evalsuite.serving import metrics as sm
+from evalsuite.serving.mlperf import parse_detail_log, run_server_scenario, suite_timing, summarize_log
+from evalsuite.types import Response
 
-pytest.importorskip("mlperf_loadgen")
+
+def test_the_suites_side_ends_a_response_where_the_load_generator_does() -> None:
+    """Text chunks at 0.1, 0.2, 0.3 s, then tokens that stream no text until the response ends at
+    0.9 s (its finish and usage chunks; LoadGen's completion comes after them): E2EL is 0.9 s and TPOT
+    (0.9 − 0.1) / 4 over the 5 tokens, as the load generator counts them, not 0.3 s and 0.05 s; a
+    retried request's failed attempts (0.5 s) and the issue-to-send offset are added to every time."""
+    r = Response(text="abc", output_tokens=5, ttft_s=0.1, e2e_s=0.9, token_times=[0.1, 0.2, 0.3])
+    t = suite_timing(r)
+    assert (sm.ttft(t), sm.e2el(t), sm.tpot(t)) == (0.1, 0.9, pytest.approx(0.2, abs=1e-12))
+    retried = Response(text="abc", output_tokens=5, e2e_s=0.9, token_times=[0.1, 0.2, 0.3], info={"retry_s": 0.5})
+    t = suite_timing(retried, 0.25)
+    assert sm.ttft(t) == pytest.approx(0.85, abs=1e-12) and sm.e2el(t) == pytest.approx(1.65, abs=1e-12)
+    assert sm.itls(t) == pytest.approx([0.1, 0.1], abs=1e-12)
+    no_end = Response(text="ab", output_tokens=2, token_times=[0.1, 0.4])
+    assert sm.e2el(suite_timing(no_end)) == 0.4
+
+
+needs_loadgen = pytest.mark.skipif(__import__("importlib").util.find_spec("mlperf_loadgen") is None,
+                                   reason="mlcommons-loadgen is not installed")
 
 
 def test_detail_log_is_parsed_into_seconds(tmp_path: Path) -> None:
@@ -27,6 +47,7 @@ def test_detail_log_is_parsed_into_seconds(tmp_path: Path) -> None:
     assert s["tpot_s"]["mean"] == 0.00025 and s["e2el_s"]["median"] == 2.0
 
 
+@needs_loadgen
 @pytest.mark.slow
 def test_loadgen_latencies_agree_with_the_suite_on_the_same_requests(tmp_path: Path) -> None:
     from evalsuite.backends.mock import MockBackend
