@@ -10,7 +10,10 @@ measures from when it issued a query, the suite from when the request left; the 
 (``issue_to_send_s``, the adapter's own hand-off delay) is reported. ``agreement`` compares LoadGen's
 means with the suite's timings of the same requests counted from the same origin (LoadGen's issue
 callback), so what is left is the two tools' measurement difference. TPOT is defined alike by
-both: (E2EL − TTFT) / (tokens − 1).
+both: (E2EL − TTFT) / (tokens − 1). The suite leaves it undefined for a request of fewer than 2 tokens;
+LoadGen counts it for every query (a failed one is reported as 1 token) as 0 or less, and a negative
+one wraps its mean around (to ~1e9 s), so over a run with such a query LoadGen's TPOT figures are
+null and ``n_tpot_undefined`` says how many there were.
 
 LoadGen's own logs (``mlperf_log_summary.txt``, ``mlperf_log_detail.txt``) are kept in ``outdir``.
 Short runs are INVALID in MLPerf's terms (too few queries for early stopping); the validity is
@@ -109,6 +112,7 @@ def run_server_scenario(backend: Backend, requests: Sequence[Request], *, target
     issued: dict[int, float] = {}
     records: list[tuple[float, float, Response | None, str | None]] = []  # (issued, sent, response, error)
     futures: list[Any] = []
+    reported: list[int] = []  # the output tokens told to LoadGen, per query
     lock = threading.Lock()
 
     async def serve(qid: int, index: int, t_issue: float) -> None:
@@ -136,6 +140,7 @@ def run_server_scenario(backend: Backend, requests: Sequence[Request], *, target
         lg.QuerySamplesComplete([lg.QuerySampleResponse(qid, buf.ctypes.data, buf.nbytes, n_tokens)])
         with lock:
             records.append((t_issue, sent, final, err))
+            reported.append(n_tokens)
 
     def issue_queries(samples: list[Any]) -> None:
         now = time.perf_counter()
@@ -186,6 +191,9 @@ def run_server_scenario(backend: Backend, requests: Sequence[Request], *, target
     suite = {"n": len(ours), "n_errors": sum(1 for *_, err in records if err is not None), **figures(ours),
              "from_issue": figures(from_issue), "n_output_tokens_estimated": estimated}
     loadgen = summarize_log(parse_detail_log(outdir / "mlperf_log_detail.txt"))
+    loadgen["n_tpot_undefined"] = sum(1 for n in reported if n < 2)
+    if loadgen["n_tpot_undefined"]:  # figures over a value it cannot define (and a wrapped mean)
+        loadgen["tpot_s"] = {k: None for k in loadgen["tpot_s"]}
     lag = sm.distribution(sent - t_issue for t_issue, sent, *_ in records)
 
     def diff(key: str) -> float | None:

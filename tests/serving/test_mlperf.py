@@ -70,3 +70,23 @@ def test_loadgen_latencies_agree_with_the_suite_on_the_same_requests(tmp_path: P
     assert suite["tpot_s"]["mean"] == pytest.approx(0.01, abs=0.005)
     assert lg["tpot_s"]["mean"] == pytest.approx(0.01, abs=0.005)
     assert r["issue_to_send_s"]["p99"] is not None and r["issue_to_send_s"]["p99"] >= 0
+
+
+@needs_loadgen
+def test_loadgen_tpot_is_null_over_a_query_it_cannot_define(tmp_path: Path) -> None:
+    """LoadGen's TPOT over a query of fewer than 2 tokens (a failed one is reported as 1) is 0 or
+    negative, and a negative one wraps its mean to ~1e9 s: its TPOT figures over such a run are null,
+    with how many queries they would have included; a run of 3-token answers keeps them."""
+    from evalsuite.backends.mock import MockBackend
+    from evalsuite.types import Request, user
+
+    reqs = [Request(sample_id=f"s{i}", messages=[user("a b c")], max_tokens=3) for i in range(6)]
+    r = run_server_scenario(MockBackend("ttft=0.01,itl=0.005,tokens=3,fail=s1"), reqs, target_qps=50, ttft_s=2.0,
+                            tpot_s=0.2, outdir=tmp_path / "failed")
+    assert r["loadgen"]["n_tpot_undefined"] == r["suite"]["n_errors"] >= 1  # LoadGen may issue s1 more than once
+    assert r["loadgen"]["tpot_s"] == {"mean": None, "median": None, "p90": None, "p99": None}
+    assert r["agreement"]["tpot_mean_diff_s"] is None and r["suite"]["tpot_s"]["mean"] is not None
+    r = run_server_scenario(MockBackend("ttft=0.01,itl=0.005,tokens=3"), reqs, target_qps=50, ttft_s=2.0, tpot_s=0.2,
+                            outdir=tmp_path / "ok")
+    assert r["loadgen"]["n_tpot_undefined"] == 0 and r["loadgen"]["tpot_s"]["mean"] > 0
+    assert r["agreement"]["tpot_mean_diff_s"] is not None
