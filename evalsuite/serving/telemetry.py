@@ -161,6 +161,10 @@ class GpuSampler:
         self._stop.set()
         self._thread.join(timeout=5)
         self.mark()
+        self.close()
+
+    def close(self) -> None:
+        """Release NVML (a sampler never started needs only this)."""
         try:
             self._nvml.nvmlShutdown()
         except Exception:

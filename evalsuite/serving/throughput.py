@@ -412,6 +412,12 @@ class _Bench:
             self.sampler = GpuSampler.open(self.devices, float(self.a["telemetry_interval_s"]))
             if self.sampler is None:
                 self.notes.append("no GPU telemetry: NVML or the GPU could not be opened")
+            elif missing := sorted(set(self.devices) - set(self.sampler.indices)):
+                # sampling the others alone would leave these GPUs' energy out of energy per token
+                self.sampler.close()
+                self.sampler = None
+                raise TaskArgError(f"task argument throughput.gpu_indices: this machine's NVML has no GPU "
+                                   f"{', '.join(map(str, missing))} (declared {', '.join(map(str, self.devices))})")
             else:
                 self.sampler.__enter__()
         configure = getattr(self.backend, "configure_client", None)

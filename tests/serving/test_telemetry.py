@@ -168,3 +168,22 @@ def test_an_energy_counter_that_went_back_is_not_used() -> None:
     samples = [s(0, 300, 1000.0), s(1, 300, 1300.0), s(2, 300, 0.0), s(3, 300, 300.0), s(4, 300, 600.0)]
     assert energy_joules(samples, 0.0, 3.0) == (pytest.approx(900.0), "power integral")
     assert energy_joules(samples, 2.5, 4.0) == (pytest.approx(450.0), "energy counter")
+
+
+def test_a_declared_gpu_that_nvml_does_not_have_is_refused(monkeypatch, tmp_path: Path) -> None:
+    """gpu_indices=1,2 on a machine of two GPUs (0 and 1): the task stops with one line naming GPU 2,
+    instead of sampling GPU 1 alone and reporting half the energy per token of the declared two."""
+    from evalsuite.backends.mock import MockBackend
+    from evalsuite.runner import RunConfig
+    from evalsuite.serving.throughput import Throughput
+    from evalsuite.task import TaskArgError
+
+    monkeypatch.setitem(sys.modules, "pynvml", fake_nvml(watts=300.0, counter=False))
+    plain = MockBackend.describe
+    monkeypatch.setattr(MockBackend, "describe",
+                        lambda self: {**plain(self), "device": "remote", "base_url": "http://127.0.0.1:9/v1"})
+    task = Throughput(mix="text", video_requests=0, audio_requests=0, warmup=0, concurrency=[1], rate_fractions=[],
+                      slo_search="none", max_tokens=4, point_warmup=False, gpu_indices="1,2")
+    cfg = RunConfig(model="mock", tasks=["throughput"], out=tmp_path, limit=2)
+    with pytest.raises(TaskArgError, match=r"throughput.gpu_indices: this machine's NVML has no GPU 2 \(declared 1, 2\)"):
+        task.run_with(MockBackend("ttft=0.01"), cfg=cfg, out=tmp_path, config_hash="x")
