@@ -118,9 +118,9 @@ def test_bad_arguments_end_in_one_line() -> None:
         Throughput(concurrency="1,2")
     # values that are not finite, or not numbers, end in the same line instead of a late traceback, a
     # hang (burstiness inf made every gap NaN) or a results.json that cannot be written (slo nan)
-    for key, value, want in [("slo_ttft_s", "nan", r"finite seconds >= 0 \(0 = no limit\)"),
-                             ("slo_tpot_s", "inf", r"finite seconds >= 0 \(0 = no limit\)"),
-                             ("burstiness", "inf", "a finite number > 0"), ("drain_s", "nan", "finite seconds > 0"),
+    for key, value, want in [("slo_ttft_s", "nan", "a finite number"), ("slo_tpot_s", "inf", "a finite number"),
+                             ("slo_ttft_s", "-1", r"finite seconds >= 0 \(0 = no limit\)"),
+                             ("burstiness", "inf", "a finite number"), ("drain_s", "nan", "a finite number"),
                              ("concurrency", "[NaN]", "a list of finite numbers > 0"),
                              ("rates", "[Infinity]", "a list of finite numbers > 0"),
                              ("rate_fractions", "[NaN]", "a list of finite numbers > 0"),
