@@ -119,8 +119,19 @@ def precompile(shapes: list[tuple[int, int, str]], rows: list[int], kernels: tup
 
     jobs = [(shape, family, rows, arch, e) for shape in shapes for family in kernels
             for e in (experts if family.startswith("grouped") else experts[:1])]  # fmt: skip
-    # (a Pool's exit terminates its workers: a caller's time cap interrupting the map leaves none)
-    with multiprocessing.get_context("spawn").Pool(max(1, workers)) as pool:
+    # A caller's time cap (SIGALRM) waits while the workers start: raised between spawning a worker
+    # and sending it its start-up data, it left that worker to die on an EOFError traceback. Inside
+    # the pool it interrupts the map, and the pool's exit terminates its workers.
+    import signal
+
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(max(1, workers))
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
+    with pool:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
         return sum(pool.starmap(_compile_share, jobs, chunksize=1))
 
 

@@ -76,3 +76,43 @@ def test_precompile_only_from_the_command_line(tmp_path, monkeypatch, capsys):
     args = ["--shapes", "64x128,32x256", "--kernels", "nvfp4_dequant", "--precompile-workers", "2"]
     assert static_kernels.main(args) == 0
     assert capsys.readouterr().out.strip() == "static_kernels: 2 variants for sm_90 in Triton's cache"
+
+
+def test_a_time_cap_waits_while_the_workers_start(monkeypatch):
+    """bench_gpu's time cap is a SIGALRM: raised while the pool spawned a worker but had not sent it
+    its start-up data, it left that worker to die on an EOFError traceback after the run. The alarm
+    is held while the pool starts and can stop the map."""
+    import multiprocessing
+    import signal
+
+    from bench_scripts import BENCH
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    import static_kernels
+
+    seen = {}
+
+    def blocked() -> bool:
+        return signal.SIGALRM in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+    class FakePool:
+        def __init__(self, n):
+            seen["starting"] = blocked()
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def starmap(self, fn, jobs, chunksize=1):
+            seen["mapping"] = blocked()
+            return [1 for _ in jobs]
+
+    class Ctx:
+        Pool = FakePool
+
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method: Ctx)
+    assert static_kernels.precompile([(64, 128, "q_proj")], [1], ("fp8_gemv",), 90, workers=2) == 1
+    assert seen == {"starting": True, "mapping": False}
+    assert not blocked()
