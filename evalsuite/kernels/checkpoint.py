@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import torch
@@ -164,7 +165,8 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
     try:
         to_model = {_to_file_name(k, names): k for k in model.state_dict()}
         state = {to_model.get(k, k): v for k, v in file_tensors.items()}
-        for group in _aliases(model):  # a shared tensor is in the file under one of its names
+        groups = [g for g in _aliases(model) if len(g) > 1]
+        for group in groups:  # a shared tensor is in the file under one of its names
             stored = [k for k in group if k in state]
             for k in group if stored else ():
                 state.setdefault(k, state[stored[0]])
@@ -172,6 +174,8 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
         if problem:
             raise ValueError(f"{path} does not fit this model: {problem}")
         model.load_state_dict(state, strict=strict, assign=True)
+        for group in groups:  # assign=True gave each name a tensor of its own: tie them again
+            _retie(model, group)
     except BaseException:
         for parent, child, old, _ in swaps:
             setattr(parent, child, old)
@@ -182,6 +186,21 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
         except KeyError:  # a custom recipe: its rules are not in the file, its formats are
             pass
     return model
+
+
+def _retie(model: nn.Module, keys: list[str]) -> None:
+    """Make every state-dict key of ``keys`` hold the first one's tensor object (tied weights: an LM
+    head sharing the embedding's parameter), as before loading."""
+    def slot(key: str) -> tuple[nn.Module, str, dict[str, Any]]:
+        owner, _, leaf = key.rpartition(".")
+        module = model.get_submodule(owner)
+        return module, leaf, (module._parameters if leaf in module._parameters else module._buffers)
+
+    _, first_leaf, first_table = slot(keys[0])
+    tensor = first_table[first_leaf]
+    for key in keys[1:]:
+        _, leaf, table = slot(key)
+        table[leaf] = tensor
 
 
 def _misfit(model: nn.Module, state: dict[str, torch.Tensor], quantized: set[str], strict: bool) -> str:

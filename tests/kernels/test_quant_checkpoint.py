@@ -225,3 +225,22 @@ def test_save_packed_makes_the_folder_it_writes_into(tmp_path):
     model = kernels.quantize_model(build(), "fp8")
     path = save_packed(model, tmp_path / "new" / "sub" / "m.safetensors")
     assert path.is_file() and read_metadata(path)["evalsuite.format"] == "packed-v1"
+
+
+def test_tied_weights_stay_tied_through_load_and_save_again(tmp_path):
+    """An LM head tied to the embedding is stored once; loading gave each name a Parameter of its
+    own (assign=True), so the model was no longer tied and saving it again was refused by safetensors
+    ("Some tensors share memory")."""
+    from evalsuite.model.backbone import LanguageModel
+    from evalsuite.model.config import BackboneConfig
+
+    cfg = BackboneConfig(tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = kernels.quantize_model(LanguageModel(cfg).to(torch.bfloat16), "fp8")
+    first = save_packed(model, tmp_path / "a.safetensors")
+    loaded = load_packed(LanguageModel(cfg).to(torch.bfloat16), first)
+    assert loaded.lm_head.weight is loaded.backbone.embeddings.weight
+    second = save_packed(loaded, tmp_path / "b.safetensors")
+    with safe_open(str(first), "pt") as a, safe_open(str(second), "pt") as b:
+        assert sorted(a.keys()) == sorted(b.keys())
+        assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
