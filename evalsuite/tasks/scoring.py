@@ -134,10 +134,11 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
 
     Priority: (1) the whole response is a letter of either case, optionally bracketed or punctuated
     ("B", "(b)", "B."), while a response that is only different letters joined by "or", "and", ","
-    or "/" ("B or C", "The answer is A or B", "Both A and B") names none and gives ``None``; (2) an
-    explicit phrase — "answer is B", "Answer: (B)", "option B", "B is correct", "A is the answer";
-    a lower-case letter only where the response ends with it ("answer is b") — the last one wins;
-    (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
+    or "/" ("B or C", "The answer is A or B", "Both A and B"), or that anywhere hedges between two
+    letters with "or" or "/" ("I think B or C.", "B/C, not sure") unless it rules them out ("C, not
+    A or B"), names none and gives ``None``; (2) an explicit phrase — "answer is B", "Answer: (B)",
+    "option B"; a lower-case letter only where the response ends with it ("answer is b") — the last
+    one wins; then a response starting "B is correct", "A is the answer"; (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
     the last one wins; (5) standalone capital letters, not counting the article "A" before a
     lower-case word, the last one wins; (6) option text from ``choices`` found in the response as
     whole words (the longest matching texts only, the last one wins). Full-width forms read as
@@ -159,20 +160,27 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
     if re.fullmatch(rf"{lead}{one}(?:{joined}{one})+", core):
         if len(set(re.findall(rf"(?<![A-Za-z])[{L}](?![A-Za-z])", core))) > 1:
             return None  # "B or C", "A and B", "A, B": several letters name no single choice
+    hedge = re.compile(rf"(?<![A-Za-z0-9])[\(\[]?([{L}])[\)\]]?(?:\s+or\s+|\s*/\s*)[\(\[]?([{L}])[\)\]]?(?![A-Za-z0-9])")
+    for h in hedge.finditer(text):  # "I think B or C", "The answer is B or C, since ...": no single choice
+        if h.group(1) != h.group(2) and not re.search(r"\b(?:not|neither|nor|than|of)\s*$", text[:h.start()], re.I):
+            return None  # (but "C, not A or B" and "rather than A or B" rule them out)
     phrase = re.compile(
         rf"(?:answer|option|choice)\s*(?:is|would be|should be|:)?\s*:?\s*(?:option\s*)?[\(\[]?([{L}])(?![A-Za-z0-9])",
         re.IGNORECASE,
     )
     named = re.compile(
-        rf"(?<![A-Za-z0-9])[\(\[]?([{L}])[\)\]]?\s+(?:is|would be|should be)\s+(?:the\s+)?(?:correct|right|best|answer|option|choice)\b",
+        rf"\s*[\(\[]?([{L}])[\)\]]?\s+(?:is|would be|should be)\s+(?:the\s+)?(?:correct|right|best|answer|option|choice)\b",
         re.IGNORECASE,
     )
     # a lower-case letter counts only where nothing follows it: "answer is b", not "answer is a red car"
     hits = [h for h in phrase.finditer(text) if h.group(1).isupper() or not text[h.end():].strip(_EDGE_PUNCT + ")]")]
-    hits += [h for h in named.finditer(text) if h.group(1).isupper()]
     if hits:
-        last = max(hits, key=lambda h: h.start(1)).group(1)
-        return next(c for c in letters if c.lower() == last.lower())
+        return next(c for c in letters if c.lower() == hits[-1].group(1).lower())
+    # "B is correct" names the answer where the response starts with it; later in an explanation
+    # ("D. B is the correct colour of the square") it speaks of another option
+    m = named.match(text)
+    if m and m.group(1).isupper():
+        return m.group(1)
     m = re.match(rf"\s*[\(\[]?([{L}])(?:[\)\]\.:,]|\s*$)", text)
     if m:
         return m.group(1)

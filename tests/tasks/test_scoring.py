@@ -333,3 +333,20 @@ def test_seeclick_reading_matches_the_official_script(response: str, size) -> No
     w, h = size
     box = [0.2 * w, 0.1 * h, 0.5 * w, 0.9 * h]
     assert _ours(response, box, w, h) == _seeclick_official(response, box, w, h)
+
+
+def test_extract_choice_keeps_the_answer_over_an_explanation_and_leaves_hedges_in_sentences_unparsed():
+    """'X is correct' names the answer only where the response starts with it: in an explanation after
+    the answer it speaks of another option. Two letters joined by 'or' or '/' anywhere are a hedge
+    (no single choice), unless the response rules them out ('not A or B')."""
+    choices = ["yellow", "blue", "red", "white"]
+    for text, want in [("D. B is the correct colour of the square, not the cross.", "D"),
+                       ("Answer: D. (B is the correct answer for the square.)", "D"),
+                       ("D. The cross was white. A is the right colour for the ring, not the cross.", "D"),
+                       ("(D) white. B is correct for the frame.", "D"),
+                       ("A is correct", "A"), ("B is the correct answer.", "B"),
+                       ("I think B or C.", None), ("It is B or C, not sure.", None), ("Probably C or B", None),
+                       ("The answer is B or C, since both appeared early", None), ("B/C", None),
+                       ("The answer is C, not A or B.", "C"), ("Rather than A or B, it is D.", "D"),
+                       ("B or B", "B")]:
+        assert extract_choice(text, choices) == want, text
