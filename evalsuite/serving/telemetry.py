@@ -6,9 +6,11 @@ Energy over [t0, t1]: the difference of the cumulative energy counter (NVML
 ``nvmlDeviceGetTotalEnergyConsumption``, Volta and newer) interpolated at both ends when every sample
 has it and it never goes back over the window (it restarts from 0 when the driver reloads or the GPU
 is reset), else the trapezoid integral of power. Without NVML or a GPU, `GpuSampler.open` returns None
-and every figure stays None (null in results.json), never 0. A window that the readings leave
-uncovered for longer than ``max_gap_s`` (the GPU stopped answering: lost, reset, or NVML failing)
-has no figures either: they would be a stale reading held or extrapolated, not a measurement.
+and every figure stays None (null in results.json), never 0. A window whose start or end the
+readings leave uncovered for longer than ``max_gap_s`` (the GPU stopped answering: lost, reset, or
+NVML failing) has no figures either: they would be a stale reading held or extrapolated, not a
+measurement. A gap inside the window (the sampling thread stalled) costs only the power integral:
+the counter's difference across it is exact.
 """
 
 from __future__ import annotations
@@ -46,17 +48,22 @@ def _interp(samples: Sequence[GpuSample], t: float, key: str) -> float:
     return float(getattr(samples[-1], key))
 
 
-def unread_s(samples: Sequence[GpuSample], t0: float, t1: float) -> float:
-    """The longest stretch of [t0, t1] with no reading in it (the whole window without samples)."""
+def unread_s(samples: Sequence[GpuSample], t0: float, t1: float, *, ends_only: bool = False) -> float:
+    """The longest stretch of [t0, t1] with no reading in it (the whole window without samples);
+    ``ends_only``: of the stretches that reach t0 or t1 (a GPU that stopped answering leaves one up to
+    the window's end; a stall of the sampling thread inside the window leaves one in the middle)."""
     edges = [-math.inf, *(s.t for s in samples), math.inf]
-    return max(0.0, *(min(b, t1) - max(a, t0) for a, b in zip(edges, edges[1:])))
+    gaps = [(a, b) for a, b in zip(edges, edges[1:]) if not ends_only or a <= t0 < b or a < t1 <= b]
+    return max(0.0, *(min(b, t1) - max(a, t0) for a, b in gaps))
 
 
 def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float,
                   max_gap_s: float = math.inf) -> tuple[float | None, str | None]:
     """(joules used over [t0, t1], how it was measured); (None, None) without samples or when the
-    readings leave a stretch of the window longer than ``max_gap_s`` unread."""
-    if not samples or t1 <= t0 or unread_s(samples, t0, t1) > max_gap_s:
+    readings leave a stretch longer than ``max_gap_s`` unread: at an end of the window for the energy
+    counter (between two readings its difference is exact, however far apart), anywhere in it for
+    the power integral (which would carry one power across the gap)."""
+    if not samples or t1 <= t0 or unread_s(samples, t0, t1, ends_only=True) > max_gap_s:
         return None, None
     # the readings the interpolation at t0 and t1 uses: the last at or before t0 to the first at or after t1
     first = max([i for i, s in enumerate(samples) if s.t <= t0] or [0])
@@ -65,6 +72,8 @@ def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float,
     if all(s.energy_j is not None for s in samples) and all(
             b.energy_j >= a.energy_j for a, b in zip(span, span[1:])):  # type: ignore[operator]
         return _interp(samples, t1, "energy_j") - _interp(samples, t0, "energy_j"), "energy counter"
+    if unread_s(samples, t0, t1) > max_gap_s:
+        return None, None
     inside = [s.t for s in samples if t0 < s.t < t1]
     ts = [t0, *inside, t1]
     ps = [_interp(samples, t, "power_w") for t in ts]
@@ -73,8 +82,8 @@ def energy_joules(samples: Sequence[GpuSample], t0: float, t1: float,
 
 def window(samples: Sequence[GpuSample], t0: float, t1: float, max_gap_s: float = math.inf) -> dict[str, Any]:
     """Telemetry figures of [t0, t1]; all None without samples or when the readings leave a stretch
-    of the window longer than ``max_gap_s`` unread."""
-    if samples and unread_s(samples, t0, t1) > max_gap_s:
+    longer than ``max_gap_s`` unread at an end of the window (energy: see `energy_joules`)."""
+    if samples and unread_s(samples, t0, t1, ends_only=True) > max_gap_s:
         samples = []
     inside = [s for s in samples if t0 <= s.t <= t1] or ([min(samples, key=lambda s: abs(s.t - t0))] if samples else [])
     energy, source = energy_joules(samples, t0, t1, max_gap_s)

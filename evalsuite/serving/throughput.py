@@ -566,7 +566,8 @@ class _Bench:
             point.update(window(self.sampler.samples, run.started, run.ended, self.sampler.max_gap_s))
             if point["energy_j"] is None:
                 run.notes.append(f"no GPU telemetry for this point: NVML gave no reading for more than "
-                                 f"{self.sampler.max_gap_s:g} s of it, so its energy and power are null")
+                                 f"{self.sampler.max_gap_s:g} s at its start or end (or, without an energy "
+                                 f"counter, inside it), so its energy and power are null")
         if point["n_output_tokens_estimated"]:
             run.notes.append(f"{point['n_output_tokens_estimated']} of {point['n_completed']} completed requests "
                              "came without a usage count: their output tokens are streamed chunks counted, so this "

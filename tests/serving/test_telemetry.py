@@ -128,7 +128,7 @@ def test_a_local_servers_energy_samples_only_its_declared_gpus(monkeypatch, tmp_
 def test_a_window_the_readings_do_not_cover_has_no_figures() -> None:
     """The GPU stopped answering at t=2 (lost or reset: every reading after it failed): a point over
     [5, 10] has no energy, power, utilization or memory, not 0 J from a counter held flat or 1500 J
-    from the last power extrapolated; a reading gap inside a window counts the same."""
+    from the last power extrapolated."""
     counter = [s(0, 300, 0.0), s(1, 300, 300.0), s(2, 300, 600.0)]
     power = [s(0, 300), s(1, 300), s(2, 300)]
     for samples in (counter, power):
@@ -137,9 +137,14 @@ def test_a_window_the_readings_do_not_cover_has_no_figures() -> None:
             "energy_source": None}
         assert energy_joules(samples, 1.5, 3.5, max_gap_s=1.0) == (None, None)  # 1.5 s of it unread
         assert energy_joules(samples, 0.5, 2.5, max_gap_s=1.0)[0] is not None  # 0.5 s unread at the end: within
+    # a reading gap inside the window (the sampling thread stalled): the counter's difference is
+    # exact across it; the power integral would carry one power over it
     gap = [s(0, 300, 0.0), s(1, 300, 300.0), s(4, 300, 1200.0), s(5, 300, 1500.0)]
-    assert energy_joules(gap, 0.0, 5.0, max_gap_s=1.0) == (None, None)
-    assert energy_joules(gap, 0.0, 5.0, max_gap_s=3.0) == (pytest.approx(1500.0), "energy counter")
+    assert energy_joules(gap, 0.0, 5.0, max_gap_s=1.0) == (pytest.approx(1500.0), "energy counter")
+    assert window(gap, 0.0, 5.0, max_gap_s=1.0)["gpu_util_mean_pct"] is not None
+    no_counter = [s(t, 300) for t in (0, 1, 4, 5)]
+    assert energy_joules(no_counter, 0.0, 5.0, max_gap_s=1.0) == (None, None)
+    assert energy_joules(no_counter, 0.0, 5.0, max_gap_s=3.0) == (pytest.approx(1500.0), "power integral")
 
 
 def test_a_lost_gpu_leaves_later_windows_without_figures(monkeypatch) -> None:
