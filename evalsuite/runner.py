@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -118,6 +118,13 @@ class Dist:
             td.barrier()
 
 
+# How long a rank waits at a barrier for the others. Rank 0 alone runs a driving task (a load test, an
+# lm-eval task: hours) while the others wait, and a rank whose shard is done waits for the slowest one;
+# torch's default (30 min on gloo, 10 min on NCCL) would end such a run. A rank that dies is not waited
+# for: torchrun stops the others then.
+DIST_TIMEOUT = timedelta(days=7)
+
+
 def init_dist(device: str) -> Dist:
     """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, NCCL on CUDA)."""
     import os
@@ -128,7 +135,7 @@ def init_dist(device: str) -> Dist:
     import torch.distributed as td
 
     if not td.is_initialized():
-        td.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        td.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=DIST_TIMEOUT)
     return Dist(rank=td.get_rank(), world=td.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 

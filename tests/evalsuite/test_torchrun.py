@@ -34,3 +34,25 @@ def test_two_ranks_merge_to_the_single_process_result(toy, tmp_path):
     ids = [r["id"] for r in read_jsonl(multi / "samples" / "toy.jsonl")]
     assert len(ids) == len(set(ids)) == 23
     assert not list((multi / "samples").glob("toy.rank*"))  # shards folded in and removed
+
+
+def test_ranks_wait_at_a_barrier_as_long_as_rank_0_runs_a_driving_task(monkeypatch):
+    """Rank 0 alone runs a load test or an lm-eval task (hours) while the others wait at a barrier, and
+    a rank whose shard is done waits for the slowest: torch's default timeout (30 min on gloo, 10 on
+    NCCL) ended such runs, so the process group is joined with a timeout of days."""
+    from datetime import timedelta
+
+    import torch.distributed as td
+
+    from evalsuite.runner import init_dist
+
+    joined = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(td, "is_initialized", lambda: False)
+    monkeypatch.setattr(td, "init_process_group", lambda **kw: joined.update(kw))
+    monkeypatch.setattr(td, "get_rank", lambda: 1)
+    monkeypatch.setattr(td, "get_world_size", lambda: 2)
+    dist = init_dist("cpu")
+    assert (dist.rank, dist.world, dist.local_rank) == (1, 2, 1)
+    assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(days=1)
