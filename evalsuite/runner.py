@@ -744,24 +744,29 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
         raise ResumeRefused(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
                             f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
                             f"--overwrite, or another --out")
-    done = {i: r for i, r in in_file.items() if i in mine_ids}
+    earlier = {i: r for i, r in in_file.items() if i in seen}  # every rank's finished samples of this run
     # shards of an earlier run cut short under torchrun, with any number of ranks (this one's among them)
     shards = sorted((out / "samples").glob(f"{task.name}.rank*-of-*.jsonl"))
     for shard in shards:
-        done.update({i: r for i, r in read_samples(shard).items() if i in mine_ids})
+        earlier.update({i: r for i, r in read_samples(shard).items() if i in seen})
+    done = {i: r for i, r in earlier.items() if i in mine_ids}
     if stale := other_targets(samples, done.values()):  # the data's location is not in the settings
         sid, old, new = stale[0]
         raise ResumeRefused(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other "
                             f"data (sample {sid!r}: target {old!r} then, {new!r} now): --overwrite, or another --out")
     todo = [s for s in mine if s.id not in done]
     stamp_file = stamp_path(out, task.name)
-    stamp = dict(_read_stamp(stamp_file) or {}) if done else {}
-    elapsed = float(stamp.get("elapsed_s", 0.0)) if dist.world == 1 else 0.0  # the time its samples so far took
+    stamp = dict(_read_stamp(stamp_file) or {}) if earlier else {}
+    elapsed = float(stamp.get("elapsed_s", 0.0))  # the time its samples so far took, on any number of ranks
     stamp.update(config_hash=chash, seed=cfg.seed, **model_of_desc(model_desc))
     if todo and dist.leader:  # before the first sample of this config
         atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(elapsed, 3)})
-    prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and done else elapsed
+    prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and earlier else elapsed
     t0 = time.perf_counter()
+
+    def keep_elapsed() -> None:  # so that a run cut short and resumed reports the time all its samples took
+        atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(prior_wall + time.perf_counter() - t0, 3)})
+
     bar = _progress(len(mine), task.name if dist.world == 1 else f"{task.name}[{dist.rank}]", cfg.quiet)
     bar.update(len(done))
     with SampleLog(log_path) as log:
@@ -771,13 +776,18 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
                 log.append(r)
                 done[r.id] = r
             bar.update(len(batch))
-            if dist.world == 1:  # so that a run cut short and resumed reports the time all its samples took
-                atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(prior_wall + time.perf_counter() - t0, 3)})
+            if dist.leader:  # rank 0's clock is the task's under torchrun: the ranks run at once
+                keep_elapsed()
     bar.close()
     if dist.world == 1 and any(sh.exists() for sh in shards):  # fold an earlier torchrun's shards in
         done = {**_merge_shards(merged_path, out / "samples", task.name, [s.id for s in samples]), **done}
     if dist.world > 1:
-        dist.barrier()  # every shard is complete on disk
+        try:
+            dist.barrier()  # every shard is complete on disk
+        except BaseException:  # cut short while rank 0 waited for the others: that time counts too
+            if dist.leader:
+                keep_elapsed()
+            raise
         if not dist.leader:
             dist.barrier()
             return None

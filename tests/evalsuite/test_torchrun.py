@@ -1,11 +1,15 @@
 """Scale-out: two CPU ranks under torchrun (gloo on loopback) give the files one process gives."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evalsuite.results import load_run, read_jsonl
+from evalsuite.runner import RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,3 +60,39 @@ def test_ranks_wait_at_a_barrier_as_long_as_rank_0_runs_a_driving_task(monkeypat
     dist = init_dist("cpu")
     assert (dist.rank, dist.world, dist.local_rank) == (1, 2, 1)
     assert joined["backend"] == "gloo" and joined["timeout"] >= timedelta(days=1)
+
+
+def test_a_torchrun_cut_short_keeps_the_time_its_samples_took(toy, tmp_path, monkeypatch):
+    """Under torchrun the time a task's samples took was not kept beside them (one process keeps it
+    after every batch), so a torchrun stopped at 30 of 40 samples and resumed reported the resumed
+    part alone as its wall time: 64 samples/s for a run that does 20. Rank 0 keeps it, also when it is
+    stopped while waiting for the other ranks, and a resume on any number of ranks adds to it."""
+    import evalsuite.runner as runner_mod
+    from evalsuite.runner import Dist, _run_task, config_hash, make_backend, make_task
+
+    class Clock:  # each reading 10 s after the one before
+        now = 0.0
+
+        def perf_counter(self):
+            Clock.now += 10.0
+            return Clock.now
+
+    monkeypatch.setattr(runner_mod, "time", Clock())
+
+    class Rank0Of2(Dist):
+        stop = True
+
+        def barrier(self) -> None:
+            if Rank0Of2.stop:  # torchrun's SIGTERM while rank 0 waits for rank 1
+                raise runner_mod.Terminated()
+
+    task, backend = make_task("toy", {"n": 8}), make_backend("mock")
+    chash = config_hash(task, backend.describe())
+    cfg = RunConfig(model="mock", tasks=["toy"], out=tmp_path, batch_size=2, quiet=True)
+    with pytest.raises(runner_mod.Terminated):
+        _run_task(task, backend, cfg, tmp_path, chash, None, Rank0Of2(rank=0, world=2), backend.describe())
+    stamp = json.loads((tmp_path / "samples" / "toy.config.json").read_text())
+    assert stamp["elapsed_s"] >= 20.0  # rank 0's two batches and its wait
+    Rank0Of2.stop = False
+    entry = _run_task(task, backend, cfg, tmp_path, chash, None, Rank0Of2(rank=0, world=2), backend.describe())
+    assert entry["wall_time_s"] >= stamp["elapsed_s"] + 10.0
