@@ -750,7 +750,8 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     for shard in shards:
         earlier.update({i: r for i, r in read_samples(shard).items() if i in seen})
     done = {i: r for i, r in earlier.items() if i in mine_ids}
-    if stale := other_targets(samples, done.values()):  # the data's location is not in the settings
+    # over every rank's finished samples: the ranks refuse together, never one alone while the others run on
+    if stale := other_targets(samples, earlier.values()):  # the data's location is not in the settings
         sid, old, new = stale[0]
         raise ResumeRefused(f"{merged_path}: {len(stale)} finished sample(s) of {task.name!r} were run on other "
                             f"data (sample {sid!r}: target {old!r} then, {new!r} now): --overwrite, or another --out")

@@ -96,3 +96,28 @@ def test_a_torchrun_cut_short_keeps_the_time_its_samples_took(toy, tmp_path, mon
     Rank0Of2.stop = False
     entry = _run_task(task, backend, cfg, tmp_path, chash, None, Rank0Of2(rank=0, world=2), backend.describe())
     assert entry["wall_time_s"] >= stamp["elapsed_s"] + 10.0
+
+
+def test_finished_samples_of_other_data_are_refused_by_every_rank(toy, tmp_path):
+    """Each rank checked only its own share of the finished samples for other data: the rank holding
+    one refused and exited while the others ran their shards on and were stopped by torchrun, their
+    results.json saying "interrupted … run the same command again". Every rank refuses together."""
+    from evalsuite.runner import Dist, ResumeRefused, _run_task, config_hash, make_backend, make_task
+
+    class NoWait(Dist):  # one rank of two, run here alone
+        def barrier(self) -> None:
+            pass
+
+    task, backend = make_task("toy", {"n": 8}), make_backend("mock")
+    chash = config_hash(task, backend.describe())
+    first = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, limit=4)
+    assert _run_task(task, backend, first, tmp_path, chash, None, NoWait(rank=1, world=2), backend.describe()) is None
+    shard = tmp_path / "samples" / "toy.rank1-of-2.jsonl"  # as a torchrun cut short left it
+    rows = [json.loads(line) for line in shard.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["toy-001", "toy-003"]
+    rows[1]["target"] = "purple"  # its data has changed since
+    shard.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True)
+    with pytest.raises(ResumeRefused, match="toy-003"):
+        _run_task(task, backend, cfg, tmp_path, chash, None, NoWait(rank=0, world=2), backend.describe())
+    assert not (tmp_path / "samples" / "toy.rank0-of-2.jsonl").exists()  # rank 0 ran nothing
