@@ -739,16 +739,17 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     mine = samples if dist.world == 1 else samples[dist.rank :: dist.world]
     mine_ids = {s.id for s in mine}
     log_path = merged_path if dist.world == 1 else out / "samples" / f"{task.name}.rank{dist.rank}-of-{dist.world}.jsonl"
-    in_file = read_samples(merged_path)
-    if extra := sorted(set(in_file) - seen):  # a smaller --limit than the file's run
-        raise ResumeRefused(f"{merged_path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
-                            f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
-                            f"--overwrite, or another --out")
-    earlier = {i: r for i, r in in_file.items() if i in seen}  # every rank's finished samples of this run
-    # shards of an earlier run cut short under torchrun, with any number of ranks (this one's among them)
+    # the merged file, then the shards of an earlier run cut short under torchrun, with any number of
+    # ranks (this one's among them): every rank's finished samples
     shards = sorted((out / "samples").glob(f"{task.name}.rank*-of-*.jsonl"))
-    for shard in shards:
-        earlier.update({i: r for i, r in read_samples(shard).items() if i in seen})
+    earlier: dict[str, SampleResult] = {}
+    for path in (merged_path, *shards):
+        in_file = read_samples(path)
+        if extra := sorted(set(in_file) - seen):  # a smaller --limit than the file's run
+            raise ResumeRefused(f"{path} holds {len(extra)} sample(s) of {task.name!r} outside this run's "
+                                f"{len(samples)} (it ran with a larger --limit): run with that --limit (or none), "
+                                f"--overwrite, or another --out")
+        earlier.update(in_file)
     done = {i: r for i, r in earlier.items() if i in mine_ids}
     # over every rank's finished samples: the ranks refuse together, never one alone while the others run on
     if stale := other_targets(samples, earlier.values()):  # the data's location is not in the settings

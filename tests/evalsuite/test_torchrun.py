@@ -121,3 +121,26 @@ def test_finished_samples_of_other_data_are_refused_by_every_rank(toy, tmp_path)
     with pytest.raises(ResumeRefused, match="toy-003"):
         _run_task(task, backend, cfg, tmp_path, chash, None, NoWait(rank=0, world=2), backend.describe())
     assert not (tmp_path / "samples" / "toy.rank0-of-2.jsonl").exists()  # rank 0 ran nothing
+
+
+def test_shards_of_a_larger_limit_are_refused_like_the_merged_file(toy, tmp_path):
+    """A torchrun cut short at --limit 8 and resumed at --limit 4 finished 'complete' with 4 samples
+    while the merged file it wrote held 8 (the shards' others were kept after them): the gate refuses
+    such a run (its files disagree) and the same command run again was refused. The shards are
+    checked for samples outside the run's list as the merged file is."""
+    from evalsuite.runner import Dist, ResumeRefused, _run_task, config_hash, make_backend, make_task
+
+    class NoWait(Dist):  # one rank of two, run here alone
+        def barrier(self) -> None:
+            pass
+
+    task, backend = make_task("toy", {"n": 8}), make_backend("mock")
+    chash = config_hash(task, backend.describe())
+    first = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, limit=8)
+    _run_task(task, backend, first, tmp_path, chash, None, NoWait(rank=1, world=2), backend.describe())
+    shard = tmp_path / "samples" / "toy.rank1-of-2.jsonl"
+    assert len(shard.read_text().splitlines()) == 4  # toy-001, -003, -005, -007: rank 0 never ran
+    smaller = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, limit=4)
+    with pytest.raises(ResumeRefused, match=r"toy.rank1-of-2.jsonl holds 2 sample\(s\) of 'toy' outside this run's 4"):
+        _run_task(task, backend, smaller, tmp_path, chash, None, Dist(), backend.describe())
+    assert len(shard.read_text().splitlines()) == 4 and not (tmp_path / "samples" / "toy.jsonl").exists()
