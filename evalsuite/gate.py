@@ -44,7 +44,8 @@ device an evalsuite server reports), and the verdict says so ("PASS (accuracy on
 gated, different hardware)"): a CI job on other hardware gates throughput against baseline runs
 made in the same job. Skipped likewise when the runs' speed settings differ where both record them
 (the model's ``batch_size``, else the run's ``--batch-size`` as ``environment.batch_size``, which
-every backend's run records; an ``openai:`` client's ``max_concurrency``: "different run settings").
+every backend's run records; an ``openai:`` client's ``max_concurrency``; the number of torchrun
+processes, ``environment.processes``: "different run settings").
 A side's repeats share hardware and settings.
 
 Baselines (committed under ``results/baselines/``, see ``load_baseline``): ``--baseline`` is a run

@@ -348,8 +348,8 @@ def describe_hardware(results: dict[str, Any]) -> str:
 
 
 # run settings the efficiency figures depend on (the model's batch size, an openai: client's cap on
-# requests in flight); compared where both runs record them
-SPEED_SETTINGS = ("batch_size", "max_concurrency")
+# requests in flight, the number of processes under torchrun); compared where both runs record them
+SPEED_SETTINGS = ("batch_size", "max_concurrency", "processes")
 
 
 def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

@@ -602,6 +602,7 @@ def run(cfg: RunConfig) -> RunOutcome:
     # (or an unrecorded) batch size holds both: None, so that the gate compares no speed with it
     mixed = bool(prior and prior.get("tasks")) and prior.get("environment", {}).get("batch_size") != cfg.batch_size
     batch_size = None if mixed else cfg.batch_size
+    processes = processes_of(out, prior, tasks, dist.world) if dist.leader else None  # rank 0 writes results.json
 
     def write(status: str) -> None:
         from evalsuite.env import environment
@@ -611,7 +612,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         doc["status"] = status
         doc["updated"] = now_iso()
         doc["environment"] = {**environment(cfg.command, cfg.seed, prior_wall + time.perf_counter() - started),
-                              "batch_size": batch_size}
+                              "batch_size": batch_size, "processes": processes}
         validate(json.loads(json.dumps(doc, default=str)))
         atomic_write_json(res_path, doc)
 
@@ -702,6 +703,21 @@ def run(cfg: RunConfig) -> RunOutcome:
     return RunOutcome(results=doc, out=out, exit_code=exit_code, messages=messages, leader=dist.leader)
 
 
+def processes_of(out: Path, prior: dict[str, Any] | None, tasks: list[Task], world: int) -> int | None:
+    """The number of processes (torchrun's world size) a run folder's speed figures are measured with,
+    a samples/s being their sum: ``world``, or None where the folder's results so far (results.json),
+    a task's samples cut short (its stamp) or a torchrun's shards ran on another number."""
+    if prior and prior.get("tasks") and (prior.get("environment") or {}).get("processes") != world:
+        return None
+    for t in tasks:
+        if (_read_stamp(stamp_path(out, t.name)) or {}).get("processes", world) != world:
+            return None
+        if any(sh.name.rpartition("-of-")[2] != f"{world}.jsonl"
+               for sh in (out / "samples").glob(f"{t.name}.rank*-of-*.jsonl")):
+            return None
+    return world
+
+
 def error_rate_problem(name: str, entry: dict[str, Any], max_error_rate: float) -> str | None:
     """Why a task's results entry is over ``max_error_rate`` (one line), or None. Samples of types the
     task cannot score (``n_unsupported``) do not count."""
@@ -760,7 +776,9 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     stamp_file = stamp_path(out, task.name)
     stamp = dict(_read_stamp(stamp_file) or {}) if earlier else {}
     elapsed = float(stamp.get("elapsed_s", 0.0))  # the time its samples so far took, on any number of ranks
-    stamp.update(config_hash=chash, seed=cfg.seed, **model_of_desc(model_desc))
+    # the number of processes its samples ran on; None once they ran on two (see processes_of)
+    processes = dist.world if stamp.get("processes", dist.world) == dist.world else None
+    stamp.update(config_hash=chash, seed=cfg.seed, processes=processes, **model_of_desc(model_desc))
     if todo and dist.leader:  # before the first sample of this config
         atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(elapsed, 3)})
     prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and earlier else elapsed

@@ -990,6 +990,10 @@ def test_efficiency_is_not_gated_across_core_counts_servers_or_speed_settings(bi
                  run("o64", env={"batch_size": 64}, model={"device": "remote", "backend": "openai"}, rate=30.0),
                  n_boot=200)
     assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size 8 vs 64")
+    # torchrun: a run's samples/s is the sum over its processes, 2 of them twice one's
+    g = run_gate(run("torchrun2", env={"cpu_count": 2, "processes": 2}, model={"batch_size": 8}, rate=20.0),
+                 run("alone", env={"cpu_count": 2, "processes": 1}, model={"batch_size": 8}, rate=10.0), n_boot=200)
+    assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (processes 2 vs 1")
 
 
 def test_the_cli_says_which_baseline_it_picked_from_a_folder_and_why(big, tmp_path, capsys):

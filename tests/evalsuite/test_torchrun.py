@@ -30,6 +30,7 @@ def test_two_ranks_merge_to_the_single_process_result(toy, tmp_path):
 
     a, sa = load_run(single)
     b, sb = load_run(multi)
+    assert (a["environment"]["processes"], b["environment"]["processes"]) == (1, 2)  # the gate compares speed at one
     ta, tb = a["tasks"]["toy"], b["tasks"]["toy"]
     for key in ("metrics", "ci95", "breakdown", "n_samples", "n_errors", "n_scored", "config_hash"):
         assert ta[key] == tb[key], key
@@ -144,3 +145,23 @@ def test_shards_of_a_larger_limit_are_refused_like_the_merged_file(toy, tmp_path
     with pytest.raises(ResumeRefused, match=r"toy.rank1-of-2.jsonl holds 2 sample\(s\) of 'toy' outside this run's 4"):
         _run_task(task, backend, smaller, tmp_path, chash, None, Dist(), backend.describe())
     assert len(shard.read_text().splitlines()) == 4 and not (tmp_path / "samples" / "toy.jsonl").exists()
+
+
+def test_a_folder_whose_samples_ran_on_two_numbers_of_processes_records_none(toy, tmp_path):
+    """A torchrun cut short and resumed by one process recorded 1 process, and the gate compared its
+    samples/s, partly the sum of two ranks, as one process's."""
+    from evalsuite.runner import Dist, _run_task, config_hash, make_backend, make_task, run
+
+    class NoWait(Dist):  # one rank of two, run here alone
+        def barrier(self) -> None:
+            pass
+
+    task, backend = make_task("toy", {"n": 6}), make_backend("mock")
+    cfg = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False)
+    _run_task(task, backend, cfg, tmp_path, config_hash(task, backend.describe()), None, NoWait(rank=1, world=2),
+              backend.describe())
+    run(RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False, task_args={"toy": {"n": 6}}))
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["tasks"]["toy"]["n_samples"] == 6 and doc["environment"]["processes"] is None
+    run(RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False, task_args={"toy": {"n": 6}}))
+    assert json.loads((tmp_path / "results.json").read_text())["environment"]["processes"] is None  # it stays mixed
