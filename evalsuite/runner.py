@@ -115,7 +115,15 @@ class Dist:
         if self.world > 1:
             import torch.distributed as td
 
-            td.barrier()
+            try:
+                td.barrier()
+            except Exception as e:  # gloo's "Connection reset by peer", a failed NCCL collective
+                raise RankLost(one_line(e)) from e
+
+
+class RankLost(KeyboardInterrupt):
+    """Under torchrun, a barrier that failed: another rank failed or died (or could not be reached).
+    This rank stops as a SIGTERM stops it, the run ``interrupted`` and resumable."""
 
 
 # How long a rank waits at a barrier for the others. Rank 0 alone runs a driving task (a load test, an
@@ -459,6 +467,10 @@ def interrupted_reason(e: KeyboardInterrupt, dist: Dist) -> str:
     torchrun stops the other ranks when one fails or dies (SIGKILL by the OOM killer…): this process
     cannot see that rank or its exit status (only torchrun, their parent, reaps it, and a signal
     does not say who sent it), so the reason says where torchrun reports it instead of naming one."""
+    if isinstance(e, RankLost):
+        return (f"interrupted (rank {dist.rank} of {dist.world} lost the other ranks at a barrier: {e}; a rank failed "
+                "or died, and torchrun names it and its exit code or signal in its error summary, under 'Root Cause'): "
+                "run the same command again to resume")
     if not isinstance(e, Terminated):
         return "interrupted (Ctrl-C): run the same command again to resume"
     if dist.world == 1:

@@ -165,3 +165,28 @@ def test_a_folder_whose_samples_ran_on_two_numbers_of_processes_records_none(toy
     assert doc["tasks"]["toy"]["n_samples"] == 6 and doc["environment"]["processes"] is None
     run(RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False, task_args={"toy": {"n": 6}}))
     assert json.loads((tmp_path / "results.json").read_text())["environment"]["processes"] is None  # it stays mixed
+
+
+def test_a_rank_lost_at_a_barrier_leaves_an_interrupted_resumable_run(toy, tmp_path, monkeypatch):
+    """Rank 0 waiting at a barrier for a rank that dies (the OOM killer) gets gloo's "Connection reset
+    by peer": the run ended "failed" with that error alone, no word of the other rank or of resuming.
+    It ends "interrupted", resumable, saying a rank failed or died and where torchrun names it."""
+    import torch.distributed as td
+
+    import evalsuite.runner as runner_mod
+    from evalsuite.runner import Dist, run
+
+    def lost() -> None:
+        raise RuntimeError("[pair.cc:537] Read error [127.0.0.1]:47257: Connection reset by peer")
+
+    monkeypatch.setattr(runner_mod, "init_dist", lambda device: Dist(rank=0, world=2))
+    monkeypatch.setattr(td, "barrier", lost)
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False, task_args={"toy": {"n": 4}}))
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["status"] == "interrupted"
+    reason = doc["status_reasons"][0]
+    assert reason.startswith("interrupted (rank 0 of 2 lost the other ranks at a barrier: RuntimeError: [pair.cc:537] "
+                             "Read error [127.0.0.1]:47257: Connection reset by peer; a rank failed or died")
+    assert "'Root Cause'" in reason and reason.endswith("run the same command again to resume")
+    assert len(read_jsonl(tmp_path / "samples" / "toy.rank0-of-2.jsonl")) == 2  # rank 0's share, kept for the resume
