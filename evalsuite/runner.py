@@ -142,9 +142,17 @@ def init_dist(device: str) -> Dist:
         return Dist()
     import torch.distributed as td
 
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda:"):  # NCCL refuses two ranks on one GPU ("Duplicate GPU detected")
+        raise RunError(f"--device {device} puts every one of torchrun's {world} processes on that GPU; use "
+                       f"--device cuda (each process on cuda:<LOCAL_RANK>) or --device cpu")
+    if device == "cuda":  # NCCL's barrier runs on the current device: each rank's own GPU, not GPU 0
+        import torch
+
+        torch.cuda.set_device(local_rank)
     if not td.is_initialized():
         td.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo", timeout=DIST_TIMEOUT)
-    return Dist(rank=td.get_rank(), world=td.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(rank=td.get_rank(), world=td.get_world_size(), local_rank=local_rank)
 
 
 def now_iso() -> str:

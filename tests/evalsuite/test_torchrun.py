@@ -190,3 +190,30 @@ def test_a_rank_lost_at_a_barrier_leaves_an_interrupted_resumable_run(toy, tmp_p
                              "Read error [127.0.0.1]:47257: Connection reset by peer; a rank failed or died")
     assert "'Root Cause'" in reason and reason.endswith("run the same command again to resume")
     assert len(read_jsonl(tmp_path / "samples" / "toy.rank0-of-2.jsonl")) == 2  # rank 0's share, kept for the resume
+
+
+def test_torchrun_puts_each_rank_on_its_own_gpu_and_refuses_one_gpu_for_all(monkeypatch):
+    """NCCL's barrier runs on the current CUDA device, GPU 0 on every rank unless each sets its own;
+    --device cuda:N would put every rank on one GPU, which NCCL refuses ('Duplicate GPU detected')."""
+    import torch
+    import torch.distributed as td
+
+    from evalsuite.runner import RunError, init_dist
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    monkeypatch.setattr(td, "is_initialized", lambda: False)
+    monkeypatch.setattr(td, "init_process_group", lambda backend, timeout: calls.append(("init", backend)))
+    monkeypatch.setattr(td, "get_rank", lambda: 1)
+    monkeypatch.setattr(td, "get_world_size", lambda: 2)
+    with pytest.raises(RunError, match=r"^--device cuda:1 puts every one of torchrun's 2 processes on that GPU; "
+                                       r"use --device cuda \(each process on cuda:<LOCAL_RANK>\) or --device cpu$"):
+        init_dist("cuda:1")
+    assert calls == []
+    dist = init_dist("cuda")
+    assert calls == [("set_device", 1), ("init", "nccl")] and (dist.rank, dist.world, dist.local_rank) == (1, 2, 1)
+    calls.clear()
+    init_dist("cpu")
+    assert calls == [("init", "gloo")]
