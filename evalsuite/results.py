@@ -355,15 +355,20 @@ SPEED_SETTINGS = ("batch_size", "max_concurrency", "processes")
 def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     """The speed settings two runs (their results.json) both record with different values: the
     model's own, else the run's (``environment.batch_size``, the runner's --batch-size, recorded for
-    every backend: an openai: client sends that many requests at once, hf batches them)."""
+    every backend: an openai: client sends that many requests at once, hf batches them). A setting
+    recorded as null (a folder whose results ran at two batch sizes or process counts) is "mixed",
+    which matches nothing; one not recorded at all (results written before it was) is not compared."""
     def value(run: dict[str, Any], k: str) -> Any:
         v = (run.get("model") or {}).get(k)
-        return v if v is not None else (run.get("environment") or {}).get(k)
+        env = run.get("environment") or {}
+        if v is None and k in env and env[k] is None:
+            return "mixed"  # recorded as none: the folder's results ran at more than one
+        return v if v is not None else env.get(k)
 
     out = []
     for k in SPEED_SETTINGS:
         va, vb = value(a, k), value(b, k)
-        if va is not None and vb is not None and va != vb:
+        if va is not None and vb is not None and (va != vb or va == "mixed"):
             out.append(f"{k} {va} vs {vb}")
     return out
 

@@ -994,6 +994,16 @@ def test_efficiency_is_not_gated_across_core_counts_servers_or_speed_settings(bi
     g = run_gate(run("torchrun2", env={"cpu_count": 2, "processes": 2}, model={"batch_size": 8}, rate=20.0),
                  run("alone", env={"cpu_count": 2, "processes": 1}, model={"batch_size": 8}, rate=10.0), n_boot=200)
     assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (processes 2 vs 1")
+    # a folder whose results ran at two batch sizes records none: its speed matches nothing, itself included
+    mixed = run("mixed", env={"cpu_count": 2, "batch_size": None}, rate=5.0)
+    g = run_gate(run("b8", env={"cpu_count": 2, "batch_size": 8}), mixed, n_boot=200)
+    assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size 8 vs mixed")
+    g = run_gate(mixed, mixed, n_boot=200)
+    assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size mixed vs mixed")
+    # results written before a setting was recorded (no key): compared as before
+    g = run_gate(run("b8again", env={"cpu_count": 2, "batch_size": 8}), run("old", env={"cpu_count": 2}, rate=5.0),
+                 n_boot=200)
+    assert [e.verdict for e in g.efficiency] == [FAIL]
 
 
 def test_the_cli_says_which_baseline_it_picked_from_a_folder_and_why(big, tmp_path, capsys):
