@@ -53,6 +53,23 @@ def dumps(obj: Any, **kw: Any) -> str:
     return json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False, default=str, **kw)
 
 
+def kept_file_mode(path: str | os.PathLike[str]) -> int:
+    """The permission bits a file rewritten at ``path`` by rename keeps: its own where it exists,
+    else a new file's under the process umask (read from /proc where it can be: setting the umask to
+    read it would change it for every thread for that moment)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        pass
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            umask = next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0)
+        os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -44,6 +44,7 @@ from torch import nn
 
 from evalsuite.kernels import formats as format_table
 from evalsuite.kernels.recipes import get
+from evalsuite.results import kept_file_mode
 
 FORMAT_TAG = "packed-v1"
 _QUANT_BUFFERS = ("qdata", "scale", "block_scales", "global_scale")
@@ -90,21 +91,11 @@ def save_packed(model: nn.Module, path: str | os.PathLike[str]) -> Path:
         meta["evalsuite.kv_cache_dtype"] = recipe.kv_cache_dtype
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _file_mode(path)
+    mode = kept_file_mode(path)
     save_file(tensors, str(path), metadata=meta)
     os.chmod(path, mode)
     return path
 
-
-def _file_mode(path: Path) -> int:
-    """The permission bits a rewritten ``path`` keeps: its own where it exists, else a new file's under
-    the umask (safetensors writes a 0600 temp file and renames it over the target)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from evalsuite.model.config import BackboneConfig, OmniConfig
-from evalsuite.results import atomic_write_text
+from evalsuite.results import atomic_write_text, kept_file_mode
 from evalsuite.model.config_encoders import AudioConfig, VideoConfig, VisionConfig
 
 CONFIG_FILE = "config.json"
@@ -126,22 +126,12 @@ def save(model: nn.Module, path: str | Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in unique_state_dict(model).items()}
     target = path / WEIGHTS_FILE
-    mode = _file_mode(target)
+    mode = kept_file_mode(target)
     save_file(tensors, str(target), metadata={"format": FORMAT_TAG})  # a temp file renamed over the old one
     os.chmod(target, mode)
     atomic_write_text(path / CONFIG_FILE, json.dumps(config_to_dict(model.config), indent=2) + "\n")
     return path
 
-
-def _file_mode(path: Path) -> int:
-    """The permission bits a rewritten ``path`` keeps: its own where it exists, else a new file's under
-    the umask (safetensors writes a 0600 temp file and renames it over the target)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
 
 
 def load(path: str | Path = DEFAULT_DIR, dtype: torch.dtype | None = None,
