@@ -801,7 +801,9 @@ def _run_task(task: Task, backend: Backend, cfg: RunConfig, out: Path, chash: st
     stamp.update(config_hash=chash, seed=cfg.seed, processes=processes, **model_of_desc(model_desc))
     if todo and dist.leader:  # before the first sample of this config
         atomic_write_json(stamp_file, {**stamp, "elapsed_s": round(elapsed, 3)})
-    prior_wall = float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and earlier else elapsed
+    # the stamp counts every invocation's time on these samples; a finished entry (an earlier, smaller
+    # --limit) counts only up to its end, and results older than the stamp's count have only it
+    prior_wall = max(elapsed, float(prior_entry.get("wall_time_s", 0.0)) if prior_entry and earlier else 0.0)
     t0 = time.perf_counter()
 
     def keep_elapsed() -> None:  # so that a run cut short and resumed reports the time all its samples took

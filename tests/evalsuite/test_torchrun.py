@@ -217,3 +217,39 @@ def test_torchrun_puts_each_rank_on_its_own_gpu_and_refuses_one_gpu_for_all(monk
     calls.clear()
     init_dist("cpu")
     assert calls == [("init", "gloo")]
+
+
+def test_a_resume_after_a_smaller_finished_limit_counts_every_invocations_time(toy, tmp_path, monkeypatch):
+    """A finished --limit 2 entry, then --limit 6 stopped after a batch and resumed: the task's wall
+    time took the finished entry's (the first invocation's) and dropped the stopped one's, so the
+    resumed run read faster than it was. The stamp's count of every invocation wins."""
+    import evalsuite.runner as runner_mod
+    from evalsuite.runner import run
+
+    class Clock:  # time passes only while a batch runs: 10 s each
+        now = 0.0
+
+        def perf_counter(self):
+            return Clock.now
+
+    monkeypatch.setattr(runner_mod, "time", Clock())
+    real = runner_mod.process_batch
+    stop_at = [None]
+
+    def timed_batch(*a, **k):
+        if stop_at[0] == Clock.now:
+            raise KeyboardInterrupt
+        Clock.now += 10.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner_mod, "process_batch", timed_batch)
+    cfg = dict(model="mock", tasks=["toy"], out=tmp_path, batch_size=2, quiet=True, report=False,
+               task_args={"toy": {"n": 8}})
+    assert run(RunConfig(**cfg, limit=2)).results["tasks"]["toy"]["wall_time_s"] == 10.0
+    stop_at[0] = 20.0  # the second batch of the next run
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(**cfg, limit=6))
+    assert json.loads((tmp_path / "samples" / "toy.config.json").read_text())["elapsed_s"] == 20.0
+    stop_at[0] = None
+    entry = run(RunConfig(**cfg, limit=6)).results["tasks"]["toy"]
+    assert entry["n_samples"] == 6 and entry["wall_time_s"] == 30.0  # its 3 batches, one per invocation (was 20)
