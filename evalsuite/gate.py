@@ -635,7 +635,7 @@ def check_repeats(first: Run, label: str, repeats: Sequence[tuple[Run, str]], na
         if hardware(r) != hardware(r0):
             raise GateError(f"{side} run {lab}: other hardware than {label} ({describe_hardware(r)}; "
                             f"{describe_hardware(r0)}): a side's runs are repeats on one machine")
-        if settings := settings_differences(r0, r):
+        if settings := settings_differences(r0, r, mixed_matches_mixed=True):
             raise GateError(f"{side} run {lab}: other run settings than {label} ({'; '.join(settings)}): a side's "
                             f"runs are repeats with one set of settings")
         if model_identity(r["model"]) != model_identity(r0["model"]):

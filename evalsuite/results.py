@@ -369,23 +369,24 @@ def describe_hardware(results: dict[str, Any]) -> str:
 SPEED_SETTINGS = ("batch_size", "max_concurrency", "processes")
 
 
-def settings_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+def settings_differences(a: dict[str, Any], b: dict[str, Any], *, mixed_matches_mixed: bool = False) -> list[str]:
     """The speed settings two runs (their results.json) both record with different values: the
     model's own, else the run's (``environment.batch_size``, the runner's --batch-size, recorded for
     every backend: an openai: client sends that many requests at once, hf batches them). A setting
     recorded as null (a folder whose results ran at two batch sizes or process counts) is "mixed",
-    which matches nothing; one not recorded at all (results written before it was) is not compared."""
+    which matches nothing (``mixed_matches_mixed``: another mixed one, as repeats of one side may be);
+    one not recorded at all (results written before it was) is not compared."""
     def value(run: dict[str, Any], k: str) -> Any:
-        v = (run.get("model") or {}).get(k)
         env = run.get("environment") or {}
-        if v is None and k in env and env[k] is None:
+        if k in env and env[k] is None:  # the run's own record wins over the model's current setting
             return "mixed"  # recorded as none: the folder's results ran at more than one
+        v = (run.get("model") or {}).get(k)
         return v if v is not None else env.get(k)
 
     out = []
     for k in SPEED_SETTINGS:
         va, vb = value(a, k), value(b, k)
-        if va is not None and vb is not None and (va != vb or va == "mixed"):
+        if va is not None and vb is not None and (va != vb or (va == "mixed" and not mixed_matches_mixed)):
             out.append(f"{k} {va} vs {vb}")
     return out
 

@@ -1000,6 +1000,14 @@ def test_efficiency_is_not_gated_across_core_counts_servers_or_speed_settings(bi
     assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size 8 vs mixed")
     g = run_gate(mixed, mixed, n_boot=200)
     assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size mixed vs mixed")
+    # the reference model describes the last invocation's batch size; the folder's record says mixed
+    ref_mixed = run("ref_mixed", env={"cpu_count": 2, "batch_size": None}, model={"batch_size": 2}, rate=5.0)
+    g = run_gate(run("ref2", env={"cpu_count": 2, "batch_size": 2}, model={"batch_size": 2}), ref_mixed, n_boot=200)
+    assert not g.efficiency and g.efficiency_skipped.startswith("different run settings (batch_size 2 vs mixed")
+    # repeats of one side may both be mixed: the accuracy gate runs (efficiency still not gated)
+    g = run_gate(mixed, base, n_boot=200,
+                 baseline_repeats=[(run("mixed2", env={"cpu_count": 2, "batch_size": None}, rate=5.0), "mixed2")])
+    assert g.tasks and not g.efficiency
     # results written before a setting was recorded (no key): compared as before
     g = run_gate(run("b8again", env={"cpu_count": 2, "batch_size": 8}), run("old", env={"cpu_count": 2}, rate=5.0),
                  n_boot=200)
