@@ -156,9 +156,15 @@ def load_packed(model: nn.Module, path: str | os.PathLike[str], *, strict: bool 
     try:
         to_model = {_to_file_name(k, names): k for k in model.state_dict()}
         state = {to_model.get(k, k): v for k, v in file_tensors.items()}
-        groups = [g for g in _aliases(model) if len(g) > 1]
-        for group in groups:  # a shared tensor is in the file under one of its names
+        groups = []
+        for group in (g for g in _aliases(model) if len(g) > 1):  # a shared tensor is in the file under one of its names
             stored = [k for k in group if k in state]
+            if any(not torch.equal(state[k], state[stored[0]]) for k in stored[1:]):
+                if strict:  # the file's model had them apart (untied weights): tying would drop one
+                    raise ValueError(f"{path} does not fit this model: it holds {', '.join(stored)} as different "
+                                     f"tensors, which this model shares (tied weights)")
+                continue  # not strict: they are loaded apart
+            groups.append(group)
             for k in group if stored else ():
                 state.setdefault(k, state[stored[0]])
         problem = _misfit(model, state, names, strict)

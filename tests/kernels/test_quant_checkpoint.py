@@ -244,3 +244,21 @@ def test_tied_weights_stay_tied_through_load_and_save_again(tmp_path):
     with safe_open(str(first), "pt") as a, safe_open(str(second), "pt") as b:
         assert sorted(a.keys()) == sorted(b.keys())
         assert all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())
+
+
+def test_a_file_with_untied_weights_does_not_load_tied(tmp_path):
+    """A checkpoint of an untied model holds the LM head and the embedding apart; loading it into a
+    tied model kept one of them silently. Strict: one line; not strict: they load apart."""
+    from evalsuite.model.backbone import LanguageModel
+    from evalsuite.model.config import BackboneConfig
+
+    torch.manual_seed(0)
+    untied = kernels.quantize_model(LanguageModel(BackboneConfig()).to(torch.bfloat16), "fp8")
+    path = save_packed(untied, tmp_path / "untied.safetensors")
+    tied_cfg = BackboneConfig(tie_word_embeddings=True)
+    with pytest.raises(ValueError, match=r"untied\.safetensors does not fit this model: it holds "
+                                         r"backbone\.embeddings\.weight, lm_head\.weight as different tensors"):
+        load_packed(LanguageModel(tied_cfg).to(torch.bfloat16), path)
+    loose = load_packed(LanguageModel(tied_cfg).to(torch.bfloat16), path, strict=False)
+    assert torch.equal(loose.lm_head.weight, untied.lm_head.weight)
+    assert torch.equal(loose.backbone.embeddings.weight, untied.backbone.embeddings.weight)
