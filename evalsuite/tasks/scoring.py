@@ -134,11 +134,14 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
 
     Priority: (1) the whole response is a letter of either case, optionally bracketed or punctuated
     ("B", "(b)", "B."), while a response that is only different letters joined by "or", "and", ","
-    or "/" ("B or C", "The answer is A or B", "Both A and B"), or that anywhere hedges between two
-    letters with "or" or "/" ("I think B or C.", "B/C, not sure") unless it rules them out ("C, not
-    A or B"), names none and gives ``None``; (2) an explicit phrase — "answer is B", "Answer: (B)",
-    "option B"; a lower-case letter only where the response ends with it ("answer is b") — the last
-    one wins; then a response starting "B is correct", "A is the answer"; (3) a leading letter with a delimiter ("B. a red car", "(B) ..."); (4) bracketed letters "(B)",
+    or "/" ("B or C", "The answer is A or B", "Both A and B") names none and gives ``None``; (2) an
+    explicit phrase — "answer is B", "Answer: (B)", "option B"; a lower-case letter only where the
+    response ends with it ("answer is b") — the last one wins, and one hedged ("answer is B or C,
+    since …") names none; (3) a leading letter with a delimiter ("B. a red car", "(B) ..."), whatever
+    the explanation after it says; then "B is correct", "C is the best answer" (the last one); a
+    response that hedges between two letters with "or" or "/" ("I think B or C.") and names none of
+    the above gives ``None`` unless words before the pair rule them out ("rather than A or B");
+    (4) bracketed letters "(B)",
     the last one wins; (5) standalone capital letters, not counting the article "A" before a
     lower-case word, the last one wins; (6) option text from ``choices`` found in the response as
     whole words (the longest matching texts only, the last one wins). Full-width forms read as
@@ -160,30 +163,36 @@ def extract_choice(response: str, choices: Sequence[str] | None = None, letters:
     if re.fullmatch(rf"{lead}{one}(?:{joined}{one})+", core):
         if len(set(re.findall(rf"(?<![A-Za-z])[{L}](?![A-Za-z])", core))) > 1:
             return None  # "B or C", "A and B", "A, B": several letters name no single choice
-    hedge = re.compile(rf"(?<![A-Za-z0-9])[\(\[]?([{L}])[\)\]]?(?:\s+or\s+|\s*/\s*)[\(\[]?([{L}])[\)\]]?(?![A-Za-z0-9])")
-    for h in hedge.finditer(text):  # "I think B or C", "The answer is B or C, since ...": no single choice
-        if h.group(1) != h.group(2) and not re.search(r"\b(?:not|neither|nor|than|of)\s*$", text[:h.start()], re.I):
-            return None  # (but "C, not A or B" and "rather than A or B" rule them out)
+    # "B or C", "B/C": a hedge between two letters, unless words before it rule them out ("not A or B")
+    hedge = re.compile(rf"[\(\[]?([{L}])[\)\]]?(?:\s+or\s+|\s*/\s*)[\(\[]?([{L}])[\)\]]?(?![A-Za-z0-9])")
+
+    def hedged(at: int) -> bool:
+        """Whether a hedge starts at ``at``."""
+        h = hedge.match(text, at)
+        return bool(h) and h.group(1) != h.group(2)
     phrase = re.compile(
         rf"(?:answer|option|choice)\s*(?:is|would be|should be|:)?\s*:?\s*(?:option\s*)?[\(\[]?([{L}])(?![A-Za-z0-9])",
         re.IGNORECASE,
     )
     named = re.compile(
-        rf"\s*[\(\[]?([{L}])[\)\]]?\s+(?:is|would be|should be)\s+(?:the\s+)?(?:correct|right|best|answer|option|choice)\b",
+        rf"(?<![A-Za-z0-9])[\(\[]?([{L}])[\)\]]?\s+(?:is|would be|should be)\s+(?:the\s+)?(?:correct|right|best|answer|option|choice)\b",
         re.IGNORECASE,
     )
     # a lower-case letter counts only where nothing follows it: "answer is b", not "answer is a red car"
     hits = [h for h in phrase.finditer(text) if h.group(1).isupper() or not text[h.end():].strip(_EDGE_PUNCT + ")]")]
-    if hits:
-        return next(c for c in letters if c.lower() == hits[-1].group(1).lower())
-    # "B is correct" names the answer where the response starts with it; later in an explanation
-    # ("D. B is the correct colour of the square") it speaks of another option
-    m = named.match(text)
-    if m and m.group(1).isupper():
-        return m.group(1)
+    if hits:  # "The answer is B or C, since ...": the phrase names no single choice
+        return None if hedged(hits[-1].start(1) - (text[hits[-1].start(1) - 1] in "([")) else \
+            next(c for c in letters if c.lower() == hits[-1].group(1).lower())
     m = re.match(rf"\s*[\(\[]?([{L}])(?:[\)\]\.:,]|\s*$)", text)
-    if m:
+    if m:  # a leading letter: what follows explains it ("D. B is the correct colour of the square")
         return m.group(1)
+    # "B is correct", "C is the best answer" where no phrase or leading letter answered: the last one
+    named_hits = [h for h in named.finditer(text) if h.group(1).isupper()]
+    if named_hits:
+        return named_hits[-1].group(1)
+    for h in hedge.finditer(text):  # "I think B or C.", "Probably C or B": no single choice
+        if h.group(1) != h.group(2) and not re.search(r"\b(?:not|neither|nor|than|of|unlike)\s*$", text[:h.start()], re.I):
+            return None
     bracketed = re.findall(rf"[\(\[]([{L}])[\)\]]", text)
     if bracketed:
         return bracketed[-1]

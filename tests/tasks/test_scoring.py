@@ -336,9 +336,10 @@ def test_seeclick_reading_matches_the_official_script(response: str, size) -> No
 
 
 def test_extract_choice_keeps_the_answer_over_an_explanation_and_leaves_hedges_in_sentences_unparsed():
-    """'X is correct' names the answer only where the response starts with it: in an explanation after
-    the answer it speaks of another option. Two letters joined by 'or' or '/' anywhere are a hedge
-    (no single choice), unless the response rules them out ('not A or B')."""
+    """An explicit answer phrase or a leading letter is the answer, whatever the explanation after it
+    says ('D. B is the correct colour of the square'); 'X is correct' answers where neither does. Two
+    letters joined by 'or' or '/' are a hedge (no single choice) in an answer phrase ('The answer is B
+    or C, since ...') or where nothing else answers ('I think B or C.'), unless ruled out ('not A or B')."""
     choices = ["yellow", "blue", "red", "white"]
     for text, want in [("D. B is the correct colour of the square, not the cross.", "D"),
                        ("Answer: D. (B is the correct answer for the square.)", "D"),
@@ -348,5 +349,15 @@ def test_extract_choice_keeps_the_answer_over_an_explanation_and_leaves_hedges_i
                        ("I think B or C.", None), ("It is B or C, not sure.", None), ("Probably C or B", None),
                        ("The answer is B or C, since both appeared early", None), ("B/C", None),
                        ("The answer is C, not A or B.", "C"), ("Rather than A or B, it is D.", "D"),
-                       ("B or B", "B")]:
+                       ("B or B", "B"),
+                       # an answer followed by options it rules out is the answer
+                       ("The answer is B. A or C would be wrong because the car is blue.", "B"),
+                       ("Answer: D. It cannot be A or B, since the ring is white.", "D"),
+                       ("B. It isn't A or C.", "B"), ("Between B or C, the answer is C.", "C"),
+                       ("Answer: C. The A/B split screen shows red.", "C"), ("(B) blue. Unlike A or C, it matches.", "B"),
+                       # "X is correct" after a preamble, with other letters after it
+                       ("Based on the video, C is correct. D is incorrect.", "C"),
+                       ("After watching carefully, D is the best answer. Options A and B show other colours.", "D"),
+                       ("From the frames shown, I believe B is correct, since C never appears.", "B"),
+                       ("The answer is (B) or (C).", None)]:
         assert extract_choice(text, choices) == want, text
