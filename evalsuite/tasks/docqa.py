@@ -31,7 +31,7 @@ class DocQA(Task):
     """OCRBench-style document QA on rendered invoices, receipts, forms, tables, charts."""
 
     name = "docqa"
-    version = "1"
+    version = "2"  # 2: answers read as whole tokens (numbers by value)
     default_args: dict[str, Any] = {"split": "eval", "n": 200, "difficulty": "default", "image_mode": "dynamic"}
     media_keys = ("image_mode",)
     breakdown_keys = ("category", "aspect", "kind")

@@ -59,7 +59,7 @@ class VideoQA(Task):
     """Long-video multiple-choice QA on sparse-event videos (order, count, attribute, when)."""
 
     name = "videoqa"
-    version = "1"
+    version = "2"  # 2: the letter reader of extract_choice as it is now (hedges, explanations)
     default_args: dict[str, Any] = {
         "split": "eval", "n": 200, "difficulty": "default",
         "fps": DESIGN_FPS, "max_frames": DESIGN_MAX_FRAMES, "evs_q": 0.0,
