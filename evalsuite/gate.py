@@ -522,6 +522,11 @@ def decide_efficiency(v: EfficiencyVerdict, max_slowdown: float, alpha: float) -
                                      f"(one-sided t test p = {fmt_p(v.p_beyond_holm)} <= {alpha})")
     elif v.lower >= floor:
         v.verdict, v.reason = PASS, f"within the allowed {allowed} (lower bound {v.lower:.3f}x over {runs})"
+    elif v.upper < floor:  # the bounds are past the allowance, yet the Holm-adjusted test did not reject
+        v.verdict, v.reason = INCONCLUSIVE, (f"{slower}, bounds [{v.lower:.3f}x, {v.upper:.3f}x] over {runs} "
+                                             f"entirely below {floor:.2f}x, but not significantly after Holm "
+                                             f"across the gated figures (one-sided t test p = "
+                                             f"{fmt_p(v.p_beyond_holm)} > {alpha}): give more runs")
     else:
         v.verdict, v.reason = INCONCLUSIVE, (f"{'faster' if v.speed_ratio >= 1 else slower}, bounds "
                                              f"[{v.lower:.3f}x, {v.upper:.3f}x] over {runs} reach "

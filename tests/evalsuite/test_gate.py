@@ -531,6 +531,19 @@ def test_speed_test_is_the_pooled_t_test_on_log_figures():
     assert speed_test([100.0, 104.0], [70.0], +1, 0.05, 0.2)[3] is not None
 
 
+def test_bounds_past_the_allowance_without_significance_after_holm_say_so():
+    # one figure 38% slower, four unchanged: its bounds lie wholly below 0.80x, but Holm across the five
+    # figures leaves it short of significance; the reason must not claim the bounds reach 0.80x
+    base = [{"a_per_s": 100.0 * k, **{f"{x}_per_s": 10.0 * k for x in "bcde"}} for k in (1.0, 1.05, 0.95)]
+    cand = [{"a_per_s": 62.0 * k, **{f"{x}_per_s": 10.0 * k for x in "bcde"}} for k in (1.0, 1.12, 0.9)]
+    v = check_efficiency("t", base, cand, 0.20)[0]
+    assert v.key == "a_per_s" and v.verdict == INCONCLUSIVE
+    assert v.upper < 0.8 and v.p_beyond < 0.05 < v.p_beyond_holm
+    assert v.reason == (f"37.8% slower, bounds [{v.lower:.3f}x, {v.upper:.3f}x] over 3 + 3 runs entirely below "
+                        "0.80x, but not significantly after Holm across the gated figures (one-sided t test "
+                        "p = 0.056 > 0.05): give more runs")
+
+
 def _sim_gate(rng, n_base, n_cand, true_speed, noise=0.15, max_slowdown=0.20, n_sim=1500):
     """Verdict counts of one throughput figure with lognormal run-to-run noise (sd ``noise`` of the log)."""
     counts = {PASS: 0, FAIL: 0, INCONCLUSIVE: 0}
