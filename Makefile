@@ -15,6 +15,10 @@ OUT ?= results/runs/$(subst :,_,$(subst /,_,$(MODEL)))
 ARGS ?=
 PYTEST_ARGS ?=
 
+# A value as one shell word: model names carry URL fragments with '&' (openai:http://host/v1#model=M&api_key_env=V),
+# and the default OUT is derived from them, so a bare $(MODEL) in a recipe would background half the command.
+quote = '$(subst ','\'',$(1))'
+
 # Debian packages: espeak-ng speaks the audio task's words, chromium renders pages in browser tests,
 # tesseract-ocr is the cascade baseline's OCR specialist.
 DEB_PACKAGES := espeak-ng chromium tesseract-ocr
@@ -46,13 +50,13 @@ sysdeps:
 	fi
 
 eval: venv sysdeps
-	$(PY) -m evalsuite run --model $(MODEL) --tasks $(TASKS) $(if $(LIMIT),--limit $(LIMIT)) --out $(OUT) $(ARGS)
+	$(PY) -m evalsuite run --model $(call quote,$(MODEL)) --tasks $(call quote,$(TASKS)) $(if $(LIMIT),--limit $(call quote,$(LIMIT))) --out $(call quote,$(OUT)) $(ARGS)
 
 test: venv sysdeps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 report: venv
-	$(PY) -m evalsuite report $(OUT)
+	$(PY) -m evalsuite report $(call quote,$(OUT))
 
 list: venv
 	$(PY) -m evalsuite list
@@ -61,7 +65,7 @@ leaderboard: venv
 	$(PY) -m evalsuite leaderboard $(or $(RUNS),results/runs) --out $(or $(SITE),results/leaderboard)
 
 gate: venv
-	$(PY) -m evalsuite gate --baseline $(or $(BASELINE),results/baselines) --candidate $(or $(CANDIDATE),$(OUT)) --out $(or $(GATE_OUT),results/gate) $(ARGS)
+	$(PY) -m evalsuite gate --baseline $(or $(BASELINE),results/baselines) --candidate $(or $(CANDIDATE),$(call quote,$(OUT))) --out $(or $(GATE_OUT),results/gate) $(ARGS)
 
 # Each JSON is removed before its run: pytest-benchmark writes none when every benchmark is skipped
 # (exit 5: an optional package missing, or deselected by PYTEST_ARGS), and an older run's file must not
@@ -90,7 +94,7 @@ sensitivity: venv
 	$(PY) bench/sensitivity.py $(ARGS)
 
 serve: venv
-	$(PY) -m evalsuite serve --model $(MODEL) $(ARGS)
+	$(PY) -m evalsuite serve --model $(call quote,$(MODEL)) $(ARGS)
 
 # into results/train/tiny, not over the committed checkpoint: a time-boxed or failed run must not replace
 # the model every bf16/fp8/fp4 run loads (TRAIN_OUT=evalsuite/model/checkpoints/tiny to re-make it in place:

@@ -204,3 +204,34 @@ def test_a_results_file_of_another_major_schema_says_which_evalsuite_wrote_it(tm
     (tmp_path / "results.json").write_text(json.dumps({"schema_version": "0.9", "tasks": {}}))
     assert main(["report", str(tmp_path)]) == 2
     assert "is results schema 0.9, this evalsuite reads 1.x (an older evalsuite wrote it)" in capsys.readouterr().err
+
+
+def test_make_targets_pass_a_model_url_with_options_as_one_argument(tmp_path):
+    # openai:<url>#a=1&b=2 holds '&': unquoted in a recipe, the shell ran the model half of the command in
+    # the background and the rest ('--tasks …') as a command of its own
+    import shutil
+
+    import pytest
+
+    if shutil.which("make") is None:
+        pytest.skip("no make here")
+    stub = tmp_path / "argv.py"
+    stub.write_text("import json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    py = f"{sys.executable} {stub}"
+    model = "openai:http://127.0.0.1:8000/v1#model=it's&max_concurrency=4"
+    out = "results/runs/openai_http___127.0.0.1_8000_v1#model=it's&max_concurrency=4"
+
+    def argv(target, *extra):
+        lines = subprocess.run(["make", "-n", "-o", ".venv/.installed", target, f"PY={py}", f"MODEL={model}", *extra],
+                               cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+        line = next(x for x in lines if x.startswith(py))
+        got = subprocess.run(["bash", "-c", line], capture_output=True, text=True, check=True).stdout
+        return json.loads(got)
+
+    assert argv("eval", "TASKS=docqa", "LIMIT=3", "ARGS=--quiet --seed 1") == [
+        "-m", "evalsuite", "run", "--model", model, "--tasks", "docqa", "--limit", "3", "--out", out,
+        "--quiet", "--seed", "1"]
+    assert argv("serve", "ARGS=--port 9000") == ["-m", "evalsuite", "serve", "--model", model, "--port", "9000"]
+    assert argv("report") == ["-m", "evalsuite", "report", out]
+    gate = argv("gate")
+    assert gate[gate.index("--candidate") + 1] == out
