@@ -490,11 +490,16 @@ def main(argv: list[str] | None = None) -> int:
     """lm-eval's CLI with the ``evalsuite`` model registered."""
     from lm_eval.__main__ import cli_evaluate
 
+    from evalsuite.backend import BackendConfigError
+    from evalsuite.registry import UnknownNameError
+
     sys.argv = [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]
     EvalsuiteLM.tracked = made = []
     try:
         cli_evaluate()
-    except (ModelArgsError, NotImplementedError) as e:  # a bad argument; a request type the model cannot serve
+    # a bad argument or model name (model=mok, a missing replay file, device=cuda without CUDA), as the
+    # suite's own CLI says them; a request type the model cannot serve
+    except (ModelArgsError, UnknownNameError, BackendConfigError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     finally:

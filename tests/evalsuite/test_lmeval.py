@@ -832,3 +832,24 @@ def test_quiet_silences_lm_evals_bootstrap_too(tmp_path: Path, capsys, monkeypat
     leaked = [name for name, mod in list(sys.modules.items())
               if isinstance((getattr(mod, "__dict__", None) or {}).get("tqdm"), functools.partial)]
     assert leaked == []  # modules first imported during the quiet call got the real tqdm back
+
+
+@pytest.mark.parametrize("model, said", [
+    ("mok", "error: unknown model 'mok'; did you mean 'mock'?"),
+    ("replay:/nonexistent/preds.jsonl", "error: replay file not found: /nonexistent/preds.jsonl"),
+])
+def test_lm_eval_cli_says_a_bad_model_in_one_line(task_dir: Path, model: str, said: str, capsys,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # as the suite's own CLI: exit 2 and one line, not a traceback and exit 1
+    import lm_eval.__main__
+
+    from evalsuite.lmeval import main
+
+    def cli_evaluate() -> None:  # lm-eval's CLI makes the model from --model_args before any request
+        EvalsuiteLM.create_from_arg_string(sys.argv[sys.argv.index("--model_args") + 1], {"device": "cpu"})
+
+    monkeypatch.setattr(lm_eval.__main__, "cli_evaluate", cli_evaluate)
+    monkeypatch.setattr(sys, "argv", ["evalsuite.lmeval"])
+    assert main(["--model", "evalsuite", "--model_args", f"model={model}", "--tasks", "tinyqa",
+                 "--include_path", str(task_dir)]) == 2
+    assert capsys.readouterr().err.strip().startswith(said)
