@@ -23,6 +23,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gpu import positive_int  # noqa: E402  (the bench scripts' shared option type)
 
 TASKS = ("videoqa", "docqa", "gui")
 _POOLS = None
@@ -103,20 +106,11 @@ def table(rows, workers: int) -> str:
     return "\n".join(lines)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
-
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python bench/bench_training_data.py", description=__doc__.split("\n")[0])
-    p.add_argument("--n", type=_positive_int, default=12, help="items per measurement")
-    p.add_argument("--workers", type=_positive_int, default=2)
+    p.add_argument("--n", type=positive_int, default=12, help="items per measurement")
+    p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--write", action="store_true")
     a = p.parse_args(argv)
     rows = measure(a.n, a.workers)

@@ -53,6 +53,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gpu import positive_int  # noqa: E402  (the bench scripts' shared option type)
 
 from evalsuite.kernels import formats  # noqa: E402
 from evalsuite.kernels.recipes import NEVER_QUANTIZED, Recipe, get, pattern_matches  # noqa: E402
@@ -493,15 +496,6 @@ def _floor(text: str) -> float:
     return v
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
-
 
 def load_model(checkpoint: str | None) -> tuple[nn.Module, str]:
     """The omni model as the reference backend holds it on CPU (weights rounded to BF16, float32),
@@ -536,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint directory or 'random' (default: as the reference backend)")
     parser.add_argument("--tasks", type=_names("task", CALIBRATION_TASKS), default=list(CALIBRATION_TASKS),
                         help=f"calibration tasks (train split), default {','.join(CALIBRATION_TASKS)}")
-    parser.add_argument("--n", type=_positive_int, default=4, help="calibration samples per task (default 4)")
+    parser.add_argument("--n", type=positive_int, default=4, help="calibration samples per task (default 4)")
     parser.add_argument("--floor-db", type=_floor, default=DEFAULT_FLOOR_DB,
                         help=f"lowest acceptable layer output SQNR in dB (default {DEFAULT_FLOOR_DB:g})")
     parser.add_argument("--formats", type=_names("format", QUANT_FORMATS), default=list(QUANT_FORMATS),
