@@ -705,6 +705,8 @@ class _Bench:
         at_slo = self.search.get("best_point") if self.search.get("status") in ("converged", "bounded") else None
         single = next((p for p in sorted(self.closed_loop, key=lambda p: p["label"] != "c1")
                        if p["concurrency"] == 1), None)  # c1 of the sweep, else the search's probe of 1
+        if single is not None and not single["n_completed"]:
+            single = None  # a point where every request failed measured no speed (not 0 tok/s)
         marks = at_slo_marks(self.search) if at_slo else []
         self.search["marks"] = marks
         return {
@@ -745,8 +747,9 @@ class _Bench:
         task, rows = self.task, self.rows
         headline = self.headline()
         lags = [r.metadata["send_lag_s"] for r in rows if r.metadata.get("send_lag_s") is not None]
-        load_pts = [p for p in self.closed_loop + self.open_loop
-                    if p["tokens_per_s_per_user_by_concurrency"] is not None and p["output_tokens_per_s"] is not None]
+        load_pts = [p for p in self.closed_loop + self.open_loop  # a point that completed nothing is no trade-off
+                    if p["tokens_per_s_per_user_by_concurrency"] is not None and p["output_tokens_per_s"] is not None
+                    and p["n_completed"]]
         y_key = "output_tokens_per_s_per_gpu" if self.gpus else "output_tokens_per_s"
         front = sm.pareto_front([(p["tokens_per_s_per_user_by_concurrency"], p[y_key]) for p in load_pts])
         self.detail.update(

@@ -493,3 +493,15 @@ def test_the_pace_rule_decides_over_a_schedule_its_time_bound_shortened(tmp_path
     assert 3.0 < p["arrival_window_s"] < 4.0
     assert p["keeps_pace"] is True and p["backlog_growth"] is not None
     assert not any("latency alone decides" in n for n in p["notes"])
+
+
+def test_a_point_where_every_request_failed_measures_no_speed(tmp_path: Path) -> None:
+    """Every request failed: single-stream tok/s read 0.0 and the failed points stood on the Pareto
+    front, as if a speed had been measured. No request finished: no figure (null), no front."""
+    outcome = run(RunConfig(model="mock:fail=-", tasks=["throughput"], out=tmp_path / "run", limit=3, quiet=True,
+                            report=False, task_args={"throughput": {**QUICK, "concurrency": [1, 2]}}))
+    t = outcome.results["tasks"]["throughput"]
+    assert outcome.exit_code == 1 and t["n_errors"] == t["n_samples"] > 0
+    assert t["efficiency"].get("single_stream_tokens_per_s") is None
+    assert t["efficiency"].get("single_stream_ttft_s") is None
+    assert t["throughput"]["pareto"]["points"] == []
