@@ -89,3 +89,20 @@ def write_run(folder: Path, samples: dict[str, list[SampleResult]], **kw: Any) -
 
 
 # ---- media files --------------------------------------------------------------------------------
+
+
+def ctrl_c_on_second_batch(monkeypatch: Any):
+    """The runner's second batch raises KeyboardInterrupt, as Ctrl-C there would; returns what undoes it."""
+    import evalsuite.runner as runner_mod
+
+    real = runner_mod.process_batch
+    calls = {"n": 0}
+
+    def stop_on_second_batch(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    return lambda: monkeypatch.setattr(runner_mod, "process_batch", real)

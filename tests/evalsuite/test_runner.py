@@ -11,6 +11,7 @@ import pytest
 from evalsuite.results import RunFormatError, load_run, read_jsonl, validate
 from evalsuite.runner import RunConfig, RunError, run
 from evalsuite.stats import wilson_ci
+from runfolders import ctrl_c_on_second_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,23 +31,6 @@ def _replay_file(tmp_path, n=20, wrong=()):
     path = tmp_path / "preds.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _ctrl_c_on_second_batch(monkeypatch):
-    """The runner's second batch raises KeyboardInterrupt, as Ctrl-C there would; returns what undoes it."""
-    import evalsuite.runner as runner_mod
-
-    real = runner_mod.process_batch
-    calls = {"n": 0}
-
-    def stop_on_second_batch(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
-    return lambda: monkeypatch.setattr(runner_mod, "process_batch", real)
 
 
 def test_replay_run_scores_exactly_and_writes_the_contract(toy, tmp_path):
@@ -127,7 +111,7 @@ def test_a_task_over_the_error_rate_left_by_an_earlier_run_keeps_the_folder_fail
 def test_ctrl_c_leaves_an_interrupted_resumable_run(toy, tmp_path, monkeypatch):
     preds = _replay_file(tmp_path, wrong={1, 17})
     out = tmp_path / "run"
-    undo = _ctrl_c_on_second_batch(monkeypatch)
+    undo = ctrl_c_on_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
     first = json.loads((out / "results.json").read_text())
@@ -190,7 +174,7 @@ def test_a_task_cut_short_before_results_json_resumes_only_under_its_own_config(
     """Ctrl-C or a kill inside a task's first pass leaves samples but no entry in results.json (or no
     results.json at all): the stamp beside the samples still refuses another model, task config or seed."""
     out = tmp_path / "run"
-    undo = _ctrl_c_on_second_batch(monkeypatch)
+    undo = ctrl_c_on_second_batch(monkeypatch)
     cfg = dict(tasks=["toy"], out=out, quiet=True, report=False, batch_size=4)
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(model="mock:letter=A", **cfg))
@@ -476,7 +460,7 @@ def test_a_task_resumed_after_a_cut_reports_the_time_all_its_samples_took(toy, t
     resumed docqa showed 9135 samples/s): the time so far is kept beside its samples."""
     preds = _replay_file(tmp_path)
     out = tmp_path / "run"
-    undo = _ctrl_c_on_second_batch(monkeypatch)
+    undo = ctrl_c_on_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(model=f"replay:{preds}", tasks=["toy"], out=out, quiet=True, report=False, batch_size=8))
     undo()

@@ -9,9 +9,24 @@ from pathlib import Path
 import pytest
 
 from evalsuite.results import load_run, read_jsonl
-from evalsuite.runner import RunConfig
+from evalsuite.runner import Dist, RunConfig
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+class NoWait(Dist):
+    """One rank of a torchrun, run here alone: its barriers do not wait."""
+
+    def barrier(self) -> None:
+        pass
+
+
+def _toy_task(n: int):
+    """(the toy task of ``n`` samples, the mock backend, their config hash)."""
+    from evalsuite.runner import config_hash, make_backend, make_task
+
+    task, backend = make_task("toy", {"n": n}), make_backend("mock")
+    return task, backend, config_hash(task, backend.describe())
 
 
 def test_two_ranks_merge_to_the_single_process_result(toy, tmp_path):
@@ -69,7 +84,7 @@ def test_a_torchrun_cut_short_keeps_the_time_its_samples_took(toy, tmp_path, mon
     part alone as its wall time: 64 samples/s for a run that does 20. Rank 0 keeps it, also when it is
     stopped while waiting for the other ranks, and a resume on any number of ranks adds to it."""
     import evalsuite.runner as runner_mod
-    from evalsuite.runner import Dist, _run_task, config_hash, make_backend, make_task
+    from evalsuite.runner import _run_task
 
     class Clock:  # each reading 10 s after the one before
         now = 0.0
@@ -87,8 +102,7 @@ def test_a_torchrun_cut_short_keeps_the_time_its_samples_took(toy, tmp_path, mon
             if Rank0Of2.stop:  # torchrun's SIGTERM while rank 0 waits for rank 1
                 raise runner_mod.Terminated()
 
-    task, backend = make_task("toy", {"n": 8}), make_backend("mock")
-    chash = config_hash(task, backend.describe())
+    task, backend, chash = _toy_task(8)
     cfg = RunConfig(model="mock", tasks=["toy"], out=tmp_path, batch_size=2, quiet=True)
     with pytest.raises(runner_mod.Terminated):
         _run_task(task, backend, cfg, tmp_path, chash, None, Rank0Of2(rank=0, world=2), backend.describe())
@@ -103,14 +117,9 @@ def test_finished_samples_of_other_data_are_refused_by_every_rank(toy, tmp_path)
     """Each rank checked only its own share of the finished samples for other data: the rank holding
     one refused and exited while the others ran their shards on and were stopped by torchrun, their
     results.json saying "interrupted … run the same command again". Every rank refuses together."""
-    from evalsuite.runner import Dist, ResumeRefused, _run_task, config_hash, make_backend, make_task
+    from evalsuite.runner import ResumeRefused, _run_task
 
-    class NoWait(Dist):  # one rank of two, run here alone
-        def barrier(self) -> None:
-            pass
-
-    task, backend = make_task("toy", {"n": 8}), make_backend("mock")
-    chash = config_hash(task, backend.describe())
+    task, backend, chash = _toy_task(8)
     first = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, limit=4)
     assert _run_task(task, backend, first, tmp_path, chash, None, NoWait(rank=1, world=2), backend.describe()) is None
     shard = tmp_path / "samples" / "toy.rank1-of-2.jsonl"  # as a torchrun cut short left it
@@ -129,14 +138,9 @@ def test_shards_of_a_larger_limit_are_refused_like_the_merged_file(toy, tmp_path
     while the merged file it wrote held 8 (the shards' others were kept after them): the gate refuses
     such a run (its files disagree) and the same command run again was refused. The shards are
     checked for samples outside the run's list as the merged file is."""
-    from evalsuite.runner import Dist, ResumeRefused, _run_task, config_hash, make_backend, make_task
+    from evalsuite.runner import ResumeRefused, _run_task
 
-    class NoWait(Dist):  # one rank of two, run here alone
-        def barrier(self) -> None:
-            pass
-
-    task, backend = make_task("toy", {"n": 8}), make_backend("mock")
-    chash = config_hash(task, backend.describe())
+    task, backend, chash = _toy_task(8)
     first = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, limit=8)
     _run_task(task, backend, first, tmp_path, chash, None, NoWait(rank=1, world=2), backend.describe())
     shard = tmp_path / "samples" / "toy.rank1-of-2.jsonl"
@@ -150,16 +154,11 @@ def test_shards_of_a_larger_limit_are_refused_like_the_merged_file(toy, tmp_path
 def test_a_folder_whose_samples_ran_on_two_numbers_of_processes_records_none(toy, tmp_path):
     """A torchrun cut short and resumed by one process recorded 1 process, and the gate compared its
     samples/s, partly the sum of two ranks, as one process's."""
-    from evalsuite.runner import Dist, _run_task, config_hash, make_backend, make_task, run
+    from evalsuite.runner import _run_task, run
 
-    class NoWait(Dist):  # one rank of two, run here alone
-        def barrier(self) -> None:
-            pass
-
-    task, backend = make_task("toy", {"n": 6}), make_backend("mock")
+    task, backend, chash = _toy_task(6)
     cfg = RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False)
-    _run_task(task, backend, cfg, tmp_path, config_hash(task, backend.describe()), None, NoWait(rank=1, world=2),
-              backend.describe())
+    _run_task(task, backend, cfg, tmp_path, chash, None, NoWait(rank=1, world=2), backend.describe())
     run(RunConfig(model="mock", tasks=["toy"], out=tmp_path, quiet=True, report=False, task_args={"toy": {"n": 6}}))
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["tasks"]["toy"]["n_samples"] == 6 and doc["environment"]["processes"] is None

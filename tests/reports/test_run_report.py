@@ -54,16 +54,7 @@ def test_a_run_stopped_by_ctrl_c_or_a_crash_renders_its_page(toy, tmp_path, monk
     out = tmp_path / "run"
     run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=4, batch_size=4))
     assert '<b id="run-status" class="ok">complete</b>' in (out / "report.html").read_text()
-    real = runner_mod.process_batch
-    calls = {"n": 0}
-
-    def stop_on_second_batch(*a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(*a, **kw)
-
-    monkeypatch.setattr(runner_mod, "process_batch", stop_on_second_batch)
+    ctrl_c_on_second_batch(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(RunConfig(model="mock", tasks=["toy"], out=out, quiet=True, limit=12, batch_size=4))
     html = (out / "report.html").read_text()
@@ -124,7 +115,7 @@ def test_retried_samples_are_counted_beside_the_mean_end_to_end(toy, tmp_path):
 
 
 # ---- pages from hand-written run folders ----------------------------------------------------------
-from runfolders import binary_samples, write_run  # noqa: E402
+from runfolders import binary_samples, ctrl_c_on_second_batch, write_run  # noqa: E402
 
 from evalsuite.tasks import audioqa, videoqa  # noqa: E402
 from evalsuite.types import SampleResult  # noqa: E402
