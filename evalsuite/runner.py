@@ -636,7 +636,7 @@ def run(cfg: RunConfig) -> RunOutcome:
         validate(json.loads(json.dumps(doc, default=str)))
         atomic_write_json(res_path, doc)
 
-    stopped = False  # an exception ended the run after results.json said so
+    finished = False  # False in `finally`: an exception ended the run (results.json says how)
     try:
         if cfg.overwrite:
             dist.barrier()  # every rank sees the overwrite before reading its shard
@@ -663,9 +663,9 @@ def run(cfg: RunConfig) -> RunOutcome:
                 exit_code = 1
         doc["status_reasons"] = list(messages)
         write("failed" if messages else "complete")
+        finished = True
     except KeyboardInterrupt as e:
         doc["status_reasons"] = [interrupted_reason(e, dist)]
-        stopped = True
         try:
             write("interrupted")
         except Exception:
@@ -686,11 +686,9 @@ def run(cfg: RunConfig) -> RunOutcome:
                 write("failed")
         except Exception:
             pass
-        stopped = True
         raise
     except BaseException as e:
         doc["status_reasons"] = [one_line(e)]
-        stopped = True
         try:
             write("failed")
         except Exception:
@@ -703,23 +701,19 @@ def run(cfg: RunConfig) -> RunOutcome:
 
             if td.is_initialized():
                 td.destroy_process_group()
-        # a run stopped by Ctrl-C, SIGTERM or an error gets its page too: the page of an earlier
-        # invocation would otherwise stay, saying "complete" beside a results.json that does not
-        if stopped and cfg.report and dist.leader:
+        if cfg.report and dist.leader:
+            # a run stopped by Ctrl-C, SIGTERM or an error gets its page too: the page of an earlier
+            # invocation would otherwise stay, saying "complete" beside a results.json that does not
             try:
                 from evalsuite.reports.run_report import render_run_report
 
                 render_run_report(out)
-            except Exception:  # the exception that stopped the run is the one to see
+            except ImportError:
                 pass
-
-    if cfg.report and dist.leader:
-        try:
-            from evalsuite.reports.run_report import render_run_report
-
-            render_run_report(out)
-        except ImportError:
-            pass
+            except Exception:
+                if finished:
+                    raise
+                # else the exception that stopped the run is the one to see
     return RunOutcome(results=doc, out=out, exit_code=exit_code, messages=messages, leader=dist.leader)
 
 
