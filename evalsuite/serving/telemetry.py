@@ -98,8 +98,8 @@ def window(samples: Sequence[GpuSample], t0: float, t1: float, max_gap_s: float 
 
 class GpuSampler:
     """Samples NVML devices ``indices`` every ``interval_s`` seconds on a daemon thread. A window
-    with a stretch longer than ``max_gap_s`` (5 intervals, at least 1 s) unread has no figures
-    (`window`); ``n_failed_readings`` counts the readings NVML refused."""
+    whose start or end is unread for longer than ``max_gap_s`` (5 intervals, at least 1 s) has no
+    figures (`window`); ``n_failed_readings`` counts the readings NVML refused."""
 
     def __init__(self, nvml: Any, handles: list[Any], indices: list[int], interval_s: float) -> None:
         self._nvml, self._handles, self.indices, self.interval_s = nvml, handles, indices, interval_s

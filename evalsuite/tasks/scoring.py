@@ -49,12 +49,13 @@ def _as_list(answers: str | Sequence[object]) -> list[str]:
 # ---- OCRBench -----------------------------------------------------------------------------------
 _WORD = r"[^\W_]"  # a letter or digit
 _JOINER = r"[.,\-/@_]"  # joins what is on either side into one token: "2.50", "K-77", "a@b.com"
-_NUMBER = re.compile(rf"(?<!{_WORD})(?<!{_WORD}{_JOINER})\d+(?:,\d{{3}})*(?:\.\d+)?(?!{_WORD})(?!{_JOINER}{_WORD})")
+_PLAIN_NUMBER = r"\d+(?:,\d{3})*(?:\.\d+)?"  # 12, 1,000, 3.0
+_NUMBER = re.compile(rf"(?<!{_WORD})(?<!{_WORD}{_JOINER}){_PLAIN_NUMBER}(?!{_WORD})(?!{_JOINER}{_WORD})")
 
 
 def _number(text: str) -> float | None:
     """``"1,000"`` → 1000.0, ``"3.0"`` → 3.0; None unless ``text`` is one plain number."""
-    if re.fullmatch(r"\d+(?:,\d{3})*(?:\.\d+)?", text) is None:
+    if re.fullmatch(_PLAIN_NUMBER, text) is None:
         return None
     return float(text.replace(",", ""))
 
