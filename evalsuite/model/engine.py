@@ -16,8 +16,7 @@ with a per-request ``torch.Generator`` seeded from ``SamplingParams.seed``: a re
 not depend on what else is in the batch. Its logits may, in the last bits: a float32 matmul's
 per-row result can change with the number of rows (CPU BLAS blocking), by 1e-6 to 1e-5 relative;
 bf16 decoding absorbs that, but an fp8 recipe's activation rounding can magnify it into a different
-pick between two near-tied tokens (seen once in ten 2-token prompts, 4 slots against 1; eval
-answers at --batch-size 1, 3 and 8 were identical in every run tried). Every generated token is reported to the request's
+pick between two near-tied tokens. Every generated token is reported to the request's
 ``on_token`` callback with its `time.perf_counter` time; text is released only when it can no longer
 turn out to be the start of a stop string (as serving engines stream).
 
